@@ -1,0 +1,293 @@
+//! Typed, lazily parsed access to a [`SipMessage`]'s start line and headers. Nothing is cached:
+//! each accessor finds its header in the index and parses only that value.
+
+use crate::error::{ParseError, Result};
+use crate::header_name::HeaderName;
+use crate::headers::{
+    AuthHeader, CSeq, Contacts, Event, MediaType, NameAddr, RAck, Reason, SipDate, Via,
+};
+use crate::message::{HeaderEntry, SipMessage, StartLine};
+use crate::method::Method;
+use crate::scan::{CommaSplit, is_token_str, parse_u32};
+use crate::uri::Uri;
+
+/// One header line as seen through [`SipMessage::headers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderRef<'a> {
+    /// Position in the header index, for edits.
+    pub index: usize,
+    pub name: HeaderName,
+    /// The name as written (`v`, `VIA`, `X-Custom`).
+    pub name_str: &'a str,
+    /// The value with outer white space trimmed; folded lines keep their CR LF.
+    pub value: &'a str,
+}
+
+fn missing(name: &'static str) -> ParseError {
+    ParseError::new(crate::ErrorKind::Malformed, format!("Missing {name} header"))
+}
+
+fn bad(name: &'static str) -> ParseError {
+    ParseError::new(crate::ErrorKind::Malformed, format!("Bad {name} header"))
+}
+
+impl SipMessage {
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// The request method; `None` for responses.
+    pub fn method(&self) -> Option<Method> {
+        match self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The request method as written.
+    pub fn method_str(&self) -> Option<&str> {
+        match self.start {
+            StartLine::Request { method_span, .. } => Some(self.str_at(method_span)),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The response status code; `None` for requests.
+    pub fn status(&self) -> Option<u16> {
+        match self.start {
+            StartLine::Response { code, .. } => Some(code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase of a response (may be empty, may be UTF-8).
+    pub fn reason_phrase(&self) -> Option<&str> {
+        match self.start {
+            StartLine::Response { reason_span, .. } => Some(self.str_at(reason_span)),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The Request-URI text.
+    pub fn request_uri_str(&self) -> Option<&str> {
+        match self.start {
+            StartLine::Request { uri_span, .. } => Some(self.str_at(uri_span)),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The parsed Request-URI.
+    pub fn request_uri(&self) -> Result<Uri<'_>> {
+        let s = self.request_uri_str().ok_or(ParseError::malformed("Not a request"))?;
+        Uri::parse(s).map_err(|_| ParseError::malformed("Bad Request-URI"))
+    }
+
+    /// Every header line in order.
+    pub fn headers(&self) -> impl Iterator<Item = HeaderRef<'_>> + '_ {
+        self.headers.iter().enumerate().map(|(index, h)| self.header_ref(index, h))
+    }
+
+    fn header_ref<'a>(&'a self, index: usize, h: &HeaderEntry) -> HeaderRef<'a> {
+        HeaderRef {
+            index,
+            name: h.name,
+            name_str: self.str_at(h.name_span),
+            value: self.value_of(h),
+        }
+    }
+
+    /// The value of the first header line named `name`.
+    pub fn header(&self, name: HeaderName) -> Option<&str> {
+        self.headers.iter().find(|h| h.name == name).map(|h| self.value_of(h))
+    }
+
+    /// The value of the first header with this name as text, compact forms and case ignored
+    /// (`header_str("X-Foo")`, `header_str("v")`).
+    pub fn header_str<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.header_lines_str(name).next()
+    }
+
+    /// All header lines with this name as text.
+    pub fn header_lines_str<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let known = HeaderName::parse(name);
+        self.headers
+            .iter()
+            .filter(move |h| {
+                if known == HeaderName::Other {
+                    h.name == HeaderName::Other && self.str_at(h.name_span).eq_ignore_ascii_case(name)
+                } else {
+                    h.name == known
+                }
+            })
+            .map(|h| self.value_of(h))
+    }
+
+    /// How many header lines have this name.
+    pub fn header_count(&self, name: HeaderName) -> usize {
+        self.headers.iter().filter(|h| h.name == name).count()
+    }
+
+    /// Every value of `name`: each line, split at commas for list headers (RFC 3261 §7.3.1).
+    pub fn values(&self, name: HeaderName) -> impl Iterator<Item = &str> + '_ {
+        let split = name.is_list();
+        self.headers.iter().filter(move |h| h.name == name).flat_map(move |h| {
+            let v = self.value_of(h);
+            let (list, whole) = if split { (Some(CommaSplit::new(v)), None) } else { (None, Some(v)) };
+            list.into_iter().flatten().chain(whole)
+        })
+    }
+
+    fn single(&self, name: HeaderName, label: &'static str) -> Result<&str> {
+        self.header(name).ok_or_else(|| missing(label))
+    }
+
+    /// The topmost Via value.
+    pub fn top_via(&self) -> Result<Via<'_>> {
+        let v = self.values(HeaderName::Via).next().ok_or_else(|| missing("Via"))?;
+        Via::parse(v)
+    }
+
+    /// All Via values, top first.
+    pub fn vias(&self) -> impl Iterator<Item = Result<Via<'_>>> + '_ {
+        self.values(HeaderName::Via).map(Via::parse)
+    }
+
+    pub fn from_header(&self) -> Result<NameAddr<'_>> {
+        NameAddr::parse(self.single(HeaderName::From, "From")?).map_err(|_| bad("From"))
+    }
+
+    pub fn to_header(&self) -> Result<NameAddr<'_>> {
+        NameAddr::parse(self.single(HeaderName::To, "To")?).map_err(|_| bad("To"))
+    }
+
+    /// The From tag (`None` when the From header has none).
+    pub fn from_tag(&self) -> Result<Option<&str>> {
+        Ok(self.from_header()?.tag())
+    }
+
+    /// The To tag (`None` for an out-of-dialog request).
+    pub fn to_tag(&self) -> Result<Option<&str>> {
+        Ok(self.to_header()?.tag())
+    }
+
+    /// Call-ID (RFC 3261 §20.8): `word [ "@" word ]`, no white space.
+    pub fn call_id(&self) -> Result<&str> {
+        let v = self.single(HeaderName::CallId, "Call-ID")?;
+        if v.is_empty() || v.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(bad("Call-ID"));
+        }
+        Ok(v)
+    }
+
+    pub fn cseq(&self) -> Result<CSeq<'_>> {
+        CSeq::parse(self.single(HeaderName::CSeq, "CSeq")?)
+    }
+
+    /// Max-Forwards; `None` when absent (RFC 2543 peers).
+    pub fn max_forwards(&self) -> Result<Option<u32>> {
+        self.header(HeaderName::MaxForwards)
+            .map(|v| parse_u32(v).ok_or_else(|| bad("Max-Forwards")))
+            .transpose()
+    }
+
+    /// Content-Length as written; `None` when absent.
+    pub fn content_length(&self) -> Result<Option<u32>> {
+        self.header(HeaderName::ContentLength)
+            .map(|v| parse_u32(v).ok_or_else(|| bad("Content-Length")))
+            .transpose()
+    }
+
+    /// Expires header (RFC 3261 §20.19).
+    pub fn expires(&self) -> Result<Option<u32>> {
+        self.header(HeaderName::Expires).map(|v| parse_u32(v).ok_or_else(|| bad("Expires"))).transpose()
+    }
+
+    /// Min-Expires header (RFC 3261 §20.23).
+    pub fn min_expires(&self) -> Result<Option<u32>> {
+        self.header(HeaderName::MinExpires)
+            .map(|v| parse_u32(v).ok_or_else(|| bad("Min-Expires")))
+            .transpose()
+    }
+
+    /// RSeq (RFC 3262 §7.1).
+    pub fn rseq(&self) -> Result<Option<u32>> {
+        self.header(HeaderName::RSeq).map(|v| parse_u32(v).ok_or_else(|| bad("RSeq"))).transpose()
+    }
+
+    pub fn rack(&self) -> Result<Option<RAck<'_>>> {
+        self.header(HeaderName::RAck).map(RAck::parse).transpose()
+    }
+
+    pub fn content_type(&self) -> Result<Option<MediaType<'_>>> {
+        self.header(HeaderName::ContentType).map(MediaType::parse).transpose()
+    }
+
+    pub fn event(&self) -> Result<Option<Event<'_>>> {
+        self.header(HeaderName::Event).map(Event::parse).transpose()
+    }
+
+    pub fn date(&self) -> Result<Option<SipDate>> {
+        self.header(HeaderName::Date).map(SipDate::parse).transpose()
+    }
+
+    pub fn user_agent(&self) -> Option<&str> {
+        self.header(HeaderName::UserAgent)
+    }
+
+    pub fn server(&self) -> Option<&str> {
+        self.header(HeaderName::Server)
+    }
+
+    /// Contact set: `*` or the list of addresses (all Contact lines).
+    pub fn contacts(&self) -> Result<Contacts<'_>> {
+        let mut list = Vec::new();
+        let mut star = false;
+        for v in self.values(HeaderName::Contact) {
+            if v == "*" {
+                star = true;
+            } else {
+                list.push(NameAddr::parse(v).map_err(|_| bad("Contact"))?);
+            }
+        }
+        match (star, list.is_empty()) {
+            (true, true) => Ok(Contacts::Star),
+            (true, false) => Err(bad("Contact")),
+            (false, _) => Ok(Contacts::List(list)),
+        }
+    }
+
+    /// Address-list headers one value at a time: Contact, Route, Record-Route, Path …
+    pub fn addresses(&self, name: HeaderName) -> impl Iterator<Item = Result<NameAddr<'_>>> + '_ {
+        self.values(name).map(NameAddr::parse)
+    }
+
+    pub fn routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>>> + '_ {
+        self.addresses(HeaderName::Route)
+    }
+
+    pub fn record_routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>>> + '_ {
+        self.addresses(HeaderName::RecordRoute)
+    }
+
+    pub fn paths(&self) -> impl Iterator<Item = Result<NameAddr<'_>>> + '_ {
+        self.addresses(HeaderName::Path)
+    }
+
+    /// Option-tag and method lists (Allow, Supported, Require, Proxy-Require, Unsupported …):
+    /// each element must be a token.
+    pub fn tokens(&self, name: HeaderName) -> impl Iterator<Item = Result<&str>> + '_ {
+        self.values(name).filter(|v| !v.is_empty()).map(move |v| {
+            if is_token_str(v) { Ok(v) } else { Err(ParseError::malformed("Bad token list")) }
+        })
+    }
+
+    /// Authentication headers of one kind (Authorization, Proxy-Authorization,
+    /// WWW-Authenticate, Proxy-Authenticate), one per line.
+    pub fn auth_headers(&self, name: HeaderName) -> impl Iterator<Item = Result<AuthHeader<'_>>> + '_ {
+        self.headers.iter().filter(move |h| h.name == name).map(|h| AuthHeader::parse(self.value_of(h)))
+    }
+
+    pub fn reasons(&self) -> impl Iterator<Item = Result<Reason<'_>>> + '_ {
+        self.values(HeaderName::Reason).map(Reason::parse)
+    }
+}

@@ -1,0 +1,70 @@
+//! Message validation beyond framing: the checks a proxy applies before routing
+//! (RFC 3261 §8.2, §16.3) so that a malformed request gets a 400 naming the fault.
+
+use crate::error::{ErrorKind, ParseError, Result};
+use crate::header_name::HeaderName;
+use crate::headers::Contacts;
+use crate::message::SipMessage;
+use crate::uri::Scheme;
+
+impl SipMessage {
+    /// Validates what every SIP element relies on: the Request-URI (416 for schemes we cannot
+    /// route, 400 for `?headers` in it), the mandatory headers (Via, From, To, Call-ID, CSeq)
+    /// and their syntax, single occurrence of From/To/Call-ID/CSeq/Max-Forwards/Content-Length,
+    /// the CSeq method against the request method, Max-Forwards and every Contact.
+    ///
+    /// Errors in responses carry [`crate::Reaction::Drop`].
+    pub fn check(&self) -> Result<()> {
+        self.check_inner().map_err(|e| e.in_response(!self.is_request()))
+    }
+
+    fn check_inner(&self) -> Result<()> {
+        if self.is_request() {
+            let uri = self.request_uri()?;
+            match uri.scheme() {
+                Scheme::Sip | Scheme::Sips | Scheme::Tel => {}
+                Scheme::Other(_) => {
+                    return Err(ParseError::new(ErrorKind::UnsupportedUriScheme, "Unsupported URI Scheme"));
+                }
+            }
+            if uri.headers().is_some() {
+                return Err(ParseError::malformed("Headers in Request-URI"));
+            }
+        }
+        for name in [
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+            HeaderName::MaxForwards,
+            HeaderName::ContentLength,
+        ] {
+            if self.header_count(name) > 1 {
+                let label = name.as_str().unwrap_or("");
+                return Err(ParseError::new(ErrorKind::Malformed, format!("Duplicate {label} header")));
+            }
+        }
+        if self.header_count(HeaderName::Via) == 0 {
+            return Err(ParseError::malformed("Missing Via header"));
+        }
+        for via in self.vias() {
+            via?;
+        }
+        self.from_header()?;
+        self.to_header()?;
+        self.call_id()?;
+        let cseq = self.cseq()?;
+        if let Some(m) = self.method_str() {
+            if cseq.method_str != m {
+                return Err(ParseError::malformed("CSeq method does not match request method"));
+            }
+        }
+        self.max_forwards()?;
+        if let Contacts::Star = self.contacts()? {
+            if self.method() != Some(crate::Method::Register) {
+                return Err(ParseError::malformed("Bad Contact header"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! The Via header (RFC 3261 §20.42, §18.2.1 received, RFC 3581 rport, RFC 5118 IPv6).
+
+use std::net::IpAddr;
+
+use crate::error::{ParseError, Result};
+use crate::host::{Host, parse_host, parse_ipv6, parse_port};
+use crate::params::Params;
+use crate::scan::{Cursor, is_token, trim_lws};
+
+/// The RFC 3261 magic cookie that starts every compliant branch (§8.1.1.7).
+pub const BRANCH_COOKIE: &str = "z9hG4bK";
+
+/// One Via value: `SIP/2.0/UDP host:port;branch=...;received=...;rport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Via<'a> {
+    raw: &'a str,
+    protocol: &'a str,
+    version: &'a str,
+    transport: &'a str,
+    host: Host<'a>,
+    port: Option<u16>,
+    params: Params<'a>,
+}
+
+fn bad() -> ParseError {
+    ParseError::malformed("Bad Via header")
+}
+
+impl<'a> Via<'a> {
+    /// Parses one Via value (already split from its list). LWS is allowed around `/`, `:`
+    /// and `;` (RFC 4475 §3.1.1.1).
+    pub fn parse(s: &'a str) -> Result<Via<'a>> {
+        let raw = trim_lws(s);
+        let mut c = Cursor::new(raw);
+        let protocol = c.take_while(is_token);
+        let slash_token = |c: &mut Cursor<'a>| -> Result<&'a str> {
+            c.skip_lws();
+            if !c.eat(b'/') {
+                return Err(bad());
+            }
+            c.skip_lws();
+            let t = c.take_while(is_token);
+            if t.is_empty() { Err(bad()) } else { Ok(t) }
+        };
+        let version = slash_token(&mut c)?;
+        let transport = slash_token(&mut c)?;
+        if protocol.is_empty() {
+            return Err(bad());
+        }
+        let before = c.pos();
+        c.skip_lws();
+        if c.pos() == before {
+            return Err(bad());
+        }
+        let host = parse_host(&mut c).map_err(|_| bad())?;
+        c.skip_lws();
+        let port = parse_port(&mut c).map_err(|_| bad())?;
+        let params = Params::header(c.rest()).map_err(|_| bad())?;
+        Ok(Via { raw, protocol, version, transport, host, port, params })
+    }
+
+    /// The value as written.
+    pub fn as_str(&self) -> &'a str {
+        self.raw
+    }
+
+    /// Protocol name, normally `SIP`.
+    pub fn protocol(&self) -> &'a str {
+        self.protocol
+    }
+
+    pub fn version(&self) -> &'a str {
+        self.version
+    }
+
+    /// Transport token as written (`UDP`, `TCP`, `TLS`, `SCTP`, `WS`, `WSS`, or unknown).
+    pub fn transport(&self) -> &'a str {
+        self.transport
+    }
+
+    /// sent-by host.
+    pub fn host(&self) -> Host<'a> {
+        self.host
+    }
+
+    /// sent-by port, if written.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    pub fn params(&self) -> Params<'a> {
+        self.params
+    }
+
+    /// A parameter by name; `Some(None)` for a flag.
+    pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
+        self.params.get(name)
+    }
+
+    /// The `branch` parameter (transaction id, RFC 3261 §17.2.3).
+    pub fn branch(&self) -> Option<&'a str> {
+        self.params.get("branch").flatten()
+    }
+
+    /// Whether the branch is RFC 3261 style: the magic cookie followed by something unique.
+    /// A bare `z9hG4bK` (RFC 4475 §3.2.1) is not.
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch().is_some_and(|b| b.len() > BRANCH_COOKIE.len() && b.starts_with(BRANCH_COOKIE))
+    }
+
+    /// The `received` parameter as written.
+    pub fn received(&self) -> Option<&'a str> {
+        self.params.get("received").flatten()
+    }
+
+    /// The `received` parameter as an address; accepts IPv6 with or without brackets (RFC 5118 §4.5).
+    pub fn received_ip(&self) -> Option<IpAddr> {
+        let r = self.received()?;
+        let inner = r.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(r);
+        inner.parse::<IpAddr>().ok().or_else(|| parse_ipv6(inner).map(IpAddr::V6))
+    }
+
+    /// RFC 3581: `None` when absent, `Some(None)` for a bare `rport`, `Some(Some(p))` when filled.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.params.get("rport").map(|v| v.and_then(|p| p.parse().ok()))
+    }
+
+    /// The `maddr` parameter.
+    pub fn maddr(&self) -> Option<&'a str> {
+        self.params.get("maddr").flatten()
+    }
+
+    /// The `ttl` parameter (0–255).
+    pub fn ttl(&self) -> Option<u8> {
+        self.params.get("ttl").flatten().and_then(|t| t.parse().ok())
+    }
+
+    /// The `alias` parameter (RFC 5923 connection reuse).
+    pub fn alias(&self) -> bool {
+        self.params.contains("alias")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::HostKind;
+
+    #[test]
+    fn plain_via() {
+        let v = Via::parse("SIP/2.0/UDP pc33.atlanta.com:5066;branch=z9hG4bK776asdhds;rport").unwrap();
+        assert_eq!(v.transport(), "UDP");
+        assert_eq!(v.host().as_str(), "pc33.atlanta.com");
+        assert_eq!(v.port(), Some(5066));
+        assert_eq!(v.branch(), Some("z9hG4bK776asdhds"));
+        assert!(v.has_rfc3261_branch());
+        assert_eq!(v.rport(), Some(None));
+        assert_eq!(v.received(), None);
+    }
+
+    #[test]
+    fn folded_and_spaced_via() {
+        let v = Via::parse("SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!((v.protocol(), v.version(), v.transport()), ("SIP", "2.0", "UDP"));
+        assert!(matches!(v.host().kind(), HostKind::Ipv4(_)));
+        assert!(!v.has_rfc3261_branch());
+        let v = Via::parse("SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8")
+            .unwrap();
+        assert_eq!(v.branch(), Some("z9hG4bK9ikj8"));
+    }
+
+    #[test]
+    fn ipv6_and_received() {
+        let v = Via::parse("SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=z9hG4bKas3")
+            .unwrap();
+        assert_eq!(v.received_ip(), "2001:db8::9:255".parse().ok());
+        let v = Via::parse("SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3")
+            .unwrap();
+        assert_eq!(v.received_ip(), "2001:db8::9:255".parse().ok());
+        assert_eq!(v.branch(), Some("z9hG4bKas3"));
+        let v = Via::parse("SIP/2.0/UDP 10.0.0.1:5060;rport=5061;ttl=16;maddr=224.0.0.1").unwrap();
+        assert_eq!(v.rport(), Some(Some(5061)));
+        assert_eq!(v.ttl(), Some(16));
+        assert_eq!(v.maddr(), Some("224.0.0.1"));
+    }
+
+    #[test]
+    fn bad_vias() {
+        for s in [
+            "SIP/2.0/UDP 192.0.2.15;;",
+            "SIP/2.0/UDP",
+            "SIP/2.0 host",
+            "SIP/2.0/UDPhost",
+            "SIP/2.0/UDP host:99999",
+            "SIP/2.0/UDP host;branch=",
+            "",
+        ] {
+            assert!(Via::parse(s).is_err(), "{s:?}");
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The SIP message core of rsips: parsing, typed header access, URIs, stream framing,
+//! serialization with edits, and digest authentication math. Sans-IO: no sockets, no clock,
+//! no async runtime.
+//!
+//! A [`SipMessage`] keeps the original bytes and an index of its header lines; typed values
+//! ([`Via`], [`NameAddr`], [`CSeq`] …) are parsed when asked for and borrow from the message.
+//! Outgoing messages are produced by applying an [`Edits`] list to the original, so headers that
+//! rsips does not touch — unknown ones included — leave byte for byte as they arrived.
+#![forbid(unsafe_code)]
+
+mod access;
+mod check;
+pub mod digest;
+mod error;
+pub mod framing;
+mod header_name;
+pub mod headers;
+mod host;
+mod message;
+mod method;
+mod params;
+mod scan;
+mod serialize;
+mod uri;
+
+pub use access::HeaderRef;
+pub use error::{ErrorKind, ParseError, Reaction, Result};
+pub use header_name::HeaderName;
+pub use headers::{AuthHeader, CSeq, Contacts, Event, MediaType, NameAddr, RAck, Reason, SipDate, Via};
+pub use host::{Host, HostKind};
+pub use message::{HeaderEntry, ParseConfig, SipMessage, Span, StartLine};
+pub use method::Method;
+pub use params::{Param, ParamIter, Params};
+pub use scan::unquote;
+pub use serialize::{Edits, RequestBuilder, ResponseBuilder};
+pub use uri::{Scheme, Uri, unescape};

@@ -1,0 +1,372 @@
+//! The parsed SIP message: the original bytes, the start line, and an index of header lines.
+//! Nothing beyond the start line and the header names is parsed here; typed header values are
+//! parsed on access (see `access.rs`). RFC 3261 §7.
+
+use bytes::Bytes;
+
+use crate::error::{ParseError, Result};
+use crate::header_name::HeaderName;
+use crate::method::Method;
+use crate::scan::{is_token, parse_u32};
+
+/// Byte range in the message, `start..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    fn new(start: usize, end: usize) -> Span {
+        // Messages are limited to far less than 4 GiB (see `ParseConfig::max_message`).
+        Span { start: start as u32, end: end as u32 }
+    }
+
+    /// As a `usize` range.
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
+    pub fn len(self) -> usize {
+        self.end.saturating_sub(self.start) as usize
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One header line (with its folded continuation lines) in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderEntry {
+    pub name: HeaderName,
+    /// The name as written.
+    pub name_span: Span,
+    /// The value with surrounding white space trimmed; may contain folding CR LF.
+    pub value_span: Span,
+    /// The whole line including its line ending, for removal and re-emission.
+    pub line_span: Span,
+}
+
+/// The first line of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartLine {
+    Request { method: Method, method_span: Span, uri_span: Span },
+    Response { code: u16, reason_span: Span },
+}
+
+/// How to frame and bound a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseConfig {
+    /// Reliable transport: Content-Length is mandatory (RFC 3261 §18.3).
+    pub stream: bool,
+    /// Largest accepted message in bytes.
+    pub max_message: usize,
+    /// Most header lines accepted.
+    pub max_headers: usize,
+}
+
+impl Default for ParseConfig {
+    fn default() -> Self {
+        ParseConfig { stream: false, max_message: 65_535, max_headers: 512 }
+    }
+}
+
+/// A SIP request or response over its original bytes.
+#[derive(Debug, Clone)]
+pub struct SipMessage {
+    pub(crate) raw: Bytes,
+    /// `raw` when the header section is valid UTF-8, else a copy with invalid octets as `?`
+    /// (same offsets), so typed access can hand out `&str` while forwarding stays byte-exact.
+    pub(crate) text: Bytes,
+    pub(crate) start: StartLine,
+    pub(crate) headers: Vec<HeaderEntry>,
+    /// Offset of the first header line.
+    pub(crate) headers_start: u32,
+    /// Offset of the empty line that ends the header section.
+    pub(crate) headers_end: u32,
+    pub(crate) body: Span,
+}
+
+/// Finds the next line starting at `pos`: (content end, next line start). Accepts CRLF and bare LF.
+fn next_line(b: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let nl = pos + memchr::memchr(b'\n', b.get(pos..)?)?;
+    let end = if nl > pos && b.get(nl - 1) == Some(&b'\r') { nl - 1 } else { nl };
+    Some((end, nl + 1))
+}
+
+fn trim_ws(b: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
+    while s < e && matches!(b.get(s), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+        s += 1;
+    }
+    while e > s && matches!(b.get(e - 1), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+        e -= 1;
+    }
+    (s, e)
+}
+
+impl SipMessage {
+    /// Parses one message from a datagram (RFC 3261 §18.3: Content-Length optional, the body
+    /// otherwise runs to the end; bytes after Content-Length are ignored).
+    pub fn parse(data: Bytes) -> Result<SipMessage> {
+        SipMessage::parse_with(data, &ParseConfig::default())
+    }
+
+    /// Parses one message with explicit framing rules and limits.
+    pub fn parse_with(data: Bytes, cfg: &ParseConfig) -> Result<SipMessage> {
+        if data.len() > cfg.max_message {
+            return Err(ParseError::new(crate::ErrorKind::TooLarge, "Message too large"));
+        }
+        let b = &data[..];
+        // RFC 3261 §7.5: CRLFs before the start line are ignored.
+        let skip = b.iter().take_while(|c| matches!(c, b'\r' | b'\n')).count();
+        let (sl_end, first_header) =
+            next_line(b, skip).ok_or(ParseError::malformed("Missing end of start line"))?;
+        let start = parse_start_line(b, skip, sl_end)?;
+        let in_response = matches!(start, StartLine::Response { .. });
+        let idx = index_headers(b, first_header, cfg).map_err(|e| e.in_response(in_response))?;
+        let text = match std::str::from_utf8(b.get(..idx.body_start).unwrap_or(&[])) {
+            Ok(_) => data.clone(),
+            Err(_) => sanitize(b, idx.body_start),
+        };
+        let mut msg = SipMessage {
+            raw: data.clone(),
+            text,
+            start,
+            headers: idx.headers,
+            headers_start: first_header as u32,
+            headers_end: idx.end as u32,
+            body: Span::new(idx.body_start, idx.body_start),
+        };
+        let body_end = msg.frame_body(idx.body_start, b.len(), cfg.stream).map_err(|e| e.in_response(in_response))?;
+        msg.body = Span::new(idx.body_start, body_end);
+        if skip > 0 || body_end < b.len() {
+            msg.rebase(skip, body_end);
+        }
+        Ok(msg)
+    }
+
+    /// Applies Content-Length; returns where the body ends.
+    fn frame_body(&self, body_start: usize, total: usize, stream: bool) -> Result<usize> {
+        let mut cl: Option<u32> = None;
+        for h in self.headers.iter().filter(|h| h.name == HeaderName::ContentLength) {
+            let v = parse_u32(self.value_of(h).trim())
+                .ok_or(ParseError::malformed("Bad Content-Length header"))?;
+            if cl.is_some_and(|c| c != v) {
+                return Err(ParseError::malformed("Conflicting Content-Length headers"));
+            }
+            cl = Some(v);
+        }
+        match cl {
+            Some(n) => {
+                let end = body_start.checked_add(n as usize).unwrap_or(usize::MAX);
+                if end > total {
+                    return Err(ParseError::malformed("Content-Length larger than body"));
+                }
+                Ok(end)
+            }
+            None if stream => Err(ParseError::malformed("Missing Content-Length header")),
+            None => Ok(total),
+        }
+    }
+
+    /// Cuts leading CRLFs and trailing octets off `raw` and shifts every span to match.
+    fn rebase(&mut self, skip: usize, end: usize) {
+        let shift = |s: &mut Span| {
+            s.start = s.start.saturating_sub(skip as u32);
+            s.end = s.end.saturating_sub(skip as u32);
+        };
+        self.raw = self.raw.slice(skip..end);
+        self.text = self.text.slice(skip..end.min(self.text.len()));
+        match &mut self.start {
+            StartLine::Request { method_span, uri_span, .. } => {
+                shift(method_span);
+                shift(uri_span);
+            }
+            StartLine::Response { reason_span, .. } => shift(reason_span),
+        }
+        for h in &mut self.headers {
+            shift(&mut h.name_span);
+            shift(&mut h.value_span);
+            shift(&mut h.line_span);
+        }
+        self.headers_start = self.headers_start.saturating_sub(skip as u32);
+        self.headers_end = self.headers_end.saturating_sub(skip as u32);
+        shift(&mut self.body);
+    }
+
+    /// Text of a span of the header section.
+    pub(crate) fn str_at(&self, s: Span) -> &str {
+        self.text.get(s.range()).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+    }
+
+    pub(crate) fn value_of(&self, h: &HeaderEntry) -> &str {
+        self.str_at(h.value_span)
+    }
+
+    /// The message bytes, from the start line to the end of the body.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// The underlying buffer (cheap to clone).
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    pub fn start_line(&self) -> &StartLine {
+        &self.start
+    }
+
+    /// The header index, in message order.
+    pub fn header_entries(&self) -> &[HeaderEntry] {
+        &self.headers
+    }
+
+    /// The body as delimited by Content-Length (or the end of the datagram).
+    pub fn body(&self) -> &[u8] {
+        self.raw.get(self.body.range()).unwrap_or(&[])
+    }
+
+    /// The body as a cheap `Bytes` slice of the original buffer.
+    pub fn body_bytes(&self) -> Bytes {
+        self.raw.slice(self.body.range())
+    }
+}
+
+struct Index {
+    headers: Vec<HeaderEntry>,
+    /// Offset of the empty line.
+    end: usize,
+    body_start: usize,
+}
+
+/// Builds the header index from `pos` up to the empty line (RFC 3261 §7.3, folding per §7.3.1).
+fn index_headers(b: &[u8], mut pos: usize, cfg: &ParseConfig) -> Result<Index> {
+    let mut headers: Vec<HeaderEntry> = Vec::with_capacity(16);
+    loop {
+        let (end, next) =
+            next_line(b, pos).ok_or(ParseError::malformed("Missing end of header section"))?;
+        if end == pos {
+            return Ok(Index { headers, end: pos, body_start: next });
+        }
+        let first = b.get(pos).copied().unwrap_or(b' ');
+        if first == b' ' || first == b'\t' {
+            let last = headers.last_mut().ok_or(ParseError::malformed("Folded first header line"))?;
+            let (vs, ve) = trim_ws(b, pos, end);
+            if vs < ve {
+                if last.value_span.is_empty() {
+                    // The value begins on a continuation line ("Contact:\r\n  <sip:...>").
+                    last.value_span.start = vs as u32;
+                }
+                last.value_span.end = ve as u32;
+            }
+            last.line_span.end = next as u32;
+            pos = next;
+            continue;
+        }
+        if headers.len() >= cfg.max_headers {
+            return Err(ParseError::new(crate::ErrorKind::TooLarge, "Too many headers"));
+        }
+        let line = b.get(pos..end).unwrap_or(&[]);
+        let colon = pos + memchr::memchr(b':', line).ok_or(ParseError::malformed("Bad header line"))?;
+        let (ns, ne) = trim_ws(b, pos, colon);
+        let name_bytes = b.get(ns..ne).unwrap_or(&[]);
+        if ns != pos || name_bytes.is_empty() || !name_bytes.iter().all(|&c| is_token(c)) {
+            return Err(ParseError::malformed("Bad header name"));
+        }
+        let name = std::str::from_utf8(name_bytes).map_or(HeaderName::Other, HeaderName::parse);
+        let (vs, ve) = trim_ws(b, colon + 1, end);
+        let value_span = if vs == ve { Span::new(next, next) } else { Span::new(vs, ve) };
+        headers.push(HeaderEntry {
+            name,
+            name_span: Span::new(ns, ne),
+            value_span,
+            line_span: Span::new(pos, next),
+        });
+        pos = next;
+    }
+}
+
+/// Copies the header section replacing each octet of an invalid UTF-8 sequence with `?`.
+fn sanitize(b: &[u8], header_len: usize) -> Bytes {
+    let mut out = b.to_vec();
+    let mut i = 0;
+    while i < header_len {
+        match std::str::from_utf8(out.get(i..header_len).unwrap_or(&[])) {
+            Ok(_) => break,
+            Err(e) => {
+                let bad = i + e.valid_up_to();
+                let n = e.error_len().unwrap_or(header_len - bad).max(1);
+                for c in out.iter_mut().skip(bad).take(n) {
+                    *c = b'?';
+                }
+                i = bad + n;
+            }
+        }
+    }
+    Bytes::from(out)
+}
+
+/// RFC 3261 §7.1 / §7.2: `Method SP Request-URI SP SIP-Version` or
+/// `SIP-Version SP Status-Code SP Reason-Phrase`. Exactly one SP between elements.
+fn parse_start_line(b: &[u8], s: usize, e: usize) -> Result<StartLine> {
+    let line = b.get(s..e).unwrap_or(&[]);
+    if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
+        return parse_status_line(line, s).map_err(|err| err.in_response(true));
+    }
+    let mut parts = line.splitn(3, |&c| c == b' ');
+    let method = parts.next().unwrap_or(&[]);
+    let uri = parts.next().ok_or(ParseError::malformed("Bad request line"))?;
+    let version = parts.next().ok_or(ParseError::malformed("Bad request line"))?;
+    if method.is_empty() || !method.iter().all(|&c| is_token(c)) {
+        return Err(ParseError::malformed("Bad method"));
+    }
+    if uri.is_empty() || uri.iter().any(|&c| c <= b' ' || c == 0x7f) {
+        return Err(ParseError::malformed("Bad Request-URI"));
+    }
+    check_version(version)?;
+    let method_span = Span::new(s, s + method.len());
+    let uri_start = s + method.len() + 1;
+    let method_kind = std::str::from_utf8(method).map_or(Method::Other, Method::from_token);
+    Ok(StartLine::Request {
+        method: method_kind,
+        method_span,
+        uri_span: Span::new(uri_start, uri_start + uri.len()),
+    })
+}
+
+fn parse_status_line(line: &[u8], s: usize) -> Result<StartLine> {
+    let mut parts = line.splitn(3, |&c| c == b' ');
+    check_version(parts.next().unwrap_or(&[]))?;
+    let code = parts.next().ok_or(ParseError::malformed("Bad status line"))?;
+    if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
+        return Err(ParseError::malformed("Bad status code"));
+    }
+    let code = code.iter().fold(0u16, |a, &c| a * 10 + u16::from(c - b'0'));
+    if !(100..=699).contains(&code) {
+        return Err(ParseError::malformed("Bad status code"));
+    }
+    let reason = parts.next().unwrap_or(&[]);
+    if reason.iter().any(|&c| c == b'\r' || c == b'\n') {
+        return Err(ParseError::malformed("Bad reason phrase"));
+    }
+    let rs = s + line.len() - reason.len();
+    Ok(StartLine::Response { code, reason_span: Span::new(rs, s + line.len()) })
+}
+
+/// Only SIP/2.0 is spoken; another well-formed version is 505 (RFC 3261 §8.2.2... §21.5.7).
+fn check_version(v: &[u8]) -> Result<()> {
+    if v.eq_ignore_ascii_case(b"SIP/2.0") {
+        return Ok(());
+    }
+    let well_formed = v.len() > 4
+        && v[..4].eq_ignore_ascii_case(b"SIP/")
+        && v[4..].iter().all(|&c| c.is_ascii_digit() || c == b'.')
+        && v[4..].iter().filter(|&&c| c == b'.').count() == 1;
+    if well_formed {
+        Err(ParseError::new(crate::ErrorKind::VersionNotSupported, "Version Not Supported"))
+    } else {
+        Err(ParseError::malformed("Bad SIP version"))
+    }
+}

@@ -1,0 +1,322 @@
+//! Building messages: new requests and responses, and forwarding an original message with an
+//! edit list applied. Untouched header lines are copied from the original bytes in as few runs
+//! as possible, so unknown headers leave exactly as they arrived.
+
+use bytes::Bytes;
+
+use crate::header_name::HeaderName;
+use crate::message::SipMessage;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    InsertBefore(String),
+    Remove,
+    Replace(String),
+    InsertAfter(String),
+}
+
+impl Op {
+    fn order(&self) -> u8 {
+        match self {
+            Op::InsertBefore(_) => 0,
+            Op::Remove | Op::Replace(_) => 1,
+            Op::InsertAfter(_) => 2,
+        }
+    }
+}
+
+/// Changes to apply to a message when it is serialized (what a proxy does to a request it
+/// forwards: new Request-URI, a new top Via, Record-Route, header edits, a new body).
+/// Header positions are indexes into [`SipMessage::header_entries`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Edits {
+    request_uri: Option<String>,
+    first: Vec<String>,
+    ops: Vec<(usize, Op)>,
+    last: Vec<String>,
+    body: Option<(Bytes, Option<String>)>,
+    force_content_length: bool,
+}
+
+fn line(name: &str, value: &str) -> String {
+    let mut s = String::with_capacity(name.len() + value.len() + 2);
+    s.push_str(name);
+    s.push_str(": ");
+    s.push_str(value);
+    s
+}
+
+impl Edits {
+    pub fn new() -> Edits {
+        Edits::default()
+    }
+
+    /// Whether nothing would change.
+    pub fn is_empty(&self) -> bool {
+        *self == Edits::default()
+    }
+
+    /// Replaces the Request-URI (requests only).
+    pub fn set_request_uri(&mut self, uri: impl Into<String>) -> &mut Self {
+        self.request_uri = Some(uri.into());
+        self
+    }
+
+    /// Adds a header above all others (a new top Via). Later calls go above earlier ones.
+    pub fn add_first(&mut self, name: &str, value: &str) -> &mut Self {
+        self.first.insert(0, line(name, value));
+        self
+    }
+
+    /// Adds a header after all others.
+    pub fn append(&mut self, name: &str, value: &str) -> &mut Self {
+        self.last.push(line(name, value));
+        self
+    }
+
+    pub fn insert_before(&mut self, index: usize, name: &str, value: &str) -> &mut Self {
+        self.ops.push((index, Op::InsertBefore(line(name, value))));
+        self
+    }
+
+    pub fn insert_after(&mut self, index: usize, name: &str, value: &str) -> &mut Self {
+        self.ops.push((index, Op::InsertAfter(line(name, value))));
+        self
+    }
+
+    /// Removes a whole header line.
+    pub fn remove(&mut self, index: usize) -> &mut Self {
+        self.ops.push((index, Op::Remove));
+        self
+    }
+
+    /// Replaces a header line's value, keeping its name as written.
+    pub fn replace_value(&mut self, index: usize, value: impl Into<String>) -> &mut Self {
+        self.ops.push((index, Op::Replace(value.into())));
+        self
+    }
+
+    /// Replaces the body; Content-Length is rewritten and Content-Type too when given.
+    pub fn set_body(&mut self, body: Bytes, content_type: Option<&str>) -> &mut Self {
+        self.body = Some((body, content_type.map(str::to_owned)));
+        self
+    }
+
+    /// Ensures a Content-Length header is present (required when a datagram without one is
+    /// forwarded over a stream, RFC 3261 §18.3).
+    pub fn force_content_length(&mut self) -> &mut Self {
+        self.force_content_length = true;
+        self
+    }
+
+    /// Removes the topmost Via value, as a proxy does when forwarding a response (RFC 3261
+    /// §16.7 step 3). When the top line holds several values only the first is taken out.
+    pub fn remove_top_via(&mut self, msg: &SipMessage) -> &mut Self {
+        let Some(h) = msg.headers().find(|h| h.name == HeaderName::Via) else {
+            return self;
+        };
+        let mut parts = crate::scan::CommaSplit::new(h.value);
+        parts.next();
+        let rest: Vec<&str> = parts.collect();
+        if rest.is_empty() {
+            self.remove(h.index)
+        } else {
+            self.replace_value(h.index, rest.join(", "))
+        }
+    }
+
+    /// Adds a Record-Route value above the existing ones (RFC 3261 §16.6 step 4).
+    pub fn add_record_route(&mut self, msg: &SipMessage, value: &str) -> &mut Self {
+        match msg.headers().find(|h| h.name == HeaderName::RecordRoute) {
+            Some(h) => self.insert_before(h.index, "Record-Route", value),
+            None => self.add_first_after_via(msg, "Record-Route", value),
+        }
+    }
+
+    /// Adds a header right after the Via headers.
+    fn add_first_after_via(&mut self, msg: &SipMessage, name: &str, value: &str) -> &mut Self {
+        match msg.headers().filter(|h| h.name == HeaderName::Via).last() {
+            Some(h) => self.insert_after(h.index, name, value),
+            None => self.append(name, value),
+        }
+    }
+}
+
+fn push_line(out: &mut Vec<u8>, l: &str) {
+    out.extend_from_slice(l.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+impl SipMessage {
+    /// The message with `edits` applied. With no edits the result equals [`SipMessage::as_bytes`].
+    pub fn serialize(&self, edits: &Edits) -> Vec<u8> {
+        let raw = self.as_bytes();
+        let mut out = Vec::with_capacity(raw.len() + 256);
+        let hs = self.headers_start as usize;
+        match (&edits.request_uri, self.method_str()) {
+            (Some(uri), Some(method)) => {
+                out.extend_from_slice(method.as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(uri.as_bytes());
+                out.extend_from_slice(b" SIP/2.0\r\n");
+            }
+            _ => out.extend_from_slice(raw.get(..hs).unwrap_or(&[])),
+        }
+        for l in &edits.first {
+            push_line(&mut out, l);
+        }
+        self.copy_headers(edits, &mut out);
+        for l in &edits.last {
+            push_line(&mut out, l);
+        }
+        let body = edits.body.as_ref().map_or(self.body(), |(b, _)| &b[..]);
+        if let Some((_, Some(ct))) = &edits.body {
+            push_line(&mut out, &line("Content-Type", ct));
+        }
+        let has_cl = self.header(HeaderName::ContentLength).is_some();
+        if edits.body.is_some() || (edits.force_content_length && !has_cl) {
+            push_line(&mut out, &line("Content-Length", &body.len().to_string()));
+        }
+        let blank = raw.get(self.headers_end as usize..self.body.start as usize).unwrap_or(b"\r\n");
+        out.extend_from_slice(blank);
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// Copies header lines, applying ops; runs of untouched lines go in one copy.
+    fn copy_headers(&self, edits: &Edits, out: &mut Vec<u8>) {
+        let raw = self.as_bytes();
+        let mut ops: Vec<&(usize, Op)> = edits.ops.iter().collect();
+        ops.sort_by_key(|(i, op)| (*i, op.order()));
+        let replacing_body = edits.body.is_some();
+        let replacing_ct = matches!(&edits.body, Some((_, Some(_))));
+        let mut ops = ops.into_iter().peekable();
+        let mut run_start = self.headers_start as usize;
+        for (i, h) in self.headers.iter().enumerate() {
+            let dropped = (replacing_body && h.name == HeaderName::ContentLength)
+                || (replacing_ct && h.name == HeaderName::ContentType);
+            let touched = dropped || ops.peek().is_some_and(|(j, _)| *j == i);
+            if !touched {
+                continue;
+            }
+            out.extend_from_slice(raw.get(run_start..h.line_span.start as usize).unwrap_or(&[]));
+            let mut keep = !dropped;
+            let mut after = Vec::new();
+            while let Some((_, op)) = ops.next_if(|(j, _)| *j == i) {
+                match op {
+                    Op::InsertBefore(l) => push_line(out, l),
+                    Op::Remove => keep = false,
+                    Op::Replace(v) if keep => {
+                        push_line(out, &line(self.str_at(h.name_span), v));
+                        keep = false;
+                    }
+                    Op::Replace(_) => {}
+                    Op::InsertAfter(l) => after.push(l),
+                }
+            }
+            if keep {
+                out.extend_from_slice(raw.get(h.line_span.range()).unwrap_or(&[]));
+            }
+            for l in after {
+                push_line(out, l);
+            }
+            run_start = h.line_span.end as usize;
+        }
+        out.extend_from_slice(raw.get(run_start..self.headers_end as usize).unwrap_or(&[]));
+    }
+}
+
+/// Builds a request from scratch.
+#[derive(Debug, Clone)]
+pub struct RequestBuilder {
+    buf: Vec<u8>,
+}
+
+impl RequestBuilder {
+    pub fn new(method: &str, uri: &str) -> RequestBuilder {
+        let mut buf = Vec::with_capacity(512);
+        buf.extend_from_slice(method.as_bytes());
+        buf.push(b' ');
+        buf.extend_from_slice(uri.as_bytes());
+        buf.extend_from_slice(b" SIP/2.0\r\n");
+        RequestBuilder { buf }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> RequestBuilder {
+        push_line(&mut self.buf, &line(name, value));
+        self
+    }
+
+    /// Finishes with Content-Length and the body.
+    pub fn body(mut self, body: &[u8]) -> Vec<u8> {
+        push_line(&mut self.buf, &line("Content-Length", &body.len().to_string()));
+        self.buf.extend_from_slice(b"\r\n");
+        self.buf.extend_from_slice(body);
+        self.buf
+    }
+
+    /// Finishes with `Content-Length: 0`.
+    pub fn build(self) -> Vec<u8> {
+        self.body(&[])
+    }
+}
+
+/// Builds a response, usually to a received request (RFC 3261 §8.2.6.2: Via, From, Call-ID and
+/// CSeq copied; To copied with a tag added when it has none).
+#[derive(Debug, Clone)]
+pub struct ResponseBuilder {
+    buf: Vec<u8>,
+}
+
+impl ResponseBuilder {
+    pub fn new(code: u16, reason: &str) -> ResponseBuilder {
+        let mut buf = Vec::with_capacity(512);
+        buf.extend_from_slice(format!("SIP/2.0 {code} {reason}\r\n").as_bytes());
+        ResponseBuilder { buf }
+    }
+
+    /// A reply to `req`. `to_tag` is added to To unless it already has a tag (never for 100).
+    /// Record-Route is copied for 18x and 2xx replies, which may create a dialog (§12.1.1).
+    pub fn reply_to(req: &SipMessage, code: u16, reason: &str, to_tag: Option<&str>) -> ResponseBuilder {
+        let mut b = ResponseBuilder::new(code, reason);
+        for h in req.headers() {
+            match h.name {
+                HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                    b = b.header(h.name.as_str().unwrap_or(h.name_str), h.value);
+                }
+                HeaderName::RecordRoute if (180..300).contains(&code) => {
+                    b = b.header("Record-Route", h.value);
+                }
+                HeaderName::To => {
+                    let has_tag = req.to_header().is_ok_and(|t| t.tag().is_some());
+                    match to_tag {
+                        Some(tag) if !has_tag && code > 100 => {
+                            b = b.header("To", &format!("{};tag={tag}", h.value));
+                        }
+                        _ => b = b.header("To", h.value),
+                    }
+                }
+                _ => {}
+            }
+        }
+        b
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> ResponseBuilder {
+        push_line(&mut self.buf, &line(name, value));
+        self
+    }
+
+    /// Finishes with Content-Length and the body.
+    pub fn body(mut self, body: &[u8]) -> Vec<u8> {
+        push_line(&mut self.buf, &line("Content-Length", &body.len().to_string()));
+        self.buf.extend_from_slice(b"\r\n");
+        self.buf.extend_from_slice(body);
+        self.buf
+    }
+
+    /// Finishes with `Content-Length: 0`.
+    pub fn build(self) -> Vec<u8> {
+        self.body(&[])
+    }
+}

@@ -1,0 +1,446 @@
+//! URIs: `sip:`, `sips:` (RFC 3261 §19.1), `tel:` (RFC 3966) and any other absolute URI kept as
+//! opaque text (RFC 3986 scheme ":" rest). Parsing borrows from the message; comparison follows
+//! RFC 3261 §19.1.4.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::error::{ParseError, Result};
+use crate::host::{Host, parse_host, parse_port};
+use crate::params::Params;
+use crate::scan::{Cursor, escapes_valid, is_hnv_char, is_password_char, is_user_char};
+
+/// A URI scheme. SIP and tel schemes are case-insensitive on the wire; `Other` keeps the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme<'a> {
+    Sip,
+    Sips,
+    Tel,
+    Other(&'a str),
+}
+
+impl Scheme<'_> {
+    /// Whether this is `sip` or `sips`.
+    pub fn is_sip(&self) -> bool {
+        matches!(self, Scheme::Sip | Scheme::Sips)
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Scheme::Sip => "sip",
+            Scheme::Sips => "sips",
+            Scheme::Tel => "tel",
+            Scheme::Other(s) => s,
+        }
+    }
+}
+
+/// A parsed URI borrowing the message text. For `tel:` the subscriber number is [`Uri::user`];
+/// for other schemes only [`Uri::opaque`] is meaningful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uri<'a> {
+    raw: &'a str,
+    scheme: Scheme<'a>,
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+    host: Option<Host<'a>>,
+    port: Option<u16>,
+    params: Params<'a>,
+    headers: Option<&'a str>,
+}
+
+impl<'a> Uri<'a> {
+    /// Parses a whole string as a URI. No white space is allowed anywhere in it.
+    pub fn parse(s: &'a str) -> Result<Uri<'a>> {
+        let colon = s.find(':').ok_or(ParseError::malformed("Bad URI: no scheme"))?;
+        let scheme_text = s.get(..colon).unwrap_or("");
+        let rest = s.get(colon + 1..).unwrap_or("");
+        if !is_scheme(scheme_text) {
+            return Err(ParseError::malformed("Bad URI scheme"));
+        }
+        let scheme = if scheme_text.eq_ignore_ascii_case("sip") {
+            Scheme::Sip
+        } else if scheme_text.eq_ignore_ascii_case("sips") {
+            Scheme::Sips
+        } else if scheme_text.eq_ignore_ascii_case("tel") {
+            Scheme::Tel
+        } else {
+            Scheme::Other(scheme_text)
+        };
+        let blank = Uri {
+            raw: s,
+            scheme,
+            user: None,
+            password: None,
+            host: None,
+            port: None,
+            params: Params::default(),
+            headers: None,
+        };
+        match scheme {
+            Scheme::Sip | Scheme::Sips => parse_sip(blank, rest),
+            Scheme::Tel => parse_tel(blank, rest),
+            Scheme::Other(_) => {
+                if rest.is_empty() || rest.bytes().any(|b| b <= b' ' || b"<>\"".contains(&b)) {
+                    return Err(ParseError::malformed("Bad URI"));
+                }
+                Ok(blank)
+            }
+        }
+    }
+
+    /// The URI exactly as written.
+    pub fn as_str(&self) -> &'a str {
+        self.raw
+    }
+
+    pub fn scheme(&self) -> Scheme<'a> {
+        self.scheme
+    }
+
+    /// The user part as written (still %-escaped); the number for `tel:`.
+    pub fn user(&self) -> Option<&'a str> {
+        self.user
+    }
+
+    /// The user part with %-escapes decoded. May contain any octet, NUL included.
+    pub fn user_unescaped(&self) -> Option<Cow<'a, [u8]>> {
+        self.user.map(unescape)
+    }
+
+    pub fn password(&self) -> Option<&'a str> {
+        self.password
+    }
+
+    /// The host; `None` for `tel:` and opaque URIs.
+    pub fn host(&self) -> Option<Host<'a>> {
+        self.host
+    }
+
+    /// The explicit port, if one was written.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The URI parameters (`;transport=tcp;lr`).
+    pub fn params(&self) -> Params<'a> {
+        self.params
+    }
+
+    /// A URI parameter by name; `Some(None)` for a flag like `lr`.
+    pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
+        self.params.get(name)
+    }
+
+    /// The `?` headers part, without the `?`.
+    pub fn headers(&self) -> Option<&'a str> {
+        self.headers
+    }
+
+    /// Everything after `scheme:`.
+    pub fn opaque(&self) -> &'a str {
+        self.raw.split_once(':').map_or("", |(_, r)| r)
+    }
+
+    /// Whether the URI carries the `lr` parameter (RFC 3261 §19.1.1, loose routing).
+    pub fn is_loose_router(&self) -> bool {
+        self.params.contains("lr")
+    }
+
+    /// The `transport` parameter value.
+    pub fn transport(&self) -> Option<&'a str> {
+        self.params.get("transport").flatten()
+    }
+
+    /// The `maddr` parameter value.
+    pub fn maddr(&self) -> Option<&'a str> {
+        self.params.get("maddr").flatten()
+    }
+
+    /// URI equivalence, RFC 3261 §19.1.4. User and password compare case-sensitively after
+    /// unescaping; the host case-insensitively; an absent port differs from an explicit 5060;
+    /// `user`, `ttl`, `method`, `maddr` and `transport` must match when present in either; other
+    /// parameters only when present in both; URI headers must all match.
+    pub fn equivalent(&self, other: &Uri<'_>) -> bool {
+        if self.scheme.as_str().to_ascii_lowercase() != other.scheme.as_str().to_ascii_lowercase()
+        {
+            return false;
+        }
+        if !self.scheme.is_sip() {
+            return self.raw.eq_ignore_ascii_case(other.raw);
+        }
+        let same_opt = |a: Option<&str>, b: Option<&str>| match (a, b) {
+            (Some(a), Some(b)) => unescape(a) == unescape(b),
+            (None, None) => true,
+            _ => false,
+        };
+        let hosts = match (&self.host, &other.host) {
+            (Some(a), Some(b)) => a.equivalent(b),
+            _ => false,
+        };
+        hosts
+            && same_opt(self.user, other.user)
+            && same_opt(self.password, other.password)
+            && self.port == other.port
+            && params_equivalent(&self.params, &other.params)
+            && headers_equivalent(self.headers, other.headers)
+    }
+}
+
+impl fmt::Display for Uri<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.raw)
+    }
+}
+
+/// RFC 3986 scheme: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
+fn is_scheme(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic())
+        && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+}
+
+fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a str) -> Result<Uri<'a>> {
+    // The user part may hold ';', '?' and ',' (RFC 4475 §3.1.1.9), so the first '@' ends it.
+    let hostpart = match rest.find('@') {
+        Some(at) => {
+            let userinfo = rest.get(..at).unwrap_or("");
+            let (user, password) = match userinfo.split_once(':') {
+                Some((u, p)) => (u, Some(p)),
+                None => (userinfo, None),
+            };
+            if user.is_empty() || !user.bytes().all(is_user_char) || !escapes_valid(user) {
+                return Err(ParseError::malformed("Bad user part in URI"));
+            }
+            if let Some(p) = password {
+                if !p.bytes().all(is_password_char) || !escapes_valid(p) {
+                    return Err(ParseError::malformed("Bad password in URI"));
+                }
+            }
+            uri.user = Some(user);
+            uri.password = password;
+            rest.get(at + 1..).unwrap_or("")
+        }
+        None => rest,
+    };
+    let mut c = Cursor::new(hostpart);
+    uri.host = Some(parse_host(&mut c)?);
+    uri.port = parse_port(&mut c)?;
+    let tail = c.rest();
+    let (params, headers) = match tail.split_once('?') {
+        Some((p, h)) => (p, Some(h)),
+        None => (tail, None),
+    };
+    if !params.is_empty() && !params.starts_with(';') {
+        return Err(ParseError::malformed("Bad URI host"));
+    }
+    uri.params = Params::uri(params)?;
+    if let Some(h) = headers {
+        validate_uri_headers(h)?;
+        uri.headers = Some(h);
+    }
+    Ok(uri)
+}
+
+/// RFC 3966: `tel:` global or local number, then parameters.
+fn parse_tel<'a>(mut uri: Uri<'a>, rest: &'a str) -> Result<Uri<'a>> {
+    let (number, params) = match rest.find(';') {
+        Some(i) => (rest.get(..i).unwrap_or(""), rest.get(i..).unwrap_or("")),
+        None => (rest, ""),
+    };
+    let ok = |b: u8| b.is_ascii_hexdigit() || matches!(b, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#');
+    if number.is_empty() || !number.bytes().all(ok) {
+        return Err(ParseError::malformed("Bad tel URI"));
+    }
+    uri.user = Some(number);
+    uri.params = Params::uri(params)?;
+    Ok(uri)
+}
+
+fn validate_uri_headers(h: &str) -> Result<()> {
+    for pair in h.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name.is_empty()
+            || !name.bytes().all(is_hnv_char)
+            || !value.bytes().all(is_hnv_char)
+            || !escapes_valid(pair)
+        {
+            return Err(ParseError::malformed("Bad URI headers"));
+        }
+    }
+    Ok(())
+}
+
+const SIGNIFICANT_PARAMS: [&str; 5] = ["user", "ttl", "method", "maddr", "transport"];
+
+fn params_equivalent(a: &Params<'_>, b: &Params<'_>) -> bool {
+    let value_eq = |x: Option<&str>, y: Option<&str>| match (x, y) {
+        (Some(x), Some(y)) => unescape(x).eq_ignore_ascii_case(&unescape(y)),
+        (None, None) => true,
+        _ => false,
+    };
+    for name in SIGNIFICANT_PARAMS {
+        match (a.get(name), b.get(name)) {
+            (None, None) => {}
+            (Some(x), Some(y)) if value_eq(x, y) => {}
+            _ => return false,
+        }
+    }
+    a.iter().flatten().all(|p| {
+        let name = unescape(p.name);
+        let name = String::from_utf8_lossy(&name);
+        match b.get(&name) {
+            Some(v) => value_eq(p.value, v),
+            None => true,
+        }
+    })
+}
+
+fn headers_equivalent(a: Option<&str>, b: Option<&str>) -> bool {
+    let split = |h: Option<&str>| -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut v: Vec<(Vec<u8>, Vec<u8>)> = h
+            .unwrap_or("")
+            .split('&')
+            .filter(|s| !s.is_empty())
+            .map(|p| {
+                let (n, v) = p.split_once('=').unwrap_or((p, ""));
+                (unescape(n).to_ascii_lowercase(), unescape(v).into_owned())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    split(a) == split(b)
+}
+
+/// Decodes `%HH` escapes (RFC 3261 §19.1.2). Invalid escapes are kept as written.
+pub fn unescape(s: &str) -> Cow<'_, [u8]> {
+    if !s.contains('%') {
+        return Cow::Borrowed(s.as_bytes());
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let decoded = match (b[i], b.get(i + 1), b.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) => hex(h).zip(hex(l)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match decoded {
+            Some(v) => {
+                out.push(v);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::HostKind;
+
+    #[test]
+    fn sip_uri_components() {
+        let u = Uri::parse("sip:alice:secret@Example.com:5070;transport=tcp;lr?subject=hi").unwrap();
+        assert_eq!(u.scheme(), Scheme::Sip);
+        assert_eq!(u.user(), Some("alice"));
+        assert_eq!(u.password(), Some("secret"));
+        assert_eq!(u.host().unwrap().as_str(), "Example.com");
+        assert_eq!(u.port(), Some(5070));
+        assert_eq!(u.transport(), Some("tcp"));
+        assert!(u.is_loose_router());
+        assert_eq!(u.headers(), Some("subject=hi"));
+    }
+
+    #[test]
+    fn unusual_user_parts() {
+        let u = Uri::parse("sip:user;par=u%40example.net@example.com").unwrap();
+        assert_eq!(u.user(), Some("user;par=u%40example.net"));
+        assert_eq!(u.user_unescaped().unwrap().as_ref(), b"user;par=u@example.net");
+        assert!(u.params().is_empty());
+        let u = Uri::parse("sip:null-%00-null@example.com").unwrap();
+        assert_eq!(u.user_unescaped().unwrap().as_ref(), b"null-\0-null");
+        let u = Uri::parse(
+            "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
+        )
+        .unwrap();
+        assert_eq!(u.user(), Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
+        assert_eq!(u.password(), Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
+    }
+
+    #[test]
+    fn ipv6_hosts_and_ports() {
+        let u = Uri::parse("sip:[2001:db8::10:5070]").unwrap();
+        assert_eq!(u.host().unwrap().as_str(), "[2001:db8::10:5070]");
+        assert_eq!(u.port(), None);
+        let u = Uri::parse("sip:[2001:db8::10]:5070").unwrap();
+        assert!(matches!(u.host().unwrap().kind(), HostKind::Ipv6(_)));
+        assert_eq!(u.port(), Some(5070));
+        assert!(Uri::parse("sip:2001:db8::10").is_err());
+    }
+
+    #[test]
+    fn other_schemes() {
+        let t = Uri::parse("tel:+1-201-555-0123;phone-context=example.com").unwrap();
+        assert_eq!(t.scheme(), Scheme::Tel);
+        assert_eq!(t.user(), Some("+1-201-555-0123"));
+        assert_eq!(t.param("phone-context"), Some(Some("example.com")));
+        let o = Uri::parse("soap.beep://192.0.2.103:3002").unwrap();
+        assert_eq!(o.scheme(), Scheme::Other("soap.beep"));
+        assert_eq!(o.opaque(), "//192.0.2.103:3002");
+        assert!(Uri::parse("<sip:a@b>").is_err());
+        assert!(Uri::parse("sip:a@b; lr").is_err());
+        assert!(Uri::parse("nocolon").is_err());
+        assert!(Uri::parse("sip:").is_err());
+        assert!(Uri::parse("sip:a@b:99999").is_err());
+        assert!(Uri::parse("sip:a%zz@b").is_err());
+    }
+
+    /// The equivalent and non-equivalent pairs of RFC 3261 §19.1.4.
+    #[test]
+    fn rfc3261_comparison_examples() {
+        let eq = [
+            ("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"),
+            ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
+            ("sip:carol@chicago.com", "sip:carol@chicago.com;security=on"),
+            ("sip:carol@chicago.com;newparam=5", "sip:carol@chicago.com;security=on"),
+            (
+                "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+                "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
+            ),
+            (
+                "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+                "sip:alice@atlanta.com?priority=urgent&subject=project%20x",
+            ),
+        ];
+        for (a, b) in eq {
+            let (ua, ub) = (Uri::parse(a).unwrap(), Uri::parse(b).unwrap());
+            assert!(ua.equivalent(&ub), "{a} == {b}");
+            assert!(ub.equivalent(&ua), "{b} == {a}");
+        }
+        let ne = [
+            ("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"),
+            ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
+            ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
+            ("sip:bob@biloxi.com", "sip:bob@biloxi.com:6000;transport=tcp"),
+            ("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"),
+            ("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"),
+            ("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;security=off"),
+        ];
+        for (a, b) in ne {
+            let (ua, ub) = (Uri::parse(a).unwrap(), Uri::parse(b).unwrap());
+            assert!(!ua.equivalent(&ub), "{a} != {b}");
+            assert!(!ub.equivalent(&ua), "{b} != {a}");
+        }
+    }
+}
