@@ -24,7 +24,10 @@ pub struct HeaderRef<'a> {
 }
 
 fn missing(name: &'static str) -> ParseError {
-    ParseError::new(crate::ErrorKind::Malformed, format!("Missing {name} header"))
+    ParseError::new(
+        crate::ErrorKind::Malformed,
+        format!("Missing {name} header"),
+    )
 }
 
 fn bad(name: &'static str) -> ParseError {
@@ -78,13 +81,18 @@ impl SipMessage {
 
     /// The parsed Request-URI.
     pub fn request_uri(&self) -> Result<Uri<'_>> {
-        let s = self.request_uri_str().ok_or(ParseError::malformed("Not a request"))?;
+        let s = self
+            .request_uri_str()
+            .ok_or(ParseError::malformed("Not a request"))?;
         Uri::parse(s).map_err(|_| ParseError::malformed("Bad Request-URI"))
     }
 
     /// Every header line in order.
     pub fn headers(&self) -> impl Iterator<Item = HeaderRef<'_>> + '_ {
-        self.headers.iter().enumerate().map(|(index, h)| self.header_ref(index, h))
+        self.headers
+            .iter()
+            .enumerate()
+            .map(|(index, h)| self.header_ref(index, h))
     }
 
     fn header_ref<'a>(&'a self, index: usize, h: &HeaderEntry) -> HeaderRef<'a> {
@@ -98,7 +106,10 @@ impl SipMessage {
 
     /// The value of the first header line named `name`.
     pub fn header(&self, name: HeaderName) -> Option<&str> {
-        self.headers.iter().find(|h| h.name == name).map(|h| self.value_of(h))
+        self.headers
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| self.value_of(h))
     }
 
     /// The value of the first header with this name as text, compact forms and case ignored
@@ -114,7 +125,8 @@ impl SipMessage {
             .iter()
             .filter(move |h| {
                 if known == HeaderName::Other {
-                    h.name == HeaderName::Other && self.str_at(h.name_span).eq_ignore_ascii_case(name)
+                    h.name == HeaderName::Other
+                        && self.str_at(h.name_span).eq_ignore_ascii_case(name)
                 } else {
                     h.name == known
                 }
@@ -130,11 +142,18 @@ impl SipMessage {
     /// Every value of `name`: each line, split at commas for list headers (RFC 3261 §7.3.1).
     pub fn values(&self, name: HeaderName) -> impl Iterator<Item = &str> + '_ {
         let split = name.is_list();
-        self.headers.iter().filter(move |h| h.name == name).flat_map(move |h| {
-            let v = self.value_of(h);
-            let (list, whole) = if split { (Some(CommaSplit::new(v)), None) } else { (None, Some(v)) };
-            list.into_iter().flatten().chain(whole)
-        })
+        self.headers
+            .iter()
+            .filter(move |h| h.name == name)
+            .flat_map(move |h| {
+                let v = self.value_of(h);
+                let (list, whole) = if split {
+                    (Some(CommaSplit::new(v)), None)
+                } else {
+                    (None, Some(v))
+                };
+                list.into_iter().flatten().chain(whole)
+            })
     }
 
     fn single(&self, name: HeaderName, label: &'static str) -> Result<&str> {
@@ -143,7 +162,10 @@ impl SipMessage {
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Result<Via<'_>> {
-        let v = self.values(HeaderName::Via).next().ok_or_else(|| missing("Via"))?;
+        let v = self
+            .values(HeaderName::Via)
+            .next()
+            .ok_or_else(|| missing("Via"))?;
         Via::parse(v)
     }
 
@@ -199,7 +221,9 @@ impl SipMessage {
 
     /// Expires header (RFC 3261 §20.19).
     pub fn expires(&self) -> Result<Option<u32>> {
-        self.header(HeaderName::Expires).map(|v| parse_u32(v).ok_or_else(|| bad("Expires"))).transpose()
+        self.header(HeaderName::Expires)
+            .map(|v| parse_u32(v).ok_or_else(|| bad("Expires")))
+            .transpose()
     }
 
     /// Min-Expires header (RFC 3261 §20.23).
@@ -211,7 +235,9 @@ impl SipMessage {
 
     /// RSeq (RFC 3262 §7.1).
     pub fn rseq(&self) -> Result<Option<u32>> {
-        self.header(HeaderName::RSeq).map(|v| parse_u32(v).ok_or_else(|| bad("RSeq"))).transpose()
+        self.header(HeaderName::RSeq)
+            .map(|v| parse_u32(v).ok_or_else(|| bad("RSeq")))
+            .transpose()
     }
 
     pub fn rack(&self) -> Result<Option<RAck<'_>>> {
@@ -219,7 +245,9 @@ impl SipMessage {
     }
 
     pub fn content_type(&self) -> Result<Option<MediaType<'_>>> {
-        self.header(HeaderName::ContentType).map(MediaType::parse).transpose()
+        self.header(HeaderName::ContentType)
+            .map(MediaType::parse)
+            .transpose()
     }
 
     pub fn event(&self) -> Result<Option<Event<'_>>> {
@@ -227,7 +255,9 @@ impl SipMessage {
     }
 
     pub fn date(&self) -> Result<Option<SipDate>> {
-        self.header(HeaderName::Date).map(SipDate::parse).transpose()
+        self.header(HeaderName::Date)
+            .map(SipDate::parse)
+            .transpose()
     }
 
     pub fn user_agent(&self) -> Option<&str> {
@@ -277,14 +307,24 @@ impl SipMessage {
     /// each element must be a token.
     pub fn tokens(&self, name: HeaderName) -> impl Iterator<Item = Result<&str>> + '_ {
         self.values(name).filter(|v| !v.is_empty()).map(move |v| {
-            if is_token_str(v) { Ok(v) } else { Err(ParseError::malformed("Bad token list")) }
+            if is_token_str(v) {
+                Ok(v)
+            } else {
+                Err(ParseError::malformed("Bad token list"))
+            }
         })
     }
 
     /// Authentication headers of one kind (Authorization, Proxy-Authorization,
     /// WWW-Authenticate, Proxy-Authenticate), one per line.
-    pub fn auth_headers(&self, name: HeaderName) -> impl Iterator<Item = Result<AuthHeader<'_>>> + '_ {
-        self.headers.iter().filter(move |h| h.name == name).map(|h| AuthHeader::parse(self.value_of(h)))
+    pub fn auth_headers(
+        &self,
+        name: HeaderName,
+    ) -> impl Iterator<Item = Result<AuthHeader<'_>>> + '_ {
+        self.headers
+            .iter()
+            .filter(move |h| h.name == name)
+            .map(|h| AuthHeader::parse(self.value_of(h)))
     }
 
     pub fn reasons(&self) -> impl Iterator<Item = Result<Reason<'_>>> + '_ {

@@ -15,7 +15,8 @@ impl SipMessage {
     ///
     /// Errors in responses carry [`crate::Reaction::Drop`].
     pub fn check(&self) -> Result<()> {
-        self.check_inner().map_err(|e| e.in_response(!self.is_request()))
+        self.check_inner()
+            .map_err(|e| e.in_response(!self.is_request()))
     }
 
     fn check_inner(&self) -> Result<()> {
@@ -24,7 +25,10 @@ impl SipMessage {
             match uri.scheme() {
                 Scheme::Sip | Scheme::Sips | Scheme::Tel => {}
                 Scheme::Other(_) => {
-                    return Err(ParseError::new(ErrorKind::UnsupportedUriScheme, "Unsupported URI Scheme"));
+                    return Err(ParseError::new(
+                        ErrorKind::UnsupportedUriScheme,
+                        "Unsupported URI Scheme",
+                    ));
                 }
             }
             if uri.headers().is_some() {
@@ -41,7 +45,10 @@ impl SipMessage {
         ] {
             if self.header_count(name) > 1 {
                 let label = name.as_str().unwrap_or("");
-                return Err(ParseError::new(ErrorKind::Malformed, format!("Duplicate {label} header")));
+                return Err(ParseError::new(
+                    ErrorKind::Malformed,
+                    format!("Duplicate {label} header"),
+                ));
             }
         }
         if self.header_count(HeaderName::Via) == 0 {
@@ -54,16 +61,15 @@ impl SipMessage {
         self.to_header()?;
         self.call_id()?;
         let cseq = self.cseq()?;
-        if let Some(m) = self.method_str() {
-            if cseq.method_str != m {
-                return Err(ParseError::malformed("CSeq method does not match request method"));
-            }
+        if self.method_str().is_some_and(|m| m != cseq.method_str) {
+            return Err(ParseError::malformed(
+                "CSeq method does not match request method",
+            ));
         }
         self.max_forwards()?;
-        if let Contacts::Star = self.contacts()? {
-            if self.method() != Some(crate::Method::Register) {
-                return Err(ParseError::malformed("Bad Contact header"));
-            }
+        let star = matches!(self.contacts()?, Contacts::Star);
+        if star && self.method() != Some(crate::Method::Register) {
+            return Err(ParseError::malformed("Bad Contact header"));
         }
         Ok(())
     }

@@ -53,7 +53,11 @@ pub struct ParseError {
 
 impl ParseError {
     pub(crate) fn new(kind: ErrorKind, reason: impl Into<Cow<'static, str>>) -> Self {
-        ParseError { kind, reason: reason.into(), in_response: false }
+        ParseError {
+            kind,
+            reason: reason.into(),
+            in_response: false,
+        }
     }
 
     /// A 400-class error with a fixed reason.
@@ -84,7 +88,11 @@ impl ParseError {
 
     /// What a SIP element does with the message: reply (requests) or drop (responses).
     pub fn reaction(&self) -> Reaction {
-        if self.in_response { Reaction::Drop } else { Reaction::Reply(self.kind.status()) }
+        if self.in_response {
+            Reaction::Drop
+        } else {
+            Reaction::Reply(self.kind.status())
+        }
     }
 }
 

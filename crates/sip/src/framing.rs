@@ -15,7 +15,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_header_bytes: 16 * 1024, max_message_bytes: 64 * 1024 }
+        Limits {
+            max_header_bytes: 16 * 1024,
+            max_message_bytes: 64 * 1024,
+        }
     }
 }
 
@@ -60,7 +63,9 @@ pub fn check(buf: &[u8], limits: &Limits) -> Result<Option<Frame>, FrameError> {
         return Ok(None);
     };
     let cl = content_length(buf.get(..body_start).unwrap_or(&[]))?;
-    let len = body_start.checked_add(cl).ok_or(FrameError::MessageTooLarge)?;
+    let len = body_start
+        .checked_add(cl)
+        .ok_or(FrameError::MessageTooLarge)?;
     if len > limits.max_message_bytes {
         return Err(FrameError::MessageTooLarge);
     }
@@ -87,7 +92,9 @@ fn header_end(buf: &[u8], max: usize) -> Option<usize> {
 fn content_length(head: &[u8]) -> Result<usize, FrameError> {
     let mut found: Option<usize> = None;
     for line in head.split(|&c| c == b'\n').skip(1) {
-        let Some(colon) = memchr::memchr(b':', line) else { continue };
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
         let name = line.get(..colon).unwrap_or(&[]).trim_ascii();
         if !(name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l")) {
             continue;
@@ -96,7 +103,9 @@ fn content_length(head: &[u8]) -> Result<usize, FrameError> {
         if v.is_empty() || v.len() > 9 || !v.iter().all(u8::is_ascii_digit) {
             return Err(FrameError::BadContentLength);
         }
-        let n = v.iter().fold(0usize, |a, &c| a * 10 + usize::from(c - b'0'));
+        let n = v
+            .iter()
+            .fold(0usize, |a, &c| a * 10 + usize::from(c - b'0'));
         if found.is_some_and(|f| f != n) {
             return Err(FrameError::BadContentLength);
         }
@@ -109,7 +118,10 @@ fn content_length(head: &[u8]) -> Result<usize, FrameError> {
 mod tests {
     use super::*;
 
-    const L: Limits = Limits { max_header_bytes: 200, max_message_bytes: 400 };
+    const L: Limits = Limits {
+        max_header_bytes: 200,
+        max_message_bytes: 400,
+    };
 
     #[test]
     fn keepalives() {
@@ -124,7 +136,10 @@ mod tests {
         let m = b"OPTIONS sip:a SIP/2.0\r\nl: 3\r\n\r\nabcNEXT";
         assert_eq!(check(m, &L), Ok(Some(Frame::Message { len: m.len() - 4 })));
         assert_eq!(check(&m[..m.len() - 6], &L), Ok(None));
-        assert_eq!(check(b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 0\r\n", &L), Ok(None));
+        assert_eq!(
+            check(b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 0\r\n", &L),
+            Ok(None)
+        );
     }
 
     #[test]

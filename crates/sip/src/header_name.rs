@@ -36,7 +36,7 @@ macro_rules! header_names {
             const LONG: &'static [(&'static str, HeaderName)] = &[ $( ($canon, HeaderName::$variant), )* ];
 
             fn lookup_compact(c: u8) -> HeaderName {
-                $( $( if c.to_ascii_lowercase() == $compact as u8 { return HeaderName::$variant; } )? )*
+                $( $( if char::from(c.to_ascii_lowercase()) == $compact { return HeaderName::$variant; } )? )*
                 HeaderName::Other
             }
         }
@@ -141,10 +141,10 @@ impl HeaderName {
             return HeaderName::Other;
         };
         for &i in slot {
-            if let Some((canon, h)) = HeaderName::LONG.get(usize::from(i)) {
-                if canon.eq_ignore_ascii_case(name) {
-                    return *h;
-                }
+            if let Some((canon, h)) = HeaderName::LONG.get(usize::from(i))
+                && canon.eq_ignore_ascii_case(name)
+            {
+                return *h;
             }
         }
         HeaderName::Other
@@ -198,7 +198,10 @@ impl HeaderName {
     /// Headers that must appear at most once in a message (RFC 3261 §7.3.1, §20).
     pub fn is_singleton(self) -> bool {
         use HeaderName::*;
-        matches!(self, From | To | CallId | CSeq | MaxForwards | ContentLength)
+        matches!(
+            self,
+            From | To | CallId | CSeq | MaxForwards | ContentLength
+        )
     }
 }
 
@@ -239,8 +242,16 @@ mod tests {
     fn every_long_name_round_trips() {
         for (canon, h) in HeaderName::LONG {
             assert_eq!(HeaderName::parse(canon), *h, "{canon}");
-            assert_eq!(HeaderName::parse(&canon.to_ascii_uppercase()), *h, "{canon}");
-            assert_eq!(HeaderName::parse(&canon.to_ascii_lowercase()), *h, "{canon}");
+            assert_eq!(
+                HeaderName::parse(&canon.to_ascii_uppercase()),
+                *h,
+                "{canon}"
+            );
+            assert_eq!(
+                HeaderName::parse(&canon.to_ascii_lowercase()),
+                *h,
+                "{canon}"
+            );
             assert_eq!(h.as_str(), Some(*canon));
         }
     }

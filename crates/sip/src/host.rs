@@ -89,17 +89,28 @@ pub(crate) fn parse_host<'a>(c: &mut Cursor<'a>) -> Result<Host<'a>> {
             return Err(ParseError::malformed("Bad IPv6 reference"));
         }
         let addr = parse_ipv6(inner).ok_or(ParseError::malformed("Bad IPv6 address"))?;
-        return Ok(Host { raw: c.slice(start, c.pos()), kind: HostKind::Ipv6(addr) });
+        return Ok(Host {
+            raw: c.slice(start, c.pos()),
+            kind: HostKind::Ipv6(addr),
+        });
     }
     let raw = c.take_while(is_domain_char);
     if raw.is_empty() || raw.starts_with('.') || raw.starts_with('-') || raw.contains("..") {
         return Err(ParseError::malformed("Bad host"));
     }
     if raw.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        let a: Ipv4Addr = raw.parse().map_err(|_| ParseError::malformed("Bad IPv4 address"))?;
-        return Ok(Host { raw, kind: HostKind::Ipv4(a) });
+        let a: Ipv4Addr = raw
+            .parse()
+            .map_err(|_| ParseError::malformed("Bad IPv4 address"))?;
+        return Ok(Host {
+            raw,
+            kind: HostKind::Ipv4(a),
+        });
     }
-    Ok(Host { raw, kind: HostKind::Domain })
+    Ok(Host {
+        raw,
+        kind: HostKind::Domain,
+    })
 }
 
 /// Parses an optional `:port` at the cursor.
@@ -111,7 +122,10 @@ pub(crate) fn parse_port(c: &mut Cursor<'_>) -> Result<Option<u16>> {
     if digits.is_empty() || digits.len() > 5 {
         return Err(ParseError::malformed("Bad port"));
     }
-    digits.parse::<u16>().map(Some).map_err(|_| ParseError::malformed("Bad port"))
+    digits
+        .parse::<u16>()
+        .map(Some)
+        .map_err(|_| ParseError::malformed("Bad port"))
 }
 
 #[cfg(test)]
@@ -141,7 +155,15 @@ mod tests {
         let a = Host::parse("[2001:db8::1]").unwrap();
         let b = Host::parse("[2001:DB8:0::1]").unwrap();
         assert!(a.equivalent(&b));
-        assert!(Host::parse("EXAMPLE.com").unwrap().equivalent(&Host::parse("example.COM").unwrap()));
-        assert!(!Host::parse("127.0.0.1").unwrap().equivalent(&Host::parse("localhost").unwrap()));
+        assert!(
+            Host::parse("EXAMPLE.com")
+                .unwrap()
+                .equivalent(&Host::parse("example.COM").unwrap())
+        );
+        assert!(
+            !Host::parse("127.0.0.1")
+                .unwrap()
+                .equivalent(&Host::parse("localhost").unwrap())
+        );
     }
 }

@@ -26,7 +26,9 @@ mod uri;
 pub use access::HeaderRef;
 pub use error::{ErrorKind, ParseError, Reaction, Result};
 pub use header_name::HeaderName;
-pub use headers::{AuthHeader, CSeq, Contacts, Event, MediaType, NameAddr, RAck, Reason, SipDate, Via};
+pub use headers::{
+    AuthHeader, CSeq, Contacts, Event, MediaType, NameAddr, RAck, Reason, SipDate, Via,
+};
 pub use host::{Host, HostKind};
 pub use message::{HeaderEntry, ParseConfig, SipMessage, Span, StartLine};
 pub use method::Method;

@@ -19,7 +19,10 @@ pub struct Span {
 impl Span {
     fn new(start: usize, end: usize) -> Span {
         // Messages are limited to far less than 4 GiB (see `ParseConfig::max_message`).
-        Span { start: start as u32, end: end as u32 }
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
     }
 
     /// As a `usize` range.
@@ -51,8 +54,15 @@ pub struct HeaderEntry {
 /// The first line of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartLine {
-    Request { method: Method, method_span: Span, uri_span: Span },
-    Response { code: u16, reason_span: Span },
+    Request {
+        method: Method,
+        method_span: Span,
+        uri_span: Span,
+    },
+    Response {
+        code: u16,
+        reason_span: Span,
+    },
 }
 
 /// How to frame and bound a message.
@@ -68,7 +78,11 @@ pub struct ParseConfig {
 
 impl Default for ParseConfig {
     fn default() -> Self {
-        ParseConfig { stream: false, max_message: 65_535, max_headers: 512 }
+        ParseConfig {
+            stream: false,
+            max_message: 65_535,
+            max_headers: 512,
+        }
     }
 }
 
@@ -91,7 +105,11 @@ pub struct SipMessage {
 /// Finds the next line starting at `pos`: (content end, next line start). Accepts CRLF and bare LF.
 fn next_line(b: &[u8], pos: usize) -> Option<(usize, usize)> {
     let nl = pos + memchr::memchr(b'\n', b.get(pos..)?)?;
-    let end = if nl > pos && b.get(nl - 1) == Some(&b'\r') { nl - 1 } else { nl };
+    let end = if nl > pos && b.get(nl - 1) == Some(&b'\r') {
+        nl - 1
+    } else {
+        nl
+    };
     Some((end, nl + 1))
 }
 
@@ -115,7 +133,10 @@ impl SipMessage {
     /// Parses one message with explicit framing rules and limits.
     pub fn parse_with(data: Bytes, cfg: &ParseConfig) -> Result<SipMessage> {
         if data.len() > cfg.max_message {
-            return Err(ParseError::new(crate::ErrorKind::TooLarge, "Message too large"));
+            return Err(ParseError::new(
+                crate::ErrorKind::TooLarge,
+                "Message too large",
+            ));
         }
         let b = &data[..];
         // RFC 3261 §7.5: CRLFs before the start line are ignored.
@@ -138,7 +159,9 @@ impl SipMessage {
             headers_end: idx.end as u32,
             body: Span::new(idx.body_start, idx.body_start),
         };
-        let body_end = msg.frame_body(idx.body_start, b.len(), cfg.stream).map_err(|e| e.in_response(in_response))?;
+        let body_end = msg
+            .frame_body(idx.body_start, b.len(), cfg.stream)
+            .map_err(|e| e.in_response(in_response))?;
         msg.body = Span::new(idx.body_start, body_end);
         if skip > 0 || body_end < b.len() {
             msg.rebase(skip, body_end);
@@ -149,7 +172,11 @@ impl SipMessage {
     /// Applies Content-Length; returns where the body ends.
     fn frame_body(&self, body_start: usize, total: usize, stream: bool) -> Result<usize> {
         let mut cl: Option<u32> = None;
-        for h in self.headers.iter().filter(|h| h.name == HeaderName::ContentLength) {
+        for h in self
+            .headers
+            .iter()
+            .filter(|h| h.name == HeaderName::ContentLength)
+        {
             let v = parse_u32(self.value_of(h).trim())
                 .ok_or(ParseError::malformed("Bad Content-Length header"))?;
             if cl.is_some_and(|c| c != v) {
@@ -159,7 +186,7 @@ impl SipMessage {
         }
         match cl {
             Some(n) => {
-                let end = body_start.checked_add(n as usize).unwrap_or(usize::MAX);
+                let end = body_start.saturating_add(n as usize);
                 if end > total {
                     return Err(ParseError::malformed("Content-Length larger than body"));
                 }
@@ -179,7 +206,11 @@ impl SipMessage {
         self.raw = self.raw.slice(skip..end);
         self.text = self.text.slice(skip..end.min(self.text.len()));
         match &mut self.start {
-            StartLine::Request { method_span, uri_span, .. } => {
+            StartLine::Request {
+                method_span,
+                uri_span,
+                ..
+            } => {
                 shift(method_span);
                 shift(uri_span);
             }
@@ -197,7 +228,10 @@ impl SipMessage {
 
     /// Text of a span of the header section.
     pub(crate) fn str_at(&self, s: Span) -> &str {
-        self.text.get(s.range()).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+        self.text
+            .get(s.range())
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
     }
 
     pub(crate) fn value_of(&self, h: &HeaderEntry) -> &str {
@@ -248,11 +282,17 @@ fn index_headers(b: &[u8], mut pos: usize, cfg: &ParseConfig) -> Result<Index> {
         let (end, next) =
             next_line(b, pos).ok_or(ParseError::malformed("Missing end of header section"))?;
         if end == pos {
-            return Ok(Index { headers, end: pos, body_start: next });
+            return Ok(Index {
+                headers,
+                end: pos,
+                body_start: next,
+            });
         }
         let first = b.get(pos).copied().unwrap_or(b' ');
         if first == b' ' || first == b'\t' {
-            let last = headers.last_mut().ok_or(ParseError::malformed("Folded first header line"))?;
+            let last = headers
+                .last_mut()
+                .ok_or(ParseError::malformed("Folded first header line"))?;
             let (vs, ve) = trim_ws(b, pos, end);
             if vs < ve {
                 if last.value_span.is_empty() {
@@ -266,10 +306,14 @@ fn index_headers(b: &[u8], mut pos: usize, cfg: &ParseConfig) -> Result<Index> {
             continue;
         }
         if headers.len() >= cfg.max_headers {
-            return Err(ParseError::new(crate::ErrorKind::TooLarge, "Too many headers"));
+            return Err(ParseError::new(
+                crate::ErrorKind::TooLarge,
+                "Too many headers",
+            ));
         }
         let line = b.get(pos..end).unwrap_or(&[]);
-        let colon = pos + memchr::memchr(b':', line).ok_or(ParseError::malformed("Bad header line"))?;
+        let colon =
+            pos + memchr::memchr(b':', line).ok_or(ParseError::malformed("Bad header line"))?;
         let (ns, ne) = trim_ws(b, pos, colon);
         let name_bytes = b.get(ns..ne).unwrap_or(&[]);
         if ns != pos || name_bytes.is_empty() || !name_bytes.iter().all(|&c| is_token(c)) {
@@ -277,7 +321,11 @@ fn index_headers(b: &[u8], mut pos: usize, cfg: &ParseConfig) -> Result<Index> {
         }
         let name = std::str::from_utf8(name_bytes).map_or(HeaderName::Other, HeaderName::parse);
         let (vs, ve) = trim_ws(b, colon + 1, end);
-        let value_span = if vs == ve { Span::new(next, next) } else { Span::new(vs, ve) };
+        let value_span = if vs == ve {
+            Span::new(next, next)
+        } else {
+            Span::new(vs, ve)
+        };
         headers.push(HeaderEntry {
             name,
             name_span: Span::new(ns, ne),
@@ -317,8 +365,12 @@ fn parse_start_line(b: &[u8], s: usize, e: usize) -> Result<StartLine> {
     }
     let mut parts = line.splitn(3, |&c| c == b' ');
     let method = parts.next().unwrap_or(&[]);
-    let uri = parts.next().ok_or(ParseError::malformed("Bad request line"))?;
-    let version = parts.next().ok_or(ParseError::malformed("Bad request line"))?;
+    let uri = parts
+        .next()
+        .ok_or(ParseError::malformed("Bad request line"))?;
+    let version = parts
+        .next()
+        .ok_or(ParseError::malformed("Bad request line"))?;
     if method.is_empty() || !method.iter().all(|&c| is_token(c)) {
         return Err(ParseError::malformed("Bad method"));
     }
@@ -339,7 +391,9 @@ fn parse_start_line(b: &[u8], s: usize, e: usize) -> Result<StartLine> {
 fn parse_status_line(line: &[u8], s: usize) -> Result<StartLine> {
     let mut parts = line.splitn(3, |&c| c == b' ');
     check_version(parts.next().unwrap_or(&[]))?;
-    let code = parts.next().ok_or(ParseError::malformed("Bad status line"))?;
+    let code = parts
+        .next()
+        .ok_or(ParseError::malformed("Bad status line"))?;
     if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
         return Err(ParseError::malformed("Bad status code"));
     }
@@ -352,7 +406,10 @@ fn parse_status_line(line: &[u8], s: usize) -> Result<StartLine> {
         return Err(ParseError::malformed("Bad reason phrase"));
     }
     let rs = s + line.len() - reason.len();
-    Ok(StartLine::Response { code, reason_span: Span::new(rs, s + line.len()) })
+    Ok(StartLine::Response {
+        code,
+        reason_span: Span::new(rs, s + line.len()),
+    })
 }
 
 /// Only SIP/2.0 is spoken; another well-formed version is 505 (RFC 3261 §8.2.2... §21.5.7).
@@ -365,7 +422,10 @@ fn check_version(v: &[u8]) -> Result<()> {
         && v[4..].iter().all(|&c| c.is_ascii_digit() || c == b'.')
         && v[4..].iter().filter(|&&c| c == b'.').count() == 1;
     if well_formed {
-        Err(ParseError::new(crate::ErrorKind::VersionNotSupported, "Version Not Supported"))
+        Err(ParseError::new(
+            crate::ErrorKind::VersionNotSupported,
+            "Version Not Supported",
+        ))
     } else {
         Err(ParseError::malformed("Bad SIP version"))
     }

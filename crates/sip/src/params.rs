@@ -2,8 +2,8 @@
 //! `;` and `=`) and of URIs (RFC 3261 §19.1.1 uri-parameters, no LWS).
 
 use crate::error::{ParseError, Result};
-use crate::uri::unescape;
 use crate::scan::{Cursor, is_lws, is_param_char, is_token};
+use crate::uri::unescape;
 
 /// One parameter. `value` has the quotes of a quoted-string removed (escapes kept, see
 /// [`crate::unquote`]); `quoted` says it had them.
@@ -48,7 +48,11 @@ impl<'a> Params<'a> {
     }
 
     fn flavor(&self) -> Flavor {
-        if self.uri { Flavor::Uri } else { Flavor::Header }
+        if self.uri {
+            Flavor::Uri
+        } else {
+            Flavor::Header
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -70,12 +74,19 @@ impl<'a> Params<'a> {
 
     /// All parameters in order.
     pub fn iter(&self) -> ParamIter<'a> {
-        ParamIter { c: Cursor::new(self.text), flavor: self.flavor(), done: false }
+        ParamIter {
+            c: Cursor::new(self.text),
+            flavor: self.flavor(),
+            done: false,
+        }
     }
 
     /// The first parameter named `name` (case-insensitive). `Some(None)` for a flag parameter.
     pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
-        self.iter().flatten().find(|p| name_matches(p.name, name)).map(|p| p.value)
+        self.iter()
+            .flatten()
+            .find(|p| name_matches(p.name, name))
+            .map(|p| p.value)
     }
 
     /// Whether a parameter named `name` is present, with or without a value.
@@ -123,12 +134,23 @@ impl<'a> ParamIter<'a> {
         }
         self.lws();
         if !self.c.eat(b'=') {
-            return Ok(Some(Param { name, value: None, quoted: false }));
+            return Ok(Some(Param {
+                name,
+                value: None,
+                quoted: false,
+            }));
         }
         self.lws();
         if self.flavor == Flavor::Header && self.c.peek() == Some(b'"') {
-            let v = self.c.quoted_string().ok_or(ParseError::malformed("Unterminated quote"))?;
-            return Ok(Some(Param { name, value: Some(v), quoted: true }));
+            let v = self
+                .c
+                .quoted_string()
+                .ok_or(ParseError::malformed("Unterminated quote"))?;
+            return Ok(Some(Param {
+                name,
+                value: Some(v),
+                quoted: true,
+            }));
         }
         let value = match self.flavor {
             Flavor::Header => self.c.take_while(is_header_value_char),
@@ -137,7 +159,11 @@ impl<'a> ParamIter<'a> {
         if value.is_empty() && self.flavor == Flavor::Header {
             return Err(ParseError::malformed("Empty parameter value"));
         }
-        Ok(Some(Param { name, value: Some(value), quoted: false }))
+        Ok(Some(Param {
+            name,
+            value: Some(value),
+            quoted: false,
+        }))
     }
 }
 
@@ -170,15 +196,23 @@ mod tests {
     fn header_params_with_lws() {
         let p = Params::header(" ;   tag    = 1918181833n").unwrap();
         assert_eq!(p.get("TAG"), Some(Some("1918181833n")));
-        let p = Params::header(";\r\n  branch=\r\n z9hG4bK30239 ; rport; received=[2001:db8::9:255]")
-            .unwrap();
+        let p =
+            Params::header(";\r\n  branch=\r\n z9hG4bK30239 ; rport; received=[2001:db8::9:255]")
+                .unwrap();
         assert_eq!(p.get("branch"), Some(Some("z9hG4bK30239")));
         assert_eq!(p.get("rport"), Some(None));
         assert_eq!(p.get("received"), Some(Some("[2001:db8::9:255]")));
         assert_eq!(p.get("missing"), None);
         let q = Params::header(r#";+sip.instance="<urn:uuid:1>";q=0.5"#).unwrap();
         let first = q.iter().next().unwrap().unwrap();
-        assert_eq!(first, Param { name: "+sip.instance", value: Some("<urn:uuid:1>"), quoted: true });
+        assert_eq!(
+            first,
+            Param {
+                name: "+sip.instance",
+                value: Some("<urn:uuid:1>"),
+                quoted: true
+            }
+        );
     }
 
     #[test]

@@ -177,7 +177,9 @@ impl SipMessage {
         if edits.body.is_some() || (edits.force_content_length && !has_cl) {
             push_line(&mut out, &line("Content-Length", &body.len().to_string()));
         }
-        let blank = raw.get(self.headers_end as usize..self.body.start as usize).unwrap_or(b"\r\n");
+        let blank = raw
+            .get(self.headers_end as usize..self.body.start as usize)
+            .unwrap_or(b"\r\n");
         out.extend_from_slice(blank);
         out.extend_from_slice(body);
         out
@@ -199,7 +201,10 @@ impl SipMessage {
             if !touched {
                 continue;
             }
-            out.extend_from_slice(raw.get(run_start..h.line_span.start as usize).unwrap_or(&[]));
+            out.extend_from_slice(
+                raw.get(run_start..h.line_span.start as usize)
+                    .unwrap_or(&[]),
+            );
             let mut keep = !dropped;
             let mut after = Vec::new();
             while let Some((_, op)) = ops.next_if(|(j, _)| *j == i) {
@@ -249,7 +254,10 @@ impl RequestBuilder {
 
     /// Finishes with Content-Length and the body.
     pub fn body(mut self, body: &[u8]) -> Vec<u8> {
-        push_line(&mut self.buf, &line("Content-Length", &body.len().to_string()));
+        push_line(
+            &mut self.buf,
+            &line("Content-Length", &body.len().to_string()),
+        );
         self.buf.extend_from_slice(b"\r\n");
         self.buf.extend_from_slice(body);
         self.buf
@@ -277,7 +285,12 @@ impl ResponseBuilder {
 
     /// A reply to `req`. `to_tag` is added to To unless it already has a tag (never for 100).
     /// Record-Route is copied for 18x and 2xx replies, which may create a dialog (§12.1.1).
-    pub fn reply_to(req: &SipMessage, code: u16, reason: &str, to_tag: Option<&str>) -> ResponseBuilder {
+    pub fn reply_to(
+        req: &SipMessage,
+        code: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+    ) -> ResponseBuilder {
         let mut b = ResponseBuilder::new(code, reason);
         for h in req.headers() {
             match h.name {
@@ -309,7 +322,10 @@ impl ResponseBuilder {
 
     /// Finishes with Content-Length and the body.
     pub fn body(mut self, body: &[u8]) -> Vec<u8> {
-        push_line(&mut self.buf, &line("Content-Length", &body.len().to_string()));
+        push_line(
+            &mut self.buf,
+            &line("Content-Length", &body.len().to_string()),
+        );
         self.buf.extend_from_slice(b"\r\n");
         self.buf.extend_from_slice(body);
         self.buf

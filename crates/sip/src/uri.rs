@@ -52,7 +52,9 @@ pub struct Uri<'a> {
 impl<'a> Uri<'a> {
     /// Parses a whole string as a URI. No white space is allowed anywhere in it.
     pub fn parse(s: &'a str) -> Result<Uri<'a>> {
-        let colon = s.find(':').ok_or(ParseError::malformed("Bad URI: no scheme"))?;
+        let colon = s
+            .find(':')
+            .ok_or(ParseError::malformed("Bad URI: no scheme"))?;
         let scheme_text = s.get(..colon).unwrap_or("");
         let rest = s.get(colon + 1..).unwrap_or("");
         if !is_scheme(scheme_text) {
@@ -162,7 +164,10 @@ impl<'a> Uri<'a> {
     /// `user`, `ttl`, `method`, `maddr` and `transport` must match when present in either; other
     /// parameters only when present in both; URI headers must all match.
     pub fn equivalent(&self, other: &Uri<'_>) -> bool {
-        if self.scheme.as_str().to_ascii_lowercase() != other.scheme.as_str().to_ascii_lowercase()
+        if !self
+            .scheme
+            .as_str()
+            .eq_ignore_ascii_case(other.scheme.as_str())
         {
             return false;
         }
@@ -212,10 +217,10 @@ fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a str) -> Result<Uri<'a>> {
             if user.is_empty() || !user.bytes().all(is_user_char) || !escapes_valid(user) {
                 return Err(ParseError::malformed("Bad user part in URI"));
             }
-            if let Some(p) = password {
-                if !p.bytes().all(is_password_char) || !escapes_valid(p) {
-                    return Err(ParseError::malformed("Bad password in URI"));
-                }
+            if let Some(p) = password
+                && (!p.bytes().all(is_password_char) || !escapes_valid(p))
+            {
+                return Err(ParseError::malformed("Bad password in URI"));
             }
             uri.user = Some(user);
             uri.password = password;
@@ -248,7 +253,9 @@ fn parse_tel<'a>(mut uri: Uri<'a>, rest: &'a str) -> Result<Uri<'a>> {
         Some(i) => (rest.get(..i).unwrap_or(""), rest.get(i..).unwrap_or("")),
         None => (rest, ""),
     };
-    let ok = |b: u8| b.is_ascii_hexdigit() || matches!(b, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#');
+    let ok = |b: u8| {
+        b.is_ascii_hexdigit() || matches!(b, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#')
+    };
     if number.is_empty() || !number.bytes().all(ok) {
         return Err(ParseError::malformed("Bad tel URI"));
     }
@@ -351,7 +358,8 @@ mod tests {
 
     #[test]
     fn sip_uri_components() {
-        let u = Uri::parse("sip:alice:secret@Example.com:5070;transport=tcp;lr?subject=hi").unwrap();
+        let u =
+            Uri::parse("sip:alice:secret@Example.com:5070;transport=tcp;lr?subject=hi").unwrap();
         assert_eq!(u.scheme(), Scheme::Sip);
         assert_eq!(u.user(), Some("alice"));
         assert_eq!(u.password(), Some("secret"));
@@ -366,7 +374,10 @@ mod tests {
     fn unusual_user_parts() {
         let u = Uri::parse("sip:user;par=u%40example.net@example.com").unwrap();
         assert_eq!(u.user(), Some("user;par=u%40example.net"));
-        assert_eq!(u.user_unescaped().unwrap().as_ref(), b"user;par=u@example.net");
+        assert_eq!(
+            u.user_unescaped().unwrap().as_ref(),
+            b"user;par=u@example.net"
+        );
         assert!(u.params().is_empty());
         let u = Uri::parse("sip:null-%00-null@example.com").unwrap();
         assert_eq!(u.user_unescaped().unwrap().as_ref(), b"null-\0-null");
@@ -374,8 +385,14 @@ mod tests {
             "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
         )
         .unwrap();
-        assert_eq!(u.user(), Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
-        assert_eq!(u.password(), Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
+        assert_eq!(
+            u.user(),
+            Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
+        );
+        assert_eq!(
+            u.password(),
+            Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
+        );
     }
 
     #[test]
@@ -410,10 +427,16 @@ mod tests {
     #[test]
     fn rfc3261_comparison_examples() {
         let eq = [
-            ("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"),
+            (
+                "sip:%61lice@atlanta.com;transport=TCP",
+                "sip:alice@AtLanTa.CoM;Transport=tcp",
+            ),
             ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
             ("sip:carol@chicago.com", "sip:carol@chicago.com;security=on"),
-            ("sip:carol@chicago.com;newparam=5", "sip:carol@chicago.com;security=on"),
+            (
+                "sip:carol@chicago.com;newparam=5",
+                "sip:carol@chicago.com;security=on",
+            ),
             (
                 "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
                 "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
@@ -429,13 +452,25 @@ mod tests {
             assert!(ub.equivalent(&ua), "{b} == {a}");
         }
         let ne = [
-            ("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"),
+            (
+                "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+                "sip:alice@AtLanTa.CoM;Transport=UDP",
+            ),
             ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
             ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
-            ("sip:bob@biloxi.com", "sip:bob@biloxi.com:6000;transport=tcp"),
-            ("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"),
+            (
+                "sip:bob@biloxi.com",
+                "sip:bob@biloxi.com:6000;transport=tcp",
+            ),
+            (
+                "sip:carol@chicago.com",
+                "sip:carol@chicago.com?Subject=next%20meeting",
+            ),
             ("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"),
-            ("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;security=off"),
+            (
+                "sip:carol@chicago.com;security=on",
+                "sip:carol@chicago.com;security=off",
+            ),
         ];
         for (a, b) in ne {
             let (ua, ub) = (Uri::parse(a).unwrap(), Uri::parse(b).unwrap());

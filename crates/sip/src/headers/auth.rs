@@ -43,7 +43,11 @@ impl<'a> AuthHeader<'a> {
         if !rest.is_empty() && c.peek().is_some_and(|b| !is_lws(b)) {
             return Err(bad());
         }
-        let h = AuthHeader { scheme, rest, token68: false };
+        let h = AuthHeader {
+            scheme,
+            rest,
+            token68: false,
+        };
         if h.params().all(|p| p.is_ok()) {
             return Ok(h);
         }
@@ -69,7 +73,11 @@ impl<'a> AuthHeader<'a> {
 
     /// The parameters in order.
     pub fn params(&self) -> AuthParams<'a> {
-        AuthParams { c: Cursor::new(if self.token68 { "" } else { self.rest }), first: true, done: false }
+        AuthParams {
+            c: Cursor::new(if self.token68 { "" } else { self.rest }),
+            first: true,
+            done: false,
+        }
     }
 
     /// A parameter value by case-insensitive name, unquoted and unescaped.
@@ -77,7 +85,13 @@ impl<'a> AuthHeader<'a> {
         self.params()
             .flatten()
             .find(|p| p.name.eq_ignore_ascii_case(name))
-            .map(|p| if p.quoted { unquote(p.value) } else { Cow::Borrowed(p.value) })
+            .map(|p| {
+                if p.quoted {
+                    unquote(p.value)
+                } else {
+                    Cow::Borrowed(p.value)
+                }
+            })
     }
 
     pub fn username(&self) -> Option<Cow<'a, str>> {
@@ -139,13 +153,21 @@ impl<'a> AuthParams<'a> {
         self.c.skip_lws();
         if self.c.peek() == Some(b'"') {
             let value = self.c.quoted_string().ok_or_else(bad)?;
-            return Ok(Some(AuthParam { name, value, quoted: true }));
+            return Ok(Some(AuthParam {
+                name,
+                value,
+                quoted: true,
+            }));
         }
         let value = self.c.take_while(is_token);
         if value.is_empty() {
             return Err(bad());
         }
-        Ok(Some(AuthParam { name, value, quoted: false }))
+        Ok(Some(AuthParam {
+            name,
+            value,
+            quoted: false,
+        }))
     }
 }
 
@@ -183,7 +205,10 @@ mod tests {
         assert_eq!(a.nc().unwrap(), "00000001");
         assert_eq!(a.algorithm().unwrap(), "MD5");
         assert_eq!(a.opaque().unwrap(), "5ccc\"069c403ebaf9f0171e9517f40e41");
-        assert_eq!(a.param("NONCE").unwrap(), "dcd98b7102dd2f0e8b11d0f600bfb0c093");
+        assert_eq!(
+            a.param("NONCE").unwrap(),
+            "dcd98b7102dd2f0e8b11d0f600bfb0c093"
+        );
     }
 
     #[test]

@@ -17,8 +17,9 @@ pub struct SipDate {
 }
 
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-const MONTHS: [&str; 12] =
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 fn num<T: TryFrom<u32>>(s: &str, len: usize, max: u32) -> Option<T> {
     if s.len() != len {
@@ -39,9 +40,19 @@ impl SipDate {
         let (wk, rest) = s.trim().split_once(',').ok_or_else(bad)?;
         let weekday = DAYS.iter().position(|d| *d == wk).ok_or_else(bad)?;
         let mut f = rest.split(' ').filter(|p| !p.is_empty());
-        let day = f.next().and_then(|d| num::<u8>(d, 2, 31)).filter(|d| *d > 0).ok_or_else(bad)?;
-        let month = f.next().and_then(|m| MONTHS.iter().position(|x| *x == m)).ok_or_else(bad)?;
-        let year = f.next().and_then(|y| num::<u16>(y, 4, 9999)).ok_or_else(bad)?;
+        let day = f
+            .next()
+            .and_then(|d| num::<u8>(d, 2, 31))
+            .filter(|d| *d > 0)
+            .ok_or_else(bad)?;
+        let month = f
+            .next()
+            .and_then(|m| MONTHS.iter().position(|x| *x == m))
+            .ok_or_else(bad)?;
+        let year = f
+            .next()
+            .and_then(|y| num::<u16>(y, 4, 9999))
+            .ok_or_else(bad)?;
         let mut t = f.next().ok_or_else(bad)?.split(':');
         let hour = t.next().and_then(|h| num::<u8>(h, 2, 23)).ok_or_else(bad)?;
         let minute = t.next().and_then(|m| num::<u8>(m, 2, 59)).ok_or_else(bad)?;

@@ -32,7 +32,10 @@ impl<'a> NameAddr<'a> {
         let mut display_quoted = false;
         let bracketed;
         if c.peek() == Some(b'"') {
-            display = Some(c.quoted_string().ok_or(ParseError::malformed("Unterminated quote"))?);
+            display = Some(
+                c.quoted_string()
+                    .ok_or(ParseError::malformed("Unterminated quote"))?,
+            );
             display_quoted = true;
             c.skip_lws();
             if !c.eat(b'<') {
@@ -66,7 +69,14 @@ impl<'a> NameAddr<'a> {
         };
         let uri = Uri::parse(uri_text)?;
         let params = Params::header(c.rest())?;
-        Ok(NameAddr { raw, display, display_quoted, uri, bracketed, params })
+        Ok(NameAddr {
+            raw,
+            display,
+            display_quoted,
+            uri,
+            bracketed,
+            params,
+        })
     }
 
     /// The value as written.
@@ -76,7 +86,13 @@ impl<'a> NameAddr<'a> {
 
     /// The display name without quotes and escapes.
     pub fn display_name(&self) -> Option<Cow<'a, str>> {
-        self.display.map(|d| if self.display_quoted { unquote(d) } else { Cow::Borrowed(d) })
+        self.display.map(|d| {
+            if self.display_quoted {
+                unquote(d)
+            } else {
+                Cow::Borrowed(d)
+            }
+        })
     }
 
     /// The display name as written (inside the quotes, escapes kept).
@@ -109,7 +125,10 @@ impl<'a> NameAddr<'a> {
 
     /// Contact `expires` parameter; `None` when absent or not a number in range.
     pub fn expires(&self) -> Option<u32> {
-        self.params.get("expires").flatten().and_then(crate::scan::parse_u32)
+        self.params
+            .get("expires")
+            .flatten()
+            .and_then(crate::scan::parse_u32)
     }
 
     /// Contact `q` parameter as written (`0.5`).
@@ -124,7 +143,10 @@ impl<'a> NameAddr<'a> {
 
     /// RFC 5626 `reg-id`.
     pub fn reg_id(&self) -> Option<u32> {
-        self.params.get("reg-id").flatten().and_then(crate::scan::parse_u32)
+        self.params
+            .get("reg-id")
+            .flatten()
+            .and_then(crate::scan::parse_u32)
     }
 }
 
@@ -141,22 +163,26 @@ mod tests {
 
     #[test]
     fn forms() {
-        let a = NameAddr::parse(r#""J Rosenberg \\\""       <sip:jdrosen@example.com>
+        let a = NameAddr::parse(
+            r#""J Rosenberg \\\""       <sip:jdrosen@example.com>
   ;
-  tag = 98asjd8"#)
+  tag = 98asjd8"#,
+        )
         .unwrap();
         assert_eq!(a.display_name().unwrap(), r#"J Rosenberg \""#);
         assert_eq!(a.tag(), Some("98asjd8"));
         assert_eq!(a.uri().user(), Some("jdrosen"));
 
-        let a = NameAddr::parse("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
+        let a =
+            NameAddr::parse("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
         assert!(!a.is_bracketed());
         assert_eq!(a.tag(), Some("1918181833n"));
 
         let a = NameAddr::parse("caller<sip:caller@example.com>;tag=323").unwrap();
         assert_eq!(a.display_name().unwrap(), "caller");
 
-        let a = NameAddr::parse("token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;tag=_1").unwrap();
+        let a = NameAddr::parse("token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;tag=_1")
+            .unwrap();
         assert_eq!(a.display_name().unwrap(), "token1~` token2'+_ token3*%!.-");
     }
 
@@ -174,7 +200,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.expires(), Some(3600));
         assert_eq!(c.q(), Some("0.7"));
-        assert_eq!(c.instance(), Some("<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>"));
+        assert_eq!(
+            c.instance(),
+            Some("<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>")
+        );
         assert_eq!(c.reg_id(), Some(1));
     }
 

@@ -29,7 +29,11 @@ impl<'a> CSeq<'a> {
         if !spaced || method_str.is_empty() || !c.eof() {
             return Err(bad());
         }
-        Ok(CSeq { seq, method: Method::from_token(method_str), method_str })
+        Ok(CSeq {
+            seq,
+            method: Method::from_token(method_str),
+            method_str,
+        })
     }
 }
 
@@ -48,11 +52,19 @@ impl<'a> RAck<'a> {
         let mut parts = trim_lws(s).split_ascii_whitespace();
         let rseq = parts.next().and_then(parse_u32).ok_or_else(bad)?;
         let cseq = parts.next().and_then(parse_u32).ok_or_else(bad)?;
-        let method_str = parts.next().filter(|m| crate::scan::is_token_str(m)).ok_or_else(bad)?;
+        let method_str = parts
+            .next()
+            .filter(|m| crate::scan::is_token_str(m))
+            .ok_or_else(bad)?;
         if parts.next().is_some() {
             return Err(bad());
         }
-        Ok(RAck { rseq, cseq, method: Method::from_token(method_str), method_str })
+        Ok(RAck {
+            rseq,
+            cseq,
+            method: Method::from_token(method_str),
+            method_str,
+        })
     }
 }
 
@@ -70,7 +82,8 @@ impl<'a> Event<'a> {
         if package.is_empty() {
             return Err(ParseError::malformed("Bad Event header"));
         }
-        let params = Params::header(c.rest()).map_err(|_| ParseError::malformed("Bad Event header"))?;
+        let params =
+            Params::header(c.rest()).map_err(|_| ParseError::malformed("Bad Event header"))?;
         Ok(Event { package, params })
     }
 
@@ -94,13 +107,17 @@ impl<'a> Reason<'a> {
         if protocol.is_empty() {
             return Err(ParseError::malformed("Bad Reason header"));
         }
-        let params = Params::header(c.rest()).map_err(|_| ParseError::malformed("Bad Reason header"))?;
+        let params =
+            Params::header(c.rest()).map_err(|_| ParseError::malformed("Bad Reason header"))?;
         Ok(Reason { protocol, params })
     }
 
     /// The `cause` parameter.
     pub fn cause(&self) -> Option<u16> {
-        self.params.get("cause").flatten().and_then(|c| c.parse().ok())
+        self.params
+            .get("cause")
+            .flatten()
+            .and_then(|c| c.parse().ok())
     }
 
     /// The `text` parameter, unquoted.
@@ -150,8 +167,18 @@ mod tests {
         let c = CSeq::parse("0009\r\n  INVITE").unwrap();
         assert_eq!((c.seq, c.method), (9, Method::Invite));
         let c = CSeq::parse("4294967295 RE%47IST%45R").unwrap();
-        assert_eq!((c.seq, c.method, c.method_str), (u32::MAX, Method::Other, "RE%47IST%45R"));
-        for s in ["36893488147419103232 REGISTER", "1", "INVITE", "1INVITE", "-1 INVITE", "1 INVITE x"] {
+        assert_eq!(
+            (c.seq, c.method, c.method_str),
+            (u32::MAX, Method::Other, "RE%47IST%45R")
+        );
+        for s in [
+            "36893488147419103232 REGISTER",
+            "1",
+            "INVITE",
+            "1INVITE",
+            "-1 INVITE",
+            "1 INVITE x",
+        ] {
             assert!(CSeq::parse(s).is_err(), "{s}");
         }
     }

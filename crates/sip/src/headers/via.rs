@@ -56,7 +56,15 @@ impl<'a> Via<'a> {
         c.skip_lws();
         let port = parse_port(&mut c).map_err(|_| bad())?;
         let params = Params::header(c.rest()).map_err(|_| bad())?;
-        Ok(Via { raw, protocol, version, transport, host, port, params })
+        Ok(Via {
+            raw,
+            protocol,
+            version,
+            transport,
+            host,
+            port,
+            params,
+        })
     }
 
     /// The value as written.
@@ -105,7 +113,8 @@ impl<'a> Via<'a> {
     /// Whether the branch is RFC 3261 style: the magic cookie followed by something unique.
     /// A bare `z9hG4bK` (RFC 4475 §3.2.1) is not.
     pub fn has_rfc3261_branch(&self) -> bool {
-        self.branch().is_some_and(|b| b.len() > BRANCH_COOKIE.len() && b.starts_with(BRANCH_COOKIE))
+        self.branch()
+            .is_some_and(|b| b.len() > BRANCH_COOKIE.len() && b.starts_with(BRANCH_COOKIE))
     }
 
     /// The `received` parameter as written.
@@ -116,13 +125,21 @@ impl<'a> Via<'a> {
     /// The `received` parameter as an address; accepts IPv6 with or without brackets (RFC 5118 §4.5).
     pub fn received_ip(&self) -> Option<IpAddr> {
         let r = self.received()?;
-        let inner = r.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(r);
-        inner.parse::<IpAddr>().ok().or_else(|| parse_ipv6(inner).map(IpAddr::V6))
+        let inner = r
+            .strip_prefix('[')
+            .and_then(|x| x.strip_suffix(']'))
+            .unwrap_or(r);
+        inner
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| parse_ipv6(inner).map(IpAddr::V6))
     }
 
     /// RFC 3581: `None` when absent, `Some(None)` for a bare `rport`, `Some(Some(p))` when filled.
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.params.get("rport").map(|v| v.and_then(|p| p.parse().ok()))
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(|p| p.parse().ok()))
     }
 
     /// The `maddr` parameter.
@@ -132,7 +149,10 @@ impl<'a> Via<'a> {
 
     /// The `ttl` parameter (0–255).
     pub fn ttl(&self) -> Option<u8> {
-        self.params.get("ttl").flatten().and_then(|t| t.parse().ok())
+        self.params
+            .get("ttl")
+            .flatten()
+            .and_then(|t| t.parse().ok())
     }
 
     /// The `alias` parameter (RFC 5923 connection reuse).
@@ -148,7 +168,8 @@ mod tests {
 
     #[test]
     fn plain_via() {
-        let v = Via::parse("SIP/2.0/UDP pc33.atlanta.com:5066;branch=z9hG4bK776asdhds;rport").unwrap();
+        let v =
+            Via::parse("SIP/2.0/UDP pc33.atlanta.com:5066;branch=z9hG4bK776asdhds;rport").unwrap();
         assert_eq!(v.transport(), "UDP");
         assert_eq!(v.host().as_str(), "pc33.atlanta.com");
         assert_eq!(v.port(), Some(5066));
@@ -161,21 +182,28 @@ mod tests {
     #[test]
     fn folded_and_spaced_via() {
         let v = Via::parse("SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
-        assert_eq!((v.protocol(), v.version(), v.transport()), ("SIP", "2.0", "UDP"));
+        assert_eq!(
+            (v.protocol(), v.version(), v.transport()),
+            ("SIP", "2.0", "UDP")
+        );
         assert!(matches!(v.host().kind(), HostKind::Ipv4(_)));
         assert!(!v.has_rfc3261_branch());
-        let v = Via::parse("SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8")
-            .unwrap();
+        let v = Via::parse(
+            "SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8",
+        )
+        .unwrap();
         assert_eq!(v.branch(), Some("z9hG4bK9ikj8"));
     }
 
     #[test]
     fn ipv6_and_received() {
-        let v = Via::parse("SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=z9hG4bKas3")
-            .unwrap();
+        let v =
+            Via::parse("SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=z9hG4bKas3")
+                .unwrap();
         assert_eq!(v.received_ip(), "2001:db8::9:255".parse().ok());
-        let v = Via::parse("SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3")
-            .unwrap();
+        let v =
+            Via::parse("SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3")
+                .unwrap();
         assert_eq!(v.received_ip(), "2001:db8::9:255".parse().ok());
         assert_eq!(v.branch(), Some("z9hG4bKas3"));
         let v = Via::parse("SIP/2.0/UDP 10.0.0.1:5060;rport=5061;ttl=16;maddr=224.0.0.1").unwrap();
