@@ -13,6 +13,8 @@ mod check;
 pub mod digest;
 mod error;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 mod header_name;
 pub mod headers;
 mod host;

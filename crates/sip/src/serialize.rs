@@ -336,3 +336,162 @@ impl ResponseBuilder {
         self.body(&[])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQ: &[u8] = b"INVITE sip:bob@biloxi.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP p1.example.com;branch=z9hG4bK1, SIP/2.0/UDP p2.example.com;branch=z9hG4bK2\r\n\
+Via: SIP/2.0/UDP p3.example.com;branch=z9hG4bK3\r\n\
+Max-Forwards: 70\r\n\
+X-Unknown:   kept  exactly ;; ,,\r\n\
+To: Bob <sip:bob@biloxi.com>\r\n\
+From: Alice <sip:alice@atlanta.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710\r\n\
+CSeq: 314159 INVITE\r\n\
+Record-Route: <sip:rr1.example.com;lr>\r\n\
+Content-Length: 4\r\n\
+\r\n\
+v=0\n";
+
+    fn msg() -> SipMessage {
+        SipMessage::parse(Bytes::from_static(REQ)).unwrap()
+    }
+
+    fn text(v: Vec<u8>) -> String {
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn no_edits_is_identity() {
+        assert_eq!(msg().serialize(&Edits::new()), REQ);
+    }
+
+    #[test]
+    fn proxy_edits() {
+        let m = msg();
+        let mut e = Edits::new();
+        e.set_request_uri("sip:bob@192.0.2.4:5062");
+        e.add_first("Via", "SIP/2.0/UDP proxy.example.com;branch=z9hG4bKp");
+        e.add_record_route(&m, "<sip:proxy.example.com;lr>");
+        e.replace_value(2, "69");
+        let out = text(m.serialize(&e));
+        assert!(out.starts_with(
+            "INVITE sip:bob@192.0.2.4:5062 SIP/2.0\r\nVia: SIP/2.0/UDP proxy.example.com;branch=z9hG4bKp\r\nVia: SIP/2.0/UDP p1"
+        ));
+        assert!(out.contains("Max-Forwards: 69\r\n"));
+        assert!(out.contains("X-Unknown:   kept  exactly ;; ,,\r\n"));
+        assert!(out.contains(
+            "Record-Route: <sip:proxy.example.com;lr>\r\nRecord-Route: <sip:rr1.example.com;lr>\r\n"
+        ));
+        assert!(out.ends_with("Content-Length: 4\r\n\r\nv=0\n"));
+    }
+
+    #[test]
+    fn top_via_removal_splits_a_combined_line() {
+        let m = msg();
+        let once = text(m.serialize(Edits::new().remove_top_via(&m)));
+        assert!(once.contains(
+            "\r\nVia: SIP/2.0/UDP p2.example.com;branch=z9hG4bK2\r\nVia: SIP/2.0/UDP p3"
+        ));
+        assert!(!once.contains("p1.example.com"));
+        let m2 = SipMessage::parse(Bytes::from(once)).unwrap();
+        let twice = text(m2.serialize(Edits::new().remove_top_via(&m2)));
+        assert!(
+            twice.contains("\r\nVia: SIP/2.0/UDP p3.example.com;branch=z9hG4bK3\r\nMax-Forwards")
+        );
+        assert_eq!(
+            SipMessage::parse(Bytes::from(twice))
+                .unwrap()
+                .vias()
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn insert_remove_and_append() {
+        let m = msg();
+        let mut e = Edits::new();
+        e.insert_before(3, "X-Before", "b")
+            .insert_after(3, "X-After", "a")
+            .remove(3)
+            .append("X-Last", "z");
+        let out = text(m.serialize(&e));
+        assert!(out.contains("Max-Forwards: 70\r\nX-Before: b\r\nX-After: a\r\nTo: Bob"));
+        assert!(!out.contains("X-Unknown"));
+        assert!(out.contains("Content-Length: 4\r\nX-Last: z\r\n\r\nv=0\n"));
+    }
+
+    #[test]
+    fn new_body_rewrites_length_and_type() {
+        let m = msg();
+        let mut e = Edits::new();
+        e.set_body(Bytes::from_static(b"hello world"), Some("text/plain"));
+        let out = SipMessage::parse(Bytes::from(m.serialize(&e))).unwrap();
+        assert_eq!(out.body(), b"hello world");
+        assert_eq!(out.content_length().unwrap(), Some(11));
+        assert_eq!(out.header_count(HeaderName::ContentLength), 1);
+        assert!(out.content_type().unwrap().unwrap().is("text", "plain"));
+    }
+
+    #[test]
+    fn forced_content_length_for_streams() {
+        let dgram = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\r\nbody";
+        let m = SipMessage::parse(Bytes::from_static(dgram)).unwrap();
+        let out = text(m.serialize(Edits::new().force_content_length()));
+        assert!(out.ends_with("Content-Length: 4\r\n\r\nbody"));
+        let with = msg();
+        let same = with.serialize(Edits::new().force_content_length());
+        assert_eq!(same, REQ, "an existing Content-Length is kept");
+    }
+
+    #[test]
+    fn replies_copy_the_right_headers() {
+        let m = msg();
+        let r = text(ResponseBuilder::reply_to(&m, 180, "Ringing", Some("abc")).build());
+        assert!(r.starts_with(
+            "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP p1.example.com;branch=z9hG4bK1, SIP/2.0/UDP p2"
+        ));
+        assert!(r.contains("To: Bob <sip:bob@biloxi.com>;tag=abc\r\n"));
+        assert!(r.contains("Record-Route: <sip:rr1.example.com;lr>\r\n"));
+        assert!(r.contains("CSeq: 314159 INVITE\r\n"));
+        assert!(r.ends_with("Content-Length: 0\r\n\r\n"));
+        assert!(!r.contains("X-Unknown") && !r.contains("Max-Forwards"));
+        let r = text(ResponseBuilder::reply_to(&m, 100, "Trying", Some("abc")).build());
+        assert!(
+            r.contains("To: Bob <sip:bob@biloxi.com>\r\n"),
+            "no tag on 100"
+        );
+        assert!(!r.contains("Record-Route"));
+        let r = text(
+            ResponseBuilder::reply_to(&m, 486, "Busy Here", Some("t"))
+                .header("Retry-After", "60")
+                .build(),
+        );
+        let p = SipMessage::parse(Bytes::from(r)).unwrap();
+        p.check().unwrap();
+        assert_eq!(
+            (p.status(), p.reason_phrase()),
+            (Some(486), Some("Busy Here"))
+        );
+        assert_eq!(p.to_tag().unwrap(), Some("t"));
+        assert_eq!(p.header(HeaderName::RetryAfter), Some("60"));
+    }
+
+    #[test]
+    fn request_builder() {
+        let b = RequestBuilder::new("OPTIONS", "sip:x@192.0.2.1")
+            .header("Via", "SIP/2.0/UDP 192.0.2.2;branch=z9hG4bKb")
+            .header("From", "<sip:y@z>;tag=1")
+            .header("To", "<sip:x@192.0.2.1>")
+            .header("Call-ID", "c1")
+            .header("CSeq", "1 OPTIONS")
+            .body(b"xyz");
+        let m = SipMessage::parse(Bytes::from(b)).unwrap();
+        m.check().unwrap();
+        assert_eq!(m.body(), b"xyz");
+        assert_eq!(m.content_length().unwrap(), Some(3));
+    }
+}

@@ -296,9 +296,10 @@ fn params_equivalent(a: &Params<'_>, b: &Params<'_>) -> bool {
     a.iter().flatten().all(|p| {
         let name = unescape(p.name);
         let name = String::from_utf8_lossy(&name);
-        match b.get(&name) {
-            Some(v) => value_eq(p.value, v),
-            None => true,
+        // A repeated name compares by its first occurrence on both sides.
+        match (a.get(&name), b.get(&name)) {
+            (Some(x), Some(y)) => value_eq(x, y),
+            _ => true,
         }
     })
 }
@@ -421,6 +422,13 @@ mod tests {
         assert!(Uri::parse("sip:").is_err());
         assert!(Uri::parse("sip:a@b:99999").is_err());
         assert!(Uri::parse("sip:a%zz@b").is_err());
+    }
+
+    #[test]
+    fn repeated_parameter_names_compare_reflexively() {
+        let u = Uri::parse("sip:a;f;f=A").unwrap();
+        assert!(u.equivalent(&u));
+        assert!(!u.equivalent(&Uri::parse("sip:a;f=B").unwrap()));
     }
 
     /// The equivalent and non-equivalent pairs of RFC 3261 §19.1.4.

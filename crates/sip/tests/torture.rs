@@ -2,6 +2,8 @@
 //! Every message gets the reaction the testdata README expects, and the specific values the README
 //! calls out are asserted.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod common;
 
 use common::{Outcome, manifest, outcome, read};

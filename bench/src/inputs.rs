@@ -1,0 +1,51 @@
+//! Benchmark inputs. Every line ends in CRLF; Content-Length is checked in main.rs.
+
+/// 931-byte INVITE: 2 Via, Max-Forwards, 2 Route entries (one comma-joined row),
+/// From tag, no To tag, 240-byte SDP body.
+pub const INVITE: &str = concat!(
+    "INVITE sip:bob@biloxi.com SIP/2.0\r\n",
+    "Via: SIP/2.0/UDP proxy1.atlanta.com:5060;branch=z9hG4bK74bf9.1;received=192.0.2.10\r\n",
+    "Via: SIP/2.0/UDP pc33.atlanta.com:5060;branch=z9hG4bK776asdhds;rport=5060\r\n",
+    "Max-Forwards: 69\r\n",
+    "Route: <sip:proxy2.biloxi.com;lr>, <sip:edge.biloxi.com:5060;transport=udp;lr>\r\n",
+    "From: \"Alice\" <sip:alice@atlanta.com>;tag=1928301774\r\n",
+    "To: Bob <sip:bob@biloxi.com>\r\n",
+    "Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n",
+    "CSeq: 314159 INVITE\r\n",
+    "Contact: <sip:alice@pc33.atlanta.com:5060;transport=udp>\r\n",
+    "Content-Type: application/sdp\r\n",
+    "User-Agent: ExamplePhone/5.2.1\r\n",
+    "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, REFER, NOTIFY\r\n",
+    "Supported: replaces, timer, 100rel\r\n",
+    "Content-Length: 240\r\n",
+    "\r\n",
+    "v=0\r\n",
+    "o=alice 2890844526 2890844526 IN IP4 192.0.2.101\r\n",
+    "s=-\r\n",
+    "c=IN IP4 192.0.2.101\r\n",
+    "t=0 0\r\n",
+    "m=audio 49172 RTP/AVP 0 8 101\r\n",
+    "a=rtpmap:0 PCMU/8000\r\n",
+    "a=rtpmap:8 PCMA/8000\r\n",
+    "a=rtpmap:101 telephone-event/8000\r\n",
+    "a=fmtp:101 0-16\r\n",
+    "a=ptime:20\r\n",
+    "a=sendrecv\r\n",
+);
+
+/// 516-byte REGISTER: Contact with ;expires and +sip.instance, Digest Authorization,
+/// Expires, no body.
+pub const REGISTER: &str = concat!(
+    "REGISTER sip:biloxi.com SIP/2.0\r\n",
+    "Via: SIP/2.0/UDP 192.0.2.55;branch=z9hG4bKnashds7;rport\r\n",
+    "Max-Forwards: 70\r\n",
+    "From: <sip:bob@biloxi.com>;tag=456248\r\n",
+    "To: <sip:bob@biloxi.com>\r\n",
+    "Call-ID: a2e3f1c9@192.0.2.55\r\n",
+    "CSeq: 2 REGISTER\r\n",
+    "Contact: <sip:bob@192.0.2.55>;expires=3600;+sip.instance=\"<urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6>\"\r\n",
+    "Authorization: Digest username=\"bob\", realm=\"biloxi.com\", nonce=\"dcd98b7102dd2f0e\", uri=\"sip:biloxi.com\", response=\"245f23415f11432b3434341c022ab7c4\"\r\n",
+    "Expires: 3600\r\n",
+    "Content-Length: 0\r\n",
+    "\r\n",
+);
