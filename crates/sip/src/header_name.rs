@@ -2,7 +2,6 @@
 //! (RFC 3261 §7.3.3 and the IANA compact-form registry), everything else as [`HeaderName::Other`].
 
 use std::fmt;
-use std::sync::OnceLock;
 
 macro_rules! header_names {
     ($( $variant:ident => $canon:literal $(, $compact:literal)? ; )*) => {
@@ -112,39 +111,48 @@ header_names! {
     SipIfMatch => "SIP-If-Match";
 }
 
-/// Buckets of indexes into `HeaderName::LONG`, keyed by [`bucket`]; built once on first use.
-static LONG_TABLE: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-const BUCKETS: usize = 128;
+const BUCKETS: usize = 256;
+const EMPTY: u8 = u8::MAX;
 
 /// A cheap case-insensitive hash of a header name: its length and first and last letters.
-fn bucket(name: &[u8]) -> usize {
-    let first = name.first().map_or(0, |c| c.to_ascii_lowercase()) as usize;
-    let last = name.last().map_or(0, |c| c.to_ascii_lowercase()) as usize;
+#[inline]
+const fn bucket(name: &[u8]) -> usize {
+    if name.is_empty() {
+        return 0;
+    }
+    let first = name[0].to_ascii_lowercase() as usize;
+    let last = name[name.len() - 1].to_ascii_lowercase() as usize;
     (name.len() * 31 + first * 7 + last * 3) % BUCKETS
 }
 
-fn long_table() -> &'static [Vec<u8>] {
-    LONG_TABLE.get_or_init(|| {
-        let mut t = vec![Vec::new(); BUCKETS];
-        for (i, (name, _)) in HeaderName::LONG.iter().enumerate() {
-            if let (Some(slot), Ok(i)) = (t.get_mut(bucket(name.as_bytes())), u8::try_from(i)) {
-                slot.push(i);
-            }
+/// Indexes into `HeaderName::LONG` by [`bucket`], built at compile time. A bucket holds at
+/// most three names; a fourth collision fails the build.
+const TABLE: [[u8; 3]; BUCKETS] = {
+    let mut t = [[EMPTY; 3]; BUCKETS];
+    let mut i = 0;
+    while i < HeaderName::LONG.len() {
+        let b = bucket(HeaderName::LONG[i].0.as_bytes());
+        let mut k = 0;
+        while t[b][k] != EMPTY {
+            k += 1;
         }
-        t
-    })
-}
+        t[b][k] = i as u8;
+        i += 1;
+    }
+    t
+};
 
 impl HeaderName {
-    fn lookup_long(name: &str) -> HeaderName {
-        let Some(slot) = long_table().get(bucket(name.as_bytes())) else {
+    #[inline]
+    fn lookup_long(name: &[u8]) -> HeaderName {
+        let Some(slot) = TABLE.get(bucket(name)) else {
             return HeaderName::Other;
         };
         for &i in slot {
-            if let Some((canon, h)) = HeaderName::LONG.get(usize::from(i))
-                && canon.eq_ignore_ascii_case(name)
-            {
-                return *h;
+            match HeaderName::LONG.get(usize::from(i)) {
+                Some((canon, h)) if canon.as_bytes().eq_ignore_ascii_case(name) => return *h,
+                Some(_) => {}
+                None => break,
             }
         }
         HeaderName::Other
@@ -152,7 +160,13 @@ impl HeaderName {
 
     /// Classifies a header name as written on the wire (already trimmed), case-insensitively.
     pub fn parse(name: &str) -> HeaderName {
-        match name.as_bytes() {
+        HeaderName::parse_bytes(name.as_bytes())
+    }
+
+    /// [`HeaderName::parse`] over bytes, as the message indexer sees them.
+    #[inline]
+    pub fn parse_bytes(name: &[u8]) -> HeaderName {
+        match name {
             [c] => HeaderName::lookup_compact(*c),
             _ => HeaderName::lookup_long(name),
         }

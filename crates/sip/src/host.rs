@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::{ParseError, Result};
-use crate::scan::Cursor;
+use crate::scan::{Cursor, is_domain_char};
 
 /// What kind of host a [`Host`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +63,6 @@ impl<'a> Host<'a> {
     }
 }
 
-fn is_domain_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_'
-}
-
 /// Parses an IPv6 address, tolerating the `:::` that RFC 3261's ABNF bug lets through
 /// (RFC 5118 §4.10: read `2001:db8:::192.0.2.1` as `2001:db8::192.0.2.1`).
 pub(crate) fn parse_ipv6(s: &str) -> Option<Ipv6Addr> {
@@ -94,11 +90,23 @@ pub(crate) fn parse_host<'a>(c: &mut Cursor<'a>) -> Result<Host<'a>> {
             kind: HostKind::Ipv6(addr),
         });
     }
-    let raw = c.take_while(is_domain_char);
-    if raw.is_empty() || raw.starts_with('.') || raw.starts_with('-') || raw.contains("..") {
+    // One pass: extent, all-numeric (IPv4 candidate) and the label rules.
+    let b = c.rest().as_bytes();
+    let (mut n, mut numeric, mut bad_dot) = (0, true, false);
+    while let Some(&ch) = b.get(n) {
+        if !is_domain_char(ch) {
+            break;
+        }
+        numeric &= ch.is_ascii_digit() || ch == b'.';
+        bad_dot |= ch == b'.' && (n == 0 || b.get(n - 1) == Some(&b'.'));
+        n += 1;
+    }
+    let raw = c.rest().get(..n).unwrap_or("");
+    c.advance(n);
+    if raw.is_empty() || raw.starts_with('-') || bad_dot {
         return Err(ParseError::malformed("Bad host"));
     }
-    if raw.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+    if numeric {
         let a: Ipv4Addr = raw
             .parse()
             .map_err(|_| ParseError::malformed("Bad IPv4 address"))?;

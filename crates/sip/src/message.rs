@@ -3,6 +3,7 @@
 //! parsed on access (see `access.rs`). RFC 3261 §7.
 
 use bytes::Bytes;
+use bytestring::ByteString;
 
 use crate::error::{ParseError, Result};
 use crate::header_name::HeaderName;
@@ -90,9 +91,10 @@ impl Default for ParseConfig {
 #[derive(Debug, Clone)]
 pub struct SipMessage {
     pub(crate) raw: Bytes,
-    /// `raw` when the header section is valid UTF-8, else a copy with invalid octets as `?`
-    /// (same offsets), so typed access can hand out `&str` while forwarding stays byte-exact.
-    pub(crate) text: Bytes,
+    /// The header section of `raw` (validated once), or when it is not UTF-8 a copy with invalid
+    /// octets as `?` (same offsets), so typed access hands out `&str` while forwarding stays
+    /// byte-exact.
+    pub(crate) text: ByteString,
     pub(crate) start: StartLine,
     pub(crate) headers: Vec<HeaderEntry>,
     /// Offset of the first header line.
@@ -146,10 +148,8 @@ impl SipMessage {
         let start = parse_start_line(b, skip, sl_end)?;
         let in_response = matches!(start, StartLine::Response { .. });
         let idx = index_headers(b, first_header, cfg).map_err(|e| e.in_response(in_response))?;
-        let text = match std::str::from_utf8(b.get(..idx.body_start).unwrap_or(&[])) {
-            Ok(_) => data.clone(),
-            Err(_) => sanitize(b, idx.body_start),
-        };
+        let head = data.slice(..idx.body_start.min(data.len()));
+        let text = ByteString::try_from(head).unwrap_or_else(|_| sanitize(b, idx.body_start));
         let mut msg = SipMessage {
             raw: data.clone(),
             text,
@@ -204,7 +204,8 @@ impl SipMessage {
             s.end = s.end.saturating_sub(skip as u32);
         };
         self.raw = self.raw.slice(skip..end);
-        self.text = self.text.slice(skip..end.min(self.text.len()));
+        let text = self.text.get(skip..).unwrap_or("");
+        self.text = self.text.slice_ref(text);
         match &mut self.start {
             StartLine::Request {
                 method_span,
@@ -228,10 +229,7 @@ impl SipMessage {
 
     /// Text of a span of the header section.
     pub(crate) fn str_at(&self, s: Span) -> &str {
-        self.text
-            .get(s.range())
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .unwrap_or("")
+        self.text.get(s.range()).unwrap_or("")
     }
 
     pub(crate) fn value_of(&self, h: &HeaderEntry) -> &str {
@@ -276,11 +274,19 @@ struct Index {
 }
 
 /// Builds the header index from `pos` up to the empty line (RFC 3261 §7.3, folding per §7.3.1).
-fn index_headers(b: &[u8], mut pos: usize, cfg: &ParseConfig) -> Result<Index> {
-    let mut headers: Vec<HeaderEntry> = Vec::with_capacity(16);
-    loop {
-        let (end, next) =
-            next_line(b, pos).ok_or(ParseError::malformed("Missing end of header section"))?;
+/// One memchr pass finds the line ends; each name is validated, classified and split from its
+/// value in a single scan.
+fn index_headers(b: &[u8], start: usize, cfg: &ParseConfig) -> Result<Index> {
+    let mut headers: Vec<HeaderEntry> = Vec::with_capacity(20);
+    let tail = b.get(start..).unwrap_or(&[]);
+    let mut pos = start;
+    for nl in memchr::memchr_iter(b'\n', tail) {
+        let next = start + nl + 1;
+        let end = if next - 1 > pos && b.get(next - 2) == Some(&b'\r') {
+            next - 2
+        } else {
+            next - 1
+        };
         if end == pos {
             return Ok(Index {
                 headers,
@@ -288,57 +294,78 @@ fn index_headers(b: &[u8], mut pos: usize, cfg: &ParseConfig) -> Result<Index> {
                 body_start: next,
             });
         }
-        let first = b.get(pos).copied().unwrap_or(b' ');
-        if first == b' ' || first == b'\t' {
-            let last = headers
-                .last_mut()
-                .ok_or(ParseError::malformed("Folded first header line"))?;
-            let (vs, ve) = trim_ws(b, pos, end);
-            if vs < ve {
-                if last.value_span.is_empty() {
-                    // The value begins on a continuation line ("Contact:\r\n  <sip:...>").
-                    last.value_span.start = vs as u32;
+        match b.get(pos) {
+            Some(b' ' | b'\t') => fold_into_last(&mut headers, b, pos, end, next)?,
+            _ => {
+                if headers.len() >= cfg.max_headers {
+                    return Err(ParseError::new(
+                        crate::ErrorKind::TooLarge,
+                        "Too many headers",
+                    ));
                 }
-                last.value_span.end = ve as u32;
+                headers.push(header_line(b, pos, end, next)?);
             }
-            last.line_span.end = next as u32;
-            pos = next;
-            continue;
         }
-        if headers.len() >= cfg.max_headers {
-            return Err(ParseError::new(
-                crate::ErrorKind::TooLarge,
-                "Too many headers",
-            ));
-        }
-        let line = b.get(pos..end).unwrap_or(&[]);
-        let colon =
-            pos + memchr::memchr(b':', line).ok_or(ParseError::malformed("Bad header line"))?;
-        let (ns, ne) = trim_ws(b, pos, colon);
-        let name_bytes = b.get(ns..ne).unwrap_or(&[]);
-        if ns != pos || name_bytes.is_empty() || !name_bytes.iter().all(|&c| is_token(c)) {
-            return Err(ParseError::malformed("Bad header name"));
-        }
-        let name = std::str::from_utf8(name_bytes).map_or(HeaderName::Other, HeaderName::parse);
-        let (vs, ve) = trim_ws(b, colon + 1, end);
-        let value_span = if vs == ve {
-            Span::new(next, next)
-        } else {
-            Span::new(vs, ve)
-        };
-        headers.push(HeaderEntry {
-            name,
-            name_span: Span::new(ns, ne),
-            value_span,
-            line_span: Span::new(pos, next),
-        });
         pos = next;
     }
+    Err(ParseError::malformed("Missing end of header section"))
+}
+
+/// A continuation line extends the previous header's value.
+fn fold_into_last(
+    headers: &mut [HeaderEntry],
+    b: &[u8],
+    pos: usize,
+    end: usize,
+    next: usize,
+) -> Result<()> {
+    let last = headers
+        .last_mut()
+        .ok_or(ParseError::malformed("Folded first header line"))?;
+    let (vs, ve) = trim_ws(b, pos, end);
+    if vs < ve {
+        if last.value_span.is_empty() {
+            // The value begins on a continuation line ("Contact:\r\n  <sip:...>").
+            last.value_span.start = vs as u32;
+        }
+        last.value_span.end = ve as u32;
+    }
+    last.line_span.end = next as u32;
+    Ok(())
+}
+
+/// `name *(SP/HT) ":" value` between `pos` and `end`.
+#[inline]
+fn header_line(b: &[u8], pos: usize, end: usize, next: usize) -> Result<HeaderEntry> {
+    let mut i = pos;
+    while i < end && b.get(i).is_some_and(|&c| is_token(c)) {
+        i += 1;
+    }
+    let ne = i;
+    while matches!(b.get(i), Some(b' ' | b'\t')) && i < end {
+        i += 1;
+    }
+    if ne == pos || i >= end || b.get(i) != Some(&b':') {
+        return Err(ParseError::malformed("Bad header name"));
+    }
+    let name = HeaderName::parse_bytes(b.get(pos..ne).unwrap_or(&[]));
+    let (vs, ve) = trim_ws(b, i + 1, end);
+    let value_span = if vs == ve {
+        Span::new(next, next)
+    } else {
+        Span::new(vs, ve)
+    };
+    Ok(HeaderEntry {
+        name,
+        name_span: Span::new(pos, ne),
+        value_span,
+        line_span: Span::new(pos, next),
+    })
 }
 
 /// Copies the header section replacing each octet of an invalid UTF-8 sequence with `?`.
-fn sanitize(b: &[u8], header_len: usize) -> Bytes {
-    let mut out = b.to_vec();
+fn sanitize(b: &[u8], header_len: usize) -> ByteString {
+    let mut out = b.get(..header_len).unwrap_or(b).to_vec();
     let mut i = 0;
     while i < header_len {
         match std::str::from_utf8(out.get(i..header_len).unwrap_or(&[])) {
@@ -353,7 +380,7 @@ fn sanitize(b: &[u8], header_len: usize) -> Bytes {
             }
         }
     }
-    Bytes::from(out)
+    ByteString::from(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// RFC 3261 §7.1 / §7.2: `Method SP Request-URI SP SIP-Version` or

@@ -35,6 +35,14 @@ static PARAMCHAR: [bool; 256] = table(b"[]/:&+$-_.!~*'()", true);
 /// Characters of a URI header name or value: hnv-unreserved / unreserved.
 static HNVCHAR: [bool; 256] = table(b"[]/?:+$-_.!~*'()", true);
 
+/// Host name characters (RFC 3261 hostname, plus `_` seen in the wild).
+static DOMAIN: [bool; 256] = table(b"-._", true);
+
+#[inline]
+pub(crate) fn is_domain_char(c: u8) -> bool {
+    DOMAIN[c as usize]
+}
+
 /// RFC 3261 token character.
 #[inline]
 pub(crate) fn is_token(c: u8) -> bool {
@@ -76,6 +84,26 @@ pub(crate) fn is_lws(c: u8) -> bool {
 /// Trims linear white space (including folding) from both ends.
 pub(crate) fn trim_lws(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8))
+}
+
+/// Checks in one pass that every byte is allowed by `ok` or starts a valid `%HH` escape.
+#[inline]
+pub(crate) fn escaped_chars_valid(s: &str, ok: impl Fn(u8) -> bool) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            match (b.get(i + 1), b.get(i + 2)) {
+                (Some(h), Some(l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => i += 3,
+                _ => return false,
+            }
+        } else if ok(c) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
 }
 
 /// Checks that every `%` in `s` starts a valid `%HH` escape.
@@ -129,24 +157,43 @@ impl<'a> Iterator for CommaSplit<'a> {
     fn next(&mut self) -> Option<&'a str> {
         let s = self.rest?;
         let b = s.as_bytes();
-        let (mut quoted, mut angle, mut i) = (false, false, 0);
-        while i < b.len() {
-            match b[i] {
-                b'\\' if quoted => i += 1,
-                b'"' => quoted = !quoted,
-                b'<' if !quoted => angle = true,
-                b'>' if !quoted => angle = false,
-                b',' if !quoted && !angle => {
+        let mut i = 0;
+        // Jump between the only bytes that matter: outside quotes and <>, a comma ends the value.
+        while let Some(off) = b
+            .get(i..)
+            .and_then(|t| memchr::memchr3(b',', b'"', b'<', t))
+        {
+            i += off;
+            match b.get(i) {
+                Some(b',') => {
                     self.rest = s.get(i + 1..);
                     return Some(trim_lws(s.get(..i).unwrap_or("")));
                 }
-                _ => {}
+                Some(b'"') => i = skip_quoted(b, i + 1),
+                _ => {
+                    i = b
+                        .get(i..)
+                        .and_then(|t| memchr::memchr(b'>', t))
+                        .map_or(b.len(), |o| i + o + 1)
+                }
             }
-            i += 1;
         }
         self.rest = None;
         Some(trim_lws(s))
     }
+}
+
+/// Index just past the closing quote of a quoted string whose inside starts at `i`
+/// (or the end when it is unterminated).
+fn skip_quoted(b: &[u8], mut i: usize) -> usize {
+    while let Some(off) = b.get(i..).and_then(|t| memchr::memchr2(b'"', b'\\', t)) {
+        i += off;
+        if b.get(i) == Some(&b'"') {
+            return i + 1;
+        }
+        i += 2;
+    }
+    b.len()
 }
 
 /// A forward-only cursor over a `&str`. Every position it stops at is an ASCII delimiter or the
@@ -216,6 +263,12 @@ impl<'a> Cursor<'a> {
     #[inline]
     pub(crate) fn slice(&self, start: usize, end: usize) -> &'a str {
         self.s.get(start..end).unwrap_or("")
+    }
+
+    /// Moves forward `n` bytes of the rest (which the caller has checked are ASCII).
+    #[inline]
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.s.len());
     }
 
     /// Everything not yet consumed.

@@ -8,7 +8,9 @@ use std::fmt;
 use crate::error::{ParseError, Result};
 use crate::host::{Host, parse_host, parse_port};
 use crate::params::Params;
-use crate::scan::{Cursor, escapes_valid, is_hnv_char, is_password_char, is_user_char};
+use crate::scan::{
+    Cursor, escaped_chars_valid, escapes_valid, is_hnv_char, is_password_char, is_user_char,
+};
 
 /// A URI scheme. SIP and tel schemes are case-insensitive on the wire; `Other` keeps the text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +54,7 @@ pub struct Uri<'a> {
 impl<'a> Uri<'a> {
     /// Parses a whole string as a URI. No white space is allowed anywhere in it.
     pub fn parse(s: &'a str) -> Result<Uri<'a>> {
-        let colon = s
-            .find(':')
+        let colon = memchr::memchr(b':', s.as_bytes())
             .ok_or(ParseError::malformed("Bad URI: no scheme"))?;
         let scheme_text = s.get(..colon).unwrap_or("");
         let rest = s.get(colon + 1..).unwrap_or("");
@@ -207,18 +208,18 @@ fn is_scheme(s: &str) -> bool {
 
 fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a str) -> Result<Uri<'a>> {
     // The user part may hold ';', '?' and ',' (RFC 4475 §3.1.1.9), so the first '@' ends it.
-    let hostpart = match rest.find('@') {
+    let hostpart = match memchr::memchr(b'@', rest.as_bytes()) {
         Some(at) => {
             let userinfo = rest.get(..at).unwrap_or("");
             let (user, password) = match userinfo.split_once(':') {
                 Some((u, p)) => (u, Some(p)),
                 None => (userinfo, None),
             };
-            if user.is_empty() || !user.bytes().all(is_user_char) || !escapes_valid(user) {
+            if user.is_empty() || !escaped_chars_valid(user, is_user_char) {
                 return Err(ParseError::malformed("Bad user part in URI"));
             }
             if let Some(p) = password
-                && (!p.bytes().all(is_password_char) || !escapes_valid(p))
+                && !escaped_chars_valid(p, is_password_char)
             {
                 return Err(ParseError::malformed("Bad password in URI"));
             }
@@ -232,8 +233,8 @@ fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a str) -> Result<Uri<'a>> {
     uri.host = Some(parse_host(&mut c)?);
     uri.port = parse_port(&mut c)?;
     let tail = c.rest();
-    let (params, headers) = match tail.split_once('?') {
-        Some((p, h)) => (p, Some(h)),
+    let (params, headers) = match memchr::memchr(b'?', tail.as_bytes()) {
+        Some(q) => (tail.get(..q).unwrap_or(""), tail.get(q + 1..)),
         None => (tail, None),
     };
     if !params.is_empty() && !params.starts_with(';') {

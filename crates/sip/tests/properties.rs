@@ -133,7 +133,7 @@ proptest! {
         let u = Uri::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
         check_uri(&u, &p);
         prop_assert!(u.equivalent(&u));
-        let upper = text.replacen(&p.host, &p.host.to_ascii_uppercase(), 1);
+        let upper = UriParts { host: p.host.to_ascii_uppercase(), ..p.clone() }.render();
         prop_assert!(Uri::parse(&upper).unwrap().equivalent(&u), "host case must not matter");
     }
 

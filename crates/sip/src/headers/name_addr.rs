@@ -55,11 +55,11 @@ impl<'a> NameAddr<'a> {
             }
         }
         let uri_text = if bracketed {
-            let u = c.take_while(|b| b != b'>');
-            if !c.eat(b'>') {
-                return Err(ParseError::malformed("Missing > in address"));
-            }
-            u
+            let rest = c.rest();
+            let close = memchr::memchr(b'>', rest.as_bytes())
+                .ok_or(ParseError::malformed("Missing > in address"))?;
+            c.advance(close + 1);
+            rest.get(..close).unwrap_or("")
         } else {
             let u = c.take_while(|b| b != b';' && !is_lws(b));
             if u.contains('?') || u.contains(',') {
