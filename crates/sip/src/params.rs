@@ -83,9 +83,12 @@ impl<'a> Params<'a> {
 
     /// The first parameter named `name` (case-insensitive). `Some(None)` for a flag parameter.
     pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
+        let uri = self.uri;
         self.iter()
             .flatten()
-            .find(|p| name_matches(p.name, name))
+            .find(|p| {
+                p.name.eq_ignore_ascii_case(name) || (uri && escaped_name_matches(p.name, name))
+            })
             .map(|p| p.value)
     }
 
@@ -95,10 +98,9 @@ impl<'a> Params<'a> {
     }
 }
 
-/// Case-insensitive name match; URI parameter names may be %-escaped (`%6C%72` is `lr`).
-fn name_matches(written: &str, wanted: &str) -> bool {
-    written.eq_ignore_ascii_case(wanted)
-        || (written.contains('%') && unescape(written).eq_ignore_ascii_case(wanted.as_bytes()))
+/// URI parameter names may be %-escaped (`%6C%72` is `lr`, RFC 3261 §19.1.4).
+fn escaped_name_matches(written: &str, wanted: &str) -> bool {
+    written.contains('%') && unescape(written).eq_ignore_ascii_case(wanted.as_bytes())
 }
 
 /// Iterator over a [`Params`] list. Yields an error once and stops on bad syntax.

@@ -43,6 +43,27 @@ pub(crate) fn is_domain_char(c: u8) -> bool {
     DOMAIN[c as usize]
 }
 
+/// Position of `needle` in `hay`. Header values are short, where a plain loop beats memchr's
+/// dispatch; long ones go to memchr.
+#[inline]
+pub(crate) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
+    if hay.len() < 64 {
+        hay.iter().position(|&c| c == needle)
+    } else {
+        memchr::memchr(needle, hay)
+    }
+}
+
+/// Position of the first of three bytes, as [`find_byte`].
+#[inline]
+fn find_byte3(a: u8, b: u8, c: u8, hay: &[u8]) -> Option<usize> {
+    if hay.len() < 64 {
+        hay.iter().position(|&x| x == a || x == b || x == c)
+    } else {
+        memchr::memchr3(a, b, c, hay)
+    }
+}
+
 /// RFC 3261 token character.
 #[inline]
 pub(crate) fn is_token(c: u8) -> bool {
@@ -159,10 +180,7 @@ impl<'a> Iterator for CommaSplit<'a> {
         let b = s.as_bytes();
         let mut i = 0;
         // Jump between the only bytes that matter: outside quotes and <>, a comma ends the value.
-        while let Some(off) = b
-            .get(i..)
-            .and_then(|t| memchr::memchr3(b',', b'"', b'<', t))
-        {
+        while let Some(off) = b.get(i..).and_then(|t| find_byte3(b',', b'"', b'<', t)) {
             i += off;
             match b.get(i) {
                 Some(b',') => {
@@ -173,7 +191,7 @@ impl<'a> Iterator for CommaSplit<'a> {
                 _ => {
                     i = b
                         .get(i..)
-                        .and_then(|t| memchr::memchr(b'>', t))
+                        .and_then(|t| find_byte(b'>', t))
                         .map_or(b.len(), |o| i + o + 1)
                 }
             }

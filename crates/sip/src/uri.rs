@@ -9,7 +9,8 @@ use crate::error::{ParseError, Result};
 use crate::host::{Host, parse_host, parse_port};
 use crate::params::Params;
 use crate::scan::{
-    Cursor, escaped_chars_valid, escapes_valid, is_hnv_char, is_password_char, is_user_char,
+    Cursor, escaped_chars_valid, escapes_valid, find_byte, is_hnv_char, is_password_char,
+    is_user_char,
 };
 
 /// A URI scheme. SIP and tel schemes are case-insensitive on the wire; `Other` keeps the text.
@@ -54,8 +55,8 @@ pub struct Uri<'a> {
 impl<'a> Uri<'a> {
     /// Parses a whole string as a URI. No white space is allowed anywhere in it.
     pub fn parse(s: &'a str) -> Result<Uri<'a>> {
-        let colon = memchr::memchr(b':', s.as_bytes())
-            .ok_or(ParseError::malformed("Bad URI: no scheme"))?;
+        let colon =
+            find_byte(b':', s.as_bytes()).ok_or(ParseError::malformed("Bad URI: no scheme"))?;
         let scheme_text = s.get(..colon).unwrap_or("");
         let rest = s.get(colon + 1..).unwrap_or("");
         if !is_scheme(scheme_text) {
@@ -208,7 +209,7 @@ fn is_scheme(s: &str) -> bool {
 
 fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a str) -> Result<Uri<'a>> {
     // The user part may hold ';', '?' and ',' (RFC 4475 §3.1.1.9), so the first '@' ends it.
-    let hostpart = match memchr::memchr(b'@', rest.as_bytes()) {
+    let hostpart = match find_byte(b'@', rest.as_bytes()) {
         Some(at) => {
             let userinfo = rest.get(..at).unwrap_or("");
             let (user, password) = match userinfo.split_once(':') {
@@ -233,7 +234,7 @@ fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a str) -> Result<Uri<'a>> {
     uri.host = Some(parse_host(&mut c)?);
     uri.port = parse_port(&mut c)?;
     let tail = c.rest();
-    let (params, headers) = match memchr::memchr(b'?', tail.as_bytes()) {
+    let (params, headers) = match find_byte(b'?', tail.as_bytes()) {
         Some(q) => (tail.get(..q).unwrap_or(""), tail.get(q + 1..)),
         None => (tail, None),
     };

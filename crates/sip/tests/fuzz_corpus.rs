@@ -41,32 +41,27 @@ fn torture() -> Vec<PathBuf> {
     v
 }
 
-#[test]
-fn parse_corpus_replays() {
-    let inputs = corpus("parse");
+/// Runs `check` over the committed corpus of `target` and over every torture message.
+fn replay(target: &str, check: fn(&[u8])) {
+    let inputs = corpus(target);
     assert!(
         inputs.len() >= 50,
-        "the parse corpus is committed ({} files)",
+        "the {target} corpus is committed ({} files)",
         inputs.len()
     );
     for p in inputs.iter().chain(torture().iter()) {
-        let data = std::fs::read(p).expect("read corpus file");
-        sip::fuzzing::parse_invariants(&data);
+        check(&std::fs::read(p).expect("read corpus file"));
     }
 }
 
 #[test]
+fn parse_corpus_replays() {
+    replay("parse", sip::fuzzing::parse_invariants);
+}
+
+#[test]
 fn framing_corpus_replays() {
-    let inputs = corpus("framing");
-    assert!(
-        inputs.len() >= 50,
-        "the framing corpus is committed ({} files)",
-        inputs.len()
-    );
-    for p in inputs.iter().chain(torture().iter()) {
-        let data = std::fs::read(p).expect("read corpus file");
-        sip::fuzzing::framing_invariants(&data);
-    }
+    replay("framing", sip::fuzzing::framing_invariants);
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use crate::error::{ParseError, Result};
 use crate::params::Params;
-use crate::scan::{Cursor, is_lws, is_token, trim_lws, unquote};
+use crate::scan::{Cursor, find_byte, is_lws, is_token, trim_lws, unquote};
 use crate::uri::Uri;
 
 /// One address with optional display name and header parameters.
@@ -56,7 +56,7 @@ impl<'a> NameAddr<'a> {
         }
         let uri_text = if bracketed {
             let rest = c.rest();
-            let close = memchr::memchr(b'>', rest.as_bytes())
+            let close = find_byte(b'>', rest.as_bytes())
                 .ok_or(ParseError::malformed("Missing > in address"))?;
             c.advance(close + 1);
             rest.get(..close).unwrap_or("")
