@@ -23,15 +23,32 @@ pub struct HeaderRef<'a> {
     pub value: &'a str,
 }
 
+/// "Missing X header": a fixed reason phrase per header, so errors stay small.
 fn missing(name: &'static str) -> ParseError {
-    ParseError::new(
-        crate::ErrorKind::Malformed,
-        format!("Missing {name} header"),
-    )
+    ParseError::malformed(match name {
+        "Via" => "Missing Via header",
+        "From" => "Missing From header",
+        "To" => "Missing To header",
+        "Call-ID" => "Missing Call-ID header",
+        "CSeq" => "Missing CSeq header",
+        _ => "Missing header",
+    })
 }
 
+/// "Bad X header".
 fn bad(name: &'static str) -> ParseError {
-    ParseError::new(crate::ErrorKind::Malformed, format!("Bad {name} header"))
+    ParseError::malformed(match name {
+        "From" => "Bad From header",
+        "To" => "Bad To header",
+        "Call-ID" => "Bad Call-ID header",
+        "Max-Forwards" => "Bad Max-Forwards header",
+        "Content-Length" => "Bad Content-Length header",
+        "Expires" => "Bad Expires header",
+        "Min-Expires" => "Bad Min-Expires header",
+        "RSeq" => "Bad RSeq header",
+        "Contact" => "Bad Contact header",
+        _ => "Bad header",
+    })
 }
 
 impl SipMessage {

@@ -35,20 +35,16 @@ impl SipMessage {
                 return Err(ParseError::malformed("Headers in Request-URI"));
             }
         }
-        for name in [
-            HeaderName::From,
-            HeaderName::To,
-            HeaderName::CallId,
-            HeaderName::CSeq,
-            HeaderName::MaxForwards,
-            HeaderName::ContentLength,
+        for (name, reason) in [
+            (HeaderName::From, "Duplicate From header"),
+            (HeaderName::To, "Duplicate To header"),
+            (HeaderName::CallId, "Duplicate Call-ID header"),
+            (HeaderName::CSeq, "Duplicate CSeq header"),
+            (HeaderName::MaxForwards, "Duplicate Max-Forwards header"),
+            (HeaderName::ContentLength, "Duplicate Content-Length header"),
         ] {
             if self.header_count(name) > 1 {
-                let label = name.as_str().unwrap_or("");
-                return Err(ParseError::new(
-                    ErrorKind::Malformed,
-                    format!("Duplicate {label} header"),
-                ));
+                return Err(ParseError::malformed(reason));
             }
         }
         if self.header_count(HeaderName::Via) == 0 {

@@ -1,7 +1,5 @@
 //! The one error type of the `sip` crate: what was wrong and how a server should react to it.
 
-use std::borrow::Cow;
-
 /// How a SIP element should react to a message that failed to parse or validate.
 ///
 /// RFC 3261 §16.3 / §8.2: a bad request gets a final response when one can be built; a bad response
@@ -42,20 +40,21 @@ impl ErrorKind {
 /// A SIP message that could not be parsed or failed validation.
 ///
 /// The reason is meant for the reason phrase of the 400 reply, so it names the fault
-/// ("Bad CSeq header", "Missing Call-ID header").
+/// ("Bad CSeq header", "Missing Call-ID header"). It is a static string so that results stay
+/// small on the per-packet path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
 pub struct ParseError {
     kind: ErrorKind,
-    reason: Cow<'static, str>,
+    reason: &'static str,
     in_response: bool,
 }
 
 impl ParseError {
-    pub(crate) fn new(kind: ErrorKind, reason: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, reason: &'static str) -> Self {
         ParseError {
             kind,
-            reason: reason.into(),
+            reason,
             in_response: false,
         }
     }
@@ -77,8 +76,8 @@ impl ParseError {
     }
 
     /// Text suitable as the reason phrase of the error reply.
-    pub fn reason(&self) -> &str {
-        &self.reason
+    pub fn reason(&self) -> &'static str {
+        self.reason
     }
 
     /// The status code of a reply to the faulty request.

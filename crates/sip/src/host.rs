@@ -24,6 +24,10 @@ pub struct Host<'a> {
 }
 
 impl<'a> Host<'a> {
+    pub(crate) fn from_parts(raw: &'a str, kind: HostKind) -> Host<'a> {
+        Host { raw, kind }
+    }
+
     /// The host exactly as written.
     pub fn as_str(&self) -> &'a str {
         self.raw

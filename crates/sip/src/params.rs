@@ -47,6 +47,11 @@ impl<'a> Params<'a> {
         Ok(p)
     }
 
+    /// A list already validated by its parser (e.g. kept as offsets in a [`crate::Uri`]).
+    pub(crate) fn validated(text: &'a str, uri: bool) -> Params<'a> {
+        Params { text, uri }
+    }
+
     fn flavor(&self) -> Flavor {
         if self.uri {
             Flavor::Uri

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use crate::error::{ParseError, Result};
-use crate::host::{Host, parse_host, parse_port};
+use crate::host::{Host, HostKind, parse_host, parse_port};
 use crate::params::Params;
 use crate::scan::{
     Cursor, escaped_chars_valid, escapes_valid, find_byte, is_hnv_char, is_password_char,
@@ -40,21 +40,68 @@ impl Scheme<'_> {
 
 /// A parsed URI borrowing the message text. For `tel:` the subscriber number is [`Uri::user`];
 /// for other schemes only [`Uri::opaque`] is meaningful.
+///
+/// Components are kept as 16-bit offsets into the text, so the value stays small enough to be
+/// returned and copied cheaply on the per-packet path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Uri<'a> {
     raw: &'a str,
-    scheme: Scheme<'a>,
-    user: Option<&'a str>,
-    password: Option<&'a str>,
-    host: Option<Host<'a>>,
+    scheme: SchemeKind,
+    colon: u16,
+    user: Part,
+    password: Part,
+    host: Part,
+    host_kind: HostKind,
     port: Option<u16>,
-    params: Params<'a>,
-    headers: Option<&'a str>,
+    params: Part,
+    headers: Part,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SchemeKind {
+    Sip,
+    Sips,
+    Tel,
+    Other,
+}
+
+/// A component's byte range in the URI text; `NONE` when absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Part {
+    start: u16,
+    end: u16,
+}
+
+impl Part {
+    const NONE: Part = Part {
+        start: u16::MAX,
+        end: u16::MAX,
+    };
+
+    fn is_none(self) -> bool {
+        self.start == u16::MAX
+    }
+
+    /// The range of `sub` within `raw` (`sub` must be a slice of `raw`).
+    fn of(raw: &str, sub: &str) -> Part {
+        let start = (sub.as_ptr() as usize).saturating_sub(raw.as_ptr() as usize);
+        let start = start.min(raw.len());
+        Part {
+            start: start as u16,
+            end: (start + sub.len()).min(raw.len()) as u16,
+        }
+    }
+}
+
+/// URIs longer than this are rejected (offsets are 16-bit).
+const MAX_URI: usize = u16::MAX as usize - 1;
 
 impl<'a> Uri<'a> {
     /// Parses a whole string as a URI. No white space is allowed anywhere in it.
     pub fn parse(s: &'a str) -> Result<Uri<'a>> {
+        if s.len() > MAX_URI {
+            return Err(ParseError::malformed("URI too long"));
+        }
         let colon =
             find_byte(b':', s.as_bytes()).ok_or(ParseError::malformed("Bad URI: no scheme"))?;
         let scheme_text = s.get(..colon).unwrap_or("");
@@ -63,33 +110,43 @@ impl<'a> Uri<'a> {
             return Err(ParseError::malformed("Bad URI scheme"));
         }
         let scheme = if scheme_text.eq_ignore_ascii_case("sip") {
-            Scheme::Sip
+            SchemeKind::Sip
         } else if scheme_text.eq_ignore_ascii_case("sips") {
-            Scheme::Sips
+            SchemeKind::Sips
         } else if scheme_text.eq_ignore_ascii_case("tel") {
-            Scheme::Tel
+            SchemeKind::Tel
         } else {
-            Scheme::Other(scheme_text)
+            SchemeKind::Other
         };
-        let blank = Uri {
+        let mut uri = Uri {
             raw: s,
             scheme,
-            user: None,
-            password: None,
-            host: None,
+            colon: colon as u16,
+            user: Part::NONE,
+            password: Part::NONE,
+            host: Part::NONE,
+            host_kind: HostKind::Domain,
             port: None,
-            params: Params::default(),
-            headers: None,
+            params: Part::NONE,
+            headers: Part::NONE,
         };
         match scheme {
-            Scheme::Sip | Scheme::Sips => parse_sip(blank, rest),
-            Scheme::Tel => parse_tel(blank, rest),
-            Scheme::Other(_) => {
+            SchemeKind::Sip | SchemeKind::Sips => parse_sip(&mut uri, rest)?,
+            SchemeKind::Tel => parse_tel(&mut uri, rest)?,
+            SchemeKind::Other => {
                 if rest.is_empty() || rest.bytes().any(|b| b <= b' ' || b"<>\"".contains(&b)) {
                     return Err(ParseError::malformed("Bad URI"));
                 }
-                Ok(blank)
             }
+        }
+        Ok(uri)
+    }
+
+    fn part(&self, p: Part) -> Option<&'a str> {
+        if p.is_none() {
+            None
+        } else {
+            self.raw.get(p.start as usize..p.end as usize)
         }
     }
 
@@ -99,26 +156,32 @@ impl<'a> Uri<'a> {
     }
 
     pub fn scheme(&self) -> Scheme<'a> {
-        self.scheme
+        match self.scheme {
+            SchemeKind::Sip => Scheme::Sip,
+            SchemeKind::Sips => Scheme::Sips,
+            SchemeKind::Tel => Scheme::Tel,
+            SchemeKind::Other => Scheme::Other(self.raw.get(..self.colon as usize).unwrap_or("")),
+        }
     }
 
     /// The user part as written (still %-escaped); the number for `tel:`.
     pub fn user(&self) -> Option<&'a str> {
-        self.user
+        self.part(self.user)
     }
 
     /// The user part with %-escapes decoded. May contain any octet, NUL included.
     pub fn user_unescaped(&self) -> Option<Cow<'a, [u8]>> {
-        self.user.map(unescape)
+        self.user().map(unescape)
     }
 
     pub fn password(&self) -> Option<&'a str> {
-        self.password
+        self.part(self.password)
     }
 
     /// The host; `None` for `tel:` and opaque URIs.
     pub fn host(&self) -> Option<Host<'a>> {
-        self.host
+        self.part(self.host)
+            .map(|raw| Host::from_parts(raw, self.host_kind))
     }
 
     /// The explicit port, if one was written.
@@ -128,17 +191,17 @@ impl<'a> Uri<'a> {
 
     /// The URI parameters (`;transport=tcp;lr`).
     pub fn params(&self) -> Params<'a> {
-        self.params
+        Params::validated(self.part(self.params).unwrap_or(""), true)
     }
 
     /// A URI parameter by name; `Some(None)` for a flag like `lr`.
     pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
-        self.params.get(name)
+        self.params().get(name)
     }
 
     /// The `?` headers part, without the `?`.
     pub fn headers(&self) -> Option<&'a str> {
-        self.headers
+        self.part(self.headers)
     }
 
     /// Everything after `scheme:`.
@@ -148,17 +211,17 @@ impl<'a> Uri<'a> {
 
     /// Whether the URI carries the `lr` parameter (RFC 3261 §19.1.1, loose routing).
     pub fn is_loose_router(&self) -> bool {
-        self.params.contains("lr")
+        self.params().contains("lr")
     }
 
     /// The `transport` parameter value.
     pub fn transport(&self) -> Option<&'a str> {
-        self.params.get("transport").flatten()
+        self.params().get("transport").flatten()
     }
 
     /// The `maddr` parameter value.
     pub fn maddr(&self) -> Option<&'a str> {
-        self.params.get("maddr").flatten()
+        self.params().get("maddr").flatten()
     }
 
     /// URI equivalence, RFC 3261 §19.1.4. User and password compare case-sensitively after
@@ -167,13 +230,13 @@ impl<'a> Uri<'a> {
     /// parameters only when present in both; URI headers must all match.
     pub fn equivalent(&self, other: &Uri<'_>) -> bool {
         if !self
-            .scheme
+            .scheme()
             .as_str()
-            .eq_ignore_ascii_case(other.scheme.as_str())
+            .eq_ignore_ascii_case(other.scheme().as_str())
         {
             return false;
         }
-        if !self.scheme.is_sip() {
+        if !self.scheme().is_sip() {
             return self.raw.eq_ignore_ascii_case(other.raw);
         }
         let same_opt = |a: Option<&str>, b: Option<&str>| match (a, b) {
@@ -181,16 +244,16 @@ impl<'a> Uri<'a> {
             (None, None) => true,
             _ => false,
         };
-        let hosts = match (&self.host, &other.host) {
-            (Some(a), Some(b)) => a.equivalent(b),
+        let hosts = match (self.host(), other.host()) {
+            (Some(a), Some(b)) => a.equivalent(&b),
             _ => false,
         };
         hosts
-            && same_opt(self.user, other.user)
-            && same_opt(self.password, other.password)
+            && same_opt(self.user(), other.user())
+            && same_opt(self.password(), other.password())
             && self.port == other.port
-            && params_equivalent(&self.params, &other.params)
-            && headers_equivalent(self.headers, other.headers)
+            && params_equivalent(&self.params(), &other.params())
+            && headers_equivalent(self.headers(), other.headers())
     }
 }
 
@@ -207,13 +270,14 @@ fn is_scheme(s: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
 }
 
-fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a str) -> Result<Uri<'a>> {
+fn parse_sip<'a>(uri: &mut Uri<'a>, rest: &'a str) -> Result<()> {
+    let raw = uri.raw;
     // The user part may hold ';', '?' and ',' (RFC 4475 §3.1.1.9), so the first '@' ends it.
     let hostpart = match find_byte(b'@', rest.as_bytes()) {
         Some(at) => {
             let userinfo = rest.get(..at).unwrap_or("");
-            let (user, password) = match userinfo.split_once(':') {
-                Some((u, p)) => (u, Some(p)),
+            let (user, password) = match find_byte(b':', userinfo.as_bytes()) {
+                Some(c) => (userinfo.get(..c).unwrap_or(""), userinfo.get(c + 1..)),
                 None => (userinfo, None),
             };
             if user.is_empty() || !escaped_chars_valid(user, is_user_char) {
@@ -224,14 +288,18 @@ fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a str) -> Result<Uri<'a>> {
             {
                 return Err(ParseError::malformed("Bad password in URI"));
             }
-            uri.user = Some(user);
-            uri.password = password;
+            uri.user = Part::of(raw, user);
+            if let Some(p) = password {
+                uri.password = Part::of(raw, p);
+            }
             rest.get(at + 1..).unwrap_or("")
         }
         None => rest,
     };
     let mut c = Cursor::new(hostpart);
-    uri.host = Some(parse_host(&mut c)?);
+    let host = parse_host(&mut c)?;
+    uri.host = Part::of(raw, host.as_str());
+    uri.host_kind = host.kind();
     uri.port = parse_port(&mut c)?;
     let tail = c.rest();
     let (params, headers) = match find_byte(b'?', tail.as_bytes()) {
@@ -241,17 +309,18 @@ fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a str) -> Result<Uri<'a>> {
     if !params.is_empty() && !params.starts_with(';') {
         return Err(ParseError::malformed("Bad URI host"));
     }
-    uri.params = Params::uri(params)?;
+    Params::uri(params)?;
+    uri.params = Part::of(raw, params);
     if let Some(h) = headers {
         validate_uri_headers(h)?;
-        uri.headers = Some(h);
+        uri.headers = Part::of(raw, h);
     }
-    Ok(uri)
+    Ok(())
 }
 
 /// RFC 3966: `tel:` global or local number, then parameters.
-fn parse_tel<'a>(mut uri: Uri<'a>, rest: &'a str) -> Result<Uri<'a>> {
-    let (number, params) = match rest.find(';') {
+fn parse_tel<'a>(uri: &mut Uri<'a>, rest: &'a str) -> Result<()> {
+    let (number, params) = match find_byte(b';', rest.as_bytes()) {
         Some(i) => (rest.get(..i).unwrap_or(""), rest.get(i..).unwrap_or("")),
         None => (rest, ""),
     };
@@ -261,9 +330,10 @@ fn parse_tel<'a>(mut uri: Uri<'a>, rest: &'a str) -> Result<Uri<'a>> {
     if number.is_empty() || !number.bytes().all(ok) {
         return Err(ParseError::malformed("Bad tel URI"));
     }
-    uri.user = Some(number);
-    uri.params = Params::uri(params)?;
-    Ok(uri)
+    uri.user = Part::of(uri.raw, number);
+    Params::uri(params)?;
+    uri.params = Part::of(uri.raw, params);
+    Ok(())
 }
 
 fn validate_uri_headers(h: &str) -> Result<()> {
