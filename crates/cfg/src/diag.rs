@@ -94,17 +94,24 @@ impl Diagnostic {
             let pad = " ".repeat(gutter);
             let _ = writeln!(out, "{pad}--> {}", sources.location(span));
             let _ = writeln!(out, "{pad} |");
-            let _ = writeln!(out, "{line} | {text}");
-            let width = if end_line == line {
-                end_col.saturating_sub(col).max(1)
-            } else {
-                text.chars().count().saturating_sub(col - 1).max(1)
+            // Tabs are shown as four spaces (as rustc does) so the underline lines up.
+            let _ = writeln!(out, "{line} | {}", text.replace('\t', "    "));
+            let chars: Vec<char> = text.chars().collect();
+            let cols = |from: usize, to: usize| -> usize {
+                chars
+                    .iter()
+                    .skip(from)
+                    .take(to.saturating_sub(from))
+                    .map(|&c| if c == '\t' { 4 } else { 1 })
+                    .sum()
             };
-            let lead: String = text
-                .chars()
-                .take(col - 1)
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
+            let last = if end_line == line {
+                end_col - 1
+            } else {
+                chars.len()
+            };
+            let width = cols(col - 1, last).max(1);
+            let lead = " ".repeat(cols(0, col - 1));
             let _ = write!(out, "{pad} | {lead}{}", "^".repeat(width));
             match &self.label {
                 Some(l) => {
@@ -123,6 +130,10 @@ impl Diagnostic {
 /// The names in `candidates` closest to `name` (edit distance ≤ a third of its length, at least 1),
 /// best first — for "did you mean" hints.
 pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // One- and two-letter names are one edit away from many others: a guess would mislead.
+    if name.chars().count() < 3 {
+        return None;
+    }
     let limit = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()

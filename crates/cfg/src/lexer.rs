@@ -125,6 +125,11 @@ pub struct Lexer<'a> {
     src: &'a str,
     pos: usize,
     file: FileId,
+    /// Problems found so far; the token stream continues past them.
+    pub errors: Vec<Diagnostic>,
+    /// Set by an error after which nothing more can be read (an unterminated string or
+    /// comment swallowed the rest of the file).
+    pub fatal: bool,
 }
 
 fn is_ident_start(c: u8) -> bool {
@@ -137,7 +142,13 @@ fn is_ident(c: u8) -> bool {
 
 impl<'a> Lexer<'a> {
     pub fn new(src: &'a str, file: FileId) -> Lexer<'a> {
-        Lexer { src, pos: 0, file }
+        Lexer {
+            src,
+            pos: 0,
+            file,
+            errors: Vec::new(),
+            fatal: false,
+        }
     }
 
     pub fn pos(&self) -> usize {
@@ -198,12 +209,33 @@ impl<'a> Lexer<'a> {
                 self.pos += 1;
             }
         }
-        self.pos = start + 2;
-        Err(self.err("unterminated comment: `/*` without `*/`", start))
+        self.fatal = true;
+        let d = Diagnostic::error(
+            "unterminated comment: `/*` without `*/`",
+            Span::new(self.file, start, start + 2),
+        );
+        self.pos = self.src.len();
+        Err(d)
     }
 
-    /// The next token.
-    pub fn next_token(&mut self) -> Result<Token, Diagnostic> {
+    /// The next token. Errors are collected in [`Lexer::errors`]: a malformed number stands in as
+    /// `0`, an unexpected character is skipped, and after a fatal error the stream ends.
+    pub fn next_token(&mut self) -> Token {
+        loop {
+            if self.fatal {
+                return Token {
+                    tok: Tok::Eof,
+                    span: Span::new(self.file, self.src.len(), self.src.len()),
+                };
+            }
+            match self.token() {
+                Ok(t) => return t,
+                Err(d) => self.errors.push(d),
+            }
+        }
+    }
+
+    fn token(&mut self) -> Result<Token, Diagnostic> {
         self.skip_trivia()?;
         let start = self.pos;
         let Some(c) = self.byte(start) else {
@@ -219,7 +251,14 @@ impl<'a> Lexer<'a> {
             b'0'..=b'9' | b':' if self.ip_literal() => {
                 Tok::Ip(self.src[start..self.pos].to_owned())
             }
-            b'0'..=b'9' => Tok::Int(self.number()?),
+            b'0'..=b'9' => match self.number() {
+                Ok(i) => Tok::Int(i),
+                Err(d) => {
+                    // Report it, and let the parser see a number so nothing cascades.
+                    self.errors.push(d);
+                    Tok::Int(0)
+                }
+            },
             _ if is_ident_start(c) => self.word(),
             _ => return self.punct(start),
         };
@@ -335,9 +374,13 @@ impl<'a> Lexer<'a> {
     fn pv(&mut self) -> String {
         let start = self.pos;
         self.pos += 1;
-        let mut depth = 0usize;
+        let (mut depth, mut braces) = (0usize, 0usize);
         while let Some(c) = self.byte(self.pos) {
             match c {
+                // Inside `{...}` (transformations) parentheses are data, e.g. a regex.
+                b'{' if depth > 0 => braces += 1,
+                b'}' if braces > 0 => braces -= 1,
+                _ if braces > 0 => {}
                 b'(' => depth += 1,
                 b')' if depth == 0 => break,
                 b')' => {
@@ -367,7 +410,12 @@ impl<'a> Lexer<'a> {
         let mut out = String::new();
         loop {
             let Some(c) = self.src[self.pos..].chars().next() else {
-                return Err(self.err("unterminated string", start));
+                self.fatal = true;
+                return Err(Diagnostic::error(
+                    "unterminated string",
+                    Span::new(self.file, start, start + 1),
+                )
+                .with_label("this quote is never closed"));
             };
             self.pos += c.len_utf8();
             match c {
@@ -427,11 +475,15 @@ impl<'a> Lexer<'a> {
 
     fn single_quoted(&mut self) -> Result<String, Diagnostic> {
         let start = self.pos;
-        let end = self.src[start + 1..].find('\'').ok_or_else(|| {
-            let mut l = self.clone();
-            l.pos = self.src.len();
-            l.err("unterminated string", start)
-        })?;
+        let Some(end) = self.src[start + 1..].find('\'') else {
+            self.fatal = true;
+            self.pos = self.src.len();
+            return Err(Diagnostic::error(
+                "unterminated string",
+                Span::new(self.file, start, start + 1),
+            )
+            .with_label("this quote is never closed"));
+        };
         self.pos = start + 1 + end + 1;
         Ok(self.src[start + 1..start + 1 + end].to_owned())
     }
@@ -479,7 +531,7 @@ mod tests {
         let mut l = Lexer::new(s, FileId(0));
         let mut v = Vec::new();
         loop {
-            let t = l.next_token().unwrap().tok;
+            let t = l.next_token().tok;
             if t == Tok::Eof {
                 return v;
             }
@@ -523,8 +575,11 @@ mod tests {
             ]
         );
         assert_eq!(toks("0xFFFFFFFF"), vec![Tok::Int(-1)]);
-        assert!(Lexer::new("12abc", FileId(0)).next_token().is_err());
-        assert!(Lexer::new("99999999999", FileId(0)).next_token().is_err());
+        for bad in ["12abc", "99999999999"] {
+            let mut l = Lexer::new(bad, FileId(0));
+            assert_eq!(l.next_token().tok, Tok::Int(0), "a placeholder stands in");
+            assert_eq!(l.errors.len(), 1);
+        }
     }
 
     #[test]
@@ -538,7 +593,15 @@ mod tests {
                 Tok::Str("AA".into()),
             ]
         );
-        assert!(Lexer::new("\"open", FileId(0)).next_token().is_err());
+        let mut l = Lexer::new("\"open { x", FileId(0));
+        assert_eq!(l.next_token().tok, Tok::Eof);
+        assert!(l.fatal && l.errors.len() == 1);
+        let mut l = Lexer::new("/* open\n route { }", FileId(0));
+        assert_eq!(
+            l.next_token().tok,
+            Tok::Eof,
+            "the comment swallows the rest"
+        );
     }
 
     #[test]
@@ -601,11 +664,11 @@ mod tests {
         let src = "socket=udp:127.0.0.1:5060   # CUSTOMIZE ME\nx";
         let mut l = Lexer::new(src, FileId(0));
         for _ in 0..2 {
-            l.next_token().unwrap();
+            l.next_token();
         }
         let (v, span) = l.raw_value();
         assert_eq!(v, "udp:127.0.0.1:5060");
         assert_eq!((span.start, span.end), (7, 25));
-        assert_eq!(l.next_token().unwrap().tok, Tok::Ident("x".into()));
+        assert_eq!(l.next_token().tok, Tok::Ident("x".into()));
     }
 }

@@ -119,8 +119,15 @@ fn port_ranges(s: &str, at: std::ops::Range<usize>) -> Result<Vec<(u16, u16)>, V
         let (Ok(a), Ok(b)) = (a.trim().parse::<u16>(), b.trim().parse::<u16>()) else {
             return Err(verr(format!("bad port `{part}`"), at));
         };
-        if a == 0 || a > b {
-            return Err(verr(format!("bad port range `{part}`"), at));
+        if a == 0 {
+            return Err(verr("port 0 is not a listening port", at));
+        }
+        if a > b {
+            return Err(ValueError {
+                message: format!("port range `{part}` is reversed"),
+                at,
+                help: Some(format!("write it as `{b}-{a}`")),
+            });
         }
         v.push((a, b));
     }
@@ -187,7 +194,8 @@ pub fn parse_socket(text: &str) -> Result<SocketDef, ValueError> {
         ..SocketSpec::default()
     };
     if let Some(p) = port {
-        spec.ports = port_ranges(p, 0..first.len())?;
+        let at = first.len() - p.len()..first.len();
+        spec.ports = port_ranges(p, at)?;
     }
     socket_options(&mut spec, &w[1..])?;
     Ok(SocketDef::Listen(spec))
@@ -242,7 +250,29 @@ fn socket_options(spec: &mut SocketSpec, w: &[(usize, &str)]) -> Result<(), Valu
                         spec.allow_proxy_protocol = true;
                         spec.send_proxy_protocol = true;
                     }
-                    _ => return Err(verr(format!("unknown socket option `{word}`"), at)),
+                    _ => {
+                        let options = [
+                            "as",
+                            "use_workers",
+                            "tos",
+                            "tag",
+                            "use_auto_scaling_profile",
+                            "anycast",
+                            "frag",
+                            "reuse_port",
+                            "accept_subdomain",
+                            "allow_proxy_protocol",
+                            "send_proxy_protocol",
+                            "proxy_protocol",
+                        ];
+                        let help = crate::diag::suggest(word, options)
+                            .map(|o| format!("did you mean `{o}`?"));
+                        return Err(ValueError {
+                            message: format!("unknown socket option `{word}`"),
+                            at,
+                            help,
+                        });
+                    }
                 }
             }
         }

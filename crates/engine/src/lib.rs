@@ -3,7 +3,10 @@
 //! value type and the transformation library.
 #![forbid(unsafe_code)]
 
+mod catalog;
+pub mod check;
 pub mod transform;
 mod value;
 
+pub use check::{Available, check};
 pub use value::Value;

@@ -35,16 +35,20 @@ fn is_header_value_char(c: u8) -> bool {
 impl<'a> Params<'a> {
     /// Header parameters: `text` is whatever follows the value proper, e.g. `;tag=1 ; lr`.
     pub(crate) fn header(text: &'a str) -> Result<Params<'a>> {
-        let p = Params { text, uri: false };
-        p.validate()?;
-        Ok(p)
+        if header_params_valid(text.as_bytes()) {
+            Ok(Params { text, uri: false })
+        } else {
+            Err(Params { text, uri: false }.first_error())
+        }
     }
 
     /// URI parameters: `text` starts at the first `;` and ends before `?`.
     pub(crate) fn uri(text: &'a str) -> Result<Params<'a>> {
-        let p = Params { text, uri: true };
-        p.validate()?;
-        Ok(p)
+        if uri_params_valid(text.as_bytes()) {
+            Ok(Params { text, uri: true })
+        } else {
+            Err(ParseError::malformed("Bad URI parameters"))
+        }
     }
 
     /// A list already validated by its parser (e.g. kept as offsets in a [`crate::Uri`]).
@@ -60,12 +64,11 @@ impl<'a> Params<'a> {
         }
     }
 
-    fn validate(&self) -> Result<()> {
-        let mut it = self.iter();
-        for p in &mut it {
-            p?;
-        }
-        Ok(())
+    /// The error the iterator reports for an invalid list (for its specific reason).
+    fn first_error(&self) -> ParseError {
+        self.iter()
+            .find_map(|p| p.err())
+            .unwrap_or(ParseError::malformed("Bad parameter list"))
     }
 
     /// The parameter text as written (starting at the first `;`).
@@ -101,6 +104,101 @@ impl<'a> Params<'a> {
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
+}
+
+fn skip_lws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(|&c| is_lws(c)) {
+        i += 1;
+    }
+    i
+}
+
+fn is_hex(c: Option<&u8>) -> bool {
+    c.is_some_and(u8::is_ascii_hexdigit)
+}
+
+/// Index just past the closing quote of a quoted string whose inside starts at `i`, with the
+/// same rules as [`crate::scan::Cursor::quoted_string`].
+fn quoted_end(b: &[u8], mut i: usize) -> Option<usize> {
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'"' => return Some(i + 1),
+            b'\\' => match b.get(i + 1) {
+                Some(&n) if n != b'\r' && n != b'\n' && n.is_ascii() => i += 2,
+                _ => return None,
+            },
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// One pass over header parameters: `*(LWS ";" LWS token [LWS "=" LWS (token-ish | quoted)]) LWS`.
+fn header_params_valid(b: &[u8]) -> bool {
+    let mut i = skip_lws(b, 0);
+    while i < b.len() {
+        if b.get(i) != Some(&b';') {
+            return false;
+        }
+        i = skip_lws(b, i + 1);
+        let start = i;
+        while b.get(i).is_some_and(|&c| is_token(c)) {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+        i = skip_lws(b, i);
+        if b.get(i) == Some(&b'=') {
+            i = skip_lws(b, i + 1);
+            if b.get(i) == Some(&b'"') {
+                match quoted_end(b, i + 1) {
+                    Some(e) => i = e,
+                    None => return false,
+                }
+            } else {
+                let vs = i;
+                while b.get(i).is_some_and(|&c| is_header_value_char(c)) {
+                    i += 1;
+                }
+                if i == vs {
+                    return false;
+                }
+            }
+            i = skip_lws(b, i);
+        }
+    }
+    true
+}
+
+/// One pass over URI parameters: `*(";" pname ["=" pvalue])`, paramchar or `%HH` (RFC 3261 §25.1).
+fn uri_params_valid(b: &[u8]) -> bool {
+    let mut i = 0;
+    while i < b.len() {
+        if b.get(i) != Some(&b';') {
+            return false;
+        }
+        i += 1;
+        let start = i;
+        let mut value = false;
+        while let Some(&c) = b.get(i) {
+            match c {
+                b';' => break,
+                b'=' if !value && i > start => {
+                    value = true;
+                    i += 1;
+                }
+                b'%' if is_hex(b.get(i + 1)) && is_hex(b.get(i + 2)) => i += 3,
+                b'%' => return false,
+                c if is_param_char(c) => i += 1,
+                _ => return false,
+            }
+        }
+        if i == start {
+            return false;
+        }
+    }
+    true
 }
 
 /// URI parameter names may be %-escaped (`%6C%72` is `lr`, RFC 3261 §19.1.4).

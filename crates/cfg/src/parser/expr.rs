@@ -111,17 +111,22 @@ impl Parser<'_> {
             Tok::Int(i) => {
                 let i = *i;
                 self.bump();
-                self.no_comparison_after("a number")?;
+                self.no_comparison_after("a number", t.span)?;
                 Ok(self.expr(ExprKind::Int(i), t.span))
             }
-            Tok::Ident(_) => {
-                let call = self.call()?;
-                self.no_comparison_after("a function call")?;
+            Tok::Ident(w) => {
+                let w = w.clone();
+                self.bump();
+                if !self.at(Punct::LParen) {
+                    return self.bare_word_condition(&w, t.span);
+                }
+                let call = self.call_after_name(crate::source::Spanned::new(w, t.span))?;
+                self.no_comparison_after("a function call", call.span)?;
                 Ok(self.expr(ExprKind::Call(call), t.span))
             }
             Tok::Str(_) => {
                 self.bump();
-                self.no_comparison_after("a string")?;
+                self.no_comparison_after("a string", t.span)?;
                 self.error(Diagnostic::error("a string is not a condition", t.span))
             }
             _ => self.unexpected("a condition"),
@@ -129,7 +134,7 @@ impl Parser<'_> {
     }
 
     /// OpenSIPS only compares a variable with a value; `1 == $x` or `f() == 1` is an error.
-    fn no_comparison_after(&mut self, what: &str) -> PResult<()> {
+    fn no_comparison_after(&mut self, what: &str, left: Span) -> PResult<()> {
         let t = self.peek().clone();
         if let Tok::P(p) = t.tok
             && cmp_op(p).is_some()
@@ -137,12 +142,40 @@ impl Parser<'_> {
             return self.error(
                 Diagnostic::error(
                     format!("the left side of a comparison must be a variable, not {what}"),
-                    t.span,
+                    left,
                 )
                 .with_help("write the variable first, e.g. `$var(x) == 1`"),
             );
         }
         Ok(())
+    }
+
+    /// A word that is neither a call nor a keyword where a condition belongs. The 1.x-era
+    /// forms `uri == myself`, `method == "X"`, `src_ip == ...` get their 4.0 replacement.
+    fn bare_word_condition(&mut self, w: &str, span: Span) -> PResult<Expr> {
+        let help = match w {
+            "uri" => {
+                Some("`uri == myself` no longer exists: use `is_myself(\"$rd\")`, or compare `$ru`")
+            }
+            "method" => {
+                Some("`method` no longer exists: use `is_method(\"...\")` or compare `$rm`")
+            }
+            "src_ip" => Some("`src_ip` no longer exists: compare `$si`"),
+            "dst_ip" => Some("`dst_ip` no longer exists: use `$socket_in(ip)`"),
+            "src_port" => Some("`src_port` no longer exists: compare `$sp`"),
+            "dst_port" => Some("`dst_port` no longer exists: use `$socket_in(port)`"),
+            "proto" => Some("`proto` no longer exists: use `$socket_in(proto)`"),
+            "myself" => Some("`myself` is not a value in OpenSIPS 4.0: use `is_myself(\"$rd\")`"),
+            _ => None,
+        };
+        let mut d = Diagnostic::error(format!("`{w}` is not a condition"), span);
+        d = match help {
+            Some(h) => d.with_label("not supported in OpenSIPS 4.0").with_help(h),
+            None => d.with_help(format!(
+                "call a function as `{w}()`, or test a variable like `$var({w})`"
+            )),
+        };
+        self.error(d)
     }
 
     /// A PV, then optionally a comparison or (in conditions) an assignment.

@@ -95,10 +95,20 @@ fn load_include(
     match std::fs::read_to_string(&candidate) {
         Ok(text) => Some(sources.add(candidate, text)),
         Err(e) => {
-            diags.push(Diagnostic::error(
-                format!("cannot read included file `{path}`: {e}"),
-                span,
-            ));
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_owned(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+                _ => e.to_string(),
+            };
+            let dir = sources
+                .path(from)
+                .parent()
+                .map_or(String::new(), |d| d.display().to_string());
+            let dir = if dir.is_empty() { ".".to_owned() } else { dir };
+            diags.push(
+                Diagnostic::error(format!("cannot read included file `{path}`: {why}"), span)
+                    .with_help(format!("looked in the current directory and in `{dir}`")),
+            );
             None
         }
     }
@@ -139,12 +149,8 @@ impl<'a> Parser<'a> {
 
     pub(crate) fn peek(&mut self) -> &Token {
         if self.peeked.is_none() {
-            let t = loop {
-                match self.lex.next_token() {
-                    Ok(t) => break t,
-                    Err(d) => self.diags.push(d),
-                }
-            };
+            let t = self.lex.next_token();
+            self.diags.append(&mut self.lex.errors);
             self.peeked = Some(t);
         }
         self.peeked.get_or_insert_with(|| Token {
@@ -190,7 +196,11 @@ impl<'a> Parser<'a> {
     }
 
     pub(crate) fn error<T>(&mut self, d: Diagnostic) -> PResult<T> {
-        self.diags.push(d);
+        // After a fatal lexer error (unterminated string or comment) everything that follows
+        // is a consequence of it: say nothing more.
+        if !self.lex.fatal {
+            self.diags.push(d);
+        }
         Err(Reported)
     }
 
@@ -406,6 +416,27 @@ impl<'a> Parser<'a> {
         let name = Spanned::new(name, t.span);
         if !self.at(Punct::Assign) {
             let found = self.peek().clone();
+            if (found.tok == Tok::P(Punct::LBrace) || found.tok == Tok::P(Punct::LBracket))
+                && name.node.ends_with("route")
+            {
+                let kinds = [
+                    "route",
+                    "onreply_route",
+                    "failure_route",
+                    "branch_route",
+                    "local_route",
+                    "error_route",
+                    "startup_route",
+                    "timer_route",
+                    "event_route",
+                ];
+                let mut d =
+                    Diagnostic::error(format!("unknown route type `{}`", name.node), name.span);
+                if let Some(s) = crate::diag::suggest(&name.node, kinds) {
+                    d = d.with_help(format!("did you mean `{s}`?"));
+                }
+                return self.error(d);
+            }
             if found.tok == Tok::P(Punct::LParen) || found.tok == Tok::P(Punct::LBrace) {
                 return self.error(
                     Diagnostic::error(

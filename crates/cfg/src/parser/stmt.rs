@@ -292,7 +292,7 @@ impl Parser<'_> {
         let r = self.switch_body(&mut cases, &mut default);
         self.breakable -= 1;
         r?;
-        if cases.is_empty() && default.is_none() {
+        if cases.is_empty() {
             return self.error(Diagnostic::error("`switch` without any `case`", kw.span));
         }
         Ok(StmtKind::Switch {
@@ -308,50 +308,102 @@ impl Parser<'_> {
         default: &mut Option<Vec<crate::ast::Stmt>>,
     ) -> PResult<()> {
         loop {
-            let t = self.bump();
+            let t = self.peek().clone();
             match &t.tok {
-                Tok::P(Punct::RBrace) => return Ok(()),
+                Tok::P(Punct::RBrace) => {
+                    self.bump();
+                    return Ok(());
+                }
+                Tok::Eof => return self.unexpected("`}` to close the `switch`"),
                 Tok::Ident(w) if w == "case" => {
-                    let l = self.bump();
-                    let label = match l.tok {
-                        Tok::Int(i) => CaseLabel::Int(i),
-                        Tok::P(Punct::Minus) => match self.bump().tok {
-                            Tok::Int(i) => CaseLabel::Int(-i),
-                            _ => {
-                                return self.error(Diagnostic::error(
-                                    "expected a number after `-`",
-                                    l.span,
-                                ));
-                            }
-                        },
-                        Tok::Str(s) => CaseLabel::Str(s),
-                        _ => {
-                            return self.error(Diagnostic::error(
-                                "a `case` label is a number or a string",
-                                l.span,
-                            ));
-                        }
-                    };
-                    let label = Spanned::new(label, self.since(l.span));
-                    self.expect(Punct::Colon, "`:` after the case label")?;
+                    self.bump();
+                    if default.is_some() {
+                        self.diags.push(Diagnostic::error(
+                            "`default` must be the last label of a `switch`",
+                            t.span,
+                        ));
+                    }
+                    let label = self.case_label();
+                    if !self.eat(Punct::Colon) {
+                        let _ = self.unexpected::<()>("`:` after the case label");
+                        self.skip_to_label_end();
+                    }
                     let body = self.case_body()?;
+                    // A bad label was reported; keep the case so no "switch without any case" follows.
+                    let label = label.unwrap_or_else(|| Spanned::new(CaseLabel::Int(0), t.span));
                     cases.push(Case { label, body });
                 }
                 Tok::Ident(w) if w == "default" => {
+                    self.bump();
+                    if default.is_some() {
+                        self.diags.push(Diagnostic::error(
+                            "a `switch` has only one `default`",
+                            t.span,
+                        ));
+                    }
                     self.expect(Punct::Colon, "`:` after `default`")?;
                     *default = Some(self.case_body()?);
                 }
                 _ => {
-                    return self.error(Diagnostic::error(
-                        format!(
-                            "expected `case`, `default` or `}}`, found {}",
-                            describe(&t.tok)
-                        ),
-                        t.span,
-                    ));
+                    self.diags.push(
+                        Diagnostic::error(
+                            format!("expected `case` or `default`, found {}", describe(&t.tok)),
+                            t.span,
+                        )
+                        .with_help("statements in a `switch` belong after a `case ...:` label"),
+                    );
+                    // Consume the statement so the rest of the switch still parses.
+                    if self.statement().is_err() {
+                        self.recover_stmt();
+                    }
                 }
             }
         }
+    }
+
+    /// A `case` label; on error it is reported and `None` returned.
+    fn case_label(&mut self) -> Option<Spanned<CaseLabel>> {
+        let l = self.bump();
+        let label = match l.tok {
+            Tok::Int(i) => CaseLabel::Int(i),
+            Tok::P(Punct::Minus) => match self.peek().tok {
+                Tok::Int(i) => {
+                    self.bump();
+                    CaseLabel::Int(-i)
+                }
+                _ => {
+                    self.diags
+                        .push(Diagnostic::error("expected a number after `-`", l.span));
+                    return None;
+                }
+            },
+            Tok::Str(s) => CaseLabel::Str(s),
+            other => {
+                self.diags.push(
+                    Diagnostic::error(
+                        format!(
+                            "a `case` label is a number or a string, found {}",
+                            describe(&other)
+                        ),
+                        l.span,
+                    )
+                    .with_help("compare variables with `if` instead"),
+                );
+                return None;
+            }
+        };
+        Some(Spanned::new(label, self.since(l.span)))
+    }
+
+    /// After a bad label: skip to its `:` (or the end of the switch).
+    fn skip_to_label_end(&mut self) {
+        while !matches!(
+            self.peek().tok,
+            Tok::P(Punct::Colon) | Tok::P(Punct::RBrace) | Tok::Eof
+        ) {
+            self.bump();
+        }
+        self.eat(Punct::Colon);
     }
 
     fn case_body(&mut self) -> PResult<Vec<Stmt>> {

@@ -1,0 +1,120 @@
+//! `rsips -c` on the stock OpenSIPS configurations: until rsips implements the modules a config
+//! loads, the only errors are the missing modules themselves — nothing cascades from them. The
+//! one known template bug (`$sp=5060` inside a condition) is reported as OpenSIPS reports it.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn reference() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/opensips-configs")
+}
+
+fn rsips_check(path: &Path, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .args(["-c", "-f"])
+        .arg(path)
+        .args(extra)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8(out.stderr).unwrap())
+}
+
+/// The modules a config loads, by name.
+fn loaded_modules(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("loadmodule"))
+        .map(|r| {
+            r.trim()
+                .trim_matches('"')
+                .trim_end_matches(".so")
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The error headlines of rsips' output.
+fn errors(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("error: ") && !l.starts_with("error: could not load"))
+        .collect()
+}
+
+fn assert_only_missing_modules(path: &Path, text: &str, extra: &[&str]) {
+    let (ok, stderr) = rsips_check(path, extra);
+    assert!(
+        !ok,
+        "{}: modules are missing, so the check must fail",
+        path.display()
+    );
+    let expected: BTreeSet<String> = loaded_modules(text)
+        .into_iter()
+        .map(|m| format!("error: module `{m}` is not available in rsips"))
+        .collect();
+    let got: BTreeSet<String> = errors(&stderr).into_iter().map(str::to_owned).collect();
+    assert_eq!(got, expected, "{}:\n{stderr}", path.display());
+}
+
+#[test]
+fn etc_opensips_cfg_names_exactly_the_missing_modules() {
+    let path = reference().join("4.0/opensips.cfg");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_only_missing_modules(&path, &text, &[]);
+    let (_, stderr) = rsips_check(&path, &[]);
+    assert!(
+        stderr.contains("loadmodule \"tm.so\""),
+        "the diagnostic points at the line:\n{stderr}"
+    );
+}
+
+#[test]
+fn every_stock_cfg_reports_only_missing_modules() {
+    for dir in ["4.0", "master", "rendered"] {
+        for entry in std::fs::read_dir(reference().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "cfg")
+                || path.ends_with("residential_pstn_static.cfg")
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_only_missing_modules(&path, &text, &[]);
+        }
+    }
+}
+
+#[test]
+fn m4_templates_check_through_the_preprocessor() {
+    for t in [
+        "4.0/residential.m4",
+        "4.0/trunking.m4",
+        "4.0/loadbalancer.m4",
+    ] {
+        let path = reference().join(t);
+        let rendered = Command::new("m4").arg(&path).output().unwrap();
+        let text = String::from_utf8(rendered.stdout).unwrap();
+        assert_only_missing_modules(&path, &text, &["-p", "m4"]);
+    }
+}
+
+#[test]
+fn the_sp_assignment_template_bug_is_a_clear_error() {
+    let path = reference().join("rendered/residential_pstn_static.cfg");
+    let (ok, stderr) = rsips_check(&path, &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("error: cannot assign to `$sp`: it is read-only"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("inside a condition `=` assigns; to compare, write `==`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("residential_pstn_static.cfg:186:"),
+        "points at the line: {stderr}"
+    );
+}
