@@ -150,7 +150,12 @@ impl HeaderName {
         };
         for &i in slot {
             match HeaderName::LONG.get(usize::from(i)) {
-                Some((canon, h)) if canon.as_bytes().eq_ignore_ascii_case(name) => return *h,
+                // Peers nearly always write the canonical spelling: an exact compare first.
+                Some((canon, h))
+                    if canon.as_bytes() == name || canon.as_bytes().eq_ignore_ascii_case(name) =>
+                {
+                    return *h;
+                }
                 Some(_) => {}
                 None => break,
             }

@@ -81,6 +81,7 @@ pub(crate) fn parse_ipv6(s: &str) -> Option<Ipv6Addr> {
 }
 
 /// Parses a host at the cursor: an IPv6 reference, an IPv4 address or a domain name.
+#[inline]
 pub(crate) fn parse_host<'a>(c: &mut Cursor<'a>) -> Result<Host<'a>> {
     let start = c.pos();
     if c.eat(b'[') {
@@ -126,6 +127,7 @@ pub(crate) fn parse_host<'a>(c: &mut Cursor<'a>) -> Result<Host<'a>> {
 }
 
 /// Parses an optional `:port` at the cursor.
+#[inline]
 pub(crate) fn parse_port(c: &mut Cursor<'_>) -> Result<Option<u16>> {
     if !c.eat(b':') {
         return Ok(None);

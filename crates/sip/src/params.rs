@@ -34,6 +34,7 @@ fn is_header_value_char(c: u8) -> bool {
 
 impl<'a> Params<'a> {
     /// Header parameters: `text` is whatever follows the value proper, e.g. `;tag=1 ; lr`.
+    #[inline]
     pub(crate) fn header(text: &'a str) -> Result<Params<'a>> {
         if header_params_valid(text.as_bytes()) {
             Ok(Params { text, uri: false })
@@ -43,6 +44,7 @@ impl<'a> Params<'a> {
     }
 
     /// URI parameters: `text` starts at the first `;` and ends before `?`.
+    #[inline]
     pub(crate) fn uri(text: &'a str) -> Result<Params<'a>> {
         if uri_params_valid(text.as_bytes()) {
             Ok(Params { text, uri: true })
@@ -134,6 +136,7 @@ fn quoted_end(b: &[u8], mut i: usize) -> Option<usize> {
 }
 
 /// One pass over header parameters: `*(LWS ";" LWS token [LWS "=" LWS (token-ish | quoted)]) LWS`.
+#[inline]
 fn header_params_valid(b: &[u8]) -> bool {
     let mut i = skip_lws(b, 0);
     while i < b.len() {
@@ -172,6 +175,7 @@ fn header_params_valid(b: &[u8]) -> bool {
 }
 
 /// One pass over URI parameters: `*(";" pname ["=" pvalue])`, paramchar or `%HH` (RFC 3261 §25.1).
+#[inline]
 fn uri_params_valid(b: &[u8]) -> bool {
     let mut i = 0;
     while i < b.len() {

@@ -98,6 +98,7 @@ const MAX_URI: usize = u16::MAX as usize - 1;
 
 impl<'a> Uri<'a> {
     /// Parses a whole string as a URI. No white space is allowed anywhere in it.
+    #[inline]
     pub fn parse(s: &'a str) -> Result<Uri<'a>> {
         if s.len() > MAX_URI {
             return Err(ParseError::malformed("URI too long"));
@@ -270,6 +271,7 @@ fn is_scheme(s: &str) -> bool {
         && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
 }
 
+#[inline]
 fn parse_sip<'a>(uri: &mut Uri<'a>, rest: &'a str) -> Result<()> {
     let raw = uri.raw;
     // The user part may hold ';', '?' and ',' (RFC 4475 §3.1.1.9), so the first '@' ends it.

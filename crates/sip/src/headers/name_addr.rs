@@ -25,6 +25,7 @@ pub struct NameAddr<'a> {
 
 impl<'a> NameAddr<'a> {
     /// Parses one value (already split from its list).
+    #[inline]
     pub fn parse(s: &'a str) -> Result<NameAddr<'a>> {
         let raw = trim_lws(s);
         let mut c = Cursor::new(raw);
