@@ -155,6 +155,10 @@ impl<'a> Lexer<'a> {
         self.pos
     }
 
+    pub fn source_len(&self) -> usize {
+        self.src.len()
+    }
+
     fn byte(&self, i: usize) -> Option<u8> {
         self.src.as_bytes().get(i).copied()
     }
@@ -500,7 +504,7 @@ impl<'a> Lexer<'a> {
         while let Some(c) = self.byte(self.pos) {
             if !quoted
                 && braces == 0
-                && (c == b'\n' || c == b'#' || self.src[self.pos..].starts_with("/*"))
+                && (c == b'\n' || c == b'#' || self.src.as_bytes()[self.pos..].starts_with(b"/*"))
             {
                 break;
             }
@@ -657,6 +661,17 @@ mod tests {
             toks("case 1:"),
             vec![Tok::Ident("case".into()), Tok::Int(1), Tok::P(Colon)]
         );
+    }
+
+    #[test]
+    fn raw_values_with_multibyte_text() {
+        // Found by fuzzing: the comment check must not slice inside a character.
+        let mut l = Lexer::new("alias=é /* x */\nroute", FileId(0));
+        for _ in 0..2 {
+            l.next_token();
+        }
+        assert_eq!(l.raw_value().0, "é");
+        assert_eq!(l.next_token().tok, Tok::Ident("route".into()));
     }
 
     #[test]

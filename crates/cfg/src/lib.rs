@@ -15,3 +15,24 @@ pub mod source;
 pub use diag::{Diagnostic, Severity, suggest};
 pub use parser::{Parsed, parse};
 pub use source::{FileId, SourceMap, Span, Spanned};
+
+/// Parses and checks arbitrary text, asserting the invariants the fuzz target relies on: no
+/// panic, every diagnostic renders, every span lies inside its file. Used by `fuzz/` and by the
+/// corpus replay test.
+#[doc(hidden)]
+pub fn fuzz_parse(data: &[u8]) -> (Parsed, SourceMap) {
+    let text = String::from_utf8_lossy(data).into_owned();
+    let mut sources = SourceMap::without_includes();
+    let parsed = parse(&mut sources, std::path::Path::new("fuzz.cfg"), text);
+    for d in &parsed.diagnostics {
+        let _ = d.render(&sources);
+        if let Some(span) = d.span {
+            let len = sources.get(span.file).map_or(0, |f| f.text.len());
+            assert!(
+                span.start <= span.end && span.end as usize <= len,
+                "span {span:?} outside the file ({len} bytes)"
+            );
+        }
+    }
+    (parsed, sources)
+}

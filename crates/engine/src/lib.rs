@@ -1,12 +1,29 @@
-//! The rsips script engine: compiles a parsed opensips.cfg (names resolved once, "fixups") and
-//! runs its routes over SIP messages. This crate grows with issue #3; for now it holds the script
-//! value type and the transformation library.
+//! The rsips script engine: checks a parsed opensips.cfg at load time (every name resolved once),
+//! and holds what running it needs: script values, the per-message context, core pseudo-variable
+//! reads and the transformation library. The route interpreter is built on these (issue #3).
 #![forbid(unsafe_code)]
 
 mod catalog;
 pub mod check;
+pub mod ctx;
+pub mod pv;
 pub mod transform;
 mod value;
 
 pub use check::{Available, check};
+pub use ctx::{MsgCtx, Receipt};
+pub use pv::CorePv;
 pub use value::Value;
+
+/// The config fuzz invariants: parse (see [`cfg::fuzz_parse`]), then check what parsed cleanly,
+/// rendering every diagnostic. Panics only on a broken invariant.
+#[doc(hidden)]
+pub fn fuzz_config(data: &[u8]) {
+    let (parsed, sources) = cfg::fuzz_parse(data);
+    if parsed.has_errors() {
+        return;
+    }
+    for d in check(&parsed.config, &sources, &Available::default()) {
+        let _ = d.render(&sources);
+    }
+}

@@ -26,6 +26,7 @@ mod serialize;
 mod uri;
 
 pub use access::HeaderRef;
+pub use bytestring::ByteString;
 pub use error::{ErrorKind, ParseError, Reaction, Result};
 pub use header_name::HeaderName;
 pub use headers::{

@@ -236,6 +236,18 @@ impl SipMessage {
         self.str_at(h.value_span)
     }
 
+    /// A cheap shared handle on text taken from this message's header section (a header value,
+    /// a URI part …): no copy when `part` lies inside the message, a copy otherwise.
+    pub fn share(&self, part: &str) -> ByteString {
+        let base = self.text.as_ptr() as usize;
+        let p = part.as_ptr() as usize;
+        if p >= base && p + part.len() <= base + self.text.len() {
+            self.text.slice_ref(part)
+        } else {
+            ByteString::from(part)
+        }
+    }
+
     /// The message bytes, from the start line to the end of the body.
     pub fn as_bytes(&self) -> &[u8] {
         &self.raw

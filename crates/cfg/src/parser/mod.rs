@@ -51,6 +51,7 @@ fn parse_file(
         .map(|f| f.text.clone())
         .unwrap_or_default();
     let mut p = Parser::new(&text, file, depth);
+    p.includes_allowed = sources.includes_allowed();
     p.top_level(items);
     let includes = std::mem::take(&mut p.includes);
     diags.append(&mut p.diags);
@@ -64,6 +65,21 @@ fn parse_file(
         items.extend(sub);
         items.extend(tail);
     }
+}
+
+/// Largest included file accepted.
+const MAX_INCLUDE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads an included file: only regular files, and not huge ones (`/dev/zero` must not hang).
+fn read_include(path: &Path) -> std::io::Result<String> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_INCLUDE_BYTES {
+        return Err(std::io::Error::other("file too large"));
+    }
+    std::fs::read_to_string(path)
 }
 
 /// Resolves an include path: as given, else relative to the including file's directory.
@@ -92,7 +108,14 @@ fn load_include(
             .unwrap_or(Path::new("."))
             .join(path)
     };
-    match std::fs::read_to_string(&candidate) {
+    if !sources.includes_allowed() {
+        diags.push(Diagnostic::error(
+            "`include_file` is not allowed here",
+            span,
+        ));
+        return None;
+    }
+    match read_include(&candidate) {
         Ok(text) => Some(sources.add(candidate, text)),
         Err(e) => {
             let why = match e.kind() {
@@ -126,6 +149,8 @@ pub(crate) struct Parser<'a> {
     includes: Vec<(usize, String, Span)>,
     /// How many `while`/`for`/`switch` bodies enclose the current statement (for `break`).
     pub(crate) breakable: usize,
+    /// Whether `include_file` may read from disk.
+    includes_allowed: bool,
 }
 
 /// Parse failure already reported as a diagnostic; the caller recovers.
@@ -144,6 +169,7 @@ impl<'a> Parser<'a> {
             diags: Vec::new(),
             includes: Vec::new(),
             breakable: 0,
+            includes_allowed: true,
         }
     }
 
@@ -167,6 +193,11 @@ impl<'a> Parser<'a> {
         });
         self.last_end = t.span.end;
         t
+    }
+
+    /// Length of the file being parsed, to keep spans inside it.
+    pub(crate) fn source_len(&self) -> u32 {
+        self.lex.source_len() as u32
     }
 
     pub(crate) fn at(&mut self, p: Punct) -> bool {
@@ -304,9 +335,14 @@ impl<'a> Parser<'a> {
 
     /// Statements of an included file spliced into a route body.
     pub(crate) fn nested_include(&mut self, path: &str, span: Span) -> Vec<crate::ast::Stmt> {
-        let Ok(text) = std::fs::read_to_string(path)
-            .or_else(|_| std::fs::read_to_string(Path::new(".").join(path)))
-        else {
+        if !self.includes_allowed {
+            self.diags.push(Diagnostic::error(
+                "`include_file` is not allowed here",
+                span,
+            ));
+            return Vec::new();
+        }
+        let Ok(text) = read_include(Path::new(path)) else {
             self.diags.push(Diagnostic::error(
                 format!("cannot read included file `{path}`"),
                 span,
@@ -321,6 +357,7 @@ impl<'a> Parser<'a> {
         // Route-level includes share this file id space only through spans of the includer;
         // their statements are parsed as if written here.
         let mut sub = Parser::new(&text, self.file, self.depth + 1);
+        sub.includes_allowed = self.includes_allowed;
         let mut stmts = Vec::new();
         while sub.peek().tok != Tok::Eof {
             match sub.statement() {

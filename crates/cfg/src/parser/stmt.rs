@@ -168,13 +168,12 @@ impl Parser<'_> {
         if self.eat(Punct::Semi) {
             return Ok(());
         }
-        let t = self.peek().clone();
+        let end = self.last_end();
         let at = crate::source::Span {
-            file: t.span.file,
-            start: self.last_end(),
-            end: self.last_end() + 1,
+            file: self.peek().span.file,
+            start: end,
+            end: (end + 1).min(self.source_len()),
         };
-        let _ = t;
         self.error(
             Diagnostic::error("expected `;` after the statement", at).with_label("missing `;`"),
         )

@@ -1,0 +1,162 @@
+//! Core pseudo-variables, resolved once when the script is compiled (STYLE rule 6): a PV name
+//! becomes a [`CorePv`] and its index a [`Index`], so reading one per packet is a `match`, not
+//! a string lookup. Reads are in `read.rs`.
+
+mod read;
+
+use cfg::pv::{PvIndex, PvSpec};
+use sip::HeaderName;
+
+/// Which value of a multi-value PV to read (`$(hdr(Via)[1])`, `[-1]`, `[*]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Index {
+    First,
+    At(i64),
+    All,
+}
+
+/// A header selected by name: known names are matched by enum (compact forms included),
+/// others by their text, case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderSel {
+    pub name: HeaderName,
+    pub text: String,
+}
+
+impl HeaderSel {
+    pub fn new(text: &str) -> HeaderSel {
+        HeaderSel {
+            name: HeaderName::parse(text),
+            text: text.to_owned(),
+        }
+    }
+}
+
+/// Which part of a URI-valued PV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UriPart {
+    Whole,
+    User,
+    Host,
+    Port,
+    Transport,
+}
+
+/// A readable core PV (the message-level ones of OpenSIPS' pvar.c).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorePv {
+    /// `$ru $rU $rd $rp $rP`: the current Request-URI.
+    Ruri(UriPart),
+    /// `$ou $oU $od $op $oP`: the Request-URI as received.
+    OrigRuri(UriPart),
+    /// `$du $dd $dp $dP`: the destination URI.
+    DstUri(UriPart),
+    /// `$rm`
+    Method,
+    /// `$rs` / `$rr`
+    Status,
+    Reason,
+    /// `$ci $cs $cl $cT $ua`
+    CallId,
+    CSeq,
+    ContentLength,
+    ContentType,
+    UserAgent,
+    /// `$fu $fU $fd $fn $ft`
+    From(AddrPart),
+    /// `$tu $tU $td $tn $tt`
+    To(AddrPart),
+    /// `$ct`: the first Contact value.
+    Contact,
+    /// `$hdr(name)` with an index.
+    Header(HeaderSel, Index),
+    /// `$hdrcnt(name)`
+    HeaderCount(HeaderSel),
+    /// `$ml $mb $rb`
+    MsgLen,
+    MsgBuf,
+    Body,
+    /// `$si $sp`
+    SrcIp,
+    SrcPort,
+    /// `$rc` / `$retcode`
+    Retcode,
+}
+
+/// Which part of a From/To header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrPart {
+    Uri,
+    User,
+    Host,
+    Name,
+    Tag,
+}
+
+fn index_of(spec: &PvSpec) -> Option<Index> {
+    match &spec.index {
+        None => Some(Index::First),
+        Some(PvIndex::At(i)) => Some(Index::At(*i)),
+        Some(PvIndex::All) => Some(Index::All),
+        // `[$var(i)]` and `[append]` need the interpreter's variables; not a core read.
+        Some(PvIndex::Var(_)) | Some(PvIndex::Append) => None,
+    }
+}
+
+impl CorePv {
+    /// Resolves a PV reference; `None` for PVs that are not message reads (`$var`, `$avp`,
+    /// module PVs) or that this layer does not cover yet.
+    pub fn resolve(spec: &PvSpec) -> Option<CorePv> {
+        use AddrPart as A;
+        use UriPart as U;
+        let arg = spec.arg.as_deref();
+        Some(match (spec.name.as_str(), arg) {
+            ("ru" | "ruri", None) => CorePv::Ruri(U::Whole),
+            ("rU" | "ruri.user", None) => CorePv::Ruri(U::User),
+            ("rd" | "ruri.domain", None) => CorePv::Ruri(U::Host),
+            ("rp", None) => CorePv::Ruri(U::Port),
+            ("rP", None) => CorePv::Ruri(U::Transport),
+            ("ou" | "ouri", None) => CorePv::OrigRuri(U::Whole),
+            ("oU", None) => CorePv::OrigRuri(U::User),
+            ("od", None) => CorePv::OrigRuri(U::Host),
+            ("op", None) => CorePv::OrigRuri(U::Port),
+            ("oP", None) => CorePv::OrigRuri(U::Transport),
+            ("du" | "duri", None) => CorePv::DstUri(U::Whole),
+            ("dd", None) => CorePv::DstUri(U::Host),
+            ("dp", None) => CorePv::DstUri(U::Port),
+            ("dP", None) => CorePv::DstUri(U::Transport),
+            ("rm", None) => CorePv::Method,
+            ("rs", None) => CorePv::Status,
+            ("rr", None) => CorePv::Reason,
+            ("ci", None) => CorePv::CallId,
+            ("cs", None) => CorePv::CSeq,
+            ("cl", None) => CorePv::ContentLength,
+            ("cT", None) => CorePv::ContentType,
+            ("ua", None) => CorePv::UserAgent,
+            ("fu" | "from", None) => CorePv::From(A::Uri),
+            ("fU" | "from.user", None) => CorePv::From(A::User),
+            ("fd" | "from.domain", None) => CorePv::From(A::Host),
+            ("fn", None) => CorePv::From(A::Name),
+            ("ft", None) => CorePv::From(A::Tag),
+            ("tu" | "to", None) => CorePv::To(A::Uri),
+            ("tU" | "to.user", None) => CorePv::To(A::User),
+            ("td" | "to.domain", None) => CorePv::To(A::Host),
+            ("tn", None) => CorePv::To(A::Name),
+            ("tt", None) => CorePv::To(A::Tag),
+            ("ct", None) => CorePv::Contact,
+            ("hdr", Some(name)) if !name.contains('$') => {
+                CorePv::Header(HeaderSel::new(name), index_of(spec)?)
+            }
+            ("hdrcnt", Some(name)) if !name.contains('$') => {
+                CorePv::HeaderCount(HeaderSel::new(name))
+            }
+            ("ml", None) => CorePv::MsgLen,
+            ("mb", None) => CorePv::MsgBuf,
+            ("rb", None) => CorePv::Body,
+            ("si" | "src_ip", None) => CorePv::SrcIp,
+            ("sp", None) => CorePv::SrcPort,
+            ("rc" | "retcode", None) => CorePv::Retcode,
+            _ => return None,
+        })
+    }
+}

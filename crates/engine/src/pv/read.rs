@@ -1,0 +1,307 @@
+//! Reading core PVs from a [`MsgCtx`]. Values taken from the message share its buffer (no copy).
+
+use sip::{NameAddr, SipMessage, Uri};
+
+use super::{AddrPart, CorePv, HeaderSel, Index, UriPart};
+use crate::ctx::MsgCtx;
+use crate::value::Value;
+
+fn text(msg: &SipMessage, s: &str) -> Value {
+    Value::Str(msg.share(s))
+}
+
+fn opt_text(msg: &SipMessage, s: Option<&str>) -> Value {
+    s.map_or(Value::Null, |s| text(msg, s))
+}
+
+/// A part of a URI given as text; `owned` says the text is not in the message (a rewrite).
+fn uri_part(msg: &SipMessage, uri: Option<&str>, part: UriPart) -> Value {
+    let Some(u) = uri else { return Value::Null };
+    if part == UriPart::Whole {
+        return text(msg, u);
+    }
+    let Ok(p) = Uri::parse(u) else {
+        return Value::Null;
+    };
+    match part {
+        UriPart::Whole => text(msg, u),
+        UriPart::User => opt_text(msg, p.user()),
+        UriPart::Host => opt_text(msg, p.host().map(|h| h.as_str())),
+        UriPart::Port => p
+            .port()
+            .map_or(Value::Null, |port| Value::Int(i64::from(port))),
+        UriPart::Transport => opt_text(msg, p.transport()),
+    }
+}
+
+fn addr_part(msg: &SipMessage, a: Option<NameAddr<'_>>, part: AddrPart) -> Value {
+    let Some(a) = a else { return Value::Null };
+    match part {
+        AddrPart::Uri => text(msg, a.uri().as_str()),
+        AddrPart::User => opt_text(msg, a.uri().user()),
+        AddrPart::Host => opt_text(msg, a.uri().host().map(|h| h.as_str())),
+        AddrPart::Name => a.display_name().map_or(Value::Null, |n| match n {
+            std::borrow::Cow::Borrowed(b) => text(msg, b),
+            std::borrow::Cow::Owned(o) => Value::from(o),
+        }),
+        AddrPart::Tag => opt_text(msg, a.tag()),
+    }
+}
+
+/// The header lines a selector names, in order (each line is one value, as in OpenSIPS).
+fn header_lines<'m>(msg: &'m SipMessage, sel: &'m HeaderSel) -> Vec<&'m str> {
+    msg.header_lines_str(&sel.text).collect()
+}
+
+fn pick(msg: &SipMessage, values: &[&str], index: Index) -> Value {
+    match index {
+        Index::First => opt_text(msg, values.first().copied()),
+        Index::At(i) => {
+            let len = values.len() as i64;
+            let at = if i < 0 { len + i } else { i };
+            if at < 0 {
+                Value::Null
+            } else {
+                opt_text(msg, values.get(at as usize).copied())
+            }
+        }
+        Index::All if values.is_empty() => Value::Null,
+        Index::All => Value::from(values.join(", ")),
+    }
+}
+
+impl CorePv {
+    /// The PV's current value; NULL when the message has no such part.
+    pub fn read(&self, ctx: &MsgCtx) -> Value {
+        let msg = &ctx.msg;
+        match self {
+            CorePv::Ruri(part) => match &ctx.new_ruri {
+                Some(new) => owned_uri_part(new, *part),
+                None => uri_part(msg, msg.request_uri_str(), *part),
+            },
+            CorePv::OrigRuri(part) => uri_part(msg, msg.request_uri_str(), *part),
+            CorePv::DstUri(part) => ctx
+                .dst_uri
+                .as_deref()
+                .map_or(Value::Null, |d| owned_uri_part(d, *part)),
+            CorePv::Method => match msg.method_str() {
+                Some(m) => text(msg, m),
+                None => msg.cseq().map_or(Value::Null, |c| text(msg, c.method_str)),
+            },
+            CorePv::Status => msg
+                .status()
+                .map_or(Value::Null, |c| Value::Int(i64::from(c))),
+            CorePv::Reason => opt_text(msg, msg.reason_phrase()),
+            CorePv::CallId => msg.call_id().map_or(Value::Null, |c| text(msg, c)),
+            CorePv::CSeq => msg
+                .cseq()
+                .map_or(Value::Null, |c| Value::Int(i64::from(c.seq))),
+            CorePv::ContentLength => match msg.content_length() {
+                Ok(Some(n)) => Value::Int(i64::from(n)),
+                _ => Value::Null,
+            },
+            CorePv::ContentType => opt_text(msg, msg.header(sip::HeaderName::ContentType)),
+            CorePv::UserAgent => opt_text(msg, msg.user_agent()),
+            CorePv::From(part) => addr_part(msg, msg.from_header().ok(), *part),
+            CorePv::To(part) => addr_part(msg, msg.to_header().ok(), *part),
+            CorePv::Contact => opt_text(msg, msg.values(sip::HeaderName::Contact).next()),
+            CorePv::Header(sel, index) => pick(msg, &header_lines(msg, sel), *index),
+            CorePv::HeaderCount(sel) => Value::Int(header_lines(msg, sel).len() as i64),
+            CorePv::MsgLen => Value::Int(msg.as_bytes().len() as i64),
+            CorePv::MsgBuf => Value::from(String::from_utf8_lossy(msg.as_bytes()).into_owned()),
+            CorePv::Body => Value::from(String::from_utf8_lossy(msg.body()).into_owned()),
+            CorePv::SrcIp => ctx
+                .receipt
+                .as_ref()
+                .map_or(Value::Null, |r| Value::from(r.source.ip().to_string())),
+            CorePv::SrcPort => ctx
+                .receipt
+                .as_ref()
+                .map_or(Value::Null, |r| Value::Int(i64::from(r.source.port()))),
+            CorePv::Retcode => Value::Int(ctx.retcode),
+        }
+    }
+}
+
+/// A part of a URI that lives in the context (a rewrite), copied out.
+fn owned_uri_part(u: &str, part: UriPart) -> Value {
+    if part == UriPart::Whole {
+        return Value::from(u);
+    }
+    let Ok(p) = Uri::parse(u) else {
+        return Value::Null;
+    };
+    let s = match part {
+        UriPart::Whole => Some(u),
+        UriPart::User => p.user(),
+        UriPart::Host => p.host().map(|h| h.as_str()),
+        UriPart::Port => {
+            return p
+                .port()
+                .map_or(Value::Null, |port| Value::Int(i64::from(port)));
+        }
+        UriPart::Transport => p.transport(),
+    };
+    s.map_or(Value::Null, Value::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctx::Receipt;
+    use bytes::Bytes;
+
+    const REQ: &[u8] = b"INVITE sip:bob@biloxi.com:5062;transport=tcp SIP/2.0\r\n\
+Via: SIP/2.0/UDP p1.example.com;branch=z9hG4bK1\r\n\
+v: SIP/2.0/UDP p2.example.com;branch=z9hG4bK2\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@biloxi.com>\r\n\
+From: \"Alice A\" <sip:alice@atlanta.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:alice@pc33.atlanta.com>, <sip:alice@192.0.2.4>\r\n\
+X-Custom: one\r\n\
+x-custom: two\r\n\
+User-Agent: softphone/1.0\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\
+\r\n\
+v=0\n";
+
+    fn ctx() -> MsgCtx {
+        let msg = SipMessage::parse(Bytes::from_static(REQ)).unwrap();
+        MsgCtx::new(msg).with_receipt(Receipt {
+            source: "192.0.2.10:5070".parse().unwrap(),
+            proto: "udp",
+            local: "127.0.0.1:5060".parse().unwrap(),
+        })
+    }
+
+    fn read(ctx: &MsgCtx, pv: &str) -> Value {
+        let spec = cfg::pv::parse(pv).unwrap();
+        CorePv::resolve(&spec)
+            .unwrap_or_else(|| panic!("{pv} resolves"))
+            .read(ctx)
+    }
+
+    #[test]
+    fn request_line_and_headers() {
+        let c = ctx();
+        assert_eq!(
+            read(&c, "$ru"),
+            Value::str("sip:bob@biloxi.com:5062;transport=tcp")
+        );
+        assert_eq!(read(&c, "$rU"), Value::str("bob"));
+        assert_eq!(read(&c, "$rd"), Value::str("biloxi.com"));
+        assert_eq!(read(&c, "$rp"), Value::Int(5062));
+        assert_eq!(read(&c, "$rP"), Value::str("tcp"));
+        assert_eq!(read(&c, "$rm"), Value::str("INVITE"));
+        assert_eq!(read(&c, "$ci"), Value::str("a84b4c76e66710"));
+        assert_eq!(read(&c, "$cs"), Value::Int(314159));
+        assert_eq!(read(&c, "$cl"), Value::Int(4));
+        assert_eq!(read(&c, "$cT"), Value::str("application/sdp"));
+        assert_eq!(read(&c, "$ua"), Value::str("softphone/1.0"));
+        assert_eq!(read(&c, "$fu"), Value::str("sip:alice@atlanta.com"));
+        assert_eq!(read(&c, "$fU"), Value::str("alice"));
+        assert_eq!(read(&c, "$fd"), Value::str("atlanta.com"));
+        assert_eq!(read(&c, "$fn"), Value::str("Alice A"));
+        assert_eq!(read(&c, "$ft"), Value::str("1928301774"));
+        assert_eq!(read(&c, "$tu"), Value::str("sip:bob@biloxi.com"));
+        assert_eq!(
+            read(&c, "$tt"),
+            Value::Null,
+            "an initial request has no To tag"
+        );
+        assert_eq!(read(&c, "$ct"), Value::str("<sip:alice@pc33.atlanta.com>"));
+        assert_eq!(read(&c, "$rs"), Value::Null);
+        assert_eq!(read(&c, "$si"), Value::str("192.0.2.10"));
+        assert_eq!(read(&c, "$sp"), Value::Int(5070));
+        assert_eq!(read(&c, "$ml"), Value::Int(REQ.len() as i64));
+        assert_eq!(read(&c, "$rb"), Value::str("v=0\n"));
+    }
+
+    #[test]
+    fn header_pvs_use_lines_compact_names_and_indexes() {
+        let c = ctx();
+        assert_eq!(
+            read(&c, "$hdr(Via)"),
+            Value::str("SIP/2.0/UDP p1.example.com;branch=z9hG4bK1")
+        );
+        assert_eq!(
+            read(&c, "$(hdr(via)[1])"),
+            Value::str("SIP/2.0/UDP p2.example.com;branch=z9hG4bK2")
+        );
+        assert_eq!(
+            read(&c, "$(hdr(v)[-1])"),
+            Value::str("SIP/2.0/UDP p2.example.com;branch=z9hG4bK2")
+        );
+        assert_eq!(read(&c, "$(hdr(Via)[2])"), Value::Null);
+        assert_eq!(read(&c, "$(hdr(Via)[-3])"), Value::Null);
+        assert_eq!(read(&c, "$(hdr(X-Custom)[*])"), Value::str("one, two"));
+        assert_eq!(read(&c, "$hdrcnt(x-CUSTOM)"), Value::Int(2));
+        assert_eq!(read(&c, "$hdrcnt(Route)"), Value::Int(0));
+        assert_eq!(read(&c, "$hdr(Route)"), Value::Null);
+    }
+
+    #[test]
+    fn rewrites_change_ru_but_not_ou() {
+        let mut c = ctx();
+        c.new_ruri = Some("sip:carol@chicago.com".into());
+        c.dst_uri = Some("sip:10.0.0.7:5080;transport=udp".into());
+        assert_eq!(read(&c, "$ru"), Value::str("sip:carol@chicago.com"));
+        assert_eq!(read(&c, "$rU"), Value::str("carol"));
+        assert_eq!(
+            read(&c, "$ou"),
+            Value::str("sip:bob@biloxi.com:5062;transport=tcp")
+        );
+        assert_eq!(read(&c, "$oU"), Value::str("bob"));
+        assert_eq!(read(&c, "$dd"), Value::str("10.0.0.7"));
+        assert_eq!(read(&c, "$dp"), Value::Int(5080));
+        assert_eq!(
+            read(&c, "$du"),
+            Value::str("sip:10.0.0.7:5080;transport=udp")
+        );
+    }
+
+    #[test]
+    fn reads_share_the_message_buffer() {
+        let c = ctx();
+        let Value::Str(v) = read(&c, "$ci") else {
+            panic!()
+        };
+        let base = c.msg.as_bytes().as_ptr() as usize;
+        let p = v.as_ptr() as usize;
+        assert!(p >= base && p < base + REQ.len(), "no copy of the Call-ID");
+    }
+
+    #[test]
+    fn replies() {
+        let raw = b"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP a;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let c = MsgCtx::new(SipMessage::parse(Bytes::from_static(raw)).unwrap());
+        assert_eq!(read(&c, "$rs"), Value::Int(486));
+        assert_eq!(read(&c, "$rr"), Value::str("Busy Here"));
+        assert_eq!(
+            read(&c, "$rm"),
+            Value::str("INVITE"),
+            "the CSeq method for replies"
+        );
+        assert_eq!(read(&c, "$ru"), Value::Null);
+        assert_eq!(read(&c, "$tt"), Value::str("2"));
+    }
+
+    #[test]
+    fn non_message_pvs_do_not_resolve_here() {
+        for pv in [
+            "$var(x)",
+            "$avp(a)",
+            "$T_reply_code",
+            "$(avp(a)[$var(i)])",
+            "$hdr($var(h))",
+        ] {
+            assert!(
+                CorePv::resolve(&cfg::pv::parse(pv).unwrap()).is_none(),
+                "{pv}"
+            );
+        }
+    }
+}
