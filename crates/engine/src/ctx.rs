@@ -53,6 +53,73 @@ impl MsgCtx {
         self
     }
 
+    /// Replaces the Request-URI; refused (false) when `uri` does not parse.
+    pub fn set_ruri(&mut self, uri: &str) -> bool {
+        let ok = sip::Uri::parse(uri).is_ok();
+        if ok {
+            self.new_ruri = Some(uri.to_owned());
+        }
+        ok
+    }
+
+    /// The user part of the current Request-URI.
+    pub fn ruri_user(&self) -> Option<String> {
+        let u = sip::Uri::parse(self.ruri()?).ok()?;
+        u.user().map(str::to_owned)
+    }
+
+    /// Rebuilds the current R-URI with one part replaced (`$rU`, `$rd`, `$rp`, `setuser` …).
+    fn rewrite(&mut self, user: Option<&str>, host: Option<&str>, port: Option<&str>) -> bool {
+        let Some(current) = self.ruri().map(str::to_owned) else {
+            return false;
+        };
+        let Ok(u) = sip::Uri::parse(&current) else {
+            return false;
+        };
+        if !u.scheme().is_sip() {
+            return false;
+        }
+        let mut out = format!("{}:", u.scheme().as_str());
+        let user = user.map_or(u.user(), |x| (!x.is_empty()).then_some(x));
+        if let Some(user) = user {
+            out.push_str(user);
+            if let Some(pw) = u.password() {
+                out.push(':');
+                out.push_str(pw);
+            }
+            out.push('@');
+        }
+        out.push_str(host.unwrap_or(u.host().map_or("", |h| h.as_str())));
+        let port = match port {
+            Some("") => None,
+            Some(p) => Some(p.to_owned()),
+            None => u.port().map(|p| p.to_string()),
+        };
+        if let Some(p) = port {
+            out.push(':');
+            out.push_str(&p);
+        }
+        out.push_str(u.params().as_str());
+        if let Some(h) = u.headers() {
+            out.push('?');
+            out.push_str(h);
+        }
+        self.set_ruri(&out)
+    }
+
+    pub fn set_ruri_user(&mut self, user: &str) -> bool {
+        self.rewrite(Some(user), None, None)
+    }
+
+    pub fn set_ruri_host(&mut self, host: &str) -> bool {
+        !host.is_empty() && self.rewrite(None, Some(host), None)
+    }
+
+    /// An empty port removes it.
+    pub fn set_ruri_port(&mut self, port: &str) -> bool {
+        (port.is_empty() || port.parse::<u16>().is_ok()) && self.rewrite(None, None, Some(port))
+    }
+
     /// The current Request-URI text (rewritten or original); `None` for replies.
     pub fn ruri(&self) -> Option<&str> {
         match &self.new_ruri {

@@ -7,12 +7,14 @@ mod catalog;
 pub mod check;
 pub mod ctx;
 pub mod pv;
+pub mod script;
 pub mod transform;
 mod value;
 
 pub use check::{Available, check};
 pub use ctx::{MsgCtx, Receipt};
 pub use pv::CorePv;
+pub use script::{Limits, Log, MemoryLog, Outcome, Script, ScriptError, Worker};
 pub use value::Value;
 
 /// The config fuzz invariants: parse (see [`cfg::fuzz_parse`]), then check what parsed cleanly,

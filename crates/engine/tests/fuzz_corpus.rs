@@ -20,7 +20,11 @@ fn files(dir: &Path, ext: Option<&str>) -> Vec<PathBuf> {
 fn cfg_fuzz_corpus_and_configs_replay() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let corpus = files(&root.join("fuzz/corpus/cfg_parse"), None);
-    assert!(corpus.len() >= 50, "the cfg_parse corpus is committed ({} files)", corpus.len());
+    assert!(
+        corpus.len() >= 50,
+        "the cfg_parse corpus is committed ({} files)",
+        corpus.len()
+    );
     let golden = files(&root.join("bin/rsips/tests/golden"), Some("cfg"));
     let reference = root.join("../shared/reference/opensips-configs");
     let mut stock = Vec::new();

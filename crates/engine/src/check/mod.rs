@@ -3,7 +3,7 @@
 //! each diagnostic with its place in the file. Nothing here looks anything up per packet.
 
 mod tables;
-mod walk;
+pub(crate) mod walk;
 
 use std::collections::{HashMap, HashSet};
 

@@ -508,7 +508,7 @@ fn transform_error(e: &crate::transform::TransformError, name: &str, span: Span)
 /// Splits a transformation's raw arguments the way each op reads them: `re.subst` takes the
 /// whole rest (it has its own delimiters), `s.select` takes an index and one separator character
 /// (which may itself be `,`), the others are comma-separated.
-fn split_transform_args(name: &str, raw: Option<&str>) -> Vec<String> {
+pub(crate) fn split_transform_args(name: &str, raw: Option<&str>) -> Vec<String> {
     let Some(raw) = raw else { return Vec::new() };
     match name {
         "re.subst" => vec![raw.to_owned()],

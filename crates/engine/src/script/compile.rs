@@ -1,0 +1,459 @@
+//! Lowering a checked syntax tree to the [`super::ir`] form: names become slots, bits and
+//! indexes. Anything the interpreter does not run yet is reported with its place in the file,
+//! rather than silently ignored.
+
+use std::collections::HashMap;
+
+use bytestring::ByteString;
+use cfg::Diagnostic;
+use cfg::ast::{self, Arg, ExprKind, Item, RouteKind, StmtKind};
+use cfg::pv::{FmtPart, PvSpec};
+use cfg::source::Span;
+
+use super::ir::{Assign, Call, CoreFn, Expr, Piece, PvRead, Read, Stmt, Write};
+use crate::pv::CorePv;
+use crate::value::Value;
+
+/// Names collected while lowering.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    pub vars: HashMap<String, usize>,
+    pub flags: HashMap<String, u32>,
+    pub routes: HashMap<String, usize>,
+}
+
+pub(crate) struct Lower<'a> {
+    pub names: &'a mut Names,
+    pub diags: Vec<Diagnostic>,
+}
+
+type L<T> = Result<T, ()>;
+
+fn unsupported(what: String, span: Span) -> Diagnostic {
+    Diagnostic::error(what, span).with_label("not supported by the rsips interpreter yet")
+}
+
+impl Lower<'_> {
+    fn fail<T>(&mut self, d: Diagnostic) -> L<T> {
+        self.diags.push(d);
+        Err(())
+    }
+
+    pub fn block(&mut self, stmts: &[ast::Stmt]) -> Vec<Stmt> {
+        stmts.iter().filter_map(|s| self.stmt(s).ok()).collect()
+    }
+
+    fn stmt(&mut self, s: &ast::Stmt) -> L<Stmt> {
+        Ok(match &s.kind {
+            StmtKind::Call(c) => Stmt::Call(self.call(c)?),
+            StmtKind::Assign(a) => Stmt::Assign(self.assign(a)?),
+            StmtKind::If {
+                cond,
+                then,
+                otherwise,
+            } => Stmt::If {
+                cond: self.expr(cond)?,
+                then: Box::new(self.stmt(then)?),
+                otherwise: match otherwise {
+                    Some(o) => Some(Box::new(self.stmt(o)?)),
+                    None => None,
+                },
+            },
+            StmtKind::While { cond, body } => Stmt::While {
+                cond: self.expr(cond)?,
+                body: Box::new(self.stmt(body)?),
+            },
+            StmtKind::Switch {
+                subject,
+                cases,
+                default,
+            } => self.switch(subject, cases, default.as_deref())?,
+            StmtKind::Return(values) => match values.first() {
+                None => Stmt::Return(None),
+                Some(None) => Stmt::Return(Some(Expr::Const(Value::Int(1)))),
+                Some(Some(e)) => Stmt::Return(Some(self.expr(e)?)),
+            },
+            StmtKind::Exit => Stmt::Exit,
+            StmtKind::Drop => Stmt::Drop,
+            StmtKind::Break => Stmt::Break,
+            StmtKind::Block(b) => Stmt::Block(self.block(&b.stmts)),
+            StmtKind::Nop => Stmt::Nop,
+            StmtKind::For { .. } => return self.fail(unsupported("`for` loops".into(), s.span)),
+        })
+    }
+
+    fn switch(
+        &mut self,
+        subject: &ast::PvRef,
+        cases: &[ast::Case],
+        default: Option<&[ast::Stmt]>,
+    ) -> L<Stmt> {
+        let subject = self.read(&subject.spec, subject.span)?;
+        let mut body = Vec::new();
+        let mut labels = Vec::new();
+        for c in cases {
+            let v = match &c.label.node {
+                ast::CaseLabel::Int(i) => Value::Int(*i),
+                ast::CaseLabel::Str(s) => Value::str(s),
+            };
+            labels.push((v, body.len()));
+            body.extend(self.block(&c.body));
+        }
+        let default = default.map(|d| {
+            let at = body.len();
+            body.extend(self.block(d));
+            at
+        });
+        Ok(Stmt::Switch {
+            subject,
+            cases: labels,
+            default,
+            body,
+        })
+    }
+
+    fn assign(&mut self, a: &ast::Assign) -> L<Assign> {
+        let target = self.write(&a.target)?;
+        Ok(Assign {
+            target,
+            op: a.op,
+            value: self.expr(&a.value)?,
+        })
+    }
+
+    fn write(&mut self, p: &ast::PvRef) -> L<Write> {
+        Ok(match (p.spec.name.as_str(), p.spec.arg.as_deref()) {
+            ("var", Some(name)) => Write::Var(self.var(name)),
+            ("ru" | "ruri", None) => Write::Ruri,
+            ("rU" | "ruri.user", None) => Write::RuriUser,
+            ("rd" | "ruri.domain", None) => Write::RuriHost,
+            ("rp", None) => Write::RuriPort,
+            ("du" | "duri", None) => Write::DstUri,
+            _ => return self.fail(unsupported(format!("assigning to `{}`", p.text), p.span)),
+        })
+    }
+
+    fn var(&mut self, name: &str) -> usize {
+        let n = self.names.vars.len();
+        *self.names.vars.entry(name.to_owned()).or_insert(n)
+    }
+
+    fn flag(&mut self, arg: Option<&Option<Arg>>, span: Span) -> L<u32> {
+        let Some(Some(Arg::Str(name, _))) = arg else {
+            return self.fail(Diagnostic::error("a flag name is a quoted string", span));
+        };
+        let n = self.names.flags.len() as u32;
+        if n >= 64 && !self.names.flags.contains_key(name) {
+            return self.fail(Diagnostic::error("more than 64 distinct flags", span));
+        }
+        Ok(*self.names.flags.entry(name.clone()).or_insert(n))
+    }
+
+    pub fn read(&mut self, spec: &PvSpec, span: Span) -> L<PvRead> {
+        let read = match (spec.name.as_str(), spec.arg.as_deref()) {
+            ("var", Some(name)) if spec.index.is_none() => Read::Var(self.var(name)),
+            ("param", Some(i)) => match i.parse::<usize>() {
+                Ok(i) if i >= 1 => Read::Param(i - 1),
+                _ => return self.fail(unsupported(format!("`$param({i})`"), span)),
+            },
+            _ => match CorePv::resolve(spec) {
+                Some(CorePv::Retcode) => Read::Retcode,
+                Some(pv) => Read::Core(pv),
+                None => {
+                    return self.fail(unsupported(
+                        format!("the pseudo-variable `${}`", spec.name),
+                        span,
+                    ));
+                }
+            },
+        };
+        let mut transforms = Vec::new();
+        for t in &spec.transforms {
+            transforms.push(self.transform(t, span)?);
+        }
+        Ok(PvRead { read, transforms })
+    }
+
+    fn transform(
+        &mut self,
+        t: &cfg::pv::TransformSpec,
+        span: Span,
+    ) -> L<(crate::transform::Compiled, Vec<Expr>)> {
+        let (name, index) = match crate::transform::split_inline_index(&t.name) {
+            Some((n, i)) => (n, Some(i.to_owned())),
+            None => (t.name.to_ascii_lowercase(), None),
+        };
+        let mut args = crate::check::walk::split_transform_args(&name, t.args.as_deref());
+        if let Some(i) = index {
+            args.insert(0, i);
+        }
+        let literals: Vec<Option<&str>> = args
+            .iter()
+            .map(|a| (!a.starts_with('$')).then_some(a.as_str()))
+            .collect();
+        let compiled = crate::transform::TransformOp::lookup(&name, args.len())
+            .and_then(|op| op.compile(&literals));
+        let compiled = match compiled {
+            Ok(c) => c,
+            Err(e) => {
+                return self.fail(Diagnostic::error(
+                    format!("transformation `{name}`: {e}"),
+                    span,
+                ));
+            }
+        };
+        let mut exprs = Vec::new();
+        for a in &args {
+            exprs.push(if a.starts_with('$') {
+                let spec =
+                    cfg::pv::parse(a).map_err(|e| self.diags.push(Diagnostic::error(e, span)))?;
+                Expr::Pv(Box::new(self.read(&spec, span)?))
+            } else {
+                Expr::Const(Value::str(a))
+            });
+        }
+        Ok((compiled, exprs))
+    }
+
+    /// A string argument: a format string when it holds PVs, else a constant.
+    fn format(&mut self, s: &str, span: Span) -> L<Vec<Piece>> {
+        let parts = match cfg::pv::parse_format(s) {
+            Ok(p) => p,
+            Err((_, e)) => return self.fail(Diagnostic::error(e, span)),
+        };
+        let mut pieces = Vec::new();
+        for p in parts {
+            pieces.push(match p {
+                FmtPart::Text(t) => Piece::Text(ByteString::from(t)),
+                FmtPart::Pv(spec, _) => Piece::Pv(self.read(&spec, span)?),
+            });
+        }
+        Ok(pieces)
+    }
+
+    /// A function argument as an expression (string arguments are format strings).
+    fn arg(&mut self, a: Option<&Option<Arg>>, span: Span) -> L<Expr> {
+        match a {
+            Some(Some(Arg::Str(s, sp))) => Ok(Expr::Format(self.format(s, *sp)?)),
+            Some(Some(Arg::Int(i, _))) => Ok(Expr::Const(Value::Int(*i))),
+            Some(Some(Arg::Pv(p))) => Ok(Expr::Pv(Box::new(self.read(&p.spec, p.span)?))),
+            _ => self.fail(Diagnostic::error("missing or unsupported argument", span)),
+        }
+    }
+
+    fn call(&mut self, c: &ast::Call) -> L<Call> {
+        let a = |i: usize| c.args.get(i);
+        let name = c.name.node.as_str();
+        let core = match name {
+            "route" => return self.route_call(c),
+            "xlog" | "xdbg" => return self.xlog(c),
+            "log" => {
+                let (level, text) = match (a(0), a(1)) {
+                    (Some(Some(Arg::Int(l, _))), Some(Some(Arg::Str(t, _)))) => {
+                        (*l as i32, t.clone())
+                    }
+                    (Some(Some(Arg::Str(t, _))), None) => (4, t.clone()),
+                    _ => {
+                        return self
+                            .fail(Diagnostic::error("`log` takes [level,] \"text\"", c.span));
+                    }
+                };
+                return Ok(Call::Log {
+                    level,
+                    text: ByteString::from(text),
+                });
+            }
+            "setflag" => CoreFn::SetFlag(self.flag(a(0), c.span)?),
+            "resetflag" => CoreFn::ResetFlag(self.flag(a(0), c.span)?),
+            "isflagset" => CoreFn::IsFlagSet(self.flag(a(0), c.span)?),
+            "setbflag" => CoreFn::SetBFlag(self.flag(a(0), c.span)?),
+            "resetbflag" => CoreFn::ResetBFlag(self.flag(a(0), c.span)?),
+            "isbflagset" => CoreFn::IsBFlagSet(self.flag(a(0), c.span)?),
+            "seturi" => CoreFn::SetUri(self.arg(a(0), c.span)?),
+            "sethost" => CoreFn::SetHost(self.arg(a(0), c.span)?),
+            "sethostport" => CoreFn::SetHostPort(self.arg(a(0), c.span)?),
+            "setuser" => CoreFn::SetUser(self.arg(a(0), c.span)?),
+            "setport" => CoreFn::SetPort(self.arg(a(0), c.span)?),
+            "prefix" => CoreFn::Prefix(self.arg(a(0), c.span)?),
+            "strip" => CoreFn::Strip(self.arg(a(0), c.span)?),
+            "strip_tail" => CoreFn::StripTail(self.arg(a(0), c.span)?),
+            "revert_uri" => CoreFn::RevertUri,
+            "setdsturi" => CoreFn::SetDstUri(self.arg(a(0), c.span)?),
+            "resetdsturi" => CoreFn::ResetDstUri,
+            "isdsturiset" => CoreFn::IsDstUriSet,
+            "is_myself" => {
+                let port = match a(1) {
+                    Some(Some(_)) => Some(self.arg(a(1), c.span)?),
+                    _ => None,
+                };
+                CoreFn::IsMyself(self.arg(a(0), c.span)?, port)
+            }
+            _ => return self.fail(unsupported(format!("the function `{name}`"), c.name.span)),
+        };
+        Ok(Call::Core(core))
+    }
+
+    fn route_call(&mut self, c: &ast::Call) -> L<Call> {
+        let target = match c.args.first() {
+            Some(Some(Arg::Ident(n, _) | Arg::Str(n, _))) => n.clone(),
+            Some(Some(Arg::Int(i, _))) => i.to_string(),
+            _ => return self.fail(unsupported("a computed route name".into(), c.span)),
+        };
+        let Some(&index) = self.names.routes.get(&target) else {
+            return self.fail(Diagnostic::error(
+                format!("called route `{target}` is not defined"),
+                c.span,
+            ));
+        };
+        let mut params = Vec::new();
+        for p in c.args.iter().skip(1) {
+            params.push(match p {
+                Some(Arg::Str(s, _)) => Expr::Const(Value::str(s)),
+                Some(Arg::Int(i, _)) => Expr::Const(Value::Int(*i)),
+                Some(Arg::Pv(pv)) => Expr::Pv(Box::new(self.read(&pv.spec, pv.span)?)),
+                _ => Expr::Const(Value::Null),
+            });
+        }
+        Ok(Call::Route { index, params })
+    }
+
+    fn xlog(&mut self, c: &ast::Call) -> L<Call> {
+        let (level, fmt) = match (c.args.first(), c.args.get(1)) {
+            (Some(Some(Arg::Str(f, sp))), None) => (2, self.format(f, *sp)?),
+            (Some(Some(Arg::Str(l, _))), Some(Some(Arg::Str(f, sp)))) => {
+                (xlog_level(l), self.format(f, *sp)?)
+            }
+            _ => return self.fail(unsupported("this form of `xlog`".into(), c.span)),
+        };
+        Ok(Call::Xlog { level, format: fmt })
+    }
+
+    pub fn expr(&mut self, e: &ast::Expr) -> L<Expr> {
+        Ok(match &e.kind {
+            ExprKind::Int(i) => Expr::Const(Value::Int(*i)),
+            ExprKind::Str(s) => Expr::Const(Value::str(s)),
+            ExprKind::Null => Expr::Const(Value::Null),
+            ExprKind::Ip(a) => Expr::Const(Value::str(a)),
+            ExprKind::Pv(p) => Expr::Pv(Box::new(self.read(&p.spec, p.span)?)),
+            ExprKind::Call(c) => Expr::Call(Box::new(self.call(c)?)),
+            ExprKind::Not(x) => Expr::Not(Box::new(self.expr(x)?)),
+            ExprKind::And(a, b) => Expr::And(Box::new(self.expr(a)?), Box::new(self.expr(b)?)),
+            ExprKind::Or(a, b) => Expr::Or(Box::new(self.expr(a)?), Box::new(self.expr(b)?)),
+            ExprKind::Cmp { op, left, right } => self.cmp(*op, left, right)?,
+            ExprKind::Binary { op, left, right } => Expr::Binary {
+                op: *op,
+                left: Box::new(self.expr(left)?),
+                right: Box::new(self.expr(right)?),
+            },
+            ExprKind::BitNot(x) => Expr::BitNot(Box::new(self.expr(x)?)),
+            ExprKind::Assign(a) => Expr::Assign(Box::new(self.assign(a)?)),
+            ExprKind::Test(x) => Expr::Test(Box::new(self.expr(x)?)),
+        })
+    }
+
+    fn cmp(&mut self, op: ast::CmpOp, left: &ast::PvRef, right: &ast::Expr) -> L<Expr> {
+        let l = Box::new(self.read(&left.spec, left.span)?);
+        if let ExprKind::Ip(text) = &right.kind {
+            let negate = match op {
+                ast::CmpOp::Eq => false,
+                ast::CmpOp::Ne => true,
+                _ => {
+                    return self.fail(Diagnostic::error(
+                        "addresses compare only with `==` or `!=`",
+                        right.span,
+                    ));
+                }
+            };
+            let Some(net) = parse_net(text) else {
+                return self.fail(Diagnostic::error(
+                    format!("bad network `{text}`"),
+                    right.span,
+                ));
+            };
+            return Ok(Expr::CmpNet {
+                negate,
+                left: l,
+                net,
+            });
+        }
+        let mut regex = None;
+        if let (ast::CmpOp::Match | ast::CmpOp::NotMatch, ExprKind::Str(pattern)) =
+            (op, &right.kind)
+        {
+            // OpenSIPS: REG_EXTENDED|REG_ICASE, unanchored, compiled once when constant.
+            match regex::RegexBuilder::new(pattern)
+                .case_insensitive(true)
+                .build()
+            {
+                Ok(r) => regex = Some(r),
+                Err(e) => {
+                    let why = e.to_string().lines().last().unwrap_or("").trim().to_owned();
+                    return self.fail(Diagnostic::error(
+                        format!("bad regular expression: {why}"),
+                        right.span,
+                    ));
+                }
+            }
+        }
+        Ok(Expr::Cmp {
+            op,
+            left: l,
+            right: Box::new(self.expr(right)?),
+            regex,
+        })
+    }
+}
+
+/// `L_ALERT` … `L_DBG`: the third letter decides, as in OpenSIPS.
+fn xlog_level(l: &str) -> i32 {
+    match l.as_bytes().get(2) {
+        Some(b'A') => -3,
+        Some(b'C') => -2,
+        Some(b'E') => -1,
+        Some(b'W') => 1,
+        Some(b'N') => 2,
+        Some(b'I') => 3,
+        Some(b'D') => 4,
+        _ => 2,
+    }
+}
+
+/// `10.0.0.0/8`, `192.0.2.1`, `2001:db8::/32`; a bare address is a full-length network.
+pub(crate) fn parse_net(text: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (addr, mask) = text.split_once('/').unwrap_or((text, ""));
+    let addr: std::net::IpAddr = addr.parse().ok()?;
+    let full = if addr.is_ipv4() { 32 } else { 128 };
+    let bits = if mask.is_empty() {
+        full
+    } else {
+        mask.parse().ok().filter(|m| *m <= full)?
+    };
+    Some((addr, bits))
+}
+
+/// The name a request route is called by; the main route (`route`, `route[0]`) is "".
+fn route_key(r: &ast::RouteBlock) -> String {
+    match r.name.as_ref() {
+        Some(n) if n.node != "0" => n.node.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Request routes in definition order, the main route first, and their indexes by name.
+pub(crate) fn route_table(config: &ast::Config) -> (HashMap<String, usize>, Vec<&ast::RouteBlock>) {
+    let mut blocks: Vec<&ast::RouteBlock> = config
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Route(r) if r.kind == RouteKind::Request => Some(r),
+            _ => None,
+        })
+        .collect();
+    blocks.sort_by_key(|b| !route_key(b).is_empty());
+    let table = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (route_key(b), i))
+        .collect();
+    (table, blocks)
+}

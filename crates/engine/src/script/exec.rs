@@ -1,0 +1,598 @@
+//! Running compiled routes: OpenSIPS truth rules (>0 true, <0 false, 0 ends the script),
+//! `$retcode`, `exit`/`drop`/`return`, sub-route parameters, and a budget on every run so a
+//! script can never hang a worker (STYLE rule 7).
+
+use bytestring::ByteString;
+use cfg::ast::{AssignOp, BinOp, CmpOp};
+
+use super::ir::{Assign, Call, CoreFn, Expr, Piece, PvRead, Read, Stmt, Write};
+use super::{Limits, Log, Script, ScriptError, Worker};
+use crate::ctx::MsgCtx;
+use crate::value::Value;
+
+/// Why a statement list stopped early.
+#[derive(Debug)]
+pub(crate) enum Halt {
+    /// `exit`, `return(0)`, or a statement whose value was 0: the whole script ends.
+    Exit,
+    /// `drop`: the script ends and the implicit action is cancelled.
+    Drop,
+    /// `return(N)` from a sub-route.
+    Return(i64),
+    /// `break` out of `while`/`switch`.
+    Break,
+    Fail(ScriptError),
+}
+
+type R<T> = Result<T, Halt>;
+
+pub(crate) struct Run<'a> {
+    pub script: &'a Script,
+    pub worker: &'a mut Worker,
+    pub ctx: &'a mut MsgCtx,
+    pub log: &'a mut dyn Log,
+    pub limits: Limits,
+    pub ops: u64,
+    pub depth: usize,
+    pub params: Vec<Value>,
+}
+
+/// C `int` arithmetic, as OpenSIPS does it.
+fn wrap(v: i64) -> i64 {
+    i64::from(v as i32)
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Int(i) => *i != 0,
+        Value::Str(s) => !s.is_empty(),
+    }
+}
+
+impl Run<'_> {
+    fn tick(&mut self) -> R<()> {
+        self.ops += 1;
+        if self.ops > self.limits.max_ops {
+            return Err(Halt::Fail(ScriptError::Budget(self.limits.max_ops)));
+        }
+        Ok(())
+    }
+
+    /// Runs a statement list; the value is the last statement's return code.
+    pub fn stmts(&mut self, list: &[Stmt]) -> R<i64> {
+        let mut code = 1;
+        for s in list {
+            code = self.stmt(s)?;
+            if code == 0 {
+                return Err(Halt::Exit);
+            }
+        }
+        Ok(code)
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> R<i64> {
+        self.tick()?;
+        let code = match s {
+            Stmt::Call(c) => self.call(c)?,
+            Stmt::Assign(a) => self.assign(a)?,
+            Stmt::If {
+                cond,
+                then,
+                otherwise,
+            } => {
+                let c = self.cond(cond)?;
+                if c > 0 {
+                    return self.stmt(then);
+                }
+                return match otherwise {
+                    Some(o) => self.stmt(o),
+                    None => Ok(1),
+                };
+            }
+            Stmt::While { cond, body } => return self.while_loop(cond, body),
+            Stmt::Switch {
+                subject,
+                cases,
+                default,
+                body,
+            } => return self.switch(subject, cases, *default, body),
+            Stmt::Return(v) => {
+                let code = match v {
+                    None => 1,
+                    Some(e) => match self.value(e)? {
+                        Value::Int(i) => i,
+                        Value::Str(_) => 1,
+                        Value::Null => -1,
+                    },
+                };
+                return Err(if code == 0 {
+                    Halt::Exit
+                } else {
+                    Halt::Return(code)
+                });
+            }
+            Stmt::Exit => return Err(Halt::Exit),
+            Stmt::Drop => return Err(Halt::Drop),
+            Stmt::Break => return Err(Halt::Break),
+            Stmt::Block(b) => return self.stmts(b),
+            Stmt::Nop => 1,
+        };
+        self.ctx.retcode = code;
+        Ok(code)
+    }
+
+    fn while_loop(&mut self, cond: &Expr, body: &Stmt) -> R<i64> {
+        let mut n = 0usize;
+        loop {
+            if n >= self.limits.max_while_loops {
+                self.log.log(
+                    -1,
+                    &format!("while loop stopped after {n} iterations (max_while_loops)"),
+                );
+                return Ok(1);
+            }
+            n += 1;
+            if self.cond(cond)? <= 0 {
+                return Ok(1);
+            }
+            match self.stmt(body) {
+                Ok(_) => {}
+                Err(Halt::Break) => return Ok(1),
+                Err(h) => return Err(h),
+            }
+        }
+    }
+
+    fn switch(
+        &mut self,
+        subject: &PvRead,
+        cases: &[(Value, usize)],
+        default: Option<usize>,
+        body: &[Stmt],
+    ) -> R<i64> {
+        let v = self.read(subject)?;
+        let start = cases
+            .iter()
+            .find(|(label, _)| match (label, &v) {
+                (Value::Int(a), Value::Int(b)) => a == b,
+                (Value::Str(a), Value::Str(b)) => a.eq_ignore_ascii_case(b),
+                (Value::Str(a), Value::Int(b)) => a.trim() == b.to_string(),
+                _ => false,
+            })
+            .map(|(_, at)| *at)
+            .or(default);
+        let Some(start) = start else { return Ok(1) };
+        match self.stmts(body.get(start..).unwrap_or(&[])) {
+            Ok(c) => Ok(c),
+            Err(Halt::Break) => Ok(1),
+            Err(h) => Err(h),
+        }
+    }
+
+    /// A condition's code: > 0 true, < 0 false (errors too); 0 ends the script.
+    fn cond(&mut self, e: &Expr) -> R<i64> {
+        self.tick()?;
+        Ok(match e {
+            Expr::Not(x) => {
+                let c = self.cond(x)?;
+                if c > 0 { -1 } else { 1 }
+            }
+            Expr::And(a, b) => {
+                if self.cond(a)? > 0 {
+                    self.cond(b)?
+                } else {
+                    -1
+                }
+            }
+            Expr::Or(a, b) => {
+                if self.cond(a)? > 0 {
+                    1
+                } else {
+                    self.cond(b)?
+                }
+            }
+            Expr::Call(c) => {
+                let code = self.call(c)?;
+                if code == 0 {
+                    return Err(Halt::Exit);
+                }
+                code
+            }
+            Expr::Cmp {
+                op,
+                left,
+                right,
+                regex,
+            } => bool_code(self.compare(*op, left, right, regex.as_ref())?),
+            Expr::CmpNet { negate, left, net } => {
+                let v = self.read(left)?;
+                let inside = v
+                    .to_text()
+                    .parse::<std::net::IpAddr>()
+                    .ok()
+                    .is_some_and(|a| in_net(a, *net));
+                bool_code(inside != *negate)
+            }
+            Expr::Assign(a) => self.assign(a)?,
+            other => bool_code(truthy(&self.value(other)?)),
+        })
+    }
+
+    fn compare(
+        &mut self,
+        op: CmpOp,
+        left: &PvRead,
+        right: &Expr,
+        regex: Option<&regex::Regex>,
+    ) -> R<bool> {
+        let l = self.read(left)?;
+        let r = self.value(right)?;
+        let (ne, nm) = (op == CmpOp::Ne, op == CmpOp::NotMatch);
+        Ok(match (&l, &r) {
+            (Value::Null, Value::Null) => matches!(op, CmpOp::Eq | CmpOp::Match),
+            (Value::Null, _) | (_, Value::Null) => ne || nm,
+            _ if matches!(op, CmpOp::Match | CmpOp::NotMatch) => {
+                let hit = match (regex, &l, &r) {
+                    (_, Value::Int(a), Value::Int(b)) => a == b,
+                    (Some(re), _, _) => re.is_match(&l.to_text()),
+                    (None, _, _) => regex::RegexBuilder::new(&r.to_text())
+                        .case_insensitive(true)
+                        .build()
+                        .is_ok_and(|re| re.is_match(&l.to_text())),
+                };
+                hit != nm
+            }
+            (Value::Int(a), Value::Int(b)) => ordered(op, a.cmp(b)),
+            // A number constant needs an integer on the left (OpenSIPS: type error → false).
+            (Value::Str(_), Value::Int(_)) if matches!(right, Expr::Const(_)) => false,
+            _ => {
+                let (a, b) = (
+                    l.to_text().to_ascii_lowercase(),
+                    r.to_text().to_ascii_lowercase(),
+                );
+                ordered(op, a.cmp(&b))
+            }
+        })
+    }
+
+    pub fn value(&mut self, e: &Expr) -> R<Value> {
+        self.tick()?;
+        Ok(match e {
+            Expr::Const(v) => v.clone(),
+            Expr::Pv(p) => self.read(p)?,
+            Expr::Format(pieces) => self.format(pieces)?,
+            Expr::Binary { op, left, right } => {
+                let l = self.value(left)?;
+                let r = self.value(right)?;
+                binary(*op, &l, &r).unwrap_or(Value::Null)
+            }
+            Expr::BitNot(x) => match self.value(x)? {
+                Value::Int(i) => Value::Int(wrap(!i)),
+                _ => Value::Null,
+            },
+            Expr::Test(x) => Value::Int(i64::from(truthy(&self.value(x)?))),
+            Expr::Call(c) => {
+                let code = self.call(c)?;
+                if code == 0 {
+                    return Err(Halt::Exit);
+                }
+                Value::Int(code)
+            }
+            cond => Value::Int(self.cond(cond)?),
+        })
+    }
+
+    fn format(&mut self, pieces: &[Piece]) -> R<Value> {
+        if let [Piece::Text(t)] = pieces {
+            return Ok(Value::Str(t.clone()));
+        }
+        let mut out = String::new();
+        for p in pieces {
+            match p {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Pv(pv) => out.push_str(&self.read(pv)?.to_text()),
+            }
+        }
+        Ok(Value::from(out))
+    }
+
+    pub fn read(&mut self, p: &PvRead) -> R<Value> {
+        let mut v = match &p.read {
+            Read::Core(pv) => pv.read(self.ctx),
+            Read::Var(slot) => self.worker.vars.get(*slot).cloned().unwrap_or_default(),
+            Read::Retcode => Value::Int(self.ctx.retcode),
+            Read::Param(i) => self.params.get(*i).cloned().unwrap_or_default(),
+        };
+        for (tr, args) in &p.transforms {
+            let mut vals = Vec::with_capacity(args.len());
+            for a in args {
+                vals.push(self.value(a)?);
+            }
+            v = tr.apply(&v, &vals);
+        }
+        Ok(v)
+    }
+
+    fn assign(&mut self, a: &Assign) -> R<i64> {
+        let v = self.value(&a.value)?;
+        let new = match a.op {
+            AssignOp::Set | AssignOp::Replace => Some(v),
+            op => {
+                let old = match a.target {
+                    Write::Var(slot) => self.worker.vars.get(slot).cloned().unwrap_or_default(),
+                    _ => Value::Null,
+                };
+                compound(op, &old, &v)
+            }
+        };
+        let Some(new) = new else { return Ok(-1) };
+        Ok(if self.write(a.target, new) { 1 } else { -1 })
+    }
+
+    fn write(&mut self, target: Write, v: Value) -> bool {
+        let text = || match &v {
+            Value::Null => None,
+            other => Some(other.to_text().into_owned()),
+        };
+        match target {
+            Write::Var(slot) => {
+                if self.worker.vars.len() <= slot {
+                    self.worker.vars.resize(slot + 1, Value::Null);
+                }
+                if let Some(s) = self.worker.vars.get_mut(slot) {
+                    *s = v;
+                }
+                true
+            }
+            Write::Ruri => text().is_some_and(|t| self.ctx.set_ruri(&t)),
+            Write::RuriUser => text().is_some_and(|t| self.ctx.set_ruri_user(&t)),
+            Write::RuriHost => text().is_some_and(|t| self.ctx.set_ruri_host(&t)),
+            Write::RuriPort => text().is_some_and(|t| self.ctx.set_ruri_port(&t)),
+            Write::DstUri => {
+                self.ctx.dst_uri = text();
+                true
+            }
+        }
+    }
+
+    fn call(&mut self, c: &Call) -> R<i64> {
+        match c {
+            Call::Core(f) => self.core(f),
+            Call::Route { index, params } => {
+                let mut values = Vec::with_capacity(params.len());
+                for p in params {
+                    values.push(self.value(p)?);
+                }
+                self.route(*index, values)
+            }
+            Call::Xlog { level, format } => {
+                let text = self.format(format)?;
+                if *level <= self.script.xlog_level {
+                    self.log.log(*level, &text.to_text());
+                }
+                Ok(1)
+            }
+            Call::Log { level, text } => {
+                self.log.log(*level, text);
+                Ok(1)
+            }
+        }
+    }
+
+    /// Runs a sub-route: its `return(N)` is the value; `exit`/`drop` end the caller too.
+    pub fn route(&mut self, index: usize, params: Vec<Value>) -> R<i64> {
+        if self.depth >= self.limits.max_depth {
+            return Err(Halt::Fail(ScriptError::Depth(self.limits.max_depth)));
+        }
+        let Some(body) = self.script.routes.get(index) else {
+            return Ok(-1);
+        };
+        let saved = std::mem::replace(&mut self.params, params);
+        self.depth += 1;
+        let r = self.stmts(body);
+        self.depth -= 1;
+        self.params = saved;
+        let code = match r {
+            Ok(c) => c,
+            Err(Halt::Return(c)) => c,
+            Err(Halt::Break) => 1,
+            Err(h) => return Err(h),
+        };
+        self.ctx.retcode = code;
+        Ok(code)
+    }
+
+    fn text_arg(&mut self, e: &Expr) -> R<String> {
+        Ok(self.value(e)?.to_text().into_owned())
+    }
+
+    fn core(&mut self, f: &CoreFn) -> R<i64> {
+        let ctx = &mut *self.ctx;
+        Ok(match f {
+            CoreFn::SetFlag(b) => {
+                ctx.flags |= 1 << b;
+                1
+            }
+            CoreFn::ResetFlag(b) => {
+                ctx.flags &= !(1 << b);
+                1
+            }
+            CoreFn::IsFlagSet(b) => bool_code(ctx.flags & (1 << b) != 0),
+            CoreFn::SetBFlag(b) => {
+                ctx.branch_flags |= 1 << b;
+                1
+            }
+            CoreFn::ResetBFlag(b) => {
+                ctx.branch_flags &= !(1 << b);
+                1
+            }
+            CoreFn::IsBFlagSet(b) => bool_code(ctx.branch_flags & (1 << b) != 0),
+            CoreFn::RevertUri => {
+                ctx.new_ruri = None;
+                1
+            }
+            CoreFn::ResetDstUri => {
+                ctx.dst_uri = None;
+                1
+            }
+            CoreFn::IsDstUriSet => bool_code(ctx.dst_uri.is_some()),
+            CoreFn::SetUri(e) => {
+                let t = self.text_arg(e)?;
+                bool_code(self.ctx.set_ruri(&t))
+            }
+            CoreFn::SetHost(e) => {
+                let t = self.text_arg(e)?;
+                bool_code(self.ctx.set_ruri_host(&t))
+            }
+            CoreFn::SetHostPort(e) => {
+                let t = self.text_arg(e)?;
+                let (h, p) = t
+                    .rsplit_once(':')
+                    .filter(|(_, p)| p.parse::<u16>().is_ok())
+                    .unwrap_or((&t, ""));
+                bool_code(self.ctx.set_ruri_host(h) && (p.is_empty() || self.ctx.set_ruri_port(p)))
+            }
+            CoreFn::SetUser(e) => {
+                let t = self.text_arg(e)?;
+                bool_code(self.ctx.set_ruri_user(&t))
+            }
+            CoreFn::SetPort(e) => {
+                let t = self.text_arg(e)?;
+                bool_code(self.ctx.set_ruri_port(&t))
+            }
+            CoreFn::Prefix(e) => {
+                let t = self.text_arg(e)?;
+                let user = self.ctx.ruri_user().unwrap_or_default();
+                bool_code(self.ctx.set_ruri_user(&format!("{t}{user}")))
+            }
+            CoreFn::Strip(e) | CoreFn::StripTail(e) => {
+                let n = self.value(e)?.as_int().unwrap_or(0).max(0) as usize;
+                let user = self.ctx.ruri_user().unwrap_or_default();
+                let keep: String = if matches!(f, CoreFn::Strip(_)) {
+                    user.chars().skip(n).collect()
+                } else {
+                    user.chars()
+                        .take(user.chars().count().saturating_sub(n))
+                        .collect()
+                };
+                bool_code(self.ctx.set_ruri_user(&keep))
+            }
+            CoreFn::SetDstUri(e) => {
+                let t = self.text_arg(e)?;
+                let ok = sip::Uri::parse(&t).is_ok();
+                if ok {
+                    self.ctx.dst_uri = Some(t);
+                }
+                bool_code(ok)
+            }
+            CoreFn::IsMyself(h, p) => {
+                let host = self.text_arg(h)?;
+                let port = match p {
+                    Some(p) => self.value(p)?.as_int().and_then(|p| u16::try_from(p).ok()),
+                    None => None,
+                };
+                bool_code(self.script.is_myself(&host, port))
+            }
+        })
+    }
+}
+
+fn bool_code(b: bool) -> i64 {
+    if b { 1 } else { -1 }
+}
+
+fn ordered(op: CmpOp, o: std::cmp::Ordering) -> bool {
+    use std::cmp::Ordering::*;
+    match op {
+        CmpOp::Eq => o == Equal,
+        CmpOp::Ne => o != Equal,
+        CmpOp::Lt => o == Less,
+        CmpOp::Le => o != Greater,
+        CmpOp::Gt => o == Greater,
+        CmpOp::Ge => o != Less,
+        CmpOp::Match | CmpOp::NotMatch => false,
+    }
+}
+
+fn in_net(a: std::net::IpAddr, (net, bits): (std::net::IpAddr, u8)) -> bool {
+    match (a, net) {
+        (std::net::IpAddr::V4(a), std::net::IpAddr::V4(n)) => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(bits))
+            };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (std::net::IpAddr::V6(a), std::net::IpAddr::V6(n)) => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(bits))
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// `+ - * / % & | ^ << >>` with OpenSIPS' rules: integer math in C `int` when the left side is
+/// an integer; otherwise `+` concatenates. `None` is "no value" (division by zero, type error).
+fn binary(op: BinOp, l: &Value, r: &Value) -> Option<Value> {
+    if let Value::Int(a) = l {
+        let b = match r {
+            Value::Null => 0,
+            Value::Int(b) => *b,
+            Value::Str(_) => return None,
+        };
+        let (a, b) = (*a as i32, b as i32);
+        return Some(Value::Int(i64::from(match op {
+            BinOp::Add => a.wrapping_add(b),
+            BinOp::Sub => a.wrapping_sub(b),
+            BinOp::Mul => a.wrapping_mul(b),
+            BinOp::Div => a.checked_div(b)?,
+            BinOp::Mod => a.checked_rem(b)?,
+            BinOp::BitAnd => a & b,
+            BinOp::BitOr => a | b,
+            BinOp::BitXor => a ^ b,
+            BinOp::Shl => a.wrapping_shl(b as u32),
+            BinOp::Shr => a.wrapping_shr(b as u32),
+        })));
+    }
+    match op {
+        BinOp::Add => {
+            let right = match r {
+                Value::Null => String::new(),
+                other => other.to_text().into_owned(),
+            };
+            let left = match l {
+                Value::Null => String::new(),
+                other => other.to_text().into_owned(),
+            };
+            Some(Value::Str(ByteString::from(left + &right)))
+        }
+        _ => None,
+    }
+}
+
+/// `+= -= …`: both sides must be set; two strings only concatenate; two integers do math.
+fn compound(op: AssignOp, old: &Value, v: &Value) -> Option<Value> {
+    let bin = match op {
+        AssignOp::Add => BinOp::Add,
+        AssignOp::Sub => BinOp::Sub,
+        AssignOp::Mul => BinOp::Mul,
+        AssignOp::Div => BinOp::Div,
+        AssignOp::Mod => BinOp::Mod,
+        AssignOp::And => BinOp::BitAnd,
+        AssignOp::Or => BinOp::BitOr,
+        AssignOp::Xor => BinOp::BitXor,
+        AssignOp::Set | AssignOp::Replace => return Some(v.clone()),
+    };
+    match (old, v) {
+        (Value::Null, _) | (_, Value::Null) => None,
+        (Value::Int(_), Value::Int(_)) => binary(bin, old, v),
+        (Value::Str(_), Value::Str(_)) if bin == BinOp::Add => binary(bin, old, v),
+        _ => None,
+    }
+}

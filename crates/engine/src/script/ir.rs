@@ -1,0 +1,141 @@
+//! The compiled script: routes lowered from the syntax tree with every name resolved (PVs to
+//! [`Read`]/[`Write`], flags to bits, `$var` names to slots, routes to indexes, functions to
+//! [`CoreFn`]). Running it does no string lookups.
+
+use bytestring::ByteString;
+use cfg::ast::{AssignOp, BinOp, CmpOp};
+
+use crate::pv::CorePv;
+use crate::transform::Compiled;
+use crate::value::Value;
+
+/// A readable variable.
+#[derive(Debug, Clone)]
+pub(crate) enum Read {
+    Core(CorePv),
+    Var(usize),
+    Retcode,
+    Param(usize),
+}
+
+/// A readable variable with its transformations.
+#[derive(Debug, Clone)]
+pub(crate) struct PvRead {
+    pub read: Read,
+    pub transforms: Vec<(Compiled, Vec<Expr>)>,
+}
+
+/// An assignable variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Write {
+    Var(usize),
+    Ruri,
+    RuriUser,
+    RuriHost,
+    RuriPort,
+    DstUri,
+}
+
+/// A string with PVs inside (`"$fu/$tu"`), split once at load time.
+#[derive(Debug, Clone)]
+pub(crate) enum Piece {
+    Text(ByteString),
+    Pv(PvRead),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Expr {
+    Const(Value),
+    Pv(Box<PvRead>),
+    Format(Vec<Piece>),
+    Call(Box<Call>),
+    Not(Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Cmp {
+        op: CmpOp,
+        left: Box<PvRead>,
+        right: Box<Expr>,
+        regex: Option<regex::Regex>,
+    },
+    CmpNet {
+        negate: bool,
+        left: Box<PvRead>,
+        net: (std::net::IpAddr, u8),
+    },
+    Binary {
+        op: BinOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
+    BitNot(Box<Expr>),
+    Assign(Box<Assign>),
+    Test(Box<Expr>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Assign {
+    pub target: Write,
+    pub op: AssignOp,
+    pub value: Expr,
+}
+
+/// Core functions rsips runs itself (OpenSIPS core_cmds.c).
+#[derive(Debug, Clone)]
+pub(crate) enum CoreFn {
+    SetFlag(u32),
+    ResetFlag(u32),
+    IsFlagSet(u32),
+    SetBFlag(u32),
+    ResetBFlag(u32),
+    IsBFlagSet(u32),
+    SetUri(Expr),
+    SetHost(Expr),
+    SetHostPort(Expr),
+    SetUser(Expr),
+    SetPort(Expr),
+    Prefix(Expr),
+    Strip(Expr),
+    StripTail(Expr),
+    RevertUri,
+    SetDstUri(Expr),
+    ResetDstUri,
+    IsDstUriSet,
+    IsMyself(Expr, Option<Expr>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Call {
+    Core(CoreFn),
+    Route { index: usize, params: Vec<Expr> },
+    Xlog { level: i32, format: Vec<Piece> },
+    Log { level: i32, text: ByteString },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Stmt {
+    Call(Call),
+    Assign(Assign),
+    If {
+        cond: Expr,
+        then: Box<Stmt>,
+        otherwise: Option<Box<Stmt>>,
+    },
+    While {
+        cond: Expr,
+        body: Box<Stmt>,
+    },
+    /// Cases point into `body`; execution falls through from the matched case until `break`.
+    Switch {
+        subject: PvRead,
+        cases: Vec<(Value, usize)>,
+        default: Option<usize>,
+        body: Vec<Stmt>,
+    },
+    Return(Option<Expr>),
+    Exit,
+    Drop,
+    Break,
+    Block(Vec<Stmt>),
+    Nop,
+}

@@ -1,0 +1,358 @@
+//! The interpreter over built messages: every statement form it runs, OpenSIPS' comparison,
+//! truth and arithmetic rules, `$var` persistence, flags, R-URI functions, transformations and
+//! the run budgets.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use bytes::Bytes;
+use engine::{
+    Available, Limits, MemoryLog, MsgCtx, Outcome, Receipt, Script, ScriptError, Value, Worker,
+};
+use sip::SipMessage;
+
+const INVITE: &[u8] = b"INVITE sip:bob@biloxi.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@biloxi.com>\r\n\
+From: Alice <sip:alice@atlanta.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:alice@pc33.atlanta.com>\r\n\
+Content-Length: 0\r\n\r\n";
+
+fn compile(src: &str) -> Script {
+    compile_with(src, &Available::default())
+}
+
+fn compile_with(src: &str, available: &Available) -> Script {
+    let mut sources = cfg::SourceMap::new();
+    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.to_owned());
+    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+    match Script::compile(&parsed.config, &sources, available) {
+        Ok(s) => s,
+        Err(d) => panic!(
+            "{}",
+            d.iter().map(|d| d.render(&sources)).collect::<String>()
+        ),
+    }
+}
+
+fn ctx() -> MsgCtx {
+    MsgCtx::new(SipMessage::parse(Bytes::from_static(INVITE)).unwrap()).with_receipt(Receipt {
+        source: "192.0.2.10:5070".parse().unwrap(),
+        proto: "udp",
+        local: "127.0.0.1:5060".parse().unwrap(),
+    })
+}
+
+/// Runs the main route once; returns the log lines and the context.
+fn run(src: &str) -> (Vec<String>, MsgCtx, Outcome) {
+    let script = compile(src);
+    let (mut w, mut c, mut log) = (Worker::default(), ctx(), MemoryLog::default());
+    let out = script.run(&mut w, &mut c, &mut log).unwrap();
+    (log.lines.into_iter().map(|(_, l)| l).collect(), c, out)
+}
+
+fn logs(src: &str) -> Vec<String> {
+    run(src).0
+}
+
+#[test]
+fn string_comparisons_are_case_insensitive_and_regexes_unanchored() {
+    let l = logs(
+        r#"route {
+        if ($rm == "invite") xlog("eq\n");
+        if ($rU != "BOB") xlog("wrong\n"); else xlog("ne-false\n");
+        if ($ru =~ "BOB@biloxi") xlog("re\n");
+        if ($ru !~ "^tel:") xlog("nre\n");
+        if ($fd < "b") xlog("lt\n");
+    }"#,
+    );
+    assert_eq!(l, ["eq\n", "ne-false\n", "re\n", "nre\n", "lt\n"]);
+}
+
+#[test]
+fn numbers_null_and_networks() {
+    let l = logs(
+        r#"route {
+        $var(a) = 5;
+        if ($var(a) > 3) xlog("gt\n");
+        if ($var(a) == 5 && $var(a) <= 5) xlog("eq\n");
+        if ($hdr(X-None) == NULL) xlog("null\n");
+        if ($hdr(X-None) != "x") xlog("null-ne\n");
+        if ($hdr(X-None) == "x") xlog("never\n");
+        if ($si == 192.0.2.0/24) xlog("net\n");
+        if ($si != 10.0.0.0/8) xlog("not-net\n");
+        if ($rU == 5) xlog("type-error-is-false\n");
+    }"#,
+    );
+    assert_eq!(
+        l,
+        ["gt\n", "eq\n", "null\n", "null-ne\n", "net\n", "not-net\n"]
+    );
+}
+
+#[test]
+fn and_or_share_one_precedence_level() {
+    // OpenSIPS: `1 || 0 && 0` is `(1 || 0) && 0`.
+    let l = logs(
+        r#"route {
+        $var(t) = 1; $var(f) = 0;
+        if ($var(t) || $var(f) && $var(f)) xlog("c-precedence\n"); else xlog("left-to-right\n");
+        if (!$var(f)) xlog("not\n");
+    }"#,
+    );
+    assert_eq!(l, ["left-to-right\n", "not\n"]);
+}
+
+#[test]
+fn arithmetic_is_32_bit_and_one_level() {
+    let script = compile(
+        r#"route {
+        $var(a) = 2 + 3 * 4;
+        $var(b) = 2147483647;
+        $var(b) += 1;
+        $var(c) = 7;
+        $var(c) /= 0;
+        $var(d) = "n=" + $var(a);
+        $var(e) = 1 | 2 + 3;
+        $var(f) = ~0;
+        $var(g) = 17 % 5;
+    }"#,
+    );
+    let (mut w, mut c, mut log) = (Worker::default(), ctx(), MemoryLog::default());
+    script.run(&mut w, &mut c, &mut log).unwrap();
+    assert_eq!(script.var(&w, "a"), Value::Int(20));
+    assert_eq!(script.var(&w, "b"), Value::Int(-2147483648));
+    assert_eq!(
+        script.var(&w, "c"),
+        Value::Int(7),
+        "division by zero leaves the variable"
+    );
+    assert_eq!(script.var(&w, "d"), Value::str("n=20"));
+    assert_eq!(script.var(&w, "e"), Value::Int(5));
+    assert_eq!(script.var(&w, "f"), Value::Int(-1));
+    assert_eq!(script.var(&w, "g"), Value::Int(2));
+}
+
+#[test]
+fn vars_persist_across_messages_in_a_worker() {
+    let script = compile(
+        r#"route {
+        if ($var(n) == NULL) $var(n) = 0;
+        $var(n) += 1;
+        xlog("$var(n)\n");
+    }"#,
+    );
+    let mut w = Worker::default();
+    let mut log = MemoryLog::default();
+    for _ in 0..3 {
+        script.run(&mut w, &mut ctx(), &mut log).unwrap();
+    }
+    let lines: Vec<_> = log.lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(lines, ["1\n", "2\n", "3\n"]);
+}
+
+#[test]
+fn while_switch_break_and_fallthrough() {
+    let l = logs(
+        r#"route {
+        $var(i) = 0;
+        while ($var(i) < 5) { $var(i) += 1; if ($var(i) == 3) break; }
+        xlog("i=$var(i)\n");
+        switch ($rm) {
+            case "OPTIONS": xlog("options\n"); break;
+            case "INVITE": xlog("invite\n");
+            case "BYE": xlog("fell-through\n"); break;
+            default: xlog("default\n");
+        }
+        switch ($var(i)) { case 9: xlog("nine\n"); break; default: xlog("other\n"); }
+    }"#,
+    );
+    assert_eq!(l, ["i=3\n", "invite\n", "fell-through\n", "other\n"]);
+}
+
+#[test]
+fn routes_params_return_codes_and_retcode() {
+    let l = logs(
+        r#"route {
+        route(check, "first", 2);
+        xlog("rc=$rc\n");
+        if (route(negative)) xlog("never\n"); else xlog("negative-is-false\n");
+        $var(r) = route(check, "x", 1);
+        xlog("r=$var(r)\n");
+    }
+    route[check] { xlog("p1=$param(1) p2=$param(2)\n"); return(5); }
+    route[negative] { return(-2); }"#,
+    );
+    assert_eq!(
+        l,
+        [
+            "p1=first p2=2\n",
+            "rc=5\n",
+            "negative-is-false\n",
+            "p1=x p2=1\n",
+            "r=5\n"
+        ]
+    );
+}
+
+#[test]
+fn exit_drop_and_zero_return_codes_stop_the_script() {
+    let (l, _, out) = run(r#"route { xlog("a\n"); exit; xlog("b\n"); }"#);
+    assert_eq!(
+        (l.as_slice(), out),
+        (&["a\n".to_owned()][..], Outcome::Exit)
+    );
+    let (_, _, out) = run(r#"route { drop; }"#);
+    assert_eq!(out, Outcome::Drop);
+    let (l, _, _) =
+        run(r#"route { route(zero); xlog("not reached\n"); } route[zero] { return(0); }"#);
+    assert!(
+        l.is_empty(),
+        "return(0) in a sub-route ends the caller too: {l:?}"
+    );
+    let (l, _, out) = run(r#"route { route(d); xlog("not reached\n"); } route[d] { drop; }"#);
+    assert!(l.is_empty());
+    assert_eq!(out, Outcome::Drop);
+}
+
+#[test]
+fn flags() {
+    let script = compile(
+        r#"route {
+        setflag("NAT"); setflag("ACC");
+        resetflag("ACC");
+        if (isflagset("NAT")) xlog("nat\n");
+        if (!isflagset("ACC")) xlog("no-acc\n");
+        setbflag("TCP_PERSISTENT");
+        if (isbflagset("TCP_PERSISTENT")) xlog("bflag\n");
+    }"#,
+    );
+    let (mut w, mut c, mut log) = (Worker::default(), ctx(), MemoryLog::default());
+    script.run(&mut w, &mut c, &mut log).unwrap();
+    let lines: Vec<_> = log.lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(lines, ["nat\n", "no-acc\n", "bflag\n"]);
+    let nat = script.flag_bit("NAT").unwrap();
+    assert_ne!(c.flags & (1 << nat), 0);
+    assert_eq!(c.flags & (1 << script.flag_bit("ACC").unwrap()), 0);
+}
+
+#[test]
+fn request_uri_functions_and_writes() {
+    let (l, c, _) = run(r#"route {
+        setuser("carol");
+        sethost("chicago.com");
+        setport("5070");
+        prefix("00");
+        xlog("$ru $rU $rd $rp\n");
+        strip(2); strip_tail(1);
+        xlog("$rU\n");
+        $rU = "dave"; $rd = "example.org";
+        xlog("$ru ou=$ou\n");
+        revert_uri();
+        xlog("$ru\n");
+        seturi("sip:x@192.0.2.1:5080;transport=tcp");
+        $rp = 5090;
+        xlog("$ru\n");
+        setdsturi("sip:10.0.0.7:5060");
+        if (isdsturiset()) xlog("du=$du\n");
+        resetdsturi();
+        if (!isdsturiset()) xlog("no-du\n");
+    }"#);
+    assert_eq!(
+        l,
+        [
+            "sip:00carol@chicago.com:5070 00carol chicago.com 5070\n",
+            "caro\n",
+            "sip:dave@example.org:5070 ou=sip:bob@biloxi.com\n",
+            "sip:bob@biloxi.com\n",
+            "sip:x@192.0.2.1:5090;transport=tcp\n",
+            "du=sip:10.0.0.7:5060\n",
+            "no-du\n",
+        ]
+    );
+    assert_eq!(c.ruri(), Some("sip:x@192.0.2.1:5090;transport=tcp"));
+}
+
+#[test]
+fn transformations_in_scripts() {
+    let l = logs(
+        r#"route {
+        $var(u) = $(ru{uri.user});
+        $var(n) = $(var(u){s.len});
+        $var(up) = $(fu{uri.host}{s.toupper});
+        xlog("$var(u) $var(n) $var(up) $(ci{s.select,0,@})\n");
+    }"#,
+    );
+    assert_eq!(l, ["bob 3 ATLANTA.COM a84b4c76e66710\n"]);
+}
+
+#[test]
+fn is_myself_uses_sockets_and_aliases() {
+    // The UDP transport module is the runtime's (issue #4); declared available here.
+    let script = compile_with(
+        r#"
+        socket=udp:127.0.0.1:5060
+        alias=proxy.example.com
+        loadmodule "proto_udp.so"
+        route {
+            if (is_myself("127.0.0.1")) xlog("socket\n");
+            if (is_myself("PROXY.example.com")) xlog("alias\n");
+            if (!is_myself("$rd")) xlog("not-us\n");
+            if (!is_myself("127.0.0.1", 5070)) xlog("wrong-port\n");
+        }"#,
+        &Available {
+            modules: vec!["proto_udp"],
+        },
+    );
+    let (mut w, mut c, mut log) = (Worker::default(), ctx(), MemoryLog::default());
+    script.run(&mut w, &mut c, &mut log).unwrap();
+    let l: Vec<_> = log.lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(l, ["socket\n", "alias\n", "not-us\n", "wrong-port\n"]);
+}
+
+#[test]
+fn budgets_end_runaway_scripts_with_an_error() {
+    // max_while_loops: the loop is left with an error log and the script goes on.
+    let l = logs(
+        "max_while_loops=50\nroute { $var(i) = 0; while (1) { $var(i) += 1; } xlog(\"after $var(i)\\n\"); }",
+    );
+    assert!(l.iter().any(|x| x.contains("max_while_loops")), "{l:?}");
+    assert_eq!(l.last().map(String::as_str), Some("after 50\n"));
+    // Unbounded recursion: a typed error, not a hung worker.
+    let script = compile("route { route(r); } route[r] { route(r); }");
+    let (mut w, mut c, mut log) = (Worker::default(), ctx(), MemoryLog::default());
+    assert_eq!(
+        script.run(&mut w, &mut c, &mut log),
+        Err(ScriptError::Depth(100))
+    );
+    // The operation budget.
+    let mut script = compile("route { while (1) { $var(x) = 1; } }");
+    script.set_limits(Limits {
+        max_while_loops: usize::MAX,
+        max_ops: 10_000,
+        max_depth: 100,
+    });
+    assert_eq!(
+        script.run(&mut w, &mut c, &mut log),
+        Err(ScriptError::Budget(10_000))
+    );
+}
+
+#[test]
+fn functions_the_interpreter_lacks_are_load_time_errors() {
+    let mut sources = cfg::SourceMap::new();
+    let parsed = cfg::parse(
+        &mut sources,
+        std::path::Path::new("t.cfg"),
+        "route { forward(); }".into(),
+    );
+    let err = Script::compile(&parsed.config, &sources, &Available::default()).unwrap_err();
+    let text: String = err.iter().map(|d| d.render(&sources)).collect();
+    assert!(
+        text.contains("the function `forward`")
+            && text.contains("not supported by the rsips interpreter yet"),
+        "{text}"
+    );
+}
