@@ -8,6 +8,7 @@ pub const USAGE: &str = "usage: rsips [-f FILE] [-c] [-p CMD] [-F] [-D] [-P PIDF
   -D         debug mode
   -P FILE    write the process id to FILE
   -V         print the version and exit
+  --list-modules  print the OpenSIPS modules rsips implements
   -h         this help";
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -20,6 +21,7 @@ pub struct Args {
     pub pid_file: Option<String>,
     pub version: bool,
     pub help: bool,
+    pub list_modules: bool,
 }
 
 pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -35,6 +37,7 @@ pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "-D" => a.debug = true,
             "-V" => a.version = true,
             "-h" | "--help" => a.help = true,
+            "--list-modules" => a.list_modules = true,
             other => return Err(format!("unknown option `{other}`")),
         }
     }

@@ -9,10 +9,11 @@ use std::process::{Command, ExitCode, Stdio};
 
 use cli::Args;
 
-/// Modules rsips implements, by their OpenSIPS names. Grows as module issues land.
+/// The modules rsips links in (the only place that names them all). Grows as modules land.
 fn available() -> engine::Available {
     engine::Available {
-        modules: Vec::new(),
+        modules: vec![&sipmsgops::MODULE],
+        builtin: Vec::new(),
     }
 }
 
@@ -26,6 +27,12 @@ fn main() -> ExitCode {
     };
     if args.help {
         println_out(cli::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    if args.list_modules {
+        for m in available().modules {
+            println_out(m.name);
+        }
         return ExitCode::SUCCESS;
     }
     if args.version {

@@ -32,6 +32,8 @@ pub struct MsgCtx {
     pub edits: Edits,
     /// The last return code (`$rc`, `$retcode`).
     pub retcode: i64,
+    /// Header lines (`Name: value`) to add to the reply the script sends (`append_to_reply`).
+    pub reply_headers: Vec<String>,
 }
 
 impl MsgCtx {
@@ -45,6 +47,7 @@ impl MsgCtx {
             branch_flags: 0,
             edits: Edits::new(),
             retcode: 0,
+            reply_headers: Vec::new(),
         }
     }
 

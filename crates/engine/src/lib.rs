@@ -6,6 +6,7 @@
 mod catalog;
 pub mod check;
 pub mod ctx;
+pub mod module;
 pub mod pv;
 pub mod script;
 pub mod transform;
@@ -13,6 +14,7 @@ mod value;
 
 pub use check::{Available, check};
 pub use ctx::{MsgCtx, Receipt};
+pub use module::{FnCtx, FnSpec, ModuleSpec, Param, ScriptFn};
 pub use pv::CorePv;
 pub use script::{Limits, Log, MemoryLog, Outcome, Script, ScriptError, Worker};
 pub use value::Value;

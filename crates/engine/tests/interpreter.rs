@@ -303,7 +303,8 @@ fn is_myself_uses_sockets_and_aliases() {
             if (!is_myself("127.0.0.1", 5070)) xlog("wrong-port\n");
         }"#,
         &Available {
-            modules: vec!["proto_udp"],
+            builtin: vec!["proto_udp"],
+            ..Available::default()
         },
     );
     let (mut w, mut c, mut log) = (Worker::default(), ctx(), MemoryLog::default());

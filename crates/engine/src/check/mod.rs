@@ -17,8 +17,21 @@ use tables::{GLOBALS, GlobalKind, REMOVED_GLOBALS};
 /// What rsips itself provides to a configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Available {
-    /// Modules implemented by rsips (by OpenSIPS name, e.g. `tm`).
-    pub modules: Vec<&'static str>,
+    /// Modules implemented by rsips, with their functions.
+    pub modules: Vec<&'static crate::module::ModuleSpec>,
+    /// Modules the runtime provides without script functions (transports such as `proto_udp`).
+    pub builtin: Vec<&'static str>,
+}
+
+impl Available {
+    pub fn has(&self, name: &str) -> bool {
+        self.builtin.contains(&name) || self.modules.iter().any(|m| m.name == name)
+    }
+
+    /// A function exported by an implemented module.
+    pub fn function(&self, name: &str) -> Option<&'static crate::module::FnSpec> {
+        self.modules.iter().find_map(|m| m.function(name))
+    }
 }
 
 /// Checks a parsed configuration; returns every problem found (empty when it is clean).
@@ -94,7 +107,7 @@ impl<'a> Checker<'a> {
             ));
             return;
         }
-        if self.available.modules.contains(&name.as_str()) {
+        if self.available.has(&name) {
             self.loaded.insert(name, Loaded::Yes);
         } else if MODULES.iter().any(|(m, _)| *m == name) {
             self.diags.push(
@@ -274,6 +287,15 @@ impl<'a> Checker<'a> {
             .filter(|(k, n)| *k == RouteKind::Request && !n.is_empty())
             .map(|(_, n)| n.as_str())
             .collect()
+    }
+
+    /// A function of an implemented module that the configuration loads.
+    pub(crate) fn available_function(&self, name: &str) -> Option<&'static crate::module::FnSpec> {
+        self.available
+            .modules
+            .iter()
+            .filter(|m| self.loaded.get(m.name) == Some(&Loaded::Yes))
+            .find_map(|m| m.function(name))
     }
 
     /// Which loaded modules there are, for function and PV resolution.

@@ -156,18 +156,32 @@ impl Checker<'_> {
             }
             return self.plain_args(c, true);
         }
+        if let Some(f) = self.available_function(name) {
+            self.arity(c, f.min_args(), f.max_args());
+            return self.plain_args(c, true);
+        }
         let owners: Vec<&str> = MODULES
             .iter()
             .filter(|(_, f)| f.contains(&name))
             .map(|(m, _)| *m)
             .collect();
+        if let Some(m) = owners
+            .iter()
+            .find(|m| self.module_state(m) == Some(Loaded::Yes))
+        {
+            // rsips has the module but not this function of it.
+            self.diags.push(
+                Diagnostic::error(
+                    format!("`{name}` (module `{m}`) is not available in rsips yet"),
+                    c.name.span,
+                )
+                .with_label("not implemented yet"),
+            );
+            return;
+        }
         if owners.iter().any(|m| self.module_state(m).is_some()) {
-            // Exported by a loaded module: rsips' own modules check their arguments; a module
-            // rsips lacks was already reported at its `loadmodule`.
-            let checked = owners
-                .iter()
-                .any(|m| self.module_state(m) == Some(Loaded::Yes));
-            return self.plain_args(c, checked);
+            // A module rsips lacks was already reported at its `loadmodule`.
+            return self.plain_args(c, false);
         }
         if let Some(module) = owners.first() {
             self.diags.push(

@@ -25,6 +25,7 @@ pub(crate) struct Names {
 pub(crate) struct Lower<'a> {
     pub names: &'a mut Names,
     pub diags: Vec<Diagnostic>,
+    pub available: &'a crate::Available,
 }
 
 type L<T> = Result<T, ()>;
@@ -288,9 +289,33 @@ impl Lower<'_> {
                 };
                 CoreFn::IsMyself(self.arg(a(0), c.span)?, port)
             }
-            _ => return self.fail(unsupported(format!("the function `{name}`"), c.name.span)),
+            _ => return self.module_call(c),
         };
         Ok(Call::Core(core))
+    }
+
+    /// A function of an implemented module: resolved to its function pointer, arguments
+    /// lowered by their declared kinds.
+    fn module_call(&mut self, c: &ast::Call) -> L<Call> {
+        let name = c.name.node.as_str();
+        let Some(spec) = self.available.function(name) else {
+            return self.fail(unsupported(format!("the function `{name}`"), c.name.span));
+        };
+        let mut args = Vec::with_capacity(spec.params.len());
+        for (i, (kind, _)) in spec.params.iter().enumerate() {
+            let arg = match (c.args.get(i), kind) {
+                (None | Some(None), _) => Expr::Const(Value::Null),
+                (Some(Some(Arg::Str(s, _))), crate::module::Param::StaticStr) => {
+                    Expr::Const(Value::str(s))
+                }
+                (a @ Some(Some(_)), _) => self.arg(a, c.span)?,
+            };
+            args.push(arg);
+        }
+        Ok(Call::Module {
+            run: spec.run,
+            args,
+        })
     }
 
     fn route_call(&mut self, c: &ast::Call) -> L<Call> {

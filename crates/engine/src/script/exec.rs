@@ -377,6 +377,17 @@ impl Run<'_> {
                 self.log.log(*level, text);
                 Ok(1)
             }
+            Call::Module { run, args } => {
+                let mut values = Vec::with_capacity(args.len());
+                for a in args {
+                    values.push(self.value(a)?);
+                }
+                let mut fctx = crate::module::FnCtx {
+                    msg: &mut *self.ctx,
+                    log: &mut *self.log,
+                };
+                Ok(run(&mut fctx, &values))
+            }
         }
     }
 

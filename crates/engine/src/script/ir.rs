@@ -107,9 +107,22 @@ pub(crate) enum CoreFn {
 #[derive(Debug, Clone)]
 pub(crate) enum Call {
     Core(CoreFn),
-    Route { index: usize, params: Vec<Expr> },
-    Xlog { level: i32, format: Vec<Piece> },
-    Log { level: i32, text: ByteString },
+    Route {
+        index: usize,
+        params: Vec<Expr>,
+    },
+    Xlog {
+        level: i32,
+        format: Vec<Piece>,
+    },
+    Log {
+        level: i32,
+        text: ByteString,
+    },
+    Module {
+        run: crate::module::ScriptFn,
+        args: Vec<Expr>,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -113,6 +113,7 @@ impl Script {
         let mut lower = compile::Lower {
             names: &mut names,
             diags: Vec::new(),
+            available,
         };
         let routes: Vec<Vec<ir::Stmt>> =
             blocks.iter().map(|b| lower.block(&b.body.stmts)).collect();

@@ -1,0 +1,221 @@
+//! The OpenSIPS `sipmsgops` module (digest §2.6), header functions: `append_hf`, `insert_hf`,
+//! `remove_hf`, `is_present_hf`, `is_method`, `has_totag`, `has_body`, `append_to_reply`.
+//! Edits are recorded in the message context and applied when the message is serialized, so
+//! (as in OpenSIPS) a header added by the script is not visible to later reads of the message.
+#![forbid(unsafe_code)]
+
+use engine::{FnCtx, FnSpec, ModuleSpec, Param, Value};
+use sip::{HeaderName, HeaderRef, SipMessage};
+
+/// The module as the engine sees it.
+pub static MODULE: ModuleSpec = ModuleSpec {
+    name: "sipmsgops",
+    functions: &[
+        FnSpec {
+            name: "append_hf",
+            params: &[(Param::Str, false), (Param::StaticStr, true)],
+            run: append_hf,
+        },
+        FnSpec {
+            name: "insert_hf",
+            params: &[(Param::Str, false), (Param::StaticStr, true)],
+            run: insert_hf,
+        },
+        FnSpec {
+            name: "remove_hf",
+            params: &[(Param::Str, false)],
+            run: remove_hf,
+        },
+        FnSpec {
+            name: "is_present_hf",
+            params: &[(Param::Str, false)],
+            run: is_present_hf,
+        },
+        FnSpec {
+            name: "is_method",
+            params: &[(Param::StaticStr, false)],
+            run: is_method,
+        },
+        FnSpec {
+            name: "has_totag",
+            params: &[],
+            run: has_totag,
+        },
+        FnSpec {
+            name: "has_body",
+            params: &[(Param::Str, true)],
+            run: has_body,
+        },
+        FnSpec {
+            name: "append_to_reply",
+            params: &[(Param::Str, false)],
+            run: append_to_reply,
+        },
+    ],
+};
+
+fn code(b: bool) -> i64 {
+    if b { 1 } else { -1 }
+}
+
+fn text(v: Option<&Value>) -> String {
+    v.map(|v| v.to_text().into_owned()).unwrap_or_default()
+}
+
+/// Whether a header line has this name (compact forms and case ignored).
+fn named(h: &HeaderRef<'_>, name: &str) -> bool {
+    match HeaderName::parse(name) {
+        HeaderName::Other => h.name == HeaderName::Other && h.name_str.eq_ignore_ascii_case(name),
+        known => h.name == known,
+    }
+}
+
+fn first_index(msg: &SipMessage, name: &str) -> Option<usize> {
+    msg.headers().find(|h| named(h, name)).map(|h| h.index)
+}
+
+/// Splits header text (`"Name: value\r\n"`, possibly several lines) into (name, value) pairs.
+/// OpenSIPS requires the caller to include the trailing CRLF; a missing one is tolerated.
+fn header_lines(txt: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for line in txt
+        .split("\r\n")
+        .map(|l| l.trim_end_matches('\n'))
+        .filter(|l| !l.is_empty())
+    {
+        let (name, value) = line.split_once(':')?;
+        let name = name.trim();
+        if name.is_empty() || name.contains(' ') {
+            return None;
+        }
+        out.push((name.to_owned(), value.trim().to_owned()));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// `append_hf(txt[, hdr])`: after the last header, or after the first `hdr`.
+fn append_hf(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(lines) = header_lines(&text(args.first())) else {
+        return -1;
+    };
+    let anchor = args
+        .get(1)
+        .filter(|v| !v.is_null())
+        .map(|v| v.to_text().into_owned());
+    match anchor {
+        Some(a) => {
+            let Some(i) = first_index(&f.msg.msg, &a) else {
+                return -1;
+            };
+            for (n, v) in lines.iter().rev() {
+                f.msg.edits.insert_after(i, n, v);
+            }
+        }
+        None => {
+            for (n, v) in &lines {
+                f.msg.edits.append(n, v);
+            }
+        }
+    }
+    1
+}
+
+/// `insert_hf(txt[, hdr])`: before the first header, or before the first `hdr`.
+fn insert_hf(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(lines) = header_lines(&text(args.first())) else {
+        return -1;
+    };
+    let anchor = args
+        .get(1)
+        .filter(|v| !v.is_null())
+        .map(|v| v.to_text().into_owned());
+    match anchor {
+        Some(a) => {
+            let Some(i) = first_index(&f.msg.msg, &a) else {
+                return -1;
+            };
+            for (n, v) in &lines {
+                f.msg.edits.insert_before(i, n, v);
+            }
+        }
+        None => {
+            for (n, v) in lines.iter().rev() {
+                f.msg.edits.add_first(n, v);
+            }
+        }
+    }
+    1
+}
+
+/// `remove_hf(name)`: every instance; true when at least one was removed.
+fn remove_hf(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let name = text(args.first());
+    let found: Vec<usize> = f
+        .msg
+        .msg
+        .headers()
+        .filter(|h| named(h, &name))
+        .map(|h| h.index)
+        .collect();
+    for i in &found {
+        f.msg.edits.remove(*i);
+    }
+    code(!found.is_empty())
+}
+
+fn is_present_hf(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    code(first_index(&f.msg.msg, &text(args.first())).is_some())
+}
+
+/// `is_method("INVITE|BYE")`: the request method, or for replies the CSeq method.
+fn is_method(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let msg = &f.msg.msg;
+    let method = match msg.method_str() {
+        Some(m) => m.to_owned(),
+        None => match msg.cseq() {
+            Ok(c) => c.method_str.to_owned(),
+            Err(_) => return -1,
+        },
+    };
+    code(
+        text(args.first())
+            .split('|')
+            .any(|m| m.trim().eq_ignore_ascii_case(&method)),
+    )
+}
+
+fn has_totag(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
+    code(f.msg.msg.to_tag().ok().flatten().is_some())
+}
+
+/// `has_body([content_type])`: a non-empty body, of that type when given.
+fn has_body(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let msg = &f.msg.msg;
+    if msg.body().is_empty() {
+        return -1;
+    }
+    let Some(want) = args.first().filter(|v| !v.is_null()) else {
+        return 1;
+    };
+    let want = want.to_text();
+    let Some((top, sub)) = want.split_once('/') else {
+        return -1;
+    };
+    code(
+        msg.content_type()
+            .ok()
+            .flatten()
+            .is_some_and(|ct| ct.is(top.trim(), sub.trim())),
+    )
+}
+
+/// `append_to_reply(txt)`: headers for the reply the script sends later.
+fn append_to_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(lines) = header_lines(&text(args.first())) else {
+        return -1;
+    };
+    f.msg
+        .reply_headers
+        .extend(lines.into_iter().map(|(n, v)| format!("{n}: {v}")));
+    1
+}

@@ -1,0 +1,130 @@
+//! sipmsgops functions driven from a script, with the edited message serialized and re-parsed.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use bytes::Bytes;
+use engine::{Available, MemoryLog, MsgCtx, Script, Worker};
+use sip::{HeaderName, SipMessage};
+
+const INVITE: &[u8] = b"INVITE sip:bob@biloxi.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@biloxi.com>\r\n\
+From: Alice <sip:alice@atlanta.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Route: <sip:p1.example.com;lr>\r\n\
+Route: <sip:p2.example.com;lr>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\r\nv=0\n";
+
+fn run(body: &str, raw: &'static [u8]) -> (Vec<String>, MsgCtx) {
+    let src = format!("loadmodule \"sipmsgops.so\"\nroute {{\n{body}\n}}");
+    let mut sources = cfg::SourceMap::new();
+    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src);
+    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+    let available = Available {
+        modules: vec![&sipmsgops::MODULE],
+        builtin: vec![],
+    };
+    let script = Script::compile(&parsed.config, &sources, &available).unwrap_or_else(|d| {
+        panic!(
+            "{}",
+            d.iter().map(|d| d.render(&sources)).collect::<String>()
+        )
+    });
+    let mut ctx = MsgCtx::new(SipMessage::parse(Bytes::from_static(raw)).unwrap());
+    let mut log = MemoryLog::default();
+    script
+        .run(&mut Worker::default(), &mut ctx, &mut log)
+        .unwrap();
+    (log.lines.into_iter().map(|(_, l)| l).collect(), ctx)
+}
+
+fn forwarded(ctx: &MsgCtx) -> SipMessage {
+    SipMessage::parse(Bytes::from(ctx.msg.serialize(&ctx.edits))).unwrap()
+}
+
+#[test]
+fn tests_on_the_message() {
+    let (l, _) = run(
+        r#"if (is_method("REGISTER|invite")) xlog("method\n");
+        if (!is_method("BYE")) xlog("not-bye\n");
+        if (!has_totag()) xlog("initial\n");
+        if (has_body()) xlog("body\n");
+        if (has_body("application/SDP")) xlog("sdp\n");
+        if (!has_body("text/plain")) xlog("not-text\n");
+        if (is_present_hf("route")) xlog("route\n");
+        if (is_present_hf("i")) xlog("compact\n");
+        if (!is_present_hf("X-Missing")) xlog("missing\n");"#,
+        INVITE,
+    );
+    assert_eq!(
+        l,
+        [
+            "method\n",
+            "not-bye\n",
+            "initial\n",
+            "body\n",
+            "sdp\n",
+            "not-text\n",
+            "route\n",
+            "compact\n",
+            "missing\n"
+        ]
+    );
+}
+
+#[test]
+fn is_method_on_a_reply_uses_the_cseq_method() {
+    const REPLY: &[u8] = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP a;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 7 BYE\r\nContent-Length: 0\r\n\r\n";
+    let (l, _) = run(
+        r#"if (is_method("BYE")) xlog("bye\n"); if (has_totag()) xlog("totag\n"); if (!has_body()) xlog("nobody\n");"#,
+        REPLY,
+    );
+    assert_eq!(l, ["bye\n", "totag\n", "nobody\n"]);
+}
+
+#[test]
+fn header_edits_reach_the_forwarded_message() {
+    let (_, ctx) = run(
+        r#"append_hf("P-hint: outbound\r\n");
+        append_hf("X-After-Via: 1\r\n", "Via");
+        insert_hf("X-First: $ci\r\n");
+        if (remove_hf("Route")) xlog("removed\n");
+        if (!remove_hf("X-Nothing")) xlog("nothing-removed\n");"#,
+        INVITE,
+    );
+    let out = forwarded(&ctx);
+    let names: Vec<&str> = out.headers().map(|h| h.name_str).collect();
+    assert_eq!(names.first(), Some(&"X-First"));
+    assert_eq!(
+        out.header_str("X-First"),
+        Some("a84b4c76e66710@pc33.atlanta.com"),
+        "format string expanded"
+    );
+    assert_eq!(names.get(1..3), Some(&["Via", "X-After-Via"][..]));
+    assert_eq!(out.header_str("P-hint"), Some("outbound"));
+    assert_eq!(out.header_count(HeaderName::Route), 0);
+    assert_eq!(out.body(), b"v=0\n");
+    out.check().unwrap();
+}
+
+#[test]
+fn append_to_reply_collects_headers() {
+    let (_, ctx) = run(
+        r#"append_to_reply("Retry-After: 30\r\nX-Reason: busy\r\n");"#,
+        INVITE,
+    );
+    assert_eq!(ctx.reply_headers, ["Retry-After: 30", "X-Reason: busy"]);
+}
+
+#[test]
+fn bad_header_text_is_refused() {
+    let (l, ctx) = run(
+        r#"if (!append_hf("no colon here")) xlog("refused\n");"#,
+        INVITE,
+    );
+    assert_eq!(l, ["refused\n"]);
+    assert!(ctx.edits.is_empty());
+}
