@@ -158,6 +158,11 @@ pub enum StmtKind {
     Block(Block),
     /// A lone `;`.
     Nop,
+    /// `assert(condition[, "message"])`.
+    Assert {
+        cond: Expr,
+        message: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -34,6 +34,12 @@ pub struct MsgCtx {
     pub retcode: i64,
     /// Header lines (`Name: value`) to add to the reply the script sends (`append_to_reply`).
     pub reply_headers: Vec<String>,
+    /// AVPs of this message/transaction, by the id the compiler gave each name; oldest first.
+    pub avps: Vec<Vec<crate::value::Value>>,
+    /// `force_rport()`: answer to the source port as if the request asked for rport.
+    pub force_rport: bool,
+    /// `force_send_socket(proto:host:port)`: the local socket to send from.
+    pub send_socket: Option<String>,
 }
 
 impl MsgCtx {
@@ -48,6 +54,9 @@ impl MsgCtx {
             edits: Edits::new(),
             retcode: 0,
             reply_headers: Vec::new(),
+            avps: Vec::new(),
+            force_rport: false,
+            send_socket: None,
         }
     }
 

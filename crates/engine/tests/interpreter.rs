@@ -357,3 +357,95 @@ fn functions_the_interpreter_lacks_are_load_time_errors() {
         "{text}"
     );
 }
+
+#[test]
+fn avps_are_value_stacks() {
+    let l = logs(
+        r#"route {
+        $avp(a) = "first";
+        $avp(a) = "second";
+        xlog("newest=$avp(a) older=$(avp(a)[1]) oldest=$(avp(a)[-1]) all=$(avp(a)[*])\n");
+        $(avp(a)[append]) = "zeroth";
+        xlog("all=$(avp(a)[*])\n");
+        $(avp(a)[0]) = "SECOND";
+        $avp(a) = NULL;
+        xlog("after-delete=$avp(a) all=$(avp(a)[*])\n");
+        $avp(a) := "only";
+        xlog("replaced=$(avp(a)[*])\n");
+        $avp(n) = 1;
+        $avp(n) += 41;
+        xlog("n=$avp(n)\n");
+    }"#,
+    );
+    assert_eq!(
+        l,
+        [
+            "newest=second older=first oldest=first all=second, first\n",
+            "all=second, first, zeroth\n",
+            "after-delete=first all=first, zeroth\n",
+            "replaced=only\n",
+            "n=42\n",
+        ]
+    );
+}
+
+#[test]
+fn for_loops_over_avps_and_headers_with_break() {
+    let l = logs(
+        r#"route {
+        $avp(x) = "a"; $avp(x) = "b"; $avp(x) = "c";
+        for ($var(v) in $(avp(x)[*])) { xlog("$var(v)\n"); }
+        for ($var(h) in $(hdr(Via)[*])) { xlog("via $(var(h){via.host})\n"); }
+        for ($var(v) in $(avp(x)[*])) { if ($var(v) == "b") break; xlog("until $var(v)\n"); }
+    }"#,
+    );
+    assert_eq!(
+        l,
+        ["c\n", "b\n", "a\n", "via pc33.atlanta.com\n", "until c\n"]
+    );
+}
+
+#[test]
+fn assert_is_off_by_default_and_stops_the_script_when_enabled() {
+    let l = logs(r#"route { assert($rm == "BYE", "a BYE"); xlog("continued\n"); }"#);
+    assert_eq!(l, ["continued\n"], "no-op without enable_asserts");
+    let (l, _, out) = run(
+        "enable_asserts=yes\nroute { assert($rm == \"INVITE\"); assert($rm == \"BYE\", \"a BYE\"); xlog(\"never\\n\"); }",
+    );
+    assert_eq!(l, ["assertion failed: a BYE"]);
+    assert_eq!(out, Outcome::Exit);
+}
+
+#[test]
+fn force_rport_and_force_send_socket() {
+    let script = compile_with(
+        r#"socket=udp:127.0.0.1:5060
+        socket=tcp:127.0.0.1:5060-5061
+        loadmodule "proto_udp.so"
+        loadmodule "proto_tcp.so"
+        route { force_rport(); force_send_socket("tcp:127.0.0.1:5061"); }"#,
+        &Available {
+            builtin: vec!["proto_udp", "proto_tcp"],
+            ..Available::default()
+        },
+    );
+    let (mut w, mut c, mut log) = (Worker::default(), ctx(), MemoryLog::default());
+    script.run(&mut w, &mut c, &mut log).unwrap();
+    assert!(c.force_rport);
+    assert_eq!(c.send_socket.as_deref(), Some("tcp:127.0.0.1:5061"));
+
+    let mut sources = cfg::SourceMap::new();
+    let src = "socket=udp:127.0.0.1:5060\nloadmodule \"proto_udp.so\"\nroute { force_send_socket(\"udp:10.9.9.9:5060\"); }";
+    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.into());
+    let available = Available {
+        builtin: vec!["proto_udp"],
+        ..Available::default()
+    };
+    let err = Script::compile(&parsed.config, &sources, &available).unwrap_err();
+    let text: String = err.iter().map(|d| d.render(&sources)).collect();
+    assert!(
+        text.contains("`udp:10.9.9.9:5060` is not a configured socket"),
+        "{text}"
+    );
+    assert!(text.contains("configured: udp:127.0.0.1:5060"), "{text}");
+}

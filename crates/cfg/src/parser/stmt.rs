@@ -136,6 +136,25 @@ impl Parser<'_> {
                     self.end_stmt()?;
                     StmtKind::Break
                 }
+                "assert" => {
+                    self.bump();
+                    self.expect(Punct::LParen, "`(` after `assert`")?;
+                    let cond = self.condition()?;
+                    let mut message = None;
+                    if self.eat(Punct::Comma) {
+                        let t = self.bump();
+                        let Tok::Str(m) = t.tok else {
+                            return self.error(Diagnostic::error(
+                                "the assert message is a string",
+                                t.span,
+                            ));
+                        };
+                        message = Some(m);
+                    }
+                    self.expect(Punct::RParen, "`)` after the assertion")?;
+                    self.end_stmt()?;
+                    StmtKind::Assert { cond, message }
+                }
                 "else" => {
                     return self.error(Diagnostic::error("`else` without a matching `if`", start));
                 }

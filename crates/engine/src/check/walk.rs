@@ -87,6 +87,7 @@ impl Checker<'_> {
             }
             StmtKind::Return(values) => values.iter().flatten().for_each(|e| self.expr(e)),
             StmtKind::Block(b) => b.stmts.iter().for_each(|s| self.stmt(s)),
+            StmtKind::Assert { cond, .. } => self.cond(cond),
             StmtKind::Exit | StmtKind::Drop | StmtKind::Break | StmtKind::Nop => {}
         }
     }

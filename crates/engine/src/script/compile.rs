@@ -20,6 +20,9 @@ pub(crate) struct Names {
     pub vars: HashMap<String, usize>,
     pub flags: HashMap<String, u32>,
     pub routes: HashMap<String, usize>,
+    pub avps: HashMap<String, usize>,
+    /// `proto:host:port` of the configured sockets, for `force_send_socket`.
+    pub sockets: Vec<String>,
 }
 
 pub(crate) struct Lower<'a> {
@@ -79,7 +82,19 @@ impl Lower<'_> {
             StmtKind::Break => Stmt::Break,
             StmtKind::Block(b) => Stmt::Block(self.block(&b.stmts)),
             StmtKind::Nop => Stmt::Nop,
-            StmtKind::For { .. } => return self.fail(unsupported("`for` loops".into(), s.span)),
+            StmtKind::For { var, iter, body } => {
+                let var = self.write(var)?;
+                let values = self.read(&iter.spec, iter.span)?;
+                Stmt::For {
+                    var,
+                    values,
+                    body: Box::new(self.stmt(body)?),
+                }
+            }
+            StmtKind::Assert { cond, message } => Stmt::Assert {
+                cond: self.expr(cond)?,
+                message: message.clone().unwrap_or_else(|| "assertion failed".into()),
+            },
         })
     }
 
@@ -130,8 +145,25 @@ impl Lower<'_> {
             ("rd" | "ruri.domain", None) => Write::RuriHost,
             ("rp", None) => Write::RuriPort,
             ("du" | "duri", None) => Write::DstUri,
+            ("avp", Some(name)) if !name.contains('$') => {
+                let slot = match &p.spec.index {
+                    None => super::ir::AvpSlot::Newest,
+                    Some(cfg::pv::PvIndex::At(i)) => super::ir::AvpSlot::At(*i),
+                    Some(cfg::pv::PvIndex::Append) => super::ir::AvpSlot::Append,
+                    Some(cfg::pv::PvIndex::All) => super::ir::AvpSlot::All,
+                    Some(cfg::pv::PvIndex::Var(_)) => {
+                        return self.fail(unsupported("a computed AVP index".into(), p.span));
+                    }
+                };
+                Write::Avp(self.avp(name), slot)
+            }
             _ => return self.fail(unsupported(format!("assigning to `{}`", p.text), p.span)),
         })
+    }
+
+    fn avp(&mut self, name: &str) -> usize {
+        let n = self.names.avps.len();
+        *self.names.avps.entry(name.to_owned()).or_insert(n)
     }
 
     fn var(&mut self, name: &str) -> usize {
@@ -153,6 +185,15 @@ impl Lower<'_> {
     pub fn read(&mut self, spec: &PvSpec, span: Span) -> L<PvRead> {
         let read = match (spec.name.as_str(), spec.arg.as_deref()) {
             ("var", Some(name)) if spec.index.is_none() => Read::Var(self.var(name)),
+            ("avp", Some(name)) if !name.contains('$') => {
+                let index = match &spec.index {
+                    None => crate::pv::Index::First,
+                    Some(cfg::pv::PvIndex::At(i)) => crate::pv::Index::At(*i),
+                    Some(cfg::pv::PvIndex::All) => crate::pv::Index::All,
+                    Some(_) => return self.fail(unsupported("a computed AVP index".into(), span)),
+                };
+                Read::Avp(self.avp(name), index)
+            }
             ("param", Some(i)) => match i.parse::<usize>() {
                 Ok(i) if i >= 1 => Read::Param(i - 1),
                 _ => return self.fail(unsupported(format!("`$param({i})`"), span)),
@@ -282,6 +323,25 @@ impl Lower<'_> {
             "setdsturi" => CoreFn::SetDstUri(self.arg(a(0), c.span)?),
             "resetdsturi" => CoreFn::ResetDstUri,
             "isdsturiset" => CoreFn::IsDstUriSet,
+            "force_rport" => CoreFn::ForceRport,
+            "force_send_socket" => {
+                let Some(Some(Arg::Str(sock, sp))) = a(0) else {
+                    return self.fail(Diagnostic::error(
+                        "`force_send_socket` takes \"proto:host:port\"",
+                        c.span,
+                    ));
+                };
+                let want = sock.to_ascii_lowercase();
+                if !self.names.sockets.iter().any(|s| *s == want) {
+                    let mut d =
+                        Diagnostic::error(format!("`{sock}` is not a configured socket"), *sp);
+                    if !self.names.sockets.is_empty() {
+                        d = d.with_help(format!("configured: {}", self.names.sockets.join(", ")));
+                    }
+                    return self.fail(d);
+                }
+                CoreFn::ForceSendSocket(want)
+            }
             "is_myself" => {
                 let port = match a(1) {
                     Some(Some(_)) => Some(self.arg(a(1), c.span)?),

@@ -117,6 +117,15 @@ impl Run<'_> {
             Stmt::Break => return Err(Halt::Break),
             Stmt::Block(b) => return self.stmts(b),
             Stmt::Nop => 1,
+            Stmt::For { var, values, body } => return self.for_each(*var, values, body),
+            Stmt::Assert { cond, message } => {
+                if !self.script.asserts || self.cond(cond)? > 0 {
+                    1
+                } else {
+                    self.log.log(-2, &format!("assertion failed: {message}"));
+                    return Err(Halt::Exit);
+                }
+            }
         };
         self.ctx.retcode = code;
         Ok(code)
@@ -141,6 +150,42 @@ impl Run<'_> {
                 Err(Halt::Break) => return Ok(1),
                 Err(h) => return Err(h),
             }
+        }
+    }
+
+    /// `for (var in $(src[*]))`: every value in turn, until `break`.
+    fn for_each(&mut self, var: Write, values: &PvRead, body: &Stmt) -> R<i64> {
+        for v in self.all_values(values) {
+            self.write(var, AssignOp::Set, v);
+            match self.stmt(body) {
+                Ok(_) => {}
+                Err(Halt::Break) => break,
+                Err(h) => return Err(h),
+            }
+        }
+        Ok(1)
+    }
+
+    /// The values an `[*]` read iterates: AVP values newest first, header lines in order.
+    fn all_values(&mut self, p: &PvRead) -> Vec<Value> {
+        match &p.read {
+            Read::Avp(id, _) => self
+                .ctx
+                .avps
+                .get(*id)
+                .map_or(Vec::new(), |s| s.iter().rev().cloned().collect()),
+            Read::Core(crate::pv::CorePv::Header(sel, _)) => self
+                .ctx
+                .msg
+                .header_lines_str(&sel.text)
+                .map(|l| Value::Str(self.ctx.msg.share(l)))
+                .collect(),
+            _ => self
+                .read(p)
+                .ok()
+                .into_iter()
+                .filter(|v| !v.is_null())
+                .collect(),
         }
     }
 
@@ -303,6 +348,10 @@ impl Run<'_> {
             Read::Var(slot) => self.worker.vars.get(*slot).cloned().unwrap_or_default(),
             Read::Retcode => Value::Int(self.ctx.retcode),
             Read::Param(i) => self.params.get(*i).cloned().unwrap_or_default(),
+            Read::Avp(id, index) => {
+                let stack = self.ctx.avps.get(*id).map_or(&[][..], Vec::as_slice);
+                avp_get(stack, *index)
+            }
         };
         for (tr, args) in &p.transforms {
             let mut vals = Vec::with_capacity(args.len());
@@ -321,16 +370,27 @@ impl Run<'_> {
             op => {
                 let old = match a.target {
                     Write::Var(slot) => self.worker.vars.get(slot).cloned().unwrap_or_default(),
+                    Write::Avp(id, _) => self
+                        .ctx
+                        .avps
+                        .get(id)
+                        .and_then(|s| s.last())
+                        .cloned()
+                        .unwrap_or_default(),
                     _ => Value::Null,
                 };
                 compound(op, &old, &v)
             }
         };
         let Some(new) = new else { return Ok(-1) };
-        Ok(if self.write(a.target, new) { 1 } else { -1 })
+        Ok(if self.write(a.target, a.op, new) {
+            1
+        } else {
+            -1
+        })
     }
 
-    fn write(&mut self, target: Write, v: Value) -> bool {
+    fn write(&mut self, target: Write, op: AssignOp, v: Value) -> bool {
         let text = || match &v {
             Value::Null => None,
             other => Some(other.to_text().into_owned()),
@@ -351,6 +411,16 @@ impl Run<'_> {
             Write::RuriPort => text().is_some_and(|t| self.ctx.set_ruri_port(&t)),
             Write::DstUri => {
                 self.ctx.dst_uri = text();
+                true
+            }
+            Write::Avp(id, slot) => {
+                if self.ctx.avps.len() <= id {
+                    self.ctx.avps.resize(id + 1, Vec::new());
+                }
+                let Some(stack) = self.ctx.avps.get_mut(id) else {
+                    return false;
+                };
+                avp_set(stack, slot, op, v);
                 true
             }
         }
@@ -497,6 +567,14 @@ impl Run<'_> {
                 }
                 bool_code(ok)
             }
+            CoreFn::ForceRport => {
+                self.ctx.force_rport = true;
+                1
+            }
+            CoreFn::ForceSendSocket(s) => {
+                self.ctx.send_socket = Some(s.clone());
+                1
+            }
             CoreFn::IsMyself(h, p) => {
                 let host = self.text_arg(h)?;
                 let port = match p {
@@ -506,6 +584,76 @@ impl Run<'_> {
                 bool_code(self.script.is_myself(&host, port))
             }
         })
+    }
+}
+
+/// Reads an AVP stack (oldest first): index 0 is the newest value, negative indexes count from
+/// the oldest, `[*]` joins every value newest first.
+fn avp_get(stack: &[Value], index: crate::pv::Index) -> Value {
+    use crate::pv::Index;
+    let len = stack.len() as i64;
+    let at = match index {
+        Index::First => len - 1,
+        Index::At(i) if i >= 0 => len - 1 - i,
+        Index::At(i) => -i - 1,
+        Index::All => {
+            let all: Vec<String> = stack
+                .iter()
+                .rev()
+                .map(|v| v.to_text().into_owned())
+                .collect();
+            return if all.is_empty() {
+                Value::Null
+            } else {
+                Value::from(all.join(", "))
+            };
+        }
+    };
+    if at < 0 {
+        Value::Null
+    } else {
+        stack.get(at as usize).cloned().unwrap_or_default()
+    }
+}
+
+/// Writes an AVP stack with OpenSIPS' assignment forms (`=` push, `:=` replace all, `[N]`
+/// replace one, `[append]` add oldest, `NULL` delete).
+fn avp_set(stack: &mut Vec<Value>, slot: super::ir::AvpSlot, op: AssignOp, v: Value) {
+    use super::ir::AvpSlot;
+    match (slot, op) {
+        (AvpSlot::All, _) | (AvpSlot::Newest, AssignOp::Replace) => {
+            stack.clear();
+            if !v.is_null() {
+                stack.push(v);
+            }
+        }
+        (AvpSlot::Newest, AssignOp::Set) => {
+            if v.is_null() {
+                stack.pop();
+            } else {
+                stack.push(v);
+            }
+        }
+        (AvpSlot::Newest, _) => {
+            stack.pop();
+            stack.push(v);
+        }
+        (AvpSlot::At(i), _) => {
+            let len = stack.len() as i64;
+            let at = if i >= 0 { len - 1 - i } else { -i - 1 };
+            if at >= 0 && (at as usize) < stack.len() {
+                if v.is_null() {
+                    stack.remove(at as usize);
+                } else if let Some(slot) = stack.get_mut(at as usize) {
+                    *slot = v;
+                }
+            }
+        }
+        (AvpSlot::Append, _) => {
+            if !v.is_null() {
+                stack.insert(0, v);
+            }
+        }
     }
 }
 

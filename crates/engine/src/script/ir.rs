@@ -16,6 +16,7 @@ pub(crate) enum Read {
     Var(usize),
     Retcode,
     Param(usize),
+    Avp(usize, crate::pv::Index),
 }
 
 /// A readable variable with its transformations.
@@ -34,6 +35,20 @@ pub(crate) enum Write {
     RuriHost,
     RuriPort,
     DstUri,
+    Avp(usize, AvpSlot),
+}
+
+/// Which value(s) of an AVP an assignment sets (OpenSIPS pv_set_avp forms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AvpSlot {
+    /// `$avp(x)`: `=` pushes a new newest value, `:=` replaces all.
+    Newest,
+    /// `$(avp(x)[N])`: replaces value N (0 = newest).
+    At(i64),
+    /// `$(avp(x)[append])`: adds an oldest value.
+    Append,
+    /// `$(avp(x)[*])`: replaces all.
+    All,
 }
 
 /// A string with PVs inside (`"$fu/$tu"`), split once at load time.
@@ -102,6 +117,8 @@ pub(crate) enum CoreFn {
     ResetDstUri,
     IsDstUriSet,
     IsMyself(Expr, Option<Expr>),
+    ForceRport,
+    ForceSendSocket(String),
 }
 
 #[derive(Debug, Clone)]
@@ -151,4 +168,14 @@ pub(crate) enum Stmt {
     Break,
     Block(Vec<Stmt>),
     Nop,
+    /// `for (var in $(x[*]))`.
+    For {
+        var: Write,
+        values: PvRead,
+        body: Box<Stmt>,
+    },
+    Assert {
+        cond: Expr,
+        message: String,
+    },
 }

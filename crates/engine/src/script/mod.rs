@@ -92,6 +92,37 @@ pub struct Script {
     /// Hosts (and ports) that are "us": socket addresses and aliases.
     myself: Vec<(String, Option<u16>)>,
     names: compile::Names,
+    /// `enable_asserts`: `assert()` is a no-op unless set.
+    pub(crate) asserts: bool,
+}
+
+/// `proto:host:port` of every configured listening socket (each port of a range).
+fn socket_names(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for item in &config.items {
+        if let Item::Socket(s) = item
+            && let cfg::socket::SocketDef::Listen(spec) = &s.node
+        {
+            let default = if matches!(spec.proto.as_str(), "tls" | "wss") {
+                5061
+            } else {
+                5060
+            };
+            let ports: Vec<u16> = if spec.ports.is_empty() {
+                vec![default]
+            } else {
+                spec.ports.iter().flat_map(|(a, b)| *a..=*b).collect()
+            };
+            for p in ports {
+                out.push(format!(
+                    "{}:{}:{p}",
+                    spec.proto,
+                    spec.host.to_ascii_lowercase()
+                ));
+            }
+        }
+    }
+    out
 }
 
 impl Script {
@@ -108,6 +139,7 @@ impl Script {
         let (table, blocks) = compile::route_table(config);
         let mut names = compile::Names {
             routes: table,
+            sockets: socket_names(config),
             ..Default::default()
         };
         let mut lower = compile::Lower {
@@ -122,7 +154,8 @@ impl Script {
             return Err(errors);
         }
         let main = names.routes.get("").copied();
-        let (mut xlog_level, mut limits, mut myself) = (2, Limits::default(), Vec::new());
+        let (mut xlog_level, mut limits, mut myself, mut asserts) =
+            (2, Limits::default(), Vec::new(), false);
         for item in &config.items {
             match item {
                 Item::Global { name, value } => match (name.node.as_str(), &value.node) {
@@ -130,6 +163,7 @@ impl Script {
                     ("max_while_loops", GlobalValue::Int(n)) => {
                         limits.max_while_loops = (*n).max(0) as usize
                     }
+                    ("enable_asserts", GlobalValue::Int(n)) => asserts = *n != 0,
                     _ => {}
                 },
                 Item::Socket(s) => {
@@ -152,6 +186,7 @@ impl Script {
             limits,
             myself,
             names,
+            asserts,
         })
     }
 
