@@ -332,7 +332,7 @@ impl Lower<'_> {
                     ));
                 };
                 let want = sock.to_ascii_lowercase();
-                if !self.names.sockets.iter().any(|s| *s == want) {
+                if !self.names.sockets.contains(&want) {
                     let mut d =
                         Diagnostic::error(format!("`{sock}` is not a configured socket"), *sp);
                     if !self.names.sockets.is_empty() {
