@@ -2,6 +2,7 @@
 //! adapted in `peers.rs` (included by the bench and by the test that checks all three agree).
 
 pub mod inputs;
+pub mod script;
 
 use bytes::Bytes;
 use sip::{Edits, HeaderName, SipMessage};

@@ -3,7 +3,8 @@
 //! reads and the transformation library. The route interpreter is built on these (issue #3).
 #![forbid(unsafe_code)]
 
-mod catalog;
+#[doc(hidden)]
+pub mod catalog;
 pub mod check;
 pub mod ctx;
 pub mod module;

@@ -291,13 +291,7 @@ impl Run<'_> {
             (Value::Int(a), Value::Int(b)) => ordered(op, a.cmp(b)),
             // A number constant needs an integer on the left (OpenSIPS: type error → false).
             (Value::Str(_), Value::Int(_)) if matches!(right, Expr::Const(_)) => false,
-            _ => {
-                let (a, b) = (
-                    l.to_text().to_ascii_lowercase(),
-                    r.to_text().to_ascii_lowercase(),
-                );
-                ordered(op, a.cmp(&b))
-            }
+            _ => ordered(op, cmp_ignore_case(&l.to_text(), &r.to_text())),
         })
     }
 
@@ -655,6 +649,16 @@ fn avp_set(stack: &mut Vec<Value>, slot: super::ir::AvpSlot, op: AssignOp, v: Va
             }
         }
     }
+}
+
+/// Case-insensitive ordering without allocating (OpenSIPS compares lower-cased bytes over the
+/// common prefix, then lengths).
+fn cmp_ignore_case(a: &str, b: &str) -> std::cmp::Ordering {
+    let (x, y) = (
+        a.bytes().map(|c| c.to_ascii_lowercase()),
+        b.bytes().map(|c| c.to_ascii_lowercase()),
+    );
+    x.cmp(y)
 }
 
 fn bool_code(b: bool) -> i64 {
