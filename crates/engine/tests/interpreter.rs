@@ -449,3 +449,23 @@ fn force_rport_and_force_send_socket() {
     );
     assert!(text.contains("configured: udp:127.0.0.1:5060"), "{text}");
 }
+
+#[test]
+fn xlog_levels_filter_by_xlog_level() {
+    let (l, _, _) = run(r#"xlog_level=1
+        route {
+            xlog("L_ERR", "err\n");
+            xlog("L_WARN", "warn\n");
+            xlog("L_INFO", "info hidden\n");
+            $var(l) = -1;
+            xlog($var(l), "pv level\n");
+            $var(l) = 4;
+            xlog($var(l), "debug hidden\n");
+            xlog("default notice hidden\n");
+            if ($socket_in(proto) == "udp") xlog("L_ERR", "on $socket_in\n");
+        }"#);
+    assert_eq!(
+        l,
+        ["err\n", "warn\n", "pv level\n", "on udp:127.0.0.1:5060\n"]
+    );
+}

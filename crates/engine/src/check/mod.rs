@@ -204,11 +204,28 @@ impl<'a> Checker<'a> {
         value: &Spanned<ParamValue>,
     ) {
         let _ = (param, value);
+        // OpenSIPS matches the first argument as an extended, case-insensitive regex anchored as
+        // `^(X)$` against every loaded module name ("auth_db|usrloc", "xcap|presence").
+        let re = match regex::RegexBuilder::new(&format!("^({})$", module.node))
+            .case_insensitive(true)
+            .build()
+        {
+            Ok(re) => re,
+            Err(_) => {
+                self.diags.push(Diagnostic::error(
+                    format!("bad module pattern `{}`", module.node),
+                    module.span,
+                ));
+                return;
+            }
+        };
         let pattern = module.node.to_ascii_lowercase();
         let selected: Vec<&str> = pattern.split('|').map(str::trim).collect();
-        let matched: Vec<Loaded> = selected
+        let matched: Vec<Loaded> = self
+            .loaded
             .iter()
-            .filter_map(|m| self.loaded.get(*m).copied())
+            .filter(|(name, _)| re.is_match(name))
+            .map(|(_, l)| *l)
             .collect();
         if matched.is_empty() {
             let mut d = Diagnostic::error(

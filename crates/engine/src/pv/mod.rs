@@ -81,6 +81,17 @@ pub enum CorePv {
     SrcPort,
     /// `$rc` / `$retcode`
     Retcode,
+    /// `$socket_in` (`proto:ip:port`) and `$socket_in(ip|port|proto|af)`.
+    SocketIn(Option<SocketField>),
+}
+
+/// A field of `$socket_in(...)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketField {
+    Ip,
+    Port,
+    Proto,
+    Af,
 }
 
 /// Which part of a From/To header.
@@ -156,6 +167,14 @@ impl CorePv {
             ("si" | "src_ip", None) => CorePv::SrcIp,
             ("sp", None) => CorePv::SrcPort,
             ("rc" | "retcode", None) => CorePv::Retcode,
+            ("socket_in", None) => CorePv::SocketIn(None),
+            ("socket_in", Some(f)) => CorePv::SocketIn(Some(match f {
+                "ip" => SocketField::Ip,
+                "port" => SocketField::Port,
+                "proto" => SocketField::Proto,
+                "af" => SocketField::Af,
+                _ => return None,
+            })),
             _ => return None,
         })
     }

@@ -119,6 +119,24 @@ impl CorePv {
                 .as_ref()
                 .map_or(Value::Null, |r| Value::Int(i64::from(r.source.port()))),
             CorePv::Retcode => Value::Int(ctx.retcode),
+            CorePv::SocketIn(field) => {
+                let Some(r) = ctx.receipt.as_ref() else {
+                    return Value::Null;
+                };
+                let ip = match r.local.ip() {
+                    std::net::IpAddr::V6(a) => format!("[{a}]"),
+                    a => a.to_string(),
+                };
+                match field {
+                    None => Value::from(format!("{}:{ip}:{}", r.proto, r.local.port())),
+                    Some(super::SocketField::Ip) => Value::from(r.local.ip().to_string()),
+                    Some(super::SocketField::Port) => Value::Int(i64::from(r.local.port())),
+                    Some(super::SocketField::Proto) => Value::str(r.proto),
+                    Some(super::SocketField::Af) => {
+                        Value::str(if r.local.is_ipv4() { "INET" } else { "INET6" })
+                    }
+                }
+            }
         }
     }
 }
@@ -218,6 +236,11 @@ v=0\n";
         assert_eq!(read(&c, "$sp"), Value::Int(5070));
         assert_eq!(read(&c, "$ml"), Value::Int(REQ.len() as i64));
         assert_eq!(read(&c, "$rb"), Value::str("v=0\n"));
+        assert_eq!(read(&c, "$socket_in"), Value::str("udp:127.0.0.1:5060"));
+        assert_eq!(read(&c, "$socket_in(proto)"), Value::str("udp"));
+        assert_eq!(read(&c, "$socket_in(port)"), Value::Int(5060));
+        assert_eq!(read(&c, "$socket_in(ip)"), Value::str("127.0.0.1"));
+        assert_eq!(read(&c, "$socket_in(af)"), Value::str("INET"));
     }
 
     #[test]

@@ -403,10 +403,14 @@ impl Lower<'_> {
     }
 
     fn xlog(&mut self, c: &ast::Call) -> L<Call> {
+        use super::ir::Level;
         let (level, fmt) = match (c.args.first(), c.args.get(1)) {
-            (Some(Some(Arg::Str(f, sp))), None) => (2, self.format(f, *sp)?),
+            (Some(Some(Arg::Str(f, sp))), None) => (Level::Fixed(2), self.format(f, *sp)?),
             (Some(Some(Arg::Str(l, _))), Some(Some(Arg::Str(f, sp)))) => {
-                (xlog_level(l), self.format(f, *sp)?)
+                (Level::Fixed(xlog_level(l)), self.format(f, *sp)?)
+            }
+            (Some(Some(Arg::Pv(p))), Some(Some(Arg::Str(f, sp)))) => {
+                (Level::Pv(self.read(&p.spec, p.span)?), self.format(f, *sp)?)
             }
             _ => return self.fail(unsupported("this form of `xlog`".into(), c.span)),
         };

@@ -431,9 +431,17 @@ impl Run<'_> {
                 self.route(*index, values)
             }
             Call::Xlog { level, format } => {
+                let level = match level {
+                    super::ir::Level::Fixed(l) => *l,
+                    // OpenSIPS: a PV level must hold an integer at run time.
+                    super::ir::Level::Pv(p) => match self.read(p)?.as_int() {
+                        Some(l) => l as i32,
+                        None => return Ok(-1),
+                    },
+                };
                 let text = self.format(format)?;
-                if *level <= self.script.xlog_level {
-                    self.log.log(*level, &text.to_text());
+                if level <= self.script.xlog_level {
+                    self.log.log(level, &text.to_text());
                 }
                 Ok(1)
             }

@@ -121,6 +121,13 @@ pub(crate) enum CoreFn {
     ForceSendSocket(String),
 }
 
+/// An `xlog` level: fixed (`"L_ERR"`) or read from a variable at run time.
+#[derive(Debug, Clone)]
+pub(crate) enum Level {
+    Fixed(i32),
+    Pv(PvRead),
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Call {
     Core(CoreFn),
@@ -129,7 +136,7 @@ pub(crate) enum Call {
         params: Vec<Expr>,
     },
     Xlog {
-        level: i32,
+        level: Level,
         format: Vec<Piece>,
     },
     Log {
