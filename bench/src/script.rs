@@ -52,6 +52,7 @@ pub fn stub_modules() -> Available {
             .map(|f| FnSpec {
                 name: f,
                 params: ANY_ARGS,
+                routes: engine::Routes::ALL,
                 run: noop,
             })
             .collect();

@@ -35,12 +35,68 @@ pub enum Param {
     Int,
 }
 
+/// The kinds of route a function may run in (OpenSIPS route masks), as bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Routes(pub u16);
+
+impl Routes {
+    pub const REQUEST: Routes = Routes(1);
+    pub const ONREPLY: Routes = Routes(1 << 1);
+    pub const FAILURE: Routes = Routes(1 << 2);
+    pub const BRANCH: Routes = Routes(1 << 3);
+    pub const LOCAL: Routes = Routes(1 << 4);
+    pub const ERROR: Routes = Routes(1 << 5);
+    pub const STARTUP: Routes = Routes(1 << 6);
+    pub const TIMER: Routes = Routes(1 << 7);
+    pub const EVENT: Routes = Routes(1 << 8);
+    pub const ALL: Routes = Routes(0x1ff);
+    pub const NONE: Routes = Routes(0);
+
+    pub const fn or(self, other: Routes) -> Routes {
+        Routes(self.0 | other.0)
+    }
+
+    pub fn contains(self, other: Routes) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The kind of a route block.
+    pub fn of(kind: cfg::ast::RouteKind) -> Routes {
+        use cfg::ast::RouteKind::*;
+        match kind {
+            Request => Routes::REQUEST,
+            Reply => Routes::ONREPLY,
+            Failure => Routes::FAILURE,
+            Branch => Routes::BRANCH,
+            Local => Routes::LOCAL,
+            Error => Routes::ERROR,
+            Startup => Routes::STARTUP,
+            Timer => Routes::TIMER,
+            Event => Routes::EVENT,
+        }
+    }
+
+    /// The route kinds in `self` that are not in `allowed`, by their block keyword.
+    pub fn missing_from(self, allowed: Routes) -> Vec<&'static str> {
+        use cfg::ast::RouteKind::*;
+        [
+            Request, Reply, Failure, Branch, Local, Error, Startup, Timer, Event,
+        ]
+        .into_iter()
+        .filter(|k| self.contains(Routes::of(*k)) && !allowed.contains(Routes::of(*k)))
+        .map(cfg::ast::RouteKind::keyword)
+        .collect()
+    }
+}
+
 /// One exported function.
 #[derive(Debug, Clone, Copy)]
 pub struct FnSpec {
     pub name: &'static str,
     /// Parameters in order; `true` marks an optional one.
     pub params: &'static [(Param, bool)],
+    /// The routes it may be called from.
+    pub routes: Routes,
     pub run: ScriptFn,
 }
 

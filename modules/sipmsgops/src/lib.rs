@@ -4,8 +4,20 @@
 //! (as in OpenSIPS) a header added by the script is not visible to later reads of the message.
 #![forbid(unsafe_code)]
 
-use engine::{FnCtx, FnSpec, ModuleSpec, Param, Value};
+use engine::{FnCtx, FnSpec, ModuleSpec, Param, Routes, Value};
 use sip::{HeaderName, HeaderRef, SipMessage};
+
+/// Where the header functions may run (OpenSIPS 4.0 sipmsgops route masks).
+const HEADERS: Routes = Routes::REQUEST
+    .or(Routes::ONREPLY)
+    .or(Routes::FAILURE)
+    .or(Routes::BRANCH)
+    .or(Routes::LOCAL);
+/// `append_to_reply` prepares a reply: not in reply or local routes.
+const REPLYING: Routes = Routes::REQUEST
+    .or(Routes::FAILURE)
+    .or(Routes::BRANCH)
+    .or(Routes::ERROR);
 
 /// The module as the engine sees it.
 pub static MODULE: ModuleSpec = ModuleSpec {
@@ -14,41 +26,49 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         FnSpec {
             name: "append_hf",
             params: &[(Param::Str, false), (Param::StaticStr, true)],
+            routes: HEADERS,
             run: append_hf,
         },
         FnSpec {
             name: "insert_hf",
             params: &[(Param::Str, false), (Param::StaticStr, true)],
+            routes: HEADERS,
             run: insert_hf,
         },
         FnSpec {
             name: "remove_hf",
             params: &[(Param::Str, false)],
+            routes: HEADERS,
             run: remove_hf,
         },
         FnSpec {
             name: "is_present_hf",
             params: &[(Param::Str, false)],
+            routes: HEADERS,
             run: is_present_hf,
         },
         FnSpec {
             name: "is_method",
             params: &[(Param::StaticStr, false)],
+            routes: HEADERS,
             run: is_method,
         },
         FnSpec {
             name: "has_totag",
             params: &[],
+            routes: HEADERS,
             run: has_totag,
         },
         FnSpec {
             name: "has_body",
             params: &[(Param::Str, true)],
+            routes: HEADERS,
             run: has_body,
         },
         FnSpec {
             name: "append_to_reply",
             params: &[(Param::Str, false)],
+            routes: REPLYING,
             run: append_to_reply,
         },
     ],

@@ -57,6 +57,10 @@ pub(crate) struct Checker<'a> {
     loaded: HashMap<String, Loaded>,
     /// Named routes per kind, with where they were defined.
     routes: HashMap<(RouteKind, String), Span>,
+    /// The kinds of route each request route runs in (top-level kind, or its callers' kinds).
+    pub(crate) route_kinds: HashMap<String, crate::module::Routes>,
+    /// The route kinds of the block being walked, and its label for messages.
+    pub(crate) current: (crate::module::Routes, String),
 }
 
 impl<'a> Checker<'a> {
@@ -67,6 +71,8 @@ impl<'a> Checker<'a> {
             diags: Vec::new(),
             loaded: HashMap::new(),
             routes: HashMap::new(),
+            route_kinds: HashMap::new(),
+            current: (crate::module::Routes::REQUEST, String::new()),
         }
     }
 
@@ -90,6 +96,7 @@ impl<'a> Checker<'a> {
                 _ => {}
             }
         }
+        self.route_kinds = route_kinds(config);
         for item in &config.items {
             if let Item::Route(r) = item {
                 self.route_body(r);
@@ -323,4 +330,54 @@ impl<'a> Checker<'a> {
     pub(crate) fn loaded_names(&self) -> HashSet<&str> {
         self.loaded.keys().map(String::as_str).collect()
     }
+}
+
+/// The route kinds every request route runs in. Top-level blocks run in their own kind; a
+/// `route[x]` runs in the kinds of the blocks that call it (OpenSIPS `check_rls`), or as a
+/// request route when nothing calls it. Only static `route(name)` calls are followed.
+fn route_kinds(config: &Config) -> HashMap<String, crate::module::Routes> {
+    use crate::module::Routes;
+    let mut calls: Vec<(Option<String>, Routes, Vec<String>)> = Vec::new();
+    for item in &config.items {
+        if let Item::Route(r) = item {
+            let name = (r.kind == RouteKind::Request)
+                .then(|| r.name.as_ref().map_or(String::new(), |n| n.node.clone()))
+                .map(|n| if n == "0" { String::new() } else { n });
+            let mut targets = Vec::new();
+            walk::route_targets(&r.body.stmts, &mut targets);
+            calls.push((name, Routes::of(r.kind), targets));
+        }
+    }
+    let mut kinds: HashMap<String, Routes> = HashMap::new();
+    kinds.insert(String::new(), Routes::REQUEST);
+    let mut changed = true;
+    let mut rounds = 0;
+    while changed && rounds <= calls.len() + 1 {
+        changed = false;
+        rounds += 1;
+        for (name, own, targets) in &calls {
+            let from = match name {
+                None => *own,
+                Some(n) if n.is_empty() => Routes::REQUEST,
+                Some(n) => kinds.get(n).copied().unwrap_or(Routes::NONE),
+            };
+            for t in targets {
+                let e = kinds.entry(t.clone()).or_insert(Routes::NONE);
+                let merged = e.or(from);
+                if merged != *e {
+                    *e = merged;
+                    changed = true;
+                }
+            }
+        }
+    }
+    for (name, ..) in &calls {
+        if let Some(n) = name {
+            let k = kinds.entry(n.clone()).or_insert(Routes::NONE);
+            if *k == Routes::NONE {
+                *k = Routes::REQUEST;
+            }
+        }
+    }
+    kinds
 }

@@ -22,6 +22,27 @@ const FLAG_FUNCTIONS: &[&str] = &[
 
 impl Checker<'_> {
     pub(super) fn route_body(&mut self, r: &RouteBlock) {
+        let kinds = match (r.kind, &r.name) {
+            (RouteKind::Request, n) => {
+                let key = n.as_ref().map_or(String::new(), |n| {
+                    if n.node == "0" {
+                        String::new()
+                    } else {
+                        n.node.clone()
+                    }
+                });
+                self.route_kinds
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(crate::module::Routes::REQUEST)
+            }
+            (kind, _) => crate::module::Routes::of(kind),
+        };
+        let label = match &r.name {
+            Some(n) => format!("{}[{}]", r.kind.keyword(), n.node),
+            None => r.kind.keyword().to_owned(),
+        };
+        self.current = (kinds, label);
         if r.kind == RouteKind::Timer && r.interval.is_none() {
             self.diags.push(
                 Diagnostic::error("a timer route needs an interval", r.span)
@@ -159,6 +180,22 @@ impl Checker<'_> {
         }
         if let Some(f) = self.available_function(name) {
             self.arity(c, f.min_args(), f.max_args());
+            let (kinds, label) = self.current.clone();
+            let bad = kinds.missing_from(f.routes);
+            if !bad.is_empty() {
+                let kinds = bad
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                let mut d =
+                    Diagnostic::error(format!("`{name}` cannot be used in {kinds}"), c.name.span)
+                        .with_label("not allowed in this route");
+                if label.starts_with("route[") {
+                    d = d.with_help(format!("`{label}` is called from {kinds}"));
+                }
+                self.diags.push(d);
+            }
             return self.plain_args(c, true);
         }
         let owners: Vec<&str> = MODULES
@@ -539,5 +576,66 @@ fn pv_label(spec: &PvSpec) -> String {
     match &spec.arg {
         Some(a) => format!("{}({a})", spec.name),
         None => spec.name.clone(),
+    }
+}
+
+/// Static `route(name)` targets called anywhere in a statement list.
+pub(super) fn route_targets(stmts: &[Stmt], out: &mut Vec<String>) {
+    for s in stmts {
+        match &s.kind {
+            StmtKind::Call(c) => call_targets(c, out),
+            StmtKind::If {
+                cond,
+                then,
+                otherwise,
+            } => {
+                expr_targets(cond, out);
+                route_targets(std::slice::from_ref(then), out);
+                if let Some(o) = otherwise {
+                    route_targets(std::slice::from_ref(o), out);
+                }
+            }
+            StmtKind::While { cond, body } => {
+                expr_targets(cond, out);
+                route_targets(std::slice::from_ref(body), out);
+            }
+            StmtKind::For { body, .. } => route_targets(std::slice::from_ref(body), out),
+            StmtKind::Switch { cases, default, .. } => {
+                for c in cases {
+                    route_targets(&c.body, out);
+                }
+                if let Some(d) = default {
+                    route_targets(d, out);
+                }
+            }
+            StmtKind::Block(b) => route_targets(&b.stmts, out),
+            StmtKind::Assign(a) => expr_targets(&a.value, out),
+            _ => {}
+        }
+    }
+}
+
+fn call_targets(c: &Call, out: &mut Vec<String>) {
+    if c.name.node == "route"
+        && let Some(Some(Arg::Ident(n, _) | Arg::Str(n, _))) = c.args.first()
+    {
+        out.push(n.clone());
+    }
+}
+
+fn expr_targets(e: &Expr, out: &mut Vec<String>) {
+    match &e.kind {
+        ExprKind::Call(c) => call_targets(c, out),
+        ExprKind::Not(x) | ExprKind::Test(x) | ExprKind::BitNot(x) => expr_targets(x, out),
+        ExprKind::And(a, b) | ExprKind::Or(a, b) => {
+            expr_targets(a, out);
+            expr_targets(b, out);
+        }
+        ExprKind::Binary { left, right, .. } => {
+            expr_targets(left, out);
+            expr_targets(right, out);
+        }
+        ExprKind::Assign(a) => expr_targets(&a.value, out),
+        _ => {}
     }
 }
