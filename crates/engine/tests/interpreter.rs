@@ -469,3 +469,11 @@ fn xlog_levels_filter_by_xlog_level() {
         ["err\n", "warn\n", "pv level\n", "on udp:127.0.0.1:5060\n"]
     );
 }
+
+#[test]
+fn msg_flags_and_config_position() {
+    let l = logs(
+        "route {\n  $msg.flag(\"NAT\") = 1;\n  if (isflagset(\"NAT\")) xlog(\"set via pv\\n\");\n  resetflag(\"NAT\");\n  xlog(\"flag=$msg.flag(NAT) line=$cfg_line file=$cfg_file\\n\");\n}",
+    );
+    assert_eq!(l, ["set via pv\n", "flag=0 line=5 file=t.cfg\n"]);
+}

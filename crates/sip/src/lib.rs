@@ -36,6 +36,6 @@ pub use host::{Host, HostKind};
 pub use message::{HeaderEntry, ParseConfig, SipMessage, Span, StartLine};
 pub use method::Method;
 pub use params::{Param, ParamIter, Params};
-pub use scan::unquote;
+pub use scan::{split_values, unquote};
 pub use serialize::{Edits, RequestBuilder, ResponseBuilder};
 pub use uri::{Scheme, Uri, unescape};

@@ -325,6 +325,12 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The values of a comma-separated header value (RFC 3261 §7.3.1): commas inside quoted strings
+/// and `<...>` do not separate. Empty elements are yielded as empty strings.
+pub fn split_values(value: &str) -> impl Iterator<Item = &str> + '_ {
+    CommaSplit::new(value)
+}
+
 /// Removes the backslash escapes of a quoted string's inside.
 pub fn unquote(inner: &str) -> std::borrow::Cow<'_, str> {
     if !inner.contains('\\') {

@@ -83,6 +83,41 @@ pub enum CorePv {
     Retcode,
     /// `$socket_in` (`proto:ip:port`) and `$socket_in(ip|port|proto|af)`.
     SocketIn(Option<SocketField>),
+    /// A URI-bearing header: `$ai` (P-Asserted-Identity), `$pu $pU $pd $pn`
+    /// (P-Preferred-Identity), `$rt` (Refer-To), `$di` (Diversion).
+    AddrHeader(&'static str, AddrPart),
+    /// `$path`: the Path header values.
+    Path,
+    /// `$au $ad $aU $ar $an $adu $auth.*`: the credentials of Authorization (REGISTER) or
+    /// Proxy-Authorization (other requests).
+    Auth(AuthPart),
+    /// `$msg.is_request`, `$msg.type`
+    IsRequest,
+    MsgType,
+    /// `$Ts` (seconds) and `$Tsm` (the microseconds part) of the current time; `$pp` the pid.
+    TimeSecs,
+    TimeMicros,
+    Pid,
+}
+
+/// A credentials attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthPart {
+    /// `$au`: the username's user part (before `@`).
+    User,
+    /// `$ad`: the username's domain part, else the realm.
+    Domain,
+    /// `$aU`: the whole username.
+    Username,
+    Realm,
+    Nonce,
+    Uri,
+    Response,
+    Cnonce,
+    Opaque,
+    Algorithm,
+    Qop,
+    Nc,
 }
 
 /// A field of `$socket_in(...)`.
@@ -167,6 +202,31 @@ impl CorePv {
             ("si" | "src_ip", None) => CorePv::SrcIp,
             ("sp", None) => CorePv::SrcPort,
             ("rc" | "retcode", None) => CorePv::Retcode,
+            ("ai", None) => CorePv::AddrHeader("P-Asserted-Identity", A::Uri),
+            ("pu", None) => CorePv::AddrHeader("P-Preferred-Identity", A::Uri),
+            ("pU", None) => CorePv::AddrHeader("P-Preferred-Identity", A::User),
+            ("pd", None) => CorePv::AddrHeader("P-Preferred-Identity", A::Host),
+            ("pn", None) => CorePv::AddrHeader("P-Preferred-Identity", A::Name),
+            ("rt", None) => CorePv::AddrHeader("Refer-To", A::Uri),
+            ("di", None) => CorePv::AddrHeader("Diversion", A::Uri),
+            ("path", None) => CorePv::Path,
+            ("au", None) => CorePv::Auth(AuthPart::User),
+            ("ad", None) => CorePv::Auth(AuthPart::Domain),
+            ("aU", None) => CorePv::Auth(AuthPart::Username),
+            ("ar", None) => CorePv::Auth(AuthPart::Realm),
+            ("an" | "auth.nonce", None) => CorePv::Auth(AuthPart::Nonce),
+            ("adu", None) => CorePv::Auth(AuthPart::Uri),
+            ("auth.resp", None) => CorePv::Auth(AuthPart::Response),
+            ("auth.cnonce", None) => CorePv::Auth(AuthPart::Cnonce),
+            ("auth.opaque", None) => CorePv::Auth(AuthPart::Opaque),
+            ("auth.alg", None) => CorePv::Auth(AuthPart::Algorithm),
+            ("auth.qop", None) => CorePv::Auth(AuthPart::Qop),
+            ("auth.nc", None) => CorePv::Auth(AuthPart::Nc),
+            ("msg.is_request", None) => CorePv::IsRequest,
+            ("msg.type", None) => CorePv::MsgType,
+            ("Ts", None) => CorePv::TimeSecs,
+            ("Tsm", None) => CorePv::TimeMicros,
+            ("pp", None) => CorePv::Pid,
             ("socket_in", None) => CorePv::SocketIn(None),
             ("socket_in", Some(f)) => CorePv::SocketIn(Some(match f {
                 "ip" => SocketField::Ip,

@@ -119,6 +119,35 @@ impl CorePv {
                 .as_ref()
                 .map_or(Value::Null, |r| Value::Int(i64::from(r.source.port()))),
             CorePv::Retcode => Value::Int(ctx.retcode),
+            CorePv::AddrHeader(name, part) => {
+                let first = msg
+                    .header_lines_str(name)
+                    .next()
+                    .and_then(|v| sip::split_values(v).next());
+                addr_part(msg, first.and_then(|v| NameAddr::parse(v).ok()), *part)
+            }
+            CorePv::Path => {
+                let all: Vec<&str> = msg.values(sip::HeaderName::Path).collect();
+                if all.is_empty() {
+                    Value::Null
+                } else {
+                    Value::from(all.join(","))
+                }
+            }
+            CorePv::Auth(part) => auth_part(msg, *part),
+            CorePv::IsRequest => Value::Int(i64::from(msg.is_request())),
+            CorePv::MsgType => Value::str(if msg.is_request() { "request" } else { "reply" }),
+            CorePv::TimeSecs | CorePv::TimeMicros => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                Value::Int(if *self == CorePv::TimeSecs {
+                    now.as_secs() as i64
+                } else {
+                    i64::from(now.subsec_micros())
+                })
+            }
+            CorePv::Pid => Value::Int(i64::from(std::process::id())),
             CorePv::SocketIn(field) => {
                 let Some(r) = ctx.receipt.as_ref() else {
                     return Value::Null;
@@ -138,6 +167,46 @@ impl CorePv {
                 }
             }
         }
+    }
+}
+
+/// The credentials the auth PVs read: Authorization for REGISTER, Proxy-Authorization otherwise.
+fn auth_part(msg: &SipMessage, part: super::AuthPart) -> Value {
+    use super::AuthPart as P;
+    let which = if msg.method() == Some(sip::Method::Register) {
+        sip::HeaderName::Authorization
+    } else {
+        sip::HeaderName::ProxyAuthorization
+    };
+    let Some(Ok(cred)) = msg.auth_headers(which).next() else {
+        return Value::Null;
+    };
+    let param = |name: &str| {
+        cred.param(name)
+            .map_or(Value::Null, |v| Value::from(v.into_owned()))
+    };
+    match part {
+        P::Username => param("username"),
+        P::User | P::Domain => {
+            let Some(u) = cred.username() else {
+                return Value::Null;
+            };
+            match (u.split_once('@'), part) {
+                (Some((user, _)), P::User) => Value::from(user.to_owned()),
+                (Some((_, domain)), _) => Value::from(domain.to_owned()),
+                (None, P::User) => Value::from(u.into_owned()),
+                (None, _) => param("realm"),
+            }
+        }
+        P::Realm => param("realm"),
+        P::Nonce => param("nonce"),
+        P::Uri => param("uri"),
+        P::Response => param("response"),
+        P::Cnonce => param("cnonce"),
+        P::Opaque => param("opaque"),
+        P::Algorithm => param("algorithm"),
+        P::Qop => param("qop"),
+        P::Nc => param("nc"),
     }
 }
 
@@ -310,6 +379,59 @@ v=0\n";
         );
         assert_eq!(read(&c, "$ru"), Value::Null);
         assert_eq!(read(&c, "$tt"), Value::str("2"));
+    }
+
+    #[test]
+    fn identity_auth_and_misc_pvs() {
+        let raw = b"INVITE sip:bob@biloxi.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP a;branch=z9hG4bKx\r\n\
+From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 7 INVITE\r\n\
+P-Asserted-Identity: \"Alice\" <sip:+15551234@carrier.example>, <tel:+15551234>\r\n\
+P-Preferred-Identity: \"Al\" <sip:al@pref.example>\r\n\
+Refer-To: <sip:carol@chicago.com>\r\n\
+Diversion: <sip:dave@example.org>;reason=busy\r\n\
+Path: <sip:p1.example.com;lr>\r\nPath: <sip:p2.example.com;lr>\r\n\
+Proxy-Authorization: Digest username=\"alice@atlanta.com\", realm=\"atlanta.com\", nonce=\"abc\", uri=\"sip:bob@biloxi.com\", response=\"0123\", qop=auth, nc=00000001, cnonce=\"xyz\", algorithm=SHA-256\r\n\
+Content-Length: 0\r\n\r\n";
+        let c = MsgCtx::new(SipMessage::parse(Bytes::from_static(raw)).unwrap());
+        assert_eq!(read(&c, "$ai"), Value::str("sip:+15551234@carrier.example"));
+        assert_eq!(read(&c, "$pu"), Value::str("sip:al@pref.example"));
+        assert_eq!(read(&c, "$pU"), Value::str("al"));
+        assert_eq!(read(&c, "$pd"), Value::str("pref.example"));
+        assert_eq!(read(&c, "$pn"), Value::str("Al"));
+        assert_eq!(read(&c, "$rt"), Value::str("sip:carol@chicago.com"));
+        assert_eq!(read(&c, "$di"), Value::str("sip:dave@example.org"));
+        assert_eq!(
+            read(&c, "$path"),
+            Value::str("<sip:p1.example.com;lr>,<sip:p2.example.com;lr>")
+        );
+        assert_eq!(read(&c, "$aU"), Value::str("alice@atlanta.com"));
+        assert_eq!(read(&c, "$au"), Value::str("alice"));
+        assert_eq!(read(&c, "$ad"), Value::str("atlanta.com"));
+        assert_eq!(read(&c, "$ar"), Value::str("atlanta.com"));
+        assert_eq!(read(&c, "$an"), Value::str("abc"));
+        assert_eq!(read(&c, "$adu"), Value::str("sip:bob@biloxi.com"));
+        assert_eq!(read(&c, "$auth.resp"), Value::str("0123"));
+        assert_eq!(read(&c, "$auth.alg"), Value::str("SHA-256"));
+        assert_eq!(read(&c, "$auth.qop"), Value::str("auth"));
+        assert_eq!(read(&c, "$auth.nc"), Value::str("00000001"));
+        assert_eq!(read(&c, "$auth.cnonce"), Value::str("xyz"));
+        assert_eq!(read(&c, "$msg.is_request"), Value::Int(1));
+        assert_eq!(read(&c, "$msg.type"), Value::str("request"));
+        assert_eq!(read(&c, "$pp"), Value::Int(i64::from(std::process::id())));
+        let Value::Int(ts) = read(&c, "$Ts") else {
+            panic!()
+        };
+        assert!(ts > 1_700_000_000, "seconds since the epoch");
+        // REGISTER reads Authorization, not Proxy-Authorization.
+        let reg = b"REGISTER sip:b SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 REGISTER\r\nAuthorization: Digest username=\"bob\", realm=\"b\", nonce=\"n\", uri=\"sip:b\", response=\"r\"\r\nProxy-Authorization: Digest username=\"other\", realm=\"x\", nonce=\"n\", uri=\"sip:b\", response=\"r\"\r\nContent-Length: 0\r\n\r\n";
+        let c = MsgCtx::new(SipMessage::parse(Bytes::from_static(reg)).unwrap());
+        assert_eq!(read(&c, "$au"), Value::str("bob"));
+        assert_eq!(
+            read(&c, "$ad"),
+            Value::str("b"),
+            "no @ in the username: the realm"
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub(crate) struct Lower<'a> {
     pub names: &'a mut Names,
     pub diags: Vec<Diagnostic>,
     pub available: &'a crate::Available,
+    pub sources: &'a cfg::SourceMap,
 }
 
 type L<T> = Result<T, ()>;
@@ -145,6 +146,7 @@ impl Lower<'_> {
             ("rd" | "ruri.domain", None) => Write::RuriHost,
             ("rp", None) => Write::RuriPort,
             ("du" | "duri", None) => Write::DstUri,
+            ("msg.flag", Some(name)) => Write::Flag(self.flag_named(name, p.span)?),
             ("avp", Some(name)) if !name.contains('$') => {
                 let slot = match &p.spec.index {
                     None => super::ir::AvpSlot::Newest,
@@ -175,6 +177,16 @@ impl Lower<'_> {
         let Some(Some(Arg::Str(name, _))) = arg else {
             return self.fail(Diagnostic::error("a flag name is a quoted string", span));
         };
+        self.flag_named(name, span)
+    }
+
+    /// The bit of a named flag, numbered on first use.
+    fn flag_named(&mut self, name: &str, span: Span) -> L<u32> {
+        // `$msg.flag("NAT")` and `$msg.flag(NAT)` name the flag `setflag("NAT")` sets.
+        let name = &name
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'')
+            .to_owned();
         let n = self.names.flags.len() as u32;
         if n >= 64 && !self.names.flags.contains_key(name) {
             return self.fail(Diagnostic::error("more than 64 distinct flags", span));
@@ -185,6 +197,17 @@ impl Lower<'_> {
     pub fn read(&mut self, spec: &PvSpec, span: Span) -> L<PvRead> {
         let read = match (spec.name.as_str(), spec.arg.as_deref()) {
             ("var", Some(name)) if spec.index.is_none() => Read::Var(self.var(name)),
+            ("cfg_line", None) => {
+                let line = self
+                    .sources
+                    .get(span.file)
+                    .map_or(0, |f| f.line_col(span.start).0);
+                Read::Const(Value::Int(line as i64))
+            }
+            ("cfg_file", None) => Read::Const(Value::from(
+                self.sources.path(span.file).display().to_string(),
+            )),
+            ("msg.flag", Some(name)) => Read::Flag(self.flag_named(name, span)?),
             ("avp", Some(name)) if !name.contains('$') => {
                 let index = match &spec.index {
                     None => crate::pv::Index::First,

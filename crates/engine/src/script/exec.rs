@@ -342,6 +342,8 @@ impl Run<'_> {
             Read::Var(slot) => self.worker.vars.get(*slot).cloned().unwrap_or_default(),
             Read::Retcode => Value::Int(self.ctx.retcode),
             Read::Param(i) => self.params.get(*i).cloned().unwrap_or_default(),
+            Read::Flag(bit) => Value::Int(i64::from(self.ctx.flags & (1 << bit) != 0)),
+            Read::Const(v) => v.clone(),
             Read::Avp(id, index) => {
                 let stack = self.ctx.avps.get(*id).map_or(&[][..], Vec::as_slice);
                 avp_get(stack, *index)
@@ -405,6 +407,14 @@ impl Run<'_> {
             Write::RuriPort => text().is_some_and(|t| self.ctx.set_ruri_port(&t)),
             Write::DstUri => {
                 self.ctx.dst_uri = text();
+                true
+            }
+            Write::Flag(bit) => {
+                if truthy(&v) {
+                    self.ctx.flags |= 1 << bit;
+                } else {
+                    self.ctx.flags &= !(1 << bit);
+                }
                 true
             }
             Write::Avp(id, slot) => {

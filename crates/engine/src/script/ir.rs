@@ -17,6 +17,10 @@ pub(crate) enum Read {
     Retcode,
     Param(usize),
     Avp(usize, crate::pv::Index),
+    /// `$msg.flag(NAME)`: 1 when set, 0 when not.
+    Flag(u32),
+    /// Known when the script is compiled (`$cfg_line`, `$cfg_file`).
+    Const(Value),
 }
 
 /// A readable variable with its transformations.
@@ -36,6 +40,7 @@ pub(crate) enum Write {
     RuriPort,
     DstUri,
     Avp(usize, AvpSlot),
+    Flag(u32),
 }
 
 /// Which value(s) of an AVP an assignment sets (OpenSIPS pv_set_avp forms).

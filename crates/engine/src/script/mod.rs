@@ -146,6 +146,7 @@ impl Script {
             names: &mut names,
             diags: Vec::new(),
             available,
+            sources,
         };
         let routes: Vec<Vec<ir::Stmt>> =
             blocks.iter().map(|b| lower.block(&b.body.stmts)).collect();
