@@ -477,3 +477,30 @@ fn msg_flags_and_config_position() {
     );
     assert_eq!(l, ["set via pv\n", "flag=0 line=5 file=t.cfg\n"]);
 }
+
+#[test]
+fn dynamic_header_names_and_variable_indexes() {
+    let l = logs(
+        r#"route {
+        $var(h) = "Call-ID";
+        xlog("$hdr($var(h))\n");
+        $var(i) = 0;
+        while ($var(i) < 2) {
+            xlog("via $var(i): $(hdr(Via)[$var(i)])\n");
+            $var(i) += 1;
+        }
+        $avp(a) = "x"; $avp(a) = "y";
+        $var(i) = 1;
+        xlog("avp $(avp(a)[$var(i)])\n");
+    }"#,
+    );
+    assert_eq!(
+        l,
+        [
+            "a84b4c76e66710@pc33.atlanta.com\n",
+            "via 0: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\n",
+            "via 1: <null>\n",
+            "avp x\n",
+        ]
+    );
+}

@@ -208,6 +208,35 @@ impl Lower<'_> {
                 self.sources.path(span.file).display().to_string(),
             )),
             ("msg.flag", Some(name)) => Read::Flag(self.flag_named(name, span)?),
+            ("hdr", Some(name))
+                if name.starts_with('$')
+                    || matches!(spec.index, Some(cfg::pv::PvIndex::Var(_))) =>
+            {
+                use super::ir::Dyn;
+                let name = if name.starts_with('$') {
+                    let inner = cfg::pv::parse(name)
+                        .map_err(|e| self.diags.push(Diagnostic::error(e, span)))?;
+                    Dyn::Var(Box::new(self.read(&inner, span)?))
+                } else {
+                    Dyn::Static(name.to_owned())
+                };
+                let index = match &spec.index {
+                    Some(cfg::pv::PvIndex::Var(v)) => Dyn::Var(Box::new(self.read(v, span)?)),
+                    Some(cfg::pv::PvIndex::At(i)) => Dyn::Static(crate::pv::Index::At(*i)),
+                    Some(cfg::pv::PvIndex::All) => Dyn::Static(crate::pv::Index::All),
+                    _ => Dyn::Static(crate::pv::Index::First),
+                };
+                Read::DynHeader { name, index }
+            }
+            ("avp", Some(name))
+                if !name.contains('$') && matches!(spec.index, Some(cfg::pv::PvIndex::Var(_))) =>
+            {
+                let Some(cfg::pv::PvIndex::Var(v)) = &spec.index else {
+                    return Err(());
+                };
+                let at = self.read(v, span)?;
+                Read::AvpAt(self.avp(name), Box::new(at))
+            }
             ("avp", Some(name)) if !name.contains('$') => {
                 let index = match &spec.index {
                     None => crate::pv::Index::First,

@@ -343,6 +343,27 @@ impl Run<'_> {
             Read::Retcode => Value::Int(self.ctx.retcode),
             Read::Param(i) => self.params.get(*i).cloned().unwrap_or_default(),
             Read::Flag(bit) => Value::Int(i64::from(self.ctx.flags & (1 << bit) != 0)),
+            Read::DynHeader { name, index } => {
+                let name = match name {
+                    super::ir::Dyn::Static(n) => n.clone(),
+                    super::ir::Dyn::Var(p) => self.read(p)?.to_text().into_owned(),
+                };
+                let index = match index {
+                    super::ir::Dyn::Static(i) => *i,
+                    super::ir::Dyn::Var(p) => match self.read(p)?.as_int() {
+                        Some(i) => crate::pv::Index::At(i),
+                        None => return Ok(Value::Null),
+                    },
+                };
+                crate::pv::CorePv::Header(crate::pv::HeaderSel::new(&name), index).read(self.ctx)
+            }
+            Read::AvpAt(id, at) => {
+                let Some(i) = self.read(at)?.as_int() else {
+                    return Ok(Value::Null);
+                };
+                let stack = self.ctx.avps.get(*id).map_or(&[][..], Vec::as_slice);
+                avp_get(stack, crate::pv::Index::At(i))
+            }
             Read::Const(v) => v.clone(),
             Read::Avp(id, index) => {
                 let stack = self.ctx.avps.get(*id).map_or(&[][..], Vec::as_slice);

@@ -19,6 +19,13 @@ pub(crate) enum Read {
     Avp(usize, crate::pv::Index),
     /// `$msg.flag(NAME)`: 1 when set, 0 when not.
     Flag(u32),
+    /// `$hdr($var(h))`, `$(hdr(Via)[$var(i)])`: a header chosen at run time.
+    DynHeader {
+        name: Dyn<String>,
+        index: Dyn<crate::pv::Index>,
+    },
+    /// `$(avp(x)[$var(i)])`.
+    AvpAt(usize, Box<PvRead>),
     /// Known when the script is compiled (`$cfg_line`, `$cfg_file`).
     Const(Value),
 }
@@ -28,6 +35,13 @@ pub(crate) enum Read {
 pub(crate) struct PvRead {
     pub read: Read,
     pub transforms: Vec<(Compiled, Vec<Expr>)>,
+}
+
+/// A part known at load time or read from a variable at run time.
+#[derive(Debug, Clone)]
+pub(crate) enum Dyn<T> {
+    Static(T),
+    Var(Box<PvRead>),
 }
 
 /// An assignable variable.
