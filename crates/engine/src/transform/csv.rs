@@ -99,15 +99,7 @@ mod tests {
     use crate::Value;
     use crate::transform::TransformOp;
 
-    fn ap(name: &str, input: &str, args: &[&str]) -> Value {
-        let args: Vec<Value> = args.iter().map(|a| Value::str(a)).collect();
-        TransformOp::lookup(name, args.len())
-            .unwrap()
-            .apply(&Value::str(input), &args)
-    }
-    fn s(x: &str) -> Value {
-        Value::str(x)
-    }
+    use crate::transform::testing::{ap, s};
 
     #[test]
     fn count_and_value() {

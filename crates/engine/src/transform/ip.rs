@@ -150,15 +150,7 @@ mod tests {
     use super::*;
     use crate::Value;
 
-    fn ap(name: &str, input: &str, args: &[&str]) -> Value {
-        let args: Vec<Value> = args.iter().map(|a| Value::str(a)).collect();
-        TransformOp::lookup(name, args.len())
-            .unwrap()
-            .apply(&Value::str(input), &args)
-    }
-    fn s(x: &str) -> Value {
-        Value::str(x)
-    }
+    use crate::transform::testing::{ap, s};
     fn chain(input: &str, ops: &[TransformOp]) -> Value {
         let mut v = TrValue::from(&s(input));
         for op in ops {

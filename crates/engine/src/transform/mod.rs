@@ -70,6 +70,8 @@ mod names;
 mod params;
 mod regex_subst;
 mod strings;
+#[cfg(test)]
+mod testing;
 mod uri;
 mod via;
 

@@ -152,15 +152,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn ap(name: &str, input: &str, args: &[&str]) -> Value {
-        let args: Vec<Value> = args.iter().map(|a| Value::str(a)).collect();
-        TransformOp::lookup(name, args.len())
-            .unwrap()
-            .apply(&Value::str(input), &args)
-    }
-    fn s(x: &str) -> Value {
-        Value::str(x)
-    }
+    use crate::transform::testing::{ap, s};
 
     fn list(x: &str) -> Option<Vec<(String, Option<String>)>> {
         let mut v = Vec::new();

@@ -67,15 +67,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn ap(name: &str, input: &str, args: &[&str]) -> Value {
-        let args: Vec<Value> = args.iter().map(|a| Value::str(a)).collect();
-        TransformOp::lookup(name, args.len())
-            .unwrap()
-            .apply(&Value::str(input), &args)
-    }
-    fn s(x: &str) -> Value {
-        Value::str(x)
-    }
+    use crate::transform::testing::{ap, s};
 
     const U: &str = "sip:alice:secret@example.com:5070;transport=tcp;ttl=5;user=phone;\
                      maddr=10.0.0.1;method=INVITE;lr=on;r2=on;foo;Bar=baz?subject=hi&x=y";

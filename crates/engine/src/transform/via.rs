@@ -79,15 +79,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn ap(name: &str, input: &str, args: &[&str]) -> Value {
-        let args: Vec<Value> = args.iter().map(|a| Value::str(a)).collect();
-        TransformOp::lookup(name, args.len())
-            .unwrap()
-            .apply(&Value::str(input), &args)
-    }
-    fn s(x: &str) -> Value {
-        Value::str(x)
-    }
+    use crate::transform::testing::{ap, s};
 
     const V: &str = "SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK776;received=198.51.100.7;\
                      rport=6000;Foo=\"x y\";hidden";
