@@ -113,58 +113,53 @@ fn header_lines(txt: &str) -> Option<Vec<(String, String)>> {
     (!out.is_empty()).then_some(out)
 }
 
-/// `append_hf(txt[, hdr])`: after the last header, or after the first `hdr`.
-fn append_hf(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+/// Where `append_hf` / `insert_hf` put their headers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// After the last header, or after the first anchor header.
+    After,
+    /// Before the first header, or before the first anchor header.
+    Before,
+}
+
+/// Adds the header lines of `args[0]` at `place`, relative to the optional anchor `args[1]`.
+fn add_headers(f: &mut FnCtx<'_>, args: &[Value], place: Place) -> i64 {
     let Some(lines) = header_lines(&text(args.first())) else {
         return -1;
     };
-    let anchor = args
-        .get(1)
-        .filter(|v| !v.is_null())
-        .map(|v| v.to_text().into_owned());
-    match anchor {
-        Some(a) => {
-            let Some(i) = first_index(&f.msg.msg, &a) else {
-                return -1;
-            };
-            for (n, v) in lines.iter().rev() {
-                f.msg.edits.insert_after(i, n, v);
-            }
-        }
-        None => {
-            for (n, v) in &lines {
-                f.msg.edits.append(n, v);
-            }
-        }
+    let anchor = match args.get(1).filter(|v| !v.is_null()) {
+        Some(a) => match first_index(&f.msg.msg, &a.to_text()) {
+            Some(i) => Some(i),
+            None => return -1,
+        },
+        None => None,
+    };
+    let edits = &mut f.msg.edits;
+    match (place, anchor) {
+        (Place::After, Some(i)) => lines.iter().rev().for_each(|(n, v)| {
+            edits.insert_after(i, n, v);
+        }),
+        (Place::After, None) => lines.iter().for_each(|(n, v)| {
+            edits.append(n, v);
+        }),
+        (Place::Before, Some(i)) => lines.iter().for_each(|(n, v)| {
+            edits.insert_before(i, n, v);
+        }),
+        (Place::Before, None) => lines.iter().rev().for_each(|(n, v)| {
+            edits.add_first(n, v);
+        }),
     }
     1
 }
 
+/// `append_hf(txt[, hdr])`: after the last header, or after the first `hdr`.
+fn append_hf(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    add_headers(f, args, Place::After)
+}
+
 /// `insert_hf(txt[, hdr])`: before the first header, or before the first `hdr`.
 fn insert_hf(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let Some(lines) = header_lines(&text(args.first())) else {
-        return -1;
-    };
-    let anchor = args
-        .get(1)
-        .filter(|v| !v.is_null())
-        .map(|v| v.to_text().into_owned());
-    match anchor {
-        Some(a) => {
-            let Some(i) = first_index(&f.msg.msg, &a) else {
-                return -1;
-            };
-            for (n, v) in &lines {
-                f.msg.edits.insert_before(i, n, v);
-            }
-        }
-        None => {
-            for (n, v) in lines.iter().rev() {
-                f.msg.edits.add_first(n, v);
-            }
-        }
-    }
-    1
+    add_headers(f, args, Place::Before)
 }
 
 /// `remove_hf(name)`: every instance; true when at least one was removed.
