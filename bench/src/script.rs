@@ -35,8 +35,25 @@ fn noop(_: &mut FnCtx<'_>, _: &[Value]) -> i64 {
 const ANY_ARGS: &[(Param, bool)] = &[(Param::Str, true); 8];
 
 /// Every module of the OpenSIPS catalog as rsips would see it if it had them, each function a
-/// no-op; `sipmsgops` is the real one.
+/// no-op; `sipmsgops` is the real one. The stubs declare the parameters the stock
+/// `opensips.cfg` sets, so its `modparam`s pass the strict check.
 pub fn stub_modules() -> Available {
+    let config = opensips_cfg();
+    let mut sources = cfg::SourceMap::new();
+    let parsed = cfg::parse(&mut sources, std::path::Path::new("opensips.cfg"), config);
+    let mut params: Vec<(String, &'static str)> = Vec::new();
+    for item in &parsed.config.items {
+        if let cfg::ast::Item::ModParam { module, param, .. } = item {
+            params.push((
+                module.node.clone(),
+                Box::leak(param.node.clone().into_boxed_str()),
+            ));
+        }
+    }
+    stub_modules_with(&params)
+}
+
+fn stub_modules_with(params: &[(String, &'static str)]) -> Available {
     let mut modules: Vec<&'static ModuleSpec> = vec![&sipmsgops::MODULE];
     let mut builtin = Vec::new();
     for (name, functions) in engine::catalog::MODULES {
@@ -56,7 +73,13 @@ pub fn stub_modules() -> Available {
                 run: noop,
             })
             .collect();
+        let declared: Vec<(&'static str, engine::ParamType)> = params
+            .iter()
+            .filter(|(m, _)| m == name)
+            .map(|(_, p)| (*p, engine::ParamType::Any))
+            .collect();
         let spec = ModuleSpec {
+            params: Box::leak(declared.into_boxed_slice()),
             name,
             functions: Box::leak(specs.into_boxed_slice()),
         };

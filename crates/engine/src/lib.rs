@@ -15,7 +15,7 @@ mod value;
 
 pub use check::{Available, check};
 pub use ctx::{MsgCtx, Receipt};
-pub use module::{FnCtx, FnSpec, ModuleSpec, Param, Routes, ScriptFn};
+pub use module::{FnCtx, FnSpec, ModuleSpec, Param, ParamType, Routes, ScriptFn};
 pub use pv::CorePv;
 pub use script::{Limits, Log, MemoryLog, Outcome, Script, ScriptError, Worker};
 pub use value::Value;

@@ -113,12 +113,23 @@ impl FnSpec {
     }
 }
 
+/// The type of a module parameter; OpenSIPS checks it strictly (`modparam` "type mismatch").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    Int,
+    Str,
+    /// Accepts either (OpenSIPS registers both types for a few parameters).
+    Any,
+}
+
 /// A module as the engine sees it.
 #[derive(Debug)]
 pub struct ModuleSpec {
     /// The OpenSIPS name (`sipmsgops`, `tm` …).
     pub name: &'static str,
     pub functions: &'static [FnSpec],
+    /// `modparam` parameters and their types.
+    pub params: &'static [(&'static str, ParamType)],
 }
 
 impl ModuleSpec {

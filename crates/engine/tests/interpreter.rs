@@ -504,3 +504,46 @@ fn dynamic_header_names_and_variable_indexes() {
         ]
     );
 }
+
+static TYPED: engine::ModuleSpec = engine::ModuleSpec {
+    name: "sipmsgops",
+    functions: &[],
+    params: &[
+        ("timeout", engine::ParamType::Int),
+        ("url", engine::ParamType::Str),
+        ("either", engine::ParamType::Any),
+    ],
+};
+
+#[test]
+fn modparams_are_checked_strictly_for_implemented_modules() {
+    let check = |src: &str| -> String {
+        let mut sources = cfg::SourceMap::new();
+        let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.to_owned());
+        let available = Available {
+            modules: vec![&TYPED],
+            builtin: vec![],
+        };
+        engine::check(&parsed.config, &sources, &available)
+            .iter()
+            .map(|d| d.render(&sources))
+            .collect()
+    };
+    let ok = "loadmodule \"sipmsgops.so\"\nmodparam(\"sipmsgops\", \"timeout\", 5)\nmodparam(\"SIPMSG.*\", \"url\", \"x\")\nmodparam(\"sipmsgops\", \"either\", 1)\nroute { exit; }";
+    assert_eq!(check(ok), "");
+    let bad = "loadmodule \"sipmsgops.so\"\nmodparam(\"sipmsgops\", \"timeout\", \"5\")\nmodparam(\"sipmsgops\", \"url\", 3)\nmodparam(\"sipmsgops\", \"timout\", 5)\nroute { exit; }";
+    let out = check(bad);
+    assert!(
+        out.contains("type mismatch: `timeout` of module `sipmsgops` takes a number"),
+        "{out}"
+    );
+    assert!(
+        out.contains("type mismatch: `url` of module `sipmsgops` takes a string"),
+        "{out}"
+    );
+    assert!(
+        out.contains("parameter `timout` not found in module `sipmsgops`"),
+        "{out}"
+    );
+    assert!(out.contains("did you mean `timeout`?"), "{out}");
+}

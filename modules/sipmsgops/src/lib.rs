@@ -22,6 +22,8 @@ const REPLYING: Routes = Routes::REQUEST
 /// The module as the engine sees it.
 pub static MODULE: ModuleSpec = ModuleSpec {
     name: "sipmsgops",
+    // OpenSIPS 4.0 sipmsgops has no modparams.
+    params: &[],
     functions: &[
         FnSpec {
             name: "append_hf",

@@ -210,7 +210,6 @@ impl<'a> Checker<'a> {
         param: &Spanned<String>,
         value: &Spanned<ParamValue>,
     ) {
-        let _ = (param, value);
         // OpenSIPS matches the first argument as an extended, case-insensitive regex anchored as
         // `^(X)$` against every loaded module name ("auth_db|usrloc", "xcap|presence").
         let re = match regex::RegexBuilder::new(&format!("^({})$", module.node))
@@ -252,7 +251,56 @@ impl<'a> Checker<'a> {
             }
             self.diags.push(d);
         }
-        // Parameter names and types of rsips' own modules are checked by those modules.
+        for m in self
+            .available
+            .modules
+            .iter()
+            .filter(|m| re.is_match(m.name))
+        {
+            if self.loaded.get(m.name) != Some(&Loaded::Yes) {
+                continue;
+            }
+            match m.params.iter().find(|(n, _)| *n == param.node) {
+                None => {
+                    let mut d = Diagnostic::error(
+                        format!(
+                            "parameter `{}` not found in module `{}`",
+                            param.node, m.name
+                        ),
+                        param.span,
+                    );
+                    if let Some(s) = cfg::suggest(&param.node, m.params.iter().map(|(n, _)| *n)) {
+                        d = d.with_help(format!("did you mean `{s}`?"));
+                    }
+                    self.diags.push(d);
+                }
+                Some((_, ty)) => {
+                    let ok = matches!(
+                        (ty, &value.node),
+                        (crate::module::ParamType::Any, _)
+                            | (crate::module::ParamType::Int, ParamValue::Int(_))
+                            | (crate::module::ParamType::Str, ParamValue::Str(_))
+                    );
+                    if !ok {
+                        let want = if *ty == crate::module::ParamType::Int {
+                            "a number"
+                        } else {
+                            "a string"
+                        };
+                        self.diags.push(
+                            Diagnostic::error(
+                                format!(
+                                    "type mismatch: `{}` of module `{}` takes {want}",
+                                    param.node, m.name
+                                ),
+                                value.span,
+                            )
+                            .with_label("wrong type of value"),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     fn socket(&mut self, s: &Spanned<cfg::socket::SocketDef>) {
