@@ -547,3 +547,13 @@ fn modparams_are_checked_strictly_for_implemented_modules() {
     );
     assert!(out.contains("did you mean `timeout`?"), "{out}");
 }
+
+#[test]
+fn route_and_level_pvs() {
+    let l = logs(
+        r#"xlog_level=3
+        route { xlog("in $route.name ($route.type) level $xlog_level\n"); route(sub); xlog("back in $route\n"); }
+        route[sub] { xlog("in $route\n"); }"#,
+    );
+    assert_eq!(l, ["in 0 (request) level 3\n", "in sub\n", "back in 0\n"]);
+}

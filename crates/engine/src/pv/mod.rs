@@ -3,6 +3,7 @@
 //! a string lookup. Reads are in `read.rs`.
 
 mod read;
+pub mod time;
 
 use cfg::pv::{PvIndex, PvSpec};
 use sip::HeaderName;
@@ -98,6 +99,30 @@ pub enum CorePv {
     TimeSecs,
     TimeMicros,
     Pid,
+    /// `$time(fmt)` (strftime, UTC) and `$Tf` (ctime form).
+    Time(String),
+    TimeCtime,
+    /// `$mf` / `$bf`: message and branch flags as an integer.
+    MsgFlags,
+    BranchFlags,
+    /// `$ct.fields(uri|name|q|expires|methods|received|params)` of the first Contact.
+    ContactField(ContactField),
+    /// `$(hdr_name[N])`: the name of the N-th header line as written.
+    HeaderNameAt(i64),
+    /// `$C(xy)`: terminal colour escape (x foreground, y background).
+    Color(String),
+}
+
+/// A field of `$ct.fields(...)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactField {
+    Uri,
+    Name,
+    Q,
+    Expires,
+    Methods,
+    Received,
+    Params,
 }
 
 /// A credentials attribute.
@@ -227,6 +252,26 @@ impl CorePv {
             ("Ts", None) => CorePv::TimeSecs,
             ("Tsm", None) => CorePv::TimeMicros,
             ("pp", None) => CorePv::Pid,
+            ("time", Some(fmt)) => CorePv::Time(fmt.to_owned()),
+            ("Tf", None) => CorePv::TimeCtime,
+            ("mf", None) => CorePv::MsgFlags,
+            ("bf", None) => CorePv::BranchFlags,
+            ("ct.fields", Some(f)) => CorePv::ContactField(match f {
+                "uri" => ContactField::Uri,
+                "name" => ContactField::Name,
+                "q" => ContactField::Q,
+                "expires" => ContactField::Expires,
+                "methods" => ContactField::Methods,
+                "received" => ContactField::Received,
+                "params" => ContactField::Params,
+                _ => return None,
+            }),
+            ("hdr_name", None) => CorePv::HeaderNameAt(match spec.index {
+                None => 0,
+                Some(PvIndex::At(i)) => i,
+                _ => return None,
+            }),
+            ("C", Some(c)) => CorePv::Color(c.to_owned()),
             ("socket_in", None) => CorePv::SocketIn(None),
             ("socket_in", Some(f)) => CorePv::SocketIn(Some(match f {
                 "ip" => SocketField::Ip,

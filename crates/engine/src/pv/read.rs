@@ -148,6 +148,32 @@ impl CorePv {
                 })
             }
             CorePv::Pid => Value::Int(i64::from(std::process::id())),
+            CorePv::Time(fmt) => Value::from(super::time::strftime(unix_now(), fmt)),
+            CorePv::TimeCtime => Value::from(super::time::ctime(unix_now())),
+            CorePv::MsgFlags => Value::Int(ctx.flags as i64),
+            CorePv::BranchFlags => Value::Int(ctx.branch_flags as i64),
+            CorePv::ContactField(f) => {
+                let Some(Ok(c)) = msg.addresses(sip::HeaderName::Contact).next() else {
+                    return Value::Null;
+                };
+                use super::ContactField as F;
+                match f {
+                    F::Uri => text(msg, c.uri().as_str()),
+                    F::Name => addr_part(msg, Some(c), AddrPart::Name),
+                    F::Q => opt_text(msg, c.q()),
+                    F::Expires => c
+                        .expires()
+                        .map_or(Value::Null, |e| Value::Int(i64::from(e))),
+                    F::Methods => opt_text(msg, c.param("methods").flatten()),
+                    F::Received => opt_text(msg, c.param("received").flatten()),
+                    F::Params => opt_text(msg, Some(c.params().as_str()).filter(|p| !p.is_empty())),
+                }
+            }
+            CorePv::HeaderNameAt(i) => {
+                let names: Vec<&str> = msg.headers().map(|h| h.name_str).collect();
+                pick(msg, &names, Index::At(*i))
+            }
+            CorePv::Color(c) => Value::from(color(c)),
             CorePv::SocketIn(field) => {
                 let Some(r) = ctx.receipt.as_ref() else {
                     return Value::Null;
@@ -167,6 +193,35 @@ impl CorePv {
                 }
             }
         }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `$C(xy)`: ANSI colours; x/y from `s r g y b p c w` (black … white) or `x` (default).
+fn color(spec: &str) -> String {
+    let code = |c: Option<char>, base: u8| match c {
+        Some('s') => Some(base),
+        Some('r') => Some(base + 1),
+        Some('g') => Some(base + 2),
+        Some('y') => Some(base + 3),
+        Some('b') => Some(base + 4),
+        Some('p') => Some(base + 5),
+        Some('c') => Some(base + 6),
+        Some('w') => Some(base + 7),
+        _ => None,
+    };
+    let mut ch = spec.chars();
+    let (fg, bg) = (code(ch.next(), 30), code(ch.next(), 40));
+    match (fg, bg) {
+        (None, None) => "\x1b[0m".to_owned(),
+        (Some(f), None) => format!("\x1b[{f}m"),
+        (None, Some(b)) => format!("\x1b[{b}m"),
+        (Some(f), Some(b)) => format!("\x1b[{f};{b}m"),
     }
 }
 
@@ -305,6 +360,12 @@ v=0\n";
         assert_eq!(read(&c, "$sp"), Value::Int(5070));
         assert_eq!(read(&c, "$ml"), Value::Int(REQ.len() as i64));
         assert_eq!(read(&c, "$rb"), Value::str("v=0\n"));
+        assert_eq!(
+            read(&c, "$ct.fields(uri)"),
+            Value::str("sip:alice@pc33.atlanta.com")
+        );
+        assert_eq!(read(&c, "$ct.fields(expires)"), Value::Null);
+        assert_eq!(read(&c, "$mf"), Value::Int(0));
         assert_eq!(read(&c, "$socket_in"), Value::str("udp:127.0.0.1:5060"));
         assert_eq!(read(&c, "$socket_in(proto)"), Value::str("udp"));
         assert_eq!(read(&c, "$socket_in(port)"), Value::Int(5060));
@@ -419,6 +480,18 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(read(&c, "$msg.is_request"), Value::Int(1));
         assert_eq!(read(&c, "$msg.type"), Value::str("request"));
         assert_eq!(read(&c, "$pp"), Value::Int(i64::from(std::process::id())));
+        assert_eq!(read(&c, "$(hdr_name[0])"), Value::str("Via"));
+        assert_eq!(read(&c, "$(hdr_name[-1])"), Value::str("Content-Length"));
+        assert_eq!(read(&c, "$C(rx)"), Value::str("\x1b[31m"));
+        assert_eq!(read(&c, "$C(xx)"), Value::str("\x1b[0m"));
+        let Value::Str(y) = read(&c, "$time(%Y)") else {
+            panic!()
+        };
+        assert_eq!(y.len(), 4);
+        let Value::Str(tf) = read(&c, "$Tf") else {
+            panic!()
+        };
+        assert!(tf.ends_with(&*y), "{tf}");
         let Value::Int(ts) = read(&c, "$Ts") else {
             panic!()
         };

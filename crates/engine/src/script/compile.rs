@@ -208,6 +208,9 @@ impl Lower<'_> {
                 self.sources.path(span.file).display().to_string(),
             )),
             ("msg.flag", Some(name)) => Read::Flag(self.flag_named(name, span)?),
+            ("route" | "route.name", None) => Read::RouteName,
+            ("route.type", None) => Read::RouteType,
+            ("xlog_level", None) => Read::XlogLevel,
             ("hdr", Some(name))
                 if name.starts_with('$')
                     || matches!(spec.index, Some(cfg::pv::PvIndex::Var(_))) =>

@@ -35,6 +35,8 @@ pub(crate) struct Run<'a> {
     pub ops: u64,
     pub depth: usize,
     pub params: Vec<Value>,
+    /// The index of the route being run.
+    pub route: usize,
 }
 
 /// C `int` arithmetic, as OpenSIPS does it.
@@ -365,6 +367,13 @@ impl Run<'_> {
                 avp_get(stack, crate::pv::Index::At(i))
             }
             Read::Const(v) => v.clone(),
+            Read::RouteName => match self.script.route_names.get(self.route) {
+                Some(n) if n.is_empty() => Value::str("0"),
+                Some(n) => Value::str(n),
+                None => Value::Null,
+            },
+            Read::RouteType => Value::str("request"),
+            Read::XlogLevel => Value::Int(i64::from(self.script.xlog_level)),
             Read::Avp(id, index) => {
                 let stack = self.ctx.avps.get(*id).map_or(&[][..], Vec::as_slice);
                 avp_get(stack, *index)
@@ -503,10 +512,12 @@ impl Run<'_> {
             return Ok(-1);
         };
         let saved = std::mem::replace(&mut self.params, params);
+        let caller = std::mem::replace(&mut self.route, index);
         self.depth += 1;
         let r = self.stmts(body);
         self.depth -= 1;
         self.params = saved;
+        self.route = caller;
         let code = match r {
             Ok(c) => c,
             Err(Halt::Return(c)) => c,

@@ -28,6 +28,11 @@ pub(crate) enum Read {
     AvpAt(usize, Box<PvRead>),
     /// Known when the script is compiled (`$cfg_line`, `$cfg_file`).
     Const(Value),
+    /// `$route` / `$route.name`: the running route's name; `$route.type`: its kind.
+    RouteName,
+    RouteType,
+    /// `$xlog_level`
+    XlogLevel,
 }
 
 /// A readable variable with its transformations.

@@ -94,6 +94,8 @@ pub struct Script {
     names: compile::Names,
     /// `enable_asserts`: `assert()` is a no-op unless set.
     pub(crate) asserts: bool,
+    /// Request route names by index ("" for the main route).
+    pub(crate) route_names: Vec<String>,
 }
 
 /// `proto:host:port` of every configured listening socket (each port of a range).
@@ -180,6 +182,12 @@ impl Script {
                 _ => {}
             }
         }
+        let mut route_names = vec![String::new(); routes.len()];
+        for (name, &i) in &names.routes {
+            if let Some(slot) = route_names.get_mut(i) {
+                *slot = name.clone();
+            }
+        }
         Ok(Script {
             routes,
             main,
@@ -188,6 +196,7 @@ impl Script {
             myself,
             names,
             asserts,
+            route_names,
         })
     }
 
@@ -226,6 +235,7 @@ impl Script {
             ops: 0,
             depth: 0,
             params: Vec::new(),
+            route: main,
         };
         match run.route(main, Vec::new()) {
             Ok(_) | Err(exec::Halt::Exit) | Err(exec::Halt::Return(_)) | Err(exec::Halt::Break) => {
