@@ -557,3 +557,15 @@ fn route_and_level_pvs() {
     );
     assert_eq!(l, ["in 0 (request) level 3\n", "in sub\n", "back in 0\n"]);
 }
+
+#[test]
+fn return_values() {
+    let l = logs(
+        r#"route {
+        route(lookup_user, "alice");
+        xlog("rc=$rc user=$return(0) domain=$return(1) none=$return(2)\n");
+    }
+    route[lookup_user] { return(2, $param(1), "example.com"); }"#,
+    );
+    assert_eq!(l, ["rc=2 user=alice domain=example.com none=<null>\n"]);
+}

@@ -73,11 +73,21 @@ impl Lower<'_> {
                 cases,
                 default,
             } => self.switch(subject, cases, default.as_deref())?,
-            StmtKind::Return(values) => match values.first() {
-                None => Stmt::Return(None),
-                Some(None) => Stmt::Return(Some(Expr::Const(Value::Int(1)))),
-                Some(Some(e)) => Stmt::Return(Some(self.expr(e)?)),
-            },
+            StmtKind::Return(values) => {
+                let code = match values.first() {
+                    None => None,
+                    Some(None) => Some(Expr::Const(Value::Int(1))),
+                    Some(Some(e)) => Some(self.expr(e)?),
+                };
+                let mut extra = Vec::new();
+                for v in values.iter().skip(1) {
+                    extra.push(match v {
+                        Some(e) => self.expr(e)?,
+                        None => Expr::Const(Value::Null),
+                    });
+                }
+                Stmt::Return(code, extra)
+            }
             StmtKind::Exit => Stmt::Exit,
             StmtKind::Drop => Stmt::Drop,
             StmtKind::Break => Stmt::Break,
@@ -211,6 +221,10 @@ impl Lower<'_> {
             ("route" | "route.name", None) => Read::RouteName,
             ("route.type", None) => Read::RouteType,
             ("xlog_level", None) => Read::XlogLevel,
+            ("return", Some(i)) => match i.trim().parse::<usize>() {
+                Ok(i) => Read::Returned(i),
+                Err(_) => return self.fail(unsupported(format!("`$return({i})`"), span)),
+            },
             ("hdr", Some(name))
                 if name.starts_with('$')
                     || matches!(spec.index, Some(cfg::pv::PvIndex::Var(_))) =>

@@ -37,6 +37,8 @@ pub(crate) struct Run<'a> {
     pub params: Vec<Value>,
     /// The index of the route being run.
     pub route: usize,
+    /// Values of the last `return(code, values…)`.
+    pub returned: Vec<Value>,
 }
 
 /// C `int` arithmetic, as OpenSIPS does it.
@@ -99,7 +101,7 @@ impl Run<'_> {
                 default,
                 body,
             } => return self.switch(subject, cases, *default, body),
-            Stmt::Return(v) => {
+            Stmt::Return(v, extra) => {
                 let code = match v {
                     None => 1,
                     Some(e) => match self.value(e)? {
@@ -108,6 +110,13 @@ impl Run<'_> {
                         Value::Null => -1,
                     },
                 };
+                if !extra.is_empty() {
+                    let mut values = Vec::with_capacity(extra.len());
+                    for e in extra {
+                        values.push(self.value(e)?);
+                    }
+                    self.returned = values;
+                }
                 return Err(if code == 0 {
                     Halt::Exit
                 } else {
@@ -374,6 +383,7 @@ impl Run<'_> {
             },
             Read::RouteType => Value::str("request"),
             Read::XlogLevel => Value::Int(i64::from(self.script.xlog_level)),
+            Read::Returned(i) => self.returned.get(*i).cloned().unwrap_or_default(),
             Read::Avp(id, index) => {
                 let stack = self.ctx.avps.get(*id).map_or(&[][..], Vec::as_slice);
                 avp_get(stack, *index)

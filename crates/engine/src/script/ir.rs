@@ -33,6 +33,8 @@ pub(crate) enum Read {
     RouteType,
     /// `$xlog_level`
     XlogLevel,
+    /// `$return(i)`: a value returned by the last route that returned values (0-based).
+    Returned(usize),
 }
 
 /// A readable variable with its transformations.
@@ -193,7 +195,8 @@ pub(crate) enum Stmt {
         default: Option<usize>,
         body: Vec<Stmt>,
     },
-    Return(Option<Expr>),
+    /// `return(code, values…)`; the values are read with `$return(i)`.
+    Return(Option<Expr>, Vec<Expr>),
     Exit,
     Drop,
     Break,

@@ -236,6 +236,7 @@ impl Script {
             depth: 0,
             params: Vec::new(),
             route: main,
+            returned: Vec::new(),
         };
         match run.route(main, Vec::new()) {
             Ok(_) | Err(exec::Halt::Exit) | Err(exec::Halt::Return(_)) | Err(exec::Halt::Break) => {
