@@ -5,7 +5,8 @@
 use bytestring::ByteString;
 use cfg::ast::{AssignOp, BinOp, CmpOp};
 
-use super::ir::{Assign, Call, CoreFn, Expr, Piece, PvRead, Read, Stmt, Write};
+use super::avp::{avp_get, avp_set};
+use super::ir::{Assign, Call, Expr, Piece, PvRead, Read, Stmt, Write};
 use super::{Limits, Log, Script, ScriptError, Worker};
 use crate::ctx::MsgCtx;
 use crate::value::Value;
@@ -24,7 +25,7 @@ pub(crate) enum Halt {
     Fail(ScriptError),
 }
 
-type R<T> = Result<T, Halt>;
+pub(crate) type R<T> = Result<T, Halt>;
 
 pub(crate) struct Run<'a> {
     pub script: &'a Script,
@@ -537,178 +538,6 @@ impl Run<'_> {
         self.ctx.retcode = code;
         Ok(code)
     }
-
-    fn text_arg(&mut self, e: &Expr) -> R<String> {
-        Ok(self.value(e)?.to_text().into_owned())
-    }
-
-    fn core(&mut self, f: &CoreFn) -> R<i64> {
-        let ctx = &mut *self.ctx;
-        Ok(match f {
-            CoreFn::SetFlag(b) => {
-                ctx.flags |= 1 << b;
-                1
-            }
-            CoreFn::ResetFlag(b) => {
-                ctx.flags &= !(1 << b);
-                1
-            }
-            CoreFn::IsFlagSet(b) => bool_code(ctx.flags & (1 << b) != 0),
-            CoreFn::SetBFlag(b) => {
-                ctx.branch_flags |= 1 << b;
-                1
-            }
-            CoreFn::ResetBFlag(b) => {
-                ctx.branch_flags &= !(1 << b);
-                1
-            }
-            CoreFn::IsBFlagSet(b) => bool_code(ctx.branch_flags & (1 << b) != 0),
-            CoreFn::RevertUri => {
-                ctx.new_ruri = None;
-                1
-            }
-            CoreFn::ResetDstUri => {
-                ctx.dst_uri = None;
-                1
-            }
-            CoreFn::IsDstUriSet => bool_code(ctx.dst_uri.is_some()),
-            CoreFn::SetUri(e) => {
-                let t = self.text_arg(e)?;
-                bool_code(self.ctx.set_ruri(&t))
-            }
-            CoreFn::SetHost(e) => {
-                let t = self.text_arg(e)?;
-                bool_code(self.ctx.set_ruri_host(&t))
-            }
-            CoreFn::SetHostPort(e) => {
-                let t = self.text_arg(e)?;
-                let (h, p) = t
-                    .rsplit_once(':')
-                    .filter(|(_, p)| p.parse::<u16>().is_ok())
-                    .unwrap_or((&t, ""));
-                bool_code(self.ctx.set_ruri_host(h) && (p.is_empty() || self.ctx.set_ruri_port(p)))
-            }
-            CoreFn::SetUser(e) => {
-                let t = self.text_arg(e)?;
-                bool_code(self.ctx.set_ruri_user(&t))
-            }
-            CoreFn::SetPort(e) => {
-                let t = self.text_arg(e)?;
-                bool_code(self.ctx.set_ruri_port(&t))
-            }
-            CoreFn::Prefix(e) => {
-                let t = self.text_arg(e)?;
-                let user = self.ctx.ruri_user().unwrap_or_default();
-                bool_code(self.ctx.set_ruri_user(&format!("{t}{user}")))
-            }
-            CoreFn::Strip(e) | CoreFn::StripTail(e) => {
-                let n = self.value(e)?.as_int().unwrap_or(0).max(0) as usize;
-                let user = self.ctx.ruri_user().unwrap_or_default();
-                let keep: String = if matches!(f, CoreFn::Strip(_)) {
-                    user.chars().skip(n).collect()
-                } else {
-                    user.chars()
-                        .take(user.chars().count().saturating_sub(n))
-                        .collect()
-                };
-                bool_code(self.ctx.set_ruri_user(&keep))
-            }
-            CoreFn::SetDstUri(e) => {
-                let t = self.text_arg(e)?;
-                let ok = sip::Uri::parse(&t).is_ok();
-                if ok {
-                    self.ctx.dst_uri = Some(t);
-                }
-                bool_code(ok)
-            }
-            CoreFn::ForceRport => {
-                self.ctx.force_rport = true;
-                1
-            }
-            CoreFn::ForceSendSocket(s) => {
-                self.ctx.send_socket = Some(s.clone());
-                1
-            }
-            CoreFn::IsMyself(h, p) => {
-                let host = self.text_arg(h)?;
-                let port = match p {
-                    Some(p) => self.value(p)?.as_int().and_then(|p| u16::try_from(p).ok()),
-                    None => None,
-                };
-                bool_code(self.script.is_myself(&host, port))
-            }
-        })
-    }
-}
-
-/// Reads an AVP stack (oldest first): index 0 is the newest value, negative indexes count from
-/// the oldest, `[*]` joins every value newest first.
-fn avp_get(stack: &[Value], index: crate::pv::Index) -> Value {
-    use crate::pv::Index;
-    let len = stack.len() as i64;
-    let at = match index {
-        Index::First => len - 1,
-        Index::At(i) if i >= 0 => len - 1 - i,
-        Index::At(i) => -i - 1,
-        Index::All => {
-            let all: Vec<String> = stack
-                .iter()
-                .rev()
-                .map(|v| v.to_text().into_owned())
-                .collect();
-            return if all.is_empty() {
-                Value::Null
-            } else {
-                Value::from(all.join(", "))
-            };
-        }
-    };
-    if at < 0 {
-        Value::Null
-    } else {
-        stack.get(at as usize).cloned().unwrap_or_default()
-    }
-}
-
-/// Writes an AVP stack with OpenSIPS' assignment forms (`=` push, `:=` replace all, `[N]`
-/// replace one, `[append]` add oldest, `NULL` delete).
-fn avp_set(stack: &mut Vec<Value>, slot: super::ir::AvpSlot, op: AssignOp, v: Value) {
-    use super::ir::AvpSlot;
-    match (slot, op) {
-        (AvpSlot::All, _) | (AvpSlot::Newest, AssignOp::Replace) => {
-            stack.clear();
-            if !v.is_null() {
-                stack.push(v);
-            }
-        }
-        (AvpSlot::Newest, AssignOp::Set) => {
-            if v.is_null() {
-                stack.pop();
-            } else {
-                stack.push(v);
-            }
-        }
-        (AvpSlot::Newest, _) => {
-            stack.pop();
-            stack.push(v);
-        }
-        (AvpSlot::At(i), _) => {
-            let len = stack.len() as i64;
-            let at = if i >= 0 { len - 1 - i } else { -i - 1 };
-            if at >= 0 && (at as usize) < stack.len() {
-                if v.is_null() {
-                    stack.remove(at as usize);
-                } else if let Some(slot) = stack.get_mut(at as usize) {
-                    *slot = v;
-                }
-            }
-        }
-        (AvpSlot::Append, _) => {
-            if !v.is_null() {
-                stack.insert(0, v);
-            }
-        }
-    }
 }
 
 /// Case-insensitive ordering without allocating (OpenSIPS compares lower-cased bytes over the
@@ -721,7 +550,7 @@ fn cmp_ignore_case(a: &str, b: &str) -> std::cmp::Ordering {
     x.cmp(y)
 }
 
-fn bool_code(b: bool) -> i64 {
+pub(crate) fn bool_code(b: bool) -> i64 {
     if b { 1 } else { -1 }
 }
 

@@ -9,7 +9,9 @@
 //! `route()` with parameters, `xlog`/`log`, flags, the R-URI functions and `is_myself`. Other
 //! functions and PVs are refused at load time with a diagnostic naming them.
 
+mod avp;
 mod compile;
+mod core_fns;
 mod exec;
 mod ir;
 

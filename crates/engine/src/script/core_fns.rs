@@ -1,0 +1,109 @@
+//! The core functions the interpreter runs itself (OpenSIPS core_cmds.c): flags, R-URI and
+//! destination rewrites, `is_myself`, socket and rport forcing.
+
+use super::exec::{R, Run, bool_code};
+use super::ir::{CoreFn, Expr};
+
+impl Run<'_> {
+    fn text_arg(&mut self, e: &Expr) -> R<String> {
+        Ok(self.value(e)?.to_text().into_owned())
+    }
+
+    pub(super) fn core(&mut self, f: &CoreFn) -> R<i64> {
+        let ctx = &mut *self.ctx;
+        Ok(match f {
+            CoreFn::SetFlag(b) => {
+                ctx.flags |= 1 << b;
+                1
+            }
+            CoreFn::ResetFlag(b) => {
+                ctx.flags &= !(1 << b);
+                1
+            }
+            CoreFn::IsFlagSet(b) => bool_code(ctx.flags & (1 << b) != 0),
+            CoreFn::SetBFlag(b) => {
+                ctx.branch_flags |= 1 << b;
+                1
+            }
+            CoreFn::ResetBFlag(b) => {
+                ctx.branch_flags &= !(1 << b);
+                1
+            }
+            CoreFn::IsBFlagSet(b) => bool_code(ctx.branch_flags & (1 << b) != 0),
+            CoreFn::RevertUri => {
+                ctx.new_ruri = None;
+                1
+            }
+            CoreFn::ResetDstUri => {
+                ctx.dst_uri = None;
+                1
+            }
+            CoreFn::IsDstUriSet => bool_code(ctx.dst_uri.is_some()),
+            CoreFn::SetUri(e) => {
+                let t = self.text_arg(e)?;
+                bool_code(self.ctx.set_ruri(&t))
+            }
+            CoreFn::SetHost(e) => {
+                let t = self.text_arg(e)?;
+                bool_code(self.ctx.set_ruri_host(&t))
+            }
+            CoreFn::SetHostPort(e) => {
+                let t = self.text_arg(e)?;
+                let (h, p) = t
+                    .rsplit_once(':')
+                    .filter(|(_, p)| p.parse::<u16>().is_ok())
+                    .unwrap_or((&t, ""));
+                bool_code(self.ctx.set_ruri_host(h) && (p.is_empty() || self.ctx.set_ruri_port(p)))
+            }
+            CoreFn::SetUser(e) => {
+                let t = self.text_arg(e)?;
+                bool_code(self.ctx.set_ruri_user(&t))
+            }
+            CoreFn::SetPort(e) => {
+                let t = self.text_arg(e)?;
+                bool_code(self.ctx.set_ruri_port(&t))
+            }
+            CoreFn::Prefix(e) => {
+                let t = self.text_arg(e)?;
+                let user = self.ctx.ruri_user().unwrap_or_default();
+                bool_code(self.ctx.set_ruri_user(&format!("{t}{user}")))
+            }
+            CoreFn::Strip(e) | CoreFn::StripTail(e) => {
+                let n = self.value(e)?.as_int().unwrap_or(0).max(0) as usize;
+                let user = self.ctx.ruri_user().unwrap_or_default();
+                let keep: String = if matches!(f, CoreFn::Strip(_)) {
+                    user.chars().skip(n).collect()
+                } else {
+                    user.chars()
+                        .take(user.chars().count().saturating_sub(n))
+                        .collect()
+                };
+                bool_code(self.ctx.set_ruri_user(&keep))
+            }
+            CoreFn::SetDstUri(e) => {
+                let t = self.text_arg(e)?;
+                let ok = sip::Uri::parse(&t).is_ok();
+                if ok {
+                    self.ctx.dst_uri = Some(t);
+                }
+                bool_code(ok)
+            }
+            CoreFn::ForceRport => {
+                self.ctx.force_rport = true;
+                1
+            }
+            CoreFn::ForceSendSocket(s) => {
+                self.ctx.send_socket = Some(s.clone());
+                1
+            }
+            CoreFn::IsMyself(h, p) => {
+                let host = self.text_arg(h)?;
+                let port = match p {
+                    Some(p) => self.value(p)?.as_int().and_then(|p| u16::try_from(p).ok()),
+                    None => None,
+                };
+                bool_code(self.script.is_myself(&host, port))
+            }
+        })
+    }
+}
