@@ -1,7 +1,7 @@
 //! Command-line options, with OpenSIPS' letters (`-f`, `-c`, `-p`, `-V`, `-F`, `-D`, `-P`).
 
 pub const USAGE: &str = "usage: rsips [-f FILE] [-c] [-p CMD] [-F] [-D] [-P PIDFILE] [-V] [-h]
-  -f FILE    configuration file
+  -f FILE    configuration file (default: the embedded etc/rsips.cfg)
   -c         check the configuration and exit
   -p CMD     pipe the configuration through CMD first (e.g. -p m4)
   -F         stay in the foreground

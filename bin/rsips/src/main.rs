@@ -2,6 +2,7 @@
 //! the only crate that names every module.
 
 mod cli;
+mod server;
 
 use std::io::Write;
 use std::path::Path;
@@ -9,11 +10,15 @@ use std::process::{Command, ExitCode, Stdio};
 
 use cli::Args;
 
+/// The default configuration, used when no `-f` is given.
+const EMBEDDED: &str = include_str!("../../../etc/rsips.cfg");
+const EMBEDDED_NAME: &str = "<embedded>/etc/rsips.cfg";
+
 /// The modules rsips links in (the only place that names them all). Grows as modules land.
 fn available() -> engine::Available {
     engine::Available {
-        modules: vec![&sipmsgops::MODULE],
-        builtin: Vec::new(),
+        modules: vec![&sipmsgops::MODULE, &sl::SL, &sl::SIGNALING],
+        builtin: vec!["proto_udp"],
     }
 }
 
@@ -30,8 +35,14 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if args.list_modules {
-        for m in available().modules {
-            println_out(m.name);
+        let a = available();
+        for name in a
+            .modules
+            .iter()
+            .map(|m| m.name)
+            .chain(a.builtin.iter().copied())
+        {
+            println_out(name);
         }
         return ExitCode::SUCCESS;
     }
@@ -42,40 +53,74 @@ fn main() -> ExitCode {
         ));
         return ExitCode::SUCCESS;
     }
-    let Some(file) = args.file.as_deref() else {
-        eprintln!(
-            "rsips: no configuration file given (use -f FILE)\n{}",
-            cli::USAGE
-        );
-        return ExitCode::from(2);
+    let file = args.file.as_deref().unwrap_or(EMBEDDED_NAME);
+    let Some(script) = load(file, &args) else {
+        return ExitCode::from(1);
     };
-    let ok = load(file, &args);
     if args.check {
-        if ok {
-            eprintln!("config file ok, exiting...");
-            return ExitCode::SUCCESS;
+        eprintln!("config file ok, exiting...");
+        return ExitCode::SUCCESS;
+    }
+    serve(script, &args)
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+fn serve(script: engine::Script, args: &Args) -> ExitCode {
+    let addresses = match server::udp_addresses(script.sockets()) {
+        Ok(a) if !a.is_empty() => a,
+        Ok(_) => {
+            eprintln!("error: no `socket=udp:...` to listen on (only UDP is served so far)");
+            return ExitCode::from(1);
         }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, std::sync::Arc::clone(&stop)) {
+            eprintln!("error: cannot handle signal {sig}: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    if let Some(pid_file) = &args.pid_file
+        && let Err(e) = std::fs::write(pid_file, format!("{}\n", std::process::id()))
+    {
+        eprintln!("error: cannot write pid file `{pid_file}`: {e}");
         return ExitCode::from(1);
     }
-    if !ok {
-        return ExitCode::from(1);
-    }
-    eprintln!("rsips: the server runtime is not built yet; `-c` checks a configuration");
-    ExitCode::from(2)
+    let workers = script.udp_workers();
+    let server = match server::Server::start(std::sync::Arc::new(script), &addresses, workers, stop)
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot listen: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    server.join();
+    eprintln!("NOTICE:core: stopped");
+    ExitCode::SUCCESS
 }
 
 fn println_out(s: &str) {
     let _ = writeln!(std::io::stdout(), "{s}");
 }
 
-/// Reads, preprocesses, parses and checks the configuration, printing every diagnostic.
-/// Returns whether it is free of errors.
-fn load(file: &str, args: &Args) -> bool {
-    let text = match std::fs::read_to_string(file) {
+/// Reads, preprocesses, parses, checks and compiles the configuration, printing every
+/// diagnostic. Returns the compiled script when it is free of errors.
+fn load(file: &str, args: &Args) -> Option<engine::Script> {
+    let read = if file == EMBEDDED_NAME {
+        Ok(EMBEDDED.to_owned())
+    } else {
+        std::fs::read_to_string(file)
+    };
+    let text = match read {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: cannot read configuration file `{file}`: {e}");
-            return false;
+            return None;
         }
     };
     let text = match &args.preprocessor {
@@ -83,7 +128,7 @@ fn load(file: &str, args: &Args) -> bool {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: preprocessor `{cmd}` failed: {e}");
-                return false;
+                return None;
             }
         },
         None => text,
@@ -91,8 +136,12 @@ fn load(file: &str, args: &Args) -> bool {
     let mut sources = cfg::SourceMap::new();
     let parsed = cfg::parse(&mut sources, Path::new(file), text);
     let mut diags = parsed.diagnostics;
+    let mut script = None;
     if !diags.iter().any(cfg::Diagnostic::is_error) {
-        diags.extend(engine::check(&parsed.config, &sources, &available()));
+        match engine::Script::compile(&parsed.config, &sources, &available()) {
+            Ok(s) => script = Some(s),
+            Err(d) => diags.extend(d),
+        }
     }
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let mut err = std::io::stderr().lock();
@@ -102,8 +151,9 @@ fn load(file: &str, args: &Args) -> bool {
     if errors > 0 {
         let s = if errors == 1 { "" } else { "s" };
         let _ = writeln!(err, "error: could not load `{file}`: {errors} error{s}");
+        return None;
     }
-    errors == 0
+    script
 }
 
 /// Pipes the configuration through an external command (`-p m4`), as OpenSIPS does.

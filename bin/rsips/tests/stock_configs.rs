@@ -138,3 +138,14 @@ fn the_sp_assignment_template_bug_is_a_clear_error() {
         "points at the line: {stderr}"
     );
 }
+
+#[test]
+fn the_embedded_default_config_checks_clean() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-c")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("config file ok"), "{stderr}");
+}

@@ -15,6 +15,14 @@ pub struct Receipt {
     pub local: SocketAddr,
 }
 
+/// A message a module function wants sent; the worker sends it after the function returns, so
+/// modules never touch sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    pub data: Vec<u8>,
+    pub dest: SocketAddr,
+}
+
 /// Per-message script state.
 #[derive(Debug, Clone)]
 pub struct MsgCtx {
@@ -40,6 +48,8 @@ pub struct MsgCtx {
     pub force_rport: bool,
     /// `force_send_socket(proto:host:port)`: the local socket to send from.
     pub send_socket: Option<String>,
+    /// Messages queued for sending (replies, forwarded requests).
+    pub outbox: Vec<Outbound>,
 }
 
 impl MsgCtx {
@@ -57,6 +67,7 @@ impl MsgCtx {
             avps: Vec::new(),
             force_rport: false,
             send_socket: None,
+            outbox: Vec::new(),
         }
     }
 

@@ -75,6 +75,9 @@ pub struct ParseConfig {
     pub max_message: usize,
     /// Most header lines accepted.
     pub max_headers: usize,
+    /// Read the headers of a message that failed to parse so a 400 can still be addressed:
+    /// Content-Length is not enforced and a missing blank line is supplied.
+    pub for_error_reply: bool,
 }
 
 impl Default for ParseConfig {
@@ -83,6 +86,7 @@ impl Default for ParseConfig {
             stream: false,
             max_message: 65_535,
             max_headers: 512,
+            for_error_reply: false,
         }
     }
 }
@@ -132,6 +136,40 @@ impl SipMessage {
         SipMessage::parse_with(data, &ParseConfig::default())
     }
 
+    /// Best-effort parse of a malformed datagram's headers, to address the 400 that answers it.
+    pub fn parse_for_error_reply(data: &[u8]) -> Result<SipMessage> {
+        let mut v = data.to_vec();
+        if memchr::memmem::find(&v, b"\r\n\r\n").is_none()
+            && memchr::memmem::find(&v, b"\n\n").is_none()
+        {
+            v.extend_from_slice(b"\r\n\r\n");
+        }
+        let cfg = ParseConfig {
+            for_error_reply: true,
+            ..ParseConfig::default()
+        };
+        match SipMessage::parse_with(Bytes::from(v.clone()), &cfg) {
+            Ok(m) => Ok(m),
+            // A bad request line: keep its method token, replace the rest, so the headers that
+            // address the reply can still be read.
+            Err(e) if !v.starts_with(b"SIP/") => {
+                let nl = memchr::memchr(b'\n', &v).ok_or(e)?;
+                let first = v.get(..nl).unwrap_or(&[]);
+                let method: Vec<u8> = first.iter().copied().take_while(|&c| is_token(c)).collect();
+                let method = if method.is_empty() {
+                    b"UNKNOWN".to_vec()
+                } else {
+                    method
+                };
+                let mut fixed = method;
+                fixed.extend_from_slice(b" sip:invalid SIP/2.0\r\n");
+                fixed.extend_from_slice(v.get(nl + 1..).unwrap_or(&[]));
+                SipMessage::parse_with(Bytes::from(fixed), &cfg)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Parses one message with explicit framing rules and limits.
     pub fn parse_with(data: Bytes, cfg: &ParseConfig) -> Result<SipMessage> {
         if data.len() > cfg.max_message {
@@ -160,7 +198,7 @@ impl SipMessage {
             body: Span::new(idx.body_start, idx.body_start),
         };
         let body_end = msg
-            .frame_body(idx.body_start, b.len(), cfg.stream)
+            .frame_body(idx.body_start, b.len(), cfg)
             .map_err(|e| e.in_response(in_response))?;
         msg.body = Span::new(idx.body_start, body_end);
         if skip > 0 || body_end < b.len() {
@@ -170,7 +208,11 @@ impl SipMessage {
     }
 
     /// Applies Content-Length; returns where the body ends.
-    fn frame_body(&self, body_start: usize, total: usize, stream: bool) -> Result<usize> {
+    fn frame_body(&self, body_start: usize, total: usize, cfg: &ParseConfig) -> Result<usize> {
+        if cfg.for_error_reply {
+            return Ok(total);
+        }
+        let stream = cfg.stream;
         let mut cl: Option<u32> = None;
         for h in self
             .headers

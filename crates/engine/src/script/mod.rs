@@ -98,6 +98,7 @@ pub struct Script {
     pub(crate) asserts: bool,
     /// Request route names by index ("" for the main route).
     pub(crate) route_names: Vec<String>,
+    udp_workers: usize,
 }
 
 /// `proto:host:port` of every configured listening socket (each port of a range).
@@ -161,6 +162,7 @@ impl Script {
         let main = names.routes.get("").copied();
         let (mut xlog_level, mut limits, mut myself, mut asserts) =
             (2, Limits::default(), Vec::new(), false);
+        let mut udp_workers = 8;
         for item in &config.items {
             match item {
                 Item::Global { name, value } => match (name.node.as_str(), &value.node) {
@@ -169,6 +171,10 @@ impl Script {
                         limits.max_while_loops = (*n).max(0) as usize
                     }
                     ("enable_asserts", GlobalValue::Int(n)) => asserts = *n != 0,
+                    (
+                        "udp_workers",
+                        GlobalValue::Int(n) | GlobalValue::Workers { count: n, .. },
+                    ) => udp_workers = (*n).max(1) as usize,
                     _ => {}
                 },
                 Item::Socket(s) => {
@@ -199,6 +205,7 @@ impl Script {
             names,
             asserts,
             route_names,
+            udp_workers,
         })
     }
 
@@ -260,6 +267,16 @@ impl Script {
             .and_then(|&i| worker.vars.get(i))
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The configured listening sockets as `proto:host:port` (each port of a range).
+    pub fn sockets(&self) -> &[String] {
+        &self.names.sockets
+    }
+
+    /// `udp_workers` (OpenSIPS default 8).
+    pub fn udp_workers(&self) -> usize {
+        self.udp_workers
     }
 
     /// The bit of a named flag, if the script uses it.

@@ -1,0 +1,183 @@
+//! The UDP server: one socket per `socket=udp:…` line, `udp_workers` threads reading it, each
+//! running the compiled script over the requests it receives and sending what the script queued.
+//! Malformed requests get a 400 naming the fault (or the RFC 3261 class: 416, 505); malformed
+//! responses are dropped. This is the first slice of the transports issue (#4): UDP only.
+
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use engine::{Log, MsgCtx, Receipt, Script, Worker};
+use sip::{Reaction, SipMessage};
+
+/// Writes script log lines to stderr with their OpenSIPS level name.
+struct StderrLog;
+
+impl Log for StderrLog {
+    fn log(&mut self, level: i32, text: &str) {
+        let name = match level {
+            i32::MIN..=-3 => "ALERT",
+            -2 => "CRITICAL",
+            -1 => "ERROR",
+            0 | 1 => "WARNING",
+            2 => "NOTICE",
+            3 => "INFO",
+            _ => "DBG",
+        };
+        eprint!("{name}:script: {text}");
+        if !text.ends_with('\n') {
+            eprintln!();
+        }
+    }
+}
+
+/// Running listeners and their workers (they stop when the shared flag is raised).
+pub struct Server {
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// Resolves `udp:host:port` socket names to addresses (`*` is every interface).
+pub fn udp_addresses(sockets: &[String]) -> Result<Vec<SocketAddr>, String> {
+    let mut out = Vec::new();
+    for s in sockets {
+        let Some(rest) = s.strip_prefix("udp:") else {
+            continue;
+        };
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("bad socket `{s}`"))?;
+        let host = match host {
+            "*" => "0.0.0.0",
+            h => h.trim_start_matches('[').trim_end_matches(']'),
+        };
+        let port: u16 = port.parse().map_err(|_| format!("bad port in `{s}`"))?;
+        let addr = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve `{s}`: {e}"))?
+            .next()
+            .ok_or_else(|| format!("cannot resolve `{s}`"))?;
+        out.push(addr);
+    }
+    Ok(out)
+}
+
+impl Server {
+    /// Binds every address and starts `workers` threads per socket.
+    pub fn start(
+        script: Arc<Script>,
+        addresses: &[SocketAddr],
+        workers: usize,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<Server> {
+        let mut handles = Vec::new();
+        for addr in addresses {
+            let socket = UdpSocket::bind(addr)?;
+            socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+            let local = socket.local_addr()?;
+            eprintln!("NOTICE:core: listening on udp:{local}");
+            for _ in 0..workers.max(1) {
+                let socket = socket.try_clone()?;
+                let (script, stop) = (Arc::clone(&script), Arc::clone(&stop));
+                handles.push(std::thread::spawn(move || {
+                    worker(socket, local, script, stop)
+                }));
+            }
+        }
+        Ok(Server { workers: handles })
+    }
+
+    /// Waits for every worker to finish (after the stop flag is raised).
+    pub fn join(self) {
+        for h in self.workers {
+            let _ = h.join();
+        }
+    }
+}
+
+fn worker(socket: UdpSocket, local: SocketAddr, script: Arc<Script>, stop: Arc<AtomicBool>) {
+    let mut state = Worker::default();
+    let mut buf = vec![0u8; 65_535];
+    while !stop.load(Ordering::SeqCst) {
+        let (n, source) = match socket.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                eprintln!("ERROR:core: udp receive on {local}: {e}");
+                continue;
+            }
+        };
+        let Some(data) = buf.get(..n) else { continue };
+        for out in handle(data, source, local, &script, &mut state) {
+            if let Err(e) = socket.send_to(&out.data, out.dest) {
+                eprintln!("ERROR:core: udp send to {}: {e}", out.dest);
+            }
+        }
+    }
+}
+
+/// One datagram: parse, check, run the script; returns what to send.
+fn handle(
+    data: &[u8],
+    source: SocketAddr,
+    local: SocketAddr,
+    script: &Script,
+    state: &mut Worker,
+) -> Vec<engine::Outbound> {
+    // RFC 5626 keepalives and stray line ends.
+    if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Vec::new();
+    }
+    let receipt = Receipt {
+        source,
+        proto: "udp",
+        local,
+    };
+    let msg = match SipMessage::parse(Bytes::copy_from_slice(data)) {
+        Ok(m) => m,
+        Err(e) => return error_reply(data, &e, receipt),
+    };
+    if let Err(e) = msg.check() {
+        return error_reply(data, &e, receipt);
+    }
+    if !msg.is_request() {
+        // Stateless: no transaction to match a reply against yet.
+        return Vec::new();
+    }
+    let mut ctx = MsgCtx::new(msg).with_receipt(receipt);
+    if let Err(e) = script.run(state, &mut ctx, &mut StderrLog) {
+        eprintln!("ERROR:core: script: {e}");
+    }
+    std::mem::take(&mut ctx.outbox)
+}
+
+/// A stateless error reply to a malformed request (never to a response, never to an ACK).
+fn error_reply(data: &[u8], e: &sip::ParseError, receipt: Receipt) -> Vec<engine::Outbound> {
+    let Reaction::Reply(code) = e.reaction() else {
+        return Vec::new();
+    };
+    let Ok(msg) = SipMessage::parse_for_error_reply(data) else {
+        return Vec::new();
+    };
+    // No Via: nothing says where a reply would go, or that this was SIP at all.
+    if !msg.is_request()
+        || msg.method() == Some(sip::Method::Ack)
+        || msg.header_count(sip::HeaderName::Via) == 0
+    {
+        return Vec::new();
+    }
+    let ctx = MsgCtx::new(msg).with_receipt(receipt);
+    match sl::build_reply(&ctx, code, e.reason()) {
+        Some((data, dest)) => vec![engine::Outbound { data, dest }],
+        None => Vec::new(),
+    }
+}

@@ -1,0 +1,223 @@
+//! End to end over UDP on 127.0.0.1: rsips runs a script, answers statelessly with
+//! `sl_send_reply`, routes replies back per Via (rport), answers malformed requests with
+//! 400/416/505, drops malformed responses, survives garbage, and stops cleanly on SIGTERM.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The server process; killed if a test fails before stopping it.
+struct Rsips {
+    child: Child,
+    port: u16,
+    _dir: std::path::PathBuf,
+}
+
+impl Drop for Rsips {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(route: &str) -> Rsips {
+    let port = free_udp_port();
+    let dir = std::env::temp_dir().join(format!("rsips-udp-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("t.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "socket=udp:127.0.0.1:{port}\nudp_workers=2\nloadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\nloadmodule \"sipmsgops.so\"\n{route}\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-f")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Rsips {
+        child,
+        port,
+        _dir: dir,
+    };
+    // Wait (bounded) until it answers.
+    let client = client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        client
+            .send_to(options("probe").as_bytes(), ("127.0.0.1", port))
+            .unwrap();
+        if recv(&client).is_some() {
+            return server;
+        }
+    }
+    panic!("rsips did not start answering on udp:{port}");
+}
+
+fn client() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    s
+}
+
+fn recv(s: &UdpSocket) -> Option<String> {
+    let mut buf = [0u8; 65_535];
+    let (n, _) = s.recv_from(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+fn request(method: &str, call_id: &str) -> String {
+    format!(
+        "{method} sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{call_id};rport\r\n\
+         From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: {call_id}\r\n\
+         CSeq: 7 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn options(call_id: &str) -> String {
+    request("OPTIONS", call_id)
+}
+
+fn exchange(server: &Rsips, c: &UdpSocket, msg: &str) -> Option<String> {
+    c.send_to(msg.as_bytes(), ("127.0.0.1", server.port))
+        .unwrap();
+    recv(c)
+}
+
+const ROUTE: &str = r#"route {
+    if (is_method("OPTIONS")) {
+        append_to_reply("X-Seen: $ci\r\n");
+        sl_send_reply(200, "OK");
+        exit;
+    }
+    sl_send_reply(404, "Not Here");
+}"#;
+
+#[test]
+fn replies_are_built_and_routed_back_per_via() {
+    let server = start(ROUTE);
+    let c = client();
+    let reply = exchange(&server, &c, &options("opt1")).expect("a reply");
+    let port = c.local_addr().unwrap().port();
+    assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
+    assert!(
+        reply.contains(&format!(
+            "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKopt1;rport={port}\r\n"
+        )),
+        "{reply}"
+    );
+    assert!(
+        reply.contains("Call-ID: opt1\r\n") && reply.contains("CSeq: 7 OPTIONS\r\n"),
+        "{reply}"
+    );
+    assert!(
+        reply.contains("To: <sip:bob@example.com>;tag="),
+        "a To tag is added: {reply}"
+    );
+    assert!(
+        reply.contains("X-Seen: opt1\r\n"),
+        "append_to_reply with a PV: {reply}"
+    );
+    let again = exchange(&server, &c, &options("opt1")).unwrap();
+    assert_eq!(
+        again, reply,
+        "a retransmission gets the same reply (same To tag)"
+    );
+    let reply = exchange(&server, &c, &request("INVITE", "inv1")).unwrap();
+    assert!(reply.starts_with("SIP/2.0 404 Not Here\r\n"), "{reply}");
+}
+
+#[test]
+fn malformed_requests_get_the_right_error_and_the_server_keeps_serving() {
+    let server = start(ROUTE);
+    let c = client();
+    let ok = options("ok1");
+    let cases = [
+        (
+            ok.replacen("OPTIONS sip", "OPTIONS  sip", 1),
+            "SIP/2.0 400 Bad Request-URI",
+        ),
+        (
+            ok.replacen("SIP/2.0\r\nVia", "SIP/7.0\r\nVia", 1),
+            "SIP/2.0 505 Version Not Supported",
+        ),
+        (
+            ok.replacen("sip:bob@127.0.0.1", "soap.beep://127.0.0.1", 1),
+            "SIP/2.0 416 Unsupported URI Scheme",
+        ),
+        (
+            ok.replacen("CSeq: 7 OPTIONS", "CSeq: 7 INVITE", 1),
+            "SIP/2.0 400 CSeq method does not match request method",
+        ),
+        (
+            ok.replacen("Content-Length: 0", "Content-Length: 99", 1),
+            "SIP/2.0 400 Content-Length larger than body",
+        ),
+        (
+            ok.replacen("CSeq: 7", "CSeq: 99999999999", 1),
+            "SIP/2.0 400 Bad CSeq header",
+        ),
+    ];
+    for (msg, want) in &cases {
+        let reply = exchange(&server, &c, msg).unwrap_or_else(|| panic!("no reply for {want}"));
+        assert_eq!(reply.lines().next(), Some(*want));
+    }
+    // Garbage and a malformed response: silence, and the server is still there.
+    assert_eq!(exchange(&server, &c, "\x00\x01garbage\r\n\r\n"), None);
+    assert_eq!(
+        exchange(
+            &server,
+            &c,
+            "SIP/2.0 4294967301 Huge\r\nVia: SIP/2.0/UDP 127.0.0.1:9;rport\r\n\r\n"
+        ),
+        None
+    );
+    assert_eq!(
+        exchange(&server, &c, "\r\n\r\n"),
+        None,
+        "keepalives are ignored"
+    );
+    assert!(
+        exchange(&server, &c, &options("after"))
+            .unwrap()
+            .starts_with("SIP/2.0 200 OK")
+    );
+}
+
+#[test]
+fn sigterm_stops_the_server() {
+    let mut server = start(ROUTE);
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(code) = server.child.try_wait().unwrap() {
+            assert!(code.success(), "clean exit: {code:?}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rsips did not stop within 5 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,191 @@
+//! The OpenSIPS `sl` module (`sl_send_reply`) and, until transactions exist, `signaling`'s
+//! `send_reply` (which without a transaction is the stateless reply). Replies copy Via, From,
+//! To (with a tag), Call-ID and CSeq, carry `append_to_reply` headers, and go back the way the
+//! request came (RFC 3261 §18.2.2 with RFC 3581 rport).
+#![forbid(unsafe_code)]
+
+use std::net::{IpAddr, SocketAddr};
+
+use engine::{FnCtx, FnSpec, ModuleSpec, MsgCtx, Outbound, Param, Routes, Value};
+use md5::{Digest, Md5};
+use sip::{HeaderName, ResponseBuilder, SipMessage};
+
+const REPLYING: Routes = Routes::REQUEST
+    .or(Routes::FAILURE)
+    .or(Routes::BRANCH)
+    .or(Routes::ERROR);
+
+/// `sl`: `sl_send_reply(code, reason)`.
+pub static SL: ModuleSpec = ModuleSpec {
+    name: "sl",
+    functions: &[
+        FnSpec {
+            name: "sl_send_reply",
+            params: &[(Param::Int, false), (Param::Str, false)],
+            routes: REPLYING,
+            run: send_reply,
+        },
+        FnSpec {
+            name: "sl_reply_error",
+            params: &[],
+            routes: Routes::REQUEST,
+            run: reply_error,
+        },
+    ],
+    params: &[("enable_stats", engine::ParamType::Int)],
+};
+
+/// `signaling`: `send_reply(code, reason)` — stateless while rsips has no transactions.
+pub static SIGNALING: ModuleSpec = ModuleSpec {
+    name: "signaling",
+    functions: &[FnSpec {
+        name: "send_reply",
+        params: &[(Param::Int, false), (Param::Str, false)],
+        routes: REPLYING,
+        run: send_reply,
+    }],
+    params: &[],
+};
+
+/// A To tag that is the same for retransmissions of one request (so they get the same reply).
+pub fn to_tag(req: &SipMessage) -> String {
+    let mut h = Md5::new();
+    for part in [
+        req.top_via().ok().and_then(|v| v.branch()).unwrap_or(""),
+        req.call_id().unwrap_or(""),
+        req.from_tag().ok().flatten().unwrap_or(""),
+    ] {
+        h.update(part.as_bytes());
+        h.update(b"|");
+    }
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Where a reply to `req` goes (RFC 3261 §18.2.2, RFC 3581): the source address when the top
+/// Via asks for rport (or `force_rport()` was called), else the source IP and the Via port.
+pub fn reply_destination(req: &SipMessage, source: SocketAddr, force_rport: bool) -> SocketAddr {
+    let Ok(via) = req.top_via() else {
+        return source;
+    };
+    if force_rport || via.rport().is_some() {
+        return source;
+    }
+    SocketAddr::new(source.ip(), via.port().unwrap_or(5060))
+}
+
+/// The top Via as the reply must carry it: `received` when the source differs from sent-by,
+/// `rport` filled in when the client asked for it (RFC 3581 §4).
+pub fn reply_top_via(req: &SipMessage, source: SocketAddr, force_rport: bool) -> Option<String> {
+    let via = req.top_via().ok()?;
+    let mut value = via.as_str().to_owned();
+    let sent_by: Option<IpAddr> = via.host().ip();
+    if sent_by != Some(source.ip()) && via.received().is_none() {
+        value.push_str(&format!(";received={}", source.ip()));
+    }
+    match via.rport() {
+        Some(None) => {
+            // Replace the bare `rport` with one carrying the port.
+            value = replace_bare_rport(&value, source.port());
+        }
+        None if force_rport => value.push_str(&format!(";rport={}", source.port())),
+        _ => {}
+    }
+    Some(value)
+}
+
+fn replace_bare_rport(via: &str, port: u16) -> String {
+    let mut out = String::with_capacity(via.len() + 6);
+    let mut first = true;
+    for part in via.split(';') {
+        if !first {
+            out.push(';');
+        }
+        first = false;
+        if part.trim().eq_ignore_ascii_case("rport") {
+            out.push_str(&format!("rport={port}"));
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+/// Builds the reply bytes for `ctx`'s request.
+pub fn build_reply(ctx: &MsgCtx, code: u16, reason: &str) -> Option<(Vec<u8>, SocketAddr)> {
+    let req = &ctx.msg;
+    let source = ctx.receipt.as_ref()?.source;
+    let tag = to_tag(req);
+    let mut b = ResponseBuilder::new(code, reason);
+    let top = reply_top_via(req, source, ctx.force_rport);
+    let mut first_via = true;
+    for h in req.headers() {
+        match h.name {
+            HeaderName::Via if first_via => {
+                first_via = false;
+                // Only the first value of a combined line is the top Via.
+                let mut values = sip::split_values(h.value);
+                let _ = values.next();
+                let rest: Vec<&str> = values.collect();
+                let mut v = top.clone().unwrap_or_else(|| h.value.to_owned());
+                if !rest.is_empty() {
+                    v = format!("{v}, {}", rest.join(", "));
+                }
+                b = b.header("Via", &v);
+            }
+            HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                b = b.header(h.name.as_str().unwrap_or(h.name_str), h.value);
+            }
+            HeaderName::To => {
+                let has_tag = req.to_tag().ok().flatten().is_some();
+                if has_tag || code == 100 {
+                    b = b.header("To", h.value);
+                } else {
+                    b = b.header("To", &format!("{};tag={tag}", h.value));
+                }
+            }
+            _ => {}
+        }
+    }
+    for line in &ctx.reply_headers {
+        if let Some((n, v)) = line.split_once(':') {
+            b = b.header(n.trim(), v.trim());
+        }
+    }
+    b = b.header("Server", concat!("rsips (", env!("CARGO_PKG_VERSION"), ")"));
+    Some((b.build(), reply_destination(req, source, ctx.force_rport)))
+}
+
+/// `sl_reply_error()`: the reply for the last internal error. rsips records none yet (it comes
+/// with transactions, #5), so this is the generic 500.
+fn reply_error(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
+    send_reply(f, &[Value::Int(500), Value::str("Server Internal Error")])
+}
+
+fn send_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(code) = args
+        .first()
+        .and_then(Value::as_int)
+        .and_then(|c| u16::try_from(c).ok())
+    else {
+        return -1;
+    };
+    if !(100..=699).contains(&code)
+        || !f.msg.msg.is_request()
+        || f.msg.msg.method() == Some(sip::Method::Ack)
+    {
+        return -1;
+    }
+    let reason = args
+        .get(1)
+        .map(|r| r.to_text().into_owned())
+        .unwrap_or_default();
+    let Some((data, dest)) = build_reply(f.msg, code, &reason) else {
+        return -1;
+    };
+    f.msg.outbox.push(Outbound { data, dest });
+    1
+}
