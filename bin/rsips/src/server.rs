@@ -150,14 +150,34 @@ fn handle(
         return error_reply(data, &e, receipt);
     }
     if !msg.is_request() {
-        // Stateless: no transaction to match a reply against yet.
-        return Vec::new();
+        // No transactions yet: a reply whose top Via is ours goes on to the next Via.
+        let ours = |host: &str, port: u16| is_local(script, local, host, port);
+        return engine::forward::relay_response(&msg, &ours)
+            .into_iter()
+            .collect();
     }
     let mut ctx = MsgCtx::new(msg).with_receipt(receipt);
     if let Err(e) = script.run(state, &mut ctx, &mut StderrLog) {
         eprintln!("ERROR:core: script: {e}");
     }
     std::mem::take(&mut ctx.outbox)
+}
+
+/// Whether `host:port` (from a Via) is this socket or one of the configured ones.
+fn is_local(script: &Script, local: SocketAddr, host: &str, port: u16) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.parse::<std::net::IpAddr>().ok() == Some(local.ip()) && port == local.port() {
+        return true;
+    }
+    script.sockets().iter().any(|s| {
+        s.rsplit_once(':').is_some_and(|(rest, p)| {
+            let h = rest.split_once(':').map_or(rest, |(_, h)| h);
+            p.parse::<u16>() == Ok(port)
+                && h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .eq_ignore_ascii_case(host)
+        })
+    }) || script.is_myself(host, Some(port))
 }
 
 /// A stateless error reply to a malformed request (never to a response, never to an ACK).

@@ -221,3 +221,80 @@ fn sigterm_stops_the_server() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// uac → rsips `forward()` → uas, and the uas's reply back along the Vias.
+#[test]
+fn stateless_forwarding_and_replies_back_by_via() {
+    let uas = client();
+    let uas_port = uas.local_addr().unwrap().port();
+    let server = start(&format!(
+        "disable_stateless_fwd=no\nroute {{\n  if (is_method(\"OPTIONS\")) {{ sl_send_reply(200, \"OK\"); exit; }}\n  $du = \"sip:127.0.0.1:{uas_port}\";\n  forward();\n}}"
+    ));
+    let uac = client();
+    let invite = request("INVITE", "fwd1");
+    uac.send_to(invite.as_bytes(), ("127.0.0.1", server.port))
+        .unwrap();
+    let mut buf = [0u8; 65_535];
+    let (n, from) = uas
+        .recv_from(&mut buf)
+        .expect("the uas receives the forwarded INVITE");
+    let fwd = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert_eq!(from.port(), server.port, "sent from rsips' socket");
+    let top = fwd.lines().nth(1).unwrap();
+    assert!(
+        top.starts_with(&format!(
+            "Via: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK",
+            server.port
+        )),
+        "{fwd}"
+    );
+    let uac_port = uac.local_addr().unwrap().port();
+    let uac_via = format!("Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKfwd1;rport={uac_port}");
+    assert!(
+        fwd.contains(&format!("\r\n{uac_via}\r\n")),
+        "the uac's Via follows, rport filled in (RFC 3581): {fwd}"
+    );
+    assert!(
+        fwd.starts_with("INVITE sip:bob@127.0.0.1 SIP/2.0\r\n"),
+        "R-URI unchanged ($du only): {fwd}"
+    );
+    // A retransmission is forwarded with the same branch (stateless proxy, RFC 3261 §16.11).
+    uac.send_to(invite.as_bytes(), ("127.0.0.1", server.port))
+        .unwrap();
+    let (n2, _) = uas.recv_from(&mut buf).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&buf[..n2]).lines().nth(1),
+        Some(top)
+    );
+    // The uas answers to the top Via (rsips), which relays to the uac (rport).
+    let vias: Vec<&str> = fwd.lines().filter(|l| l.starts_with("Via:")).collect();
+    let reply = format!(
+        "SIP/2.0 200 OK\r\n{}\r\n{}\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>;tag=b2\r\nCall-ID: fwd1\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n",
+        vias[0], vias[1]
+    );
+    uas.send_to(reply.as_bytes(), ("127.0.0.1", server.port))
+        .unwrap();
+    let back = recv(&uac).expect("the uac receives the 200");
+    assert!(
+        back.starts_with(&format!("SIP/2.0 200 OK\r\n{uac_via}\r\n")),
+        "rsips' Via removed: {back}"
+    );
+    assert_eq!(back.matches("Via:").count(), 1);
+}
+
+#[test]
+fn forward_is_refused_unless_stateless_forwarding_is_enabled() {
+    let uas = client();
+    let uas_port = uas.local_addr().unwrap().port();
+    let server = start(&format!(
+        "route {{\n  if (is_method(\"OPTIONS\")) {{ sl_send_reply(200, \"OK\"); exit; }}\n  $du = \"sip:127.0.0.1:{uas_port}\";\n  if (!forward()) sl_send_reply(500, \"No Stateless Forwarding\");\n}}"
+    ));
+    let uac = client();
+    let reply = exchange(&server, &uac, &request("INVITE", "nofwd")).unwrap();
+    assert!(
+        reply.starts_with("SIP/2.0 500 No Stateless Forwarding"),
+        "{reply}"
+    );
+    let mut buf = [0u8; 100];
+    assert!(uas.recv_from(&mut buf).is_err(), "nothing reaches the uas");
+}

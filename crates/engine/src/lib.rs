@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod check;
 pub mod ctx;
+pub mod forward;
 pub mod module;
 pub mod pv;
 pub mod script;

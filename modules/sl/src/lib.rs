@@ -4,7 +4,7 @@
 //! request came (RFC 3261 §18.2.2 with RFC 3581 rport).
 #![forbid(unsafe_code)]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use engine::{FnCtx, FnSpec, ModuleSpec, MsgCtx, Outbound, Param, Routes, Value};
 use md5::{Digest, Md5};
@@ -77,41 +77,9 @@ pub fn reply_destination(req: &SipMessage, source: SocketAddr, force_rport: bool
     SocketAddr::new(source.ip(), via.port().unwrap_or(5060))
 }
 
-/// The top Via as the reply must carry it: `received` when the source differs from sent-by,
-/// `rport` filled in when the client asked for it (RFC 3581 §4).
+/// The top Via as the reply must carry it: `received` and `rport` recorded as on receipt.
 pub fn reply_top_via(req: &SipMessage, source: SocketAddr, force_rport: bool) -> Option<String> {
-    let via = req.top_via().ok()?;
-    let mut value = via.as_str().to_owned();
-    let sent_by: Option<IpAddr> = via.host().ip();
-    if sent_by != Some(source.ip()) && via.received().is_none() {
-        value.push_str(&format!(";received={}", source.ip()));
-    }
-    match via.rport() {
-        Some(None) => {
-            // Replace the bare `rport` with one carrying the port.
-            value = replace_bare_rport(&value, source.port());
-        }
-        None if force_rport => value.push_str(&format!(";rport={}", source.port())),
-        _ => {}
-    }
-    Some(value)
-}
-
-fn replace_bare_rport(via: &str, port: u16) -> String {
-    let mut out = String::with_capacity(via.len() + 6);
-    let mut first = true;
-    for part in via.split(';') {
-        if !first {
-            out.push(';');
-        }
-        first = false;
-        if part.trim().eq_ignore_ascii_case("rport") {
-            out.push_str(&format!("rport={port}"));
-        } else {
-            out.push_str(part);
-        }
-    }
-    out
+    engine::forward::received_top_via(req, source, force_rport)
 }
 
 /// Builds the reply bytes for `ctx`'s request.

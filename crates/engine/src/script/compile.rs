@@ -393,6 +393,10 @@ impl Lower<'_> {
             "resetdsturi" => CoreFn::ResetDstUri,
             "isdsturiset" => CoreFn::IsDstUriSet,
             "force_rport" => CoreFn::ForceRport,
+            "forward" => match a(0) {
+                Some(Some(_)) => CoreFn::Forward(Some(self.arg(a(0), c.span)?)),
+                _ => CoreFn::Forward(None),
+            },
             "force_send_socket" => {
                 let Some(Some(Arg::Str(sock, sp))) = a(0) else {
                     return self.fail(Diagnostic::error(

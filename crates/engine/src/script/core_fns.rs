@@ -88,6 +88,26 @@ impl Run<'_> {
                 }
                 bool_code(ok)
             }
+            CoreFn::Forward(dest) => {
+                let dest = match dest {
+                    Some(e) => Some(self.text_arg(e)?),
+                    None => None,
+                };
+                if !self.script.stateless_fwd {
+                    self.log.log(-1, "forward() is disabled: set `disable_stateless_fwd=no` to relay statelessly");
+                    return Ok(-1);
+                }
+                match crate::forward::forward(self.ctx, dest.as_deref()) {
+                    Ok(out) => {
+                        self.ctx.outbox.push(out);
+                        1
+                    }
+                    Err(why) => {
+                        self.log.log(-1, &format!("forward() failed: {why}"));
+                        -1
+                    }
+                }
+            }
             CoreFn::ForceRport => {
                 self.ctx.force_rport = true;
                 1

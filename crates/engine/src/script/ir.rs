@@ -145,6 +145,8 @@ pub(crate) enum CoreFn {
     IsMyself(Expr, Option<Expr>),
     ForceRport,
     ForceSendSocket(String),
+    /// `forward([dest])`: stateless relay (RFC 3261 §16.11).
+    Forward(Option<Expr>),
 }
 
 /// An `xlog` level: fixed (`"L_ERR"`) or read from a variable at run time.

@@ -99,6 +99,8 @@ pub struct Script {
     /// Request route names by index ("" for the main route).
     pub(crate) route_names: Vec<String>,
     udp_workers: usize,
+    /// `disable_stateless_fwd` (OpenSIPS 4.0 default: yes — `forward()` refuses).
+    pub(crate) stateless_fwd: bool,
 }
 
 /// `proto:host:port` of every configured listening socket (each port of a range).
@@ -163,6 +165,7 @@ impl Script {
         let (mut xlog_level, mut limits, mut myself, mut asserts) =
             (2, Limits::default(), Vec::new(), false);
         let mut udp_workers = 8;
+        let mut stateless_fwd = false;
         for item in &config.items {
             match item {
                 Item::Global { name, value } => match (name.node.as_str(), &value.node) {
@@ -171,6 +174,7 @@ impl Script {
                         limits.max_while_loops = (*n).max(0) as usize
                     }
                     ("enable_asserts", GlobalValue::Int(n)) => asserts = *n != 0,
+                    ("disable_stateless_fwd", GlobalValue::Int(n)) => stateless_fwd = *n == 0,
                     (
                         "udp_workers",
                         GlobalValue::Int(n) | GlobalValue::Workers { count: n, .. },
@@ -206,6 +210,7 @@ impl Script {
             asserts,
             route_names,
             udp_workers,
+            stateless_fwd,
         })
     }
 
