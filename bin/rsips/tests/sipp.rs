@@ -1,0 +1,116 @@
+//! SIPp (`sip-tester`, installed by .ci/run) runs its built-in uac scenario through rsips
+//! `forward()` to a SIPp uas over UDP on 127.0.0.1: every call must succeed.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn sipp() -> Command {
+    let found = Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "sipp is not installed: `apt-get install sip-tester` (.ci/run does this)"
+    );
+    Command::new("sipp")
+}
+
+#[test]
+fn sipp_uac_through_stateless_forward_to_sipp_uas() {
+    let (proxy, uas_port, uac_port) = (free_port(), free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("rsips-sipp-{}-{proxy}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("proxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "socket=udp:127.0.0.1:{proxy}\nudp_workers=2\ndisable_stateless_fwd=no\n\
+             loadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\n\
+             route {{\n  $du = \"sip:127.0.0.1:{uas_port}\";\n  if (!forward()) sl_send_reply(500, \"Forward Failed\");\n}}\n"
+        ),
+    )
+    .unwrap();
+    let _rsips = Kill(
+        Command::new(env!("CARGO_BIN_EXE_rsips"))
+            .arg("-f")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _uas = Kill(
+        sipp()
+            .args([
+                "-sn",
+                "uas",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &uas_port.to_string(),
+                "-nostdin",
+            ])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let out = sipp()
+        .args(["-sn", "uac", "-i", "127.0.0.1", "-p", &uac_port.to_string()])
+        .arg(format!("127.0.0.1:{proxy}"))
+        .args([
+            "-s",
+            "service",
+            "-m",
+            "50",
+            "-r",
+            "50",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-nostdin",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    let successful = report
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Successful call"))
+        .last()
+        .and_then(|l| l.split('|').nth(2))
+        .and_then(|c| c.trim().parse::<u32>().ok());
+    assert!(
+        out.status.success(),
+        "sipp uac failed (exit {:?}) after {:?}:\n{report}",
+        out.status.code(),
+        started.elapsed()
+    );
+    assert_eq!(successful, Some(50), "{report}");
+}
