@@ -102,8 +102,7 @@ fn sipp_uac_through_stateless_forward_to_sipp_uas() {
     let report = String::from_utf8_lossy(&out.stdout);
     let successful = report
         .lines()
-        .filter(|l| l.trim_start().starts_with("Successful call"))
-        .last()
+        .rfind(|l| l.trim_start().starts_with("Successful call"))
         .and_then(|l| l.split('|').nth(2))
         .and_then(|c| c.trim().parse::<u32>().ok());
     assert!(
