@@ -31,22 +31,33 @@ fn free_udp_port() -> u16 {
 }
 
 fn start(route: &str) -> Rsips {
-    let port = free_udp_port();
+    start_on("127.0.0.1", route)
+}
+
+/// Starts rsips on `host` (an IPv4 address or a bracketed IPv6 one) and waits until it answers.
+fn start_on(host: &str, route: &str) -> Rsips {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let port = UdpSocket::bind((bare, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = std::env::temp_dir().join(format!("rsips-udp-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("t.cfg");
     std::fs::write(
         &cfg,
         format!(
-            "socket=udp:127.0.0.1:{port}\nudp_workers=2\nloadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\nloadmodule \"sipmsgops.so\"\n{route}\n"
+            "socket=udp:{host}:{port}\nudp_workers=2\nloadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\nloadmodule \"sipmsgops.so\"\n{route}\n"
         ),
     )
     .unwrap();
+    let log = std::fs::File::create(dir.join("rsips.log")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
         .arg("-f")
         .arg(&cfg)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let server = Rsips {
@@ -55,17 +66,21 @@ fn start(route: &str) -> Rsips {
         _dir: dir,
     };
     // Wait (bounded) until it answers.
-    let client = client();
+    let client = UdpSocket::bind((bare, 0)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         client
-            .send_to(options("probe").as_bytes(), ("127.0.0.1", port))
+            .send_to(options("probe").as_bytes(), (bare, port))
             .unwrap();
         if recv(&client).is_some() {
             return server;
         }
     }
-    panic!("rsips did not start answering on udp:{port}");
+    let log = std::fs::read_to_string(server._dir.join("rsips.log")).unwrap_or_default();
+    panic!("rsips did not start answering on udp:{host}:{port}:\n{log}");
 }
 
 fn client() -> UdpSocket {
@@ -297,4 +312,29 @@ fn forward_is_refused_unless_stateless_forwarding_is_enabled() {
     );
     let mut buf = [0u8; 100];
     assert!(uas.recv_from(&mut buf).is_err(), "nothing reaches the uas");
+}
+
+#[test]
+fn ipv6_on_the_loopback() {
+    let server = start_on(
+        "[::1]",
+        r#"route { xlog("L_ERR", "$si $socket_in(af)\n"); sl_send_reply(200, "OK"); }"#,
+    );
+    let c = UdpSocket::bind("[::1]:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let port = c.local_addr().unwrap().port();
+    let msg = options("v6").replace(
+        "Via: SIP/2.0/UDP 127.0.0.1:9",
+        &format!("Via: SIP/2.0/UDP [::1]:{port}"),
+    );
+    c.send_to(msg.as_bytes(), ("::1", server.port)).unwrap();
+    let reply = recv(&c).expect("a reply over IPv6");
+    assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
+    assert!(
+        reply.contains(&format!(
+            "Via: SIP/2.0/UDP [::1]:{port};branch=z9hG4bKv6;rport={port}\r\n"
+        )),
+        "{reply}"
+    );
 }
