@@ -22,14 +22,6 @@ impl Drop for Rsips {
     }
 }
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start(route: &str) -> Rsips {
     start_on("127.0.0.1", route)
 }
