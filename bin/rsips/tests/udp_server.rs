@@ -60,7 +60,7 @@ fn start_on(host: &str, route: &str) -> Rsips {
     // Wait (bounded) until it answers.
     let client = UdpSocket::bind((bare, 0)).unwrap();
     client
-        .set_read_timeout(Some(Duration::from_millis(300)))
+        .set_read_timeout(Some(Duration::from_millis(1000)))
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -77,7 +77,7 @@ fn start_on(host: &str, route: &str) -> Rsips {
 
 fn client() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(300)))
+    s.set_read_timeout(Some(Duration::from_millis(1000)))
         .unwrap();
     s
 }
