@@ -262,29 +262,24 @@ impl Parser<'_> {
 
     /// The right side of an assignment.
     pub(crate) fn assign_expr(&mut self) -> PResult<Expr> {
-        let start = self.peek().span;
-        let mut left = self.arith()?;
-        while let Some(op) = self.peek_punct().and_then(bit_op) {
-            self.bump();
-            let right = self.arith()?;
-            left = self.expr(
-                ExprKind::Binary {
-                    op,
-                    left: Box::new(left),
-                    right: Box::new(right),
-                },
-                start,
-            );
-        }
-        Ok(left)
+        self.left_assoc(Self::arith, bit_op)
     }
 
     fn arith(&mut self) -> PResult<Expr> {
+        self.left_assoc(Self::arith_unary, arith_op)
+    }
+
+    /// `operand (op operand)*`, folded to the left.
+    fn left_assoc(
+        &mut self,
+        operand: fn(&mut Self) -> PResult<Expr>,
+        op_of: fn(Punct) -> Option<BinOp>,
+    ) -> PResult<Expr> {
         let start = self.peek().span;
-        let mut left = self.arith_unary()?;
-        while let Some(op) = self.peek_punct().and_then(arith_op) {
+        let mut left = operand(self)?;
+        while let Some(op) = self.peek_punct().and_then(op_of) {
             self.bump();
-            let right = self.arith_unary()?;
+            let right = operand(self)?;
             left = self.expr(
                 ExprKind::Binary {
                     op,

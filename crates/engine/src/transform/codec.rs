@@ -268,14 +268,10 @@ mod tests {
     use super::*;
     use crate::Value;
     use crate::transform::TransformOp;
+    use crate::transform::testing::s;
 
     fn ap(name: &str, input: &str) -> Value {
-        TransformOp::lookup(name, 0)
-            .unwrap()
-            .apply(&Value::str(input), &[])
-    }
-    fn s(x: &str) -> Value {
-        Value::str(x)
+        crate::transform::testing::ap(name, input, &[])
     }
 
     #[test]

@@ -126,15 +126,10 @@ pub(super) fn date2unix(t: &Text<'_>) -> TrValue {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use crate::Value;
-    use crate::transform::TransformOp;
+    use crate::transform::testing::s;
 
     fn ap(name: &str, input: &str) -> Value {
-        TransformOp::lookup(name, 0)
-            .unwrap()
-            .apply(&Value::str(input), &[])
-    }
-    fn s(x: &str) -> Value {
-        Value::str(x)
+        crate::transform::testing::ap(name, input, &[])
     }
 
     #[test]
