@@ -27,6 +27,8 @@ pub struct Outbound {
 #[derive(Debug, Clone)]
 pub struct MsgCtx {
     pub msg: SipMessage,
+    /// `$mi`: a process-wide message counter, unique per message handled.
+    pub id: u64,
     pub receipt: Option<Receipt>,
     /// The Request-URI after rewrites (`$ru = ...`, `seturi`, `sethost` …); `None` = unchanged.
     pub new_ruri: Option<String>,
@@ -54,8 +56,10 @@ pub struct MsgCtx {
 
 impl MsgCtx {
     pub fn new(msg: SipMessage) -> MsgCtx {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         MsgCtx {
             msg,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             receipt: None,
             new_ruri: None,
             dst_uri: None,

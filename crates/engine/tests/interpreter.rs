@@ -471,6 +471,78 @@ fn xlog_levels_filter_by_xlog_level() {
 }
 
 #[test]
+fn log_level_writes_are_per_worker_until_reset_with_null() {
+    let script = compile(
+        r#"log_level=1
+        xlog_level=1
+        route {
+            if ($var(second) == 1) {
+                xlog("L_INFO", "second run: $log_level $xlog_level\n");
+                $xlog_level = NULL;
+                $log_level = NULL;
+                xlog("L_INFO", "info hidden again\n");
+                log(3, "log hidden again\n");
+                xlog("L_WARN", "back to $log_level $xlog_level\n");
+                exit;
+            }
+            log(3, "log hidden\n");
+            xlog("L_INFO", "xlog hidden\n");
+            $log_level = 3;
+            $xlog_level = 3;
+            log(3, "log shown\n");
+            xlog("L_INFO", "xlog shown\n");
+            $log_level = "debug";
+            xlog("L_INFO", "non-integer rejected: $rc $log_level\n");
+            $var(second) = 1;
+        }"#,
+    );
+    let (mut w, mut log) = (Worker::default(), MemoryLog::default());
+    script.run(&mut w, &mut ctx(), &mut log).unwrap();
+    script.run(&mut w, &mut ctx(), &mut log).unwrap();
+    let lines: Vec<_> = log.lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "log shown\n",
+            "xlog shown\n",
+            "non-integer rejected: -1 3\n",
+            "second run: 3 3\n",
+            "back to 1 1\n"
+        ]
+    );
+    // Another worker never saw the writes.
+    let (mut other, mut log) = (Worker::default(), MemoryLog::default());
+    script.run(&mut other, &mut ctx(), &mut log).unwrap();
+    assert_eq!(
+        log.lines.first().map(|(_, l)| l.as_str()),
+        Some("log shown\n")
+    );
+}
+
+#[test]
+fn startup_time_and_message_ids() {
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let script = compile(r#"route { xlog("$TS $Ts $mi\n"); }"#);
+    let (mut w, mut log) = (Worker::default(), MemoryLog::default());
+    script.run(&mut w, &mut ctx(), &mut log).unwrap();
+    script.run(&mut w, &mut ctx(), &mut log).unwrap();
+    let fields: Vec<Vec<i64>> = log
+        .lines
+        .iter()
+        .map(|(_, l)| l.split_whitespace().map(|f| f.parse().unwrap()).collect())
+        .collect();
+    let (first, second) = (&fields[0], &fields[1]);
+    // $TS: fixed when rsips started, never after now; $Ts is the current time.
+    assert!(first[0] <= first[1] && first[0] <= before + 1, "{fields:?}");
+    assert_eq!(first[0], second[0]);
+    // $mi: every message gets its own id.
+    assert_ne!(first[2], second[2]);
+}
+
+#[test]
 fn msg_flags_and_config_position() {
     let l = logs(
         "route {\n  $msg.flag(\"NAT\") = 1;\n  if (isflagset(\"NAT\")) xlog(\"set via pv\\n\");\n  resetflag(\"NAT\");\n  xlog(\"flag=$msg.flag(NAT) line=$cfg_line file=$cfg_file\\n\");\n}",

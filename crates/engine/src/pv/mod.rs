@@ -98,6 +98,10 @@ pub enum CorePv {
     /// `$Ts` (seconds) and `$Tsm` (the microseconds part) of the current time; `$pp` the pid.
     TimeSecs,
     TimeMicros,
+    /// `$TS`: when rsips started (Unix seconds).
+    Startup,
+    /// `$mi`: this message's id, unique within the process.
+    MsgId,
     Pid,
     /// `$time(fmt)` (strftime, UTC) and `$Tf` (ctime form).
     Time(String),
@@ -251,6 +255,8 @@ impl CorePv {
             ("msg.type", None) => CorePv::MsgType,
             ("Ts", None) => CorePv::TimeSecs,
             ("Tsm", None) => CorePv::TimeMicros,
+            ("TS", None) => CorePv::Startup,
+            ("mi", None) => CorePv::MsgId,
             ("pp", None) => CorePv::Pid,
             ("time", Some(fmt)) => CorePv::Time(fmt.to_owned()),
             ("Tf", None) => CorePv::TimeCtime,

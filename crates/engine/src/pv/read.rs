@@ -147,6 +147,8 @@ impl CorePv {
                     i64::from(now.subsec_micros())
                 })
             }
+            CorePv::Startup => Value::Int(super::time::startup_secs()),
+            CorePv::MsgId => Value::Int(ctx.id as i64),
             CorePv::Pid => Value::Int(i64::from(std::process::id())),
             CorePv::Time(fmt) => Value::from(super::time::strftime(unix_now(), fmt)),
             CorePv::TimeCtime => Value::from(super::time::ctime(unix_now())),
@@ -196,7 +198,7 @@ impl CorePv {
     }
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

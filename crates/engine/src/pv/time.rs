@@ -1,6 +1,13 @@
 //! Time formatting for `$time(fmt)` and `$Tf` without a date library: civil dates from the Unix
 //! clock (UTC), and the strftime conversions scripts use.
 
+/// The Unix time rsips started (`$TS`): fixed by the first call, which the server makes at start-up
+/// (and compiling a script makes, for embedders).
+pub fn startup_secs() -> i64 {
+    static STARTED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(super::read::unix_now)
+}
+
 /// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
 fn civil(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;

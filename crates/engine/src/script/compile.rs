@@ -156,6 +156,8 @@ impl Lower<'_> {
             ("rd" | "ruri.domain", None) => Write::RuriHost,
             ("rp", None) => Write::RuriPort,
             ("du" | "duri", None) => Write::DstUri,
+            ("log_level", None) => Write::LogLevel,
+            ("xlog_level", None) => Write::XlogLevel,
             ("msg.flag", Some(name)) => Write::Flag(self.flag_named(name, p.span)?),
             ("avp", Some(name)) if !name.contains('$') => {
                 let slot = match &p.spec.index {
@@ -221,6 +223,7 @@ impl Lower<'_> {
             ("route" | "route.name", None) => Read::RouteName,
             ("route.type", None) => Read::RouteType,
             ("xlog_level", None) => Read::XlogLevel,
+            ("log_level", None) => Read::LogLevel,
             ("return", Some(i)) => match i.trim().parse::<usize>() {
                 Ok(i) => Read::Returned(i),
                 Err(_) => return self.fail(unsupported(format!("`$return({i})`"), span)),

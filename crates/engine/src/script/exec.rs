@@ -56,6 +56,16 @@ fn truthy(v: &Value) -> bool {
 }
 
 impl Run<'_> {
+    /// The `xlog()` threshold: the worker's `$xlog_level` when set, else the configured one.
+    fn xlog_level(&self) -> i32 {
+        self.worker.xlog_level.unwrap_or(self.script.xlog_level)
+    }
+
+    /// The core log threshold: the worker's `$log_level` when set, else `log_level`.
+    fn log_level(&self) -> i32 {
+        self.worker.log_level.unwrap_or(self.script.log_level)
+    }
+
     fn tick(&mut self) -> R<()> {
         self.ops += 1;
         if self.ops > self.limits.max_ops {
@@ -383,7 +393,8 @@ impl Run<'_> {
                 None => Value::Null,
             },
             Read::RouteType => Value::str("request"),
-            Read::XlogLevel => Value::Int(i64::from(self.script.xlog_level)),
+            Read::XlogLevel => Value::Int(i64::from(self.xlog_level())),
+            Read::LogLevel => Value::Int(i64::from(self.log_level())),
             Read::Returned(i) => self.returned.get(*i).cloned().unwrap_or_default(),
             Read::Avp(id, index) => {
                 let stack = self.ctx.avps.get(*id).map_or(&[][..], Vec::as_slice);
@@ -450,6 +461,22 @@ impl Run<'_> {
                 self.ctx.dst_uri = text();
                 true
             }
+            // OpenSIPS: an integer sets this process' level, NULL goes back to the configured one.
+            Write::LogLevel | Write::XlogLevel => {
+                let level = match &v {
+                    Value::Null => None,
+                    other => match other.as_int() {
+                        Some(l) => Some(l.clamp(-3, 4) as i32),
+                        None => return false,
+                    },
+                };
+                if target == Write::LogLevel {
+                    self.worker.log_level = level;
+                } else {
+                    self.worker.xlog_level = level;
+                }
+                true
+            }
             Write::Flag(bit) => {
                 if truthy(&v) {
                     self.ctx.flags |= 1 << bit;
@@ -491,13 +518,15 @@ impl Run<'_> {
                     },
                 };
                 let text = self.format(format)?;
-                if level <= self.script.xlog_level {
+                if level <= self.xlog_level() {
                     self.log.log(level, &text.to_text());
                 }
                 Ok(1)
             }
             Call::Log { level, text } => {
-                self.log.log(*level, text);
+                if *level <= self.log_level() {
+                    self.log.log(*level, text);
+                }
                 Ok(1)
             }
             Call::Module { run, args } => {

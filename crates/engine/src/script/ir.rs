@@ -31,8 +31,9 @@ pub(crate) enum Read {
     /// `$route` / `$route.name`: the running route's name; `$route.type`: its kind.
     RouteName,
     RouteType,
-    /// `$xlog_level`
+    /// `$xlog_level`, `$log_level`: this worker's levels.
     XlogLevel,
+    LogLevel,
     /// `$return(i)`: a value returned by the last route that returned values (0-based).
     Returned(usize),
 }
@@ -60,6 +61,8 @@ pub(crate) enum Write {
     RuriHost,
     RuriPort,
     DstUri,
+    LogLevel,
+    XlogLevel,
     Avp(usize, AvpSlot),
     Flag(u32),
 }

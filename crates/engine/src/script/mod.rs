@@ -81,6 +81,9 @@ pub enum Outcome {
 #[derive(Debug, Clone, Default)]
 pub struct Worker {
     vars: Vec<Value>,
+    /// `$log_level` / `$xlog_level` set by the script: this worker's own level until set to NULL.
+    log_level: Option<i32>,
+    xlog_level: Option<i32>,
 }
 
 /// A compiled configuration.
@@ -89,6 +92,7 @@ pub struct Script {
     /// Request routes; index 0 is the main route when there is one.
     routes: Vec<Vec<ir::Stmt>>,
     main: Option<usize>,
+    log_level: i32,
     xlog_level: i32,
     limits: Limits,
     /// Hosts (and ports) that are "us": socket addresses and aliases.
@@ -162,14 +166,16 @@ impl Script {
             return Err(errors);
         }
         let main = names.routes.get("").copied();
-        let (mut xlog_level, mut limits, mut myself, mut asserts) =
-            (2, Limits::default(), Vec::new(), false);
+        crate::pv::time::startup_secs();
+        let (mut log_level, mut xlog_level, mut limits, mut myself, mut asserts) =
+            (2, 2, Limits::default(), Vec::new(), false);
         let mut udp_workers = 8;
         let mut stateless_fwd = false;
         for item in &config.items {
             match item {
                 Item::Global { name, value } => match (name.node.as_str(), &value.node) {
                     ("xlog_level", GlobalValue::Int(l)) => xlog_level = *l as i32,
+                    ("log_level", GlobalValue::Int(l)) => log_level = *l as i32,
                     ("max_while_loops", GlobalValue::Int(n)) => {
                         limits.max_while_loops = (*n).max(0) as usize
                     }
@@ -203,6 +209,7 @@ impl Script {
         Ok(Script {
             routes,
             main,
+            log_level,
             xlog_level,
             limits,
             myself,
