@@ -85,7 +85,11 @@ fn stub_modules_with(params: &[(String, &'static str)]) -> Available {
         };
         modules.push(Box::leak(Box::new(spec)));
     }
-    Available { modules, builtin }
+    Available {
+        modules,
+        builtin,
+        argv: Vec::new(),
+    }
 }
 
 /// Compiles configuration text; panics with the rendered diagnostics if it does not compile.

@@ -19,6 +19,7 @@ fn available() -> engine::Available {
     engine::Available {
         modules: vec![&sipmsgops::MODULE, &sl::SL, &sl::SIGNALING],
         builtin: vec!["proto_udp"],
+        argv: Vec::new(),
     }
 }
 
@@ -138,7 +139,11 @@ fn load(file: &str, args: &Args) -> Option<engine::Script> {
     let mut diags = parsed.diagnostics;
     let mut script = None;
     if !diags.iter().any(cfg::Diagnostic::is_error) {
-        match engine::Script::compile(&parsed.config, &sources, &available()) {
+        let available = engine::Available {
+            argv: args.argv.clone(),
+            ..available()
+        };
+        match engine::Script::compile(&parsed.config, &sources, &available) {
             Ok(s) => script = Some(s),
             Err(d) => diags.extend(d),
         }

@@ -34,6 +34,8 @@ pub struct MsgCtx {
     pub new_ruri: Option<String>,
     /// The destination URI (`$du`), set by `setdsturi`, `loose_route`, `lookup` …
     pub dst_uri: Option<String>,
+    /// `$ru_q`: the q value of the R-URI branch, 0..=1000, or -1 when unspecified.
+    pub ruri_q: i32,
     /// Message flags, one bit per named flag (names are numbered when the script is compiled).
     pub flags: u64,
     /// Flags of branch 0 (the R-URI branch).
@@ -63,6 +65,7 @@ impl MsgCtx {
             receipt: None,
             new_ruri: None,
             dst_uri: None,
+            ruri_q: -1,
             flags: 0,
             branch_flags: 0,
             edits: Edits::new(),

@@ -304,6 +304,7 @@ fn is_myself_uses_sockets_and_aliases() {
         }"#,
         &Available {
             builtin: vec!["proto_udp"],
+            argv: Vec::new(),
             ..Available::default()
         },
     );
@@ -426,6 +427,7 @@ fn force_rport_and_force_send_socket() {
         route { force_rport(); force_send_socket("tcp:127.0.0.1:5061"); }"#,
         &Available {
             builtin: vec!["proto_udp", "proto_tcp"],
+            argv: Vec::new(),
             ..Available::default()
         },
     );
@@ -439,6 +441,7 @@ fn force_rport_and_force_send_socket() {
     let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.into());
     let available = Available {
         builtin: vec!["proto_udp"],
+        argv: Vec::new(),
         ..Available::default()
     };
     let err = Script::compile(&parsed.config, &sources, &available).unwrap_err();
@@ -520,6 +523,52 @@ fn log_level_writes_are_per_worker_until_reset_with_null() {
 }
 
 #[test]
+fn ruri_q_is_an_integer_that_null_clears() {
+    let l = logs(
+        r#"route {
+        xlog("unset $ru_q\n");
+        $ru_q = 500;
+        xlog("set $ru_q\n");
+        $ru_q = 1001;
+        xlog("out of range $rc $ru_q\n");
+        $ru_q = NULL;
+        xlog("cleared $ru_q\n");
+    }"#,
+    );
+    assert_eq!(
+        l,
+        [
+            "unset -1\n",
+            "set 500\n",
+            "out of range -1 500\n",
+            "cleared -1\n"
+        ]
+    );
+}
+
+#[test]
+fn argv_reads_command_line_options() {
+    let available = Available {
+        argv: vec![
+            ("region".into(), "eu-west".into()),
+            ("empty".into(), String::new()),
+        ],
+        ..Available::default()
+    };
+    let script = compile_with(
+        r#"route {
+        xlog("$argv(region) $argv(empty) $argv(missing)\n");
+        if ($argv(missing) == NULL) xlog("null\n");
+    }"#,
+        &available,
+    );
+    let (mut w, mut log) = (Worker::default(), MemoryLog::default());
+    script.run(&mut w, &mut ctx(), &mut log).unwrap();
+    let lines: Vec<_> = log.lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(lines, ["eu-west <null> <null>\n", "null\n"]);
+}
+
+#[test]
 fn startup_time_and_message_ids() {
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -595,6 +644,7 @@ fn modparams_are_checked_strictly_for_implemented_modules() {
         let available = Available {
             modules: vec![&TYPED],
             builtin: vec![],
+            argv: Vec::new(),
         };
         engine::check(&parsed.config, &sources, &available)
             .iter()

@@ -26,6 +26,7 @@ fn run(body: &str, raw: &'static [u8]) -> (Vec<String>, MsgCtx) {
     let available = Available {
         modules: vec![&sipmsgops::MODULE],
         builtin: vec![],
+        argv: Vec::new(),
     };
     let script = Script::compile(&parsed.config, &sources, &available).unwrap_or_else(|d| {
         panic!(

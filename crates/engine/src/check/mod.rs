@@ -21,6 +21,8 @@ pub struct Available {
     pub modules: Vec<&'static crate::module::ModuleSpec>,
     /// Modules the runtime provides without script functions (transports such as `proto_udp`).
     pub builtin: Vec<&'static str>,
+    /// `-o name=value` command-line options, read by the script as `$argv(name)`.
+    pub argv: Vec<(String, String)>,
 }
 
 impl Available {

@@ -98,6 +98,8 @@ pub enum CorePv {
     /// `$Ts` (seconds) and `$Tsm` (the microseconds part) of the current time; `$pp` the pid.
     TimeSecs,
     TimeMicros,
+    /// `$ru_q`: the R-URI branch's q (-1 unspecified); NULL for replies.
+    RuriQ,
     /// `$TS`: when rsips started (Unix seconds).
     Startup,
     /// `$mi`: this message's id, unique within the process.
@@ -191,6 +193,7 @@ impl CorePv {
             ("rd" | "ruri.domain", None) => CorePv::Ruri(U::Host),
             ("rp", None) => CorePv::Ruri(U::Port),
             ("rP", None) => CorePv::Ruri(U::Transport),
+            ("ru_q", None) => CorePv::RuriQ,
             ("ou" | "ouri", None) => CorePv::OrigRuri(U::Whole),
             ("oU", None) => CorePv::OrigRuri(U::User),
             ("od", None) => CorePv::OrigRuri(U::Host),

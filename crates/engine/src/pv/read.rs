@@ -147,6 +147,8 @@ impl CorePv {
                     i64::from(now.subsec_micros())
                 })
             }
+            CorePv::RuriQ if msg.is_request() => Value::Int(i64::from(ctx.ruri_q)),
+            CorePv::RuriQ => Value::Null,
             CorePv::Startup => Value::Int(super::time::startup_secs()),
             CorePv::MsgId => Value::Int(ctx.id as i64),
             CorePv::Pid => Value::Int(i64::from(std::process::id())),

@@ -156,6 +156,7 @@ impl Lower<'_> {
             ("rd" | "ruri.domain", None) => Write::RuriHost,
             ("rp", None) => Write::RuriPort,
             ("du" | "duri", None) => Write::DstUri,
+            ("ru_q", None) => Write::RuriQ,
             ("log_level", None) => Write::LogLevel,
             ("xlog_level", None) => Write::XlogLevel,
             ("msg.flag", Some(name)) => Write::Flag(self.flag_named(name, p.span)?),
@@ -224,6 +225,14 @@ impl Lower<'_> {
             ("route.type", None) => Read::RouteType,
             ("xlog_level", None) => Read::XlogLevel,
             ("log_level", None) => Read::LogLevel,
+            // `-o name=value`: fixed for the life of the process; unknown or empty is NULL.
+            ("argv", Some(name)) => Read::Const(
+                self.available
+                    .argv
+                    .iter()
+                    .find(|(n, v)| n == name && !v.is_empty())
+                    .map_or(Value::Null, |(_, v)| Value::from(v.clone())),
+            ),
             ("return", Some(i)) => match i.trim().parse::<usize>() {
                 Ok(i) => Read::Returned(i),
                 Err(_) => return self.fail(unsupported(format!("`$return({i})`"), span)),

@@ -461,6 +461,20 @@ impl Run<'_> {
                 self.ctx.dst_uri = text();
                 true
             }
+            // NULL clears the q; otherwise an integer in 0..=1000 (q × 1000).
+            Write::RuriQ => match &v {
+                Value::Null => {
+                    self.ctx.ruri_q = -1;
+                    true
+                }
+                other => match other.as_int() {
+                    Some(q @ 0..=1000) => {
+                        self.ctx.ruri_q = q as i32;
+                        true
+                    }
+                    _ => false,
+                },
+            },
             // OpenSIPS: an integer sets this process' level, NULL goes back to the configured one.
             Write::LogLevel | Write::XlogLevel => {
                 let level = match &v {

@@ -61,6 +61,7 @@ pub(crate) enum Write {
     RuriHost,
     RuriPort,
     DstUri,
+    RuriQ,
     LogLevel,
     XlogLevel,
     Avp(usize, AvpSlot),
