@@ -72,17 +72,25 @@ impl Server {
         workers: usize,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<Server> {
-        let mut handles = Vec::new();
+        let mut sockets = Vec::new();
         for addr in addresses {
             let socket = UdpSocket::bind(addr)?;
             socket.set_read_timeout(Some(Duration::from_millis(100)))?;
             let local = socket.local_addr()?;
             eprintln!("NOTICE:core: listening on udp:{local}");
+            sockets.push((local, socket));
+        }
+        // Every worker can send from any socket (`force_send_socket`, `$socket_out`).
+        let all: Arc<Vec<(SocketAddr, UdpSocket)>> = Arc::new(sockets);
+        let mut handles = Vec::new();
+        for (local, socket) in all.iter() {
             for _ in 0..workers.max(1) {
                 let socket = socket.try_clone()?;
-                let (script, stop) = (Arc::clone(&script), Arc::clone(&stop));
+                let (script, stop, all) =
+                    (Arc::clone(&script), Arc::clone(&stop), Arc::clone(&all));
+                let local = *local;
                 handles.push(std::thread::spawn(move || {
-                    worker(socket, local, script, stop)
+                    worker(socket, local, &all, script, stop)
                 }));
             }
         }
@@ -97,7 +105,13 @@ impl Server {
     }
 }
 
-fn worker(socket: UdpSocket, local: SocketAddr, script: Arc<Script>, stop: Arc<AtomicBool>) {
+fn worker(
+    socket: UdpSocket,
+    local: SocketAddr,
+    all: &[(SocketAddr, UdpSocket)],
+    script: Arc<Script>,
+    stop: Arc<AtomicBool>,
+) {
     let mut state = Worker::default();
     let mut buf = vec![0u8; 65_535];
     while !stop.load(Ordering::SeqCst) {
@@ -118,7 +132,17 @@ fn worker(socket: UdpSocket, local: SocketAddr, script: Arc<Script>, stop: Arc<A
         };
         let Some(data) = buf.get(..n) else { continue };
         for out in handle(data, source, local, &script, &mut state) {
-            if let Err(e) = socket.send_to(&out.data, out.dest) {
+            let via = match out.from {
+                Some(from) if from != local => match all.iter().find(|(a, _)| *a == from) {
+                    Some((_, s)) => s,
+                    None => {
+                        eprintln!("ERROR:core: no socket udp:{from} to send to {}", out.dest);
+                        continue;
+                    }
+                },
+                _ => &socket,
+            };
+            if let Err(e) = via.send_to(&out.data, out.dest) {
                 eprintln!("ERROR:core: udp send to {}: {e}", out.dest);
             }
         }
@@ -197,7 +221,11 @@ fn error_reply(data: &[u8], e: &sip::ParseError, receipt: Receipt) -> Vec<engine
     }
     let ctx = MsgCtx::new(msg).with_receipt(receipt);
     match sl::build_reply(&ctx, code, e.reason()) {
-        Some((data, dest)) => vec![engine::Outbound { data, dest }],
+        Some((data, dest)) => vec![engine::Outbound {
+            data,
+            dest,
+            from: None,
+        }],
         None => Vec::new(),
     }
 }

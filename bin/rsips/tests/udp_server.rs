@@ -290,6 +290,46 @@ fn stateless_forwarding_and_replies_back_by_via() {
 }
 
 #[test]
+fn force_send_socket_forwards_from_another_configured_socket() {
+    let uas = client();
+    let uas_port = uas.local_addr().unwrap().port();
+    let out_port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = start(&format!(
+        "socket=udp:127.0.0.1:{out_port}\ndisable_stateless_fwd=no\nroute {{\n  if (is_method(\"OPTIONS\")) {{ sl_send_reply(200, \"OK\"); exit; }}\n  $du = \"sip:127.0.0.1:{uas_port}\";\n  if ($ci == \"pv\") $socket_out = \"udp:127.0.0.1:{out_port}\"; else force_send_socket(\"udp:127.0.0.1:{out_port}\");\n  forward();\n}}"
+    ));
+    let uac = client();
+    for call_id in ["fn", "pv"] {
+        uac.send_to(
+            request("INVITE", call_id).as_bytes(),
+            ("127.0.0.1", server.port),
+        )
+        .unwrap();
+        let mut buf = [0u8; 65_535];
+        let (n, from) = uas
+            .recv_from(&mut buf)
+            .expect("the uas receives the forwarded INVITE");
+        let fwd = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert_eq!(
+            from.port(),
+            out_port,
+            "{call_id}: sent from the forced socket"
+        );
+        assert_ne!(out_port, server.port);
+        assert!(
+            fwd.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with(&format!("Via: SIP/2.0/UDP 127.0.0.1:{out_port};branch=")),
+            "{call_id}: our Via names the socket it left by: {fwd}"
+        );
+    }
+}
+
+#[test]
 fn forward_is_refused_unless_stateless_forwarding_is_enabled() {
     let uas = client();
     let uas_port = uas.local_addr().unwrap().port();

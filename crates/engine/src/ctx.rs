@@ -21,6 +21,9 @@ pub struct Receipt {
 pub struct Outbound {
     pub data: Vec<u8>,
     pub dest: SocketAddr,
+    /// The local socket to send from (`force_send_socket`, `$socket_out`); `None` is the socket
+    /// the message came in on.
+    pub from: Option<SocketAddr>,
 }
 
 /// Per-message script state.
@@ -50,7 +53,8 @@ pub struct MsgCtx {
     pub avps: Vec<Vec<crate::value::Value>>,
     /// `force_rport()`: answer to the source port as if the request asked for rport.
     pub force_rport: bool,
-    /// `force_send_socket(proto:host:port)`: the local socket to send from.
+    /// `force_send_socket(proto:host:port)` / `$socket_out`: the local socket to send from, as
+    /// a configured socket name (`udp:127.0.0.1:5060`).
     pub send_socket: Option<String>,
     /// Messages queued for sending (replies, forwarded requests).
     pub outbox: Vec<Outbound>,

@@ -122,7 +122,20 @@ pub fn forward(ctx: &MsgCtx, explicit: Option<&str>) -> Result<Outbound, String>
         return Err("only requests are forwarded".into());
     }
     let dest = next_hop(ctx, explicit)?;
-    let local = ctx.receipt.as_ref().ok_or("no receiving socket")?.local;
+    let forced = match &ctx.send_socket {
+        Some(name) => match socket_address(name) {
+            Some(("udp", a)) => Some(a),
+            _ => return Err(format!("cannot send from `{name}`: not a UDP address")),
+        },
+        None => None,
+    };
+    let local = match forced {
+        Some(a) => a,
+        None => ctx.receipt.as_ref().ok_or("no receiving socket")?.local,
+    };
+    if local.is_ipv4() != dest.is_ipv4() {
+        return Err(format!("cannot reach {dest} from the socket {local}"));
+    }
     let ruri = ctx.ruri().unwrap_or("").to_owned();
     let mut edits: Edits = ctx.edits.clone();
     let source = ctx.receipt.as_ref().ok_or("no receiving socket")?.source;
@@ -147,7 +160,20 @@ pub fn forward(ctx: &MsgCtx, explicit: Option<&str>) -> Result<Outbound, String>
     Ok(Outbound {
         data: ctx.msg.serialize(&edits),
         dest,
+        from: forced,
     })
+}
+
+/// The protocol and address of a socket name `proto:host:port` whose host is an IP address.
+pub fn socket_address(name: &str) -> Option<(&str, SocketAddr)> {
+    let (proto, rest) = name.split_once(':')?;
+    let (host, port) = rest.rsplit_once(':')?;
+    let ip: std::net::IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    Some((proto, SocketAddr::new(ip, port.parse().ok()?)))
 }
 
 /// A response whose top Via is ours, relayed to the next Via (RFC 3261 §18.2.2 with `received`
@@ -171,5 +197,6 @@ pub fn relay_response(msg: &SipMessage, ours: &dyn Fn(&str, u16) -> bool) -> Opt
     Some(Outbound {
         data: msg.serialize(Edits::new().remove_top_via(msg)),
         dest,
+        from: None,
     })
 }

@@ -304,7 +304,6 @@ fn is_myself_uses_sockets_and_aliases() {
         }"#,
         &Available {
             builtin: vec!["proto_udp"],
-            argv: Vec::new(),
             ..Available::default()
         },
     );
@@ -427,7 +426,6 @@ fn force_rport_and_force_send_socket() {
         route { force_rport(); force_send_socket("tcp:127.0.0.1:5061"); }"#,
         &Available {
             builtin: vec!["proto_udp", "proto_tcp"],
-            argv: Vec::new(),
             ..Available::default()
         },
     );
@@ -441,7 +439,6 @@ fn force_rport_and_force_send_socket() {
     let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.into());
     let available = Available {
         builtin: vec!["proto_udp"],
-        argv: Vec::new(),
         ..Available::default()
     };
     let err = Script::compile(&parsed.config, &sources, &available).unwrap_err();
@@ -451,6 +448,48 @@ fn force_rport_and_force_send_socket() {
         "{text}"
     );
     assert!(text.contains("configured: udp:127.0.0.1:5060"), "{text}");
+}
+
+#[test]
+fn socket_out_reads_and_sets_the_sending_socket() {
+    let script = compile_with(
+        r#"socket=udp:127.0.0.1:5060
+        socket=udp:[::1]:5062
+        socket=tcp:127.0.0.1:5061
+        loadmodule "proto_udp.so"
+        loadmodule "proto_tcp.so"
+        route {
+            if ($socket_out == NULL) xlog("none yet\n");
+            $socket_out = "UDP:[::1]:5062";
+            xlog("$socket_out $socket_out(ip) $socket_out(port) $socket_out(proto) $socket_out(af)\n");
+            force_send_socket("tcp:127.0.0.1:5061");
+            xlog("$socket_out(proto) $socket_out(port) $socket_out(af)\n");
+            $socket_out = "udp:10.0.0.1:5060";
+            xlog("refused $rc, kept $socket_out\n");
+            $socket_out = NULL;
+            if ($socket_out == NULL) xlog("cleared\n");
+        }"#,
+        &Available {
+            builtin: vec!["proto_udp", "proto_tcp"],
+            ..Available::default()
+        },
+    );
+    let (mut w, mut log) = (Worker::default(), MemoryLog::default());
+    let mut c = ctx();
+    script.run(&mut w, &mut c, &mut log).unwrap();
+    let lines: Vec<_> = log.lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "none yet\n",
+            "udp:[::1]:5062 ::1 5062 udp INET6\n",
+            "tcp 5061 INET\n",
+            "$socket_out: `udp:10.0.0.1:5060` is not a configured socket\n",
+            "refused -1, kept tcp:127.0.0.1:5061\n",
+            "cleared\n",
+        ]
+    );
+    assert_eq!(c.send_socket, None);
 }
 
 #[test]

@@ -154,6 +154,11 @@ fn send_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some((data, dest)) = build_reply(f.msg, code, &reason) else {
         return -1;
     };
-    f.msg.outbox.push(Outbound { data, dest });
+    // Replies leave by the socket the request came in on (RFC 3261 §18.2.2).
+    f.msg.outbox.push(Outbound {
+        data,
+        dest,
+        from: None,
+    });
     1
 }

@@ -84,6 +84,8 @@ pub enum CorePv {
     Retcode,
     /// `$socket_in` (`proto:ip:port`) and `$socket_in(ip|port|proto|af)`.
     SocketIn(Option<SocketField>),
+    /// `$socket_out` and its fields: the socket forced for sending; NULL when none is.
+    SocketOut(Option<SocketField>),
     /// A URI-bearing header: `$ai` (P-Asserted-Identity), `$pu $pU $pd $pn`
     /// (P-Preferred-Identity), `$rt` (Refer-To), `$di` (Diversion).
     AddrHeader(&'static str, AddrPart),
@@ -158,6 +160,18 @@ pub enum SocketField {
     Port,
     Proto,
     Af,
+}
+
+impl SocketField {
+    fn named(f: &str) -> Option<SocketField> {
+        Some(match f {
+            "ip" => SocketField::Ip,
+            "port" => SocketField::Port,
+            "proto" => SocketField::Proto,
+            "af" => SocketField::Af,
+            _ => return None,
+        })
+    }
 }
 
 /// Which part of a From/To header.
@@ -282,13 +296,9 @@ impl CorePv {
             }),
             ("C", Some(c)) => CorePv::Color(c.to_owned()),
             ("socket_in", None) => CorePv::SocketIn(None),
-            ("socket_in", Some(f)) => CorePv::SocketIn(Some(match f {
-                "ip" => SocketField::Ip,
-                "port" => SocketField::Port,
-                "proto" => SocketField::Proto,
-                "af" => SocketField::Af,
-                _ => return None,
-            })),
+            ("socket_in", Some(f)) => CorePv::SocketIn(Some(SocketField::named(f)?)),
+            ("socket_out", None) => CorePv::SocketOut(None),
+            ("socket_out", Some(f)) => CorePv::SocketOut(Some(SocketField::named(f)?)),
             _ => return None,
         })
     }

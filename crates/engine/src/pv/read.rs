@@ -178,25 +178,41 @@ impl CorePv {
                 pick(msg, &names, Index::At(*i))
             }
             CorePv::Color(c) => Value::from(color(c)),
-            CorePv::SocketIn(field) => {
-                let Some(r) = ctx.receipt.as_ref() else {
-                    return Value::Null;
-                };
-                let ip = match r.local.ip() {
-                    std::net::IpAddr::V6(a) => format!("[{a}]"),
-                    a => a.to_string(),
-                };
-                match field {
-                    None => Value::from(format!("{}:{ip}:{}", r.proto, r.local.port())),
-                    Some(super::SocketField::Ip) => Value::from(r.local.ip().to_string()),
-                    Some(super::SocketField::Port) => Value::Int(i64::from(r.local.port())),
-                    Some(super::SocketField::Proto) => Value::str(r.proto),
-                    Some(super::SocketField::Af) => {
-                        Value::str(if r.local.is_ipv4() { "INET" } else { "INET6" })
-                    }
-                }
-            }
+            CorePv::SocketIn(field) => match ctx.receipt.as_ref() {
+                Some(r) => socket_value(r.proto, r.local, *field),
+                None => Value::Null,
+            },
+            CorePv::SocketOut(field) => match ctx.send_socket.as_deref() {
+                None => Value::Null,
+                Some(name) => match (field, crate::forward::socket_address(name)) {
+                    (None, _) => Value::from(name.to_owned()),
+                    (Some(_), Some((proto, addr))) => socket_value(proto, addr, *field),
+                    (Some(_), None) => Value::Null,
+                },
+            },
         }
+    }
+}
+
+/// `proto:ip:port` of a socket, or one of its fields.
+fn socket_value(
+    proto: &str,
+    addr: std::net::SocketAddr,
+    field: Option<super::SocketField>,
+) -> Value {
+    use super::SocketField as F;
+    match field {
+        None => {
+            let ip = match addr.ip() {
+                std::net::IpAddr::V6(a) => format!("[{a}]"),
+                a => a.to_string(),
+            };
+            Value::from(format!("{proto}:{ip}:{}", addr.port()))
+        }
+        Some(F::Ip) => Value::from(addr.ip().to_string()),
+        Some(F::Port) => Value::Int(i64::from(addr.port())),
+        Some(F::Proto) => Value::from(proto.to_owned()),
+        Some(F::Af) => Value::str(if addr.is_ipv4() { "INET" } else { "INET6" }),
     }
 }
 

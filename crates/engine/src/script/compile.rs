@@ -157,6 +157,7 @@ impl Lower<'_> {
             ("rp", None) => Write::RuriPort,
             ("du" | "duri", None) => Write::DstUri,
             ("ru_q", None) => Write::RuriQ,
+            ("socket_out", None) => Write::SocketOut,
             ("log_level", None) => Write::LogLevel,
             ("xlog_level", None) => Write::XlogLevel,
             ("msg.flag", Some(name)) => Write::Flag(self.flag_named(name, p.span)?),

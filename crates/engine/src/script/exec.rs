@@ -461,6 +461,26 @@ impl Run<'_> {
                 self.ctx.dst_uri = text();
                 true
             }
+            // A configured socket (`proto:host:port`, as `force_send_socket`); NULL clears.
+            Write::SocketOut => match text() {
+                None => {
+                    self.ctx.send_socket = None;
+                    true
+                }
+                Some(name) => {
+                    let name = name.to_ascii_lowercase();
+                    if self.script.sockets().contains(&name) {
+                        self.ctx.send_socket = Some(name);
+                        true
+                    } else {
+                        self.log.log(
+                            -1,
+                            &format!("$socket_out: `{name}` is not a configured socket\n"),
+                        );
+                        false
+                    }
+                }
+            },
             // NULL clears the q; otherwise an integer in 0..=1000 (q × 1000).
             Write::RuriQ => match &v {
                 Value::Null => {

@@ -62,6 +62,7 @@ pub(crate) enum Write {
     RuriPort,
     DstUri,
     RuriQ,
+    SocketOut,
     LogLevel,
     XlogLevel,
     Avp(usize, AvpSlot),
