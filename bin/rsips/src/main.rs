@@ -91,9 +91,16 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         eprintln!("error: cannot write pid file `{pid_file}`: {e}");
         return ExitCode::from(1);
     }
+    // startup_route runs once before any listener; the `$var`s it sets are every worker's start
+    // (OpenSIPS runs it before forking). A run-time error there stops the start.
+    let mut initial = engine::Worker::default();
+    if let Err(e) = script.run_startup(&mut initial, &mut server::StderrLog) {
+        eprintln!("error: startup_route failed: {e}");
+        return ExitCode::from(1);
+    }
     let workers = script.udp_workers();
-    let server = match server::Server::start(std::sync::Arc::new(script), &addresses, workers, stop)
-    {
+    let script = std::sync::Arc::new(script);
+    let server = match server::Server::start(script, &addresses, workers, &initial, stop) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot listen: {e}");

@@ -14,7 +14,7 @@ use engine::{Log, MsgCtx, Receipt, Script, Worker};
 use sip::{Reaction, SipMessage};
 
 /// Writes script log lines to stderr with their OpenSIPS level name.
-struct StderrLog;
+pub struct StderrLog;
 
 impl Log for StderrLog {
     fn log(&mut self, level: i32, text: &str) {
@@ -70,6 +70,7 @@ impl Server {
         script: Arc<Script>,
         addresses: &[SocketAddr],
         workers: usize,
+        initial: &Worker,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<Server> {
         let mut sockets = Vec::new();
@@ -88,11 +89,31 @@ impl Server {
                 let socket = socket.try_clone()?;
                 let (script, stop, all) =
                     (Arc::clone(&script), Arc::clone(&stop), Arc::clone(&all));
-                let local = *local;
+                let (local, state) = (*local, initial.clone());
                 handles.push(std::thread::spawn(move || {
-                    worker(socket, local, &all, script, stop)
+                    worker(socket, local, &all, state, script, stop)
                 }));
             }
+        }
+        // One thread per timer_route, each with its own `$var`s, like OpenSIPS' timer processes.
+        let timers: Vec<(String, u64)> = script.timers().map(|(n, s)| (n.to_owned(), s)).collect();
+        for (n, (name, secs)) in timers.into_iter().enumerate() {
+            let (script, stop, mut state) =
+                (Arc::clone(&script), Arc::clone(&stop), initial.clone());
+            handles.push(std::thread::spawn(move || {
+                let period = Duration::from_secs(secs);
+                let mut next = std::time::Instant::now() + period;
+                while !stop.load(Ordering::SeqCst) {
+                    if std::time::Instant::now() < next {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
+                    next += period;
+                    if let Err(e) = script.run_timer(n, &mut state, &mut StderrLog) {
+                        eprintln!("ERROR:core: timer_route[{name}]: {e}");
+                    }
+                }
+            }));
         }
         Ok(Server { workers: handles })
     }
@@ -109,10 +130,10 @@ fn worker(
     socket: UdpSocket,
     local: SocketAddr,
     all: &[(SocketAddr, UdpSocket)],
+    mut state: Worker,
     script: Arc<Script>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut state = Worker::default();
     let mut buf = vec![0u8; 65_535];
     while !stop.load(Ordering::SeqCst) {
         let (n, source) = match socket.recv_from(&mut buf) {

@@ -330,6 +330,73 @@ fn force_send_socket_forwards_from_another_configured_socket() {
 }
 
 #[test]
+fn startup_route_seeds_workers_and_timer_routes_tick() {
+    let server = start(
+        r#"startup_route { $var(boot) = "seeded"; xlog("L_NOTICE", "startup ran\n"); }
+timer_route[tick, 1] { xlog("L_NOTICE", "tick $route.type\n"); }
+route {
+    append_to_reply("X-Boot: $var(boot)\r\n");
+    sl_send_reply(200, "OK");
+}"#,
+    );
+    let reply = exchange(&server, &client(), &options("boot")).unwrap();
+    assert!(reply.contains("\r\nX-Boot: seeded\r\n"), "{reply}");
+    // The 1 s timer has ticked at least twice within a bounded wait.
+    let log_path = server._dir.join("rsips.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut log = String::new();
+    while Instant::now() < deadline {
+        log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.matches("tick timer").count() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(log.matches("tick timer").count() >= 2, "{log}");
+    assert_eq!(log.matches("startup ran").count(), 1, "{log}");
+}
+
+#[test]
+fn a_failing_startup_route_stops_the_start() {
+    let dir = std::env::temp_dir().join(format!("rsips-startup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("t.cfg");
+    let port = client().local_addr().unwrap().port();
+    std::fs::write(
+        &cfg,
+        format!("socket=udp:127.0.0.1:{port}\nloadmodule \"proto_udp.so\"\nstartup_route {{ route(r); }}\nroute[r] {{ route(r); }}\nroute {{ exit; }}\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-f")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{err}");
+    assert!(
+        err.contains("startup_route failed: route recursion limit reached"),
+        "{err}"
+    );
+}
+
+#[test]
 fn forward_is_refused_unless_stateless_forwarding_is_enabled() {
     let uas = client();
     let uas_port = uas.local_addr().unwrap().port();

@@ -608,6 +608,50 @@ fn argv_reads_command_line_options() {
 }
 
 #[test]
+fn startup_and_timer_routes_run_on_their_own() {
+    let script = compile(
+        r#"startup_route {
+            $var(boot) = "booted";
+            xlog("startup: $route.type $route.name $si\n");
+            route(common);
+        }
+        timer_route[tick, 5] {
+            if ($var(n) == NULL) $var(n) = 0;
+            $var(n) += 1;
+            xlog("timer $route.type $route.name $var(n) $var(boot)\n");
+        }
+        timer_route[other, 60] { xlog("other\n"); }
+        route[common] { xlog("common from $route.type\n"); }
+        route { xlog("request $route.type $var(boot)\n"); }"#,
+    );
+    let timers: Vec<_> = script.timers().collect();
+    assert_eq!(timers, [("tick", 5), ("other", 60)]);
+    let (mut w, mut log) = (Worker::default(), MemoryLog::default());
+    script.run_startup(&mut w, &mut log).unwrap();
+    let mut timer_worker = w.clone();
+    script.run_timer(0, &mut timer_worker, &mut log).unwrap();
+    script.run_timer(0, &mut timer_worker, &mut log).unwrap();
+    script.run(&mut w, &mut ctx(), &mut log).unwrap();
+    let lines: Vec<_> = log.lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "startup: startup startup_route <null>\n",
+            "common from startup\n",
+            "timer timer tick 1 booted\n",
+            "timer timer tick 2 booted\n",
+            "request request booted\n",
+        ]
+    );
+    // A route() call cannot reach a timer route, and a script without these routes runs none.
+    let plain = compile("route { exit; }");
+    assert_eq!(plain.timers().count(), 0);
+    let mut log = MemoryLog::default();
+    plain.run_startup(&mut w, &mut log).unwrap();
+    assert!(log.lines.is_empty());
+}
+
+#[test]
 fn startup_time_and_message_ids() {
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

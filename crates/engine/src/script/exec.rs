@@ -38,6 +38,8 @@ pub(crate) struct Run<'a> {
     pub params: Vec<Value>,
     /// The index of the route being run.
     pub route: usize,
+    /// `$route.type`: the kind of the top-level route.
+    pub kind: &'static str,
     /// Values of the last `return(code, values…)`.
     pub returned: Vec<Value>,
 }
@@ -392,7 +394,7 @@ impl Run<'_> {
                 Some(n) => Value::str(n),
                 None => Value::Null,
             },
-            Read::RouteType => Value::str("request"),
+            Read::RouteType => Value::str(self.kind),
             Read::XlogLevel => Value::Int(i64::from(self.xlog_level())),
             Read::LogLevel => Value::Int(i64::from(self.log_level())),
             Read::Returned(i) => self.returned.get(*i).cloned().unwrap_or_default(),

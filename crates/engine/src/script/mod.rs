@@ -89,8 +89,14 @@ pub struct Worker {
 /// A compiled configuration.
 #[derive(Debug)]
 pub struct Script {
-    /// Request routes; index 0 is the main route when there is one.
+    /// Request routes (index 0 is the main route when there is one), then `startup_route` and
+    /// the `timer_route`s, which `route()` cannot name.
     routes: Vec<Vec<ir::Stmt>>,
+    /// `$route.type` of the top-level route at each index.
+    pub(crate) route_types: Vec<&'static str>,
+    startup: Option<usize>,
+    /// `timer_route[name, seconds]`: route index, name, interval.
+    timers: Vec<(usize, String, u64)>,
     main: Option<usize>,
     log_level: i32,
     xlog_level: i32,
@@ -105,6 +111,16 @@ pub struct Script {
     udp_workers: usize,
     /// `disable_stateless_fwd` (OpenSIPS 4.0 default: yes — `forward()` refuses).
     pub(crate) stateless_fwd: bool,
+}
+
+/// The message routes without one (startup, timers) run over: it has no source, so `$si` and
+/// `$socket_in` are NULL, and nothing it sends goes anywhere.
+fn placeholder() -> MsgCtx {
+    const DUMMY: &[u8] = b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKdummy\r\nFrom: <sip:rsips@127.0.0.1>;tag=dummy\r\nTo: <sip:rsips@127.0.0.1>\r\nCall-ID: dummy\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    match sip::SipMessage::parse(bytes::Bytes::from_static(DUMMY)) {
+        Ok(m) => MsgCtx::new(m),
+        Err(e) => unreachable!("the placeholder message parses: {e}"),
+    }
 }
 
 /// `proto:host:port` of every configured listening socket (each port of a range).
@@ -159,8 +175,33 @@ impl Script {
             available,
             sources,
         };
-        let routes: Vec<Vec<ir::Stmt>> =
+        let mut routes: Vec<Vec<ir::Stmt>> =
             blocks.iter().map(|b| lower.block(&b.body.stmts)).collect();
+        let mut route_types = vec!["request"; routes.len()];
+        let mut extra_names = Vec::new();
+        let (mut startup, mut timers) = (None, Vec::new());
+        for r in config.items.iter().filter_map(|i| match i {
+            Item::Route(r) => Some(r),
+            _ => None,
+        }) {
+            let index = routes.len();
+            match r.kind {
+                cfg::ast::RouteKind::Startup => {
+                    startup = Some(index);
+                    route_types.push("startup");
+                    extra_names.push("startup_route".to_owned());
+                }
+                cfg::ast::RouteKind::Timer => {
+                    let name = r.name.as_ref().map_or(String::new(), |n| n.node.clone());
+                    let secs = r.interval.as_ref().map_or(1, |i| i.node.max(1) as u64);
+                    timers.push((index, name.clone(), secs));
+                    route_types.push("timer");
+                    extra_names.push(name);
+                }
+                _ => continue,
+            }
+            routes.push(lower.block(&r.body.stmts));
+        }
         let errors = lower.diags;
         if !errors.is_empty() {
             return Err(errors);
@@ -200,14 +241,18 @@ impl Script {
                 _ => {}
             }
         }
-        let mut route_names = vec![String::new(); routes.len()];
+        let mut route_names = vec![String::new(); routes.len() - extra_names.len()];
         for (name, &i) in &names.routes {
             if let Some(slot) = route_names.get_mut(i) {
                 *slot = name.clone();
             }
         }
+        route_names.extend(extra_names);
         Ok(Script {
             routes,
+            route_types,
+            startup,
+            timers,
             main,
             log_level,
             xlog_level,
@@ -244,9 +289,50 @@ impl Script {
         ctx: &mut MsgCtx,
         log: &mut dyn Log,
     ) -> Result<Outcome, ScriptError> {
-        let Some(main) = self.main else {
-            return Ok(Outcome::Exit);
-        };
+        match self.main {
+            Some(main) => self.run_route(main, worker, ctx, log),
+            None => Ok(Outcome::Exit),
+        }
+    }
+
+    /// Runs `startup_route` once (the server does, before it listens), over a placeholder
+    /// message as in OpenSIPS. `Exit` when there is none.
+    pub fn run_startup(
+        &self,
+        worker: &mut Worker,
+        log: &mut dyn Log,
+    ) -> Result<Outcome, ScriptError> {
+        match self.startup {
+            Some(i) => self.run_route(i, worker, &mut placeholder(), log),
+            None => Ok(Outcome::Exit),
+        }
+    }
+
+    /// The `timer_route`s: name and interval in seconds, in definition order.
+    pub fn timers(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.timers.iter().map(|(_, n, s)| (n.as_str(), *s))
+    }
+
+    /// Runs the `n`-th `timer_route` once over a placeholder message.
+    pub fn run_timer(
+        &self,
+        n: usize,
+        worker: &mut Worker,
+        log: &mut dyn Log,
+    ) -> Result<Outcome, ScriptError> {
+        match self.timers.get(n) {
+            Some((i, _, _)) => self.run_route(*i, worker, &mut placeholder(), log),
+            None => Ok(Outcome::Exit),
+        }
+    }
+
+    fn run_route(
+        &self,
+        main: usize,
+        worker: &mut Worker,
+        ctx: &mut MsgCtx,
+        log: &mut dyn Log,
+    ) -> Result<Outcome, ScriptError> {
         let mut run = exec::Run {
             script: self,
             worker,
@@ -257,6 +343,7 @@ impl Script {
             depth: 0,
             params: Vec::new(),
             route: main,
+            kind: self.route_types.get(main).copied().unwrap_or("request"),
             returned: Vec::new(),
         };
         match run.route(main, Vec::new()) {
