@@ -189,10 +189,10 @@ fn handle(
     };
     let msg = match SipMessage::parse(Bytes::copy_from_slice(data)) {
         Ok(m) => m,
-        Err(e) => return error_reply(data, &e, receipt),
+        Err(e) => return parse_error(data, &e, receipt, script, state),
     };
     if let Err(e) = msg.check() {
-        return error_reply(data, &e, receipt);
+        return parse_error(data, &e, receipt, script, state);
     }
     if !msg.is_request() {
         // No transactions yet: a reply whose top Via is ours goes on to the next Via.
@@ -223,6 +223,36 @@ fn is_local(script: &Script, local: SocketAddr, host: &str, port: u16) -> bool {
                     .eq_ignore_ascii_case(host)
         })
     }) || script.is_myself(host, Some(port))
+}
+
+/// A malformed request goes to `error_route` when the script has one (`$err.*` set, nothing
+/// sent unless the route sends it); otherwise it gets the error reply.
+fn parse_error(
+    data: &[u8],
+    e: &sip::ParseError,
+    receipt: Receipt,
+    script: &Script,
+    state: &mut Worker,
+) -> Vec<engine::Outbound> {
+    if !script.has_error_route() {
+        return error_reply(data, e, receipt);
+    }
+    let Ok(msg) = SipMessage::parse_for_error_reply(data) else {
+        return Vec::new();
+    };
+    if !msg.is_request() {
+        return Vec::new();
+    }
+    let code = match e.reaction() {
+        Reaction::Reply(code) => code,
+        _ => 400,
+    };
+    let mut ctx = MsgCtx::new(msg).with_receipt(receipt);
+    ctx.err = Some(engine::ErrInfo::parse(&e.to_string(), code, e.reason()));
+    if let Err(e) = script.run_error(state, &mut ctx, &mut StderrLog) {
+        eprintln!("ERROR:core: error_route: {e}");
+    }
+    std::mem::take(&mut ctx.outbox)
 }
 
 /// A stateless error reply to a malformed request (never to a response, never to an ACK).

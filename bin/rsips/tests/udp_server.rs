@@ -207,6 +207,42 @@ fn malformed_requests_get_the_right_error_and_the_server_keeps_serving() {
 }
 
 #[test]
+fn error_route_takes_over_malformed_requests() {
+    let server = start(
+        r#"error_route {
+    xlog("L_NOTICE", "error_route class=$err.class level=$err.level rcode=$err.rcode info=$err.info\n");
+    if ($ci == "quiet") exit;
+    append_to_reply("X-Err: $err.class/$err.level\r\n");
+    sl_send_reply($err.rcode, "Custom $err.rreason");
+}
+route { if ($err.class == NULL) sl_send_reply(200, "OK"); }"#,
+    );
+    let c = client();
+    let bad = options("loud").replacen("CSeq: 7", "CSeq: 99999999999", 1);
+    let reply = exchange(&server, &c, &bad).expect("error_route replies");
+    assert_eq!(
+        reply.lines().next(),
+        Some("SIP/2.0 400 Custom Bad CSeq header"),
+        "{reply}"
+    );
+    assert!(reply.contains("\r\nX-Err: 1/3\r\n"), "{reply}");
+    let bad = options("quiet").replacen("SIP/2.0\r\nVia", "SIP/7.0\r\nVia", 1);
+    assert_eq!(
+        exchange(&server, &c, &bad),
+        None,
+        "an error_route that sends nothing: nothing is sent"
+    );
+    // Good requests still take the request route, where $err is NULL.
+    let ok = exchange(&server, &c, &options("fine")).unwrap();
+    assert!(ok.starts_with("SIP/2.0 200 OK\r\n"), "{ok}");
+    let log = std::fs::read_to_string(server._dir.join("rsips.log")).unwrap();
+    assert!(
+        log.contains("error_route class=1 level=3 rcode=505 info="),
+        "{log}"
+    );
+}
+
+#[test]
 fn sigterm_stops_the_server() {
     let mut server = start(ROUTE);
     let status = Command::new("kill")

@@ -26,6 +26,33 @@ pub struct Outbound {
     pub from: Option<SocketAddr>,
 }
 
+/// Why `error_route` runs (`$err.*`), with OpenSIPS' numbering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrInfo {
+    /// `$err.class`: 1 parse error, 4 failed assertion.
+    pub class: i64,
+    /// `$err.level`: severity, lower is worse (3 for parse errors).
+    pub level: i64,
+    /// `$err.info`: what went wrong.
+    pub info: String,
+    /// `$err.rcode` / `$err.rreason`: the reply the error calls for.
+    pub rcode: i64,
+    pub rreason: String,
+}
+
+impl ErrInfo {
+    /// A message that could not be parsed: the suggested reply is `code reason`.
+    pub fn parse(info: &str, code: u16, reason: &str) -> ErrInfo {
+        ErrInfo {
+            class: 1,
+            level: 3,
+            info: info.to_owned(),
+            rcode: i64::from(code),
+            rreason: reason.to_owned(),
+        }
+    }
+}
+
 /// Per-message script state.
 #[derive(Debug, Clone)]
 pub struct MsgCtx {
@@ -58,6 +85,8 @@ pub struct MsgCtx {
     pub send_socket: Option<String>,
     /// Messages queued for sending (replies, forwarded requests).
     pub outbox: Vec<Outbound>,
+    /// Set when `error_route` runs.
+    pub err: Option<ErrInfo>,
 }
 
 impl MsgCtx {
@@ -77,6 +106,7 @@ impl MsgCtx {
             reply_headers: Vec::new(),
             avps: Vec::new(),
             force_rport: false,
+            err: None,
             send_socket: None,
             outbox: Vec::new(),
         }

@@ -84,6 +84,8 @@ pub enum CorePv {
     Retcode,
     /// `$socket_in` (`proto:ip:port`) and `$socket_in(ip|port|proto|af)`.
     SocketIn(Option<SocketField>),
+    /// `$err.class $err.level $err.info $err.rcode $err.rreason` (NULL outside `error_route`).
+    Err(ErrField),
     /// `$socket_out` and its fields: the socket forced for sending; NULL when none is.
     SocketOut(Option<SocketField>),
     /// A URI-bearing header: `$ai` (P-Asserted-Identity), `$pu $pU $pd $pn`
@@ -119,6 +121,16 @@ pub enum CorePv {
     HeaderNameAt(i64),
     /// `$C(xy)`: terminal colour escape (x foreground, y background).
     Color(String),
+}
+
+/// A field of `$err`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrField {
+    Class,
+    Level,
+    Info,
+    Rcode,
+    Rreason,
 }
 
 /// A field of `$ct.fields(...)`.
@@ -297,6 +309,11 @@ impl CorePv {
             ("C", Some(c)) => CorePv::Color(c.to_owned()),
             ("socket_in", None) => CorePv::SocketIn(None),
             ("socket_in", Some(f)) => CorePv::SocketIn(Some(SocketField::named(f)?)),
+            ("err.class", None) => CorePv::Err(ErrField::Class),
+            ("err.level", None) => CorePv::Err(ErrField::Level),
+            ("err.info", None) => CorePv::Err(ErrField::Info),
+            ("err.rcode", None) => CorePv::Err(ErrField::Rcode),
+            ("err.rreason", None) => CorePv::Err(ErrField::Rreason),
             ("socket_out", None) => CorePv::SocketOut(None),
             ("socket_out", Some(f)) => CorePv::SocketOut(Some(SocketField::named(f)?)),
             _ => return None,

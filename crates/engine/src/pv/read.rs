@@ -182,6 +182,16 @@ impl CorePv {
                 Some(r) => socket_value(r.proto, r.local, *field),
                 None => Value::Null,
             },
+            CorePv::Err(field) => match &ctx.err {
+                None => Value::Null,
+                Some(e) => match field {
+                    super::ErrField::Class => Value::Int(e.class),
+                    super::ErrField::Level => Value::Int(e.level),
+                    super::ErrField::Info => Value::from(e.info.clone()),
+                    super::ErrField::Rcode => Value::Int(e.rcode),
+                    super::ErrField::Rreason => Value::from(e.rreason.clone()),
+                },
+            },
             CorePv::SocketOut(field) => match ctx.send_socket.as_deref() {
                 None => Value::Null,
                 Some(name) => match (field, crate::forward::socket_address(name)) {

@@ -95,6 +95,7 @@ pub struct Script {
     /// `$route.type` of the top-level route at each index.
     pub(crate) route_types: Vec<&'static str>,
     startup: Option<usize>,
+    error: Option<usize>,
     /// `timer_route[name, seconds]`: route index, name, interval.
     timers: Vec<(usize, String, u64)>,
     main: Option<usize>,
@@ -179,7 +180,7 @@ impl Script {
             blocks.iter().map(|b| lower.block(&b.body.stmts)).collect();
         let mut route_types = vec!["request"; routes.len()];
         let mut extra_names = Vec::new();
-        let (mut startup, mut timers) = (None, Vec::new());
+        let (mut startup, mut error, mut timers) = (None, None, Vec::new());
         for r in config.items.iter().filter_map(|i| match i {
             Item::Route(r) => Some(r),
             _ => None,
@@ -190,6 +191,11 @@ impl Script {
                     startup = Some(index);
                     route_types.push("startup");
                     extra_names.push("startup_route".to_owned());
+                }
+                cfg::ast::RouteKind::Error => {
+                    error = Some(index);
+                    route_types.push("error");
+                    extra_names.push("error_route".to_owned());
                 }
                 cfg::ast::RouteKind::Timer => {
                     let name = r.name.as_ref().map_or(String::new(), |n| n.node.clone());
@@ -252,6 +258,7 @@ impl Script {
             routes,
             route_types,
             startup,
+            error,
             timers,
             main,
             log_level,
@@ -304,6 +311,25 @@ impl Script {
     ) -> Result<Outcome, ScriptError> {
         match self.startup {
             Some(i) => self.run_route(i, worker, &mut placeholder(), log),
+            None => Ok(Outcome::Exit),
+        }
+    }
+
+    /// Whether the script has an `error_route`.
+    pub fn has_error_route(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// Runs `error_route` over a message that failed to parse (`ctx.err` says why). Nothing is
+    /// sent unless the route sends it.
+    pub fn run_error(
+        &self,
+        worker: &mut Worker,
+        ctx: &mut MsgCtx,
+        log: &mut dyn Log,
+    ) -> Result<Outcome, ScriptError> {
+        match self.error {
+            Some(i) => self.run_route(i, worker, ctx, log),
             None => Ok(Outcome::Exit),
         }
     }
