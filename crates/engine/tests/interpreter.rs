@@ -412,8 +412,22 @@ fn assert_is_off_by_default_and_stops_the_script_when_enabled() {
     let (l, _, out) = run(
         "enable_asserts=yes\nroute { assert($rm == \"INVITE\"); assert($rm == \"BYE\", \"a BYE\"); xlog(\"never\\n\"); }",
     );
-    assert_eq!(l, ["assertion failed: a BYE"]);
+    assert_eq!(l, ["ASSERTION FAILED - a BYE"]);
     assert_eq!(out, Outcome::Exit);
+
+    // With an error_route, a failed assertion runs it ($err as OpenSIPS sets it), then stops.
+    let (l, c, out) = run(
+        "enable_asserts=yes\nerror_route { xlog(\"$route.type $err.class $err.level $err.info $err.rcode $err.rreason\\n\"); }\nroute { assert($rm == \"BYE\", \"a BYE\"); xlog(\"never\\n\"); }",
+    );
+    assert_eq!(
+        l,
+        [
+            "ASSERTION FAILED - a BYE",
+            "error 4 1 assertion failed 500 server error\n"
+        ]
+    );
+    assert_eq!(out, Outcome::Exit);
+    assert_eq!(c.err.map(|e| e.class), Some(4));
 }
 
 #[test]

@@ -146,7 +146,23 @@ impl Run<'_> {
                 if !self.script.asserts || self.cond(cond)? > 0 {
                     1
                 } else {
-                    self.log.log(-2, &format!("assertion failed: {message}"));
+                    self.log.log(-2, &format!("ASSERTION FAILED - {message}"));
+                    // OpenSIPS: error_route runs with the assertion's `$err`, then the script ends.
+                    if let Some(i) = self.script.error {
+                        self.ctx.err = Some(crate::ErrInfo {
+                            class: 4,
+                            level: 1,
+                            info: "assertion failed".into(),
+                            rcode: 500,
+                            rreason: "server error".into(),
+                        });
+                        let kind = std::mem::replace(&mut self.kind, "error");
+                        let ran = self.route(i, Vec::new());
+                        self.kind = kind;
+                        if let Err(h @ (Halt::Drop | Halt::Fail(_))) = ran {
+                            return Err(h);
+                        }
+                    }
                     return Err(Halt::Exit);
                 }
             }
