@@ -51,6 +51,17 @@ impl ErrInfo {
             rreason: reason.to_owned(),
         }
     }
+
+    /// A failed `assert()`: critical, and calls for a 500.
+    pub fn assertion() -> ErrInfo {
+        ErrInfo {
+            class: 4,
+            level: 1,
+            info: "assertion failed".into(),
+            rcode: 500,
+            rreason: "server error".into(),
+        }
+    }
 }
 
 /// Per-message script state.

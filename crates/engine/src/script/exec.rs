@@ -149,13 +149,7 @@ impl Run<'_> {
                     self.log.log(-2, &format!("ASSERTION FAILED - {message}"));
                     // OpenSIPS: error_route runs with the assertion's `$err`, then the script ends.
                     if let Some(i) = self.script.error {
-                        self.ctx.err = Some(crate::ErrInfo {
-                            class: 4,
-                            level: 1,
-                            info: "assertion failed".into(),
-                            rcode: 500,
-                            rreason: "server error".into(),
-                        });
+                        self.ctx.err = Some(crate::ErrInfo::assertion());
                         let kind = std::mem::replace(&mut self.kind, "error");
                         let ran = self.route(i, Vec::new());
                         self.kind = kind;
