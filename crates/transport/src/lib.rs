@@ -1,0 +1,8 @@
+//! rsips transports: the connection-oriented protocols (TCP, TLS, WS, WSS) and the pieces they share
+//! with UDP (PROXY protocol headers, write outcomes).
+//!
+//! The codecs (`proxy_protocol`, `ws`) are sans-IO: they take bytes and return what they found, so
+//! they are tested and fuzzed without sockets.
+
+pub mod proxy_protocol;
+pub mod ws;
