@@ -3,6 +3,7 @@
 
 mod cli;
 mod server;
+mod transports;
 
 use std::io::Write;
 use std::path::Path;
@@ -17,7 +18,18 @@ const EMBEDDED_NAME: &str = "<embedded>/etc/rsips.cfg";
 /// The modules rsips links in (the only place that names them all). Grows as modules land.
 fn available() -> engine::Available {
     engine::Available {
-        modules: vec![&sipmsgops::MODULE, &sl::SL, &sl::SIGNALING],
+        modules: vec![
+            &sipmsgops::MODULE,
+            &sl::SL,
+            &sl::SIGNALING,
+            &transports::PROTO_TCP,
+            &transports::PROTO_TLS,
+            &transports::PROTO_WS,
+            &transports::PROTO_WSS,
+            &transports::TLS_MGM,
+            &transports::TLS_OPENSSL,
+            &transports::TLS_WOLFSSL,
+        ],
         builtin: vec!["proto_udp"],
         argv: Vec::new(),
     }
@@ -67,17 +79,6 @@ fn main() -> ExitCode {
 
 /// Runs the server until SIGTERM or SIGINT.
 fn serve(script: engine::Script, args: &Args) -> ExitCode {
-    let addresses = match server::udp_addresses(script.sockets()) {
-        Ok(a) if !a.is_empty() => a,
-        Ok(_) => {
-            eprintln!("error: no `socket=udp:...` to listen on (only UDP is served so far)");
-            return ExitCode::from(1);
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
-    };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(sig, std::sync::Arc::clone(&stop)) {
@@ -98,12 +99,11 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         eprintln!("error: startup_route failed: {e}");
         return ExitCode::from(1);
     }
-    let workers = script.udp_workers();
     let script = std::sync::Arc::new(script);
-    let server = match server::Server::start(script, &addresses, workers, &initial, stop) {
+    let server = match server::Server::start(script, &initial, stop) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot listen: {e}");
+            eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };

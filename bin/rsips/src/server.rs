@@ -1,7 +1,8 @@
-//! The UDP server: one socket per `socket=udp:…` line, `udp_workers` threads reading it, each
-//! running the compiled script over the requests it receives and sending what the script queued.
-//! Malformed requests get a 400 naming the fault (or the RFC 3261 class: 416, 505); malformed
-//! responses are dropped. This is the first slice of the transports issue (#4): UDP only.
+//! The server runtime: UDP sockets read by `udp_workers` threads each, the stream transports
+//! (TCP, TLS, WS, WSS) read by the I/O threads of `transport::stream` and handed to `tcp_workers`
+//! threads. Every worker runs the compiled script over what it receives and sends what the script
+//! queued. Malformed requests get a 400 naming the fault (or the RFC 3261 class: 416, 505);
+//! malformed responses are dropped.
 
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
@@ -10,8 +11,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use engine::{Log, MsgCtx, Receipt, Script, Worker};
+use engine::{Log, MsgCtx, Outbound, Receipt, Script, Worker};
 use sip::{Reaction, SipMessage};
+use transport::Proto;
+use transport::stream::{Inbound, Listen, Streams};
 
 /// Writes script log lines to stderr with their OpenSIPS level name.
 pub struct StderrLog;
@@ -37,61 +40,168 @@ impl Log for StderrLog {
 /// Running listeners and their workers (they stop when the shared flag is raised).
 pub struct Server {
     workers: Vec<JoinHandle<()>>,
+    streams: Option<Arc<Streams>>,
 }
 
-/// Resolves `udp:host:port` socket names to addresses (`*` is every interface).
-pub fn udp_addresses(sockets: &[String]) -> Result<Vec<SocketAddr>, String> {
+/// Where every outgoing message leaves: the UDP sockets and the stream transports.
+pub struct Outlet {
+    udp: Vec<(SocketAddr, UdpSocket)>,
+    streams: Option<Arc<Streams>>,
+}
+
+impl Outlet {
+    /// Sends one message. `receiving` is the UDP socket of the worker, the default for replies.
+    fn send(&self, out: Outbound, receiving: Option<&UdpSocket>) {
+        if out.proto == "udp" {
+            let socket = match out.from {
+                Some(from) => self.udp.iter().find(|(a, _)| *a == from).map(|(_, s)| s),
+                None => receiving.or_else(|| {
+                    self.udp
+                        .iter()
+                        .find(|(a, _)| a.is_ipv4() == out.dest.is_ipv4())
+                        .map(|(_, s)| s)
+                }),
+            };
+            let Some(socket) = socket else {
+                eprintln!("ERROR:core: no udp socket to send to {}", out.dest);
+                return;
+            };
+            if let Err(e) = socket.send_to(&out.data, out.dest) {
+                eprintln!("ERROR:core: udp send to {}: {e}", out.dest);
+            }
+            return;
+        }
+        let (Some(streams), Some(proto)) = (&self.streams, Proto::parse(out.proto)) else {
+            eprintln!(
+                "ERROR:core: no {} socket to send to {}",
+                out.proto, out.dest
+            );
+            return;
+        };
+        let dest = out.dest;
+        // The stateless path has nobody to fail over to: the outcome is logged.
+        let done: transport::stream::Done = Box::new(move |outcome| {
+            if !outcome.is_sent() {
+                eprintln!("ERROR:core: {proto} send to {dest}: {outcome:?}");
+            }
+        });
+        streams.send(
+            proto,
+            out.conn,
+            dest,
+            out.from,
+            Bytes::from(out.data),
+            Some(done),
+        );
+    }
+}
+
+/// The addresses of the listening sockets of one protocol (names resolved, `*` as 0.0.0.0).
+pub fn addresses(script: &Script, proto: &str) -> Result<Vec<engine::forward::Socket>, String> {
     let mut out = Vec::new();
-    for s in sockets {
-        let Some(rest) = s.strip_prefix("udp:") else {
-            continue;
-        };
-        let (host, port) = rest
-            .rsplit_once(':')
-            .ok_or_else(|| format!("bad socket `{s}`"))?;
-        let host = match host {
-            "*" => "0.0.0.0",
-            h => h.trim_start_matches('[').trim_end_matches(']'),
-        };
-        let port: u16 = port.parse().map_err(|_| format!("bad port in `{s}`"))?;
-        let addr = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve `{s}`: {e}"))?
-            .next()
-            .ok_or_else(|| format!("cannot resolve `{s}`"))?;
-        out.push(addr);
+    for s in script.listen_sockets().iter().filter(|s| s.proto == proto) {
+        let mut s = s.clone();
+        if s.addr.is_none() {
+            let host = s
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let addr = (host.as_str(), s.port)
+                .to_socket_addrs()
+                .map_err(|e| format!("cannot resolve socket host `{host}`: {e}"))?
+                .next()
+                .ok_or_else(|| format!("cannot resolve socket host `{host}`"))?;
+            s.addr = Some(addr);
+        }
+        out.push(s);
     }
     Ok(out)
 }
 
 impl Server {
-    /// Binds every address and starts `workers` threads per socket.
+    /// Binds every socket of the script and starts its workers.
     pub fn start(
         script: Arc<Script>,
-        addresses: &[SocketAddr],
-        workers: usize,
         initial: &Worker,
         stop: Arc<AtomicBool>,
-    ) -> std::io::Result<Server> {
-        let mut sockets = Vec::new();
-        for addr in addresses {
-            let socket = UdpSocket::bind(addr)?;
-            socket.set_read_timeout(Some(Duration::from_millis(100)))?;
-            let local = socket.local_addr()?;
+    ) -> Result<Server, String> {
+        let mut udp = Vec::new();
+        for s in addresses(&script, "udp")? {
+            let Some(addr) = s.addr else { continue };
+            let socket = UdpSocket::bind(addr).map_err(|e| format!("udp:{addr}: {e}"))?;
+            socket
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .map_err(|e| e.to_string())?;
+            let local = socket.local_addr().map_err(|e| e.to_string())?;
             eprintln!("NOTICE:core: listening on udp:{local}");
-            sockets.push((local, socket));
+            udp.push((local, socket));
         }
-        // Every worker can send from any socket (`force_send_socket`, `$socket_out`).
-        let all: Arc<Vec<(SocketAddr, UdpSocket)>> = Arc::new(sockets);
+        let mut listens = Vec::new();
+        for proto in ["tcp", "tls", "ws", "wss"] {
+            for s in addresses(&script, proto)? {
+                let (Some(addr), Some(p)) = (s.addr, Proto::parse(proto)) else {
+                    continue;
+                };
+                listens.push(Listen {
+                    proto: p,
+                    addr,
+                    proxy_protocol: s.allow_proxy_protocol,
+                    send_proxy_protocol: s.send_proxy_protocol,
+                });
+            }
+        }
+        if udp.is_empty() && listens.is_empty() {
+            return Err("no `socket=` to listen on".into());
+        }
+        let (tx, rx) = crossbeam_channel::unbounded::<Inbound>();
+        let streams = if listens.is_empty() {
+            None
+        } else {
+            let tls = crate::transports::tls_context(&script)?.map(Arc::new);
+            if listens.iter().any(|l| l.proto.is_secure()) && tls.is_none() {
+                return Err(
+                    "a tls/wss socket needs `loadmodule \"tls_mgm.so\"` with a server domain"
+                        .into(),
+                );
+            }
+            if let Some(tls) = &tls {
+                watch_sighup(Arc::clone(tls), Arc::clone(&stop))?;
+            }
+            let streams = Streams::start(crate::transports::settings(&script), listens, tls, tx)
+                .map_err(|e| format!("cannot listen: {e}"))?;
+            for (proto, addr) in streams.bound() {
+                eprintln!("NOTICE:core: listening on {proto}:{addr}");
+            }
+            Some(Arc::new(streams))
+        };
+        let outlet = Arc::new(Outlet {
+            udp,
+            streams: streams.clone(),
+        });
         let mut handles = Vec::new();
-        for (local, socket) in all.iter() {
-            for _ in 0..workers.max(1) {
-                let socket = socket.try_clone()?;
-                let (script, stop, all) =
-                    (Arc::clone(&script), Arc::clone(&stop), Arc::clone(&all));
+        for (i, (local, _)) in outlet.udp.iter().enumerate() {
+            for _ in 0..script.udp_workers().max(1) {
+                let (script, stop, outlet) =
+                    (Arc::clone(&script), Arc::clone(&stop), Arc::clone(&outlet));
                 let (local, state) = (*local, initial.clone());
                 handles.push(std::thread::spawn(move || {
-                    worker(socket, local, &all, state, script, stop)
+                    udp_worker(i, local, &outlet, state, &script, &stop)
+                }));
+            }
+        }
+        if streams.is_some() {
+            let n = script.global_int("tcp_workers").unwrap_or(8).max(1);
+            for _ in 0..n {
+                let (script, stop, outlet, rx) = (
+                    Arc::clone(&script),
+                    Arc::clone(&stop),
+                    Arc::clone(&outlet),
+                    rx.clone(),
+                );
+                let state = initial.clone();
+                handles.push(std::thread::spawn(move || {
+                    stream_worker(&rx, &outlet, state, &script, &stop)
                 }));
             }
         }
@@ -115,25 +225,59 @@ impl Server {
                 }
             }));
         }
-        Ok(Server { workers: handles })
+        Ok(Server {
+            workers: handles,
+            streams,
+        })
     }
 
-    /// Waits for every worker to finish (after the stop flag is raised).
+    /// Waits for every worker to finish (after the stop flag is raised), then closes every
+    /// connection.
     pub fn join(self) {
         for h in self.workers {
             let _ = h.join();
         }
+        if let Some(streams) = self.streams
+            && let Ok(streams) = Arc::try_unwrap(streams)
+        {
+            streams.shutdown();
+        }
     }
 }
 
-fn worker(
-    socket: UdpSocket,
+/// SIGHUP re-reads every TLS certificate, key and CA list from their files; on any error the
+/// certificates in use stay (OpenSIPS can only reload certificates kept in a database).
+fn watch_sighup(tls: Arc<transport::tls::TlsContext>, stop: Arc<AtomicBool>) -> Result<(), String> {
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+            if hup.swap(false, Ordering::SeqCst) {
+                match tls.reload() {
+                    Ok(()) => eprintln!("NOTICE:tls_mgm: certificates reloaded"),
+                    Err(e) => eprintln!(
+                        "ERROR:tls_mgm: reload failed, keeping the current certificates: {e}"
+                    ),
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+fn udp_worker(
+    index: usize,
     local: SocketAddr,
-    all: &[(SocketAddr, UdpSocket)],
+    outlet: &Outlet,
     mut state: Worker,
-    script: Arc<Script>,
-    stop: Arc<AtomicBool>,
+    script: &Script,
+    stop: &AtomicBool,
 ) {
+    let Some(socket) = outlet.udp.get(index).and_then(|(_, s)| s.try_clone().ok()) else {
+        return;
+    };
     let mut buf = vec![0u8; 65_535];
     while !stop.load(Ordering::SeqCst) {
         let (n, source) = match socket.recv_from(&mut buf) {
@@ -152,41 +296,59 @@ fn worker(
             }
         };
         let Some(data) = buf.get(..n) else { continue };
-        for out in handle(data, source, local, &script, &mut state) {
-            let via = match out.from {
-                Some(from) if from != local => match all.iter().find(|(a, _)| *a == from) {
-                    Some((_, s)) => s,
-                    None => {
-                        eprintln!("ERROR:core: no socket udp:{from} to send to {}", out.dest);
-                        continue;
-                    }
-                },
-                _ => &socket,
-            };
-            if let Err(e) = via.send_to(&out.data, out.dest) {
-                eprintln!("ERROR:core: udp send to {}: {e}", out.dest);
-            }
+        let receipt = Receipt {
+            source,
+            proto: "udp",
+            local,
+            conn: None,
+        };
+        for out in handle(data, receipt, script, &mut state, None) {
+            outlet.send(out, Some(&socket));
         }
     }
 }
 
-/// One datagram: parse, check, run the script; returns what to send.
+fn stream_worker(
+    rx: &crossbeam_channel::Receiver<Inbound>,
+    outlet: &Outlet,
+    mut state: Worker,
+    script: &Script,
+    stop: &AtomicBool,
+) {
+    let aliases = script.global_int("tcp_accept_aliases").unwrap_or(0) != 0;
+    while !stop.load(Ordering::SeqCst) {
+        let msg = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(m) => m,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        };
+        let receipt = Receipt {
+            source: msg.source,
+            proto: msg.proto.as_str(),
+            local: msg.local,
+            conn: Some(msg.conn),
+        };
+        let alias = aliases.then_some(()).and(outlet.streams.as_deref());
+        for out in handle(&msg.data, receipt, script, &mut state, alias) {
+            outlet.send(out, None);
+        }
+    }
+}
+
+/// One message: parse, check, run the script; returns what to send. With `aliases`, a request
+/// whose top Via carries `alias` makes its connection reachable at the Via's sent-by.
 fn handle(
     data: &[u8],
-    source: SocketAddr,
-    local: SocketAddr,
+    receipt: Receipt,
     script: &Script,
     state: &mut Worker,
-) -> Vec<engine::Outbound> {
+    aliases: Option<&Streams>,
+) -> Vec<Outbound> {
     // RFC 5626 keepalives and stray line ends.
     if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
         return Vec::new();
     }
-    let receipt = Receipt {
-        source,
-        proto: "udp",
-        local,
-    };
+    let local = receipt.local;
     let msg = match SipMessage::parse(Bytes::copy_from_slice(data)) {
         Ok(m) => m,
         Err(e) => return parse_error(data, &e, receipt, script, state),
@@ -200,6 +362,15 @@ fn handle(
         return engine::forward::relay_response(&msg, &ours)
             .into_iter()
             .collect();
+    }
+    if let (Some(streams), Some(conn)) = (aliases, receipt.conn)
+        && let Ok(via) = msg.top_via()
+        && via.alias()
+    {
+        let port = via
+            .port()
+            .unwrap_or(engine::forward::default_port(receipt.proto));
+        streams.add_alias(conn, SocketAddr::new(receipt.source.ip(), port));
     }
     let mut ctx = MsgCtx::new(msg).with_receipt(receipt);
     if let Err(e) = script.run(state, &mut ctx, &mut StderrLog) {
@@ -270,12 +441,14 @@ fn error_reply(data: &[u8], e: &sip::ParseError, receipt: Receipt) -> Vec<engine
     {
         return Vec::new();
     }
-    let ctx = MsgCtx::new(msg).with_receipt(receipt);
+    let ctx = MsgCtx::new(msg).with_receipt(receipt.clone());
     match sl::build_reply(&ctx, code, e.reason()) {
-        Some((data, dest)) => vec![engine::Outbound {
+        Some((data, dest)) => vec![Outbound {
             data,
             dest,
             from: None,
+            proto: receipt.proto,
+            conn: receipt.conn,
         }],
         None => Vec::new(),
     }
@@ -294,11 +467,26 @@ mod tests {
         Script::compile(&parsed.config, &sources, &crate::available()).unwrap()
     }
 
+    fn udp(source: SocketAddr, local: SocketAddr) -> Receipt {
+        Receipt {
+            source,
+            proto: "udp",
+            local,
+            conn: None,
+        }
+    }
+
     /// The first line of what rsips sends back for a datagram (`None`: nothing).
     fn reaction(script: &Script, data: &[u8]) -> Option<String> {
         let source: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let local: SocketAddr = "127.0.0.1:5060".parse().unwrap();
-        let out = handle(data, source, local, script, &mut Worker::default());
+        let out = handle(
+            data,
+            udp(source, local),
+            script,
+            &mut Worker::default(),
+            None,
+        );
         assert!(out.len() <= 1, "one reply at most");
         out.first().map(|o| {
             String::from_utf8_lossy(&o.data)
@@ -360,10 +548,10 @@ mod tests {
         };
         let out = handle(
             req("SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKa").as_bytes(),
-            source,
-            local,
+            udp(source, local),
             &script,
             &mut Worker::default(),
+            None,
         );
         assert_eq!(
             out[0].dest,
@@ -377,10 +565,10 @@ mod tests {
         );
         let out = handle(
             req("SIP/2.0/UDP 10.1.1.1:5070;rport;branch=z9hG4bKb").as_bytes(),
-            source,
-            local,
+            udp(source, local),
             &script,
             &mut Worker::default(),
+            None,
         );
         assert_eq!(out[0].dest, source, "rport: the source port (RFC 3581)");
         let text = String::from_utf8(out[0].data.clone()).unwrap();

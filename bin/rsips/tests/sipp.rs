@@ -1,5 +1,5 @@
 //! SIPp (`sip-tester`, installed by .ci/run) runs its built-in uac scenario through rsips
-//! `forward()` to a SIPp uas over UDP on 127.0.0.1: every call must succeed.
+//! `forward()` to a SIPp uas on 127.0.0.1, over UDP and over TCP: every call must succeed.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -40,16 +40,28 @@ fn sipp() -> Command {
 
 #[test]
 fn sipp_uac_through_stateless_forward_to_sipp_uas() {
+    sipp_through_rsips("udp");
+}
+
+#[test]
+fn sipp_uac_through_stateless_forward_to_sipp_uas_over_tcp() {
+    sipp_through_rsips("tcp");
+}
+
+/// SIPp uac → rsips `forward()` → SIPp uas, everything over `proto`.
+fn sipp_through_rsips(proto: &str) {
     let (proxy, uas_port, uac_port) = (free_port(), free_port(), free_port());
+    // SIPp: `u1` one UDP socket, `t1` one TCP connection.
+    let mode = if proto == "tcp" { "t1" } else { "u1" };
     let dir = std::env::temp_dir().join(format!("rsips-sipp-{}-{proxy}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("proxy.cfg");
     std::fs::write(
         &cfg,
         format!(
-            "socket=udp:127.0.0.1:{proxy}\nudp_workers=2\ndisable_stateless_fwd=no\n\
-             loadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\n\
-             route {{\n  $du = \"sip:127.0.0.1:{uas_port}\";\n  if (!forward()) sl_send_reply(500, \"Forward Failed\");\n}}\n"
+            "socket={proto}:127.0.0.1:{proxy}\nudp_workers=2\ntcp_workers=2\ndisable_stateless_fwd=no\n\
+             loadmodule \"proto_{proto}.so\"\nloadmodule \"sl.so\"\n\
+             route {{\n  $du = \"sip:127.0.0.1:{uas_port};transport={proto}\";\n  if (!forward()) sl_send_reply(500, \"Forward Failed\");\n}}\n"
         ),
     )
     .unwrap();
@@ -71,6 +83,8 @@ fn sipp_uac_through_stateless_forward_to_sipp_uas() {
                 "127.0.0.1",
                 "-p",
                 &uas_port.to_string(),
+                "-t",
+                mode,
                 "-nostdin",
             ])
             .current_dir(&dir)
@@ -83,6 +97,7 @@ fn sipp_uac_through_stateless_forward_to_sipp_uas() {
     let started = Instant::now();
     let out = sipp()
         .args(["-sn", "uac", "-i", "127.0.0.1", "-p", &uac_port.to_string()])
+        .args(["-t", mode])
         .arg(format!("127.0.0.1:{proxy}"))
         .args([
             "-s",

@@ -13,6 +13,8 @@ pub struct Receipt {
     /// Lower-case transport name: `udp`, `tcp`, `tls`, `ws`, `wss`.
     pub proto: &'static str,
     pub local: SocketAddr,
+    /// The connection it came on (stream transports); replies go back on it.
+    pub conn: Option<u64>,
 }
 
 /// A message a module function wants sent; the worker sends it after the function returns, so
@@ -24,6 +26,10 @@ pub struct Outbound {
     /// The local socket to send from (`force_send_socket`, `$socket_out`); `None` is the socket
     /// the message came in on.
     pub from: Option<SocketAddr>,
+    /// Lower-case transport name: `udp`, `tcp`, `tls`, `ws`, `wss`.
+    pub proto: &'static str,
+    /// An open connection to use first (a reply to a request received over a stream).
+    pub conn: Option<u64>,
 }
 
 /// Why `error_route` runs (`$err.*`), with OpenSIPS' numbering.

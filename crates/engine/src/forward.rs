@@ -19,33 +19,71 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("cannot resolve `{host}`"))
 }
 
-/// The next hop of a request: an explicit `[udp:]host[:port]` or SIP URI, else `$du`, else the
-/// current R-URI (its `maddr` first).
-pub fn next_hop(ctx: &MsgCtx, explicit: Option<&str>) -> Result<SocketAddr, String> {
+/// The transport names rsips knows, as `&'static str` (what `Receipt::proto` holds).
+pub fn proto_name(name: &str) -> Option<&'static str> {
+    ["udp", "tcp", "tls", "ws", "wss"]
+        .into_iter()
+        .find(|p| p.eq_ignore_ascii_case(name))
+}
+
+/// The port a destination without one means for a transport (RFC 3261 §19.1.2, RFC 7118 §5).
+pub fn default_port(proto: &str) -> u16 {
+    match proto {
+        "tls" => 5061,
+        "ws" => 80,
+        "wss" => 443,
+        _ => 5060,
+    }
+}
+
+/// The next hop of a request and the transport to reach it: an explicit
+/// `[proto:]host[:port]` or SIP URI, else `$du`, else the current R-URI (its `maddr` first).
+/// The transport is the URI's `transport` parameter, `tls` for `sips:`, the explicit prefix,
+/// else UDP.
+pub fn next_hop(
+    ctx: &MsgCtx,
+    explicit: Option<&str>,
+) -> Result<(&'static str, SocketAddr), String> {
     let target = match explicit {
-        Some(d) => d.trim_start_matches("udp:").to_owned(),
+        Some(d) => d.to_owned(),
         None => ctx
             .dst_uri
             .clone()
             .or_else(|| ctx.ruri().map(str::to_owned))
             .ok_or("no destination")?,
     };
-    if target.contains("sip:") || target.contains("sips:") {
-        let uri = Uri::parse(&target).map_err(|e| format!("bad destination `{target}`: {e}"))?;
+    let (prefix, rest) = match target.split_once(':') {
+        Some((p, rest)) => match proto_name(p) {
+            Some(p) => (Some(p), rest.to_owned()),
+            None => (None, target.clone()),
+        },
+        None => (None, target.clone()),
+    };
+    if rest.contains("sip:") || rest.contains("sips:") {
+        let uri = Uri::parse(&rest).map_err(|e| format!("bad destination `{rest}`: {e}"))?;
+        let proto = match uri.transport() {
+            Some(t) => proto_name(t).ok_or_else(|| format!("unsupported transport `{t}`"))?,
+            None if rest.trim_start().starts_with("sips:") => "tls",
+            None => prefix.unwrap_or("udp"),
+        };
         let host = uri
             .maddr()
             .map(str::to_owned)
             .or_else(|| uri.host().map(|h| h.as_str().to_owned()));
-        let host = host.ok_or_else(|| format!("no host in `{target}`"))?;
-        return resolve(&host, uri.port().unwrap_or(5060));
+        let host = host.ok_or_else(|| format!("no host in `{rest}`"))?;
+        return Ok((
+            proto,
+            resolve(&host, uri.port().unwrap_or(default_port(proto)))?,
+        ));
     }
-    let (host, port) = match target.rsplit_once(':') {
+    let proto = prefix.unwrap_or("udp");
+    let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) if p.parse::<u16>().is_ok() && (!h.contains(':') || h.ends_with(']')) => {
             (h.to_owned(), p.parse().unwrap_or(5060))
         }
-        _ => (target.clone(), 5060),
+        _ => (rest.clone(), default_port(proto)),
     };
-    resolve(&host, port)
+    Ok((proto, resolve(&host, port)?))
 }
 
 /// A branch that is the same for every retransmission of one request (RFC 3261 §16.11).
@@ -116,41 +154,101 @@ pub fn replace_top_via(msg: &SipMessage, edits: &mut Edits, value: &str) {
     edits.replace_value(h.index, line);
 }
 
+/// The local socket a request to `dest` over `proto` leaves from: the forced one, else the
+/// receiving socket when it has the transport, else the first configured socket of that
+/// transport and address family. Returns its address and the host:port our Via names (the
+/// advertised address when the socket has one).
+fn sending_socket(
+    ctx: &MsgCtx,
+    proto: &'static str,
+    dest: SocketAddr,
+    sockets: &[Socket],
+) -> Result<(SocketAddr, String), String> {
+    let family = |a: &SocketAddr| a.is_ipv4() == dest.is_ipv4();
+    let chosen = if let Some(name) = &ctx.send_socket {
+        match socket_address(name) {
+            Some((p, a)) if p.eq_ignore_ascii_case(proto) => a,
+            Some((p, _)) => {
+                return Err(format!(
+                    "cannot send over {proto} from the {p} socket `{name}`"
+                ));
+            }
+            None => return Err(format!("cannot send from `{name}`: not a socket address")),
+        }
+    } else {
+        let receipt = ctx.receipt.as_ref().ok_or("no receiving socket")?;
+        if receipt.proto == proto && family(&receipt.local) {
+            receipt.local
+        } else {
+            sockets
+                .iter()
+                .filter(|s| s.proto == proto)
+                .find_map(|s| s.addr.filter(family))
+                .ok_or_else(|| format!("no {proto} socket can reach {dest}"))?
+        }
+    };
+    if !family(&chosen) {
+        return Err(format!("cannot reach {dest} from the socket {chosen}"));
+    }
+    let advertised = sockets
+        .iter()
+        .find(|s| s.proto == proto && s.addr == Some(chosen))
+        .and_then(|s| s.advertised.clone());
+    let hostport = match advertised {
+        Some((host, port)) => format!("{host}:{}", port.unwrap_or(chosen.port())),
+        None => match chosen {
+            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+            SocketAddr::V4(a) => a.to_string(),
+        },
+    };
+    Ok((chosen, hostport))
+}
+
+/// A listening socket as forwarding needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Socket {
+    pub proto: &'static str,
+    /// The host as written (`*`, an IP, a name).
+    pub host: String,
+    pub port: u16,
+    /// The bound address (`None` for names that are not IP literals).
+    pub addr: Option<SocketAddr>,
+    /// `as host[:port]`.
+    pub advertised: Option<(String, Option<u16>)>,
+    /// `allow_proxy_protocol` / `proxy_protocol`: connections start with a PROXY header.
+    pub allow_proxy_protocol: bool,
+    /// `send_proxy_protocol`: connections opened from it start with a PROXY header.
+    pub send_proxy_protocol: bool,
+}
+
 /// The request as relayed: our Via on top, the rewritten R-URI and the script's edits.
-pub fn forward(ctx: &MsgCtx, explicit: Option<&str>) -> Result<Outbound, String> {
+pub fn forward(
+    ctx: &MsgCtx,
+    explicit: Option<&str>,
+    sockets: &[Socket],
+) -> Result<Outbound, String> {
     if !ctx.msg.is_request() {
         return Err("only requests are forwarded".into());
     }
-    let dest = next_hop(ctx, explicit)?;
-    let forced = match &ctx.send_socket {
-        Some(name) => match socket_address(name) {
-            Some(("udp", a)) => Some(a),
-            _ => return Err(format!("cannot send from `{name}`: not a UDP address")),
-        },
-        None => None,
-    };
-    let local = match forced {
-        Some(a) => a,
-        None => ctx.receipt.as_ref().ok_or("no receiving socket")?.local,
-    };
-    if local.is_ipv4() != dest.is_ipv4() {
-        return Err(format!("cannot reach {dest} from the socket {local}"));
-    }
+    let (proto, dest) = next_hop(ctx, explicit)?;
+    let (local, hostport) = sending_socket(ctx, proto, dest, sockets)?;
+    let forced = ctx.send_socket.as_ref().map(|_| local);
     let ruri = ctx.ruri().unwrap_or("").to_owned();
     let mut edits: Edits = ctx.edits.clone();
     let source = ctx.receipt.as_ref().ok_or("no receiving socket")?.source;
-    if let Some(v) = received_top_via(&ctx.msg, source, ctx.force_rport) {
+    if let Some(mut v) = received_top_via(&ctx.msg, source, ctx.force_rport) {
+        // A request that came over a connection names it (`i=`, as OpenSIPS does), so the
+        // stateless reply finds the connection again whatever port the Via names.
+        if let Some(id) = ctx.receipt.as_ref().and_then(|r| r.conn) {
+            v.push_str(&format!(";i={id:x}"));
+        }
         replace_top_via(&ctx.msg, &mut edits, &v);
     }
-    let host = match local {
-        SocketAddr::V6(a) => format!("[{}]", a.ip()),
-        SocketAddr::V4(a) => a.ip().to_string(),
-    };
     edits.add_first(
         "Via",
         &format!(
-            "SIP/2.0/UDP {host}:{};branch={}",
-            local.port(),
+            "SIP/2.0/{} {hostport};branch={}",
+            proto.to_ascii_uppercase(),
             stateless_branch(&ctx.msg, &ruri)
         ),
     );
@@ -160,7 +258,9 @@ pub fn forward(ctx: &MsgCtx, explicit: Option<&str>) -> Result<Outbound, String>
     Ok(Outbound {
         data: ctx.msg.serialize(&edits),
         dest,
-        from: forced,
+        from: forced.or(Some(local)),
+        proto,
+        conn: None,
     })
 }
 
@@ -189,14 +289,20 @@ pub fn relay_response(msg: &SipMessage, ours: &dyn Fn(&str, u16) -> bool) -> Opt
         Some(r) => r.to_owned(),
         None => next.host().as_str().to_owned(),
     };
+    let proto = proto_name(next.transport()).unwrap_or("udp");
     let port = match next.rport() {
         Some(Some(p)) => p,
-        _ => next.port().unwrap_or(5060),
+        _ => next.port().unwrap_or(default_port(proto)),
     };
     let dest = resolve(&host, port).ok()?;
     Some(Outbound {
         data: msg.serialize(Edits::new().remove_top_via(msg)),
         dest,
         from: None,
+        proto,
+        conn: next
+            .param("i")
+            .flatten()
+            .and_then(|id| u64::from_str_radix(id, 16).ok()),
     })
 }

@@ -4,5 +4,10 @@
 //! The codecs (`proxy_protocol`, `ws`) are sans-IO: they take bytes and return what they found, so
 //! they are tested and fuzzed without sockets.
 
+pub mod proto;
 pub mod proxy_protocol;
+pub mod stream;
+pub mod tls;
 pub mod ws;
+
+pub use proto::Proto;

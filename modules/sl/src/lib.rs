@@ -154,11 +154,19 @@ fn send_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some((data, dest)) = build_reply(f.msg, code, &reason) else {
         return -1;
     };
-    // Replies leave by the socket the request came in on (RFC 3261 §18.2.2).
+    // Replies leave by the socket the request came in on (RFC 3261 §18.2.2), on its
+    // connection for stream transports.
+    let (proto, conn) = f
+        .msg
+        .receipt
+        .as_ref()
+        .map_or(("udp", None), |r| (r.proto, r.conn));
     f.msg.outbox.push(Outbound {
         data,
         dest,
         from: None,
+        proto,
+        conn,
     });
     1
 }

@@ -346,6 +346,7 @@ v=0\n";
             source: "192.0.2.10:5070".parse().unwrap(),
             proto: "udp",
             local: "127.0.0.1:5060".parse().unwrap(),
+            conn: None,
         })
     }
 

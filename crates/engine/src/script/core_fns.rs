@@ -97,7 +97,7 @@ impl Run<'_> {
                     self.log.log(-1, "forward() is disabled: set `disable_stateless_fwd=no` to relay statelessly");
                     return Ok(-1);
                 }
-                match crate::forward::forward(self.ctx, dest.as_deref()) {
+                match crate::forward::forward(self.ctx, dest.as_deref(), &self.script.listen) {
                     Ok(out) => {
                         self.ctx.outbox.push(out);
                         1

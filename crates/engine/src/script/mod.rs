@@ -15,6 +15,8 @@ mod core_fns;
 mod exec;
 mod ir;
 
+use std::collections::HashMap;
+
 use cfg::ast::{Config, GlobalValue, Item};
 use cfg::{Diagnostic, SourceMap};
 
@@ -110,6 +112,12 @@ pub struct Script {
     /// Request route names by index ("" for the main route).
     pub(crate) route_names: Vec<String>,
     udp_workers: usize,
+    /// The listening sockets with their addresses, for choosing where forwarded requests leave.
+    pub(crate) listen: Vec<crate::forward::Socket>,
+    /// Every global parameter as written (`tcp_connect_timeout`, `tcp_workers`…), last one wins.
+    globals: HashMap<String, GlobalValue>,
+    /// Every `modparam` in order: (module pattern, parameter, value).
+    modparams: Vec<(String, String, cfg::ast::ParamValue)>,
     /// `disable_stateless_fwd` (OpenSIPS 4.0 default: yes — `forward()` refuses).
     pub(crate) stateless_fwd: bool,
 }
@@ -218,7 +226,19 @@ impl Script {
             (2, 2, Limits::default(), Vec::new(), false);
         let mut udp_workers = 8;
         let mut stateless_fwd = false;
+        let (mut listen, mut globals, mut modparams) = (Vec::new(), HashMap::new(), Vec::new());
         for item in &config.items {
+            if let Item::Global { name, value } = item {
+                globals.insert(name.node.clone(), value.node.clone());
+            }
+            if let Item::ModParam {
+                module,
+                param,
+                value,
+            } = item
+            {
+                modparams.push((module.node.clone(), param.node.clone(), value.node.clone()));
+            }
             match item {
                 Item::Global { name, value } => match (name.node.as_str(), &value.node) {
                     ("xlog_level", GlobalValue::Int(l)) => xlog_level = *l as i32,
@@ -236,6 +256,7 @@ impl Script {
                 },
                 Item::Socket(s) => {
                     if let cfg::socket::SocketDef::Listen(spec) = &s.node {
+                        listen.extend(listen_sockets(spec));
                         let port = spec.ports.first().map(|p| p.0);
                         myself.push((spec.host.clone(), port));
                         if let Some((adv, p)) = &spec.advertised {
@@ -269,6 +290,9 @@ impl Script {
             asserts,
             route_names,
             udp_workers,
+            listen,
+            globals,
+            modparams,
             stateless_fwd,
         })
     }
@@ -399,6 +423,41 @@ impl Script {
         &self.names.sockets
     }
 
+    /// A global parameter as an integer (`yes`/`no` are 1/0), if the script sets it.
+    pub fn global_int(&self, name: &str) -> Option<i64> {
+        match self.globals.get(name)? {
+            GlobalValue::Int(n) | GlobalValue::Workers { count: n, .. } => Some(*n),
+            GlobalValue::Str(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// A global parameter as text, if the script sets it.
+    pub fn global_str(&self, name: &str) -> Option<String> {
+        match self.globals.get(name)? {
+            GlobalValue::Str(s) | GlobalValue::Ident(s) | GlobalValue::Ip(s) => Some(s.clone()),
+            GlobalValue::Int(n) | GlobalValue::Workers { count: n, .. } => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The `modparam`s addressed to `module` (by name or a `a|b` pattern naming it), in order.
+    pub fn modparams<'s>(
+        &'s self,
+        module: &'s str,
+    ) -> impl Iterator<Item = (&'s str, &'s cfg::ast::ParamValue)> + 's {
+        self.modparams
+            .iter()
+            .filter(move |(m, _, _)| m.split('|').any(|m| m.trim().eq_ignore_ascii_case(module)))
+            .map(|(_, p, v)| (p.as_str(), v))
+    }
+
+    /// The listening sockets (one per port of a range) with their protocol, bound address
+    /// (when the host is an IP literal or `*`) and `as` advertised address.
+    pub fn listen_sockets(&self) -> &[crate::forward::Socket] {
+        &self.listen
+    }
+
     /// `udp_workers` (OpenSIPS default 8).
     pub fn udp_workers(&self) -> usize {
         self.udp_workers
@@ -408,4 +467,41 @@ impl Script {
     pub fn flag_bit(&self, name: &str) -> Option<u32> {
         self.names.flags.get(name).copied()
     }
+}
+
+/// The sockets one `socket=` line opens: one per port of its ranges. `*` binds every address of
+/// the family (0.0.0.0); interface names are resolved by the server, not here.
+fn listen_sockets(spec: &cfg::socket::SocketSpec) -> Vec<crate::forward::Socket> {
+    let Some(proto) = crate::forward::proto_name(&spec.proto) else {
+        return Vec::new();
+    };
+    let host = spec.host.trim_start_matches('[').trim_end_matches(']');
+    let ip: Option<std::net::IpAddr> = match host {
+        "*" => Some(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        h => h.parse().ok(),
+    };
+    let default = [(
+        crate::forward::default_port(proto),
+        crate::forward::default_port(proto),
+    )];
+    let ports = if spec.ports.is_empty() {
+        &default[..]
+    } else {
+        &spec.ports[..]
+    };
+    let mut out = Vec::new();
+    for &(lo, hi) in ports {
+        for port in lo..=hi {
+            out.push(crate::forward::Socket {
+                proto,
+                host: spec.host.clone(),
+                port,
+                addr: ip.map(|ip| std::net::SocketAddr::new(ip, port)),
+                advertised: spec.advertised.clone(),
+                allow_proxy_protocol: spec.allow_proxy_protocol,
+                send_proxy_protocol: spec.send_proxy_protocol,
+            });
+        }
+    }
+    out
 }

@@ -1,0 +1,244 @@
+//! The transport modules as the script sees them (`proto_tcp`, `proto_tls`, `proto_ws`,
+//! `proto_wss`, `tls_mgm` and the TLS library modules) and the runtime settings built from their
+//! parameters and the core `tcp_*` globals.
+
+use std::time::Duration;
+
+use cfg::ast::ParamValue;
+use engine::{ModuleSpec, ParamType, Script};
+use transport::stream::Settings;
+use transport::tls::{TlsContext, TlsDomain};
+
+use ParamType::{Int, Str};
+
+pub static PROTO_TCP: ModuleSpec = ModuleSpec {
+    name: "proto_tcp",
+    functions: &[],
+    params: &[
+        ("tcp_port", Int),
+        ("tcp_send_timeout", Int),
+        ("tcp_max_msg_chunks", Int),
+        ("tcp_crlf_pingpong", Int),
+        ("tcp_crlf_drop", Int),
+        ("tcp_async", Int),
+        ("tcp_async_max_postponed_chunks", Int),
+        ("tcp_async_local_connect_timeout", Int),
+        ("tcp_async_local_write_timeout", Int),
+        ("tcp_parallel_handling", Int),
+        ("trace_destination", Str),
+        ("trace_on", Int),
+        ("trace_filter_route", Str),
+    ],
+};
+
+pub static PROTO_TLS: ModuleSpec = ModuleSpec {
+    name: "proto_tls",
+    functions: &[],
+    params: &[
+        ("tls_port", Int),
+        ("tls_send_timeout", Int),
+        ("tls_max_msg_chunks", Int),
+        ("tls_crlf_pingpong", Int),
+        ("tls_crlf_drop", Int),
+        ("tls_async", Int),
+        ("tls_async_max_postponed_chunks", Int),
+        ("tls_async_handshake_timeout", Int),
+        ("tls_handshake_timeout", Int),
+        ("trace_destination", Str),
+        ("trace_on", Int),
+        ("trace_filter_route", Str),
+    ],
+};
+
+pub static PROTO_WS: ModuleSpec = ModuleSpec {
+    name: "proto_ws",
+    functions: &[],
+    params: &[
+        ("ws_port", Int),
+        ("ws_send_timeout", Int),
+        ("ws_max_msg_chunks", Int),
+        ("ws_resource", Str),
+        ("ws_handshake_timeout", Int),
+        ("require_origin", Int),
+        ("trace_destination", Str),
+        ("trace_on", Int),
+        ("trace_filter_route", Str),
+    ],
+};
+
+pub static PROTO_WSS: ModuleSpec = ModuleSpec {
+    name: "proto_wss",
+    functions: &[],
+    params: &[
+        ("wss_port", Int),
+        ("wss_send_timeout", Int),
+        ("wss_max_msg_chunks", Int),
+        ("wss_resource", Str),
+        ("wss_handshake_timeout", Int),
+        ("require_origin", Int),
+        ("trace_destination", Str),
+        ("trace_on", Int),
+        ("trace_filter_route", Str),
+    ],
+};
+
+pub static TLS_MGM: ModuleSpec = ModuleSpec {
+    name: "tls_mgm",
+    functions: &[],
+    params: &[
+        ("server_domain", Str),
+        ("client_domain", Str),
+        ("match_ip_address", Str),
+        ("match_sip_domain", Str),
+        ("certificate", Str),
+        ("private_key", Str),
+        ("ca_list", Str),
+        ("ca_dir", Str),
+        ("verify_cert", ParamType::Any),
+        ("require_cert", ParamType::Any),
+        ("tls_method", Str),
+        ("cipher_list", Str),
+        ("dh_params", Str),
+        ("ec_curve", Str),
+        ("crl_check_all", ParamType::Any),
+        ("crl_dir", Str),
+        ("tls_library", Str),
+        ("db_url", Str),
+        ("db_table", Str),
+        ("client_tls_domain_avp", Str),
+        ("client_sip_domain_avp", Str),
+    ],
+};
+
+/// The TLS library modules OpenSIPS needs beside `tls_mgm`; rsips always uses rustls, so they
+/// are accepted and take no part.
+pub static TLS_OPENSSL: ModuleSpec = ModuleSpec {
+    name: "tls_openssl",
+    functions: &[],
+    params: &[],
+};
+pub static TLS_WOLFSSL: ModuleSpec = ModuleSpec {
+    name: "tls_wolfssl",
+    functions: &[],
+    params: &[],
+};
+
+/// The stream settings from the core globals (OpenSIPS units: connect timeout in ms, the rest in
+/// seconds).
+pub fn settings(script: &Script) -> Settings {
+    let mut s = Settings::default();
+    let ms = |n: i64| Duration::from_millis(n.max(1) as u64);
+    let secs = |n: i64| Duration::from_secs(n.max(1) as u64);
+    if let Some(n) = script.global_int("tcp_threads") {
+        s.threads = n.max(0) as usize;
+    }
+    if let Some(n) = script.global_int("tcp_connect_timeout") {
+        s.connect_timeout = ms(n);
+    }
+    if let Some(n) = script.global_int("tcp_connection_lifetime") {
+        s.lifetime = secs(n);
+    }
+    if let Some(n) = script.global_int("tcp_max_connections") {
+        s.max_connections = n.max(1) as usize;
+    }
+    if let Some(n) = script.global_int("tcp_max_msg_time") {
+        s.max_msg_time = secs(n);
+    }
+    if let Some((_, ParamValue::Int(n))) = script
+        .modparams("proto_tcp")
+        .find(|(p, _)| *p == "tcp_send_timeout")
+    {
+        s.send_timeout = ms(*n);
+    }
+    s
+}
+
+/// Splits a `tls_mgm` value `[domain]rest` into its domain and the rest (`default` when no
+/// domain is named).
+fn domain_value(v: &str) -> (String, String) {
+    let v = v.trim();
+    if let Some(rest) = v.strip_prefix('[')
+        && let Some((dom, rest)) = rest.split_once(']')
+    {
+        return (dom.trim().to_owned(), rest.trim().to_owned());
+    }
+    ("default".to_owned(), v.to_owned())
+}
+
+fn flag(v: &str) -> Result<bool, String> {
+    match v.trim() {
+        "1" | "yes" | "on" | "true" => Ok(true),
+        "0" | "no" | "off" | "false" => Ok(false),
+        other => Err(format!("expected 0 or 1, got `{other}`")),
+    }
+}
+
+/// The `tls_mgm` domains of the script; `None` when it defines none.
+pub fn tls_domains(script: &Script) -> Result<Option<Vec<TlsDomain>>, String> {
+    let mut domains: Vec<TlsDomain> = Vec::new();
+    let find = |domains: &mut Vec<TlsDomain>, name: &str| -> Result<usize, String> {
+        domains.iter().position(|d| d.name == name).ok_or_else(|| {
+            format!("tls_mgm: no domain `{name}` (declare it with server_domain or client_domain)")
+        })
+    };
+    for (param, value) in script.modparams("tls_mgm") {
+        let text = match value {
+            ParamValue::Str(s) => s.clone(),
+            ParamValue::Int(n) => n.to_string(),
+        };
+        match param {
+            "server_domain" | "client_domain" => {
+                // `name` or the 2.x-style `name=ip:port`.
+                let (name, addr) = match text.split_once('=') {
+                    Some((n, a)) => (n.trim(), Some(a.trim().to_owned())),
+                    None => (text.trim(), None),
+                };
+                let mut d = TlsDomain::new(name, param == "server_domain");
+                if !d.server {
+                    d.require_cert = false;
+                }
+                d.match_addresses.extend(addr);
+                domains.push(d);
+            }
+            "match_ip_address" | "match_sip_domain" | "certificate" | "private_key" | "ca_list"
+            | "verify_cert" | "require_cert" | "tls_method" => {
+                let (dom, rest) = domain_value(&text);
+                let i = find(&mut domains, &dom)?;
+                let Some(d) = domains.get_mut(i) else {
+                    continue;
+                };
+                let list = || {
+                    rest.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                };
+                match param {
+                    "match_ip_address" => d.match_addresses.extend(list()),
+                    "match_sip_domain" => d.match_domains.extend(list()),
+                    "certificate" => d.certificate = Some(rest.into()),
+                    "private_key" => d.private_key = Some(rest.into()),
+                    "ca_list" => d.ca_list = Some(rest.into()),
+                    "verify_cert" => {
+                        d.verify_cert =
+                            flag(&rest).map_err(|e| format!("tls_mgm verify_cert: {e}"))?
+                    }
+                    "require_cert" => {
+                        d.require_cert =
+                            flag(&rest).map_err(|e| format!("tls_mgm require_cert: {e}"))?
+                    }
+                    _ => d.method = rest,
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((!domains.is_empty()).then_some(domains))
+}
+
+/// Builds the TLS context (reading every certificate) when the script configures TLS.
+pub fn tls_context(script: &Script) -> Result<Option<TlsContext>, String> {
+    match tls_domains(script)? {
+        Some(domains) => TlsContext::new(domains).map(Some),
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,782 @@
+//! End to end over the stream transports on 127.0.0.1 and ::1: TCP (replies on the same
+//! connection, CRLF keepalives, connection reuse for forwarding, misbehaving peers, idle lifetime,
+//! 1,000 concurrent connections), TLS with a test CA made by `openssl` in the test (and a
+//! certificate reload on SIGHUP), WS and WSS driven by the `tungstenite` WebSocket client, and
+//! PROXY protocol v1 and v2 headers naming the client.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The server process; killed if a test fails before stopping it.
+struct Rsips {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Rsips {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Rsips {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default()
+    }
+}
+
+fn free_port(host: &str) -> u16 {
+    // A port free for both TCP and UDP.
+    for _ in 0..50 {
+        let t = TcpListener::bind((host, 0)).unwrap();
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind((host, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "rsips-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts rsips with `cfg` (where `PORT` stands for a free port) and waits until `probe`
+/// (`proto`, the port's host) accepts a TCP connection.
+fn start(name: &str, host: &str, cfg: &str) -> Rsips {
+    let port = free_port(host.trim_start_matches('[').trim_end_matches(']'));
+    let dir = test_dir(name);
+    let file = dir.join("t.cfg");
+    std::fs::write(&file, cfg.replace("PORT", &port.to_string())).unwrap();
+    let log = std::fs::File::create(dir.join("rsips.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-f")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let server = Rsips { child, port, dir };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if server.log().contains("listening on tcp:")
+            || server.log().contains("listening on tls:")
+            || server.log().contains("listening on ws")
+        {
+            if TcpStream::connect((bare, port)).is_ok() {
+                return server;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("rsips did not start:\n{}", server.log());
+}
+
+const MODULES: &str = "loadmodule \"proto_udp.so\"\nloadmodule \"proto_tcp.so\"\nloadmodule \"sl.so\"\nloadmodule \"sipmsgops.so\"\n";
+
+/// Answers OPTIONS with 200 and headers naming what rsips saw.
+const ECHO: &str = r#"route {
+    append_to_reply("X-Proto: $socket_in(proto)\r\nX-Source: $si:$sp\r\n");
+    sl_send_reply(200, "OK");
+}"#;
+
+fn options(transport: &str, call_id: &str) -> String {
+    format!(
+        "OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} 127.0.0.1:9;branch=z9hG4bK{call_id}\r\n\
+         From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: {call_id}\r\n\
+         CSeq: 7 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// Reads one SIP message (headers and a Content-Length body) from a stream; `None` on close or
+/// after `timeout`.
+fn read_message(s: &mut impl Read, pending: &mut Vec<u8>) -> Option<String> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end + 4]).into_owned();
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (n, v) = l.split_once(':')?;
+                    (n.eq_ignore_ascii_case("content-length") || n == "l")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if pending.len() >= end + 4 + len {
+                let msg: Vec<u8> = pending.drain(..end + 4 + len).collect();
+                return Some(String::from_utf8_lossy(&msg).into_owned());
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn connect(host: &str, port: u16) -> TcpStream {
+    let s = TcpStream::connect((host, port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// Whether the server closed `s` within `limit` (bounded).
+fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 1024];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => {}
+        }
+    }
+    false
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn tcp_replies_on_the_connection_and_answers_crlf_keepalives() {
+    let server = start(
+        "tcp-basic",
+        "127.0.0.1",
+        &format!("socket=tcp:127.0.0.1:PORT\ntcp_workers=2\n{MODULES}{ECHO}"),
+    );
+    let mut s = connect("127.0.0.1", server.port);
+    // A double-CRLF ping gets a single CRLF pong (RFC 5626 §3.5.1).
+    s.write_all(b"\r\n\r\n").unwrap();
+    let mut pong = [0u8; 2];
+    s.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"\r\n");
+    // Two requests, the first split across writes, the second pipelined behind it.
+    let (a, b) = (options("TCP", "tcp-a"), options("TCP", "tcp-b"));
+    s.write_all(&a.as_bytes()[..40]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(format!("{}{b}", &a[40..]).as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    let mut replies = [
+        read_message(&mut s, &mut pending).unwrap(),
+        read_message(&mut s, &mut pending).unwrap(),
+    ];
+    replies.sort_by_key(|r| header(r, "Call-ID").unwrap_or("").to_owned());
+    let local = s.local_addr().unwrap();
+    for (r, id) in replies.iter().zip(["tcp-a", "tcp-b"]) {
+        assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+        assert_eq!(header(r, "Call-ID"), Some(id));
+        assert_eq!(header(r, "X-Proto"), Some("tcp"));
+        assert_eq!(header(r, "X-Source"), Some(local.to_string().as_str()));
+        assert_eq!(
+            header(r, "Via"),
+            Some(format!("SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK{id}").as_str())
+        );
+    }
+}
+
+#[test]
+fn misbehaving_tcp_peers_are_closed_without_disturbing_others() {
+    let server = start(
+        "tcp-bad",
+        "127.0.0.1",
+        &format!("socket=tcp:127.0.0.1:PORT\ntcp_workers=2\ntcp_max_msg_time=1\n{MODULES}{ECHO}"),
+    );
+    let port = server.port;
+    let mut healthy = connect("127.0.0.1", port);
+    let mut pending = Vec::new();
+    let mut ask = |s: &mut TcpStream, id: &str| {
+        s.write_all(options("TCP", id).as_bytes()).unwrap();
+        let r = read_message(s, &mut pending).unwrap_or_default();
+        assert!(r.starts_with("SIP/2.0 200 OK"), "{id}: {r}");
+    };
+    ask(&mut healthy, "before");
+
+    // A header section without Content-Length can never be framed on a stream.
+    let mut garbage = connect("127.0.0.1", port);
+    garbage
+        .write_all(b"HELLO there\r\nX: y\r\n\r\nmore garbage")
+        .unwrap();
+    assert!(closed_within(&mut garbage, Duration::from_secs(3)));
+    ask(&mut healthy, "after-garbage");
+
+    // Bytes without a message end, past the header limit.
+    let mut flood = connect("127.0.0.1", port);
+    let junk = vec![b'a'; 80 * 1024];
+    let _ = flood.write_all(&junk);
+    assert!(closed_within(&mut flood, Duration::from_secs(3)));
+    ask(&mut healthy, "after-flood");
+
+    // Half a message, then silence: closed after tcp_max_msg_time (1 s).
+    let mut stall = connect("127.0.0.1", port);
+    let start = Instant::now();
+    stall
+        .write_all(&options("TCP", "stall").as_bytes()[..60])
+        .unwrap();
+    assert!(closed_within(&mut stall, Duration::from_secs(4)));
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "not before the limit"
+    );
+    ask(&mut healthy, "after-stall");
+    assert!(
+        server.log().contains("tcp_max_msg_time"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn idle_connections_close_after_tcp_connection_lifetime() {
+    let server = start(
+        "tcp-life",
+        "127.0.0.1",
+        &format!("socket=tcp:127.0.0.1:PORT\ntcp_connection_lifetime=1\n{MODULES}{ECHO}"),
+    );
+    let mut s = connect("127.0.0.1", server.port);
+    s.write_all(options("TCP", "life").as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    assert!(read_message(&mut s, &mut pending).is_some());
+    let start = Instant::now();
+    assert!(closed_within(&mut s, Duration::from_secs(4)));
+    assert!(start.elapsed() >= Duration::from_millis(800));
+}
+
+/// A UAS on a TCP listener: accepts connections, answers every request with 200, counts the
+/// connections and records the requests.
+fn tcp_uas(listener: TcpListener) -> Arc<std::sync::Mutex<(usize, Vec<String>)>> {
+    let seen = Arc::new(std::sync::Mutex::new((0usize, Vec::new())));
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(8) {
+            let Ok(mut conn) = conn else { return };
+            record.lock().unwrap().0 += 1;
+            let record = Arc::clone(&record);
+            std::thread::spawn(move || {
+                let mut pending = Vec::new();
+                while let Some(req) = read_message(&mut conn, &mut pending) {
+                    let mut reply = String::from("SIP/2.0 200 OK\r\n");
+                    for l in req.lines().skip(1).take_while(|l| !l.is_empty()) {
+                        let name = l.split(':').next().unwrap_or("").trim();
+                        if ["Via", "From", "To", "Call-ID", "CSeq"]
+                            .iter()
+                            .any(|h| h.eq_ignore_ascii_case(name))
+                        {
+                            reply.push_str(l);
+                            reply.push_str("\r\n");
+                        }
+                    }
+                    reply.push_str("Content-Length: 0\r\n\r\n");
+                    record.lock().unwrap().1.push(req);
+                    if conn.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    seen
+}
+
+#[test]
+fn forward_reuses_one_tcp_connection_and_relays_replies_back() {
+    let uas = TcpListener::bind("127.0.0.1:0").unwrap();
+    let uas_port = uas.local_addr().unwrap().port();
+    let seen = tcp_uas(uas);
+    let route = format!(
+        "route {{\n  $du = \"sip:127.0.0.1:{uas_port};transport=tcp\";\n  if (!forward()) sl_send_reply(500, \"Forward Failed\");\n}}"
+    );
+    let server = start(
+        "tcp-fwd",
+        "127.0.0.1",
+        &format!(
+            "socket=udp:127.0.0.1:PORT\nsocket=tcp:127.0.0.1:PORT\ndisable_stateless_fwd=no\n{MODULES}{route}"
+        ),
+    );
+    // UDP in, TCP out, and the replies back over UDP per Via.
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let cport = c.local_addr().unwrap().port();
+    for id in ["fwd-1", "fwd-2", "fwd-3"] {
+        let req = options("UDP", id).replace("127.0.0.1:9;", &format!("127.0.0.1:{cport};"));
+        c.send_to(req.as_bytes(), ("127.0.0.1", server.port))
+            .unwrap();
+        let mut buf = [0u8; 8192];
+        let (n, _) = c.recv_from(&mut buf).unwrap_or_else(|e| {
+            panic!("{id}: no reply: {e}\n{}", server.log());
+        });
+        let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+        assert_eq!(header(&r, "Call-ID"), Some(id));
+        assert_eq!(r.matches("Via:").count(), 1, "our Via is removed: {r}");
+    }
+    let (conns, reqs) = seen.lock().unwrap().clone();
+    assert_eq!(conns, 1, "one connection reused for every request");
+    assert_eq!(reqs.len(), 3);
+    let top = header(&reqs[0], "Via").unwrap();
+    assert!(
+        top.starts_with(&format!(
+            "SIP/2.0/TCP 127.0.0.1:{};branch=z9hG4bK",
+            server.port
+        )),
+        "{top}"
+    );
+
+    // TCP in, TCP out, and back over the client's connection (the `i=` Via parameter).
+    let mut s = connect("127.0.0.1", server.port);
+    s.write_all(options("TCP", "fwd-tcp").as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    let r = read_message(&mut s, &mut pending).unwrap_or_else(|| panic!("{}", server.log()));
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+    assert_eq!(header(&r, "Call-ID"), Some("fwd-tcp"));
+    let (conns, reqs) = seen.lock().unwrap().clone();
+    assert_eq!(conns, 1);
+    let relayed = reqs.last().unwrap();
+    assert!(
+        relayed.contains(";i="),
+        "the client's Via names its connection: {relayed}"
+    );
+}
+
+#[test]
+fn a_failed_tcp_connect_is_reported_and_the_server_keeps_serving() {
+    let closed = free_port("127.0.0.1");
+    let route = format!(
+        "route {{\n  if ($rU == \"fwd\") {{ forward(\"tcp:127.0.0.1:{closed}\"); exit; }}\n  sl_send_reply(200, \"OK\");\n}}"
+    );
+    let server = start(
+        "tcp-fail",
+        "127.0.0.1",
+        &format!(
+            "socket=udp:127.0.0.1:PORT\nsocket=tcp:127.0.0.1:PORT\ndisable_stateless_fwd=no\n{MODULES}{route}"
+        ),
+    );
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let req = options("UDP", "fail").replace("sip:bob@", "sip:fwd@");
+    c.send_to(req.as_bytes(), ("127.0.0.1", server.port))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.log().contains("ConnectFailed") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        server
+            .log()
+            .contains(&format!("tcp send to 127.0.0.1:{closed}: ConnectFailed")),
+        "{}",
+        server.log()
+    );
+    let cport = c.local_addr().unwrap().port();
+    let after = options("UDP", "after").replace("127.0.0.1:9;", &format!("127.0.0.1:{cport};"));
+    c.send_to(after.as_bytes(), ("127.0.0.1", server.port))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = c
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    assert!(buf[..n].starts_with(b"SIP/2.0 200 OK"));
+}
+
+#[test]
+fn a_thousand_concurrent_tcp_connections() {
+    let server = start(
+        "tcp-1000",
+        "127.0.0.1",
+        &format!("socket=tcp:127.0.0.1:PORT\ntcp_workers=4\n{MODULES}{ECHO}"),
+    );
+    let mut conns: Vec<TcpStream> = (0..1000)
+        .map(|_| connect("127.0.0.1", server.port))
+        .collect();
+    for (i, s) in conns.iter_mut().enumerate() {
+        s.write_all(options("TCP", &format!("c{i}")).as_bytes())
+            .unwrap();
+    }
+    for (i, s) in conns.iter_mut().enumerate() {
+        let mut pending = Vec::new();
+        let r = read_message(s, &mut pending).unwrap_or_else(|| panic!("connection {i}"));
+        assert_eq!(header(&r, "Call-ID"), Some(format!("c{i}").as_str()));
+    }
+}
+
+#[test]
+fn tcp_over_ipv6() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here");
+        return;
+    }
+    let server = start(
+        "tcp6",
+        "[::1]",
+        &format!("socket=tcp:[::1]:PORT\n{MODULES}{ECHO}"),
+    );
+    let mut s = connect("::1", server.port);
+    s.write_all(options("TCP", "v6").as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    let r = read_message(&mut s, &mut pending).unwrap();
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+    let local = s.local_addr().unwrap();
+    assert_eq!(
+        header(&r, "X-Source"),
+        Some(format!("{}:{}", local.ip(), local.port()).as_str())
+    );
+}
+
+#[test]
+fn proxy_protocol_v1_and_v2_headers_name_the_client() {
+    let server = start(
+        "tcp-proxy",
+        "127.0.0.1",
+        &format!("socket=tcp:127.0.0.1:PORT allow_proxy_protocol\n{MODULES}{ECHO}"),
+    );
+    // v1 text header.
+    let mut s = connect("127.0.0.1", server.port);
+    s.write_all(b"PROXY TCP4 198.51.100.7 127.0.0.1 40123 5060\r\n")
+        .unwrap();
+    s.write_all(options("TCP", "pp1").as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    let r = read_message(&mut s, &mut pending).unwrap_or_else(|| panic!("{}", server.log()));
+    assert_eq!(header(&r, "X-Source"), Some("198.51.100.7:40123"), "{r}");
+    // v2 binary header (IPv6 client) in the same write as the request.
+    let src: SocketAddr = "[2001:db8::5]:41000".parse().unwrap();
+    let dst: SocketAddr = "[2001:db8::1]:5060".parse().unwrap();
+    let mut v2 = transport::proxy_protocol::encode_v2(
+        transport::proxy_protocol::Command::Proxy,
+        transport::proxy_protocol::Transport::Stream,
+        src,
+        dst,
+        &[],
+    )
+    .unwrap();
+    v2.extend_from_slice(options("TCP", "pp2").as_bytes());
+    let mut s = connect("127.0.0.1", server.port);
+    s.write_all(&v2).unwrap();
+    let mut pending = Vec::new();
+    let r = read_message(&mut s, &mut pending).unwrap_or_else(|| panic!("{}", server.log()));
+    assert_eq!(header(&r, "X-Source"), Some("2001:db8::5:41000"), "{r}");
+    // A connection without the header is refused on such a socket.
+    let mut s = connect("127.0.0.1", server.port);
+    s.write_all(options("TCP", "pp-none").as_bytes()).unwrap();
+    assert!(closed_within(&mut s, Duration::from_secs(3)));
+}
+
+/// A test CA and a server certificate for 127.0.0.1/::1/localhost, made with `openssl`.
+struct Pki {
+    dir: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        let mut ca = vec![
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rsips test CA",
+        ];
+        ca.extend(ec);
+        ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+        openssl(dir, &ca);
+        let pki = Pki {
+            dir: dir.to_owned(),
+        };
+        pki.issue("server", "rsips server one");
+        pki
+    }
+
+    /// Issues `name.pem`/`name.key` signed by the CA with common name `cn`.
+    fn issue(&self, name: &str, cn: &str) {
+        std::fs::write(
+            self.dir.join("ext.cnf"),
+            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n",
+        )
+        .unwrap();
+        let subj = format!("/CN={cn}");
+        let (key, csr, pem) = (
+            format!("{name}.key.new"),
+            format!("{name}.csr"),
+            format!("{name}.pem.new"),
+        );
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-nodes",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-subj",
+                &subj,
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+            ],
+        );
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                &pem,
+            ],
+        );
+        // Replace both files at once, as an operator's deploy would.
+        std::fs::rename(self.dir.join(&key), self.dir.join(format!("{name}.key"))).unwrap();
+        std::fs::rename(self.dir.join(&pem), self.dir.join(format!("{name}.pem"))).unwrap();
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+
+    fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(self.dir.join("ca.pem")).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+        )
+    }
+
+    fn tls_modparams(&self) -> String {
+        format!(
+            "loadmodule \"tls_mgm.so\"\nloadmodule \"tls_wolfssl.so\"\n\
+             modparam(\"tls_mgm\", \"server_domain\", \"default\")\n\
+             modparam(\"tls_mgm\", \"match_ip_address\", \"[default]*\")\n\
+             modparam(\"tls_mgm\", \"verify_cert\", \"[default]0\")\n\
+             modparam(\"tls_mgm\", \"require_cert\", \"[default]0\")\n\
+             modparam(\"tls_mgm\", \"tls_method\", \"[default]TLSv1_2-\")\n\
+             modparam(\"tls_mgm\", \"certificate\", \"[default]{}\")\n\
+             modparam(\"tls_mgm\", \"private_key\", \"[default]{}\")\n\
+             modparam(\"tls_mgm\", \"ca_list\", \"[default]{}\")\n",
+            self.path("server.pem"),
+            self.path("server.key"),
+            self.path("ca.pem"),
+        )
+    }
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+fn tls_connect(config: &Arc<rustls::ClientConfig>, port: u16) -> Tls {
+    let conn = rustls::ClientConnection::new(
+        Arc::clone(config),
+        rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into()),
+    )
+    .unwrap();
+    rustls::StreamOwned::new(conn, connect("127.0.0.1", port))
+}
+
+/// The common name in the DER certificate the server presented (a plain search is enough for
+/// the names this test issues).
+fn presented_cn(tls: &Tls) -> String {
+    let der = tls.conn.peer_certificates().unwrap()[0].to_vec();
+    for cn in ["rsips server one", "rsips server two"] {
+        if der.windows(cn.len()).any(|w| w == cn.as_bytes()) {
+            return cn.to_owned();
+        }
+    }
+    "?".to_owned()
+}
+
+#[test]
+fn tls_with_a_test_ca_and_certificate_reload_on_sighup() {
+    let dir = test_dir("pki");
+    let pki = Pki::new(&dir);
+    let server = start(
+        "tls",
+        "127.0.0.1",
+        &format!(
+            "socket=tls:127.0.0.1:PORT\nloadmodule \"proto_tls.so\"\n{MODULES}{}{ECHO}",
+            pki.tls_modparams()
+        ),
+    );
+    let config = pki.client_config();
+    let mut tls = tls_connect(&config, server.port);
+    tls.write_all(options("TLS", "tls-1").as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    let r = read_message(&mut tls, &mut pending).unwrap_or_else(|| panic!("{}", server.log()));
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+    assert_eq!(header(&r, "X-Proto"), Some("tls"));
+    assert_eq!(presented_cn(&tls), "rsips server one");
+
+    // A broken key file and SIGHUP: the reload fails and the old certificate stays in use.
+    std::fs::write(
+        dir.join("server.key.bak"),
+        std::fs::read(dir.join("server.key")).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("server.key"), b"not a key").unwrap();
+    let hup = |pid: u32| {
+        let ok = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    hup(server.child.id());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.log().contains("reload failed") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.log().contains("reload failed"), "{}", server.log());
+    let again = tls_connect(&config, server.port);
+    let mut again = again;
+    again.write_all(options("TLS", "tls-2").as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    assert!(read_message(&mut again, &mut pending).is_some());
+    assert_eq!(presented_cn(&again), "rsips server one");
+
+    // A new certificate and SIGHUP: new connections get it, without a restart.
+    pki.issue("server", "rsips server two");
+    hup(server.child.id());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.log().contains("certificates reloaded") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut fresh = tls_connect(&config, server.port);
+    fresh.write_all(options("TLS", "tls-3").as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    assert!(read_message(&mut fresh, &mut pending).is_some());
+    assert_eq!(presented_cn(&fresh), "rsips server two");
+    // The connection made before the reload keeps working.
+    tls.write_all(options("TLS", "tls-4").as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    assert!(read_message(&mut tls, &mut pending).is_some());
+}
+
+fn ws_request(url: &str) -> tungstenite::handshake::client::Request {
+    use tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "sip".parse().unwrap());
+    req
+}
+
+fn ws_exchange<S: Read + Write>(ws: &mut tungstenite::WebSocket<S>, id: &str) -> String {
+    ws.send(tungstenite::Message::text(options("WS", id)))
+        .unwrap();
+    loop {
+        match ws.read().unwrap() {
+            tungstenite::Message::Text(t) => return t.to_string(),
+            tungstenite::Message::Binary(b) => return String::from_utf8_lossy(&b).into_owned(),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn ws_and_wss_with_a_websocket_client_library() {
+    let dir = test_dir("pki-ws");
+    let pki = Pki::new(&dir);
+    let wss_port = free_port("127.0.0.1");
+    let server = start(
+        "ws",
+        "127.0.0.1",
+        &format!(
+            "socket=ws:127.0.0.1:PORT\nsocket=wss:127.0.0.1:{wss_port}\nloadmodule \"proto_ws.so\"\nloadmodule \"proto_wss.so\"\n{MODULES}{}{ECHO}",
+            pki.tls_modparams()
+        ),
+    );
+    // WS.
+    let tcp = connect("127.0.0.1", server.port);
+    let (mut ws, resp) =
+        tungstenite::client(ws_request(&format!("ws://127.0.0.1:{}/", server.port)), tcp)
+            .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    assert_eq!(
+        resp.headers()
+            .get("Sec-WebSocket-Protocol")
+            .map(|v| v.to_str().unwrap()),
+        Some("sip")
+    );
+    let r = ws_exchange(&mut ws, "ws-1");
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+    assert_eq!(header(&r, "X-Proto"), Some("ws"));
+    // A ping frame is answered with a pong.
+    ws.send(tungstenite::Message::Ping(b"hi".to_vec().into()))
+        .unwrap();
+    let r = ws_exchange(&mut ws, "ws-2");
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+    ws.close(None).unwrap();
+
+    // WSS: TLS first, then the upgrade.
+    let tls = tls_connect(&pki.client_config(), wss_port);
+    let (mut wss, _) =
+        tungstenite::client(ws_request(&format!("wss://127.0.0.1:{wss_port}/")), tls)
+            .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    let r = ws_exchange(&mut wss, "wss-1");
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+    assert_eq!(header(&r, "X-Proto"), Some("wss"));
+
+    // A client that does not offer the `sip` subprotocol is refused.
+    use tungstenite::client::IntoClientRequest;
+    let plain = format!("ws://127.0.0.1:{}/", server.port)
+        .into_client_request()
+        .unwrap();
+    let tcp = connect("127.0.0.1", server.port);
+    assert!(tungstenite::client(plain, tcp).is_err());
+}

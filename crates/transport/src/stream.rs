@@ -1,0 +1,951 @@
+//! The connection-oriented transports (TCP, TLS, WS, WSS): one tokio runtime with `tcp_threads`
+//! threads owns every connection, frames complete SIP messages and hands them to the SIP workers
+//! over a channel. Workers submit writes back and get the outcome (sent / connect failed / write
+//! failed) through a callback — the write-outcome reporting OpenSIPS 4.0 lists as future work.
+//!
+//! Connections are found again by id (a reply goes back on the connection its request came in
+//! on), by peer address per protocol, and by aliases (Via `alias`, RFC 5923-style reuse).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::proto::Proto;
+use crate::proxy_protocol;
+use crate::tls::TlsContext;
+use crate::ws;
+
+/// A complete SIP message read from a connection.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub data: Bytes,
+    pub proto: Proto,
+    /// The peer (or the client a PROXY protocol header named).
+    pub source: SocketAddr,
+    /// The listening socket the connection belongs to.
+    pub local: SocketAddr,
+    /// The connection it came on; replies go back on it.
+    pub conn: u64,
+}
+
+/// What became of a write job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Sent,
+    ConnectFailed(String),
+    WriteFailed(String),
+}
+
+impl WriteOutcome {
+    pub fn is_sent(&self) -> bool {
+        *self == WriteOutcome::Sent
+    }
+}
+
+/// Called once with the outcome of a write.
+pub type Done = Box<dyn FnOnce(WriteOutcome) + Send>;
+
+/// The connection-level parameters (OpenSIPS names and defaults in comments).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `tcp_threads` (0: one per CPU).
+    pub threads: usize,
+    /// `tcp_connect_timeout` (100 ms).
+    pub connect_timeout: Duration,
+    /// `tcp_connection_lifetime` (120 s): an idle connection is closed after this.
+    pub lifetime: Duration,
+    /// `tcp_max_connections` (2048).
+    pub max_connections: usize,
+    /// `tcp_max_msg_time` (4 s): a message that has started must be complete within this.
+    pub max_msg_time: Duration,
+    /// How long a write may take before the connection is given up.
+    pub send_timeout: Duration,
+    /// Header and message size limits.
+    pub limits: sip::framing::Limits,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            threads: 0,
+            connect_timeout: Duration::from_millis(100),
+            lifetime: Duration::from_secs(120),
+            max_connections: 2048,
+            max_msg_time: Duration::from_secs(4),
+            send_timeout: Duration::from_secs(10),
+            limits: sip::framing::Limits::default(),
+        }
+    }
+}
+
+/// A listening socket of a stream protocol.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub proto: Proto,
+    pub addr: SocketAddr,
+    /// `allow_proxy_protocol`: a connection must start with a PROXY v1/v2 header.
+    pub proxy_protocol: bool,
+    /// `send_proxy_protocol`: connections opened from this socket start with a PROXY v2 header.
+    pub send_proxy_protocol: bool,
+}
+
+/// One open connection, as `tcp:list` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub id: u64,
+    pub proto: Proto,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// Seconds since the last read or write.
+    pub idle_secs: u64,
+    pub outgoing: bool,
+}
+
+/// Who a connection is.
+struct Conn {
+    id: u64,
+    proto: Proto,
+    peer: SocketAddr,
+    local: SocketAddr,
+    outgoing: bool,
+}
+
+enum Job {
+    Write(Bytes, Option<Done>),
+}
+
+struct Entry {
+    tx: mpsc::UnboundedSender<Job>,
+    proto: Proto,
+    peer: SocketAddr,
+    local: SocketAddr,
+    outgoing: bool,
+    last: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct Registry {
+    by_id: HashMap<u64, Entry>,
+    by_peer: HashMap<(Proto, SocketAddr), u64>,
+}
+
+struct Shared {
+    settings: Settings,
+    registry: Mutex<Registry>,
+    deliver: crossbeam_channel::Sender<Inbound>,
+    next_id: AtomicU64,
+    epoch: Instant,
+    stop: AtomicBool,
+    tls: Option<Arc<TlsContext>>,
+    listeners: Vec<Listen>,
+}
+
+impl Shared {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than losing the server, so a poisoned lock is still used.
+        self.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn forget(&self, id: u64) {
+        let mut reg = self.registry();
+        if reg.by_id.remove(&id).is_some() {
+            reg.by_peer.retain(|_, v| *v != id);
+        }
+    }
+}
+
+/// The stream transports: listeners, connections and the runtime that drives them.
+pub struct Streams {
+    runtime: Option<tokio::runtime::Runtime>,
+    shared: Arc<Shared>,
+    bound: Vec<(Proto, SocketAddr)>,
+}
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streams")
+            .field("bound", &self.bound)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Streams {
+    /// Binds every listener (port 0 gets an ephemeral port) and starts accepting. Complete
+    /// messages are sent to `deliver`.
+    pub fn start(
+        settings: Settings,
+        listeners: Vec<Listen>,
+        tls: Option<Arc<TlsContext>>,
+        deliver: crossbeam_channel::Sender<Inbound>,
+    ) -> std::io::Result<Streams> {
+        let threads = match settings.threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("rsips-tcp-io")
+            .enable_all()
+            .build()?;
+        let mut bound = Vec::new();
+        let mut sockets = Vec::new();
+        for l in &listeners {
+            let listener = runtime.block_on(async {
+                let socket = match l.addr {
+                    SocketAddr::V4(_) => TcpSocket::new_v4()?,
+                    SocketAddr::V6(_) => TcpSocket::new_v6()?,
+                };
+                socket.set_reuseaddr(true)?;
+                socket.bind(l.addr)?;
+                socket.listen(1024)
+            })?;
+            let addr = listener.local_addr()?;
+            bound.push((l.proto, addr));
+            sockets.push((Listen { addr, ..l.clone() }, listener));
+        }
+        let shared = Arc::new(Shared {
+            settings,
+            registry: Mutex::new(Registry::default()),
+            deliver,
+            next_id: AtomicU64::new(1),
+            epoch: Instant::now(),
+            stop: AtomicBool::new(false),
+            tls,
+            listeners: sockets.iter().map(|(l, _)| l.clone()).collect(),
+        });
+        for (listen, listener) in sockets {
+            runtime.spawn(accept_loop(Arc::clone(&shared), listen, listener));
+        }
+        Ok(Streams {
+            runtime: Some(runtime),
+            shared,
+            bound,
+        })
+    }
+
+    /// The listeners with their bound addresses (ephemeral ports resolved).
+    pub fn bound(&self) -> &[(Proto, SocketAddr)] {
+        &self.bound
+    }
+
+    /// Sends `data` to `dest` over `proto`: on connection `conn` if it is still open, else on an
+    /// open connection to `dest` (or one aliased to it), else on a new connection from `from`
+    /// (or any local address). `done` gets the outcome.
+    pub fn send(
+        &self,
+        proto: Proto,
+        conn: Option<u64>,
+        dest: SocketAddr,
+        from: Option<SocketAddr>,
+        data: Bytes,
+        done: Option<Done>,
+    ) {
+        let shared = &self.shared;
+        let job = Job::Write(data, done);
+        let job = {
+            let reg = shared.registry();
+            let id = conn
+                .filter(|id| reg.by_id.contains_key(id))
+                .or_else(|| reg.by_peer.get(&(proto, dest)).copied());
+            match id.and_then(|id| reg.by_id.get(&id)) {
+                Some(entry) => match entry.tx.send(job) {
+                    Ok(()) => return,
+                    Err(mpsc::error::SendError(job)) => job,
+                },
+                None => job,
+            }
+        };
+        self.connect_and_send(proto, dest, from, job);
+    }
+
+    fn connect_and_send(&self, proto: Proto, dest: SocketAddr, from: Option<SocketAddr>, job: Job) {
+        let shared = Arc::clone(&self.shared);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let local_hint = from.or_else(|| {
+            shared
+                .listeners
+                .iter()
+                .find(|l| l.proto == proto && l.addr.is_ipv4() == dest.is_ipv4())
+                .map(|l| l.addr)
+        });
+        {
+            let mut reg = shared.registry();
+            if reg.by_id.len() >= shared.settings.max_connections {
+                drop(reg);
+                let Job::Write(_, done) = job;
+                if let Some(done) = done {
+                    done(WriteOutcome::ConnectFailed(
+                        "tcp_max_connections reached".into(),
+                    ));
+                }
+                return;
+            }
+            reg.by_id.insert(
+                id,
+                Entry {
+                    tx: tx.clone(),
+                    proto,
+                    peer: dest,
+                    local: local_hint.unwrap_or(dest),
+                    outgoing: true,
+                    last: Arc::new(AtomicU64::new(shared.now_ms())),
+                },
+            );
+            reg.by_peer.insert((proto, dest), id);
+        }
+        // Queued behind the connect: later sends to the same peer join the same queue.
+        let _ = tx.send(job);
+        let Some(rt) = &self.runtime else { return };
+        rt.spawn(async move {
+            match connect(&shared, proto, dest, local_hint).await {
+                Ok((stream, local)) => {
+                    let last = {
+                        let mut reg = shared.registry();
+                        match reg.by_id.get_mut(&id) {
+                            Some(e) => {
+                                e.local = local;
+                                Arc::clone(&e.last)
+                            }
+                            None => Arc::new(AtomicU64::new(0)),
+                        }
+                    };
+                    let conn = Conn {
+                        id,
+                        proto,
+                        peer: dest,
+                        local,
+                        outgoing: true,
+                    };
+                    run_connection(shared, conn, stream, rx, last).await;
+                }
+                Err(why) => {
+                    shared.forget(id);
+                    fail_queue(rx, &WriteOutcome::ConnectFailed(why));
+                }
+            }
+        });
+    }
+
+    /// Lets connection `conn` also be found as `(proto, alias)` — the Via `alias` parameter
+    /// (`tcp_accept_aliases`) and `force_tcp_alias()`.
+    pub fn add_alias(&self, conn: u64, alias: SocketAddr) {
+        let mut reg = self.shared.registry();
+        if let Some(proto) = reg.by_id.get(&conn).map(|e| e.proto) {
+            reg.by_peer.insert((proto, alias), conn);
+        }
+    }
+
+    /// Whether a connection is open to `dest` over `proto`.
+    pub fn has_connection(&self, proto: Proto, dest: SocketAddr) -> bool {
+        self.shared.registry().by_peer.contains_key(&(proto, dest))
+    }
+
+    /// Every open connection.
+    pub fn connections(&self) -> Vec<ConnInfo> {
+        let now = self.shared.now_ms();
+        let reg = self.shared.registry();
+        let mut out: Vec<ConnInfo> = reg
+            .by_id
+            .iter()
+            .map(|(&id, e)| ConnInfo {
+                id,
+                proto: e.proto,
+                peer: e.peer,
+                local: e.local,
+                idle_secs: now.saturating_sub(e.last.load(Ordering::Relaxed)) / 1000,
+                outgoing: e.outgoing,
+            })
+            .collect();
+        out.sort_by_key(|c| c.id);
+        out
+    }
+
+    /// Closes connection `conn` (`tcp_close_conn`); its pending writes fail.
+    pub fn close(&self, conn: u64) -> bool {
+        let mut reg = self.shared.registry();
+        let found = reg.by_id.remove(&conn).is_some();
+        reg.by_peer.retain(|_, v| *v != conn);
+        found
+    }
+
+    /// Stops accepting, closes every connection and stops the I/O threads.
+    pub fn shutdown(mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for Streams {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn fail_queue(mut rx: mpsc::UnboundedReceiver<Job>, outcome: &WriteOutcome) {
+    rx.close();
+    while let Ok(Job::Write(_, done)) = rx.try_recv() {
+        if let Some(done) = done {
+            done(outcome.clone());
+        }
+    }
+}
+
+/// A connected stream of any flavour (plain, TLS server or client side).
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+async fn connect(
+    shared: &Shared,
+    proto: Proto,
+    dest: SocketAddr,
+    from: Option<SocketAddr>,
+) -> Result<(Box<dyn Io>, SocketAddr), String> {
+    let timeout = shared.settings.connect_timeout;
+    let socket = match dest {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(|e| e.to_string())?;
+    if let Some(from) = from.filter(|f| f.is_ipv4() == dest.is_ipv4()) {
+        // The listener's address, an ephemeral port (OpenSIPS connects from the socket's IP).
+        let _ = socket.bind(SocketAddr::new(from.ip(), 0));
+    }
+    let tcp = match tokio::time::timeout(timeout, socket.connect(dest)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("connect to {dest}: {e}")),
+        Err(_) => return Err(format!("connect to {dest}: timed out after {timeout:?}")),
+    };
+    let _ = tcp.set_nodelay(true);
+    let local = tcp.local_addr().map_err(|e| e.to_string())?;
+    let mut tcp: Box<dyn Io> = Box::new(tcp);
+    let sends_proxy = from.is_some_and(|f| {
+        shared
+            .listeners
+            .iter()
+            .any(|l| l.addr == f && l.send_proxy_protocol)
+    });
+    if sends_proxy {
+        let header = proxy_protocol::encode_v2(
+            proxy_protocol::Command::Proxy,
+            proxy_protocol::Transport::Stream,
+            local,
+            dest,
+            &[],
+        )
+        .map_err(|e| format!("PROXY header to {dest}: {e}"))?;
+        tcp.write_all(&header)
+            .await
+            .map_err(|e| format!("PROXY header to {dest}: {e}"))?;
+    }
+    let handshake = timeout.max(Duration::from_secs(5));
+    let stream: Box<dyn Io> = if proto.is_secure() {
+        let tls = shared
+            .tls
+            .as_ref()
+            .ok_or("no TLS client domain configured (load tls_mgm)")?;
+        let (connector, name) = tls.connector(dest, None);
+        match tokio::time::timeout(handshake, connector.connect(name, tcp)).await {
+            Ok(Ok(s)) => Box::new(s),
+            Ok(Err(e)) => return Err(format!("TLS handshake with {dest}: {e}")),
+            Err(_) => return Err(format!("TLS handshake with {dest}: timed out")),
+        }
+    } else {
+        tcp
+    };
+    let stream = if proto.is_websocket() {
+        ws_client_handshake(stream, dest, handshake).await?
+    } else {
+        stream
+    };
+    Ok((stream, local))
+}
+
+async fn ws_client_handshake(
+    mut stream: Box<dyn Io>,
+    dest: SocketAddr,
+    limit: Duration,
+) -> Result<Box<dyn Io>, String> {
+    let key = ws_key();
+    let request = ws::client_request(&dest.to_string(), "/", &key);
+    let work = async {
+        stream
+            .write_all(&request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = BytesMut::with_capacity(1024);
+        loop {
+            if let Some(_used) = ws::parse_accept_response(&buf, &key).map_err(|e| e.to_string())? {
+                return Ok::<(), String>(());
+            }
+            if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                return Err("closed during the WebSocket handshake".into());
+            }
+        }
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(Ok(())) => Ok(stream),
+        Ok(Err(e)) => Err(format!("WebSocket handshake with {dest}: {e}")),
+        Err(_) => Err(format!("WebSocket handshake with {dest}: timed out")),
+    }
+}
+
+/// 16 fresh unpredictable bytes for a WebSocket key or mask (RFC 6455 §4.1, §5.3), from the
+/// randomly keyed SipHash of the standard library.
+fn ws_key() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut key = [0u8; 16];
+    for chunk in key.chunks_mut(8) {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    key
+}
+
+async fn accept_loop(shared: Arc<Shared>, listen: Listen, listener: TcpListener) {
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!(
+                    "ERROR:core: accept on {}:{}: {e}",
+                    listen.proto, listen.addr
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if shared.registry().by_id.len() >= shared.settings.max_connections {
+            eprintln!(
+                "ERROR:core: tcp_max_connections ({}) reached, refusing {peer}",
+                shared.settings.max_connections
+            );
+            drop(tcp);
+            continue;
+        }
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(accepted(Arc::clone(&shared), listen.clone(), tcp, peer));
+    }
+}
+
+/// A new incoming connection: PROXY header, TLS handshake and WebSocket upgrade (in that order),
+/// then the SIP message loop.
+async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, mut peer: SocketAddr) {
+    let setup = Duration::from_secs(5).max(shared.settings.max_msg_time);
+    let mut early = BytesMut::new();
+    if listen.proxy_protocol {
+        match tokio::time::timeout(setup, read_proxy_header(&mut tcp, &mut early)).await {
+            Ok(Ok(Some(source))) => peer = source,
+            Ok(Ok(None)) => {}
+            Ok(Err(why)) => {
+                eprintln!(
+                    "ERROR:core: {}:{} from {peer}: bad PROXY protocol header: {why}",
+                    listen.proto, listen.addr
+                );
+                return;
+            }
+            Err(_) => {
+                eprintln!("ERROR:core: {peer}: no PROXY protocol header in time");
+                return;
+            }
+        }
+    }
+    let stream: Box<dyn Io> = if listen.proto.is_secure() {
+        let Some(tls) = shared.tls.as_ref() else {
+            eprintln!("ERROR:core: {}: no TLS server domain", listen.addr);
+            return;
+        };
+        let io = Prefixed {
+            prefix: early.split().freeze(),
+            inner: tcp,
+        };
+        match tokio::time::timeout(setup, tls.accept(listen.addr, io)).await {
+            Ok(Ok(s)) => Box::new(s),
+            Ok(Err(e)) => {
+                eprintln!("ERROR:core: TLS handshake from {peer}: {e}");
+                return;
+            }
+            Err(_) => {
+                eprintln!("ERROR:core: TLS handshake from {peer}: timed out");
+                return;
+            }
+        }
+    } else {
+        Box::new(Prefixed {
+            prefix: early.split().freeze(),
+            inner: tcp,
+        })
+    };
+    let stream = if listen.proto.is_websocket() {
+        match tokio::time::timeout(setup, ws_server_handshake(stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(why)) => {
+                eprintln!("ERROR:core: WebSocket upgrade from {peer}: {why}");
+                return;
+            }
+            Err(_) => {
+                eprintln!("ERROR:core: WebSocket upgrade from {peer}: timed out");
+                return;
+            }
+        }
+    } else {
+        stream
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let last = Arc::new(AtomicU64::new(shared.now_ms()));
+    {
+        let mut reg = shared.registry();
+        reg.by_id.insert(
+            id,
+            Entry {
+                tx,
+                proto: listen.proto,
+                peer,
+                local: listen.addr,
+                outgoing: false,
+                last: Arc::clone(&last),
+            },
+        );
+        reg.by_peer.insert((listen.proto, peer), id);
+    }
+    let conn = Conn {
+        id,
+        proto: listen.proto,
+        peer,
+        local: listen.addr,
+        outgoing: false,
+    };
+    run_connection(shared, conn, stream, rx, last).await;
+}
+
+/// Reads a PROXY v1/v2 header; bytes after it stay in `buf`. `Ok(None)`: a v2 LOCAL header
+/// (health check) or `UNKNOWN` — the peer address stays the TCP one.
+async fn read_proxy_header(
+    tcp: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<Option<SocketAddr>, String> {
+    loop {
+        match proxy_protocol::parse(buf) {
+            Ok(Some((header, used))) => {
+                buf.advance(used);
+                return Ok(header.source);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        if buf.len() > 4096 {
+            return Err("header too long".into());
+        }
+        if tcp.read_buf(buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("connection closed".into());
+        }
+    }
+}
+
+async fn ws_server_handshake(mut stream: Box<dyn Io>) -> Result<Box<dyn Io>, String> {
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        match ws::parse_upgrade_request(&buf) {
+            Ok(Some((req, used))) => {
+                if used != buf.len() {
+                    return Err("data after the upgrade request".into());
+                }
+                if !req.offers_sip() {
+                    let _ = stream
+                        .write_all(&ws::reject_response(400, "Bad Request"))
+                        .await;
+                    return Err("the client did not offer the `sip` subprotocol".into());
+                }
+                stream
+                    .write_all(&ws::accept_response(&req))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(stream);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = stream
+                    .write_all(&ws::reject_response(400, "Bad Request"))
+                    .await;
+                return Err(e.to_string());
+            }
+        }
+        if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("closed during the upgrade".into());
+        }
+    }
+}
+
+/// Runs one connection until it closes, is idle past `tcp_connection_lifetime`, stalls
+/// mid-message past `tcp_max_msg_time`, breaks the framing rules or the server stops.
+async fn run_connection(
+    shared: Arc<Shared>,
+    conn: Conn,
+    stream: Box<dyn Io>,
+    rx: mpsc::UnboundedReceiver<Job>,
+    last: Arc<AtomicU64>,
+) {
+    let Conn {
+        id,
+        proto,
+        peer,
+        local,
+        outgoing,
+    } = conn;
+    let (mut rd, wr) = tokio::io::split(stream);
+    let websocket = proto.is_websocket();
+    // Control replies (pong, WS pong/close) go through the same writer as SIP data.
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel::<Bytes>();
+    let writer = tokio::spawn(write_loop(
+        Arc::clone(&shared),
+        wr,
+        rx,
+        ctl_rx,
+        websocket.then_some(outgoing),
+        Arc::clone(&last),
+    ));
+    let limits = shared.settings.limits;
+    // RFC 6455 §5.1: frames from a client are masked, frames from a server are not.
+    let mut decoder = ws::Decoder::new(limits.max_message_bytes, !outgoing);
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut started: Option<Instant> = None;
+    let why = 'conn: loop {
+        // Deliver every complete message in the buffer.
+        loop {
+            if websocket {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(ws::Message::Text(data) | ws::Message::Binary(data))) => {
+                        deliver(&shared, data, proto, peer, local, id);
+                    }
+                    Ok(Some(ws::Message::Ping(p))) => {
+                        let _ = ctl_tx.send(ws_frame(ws::Opcode::Pong, &p, outgoing));
+                    }
+                    Ok(Some(ws::Message::Pong(_))) => {}
+                    Ok(Some(ws::Message::Close(_))) => {
+                        let close = ws_frame(ws::Opcode::Close, &1000u16.to_be_bytes(), outgoing);
+                        let _ = ctl_tx.send(close);
+                        break 'conn "closed by the peer (WebSocket close)".to_owned();
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let code = e.close_code().unwrap_or(1002);
+                        let close = ws_frame(ws::Opcode::Close, &code.to_be_bytes(), outgoing);
+                        let _ = ctl_tx.send(close);
+                        break 'conn format!("WebSocket error: {e}");
+                    }
+                }
+            } else {
+                match sip::framing::check(&buf, &limits) {
+                    Ok(Some(sip::framing::Frame::Ping { len })) => {
+                        buf.advance(len);
+                        let _ = ctl_tx.send(Bytes::from_static(b"\r\n"));
+                    }
+                    Ok(Some(sip::framing::Frame::Pong { len })) => buf.advance(len),
+                    Ok(Some(sip::framing::Frame::Message { len })) => {
+                        let data = buf.split_to(len).freeze();
+                        deliver(&shared, data, proto, peer, local, id);
+                    }
+                    Ok(None) => break,
+                    Err(e) => break 'conn format!("unframeable stream: {e}"),
+                }
+            }
+        }
+        started = if buf.is_empty() {
+            None
+        } else {
+            started.or_else(|| Some(Instant::now()))
+        };
+        let idle_at = shared.epoch
+            + Duration::from_millis(last.load(Ordering::Relaxed))
+            + shared.settings.lifetime;
+        let deadline = match started {
+            Some(t) => (t + shared.settings.max_msg_time).min(idle_at),
+            None => idle_at,
+        };
+        if shared.stop.load(Ordering::SeqCst) {
+            break "server stopping".to_owned();
+        }
+        tokio::select! {
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(0) => break "closed by the peer".to_owned(),
+                Ok(_) => last.store(shared.now_ms(), Ordering::Relaxed),
+                Err(e) => break format!("read error: {e}"),
+            },
+            () = tokio::time::sleep_until(deadline.into()) => {
+                if started.is_some_and(|t| t.elapsed() >= shared.settings.max_msg_time) {
+                    break format!("message not complete within tcp_max_msg_time ({:?})",
+                        shared.settings.max_msg_time);
+                }
+                if Instant::now() >= idle_at {
+                    break "idle past tcp_connection_lifetime".to_owned();
+                }
+            }
+            () = writer_gone(&ctl_tx) => break "write side closed".to_owned(),
+        }
+        if !shared.registry().by_id.contains_key(&id) {
+            break "closed by request".to_owned();
+        }
+    };
+    shared.forget(id);
+    drop(ctl_tx);
+    // Let queued control frames (the WS close) leave before the socket goes.
+    let _ = tokio::time::timeout(Duration::from_millis(200), writer).await;
+    if !why.starts_with("closed by the peer") && why != "server stopping" {
+        eprintln!("NOTICE:core: {proto} connection {id} {local} <-> {peer} closed: {why}");
+    }
+}
+
+async fn writer_gone(ctl: &mpsc::UnboundedSender<Bytes>) {
+    ctl.closed().await;
+}
+
+/// One WebSocket frame; a client (`masked`) masks what it sends (RFC 6455 §5.3).
+fn ws_frame(op: ws::Opcode, payload: &[u8], masked: bool) -> Bytes {
+    let mut out = BytesMut::with_capacity(payload.len() + 14);
+    let mask = masked.then(|| {
+        let k = ws_key();
+        [k[0], k[1], k[2], k[3]]
+    });
+    ws::encode(op, payload, mask, &mut out);
+    out.freeze()
+}
+
+async fn write_loop(
+    shared: Arc<Shared>,
+    mut wr: tokio::io::WriteHalf<Box<dyn Io>>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    mut ctl: mpsc::UnboundedReceiver<Bytes>,
+    websocket: Option<bool>,
+    last: Arc<AtomicU64>,
+) {
+    let timeout = shared.settings.send_timeout;
+    loop {
+        let (data, done) = tokio::select! {
+            job = jobs.recv() => match job {
+                Some(Job::Write(data, done)) => {
+                    let data = match websocket {
+                        Some(masked) => ws_frame(ws::Opcode::Text, &data, masked),
+                        None => data,
+                    };
+                    (data, done)
+                }
+                None => break,
+            },
+            c = ctl.recv() => match c {
+                Some(data) => (data, None),
+                None => break,
+            },
+        };
+        let result = match tokio::time::timeout(timeout, wr.write_all(&data)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("timed out after {timeout:?}")),
+        };
+        match result {
+            Ok(()) => {
+                last.store(shared.now_ms(), Ordering::Relaxed);
+                if let Some(done) = done {
+                    done(WriteOutcome::Sent);
+                }
+            }
+            Err(e) => {
+                if let Some(done) = done {
+                    done(WriteOutcome::WriteFailed(e.clone()));
+                }
+                fail_queue(jobs, &WriteOutcome::WriteFailed(e));
+                return;
+            }
+        }
+    }
+    let _ = wr.flush().await;
+    let _ = wr.shutdown().await;
+    fail_queue(jobs, &WriteOutcome::WriteFailed("connection closed".into()));
+}
+
+fn deliver(
+    shared: &Shared,
+    data: Bytes,
+    proto: Proto,
+    source: SocketAddr,
+    local: SocketAddr,
+    conn: u64,
+) {
+    let _ = shared.deliver.send(Inbound {
+        data,
+        proto,
+        source,
+        local,
+        conn,
+    });
+}
+
+/// A TCP stream with bytes already read from it (after a PROXY header) put back in front.
+struct Prefixed {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let chunk = self.prefix.split_to(n);
+            buf.put_slice(&chunk);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
