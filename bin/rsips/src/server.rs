@@ -301,6 +301,7 @@ fn udp_worker(
             proto: "udp",
             local,
             conn: None,
+            proxy: None,
         };
         for out in handle(data, receipt, script, &mut state, None) {
             outlet.send(out, Some(&socket));
@@ -327,22 +328,25 @@ fn stream_worker(
             proto: msg.proto.as_str(),
             local: msg.local,
             conn: Some(msg.conn),
+            proxy: msg.proxy,
         };
-        let alias = aliases.then_some(()).and(outlet.streams.as_deref());
-        for out in handle(&msg.data, receipt, script, &mut state, alias) {
+        let streams = outlet.streams.as_deref().map(|s| (s, aliases));
+        for out in handle(&msg.data, receipt, script, &mut state, streams) {
             outlet.send(out, None);
         }
     }
 }
 
-/// One message: parse, check, run the script; returns what to send. With `aliases`, a request
-/// whose top Via carries `alias` makes its connection reachable at the Via's sent-by.
+/// One message: parse, check, run the script; returns what to send. `streams` (with
+/// `tcp_accept_aliases`) is given for messages from a connection: a request whose top Via
+/// carries `alias`, or a script calling `force_tcp_alias()`, makes the connection reachable at
+/// the source IP and the Via port.
 fn handle(
     data: &[u8],
     receipt: Receipt,
     script: &Script,
     state: &mut Worker,
-    aliases: Option<&Streams>,
+    streams: Option<(&Streams, bool)>,
 ) -> Vec<Outbound> {
     // RFC 5626 keepalives and stray line ends.
     if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
@@ -363,18 +367,30 @@ fn handle(
             .into_iter()
             .collect();
     }
-    if let (Some(streams), Some(conn)) = (aliases, receipt.conn)
-        && let Ok(via) = msg.top_via()
-        && via.alias()
-    {
-        let port = via
+    let via_port = msg.top_via().ok().map(|v| {
+        let port = v
             .port()
             .unwrap_or(engine::forward::default_port(receipt.proto));
+        (port, v.alias())
+    });
+    if let (Some((streams, true)), Some(conn), Some((port, true))) =
+        (streams, receipt.conn, via_port)
+    {
         streams.add_alias(conn, SocketAddr::new(receipt.source.ip(), port));
     }
     let mut ctx = MsgCtx::new(msg).with_receipt(receipt);
     if let Err(e) = script.run(state, &mut ctx, &mut StderrLog) {
         eprintln!("ERROR:core: script: {e}");
+    }
+    if let (Some((streams, _)), Some(receipt), Some(port)) =
+        (streams, ctx.receipt.as_ref(), ctx.tcp_alias)
+        && let Some(conn) = receipt.conn
+    {
+        let port = match port {
+            0 => via_port.map_or(receipt.source.port(), |(p, _)| p),
+            p => p,
+        };
+        streams.add_alias(conn, SocketAddr::new(receipt.source.ip(), port));
     }
     std::mem::take(&mut ctx.outbox)
 }
@@ -473,6 +489,7 @@ mod tests {
             proto: "udp",
             local,
             conn: None,
+            proxy: None,
         }
     }
 

@@ -780,3 +780,195 @@ fn ws_and_wss_with_a_websocket_client_library() {
     let tcp = connect("127.0.0.1", server.port);
     assert!(tungstenite::client(plain, tcp).is_err());
 }
+
+fn udp_receiver(host: &str) -> (UdpSocket, u16) {
+    let s = UdpSocket::bind((host, 0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let port = s.local_addr().unwrap().port();
+    (s, port)
+}
+
+fn recv_text(s: &UdpSocket) -> String {
+    let mut buf = [0u8; 8192];
+    let (n, _) = s.recv_from(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn bond_sockets_pick_the_member_by_protocol_and_address_family() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here");
+        return;
+    }
+    let (v4, v4_port) = udp_receiver("127.0.0.1");
+    let (v6, v6_port) = udp_receiver("::1");
+    let v6_sock = free_port("::1");
+    let route = format!(
+        r#"route {{
+    if ($rU == "v4") $du = "sip:127.0.0.1:{v4_port}";
+    else $du = "sip:[::1]:{v6_port}";
+    if (socket_belongs_to_bond($socket_in, "edge")) append_hf("X-In-Bond: yes\r\n");
+    $socket_out = "bond:edge";
+    forward();
+}}"#
+    );
+    let server = start(
+        "bond",
+        "127.0.0.1",
+        &format!(
+            "socket=udp:127.0.0.1:PORT\nsocket=tcp:127.0.0.1:PORT\nsocket=udp:[::1]:{v6_sock}\n\
+             socket=bond:edge {{\"udp:127.0.0.1:PORT\", \"tcp:127.0.0.1:PORT\", \"udp:[::1]:{v6_sock}\"}}\n\
+             disable_stateless_fwd=no\n{MODULES}{route}"
+        ),
+    );
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for (user, rx, via) in [
+        ("v4", &v4, format!("SIP/2.0/UDP 127.0.0.1:{};", server.port)),
+        ("v6", &v6, format!("SIP/2.0/UDP [::1]:{v6_sock};")),
+    ] {
+        let req = options("UDP", user).replace("sip:bob@", &format!("sip:{user}@"));
+        c.send_to(req.as_bytes(), ("127.0.0.1", server.port))
+            .unwrap();
+        let got = recv_text(rx);
+        let top = header(&got, "Via").unwrap();
+        assert!(top.starts_with(&via), "{user}: {top}\n{}", server.log());
+        assert_eq!(header(&got, "X-In-Bond"), Some("yes"));
+    }
+}
+
+#[test]
+fn a_bond_member_that_is_not_a_socket_is_refused_at_start() {
+    let dir = test_dir("bond-bad");
+    let cfg = dir.join("t.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "socket=udp:127.0.0.1:5060\nsocket=bond:b {{\"udp:127.0.0.1:5060\", \"tcp:127.0.0.1:5999\"}}\n{MODULES}route {{ exit; }}\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .args(["-c", "-f"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bond member `tcp:127.0.0.1:5999` is not a defined socket")
+            && err.contains(":2:"),
+        "{err}"
+    );
+}
+
+/// A client whose connection is reused for requests to its Via address: by the Via `alias`
+/// parameter with `tcp_accept_aliases`, or by `force_tcp_alias()` in the script.
+fn alias_case(globals: &str, via_param: &str, call: &str) {
+    let unreachable = free_port("127.0.0.1");
+    let route = format!(
+        r#"route {{
+    if ($socket_in(proto) == "tcp") {{ {call} sl_send_reply(200, "OK"); exit; }}
+    forward("tcp:127.0.0.1:{unreachable}");
+}}"#
+    );
+    let server = start(
+        "alias",
+        "127.0.0.1",
+        &format!(
+            "socket=udp:127.0.0.1:PORT\nsocket=tcp:127.0.0.1:PORT\n{globals}disable_stateless_fwd=no\n{MODULES}{route}"
+        ),
+    );
+    let mut s = connect("127.0.0.1", server.port);
+    let register = options("TCP", "alias-reg").replace(
+        "127.0.0.1:9;",
+        &format!("127.0.0.1:{unreachable}{via_param};"),
+    );
+    s.write_all(register.as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    assert!(
+        read_message(&mut s, &mut pending)
+            .unwrap()
+            .starts_with("SIP/2.0 200")
+    );
+    // A request for the client's advertised address arrives over UDP: it must come down the
+    // existing connection (nothing listens on that port).
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.send_to(
+        options("UDP", "alias-in").as_bytes(),
+        ("127.0.0.1", server.port),
+    )
+    .unwrap();
+    let got = read_message(&mut s, &mut pending).unwrap_or_else(|| panic!("{}", server.log()));
+    assert!(
+        got.starts_with("OPTIONS sip:bob@127.0.0.1 SIP/2.0"),
+        "{got}"
+    );
+    assert_eq!(header(&got, "Call-ID"), Some("alias-in"));
+}
+
+#[test]
+fn via_alias_with_tcp_accept_aliases_reuses_the_connection() {
+    alias_case("tcp_accept_aliases=1\n", ";alias", "");
+}
+
+#[test]
+fn force_tcp_alias_reuses_the_connection() {
+    alias_case("", "", "force_tcp_alias();");
+}
+
+#[test]
+fn proxy_protocol_pv_and_advertised_address_and_send() {
+    let (rx, rx_port) = udp_receiver("127.0.0.1");
+    let route = format!(
+        r#"route {{
+    if ($socket_in(proto) == "tcp") {{
+        append_to_reply("X-PP: $proxy_protocol(src_ip) $proxy_protocol(src_port) $proxy_protocol(dst_ip) $proxy_protocol(dst_port) $proxy_protocol(af)\r\n");
+        sl_send_reply(200, "OK");
+        exit;
+    }}
+    if ($rU == "raw") {{ send("udp:127.0.0.1:{rx_port}", "X-Sent: raw\r\n"); exit; }}
+    forward("udp:127.0.0.1:{rx_port}");
+}}"#
+    );
+    let server = start(
+        "pp-pv",
+        "127.0.0.1",
+        &format!(
+            "socket=udp:127.0.0.1:PORT as 203.0.113.9:5080\nsocket=tcp:127.0.0.1:PORT proxy_protocol\n\
+             disable_stateless_fwd=no\n{MODULES}{route}"
+        ),
+    );
+    let mut s = connect("127.0.0.1", server.port);
+    s.write_all(b"PROXY TCP4 198.51.100.7 192.0.2.1 40123 5060\r\n")
+        .unwrap();
+    s.write_all(options("TCP", "pp-pv").as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    let r = read_message(&mut s, &mut pending).unwrap_or_else(|| panic!("{}", server.log()));
+    assert_eq!(
+        header(&r, "X-PP"),
+        Some("198.51.100.7 40123 192.0.2.1 5060 INET"),
+        "{r}"
+    );
+    // forward(): our Via names the advertised address of the sending socket.
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.send_to(options("UDP", "adv").as_bytes(), ("127.0.0.1", server.port))
+        .unwrap();
+    let got = recv_text(&rx);
+    let top = header(&got, "Via").unwrap();
+    assert!(
+        top.starts_with("SIP/2.0/UDP 203.0.113.9:5080;branch="),
+        "{top}"
+    );
+    // send(): the request as received plus the given header, no Via of ours.
+    let raw = options("UDP", "raw").replace("sip:bob@", "sip:raw@");
+    c.send_to(raw.as_bytes(), ("127.0.0.1", server.port))
+        .unwrap();
+    let got = recv_text(&rx);
+    assert_eq!(got.matches("Via:").count(), 1, "{got}");
+    assert_eq!(header(&got, "X-Sent"), Some("raw"));
+    assert_eq!(
+        got.replace("X-Sent: raw\r\n", ""),
+        raw,
+        "otherwise byte for byte the received request"
+    );
+}

@@ -15,6 +15,9 @@ pub struct Receipt {
     pub local: SocketAddr,
     /// The connection it came on (stream transports); replies go back on it.
     pub conn: Option<u64>,
+    /// The (source, destination) of the PROXY protocol header the connection started with;
+    /// `source` above is already the client it names.
+    pub proxy: Option<(SocketAddr, SocketAddr)>,
 }
 
 /// A message a module function wants sent; the worker sends it after the function returns, so
@@ -97,6 +100,9 @@ pub struct MsgCtx {
     pub avps: Vec<Vec<crate::value::Value>>,
     /// `force_rport()`: answer to the source port as if the request asked for rport.
     pub force_rport: bool,
+    /// `force_tcp_alias([port])`: make the connection reachable at the source IP and this port
+    /// (0: the Via port) — applied by the server after the script.
+    pub tcp_alias: Option<u16>,
     /// `force_send_socket(proto:host:port)` / `$socket_out`: the local socket to send from, as
     /// a configured socket name (`udp:127.0.0.1:5060`).
     pub send_socket: Option<String>,
@@ -125,6 +131,7 @@ impl MsgCtx {
             force_rport: false,
             err: None,
             send_socket: None,
+            tcp_alias: None,
             outbox: Vec::new(),
         }
     }

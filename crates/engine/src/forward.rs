@@ -162,10 +162,25 @@ fn sending_socket(
     ctx: &MsgCtx,
     proto: &'static str,
     dest: SocketAddr,
-    sockets: &[Socket],
+    sockets: &Sockets,
 ) -> Result<(SocketAddr, String), String> {
     let family = |a: &SocketAddr| a.is_ipv4() == dest.is_ipv4();
-    let chosen = if let Some(name) = &ctx.send_socket {
+    let chosen = if let Some(members) = ctx.send_socket.as_deref().and_then(|n| sockets.bond(n)) {
+        // OpenSIPS keeps members in reverse definition order and takes the first whose
+        // protocol and address family fit the destination.
+        members
+            .iter()
+            .rev()
+            .filter_map(|m| socket_address(m))
+            .find(|(p, a)| p.eq_ignore_ascii_case(proto) && family(a))
+            .map(|(_, a)| a)
+            .ok_or_else(|| {
+                format!(
+                    "no member of `{}` sends {proto} to {dest}",
+                    ctx.send_socket.as_deref().unwrap_or("")
+                )
+            })?
+    } else if let Some(name) = &ctx.send_socket {
         match socket_address(name) {
             Some((p, a)) if p.eq_ignore_ascii_case(proto) => a,
             Some((p, _)) => {
@@ -181,6 +196,7 @@ fn sending_socket(
             receipt.local
         } else {
             sockets
+                .listen
                 .iter()
                 .filter(|s| s.proto == proto)
                 .find_map(|s| s.addr.filter(family))
@@ -191,6 +207,7 @@ fn sending_socket(
         return Err(format!("cannot reach {dest} from the socket {chosen}"));
     }
     let advertised = sockets
+        .listen
         .iter()
         .find(|s| s.proto == proto && s.addr == Some(chosen))
         .and_then(|s| s.advertised.clone());
@@ -202,6 +219,25 @@ fn sending_socket(
         },
     };
     Ok((chosen, hostport))
+}
+
+/// The configured sockets: listeners and bonds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sockets {
+    pub listen: Vec<Socket>,
+    /// `bond:NAME {members}`: lower-case `proto:host:port` member names, in definition order.
+    pub bonds: Vec<(String, Vec<String>)>,
+}
+
+impl Sockets {
+    /// The members of bond `name` (`bond:NAME` or `NAME`).
+    pub fn bond(&self, name: &str) -> Option<&[String]> {
+        let name = name.strip_prefix("bond:").unwrap_or(name);
+        self.bonds
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, m)| m.as_slice())
+    }
 }
 
 /// A listening socket as forwarding needs it.
@@ -225,7 +261,7 @@ pub struct Socket {
 pub fn forward(
     ctx: &MsgCtx,
     explicit: Option<&str>,
-    sockets: &[Socket],
+    sockets: &Sockets,
 ) -> Result<Outbound, String> {
     if !ctx.msg.is_request() {
         return Err("only requests are forwarded".into());
@@ -259,6 +295,36 @@ pub fn forward(
         data: ctx.msg.serialize(&edits),
         dest,
         from: forced.or(Some(local)),
+        proto,
+        conn: None,
+    })
+}
+
+/// `send(dest[, headers])`: the message exactly as received (plus `headers`, CRLF-separated
+/// lines), to `dest`, without our Via — OpenSIPS' raw stateless send.
+pub fn send(
+    ctx: &MsgCtx,
+    dest: &str,
+    headers: Option<&str>,
+    sockets: &Sockets,
+) -> Result<Outbound, String> {
+    let (proto, addr) = next_hop(ctx, Some(dest))?;
+    let (local, _) = sending_socket(ctx, proto, addr, sockets)?;
+    let mut edits = Edits::new();
+    for line in headers
+        .unwrap_or("")
+        .split("\r\n")
+        .filter(|l| !l.trim().is_empty())
+    {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("bad header line `{line}`"))?;
+        edits.append(name.trim(), value.trim());
+    }
+    Ok(Outbound {
+        data: ctx.msg.serialize(&edits),
+        dest: addr,
+        from: Some(local),
         proto,
         conn: None,
     })

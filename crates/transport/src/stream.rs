@@ -33,6 +33,8 @@ pub struct Inbound {
     pub local: SocketAddr,
     /// The connection it came on; replies go back on it.
     pub conn: u64,
+    /// The (source, destination) a PROXY protocol header named, if the connection had one.
+    pub proxy: Option<(SocketAddr, SocketAddr)>,
 }
 
 /// What became of a write job.
@@ -115,6 +117,7 @@ struct Conn {
     peer: SocketAddr,
     local: SocketAddr,
     outgoing: bool,
+    proxy: Option<(SocketAddr, SocketAddr)>,
 }
 
 enum Job {
@@ -330,6 +333,7 @@ impl Streams {
                         peer: dest,
                         local,
                         outgoing: true,
+                        proxy: None,
                     };
                     run_connection(shared, conn, stream, rx, last).await;
                 }
@@ -557,9 +561,13 @@ async fn accept_loop(shared: Arc<Shared>, listen: Listen, listener: TcpListener)
 async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, mut peer: SocketAddr) {
     let setup = Duration::from_secs(5).max(shared.settings.max_msg_time);
     let mut early = BytesMut::new();
+    let mut proxy = None;
     if listen.proxy_protocol {
         match tokio::time::timeout(setup, read_proxy_header(&mut tcp, &mut early)).await {
-            Ok(Ok(Some(source))) => peer = source,
+            Ok(Ok(Some((source, dest)))) => {
+                peer = source;
+                proxy = Some((source, dest));
+            }
             Ok(Ok(None)) => {}
             Ok(Err(why)) => {
                 eprintln!(
@@ -639,6 +647,7 @@ async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, mut p
         peer,
         local: listen.addr,
         outgoing: false,
+        proxy,
     };
     run_connection(shared, conn, stream, rx, last).await;
 }
@@ -648,12 +657,12 @@ async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, mut p
 async fn read_proxy_header(
     tcp: &mut TcpStream,
     buf: &mut BytesMut,
-) -> Result<Option<SocketAddr>, String> {
+) -> Result<Option<(SocketAddr, SocketAddr)>, String> {
     loop {
         match proxy_protocol::parse(buf) {
             Ok(Some((header, used))) => {
                 buf.advance(used);
-                return Ok(header.source);
+                return Ok(header.source.zip(header.destination));
             }
             Ok(None) => {}
             Err(e) => return Err(e.to_string()),
@@ -716,7 +725,16 @@ async fn run_connection(
         peer,
         local,
         outgoing,
+        proxy,
     } = conn;
+    let me = Conn {
+        id,
+        proto,
+        peer,
+        local,
+        outgoing,
+        proxy,
+    };
     let (mut rd, wr) = tokio::io::split(stream);
     let websocket = proto.is_websocket();
     // Control replies (pong, WS pong/close) go through the same writer as SIP data.
@@ -740,7 +758,7 @@ async fn run_connection(
             if websocket {
                 match decoder.decode(&mut buf) {
                     Ok(Some(ws::Message::Text(data) | ws::Message::Binary(data))) => {
-                        deliver(&shared, data, proto, peer, local, id);
+                        deliver(&shared, data, &me);
                     }
                     Ok(Some(ws::Message::Ping(p))) => {
                         let _ = ctl_tx.send(ws_frame(ws::Opcode::Pong, &p, outgoing));
@@ -768,7 +786,7 @@ async fn run_connection(
                     Ok(Some(sip::framing::Frame::Pong { len })) => buf.advance(len),
                     Ok(Some(sip::framing::Frame::Message { len })) => {
                         let data = buf.split_to(len).freeze();
-                        deliver(&shared, data, proto, peer, local, id);
+                        deliver(&shared, data, &me);
                     }
                     Ok(None) => break,
                     Err(e) => break 'conn format!("unframeable stream: {e}"),
@@ -887,20 +905,14 @@ async fn write_loop(
     fail_queue(jobs, &WriteOutcome::WriteFailed("connection closed".into()));
 }
 
-fn deliver(
-    shared: &Shared,
-    data: Bytes,
-    proto: Proto,
-    source: SocketAddr,
-    local: SocketAddr,
-    conn: u64,
-) {
+fn deliver(shared: &Shared, data: Bytes, conn: &Conn) {
     let _ = shared.deliver.send(Inbound {
         data,
-        proto,
-        source,
-        local,
-        conn,
+        proto: conn.proto,
+        source: conn.peer,
+        local: conn.local,
+        conn: conn.id,
+        proxy: conn.proxy,
     });
 }
 

@@ -84,6 +84,9 @@ pub enum CorePv {
     Retcode,
     /// `$socket_in` (`proto:ip:port`) and `$socket_in(ip|port|proto|af)`.
     SocketIn(Option<SocketField>),
+    /// `$proxy_protocol(src_ip|src_port|dst_ip|dst_port|af)`: the PROXY header the connection
+    /// started with (NULL without one).
+    ProxyProtocol(ProxyField),
     /// `$err.class $err.level $err.info $err.rcode $err.rreason` (NULL outside `error_route`).
     Err(ErrField),
     /// `$socket_out` and its fields: the socket forced for sending; NULL when none is.
@@ -181,6 +184,29 @@ impl SocketField {
             "port" => SocketField::Port,
             "proto" => SocketField::Proto,
             "af" => SocketField::Af,
+            _ => return None,
+        })
+    }
+}
+
+/// A field of `$proxy_protocol(...)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyField {
+    SrcIp,
+    SrcPort,
+    DstIp,
+    DstPort,
+    Af,
+}
+
+impl ProxyField {
+    fn named(f: &str) -> Option<ProxyField> {
+        Some(match f {
+            "src_ip" => ProxyField::SrcIp,
+            "src_port" => ProxyField::SrcPort,
+            "dst_ip" => ProxyField::DstIp,
+            "dst_port" => ProxyField::DstPort,
+            "af" => ProxyField::Af,
             _ => return None,
         })
     }
@@ -314,6 +340,7 @@ impl CorePv {
             ("err.info", None) => CorePv::Err(ErrField::Info),
             ("err.rcode", None) => CorePv::Err(ErrField::Rcode),
             ("err.rreason", None) => CorePv::Err(ErrField::Rreason),
+            ("proxy_protocol", Some(f)) => CorePv::ProxyProtocol(ProxyField::named(f)?),
             ("socket_out", None) => CorePv::SocketOut(None),
             ("socket_out", Some(f)) => CorePv::SocketOut(Some(SocketField::named(f)?)),
             _ => return None,

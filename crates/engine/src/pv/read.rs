@@ -182,6 +182,19 @@ impl CorePv {
                 Some(r) => socket_value(r.proto, r.local, *field),
                 None => Value::Null,
             },
+            CorePv::ProxyProtocol(field) => {
+                use super::ProxyField as F;
+                match ctx.receipt.as_ref().and_then(|r| r.proxy) {
+                    None => Value::Null,
+                    Some((src, dst)) => match field {
+                        F::SrcIp => Value::from(src.ip().to_string()),
+                        F::SrcPort => Value::Int(i64::from(src.port())),
+                        F::DstIp => Value::from(dst.ip().to_string()),
+                        F::DstPort => Value::Int(i64::from(dst.port())),
+                        F::Af => Value::str(if src.is_ipv4() { "INET" } else { "INET6" }),
+                    },
+                }
+            }
             CorePv::Err(field) => match &ctx.err {
                 None => Value::Null,
                 Some(e) => match field {
@@ -347,6 +360,7 @@ v=0\n";
             proto: "udp",
             local: "127.0.0.1:5060".parse().unwrap(),
             conn: None,
+            proxy: None,
         })
     }
 

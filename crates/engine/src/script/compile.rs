@@ -410,6 +410,38 @@ impl Lower<'_> {
                 Some(Some(_)) => CoreFn::Forward(Some(self.arg(a(0), c.span)?)),
                 _ => CoreFn::Forward(None),
             },
+            "send" => CoreFn::Send(
+                self.arg(a(0), c.span)?,
+                match a(1) {
+                    Some(Some(_)) => Some(self.arg(a(1), c.span)?),
+                    _ => None,
+                },
+            ),
+            "force_tcp_alias" => CoreFn::ForceTcpAlias(match a(0) {
+                Some(Some(_)) => Some(self.arg(a(0), c.span)?),
+                _ => None,
+            }),
+            "socket_belongs_to_bond" => {
+                let Some(Some(Arg::Str(bond, sp))) = a(1) else {
+                    return self.fail(Diagnostic::error(
+                        "`socket_belongs_to_bond` takes a socket and a bond name",
+                        c.span,
+                    ));
+                };
+                let bond = bond.to_ascii_lowercase();
+                let full = if bond.starts_with("bond:") {
+                    bond.clone()
+                } else {
+                    format!("bond:{bond}")
+                };
+                if !self.names.sockets.contains(&full) {
+                    return self.fail(Diagnostic::error(
+                        format!("`{bond}` is not a defined bond socket"),
+                        *sp,
+                    ));
+                }
+                CoreFn::SocketBelongsToBond(self.arg(a(0), c.span)?, full)
+            }
             "force_send_socket" => {
                 let Some(Some(Arg::Str(sock, sp))) = a(0) else {
                     return self.fail(Diagnostic::error(

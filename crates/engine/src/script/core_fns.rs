@@ -97,7 +97,7 @@ impl Run<'_> {
                     self.log.log(-1, "forward() is disabled: set `disable_stateless_fwd=no` to relay statelessly");
                     return Ok(-1);
                 }
-                match crate::forward::forward(self.ctx, dest.as_deref(), &self.script.listen) {
+                match crate::forward::forward(self.ctx, dest.as_deref(), &self.script.net) {
                     Ok(out) => {
                         self.ctx.outbox.push(out);
                         1
@@ -106,6 +106,46 @@ impl Run<'_> {
                         self.log.log(-1, &format!("forward() failed: {why}"));
                         -1
                     }
+                }
+            }
+            CoreFn::Send(dest, headers) => {
+                let dest = self.text_arg(dest)?;
+                let headers = match headers {
+                    Some(h) => Some(self.text_arg(h)?),
+                    None => None,
+                };
+                match crate::forward::send(self.ctx, &dest, headers.as_deref(), &self.script.net) {
+                    Ok(out) => {
+                        self.ctx.outbox.push(out);
+                        1
+                    }
+                    Err(why) => {
+                        self.log.log(-1, &format!("send() failed: {why}"));
+                        -1
+                    }
+                }
+            }
+            CoreFn::SocketBelongsToBond(socket, bond) => {
+                let socket = self.text_arg(socket)?.to_ascii_lowercase();
+                let member = self
+                    .script
+                    .net
+                    .bond(bond)
+                    .is_some_and(|m| m.iter().any(|m| *m == socket));
+                bool_code(member)
+            }
+            CoreFn::ForceTcpAlias(port) => {
+                let port = match port {
+                    Some(p) => self.value(p)?.as_int().and_then(|p| u16::try_from(p).ok()),
+                    None => Some(0),
+                };
+                let stream = self.ctx.receipt.as_ref().is_some_and(|r| r.conn.is_some());
+                match port {
+                    Some(p) if stream => {
+                        self.ctx.tcp_alias = Some(p);
+                        1
+                    }
+                    _ => -1,
                 }
             }
             CoreFn::ForceRport => {

@@ -152,6 +152,12 @@ pub(crate) enum CoreFn {
     ForceSendSocket(String),
     /// `forward([dest])`: stateless relay (RFC 3261 §16.11).
     Forward(Option<Expr>),
+    /// `send(dest[, headers])`: the message as received, to `dest`, without a Via of ours.
+    Send(Expr, Option<Expr>),
+    /// `socket_belongs_to_bond(socket, bond)`.
+    SocketBelongsToBond(Expr, String),
+    /// `force_tcp_alias([port])`.
+    ForceTcpAlias(Option<Expr>),
 }
 
 /// An `xlog` level: fixed (`"L_ERR"`) or read from a variable at run time.

@@ -113,7 +113,7 @@ pub struct Script {
     pub(crate) route_names: Vec<String>,
     udp_workers: usize,
     /// The listening sockets with their addresses, for choosing where forwarded requests leave.
-    pub(crate) listen: Vec<crate::forward::Socket>,
+    pub(crate) net: crate::forward::Sockets,
     /// Every global parameter as written (`tcp_connect_timeout`, `tcp_workers`…), last one wins.
     globals: HashMap<String, GlobalValue>,
     /// Every `modparam` in order: (module pattern, parameter, value).
@@ -136,6 +136,11 @@ fn placeholder() -> MsgCtx {
 fn socket_names(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     for item in &config.items {
+        if let Item::Socket(s) = item
+            && let cfg::socket::SocketDef::Bond { name, .. } = &s.node
+        {
+            out.push(format!("bond:{}", name.to_ascii_lowercase()));
+        }
         if let Item::Socket(s) = item
             && let cfg::socket::SocketDef::Listen(spec) = &s.node
         {
@@ -226,7 +231,12 @@ impl Script {
             (2, 2, Limits::default(), Vec::new(), false);
         let mut udp_workers = 8;
         let mut stateless_fwd = false;
-        let (mut listen, mut globals, mut modparams) = (Vec::new(), HashMap::new(), Vec::new());
+        let (mut net, mut globals, mut modparams) = (
+            crate::forward::Sockets::default(),
+            HashMap::new(),
+            Vec::new(),
+        );
+        let mut bond_errors = Vec::new();
         for item in &config.items {
             if let Item::Global { name, value } = item {
                 globals.insert(name.node.clone(), value.node.clone());
@@ -255,8 +265,24 @@ impl Script {
                     _ => {}
                 },
                 Item::Socket(s) => {
+                    if let cfg::socket::SocketDef::Bond { name, members } = &s.node {
+                        let members: Vec<String> =
+                            members.iter().map(|m| m.to_ascii_lowercase()).collect();
+                        for m in &members {
+                            if !names.sockets.contains(m) {
+                                bond_errors.push(
+                                    Diagnostic::error(
+                                        format!("bond member `{m}` is not a defined socket"),
+                                        s.span,
+                                    )
+                                    .with_help("define the socket with its own `socket=` line before the bond"),
+                                );
+                            }
+                        }
+                        net.bonds.push((name.clone(), members));
+                    }
                     if let cfg::socket::SocketDef::Listen(spec) = &s.node {
-                        listen.extend(listen_sockets(spec));
+                        net.listen.extend(listen_sockets(spec));
                         let port = spec.ports.first().map(|p| p.0);
                         myself.push((spec.host.clone(), port));
                         if let Some((adv, p)) = &spec.advertised {
@@ -267,6 +293,9 @@ impl Script {
                 Item::Alias(a) => myself.extend(a.node.iter().map(|a| (a.host.clone(), a.port))),
                 _ => {}
             }
+        }
+        if !bond_errors.is_empty() {
+            return Err(bond_errors);
         }
         let mut route_names = vec![String::new(); routes.len() - extra_names.len()];
         for (name, &i) in &names.routes {
@@ -290,7 +319,7 @@ impl Script {
             asserts,
             route_names,
             udp_workers,
-            listen,
+            net,
             globals,
             modparams,
             stateless_fwd,
@@ -455,7 +484,7 @@ impl Script {
     /// The listening sockets (one per port of a range) with their protocol, bound address
     /// (when the host is an IP literal or `*`) and `as` advertised address.
     pub fn listen_sockets(&self) -> &[crate::forward::Socket] {
-        &self.listen
+        &self.net.listen
     }
 
     /// `udp_workers` (OpenSIPS default 8).
