@@ -77,13 +77,12 @@ fn start(name: &str, host: &str, cfg: &str) -> Rsips {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if server.log().contains("listening on tcp:")
-            || server.log().contains("listening on tls:")
-            || server.log().contains("listening on ws")
-        {
-            if TcpStream::connect((bare, port)).is_ok() {
-                return server;
-            }
+        let log = server.log();
+        let listening = ["tcp:", "tls:", "ws:", "wss:"]
+            .iter()
+            .any(|p| log.contains(&format!("listening on {p}")));
+        if listening && TcpStream::connect((bare, port)).is_ok() {
+            return server;
         }
         std::thread::sleep(Duration::from_millis(50));
     }

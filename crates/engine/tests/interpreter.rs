@@ -43,6 +43,7 @@ fn ctx() -> MsgCtx {
         proto: "udp",
         local: "127.0.0.1:5060".parse().unwrap(),
         conn: None,
+        proxy: None,
     })
 }
 

@@ -131,7 +131,7 @@ impl Run<'_> {
                     .script
                     .net
                     .bond(bond)
-                    .is_some_and(|m| m.iter().any(|m| *m == socket));
+                    .is_some_and(|m| m.contains(&socket));
                 bool_code(member)
             }
             CoreFn::ForceTcpAlias(port) => {
