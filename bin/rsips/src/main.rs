@@ -2,6 +2,7 @@
 //! the only crate that names every module.
 
 mod cli;
+mod logging;
 mod server;
 mod transports;
 
@@ -79,6 +80,27 @@ fn main() -> ExitCode {
 
 /// Runs the server until SIGTERM or SIGINT.
 fn serve(script: engine::Script, args: &Args) -> ExitCode {
+    // `-D` / `debug_mode`: everything at debug level on stderr (OpenSIPS: also foreground).
+    let debug = args.debug || script.global_int("debug_mode").unwrap_or(0) != 0;
+    let log = logging::Config {
+        level: if debug {
+            4
+        } else {
+            script.global_int("log_level").unwrap_or(2) as i32
+        },
+        stderr: debug || script.global_int("stderror_enabled").unwrap_or(1) != 0,
+        syslog: !debug && script.global_int("syslog_enabled").unwrap_or(0) != 0,
+        facility: script
+            .global_str("syslog_facility")
+            .unwrap_or_else(|| "LOG_DAEMON".into()),
+        name: script
+            .global_str("syslog_name")
+            .unwrap_or_else(|| "rsips".into()),
+    };
+    if let Err(e) = logging::init(&log) {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(sig, std::sync::Arc::clone(&stop)) {
@@ -95,7 +117,7 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     // startup_route runs once before any listener; the `$var`s it sets are every worker's start
     // (OpenSIPS runs it before forking). A run-time error there stops the start.
     let mut initial = engine::Worker::default();
-    if let Err(e) = script.run_startup(&mut initial, &mut server::StderrLog) {
+    if let Err(e) = script.run_startup(&mut initial, &mut logging::ScriptLog) {
         eprintln!("error: startup_route failed: {e}");
         return ExitCode::from(1);
     }
@@ -108,7 +130,7 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         }
     };
     server.join();
-    eprintln!("NOTICE:core: stopped");
+    logging::core(2, "stopped");
     ExitCode::SUCCESS
 }
 

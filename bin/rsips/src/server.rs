@@ -11,31 +11,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use engine::{Log, MsgCtx, Outbound, Receipt, Script, Worker};
+use engine::{MsgCtx, Outbound, Receipt, Script, Worker};
 use sip::{Reaction, SipMessage};
 use transport::Proto;
 use transport::stream::{Inbound, Listen, Streams};
-
-/// Writes script log lines to stderr with their OpenSIPS level name.
-pub struct StderrLog;
-
-impl Log for StderrLog {
-    fn log(&mut self, level: i32, text: &str) {
-        let name = match level {
-            i32::MIN..=-3 => "ALERT",
-            -2 => "CRITICAL",
-            -1 => "ERROR",
-            0 | 1 => "WARNING",
-            2 => "NOTICE",
-            3 => "INFO",
-            _ => "DBG",
-        };
-        eprint!("{name}:script: {text}");
-        if !text.ends_with('\n') {
-            eprintln!();
-        }
-    }
-}
 
 /// Running listeners and their workers (they stop when the shared flag is raised).
 pub struct Server {
@@ -63,18 +42,18 @@ impl Outlet {
                 }),
             };
             let Some(socket) = socket else {
-                eprintln!("ERROR:core: no udp socket to send to {}", out.dest);
+                crate::logging::core(-1, &format!("no udp socket to send to {}", out.dest));
                 return;
             };
             if let Err(e) = socket.send_to(&out.data, out.dest) {
-                eprintln!("ERROR:core: udp send to {}: {e}", out.dest);
+                crate::logging::core(-1, &format!("udp send to {}: {e}", out.dest));
             }
             return;
         }
         let (Some(streams), Some(proto)) = (&self.streams, Proto::parse(out.proto)) else {
-            eprintln!(
-                "ERROR:core: no {} socket to send to {}",
-                out.proto, out.dest
+            crate::logging::core(
+                -1,
+                &format!("no {} socket to send to {}", out.proto, out.dest),
             );
             return;
         };
@@ -82,7 +61,7 @@ impl Outlet {
         // The stateless path has nobody to fail over to: the outcome is logged.
         let done: transport::stream::Done = Box::new(move |outcome| {
             if !outcome.is_sent() {
-                eprintln!("ERROR:core: {proto} send to {dest}: {outcome:?}");
+                crate::logging::core(-1, &format!("{proto} send to {dest}: {outcome:?}"));
             }
         });
         streams.send(
@@ -134,7 +113,7 @@ impl Server {
                 .set_read_timeout(Some(Duration::from_millis(100)))
                 .map_err(|e| e.to_string())?;
             let local = socket.local_addr().map_err(|e| e.to_string())?;
-            eprintln!("NOTICE:core: listening on udp:{local}");
+            crate::logging::core(2, &format!("listening on udp:{local}"));
             udp.push((local, socket));
         }
         let mut listens = Vec::new();
@@ -171,7 +150,7 @@ impl Server {
             let streams = Streams::start(crate::transports::settings(&script), listens, tls, tx)
                 .map_err(|e| format!("cannot listen: {e}"))?;
             for (proto, addr) in streams.bound() {
-                eprintln!("NOTICE:core: listening on {proto}:{addr}");
+                crate::logging::core(2, &format!("listening on {proto}:{addr}"));
             }
             Some(Arc::new(streams))
         };
@@ -219,8 +198,9 @@ impl Server {
                         continue;
                     }
                     next += period;
-                    if let Err(e) = script.run_timer(n, &mut state, &mut StderrLog) {
-                        eprintln!("ERROR:core: timer_route[{name}]: {e}");
+                    if let Err(e) = script.run_timer(n, &mut state, &mut crate::logging::ScriptLog)
+                    {
+                        crate::logging::core(-1, &format!("timer_route[{name}]: {e}"));
                     }
                 }
             }));
@@ -256,9 +236,11 @@ fn watch_sighup(tls: Arc<transport::tls::TlsContext>, stop: Arc<AtomicBool>) -> 
             std::thread::sleep(Duration::from_millis(100));
             if hup.swap(false, Ordering::SeqCst) {
                 match tls.reload() {
-                    Ok(()) => eprintln!("NOTICE:tls_mgm: certificates reloaded"),
-                    Err(e) => eprintln!(
-                        "ERROR:tls_mgm: reload failed, keeping the current certificates: {e}"
+                    Ok(()) => crate::logging::write(2, "tls_mgm", "certificates reloaded"),
+                    Err(e) => crate::logging::write(
+                        -1,
+                        "tls_mgm",
+                        &format!("reload failed, keeping the current certificates: {e}"),
                     ),
                 }
             }
@@ -291,7 +273,7 @@ fn udp_worker(
                 continue;
             }
             Err(e) => {
-                eprintln!("ERROR:core: udp receive on {local}: {e}");
+                crate::logging::core(-1, &format!("udp receive on {local}: {e}"));
                 continue;
             }
         };
@@ -379,8 +361,8 @@ fn handle(
         streams.add_alias(conn, SocketAddr::new(receipt.source.ip(), port));
     }
     let mut ctx = MsgCtx::new(msg).with_receipt(receipt);
-    if let Err(e) = script.run(state, &mut ctx, &mut StderrLog) {
-        eprintln!("ERROR:core: script: {e}");
+    if let Err(e) = script.run(state, &mut ctx, &mut crate::logging::ScriptLog) {
+        crate::logging::core(-1, &format!("script: {e}"));
     }
     if let (Some((streams, _)), Some(receipt), Some(port)) =
         (streams, ctx.receipt.as_ref(), ctx.tcp_alias)
@@ -436,8 +418,8 @@ fn parse_error(
     };
     let mut ctx = MsgCtx::new(msg).with_receipt(receipt);
     ctx.err = Some(engine::ErrInfo::parse(&e.to_string(), code, e.reason()));
-    if let Err(e) = script.run_error(state, &mut ctx, &mut StderrLog) {
-        eprintln!("ERROR:core: error_route: {e}");
+    if let Err(e) = script.run_error(state, &mut ctx, &mut crate::logging::ScriptLog) {
+        crate::logging::core(-1, &format!("error_route: {e}"));
     }
     std::mem::take(&mut ctx.outbox)
 }

@@ -473,3 +473,73 @@ fn ipv6_on_the_loopback() {
         "{reply}"
     );
 }
+
+/// `stderror_enabled=no` + `syslog_enabled=yes`: core and script lines go to syslog (the socket
+/// `RSIPS_SYSLOG_SOCKET` names, instead of /dev/log) with the facility and severity as PRI,
+/// nothing to stderr; `log_level` filters core lines.
+#[test]
+fn logs_go_to_syslog_with_facility_and_severity() {
+    use std::os::unix::net::UnixDatagram;
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("rsips-syslog-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("log.sock");
+    let _ = std::fs::remove_file(&path);
+    let syslog = UnixDatagram::bind(&path).unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let cfg = dir.join("t.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "log_level=1\nstderror_enabled=no\nsyslog_enabled=yes\nsyslog_facility=LOG_LOCAL0\n\
+             socket=udp:127.0.0.1:{port}\nloadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\n\
+             route {{ xlog(\"L_ERR\", \"seen $ci\\n\"); sl_send_reply(200, \"OK\"); }}\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-f")
+        .arg(&cfg)
+        .env("RSIPS_SYSLOG_SOCKET", &path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = Rsips {
+        child,
+        port,
+        _dir: dir,
+    };
+    let c = client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut reply = None;
+    while reply.is_none() && Instant::now() < deadline {
+        reply = exchange(&server, &c, &options("syslog-1"));
+    }
+    assert!(reply.unwrap().starts_with("SIP/2.0 200 OK"));
+    let mut buf = [0u8; 2048];
+    let n = syslog.recv(&mut buf).unwrap();
+    let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // LOCAL0 (16) × 8 + err (3) = 131.
+    assert!(
+        line.starts_with("<131>rsips[") && line.ends_with("]: ERROR:script: seen syslog-1"),
+        "{line}"
+    );
+    // Stop; nothing went to stderr: the NOTICE lines are under log_level 1 and stderr is off.
+    let _ = Command::new("kill")
+        .arg(server.child.id().to_string())
+        .status();
+    let out = std::mem::replace(
+        &mut server.child,
+        Command::new("true").spawn().unwrap(),
+    )
+    .wait_with_output()
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

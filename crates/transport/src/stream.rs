@@ -535,17 +535,14 @@ async fn accept_loop(shared: Arc<Shared>, listen: Listen, listener: TcpListener)
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                eprintln!(
-                    "ERROR:core: accept on {}:{}: {e}",
-                    listen.proto, listen.addr
-                );
+                log::error!("accept on {}:{}: {e}", listen.proto, listen.addr);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         if shared.registry().by_id.len() >= shared.settings.max_connections {
-            eprintln!(
-                "ERROR:core: tcp_max_connections ({}) reached, refusing {peer}",
+            log::error!(
+                "tcp_max_connections ({}) reached, refusing {peer}",
                 shared.settings.max_connections
             );
             drop(tcp);
@@ -570,21 +567,22 @@ async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, mut p
             }
             Ok(Ok(None)) => {}
             Ok(Err(why)) => {
-                eprintln!(
-                    "ERROR:core: {}:{} from {peer}: bad PROXY protocol header: {why}",
-                    listen.proto, listen.addr
+                log::error!(
+                    "{}:{} from {peer}: bad PROXY protocol header: {why}",
+                    listen.proto,
+                    listen.addr
                 );
                 return;
             }
             Err(_) => {
-                eprintln!("ERROR:core: {peer}: no PROXY protocol header in time");
+                log::error!("{peer}: no PROXY protocol header in time");
                 return;
             }
         }
     }
     let stream: Box<dyn Io> = if listen.proto.is_secure() {
         let Some(tls) = shared.tls.as_ref() else {
-            eprintln!("ERROR:core: {}: no TLS server domain", listen.addr);
+            log::error!("{}: no TLS server domain", listen.addr);
             return;
         };
         let io = Prefixed {
@@ -594,11 +592,11 @@ async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, mut p
         match tokio::time::timeout(setup, tls.accept(listen.addr, io)).await {
             Ok(Ok(s)) => Box::new(s),
             Ok(Err(e)) => {
-                eprintln!("ERROR:core: TLS handshake from {peer}: {e}");
+                log::error!("TLS handshake from {peer}: {e}");
                 return;
             }
             Err(_) => {
-                eprintln!("ERROR:core: TLS handshake from {peer}: timed out");
+                log::error!("TLS handshake from {peer}: timed out");
                 return;
             }
         }
@@ -612,11 +610,11 @@ async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, mut p
         match tokio::time::timeout(setup, ws_server_handshake(stream)).await {
             Ok(Ok(s)) => s,
             Ok(Err(why)) => {
-                eprintln!("ERROR:core: WebSocket upgrade from {peer}: {why}");
+                log::error!("WebSocket upgrade from {peer}: {why}");
                 return;
             }
             Err(_) => {
-                eprintln!("ERROR:core: WebSocket upgrade from {peer}: timed out");
+                log::error!("WebSocket upgrade from {peer}: timed out");
                 return;
             }
         }
@@ -834,7 +832,7 @@ async fn run_connection(
     // Let queued control frames (the WS close) leave before the socket goes.
     let _ = tokio::time::timeout(Duration::from_millis(200), writer).await;
     if !why.starts_with("closed by the peer") && why != "server stopping" {
-        eprintln!("NOTICE:core: {proto} connection {id} {local} <-> {peer} closed: {why}");
+        log::info!("{proto} connection {id} {local} <-> {peer} closed: {why}");
     }
 }
 

@@ -1,0 +1,208 @@
+//! Where log lines go: stderr and/or syslog per `stderror_enabled` / `syslog_enabled`
+//! (`syslog_facility`, `syslog_name`), filtered by `log_level` (OpenSIPS numbering: -3 alert …
+//! 4 debug). Core lines, script lines (`xlog`) and the transport crate's lines (through the `log`
+//! facade) all come here.
+
+use std::os::unix::net::UnixDatagram;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// The syslog socket; `RSIPS_SYSLOG_SOCKET` points it elsewhere (tests).
+const SYSLOG_SOCKET: &str = "/dev/log";
+
+struct Sink {
+    level: AtomicI32,
+    stderr: bool,
+    syslog: Option<Syslog>,
+}
+
+struct Syslog {
+    socket: UnixDatagram,
+    path: String,
+    facility: u8,
+    name: String,
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// What the configuration (and `-D`) asks for.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub level: i32,
+    pub stderr: bool,
+    pub syslog: bool,
+    pub facility: String,
+    pub name: String,
+}
+
+/// The syslog facility number of a `LOG_*` name.
+fn facility(name: &str) -> Option<u8> {
+    let n = name.trim().to_ascii_uppercase();
+    let n = n.strip_prefix("LOG_").unwrap_or(&n);
+    Some(match n {
+        "KERN" => 0,
+        "USER" => 1,
+        "MAIL" => 2,
+        "DAEMON" => 3,
+        "AUTH" => 4,
+        "SYSLOG" => 5,
+        "LPR" => 6,
+        "NEWS" => 7,
+        "UUCP" => 8,
+        "CRON" => 9,
+        "AUTHPRIV" => 10,
+        "FTP" => 11,
+        "LOCAL0" => 16,
+        "LOCAL1" => 17,
+        "LOCAL2" => 18,
+        "LOCAL3" => 19,
+        "LOCAL4" => 20,
+        "LOCAL5" => 21,
+        "LOCAL6" => 22,
+        "LOCAL7" => 23,
+        _ => return None,
+    })
+}
+
+/// Installs the sink (once; later calls keep the first). An unknown facility is an error.
+pub fn init(config: &Config) -> Result<(), String> {
+    let syslog = if config.syslog {
+        let facility = facility(&config.facility)
+            .ok_or_else(|| format!("unknown syslog_facility `{}`", config.facility))?;
+        let socket = UnixDatagram::unbound().map_err(|e| format!("syslog socket: {e}"))?;
+        let path = std::env::var("RSIPS_SYSLOG_SOCKET").unwrap_or_else(|_| SYSLOG_SOCKET.into());
+        Some(Syslog {
+            socket,
+            path,
+            facility,
+            name: config.name.clone(),
+        })
+    } else {
+        None
+    };
+    let _ = SINK.set(Sink {
+        level: AtomicI32::new(config.level),
+        stderr: config.stderr,
+        syslog,
+    });
+    let _ = log::set_logger(&FACADE);
+    log::set_max_level(log::LevelFilter::Debug);
+    Ok(())
+}
+
+/// The OpenSIPS name of a level.
+fn level_name(level: i32) -> &'static str {
+    match level {
+        i32::MIN..=-3 => "ALERT",
+        -2 => "CRITICAL",
+        -1 => "ERROR",
+        0 | 1 => "WARNING",
+        2 => "NOTICE",
+        3 => "INFO",
+        _ => "DBG",
+    }
+}
+
+/// The syslog severity of a level.
+fn severity(level: i32) -> u8 {
+    match level {
+        i32::MIN..=-3 => 1,
+        -2 => 2,
+        -1 => 3,
+        0 | 1 => 4,
+        2 => 5,
+        3 => 6,
+        _ => 7,
+    }
+}
+
+/// Whether lines at `level` pass the global `log_level`.
+pub fn enabled(level: i32) -> bool {
+    SINK.get()
+        .is_none_or(|s| level <= s.level.load(Ordering::Relaxed))
+}
+
+/// Writes one line from `module` (`core`, `script`, `tls_mgm` …) at `level`, unfiltered.
+pub fn write(level: i32, module: &str, text: &str) {
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let line = format!("{}:{module}: {text}", level_name(level));
+    let Some(sink) = SINK.get() else {
+        eprintln!("{line}");
+        return;
+    };
+    if sink.stderr {
+        eprintln!("{line}");
+    }
+    if let Some(s) = &sink.syslog {
+        let pri = s.facility * 8 + severity(level);
+        let msg = format!("<{pri}>{}[{}]: {line}", s.name, std::process::id());
+        let _ = s.socket.send_to(msg.as_bytes(), &s.path);
+    }
+}
+
+/// A core line at `level`, if `log_level` lets it through.
+pub fn core(level: i32, text: &str) {
+    if enabled(level) {
+        write(level, "core", text);
+    }
+}
+
+/// The `log` facade, for library crates (transport, rustls).
+struct Facade;
+static FACADE: Facade = Facade;
+
+fn from_facade(level: log::Level) -> i32 {
+    match level {
+        log::Level::Error => -1,
+        log::Level::Warn => 1,
+        log::Level::Info => 2,
+        log::Level::Debug | log::Level::Trace => 4,
+    }
+}
+
+impl log::Log for Facade {
+    fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
+        enabled(from_facade(meta.level()))
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let level = from_facade(record.level());
+        if enabled(level) {
+            let module = record.target().split("::").next().unwrap_or("core");
+            let module = if module == "transport" {
+                "core"
+            } else {
+                module
+            };
+            write(level, module, &record.args().to_string());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Script log lines (`xlog`, `log`): the engine has already applied `xlog_level`/`log_level`.
+#[derive(Debug)]
+pub struct ScriptLog;
+
+impl engine::Log for ScriptLog {
+    fn log(&mut self, level: i32, text: &str) {
+        write(level, "script", text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facilities_and_levels_have_their_syslog_numbers() {
+        assert_eq!(facility("LOG_LOCAL0"), Some(16));
+        assert_eq!(facility("log_daemon"), Some(3));
+        assert_eq!(facility("LOCAL7"), Some(23));
+        assert_eq!(facility("LOG_NOPE"), None);
+        assert_eq!(severity(-1), 3);
+        assert_eq!(severity(2), 5);
+        assert_eq!(level_name(4), "DBG");
+    }
+}
