@@ -105,16 +105,15 @@ impl Server {
         initial: &Worker,
         stop: Arc<AtomicBool>,
     ) -> Result<Server, String> {
-        let mut udp = Vec::new();
+        let (mut udp, mut udp_workers) = (Vec::new(), Vec::new());
         for s in addresses(&script, "udp")? {
             let Some(addr) = s.addr else { continue };
-            let socket = UdpSocket::bind(addr).map_err(|e| format!("udp:{addr}: {e}"))?;
-            socket
-                .set_read_timeout(Some(Duration::from_millis(100)))
-                .map_err(|e| e.to_string())?;
+            let socket = bind_udp(addr, s.tos).map_err(|e| format!("udp:{addr}: {e}"))?;
             let local = socket.local_addr().map_err(|e| e.to_string())?;
             crate::logging::core(2, &format!("listening on udp:{local}"));
             udp.push((local, socket));
+            // `use_workers N` overrides `udp_workers` for this socket.
+            udp_workers.push(s.use_workers.map_or(script.udp_workers(), |n| n as usize));
         }
         let mut listens = Vec::new();
         for proto in ["tcp", "tls", "ws", "wss"] {
@@ -127,6 +126,8 @@ impl Server {
                     addr,
                     proxy_protocol: s.allow_proxy_protocol,
                     send_proxy_protocol: s.send_proxy_protocol,
+                    reuse_port: s.reuse_port,
+                    tos: s.tos,
                 });
             }
         }
@@ -160,7 +161,7 @@ impl Server {
         });
         let mut handles = Vec::new();
         for (i, (local, _)) in outlet.udp.iter().enumerate() {
-            for _ in 0..script.udp_workers().max(1) {
+            for _ in 0..udp_workers.get(i).copied().unwrap_or(1).max(1) {
                 let (script, stop, outlet) =
                     (Arc::clone(&script), Arc::clone(&stop), Arc::clone(&outlet));
                 let (local, state) = (*local, initial.clone());
@@ -223,6 +224,29 @@ impl Server {
             streams.shutdown();
         }
     }
+}
+
+/// A UDP socket with the `tos` option applied (traffic class on IPv6) and a read timeout, so
+/// workers notice the stop flag.
+fn bind_udp(addr: SocketAddr, tos: Option<u32>) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    if let Some(tos) = tos {
+        match addr {
+            SocketAddr::V4(_) => socket.set_tos_v4(tos)?,
+            SocketAddr::V6(_) => socket.set_tclass_v6(tos)?,
+        }
+    }
+    socket.bind(&addr.into())?;
+    let socket: UdpSocket = socket.into();
+    socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+    Ok(socket)
 }
 
 /// SIGHUP re-reads every TLS certificate, key and CA list from their files; on any error the

@@ -971,3 +971,91 @@ fn proxy_protocol_pv_and_advertised_address_and_send() {
         "otherwise byte for byte the received request"
     );
 }
+
+#[test]
+fn an_interface_name_listens_on_each_of_its_addresses() {
+    let v6 = TcpListener::bind("[::1]:0").is_ok();
+    let server = start(
+        "iface",
+        "127.0.0.1",
+        &format!("socket=tcp:lo:PORT\n{MODULES}{ECHO}"),
+    );
+    let mut hosts = vec!["127.0.0.1"];
+    if v6 {
+        hosts.push("::1");
+    }
+    for host in hosts {
+        let mut s = connect(host, server.port);
+        s.write_all(options("TCP", "iface").as_bytes()).unwrap();
+        let mut pending = Vec::new();
+        let r = read_message(&mut s, &mut pending).unwrap_or_else(|| panic!("{host}"));
+        assert!(r.starts_with("SIP/2.0 200 OK"), "{host}: {r}");
+    }
+}
+
+#[test]
+fn reuse_port_connects_from_the_listening_port_and_tos_marks_udp() {
+    // The TCP side: a UAS records the source port of rsips' connection.
+    let uas = TcpListener::bind("127.0.0.1:0").unwrap();
+    let uas_port = uas.local_addr().unwrap().port();
+    let (peer_tx, peer_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((mut conn, peer)) = uas.accept() {
+            let _ = peer_tx.send(peer);
+            let mut pending = Vec::new();
+            let _ = read_message(&mut conn, &mut pending);
+        }
+    });
+    // The UDP side: a Python receiver reports the TOS byte of the datagram (IP_RECVTOS).
+    let (probe_port, tos_file) = (free_port("127.0.0.1"), test_dir("tos").join("tos"));
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)\ns.bind(('127.0.0.1', {probe_port}))\n\
+         s.settimeout(10)\nd, anc, _, _ = s.recvmsg(4096, 64)\n\
+         open('{}', 'w').write(str([c[2][0] for c in anc if c[1] == socket.IP_TOS]))\n",
+        tos_file.display()
+    );
+    let mut python = Command::new("python3")
+        .args(["-c", &script])
+        .spawn()
+        .expect("python3");
+    let route = format!(
+        r#"route {{
+    if ($rU == "tcp") forward("tcp:127.0.0.1:{uas_port}");
+    else forward("udp:127.0.0.1:{probe_port}");
+}}"#
+    );
+    let server = start(
+        "reuse",
+        "127.0.0.1",
+        &format!(
+            "socket=udp:127.0.0.1:PORT tos 184 use_workers 1\nsocket=tcp:127.0.0.1:PORT reuse_port\n\
+             disable_stateless_fwd=no\n{MODULES}{route}"
+        ),
+    );
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tcp = options("UDP", "reuse").replace("sip:bob@", "sip:tcp@");
+    c.send_to(tcp.as_bytes(), ("127.0.0.1", server.port))
+        .unwrap();
+    let peer = peer_rx
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|_| panic!("no connection\n{}", server.log()));
+    assert_eq!(
+        peer.port(),
+        server.port,
+        "reuse_port: from the listening port"
+    );
+    // Let the receiver bind, then send until it has reported (bounded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !tos_file.exists() && Instant::now() < deadline {
+        c.send_to(options("UDP", "tos").as_bytes(), ("127.0.0.1", server.port))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The receiver exits after writing (or after its own 10 s timeout).
+    let _ = python.wait();
+    assert_eq!(
+        std::fs::read_to_string(&tos_file).unwrap_or_default(),
+        "[184]"
+    );
+}

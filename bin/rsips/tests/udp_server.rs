@@ -535,11 +535,8 @@ fn logs_go_to_syslog_with_facility_and_severity() {
     let _ = Command::new("kill")
         .arg(server.child.id().to_string())
         .status();
-    let out = std::mem::replace(
-        &mut server.child,
-        Command::new("true").spawn().unwrap(),
-    )
-    .wait_with_output()
-    .unwrap();
+    let out = std::mem::replace(&mut server.child, Command::new("true").spawn().unwrap())
+        .wait_with_output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }

@@ -255,6 +255,14 @@ pub struct Socket {
     pub allow_proxy_protocol: bool,
     /// `send_proxy_protocol`: connections opened from it start with a PROXY header.
     pub send_proxy_protocol: bool,
+    /// `use_workers N` (UDP): workers reading this socket instead of `udp_workers`.
+    pub use_workers: Option<u32>,
+    /// `reuse_port`: outgoing connections leave from the listening port.
+    pub reuse_port: bool,
+    /// `tos N`: the IP TOS / traffic class of what leaves the socket.
+    pub tos: Option<u32>,
+    /// `tag NAME`.
+    pub tag: Option<String>,
 }
 
 /// The request as relayed: our Via on top, the rewritten R-URI and the script's edits.

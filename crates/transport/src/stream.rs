@@ -96,6 +96,10 @@ pub struct Listen {
     pub proxy_protocol: bool,
     /// `send_proxy_protocol`: connections opened from this socket start with a PROXY v2 header.
     pub send_proxy_protocol: bool,
+    /// `reuse_port`: connections opened from this socket use its port as their source port.
+    pub reuse_port: bool,
+    /// `tos`: the IP TOS byte (traffic class on IPv6) of its connections.
+    pub tos: Option<u32>,
 }
 
 /// One open connection, as `tcp:list` reports it.
@@ -213,6 +217,12 @@ impl Streams {
                     SocketAddr::V6(_) => TcpSocket::new_v6()?,
                 };
                 socket.set_reuseaddr(true)?;
+                if l.reuse_port {
+                    socket.set_reuseport(true)?;
+                }
+                if let (Some(tos), SocketAddr::V4(_)) = (l.tos, l.addr) {
+                    socket.set_tos_v4(tos)?;
+                }
                 socket.bind(l.addr)?;
                 socket.listen(1024)
             })?;
@@ -431,8 +441,23 @@ async fn connect(
     }
     .map_err(|e| e.to_string())?;
     if let Some(from) = from.filter(|f| f.is_ipv4() == dest.is_ipv4()) {
-        // The listener's address, an ephemeral port (OpenSIPS connects from the socket's IP).
-        let _ = socket.bind(SocketAddr::new(from.ip(), 0));
+        // The listener's address with an ephemeral port (OpenSIPS connects from the socket's
+        // IP), or its very port with `reuse_port`.
+        let listener = shared.listeners.iter().find(|l| l.addr == from);
+        let port = match listener {
+            Some(l) if l.reuse_port => {
+                let _ = socket.set_reuseaddr(true);
+                let _ = socket.set_reuseport(true);
+                from.port()
+            }
+            _ => 0,
+        };
+        if let (Some(tos), SocketAddr::V4(_)) = (listener.and_then(|l| l.tos), from) {
+            let _ = socket.set_tos_v4(tos);
+        }
+        if let Err(e) = socket.bind(SocketAddr::new(from.ip(), port)) {
+            return Err(format!("bind {from} for {dest}: {e}"));
+        }
     }
     let tcp = match tokio::time::timeout(timeout, socket.connect(dest)).await {
         Ok(Ok(s)) => s,

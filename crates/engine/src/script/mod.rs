@@ -154,12 +154,19 @@ fn socket_names(config: &Config) -> Vec<String> {
             } else {
                 spec.ports.iter().flat_map(|(a, b)| *a..=*b).collect()
             };
-            for p in ports {
+            for p in &ports {
                 out.push(format!(
                     "{}:{}:{p}",
                     spec.proto,
                     spec.host.to_ascii_lowercase()
                 ));
+            }
+            // `*` and interface names also answer to each of their addresses.
+            for s in listen_sockets(spec) {
+                let name = format!("{}:{}:{}", s.proto, s.host, s.port);
+                if !out.contains(&name) {
+                    out.push(name);
+                }
             }
         }
     }
@@ -282,7 +289,11 @@ impl Script {
                         net.bonds.push((name.clone(), members));
                     }
                     if let cfg::socket::SocketDef::Listen(spec) = &s.node {
-                        net.listen.extend(listen_sockets(spec));
+                        let expanded = listen_sockets(spec);
+                        for s in expanded.iter().filter(|s| s.addr.is_some()) {
+                            myself.push((s.host.clone(), Some(s.port)));
+                        }
+                        net.listen.extend(expanded);
                         let port = spec.ports.first().map(|p| p.0);
                         myself.push((spec.host.clone(), port));
                         if let Some((adv, p)) = &spec.advertised {
@@ -498,16 +509,38 @@ impl Script {
     }
 }
 
-/// The sockets one `socket=` line opens: one per port of its ranges. `*` binds every address of
-/// the family (0.0.0.0); interface names are resolved by the server, not here.
+/// The addresses a socket host stands for when it is not an IP literal: `*` is every address
+/// of every interface, an interface name (`eth0`, `lo`) is that interface's addresses. IPv6
+/// link-local addresses are left out (they need a scope to be usable). `None`: neither (a
+/// hostname, resolved by the server).
+pub fn interface_addresses(host: &str) -> Option<Vec<std::net::IpAddr>> {
+    let ifaces = if_addrs::get_if_addrs().ok()?;
+    let usable = |ip: &std::net::IpAddr| match ip {
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+        std::net::IpAddr::V4(_) => true,
+    };
+    let all: Vec<std::net::IpAddr> = ifaces
+        .iter()
+        .filter(|i| host == "*" || i.name == host)
+        .map(|i| i.ip())
+        .filter(usable)
+        .collect();
+    (host == "*" || !all.is_empty()).then_some(all)
+}
+
+/// The sockets one `socket=` line opens: one per address and per port of its ranges. `*` and
+/// interface names stand for their addresses; hostnames are resolved by the server.
 fn listen_sockets(spec: &cfg::socket::SocketSpec) -> Vec<crate::forward::Socket> {
     let Some(proto) = crate::forward::proto_name(&spec.proto) else {
         return Vec::new();
     };
     let host = spec.host.trim_start_matches('[').trim_end_matches(']');
-    let ip: Option<std::net::IpAddr> = match host {
-        "*" => Some(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-        h => h.parse().ok(),
+    let ips: Vec<Option<std::net::IpAddr>> = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![Some(ip)],
+        Err(_) => match interface_addresses(host) {
+            Some(ips) => ips.into_iter().map(Some).collect(),
+            None => vec![None],
+        },
     };
     let default = [(
         crate::forward::default_port(proto),
@@ -519,18 +552,65 @@ fn listen_sockets(spec: &cfg::socket::SocketSpec) -> Vec<crate::forward::Socket>
         &spec.ports[..]
     };
     let mut out = Vec::new();
-    for &(lo, hi) in ports {
-        for port in lo..=hi {
-            out.push(crate::forward::Socket {
-                proto,
-                host: spec.host.clone(),
-                port,
-                addr: ip.map(|ip| std::net::SocketAddr::new(ip, port)),
-                advertised: spec.advertised.clone(),
-                allow_proxy_protocol: spec.allow_proxy_protocol,
-                send_proxy_protocol: spec.send_proxy_protocol,
-            });
+    for ip in ips {
+        for &(lo, hi) in ports {
+            for port in lo..=hi {
+                out.push(crate::forward::Socket {
+                    proto,
+                    host: ip.map_or_else(
+                        || spec.host.clone(),
+                        |ip| match ip {
+                            std::net::IpAddr::V6(a) => format!("[{a}]"),
+                            a => a.to_string(),
+                        },
+                    ),
+                    port,
+                    addr: ip.map(|ip| std::net::SocketAddr::new(ip, port)),
+                    advertised: spec.advertised.clone(),
+                    allow_proxy_protocol: spec.allow_proxy_protocol,
+                    send_proxy_protocol: spec.send_proxy_protocol,
+                    use_workers: spec.use_workers,
+                    reuse_port: spec.reuse_port,
+                    tos: spec.tos,
+                    tag: spec.tag.clone(),
+                });
+            }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod socket_tests {
+    use super::*;
+
+    #[test]
+    fn star_and_interface_names_expand_to_usable_addresses() {
+        let all = interface_addresses("*").unwrap_or_default();
+        let lo4: std::net::IpAddr = std::net::Ipv4Addr::LOCALHOST.into();
+        assert!(all.contains(&lo4), "{all:?}");
+        assert!(
+            all.iter().all(|ip| match ip {
+                std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+                std::net::IpAddr::V4(_) => true,
+            }),
+            "no link-local addresses: {all:?}"
+        );
+        assert!(interface_addresses("lo").is_some_and(|a| a.contains(&lo4)));
+        assert_eq!(interface_addresses("no-such-if0"), None);
+        assert_eq!(interface_addresses("sip.example.com"), None);
+        let spec = cfg::socket::SocketSpec {
+            proto: "udp".into(),
+            host: "lo".into(),
+            ports: vec![(5060, 5061)],
+            ..Default::default()
+        };
+        let socks = listen_sockets(&spec);
+        assert!(
+            socks.iter().any(
+                |s| s.addr == Some("127.0.0.1:5061".parse().unwrap_or_else(|_| unreachable!()))
+            )
+        );
+        assert!(socks.iter().all(|s| s.addr.is_some()));
+    }
 }
