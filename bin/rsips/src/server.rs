@@ -323,11 +323,19 @@ fn stream_worker(
     stop: &AtomicBool,
 ) {
     let aliases = script.global_int("tcp_accept_aliases").unwrap_or(0) != 0;
-    while !stop.load(Ordering::SeqCst) {
-        let msg = match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(m) => m,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+    loop {
+        // On stop, what is already queued is still handled (a drain), then the worker ends.
+        let msg = if stop.load(Ordering::SeqCst) {
+            match rx.try_recv() {
+                Ok(m) => m,
+                Err(_) => return,
+            }
+        } else {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(m) => m,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            }
         };
         let receipt = Receipt {
             source: msg.source,
