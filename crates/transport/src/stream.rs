@@ -721,8 +721,16 @@ async fn ws_server_handshake(mut stream: Box<dyn Io>) -> Result<Box<dyn Io>, Str
             }
             Ok(None) => {}
             Err(e) => {
+                // 426 with our version for a version mismatch (RFC 6455 §4.4), else 400.
+                let status = e.http_status().unwrap_or(400);
+                let reason = match status {
+                    426 => "Upgrade Required",
+                    405 => "Method Not Allowed",
+                    431 => "Request Header Fields Too Large",
+                    _ => "Bad Request",
+                };
                 let _ = stream
-                    .write_all(&ws::reject_response(400, "Bad Request"))
+                    .write_all(&ws::reject_response(status, reason))
                     .await;
                 return Err(e.to_string());
             }
