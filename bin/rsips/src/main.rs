@@ -23,6 +23,7 @@ fn available() -> engine::Available {
             &sipmsgops::MODULE,
             &sl::SL,
             &sl::SIGNALING,
+            &tm::MODULE,
             &transports::PROTO_TCP,
             &transports::PROTO_TLS,
             &transports::PROTO_WS,

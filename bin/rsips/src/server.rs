@@ -31,6 +31,11 @@ pub struct Outlet {
 impl Outlet {
     /// Sends one message. `receiving` is the UDP socket of the worker, the default for replies.
     fn send(&self, out: Outbound, receiving: Option<&UdpSocket>) {
+        self.send_then(out, receiving, None);
+    }
+
+    /// Sends one message and reports the outcome to `done` (the stateless path logs it).
+    fn send_then(&self, out: Outbound, receiving: Option<&UdpSocket>, done: Option<tm::SendDone>) {
         if out.proto == "udp" {
             let socket = match out.from {
                 Some(from) => self.udp.iter().find(|(a, _)| *a == from).map(|(_, s)| s),
@@ -41,27 +46,41 @@ impl Outlet {
                         .map(|(_, s)| s)
                 }),
             };
-            let Some(socket) = socket else {
-                crate::logging::core(-1, &format!("no udp socket to send to {}", out.dest));
-                return;
+            let result = match socket {
+                None => Err(format!("no udp socket to send to {}", out.dest)),
+                Some(socket) => socket
+                    .send_to(&out.data, out.dest)
+                    .map(|_| ())
+                    .map_err(|e| format!("udp send to {}: {e}", out.dest)),
             };
-            if let Err(e) = socket.send_to(&out.data, out.dest) {
-                crate::logging::core(-1, &format!("udp send to {}: {e}", out.dest));
+            if let Err(e) = &result {
+                crate::logging::core(-1, e);
+            }
+            if let Some(done) = done {
+                done(result);
             }
             return;
         }
         let (Some(streams), Some(proto)) = (&self.streams, Proto::parse(out.proto)) else {
-            crate::logging::core(
-                -1,
-                &format!("no {} socket to send to {}", out.proto, out.dest),
-            );
+            let e = format!("no {} socket to send to {}", out.proto, out.dest);
+            crate::logging::core(-1, &e);
+            if let Some(done) = done {
+                done(Err(e));
+            }
             return;
         };
         let dest = out.dest;
-        // The stateless path has nobody to fail over to: the outcome is logged.
+        // Failures are logged; tm also hears of them (failover, 477).
         let done: transport::stream::Done = Box::new(move |outcome| {
             if !outcome.is_sent() {
                 crate::logging::core(-1, &format!("{proto} send to {dest}: {outcome:?}"));
+            }
+            if let Some(done) = done {
+                done(if outcome.is_sent() {
+                    Ok(())
+                } else {
+                    Err(format!("{outcome:?}"))
+                });
             }
         });
         streams.send(
@@ -72,6 +91,36 @@ impl Outlet {
             Bytes::from(out.data),
             Some(done),
         );
+    }
+}
+
+/// tm sends through the same outlet as everything else.
+struct TmHost(Arc<Outlet>);
+
+impl tm::Host for TmHost {
+    fn send(&self, out: Outbound, done: Option<tm::SendDone>) {
+        self.0.send_then(out, None, done);
+    }
+}
+
+/// Runs the routes tm arms (failure, onreply) with a worker's state.
+struct ScriptRunner<'a> {
+    script: &'a Script,
+    state: &'a mut Worker,
+}
+
+impl tm::Runner for ScriptRunner<'_> {
+    fn run(&mut self, route: usize, ctx: &mut MsgCtx) -> engine::Outcome {
+        match self
+            .script
+            .run_index(route, self.state, ctx, &mut crate::logging::ScriptLog)
+        {
+            Ok(o) => o,
+            Err(e) => {
+                crate::logging::core(-1, &format!("script: {e}"));
+                engine::Outcome::Exit
+            }
+        }
     }
 }
 
@@ -159,7 +208,27 @@ impl Server {
             udp,
             streams: streams.clone(),
         });
+        // The transaction table, its transport and its timer thread.
+        let tm = tm::install(tm::Tm::new(
+            tm::params(&script),
+            Arc::new(TmHost(Arc::clone(&outlet))),
+            script.reply_route(),
+        ));
         let mut handles = Vec::new();
+        {
+            let (script, stop, mut state) =
+                (Arc::clone(&script), Arc::clone(&stop), initial.clone());
+            handles.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10));
+                    let mut runner = ScriptRunner {
+                        script: &script,
+                        state: &mut state,
+                    };
+                    tm.tick(std::time::Instant::now(), &mut runner);
+                }
+            }));
+        }
         for (i, (local, _)) in outlet.udp.iter().enumerate() {
             for _ in 0..udp_workers.get(i).copied().unwrap_or(1).max(1) {
                 let (script, stop, outlet) =
@@ -375,7 +444,15 @@ fn handle(
         return parse_error(data, &e, receipt, script, state);
     }
     if !msg.is_request() {
-        // No transactions yet: a reply whose top Via is ours goes on to the next Via.
+        // A reply to one of our transactions is tm's; any other reply whose top Via is ours
+        // goes on statelessly to the next Via.
+        if let Some(tm) = tm::global() {
+            let ctx = MsgCtx::new(msg.clone()).with_receipt(receipt.clone());
+            let mut runner = ScriptRunner { script, state };
+            if tm.on_reply(&msg, ctx, &mut runner, std::time::Instant::now()) {
+                return Vec::new();
+            }
+        }
         let ours = |host: &str, port: u16| is_local(script, local, host, port);
         return engine::forward::relay_response(&msg, &ours)
             .into_iter()

@@ -271,6 +271,17 @@ pub fn forward(
     explicit: Option<&str>,
     sockets: &Sockets,
 ) -> Result<Outbound, String> {
+    forward_with_branch(ctx, explicit, sockets, None)
+}
+
+/// `forward` with a given Via branch (a transaction's branch id); `None` derives a stateless
+/// one from the request.
+pub fn forward_with_branch(
+    ctx: &MsgCtx,
+    explicit: Option<&str>,
+    sockets: &Sockets,
+    branch: Option<&str>,
+) -> Result<Outbound, String> {
     if !ctx.msg.is_request() {
         return Err("only requests are forwarded".into());
     }
@@ -293,7 +304,7 @@ pub fn forward(
         &format!(
             "SIP/2.0/{} {hostport};branch={}",
             proto.to_ascii_uppercase(),
-            stateless_branch(&ctx.msg, &ruri)
+            branch.map_or_else(|| stateless_branch(&ctx.msg, &ruri), str::to_owned)
         ),
     );
     if ctx.new_ruri.is_some() {

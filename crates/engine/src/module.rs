@@ -10,6 +10,10 @@ use crate::value::Value;
 pub struct FnCtx<'a> {
     pub msg: &'a mut MsgCtx,
     pub log: &'a mut dyn Log,
+    /// The running script (its sockets, `myself`, routes).
+    pub script: &'a crate::Script,
+    /// `$route.type` of the route being run: `request`, `failure`, `onreply`, `branch` …
+    pub kind: &'static str,
 }
 
 impl std::fmt::Debug for FnCtx<'_> {
@@ -33,6 +37,9 @@ pub enum Param {
     StaticStr,
     /// An integer.
     Int,
+    /// The name of a route of this kind, resolved when the script is compiled; the function
+    /// gets its index as an integer (`t_on_failure("name")`).
+    Route(cfg::ast::RouteKind),
 }
 
 /// The kinds of route a function may run in (OpenSIPS route masks), as bits.

@@ -1,5 +1,5 @@
-//! The OpenSIPS `sl` module (`sl_send_reply`) and, until transactions exist, `signaling`'s
-//! `send_reply` (which without a transaction is the stateless reply). Replies copy Via, From,
+//! The OpenSIPS `sl` module (`sl_send_reply`) and `signaling`'s `send_reply` (stateful through
+//! the message's transaction when it has one, else the stateless reply). Replies copy Via, From,
 //! To (with a tag), Call-ID and CSeq, carry `append_to_reply` headers, and go back the way the
 //! request came (RFC 3261 §18.2.2 with RFC 3581 rport).
 #![forbid(unsafe_code)]
@@ -35,17 +35,36 @@ pub static SL: ModuleSpec = ModuleSpec {
     params: &[("enable_stats", engine::ParamType::Int)],
 };
 
-/// `signaling`: `send_reply(code, reason)` — stateless while rsips has no transactions.
+/// `signaling`: `send_reply(code, reason)` — `t_reply` when the message has a transaction,
+/// else the stateless reply.
 pub static SIGNALING: ModuleSpec = ModuleSpec {
     name: "signaling",
     functions: &[FnSpec {
         name: "send_reply",
         params: &[(Param::Int, false), (Param::Str, false)],
         routes: REPLYING,
-        run: send_reply,
+        run: signaling_reply,
     }],
     params: &[],
 };
+
+fn signaling_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    if let Some(tx) = f.msg.tx.clone() {
+        let Some(code) = args
+            .first()
+            .and_then(Value::as_int)
+            .and_then(|c| u16::try_from(c).ok())
+        else {
+            return -1;
+        };
+        let reason = args
+            .get(1)
+            .map(|r| r.to_text().into_owned())
+            .unwrap_or_default();
+        return tx.reply(f.msg, code, &reason);
+    }
+    send_reply(f, args)
+}
 
 /// A To tag that is the same for retransmissions of one request (so they get the same reply).
 pub fn to_tag(req: &SipMessage) -> String {
@@ -84,6 +103,16 @@ pub fn reply_top_via(req: &SipMessage, source: SocketAddr, force_rport: bool) ->
 
 /// Builds the reply bytes for `ctx`'s request.
 pub fn build_reply(ctx: &MsgCtx, code: u16, reason: &str) -> Option<(Vec<u8>, SocketAddr)> {
+    build_reply_with_body(ctx, code, reason, None)
+}
+
+/// Builds the reply bytes for `ctx`'s request with an optional `(content type, body)`.
+pub fn build_reply_with_body(
+    ctx: &MsgCtx,
+    code: u16,
+    reason: &str,
+    body: Option<(&str, &[u8])>,
+) -> Option<(Vec<u8>, SocketAddr)> {
     let req = &ctx.msg;
     let source = ctx.receipt.as_ref()?.source;
     let tag = to_tag(req);
@@ -124,7 +153,11 @@ pub fn build_reply(ctx: &MsgCtx, code: u16, reason: &str) -> Option<(Vec<u8>, So
         }
     }
     b = b.header("Server", concat!("rsips (", env!("CARGO_PKG_VERSION"), ")"));
-    Some((b.build(), reply_destination(req, source, ctx.force_rport)))
+    let data = match body {
+        Some((ct, body)) => b.header("Content-Type", ct).body(body),
+        None => b.build(),
+    };
+    Some((data, reply_destination(req, source, ctx.force_rport)))
 }
 
 /// `sl_reply_error()`: the reply for the last internal error. rsips records none yet (it comes

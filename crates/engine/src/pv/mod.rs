@@ -84,6 +84,8 @@ pub enum CorePv {
     Retcode,
     /// `$socket_in` (`proto:ip:port`) and `$socket_in(ip|port|proto|af)`.
     SocketIn(Option<SocketField>),
+    /// tm's `$T_reply_code`, `$T_branch_idx`, `$T_id`, `$T_fr_timeout`, `$T_fr_inv_timeout`.
+    Tm(TmField),
     /// `$proxy_protocol(src_ip|src_port|dst_ip|dst_port|af)`: the PROXY header the connection
     /// started with (NULL without one).
     ProxyProtocol(ProxyField),
@@ -187,6 +189,16 @@ impl SocketField {
             _ => return None,
         })
     }
+}
+
+/// A transaction value of tm's `$T_*` variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TmField {
+    ReplyCode,
+    BranchIdx,
+    Id,
+    FrTimeout,
+    FrInvTimeout,
 }
 
 /// A field of `$proxy_protocol(...)`.
@@ -333,6 +345,11 @@ impl CorePv {
                 _ => return None,
             }),
             ("C", Some(c)) => CorePv::Color(c.to_owned()),
+            ("T_reply_code", None) => CorePv::Tm(TmField::ReplyCode),
+            ("T_branch_idx", None) => CorePv::Tm(TmField::BranchIdx),
+            ("T_id", None) => CorePv::Tm(TmField::Id),
+            ("T_fr_timeout", None) => CorePv::Tm(TmField::FrTimeout),
+            ("T_fr_inv_timeout", None) => CorePv::Tm(TmField::FrInvTimeout),
             ("socket_in", None) => CorePv::SocketIn(None),
             ("socket_in", Some(f)) => CorePv::SocketIn(Some(SocketField::named(f)?)),
             ("err.class", None) => CorePv::Err(ErrField::Class),

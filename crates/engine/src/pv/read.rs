@@ -182,6 +182,26 @@ impl CorePv {
                 Some(r) => socket_value(r.proto, r.local, *field),
                 None => Value::Null,
             },
+            CorePv::Tm(field) => {
+                use super::TmField as F;
+                match field {
+                    F::ReplyCode => ctx
+                        .t_reply
+                        .as_ref()
+                        .map_or(Value::Null, |r| Value::Int(i64::from(r.code))),
+                    F::BranchIdx => ctx
+                        .branch_index
+                        .or(ctx.t_reply.as_ref().map(|r| r.branch))
+                        .map_or(Value::Int(0), |b| Value::Int(b as i64)),
+                    F::Id => ctx.tx.as_ref().map_or(Value::Null, |t| Value::from(t.id())),
+                    F::FrTimeout => ctx
+                        .fr_timeout
+                        .map_or(Value::Null, |s| Value::Int(i64::from(s))),
+                    F::FrInvTimeout => ctx
+                        .fr_inv_timeout
+                        .map_or(Value::Null, |s| Value::Int(i64::from(s))),
+                }
+            }
             CorePv::ProxyProtocol(field) => {
                 use super::ProxyField as F;
                 match ctx.receipt.as_ref().and_then(|r| r.proxy) {
@@ -557,7 +577,7 @@ Content-Length: 0\r\n\r\n";
         for pv in [
             "$var(x)",
             "$avp(a)",
-            "$T_reply_code",
+            "$DLG_status",
             "$(avp(a)[$var(i)])",
             "$hdr($var(h))",
         ] {

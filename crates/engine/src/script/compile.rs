@@ -23,6 +23,8 @@ pub(crate) struct Names {
     pub avps: HashMap<String, usize>,
     /// `proto:host:port` of the configured sockets, for `force_send_socket`.
     pub sockets: Vec<String>,
+    /// failure/onreply/branch/local routes by kind and name ("" for an unnamed one).
+    pub special: HashMap<(RouteKind, String), usize>,
 }
 
 pub(crate) struct Lower<'a> {
@@ -158,6 +160,8 @@ impl Lower<'_> {
             ("du" | "duri", None) => Write::DstUri,
             ("ru_q", None) => Write::RuriQ,
             ("socket_out", None) => Write::SocketOut,
+            ("T_fr_timeout", None) => Write::FrTimeout,
+            ("T_fr_inv_timeout", None) => Write::FrInvTimeout,
             ("log_level", None) => Write::LogLevel,
             ("xlog_level", None) => Write::XlogLevel,
             ("msg.flag", Some(name)) => Write::Flag(self.flag_named(name, p.span)?),
@@ -483,6 +487,35 @@ impl Lower<'_> {
         for (i, (kind, _)) in spec.params.iter().enumerate() {
             let arg = match (c.args.get(i), kind) {
                 (None | Some(None), _) => Expr::Const(Value::Null),
+                (
+                    Some(Some(Arg::Str(s, sp) | Arg::Ident(s, sp))),
+                    crate::module::Param::Route(kind),
+                ) => match self.names.special.get(&(*kind, s.clone())) {
+                    Some(&i) => Expr::Const(Value::Int(i as i64)),
+                    None => {
+                        return self.fail(Diagnostic::error(
+                            format!("{} `{s}` is not defined", kind.keyword()),
+                            *sp,
+                        ));
+                    }
+                },
+                (Some(Some(Arg::Int(n, sp))), crate::module::Param::Route(kind)) => {
+                    match self.names.special.get(&(*kind, n.to_string())) {
+                        Some(&i) => Expr::Const(Value::Int(i as i64)),
+                        None => {
+                            return self.fail(Diagnostic::error(
+                                format!("{} `{n}` is not defined", kind.keyword()),
+                                *sp,
+                            ));
+                        }
+                    }
+                }
+                (Some(Some(_)), crate::module::Param::Route(kind)) => {
+                    return self.fail(Diagnostic::error(
+                        format!("expected the name of a {}", kind.keyword()),
+                        c.span,
+                    ));
+                }
                 (Some(Some(Arg::Str(s, _))), crate::module::Param::StaticStr) => {
                     Expr::Const(Value::str(s))
                 }

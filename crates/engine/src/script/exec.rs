@@ -474,6 +474,21 @@ impl Run<'_> {
                 true
             }
             // A configured socket (`proto:host:port`, as `force_send_socket`); NULL clears.
+            Write::FrTimeout | Write::FrInvTimeout => {
+                let secs = match &v {
+                    Value::Null => None,
+                    v => v.as_int().and_then(|n| u32::try_from(n).ok()),
+                };
+                let ok = secs.is_some() || matches!(v, Value::Null);
+                if ok {
+                    if matches!(target, Write::FrTimeout) {
+                        self.ctx.fr_timeout = secs;
+                    } else {
+                        self.ctx.fr_inv_timeout = secs;
+                    }
+                }
+                ok
+            }
             Write::SocketOut => match text() {
                 None => {
                     self.ctx.send_socket = None;
@@ -583,6 +598,8 @@ impl Run<'_> {
                 let mut fctx = crate::module::FnCtx {
                     msg: &mut *self.ctx,
                     log: &mut *self.log,
+                    script: self.script,
+                    kind: self.kind,
                 };
                 Ok(run(&mut fctx, &values))
             }

@@ -56,6 +56,9 @@ pub(crate) enum Dyn<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Write {
     Var(usize),
+    /// `$T_fr_timeout` / `$T_fr_inv_timeout` (seconds; NULL restores the module default).
+    FrTimeout,
+    FrInvTimeout,
     Ruri,
     RuriUser,
     RuriHost,

@@ -100,6 +100,8 @@ pub struct Script {
     error: Option<usize>,
     /// `timer_route[name, seconds]`: route index, name, interval.
     timers: Vec<(usize, String, u64)>,
+    /// The unnamed `onreply_route`, run for every reply.
+    reply_route: Option<usize>,
     main: Option<usize>,
     log_level: i32,
     xlog_level: i32,
@@ -190,6 +192,55 @@ impl Script {
             sockets: socket_names(config),
             ..Default::default()
         };
+        // Every route gets its index before any body is lowered, so `t_on_failure("x")` can
+        // name a failure_route defined further down.
+        let first_special = blocks.len();
+        let mut route_types = vec!["request"; blocks.len()];
+        let mut extra_names = Vec::new();
+        let (mut startup, mut error, mut timers, mut reply_route) = (None, None, Vec::new(), None);
+        let mut special_blocks = Vec::new();
+        for r in config.items.iter().filter_map(|i| match i {
+            Item::Route(r) => Some(r),
+            _ => None,
+        }) {
+            let index = first_special + special_blocks.len();
+            let name = r.name.as_ref().map_or(String::new(), |n| n.node.clone());
+            use cfg::ast::RouteKind as K;
+            let kind = match r.kind {
+                K::Startup => {
+                    startup = Some(index);
+                    extra_names.push("startup_route".to_owned());
+                    "startup"
+                }
+                K::Error => {
+                    error = Some(index);
+                    extra_names.push("error_route".to_owned());
+                    "error"
+                }
+                K::Timer => {
+                    let secs = r.interval.as_ref().map_or(1, |i| i.node.max(1) as u64);
+                    timers.push((index, name.clone(), secs));
+                    extra_names.push(name);
+                    "timer"
+                }
+                K::Failure | K::Reply | K::Branch | K::Local => {
+                    if r.kind == K::Reply && name.is_empty() {
+                        reply_route = Some(index);
+                    }
+                    names.special.insert((r.kind, name.clone()), index);
+                    extra_names.push(name);
+                    match r.kind {
+                        K::Failure => "failure",
+                        K::Reply => "onreply",
+                        K::Branch => "branch",
+                        _ => "local",
+                    }
+                }
+                _ => continue,
+            };
+            route_types.push(kind);
+            special_blocks.push(r);
+        }
         let mut lower = compile::Lower {
             names: &mut names,
             diags: Vec::new(),
@@ -198,34 +249,7 @@ impl Script {
         };
         let mut routes: Vec<Vec<ir::Stmt>> =
             blocks.iter().map(|b| lower.block(&b.body.stmts)).collect();
-        let mut route_types = vec!["request"; routes.len()];
-        let mut extra_names = Vec::new();
-        let (mut startup, mut error, mut timers) = (None, None, Vec::new());
-        for r in config.items.iter().filter_map(|i| match i {
-            Item::Route(r) => Some(r),
-            _ => None,
-        }) {
-            let index = routes.len();
-            match r.kind {
-                cfg::ast::RouteKind::Startup => {
-                    startup = Some(index);
-                    route_types.push("startup");
-                    extra_names.push("startup_route".to_owned());
-                }
-                cfg::ast::RouteKind::Error => {
-                    error = Some(index);
-                    route_types.push("error");
-                    extra_names.push("error_route".to_owned());
-                }
-                cfg::ast::RouteKind::Timer => {
-                    let name = r.name.as_ref().map_or(String::new(), |n| n.node.clone());
-                    let secs = r.interval.as_ref().map_or(1, |i| i.node.max(1) as u64);
-                    timers.push((index, name.clone(), secs));
-                    route_types.push("timer");
-                    extra_names.push(name);
-                }
-                _ => continue,
-            }
+        for r in special_blocks {
             routes.push(lower.block(&r.body.stmts));
         }
         let errors = lower.diags;
@@ -320,6 +344,7 @@ impl Script {
             route_types,
             startup,
             error,
+            reply_route,
             timers,
             main,
             log_level,
@@ -448,6 +473,30 @@ impl Script {
         }
     }
 
+    /// Runs route `index` (a failure, onreply, branch or local route a module armed) over `ctx`.
+    pub fn run_index(
+        &self,
+        index: usize,
+        worker: &mut Worker,
+        ctx: &mut MsgCtx,
+        log: &mut dyn Log,
+    ) -> Result<Outcome, ScriptError> {
+        if index >= self.routes.len() {
+            return Ok(Outcome::Exit);
+        }
+        self.run_route(index, worker, ctx, log)
+    }
+
+    /// The unnamed `onreply_route` (run for every reply tm handles), if any.
+    pub fn reply_route(&self) -> Option<usize> {
+        self.reply_route
+    }
+
+    /// The index of a named route of a kind (`failure_route[x]` …).
+    pub fn route_index(&self, kind: cfg::ast::RouteKind, name: &str) -> Option<usize> {
+        self.names.special.get(&(kind, name.to_owned())).copied()
+    }
+
     /// The value of `$var(name)` in a worker (for tests and MI).
     pub fn var(&self, worker: &Worker, name: &str) -> Value {
         self.names
@@ -490,6 +539,11 @@ impl Script {
             .iter()
             .filter(move |(m, _, _)| m.split('|').any(|m| m.trim().eq_ignore_ascii_case(module)))
             .map(|(_, p, v)| (p.as_str(), v))
+    }
+
+    /// The sockets and bonds, as forwarding needs them.
+    pub fn net(&self) -> &crate::forward::Sockets {
+        &self.net
     }
 
     /// The listening sockets (one per port of a range) with their protocol, bound address

@@ -1,0 +1,1102 @@
+//! The transaction engine: server transactions (the request we received), client branches (the
+//! requests we relayed), their timers, reply selection and the routes tm arms.
+//!
+//! Time is a parameter (`now`), never read here, so timer behaviour is tested with a manual
+//! clock. Sends go through a [`Host`]; script routes run through a [`Runner`]. No lock is held
+//! while either is called.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use engine::{MsgCtx, Outbound, Outcome, ReplyInfo};
+use sip::{Edits, Method, SipMessage};
+
+/// tm's parameters (OpenSIPS names; defaults as OpenSIPS 4.0).
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub t1: Duration,
+    pub t2: Duration,
+    /// `fr_timeout`: a branch without a final reply is given up after this.
+    pub fr_timeout: Duration,
+    /// `fr_inv_timeout`: the same once an INVITE branch got a provisional reply.
+    pub fr_inv_timeout: Duration,
+    /// `wt_timer`: how long a completed transaction stays to absorb retransmissions.
+    pub wt_timer: Duration,
+    pub auto_100trying: bool,
+    pub restart_fr_on_each_reply: bool,
+    pub disable_6xx_block: bool,
+    /// Most branches one transaction may have (OpenSIPS: 256; rsips: configurable).
+    pub max_branches: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_millis(4000),
+            fr_timeout: Duration::from_secs(30),
+            fr_inv_timeout: Duration::from_secs(120),
+            wt_timer: Duration::from_secs(5),
+            auto_100trying: true,
+            restart_fr_on_each_reply: true,
+            disable_6xx_block: false,
+            max_branches: 4096,
+        }
+    }
+}
+
+/// Called once with the outcome of a send.
+pub type SendDone = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Where tm's messages leave.
+pub trait Host: Send + Sync {
+    fn send(&self, out: Outbound, done: Option<SendDone>);
+}
+
+/// Runs a script route (failure, onreply, branch) over a message.
+pub trait Runner {
+    fn run(&mut self, route: usize, ctx: &mut MsgCtx) -> Outcome;
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Retrans {
+    next: Instant,
+    interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Cancel {
+    None,
+    /// Wanted as soon as the branch answers provisionally.
+    Wanted(String),
+    Sent,
+}
+
+#[derive(Debug)]
+struct Branch {
+    sent: Outbound,
+    status: Option<u16>,
+    reason: String,
+    local: bool,
+    reply: Option<SipMessage>,
+    provisional: bool,
+    retrans: Option<Retrans>,
+    fr_at: Option<Instant>,
+    cancel: Cancel,
+    cancel_msg: Option<(Outbound, Retrans)>,
+    on_reply: Option<usize>,
+}
+
+impl Branch {
+    fn is_final(&self) -> bool {
+        self.status.is_some_and(|s| s >= 200)
+    }
+}
+
+/// One transaction's state.
+#[derive(Debug)]
+pub(crate) struct Tx {
+    key: String,
+    invite: bool,
+    /// The request as the script left it when it last relayed or replied.
+    pub(crate) request: MsgCtx,
+    branches: Vec<Branch>,
+    on_failure: Option<usize>,
+    /// The last reply we sent upstream, for retransmissions of the request.
+    last_reply: Option<Outbound>,
+    last_code: u16,
+    last_local: bool,
+    all_local: bool,
+    final_sent: bool,
+    /// Negative final reply to an INVITE over UDP, resent until the ACK.
+    reply_retrans: Option<(Retrans, Instant)>,
+    acked: bool,
+    pub(crate) cancelled: bool,
+    blocked: bool,
+    completing: bool,
+    delete_at: Option<Instant>,
+    fr: Duration,
+    fr_inv: Duration,
+}
+
+/// A transaction as scripts and other modules hold it.
+#[derive(Debug)]
+pub struct TxCell {
+    pub(crate) id: u64,
+    pub(crate) tm: Weak<Tm>,
+    pub(crate) state: Mutex<Tx>,
+}
+
+impl TxCell {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Tx> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The code of the last reply sent upstream (0: none).
+    pub fn last_code(&self) -> u16 {
+        self.lock().last_code
+    }
+
+    /// Whether the last reply / every reply sent upstream was generated here.
+    pub fn local_replied(&self) -> (bool, bool) {
+        let tx = self.lock();
+        let any = tx.last_code != 0;
+        (any && tx.last_local, any && tx.all_local)
+    }
+
+    /// Whether the request's sender cancelled it.
+    pub fn was_cancelled(&self) -> bool {
+        self.lock().cancelled
+    }
+
+    /// How many branches the transaction has.
+    pub fn branch_count(&self) -> usize {
+        self.lock().branches.len()
+    }
+}
+
+impl engine::ctx::Transaction for TxCell {
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+
+    fn reply(&self, ctx: &mut MsgCtx, code: u16, reason: &str) -> i64 {
+        match self.tm.upgrade() {
+            Some(tm) => tm.reply_in(self, ctx, code, reason, None, Instant::now()),
+            None => -1,
+        }
+    }
+
+    fn id(&self) -> String {
+        format!("{:x}:{}", self.id >> 16, self.id & 0xffff)
+    }
+}
+
+/// What `lookup_request` found for a request.
+#[derive(Debug)]
+pub enum Found {
+    /// A retransmission of a request with a transaction.
+    Retransmission(Arc<TxCell>),
+    /// An ACK for a negative final reply we sent (hop by hop).
+    AckForNegative(Arc<TxCell>),
+    /// A CANCEL for an INVITE transaction.
+    CancelFor(Arc<TxCell>),
+    None,
+}
+
+/// The transaction table.
+pub struct Tm {
+    pub params: Params,
+    host: Arc<dyn Host>,
+    txs: Mutex<HashMap<u64, Arc<TxCell>>>,
+    by_key: Mutex<HashMap<String, u64>>,
+    timers: Mutex<BinaryHeap<Reverse<(Instant, u64)>>>,
+    next_id: AtomicU64,
+    /// The unnamed onreply_route, run for every reply.
+    pub reply_route: Option<usize>,
+    me: Weak<Tm>,
+}
+
+impl std::fmt::Debug for Tm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tm")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The server-transaction key of a request: its top Via branch and sent-by, and the method
+/// (an ACK and a CANCEL belong to the INVITE they refer to, so they carry their own method
+/// here and are matched against INVITE separately).
+fn request_key(msg: &SipMessage, method: &str) -> Option<String> {
+    let via = msg.top_via().ok()?;
+    let branch = via.branch()?;
+    if !branch.starts_with("z9hG4bK") {
+        return None;
+    }
+    Some(format!(
+        "{branch}|{}:{}|{method}",
+        via.host().as_str().to_ascii_lowercase(),
+        via.port().unwrap_or(0)
+    ))
+}
+
+/// Our branch id for branch `n` of transaction `id` (`z9hG4bK` + hex id + `.` + n).
+fn branch_id(id: u64, n: usize) -> String {
+    format!("z9hG4bK{id:x}.{n}")
+}
+
+fn parse_branch_id(branch: &str) -> Option<(u64, usize)> {
+    let rest = branch.strip_prefix("z9hG4bK")?;
+    let (id, n) = rest.split_once('.')?;
+    Some((u64::from_str_radix(id, 16).ok()?, n.parse().ok()?))
+}
+
+/// Reply selection rank (lower wins) for final replies when every branch is done.
+fn rank(code: u16, cancelled: bool) -> u32 {
+    if cancelled && code == 487 {
+        return 0;
+    }
+    match code {
+        600..=699 => 1,
+        200..=299 => 2,
+        300..=399 => 3,
+        401 => 4,
+        407 => 5,
+        415 => 6,
+        420 => 7,
+        484 => 8,
+        408 => 11,
+        400..=499 => 9,
+        503 => 12,
+        500..=599 => 10,
+        _ => 13,
+    }
+}
+
+impl Tm {
+    pub fn new(params: Params, host: Arc<dyn Host>, reply_route: Option<usize>) -> Arc<Tm> {
+        Arc::new_cyclic(|me| Tm {
+            params,
+            host,
+            txs: Mutex::new(HashMap::new()),
+            by_key: Mutex::new(HashMap::new()),
+            timers: Mutex::new(BinaryHeap::new()),
+            next_id: AtomicU64::new(1),
+            reply_route,
+            me: me.clone(),
+        })
+    }
+
+    /// Transactions in the table (`inuse_transactions`).
+    pub fn len(&self) -> usize {
+        lock(&self.txs).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn schedule(&self, at: Instant, id: u64) {
+        lock(&self.timers).push(Reverse((at, id)));
+    }
+
+    /// What a request is to the existing transactions.
+    pub fn lookup_request(&self, msg: &SipMessage) -> Found {
+        let Some(method) = msg.method() else {
+            return Found::None;
+        };
+        let keys = lock(&self.by_key);
+        let txs = || lock(&self.txs);
+        let find = |m: &str| {
+            request_key(msg, m)
+                .and_then(|k| keys.get(&k).copied())
+                .and_then(|id| txs().get(&id).cloned())
+        };
+        match method {
+            Method::Ack => match find("INVITE") {
+                Some(tx) => Found::AckForNegative(tx),
+                None => Found::None,
+            },
+            Method::Cancel => {
+                if let Some(tx) = find("CANCEL") {
+                    return Found::Retransmission(tx);
+                }
+                match find("INVITE") {
+                    Some(tx) => Found::CancelFor(tx),
+                    None => Found::None,
+                }
+            }
+            _ => match find(msg.cseq().map_or("", |c| c.method_str)) {
+                Some(tx) => Found::Retransmission(tx),
+                None => Found::None,
+            },
+        }
+    }
+
+    /// Creates the server transaction of `ctx`'s request; for an INVITE, 100 Trying goes out
+    /// at once (`auto_100trying`).
+    pub fn create(&self, ctx: &MsgCtx, now: Instant) -> Option<Arc<TxCell>> {
+        let method = ctx.msg.cseq().ok()?.method_str.to_owned();
+        let key = request_key(&ctx.msg, &method)?;
+        let invite = ctx.msg.method() == Some(Method::Invite);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let fr = ctx.fr_timeout.map_or(self.params.fr_timeout, |s| {
+            Duration::from_secs(u64::from(s))
+        });
+        let fr_inv = ctx.fr_inv_timeout.map_or(self.params.fr_inv_timeout, |s| {
+            Duration::from_secs(u64::from(s))
+        });
+        let cell = Arc::new(TxCell {
+            id,
+            tm: self.me.clone(),
+            state: Mutex::new(Tx {
+                key: key.clone(),
+                invite,
+                request: strip(ctx),
+                branches: Vec::new(),
+                on_failure: ctx.on_failure,
+                last_reply: None,
+                last_code: 0,
+                last_local: false,
+                all_local: true,
+                final_sent: false,
+                reply_retrans: None,
+                acked: false,
+                cancelled: false,
+                blocked: false,
+                completing: false,
+                delete_at: None,
+                fr,
+                fr_inv,
+            }),
+        });
+        lock(&self.by_key).insert(key, id);
+        lock(&self.txs).insert(id, Arc::clone(&cell));
+        // A transaction nobody finishes still goes away.
+        self.schedule(now + fr_inv.max(fr) + self.params.wt_timer, id);
+        if invite && self.params.auto_100trying {
+            self.reply_in(&cell, &mut ctx.clone(), 100, "Giving it a try", None, now);
+        }
+        Some(cell)
+    }
+
+    /// Resends the last reply of a transaction (a retransmitted request).
+    pub fn resend_last_reply(&self, cell: &TxCell) {
+        let last = cell.lock().last_reply.clone();
+        if let Some(out) = last {
+            self.host.send(out, None);
+        }
+    }
+
+    /// An ACK for our negative final reply: stops its retransmission.
+    pub fn absorb_ack(&self, cell: &TxCell, now: Instant) {
+        let mut tx = cell.lock();
+        tx.acked = true;
+        tx.reply_retrans = None;
+        tx.delete_at = Some(now + self.params.wt_timer);
+        drop(tx);
+        self.schedule(now + self.params.wt_timer, cell.id);
+    }
+
+    /// A stateful reply (`t_reply`, and local replies): sent upstream, kept for
+    /// retransmissions, and for a negative final INVITE reply over UDP resent until the ACK.
+    pub fn reply_in(
+        &self,
+        cell: &TxCell,
+        ctx: &mut MsgCtx,
+        code: u16,
+        reason: &str,
+        body: Option<(&str, &[u8])>,
+        now: Instant,
+    ) -> i64 {
+        let mut tx = cell.lock();
+        if tx.final_sent {
+            return -1;
+        }
+        let Some((data, dest)) = sl::build_reply_with_body(ctx, code, reason, body) else {
+            return -1;
+        };
+        let receipt = tx.request.receipt.clone();
+        let (proto, conn) = receipt
+            .as_ref()
+            .map_or(("udp", None), |r| (r.proto, r.conn));
+        let out = Outbound {
+            data,
+            dest,
+            from: receipt.as_ref().map(|r| r.local),
+            proto,
+            conn,
+        };
+        self.note_reply_sent(&mut tx, cell.id, code, true, &out, now);
+        drop(tx);
+        self.host.send(out, None);
+        1
+    }
+
+    fn note_reply_sent(
+        &self,
+        tx: &mut Tx,
+        id: u64,
+        code: u16,
+        local: bool,
+        out: &Outbound,
+        now: Instant,
+    ) {
+        tx.last_reply = Some(out.clone());
+        tx.last_code = code;
+        tx.last_local = local;
+        tx.all_local &= local;
+        if code >= 200 {
+            tx.final_sent = true;
+            // Pending branches are no longer needed.
+            for b in &mut tx.branches {
+                b.retrans = None;
+            }
+            if tx.invite && code >= 300 && out.proto == "udp" {
+                let r = Retrans {
+                    next: now + self.params.t1,
+                    interval: self.params.t1,
+                };
+                tx.reply_retrans = Some((r, now + tx.fr));
+                self.schedule(r.next, id);
+            } else {
+                let at = now + self.params.wt_timer;
+                tx.delete_at = Some(at);
+                self.schedule(at, id);
+            }
+        }
+    }
+
+    /// Adds a branch to `cell`: the request `ctx` relayed to `dest` (a `[proto:]host[:port]`
+    /// or URI; `None`: `$du`, then the R-URI). Returns the branch number, or the OpenSIPS
+    /// `t_relay` error code (-4 bad destination, -6 send failed, -1 internal).
+    pub fn add_branch(
+        &self,
+        cell: &Arc<TxCell>,
+        ctx: &MsgCtx,
+        dest: Option<&str>,
+        net: &engine::forward::Sockets,
+        now: Instant,
+    ) -> Result<usize, i64> {
+        let n = {
+            let tx = cell.lock();
+            if tx.branches.len() >= self.params.max_branches {
+                return Err(-1);
+            }
+            if tx.blocked || tx.final_sent {
+                return Err(-3);
+            }
+            tx.branches.len()
+        };
+        let via_branch = branch_id(cell.id, n);
+        let out = engine::forward::forward_with_branch(ctx, dest, net, Some(&via_branch))
+            .map_err(|_| -4)?;
+        let reliable = out.proto != "udp";
+        {
+            let mut tx = cell.lock();
+            tx.request = strip(ctx);
+            if ctx.on_failure.is_some() {
+                tx.on_failure = ctx.on_failure;
+            }
+            let fr_at = now + tx.fr;
+            let retrans = (!reliable).then_some(Retrans {
+                next: now + self.params.t1,
+                interval: self.params.t1,
+            });
+            tx.branches.push(Branch {
+                sent: out.clone(),
+                status: None,
+                reason: String::new(),
+                local: false,
+                reply: None,
+                provisional: false,
+                retrans,
+                fr_at: Some(fr_at),
+                cancel: Cancel::None,
+                cancel_msg: None,
+                on_reply: ctx.on_reply,
+            });
+            tx.completing = false;
+            self.schedule(retrans.map_or(fr_at, |r| r.next.min(fr_at)), cell.id);
+        }
+        let weak = self.me.clone();
+        let id = cell.id;
+        self.host.send(
+            out,
+            Some(Box::new(move |r| {
+                if let (Err(why), Some(tm)) = (r, weak.upgrade()) {
+                    tm.branch_failed(id, n, &why);
+                }
+            })),
+        );
+        let failed = cell
+            .lock()
+            .branches
+            .get(n)
+            .is_some_and(|b| b.status == Some(477));
+        if failed { Err(-6) } else { Ok(n) }
+    }
+
+    /// The transport could not send branch `n`: it ends with a local 477, handled by the next
+    /// timer run (which may run failure_route).
+    fn branch_failed(&self, id: u64, n: usize, why: &str) {
+        let Some(cell) = lock(&self.txs).get(&id).cloned() else {
+            return;
+        };
+        let mut tx = cell.lock();
+        if let Some(b) = tx.branches.get_mut(n)
+            && !b.is_final()
+        {
+            b.status = Some(477);
+            b.reason = format!("Send failed ({why})");
+            b.local = true;
+            b.retrans = None;
+            b.fr_at = None;
+        }
+        drop(tx);
+        self.schedule(Instant::now(), id);
+    }
+
+    /// A reply that came in. `false`: not one of our branches (the caller relays it
+    /// statelessly).
+    pub fn on_reply(
+        &self,
+        reply: &SipMessage,
+        reply_ctx: MsgCtx,
+        runner: &mut dyn Runner,
+        now: Instant,
+    ) -> bool {
+        let Some((id, n)) = reply
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().and_then(parse_branch_id))
+        else {
+            return false;
+        };
+        let Some(cell) = lock(&self.txs).get(&id).cloned() else {
+            return false;
+        };
+        let Some(code) = reply.status() else {
+            return false;
+        };
+        let is_cancel_reply = reply.cseq().is_ok_and(|c| c.method == Method::Cancel);
+        let mut sends = Vec::new();
+        let on_reply;
+        {
+            let mut tx = cell.lock();
+            let invite = tx.invite;
+            let fr_inv = tx.fr_inv;
+            let Some(b) = tx.branches.get_mut(n) else {
+                return true;
+            };
+            if is_cancel_reply {
+                b.cancel_msg = None;
+                return true;
+            }
+            if b.is_final() {
+                // A retransmitted final reply: re-ACK a negative one, relay a 2xx again.
+                if invite && code >= 300 {
+                    if let Some(ack) = ack_for(b, reply) {
+                        sends.push(ack);
+                    }
+                } else if (200..300).contains(&code) {
+                    let req = tx.request.clone();
+                    sends.extend(relay_upstream(&req, reply));
+                }
+                drop(tx);
+                for s in sends {
+                    self.host.send(s, None);
+                }
+                return true;
+            }
+            b.retrans = None;
+            if code < 200 {
+                let first = !b.provisional;
+                b.provisional = true;
+                if invite && (first || self.params.restart_fr_on_each_reply) {
+                    b.fr_at = Some(now + fr_inv);
+                } else if !invite {
+                    // Non-INVITE: keep retransmitting at T2 (RFC 3261 Timer E).
+                    if b.sent.proto == "udp" {
+                        b.retrans = Some(Retrans {
+                            next: now + self.params.t2,
+                            interval: self.params.t2,
+                        });
+                    }
+                }
+                if let Cancel::Wanted(reason) = b.cancel.clone()
+                    && let Some(c) = self.cancel_msg(b, &reason, now)
+                {
+                    sends.push(c);
+                }
+            } else {
+                b.status = Some(code);
+                b.reason = reply.reason_phrase().unwrap_or("").to_owned();
+                b.local = false;
+                b.reply = Some(reply.clone());
+                b.fr_at = None;
+                if invite
+                    && code >= 300
+                    && let Some(ack) = ack_for(b, reply)
+                {
+                    sends.push(ack);
+                }
+            }
+            on_reply = b.on_reply;
+            if let Some(next) = b.retrans.map(|r| r.next).or(b.fr_at) {
+                self.schedule(next, id);
+            }
+        }
+        for s in sends.drain(..) {
+            self.host.send(s, None);
+        }
+        // onreply routes: the global one, then the branch's.
+        let mut ctx = reply_ctx;
+        ctx.tx = Some(cell.clone() as Arc<dyn engine::ctx::Transaction>);
+        ctx.branch_index = Some(n);
+        ctx.t_reply = Some(ReplyInfo {
+            code,
+            reason: reply.reason_phrase().unwrap_or("").to_owned(),
+            branch: n,
+            local: false,
+        });
+        let mut dropped = false;
+        for route in [self.reply_route, on_reply].into_iter().flatten() {
+            if code != 100 && runner.run(route, &mut ctx) == Outcome::Drop {
+                dropped = true;
+            }
+        }
+        for out in std::mem::take(&mut ctx.outbox) {
+            self.host.send(out, None);
+        }
+        if code == 100 {
+            return true;
+        }
+        if code < 200 {
+            // Provisional replies go upstream (unless dropped or a final reply went already).
+            let tx = cell.lock();
+            if !dropped && !tx.final_sent {
+                let req = tx.request.clone();
+                drop(tx);
+                if let Some(out) = relay_upstream(&req, reply) {
+                    let mut tx = cell.lock();
+                    tx.last_reply = Some(out.clone());
+                    tx.last_code = code;
+                    drop(tx);
+                    self.host.send(out, None);
+                }
+            }
+            return true;
+        }
+        if (200..300).contains(&code) {
+            let mut tx = cell.lock();
+            let req = tx.request.clone();
+            let out = relay_upstream(&req, reply);
+            if let Some(out) = &out {
+                self.note_reply_sent(&mut tx, id, code, false, out, now);
+            }
+            // Cancel the other branches (RFC 3261 §16.7 step 10).
+            let cancels = self.cancel_pending(
+                &mut tx,
+                Some(n),
+                "SIP;cause=200;text=\"Call completed elsewhere\"",
+                now,
+            );
+            drop(tx);
+            for s in out.into_iter().chain(cancels) {
+                self.host.send(s, None);
+            }
+            return true;
+        }
+        if code >= 600 && !self.params.disable_6xx_block {
+            let mut tx = cell.lock();
+            tx.blocked = true;
+            let cancels = self.cancel_pending(
+                &mut tx,
+                Some(n),
+                "SIP;cause=600;text=\"Busy Everywhere\"",
+                now,
+            );
+            drop(tx);
+            for s in cancels {
+                self.host.send(s, None);
+            }
+        }
+        self.complete_if_done(&cell, runner, now);
+        true
+    }
+
+    /// Cancels every branch still pending (except `except`): sent now when it has answered
+    /// provisionally, else as soon as it does.
+    fn cancel_pending(
+        &self,
+        tx: &mut Tx,
+        except: Option<usize>,
+        reason: &str,
+        now: Instant,
+    ) -> Vec<Outbound> {
+        let mut out = Vec::new();
+        for (i, b) in tx.branches.iter_mut().enumerate() {
+            if Some(i) == except || b.is_final() || b.cancel != Cancel::None {
+                continue;
+            }
+            if b.provisional {
+                out.extend(self.cancel_msg(b, reason, now));
+            } else {
+                b.cancel = Cancel::Wanted(reason.to_owned());
+            }
+        }
+        out
+    }
+
+    fn cancel_msg(&self, b: &mut Branch, reason: &str, now: Instant) -> Option<Outbound> {
+        let out = cancel_for(b, reason)?;
+        b.cancel = Cancel::Sent;
+        if out.proto == "udp" {
+            b.cancel_msg = Some((
+                out.clone(),
+                Retrans {
+                    next: now + self.params.t1,
+                    interval: self.params.t1,
+                },
+            ));
+        }
+        Some(out)
+    }
+
+    /// A CANCEL for an INVITE transaction (`t_relay` on the CANCEL): 200 to the CANCEL, then
+    /// CANCEL on every pending branch with `Reason: SIP;cause=487;text="ORIGINATOR_CANCEL"`.
+    pub fn cancel_invite(&self, invite: &TxCell, cancel: &MsgCtx, now: Instant) {
+        if let Some((data, dest)) = sl::build_reply(cancel, 200, "canceling") {
+            let r = cancel.receipt.as_ref();
+            self.host.send(
+                Outbound {
+                    data,
+                    dest,
+                    from: r.map(|r| r.local),
+                    proto: r.map_or("udp", |r| r.proto),
+                    conn: r.and_then(|r| r.conn),
+                },
+                None,
+            );
+        }
+        let mut tx = invite.lock();
+        tx.cancelled = true;
+        let sends = self.cancel_pending(
+            &mut tx,
+            None,
+            "SIP;cause=487;text=\"ORIGINATOR_CANCEL\"",
+            now,
+        );
+        drop(tx);
+        for s in sends {
+            self.host.send(s, None);
+        }
+    }
+
+    /// When every branch has a final reply and none went upstream: failure_route (if armed),
+    /// then the best reply upstream.
+    fn complete_if_done(&self, cell: &Arc<TxCell>, runner: &mut dyn Runner, now: Instant) {
+        let (route, mut ctx, best) = {
+            let mut tx = cell.lock();
+            if tx.final_sent
+                || tx.completing
+                || tx.branches.is_empty()
+                || !tx.branches.iter().all(Branch::is_final)
+            {
+                return;
+            }
+            tx.completing = true;
+            let cancelled = tx.cancelled;
+            let Some((bi, best)) = tx
+                .branches
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, b)| rank(b.status.unwrap_or(500), cancelled))
+            else {
+                return;
+            };
+            let info = ReplyInfo {
+                code: best.status.unwrap_or(500),
+                reason: best.reason.clone(),
+                branch: bi,
+                local: best.local,
+            };
+            let route = if tx.blocked {
+                None
+            } else {
+                tx.on_failure.take()
+            };
+            (route, tx.request.clone(), (bi, info))
+        };
+        if let Some(route) = route {
+            ctx.tx = Some(cell.clone() as Arc<dyn engine::ctx::Transaction>);
+            ctx.t_reply = Some(best.1.clone());
+            ctx.on_failure = None;
+            let branches_before = cell.lock().branches.len();
+            runner.run(route, &mut ctx);
+            for out in std::mem::take(&mut ctx.outbox) {
+                self.host.send(out, None);
+            }
+            let mut tx = cell.lock();
+            let added = tx.branches.len() > branches_before;
+            if tx.final_sent {
+                return;
+            }
+            if added {
+                // New branches: wait for them (they complete the transaction again).
+                tx.completing = false;
+                let pending = tx.branches.iter().any(|b| !b.is_final());
+                drop(tx);
+                if !pending {
+                    self.complete_if_done(cell, runner, now);
+                }
+                return;
+            }
+        }
+        self.send_best(cell, best.0, now);
+    }
+
+    fn send_best(&self, cell: &TxCell, branch: usize, now: Instant) {
+        let mut tx = cell.lock();
+        if tx.final_sent {
+            return;
+        }
+        let Some(b) = tx.branches.get(branch) else {
+            return;
+        };
+        let (code, reason, reply, local) = (
+            b.status.unwrap_or(500),
+            b.reason.clone(),
+            b.reply.clone(),
+            b.local,
+        );
+        let req = tx.request.clone();
+        let out = match (&reply, local) {
+            (Some(reply), false) => relay_upstream(&req, reply),
+            _ => {
+                drop(tx);
+                let reason = if code == 408 {
+                    "Request Timeout"
+                } else if code == 477 {
+                    "Send failed (477/TM)"
+                } else {
+                    reason.as_str()
+                };
+                self.reply_in(cell, &mut req.clone(), code, reason, None, now);
+                return;
+            }
+        };
+        if let Some(out) = out {
+            self.note_reply_sent(&mut tx, cell.id, code, false, &out, now);
+            drop(tx);
+            self.host.send(out, None);
+        }
+    }
+
+    /// Runs every timer due at `now`: request and CANCEL retransmissions (UDP), final-response
+    /// timeouts (local 408, CANCEL when the branch rang), negative reply retransmissions until
+    /// the ACK, deletion after `wt_timer`.
+    pub fn tick(&self, now: Instant, runner: &mut dyn Runner) {
+        loop {
+            let id = {
+                let mut heap = lock(&self.timers);
+                match heap.peek() {
+                    Some(Reverse((at, _))) if *at <= now => heap.pop().map(|Reverse((_, id))| id),
+                    _ => None,
+                }
+            };
+            let Some(id) = id else { break };
+            let Some(cell) = lock(&self.txs).get(&id).cloned() else {
+                continue;
+            };
+            self.run_timers(&cell, now, runner);
+        }
+    }
+
+    fn run_timers(&self, cell: &Arc<TxCell>, now: Instant, runner: &mut dyn Runner) {
+        let mut sends = Vec::new();
+        let mut next: Option<Instant> = None;
+        let mut soonest = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        {
+            let mut tx = cell.lock();
+            if tx.delete_at.is_some_and(|d| d <= now) {
+                let key = tx.key.clone();
+                drop(tx);
+                lock(&self.by_key).remove(&key);
+                lock(&self.txs).remove(&cell.id);
+                return;
+            }
+            let invite = tx.invite;
+            let t2 = self.params.t2;
+            for b in &mut tx.branches {
+                if let Some(r) = b.retrans
+                    && !b.is_final()
+                {
+                    if r.next <= now {
+                        sends.push(b.sent.clone());
+                        let interval = if invite || !b.provisional {
+                            (r.interval * 2).min(t2)
+                        } else {
+                            t2
+                        };
+                        b.retrans = Some(Retrans {
+                            next: now + interval,
+                            interval,
+                        });
+                    }
+                    if let Some(r) = b.retrans {
+                        soonest(r.next);
+                    }
+                }
+                if let Some((msg, r)) = b.cancel_msg.clone() {
+                    if r.next <= now {
+                        sends.push(msg.clone());
+                        let interval = (r.interval * 2).min(t2);
+                        b.cancel_msg = Some((
+                            msg,
+                            Retrans {
+                                next: now + interval,
+                                interval,
+                            },
+                        ));
+                        soonest(now + interval);
+                    } else {
+                        soonest(r.next);
+                    }
+                }
+                if let Some(fr) = b.fr_at {
+                    if fr <= now && !b.is_final() {
+                        // Timer B/F: the branch is given up; a ringing INVITE branch is cancelled.
+                        if invite && b.provisional && b.cancel == Cancel::None {
+                            let reason = "SIP;cause=480;text=\"NO_ANSWER\"";
+                            if let Some(c) = cancel_for(b, reason) {
+                                b.cancel = Cancel::Sent;
+                                sends.push(c);
+                            }
+                        }
+                        b.status = Some(408);
+                        b.reason = "Request Timeout".into();
+                        b.local = true;
+                        b.retrans = None;
+                        b.fr_at = None;
+                    } else if !b.is_final() {
+                        soonest(fr);
+                    }
+                }
+            }
+            if let Some((r, give_up)) = tx.reply_retrans {
+                if now >= give_up {
+                    tx.reply_retrans = None;
+                    let at = now + self.params.wt_timer;
+                    tx.delete_at = Some(at);
+                } else if r.next <= now {
+                    if let Some(out) = tx.last_reply.clone() {
+                        sends.push(out);
+                    }
+                    let interval = (r.interval * 2).min(t2);
+                    tx.reply_retrans = Some((
+                        Retrans {
+                            next: now + interval,
+                            interval,
+                        },
+                        give_up,
+                    ));
+                    soonest(now + interval);
+                } else {
+                    soonest(r.next);
+                }
+            }
+            if let Some(d) = tx.delete_at {
+                soonest(d);
+            }
+        }
+        for s in sends {
+            self.host.send(s, None);
+        }
+        self.complete_if_done(cell, runner, now);
+        let delete_at = cell.lock().delete_at;
+        if let Some(d) = delete_at {
+            soonest(d);
+        }
+        if let Some(at) = next {
+            self.schedule(at, cell.id);
+        }
+    }
+}
+
+/// The request state a transaction keeps: the message and the script's decisions, without
+/// what belongs to one run (the outbox, the reply being handled).
+fn strip(ctx: &MsgCtx) -> MsgCtx {
+    let mut c = ctx.clone();
+    c.outbox.clear();
+    c.tx = None;
+    c.t_reply = None;
+    c
+}
+
+/// A reply relayed upstream: our top Via removed, sent where the request came from (RFC 3261
+/// §18.2.2 via the receipt, on its connection for streams). A 503 becomes 500 (§16.7 step 6).
+fn relay_upstream(req: &MsgCtx, reply: &SipMessage) -> Option<Outbound> {
+    let receipt = req.receipt.as_ref()?;
+    let mut edits = Edits::new();
+    edits.remove_top_via(reply);
+    let mut data = reply.serialize(&edits);
+    if reply.status() == Some(503) && data.starts_with(b"SIP/2.0 503") {
+        data.splice(8..11, *b"500");
+    }
+    let dest = sl::reply_destination(&req.msg, receipt.source, req.force_rport);
+    Some(Outbound {
+        data,
+        dest,
+        from: Some(receipt.local),
+        proto: receipt.proto,
+        conn: receipt.conn,
+    })
+}
+
+/// The lines of a branch's request that ACK and CANCEL copy: R-URI, top Via, Route set, From,
+/// Call-ID, CSeq number, To.
+fn copied_lines(b: &Branch) -> Option<(SipMessage, String, u32)> {
+    let sent = SipMessage::parse(bytes::Bytes::from(b.sent.data.clone())).ok()?;
+    let ruri = sent.request_uri_str()?.to_owned();
+    let seq = sent.cseq().ok()?.seq;
+    Some((sent, ruri, seq))
+}
+
+fn build_like(
+    b: &Branch,
+    method: &str,
+    to: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Option<Outbound> {
+    let (sent, ruri, seq) = copied_lines(b)?;
+    let mut rb = sip::RequestBuilder::new(method, &ruri);
+    let top = sent.top_via().ok()?.as_str().to_owned();
+    rb = rb.header("Via", &top);
+    for h in sent.headers() {
+        match h.name {
+            sip::HeaderName::Route | sip::HeaderName::From | sip::HeaderName::CallId => {
+                rb = rb.header(h.name.as_str().unwrap_or(h.name_str), h.value);
+            }
+            sip::HeaderName::To => {
+                rb = rb.header("To", to.unwrap_or(h.value));
+            }
+            _ => {}
+        }
+    }
+    rb = rb.header("CSeq", &format!("{seq} {method}"));
+    rb = rb.header("Max-Forwards", "70");
+    for (n, v) in extra {
+        rb = rb.header(n, v);
+    }
+    Some(Outbound {
+        data: rb.build(),
+        ..b.sent.clone()
+    })
+}
+
+/// The hop-by-hop ACK for a negative final reply on an INVITE branch (RFC 3261 §17.1.1.3).
+fn ack_for(b: &Branch, reply: &SipMessage) -> Option<Outbound> {
+    let to = reply
+        .headers()
+        .find(|h| h.name == sip::HeaderName::To)?
+        .value
+        .to_owned();
+    build_like(b, "ACK", Some(&to), &[])
+}
+
+/// A CANCEL for a branch (RFC 3261 §9.1) with a Reason header.
+fn cancel_for(b: &Branch, reason: &str) -> Option<Outbound> {
+    build_like(b, "CANCEL", None, &[("Reason", reason)])
+}

@@ -1,0 +1,383 @@
+//! The OpenSIPS `tm` module: RFC 3261 transactions with unlimited branches (a configurable cap),
+//! CANCEL, failover in failure_route, per-branch onreply routes, local 100/408/477 replies.
+//!
+//! The engine is [`core::Tm`]; the server installs one per process ([`install`]) with the
+//! transport as its [`core::Host`], hands it every reply ([`core::Tm::on_reply`]) and ticks its
+//! timers. Script functions find it through [`global`].
+#![forbid(unsafe_code)]
+
+pub mod core;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use cfg::ast::{ParamValue, RouteKind};
+use engine::{FnCtx, FnSpec, ModuleSpec, Param, ParamType, Routes, Value};
+
+pub use crate::core::{Found, Host, Params, Runner, SendDone, Tm, TxCell};
+
+static TM: OnceLock<Arc<Tm>> = OnceLock::new();
+
+/// Installs the process' transaction table (once; later calls return the first).
+pub fn install(tm: Arc<Tm>) -> Arc<Tm> {
+    Arc::clone(TM.get_or_init(|| tm))
+}
+
+/// The installed transaction table.
+pub fn global() -> Option<&'static Arc<Tm>> {
+    TM.get()
+}
+
+/// tm's parameters from the script's `modparam("tm", …)` lines.
+pub fn params(script: &engine::Script) -> Params {
+    let mut p = Params::default();
+    for (name, value) in script.modparams("tm") {
+        let ParamValue::Int(n) = value else { continue };
+        let n = (*n).max(0) as u64;
+        match name {
+            "fr_timeout" => p.fr_timeout = Duration::from_secs(n.max(1)),
+            "fr_inv_timeout" => p.fr_inv_timeout = Duration::from_secs(n.max(1)),
+            "wt_timer" => p.wt_timer = Duration::from_secs(n),
+            "T1_timer" => p.t1 = Duration::from_millis(n.max(1)),
+            "T2_timer" => p.t2 = Duration::from_millis(n.max(1)),
+            "auto_100trying" => p.auto_100trying = n != 0,
+            "restart_fr_on_each_reply" => p.restart_fr_on_each_reply = n != 0,
+            "disable_6xx_block" => p.disable_6xx_block = n != 0,
+            "max_branches" => p.max_branches = (n as usize).max(1),
+            _ => {}
+        }
+    }
+    p
+}
+
+const REQ_FAIL: Routes = Routes::REQUEST.or(Routes::FAILURE);
+const ALL_TM: Routes = Routes::REQUEST
+    .or(Routes::FAILURE)
+    .or(Routes::ONREPLY)
+    .or(Routes::BRANCH);
+
+pub static MODULE: ModuleSpec = ModuleSpec {
+    name: "tm",
+    functions: &[
+        FnSpec {
+            name: "t_relay",
+            params: &[(Param::Str, true), (Param::Str, true)],
+            routes: REQ_FAIL,
+            run: t_relay,
+        },
+        FnSpec {
+            name: "t_newtran",
+            params: &[],
+            routes: Routes::REQUEST,
+            run: t_newtran,
+        },
+        FnSpec {
+            name: "t_reply",
+            params: &[(Param::Int, false), (Param::Str, false)],
+            routes: REQ_FAIL,
+            run: t_reply,
+        },
+        FnSpec {
+            name: "t_reply_with_body",
+            params: &[
+                (Param::Int, false),
+                (Param::Str, false),
+                (Param::Str, false),
+            ],
+            routes: REQ_FAIL,
+            run: t_reply_with_body,
+        },
+        FnSpec {
+            name: "t_check_trans",
+            params: &[],
+            routes: Routes::REQUEST.or(Routes::BRANCH),
+            run: t_check_trans,
+        },
+        FnSpec {
+            name: "t_check_status",
+            params: &[(Param::StaticStr, false)],
+            routes: ALL_TM,
+            run: t_check_status,
+        },
+        FnSpec {
+            name: "t_on_failure",
+            params: &[(Param::Route(RouteKind::Failure), false)],
+            routes: ALL_TM,
+            run: t_on_failure,
+        },
+        FnSpec {
+            name: "t_on_reply",
+            params: &[(Param::Route(RouteKind::Reply), false)],
+            routes: ALL_TM,
+            run: t_on_reply,
+        },
+        FnSpec {
+            name: "t_on_branch",
+            params: &[(Param::Route(RouteKind::Branch), false)],
+            routes: REQ_FAIL,
+            run: t_on_branch,
+        },
+        FnSpec {
+            name: "t_was_cancelled",
+            params: &[],
+            routes: ALL_TM,
+            run: t_was_cancelled,
+        },
+        FnSpec {
+            name: "t_local_replied",
+            params: &[(Param::StaticStr, false)],
+            routes: ALL_TM,
+            run: t_local_replied,
+        },
+    ],
+    params: &[
+        ("fr_timeout", ParamType::Int),
+        ("fr_inv_timeout", ParamType::Int),
+        ("wt_timer", ParamType::Int),
+        ("delete_timer", ParamType::Int),
+        ("T1_timer", ParamType::Int),
+        ("T2_timer", ParamType::Int),
+        ("ruri_matching", ParamType::Int),
+        ("via1_matching", ParamType::Int),
+        ("unix_tx_timeout", ParamType::Int),
+        ("restart_fr_on_each_reply", ParamType::Int),
+        ("tw_append", ParamType::Str),
+        ("pass_provisional_replies", ParamType::Int),
+        ("syn_branch", ParamType::Int),
+        ("onreply_avp_mode", ParamType::Int),
+        ("disable_6xx_block", ParamType::Int),
+        ("enable_stats", ParamType::Int),
+        ("minor_branch_flag", ParamType::Any),
+        ("timer_partitions", ParamType::Int),
+        ("auto_100trying", ParamType::Int),
+        ("tm_replication_cluster", ParamType::Int),
+        ("cluster_param", ParamType::Str),
+        ("cluster_auto_cancel", ParamType::Int),
+        ("local_request_route", ParamType::Str),
+        ("local_reply_route", ParamType::Str),
+        ("max_branches", ParamType::Int),
+    ],
+};
+
+fn tm(f: &mut FnCtx<'_>) -> Option<&'static Arc<Tm>> {
+    let tm = global();
+    if tm.is_none() {
+        f.log.log(
+            -1,
+            "tm: no transaction table (the server did not start tm)\n",
+        );
+    }
+    tm
+}
+
+/// The transaction of the message, when it is one of ours.
+fn cell_of(f: &FnCtx<'_>) -> Option<Arc<TxCell>> {
+    f.msg.tx.clone()?.into_any().downcast::<TxCell>().ok()
+}
+
+fn bool_code(b: bool) -> i64 {
+    if b { 1 } else { -1 }
+}
+
+/// `t_relay([flags][, outbound_proxy])`.
+fn t_relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(tm) = tm(f) else { return -1 };
+    let now = Instant::now();
+    let flags = args
+        .first()
+        .map(|v| v.to_text().into_owned())
+        .unwrap_or_default();
+    let proxy = args
+        .get(1)
+        .filter(|v| !matches!(v, Value::Null))
+        .map(|v| v.to_text().into_owned());
+    let cell = match cell_of(f) {
+        Some(c) => c,
+        None => match tm.lookup_request(&f.msg.msg) {
+            Found::Retransmission(c) => {
+                tm.resend_last_reply(&c);
+                return 0;
+            }
+            Found::AckForNegative(c) => {
+                tm.absorb_ack(&c, now);
+                return 0;
+            }
+            Found::CancelFor(c) => {
+                tm.cancel_invite(&c, f.msg, now);
+                return 0;
+            }
+            Found::None => {
+                let method = f.msg.msg.method();
+                if method == Some(sip::Method::Ack) {
+                    // An end-to-end ACK (for a 2xx) has no transaction: relayed statelessly.
+                    return match engine::forward::forward(f.msg, proxy.as_deref(), f.script.net()) {
+                        Ok(out) => {
+                            f.msg.outbox.push(out);
+                            1
+                        }
+                        Err(_) => -4,
+                    };
+                }
+                match tm.create(f.msg, now) {
+                    Some(c) => {
+                        f.msg.tx = Some(c.clone() as Arc<dyn engine::ctx::Transaction>);
+                        c
+                    }
+                    None => return -2,
+                }
+            }
+        },
+    };
+    // `$du` wins over the outbound proxy parameter.
+    let dest = if f.msg.dst_uri.is_some() { None } else { proxy };
+    match tm.add_branch(&cell, f.msg, dest.as_deref(), f.script.net(), now) {
+        Ok(_) => 1,
+        Err(code) => {
+            if code == -6 && !flags.contains("no-auto-477") && f.kind == "request" {
+                let mut ctx = f.msg.clone();
+                tm.reply_in(&cell, &mut ctx, 477, "Send failed (477/TM)", None, now);
+            }
+            code
+        }
+    }
+}
+
+/// `t_newtran()`: the transaction without relaying; a retransmission gets the last reply
+/// again and ends the script.
+fn t_newtran(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
+    let Some(tm) = tm(f) else { return -1 };
+    if f.msg.tx.is_some() {
+        return 1;
+    }
+    match tm.lookup_request(&f.msg.msg) {
+        Found::Retransmission(c) => {
+            tm.resend_last_reply(&c);
+            0
+        }
+        _ => match tm.create(f.msg, Instant::now()) {
+            Some(c) => {
+                f.msg.tx = Some(c as Arc<dyn engine::ctx::Transaction>);
+                1
+            }
+            None => -1,
+        },
+    }
+}
+
+fn reply(f: &mut FnCtx<'_>, code: &Value, reason: &Value, body: Option<&Value>) -> i64 {
+    let Some(tm) = tm(f) else { return -1 };
+    let Some(code) = code.as_int().and_then(|c| u16::try_from(c).ok()) else {
+        return -1;
+    };
+    if !(100..=699).contains(&code) || f.msg.msg.method() == Some(sip::Method::Ack) {
+        return -1;
+    }
+    let now = Instant::now();
+    let cell = match cell_of(f) {
+        Some(c) => c,
+        None => match tm.create(f.msg, now) {
+            Some(c) => {
+                f.msg.tx = Some(c.clone() as Arc<dyn engine::ctx::Transaction>);
+                c
+            }
+            None => return -1,
+        },
+    };
+    let reason = reason.to_text().into_owned();
+    let body_text = body.map(|b| b.to_text().into_owned());
+    // `body` is "content type" + body? OpenSIPS takes the body; the Content-Type comes from
+    // the headers the script appended, else application/sdp when it looks like SDP.
+    let ct = f.msg.reply_headers.iter().find_map(|h| {
+        let (n, v) = h.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case("content-type")
+            .then(|| v.trim().to_owned())
+    });
+    if ct.is_some() {
+        f.msg
+            .reply_headers
+            .retain(|h| !h.to_ascii_lowercase().starts_with("content-type:"));
+    }
+    let ct = ct.unwrap_or_else(|| "application/sdp".to_owned());
+    let mut ctx = f.msg.clone();
+    let body = body_text.as_deref().map(|b| (ct.as_str(), b.as_bytes()));
+    tm.reply_in(&cell, &mut ctx, code, &reason, body, now)
+}
+
+fn t_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let (c, r) = (
+        args.first().cloned().unwrap_or_default(),
+        args.get(1).cloned().unwrap_or_default(),
+    );
+    reply(f, &c, &r, None)
+}
+
+fn t_reply_with_body(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let (c, r, b) = (
+        args.first().cloned().unwrap_or_default(),
+        args.get(1).cloned().unwrap_or_default(),
+        args.get(2).cloned().unwrap_or_default(),
+    );
+    reply(f, &c, &r, Some(&b))
+}
+
+/// `t_check_trans()`: a retransmission is absorbed (its last reply resent, the script ends);
+/// a CANCEL is true when its INVITE transaction exists; an ACK is true when it acknowledges a
+/// negative reply of ours (`t_relay()` then absorbs it).
+fn t_check_trans(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
+    let Some(tm) = tm(f) else { return -1 };
+    match tm.lookup_request(&f.msg.msg) {
+        Found::Retransmission(c) => {
+            tm.resend_last_reply(&c);
+            0
+        }
+        Found::CancelFor(_) | Found::AckForNegative(_) => 1,
+        Found::None => -1,
+    }
+}
+
+/// `t_check_status(re)`: the reply code being handled (or the last one sent) against a regex.
+fn t_check_status(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let re = args
+        .first()
+        .map(|v| v.to_text().into_owned())
+        .unwrap_or_default();
+    let Ok(re) = regex::Regex::new(&format!("^(?:{re})")) else {
+        return -1;
+    };
+    let code = match &f.msg.t_reply {
+        Some(r) => Some(r.code),
+        None => cell_of(f).map(|c| c.last_code()),
+    };
+    bool_code(code.is_some_and(|c| c != 0 && re.is_match(&c.to_string())))
+}
+
+fn t_on_failure(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    f.msg.on_failure = args.first().and_then(Value::as_int).map(|i| i as usize);
+    1
+}
+
+fn t_on_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    f.msg.on_reply = args.first().and_then(Value::as_int).map(|i| i as usize);
+    1
+}
+
+fn t_on_branch(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    f.msg.on_branch = args.first().and_then(Value::as_int).map(|i| i as usize);
+    1
+}
+
+fn t_was_cancelled(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
+    bool_code(cell_of(f).is_some_and(|c| c.was_cancelled()))
+}
+
+/// `t_local_replied("all"|"last")`.
+fn t_local_replied(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let which = args
+        .first()
+        .map(|v| v.to_text().into_owned())
+        .unwrap_or_default();
+    let Some(cell) = cell_of(f) else { return -1 };
+    let (last, all) = cell.local_replied();
+    bool_code(if which == "all" { all } else { last })
+}
