@@ -196,6 +196,8 @@ pub struct Tm {
     txs: Mutex<HashMap<u64, Arc<TxCell>>>,
     by_key: Mutex<HashMap<String, u64>>,
     timers: Mutex<BinaryHeap<Reverse<(Instant, u64)>>>,
+    /// Transactions to look at on the next tick whatever the time (a branch failed to send).
+    urgent: Mutex<Vec<u64>>,
     next_id: AtomicU64,
     /// The unnamed onreply_route, run for every reply.
     pub reply_route: Option<usize>,
@@ -271,6 +273,7 @@ impl Tm {
             txs: Mutex::new(HashMap::new()),
             by_key: Mutex::new(HashMap::new()),
             timers: Mutex::new(BinaryHeap::new()),
+            urgent: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             reply_route,
             me: me.clone(),
@@ -544,7 +547,7 @@ impl Tm {
             b.fr_at = None;
         }
         drop(tx);
-        self.schedule(Instant::now(), id);
+        lock(&self.urgent).push(id);
     }
 
     /// A reply that came in. `false`: not one of our branches (the caller relays it
@@ -888,6 +891,12 @@ impl Tm {
     /// timeouts (local 408, CANCEL when the branch rang), negative reply retransmissions until
     /// the ACK, deletion after `wt_timer`.
     pub fn tick(&self, now: Instant, runner: &mut dyn Runner) {
+        let urgent = std::mem::take(&mut *lock(&self.urgent));
+        for id in urgent {
+            if let Some(cell) = lock(&self.txs).get(&id).cloned() {
+                self.run_timers(&cell, now, runner);
+            }
+        }
         loop {
             let id = {
                 let mut heap = lock(&self.timers);

@@ -1,0 +1,530 @@
+//! tm's transaction and timer logic with a manual clock: every send is recorded by a host that
+//! never touches a socket, and time only moves when a test says so.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use engine::forward::{Socket, Sockets};
+use engine::{MsgCtx, Outbound, Outcome, Receipt};
+use sip::SipMessage;
+use tm::{Found, Host, Params, Runner, SendDone, Tm};
+
+/// Records every message tm sends; sends to `fail_to` fail.
+#[derive(Default)]
+struct Recorder {
+    sent: Mutex<Vec<Outbound>>,
+    fail_to: Mutex<Option<SocketAddr>>,
+}
+
+impl Host for Recorder {
+    fn send(&self, out: Outbound, done: Option<SendDone>) {
+        let failed = *self.fail_to.lock().unwrap() == Some(out.dest);
+        self.sent.lock().unwrap().push(out);
+        if let Some(done) = done {
+            done(if failed {
+                Err("refused".into())
+            } else {
+                Ok(())
+            });
+        }
+    }
+}
+
+impl Recorder {
+    /// First lines of what was sent since the last call, with the destination port.
+    fn take(&self) -> Vec<(String, u16)> {
+        self.sent
+            .lock()
+            .unwrap()
+            .drain(..)
+            .map(|o| {
+                let text = String::from_utf8_lossy(&o.data).into_owned();
+                (text.lines().next().unwrap_or("").to_owned(), o.dest.port())
+            })
+            .collect()
+    }
+
+    fn take_full(&self) -> Vec<String> {
+        self.sent
+            .lock()
+            .unwrap()
+            .drain(..)
+            .map(|o| String::from_utf8_lossy(&o.data).into_owned())
+            .collect()
+    }
+}
+
+/// Records the routes it is asked to run; `on_run` may act (a failure_route relaying again).
+struct Script {
+    runs: Vec<(usize, Option<u16>)>,
+    on_run: Option<Box<dyn FnMut(usize, &mut MsgCtx)>>,
+}
+
+impl Runner for Script {
+    fn run(&mut self, route: usize, ctx: &mut MsgCtx) -> Outcome {
+        self.runs
+            .push((route, ctx.t_reply.as_ref().map(|r| r.code)));
+        if let Some(f) = &mut self.on_run {
+            f(route, ctx);
+        }
+        Outcome::Exit
+    }
+}
+
+fn script() -> Script {
+    Script {
+        runs: Vec::new(),
+        on_run: None,
+    }
+}
+
+const UAC: &str = "127.0.0.1:5090";
+const LOCAL: &str = "127.0.0.1:5060";
+
+fn request(method: &str, branch: &str, transport: &str) -> MsgCtx {
+    let text = format!(
+        "{method} sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/{transport} 127.0.0.1:5090;branch={branch}\r\n\
+         From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: call-{branch}\r\n\
+         CSeq: 1 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    MsgCtx::new(SipMessage::parse(Bytes::from(text)).unwrap()).with_receipt(Receipt {
+        source: UAC.parse().unwrap(),
+        proto: if transport == "TCP" { "tcp" } else { "udp" },
+        local: LOCAL.parse().unwrap(),
+        conn: (transport == "TCP").then_some(1),
+        proxy: None,
+    })
+}
+
+fn net() -> Sockets {
+    let socket = |proto: &'static str| Socket {
+        proto,
+        host: "127.0.0.1".into(),
+        port: 5060,
+        addr: Some(LOCAL.parse().unwrap()),
+        advertised: None,
+        allow_proxy_protocol: false,
+        send_proxy_protocol: false,
+        use_workers: None,
+        reuse_port: false,
+        tos: None,
+        tag: None,
+    };
+    Sockets {
+        listen: vec![socket("udp"), socket("tcp")],
+        bonds: Vec::new(),
+    }
+}
+
+/// A reply to branch `n` of the request tm relayed in `sent` (its top Via is ours).
+fn reply_to(sent: &str, code: u16, reason: &str, to_tag: Option<&str>) -> (SipMessage, MsgCtx) {
+    let mut text = format!("SIP/2.0 {code} {reason}\r\n");
+    for line in sent.lines().skip(1).take_while(|l| !l.is_empty()) {
+        let name = line.split(':').next().unwrap_or("");
+        match name {
+            "Via" | "From" | "Call-ID" | "CSeq" => {
+                text.push_str(line);
+                text.push_str("\r\n");
+            }
+            "To" => {
+                text.push_str(line);
+                if let Some(t) = to_tag {
+                    text.push_str(&format!(";tag={t}"));
+                }
+                text.push_str("\r\n");
+            }
+            _ => {}
+        }
+    }
+    text.push_str("Content-Length: 0\r\n\r\n");
+    let msg = SipMessage::parse(Bytes::from(text)).unwrap();
+    let ctx = MsgCtx::new(msg.clone()).with_receipt(Receipt {
+        source: "127.0.0.1:5070".parse().unwrap(),
+        proto: "udp",
+        local: LOCAL.parse().unwrap(),
+        conn: None,
+        proxy: None,
+    });
+    (msg, ctx)
+}
+
+fn setup(params: Params) -> (Arc<Tm>, Arc<Recorder>) {
+    let host = Arc::new(Recorder::default());
+    (Tm::new(params, host.clone(), None), host)
+}
+
+fn params() -> Params {
+    Params {
+        fr_timeout: Duration::from_secs(30),
+        fr_inv_timeout: Duration::from_secs(60),
+        ..Params::default()
+    }
+}
+
+#[test]
+fn invite_over_udp_retransmits_t1_doubling_to_t2_and_stops_on_a_reply() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let ctx = request("INVITE", "z9hG4bKa", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    assert_eq!(
+        host.take(),
+        vec![("SIP/2.0 100 Giving it a try".to_owned(), 5090)],
+        "100 Trying at once"
+    );
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let sent = host.take_full();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].starts_with(
+        "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK"
+    ));
+    let mut s = script();
+    // Sends at 0.5, 1.5, 3.5, 7.5, 11.5 s (intervals 0.5, 1, 2, 4, 4).
+    let mut at = Vec::new();
+    for ms in (0..=12_000).step_by(100) {
+        tm.tick(t0 + Duration::from_millis(ms), &mut s);
+        if !host.take().is_empty() {
+            at.push(ms);
+        }
+    }
+    assert_eq!(at, vec![500, 1500, 3500, 7500, 11_500]);
+    let (r, rctx) = reply_to(&sent[0], 180, "Ringing", Some("b1"));
+    assert!(tm.on_reply(&r, rctx, &mut s, t0 + Duration::from_millis(12_000)));
+    assert_eq!(
+        host.take(),
+        vec![("SIP/2.0 180 Ringing".to_owned(), 5090)],
+        "relayed upstream"
+    );
+    for ms in (12_100..=30_000).step_by(500) {
+        tm.tick(t0 + Duration::from_millis(ms), &mut s);
+    }
+    assert!(
+        host.take().is_empty(),
+        "no retransmission after a provisional reply"
+    );
+}
+
+#[test]
+fn reliable_transports_never_retransmit() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let ctx = request("OPTIONS", "z9hG4bKtcp", "TCP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.add_branch(&cell, &ctx, Some("tcp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    assert_eq!(host.take().len(), 1, "no 100 for non-INVITE; one request");
+    let mut s = script();
+    for secs in 1..29 {
+        tm.tick(t0 + Duration::from_secs(secs), &mut s);
+    }
+    assert!(host.take().is_empty());
+    // fr_timeout: a local 408 upstream.
+    tm.tick(t0 + Duration::from_secs(31), &mut s);
+    assert_eq!(
+        host.take(),
+        vec![("SIP/2.0 408 Request Timeout".to_owned(), 5090)],
+        "the reply goes back to the Via port on the connection"
+    );
+}
+
+#[test]
+fn no_answer_cancels_with_reason_and_replies_408() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let ctx = request("INVITE", "z9hG4bKna", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let sent = host.take_full().pop().unwrap();
+    let mut s = script();
+    let (r, rctx) = reply_to(&sent, 180, "Ringing", Some("b1"));
+    tm.on_reply(&r, rctx, &mut s, t0 + Duration::from_secs(1));
+    host.take();
+    tm.tick(t0 + Duration::from_secs(60), &mut s);
+    assert!(host.take().is_empty(), "fr_inv_timeout runs from the 180");
+    tm.tick(t0 + Duration::from_secs(62), &mut s);
+    let out = host.take_full();
+    let cancel = out.iter().find(|m| m.starts_with("CANCEL ")).unwrap();
+    assert!(
+        cancel.contains("\r\nReason: SIP;cause=480;text=\"NO_ANSWER\"\r\n"),
+        "{cancel}"
+    );
+    assert!(cancel.contains("\r\nCSeq: 1 CANCEL\r\n"));
+    let via = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with("Via:"))
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        via(cancel),
+        via(&sent),
+        "the CANCEL carries the INVITE's Via"
+    );
+    assert!(
+        out.iter()
+            .any(|m| m.starts_with("SIP/2.0 408 Request Timeout"))
+    );
+}
+
+#[test]
+fn a_negative_reply_is_acked_downstream_and_failure_route_can_fail_over() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let mut ctx = request("INVITE", "z9hG4bKfo", "UDP");
+    ctx.on_failure = Some(7);
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let first = host.take_full().pop().unwrap();
+    // failure_route[7] relays to a second destination.
+    let (tm2, cell2) = (Arc::clone(&tm), Arc::clone(&cell));
+    let mut s = Script {
+        runs: Vec::new(),
+        on_run: Some(Box::new(move |_, ctx| {
+            tm2.add_branch(&cell2, ctx, Some("udp:127.0.0.1:5071"), &net(), t0)
+                .unwrap();
+        })),
+    };
+    let (r, rctx) = reply_to(&first, 486, "Busy Here", Some("b1"));
+    tm.on_reply(&r, rctx, &mut s, t0 + Duration::from_secs(1));
+    assert_eq!(s.runs, vec![(7, Some(486))], "failure_route sees the 486");
+    let out = host.take_full();
+    let ack = out.iter().find(|m| m.starts_with("ACK ")).unwrap();
+    assert!(
+        ack.contains(";tag=b1\r\n") && ack.contains("\r\nCSeq: 1 ACK\r\n"),
+        "{ack}"
+    );
+    let second = out.iter().find(|m| m.starts_with("INVITE ")).unwrap();
+    assert!(second.contains(".1\r\n"), "branch 1: {second}");
+    assert!(
+        !out.iter().any(|m| m.starts_with("SIP/2.0 486")),
+        "the 486 is not relayed while a new branch runs"
+    );
+    let (r, rctx) = reply_to(second, 200, "OK", Some("b2"));
+    tm.on_reply(&r, rctx, &mut s, t0 + Duration::from_secs(2));
+    let out = host.take();
+    assert_eq!(out, vec![("SIP/2.0 200 OK".to_owned(), 5090)]);
+}
+
+#[test]
+fn without_failure_route_the_best_reply_goes_upstream_and_503_becomes_500() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let ctx = request("OPTIONS", "z9hG4bK503", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let sent = host.take_full().pop().unwrap();
+    let (r, rctx) = reply_to(&sent, 503, "Service Unavailable", Some("x"));
+    tm.on_reply(&r, rctx, &mut script(), t0);
+    assert_eq!(
+        host.take(),
+        vec![("SIP/2.0 500 Service Unavailable".to_owned(), 5090)]
+    );
+}
+
+#[test]
+fn a_2xx_cancels_the_other_branches() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let ctx = request("INVITE", "z9hG4bKfork", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    for port in [5070, 5071, 5072] {
+        tm.add_branch(
+            &cell,
+            &ctx,
+            Some(&format!("udp:127.0.0.1:{port}")),
+            &net(),
+            t0,
+        )
+        .unwrap();
+    }
+    let sent: Vec<String> = host
+        .take_full()
+        .into_iter()
+        .filter(|m| m.starts_with("INVITE"))
+        .collect();
+    assert_eq!(sent.len(), 3);
+    let mut s = script();
+    // Branches 0 and 1 ring; branch 2 has not answered yet.
+    for b in &sent[..2] {
+        let (r, rctx) = reply_to(b, 180, "Ringing", Some("r"));
+        tm.on_reply(&r, rctx, &mut s, t0);
+    }
+    host.take();
+    let (r, rctx) = reply_to(&sent[0], 200, "OK", Some("win"));
+    tm.on_reply(&r, rctx, &mut s, t0);
+    let out = host.take_full();
+    assert!(out[0].starts_with("SIP/2.0 200 OK"));
+    let cancels: Vec<&String> = out.iter().filter(|m| m.starts_with("CANCEL")).collect();
+    assert_eq!(cancels.len(), 1, "only the ringing branch is cancelled now");
+    assert!(cancels[0].contains("Reason: SIP;cause=200;text=\"Call completed elsewhere\""));
+    // The silent branch is cancelled as soon as it rings.
+    let (r, rctx) = reply_to(&sent[2], 180, "Ringing", Some("late"));
+    tm.on_reply(&r, rctx, &mut s, t0);
+    let out = host.take_full();
+    assert!(out.iter().any(|m| m.starts_with("CANCEL ")), "{out:?}");
+    assert!(
+        !out.iter().any(|m| m.starts_with("SIP/2.0 180")),
+        "no 1xx after the 2xx"
+    );
+}
+
+#[test]
+fn cancel_from_the_caller_is_answered_and_fanned_out_then_487_goes_up() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let ctx = request("INVITE", "z9hG4bKc", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let sent = host.take_full().pop().unwrap();
+    let mut s = script();
+    let (r, rctx) = reply_to(&sent, 180, "Ringing", Some("r"));
+    tm.on_reply(&r, rctx, &mut s, t0);
+    host.take();
+    let cancel = request("CANCEL", "z9hG4bKc", "UDP");
+    let Found::CancelFor(found) = tm.lookup_request(&cancel.msg) else {
+        panic!("the CANCEL finds its INVITE");
+    };
+    tm.cancel_invite(&found, &cancel, t0);
+    let out = host.take_full();
+    assert!(out[0].starts_with("SIP/2.0 200 canceling"), "{out:?}");
+    assert!(out[1].starts_with("CANCEL sip:bob@example.com SIP/2.0"));
+    assert!(out[1].contains("Reason: SIP;cause=487;text=\"ORIGINATOR_CANCEL\""));
+    let (r, rctx) = reply_to(&sent, 487, "Request Terminated", Some("r"));
+    tm.on_reply(&r, rctx, &mut s, t0);
+    let out = host.take();
+    assert!(
+        out.contains(&("SIP/2.0 487 Request Terminated".to_owned(), 5090)),
+        "{out:?}"
+    );
+    assert!(
+        out.iter().any(|(l, _)| l.starts_with("ACK ")),
+        "the 487 is acknowledged"
+    );
+}
+
+#[test]
+fn retransmissions_are_absorbed_and_negative_replies_resent_until_the_ack() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let ctx = request("INVITE", "z9hG4bKr", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    host.take();
+    let again = request("INVITE", "z9hG4bKr", "UDP");
+    let Found::Retransmission(c) = tm.lookup_request(&again.msg) else {
+        panic!("same branch, same transaction");
+    };
+    tm.resend_last_reply(&c);
+    assert_eq!(
+        host.take(),
+        vec![("SIP/2.0 100 Giving it a try".to_owned(), 5090)]
+    );
+    tm.reply_in(&cell, &mut ctx.clone(), 404, "Not Here", None, t0);
+    assert_eq!(host.take().len(), 1);
+    let mut s = script();
+    let mut resent = 0;
+    for ms in (100..=4000).step_by(100) {
+        tm.tick(t0 + Duration::from_millis(ms), &mut s);
+        resent += host.take().len();
+    }
+    assert_eq!(resent, 3, "404 resent at 0.5, 1.5, 3.5 s");
+    let ack = request("ACK", "z9hG4bKr", "UDP");
+    let Found::AckForNegative(c) = tm.lookup_request(&ack.msg) else {
+        panic!("the ACK matches the INVITE transaction");
+    };
+    tm.absorb_ack(&c, t0 + Duration::from_secs(4));
+    for secs in 5..20 {
+        tm.tick(t0 + Duration::from_secs(secs), &mut s);
+    }
+    assert!(host.take().is_empty(), "no resend after the ACK");
+    assert!(tm.is_empty(), "deleted after wt_timer");
+}
+
+#[test]
+fn a_branch_that_cannot_be_sent_ends_in_477() {
+    let (tm, host) = setup(params());
+    *host.fail_to.lock().unwrap() = Some("127.0.0.1:5070".parse().unwrap());
+    let t0 = Instant::now();
+    let ctx = request("OPTIONS", "z9hG4bKf477", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    let r = tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0);
+    assert_eq!(r, Err(-6), "t_relay's 'send failed'");
+    host.take();
+    tm.tick(t0, &mut script());
+    assert_eq!(
+        host.take(),
+        vec![("SIP/2.0 477 Send failed (477/TM)".to_owned(), 5090)]
+    );
+}
+
+#[test]
+fn a_thousand_branches_fork_and_the_best_reply_wins() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let ctx = request("INVITE", "z9hG4bKk", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    for i in 0..1000u16 {
+        tm.add_branch(
+            &cell,
+            &ctx,
+            Some(&format!("udp:127.0.0.1:{}", 20_000 + i)),
+            &net(),
+            t0,
+        )
+        .unwrap();
+    }
+    assert_eq!(cell.branch_count(), 1000);
+    let sent: Vec<String> = host
+        .take_full()
+        .into_iter()
+        .filter(|m| m.starts_with("INVITE"))
+        .collect();
+    assert_eq!(sent.len(), 1000);
+    let mut s = script();
+    for (i, b) in sent.iter().enumerate() {
+        let (code, reason) = if i == 640 {
+            (401, "Unauthorized")
+        } else {
+            (480, "Temporarily Unavailable")
+        };
+        let (r, rctx) = reply_to(b, code, reason, Some("t"));
+        tm.on_reply(&r, rctx, &mut s, t0);
+    }
+    let up: Vec<(String, u16)> = host
+        .take()
+        .into_iter()
+        .filter(|(l, _)| l.starts_with("SIP/2.0"))
+        .collect();
+    assert_eq!(
+        up,
+        vec![("SIP/2.0 401 Unauthorized".to_owned(), 5090)],
+        "401 ranks before 480"
+    );
+}
+
+#[test]
+fn the_branch_cap_is_enforced() {
+    let (tm, _host) = setup(Params {
+        max_branches: 2,
+        ..params()
+    });
+    let t0 = Instant::now();
+    let ctx = request("OPTIONS", "z9hG4bKcap", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    for _ in 0..2 {
+        tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+            .unwrap();
+    }
+    assert_eq!(
+        tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0),
+        Err(-1)
+    );
+}
