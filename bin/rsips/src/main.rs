@@ -24,6 +24,8 @@ fn available() -> engine::Available {
             &sl::SL,
             &sl::SIGNALING,
             &tm::MODULE,
+            &rr::MODULE,
+            &maxfwd::MODULE,
             &transports::PROTO_TCP,
             &transports::PROTO_TLS,
             &transports::PROTO_WS,

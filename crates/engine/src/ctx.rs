@@ -97,6 +97,17 @@ pub struct ReplyInfo {
     pub local: bool,
 }
 
+/// What `record_route()` asked for (rr module parameters applied).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordRoute {
+    /// `;name=value` parameters (`record_route(params)`, `add_rr_param`).
+    pub params: String,
+    /// `append_fromtag`: `;ftag=<From tag>`.
+    pub ftag: bool,
+    /// `enable_double_rr`.
+    pub double: bool,
+}
+
 /// Per-message script state.
 #[derive(Debug, Clone)]
 pub struct MsgCtx {
@@ -144,6 +155,11 @@ pub struct MsgCtx {
     pub t_reply: Option<ReplyInfo>,
     /// The branch index a branch_route or onreply_route runs for (`$T_branch_idx`).
     pub branch_index: Option<usize>,
+    /// `record_route([params])`: Record-Route added when the request is relayed, built from
+    /// the sending socket (two with `r2=on` when in and out sockets differ).
+    pub record_route: Option<RecordRoute>,
+    /// `$rr_params`: the parameters of our Route header that `loose_route()` consumed.
+    pub rr_params: Option<String>,
     /// `$T_fr_timeout` / `$T_fr_inv_timeout` set by the script (seconds).
     pub fr_timeout: Option<u32>,
     pub fr_inv_timeout: Option<u32>,
@@ -178,6 +194,8 @@ impl MsgCtx {
             branch_index: None,
             fr_timeout: None,
             fr_inv_timeout: None,
+            record_route: None,
+            rr_params: None,
         }
     }
 

@@ -307,6 +307,9 @@ pub fn forward_with_branch(
             branch.map_or_else(|| stateless_branch(&ctx.msg, &ruri), str::to_owned)
         ),
     );
+    if let Some(rr) = &ctx.record_route {
+        record_route(ctx, rr, proto, &hostport, sockets, &mut edits);
+    }
     if ctx.new_ruri.is_some() {
         edits.set_request_uri(ruri);
     }
@@ -317,6 +320,69 @@ pub fn forward_with_branch(
         proto,
         conn: None,
     })
+}
+
+/// The Record-Route value for a socket: `<sip:HOST:PORT[;transport=X][;r2=on];lr[;ftag=T]P>`.
+fn rr_value(hostport: &str, proto: &str, r2: bool, ftag: Option<&str>, params: &str) -> String {
+    let mut v = format!("<sip:{hostport}");
+    if proto != "udp" {
+        v.push_str(";transport=");
+        v.push_str(proto);
+    }
+    if r2 {
+        v.push_str(";r2=on");
+    }
+    v.push_str(";lr");
+    if let Some(t) = ftag {
+        v.push_str(";ftag=");
+        v.push_str(t);
+    }
+    v.push_str(params);
+    v.push('>');
+    v
+}
+
+/// Adds our Record-Route (RFC 3261 §16.6 step 4): the sending socket's, and with double RR the
+/// receiving socket's below it when the two differ in protocol or address.
+fn record_route(
+    ctx: &MsgCtx,
+    rr: &crate::ctx::RecordRoute,
+    proto: &str,
+    out_hostport: &str,
+    sockets: &Sockets,
+    edits: &mut Edits,
+) {
+    let ftag = if rr.ftag {
+        ctx.msg.from_tag().ok().flatten()
+    } else {
+        None
+    };
+    let inbound = ctx.receipt.as_ref().map(|r| {
+        let adv = sockets
+            .listen
+            .iter()
+            .find(|s| s.proto == r.proto && s.addr == Some(r.local))
+            .and_then(|s| s.advertised.clone());
+        let hostport = match adv {
+            Some((h, p)) => format!("{h}:{}", p.unwrap_or(r.local.port())),
+            None => match r.local {
+                SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+                SocketAddr::V4(a) => a.to_string(),
+            },
+        };
+        (r.proto, hostport)
+    });
+    let double = rr.double
+        && inbound
+            .as_ref()
+            .is_some_and(|(p, h)| *p != proto || h != out_hostport);
+    edits.add_record_route(
+        &ctx.msg,
+        &rr_value(out_hostport, proto, double, ftag, &rr.params),
+    );
+    if double && let Some((p, h)) = &inbound {
+        edits.add_record_route(&ctx.msg, &rr_value(h, p, true, ftag, &rr.params));
+    }
 }
 
 /// `send(dest[, headers])`: the message exactly as received (plus `headers`, CRLF-separated

@@ -58,10 +58,13 @@ impl Recorder {
     }
 }
 
+/// What a test's "script" does when a route runs.
+type OnRun = Box<dyn FnMut(usize, &mut MsgCtx)>;
+
 /// Records the routes it is asked to run; `on_run` may act (a failure_route relaying again).
 struct Script {
     runs: Vec<(usize, Option<u16>)>,
-    on_run: Option<Box<dyn FnMut(usize, &mut MsgCtx)>>,
+    on_run: Option<OnRun>,
 }
 
 impl Runner for Script {

@@ -1,0 +1,281 @@
+//! The stateful proxy end to end: SIPp scenarios (tests/sipp/*.xml and SIPp's built-in uac/uas)
+//! through a residential-shaped config — maxfwd, has_totag + loose_route, CANCEL with
+//! t_check_trans, record_route, t_on_failure, t_relay to `$du`.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
+}
+
+/// The residential request route; `$rU` picks the UAS (`failover` tries the busy one first).
+fn proxy_cfg(port: u16, uas: u16, busy: u16) -> String {
+    format!(
+        r#"socket=udp:127.0.0.1:{port}
+socket=tcp:127.0.0.1:{port}
+udp_workers=2
+tcp_workers=2
+loadmodule "proto_udp.so"
+loadmodule "proto_tcp.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "rr.so"
+loadmodule "maxfwd.so"
+loadmodule "sipmsgops.so"
+modparam("tm", "fr_timeout", 3)
+modparam("tm", "fr_inv_timeout", 3)
+route {{
+    if (!mf_process_maxfwd_header(10)) {{ sl_send_reply(483, "Too Many Hops"); exit; }}
+    if (has_totag()) {{
+        if (loose_route()) {{ t_relay(); exit; }}
+        if (is_method("ACK")) {{ if (t_check_trans()) t_relay(); exit; }}
+        sl_send_reply(404, "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) t_relay(); exit; }}
+    t_check_trans();
+    if (is_method("INVITE")) record_route();
+    if ($rU == "failover" || $rU == "busy") $du = "sip:127.0.0.1:{busy}";
+    else $du = "sip:127.0.0.1:{uas}";
+    t_on_failure("missed");
+    if (!t_relay()) sl_reply_error();
+}}
+failure_route[missed] {{
+    if (t_was_cancelled()) exit;
+    if ($rU == "failover" && t_check_status("486")) {{
+        $du = "sip:127.0.0.1:{uas}";
+        t_relay();
+    }}
+}}
+"#
+    )
+}
+
+fn sipp() -> Command {
+    let found = Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "sipp is not installed: `apt-get install sip-tester` (.ci/run does this)"
+    );
+    Command::new("sipp")
+}
+
+struct Setup {
+    dir: PathBuf,
+    proxy: u16,
+    _rsips: Kill,
+    _uas: Vec<Kill>,
+}
+
+/// Starts rsips and the UASes (`uas` runs `uas_args`, `busy` runs uas_busy.xml).
+fn setup(name: &str, uas_args: &[&str]) -> Setup {
+    let (proxy, uas, busy) = (free_port(), free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("rsips-tm-{name}-{}-{proxy}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("proxy.cfg");
+    std::fs::write(&cfg, proxy_cfg(proxy, uas, busy)).unwrap();
+    let log = std::fs::File::create(dir.join("rsips.log")).unwrap();
+    let rsips = Kill(
+        Command::new(env!("CARGO_BIN_EXE_rsips"))
+            .arg("-f")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let spawn = |port: u16, args: &[&str]| {
+        Kill(
+            sipp()
+                .args(args)
+                .args([
+                    "-i",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-nostdin",
+                    "-trace_logs",
+                ])
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let uases = vec![
+        spawn(uas, uas_args),
+        spawn(busy, &["-sf", scenario("uas_busy.xml").to_str().unwrap()]),
+    ];
+    std::thread::sleep(Duration::from_millis(500));
+    Setup {
+        dir,
+        proxy,
+        _rsips: rsips,
+        _uas: uases,
+    }
+}
+
+/// Runs a SIPp uac against the proxy; asserts every call succeeded.
+fn uac(s: &Setup, service: &str, calls: u32, extra: &[&str]) {
+    let port = free_port();
+    let out = sipp()
+        .args(extra)
+        .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-s", service])
+        .arg(format!("127.0.0.1:{}", s.proxy))
+        .args(["-m", &calls.to_string(), "-r", "20", "-timeout", "40s"])
+        .args(["-timeout_error", "-nostdin"])
+        .current_dir(&s.dir)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    let successful = report
+        .lines()
+        .rfind(|l| l.trim_start().starts_with("Successful call"))
+        .and_then(|l| l.split('|').nth(2))
+        .and_then(|c| c.trim().parse::<u32>().ok());
+    let log = std::fs::read_to_string(s.dir.join("rsips.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "sipp uac ({service}) failed (exit {:?}):\n{report}\nrsips:\n{log}",
+        out.status.code()
+    );
+    assert_eq!(successful, Some(calls), "{report}");
+}
+
+/// What the UAS scenarios logged (`-trace_logs`).
+fn uas_logs(s: &Setup, scenario: &str) -> String {
+    let mut all = String::new();
+    for e in std::fs::read_dir(&s.dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with(scenario) && name.ends_with("_logs.log") {
+            all.push_str(&std::fs::read_to_string(&p).unwrap());
+        }
+    }
+    all
+}
+
+/// The answering UAS (echoes Record-Route, unlike SIPp's built-in uas).
+fn answer() -> Vec<&'static str> {
+    let path: &'static str = Box::leak(
+        scenario("uas_answer.xml")
+            .to_str()
+            .unwrap()
+            .to_owned()
+            .into_boxed_str(),
+    );
+    vec!["-sf", path]
+}
+
+/// The calling UAC that follows the route set (SIPp's built-in uac ignores it).
+fn call() -> Vec<&'static str> {
+    let path: &'static str = Box::leak(
+        scenario("uac_call.xml")
+            .to_str()
+            .unwrap()
+            .to_owned()
+            .into_boxed_str(),
+    );
+    vec!["-sf", path]
+}
+
+#[test]
+fn basic_calls_with_record_route_and_loose_routed_bye() {
+    let s = setup("basic", &answer());
+    uac(&s, "alice", 20, &call());
+}
+
+#[test]
+fn busy_is_acked_hop_by_hop_and_relayed() {
+    let s = setup("busy", &answer());
+    uac(
+        &s,
+        "busy",
+        5,
+        &["-sf", scenario("uac_busy.xml").to_str().unwrap()],
+    );
+}
+
+#[test]
+fn serial_failover_from_failure_route() {
+    let s = setup("failover", &answer());
+    uac(&s, "failover", 5, &call());
+}
+
+#[test]
+fn cancel_during_ringing() {
+    let ring = scenario("uas_ring.xml");
+    let s = setup("cancel", &["-sf", ring.to_str().unwrap()]);
+    uac(
+        &s,
+        "alice",
+        3,
+        &["-sf", scenario("uac_cancel.xml").to_str().unwrap()],
+    );
+    let logs = uas_logs(&s, "uas_ring");
+    assert_eq!(logs.matches("CANCEL Reason cause=487").count(), 3, "{logs}");
+}
+
+#[test]
+fn no_answer_gives_408_and_cancel_with_reason() {
+    let ring = scenario("uas_ring.xml");
+    let s = setup("noanswer", &["-sf", ring.to_str().unwrap()]);
+    uac(
+        &s,
+        "alice",
+        2,
+        &["-sf", scenario("uac_noanswer.xml").to_str().unwrap()],
+    );
+    let logs = uas_logs(&s, "uas_ring");
+    assert_eq!(logs.matches("CANCEL Reason cause=480").count(), 2, "{logs}");
+}
+
+#[test]
+fn udp_packet_loss_is_recovered_by_retransmission() {
+    // The UAS loses 30% of the INVITEs and BYEs it receives: only the proxy's retransmissions
+    // (T1, 2·T1 …) get them through.
+    let lossy = scenario("uas_lossy.xml");
+    let s = setup("lossy", &["-sf", lossy.to_str().unwrap()]);
+    uac(&s, "alice", 20, &call());
+}
+
+#[test]
+fn tcp_in_udp_out_and_back() {
+    let s = setup("tcp-udp", &answer());
+    uac(
+        &s,
+        "alice",
+        10,
+        &[call().as_slice(), &["-t", "t1"]].concat(),
+    );
+}

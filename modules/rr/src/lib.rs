@@ -1,0 +1,280 @@
+//! The OpenSIPS `rr` module: `record_route`, `loose_route` (RFC 3261 §16.4 and §16.12,
+//! strict-router translation and the preloaded-Route rule), `add_rr_param`,
+//! `check_route_param`, `is_direction`. The Record-Route itself is built when the request is
+//! relayed, from the socket it leaves by (engine `forward`).
+#![forbid(unsafe_code)]
+
+use cfg::ast::ParamValue;
+use engine::{FnCtx, FnSpec, ModuleSpec, Param, ParamType, RecordRoute, Routes, Value};
+use sip::{HeaderName, NameAddr, Uri};
+
+const RR_ROUTES: Routes = Routes::REQUEST.or(Routes::BRANCH).or(Routes::FAILURE);
+
+pub static MODULE: ModuleSpec = ModuleSpec {
+    name: "rr",
+    functions: &[
+        FnSpec {
+            name: "record_route",
+            params: &[(Param::Str, true)],
+            routes: RR_ROUTES,
+            run: record_route,
+        },
+        FnSpec {
+            name: "loose_route",
+            params: &[],
+            routes: Routes::REQUEST,
+            run: loose_route,
+        },
+        FnSpec {
+            name: "add_rr_param",
+            params: &[(Param::Str, false)],
+            routes: RR_ROUTES,
+            run: add_rr_param,
+        },
+        FnSpec {
+            name: "check_route_param",
+            params: &[(Param::StaticStr, false)],
+            routes: Routes::REQUEST,
+            run: check_route_param,
+        },
+        FnSpec {
+            name: "is_direction",
+            params: &[(Param::StaticStr, false)],
+            routes: Routes::REQUEST,
+            run: is_direction,
+        },
+    ],
+    params: &[
+        ("append_fromtag", ParamType::Int),
+        ("enable_double_rr", ParamType::Int),
+        ("add_username", ParamType::Int),
+        ("enable_socket_mismatch_warning", ParamType::Int),
+        ("ignore_user", ParamType::Str),
+    ],
+};
+
+fn param_on(f: &FnCtx<'_>, name: &str, default: bool) -> bool {
+    f.script
+        .modparams("rr")
+        .filter(|(p, _)| *p == name)
+        .last()
+        .map_or(default, |(_, v)| matches!(v, ParamValue::Int(n) if *n != 0))
+}
+
+fn normalize_params(p: &str) -> String {
+    let p = p.trim();
+    if p.is_empty() || p.starts_with(';') {
+        p.to_owned()
+    } else {
+        format!(";{p}")
+    }
+}
+
+/// `record_route([params])`.
+fn record_route(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let params = args
+        .first()
+        .filter(|v| !matches!(v, Value::Null))
+        .map(|v| normalize_params(&v.to_text()))
+        .unwrap_or_default();
+    let (ftag, double) = (
+        param_on(f, "append_fromtag", true),
+        param_on(f, "enable_double_rr", true),
+    );
+    let rr = f.msg.record_route.get_or_insert_with(RecordRoute::default);
+    rr.params.push_str(&params);
+    rr.ftag = ftag;
+    rr.double = double;
+    1
+}
+
+/// `add_rr_param(";p=v")`: added to the Record-Route this request gets.
+fn add_rr_param(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(p) = args.first().map(|v| normalize_params(&v.to_text())) else {
+        return -1;
+    };
+    let ftag = param_on(f, "append_fromtag", true);
+    let double = param_on(f, "enable_double_rr", true);
+    let rr = f.msg.record_route.get_or_insert_with(|| RecordRoute {
+        params: String::new(),
+        ftag,
+        double,
+    });
+    rr.params.push_str(&p);
+    1
+}
+
+/// Every Route value with the index of its header line.
+fn route_values(msg: &sip::SipMessage) -> Vec<(usize, String)> {
+    msg.headers()
+        .filter(|h| h.name == HeaderName::Route)
+        .flat_map(|h| sip::split_values(h.value).map(move |v| (h.index, v.trim().to_owned())))
+        .collect()
+}
+
+/// Whether a Route/R-URI value names us.
+fn is_ours(f: &FnCtx<'_>, uri: &Uri<'_>) -> bool {
+    let Some(host) = uri.host() else { return false };
+    f.script.is_myself(host.as_str(), uri.port())
+}
+
+/// Rewrites the Route lines so that only `keep` (the values after the first `drop`) remain.
+fn drop_routes(f: &mut FnCtx<'_>, values: &[(usize, String)], drop: usize) {
+    let mut lines: Vec<usize> = values.iter().map(|(i, _)| *i).collect();
+    lines.dedup();
+    for line in lines {
+        let remaining: Vec<&str> = values
+            .iter()
+            .enumerate()
+            .filter(|(n, (i, _))| *i == line && *n >= drop)
+            .map(|(_, (_, v))| v.as_str())
+            .collect();
+        let total = values.iter().filter(|(i, _)| *i == line).count();
+        if remaining.is_empty() {
+            f.msg.edits.remove(line);
+        } else if remaining.len() != total {
+            f.msg.edits.replace_value(line, remaining.join(", "));
+        }
+    }
+}
+
+/// `loose_route()`: true when the request follows a Route set (its next hop now in `$du` or
+/// the R-URI); false without Route headers, and for a lone preloaded Route naming us on an
+/// initial request (removed, so the script routes the request itself).
+fn loose_route(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
+    let values = route_values(&f.msg.msg);
+    if values.is_empty() {
+        return -1;
+    }
+    let parsed: Vec<Option<String>> = values
+        .iter()
+        .map(|(_, v)| {
+            NameAddr::parse(v)
+                .ok()
+                .map(|na| na.uri().as_str().to_owned())
+        })
+        .collect();
+    // A strict router before us put our Record-Route URI in the R-URI (RFC 3261 §16.4): the
+    // last Route value is the real destination.
+    let ruri = f.msg.ruri().unwrap_or("").to_owned();
+    let ruri_ours = Uri::parse(&ruri).is_ok_and(|u| is_ours(f, &u) && u.user().is_none());
+    if ruri_ours && f.msg.msg.to_tag().ok().flatten().is_some() {
+        let Some(Some(last)) = parsed.last() else {
+            return -1;
+        };
+        if let Ok(u) = Uri::parse(last) {
+            f.msg.rr_params = Some(params_of(&u));
+        }
+        let last = last.clone();
+        f.msg.set_ruri(&last);
+        let n = values.len();
+        let kept: Vec<(usize, String)> = values.clone();
+        // Remove only the last value.
+        let mut lines: Vec<usize> = kept.iter().map(|(i, _)| *i).collect();
+        lines.dedup();
+        for line in lines {
+            let remaining: Vec<&str> = kept
+                .iter()
+                .enumerate()
+                .filter(|(k, (i, _))| *i == line && *k + 1 != n)
+                .map(|(_, (_, v))| v.as_str())
+                .collect();
+            let total = kept.iter().filter(|(i, _)| *i == line).count();
+            if remaining.is_empty() {
+                f.msg.edits.remove(line);
+            } else if remaining.len() != total {
+                f.msg.edits.replace_value(line, remaining.join(", "));
+            }
+        }
+        return 1;
+    }
+    // Our own Route values on top (one, or two with r2=on for double RR) are consumed.
+    let mut ours = 0;
+    for p in parsed.iter().take(2) {
+        let Some(Ok(u)) = p.as_deref().map(Uri::parse) else {
+            break;
+        };
+        if !is_ours(f, &u) || (ours == 1 && u.param("r2").is_none()) {
+            break;
+        }
+        if ours == 0 {
+            f.msg.rr_params = Some(params_of(&u));
+        }
+        ours += 1;
+        if u.param("r2").is_none() {
+            break;
+        }
+    }
+    let initial = f.msg.msg.to_tag().ok().flatten().is_none();
+    if ours > 0 && ours == values.len() && initial {
+        // A preloaded Route to us on an initial request: removed, not followed.
+        drop_routes(f, &values, ours);
+        return -1;
+    }
+    drop_routes(f, &values, ours);
+    match parsed.get(ours) {
+        Some(Some(next)) => {
+            let loose = Uri::parse(next).is_ok_and(|u| u.is_loose_router());
+            if loose {
+                f.msg.dst_uri = Some(next.clone());
+            } else {
+                // A strict router next (RFC 3261 §16.6 step 6): it becomes the R-URI and the
+                // R-URI goes to the end of the Route set.
+                let old = ruri;
+                f.msg.set_ruri(next);
+                if let Some((line, _)) = values.get(ours) {
+                    let rest: Vec<&str> = values
+                        .iter()
+                        .skip(ours + 1)
+                        .filter(|(i, _)| i == line)
+                        .map(|(_, v)| v.as_str())
+                        .collect();
+                    if rest.is_empty() {
+                        f.msg.edits.remove(*line);
+                    } else {
+                        f.msg.edits.replace_value(*line, rest.join(", "));
+                    }
+                }
+                f.msg.edits.append("Route", &format!("<{old}>"));
+            }
+            1
+        }
+        // Only our Route(s): the R-URI is the destination.
+        _ => 1,
+    }
+}
+
+/// The URI parameters as written (`;lr;ftag=x`).
+fn params_of(u: &Uri<'_>) -> String {
+    u.params().as_str().to_owned()
+}
+
+/// `check_route_param(re)`: the parameters of our Route against a regex.
+fn check_route_param(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let re = args
+        .first()
+        .map(|v| v.to_text().into_owned())
+        .unwrap_or_default();
+    let Ok(re) = regex::Regex::new(&re) else {
+        return -1;
+    };
+    let ok = f.msg.rr_params.as_deref().is_some_and(|p| re.is_match(p));
+    if ok { 1 } else { -1 }
+}
+
+/// `is_direction("downstream"|"upstream")`: downstream when the From tag is the `ftag` our
+/// Record-Route recorded (the caller's request).
+fn is_direction(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let dir = args
+        .first()
+        .map(|v| v.to_text().into_owned())
+        .unwrap_or_default();
+    let Some(params) = f.msg.rr_params.as_deref() else {
+        return -1;
+    };
+    let ftag = params.split(';').find_map(|p| p.strip_prefix("ftag="));
+    let from = f.msg.msg.from_tag().ok().flatten();
+    let downstream = ftag.is_some() && ftag == from;
+    let want_down = dir.eq_ignore_ascii_case("downstream");
+    if downstream == want_down { 1 } else { -1 }
+}
