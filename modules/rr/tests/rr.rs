@@ -1,0 +1,217 @@
+//! rr and maxfwd driven from a script over real messages; what is relayed is serialized and
+//! re-parsed.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use bytes::Bytes;
+use engine::{Available, MemoryLog, MsgCtx, Receipt, Script, Worker};
+use sip::SipMessage;
+
+fn request(extra: &str, ruri: &str, to_tag: bool) -> String {
+    let tag = if to_tag { ";tag=callee" } else { "" };
+    format!(
+        "INVITE {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKrr\r\n\
+         From: <sip:alice@example.com>;tag=caller\r\nTo: <sip:bob@example.com>{tag}\r\n\
+         Call-ID: rr-1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// Runs `body` as the main route over `raw` received on `proto` at 127.0.0.1:5060.
+fn run(body: &str, raw: &str, proto: &'static str) -> (Vec<String>, MsgCtx) {
+    let src = format!(
+        "socket=udp:127.0.0.1:5060\nsocket=tcp:127.0.0.1:5060\ndisable_stateless_fwd=no\n\
+         loadmodule \"proto_udp.so\"\nloadmodule \"proto_tcp.so\"\n\
+         loadmodule \"rr.so\"\nloadmodule \"maxfwd.so\"\nroute {{\n{body}\n}}"
+    );
+    let mut sources = cfg::SourceMap::new();
+    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src);
+    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+    let available = Available {
+        modules: vec![&rr::MODULE, &maxfwd::MODULE],
+        builtin: vec!["proto_udp", "proto_tcp"],
+        argv: Vec::new(),
+    };
+    let script = Script::compile(&parsed.config, &sources, &available).unwrap_or_else(|d| {
+        panic!(
+            "{}",
+            d.iter().map(|d| d.render(&sources)).collect::<String>()
+        )
+    });
+    let msg = SipMessage::parse(Bytes::from(raw.to_owned())).unwrap();
+    let mut ctx = MsgCtx::new(msg).with_receipt(Receipt {
+        source: "192.0.2.10:5070".parse().unwrap(),
+        proto,
+        local: "127.0.0.1:5060".parse().unwrap(),
+        conn: (proto != "udp").then_some(1),
+        proxy: None,
+    });
+    let mut log = MemoryLog::default();
+    script
+        .run(&mut Worker::default(), &mut ctx, &mut log)
+        .unwrap();
+    (log.lines.into_iter().map(|(_, l)| l).collect(), ctx)
+}
+
+fn relayed(ctx: &MsgCtx) -> SipMessage {
+    let out = ctx.outbox.first().expect("something was relayed");
+    SipMessage::parse(Bytes::from(out.data.clone())).unwrap()
+}
+
+fn values(msg: &SipMessage, name: sip::HeaderName) -> Vec<String> {
+    msg.headers()
+        .filter(|h| h.name == name)
+        .flat_map(|h| sip::split_values(h.value).map(|v| v.trim().to_owned()))
+        .collect()
+}
+
+#[test]
+fn maxfwd_adds_decrements_and_refuses_zero() {
+    let body = r#"$var(r) = mf_process_maxfwd_header(10); xlog("r=$var(r)\n");
+        forward("udp:127.0.0.1:5090");"#;
+    let (l, ctx) = run(body, &request("", "sip:bob@example.com", false), "udp");
+    assert_eq!(l, vec!["r=2\n"], "absent: added, 2");
+    assert_eq!(
+        values(&relayed(&ctx), sip::HeaderName::MaxForwards),
+        vec!["10"]
+    );
+    let (l, ctx) = run(
+        body,
+        &request("Max-Forwards: 70\r\n", "sip:bob@example.com", false),
+        "udp",
+    );
+    assert_eq!(l, vec!["r=1\n"]);
+    assert_eq!(
+        values(&relayed(&ctx), sip::HeaderName::MaxForwards),
+        vec!["69"]
+    );
+    let (l, _) = run(
+        body,
+        &request("Max-Forwards: 0\r\n", "sip:bob@example.com", false),
+        "udp",
+    );
+    assert_eq!(l, vec!["r=-1\n"], "zero: the script answers 483");
+    let (l, _) = run(
+        r#"if (is_maxfwd_lt(5)) xlog("lt5\n"); if (!is_maxfwd_lt(3)) xlog("ge3\n");"#,
+        &request("Max-Forwards: 4\r\n", "sip:bob@example.com", false),
+        "udp",
+    );
+    assert_eq!(l, vec!["lt5\n", "ge3\n"]);
+}
+
+#[test]
+fn record_route_uses_the_sending_socket_and_the_from_tag() {
+    let (_, ctx) = run(
+        r#"record_route("foo=bar"); add_rr_param(";x=1"); forward("udp:127.0.0.1:5090");"#,
+        &request(
+            "Record-Route: <sip:upstream.example.com;lr>\r\n",
+            "sip:bob@example.com",
+            false,
+        ),
+        "udp",
+    );
+    assert_eq!(
+        values(&relayed(&ctx), sip::HeaderName::RecordRoute),
+        vec![
+            "<sip:127.0.0.1:5060;lr;ftag=caller;foo=bar;x=1>",
+            "<sip:upstream.example.com;lr>"
+        ],
+        "ours on top of the existing set"
+    );
+}
+
+#[test]
+fn double_record_route_when_the_protocol_changes() {
+    let (_, ctx) = run(
+        r#"record_route(); forward("udp:127.0.0.1:5090");"#,
+        &request("", "sip:bob@example.com", false),
+        "tcp",
+    );
+    assert_eq!(
+        values(&relayed(&ctx), sip::HeaderName::RecordRoute),
+        vec![
+            "<sip:127.0.0.1:5060;r2=on;lr;ftag=caller>",
+            "<sip:127.0.0.1:5060;transport=tcp;r2=on;lr;ftag=caller>"
+        ]
+    );
+}
+
+#[test]
+fn loose_route_consumes_our_route_and_follows_the_next() {
+    let (l, ctx) = run(
+        r#"if (loose_route()) xlog("routed $du\n");
+        if (is_direction("downstream")) xlog("down\n");
+        if (check_route_param("ftag=caller")) xlog("param\n");"#,
+        &request(
+            "Route: <sip:127.0.0.1:5060;lr;ftag=caller>, <sip:p2.example.com;lr>\r\n",
+            "sip:bob@192.0.2.99",
+            true,
+        ),
+        "udp",
+    );
+    assert_eq!(
+        l,
+        vec!["routed sip:p2.example.com;lr\n", "down\n", "param\n"]
+    );
+    let _ = ctx;
+}
+
+#[test]
+fn loose_route_drops_both_of_a_double_record_route() {
+    let (l, ctx) = run(
+        r#"if (loose_route()) xlog("routed\n"); forward("udp:127.0.0.1:5090");"#,
+        &request(
+            "Route: <sip:127.0.0.1:5060;transport=tcp;r2=on;lr>\r\nRoute: <sip:127.0.0.1:5060;r2=on;lr>\r\nRoute: <sip:p3.example.com;lr>\r\n",
+            "sip:bob@192.0.2.99",
+            true,
+        ),
+        "tcp",
+    );
+    assert_eq!(l, vec!["routed\n"]);
+    assert_eq!(
+        values(&relayed(&ctx), sip::HeaderName::Route),
+        vec!["<sip:p3.example.com;lr>"]
+    );
+}
+
+#[test]
+fn a_lone_preloaded_route_to_us_is_removed_and_not_followed() {
+    let (l, ctx) = run(
+        r#"if (!loose_route()) xlog("initial\n"); forward("udp:127.0.0.1:5090");"#,
+        &request(
+            "Route: <sip:127.0.0.1:5060;lr>\r\n",
+            "sip:bob@example.com",
+            false,
+        ),
+        "udp",
+    );
+    assert_eq!(l, vec!["initial\n"]);
+    assert!(values(&relayed(&ctx), sip::HeaderName::Route).is_empty());
+}
+
+#[test]
+fn a_strict_router_before_us_is_undone() {
+    let (l, ctx) = run(
+        r#"if (loose_route()) xlog("routed $ru\n"); forward("udp:127.0.0.1:5090");"#,
+        &request(
+            "Route: <sip:p1.example.com;lr>, <sip:bob@192.0.2.77>\r\n",
+            "sip:127.0.0.1:5060;lr",
+            true,
+        ),
+        "udp",
+    );
+    assert_eq!(l, vec!["routed sip:bob@192.0.2.77\n"]);
+    assert_eq!(
+        values(&relayed(&ctx), sip::HeaderName::Route),
+        vec!["<sip:p1.example.com;lr>"]
+    );
+}
+
+#[test]
+fn no_route_header_is_false() {
+    let (l, _) = run(
+        r#"if (!loose_route()) xlog("none\n");"#,
+        &request("", "sip:bob@example.com", true),
+        "udp",
+    );
+    assert_eq!(l, vec!["none\n"]);
+}
