@@ -306,6 +306,10 @@ fn bind_udp(addr: SocketAddr, tos: Option<u32>) -> std::io::Result<UdpSocket> {
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
+    // Bursts (a reply per branch of a large fork, a registration storm) must not overflow the
+    // default ~200 KiB buffer; the kernel caps this at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let _ = socket.set_send_buffer_size(4 << 20);
     if let Some(tos) = tos {
         match addr {
             SocketAddr::V4(_) => socket.set_tos_v4(tos)?,

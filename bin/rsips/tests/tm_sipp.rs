@@ -19,11 +19,15 @@ impl Drop for Kill {
 }
 
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free ports (held together while chosen, so none repeats).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<UdpSocket> = (0..N)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 fn scenario(name: &str) -> PathBuf {
@@ -33,7 +37,7 @@ fn scenario(name: &str) -> PathBuf {
 }
 
 /// The residential request route; `$rU` picks the UAS (`failover` tries the busy one first).
-fn proxy_cfg(port: u16, uas: u16, busy: u16) -> String {
+fn proxy_cfg(port: u16, uas: u16, busy: u16, ring: u16, ring2: u16) -> String {
     format!(
         r#"socket=udp:127.0.0.1:{port}
 socket=tcp:127.0.0.1:{port}
@@ -46,7 +50,7 @@ loadmodule "tm.so"
 loadmodule "rr.so"
 loadmodule "maxfwd.so"
 loadmodule "sipmsgops.so"
-modparam("tm", "fr_timeout", 3)
+modparam("tm", "fr_timeout", 15)
 modparam("tm", "fr_inv_timeout", 3)
 route {{
     if (!mf_process_maxfwd_header(10)) {{ sl_send_reply(483, "Too Many Hops"); exit; }}
@@ -61,6 +65,18 @@ route {{
     if (is_method("INVITE")) record_route();
     if ($rU == "failover" || $rU == "busy") $du = "sip:127.0.0.1:{busy}";
     else $du = "sip:127.0.0.1:{uas}";
+    if ($rU == "fork") {{
+        append_msg_branch("sip:ring1@127.0.0.1:{ring}");
+        append_msg_branch("sip:ring2@127.0.0.1:{ring2}");
+    }}
+    if ($rU == "fork1000") {{
+        $du = "sip:127.0.0.1:{ring}";
+        $var(i) = 1;
+        while ($var(i) < 1000) {{
+            append_msg_branch("sip:b$var(i)@127.0.0.1:{ring}");
+            $var(i) = $var(i) + 1;
+        }}
+    }}
     t_on_failure("missed");
     if (!t_relay()) sl_reply_error();
 }}
@@ -98,11 +114,18 @@ struct Setup {
 
 /// Starts rsips and the UASes (`uas` runs `uas_args`, `busy` runs uas_busy.xml).
 fn setup(name: &str, uas_args: &[&str]) -> Setup {
-    let (proxy, uas, busy) = (free_port(), free_port(), free_port());
+    setup_with_ring(name, uas_args, None)
+}
+
+/// `setup` with the forking UASes: `ring` is a responder the test runs itself, else two
+/// `uas_ring.xml` SIPps.
+fn setup_with_ring(name: &str, uas_args: &[&str], ring: Option<u16>) -> Setup {
+    let [proxy, uas, busy, spare, ring2] = free_ports::<5>();
+    let ring_port = ring.unwrap_or(spare);
     let dir = std::env::temp_dir().join(format!("rsips-tm-{name}-{}-{proxy}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("proxy.cfg");
-    std::fs::write(&cfg, proxy_cfg(proxy, uas, busy)).unwrap();
+    std::fs::write(&cfg, proxy_cfg(proxy, uas, busy, ring_port, ring2)).unwrap();
     let log = std::fs::File::create(dir.join("rsips.log")).unwrap();
     let rsips = Kill(
         Command::new(env!("CARGO_BIN_EXE_rsips"))
@@ -127,15 +150,24 @@ fn setup(name: &str, uas_args: &[&str]) -> Setup {
                 ])
                 .current_dir(&dir)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(std::fs::File::create(dir.join(format!("sipp-{port}.err"))).unwrap())
                 .spawn()
                 .unwrap(),
         )
     };
-    let uases = vec![
+    let mut uases = vec![
         spawn(uas, uas_args),
         spawn(busy, &["-sf", scenario("uas_busy.xml").to_str().unwrap()]),
     ];
+    if ring.is_none() {
+        // Two ringing UASes (a fork's branches go to different user agents).
+        for port in [ring_port, ring2] {
+            uases.push(spawn(
+                port,
+                &["-sf", scenario("uas_ring.xml").to_str().unwrap()],
+            ));
+        }
+    }
     std::thread::sleep(Duration::from_millis(500));
     Setup {
         dir,
@@ -277,5 +309,104 @@ fn tcp_in_udp_out_and_back() {
         "alice",
         10,
         &[call().as_slice(), &["-t", "t1"]].concat(),
+    );
+}
+
+#[test]
+fn parallel_fork_one_answers_and_the_others_are_cancelled() {
+    let s = setup("fork", &answer());
+    uac(&s, "fork", 3, &call());
+    // SIPp writes its log lines when it gets to them: wait (bounded) for both UASes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut logs = uas_logs(&s, "uas_ring");
+    while logs.matches("cause=200").count() < 6 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        logs = uas_logs(&s, "uas_ring");
+    }
+    assert_eq!(
+        logs.matches("CANCEL Reason cause=200").count(),
+        6,
+        "both ringing branches of each call get CANCEL with Reason 200: {logs}"
+    );
+}
+
+/// One INVITE forked to 1,000 branches (a UDP responder of our own answers each with 480,
+/// and one with 415, which ranks first): every branch is ACKed and exactly one final reply reaches the caller.
+#[test]
+fn a_fork_with_a_thousand_branches() {
+    // A large receive buffer: 1,000 INVITEs and ACKs arrive in a burst.
+    let raw = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    let _ = raw.set_recv_buffer_size(8 << 20);
+    raw.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    let responder: UdpSocket = raw.into();
+    let ring = responder.local_addr().unwrap().port();
+    responder
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let counts = std::sync::Arc::new(std::sync::Mutex::new((0usize, 0usize)));
+    let seen = std::sync::Arc::clone(&counts);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let halt = std::sync::Arc::clone(&stop);
+    let thread = std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        // Final reply per branch (resent for a retransmitted INVITE, as a UAS does), and the
+        // branches whose reply was ACKed.
+        let mut replies: std::collections::HashMap<String, String> = Default::default();
+        let mut acked = std::collections::HashSet::new();
+        while !halt.load(std::sync::atomic::Ordering::SeqCst) {
+            let Ok((n, from)) = responder.recv_from(&mut buf) else {
+                continue;
+            };
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let header = |name: &str| {
+                msg.lines()
+                    .find(|l| l.starts_with(name))
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let via = header("Via:");
+            if msg.starts_with("INVITE ") {
+                let reply = replies.entry(via.clone()).or_insert_with(|| {
+                    let user = msg.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let (code, reason) = if user.starts_with("sip:b500@") {
+                        (415, "Unsupported Media Type")
+                    } else {
+                        (480, "Temporarily Unavailable")
+                    };
+                    format!(
+                        "SIP/2.0 {code} {reason}\r\n{via}\r\n{}\r\n{};tag=r\r\n{}\r\n{}\r\nContent-Length: 0\r\n\r\n",
+                        header("From:"),
+                        header("To:"),
+                        header("Call-ID:"),
+                        header("CSeq:")
+                    )
+                });
+                let _ = responder.send_to(reply.as_bytes(), from);
+            } else if msg.starts_with("ACK ") {
+                acked.insert(via);
+            }
+            *seen.lock().unwrap() = (replies.len(), acked.len());
+        }
+    });
+    let s = setup_with_ring("fork1000", &answer(), Some(ring));
+    uac(
+        &s,
+        "fork1000",
+        1,
+        &["-sf", scenario("uac_fork_fail.xml").to_str().unwrap()],
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    thread.join().unwrap();
+    let (invites, acks) = *counts.lock().unwrap();
+    assert_eq!(invites, 1000, "one INVITE per branch");
+    assert_eq!(
+        acks, 1000,
+        "every negative reply is acknowledged hop by hop"
     );
 }

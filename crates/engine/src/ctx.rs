@@ -97,6 +97,18 @@ pub struct ReplyInfo {
     pub local: bool,
 }
 
+/// An extra branch of the destination set (`append_msg_branch`): tm relays one copy of the
+/// request per branch, in parallel with the R-URI's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MsgBranch {
+    pub uri: String,
+    /// `$du` of the branch.
+    pub dst_uri: Option<String>,
+    /// q × 1000, or -1.
+    pub q: i32,
+    pub flags: u64,
+}
+
 /// What `record_route()` asked for (rr module parameters applied).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordRoute {
@@ -155,6 +167,8 @@ pub struct MsgCtx {
     pub t_reply: Option<ReplyInfo>,
     /// The branch index a branch_route or onreply_route runs for (`$T_branch_idx`).
     pub branch_index: Option<usize>,
+    /// The destination set beyond the R-URI (branch 0).
+    pub branches: Vec<MsgBranch>,
     /// `record_route([params])`: Record-Route added when the request is relayed, built from
     /// the sending socket (two with `r2=on` when in and out sockets differ).
     pub record_route: Option<RecordRoute>,
@@ -196,6 +210,7 @@ impl MsgCtx {
             fr_inv_timeout: None,
             record_route: None,
             rr_params: None,
+            branches: Vec::new(),
         }
     }
 

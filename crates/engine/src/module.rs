@@ -14,6 +14,8 @@ pub struct FnCtx<'a> {
     pub script: &'a crate::Script,
     /// `$route.type` of the route being run: `request`, `failure`, `onreply`, `branch` …
     pub kind: &'static str,
+    /// The worker's persistent state, for running another route (tm's branch_route).
+    pub worker: &'a mut crate::Worker,
 }
 
 impl std::fmt::Debug for FnCtx<'_> {

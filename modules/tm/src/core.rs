@@ -117,6 +117,8 @@ pub(crate) struct Tx {
     pub(crate) cancelled: bool,
     blocked: bool,
     completing: bool,
+    /// `t_relay` is still adding branches: the transaction cannot complete yet.
+    relaying: usize,
     delete_at: Option<Instant>,
     fr: Duration,
     fr_inv: Duration,
@@ -358,6 +360,7 @@ impl Tm {
                 cancelled: false,
                 blocked: false,
                 completing: false,
+                relaying: 0,
                 delete_at: None,
                 fr,
                 fr_inv,
@@ -528,6 +531,25 @@ impl Tm {
             .get(n)
             .is_some_and(|b| b.status == Some(477));
         if failed { Err(-6) } else { Ok(n) }
+    }
+
+    /// `t_relay` starts adding branches (several for a fork): until [`Tm::end_relay`], replies
+    /// that finish every branch so far do not complete the transaction.
+    pub fn begin_relay(&self, cell: &TxCell) {
+        cell.lock().relaying += 1;
+    }
+
+    /// `t_relay` added its branches; if they all ended meanwhile, the next tick completes the
+    /// transaction (failure_route, best reply).
+    pub fn end_relay(&self, cell: &TxCell) {
+        let mut tx = cell.lock();
+        tx.relaying = tx.relaying.saturating_sub(1);
+        let done =
+            tx.relaying == 0 && !tx.branches.is_empty() && tx.branches.iter().all(Branch::is_final);
+        drop(tx);
+        if done {
+            lock(&self.urgent).push(cell.id);
+        }
     }
 
     /// The transport could not send branch `n`: it ends with a local 477, handled by the next
@@ -794,6 +816,7 @@ impl Tm {
             let mut tx = cell.lock();
             if tx.final_sent
                 || tx.completing
+                || tx.relaying > 0
                 || tx.branches.is_empty()
                 || !tx.branches.iter().all(Branch::is_final)
             {

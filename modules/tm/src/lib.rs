@@ -228,17 +228,60 @@ fn t_relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             }
         },
     };
-    // `$du` wins over the outbound proxy parameter.
-    let dest = if f.msg.dst_uri.is_some() { None } else { proxy };
-    match tm.add_branch(&cell, f.msg, dest.as_deref(), f.script.net(), now) {
-        Ok(_) => 1,
-        Err(code) => {
+    // One branch for the R-URI and one per appended branch; `branch_route` (t_on_branch) runs
+    // over each first and may drop it.
+    let mut contexts = vec![f.msg.clone()];
+    for b in std::mem::take(&mut f.msg.branches) {
+        let mut c = f.msg.clone();
+        c.new_ruri = Some(b.uri);
+        c.dst_uri = b.dst_uri;
+        c.ruri_q = b.q;
+        c.branches.clear();
+        contexts.push(c);
+    }
+    let mut result = None;
+    let mut first_err = None;
+    tm.begin_relay(&cell);
+    for mut c in contexts {
+        c.branches.clear();
+        if let Some(route) = f.msg.on_branch {
+            c.tx = f.msg.tx.clone();
+            c.branch_index = Some(cell.branch_count());
+            match f.script.run_index(route, f.worker, &mut c, f.log) {
+                Ok(engine::Outcome::Drop) => continue,
+                Ok(engine::Outcome::Exit) => {}
+                Err(e) => {
+                    f.log.log(-1, &format!("branch_route: {e}\n"));
+                    continue;
+                }
+            }
+            f.msg.outbox.append(&mut c.outbox);
+        }
+        // `$du` wins over the outbound proxy parameter.
+        let dest = if c.dst_uri.is_some() {
+            None
+        } else {
+            proxy.clone()
+        };
+        match tm.add_branch(&cell, &c, dest.as_deref(), f.script.net(), now) {
+            Ok(_) => result = Some(1),
+            Err(code) => {
+                first_err.get_or_insert(code);
+            }
+        }
+    }
+    tm.end_relay(&cell);
+    match (result, first_err) {
+        (Some(ok), _) => ok,
+        (None, Some(code)) => {
             if code == -6 && !flags.contains("no-auto-477") && f.kind == "request" {
                 let mut ctx = f.msg.clone();
                 tm.reply_in(&cell, &mut ctx, 477, "Send failed (477/TM)", None, now);
             }
             code
         }
+        // Every branch was dropped in branch_route.
+        (None, None) => -3,
     }
 }
 

@@ -421,6 +421,21 @@ impl Lower<'_> {
                     _ => None,
                 },
             ),
+            "append_msg_branch" | "append_branch_old" => {
+                let uri = match a(0) {
+                    Some(Some(_)) => Some(self.arg(a(0), c.span)?),
+                    _ if c.name.node == "append_msg_branch" => {
+                        return self
+                            .fail(Diagnostic::error("`append_msg_branch` needs a URI", c.span));
+                    }
+                    _ => None,
+                };
+                let q = match a(1) {
+                    Some(Some(_)) => Some(self.arg(a(1), c.span)?),
+                    _ => None,
+                };
+                CoreFn::AppendBranch(uri, q)
+            }
             "force_tcp_alias" => CoreFn::ForceTcpAlias(match a(0) {
                 Some(Some(_)) => Some(self.arg(a(0), c.span)?),
                 _ => None,

@@ -148,6 +148,41 @@ impl Run<'_> {
                     _ => -1,
                 }
             }
+            CoreFn::AppendBranch(uri, q) => {
+                let (uri, dst_uri) = match uri {
+                    Some(e) => (self.text_arg(e)?, None),
+                    None => (
+                        self.ctx.ruri().unwrap_or("").to_owned(),
+                        self.ctx.dst_uri.clone(),
+                    ),
+                };
+                let q = match q {
+                    Some(e) => {
+                        let v = self.value(e)?;
+                        v.as_int().map_or_else(
+                            || {
+                                v.to_text()
+                                    .parse::<f64>()
+                                    .map_or(-1, |f| (f * 1000.0).round() as i32)
+                            },
+                            |n| n as i32,
+                        )
+                    }
+                    None => -1,
+                };
+                if sip::Uri::parse(&uri).is_err() {
+                    self.log
+                        .log(-1, &format!("append branch: bad URI `{uri}`\n"));
+                    return Ok(-1);
+                }
+                self.ctx.branches.push(crate::ctx::MsgBranch {
+                    uri,
+                    dst_uri,
+                    q,
+                    flags: 0,
+                });
+                1
+            }
             CoreFn::ForceRport => {
                 self.ctx.force_rport = true;
                 1

@@ -600,6 +600,7 @@ impl Run<'_> {
                     log: &mut *self.log,
                     script: self.script,
                     kind: self.kind,
+                    worker: &mut *self.worker,
                 };
                 Ok(run(&mut fctx, &values))
             }

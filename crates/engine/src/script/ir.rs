@@ -161,6 +161,9 @@ pub(crate) enum CoreFn {
     SocketBelongsToBond(Expr, String),
     /// `force_tcp_alias([port])`.
     ForceTcpAlias(Option<Expr>),
+    /// `append_msg_branch(uri[, q])` / `append_branch_old([uri][, q])` (no uri: the current
+    /// R-URI and `$du`).
+    AppendBranch(Option<Expr>, Option<Expr>),
 }
 
 /// An `xlog` level: fixed (`"L_ERR"`) or read from a variable at run time.
