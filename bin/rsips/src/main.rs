@@ -26,6 +26,7 @@ fn available() -> engine::Available {
             &tm::MODULE,
             &rr::MODULE,
             &maxfwd::MODULE,
+            &acc::MODULE,
             &transports::PROTO_TCP,
             &transports::PROTO_TLS,
             &transports::PROTO_WS,

@@ -50,6 +50,7 @@ loadmodule "tm.so"
 loadmodule "rr.so"
 loadmodule "maxfwd.so"
 loadmodule "sipmsgops.so"
+loadmodule "acc.so"
 modparam("tm", "fr_timeout", 15)
 modparam("tm", "fr_inv_timeout", 3)
 route {{
@@ -62,7 +63,10 @@ route {{
     }}
     if (is_method("CANCEL")) {{ if (t_check_trans()) t_relay(); exit; }}
     t_check_trans();
-    if (is_method("INVITE")) record_route();
+    if (is_method("INVITE")) {{
+        record_route();
+        do_accounting("log", "missed|failed");
+    }}
     if ($rU == "failover" || $rU == "busy") $du = "sip:127.0.0.1:{busy}";
     else $du = "sip:127.0.0.1:{uas}";
     if ($rU == "fork") {{
@@ -245,6 +249,29 @@ fn call() -> Vec<&'static str> {
 fn basic_calls_with_record_route_and_loose_routed_bye() {
     let s = setup("basic", &answer());
     uac(&s, "alice", 20, &call());
+    let log = rsips_log(&s);
+    let answered: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ACC: transaction answered:"))
+        .collect();
+    assert_eq!(answered.len(), 20, "acc logs every answered INVITE:\n{log}");
+    let line = answered[0];
+    for part in [
+        ";method=INVITE;from_tag=",
+        ";to_tag=",
+        ";call_id=",
+        ";code=200;reason=OK",
+    ] {
+        assert!(line.contains(part), "{line}");
+    }
+    assert!(
+        line.starts_with("NOTICE:acc: ACC: transaction answered: timestamp="),
+        "{line}"
+    );
+}
+
+fn rsips_log(s: &Setup) -> String {
+    std::fs::read_to_string(s.dir.join("rsips.log")).unwrap_or_default()
 }
 
 #[test]

@@ -109,6 +109,19 @@ pub struct MsgBranch {
     pub flags: u64,
 }
 
+/// What `do_accounting()` asked for (acc module).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Accounting {
+    /// `log`: syslog/stderr lines.
+    pub log: bool,
+    /// `failed`: negative final replies are reported too.
+    pub failed: bool,
+    /// `missed`: every failed INVITE branch is a missed call.
+    pub missed: bool,
+    /// `cdr`: call detail records (needs dialog; recorded, not produced yet).
+    pub cdr: bool,
+}
+
 /// What `record_route()` asked for (rr module parameters applied).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordRoute {
@@ -167,6 +180,8 @@ pub struct MsgCtx {
     pub t_reply: Option<ReplyInfo>,
     /// The branch index a branch_route or onreply_route runs for (`$T_branch_idx`).
     pub branch_index: Option<usize>,
+    /// `do_accounting()`: how the transaction is accounted.
+    pub acc: Option<Accounting>,
     /// The destination set beyond the R-URI (branch 0).
     pub branches: Vec<MsgBranch>,
     /// `record_route([params])`: Record-Route added when the request is relayed, built from
@@ -211,6 +226,7 @@ impl MsgCtx {
             record_route: None,
             rr_params: None,
             branches: Vec::new(),
+            acc: None,
         }
     }
 

@@ -442,6 +442,13 @@ impl Tm {
         tx.last_code = code;
         tx.last_local = local;
         tx.all_local &= local;
+        if code >= 200 && !tx.final_sent && acc::wanted(&tx.request).is_some() {
+            if let Ok(sent) = SipMessage::parse(bytes::Bytes::from(out.data.clone())) {
+                let reason = sent.reason_phrase().unwrap_or("");
+                let to_tag = sent.to_tag().ok().flatten().unwrap_or("");
+                acc::report(&tx.request, code, reason, to_tag);
+            }
+        }
         if code >= 200 {
             tx.final_sent = true;
             // Pending branches are no longer needed.
@@ -660,6 +667,14 @@ impl Tm {
             on_reply = b.on_reply;
             if let Some(next) = b.retrans.map(|r| r.next).or(b.fr_at) {
                 self.schedule(next, id);
+            }
+            if invite && code >= 300 {
+                acc::report_missed(
+                    &tx.request,
+                    code,
+                    reply.reason_phrase().unwrap_or(""),
+                    reply.to_tag().ok().flatten().unwrap_or(""),
+                );
             }
         }
         for s in sends.drain(..) {

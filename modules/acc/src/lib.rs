@@ -1,0 +1,158 @@
+//! The OpenSIPS `acc` module, log mode: `do_accounting("log", "cdr|missed|failed")`,
+//! `drop_accounting()`, `acc_log_request(comment)`. tm reports the transactions it completes
+//! ([`report`]); lines go to the log as OpenSIPS writes them:
+//! `ACC: transaction answered: timestamp=…;method=…;from_tag=…;to_tag=…;call_id=…;code=…;reason=…`.
+#![forbid(unsafe_code)]
+
+use engine::{Accounting, FnCtx, FnSpec, ModuleSpec, MsgCtx, Param, ParamType, Routes, Value};
+
+const ACC_ROUTES: Routes = Routes::REQUEST
+    .or(Routes::FAILURE)
+    .or(Routes::ONREPLY)
+    .or(Routes::BRANCH)
+    .or(Routes::LOCAL);
+
+pub static MODULE: ModuleSpec = ModuleSpec {
+    name: "acc",
+    functions: &[
+        FnSpec {
+            name: "do_accounting",
+            params: &[(Param::Str, false), (Param::Str, true), (Param::Str, true)],
+            routes: ACC_ROUTES,
+            run: do_accounting,
+        },
+        FnSpec {
+            name: "drop_accounting",
+            params: &[(Param::Str, true), (Param::Str, true)],
+            routes: ACC_ROUTES,
+            run: drop_accounting,
+        },
+        FnSpec {
+            name: "acc_log_request",
+            params: &[(Param::Str, false)],
+            routes: ACC_ROUTES,
+            run: acc_log_request,
+        },
+    ],
+    params: &[
+        ("early_media", ParamType::Int),
+        ("report_cancels", ParamType::Int),
+        ("detect_direction", ParamType::Int),
+        ("log_level", ParamType::Int),
+        ("log_facility", ParamType::Str),
+        ("db_url", ParamType::Str),
+        ("db_table_acc", ParamType::Str),
+        ("db_table_missed_calls", ParamType::Str),
+        ("extra_fields", ParamType::Str),
+        ("leg_fields", ParamType::Str),
+        ("acc_method_column", ParamType::Str),
+        ("acc_from_tag_column", ParamType::Str),
+        ("acc_to_tag_column", ParamType::Str),
+        ("acc_callid_column", ParamType::Str),
+        ("acc_sip_code_column", ParamType::Str),
+        ("acc_sip_reason_column", ParamType::Str),
+        ("acc_time_column", ParamType::Str),
+        ("evi_extra_fields", ParamType::Str),
+        ("aaa_url", ParamType::Str),
+    ],
+};
+
+/// `do_accounting(types[, flags][, table])`.
+fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let types = args.first().map(|v| v.to_text().to_ascii_lowercase()).unwrap_or_default();
+    let flags = args.get(1).map(|v| v.to_text().to_ascii_lowercase()).unwrap_or_default();
+    let mut acc = f.msg.acc.unwrap_or_default();
+    for t in types.split('|').map(str::trim) {
+        match t {
+            "log" => acc.log = true,
+            "db" | "aaa" | "evi" => {
+                f.log.log(
+                    -1,
+                    &format!("do_accounting: `{t}` accounting is not available in rsips (only `log`)\n"),
+                );
+                return -1;
+            }
+            _ => {
+                f.log.log(-1, &format!("do_accounting: unknown type `{t}`\n"));
+                return -1;
+            }
+        }
+    }
+    for flag in flags.split('|').map(str::trim).filter(|s| !s.is_empty()) {
+        match flag {
+            "cdr" => acc.cdr = true,
+            "missed" => acc.missed = true,
+            "failed" => acc.failed = true,
+            _ => {
+                f.log.log(-1, &format!("do_accounting: unknown flag `{flag}`\n"));
+                return -1;
+            }
+        }
+    }
+    f.msg.acc = Some(acc);
+    1
+}
+
+fn drop_accounting(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
+    f.msg.acc = None;
+    1
+}
+
+/// `acc_log_request("code reason")`: logs the request now.
+fn acc_log_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let comment = args.first().map(|v| v.to_text().into_owned()).unwrap_or_default();
+    let (code, reason) = match comment.split_once(' ') {
+        Some((c, r)) if c.parse::<u16>().is_ok() => (c.to_owned(), r.to_owned()),
+        _ => (String::new(), comment.clone()),
+    };
+    let to_tag = f.msg.msg.to_tag().ok().flatten().unwrap_or("").to_owned();
+    let line = line("request accounted", f.msg, &code, &reason, &to_tag);
+    f.log.log(2, &format!("{line}\n"));
+    1
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One accounting line for the request in `req`.
+pub fn line(what: &str, req: &MsgCtx, code: &str, reason: &str, to_tag: &str) -> String {
+    let msg = &req.msg;
+    let method = msg
+        .cseq()
+        .map(|c| c.method_str.to_owned())
+        .unwrap_or_default();
+    format!(
+        "ACC: {what}: timestamp={};method={method};from_tag={};to_tag={to_tag};call_id={};code={code};reason={reason}",
+        unix_now(),
+        msg.from_tag().ok().flatten().unwrap_or(""),
+        msg.call_id().unwrap_or(""),
+    )
+}
+
+/// tm's report of a final reply sent upstream for an accounted transaction: successful ones
+/// always, negative ones with the `failed` flag.
+pub fn report(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
+    let Some(acc) = req.acc.filter(|a| a.log) else {
+        return;
+    };
+    if code >= 300 && !acc.failed {
+        return;
+    }
+    log::info!(target: "acc", "{}", line("transaction answered", req, &code.to_string(), reason, to_tag));
+}
+
+/// tm's report of a failed INVITE branch of an accounted transaction with `missed`.
+pub fn report_missed(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
+    if req.acc.filter(|a| a.log && a.missed).is_none() {
+        return;
+    };
+    log::info!(target: "acc", "{}", line("call missed", req, &code.to_string(), reason, to_tag));
+}
+
+/// Whether a transaction with this request is accounted at all (tm skips the work otherwise).
+pub fn wanted(req: &MsgCtx) -> Option<Accounting> {
+    req.acc.filter(|a| a.log)
+}
