@@ -69,7 +69,24 @@ fn assert_only_missing_modules(path: &Path, text: &str, extra: &[&str]) {
         .filter(|m| !implemented.contains(m))
         .map(|m| format!("error: module `{m}` is not available in rsips"))
         .collect();
-    let got: BTreeSet<String> = errors(&stderr).into_iter().map(str::to_owned).collect();
+    // Functions that an implemented module does not have yet are named as such (and only
+    // those: anything else is a real error).
+    let (partial, got): (Vec<&str>, Vec<&str>) = errors(&stderr)
+        .into_iter()
+        .partition(|e| e.ends_with("is not available in rsips yet"));
+    for e in partial {
+        let module = e
+            .split("(module `")
+            .nth(1)
+            .and_then(|r| r.split('`').next())
+            .unwrap_or("");
+        assert!(
+            implemented.contains(module),
+            "{}: {e} (module not implemented?)",
+            path.display()
+        );
+    }
+    let got: BTreeSet<String> = got.into_iter().map(str::to_owned).collect();
     assert_eq!(got, expected, "{}:\n{stderr}", path.display());
 }
 
@@ -85,7 +102,7 @@ fn etc_opensips_cfg_names_exactly_the_missing_modules() {
     assert_only_missing_modules(&path, &text, &[]);
     let (_, stderr) = rsips_check(&path, &[]);
     assert!(
-        stderr.contains("loadmodule \"rr.so\""),
+        stderr.contains("loadmodule \"mi_fifo.so\""),
         "the diagnostic points at the line:\n{stderr}"
     );
 }

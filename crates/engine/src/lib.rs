@@ -15,7 +15,9 @@ pub mod transform;
 mod value;
 
 pub use check::{Available, check};
-pub use ctx::{Accounting, ErrInfo, MsgBranch, MsgCtx, Outbound, Receipt, RecordRoute, ReplyInfo, Transaction};
+pub use ctx::{
+    Accounting, ErrInfo, MsgBranch, MsgCtx, Outbound, Receipt, RecordRoute, ReplyInfo, Transaction,
+};
 pub use module::{FnCtx, FnSpec, ModuleSpec, Param, ParamType, Routes, ScriptFn};
 pub use pv::CorePv;
 pub use script::{Limits, Log, MemoryLog, Outcome, Script, ScriptError, Worker};

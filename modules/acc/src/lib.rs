@@ -59,8 +59,14 @@ pub static MODULE: ModuleSpec = ModuleSpec {
 
 /// `do_accounting(types[, flags][, table])`.
 fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let types = args.first().map(|v| v.to_text().to_ascii_lowercase()).unwrap_or_default();
-    let flags = args.get(1).map(|v| v.to_text().to_ascii_lowercase()).unwrap_or_default();
+    let types = args
+        .first()
+        .map(|v| v.to_text().to_ascii_lowercase())
+        .unwrap_or_default();
+    let flags = args
+        .get(1)
+        .map(|v| v.to_text().to_ascii_lowercase())
+        .unwrap_or_default();
     let mut acc = f.msg.acc.unwrap_or_default();
     for t in types.split('|').map(str::trim) {
         match t {
@@ -68,12 +74,15 @@ fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             "db" | "aaa" | "evi" => {
                 f.log.log(
                     -1,
-                    &format!("do_accounting: `{t}` accounting is not available in rsips (only `log`)\n"),
+                    &format!(
+                        "do_accounting: `{t}` accounting is not available in rsips (only `log`)\n"
+                    ),
                 );
                 return -1;
             }
             _ => {
-                f.log.log(-1, &format!("do_accounting: unknown type `{t}`\n"));
+                f.log
+                    .log(-1, &format!("do_accounting: unknown type `{t}`\n"));
                 return -1;
             }
         }
@@ -84,7 +93,8 @@ fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             "missed" => acc.missed = true,
             "failed" => acc.failed = true,
             _ => {
-                f.log.log(-1, &format!("do_accounting: unknown flag `{flag}`\n"));
+                f.log
+                    .log(-1, &format!("do_accounting: unknown flag `{flag}`\n"));
                 return -1;
             }
         }
@@ -100,7 +110,10 @@ fn drop_accounting(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
 
 /// `acc_log_request("code reason")`: logs the request now.
 fn acc_log_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let comment = args.first().map(|v| v.to_text().into_owned()).unwrap_or_default();
+    let comment = args
+        .first()
+        .map(|v| v.to_text().into_owned())
+        .unwrap_or_default();
     let (code, reason) = match comment.split_once(' ') {
         Some((c, r)) if c.parse::<u16>().is_ok() => (c.to_owned(), r.to_owned()),
         _ => (String::new(), comment.clone()),

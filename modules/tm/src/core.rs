@@ -442,12 +442,14 @@ impl Tm {
         tx.last_code = code;
         tx.last_local = local;
         tx.all_local &= local;
-        if code >= 200 && !tx.final_sent && acc::wanted(&tx.request).is_some() {
-            if let Ok(sent) = SipMessage::parse(bytes::Bytes::from(out.data.clone())) {
-                let reason = sent.reason_phrase().unwrap_or("");
-                let to_tag = sent.to_tag().ok().flatten().unwrap_or("");
-                acc::report(&tx.request, code, reason, to_tag);
-            }
+        if code >= 200
+            && !tx.final_sent
+            && acc::wanted(&tx.request).is_some()
+            && let Ok(sent) = SipMessage::parse(bytes::Bytes::from(out.data.clone()))
+        {
+            let reason = sent.reason_phrase().unwrap_or("");
+            let to_tag = sent.to_tag().ok().flatten().unwrap_or("");
+            acc::report(&tx.request, code, reason, to_tag);
         }
         if code >= 200 {
             tx.final_sent = true;
