@@ -729,9 +729,7 @@ async fn ws_server_handshake(mut stream: Box<dyn Io>) -> Result<Box<dyn Io>, Str
                     431 => "Request Header Fields Too Large",
                     _ => "Bad Request",
                 };
-                let _ = stream
-                    .write_all(&ws::reject_response(status, reason))
-                    .await;
+                let _ = stream.write_all(&ws::reject_response(status, reason)).await;
                 return Err(e.to_string());
             }
         }
