@@ -27,6 +27,7 @@ fn available() -> engine::Available {
             &rr::MODULE,
             &maxfwd::MODULE,
             &acc::MODULE,
+            &textops::MODULE,
             &transports::PROTO_TCP,
             &transports::PROTO_TLS,
             &transports::PROTO_WS,
