@@ -56,7 +56,12 @@ modparam("tm", "fr_inv_timeout", 3)
 route {{
     if (!mf_process_maxfwd_header(10)) {{ sl_send_reply(483, "Too Many Hops"); exit; }}
     if (has_totag()) {{
-        if (loose_route()) {{ t_relay(); exit; }}
+        if (loose_route()) {{
+            # A callee that never answers a BYE should not hold the caller for fr_timeout.
+            if (is_method("BYE")) $T_fr_timeout = 2;
+            t_relay();
+            exit;
+        }}
         if (is_method("ACK")) {{ if (t_check_trans()) t_relay(); exit; }}
         sl_send_reply(404, "Not here");
         exit;
@@ -435,5 +440,17 @@ fn a_fork_with_a_thousand_branches() {
     assert_eq!(
         acks, 1000,
         "every negative reply is acknowledged hop by hop"
+    );
+}
+
+#[test]
+fn a_bye_the_callee_never_answers_gets_408_from_the_proxy() {
+    let mute = scenario("uas_mute_bye.xml");
+    let s = setup("mutebye", &["-sf", mute.to_str().unwrap()]);
+    uac(
+        &s,
+        "alice",
+        2,
+        &["-sf", scenario("uac_bye_timeout.xml").to_str().unwrap()],
     );
 }
