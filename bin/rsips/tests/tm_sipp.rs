@@ -57,8 +57,8 @@ route {{
     if (!mf_process_maxfwd_header(10)) {{ sl_send_reply(483, "Too Many Hops"); exit; }}
     if (has_totag()) {{
         if (loose_route()) {{
-            # A callee that never answers a BYE should not hold the caller for fr_timeout.
-            if (is_method("BYE")) $T_fr_timeout = 2;
+            # A caller that asks for it gets a short final-response timer.
+            if (is_present_hf("X-Short-Timer")) $T_fr_timeout = 2;
             t_relay();
             exit;
         }}
@@ -87,9 +87,11 @@ route {{
         }}
     }}
     t_on_failure("missed");
+    t_add_hdrs("X-Relayed: rsips\r\n");
     if (!t_relay()) sl_reply_error();
 }}
 failure_route[missed] {{
+    xlog("L_NOTICE", "failure_route $T_reply_code $T_ruri\n");
     if (t_was_cancelled()) exit;
     if ($rU == "failover" && t_check_status("486")) {{
         $du = "sip:127.0.0.1:{uas}";
@@ -294,6 +296,13 @@ fn busy_is_acked_hop_by_hop_and_relayed() {
 fn serial_failover_from_failure_route() {
     let s = setup("failover", &answer());
     uac(&s, "failover", 5, &call());
+    let log = rsips_log(&s);
+    assert_eq!(
+        log.matches("NOTICE:script: failure_route 486 sip:failover@")
+            .count(),
+        5,
+        "failure_route sees the 486 and the request's R-URI:\n{log}"
+    );
 }
 
 #[test]

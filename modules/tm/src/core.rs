@@ -542,6 +542,36 @@ impl Tm {
         if failed { Err(-6) } else { Ok(n) }
     }
 
+    /// `t_cancel_branch(flags)` from an onreply route: `a` every pending branch, `o` every
+    /// pending branch but `current`, empty: `current` only. CANCEL goes now to branches that
+    /// rang, later to the others.
+    pub fn cancel_branches(&self, cell: &TxCell, current: usize, flags: &str, now: Instant) {
+        let reason = "SIP;cause=487;text=\"ORIGINATOR_CANCEL\"";
+        let mut tx = cell.lock();
+        let sends = if flags.contains('a') {
+            self.cancel_pending(&mut tx, None, reason, now)
+        } else if flags.contains('o') {
+            self.cancel_pending(&mut tx, Some(current), reason, now)
+        } else {
+            let mut out = Vec::new();
+            if let Some(b) = tx.branches.get_mut(current)
+                && !b.is_final()
+                && b.cancel == Cancel::None
+            {
+                if b.provisional {
+                    out.extend(self.cancel_msg(b, reason, now));
+                } else {
+                    b.cancel = Cancel::Wanted(reason.to_owned());
+                }
+            }
+            out
+        };
+        drop(tx);
+        for s in sends {
+            self.host.send(s, None);
+        }
+    }
+
     /// `t_relay` starts adding branches (several for a fork): until [`Tm::end_relay`], replies
     /// that finish every branch so far do not complete the transaction.
     pub fn begin_relay(&self, cell: &TxCell) {
@@ -623,7 +653,9 @@ impl Tm {
                     if let Some(ack) = ack_for(b, reply) {
                         sends.push(ack);
                     }
-                } else if (200..300).contains(&code) {
+                } else if invite && (200..300).contains(&code) {
+                    // 2xx retransmissions of an INVITE go through (the UAC must ACK them);
+                    // a non-INVITE transaction absorbs its retransmitted final reply.
                     let req = tx.request.clone();
                     sends.extend(relay_upstream(&req, reply));
                 }

@@ -124,6 +124,18 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             run: t_was_cancelled,
         },
         FnSpec {
+            name: "t_cancel_branch",
+            params: &[(Param::StaticStr, true)],
+            routes: Routes::ONREPLY,
+            run: t_cancel_branch,
+        },
+        FnSpec {
+            name: "t_add_hdrs",
+            params: &[(Param::Str, false)],
+            routes: REQ_FAIL.or(Routes::BRANCH),
+            run: t_add_hdrs,
+        },
+        FnSpec {
             name: "t_local_replied",
             params: &[(Param::StaticStr, false)],
             routes: ALL_TM,
@@ -412,6 +424,40 @@ fn t_on_branch(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 
 fn t_was_cancelled(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
     bool_code(cell_of(f).is_some_and(|c| c.was_cancelled()))
+}
+
+/// `t_cancel_branch([flags])` in an onreply route.
+fn t_cancel_branch(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(tm) = tm(f) else { return -1 };
+    let flags = args
+        .first()
+        .filter(|v| !matches!(v, Value::Null))
+        .map(|v| v.to_text().into_owned())
+        .unwrap_or_default();
+    let (Some(cell), Some(current)) = (cell_of(f), f.msg.branch_index) else {
+        return -1;
+    };
+    tm.cancel_branches(&cell, current, &flags, Instant::now());
+    1
+}
+
+/// `t_add_hdrs("Name: value\r\n…")`: headers every branch relayed from now on carries.
+fn t_add_hdrs(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let text = args
+        .first()
+        .map(|v| v.to_text().into_owned())
+        .unwrap_or_default();
+    let mut added = false;
+    for line in text.split("\r\n").filter(|l| !l.trim().is_empty()) {
+        let Some((name, value)) = line.split_once(':') else {
+            f.log
+                .log(-1, &format!("t_add_hdrs: `{line}` is not a header\n"));
+            return -1;
+        };
+        f.msg.edits.append(name.trim(), value.trim());
+        added = true;
+    }
+    bool_code(added)
 }
 
 /// `t_local_replied("all"|"last")`.

@@ -531,3 +531,47 @@ fn the_branch_cap_is_enforced() {
         Err(-1)
     );
 }
+
+#[test]
+fn t_cancel_branch_cancels_the_others_or_all() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let ctx = request("INVITE", "z9hG4bKcb", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    for port in [5070, 5071, 5072] {
+        tm.add_branch(
+            &cell,
+            &ctx,
+            Some(&format!("udp:127.0.0.1:{port}")),
+            &net(),
+            t0,
+        )
+        .unwrap();
+    }
+    let sent: Vec<String> = host
+        .take_full()
+        .into_iter()
+        .filter(|m| m.starts_with("INVITE"))
+        .collect();
+    let mut s = script();
+    for b in &sent {
+        let (r, rctx) = reply_to(b, 180, "Ringing", Some("r"));
+        tm.on_reply(&r, rctx, &mut s, t0);
+    }
+    host.take();
+    tm.cancel_branches(&cell, 1, "o", t0);
+    let ports: Vec<u16> = host
+        .take()
+        .into_iter()
+        .filter(|(l, _)| l.starts_with("CANCEL"))
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(ports, vec![5070, 5072], "every branch but the current one");
+    tm.cancel_branches(&cell, 1, "", t0);
+    assert_eq!(
+        host.take(),
+        vec![("CANCEL sip:bob@example.com SIP/2.0".to_owned(), 5071)]
+    );
+    tm.cancel_branches(&cell, 1, "a", t0);
+    assert!(host.take().is_empty(), "a branch is cancelled once");
+}

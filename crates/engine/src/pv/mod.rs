@@ -195,6 +195,8 @@ impl SocketField {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TmField {
     ReplyCode,
+    /// `$T_ruri`: the Request-URI of the transaction's request (the branch's, in a failure route).
+    Ruri,
     BranchIdx,
     Id,
     FrTimeout,
@@ -346,6 +348,7 @@ impl CorePv {
             }),
             ("C", Some(c)) => CorePv::Color(c.to_owned()),
             ("T_reply_code", None) => CorePv::Tm(TmField::ReplyCode),
+            ("T_ruri", None) => CorePv::Tm(TmField::Ruri),
             ("T_branch_idx", None) => CorePv::Tm(TmField::BranchIdx),
             ("T_id", None) => CorePv::Tm(TmField::Id),
             ("T_fr_timeout", None) => CorePv::Tm(TmField::FrTimeout),

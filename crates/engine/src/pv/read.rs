@@ -189,6 +189,10 @@ impl CorePv {
                         .t_reply
                         .as_ref()
                         .map_or(Value::Null, |r| Value::Int(i64::from(r.code))),
+                    F::Ruri => match ctx.tx {
+                        Some(_) => ctx.ruri().map_or(Value::Null, |u| Value::from(u.to_owned())),
+                        None => Value::Null,
+                    },
                     F::BranchIdx => ctx
                         .branch_index
                         .or(ctx.t_reply.as_ref().map(|r| r.branch))
