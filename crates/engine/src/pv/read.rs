@@ -190,7 +190,9 @@ impl CorePv {
                         .as_ref()
                         .map_or(Value::Null, |r| Value::Int(i64::from(r.code))),
                     F::Ruri => match ctx.tx {
-                        Some(_) => ctx.ruri().map_or(Value::Null, |u| Value::from(u.to_owned())),
+                        Some(_) => ctx
+                            .ruri()
+                            .map_or(Value::Null, |u| Value::from(u.to_owned())),
                         None => Value::Null,
                     },
                     F::BranchIdx => ctx
