@@ -208,6 +208,9 @@ impl Server {
             udp,
             streams: streams.clone(),
         });
+        engine::stats::register_core();
+        sl::register_stats();
+        tm::register_stats();
         // The transaction table, its transport and its timer thread.
         let tm = tm::install(tm::Tm::new(
             tm::params(&script),
@@ -442,10 +445,19 @@ fn handle(
     let local = receipt.local;
     let msg = match SipMessage::parse(Bytes::copy_from_slice(data)) {
         Ok(m) => m,
-        Err(e) => return parse_error(data, &e, receipt, script, state),
+        Err(e) => {
+            count_error(data);
+            return parse_error(data, &e, receipt, script, state);
+        }
     };
     if let Err(e) = msg.check() {
+        count_error(data);
         return parse_error(data, &e, receipt, script, state);
+    }
+    if msg.is_request() {
+        engine::stat!("core", "rcv_requests").inc();
+    } else {
+        engine::stat!("core", "rcv_replies").inc();
     }
     if !msg.is_request() {
         // A reply to one of our transactions is tm's; any other reply whose top Via is ours
@@ -458,9 +470,15 @@ fn handle(
             }
         }
         let ours = |host: &str, port: u16| is_local(script, local, host, port);
-        return engine::forward::relay_response(&msg, &ours)
+        let relayed: Vec<Outbound> = engine::forward::relay_response(&msg, &ours)
             .into_iter()
             .collect();
+        if relayed.is_empty() {
+            engine::stat!("core", "drop_replies").inc();
+        } else {
+            engine::stat!("core", "fwd_replies").inc();
+        }
+        return relayed;
     }
     let via_port = msg.top_via().ok().map(|v| {
         let port = v
@@ -474,9 +492,13 @@ fn handle(
         streams.add_alias(conn, SocketAddr::new(receipt.source.ip(), port));
     }
     let mut ctx = MsgCtx::new(msg).with_receipt(receipt);
-    if let Err(e) = script.run(state, &mut ctx, &mut crate::logging::ScriptLog) {
-        crate::logging::core(-1, &format!("script: {e}"));
+    match script.run(state, &mut ctx, &mut crate::logging::ScriptLog) {
+        Ok(engine::Outcome::Drop) => engine::stat!("core", "drop_requests").inc(),
+        Ok(engine::Outcome::Exit) => {}
+        Err(e) => crate::logging::core(-1, &format!("script: {e}")),
     }
+    let forwarded = ctx.outbox.iter().filter(|o| o.data.starts_with(b"SIP/2.0 ")).count();
+    engine::stat!("core", "fwd_requests").add((ctx.outbox.len() - forwarded) as i64);
     if let (Some((streams, _)), Some(receipt), Some(port)) =
         (streams, ctx.receipt.as_ref(), ctx.tcp_alias)
         && let Some(conn) = receipt.conn
@@ -488,6 +510,15 @@ fn handle(
         streams.add_alias(conn, SocketAddr::new(receipt.source.ip(), port));
     }
     std::mem::take(&mut ctx.outbox)
+}
+
+/// `core:err_requests` / `core:err_replies` for a message that does not parse.
+fn count_error(data: &[u8]) {
+    if data.starts_with(b"SIP/") {
+        engine::stat!("core", "err_replies").inc();
+    } else {
+        engine::stat!("core", "err_requests").inc();
+    }
 }
 
 /// Whether `host:port` (from a Via) is this socket or one of the configured ones.

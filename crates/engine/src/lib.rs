@@ -11,6 +11,7 @@ pub mod forward;
 pub mod module;
 pub mod pv;
 pub mod script;
+pub mod stats;
 pub mod transform;
 mod value;
 

@@ -66,6 +66,23 @@ fn signaling_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     send_reply(f, args)
 }
 
+/// Registers sl's statistics (so they are listed before first use).
+pub fn register_stats() {
+    for name in [
+        "1xx_replies",
+        "2xx_replies",
+        "3xx_replies",
+        "4xx_replies",
+        "5xx_replies",
+        "6xx_replies",
+        "sent_replies",
+        "sent_err_replies",
+        "received_ACKs",
+    ] {
+        engine::stats::counter("sl", name);
+    }
+}
+
 /// A To tag that is the same for retransmissions of one request (so they get the same reply).
 pub fn to_tag(req: &SipMessage) -> String {
     let mut h = Md5::new();
@@ -187,6 +204,18 @@ fn send_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some((data, dest)) = build_reply(f.msg, code, &reason) else {
         return -1;
     };
+    match code / 100 {
+        1 => engine::stat!("sl", "1xx_replies").inc(),
+        2 => engine::stat!("sl", "2xx_replies").inc(),
+        3 => engine::stat!("sl", "3xx_replies").inc(),
+        4 => engine::stat!("sl", "4xx_replies").inc(),
+        5 => engine::stat!("sl", "5xx_replies").inc(),
+        _ => engine::stat!("sl", "6xx_replies").inc(),
+    }
+    engine::stat!("sl", "sent_replies").inc();
+    if code >= 300 {
+        engine::stat!("sl", "sent_err_replies").inc();
+    }
     // Replies leave by the socket the request came in on (RFC 3261 §18.2.2), on its
     // connection for stream transports.
     let (proto, conn) = f

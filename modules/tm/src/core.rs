@@ -368,6 +368,8 @@ impl Tm {
         });
         lock(&self.by_key).insert(key, id);
         lock(&self.txs).insert(id, Arc::clone(&cell));
+        engine::stat!("tm", "UAS_transactions").inc();
+        engine::gauge!("tm", "inuse_transactions").inc();
         // A transaction nobody finishes still goes away.
         self.schedule(now + fr_inv.max(fr) + self.params.wt_timer, id);
         if invite && self.params.auto_100trying {
@@ -442,6 +444,20 @@ impl Tm {
         tx.last_code = code;
         tx.last_local = local;
         tx.all_local &= local;
+        if local {
+            engine::stat!("tm", "local_replies").inc();
+        } else {
+            engine::stat!("tm", "relayed_replies").inc();
+        }
+        if code >= 200 && !tx.final_sent {
+            match code / 100 {
+                2 => engine::stat!("tm", "2xx_transactions").inc(),
+                3 => engine::stat!("tm", "3xx_transactions").inc(),
+                4 => engine::stat!("tm", "4xx_transactions").inc(),
+                5 => engine::stat!("tm", "5xx_transactions").inc(),
+                _ => engine::stat!("tm", "6xx_transactions").inc(),
+            }
+        }
         if code >= 200
             && !tx.final_sent
             && acc::wanted(&tx.request).is_some()
@@ -524,6 +540,7 @@ impl Tm {
             tx.completing = false;
             self.schedule(retrans.map_or(fr_at, |r| r.next.min(fr_at)), cell.id);
         }
+        engine::stat!("tm", "UAC_transactions").inc();
         let weak = self.me.clone();
         let id = cell.id;
         self.host.send(
@@ -634,6 +651,7 @@ impl Tm {
             return false;
         };
         let is_cancel_reply = reply.cseq().is_ok_and(|c| c.method == Method::Cancel);
+        engine::stat!("tm", "received_replies").inc();
         let mut sends = Vec::new();
         let on_reply;
         {
@@ -995,7 +1013,9 @@ impl Tm {
                 let key = tx.key.clone();
                 drop(tx);
                 lock(&self.by_key).remove(&key);
-                lock(&self.txs).remove(&cell.id);
+                if lock(&self.txs).remove(&cell.id).is_some() {
+                    engine::gauge!("tm", "inuse_transactions").dec();
+                }
                 return;
             }
             let invite = tx.invite;
@@ -1046,6 +1066,7 @@ impl Tm {
                                 sends.push(c);
                             }
                         }
+                        engine::stat!("tm", "timeout_finalresponse").inc();
                         b.status = Some(408);
                         b.reason = "Request Timeout".into();
                         b.local = true;

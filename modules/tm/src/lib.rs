@@ -28,6 +28,26 @@ pub fn global() -> Option<&'static Arc<Tm>> {
     TM.get()
 }
 
+/// Registers tm's statistics (so they are listed before first use).
+pub fn register_stats() {
+    for name in [
+        "received_replies",
+        "relayed_replies",
+        "local_replies",
+        "UAS_transactions",
+        "UAC_transactions",
+        "2xx_transactions",
+        "3xx_transactions",
+        "4xx_transactions",
+        "5xx_transactions",
+        "6xx_transactions",
+        "timeout_finalresponse",
+    ] {
+        engine::stats::counter("tm", name);
+    }
+    engine::stats::gauge("tm", "inuse_transactions");
+}
+
 /// tm's parameters from the script's `modparam("tm", …)` lines.
 pub fn params(script: &engine::Script) -> Params {
     let mut p = Params::default();
