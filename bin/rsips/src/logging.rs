@@ -116,6 +116,18 @@ fn severity(level: i32) -> u8 {
     }
 }
 
+/// The current `log_level`.
+pub fn level() -> i32 {
+    SINK.get().map_or(2, |s| s.level.load(Ordering::Relaxed))
+}
+
+/// Changes `log_level` at run time (MI `core:log_level`).
+pub fn set_level(level: i32) {
+    if let Some(s) = SINK.get() {
+        s.level.store(level, Ordering::Relaxed);
+    }
+}
+
 /// Whether lines at `level` pass the global `log_level`.
 pub fn enabled(level: i32) -> bool {
     SINK.get()

@@ -3,6 +3,7 @@
 
 mod cli;
 mod logging;
+mod mi;
 mod server;
 mod transports;
 
@@ -28,6 +29,10 @@ fn available() -> engine::Available {
             &maxfwd::MODULE,
             &acc::MODULE,
             &textops::MODULE,
+            &mi::HTTPD,
+            &mi::MI_HTTP,
+            &mi::MI_FIFO,
+            &mi::MI_DATAGRAM,
             &transports::PROTO_TCP,
             &transports::PROTO_TLS,
             &transports::PROTO_WS,
@@ -127,14 +132,43 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         return ExitCode::from(1);
     }
     let script = std::sync::Arc::new(script);
-    let server = match server::Server::start(script, &initial, stop) {
+    let started = std::time::SystemTime::now();
+    let server = match server::Server::start(
+        std::sync::Arc::clone(&script),
+        &initial,
+        std::sync::Arc::clone(&stop),
+    ) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };
+    // The management interface, on the transports the script loads.
+    let state = std::sync::Arc::new(mi::State {
+        started,
+        stop: std::sync::Arc::clone(&stop),
+        processes: server.processes.clone(),
+        streams: server.streams.clone(),
+        tls: server.tls.clone(),
+        argv: args.argv.clone(),
+    });
+    let commands = mi::finish(mi::commands(state));
+    match mi::start(&script, &commands, &stop) {
+        Ok(up) => {
+            for u in up {
+                logging::core(2, &format!("MI listening on {u}"));
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            server.join();
+            return ExitCode::from(1);
+        }
+    }
     server.join();
+    mi::stop(&script);
     logging::core(2, "stopped");
     ExitCode::SUCCESS
 }

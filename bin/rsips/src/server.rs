@@ -19,7 +19,10 @@ use transport::stream::{Inbound, Listen, Streams};
 /// Running listeners and their workers (they stop when the shared flag is raised).
 pub struct Server {
     workers: Vec<JoinHandle<()>>,
-    streams: Option<Arc<Streams>>,
+    pub streams: Option<Arc<Streams>>,
+    pub tls: Option<Arc<transport::tls::TlsContext>>,
+    /// What each thread does, for MI `core:ps`.
+    pub processes: Vec<String>,
 }
 
 /// Where every outgoing message leaves: the UDP sockets and the stream transports.
@@ -184,10 +187,13 @@ impl Server {
             return Err("no `socket=` to listen on".into());
         }
         let (tx, rx) = crossbeam_channel::unbounded::<Inbound>();
+        let mut processes = vec!["main".to_owned()];
+        let mut tls_ctx = None;
         let streams = if listens.is_empty() {
             None
         } else {
             let tls = crate::transports::tls_context(&script)?.map(Arc::new);
+            tls_ctx = tls.clone();
             if listens.iter().any(|l| l.proto.is_secure()) && tls.is_none() {
                 return Err(
                     "a tls/wss socket needs `loadmodule \"tls_mgm.so\"` with a server domain"
@@ -237,6 +243,7 @@ impl Server {
                 let (script, stop, outlet) =
                     (Arc::clone(&script), Arc::clone(&stop), Arc::clone(&outlet));
                 let (local, state) = (*local, initial.clone());
+                processes.push(format!("UDP receiver udp:{local}"));
                 handles.push(std::thread::spawn(move || {
                     udp_worker(i, local, &outlet, state, &script, &stop)
                 }));
@@ -252,6 +259,7 @@ impl Server {
                     rx.clone(),
                 );
                 let state = initial.clone();
+                processes.push("TCP worker".to_owned());
                 handles.push(std::thread::spawn(move || {
                     stream_worker(&rx, &outlet, state, &script, &stop)
                 }));
@@ -278,9 +286,15 @@ impl Server {
                 }
             }));
         }
+        processes.push("timer".to_owned());
+        if streams.is_some() {
+            processes.push("TCP main".to_owned());
+        }
         Ok(Server {
             workers: handles,
             streams,
+            tls: tls_ctx,
+            processes,
         })
     }
 
@@ -497,7 +511,11 @@ fn handle(
         Ok(engine::Outcome::Exit) => {}
         Err(e) => crate::logging::core(-1, &format!("script: {e}")),
     }
-    let forwarded = ctx.outbox.iter().filter(|o| o.data.starts_with(b"SIP/2.0 ")).count();
+    let forwarded = ctx
+        .outbox
+        .iter()
+        .filter(|o| o.data.starts_with(b"SIP/2.0 "))
+        .count();
     engine::stat!("core", "fwd_requests").add((ctx.outbox.len() - forwarded) as i64);
     if let (Some((streams, _)), Some(receipt), Some(port)) =
         (streams, ctx.receipt.as_ref(), ctx.tcp_alias)

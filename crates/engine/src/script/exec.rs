@@ -60,12 +60,16 @@ fn truthy(v: &Value) -> bool {
 impl Run<'_> {
     /// The `xlog()` threshold: the worker's `$xlog_level` when set, else the configured one.
     fn xlog_level(&self) -> i32 {
-        self.worker.xlog_level.unwrap_or(self.script.xlog_level)
+        self.worker
+            .xlog_level
+            .unwrap_or_else(|| crate::script::levels().1.unwrap_or(self.script.xlog_level))
     }
 
     /// The core log threshold: the worker's `$log_level` when set, else `log_level`.
     fn log_level(&self) -> i32 {
-        self.worker.log_level.unwrap_or(self.script.log_level)
+        self.worker
+            .log_level
+            .unwrap_or_else(|| crate::script::levels().0.unwrap_or(self.script.log_level))
     }
 
     fn tick(&mut self) -> R<()> {

@@ -79,6 +79,29 @@ pub enum Outcome {
     Drop,
 }
 
+/// Process-wide `log_level` / `xlog_level` set at run time (MI `core:log_level`,
+/// `core:xlog_level`); `i32::MIN` = not set, the configured value applies.
+static LOG_LEVEL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(i32::MIN);
+static XLOG_LEVEL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(i32::MIN);
+
+/// The run-time `log_level` and `xlog_level`, when set.
+pub fn levels() -> (Option<i32>, Option<i32>) {
+    let get = |a: &std::sync::atomic::AtomicI32| {
+        Some(a.load(std::sync::atomic::Ordering::Relaxed)).filter(|l| *l != i32::MIN)
+    };
+    (get(&LOG_LEVEL), get(&XLOG_LEVEL))
+}
+
+/// Sets the process-wide `log_level` for every worker (a worker's own `$log_level` still wins).
+pub fn set_log_level(level: i32) {
+    LOG_LEVEL.store(level, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Sets the process-wide `xlog_level` for every worker.
+pub fn set_xlog_level(level: i32) {
+    XLOG_LEVEL.store(level, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Per-worker state that persists across messages (OpenSIPS `$var`s are per process).
 #[derive(Debug, Clone, Default)]
 pub struct Worker {
@@ -120,6 +143,8 @@ pub struct Script {
     globals: HashMap<String, GlobalValue>,
     /// Every `modparam` in order: (module pattern, parameter, value).
     modparams: Vec<(String, String, cfg::ast::ParamValue)>,
+    /// The modules `loadmodule` names.
+    loaded: Vec<String>,
     /// `disable_stateless_fwd` (OpenSIPS 4.0 default: yes — `forward()` refuses).
     pub(crate) stateless_fwd: bool,
 }
@@ -262,6 +287,17 @@ impl Script {
             (2, 2, Limits::default(), Vec::new(), false);
         let mut udp_workers = 8;
         let mut stateless_fwd = false;
+        let loaded: Vec<String> = config
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Item::LoadModule(path) => {
+                    let file = path.node.rsplit('/').next().unwrap_or(&path.node);
+                    Some(file.strip_suffix(".so").unwrap_or(file).to_owned())
+                }
+                _ => None,
+            })
+            .collect();
         let (mut net, mut globals, mut modparams) = (
             crate::forward::Sockets::default(),
             HashMap::new(),
@@ -358,6 +394,7 @@ impl Script {
             net,
             globals,
             modparams,
+            loaded,
             stateless_fwd,
         })
     }
@@ -528,6 +565,11 @@ impl Script {
             GlobalValue::Int(n) | GlobalValue::Workers { count: n, .. } => Some(n.to_string()),
             _ => None,
         }
+    }
+
+    /// Whether the script loads `module` (`loadmodule "module.so"`).
+    pub fn loads(&self, module: &str) -> bool {
+        self.loaded.iter().any(|m| m == module)
     }
 
     /// The `modparam`s addressed to `module` (by name or a `a|b` pattern naming it), in order.

@@ -1,0 +1,468 @@
+//! The MI modules (`httpd`, `mi_http`, `mi_fifo`, `mi_datagram`) and the commands rsips
+//! answers: core, tcp, statistics, tls_mgm. Nothing listens unless an MI module is loaded.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cfg::ast::ParamValue;
+use engine::{ModuleSpec, ParamType, Script};
+use mi::{Command, Mi, MiError, Params};
+use serde_json::{Value, json};
+
+use ParamType::{Int, Str};
+
+pub static HTTPD: ModuleSpec = ModuleSpec {
+    name: "httpd",
+    functions: &[],
+    params: &[
+        ("ip", Str),
+        ("port", Int),
+        ("buf_size", Int),
+        ("post_buf_size", Int),
+        ("receive_buf_size", Int),
+        ("conn_timeout", Int),
+        ("tls_cert_file", Str),
+        ("tls_key_file", Str),
+        ("tls_ciphers", Str),
+        ("auth_realm", Str),
+        ("auth_username", Str),
+        ("auth_password", Str),
+    ],
+};
+
+pub static MI_HTTP: ModuleSpec = ModuleSpec {
+    name: "mi_http",
+    functions: &[],
+    params: &[
+        ("root", Str),
+        ("pretty_printing", Int),
+        ("trace_destination", Str),
+        ("trace_bwlist", Str),
+    ],
+};
+
+pub static MI_FIFO: ModuleSpec = ModuleSpec {
+    name: "mi_fifo",
+    functions: &[],
+    params: &[
+        ("fifo_name", Str),
+        ("fifo_mode", Int),
+        ("fifo_user", Str),
+        ("fifo_group", Str),
+        ("reply_dir", Str),
+        ("pretty_printing", Int),
+        ("trace_destination", Str),
+        ("trace_bwlist", Str),
+    ],
+};
+
+pub static MI_DATAGRAM: ModuleSpec = ModuleSpec {
+    name: "mi_datagram",
+    functions: &[],
+    params: &[
+        ("socket_name", Str),
+        ("children_count", Int),
+        ("socket_timeout", Int),
+        ("socket_buf_size", Int),
+        ("unix_socket_mode", Int),
+        ("unix_socket_user", Str),
+        ("unix_socket_group", Str),
+        ("pretty_printing", Int),
+    ],
+};
+
+fn param_str(script: &Script, module: &str, name: &str) -> Option<String> {
+    script
+        .modparams(module)
+        .filter(|(p, _)| *p == name)
+        .last()
+        .map(|(_, v)| match v {
+            ParamValue::Str(s) => s.clone(),
+            ParamValue::Int(n) => n.to_string(),
+        })
+}
+
+fn param_int(script: &Script, module: &str, name: &str) -> Option<i64> {
+    script
+        .modparams(module)
+        .filter(|(p, _)| *p == name)
+        .last()
+        .and_then(|(_, v)| match v {
+            ParamValue::Int(n) => Some(*n),
+            ParamValue::Str(s) => s.trim().parse().ok(),
+        })
+}
+
+/// What the commands look at.
+pub struct State {
+    pub started: SystemTime,
+    pub stop: Arc<AtomicBool>,
+    pub processes: Vec<String>,
+    pub streams: Option<Arc<transport::stream::Streams>>,
+    pub tls: Option<Arc<transport::tls::TlsContext>>,
+    pub argv: Vec<(String, String)>,
+}
+
+/// ctime(3)-like local-free text: `Tue Nov 24 23:58:28 2026` (UTC).
+fn ctime(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let wd = (days + 4).rem_euclid(7) as usize;
+    const WD: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MO: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{} {} {:2} {:02}:{:02}:{:02} {y}",
+        WD[wd],
+        MO[(m - 1) as usize],
+        d,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn ok() -> Result<Value, MiError> {
+    Ok(Value::from("OK"))
+}
+
+/// Every command rsips answers.
+pub fn commands(state: Arc<State>) -> Mi {
+    let mut mi = Mi::new();
+    let s = Arc::clone(&state);
+    mi.add(Command::new("core:ps", &["ps"], &[&[]], move |_| {
+        let procs: Vec<Value> = s
+            .processes
+            .iter()
+            .enumerate()
+            .map(|(i, t)| json!({"ID": i, "PID": std::process::id(), "Type": t}))
+            .collect();
+        Ok(json!({ "Processes": procs }))
+    }));
+    let s = Arc::clone(&state);
+    mi.add(Command::new("core:uptime", &["uptime"], &[&[]], move |_| {
+        let now = SystemTime::now();
+        let up = now
+            .duration_since(s.started)
+            .map_or(0, |d| d.as_secs());
+        Ok(json!({"Now": ctime(now), "Up since": ctime(s.started), "Up time": format!("{up} [sec]")}))
+    }));
+    mi.add(Command::new(
+        "core:version",
+        &["version"],
+        &[&[], &["revision"]],
+        |_| {
+            Ok(json!({"Server": format!("rsips ({} ({}/{}))", env!("CARGO_PKG_VERSION"), std::env::consts::ARCH, std::env::consts::OS)}))
+        },
+    ));
+    mi.add(Command::new("core:pwd", &["pwd"], &[&[]], |_| {
+        let dir = std::env::current_dir().map_err(|e| MiError::new(500, e.to_string()))?;
+        Ok(json!({"WD": dir.display().to_string()}))
+    }));
+    let s = Arc::clone(&state);
+    mi.add(Command::new("core:arg", &["arg"], &[&[]], move |_| {
+        let args: Vec<Value> = std::env::args().map(Value::from).collect();
+        let _ = &s.argv;
+        Ok(Value::Array(args))
+    }));
+    let s = Arc::clone(&state);
+    mi.add(Command::new("core:kill", &["kill"], &[&[]], move |_| {
+        s.stop.store(true, Ordering::SeqCst);
+        ok()
+    }));
+    mi.add(Command::new(
+        "core:log_level",
+        &["log_level"],
+        &[&[], &["level"], &["level", "pid"]],
+        |p| {
+            if let Some(level) = p.int("level")? {
+                let level = i32::try_from(level).map_err(|_| MiError::new(400, "Bad param"))?;
+                crate::logging::set_level(level);
+                engine::script::set_log_level(level);
+            }
+            Ok(json!({"Log level": crate::logging::level()}))
+        },
+    ));
+    mi.add(Command::new(
+        "core:xlog_level",
+        &["xlog_level"],
+        &[&[], &["level"]],
+        |p| {
+            if let Some(level) = p.int("level")? {
+                let level = i32::try_from(level).map_err(|_| MiError::new(400, "Bad param"))?;
+                engine::script::set_xlog_level(level);
+            }
+            Ok(json!({"xLog Level": engine::script::levels().1.unwrap_or(2)}))
+        },
+    ));
+    let s = Arc::clone(&state);
+    mi.add(Command::new(
+        "tcp:list",
+        &["list_tcp_conns"],
+        &[&[], &["proto"]],
+        move |p: &Params| {
+            let want = p.str("proto")?;
+            let conns: Vec<Value> = s
+                .streams
+                .as_ref()
+                .map(|st| st.connections())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| {
+                    want.as_deref()
+                        .is_none_or(|w| w.eq_ignore_ascii_case(c.proto.as_str()))
+                })
+                .map(|c| {
+                    json!({
+                        "ID": c.id,
+                        "Type": c.proto.as_str().to_ascii_uppercase(),
+                        "State": "CONN_OK",
+                        "Remote": c.peer.to_string(),
+                        "Local": c.local.to_string(),
+                        "Lifetime": format!("{} [sec] idle", c.idle_secs),
+                        "Alias port": c.peer.port(),
+                        "Direction": if c.outgoing { "outgoing" } else { "incoming" },
+                    })
+                })
+                .collect();
+            Ok(json!({ "Connections": conns }))
+        },
+    ));
+    mi.add(Command::new(
+        "statistics:get",
+        &["get_statistics"],
+        &[&["statistics"]],
+        |p| {
+            let mut out = serde_json::Map::new();
+            for spec in p.array("statistics")?.unwrap_or_default() {
+                for st in engine::stats::select(&spec) {
+                    out.insert(format!("{}:{}", st.group, st.name), Value::from(st.get()));
+                }
+            }
+            Ok(Value::Object(out))
+        },
+    ));
+    mi.add(Command::new(
+        "statistics:list",
+        &["list_statistics"],
+        &[&[], &["statistics"]],
+        |p| {
+            let specs = p.array("statistics")?.unwrap_or_else(|| vec!["all".into()]);
+            let mut out = serde_json::Map::new();
+            for spec in specs {
+                for st in engine::stats::select(&spec) {
+                    let kind = if st.no_reset {
+                        "non-incremental"
+                    } else {
+                        "incremental"
+                    };
+                    out.insert(format!("{}:{}", st.group, st.name), Value::from(kind));
+                }
+            }
+            Ok(Value::Object(out))
+        },
+    ));
+    mi.add(Command::new(
+        "statistics:reset",
+        &["reset_statistics"],
+        &[&["statistics"]],
+        |p| {
+            for spec in p.array("statistics")?.unwrap_or_default() {
+                for st in engine::stats::select(&spec) {
+                    st.reset();
+                }
+            }
+            ok()
+        },
+    ));
+    mi.add(Command::new(
+        "statistics:reset_all",
+        &["reset_all_statistics"],
+        &[&[]],
+        |_| {
+            for st in engine::stats::all() {
+                st.reset();
+            }
+            ok()
+        },
+    ));
+    let s = Arc::clone(&state);
+    mi.add(Command::new(
+        "tls_mgm:reload",
+        &["tls_reload"],
+        &[&[]],
+        move |_| match &s.tls {
+            None => Err(MiError::new(500, "no TLS domains configured")),
+            Some(tls) => match tls.reload() {
+                Ok(()) => ok(),
+                Err(e) => Err(MiError::new(500, "Failed to reload").with_data(e)),
+            },
+        },
+    ));
+    mi
+}
+
+/// Adds the commands that need the finished command list (`which`, `help`).
+///
+/// `which` lists the 4.0 full names, then the legacy aliases: opensips-cli 0.4.1 refuses any
+/// `-x mi <cmd>` that is not in this list, and operators' scripts use `get_statistics`,
+/// `log_level` … (OpenSIPS 4.0 lists full names only). `which command=X:` lists a group's full
+/// names; `which command=X` gives X's parameter sets (what opensips-cli completes with).
+pub fn finish(mut mi: Mi) -> Arc<Mi> {
+    let mut full: Vec<String> = mi.names();
+    full.push("core:which".into());
+    full.push("core:help".into());
+    full.sort();
+    let mut aliases: Vec<String> = mi.aliases();
+    aliases.push("which".into());
+    aliases.push("help".into());
+    aliases.sort();
+    aliases.dedup();
+    let snapshot = mi.clone();
+    mi.add(Command::new(
+        "core:which",
+        &["which"],
+        &[&[], &["command"]],
+        move |p| {
+            let Some(cmd) = p.str("command")? else {
+                let mut all = full.clone();
+                all.extend(aliases.iter().cloned());
+                return Ok(Value::from(all));
+            };
+            if let Some(group) = cmd.strip_suffix(':') {
+                let prefix = format!("{group}:");
+                return Ok(Value::from(
+                    full.iter()
+                        .filter(|n| n.starts_with(&prefix))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                ));
+            }
+            if cmd == "which" || cmd == "core:which" {
+                return Ok(json!([[], ["command"]]));
+            }
+            if cmd == "help" || cmd == "core:help" {
+                return Ok(json!([[], ["mi_cmd"]]));
+            }
+            let c = snapshot.find(&cmd)?;
+            Ok(Value::from(
+                c.recipes
+                    .iter()
+                    .map(|r| Value::from(r.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()))
+                    .collect::<Vec<_>>(),
+            ))
+        },
+    ));
+    let snapshot = mi.clone();
+    mi.add(Command::new(
+        "core:help",
+        &["help"],
+        &[&[], &["mi_cmd"]],
+        move |p| match p.str("mi_cmd")? {
+            None => Ok(json!({"Usage": "help mi_cmd - returns information about 'mi_cmd'"})),
+            Some(cmd) => {
+                let c = snapshot.find(&cmd)?;
+                let recipes: Vec<Value> = c
+                    .recipes
+                    .iter()
+                    .map(|r| Value::from(r.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()))
+                    .collect();
+                Ok(json!({"Name": c.name, "Alias": c.aliases, "Parameters": recipes}))
+            }
+        },
+    ));
+    Arc::new(mi)
+}
+
+/// Starts the MI transports the script loads; returns the listeners as text (for the log).
+pub fn start(script: &Script, mi: &Arc<Mi>, stop: &Arc<AtomicBool>) -> Result<Vec<String>, String> {
+    let mut up = Vec::new();
+    if script.loads("mi_http") {
+        if !script.loads("httpd") {
+            return Err("mi_http needs `loadmodule \"httpd.so\"`".into());
+        }
+        let ip = param_str(script, "httpd", "ip").unwrap_or_else(|| "127.0.0.1".into());
+        let ip = if ip == "*" { "0.0.0.0".to_owned() } else { ip };
+        let port = param_int(script, "httpd", "port").unwrap_or(8888);
+        let port = u16::try_from(port).map_err(|_| format!("httpd: bad port {port}"))?;
+        let addr: std::net::SocketAddr = format!("{ip}:{port}")
+            .parse()
+            .or_else(|_| format!("[{ip}]:{port}").parse())
+            .map_err(|_| format!("httpd: bad ip `{ip}`"))?;
+        let auth = match (
+            param_str(script, "httpd", "auth_username"),
+            param_str(script, "httpd", "auth_password"),
+        ) {
+            (Some(u), Some(p)) if !u.is_empty() => Some((u, p)),
+            _ => None,
+        };
+        let config = mi::http::HttpConfig {
+            addr,
+            root: param_str(script, "mi_http", "root").unwrap_or_else(|| "mi".into()),
+            auth,
+            realm: param_str(script, "httpd", "auth_realm").unwrap_or_else(|| "OpenSIPS MI".into()),
+        };
+        let root = config.root.clone();
+        let bound = mi::http::serve(config, Arc::clone(mi), Arc::clone(stop))
+            .map_err(|e| format!("httpd: cannot listen on {addr}: {e}"))?;
+        up.push(format!("http://{bound}/{root}"));
+    }
+    if script.loads("mi_fifo") {
+        let path = param_str(script, "mi_fifo", "fifo_name")
+            .unwrap_or_else(|| "/tmp/opensips_fifo".into());
+        let mode = param_int(script, "mi_fifo", "fifo_mode").unwrap_or(0o660) as u32;
+        let reply_dir = param_str(script, "mi_fifo", "reply_dir").unwrap_or_else(|| "/tmp/".into());
+        let config = mi::fifo::FifoConfig {
+            path: path.clone().into(),
+            mode,
+            reply_dir: reply_dir.into(),
+        };
+        mi::fifo::serve(config, Arc::clone(mi), Arc::clone(stop))
+            .map_err(|e| format!("mi_fifo: cannot create `{path}`: {e}"))?;
+        up.push(format!("fifo {path}"));
+    }
+    if script.loads("mi_datagram") {
+        let Some(name) = param_str(script, "mi_datagram", "socket_name") else {
+            return Err("mi_datagram needs `socket_name`".into());
+        };
+        let endpoint = mi::datagram::bind(&name)
+            .map_err(|e| format!("mi_datagram: cannot bind `{name}`: {e}"))?;
+        mi::datagram::serve(endpoint, Arc::clone(mi), Arc::clone(stop));
+        up.push(format!("datagram {name}"));
+    }
+    Ok(up)
+}
+
+/// Stops what `start` started that would otherwise block (the FIFO reader).
+pub fn stop(script: &Script) {
+    if script.loads("mi_fifo") {
+        let path = param_str(script, "mi_fifo", "fifo_name")
+            .unwrap_or_else(|| "/tmp/opensips_fifo".into());
+        mi::fifo::wake(std::path::Path::new(&path));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctime_formats_like_c() {
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_795_564_708);
+        assert_eq!(ctime(t), "Tue Nov 24 23:58:28 2026");
+        assert_eq!(ctime(UNIX_EPOCH), "Thu Jan  1 00:00:00 1970");
+    }
+}

@@ -1,0 +1,393 @@
+//! The management interface end to end, driven by the real clients from PyPI (`opensips-cli`
+//! and `opensips-mi`, installed by .ci/run) over HTTP, FIFO and datagram, plus the protocol
+//! error paths over raw HTTP and FIFO.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Rsips {
+    child: Child,
+    dir: PathBuf,
+    sip: u16,
+    http: u16,
+    datagram: u16,
+    fifo: PathBuf,
+}
+
+impl Drop for Rsips {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Rsips {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default()
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mi", self.http)
+    }
+}
+
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
+fn start(extra: &str) -> Rsips {
+    let [sip, http, datagram] = free_ports::<3>();
+    let dir = std::env::temp_dir().join(format!("rsips-mi-{}-{sip}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("rsips_fifo");
+    let cfg = format!(
+        "socket=udp:127.0.0.1:{sip}\nudp_workers=1\nloadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\n\
+         loadmodule \"tm.so\"\nloadmodule \"httpd.so\"\nloadmodule \"mi_http.so\"\n\
+         loadmodule \"mi_fifo.so\"\nloadmodule \"mi_datagram.so\"\n\
+         modparam(\"httpd\", \"port\", {http})\n\
+         modparam(\"mi_fifo\", \"fifo_name\", \"{}\")\n\
+         modparam(\"mi_fifo\", \"reply_dir\", \"{}/\")\n\
+         modparam(\"mi_datagram\", \"socket_name\", \"udp:127.0.0.1:{datagram}\")\n{extra}\n\
+         route {{ sl_send_reply(200, \"OK\"); }}\n",
+        fifo.display(),
+        dir.display()
+    );
+    std::fs::write(dir.join("t.cfg"), cfg).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-f")
+        .arg(dir.join("t.cfg"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("rsips.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let server = Rsips {
+        child,
+        dir,
+        sip,
+        http,
+        datagram,
+        fifo,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if server.log().matches("MI listening").count() == 3 {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("rsips did not start its MI:\n{}", server.log());
+}
+
+fn tool(name: &str) -> Command {
+    let found = Command::new(name)
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "{name} is not installed: `pip install opensipscli opensips` (.ci/run does this)"
+    );
+    Command::new(name)
+}
+
+/// Runs a client, killing it if it has not finished within 20 s (a test must not hang).
+fn bounded(c: &mut Command) -> std::process::Output {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    panic!(
+        "client timed out: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `opensips-cli` with a throw-away config (no ~/.opensips-cli.cfg needed).
+fn cli(server: &Rsips, transport: &str, args: &[&str]) -> String {
+    let mut c = tool("opensips-cli");
+    c.arg("-o").arg(format!("communication_type={transport}"));
+    match transport {
+        "http" => c.arg("-o").arg(format!("url={}", server.url())),
+        _ => c
+            .arg("-o")
+            .arg(format!("fifo_file={}", server.fifo.display()))
+            .arg("-o")
+            .arg(format!("fifo_reply_dir={}", server.dir.display())),
+    };
+    let out = bounded(c.arg("-x").arg("mi").args(args));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "opensips-cli {args:?}: {text}");
+    text
+}
+
+fn mi_tool(server: &Rsips, args: &[&str]) -> String {
+    let out = bounded(tool("opensips-mi").args(args));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "opensips-mi {args:?}: {text}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    text
+}
+
+#[test]
+fn opensips_cli_over_http_and_fifo() {
+    let server = start("");
+    for transport in ["http", "fifo"] {
+        let ps = cli(&server, transport, &["core:ps"]);
+        assert!(
+            ps.contains("\"Processes\"") && ps.contains("\"Type\": \"timer\""),
+            "{ps}"
+        );
+        let up = cli(&server, transport, &["core:uptime"]);
+        assert!(up.contains("\"Up time\"") && up.contains("[sec]"), "{up}");
+        let v = cli(&server, transport, &["core:version"]);
+        assert!(v.contains("\"Server\": \"rsips ("), "{v}");
+        let which = cli(&server, transport, &["which"]);
+        assert!(
+            which.contains("\"core:ps\"") && which.contains("\"statistics:get\""),
+            "{which}"
+        );
+        let level = cli(&server, transport, &["log_level", "4"]);
+        assert!(level.contains("\"Log level\": 4"), "{level}");
+    }
+    // Counters move: one request in, one reply out.
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let port = c.local_addr().unwrap().port();
+    let req = format!(
+        "OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKmi\r\n\
+         From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: mi-stats\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    c.send_to(req.as_bytes(), ("127.0.0.1", server.sip))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    c.recv_from(&mut buf).unwrap();
+    let stats = cli(&server, "http", &["get_statistics", "core:", "tm:", "sl:"]);
+    assert!(stats.contains("\"core:rcv_requests\": 1"), "{stats}");
+    assert!(stats.contains("\"sl:2xx_replies\": 1"), "{stats}");
+    assert!(stats.contains("\"tm:inuse_transactions\": 0"), "{stats}");
+    let reset = cli(&server, "fifo", &["reset_statistics", "core:rcv_requests"]);
+    assert!(reset.contains("OK"), "{reset}");
+    let stats = cli(&server, "fifo", &["statistics:get", "core:rcv_requests"]);
+    assert!(stats.contains("\"core:rcv_requests\": 0"), "{stats}");
+}
+
+#[test]
+fn opensips_mi_over_http_fifo_and_datagram() {
+    let server = start("");
+    let http = server.http.to_string();
+    let dg = server.datagram.to_string();
+    let fifo = server.fifo.display().to_string();
+    let dir = format!("{}/", server.dir.display());
+    for args in [
+        vec!["-t", "http", "-i", "127.0.0.1", "-p", &http, "core:version"],
+        vec![
+            "-t",
+            "datagram",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &dg,
+            "core:version",
+        ],
+        vec!["-t", "fifo", "-f", &fifo, "-fd", &dir, "core:version"],
+    ] {
+        let out = mi_tool(&server, &args);
+        assert!(out.contains("rsips ("), "{args:?}: {out}");
+    }
+    // Kill over MI stops the server cleanly.
+    let out = mi_tool(
+        &server,
+        &["-t", "http", "-i", "127.0.0.1", "-p", &http, "core:kill"],
+    );
+    assert!(out.contains("OK"), "{out}");
+    let mut server = server;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success());
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("core:kill did not stop rsips:\n{}", server.log());
+}
+
+/// One raw HTTP exchange: status code and body.
+fn http(server: &Rsips, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", server.http)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+fn post(server: &Rsips, body: &str) -> (u16, String) {
+    http(
+        server,
+        format!(
+            "POST /mi HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn bad_requests_get_json_rpc_errors_and_the_server_keeps_running() {
+    let server = start("");
+    assert_eq!(
+        post(&server, "{oops"),
+        (
+            200,
+            r#"{"jsonrpc":"2.0","error":{"code":-32700,"message":"Parse error"},"id":null}"#.into()
+        )
+    );
+    assert_eq!(
+        post(&server, r#"{"jsonrpc":"2.0","method":"no:such","id":1}"#),
+        (
+            200,
+            r#"{"jsonrpc":"2.0","error":{"code":-32601,"message":"Method not found"},"id":1}"#
+                .into()
+        )
+    );
+    let (code, body) = post(
+        &server,
+        r#"{"jsonrpc":"2.0","method":"core:log_level","params":[1,2,3],"id":2}"#,
+    );
+    assert_eq!(code, 200);
+    assert!(
+        body.contains(r#""code":-32602"#) && body.contains("Too few or too many parameters"),
+        "{body}"
+    );
+    assert_eq!(
+        post(&server, r#"{"jsonrpc":"2.0","method":"core:ps"}"#).0,
+        202,
+        "notification"
+    );
+    assert_eq!(http(&server, b"GET /mi HTTP/1.1\r\nHost: x\r\n\r\n").0, 405);
+    assert_eq!(
+        http(
+            &server,
+            b"POST /mi HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n"
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        http(&server, b"POST /other HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}").0,
+        404
+    );
+    assert_eq!(
+        http(&server, b"POST /mi HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n").0,
+        413
+    );
+    // No JSON content type: dropped without a reply.
+    assert_eq!(
+        http(
+            &server,
+            b"POST /mi HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}"
+        )
+        .0,
+        0
+    );
+    // A FIFO reply name that would leave reply_dir is refused: nothing is written outside it.
+    let escape = server.dir.join("..").join("escaped-reply");
+    let _ = std::fs::remove_file(&escape);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&server.fifo)
+        .unwrap();
+    f.write_all(b":../escaped-reply:{\"jsonrpc\":\"2.0\",\"method\":\"core:ps\",\"id\":1}\n")
+        .unwrap();
+    drop(f);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!escape.exists());
+    // Still serving.
+    let (code, body) = post(
+        &server,
+        r#"{"jsonrpc":"2.0","method":"core:version","id":9}"#,
+    );
+    assert_eq!(code, 200);
+    assert!(body.contains("rsips"), "{body}");
+}
+
+#[test]
+fn basic_auth_when_configured() {
+    let server = start(
+        "modparam(\"httpd\", \"auth_username\", \"admin\")\nmodparam(\"httpd\", \"auth_password\", \"s3cret\")",
+    );
+    let body = r#"{"jsonrpc":"2.0","method":"core:version","id":1}"#;
+    let (code, _) = post(&server, body);
+    assert_eq!(code, 401);
+    // admin:s3cret
+    let (code, reply) = http(
+        &server,
+        format!(
+            "POST /mi HTTP/1.1\r\nAuthorization: Basic YWRtaW46czNjcmV0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(code, 200, "{reply}");
+}
+
+#[test]
+fn without_an_mi_module_nothing_listens() {
+    let [sip] = free_ports::<1>();
+    let dir = std::env::temp_dir().join(format!("rsips-nomi-{}-{sip}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("t.cfg"),
+        format!("socket=udp:127.0.0.1:{sip}\nloadmodule \"proto_udp.so\"\nroute {{ exit; }}\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-f")
+        .arg(dir.join("t.cfg"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("listening on udp:"), "{log}");
+    assert!(!log.contains("MI listening"), "{log}");
+}
