@@ -55,8 +55,18 @@ pub fn serve(
     Ok(bound)
 }
 
-fn reply(conn: &mut TcpStream, status: u16, reason: &str, extra: &str, body: &str) -> std::io::Result<()> {
-    let ct = if body.is_empty() { "" } else { "Content-Type: application/json\r\n" };
+fn reply(
+    conn: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    extra: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let ct = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     write!(
         conn,
         "HTTP/1.1 {status} {reason}\r\n{ct}{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -68,9 +68,11 @@ impl Params {
             Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
                 MiError::invalid_params(&format!("Bad type for parameter '{name}'"))
             }),
-            Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| {
-                MiError::invalid_params(&format!("Bad type for parameter '{name}'"))
-            }),
+            Some(Value::String(s)) => {
+                s.trim().parse().map(Some).map_err(|_| {
+                    MiError::invalid_params(&format!("Bad type for parameter '{name}'"))
+                })
+            }
             Some(_) => Err(MiError::invalid_params(&format!(
                 "Bad type for parameter '{name}'"
             ))),
@@ -162,8 +164,11 @@ impl Command {
                         "Command only supports named parameters",
                     ));
                 }
-                let fits: Vec<&Vec<&str>> =
-                    self.recipes.iter().filter(|r| r.len() == args.len()).collect();
+                let fits: Vec<&Vec<&str>> = self
+                    .recipes
+                    .iter()
+                    .filter(|r| r.len() == args.len())
+                    .collect();
                 let recipe = match fits.as_slice() {
                     [] => return Err(MiError::invalid_params("Too few or too many parameters")),
                     [one] => *one,
@@ -178,9 +183,10 @@ impl Command {
                 }
             }
             Some(Value::Object(named)) => {
-                let matches = self.recipes.iter().any(|r| {
-                    r.len() == named.len() && r.iter().all(|n| named.contains_key(*n))
-                });
+                let matches = self
+                    .recipes
+                    .iter()
+                    .any(|r| r.len() == named.len() && r.iter().all(|n| named.contains_key(*n)));
                 if !matches {
                     return Err(MiError::invalid_params("Named parameters do not match"));
                 }
@@ -256,7 +262,11 @@ impl Mi {
             return Ok(c);
         }
         if !method.contains(':') {
-            let short: Vec<&Command> = self.commands.iter().filter(|c| c.short() == method).collect();
+            let short: Vec<&Command> = self
+                .commands
+                .iter()
+                .filter(|c| c.short() == method)
+                .collect();
             match short.as_slice() {
                 [one] => return Ok(one),
                 [] => {}
@@ -277,14 +287,20 @@ impl Mi {
     pub fn handle(&self, request: &[u8]) -> Option<String> {
         let null = Value::Null;
         if request.len() > MAX_REQUEST {
-            return Some(response(&null, Err(MiError::new(-32600, "Invalid Request").with_data("request too large"))));
+            return Some(response(
+                &null,
+                Err(MiError::new(-32600, "Invalid Request").with_data("request too large")),
+            ));
         }
         let parsed: Value = match serde_json::from_slice(request) {
             Ok(v) => v,
             Err(_) => return Some(response(&null, Err(MiError::new(-32700, "Parse error")))),
         };
         let Value::Object(req) = parsed else {
-            return Some(response(&null, Err(MiError::new(-32600, "Invalid Request"))));
+            return Some(response(
+                &null,
+                Err(MiError::new(-32600, "Invalid Request")),
+            ));
         };
         let id = req.get("id").cloned();
         let valid_id = matches!(
@@ -292,7 +308,11 @@ impl Mi {
             None | Some(Value::Null | Value::String(_) | Value::Number(_))
         );
         let method = match req.get("method") {
-            Some(Value::String(m)) if valid_id && req.get("jsonrpc") == Some(&Value::from("2.0")) => m,
+            Some(Value::String(m))
+                if valid_id && req.get("jsonrpc") == Some(&Value::from("2.0")) =>
+            {
+                m
+            }
             _ => {
                 return Some(response(
                     id.as_ref().filter(|_| valid_id).unwrap_or(&null),

@@ -19,9 +19,15 @@ fn mi() -> Mi {
         &[&["statistics"]],
         |p| Ok(Value::from(p.array("statistics")?.unwrap_or_default())),
     ));
-    mi.add(Command::new("usrloc:dump", &["ul_dump"], &[&[]], |_| Ok(Value::from("OK"))));
-    mi.add(Command::new("dialog:dump", &[], &[&[]], |_| Ok(Value::from("OK"))));
-    mi.add(Command::new("tm:pos", &[], &[&["a"], &["b"]], |_| Ok(Value::from("OK"))));
+    mi.add(Command::new("usrloc:dump", &["ul_dump"], &[&[]], |_| {
+        Ok(Value::from("OK"))
+    }));
+    mi.add(Command::new("dialog:dump", &[], &[&[]], |_| {
+        Ok(Value::from("OK"))
+    }));
+    mi.add(Command::new("tm:pos", &[], &[&["a"], &["b"]], |_| {
+        Ok(Value::from("OK"))
+    }));
     mi
 }
 
@@ -51,11 +57,19 @@ fn results_are_compact_and_keep_the_id() {
 fn parameters_match_recipes_positionally_or_by_name() {
     let mi = mi();
     let r = |req: &str| call(&mi, req).unwrap();
-    assert!(r(r#"{"jsonrpc":"2.0","method":"log_level","params":["4"],"id":1}"#).contains(r#""result":4"#));
-    assert!(r(r#"{"jsonrpc":"2.0","method":"log_level","params":{"level":1},"id":1}"#).contains(r#""result":1"#));
+    assert!(
+        r(r#"{"jsonrpc":"2.0","method":"log_level","params":["4"],"id":1}"#)
+            .contains(r#""result":4"#)
+    );
+    assert!(
+        r(r#"{"jsonrpc":"2.0","method":"log_level","params":{"level":1},"id":1}"#)
+            .contains(r#""result":1"#)
+    );
     assert!(r(r#"{"jsonrpc":"2.0","method":"log_level","id":1}"#).contains(r#""result":2"#));
-    assert!(r(r#"{"jsonrpc":"2.0","method":"get_statistics","params":[["core:","tm:"]],"id":1}"#)
-        .contains(r#""result":["core:","tm:"]"#));
+    assert!(
+        r(r#"{"jsonrpc":"2.0","method":"get_statistics","params":[["core:","tm:"]],"id":1}"#)
+            .contains(r#""result":["core:","tm:"]"#)
+    );
     let err = |req: &str, data: &str| {
         let out = r(req);
         assert!(
