@@ -132,9 +132,10 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         return ExitCode::from(1);
     }
     let script = std::sync::Arc::new(script);
+    let scripts = std::sync::Arc::new(server::Scripts::new(std::sync::Arc::clone(&script)));
     let started = std::time::SystemTime::now();
     let server = match server::Server::start(
-        std::sync::Arc::clone(&script),
+        std::sync::Arc::clone(&scripts),
         &initial,
         std::sync::Arc::clone(&stop),
     ) {
@@ -153,7 +154,34 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         tls: server.tls.clone(),
         argv: args.argv.clone(),
     });
-    let commands = mi::finish(mi::commands(state));
+    let mut commands = mi::commands(state);
+    // core:reload_routes: the file is read and compiled again; the new script replaces the
+    // running one only if it compiles and keeps the same sockets.
+    let (file, reload_args) = (
+        args.file
+            .clone()
+            .unwrap_or_else(|| EMBEDDED_NAME.to_owned()),
+        args.clone(),
+    );
+    let swap_to = std::sync::Arc::clone(&scripts);
+    commands.add(::mi::Command::new(
+        "core:reload_routes",
+        &["reload_routes"],
+        &[&[]],
+        move |_| {
+            let (new, _warnings) = build(&file, &reload_args)
+                .map_err(|report| ::mi::MiError::new(500, "Failed to reload").with_data(report))?;
+            if new.sockets() != swap_to.load().sockets() {
+                return Err(::mi::MiError::new(500, "Failed to reload").with_data(
+                    "the socket= lines changed: sockets are not reloaded with the routes",
+                ));
+            }
+            swap_to.swap(std::sync::Arc::new(new));
+            logging::core(2, "routes reloaded");
+            Ok(serde_json::Value::from("OK"))
+        },
+    ));
+    let commands = mi::finish(commands);
     match mi::start(&script, &commands, &stop) {
         Ok(up) => {
             for u in up {
@@ -180,26 +208,31 @@ fn println_out(s: &str) {
 /// Reads, preprocesses, parses, checks and compiles the configuration, printing every
 /// diagnostic. Returns the compiled script when it is free of errors.
 fn load(file: &str, args: &Args) -> Option<engine::Script> {
+    match build(file, args) {
+        Ok((script, warnings)) => {
+            let _ = write!(std::io::stderr().lock(), "{warnings}");
+            Some(script)
+        }
+        Err(report) => {
+            let _ = write!(std::io::stderr().lock(), "{report}");
+            None
+        }
+    }
+}
+
+/// The compiled script and its rendered warnings, or every diagnostic rendered with the
+/// closing count.
+fn build(file: &str, args: &Args) -> Result<(engine::Script, String), String> {
     let read = if file == EMBEDDED_NAME {
         Ok(EMBEDDED.to_owned())
     } else {
         std::fs::read_to_string(file)
     };
-    let text = match read {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: cannot read configuration file `{file}`: {e}");
-            return None;
-        }
-    };
+    let text =
+        read.map_err(|e| format!("error: cannot read configuration file `{file}`: {e}\n"))?;
     let text = match &args.preprocessor {
-        Some(cmd) => match preprocess(cmd, &text) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: preprocessor `{cmd}` failed: {e}");
-                return None;
-            }
-        },
+        Some(cmd) => preprocess(cmd, &text)
+            .map_err(|e| format!("error: preprocessor `{cmd}` failed: {e}\n"))?,
         None => text,
     };
     let mut sources = cfg::SourceMap::new();
@@ -217,16 +250,16 @@ fn load(file: &str, args: &Args) -> Option<engine::Script> {
         }
     }
     let errors = diags.iter().filter(|d| d.is_error()).count();
-    let mut err = std::io::stderr().lock();
-    for d in &diags {
-        let _ = write!(err, "{}", d.render(&sources));
+    let rendered: String = diags.iter().map(|d| d.render(&sources)).collect();
+    match script {
+        Some(s) if errors == 0 => Ok((s, rendered)),
+        _ => {
+            let plural = if errors == 1 { "" } else { "s" };
+            Err(format!(
+                "{rendered}error: could not load `{file}`: {errors} error{plural}\n"
+            ))
+        }
     }
-    if errors > 0 {
-        let s = if errors == 1 { "" } else { "s" };
-        let _ = writeln!(err, "error: could not load `{file}`: {errors} error{s}");
-        return None;
-    }
-    script
 }
 
 /// Pipes the configuration through an external command (`-p m4`), as OpenSIPS does.

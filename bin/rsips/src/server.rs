@@ -97,6 +97,71 @@ impl Outlet {
     }
 }
 
+/// The running script, replaceable at run time (MI `core:reload_routes`): workers notice a
+/// new generation before their next message. Transactions keep the script they started in.
+pub struct Scripts {
+    current: std::sync::RwLock<Arc<Script>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl Scripts {
+    pub fn new(script: Arc<Script>) -> Scripts {
+        Scripts {
+            current: std::sync::RwLock::new(script),
+            generation: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub fn load(&self) -> Arc<Script> {
+        Arc::clone(
+            &self
+                .current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Installs a new script for every worker.
+    pub fn swap(&self, script: Arc<Script>) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = script;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// A worker's view of the script: refreshed when a reload installed a new one (the worker's
+/// `$var`s start afresh with it, since the new script numbers them its own way).
+struct Current {
+    generation: u64,
+    script: Arc<Script>,
+}
+
+impl Current {
+    fn new(scripts: &Scripts) -> Current {
+        Current {
+            generation: scripts.generation(),
+            script: scripts.load(),
+        }
+    }
+
+    fn refresh(&mut self, scripts: &Scripts, state: &mut Worker) {
+        let g = scripts.generation();
+        if g != self.generation {
+            *self = Current {
+                generation: g,
+                script: scripts.load(),
+            };
+            *state = Worker::default();
+        }
+    }
+}
+
 /// tm sends through the same outlet as everything else.
 struct TmHost(Arc<Outlet>);
 
@@ -108,16 +173,18 @@ impl tm::Host for TmHost {
 
 /// Runs the routes tm arms (failure, onreply) with a worker's state.
 struct ScriptRunner<'a> {
-    script: &'a Script,
+    script: &'a Arc<Script>,
     state: &'a mut Worker,
 }
 
 impl tm::Runner for ScriptRunner<'_> {
     fn run(&mut self, route: usize, ctx: &mut MsgCtx) -> engine::Outcome {
-        match self
+        // The routes a transaction armed belong to the script it started in.
+        let script = ctx
             .script
-            .run_index(route, self.state, ctx, &mut crate::logging::ScriptLog)
-        {
+            .clone()
+            .unwrap_or_else(|| Arc::clone(self.script));
+        match script.run_index(route, self.state, ctx, &mut crate::logging::ScriptLog) {
             Ok(o) => o,
             Err(e) => {
                 crate::logging::core(-1, &format!("script: {e}"));
@@ -153,10 +220,11 @@ pub fn addresses(script: &Script, proto: &str) -> Result<Vec<engine::forward::So
 impl Server {
     /// Binds every socket of the script and starts its workers.
     pub fn start(
-        script: Arc<Script>,
+        scripts: Arc<Scripts>,
         initial: &Worker,
         stop: Arc<AtomicBool>,
     ) -> Result<Server, String> {
+        let script = scripts.load();
         let (mut udp, mut udp_workers) = (Vec::new(), Vec::new());
         for s in addresses(&script, "udp")? {
             let Some(addr) = s.addr else { continue };
@@ -225,13 +293,15 @@ impl Server {
         ));
         let mut handles = Vec::new();
         {
-            let (script, stop, mut state) =
-                (Arc::clone(&script), Arc::clone(&stop), initial.clone());
+            let (scripts, stop, mut state) =
+                (Arc::clone(&scripts), Arc::clone(&stop), initial.clone());
             handles.push(std::thread::spawn(move || {
+                let mut current = Current::new(&scripts);
                 while !stop.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(10));
+                    current.refresh(&scripts, &mut state);
                     let mut runner = ScriptRunner {
-                        script: &script,
+                        script: &current.script,
                         state: &mut state,
                     };
                     tm.tick(std::time::Instant::now(), &mut runner);
@@ -240,20 +310,20 @@ impl Server {
         }
         for (i, (local, _)) in outlet.udp.iter().enumerate() {
             for _ in 0..udp_workers.get(i).copied().unwrap_or(1).max(1) {
-                let (script, stop, outlet) =
-                    (Arc::clone(&script), Arc::clone(&stop), Arc::clone(&outlet));
+                let (scripts, stop, outlet) =
+                    (Arc::clone(&scripts), Arc::clone(&stop), Arc::clone(&outlet));
                 let (local, state) = (*local, initial.clone());
                 processes.push(format!("UDP receiver udp:{local}"));
                 handles.push(std::thread::spawn(move || {
-                    udp_worker(i, local, &outlet, state, &script, &stop)
+                    udp_worker(i, local, &outlet, state, &scripts, &stop)
                 }));
             }
         }
         if streams.is_some() {
             let n = script.global_int("tcp_workers").unwrap_or(8).max(1);
             for _ in 0..n {
-                let (script, stop, outlet, rx) = (
-                    Arc::clone(&script),
+                let (scripts, stop, outlet, rx) = (
+                    Arc::clone(&scripts),
                     Arc::clone(&stop),
                     Arc::clone(&outlet),
                     rx.clone(),
@@ -261,16 +331,17 @@ impl Server {
                 let state = initial.clone();
                 processes.push("TCP worker".to_owned());
                 handles.push(std::thread::spawn(move || {
-                    stream_worker(&rx, &outlet, state, &script, &stop)
+                    stream_worker(&rx, &outlet, state, &scripts, &stop)
                 }));
             }
         }
         // One thread per timer_route, each with its own `$var`s, like OpenSIPS' timer processes.
         let timers: Vec<(String, u64)> = script.timers().map(|(n, s)| (n.to_owned(), s)).collect();
         for (n, (name, secs)) in timers.into_iter().enumerate() {
-            let (script, stop, mut state) =
-                (Arc::clone(&script), Arc::clone(&stop), initial.clone());
+            let (scripts, stop, mut state) =
+                (Arc::clone(&scripts), Arc::clone(&stop), initial.clone());
             handles.push(std::thread::spawn(move || {
+                let mut current = Current::new(&scripts);
                 let period = Duration::from_secs(secs);
                 let mut next = std::time::Instant::now() + period;
                 while !stop.load(Ordering::SeqCst) {
@@ -279,7 +350,11 @@ impl Server {
                         continue;
                     }
                     next += period;
-                    if let Err(e) = script.run_timer(n, &mut state, &mut crate::logging::ScriptLog)
+                    current.refresh(&scripts, &mut state);
+                    if let Err(e) =
+                        current
+                            .script
+                            .run_timer(n, &mut state, &mut crate::logging::ScriptLog)
                     {
                         crate::logging::core(-1, &format!("timer_route[{name}]: {e}"));
                     }
@@ -368,12 +443,13 @@ fn udp_worker(
     local: SocketAddr,
     outlet: &Outlet,
     mut state: Worker,
-    script: &Script,
+    scripts: &Scripts,
     stop: &AtomicBool,
 ) {
     let Some(socket) = outlet.udp.get(index).and_then(|(_, s)| s.try_clone().ok()) else {
         return;
     };
+    let mut current = Current::new(scripts);
     let mut buf = vec![0u8; 65_535];
     while !stop.load(Ordering::SeqCst) {
         let (n, source) = match socket.recv_from(&mut buf) {
@@ -399,7 +475,8 @@ fn udp_worker(
             conn: None,
             proxy: None,
         };
-        for out in handle(data, receipt, script, &mut state, None) {
+        current.refresh(scripts, &mut state);
+        for out in handle(data, receipt, &current.script, &mut state, None) {
             outlet.send(out, Some(&socket));
         }
     }
@@ -409,10 +486,11 @@ fn stream_worker(
     rx: &crossbeam_channel::Receiver<Inbound>,
     outlet: &Outlet,
     mut state: Worker,
-    script: &Script,
+    scripts: &Scripts,
     stop: &AtomicBool,
 ) {
-    let aliases = script.global_int("tcp_accept_aliases").unwrap_or(0) != 0;
+    let mut current = Current::new(scripts);
+    let aliases = current.script.global_int("tcp_accept_aliases").unwrap_or(0) != 0;
     loop {
         // On stop, what is already queued is still handled (a drain), then the worker ends.
         let msg = if stop.load(Ordering::SeqCst) {
@@ -435,7 +513,8 @@ fn stream_worker(
             proxy: msg.proxy,
         };
         let streams = outlet.streams.as_deref().map(|s| (s, aliases));
-        for out in handle(&msg.data, receipt, script, &mut state, streams) {
+        current.refresh(scripts, &mut state);
+        for out in handle(&msg.data, receipt, &current.script, &mut state, streams) {
             outlet.send(out, None);
         }
     }
@@ -448,7 +527,7 @@ fn stream_worker(
 fn handle(
     data: &[u8],
     receipt: Receipt,
-    script: &Script,
+    script: &Arc<Script>,
     state: &mut Worker,
     streams: Option<(&Streams, bool)>,
 ) -> Vec<Outbound> {
@@ -506,6 +585,7 @@ fn handle(
         streams.add_alias(conn, SocketAddr::new(receipt.source.ip(), port));
     }
     let mut ctx = MsgCtx::new(msg).with_receipt(receipt);
+    ctx.script = Some(Arc::clone(script));
     match script.run(state, &mut ctx, &mut crate::logging::ScriptLog) {
         Ok(engine::Outcome::Drop) => engine::stat!("core", "drop_requests").inc(),
         Ok(engine::Outcome::Exit) => {}
@@ -620,11 +700,11 @@ mod tests {
 
     use super::*;
 
-    fn script() -> Script {
+    fn script() -> Arc<Script> {
         let src = "socket=udp:127.0.0.1:5060\nloadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\nroute { sl_send_reply(200, \"OK\"); }";
         let mut sources = cfg::SourceMap::new();
         let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.to_owned());
-        Script::compile(&parsed.config, &sources, &crate::available()).unwrap()
+        Arc::new(Script::compile(&parsed.config, &sources, &crate::available()).unwrap())
     }
 
     fn udp(source: SocketAddr, local: SocketAddr) -> Receipt {
@@ -638,7 +718,7 @@ mod tests {
     }
 
     /// The first line of what rsips sends back for a datagram (`None`: nothing).
-    fn reaction(script: &Script, data: &[u8]) -> Option<String> {
+    fn reaction(script: &Arc<Script>, data: &[u8]) -> Option<String> {
         let source: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let local: SocketAddr = "127.0.0.1:5060".parse().unwrap();
         let out = handle(

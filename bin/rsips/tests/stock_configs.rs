@@ -102,7 +102,7 @@ fn etc_opensips_cfg_names_exactly_the_missing_modules() {
     assert_only_missing_modules(&path, &text, &[]);
     let (_, stderr) = rsips_check(&path, &[]);
     assert!(
-        stderr.contains("loadmodule \"mi_fifo.so\""),
+        stderr.contains("loadmodule \"usrloc.so\""),
         "the diagnostic points at the line:\n{stderr}"
     );
 }

@@ -37,9 +37,12 @@ fn scenario(name: &str) -> PathBuf {
 }
 
 /// The residential request route; `$rU` picks the UAS (`failover` tries the busy one first).
-fn proxy_cfg(port: u16, uas: u16, busy: u16, ring: u16, ring2: u16) -> String {
+fn proxy_cfg(port: u16, uas: u16, busy: u16, ring: u16, ring2: u16, mi: u16) -> String {
     format!(
-        r#"socket=udp:127.0.0.1:{port}
+        r#"loadmodule "httpd.so"
+loadmodule "mi_http.so"
+modparam("httpd", "port", {mi})
+socket=udp:127.0.0.1:{port}
 socket=tcp:127.0.0.1:{port}
 udp_workers=2
 tcp_workers=2
@@ -119,6 +122,8 @@ fn sipp() -> Command {
 struct Setup {
     dir: PathBuf,
     proxy: u16,
+    /// The MI (mi_http) port.
+    mi: u16,
     _rsips: Kill,
     _uas: Vec<Kill>,
 }
@@ -131,12 +136,12 @@ fn setup(name: &str, uas_args: &[&str]) -> Setup {
 /// `setup` with the forking UASes: `ring` is a responder the test runs itself, else two
 /// `uas_ring.xml` SIPps.
 fn setup_with_ring(name: &str, uas_args: &[&str], ring: Option<u16>) -> Setup {
-    let [proxy, uas, busy, spare, ring2] = free_ports::<5>();
+    let [proxy, uas, busy, spare, ring2, mi] = free_ports::<6>();
     let ring_port = ring.unwrap_or(spare);
     let dir = std::env::temp_dir().join(format!("rsips-tm-{name}-{}-{proxy}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("proxy.cfg");
-    std::fs::write(&cfg, proxy_cfg(proxy, uas, busy, ring_port, ring2)).unwrap();
+    std::fs::write(&cfg, proxy_cfg(proxy, uas, busy, ring_port, ring2, mi)).unwrap();
     let log = std::fs::File::create(dir.join("rsips.log")).unwrap();
     let rsips = Kill(
         Command::new(env!("CARGO_BIN_EXE_rsips"))
@@ -183,6 +188,7 @@ fn setup_with_ring(name: &str, uas_args: &[&str], ring: Option<u16>) -> Setup {
     Setup {
         dir,
         proxy,
+        mi,
         _rsips: rsips,
         _uas: uases,
     }
@@ -462,4 +468,60 @@ fn a_bye_the_callee_never_answers_gets_408_from_the_proxy() {
         2,
         &["-sf", scenario("uac_bye_timeout.xml").to_str().unwrap()],
     );
+}
+
+/// One MI call over HTTP; the response body.
+fn mi_call(s: &Setup, method: &str) -> String {
+    use std::io::{Read, Write};
+    let body = format!(r#"{{"jsonrpc":"2.0","method":"{method}","id":1}}"#);
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.mi)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(
+        format!(
+            "POST /mi HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned()
+}
+
+/// reload_routes with a good, a broken and the original script while SIPp places calls at a
+/// steady rate: the broken one is refused with its diagnostics, and no call fails.
+#[test]
+fn reload_routes_under_load_with_a_good_and_a_broken_script() {
+    let s = setup("reload", &answer());
+    let cfg = s.dir.join("proxy.cfg");
+    let original = std::fs::read_to_string(&cfg).unwrap();
+    let calls = std::thread::scope(|scope| {
+        let load = scope.spawn(|| uac(&s, "alice", 100, &call()));
+        std::thread::sleep(Duration::from_millis(1000));
+        let good = original.replace(
+            "    t_on_failure(\"missed\");",
+            "    xlog(\"L_NOTICE\", \"reloaded route $ci\\n\");\n    t_on_failure(\"missed\");",
+        );
+        assert_ne!(good, original);
+        std::fs::write(&cfg, &good).unwrap();
+        let ok = mi_call(&s, "core:reload_routes");
+        assert_eq!(ok, r#"{"jsonrpc":"2.0","result":"OK","id":1}"#);
+        std::thread::sleep(Duration::from_millis(1000));
+        std::fs::write(&cfg, good.replace("t_relay();", "t_relay(")).unwrap();
+        let refused = mi_call(&s, "reload_routes");
+        assert!(
+            refused.contains(r#""code":500,"message":"Failed to reload""#)
+                && refused.contains("proxy.cfg:"),
+            "{refused}"
+        );
+        std::thread::sleep(Duration::from_millis(1000));
+        std::fs::write(&cfg, &original).unwrap();
+        assert!(mi_call(&s, "core:reload_routes").contains(r#""result":"OK""#));
+        load.join()
+    });
+    assert!(calls.is_ok(), "every call succeeded through the reloads");
+    let log = rsips_log(&s);
+    assert_eq!(log.matches("routes reloaded").count(), 2, "{log}");
+    assert!(log.contains("reloaded route "), "the new script ran: {log}");
 }

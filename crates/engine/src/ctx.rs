@@ -180,6 +180,9 @@ pub struct MsgCtx {
     pub t_reply: Option<ReplyInfo>,
     /// The branch index a branch_route or onreply_route runs for (`$T_branch_idx`).
     pub branch_index: Option<usize>,
+    /// The script this message is handled by (a transaction's routes keep running in it after
+    /// an MI `reload_routes`).
+    pub script: Option<std::sync::Arc<crate::Script>>,
     /// `do_accounting()`: how the transaction is accounted.
     pub acc: Option<Accounting>,
     /// The destination set beyond the R-URI (branch 0).
@@ -227,6 +230,7 @@ impl MsgCtx {
             rr_params: None,
             branches: Vec::new(),
             acc: None,
+            script: None,
         }
     }
 
