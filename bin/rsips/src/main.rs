@@ -31,6 +31,7 @@ fn available() -> engine::Available {
             &textops::MODULE,
             &mi::HTTPD,
             &mi::MI_HTTP,
+            &mi::PROMETHEUS,
             &mi::MI_FIFO,
             &mi::MI_DATAGRAM,
             &transports::PROTO_TCP,

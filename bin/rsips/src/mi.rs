@@ -42,6 +42,91 @@ pub static MI_HTTP: ModuleSpec = ModuleSpec {
     ],
 };
 
+pub static PROMETHEUS: ModuleSpec = ModuleSpec {
+    name: "prometheus",
+    functions: &[],
+    params: &[
+        ("root", Str),
+        ("prefix", Str),
+        ("group_prefix", Str),
+        ("delimiter", Str),
+        ("group_label", Str),
+        ("group_mode", Int),
+        ("statistics", Str),
+        ("labels", Str),
+        ("script_route", Str),
+    ],
+};
+
+/// The Prometheus text exposition of the statistics the `statistics` parameters select
+/// (names, `group:` or `all`): `<prefix><name>{group="<group>"} <value>` with the group as
+/// a label (`group_mode` 0) or in the name (`group_mode` 1: `<prefix><group_prefix><group>
+/// <delimiter><name>`), counters and gauges typed as such.
+pub fn prometheus(script: &Script) -> Option<(String, mi::http::Metrics)> {
+    if !script.loads("prometheus") {
+        return None;
+    }
+    let root = param_str(script, "prometheus", "root").unwrap_or_else(|| "metrics".into());
+    let prefix = param_str(script, "prometheus", "prefix").unwrap_or_else(|| "opensips".into());
+    let delimiter = param_str(script, "prometheus", "delimiter").unwrap_or_else(|| "_".into());
+    let group_prefix = param_str(script, "prometheus", "group_prefix").unwrap_or_default();
+    let group_label =
+        param_str(script, "prometheus", "group_label").unwrap_or_else(|| "group".into());
+    let mode = param_int(script, "prometheus", "group_mode").unwrap_or(0);
+    let specs: Vec<String> = script
+        .modparams("prometheus")
+        .filter(|(p, _)| *p == "statistics")
+        .flat_map(|(_, v)| match v {
+            ParamValue::Str(s) => s.split_whitespace().map(str::to_owned).collect::<Vec<_>>(),
+            ParamValue::Int(n) => vec![n.to_string()],
+        })
+        .collect();
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let render = move || {
+        let mut out = String::new();
+        let mut seen = std::collections::HashSet::new();
+        let base = prefix.trim_end_matches(delimiter.as_str()).to_owned();
+        for spec in &specs {
+            for st in engine::stats::select(spec) {
+                if !seen.insert((st.group, st.name)) {
+                    continue;
+                }
+                let name = if mode == 1 {
+                    clean(&format!(
+                        "{base}{delimiter}{group_prefix}{}{delimiter}{}",
+                        st.group, st.name
+                    ))
+                } else {
+                    clean(&format!("{base}{delimiter}{}", st.name))
+                };
+                let kind = if st.no_reset { "gauge" } else { "counter" };
+                out.push_str(&format!("# TYPE {name} {kind}\n"));
+                if mode == 1 {
+                    out.push_str(&format!("{name} {}\n", st.get()));
+                } else {
+                    out.push_str(&format!(
+                        "{name}{{{group_label}=\"{group_prefix}{}\"}} {}\n",
+                        st.group,
+                        st.get()
+                    ));
+                }
+            }
+        }
+        out
+    };
+    Some((root, Arc::new(render)))
+}
+
 pub static MI_FIFO: ModuleSpec = ModuleSpec {
     name: "mi_fifo",
     functions: &[],
@@ -390,9 +475,10 @@ pub fn finish(mut mi: Mi) -> Arc<Mi> {
 /// Starts the MI transports the script loads; returns the listeners as text (for the log).
 pub fn start(script: &Script, mi: &Arc<Mi>, stop: &Arc<AtomicBool>) -> Result<Vec<String>, String> {
     let mut up = Vec::new();
-    if script.loads("mi_http") {
+    let metrics = prometheus(script);
+    if script.loads("mi_http") || metrics.is_some() {
         if !script.loads("httpd") {
-            return Err("mi_http needs `loadmodule \"httpd.so\"`".into());
+            return Err("mi_http and prometheus need `loadmodule \"httpd.so\"`".into());
         }
         let ip = param_str(script, "httpd", "ip").unwrap_or_else(|| "127.0.0.1".into());
         let ip = if ip == "*" { "0.0.0.0".to_owned() } else { ip };
@@ -409,16 +495,22 @@ pub fn start(script: &Script, mi: &Arc<Mi>, stop: &Arc<AtomicBool>) -> Result<Ve
             (Some(u), Some(p)) if !u.is_empty() => Some((u, p)),
             _ => None,
         };
+        let mi_root = script
+            .loads("mi_http")
+            .then(|| param_str(script, "mi_http", "root").unwrap_or_else(|| "mi".into()));
+        let metrics_root = metrics.as_ref().map(|(r, _)| r.clone());
         let config = mi::http::HttpConfig {
             addr,
-            root: param_str(script, "mi_http", "root").unwrap_or_else(|| "mi".into()),
+            root: mi_root.clone(),
+            metrics,
             auth,
             realm: param_str(script, "httpd", "auth_realm").unwrap_or_else(|| "OpenSIPS MI".into()),
         };
-        let root = config.root.clone();
         let bound = mi::http::serve(config, Arc::clone(mi), Arc::clone(stop))
             .map_err(|e| format!("httpd: cannot listen on {addr}: {e}"))?;
-        up.push(format!("http://{bound}/{root}"));
+        for root in mi_root.into_iter().chain(metrics_root) {
+            up.push(format!("http://{bound}/{root}"));
+        }
     }
     if script.loads("mi_fifo") {
         let path = param_str(script, "mi_fifo", "fifo_name")

@@ -78,7 +78,7 @@ fn start(extra: &str) -> Rsips {
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if server.log().matches("MI listening").count() == 3 {
+        if server.log().matches("MI listening").count() >= 3 {
             return server;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -390,4 +390,30 @@ fn without_an_mi_module_nothing_listens() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("listening on udp:"), "{log}");
     assert!(!log.contains("MI listening"), "{log}");
+}
+
+#[test]
+fn prometheus_exposes_the_selected_statistics_with_group_labels() {
+    let server = start(
+        "loadmodule \"prometheus.so\"\nmodparam(\"prometheus\", \"statistics\", \"core: tm:inuse_transactions\")",
+    );
+    let (code, body) = http(&server, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains(
+            "# TYPE opensips_rcv_requests counter\nopensips_rcv_requests{group=\"core\"} 0\n"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE opensips_inuse_transactions gauge\nopensips_inuse_transactions{group=\"tm\"} 0\n"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("UAS_transactions"),
+        "only what `statistics` selects: {body}"
+    );
+    // The MI still answers on its own root.
+    let (code, _) = post(&server, r#"{"jsonrpc":"2.0","method":"core:ps","id":1}"#);
+    assert_eq!(code, 200);
 }

@@ -14,12 +14,26 @@ use base64::Engine as _;
 
 use crate::{MAX_REQUEST, Mi};
 
-/// `httpd` / `mi_http` settings.
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("addr", &self.addr)
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Renders the Prometheus exposition text.
+pub type Metrics = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// `httpd` / `mi_http` / `prometheus` settings.
+#[derive(Clone)]
 pub struct HttpConfig {
     pub addr: SocketAddr,
-    /// `mi_http` `root` ("mi").
-    pub root: String,
+    /// `mi_http` `root` ("mi"); `None` when mi_http is not loaded.
+    pub root: Option<String>,
+    /// `prometheus` `root` ("metrics") and the renderer, when prometheus is loaded.
+    pub metrics: Option<(String, Metrics)>,
     /// `auth_username` / `auth_password` (both set: Basic auth required).
     pub auth: Option<(String, String)>,
     pub realm: String,
@@ -109,8 +123,25 @@ fn connection(mut conn: TcpStream, mi: &Mi, config: &HttpConfig) -> std::io::Res
             _ => return reply(&mut conn, 400, "Bad Request", "", ""),
         }
     };
-    let root = format!("/{}", config.root.trim_matches('/'));
-    if path != root && !path.starts_with(&format!("{root}/")) {
+    let under = |root: &str| {
+        let root = format!("/{}", root.trim_matches('/'));
+        path == root || path.starts_with(&format!("{root}/"))
+    };
+    if let Some((root, render)) = &config.metrics
+        && under(root)
+    {
+        if method != "GET" {
+            return reply(&mut conn, 405, "Method Not Allowed", "Allow: GET\r\n", "");
+        }
+        let body = render();
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        return conn.flush();
+    }
+    if !config.root.as_deref().is_some_and(under) {
         return reply(&mut conn, 404, "Not Found", "", "");
     }
     if let Some((user, pass)) = &config.auth {
