@@ -156,6 +156,7 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         argv: args.argv.clone(),
     });
     let mut commands = mi::commands(state);
+    mi::tm_commands(&mut commands, std::sync::Arc::clone(&scripts));
     // core:reload_routes: the file is read and compiled again; the new script replaces the
     // running one only if it compiles and keeps the same sockets.
     let (file, reload_args) = (

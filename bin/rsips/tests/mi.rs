@@ -417,3 +417,64 @@ fn prometheus_exposes_the_selected_statistics_with_group_labels() {
     let (code, _) = post(&server, r#"{"jsonrpc":"2.0","method":"core:ps","id":1}"#);
     assert_eq!(code, 200);
 }
+
+#[test]
+fn tm_uac_dlg_sends_a_request_and_reports_its_final_reply() {
+    let server = start("");
+    let uas = UdpSocket::bind("127.0.0.1:0").unwrap();
+    uas.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let uas_port = uas.local_addr().unwrap().port();
+    let answer = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let (n, from) = uas.recv_from(&mut buf).unwrap();
+        let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let mut reply = String::from("SIP/2.0 200 Fine\r\n");
+        for l in req.lines() {
+            let name = l.split(':').next().unwrap_or("");
+            if ["Via", "From", "To", "Call-ID", "CSeq"].contains(&name) {
+                reply.push_str(l);
+                reply.push_str("\r\n");
+            }
+        }
+        reply.push_str("Content-Length: 0\r\n\r\n");
+        uas.send_to(reply.as_bytes(), from).unwrap();
+        req
+    });
+    let ruri = format!("ruri=sip:bob@127.0.0.1:{uas_port}");
+    let headers = "headers=From: <sip:mi@rsips.example>\r\nTo: <sip:bob@example.com>\r\n";
+    let out = cli(
+        &server,
+        "http",
+        &["tm:uac_dlg", "method=OPTIONS", &ruri, headers],
+    );
+    assert!(out.contains("\"Status\": \"200 Fine\""), "{out}");
+    let req = answer.join().unwrap();
+    assert!(
+        req.starts_with(&format!("OPTIONS sip:bob@127.0.0.1:{uas_port} SIP/2.0\r\n")),
+        "{req}"
+    );
+    assert!(
+        req.contains(&format!(
+            "\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK",
+            server.sip
+        )),
+        "{req}"
+    );
+    assert!(
+        req.contains("\r\nFrom: <sip:mi@rsips.example>;tag="),
+        "a From tag is added: {req}"
+    );
+    assert!(
+        req.contains("\r\nCSeq: 1 OPTIONS\r\n") && req.contains("@rsips\r\n"),
+        "{req}"
+    );
+    // Positional parameters are refused for this named-only command.
+    let (_, body) = post(
+        &server,
+        r#"{"jsonrpc":"2.0","method":"tm:uac_dlg","params":["OPTIONS","sip:a@b","From: <sip:a@b>"],"id":1}"#,
+    );
+    assert!(
+        body.contains("Command only supports named parameters"),
+        "{body}"
+    );
+}

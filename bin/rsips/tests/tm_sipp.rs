@@ -126,6 +126,9 @@ struct Setup {
     mi: u16,
     _rsips: Kill,
     _uas: Vec<Kill>,
+    /// SIPp scenarios run one at a time: in parallel on two cores they time out under load.
+    /// Last, so it is released after the processes above are stopped.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 /// Starts rsips and the UASes (`uas` runs `uas_args`, `busy` runs uas_busy.xml).
@@ -135,7 +138,12 @@ fn setup(name: &str, uas_args: &[&str]) -> Setup {
 
 /// `setup` with the forking UASes: `ring` is a responder the test runs itself, else two
 /// `uas_ring.xml` SIPps.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn setup_with_ring(name: &str, uas_args: &[&str], ring: Option<u16>) -> Setup {
+    let serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let [proxy, uas, busy, spare, ring2, mi] = free_ports::<6>();
     let ring_port = ring.unwrap_or(spare);
     let dir = std::env::temp_dir().join(format!("rsips-tm-{name}-{}-{proxy}", std::process::id()));
@@ -184,8 +192,18 @@ fn setup_with_ring(name: &str, uas_args: &[&str], ring: Option<u16>) -> Setup {
             ));
         }
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Ready when rsips says its MI listens (its last start step) and the UASes had a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline
+        && !std::fs::read_to_string(dir.join("rsips.log"))
+            .unwrap_or_default()
+            .contains("MI listening")
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
     Setup {
+        _serial: serial,
         dir,
         proxy,
         mi,

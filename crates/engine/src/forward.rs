@@ -191,8 +191,13 @@ fn sending_socket(
             None => return Err(format!("cannot send from `{name}`: not a socket address")),
         }
     } else {
-        let receipt = ctx.receipt.as_ref().ok_or("no receiving socket")?;
-        if receipt.proto == proto && family(&receipt.local) {
+        // A request we received leaves by its socket when it can; a locally generated one
+        // (no receipt) by the first socket of the transport and family.
+        let same = ctx
+            .receipt
+            .as_ref()
+            .filter(|r| r.proto == proto && family(&r.local));
+        if let Some(receipt) = same {
             receipt.local
         } else {
             sockets
@@ -290,8 +295,10 @@ pub fn forward_with_branch(
     let forced = ctx.send_socket.as_ref().map(|_| local);
     let ruri = ctx.ruri().unwrap_or("").to_owned();
     let mut edits: Edits = ctx.edits.clone();
-    let source = ctx.receipt.as_ref().ok_or("no receiving socket")?.source;
-    if let Some(mut v) = received_top_via(&ctx.msg, source, ctx.force_rport) {
+    let source = ctx.receipt.as_ref().map(|r| r.source);
+    if let Some(source) = source
+        && let Some(mut v) = received_top_via(&ctx.msg, source, ctx.force_rport)
+    {
         // A request that came over a connection names it (`i=`, as OpenSIPS does), so the
         // stateless reply finds the connection again whatever port the Via names.
         if let Some(id) = ctx.receipt.as_ref().and_then(|r| r.conn) {

@@ -122,7 +122,22 @@ pub(crate) struct Tx {
     delete_at: Option<Instant>,
     fr: Duration,
     fr_inv: Duration,
+    /// A request rsips sent itself (`t_uac_dlg`, `t_new_request`): its final reply goes here
+    /// instead of upstream.
+    local_done: Option<Local>,
 }
+
+/// The completion of a locally generated request.
+pub(crate) struct Local(LocalDone);
+
+impl std::fmt::Debug for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Local(..)")
+    }
+}
+
+/// Gets the final status and reason of a locally generated request.
+pub type LocalDone = Box<dyn FnOnce(u16, String) + Send>;
 
 /// A transaction as scripts and other modules hold it.
 #[derive(Debug)]
@@ -364,6 +379,7 @@ impl Tm {
                 delete_at: None,
                 fr,
                 fr_inv,
+                local_done: None,
             }),
         });
         lock(&self.by_key).insert(key, id);
@@ -376,6 +392,55 @@ impl Tm {
             self.reply_in(&cell, &mut ctx.clone(), 100, "Giving it a try", None, now);
         }
         Some(cell)
+    }
+
+    /// Sends a request rsips builds itself (MI `tm:uac_dlg`, `t_new_request`) statefully to
+    /// `dest` (a `[proto:]host[:port]` or URI; `None`: the R-URI); `done` gets the final
+    /// status. INVITE is refused (its 2xx would need an ACK of ours).
+    pub fn new_request(
+        &self,
+        ctx: MsgCtx,
+        dest: Option<&str>,
+        net: &engine::forward::Sockets,
+        now: Instant,
+        done: LocalDone,
+    ) -> Result<Arc<TxCell>, String> {
+        if ctx.msg.method() == Some(Method::Invite) {
+            return Err("INVITE is not supported for locally generated requests yet".into());
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let cell = Arc::new(TxCell {
+            id,
+            tm: self.me.clone(),
+            state: Mutex::new(Tx {
+                key: format!("local|{id}"),
+                invite: false,
+                request: ctx.clone(),
+                branches: Vec::new(),
+                on_failure: None,
+                last_reply: None,
+                last_code: 0,
+                last_local: false,
+                all_local: true,
+                final_sent: false,
+                reply_retrans: None,
+                acked: false,
+                cancelled: false,
+                blocked: false,
+                completing: false,
+                relaying: 0,
+                delete_at: None,
+                fr: self.params.fr_timeout,
+                fr_inv: self.params.fr_inv_timeout,
+                local_done: Some(Local(done)),
+            }),
+        });
+        lock(&self.txs).insert(id, Arc::clone(&cell));
+        engine::gauge!("tm", "inuse_transactions").inc();
+        self.schedule(now + self.params.fr_timeout + self.params.wt_timer, id);
+        self.add_branch(&cell, &ctx, dest, net, now)
+            .map_err(|code| format!("cannot send the request (t_relay code {code})"))?;
+        Ok(cell)
     }
 
     /// Resends the last reply of a transaction (a retransmitted request).
@@ -772,6 +837,15 @@ impl Tm {
         }
         if (200..300).contains(&code) {
             let mut tx = cell.lock();
+            if let Some(Local(done)) = tx.local_done.take() {
+                tx.final_sent = true;
+                let at = now + self.params.wt_timer;
+                tx.delete_at = Some(at);
+                drop(tx);
+                self.schedule(at, id);
+                done(code, reply.reason_phrase().unwrap_or("").to_owned());
+                return true;
+            }
             let req = tx.request.clone();
             let out = relay_upstream(&req, reply);
             if let Some(out) = &out {
@@ -943,6 +1017,18 @@ impl Tm {
     fn send_best(&self, cell: &TxCell, branch: usize, now: Instant) {
         let mut tx = cell.lock();
         if tx.final_sent {
+            return;
+        }
+        if let Some(Local(done)) = tx.local_done.take() {
+            let (code, reason) = tx.branches.get(branch).map_or((500, String::new()), |b| {
+                (b.status.unwrap_or(500), b.reason.clone())
+            });
+            tx.final_sent = true;
+            let at = now + self.params.wt_timer;
+            tx.delete_at = Some(at);
+            drop(tx);
+            self.schedule(at, cell.id);
+            done(code, reason);
             return;
         }
         let Some(b) = tx.branches.get(branch) else {
