@@ -926,6 +926,7 @@ fn proxy_protocol_pv_and_advertised_address_and_send() {
         exit;
     }}
     if ($rU == "raw") {{ send("udp:127.0.0.1:{rx_port}", "X-Sent: raw\r\n"); exit; }}
+    append_hf("X-Socket: $socket_in(advertised_ip) $socket_in(advertised_port) $socket_in(tag) $socket_in(anycast)\r\n");
     forward("udp:127.0.0.1:{rx_port}");
 }}"#
     );
@@ -933,7 +934,7 @@ fn proxy_protocol_pv_and_advertised_address_and_send() {
         "pp-pv",
         "127.0.0.1",
         &format!(
-            "socket=udp:127.0.0.1:PORT as 203.0.113.9:5080\nsocket=tcp:127.0.0.1:PORT proxy_protocol\n\
+            "socket=udp:127.0.0.1:PORT as 203.0.113.9:5080 tag edge1 anycast\nsocket=tcp:127.0.0.1:PORT proxy_protocol\n\
              disable_stateless_fwd=no\n{MODULES}{route}"
         ),
     );

@@ -268,6 +268,8 @@ pub struct Socket {
     pub tos: Option<u32>,
     /// `tag NAME`.
     pub tag: Option<String>,
+    /// `anycast`.
+    pub anycast: bool,
 }
 
 /// The request as relayed: our Via on top, the rewritten R-URI and the script's edits.

@@ -68,6 +68,7 @@ fn counters_follow_a_transaction_from_creation_to_deletion() {
             reuse_port: false,
             tos: None,
             tag: None,
+            anycast: false,
         }],
         bonds: Vec::new(),
     };

@@ -116,6 +116,7 @@ fn net() -> Sockets {
         reuse_port: false,
         tos: None,
         tag: None,
+        anycast: false,
     };
     Sockets {
         listen: vec![socket("udp"), socket("tcp")],

@@ -177,6 +177,10 @@ pub enum SocketField {
     Port,
     Proto,
     Af,
+    AdvertisedIp,
+    AdvertisedPort,
+    Tag,
+    Anycast,
 }
 
 impl SocketField {
@@ -186,6 +190,10 @@ impl SocketField {
             "port" => SocketField::Port,
             "proto" => SocketField::Proto,
             "af" => SocketField::Af,
+            "advertised_ip" => SocketField::AdvertisedIp,
+            "advertised_port" => SocketField::AdvertisedPort,
+            "tag" => SocketField::Tag,
+            "anycast" => SocketField::Anycast,
             _ => return None,
         })
     }

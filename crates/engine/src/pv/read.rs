@@ -179,7 +179,15 @@ impl CorePv {
             }
             CorePv::Color(c) => Value::from(color(c)),
             CorePv::SocketIn(field) => match ctx.receipt.as_ref() {
-                Some(r) => socket_value(r.proto, r.local, *field),
+                Some(r) => {
+                    let socket = ctx.script.as_ref().and_then(|s| {
+                        s.listen_sockets()
+                            .iter()
+                            .find(|x| x.proto == r.proto && x.addr == Some(r.local))
+                            .cloned()
+                    });
+                    socket_field(r.proto, r.local, *field, socket.as_ref())
+                }
                 None => Value::Null,
             },
             CorePv::Tm(field) => {
@@ -235,11 +243,44 @@ impl CorePv {
                 None => Value::Null,
                 Some(name) => match (field, crate::forward::socket_address(name)) {
                     (None, _) => Value::from(name.to_owned()),
-                    (Some(_), Some((proto, addr))) => socket_value(proto, addr, *field),
+                    (Some(_), Some((proto, addr))) => {
+                        let socket = ctx.script.as_ref().and_then(|s| {
+                            s.listen_sockets()
+                                .iter()
+                                .find(|x| x.proto == proto && x.addr == Some(addr))
+                                .cloned()
+                        });
+                        socket_field(proto, addr, *field, socket.as_ref())
+                    }
                     (Some(_), None) => Value::Null,
                 },
             },
         }
+    }
+}
+
+/// A field of a socket, with what its `socket=` line says (`as`, `tag`, `anycast`).
+fn socket_field(
+    proto: &str,
+    addr: std::net::SocketAddr,
+    field: Option<super::SocketField>,
+    socket: Option<&crate::forward::Socket>,
+) -> Value {
+    use super::SocketField as F;
+    match field {
+        Some(F::AdvertisedIp) => socket
+            .and_then(|s| s.advertised.as_ref())
+            .map_or(Value::Null, |(h, _)| Value::from(h.clone())),
+        Some(F::AdvertisedPort) => socket
+            .and_then(|s| s.advertised.as_ref())
+            .map_or(Value::Null, |(_, p)| {
+                Value::Int(i64::from(p.unwrap_or(addr.port())))
+            }),
+        Some(F::Tag) => socket
+            .and_then(|s| s.tag.clone())
+            .map_or(Value::Null, Value::from),
+        Some(F::Anycast) => Value::Int(i64::from(socket.is_some_and(|s| s.anycast))),
+        other => socket_value(proto, addr, other),
     }
 }
 
@@ -262,6 +303,7 @@ fn socket_value(
         Some(F::Port) => Value::Int(i64::from(addr.port())),
         Some(F::Proto) => Value::from(proto.to_owned()),
         Some(F::Af) => Value::str(if addr.is_ipv4() { "INET" } else { "INET6" }),
+        Some(F::AdvertisedIp | F::AdvertisedPort | F::Tag | F::Anycast) => Value::Null,
     }
 }
 

@@ -669,6 +669,7 @@ fn listen_sockets(spec: &cfg::socket::SocketSpec) -> Vec<crate::forward::Socket>
                     reuse_port: spec.reuse_port,
                     tos: spec.tos,
                     tag: spec.tag.clone(),
+                    anycast: spec.anycast,
                 });
             }
         }
