@@ -400,69 +400,6 @@ pub fn commands(state: Arc<State>) -> Mi {
     mi
 }
 
-/// A random-enough token for Call-IDs and tags of locally generated requests.
-fn token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    format!("{:016x}", h.finish())
-}
-
-/// The request `tm:uac_dlg` sends: the given headers (From and To required), with a From tag,
-/// Call-ID, CSeq and Max-Forwards added when missing.
-fn uac_request(
-    method: &str,
-    ruri: &str,
-    headers: &str,
-    body: Option<&str>,
-) -> Result<sip::SipMessage, MiError> {
-    let mut text = format!("{method} {ruri} SIP/2.0\r\n");
-    let has = |name: &str, compact: &str| {
-        headers.lines().any(|l| {
-            let n = l.split(':').next().unwrap_or("").trim();
-            n.eq_ignore_ascii_case(name) || n.eq_ignore_ascii_case(compact)
-        })
-    };
-    let (from, to, call_id, cseq, mf) = (
-        has("From", "f"),
-        has("To", "t"),
-        has("Call-ID", "i"),
-        has("CSeq", "CSeq"),
-        has("Max-Forwards", "Max-Forwards"),
-    );
-    if !from || !to {
-        return Err(MiError::new(400, "Bad param").with_data("headers need From and To"));
-    }
-    for line in headers.lines().map(str::trim_end).filter(|l| !l.is_empty()) {
-        let name = line.split(':').next().unwrap_or("").trim();
-        let tagless = (name.eq_ignore_ascii_case("From") || name.eq_ignore_ascii_case("f"))
-            && !line.to_ascii_lowercase().contains(";tag=");
-        text.push_str(line);
-        if tagless {
-            text.push_str(&format!(";tag={}", token()));
-        }
-        text.push_str("\r\n");
-    }
-    if !call_id {
-        text.push_str(&format!("Call-ID: {}@rsips\r\n", token()));
-    }
-    if !cseq {
-        text.push_str(&format!("CSeq: 1 {method}\r\n"));
-    }
-    if !mf {
-        text.push_str("Max-Forwards: 70\r\n");
-    }
-    let body = body.unwrap_or("");
-    text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    // Our Via is added when it is sent, so only the parse is checked here.
-    sip::SipMessage::parse(bytes::Bytes::from(text))
-        .map_err(|e| MiError::new(400, "Bad param").with_data(e.to_string()))
-}
-
 /// `tm:uac_dlg`: sends a request and waits for its final reply.
 pub fn tm_commands(mi: &mut Mi, scripts: Arc<crate::server::Scripts>) {
     let mut c = Command::new(
@@ -487,7 +424,8 @@ pub fn tm_commands(mi: &mut Mi, scripts: Arc<crate::server::Scripts>) {
                     .ok_or_else(|| MiError::new(400, "Bad param").with_data(format!("missing {n}")))
             };
             let (method, ruri, headers) = (need("method")?, need("ruri")?, need("headers")?);
-            let msg = uac_request(&method, &ruri, &headers, p.str("body")?.as_deref())?;
+            let msg = tm::build_request(&method, &ruri, &headers, p.str("body")?.as_deref())
+                .map_err(|e| MiError::new(400, "Bad param").with_data(e))?;
             let mut ctx = engine::MsgCtx::new(msg);
             ctx.send_socket = p.str("socket")?.map(|s| s.to_ascii_lowercase());
             let (tx, rx) = std::sync::mpsc::channel();

@@ -1060,3 +1060,40 @@ fn reuse_port_connects_from_the_listening_port_and_tos_marks_udp() {
         "[184]"
     );
 }
+
+#[test]
+fn t_new_request_sends_a_request_of_its_own() {
+    let (rx, rx_port) = udp_receiver("127.0.0.1");
+    let route = format!(
+        r#"route {{
+    t_new_request("MESSAGE", "sip:bob@127.0.0.1:{rx_port}", "sip:rsips@example.com", "sip:bob@example.com", "text/plain hello there");
+    sl_send_reply(200, "OK");
+}}"#
+    );
+    let server = start(
+        "newreq",
+        "127.0.0.1",
+        &format!(
+            "socket=udp:127.0.0.1:PORT\nsocket=tcp:127.0.0.1:PORT\nloadmodule \"tm.so\"\n{MODULES}{route}"
+        ),
+    );
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.send_to(
+        options("UDP", "newreq").as_bytes(),
+        ("127.0.0.1", server.port),
+    )
+    .unwrap();
+    let got = recv_text(&rx);
+    assert!(
+        got.starts_with(&format!("MESSAGE sip:bob@127.0.0.1:{rx_port} SIP/2.0\r\n")),
+        "{got}"
+    );
+    assert_eq!(header(&got, "Content-Type"), Some("text/plain"));
+    assert!(got.ends_with("\r\n\r\nhello there"), "{got}");
+    assert!(
+        header(&got, "From")
+            .unwrap()
+            .starts_with("<sip:rsips@example.com>;tag=")
+    );
+    assert_eq!(header(&got, "CSeq"), Some("1 MESSAGE"));
+}

@@ -70,6 +70,69 @@ pub fn params(script: &engine::Script) -> Params {
     p
 }
 
+/// A random-enough token for Call-IDs and tags of locally generated requests.
+fn token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
+}
+
+/// A request rsips sends itself (`tm:uac_dlg`, `t_new_request`): the given headers (From and
+/// To required), with a From tag, Call-ID, CSeq and Max-Forwards added when missing. Our Via
+/// is added when it is sent.
+pub fn build_request(
+    method: &str,
+    ruri: &str,
+    headers: &str,
+    body: Option<&str>,
+) -> Result<sip::SipMessage, String> {
+    let mut text = format!("{method} {ruri} SIP/2.0\r\n");
+    let has = |name: &str, compact: &str| {
+        headers.lines().any(|l| {
+            let n = l.split(':').next().unwrap_or("").trim();
+            n.eq_ignore_ascii_case(name) || n.eq_ignore_ascii_case(compact)
+        })
+    };
+    let (from, to, call_id, cseq, mf) = (
+        has("From", "f"),
+        has("To", "t"),
+        has("Call-ID", "i"),
+        has("CSeq", "CSeq"),
+        has("Max-Forwards", "Max-Forwards"),
+    );
+    if !from || !to {
+        return Err("headers need From and To".into());
+    }
+    for line in headers.lines().map(str::trim_end).filter(|l| !l.is_empty()) {
+        let name = line.split(':').next().unwrap_or("").trim();
+        let tagless = (name.eq_ignore_ascii_case("From") || name.eq_ignore_ascii_case("f"))
+            && !line.to_ascii_lowercase().contains(";tag=");
+        text.push_str(line);
+        if tagless {
+            text.push_str(&format!(";tag={}", token()));
+        }
+        text.push_str("\r\n");
+    }
+    if !call_id {
+        text.push_str(&format!("Call-ID: {}@rsips\r\n", token()));
+    }
+    if !cseq {
+        text.push_str(&format!("CSeq: 1 {method}\r\n"));
+    }
+    if !mf {
+        text.push_str("Max-Forwards: 70\r\n");
+    }
+    let body = body.unwrap_or("");
+    text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    // Our Via is added when it is sent, so only the parse is checked here.
+    sip::SipMessage::parse(bytes::Bytes::from(text)).map_err(|e| e.to_string())
+}
+
 const REQ_FAIL: Routes = Routes::REQUEST.or(Routes::FAILURE);
 const ALL_TM: Routes = Routes::REQUEST
     .or(Routes::FAILURE)
@@ -154,6 +217,19 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             params: &[(Param::Str, false)],
             routes: REQ_FAIL.or(Routes::BRANCH),
             run: t_add_hdrs,
+        },
+        FnSpec {
+            name: "t_new_request",
+            params: &[
+                (Param::Str, false),
+                (Param::Str, false),
+                (Param::Str, false),
+                (Param::Str, false),
+                (Param::Str, true),
+                (Param::Str, true),
+            ],
+            routes: Routes::ALL,
+            run: t_new_request,
         },
         FnSpec {
             name: "t_local_replied",
@@ -478,6 +554,44 @@ fn t_add_hdrs(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         added = true;
     }
     bool_code(added)
+}
+
+/// `t_new_request(method, ruri, from, to[, body[, ctx]])`: a new request, sent statefully;
+/// `body` is `content-type` then the body after the first blank (`"text/plain hello"`).
+fn t_new_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(tm) = tm(f) else { return -1 };
+    let arg = |i: usize| {
+        args.get(i)
+            .filter(|v| !matches!(v, Value::Null))
+            .map(|v| v.to_text().into_owned())
+    };
+    let (Some(method), Some(ruri), Some(from), Some(to)) = (arg(0), arg(1), arg(2), arg(3)) else {
+        return -1;
+    };
+    let addr = |a: &str| if a.contains('<') { a.to_owned() } else { format!("<{a}>") };
+    let mut headers = format!("From: {}\r\nTo: {}\r\n", addr(&from), addr(&to));
+    let body = arg(4).map(|b| match b.split_once(char::is_whitespace) {
+        Some((ct, rest)) if ct.contains('/') => {
+            headers.push_str(&format!("Content-Type: {ct}\r\n"));
+            rest.to_owned()
+        }
+        _ => b,
+    });
+    let msg = match build_request(&method, &ruri, &headers, body.as_deref()) {
+        Ok(m) => m,
+        Err(e) => {
+            f.log.log(-1, &format!("t_new_request: {e}\n"));
+            return -1;
+        }
+    };
+    let ctx = engine::MsgCtx::new(msg);
+    match tm.new_request(ctx, None, f.script.net(), Instant::now(), Box::new(|_, _| {})) {
+        Ok(_) => 1,
+        Err(e) => {
+            f.log.log(-1, &format!("t_new_request: {e}\n"));
+            -1
+        }
+    }
 }
 
 /// `t_local_replied("all"|"last")`.
