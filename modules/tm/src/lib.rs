@@ -568,7 +568,13 @@ fn t_new_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let (Some(method), Some(ruri), Some(from), Some(to)) = (arg(0), arg(1), arg(2), arg(3)) else {
         return -1;
     };
-    let addr = |a: &str| if a.contains('<') { a.to_owned() } else { format!("<{a}>") };
+    let addr = |a: &str| {
+        if a.contains('<') {
+            a.to_owned()
+        } else {
+            format!("<{a}>")
+        }
+    };
     let mut headers = format!("From: {}\r\nTo: {}\r\n", addr(&from), addr(&to));
     let body = arg(4).map(|b| match b.split_once(char::is_whitespace) {
         Some((ct, rest)) if ct.contains('/') => {
@@ -585,7 +591,13 @@ fn t_new_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         }
     };
     let ctx = engine::MsgCtx::new(msg);
-    match tm.new_request(ctx, None, f.script.net(), Instant::now(), Box::new(|_, _| {})) {
+    match tm.new_request(
+        ctx,
+        None,
+        f.script.net(),
+        Instant::now(),
+        Box::new(|_, _| {}),
+    ) {
         Ok(_) => 1,
         Err(e) => {
             f.log.log(-1, &format!("t_new_request: {e}\n"));
