@@ -790,3 +790,23 @@ fn return_values() {
     );
     assert_eq!(l, ["rc=2 user=alice domain=example.com none=<null>\n"]);
 }
+
+#[test]
+fn the_destination_set_is_readable_by_branch_index() {
+    let l = logs(
+        r#"route {
+            $du = "sip:proxy.example.com";
+            append_msg_branch("sip:carol@example.com", "0.5");
+            $msg.branch = "sip:dave@example.com";
+            xlog("last=$msg.branch.last_idx 0=$msg.branch.uri 0du=$msg.branch.duri\n");
+            xlog("1=$(msg.branch.uri[1]) q=$(msg.branch.q[1]) -1=$(msg.branch.uri[-1]) 3=$(msg.branch.uri[3])\n");
+        }"#,
+    );
+    assert_eq!(
+        l,
+        vec![
+            "last=2 0=sip:bob@biloxi.com 0du=sip:proxy.example.com\n",
+            "1=sip:carol@example.com q=500 -1=sip:dave@example.com 3=<null>\n"
+        ]
+    );
+}

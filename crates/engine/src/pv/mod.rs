@@ -84,6 +84,10 @@ pub enum CorePv {
     Retcode,
     /// `$socket_in` (`proto:ip:port`) and `$socket_in(ip|port|proto|af)`.
     SocketIn(Option<SocketField>),
+    /// `$msg.branch.uri|duri|q|flags|path|socket[i]` (0 = the R-URI branch, -1 the last) and
+    /// `$msg.branch.last_idx`.
+    Branch(BranchField, i64),
+    BranchLastIdx,
     /// tm's `$T_reply_code`, `$T_branch_idx`, `$T_id`, `$T_fr_timeout`, `$T_fr_inv_timeout`.
     Tm(TmField),
     /// `$proxy_protocol(src_ip|src_port|dst_ip|dst_port|af)`: the PROXY header the connection
@@ -197,6 +201,17 @@ impl SocketField {
             _ => return None,
         })
     }
+}
+
+/// A field of a branch of the destination set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BranchField {
+    Uri,
+    Duri,
+    Q,
+    Flags,
+    Path,
+    Socket,
 }
 
 /// A transaction value of tm's `$T_*` variables.
@@ -355,6 +370,27 @@ impl CorePv {
                 _ => return None,
             }),
             ("C", Some(c)) => CorePv::Color(c.to_owned()),
+            ("msg.branch.last_idx", None) => CorePv::BranchLastIdx,
+            (name, None) if name.starts_with("msg.branch.") || name == "msg.branch" => {
+                let field = match name
+                    .trim_start_matches("msg.branch")
+                    .trim_start_matches('.')
+                {
+                    "" | "uri" => BranchField::Uri,
+                    "duri" => BranchField::Duri,
+                    "q" => BranchField::Q,
+                    "flags" => BranchField::Flags,
+                    "path" => BranchField::Path,
+                    "socket" => BranchField::Socket,
+                    _ => return None,
+                };
+                let i = match spec.index {
+                    None => 0,
+                    Some(PvIndex::At(i)) => i,
+                    _ => return None,
+                };
+                CorePv::Branch(field, i)
+            }
             ("T_reply_code", None) => CorePv::Tm(TmField::ReplyCode),
             ("T_ruri", None) => CorePv::Tm(TmField::Ruri),
             ("T_branch_idx", None) => CorePv::Tm(TmField::BranchIdx),

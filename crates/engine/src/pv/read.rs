@@ -173,6 +173,38 @@ impl CorePv {
                     F::Params => opt_text(msg, Some(c.params().as_str()).filter(|p| !p.is_empty())),
                 }
             }
+            CorePv::BranchLastIdx => Value::Int(ctx.branches.len() as i64),
+            CorePv::Branch(field, i) => {
+                use super::BranchField as F;
+                let count = ctx.branches.len() as i64 + 1;
+                let i = if *i < 0 { count + i } else { *i };
+                if i < 0 || i >= count {
+                    return Value::Null;
+                }
+                if i == 0 {
+                    // Branch 0 is the Request-URI's.
+                    return match field {
+                        F::Uri => ctx
+                            .ruri()
+                            .map_or(Value::Null, |u| Value::from(u.to_owned())),
+                        F::Duri => ctx.dst_uri.clone().map_or(Value::Null, Value::from),
+                        F::Q => Value::Int(i64::from(ctx.ruri_q)),
+                        F::Flags => Value::Int(ctx.branch_flags as i64),
+                        F::Path => Value::Null,
+                        F::Socket => ctx.send_socket.clone().map_or(Value::Null, Value::from),
+                    };
+                }
+                let Some(b) = ctx.branches.get((i - 1) as usize) else {
+                    return Value::Null;
+                };
+                match field {
+                    F::Uri => Value::from(b.uri.clone()),
+                    F::Duri => b.dst_uri.clone().map_or(Value::Null, Value::from),
+                    F::Q => Value::Int(i64::from(b.q)),
+                    F::Flags => Value::Int(b.flags as i64),
+                    F::Path | F::Socket => Value::Null,
+                }
+            }
             CorePv::HeaderNameAt(i) => {
                 let names: Vec<&str> = msg.headers().map(|h| h.name_str).collect();
                 pick(msg, &names, Index::At(*i))

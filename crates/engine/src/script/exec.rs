@@ -478,6 +478,18 @@ impl Run<'_> {
                 true
             }
             // A configured socket (`proto:host:port`, as `force_send_socket`); NULL clears.
+            Write::AppendBranch => match text() {
+                Some(uri) if sip::Uri::parse(&uri).is_ok() => {
+                    self.ctx.branches.push(crate::ctx::MsgBranch {
+                        uri,
+                        dst_uri: None,
+                        q: -1,
+                        flags: 0,
+                    });
+                    true
+                }
+                _ => false,
+            },
             Write::FrTimeout | Write::FrInvTimeout => {
                 let secs = match &v {
                     Value::Null => None,

@@ -56,6 +56,8 @@ pub(crate) enum Dyn<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Write {
     Var(usize),
+    /// `$msg.branch = uri`: appends a branch to the destination set.
+    AppendBranch,
     /// `$T_fr_timeout` / `$T_fr_inv_timeout` (seconds; NULL restores the module default).
     FrTimeout,
     FrInvTimeout,
