@@ -449,6 +449,57 @@ pub fn tm_commands(mi: &mut Mi, scripts: Arc<crate::server::Scripts>) {
     );
     c.named_only = true;
     mi.add(c);
+    let mut c =
+        Command::new(
+            "tm:reply",
+            &["t_reply"],
+            &[
+                &["code", "reason", "trans_id", "to_tag"],
+                &["code", "reason", "trans_id", "to_tag", "new_headers"],
+                &[
+                    "code",
+                    "reason",
+                    "trans_id",
+                    "to_tag",
+                    "new_headers",
+                    "body",
+                ],
+            ],
+            |p| {
+                let Some(tm) = tm::global() else {
+                    return Err(MiError::new(500, "tm is not running"));
+                };
+                let code = p
+                    .int("code")?
+                    .and_then(|c| u16::try_from(c).ok())
+                    .filter(|c| (100..=699).contains(c))
+                    .ok_or_else(|| MiError::new(400, "Bad param").with_data("code"))?;
+                let reason = p.str("reason")?.unwrap_or_default();
+                let id = p
+                    .str("trans_id")?
+                    .as_deref()
+                    .and_then(tm::core::parse_tid)
+                    .ok_or_else(|| MiError::new(400, "Bad param").with_data("trans_id"))?;
+                let body = p.str("body")?;
+                match tm.reply_to(
+                    id,
+                    code,
+                    &reason,
+                    body.as_deref().map(|b| ("application/sdp", b.as_bytes())),
+                ) {
+                    1 => Ok(Value::from("OK")),
+                    -2 => Err(MiError::new(404, "Transaction not found")),
+                    _ => Err(MiError::new(500, "Reply failed")
+                        .with_data("a final reply was already sent")),
+                }
+            },
+        );
+    c.named_only = true;
+    mi.add(c);
+    mi.add(Command::new("tm:hash", &["t_hash"], &[&[]], |_| {
+        let n = tm::global().map_or(0, |t| t.len());
+        Ok(json!({"Transactions": n}))
+    }));
 }
 
 /// Adds the commands that need the finished command list (`which`, `help`).

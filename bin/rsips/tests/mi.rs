@@ -44,6 +44,10 @@ fn free_ports<const N: usize>() -> [u16; N] {
 }
 
 fn start(extra: &str) -> Rsips {
+    start_with(extra, "route { sl_send_reply(200, \"OK\"); }")
+}
+
+fn start_with(extra: &str, route: &str) -> Rsips {
     let [sip, http, datagram] = free_ports::<3>();
     let dir = std::env::temp_dir().join(format!("rsips-mi-{}-{sip}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -55,8 +59,7 @@ fn start(extra: &str) -> Rsips {
          modparam(\"httpd\", \"port\", {http})\n\
          modparam(\"mi_fifo\", \"fifo_name\", \"{}\")\n\
          modparam(\"mi_fifo\", \"reply_dir\", \"{}/\")\n\
-         modparam(\"mi_datagram\", \"socket_name\", \"udp:127.0.0.1:{datagram}\")\n{extra}\n\
-         route {{ sl_send_reply(200, \"OK\"); }}\n",
+         modparam(\"mi_datagram\", \"socket_name\", \"udp:127.0.0.1:{datagram}\")\n{extra}\n{route}\n",
         fifo.display(),
         dir.display()
     );
@@ -476,5 +479,52 @@ fn tm_uac_dlg_sends_a_request_and_reports_its_final_reply() {
     assert!(
         body.contains("Command only supports named parameters"),
         "{body}"
+    );
+}
+
+#[test]
+fn tm_reply_answers_a_transaction_the_script_left_open() {
+    let server = start_with(
+        "",
+        r#"route { t_newtran(); xlog("L_NOTICE", "tid=$T_id\n"); exit; }"#,
+    );
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let port = c.local_addr().unwrap().port();
+    let req = format!(
+        "MESSAGE sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKtmreply\r\n\
+         From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: tm-reply\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+    );
+    c.send_to(req.as_bytes(), ("127.0.0.1", server.sip))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let tid = loop {
+        if let Some(t) = server
+            .log()
+            .lines()
+            .find_map(|l| l.split("tid=").nth(1).map(str::to_owned))
+        {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","method":"tm:reply","params":{{"code":486,"reason":"Busy Here","trans_id":"{tid}","to_tag":"x"}},"id":1}}"#
+    );
+    assert_eq!(
+        post(&server, &body).1,
+        r#"{"jsonrpc":"2.0","result":"OK","id":1}"#
+    );
+    let mut buf = [0u8; 4096];
+    let (n, _) = c.recv_from(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"SIP/2.0 486 Busy Here\r\n"));
+    // A second final reply is refused; an unknown transaction is 404.
+    assert!(post(&server, &body).1.contains(r#""code":500"#));
+    let unknown = body.replace(&tid, "ffff:1");
+    assert!(
+        post(&server, &unknown)
+            .1
+            .contains(r#""code":404,"message":"Transaction not found""#)
     );
 }

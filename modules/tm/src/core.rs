@@ -194,6 +194,14 @@ impl engine::ctx::Transaction for TxCell {
     }
 }
 
+/// The numeric id of a `$T_id` text (`hash:label`).
+pub fn parse_tid(text: &str) -> Option<u64> {
+    let (hash, label) = text.trim().split_once(':')?;
+    let hash = u64::from_str_radix(hash, 16).ok()?;
+    let label: u64 = label.parse().ok()?;
+    (label <= 0xffff).then_some((hash << 16) | label)
+}
+
 /// What `lookup_request` found for a request.
 #[derive(Debug)]
 pub enum Found {
@@ -295,6 +303,21 @@ impl Tm {
             reply_route,
             me: me.clone(),
         })
+    }
+
+    /// The transaction with this id, if it is still in the table.
+    pub fn by_id(&self, id: u64) -> Option<Arc<TxCell>> {
+        lock(&self.txs).get(&id).cloned()
+    }
+
+    /// `tm:reply`: a reply to the request of transaction `id` (`$T_id`), from outside the
+    /// script.
+    pub fn reply_to(&self, id: u64, code: u16, reason: &str, body: Option<(&str, &[u8])>) -> i64 {
+        let Some(cell) = self.by_id(id) else {
+            return -2;
+        };
+        let mut req = cell.lock().request.clone();
+        self.reply_in(&cell, &mut req, code, reason, body, Instant::now())
     }
 
     /// Transactions in the table (`inuse_transactions`).
