@@ -3,40 +3,12 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{Kill, free_port, sipp};
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn sipp() -> Command {
-    let found = Command::new("sipp")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "sipp is not installed: `apt-get install sip-tester` (.ci/run does this)"
-    );
-    Command::new("sipp")
-}
 
 #[test]
 fn sipp_uac_through_stateless_forward_to_sipp_uas() {

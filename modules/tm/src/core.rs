@@ -127,6 +127,33 @@ pub(crate) struct Tx {
     local_done: Option<Local>,
 }
 
+impl Tx {
+    fn new(key: String, invite: bool, request: MsgCtx, fr: Duration, fr_inv: Duration) -> Tx {
+        Tx {
+            key,
+            invite,
+            request,
+            branches: Vec::new(),
+            on_failure: None,
+            last_reply: None,
+            last_code: 0,
+            last_local: false,
+            all_local: true,
+            final_sent: false,
+            reply_retrans: None,
+            acked: false,
+            cancelled: false,
+            blocked: false,
+            completing: false,
+            relaying: 0,
+            delete_at: None,
+            fr,
+            fr_inv,
+            local_done: None,
+        }
+    }
+}
+
 /// The completion of a locally generated request.
 pub(crate) struct Local(LocalDone);
 
@@ -379,31 +406,12 @@ impl Tm {
         let fr_inv = ctx.fr_inv_timeout.map_or(self.params.fr_inv_timeout, |s| {
             Duration::from_secs(u64::from(s))
         });
+        let mut tx = Tx::new(key.clone(), invite, strip(ctx), fr, fr_inv);
+        tx.on_failure = ctx.on_failure;
         let cell = Arc::new(TxCell {
             id,
             tm: self.me.clone(),
-            state: Mutex::new(Tx {
-                key: key.clone(),
-                invite,
-                request: strip(ctx),
-                branches: Vec::new(),
-                on_failure: ctx.on_failure,
-                last_reply: None,
-                last_code: 0,
-                last_local: false,
-                all_local: true,
-                final_sent: false,
-                reply_retrans: None,
-                acked: false,
-                cancelled: false,
-                blocked: false,
-                completing: false,
-                relaying: 0,
-                delete_at: None,
-                fr,
-                fr_inv,
-                local_done: None,
-            }),
+            state: Mutex::new(tx),
         });
         lock(&self.by_key).insert(key, id);
         lock(&self.txs).insert(id, Arc::clone(&cell));
@@ -432,31 +440,13 @@ impl Tm {
             return Err("INVITE is not supported for locally generated requests yet".into());
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (fr, fr_inv) = (self.params.fr_timeout, self.params.fr_inv_timeout);
+        let mut tx = Tx::new(format!("local|{id}"), false, ctx.clone(), fr, fr_inv);
+        tx.local_done = Some(Local(done));
         let cell = Arc::new(TxCell {
             id,
             tm: self.me.clone(),
-            state: Mutex::new(Tx {
-                key: format!("local|{id}"),
-                invite: false,
-                request: ctx.clone(),
-                branches: Vec::new(),
-                on_failure: None,
-                last_reply: None,
-                last_code: 0,
-                last_local: false,
-                all_local: true,
-                final_sent: false,
-                reply_retrans: None,
-                acked: false,
-                cancelled: false,
-                blocked: false,
-                completing: false,
-                relaying: 0,
-                delete_at: None,
-                fr: self.params.fr_timeout,
-                fr_inv: self.params.fr_inv_timeout,
-                local_done: Some(Local(done)),
-            }),
+            state: Mutex::new(tx),
         });
         lock(&self.txs).insert(id, Arc::clone(&cell));
         engine::gauge!("tm", "inuse_transactions").inc();

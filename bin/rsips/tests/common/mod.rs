@@ -1,0 +1,43 @@
+//! Helpers shared by the end-to-end tests that drive SIPp.
+
+#![allow(dead_code, clippy::unwrap_used)] // each test binary uses its own subset
+
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+
+/// A child process killed when the test ends (or fails).
+pub struct Kill(pub Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `N` distinct free UDP ports on 127.0.0.1 (held together while chosen, so none repeats).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<UdpSocket> = (0..N)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
+pub fn free_port() -> u16 {
+    free_ports::<1>()[0]
+}
+
+/// `sipp`, or a clear failure naming the package when it is missing.
+pub fn sipp() -> Command {
+    let found = Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "sipp is not installed: `apt-get install sip-tester` (.ci/run does this)"
+    );
+    Command::new("sipp")
+}
