@@ -1097,3 +1097,70 @@ fn t_new_request_sends_a_request_of_its_own() {
     );
     assert_eq!(header(&got, "CSeq"), Some("1 MESSAGE"));
 }
+
+#[test]
+fn t_replicate_copies_the_request_and_absorbs_the_replies() {
+    let (rx, rx_port) = udp_receiver("127.0.0.1");
+    let route = format!(
+        r#"route {{
+    t_replicate("sip:127.0.0.1:{rx_port}");
+    sl_send_reply(200, "Registered here");
+}}"#
+    );
+    let server = start(
+        "replicate",
+        "127.0.0.1",
+        &format!(
+            "socket=udp:127.0.0.1:PORT\nsocket=tcp:127.0.0.1:PORT\nloadmodule \"tm.so\"\n{MODULES}{route}"
+        ),
+    );
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let cport = c.local_addr().unwrap().port();
+    let req = options("UDP", "repl")
+        .replace("OPTIONS", "REGISTER")
+        .replace("127.0.0.1:9;", &format!("127.0.0.1:{cport};"));
+    c.send_to(req.as_bytes(), ("127.0.0.1", server.port))
+        .unwrap();
+    // The copy: our Via on top of the client's.
+    let (got, from) = {
+        let mut buf = [0u8; 8192];
+        let (n, from) = rx.recv_from(&mut buf).unwrap();
+        (String::from_utf8_lossy(&buf[..n]).into_owned(), from)
+    };
+    assert!(
+        got.starts_with("REGISTER sip:bob@127.0.0.1 SIP/2.0\r\n"),
+        "{got}"
+    );
+    assert_eq!(got.matches("Via:").count(), 2, "{got}");
+    // The replica answers; that answer is absorbed, the client sees only rsips' own reply.
+    let mut reply = String::from("SIP/2.0 200 Replica OK\r\n");
+    for l in got.lines().filter(|l| {
+        ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+            .iter()
+            .any(|h| l.starts_with(h))
+    }) {
+        reply.push_str(l);
+        reply.push_str("\r\n");
+    }
+    reply.push_str("Content-Length: 0\r\n\r\n");
+    rx.send_to(reply.as_bytes(), from).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok((n, _)) = c.recv_from(&mut buf) {
+        seen.push(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        seen,
+        vec!["SIP/2.0 200 Registered here"],
+        "{}",
+        server.log()
+    );
+}

@@ -232,6 +232,12 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             run: t_new_request,
         },
         FnSpec {
+            name: "t_replicate",
+            params: &[(Param::Str, false), (Param::Str, true)],
+            routes: REQ_FAIL,
+            run: t_replicate,
+        },
+        FnSpec {
             name: "t_local_replied",
             params: &[(Param::StaticStr, false)],
             routes: ALL_TM,
@@ -601,6 +607,33 @@ fn t_new_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         Ok(_) => 1,
         Err(e) => {
             f.log.log(-1, &format!("t_new_request: {e}\n"));
+            -1
+        }
+    }
+}
+
+/// `t_replicate(uri[, flags])`: a copy of the request, sent statefully to `uri`; its replies
+/// are absorbed (REGISTER replication). INVITE is refused (its 2xx would need our ACK).
+fn t_replicate(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(tm) = tm(f) else { return -1 };
+    let Some(uri) = args.first().map(|v| v.to_text().into_owned()) else {
+        return -1;
+    };
+    let mut copy = f.msg.clone();
+    copy.tx = None;
+    copy.outbox.clear();
+    copy.branches.clear();
+    copy.dst_uri = None;
+    match tm.new_request(
+        copy,
+        Some(&uri),
+        f.script.net(),
+        Instant::now(),
+        Box::new(|_, _| {}),
+    ) {
+        Ok(_) => 1,
+        Err(e) => {
+            f.log.log(-1, &format!("t_replicate: {e}\n"));
             -1
         }
     }
