@@ -614,7 +614,8 @@ async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, mut p
             prefix: early.split().freeze(),
             inner: tcp,
         };
-        match tokio::time::timeout(setup, tls.accept(listen.addr, io)).await {
+        // Boxed: the handshake's state is freed once it is done instead of sizing the task.
+        match tokio::time::timeout(setup, Box::pin(tls.accept(listen.addr, io))).await {
             Ok(Ok(s)) => Box::new(s),
             Ok(Err(e)) => {
                 log::error!("TLS handshake from {peer}: {e}");
@@ -632,7 +633,7 @@ async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, mut p
         })
     };
     let stream = if listen.proto.is_websocket() {
-        match tokio::time::timeout(setup, ws_server_handshake(stream)).await {
+        match tokio::time::timeout(setup, Box::pin(ws_server_handshake(stream))).await {
             Ok(Ok(s)) => s,
             Ok(Err(why)) => {
                 log::error!("WebSocket upgrade from {peer}: {why}");
@@ -740,69 +741,56 @@ async fn ws_server_handshake(mut stream: Box<dyn Io>) -> Result<Box<dyn Io>, Str
 }
 
 /// Runs one connection until it closes, is idle past `tcp_connection_lifetime`, stalls
-/// mid-message past `tcp_max_msg_time`, breaks the framing rules or the server stops.
+/// mid-message past `tcp_max_msg_time`, breaks the framing rules or the server stops. One task
+/// does both directions: it reads, and writes what workers queue (and the pongs and WebSocket
+/// control frames it answers itself) in between — no second task or channel per connection.
 async fn run_connection(
     shared: Arc<Shared>,
     conn: Conn,
-    stream: Box<dyn Io>,
-    rx: mpsc::UnboundedReceiver<Job>,
+    mut stream: Box<dyn Io>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
     last: Arc<AtomicU64>,
 ) {
-    let Conn {
-        id,
-        proto,
-        peer,
-        local,
-        outgoing,
-        proxy,
-    } = conn;
-    let me = Conn {
-        id,
-        proto,
-        peer,
-        local,
-        outgoing,
-        proxy,
-    };
-    let (mut rd, wr) = tokio::io::split(stream);
+    let (id, proto, peer, local, outgoing) =
+        (conn.id, conn.proto, conn.peer, conn.local, conn.outgoing);
     let websocket = proto.is_websocket();
-    // Control replies (pong, WS pong/close) go through the same writer as SIP data.
-    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel::<Bytes>();
-    let writer = tokio::spawn(write_loop(
-        Arc::clone(&shared),
-        wr,
-        rx,
-        ctl_rx,
-        websocket.then_some(outgoing),
-        Arc::clone(&last),
-    ));
     let limits = shared.settings.limits;
+    let send_timeout = shared.settings.send_timeout;
     // RFC 6455 §5.1: frames from a client are masked, frames from a server are not.
     let mut decoder = ws::Decoder::new(limits.max_message_bytes, !outgoing);
-    let mut buf = BytesMut::with_capacity(4096);
+    // Small while idle, grown for a message, shrunk again once it is handled: thousands of idle
+    // connections should not each hold a full read buffer.
+    let mut buf = BytesMut::with_capacity(IDLE_BUFFER);
     let mut started: Option<Instant> = None;
+    // Control frames to send before reading on (pong, WebSocket pong/close).
+    let mut control: Vec<Bytes> = Vec::new();
+    let mut closing = false;
     let why = 'conn: loop {
         // Deliver every complete message in the buffer.
         loop {
             if websocket {
                 match decoder.decode(&mut buf) {
                     Ok(Some(ws::Message::Text(data) | ws::Message::Binary(data))) => {
-                        deliver(&shared, data, &me);
+                        deliver(&shared, data, &conn);
                     }
                     Ok(Some(ws::Message::Ping(p))) => {
-                        let _ = ctl_tx.send(ws_frame(ws::Opcode::Pong, &p, outgoing));
+                        control.push(ws_frame(ws::Opcode::Pong, &p, outgoing));
                     }
                     Ok(Some(ws::Message::Pong(_))) => {}
                     Ok(Some(ws::Message::Close(_))) => {
-                        let close = ws_frame(ws::Opcode::Close, &1000u16.to_be_bytes(), outgoing);
-                        let _ = ctl_tx.send(close);
-                        break 'conn "closed by the peer (WebSocket close)".to_owned();
+                        control.push(ws_frame(
+                            ws::Opcode::Close,
+                            &1000u16.to_be_bytes(),
+                            outgoing,
+                        ));
+                        closing = true;
+                        break;
                     }
                     Ok(None) => break,
                     Err(e) => {
                         let code = e.close_code().unwrap_or(1002);
-                        let close = ws_frame(ws::Opcode::Close, &code.to_be_bytes(), outgoing);
-                        let _ = ctl_tx.send(close);
+                        control.push(ws_frame(ws::Opcode::Close, &code.to_be_bytes(), outgoing));
+                        let _ = write(&mut stream, &control, send_timeout).await;
                         break 'conn format!("WebSocket error: {e}");
                     }
                 }
@@ -810,17 +798,27 @@ async fn run_connection(
                 match sip::framing::check(&buf, &limits) {
                     Ok(Some(sip::framing::Frame::Ping { len })) => {
                         buf.advance(len);
-                        let _ = ctl_tx.send(Bytes::from_static(b"\r\n"));
+                        control.push(Bytes::from_static(b"\r\n"));
                     }
                     Ok(Some(sip::framing::Frame::Pong { len })) => buf.advance(len),
                     Ok(Some(sip::framing::Frame::Message { len })) => {
                         let data = buf.split_to(len).freeze();
-                        deliver(&shared, data, &me);
+                        deliver(&shared, data, &conn);
                     }
                     Ok(None) => break,
                     Err(e) => break 'conn format!("unframeable stream: {e}"),
                 }
             }
+        }
+        if !control.is_empty() {
+            if let Err(e) = write(&mut stream, &control, send_timeout).await {
+                break format!("write error: {e}");
+            }
+            control.clear();
+            last.store(shared.now_ms(), Ordering::Relaxed);
+        }
+        if closing {
+            break "closed by the peer (WebSocket close)".to_owned();
         }
         started = if buf.is_empty() {
             None
@@ -838,10 +836,35 @@ async fn run_connection(
             break "server stopping".to_owned();
         }
         tokio::select! {
-            r = rd.read_buf(&mut buf) => match r {
+            r = read_some(&mut stream, &mut buf) => match r {
                 Ok(0) => break "closed by the peer".to_owned(),
                 Ok(_) => last.store(shared.now_ms(), Ordering::Relaxed),
                 Err(e) => break format!("read error: {e}"),
+            },
+            job = jobs.recv() => match job {
+                Some(Job::Write(data, done)) => {
+                    let data = if websocket {
+                        ws_frame(ws::Opcode::Text, &data, outgoing)
+                    } else {
+                        data
+                    };
+                    match write(&mut stream, std::slice::from_ref(&data), send_timeout).await {
+                        Ok(()) => {
+                            last.store(shared.now_ms(), Ordering::Relaxed);
+                            if let Some(done) = done {
+                                done(WriteOutcome::Sent);
+                            }
+                        }
+                        Err(e) => {
+                            if let Some(done) = done {
+                                done(WriteOutcome::WriteFailed(e.clone()));
+                            }
+                            break format!("write error: {e}");
+                        }
+                    }
+                }
+                // The registry dropped the connection (`close`).
+                None => break "closed by request".to_owned(),
             },
             () = tokio::time::sleep_until(deadline.into()) => {
                 if started.is_some_and(|t| t.elapsed() >= shared.settings.max_msg_time) {
@@ -852,23 +875,48 @@ async fn run_connection(
                     break "idle past tcp_connection_lifetime".to_owned();
                 }
             }
-            () = writer_gone(&ctl_tx) => break "write side closed".to_owned(),
-        }
-        if !shared.registry().by_id.contains_key(&id) {
-            break "closed by request".to_owned();
         }
     };
     shared.forget(id);
-    drop(ctl_tx);
-    // Let queued control frames (the WS close) leave before the socket goes.
-    let _ = tokio::time::timeout(Duration::from_millis(200), writer).await;
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.shutdown()).await;
+    fail_queue(
+        jobs,
+        &WriteOutcome::WriteFailed(format!("connection closed: {why}")),
+    );
     if !why.starts_with("closed by the peer") && why != "server stopping" {
         log::info!("{proto} connection {id} {local} <-> {peer} closed: {why}");
     }
 }
 
-async fn writer_gone(ctl: &mpsc::UnboundedSender<Bytes>) {
-    ctl.closed().await;
+/// Writes frames in order, each within `limit`.
+async fn write(stream: &mut Box<dyn Io>, frames: &[Bytes], limit: Duration) -> Result<(), String> {
+    for f in frames {
+        match tokio::time::timeout(limit, stream.write_all(f)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err(format!("timed out after {limit:?}")),
+        }
+    }
+    match tokio::time::timeout(limit, stream.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("timed out after {limit:?}")),
+    }
+}
+
+/// Read buffer capacity of an idle connection.
+const IDLE_BUFFER: usize = 512;
+
+/// Reads into `buf`, making room first (doubling for a message that keeps coming); an empty
+/// buffer that grew large is given back.
+async fn read_some<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> std::io::Result<usize> {
+    if buf.is_empty() && buf.capacity() > 4 * IDLE_BUFFER {
+        *buf = BytesMut::with_capacity(IDLE_BUFFER);
+    }
+    if buf.capacity() - buf.len() < IDLE_BUFFER / 2 {
+        buf.reserve(buf.len().max(2048));
+    }
+    rd.read_buf(buf).await
 }
 
 /// One WebSocket frame; a client (`masked`) masks what it sends (RFC 6455 §5.3).
@@ -880,58 +928,6 @@ fn ws_frame(op: ws::Opcode, payload: &[u8], masked: bool) -> Bytes {
     });
     ws::encode(op, payload, mask, &mut out);
     out.freeze()
-}
-
-async fn write_loop(
-    shared: Arc<Shared>,
-    mut wr: tokio::io::WriteHalf<Box<dyn Io>>,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-    mut ctl: mpsc::UnboundedReceiver<Bytes>,
-    websocket: Option<bool>,
-    last: Arc<AtomicU64>,
-) {
-    let timeout = shared.settings.send_timeout;
-    loop {
-        let (data, done) = tokio::select! {
-            job = jobs.recv() => match job {
-                Some(Job::Write(data, done)) => {
-                    let data = match websocket {
-                        Some(masked) => ws_frame(ws::Opcode::Text, &data, masked),
-                        None => data,
-                    };
-                    (data, done)
-                }
-                None => break,
-            },
-            c = ctl.recv() => match c {
-                Some(data) => (data, None),
-                None => break,
-            },
-        };
-        let result = match tokio::time::timeout(timeout, wr.write_all(&data)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("timed out after {timeout:?}")),
-        };
-        match result {
-            Ok(()) => {
-                last.store(shared.now_ms(), Ordering::Relaxed);
-                if let Some(done) = done {
-                    done(WriteOutcome::Sent);
-                }
-            }
-            Err(e) => {
-                if let Some(done) = done {
-                    done(WriteOutcome::WriteFailed(e.clone()));
-                }
-                fail_queue(jobs, &WriteOutcome::WriteFailed(e));
-                return;
-            }
-        }
-    }
-    let _ = wr.flush().await;
-    let _ = wr.shutdown().await;
-    fail_queue(jobs, &WriteOutcome::WriteFailed("connection closed".into()));
 }
 
 fn deliver(shared: &Shared, data: Bytes, conn: &Conn) {
