@@ -1164,3 +1164,47 @@ fn t_replicate_copies_the_request_and_absorbs_the_replies() {
         server.log()
     );
 }
+
+#[test]
+fn send_proxy_protocol_starts_outgoing_connections_with_a_v2_header() {
+    let uas = TcpListener::bind("127.0.0.1:0").unwrap();
+    let uas_port = uas.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = uas.accept() {
+            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // (The v2 signature itself holds a CRLFCRLF: wait for the request's end.)
+            while !got.windows(21).any(|w| w == b"Content-Length: 0\r\n\r\n") {
+                match conn.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = tx.send(got);
+        }
+    });
+    let route = format!("route {{ forward(\"tcp:127.0.0.1:{uas_port}\"); }}");
+    let server = start(
+        "send-pp",
+        "127.0.0.1",
+        &format!(
+            "socket=udp:127.0.0.1:PORT\nsocket=tcp:127.0.0.1:PORT send_proxy_protocol\ndisable_stateless_fwd=no\n{MODULES}{route}"
+        ),
+    );
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.send_to(
+        options("UDP", "sendpp").as_bytes(),
+        ("127.0.0.1", server.port),
+    )
+    .unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let (header, used) = transport::proxy_protocol::parse(&got)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no PROXY header: {:?}", String::from_utf8_lossy(&got)));
+    assert_eq!(header.version, 2);
+    assert_eq!(header.destination.unwrap().port(), uas_port);
+    assert_eq!(header.source.unwrap().ip().to_string(), "127.0.0.1");
+    assert!(got[used..].starts_with(b"OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\n"));
+}
