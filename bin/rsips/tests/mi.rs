@@ -528,3 +528,78 @@ fn tm_reply_answers_a_transaction_the_script_left_open() {
             .contains(r#""code":404,"message":"Transaction not found""#)
     );
 }
+
+#[test]
+fn tcp_list_xlog_level_and_a_unix_datagram_socket() {
+    let [tcp] = free_ports::<1>();
+    let unix =
+        std::env::temp_dir().join(format!("rsips-mi-unix-{}-{tcp}.sock", std::process::id()));
+    let server = start_with(
+        &format!(
+            "socket=tcp:127.0.0.1:{tcp}\nloadmodule \"proto_tcp.so\"\n\
+             modparam(\"mi_datagram\", \"socket_name\", \"{}\")",
+            unix.display()
+        ),
+        r#"route { xlog("L_INFO", "seen $ci\n"); sl_send_reply(200, "OK"); }"#,
+    );
+    // A connection that stays open appears in tcp:list.
+    let mut conn = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = conn.local_addr().unwrap();
+    let req = format!(
+        "OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKlist\r\n\
+         From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: tcp-list\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    conn.write_all(req.as_bytes()).unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(conn.read(&mut buf).unwrap() > 0);
+    let (_, body) = post(&server, r#"{"jsonrpc":"2.0","method":"tcp:list","id":1}"#);
+    assert!(
+        body.contains(&format!(r#""Remote":"{local}""#)) && body.contains(r#""Type":"TCP""#),
+        "{body}"
+    );
+    // xlog_level: L_INFO (3) lines show at 3, not at 2.
+    let (_, body) = post(
+        &server,
+        r#"{"jsonrpc":"2.0","method":"xlog_level","params":[2],"id":2}"#,
+    );
+    assert_eq!(
+        body,
+        r#"{"jsonrpc":"2.0","result":{"xLog Level":2},"id":2}"#
+    );
+    conn.write_all(req.replace("tcp-list", "quiet").as_bytes())
+        .unwrap();
+    assert!(conn.read(&mut buf).unwrap() > 0);
+    post(
+        &server,
+        r#"{"jsonrpc":"2.0","method":"xlog_level","params":[3],"id":3}"#,
+    );
+    conn.write_all(req.replace("tcp-list", "loud").as_bytes())
+        .unwrap();
+    assert!(conn.read(&mut buf).unwrap() > 0);
+    let log = server.log();
+    assert!(
+        log.contains("seen loud") && !log.contains("seen quiet"),
+        "{log}"
+    );
+    // mi_datagram on a unix socket.
+    let client_path = unix.with_extension("client");
+    let _ = std::fs::remove_file(&client_path);
+    let client = std::os::unix::net::UnixDatagram::bind(&client_path).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client
+        .send_to(
+            br#"{"jsonrpc":"2.0","method":"core:version","id":4}"#,
+            &unix,
+        )
+        .unwrap();
+    let n = client.recv(&mut buf).unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        reply.contains("rsips (") && reply.ends_with(r#""id":4}"#),
+        "{reply}"
+    );
+    let _ = std::fs::remove_file(&client_path);
+}
