@@ -1,8 +1,11 @@
 //! The OpenSIPS `sipmsgops` module (digest §2.6), header functions: `append_hf`, `insert_hf`,
-//! `remove_hf`, `is_present_hf`, `is_method`, `has_totag`, `has_body`, `append_to_reply`.
+//! `remove_hf`, `is_present_hf`, `is_method`, `has_totag`, `has_body`, `append_to_reply`, and
+//! (in `more`) the pattern, Request-URI parameter and Privacy functions.
 //! Edits are recorded in the message context and applied when the message is serialized, so
 //! (as in OpenSIPS) a header added by the script is not visible to later reads of the message.
 #![forbid(unsafe_code)]
+
+mod more;
 
 use engine::{FnCtx, FnSpec, ModuleSpec, Param, Routes, Value};
 use sip::{HeaderName, HeaderRef, SipMessage};
@@ -68,6 +71,54 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             run: has_body,
         },
         FnSpec {
+            name: "remove_hf_re",
+            params: &[(Param::StaticStr, false)],
+            routes: HEADERS,
+            run: more::remove_hf_re,
+        },
+        FnSpec {
+            name: "remove_hf_glob",
+            params: &[(Param::StaticStr, false)],
+            routes: HEADERS,
+            run: more::remove_hf_glob,
+        },
+        FnSpec {
+            name: "ruri_has_param",
+            params: &[(Param::Str, false), (Param::Str, true)],
+            routes: Routes::REQUEST.or(Routes::FAILURE).or(Routes::BRANCH),
+            run: more::ruri_has_param,
+        },
+        FnSpec {
+            name: "ruri_add_param",
+            params: &[(Param::Str, false)],
+            routes: Routes::REQUEST.or(Routes::FAILURE).or(Routes::BRANCH),
+            run: more::ruri_add_param,
+        },
+        FnSpec {
+            name: "ruri_del_param",
+            params: &[(Param::Str, false)],
+            routes: Routes::REQUEST.or(Routes::FAILURE).or(Routes::BRANCH),
+            run: more::ruri_del_param,
+        },
+        FnSpec {
+            name: "is_uri_user_e164",
+            params: &[(Param::Str, false)],
+            routes: HEADERS,
+            run: more::is_uri_user_e164,
+        },
+        FnSpec {
+            name: "ruri_tel2sip",
+            params: &[],
+            routes: Routes::REQUEST.or(Routes::FAILURE).or(Routes::BRANCH),
+            run: more::ruri_tel2sip,
+        },
+        FnSpec {
+            name: "is_privacy",
+            params: &[(Param::Str, false)],
+            routes: HEADERS,
+            run: more::is_privacy,
+        },
+        FnSpec {
             name: "append_to_reply",
             params: &[(Param::Str, false)],
             routes: REPLYING,
@@ -76,11 +127,11 @@ pub static MODULE: ModuleSpec = ModuleSpec {
     ],
 };
 
-fn code(b: bool) -> i64 {
+pub(crate) fn code(b: bool) -> i64 {
     if b { 1 } else { -1 }
 }
 
-fn text(v: Option<&Value>) -> String {
+pub(crate) fn text(v: Option<&Value>) -> String {
     v.map(|v| v.to_text().into_owned()).unwrap_or_default()
 }
 

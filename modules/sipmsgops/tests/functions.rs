@@ -129,3 +129,80 @@ fn bad_header_text_is_refused() {
     assert_eq!(l, ["refused\n"]);
     assert!(ctx.edits.is_empty());
 }
+
+const TEL: &[u8] = b"INVITE tel:+4930123456;phone-context=x SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n\
+To: <tel:+4930123456>\r\n\
+From: Alice <sip:alice@atlanta.com>;tag=1928301774\r\n\
+Call-ID: tel-1\r\n\
+CSeq: 1 INVITE\r\n\
+X-One: 1\r\n\
+X-Two: 2\r\n\
+P-Asserted-Identity: <sip:a@b>\r\n\
+Privacy: id;critical\r\n\
+Content-Length: 0\r\n\r\n";
+
+#[test]
+fn headers_go_by_regex_and_glob() {
+    let (l, ctx) = run(
+        r#"if (remove_hf_glob("x-*")) xlog("glob\n");
+        if (remove_hf_re("^P-Asserted")) xlog("re\n");
+        if (!remove_hf_glob("Nope-*")) xlog("none\n");"#,
+        TEL,
+    );
+    assert_eq!(l, vec!["glob\n", "re\n", "none\n"]);
+    let out = forwarded(&ctx);
+    assert!(out.headers().all(|h| !h.name_str.starts_with("X-")));
+    assert!(!out.headers().any(|h| h.name_str == "P-Asserted-Identity"));
+    assert!(out.headers().any(|h| h.name_str == "Privacy"));
+}
+
+#[test]
+fn privacy_and_e164() {
+    let (l, _) = run(
+        r#"if (is_privacy("id")) xlog("id\n");
+        if (is_privacy("CRITICAL")) xlog("critical\n");
+        if (!is_privacy("user")) xlog("not-user\n");
+        if (is_uri_user_e164("sip:+4930123456@x")) xlog("e164\n");
+        if (!is_uri_user_e164("sip:030123@x")) xlog("not-e164\n");
+        if (!is_uri_user_e164("sip:+1@x")) xlog("too-short\n");"#,
+        TEL,
+    );
+    assert_eq!(
+        l,
+        vec![
+            "id\n",
+            "critical\n",
+            "not-user\n",
+            "e164\n",
+            "not-e164\n",
+            "too-short\n"
+        ]
+    );
+}
+
+#[test]
+fn tel_uris_become_sip_and_params_come_and_go() {
+    let (l, _) = run(
+        r#"ruri_tel2sip(); xlog("$ru\n");
+        if (ruri_has_param("user", "phone")) xlog("has\n");
+        ruri_add_param("npdi"); ruri_add_param("rn=123"); xlog("$ru\n");
+        if (ruri_has_param("npdi")) xlog("flag\n");
+        if (!ruri_has_param("rn", "999")) xlog("other-value\n");
+        ruri_del_param("user"); xlog("$ru\n");
+        if (!ruri_del_param("absent")) xlog("absent\n");"#,
+        TEL,
+    );
+    assert_eq!(
+        l,
+        vec![
+            "sip:+4930123456@atlanta.com;user=phone\n",
+            "has\n",
+            "sip:+4930123456@atlanta.com;user=phone;npdi;rn=123\n",
+            "flag\n",
+            "other-value\n",
+            "sip:+4930123456@atlanta.com;npdi;rn=123\n",
+            "absent\n"
+        ]
+    );
+}
