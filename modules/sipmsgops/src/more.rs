@@ -54,8 +54,11 @@ pub fn remove_hf_glob(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     remove_where(f, |n| glob(g.as_bytes(), n.as_bytes()))
 }
 
-/// The R-URI's parameters (`;a=b;c`) as (name, value) pairs.
-fn ruri_params(f: &FnCtx<'_>) -> Option<(String, Vec<(String, Option<String>)>)> {
+/// URI parameters as (name, value) pairs.
+type UriParams = Vec<(String, Option<String>)>;
+
+/// The R-URI and its parameters (`;a=b;c`).
+fn ruri_params(f: &FnCtx<'_>) -> Option<(String, UriParams)> {
     let ruri = f.msg.ruri()?.to_owned();
     let u = Uri::parse(&ruri).ok()?;
     let params = u
