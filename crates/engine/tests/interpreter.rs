@@ -810,3 +810,18 @@ fn the_destination_set_is_readable_by_branch_index() {
         ]
     );
 }
+
+#[test]
+fn legacy_branch_pvs_index_the_appended_branches() {
+    let l = logs(
+        r#"route {
+            $branch = "sip:carol@example.com";
+            append_msg_branch("sip:dave@example.com", "0.2");
+            xlog("$branch $(branch[1]) $(branch(q)[1]) $(branch(uri)[-1]) $(branch[2])\n");
+        }"#,
+    );
+    assert_eq!(
+        l,
+        vec!["sip:carol@example.com sip:dave@example.com 200 sip:dave@example.com <null>\n"]
+    );
+}

@@ -371,6 +371,25 @@ impl CorePv {
             }),
             ("C", Some(c)) => CorePv::Color(c.to_owned()),
             ("msg.branch.last_idx", None) => CorePv::BranchLastIdx,
+            // Legacy `$branch` / `$branch(field)`: the appended branches only (index 0 is the
+            // first one appended, -1 the last).
+            ("branch", field) => {
+                let field = match field.unwrap_or("uri") {
+                    "uri" => BranchField::Uri,
+                    "duri" => BranchField::Duri,
+                    "q" => BranchField::Q,
+                    "flags" => BranchField::Flags,
+                    "path" => BranchField::Path,
+                    "socket" => BranchField::Socket,
+                    _ => return None,
+                };
+                let i = match spec.index {
+                    None => 0,
+                    Some(PvIndex::At(i)) => i,
+                    _ => return None,
+                };
+                CorePv::Branch(field, if i < 0 { i } else { i + 1 })
+            }
             (name, None) if name.starts_with("msg.branch.") || name == "msg.branch" => {
                 let field = match name
                     .trim_start_matches("msg.branch")

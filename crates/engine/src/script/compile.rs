@@ -161,7 +161,7 @@ impl Lower<'_> {
             ("ru_q", None) => Write::RuriQ,
             ("socket_out", None) => Write::SocketOut,
             ("T_fr_timeout", None) => Write::FrTimeout,
-            ("msg.branch", None) => Write::AppendBranch,
+            ("msg.branch" | "branch", None) => Write::AppendBranch,
             ("T_fr_inv_timeout", None) => Write::FrInvTimeout,
             ("log_level", None) => Write::LogLevel,
             ("xlog_level", None) => Write::XlogLevel,
