@@ -1,0 +1,180 @@
+//! A real browser as the SIP-over-WebSocket client (RFC 7118): headless Chromium (installed by
+//! .ci/run) opens `ws://` and `wss://` with the `sip` subprotocol, sends OPTIONS and shows the
+//! reply's status line, which the test reads from the dumped page.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let ok = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed (.ci/run installs it)")
+        .success();
+    assert!(ok, "openssl {args:?}");
+}
+
+/// The page's text after the browser ran its script (bounded by the virtual-time budget and a
+/// wall-clock limit).
+fn browse(dir: &std::path::Path, page: &str) -> String {
+    let file = dir.join("page.html");
+    std::fs::write(&file, page).unwrap();
+    let found = Command::new("chromium")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "chromium is not installed: `apt-get install chromium` (.ci/run does this)"
+    );
+    let mut child = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--ignore-certificate-errors",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .arg(format!("file://{}", file.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("chromium did not finish");
+}
+
+/// An HTTP server that answers one request after `delay`: a page resource that holds the
+/// page's load (and so chromium's virtual clock) while the WebSocket exchange runs in real time.
+fn slow_http(delay: Duration) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut c, _)) = l.accept() {
+            use std::io::{Read, Write};
+            let mut buf = [0u8; 2048];
+            let _ = c.read(&mut buf);
+            std::thread::sleep(delay);
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    port
+}
+
+fn page(url: &str, id: &str) -> String {
+    let hold = slow_http(Duration::from_secs(2));
+    format!(
+        r#"<html><body>waiting<iframe src="http://127.0.0.1:{hold}/hold"></iframe><script>
+const ws = new WebSocket("{url}", "sip");
+ws.onopen = () => ws.send("OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK{id}\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: {id}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
+ws.onmessage = (e) => {{ document.body.textContent = "GOT " + e.data.split("\r\n")[0] + " proto=" + ws.protocol; }};
+ws.onerror = () => {{ document.body.textContent = "ERROR"; }};
+</script></body></html>"#
+    )
+}
+
+#[test]
+fn chromium_talks_sip_over_ws_and_wss() {
+    let [ws, wss] = free_ports::<2>();
+    let dir = std::env::temp_dir().join(format!("rsips-browser-{}-{ws}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+        ],
+    );
+    let cfg = format!(
+        "socket=ws:127.0.0.1:{ws}\nsocket=wss:127.0.0.1:{wss}\ntcp_workers=1\n\
+         loadmodule \"proto_ws.so\"\nloadmodule \"proto_wss.so\"\nloadmodule \"tls_mgm.so\"\n\
+         loadmodule \"sl.so\"\n\
+         modparam(\"tls_mgm\", \"server_domain\", \"default\")\n\
+         modparam(\"tls_mgm\", \"match_ip_address\", \"[default]*\")\n\
+         modparam(\"tls_mgm\", \"verify_cert\", \"[default]0\")\n\
+         modparam(\"tls_mgm\", \"require_cert\", \"[default]0\")\n\
+         modparam(\"tls_mgm\", \"certificate\", \"[default]{0}/cert.pem\")\n\
+         modparam(\"tls_mgm\", \"private_key\", \"[default]{0}/key.pem\")\n\
+         route {{ sl_send_reply(200, \"Browser OK\"); }}\n",
+        dir.display()
+    );
+    std::fs::write(dir.join("t.cfg"), cfg).unwrap();
+    let _rsips = Kill(
+        Command::new(env!("CARGO_BIN_EXE_rsips"))
+            .arg("-f")
+            .arg(dir.join("t.cfg"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("rsips.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", wss)).is_err() {
+        assert!(Instant::now() < deadline, "rsips did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (url, id) in [
+        (format!("ws://127.0.0.1:{ws}"), "browser-ws"),
+        (format!("wss://127.0.0.1:{wss}"), "browser-wss"),
+    ] {
+        let dom = browse(&dir, &page(&url, id));
+        assert!(
+            dom.contains("GOT SIP/2.0 200 Browser OK proto=sip"),
+            "{url}: {dom}\n{}",
+            std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default()
+        );
+    }
+}
