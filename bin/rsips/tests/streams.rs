@@ -1208,3 +1208,74 @@ fn send_proxy_protocol_starts_outgoing_connections_with_a_v2_header() {
     assert_eq!(header.source.unwrap().ip().to_string(), "127.0.0.1");
     assert!(got[used..].starts_with(b"OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\n"));
 }
+
+#[test]
+fn tcp_max_connections_refuses_the_one_too_many() {
+    let server = start(
+        "maxconn",
+        "127.0.0.1",
+        &format!("socket=tcp:127.0.0.1:PORT\ntcp_max_connections=3\n{MODULES}{ECHO}"),
+    );
+    // start() probed with a connection that is gone by now: wait until the server forgot it.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut held: Vec<TcpStream> = Vec::new();
+    for i in 0..3 {
+        let mut s = connect("127.0.0.1", server.port);
+        s.write_all(options("TCP", &format!("max{i}")).as_bytes())
+            .unwrap();
+        let mut pending = Vec::new();
+        assert!(
+            read_message(&mut s, &mut pending).is_some(),
+            "connection {i}"
+        );
+        held.push(s);
+    }
+    let mut extra = connect("127.0.0.1", server.port);
+    let _ = extra.write_all(options("TCP", "max-extra").as_bytes());
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(3)),
+        "the fourth is refused"
+    );
+    assert!(
+        server.log().contains("tcp_max_connections (3) reached"),
+        "{}",
+        server.log()
+    );
+    // Closing one makes room again.
+    drop(held.pop());
+    std::thread::sleep(Duration::from_millis(300));
+    let mut again = connect("127.0.0.1", server.port);
+    again
+        .write_all(options("TCP", "max-again").as_bytes())
+        .unwrap();
+    let mut pending = Vec::new();
+    assert!(read_message(&mut again, &mut pending).is_some());
+}
+
+#[test]
+fn a_proxy_protocol_header_comes_before_the_tls_handshake() {
+    let dir = test_dir("pki-pp");
+    let pki = Pki::new(&dir);
+    let server = start(
+        "tls-pp",
+        "127.0.0.1",
+        &format!(
+            "socket=tls:127.0.0.1:PORT allow_proxy_protocol\nloadmodule \"proto_tls.so\"\n{MODULES}{}{ECHO}",
+            pki.tls_modparams()
+        ),
+    );
+    let mut tcp = connect("127.0.0.1", server.port);
+    tcp.write_all(b"PROXY TCP4 198.51.100.9 127.0.0.1 40999 5061\r\n")
+        .unwrap();
+    let conn = rustls::ClientConnection::new(
+        pki.client_config(),
+        rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into()),
+    )
+    .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(options("TLS", "pp-tls").as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    let r = read_message(&mut tls, &mut pending).unwrap_or_else(|| panic!("{}", server.log()));
+    assert_eq!(header(&r, "X-Source"), Some("198.51.100.9:40999"), "{r}");
+    assert_eq!(header(&r, "X-Proto"), Some("tls"));
+}
