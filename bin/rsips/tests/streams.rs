@@ -526,9 +526,14 @@ impl Pki {
 
     /// Issues `name.pem`/`name.key` signed by the CA with common name `cn`.
     fn issue(&self, name: &str, cn: &str) {
+        self.issue_for(name, cn, "DNS:localhost");
+    }
+
+    /// Issues `name.pem`/`name.key` for 127.0.0.1, ::1 and the extra SAN entries `san`.
+    fn issue_for(&self, name: &str, cn: &str, san: &str) {
         std::fs::write(
             self.dir.join("ext.cnf"),
-            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n",
+            format!("basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,IP:::1,{san}\n"),
         )
         .unwrap();
         let subj = format!("/CN={cn}");
@@ -1278,4 +1283,84 @@ fn a_proxy_protocol_header_comes_before_the_tls_handshake() {
     let r = read_message(&mut tls, &mut pending).unwrap_or_else(|| panic!("{}", server.log()));
     assert_eq!(header(&r, "X-Source"), Some("198.51.100.9:40999"), "{r}");
     assert_eq!(header(&r, "X-Proto"), Some("tls"));
+}
+
+/// A TLS client naming `sni`, optionally with a client certificate (`client.pem`/`client.key`).
+fn tls_client_for(pki: &Pki, sni: &str, with_cert: bool, port: u16) -> Result<Tls, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(pki.dir.join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = if with_cert {
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(pki.dir.join("client.pem"))
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+        let key = PrivateKeyDer::from_pem_file(pki.dir.join("client.key")).unwrap();
+        builder.with_client_auth_cert(certs, key).unwrap()
+    } else {
+        builder.with_no_client_auth()
+    };
+    let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, connect("127.0.0.1", port));
+    tls.write_all(options("TLS", "sni").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut pending = Vec::new();
+    read_message(&mut tls, &mut pending).ok_or("no reply")?;
+    Ok(tls)
+}
+
+#[test]
+fn tls_server_domains_by_sni_and_require_cert() {
+    let dir = test_dir("pki-sni");
+    let pki = Pki::new(&dir);
+    pki.issue_for("one", "rsips server one", "DNS:one.example");
+    pki.issue_for("two", "rsips server two", "DNS:two.example");
+    pki.issue_for("client", "a client", "DNS:client.example");
+    let p = |f: &str| pki.path(f);
+    let tls = format!(
+        "loadmodule \"tls_mgm.so\"\n\
+         modparam(\"tls_mgm\", \"server_domain\", \"one\")\n\
+         modparam(\"tls_mgm\", \"match_ip_address\", \"[one]*\")\n\
+         modparam(\"tls_mgm\", \"match_sip_domain\", \"[one]one.example\")\n\
+         modparam(\"tls_mgm\", \"verify_cert\", \"[one]0\")\n\
+         modparam(\"tls_mgm\", \"require_cert\", \"[one]0\")\n\
+         modparam(\"tls_mgm\", \"certificate\", \"[one]{}\")\n\
+         modparam(\"tls_mgm\", \"private_key\", \"[one]{}\")\n\
+         modparam(\"tls_mgm\", \"server_domain\", \"two\")\n\
+         modparam(\"tls_mgm\", \"match_ip_address\", \"[two]*\")\n\
+         modparam(\"tls_mgm\", \"match_sip_domain\", \"[two]two.example\")\n\
+         modparam(\"tls_mgm\", \"verify_cert\", \"[two]1\")\n\
+         modparam(\"tls_mgm\", \"require_cert\", \"[two]1\")\n\
+         modparam(\"tls_mgm\", \"ca_list\", \"[two]{}\")\n\
+         modparam(\"tls_mgm\", \"certificate\", \"[two]{}\")\n\
+         modparam(\"tls_mgm\", \"private_key\", \"[two]{}\")\n",
+        p("one.pem"),
+        p("one.key"),
+        p("ca.pem"),
+        p("two.pem"),
+        p("two.key"),
+    );
+    let server = start(
+        "tls-sni",
+        "127.0.0.1",
+        &format!("socket=tls:127.0.0.1:PORT\nloadmodule \"proto_tls.so\"\n{MODULES}{tls}{ECHO}"),
+    );
+    let one = tls_client_for(&pki, "one.example", false, server.port).unwrap();
+    assert_eq!(presented_cn(&one), "rsips server one");
+    // Domain two requires a client certificate signed by its ca_list.
+    assert!(tls_client_for(&pki, "two.example", false, server.port).is_err());
+    let two = tls_client_for(&pki, "two.example", true, server.port)
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    assert_eq!(presented_cn(&two), "rsips server two");
 }
