@@ -825,3 +825,24 @@ fn legacy_branch_pvs_index_the_appended_branches() {
         vec!["sip:carol@example.com sip:dave@example.com 200 sip:dave@example.com <null>\n"]
     );
 }
+
+#[test]
+fn raise_event_runs_the_event_route() {
+    let l = logs(
+        r#"route {
+            raise_event("E_MY_EVENT");
+            raise_event("E_NOBODY_LISTENS");
+            xlog("after\n");
+        }
+        event_route[E_MY_EVENT] {
+            xlog("event for $ci in $route.type\n");
+        }"#,
+    );
+    assert_eq!(
+        l,
+        vec![
+            "event for a84b4c76e66710@pc33.atlanta.com in event\n",
+            "after\n"
+        ]
+    );
+}

@@ -437,6 +437,15 @@ impl Lower<'_> {
                 };
                 CoreFn::AppendBranch(uri, q)
             }
+            "raise_event" => {
+                if matches!(a(1), Some(Some(_))) {
+                    return self.fail(unsupported(
+                        "event attributes in `raise_event`".into(),
+                        c.span,
+                    ));
+                }
+                CoreFn::RaiseEvent(self.arg(a(0), c.span)?)
+            }
             "force_tcp_alias" => CoreFn::ForceTcpAlias(match a(0) {
                 Some(Some(_)) => Some(self.arg(a(0), c.span)?),
                 _ => None,

@@ -134,6 +134,23 @@ impl Run<'_> {
                     .is_some_and(|m| m.contains(&socket));
                 bool_code(member)
             }
+            CoreFn::RaiseEvent(name) => {
+                let name = self.text_arg(name)?;
+                match self.script.route_index(cfg::ast::RouteKind::Event, &name) {
+                    Some(index) => {
+                        let mut copy = self.ctx.clone();
+                        copy.outbox.clear();
+                        let outcome =
+                            self.script
+                                .run_index(index, self.worker, &mut copy, self.log);
+                        // What the event route queued (a reply, a forward) is sent.
+                        self.ctx.outbox.append(&mut copy.outbox);
+                        bool_code(outcome.is_ok())
+                    }
+                    // Nobody listens: not an error in OpenSIPS either.
+                    None => 1,
+                }
+            }
             CoreFn::ForceTcpAlias(port) => {
                 let port = match port {
                     Some(p) => self.value(p)?.as_int().and_then(|p| u16::try_from(p).ok()),

@@ -161,6 +161,9 @@ pub(crate) enum CoreFn {
     Send(Expr, Option<Expr>),
     /// `socket_belongs_to_bond(socket, bond)`.
     SocketBelongsToBond(Expr, String),
+    /// `raise_event(name)`: runs `event_route[name]` (synchronously, over a copy of the
+    /// message) when the script has one.
+    RaiseEvent(Expr),
     /// `force_tcp_alias([port])`.
     ForceTcpAlias(Option<Expr>),
     /// `append_msg_branch(uri[, q])` / `append_branch_old([uri][, q])` (no uri: the current

@@ -248,7 +248,7 @@ impl Script {
                     extra_names.push(name);
                     "timer"
                 }
-                K::Failure | K::Reply | K::Branch | K::Local => {
+                K::Failure | K::Reply | K::Branch | K::Local | K::Event => {
                     if r.kind == K::Reply && name.is_empty() {
                         reply_route = Some(index);
                     }
@@ -258,6 +258,7 @@ impl Script {
                         K::Failure => "failure",
                         K::Reply => "onreply",
                         K::Branch => "branch",
+                        K::Event => "event",
                         _ => "local",
                     }
                 }
