@@ -283,6 +283,23 @@ impl Server {
             streams: streams.clone(),
         });
         engine::stats::register_core();
+        let ports = |p: &[Proto]| -> Vec<u16> {
+            streams
+                .as_ref()
+                .map(|s| {
+                    s.bound()
+                        .iter()
+                        .filter(|(proto, _)| p.contains(proto))
+                        .map(|(_, a)| a.port())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        register_net(
+            outlet.udp.iter().map(|(a, _)| a.port()).collect(),
+            ports(&[Proto::Tcp, Proto::Ws]),
+            ports(&[Proto::Tls, Proto::Wss]),
+        );
         sl::register_stats();
         tm::register_stats();
         // The transaction table, its transport and its timer thread.
@@ -385,6 +402,42 @@ impl Server {
             streams.shutdown();
         }
     }
+}
+
+/// Bytes waiting in the receive queues of the kernel sockets bound to `ports` (from
+/// /proc/net/{udp,udp6} or {tcp,tcp6}: accepted connections share their listener's port).
+fn waiting(kind: &str, ports: &[u16]) -> i64 {
+    let mut total = 0i64;
+    for file in [format!("/proc/net/{kind}"), format!("/proc/net/{kind}6")] {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let mut cols = line.split_whitespace();
+            let (Some(local), Some(queues)) = (cols.nth(1), cols.nth(2)) else {
+                continue;
+            };
+            let port = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            let rx = queues
+                .split_once(':')
+                .and_then(|(_, rx)| i64::from_str_radix(rx, 16).ok());
+            if let (Some(port), Some(rx)) = (port, rx)
+                && ports.contains(&port)
+            {
+                total += rx;
+            }
+        }
+    }
+    total
+}
+
+/// The `net` statistics group: bytes waiting to be read, per transport.
+fn register_net(udp: Vec<u16>, tcp: Vec<u16>, tls: Vec<u16>) {
+    engine::stats::computed("net", "waiting_udp", Box::new(move || waiting("udp", &udp)));
+    engine::stats::computed("net", "waiting_tcp", Box::new(move || waiting("tcp", &tcp)));
+    engine::stats::computed("net", "waiting_tls", Box::new(move || waiting("tcp", &tls)));
 }
 
 /// A UDP socket with the `tos` option applied (traffic class on IPv6) and a read timeout, so

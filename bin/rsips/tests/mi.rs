@@ -193,7 +193,15 @@ fn opensips_cli_over_http_and_fifo() {
         .unwrap();
     let mut buf = [0u8; 2048];
     c.recv_from(&mut buf).unwrap();
-    let stats = cli(&server, "http", &["get_statistics", "core:", "tm:", "sl:"]);
+    let stats = cli(
+        &server,
+        "http",
+        &["get_statistics", "core:", "tm:", "sl:", "net:"],
+    );
+    assert!(
+        stats.contains("\"net:waiting_udp\": 0"),
+        "nothing queued when idle: {stats}"
+    );
     assert!(stats.contains("\"core:rcv_requests\": 1"), "{stats}");
     assert!(stats.contains("\"sl:2xx_replies\": 1"), "{stats}");
     assert!(stats.contains("\"tm:inuse_transactions\": 0"), "{stats}");

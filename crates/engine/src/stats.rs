@@ -5,14 +5,27 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+/// Reads a statistic that is computed when asked (`net:waiting_udp`).
+pub type Compute = Box<dyn Fn() -> i64 + Send + Sync>;
+
 /// One statistic.
-#[derive(Debug)]
 pub struct Stat {
     pub group: &'static str,
     pub name: &'static str,
     value: AtomicI64,
     /// A gauge (`inuse_transactions`): not cleared by a reset.
     pub no_reset: bool,
+    compute: Option<Compute>,
+}
+
+impl std::fmt::Debug for Stat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stat")
+            .field("group", &self.group)
+            .field("name", &self.name)
+            .field("value", &self.get())
+            .finish()
+    }
 }
 
 impl Stat {
@@ -29,7 +42,10 @@ impl Stat {
     }
 
     pub fn get(&self) -> i64 {
-        self.value.load(Ordering::Relaxed)
+        match &self.compute {
+            Some(f) => f(),
+            None => self.value.load(Ordering::Relaxed),
+        }
     }
 
     pub fn reset(&self) {
@@ -70,6 +86,24 @@ fn register(group: &'static str, name: &'static str, no_reset: bool) -> &'static
         name,
         value: AtomicI64::new(0),
         no_reset,
+        compute: None,
+    }));
+    all.push(stat);
+    stat
+}
+
+/// A statistic computed when read (a gauge; registering the name again keeps the first).
+pub fn computed(group: &'static str, name: &'static str, f: Compute) -> &'static Stat {
+    let mut all = lock();
+    if let Some(s) = all.iter().find(|s| s.group == group && s.name == name) {
+        return s;
+    }
+    let stat: &'static Stat = Box::leak(Box::new(Stat {
+        group,
+        name,
+        value: AtomicI64::new(0),
+        no_reset: true,
+        compute: Some(f),
     }));
     all.push(stat);
     stat
