@@ -832,6 +832,24 @@ impl Tm {
         if code == 100 {
             return true;
         }
+        // What the onreply routes changed (append_hf, remove_hf …) is in the reply that goes on.
+        let edited;
+        let reply: &SipMessage = if ctx.edits.is_empty() {
+            reply
+        } else {
+            match SipMessage::parse(bytes::Bytes::from(ctx.msg.serialize(&ctx.edits))) {
+                Ok(m) => {
+                    edited = m;
+                    if code >= 200
+                        && let Some(b) = cell.lock().branches.get_mut(n)
+                    {
+                        b.reply = Some(edited.clone());
+                    }
+                    &edited
+                }
+                Err(_) => reply,
+            }
+        };
         if code < 200 {
             // Provisional replies go upstream (unless dropped or a final reply went already).
             let tx = cell.lock();

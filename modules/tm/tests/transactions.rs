@@ -576,3 +576,37 @@ fn t_cancel_branch_cancels_the_others_or_all() {
     tm.cancel_branches(&cell, 1, "a", t0);
     assert!(host.take().is_empty(), "a branch is cancelled once");
 }
+
+#[test]
+fn what_the_onreply_route_changes_is_relayed() {
+    let host = Arc::new(Recorder::default());
+    let tm = Tm::new(params(), host.clone(), Some(3));
+    let t0 = Instant::now();
+    let ctx = request("INVITE", "z9hG4bKor", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let sent = host.take_full().pop().unwrap();
+    let mut s = Script {
+        runs: Vec::new(),
+        on_run: Some(Box::new(|_, ctx| {
+            ctx.edits.append("X-Onreply", "seen");
+        })),
+    };
+    for (code, reason) in [(180, "Ringing"), (200, "OK")] {
+        let (r, rctx) = reply_to(&sent, code, reason, Some("t"));
+        tm.on_reply(&r, rctx, &mut s, t0);
+    }
+    assert_eq!(
+        s.runs,
+        vec![(3, Some(180)), (3, Some(200))],
+        "the global onreply_route"
+    );
+    let out = host.take_full();
+    let relayed: Vec<&String> = out.iter().filter(|m| m.starts_with("SIP/2.0")).collect();
+    assert_eq!(relayed.len(), 2);
+    for m in relayed {
+        assert!(m.contains("\r\nX-Onreply: seen\r\n"), "{m}");
+        assert_eq!(m.matches("Via:").count(), 1, "our Via is gone: {m}");
+    }
+}
