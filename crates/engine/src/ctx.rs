@@ -131,6 +131,8 @@ pub struct RecordRoute {
     pub ftag: bool,
     /// `enable_double_rr`.
     pub double: bool,
+    /// `record_route_preset(host[, host2])`: the addresses to record instead of the sockets'.
+    pub preset: Option<(String, Option<String>)>,
 }
 
 /// Per-message script state.

@@ -366,6 +366,28 @@ fn record_route(
     } else {
         None
     };
+    if let Some((first, second)) = &rr.preset {
+        // `record_route_preset`: the given addresses (`sip:` optional), our `lr`/`ftag`/params.
+        let value = |a: &str, r2: bool| {
+            let mut v = format!("<sip:{}", a.trim_start_matches("sip:"));
+            if r2 {
+                v.push_str(";r2=on");
+            }
+            v.push_str(";lr");
+            if let Some(t) = ftag {
+                v.push_str(";ftag=");
+                v.push_str(t);
+            }
+            v.push_str(&rr.params);
+            v.push('>');
+            v
+        };
+        edits.add_record_route(&ctx.msg, &value(first, second.is_some()));
+        if let Some(second) = second {
+            edits.add_record_route(&ctx.msg, &value(second, true));
+        }
+        return;
+    }
     let inbound = ctx.receipt.as_ref().map(|r| {
         let adv = sockets
             .listen

@@ -20,6 +20,12 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             run: record_route,
         },
         FnSpec {
+            name: "record_route_preset",
+            params: &[(Param::Str, false), (Param::Str, true)],
+            routes: RR_ROUTES,
+            run: record_route_preset,
+        },
+        FnSpec {
             name: "loose_route",
             params: &[],
             routes: Routes::REQUEST,
@@ -88,6 +94,23 @@ fn record_route(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     1
 }
 
+/// `record_route_preset(addr[, addr2])`: Record-Route with the given address(es) instead of
+/// the sockets' (two, both `r2=on`, when `addr2` is given).
+fn record_route_preset(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(first) = args.first().map(|v| v.to_text().into_owned()) else {
+        return -1;
+    };
+    let second = args
+        .get(1)
+        .filter(|v| !matches!(v, Value::Null))
+        .map(|v| v.to_text().into_owned());
+    let ftag = param_on(f, "append_fromtag", true);
+    let rr = f.msg.record_route.get_or_insert_with(RecordRoute::default);
+    rr.ftag = ftag;
+    rr.preset = Some((first, second));
+    1
+}
+
 /// `add_rr_param(";p=v")`: added to the Record-Route this request gets.
 fn add_rr_param(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some(p) = args.first().map(|v| normalize_params(&v.to_text())) else {
@@ -99,6 +122,7 @@ fn add_rr_param(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         params: String::new(),
         ftag,
         double,
+        preset: None,
     });
     rr.params.push_str(&p);
     1

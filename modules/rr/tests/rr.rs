@@ -215,3 +215,19 @@ fn no_route_header_is_false() {
     );
     assert_eq!(l, vec!["none\n"]);
 }
+
+#[test]
+fn record_route_preset_records_the_given_addresses() {
+    let (_, ctx) = run(
+        r#"record_route_preset("203.0.113.5:5060;transport=tcp", "sip:10.0.0.5:5060"); forward("udp:127.0.0.1:5090");"#,
+        &request("", "sip:bob@example.com", false),
+        "udp",
+    );
+    assert_eq!(
+        values(&relayed(&ctx), sip::HeaderName::RecordRoute),
+        vec![
+            "<sip:203.0.113.5:5060;transport=tcp;r2=on;lr;ftag=caller>",
+            "<sip:10.0.0.5:5060;r2=on;lr;ftag=caller>"
+        ]
+    );
+}
