@@ -1364,3 +1364,45 @@ fn tls_server_domains_by_sni_and_require_cert() {
         .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
     assert_eq!(presented_cn(&two), "rsips server two");
 }
+
+#[test]
+fn reply_bodies_and_uri_headers() {
+    let (rx, rx_port) = udp_receiver("127.0.0.1");
+    let route = format!(
+        r#"route {{
+    if ($rU == "fwd") {{
+        append_urihf("X-Original-Uri: <", ">\r\n");
+        forward("udp:127.0.0.1:{rx_port}");
+        exit;
+    }}
+    append_to_reply("Content-Type: text/plain\r\n");
+    append_body_to_reply("hello ");
+    append_body_to_reply("there");
+    sl_send_reply(200, "OK");
+}}"#
+    );
+    let server = start(
+        "bodies",
+        "127.0.0.1",
+        &format!(
+            "socket=udp:127.0.0.1:PORT\nsocket=tcp:127.0.0.1:PORT\ndisable_stateless_fwd=no\n{MODULES}{route}"
+        ),
+    );
+    let mut s = connect("127.0.0.1", server.port);
+    s.write_all(options("TCP", "body").as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    let r = read_message(&mut s, &mut pending).unwrap();
+    assert_eq!(header(&r, "Content-Type"), Some("text/plain"), "{r}");
+    assert_eq!(header(&r, "Content-Length"), Some("11"), "{r}");
+    assert!(r.ends_with("\r\n\r\nhello there"), "{r}");
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let fwd = options("UDP", "urihf").replace("sip:bob@", "sip:fwd@");
+    c.send_to(fwd.as_bytes(), ("127.0.0.1", server.port))
+        .unwrap();
+    let got = recv_text(&rx);
+    assert_eq!(
+        header(&got, "X-Original-Uri"),
+        Some("<sip:fwd@127.0.0.1>"),
+        "{got}"
+    );
+}

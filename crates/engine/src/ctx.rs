@@ -158,6 +158,9 @@ pub struct MsgCtx {
     pub retcode: i64,
     /// Header lines (`Name: value`) to add to the reply the script sends (`append_to_reply`).
     pub reply_headers: Vec<String>,
+    /// The body of the reply the script sends (`append_body_to_reply`; its Content-Type comes
+    /// from `append_to_reply`).
+    pub reply_body: Option<String>,
     /// AVPs of this message/transaction, by the id the compiler gave each name; oldest first.
     pub avps: Vec<Vec<crate::value::Value>>,
     /// `force_rport()`: answer to the source port as if the request asked for rport.
@@ -214,6 +217,7 @@ impl MsgCtx {
             edits: Edits::new(),
             retcode: 0,
             reply_headers: Vec::new(),
+            reply_body: None,
             avps: Vec::new(),
             force_rport: false,
             err: None,

@@ -119,6 +119,18 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             run: more::is_privacy,
         },
         FnSpec {
+            name: "append_body_to_reply",
+            params: &[(Param::Str, false)],
+            routes: REPLYING,
+            run: append_body_to_reply,
+        },
+        FnSpec {
+            name: "append_urihf",
+            params: &[(Param::Str, false), (Param::Str, false)],
+            routes: Routes::REQUEST.or(Routes::FAILURE).or(Routes::BRANCH),
+            run: append_urihf,
+        },
+        FnSpec {
             name: "append_to_reply",
             params: &[(Param::Str, false)],
             routes: REPLYING,
@@ -278,6 +290,34 @@ fn has_body(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 }
 
 /// `append_to_reply(txt)`: headers for the reply the script sends later.
+/// `append_body_to_reply(body)`: the body of the reply the script sends next.
+fn append_body_to_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let body = text(args.first());
+    f.msg
+        .reply_body
+        .get_or_insert_with(String::new)
+        .push_str(&body);
+    1
+}
+
+/// `append_urihf(prefix, suffix)`: a header made of `prefix`, the current Request-URI and
+/// `suffix` (which ends the line: `"\r\n"`).
+fn append_urihf(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let line = format!(
+        "{}{}{}",
+        text(args.first()),
+        f.msg.ruri().unwrap_or(""),
+        text(args.get(1))
+    );
+    let Some(lines) = header_lines(&line) else {
+        return -1;
+    };
+    for (n, v) in lines {
+        f.msg.edits.append(&n, &v);
+    }
+    1
+}
+
 fn append_to_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some(lines) = header_lines(&text(args.first())) else {
         return -1;

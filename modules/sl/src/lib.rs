@@ -170,9 +170,10 @@ pub fn build_reply_with_body(
         }
     }
     b = b.header("Server", concat!("rsips (", env!("CARGO_PKG_VERSION"), ")"));
-    let data = match body {
-        Some((ct, body)) => b.header("Content-Type", ct).body(body),
-        None => b.build(),
+    let data = match (body, &ctx.reply_body) {
+        (Some((ct, body)), _) => b.header("Content-Type", ct).body(body),
+        (None, Some(body)) => b.body(body.as_bytes()),
+        (None, None) => b.build(),
     };
     Some((data, reply_destination(req, source, ctx.force_rport)))
 }
