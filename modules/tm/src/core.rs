@@ -954,6 +954,18 @@ impl Tm {
     /// A CANCEL for an INVITE transaction (`t_relay` on the CANCEL): 200 to the CANCEL, then
     /// CANCEL on every pending branch with `Reason: SIP;cause=487;text="ORIGINATOR_CANCEL"`.
     pub fn cancel_invite(&self, invite: &TxCell, cancel: &MsgCtx, now: Instant) {
+        self.cancel_invite_with(invite, cancel, false, now);
+    }
+
+    /// `cancel_invite`, with `pass_reason` (t_relay's `pass-reason-hdr` flag): the CANCELs carry
+    /// the Reason header(s) of the received CANCEL when it has any.
+    pub fn cancel_invite_with(
+        &self,
+        invite: &TxCell,
+        cancel: &MsgCtx,
+        pass_reason: bool,
+        now: Instant,
+    ) {
         if let Some((data, dest)) = sl::build_reply(cancel, 200, "canceling") {
             let r = cancel.receipt.as_ref();
             self.host.send(
@@ -967,14 +979,24 @@ impl Tm {
                 None,
             );
         }
+        let received: Vec<&str> = if pass_reason {
+            cancel
+                .msg
+                .headers()
+                .filter(|h| h.name_str.eq_ignore_ascii_case("Reason"))
+                .map(|h| h.value)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let reason = if received.is_empty() {
+            "SIP;cause=487;text=\"ORIGINATOR_CANCEL\"".to_owned()
+        } else {
+            received.join(", ")
+        };
         let mut tx = invite.lock();
         tx.cancelled = true;
-        let sends = self.cancel_pending(
-            &mut tx,
-            None,
-            "SIP;cause=487;text=\"ORIGINATOR_CANCEL\"",
-            now,
-        );
+        let sends = self.cancel_pending(&mut tx, None, &reason, now);
         drop(tx);
         for s in sends {
             self.host.send(s, None);

@@ -317,7 +317,7 @@ fn t_relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                 return 0;
             }
             Found::CancelFor(c) => {
-                tm.cancel_invite(&c, f.msg, now);
+                tm.cancel_invite_with(&c, f.msg, flags.contains("pass-reason-hdr"), now);
                 return 0;
             }
             Found::None => {

@@ -610,3 +610,39 @@ fn what_the_onreply_route_changes_is_relayed() {
         assert_eq!(m.matches("Via:").count(), 1, "our Via is gone: {m}");
     }
 }
+
+#[test]
+fn pass_reason_hdr_carries_the_callers_reason_on_the_cancels() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let ctx = request("INVITE", "z9hG4bKpr", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let sent = host.take_full().pop().unwrap();
+    let (r, rctx) = reply_to(&sent, 180, "Ringing", Some("r"));
+    tm.on_reply(&r, rctx, &mut script(), t0);
+    host.take();
+    let text = String::from_utf8_lossy(request("CANCEL", "z9hG4bKpr", "UDP").msg.as_bytes())
+        .replace(
+            "Content-Length: 0\r\n",
+            "Reason: SIP;cause=200;text=\"Call completed elsewhere\"\r\nContent-Length: 0\r\n",
+        );
+    let cancel = MsgCtx::new(SipMessage::parse(Bytes::from(text)).unwrap()).with_receipt(Receipt {
+        source: UAC.parse().unwrap(),
+        proto: "udp",
+        local: LOCAL.parse().unwrap(),
+        conn: None,
+        proxy: None,
+    });
+    let Found::CancelFor(found) = tm.lookup_request(&cancel.msg) else {
+        panic!("the CANCEL finds its INVITE");
+    };
+    tm.cancel_invite_with(&found, &cancel, true, t0);
+    let out = host.take_full();
+    let down = out.iter().find(|m| m.starts_with("CANCEL ")).unwrap();
+    assert!(
+        down.contains("\r\nReason: SIP;cause=200;text=\"Call completed elsewhere\"\r\n"),
+        "{down}"
+    );
+}
