@@ -31,6 +31,8 @@ impl Op {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Edits {
     request_uri: Option<String>,
+    /// A new status line (responses only): code and reason phrase.
+    status: Option<(u16, String)>,
     first: Vec<String>,
     ops: Vec<(usize, Op)>,
     last: Vec<String>,
@@ -54,6 +56,12 @@ impl Edits {
     /// Whether nothing would change.
     pub fn is_empty(&self) -> bool {
         *self == Edits::default()
+    }
+
+    /// Replaces the status code and reason phrase (responses only).
+    pub fn set_status(&mut self, code: u16, reason: impl Into<String>) -> &mut Self {
+        self.status = Some((code, reason.into()));
+        self
     }
 
     /// Replaces the Request-URI (requests only).
@@ -153,12 +161,15 @@ impl SipMessage {
         let raw = self.as_bytes();
         let mut out = Vec::with_capacity(raw.len() + 256);
         let hs = self.headers_start as usize;
-        match (&edits.request_uri, self.method_str()) {
-            (Some(uri), Some(method)) => {
+        match (&edits.request_uri, self.method_str(), &edits.status) {
+            (Some(uri), Some(method), _) => {
                 out.extend_from_slice(method.as_bytes());
                 out.push(b' ');
                 out.extend_from_slice(uri.as_bytes());
                 out.extend_from_slice(b" SIP/2.0\r\n");
+            }
+            (_, None, Some((code, reason))) => {
+                out.extend_from_slice(format!("SIP/2.0 {code} {reason}\r\n").as_bytes());
             }
             _ => out.extend_from_slice(raw.get(..hs).unwrap_or(&[])),
         }

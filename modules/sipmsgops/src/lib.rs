@@ -131,6 +131,12 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             run: append_urihf,
         },
         FnSpec {
+            name: "change_reply_status",
+            params: &[(Param::Int, false), (Param::Str, false)],
+            routes: Routes::ONREPLY,
+            run: change_reply_status,
+        },
+        FnSpec {
             name: "append_to_reply",
             params: &[(Param::Str, false)],
             routes: REPLYING,
@@ -290,6 +296,41 @@ fn has_body(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 }
 
 /// `append_to_reply(txt)`: headers for the reply the script sends later.
+/// `change_reply_status(code, reason)` in an onreply route: the relayed reply's status line.
+/// The class cannot change from or to 1xx/2xx (a provisional or a success stays one), as in
+/// OpenSIPS.
+fn change_reply_status(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(code) = args
+        .first()
+        .and_then(Value::as_int)
+        .and_then(|c| u16::try_from(c).ok())
+        .filter(|c| (100..=699).contains(c))
+    else {
+        return -1;
+    };
+    let Some(old) = f.msg.msg.status() else {
+        return -1;
+    };
+    let class = |c: u16| {
+        if c < 200 {
+            1
+        } else if c < 300 {
+            2
+        } else {
+            3
+        }
+    };
+    if class(old) != class(code) {
+        f.log.log(
+            -1,
+            &format!("change_reply_status: {old} cannot become {code}\n"),
+        );
+        return -1;
+    }
+    f.msg.edits.set_status(code, text(args.get(1)));
+    1
+}
+
 /// `append_body_to_reply(body)`: the body of the reply the script sends next.
 fn append_body_to_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let body = text(args.first());

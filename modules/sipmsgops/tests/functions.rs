@@ -206,3 +206,41 @@ fn tel_uris_become_sip_and_params_come_and_go() {
         ]
     );
 }
+
+#[test]
+fn change_reply_status_rewrites_the_status_line_within_its_class() {
+    let src = r#"loadmodule "sipmsgops.so"
+route { exit; }
+onreply_route {
+    if (!change_reply_status(200, "Nope")) xlog("refused\n");
+    if (change_reply_status(404, "Not Here Either")) xlog("changed\n");
+}"#;
+    let mut sources = cfg::SourceMap::new();
+    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.into());
+    let available = Available {
+        modules: vec![&sipmsgops::MODULE],
+        builtin: vec![],
+        argv: Vec::new(),
+    };
+    let script = Script::compile(&parsed.config, &sources, &available).unwrap();
+    let reply = b"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bKx\r\n\
+From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: r\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    let mut ctx = MsgCtx::new(SipMessage::parse(Bytes::from_static(reply)).unwrap());
+    let mut log = MemoryLog::default();
+    script
+        .run_index(
+            script.reply_route().unwrap(),
+            &mut Worker::default(),
+            &mut ctx,
+            &mut log,
+        )
+        .unwrap();
+    let lines: Vec<String> = log.lines.into_iter().map(|(_, l)| l).collect();
+    assert!(lines.iter().any(|l| l == "refused\n"), "{lines:?}");
+    assert!(lines.iter().any(|l| l == "changed\n"), "{lines:?}");
+    let out = String::from_utf8(ctx.msg.serialize(&ctx.edits)).unwrap();
+    assert!(
+        out.starts_with("SIP/2.0 404 Not Here Either\r\nVia: "),
+        "{out}"
+    );
+}
