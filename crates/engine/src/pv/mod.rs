@@ -214,6 +214,29 @@ pub enum BranchField {
     Socket,
 }
 
+impl BranchField {
+    fn named(f: &str) -> Option<BranchField> {
+        Some(match f {
+            "" | "uri" => BranchField::Uri,
+            "duri" => BranchField::Duri,
+            "q" => BranchField::Q,
+            "flags" => BranchField::Flags,
+            "path" => BranchField::Path,
+            "socket" => BranchField::Socket,
+            _ => return None,
+        })
+    }
+}
+
+/// The branch a `$msg.branch…[i]` / `$branch…[i]` names (no index: 0).
+fn branch_index(spec: &PvSpec) -> Option<i64> {
+    match spec.index {
+        None => Some(0),
+        Some(PvIndex::At(i)) => Some(i),
+        _ => None,
+    }
+}
+
 /// A transaction value of tm's `$T_*` variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TmField {
@@ -374,41 +397,16 @@ impl CorePv {
             // Legacy `$branch` / `$branch(field)`: the appended branches only (index 0 is the
             // first one appended, -1 the last).
             ("branch", field) => {
-                let field = match field.unwrap_or("uri") {
-                    "uri" => BranchField::Uri,
-                    "duri" => BranchField::Duri,
-                    "q" => BranchField::Q,
-                    "flags" => BranchField::Flags,
-                    "path" => BranchField::Path,
-                    "socket" => BranchField::Socket,
-                    _ => return None,
-                };
-                let i = match spec.index {
-                    None => 0,
-                    Some(PvIndex::At(i)) => i,
-                    _ => return None,
-                };
+                let field = BranchField::named(field.unwrap_or("uri"))?;
+                let i = branch_index(spec)?;
                 CorePv::Branch(field, if i < 0 { i } else { i + 1 })
             }
             (name, None) if name.starts_with("msg.branch.") || name == "msg.branch" => {
-                let field = match name
-                    .trim_start_matches("msg.branch")
-                    .trim_start_matches('.')
-                {
-                    "" | "uri" => BranchField::Uri,
-                    "duri" => BranchField::Duri,
-                    "q" => BranchField::Q,
-                    "flags" => BranchField::Flags,
-                    "path" => BranchField::Path,
-                    "socket" => BranchField::Socket,
-                    _ => return None,
-                };
-                let i = match spec.index {
-                    None => 0,
-                    Some(PvIndex::At(i)) => i,
-                    _ => return None,
-                };
-                CorePv::Branch(field, i)
+                let field = BranchField::named(
+                    name.trim_start_matches("msg.branch")
+                        .trim_start_matches('.'),
+                )?;
+                CorePv::Branch(field, branch_index(spec)?)
             }
             ("T_reply_code", None) => CorePv::Tm(TmField::ReplyCode),
             ("T_ruri", None) => CorePv::Tm(TmField::Ruri),
