@@ -846,3 +846,25 @@ fn raise_event_runs_the_event_route() {
         ]
     );
 }
+
+#[test]
+fn s_eval_expands_a_format_held_in_a_variable() {
+    let l = logs(
+        r#"route {
+            $var(who) = "carol";
+            $avp(n) = 3;
+            $var(fmt) = "$var(who) called $rm x$avp(n) for $ci $var(unset)";
+            xlog("$(var(fmt){s.eval})\n");
+            $var(bad) = "broken $(";
+            xlog("[$(var(bad){s.eval})]\n");
+        }"#,
+    );
+    assert_eq!(
+        l,
+        vec![
+            "carol called INVITE x3 for a84b4c76e66710@pc33.atlanta.com <null>\n",
+            "[broken $(]\n"
+        ],
+        "text that only looks like a PV stays text"
+    );
+}

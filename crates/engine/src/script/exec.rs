@@ -418,6 +418,10 @@ impl Run<'_> {
             }
         };
         for (tr, args) in &p.transforms {
+            if tr.op() == crate::transform::TransformOp::SEval {
+                v = self.eval_format(&v.to_text());
+                continue;
+            }
             let mut vals = Vec::with_capacity(args.len());
             for a in args {
                 vals.push(self.value(a)?);
@@ -425,6 +429,51 @@ impl Run<'_> {
             v = tr.apply(&v, &vals);
         }
         Ok(v)
+    }
+
+    /// `{s.eval}`: the value taken as a format string and expanded now — message PVs, `$var`,
+    /// `$avp` — as `xlog` prints them (NULL as `<null>`); a PV with transformations inside, or
+    /// one this cannot read, prints as NULL; a string that is not a valid format is NULL.
+    fn eval_format(&self, text: &str) -> Value {
+        let Ok(parts) = cfg::pv::parse_format(text) else {
+            return Value::Null;
+        };
+        let mut out = String::new();
+        for part in parts {
+            match part {
+                cfg::pv::FmtPart::Text(t) => out.push_str(&t),
+                cfg::pv::FmtPart::Pv(spec, _) => {
+                    let v = if !spec.transforms.is_empty() {
+                        Value::Null
+                    } else if let Some(core) = crate::pv::CorePv::resolve(&spec) {
+                        core.read(self.ctx)
+                    } else {
+                        match (spec.name.as_str(), spec.arg.as_deref()) {
+                            ("var", Some(name)) => self
+                                .script
+                                .names
+                                .vars
+                                .get(name)
+                                .and_then(|&i| self.worker.vars.get(i))
+                                .cloned()
+                                .unwrap_or_default(),
+                            ("avp", Some(name)) => self
+                                .script
+                                .names
+                                .avps
+                                .get(name)
+                                .and_then(|&i| self.ctx.avps.get(i))
+                                .and_then(|stack| stack.last())
+                                .cloned()
+                                .unwrap_or_default(),
+                            _ => Value::Null,
+                        }
+                    };
+                    out.push_str(&v.to_text());
+                }
+            }
+        }
+        Value::from(out)
     }
 
     fn assign(&mut self, a: &Assign) -> R<i64> {

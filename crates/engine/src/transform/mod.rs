@@ -54,8 +54,8 @@
 //!   share its buffer instead of copying.
 //! * Numeric arguments accept `Int` or a decimal `Str`; string arguments accept any non-NULL.
 //!
-//! Not supported: `s.eval` resolves but yields NULL here — it needs the interpreter, which should
-//! special-case [`TransformOp::SEval`]; `ip.resolve` does no DNS (IP literals only); the `sdp.*`
+//! `s.eval` yields NULL here: the interpreter evaluates it (it needs the message and the
+//! variables), see `Run::eval_format`; `ip.resolve` does no DNS (IP literals only); the `sdp.*`
 //! class is not implemented; `re.subst` replacements may not contain pseudo-variables or `\u`.
 
 mod codec;
