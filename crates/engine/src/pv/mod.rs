@@ -88,6 +88,9 @@ pub enum CorePv {
     /// `$msg.branch.last_idx`.
     Branch(BranchField, i64),
     BranchLastIdx,
+    /// `$rb(content-type)`: the body part of that type (the whole body when it is not
+    /// multipart and has that type).
+    BodyPart(String),
     /// tm's `$T_reply_code`, `$T_branch_idx`, `$T_id`, `$T_fr_timeout`, `$T_fr_inv_timeout`.
     Tm(TmField),
     /// `$proxy_protocol(src_ip|src_port|dst_ip|dst_port|af)`: the PROXY header the connection
@@ -343,6 +346,7 @@ impl CorePv {
             ("ml", None) => CorePv::MsgLen,
             ("mb", None) => CorePv::MsgBuf,
             ("rb", None) => CorePv::Body,
+            ("rb", Some(ct)) => CorePv::BodyPart(ct.to_ascii_lowercase()),
             ("si" | "src_ip", None) => CorePv::SrcIp,
             ("sp", None) => CorePv::SrcPort,
             ("rc" | "retcode", None) => CorePv::Retcode,

@@ -110,6 +110,7 @@ impl CorePv {
             CorePv::MsgLen => Value::Int(msg.as_bytes().len() as i64),
             CorePv::MsgBuf => Value::from(String::from_utf8_lossy(msg.as_bytes()).into_owned()),
             CorePv::Body => Value::from(String::from_utf8_lossy(msg.body()).into_owned()),
+            CorePv::BodyPart(want) => body_part(msg, want).map_or(Value::Null, Value::from),
             CorePv::SrcIp => ctx
                 .receipt
                 .as_ref()
@@ -291,6 +292,61 @@ impl CorePv {
     }
 }
 
+/// The body part of content type `want` (lower case): a part of a multipart body, or the whole
+/// body when its own type matches (RFC 2046 §5.1: parts between `--boundary` lines, each with
+/// its headers, a blank line, then its content).
+fn body_part(msg: &sip::SipMessage, want: &str) -> Option<String> {
+    let ct = msg
+        .headers()
+        .find(|h| h.name == sip::HeaderName::ContentType)?
+        .value
+        .trim()
+        .to_owned();
+    let media = |t: &str| {
+        t.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
+    let body = String::from_utf8_lossy(msg.body()).into_owned();
+    if media(&ct) == want {
+        return Some(body);
+    }
+    if !media(&ct).starts_with("multipart/") {
+        return None;
+    }
+    let boundary = ct.split(';').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"').to_owned())
+    })?;
+    let delimiter = format!("--{boundary}");
+    for part in body.split(delimiter.as_str()).skip(1) {
+        if part.starts_with("--") {
+            break;
+        }
+        let part = part.strip_prefix("\r\n").unwrap_or(part);
+        // No headers: the part starts with its empty line.
+        let (head, content) = match part.strip_prefix("\r\n") {
+            Some(content) => ("", content),
+            None => part.split_once("\r\n\r\n").unwrap_or(("", part)),
+        };
+        let part_type = head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case("content-type")
+                .then(|| media(v))
+        });
+        // A part without Content-Type is text/plain (RFC 2046 §5.1.1).
+        if part_type.as_deref().unwrap_or("text/plain") == want {
+            return Some(content.strip_suffix("\r\n").unwrap_or(content).to_owned());
+        }
+    }
+    None
+}
+
 /// A field of a socket, with what its `socket=` line says (`as`, `tag`, `anycast`).
 fn socket_field(
     proto: &str,
@@ -469,6 +525,32 @@ v=0\n";
         CorePv::resolve(&spec)
             .unwrap_or_else(|| panic!("{pv} resolves"))
             .read(ctx)
+    }
+
+    #[test]
+    fn body_parts_by_content_type() {
+        let c = ctx();
+        assert_eq!(read(&c, "$rb(application/sdp)"), Value::str("v=0\n"));
+        assert_eq!(read(&c, "$rb(text/plain)"), Value::Null);
+        let multi = b"MESSAGE sip:bob@biloxi.com SIP/2.0\r\nVia: SIP/2.0/UDP p1.example.com;branch=z9hG4bK1\r\n\
+From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: m\r\nCSeq: 1 MESSAGE\r\n\
+Content-Type: multipart/mixed;boundary=\"xyz\"\r\nContent-Length: 120\r\n\r\n\
+--xyz\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n--xyz\r\n\
+Content-Type: application/isup\r\n\r\nISUP-BYTES\r\n--xyz\r\n\r\nplain\r\n--xyz--\r\n";
+        let body_len = multi.len() - multi.windows(4).position(|w| w == b"\r\n\r\n").unwrap() - 4;
+        let text = String::from_utf8_lossy(multi).replace(
+            "Content-Length: 120",
+            &format!("Content-Length: {body_len}"),
+        );
+        let m = MsgCtx::new(SipMessage::parse(Bytes::from(text)).unwrap());
+        assert_eq!(read(&m, "$rb(application/isup)"), Value::str("ISUP-BYTES"));
+        assert_eq!(read(&m, "$rb(application/sdp)"), Value::str("v=0"));
+        assert_eq!(
+            read(&m, "$rb(text/plain)"),
+            Value::str("plain"),
+            "no Content-Type: text/plain"
+        );
+        assert_eq!(read(&m, "$rb(image/png)"), Value::Null);
     }
 
     #[test]
