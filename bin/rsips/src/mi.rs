@@ -430,6 +430,15 @@ pub fn tm_commands(mi: &mut Mi, scripts: Arc<crate::server::Scripts>) {
             ctx.send_socket = p.str("socket")?.map(|s| s.to_ascii_lowercase());
             let (tx, rx) = std::sync::mpsc::channel();
             let script = scripts.load();
+            let mut worker = engine::Worker::default();
+            if !tm::run_local_route(
+                &script,
+                &mut worker,
+                &mut ctx,
+                &mut crate::logging::ScriptLog,
+            ) {
+                return Err(MiError::new(500, "Dropped by local_route"));
+            }
             let wait = tm.params.fr_timeout + std::time::Duration::from_secs(2);
             tm.new_request(
                 ctx,

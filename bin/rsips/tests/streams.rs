@@ -1073,6 +1073,9 @@ fn t_new_request_sends_a_request_of_its_own() {
         r#"route {{
     t_new_request("MESSAGE", "sip:bob@127.0.0.1:{rx_port}", "sip:rsips@example.com", "sip:bob@example.com", "text/plain hello there");
     sl_send_reply(200, "OK");
+}}
+local_route {{
+    append_hf("X-Local-Route: $rm\r\n");
 }}"#
     );
     let server = start(
@@ -1101,6 +1104,11 @@ fn t_new_request_sends_a_request_of_its_own() {
             .starts_with("<sip:rsips@example.com>;tag=")
     );
     assert_eq!(header(&got, "CSeq"), Some("1 MESSAGE"));
+    assert_eq!(
+        header(&got, "X-Local-Route"),
+        Some("MESSAGE"),
+        "local_route ran: {got}"
+    );
 }
 
 #[test]

@@ -562,6 +562,23 @@ fn t_add_hdrs(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     bool_code(added)
 }
 
+/// Runs the script's `local_route` (if any) over a request rsips generated, before it is sent;
+/// false when the route dropped it.
+pub fn run_local_route(
+    script: &engine::Script,
+    worker: &mut engine::Worker,
+    ctx: &mut engine::MsgCtx,
+    log: &mut dyn engine::Log,
+) -> bool {
+    match script.route_index(RouteKind::Local, "") {
+        None => true,
+        Some(index) => !matches!(
+            script.run_index(index, worker, ctx, log),
+            Ok(engine::Outcome::Drop)
+        ),
+    }
+}
+
 /// `t_new_request(method, ruri, from, to[, body[, ctx]])`: a new request, sent statefully;
 /// `body` is `content-type` then the body after the first blank (`"text/plain hello"`).
 fn t_new_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
@@ -596,7 +613,10 @@ fn t_new_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             return -1;
         }
     };
-    let ctx = engine::MsgCtx::new(msg);
+    let mut ctx = engine::MsgCtx::new(msg);
+    if !run_local_route(f.script, f.worker, &mut ctx, f.log) {
+        return -1;
+    }
     match tm.new_request(
         ctx,
         None,
