@@ -119,6 +119,8 @@ pub(crate) struct Tx {
     completing: bool,
     /// `t_relay` is still adding branches: the transaction cannot complete yet.
     relaying: usize,
+    /// `t_add_cancel_reason`: the Reason header value of the CANCELs this transaction sends.
+    cancel_reason: Option<String>,
     delete_at: Option<Instant>,
     fr: Duration,
     fr_inv: Duration,
@@ -146,6 +148,7 @@ impl Tx {
             blocked: false,
             completing: false,
             relaying: 0,
+            cancel_reason: None,
             delete_at: None,
             fr,
             fr_inv,
@@ -667,6 +670,16 @@ impl Tm {
         }
     }
 
+    /// `t_add_cancel_reason(value)`: the Reason of the CANCELs this transaction sends from now.
+    pub fn set_cancel_reason(&self, cell: &TxCell, reason: &str) {
+        cell.lock().cancel_reason = Some(reason.to_owned());
+    }
+
+    /// `t_flush_flags()`: the script's message flags become the transaction's.
+    pub fn flush_flags(&self, cell: &TxCell, flags: u64) {
+        cell.lock().request.flags = flags;
+    }
+
     /// `t_relay` starts adding branches (several for a fork): until [`Tm::end_relay`], replies
     /// that finish every branch so far do not complete the transaction.
     pub fn begin_relay(&self, cell: &TxCell) {
@@ -996,6 +1009,11 @@ impl Tm {
         };
         let mut tx = invite.lock();
         tx.cancelled = true;
+        let reason = if received.is_empty() {
+            tx.cancel_reason.clone().unwrap_or(reason)
+        } else {
+            reason
+        };
         let sends = self.cancel_pending(&mut tx, None, &reason, now);
         drop(tx);
         for s in sends {

@@ -238,6 +238,18 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             run: t_replicate,
         },
         FnSpec {
+            name: "t_add_cancel_reason",
+            params: &[(Param::Str, false)],
+            routes: ALL_TM,
+            run: t_add_cancel_reason,
+        },
+        FnSpec {
+            name: "t_flush_flags",
+            params: &[],
+            routes: ALL_TM,
+            run: t_flush_flags,
+        },
+        FnSpec {
             name: "t_local_replied",
             params: &[(Param::StaticStr, false)],
             routes: ALL_TM,
@@ -657,6 +669,40 @@ fn t_replicate(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             -1
         }
     }
+}
+
+/// `t_add_cancel_reason("SIP;cause=…;text=…")` (a Reason header value, or a whole
+/// `Reason: …` line).
+fn t_add_cancel_reason(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(tm) = tm(f) else { return -1 };
+    let text = args
+        .first()
+        .map(|v| v.to_text().into_owned())
+        .unwrap_or_default();
+    let value = text.trim().trim_end_matches("\r\n");
+    let value = match value.split_once(':') {
+        Some((name, v)) if name.trim().eq_ignore_ascii_case("Reason") => v.trim(),
+        _ => value,
+    };
+    // The transaction of the message, or for a CANCEL the INVITE it cancels.
+    let cell = cell_of(f).or_else(|| match tm.lookup_request(&f.msg.msg) {
+        Found::CancelFor(c) => Some(c),
+        _ => None,
+    });
+    let Some(cell) = cell else { return -1 };
+    if value.is_empty() {
+        return -1;
+    }
+    tm.set_cancel_reason(&cell, value);
+    1
+}
+
+/// `t_flush_flags()`: the message flags set since `t_relay` go to the transaction.
+fn t_flush_flags(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
+    let Some(tm) = tm(f) else { return -1 };
+    let Some(cell) = cell_of(f) else { return -1 };
+    tm.flush_flags(&cell, f.msg.flags);
+    1
 }
 
 /// `t_local_replied("all"|"last")`.

@@ -646,3 +646,26 @@ fn pass_reason_hdr_carries_the_callers_reason_on_the_cancels() {
         "{down}"
     );
 }
+
+#[test]
+fn a_cancel_reason_set_on_the_transaction_goes_on_its_cancels() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let ctx = request("INVITE", "z9hG4bKcr", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let sent = host.take_full().pop().unwrap();
+    let (r, rctx) = reply_to(&sent, 180, "Ringing", Some("r"));
+    tm.on_reply(&r, rctx, &mut script(), t0);
+    host.take();
+    tm.set_cancel_reason(&cell, "Q.850;cause=16;text=\"Terminated\"");
+    let cancel = request("CANCEL", "z9hG4bKcr", "UDP");
+    tm.cancel_invite(&cell, &cancel, t0);
+    let out = host.take_full();
+    let down = out.iter().find(|m| m.starts_with("CANCEL ")).unwrap();
+    assert!(
+        down.contains("\r\nReason: Q.850;cause=16;text=\"Terminated\"\r\n"),
+        "{down}"
+    );
+}
