@@ -36,11 +36,17 @@ impl Rsips {
     }
 }
 
+/// Ports free for both TCP and UDP (the MI and SIP sockets use either).
 fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+    let mut held: Vec<(std::net::TcpListener, UdpSocket)> = Vec::new();
+    while held.len() < N {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if let Ok(udp) = UdpSocket::bind(("127.0.0.1", port)) {
+            held.push((tcp, udp));
+        }
+    }
+    std::array::from_fn(|i| held[i].0.local_addr().unwrap().port())
 }
 
 fn start(extra: &str) -> Rsips {

@@ -15,12 +15,18 @@ impl Drop for Kill {
     }
 }
 
-/// `N` distinct free UDP ports on 127.0.0.1 (held together while chosen, so none repeats).
+/// `N` distinct ports on 127.0.0.1 free for both UDP and TCP (held together while chosen, so
+/// none repeats; a test server often listens on both).
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<UdpSocket> = (0..N)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+    let mut held: Vec<(UdpSocket, std::net::TcpListener)> = Vec::new();
+    while held.len() < N {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if let Ok(tcp) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push((udp, tcp));
+        }
+    }
+    std::array::from_fn(|i| held[i].0.local_addr().unwrap().port())
 }
 
 pub fn free_port() -> u16 {
