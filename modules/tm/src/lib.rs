@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod core;
+mod messages;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
