@@ -8,6 +8,7 @@ use crate::headers::{
 };
 use crate::message::{HeaderEntry, SipMessage, StartLine};
 use crate::method::Method;
+use crate::params::skip_lws;
 use crate::scan::{CommaSplit, is_token_str, parse_u32};
 use crate::uri::Uri;
 
@@ -179,16 +180,33 @@ impl SipMessage {
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Result<Via<'_>> {
-        let v = self
-            .values(HeaderName::Via)
-            .next()
-            .ok_or_else(|| missing("Via"))?;
-        Via::parse(v)
+        self.vias().next().ok_or_else(|| missing("Via"))?
     }
 
     /// All Via values, top first.
     pub fn vias(&self) -> impl Iterator<Item = Result<Via<'_>>> + '_ {
-        self.values(HeaderName::Via).map(Via::parse)
+        self.parsed_values(HeaderName::Via, |s| Via::scan(s).ok(), Via::parse)
+    }
+
+    /// The values of `name` as [`SipMessage::values`] cuts them, each parsed by `parse`. In a
+    /// comma-separated line, `scan` reads a value and finds where it ends in the same pass (a
+    /// `,` or the end of the line must follow), so the line is not first scanned for commas and
+    /// then parsed; when `scan` declines, the value is cut as `values` does and `parse` reports
+    /// on it.
+    fn parsed_values<'a, T: Copy + PartialEq + std::fmt::Debug>(
+        &'a self,
+        name: HeaderName,
+        scan: fn(&'a str) -> Option<(T, usize)>,
+        parse: fn(&'a str) -> Result<T>,
+    ) -> ParsedValues<'a, T> {
+        ParsedValues {
+            msg: self,
+            lines: self.headers.iter(),
+            name,
+            rest: None,
+            scan,
+            parse,
+        }
     }
 
     pub fn from_header(&self) -> Result<NameAddr<'_>> {
@@ -305,7 +323,7 @@ impl SipMessage {
 
     /// Address-list headers one value at a time: Contact, Route, Record-Route, Path …
     pub fn addresses(&self, name: HeaderName) -> impl Iterator<Item = Result<NameAddr<'_>>> + '_ {
-        self.values(name).map(NameAddr::parse)
+        self.parsed_values(name, NameAddr::scan, NameAddr::parse)
     }
 
     pub fn routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>>> + '_ {
@@ -346,5 +364,121 @@ impl SipMessage {
 
     pub fn reasons(&self) -> impl Iterator<Item = Result<Reason<'_>>> + '_ {
         self.values(HeaderName::Reason).map(Reason::parse)
+    }
+}
+
+/// The iterator of [`SipMessage::parsed_values`].
+struct ParsedValues<'a, T> {
+    msg: &'a SipMessage,
+    lines: std::slice::Iter<'a, HeaderEntry>,
+    name: HeaderName,
+    /// The part of a comma-separated line not yet read, as [`CommaSplit`] keeps it.
+    rest: Option<&'a str>,
+    scan: fn(&'a str) -> Option<(T, usize)>,
+    parse: fn(&'a str) -> Result<T>,
+}
+
+impl<'a, T: Copy + PartialEq + std::fmt::Debug> ParsedValues<'a, T> {
+    /// The next value of the line remainder `s`; leaves `rest` where [`CommaSplit`] would.
+    fn element(&mut self, s: &'a str) -> Result<T> {
+        let b = s.as_bytes();
+        let start = skip_lws(b, 0);
+        if let Some((v, n)) = s.get(start..).and_then(self.scan) {
+            let after = skip_lws(b, start + n);
+            let rest = match b.get(after) {
+                None => Some(None),
+                Some(b',') => Some(s.get(after + 1..)),
+                Some(_) => None,
+            };
+            if let Some(rest) = rest {
+                debug_assert_eq!(
+                    {
+                        let mut split = CommaSplit::new(s);
+                        let first = split.next().map(self.parse);
+                        (first, split.remainder())
+                    },
+                    (Some(Ok(v)), rest),
+                    "one-pass list value in {s:?}"
+                );
+                self.rest = rest;
+                return Ok(v);
+            }
+        }
+        let mut split = CommaSplit::new(s);
+        let value = split.next().unwrap_or("");
+        self.rest = split.remainder();
+        (self.parse)(value)
+    }
+}
+
+impl<'a, T: Copy + PartialEq + std::fmt::Debug> Iterator for ParsedValues<'a, T> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        if let Some(s) = self.rest.take() {
+            return Some(self.element(s));
+        }
+        let name = self.name;
+        let h = self.lines.find(|h| h.name == name)?;
+        let v = self.msg.value_of(h);
+        if name.is_list() {
+            Some(self.element(v))
+        } else {
+            Some((self.parse)(v))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    use crate::headers::{name_addr_like, via_like};
+    use crate::{HeaderName, NameAddr, SipMessage, Via};
+
+    /// The values joined by the separators, starting with separator `skip`.
+    fn join(values: &[String], seps: &[String], skip: usize) -> String {
+        let mut line = String::new();
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                line.push_str(seps.get(skip + i).map_or(",", String::as_str));
+            }
+            line.push_str(v);
+        }
+        line
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Reading list values in one pass cuts and parses them exactly as splitting at commas
+        /// and then parsing each does, errors and empty elements included.
+        #[test]
+        fn one_pass_lists_match_split_then_parse(
+            addrs in proptest::collection::vec(name_addr_like(), 1..4),
+            vias in proptest::collection::vec(via_like(), 1..3),
+            seps in proptest::collection::vec("[ \t]{0,2},[ \t]{0,2}|,,", 4),
+        ) {
+            let (addrs, vias, seps): (Vec<String>, Vec<String>, Vec<String>) = (addrs, vias, seps);
+            let wire = format!(
+                "OPTIONS sip:x SIP/2.0\r\nVia: {}\r\nv: {}\r\nRoute: {}\r\nContact: {}\r\n\r\n",
+                join(&vias, &seps, 0),
+                join(&vias, &seps, 1),
+                join(&addrs, &seps, 0),
+                join(&addrs, &seps, 2),
+            );
+            let Ok(m) = SipMessage::parse(Bytes::from(wire)) else {
+                return Ok(());
+            };
+            for name in [HeaderName::Route, HeaderName::Contact] {
+                let got: Vec<_> = m.addresses(name).collect();
+                let want: Vec<_> = m.values(name).map(NameAddr::parse).collect();
+                prop_assert_eq!(got, want);
+            }
+            let got: Vec<_> = m.vias().collect();
+            let want: Vec<_> = m.values(HeaderName::Via).map(Via::parse).collect();
+            prop_assert_eq!(got, want);
+        }
     }
 }

@@ -142,22 +142,131 @@ const TABLE: [[u8; 3]; BUCKETS] = {
     t
 };
 
+/// Names longer than this are not in the table (the longest is `P-Preferred-Identity`).
+const MAX_LONG: usize = 24;
+
+/// A name as three overlapping little-endian words that together cover every byte: 8-byte
+/// windows at the start, middle and end for 8 to [`MAX_LONG`] bytes, 4-byte ones at the start
+/// and end for 4 to 7, 2-byte ones for 2 or 3. Two names of the same length are equal exactly
+/// when their words are. `const`, to fold the table at compile time; [`words`] is its
+/// run-time twin.
+const fn const_words(b: &[u8]) -> [u64; 3] {
+    const fn load(b: &[u8], at: usize, width: usize) -> u64 {
+        let mut w = 0u64;
+        let mut k = 0;
+        while k < width {
+            w |= (b[at + k] as u64) << (8 * k);
+            k += 1;
+        }
+        w
+    }
+    let n = b.len();
+    if n >= 8 {
+        [load(b, 0, 8), load(b, (n - 8) / 2, 8), load(b, n - 8, 8)]
+    } else if n >= 4 {
+        [load(b, 0, 4), load(b, n - 4, 4), 0]
+    } else if n >= 2 {
+        [load(b, 0, 2), load(b, n - 2, 2), 0]
+    } else {
+        [0; 3]
+    }
+}
+
+/// [`const_words`] with single loads.
+#[inline]
+fn words(b: &[u8]) -> [u64; 3] {
+    fn load<const W: usize>(b: &[u8], at: usize) -> u64 {
+        let mut w = [0u8; 8];
+        if let (Some(dst), Some(src)) = (w.get_mut(..W), b.get(at..at + W)) {
+            dst.copy_from_slice(src);
+        }
+        u64::from_le_bytes(w)
+    }
+    let n = b.len();
+    if n >= 8 {
+        [
+            load::<8>(b, 0),
+            load::<8>(b, (n - 8) / 2),
+            load::<8>(b, n - 8),
+        ]
+    } else if n >= 4 {
+        [load::<4>(b, 0), load::<4>(b, n - 4), 0]
+    } else if n >= 2 {
+        [load::<2>(b, 0), load::<2>(b, n - 2), 0]
+    } else {
+        [0; 3]
+    }
+}
+
+/// A known name folded for comparison: its words in lower case, and masks with `0x20` over the
+/// letters. A name matches when `word | mask == lower` for each word: at a letter only the case
+/// bit may differ, everywhere else the byte must be equal — an exact case-insensitive compare in
+/// three operations, without a call.
+#[derive(Clone, Copy)]
+struct Folded {
+    len: usize,
+    lower: [u64; 3],
+    mask: [u64; 3],
+    name: HeaderName,
+}
+
+const FOLDED: [Folded; HeaderName::LONG.len()] = {
+    let mut t = [Folded {
+        len: 0,
+        lower: [0; 3],
+        mask: [0; 3],
+        name: HeaderName::Other,
+    }; HeaderName::LONG.len()];
+    let mut i = 0;
+    while i < t.len() {
+        let (canon, name) = HeaderName::LONG[i];
+        let canon = canon.as_bytes();
+        assert!(canon.len() <= MAX_LONG);
+        let mut lower = [0u8; MAX_LONG];
+        let mut mask = [0u8; MAX_LONG];
+        let mut k = 0;
+        while k < canon.len() {
+            lower[k] = canon[k].to_ascii_lowercase();
+            mask[k] = if canon[k].is_ascii_alphabetic() {
+                0x20
+            } else {
+                0
+            };
+            k += 1;
+        }
+        let (lower, _) = lower.split_at(canon.len());
+        let (mask, _) = mask.split_at(canon.len());
+        t[i] = Folded {
+            len: canon.len(),
+            lower: const_words(lower),
+            mask: const_words(mask),
+            name,
+        };
+        i += 1;
+    }
+    t
+};
+
 impl HeaderName {
     #[inline]
     fn lookup_long(name: &[u8]) -> HeaderName {
+        if name.len() > MAX_LONG {
+            return HeaderName::Other;
+        }
         let Some(slot) = TABLE.get(bucket(name)) else {
             return HeaderName::Other;
         };
+        let w = words(name);
         for &i in slot {
-            match HeaderName::LONG.get(usize::from(i)) {
-                // Peers nearly always write the canonical spelling: an exact compare first.
-                Some((canon, h))
-                    if canon.as_bytes() == name || canon.as_bytes().eq_ignore_ascii_case(name) =>
-                {
-                    return *h;
-                }
-                Some(_) => {}
-                None => break,
+            let Some(f) = FOLDED.get(usize::from(i)) else {
+                break;
+            };
+            if f.len == name.len()
+                && (w[0] | f.mask[0]) == f.lower[0]
+                && (w[1] | f.mask[1]) == f.lower[1]
+                && (w[2] | f.mask[2]) == f.lower[2]
+            {
+                return f.name;
             }
         }
         HeaderName::Other
@@ -272,6 +381,51 @@ mod tests {
                 "{canon}"
             );
             assert_eq!(h.as_str(), Some(*canon));
+        }
+    }
+
+    #[test]
+    fn folded_compare_is_exact() {
+        for near in [
+            "Max\rForwards",
+            "Max_Forwards",
+            "Max-Forward5",
+            "Max-Forwardz",
+            "Ma\u{e4}Forwards",
+            "Call_ID",
+            "CSeq\0",
+            "Vi",
+            "P-Preferred-Identitx",
+            "Content-Lengthh",
+        ] {
+            assert_eq!(HeaderName::parse(near), HeaderName::Other, "{near:?}");
+        }
+        assert_eq!(HeaderName::parse("cALL-iD"), HeaderName::CallId);
+        assert_eq!(HeaderName::parse("sip-etag"), HeaderName::SipETag);
+        for canon in HeaderName::LONG.iter().map(|(c, _)| c) {
+            assert_eq!(words(canon.as_bytes()), const_words(canon.as_bytes()));
+        }
+    }
+
+    proptest::proptest! {
+        /// The table agrees with a plain case-insensitive search, on names near the known ones.
+        #[test]
+        fn lookup_matches_a_linear_search(
+            i in 0..HeaderName::LONG.len(),
+            edits in proptest::collection::vec((0usize..24, proptest::num::u8::ANY), 0..3),
+        ) {
+            let mut name = HeaderName::LONG[i].0.as_bytes().to_vec();
+            for (at, byte) in edits {
+                if let Some(c) = name.get_mut(at) {
+                    *c = byte;
+                }
+            }
+            let expected = HeaderName::LONG
+                .iter()
+                .find(|(c, _)| c.as_bytes().eq_ignore_ascii_case(&name))
+                .map_or(HeaderName::Other, |(_, h)| *h);
+            let got = if name.len() == 1 { expected } else { HeaderName::lookup_long(&name) };
+            proptest::prop_assert_eq!(got, expected);
         }
     }
 

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::{ParseError, Result};
-use crate::scan::{Cursor, is_domain_char};
+use crate::scan::{Cursor, HOST_CLASS, HOST_DOT, HOST_NAME};
 
 /// What kind of host a [`Host`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,23 +95,13 @@ pub(crate) fn parse_host<'a>(c: &mut Cursor<'a>) -> Result<Host<'a>> {
             kind: HostKind::Ipv6(addr),
         });
     }
-    // One pass: extent, all-numeric (IPv4 candidate) and the label rules.
-    let b = c.rest().as_bytes();
-    let (mut n, mut numeric, mut bad_dot) = (0, true, false);
-    while let Some(&ch) = b.get(n) {
-        if !is_domain_char(ch) {
-            break;
-        }
-        numeric &= ch.is_ascii_digit() || ch == b'.';
-        bad_dot |= ch == b'.' && (n == 0 || b.get(n - 1) == Some(&b'.'));
-        n += 1;
-    }
-    let raw = c.rest().get(..n).unwrap_or("");
-    c.advance(n);
-    if raw.is_empty() || raw.starts_with('-') || bad_dot {
+    let run = scan_domain(c.rest().as_bytes(), 0);
+    let raw = c.rest().get(..run.end).unwrap_or("");
+    c.advance(run.end);
+    if raw.is_empty() || raw.starts_with('-') || run.bad_dot {
         return Err(ParseError::malformed("Bad host"));
     }
-    if numeric {
+    if run.numeric {
         let a: Ipv4Addr = raw
             .parse()
             .map_err(|_| ParseError::malformed("Bad IPv4 address"))?;
@@ -126,20 +116,72 @@ pub(crate) fn parse_host<'a>(c: &mut Cursor<'a>) -> Result<Host<'a>> {
     })
 }
 
+/// A run of host name characters, read in one pass with what [`parse_host`] needs to judge it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DomainRun {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    /// Only digits and dots: an IPv4 candidate.
+    pub(crate) numeric: bool,
+    /// A dot first or after another dot (an empty label).
+    pub(crate) bad_dot: bool,
+}
+
+/// Scans host name characters from `start`: one table look-up per byte, the label rules
+/// folded into the same pass.
+#[inline]
+pub(crate) fn scan_domain(b: &[u8], start: usize) -> DomainRun {
+    let (mut seen, mut bad, mut prev) = (0, 0, HOST_DOT);
+    let mut end = start;
+    while let Some(&c) = b.get(end) {
+        let k = HOST_CLASS[c as usize];
+        if k == 0 {
+            break;
+        }
+        // Two dots in a row (or one first, as `prev` starts as a dot) make an empty label.
+        bad |= k & prev;
+        prev = k;
+        seen |= k;
+        end += 1;
+    }
+    DomainRun {
+        start,
+        end,
+        numeric: seen & HOST_NAME == 0,
+        bad_dot: bad & HOST_DOT != 0,
+    }
+}
+
+/// Reads `1*5DIGIT` at `i` as a port: the port and where its digits end; `None` when there are
+/// no digits, more than five, or the value exceeds 65535.
+#[inline]
+pub(crate) fn scan_port(b: &[u8], mut i: usize) -> Option<(u16, usize)> {
+    let start = i;
+    let mut v: u32 = 0;
+    while let Some(&d) = b.get(i)
+        && d.is_ascii_digit()
+    {
+        if i - start == 5 {
+            return None;
+        }
+        v = v * 10 + u32::from(d - b'0');
+        i += 1;
+    }
+    if i == start {
+        return None;
+    }
+    u16::try_from(v).ok().map(|p| (p, i))
+}
+
 /// Parses an optional `:port` at the cursor.
 #[inline]
 pub(crate) fn parse_port(c: &mut Cursor<'_>) -> Result<Option<u16>> {
     if !c.eat(b':') {
         return Ok(None);
     }
-    let digits = c.take_while(|b| b.is_ascii_digit());
-    if digits.is_empty() || digits.len() > 5 {
-        return Err(ParseError::malformed("Bad port"));
-    }
-    digits
-        .parse::<u16>()
-        .map(Some)
-        .map_err(|_| ParseError::malformed("Bad port"))
+    let (port, len) = scan_port(c.rest().as_bytes(), 0).ok_or(ParseError::malformed("Bad port"))?;
+    c.advance(len);
+    Ok(Some(port))
 }
 
 #[cfg(test)]
@@ -162,6 +204,19 @@ mod tests {
         assert!(Host::parse("a..b").is_err());
         let tolerant = Host::parse("[2001:db8:::192.0.2.1]").unwrap();
         assert_eq!(tolerant.ip(), "2001:db8::192.0.2.1".parse::<IpAddr>().ok());
+    }
+
+    #[test]
+    fn ports() {
+        let port = |s: &str| parse_port(&mut Cursor::new(s));
+        assert_eq!(port(""), Ok(None));
+        assert_eq!(port(":0"), Ok(Some(0)));
+        assert_eq!(port(":00080"), Ok(Some(80)));
+        assert_eq!(port(":65535"), Ok(Some(65535)));
+        for bad in [":", ":x", ":65536", ":99999", ":000001", ":123456"] {
+            assert!(port(bad).is_err(), "{bad}");
+        }
+        assert_eq!(scan_port(b"5060;lr", 0), Some((5060, 4)));
     }
 
     #[test]

@@ -186,10 +186,11 @@ impl SipMessage {
         let start = parse_start_line(b, skip, sl_end)?;
         let in_response = matches!(start, StartLine::Response { .. });
         let idx = index_headers(b, first_header, cfg).map_err(|e| e.in_response(in_response))?;
-        let head = data.slice(..idx.body_start.min(data.len()));
+        let total = b.len();
+        let head = data.slice(..idx.body_start.min(total));
         let text = ByteString::try_from(head).unwrap_or_else(|_| sanitize(b, idx.body_start));
         let mut msg = SipMessage {
-            raw: data.clone(),
+            raw: data,
             text,
             start,
             headers: idx.headers,
@@ -198,10 +199,10 @@ impl SipMessage {
             body: Span::new(idx.body_start, idx.body_start),
         };
         let body_end = msg
-            .frame_body(idx.body_start, b.len(), cfg)
+            .frame_body(idx.body_start, total, cfg)
             .map_err(|e| e.in_response(in_response))?;
         msg.body = Span::new(idx.body_start, body_end);
-        if skip > 0 || body_end < b.len() {
+        if skip > 0 || body_end < total {
             msg.rebase(skip, body_end);
         }
         Ok(msg)

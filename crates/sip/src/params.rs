@@ -2,7 +2,10 @@
 //! `;` and `=`) and of URIs (RFC 3261 §19.1.1 uri-parameters, no LWS).
 
 use crate::error::{ParseError, Result};
-use crate::scan::{Cursor, is_lws, is_param_char, is_token};
+use crate::scan::{
+    Cursor, HEADER_VALUE, PARAMCHAR, PARAMCHAR_ESCAPED, TOKEN, is_lws, is_param_char, is_token,
+    span,
+};
 use crate::uri::unescape;
 
 /// One parameter. `value` has the quotes of a quoted-string removed (escapes kept, see
@@ -29,7 +32,7 @@ pub struct Params<'a> {
 }
 
 fn is_header_value_char(c: u8) -> bool {
-    !matches!(c, b';' | b',' | b'"' | b'<' | b'>') && !is_lws(c) && (c >= 0x20 && c != 0x7f)
+    HEADER_VALUE[c as usize]
 }
 
 impl<'a> Params<'a> {
@@ -93,13 +96,65 @@ impl<'a> Params<'a> {
 
     /// The first parameter named `name` (case-insensitive). `Some(None)` for a flag parameter.
     pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
-        let uri = self.uri;
-        self.iter()
-            .flatten()
-            .find(|p| {
-                p.name.eq_ignore_ascii_case(name) || (uri && escaped_name_matches(p.name, name))
-            })
-            .map(|p| p.value)
+        let mut i = 0;
+        while let Some((p, next)) = self.param_at(i) {
+            if p.name.eq_ignore_ascii_case(name) || (self.uri && escaped_name_matches(p.name, name))
+            {
+                return Some(p.value);
+            }
+            i = next;
+        }
+        None
+    }
+
+    /// The parameter starting at byte `i` and where it ends. Reads as [`ParamIter`] does, minus
+    /// the error paths a validated list never takes (URI lists hold no white space, so skipping
+    /// it is harmless there).
+    #[inline]
+    fn param_at(&self, i: usize) -> Option<(Param<'a>, usize)> {
+        let (b, uri) = (self.text.as_bytes(), self.uri);
+        let semi = skip_lws(b, i);
+        if b.get(semi) != Some(&b';') {
+            return None;
+        }
+        let start = skip_lws(b, semi + 1);
+        // `%` is a parameter character in URIs (escapes), and a token character.
+        let end = span(b, start, if uri { &PARAMCHAR_ESCAPED } else { &TOKEN });
+        let name = self.text.get(start..end)?;
+        let eq = skip_lws(b, end);
+        if b.get(eq) != Some(&b'=') {
+            let p = Param {
+                name,
+                value: None,
+                quoted: false,
+            };
+            return Some((p, end));
+        }
+        let vs = skip_lws(b, eq + 1);
+        if !uri && b.get(vs) == Some(&b'"') {
+            let ve = quoted_end(b, vs + 1)?;
+            let p = Param {
+                name,
+                value: self.text.get(vs + 1..ve - 1),
+                quoted: true,
+            };
+            return Some((p, ve));
+        }
+        let ve = span(
+            b,
+            vs,
+            if uri {
+                &PARAMCHAR_ESCAPED
+            } else {
+                &HEADER_VALUE
+            },
+        );
+        let p = Param {
+            name,
+            value: self.text.get(vs..ve),
+            quoted: false,
+        };
+        Some((p, ve))
     }
 
     /// Whether a parameter named `name` is present, with or without a value.
@@ -108,14 +163,15 @@ impl<'a> Params<'a> {
     }
 }
 
-fn skip_lws(b: &[u8], mut i: usize) -> usize {
+#[inline]
+pub(crate) fn skip_lws(b: &[u8], mut i: usize) -> usize {
     while b.get(i).is_some_and(|&c| is_lws(c)) {
         i += 1;
     }
     i
 }
 
-fn is_hex(c: Option<&u8>) -> bool {
+pub(crate) fn is_hex(c: Option<&u8>) -> bool {
     c.is_some_and(u8::is_ascii_hexdigit)
 }
 
@@ -138,71 +194,75 @@ fn quoted_end(b: &[u8], mut i: usize) -> Option<usize> {
 /// One pass over header parameters: `*(LWS ";" LWS token [LWS "=" LWS (token-ish | quoted)]) LWS`.
 #[inline]
 fn header_params_valid(b: &[u8]) -> bool {
-    let mut i = skip_lws(b, 0);
-    while i < b.len() {
-        if b.get(i) != Some(&b';') {
-            return false;
+    header_params_end(b, 0).is_some_and(|e| skip_lws(b, e) == b.len())
+}
+
+/// Scans header parameters from `i`: as many `LWS ";" LWS name [LWS "=" LWS value]` as follow.
+/// Returns the end of the last one (before any white space after it; `i` when there is none), or
+/// `None` for a parameter without a name or with an empty or unterminated value. The caller
+/// decides whether what follows may end the list (the end of the value, or a `,`).
+#[inline]
+pub(crate) fn header_params_end(b: &[u8], mut end: usize) -> Option<usize> {
+    loop {
+        let semi = skip_lws(b, end);
+        if b.get(semi) != Some(&b';') {
+            return Some(end);
         }
-        i = skip_lws(b, i + 1);
-        let start = i;
-        while b.get(i).is_some_and(|&c| is_token(c)) {
-            i += 1;
+        let start = skip_lws(b, semi + 1);
+        end = span(b, start, &TOKEN);
+        if end == start {
+            return None;
         }
-        if i == start {
-            return false;
-        }
-        i = skip_lws(b, i);
-        if b.get(i) == Some(&b'=') {
-            i = skip_lws(b, i + 1);
-            if b.get(i) == Some(&b'"') {
-                match quoted_end(b, i + 1) {
-                    Some(e) => i = e,
-                    None => return false,
-                }
+        let eq = skip_lws(b, end);
+        if b.get(eq) == Some(&b'=') {
+            let vs = skip_lws(b, eq + 1);
+            end = if b.get(vs) == Some(&b'"') {
+                quoted_end(b, vs + 1)?
             } else {
-                let vs = i;
-                while b.get(i).is_some_and(|&c| is_header_value_char(c)) {
-                    i += 1;
-                }
-                if i == vs {
-                    return false;
-                }
+                span(b, vs, &HEADER_VALUE)
+            };
+            if end == vs {
+                return None;
             }
-            i = skip_lws(b, i);
         }
     }
-    true
 }
 
 /// One pass over URI parameters: `*(";" pname ["=" pvalue])`, paramchar or `%HH` (RFC 3261 §25.1).
 #[inline]
 fn uri_params_valid(b: &[u8]) -> bool {
-    let mut i = 0;
-    while i < b.len() {
-        if b.get(i) != Some(&b';') {
-            return false;
-        }
+    uri_params_end(b, 0) == Some(b.len())
+}
+
+/// Scans URI parameters from `i`: as many `";" pname ["=" pvalue]` as follow. Returns where they
+/// end — the first byte that neither belongs to a parameter nor starts another — or `None` for
+/// an empty parameter or a bad escape. Also the parameter pass of the one-pass URI scanner.
+#[inline]
+pub(crate) fn uri_params_end(b: &[u8], mut i: usize) -> Option<usize> {
+    while b.get(i) == Some(&b';') {
         i += 1;
         let start = i;
         let mut value = false;
         while let Some(&c) = b.get(i) {
+            if PARAMCHAR[c as usize] {
+                i += 1;
+                continue;
+            }
             match c {
-                b';' => break,
                 b'=' if !value && i > start => {
                     value = true;
                     i += 1;
                 }
                 b'%' if is_hex(b.get(i + 1)) && is_hex(b.get(i + 2)) => i += 3,
-                b'%' => return false,
-                c if is_param_char(c) => i += 1,
-                _ => return false,
+                b'%' => return None,
+                _ => break,
             }
         }
         if i == start {
-            return false;
+            return None;
         }
     }
-    true
+    Some(i)
 }
 
 /// URI parameter names may be %-escaped (`%6C%72` is `lr`, RFC 3261 §19.1.4).
@@ -300,6 +360,38 @@ impl<'a> Iterator for ParamIter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn header_value_table_is_the_rfc_class() {
+        let rule = |c: u8| {
+            !matches!(c, b';' | b',' | b'"' | b'<' | b'>') && !is_lws(c) && c >= 0x20 && c != 0x7f
+        };
+        for c in 0..=255u8 {
+            assert_eq!(is_header_value_char(c), rule(c), "{c:#x}");
+        }
+    }
+
+    proptest! {
+        /// `get` finds what a search through the iterator finds, on any list the validators
+        /// accept.
+        #[test]
+        fn get_agrees_with_the_iterator(
+            text in "( ?;\t?[a-cA-C%+.l]{0,3}( ?= ?([a-z0-9%:.]{0,4}|\"[a-z ;,\\\\\"]{0,4}\"))?){0,4} ?",
+            name in "[a-cA-C]{1,2}|%6[cC]%72|lr",
+        ) {
+            let lists = [Params::header(&text), Params::uri(&text)];
+            for p in lists.into_iter().flatten() {
+                let uri = p.flavor() == Flavor::Uri;
+                let want = p
+                    .iter()
+                    .flatten()
+                    .find(|q| q.name.eq_ignore_ascii_case(&name) || (uri && escaped_name_matches(q.name, &name)))
+                    .map(|q| q.value);
+                prop_assert_eq!(p.get(&name), want);
+            }
+        }
+    }
 
     #[test]
     fn header_params_with_lws() {

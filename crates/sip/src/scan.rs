@@ -21,16 +21,24 @@ const fn table(extra: &[u8], alnum: bool) -> [bool; 256] {
 }
 
 /// RFC 3261 §25.1 `token` characters.
-static TOKEN: [bool; 256] = table(b"-.!%*_+`'~", true);
+pub(crate) static TOKEN: [bool; 256] = table(b"-.!%*_+`'~", true);
 
 /// Characters allowed unescaped in a SIP URI user part: unreserved / user-unreserved (RFC 3261 §25.1).
 static USER: [bool; 256] = table(b"-_.!~*'()&=+$,;?/", true);
 
+/// The user characters that cannot also end a user part or start something else: all of
+/// [`USER`] but `;`, `?` and `,`. The one-pass URI scanner reads a user part made of these (and
+/// escapes) and leaves the rest to the general parser.
+pub(crate) static USER_PLAIN: [bool; 256] = table(b"-_.!~*'()&=+$/", true);
+
 /// Characters allowed in a URI password: unreserved / "&" / "=" / "+" / "$" / ",".
 static PASSWORD: [bool; 256] = table(b"-_.!~*'()&=+$,", true);
 
-/// Characters of a URI parameter name or value: paramchar (RFC 3261 §25.1).
-static PARAMCHAR: [bool; 256] = table(b"[]/:&+$-_.!~*'()", true);
+/// Characters of a URI parameter name or value: paramchar (RFC 3261 §25.1), escapes aside.
+pub(crate) static PARAMCHAR: [bool; 256] = table(b"[]/:&+$-_.!~*'()", true);
+
+/// [`PARAMCHAR`] and `%`, for reading parameters already validated (escapes included).
+pub(crate) static PARAMCHAR_ESCAPED: [bool; 256] = table(b"[]/:&+$-_.!~*'()%", true);
 
 /// Characters of a URI header name or value: hnv-unreserved / unreserved.
 static HNVCHAR: [bool; 256] = table(b"[]/?:+$-_.!~*'()", true);
@@ -38,9 +46,49 @@ static HNVCHAR: [bool; 256] = table(b"[]/?:+$-_.!~*'()", true);
 /// Host name characters (RFC 3261 hostname, plus `_` seen in the wild).
 static DOMAIN: [bool; 256] = table(b"-._", true);
 
+/// Characters of an unquoted header parameter value: any visible octet, UTF-8 included, but the
+/// separators `;` `,` `"` `<` `>` (white space and controls end it too).
+pub(crate) static HEADER_VALUE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0x21;
+    while i < 256 {
+        t[i] = !matches!(i as u8, b';' | b',' | b'"' | b'<' | b'>' | 0x7f);
+        i += 1;
+    }
+    t
+};
+
+/// Host name characters by class, for [`crate::host::scan_domain`]: 0 ends the name.
+pub(crate) const HOST_DIGIT: u8 = 1;
+/// A letter, `-` or `_`: the name is not an IPv4 address.
+pub(crate) const HOST_NAME: u8 = 2;
+pub(crate) const HOST_DOT: u8 = 4;
+pub(crate) static HOST_CLASS: [u8; 256] = {
+    let mut t = [0; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = if c.is_ascii_digit() {
+            HOST_DIGIT
+        } else if c == b'.' {
+            HOST_DOT
+        } else if DOMAIN[i] {
+            HOST_NAME
+        } else {
+            0
+        };
+        i += 1;
+    }
+    t
+};
+
+/// Where the run of bytes in `class` that starts at `i` ends.
 #[inline]
-pub(crate) fn is_domain_char(c: u8) -> bool {
-    DOMAIN[c as usize]
+pub(crate) fn span(b: &[u8], mut i: usize, class: &[bool; 256]) -> usize {
+    while b.get(i).is_some_and(|&c| class[c as usize]) {
+        i += 1;
+    }
+    i
 }
 
 /// Position of `needle` in `hay`. Header values are short, where a plain loop beats memchr's
@@ -82,6 +130,11 @@ pub(crate) fn is_user_char(c: u8) -> bool {
 }
 
 #[inline]
+pub(crate) fn is_user_plain_char(c: u8) -> bool {
+    USER_PLAIN[c as usize]
+}
+
+#[inline]
 pub(crate) fn is_password_char(c: u8) -> bool {
     PASSWORD[c as usize] || c == b'%'
 }
@@ -102,9 +155,20 @@ pub(crate) fn is_lws(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\r' | b'\n')
 }
 
-/// Trims linear white space (including folding) from both ends.
+/// Trims linear white space (including folding) from both ends. Works on bytes: the trimmed
+/// octets are ASCII, so the cuts fall on character boundaries.
+#[inline]
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8))
+    let b = s.as_bytes();
+    let mut start = 0;
+    while b.get(start).is_some_and(|&c| is_lws(c)) {
+        start += 1;
+    }
+    let mut end = b.len();
+    while end > start && b.get(end - 1).is_some_and(|&c| is_lws(c)) {
+        end -= 1;
+    }
+    s.get(start..end).unwrap_or("")
 }
 
 /// Checks in one pass that every byte is allowed by `ok` or starts a valid `%HH` escape.
@@ -169,6 +233,11 @@ pub(crate) struct CommaSplit<'a> {
 impl<'a> CommaSplit<'a> {
     pub(crate) fn new(s: &'a str) -> Self {
         CommaSplit { rest: Some(s) }
+    }
+
+    /// What is left after the values yielded so far; `None` once the last one is out.
+    pub(crate) fn remainder(&self) -> Option<&'a str> {
+        self.rest
     }
 }
 

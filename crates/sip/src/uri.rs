@@ -6,11 +6,11 @@ use std::borrow::Cow;
 use std::fmt;
 
 use crate::error::{ParseError, Result};
-use crate::host::{Host, HostKind, parse_host, parse_port};
-use crate::params::Params;
+use crate::host::{Host, HostKind, parse_host, parse_port, scan_domain, scan_port};
+use crate::params::{Params, is_hex, uri_params_end};
 use crate::scan::{
     Cursor, escaped_chars_valid, escapes_valid, find_byte, is_hnv_char, is_password_char,
-    is_user_char,
+    is_user_char, is_user_plain_char,
 };
 
 /// A URI scheme. SIP and tel schemes are case-insensitive on the wire; `Other` keeps the text.
@@ -82,6 +82,14 @@ impl Part {
         self.start == u16::MAX
     }
 
+    /// `start..end`, both at most [`MAX_URI`].
+    fn new(start: usize, end: usize) -> Part {
+        Part {
+            start: start as u16,
+            end: end as u16,
+        }
+    }
+
     /// The range of `sub` within `raw` (`sub` must be a slice of `raw`).
     fn of(raw: &str, sub: &str) -> Part {
         let start = (sub.as_ptr() as usize).saturating_sub(raw.as_ptr() as usize);
@@ -100,6 +108,87 @@ impl<'a> Uri<'a> {
     /// Parses a whole string as a URI. No white space is allowed anywhere in it.
     #[inline]
     pub fn parse(s: &'a str) -> Result<Uri<'a>> {
+        match Uri::scan_sip(s, true) {
+            Some((uri, n)) if n == s.len() => Ok(uri),
+            _ => Uri::parse_general(s),
+        }
+    }
+
+    /// One pass over the common shape of a `sip:`/`sips:` URI at the start of `s`:
+    /// `[user "@"] host [":" port] *(";" param)`, the user part made of plain user characters
+    /// and escapes, the host a domain name or an IPv4 address. Each byte is read once. The scan
+    /// stops at the first byte that cannot continue the URI and returns the URI with its
+    /// length; the caller decides whether that byte may end it (`>` in a name-addr, the end of
+    /// a Request-URI). With `params` false it also stops at `;` (an addr-spec, where `;` starts
+    /// header parameters).
+    ///
+    /// `None` leaves the text to [`Uri::parse_general`], the reference parser: other schemes,
+    /// passwords, IPv6 hosts, URI headers, a user part holding `;`, `?` or `,`, and every error
+    /// with its reason. The scanner accepts nothing the general parser rejects and reads the
+    /// same parts: `parse_general(&s[..n])` returns exactly its result (asserted in debug
+    /// builds, so every test and fuzz run checks it).
+    #[inline(always)] // built in place by its callers: copying a returned `Uri` stalls
+    pub(crate) fn scan_sip(s: &'a str, params: bool) -> Option<(Uri<'a>, usize)> {
+        let b = s.as_bytes();
+        let (scheme, colon) = sip_scheme(b)?;
+        let start = colon + 1;
+        // A host name run, continued as a user part if what follows says so: an `@` (after
+        // which the host comes) or a user character a host cannot hold.
+        let run = scan_domain(b, start);
+        let end = scan_user(b, run.end)?;
+        let (user, host) = if b.get(end) == Some(&b'@') && end > start {
+            (Some((start, end)), scan_domain(b, end + 1))
+        } else if end == run.end {
+            (None, run)
+        } else {
+            return None;
+        };
+        let host_text = s.get(host.start..host.end)?;
+        if host_text.is_empty() || host_text.starts_with('-') || host.bad_dot {
+            return None;
+        }
+        let host_kind = if host.numeric {
+            HostKind::Ipv4(host_text.parse().ok()?)
+        } else {
+            HostKind::Domain
+        };
+        let mut i = host.end;
+        let mut port = None;
+        if b.get(i) == Some(&b':') {
+            let (p, e) = scan_port(b, i + 1)?;
+            port = Some(p);
+            i = e;
+        }
+        let params_start = i;
+        if params {
+            i = uri_params_end(b, i)?;
+        }
+        if i > MAX_URI {
+            return None;
+        }
+        let uri = Uri {
+            raw: s.get(..i)?,
+            scheme,
+            colon: colon as u16,
+            user: user.map_or(Part::NONE, |(s, e)| Part::new(s, e)),
+            password: Part::NONE,
+            host: Part::new(host.start, host.end),
+            host_kind,
+            port,
+            params: Part::new(params_start, i),
+            headers: Part::NONE,
+        };
+        debug_assert_eq!(
+            Uri::parse_general(uri.raw),
+            Ok(uri),
+            "one-pass scan of {:?}",
+            uri.raw
+        );
+        Some((uri, i))
+    }
+
+    /// The reference parser: every scheme and form, and the reason for every error.
+    pub(crate) fn parse_general(s: &'a str) -> Result<Uri<'a>> {
         if s.len() > MAX_URI {
             return Err(ParseError::malformed("URI too long"));
         }
@@ -262,6 +351,38 @@ impl fmt::Display for Uri<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.raw)
     }
+}
+
+/// `sip:` or `sips:` in any case: the scheme and the position of its colon.
+#[inline]
+fn sip_scheme(b: &[u8]) -> Option<(SchemeKind, usize)> {
+    if !b.get(..3)?.eq_ignore_ascii_case(b"sip") {
+        return None;
+    }
+    match b.get(3)? {
+        b':' => Some((SchemeKind::Sip, 3)),
+        b's' | b'S' if b.get(4) == Some(&b':') => Some((SchemeKind::Sips, 4)),
+        _ => None,
+    }
+}
+
+/// Continues a user part from `i` over plain user characters and `%HH` escapes; `None` on a
+/// bad escape.
+#[inline]
+fn scan_user(b: &[u8], mut i: usize) -> Option<usize> {
+    while let Some(&c) = b.get(i) {
+        if is_user_plain_char(c) {
+            i += 1;
+        } else if c == b'%' {
+            if !(is_hex(b.get(i + 1)) && is_hex(b.get(i + 2))) {
+                return None;
+            }
+            i += 3;
+        } else {
+            break;
+        }
+    }
+    Some(i)
 }
 
 /// RFC 3986 scheme: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
@@ -427,9 +548,82 @@ fn hex(c: u8) -> Option<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::host::HostKind;
+    use proptest::prelude::*;
+
+    /// Text shaped like a SIP URI, with the characters and mistakes that send the one-pass
+    /// scanner to the general parser: other schemes, passwords, `;?,` in the user part, IPv6
+    /// and numeric hosts, bad escapes, long ports, URI headers, stray `@` and delimiters.
+    pub(crate) fn uri_like() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![
+                6 => Just("sip:"),
+                1 => Just("SIP:"),
+                1 => Just("sips:"),
+                1 => Just("sIpS:"),
+                1 => Just("tel:"),
+                1 => Just("sip"),
+                1 => Just("sipx:"),
+            ],
+            prop_oneof![
+                4 => Just(String::new()),
+                4 => "[a-z0-9]{1,6}@",
+                1 => "[a-z]{1,3}%[0-9A-F]{2}@",
+                2 => "[a-z0-9%.!~*'()&=+$/;?,:-]{0,8}@",
+            ],
+            prop_oneof![
+                6 => "[a-z][a-z0-9-]{0,6}(\\.[a-z0-9-]{1,6}){0,2}",
+                2 => "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
+                1 => "[a-z0-9._-]{0,12}",
+                1 => "[0-9.]{0,16}",
+                1 => "\\[2001:db8::[0-9]{1,2}\\]",
+                1 => "\\[[0-9a-f:.]{0,12}\\]?",
+            ],
+            prop_oneof![
+                4 => Just(String::new()),
+                3 => ":[0-9]{1,4}",
+                1 => ":[0-9]{0,6}",
+            ],
+            prop_oneof![
+                6 => "(;[a-z]{1,5}(=[a-z0-9.]{1,5})?){0,3}",
+                2 => "(;[a-z0-9=%.:@-]{0,6}){0,3}",
+            ],
+            prop_oneof![
+                8 => Just(String::new()),
+                1 => "\\?[a-z]{1,3}=[a-z]{1,3}",
+                1 => "\\?[a-z=&%@]{0,6}",
+            ],
+        )
+            .prop_map(|(scheme, user, host, port, params, headers)| {
+                let mut s = scheme.to_owned();
+                for part in [user, host, port, params, headers] {
+                    s.push_str(&part);
+                }
+                s
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The one-pass scanner only ever stands in for the general parser: same URI, same
+        /// error, and on any prefix it accepts, the same parts.
+        #[test]
+        fn one_pass_scan_agrees_with_the_general_parser(
+            s in uri_like(),
+            tail in "[>;, \"@?]?",
+        ) {
+            prop_assert_eq!(Uri::parse(&s), Uri::parse_general(&s));
+            let with_tail = format!("{s}{tail}");
+            for params in [true, false] {
+                if let Some((u, n)) = Uri::scan_sip(&with_tail, params) {
+                    prop_assert_eq!(Uri::parse_general(&with_tail[..n]), Ok(u));
+                }
+            }
+        }
+    }
 
     #[test]
     fn sip_uri_components() {

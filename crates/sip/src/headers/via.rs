@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use crate::error::{ParseError, Result};
 use crate::host::{Host, parse_host, parse_ipv6, parse_port};
-use crate::params::Params;
+use crate::params::{Params, header_params_end};
 use crate::scan::{Cursor, is_token, trim_lws};
 
 /// The RFC 3261 magic cookie that starts every compliant branch (§8.1.1.7).
@@ -31,7 +31,27 @@ impl<'a> Via<'a> {
     /// and `;` (RFC 4475 §3.1.1.1).
     pub fn parse(s: &'a str) -> Result<Via<'a>> {
         let raw = trim_lws(s);
-        let mut c = Cursor::new(raw);
+        match Via::scan(raw)? {
+            (v, n) if n == raw.len() => Ok(v),
+            _ => Err(bad()),
+        }
+    }
+
+    /// Reads the Via value that `s` starts with, in one pass, up to the end of its last
+    /// parameter (or of its sent-by when it has none). Returns it and where it ends; the caller
+    /// decides whether what follows may end it (the end of the line, or a `,` in a list).
+    #[inline]
+    pub(crate) fn scan(s: &'a str) -> Result<(Via<'a>, usize)> {
+        // Nearly every Via starts so; the token reads below would find the same parts.
+        if s.starts_with("SIP/2.0/") {
+            let mut c = Cursor::new(s);
+            c.advance(8);
+            let transport = c.take_while(is_token);
+            if !transport.is_empty() {
+                return Via::scan_sent_by(s, c, "SIP", "2.0", transport);
+            }
+        }
+        let mut c = Cursor::new(s);
         let protocol = c.take_while(is_token);
         let slash_token = |c: &mut Cursor<'a>| -> Result<&'a str> {
             c.skip_lws();
@@ -47,24 +67,45 @@ impl<'a> Via<'a> {
         if protocol.is_empty() {
             return Err(bad());
         }
+        Via::scan_sent_by(s, c, protocol, version, transport)
+    }
+
+    /// The rest of [`Via::scan`], from the white space after the transport.
+    #[inline]
+    fn scan_sent_by(
+        s: &'a str,
+        mut c: Cursor<'a>,
+        protocol: &'a str,
+        version: &'a str,
+        transport: &'a str,
+    ) -> Result<(Via<'a>, usize)> {
         let before = c.pos();
         c.skip_lws();
         if c.pos() == before {
             return Err(bad());
         }
         let host = parse_host(&mut c).map_err(|_| bad())?;
+        let mut sent_by_end = c.pos();
         c.skip_lws();
         let port = parse_port(&mut c).map_err(|_| bad())?;
-        let params = Params::header(c.rest()).map_err(|_| bad())?;
-        Ok(Via {
-            raw,
+        if port.is_some() {
+            sent_by_end = c.pos();
+        }
+        let params_start = c.pos();
+        let end = match header_params_end(s.as_bytes(), params_start).ok_or_else(bad)? {
+            e if e == params_start => sent_by_end,
+            e => e,
+        };
+        let via = Via {
+            raw: s.get(..end).unwrap_or(""),
             protocol,
             version,
             transport,
             host,
             port,
-            params,
-        })
+            params: Params::validated(s.get(params_start..end).unwrap_or(""), false),
+        };
+        Ok((via, end))
     }
 
     /// The value as written.
@@ -162,9 +203,101 @@ impl<'a> Via<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::host::HostKind;
+    use proptest::prelude::*;
+
+    /// Via values as they were parsed before [`Via::scan`] found their end itself: the
+    /// reference the one-pass reading must match, error for error.
+    fn reference_parse<'a>(s: &'a str) -> Result<Via<'a>> {
+        let raw = trim_lws(s);
+        let mut c = Cursor::new(raw);
+        let protocol = c.take_while(is_token);
+        let slash_token = |c: &mut Cursor<'a>| -> Result<&'a str> {
+            c.skip_lws();
+            if !c.eat(b'/') {
+                return Err(bad());
+            }
+            c.skip_lws();
+            let t = c.take_while(is_token);
+            if t.is_empty() { Err(bad()) } else { Ok(t) }
+        };
+        let version = slash_token(&mut c)?;
+        let transport = slash_token(&mut c)?;
+        if protocol.is_empty() {
+            return Err(bad());
+        }
+        let before = c.pos();
+        c.skip_lws();
+        if c.pos() == before {
+            return Err(bad());
+        }
+        let host = parse_host(&mut c).map_err(|_| bad())?;
+        c.skip_lws();
+        let port = parse_port(&mut c).map_err(|_| bad())?;
+        let params = Params::header(c.rest()).map_err(|_| bad())?;
+        Ok(Via {
+            raw,
+            protocol,
+            version,
+            transport,
+            host,
+            port,
+            params,
+        })
+    }
+
+    /// Text shaped like a Via value, spaced and folded as RFC 4475 does, with mistakes.
+    pub(crate) fn via_like() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![
+                6 => Just("SIP/2.0/UDP "),
+                1 => Just("SIP/2.0/ UDP "),
+                1 => Just("SIP / 2.0 / TCP\t"),
+                1 => Just("SIP/2.0/UDP"),
+                1 => Just("X/1/Y "),
+                1 => Just("SIP/2.0/ "),
+            ],
+            prop_oneof![
+                6 => "[a-z][a-z0-9-]{0,6}(\\.[a-z0-9-]{1,6}){0,2}",
+                2 => "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
+                1 => "\\[2001:db8::[0-9]{1,2}\\]",
+                1 => "[a-z0-9._\\[\\]:-]{0,12}",
+            ],
+            prop_oneof![
+                4 => Just(String::new()),
+                3 => ":[0-9]{1,4}",
+                1 => " ?: ?[0-9]{0,6}",
+            ],
+            prop_oneof![
+                5 => "(;branch=z9hG4bK[a-z0-9]{0,5})?(;[a-z]{1,5}(=[a-z0-9.]{1,5})?){0,2}",
+                3 => "( ?; ?[a-z+.-]{0,5}( ?= ?([a-z0-9.]{0,5}|\"[a-z ,;<>]{0,5}\"))?){0,3}",
+            ],
+            prop_oneof![6 => Just(String::new()), 1 => "[ \t;>\"x]{1,2}"],
+        )
+            .prop_map(|(start, host, port, params, tail)| {
+                format!("{start}{host}{port}{params}{tail}")
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn one_pass_reading_agrees_with_the_reference(s in via_like()) {
+            prop_assert_eq!(Via::parse(&s), reference_parse(&s));
+        }
+    }
+
+    #[test]
+    fn spaced_after_the_version_slash() {
+        let v = Via::parse("SIP/2.0/ UDP host;branch=z9hG4bK1").unwrap();
+        assert_eq!((v.transport(), v.host().as_str()), ("UDP", "host"));
+        let v = Via::parse("SIP/2.0/UDP host :5060 ; rport").unwrap();
+        assert_eq!((v.port(), v.rport()), (Some(5060), Some(None)));
+        assert_eq!(v.as_str(), "SIP/2.0/UDP host :5060 ; rport");
+    }
 
     #[test]
     fn plain_via() {
