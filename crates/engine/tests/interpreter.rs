@@ -806,7 +806,7 @@ fn the_destination_set_is_readable_by_branch_index() {
         l,
         vec![
             "last=2 0=sip:bob@biloxi.com 0du=sip:proxy.example.com\n",
-            "1=sip:carol@example.com q=500 -1=sip:dave@example.com 3=<null>\n"
+            "1=sip:carol@example.com q=0.5 -1=sip:dave@example.com 3=<null>\n"
         ]
     );
 }
@@ -822,7 +822,40 @@ fn legacy_branch_pvs_index_the_appended_branches() {
     );
     assert_eq!(
         l,
-        vec!["sip:carol@example.com sip:dave@example.com 200 sip:dave@example.com <null>\n"]
+        vec!["sip:carol@example.com sip:dave@example.com 0.2 sip:dave@example.com <null>\n"]
+    );
+}
+
+// OpenSIPS pvar.c: `$ds` is print_dset() without its CRLF (the R-URI only once rewritten), q
+// values print as q2str() does, `$mf`/`$bf` as the names of the flags set, newest first.
+#[test]
+fn destination_set_q_values_and_flag_names_print_as_opensips_prints_them() {
+    let l = logs(
+        r#"route {
+            xlog("ds=$ds ruq=$ru_q\n");
+            append_msg_branch("sip:carol@example.com", "0.125");
+            xlog("ds=$ds\n");
+            $ru = "sip:x@example.com";
+            $ru_q = 300;
+            $msg.branch = "sip:dave@example.com";
+            xlog("ds=$ds ruq=$ru_q q0=$msg.branch.q q2=$(msg.branch.q[2])\n");
+            setflag("A"); setflag("NAT"); setflag("C"); resetflag("A");
+            setbflag("BF1"); setbflag("BF2");
+            xlog("mf=[$mf] bf=[$bf] br0=[$msg.branch.flags]\n");
+            resetflag("NAT"); resetflag("C");
+            xlog("mf=[$mf]\n");
+        }"#,
+    );
+    assert_eq!(
+        l,
+        vec![
+            "ds=<null> ruq=-1\n",
+            "ds=Contact: <sip:carol@example.com>;q=0.125\n",
+            "ds=Contact: <sip:x@example.com>;q=0.3, <sip:carol@example.com>;q=0.125, \
+             <sip:dave@example.com> ruq=300 q0=0.3 q2=\n",
+            "mf=[C NAT] bf=[BF2 BF1] br0=[BF2 BF1]\n",
+            "mf=[]\n",
+        ]
     );
 }
 

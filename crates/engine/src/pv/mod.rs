@@ -121,12 +121,14 @@ pub enum CorePv {
     /// `$mi`: this message's id, unique within the process.
     MsgId,
     Pid,
-    /// `$time(fmt)` (strftime, UTC) and `$Tf` (ctime form).
+    /// `$time(fmt)` (strftime, local time) and `$Tf` (ctime form, local time).
     Time(String),
     TimeCtime,
     /// `$mf` / `$bf`: message and branch flags as an integer.
     MsgFlags,
     BranchFlags,
+    /// `$ds`: the destination set as a Contact header (`Contact: <uri>;q=0.5, <uri2>`).
+    DestSet,
     /// `$ct.fields(uri|name|q|expires|methods|received|params)` of the first Contact.
     ContactField(ContactField),
     /// `$(hdr_name[N])`: the name of the N-th header line as written.
@@ -380,6 +382,7 @@ impl CorePv {
             ("time", Some(fmt)) => CorePv::Time(fmt.to_owned()),
             ("Tf", None) => CorePv::TimeCtime,
             ("mf", None) => CorePv::MsgFlags,
+            ("ds", None) => CorePv::DestSet,
             ("bf", None) => CorePv::BranchFlags,
             ("ct.fields", Some(f)) => CorePv::ContactField(match f {
                 "uri" => ContactField::Uri,

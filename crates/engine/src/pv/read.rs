@@ -70,6 +70,47 @@ fn pick(msg: &SipMessage, values: &[&str], index: Index) -> Value {
     }
 }
 
+/// A q value (× 1000, -1 = none) as OpenSIPS prints it: "1", "0", "0.5", "0.25", "0.125"; empty
+/// when unspecified.
+pub fn q_text(q: i32) -> String {
+    match q {
+        q if q < 0 => String::new(),
+        q if q >= 1000 => "1".into(),
+        0 => "0".into(),
+        q => {
+            let digits = format!("{q:03}");
+            format!("0.{}", digits.trim_end_matches('0'))
+        }
+    }
+}
+
+/// `$ds`: the R-URI (only once the script has changed it) and every appended branch, as the
+/// Contact header of a 3xx would list them; NULL when there is nothing to list.
+fn dest_set(ctx: &MsgCtx) -> Option<String> {
+    let mut out = String::from("Contact: ");
+    let mut n = 0;
+    let mut push = |uri: &str, q: i32| {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        n += 1;
+        out.push('<');
+        out.push_str(uri);
+        out.push('>');
+        if q >= 0 {
+            out.push_str(";q=");
+            out.push_str(&q_text(q));
+        }
+    };
+    if let Some(ruri) = &ctx.new_ruri {
+        push(ruri, ctx.ruri_q);
+    }
+    for b in &ctx.branches {
+        push(&b.uri, b.q);
+    }
+    (n > 0).then_some(out)
+}
+
 impl CorePv {
     /// The PV's current value; NULL when the message has no such part.
     pub fn read(&self, ctx: &MsgCtx) -> Value {
@@ -149,7 +190,9 @@ impl CorePv {
                 })
             }
             CorePv::RuriQ if msg.is_request() => Value::Int(i64::from(ctx.ruri_q)),
+            CorePv::RuriQ if msg.is_request() => Value::Int(i64::from(ctx.ruri_q)),
             CorePv::RuriQ => Value::Null,
+            CorePv::DestSet => dest_set(ctx).map_or(Value::Null, Value::from),
             CorePv::Startup => Value::Int(super::time::startup_secs()),
             CorePv::MsgId => Value::Int(ctx.id as i64),
             CorePv::Pid => Value::Int(i64::from(std::process::id())),
@@ -189,7 +232,7 @@ impl CorePv {
                             .ruri()
                             .map_or(Value::Null, |u| Value::from(u.to_owned())),
                         F::Duri => ctx.dst_uri.clone().map_or(Value::Null, Value::from),
-                        F::Q => Value::Int(i64::from(ctx.ruri_q)),
+                        F::Q => Value::from(q_text(ctx.ruri_q)),
                         F::Flags => Value::Int(ctx.branch_flags as i64),
                         F::Path => Value::Null,
                         F::Socket => ctx.send_socket.clone().map_or(Value::Null, Value::from),
@@ -201,7 +244,7 @@ impl CorePv {
                 match field {
                     F::Uri => Value::from(b.uri.clone()),
                     F::Duri => b.dst_uri.clone().map_or(Value::Null, Value::from),
-                    F::Q => Value::Int(i64::from(b.q)),
+                    F::Q => Value::from(q_text(b.q)),
                     F::Flags => Value::Int(b.flags as i64),
                     F::Path | F::Socket => Value::Null,
                 }
@@ -491,6 +534,20 @@ mod tests {
     use super::*;
     use crate::ctx::Receipt;
     use bytes::Bytes;
+
+    #[test]
+    fn q_values_print_like_opensips_q2str() {
+        let printed: Vec<String> = [-1, 0, 1, 10, 100, 125, 500, 999, 1000, 1500]
+            .into_iter()
+            .map(q_text)
+            .collect();
+        assert_eq!(
+            printed,
+            [
+                "", "0", "0.001", "0.01", "0.1", "0.125", "0.5", "0.999", "1", "1"
+            ]
+        );
+    }
 
     const REQ: &[u8] = b"INVITE sip:bob@biloxi.com:5062;transport=tcp SIP/2.0\r\n\
 Via: SIP/2.0/UDP p1.example.com;branch=z9hG4bK1\r\n\

@@ -374,9 +374,35 @@ impl Run<'_> {
         Ok(Value::from(out))
     }
 
+    /// A core PV's value; flag masks (`$mf`, `$bf`, `$msg.branch.flags`) print as the names of
+    /// the flags set, newest-declared first, space-separated (as OpenSIPS prints them).
+    fn core_read(&self, pv: &crate::pv::CorePv) -> Value {
+        use crate::pv::{BranchField, CorePv};
+        let v = pv.read(self.ctx);
+        match (pv, v) {
+            (
+                CorePv::MsgFlags | CorePv::BranchFlags | CorePv::Branch(BranchField::Flags, _),
+                Value::Int(mask),
+            ) => {
+                let mut set: Vec<(&u32, &String)> = self
+                    .script
+                    .names
+                    .flags
+                    .iter()
+                    .filter(|(_, bit)| **bit < 64 && mask as u64 & (1 << **bit) != 0)
+                    .map(|(name, bit)| (bit, name))
+                    .collect();
+                set.sort_unstable_by(|a, b| b.0.cmp(a.0));
+                let names: Vec<&str> = set.iter().map(|(_, n)| n.as_str()).collect();
+                Value::from(names.join(" "))
+            }
+            (_, v) => v,
+        }
+    }
+
     pub fn read(&mut self, p: &PvRead) -> R<Value> {
         let mut v = match &p.read {
-            Read::Core(pv) => pv.read(self.ctx),
+            Read::Core(pv) => self.core_read(pv),
             Read::Var(slot) => self.worker.vars.get(*slot).cloned().unwrap_or_default(),
             Read::Retcode => Value::Int(self.ctx.retcode),
             Read::Param(i) => self.params.get(*i).cloned().unwrap_or_default(),
@@ -446,7 +472,7 @@ impl Run<'_> {
                     let v = if !spec.transforms.is_empty() {
                         Value::Null
                     } else if let Some(core) = crate::pv::CorePv::resolve(&spec) {
-                        core.read(self.ctx)
+                        self.core_read(&core)
                     } else {
                         match (spec.name.as_str(), spec.arg.as_deref()) {
                             ("var", Some(name)) => self
