@@ -82,6 +82,36 @@ pub trait Transaction: Send + Sync + std::fmt::Debug {
     fn reply(&self, ctx: &mut MsgCtx, code: u16, reason: &str) -> i64;
     /// `$T_id`: `<hash>:<label>`-like identity.
     fn id(&self) -> String;
+    /// `$(<request>pv)`: the transaction's request as it was received.
+    fn request(&self) -> Option<SipMessage> {
+        None
+    }
+    /// `$(<reply>pv)`: the reply of the branch tm picked (a failure route's winning reply);
+    /// `None` when there is none or it was generated locally.
+    fn picked_reply(&self) -> Option<SipMessage> {
+        None
+    }
+    /// `$tm.branch.*`, `$T_branch_last_reply_code`: the transaction's branches so far.
+    fn branches(&self) -> Vec<TmBranchInfo> {
+        Vec::new()
+    }
+}
+
+/// One branch of a transaction, as `$tm.branch.*` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TmBranchInfo {
+    pub uri: String,
+    pub dst_uri: Option<String>,
+    pub path: Option<String>,
+    /// q × 1000, or -1.
+    pub q: i32,
+    pub flags: u64,
+    /// `proto:ip:port` of the socket it was sent from.
+    pub socket: Option<String>,
+    /// The last status code received on it (0: none).
+    pub last_received: u16,
+    /// A phony branch (no SIP request behind it).
+    pub phony: bool,
 }
 
 /// What tm tells the script about the reply being handled (`$T_reply_code`, `$T_branch_idx`,
@@ -163,6 +193,9 @@ pub struct MsgCtx {
     pub reply_body: Option<String>,
     /// AVPs of this message/transaction, by the id the compiler gave each name; oldest first.
     pub avps: Vec<Vec<crate::value::Value>>,
+    /// `$bavp(name)` of the branch being handled (branch, onreply and failure routes); tm
+    /// keeps a set per branch and puts the right one here before it runs those routes.
+    pub bavps: Vec<Vec<crate::value::Value>>,
     /// `force_rport()`: answer to the source port as if the request asked for rport.
     pub force_rport: bool,
     /// `force_tcp_alias([port])`: make the connection reachable at the source IP and this port
@@ -219,6 +252,7 @@ impl MsgCtx {
             reply_headers: Vec::new(),
             reply_body: None,
             avps: Vec::new(),
+            bavps: Vec::new(),
             force_rport: false,
             err: None,
             send_socket: None,

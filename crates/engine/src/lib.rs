@@ -17,7 +17,8 @@ mod value;
 
 pub use check::{Available, check};
 pub use ctx::{
-    Accounting, ErrInfo, MsgBranch, MsgCtx, Outbound, Receipt, RecordRoute, ReplyInfo, Transaction,
+    Accounting, ErrInfo, MsgBranch, MsgCtx, Outbound, Receipt, RecordRoute, ReplyInfo,
+    TmBranchInfo, Transaction,
 };
 pub use module::{FnCtx, FnSpec, ModuleSpec, Param, ParamType, Routes, ScriptFn};
 pub use pv::CorePv;

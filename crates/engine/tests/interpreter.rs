@@ -901,3 +901,31 @@ fn s_eval_expands_a_format_held_in_a_variable() {
         "text that only looks like a PV stays text"
     );
 }
+
+// Without a transaction, `<request>` reads the request being handled and `<reply>` has nothing
+// to read (tm's branch variables are tested with tm, which provides them).
+#[test]
+fn pv_contexts_without_a_transaction() {
+    let l = logs(
+        r#"route {
+            $var(u) = "x";
+            xlog("req=$(<request>ru) user=$(<request>ru{uri.user}) rpl=$(<reply>rs) var=$(<reply>var(u))\n");
+        }"#,
+    );
+    assert_eq!(
+        l,
+        vec!["req=sip:bob@biloxi.com user=bob rpl=<null> var=x\n"]
+    );
+}
+
+#[test]
+fn an_unknown_pv_context_is_a_load_error() {
+    let mut sources = cfg::SourceMap::new();
+    let src = r#"route { xlog("$(<branch>ru)\n"); }"#;
+    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.to_owned());
+    let Err(d) = Script::compile(&parsed.config, &sources, &Available::default()) else {
+        panic!("a script with `<branch>` compiled");
+    };
+    let text: String = d.iter().map(|d| d.render(&sources)).collect();
+    assert!(text.contains("unknown PV context `<branch>`"), "{text}");
+}

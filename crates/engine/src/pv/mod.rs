@@ -127,6 +127,8 @@ pub enum CorePv {
     /// `$mf` / `$bf`: message and branch flags as an integer.
     MsgFlags,
     BranchFlags,
+    /// `$tm.branch.*[i]`: a branch of the transaction; no index is the current branch.
+    TmBranch(TmBranchField, Option<i64>),
     /// `$ds`: the destination set as a Contact header (`Contact: <uri>;q=0.5, <uri2>`).
     DestSet,
     /// `$ct.fields(uri|name|q|expires|methods|received|params)` of the first Contact.
@@ -252,6 +254,24 @@ pub enum TmField {
     Id,
     FrTimeout,
     FrInvTimeout,
+    /// `$T_branch_last_reply_code` / `$(T_branch_last_reply_code[i])`: the last code received
+    /// on the current (or the given) branch.
+    BranchLastReplyCode(Option<i64>),
+}
+
+/// A field of `$tm.branch.*`: the transaction's branches (OpenSIPS tm).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TmBranchField {
+    Uri,
+    Duri,
+    Path,
+    Q,
+    Flags,
+    /// `$tm.branch.flag(NAME)`: 1 when the branch has the flag (the flag's bit).
+    Flag(u32),
+    Socket,
+    LastReceived,
+    Type,
 }
 
 /// A field of `$proxy_protocol(...)`.
@@ -421,6 +441,32 @@ impl CorePv {
             ("T_id", None) => CorePv::Tm(TmField::Id),
             ("T_fr_timeout", None) => CorePv::Tm(TmField::FrTimeout),
             ("T_fr_inv_timeout", None) => CorePv::Tm(TmField::FrInvTimeout),
+            ("T_branch_last_reply_code", None) => {
+                CorePv::Tm(TmField::BranchLastReplyCode(match spec.index {
+                    None => None,
+                    Some(PvIndex::At(i)) => Some(i),
+                    _ => return None,
+                }))
+            }
+            (name, None) if name.starts_with("tm.branch.") => {
+                let field = match &name["tm.branch.".len()..] {
+                    "uri" => TmBranchField::Uri,
+                    "duri" => TmBranchField::Duri,
+                    "path" => TmBranchField::Path,
+                    "q" => TmBranchField::Q,
+                    "flags" => TmBranchField::Flags,
+                    "socket" => TmBranchField::Socket,
+                    "last_received" => TmBranchField::LastReceived,
+                    "type" => TmBranchField::Type,
+                    _ => return None,
+                };
+                let index = match spec.index {
+                    None => None,
+                    Some(PvIndex::At(i)) => Some(i),
+                    _ => return None,
+                };
+                CorePv::TmBranch(field, index)
+            }
             ("socket_in", None) => CorePv::SocketIn(None),
             ("socket_in", Some(f)) => CorePv::SocketIn(Some(SocketField::named(f)?)),
             ("err.class", None) => CorePv::Err(ErrField::Class),

@@ -84,6 +84,43 @@ pub fn q_text(q: i32) -> String {
     }
 }
 
+/// The branch tm is handling: the one a branch route builds, or a reply's.
+fn current_branch(ctx: &MsgCtx) -> usize {
+    ctx.branch_index
+        .or(ctx.t_reply.as_ref().map(|r| r.branch))
+        .unwrap_or(0)
+}
+
+/// `$tm.branch.<field>[i]` (OpenSIPS tm.c): no index is the current branch, negative counts
+/// from the last; NULL without a transaction or past the branches.
+fn tm_branch(ctx: &MsgCtx, field: super::TmBranchField, at: Option<i64>) -> Value {
+    use super::TmBranchField as F;
+    let Some(tx) = &ctx.tx else {
+        return Value::Null;
+    };
+    let branches = tx.branches();
+    let i = match at {
+        Some(i) if i < 0 => branches.len() as i64 + i,
+        Some(i) => i,
+        None => current_branch(ctx) as i64,
+    };
+    let Some(b) = usize::try_from(i).ok().and_then(|i| branches.get(i)) else {
+        return Value::Null;
+    };
+    match field {
+        F::Uri => Value::from(b.uri.clone()),
+        F::Duri => b.dst_uri.clone().map_or(Value::Null, Value::from),
+        F::Path => b.path.clone().map_or(Value::Null, Value::from),
+        F::Q => Value::from(q_text(b.q)),
+        F::Flags => Value::Int(b.flags as i64),
+        F::Flag(bit) => Value::Int(i64::from(bit < 64 && b.flags & (1 << bit) != 0)),
+        F::Socket => b.socket.clone().map_or(Value::Null, Value::from),
+        F::LastReceived if b.last_received == 0 => Value::Null,
+        F::LastReceived => Value::Int(i64::from(b.last_received)),
+        F::Type => Value::str(if b.phony { "phony" } else { "sip" }),
+    }
+}
+
 /// `$ds`: the R-URI (only once the script has changed it) and every appended branch, as the
 /// Contact header of a 3xx would list them; NULL when there is nothing to list.
 fn dest_set(ctx: &MsgCtx) -> Option<String> {
@@ -290,8 +327,24 @@ impl CorePv {
                     F::FrInvTimeout => ctx
                         .fr_inv_timeout
                         .map_or(Value::Null, |s| Value::Int(i64::from(s))),
+                    F::BranchLastReplyCode(at) => {
+                        let Some(tx) = &ctx.tx else {
+                            return Value::Null;
+                        };
+                        let branches = tx.branches();
+                        let i = match at {
+                            Some(i) if *i < 0 => branches.len() as i64 + i,
+                            Some(i) => *i,
+                            None => current_branch(ctx) as i64,
+                        };
+                        usize::try_from(i)
+                            .ok()
+                            .and_then(|i| branches.get(i))
+                            .map_or(Value::Null, |b| Value::Int(i64::from(b.last_received)))
+                    }
                 }
             }
+            CorePv::TmBranch(field, at) => tm_branch(ctx, *field, *at),
             CorePv::ProxyProtocol(field) => {
                 use super::ProxyField as F;
                 match ctx.receipt.as_ref().and_then(|r| r.proxy) {

@@ -21,6 +21,8 @@ pub(crate) struct Names {
     pub flags: HashMap<String, u32>,
     pub routes: HashMap<String, usize>,
     pub avps: HashMap<String, usize>,
+    /// `$bavp(name)`s, numbered apart from `$avp`s.
+    pub bavps: HashMap<String, usize>,
     /// `proto:host:port` of the configured sockets, for `force_send_socket`.
     pub sockets: Vec<String>,
     /// failure/onreply/branch/local routes by kind and name ("" for an unnamed one).
@@ -167,16 +169,12 @@ impl Lower<'_> {
             ("xlog_level", None) => Write::XlogLevel,
             ("msg.flag", Some(name)) => Write::Flag(self.flag_named(name, p.span)?),
             ("avp", Some(name)) if !name.contains('$') => {
-                let slot = match &p.spec.index {
-                    None => super::ir::AvpSlot::Newest,
-                    Some(cfg::pv::PvIndex::At(i)) => super::ir::AvpSlot::At(*i),
-                    Some(cfg::pv::PvIndex::Append) => super::ir::AvpSlot::Append,
-                    Some(cfg::pv::PvIndex::All) => super::ir::AvpSlot::All,
-                    Some(cfg::pv::PvIndex::Var(_)) => {
-                        return self.fail(unsupported("a computed AVP index".into(), p.span));
-                    }
-                };
+                let slot = self.avp_slot(p)?;
                 Write::Avp(self.avp(name), slot)
+            }
+            ("bavp", Some(name)) if !name.contains('$') => {
+                let slot = self.avp_slot(p)?;
+                Write::Bavp(self.bavp(name), slot)
             }
             _ => return self.fail(unsupported(format!("assigning to `{}`", p.text), p.span)),
         })
@@ -185,6 +183,24 @@ impl Lower<'_> {
     fn avp(&mut self, name: &str) -> usize {
         let n = self.names.avps.len();
         *self.names.avps.entry(name.to_owned()).or_insert(n)
+    }
+
+    fn bavp(&mut self, name: &str) -> usize {
+        let n = self.names.bavps.len();
+        *self.names.bavps.entry(name.to_owned()).or_insert(n)
+    }
+
+    /// The AVP slot an assignment names (`$avp(x)`, `$(avp(x)[1])`, `[append]`, `[*]`).
+    fn avp_slot(&mut self, p: &ast::PvRef) -> L<super::ir::AvpSlot> {
+        Ok(match &p.spec.index {
+            None => super::ir::AvpSlot::Newest,
+            Some(cfg::pv::PvIndex::At(i)) => super::ir::AvpSlot::At(*i),
+            Some(cfg::pv::PvIndex::Append) => super::ir::AvpSlot::Append,
+            Some(cfg::pv::PvIndex::All) => super::ir::AvpSlot::All,
+            Some(cfg::pv::PvIndex::Var(_)) => {
+                return self.fail(unsupported("a computed AVP index".into(), p.span));
+            }
+        })
     }
 
     fn var(&mut self, name: &str) -> usize {
@@ -214,6 +230,31 @@ impl Lower<'_> {
     }
 
     pub fn read(&mut self, spec: &PvSpec, span: Span) -> L<PvRead> {
+        if let Some(context) = &spec.context {
+            let which = match context.trim().to_ascii_lowercase().as_str() {
+                "request" => super::ir::Context::Request,
+                "reply" => super::ir::Context::Reply,
+                other => {
+                    return self.fail(
+                        Diagnostic::error(format!("unknown PV context `<{other}>`"), span)
+                            .with_help("the contexts are `<request>` and `<reply>`"),
+                    );
+                }
+            };
+            let mut inner = spec.clone();
+            inner.context = None;
+            inner.transforms.clear();
+            let mut read = self.read(&inner, span)?;
+            // Only message reads depend on the message; `$var`, `$avp` … read the same anywhere.
+            if let Read::Core(pv) = read.read {
+                read.read = Read::InContext(which, pv);
+            }
+            for t in &spec.transforms {
+                let t = self.transform(t, span)?;
+                read.transforms.push(t);
+            }
+            return Ok(read);
+        }
         let read = match (spec.name.as_str(), spec.arg.as_deref()) {
             ("var", Some(name)) if spec.index.is_none() => Read::Var(self.var(name)),
             ("cfg_line", None) => {
@@ -280,6 +321,26 @@ impl Lower<'_> {
                     Some(_) => return self.fail(unsupported("a computed AVP index".into(), span)),
                 };
                 Read::Avp(self.avp(name), index)
+            }
+            ("bavp", Some(name)) if !name.contains('$') => {
+                let index = match &spec.index {
+                    None => crate::pv::Index::First,
+                    Some(cfg::pv::PvIndex::At(i)) => crate::pv::Index::At(*i),
+                    Some(cfg::pv::PvIndex::All) => crate::pv::Index::All,
+                    Some(_) => return self.fail(unsupported("a computed AVP index".into(), span)),
+                };
+                Read::Bavp(self.bavp(name), index)
+            }
+            ("tm.branch.flag", Some(name)) => {
+                let index = match &spec.index {
+                    None => None,
+                    Some(cfg::pv::PvIndex::At(i)) => Some(*i),
+                    Some(_) => {
+                        return self.fail(unsupported("a computed branch index".into(), span));
+                    }
+                };
+                let bit = self.flag_named(name, span)?;
+                Read::Core(CorePv::TmBranch(crate::pv::TmBranchField::Flag(bit), index))
             }
             ("param", Some(i)) => match i.parse::<usize>() {
                 Ok(i) if i >= 1 => Read::Param(i - 1),

@@ -374,6 +374,25 @@ impl Run<'_> {
         Ok(Value::from(out))
     }
 
+    /// `$(<request>pv)` / `$(<reply>pv)`: with a transaction, its request / picked reply; without
+    /// one, the message being handled when it is of that kind, else NULL.
+    fn context_read(&self, which: super::ir::Context, pv: &crate::pv::CorePv) -> Value {
+        use super::ir::Context;
+        let other = self.ctx.tx.as_ref().and_then(|tx| match which {
+            Context::Request => tx.request(),
+            Context::Reply => tx.picked_reply(),
+        });
+        match other {
+            Some(msg) => {
+                let mut ctx = MsgCtx::new(msg);
+                ctx.tx = self.ctx.tx.clone();
+                pv.read(&ctx)
+            }
+            None if self.ctx.msg.is_request() == (which == Context::Request) => self.core_read(pv),
+            None => Value::Null,
+        }
+    }
+
     /// A core PV's value; flag masks (`$mf`, `$bf`, `$msg.branch.flags`) print as the names of
     /// the flags set, newest-declared first, space-separated (as OpenSIPS prints them).
     fn core_read(&self, pv: &crate::pv::CorePv) -> Value {
@@ -381,7 +400,10 @@ impl Run<'_> {
         let v = pv.read(self.ctx);
         match (pv, v) {
             (
-                CorePv::MsgFlags | CorePv::BranchFlags | CorePv::Branch(BranchField::Flags, _),
+                CorePv::MsgFlags
+                | CorePv::BranchFlags
+                | CorePv::Branch(BranchField::Flags, _)
+                | CorePv::TmBranch(crate::pv::TmBranchField::Flags, _),
                 Value::Int(mask),
             ) => {
                 let mut set: Vec<(&u32, &String)> = self
@@ -442,6 +464,11 @@ impl Run<'_> {
                 let stack = self.ctx.avps.get(*id).map_or(&[][..], Vec::as_slice);
                 avp_get(stack, *index)
             }
+            Read::Bavp(id, index) => {
+                let stack = self.ctx.bavps.get(*id).map_or(&[][..], Vec::as_slice);
+                avp_get(stack, *index)
+            }
+            Read::InContext(which, pv) => self.context_read(*which, pv),
         };
         for (tr, args) in &p.transforms {
             if tr.op() == crate::transform::TransformOp::SEval {
@@ -512,6 +539,13 @@ impl Run<'_> {
                     Write::Avp(id, _) => self
                         .ctx
                         .avps
+                        .get(id)
+                        .and_then(|s| s.last())
+                        .cloned()
+                        .unwrap_or_default(),
+                    Write::Bavp(id, _) => self
+                        .ctx
+                        .bavps
                         .get(id)
                         .and_then(|s| s.last())
                         .cloned()
@@ -642,6 +676,21 @@ impl Run<'_> {
                     self.ctx.avps.resize(id + 1, Vec::new());
                 }
                 let Some(stack) = self.ctx.avps.get_mut(id) else {
+                    return false;
+                };
+                avp_set(stack, slot, op, v);
+                true
+            }
+            // OpenSIPS: branch AVPs exist only while tm handles a branch (branch, onreply and
+            // failure routes); elsewhere the assignment fails.
+            Write::Bavp(id, slot) => {
+                if !matches!(self.kind, "branch" | "onreply" | "failure") || self.ctx.tx.is_none() {
+                    return false;
+                }
+                if self.ctx.bavps.len() <= id {
+                    self.ctx.bavps.resize(id + 1, Vec::new());
+                }
+                let Some(stack) = self.ctx.bavps.get_mut(id) else {
                     return false;
                 };
                 avp_set(stack, slot, op, v);

@@ -36,6 +36,18 @@ pub(crate) enum Read {
     LogLevel,
     /// `$return(i)`: a value returned by the last route that returned values (0-based).
     Returned(usize),
+    /// `$bavp(name)`: an AVP of the branch tm is handling.
+    Bavp(usize, crate::pv::Index),
+    /// `$(<request>pv)` / `$(<reply>pv)`: a message PV read from the transaction's request or
+    /// picked reply instead of the message being handled.
+    InContext(Context, crate::pv::CorePv),
+}
+
+/// The message a `$(<context>pv)` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Context {
+    Request,
+    Reply,
 }
 
 /// A readable variable with its transformations.
@@ -71,6 +83,7 @@ pub(crate) enum Write {
     LogLevel,
     XlogLevel,
     Avp(usize, AvpSlot),
+    Bavp(usize, AvpSlot),
     Flag(u32),
 }
 
