@@ -400,7 +400,8 @@ pub fn commands(state: Arc<State>) -> Mi {
     mi
 }
 
-/// `tm:uac_dlg`: sends a request and waits for its final reply.
+/// `tm:uac_dlg` (sends a request and waits for its final reply), `tm:uac_cancel`, `tm:reply`,
+/// `tm:hash`.
 pub fn tm_commands(mi: &mut Mi, scripts: Arc<crate::server::Scripts>) {
     let mut c = Command::new(
         "tm:uac_dlg",
@@ -439,25 +440,46 @@ pub fn tm_commands(mi: &mut Mi, scripts: Arc<crate::server::Scripts>) {
             ) {
                 return Err(MiError::new(500, "Dropped by local_route"));
             }
-            let wait = tm.params.fr_timeout + std::time::Duration::from_secs(2);
+            // The transaction ends by itself (fr_timeout, then fr_inv_timeout once it rang);
+            // this only bounds a wait that tm somehow never ends.
+            let wait =
+                tm.params.fr_timeout + tm.params.fr_inv_timeout + std::time::Duration::from_secs(5);
             tm.new_request(
                 ctx,
                 p.str("next_hop")?.as_deref(),
                 script.net(),
                 std::time::Instant::now(),
-                Box::new(move |code, reason| {
-                    let _ = tx.send((code, reason));
+                Box::new(move |done| {
+                    let _ = tx.send(done);
                 }),
             )
             .map_err(|e| MiError::new(500, "Failed to send").with_data(e))?;
             match rx.recv_timeout(wait) {
-                Ok((code, reason)) => Ok(json!({"Status": format!("{code} {reason}")})),
+                Ok(done) => Ok(uac_dlg_result(&done)),
                 Err(_) => Err(MiError::new(500, "no final reply")),
             }
         },
     );
     c.named_only = true;
     mi.add(c);
+    mi.add(Command::new(
+        "tm:uac_cancel",
+        &["t_uac_cancel"],
+        &[&["callid", "cseq"]],
+        |p| {
+            let Some(tm) = tm::global() else {
+                return Err(MiError::new(500, "tm is not running"));
+            };
+            let (Some(callid), Some(cseq)) = (p.str("callid")?, p.str("cseq")?) else {
+                return Err(MiError::new(-32602, "Invalid params"));
+            };
+            if tm.cancel_by_callid(&callid, &cseq, std::time::Instant::now()) {
+                ok()
+            } else {
+                Err(MiError::new(481, "No such transaction"))
+            }
+        },
+    ));
     let mut c =
         Command::new(
             "tm:reply",
@@ -509,6 +531,39 @@ pub fn tm_commands(mi: &mut Mi, scripts: Arc<crate::server::Scripts>) {
         let n = tm::global().map_or(0, |t| t.len());
         Ok(json!({"Transactions": n}))
     }));
+}
+
+/// What `tm:uac_dlg` answers (OpenSIPS `mi_uac_dlg_hdl`, modules/tm/mi.c): the status line;
+/// for a received reply also the dialog a 2xx establishes (`RURI`, `Next-hop`, `Routes`) and
+/// the reply's headers and body (`Message`).
+fn uac_dlg_result(done: &tm::LocalReply) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "Status".into(),
+        Value::from(format!("{} {}", done.code, done.reason)),
+    );
+    let Some(reply) = &done.reply else {
+        return Value::Object(out);
+    };
+    if (200..300).contains(&done.code)
+        && let Some(t) = tm::dialog_target(reply)
+    {
+        out.insert("RURI".into(), Value::from(t.ruri));
+        out.insert("Next-hop".into(), Value::from(t.next_hop));
+        if !t.routes.is_empty() {
+            out.insert("Routes".into(), Value::from(t.routes));
+        }
+    }
+    let raw = reply.as_bytes();
+    let rest = raw
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(&raw[raw.len()..], |i| &raw[i + 2..]);
+    out.insert(
+        "Message".into(),
+        Value::from(String::from_utf8_lossy(rest).into_owned()),
+    );
+    Value::Object(out)
 }
 
 /// Adds the commands that need the finished command list (`which`, `help`).

@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 use engine::{MsgCtx, Outbound, Outcome, ReplyInfo};
 use sip::{Method, SipMessage};
 
+mod local;
+
 pub use crate::messages::parse_tid;
 use crate::messages::{
-    ack_for, branch_id, cancel_for, parse_branch_id, rank, relay_upstream, request_key, strip,
+    ack_for, ack_for_2xx, branch_id, cancel_for, parse_branch_id, rank, relay_upstream,
+    request_key, strip,
 };
 
 /// tm's parameters (OpenSIPS names; defaults as OpenSIPS 4.0).
@@ -132,6 +135,8 @@ pub(crate) struct Tx {
     /// A request rsips sent itself (`t_uac_dlg`, `t_new_request`): its final reply goes here
     /// instead of upstream.
     local_done: Option<Local>,
+    /// Generated here (OpenSIPS `T_IS_LOCAL_FLAG`): no upstream, and tm ACKs a 2xx itself.
+    pub(crate) local: bool,
 }
 
 impl Tx {
@@ -158,6 +163,7 @@ impl Tx {
             fr,
             fr_inv,
             local_done: None,
+            local: false,
         }
     }
 }
@@ -171,8 +177,17 @@ impl std::fmt::Debug for Local {
     }
 }
 
-/// Gets the final status and reason of a locally generated request.
-pub type LocalDone = Box<dyn FnOnce(u16, String) + Send>;
+/// The final reply of a locally generated request.
+#[derive(Debug, Clone)]
+pub struct LocalReply {
+    pub code: u16,
+    pub reason: String,
+    /// The reply received; `None` when tm made it up (408 on timeout, 477 send failure).
+    pub reply: Option<SipMessage>,
+}
+
+/// Gets the final reply of a locally generated request.
+pub type LocalDone = Box<dyn FnOnce(LocalReply) + Send>;
 
 /// A transaction as scripts and other modules hold it.
 #[derive(Debug)]
@@ -378,7 +393,8 @@ impl Tm {
 
     /// Sends a request rsips builds itself (MI `tm:uac_dlg`, `t_new_request`) statefully to
     /// `dest` (a `[proto:]host[:port]` or URI; `None`: the R-URI); `done` gets the final
-    /// status. INVITE is refused (its 2xx would need an ACK of ours).
+    /// reply. An INVITE is a client transaction with no server side, as OpenSIPS' `t_uac`:
+    /// a negative reply is ACKed hop by hop, a 2xx is ACKed by tm itself (`build_dlg_ack`).
     pub fn new_request(
         &self,
         ctx: MsgCtx,
@@ -387,13 +403,12 @@ impl Tm {
         now: Instant,
         done: LocalDone,
     ) -> Result<Arc<TxCell>, String> {
-        if ctx.msg.method() == Some(Method::Invite) {
-            return Err("INVITE is not supported for locally generated requests yet".into());
-        }
+        let invite = ctx.msg.method() == Some(Method::Invite);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (fr, fr_inv) = (self.params.fr_timeout, self.params.fr_inv_timeout);
-        let mut tx = Tx::new(format!("local|{id}"), false, ctx.clone(), fr, fr_inv);
+        let mut tx = Tx::new(format!("local|{id}"), invite, ctx.clone(), fr, fr_inv);
         tx.local_done = Some(Local(done));
+        tx.local = true;
         let cell = Arc::new(TxCell {
             id,
             tm: self.me.clone(),
@@ -696,6 +711,7 @@ impl Tm {
         {
             let mut tx = cell.lock();
             let invite = tx.invite;
+            let local = tx.local;
             let fr_inv = tx.fr_inv;
             let Some(b) = tx.branches.get_mut(n) else {
                 return true;
@@ -705,10 +721,21 @@ impl Tm {
                 return true;
             }
             if b.is_final() {
-                // A retransmitted final reply: re-ACK a negative one, relay a 2xx again.
+                // A retransmitted final reply: re-ACK a negative one, relay a 2xx again (ACK
+                // it when we sent the INVITE, even after a local 408, as OpenSIPS does).
                 if invite && code >= 300 {
                     if let Some(ack) = ack_for(&b.sent, reply) {
                         sends.push(ack);
+                    }
+                } else if invite && local && (200..300).contains(&code) {
+                    sends.extend(ack_for_2xx(&b.sent, reply));
+                } else if invite && code < 200 {
+                    // A late 1xx on a branch given up before it answered: CANCEL it now
+                    // (OpenSIPS `T_UAC_TO_CANCEL_FLAG`).
+                    if let Cancel::Wanted(reason) = b.cancel.clone()
+                        && let Some(c) = self.cancel_msg(b, &reason, now)
+                    {
+                        sends.push(c);
                     }
                 } else if invite && (200..300).contains(&code) {
                     // 2xx retransmissions of an INVITE go through (the UAC must ACK them);
@@ -753,6 +780,10 @@ impl Tm {
                     && let Some(ack) = ack_for(&b.sent, reply)
                 {
                     sends.push(ack);
+                } else if invite && local && code < 300 {
+                    // tm ACKs the 2xx of an INVITE it generated (OpenSIPS t_reply.c,
+                    // `reply_received`: `is_local(t) && !no_autoack(t)`).
+                    sends.extend(ack_for_2xx(&b.sent, reply));
                 }
             }
             on_reply = b.on_reply;
@@ -835,7 +866,11 @@ impl Tm {
                 tx.delete_at = Some(at);
                 drop(tx);
                 self.schedule(at, id);
-                done(code, reply.reason_phrase().unwrap_or("").to_owned());
+                done(LocalReply {
+                    code,
+                    reason: reply.reason_phrase().unwrap_or("").to_owned(),
+                    reply: Some(reply.clone()),
+                });
                 return true;
             }
             let req = tx.request.clone();
@@ -1039,15 +1074,24 @@ impl Tm {
             return;
         }
         if let Some(Local(done)) = tx.local_done.take() {
-            let (code, reason) = tx.branches.get(branch).map_or((500, String::new()), |b| {
-                (b.status.unwrap_or(500), b.reason.clone())
-            });
+            let done_with = tx
+                .branches
+                .get(branch)
+                .map_or((500, String::new(), None), |b| {
+                    let reply = if b.local { None } else { b.reply.clone() };
+                    (b.status.unwrap_or(500), b.reason.clone(), reply)
+                });
             tx.final_sent = true;
             let at = now + self.params.wt_timer;
             tx.delete_at = Some(at);
             drop(tx);
             self.schedule(at, cell.id);
-            done(code, reason);
+            let (code, reason, reply) = done_with;
+            done(LocalReply {
+                code,
+                reason,
+                reply,
+            });
             return;
         }
         let Some(b) = tx.branches.get(branch) else {
@@ -1164,11 +1208,14 @@ impl Tm {
                 if let Some(fr) = b.fr_at {
                     if fr <= now && !b.is_final() {
                         // Timer B/F: the branch is given up; a ringing INVITE branch is cancelled.
-                        if invite && b.provisional && b.cancel == Cancel::None {
+                        if invite && b.cancel == Cancel::None {
                             let reason = "SIP;cause=480;text=\"NO_ANSWER\"";
-                            if let Some(c) = cancel_for(&b.sent, reason) {
-                                b.cancel = Cancel::Sent;
+                            if !b.provisional {
+                                // Cancelled if it answers provisionally after all.
+                                b.cancel = Cancel::Wanted(reason.to_owned());
+                            } else if let Some(c) = self.cancel_msg(b, reason, now) {
                                 sends.push(c);
+                                soonest(now + self.params.t1);
                             }
                         }
                         engine::stat!("tm", "timeout_finalresponse").inc();

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use cfg::ast::{ParamValue, RouteKind};
 use engine::{FnCtx, FnSpec, ModuleSpec, Param, ParamType, Routes, Value};
 
-pub use crate::core::{Found, Host, Params, Runner, SendDone, Tm, TxCell};
+pub use crate::core::{Found, Host, LocalReply, Params, Runner, SendDone, Tm, TxCell};
+pub use crate::messages::{DialogTarget, dialog_target};
 
 static TM: OnceLock<Arc<Tm>> = OnceLock::new();
 
@@ -630,13 +631,7 @@ fn t_new_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     if !run_local_route(f.script, f.worker, &mut ctx, f.log) {
         return -1;
     }
-    match tm.new_request(
-        ctx,
-        None,
-        f.script.net(),
-        Instant::now(),
-        Box::new(|_, _| {}),
-    ) {
+    match tm.new_request(ctx, None, f.script.net(), Instant::now(), Box::new(|_| {})) {
         Ok(_) => 1,
         Err(e) => {
             f.log.log(-1, &format!("t_new_request: {e}\n"));
@@ -646,12 +641,17 @@ fn t_new_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 }
 
 /// `t_replicate(uri[, flags])`: a copy of the request, sent statefully to `uri`; its replies
-/// are absorbed (REGISTER replication). INVITE is refused (its 2xx would need our ACK).
+/// are absorbed (REGISTER replication). INVITE is refused (it would become a transaction of
+/// ours, ACKing a 2xx itself, where OpenSIPS forwards it as a proxy).
 fn t_replicate(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some(tm) = tm(f) else { return -1 };
     let Some(uri) = args.first().map(|v| v.to_text().into_owned()) else {
         return -1;
     };
+    if f.msg.msg.method() == Some(sip::Method::Invite) {
+        f.log.log(-1, "t_replicate: INVITE is not replicated\n");
+        return -1;
+    }
     let mut copy = f.msg.clone();
     copy.tx = None;
     copy.outbox.clear();
@@ -662,7 +662,7 @@ fn t_replicate(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         Some(&uri),
         f.script.net(),
         Instant::now(),
-        Box::new(|_, _| {}),
+        Box::new(|_| {}),
     ) {
         Ok(_) => 1,
         Err(e) => {

@@ -142,7 +142,101 @@ pub(crate) fn ack_for(sent: &Outbound, reply: &SipMessage) -> Option<Outbound> {
     build_like(sent, "ACK", Some(&to), &[])
 }
 
-/// A CANCEL for a branch (RFC 3261 §9.1) with a Reason header.
+/// A CANCEL for a branch (RFC 3261 §9.1) with a Reason header (none when `reason` is empty:
+/// OpenSIPS' MI `tm:uac_cancel` sends its CANCELs without one).
 pub(crate) fn cancel_for(sent: &Outbound, reason: &str) -> Option<Outbound> {
-    build_like(sent, "CANCEL", None, &[("Reason", reason)])
+    if reason.is_empty() {
+        build_like(sent, "CANCEL", None, &[])
+    } else {
+        build_like(sent, "CANCEL", None, &[("Reason", reason)])
+    }
+}
+
+/// Where the dialog a 2xx establishes sends its next request (RFC 3261 §12.1.2, §12.2.1.1):
+/// the remote target, the route set, the next hop. OpenSIPS' `dlg_response_uac` and
+/// `calculate_hooks` (modules/tm/dlg.c); MI `tm:uac_dlg` prints it for a 2xx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialogTarget {
+    /// The Request-URI of in-dialog requests.
+    pub ruri: String,
+    /// The first hop (the first route when it is a loose router, else the Request-URI).
+    pub next_hop: String,
+    /// The Route header values in-dialog requests carry (a strict router's list ends with
+    /// the remote target in `<>`).
+    pub routes: Vec<String>,
+}
+
+/// The dialog target of a reply: its Contact, and its Record-Route set reversed (we are the
+/// UAC). `None` without a usable Contact.
+pub fn dialog_target(reply: &SipMessage) -> Option<DialogTarget> {
+    let contact = match reply.contacts().ok()? {
+        sip::Contacts::List(list) => list.first()?.uri().as_str().to_owned(),
+        sip::Contacts::Star => return None,
+    };
+    let mut set = Vec::new();
+    for rr in reply.record_routes() {
+        let rr = rr.ok()?;
+        set.push((
+            rr.as_str().to_owned(),
+            rr.uri().as_str().to_owned(),
+            rr.uri().param("lr").is_some(),
+        ));
+    }
+    set.reverse();
+    let Some((_, first_uri, loose)) = set.first().cloned() else {
+        return Some(DialogTarget {
+            next_hop: contact.clone(),
+            ruri: contact,
+            routes: Vec::new(),
+        });
+    };
+    if loose {
+        Some(DialogTarget {
+            ruri: contact,
+            next_hop: first_uri,
+            routes: set.into_iter().map(|(text, _, _)| text).collect(),
+        })
+    } else {
+        // A strict router: it becomes the Request-URI and the remote target the last route.
+        let mut routes: Vec<String> = set.into_iter().skip(1).map(|(text, _, _)| text).collect();
+        routes.push(format!("<{contact}>"));
+        Some(DialogTarget {
+            ruri: first_uri.clone(),
+            next_hop: first_uri,
+            routes,
+        })
+    }
+}
+
+/// The ACK tm sends itself for a 2xx to an INVITE it generated (OpenSIPS `build_dlg_ack`,
+/// modules/tm/t_msgbuilder.c): Request-URI and Route set from the 2xx's dialog target, the
+/// INVITE's top Via (OpenSIPS reuses the INVITE branch), From, Call-ID and CSeq number, the
+/// To of the 2xx. It goes where the INVITE went, as in OpenSIPS.
+pub(crate) fn ack_for_2xx(sent_out: &Outbound, reply: &SipMessage) -> Option<Outbound> {
+    let (sent, ruri, seq) = copied_lines(sent_out)?;
+    let target = dialog_target(reply);
+    let ruri = target.as_ref().map_or(ruri, |t| t.ruri.clone());
+    let to = reply
+        .headers()
+        .find(|h| h.name == sip::HeaderName::To)?
+        .value;
+    let mut rb = sip::RequestBuilder::new("ACK", &ruri);
+    rb = rb.header("Via", sent.top_via().ok()?.as_str());
+    for h in sent.headers() {
+        if matches!(h.name, sip::HeaderName::From | sip::HeaderName::CallId) {
+            rb = rb.header(h.name.as_str().unwrap_or(h.name_str), h.value);
+        }
+    }
+    rb = rb.header("To", to);
+    rb = rb.header("CSeq", &format!("{seq} ACK"));
+    rb = rb.header("Max-Forwards", "70");
+    if let Some(t) = &target
+        && !t.routes.is_empty()
+    {
+        rb = rb.header("Route", &t.routes.join(", "));
+    }
+    Some(Outbound {
+        data: rb.build(),
+        ..sent_out.clone()
+    })
 }

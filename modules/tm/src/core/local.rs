@@ -1,0 +1,65 @@
+//! Finding a transaction by Call-ID and CSeq number, as OpenSIPS' `t_lookup_callid`
+//! (modules/tm/t_lookup.c) does for MI `tm:uac_cancel` and `t_reply_by_callid`, and
+//! cancelling it the way that command does.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use sip::Method;
+
+use super::{Tm, TxCell, lock};
+
+impl Tm {
+    /// The transaction whose request has this Call-ID and CSeq number (any method; an INVITE
+    /// is preferred over its CANCEL, which shares both). Completed transactions still in
+    /// their wait time count, as in OpenSIPS.
+    pub fn find_by_callid(&self, callid: &str, cseq: &str) -> Option<Arc<TxCell>> {
+        let (callid, cseq) = (callid.trim(), cseq.trim());
+        let cells: Vec<Arc<TxCell>> = lock(&self.txs).values().cloned().collect();
+        let mut found: Option<(Arc<TxCell>, bool)> = None;
+        for cell in cells {
+            let (matches, invite) = {
+                let tx = cell.lock();
+                let msg = &tx.request.msg;
+                let same = msg.call_id().is_ok_and(|c| c == callid)
+                    && msg.cseq().is_ok_and(|c| c.seq.to_string() == cseq);
+                (same, msg.method() == Some(Method::Invite))
+            };
+            if !matches {
+                continue;
+            }
+            if invite {
+                return Some(cell);
+            }
+            found.get_or_insert((cell, invite));
+        }
+        found.map(|(c, _)| c)
+    }
+
+    /// MI `tm:uac_cancel`: cancels every pending branch of the transaction with this Call-ID
+    /// and CSeq number (OpenSIPS `mi_tm_cancel` → `cancel_uacs` on all branches). A branch
+    /// that answered provisionally gets its CANCEL now, one that has not answered gets it as
+    /// soon as it does (and keeps retransmitting until then, or until its timer fires). The
+    /// CANCELs carry no Reason header unless `t_add_cancel_reason` set one. `false`: no such
+    /// transaction.
+    pub fn cancel_by_callid(&self, callid: &str, cseq: &str, now: Instant) -> bool {
+        let Some(cell) = self.find_by_callid(callid, cseq) else {
+            return false;
+        };
+        let mut tx = cell.lock();
+        let reason = tx.cancel_reason.clone().unwrap_or_default();
+        let sends = if tx.invite {
+            self.cancel_pending(&mut tx, None, &reason, now)
+        } else {
+            Vec::new()
+        };
+        drop(tx);
+        if !sends.is_empty() {
+            self.schedule(now + self.params.t1, cell.id);
+        }
+        for s in sends {
+            self.host.send(s, None);
+        }
+        true
+    }
+}
