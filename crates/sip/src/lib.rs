@@ -22,6 +22,7 @@ mod message;
 mod method;
 mod params;
 mod scan;
+pub mod sdp;
 mod serialize;
 mod uri;
 
