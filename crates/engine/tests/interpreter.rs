@@ -880,6 +880,38 @@ fn raise_event_runs_the_event_route() {
     );
 }
 
+// OpenSIPS evi: the values AVP is walked newest first, the names AVP alongside it; `$param`
+// in the event route reads them by name or by 1-based position; sub-routes have their own.
+#[test]
+fn raise_event_passes_its_attributes_to_the_event_route() {
+    let l = logs(
+        r#"route {
+            $avp(names) = "code"; $avp(names) = "user";
+            $avp(vals) = 404; $avp(vals) = $rU;
+            raise_event("E_CALL", $avp(names), $avp(vals));
+            raise_event("E_CALL", , $avp(vals));
+            $avp(short) = "only";
+            raise_event("E_CALL", $avp(short), $avp(vals));
+            xlog("rc=$rc\n");
+        }
+        event_route[E_CALL] {
+            xlog("user=$param(user) code=$param(code) 1=$param(1) 2=$param(2) 3=$param(3)\n");
+            route(sub, "x");
+        }
+        route[sub] { xlog("sub 1=$param(1) user=$param(user)\n"); }"#,
+    );
+    assert_eq!(
+        l,
+        vec![
+            "user=bob code=404 1=bob 2=404 3=<null>\n",
+            "sub 1=x user=<null>\n",
+            "user=<null> code=<null> 1=bob 2=404 3=<null>\n",
+            "sub 1=x user=<null>\n",
+            "rc=-1\n",
+        ]
+    );
+}
+
 #[test]
 fn s_eval_expands_a_format_held_in_a_variable() {
     let l = logs(

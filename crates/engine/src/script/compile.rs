@@ -344,6 +344,9 @@ impl Lower<'_> {
             }
             ("param", Some(i)) => match i.parse::<usize>() {
                 Ok(i) if i >= 1 => Read::Param(i - 1),
+                Err(_) if !i.contains('$') && !i.trim().is_empty() => {
+                    Read::ParamNamed(i.trim().to_owned())
+                }
                 _ => return self.fail(unsupported(format!("`$param({i})`"), span)),
             },
             _ => match CorePv::resolve(spec) {
@@ -499,13 +502,26 @@ impl Lower<'_> {
                 CoreFn::AppendBranch(uri, q)
             }
             "raise_event" => {
-                if matches!(a(1), Some(Some(_))) {
-                    return self.fail(unsupported(
-                        "event attributes in `raise_event`".into(),
-                        c.span,
-                    ));
+                let mut avps = [None, None];
+                for (i, slot) in avps.iter_mut().enumerate() {
+                    match a(i + 1) {
+                        Some(Some(Arg::Pv(p)))
+                            if p.spec.name == "avp"
+                                && p.spec.arg.as_deref().is_some_and(|n| !n.contains('$')) =>
+                        {
+                            *slot = Some(self.avp(p.spec.arg.as_deref().unwrap_or_default()));
+                        }
+                        Some(Some(_)) => {
+                            return self.fail(Diagnostic::error(
+                                "`raise_event` takes the attribute names and the values in \
+                                 `$avp(name)` variables",
+                                c.span,
+                            ));
+                        }
+                        _ => {}
+                    }
                 }
-                CoreFn::RaiseEvent(self.arg(a(0), c.span)?)
+                CoreFn::RaiseEvent(self.arg(a(0), c.span)?, avps[0], avps[1])
             }
             "force_tcp_alias" => CoreFn::ForceTcpAlias(match a(0) {
                 Some(Some(_)) => Some(self.arg(a(0), c.span)?),

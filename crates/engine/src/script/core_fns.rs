@@ -134,15 +134,34 @@ impl Run<'_> {
                     .is_some_and(|m| m.contains(&socket));
                 bool_code(member)
             }
-            CoreFn::RaiseEvent(name) => {
+            CoreFn::RaiseEvent(name, attrs, vals) => {
                 let name = self.text_arg(name)?;
+                // OpenSIPS walks both AVPs newest value first; without a values AVP the event
+                // has no parameters.
+                let mut params = Vec::new();
+                if let Some(vals) = vals {
+                    let stack = |id: &usize| self.ctx.avps.get(*id).cloned().unwrap_or_default();
+                    let values = stack(vals);
+                    let names = attrs.as_ref().map(stack);
+                    for (i, v) in values.into_iter().rev().enumerate() {
+                        let name = match &names {
+                            None => None,
+                            Some(n) => match n.iter().rev().nth(i) {
+                                Some(crate::value::Value::Str(s)) => Some(s.to_string()),
+                                // A missing or numeric attribute name fails the raise.
+                                _ => return Ok(-1),
+                            },
+                        };
+                        params.push((name, v));
+                    }
+                }
                 match self.script.route_index(cfg::ast::RouteKind::Event, &name) {
                     Some(index) => {
                         let mut copy = self.ctx.clone();
                         copy.outbox.clear();
                         let outcome =
                             self.script
-                                .run_index(index, self.worker, &mut copy, self.log);
+                                .run_event(index, self.worker, &mut copy, self.log, params);
                         // What the event route queued (a reply, a forward) is sent.
                         self.ctx.outbox.append(&mut copy.outbox);
                         bool_code(outcome.is_ok())

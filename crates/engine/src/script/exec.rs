@@ -36,6 +36,8 @@ pub(crate) struct Run<'a> {
     pub ops: u64,
     pub depth: usize,
     pub params: Vec<Value>,
+    /// The names of `params` in an event route (`raise_event` attributes); empty elsewhere.
+    pub param_names: Vec<Option<String>>,
     /// The index of the route being run.
     pub route: usize,
     /// `$route.type`: the kind of the top-level route.
@@ -428,6 +430,13 @@ impl Run<'_> {
             Read::Var(slot) => self.worker.vars.get(*slot).cloned().unwrap_or_default(),
             Read::Retcode => Value::Int(self.ctx.retcode),
             Read::Param(i) => self.params.get(*i).cloned().unwrap_or_default(),
+            Read::ParamNamed(name) => self
+                .param_names
+                .iter()
+                .position(|n| n.as_deref() == Some(name.as_str()))
+                .and_then(|i| self.params.get(i))
+                .cloned()
+                .unwrap_or_default(),
             Read::Flag(bit) => Value::Int(i64::from(self.ctx.flags & (1 << bit) != 0)),
             Read::DynHeader { name, index } => {
                 let name = match name {
@@ -749,6 +758,16 @@ impl Run<'_> {
 
     /// Runs a sub-route: its `return(N)` is the value; `exit`/`drop` end the caller too.
     pub fn route(&mut self, index: usize, params: Vec<Value>) -> R<i64> {
+        self.route_named(index, params, Vec::new())
+    }
+
+    /// Runs a route whose parameters have names (an event route's attributes).
+    pub fn route_named(
+        &mut self,
+        index: usize,
+        params: Vec<Value>,
+        names: Vec<Option<String>>,
+    ) -> R<i64> {
         if self.depth >= self.limits.max_depth {
             return Err(Halt::Fail(ScriptError::Depth(self.limits.max_depth)));
         }
@@ -756,11 +775,13 @@ impl Run<'_> {
             return Ok(-1);
         };
         let saved = std::mem::replace(&mut self.params, params);
+        let saved_names = std::mem::replace(&mut self.param_names, names);
         let caller = std::mem::replace(&mut self.route, index);
         self.depth += 1;
         let r = self.stmts(body);
         self.depth -= 1;
         self.params = saved;
+        self.param_names = saved_names;
         self.route = caller;
         let code = match r {
             Ok(c) => c,

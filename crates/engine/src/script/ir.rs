@@ -16,6 +16,8 @@ pub(crate) enum Read {
     Var(usize),
     Retcode,
     Param(usize),
+    /// `$param(name)` in an event route: the `raise_event` attribute of that name.
+    ParamNamed(String),
     Avp(usize, crate::pv::Index),
     /// `$msg.flag(NAME)`: 1 when set, 0 when not.
     Flag(u32),
@@ -176,7 +178,8 @@ pub(crate) enum CoreFn {
     SocketBelongsToBond(Expr, String),
     /// `raise_event(name)`: runs `event_route[name]` (synchronously, over a copy of the
     /// message) when the script has one.
-    RaiseEvent(Expr),
+    /// With the AVPs holding the attribute names and values (`raise_event(ev, $avp(n), $avp(v))`).
+    RaiseEvent(Expr, Option<usize>, Option<usize>),
     /// `force_tcp_alias([port])`.
     ForceTcpAlias(Option<Expr>),
     /// `append_msg_branch(uri[, q])` / `append_branch_old([uri][, q])` (no uri: the current

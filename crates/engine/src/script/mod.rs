@@ -486,6 +486,33 @@ impl Script {
         ctx: &mut MsgCtx,
         log: &mut dyn Log,
     ) -> Result<Outcome, ScriptError> {
+        self.run_route_with(main, worker, ctx, log, Vec::new())
+    }
+
+    /// Runs an `event_route` with the event's parameters (`$param(name)`, `$param(i)`).
+    pub fn run_event(
+        &self,
+        index: usize,
+        worker: &mut Worker,
+        ctx: &mut MsgCtx,
+        log: &mut dyn Log,
+        params: Vec<(Option<String>, Value)>,
+    ) -> Result<Outcome, ScriptError> {
+        if index >= self.routes.len() {
+            return Ok(Outcome::Exit);
+        }
+        self.run_route_with(index, worker, ctx, log, params)
+    }
+
+    fn run_route_with(
+        &self,
+        main: usize,
+        worker: &mut Worker,
+        ctx: &mut MsgCtx,
+        log: &mut dyn Log,
+        params: Vec<(Option<String>, Value)>,
+    ) -> Result<Outcome, ScriptError> {
+        let (param_names, params): (Vec<_>, Vec<_>) = params.into_iter().unzip();
         let mut run = exec::Run {
             script: self,
             worker,
@@ -495,11 +522,12 @@ impl Script {
             ops: 0,
             depth: 0,
             params: Vec::new(),
+            param_names: Vec::new(),
             route: main,
             kind: self.route_types.get(main).copied().unwrap_or("request"),
             returned: Vec::new(),
         };
-        match run.route(main, Vec::new()) {
+        match run.route_named(main, params, param_names) {
             Ok(_) | Err(exec::Halt::Exit) | Err(exec::Halt::Return(_)) | Err(exec::Halt::Break) => {
                 Ok(Outcome::Exit)
             }
