@@ -961,3 +961,36 @@ fn an_unknown_pv_context_is_a_load_error() {
     let text: String = d.iter().map(|d| d.render(&sources)).collect();
     assert!(text.contains("unknown PV context `<branch>`"), "{text}");
 }
+
+// OpenSIPS route.c / action.c: NULL + an integer literal has no value, so the assignment fails
+// and leaves its target alone; an integer read from a variable has a string form and appends.
+#[test]
+fn null_and_integer_literals_in_arithmetic_follow_opensips() {
+    let l = logs(
+        r#"route {
+            $var(x) = "keep";
+            $var(x) = $var(unset) + 1;
+            xlog("rc=$rc x=$var(x)\n");
+            $var(one) = 1;
+            $var(y) = $var(unset) + $var(one);
+            xlog("y=$var(y)\n");
+            $var(z) = "a" + 1;
+            xlog("rc=$rc z=$var(z)\n");
+            $var(w) = "a" + $var(one) + "b";
+            $var(n) = 1 + $var(unset);
+            $var(m) = 2 * (3 + 4) + $var(one);
+            $var(d) = "d";
+            $var(d) = 7 / 0;
+            xlog("w=$var(w) n=$var(n) m=$var(m) d=$var(d)\n");
+        }"#,
+    );
+    assert_eq!(
+        l,
+        vec![
+            "rc=-1 x=keep\n",
+            "y=1\n",
+            "rc=-1 z=<null>\n",
+            "w=a1b n=1 m=15 d=d\n",
+        ]
+    );
+}

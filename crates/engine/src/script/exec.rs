@@ -341,11 +341,7 @@ impl Run<'_> {
             Expr::Const(v) => v.clone(),
             Expr::Pv(p) => self.read(p)?,
             Expr::Format(pieces) => self.format(pieces)?,
-            Expr::Binary { op, left, right } => {
-                let l = self.value(left)?;
-                let r = self.value(right)?;
-                binary(*op, &l, &r).unwrap_or(Value::Null)
-            }
+            Expr::Binary { .. } => self.arith(e)?.unwrap_or(Value::Null),
             Expr::BitNot(x) => match self.value(x)? {
                 Value::Int(i) => Value::Int(wrap(!i)),
                 _ => Value::Null,
@@ -538,8 +534,36 @@ impl Run<'_> {
         Value::from(out)
     }
 
+    /// An arithmetic / concatenation expression; `None` is OpenSIPS' "no value" (a type error
+    /// or a division by zero), which makes an assignment fail and leave its target alone.
+    fn arith(&mut self, e: &Expr) -> R<Option<Value>> {
+        let Expr::Binary { op, left, right } = e else {
+            return self.value(e).map(Some);
+        };
+        let Some(l) = self.arith(left)? else {
+            return Ok(None);
+        };
+        let Some(r) = self.arith(right)? else {
+            return Ok(None);
+        };
+        // An integer literal or an arithmetic result has no string form in OpenSIPS (an integer
+        // read from a variable has both), so it cannot be appended to a string.
+        let text_less = matches!(
+            **right,
+            Expr::Const(Value::Int(_)) | Expr::Binary { .. } | Expr::BitNot(_)
+        ) && matches!(r, Value::Int(_));
+        Ok(binary(*op, &l, &r, text_less))
+    }
+
     fn assign(&mut self, a: &Assign) -> R<i64> {
-        let v = self.value(&a.value)?;
+        let v = match &a.value {
+            e @ Expr::Binary { .. } => match self.arith(e)? {
+                Some(v) => v,
+                // OpenSIPS: "no value in right expression" — the assignment fails.
+                None => return Ok(-1),
+            },
+            e => self.value(e)?,
+        };
         let new = match a.op {
             AssignOp::Set | AssignOp::Replace => Some(v),
             op => {
@@ -843,9 +867,11 @@ fn in_net(a: std::net::IpAddr, (net, bits): (std::net::IpAddr, u8)) -> bool {
     }
 }
 
-/// `+ - * / % & | ^ << >>` with OpenSIPS' rules: integer math in C `int` when the left side is
-/// an integer; otherwise `+` concatenates. `None` is "no value" (division by zero, type error).
-fn binary(op: BinOp, l: &Value, r: &Value) -> Option<Value> {
+/// `+ - * / % & | ^ << >>` with OpenSIPS' rules (route.c eval_elem): integer math in C `int`
+/// when the left side is an integer (a NULL right side counts as 0); otherwise `+` concatenates
+/// (NULL as empty), but not an integer without a string form (`text_less`: a literal or an
+/// arithmetic result). `None` is "no value" (division by zero, type error).
+fn binary(op: BinOp, l: &Value, r: &Value, text_less: bool) -> Option<Value> {
     if let Value::Int(a) = l {
         let b = match r {
             Value::Null => 0,
@@ -867,6 +893,7 @@ fn binary(op: BinOp, l: &Value, r: &Value) -> Option<Value> {
         })));
     }
     match op {
+        BinOp::Add if text_less => None,
         BinOp::Add => {
             let right = match r {
                 Value::Null => String::new(),
@@ -897,8 +924,8 @@ fn compound(op: AssignOp, old: &Value, v: &Value) -> Option<Value> {
     };
     match (old, v) {
         (Value::Null, _) | (_, Value::Null) => None,
-        (Value::Int(_), Value::Int(_)) => binary(bin, old, v),
-        (Value::Str(_), Value::Str(_)) if bin == BinOp::Add => binary(bin, old, v),
+        (Value::Int(_), Value::Int(_)) => binary(bin, old, v, false),
+        (Value::Str(_), Value::Str(_)) if bin == BinOp::Add => binary(bin, old, v, false),
         _ => None,
     }
 }
