@@ -16,6 +16,7 @@ use common::Kill;
 struct Server {
     _child: Kill,
     dir: PathBuf,
+    sip: u16,
     http: u16,
 }
 
@@ -26,6 +27,10 @@ impl Server {
 }
 
 fn start() -> Server {
+    start_with(r#"route { sl_send_reply(404, "Not Here"); }"#)
+}
+
+fn start_with(route: &str) -> Server {
     let [sip, http] = common::free_ports::<2>();
     let dir = std::env::temp_dir().join(format!("rsips-tmlocal-{}-{sip}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -34,7 +39,7 @@ fn start() -> Server {
          loadmodule \"tm.so\"\nloadmodule \"httpd.so\"\nloadmodule \"mi_http.so\"\n\
          modparam(\"httpd\", \"ip\", \"127.0.0.1\")\nmodparam(\"httpd\", \"port\", {http})\n\
          modparam(\"tm\", \"fr_timeout\", 10)\nmodparam(\"tm\", \"fr_inv_timeout\", 15)\n\
-         route {{ sl_send_reply(404, \"Not Here\"); }}\n"
+         {route}\n"
     );
     std::fs::write(dir.join("t.cfg"), cfg).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
@@ -47,6 +52,7 @@ fn start() -> Server {
     let server = Server {
         _child: Kill(child),
         dir,
+        sip,
         http,
     };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -245,5 +251,53 @@ fn uac_dlg_invite_answered_200_is_acked_by_rsips() {
             r#""Status":"200 OK","RURI":"sip:bob@127.0.0.1:{uas_port};transport=udp","Next-hop":"#
         )),
         "{result}"
+    );
+}
+
+#[test]
+fn t_reply_by_callid_answers_the_invite_a_cancel_names() {
+    let server = start_with(
+        r#"route {
+            if ($rm == "CANCEL") {
+                if (t_reply_by_callid(487, "Cancelled By Callid")) { sl_send_reply(200, "Done"); }
+                exit;
+            }
+            t_newtran();
+            exit;
+        }"#,
+    );
+    let sip = server.sip;
+    let uac = UdpSocket::bind("127.0.0.1:0").unwrap();
+    uac.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let port = uac.local_addr().unwrap().port();
+    let req = |method: &str| {
+        format!(
+            "{method} sip:bob@127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKrbc1\r\n\
+             From: <sip:a@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: rbc-e2e\r\n\
+             CSeq: 9 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    uac.send_to(req("INVITE").as_bytes(), ("127.0.0.1", sip))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = uac.recv_from(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 100 "));
+    uac.send_to(req("CANCEL").as_bytes(), ("127.0.0.1", sip))
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let (n, _) = uac.recv_from(&mut buf).unwrap();
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(
+        got.iter()
+            .any(|m| m.starts_with("SIP/2.0 487 Cancelled By Callid\r\n")
+                && header(m, "CSeq") == "9 INVITE"),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|m| m.starts_with("SIP/2.0 200 Done\r\n") && header(m, "CSeq") == "9 CANCEL"),
+        "{got:?}"
     );
 }

@@ -137,6 +137,10 @@ pub(crate) struct Tx {
     local_done: Option<Local>,
     /// Generated here (OpenSIPS `T_IS_LOCAL_FLAG`): no upstream, and tm ACKs a 2xx itself.
     pub(crate) local: bool,
+    /// `t_relay("allow-no-cancel")` on a request with `Request-Disposition: no-cancel` (RFC
+    /// 3841 §9.1, OpenSIPS `T_MULTI_200OK_FLAG`): a 2xx does not cancel the other branches;
+    /// they run on until they end, their 2xx relayed too.
+    pub(crate) multi_200ok: bool,
 }
 
 impl Tx {
@@ -164,6 +168,7 @@ impl Tx {
             fr_inv,
             local_done: None,
             local: false,
+            multi_200ok: false,
         }
     }
 }
@@ -513,9 +518,11 @@ impl Tm {
         }
         if code >= 200 {
             tx.final_sent = true;
-            // Pending branches are no longer needed.
-            for b in &mut tx.branches {
-                b.retrans = None;
+            // Pending branches are no longer needed (unless more 2xx are welcome).
+            if !(tx.multi_200ok && code < 300) {
+                for b in &mut tx.branches {
+                    b.retrans = None;
+                }
             }
             if tx.invite && code >= 300 && out.proto == "udp" {
                 let r = Retrans {
@@ -878,13 +885,18 @@ impl Tm {
             if let Some(out) = &out {
                 self.note_reply_sent(&mut tx, id, code, false, out, now);
             }
-            // Cancel the other branches (RFC 3261 §16.7 step 10).
-            let cancels = self.cancel_pending(
-                &mut tx,
-                Some(n),
-                "SIP;cause=200;text=\"Call completed elsewhere\"",
-                now,
-            );
+            // Cancel the other branches (RFC 3261 §16.7 step 10), unless the caller asked
+            // for them to go on (RFC 3841 §9.1).
+            let cancels = if tx.multi_200ok {
+                Vec::new()
+            } else {
+                self.cancel_pending(
+                    &mut tx,
+                    Some(n),
+                    "SIP;cause=200;text=\"Call completed elsewhere\"",
+                    now,
+                )
+            };
             drop(tx);
             for s in out.into_iter().chain(cancels) {
                 self.host.send(s, None);

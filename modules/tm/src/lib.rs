@@ -252,6 +252,17 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             run: t_flush_flags,
         },
         FnSpec {
+            name: "t_reply_by_callid",
+            params: &[
+                (Param::Int, false),
+                (Param::Str, false),
+                (Param::Str, true),
+                (Param::Str, true),
+            ],
+            routes: Routes::REQUEST,
+            run: t_reply_by_callid,
+        },
+        FnSpec {
             name: "t_local_replied",
             params: &[(Param::StaticStr, false)],
             routes: ALL_TM,
@@ -367,6 +378,9 @@ fn t_relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         c.branches.clear();
         contexts.push(c);
     }
+    if flags.contains("allow-no-cancel") && asks_no_cancel(&f.msg.msg) {
+        tm.allow_no_cancel(&cell);
+    }
     let mut result = None;
     let mut first_err = None;
     tm.begin_relay(&cell);
@@ -411,6 +425,17 @@ fn t_relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         // Every branch was dropped in branch_route.
         (None, None) => -3,
     }
+}
+
+/// Whether a request carries `Request-Disposition: no-cancel` (RFC 3841 §9.1; compact `d`).
+fn asks_no_cancel(msg: &sip::SipMessage) -> bool {
+    msg.headers()
+        .filter(|h| {
+            h.name_str.eq_ignore_ascii_case("Request-Disposition")
+                || h.name_str.eq_ignore_ascii_case("d")
+        })
+        .flat_map(|h| h.value.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("no-cancel"))
 }
 
 /// `t_newtran()`: the transaction without relaying; a retransmission gets the last reply
@@ -715,4 +740,68 @@ fn t_local_replied(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some(cell) = cell_of(f) else { return -1 };
     let (last, all) = cell.local_replied();
     bool_code(if which == "all" { all } else { last })
+}
+
+/// `t_reply_by_callid(code, reason[, callid][, cseq])`: a stateful reply to another
+/// transaction, found by Call-ID and CSeq number (the message's own when not given). -2: no
+/// Call-ID, -3: no CSeq, -4: no such transaction (OpenSIPS' codes).
+fn t_reply_by_callid(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(tm) = tm(f) else { return -1 };
+    let Some(code) = args
+        .first()
+        .and_then(Value::as_int)
+        .and_then(|c| u16::try_from(c).ok())
+        .filter(|c| (100..=699).contains(c))
+    else {
+        return -1;
+    };
+    let arg = |i: usize| {
+        args.get(i)
+            .filter(|v| !matches!(v, Value::Null))
+            .map(|v| v.to_text().into_owned())
+    };
+    let reason = arg(1).unwrap_or_default();
+    let callid = match arg(2) {
+        Some(c) => c,
+        None => match f.msg.msg.call_id() {
+            Ok(c) => c.to_owned(),
+            Err(_) => return -2,
+        },
+    };
+    let cseq = match arg(3) {
+        Some(c) => c,
+        None => match f.msg.msg.cseq() {
+            Ok(c) => c.seq.to_string(),
+            Err(_) => return -3,
+        },
+    };
+    tm.reply_by_callid(&callid, &cseq, code, &reason, Instant::now())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::asks_no_cancel;
+
+    fn msg(extra: &str) -> sip::SipMessage {
+        let text = format!(
+            "INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\n\
+             From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c\r\n\
+             CSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        sip::SipMessage::parse(bytes::Bytes::from(text)).unwrap()
+    }
+
+    #[test]
+    fn request_disposition_no_cancel_is_found_in_any_form() {
+        assert!(asks_no_cancel(&msg(
+            "Request-Disposition: proxy, No-Cancel\r\n"
+        )));
+        assert!(asks_no_cancel(&msg("d: no-cancel\r\n")));
+        assert!(!asks_no_cancel(&msg(
+            "Request-Disposition: cancel, parallel\r\n"
+        )));
+        assert!(!asks_no_cancel(&msg("")));
+    }
 }

@@ -398,20 +398,27 @@ fn cancel_before_any_reply_waits_for_the_first_provisional() {
     assert!(out[0].0.starts_with("CANCEL "), "{}", out[0].0);
 }
 
-#[test]
-fn cancel_by_callid_finds_a_relayed_invite_too() {
-    let (tm, host) = setup();
-    let t0 = Instant::now();
-    let text = "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bKrel\r\n\
-                From: <sip:a@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: relayed-1\r\n\
-                CSeq: 3 INVITE\r\nContent-Length: 0\r\n\r\n";
-    let ctx = MsgCtx::new(SipMessage::parse(Bytes::from(text)).unwrap()).with_receipt(Receipt {
+/// A request received from a UAC at 127.0.0.1:5090.
+fn received(method: &str, branch: &str, callid: &str, extra: &str) -> MsgCtx {
+    let text = format!(
+        "{method} sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch={branch}\r\n\
+         From: <sip:a@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: {callid}\r\n\
+         CSeq: 3 {method}\r\n{extra}Content-Length: 0\r\n\r\n"
+    );
+    MsgCtx::new(SipMessage::parse(Bytes::from(text)).unwrap()).with_receipt(Receipt {
         source: "127.0.0.1:5090".parse().unwrap(),
         proto: "udp",
         local: "127.0.0.1:5060".parse().unwrap(),
         conn: None,
         proxy: None,
-    });
+    })
+}
+
+#[test]
+fn cancel_by_callid_finds_a_relayed_invite_too() {
+    let (tm, host) = setup();
+    let t0 = Instant::now();
+    let ctx = received("INVITE", "z9hG4bKrel", "relayed-1", "");
     let cell = tm.create(&ctx, t0).unwrap();
     tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
         .unwrap();
@@ -427,4 +434,99 @@ fn cancel_by_callid_finds_a_relayed_invite_too() {
             .0
             .starts_with("CANCEL sip:bob@example.com SIP/2.0\r\n")
     );
+}
+
+#[test]
+fn reply_by_callid_answers_the_invite_a_cancel_names() {
+    let (tm, host) = setup();
+    let t0 = Instant::now();
+    let ctx = received("INVITE", "z9hG4bKrbc", "by-callid-1", "");
+    tm.create(&ctx, t0).unwrap();
+    assert!(host.take()[0].0.starts_with("SIP/2.0 100 "));
+    // The CANCEL's own transaction shares Call-ID and CSeq number: the INVITE is preferred.
+    let cancel = received("CANCEL", "z9hG4bKrbc", "by-callid-1", "");
+    tm.create(&cancel, t0).unwrap();
+    assert_eq!(tm.reply_by_callid("by-callid-1", "4", 487, "Gone", t0), -4);
+    assert_eq!(tm.reply_by_callid("nope", "3", 487, "Gone", t0), -4);
+    assert_eq!(tm.reply_by_callid("by-callid-1", "3", 487, "Gone", t0), 1);
+    let out = host.take();
+    assert_eq!(out.len(), 1);
+    assert!(out[0].0.starts_with("SIP/2.0 487 Gone\r\n"), "{}", out[0].0);
+    assert_eq!(header(&out[0].0, "CSeq"), Some("3 INVITE"));
+    assert_eq!(out[0].1, 5090);
+    assert_eq!(
+        tm.reply_by_callid("by-callid-1", "3", 200, "OK", t0),
+        -1,
+        "a final reply went already"
+    );
+}
+
+/// An INVITE forked to 5070 and 5071 that rang on both; `no_cancel` as `t_relay`'s
+/// `allow-no-cancel` with `Request-Disposition: no-cancel` would set it.
+fn forked(tm: &Tm, host: &Recorder, t0: Instant, no_cancel: bool) -> Vec<String> {
+    let ctx = received("INVITE", "z9hG4bKfork", "forked-1", "");
+    let cell = tm.create(&ctx, t0).unwrap();
+    if no_cancel {
+        tm.allow_no_cancel(&cell);
+    }
+    for port in [5070, 5071] {
+        tm.add_branch(
+            &cell,
+            &ctx,
+            Some(&format!("udp:127.0.0.1:{port}")),
+            &net(),
+            t0,
+        )
+        .unwrap();
+    }
+    let sent: Vec<String> = host.take().into_iter().skip(1).map(|(m, _)| m).collect();
+    assert_eq!(sent.len(), 2);
+    for m in &sent {
+        let (r, ctx) = reply(m, 180, "Ringing", Some("r"), "");
+        tm.on_reply(&r, ctx, &mut NoScript, t0);
+    }
+    host.take();
+    sent
+}
+
+#[test]
+fn allow_no_cancel_lets_the_other_branches_run_after_a_2xx() {
+    let t0 = Instant::now();
+    // Without it, the 2xx cancels the other branch.
+    let (tm, host) = setup();
+    let sent = forked(&tm, &host, t0, false);
+    let (r, ctx) = reply(&sent[0], 200, "OK", Some("a"), "");
+    tm.on_reply(&r, ctx, &mut NoScript, t0);
+    let out = host.take();
+    assert!(
+        out.iter()
+            .any(|(m, p)| m.starts_with("CANCEL ") && *p == 5071),
+        "{out:?}"
+    );
+
+    let (tm, host) = setup();
+    let sent = forked(&tm, &host, t0, true);
+    let (r, ctx) = reply(&sent[0], 200, "OK", Some("a"), "");
+    tm.on_reply(&r, ctx, &mut NoScript, t0);
+    let out = host.take();
+    assert_eq!(out.len(), 1, "only the 2xx upstream, no CANCEL: {out:?}");
+    assert!(out[0].0.starts_with("SIP/2.0 200 OK") && out[0].1 == 5090);
+    // The second branch's 2xx goes upstream as well.
+    let (r, ctx) = reply(&sent[1], 200, "OK", Some("b"), "");
+    tm.on_reply(&r, ctx, &mut NoScript, t0 + Duration::from_secs(1));
+    let out = host.take();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].0.starts_with("SIP/2.0 200 OK") && out[0].0.contains(";tag=b"));
+
+    // A negative reply on the other branch is ACKed and goes no further.
+    let (tm, host) = setup();
+    let sent = forked(&tm, &host, t0, true);
+    let (r, ctx) = reply(&sent[0], 200, "OK", Some("a"), "");
+    tm.on_reply(&r, ctx, &mut NoScript, t0);
+    host.take();
+    let (r, ctx) = reply(&sent[1], 486, "Busy Here", Some("b"), "");
+    tm.on_reply(&r, ctx, &mut NoScript, t0 + Duration::from_secs(1));
+    let out = host.take();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].0.starts_with("ACK ") && out[0].1 == 5071);
 }

@@ -1,6 +1,6 @@
 //! Finding a transaction by Call-ID and CSeq number, as OpenSIPS' `t_lookup_callid`
-//! (modules/tm/t_lookup.c) does for MI `tm:uac_cancel` and `t_reply_by_callid`, and
-//! cancelling it the way that command does.
+//! (modules/tm/t_lookup.c) does for MI `tm:uac_cancel` and `t_reply_by_callid`, cancelling
+//! or answering it the way those do; the `allow-no-cancel` switch.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,5 +61,27 @@ impl Tm {
             self.host.send(s, None);
         }
         true
+    }
+
+    /// `t_reply_by_callid`: a stateful reply to the request of the transaction with this
+    /// Call-ID and CSeq number. -4: no such transaction; else as `t_reply`.
+    pub fn reply_by_callid(
+        &self,
+        callid: &str,
+        cseq: &str,
+        code: u16,
+        reason: &str,
+        now: Instant,
+    ) -> i64 {
+        let Some(cell) = self.find_by_callid(callid, cseq) else {
+            return -4;
+        };
+        let mut req = cell.lock().request.clone();
+        self.reply_in(&cell, &mut req, code, reason, None, now)
+    }
+
+    /// `t_relay("allow-no-cancel")` on a request asking `Request-Disposition: no-cancel`.
+    pub fn allow_no_cancel(&self, cell: &TxCell) {
+        cell.lock().multi_200ok = true;
     }
 }
