@@ -1,11 +1,19 @@
 //! The OpenSIPS `sipmsgops` module (digest §2.6), header functions: `append_hf`, `insert_hf`,
-//! `remove_hf`, `is_present_hf`, `is_method`, `has_totag`, `has_body`, `append_to_reply`, and
-//! (in `more`) the pattern, Request-URI parameter and Privacy functions.
+//! `remove_hf`, `is_present_hf`, `is_method`, `has_totag`, `has_body`, `append_to_reply`;
+//! (in `more`) the pattern, Request-URI parameter and Privacy functions; (in `body`) the
+//! body-part functions; (in `codecs`) the SDP codec and stream functions; (in `validate`)
+//! `sipmsg_validate`; (in `lists`) the comma-list header functions and `append_time`.
 //! Edits are recorded in the message context and applied when the message is serialized, so
 //! (as in OpenSIPS) a header added by the script is not visible to later reads of the message.
 #![forbid(unsafe_code)]
 
+mod body;
+mod codecs;
+mod lists;
 mod more;
+mod validate;
+
+pub use lists::{glob_headers_values, imf_date, sip_to_json};
 
 use engine::{FnCtx, FnSpec, ModuleSpec, Param, Routes, Value};
 use sip::{HeaderName, HeaderRef, SipMessage};
@@ -13,6 +21,16 @@ use sip::{HeaderName, HeaderRef, SipMessage};
 /// Where the header functions may run (OpenSIPS 4.0 sipmsgops route masks).
 const HEADERS: Routes = Routes::REQUEST
     .or(Routes::ONREPLY)
+    .or(Routes::FAILURE)
+    .or(Routes::BRANCH)
+    .or(Routes::LOCAL);
+/// `sipmsg_validate`: not in local routes.
+const VALIDATE: Routes = Routes::REQUEST
+    .or(Routes::ONREPLY)
+    .or(Routes::FAILURE)
+    .or(Routes::BRANCH);
+/// `append_time` adds to the reply the script sends.
+const TIME: Routes = Routes::REQUEST
     .or(Routes::FAILURE)
     .or(Routes::BRANCH)
     .or(Routes::LOCAL);
@@ -141,6 +159,126 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             params: &[(Param::Str, false)],
             routes: REPLYING,
             run: append_to_reply,
+        },
+        FnSpec {
+            name: "has_body_part",
+            params: &[(Param::Str, true)],
+            routes: HEADERS,
+            run: body::has_body_part,
+        },
+        FnSpec {
+            name: "remove_body_part",
+            params: &[(Param::Str, true), (Param::Str, true)],
+            routes: HEADERS,
+            run: body::remove_body_part,
+        },
+        FnSpec {
+            name: "add_body_part",
+            params: &[(Param::Str, false), (Param::Str, false), (Param::Str, true)],
+            routes: HEADERS,
+            run: body::add_body_part,
+        },
+        FnSpec {
+            name: "codec_exists",
+            params: &[(Param::Str, false), (Param::Str, true)],
+            routes: HEADERS,
+            run: codecs::codec_exists,
+        },
+        FnSpec {
+            name: "codec_delete",
+            params: &[(Param::Str, false), (Param::Str, true)],
+            routes: HEADERS,
+            run: codecs::codec_delete,
+        },
+        FnSpec {
+            name: "codec_move_up",
+            params: &[(Param::Str, false), (Param::Str, true)],
+            routes: HEADERS,
+            run: codecs::codec_move_up,
+        },
+        FnSpec {
+            name: "codec_move_down",
+            params: &[(Param::Str, false), (Param::Str, true)],
+            routes: HEADERS,
+            run: codecs::codec_move_down,
+        },
+        FnSpec {
+            name: "codec_exists_re",
+            params: &[(Param::StaticStr, false)],
+            routes: HEADERS,
+            run: codecs::codec_exists_re,
+        },
+        FnSpec {
+            name: "codec_delete_re",
+            params: &[(Param::StaticStr, false)],
+            routes: HEADERS,
+            run: codecs::codec_delete_re,
+        },
+        FnSpec {
+            name: "codec_delete_except_re",
+            params: &[(Param::StaticStr, false)],
+            routes: HEADERS,
+            run: codecs::codec_delete_except_re,
+        },
+        FnSpec {
+            name: "codec_move_up_re",
+            params: &[(Param::StaticStr, false)],
+            routes: HEADERS,
+            run: codecs::codec_move_up_re,
+        },
+        FnSpec {
+            name: "codec_move_down_re",
+            params: &[(Param::StaticStr, false)],
+            routes: HEADERS,
+            run: codecs::codec_move_down_re,
+        },
+        FnSpec {
+            name: "stream_exists",
+            params: &[(Param::StaticStr, false), (Param::StaticStr, true)],
+            routes: HEADERS,
+            run: codecs::stream_exists,
+        },
+        FnSpec {
+            name: "stream_delete",
+            params: &[(Param::StaticStr, false), (Param::StaticStr, true)],
+            routes: HEADERS,
+            run: codecs::stream_delete,
+        },
+        FnSpec {
+            name: "is_audio_on_hold",
+            params: &[],
+            routes: HEADERS,
+            run: codecs::is_audio_on_hold,
+        },
+        FnSpec {
+            name: "sipmsg_validate",
+            params: &[(Param::StaticStr, true)],
+            routes: VALIDATE,
+            run: validate::sipmsg_validate,
+        },
+        FnSpec {
+            name: "list_hdr_has_option",
+            params: &[(Param::Str, false), (Param::Str, false)],
+            routes: HEADERS,
+            run: lists::list_hdr_has_option,
+        },
+        FnSpec {
+            name: "list_hdr_add_option",
+            params: &[(Param::Str, false), (Param::Str, false)],
+            routes: HEADERS,
+            run: lists::list_hdr_add_option,
+        },
+        FnSpec {
+            name: "list_hdr_remove_option",
+            params: &[(Param::Str, false), (Param::Str, false)],
+            routes: HEADERS,
+            run: lists::list_hdr_remove_option,
+        },
+        FnSpec {
+            name: "append_time",
+            params: &[],
+            routes: TIME,
+            run: lists::append_time,
         },
     ],
 };
@@ -274,25 +412,10 @@ fn has_totag(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
     code(f.msg.msg.to_tag().ok().flatten().is_some())
 }
 
-/// `has_body([content_type])`: a non-empty body, of that type when given.
+/// `has_body([content_type])`: a non-empty body; with a type, a part of that type (OpenSIPS
+/// runs `has_body` and `has_body_part` through one function).
 fn has_body(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let msg = &f.msg.msg;
-    if msg.body().is_empty() {
-        return -1;
-    }
-    let Some(want) = args.first().filter(|v| !v.is_null()) else {
-        return 1;
-    };
-    let want = want.to_text();
-    let Some((top, sub)) = want.split_once('/') else {
-        return -1;
-    };
-    code(
-        msg.content_type()
-            .ok()
-            .flatten()
-            .is_some_and(|ct| ct.is(top.trim(), sub.trim())),
-    )
+    body::has_body_part(f, args)
 }
 
 /// `append_to_reply(txt)`: headers for the reply the script sends later.

@@ -36,7 +36,7 @@ pub fn remove_hf_re(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 }
 
 /// A shell glob (`*`, `?`, `[...]` taken literally) against a header name, case-insensitive.
-fn glob(pattern: &[u8], name: &[u8]) -> bool {
+pub(crate) fn glob(pattern: &[u8], name: &[u8]) -> bool {
     match (pattern.split_first(), name.split_first()) {
         (None, None) => true,
         (Some((b'*', rest)), _) => {
