@@ -287,8 +287,11 @@ pub(crate) fn code(b: bool) -> i64 {
     if b { 1 } else { -1 }
 }
 
+/// An argument as text; an omitted optional one (`Value::Null`) is empty.
 pub(crate) fn text(v: Option<&Value>) -> String {
-    v.map(|v| v.to_text().into_owned()).unwrap_or_default()
+    v.filter(|v| !v.is_null())
+        .map(|v| v.to_text().into_owned())
+        .unwrap_or_default()
 }
 
 /// Whether a header line has this name (compact forms and case ignored).
