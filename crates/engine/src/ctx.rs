@@ -165,6 +165,19 @@ pub struct RecordRoute {
     pub preset: Option<(String, Option<String>)>,
 }
 
+/// The body as the SDP variables last stored it (OpenSIPS keeps the same beside the message,
+/// `sdp_ops`): while the edit list is still `edits`, `body` is the body the message leaves
+/// with, so reading it needs no re-serialization. Its presence also makes `$rb` show the
+/// edited body, as in OpenSIPS.
+#[derive(Debug, Clone, Default)]
+pub struct SdpOps {
+    pub(crate) edits: Edits,
+    pub(crate) body: bytes::Bytes,
+    pub(crate) ct: Option<String>,
+    /// The received Content-Type header has been removed (`$sdp = NULL`).
+    pub(crate) ct_removed: bool,
+}
+
 /// Per-message script state.
 #[derive(Debug, Clone)]
 pub struct MsgCtx {
@@ -233,6 +246,8 @@ pub struct MsgCtx {
     /// `$T_fr_timeout` / `$T_fr_inv_timeout` set by the script (seconds).
     pub fr_timeout: Option<u32>,
     pub fr_inv_timeout: Option<u32>,
+    /// Set once an SDP variable has changed the body.
+    pub sdp_ops: Option<Box<SdpOps>>,
 }
 
 impl MsgCtx {
@@ -271,6 +286,7 @@ impl MsgCtx {
             branches: Vec::new(),
             acc: None,
             script: None,
+            sdp_ops: None,
         }
     }
 

@@ -3,6 +3,8 @@
 //! a string lookup. Reads are in `read.rs`.
 
 mod read;
+pub mod sdp;
+pub(crate) mod sdp_body;
 pub mod time;
 
 use cfg::pv::{PvIndex, PvSpec};
@@ -137,6 +139,8 @@ pub enum CorePv {
     HeaderNameAt(i64),
     /// `$C(xy)`: terminal colour escape (x foreground, y background).
     Color(String),
+    /// `$sdp`: the SDP body (the `application/sdp` part of a multipart one), as edited so far.
+    Sdp,
 }
 
 /// A field of `$err`.
@@ -368,6 +372,7 @@ impl CorePv {
             ("ml", None) => CorePv::MsgLen,
             ("mb", None) => CorePv::MsgBuf,
             ("rb", None) => CorePv::Body,
+            ("sdp", None) => CorePv::Sdp,
             ("rb", Some(ct)) => CorePv::BodyPart(ct.to_ascii_lowercase()),
             ("si" | "src_ip", None) => CorePv::SrcIp,
             ("sp", None) => CorePv::SrcPort,

@@ -187,8 +187,22 @@ impl CorePv {
             CorePv::HeaderCount(sel) => Value::Int(header_lines(msg, sel).len() as i64),
             CorePv::MsgLen => Value::Int(msg.as_bytes().len() as i64),
             CorePv::MsgBuf => Value::from(String::from_utf8_lossy(msg.as_bytes()).into_owned()),
+            // Once an SDP variable changed the body, `$rb` shows the changed one (OpenSIPS'
+            // get_body returns the sdp_ops body).
+            CorePv::Body if ctx.sdp_ops.is_some() => {
+                let (body, _) = super::sdp_body::current_body(ctx);
+                Value::from(String::from_utf8_lossy(&body).into_owned())
+            }
             CorePv::Body => Value::from(String::from_utf8_lossy(msg.body()).into_owned()),
-            CorePv::BodyPart(want) => body_part(msg, want).map_or(Value::Null, Value::from),
+            CorePv::BodyPart(want) if ctx.sdp_ops.is_some() => {
+                let (body, ct) = super::sdp_body::current_body(ctx);
+                body_part(ct.as_deref(), &body, want).map_or(Value::Null, Value::from)
+            }
+            CorePv::BodyPart(want) => {
+                body_part(msg.header(sip::HeaderName::ContentType), msg.body(), want)
+                    .map_or(Value::Null, Value::from)
+            }
+            CorePv::Sdp => super::sdp_body::current_sdp(ctx).map_or(Value::Null, Value::from),
             CorePv::SrcIp => ctx
                 .receipt
                 .as_ref()
@@ -391,13 +405,8 @@ impl CorePv {
 /// The body part of content type `want` (lower case): a part of a multipart body, or the whole
 /// body when its own type matches (RFC 2046 §5.1: parts between `--boundary` lines, each with
 /// its headers, a blank line, then its content).
-fn body_part(msg: &sip::SipMessage, want: &str) -> Option<String> {
-    let ct = msg
-        .headers()
-        .find(|h| h.name == sip::HeaderName::ContentType)?
-        .value
-        .trim()
-        .to_owned();
+fn body_part(ct: Option<&str>, body: &[u8], want: &str) -> Option<String> {
+    let ct = ct?.trim();
     let media = |t: &str| {
         t.split(';')
             .next()
@@ -405,11 +414,11 @@ fn body_part(msg: &sip::SipMessage, want: &str) -> Option<String> {
             .trim()
             .to_ascii_lowercase()
     };
-    let body = String::from_utf8_lossy(msg.body()).into_owned();
-    if media(&ct) == want {
+    let body = String::from_utf8_lossy(body).into_owned();
+    if media(ct) == want {
         return Some(body);
     }
-    if !media(&ct).starts_with("multipart/") {
+    if !media(ct).starts_with("multipart/") {
         return None;
     }
     let boundary = ct.split(';').find_map(|p| {

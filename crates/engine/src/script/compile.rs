@@ -176,7 +176,52 @@ impl Lower<'_> {
                 let slot = self.avp_slot(p)?;
                 Write::Bavp(self.bavp(name), slot)
             }
+            ("sdp", None) if p.spec.index.is_none() => {
+                Write::Sdp(Box::new(super::ir::SdpTarget::Body))
+            }
+            ("sdp.line" | "sdp.session" | "sdp.stream", Some(arg)) => {
+                // `[insert]` / `[insertAfter]` would pick LineOp::Insert / InsertAfter; the
+                // config parser does not accept those index words yet.
+                if p.spec.index.is_some() {
+                    return self.fail(unsupported(
+                        format!("an index on `${}` other than `[insert]`", p.spec.name),
+                        p.span,
+                    ));
+                }
+                let sel = self.sdp_selector(&p.spec.name, arg, p.span)?;
+                Write::Sdp(Box::new(super::ir::SdpTarget::Lines(
+                    sel,
+                    crate::pv::sdp::LineOp::Set,
+                )))
+            }
+            ("sdp.stream.idx", _) => {
+                return self.fail(Diagnostic::error("`$sdp.stream.idx` is read-only", p.span));
+            }
             _ => return self.fail(unsupported(format!("assigning to `{}`", p.text), p.span)),
+        })
+    }
+
+    /// The selector of `$sdp.line/.session/.stream/.stream.idx(...)`, its `[$pv]` indexes
+    /// compiled.
+    fn sdp_selector(&mut self, name: &str, arg: &str, span: Span) -> L<super::ir::SdpSel> {
+        use crate::pv::sdp::{RawIdx, SdpScope, parse_selector};
+        let scope = match name {
+            "sdp.line" => SdpScope::Body,
+            "sdp.session" => SdpScope::Session,
+            _ => SdpScope::Stream,
+        };
+        let sel = match parse_selector(scope, arg) {
+            Ok(sel) => sel,
+            Err(e) => {
+                return self.fail(Diagnostic::error(
+                    format!("bad `${name}` selector: {e}"),
+                    span,
+                ));
+            }
+        };
+        sel.try_map(|i| match i {
+            RawIdx::At(n) => Ok(super::ir::SdpIdx::At(n)),
+            RawIdx::Pv(spec) => Ok(super::ir::SdpIdx::Pv(Box::new(self.read(&spec, span)?))),
         })
     }
 
@@ -341,6 +386,20 @@ impl Lower<'_> {
                 };
                 let bit = self.flag_named(name, span)?;
                 Read::Core(CorePv::TmBranch(crate::pv::TmBranchField::Flag(bit), index))
+            }
+            ("sdp.line" | "sdp.session" | "sdp.stream" | "sdp.stream.idx", Some(arg)) => {
+                if spec.index.is_some() {
+                    return self.fail(Diagnostic::error(
+                        format!("`${}` takes no index", spec.name),
+                        span,
+                    ));
+                }
+                let sel = Box::new(self.sdp_selector(&spec.name, arg, span)?);
+                if spec.name == "sdp.stream.idx" {
+                    Read::SdpLineIdx(sel)
+                } else {
+                    Read::SdpLine(sel)
+                }
             }
             ("param", Some(i)) => match i.parse::<usize>() {
                 Ok(i) if i >= 1 => Read::Param(i - 1),

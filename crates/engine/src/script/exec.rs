@@ -147,7 +147,7 @@ impl Run<'_> {
             Stmt::Break => return Err(Halt::Break),
             Stmt::Block(b) => return self.stmts(b),
             Stmt::Nop => 1,
-            Stmt::For { var, values, body } => return self.for_each(*var, values, body),
+            Stmt::For { var, values, body } => return self.for_each(var, values, body),
             Stmt::Assert { cond, message } => {
                 if !self.script.asserts || self.cond(cond)? > 0 {
                     1
@@ -194,7 +194,7 @@ impl Run<'_> {
     }
 
     /// `for (var in $(src[*]))`: every value in turn, until `break`.
-    fn for_each(&mut self, var: Write, values: &PvRead, body: &Stmt) -> R<i64> {
+    fn for_each(&mut self, var: &Write, values: &PvRead, body: &Stmt) -> R<i64> {
         for v in self.all_values(values) {
             self.write(var, AssignOp::Set, v);
             match self.stmt(body) {
@@ -474,6 +474,20 @@ impl Run<'_> {
                 avp_get(stack, *index)
             }
             Read::InContext(which, pv) => self.context_read(*which, pv),
+            Read::SdpLine(sel) => match self.sdp_indexes(sel)? {
+                Some(sel) => crate::pv::sdp_body::with_lines(self.ctx, |lines| {
+                    crate::pv::sdp::read(lines, &sel).map(|s| Value::from(s.to_owned()))
+                })
+                .unwrap_or_default(),
+                None => Value::Null,
+            },
+            Read::SdpLineIdx(sel) => match self.sdp_indexes(sel)? {
+                Some(sel) => crate::pv::sdp_body::with_lines(self.ctx, |lines| {
+                    lines.find(&sel, false).map(|i| Value::Int(i as i64))
+                })
+                .unwrap_or_default(),
+                None => Value::Null,
+            },
         };
         for (tr, args) in &p.transforms {
             if tr.op() == crate::transform::TransformOp::SEval {
@@ -589,19 +603,19 @@ impl Run<'_> {
             }
         };
         let Some(new) = new else { return Ok(-1) };
-        Ok(if self.write(a.target, a.op, new) {
+        Ok(if self.write(&a.target, a.op, new) {
             1
         } else {
             -1
         })
     }
 
-    fn write(&mut self, target: Write, op: AssignOp, v: Value) -> bool {
+    fn write(&mut self, target: &Write, op: AssignOp, v: Value) -> bool {
         let text = || match &v {
             Value::Null => None,
             other => Some(other.to_text().into_owned()),
         };
-        match target {
+        match *target {
             Write::Var(slot) => {
                 if self.worker.vars.len() <= slot {
                     self.worker.vars.resize(slot + 1, Value::Null);
@@ -689,7 +703,7 @@ impl Run<'_> {
                         None => return false,
                     },
                 };
-                if target == Write::LogLevel {
+                if matches!(target, Write::LogLevel) {
                     self.worker.log_level = level;
                 } else {
                     self.worker.xlog_level = level;
@@ -729,7 +743,60 @@ impl Run<'_> {
                 avp_set(stack, slot, op, v);
                 true
             }
+            Write::Sdp(ref t) => self.write_sdp(t, v),
         }
+    }
+
+    /// An assignment to `$sdp` or one of its lines; refused ones are logged, as OpenSIPS does.
+    fn write_sdp(&mut self, target: &super::ir::SdpTarget, v: Value) -> bool {
+        use super::ir::SdpTarget;
+        use crate::pv::sdp_body;
+        let value = match &v {
+            Value::Null => None,
+            Value::Str(s) => Some(&**s),
+            Value::Int(_) => {
+                self.log
+                    .log(-1, "refusing to set an SDP value from an integer\n");
+                return false;
+            }
+        };
+        let done = match target {
+            SdpTarget::Body => sdp_body::set_sdp(self.ctx, value),
+            SdpTarget::Lines(sel, op) => match self.sdp_indexes(sel) {
+                Ok(Some(sel)) => sdp_body::set_line(self.ctx, &sel, *op, value),
+                _ => Err("the SDP index is not a non-negative integer".into()),
+            },
+        };
+        match done {
+            Ok(()) => true,
+            Err(e) => {
+                self.log.log(-1, &format!("SDP assignment refused: {e}\n"));
+                false
+            }
+        }
+    }
+
+    /// A selector with its `[$pv]` indexes read; `None` when one is not an integer.
+    fn sdp_indexes(&mut self, sel: &super::ir::SdpSel) -> R<Option<crate::pv::sdp::Selector<i64>>> {
+        use super::ir::SdpIdx;
+        let mut failed: Option<Halt> = None;
+        let resolved = sel.clone().try_map(|i| match i {
+            SdpIdx::At(n) => Ok(n),
+            SdpIdx::Pv(p) => match self.read(&p) {
+                Ok(v) => match v {
+                    Value::Int(n) => Ok(n),
+                    Value::Str(_) | Value::Null => v.as_int().ok_or(()),
+                },
+                Err(h) => {
+                    failed = Some(h);
+                    Err(())
+                }
+            },
+        });
+        if let Some(h) = failed {
+            return Err(h);
+        }
+        Ok(resolved.ok())
     }
 
     fn call(&mut self, c: &Call) -> R<i64> {

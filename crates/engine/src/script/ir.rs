@@ -43,6 +43,28 @@ pub(crate) enum Read {
     /// `$(<request>pv)` / `$(<reply>pv)`: a message PV read from the transaction's request or
     /// picked reply instead of the message being handled.
     InContext(Context, crate::pv::CorePv),
+    /// `$sdp.line(...)`, `$sdp.session(...)`, `$sdp.stream(...)`: a line or token of the SDP.
+    SdpLine(Box<SdpSel>),
+    /// `$sdp.stream.idx(...)`: the index (in the whole SDP) of the line a selector finds.
+    SdpLineIdx(Box<SdpSel>),
+}
+
+/// An SDP index: written in the script, or read from a variable when the PV is used.
+#[derive(Debug, Clone)]
+pub(crate) enum SdpIdx {
+    At(i64),
+    Pv(Box<PvRead>),
+}
+
+/// A compiled SDP selector (see `pv::sdp`).
+pub(crate) type SdpSel = crate::pv::sdp::Selector<SdpIdx>;
+
+/// What an assignment to an SDP variable changes.
+#[derive(Debug, Clone)]
+pub(crate) enum SdpTarget {
+    /// `$sdp`: the whole SDP.
+    Body,
+    Lines(SdpSel, crate::pv::sdp::LineOp),
 }
 
 /// The message a `$(<context>pv)` reads.
@@ -67,7 +89,7 @@ pub(crate) enum Dyn<T> {
 }
 
 /// An assignable variable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Write {
     Var(usize),
     /// `$msg.branch = uri`: appends a branch to the destination set.
@@ -87,6 +109,7 @@ pub(crate) enum Write {
     Avp(usize, AvpSlot),
     Bavp(usize, AvpSlot),
     Flag(u32),
+    Sdp(Box<SdpTarget>),
 }
 
 /// Which value(s) of an AVP an assignment sets (OpenSIPS pv_set_avp forms).
