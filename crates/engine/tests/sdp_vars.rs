@@ -566,6 +566,7 @@ fn selectors_that_cannot_work_are_load_errors() {
         "$var(x) = $(sdp.line(a=)[1]);",
         "$sdp.stream.idx(audio/) = \"x\";",
         "$sdp.line(@rpl) = \"x\";",
+        "xlog(\"$sdp.session\");",
     ] {
         let mut sources = cfg::SourceMap::new();
         let parsed = cfg::parse(

@@ -401,6 +401,12 @@ impl Lower<'_> {
                     Read::SdpLine(sel)
                 }
             }
+            ("sdp.line" | "sdp.session" | "sdp.stream" | "sdp.stream.idx", None) => {
+                return self.fail(
+                    Diagnostic::error(format!("`${}` needs a selector", spec.name), span)
+                        .with_help("e.g. `$sdp.line(a=rtpmap[1])`, `$sdp.stream(audio/a=ptime)`"),
+                );
+            }
             ("param", Some(i)) => match i.parse::<usize>() {
                 Ok(i) if i >= 1 => Read::Param(i - 1),
                 Err(_) if !i.contains('$') && !i.trim().is_empty() => {
