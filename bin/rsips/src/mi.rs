@@ -683,9 +683,24 @@ pub fn start(script: &Script, mi: &Arc<Mi>, stop: &Arc<AtomicBool>) -> Result<Ve
             .unwrap_or_else(|| "/tmp/opensips_fifo".into());
         let mode = param_int(script, "mi_fifo", "fifo_mode").unwrap_or(0o660) as u32;
         let reply_dir = param_str(script, "mi_fifo", "reply_dir").unwrap_or_else(|| "/tmp/".into());
+        // OpenSIPS refuses to start when the owner it is told to give the FIFO does not exist.
+        let user = match param_str(script, "mi_fifo", "fifo_user") {
+            Some(u) => {
+                Some(mi::fifo::lookup_user(&u).ok_or_else(|| format!("mi_fifo: bad user `{u}`"))?)
+            }
+            None => None,
+        };
+        let group = match param_str(script, "mi_fifo", "fifo_group") {
+            Some(g) => Some(
+                mi::fifo::lookup_group(&g).ok_or_else(|| format!("mi_fifo: bad group `{g}`"))?,
+            ),
+            None => None,
+        };
         let config = mi::fifo::FifoConfig {
             path: path.clone().into(),
             mode,
+            user,
+            group,
             reply_dir: reply_dir.into(),
         };
         mi::fifo::serve(config, Arc::clone(mi), Arc::clone(stop))
@@ -709,7 +724,13 @@ pub fn stop(script: &Script) {
     if script.loads("mi_fifo") {
         let path = param_str(script, "mi_fifo", "fifo_name")
             .unwrap_or_else(|| "/tmp/opensips_fifo".into());
-        mi::fifo::wake(std::path::Path::new(&path));
+        let path = std::path::Path::new(&path);
+        mi::fifo::wake(path);
+        // The reader thread may not get to remove it before the process exits.
+        use std::os::unix::fs::FileTypeExt;
+        if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo()) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

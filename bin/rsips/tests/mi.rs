@@ -617,3 +617,93 @@ fn tcp_list_xlog_level_and_a_unix_datagram_socket() {
     );
     let _ = std::fs::remove_file(&client_path);
 }
+
+#[test]
+fn fifo_owner_comes_from_fifo_user_and_group_and_a_bad_one_stops_the_start() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let [sip] = free_ports::<1>();
+    let dir = std::env::temp_dir().join(format!("rsips-fifo-own-{}-{sip}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    let cfg = |user: &str| {
+        format!(
+            "socket=udp:127.0.0.1:{sip}\nloadmodule \"proto_udp.so\"\nloadmodule \"mi_fifo.so\"\n\
+             modparam(\"mi_fifo\", \"fifo_name\", \"{}\")\n\
+             modparam(\"mi_fifo\", \"fifo_mode\", 0600)\n\
+             modparam(\"mi_fifo\", \"fifo_user\", \"{user}\")\n\
+             modparam(\"mi_fifo\", \"fifo_group\", \"nogroup\")\n\
+             route {{ exit; }}\n",
+            fifo.display()
+        )
+    };
+
+    // A user that does not exist: the start fails and says why.
+    std::fs::write(dir.join("bad.cfg"), cfg("no_such_user_rsips")).unwrap();
+    let out = bounded(
+        Command::new(env!("CARGO_BIN_EXE_rsips"))
+            .arg("-F")
+            .arg("-f")
+            .arg(dir.join("bad.cfg")),
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("mi_fifo: bad user `no_such_user_rsips`"),
+        "{log}"
+    );
+
+    // `nobody`/`nogroup` exist on Debian; giving the FIFO away needs root.
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1)
+        == 0;
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let id = |table: &str, name: &str| -> Option<u32> {
+        table.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&name)).then(|| f.get(2)?.parse().ok())?
+        })
+    };
+    let (Some(uid), Some(gid)) = (id(&passwd, "nobody"), id(&group, "nogroup")) else {
+        return;
+    };
+    if !root {
+        return;
+    }
+    std::fs::write(dir.join("good.cfg"), cfg("nobody")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-F")
+        .arg("-f")
+        .arg(dir.join("good.cfg"))
+        .stderr(std::fs::File::create(dir.join("good.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline
+        && !std::fs::read_to_string(dir.join("good.log"))
+            .unwrap_or_default()
+            .contains("MI listening")
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let meta = std::fs::metadata(&fifo);
+    let seen = meta
+        .as_ref()
+        .map(|m| (m.file_type().is_fifo(), m.uid(), m.gid(), m.mode() & 0o777));
+    // Stopped with SIGTERM, rsips removes its FIFO.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(dir.join("good.log")).unwrap_or_default();
+    assert_eq!(seen.ok(), Some((true, uid, gid, 0o600)), "{log}");
+    assert!(!fifo.exists(), "the FIFO outlived the server:\n{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

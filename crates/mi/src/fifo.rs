@@ -10,12 +10,45 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::Mi;
 
-/// `fifo_name`, `fifo_mode`, `reply_dir`.
+/// `fifo_name`, `fifo_mode`, `fifo_user`, `fifo_group`, `reply_dir`.
 #[derive(Debug, Clone)]
 pub struct FifoConfig {
     pub path: PathBuf,
     pub mode: u32,
+    /// The owner (uid) and group (gid) the FIFO is given; `None` keeps the process's.
+    pub user: Option<u32>,
+    pub group: Option<u32>,
     pub reply_dir: PathBuf,
+}
+
+/// A user name or number as `fifo_user` takes it, looked up in /etc/passwd.
+pub fn lookup_user(name: &str) -> Option<u32> {
+    lookup_id(
+        name,
+        &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
+    )
+}
+
+/// A group name or number as `fifo_group` takes it, looked up in /etc/group.
+pub fn lookup_group(name: &str) -> Option<u32> {
+    lookup_id(
+        name,
+        &std::fs::read_to_string("/etc/group").unwrap_or_default(),
+    )
+}
+
+/// A number, or the third field of the `name:…` line of a passwd/group file.
+fn lookup_id(name: &str, table: &str) -> Option<u32> {
+    let name = name.trim();
+    if let Ok(id) = name.parse::<u32>() {
+        return Some(id);
+    }
+    table.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == name)
+            .then(|| fields.nth(1)?.parse().ok())
+            .flatten()
+    })
 }
 
 /// Largest request line (as OpenSIPS' line buffer).
@@ -24,12 +57,19 @@ const MAX_LINE: usize = 4096;
 /// Creates the FIFO (replacing a stale file) and serves it until `stop`.
 pub fn serve(config: FifoConfig, mi: Arc<Mi>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
     create(&config.path, config.mode)?;
+    if config.user.is_some() || config.group.is_some() {
+        std::os::unix::fs::chown(&config.path, config.user, config.group)?;
+    }
     std::thread::spawn(move || {
         while !stop.load(Ordering::SeqCst) {
             // Blocks until a writer opens the FIFO; EOF when it closes.
             let Ok(mut f) = std::fs::File::open(&config.path) else {
                 std::thread::sleep(std::time::Duration::from_millis(200));
-                let _ = create(&config.path, config.mode);
+                if create(&config.path, config.mode).is_ok()
+                    && (config.user.is_some() || config.group.is_some())
+                {
+                    let _ = std::os::unix::fs::chown(&config.path, config.user, config.group);
+                }
                 continue;
             };
             let mut data = Vec::new();
@@ -53,8 +93,13 @@ pub fn serve(config: FifoConfig, mi: Arc<Mi>, stop: Arc<AtomicBool>) -> std::io:
 }
 
 /// Unblocks the FIFO reader at shutdown (it waits for a writer).
+/// Non-blocking: with no reader left (the loop already ended) the open fails at once.
 pub fn wake(path: &Path) {
-    let _ = std::fs::OpenOptions::new().write(true).open(path);
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
 }
 
 fn create(path: &Path, mode: u32) -> std::io::Result<()> {
@@ -119,4 +164,58 @@ fn handle_line(line: &[u8], mi: &Mi, reply_dir: &Path) {
             let _ = f.write_all(b"\n");
         }
     });
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n\
+opensips:x:998:997::/var/run/opensips:/bin/false\n";
+
+    #[test]
+    fn owners_are_names_or_numbers() {
+        assert_eq!(lookup_id("opensips", PASSWD), Some(998));
+        assert_eq!(lookup_id("nobody", PASSWD), Some(65534));
+        assert_eq!(lookup_id("1234", PASSWD), Some(1234));
+        assert_eq!(lookup_id("opensip", PASSWD), None, "no prefix match");
+        assert_eq!(lookup_id("ghost", PASSWD), None);
+        assert_eq!(lookup_id("", PASSWD), None);
+    }
+
+    #[test]
+    fn the_fifo_gets_the_owner_it_is_told() {
+        use std::os::unix::fs::MetadataExt;
+        // Giving a file away needs root; elsewhere only the lookup is checked.
+        let Some(nobody) = lookup_user("nobody") else {
+            return;
+        };
+        if std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(1)
+            != 0
+        {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("rsips-fifo-owner-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fifo");
+        let config = FifoConfig {
+            path: path.clone(),
+            mode: 0o600,
+            user: Some(nobody),
+            group: Some(nobody),
+            reply_dir: dir.clone(),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let mi = Arc::new(Mi::new());
+        serve(config, mi, Arc::clone(&stop)).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (nobody, nobody));
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        stop.store(true, Ordering::SeqCst);
+        wake(&path);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
