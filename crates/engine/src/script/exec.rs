@@ -282,6 +282,8 @@ impl Run<'_> {
                 if code == 0 {
                     return Err(Halt::Exit);
                 }
+                // OpenSIPS: a call in a condition sets `$rc` for the branch it picks.
+                self.ctx.retcode = code;
                 code
             }
             Expr::Cmp {
@@ -352,6 +354,7 @@ impl Run<'_> {
                 if code == 0 {
                     return Err(Halt::Exit);
                 }
+                self.ctx.retcode = code;
                 Value::Int(code)
             }
             cond => Value::Int(self.cond(cond)?),
