@@ -96,6 +96,16 @@ struct Branch {
     cancel: Cancel,
     cancel_msg: Option<(Outbound, Retrans)>,
     on_reply: Option<usize>,
+    /// What the branch was built from (`$tm.branch.*`): its R-URI, `$du`, q and branch flags
+    /// after branch_route, and the socket it left from.
+    uri: String,
+    dst_uri: Option<String>,
+    q: i32,
+    flags: u64,
+    socket: Option<String>,
+    /// The branch's `$bavp`s: set in its branch_route, seen and changed by the onreply and
+    /// failure routes that handle its replies.
+    bavps: Vec<Vec<engine::Value>>,
 }
 
 impl Branch {
@@ -141,6 +151,9 @@ pub(crate) struct Tx {
     /// 3841 §9.1, OpenSIPS `T_MULTI_200OK_FLAG`): a 2xx does not cancel the other branches;
     /// they run on until they end, their 2xx relayed too.
     pub(crate) multi_200ok: bool,
+    /// The branch whose reply tm picked as the transaction's answer (`$(<reply>pv)` in a
+    /// failure route).
+    picked: Option<usize>,
 }
 
 impl Tx {
@@ -169,6 +182,7 @@ impl Tx {
             local_done: None,
             local: false,
             multi_200ok: false,
+            picked: None,
         }
     }
 }
@@ -247,6 +261,45 @@ impl engine::ctx::Transaction for TxCell {
     fn id(&self) -> String {
         format!("{:x}:{}", self.id >> 16, self.id & 0xffff)
     }
+
+    fn request(&self) -> Option<SipMessage> {
+        Some(self.lock().request.msg.clone())
+    }
+
+    fn picked_reply(&self) -> Option<SipMessage> {
+        let tx = self.lock();
+        let b = tx.branches.get(tx.picked?)?;
+        if b.local { None } else { b.reply.clone() }
+    }
+
+    fn branches(&self) -> Vec<engine::ctx::TmBranchInfo> {
+        self.lock()
+            .branches
+            .iter()
+            .map(|b| engine::ctx::TmBranchInfo {
+                uri: b.uri.clone(),
+                dst_uri: b.dst_uri.clone(),
+                path: None,
+                q: b.q,
+                flags: b.flags,
+                socket: b.socket.clone(),
+                last_received: if b.local { 0 } else { b.status.unwrap_or(0) },
+                phony: false,
+            })
+            .collect()
+    }
+}
+
+/// `proto:ip:port` of the local socket a branch leaves from: the forced one, else the one the
+/// request came in on when the transport is the same; `None` when the server picks it.
+fn sent_from(ctx: &MsgCtx, out: &Outbound) -> Option<String> {
+    let local = out.from.or_else(|| {
+        ctx.receipt
+            .as_ref()
+            .filter(|r| r.proto == out.proto)
+            .map(|r| r.local)
+    })?;
+    Some(format!("{}:{local}", out.proto))
 }
 
 /// What `lookup_request` found for a request.
@@ -587,6 +640,15 @@ impl Tm {
                 cancel: Cancel::None,
                 cancel_msg: None,
                 on_reply: ctx.on_reply,
+                uri: ctx
+                    .new_ruri
+                    .clone()
+                    .unwrap_or_else(|| ctx.msg.request_uri_str().unwrap_or("").to_owned()),
+                dst_uri: ctx.dst_uri.clone(),
+                q: ctx.ruri_q,
+                flags: ctx.branch_flags,
+                socket: sent_from(ctx, &out),
+                bavps: ctx.bavps.clone(),
             });
             tx.completing = false;
             self.schedule(retrans.map_or(fr_at, |r| r.next.min(fr_at)), cell.id);
@@ -819,10 +881,35 @@ impl Tm {
             branch: n,
             local: false,
         });
+        // The routes see the transaction's AVPs and flags and the branch's `$bavp`s, and what
+        // they change stays with the transaction (OpenSIPS keeps them in the cell).
+        let routes: Vec<usize> = [self.reply_route, on_reply]
+            .into_iter()
+            .flatten()
+            .filter(|_| code != 100)
+            .collect();
+        if !routes.is_empty() {
+            let tx = cell.lock();
+            ctx.avps = tx.request.avps.clone();
+            ctx.flags = tx.request.flags;
+            ctx.bavps = tx
+                .branches
+                .get(n)
+                .map(|b| b.bavps.clone())
+                .unwrap_or_default();
+        }
         let mut dropped = false;
-        for route in [self.reply_route, on_reply].into_iter().flatten() {
-            if code != 100 && runner.run(route, &mut ctx) == Outcome::Drop {
+        for &route in &routes {
+            if runner.run(route, &mut ctx) == Outcome::Drop {
                 dropped = true;
+            }
+        }
+        if !routes.is_empty() {
+            let mut tx = cell.lock();
+            tx.request.avps = std::mem::take(&mut ctx.avps);
+            tx.request.flags = ctx.flags;
+            if let Some(b) = tx.branches.get_mut(n) {
+                b.bavps = std::mem::take(&mut ctx.bavps);
             }
         }
         for out in std::mem::take(&mut ctx.outbox) {
@@ -1045,16 +1132,22 @@ impl Tm {
                 branch: bi,
                 local: best.local,
             };
+            let bavps = best.bavps.clone();
             let route = if tx.blocked {
                 None
             } else {
                 tx.on_failure.take()
             };
-            (route, tx.request.clone(), (bi, info))
+            tx.picked = Some(bi);
+            let mut ctx = tx.request.clone();
+            ctx.bavps = bavps;
+            (route, ctx, (bi, info))
         };
         if let Some(route) = route {
             ctx.tx = Some(cell.clone() as Arc<dyn engine::ctx::Transaction>);
             ctx.t_reply = Some(best.1.clone());
+            // The winning branch is the current one (`$T_branch_idx`, `$tm.branch.*`).
+            ctx.branch_index = None;
             ctx.on_failure = None;
             let branches_before = cell.lock().branches.len();
             runner.run(route, &mut ctx);
@@ -1062,6 +1155,12 @@ impl Tm {
                 self.host.send(out, None);
             }
             let mut tx = cell.lock();
+            // What the failure route set stays with the transaction and the winning branch.
+            tx.request.avps = std::mem::take(&mut ctx.avps);
+            tx.request.flags = ctx.flags;
+            if let Some(b) = tx.branches.get_mut(best.0) {
+                b.bavps = std::mem::take(&mut ctx.bavps);
+            }
             let added = tx.branches.len() > branches_before;
             if tx.final_sent {
                 return;

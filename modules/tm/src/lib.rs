@@ -375,6 +375,7 @@ fn t_relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         c.new_ruri = Some(b.uri);
         c.dst_uri = b.dst_uri;
         c.ruri_q = b.q;
+        c.branch_flags = b.flags;
         c.branches.clear();
         contexts.push(c);
     }
@@ -386,6 +387,8 @@ fn t_relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     tm.begin_relay(&cell);
     for mut c in contexts {
         c.branches.clear();
+        // A new branch starts without `$bavp`s (a failure route's are the old branch's).
+        c.bavps.clear();
         if let Some(route) = f.msg.on_branch {
             c.tx = f.msg.tx.clone();
             c.branch_index = Some(cell.branch_count());

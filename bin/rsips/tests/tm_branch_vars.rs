@@ -1,0 +1,261 @@
+//! What a transaction keeps between its routes, end to end over UDP with sockets the test owns
+//! as caller and callee: `$bavp` set per branch in branch_route and seen (and changed) by the
+//! onreply and failure routes of that branch, transaction AVPs and flags in onreply routes,
+//! `$tm.branch.*` / `$T_branch_last_reply_code` over the branches, and `$(<reply>…)` /
+//! `$(<request>…)` in a failure route.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Kill;
+
+struct Server {
+    _child: Kill,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default()
+    }
+}
+
+fn start(sip: u16, uas: u16) -> Server {
+    let dir = std::env::temp_dir().join(format!("rsips-tmbranch-{}-{sip}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = format!(
+        r#"socket=udp:127.0.0.1:{sip}
+udp_workers=1
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+route {{
+    $avp(n) = 0;
+    setflag("CALLER");
+    setbflag("NATB");
+    append_msg_branch("sip:second@127.0.0.1:{uas}", "0.5");
+    $du = "sip:127.0.0.1:{uas}";
+    t_on_branch("br");
+    t_on_reply("rep");
+    t_on_failure("fail");
+    t_relay();
+}}
+branch_route[br] {{
+    $bavp(leg) = "leg" + $T_branch_idx;
+}}
+onreply_route[rep] {{
+    $avp(n) = $avp(n) + 1;
+    $var(f) = "no";
+    if (isflagset("CALLER")) $var(f) = "yes";
+    xlog("L_NOTICE", "ONREPLY code=$T_reply_code idx=$T_branch_idx bavp=$bavp(leg) flag=$var(f) uri=$tm.branch.uri\n");
+    $bavp(leg) = $bavp(leg) + "-" + $T_reply_code;
+}}
+failure_route[fail] {{
+    xlog("L_NOTICE", "FAILURE code=$T_reply_code idx=$T_branch_idx bavp=$bavp(leg) n=$avp(n) xtest=$(<reply>hdr(X-Test)) req=$(<request>ru) u0=$(tm.branch.uri[0]) u1=$(tm.branch.uri[1]) d0=$(tm.branch.duri[0]) q1=$(tm.branch.q[1]) nat0=$(tm.branch.flag(NATB)[0]) nat1=$(tm.branch.flag(NATB)[1]) sock=$(tm.branch.socket[0]) last0=$(tm.branch.last_received[0]) last1=$(T_branch_last_reply_code[1]) last=$(tm.branch.last_received[-1]) none=$(tm.branch.uri[2]) type=$(tm.branch.type[0]) END\n");
+}}
+"#
+    );
+    std::fs::write(dir.join("t.cfg"), cfg).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-f")
+        .arg(dir.join("t.cfg"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("rsips.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        _child: Kill(child),
+        dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !server.log().contains("listening on udp:") {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        server.log().contains("listening on udp:"),
+        "{}",
+        server.log()
+    );
+    server
+}
+
+/// The next datagram whose first line starts with `start` (others are skipped), within 5 s.
+fn recv(sock: &UdpSocket, start: &str) -> (String, SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 65535];
+    while Instant::now() < deadline {
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.starts_with(start) {
+                return (m, from);
+            }
+        }
+    }
+    panic!("nothing starting with {start:?} arrived");
+}
+
+fn header<'a>(m: &'a str, name: &str) -> &'a str {
+    m.lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .unwrap()
+}
+
+/// A reply to `req` (as the callee got it), with `X-Test: tag`.
+fn reply(req: &str, code: u16, reason: &str, tag: &str) -> String {
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for l in req.lines() {
+        let name = l
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if name == "via" {
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+    }
+    for h in ["From", "Call-ID", "CSeq"] {
+        out.push_str(&format!("{h}: {}\r\n", header(req, h)));
+    }
+    out.push_str(&format!(
+        "To: {};tag=uas{tag}\r\nX-Test: {tag}\r\nContent-Length: 0\r\n\r\n",
+        header(req, "To")
+    ));
+    out
+}
+
+/// The log line starting with `prefix` whose `key=` field has `value`.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let start = line.find(&format!(" {key}=")).unwrap() + key.len() + 2;
+    line[start..].split(' ').next().unwrap()
+}
+
+#[test]
+fn branch_avps_transaction_avps_and_branch_vars_follow_the_transaction() {
+    let [sip] = common::free_ports::<1>();
+    let uac = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let uas = UdpSocket::bind("127.0.0.1:0").unwrap();
+    uac.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    uas.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let uas_port = uas.local_addr().unwrap().port();
+    let server = start(sip, uas_port);
+    let uac_port = uac.local_addr().unwrap().port();
+    let invite = format!(
+        "INVITE sip:callee@127.0.0.1:{sip} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{uac_port};branch=z9hG4bKbv1\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:caller@127.0.0.1>;tag=c1\r\n\
+         To: <sip:callee@127.0.0.1>\r\n\
+         Call-ID: branch-vars-1\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:caller@127.0.0.1:{uac_port}>\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    uac.send_to(invite.as_bytes(), ("127.0.0.1", sip)).unwrap();
+    let (first, from) = recv(&uas, "INVITE ");
+    let (second, _) = recv(&uas, "INVITE ");
+    let (b0, b1) = if first.starts_with("INVITE sip:callee@") {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert!(b1.starts_with("INVITE sip:second@"), "{b1}");
+    // Branch 0 rings and then is busy; branch 1 is not found. 404 is the better reply.
+    uas.send_to(reply(&b0, 180, "Ringing", "b0").as_bytes(), from)
+        .unwrap();
+    recv(&uac, "SIP/2.0 180");
+    uas.send_to(reply(&b0, 486, "Busy Here", "b0").as_bytes(), from)
+        .unwrap();
+    uas.send_to(reply(&b1, 404, "Not Found", "b1").as_bytes(), from)
+        .unwrap();
+    let (last, _) = recv(&uac, "SIP/2.0 4");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !server.log().contains("END") {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = server.log();
+    let onreply: Vec<&str> = log.lines().filter(|l| l.contains("ONREPLY")).collect();
+    assert_eq!(onreply.len(), 3, "{log}");
+    for line in &onreply {
+        // Transaction flags reach the onreply routes; each reply sees its own branch's bavp.
+        assert_eq!(field(line, "flag"), "yes", "{line}");
+        let idx = field(line, "idx");
+        assert!(
+            field(line, "bavp").starts_with(&format!("leg{idx}")),
+            "{line}"
+        );
+    }
+    let ringing = onreply.iter().find(|l| l.contains("code=180")).unwrap();
+    assert_eq!(field(ringing, "bavp"), "leg0", "{log}");
+    assert_eq!(
+        field(ringing, "uri"),
+        format!("sip:callee@127.0.0.1:{sip}"),
+        "{log}"
+    );
+    let busy = onreply.iter().find(|l| l.contains("code=486")).unwrap();
+    assert_eq!(field(busy, "bavp"), "leg0-180", "{log}");
+
+    let failure = log.lines().find(|l| l.contains("FAILURE")).unwrap();
+    let code = field(failure, "code");
+    assert!(
+        last.starts_with(&format!("SIP/2.0 {code}")),
+        "{last}\n{log}"
+    );
+    // The winning reply is the failure route's `<reply>`, its branch's bavp its `$bavp`.
+    let (idx, bavp, xtest) = if code == "404" {
+        ("1", "leg1-404", "b1")
+    } else {
+        ("0", "leg0-180-486", "b0")
+    };
+    assert_eq!(field(failure, "idx"), idx, "{failure}");
+    assert_eq!(field(failure, "bavp"), bavp, "{failure}");
+    assert_eq!(field(failure, "xtest"), xtest, "{failure}");
+    // Every onreply route's increment is kept with the transaction.
+    assert_eq!(field(failure, "n"), "3", "{failure}");
+    assert_eq!(
+        field(failure, "req"),
+        format!("sip:callee@127.0.0.1:{sip}"),
+        "{failure}"
+    );
+    assert_eq!(
+        field(failure, "u0"),
+        format!("sip:callee@127.0.0.1:{sip}"),
+        "{failure}"
+    );
+    assert_eq!(
+        field(failure, "u1"),
+        format!("sip:second@127.0.0.1:{uas_port}"),
+        "{failure}"
+    );
+    assert_eq!(
+        field(failure, "d0"),
+        format!("sip:127.0.0.1:{uas_port}"),
+        "{failure}"
+    );
+    assert_eq!(field(failure, "q1"), "0.5", "{failure}");
+    assert_eq!(field(failure, "nat0"), "1", "{failure}");
+    assert_eq!(field(failure, "nat1"), "0", "{failure}");
+    assert_eq!(
+        field(failure, "sock"),
+        format!("udp:127.0.0.1:{sip}"),
+        "{failure}"
+    );
+    assert_eq!(field(failure, "last0"), "486", "{failure}");
+    assert_eq!(field(failure, "last1"), "404", "{failure}");
+    assert_eq!(field(failure, "last"), "404", "{failure}");
+    assert_eq!(field(failure, "none"), "<null>", "{failure}");
+    assert_eq!(field(failure, "type"), "sip", "{failure}");
+}
