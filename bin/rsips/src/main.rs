@@ -157,6 +157,7 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     });
     let mut commands = mi::commands(state);
     mi::tm_commands(&mut commands, std::sync::Arc::clone(&scripts));
+    mi::httpd_commands(&mut commands, &script);
     // core:reload_routes: the file is read and compiled again; the new script replaces the
     // running one only if it compiles and keeps the same sockets.
     let (file, reload_args) = (

@@ -400,6 +400,34 @@ pub fn commands(state: Arc<State>) -> Mi {
     mi
 }
 
+/// `httpd:list_root_path`: the HTTP roots served and the module behind each, the most recently
+/// registered first (as httpd keeps them).
+pub fn httpd_commands(mi: &mut Mi, script: &Script) {
+    if !script.loads("httpd") {
+        return;
+    }
+    let mut roots = Vec::new();
+    if script.loads("mi_http") {
+        let root = param_str(script, "mi_http", "root").unwrap_or_else(|| "mi".into());
+        roots.push((root, "mi_http"));
+    }
+    if script.loads("prometheus") {
+        let root = param_str(script, "prometheus", "root").unwrap_or_else(|| "metrics".into());
+        roots.push((root, "prometheus"));
+    }
+    let list: Vec<Value> = roots
+        .into_iter()
+        .rev()
+        .map(|(root, module)| serde_json::json!({"http_root": root, "module": module}))
+        .collect();
+    mi.add(Command::new(
+        "httpd:list_root_path",
+        &["httpd_list_root_path"],
+        &[&[]],
+        move |_| Ok(Value::Array(list.clone())),
+    ));
+}
+
 /// `tm:uac_dlg` (sends a request and waits for its final reply), `tm:uac_cancel`, `tm:reply`,
 /// `tm:hash`.
 pub fn tm_commands(mi: &mut Mi, scripts: Arc<crate::server::Scripts>) {

@@ -430,9 +430,20 @@ fn prometheus_exposes_the_selected_statistics_with_group_labels() {
         !body.contains("UAS_transactions"),
         "only what `statistics` selects: {body}"
     );
-    // The MI still answers on its own root.
+    // The MI still answers on its own root, and httpd lists both roots.
     let (code, _) = post(&server, r#"{"jsonrpc":"2.0","method":"core:ps","id":1}"#);
     assert_eq!(code, 200);
+    for name in ["httpd:list_root_path", "httpd_list_root_path"] {
+        let (code, body) = post(
+            &server,
+            &format!(r#"{{"jsonrpc":"2.0","method":"{name}","id":2}}"#),
+        );
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(
+            body,
+            r#"{"jsonrpc":"2.0","result":[{"http_root":"metrics","module":"prometheus"},{"http_root":"mi","module":"mi_http"}],"id":2}"#
+        );
+    }
 }
 
 #[test]
