@@ -397,7 +397,63 @@ pub fn commands(state: Arc<State>) -> Mi {
             },
         },
     ));
+    let s = Arc::clone(&state);
+    mi.add(Command::new(
+        "tls_mgm:list",
+        &["tls_list"],
+        &[&[]],
+        move |_| {
+            let domains = s.tls.as_ref().map_or(&[][..], |t| t.domains());
+            // Client domains first, then server domains, as tls_mgm lists them.
+            let list: Vec<Value> = domains
+                .iter()
+                .filter(|d| !d.server)
+                .chain(domains.iter().filter(|d| d.server))
+                .map(tls_domain_json)
+                .collect();
+            Ok(json!({ "Domains": list }))
+        },
+    ));
     mi
+}
+
+/// One domain as `tls_mgm:list` shows it; an unset match list matches anything (`*`).
+fn tls_domain_json(d: &transport::tls::TlsDomain) -> Value {
+    let any = |v: &[String]| -> Vec<String> {
+        if v.is_empty() {
+            vec!["*".to_owned()]
+        } else {
+            v.to_vec()
+        }
+    };
+    let path = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map_or_else(String::new, |p| p.display().to_string())
+    };
+    // `A-B` ranges name both ends; an open range ends at the newest version.
+    let method = match d.method.split_once('-') {
+        Some((lo, "")) => format!("{lo}-TLSv1_3"),
+        Some((lo, hi)) => format!("{lo}-{hi}"),
+        None => d.method.clone(),
+    };
+    json!({
+        "name": d.name,
+        "type": if d.server { "TLS_DOMAIN_SRV" } else { "TLS_DOMAIN_CLI" },
+        "IP ADDRESS FILTERS": any(&d.match_addresses),
+        "SIP DOMAIN FILTERS": any(&d.match_domains),
+        "METHOD": method,
+        "VERIFY_CERT": d.verify_cert,
+        "REQ_CLI_CERT": d.require_cert,
+        "CRL_CHECKALL": false,
+        "CERT_FILE": path(&d.certificate),
+        "CRL_DIR": "",
+        "CA_FILE": path(&d.ca_list),
+        "CA_DIR": "",
+        "PKEY_FILE": path(&d.private_key),
+        "CIPHER_LIST": "",
+        "DH_PARAMS_FILE": "",
+        "EC_CURVE": "",
+    })
 }
 
 /// `httpd:list_root_path`: the HTTP roots served and the module behind each, the most recently

@@ -639,7 +639,7 @@ fn tls_connect(config: &Arc<rustls::ClientConfig>, port: u16) -> Tls {
 /// the names this test issues).
 fn presented_cn(tls: &Tls) -> String {
     let der = tls.conn.peer_certificates().unwrap()[0].to_vec();
-    for cn in ["rsips server one", "rsips server two"] {
+    for cn in ["rsips server one", "rsips server two", "rsips server three"] {
         if der.windows(cn.len()).any(|w| w == cn.as_bytes()) {
             return cn.to_owned();
         }
@@ -651,11 +651,14 @@ fn presented_cn(tls: &Tls) -> String {
 fn tls_with_a_test_ca_and_certificate_reload_on_sighup() {
     let dir = test_dir("pki");
     let pki = Pki::new(&dir);
+    let mi_port = free_port("127.0.0.1");
     let server = start(
         "tls",
         "127.0.0.1",
         &format!(
-            "socket=tls:127.0.0.1:PORT\nloadmodule \"proto_tls.so\"\n{MODULES}{}{ECHO}",
+            "socket=tls:127.0.0.1:PORT\nloadmodule \"proto_tls.so\"\n{MODULES}{}\
+             loadmodule \"mi_datagram.so\"\n\
+             modparam(\"mi_datagram\", \"socket_name\", \"udp:127.0.0.1:{mi_port}\")\n{ECHO}",
             pki.tls_modparams()
         ),
     );
@@ -711,6 +714,49 @@ fn tls_with_a_test_ca_and_certificate_reload_on_sighup() {
     tls.write_all(options("TLS", "tls-4").as_bytes()).unwrap();
     let mut pending = Vec::new();
     assert!(read_message(&mut tls, &mut pending).is_some());
+
+    // The same over the MI: `tls_mgm:reload` after a new certificate, and `tls_mgm:list`.
+    pki.issue("server", "rsips server three");
+    let reply = mi_datagram(
+        mi_port,
+        r#"{"jsonrpc":"2.0","method":"tls_mgm:reload","id":1}"#,
+    );
+    assert_eq!(reply, r#"{"jsonrpc":"2.0","result":"OK","id":1}"#);
+    let mut third = tls_connect(&config, server.port);
+    third.write_all(options("TLS", "tls-5").as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    assert!(read_message(&mut third, &mut pending).is_some());
+    assert_eq!(presented_cn(&third), "rsips server three");
+    std::fs::write(dir.join("server.key"), b"not a key").unwrap();
+    let reply = mi_datagram(mi_port, r#"{"jsonrpc":"2.0","method":"tls_reload","id":2}"#);
+    assert!(
+        reply.starts_with(
+            r#"{"jsonrpc":"2.0","error":{"code":500,"message":"Failed to reload","data":"#
+        ),
+        "{reply}"
+    );
+    let reply = mi_datagram(
+        mi_port,
+        r#"{"jsonrpc":"2.0","method":"tls_mgm:list","id":3}"#,
+    );
+    let expected = format!(
+        r#"{{"jsonrpc":"2.0","result":{{"Domains":[{{"name":"default","type":"TLS_DOMAIN_SRV","IP ADDRESS FILTERS":["*"],"SIP DOMAIN FILTERS":["*"],"METHOD":"TLSv1_2-TLSv1_3","VERIFY_CERT":false,"REQ_CLI_CERT":false,"CRL_CHECKALL":false,"CERT_FILE":"{}","CRL_DIR":"","CA_FILE":"{}","CA_DIR":"","PKEY_FILE":"{}","CIPHER_LIST":"","DH_PARAMS_FILE":"","EC_CURVE":""}}]}},"id":3}}"#,
+        pki.path("server.pem"),
+        pki.path("ca.pem"),
+        pki.path("server.key"),
+    );
+    assert_eq!(reply, expected);
+}
+
+/// One JSON-RPC request over `mi_datagram` and its reply.
+fn mi_datagram(port: u16, request: &str) -> String {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send_to(request.as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = sock.recv(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 fn ws_request(url: &str) -> tungstenite::handshake::client::Request {

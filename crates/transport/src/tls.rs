@@ -104,6 +104,11 @@ impl TlsContext {
         })
     }
 
+    /// The domains as configured (MI `tls_mgm:list`).
+    pub fn domains(&self) -> &[TlsDomain] {
+        &self.domains
+    }
+
     /// Re-reads every certificate, key and CA list; keeps the current set on any error.
     pub fn reload(&self) -> Result<(), String> {
         let built = build(&self.domains)?;
