@@ -16,6 +16,18 @@ pub struct FnCtx<'a> {
     pub kind: &'static str,
     /// The worker's persistent state, for running another route (tm's branch_route).
     pub worker: &'a mut crate::Worker,
+    /// Values for the function's output variables, stored once it returns.
+    pub(crate) outputs: Vec<(usize, Value)>,
+}
+
+impl FnCtx<'_> {
+    /// Stores `v` into the variable given as parameter `param` (0-based, a [`Param::Var`] or
+    /// [`Param::Avp`]) once the function returns, as `=` would: a `$var` keeps the last value
+    /// set, an AVP gets each value pushed in turn (OpenSIPS `pv_set_value`). Nothing happens
+    /// when the optional variable was left out.
+    pub fn set_output(&mut self, param: usize, v: Value) {
+        self.outputs.push((param, v));
+    }
 }
 
 impl std::fmt::Debug for FnCtx<'_> {
@@ -42,6 +54,12 @@ pub enum Param {
     /// The name of a route of this kind, resolved when the script is compiled; the function
     /// gets its index as an integer (`t_on_failure("name")`).
     Route(cfg::ast::RouteKind),
+    /// A writable variable the function stores a result into with [`FnCtx::set_output`]
+    /// (OpenSIPS `CMD_PARAM_VAR`); anything else is a load error. The function's argument
+    /// value is `Value::Null`.
+    Var,
+    /// As [`Param::Var`], but only an AVP (OpenSIPS functions that push several values).
+    Avp,
 }
 
 /// The kinds of route a function may run in (OpenSIPS route masks), as bits.

@@ -1,5 +1,6 @@
 //! The message body as the script has changed it so far, its parts (RFC 2046 §5.1 multipart),
-//! and the body-part functions: `has_body_part`, `add_body_part`, `remove_body_part`.
+//! and the body-part functions: `has_body_part`, `add_body_part`, `remove_body_part`,
+//! `get_updated_body_part`.
 //!
 //! Every body function reads the body *after* earlier edits (OpenSIPS: "modifications made to
 //! the sdp will be visible to the codec functions") and stores a whole new body, so
@@ -277,6 +278,31 @@ pub fn remove_body_part(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         // A single body either goes whole or stays.
         (None, _) => return -1,
     }
+    1
+}
+
+/// `get_updated_body_part([mime], var)`: the body as the script has changed it so far (or
+/// the content of its first part of that type) into `var`; the message is left alone.
+/// -1 without a body, -2 without such a part (OpenSIPS codes).
+pub fn get_updated_body_part(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let cur = current(f.msg);
+    let Some((_, parts)) = parts(&cur) else {
+        return -1;
+    };
+    let want = args
+        .first()
+        .filter(|v| !v.is_null())
+        .map(|v| mime(&v.to_text()))
+        .filter(|m| !m.is_empty());
+    let out = match want {
+        None => &cur.body[..],
+        Some(w) => match parts.iter().find(|p| mime(&p.ct) == w) {
+            Some(p) => cur.body.get(p.content.clone()).unwrap_or(&[]),
+            None => return -2,
+        },
+    };
+    let out = String::from_utf8_lossy(out).into_owned();
+    f.set_output(1, Value::from(out));
     1
 }
 

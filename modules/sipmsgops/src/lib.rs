@@ -2,7 +2,8 @@
 //! `remove_hf`, `is_present_hf`, `is_method`, `has_totag`, `has_body`, `append_to_reply`;
 //! (in `more`) the pattern, Request-URI parameter and Privacy functions; (in `body`) the
 //! body-part functions; (in `codecs`) the SDP codec and stream functions; (in `validate`)
-//! `sipmsg_validate`; (in `lists`) the comma-list header functions and `append_time`.
+//! `sipmsg_validate`; (in `lists`) the comma-list header functions, `append_time`,
+//! `get_glob_headers_values` and `sip_to_json`.
 //! Edits are recorded in the message context and applied when the message is serialized, so
 //! (as in OpenSIPS) a header added by the script is not visible to later reads of the message.
 #![forbid(unsafe_code)]
@@ -252,9 +253,31 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         },
         FnSpec {
             name: "sipmsg_validate",
-            params: &[(Param::StaticStr, true)],
+            params: &[(Param::StaticStr, true), (Param::Var, true)],
             routes: VALIDATE,
             run: validate::sipmsg_validate,
+        },
+        FnSpec {
+            name: "get_updated_body_part",
+            params: &[(Param::Str, true), (Param::Var, false)],
+            routes: HEADERS,
+            run: body::get_updated_body_part,
+        },
+        FnSpec {
+            name: "get_glob_headers_values",
+            params: &[
+                (Param::Str, false),
+                (Param::Avp, false),
+                (Param::Avp, false),
+            ],
+            routes: HEADERS,
+            run: lists::get_glob_headers_values,
+        },
+        FnSpec {
+            name: "sip_to_json",
+            params: &[(Param::Var, false)],
+            routes: HEADERS,
+            run: lists::sip_to_json_into,
         },
         FnSpec {
             name: "list_hdr_has_option",

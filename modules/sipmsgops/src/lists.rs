@@ -1,7 +1,7 @@
 //! Comma-list headers (OpenSIPS `list_hdr.c`): `list_hdr_has_option`, `list_hdr_add_option`,
-//! `list_hdr_remove_option`; `append_time`; and the message views OpenSIPS returns through an
-//! output variable (`get_glob_headers_values`, `sip_to_json`), offered here as functions
-//! until the engine has output-variable parameters.
+//! `list_hdr_remove_option`; `append_time`; and the message views OpenSIPS returns through
+//! output variables (`get_glob_headers_values`, `sip_to_json`), also offered as library
+//! functions.
 
 use std::ops::Range;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -179,6 +179,29 @@ pub fn glob_headers_values<'m>(msg: &'m SipMessage, glob: &str) -> Vec<(&'m str,
         .filter(|h| crate::more::glob(glob.as_bytes(), h.name_str.as_bytes()))
         .map(|h| (h.name_str, h.value))
         .collect()
+}
+
+/// `get_glob_headers_values(glob, $avp(names), $avp(values))`: pushes the name and value of
+/// each matching header, in message order (so the newest AVP value is the last header); false
+/// when none matches.
+pub fn get_glob_headers_values(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let glob = text(args.first());
+    let found: Vec<(Value, Value)> = glob_headers_values(&f.msg.msg, &glob)
+        .into_iter()
+        .map(|(n, v)| (Value::from(n), Value::from(v)))
+        .collect();
+    for (name, value) in &found {
+        f.set_output(1, name.clone());
+        f.set_output(2, value.clone());
+    }
+    code(!found.is_empty())
+}
+
+/// `sip_to_json(out_var)`: the message as received, in [`sip_to_json`]'s form.
+pub fn sip_to_json_into(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
+    let json = sip_to_json(&f.msg.msg);
+    f.set_output(0, Value::from(json));
+    1
 }
 
 fn json_str(out: &mut String, s: &str) {

@@ -2,9 +2,10 @@
 //! OpenSIPS' negative return codes. Flags (any case): `s` SDP body, `h` header bodies,
 //! `m` skip Max-Forwards, `r` R-URI, `f` From URI, `t` To URI, `c` Contact.
 //!
-//! The optional second parameter of OpenSIPS (a variable that receives the reason) is not
-//! offered: the engine has no output-variable parameters yet. The reason is logged at debug
-//! level (3) instead.
+//! The optional second parameter receives OpenSIPS' reason text on failure (empty for a
+//! missing mandatory header, as OpenSIPS leaves it); the reason is also logged at debug level.
+
+use std::borrow::Cow;
 
 use engine::{FnCtx, Value};
 use sip::sdp::Sdp;
@@ -42,7 +43,23 @@ impl Flags {
     }
 }
 
-type Check = Result<(), (i64, &'static str)>;
+/// A failed check: OpenSIPS' return code and reason text.
+#[derive(Debug)]
+struct Failure {
+    code: i64,
+    reason: Cow<'static, str>,
+}
+
+impl From<(i64, &'static str)> for Failure {
+    fn from((code, reason): (i64, &'static str)) -> Self {
+        Failure {
+            code,
+            reason: Cow::Borrowed(reason),
+        }
+    }
+}
+
+type Check = Result<(), Failure>;
 
 /// OpenSIPS `check_hostname`: starts alphanumeric or `[`, then alphanumerics, `-`, `:` and
 /// single dots, ends alphanumeric, `.` or `]`.
@@ -89,10 +106,10 @@ fn username_ok(user: &str) -> bool {
 
 fn uri_ok(uri: &Uri<'_>, domain: (i64, &'static str), user: (i64, &'static str)) -> Check {
     if uri.scheme().is_sip() && !uri.host().is_some_and(|h| hostname_ok(h.as_str())) {
-        return Err(domain);
+        return Err(domain.into());
     }
     if !username_ok(uri.user().unwrap_or("")) {
-        return Err(user);
+        return Err(user.into());
     }
     Ok(())
 }
@@ -101,7 +118,7 @@ fn need(msg: &SipMessage, name: HeaderName, fail: (i64, &'static str)) -> Check 
     if msg.header(name).is_some() {
         Ok(())
     } else {
-        Err(fail)
+        Err(fail.into())
     }
 }
 
@@ -130,16 +147,25 @@ fn contacts(msg: &SipMessage, method: Method) -> Check {
     if method != Method::Register {
         return Err((
             -30,
-            "'Contact' header contains '*', only valid for REGISTER requests",
-        ));
+            "'Contact' header for SIP message contains '*' only valid for REGISTER request",
+        )
+            .into());
     }
     if !msg.is_request() {
-        return Err((-30, "'Contact' header of a REGISTER reply contains '*'"));
+        return Err((
+            -30,
+            "'Contact' header for REGISTER reply contains '*' only valid for REGISTER request",
+        )
+            .into());
     }
     match msg.expires() {
         Ok(Some(0)) => Ok(()),
-        Ok(None) | Err(_) => Err((-30, "failed to parse 'Expires' header")),
-        Ok(Some(_)) => Err((-30, "'Expires' greater than 0 with a '*' Contact")),
+        Ok(None) | Err(_) => Err((-30, "failed to parse 'Expires' header").into()),
+        Ok(Some(_)) => Err((
+            -30,
+            "'Expires' header greater than 0 for REGISTER 'Contact' header with '*' value",
+        )
+            .into()),
     }
 }
 
@@ -167,10 +193,14 @@ fn header_bodies(msg: &SipMessage) -> bool {
 
 fn body_length(msg: &SipMessage) -> Check {
     match msg.content_length() {
-        Ok(Some(n)) if n as usize != msg.body().len() => Err((
-            -5,
-            "invalid body - Content-Length differs from the actual body",
-        )),
+        Ok(Some(n)) if n as usize != msg.body().len() => Err(Failure {
+            code: -5,
+            reason: format!(
+                "invalid body - content length {n} different than actual body {}",
+                msg.body().len()
+            )
+            .into(),
+        }),
         _ => Ok(()),
     }
 }
@@ -182,11 +212,23 @@ fn validate(msg: &SipMessage, proto: &str, fl: Flags) -> Check {
         || msg.header(HeaderName::To).is_some() && msg.to_header().is_err()
         || msg.content_length().is_err()
     {
-        return Err(bad_hdr);
+        return Err(bad_hdr.into());
     }
     need(msg, HeaderName::CallId, (-3, "message doesn't have callid"))?;
     if proto != "udp" && msg.header(HeaderName::ContentLength).is_none() {
-        return Err((-4, "message doesn't have a Content-Length header"));
+        // OpenSIPS names the transport by its `enum sip_protos` number.
+        let n = match proto {
+            "tcp" => 2,
+            "tls" => 3,
+            "sctp" => 4,
+            "ws" => 5,
+            "wss" => 6,
+            _ => 0,
+        };
+        return Err(Failure {
+            code: -4,
+            reason: format!("message doesn't have Content Length header for proto {n}").into(),
+        });
     }
     let cancel = msg.method() == Some(Method::Cancel);
     if !cancel {
@@ -200,7 +242,7 @@ fn validate(msg: &SipMessage, proto: &str, fl: Flags) -> Check {
             let ok =
                 std::str::from_utf8(msg.body()).is_ok_and(|t| Sdp::parse(t).validate().is_ok());
             if !ok {
-                return Err((-6, "failed to parse SDP message"));
+                return Err((-6, "failed to parse SDP message").into());
             }
         }
     }
@@ -242,7 +284,7 @@ fn validate(msg: &SipMessage, proto: &str, fl: Flags) -> Check {
         }
     }
     if fl.hdrs && !header_bodies(msg) {
-        return Err((-2, "failed to parse headers"));
+        return Err((-2, "failed to parse headers").into());
     }
     Ok(())
 }
@@ -253,10 +295,10 @@ fn request(msg: &SipMessage, m: Method, fl: Flags) -> Check {
             .request_uri()
             .map_err(|_| (-11, "failed to parse R-URI"))?;
         if !uri.host().is_some_and(|h| hostname_ok(h.as_str())) {
-            return Err((-12, "invalid domain for R-URI"));
+            return Err((-12, "invalid domain for R-URI").into());
         }
         if !username_ok(uri.user().unwrap_or("")) {
-            return Err((-27, "invalid username for R-URI"));
+            return Err((-27, "invalid username for R-URI").into());
         }
     }
     if !fl.no_mf {
@@ -266,12 +308,12 @@ fn request(msg: &SipMessage, m: Method, fl: Flags) -> Check {
         contacts(msg, m)?;
     }
     if m != Method::Register && msg.header(HeaderName::Path).is_some() {
-        return Err((-15, "PATH header supported only for REGISTERs"));
+        return Err((-15, "PATH header supported only for REGISTERs").into());
     }
     Ok(())
 }
 
-fn reply(msg: &SipMessage, fl: Flags) -> Result<Method, (i64, &'static str)> {
+fn reply(msg: &SipMessage, fl: Flags) -> Result<Method, Failure> {
     let method = msg
         .cseq()
         .map_err(|_| (-7, "cseq not parsed properly"))?
@@ -293,14 +335,16 @@ fn reply(msg: &SipMessage, fl: Flags) -> Result<Method, (i64, &'static str)> {
     Ok(method)
 }
 
-/// `sipmsg_validate([flags])`: 1, or the OpenSIPS code of the first failed check.
+/// `sipmsg_validate([flags[, result_pv]])`: 1, or the OpenSIPS code of the first failed
+/// check, its reason stored into `result_pv`.
 pub fn sipmsg_validate(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let fl = Flags::parse(&text(args.first()));
     let proto = f.msg.receipt.as_ref().map_or("udp", |r| r.proto);
     match validate(&f.msg.msg, proto, fl) {
         Ok(()) => 1,
-        Err((code, reason)) => {
+        Err(Failure { code, reason }) => {
             f.log.log(3, &format!("sipmsg_validate: {code} {reason}\n"));
+            f.set_output(1, Value::from(reason.into_owned()));
             code
         }
     }

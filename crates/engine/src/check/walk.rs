@@ -196,7 +196,7 @@ impl Checker<'_> {
                 }
                 self.diags.push(d);
             }
-            return self.plain_args(c, true);
+            return self.module_args(c, f);
         }
         let owners: Vec<&str> = MODULES
             .iter()
@@ -273,6 +273,53 @@ impl Checker<'_> {
                 Arg::Str(s, span) if formats => self.format(s, *span),
                 Arg::Call(inner) => self.call(inner),
                 _ => {}
+            }
+        }
+    }
+
+    /// A module function's arguments; those it writes to must be writable variables (an AVP
+    /// where the function pushes several values).
+    fn module_args(&mut self, c: &Call, f: &crate::module::FnSpec) {
+        use crate::module::Param;
+        for (i, a) in c.args.iter().enumerate() {
+            let (Some(a), Some((kind @ (Param::Var | Param::Avp), _))) = (a, f.params.get(i))
+            else {
+                match a {
+                    Some(Arg::Pv(p)) => self.pv(p),
+                    Some(Arg::Str(s, span)) => self.format(s, *span),
+                    Some(Arg::Call(inner)) => self.call(inner),
+                    _ => {}
+                }
+                continue;
+            };
+            let name = f.name;
+            let want = if *kind == Param::Avp {
+                "an AVP such as `$avp(out)`"
+            } else {
+                "a variable such as `$var(out)`"
+            };
+            match a {
+                Arg::Pv(p) if *kind == Param::Avp && p.spec.name != "avp" => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            format!(
+                                "`{name}` stores into parameter {}: it takes {want}, not `{}`",
+                                i + 1,
+                                p.text
+                            ),
+                            p.span,
+                        )
+                        .with_label("not an AVP"),
+                    );
+                }
+                Arg::Pv(p) => self.assign_target(p, false),
+                other => self.diags.push(
+                    Diagnostic::error(
+                        format!("`{name}` stores into parameter {}: it takes {want}", i + 1),
+                        other.span(),
+                    )
+                    .with_label("not a variable"),
+                ),
             }
         }
     }

@@ -651,9 +651,18 @@ impl Lower<'_> {
             return self.fail(unsupported(format!("the function `{name}`"), c.name.span));
         };
         let mut args = Vec::with_capacity(spec.params.len());
+        let mut outs = Vec::new();
         for (i, (kind, _)) in spec.params.iter().enumerate() {
             let arg = match (c.args.get(i), kind) {
                 (None | Some(None), _) => Expr::Const(Value::Null),
+                (Some(Some(a)), crate::module::Param::Var | crate::module::Param::Avp) => {
+                    // The checker has refused anything but a writable variable.
+                    let Arg::Pv(p) = a else {
+                        return self.fail(Diagnostic::error("expected a variable", a.span()));
+                    };
+                    outs.push((i, self.write(p)?));
+                    Expr::Const(Value::Null)
+                }
                 (
                     Some(Some(Arg::Str(s, sp) | Arg::Ident(s, sp))),
                     crate::module::Param::Route(kind),
@@ -693,6 +702,7 @@ impl Lower<'_> {
         Ok(Call::Module {
             run: spec.run,
             args,
+            outs,
         })
     }
 

@@ -833,7 +833,7 @@ impl Run<'_> {
                 }
                 Ok(1)
             }
-            Call::Module { run, args } => {
+            Call::Module { run, args, outs } => {
                 let mut values = Vec::with_capacity(args.len());
                 for a in args {
                     values.push(self.value(a)?);
@@ -844,8 +844,16 @@ impl Run<'_> {
                     script: self.script,
                     kind: self.kind,
                     worker: &mut *self.worker,
+                    outputs: Vec::new(),
                 };
-                Ok(run(&mut fctx, &values))
+                let code = run(&mut fctx, &values);
+                let outputs = fctx.outputs;
+                for (param, v) in outputs {
+                    if let Some((_, target)) = outs.iter().find(|(i, _)| *i == param) {
+                        self.write(target, AssignOp::Set, v);
+                    }
+                }
+                Ok(code)
             }
         }
     }

@@ -235,6 +235,8 @@ pub(crate) enum Call {
     Module {
         run: crate::module::ScriptFn,
         args: Vec<Expr>,
+        /// The variables given for output parameters, by parameter index.
+        outs: Vec<(usize, Write)>,
     },
 }
 
