@@ -2,13 +2,18 @@
 //! format strings with PVs inside (`"$fu/$tu/$ru"`), as OpenSIPS 4.0 writes them (digest §1.8–1.9).
 //! Only syntax lives here; the engine resolves names.
 
-/// An index into a multi-value PV: `[0]`, `[-1]`, `[*]`, `[append]` or `[$var(i)]`.
+/// An index into a multi-value PV: `[0]`, `[-1]`, `[*]`, `[append]` or `[$var(i)]`; and the
+/// SDP line writes `[insert]` / `[insertAfter]` (OpenSIPS 4.0 sdp_ops, any case).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PvIndex {
     At(i64),
     All,
     Append,
     Var(Box<PvSpec>),
+    /// `[insert]`: a new line before the selected one.
+    Insert,
+    /// `[insertAfter]`: a new line after the selected one.
+    InsertAfter,
 }
 
 /// One `{class.op,args}` transformation, arguments kept raw (their splitting is op-specific:
@@ -187,6 +192,8 @@ fn parse_index(s: &str) -> Result<PvIndex, String> {
     match s {
         "*" => Ok(PvIndex::All),
         "append" => Ok(PvIndex::Append),
+        _ if s.eq_ignore_ascii_case("insert") => Ok(PvIndex::Insert),
+        _ if s.eq_ignore_ascii_case("insertAfter") => Ok(PvIndex::InsertAfter),
         _ if s.starts_with('$') => Ok(PvIndex::Var(Box::new(parse(s)?))),
         _ => s
             .parse()
@@ -292,6 +299,16 @@ mod tests {
         let p = parse("$(var(x){s.select,1,,})").unwrap();
         assert_eq!(p.transforms[0].args.as_deref(), Some("1,,"));
         assert!(parse("$(hdr(Via)[x])").is_err());
+        let p = parse("$(sdp.line([12])[insert])").unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.arg.as_deref(), p.index),
+            ("sdp.line", Some("[12]"), Some(PvIndex::Insert))
+        );
+        let p = parse("$(sdp.stream(audio[0]/a=rtpmap[1])[insertAfter])").unwrap();
+        assert_eq!(p.arg.as_deref(), Some("audio[0]/a=rtpmap[1]"));
+        assert_eq!(p.index, Some(PvIndex::InsertAfter));
+        let p = parse("$(sdp.session([0])[INSERTafter])").unwrap();
+        assert_eq!(p.index, Some(PvIndex::InsertAfter));
         assert!(parse("$(ru{s.len)").is_err());
     }
 

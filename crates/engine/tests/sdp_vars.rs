@@ -579,3 +579,157 @@ fn selectors_that_cannot_work_are_load_errors() {
         assert!(failed, "{bad}");
     }
 }
+
+// OpenSIPS test-sdp-ops.cfg 2.3.5 / 2.4.0 / 2.5.0: `[insert]` puts a new line before the
+// selected one, `[insertAfter]` after it; the lines after move down.
+#[test]
+fn t2_insert_and_insert_after_lines() {
+    for (sep, last) in SEPS {
+        let script = format!(
+            r#"{}
+        $sdp = $var(sdp);
+        $sdp.line([12]) = "a=nortpproxy:yes";
+        $(sdp.line([12])[insert]) = "a=sendrecv";
+        assert($sdp.line([10]) == "a=rtpmap:101 telephone-event/8000", "2.3.5 10");
+        assert($sdp.line([11]) == "a=fmtp:101 0-15", "2.3.5 11");
+        assert($sdp.line([12]) == "a=sendrecv", "2.3.5 12");
+        assert($sdp.line([13]) == "a=nortpproxy:yes", "2.3.5 13");
+        assert($sdp.line([14]) == "a=maxptime:20", "2.3.5 14");
+        $(sdp.line([12])[insertAfter]) = "a=ptime:80";
+        assert($sdp.line([12]) == "a=sendrecv", "2.4.0 12");
+        assert($sdp.line([13]) == "a=ptime:80", "2.4.0 13");
+        assert($sdp.line([14]) == "a=nortpproxy:yes", "2.4.0 14");
+        assert($sdp.line([15]) == "a=maxptime:20", "2.4.0 15");
+        assert($sdp.line([16]) == NULL, "2.4.0 16");
+        $sdp.line([13]) = NULL;
+        assert($sdp.line([12]) == "a=sendrecv", "2.5.0 12");
+        assert($sdp.line([13]) == "a=nortpproxy:yes", "2.5.0 13");
+        assert($sdp.line([14]) == "a=maxptime:20", "2.5.0 14");
+        $(sdp.line(a=maxptime)[insertAfter]) = "a=none";
+        assert($rc < 0, "by prefix, after means before the next match: there is none");
+        $(sdp.line([14])[insertAfter]) = "a=last";
+        assert($sdp.line([15]) == "a=last", "after the last line");
+        $(sdp.line(a=rtpmap[1])[INSERT]) = "a=rtpmap:9 G722/8000" + $var(sep);
+        assert($sdp.line(a=rtpmap[1]) == "a=rtpmap:9 G722/8000", "by prefix, line end dropped");
+        assert($sdp.line(a=rtpmap[2]) == "a=rtpmap:8 PCMA/8000", "by prefix, moved down");"#,
+            sdp_var(&T2, sep, last)
+        )
+        .replace("$var(sep)", &format!("\"{sep}\""));
+        let ctx = check(message("", ""), &script);
+        let sep = sep.replace("\\r", "\r").replace("\\n", "\n");
+        let mut want: Vec<&str> = T2.to_vec();
+        want.insert(13, "a=nortpproxy:yes");
+        want.insert(7, "a=rtpmap:9 G722/8000");
+        want.push("a=last");
+        let want = format!("{}{sep}", want.join(&sep));
+        let out = sent(&ctx);
+        assert!(
+            out.ends_with(&format!("Content-Length: {}\r\n\r\n{want}", want.len())),
+            "{out:?}"
+        );
+    }
+}
+
+// OpenSIPS test-sdp-ops.cfg 3.4-WRITE (stream lines) and 4.2-WRITE (session lines).
+#[test]
+fn t3_t4_insert_into_streams_and_the_session() {
+    for (sep, last) in SEPS {
+        let script = format!(
+            r#"{}
+        $sdp = $var(sdp);
+        $(sdp.stream(audio[0]/a=rtpmap[1])[insertAfter]) = "a=rtpmap:9 PCMX/8000";
+        $(sdp.stream(audio[0]/a=rtpmap[2])[insert]) = "a=rtpmap:40 Opus/32000";
+        assert($sdp.stream(audio[0]/a=rtpmap[0]) == "a=rtpmap:0 PCMU/8000 bitrate=7000 bitrate=4000", "3.4 0");
+        assert($sdp.stream(audio[0]/a=rtpmap[1]) == "a=rtpmap:8 PCMA/8000", "3.4 1");
+        assert($sdp.stream(audio[0]/a=rtpmap[2]) == "a=rtpmap:40 Opus/32000", "3.4 2");
+        assert($sdp.stream(audio[0]/a=rtpmap[3]) == "a=rtpmap:9 PCMX/8000", "3.4 3");
+        assert($sdp.stream(audio[0]/a=rtpmap[4]) == "a=rtpmap:18 G729/8000", "3.4 4");
+        assert($sdp.stream(audio[0]/a=rtpmap[5]) == "a=rtpmap:101 telephone-event/8000", "3.4 5");
+        assert($sdp.stream(audio[0]/a=rtpmap[6]) == NULL, "3.4 6");
+        assert($sdp.stream(video/) == "m=video 8000/2 RTP/AVP 96 97", "other streams stay");
+        $(sdp.session([0])[insert]) = "x=0";
+        $sdp.session([5]) = "a=test";
+        $(sdp.session([4])[insertAfter]) = "a=test2";
+        assert($sdp.session([0]) == "x=0", "4.2 0");
+        assert($sdp.session([1]) == "v=0", "4.2 1");
+        assert($sdp.session([4]) == "c=IN IP4 1.2.3.4", "4.2 4");
+        assert($sdp.session([5]) == "a=test2", "4.2 5");
+        assert($sdp.session([6]) == "a=test", "4.2 6");
+        assert($sdp.session([7]) == NULL, "4.2 7");
+        assert($sdp.stream(/) == "m=audio 46938 RTP/AVP 0 8 18 101", "the first stream follows");"#,
+            sdp_var(&T3, sep, last)
+        );
+        check(message("", ""), &script);
+    }
+}
+
+#[test]
+fn inserts_that_cannot_work_are_refused() {
+    let script = format!(
+        r#"{}
+        $sdp = $var(sdp);
+        $(sdp.line([40])[insert]) = "a=x";
+        xlog("past the end: $rc\n");
+        $(sdp.line([2])[insert]) = NULL;
+        xlog("null: $rc\n");
+        $(sdp.line(a=rtpmap[0]/PCMU)[insert]) = "x";
+        xlog("token: $rc $sdp.line(a=rtpmap[0])\n");
+        $(sdp.session([5])[insert]) = "a=y";
+        xlog("session end: $rc\n");"#,
+        sdp_var(&T1, "\\r\\n", "\\r\\n")
+    );
+    let (log, ctx) = run_on(message("", ""), &script);
+    // A token selector edits the token: the index is ignored, as in OpenSIPS.
+    let results: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains(": ") && !l.starts_with("SDP"))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            "past the end: -1\n",
+            "null: -1\n",
+            "token: 1 a=rtpmap:0 PCMUx\n",
+            "session end: 1\n"
+        ],
+        "{log:?}"
+    );
+    let out = sent(&ctx);
+    assert!(out.contains("t=0 0\r\na=y\r\nm=audio"), "{out:?}");
+}
+
+#[test]
+fn insert_indexes_outside_sdp_line_writes_are_load_errors() {
+    for (bad, want) in [
+        (
+            "$(sdp.line([1])[2]) = \"x\";",
+            "`$sdp.line` takes only `[insert]` or `[insertAfter]` as an index",
+        ),
+        (
+            "$var(x) = $(sdp.line([1])[insert]);",
+            "`[insert]` / `[insertAfter]` only apply when assigning to `$sdp.line`",
+        ),
+        (
+            "$(avp(x)[insert]) = 1;",
+            "`$avp` has no `[insert]` / `[insertAfter]` index",
+        ),
+        (
+            "$(sdp.stream.idx(audio/)[insertAfter]) = \"x\";",
+            "`$sdp.stream.idx` has no `[insert]`",
+        ),
+    ] {
+        let mut sources = cfg::SourceMap::new();
+        let parsed = cfg::parse(
+            &mut sources,
+            std::path::Path::new("t.cfg"),
+            format!("route {{\n{bad}\n}}"),
+        );
+        assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+        let Err(d) = Script::compile(&parsed.config, &sources, &Available::default()) else {
+            panic!("{bad} compiled");
+        };
+        let text: String = d.iter().map(|d| d.render(&sources)).collect();
+        assert!(text.contains(want), "{bad}: {text}");
+        assert!(text.contains("t.cfg:2:"), "{text}");
+    }
+}

@@ -457,6 +457,21 @@ impl Checker<'_> {
         if let Some(PvIndex::Var(v)) = &spec.index {
             self.pv_spec(v, span);
         }
+        if matches!(spec.index, Some(PvIndex::Insert | PvIndex::InsertAfter))
+            && !matches!(
+                spec.name.as_str(),
+                "sdp.line" | "sdp.session" | "sdp.stream"
+            )
+        {
+            self.diags.push(Diagnostic::error(
+                format!(
+                    "`${}` has no `[insert]` / `[insertAfter]` index: only `$sdp.line`, \
+                     `$sdp.session` and `$sdp.stream` have it",
+                    spec.name
+                ),
+                span,
+            ));
+        }
         for t in &spec.transforms {
             self.transform(t, span);
         }

@@ -317,7 +317,8 @@ fn index_of(spec: &PvSpec) -> Option<Index> {
         Some(PvIndex::At(i)) => Some(Index::At(*i)),
         Some(PvIndex::All) => Some(Index::All),
         // `[$var(i)]` and `[append]` need the interpreter's variables; not a core read.
-        Some(PvIndex::Var(_)) | Some(PvIndex::Append) => None,
+        // `[insert]` / `[insertAfter]` only write SDP lines.
+        Some(PvIndex::Var(_) | PvIndex::Append | PvIndex::Insert | PvIndex::InsertAfter) => None,
     }
 }
 

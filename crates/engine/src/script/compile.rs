@@ -180,19 +180,30 @@ impl Lower<'_> {
                 Write::Sdp(Box::new(super::ir::SdpTarget::Body))
             }
             ("sdp.line" | "sdp.session" | "sdp.stream", Some(arg)) => {
-                // `[insert]` / `[insertAfter]` would pick LineOp::Insert / InsertAfter; the
-                // config parser does not accept those index words yet.
-                if p.spec.index.is_some() {
-                    return self.fail(unsupported(
-                        format!("an index on `${}` other than `[insert]`", p.spec.name),
-                        p.span,
-                    ));
-                }
+                use crate::pv::sdp::LineOp;
+                // OpenSIPS 4.0 sdp_ops: `[insert]` / `[insertAfter]` add a line before / after
+                // the selected one instead of replacing it; no other index exists.
+                let op = match &p.spec.index {
+                    None => LineOp::Set,
+                    Some(cfg::pv::PvIndex::Insert) => LineOp::Insert,
+                    Some(cfg::pv::PvIndex::InsertAfter) => LineOp::InsertAfter,
+                    Some(_) => {
+                        return self.fail(
+                            Diagnostic::error(
+                                format!(
+                                    "`${}` takes only `[insert]` or `[insertAfter]` as an index",
+                                    p.spec.name
+                                ),
+                                p.span,
+                            )
+                            .with_help(
+                                "select the line inside the parentheses: `[12]`, `a=rtpmap[1]`",
+                            ),
+                        );
+                    }
+                };
                 let sel = self.sdp_selector(&p.spec.name, arg, p.span)?;
-                Write::Sdp(Box::new(super::ir::SdpTarget::Lines(
-                    sel,
-                    crate::pv::sdp::LineOp::Set,
-                )))
+                Write::Sdp(Box::new(super::ir::SdpTarget::Lines(sel, op)))
             }
             ("sdp.stream.idx", _) => {
                 return self.fail(Diagnostic::error("`$sdp.stream.idx` is read-only", p.span));
@@ -244,6 +255,10 @@ impl Lower<'_> {
             Some(cfg::pv::PvIndex::All) => super::ir::AvpSlot::All,
             Some(cfg::pv::PvIndex::Var(_)) => {
                 return self.fail(unsupported("a computed AVP index".into(), p.span));
+            }
+            // The checker refuses these on anything but SDP lines.
+            Some(cfg::pv::PvIndex::Insert | cfg::pv::PvIndex::InsertAfter) => {
+                return self.fail(Diagnostic::error("an SDP-only index on an AVP", p.span));
             }
         })
     }
@@ -388,11 +403,15 @@ impl Lower<'_> {
                 Read::Core(CorePv::TmBranch(crate::pv::TmBranchField::Flag(bit), index))
             }
             ("sdp.line" | "sdp.session" | "sdp.stream" | "sdp.stream.idx", Some(arg)) => {
-                if spec.index.is_some() {
-                    return self.fail(Diagnostic::error(
-                        format!("`${}` takes no index", spec.name),
-                        span,
-                    ));
+                if let Some(i) = &spec.index {
+                    let text = match i {
+                        cfg::pv::PvIndex::Insert | cfg::pv::PvIndex::InsertAfter => format!(
+                            "`[insert]` / `[insertAfter]` only apply when assigning to `${}`",
+                            spec.name
+                        ),
+                        _ => format!("`${}` takes no index", spec.name),
+                    };
+                    return self.fail(Diagnostic::error(text, span));
                 }
                 let sel = Box::new(self.sdp_selector(&spec.name, arg, span)?);
                 if spec.name == "sdp.stream.idx" {
