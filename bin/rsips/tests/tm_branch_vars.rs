@@ -27,8 +27,6 @@ impl Server {
 }
 
 fn start(sip: u16, uas: u16) -> Server {
-    let dir = std::env::temp_dir().join(format!("rsips-tmbranch-{}-{sip}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let cfg = format!(
         r#"socket=udp:127.0.0.1:{sip}
 udp_workers=1
@@ -61,6 +59,12 @@ failure_route[fail] {{
 }}
 "#
     );
+    start_with(sip, &cfg)
+}
+
+fn start_with(sip: u16, cfg: &str) -> Server {
+    let dir = std::env::temp_dir().join(format!("rsips-tmbranch-{}-{sip}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("t.cfg"), cfg).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
         .arg("-f")
@@ -258,4 +262,148 @@ fn branch_avps_transaction_avps_and_branch_vars_follow_the_transaction() {
     assert_eq!(field(failure, "last"), "404", "{failure}");
     assert_eq!(field(failure, "none"), "<null>", "{failure}");
     assert_eq!(field(failure, "type"), "sip", "{failure}");
+}
+
+/// A dynamic-forking proxy: `park` is answered 180 and waits for branches that never come;
+/// `wait` relays to the callee, injects a second branch and keeps waiting; `last` does the same
+/// but its injection is the last one.
+fn start_dynamic(sip: u16, uas: u16) -> Server {
+    start_with(
+        sip,
+        &format!(
+            r#"socket=udp:127.0.0.1:{sip}
+udp_workers=1
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+route {{
+    if ($rU == "last") $T_fr_inv_timeout = 6; else $T_fr_inv_timeout = 2;
+    t_newtran();
+    if ($rU == "park") {{
+        t_wait_for_new_branches();
+        t_reply(180, "Ringing");
+        exit;
+    }}
+    t_wait_for_new_branches(3);
+    $du = "sip:127.0.0.1:{uas}";
+    t_relay();
+    $var(last) = 0;
+    if ($rU == "last") $var(last) = 1;
+    $ru = "sip:second@127.0.0.1:{uas}";
+    if ($var(last) == 1) t_inject_branches("msg", "l");
+    else t_inject_branches("msg");
+    xlog("L_NOTICE", "INJECTED rc=$rc\n");
+}}
+"#
+        ),
+    )
+}
+
+fn invite_to(user: &str, sip: u16, uac_port: u16) -> String {
+    format!(
+        "INVITE sip:{user}@127.0.0.1:{sip} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{uac_port};branch=z9hG4bK{user}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:caller@127.0.0.1>;tag=c1\r\n\
+         To: <sip:{user}@127.0.0.1>\r\n\
+         Call-ID: dynamic-{user}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:caller@127.0.0.1:{uac_port}>\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// The next final reply to call `user` the caller gets (retransmissions of other calls'
+/// replies are skipped), and how long after `since` it came.
+fn final_reply(uac: &UdpSocket, user: &str, since: Instant) -> (String, Duration) {
+    loop {
+        let (m, _) = recv_within(uac, "SIP/2.0 ", Duration::from_secs(10));
+        if !m.starts_with("SIP/2.0 1") && m.contains(&format!("Call-ID: dynamic-{user}\r\n")) {
+            return (m, since.elapsed());
+        }
+    }
+}
+
+fn recv_within(sock: &UdpSocket, start: &str, limit: Duration) -> (String, SocketAddr) {
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 65535];
+    while Instant::now() < deadline {
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.starts_with(start) {
+                return (m, from);
+            }
+        }
+    }
+    panic!("nothing starting with {start:?} arrived within {limit:?}");
+}
+
+#[test]
+fn injected_branches_and_a_transaction_that_waits_for_them() {
+    let [sip] = common::free_ports::<1>();
+    let uac = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let uas = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for s in [&uac, &uas] {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+    }
+    let uas_port = uas.local_addr().unwrap().port();
+    let uac_port = uac.local_addr().unwrap().port();
+    let server = start_dynamic(sip, uas_port);
+
+    // Parked: 180, then nothing until fr_inv_timeout (2 s) ends the wait with a local 408.
+    let sent = Instant::now();
+    uac.send_to(
+        invite_to("park", sip, uac_port).as_bytes(),
+        ("127.0.0.1", sip),
+    )
+    .unwrap();
+    recv(&uac, "SIP/2.0 180");
+    let (fin, after) = final_reply(&uac, "park", sent);
+    assert!(fin.starts_with("SIP/2.0 408 "), "{fin}");
+    assert!(after >= Duration::from_millis(1900), "408 after {after:?}");
+
+    for (user, fr_inv) in [("wait", 2), ("last", 6)] {
+        uac.send_to(
+            invite_to(user, sip, uac_port).as_bytes(),
+            ("127.0.0.1", sip),
+        )
+        .unwrap();
+        // The relayed branch and the injected one both reach the callee.
+        let (a, from) = recv(&uas, "INVITE ");
+        let (b, _) = recv(&uas, "INVITE ");
+        let mut uris = [
+            a.lines().next().unwrap().to_owned(),
+            b.lines().next().unwrap().to_owned(),
+        ];
+        uris.sort();
+        let mut expected = [
+            format!("INVITE sip:{user}@127.0.0.1:{sip} SIP/2.0"),
+            format!("INVITE sip:second@127.0.0.1:{uas_port} SIP/2.0"),
+        ];
+        expected.sort();
+        assert_eq!(uris, expected, "{}", server.log());
+        let answered = Instant::now();
+        uas.send_to(reply(&a, 486, "Busy Here", "a").as_bytes(), from)
+            .unwrap();
+        uas.send_to(reply(&b, 486, "Busy Here", "b").as_bytes(), from)
+            .unwrap();
+        let (fin, after) = final_reply(&uac, user, answered);
+        assert!(fin.starts_with("SIP/2.0 486 "), "{fin}");
+        if fr_inv == 2 {
+            // Still waiting for a third branch: the 486 goes up only when fr_inv_timeout ends.
+            assert!(
+                after >= Duration::from_millis(1500),
+                "{user}: 486 after {after:?}"
+            );
+        } else {
+            // The last injection ended the wait: the 486 goes up at once, long before 6 s.
+            assert!(
+                after < Duration::from_secs(4),
+                "{user}: 486 after {after:?}"
+            );
+        }
+    }
+    let log = server.log();
+    assert_eq!(log.matches("INJECTED rc=1").count(), 2, "{log}");
 }

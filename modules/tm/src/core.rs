@@ -154,6 +154,17 @@ pub(crate) struct Tx {
     /// The branch whose reply tm picked as the transaction's answer (`$(<reply>pv)` in a
     /// failure route).
     picked: Option<usize>,
+    /// `t_wait_for_new_branches`: the transaction does not complete when its branches do, but
+    /// waits for branches `t_inject_branches` adds — until `fr_inv_timeout`, until as many as
+    /// it was told were added, or until `t_wait_no_more_branches`.
+    waiting: Option<Wait>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Wait {
+    until: Instant,
+    /// Branches still expected (`None`: any number).
+    left: Option<usize>,
 }
 
 impl Tx {
@@ -183,6 +194,7 @@ impl Tx {
             local: false,
             multi_200ok: false,
             picked: None,
+            waiting: None,
         }
     }
 }
@@ -731,6 +743,49 @@ impl Tm {
         }
     }
 
+    /// `t_wait_for_new_branches([max])`: keep the transaction open for injected branches until
+    /// `fr_inv_timeout` from now (or `max` more branches, or `t_wait_no_more_branches`).
+    pub fn wait_for_new_branches(&self, cell: &TxCell, max: Option<usize>, now: Instant) {
+        let until = {
+            let mut tx = cell.lock();
+            let until = now + tx.fr_inv;
+            tx.waiting = Some(Wait { until, left: max });
+            until
+        };
+        self.schedule(until, cell.id);
+    }
+
+    /// `t_wait_no_more_branches()`: stop waiting; the transaction completes as soon as its
+    /// branches have (at the next timer run).
+    pub fn wait_no_more_branches(&self, cell: &TxCell) {
+        cell.lock().waiting = None;
+        lock(&self.urgent).push(cell.id);
+    }
+
+    /// Whether the transaction waits for injected branches.
+    pub fn is_waiting(&self, cell: &TxCell) -> bool {
+        cell.lock().waiting.is_some()
+    }
+
+    /// `t_inject_branches` added `n` branches: counts them against the `max` the wait was given
+    /// and, with `last`, stops waiting.
+    pub fn injected(&self, cell: &TxCell, n: usize, last: bool) {
+        let mut tx = cell.lock();
+        if let Some(w) = &mut tx.waiting
+            && let Some(left) = &mut w.left
+        {
+            *left = left.saturating_sub(n);
+            if *left == 0 {
+                tx.waiting = None;
+            }
+        }
+        if last {
+            tx.waiting = None;
+        }
+        drop(tx);
+        lock(&self.urgent).push(cell.id);
+    }
+
     /// The transport could not send branch `n`: it ends with a local 477, handled by the next
     /// timer run (which may run failure_route).
     fn branch_failed(&self, id: u64, n: usize, why: &str) {
@@ -1111,6 +1166,7 @@ impl Tm {
             if tx.final_sent
                 || tx.completing
                 || tx.relaying > 0
+                || tx.waiting.is_some()
                 || tx.branches.is_empty()
                 || !tx.branches.iter().all(Branch::is_final)
             {
@@ -1263,6 +1319,24 @@ impl Tm {
         }
     }
 
+    /// The wait for injected branches ends at `fr_inv_timeout`; with no branch at all the
+    /// caller gets a local 408.
+    fn end_wait_if_due(&self, cell: &TxCell, now: Instant) {
+        let mut tx = cell.lock();
+        let Some(w) = tx.waiting else { return };
+        if w.until > now {
+            return;
+        }
+        tx.waiting = None;
+        let nothing = tx.branches.is_empty() && !tx.final_sent;
+        let mut req = tx.request.clone();
+        drop(tx);
+        if nothing {
+            engine::stat!("tm", "timeout_finalresponse").inc();
+            self.reply_in(cell, &mut req, 408, "Request Timeout", None, now);
+        }
+    }
+
     fn run_timers(&self, cell: &Arc<TxCell>, now: Instant, runner: &mut dyn Runner) {
         let mut sends = Vec::new();
         let mut next: Option<Instant> = None;
@@ -1369,6 +1443,7 @@ impl Tm {
         for s in sends {
             self.host.send(s, None);
         }
+        self.end_wait_if_due(cell, now);
         self.complete_if_done(cell, runner, now);
         let delete_at = cell.lock().delete_at;
         if let Some(d) = delete_at {

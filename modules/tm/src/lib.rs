@@ -263,6 +263,24 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             run: t_reply_by_callid,
         },
         FnSpec {
+            name: "t_wait_for_new_branches",
+            params: &[(Param::Int, true)],
+            routes: Routes::REQUEST,
+            run: t_wait_for_new_branches,
+        },
+        FnSpec {
+            name: "t_wait_no_more_branches",
+            params: &[],
+            routes: ALL_TM,
+            run: t_wait_no_more_branches,
+        },
+        FnSpec {
+            name: "t_inject_branches",
+            params: &[(Param::StaticStr, false), (Param::StaticStr, true)],
+            routes: Routes::REQUEST.or(Routes::ONREPLY),
+            run: t_inject_branches,
+        },
+        FnSpec {
             name: "t_local_replied",
             params: &[(Param::StaticStr, false)],
             routes: ALL_TM,
@@ -367,8 +385,34 @@ fn t_relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             }
         },
     };
-    // One branch for the R-URI and one per appended branch; `branch_route` (t_on_branch) runs
-    // over each first and may drop it.
+    if flags.contains("allow-no-cancel") && asks_no_cancel(&f.msg.msg) {
+        tm.allow_no_cancel(&cell);
+    }
+    let (result, first_err) = send_branches(f, tm, &cell, proxy.as_deref(), now);
+    match (result, first_err) {
+        (Some(ok), _) => ok,
+        (None, Some(code)) => {
+            if code == -6 && !flags.contains("no-auto-477") && f.kind == "request" {
+                let mut ctx = f.msg.clone();
+                tm.reply_in(&cell, &mut ctx, 477, "Send failed (477/TM)", None, now);
+            }
+            code
+        }
+        // Every branch was dropped in branch_route.
+        (None, None) => -3,
+    }
+}
+
+/// Sends the message's destination set as new branches of `cell`: one for the R-URI and one per
+/// appended branch; `branch_route` (t_on_branch) runs over each first and may drop it. Gives
+/// (Some(1) when a branch went out, the first error code).
+fn send_branches(
+    f: &mut FnCtx<'_>,
+    tm: &Tm,
+    cell: &Arc<TxCell>,
+    proxy: Option<&str>,
+    now: Instant,
+) -> (Option<i64>, Option<i64>) {
     let mut contexts = vec![f.msg.clone()];
     for b in std::mem::take(&mut f.msg.branches) {
         let mut c = f.msg.clone();
@@ -379,12 +423,9 @@ fn t_relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         c.branches.clear();
         contexts.push(c);
     }
-    if flags.contains("allow-no-cancel") && asks_no_cancel(&f.msg.msg) {
-        tm.allow_no_cancel(&cell);
-    }
     let mut result = None;
     let mut first_err = None;
-    tm.begin_relay(&cell);
+    tm.begin_relay(cell);
     for mut c in contexts {
         c.branches.clear();
         // A new branch starts without `$bavp`s (a failure route's are the old branch's).
@@ -403,29 +444,116 @@ fn t_relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             f.msg.outbox.append(&mut c.outbox);
         }
         // `$du` wins over the outbound proxy parameter.
-        let dest = if c.dst_uri.is_some() {
-            None
-        } else {
-            proxy.clone()
-        };
-        match tm.add_branch(&cell, &c, dest.as_deref(), f.script.net(), now) {
+        let dest = if c.dst_uri.is_some() { None } else { proxy };
+        match tm.add_branch(cell, &c, dest, f.script.net(), now) {
             Ok(_) => result = Some(1),
             Err(code) => {
                 first_err.get_or_insert(code);
             }
         }
     }
-    tm.end_relay(&cell);
+    tm.end_relay(cell);
+    (result, first_err)
+}
+
+/// `t_wait_for_new_branches([max])`: the transaction (it must exist) stays open for injected
+/// branches after its own have ended.
+fn t_wait_for_new_branches(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(tm) = tm(f) else { return -1 };
+    let Some(cell) = cell_of(f) else {
+        f.log.log(
+            -1,
+            "t_wait_for_new_branches: no transaction (call t_newtran first)\n",
+        );
+        return -1;
+    };
+    let max = match args.first() {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_int() {
+            Some(n) if n > 0 => Some(n as usize),
+            _ => {
+                f.log.log(
+                    -1,
+                    "t_wait_for_new_branches: the branch count must be positive\n",
+                );
+                return -1;
+            }
+        },
+    };
+    tm.wait_for_new_branches(&cell, max, Instant::now());
+    1
+}
+
+/// `t_wait_no_more_branches()`.
+fn t_wait_no_more_branches(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
+    let Some(tm) = tm(f) else { return -1 };
+    let Some(cell) = cell_of(f) else { return -1 };
+    tm.wait_no_more_branches(&cell);
+    1
+}
+
+/// `t_inject_branches(source[, flags])`: new branches for the transaction in context, from the
+/// message's destination set (`msg`). `cancel`/`c` cancels the ongoing branches first, `l`
+/// makes this the last injection. The `event` source takes its branches from a usrloc contact
+/// event, which rsips does not raise (no usrloc module yet): refused with an error.
+fn t_inject_branches(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(tm) = tm(f) else { return -1 };
+    let source = args
+        .first()
+        .map(|v| v.to_text().into_owned())
+        .unwrap_or_default();
+    let flags = args
+        .get(1)
+        .filter(|v| !matches!(v, Value::Null))
+        .map(|v| v.to_text().into_owned())
+        .unwrap_or_default();
+    let flags: Vec<&str> = flags
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(bad) = flags.iter().find(|f| !matches!(**f, "cancel" | "c" | "l")) {
+        f.log
+            .log(-1, &format!("t_inject_branches: unknown flag `{bad}`\n"));
+        return -1;
+    }
+    match source.as_str() {
+        "msg" => {}
+        "event" => {
+            f.log.log(
+                -1,
+                "t_inject_branches: source `event` needs a usrloc contact event, which rsips does not raise\n",
+            );
+            return -1;
+        }
+        other => {
+            f.log.log(
+                -1,
+                &format!("t_inject_branches: unknown source `{other}`\n"),
+            );
+            return -1;
+        }
+    }
+    let Some(cell) = cell_of(f) else {
+        f.log
+            .log(-1, "t_inject_branches: no transaction in this context\n");
+        return -1;
+    };
+    if !f.msg.msg.is_request() {
+        f.log.log(-1, "t_inject_branches: `msg` needs a request\n");
+        return -1;
+    }
+    let now = Instant::now();
+    if flags.iter().any(|f| matches!(*f, "cancel" | "c")) {
+        tm.cancel_branches(&cell, usize::MAX, "a", now);
+    }
+    let before = cell.branch_count();
+    let (result, first_err) = send_branches(f, tm, &cell, None, now);
+    let added = cell.branch_count() - before;
+    tm.injected(&cell, added, flags.contains(&"l"));
     match (result, first_err) {
         (Some(ok), _) => ok,
-        (None, Some(code)) => {
-            if code == -6 && !flags.contains("no-auto-477") && f.kind == "request" {
-                let mut ctx = f.msg.clone();
-                tm.reply_in(&cell, &mut ctx, 477, "Send failed (477/TM)", None, now);
-            }
-            code
-        }
-        // Every branch was dropped in branch_route.
+        (None, Some(code)) => code,
         (None, None) => -3,
     }
 }

@@ -669,3 +669,103 @@ fn a_cancel_reason_set_on_the_transaction_goes_on_its_cancels() {
         "{down}"
     );
 }
+
+/// The final replies sent upstream (to the caller's port).
+fn finals(out: &[(String, u16)]) -> Vec<String> {
+    out.iter()
+        .filter(|(l, port)| {
+            *port == 5090 && l.starts_with("SIP/2.0 ") && !l.starts_with("SIP/2.0 1")
+        })
+        .map(|(l, _)| l.clone())
+        .collect()
+}
+
+#[test]
+fn a_waiting_transaction_outlives_its_branches_until_fr_inv_timeout() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let ctx = request("INVITE", "z9hG4bKwait1", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.wait_for_new_branches(&cell, None, t0);
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let sent = host.take_full().pop().unwrap();
+    let (r, rctx) = reply_to(&sent, 486, "Busy Here", Some("b1"));
+    tm.on_reply(&r, rctx, &mut script(), t0 + Duration::from_secs(1));
+    tm.tick(t0 + Duration::from_secs(59), &mut script());
+    assert!(
+        finals(&host.take()).is_empty(),
+        "the 486 waits for injected branches"
+    );
+    assert!(tm.is_waiting(&cell));
+    tm.tick(t0 + Duration::from_secs(60), &mut script());
+    assert_eq!(finals(&host.take()), vec!["SIP/2.0 486 Busy Here"]);
+    assert!(!tm.is_waiting(&cell));
+}
+
+#[test]
+fn injected_branches_count_against_the_wait_and_the_best_reply_wins() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let ctx = request("INVITE", "z9hG4bKwait2", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.wait_for_new_branches(&cell, Some(1), t0);
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let first = host.take_full().pop().unwrap();
+    let (r, rctx) = reply_to(&first, 486, "Busy Here", Some("b1"));
+    tm.on_reply(&r, rctx, &mut script(), t0 + Duration::from_secs(1));
+    tm.tick(t0 + Duration::from_secs(2), &mut script());
+    assert!(finals(&host.take()).is_empty());
+    // One branch injected: the one the wait was for, so the wait is over.
+    tm.begin_relay(&cell);
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5071"), &net(), t0)
+        .unwrap();
+    tm.end_relay(&cell);
+    tm.injected(&cell, 1, false);
+    assert!(!tm.is_waiting(&cell));
+    let second = host
+        .take_full()
+        .into_iter()
+        .find(|m| m.starts_with("INVITE "))
+        .unwrap();
+    assert!(second.contains(".1\r\n"), "branch 1: {second}");
+    let (r, rctx) = reply_to(&second, 404, "Not Found", Some("b2"));
+    tm.on_reply(&r, rctx, &mut script(), t0 + Duration::from_secs(3));
+    tm.tick(t0 + Duration::from_secs(3), &mut script());
+    let out = finals(&host.take());
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0] == "SIP/2.0 404 Not Found" || out[0] == "SIP/2.0 486 Busy Here");
+}
+
+#[test]
+fn waiting_with_no_branch_ends_in_a_local_408_and_no_more_branches_completes_at_once() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    // Parked: nothing relayed at all.
+    let ctx = request("INVITE", "z9hG4bKpark", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.wait_for_new_branches(&cell, None, t0);
+    tm.tick(t0 + Duration::from_secs(30), &mut script());
+    assert!(finals(&host.take()).is_empty());
+    tm.tick(t0 + Duration::from_secs(60), &mut script());
+    assert_eq!(finals(&host.take()), vec!["SIP/2.0 408 Request Timeout"]);
+
+    // A failed branch, then t_wait_no_more_branches: the next timer run completes it.
+    let ctx = request("INVITE", "z9hG4bKnomore", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.wait_for_new_branches(&cell, Some(5), t0);
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let sent = host.take_full().pop().unwrap();
+    let (r, rctx) = reply_to(&sent, 480, "Temporarily Unavailable", Some("t"));
+    tm.on_reply(&r, rctx, &mut script(), t0 + Duration::from_secs(1));
+    tm.tick(t0 + Duration::from_secs(1), &mut script());
+    assert!(finals(&host.take()).is_empty());
+    tm.wait_no_more_branches(&cell);
+    tm.tick(t0 + Duration::from_secs(2), &mut script());
+    assert_eq!(
+        finals(&host.take()),
+        vec!["SIP/2.0 480 Temporarily Unavailable"]
+    );
+}
