@@ -934,6 +934,30 @@ fn s_eval_expands_a_format_held_in_a_variable() {
     );
 }
 
+#[test]
+fn s_eval_applies_the_transformations_inside_the_format() {
+    let l = logs(
+        r#"route {
+            $var(who) = "Carol";
+            $var(n) = 2;
+            $var(list) = "a-b-c";
+            $var(fmt) = "$(var(who){s.len}) $(var(who){s.tolower}) $(ru{uri.user}) $(var(list){s.select,$var(n),-}) $(var(who){s.substr,1,2}{s.toupper})";
+            xlog("$(var(fmt){s.eval})
+");
+            # A format that holds a format: evaluated once per s.eval.
+            $var(inner) = "$var(who)";
+            $var(outer) = "[$(var(inner){s.eval})]";
+            xlog("$(var(outer){s.eval})
+");
+            # An unknown transformation makes the value NULL, the rest still prints.
+            $var(odd) = "$(var(who){s.nosuch}) ok";
+            xlog("$(var(odd){s.eval})
+");
+        }"#,
+    );
+    assert_eq!(l, vec!["5 carol bob c AR\n", "[Carol]\n", "<null> ok\n"]);
+}
+
 // Without a transaction, `<request>` reads the request being handled and `<reply>` has nothing
 // to read (tm's branch variables are tested with tm, which provides them).
 #[test]
