@@ -1018,3 +1018,20 @@ fn null_and_integer_literals_in_arithmetic_follow_opensips() {
         ]
     );
 }
+
+// OpenSIPS stores a comparison's 0/1 result when it is assigned (eval_expr), so false is 0,
+// not the -1 a false condition reports.
+#[test]
+fn comparisons_used_as_values_are_one_or_zero() {
+    let l = logs(
+        r#"route {
+            $var(t) = $rU == "bob";
+            $var(f) = $rU == "carol";
+            $var(r) = $ru =~ "^sip:bob@";
+            $var(g) = $rm != "INVITE";
+            xlog("t=$var(t) f=$var(f) r=$var(r) g=$var(g)\n");
+            if ($var(f)) xlog("false is true\n");
+        }"#,
+    );
+    assert_eq!(l, vec!["t=1 f=0 r=1 g=0\n"]);
+}

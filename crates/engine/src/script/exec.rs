@@ -357,7 +357,9 @@ impl Run<'_> {
                 self.ctx.retcode = code;
                 Value::Int(code)
             }
-            cond => Value::Int(self.cond(cond)?),
+            // A comparison or logical expression used as a value is 1 or 0 (OpenSIPS
+            // eval_expr stores its 0/1 result), not the -1 a false condition reports.
+            cond => Value::Int(i64::from(self.cond(cond)? > 0)),
         })
     }
 
