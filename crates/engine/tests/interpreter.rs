@@ -1035,3 +1035,26 @@ fn comparisons_used_as_values_are_one_or_zero() {
     );
     assert_eq!(l, vec!["t=1 f=0 r=1 g=0\n"]);
 }
+
+#[test]
+fn sdp_and_resolve_transformations() {
+    let l = logs(
+        r#"route {
+            $var(sdp) = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\nm=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+            $var(n) = 1;
+            xlog("[$(var(sdp){sdp.stream,video}{sdp.line,a,0})] [$(var(sdp){sdp.line,m,$var(n)})] [$(var(sdp){sdp.line,m,2})]\n");
+            xlog("[$(var(sdp){sdp.stream-delete,audio}{sdp.line,m})] [$(var(sdp){sdp.stream,-2}{s.len})] [$(var(sdp){sdp.stream-delete,text})]\n");
+            $var(h) = "localhost";
+            $var(ip) = "127.0.0.1";
+            xlog("[$(var(h){ip.resolve4})] [$(var(ip){ip.resolve4})] [$(var(ip){ip.resolve6})] [$(var(ip){ip.resolve})]\n");
+        }"#,
+    );
+    assert_eq!(
+        l,
+        vec![
+            "[a=rtpmap:96 H264/90000] [m=video 5000 RTP/AVP 96] [<null>]\n",
+            "[m=video 5000 RTP/AVP 96] [46] [<null>]\n",
+            "[127.0.0.1] [127.0.0.1] [<null>] [127.0.0.1]\n",
+        ]
+    );
+}

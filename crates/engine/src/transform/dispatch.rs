@@ -2,7 +2,7 @@
 
 use super::data::{Text, TrValue, arg_int, arg_text};
 use super::{Prepared, TransformOp};
-use super::{codec, csv, date, hash, ip, nameaddr, params, regex_subst, strings, uri, via};
+use super::{codec, csv, date, hash, ip, nameaddr, params, regex_subst, sdp, strings, uri, via};
 use crate::Value;
 
 /// The dispatcher: NULL in gives NULL out; everything else goes to the class module.
@@ -111,9 +111,17 @@ pub(super) fn run(op: TransformOp, pre: &Prepared, input: &TrValue, args: &[Valu
                 None => TrValue::Null,
             },
         },
-        IpPton | IpNtop | IpIsIp | IpIsIp4 | IpIsIp6 | IpFamily | IpResolve | IpIsPrivate => {
-            ip::apply(op, &t)
-        }
+        IpPton | IpNtop | IpIsIp | IpIsIp4 | IpIsIp6 | IpFamily | IpResolve | IpResolve4
+        | IpResolve6 | IpIsPrivate => ip::apply(op, &t),
+        SdpLine => match (
+            arg_text(args, 0),
+            args.get(1).map_or(Some(0), Value::as_int),
+        ) {
+            (Some(kind), Some(n)) => sdp::line(&t, &kind, n),
+            _ => TrValue::Null,
+        },
+        SdpStream => arg_text(args, 0).map_or(TrValue::Null, |a| sdp::stream(&t, &a)),
+        SdpStreamDelete => arg_text(args, 0).map_or(TrValue::Null, |a| sdp::stream_delete(&t, &a)),
         CsvCount => csv::count(&t),
         CsvValue => match arg_int(args, 0) {
             Some(i) => csv::value(&t, i),

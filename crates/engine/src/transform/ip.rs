@@ -86,11 +86,41 @@ pub(super) fn apply(op: TransformOp, t: &Text<'_>) -> TrValue {
                     Some(IpAddr::V6(v6)) => TrValue::from_vec(v6.octets().to_vec()),
                     None => TrValue::Null,
                 },
-                IpResolve => ip.map_or(TrValue::Null, |ip| TrValue::string(format_ip(ip))),
+                IpResolve | IpResolve4 | IpResolve6 => {
+                    let want = |a: &IpAddr| match op {
+                        IpResolve4 => a.is_ipv4(),
+                        IpResolve6 => a.is_ipv6(),
+                        _ => true,
+                    };
+                    let found = match ip {
+                        Some(ip) => Some(ip).filter(want),
+                        None => t.str().and_then(|host| resolve(host, want)),
+                    };
+                    found.map_or(TrValue::Null, |ip| TrValue::string(format_ip(ip)))
+                }
                 _ => TrValue::Null,
             }
         }
     }
+}
+
+/// A host name's first address of the wanted family, by the system resolver (blocking, as
+/// OpenSIPS' `resolvehost`); `None` when it does not resolve.
+fn resolve(host: &str, want: impl Fn(&IpAddr) -> bool) -> Option<IpAddr> {
+    use std::net::ToSocketAddrs;
+    let host = host.trim();
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    {
+        return None;
+    }
+    (host, 0)
+        .to_socket_addrs()
+        .ok()?
+        .map(|a| a.ip())
+        .find(|a| want(a))
 }
 
 /// An `ip.matches` network: `address/prefix-length`.

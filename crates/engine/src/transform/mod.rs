@@ -69,6 +69,7 @@ mod nameaddr;
 mod names;
 mod params;
 mod regex_subst;
+mod sdp;
 mod strings;
 #[cfg(test)]
 mod testing;
@@ -177,6 +178,8 @@ pub enum TransformOp {
     IpIsIp6,
     IpFamily,
     IpResolve,
+    IpResolve4,
+    IpResolve6,
     IpIsPrivate,
     IpMatches,
     // csv.*
@@ -184,6 +187,10 @@ pub enum TransformOp {
     CsvValue,
     // re.*
     ReSubst,
+    // sdp.*
+    SdpLine,
+    SdpStream,
+    SdpStreamDelete,
 }
 
 /// Why a transformation name/arguments were rejected at load time.

@@ -104,11 +104,16 @@ table! {
     "ip.isip6" => IpIsIp6, 0, 0;
     "ip.family" => IpFamily, 0, 0;
     "ip.resolve" => IpResolve, 0, 0;
+    "ip.resolve4" => IpResolve4, 0, 0;
+    "ip.resolve6" => IpResolve6, 0, 0;
     "ip.isprivate" => IpIsPrivate, 0, 0;
     "ip.matches" => IpMatches, 1, 1;
     "csv.count" => CsvCount, 0, 0;
     "csv.value" => CsvValue, 1, 1;
     "re.subst" => ReSubst, 1, 1;
+    "sdp.line" => SdpLine, 1, 2;
+    "sdp.stream" => SdpStream, 1, 1;
+    "sdp.stream-delete" => SdpStreamDelete, 1, 1;
 }
 
 pub(super) fn all() -> &'static [&'static str] {
@@ -243,6 +248,15 @@ pub(super) fn check_literals(op: TransformOp, args: &[Option<&str>]) -> Result<P
         ParamValueAt | ParamName | CsvValue => {
             number(0)?;
         }
+        SdpLine => {
+            if let Some(k) = lit(0)
+                && k.len() != 1
+            {
+                return Err(format!("the line type '{k}' must be a single letter"));
+            }
+            number(1)?;
+        }
+        SdpStream | SdpStreamDelete => nonempty(0, "media type or index")?,
         NameaddrName | NameaddrUri | NameaddrLen | NameaddrParams => {
             number(0)?;
         }
@@ -301,9 +315,14 @@ mod tests {
     #[test]
     fn unknown_and_arity() {
         assert_eq!(
-            lookup("sdp.line", 2),
-            Err(TransformError::Unknown("sdp.line".into()))
+            lookup("sdp.lines", 2),
+            Err(TransformError::Unknown("sdp.lines".into()))
         );
+        assert_eq!(lookup("sdp.line", 2), Ok(TransformOp::SdpLine));
+        assert!(matches!(
+            lookup("sdp.line", 3),
+            Err(TransformError::Arity { .. })
+        ));
         assert_eq!(lookup("s", 0), Err(TransformError::Unknown("s".into())));
         assert_eq!(
             lookup("s.len", 1),
