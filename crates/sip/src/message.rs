@@ -8,7 +8,7 @@ use bytestring::ByteString;
 use crate::error::{ParseError, Result};
 use crate::header_name::HeaderName;
 use crate::method::Method;
-use crate::scan::{is_token, parse_u32};
+use crate::scan::{TOKEN, is_token, parse_u32, span};
 
 /// Byte range in the message, `start..end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -392,11 +392,9 @@ fn fold_into_last(
 /// `name *(SP/HT) ":" value` between `pos` and `end`.
 #[inline]
 fn header_line(b: &[u8], pos: usize, end: usize, next: usize) -> Result<HeaderEntry> {
-    let mut i = pos;
-    while i < end && b.get(i).is_some_and(|&c| is_token(c)) {
-        i += 1;
-    }
-    let ne = i;
+    // `end` is a CR or LF, never a token character, so the run stops at or before it.
+    let ne = span(b, pos, &TOKEN).min(end);
+    let mut i = ne;
     while matches!(b.get(i), Some(b' ' | b'\t')) && i < end {
         i += 1;
     }

@@ -82,13 +82,31 @@ pub(crate) static HOST_CLASS: [u8; 256] = {
     t
 };
 
-/// Where the run of bytes in `class` that starts at `i` ends.
+/// Where the run of bytes in `class` that starts at `i` ends. Eight bytes at a time while eight
+/// remain: the length is checked once per block, so each byte costs a load, a table look-up and
+/// a branch.
 #[inline]
-pub(crate) fn span(b: &[u8], mut i: usize, class: &[bool; 256]) -> usize {
-    while b.get(i).is_some_and(|&c| class[c as usize]) {
-        i += 1;
+pub(crate) fn span(b: &[u8], i: usize, class: &[bool; 256]) -> usize {
+    let Some(rest) = b.get(i..) else {
+        return i;
+    };
+    let mut blocks = rest.chunks_exact(8);
+    let mut at = i;
+    for block in &mut blocks {
+        for (k, &c) in block.iter().enumerate() {
+            if !class[c as usize] {
+                return at + k;
+            }
+        }
+        at += 8;
     }
-    i
+    for &c in blocks.remainder() {
+        if !class[c as usize] {
+            return at;
+        }
+        at += 1;
+    }
+    at
 }
 
 /// Position of `needle` in `hay`. Header values are short, where a plain loop beats memchr's
