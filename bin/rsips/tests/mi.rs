@@ -718,3 +718,43 @@ fn fifo_owner_comes_from_fifo_user_and_group_and_a_bad_one_stops_the_start() {
     assert!(!fifo.exists(), "the FIFO outlived the server:\n{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One JSON-RPC request over the server's `mi_datagram` socket; its reply, or `None` within `wait`.
+fn datagram_call(server: &Rsips, request: &str, wait: Duration) -> Option<String> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(wait)).unwrap();
+    sock.send_to(request.as_bytes(), ("127.0.0.1", server.datagram))
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = sock.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn a_waiting_uac_dlg_over_datagram_does_not_hold_up_other_commands() {
+    let server = start("");
+    // A destination that never answers: tm:uac_dlg waits for its final reply.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let request = format!(
+        r#"{{"jsonrpc":"2.0","method":"tm:uac_dlg","params":{{"method":"OPTIONS","ruri":"sip:x@127.0.0.1:{port}","headers":"From: <sip:mi@rsips.example>\r\nTo: <sip:x@example.com>\r\n"}},"id":7}}"#
+    );
+    sock.send_to(request.as_bytes(), ("127.0.0.1", server.datagram))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = silent.recv_from(&mut buf).expect("the OPTIONS is sent");
+    assert!(buf[..n].starts_with(b"OPTIONS sip:x@127.0.0.1:"));
+    // Meanwhile another command over the same MI socket answers at once.
+    let reply = datagram_call(
+        &server,
+        r#"{"jsonrpc":"2.0","method":"core:uptime","id":8}"#,
+        Duration::from_secs(3),
+    );
+    let reply = reply.expect("core:uptime answered while tm:uac_dlg waits");
+    assert!(reply.contains("\"Up time\""), "{reply}");
+    assert!(reply.ends_with("\"id\":8}"), "{reply}");
+}

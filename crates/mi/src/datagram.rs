@@ -30,7 +30,8 @@ pub fn bind(socket_name: &str) -> std::io::Result<Endpoint> {
     Ok(Endpoint::Unix(s))
 }
 
-/// Serves requests until `stop`.
+/// Serves requests until `stop`. Each request runs on its own thread, so a command that waits
+/// (`tm:uac_dlg` until the final reply) does not hold up the others, as OpenSIPS' async MI.
 pub fn serve(endpoint: Endpoint, mi: Arc<Mi>, stop: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 65_535];
@@ -38,17 +39,27 @@ pub fn serve(endpoint: Endpoint, mi: Arc<Mi>, stop: Arc<AtomicBool>) {
             match &endpoint {
                 Endpoint::Udp(s) => {
                     if let Ok((n, from)) = s.recv_from(&mut buf)
-                        && let Some(resp) = mi.handle(&buf[..n])
+                        && let Ok(reply) = s.try_clone()
                     {
-                        let _ = s.send_to(resp.as_bytes(), from);
+                        let (req, mi) = (buf[..n].to_vec(), Arc::clone(&mi));
+                        std::thread::spawn(move || {
+                            if let Some(resp) = mi.handle(&req) {
+                                let _ = reply.send_to(resp.as_bytes(), from);
+                            }
+                        });
                     }
                 }
                 Endpoint::Unix(s) => {
                     if let Ok((n, from)) = s.recv_from(&mut buf)
-                        && let Some(resp) = mi.handle(&buf[..n])
-                        && let Some(path) = from.as_pathname()
+                        && let Some(path) = from.as_pathname().map(ToOwned::to_owned)
+                        && let Ok(reply) = s.try_clone()
                     {
-                        let _ = s.send_to(resp.as_bytes(), path);
+                        let (req, mi) = (buf[..n].to_vec(), Arc::clone(&mi));
+                        std::thread::spawn(move || {
+                            if let Some(resp) = mi.handle(&req) {
+                                let _ = reply.send_to(resp.as_bytes(), path);
+                            }
+                        });
                     }
                 }
             }
