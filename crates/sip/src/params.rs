@@ -202,21 +202,41 @@ fn header_params_valid(b: &[u8]) -> bool {
 /// `None` for a parameter without a name or with an empty or unterminated value. The caller
 /// decides whether what follows may end the list (the end of the value, or a `,`).
 #[inline]
-pub(crate) fn header_params_end(b: &[u8], mut end: usize) -> Option<usize> {
+pub(crate) fn header_params_end(b: &[u8], end: usize) -> Option<usize> {
+    header_params_scan(b, end, b"").map(|(end, _)| end)
+}
+
+/// [`header_params_end`] that also picks out the value of the first parameter named `want`
+/// (ASCII case ignored, not empty) as `Params::get(want).flatten()` reads it — quotes removed,
+/// `None` for a flag — so a reader wanting one parameter (a tag, a branch) need not walk the
+/// list again.
+#[inline]
+pub(crate) fn header_params_scan(
+    b: &[u8],
+    mut end: usize,
+    want: &[u8],
+) -> Option<(usize, Option<std::ops::Range<usize>>)> {
+    // `Some(value)` once a parameter named `want` has been read.
+    let mut found: Option<Option<std::ops::Range<usize>>> = None;
     loop {
         let semi = skip_lws(b, end);
         if b.get(semi) != Some(&b';') {
-            return Some(end);
+            return Some((end, found.flatten()));
         }
         let start = skip_lws(b, semi + 1);
         end = span(b, start, &TOKEN);
         if end == start {
             return None;
         }
+        let wanted = found.is_none()
+            && end - start == want.len()
+            && b.get(start..end)
+                .is_some_and(|n| n.eq_ignore_ascii_case(want));
         let eq = skip_lws(b, end);
         if b.get(eq) == Some(&b'=') {
             let vs = skip_lws(b, eq + 1);
-            end = if b.get(vs) == Some(&b'"') {
+            let quoted = b.get(vs) == Some(&b'"');
+            end = if quoted {
                 quoted_end(b, vs + 1)?
             } else {
                 span(b, vs, &HEADER_VALUE)
@@ -224,6 +244,11 @@ pub(crate) fn header_params_end(b: &[u8], mut end: usize) -> Option<usize> {
             if end == vs {
                 return None;
             }
+            if wanted {
+                found = Some(Some(if quoted { vs + 1..end - 1 } else { vs..end }));
+            }
+        } else if wanted {
+            found = Some(None);
         }
     }
 }

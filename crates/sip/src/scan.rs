@@ -85,7 +85,7 @@ pub(crate) static HOST_CLASS: [u8; 256] = {
 /// Where the run of bytes in `class` that starts at `i` ends. Eight bytes at a time while eight
 /// remain: the length is checked once per block, so each byte costs a load, a table look-up and
 /// a branch.
-#[inline]
+#[inline(always)]
 pub(crate) fn span(b: &[u8], i: usize, class: &[bool; 256]) -> usize {
     let Some(rest) = b.get(i..) else {
         return i;

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use crate::error::{ParseError, Result};
-use crate::params::{Params, header_params_end};
+use crate::params::{Params, header_params_scan};
 use crate::scan::{Cursor, find_byte, is_lws, is_token, trim_lws, unquote};
 use crate::uri::Uri;
 
@@ -21,6 +21,8 @@ pub struct NameAddr<'a> {
     uri: Uri<'a>,
     bracketed: bool,
     params: Params<'a>,
+    /// `params.get("tag").flatten()`, picked out while the parameters are scanned.
+    tag: Option<&'a str>,
 }
 
 impl<'a> NameAddr<'a> {
@@ -60,7 +62,7 @@ impl<'a> NameAddr<'a> {
             c.advance(n);
         }
         let params_start = c.pos();
-        let end = header_params_end(s.as_bytes(), params_start)?;
+        let (end, tag) = header_params_scan(s.as_bytes(), params_start, b"tag")?;
         let a = NameAddr {
             raw: s.get(..end)?,
             display,
@@ -68,6 +70,10 @@ impl<'a> NameAddr<'a> {
             uri,
             bracketed,
             params: Params::validated(s.get(params_start..end)?, false),
+            tag: match tag {
+                Some(r) => Some(s.get(r)?),
+                None => None,
+            },
         };
         debug_assert_eq!(
             NameAddr::parse_general(a.raw),
@@ -105,6 +111,7 @@ impl<'a> NameAddr<'a> {
             uri,
             bracketed,
             params,
+            tag: params.get("tag").flatten(),
         })
     }
 
@@ -149,7 +156,7 @@ impl<'a> NameAddr<'a> {
 
     /// The `tag` parameter of From/To (RFC 3261 §19.3).
     pub fn tag(&self) -> Option<&'a str> {
-        self.params.get("tag").flatten()
+        self.tag
     }
 
     /// Contact `expires` parameter; `None` when absent or not a number in range.

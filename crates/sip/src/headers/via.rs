@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use crate::error::{ParseError, Result};
 use crate::host::{Host, parse_host, parse_ipv6, parse_port};
-use crate::params::{Params, header_params_end};
+use crate::params::{Params, header_params_scan};
 use crate::scan::{Cursor, is_token, trim_lws};
 
 /// The RFC 3261 magic cookie that starts every compliant branch (§8.1.1.7).
@@ -20,6 +20,8 @@ pub struct Via<'a> {
     host: Host<'a>,
     port: Option<u16>,
     params: Params<'a>,
+    /// `params.get("branch").flatten()`, picked out while the parameters are scanned.
+    branch: Option<&'a str>,
 }
 
 fn bad() -> ParseError {
@@ -92,10 +94,16 @@ impl<'a> Via<'a> {
             sent_by_end = c.pos();
         }
         let params_start = c.pos();
-        let end = match header_params_end(s.as_bytes(), params_start).ok_or_else(bad)? {
-            e if e == params_start => sent_by_end,
-            e => e,
+        let (end, branch) =
+            header_params_scan(s.as_bytes(), params_start, b"branch").ok_or_else(bad)?;
+        let end = if end == params_start {
+            sent_by_end
+        } else {
+            end
         };
+        let params = Params::validated(s.get(params_start..end).unwrap_or(""), false);
+        let branch = branch.and_then(|r| s.get(r));
+        debug_assert_eq!(branch, params.get("branch").flatten(), "branch of {s:?}");
         let via = Via {
             raw: s.get(..end).unwrap_or(""),
             protocol,
@@ -103,7 +111,8 @@ impl<'a> Via<'a> {
             transport,
             host,
             port,
-            params: Params::validated(s.get(params_start..end).unwrap_or(""), false),
+            params,
+            branch,
         };
         Ok((via, end))
     }
@@ -148,7 +157,7 @@ impl<'a> Via<'a> {
 
     /// The `branch` parameter (transaction id, RFC 3261 §17.2.3).
     pub fn branch(&self) -> Option<&'a str> {
-        self.params.get("branch").flatten()
+        self.branch
     }
 
     /// Whether the branch is RFC 3261 style: the magic cookie followed by something unique.
@@ -245,6 +254,7 @@ pub(crate) mod tests {
             host,
             port,
             params,
+            branch: params.get("branch").flatten(),
         })
     }
 
