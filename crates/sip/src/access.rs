@@ -185,7 +185,7 @@ impl SipMessage {
 
     /// All Via values, top first.
     pub fn vias(&self) -> impl Iterator<Item = Result<Via<'_>>> + '_ {
-        self.parsed_values(HeaderName::Via, |s| Via::scan(s).ok(), Via::parse)
+        self.parsed_values(HeaderName::Via)
     }
 
     /// The values of `name` as [`SipMessage::values`] cuts them, each parsed by `parse`. In a
@@ -193,19 +193,13 @@ impl SipMessage {
     /// `,` or the end of the line must follow), so the line is not first scanned for commas and
     /// then parsed; when `scan` declines, the value is cut as `values` does and `parse` reports
     /// on it.
-    fn parsed_values<'a, T: Copy + PartialEq + std::fmt::Debug>(
-        &'a self,
-        name: HeaderName,
-        scan: fn(&'a str) -> Option<(T, usize)>,
-        parse: fn(&'a str) -> Result<T>,
-    ) -> ParsedValues<'a, T> {
+    fn parsed_values<'a, T: ListValue<'a>>(&'a self, name: HeaderName) -> ParsedValues<'a, T> {
         ParsedValues {
             msg: self,
             lines: self.headers.iter(),
             name,
             rest: None,
-            scan,
-            parse,
+            _value: std::marker::PhantomData,
         }
     }
 
@@ -323,7 +317,7 @@ impl SipMessage {
 
     /// Address-list headers one value at a time: Contact, Route, Record-Route, Path …
     pub fn addresses(&self, name: HeaderName) -> impl Iterator<Item = Result<NameAddr<'_>>> + '_ {
-        self.parsed_values(name, NameAddr::scan, NameAddr::parse)
+        self.parsed_values(name)
     }
 
     pub fn routes(&self) -> impl Iterator<Item = Result<NameAddr<'_>>> + '_ {
@@ -367,6 +361,36 @@ impl SipMessage {
     }
 }
 
+/// A value of a list header, read by [`SipMessage::parsed_values`]: `scan` reads the value a
+/// text starts with and where it ends (`None` for anything it leaves to `parse`), `parse` is
+/// the reference for one value already cut from its list. Static functions rather than
+/// function pointers, so the readers are inlined into the iterator and the values built in
+/// place.
+trait ListValue<'a>: Copy + PartialEq + std::fmt::Debug {
+    fn scan(s: &'a str) -> Option<(Self, usize)>;
+    fn parse(s: &'a str) -> Result<Self>;
+}
+
+impl<'a> ListValue<'a> for NameAddr<'a> {
+    #[inline]
+    fn scan(s: &'a str) -> Option<(Self, usize)> {
+        NameAddr::scan(s)
+    }
+    fn parse(s: &'a str) -> Result<Self> {
+        NameAddr::parse(s)
+    }
+}
+
+impl<'a> ListValue<'a> for Via<'a> {
+    #[inline]
+    fn scan(s: &'a str) -> Option<(Self, usize)> {
+        Via::scan(s).ok()
+    }
+    fn parse(s: &'a str) -> Result<Self> {
+        Via::parse(s)
+    }
+}
+
 /// The iterator of [`SipMessage::parsed_values`].
 struct ParsedValues<'a, T> {
     msg: &'a SipMessage,
@@ -374,16 +398,15 @@ struct ParsedValues<'a, T> {
     name: HeaderName,
     /// The part of a comma-separated line not yet read, as [`CommaSplit`] keeps it.
     rest: Option<&'a str>,
-    scan: fn(&'a str) -> Option<(T, usize)>,
-    parse: fn(&'a str) -> Result<T>,
+    _value: std::marker::PhantomData<T>,
 }
 
-impl<'a, T: Copy + PartialEq + std::fmt::Debug> ParsedValues<'a, T> {
+impl<'a, T: ListValue<'a>> ParsedValues<'a, T> {
     /// The next value of the line remainder `s`; leaves `rest` where [`CommaSplit`] would.
     fn element(&mut self, s: &'a str) -> Result<T> {
         let b = s.as_bytes();
         let start = skip_lws(b, 0);
-        if let Some((v, n)) = s.get(start..).and_then(self.scan) {
+        if let Some((v, n)) = s.get(start..).and_then(T::scan) {
             let after = skip_lws(b, start + n);
             let rest = match b.get(after) {
                 None => Some(None),
@@ -394,7 +417,7 @@ impl<'a, T: Copy + PartialEq + std::fmt::Debug> ParsedValues<'a, T> {
                 debug_assert_eq!(
                     {
                         let mut split = CommaSplit::new(s);
-                        let first = split.next().map(self.parse);
+                        let first = split.next().map(T::parse);
                         (first, split.remainder())
                     },
                     (Some(Ok(v)), rest),
@@ -407,11 +430,11 @@ impl<'a, T: Copy + PartialEq + std::fmt::Debug> ParsedValues<'a, T> {
         let mut split = CommaSplit::new(s);
         let value = split.next().unwrap_or("");
         self.rest = split.remainder();
-        (self.parse)(value)
+        T::parse(value)
     }
 }
 
-impl<'a, T: Copy + PartialEq + std::fmt::Debug> Iterator for ParsedValues<'a, T> {
+impl<'a, T: ListValue<'a>> Iterator for ParsedValues<'a, T> {
     type Item = Result<T>;
 
     fn next(&mut self) -> Option<Result<T>> {
@@ -424,7 +447,7 @@ impl<'a, T: Copy + PartialEq + std::fmt::Debug> Iterator for ParsedValues<'a, T>
         if name.is_list() {
             Some(self.element(v))
         } else {
-            Some((self.parse)(v))
+            Some(T::parse(v))
         }
     }
 }
