@@ -112,6 +112,8 @@ pub struct TmBranchInfo {
     pub last_received: u16,
     /// A phony branch (no SIP request behind it).
     pub phony: bool,
+    /// `$tm.branch.attr(NAME)`: the attributes the message branch had when it was relayed.
+    pub attrs: crate::dset::BranchAttrs,
 }
 
 /// What tm tells the script about the reply being handled (`$T_reply_code`, `$T_branch_idx`,
@@ -137,6 +139,8 @@ pub struct MsgBranch {
     /// q × 1000, or -1.
     pub q: i32,
     pub flags: u64,
+    /// `$msg.branch.attr(NAME)` of the branch.
+    pub attrs: crate::dset::BranchAttrs,
 }
 
 /// What `do_accounting()` asked for (acc module).
@@ -195,6 +199,8 @@ pub struct MsgCtx {
     pub flags: u64,
     /// Flags of branch 0 (the R-URI branch).
     pub branch_flags: u64,
+    /// `$msg.branch.attr(NAME)` of branch 0 (the R-URI branch).
+    pub branch_attrs: crate::dset::BranchAttrs,
     /// Header edits made by the script, applied at serialization.
     pub edits: Edits,
     /// The last return code (`$rc`, `$retcode`).
@@ -262,6 +268,7 @@ impl MsgCtx {
             ruri_q: -1,
             flags: 0,
             branch_flags: 0,
+            branch_attrs: Default::default(),
             edits: Edits::new(),
             retcode: 0,
             reply_headers: Vec::new(),

@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod check;
 pub mod ctx;
+pub mod dset;
 pub mod forward;
 pub mod module;
 pub mod pv;
@@ -20,6 +21,7 @@ pub use ctx::{
     Accounting, ErrInfo, MsgBranch, MsgCtx, Outbound, Receipt, RecordRoute, ReplyInfo,
     TmBranchInfo, Transaction,
 };
+pub use dset::{BranchAttrs, DsetIdx};
 pub use module::{FnCtx, FnSpec, ModuleSpec, Param, ParamType, Routes, ScriptFn};
 pub use pv::CorePv;
 pub use script::{Limits, Log, MemoryLog, Outcome, Script, ScriptError, Worker};

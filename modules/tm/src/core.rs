@@ -106,6 +106,8 @@ struct Branch {
     /// The branch's `$bavp`s: set in its branch_route, seen and changed by the onreply and
     /// failure routes that handle its replies.
     bavps: Vec<Vec<engine::Value>>,
+    /// `$tm.branch.attr(NAME)`: the message branch's attributes after branch_route.
+    attrs: engine::BranchAttrs,
 }
 
 impl Branch {
@@ -297,6 +299,7 @@ impl engine::ctx::Transaction for TxCell {
                 socket: b.socket.clone(),
                 last_received: if b.local { 0 } else { b.status.unwrap_or(0) },
                 phony: false,
+                attrs: b.attrs.clone(),
             })
             .collect()
     }
@@ -661,6 +664,7 @@ impl Tm {
                 flags: ctx.branch_flags,
                 socket: sent_from(ctx, &out),
                 bavps: ctx.bavps.clone(),
+                attrs: ctx.branch_attrs.clone(),
             });
             tx.completing = false;
             self.schedule(retrans.map_or(fr_at, |r| r.next.min(fr_at)), cell.id);

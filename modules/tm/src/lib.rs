@@ -6,6 +6,7 @@
 //! timers. Script functions find it through [`global`].
 #![forbid(unsafe_code)]
 
+mod branch_attrs;
 pub mod core;
 mod messages;
 
@@ -286,6 +287,18 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             routes: ALL_TM,
             run: t_local_replied,
         },
+        FnSpec {
+            name: "t_get_branch_idx_by_attr",
+            params: &[
+                (Param::Str, false),
+                (Param::Str, true),
+                (Param::Int, true),
+                (Param::Var, true),
+                (Param::Int, true),
+            ],
+            routes: Routes::ONREPLY.or(Routes::BRANCH).or(Routes::FAILURE),
+            run: branch_attrs::t_get_branch_idx_by_attr,
+        },
     ],
     params: &[
         ("fr_timeout", ParamType::Int),
@@ -413,13 +426,19 @@ fn send_branches(
     proxy: Option<&str>,
     now: Instant,
 ) -> (Option<i64>, Option<i64>) {
-    let mut contexts = vec![f.msg.clone()];
+    // The branches take their attributes with them (OpenSIPS hands the lists to the
+    // transaction): the message is left with none.
+    let ruri_attrs = std::mem::take(&mut f.msg.branch_attrs);
+    let mut first = f.msg.clone();
+    first.branch_attrs = ruri_attrs;
+    let mut contexts = vec![first];
     for b in std::mem::take(&mut f.msg.branches) {
         let mut c = f.msg.clone();
         c.new_ruri = Some(b.uri);
         c.dst_uri = b.dst_uri;
         c.ruri_q = b.q;
         c.branch_flags = b.flags;
+        c.branch_attrs = b.attrs;
         c.branches.clear();
         contexts.push(c);
     }

@@ -68,6 +68,8 @@ pub(crate) fn strip(ctx: &MsgCtx) -> MsgCtx {
     c.outbox.clear();
     c.tx = None;
     c.t_reply = None;
+    // They went to the branch; a failure route starts with a destination set of its own.
+    c.branch_attrs = Default::default();
     c
 }
 

@@ -89,6 +89,9 @@ pub enum CorePv {
     /// `$msg.branch.uri|duri|q|flags|path|socket[i]` (0 = the R-URI branch, -1 the last) and
     /// `$msg.branch.last_idx`.
     Branch(BranchField, i64),
+    /// `$msg.branch.attr(NAME)[i]`: a named attribute of a branch; no index is the last
+    /// branch (OpenSIPS pvar.c), 0 the R-URI's, -1 the last.
+    BranchAttr(Box<str>, Option<i64>),
     BranchLastIdx,
     /// `$rb(content-type)`: the body part of that type (the whole body when it is not
     /// multipart and has that type).
@@ -248,6 +251,15 @@ fn branch_index(spec: &PvSpec) -> Option<i64> {
     }
 }
 
+/// A fixed `[i]` (`Some(None)` without one); `None` for any other index.
+fn static_index(spec: &PvSpec) -> Option<Option<i64>> {
+    match spec.index {
+        None => Some(None),
+        Some(PvIndex::At(i)) => Some(Some(i)),
+        _ => None,
+    }
+}
+
 /// A transaction value of tm's `$T_*` variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TmField {
@@ -264,7 +276,7 @@ pub enum TmField {
 }
 
 /// A field of `$tm.branch.*`: the transaction's branches (OpenSIPS tm).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TmBranchField {
     Uri,
     Duri,
@@ -276,6 +288,8 @@ pub enum TmBranchField {
     Socket,
     LastReceived,
     Type,
+    /// `$tm.branch.attr(NAME)`: the attribute the message branch carried into the transaction.
+    Attr(Box<str>),
 }
 
 /// A field of `$proxy_protocol(...)`.
@@ -427,6 +441,13 @@ impl CorePv {
             }),
             ("C", Some(c)) => CorePv::Color(c.to_owned()),
             ("msg.branch.last_idx", None) => CorePv::BranchLastIdx,
+            // The `*` index is refused for attributes (OpenSIPS pvar.c).
+            ("msg.branch.attr", Some(name)) if !name.contains('$') => {
+                CorePv::BranchAttr(name.into(), static_index(spec)?)
+            }
+            ("tm.branch.attr", Some(name)) if !name.contains('$') => {
+                CorePv::TmBranch(TmBranchField::Attr(name.into()), static_index(spec)?)
+            }
             // Legacy `$branch` / `$branch(field)`: the appended branches only (index 0 is the
             // first one appended, -1 the last).
             ("branch", field) => {
@@ -466,12 +487,7 @@ impl CorePv {
                     "type" => TmBranchField::Type,
                     _ => return None,
                 };
-                let index = match spec.index {
-                    None => None,
-                    Some(PvIndex::At(i)) => Some(i),
-                    _ => return None,
-                };
-                CorePv::TmBranch(field, index)
+                CorePv::TmBranch(field, static_index(spec)?)
             }
             ("socket_in", None) => CorePv::SocketIn(None),
             ("socket_in", Some(f)) => CorePv::SocketIn(Some(SocketField::named(f)?)),

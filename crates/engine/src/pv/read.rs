@@ -93,7 +93,7 @@ fn current_branch(ctx: &MsgCtx) -> usize {
 
 /// `$tm.branch.<field>[i]` (OpenSIPS tm.c): no index is the current branch, negative counts
 /// from the last; NULL without a transaction or past the branches.
-fn tm_branch(ctx: &MsgCtx, field: super::TmBranchField, at: Option<i64>) -> Value {
+fn tm_branch(ctx: &MsgCtx, field: &super::TmBranchField, at: Option<i64>) -> Value {
     use super::TmBranchField as F;
     let Some(tx) = &ctx.tx else {
         return Value::Null;
@@ -113,11 +113,12 @@ fn tm_branch(ctx: &MsgCtx, field: super::TmBranchField, at: Option<i64>) -> Valu
         F::Path => b.path.clone().map_or(Value::Null, Value::from),
         F::Q => Value::from(q_text(b.q)),
         F::Flags => Value::Int(b.flags as i64),
-        F::Flag(bit) => Value::Int(i64::from(bit < 64 && b.flags & (1 << bit) != 0)),
+        F::Flag(bit) => Value::Int(i64::from(*bit < 64 && b.flags & (1 << bit) != 0)),
         F::Socket => b.socket.clone().map_or(Value::Null, Value::from),
         F::LastReceived if b.last_received == 0 => Value::Null,
         F::LastReceived => Value::Int(i64::from(b.last_received)),
         F::Type => Value::str(if b.phony { "phony" } else { "sip" }),
+        F::Attr(name) => b.attrs.get(name).cloned().unwrap_or(Value::Null),
     }
 }
 
@@ -358,7 +359,8 @@ impl CorePv {
                     }
                 }
             }
-            CorePv::TmBranch(field, at) => tm_branch(ctx, *field, *at),
+            CorePv::TmBranch(field, at) => tm_branch(ctx, field, *at),
+            CorePv::BranchAttr(name, at) => ctx.branch_attr(*at, name),
             CorePv::ProxyProtocol(field) => {
                 use super::ProxyField as F;
                 match ctx.receipt.as_ref().and_then(|r| r.proxy) {

@@ -168,6 +168,22 @@ impl Lower<'_> {
             ("log_level", None) => Write::LogLevel,
             ("xlog_level", None) => Write::XlogLevel,
             ("msg.flag", Some(name)) => Write::Flag(self.flag_named(name, p.span)?),
+            ("msg.branch.attr", Some(name)) if !name.contains('$') => {
+                let at = match &p.spec.index {
+                    None => None,
+                    Some(cfg::pv::PvIndex::At(i)) => Some(*i),
+                    Some(cfg::pv::PvIndex::Var(_)) => {
+                        return self.fail(unsupported("a computed branch index".into(), p.span));
+                    }
+                    Some(_) => {
+                        return self.fail(Diagnostic::error(
+                            "`$msg.branch.attr` takes a branch number as its index",
+                            p.span,
+                        ));
+                    }
+                };
+                Write::BranchAttr(name.into(), at)
+            }
             ("avp", Some(name)) if !name.contains('$') => {
                 let slot = self.avp_slot(p)?;
                 Write::Avp(self.avp(name), slot)
@@ -518,6 +534,14 @@ impl Lower<'_> {
         }
     }
 
+    /// An optional argument: `None` when left out.
+    fn opt_arg(&mut self, a: Option<&Option<Arg>>, span: Span) -> L<Option<Expr>> {
+        match a {
+            Some(Some(_)) => Ok(Some(self.arg(a, span)?)),
+            _ => Ok(None),
+        }
+    }
+
     fn call(&mut self, c: &ast::Call) -> L<Call> {
         let a = |i: usize| c.args.get(i);
         let name = c.name.node.as_str();
@@ -584,6 +608,15 @@ impl Lower<'_> {
                     _ => None,
                 };
                 CoreFn::AppendBranch(uri, q)
+            }
+            "remove_msg_branch" => CoreFn::RemoveMsgBranch(self.arg(a(0), c.span)?),
+            "move_msg_branch" => CoreFn::MoveMsgBranch(
+                self.opt_arg(a(0), c.span)?,
+                self.opt_arg(a(1), c.span)?,
+                self.opt_arg(a(2), c.span)?,
+            ),
+            "swap_msg_branches" => {
+                CoreFn::SwapMsgBranches(self.opt_arg(a(0), c.span)?, self.opt_arg(a(1), c.span)?)
             }
             "raise_event" => {
                 let mut avps = [None, None];

@@ -1,5 +1,5 @@
 //! The core functions the interpreter runs itself (OpenSIPS core_cmds.c): flags, R-URI and
-//! destination rewrites, `is_myself`, socket and rport forcing.
+//! destination rewrites, the destination set, `is_myself`, socket and rport forcing.
 
 use super::exec::{R, Run, bool_code};
 use super::ir::{CoreFn, Expr};
@@ -7,6 +7,15 @@ use super::ir::{CoreFn, Expr};
 impl Run<'_> {
     fn text_arg(&mut self, e: &Expr) -> R<String> {
         Ok(self.value(e)?.to_text().into_owned())
+    }
+
+    /// A dset function's branch index (left out or not a number: the R-URI's).
+    fn dset_idx(&mut self, e: Option<&Expr>) -> R<crate::dset::DsetIdx> {
+        let i = match e {
+            Some(e) => self.value(e)?.as_int(),
+            None => None,
+        };
+        Ok(crate::dset::DsetIdx::from_script(i))
     }
 
     pub(super) fn core(&mut self, f: &CoreFn) -> R<i64> {
@@ -216,8 +225,27 @@ impl Run<'_> {
                     dst_uri,
                     q,
                     flags: 0,
+                    attrs: Default::default(),
                 });
                 1
+            }
+            CoreFn::RemoveMsgBranch(i) => match self.value(i)?.as_int() {
+                Some(i) => bool_code(self.ctx.remove_msg_branch(i)),
+                None => -1,
+            },
+            CoreFn::MoveMsgBranch(src, dst, keep) => {
+                let src = self.dset_idx(src.as_ref())?;
+                let dst = self.dset_idx(dst.as_ref())?;
+                let keep = match keep {
+                    Some(k) => self.text_arg(k)?.eq_ignore_ascii_case("keep"),
+                    None => false,
+                };
+                bool_code(self.ctx.move_msg_branch(src, dst, keep))
+            }
+            CoreFn::SwapMsgBranches(a, b) => {
+                let a = self.dset_idx(a.as_ref())?;
+                let b = self.dset_idx(b.as_ref())?;
+                bool_code(self.ctx.swap_msg_branches(a, b))
             }
             CoreFn::ForceRport => {
                 self.ctx.force_rport = true;

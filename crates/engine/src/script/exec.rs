@@ -692,6 +692,7 @@ impl Run<'_> {
                         dst_uri: None,
                         q: -1,
                         flags: 0,
+                        attrs: Default::default(),
                     });
                     true
                 }
@@ -795,6 +796,7 @@ impl Run<'_> {
                 true
             }
             Write::Sdp(ref t) => self.write_sdp(t, v),
+            Write::BranchAttr(ref name, at) => self.ctx.set_branch_attr(at, name, v),
         }
     }
 

@@ -110,6 +110,8 @@ pub(crate) enum Write {
     Bavp(usize, AvpSlot),
     Flag(u32),
     Sdp(Box<SdpTarget>),
+    /// `$msg.branch.attr(NAME)[i]` (no index: the last branch).
+    BranchAttr(Box<str>, Option<i64>),
 }
 
 /// Which value(s) of an AVP an assignment sets (OpenSIPS pv_set_avp forms).
@@ -208,6 +210,12 @@ pub(crate) enum CoreFn {
     /// `append_msg_branch(uri[, q])` / `append_branch_old([uri][, q])` (no uri: the current
     /// R-URI and `$du`).
     AppendBranch(Option<Expr>, Option<Expr>),
+    /// `remove_msg_branch(i)`, `move_msg_branch([src][, dst][, "keep"])`,
+    /// `swap_msg_branches([a][, b])`: appended branches from 0, absent or negative is the
+    /// R-URI's (OpenSIPS dset.c).
+    RemoveMsgBranch(Expr),
+    MoveMsgBranch(Option<Expr>, Option<Expr>, Option<Expr>),
+    SwapMsgBranches(Option<Expr>, Option<Expr>),
 }
 
 /// An `xlog` level: fixed (`"L_ERR"`) or read from a variable at run time.

@@ -1,0 +1,116 @@
+//! `$msg.branch.attr(NAME)` (OpenSIPS pvar.c / dset.c): named per-branch attributes of the
+//! destination set — indexes, NULL removal — and the dset functions that move, swap and
+//! remove branches with their attributes.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use bytes::Bytes;
+use engine::{Available, MemoryLog, MsgCtx, Script, Worker};
+use sip::SipMessage;
+
+const INVITE: &[u8] = b"INVITE sip:bob@biloxi.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@biloxi.com>\r\n\
+From: Alice <sip:alice@atlanta.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Content-Length: 0\r\n\r\n";
+
+fn compile(src: &str) -> Result<Script, String> {
+    let mut sources = cfg::SourceMap::new();
+    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.to_owned());
+    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+    Script::compile(&parsed.config, &sources, &Available::default())
+        .map_err(|d| d.iter().map(|d| d.render(&sources)).collect())
+}
+
+fn logs(src: &str) -> Vec<String> {
+    let script = compile(src).unwrap();
+    let mut c = MsgCtx::new(SipMessage::parse(Bytes::from_static(INVITE)).unwrap());
+    let (mut w, mut log) = (Worker::default(), MemoryLog::default());
+    script.run(&mut w, &mut c, &mut log).unwrap();
+    log.lines.into_iter().map(|(_, l)| l).collect()
+}
+
+#[test]
+fn attributes_are_per_branch_and_no_index_is_the_last_branch() {
+    let l = logs(
+        r#"route {
+            $msg.branch.attr(name) = "ruri";
+            append_msg_branch("sip:carol@example.com");
+            $msg.branch.attr(name) = "carol";
+            $msg.branch.attr(num) = 5;
+            $(msg.branch.attr(num)[0]) = 7;
+            $msg.branch = "sip:dave@example.com";
+            $(msg.branch.attr(name)[-1]) = "dave";
+            xlog("last=$msg.branch.attr(name) 0=$(msg.branch.attr(name)[0]) 1=$(msg.branch.attr(name)[1]) -3=$(msg.branch.attr(name)[-3])\n");
+            xlog("n0=$(msg.branch.attr(num)[0]) n1=$(msg.branch.attr(num)[1]) n2=$(msg.branch.attr(num)[2]) past=$(msg.branch.attr(name)[3]) before=$(msg.branch.attr(name)[-4]) other=$(msg.branch.attr(Name)[0])\n");
+            $(msg.branch.attr(num)[1]) = NULL;
+            $(msg.branch.attr(num)[5]) = 1;
+            xlog("n1=$(msg.branch.attr(num)[1]) n5=$(msg.branch.attr(num)[5])\n");
+            $var(n) = $(msg.branch.attr(num)[0]) + 1;
+            if ($var(n) == 8 && $(msg.branch.attr(name)[1]) == "carol")
+                xlog("typed\n");
+        }"#,
+    );
+    assert_eq!(
+        l,
+        [
+            "last=dave 0=ruri 1=carol -3=ruri\n",
+            "n0=7 n1=5 n2=<null> past=<null> before=<null> other=<null>\n",
+            "n1=<null> n5=<null>\n",
+            "typed\n",
+        ]
+    );
+}
+
+#[test]
+fn moves_swaps_and_removals_carry_the_attributes() {
+    let l = logs(
+        r#"route {
+            $msg.branch.attr(who) = "bob";
+            append_msg_branch("sip:carol@example.com");
+            $msg.branch.attr(who) = "carol";
+            append_msg_branch("sip:dave@example.com");
+            $msg.branch.attr(who) = "dave";
+            swap_msg_branches(-1, 1);
+            xlog("ru=$ru 0=$(msg.branch.attr(who)[0]) 2=$(msg.branch.uri[2])/$(msg.branch.attr(who)[2])\n");
+            move_msg_branch(0, 1);
+            xlog("last=$msg.branch.last_idx 1=$(msg.branch.uri[1])/$(msg.branch.attr(who)[1])\n");
+            move_msg_branch(0, , "keep");
+            xlog("ru=$ru 0=$(msg.branch.attr(who)[0]) last=$msg.branch.last_idx\n");
+            $(msg.branch.attr(who)[0]) = "changed";
+            move_msg_branch(-1, 0, "keep");
+            xlog("1=$(msg.branch.attr(who)[1])\n");
+            remove_msg_branch(0);
+            xlog("last=$msg.branch.last_idx 1=$(msg.branch.attr(who)[1]) 0=$(msg.branch.attr(who)[0])\n");
+            if (!remove_msg_branch(0)) xlog("nothing to remove\n");
+            if (!swap_msg_branches(0, 3)) xlog("no such branch\n");
+        }"#,
+    );
+    assert_eq!(
+        l,
+        [
+            "ru=sip:dave@example.com 0=dave 2=sip:bob@biloxi.com/bob\n",
+            "last=1 1=sip:carol@example.com/carol\n",
+            "ru=sip:carol@example.com 0=carol last=1\n",
+            "1=changed\n",
+            "last=0 1=<null> 0=changed\n",
+            "nothing to remove\n",
+            "no such branch\n",
+        ]
+    );
+}
+
+#[test]
+fn the_all_index_is_refused_for_attributes() {
+    let e = compile(r#"route { $(msg.branch.attr(x)[*]) = 1; }"#)
+        .err()
+        .unwrap();
+    assert!(e.contains("takes a branch number"), "{e}");
+    let e = compile(r#"route { xlog("$(msg.branch.attr(x)[*])"); }"#)
+        .err()
+        .unwrap();
+    assert!(e.contains("msg.branch.attr"), "{e}");
+}
