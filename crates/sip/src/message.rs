@@ -402,7 +402,7 @@ fn header_line(b: &[u8], pos: usize, end: usize, next: usize) -> Result<HeaderEn
         return Err(ParseError::malformed("Bad header name"));
     }
     let name = HeaderName::parse_bytes(b.get(pos..ne).unwrap_or(&[]));
-    let (vs, ve) = trim_ws(b, i + 1, end);
+    let (vs, ve) = trim_value(b, i + 1, end);
     let value_span = if vs == ve {
         Span::new(next, next)
     } else {
@@ -414,6 +414,20 @@ fn header_line(b: &[u8], pos: usize, end: usize, next: usize) -> Result<HeaderEn
         value_span,
         line_span: Span::new(pos, next),
     })
+}
+
+/// [`trim_ws`] for the value of a header line, over a slice: no bounds check per byte.
+#[inline]
+fn trim_value(b: &[u8], s: usize, e: usize) -> (usize, usize) {
+    let v = b.get(s..e).unwrap_or(&[]);
+    let ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+    let Some(lead) = v.iter().position(|c| !ws(c)) else {
+        return (e, e);
+    };
+    let trail = v.iter().rposition(|c| !ws(c)).map_or(lead, |p| p + 1);
+    let r = (s + lead, s + trail);
+    debug_assert_eq!(r, trim_ws(b, s, e));
+    r
 }
 
 /// Copies the header section replacing each octet of an invalid UTF-8 sequence with `?`.
@@ -460,7 +474,8 @@ fn parse_start_line(b: &[u8], s: usize, e: usize) -> Result<StartLine> {
     check_version(version)?;
     let method_span = Span::new(s, s + method.len());
     let uri_start = s + method.len() + 1;
-    let method_kind = std::str::from_utf8(method).map_or(Method::Other, Method::from_token);
+    // A token is ASCII, so this is what `Method::from_token` makes of it as text.
+    let method_kind = Method::from_bytes(method);
     Ok(StartLine::Request {
         method: method_kind,
         method_span,
@@ -494,7 +509,8 @@ fn parse_status_line(line: &[u8], s: usize) -> Result<StartLine> {
 
 /// Only SIP/2.0 is spoken; another well-formed version is 505 (RFC 3261 §8.2.2... §21.5.7).
 fn check_version(v: &[u8]) -> Result<()> {
-    if v.eq_ignore_ascii_case(b"SIP/2.0") {
+    // As written nearly always; the case-insensitive compare decides the rest.
+    if v == b"SIP/2.0" || v.eq_ignore_ascii_case(b"SIP/2.0") {
         return Ok(());
     }
     let well_formed = v.len() > 4

@@ -26,21 +26,26 @@ pub enum Method {
 impl Method {
     /// Classifies a method token. Matching is case-sensitive (RFC 3261 §7.1), so `invite` is `Other`.
     pub fn from_token(s: &str) -> Method {
+        Method::from_bytes(s.as_bytes())
+    }
+
+    /// [`Method::from_token`] on bytes, for the start line before it is known to be text.
+    pub(crate) fn from_bytes(s: &[u8]) -> Method {
         match s {
-            "INVITE" => Method::Invite,
-            "ACK" => Method::Ack,
-            "BYE" => Method::Bye,
-            "CANCEL" => Method::Cancel,
-            "REGISTER" => Method::Register,
-            "OPTIONS" => Method::Options,
-            "INFO" => Method::Info,
-            "PRACK" => Method::Prack,
-            "UPDATE" => Method::Update,
-            "SUBSCRIBE" => Method::Subscribe,
-            "NOTIFY" => Method::Notify,
-            "REFER" => Method::Refer,
-            "MESSAGE" => Method::Message,
-            "PUBLISH" => Method::Publish,
+            b"INVITE" => Method::Invite,
+            b"ACK" => Method::Ack,
+            b"BYE" => Method::Bye,
+            b"CANCEL" => Method::Cancel,
+            b"REGISTER" => Method::Register,
+            b"OPTIONS" => Method::Options,
+            b"INFO" => Method::Info,
+            b"PRACK" => Method::Prack,
+            b"UPDATE" => Method::Update,
+            b"SUBSCRIBE" => Method::Subscribe,
+            b"NOTIFY" => Method::Notify,
+            b"REFER" => Method::Refer,
+            b"MESSAGE" => Method::Message,
+            b"PUBLISH" => Method::Publish,
             _ => Method::Other,
         }
     }
