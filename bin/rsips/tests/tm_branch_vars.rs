@@ -1,8 +1,9 @@
 //! What a transaction keeps between its routes, end to end over UDP with sockets the test owns
 //! as caller and callee: `$bavp` set per branch in branch_route and seen (and changed) by the
 //! onreply and failure routes of that branch, transaction AVPs and flags in onreply routes,
-//! `$tm.branch.*` / `$T_branch_last_reply_code` over the branches, and `$(<reply>…)` /
-//! `$(<request>…)` in a failure route.
+//! `$tm.branch.*` / `$T_branch_last_reply_code` over the branches, `$(<reply>…)` /
+//! `$(<request>…)` in a failure route, and branch attributes (`$msg.branch.attr` before
+//! `t_relay`, `$tm.branch.attr` and `t_get_branch_idx_by_attr` after).
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -406,4 +407,124 @@ fn injected_branches_and_a_transaction_that_waits_for_them() {
     }
     let log = server.log();
     assert_eq!(log.matches("INJECTED rc=1").count(), 2, "{log}");
+}
+
+/// Branch attributes: set per message branch before `t_relay` (and in branch_route), read back
+/// per transaction branch with `$tm.branch.attr` and searched with `t_get_branch_idx_by_attr`.
+fn start_attrs(sip: u16, uas: u16) -> Server {
+    start_with(
+        sip,
+        &format!(
+            r#"socket=udp:127.0.0.1:{sip}
+udp_workers=1
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+route {{
+    $msg.branch.attr(kind) = "main";
+    $msg.branch.attr(prio) = 1;
+    append_msg_branch("sip:second@127.0.0.1:{uas}");
+    $msg.branch.attr(kind) = "backup";
+    $msg.branch.attr(prio) = 2;
+    $du = "sip:127.0.0.1:{uas}";
+    t_on_branch("br");
+    t_on_reply("rep");
+    t_on_failure("fail");
+    t_relay();
+    xlog("L_NOTICE", "AFTER left=$(msg.branch.attr(kind)[0]) END\n");
+}}
+branch_route[br] {{
+    xlog("L_NOTICE", "BRANCH idx=$T_branch_idx kind=$msg.branch.attr(kind) END\n");
+    $msg.branch.attr(seen) = "br" + $T_branch_idx;
+}}
+onreply_route[rep] {{
+    t_get_branch_idx_by_attr("kind", "main", , $var(main));
+    xlog("L_NOTICE", "ONREPLY code=$T_reply_code idx=$T_branch_idx kind=$tm.branch.attr(kind) seen=$tm.branch.attr(seen) main=$var(main) END\n");
+}}
+failure_route[fail] {{
+    t_get_branch_idx_by_attr("kind", "backup", , $var(b));
+    t_get_branch_idx_by_attr("prio", , 1, $var(p));
+    t_get_branch_idx_by_attr("kind", , , $var(k), 1);
+    $var(nf) = "found";
+    if (!t_get_branch_idx_by_attr("kind", "nope", , $var(n))) $var(nf) = "notfound";
+    xlog("L_NOTICE", "FAILURE idx=$T_branch_idx kind=$tm.branch.attr(kind) k0=$(tm.branch.attr(kind)[0]) p1=$(tm.branch.attr(prio)[1]) s1=$(tm.branch.attr(seen)[-1]) by_kind=$var(b) by_prio=$var(p) from1=$var(k) none=$var(n) nf=$var(nf) msg=$(msg.branch.attr(kind)[0]) END\n");
+}}
+"#
+        ),
+    )
+}
+
+#[test]
+fn branch_attributes_go_with_their_branches_into_the_transaction() {
+    let [sip] = common::free_ports::<1>();
+    let uac = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let uas = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for s in [&uac, &uas] {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+    }
+    let uas_port = uas.local_addr().unwrap().port();
+    let uac_port = uac.local_addr().unwrap().port();
+    let server = start_attrs(sip, uas_port);
+    let invite = invite_to("callee", sip, uac_port).replace("dynamic-", "attrs-");
+    uac.send_to(invite.as_bytes(), ("127.0.0.1", sip)).unwrap();
+    let (first, from) = recv(&uas, "INVITE ");
+    let (second, _) = recv(&uas, "INVITE ");
+    let (b0, b1) = if first.starts_with("INVITE sip:callee@") {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert!(b1.starts_with("INVITE sip:second@"), "{b1}");
+    uas.send_to(reply(&b0, 486, "Busy Here", "b0").as_bytes(), from)
+        .unwrap();
+    uas.send_to(reply(&b1, 404, "Not Found", "b1").as_bytes(), from)
+        .unwrap();
+    recv(&uac, "SIP/2.0 4");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !server.log().contains("FAILURE") {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = server.log();
+    let lines = |tag: &str| -> Vec<&str> { log.lines().filter(|l| l.contains(tag)).collect() };
+    // The request route is left without them: t_relay handed them to the branches.
+    assert_eq!(field(lines("AFTER")[0], "left"), "<null>", "{log}");
+    let branch = lines("BRANCH");
+    assert_eq!(branch.len(), 2, "{log}");
+    for l in &branch {
+        let want = if field(l, "idx") == "0" {
+            "main"
+        } else {
+            "backup"
+        };
+        assert_eq!(field(l, "kind"), want, "{l}");
+    }
+    let onreply = lines("ONREPLY");
+    assert_eq!(onreply.len(), 2, "{log}");
+    for l in &onreply {
+        let idx = field(l, "idx");
+        let want = if idx == "0" { "main" } else { "backup" };
+        assert_eq!(field(l, "kind"), want, "{l}");
+        // Set in branch_route, kept with the transaction branch.
+        assert_eq!(field(l, "seen"), format!("br{idx}"), "{l}");
+        assert_eq!(field(l, "main"), "0", "{l}");
+    }
+    let failure = lines("FAILURE")[0];
+    let want = if field(failure, "idx") == "0" {
+        "main"
+    } else {
+        "backup"
+    };
+    assert_eq!(field(failure, "kind"), want, "{failure}");
+    assert_eq!(field(failure, "k0"), "main", "{failure}");
+    assert_eq!(field(failure, "p1"), "2", "{failure}");
+    assert_eq!(field(failure, "s1"), "br1", "{failure}");
+    assert_eq!(field(failure, "by_kind"), "1", "{failure}");
+    assert_eq!(field(failure, "by_prio"), "0", "{failure}");
+    assert_eq!(field(failure, "from1"), "1", "{failure}");
+    assert_eq!(field(failure, "none"), "<null>", "{failure}");
+    assert_eq!(field(failure, "nf"), "notfound", "{failure}");
+    // A failure route starts with a destination set of its own.
+    assert_eq!(field(failure, "msg"), "<null>", "{failure}");
 }
