@@ -112,5 +112,12 @@ fn the_all_index_is_refused_for_attributes() {
     let e = compile(r#"route { xlog("$(msg.branch.attr(x)[*])"); }"#)
         .err()
         .unwrap();
-    assert!(e.contains("msg.branch.attr"), "{e}");
+    assert!(
+        e.contains("`$msg.branch.attr` takes a branch number"),
+        "{e}"
+    );
+    let e = compile(r#"route { xlog("$(msg.branch.attr(x)[$var(i)])"); }"#)
+        .err()
+        .unwrap();
+    assert!(e.contains("a computed branch index"), "{e}");
 }

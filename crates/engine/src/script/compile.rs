@@ -407,6 +407,19 @@ impl Lower<'_> {
                 };
                 Read::Bavp(self.bavp(name), index)
             }
+            ("msg.branch.attr" | "tm.branch.attr", Some(_))
+                if !matches!(spec.index, None | Some(cfg::pv::PvIndex::At(_))) =>
+            {
+                return self.fail(match spec.index {
+                    Some(cfg::pv::PvIndex::Var(_)) => {
+                        unsupported("a computed branch index".into(), span)
+                    }
+                    _ => Diagnostic::error(
+                        format!("`${}` takes a branch number as its index", spec.name),
+                        span,
+                    ),
+                });
+            }
             ("tm.branch.flag", Some(name)) => {
                 let index = match &spec.index {
                     None => None,
