@@ -434,7 +434,7 @@ route {{
     xlog("L_NOTICE", "AFTER left=$(msg.branch.attr(kind)[0]) END\n");
 }}
 branch_route[br] {{
-    xlog("L_NOTICE", "BRANCH idx=$T_branch_idx kind=$msg.branch.attr(kind) END\n");
+    xlog("L_NOTICE", "BRANCH idx=$T_branch_idx kind=$msg.branch.attr(kind) tm=$tm.branch.attr(kind) prev=$(tm.branch.attr(kind)[0]) END\n");
     $msg.branch.attr(seen) = "br" + $T_branch_idx;
 }}
 onreply_route[rep] {{
@@ -499,6 +499,11 @@ fn branch_attributes_go_with_their_branches_into_the_transaction() {
             "backup"
         };
         assert_eq!(field(l, "kind"), want, "{l}");
+        // The branch being built has them as a transaction branch too; the earlier one keeps
+        // its own.
+        assert_eq!(field(l, "tm"), want, "{l}");
+        let prev = if field(l, "idx") == "0" { want } else { "main" };
+        assert_eq!(field(l, "prev"), prev, "{l}");
     }
     let onreply = lines("ONREPLY");
     assert_eq!(onreply.len(), 2, "{log}");

@@ -105,7 +105,16 @@ fn tm_branch(ctx: &MsgCtx, field: &super::TmBranchField, at: Option<i64>) -> Val
         None => current_branch(ctx) as i64,
     };
     let Some(b) = usize::try_from(i).ok().and_then(|i| branches.get(i)) else {
-        return Value::Null;
+        // The branch a branch_route builds joins the transaction after the route; OpenSIPS
+        // attaches its attributes before, so they are the message branch's.
+        return match field {
+            F::Attr(name)
+                if ctx.branch_index == Some(branches.len()) && i == branches.len() as i64 =>
+            {
+                ctx.branch_attrs.get(name).cloned().unwrap_or(Value::Null)
+            }
+            _ => Value::Null,
+        };
     };
     match field {
         F::Uri => Value::from(b.uri.clone()),
