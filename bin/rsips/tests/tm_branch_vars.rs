@@ -410,7 +410,8 @@ fn injected_branches_and_a_transaction_that_waits_for_them() {
 }
 
 /// Branch attributes: set per message branch before `t_relay` (and in branch_route), read back
-/// per transaction branch with `$tm.branch.attr` and searched with `t_get_branch_idx_by_attr`.
+/// (and set) per transaction branch with `$tm.branch.attr`, searched with
+/// `t_get_branch_idx_by_attr`.
 fn start_attrs(sip: u16, uas: u16) -> Server {
     start_with(
         sip,
@@ -436,10 +437,12 @@ route {{
 branch_route[br] {{
     xlog("L_NOTICE", "BRANCH idx=$T_branch_idx kind=$msg.branch.attr(kind) tm=$tm.branch.attr(kind) prev=$(tm.branch.attr(kind)[0]) END\n");
     $msg.branch.attr(seen) = "br" + $T_branch_idx;
+    $tm.branch.attr(built) = "b" + $T_branch_idx;
 }}
 onreply_route[rep] {{
     t_get_branch_idx_by_attr("kind", "main", , $var(main));
-    xlog("L_NOTICE", "ONREPLY code=$T_reply_code idx=$T_branch_idx kind=$tm.branch.attr(kind) seen=$tm.branch.attr(seen) main=$var(main) END\n");
+    xlog("L_NOTICE", "ONREPLY code=$T_reply_code idx=$T_branch_idx kind=$tm.branch.attr(kind) seen=$tm.branch.attr(seen) built=$tm.branch.attr(built) main=$var(main) END\n");
+    $tm.branch.attr(replied) = $T_reply_code;
 }}
 failure_route[fail] {{
     t_get_branch_idx_by_attr("kind", "backup", , $var(b));
@@ -447,7 +450,7 @@ failure_route[fail] {{
     t_get_branch_idx_by_attr("kind", , , $var(k), 1);
     $var(nf) = "found";
     if (!t_get_branch_idx_by_attr("kind", "nope", , $var(n))) $var(nf) = "notfound";
-    xlog("L_NOTICE", "FAILURE idx=$T_branch_idx kind=$tm.branch.attr(kind) k0=$(tm.branch.attr(kind)[0]) p1=$(tm.branch.attr(prio)[1]) s1=$(tm.branch.attr(seen)[-1]) by_kind=$var(b) by_prio=$var(p) from1=$var(k) none=$var(n) nf=$var(nf) msg=$(msg.branch.attr(kind)[0]) END\n");
+    xlog("L_NOTICE", "FAILURE idx=$T_branch_idx kind=$tm.branch.attr(kind) k0=$(tm.branch.attr(kind)[0]) p1=$(tm.branch.attr(prio)[1]) s1=$(tm.branch.attr(seen)[-1]) r0=$(tm.branch.attr(replied)[0]) r1=$(tm.branch.attr(replied)[-1]) by_kind=$var(b) by_prio=$var(p) from1=$var(k) none=$var(n) nf=$var(nf) msg=$(msg.branch.attr(kind)[0]) END\n");
 }}
 "#
         ),
@@ -513,6 +516,7 @@ fn branch_attributes_go_with_their_branches_into_the_transaction() {
         assert_eq!(field(l, "kind"), want, "{l}");
         // Set in branch_route, kept with the transaction branch.
         assert_eq!(field(l, "seen"), format!("br{idx}"), "{l}");
+        assert_eq!(field(l, "built"), format!("b{idx}"), "{l}");
         assert_eq!(field(l, "main"), "0", "{l}");
     }
     let failure = lines("FAILURE")[0];
@@ -525,6 +529,9 @@ fn branch_attributes_go_with_their_branches_into_the_transaction() {
     assert_eq!(field(failure, "k0"), "main", "{failure}");
     assert_eq!(field(failure, "p1"), "2", "{failure}");
     assert_eq!(field(failure, "s1"), "br1", "{failure}");
+    // Set by the onreply routes on the transaction branches.
+    assert_eq!(field(failure, "r0"), "486", "{failure}");
+    assert_eq!(field(failure, "r1"), "404", "{failure}");
     assert_eq!(field(failure, "by_kind"), "1", "{failure}");
     assert_eq!(field(failure, "by_prio"), "0", "{failure}");
     assert_eq!(field(failure, "from1"), "1", "{failure}");

@@ -95,6 +95,11 @@ pub trait Transaction: Send + Sync + std::fmt::Debug {
     fn branches(&self) -> Vec<TmBranchInfo> {
         Vec::new()
     }
+    /// `$tm.branch.attr(NAME)[i] = v`: sets (NULL removes) an attribute of branch `i`; false
+    /// when there is no such branch.
+    fn set_branch_attr(&self, _i: usize, _name: &str, _v: crate::value::Value) -> bool {
+        false
+    }
 }
 
 /// One branch of a transaction, as `$tm.branch.*` shows it.

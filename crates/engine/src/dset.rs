@@ -106,6 +106,29 @@ impl MsgCtx {
         true
     }
 
+    /// `$tm.branch.attr(name)[at] = v` in a branch, onreply or failure route: no index is the
+    /// branch being handled, a negative one counts back from the last. In branch_route the
+    /// branch being built is not in the transaction yet, so its attributes are this message's.
+    pub fn set_tm_branch_attr(&mut self, at: Option<i64>, name: &str, v: Value) -> bool {
+        let Some(tx) = self.tx.clone() else {
+            return false;
+        };
+        let count = tx.branches().len();
+        let i = match at {
+            Some(i) if i < 0 => count as i64 + i,
+            Some(i) => i,
+            None => crate::pv::read::current_branch(self) as i64,
+        };
+        let Ok(i) = usize::try_from(i) else {
+            return false;
+        };
+        if i == count && self.branch_index == Some(count) {
+            self.branch_attrs.set(name, v);
+            return true;
+        }
+        tx.set_branch_attr(i, name, v)
+    }
+
     /// `remove_msg_branch(i)`: drops appended branch `i`; the later ones move down.
     pub fn remove_msg_branch(&mut self, i: i64) -> bool {
         match usize::try_from(i).ok().filter(|&i| i < self.branches.len()) {

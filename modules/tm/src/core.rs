@@ -286,6 +286,16 @@ impl engine::ctx::Transaction for TxCell {
         if b.local { None } else { b.reply.clone() }
     }
 
+    fn set_branch_attr(&self, i: usize, name: &str, v: engine::Value) -> bool {
+        match self.lock().branches.get_mut(i) {
+            Some(b) => {
+                b.attrs.set(name, v);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn branches(&self) -> Vec<engine::ctx::TmBranchInfo> {
         self.lock()
             .branches

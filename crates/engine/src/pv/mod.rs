@@ -2,7 +2,7 @@
 //! becomes a [`CorePv`] and its index a [`Index`], so reading one per packet is a `match`, not
 //! a string lookup. Reads are in `read.rs`.
 
-mod read;
+pub(crate) mod read;
 pub mod sdp;
 pub(crate) mod sdp_body;
 pub mod time;

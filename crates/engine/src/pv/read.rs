@@ -85,7 +85,7 @@ pub fn q_text(q: i32) -> String {
 }
 
 /// The branch tm is handling: the one a branch route builds, or a reply's.
-fn current_branch(ctx: &MsgCtx) -> usize {
+pub(crate) fn current_branch(ctx: &MsgCtx) -> usize {
     ctx.branch_index
         .or(ctx.t_reply.as_ref().map(|r| r.branch))
         .unwrap_or(0)

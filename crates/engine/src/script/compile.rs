@@ -168,7 +168,7 @@ impl Lower<'_> {
             ("log_level", None) => Write::LogLevel,
             ("xlog_level", None) => Write::XlogLevel,
             ("msg.flag", Some(name)) => Write::Flag(self.flag_named(name, p.span)?),
-            ("msg.branch.attr", Some(name)) if !name.contains('$') => {
+            ("msg.branch.attr" | "tm.branch.attr", Some(name)) if !name.contains('$') => {
                 let at = match &p.spec.index {
                     None => None,
                     Some(cfg::pv::PvIndex::At(i)) => Some(*i),
@@ -177,12 +177,16 @@ impl Lower<'_> {
                     }
                     Some(_) => {
                         return self.fail(Diagnostic::error(
-                            "`$msg.branch.attr` takes a branch number as its index",
+                            format!("`${}` takes a branch number as its index", p.spec.name),
                             p.span,
                         ));
                     }
                 };
-                Write::BranchAttr(name.into(), at)
+                if p.spec.name == "tm.branch.attr" {
+                    Write::TmBranchAttr(name.into(), at)
+                } else {
+                    Write::BranchAttr(name.into(), at)
+                }
             }
             ("avp", Some(name)) if !name.contains('$') => {
                 let slot = self.avp_slot(p)?;

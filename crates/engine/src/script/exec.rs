@@ -797,6 +797,11 @@ impl Run<'_> {
             }
             Write::Sdp(ref t) => self.write_sdp(t, v),
             Write::BranchAttr(ref name, at) => self.ctx.set_branch_attr(at, name, v),
+            // OpenSIPS tm: only where a branch is being handled.
+            Write::TmBranchAttr(ref name, at) => {
+                matches!(self.kind, "branch" | "onreply" | "failure")
+                    && self.ctx.set_tm_branch_attr(at, name, v)
+            }
         }
     }
 

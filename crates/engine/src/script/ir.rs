@@ -112,6 +112,8 @@ pub(crate) enum Write {
     Sdp(Box<SdpTarget>),
     /// `$msg.branch.attr(NAME)[i]` (no index: the last branch).
     BranchAttr(Box<str>, Option<i64>),
+    /// `$tm.branch.attr(NAME)[i]` (no index: the branch being handled).
+    TmBranchAttr(Box<str>, Option<i64>),
 }
 
 /// Which value(s) of an AVP an assignment sets (OpenSIPS pv_set_avp forms).
