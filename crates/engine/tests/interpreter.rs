@@ -798,15 +798,18 @@ fn the_destination_set_is_readable_by_branch_index() {
             $du = "sip:proxy.example.com";
             append_msg_branch("sip:carol@example.com", "0.5");
             $msg.branch = "sip:dave@example.com";
-            xlog("last=$msg.branch.last_idx 0=$msg.branch.uri 0du=$msg.branch.duri\n");
+            xlog("last=$msg.branch.last_idx 0=$(msg.branch.uri[0]) 0du=$(msg.branch.duri[0])\n");
             xlog("1=$(msg.branch.uri[1]) q=$(msg.branch.q[1]) -1=$(msg.branch.uri[-1]) 3=$(msg.branch.uri[3])\n");
+            # No index is the last branch (OpenSIPS pvar.c pv_get_msg_branch_fields).
+            xlog("noidx=$msg.branch.uri q=$msg.branch.q br=$msg.branch\n");
         }"#,
     );
     assert_eq!(
         l,
         vec![
             "last=2 0=sip:bob@biloxi.com 0du=sip:proxy.example.com\n",
-            "1=sip:carol@example.com q=0.5 -1=sip:dave@example.com 3=<null>\n"
+            "1=sip:carol@example.com q=0.5 -1=sip:dave@example.com 3=<null>\n",
+            "noidx=sip:dave@example.com q= br=sip:dave@example.com\n",
         ]
     );
 }
@@ -838,10 +841,10 @@ fn destination_set_q_values_and_flag_names_print_as_opensips_prints_them() {
             $ru = "sip:x@example.com";
             $ru_q = 300;
             $msg.branch = "sip:dave@example.com";
-            xlog("ds=$ds ruq=$ru_q q0=$msg.branch.q q2=$(msg.branch.q[2])\n");
+            xlog("ds=$ds ruq=$ru_q q0=$(msg.branch.q[0]) q2=$(msg.branch.q[2])\n");
             setflag("A"); setflag("NAT"); setflag("C"); resetflag("A");
             setbflag("BF1"); setbflag("BF2");
-            xlog("mf=[$mf] bf=[$bf] br0=[$msg.branch.flags]\n");
+            xlog("mf=[$mf] bf=[$bf] br0=[$(msg.branch.flags[0])]\n");
             resetflag("NAT"); resetflag("C");
             xlog("mf=[$mf]\n");
         }"#,

@@ -242,7 +242,8 @@ impl BranchField {
     }
 }
 
-/// The branch a `$msg.branch…[i]` / `$branch…[i]` names (no index: 0).
+/// The branch a `$msg.branch…[i]` / `$branch…[i]` names (no index: 0; `$msg.branch.*` turns
+/// that into the last branch itself).
 fn branch_index(spec: &PvSpec) -> Option<i64> {
     match spec.index {
         None => Some(0),
@@ -460,7 +461,12 @@ impl CorePv {
                     name.trim_start_matches("msg.branch")
                         .trim_start_matches('.'),
                 )?;
-                CorePv::Branch(field, branch_index(spec)?)
+                // No index is the last branch (OpenSIPS pv_get_msg_branch_fields), i.e. `[-1]`.
+                let at = match spec.index {
+                    None => -1,
+                    _ => branch_index(spec)?,
+                };
+                CorePv::Branch(field, at)
             }
             ("T_reply_code", None) => CorePv::Tm(TmField::ReplyCode),
             ("T_ruri", None) => CorePv::Tm(TmField::Ruri),
