@@ -139,6 +139,19 @@ fn reply(req: &str, code: u16, reason: &str, tag: &str) -> String {
     out
 }
 
+/// The two INVITEs of a fork to `callee` and `second`, in that order, and where they came from.
+fn two_branches(uas: &UdpSocket) -> (String, String, SocketAddr) {
+    let (first, from) = recv(uas, "INVITE ");
+    let (second, _) = recv(uas, "INVITE ");
+    let (b0, b1) = if first.starts_with("INVITE sip:callee@") {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert!(b1.starts_with("INVITE sip:second@"), "{b1}");
+    (b0, b1, from)
+}
+
 /// The log line starting with `prefix` whose `key=` field has `value`.
 fn field<'a>(line: &'a str, key: &str) -> &'a str {
     let start = line.find(&format!(" {key}=")).unwrap() + key.len() + 2;
@@ -169,14 +182,7 @@ fn branch_avps_transaction_avps_and_branch_vars_follow_the_transaction() {
          Content-Length: 0\r\n\r\n"
     );
     uac.send_to(invite.as_bytes(), ("127.0.0.1", sip)).unwrap();
-    let (first, from) = recv(&uas, "INVITE ");
-    let (second, _) = recv(&uas, "INVITE ");
-    let (b0, b1) = if first.starts_with("INVITE sip:callee@") {
-        (first, second)
-    } else {
-        (second, first)
-    };
-    assert!(b1.starts_with("INVITE sip:second@"), "{b1}");
+    let (b0, b1, from) = two_branches(&uas);
     // Branch 0 rings and then is busy; branch 1 is not found. 404 is the better reply.
     uas.send_to(reply(&b0, 180, "Ringing", "b0").as_bytes(), from)
         .unwrap();
@@ -471,14 +477,7 @@ fn branch_attributes_go_with_their_branches_into_the_transaction() {
     let server = start_attrs(sip, uas_port);
     let invite = invite_to("callee", sip, uac_port).replace("dynamic-", "attrs-");
     uac.send_to(invite.as_bytes(), ("127.0.0.1", sip)).unwrap();
-    let (first, from) = recv(&uas, "INVITE ");
-    let (second, _) = recv(&uas, "INVITE ");
-    let (b0, b1) = if first.starts_with("INVITE sip:callee@") {
-        (first, second)
-    } else {
-        (second, first)
-    };
-    assert!(b1.starts_with("INVITE sip:second@"), "{b1}");
+    let (b0, b1, from) = two_branches(&uas);
     uas.send_to(reply(&b0, 486, "Busy Here", "b0").as_bytes(), from)
         .unwrap();
     uas.send_to(reply(&b1, 404, "Not Found", "b1").as_bytes(), from)
