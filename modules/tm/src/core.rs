@@ -18,7 +18,7 @@ mod local;
 
 pub use crate::messages::parse_tid;
 use crate::messages::{
-    ack_for, ack_for_2xx, branch_id, cancel_for, parse_branch_id, rank, relay_upstream,
+    ack_for, ack_for_2xx, branch_id, cancel_for, is_legacy, parse_branch_id, rank, relay_upstream,
     request_key, strip,
 };
 
@@ -423,6 +423,8 @@ impl Tm {
         };
         match method {
             Method::Ack => match find("INVITE") {
+                // An RFC 2543 ACK for a 2xx may still match the INVITE's key; it is end to end.
+                Some(tx) if is_legacy(msg) && tx.last_code() < 300 => Found::None,
                 Some(tx) => Found::AckForNegative(tx),
                 None => Found::None,
             },

@@ -17,15 +17,42 @@ pub fn parse_tid(text: &str) -> Option<u64> {
 /// here and are matched against INVITE separately).
 pub(crate) fn request_key(msg: &SipMessage, method: &str) -> Option<String> {
     let via = msg.top_via().ok()?;
-    let branch = via.branch()?;
-    if !branch.starts_with("z9hG4bK") {
-        return None;
-    }
-    Some(format!(
-        "{branch}|{}:{}|{method}",
+    let sent_by = format!(
+        "{}:{}",
         via.host().as_str().to_ascii_lowercase(),
         via.port().unwrap_or(0)
-    ))
+    );
+    match via.branch() {
+        Some(branch) if branch.starts_with("z9hG4bK") => {
+            Some(format!("{branch}|{sent_by}|{method}"))
+        }
+        // RFC 2543 peers (RFC 3261 §17.2.3, OpenSIPS `ruri_matching`/`via1_matching`): the
+        // Request-URI, From tag, Call-ID, CSeq number and top Via identify the transaction,
+        // plus the To tag except for INVITE, whose ACK and CANCEL carry another To tag or none.
+        branch => {
+            let cseq = msg.cseq().ok()?;
+            let to_tag = if matches!(method, "INVITE" | "CANCEL") {
+                ""
+            } else {
+                msg.to_tag().ok().flatten().unwrap_or("")
+            };
+            Some(format!(
+                "2543|{}|{}|{}|{}|{sent_by}|{}|{to_tag}|{method}",
+                msg.request_uri_str()?,
+                msg.from_tag().ok().flatten().unwrap_or(""),
+                msg.call_id().ok()?,
+                cseq.seq,
+                branch.unwrap_or(""),
+            ))
+        }
+    }
+}
+
+/// Whether a request's transaction is identified the RFC 2543 way (no magic-cookie branch).
+pub(crate) fn is_legacy(msg: &SipMessage) -> bool {
+    msg.top_via()
+        .ok()
+        .is_some_and(|v| !v.branch().is_some_and(|b| b.starts_with("z9hG4bK")))
 }
 
 /// Our branch id for branch `n` of transaction `id` (`z9hG4bK` + hex id + `.` + n).

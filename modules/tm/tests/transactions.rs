@@ -769,3 +769,51 @@ fn waiting_with_no_branch_ends_in_a_local_408_and_no_more_branches_completes_at_
         vec!["SIP/2.0 480 Temporarily Unavailable"]
     );
 }
+
+// RFC 2543 clients (no z9hG4bK branch): the transaction is found by Request-URI, From tag,
+// Call-ID, CSeq number and top Via (RFC 3261 §17.2.3).
+#[test]
+fn requests_without_a_magic_cookie_match_the_rfc_2543_way() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let invite = request("INVITE", "old1", "UDP");
+    let cell = tm.create(&invite, t0).unwrap();
+    assert!(matches!(
+        tm.lookup_request(&request("INVITE", "old1", "UDP").msg),
+        Found::Retransmission(_)
+    ));
+    // Another top Via branch value: another transaction.
+    assert!(matches!(
+        tm.lookup_request(&request("INVITE", "old2", "UDP").msg),
+        Found::None
+    ));
+    assert!(matches!(
+        tm.lookup_request(&request("CANCEL", "old1", "UDP").msg),
+        Found::CancelFor(_)
+    ));
+    tm.add_branch(&cell, &invite, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let sent = host.take_full().pop().unwrap();
+    let (r, rctx) = reply_to(&sent, 486, "Busy Here", Some("b1"));
+    tm.on_reply(&r, rctx, &mut script(), t0);
+    assert_eq!(finals(&host.take()), vec!["SIP/2.0 486 Busy Here"]);
+    // The ACK for the 486 is the transaction's (hop by hop), absorbed.
+    assert!(matches!(
+        tm.lookup_request(&request("ACK", "old1", "UDP").msg),
+        Found::AckForNegative(_)
+    ));
+
+    // After a 2xx the ACK is end to end: no transaction claims it.
+    let invite = request("INVITE", "old3", "UDP");
+    let cell = tm.create(&invite, t0).unwrap();
+    tm.add_branch(&cell, &invite, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let sent = host.take_full().pop().unwrap();
+    let (r, rctx) = reply_to(&sent, 200, "OK", Some("ok"));
+    tm.on_reply(&r, rctx, &mut script(), t0);
+    assert_eq!(finals(&host.take()), vec!["SIP/2.0 200 OK"]);
+    assert!(matches!(
+        tm.lookup_request(&request("ACK", "old3", "UDP").msg),
+        Found::None
+    ));
+}
