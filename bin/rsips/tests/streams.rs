@@ -1224,6 +1224,78 @@ fn t_replicate_copies_the_request_and_absorbs_the_replies() {
     );
 }
 
+// A replicated INVITE is a client transaction of its own: the replica's 2xx is ACKed by tm
+// (as for any INVITE rsips sends itself) and never reaches the caller.
+#[test]
+fn t_replicate_of_an_invite_acks_the_replicas_2xx() {
+    let (rx, rx_port) = udp_receiver("127.0.0.1");
+    let route = format!(
+        r#"route {{
+    if (is_method("ACK")) exit;
+    t_replicate("sip:127.0.0.1:{rx_port}");
+    sl_send_reply(404, "Not here");
+}}"#
+    );
+    let server = start(
+        "replicate-invite",
+        "127.0.0.1",
+        &format!(
+            "socket=udp:127.0.0.1:PORT\nsocket=tcp:127.0.0.1:PORT\nloadmodule \"tm.so\"\n{MODULES}{route}"
+        ),
+    );
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let cport = c.local_addr().unwrap().port();
+    let req = options("UDP", "repinv")
+        .replace("OPTIONS", "INVITE")
+        .replace("127.0.0.1:9;", &format!("127.0.0.1:{cport};"));
+    c.send_to(req.as_bytes(), ("127.0.0.1", server.port))
+        .unwrap();
+    let mut buf = [0u8; 8192];
+    let (n, from) = rx.recv_from(&mut buf).unwrap();
+    let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        got.starts_with("INVITE sip:bob@127.0.0.1 SIP/2.0\r\n"),
+        "{got}"
+    );
+    let mut reply = String::from("SIP/2.0 200 Replica OK\r\n");
+    for l in got.lines() {
+        if ["Via:", "From:", "Call-ID:", "CSeq:"]
+            .iter()
+            .any(|h| l.starts_with(h))
+        {
+            reply.push_str(l);
+            reply.push_str("\r\n");
+        } else if l.starts_with("To:") {
+            reply.push_str(l);
+            reply.push_str(";tag=replica\r\n");
+        }
+    }
+    reply.push_str(&format!(
+        "Contact: <sip:replica@127.0.0.1:{rx_port}>\r\nContent-Length: 0\r\n\r\n"
+    ));
+    rx.send_to(reply.as_bytes(), from).unwrap();
+    let (n, _) = rx.recv_from(&mut buf).unwrap();
+    let ack = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        ack.starts_with(&format!("ACK sip:replica@127.0.0.1:{rx_port} SIP/2.0\r\n")),
+        "{ack}"
+    );
+    assert!(ack.contains(";tag=replica"), "{ack}");
+    let mut seen = Vec::new();
+    while let Ok((n, _)) = c.recv_from(&mut buf) {
+        seen.push(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+        );
+    }
+    assert_eq!(seen, vec!["SIP/2.0 404 Not here"], "{}", server.log());
+}
+
 #[test]
 fn send_proxy_protocol_starts_outgoing_connections_with_a_v2_header() {
     let uas = TcpListener::bind("127.0.0.1:0").unwrap();

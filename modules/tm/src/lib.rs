@@ -823,10 +823,6 @@ fn t_replicate(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some(uri) = args.first().map(|v| v.to_text().into_owned()) else {
         return -1;
     };
-    if f.msg.msg.method() == Some(sip::Method::Invite) {
-        f.log.log(-1, "t_replicate: INVITE is not replicated\n");
-        return -1;
-    }
     let mut copy = f.msg.clone();
     copy.tx = None;
     copy.outbox.clear();
