@@ -183,12 +183,17 @@ fn branch_avps_transaction_avps_and_branch_vars_follow_the_transaction() {
     );
     uac.send_to(invite.as_bytes(), ("127.0.0.1", sip)).unwrap();
     let (b0, b1, from) = two_branches(&uas);
-    // Branch 0 rings and then is busy; branch 1 is not found. 404 is the better reply.
+    // Branch 0 rings and then is busy; then branch 1 is not found, which completes the
+    // transaction: branch 1 is the failure route's current branch.
     uas.send_to(reply(&b0, 180, "Ringing", "b0").as_bytes(), from)
         .unwrap();
     recv(&uac, "SIP/2.0 180");
     uas.send_to(reply(&b0, 486, "Busy Here", "b0").as_bytes(), from)
         .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !server.log().contains("ONREPLY code=486") {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     uas.send_to(reply(&b1, 404, "Not Found", "b1").as_bytes(), from)
         .unwrap();
     let (last, _) = recv(&uac, "SIP/2.0 4");
@@ -225,15 +230,12 @@ fn branch_avps_transaction_avps_and_branch_vars_follow_the_transaction() {
         last.starts_with(&format!("SIP/2.0 {code}")),
         "{last}\n{log}"
     );
-    // The winning reply is the failure route's `<reply>`, its branch's bavp its `$bavp`.
-    let (idx, bavp, xtest) = if code == "404" {
-        ("1", "leg1-404", "b1")
-    } else {
-        ("0", "leg0-180-486", "b0")
-    };
-    assert_eq!(field(failure, "idx"), idx, "{failure}");
-    assert_eq!(field(failure, "bavp"), bavp, "{failure}");
+    // The winning reply is the failure route's `<reply>`; the branch whose reply completed
+    // the transaction is its current branch (`$T_branch_idx`, `$bavp`), as in OpenSIPS.
+    let xtest = if code == "404" { "b1" } else { "b0" };
     assert_eq!(field(failure, "xtest"), xtest, "{failure}");
+    assert_eq!(field(failure, "idx"), "1", "{failure}");
+    assert_eq!(field(failure, "bavp"), "leg1-404", "{failure}");
     // Every onreply route's increment is kept with the transaction.
     assert_eq!(field(failure, "n"), "3", "{failure}");
     assert_eq!(

@@ -1075,7 +1075,7 @@ impl Tm {
                 self.host.send(s, None);
             }
         }
-        self.complete_if_done(&cell, runner, now);
+        self.complete_if_done(&cell, Some(n), runner, now);
         true
     }
 
@@ -1175,8 +1175,17 @@ impl Tm {
     }
 
     /// When every branch has a final reply and none went upstream: failure_route (if armed),
-    /// then the best reply upstream.
-    fn complete_if_done(&self, cell: &Arc<TxCell>, runner: &mut dyn Runner, now: Instant) {
+    /// then the best reply upstream. `trigger` is the branch whose reply completed the transaction; it is the
+    /// failure route's current branch (`$T_branch_idx`, `$bavp`, `$tm.branch.*` without an
+    /// index), as OpenSIPS keeps the replying branch's index; 0 when a timer completed it.
+    fn complete_if_done(
+        &self,
+        cell: &Arc<TxCell>,
+        trigger: Option<usize>,
+        runner: &mut dyn Runner,
+        now: Instant,
+    ) {
+        let current = trigger.unwrap_or(0);
         let (route, mut ctx, best) = {
             let mut tx = cell.lock();
             if tx.final_sent
@@ -1204,7 +1213,11 @@ impl Tm {
                 branch: bi,
                 local: best.local,
             };
-            let bavps = best.bavps.clone();
+            let bavps = tx
+                .branches
+                .get(current)
+                .map(|b| b.bavps.clone())
+                .unwrap_or_default();
             let route = if tx.blocked {
                 None
             } else {
@@ -1218,8 +1231,7 @@ impl Tm {
         if let Some(route) = route {
             ctx.tx = Some(cell.clone() as Arc<dyn engine::ctx::Transaction>);
             ctx.t_reply = Some(best.1.clone());
-            // The winning branch is the current one (`$T_branch_idx`, `$tm.branch.*`).
-            ctx.branch_index = None;
+            ctx.branch_index = Some(current);
             ctx.on_failure = None;
             let branches_before = cell.lock().branches.len();
             runner.run(route, &mut ctx);
@@ -1227,10 +1239,10 @@ impl Tm {
                 self.host.send(out, None);
             }
             let mut tx = cell.lock();
-            // What the failure route set stays with the transaction and the winning branch.
+            // What the failure route set stays with the transaction and the current branch.
             tx.request.avps = std::mem::take(&mut ctx.avps);
             tx.request.flags = ctx.flags;
-            if let Some(b) = tx.branches.get_mut(best.0) {
+            if let Some(b) = tx.branches.get_mut(current) {
                 b.bavps = std::mem::take(&mut ctx.bavps);
             }
             let added = tx.branches.len() > branches_before;
@@ -1243,7 +1255,7 @@ impl Tm {
                 let pending = tx.branches.iter().any(|b| !b.is_final());
                 drop(tx);
                 if !pending {
-                    self.complete_if_done(cell, runner, now);
+                    self.complete_if_done(cell, trigger, runner, now);
                 }
                 return;
             }
@@ -1460,7 +1472,7 @@ impl Tm {
             self.host.send(s, None);
         }
         self.end_wait_if_due(cell, now);
-        self.complete_if_done(cell, runner, now);
+        self.complete_if_done(cell, None, runner, now);
         let delete_at = cell.lock().delete_at;
         if let Some(d) = delete_at {
             soonest(d);
