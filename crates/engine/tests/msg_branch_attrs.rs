@@ -121,3 +121,46 @@ fn the_all_index_is_refused_for_attributes() {
         .unwrap();
     assert!(e.contains("a computed branch index"), "{e}");
 }
+
+// `$msg.branch.uri|duri|q|flags[i] = v` (OpenSIPS pvar.c _int_pv_set_branch_fields): no index is
+// the last branch, 0 the R-URI's; a missing branch or a bad value leaves everything as it was.
+#[test]
+fn branch_fields_are_writable_by_index() {
+    let l = logs(
+        r#"route {
+            setbflag("NAT");
+            append_msg_branch("sip:carol@example.com", "0.5");
+            append_msg_branch("sip:dave@example.com");
+            $msg.branch.uri = "sip:erin@example.com";
+            $(msg.branch.duri[1]) = "sip:proxy.example.com";
+            $(msg.branch.q[1]) = 700;
+            $(msg.branch.q[2]) = NULL;
+            $(msg.branch.flags[1]) = "NAT";
+            $(msg.branch.uri[0]) = "sip:frank@example.com";
+            $(msg.branch.flags[0]) = NULL;
+            xlog("0=$(msg.branch.uri[0]) ru=$ru f0=[$(msg.branch.flags[0])]\n");
+            xlog("1=$(msg.branch.uri[1]) du=$(msg.branch.duri[1]) q=$(msg.branch.q[1]) f1=[$(msg.branch.flags[1])]\n");
+            xlog("2=$(msg.branch.uri[2]) q=$(msg.branch.q[2])\n");
+            $(msg.branch.duri[1]) = NULL;
+            xlog("du=$(msg.branch.duri[1])\n");
+            # Refused: no such branch, a q out of range, an unknown flag, an empty URI.
+            $(msg.branch.uri[5]) = "sip:x@example.com";
+            $(msg.branch.q[1]) = 2000;
+            $(msg.branch.flags[1]) = "NOSUCH";
+            $(msg.branch.uri[1]) = "";
+            xlog("last=$msg.branch.last_idx 1=$(msg.branch.uri[1]) q=$(msg.branch.q[1]) f1=[$(msg.branch.flags[1])]\n");
+        }"#,
+    );
+    assert_eq!(
+        l,
+        vec![
+            "0=sip:frank@example.com ru=sip:frank@example.com f0=[]\n",
+            "1=sip:carol@example.com du=sip:proxy.example.com q=0.7 f1=[NAT]\n",
+            "2=sip:erin@example.com q=\n",
+            "du=<null>\n",
+            "$msg.branch: no such branch to assign\n",
+            "$msg.branch.flags: unknown flag in `NOSUCH`\n",
+            "last=2 1=sip:carol@example.com q=0.7 f1=[NAT]\n",
+        ]
+    );
+}

@@ -188,6 +188,32 @@ impl Lower<'_> {
                     Write::BranchAttr(name.into(), at)
                 }
             }
+            (
+                name @ ("msg.branch.uri" | "msg.branch.duri" | "msg.branch.q" | "msg.branch.flags"),
+                None,
+            ) => {
+                use crate::pv::BranchField;
+                let field = match name {
+                    "msg.branch.uri" => BranchField::Uri,
+                    "msg.branch.duri" => BranchField::Duri,
+                    "msg.branch.q" => BranchField::Q,
+                    _ => BranchField::Flags,
+                };
+                let at = match &p.spec.index {
+                    None => None,
+                    Some(cfg::pv::PvIndex::At(i)) => Some(*i),
+                    Some(cfg::pv::PvIndex::Var(_)) => {
+                        return self.fail(unsupported("a computed branch index".into(), p.span));
+                    }
+                    Some(_) => {
+                        return self.fail(Diagnostic::error(
+                            format!("`${name}` takes a branch number as its index"),
+                            p.span,
+                        ));
+                    }
+                };
+                Write::BranchField(field, at)
+            }
             ("avp", Some(name)) if !name.contains('$') => {
                 let slot = self.avp_slot(p)?;
                 Write::Avp(self.avp(name), slot)

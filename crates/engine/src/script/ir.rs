@@ -112,6 +112,8 @@ pub(crate) enum Write {
     Sdp(Box<SdpTarget>),
     /// `$msg.branch.attr(NAME)[i]` (no index: the last branch).
     BranchAttr(Box<str>, Option<i64>),
+    /// `$msg.branch.uri|duri|q|flags[i]` (no index: the last branch; 0 the R-URI's).
+    BranchField(crate::pv::BranchField, Option<i64>),
     /// `$tm.branch.attr(NAME)[i]` (no index: the branch being handled).
     TmBranchAttr(Box<str>, Option<i64>),
 }
