@@ -1157,17 +1157,11 @@ local_route {{
     );
 }
 
-#[test]
-fn t_replicate_copies_the_request_and_absorbs_the_replies() {
-    let (rx, rx_port) = udp_receiver("127.0.0.1");
-    let route = format!(
-        r#"route {{
-    t_replicate("sip:127.0.0.1:{rx_port}");
-    sl_send_reply(200, "Registered here");
-}}"#
-    );
+/// A server running `route` (which calls t_replicate), and a client socket that has sent it a
+/// `method` request (Call-ID `call`), with a 700 ms read timeout.
+fn replicating_server(name: &str, route: &str, call: &str, method: &str) -> (Rsips, UdpSocket) {
     let server = start(
-        "replicate",
+        name,
         "127.0.0.1",
         &format!(
             "socket=udp:127.0.0.1:PORT\nsocket=tcp:127.0.0.1:PORT\nloadmodule \"tm.so\"\n{MODULES}{route}"
@@ -1177,11 +1171,24 @@ fn t_replicate_copies_the_request_and_absorbs_the_replies() {
     c.set_read_timeout(Some(Duration::from_millis(700)))
         .unwrap();
     let cport = c.local_addr().unwrap().port();
-    let req = options("UDP", "repl")
-        .replace("OPTIONS", "REGISTER")
+    let req = options("UDP", call)
+        .replace("OPTIONS", method)
         .replace("127.0.0.1:9;", &format!("127.0.0.1:{cport};"));
     c.send_to(req.as_bytes(), ("127.0.0.1", server.port))
         .unwrap();
+    (server, c)
+}
+
+#[test]
+fn t_replicate_copies_the_request_and_absorbs_the_replies() {
+    let (rx, rx_port) = udp_receiver("127.0.0.1");
+    let route = format!(
+        r#"route {{
+    t_replicate("sip:127.0.0.1:{rx_port}");
+    sl_send_reply(200, "Registered here");
+}}"#
+    );
+    let (server, c) = replicating_server("replicate", &route, "repl", "REGISTER");
     // The copy: our Via on top of the client's.
     let (got, from) = {
         let mut buf = [0u8; 8192];
@@ -1236,22 +1243,7 @@ fn t_replicate_of_an_invite_acks_the_replicas_2xx() {
     sl_send_reply(404, "Not here");
 }}"#
     );
-    let server = start(
-        "replicate-invite",
-        "127.0.0.1",
-        &format!(
-            "socket=udp:127.0.0.1:PORT\nsocket=tcp:127.0.0.1:PORT\nloadmodule \"tm.so\"\n{MODULES}{route}"
-        ),
-    );
-    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
-    c.set_read_timeout(Some(Duration::from_millis(700)))
-        .unwrap();
-    let cport = c.local_addr().unwrap().port();
-    let req = options("UDP", "repinv")
-        .replace("OPTIONS", "INVITE")
-        .replace("127.0.0.1:9;", &format!("127.0.0.1:{cport};"));
-    c.send_to(req.as_bytes(), ("127.0.0.1", server.port))
-        .unwrap();
+    let (server, c) = replicating_server("replicate-invite", &route, "repinv", "INVITE");
     let mut buf = [0u8; 8192];
     let (n, from) = rx.recv_from(&mut buf).unwrap();
     let got = String::from_utf8_lossy(&buf[..n]).into_owned();

@@ -139,6 +139,22 @@ fn reply(req: &str, code: u16, reason: &str, tag: &str) -> String {
     out
 }
 
+/// A free SIP port for the server, and the caller's and callee's sockets with their ports
+/// (reads time out after `ms`).
+fn sockets(ms: u64) -> (u16, UdpSocket, u16, UdpSocket, u16) {
+    let [sip] = common::free_ports::<1>();
+    let uac = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let uas = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for s in [&uac, &uas] {
+        s.set_read_timeout(Some(Duration::from_millis(ms))).unwrap();
+    }
+    let (uac_port, uas_port) = (
+        uac.local_addr().unwrap().port(),
+        uas.local_addr().unwrap().port(),
+    );
+    (sip, uac, uac_port, uas, uas_port)
+}
+
 /// The two INVITEs of a fork to `callee` and `second`, in that order, and where they came from.
 fn two_branches(uas: &UdpSocket) -> (String, String, SocketAddr) {
     let (first, from) = recv(uas, "INVITE ");
@@ -349,15 +365,7 @@ fn recv_within(sock: &UdpSocket, start: &str, limit: Duration) -> (String, Socke
 
 #[test]
 fn injected_branches_and_a_transaction_that_waits_for_them() {
-    let [sip] = common::free_ports::<1>();
-    let uac = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let uas = UdpSocket::bind("127.0.0.1:0").unwrap();
-    for s in [&uac, &uas] {
-        s.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-    }
-    let uas_port = uas.local_addr().unwrap().port();
-    let uac_port = uac.local_addr().unwrap().port();
+    let (sip, uac, uac_port, uas, uas_port) = sockets(100);
     let server = start_dynamic(sip, uas_port);
 
     // Parked: 180, then nothing until fr_inv_timeout (2 s) ends the wait with a local 408.
@@ -467,15 +475,7 @@ failure_route[fail] {{
 
 #[test]
 fn branch_attributes_go_with_their_branches_into_the_transaction() {
-    let [sip] = common::free_ports::<1>();
-    let uac = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let uas = UdpSocket::bind("127.0.0.1:0").unwrap();
-    for s in [&uac, &uas] {
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-    }
-    let uas_port = uas.local_addr().unwrap().port();
-    let uac_port = uac.local_addr().unwrap().port();
+    let (sip, uac, uac_port, uas, uas_port) = sockets(200);
     let server = start_attrs(sip, uas_port);
     let invite = invite_to("callee", sip, uac_port).replace("dynamic-", "attrs-");
     uac.send_to(invite.as_bytes(), ("127.0.0.1", sip)).unwrap();
