@@ -1,0 +1,319 @@
+//! The end of a transaction: failure_route and the best reply upstream once every branch is
+//! final, and the timers (retransmissions, final-response timeouts, the wait for injected
+//! branches, deletion).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::*;
+
+impl Tm {
+    /// When every branch has a final reply and none went upstream: failure_route (if armed),
+    /// then the best reply upstream. `trigger` is the branch whose reply completed the
+    /// transaction; it is the failure route's current branch (`$T_branch_idx`, `$bavp`,
+    /// `$tm.branch.*` without an index), as OpenSIPS keeps the replying branch's index; 0 when
+    /// a timer completed it.
+    pub(super) fn complete_if_done(
+        &self,
+        cell: &Arc<TxCell>,
+        trigger: Option<usize>,
+        runner: &mut dyn Runner,
+        now: Instant,
+    ) {
+        let current = trigger.unwrap_or(0);
+        let (route, mut ctx, best) = {
+            let mut tx = cell.lock();
+            if tx.final_sent
+                || tx.completing
+                || tx.relaying > 0
+                || tx.waiting.is_some()
+                || tx.branches.is_empty()
+                || !tx.branches.iter().all(Branch::is_final)
+            {
+                return;
+            }
+            tx.completing = true;
+            let cancelled = tx.cancelled;
+            let Some((bi, best)) = tx
+                .branches
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, b)| rank(b.status.unwrap_or(500), cancelled))
+            else {
+                return;
+            };
+            let info = ReplyInfo {
+                code: best.status.unwrap_or(500),
+                reason: best.reason.clone(),
+                branch: bi,
+                local: best.local,
+            };
+            let bavps = tx
+                .branches
+                .get(current)
+                .map(|b| b.bavps.clone())
+                .unwrap_or_default();
+            let route = if tx.blocked {
+                None
+            } else {
+                tx.on_failure.take()
+            };
+            tx.picked = Some(bi);
+            let mut ctx = tx.request.clone();
+            ctx.bavps = bavps;
+            (route, ctx, (bi, info))
+        };
+        if let Some(route) = route {
+            ctx.tx = Some(cell.clone() as Arc<dyn engine::ctx::Transaction>);
+            ctx.t_reply = Some(best.1.clone());
+            ctx.branch_index = Some(current);
+            ctx.on_failure = None;
+            let branches_before = cell.lock().branches.len();
+            runner.run(route, &mut ctx);
+            for out in std::mem::take(&mut ctx.outbox) {
+                self.host.send(out, None);
+            }
+            let mut tx = cell.lock();
+            // What the failure route set stays with the transaction and the current branch.
+            tx.request.avps = std::mem::take(&mut ctx.avps);
+            tx.request.flags = ctx.flags;
+            if let Some(b) = tx.branches.get_mut(current) {
+                b.bavps = std::mem::take(&mut ctx.bavps);
+            }
+            let added = tx.branches.len() > branches_before;
+            if tx.final_sent {
+                return;
+            }
+            if added {
+                // New branches: wait for them (they complete the transaction again).
+                tx.completing = false;
+                let pending = tx.branches.iter().any(|b| !b.is_final());
+                drop(tx);
+                if !pending {
+                    self.complete_if_done(cell, trigger, runner, now);
+                }
+                return;
+            }
+        }
+        self.send_best(cell, best.0, now);
+    }
+
+    fn send_best(&self, cell: &TxCell, branch: usize, now: Instant) {
+        let mut tx = cell.lock();
+        if tx.final_sent {
+            return;
+        }
+        if let Some(Local(done)) = tx.local_done.take() {
+            let done_with = tx
+                .branches
+                .get(branch)
+                .map_or((500, String::new(), None), |b| {
+                    let reply = if b.local { None } else { b.reply.clone() };
+                    (b.status.unwrap_or(500), b.reason.clone(), reply)
+                });
+            tx.final_sent = true;
+            let at = now + self.params.wt_timer;
+            tx.delete_at = Some(at);
+            drop(tx);
+            self.schedule(at, cell.id);
+            let (code, reason, reply) = done_with;
+            done(LocalReply {
+                code,
+                reason,
+                reply,
+            });
+            return;
+        }
+        let Some(b) = tx.branches.get(branch) else {
+            return;
+        };
+        let (code, reason, reply, local) = (
+            b.status.unwrap_or(500),
+            b.reason.clone(),
+            b.reply.clone(),
+            b.local,
+        );
+        let req = tx.request.clone();
+        let out = match (&reply, local) {
+            (Some(reply), false) => relay_upstream(&req, reply),
+            _ => {
+                drop(tx);
+                let reason = if code == 408 {
+                    "Request Timeout"
+                } else if code == 477 {
+                    "Send failed (477/TM)"
+                } else {
+                    reason.as_str()
+                };
+                self.reply_in(cell, &mut req.clone(), code, reason, None, now);
+                return;
+            }
+        };
+        if let Some(out) = out {
+            self.note_reply_sent(&mut tx, cell.id, code, false, &out, now);
+            drop(tx);
+            self.host.send(out, None);
+        }
+    }
+
+    /// Runs every timer due at `now`: request and CANCEL retransmissions (UDP), final-response
+    /// timeouts (local 408, CANCEL when the branch rang), negative reply retransmissions until
+    /// the ACK, deletion after `wt_timer`.
+    pub fn tick(&self, now: Instant, runner: &mut dyn Runner) {
+        let urgent = std::mem::take(&mut *lock(&self.urgent));
+        for id in urgent {
+            if let Some(cell) = lock(&self.txs).get(&id).cloned() {
+                self.run_timers(&cell, now, runner);
+            }
+        }
+        loop {
+            let id = {
+                let mut heap = lock(&self.timers);
+                match heap.peek() {
+                    Some(Reverse((at, _))) if *at <= now => heap.pop().map(|Reverse((_, id))| id),
+                    _ => None,
+                }
+            };
+            let Some(id) = id else { break };
+            let Some(cell) = lock(&self.txs).get(&id).cloned() else {
+                continue;
+            };
+            self.run_timers(&cell, now, runner);
+        }
+    }
+
+    /// The wait for injected branches ends at `fr_inv_timeout`; with no branch at all the
+    /// caller gets a local 408.
+    fn end_wait_if_due(&self, cell: &TxCell, now: Instant) {
+        let mut tx = cell.lock();
+        let Some(w) = tx.waiting else { return };
+        if w.until > now {
+            return;
+        }
+        tx.waiting = None;
+        let nothing = tx.branches.is_empty() && !tx.final_sent;
+        let mut req = tx.request.clone();
+        drop(tx);
+        if nothing {
+            engine::stat!("tm", "timeout_finalresponse").inc();
+            self.reply_in(cell, &mut req, 408, "Request Timeout", None, now);
+        }
+    }
+
+    fn run_timers(&self, cell: &Arc<TxCell>, now: Instant, runner: &mut dyn Runner) {
+        let mut sends = Vec::new();
+        let mut next: Option<Instant> = None;
+        let mut soonest = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        {
+            let mut tx = cell.lock();
+            if tx.delete_at.is_some_and(|d| d <= now) {
+                let key = tx.key.clone();
+                drop(tx);
+                lock(&self.by_key).remove(&key);
+                if lock(&self.txs).remove(&cell.id).is_some() {
+                    engine::gauge!("tm", "inuse_transactions").dec();
+                }
+                return;
+            }
+            let invite = tx.invite;
+            let t2 = self.params.t2;
+            for b in &mut tx.branches {
+                if let Some(r) = b.retrans
+                    && !b.is_final()
+                {
+                    if r.next <= now {
+                        sends.push(b.sent.clone());
+                        let interval = if invite || !b.provisional {
+                            (r.interval * 2).min(t2)
+                        } else {
+                            t2
+                        };
+                        b.retrans = Some(Retrans {
+                            next: now + interval,
+                            interval,
+                        });
+                    }
+                    if let Some(r) = b.retrans {
+                        soonest(r.next);
+                    }
+                }
+                if let Some((msg, r)) = b.cancel_msg.clone() {
+                    if r.next <= now {
+                        sends.push(msg.clone());
+                        let interval = (r.interval * 2).min(t2);
+                        b.cancel_msg = Some((
+                            msg,
+                            Retrans {
+                                next: now + interval,
+                                interval,
+                            },
+                        ));
+                        soonest(now + interval);
+                    } else {
+                        soonest(r.next);
+                    }
+                }
+                if let Some(fr) = b.fr_at {
+                    if fr <= now && !b.is_final() {
+                        // Timer B/F: the branch is given up; a ringing INVITE branch is cancelled.
+                        if invite && b.cancel == Cancel::None {
+                            let reason = "SIP;cause=480;text=\"NO_ANSWER\"";
+                            if !b.provisional {
+                                // Cancelled if it answers provisionally after all.
+                                b.cancel = Cancel::Wanted(reason.to_owned());
+                            } else if let Some(c) = self.cancel_msg(b, reason, now) {
+                                sends.push(c);
+                                soonest(now + self.params.t1);
+                            }
+                        }
+                        engine::stat!("tm", "timeout_finalresponse").inc();
+                        b.status = Some(408);
+                        b.reason = "Request Timeout".into();
+                        b.local = true;
+                        b.retrans = None;
+                        b.fr_at = None;
+                    } else if !b.is_final() {
+                        soonest(fr);
+                    }
+                }
+            }
+            if let Some((r, give_up)) = tx.reply_retrans {
+                if now >= give_up {
+                    tx.reply_retrans = None;
+                    let at = now + self.params.wt_timer;
+                    tx.delete_at = Some(at);
+                } else if r.next <= now {
+                    if let Some(out) = tx.last_reply.clone() {
+                        sends.push(out);
+                    }
+                    let interval = (r.interval * 2).min(t2);
+                    tx.reply_retrans = Some((
+                        Retrans {
+                            next: now + interval,
+                            interval,
+                        },
+                        give_up,
+                    ));
+                    soonest(now + interval);
+                } else {
+                    soonest(r.next);
+                }
+            }
+            if let Some(d) = tx.delete_at {
+                soonest(d);
+            }
+        }
+        for s in sends {
+            self.host.send(s, None);
+        }
+        self.end_wait_if_due(cell, now);
+        self.complete_if_done(cell, None, runner, now);
+        let delete_at = cell.lock().delete_at;
+        if let Some(d) = delete_at {
+            soonest(d);
+        }
+        if let Some(at) = next {
+            self.schedule(at, cell.id);
+        }
+    }
+}
