@@ -155,8 +155,14 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         tls: server.tls.clone(),
         argv: args.argv.clone(),
     });
-    let mut commands = mi::commands(state);
-    mi::tm_commands(&mut commands, std::sync::Arc::clone(&scripts));
+    let mut commands = mi::commands(std::sync::Arc::clone(&state));
+    // A module's MI commands exist only when the script loads it, as in OpenSIPS.
+    if script.loads("tm") {
+        mi::tm_commands(&mut commands, std::sync::Arc::clone(&scripts));
+    }
+    if script.loads("tls_mgm") {
+        mi::tls_commands(&mut commands, &state);
+    }
     mi::httpd_commands(&mut commands, &script);
     // core:reload_routes: the file is read and compiled again; the new script replaces the
     // running one only if it compiles and keeps the same sockets.

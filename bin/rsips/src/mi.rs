@@ -384,7 +384,13 @@ pub fn commands(state: Arc<State>) -> Mi {
             ok()
         },
     ));
-    let s = Arc::clone(&state);
+    mi
+}
+
+/// `tls_mgm:reload` and `tls_mgm:list`, when the script loads tls_mgm (OpenSIPS has a module's
+/// MI commands only while the module is loaded).
+pub fn tls_commands(mi: &mut Mi, state: &Arc<State>) {
+    let s = Arc::clone(state);
     mi.add(Command::new(
         "tls_mgm:reload",
         &["tls_reload"],
@@ -397,7 +403,7 @@ pub fn commands(state: Arc<State>) -> Mi {
             },
         },
     ));
-    let s = Arc::clone(&state);
+    let s = Arc::clone(state);
     mi.add(Command::new(
         "tls_mgm:list",
         &["tls_list"],
@@ -414,7 +420,6 @@ pub fn commands(state: Arc<State>) -> Mi {
             Ok(json!({ "Domains": list }))
         },
     ));
-    mi
 }
 
 /// One domain as `tls_mgm:list` shows it; an unset match list matches anything (`*`).

@@ -184,6 +184,12 @@ fn opensips_cli_over_http_and_fifo() {
             which.contains("\"core:ps\"") && which.contains("\"statistics:get\""),
             "{which}"
         );
+        // Only loaded modules have commands: tm and httpd are loaded here, tls_mgm is not.
+        assert!(
+            which.contains("\"tm:uac_dlg\"") && which.contains("\"httpd:list_root_path\""),
+            "{which}"
+        );
+        assert!(!which.contains("tls_mgm:"), "{which}");
         let level = cli(&server, transport, &["log_level", "4"]);
         assert!(level.contains("\"Log level\": 4"), "{level}");
     }
