@@ -300,8 +300,13 @@ impl Server {
             ports(&[Proto::Tcp, Proto::Ws]),
             ports(&[Proto::Tls, Proto::Wss]),
         );
-        sl::register_stats();
-        tm::register_stats();
+        // A module's statistics are listed from the start only when the script loads it.
+        if script.loads("sl") {
+            sl::register_stats();
+        }
+        if script.loads("tm") {
+            tm::register_stats();
+        }
         // The transaction table, its transport and its timer thread.
         let tm = tm::install(tm::Tm::new(
             tm::params(&script),

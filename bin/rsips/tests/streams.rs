@@ -1524,3 +1524,30 @@ fn reply_bodies_and_uri_headers() {
         "{got}"
     );
 }
+
+// OpenSIPS lists a module's statistics only when the script loads the module.
+#[test]
+fn statistics_of_modules_not_loaded_are_not_listed() {
+    let mi_port = free_port("127.0.0.1");
+    let server = start(
+        "nostats",
+        "127.0.0.1",
+        &format!(
+            "socket=tcp:127.0.0.1:PORT\nloadmodule \"proto_tcp.so\"\nloadmodule \"mi_datagram.so\"\n\
+             modparam(\"mi_datagram\", \"socket_name\", \"udp:127.0.0.1:{mi_port}\")\n\
+             route {{ drop; }}\n"
+        ),
+    );
+    let all = mi_datagram(
+        mi_port,
+        r#"{"jsonrpc":"2.0","method":"get_statistics","params":[["all"]],"id":1}"#,
+    );
+    assert!(all.contains("\"core:rcv_requests\":0"), "{all}");
+    assert!(!all.contains("\"tm:") && !all.contains("\"sl:"), "{all}");
+    let which = mi_datagram(mi_port, r#"{"jsonrpc":"2.0","method":"which","id":2}"#);
+    assert!(
+        !which.contains("tm:") && !which.contains("tls_mgm:"),
+        "{which}"
+    );
+    drop(server);
+}
