@@ -563,6 +563,52 @@ fn stream_worker(
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             }
         };
+        current.refresh(scripts, &mut state);
+        if msg.closed {
+            // OpenSIPS' E_CORE_TCP_DISCONNECT: the peer is the source, our socket the
+            // destination.
+            use engine::Value;
+            let params = vec![
+                (
+                    Some("src_ip".to_owned()),
+                    Value::from(msg.source.ip().to_string()),
+                ),
+                (
+                    Some("src_port".to_owned()),
+                    Value::Int(i64::from(msg.source.port())),
+                ),
+                (
+                    Some("dst_ip".to_owned()),
+                    Value::from(msg.local.ip().to_string()),
+                ),
+                (
+                    Some("dst_port".to_owned()),
+                    Value::Int(i64::from(msg.local.port())),
+                ),
+                (
+                    Some("proto".to_owned()),
+                    Value::from(msg.proto.as_str().to_owned()),
+                ),
+            ];
+            let mut log = crate::logging::ScriptLog;
+            match current.script.raise_core_event(
+                "E_CORE_TCP_DISCONNECT",
+                &mut state,
+                &mut log,
+                params,
+            ) {
+                Some(Ok(outs)) => {
+                    for out in outs {
+                        outlet.send(out, None);
+                    }
+                }
+                Some(Err(e)) => {
+                    crate::logging::core(-1, &format!("event_route[E_CORE_TCP_DISCONNECT]: {e}"));
+                }
+                None => {}
+            }
+            continue;
+        }
         let receipt = Receipt {
             source: msg.source,
             proto: msg.proto.as_str(),
@@ -571,7 +617,6 @@ fn stream_worker(
             proxy: msg.proxy,
         };
         let streams = outlet.streams.as_deref().map(|s| (s, aliases));
-        current.refresh(scripts, &mut state);
         for out in handle(&msg.data, receipt, &current.script, &mut state, streams) {
             outlet.send(out, None);
         }

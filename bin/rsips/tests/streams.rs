@@ -1551,3 +1551,37 @@ fn statistics_of_modules_not_loaded_are_not_listed() {
     );
     drop(server);
 }
+
+// OpenSIPS' E_CORE_TCP_DISCONNECT: a closed connection runs event_route[E_CORE_TCP_DISCONNECT]
+// with the peer as src and our socket as dst.
+#[test]
+fn a_closed_connection_raises_e_core_tcp_disconnect() {
+    let server = start(
+        "disconnect",
+        "127.0.0.1",
+        &format!(
+            "socket=tcp:127.0.0.1:PORT\n{MODULES}{ECHO}\n\
+             event_route[E_CORE_TCP_DISCONNECT] {{\n\
+                 xlog(\"L_NOTICE\", \"DISCONNECT $param(proto) $param(src_ip):$param(src_port) -> $param(dst_ip):$param(dst_port)\\n\");\n\
+             }}\n"
+        ),
+    );
+    let mut c = connect("127.0.0.1", server.port);
+    let cport = c.local_addr().unwrap().port();
+    c.write_all(options("TCP", "disc-1").as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    let r = read_message(&mut c, &mut pending).unwrap_or_else(|| panic!("{}", server.log()));
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+    let want = format!(
+        "DISCONNECT tcp 127.0.0.1:{cport} -> 127.0.0.1:{}",
+        server.port
+    );
+    // (start()'s own probe connection has already raised one.)
+    assert!(!server.log().contains(&want), "{}", server.log());
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !server.log().contains(&want) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.log().contains(&want), "{}", server.log());
+}

@@ -35,6 +35,9 @@ pub struct Inbound {
     pub conn: u64,
     /// The (source, destination) a PROXY protocol header named, if the connection had one.
     pub proxy: Option<(SocketAddr, SocketAddr)>,
+    /// Not a message: the connection has closed (`data` is empty), for OpenSIPS'
+    /// `E_CORE_TCP_DISCONNECT`.
+    pub closed: bool,
 }
 
 /// What became of a write job.
@@ -878,6 +881,18 @@ async fn run_connection(
         }
     };
     shared.forget(id);
+    if why != "server stopping" {
+        // The workers raise E_CORE_TCP_DISCONNECT for it.
+        let _ = shared.deliver.send(Inbound {
+            data: Bytes::new(),
+            proto,
+            source: peer,
+            local,
+            conn: id,
+            proxy: conn.proxy,
+            closed: true,
+        });
+    }
     let _ = tokio::time::timeout(Duration::from_millis(200), stream.shutdown()).await;
     fail_queue(
         jobs,
@@ -938,6 +953,7 @@ fn deliver(shared: &Shared, data: Bytes, conn: &Conn) {
         local: conn.local,
         conn: conn.id,
         proxy: conn.proxy,
+        closed: false,
     });
 }
 

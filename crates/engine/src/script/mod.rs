@@ -489,6 +489,24 @@ impl Script {
         self.run_route_with(main, worker, ctx, log, Vec::new())
     }
 
+    /// A core event (`E_CORE_TCP_DISCONNECT` …) raised outside any message: runs its
+    /// `event_route`, if the script has one, with the event's parameters; gives what the route
+    /// queued for sending. `None` when nobody listens.
+    pub fn raise_core_event(
+        &self,
+        name: &str,
+        worker: &mut Worker,
+        log: &mut dyn Log,
+        params: Vec<(Option<String>, Value)>,
+    ) -> Option<Result<Vec<crate::Outbound>, ScriptError>> {
+        let index = self.route_index(cfg::ast::RouteKind::Event, name)?;
+        let mut ctx = placeholder();
+        Some(
+            self.run_route_with(index, worker, &mut ctx, log, params)
+                .map(|_| std::mem::take(&mut ctx.outbox)),
+        )
+    }
+
     /// Runs an `event_route` with the event's parameters (`$param(name)`, `$param(i)`).
     pub fn run_event(
         &self,
