@@ -534,7 +534,7 @@ fn udp_worker(
             proxy: None,
         };
         current.refresh(scripts, &mut state);
-        for out in handle(data, receipt, &current.script, &mut state, None) {
+        for out in timed_handle(data, receipt, &current.script, &mut state, None) {
             outlet.send(out, Some(&socket));
         }
     }
@@ -617,10 +617,58 @@ fn stream_worker(
             proxy: msg.proxy,
         };
         let streams = outlet.streams.as_deref().map(|s| (s, aliases));
-        for out in handle(&msg.data, receipt, &current.script, &mut state, streams) {
+        for out in timed_handle(&msg.data, receipt, &current.script, &mut state, streams) {
             outlet.send(out, None);
         }
     }
+}
+
+/// [`handle`], timed against the core's `exec_msg_threshold` (µs; 0, the default, disables
+/// it): a slower message is logged, counted in `core:slow_messages` and raises
+/// `E_CORE_THRESHOLD` (`source` "msg processing", `time` in µs, `extra` the message), as
+/// OpenSIPS' receive path does.
+fn timed_handle(
+    data: &[u8],
+    receipt: Receipt,
+    script: &Arc<Script>,
+    state: &mut Worker,
+    streams: Option<(&Streams, bool)>,
+) -> Vec<Outbound> {
+    let threshold = script.exec_msg_threshold();
+    if threshold <= 0 {
+        return handle(data, receipt, script, state, streams);
+    }
+    let start = std::time::Instant::now();
+    let mut out = handle(data, receipt, script, state, streams);
+    let took = i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX);
+    if took > threshold {
+        let text = String::from_utf8_lossy(data);
+        crate::logging::core(
+            1,
+            &format!(
+                "threshold exceeded : msg processing took too long - {took} us.Source : {text}"
+            ),
+        );
+        engine::stat!("core", "slow_messages").inc();
+        use engine::Value;
+        let params = vec![
+            (
+                Some("source".to_owned()),
+                Value::from("msg processing".to_owned()),
+            ),
+            (Some("time".to_owned()), Value::Int(took)),
+            (Some("extra".to_owned()), Value::from(text.into_owned())),
+        ];
+        let mut log = crate::logging::ScriptLog;
+        match script.raise_core_event("E_CORE_THRESHOLD", state, &mut log, params) {
+            Some(Ok(mut more)) => out.append(&mut more),
+            Some(Err(e)) => {
+                crate::logging::core(-1, &format!("event_route[E_CORE_THRESHOLD]: {e}"));
+            }
+            None => {}
+        }
+    }
+    out
 }
 
 /// One message: parse, check, run the script; returns what to send. `streams` (with

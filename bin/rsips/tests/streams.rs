@@ -1585,3 +1585,38 @@ fn a_closed_connection_raises_e_core_tcp_disconnect() {
     }
     assert!(server.log().contains(&want), "{}", server.log());
 }
+
+// `exec_msg_threshold` (µs): a message handled more slowly is logged and raises
+// E_CORE_THRESHOLD (source, time, extra), as OpenSIPS' receive path does. 1 µs: every message.
+#[test]
+fn exec_msg_threshold_raises_e_core_threshold() {
+    let server = start(
+        "threshold",
+        "127.0.0.1",
+        &format!(
+            "exec_msg_threshold=1\nsocket=tcp:127.0.0.1:PORT\n{MODULES}{ECHO}\n\
+             event_route[E_CORE_THRESHOLD] {{\n\
+                 if ($param(time) > 1) $var(t) = \"yes\"; else $var(t) = \"no\";\n\
+                 xlog(\"L_NOTICE\", \"SLOW [$param(source)] over=$var(t) start=$(param(extra){{s.substr,0,7}})\\n\");\n\
+             }}\n"
+        ),
+    );
+    let mut c = connect("127.0.0.1", server.port);
+    c.write_all(options("TCP", "slow-1").as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    let r = read_message(&mut c, &mut pending).unwrap_or_else(|| panic!("{}", server.log()));
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !server.log().contains("SLOW [") {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = server.log();
+    assert!(
+        log.contains("threshold exceeded : msg processing took too long - "),
+        "{log}"
+    );
+    assert!(
+        log.contains("SLOW [msg processing] over=yes start=OPTIONS"),
+        "{log}"
+    );
+}

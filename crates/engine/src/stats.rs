@@ -158,6 +158,7 @@ pub fn register_core() {
         "bad_URIs_rcvd",
         "unsupported_methods",
         "bad_msg_hdr",
+        "slow_messages",
         "timestamp",
     ] {
         counter("core", name);

@@ -147,6 +147,8 @@ pub struct Script {
     loaded: Vec<String>,
     /// `disable_stateless_fwd` (OpenSIPS 4.0 default: yes — `forward()` refuses).
     pub(crate) stateless_fwd: bool,
+    /// `exec_msg_threshold` in µs (0: off), read once here rather than per message.
+    exec_msg_threshold: i64,
 }
 
 /// The message routes without one (startup, timers) run over: it has no source, so `$si` and
@@ -376,6 +378,10 @@ impl Script {
             }
         }
         route_names.extend(extra_names);
+        let exec_msg_threshold = match globals.get("exec_msg_threshold") {
+            Some(GlobalValue::Int(n)) => (*n).max(0),
+            _ => 0,
+        };
         Ok(Script {
             routes,
             route_types,
@@ -397,7 +403,14 @@ impl Script {
             modparams,
             loaded,
             stateless_fwd,
+            exec_msg_threshold,
         })
+    }
+
+    /// `exec_msg_threshold` (µs): a message whose handling takes longer is reported
+    /// (`E_CORE_THRESHOLD`); 0, the default, turns that off.
+    pub fn exec_msg_threshold(&self) -> i64 {
+        self.exec_msg_threshold
     }
 
     /// Overrides the run limits (tests and the benchmark use small budgets).
