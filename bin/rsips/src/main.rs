@@ -164,6 +164,7 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         mi::tls_commands(&mut commands, &state);
     }
     mi::httpd_commands(&mut commands, &script);
+    mi::evi_commands(&mut commands, std::sync::Arc::clone(&scripts));
     // core:reload_routes: the file is read and compiled again; the new script replaces the
     // running one only if it compiles and keeps the same sockets.
     let (file, reload_args) = (

@@ -461,6 +461,138 @@ fn tls_domain_json(d: &transport::tls::TlsDomain) -> Value {
     })
 }
 
+/// The events the core publishes, in OpenSIPS' order (their ids are these positions).
+const CORE_EVENTS: &[&str] = &[
+    "E_CORE_THRESHOLD",
+    "E_CORE_SHM_THRESHOLD",
+    "E_CORE_PKG_THRESHOLD",
+    "E_CORE_PROC_AUTO_SCALE",
+    "E_CORE_TCP_DISCONNECT",
+];
+
+/// The events known: the core's, then those only an `event_route` names.
+fn events(script: &Script) -> Vec<String> {
+    let mut v: Vec<String> = CORE_EVENTS.iter().map(|e| (*e).to_owned()).collect();
+    for name in script.event_route_names() {
+        if !v.contains(&name) {
+            v.push(name);
+        }
+    }
+    v
+}
+
+/// `evi:list` (`events_list`), `evi:subscribers` (`subscribers_list`) and `evi:raise`
+/// (`raise_event`): the Event Interface as far as rsips has it — the subscribers are the
+/// script's `event_route`s (socket `route:E_NAME`).
+pub fn evi_commands(mi: &mut Mi, scripts: Arc<crate::server::Scripts>) {
+    let s = Arc::clone(&scripts);
+    mi.add(Command::new(
+        "evi:list",
+        &["events_list"],
+        &[&[]],
+        move |_| {
+            let list: Vec<Value> = events(&s.load())
+                .into_iter()
+                .enumerate()
+                .map(|(id, name)| json!({"name": name, "id": id}))
+                .collect();
+            Ok(json!({ "Events": list }))
+        },
+    ));
+    let s = Arc::clone(&scripts);
+    mi.add(Command::new(
+        "evi:subscribers",
+        &["subscribers_list"],
+        &[&[], &["event"], &["event", "socket"]],
+        move |p| {
+            let script = s.load();
+            let routes = script.event_route_names();
+            let subscriber = |name: &str| {
+                json!({"name": name, "subscribers": [{"socket": format!("route:{name}"), "expire": "never"}]})
+            };
+            match p.str("event")? {
+                None => Ok(json!({
+                    "Events": routes.iter().map(|r| subscriber(r)).collect::<Vec<_>>()
+                })),
+                Some(ev) => {
+                    if !events(&script).contains(&ev) {
+                        return Err(MiError::new(404, "Unknown event"));
+                    }
+                    let wanted = p.str("socket")?;
+                    let socket = format!("route:{ev}");
+                    if !routes.contains(&ev) || wanted.as_ref().is_some_and(|w| *w != socket) {
+                        return Err(MiError::new(404, "Unknown subscriber"));
+                    }
+                    Ok(json!({"Events": [subscriber(&ev)]}))
+                }
+            }
+        },
+    ));
+    mi.add(Command::new(
+        "evi:raise",
+        &["raise_event"],
+        &[&["event"], &["event", "params"]],
+        move |p| {
+            let script = scripts.load();
+            let Some(event) = p.str("event")? else {
+                return Err(MiError::new(400, "Bad param"));
+            };
+            if !events(&script).contains(&event) {
+                return Err(MiError::new(404, "Event not registered"));
+            }
+            if !script.event_route_names().contains(&event) {
+                return Err(MiError::new(480, "Temporarily Unavailable"));
+            }
+            // An array gives unnamed parameters; a JSON object (as a string) named ones.
+            let params: Vec<(Option<String>, engine::Value)> = match p.get("params") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| match v {
+                        Value::String(s) => Ok((None, engine::Value::from(s.clone()))),
+                        Value::Number(n) => Ok((None, engine::Value::from(n.to_string()))),
+                        _ => Err(MiError::new(400, "Bad Params")),
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+                    Ok(Value::Object(map)) => map
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let v = match v {
+                                Value::Number(n) => n
+                                    .as_i64()
+                                    .map_or_else(|| engine::Value::from(n.to_string()), engine::Value::Int),
+                                Value::String(s) => engine::Value::from(s),
+                                other => engine::Value::from(other.to_string()),
+                            };
+                            (Some(k), v)
+                        })
+                        .collect(),
+                    _ => return Err(MiError::new(400, "Bad Params")),
+                },
+                Some(_) => return Err(MiError::new(400, "Bad Params")),
+            };
+            let mut worker = engine::Worker::default();
+            match script.raise_core_event(&event, &mut worker, &mut crate::logging::ScriptLog, params) {
+                Some(Ok(outs)) => {
+                    for out in outs {
+                        match tm::global() {
+                            Some(tm) => tm.send_out(out),
+                            None => crate::logging::core(
+                                -1,
+                                "evi:raise: the event route's message is dropped (no transport here without tm)",
+                            ),
+                        }
+                    }
+                    ok()
+                }
+                Some(Err(e)) => Err(MiError::new(500, "Cannot Raise Event").with_data(e.to_string())),
+                None => Err(MiError::new(480, "Temporarily Unavailable")),
+            }
+        },
+    ));
+}
+
 /// `httpd:list_root_path`: the HTTP roots served and the module behind each, the most recently
 /// registered first (as httpd keeps them).
 pub fn httpd_commands(mi: &mut Mi, script: &Script) {

@@ -764,3 +764,65 @@ fn a_waiting_uac_dlg_over_datagram_does_not_hold_up_other_commands() {
     assert!(reply.contains("\"Up time\""), "{reply}");
     assert!(reply.ends_with("\"id\":8}"), "{reply}");
 }
+
+#[test]
+fn the_event_interface_lists_and_raises_the_scripts_events() {
+    let server = start(
+        "event_route[E_MY_EVENT] {\n\
+             xlog(\"L_NOTICE\", \"MY EVENT a=$param(a) n=$param(n) 1=$param(1) 2=$param(2)\\n\");\n\
+         }\n",
+    );
+    let (code, list) = post(
+        &server,
+        r#"{"jsonrpc":"2.0","method":"events_list","id":1}"#,
+    );
+    assert_eq!(code, 200);
+    assert!(
+        list.contains(r#"{"name":"E_CORE_THRESHOLD","id":0}"#)
+            && list.contains(r#"{"name":"E_CORE_TCP_DISCONNECT","id":4}"#)
+            && list.contains(r#"{"name":"E_MY_EVENT","id":5}"#),
+        "{list}"
+    );
+    let (_, subs) = post(
+        &server,
+        r#"{"jsonrpc":"2.0","method":"evi:subscribers","params":["E_MY_EVENT"],"id":2}"#,
+    );
+    assert!(subs.contains(r#""socket":"route:E_MY_EVENT""#), "{subs}");
+    // Named parameters as a JSON object, then positional ones as an array.
+    let (_, ok) = post(
+        &server,
+        r#"{"jsonrpc":"2.0","method":"raise_event","params":{"event":"E_MY_EVENT","params":"{\"a\":\"x\",\"n\":3}"},"id":3}"#,
+    );
+    assert_eq!(ok, r#"{"jsonrpc":"2.0","result":"OK","id":3}"#);
+    let (_, ok) = post(
+        &server,
+        r#"{"jsonrpc":"2.0","method":"evi:raise","params":["E_MY_EVENT",["p1","p2"]],"id":4}"#,
+    );
+    assert_eq!(ok, r#"{"jsonrpc":"2.0","result":"OK","id":4}"#);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && server.log().matches("MY EVENT").count() < 2 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = server.log();
+    assert!(log.contains("MY EVENT a=x n=3 "), "{log}");
+    assert!(log.contains("1=p1 2=p2"), "{log}");
+    // An unknown event, one nobody listens to, and bad parameters.
+    let (_, e) = post(
+        &server,
+        r#"{"jsonrpc":"2.0","method":"raise_event","params":["E_NOPE"],"id":5}"#,
+    );
+    assert!(
+        e.contains(r#""code":404,"message":"Event not registered""#),
+        "{e}"
+    );
+    let (_, e) = post(
+        &server,
+        r#"{"jsonrpc":"2.0","method":"raise_event","params":["E_CORE_PKG_THRESHOLD"],"id":6}"#,
+    );
+    assert!(e.contains(r#""code":480"#), "{e}");
+    let (_, e) = post(
+        &server,
+        r#"{"jsonrpc":"2.0","method":"raise_event","params":["E_MY_EVENT","not json"],"id":7}"#,
+    );
+    assert!(e.contains(r#""code":400,"message":"Bad Params""#), "{e}");
+}

@@ -384,6 +384,11 @@ impl Tm {
     }
 
     /// The transaction with this id, if it is still in the table.
+    /// Sends a message through tm's transport (what an MI-raised event route queued).
+    pub fn send_out(&self, out: Outbound) {
+        self.host.send(out, None);
+    }
+
     pub fn by_id(&self, id: u64) -> Option<Arc<TxCell>> {
         lock(&self.txs).get(&id).cloned()
     }

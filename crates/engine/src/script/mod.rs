@@ -594,6 +594,19 @@ impl Script {
         self.names.special.get(&(kind, name.to_owned())).copied()
     }
 
+    /// The names of the script's `event_route[…]`s, sorted (MI `evi:list`, `evi:subscribers`).
+    pub fn event_route_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .names
+            .special
+            .keys()
+            .filter(|(kind, _)| *kind == cfg::ast::RouteKind::Event)
+            .map(|(_, name)| name.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// The value of `$var(name)` in a worker (for tests and MI).
     pub fn var(&self, worker: &Worker, name: &str) -> Value {
         self.names
