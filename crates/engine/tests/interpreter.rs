@@ -1061,3 +1061,54 @@ fn sdp_and_resolve_transformations() {
         ]
     );
 }
+
+#[test]
+fn construct_uri_get_timestamp_and_pv_printf() {
+    let l = logs(
+        r#"route {
+            construct_uri("sip", "alice", "example.com", "5070", "transport=tcp", $avp(u));
+            construct_uri("sips", , "example.com", , , $avp(u));
+            xlog("u=$(avp(u)[0]) first=$(avp(u)[1])\n");
+            get_timestamp($avp(s), $avp(us));
+            if ($avp(s) > 1700000000 && $avp(us) >= 0 && $avp(us) < 1000000) xlog("ts ok\n");
+            pv_printf($var(p), "$rm to $rU");
+            pv_printf($avp(q), "$ci");
+            xlog("p=$var(p) q=$avp(q)\n");
+        }"#,
+    );
+    assert_eq!(
+        l,
+        vec![
+            "u=sips:example.com first=sip:alice@example.com:5070;transport=tcp\n",
+            "ts ok\n",
+            "p=INVITE to bob q=a84b4c76e66710@pc33.atlanta.com\n",
+        ]
+    );
+}
+
+#[test]
+fn construct_uri_and_get_timestamp_store_into_avps_only() {
+    for (src, needle) in [
+        (
+            r#"route { construct_uri("sip", "a", "b", , , $var(x)); }"#,
+            "`construct_uri` stores its result in an `$avp(name)`",
+        ),
+        (
+            r#"route { get_timestamp($avp(s), "x"); }"#,
+            "`get_timestamp` stores its result in an `$avp(name)`",
+        ),
+        (
+            r#"route { pv_printf("x", "$rm"); }"#,
+            "`pv_printf` writes into a variable",
+        ),
+    ] {
+        let mut sources = cfg::SourceMap::new();
+        let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.into());
+        let err = Script::compile(&parsed.config, &sources, &Available::default()).unwrap_err();
+        let text: String = err.iter().map(|d| d.render(&sources)).collect();
+        assert!(
+            text.contains(needle) && text.contains("t.cfg:1:"),
+            "{src}: {text}"
+        );
+    }
+}

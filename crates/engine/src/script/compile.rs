@@ -577,6 +577,17 @@ impl Lower<'_> {
         }
     }
 
+    /// An output argument that must be an `$avp(name)` (OpenSIPS `fixup_check_avp`).
+    fn avp_output(&mut self, a: Option<&Option<Arg>>, func: &str, span: Span) -> L<Write> {
+        match a {
+            Some(Some(Arg::Pv(p))) if p.spec.name == "avp" => self.write(p),
+            _ => self.fail(Diagnostic::error(
+                format!("`{func}` stores its result in an `$avp(name)`"),
+                span,
+            )),
+        }
+    }
+
     /// An optional argument: `None` when left out.
     fn opt_arg(&mut self, a: Option<&Option<Arg>>, span: Span) -> L<Option<Expr>> {
         match a {
@@ -660,6 +671,36 @@ impl Lower<'_> {
             ),
             "swap_msg_branches" => {
                 CoreFn::SwapMsgBranches(self.opt_arg(a(0), c.span)?, self.opt_arg(a(1), c.span)?)
+            }
+            "construct_uri" => {
+                let out = self.avp_output(a(5), "construct_uri", c.span)?;
+                let mut args: [Option<Expr>; 5] = Default::default();
+                for (i, slot) in args.iter_mut().enumerate() {
+                    *slot = self.opt_arg(a(i), c.span)?;
+                }
+                if args[0].is_none() || args[2].is_none() {
+                    return self.fail(Diagnostic::error(
+                        "`construct_uri` needs a protocol and a domain",
+                        c.span,
+                    ));
+                }
+                CoreFn::ConstructUri(Box::new(args), out)
+            }
+            "get_timestamp" => CoreFn::GetTimestamp(
+                self.avp_output(a(0), "get_timestamp", c.span)?,
+                self.avp_output(a(1), "get_timestamp", c.span)?,
+            ),
+            "pv_printf" => {
+                let out = match a(0) {
+                    Some(Some(Arg::Pv(p))) => self.write(p)?,
+                    _ => {
+                        return self.fail(Diagnostic::error(
+                            "`pv_printf` writes into a variable: its first argument is one",
+                            c.span,
+                        ));
+                    }
+                };
+                CoreFn::PvPrintf(out, self.arg(a(1), c.span)?)
             }
             "raise_event" => {
                 let mut avps = [None, None];

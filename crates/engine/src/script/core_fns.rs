@@ -3,6 +3,8 @@
 
 use super::exec::{R, Run, bool_code};
 use super::ir::{CoreFn, Expr};
+use crate::value::Value;
+use cfg::ast::AssignOp;
 
 impl Run<'_> {
     fn text_arg(&mut self, e: &Expr) -> R<String> {
@@ -241,6 +243,49 @@ impl Run<'_> {
                     None => false,
                 };
                 bool_code(self.ctx.move_msg_branch(src, dst, keep))
+            }
+            CoreFn::ConstructUri(args, out) => {
+                let mut parts: [String; 5] = Default::default();
+                for (part, arg) in parts.iter_mut().zip(args.iter()) {
+                    if let Some(e) = arg {
+                        *part = self.text_arg(e)?;
+                    }
+                }
+                let [proto, user, domain, port, extra] = parts;
+                if proto.is_empty() || domain.is_empty() {
+                    self.log
+                        .log(-1, "construct_uri: no protocol or no domain\n");
+                    return Ok(-1);
+                }
+                let mut uri = format!("{proto}:");
+                if !user.is_empty() {
+                    uri.push_str(&user);
+                    uri.push('@');
+                }
+                uri.push_str(&domain);
+                if !port.is_empty() {
+                    uri.push(':');
+                    uri.push_str(&port);
+                }
+                if !extra.is_empty() {
+                    uri.push(';');
+                    uri.push_str(&extra);
+                }
+                bool_code(self.write(out, AssignOp::Set, Value::from(uri)))
+            }
+            CoreFn::GetTimestamp(sec, usec) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let s = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+                let u = i64::from(now.subsec_micros());
+                let ok = self.write(sec, AssignOp::Set, Value::Int(s))
+                    && self.write(usec, AssignOp::Set, Value::Int(u));
+                bool_code(ok)
+            }
+            CoreFn::PvPrintf(out, fmt) => {
+                let v = self.value(fmt)?;
+                bool_code(self.write(out, AssignOp::Set, v))
             }
             CoreFn::SwapMsgBranches(a, b) => {
                 let a = self.dset_idx(a.as_ref())?;

@@ -661,7 +661,7 @@ impl Run<'_> {
         })
     }
 
-    fn write(&mut self, target: &Write, op: AssignOp, v: Value) -> bool {
+    pub(super) fn write(&mut self, target: &Write, op: AssignOp, v: Value) -> bool {
         let text = || match &v {
             Value::Null => None,
             other => Some(other.to_text().into_owned()),

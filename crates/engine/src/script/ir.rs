@@ -220,6 +220,12 @@ pub(crate) enum CoreFn {
     RemoveMsgBranch(Expr),
     MoveMsgBranch(Option<Expr>, Option<Expr>, Option<Expr>),
     SwapMsgBranches(Option<Expr>, Option<Expr>),
+    /// `construct_uri(proto, [user], domain, [port], [extra], $avp(result))`.
+    ConstructUri(Box<[Option<Expr>; 5]>, Write),
+    /// `get_timestamp($avp(sec), $avp(usec))`.
+    GetTimestamp(Write, Write),
+    /// `pv_printf(var, format)`.
+    PvPrintf(Write, Expr),
 }
 
 /// An `xlog` level: fixed (`"L_ERR"`) or read from a variable at run time.
