@@ -541,3 +541,61 @@ fn branch_attributes_go_with_their_branches_into_the_transaction() {
     // A failure route starts with a destination set of its own.
     assert_eq!(field(failure, "msg"), "<null>", "{failure}");
 }
+
+// Serial forking: serialize_branches() in the request route, next_branches() there and in the
+// failure route: the callee sees one INVITE per q class, highest q first.
+#[test]
+fn serial_forking_tries_each_q_class_in_turn() {
+    let (sip, uac, uac_port, uas, uas_port) = sockets(200);
+    let server = start_with(
+        sip,
+        &format!(
+            r#"socket=udp:127.0.0.1:{sip}
+udp_workers=1
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+route {{
+    $ru = "sip:first@127.0.0.1:{uas_port}";
+    $ru_q = 1000;
+    append_msg_branch("sip:third@127.0.0.1:{uas_port}", "0.1");
+    append_msg_branch("sip:second@127.0.0.1:{uas_port}", "0.5");
+    serialize_branches(1);
+    next_branches();
+    t_on_failure("next");
+    t_relay();
+}}
+failure_route[next] {{
+    if (next_branches()) {{
+        t_on_failure("next");
+        t_relay();
+    }}
+}}
+"#
+        ),
+    );
+    uac.send_to(
+        invite_to("callee", sip, uac_port).as_bytes(),
+        ("127.0.0.1", sip),
+    )
+    .unwrap();
+    let mut tried = Vec::new();
+    for _ in 0..3 {
+        let (inv, from) = recv(&uas, "INVITE ");
+        tried.push(inv.lines().next().unwrap_or("").to_owned());
+        uas.send_to(reply(&inv, 486, "Busy Here", "x").as_bytes(), from)
+            .unwrap();
+    }
+    let (fin, _) = recv(&uac, "SIP/2.0 486");
+    assert!(fin.starts_with("SIP/2.0 486"), "{fin}");
+    assert_eq!(
+        tried,
+        [
+            format!("INVITE sip:first@127.0.0.1:{uas_port} SIP/2.0"),
+            format!("INVITE sip:second@127.0.0.1:{uas_port} SIP/2.0"),
+            format!("INVITE sip:third@127.0.0.1:{uas_port} SIP/2.0"),
+        ],
+        "{}",
+        server.log()
+    );
+}

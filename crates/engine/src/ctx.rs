@@ -259,6 +259,22 @@ pub struct MsgCtx {
     pub fr_inv_timeout: Option<u32>,
     /// Set once an SDP variable has changed the body.
     pub sdp_ops: Option<Box<SdpOps>>,
+    /// `serialize_branches`: the destinations still to try, in the order `next_branches` takes
+    /// them (OpenSIPS keeps them in an AVP, so they follow the transaction).
+    pub serial: Vec<SerialBranch>,
+}
+
+/// One destination `serialize_branches` put aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialBranch {
+    pub uri: String,
+    pub dst_uri: Option<String>,
+    /// q × 1000, or -1.
+    pub q: i32,
+    pub flags: u64,
+    pub socket: Option<String>,
+    /// The last of its q class: `next_branches` stops after it.
+    pub ends_class: bool,
 }
 
 impl MsgCtx {
@@ -299,6 +315,7 @@ impl MsgCtx {
             acc: None,
             script: None,
             sdp_ops: None,
+            serial: Vec::new(),
         }
     }
 

@@ -210,6 +210,87 @@ impl MsgCtx {
     }
 }
 
+/// Serial forking (OpenSIPS serialize.c).
+impl MsgCtx {
+    /// `serialize_branches(clear[, keep_order])`: the R-URI and every appended branch are put
+    /// aside, highest q first (equal q in their order; with `keep_order`, one at a time in
+    /// their order), ahead of what earlier calls put aside (`clear` drops that first); the
+    /// appended branches are removed. Nothing happens without appended branches, or when all
+    /// share the R-URI's q and the order is not kept.
+    pub fn serialize_branches(&mut self, clear: bool, keep_order: bool) {
+        if self.branches.is_empty()
+            || (!keep_order && self.branches.iter().all(|b| b.q == self.ruri_q))
+        {
+            return;
+        }
+        let ruri = self
+            .new_ruri
+            .clone()
+            .unwrap_or_else(|| self.msg.request_uri_str().unwrap_or("").to_owned());
+        let mut all = vec![crate::ctx::SerialBranch {
+            uri: ruri,
+            dst_uri: self.dst_uri.clone(),
+            q: self.ruri_q,
+            flags: self.branch_flags,
+            socket: self.send_socket.clone(),
+            ends_class: true,
+        }];
+        all.extend(self.branches.drain(..).map(|b| crate::ctx::SerialBranch {
+            uri: b.uri,
+            dst_uri: b.dst_uri,
+            q: b.q,
+            flags: b.flags,
+            socket: None,
+            ends_class: true,
+        }));
+        if !keep_order {
+            // Stable: equal q keep their order.
+            all.sort_by_key(|b| std::cmp::Reverse(b.q));
+            let qs: Vec<i32> = all.iter().map(|b| b.q).collect();
+            for (i, b) in all.iter_mut().enumerate() {
+                b.ends_class = qs.get(i + 1).is_none_or(|next| *next != b.q);
+            }
+        }
+        if clear {
+            self.serial.clear();
+        }
+        all.append(&mut self.serial);
+        self.serial = all;
+    }
+
+    /// `next_branches()`: the next q class of what `serialize_branches` put aside becomes the
+    /// destination set — its first as the R-URI (with its `$du`, q, flags and socket), the rest
+    /// appended. 1 when more remain, 2 when this was the last class, -1 when none was left.
+    pub fn next_branches(&mut self) -> i64 {
+        if self.serial.is_empty() {
+            return -1;
+        }
+        let first = self.serial.remove(0);
+        if !self.set_ruri(&first.uri) {
+            return -1;
+        }
+        self.dst_uri = first.dst_uri;
+        self.ruri_q = first.q;
+        self.branch_flags = first.flags;
+        if first.socket.is_some() {
+            self.send_socket = first.socket;
+        }
+        let mut ends = first.ends_class;
+        while !ends && !self.serial.is_empty() {
+            let b = self.serial.remove(0);
+            ends = b.ends_class;
+            self.branches.push(crate::ctx::MsgBranch {
+                uri: b.uri,
+                dst_uri: b.dst_uri,
+                q: b.q,
+                flags: b.flags,
+                attrs: Default::default(),
+            });
+        }
+        if self.serial.is_empty() { 2 } else { 1 }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -349,12 +349,12 @@ fn functions_the_interpreter_lacks_are_load_time_errors() {
     let parsed = cfg::parse(
         &mut sources,
         std::path::Path::new("t.cfg"),
-        "route { serialize_branches(1); }".into(),
+        "route { avp_print(); }".into(),
     );
     let err = Script::compile(&parsed.config, &sources, &Available::default()).unwrap_err();
     let text: String = err.iter().map(|d| d.render(&sources)).collect();
     assert!(
-        text.contains("the function `serialize_branches`")
+        text.contains("the function `avp_print`")
             && text.contains("not supported by the rsips interpreter yet"),
         "{text}"
     );
@@ -1111,4 +1111,37 @@ fn construct_uri_and_get_timestamp_store_into_avps_only() {
             "{src}: {text}"
         );
     }
+}
+
+// OpenSIPS serialize.c: the destination set is put aside highest q first; next_branches()
+// brings back one q class at a time (1 while more remain, 2 for the last class, -1 after).
+#[test]
+fn serial_forking_by_q_value() {
+    let l = logs(
+        r#"route {
+            $ru_q = 500;
+            append_msg_branch("sip:low@example.com", "0.1");
+            append_msg_branch("sip:top1@example.com", "1.0");
+            append_msg_branch("sip:mid@example.com", "0.5");
+            append_msg_branch("sip:top2@example.com", "1.0");
+            serialize_branches(1);
+            xlog("after: last=$msg.branch.last_idx\n");
+            $var(i) = 0;
+            while ($var(i) < 4) {
+                next_branches();
+                xlog("rc=$rc ru=$ru q=$ru_q n=$msg.branch.last_idx ds=$ds\n");
+                $var(i) = $var(i) + 1;
+            }
+        }"#,
+    );
+    assert_eq!(
+        l,
+        vec![
+            "after: last=0\n",
+            "rc=1 ru=sip:top1@example.com q=1000 n=1 ds=Contact: <sip:top1@example.com>;q=1, <sip:top2@example.com>;q=1\n",
+            "rc=1 ru=sip:bob@biloxi.com q=500 n=2 ds=Contact: <sip:bob@biloxi.com>;q=0.5, <sip:top2@example.com>;q=1, <sip:mid@example.com>;q=0.5\n",
+            "rc=2 ru=sip:low@example.com q=100 n=2 ds=Contact: <sip:low@example.com>;q=0.1, <sip:top2@example.com>;q=1, <sip:mid@example.com>;q=0.5\n",
+            "rc=-1 ru=sip:low@example.com q=100 n=2 ds=Contact: <sip:low@example.com>;q=0.1, <sip:top2@example.com>;q=1, <sip:mid@example.com>;q=0.5\n",
+        ]
+    );
 }

@@ -672,6 +672,10 @@ impl Lower<'_> {
             "swap_msg_branches" => {
                 CoreFn::SwapMsgBranches(self.opt_arg(a(0), c.span)?, self.opt_arg(a(1), c.span)?)
             }
+            "serialize_branches" => {
+                CoreFn::SerializeBranches(self.arg(a(0), c.span)?, self.opt_arg(a(1), c.span)?)
+            }
+            "next_branches" => CoreFn::NextBranches,
             "construct_uri" => {
                 let out = self.avp_output(a(5), "construct_uri", c.span)?;
                 let mut args: [Option<Expr>; 5] = Default::default();

@@ -244,6 +244,23 @@ impl Run<'_> {
                 };
                 bool_code(self.ctx.move_msg_branch(src, dst, keep))
             }
+            CoreFn::SerializeBranches(clear, keep) => {
+                let clear = self.value(clear)?.as_int().unwrap_or(0) != 0;
+                let keep = match keep {
+                    Some(k) => self.value(k)?.as_int().unwrap_or(0) != 0,
+                    None => false,
+                };
+                self.ctx.serialize_branches(clear, keep);
+                1
+            }
+            CoreFn::NextBranches => {
+                if !matches!(self.kind, "request" | "failure") {
+                    self.log
+                        .log(-1, "next_branches: only in request and failure routes\n");
+                    return Ok(-1);
+                }
+                self.ctx.next_branches()
+            }
             CoreFn::ConstructUri(args, out) => {
                 let mut parts: [String; 5] = Default::default();
                 for (part, arg) in parts.iter_mut().zip(args.iter()) {

@@ -222,6 +222,10 @@ pub(crate) enum CoreFn {
     SwapMsgBranches(Option<Expr>, Option<Expr>),
     /// `construct_uri(proto, [user], domain, [port], [extra], $avp(result))`.
     ConstructUri(Box<[Option<Expr>; 5]>, Write),
+    /// `serialize_branches(clear[, keep_order])`.
+    SerializeBranches(Expr, Option<Expr>),
+    /// `next_branches()`.
+    NextBranches,
     /// `get_timestamp($avp(sec), $avp(usec))`.
     GetTimestamp(Write, Write),
     /// `pv_printf(var, format)`.
