@@ -222,6 +222,8 @@ pub struct MsgCtx {
     pub bavps: Vec<Vec<crate::value::Value>>,
     /// `force_rport()`: answer to the source port as if the request asked for rport.
     pub force_rport: bool,
+    /// `add_local_rport()`: our own Via on forwarded requests carries `rport`.
+    pub local_rport: bool,
     /// `force_tcp_alias([port])`: make the connection reachable at the source IP and this port
     /// (0: the Via port) — applied by the server after the script.
     pub tcp_alias: Option<u16>,
@@ -297,6 +299,7 @@ impl MsgCtx {
             avps: Vec::new(),
             bavps: Vec::new(),
             force_rport: false,
+            local_rport: false,
             err: None,
             send_socket: None,
             tcp_alias: None,
@@ -341,6 +344,26 @@ impl MsgCtx {
 
     /// Rebuilds the current R-URI with one part replaced (`$rU`, `$rd`, `$rp`, `setuser` …).
     fn rewrite(&mut self, user: Option<&str>, host: Option<&str>, port: Option<&str>) -> bool {
+        self.rewrite_with(user, None, host, port)
+    }
+
+    /// `setuserpass(pass)`: the password of the R-URI's user part (empty: removed); a URI
+    /// without a user part cannot take one.
+    pub fn set_ruri_password(&mut self, pass: &str) -> bool {
+        let has_user = self
+            .ruri()
+            .and_then(|r| sip::Uri::parse(r).ok().map(|u| u.user().is_some()))
+            .unwrap_or(false);
+        has_user && self.rewrite_with(None, Some(pass), None, None)
+    }
+
+    fn rewrite_with(
+        &mut self,
+        user: Option<&str>,
+        pass: Option<&str>,
+        host: Option<&str>,
+        port: Option<&str>,
+    ) -> bool {
         let Some(current) = self.ruri().map(str::to_owned) else {
             return false;
         };
@@ -354,7 +377,12 @@ impl MsgCtx {
         let user = user.map_or(u.user(), |x| (!x.is_empty()).then_some(x));
         if let Some(user) = user {
             out.push_str(user);
-            if let Some(pw) = u.password() {
+            let pw = match pass {
+                Some("") => None,
+                Some(p) => Some(p),
+                None => u.password(),
+            };
+            if let Some(pw) = pw {
                 out.push(':');
                 out.push_str(pw);
             }

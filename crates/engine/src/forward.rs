@@ -311,9 +311,10 @@ pub fn forward_with_branch(
     edits.add_first(
         "Via",
         &format!(
-            "SIP/2.0/{} {hostport};branch={}",
+            "SIP/2.0/{} {hostport};branch={}{}",
             proto.to_ascii_uppercase(),
-            branch.map_or_else(|| stateless_branch(&ctx.msg, &ruri), str::to_owned)
+            branch.map_or_else(|| stateless_branch(&ctx.msg, &ruri), str::to_owned),
+            if ctx.local_rport { ";rport" } else { "" }
         ),
     );
     if let Some(rr) = &ctx.record_route {

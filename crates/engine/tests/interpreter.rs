@@ -349,12 +349,12 @@ fn functions_the_interpreter_lacks_are_load_time_errors() {
     let parsed = cfg::parse(
         &mut sources,
         std::path::Path::new("t.cfg"),
-        "route { avp_print(); }".into(),
+        "route { tcp_close_conn(\"1.2.3.4:5060\"); }".into(),
     );
     let err = Script::compile(&parsed.config, &sources, &Available::default()).unwrap_err();
     let text: String = err.iter().map(|d| d.render(&sources)).collect();
     assert!(
-        text.contains("the function `avp_print`")
+        text.contains("the function `tcp_close_conn`")
             && text.contains("not supported by the rsips interpreter yet"),
         "{text}"
     );
@@ -1144,4 +1144,44 @@ fn serial_forking_by_q_value() {
             "rc=-1 ru=sip:low@example.com q=100 n=2 ds=Contact: <sip:low@example.com>;q=0.1, <sip:top2@example.com>;q=1, <sip:mid@example.com>;q=0.5\n",
         ]
     );
+}
+
+#[test]
+fn setuserpass_add_local_rport_and_avp_print() {
+    let script = compile_with(
+        "socket = udp:127.0.0.1:5060\ndisable_stateless_fwd = no\nloadmodule \"proto_udp.so\"\n\
+         route {\n\
+             setuserpass(\"s3cret\");\n\
+             xlog(\"ru=$ru\\n\");\n\
+             setuserpass(\"\");\n\
+             xlog(\"ru=$ru\\n\");\n\
+             $avp(a) = 1; $avp(a) = \"two\";\n\
+             avp_print();\n\
+             add_local_rport();\n\
+             forward(\"udp:127.0.0.1:5080\");\n\
+         }\n",
+        &Available {
+            builtin: vec!["proto_udp"],
+            ..Available::default()
+        },
+    );
+    let (mut w, mut c, mut log) = (Worker::default(), ctx(), MemoryLog::default());
+    script.run(&mut w, &mut c, &mut log).unwrap();
+    let lines: Vec<String> = log.lines.into_iter().map(|(_, l)| l).collect();
+    assert_eq!(
+        lines,
+        vec![
+            "ru=sip:bob:s3cret@biloxi.com\n",
+            "ru=sip:bob@biloxi.com\n",
+            "avp_print: $avp(a) int value=1\n",
+            "avp_print: $avp(a) str value=<two>\n",
+        ]
+    );
+    let sent = String::from_utf8_lossy(&c.outbox[0].data).into_owned();
+    let via = sent.lines().find(|l| l.starts_with("Via: ")).unwrap();
+    assert!(
+        via.starts_with("Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK"),
+        "{via}"
+    );
+    assert!(via.ends_with(";rport"), "{via}");
 }

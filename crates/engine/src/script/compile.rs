@@ -676,6 +676,9 @@ impl Lower<'_> {
                 CoreFn::SerializeBranches(self.arg(a(0), c.span)?, self.opt_arg(a(1), c.span)?)
             }
             "next_branches" => CoreFn::NextBranches,
+            "add_local_rport" => CoreFn::AddLocalRport,
+            "setuserpass" => CoreFn::SetUserPass(self.arg(a(0), c.span)?),
+            "avp_print" => CoreFn::AvpPrint,
             "construct_uri" => {
                 let out = self.avp_output(a(5), "construct_uri", c.span)?;
                 let mut args: [Option<Expr>; 5] = Default::default();

@@ -253,6 +253,31 @@ impl Run<'_> {
                 self.ctx.serialize_branches(clear, keep);
                 1
             }
+            CoreFn::AddLocalRport => {
+                self.ctx.local_rport = true;
+                1
+            }
+            CoreFn::SetUserPass(pass) => {
+                let pass = self.text_arg(pass)?;
+                bool_code(self.ctx.set_ruri_password(&pass))
+            }
+            // OpenSIPS prints every AVP at debug level; so does this, by name.
+            CoreFn::AvpPrint => {
+                let mut names: Vec<(&String, &usize)> = self.script.names.avps.iter().collect();
+                names.sort();
+                for (name, &id) in names {
+                    for v in self.ctx.avps.get(id).map_or(&[][..], Vec::as_slice) {
+                        let line = match v {
+                            Value::Int(i) => format!("avp_print: $avp({name}) int value={i}\n"),
+                            other => {
+                                format!("avp_print: $avp({name}) str value=<{}>\n", other.to_text())
+                            }
+                        };
+                        self.log.log(4, &line);
+                    }
+                }
+                1
+            }
             CoreFn::NextBranches => {
                 if !matches!(self.kind, "request" | "failure") {
                     self.log

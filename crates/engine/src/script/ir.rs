@@ -226,6 +226,12 @@ pub(crate) enum CoreFn {
     SerializeBranches(Expr, Option<Expr>),
     /// `next_branches()`.
     NextBranches,
+    /// `add_local_rport()`.
+    AddLocalRport,
+    /// `setuserpass(pass)`.
+    SetUserPass(Expr),
+    /// `avp_print()`.
+    AvpPrint,
     /// `get_timestamp($avp(sec), $avp(usec))`.
     GetTimestamp(Write, Write),
     /// `pv_printf(var, format)`.
