@@ -398,7 +398,7 @@ impl Run<'_> {
 
     /// A core PV's value; flag masks (`$mf`, `$bf`, `$msg.branch.flags`) print as the names of
     /// the flags set, newest-declared first, space-separated (as OpenSIPS prints them).
-    fn core_read(&self, pv: &crate::pv::CorePv) -> Value {
+    pub(super) fn core_read(&self, pv: &crate::pv::CorePv) -> Value {
         use crate::pv::{BranchField, CorePv};
         let v = pv.read(self.ctx);
         match (pv, v) {
@@ -506,97 +506,6 @@ impl Run<'_> {
             v = tr.apply(&v, &vals);
         }
         Ok(v)
-    }
-
-    /// `{s.eval}`: the value taken as a format string and expanded now — message PVs, `$var`,
-    /// `$avp`, with their transformations — as `xlog` prints them (NULL as `<null>`); a PV this
-    /// cannot read prints as NULL; a string that is not a valid format is NULL.
-    fn eval_format(&self, text: &str) -> Value {
-        self.eval_format_at(text, 0)
-    }
-
-    fn eval_format_at(&self, text: &str, depth: usize) -> Value {
-        let Ok(parts) = cfg::pv::parse_format(text) else {
-            return Value::Null;
-        };
-        let mut out = String::new();
-        for part in parts {
-            match part {
-                cfg::pv::FmtPart::Text(t) => out.push_str(&t),
-                cfg::pv::FmtPart::Pv(spec, _) => {
-                    out.push_str(&self.eval_pv(&spec, depth).to_text());
-                }
-            }
-        }
-        Value::from(out)
-    }
-
-    /// A PV named in an `s.eval` format (or in one of its transformations' arguments), read and
-    /// transformed now. Nested `s.eval`s stop at a small depth (NULL beyond it).
-    fn eval_pv(&self, spec: &cfg::pv::PvSpec, depth: usize) -> Value {
-        const MAX_DEPTH: usize = 8;
-        if depth > MAX_DEPTH {
-            return Value::Null;
-        }
-        let mut plain = spec.clone();
-        plain.transforms.clear();
-        let mut v = if let Some(core) = crate::pv::CorePv::resolve(&plain) {
-            self.core_read(&core)
-        } else {
-            match (plain.name.as_str(), plain.arg.as_deref()) {
-                ("var", Some(name)) => self
-                    .script
-                    .names
-                    .vars
-                    .get(name)
-                    .and_then(|&i| self.worker.vars.get(i))
-                    .cloned()
-                    .unwrap_or_default(),
-                ("avp", Some(name)) => self
-                    .script
-                    .names
-                    .avps
-                    .get(name)
-                    .and_then(|&i| self.ctx.avps.get(i))
-                    .and_then(|stack| stack.last())
-                    .cloned()
-                    .unwrap_or_default(),
-                _ => Value::Null,
-            }
-        };
-        for t in &spec.transforms {
-            let (name, index) = match crate::transform::split_inline_index(&t.name) {
-                Some((n, i)) => (n, Some(i.to_owned())),
-                None => (t.name.to_ascii_lowercase(), None),
-            };
-            let mut args = crate::check::walk::split_transform_args(&name, t.args.as_deref());
-            if let Some(i) = index {
-                args.insert(0, i);
-            }
-            let literals: Vec<Option<&str>> = args
-                .iter()
-                .map(|a| (!a.starts_with('$')).then_some(a.as_str()))
-                .collect();
-            let Ok(tr) = crate::transform::TransformOp::lookup(&name, args.len())
-                .and_then(|op| op.compile(&literals))
-            else {
-                return Value::Null;
-            };
-            if tr.op() == crate::transform::TransformOp::SEval {
-                v = self.eval_format_at(&v.to_text(), depth + 1);
-                continue;
-            }
-            let vals: Vec<Value> =
-                args.iter()
-                    .map(|a| match a.strip_prefix('$') {
-                        Some(_) => cfg::pv::parse(a)
-                            .map_or(Value::Null, |spec| self.eval_pv(&spec, depth + 1)),
-                        None => Value::str(a),
-                    })
-                    .collect();
-            v = tr.apply(&v, &vals);
-        }
-        v
     }
 
     /// An arithmetic / concatenation expression; `None` is OpenSIPS' "no value" (a type error
@@ -803,98 +712,6 @@ impl Run<'_> {
                 matches!(self.kind, "branch" | "onreply" | "failure")
                     && self.ctx.set_tm_branch_attr(at, name, v)
             }
-        }
-    }
-
-    /// `$msg.branch.uri|duri|q|flags[at] = v` (OpenSIPS pvar.c `_int_pv_set_branch_fields`):
-    /// on requests only, no `[*]`; the URI must be a non-empty string, `duri` a string or NULL
-    /// (removed), `q` an integer (q × 1000) or NULL (unset), `flags` a space-separated list of
-    /// flag names replacing the branch's flags (NULL clears them). Branch 0 is the R-URI's.
-    fn write_branch_field(
-        &mut self,
-        field: crate::pv::BranchField,
-        at: Option<i64>,
-        v: Value,
-    ) -> bool {
-        use crate::pv::BranchField as F;
-        if !self.ctx.msg.is_request() {
-            return false;
-        }
-        let Some(i) = self.ctx.msg_branch_at(at) else {
-            self.log.log(-1, "$msg.branch: no such branch to assign\n");
-            return false;
-        };
-        let flags = |names: &str, script: &crate::Script| -> Option<u64> {
-            let mut bits = 0u64;
-            for n in names.split([' ', ',']).filter(|n| !n.is_empty()) {
-                bits |= 1u64 << *script.names.flags.get(n)?;
-            }
-            Some(bits)
-        };
-        match (field, &v, i) {
-            (F::Uri, Value::Str(s), 0) if !s.is_empty() => self.ctx.set_ruri(s),
-            (F::Uri, Value::Str(s), i) if sip::Uri::parse(s).is_ok() => self
-                .ctx
-                .branches
-                .get_mut(i - 1)
-                .map(|b| b.uri = s.to_string())
-                .is_some(),
-            (F::Duri, Value::Null, 0) => {
-                self.ctx.dst_uri = None;
-                true
-            }
-            (F::Duri, Value::Str(s), 0) => {
-                self.ctx.dst_uri = Some(s.to_string());
-                true
-            }
-            (F::Duri, Value::Null | Value::Str(_), i) => {
-                let duri = match &v {
-                    Value::Str(s) => Some(s.to_string()),
-                    _ => None,
-                };
-                self.ctx
-                    .branches
-                    .get_mut(i - 1)
-                    .map(|b| b.dst_uri = duri)
-                    .is_some()
-            }
-            (F::Q, Value::Null | Value::Int(_), i) => {
-                let q = match v {
-                    Value::Int(q @ 0..=1000) => q as i32,
-                    Value::Null => -1,
-                    _ => return false,
-                };
-                if i == 0 {
-                    self.ctx.ruri_q = q;
-                    true
-                } else {
-                    self.ctx.branches.get_mut(i - 1).map(|b| b.q = q).is_some()
-                }
-            }
-            (F::Flags, Value::Null | Value::Str(_), i) => {
-                let bits = match &v {
-                    Value::Str(s) => match flags(s, self.script) {
-                        Some(b) => b,
-                        None => {
-                            self.log
-                                .log(-1, &format!("$msg.branch.flags: unknown flag in `{s}`\n"));
-                            return false;
-                        }
-                    },
-                    _ => 0,
-                };
-                if i == 0 {
-                    self.ctx.branch_flags = bits;
-                    true
-                } else {
-                    self.ctx
-                        .branches
-                        .get_mut(i - 1)
-                        .map(|b| b.flags = bits)
-                        .is_some()
-                }
-            }
-            _ => false,
         }
     }
 

@@ -10,10 +10,12 @@
 //! functions and PVs are refused at load time with a diagnostic naming them.
 
 mod avp;
+mod branch_writes;
 mod compile;
 mod core_fns;
 mod exec;
 mod ir;
+mod seval;
 
 use std::collections::HashMap;
 
