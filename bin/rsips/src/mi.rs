@@ -294,6 +294,17 @@ pub fn commands(state: Arc<State>) -> Mi {
         },
     ));
     let s = Arc::clone(&state);
+    mi.add(Command::new("tcp:close", &[], &[&["ipport"]], move |p| {
+        let Some(desc) = p.str("ipport")? else {
+            return Err(MiError::new(400, "Bad tcp connection"));
+        };
+        match s.streams.as_ref().map(|st| st.close_described(&desc)) {
+            Some(Ok(true)) => ok(),
+            Some(Ok(false)) | None => Ok(Value::Null),
+            Some(Err(_)) => Err(MiError::new(400, "Bad tcp connection")),
+        }
+    }));
+    let s = Arc::clone(&state);
     mi.add(Command::new(
         "tcp:list",
         &["list_tcp_conns"],

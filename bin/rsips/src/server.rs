@@ -276,7 +276,10 @@ impl Server {
             for (proto, addr) in streams.bound() {
                 crate::logging::core(2, &format!("listening on {proto}:{addr}"));
             }
-            Some(Arc::new(streams))
+            let streams = Arc::new(streams);
+            let closer = Arc::clone(&streams);
+            engine::hooks::set_tcp_closer(Box::new(move |desc| closer.close_described(desc)));
+            Some(streams)
         };
         let outlet = Arc::new(Outlet {
             udp,

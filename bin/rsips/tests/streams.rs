@@ -1620,3 +1620,80 @@ fn exec_msg_threshold_raises_e_core_threshold() {
         "{log}"
     );
 }
+
+// OpenSIPS 4.0 `tcp_close_conn(ipport)` and MI `tcp:close`: the connection to a peer (or by id)
+// is closed; nothing matching is -1 / null, a bad description -2 / 400.
+#[test]
+fn tcp_close_conn_and_mi_tcp_close_close_a_peers_connection() {
+    let mi_port = free_port("127.0.0.1");
+    let server = start(
+        "tcpclose",
+        "127.0.0.1",
+        &format!(
+            "socket=tcp:127.0.0.1:PORT\n{MODULES}loadmodule \"mi_datagram.so\"\n\
+             modparam(\"mi_datagram\", \"socket_name\", \"udp:127.0.0.1:{mi_port}\")\n\
+             route {{\n\
+                 $var(rc) = 0;\n\
+                 if ($hdr(X-Close) != NULL) {{ tcp_close_conn(\"$hdr(X-Close)\"); $var(rc) = $rc; }}\n\
+                 append_to_reply(\"X-Rc: $var(rc)\\r\\n\");\n\
+                 sl_send_reply(200, \"OK\");\n\
+             }}\n"
+        ),
+    );
+    let ask = |c: &mut TcpStream, close: &str, id: &str| -> Option<String> {
+        let req = options("TCP", id).replace(
+            "Content-Length: 0\r\n",
+            &format!("X-Close: {close}\r\nContent-Length: 0\r\n"),
+        );
+        c.write_all(req.as_bytes()).ok()?;
+        let mut pending = Vec::new();
+        read_message(c, &mut pending)
+    };
+    // Another client's connection, closed by this one's request.
+    let mut victim = connect("127.0.0.1", server.port);
+    let vport = victim.local_addr().unwrap().port();
+    victim
+        .write_all(options("TCP", "victim").as_bytes())
+        .unwrap();
+    let mut pending = Vec::new();
+    assert!(read_message(&mut victim, &mut pending).is_some());
+    let mut c = connect("127.0.0.1", server.port);
+    let r = ask(&mut c, &format!("tcp:127.0.0.1:{vport}"), "close-1").unwrap();
+    assert_eq!(header(&r, "X-Rc"), Some("1"), "{r}");
+    let mut buf = [0u8; 16];
+    victim
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    assert!(
+        matches!(victim.read(&mut buf), Ok(0) | Err(_)),
+        "the victim's connection is closed"
+    );
+    let r = ask(&mut c, "127.0.0.1:9", "close-2").unwrap();
+    assert_eq!(header(&r, "X-Rc"), Some("-1"), "{r}");
+    let r = ask(&mut c, "not a peer", "close-3").unwrap();
+    assert_eq!(header(&r, "X-Rc"), Some("-2"), "{r}");
+    // The MI: close the asking client itself.
+    let cport = c.local_addr().unwrap().port();
+    let reply = mi_datagram(
+        mi_port,
+        &format!(
+            r#"{{"jsonrpc":"2.0","method":"tcp:close","params":["127.0.0.1:{cport}"],"id":1}}"#
+        ),
+    );
+    assert_eq!(reply, r#"{"jsonrpc":"2.0","result":"OK","id":1}"#);
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
+    let reply = mi_datagram(
+        mi_port,
+        r#"{"jsonrpc":"2.0","method":"tcp:close","params":["127.0.0.1:9"],"id":2}"#,
+    );
+    assert_eq!(reply, r#"{"jsonrpc":"2.0","result":null,"id":2}"#);
+    let reply = mi_datagram(
+        mi_port,
+        r#"{"jsonrpc":"2.0","method":"tcp:close","params":["bogus"],"id":3}"#,
+    );
+    assert!(
+        reply.contains(r#""code":400,"message":"Bad tcp connection""#),
+        "{reply}"
+    );
+}

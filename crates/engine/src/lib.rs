@@ -9,6 +9,7 @@ pub mod check;
 pub mod ctx;
 pub mod dset;
 pub mod forward;
+pub mod hooks;
 pub mod module;
 pub mod pv;
 pub mod script;

@@ -349,12 +349,12 @@ fn functions_the_interpreter_lacks_are_load_time_errors() {
     let parsed = cfg::parse(
         &mut sources,
         std::path::Path::new("t.cfg"),
-        "route { tcp_close_conn(\"1.2.3.4:5060\"); }".into(),
+        "route { sr_check_status(\"core\"); }".into(),
     );
     let err = Script::compile(&parsed.config, &sources, &Available::default()).unwrap_err();
     let text: String = err.iter().map(|d| d.render(&sources)).collect();
     assert!(
-        text.contains("the function `tcp_close_conn`")
+        text.contains("the function `sr_check_status`")
             && text.contains("not supported by the rsips interpreter yet"),
         "{text}"
     );

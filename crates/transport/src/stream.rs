@@ -393,6 +393,38 @@ impl Streams {
     }
 
     /// Closes connection `conn` (`tcp_close_conn`); its pending writes fail.
+    /// Closes what OpenSIPS' `tcp_close_conn` / MI `tcp:close` name: a connection id, or every
+    /// connection with the peer `[proto:]ip:port`. `Ok(false)` when none matched, `Err` for a
+    /// description that is neither.
+    pub fn close_described(&self, desc: &str) -> Result<bool, String> {
+        let desc = desc.trim();
+        if let Ok(id) = desc.parse::<u64>() {
+            return Ok(self.close(id));
+        }
+        let (proto, addr) = match desc.split_once(':') {
+            Some((p, rest))
+                if ["tcp", "tls", "ws", "wss"].contains(&p.to_ascii_lowercase().as_str()) =>
+            {
+                (Some(p.to_ascii_lowercase()), rest)
+            }
+            _ => (None, desc),
+        };
+        let peer: SocketAddr = addr
+            .parse()
+            .map_err(|_| format!("`{desc}` is neither a connection id nor [proto:]ip:port"))?;
+        let ids: Vec<u64> = self
+            .connections()
+            .into_iter()
+            .filter(|c| c.peer == peer && proto.as_deref().is_none_or(|p| p == c.proto.as_str()))
+            .map(|c| c.id)
+            .collect();
+        let mut closed = false;
+        for id in ids {
+            closed |= self.close(id);
+        }
+        Ok(closed)
+    }
+
     pub fn close(&self, conn: u64) -> bool {
         let mut reg = self.shared.registry();
         let found = reg.by_id.remove(&conn).is_some();

@@ -679,6 +679,7 @@ impl Lower<'_> {
             "add_local_rport" => CoreFn::AddLocalRport,
             "setuserpass" => CoreFn::SetUserPass(self.arg(a(0), c.span)?),
             "avp_print" => CoreFn::AvpPrint,
+            "tcp_close_conn" => CoreFn::TcpCloseConn(self.arg(a(0), c.span)?),
             "construct_uri" => {
                 let out = self.avp_output(a(5), "construct_uri", c.span)?;
                 let mut args: [Option<Expr>; 5] = Default::default();

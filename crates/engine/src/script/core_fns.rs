@@ -253,6 +253,18 @@ impl Run<'_> {
                 self.ctx.serialize_branches(clear, keep);
                 1
             }
+            // OpenSIPS: 1 closed, -1 nothing matched (or no TCP at all), -2 a bad argument.
+            CoreFn::TcpCloseConn(desc) => {
+                let desc = self.text_arg(desc)?;
+                match crate::hooks::close_tcp(&desc) {
+                    Some(Ok(true)) => 1,
+                    Some(Ok(false)) | None => -1,
+                    Some(Err(e)) => {
+                        self.log.log(-1, &format!("tcp_close_conn: {e}\n"));
+                        -2
+                    }
+                }
+            }
             CoreFn::AddLocalRport => {
                 self.ctx.local_rport = true;
                 1

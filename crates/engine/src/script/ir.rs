@@ -232,6 +232,8 @@ pub(crate) enum CoreFn {
     SetUserPass(Expr),
     /// `avp_print()`.
     AvpPrint,
+    /// `tcp_close_conn(id | [proto:]ip:port)`.
+    TcpCloseConn(Expr),
     /// `get_timestamp($avp(sec), $avp(usec))`.
     GetTimestamp(Write, Write),
     /// `pv_printf(var, format)`.
