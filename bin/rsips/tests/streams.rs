@@ -1697,3 +1697,55 @@ fn tcp_close_conn_and_mi_tcp_close_close_a_peers_connection() {
         "{reply}"
     );
 }
+
+// set_via_handling("reply-to-via"): the reply goes to the top Via's sent-by even when the
+// request asked for rport (which would send it back to the source).
+#[test]
+fn set_via_handling_reply_to_via_answers_the_via_address() {
+    let server = start(
+        "replytovia",
+        "127.0.0.1",
+        &format!(
+            "socket=udp:127.0.0.1:PORT\nsocket=tcp:127.0.0.1:PORT\n{MODULES}\
+             route {{\n\
+                 if ($rU == \"via\") set_via_handling(\"reply-to-via\");\n\
+                 sl_send_reply(200, \"OK\");\n\
+             }}\n"
+        ),
+    );
+    let source = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for s in [&source, &other] {
+        s.set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+    }
+    let other_port = other.local_addr().unwrap().port();
+    let request = |user: &str, call: &str| {
+        options("UDP", call)
+            .replace("sip:bob@127.0.0.1", &format!("sip:{user}@127.0.0.1"))
+            .replace(
+                "127.0.0.1:9;branch",
+                &format!("127.0.0.1:{other_port};rport;branch"),
+            )
+    };
+    let mut buf = [0u8; 4096];
+    // Without the flag, rport sends the reply back to the source.
+    source
+        .send_to(
+            request("plain", "rtv-1").as_bytes(),
+            ("127.0.0.1", server.port),
+        )
+        .unwrap();
+    let (n, _) = source.recv_from(&mut buf).expect("reply at the source");
+    assert!(buf[..n].starts_with(b"SIP/2.0 200"));
+    // With it, to the Via's address.
+    source
+        .send_to(
+            request("via", "rtv-2").as_bytes(),
+            ("127.0.0.1", server.port),
+        )
+        .unwrap();
+    let (n, _) = other.recv_from(&mut buf).expect("reply at the Via address");
+    assert!(buf[..n].starts_with(b"SIP/2.0 200"));
+    assert!(source.recv_from(&mut buf).is_err(), "nothing at the source");
+}

@@ -224,6 +224,8 @@ pub struct MsgCtx {
     pub force_rport: bool,
     /// `add_local_rport()`: our own Via on forwarded requests carries `rport`.
     pub local_rport: bool,
+    /// `set_via_handling("reply-to-via")`: replies go to the top Via's sent-by, not the source.
+    pub reply_to_via: bool,
     /// `force_tcp_alias([port])`: make the connection reachable at the source IP and this port
     /// (0: the Via port) — applied by the server after the script.
     pub tcp_alias: Option<u16>,
@@ -300,6 +302,7 @@ impl MsgCtx {
             bavps: Vec::new(),
             force_rport: false,
             local_rport: false,
+            reply_to_via: false,
             err: None,
             send_socket: None,
             tcp_alias: None,

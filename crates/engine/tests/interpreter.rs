@@ -1101,6 +1101,10 @@ fn construct_uri_and_get_timestamp_store_into_avps_only() {
             r#"route { pv_printf("x", "$rm"); }"#,
             "`pv_printf` writes into a variable",
         ),
+        (
+            r#"route { set_via_handling("force-rport, bogus"); }"#,
+            "`set_via_handling`: unknown flag `bogus`",
+        ),
     ] {
         let mut sources = cfg::SourceMap::new();
         let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.into());

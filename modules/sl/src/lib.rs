@@ -113,6 +113,23 @@ pub fn reply_destination(req: &SipMessage, source: SocketAddr, force_rport: bool
     SocketAddr::new(source.ip(), via.port().unwrap_or(5060))
 }
 
+/// [`reply_destination`] for a request being handled: with `set_via_handling("reply-to-via")`
+/// the top Via's sent-by (an IP address; its port or 5060) instead of the source.
+pub fn reply_destination_for(ctx: &MsgCtx, source: SocketAddr) -> SocketAddr {
+    if ctx.reply_to_via
+        && let Ok(via) = ctx.msg.top_via()
+        && let Ok(ip) = via
+            .host()
+            .as_str()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+    {
+        return SocketAddr::new(ip, via.port().unwrap_or(5060));
+    }
+    reply_destination(&ctx.msg, source, ctx.force_rport)
+}
+
 /// The top Via as the reply must carry it: `received` and `rport` recorded as on receipt.
 pub fn reply_top_via(req: &SipMessage, source: SocketAddr, force_rport: bool) -> Option<String> {
     engine::forward::received_top_via(req, source, force_rport)
@@ -175,7 +192,7 @@ pub fn build_reply_with_body(
         (None, Some(body)) => b.body(body.as_bytes()),
         (None, None) => b.build(),
     };
-    Some((data, reply_destination(req, source, ctx.force_rport)))
+    Some((data, reply_destination_for(ctx, source)))
 }
 
 /// `sl_reply_error()`: the reply for the last internal error. rsips records none yet (it comes

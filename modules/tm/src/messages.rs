@@ -110,7 +110,7 @@ pub(crate) fn relay_upstream(req: &MsgCtx, reply: &SipMessage) -> Option<Outboun
     if reply.status() == Some(503) && data.starts_with(b"SIP/2.0 503") {
         data.splice(8..11, *b"500");
     }
-    let dest = sl::reply_destination(&req.msg, receipt.source, req.force_rport);
+    let dest = sl::reply_destination_for(req, receipt.source);
     Some(Outbound {
         data,
         dest,

@@ -680,6 +680,46 @@ impl Lower<'_> {
             "setuserpass" => CoreFn::SetUserPass(self.arg(a(0), c.span)?),
             "avp_print" => CoreFn::AvpPrint,
             "tcp_close_conn" => CoreFn::TcpCloseConn(self.arg(a(0), c.span)?),
+            "set_via_handling" => {
+                let Some(Some(Arg::Str(flags, _))) = a(0) else {
+                    return self.fail(Diagnostic::error(
+                        "`set_via_handling` takes a quoted list of flag names",
+                        c.span,
+                    ));
+                };
+                let (mut force_rport, mut local_rport, mut reply_to_via, mut tcp_alias) =
+                    (false, false, false, false);
+                for f in flags
+                    .split([',', ' '])
+                    .map(str::trim)
+                    .filter(|f| !f.is_empty())
+                {
+                    match f.to_ascii_lowercase().as_str() {
+                        "force-rport" => force_rport = true,
+                        "add-local-rport" => local_rport = true,
+                        "reply-to-via" => reply_to_via = true,
+                        "force-tcp-alias" => tcp_alias = true,
+                        other => {
+                            return self.fail(
+                                Diagnostic::error(
+                                    format!("`set_via_handling`: unknown flag `{other}`"),
+                                    c.span,
+                                )
+                                .with_help(
+                                    "the flags are force-rport, add-local-rport, reply-to-via \
+                                     and force-tcp-alias",
+                                ),
+                            );
+                        }
+                    }
+                }
+                CoreFn::SetViaHandling {
+                    force_rport,
+                    local_rport,
+                    reply_to_via,
+                    tcp_alias,
+                }
+            }
             "construct_uri" => {
                 let out = self.avp_output(a(5), "construct_uri", c.span)?;
                 let mut args: [Option<Expr>; 5] = Default::default();

@@ -265,6 +265,21 @@ impl Run<'_> {
                     }
                 }
             }
+            CoreFn::SetViaHandling {
+                force_rport,
+                local_rport,
+                reply_to_via,
+                tcp_alias,
+            } => {
+                self.ctx.force_rport |= *force_rport;
+                self.ctx.local_rport |= *local_rport;
+                self.ctx.reply_to_via |= *reply_to_via;
+                let stream = self.ctx.receipt.as_ref().is_some_and(|r| r.conn.is_some());
+                if *tcp_alias && stream && self.ctx.tcp_alias.is_none() {
+                    self.ctx.tcp_alias = Some(0);
+                }
+                1
+            }
             CoreFn::AddLocalRport => {
                 self.ctx.local_rport = true;
                 1

@@ -232,6 +232,13 @@ pub(crate) enum CoreFn {
     SetUserPass(Expr),
     /// `avp_print()`.
     AvpPrint,
+    /// `set_via_handling("force-rport, add-local-rport, reply-to-via, force-tcp-alias")`.
+    SetViaHandling {
+        force_rport: bool,
+        local_rport: bool,
+        reply_to_via: bool,
+        tcp_alias: bool,
+    },
     /// `tcp_close_conn(id | [proto:]ip:port)`.
     TcpCloseConn(Expr),
     /// `get_timestamp($avp(sec), $avp(usec))`.
