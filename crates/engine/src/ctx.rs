@@ -226,6 +226,10 @@ pub struct MsgCtx {
     pub local_rport: bool,
     /// `set_via_handling("reply-to-via")`: replies go to the top Via's sent-by, not the source.
     pub reply_to_via: bool,
+    /// `set_advertised_address()` / `set_advertised_port()`: what our Via and Record-Route
+    /// name for this message instead of the sending socket's address / port.
+    pub adv_address: Option<String>,
+    pub adv_port: Option<String>,
     /// `force_tcp_alias([port])`: make the connection reachable at the source IP and this port
     /// (0: the Via port) — applied by the server after the script.
     pub tcp_alias: Option<u16>,
@@ -303,6 +307,8 @@ impl MsgCtx {
             force_rport: false,
             local_rport: false,
             reply_to_via: false,
+            adv_address: None,
+            adv_port: None,
             err: None,
             send_socket: None,
             tcp_alias: None,

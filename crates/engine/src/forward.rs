@@ -9,6 +9,25 @@ use sip::{Edits, SipMessage, Uri};
 
 use crate::ctx::{MsgCtx, Outbound};
 
+/// `host:port` as our Via and Record-Route name it, with `set_advertised_address` /
+/// `set_advertised_port` applied.
+fn advertised(ctx: &MsgCtx, hostport: String) -> String {
+    if ctx.adv_address.is_none() && ctx.adv_port.is_none() {
+        return hostport;
+    }
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') && p.bytes().all(|b| b.is_ascii_digit()) => {
+            (h.to_owned(), Some(p.to_owned()))
+        }
+        _ => (hostport.clone(), None),
+    };
+    let host = ctx.adv_address.clone().unwrap_or(host);
+    match ctx.adv_port.clone().or(port) {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    }
+}
+
 /// Resolves `host[:port]` (IP literals without DNS; names through the system resolver).
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
     let h = host.trim_start_matches('[').trim_end_matches(']');
@@ -294,6 +313,7 @@ pub fn forward_with_branch(
     }
     let (proto, dest) = next_hop(ctx, explicit)?;
     let (local, hostport) = sending_socket(ctx, proto, dest, sockets)?;
+    let hostport = advertised(ctx, hostport);
     let forced = ctx.send_socket.as_ref().map(|_| local);
     let ruri = ctx.ruri().unwrap_or("").to_owned();
     let mut edits: Edits = ctx.edits.clone();

@@ -1151,7 +1151,7 @@ fn serial_forking_by_q_value() {
 }
 
 #[test]
-fn setuserpass_add_local_rport_and_avp_print() {
+fn setuserpass_add_local_rport_advertised_address_and_avp_print() {
     let script = compile_with(
         "socket = udp:127.0.0.1:5060\ndisable_stateless_fwd = no\nloadmodule \"proto_udp.so\"\n\
          route {\n\
@@ -1162,6 +1162,8 @@ fn setuserpass_add_local_rport_and_avp_print() {
              $avp(a) = 1; $avp(a) = \"two\";\n\
              avp_print();\n\
              add_local_rport();\n\
+             set_advertised_address(\"203.0.113.7\");\n\
+             set_advertised_port(\"5099\");\n\
              forward(\"udp:127.0.0.1:5080\");\n\
          }\n",
         &Available {
@@ -1184,7 +1186,7 @@ fn setuserpass_add_local_rport_and_avp_print() {
     let sent = String::from_utf8_lossy(&c.outbox[0].data).into_owned();
     let via = sent.lines().find(|l| l.starts_with("Via: ")).unwrap();
     assert!(
-        via.starts_with("Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK"),
+        via.starts_with("Via: SIP/2.0/UDP 203.0.113.7:5099;branch=z9hG4bK"),
         "{via}"
     );
     assert!(via.ends_with(";rport"), "{via}");

@@ -680,6 +680,10 @@ impl Lower<'_> {
             "setuserpass" => CoreFn::SetUserPass(self.arg(a(0), c.span)?),
             "avp_print" => CoreFn::AvpPrint,
             "tcp_close_conn" => CoreFn::TcpCloseConn(self.arg(a(0), c.span)?),
+            "set_advertised_address" | "set_advertised_port" => CoreFn::SetAdvertised {
+                address: name == "set_advertised_address",
+                value: self.arg(a(0), c.span)?,
+            },
             "set_via_handling" => {
                 let Some(Some(Arg::Str(flags, _))) = a(0) else {
                     return self.fail(Diagnostic::error(

@@ -265,6 +265,19 @@ impl Run<'_> {
                     }
                 }
             }
+            CoreFn::SetAdvertised { address, value } => {
+                let v = self.text_arg(value)?;
+                let v = v.trim().to_owned();
+                if v.is_empty() || (!*address && v.parse::<u16>().is_err()) {
+                    return Ok(-1);
+                }
+                if *address {
+                    self.ctx.adv_address = Some(v);
+                } else {
+                    self.ctx.adv_port = Some(v);
+                }
+                1
+            }
             CoreFn::SetViaHandling {
                 force_rport,
                 local_rport,

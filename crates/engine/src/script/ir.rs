@@ -239,6 +239,11 @@ pub(crate) enum CoreFn {
         reply_to_via: bool,
         tcp_alias: bool,
     },
+    /// `set_advertised_address(addr)` / `set_advertised_port(port)`.
+    SetAdvertised {
+        address: bool,
+        value: Expr,
+    },
     /// `tcp_close_conn(id | [proto:]ip:port)`.
     TcpCloseConn(Expr),
     /// `get_timestamp($avp(sec), $avp(usec))`.
