@@ -29,6 +29,7 @@ fn available() -> engine::Available {
             &maxfwd::MODULE,
             &acc::MODULE,
             &textops::MODULE,
+            &engine::cachedb::CACHEDB_LOCAL,
             &mi::HTTPD,
             &mi::MI_HTTP,
             &mi::PROMETHEUS,

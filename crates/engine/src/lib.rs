@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 #[doc(hidden)]
+pub mod cachedb;
 pub mod catalog;
 pub mod check;
 pub mod ctx;

@@ -1191,3 +1191,45 @@ fn setuserpass_add_local_rport_advertised_address_and_avp_print() {
     );
     assert!(via.ends_with(";rport"), "{via}");
 }
+
+// cachedb_local through the core cache_* functions (OpenSIPS return codes: 1, -2 not found).
+#[test]
+fn cache_functions_over_cachedb_local() {
+    let script = compile_with(
+        r#"loadmodule "cachedb_local.so"
+        route {
+            cache_store("local", "k_$ci", "v1");
+            cache_fetch("local", "k_$ci", $var(v));
+            $var(rc1) = $rc;
+            cache_fetch("local", "missing", $var(m));
+            $var(rc2) = $rc;
+            cache_add("local", "n", 5, 0, $var(n));
+            cache_sub("local", "n", 2, 0);
+            cache_counter_fetch("local", "n", $avp(c));
+            cache_remove("local", "k_$ci");
+            cache_fetch("local", "k_$ci", $var(gone));
+            $var(rc3) = $rc;
+            cache_store("redis", "x", "y");
+            $var(rc4) = $rc;
+            xlog("v=$var(v) rc1=$var(rc1) rc2=$var(rc2) n=$var(n) c=$avp(c) rc3=$var(rc3) rc4=$var(rc4)\n");
+        }"#,
+        &Available {
+            modules: vec![&engine::cachedb::CACHEDB_LOCAL],
+            ..Available::default()
+        },
+    );
+    let (mut w, mut c, mut log) = (Worker::default(), ctx(), MemoryLog::default());
+    script.run(&mut w, &mut c, &mut log).unwrap();
+    let lines: Vec<String> = log.lines.into_iter().map(|(_, l)| l).collect();
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("v=v1 rc1=1 rc2=-2 n=5 c=3 rc3=-2 rc4=-1\n"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("no cachedb engine for `redis`")),
+        "{lines:?}"
+    );
+}

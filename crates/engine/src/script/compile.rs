@@ -680,6 +680,54 @@ impl Lower<'_> {
             "setuserpass" => CoreFn::SetUserPass(self.arg(a(0), c.span)?),
             "avp_print" => CoreFn::AvpPrint,
             "tcp_close_conn" => CoreFn::TcpCloseConn(self.arg(a(0), c.span)?),
+            "cache_store" => CoreFn::CacheStore(
+                Box::new([
+                    self.arg(a(0), c.span)?,
+                    self.arg(a(1), c.span)?,
+                    self.arg(a(2), c.span)?,
+                ]),
+                self.opt_arg(a(3), c.span)?,
+            ),
+            "cache_remove" => CoreFn::CacheRemove(self.arg(a(0), c.span)?, self.arg(a(1), c.span)?),
+            "cache_fetch" | "cache_counter_fetch" => {
+                let out = match a(2) {
+                    Some(Some(Arg::Pv(p))) => self.write(p)?,
+                    _ => {
+                        return self.fail(Diagnostic::error(
+                            format!("`{name}` stores the value in a variable (its third argument)"),
+                            c.span,
+                        ));
+                    }
+                };
+                CoreFn::CacheFetch(
+                    self.arg(a(0), c.span)?,
+                    self.arg(a(1), c.span)?,
+                    out,
+                    name == "cache_counter_fetch",
+                )
+            }
+            "cache_add" | "cache_sub" => {
+                let out = match a(4) {
+                    Some(Some(Arg::Pv(p))) => Some(self.write(p)?),
+                    Some(Some(_)) => {
+                        return self.fail(Diagnostic::error(
+                            format!("`{name}` stores the new value in a variable"),
+                            c.span,
+                        ));
+                    }
+                    _ => None,
+                };
+                CoreFn::CacheAdd(
+                    Box::new([
+                        self.arg(a(0), c.span)?,
+                        self.arg(a(1), c.span)?,
+                        self.arg(a(2), c.span)?,
+                        self.arg(a(3), c.span)?,
+                    ]),
+                    out,
+                    name == "cache_sub",
+                )
+            }
             "set_advertised_address" | "set_advertised_port" => CoreFn::SetAdvertised {
                 address: name == "set_advertised_address",
                 value: self.arg(a(0), c.span)?,

@@ -11,6 +11,19 @@ impl Run<'_> {
         Ok(self.value(e)?.to_text().into_owned())
     }
 
+    /// Whether a `cache_*` id reaches a cache rsips has: `local[:group]` with cachedb_local
+    /// loaded. Anything else is logged and the function fails.
+    fn local_cache(&mut self, id: &str) -> bool {
+        if crate::cachedb::is_local(id) && self.script.loads("cachedb_local") {
+            return true;
+        }
+        self.log.log(
+            -1,
+            &format!("cache: no cachedb engine for `{id}` (rsips has cachedb_local: `local`)\n"),
+        );
+        false
+    }
+
     /// A dset function's branch index (left out or not a number: the R-URI's).
     fn dset_idx(&mut self, e: Option<&Expr>) -> R<crate::dset::DsetIdx> {
         let i = match e {
@@ -263,6 +276,65 @@ impl Run<'_> {
                         self.log.log(-1, &format!("tcp_close_conn: {e}\n"));
                         -2
                     }
+                }
+            }
+            CoreFn::CacheStore(args, expire) => {
+                let [id, attr, val] = &**args;
+                let (id, attr, val) = (
+                    self.text_arg(id)?,
+                    self.text_arg(attr)?,
+                    self.text_arg(val)?,
+                );
+                let expire = match expire {
+                    Some(e) => self.value(e)?.as_int().unwrap_or(0),
+                    None => 0,
+                };
+                if !self.local_cache(&id) || attr.is_empty() {
+                    return Ok(-1);
+                }
+                crate::cachedb::put(&id, &attr, &val, expire)
+            }
+            CoreFn::CacheRemove(id, attr) => {
+                let (id, attr) = (self.text_arg(id)?, self.text_arg(attr)?);
+                if !self.local_cache(&id) || attr.is_empty() {
+                    return Ok(-1);
+                }
+                crate::cachedb::remove(&id, &attr)
+            }
+            // 1 found (stored in the variable), -2 not there, -1 an error (as cachedb_local).
+            CoreFn::CacheFetch(id, attr, out, counter) => {
+                let (id, attr) = (self.text_arg(id)?, self.text_arg(attr)?);
+                if !self.local_cache(&id) || attr.is_empty() {
+                    return Ok(-1);
+                }
+                match crate::cachedb::get(&id, &attr) {
+                    None => -2,
+                    Some(v) if *counter => match v.trim().parse::<i64>() {
+                        Ok(n) => bool_code(self.write(out, AssignOp::Set, Value::Int(n))),
+                        Err(_) => -1,
+                    },
+                    Some(v) => bool_code(self.write(out, AssignOp::Set, Value::from(v))),
+                }
+            }
+            CoreFn::CacheAdd(args, out, sub) => {
+                let [id, attr, n, expire] = &**args;
+                let (id, attr) = (self.text_arg(id)?, self.text_arg(attr)?);
+                let n = self.value(n)?.as_int().unwrap_or(0);
+                let expire = self.value(expire)?.as_int().unwrap_or(0);
+                if !self.local_cache(&id) || attr.is_empty() {
+                    return Ok(-1);
+                }
+                let delta = if *sub {
+                    n.checked_neg().unwrap_or(0)
+                } else {
+                    n
+                };
+                match crate::cachedb::add(&id, &attr, delta, expire) {
+                    None => -1,
+                    Some(v) => match out {
+                        Some(w) => bool_code(self.write(w, AssignOp::Set, Value::Int(v))),
+                        None => 1,
+                    },
                 }
             }
             CoreFn::SetAdvertised { address, value } => {

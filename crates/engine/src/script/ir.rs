@@ -239,6 +239,14 @@ pub(crate) enum CoreFn {
         reply_to_via: bool,
         tcp_alias: bool,
     },
+    /// `cache_store(id, attr, value[, expire])`.
+    CacheStore(Box<[Expr; 3]>, Option<Expr>),
+    /// `cache_remove(id, attr)`.
+    CacheRemove(Expr, Expr),
+    /// `cache_fetch(id, attr, var)` / `cache_counter_fetch(id, attr, var)` (`true`: counter).
+    CacheFetch(Expr, Expr, Write, bool),
+    /// `cache_add` / `cache_sub(id, attr, n, expire[, var])` (`true`: sub).
+    CacheAdd(Box<[Expr; 4]>, Option<Write>, bool),
     /// `set_advertised_address(addr)` / `set_advertised_port(port)`.
     SetAdvertised {
         address: bool,
