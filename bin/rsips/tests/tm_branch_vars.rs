@@ -92,17 +92,7 @@ fn start_with(sip: u16, cfg: &str) -> Server {
 
 /// The next datagram whose first line starts with `start` (others are skipped), within 5 s.
 fn recv(sock: &UdpSocket, start: &str) -> (String, SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut buf = [0u8; 65535];
-    while Instant::now() < deadline {
-        if let Ok((n, from)) = sock.recv_from(&mut buf) {
-            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if m.starts_with(start) {
-                return (m, from);
-            }
-        }
-    }
-    panic!("nothing starting with {start:?} arrived");
+    recv_within(sock, start, Duration::from_secs(5))
 }
 
 fn header<'a>(m: &'a str, name: &str) -> &'a str {
