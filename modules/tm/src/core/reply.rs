@@ -197,17 +197,16 @@ impl Tm {
         };
         if code < 200 {
             // Provisional replies go upstream (unless dropped or a final reply went already).
-            let tx = cell.lock();
-            if !dropped && !tx.final_sent {
-                let req = tx.request.clone();
-                drop(tx);
-                if let Some(out) = relay_upstream(&req, reply) {
-                    let mut tx = cell.lock();
-                    tx.last_reply = Some(out.clone());
-                    tx.last_code = code;
-                    drop(tx);
-                    self.host.send(out, None);
-                }
+            // Checked and sent under the transaction's lock: a final reply handled by another
+            // worker at the same time then goes out after it, never before it.
+            let mut tx = cell.lock();
+            if !dropped
+                && !tx.final_sent
+                && let Some(out) = relay_upstream(&tx.request, reply)
+            {
+                tx.last_reply = Some(out.clone());
+                tx.last_code = code;
+                self.host.send(out, None);
             }
             return true;
         }
