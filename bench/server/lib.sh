@@ -121,6 +121,21 @@ start_rsips() {
   PIDS+=("$SERVER_PID")
 }
 
+# The kernel floor (bench/examples/udp_floor.rs): a relay that moves datagrams between a SIPp uac
+# and uas with no SIP work at all, one recvfrom + one sendto each. Its CPU per call is what any
+# proxy on per-datagram socket calls pays before doing anything. start_floor PORT UAS_PORT CPUS LOG
+# sets SERVER_PID. FLOOR_ARGS=--batch for its recvfrom-drain + sendmmsg mode.
+start_floor() {
+  local port=$1 uas=$2 cpus=$3 log=$4
+  if [ -z "${FLOOR_BIN:-}" ]; then
+    (cd "$REPO" && cargo build --release -q -p rsips-bench --example udp_floor >&2)
+    FLOOR_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/examples/udp_floor"
+  fi
+  "${PRIO[@]}" taskset -c "$cpus" "$FLOOR_BIN" "$port" "$uas" ${FLOOR_ARGS:-} >"$log" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+}
+
 # Starts Kamailio (main process in the foreground, workers forked) with config $1, pinned to $2,
 # stderr to $3, memory allocator $4 (tlsf, qm, fm), shared memory $5 MiB; sets SERVER_PID.
 start_kamailio() {

@@ -205,6 +205,18 @@ for workers in $WORKERS_LIST; do
   done
 done
 
+# --- the kernel floor: the same calls through a relay that does no SIP work (NO_FLOOR=1 skips);
+# it sends no 100 Trying and adds no Record-Route, so it moves one datagram fewer per call.
+if [ -z "${NO_FLOOR:-}" ]; then
+  start_uas
+  PORT=$(free_port)
+  start_floor "$PORT" "$UAS_PORT" "$SERVER_CPU" "$WORK/floor.log"
+  wait_listen udp "$PORT"
+  measure "bare relay" 1 "$PORT" "$SERVER_PID"
+  stop_server "$SERVER_PID"
+  kill "$UAS_PID" 2>/dev/null || true
+fi
+
 # --- the load generator alone (uac -> uas, no proxy): its own ceiling on this machine
 start_uas
 measure "SIPp direct" - "$UAS_PORT" 0
@@ -215,5 +227,7 @@ echo "| peer | workers | CPU µs/call at $FIXED_RATE cps | max calls/s (<0.1 % f
 echo "|---|---|---|---|---|---|---|---|"
 awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8}' "$RESULTS"
 awk -F'\t' '$1 == "rsips" {rs[$2] = $3 + 0; rm[$2] = $4 + 0}
-  $1 ~ /^kamailio/ && rs[$2] > 0 {printf "workers %s: rsips / %s: CPU per call %.2f (target <= 0.5), max calls/s %.2f (target >= 1)\n", $2, $1, rs[$2] / ($3 + 0), rm[$2] / (($4 + 0) ? $4 : 1)}' "$RESULTS"
+  $1 == "bare relay" {fl = $3 + 0}
+  $1 ~ /^kamailio/ && rs[$2] > 0 {printf "workers %s: rsips / %s: CPU per call %.2f (target <= 0.5), max calls/s %.2f (target >= 1)\n", $2, $1, rs[$2] / ($3 + 0), rm[$2] / (($4 + 0) ? $4 : 1); kam[$2] = $3 + 0}
+  END {if (fl > 0 && kam[1] > 0) printf "bare relay / kamailio (1 worker, last allocator): %.2f\n", fl / kam[1]}' "$RESULTS"
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"

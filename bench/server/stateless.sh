@@ -9,7 +9,8 @@
 #   (b) server CPU per call at FIXED_RATE: utime+stime of the whole server (all threads; for
 #       Kamailio all its processes) from /proc/PID/stat before and after FIXED_CALLS calls.
 #
-# The same ramp is run SIPp uac -> SIPp uas with no proxy: the load generator's own ceiling.
+# The same ramp is run SIPp uac -> SIPp uas with no proxy: the load generator's own ceiling; and
+# through a relay with no SIP work (bench/examples/udp_floor.rs): the kernel's floor.
 # Kamailio runs with the TLSF allocator (-x tlsf, its fastest here) and, unless
 # KAMAILIO_ALLOCATORS says otherwise, also with the Debian build's default (q_malloc).
 #
@@ -180,6 +181,17 @@ for alloc in $KAMAILIO_ALLOCATORS; do
   kill "$UAS_PID" 2>/dev/null || true
 done
 
+# --- the kernel floor: the same traffic through a relay that does no SIP work (NO_FLOOR=1 skips)
+if [ -z "${NO_FLOOR:-}" ]; then
+  start_uas
+  PORT=$(free_port)
+  start_floor "$PORT" "$UAS_PORT" "$SERVER_CPU" "$WORK/floor.log"
+  wait_listen udp "$PORT"
+  measure "bare relay" "$PORT" "$SERVER_PID"
+  stop_server "$SERVER_PID"
+  kill "$UAS_PID" 2>/dev/null || true
+fi
+
 # --- the load generator alone
 start_uas
 measure "SIPp direct" "$UAS_PORT" 0
@@ -190,5 +202,6 @@ echo "| peer | max calls/s (<0.1 % failed) | first step that failed | server CPU
 echo "|---|---|---|---|---|---|"
 awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6}' "$RESULTS"
 rs=$(awk -F'\t' '$1=="rsips" {print $6+0}' "$RESULTS")
-awk -F'\t' -v rs="$rs" '$1 ~ /^kamailio/ && rs > 0 {printf "rsips CPU per call at the fixed rate / %s: %.2f (target <= 0.5)\n", $1, rs / ($6+0)}' "$RESULTS"
+fl=$(awk -F'\t' '$1=="bare relay" {print $6+0}' "$RESULTS")
+awk -F'\t' -v rs="$rs" -v fl="${fl:-0}" '$1 ~ /^kamailio/ && rs > 0 {printf "rsips CPU per call at the fixed rate / %s: %.2f (target <= 0.5)", $1, rs / ($6+0); if (fl > 0) printf "; bare relay / %s: %.2f", $1, fl / ($6+0); printf "\n"}' "$RESULTS"
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -6,8 +6,8 @@ pub const USAGE: &str =
   -o N=V     a value the script reads as $argv(N) (repeatable)
   -c         check the configuration and exit
   -p CMD     pipe the configuration through CMD first (e.g. -p m4)
-  -F         stay in the foreground
-  -D         debug mode
+  -F         stay in the foreground (without it rsips detaches once it serves)
+  -D         debug mode (foreground, debug logging to stderr)
   -P FILE    write the process id to FILE
   -V         print the version and exit
   --list-modules  print the OpenSIPS modules rsips implements

@@ -2,6 +2,7 @@
 //! the only crate that names every module.
 
 mod cli;
+mod daemon;
 mod logging;
 mod mi;
 mod server;
@@ -86,6 +87,17 @@ fn main() -> ExitCode {
     if args.check {
         eprintln!("config file ok, exiting...");
         return ExitCode::SUCCESS;
+    }
+    // Without -F (or -D / debug_mode) the server detaches, as OpenSIPS does; the launcher has
+    // checked the configuration and reports whether the server came up.
+    let debug = args.debug || script.global_int("debug_mode").unwrap_or(0) != 0;
+    if daemon::is_daemon() {
+        if let Err(e) = daemon::detach() {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    } else if !args.foreground && !debug {
+        return daemon::launch();
     }
     serve(script, &args)
 }
@@ -206,6 +218,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    if daemon::is_daemon() {
+        daemon::ready(log.stderr);
+    }
     server.join();
     mi::stop(&script);
     logging::core(2, "stopped");
@@ -221,7 +236,10 @@ fn println_out(s: &str) {
 fn load(file: &str, args: &Args) -> Option<engine::Script> {
     match build(file, args) {
         Ok((script, warnings)) => {
-            let _ = write!(std::io::stderr().lock(), "{warnings}");
+            // The launcher printed them already.
+            if !daemon::is_daemon() {
+                let _ = write!(std::io::stderr().lock(), "{warnings}");
+            }
             Some(script)
         }
         Err(report) => {

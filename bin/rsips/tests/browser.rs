@@ -154,6 +154,7 @@ fn chromium_talks_sip_over_ws_and_wss() {
     std::fs::write(dir.join("t.cfg"), cfg).unwrap();
     let _rsips = Kill(
         Command::new(env!("CARGO_BIN_EXE_rsips"))
+            .arg("-F")
             .arg("-f")
             .arg(dir.join("t.cfg"))
             .stdout(Stdio::null())

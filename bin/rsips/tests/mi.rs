@@ -71,6 +71,7 @@ fn start_with(extra: &str, route: &str) -> Rsips {
     );
     std::fs::write(dir.join("t.cfg"), cfg).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-F")
         .arg("-f")
         .arg(dir.join("t.cfg"))
         .stdout(Stdio::null())
@@ -402,6 +403,7 @@ fn without_an_mi_module_nothing_listens() {
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-F")
         .arg("-f")
         .arg(dir.join("t.cfg"))
         .stderr(Stdio::piped())

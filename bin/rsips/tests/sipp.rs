@@ -39,6 +39,7 @@ fn sipp_through_rsips(proto: &str) {
     .unwrap();
     let _rsips = Kill(
         Command::new(env!("CARGO_BIN_EXE_rsips"))
+            .arg("-F")
             .arg("-f")
             .arg(&cfg)
             .stdout(Stdio::null())

@@ -67,6 +67,7 @@ fn start(name: &str, host: &str, cfg: &str) -> Rsips {
     std::fs::write(&file, cfg.replace("PORT", &port.to_string())).unwrap();
     let log = std::fs::File::create(dir.join("rsips.log")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-F")
         .arg("-f")
         .arg(&file)
         .stdout(Stdio::null())

@@ -68,6 +68,7 @@ fn start_with(sip: u16, cfg: &str) -> Server {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("t.cfg"), cfg).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-F")
         .arg("-f")
         .arg(dir.join("t.cfg"))
         .stdout(Stdio::null())

@@ -43,6 +43,7 @@ fn start_with(route: &str) -> Server {
     );
     std::fs::write(dir.join("t.cfg"), cfg).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-F")
         .arg("-f")
         .arg(dir.join("t.cfg"))
         .stdout(Stdio::null())

@@ -122,6 +122,7 @@ fn setup_with_ring(name: &str, uas_args: &[&str], ring: Option<u16>) -> Setup {
     let log = std::fs::File::create(dir.join("rsips.log")).unwrap();
     let rsips = Kill(
         Command::new(env!("CARGO_BIN_EXE_rsips"))
+            .arg("-F")
             .arg("-f")
             .arg(&cfg)
             .stdout(Stdio::null())

@@ -46,6 +46,7 @@ fn start_on(host: &str, route: &str) -> Rsips {
     .unwrap();
     let log = std::fs::File::create(dir.join("rsips.log")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-F")
         .arg("-f")
         .arg(&cfg)
         .stdout(Stdio::null())
@@ -404,6 +405,7 @@ fn a_failing_startup_route_stops_the_start() {
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-F")
         .arg("-f")
         .arg(&cfg)
         .stdout(Stdio::null())
@@ -504,6 +506,7 @@ fn logs_go_to_syslog_with_facility_and_severity() {
     )
     .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-F")
         .arg("-f")
         .arg(&cfg)
         .env("RSIPS_SYSLOG_SOCKET", &path)
