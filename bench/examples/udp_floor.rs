@@ -4,7 +4,7 @@
 //! that no proxy built on per-datagram socket calls goes under on the same machine.
 //!
 //!     cargo build --release -p rsips-bench --example udp_floor
-//!     target/release/examples/udp_floor LISTEN_PORT UAS_PORT [--batch]
+//!     target/release/examples/udp_floor LISTEN_PORT UAS_PORT [--batch | --coalesce USEC]
 //!
 //! Datagrams from 127.0.0.1:UAS_PORT go to the last other address heard from; everything else
 //! goes to the uas. `--batch` drains what is queued after each wake-up (`MSG_DONTWAIT`) and sends
@@ -28,6 +28,12 @@ fn main() {
         std::process::exit(2);
     };
     let batched = args.get(3).is_some_and(|a| a == "--batch");
+    // `--coalesce USEC`: after the wake-up for a datagram, wait USEC before draining, so that
+    // one wake-up and one sendmmsg carry what arrived meanwhile (latency traded for CPU).
+    let coalesce = match (args.get(3).map(String::as_str), args.get(4)) {
+        (Some("--coalesce"), Some(us)) => us.parse::<u64>().ok(),
+        _ => None,
+    };
     let uas = SocketAddr::from(([127, 0, 0, 1], uas));
     let socket = match UdpSocket::bind(("127.0.0.1", listen)) {
         Ok(s) => s,
@@ -37,8 +43,8 @@ fn main() {
         }
     };
     let mut relay = Relay { uas, client: None };
-    if batched {
-        relay.batched(&socket);
+    if batched || coalesce.is_some() {
+        relay.batched(&socket, coalesce.map(std::time::Duration::from_micros));
     } else {
         relay.one_by_one(&socket);
     }
@@ -72,14 +78,18 @@ impl Relay {
         }
     }
 
-    fn batched(&mut self, socket: &UdpSocket) {
+    fn batched(&mut self, socket: &UdpSocket, coalesce: Option<std::time::Duration>) {
         let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; 65_535]).collect();
         loop {
             // (buffer index, length, next hop) of each datagram taken this round.
             let mut taken: Vec<(usize, usize, SocketAddrAny)> = Vec::new();
             for (i, buf) in bufs.iter_mut().enumerate() {
                 let got = if i == 0 {
-                    socket.recv_from(buf).ok()
+                    let first = socket.recv_from(buf).ok();
+                    if let Some(wait) = coalesce {
+                        std::thread::sleep(wait);
+                    }
+                    first
                 } else {
                     match rustix::net::recvfrom(socket, &mut buf[..], RecvFlags::DONTWAIT) {
                         Ok((n, _, Some(a))) => SocketAddr::try_from(a).ok().map(|a| (n, a)),

@@ -18,6 +18,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Whether the row $1 is among $SERVERS (all rows when SERVERS is unset).
+runs() {
+  [ -z "${SERVERS:-}" ] && return 0
+  case " $SERVERS " in *" $1 "*) return 0 ;; *) return 1 ;; esac
+}
+
 # Installs the Debian packages whose commands are missing (`need cmd:package ...`).
 need() {
   local missing="" pair

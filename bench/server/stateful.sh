@@ -205,9 +205,9 @@ for workers in $WORKERS_LIST; do
   done
 done
 
-# --- the kernel floor: the same calls through a relay that does no SIP work (NO_FLOOR=1 skips);
+# --- the kernel floor: the same calls through a relay that does no SIP work (SERVERS without floor skips);
 # it sends no 100 Trying and adds no Record-Route, so it moves one datagram fewer per call.
-if [ -z "${NO_FLOOR:-}" ]; then
+if runs floor; then
   start_uas
   PORT=$(free_port)
   start_floor "$PORT" "$UAS_PORT" "$SERVER_CPU" "$WORK/floor.log"

@@ -15,7 +15,8 @@
 # KAMAILIO_ALLOCATORS says otherwise, also with the Debian build's default (q_malloc).
 #
 # Usage: bench/server/stateless.sh     (env: WORKERS=1 RATES="..." CALLS_PER_STEP=10000
-#        FIXED_RATE=1000 FIXED_CALLS=20000 NICE=-19 KAMAILIO_ALLOCATORS="tlsf qm" RSIPS=path)
+#        FIXED_RATE=1000 FIXED_CALLS=20000 NICE=-19 KAMAILIO_ALLOCATORS="tlsf qm" RSIPS=path
+#        SERVERS="rsips kamailio floor direct" (the rows to run), FLOOR_ARGS=--batch)
 source "$(dirname "$0")/lib.sh"
 
 WORKERS=${WORKERS:-1}
@@ -155,6 +156,7 @@ measure() {
 
 
 # --- rsips
+if runs rsips; then
 start_uas
 PORT=$(free_port)
 sed -e "s/@PORT@/$PORT/" -e "s/@UAS_PORT@/$UAS_PORT/" -e "s/@WORKERS@/$WORKERS/" \
@@ -166,8 +168,10 @@ measure rsips "$PORT" "$SERVER_PID"
 stop_server "$SERVER_PID"
 log_problems rsips "$WORK/rsips.log"
 kill "$UAS_PID" 2>/dev/null || true
+fi
 
 # --- Kamailio, per allocator
+runs kamailio || KAMAILIO_ALLOCATORS=""
 for alloc in $KAMAILIO_ALLOCATORS; do
   start_uas
   PORT=$(free_port)
@@ -181,8 +185,8 @@ for alloc in $KAMAILIO_ALLOCATORS; do
   kill "$UAS_PID" 2>/dev/null || true
 done
 
-# --- the kernel floor: the same traffic through a relay that does no SIP work (NO_FLOOR=1 skips)
-if [ -z "${NO_FLOOR:-}" ]; then
+# --- the kernel floor: the same traffic through a relay that does no SIP work
+if runs floor; then
   start_uas
   PORT=$(free_port)
   start_floor "$PORT" "$UAS_PORT" "$SERVER_CPU" "$WORK/floor.log"
@@ -193,9 +197,11 @@ if [ -z "${NO_FLOOR:-}" ]; then
 fi
 
 # --- the load generator alone
+if runs direct; then
 start_uas
 measure "SIPp direct" "$UAS_PORT" 0
 kill "$UAS_PID" 2>/dev/null || true
+fi
 
 echo
 echo "| peer | max calls/s (<0.1 % failed) | first step that failed | server CPU busy at max | CPU µs/call at max | CPU µs/call at $FIXED_RATE cps |"

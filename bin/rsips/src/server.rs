@@ -709,7 +709,7 @@ fn handle(
     if !msg.is_request() {
         // A reply to one of our transactions is tm's; any other reply whose top Via is ours
         // goes on statelessly to the next Via.
-        if let Some(tm) = tm::global() {
+        if let Some(tm) = tm::global().filter(|_| script.loads("tm")) {
             let ctx = MsgCtx::new(msg.clone()).with_receipt(receipt.clone());
             let mut runner = ScriptRunner { script, state };
             if tm.on_reply(&msg, ctx, &mut runner, std::time::Instant::now()) {
@@ -776,7 +776,11 @@ fn count_error(data: &[u8]) {
 /// Whether `host:port` (from a Via) is this socket or one of the configured ones.
 fn is_local(script: &Script, local: SocketAddr, host: &str, port: u16) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.parse::<std::net::IpAddr>().ok() == Some(local.ip()) && port == local.port() {
+    let ip = match sip::parse_ipv4(host.as_bytes()) {
+        Some(v4) => Some(std::net::IpAddr::V4(v4)),
+        None => host.parse::<std::net::IpAddr>().ok(),
+    };
+    if ip == Some(local.ip()) && port == local.port() {
         return true;
     }
     script.sockets().iter().any(|s| {

@@ -31,6 +31,10 @@ fn advertised(ctx: &MsgCtx, hostport: String) -> String {
 /// Resolves `host[:port]` (IP literals without DNS; names through the system resolver).
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
     let h = host.trim_start_matches('[').trim_end_matches(']');
+    // The common case, an IPv4 literal, without the general parser behind `to_socket_addrs`.
+    if let Some(ip) = sip::parse_ipv4(h.as_bytes()) {
+        return Ok(SocketAddr::from((ip, port)));
+    }
     (h, port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
@@ -105,27 +109,23 @@ pub fn next_hop(
     Ok((proto, resolve(&host, port)?))
 }
 
-/// A branch that is the same for every retransmission of one request (RFC 3261 §16.11).
-fn stateless_branch(msg: &SipMessage, ruri: &str) -> String {
+/// A branch that is the same for every retransmission of one request (RFC 3261 §16.11), from
+/// the request's top Via branch (`top_branch`), the outgoing R-URI and the Call-ID.
+fn stateless_branch(msg: &SipMessage, top_branch: Option<&str>, ruri: &str) -> String {
     let mut h = Md5::new();
-    h.update(
-        msg.top_via()
-            .ok()
-            .and_then(|v| v.branch())
-            .unwrap_or("")
-            .as_bytes(),
-    );
+    h.update(top_branch.unwrap_or("").as_bytes());
     h.update(b"|");
     h.update(ruri.as_bytes());
     h.update(b"|");
     h.update(msg.call_id().unwrap_or("").as_bytes());
-    let hex: String = h
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("z9hG4bK{hex}")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut branch = String::with_capacity(7 + 16);
+    branch.push_str("z9hG4bK");
+    for b in h.finalize().iter().take(8) {
+        branch.push(char::from(HEX[usize::from(b >> 4)]));
+        branch.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    branch
 }
 
 /// The top Via as the server records it on receipt (RFC 3261 §18.2.1, RFC 3581 §4): `received`
@@ -133,11 +133,23 @@ fn stateless_branch(msg: &SipMessage, ruri: &str) -> String {
 /// `force_rport()` was called).
 pub fn received_top_via(msg: &SipMessage, source: SocketAddr, force_rport: bool) -> Option<String> {
     let via = msg.top_via().ok()?;
+    Some(recorded_via(&via, source, force_rport).unwrap_or_else(|| via.as_str().to_owned()))
+}
+
+/// What [`received_top_via`] makes of `via`, or `None` when it stays as it is (sent-by is the
+/// source address and no `rport` is to be filled in): the common case, which needs no edit.
+fn recorded_via(via: &sip::Via<'_>, source: SocketAddr, force_rport: bool) -> Option<String> {
+    let add_received = via.host().ip() != Some(source.ip()) && via.received().is_none();
+    let rport = via.rport();
+    let fill_rport = matches!(rport, Some(None)) || (rport.is_none() && force_rport);
+    if !add_received && !fill_rport {
+        return None;
+    }
     let mut value = via.as_str().to_owned();
-    if via.host().ip() != Some(source.ip()) && via.received().is_none() {
+    if add_received {
         value.push_str(&format!(";received={}", source.ip()));
     }
-    match via.rport() {
+    match rport {
         Some(None) => {
             let parts: Vec<String> = value
                 .split(';')
@@ -239,10 +251,40 @@ fn sending_socket(
         Some((host, port)) => format!("{host}:{}", port.unwrap_or(chosen.port())),
         None => match chosen {
             SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-            SocketAddr::V4(a) => a.to_string(),
+            SocketAddr::V4(a) => v4_hostport(a),
         },
     };
     Ok((chosen, hostport))
+}
+
+/// `a.b.c.d:port`, as `SocketAddrV4`'s `Display` writes it, without the formatting machinery
+/// (this runs for every request forwarded).
+fn v4_hostport(a: std::net::SocketAddrV4) -> String {
+    fn push_decimal(out: &mut String, mut v: u32) {
+        let mut digits = [0u8; 10];
+        let mut n = 0;
+        loop {
+            digits[n] = b'0' + (v % 10) as u8;
+            n += 1;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        for &d in digits[..n].iter().rev() {
+            out.push(char::from(d));
+        }
+    }
+    let mut out = String::with_capacity(21);
+    for (i, octet) in a.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        push_decimal(&mut out, u32::from(octet));
+    }
+    out.push(':');
+    push_decimal(&mut out, u32::from(a.port()));
+    out
 }
 
 /// The configured sockets: listeners and bonds.
@@ -317,23 +359,28 @@ pub fn forward_with_branch(
     let forced = ctx.send_socket.as_ref().map(|_| local);
     let ruri = ctx.ruri().unwrap_or("").to_owned();
     let mut edits: Edits = ctx.edits.clone();
-    let source = ctx.receipt.as_ref().map(|r| r.source);
-    if let Some(source) = source
-        && let Some(mut v) = received_top_via(&ctx.msg, source, ctx.force_rport)
-    {
+    let top = ctx.msg.top_via().ok();
+    if let (Some(receipt), Some(via)) = (ctx.receipt.as_ref(), top.as_ref()) {
+        let recorded = recorded_via(via, receipt.source, ctx.force_rport);
         // A request that came over a connection names it (`i=`, as OpenSIPS does), so the
         // stateless reply finds the connection again whatever port the Via names.
-        if let Some(id) = ctx.receipt.as_ref().and_then(|r| r.conn) {
-            v.push_str(&format!(";i={id:x}"));
+        if recorded.is_some() || receipt.conn.is_some() {
+            let mut v = recorded.unwrap_or_else(|| via.as_str().to_owned());
+            if let Some(id) = receipt.conn {
+                v.push_str(&format!(";i={id:x}"));
+            }
+            replace_top_via(&ctx.msg, &mut edits, &v);
         }
-        replace_top_via(&ctx.msg, &mut edits, &v);
     }
     edits.add_first(
         "Via",
         &format!(
             "SIP/2.0/{} {hostport};branch={}{}",
             proto.to_ascii_uppercase(),
-            branch.map_or_else(|| stateless_branch(&ctx.msg, &ruri), str::to_owned),
+            branch.map_or_else(
+                || stateless_branch(&ctx.msg, top.as_ref().and_then(|v| v.branch()), &ruri),
+                str::to_owned
+            ),
             if ctx.local_rport { ";rport" } else { "" }
         ),
     );
@@ -508,4 +555,24 @@ pub fn relay_response(msg: &SipMessage, ours: &dyn Fn(&str, u16) -> bool) -> Opt
             .flatten()
             .and_then(|id| u64::from_str_radix(id, 16).ok()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    #[test]
+    fn v4_hostport_writes_what_display_writes() {
+        for (ip, port) in [
+            ([0, 0, 0, 0], 0),
+            ([127, 0, 0, 1], 5060),
+            ([255, 255, 255, 255], 65535),
+            ([10, 1, 20, 199], 9),
+            ([192, 168, 100, 7], 10000),
+        ] {
+            let a = SocketAddrV4::new(Ipv4Addr::from(ip), port);
+            assert_eq!(v4_hostport(a), a.to_string());
+        }
+    }
 }

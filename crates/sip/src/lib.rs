@@ -33,7 +33,7 @@ pub use header_name::HeaderName;
 pub use headers::{
     AuthHeader, CSeq, Contacts, Event, MediaType, NameAddr, RAck, Reason, SipDate, Via,
 };
-pub use host::{Host, HostKind};
+pub use host::{Host, HostKind, parse_ipv4};
 pub use message::{HeaderEntry, ParseConfig, SipMessage, Span, StartLine};
 pub use method::Method;
 pub use params::{Param, ParamIter, Params};

@@ -260,3 +260,41 @@ proptest! {
         sip::fuzzing::framing_invariants(&d);
     }
 }
+
+proptest! {
+    /// The one-pass dotted-quad reader accepts exactly what `Ipv4Addr::from_str` accepts, with
+    /// the same address: on strings made of digits and dots, and on formatted addresses.
+    #[test]
+    fn ipv4_reader_agrees_with_std(s in "[0-9.]{0,18}", a in any::<[u8; 4]>()) {
+        prop_assert_eq!(sip::parse_ipv4(s.as_bytes()), s.parse::<std::net::Ipv4Addr>().ok());
+        let formatted = std::net::Ipv4Addr::from(a).to_string();
+        prop_assert_eq!(sip::parse_ipv4(formatted.as_bytes()), Some(std::net::Ipv4Addr::from(a)));
+    }
+}
+
+#[test]
+fn ipv4_reader_edge_cases() {
+    for s in [
+        "0.0.0.0",
+        "255.255.255.255",
+        "1.2.3.4",
+        "01.2.3.4",
+        "1.2.3.04",
+        "256.1.1.1",
+        "1.2.3",
+        "1.2.3.4.",
+        ".1.2.3.4",
+        "1..2.3",
+        "1.2.3.4.5",
+        "1000.1.1.1",
+        "",
+        "00.0.0.0",
+        "1.2.3.400",
+    ] {
+        assert_eq!(
+            sip::parse_ipv4(s.as_bytes()),
+            s.parse::<std::net::Ipv4Addr>().ok(),
+            "{s:?}"
+        );
+    }
+}
