@@ -290,7 +290,16 @@ pub struct ResponseBuilder {
 impl ResponseBuilder {
     pub fn new(code: u16, reason: &str) -> ResponseBuilder {
         let mut buf = Vec::with_capacity(512);
-        buf.extend_from_slice(format!("SIP/2.0 {code} {reason}\r\n").as_bytes());
+        buf.extend_from_slice(b"SIP/2.0 ");
+        if (100..1000).contains(&code) {
+            let digits = [code / 100, code / 10 % 10, code % 10];
+            buf.extend(digits.iter().map(|&d| b'0' + d as u8));
+        } else {
+            buf.extend_from_slice(code.to_string().as_bytes());
+        }
+        buf.push(b' ');
+        buf.extend_from_slice(reason.as_bytes());
+        buf.extend_from_slice(b"\r\n");
         ResponseBuilder { buf }
     }
 

@@ -94,11 +94,13 @@ pub fn to_tag(req: &SipMessage) -> String {
         h.update(part.as_bytes());
         h.update(b"|");
     }
-    h.finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut tag = String::with_capacity(16);
+    for b in h.finalize().iter().take(8) {
+        tag.push(char::from(HEX[usize::from(b >> 4)]));
+        tag.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    tag
 }
 
 /// Where a reply to `req` goes (RFC 3261 §18.2.2, RFC 3581): the source address when the top
@@ -149,7 +151,6 @@ pub fn build_reply_with_body(
 ) -> Option<(Vec<u8>, SocketAddr)> {
     let req = &ctx.msg;
     let source = ctx.receipt.as_ref()?.source;
-    let tag = to_tag(req);
     let mut b = ResponseBuilder::new(code, reason);
     let top = reply_top_via(req, source, ctx.force_rport);
     let mut first_via = true;
@@ -175,7 +176,11 @@ pub fn build_reply_with_body(
                 if has_tag || code == 100 {
                     b = b.header("To", h.value);
                 } else {
-                    b = b.header("To", &format!("{};tag={tag}", h.value));
+                    let mut to = String::with_capacity(h.value.len() + 5 + 16);
+                    to.push_str(h.value);
+                    to.push_str(";tag=");
+                    to.push_str(&to_tag(req));
+                    b = b.header("To", &to);
                 }
             }
             _ => {}

@@ -17,14 +17,23 @@ pub fn parse_tid(text: &str) -> Option<u64> {
 /// here and are matched against INVITE separately).
 pub(crate) fn request_key(msg: &SipMessage, method: &str) -> Option<String> {
     let via = msg.top_via().ok()?;
-    let sent_by = format!(
-        "{}:{}",
-        via.host().as_str().to_ascii_lowercase(),
-        via.port().unwrap_or(0)
-    );
+    // Built by hand: this runs for every request (lookup and creation) and `format!` costs
+    // more than the rest of the key.
+    let host = via.host().as_str();
+    let mut sent_by = String::with_capacity(host.len() + 6);
+    sent_by.push_str(host);
+    sent_by.make_ascii_lowercase();
+    sent_by.push(':');
+    push_decimal(&mut sent_by, u64::from(via.port().unwrap_or(0)));
     match via.branch() {
         Some(branch) if branch.starts_with("z9hG4bK") => {
-            Some(format!("{branch}|{sent_by}|{method}"))
+            let mut key = String::with_capacity(branch.len() + sent_by.len() + method.len() + 2);
+            key.push_str(branch);
+            key.push('|');
+            key.push_str(&sent_by);
+            key.push('|');
+            key.push_str(method);
+            Some(key)
         }
         // RFC 2543 peers (RFC 3261 §17.2.3, OpenSIPS `ruri_matching`/`via1_matching`): the
         // Request-URI, From tag, Call-ID, CSeq number and top Via identify the transaction,
@@ -57,7 +66,38 @@ pub(crate) fn is_legacy(msg: &SipMessage) -> bool {
 
 /// Our branch id for branch `n` of transaction `id` (`z9hG4bK` + hex id + `.` + n).
 pub(crate) fn branch_id(id: u64, n: usize) -> String {
-    format!("z9hG4bK{id:x}.{n}")
+    let mut b = String::with_capacity(7 + 16 + 1 + 4);
+    b.push_str("z9hG4bK");
+    push_hex(&mut b, id);
+    b.push('.');
+    push_decimal(&mut b, n as u64);
+    b
+}
+
+/// Appends `v` in decimal (what `{v}` writes).
+pub(crate) fn push_decimal(out: &mut String, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for &d in digits[..n].iter().rev() {
+        out.push(char::from(d));
+    }
+}
+
+/// Appends `v` in lower-case hex without leading zeros (what `{v:x}` writes).
+pub(crate) fn push_hex(out: &mut String, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (64 - v.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(char::from(HEX[((v >> (i * 4)) & 0xf) as usize]));
+    }
 }
 
 pub(crate) fn parse_branch_id(branch: &str) -> Option<(u64, usize)> {
@@ -268,4 +308,25 @@ pub(crate) fn ack_for_2xx(sent_out: &Outbound, reply: &SipMessage) -> Option<Out
         data: rb.build(),
         ..sent_out.clone()
     })
+}
+
+#[cfg(test)]
+mod number_tests {
+    use super::*;
+
+    #[test]
+    fn hand_built_numbers_match_format() {
+        for v in [0u64, 1, 9, 10, 15, 16, 255, 4096, 65535, 1 << 40, u64::MAX] {
+            let (mut d, mut h) = (String::new(), String::new());
+            push_decimal(&mut d, v);
+            push_hex(&mut h, v);
+            assert_eq!(d, format!("{v}"));
+            assert_eq!(h, format!("{v:x}"));
+        }
+        assert_eq!(branch_id(0x1f2e, 3), "z9hG4bK1f2e.3");
+        assert_eq!(
+            parse_branch_id(&branch_id(u64::MAX, 999)),
+            Some((u64::MAX, 999))
+        );
+    }
 }
