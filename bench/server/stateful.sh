@@ -18,7 +18,8 @@
 # package's default). Worker counts: each of WORKERS_LIST.
 #
 # Usage: bench/server/stateful.sh   (env: WORKERS_LIST="1 2" RATES="..." CALLS_PER_STEP=5000
-#        FIXED_RATE=1000 FIXED_CALLS=20000 NICE=-19 KAMAILIO_ALLOCATORS="tlsf qm" RSIPS=path)
+#        FIXED_RATE=1000 FIXED_CALLS=20000 NICE=-19 KAMAILIO_ALLOCATORS="tlsf qm" RSIPS=path
+#        RSIPS_B=path (a second rsips build, row "rsips-B"), SERVERS="rsips kamailio floor direct")
 source "$(dirname "$0")/lib.sh"
 
 WORKERS_LIST=${WORKERS_LIST:-"1 2"}
@@ -176,20 +177,35 @@ measure() {
     "$(echo "$rtt" | awk '{print $1}')" "$(echo "$rtt" | awk '{print $2}')" >>"$RESULTS"
 }
 
-for workers in $WORKERS_LIST; do
-  # --- rsips
+# measure_rsips NAME WORKERS: the rsips row ($RSIPS_BIN).
+measure_rsips() {
+  local name=$1 workers=$2
   start_uas
   PORT=$(free_port)
   sed -e "s/@PORT@/$PORT/" -e "s/@UAS_PORT@/$UAS_PORT/" -e "s/@WORKERS@/$workers/" \
     -e "s/@FR@/30/" -e "s/@MI_PORT@/$(free_port)/" "$HERE/rsips-stateful.cfg" >"$WORK/rsips.cfg"
-  start_rsips "$WORK/rsips.cfg" "$SERVER_CPU" "$WORK/rsips-w$workers.log"
+  start_rsips "$WORK/rsips.cfg" "$SERVER_CPU" "$WORK/$name-w$workers.log"
   wait_listen udp "$PORT"
-  measure rsips "$workers" "$PORT" "$SERVER_PID"
+  measure "$name" "$workers" "$PORT" "$SERVER_PID"
   stop_server "$SERVER_PID"
-  log_problems rsips "$WORK/rsips-w$workers.log"
+  log_problems "$name" "$WORK/$name-w$workers.log"
   kill "$UAS_PID" 2>/dev/null || true
+}
+
+for workers in $WORKERS_LIST; do
+  # --- rsips (and RSIPS_B, a second build to compare, when given)
+  if runs rsips; then
+    measure_rsips rsips "$workers"
+    if [ -n "${RSIPS_B:-}" ]; then
+      main_bin=$RSIPS_BIN
+      RSIPS_BIN=$RSIPS_B
+      measure_rsips "rsips-B" "$workers"
+      RSIPS_BIN=$main_bin
+    fi
+  fi
 
   # --- Kamailio, per allocator
+  runs kamailio || KAMAILIO_ALLOCATORS=""
   for alloc in $KAMAILIO_ALLOCATORS; do
     start_uas
     PORT=$(free_port)
@@ -218,9 +234,11 @@ if runs floor; then
 fi
 
 # --- the load generator alone (uac -> uas, no proxy): its own ceiling on this machine
-start_uas
-measure "SIPp direct" - "$UAS_PORT" 0
-kill "$UAS_PID" 2>/dev/null || true
+if runs direct; then
+  start_uas
+  measure "SIPp direct" - "$UAS_PORT" 0
+  kill "$UAS_PID" 2>/dev/null || true
+fi
 
 echo
 echo "| peer | workers | CPU µs/call at $FIXED_RATE cps | max calls/s (<0.1 % failed) | first step that failed | RSS / PSS MiB after the fixed run | INVITE→200 p50/p99/mean ms | BYE→200 p50/p99/mean ms |"
