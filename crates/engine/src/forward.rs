@@ -259,7 +259,7 @@ fn sending_socket(
 
 /// `a.b.c.d:port`, as `SocketAddrV4`'s `Display` writes it, without the formatting machinery
 /// (this runs for every request forwarded).
-fn v4_hostport(a: std::net::SocketAddrV4) -> String {
+pub fn v4_hostport(a: std::net::SocketAddrV4) -> String {
     fn push_decimal(out: &mut String, mut v: u32) {
         let mut digits = [0u8; 10];
         let mut n = 0;

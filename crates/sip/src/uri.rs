@@ -148,7 +148,7 @@ impl<'a> Uri<'a> {
             return None;
         }
         let host_kind = if host.numeric {
-            HostKind::Ipv4(host_text.parse().ok()?)
+            HostKind::Ipv4(crate::host::parse_ipv4(host_text.as_bytes())?)
         } else {
             HostKind::Domain
         };

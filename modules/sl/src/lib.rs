@@ -172,8 +172,8 @@ pub fn build_reply_with_body(
                 b = b.header(h.name.as_str().unwrap_or(h.name_str), h.value);
             }
             HeaderName::To => {
-                let has_tag = req.to_tag().ok().flatten().is_some();
-                if has_tag || code == 100 {
+                // A 100 carries the To as it came (RFC 3261 §8.2.6.2): no need to parse it.
+                if code == 100 || req.to_tag().ok().flatten().is_some() {
                     b = b.header("To", h.value);
                 } else {
                     let mut to = String::with_capacity(h.value.len() + 5 + 16);

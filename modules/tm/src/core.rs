@@ -326,7 +326,17 @@ fn sent_from(ctx: &MsgCtx, out: &Outbound) -> Option<String> {
             .filter(|r| r.proto == out.proto)
             .map(|r| r.local)
     })?;
-    Some(format!("{}:{local}", out.proto))
+    Some(match local {
+        std::net::SocketAddr::V4(a) => {
+            let hostport = engine::forward::v4_hostport(a);
+            let mut s = String::with_capacity(out.proto.len() + 1 + hostport.len());
+            s.push_str(out.proto);
+            s.push(':');
+            s.push_str(&hostport);
+            s
+        }
+        std::net::SocketAddr::V6(_) => format!("{}:{local}", out.proto),
+    })
 }
 
 /// What `lookup_request` found for a request.
@@ -399,8 +409,8 @@ impl Tm {
         let Some(cell) = self.by_id(id) else {
             return -2;
         };
-        let mut req = cell.lock().request.clone();
-        self.reply_in(&cell, &mut req, code, reason, body, Instant::now())
+        let req = cell.lock().request.clone();
+        self.reply_in(&cell, &req, code, reason, body, Instant::now())
     }
 
     /// Transactions in the table (`inuse_transactions`).
@@ -478,7 +488,7 @@ impl Tm {
         // A transaction nobody finishes still goes away.
         self.schedule(now + fr_inv.max(fr) + self.params.wt_timer, id);
         if invite && self.params.auto_100trying {
-            self.reply_in(&cell, &mut ctx.clone(), 100, "Giving it a try", None, now);
+            self.reply_in(&cell, ctx, 100, "Giving it a try", None, now);
         }
         Some(cell)
     }
@@ -537,7 +547,7 @@ impl Tm {
     pub fn reply_in(
         &self,
         cell: &TxCell,
-        ctx: &mut MsgCtx,
+        ctx: &MsgCtx,
         code: u16,
         reason: &str,
         body: Option<(&str, &[u8])>,

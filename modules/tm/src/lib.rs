@@ -406,8 +406,7 @@ fn t_relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         (Some(ok), _) => ok,
         (None, Some(code)) => {
             if code == -6 && !flags.contains("no-auto-477") && f.kind == "request" {
-                let mut ctx = f.msg.clone();
-                tm.reply_in(&cell, &mut ctx, 477, "Send failed (477/TM)", None, now);
+                tm.reply_in(&cell, f.msg, 477, "Send failed (477/TM)", None, now);
             }
             code
         }
@@ -645,9 +644,9 @@ fn reply(f: &mut FnCtx<'_>, code: &Value, reason: &Value, body: Option<&Value>) 
             .retain(|h| !h.to_ascii_lowercase().starts_with("content-type:"));
     }
     let ct = ct.unwrap_or_else(|| "application/sdp".to_owned());
-    let mut ctx = f.msg.clone();
+    let ctx: &engine::MsgCtx = f.msg;
     let body = body_text.as_deref().map(|b| (ct.as_str(), b.as_bytes()));
-    tm.reply_in(&cell, &mut ctx, code, &reason, body, now)
+    tm.reply_in(&cell, ctx, code, &reason, body, now)
 }
 
 fn t_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {

@@ -431,7 +431,7 @@ fn retransmissions_are_absorbed_and_negative_replies_resent_until_the_ack() {
         host.take(),
         vec![("SIP/2.0 100 Giving it a try".to_owned(), 5090)]
     );
-    tm.reply_in(&cell, &mut ctx.clone(), 404, "Not Here", None, t0);
+    tm.reply_in(&cell, &ctx, 404, "Not Here", None, t0);
     assert_eq!(host.take().len(), 1);
     let mut s = script();
     let mut resent = 0;

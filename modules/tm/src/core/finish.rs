@@ -145,7 +145,7 @@ impl Tm {
                 } else {
                     reason.as_str()
                 };
-                self.reply_in(cell, &mut req.clone(), code, reason, None, now);
+                self.reply_in(cell, &req, code, reason, None, now);
                 return;
             }
         };
@@ -192,11 +192,11 @@ impl Tm {
         }
         tx.waiting = None;
         let nothing = tx.branches.is_empty() && !tx.final_sent;
-        let mut req = tx.request.clone();
+        let req = tx.request.clone();
         drop(tx);
         if nothing {
             engine::stat!("tm", "timeout_finalresponse").inc();
-            self.reply_in(cell, &mut req, 408, "Request Timeout", None, now);
+            self.reply_in(cell, &req, 408, "Request Timeout", None, now);
         }
     }
 

@@ -76,8 +76,8 @@ impl Tm {
         let Some(cell) = self.find_by_callid(callid, cseq) else {
             return -4;
         };
-        let mut req = cell.lock().request.clone();
-        self.reply_in(&cell, &mut req, code, reason, None, now)
+        let req = cell.lock().request.clone();
+        self.reply_in(&cell, &req, code, reason, None, now)
     }
 
     /// `t_relay("allow-no-cancel")` on a request asking `Request-Disposition: no-cancel`.
