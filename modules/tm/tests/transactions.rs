@@ -817,3 +817,40 @@ fn requests_without_a_magic_cookie_match_the_rfc_2543_way() {
         Found::None
     ));
 }
+
+/// The timer thread's sleep: it lasts the whole bound while nothing is due, and a transaction
+/// whose timer is already due (scheduled from another thread) ends it at once — the waiter is
+/// signalled, it does not wait for its bound.
+#[test]
+fn the_timer_sleep_ends_when_a_due_timer_is_scheduled() {
+    // Zero timers: a transaction's lifetime timer is due the moment it is created.
+    let (tm, _) = setup(Params {
+        fr_timeout: Duration::ZERO,
+        fr_inv_timeout: Duration::ZERO,
+        wt_timer: Duration::ZERO,
+        ..Params::default()
+    });
+    let start = Instant::now();
+    tm.wait_for_timers(start, Duration::from_millis(200));
+    assert!(
+        start.elapsed() >= Duration::from_millis(200),
+        "returned after {:?} with nothing scheduled",
+        start.elapsed()
+    );
+
+    let waiter = {
+        let tm = Arc::clone(&tm);
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            tm.wait_for_timers(t0, Duration::from_secs(30));
+            t0.elapsed()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(tm.create(&request("OPTIONS", "z9hG4bKwake", "UDP"), Instant::now()).is_some());
+    let slept = waiter.join().unwrap();
+    assert!(
+        slept < Duration::from_secs(10),
+        "the waiter slept {slept:?}: the new due timer did not wake it"
+    );
+}
