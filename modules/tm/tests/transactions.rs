@@ -847,7 +847,10 @@ fn the_timer_sleep_ends_when_a_due_timer_is_scheduled() {
         })
     };
     std::thread::sleep(Duration::from_millis(100));
-    assert!(tm.create(&request("OPTIONS", "z9hG4bKwake", "UDP"), Instant::now()).is_some());
+    assert!(
+        tm.create(&request("OPTIONS", "z9hG4bKwake", "UDP"), Instant::now())
+            .is_some()
+    );
     let slept = waiter.join().unwrap();
     assert!(
         slept < Duration::from_secs(10),
