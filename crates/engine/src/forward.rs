@@ -260,31 +260,33 @@ fn sending_socket(
 /// `a.b.c.d:port`, as `SocketAddrV4`'s `Display` writes it, without the formatting machinery
 /// (this runs for every request forwarded).
 pub fn v4_hostport(a: std::net::SocketAddrV4) -> String {
-    fn push_decimal(out: &mut String, mut v: u32) {
-        let mut digits = [0u8; 10];
-        let mut n = 0;
-        loop {
-            digits[n] = b'0' + (v % 10) as u8;
-            n += 1;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        for &d in digits[..n].iter().rev() {
-            out.push(char::from(d));
-        }
-    }
     let mut out = String::with_capacity(21);
     for (i, octet) in a.ip().octets().into_iter().enumerate() {
         if i > 0 {
             out.push('.');
         }
-        push_decimal(&mut out, u32::from(octet));
+        push_decimal(&mut out, u64::from(octet));
     }
     out.push(':');
-    push_decimal(&mut out, u32::from(a.port()));
+    push_decimal(&mut out, u64::from(a.port()));
     out
+}
+
+/// Appends `v` in decimal, as `{v}` writes it, without the formatting machinery.
+pub fn push_decimal(out: &mut String, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for &d in digits[..n].iter().rev() {
+        out.push(char::from(d));
+    }
 }
 
 /// The configured sockets: listeners and bonds.

@@ -1,6 +1,7 @@
 //! The messages tm builds and the identifiers it matches by: transaction keys and branch ids,
 //! reply ranks, relayed replies, hop-by-hop ACKs and CANCELs.
 
+use engine::forward::push_decimal;
 use engine::{MsgCtx, Outbound};
 use sip::{Edits, SipMessage};
 
@@ -72,23 +73,6 @@ pub(crate) fn branch_id(id: u64, n: usize) -> String {
     b.push('.');
     push_decimal(&mut b, n as u64);
     b
-}
-
-/// Appends `v` in decimal (what `{v}` writes).
-pub(crate) fn push_decimal(out: &mut String, mut v: u64) {
-    let mut digits = [0u8; 20];
-    let mut n = 0;
-    loop {
-        digits[n] = b'0' + (v % 10) as u8;
-        n += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for &d in digits[..n].iter().rev() {
-        out.push(char::from(d));
-    }
 }
 
 /// Appends `v` in lower-case hex without leading zeros (what `{v:x}` writes).
