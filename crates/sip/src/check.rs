@@ -11,7 +11,8 @@ impl SipMessage {
     /// Validates what every SIP element relies on: the Request-URI (416 for schemes we cannot
     /// route, 400 for `?headers` in it), the mandatory headers (Via, From, To, Call-ID, CSeq)
     /// and their syntax, single occurrence of From/To/Call-ID/CSeq/Max-Forwards/Content-Length,
-    /// the CSeq method against the request method, Max-Forwards and every Contact.
+    /// the CSeq method against the request method, Max-Forwards and every Contact. In a
+    /// response, From and To need only be present, and Contact is not looked at.
     ///
     /// Errors in responses carry [`crate::Reaction::Drop`].
     pub fn check(&self) -> Result<()> {
@@ -53,8 +54,22 @@ impl SipMessage {
         for via in self.vias() {
             via?;
         }
-        self.from_header()?;
-        self.to_header()?;
+        if self.is_request() {
+            self.from_header()?;
+            self.to_header()?;
+        } else {
+            // A response is relayed on its Vias, CSeq and Call-ID; like OpenSIPS, a proxy does
+            // not judge the syntax of its From, To or Contact (a UA's business end to end),
+            // but they must be there.
+            for (name, reason) in [
+                (HeaderName::From, "Missing From header"),
+                (HeaderName::To, "Missing To header"),
+            ] {
+                if self.header_count(name) == 0 {
+                    return Err(ParseError::malformed(reason));
+                }
+            }
+        }
         self.call_id()?;
         let cseq = self.cseq()?;
         if self.method_str().is_some_and(|m| m != cseq.method_str) {
@@ -63,9 +78,11 @@ impl SipMessage {
             ));
         }
         self.max_forwards()?;
-        let star = matches!(self.contacts()?, Contacts::Star);
-        if star && self.method() != Some(crate::Method::Register) {
-            return Err(ParseError::malformed("Bad Contact header"));
+        if self.is_request() {
+            let star = matches!(self.contacts()?, Contacts::Star);
+            if star && self.method() != Some(crate::Method::Register) {
+                return Err(ParseError::malformed("Bad Contact header"));
+            }
         }
         Ok(())
     }

@@ -120,32 +120,35 @@ pub(crate) fn parse_host<'a>(c: &mut Cursor<'a>) -> Result<Host<'a>> {
 #[inline]
 pub fn parse_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut i = 0;
-    for (n, octet) in octets.iter_mut().enumerate() {
-        if n > 0 {
-            if b.get(i) != Some(&b'.') {
+    let (mut idx, mut octet, mut digits) = (0usize, 0u32, 0u32);
+    for &c in b {
+        if c.is_ascii_digit() {
+            // A digit after a leading zero, or a value past 255 (which also stops a fourth
+            // digit, leading zeros being refused).
+            if digits == 1 && octet == 0 {
                 return None;
             }
-            i += 1;
-        }
-        let start = i;
-        let mut v: u32 = 0;
-        while let Some(&d) = b.get(i)
-            && d.is_ascii_digit()
-        {
-            // A fourth digit, or a second one after a leading zero.
-            if i - start == 3 || (i > start && b.get(start) == Some(&b'0')) {
+            octet = octet * 10 + u32::from(c - b'0');
+            digits += 1;
+            if octet > 255 {
                 return None;
             }
-            v = v * 10 + u32::from(d - b'0');
-            i += 1;
-        }
-        if i == start {
+        } else if c == b'.' && digits > 0 {
+            *octets.get_mut(idx)? = octet as u8;
+            idx += 1;
+            if idx == 4 {
+                return None;
+            }
+            (octet, digits) = (0, 0);
+        } else {
             return None;
         }
-        *octet = u8::try_from(v).ok()?;
     }
-    (i == b.len()).then(|| Ipv4Addr::from(octets))
+    if idx != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = octet as u8;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// A run of host name characters, read in one pass with what [`parse_host`] needs to judge it.

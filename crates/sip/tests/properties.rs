@@ -265,8 +265,13 @@ proptest! {
     /// The one-pass dotted-quad reader accepts exactly what `Ipv4Addr::from_str` accepts, with
     /// the same address: on strings made of digits and dots, and on formatted addresses.
     #[test]
-    fn ipv4_reader_agrees_with_std(s in "[0-9.]{0,18}", a in any::<[u8; 4]>()) {
+    fn ipv4_reader_agrees_with_std(
+        s in "[0-9.]{0,18}",
+        quad in "[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{0,4}\\.[0-9]{1,4}\\.?",
+        a in any::<[u8; 4]>(),
+    ) {
         prop_assert_eq!(sip::parse_ipv4(s.as_bytes()), s.parse::<std::net::Ipv4Addr>().ok());
+        prop_assert_eq!(sip::parse_ipv4(quad.as_bytes()), quad.parse::<std::net::Ipv4Addr>().ok());
         let formatted = std::net::Ipv4Addr::from(a).to_string();
         prop_assert_eq!(sip::parse_ipv4(formatted.as_bytes()), Some(std::net::Ipv4Addr::from(a)));
     }

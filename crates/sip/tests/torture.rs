@@ -489,3 +489,48 @@ fn unedited_serialization_is_byte_exact() {
         }
     }
 }
+
+/// A proxy relays a response on its Vias, CSeq and Call-ID: a From, To or Contact it cannot
+/// parse does not make `check` drop the response (OpenSIPS relays it too), though the same
+/// header in a request is a 400. From and To must still be there.
+#[test]
+fn responses_are_judged_on_what_relaying_them_needs() {
+    let response = |from: &str, contact: &str| {
+        let text = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKr1\r\n{from}\
+             To: <sip:b@example.com>;tag=t2\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n{contact}\
+             Content-Length: 0\r\n\r\n"
+        );
+        SipMessage::parse(bytes::Bytes::from(text)).unwrap()
+    };
+    let bad_from = "From: <sip:a@example.com;tag=t1\r\n";
+    let good_from = "From: <sip:a@example.com>;tag=t1\r\n";
+    let bad_contact = "Contact: <sip:a@192.0.2.9\r\n";
+    assert!(response(bad_from, "").check().is_ok());
+    assert!(response(good_from, bad_contact).check().is_ok());
+    assert!(response(good_from, "Contact: *\r\n").check().is_ok());
+    let missing = response("", "").check().unwrap_err();
+    assert_eq!(missing.reason(), "Missing From header");
+    assert_eq!(missing.reaction(), Reaction::Drop);
+
+    let request = |from: &str, contact: &str| {
+        let text = format!(
+            "INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKq1\r\n\
+             {from}To: <sip:b@example.com>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n{contact}\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        SipMessage::parse(bytes::Bytes::from(text)).unwrap()
+    };
+    assert_eq!(
+        request(bad_from, "").check().unwrap_err().reason(),
+        "Bad From header"
+    );
+    assert_eq!(
+        request(good_from, bad_contact)
+            .check()
+            .unwrap_err()
+            .reason(),
+        "Bad Contact header"
+    );
+    assert!(request(good_from, "").check().is_ok());
+}
