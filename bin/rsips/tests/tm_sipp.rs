@@ -185,8 +185,12 @@ fn setup_with_ring(name: &str, uas_args: &[&str], ring: Option<u16>) -> Setup {
 /// Runs a SIPp uac against the proxy; asserts every call succeeded.
 fn uac(s: &Setup, service: &str, calls: u32, extra: &[&str]) {
     let port = free_port();
+    // Every message the uac saw, for the failure report.
+    let trace = s.dir.join(format!("uac-{port}-messages.log"));
     let out = sipp()
         .args(extra)
+        .args(["-trace_msg", "-message_file"])
+        .arg(&trace)
         .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-s", service])
         .arg(format!("127.0.0.1:{}", s.proxy))
         .args(["-m", &calls.to_string(), "-r", "20", "-timeout", "40s"])
@@ -201,12 +205,20 @@ fn uac(s: &Setup, service: &str, calls: u32, extra: &[&str]) {
         .and_then(|l| l.split('|').nth(2))
         .and_then(|c| c.trim().parse::<u32>().ok());
     let log = std::fs::read_to_string(s.dir.join("rsips.log")).unwrap_or_default();
+    let messages = std::fs::read_to_string(&trace).unwrap_or_default();
+    let lines: Vec<&str> = messages.lines().collect();
+    let last = lines[lines.len().saturating_sub(300)..].join("\n");
     assert!(
         out.status.success(),
-        "sipp uac ({service}) failed (exit {:?}):\n{report}\nrsips:\n{log}",
+        "sipp uac ({service}) failed (exit {:?}):\n{report}\nrsips:\n{log}\n\
+         the uac's last messages:\n{last}",
         out.status.code()
     );
-    assert_eq!(successful, Some(calls), "{report}");
+    assert_eq!(
+        successful,
+        Some(calls),
+        "{report}\nthe uac's last messages:\n{last}"
+    );
 }
 
 /// What the UAS scenarios logged (`-trace_logs`).
