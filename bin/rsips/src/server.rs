@@ -322,15 +322,8 @@ impl Server {
                 (Arc::clone(&scripts), Arc::clone(&stop), initial.clone());
             handles.push(std::thread::spawn(move || {
                 let mut current = Current::new(&scripts);
-                let mut last = std::time::Instant::now();
                 while !stop.load(Ordering::SeqCst) {
-                    // Ticks at most every 10 ms while timers are due, none while nothing is
-                    // pending (the 100 ms bound is for the stop flag).
-                    tm.wait_for_timers(
-                        last + Duration::from_millis(10),
-                        Duration::from_millis(100),
-                    );
-                    last = std::time::Instant::now();
+                    std::thread::sleep(Duration::from_millis(10));
                     current.refresh(&scripts, &mut state);
                     let mut runner = ScriptRunner {
                         script: &current.script,

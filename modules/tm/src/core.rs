@@ -8,7 +8,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use engine::{MsgCtx, Outbound, Outcome, ReplyInfo};
@@ -358,9 +358,6 @@ pub struct Tm {
     txs: Mutex<HashMap<u64, Arc<TxCell>>>,
     by_key: Mutex<HashMap<String, u64>>,
     timers: Mutex<BinaryHeap<Reverse<(Instant, u64)>>>,
-    /// Signalled (with `timers` held) when a timer earlier than every other one is scheduled
-    /// or a transaction becomes urgent: the timer thread sleeps on it in `wait_for_timers`.
-    timer_wake: Condvar,
     /// Transactions to look at on the next tick whatever the time (a branch failed to send).
     urgent: Mutex<Vec<u64>>,
     next_id: AtomicU64,
@@ -389,7 +386,6 @@ impl Tm {
             txs: Mutex::new(HashMap::new()),
             by_key: Mutex::new(HashMap::new()),
             timers: Mutex::new(BinaryHeap::new()),
-            timer_wake: Condvar::new(),
             urgent: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             reply_route,
@@ -427,47 +423,7 @@ impl Tm {
     }
 
     fn schedule(&self, at: Instant, id: u64) {
-        let mut heap = lock(&self.timers);
-        let earliest = heap.peek().is_none_or(|Reverse((first, _))| at < *first);
-        heap.push(Reverse((at, id)));
-        if earliest {
-            self.timer_wake.notify_one();
-        }
-    }
-
-    /// Marks transaction `id` for the next tick whatever its timers say, and wakes the timer
-    /// thread for it.
-    fn make_urgent(&self, id: u64) {
-        lock(&self.urgent).push(id);
-        // Taken so that the waiter, which looks at `urgent` with `timers` held, either sees
-        // the id or is already waiting and gets the signal.
-        let _heap = lock(&self.timers);
-        self.timer_wake.notify_one();
-    }
-
-    /// The timer thread's sleep between ticks: returns when the earliest timer is due (but
-    /// not before `not_before`, so that a busy table is worked in batches rather than per
-    /// timer), at once when a transaction is urgent, and after `max_wait` at the latest (for
-    /// the caller's own checks). An idle table costs no wake-ups beyond `max_wait`.
-    pub fn wait_for_timers(&self, not_before: Instant, max_wait: Duration) {
-        let give_up = Instant::now() + max_wait;
-        let mut heap = lock(&self.timers);
-        loop {
-            if !lock(&self.urgent).is_empty() {
-                return;
-            }
-            let now = Instant::now();
-            let due = heap.peek().map_or(give_up, |Reverse((at, _))| {
-                (*at).max(not_before).min(give_up)
-            });
-            if due <= now {
-                return;
-            }
-            heap = match self.timer_wake.wait_timeout(heap, due - now) {
-                Ok((h, _)) => h,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
+        lock(&self.timers).push(Reverse((at, id)));
     }
 
     /// What a request is to the existing transactions.
@@ -816,7 +772,7 @@ impl Tm {
             tx.relaying == 0 && !tx.branches.is_empty() && tx.branches.iter().all(Branch::is_final);
         drop(tx);
         if done {
-            self.make_urgent(cell.id);
+            lock(&self.urgent).push(cell.id);
         }
     }
 
@@ -836,7 +792,7 @@ impl Tm {
     /// branches have (at the next timer run).
     pub fn wait_no_more_branches(&self, cell: &TxCell) {
         cell.lock().waiting = None;
-        self.make_urgent(cell.id);
+        lock(&self.urgent).push(cell.id);
     }
 
     /// Whether the transaction waits for injected branches.
@@ -860,7 +816,7 @@ impl Tm {
             tx.waiting = None;
         }
         drop(tx);
-        self.make_urgent(cell.id);
+        lock(&self.urgent).push(cell.id);
     }
 
     /// The transport could not send branch `n`: it ends with a local 477, handled by the next
@@ -880,6 +836,6 @@ impl Tm {
             b.fr_at = None;
         }
         drop(tx);
-        self.make_urgent(id);
+        lock(&self.urgent).push(id);
     }
 }
