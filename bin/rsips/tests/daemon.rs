@@ -66,6 +66,18 @@ fn run(dir: &Path, args: &[&std::ffi::OsStr]) -> Output {
     }
 }
 
+/// `rsips -f CFG -P DIR/rsips.pid`, run to its end; returns its output and the pid file path.
+fn launch(dir: &Path, cfg: &Path) -> (Output, PathBuf) {
+    let pid_file = dir.join("rsips.pid");
+    let args = [
+        "-f".as_ref(),
+        cfg.as_os_str(),
+        "-P".as_ref(),
+        pid_file.as_os_str(),
+    ];
+    (run(dir, &args), pid_file)
+}
+
 fn alive(pid: u32) -> bool {
     // A zombie is not alive: it has stopped and waits to be reaped.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -106,16 +118,7 @@ fn without_f_the_server_detaches_and_writes_its_pid() {
     let d = dir("ok");
     let port = free_udp_port();
     let cfg = config(&d, port);
-    let pid_file = d.join("rsips.pid");
-    let out = run(
-        &d,
-        &[
-            "-f".as_ref(),
-            cfg.as_os_str(),
-            "-P".as_ref(),
-            pid_file.as_os_str(),
-        ],
-    );
+    let (out, pid_file) = launch(&d, &cfg);
     assert!(
         out.status.success(),
         "launcher failed: {}",
@@ -165,16 +168,7 @@ fn a_daemon_that_cannot_start_fails_the_command() {
     let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let cfg = config(&d, port);
-    let pid_file = d.join("rsips.pid");
-    let out = run(
-        &d,
-        &[
-            "-f".as_ref(),
-            cfg.as_os_str(),
-            "-P".as_ref(),
-            pid_file.as_os_str(),
-        ],
-    );
+    let (out, pid_file) = launch(&d, &cfg);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert!(
