@@ -102,6 +102,16 @@ fn kill(pid: u32, sig: &str) {
     let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
 }
 
+/// Sends SIGTERM to `pid` and asserts that it is gone within 5 s.
+fn assert_stops_on_sigterm(pid: u32) {
+    kill(pid, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(pid), "the daemon did not stop within 5 s of SIGTERM");
+}
+
 /// Stops the daemon if a test fails before it does.
 struct Daemon(u32);
 
@@ -152,12 +162,7 @@ fn without_f_the_server_detaches_and_writes_its_pid() {
     assert!(reply.starts_with("SIP/2.0 200 daemon\r\n"), "{reply}");
 
     // SIGTERM to the pid in the pid file stops it.
-    kill(pid, "-TERM");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!alive(pid), "the daemon did not stop within 5 s of SIGTERM");
+    assert_stops_on_sigterm(pid);
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -245,11 +250,6 @@ fn a_daemon_logging_only_to_syslog_lets_go_of_the_launchers_stderr() {
     assert!(text.is_empty(), "{text}");
     let pid = pid.expect("no pid file");
     assert!(alive(pid), "the daemon {pid} is not running");
-    kill(pid, "-TERM");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!alive(pid), "the daemon did not stop within 5 s of SIGTERM");
+    assert_stops_on_sigterm(pid);
     let _ = std::fs::remove_dir_all(&d);
 }
