@@ -83,6 +83,10 @@ pub fn serve(config: FifoConfig, mi: Arc<Mi>, stop: Arc<AtomicBool>) -> std::io:
                     break;
                 }
             }
+            // Closed before the replies go out: a client that got its reply and sends the next
+            // request at once must find no reader (its open waits for the next one), not this
+            // end about to close, which would lose its request (EPIPE, "Broken pipe").
+            drop(f);
             for line in data.split(|b| *b == b'\n') {
                 handle_line(line, &mi, &config.reply_dir);
             }
@@ -214,6 +218,65 @@ opensips:x:998:997::/var/run/opensips:/bin/false\n";
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (nobody, nobody));
         assert_eq!(meta.mode() & 0o777, 0o600);
+        stop.store(true, Ordering::SeqCst);
+        wake(&path);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod sequence_tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// One request over the server FIFO and its answer: `None` when the request could not be
+    /// written (no reader, broken pipe) or no answer came within 5 s.
+    fn ask(fifo: &Path, dir: &Path, n: usize) -> Option<String> {
+        let name = format!("reply-{n}");
+        create(&dir.join(&name), 0o600).ok()?;
+        let mut w = std::fs::OpenOptions::new().write(true).open(fifo).ok()?;
+        let request = format!(":{name}:{{\"jsonrpc\":\"2.0\",\"method\":\"nosuch\",\"id\":{n}}}\n");
+        w.write_all(request.as_bytes()).ok()?;
+        drop(w);
+        let reply = dir.join(&name);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Ok(mut f) = std::fs::File::open(&reply) {
+                let _ = f.read_to_string(&mut text);
+            }
+            let _ = tx.send(text);
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(5)).ok();
+        let _ = std::fs::remove_file(dir.join(&name));
+        answer
+    }
+
+    /// A client that sends its next request as soon as it has the answer to the last one must
+    /// never find the server's read end about to close (its request would be lost).
+    #[test]
+    fn back_to_back_requests_are_all_answered() {
+        let dir = std::env::temp_dir().join(format!("rsips-fifo-seq-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fifo");
+        let config = FifoConfig {
+            path: path.clone(),
+            mode: 0o600,
+            user: None,
+            group: None,
+            reply_dir: dir.clone(),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        serve(config, Arc::new(Mi::new()), Arc::clone(&stop)).unwrap();
+        for n in 0..300 {
+            let answer = ask(&path, &dir, n);
+            assert!(
+                answer
+                    .as_deref()
+                    .is_some_and(|a| a.contains(&format!("\"id\":{n}"))),
+                "request {n}: {answer:?}"
+            );
+        }
         stop.store(true, Ordering::SeqCst);
         wake(&path);
         let _ = std::fs::remove_dir_all(&dir);
