@@ -121,13 +121,9 @@ fn stateless_branch(msg: &SipMessage, top_branch: Option<&str>, ruri: &str) -> S
     h.write(ruri.as_bytes());
     h.write_u8(b'|');
     h.write(msg.call_id().unwrap_or("").as_bytes());
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut branch = String::with_capacity(7 + 16);
     branch.push_str("z9hG4bK");
-    for b in h.finish().to_be_bytes() {
-        branch.push(char::from(HEX[usize::from(b >> 4)]));
-        branch.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
+    sip::push_hex_bytes(&mut branch, &h.finish().to_be_bytes());
     branch
 }
 
@@ -268,28 +264,11 @@ pub fn v4_hostport(a: std::net::SocketAddrV4) -> String {
         if i > 0 {
             out.push('.');
         }
-        push_decimal(&mut out, u64::from(octet));
+        sip::push_decimal(&mut out, u64::from(octet));
     }
     out.push(':');
-    push_decimal(&mut out, u64::from(a.port()));
+    sip::push_decimal(&mut out, u64::from(a.port()));
     out
-}
-
-/// Appends `v` in decimal, as `{v}` writes it, without the formatting machinery.
-pub fn push_decimal(out: &mut String, mut v: u64) {
-    let mut digits = [0u8; 20];
-    let mut n = 0;
-    loop {
-        digits[n] = b'0' + (v % 10) as u8;
-        n += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for &d in digits[..n].iter().rev() {
-        out.push(char::from(d));
-    }
 }
 
 /// The configured sockets: listeners and bonds.

@@ -202,18 +202,7 @@ fn hash_parts(alg: Algorithm, parts: &[Part<'_>]) -> String {
 
 /// Encodes bytes as lowercase hex (RFC 7616 §3.4: "lowercase hex").
 fn to_hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(hex_digit(b >> 4));
-        out.push(hex_digit(b & 0x0f));
-    }
-    out
-}
-
-/// The lowercase hex digit for the low four bits of `nibble`.
-fn hex_digit(nibble: u8) -> char {
-    let n = nibble & 0x0f;
-    char::from(if n < 10 { b'0' + n } else { b'a' + (n - 10) })
+    crate::hex_lower(bytes)
 }
 
 /// HA1 = `H(username:realm:password)` (RFC 2617 §3.2.2.2, RFC 7616 §3.4.2).

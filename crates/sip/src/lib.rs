@@ -20,6 +20,7 @@ pub mod headers;
 mod host;
 mod message;
 mod method;
+mod numtext;
 mod params;
 mod scan;
 pub mod sdp;
@@ -36,6 +37,7 @@ pub use headers::{
 pub use host::{Host, HostKind, parse_ipv4};
 pub use message::{HeaderEntry, ParseConfig, SipMessage, Span, StartLine};
 pub use method::Method;
+pub use numtext::{hex_lower, push_decimal, push_hex, push_hex_bytes};
 pub use params::{Param, ParamIter, Params};
 pub use scan::{split_values, unquote};
 pub use serialize::{Edits, RequestBuilder, ResponseBuilder};

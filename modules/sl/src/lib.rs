@@ -94,13 +94,7 @@ pub fn to_tag(req: &SipMessage) -> String {
         h.update(part.as_bytes());
         h.update(b"|");
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut tag = String::with_capacity(16);
-    for b in h.finalize().iter().take(8) {
-        tag.push(char::from(HEX[usize::from(b >> 4)]));
-        tag.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    tag
+    sip::hex_lower(h.finalize().get(..8).unwrap_or_default())
 }
 
 /// Where a reply to `req` goes (RFC 3261 §18.2.2, RFC 3581): the source address when the top

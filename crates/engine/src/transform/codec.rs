@@ -4,14 +4,7 @@ use super::data::{Text, TrValue, leading_int};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-pub(super) fn hex_lower(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    s
-}
+pub(super) use sip::hex_lower;
 
 fn hex_val(c: u8) -> Option<u8> {
     match c {
