@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod common;
+
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,14 +15,6 @@ fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rsips-daemon-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn config(dir: &Path, port: u16) -> PathBuf {
@@ -126,7 +120,7 @@ impl Drop for Daemon {
 #[test]
 fn without_f_the_server_detaches_and_writes_its_pid() {
     let d = dir("ok");
-    let port = free_udp_port();
+    let port = common::free_port();
     let cfg = config(&d, port);
     let (out, pid_file) = launch(&d, &cfg);
     assert!(
@@ -209,7 +203,7 @@ fn a_bad_config_fails_in_the_launcher_with_its_position() {
 #[test]
 fn a_daemon_logging_only_to_syslog_lets_go_of_the_launchers_stderr() {
     let d = dir("quiet");
-    let port = free_udp_port();
+    let port = common::free_port();
     let cfg = d.join("t.cfg");
     std::fs::write(
         &cfg,
