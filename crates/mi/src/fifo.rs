@@ -1,5 +1,5 @@
-//! `mi_fifo`: requests written to a named pipe as `:<reply_name>:<json>` (one per line, or up
-//! to EOF), answers written to `<reply_dir>/<reply_name>`, a FIFO the client made. An empty
+//! `mi_fifo`: requests written to a named pipe as `:<reply_name>:<json>` (newline or not),
+//! answers written to `<reply_dir>/<reply_name>`, a FIFO the client made. An empty
 //! reply name means no answer. A reply name with `/`, `\` or `.` is refused (it would leave
 //! `reply_dir`). The empty open/close that clients use as a probe is harmless.
 
@@ -51,59 +51,197 @@ fn lookup_id(name: &str, table: &str) -> Option<u32> {
     })
 }
 
-/// Largest request line (as OpenSIPS' line buffer).
+/// Largest request (as OpenSIPS' line buffer).
 const MAX_LINE: usize = 4096;
+/// Pending bytes beyond which an unfinished request is cut and answered as it stands.
+const MAX_PENDING: usize = 16 * MAX_LINE;
+/// How often an idle reader looks at `stop` and at the FIFO file.
+const TICK: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long an unfinished request may wait for its end before it is answered as it stands
+/// (a JSON-RPC parse error, so the client is not left waiting).
+const STALL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Creates the FIFO (replacing a stale file) and serves it until `stop`.
+///
+/// The server holds the FIFO open for reading and writing, as OpenSIPS does, so it never sees
+/// an end of file between clients and never closes its read end under a client that has just
+/// opened it. A request therefore ends where its JSON value ends (opensips-cli and
+/// opensips-mi write `:name:{...}` with no newline), at a newline after a value that is no
+/// object or array, or after [`STALL`] without more bytes.
 pub fn serve(config: FifoConfig, mi: Arc<Mi>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
-    create(&config.path, config.mode)?;
-    if config.user.is_some() || config.group.is_some() {
-        std::os::unix::fs::chown(&config.path, config.user, config.group)?;
-    }
+    let mut pipe = open(&config)?;
     std::thread::spawn(move || {
+        let mut pending: Vec<u8> = Vec::new();
+        let mut last_data = std::time::Instant::now();
+        let mut chunk = vec![0u8; MAX_LINE];
         while !stop.load(Ordering::SeqCst) {
-            // Blocks until a writer opens the FIFO; EOF when it closes.
-            let Ok(mut f) = std::fs::File::open(&config.path) else {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-                if create(&config.path, config.mode).is_ok()
-                    && (config.user.is_some() || config.group.is_some())
-                {
-                    let _ = std::os::unix::fs::chown(&config.path, config.user, config.group);
-                }
-                continue;
+            let mut fds = [rustix::event::PollFd::new(
+                &pipe,
+                rustix::event::PollFlags::IN,
+            )];
+            let timeout = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: i64::from(TICK.subsec_nanos()),
             };
-            let mut data = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                match f.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => data.extend_from_slice(&chunk[..n]),
+            let ready = rustix::event::poll(&mut fds, Some(&timeout)).unwrap_or(0) > 0;
+            if ready {
+                match pipe.read(&mut chunk) {
+                    Ok(n) if n > 0 => {
+                        pending.extend_from_slice(&chunk[..n]);
+                        last_data = std::time::Instant::now();
+                    }
+                    _ => {}
                 }
-                if data.len() > 16 * MAX_LINE {
-                    break;
+            } else {
+                if !pending.is_empty() && last_data.elapsed() >= STALL {
+                    let request = std::mem::take(&mut pending);
+                    handle_line(&request, &mi, &config.reply_dir);
+                }
+                // The file removed or replaced under us: make it again and read the new one.
+                if !same_file(&pipe, &config.path)
+                    && let Ok(fresh) = open(&config)
+                {
+                    pipe = fresh;
+                    pending.clear();
                 }
             }
-            // Closed before the replies go out: a client that got its reply and sends the next
-            // request at once must find no reader (its open waits for the next one), not this
-            // end about to close, which would lose its request (EPIPE, "Broken pipe").
-            drop(f);
-            for line in data.split(|b| *b == b'\n') {
-                handle_line(line, &mi, &config.reply_dir);
+            loop {
+                match frame(&pending) {
+                    Frame::Request(end) => {
+                        handle_line(&pending[..end], &mi, &config.reply_dir);
+                        pending.drain(..end);
+                    }
+                    Frame::Junk(n) => {
+                        pending.drain(..n);
+                    }
+                    Frame::Partial if pending.len() > MAX_PENDING => {
+                        let request = std::mem::take(&mut pending);
+                        handle_line(&request, &mi, &config.reply_dir);
+                    }
+                    Frame::Partial => break,
+                }
             }
         }
-        let _ = std::fs::remove_file(&config.path);
+        if same_file(&pipe, &config.path) {
+            let _ = std::fs::remove_file(&config.path);
+        }
     });
     Ok(())
 }
 
-/// Unblocks the FIFO reader at shutdown (it waits for a writer).
-/// Non-blocking: with no reader left (the loop already ended) the open fails at once.
+/// Creates the FIFO with its owner and opens it for reading and writing (which on Linux does
+/// not wait for a peer).
+fn open(config: &FifoConfig) -> std::io::Result<std::fs::File> {
+    create(&config.path, config.mode)?;
+    if config.user.is_some() || config.group.is_some() {
+        std::os::unix::fs::chown(&config.path, config.user, config.group)?;
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&config.path)
+}
+
+/// Whether `path` still names the FIFO `pipe` has open.
+fn same_file(pipe: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (pipe.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// What the front of the bytes read so far holds.
+#[derive(Debug, PartialEq, Eq)]
+enum Frame {
+    /// A whole request in `[..end]`.
+    Request(usize),
+    /// Bytes that are no request: blank space, or a line that does not start with `:`.
+    Junk(usize),
+    /// Nothing, or the start of a request whose end has not arrived.
+    Partial,
+}
+
+/// Finds the first request in `buf`: `:name:` then a JSON value, ending where an object or an
+/// array closes (strings and escapes respected), or at the newline after any other value.
+fn frame(buf: &[u8]) -> Frame {
+    let start = buf
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(buf.len());
+    if start > 0 {
+        return Frame::Junk(start);
+    }
+    let line_end = |from: usize| {
+        buf.get(from..)
+            .and_then(|rest| rest.iter().position(|b| *b == b'\n'))
+            .map(|i| from + i + 1)
+    };
+    match buf.first() {
+        None => return Frame::Partial,
+        Some(b':') => {}
+        Some(_) => return line_end(0).map_or(Frame::Partial, Frame::Junk),
+    }
+    // The reply name runs to the next `:` on the same line.
+    let Some(colon) = buf
+        .iter()
+        .skip(1)
+        .position(|b| *b == b':' || *b == b'\n')
+        .map(|i| i + 1)
+    else {
+        return Frame::Partial;
+    };
+    if buf.get(colon) == Some(&b'\n') {
+        return Frame::Junk(colon + 1);
+    }
+    let Some(value) = buf
+        .iter()
+        .skip(colon + 1)
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|i| colon + 1 + i)
+    else {
+        return Frame::Partial;
+    };
+    if !matches!(buf.get(value), Some(b'{' | b'[')) {
+        return line_end(value).map_or(Frame::Partial, Frame::Request);
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, b) in buf.iter().enumerate().skip(value) {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Frame::Request(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    Frame::Partial
+}
+
+/// Wakes the FIFO reader at shutdown so it sees `stop` without waiting for its next tick.
+/// Non-blocking: with no reader left the open fails at once.
 pub fn wake(path: &Path) {
     use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::OpenOptions::new()
+    if let Ok(mut f) = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NONBLOCK)
-        .open(path);
+        .open(path)
+    {
+        let _ = f.write_all(b"\n");
+    }
 }
 
 fn create(path: &Path, mode: u32) -> std::io::Result<()> {
@@ -225,38 +363,75 @@ opensips:x:998:997::/var/run/opensips:/bin/false\n";
 }
 
 #[cfg(test)]
-mod sequence_tests {
+mod frame_tests {
     use super::*;
-    use std::time::Duration;
 
-    /// One request over the server FIFO and its answer: `None` when the request could not be
-    /// written (no reader, broken pipe) or no answer came within 5 s.
-    fn ask(fifo: &Path, dir: &Path, n: usize) -> Option<String> {
-        let name = format!("reply-{n}");
-        create(&dir.join(&name), 0o600).ok()?;
-        let mut w = std::fs::OpenOptions::new().write(true).open(fifo).ok()?;
-        let request = format!(":{name}:{{\"jsonrpc\":\"2.0\",\"method\":\"nosuch\",\"id\":{n}}}\n");
-        w.write_all(request.as_bytes()).ok()?;
-        drop(w);
-        let reply = dir.join(&name);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            if let Ok(mut f) = std::fs::File::open(&reply) {
-                let _ = f.read_to_string(&mut text);
-            }
-            let _ = tx.send(text);
-        });
-        let answer = rx.recv_timeout(Duration::from_secs(5)).ok();
-        let _ = std::fs::remove_file(dir.join(&name));
-        answer
+    #[test]
+    fn requests_end_where_their_json_ends() {
+        let req = br#":r1:{"jsonrpc":"2.0","method":"uptime","id":1}"#;
+        assert_eq!(frame(req), Frame::Request(req.len()), "no newline needed");
+        let two = br#":a:{"x":"}"}:b:[1,[2]]"#;
+        assert_eq!(frame(two), Frame::Request(12), "a brace inside a string");
+        assert_eq!(frame(&two[12..]), Frame::Request(10));
+        let escaped = br#":a:{"x":"\"}"}"#;
+        assert_eq!(
+            frame(escaped),
+            Frame::Request(escaped.len()),
+            "an escaped quote"
+        );
+        let multi = b":a:\n{\n \"id\": 1\n}\n";
+        assert_eq!(
+            frame(multi),
+            Frame::Request(multi.len() - 1),
+            "a value over lines"
+        );
+        assert_eq!(
+            frame(b":a:\"text\"\n:b:"),
+            Frame::Request(10),
+            "another value: to the newline"
+        );
     }
 
-    /// A client that sends its next request as soon as it has the answer to the last one must
-    /// never find the server's read end about to close (its request would be lost).
     #[test]
-    fn back_to_back_requests_are_all_answered() {
-        let dir = std::env::temp_dir().join(format!("rsips-fifo-seq-{}", std::process::id()));
+    fn unfinished_requests_wait_and_junk_is_skipped() {
+        assert_eq!(frame(b""), Frame::Partial);
+        assert_eq!(frame(b":r1"), Frame::Partial);
+        assert_eq!(frame(b":r1:"), Frame::Partial);
+        assert_eq!(frame(br#":r1:{"a":[1,"#), Frame::Partial);
+        assert_eq!(
+            frame(b":a:42"),
+            Frame::Partial,
+            "a bare value waits for its newline"
+        );
+        assert_eq!(frame(b"\n\n  :a:{}"), Frame::Junk(4));
+        assert_eq!(frame(b"hello\n:a:{}"), Frame::Junk(6));
+        assert_eq!(frame(b"hello"), Frame::Partial);
+        assert_eq!(frame(b":name without colon\n:a:{}"), Frame::Junk(20));
+    }
+}
+
+#[cfg(test)]
+mod sequence_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A served FIFO in a directory of its own; stopped (and the directory removed) on drop.
+    struct Served {
+        dir: PathBuf,
+        path: PathBuf,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl Drop for Served {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            wake(&self.path);
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn served(tag: &str) -> Served {
+        let dir = std::env::temp_dir().join(format!("rsips-fifo-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("fifo");
         let config = FifoConfig {
@@ -268,8 +443,53 @@ mod sequence_tests {
         };
         let stop = Arc::new(AtomicBool::new(false));
         serve(config, Arc::new(Mi::new()), Arc::clone(&stop)).unwrap();
+        Served { dir, path, stop }
+    }
+
+    /// Writes `request` (`{name}` replaced by a fresh reply FIFO's name) as opensips-cli does —
+    /// an empty open and close as a probe, then one open and write — and returns the answer:
+    /// `None` when the request could not be written or no answer came within 5 s.
+    fn ask(served: &Served, n: usize, request: &str) -> Option<String> {
+        let name = format!("reply-{n}");
+        create(&served.dir.join(&name), 0o600).ok()?;
+        drop(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&served.path)
+                .ok()?,
+        );
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&served.path)
+            .ok()?;
+        w.write_all(request.replace("{name}", &name).as_bytes())
+            .ok()?;
+        drop(w);
+        let reply = served.dir.join(&name);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Ok(mut f) = std::fs::File::open(&reply) {
+                let _ = f.read_to_string(&mut text);
+            }
+            let _ = tx.send(text);
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(5)).ok();
+        let _ = std::fs::remove_file(served.dir.join(&name));
+        answer
+    }
+
+    fn request(n: usize) -> String {
+        format!(":{{name}}:{{\"jsonrpc\":\"2.0\",\"method\":\"nosuch\",\"id\":{n}}}")
+    }
+
+    /// A client that probes the FIFO and sends its request at once, and sends the next as soon
+    /// as it has an answer, must never lose a request (no newline, as opensips-cli writes it).
+    #[test]
+    fn back_to_back_requests_are_all_answered() {
+        let served = served("seq");
         for n in 0..300 {
-            let answer = ask(&path, &dir, n);
+            let answer = ask(&served, n, &request(n));
             assert!(
                 answer
                     .as_deref()
@@ -277,8 +497,53 @@ mod sequence_tests {
                 "request {n}: {answer:?}"
             );
         }
-        stop.store(true, Ordering::SeqCst);
-        wake(&path);
-        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A request whose JSON never ends is answered with a parse error once it stalls, and the
+    /// requests after it are served.
+    #[test]
+    fn a_request_cut_short_gets_a_parse_error() {
+        let served = served("cut");
+        let answer = ask(&served, 1, ":{name}:{\"jsonrpc\":\"2.0\",\"method\":");
+        assert!(
+            answer.as_deref().is_some_and(|a| a.contains("-32700")),
+            "{answer:?}"
+        );
+        let answer = ask(&served, 2, &format!("{}\n", request(2)));
+        assert!(
+            answer.as_deref().is_some_and(|a| a.contains("\"id\":2")),
+            "{answer:?}"
+        );
+    }
+
+    /// Removed from under the server, the FIFO comes back and is served.
+    #[test]
+    fn a_removed_fifo_is_made_again() {
+        use std::os::unix::fs::FileTypeExt;
+        let served = served("gone");
+        std::fs::remove_file(&served.path).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !std::fs::metadata(&served.path).is_ok_and(|m| m.file_type().is_fifo()) {
+            assert!(Instant::now() < deadline, "the FIFO did not come back");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let answer = ask(&served, 3, &request(3));
+        assert!(
+            answer.as_deref().is_some_and(|a| a.contains("\"id\":3")),
+            "{answer:?}"
+        );
+    }
+
+    /// On stop the server removes its FIFO.
+    #[test]
+    fn stop_removes_the_fifo() {
+        let served = served("stop");
+        served.stop.store(true, Ordering::SeqCst);
+        wake(&served.path);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while served.path.exists() {
+            assert!(Instant::now() < deadline, "the FIFO outlived the stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
