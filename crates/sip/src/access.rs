@@ -180,7 +180,19 @@ impl SipMessage {
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Result<Via<'_>> {
-        self.vias().next().ok_or_else(|| missing("Via"))?
+        if let Some(Some(spans)) = self.top_via.get() {
+            return Ok(Via::from_spans(&self.text, spans));
+        }
+        let via = self.vias().next().ok_or_else(|| missing("Via"))?;
+        self.remember_top_via(via.as_ref().ok());
+        via
+    }
+
+    /// Keeps what the top Via parsed to (or that it did not parse) for the next `top_via`.
+    pub(crate) fn remember_top_via(&self, via: Option<&Via<'_>>) {
+        if self.top_via.get().is_none() {
+            let _ = self.top_via.set(via.and_then(|v| v.spans(&self.text)));
+        }
     }
 
     /// All Via values, top first.
@@ -502,6 +514,37 @@ mod tests {
             let got: Vec<_> = m.vias().collect();
             let want: Vec<_> = m.values(HeaderName::Via).map(Via::parse).collect();
             prop_assert_eq!(got, want);
+        }
+
+        /// The top Via a message remembers (from `check` or a first `top_via`) is the Via a
+        /// fresh parse gives, parts and errors alike.
+        #[test]
+        fn the_remembered_top_via_is_the_parsed_one(
+            via in via_like(),
+            lead in "|\r\n\r\n",
+            checked in any::<bool>(),
+        ) {
+            let wire = format!(
+                "{lead}OPTIONS sip:x SIP/2.0\r\nVia: {via}\r\nFrom: <sip:a@b>;tag=1\r\n\
+                 To: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n"
+            );
+            let Ok(m) = SipMessage::parse(Bytes::from(wire)) else {
+                return Ok(());
+            };
+            let fresh = m.vias().next().expect("one Via");
+            if checked {
+                let _ = m.check();
+            }
+            let first = m.top_via();
+            let again = m.top_via();
+            prop_assert_eq!(&first, &fresh);
+            prop_assert_eq!(&again, &fresh);
+            if let (Ok(a), Ok(b)) = (&again, &fresh) {
+                prop_assert_eq!(a.host().kind(), b.host().kind());
+                prop_assert_eq!(a.params().as_str(), b.params().as_str());
+                prop_assert_eq!(a.rport(), b.rport());
+                prop_assert_eq!(a.branch(), b.branch());
+            }
         }
     }
 }

@@ -51,7 +51,12 @@ impl SipMessage {
         if self.header_count(HeaderName::Via) == 0 {
             return Err(ParseError::malformed("Missing Via header"));
         }
-        for via in self.vias() {
+        let mut vias = self.vias();
+        if let Some(top) = vias.next() {
+            self.remember_top_via(top.as_ref().ok());
+            top?;
+        }
+        for via in vias {
             via?;
         }
         if self.is_request() {

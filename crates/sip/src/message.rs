@@ -106,6 +106,10 @@ pub struct SipMessage {
     /// Offset of the empty line that ends the header section.
     pub(crate) headers_end: u32,
     pub(crate) body: Span,
+    /// The top Via once read (by `check` or `top_via`): a message is asked for it several times
+    /// on its way through (transaction key, reply address, relaying), and reads it once. `None`
+    /// inside when it does not parse (each ask then reports the error).
+    pub(crate) top_via: std::sync::OnceLock<Option<crate::headers::ViaSpans>>,
 }
 
 /// Finds the next line starting at `pos`: (content end, next line start). Accepts CRLF and bare LF.
@@ -197,6 +201,7 @@ impl SipMessage {
             headers_start: first_header as u32,
             headers_end: idx.end as u32,
             body: Span::new(idx.body_start, idx.body_start),
+            top_via: std::sync::OnceLock::new(),
         };
         let body_end = msg
             .frame_body(idx.body_start, total, cfg)
@@ -247,6 +252,7 @@ impl SipMessage {
             s.end = s.end.saturating_sub(skip as u32);
         };
         self.raw = self.raw.slice(skip..end);
+        self.top_via = std::sync::OnceLock::new();
         let text = self.text.get(skip..).unwrap_or("");
         self.text = self.text.slice_ref(text);
         match &mut self.start {

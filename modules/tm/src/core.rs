@@ -647,6 +647,19 @@ impl Tm {
         net: &engine::forward::Sockets,
         now: Instant,
     ) -> Result<usize, i64> {
+        self.add_branch_owned(cell, ctx.clone(), dest, net, now)
+    }
+
+    /// [`Tm::add_branch`] with a context of the branch's own, which the transaction keeps as
+    /// its request (no copy).
+    pub fn add_branch_owned(
+        &self,
+        cell: &Arc<TxCell>,
+        mut ctx: MsgCtx,
+        dest: Option<&str>,
+        net: &engine::forward::Sockets,
+        now: Instant,
+    ) -> Result<usize, i64> {
         let n = {
             let tx = cell.lock();
             if tx.branches.len() >= self.params.max_branches {
@@ -658,12 +671,17 @@ impl Tm {
             tx.branches.len()
         };
         let via_branch = branch_id(cell.id, n);
-        let out = engine::forward::forward_with_branch(ctx, dest, net, Some(&via_branch))
+        let out = engine::forward::forward_with_branch(&ctx, dest, net, Some(&via_branch))
             .map_err(|_| -4)?;
         let reliable = out.proto != "udp";
+        let attrs = std::mem::take(&mut ctx.branch_attrs);
+        let socket = sent_from(&ctx, &out);
+        let uri = ctx
+            .new_ruri
+            .clone()
+            .unwrap_or_else(|| ctx.msg.request_uri_str().unwrap_or("").to_owned());
         {
             let mut tx = cell.lock();
-            tx.request = strip(ctx);
             if ctx.on_failure.is_some() {
                 tx.on_failure = ctx.on_failure;
             }
@@ -684,17 +702,19 @@ impl Tm {
                 cancel: Cancel::None,
                 cancel_msg: None,
                 on_reply: ctx.on_reply,
-                uri: ctx
-                    .new_ruri
-                    .clone()
-                    .unwrap_or_else(|| ctx.msg.request_uri_str().unwrap_or("").to_owned()),
+                uri,
                 dst_uri: ctx.dst_uri.clone(),
                 q: ctx.ruri_q,
                 flags: ctx.branch_flags,
-                socket: sent_from(ctx, &out),
+                socket,
                 bavps: ctx.bavps.clone(),
-                attrs: ctx.branch_attrs.clone(),
+                attrs,
             });
+            // What `strip` would keep: the branch attributes went to the branch.
+            ctx.outbox.clear();
+            ctx.tx = None;
+            ctx.t_reply = None;
+            tx.request = ctx;
             tx.completing = false;
             self.schedule(retrans.map_or(fr_at, |r| r.next.min(fr_at)), cell.id);
         }

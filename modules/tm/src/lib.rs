@@ -463,7 +463,7 @@ fn send_branches(
         }
         // `$du` wins over the outbound proxy parameter.
         let dest = if c.dst_uri.is_some() { None } else { proxy };
-        match tm.add_branch(cell, &c, dest, f.script.net(), now) {
+        match tm.add_branch_owned(cell, c, dest, f.script.net(), now) {
             Ok(_) => result = Some(1),
             Err(code) => {
                 first_err.get_or_insert(code);

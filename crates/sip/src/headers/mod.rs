@@ -12,6 +12,7 @@ pub use date::SipDate;
 pub use name_addr::{Contacts, NameAddr};
 pub use simple::{CSeq, Event, MediaType, RAck, Reason};
 pub use via::Via;
+pub(crate) use via::ViaSpans;
 
 #[cfg(test)]
 pub(crate) use {name_addr::tests::name_addr_like, via::tests::via_like};

@@ -24,6 +24,21 @@ pub struct Via<'a> {
     branch: Option<&'a str>,
 }
 
+/// A parsed [`Via`] as offsets into its message's text: what a message keeps of its top Via,
+/// since it cannot hold a value that borrows from itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ViaSpans {
+    raw: (u32, u32),
+    protocol: (u32, u32),
+    version: (u32, u32),
+    transport: (u32, u32),
+    host: (u32, u32),
+    kind: crate::host::HostKind,
+    port: Option<u16>,
+    params: (u32, u32),
+    branch: Option<(u32, u32)>,
+}
+
 fn bad() -> ParseError {
     ParseError::malformed("Bad Via header")
 }
@@ -45,12 +60,15 @@ impl<'a> Via<'a> {
     #[inline]
     pub(crate) fn scan(s: &'a str) -> Result<(Via<'a>, usize)> {
         // Nearly every Via starts so; the token reads below would find the same parts.
-        if s.starts_with("SIP/2.0/") {
+        if let (true, Some(protocol), Some(version)) =
+            (s.starts_with("SIP/2.0/"), s.get(..3), s.get(4..7))
+        {
             let mut c = Cursor::new(s);
             c.advance(8);
             let transport = c.take_while(is_token);
             if !transport.is_empty() {
-                return Via::scan_sent_by(s, c, "SIP", "2.0", transport);
+                // Slices of `s` (not literals), so that every part lies in the message text.
+                return Via::scan_sent_by(s, c, protocol, version, transport);
             }
         }
         let mut c = Cursor::new(s);
@@ -115,6 +133,45 @@ impl<'a> Via<'a> {
             branch,
         };
         Ok((via, end))
+    }
+
+    /// Where each part lies in `text`, the message text the Via was read from; `None` when a
+    /// part is not a slice of it.
+    pub(crate) fn spans(&self, text: &str) -> Option<ViaSpans> {
+        let span = |part: &str| -> Option<(u32, u32)> {
+            let start = (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+            let end = start.checked_add(part.len())?;
+            (end <= text.len()).then_some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+        };
+        Some(ViaSpans {
+            raw: span(self.raw)?,
+            protocol: span(self.protocol)?,
+            version: span(self.version)?,
+            transport: span(self.transport)?,
+            host: span(self.host.as_str())?,
+            kind: self.host.kind(),
+            port: self.port,
+            params: span(self.params.as_str())?,
+            branch: match self.branch {
+                Some(b) => Some(span(b)?),
+                None => None,
+            },
+        })
+    }
+
+    /// The Via that [`Via::spans`] described, from the same `text`, without parsing it again.
+    pub(crate) fn from_spans(text: &'a str, s: &ViaSpans) -> Via<'a> {
+        let at = |(start, end): (u32, u32)| text.get(start as usize..end as usize).unwrap_or("");
+        Via {
+            raw: at(s.raw),
+            protocol: at(s.protocol),
+            version: at(s.version),
+            transport: at(s.transport),
+            host: Host::from_parts(at(s.host), s.kind),
+            port: s.port,
+            params: Params::validated(at(s.params), false),
+            branch: s.branch.map(at),
+        }
     }
 
     /// The value as written.

@@ -133,10 +133,10 @@ impl Tm {
             b.reply.clone(),
             b.local,
         );
-        let req = tx.request.clone();
         let out = match (&reply, local) {
-            (Some(reply), false) => relay_upstream(&req, reply),
+            (Some(reply), false) => relay_upstream(&tx.request, reply),
             _ => {
+                let req = tx.request.clone();
                 drop(tx);
                 let reason = if code == 408 {
                     "Request Timeout"

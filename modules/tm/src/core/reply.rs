@@ -68,8 +68,7 @@ impl Tm {
                 } else if invite && (200..300).contains(&code) {
                     // 2xx retransmissions of an INVITE go through (the UAC must ACK them);
                     // a non-INVITE transaction absorbs its retransmitted final reply.
-                    let req = tx.request.clone();
-                    sends.extend(relay_upstream(&req, reply));
+                    sends.extend(relay_upstream(&tx.request, reply));
                 }
                 drop(tx);
                 for s in sends {
@@ -225,8 +224,7 @@ impl Tm {
                 });
                 return true;
             }
-            let req = tx.request.clone();
-            let out = relay_upstream(&req, reply);
+            let out = relay_upstream(&tx.request, reply);
             if let Some(out) = &out {
                 self.note_reply_sent(&mut tx, id, code, false, out, now);
             }
