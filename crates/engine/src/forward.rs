@@ -66,46 +66,43 @@ pub fn next_hop(
     ctx: &MsgCtx,
     explicit: Option<&str>,
 ) -> Result<(&'static str, SocketAddr), String> {
-    let target = match explicit {
-        Some(d) => d.to_owned(),
+    let target: &str = match explicit {
+        Some(d) => d,
         None => ctx
             .dst_uri
-            .clone()
-            .or_else(|| ctx.ruri().map(str::to_owned))
+            .as_deref()
+            .or_else(|| ctx.ruri())
             .ok_or("no destination")?,
     };
     let (prefix, rest) = match target.split_once(':') {
         Some((p, rest)) => match proto_name(p) {
-            Some(p) => (Some(p), rest.to_owned()),
-            None => (None, target.clone()),
+            Some(p) => (Some(p), rest),
+            None => (None, target),
         },
-        None => (None, target.clone()),
+        None => (None, target),
     };
     if rest.contains("sip:") || rest.contains("sips:") {
-        let uri = Uri::parse(&rest).map_err(|e| format!("bad destination `{rest}`: {e}"))?;
+        let uri = Uri::parse(rest).map_err(|e| format!("bad destination `{rest}`: {e}"))?;
         let proto = match uri.transport() {
             Some(t) => proto_name(t).ok_or_else(|| format!("unsupported transport `{t}`"))?,
             None if rest.trim_start().starts_with("sips:") => "tls",
             None => prefix.unwrap_or("udp"),
         };
-        let host = uri
-            .maddr()
-            .map(str::to_owned)
-            .or_else(|| uri.host().map(|h| h.as_str().to_owned()));
+        let host = uri.maddr().or_else(|| uri.host().map(|h| h.as_str()));
         let host = host.ok_or_else(|| format!("no host in `{rest}`"))?;
         return Ok((
             proto,
-            resolve(&host, uri.port().unwrap_or(default_port(proto)))?,
+            resolve(host, uri.port().unwrap_or(default_port(proto)))?,
         ));
     }
     let proto = prefix.unwrap_or("udp");
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) if p.parse::<u16>().is_ok() && (!h.contains(':') || h.ends_with(']')) => {
-            (h.to_owned(), p.parse().unwrap_or(5060))
+            (h, p.parse().unwrap_or(5060))
         }
-        _ => (rest.clone(), default_port(proto)),
+        _ => (rest, default_port(proto)),
     };
-    Ok((proto, resolve(&host, port)?))
+    Ok((proto, resolve(host, port)?))
 }
 
 /// A branch that is the same for every retransmission of one request (RFC 3261 §16.11), and
@@ -341,7 +338,7 @@ pub fn forward_with_branch(
     let (local, hostport) = sending_socket(ctx, proto, dest, sockets)?;
     let hostport = advertised(ctx, hostport);
     let forced = ctx.send_socket.as_ref().map(|_| local);
-    let ruri = ctx.ruri().unwrap_or("").to_owned();
+    let ruri = ctx.ruri().unwrap_or("");
     let mut edits: Edits = ctx.edits.clone();
     let top = ctx.msg.top_via().ok();
     if let (Some(receipt), Some(via)) = (ctx.receipt.as_ref(), top.as_ref()) {
@@ -356,18 +353,25 @@ pub fn forward_with_branch(
             replace_top_via(&ctx.msg, &mut edits, &v);
         }
     }
-    edits.add_first(
-        "Via",
-        &format!(
-            "SIP/2.0/{} {hostport};branch={}{}",
-            proto.to_ascii_uppercase(),
-            branch.map_or_else(
-                || stateless_branch(&ctx.msg, top.as_ref().and_then(|v| v.branch()), &ruri),
-                str::to_owned
-            ),
-            if ctx.local_rport { ";rport" } else { "" }
-        ),
-    );
+    let stateless;
+    let branch = match branch {
+        Some(b) => b,
+        None => {
+            stateless = stateless_branch(&ctx.msg, top.as_ref().and_then(|v| v.branch()), ruri);
+            &stateless
+        }
+    };
+    let mut via = String::with_capacity(24 + hostport.len() + branch.len());
+    via.push_str("SIP/2.0/");
+    via.extend(proto.chars().map(|c| c.to_ascii_uppercase()));
+    via.push(' ');
+    via.push_str(&hostport);
+    via.push_str(";branch=");
+    via.push_str(branch);
+    if ctx.local_rport {
+        via.push_str(";rport");
+    }
+    edits.add_first("Via", &via);
     if let Some(rr) = &ctx.record_route {
         record_route(ctx, rr, proto, &hostport, sockets, &mut edits);
     }

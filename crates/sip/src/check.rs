@@ -36,19 +36,30 @@ impl SipMessage {
                 return Err(ParseError::malformed("Headers in Request-URI"));
             }
         }
-        for (name, reason) in [
+        // One pass over the header lines counts what must appear once (or at least once).
+        const ONCE: [(HeaderName, &str); 6] = [
             (HeaderName::From, "Duplicate From header"),
             (HeaderName::To, "Duplicate To header"),
             (HeaderName::CallId, "Duplicate Call-ID header"),
             (HeaderName::CSeq, "Duplicate CSeq header"),
             (HeaderName::MaxForwards, "Duplicate Max-Forwards header"),
             (HeaderName::ContentLength, "Duplicate Content-Length header"),
-        ] {
-            if self.header_count(name) > 1 {
-                return Err(ParseError::malformed(reason));
+        ];
+        let mut seen = [0usize; ONCE.len()];
+        let mut vias = 0usize;
+        for h in &self.headers {
+            if h.name == HeaderName::Via {
+                vias += 1;
+            } else if let Some(i) = ONCE.iter().position(|(n, _)| *n == h.name)
+                && let Some(count) = seen.get_mut(i)
+            {
+                *count += 1;
             }
         }
-        if self.header_count(HeaderName::Via) == 0 {
+        if let Some(((_, reason), _)) = ONCE.iter().zip(seen).find(|(_, n)| *n > 1) {
+            return Err(ParseError::malformed(reason));
+        }
+        if vias == 0 {
             return Err(ParseError::malformed("Missing Via header"));
         }
         let mut vias = self.vias();
@@ -66,13 +77,11 @@ impl SipMessage {
             // A response is relayed on its Vias, CSeq and Call-ID; like OpenSIPS, a proxy does
             // not judge the syntax of its From, To or Contact (a UA's business end to end),
             // but they must be there.
-            for (name, reason) in [
-                (HeaderName::From, "Missing From header"),
-                (HeaderName::To, "Missing To header"),
-            ] {
-                if self.header_count(name) == 0 {
-                    return Err(ParseError::malformed(reason));
-                }
+            if seen.first() == Some(&0) {
+                return Err(ParseError::malformed("Missing From header"));
+            }
+            if seen.get(1) == Some(&0) {
+                return Err(ParseError::malformed("Missing To header"));
             }
         }
         self.call_id()?;
