@@ -164,3 +164,29 @@ fn branch_fields_are_writable_by_index() {
         ]
     );
 }
+
+#[test]
+fn branch_flags_by_name_are_per_branch() {
+    let l = logs(
+        r#"route {
+            setbflag("NAT");
+            append_msg_branch("sip:carol@example.com");
+            $msg.branch.flag(VIDEO) = true;
+            $(msg.branch.flag(NAT)[1]) = 1;
+            $(msg.branch.flag(NAT)[0]) = false;
+            xlog("0=$(msg.branch.flag(NAT)[0]) 1=$(msg.branch.flag(NAT)[1]) v=$msg.branch.flag(VIDEO) v0=$(msg.branch.flag(VIDEO)[0]) none=$(msg.branch.flag(NAT)[5])\n");
+            if (isbflagset("NAT")) xlog("ruri NAT still set\n"); else xlog("ruri NAT cleared\n");
+            $(msg.branch.flag(NAT)[7]) = 1;
+            xlog("legacy=$branch.flag(VIDEO) legacy0=$(branch.flag(NAT)[0])\n");
+        }"#,
+    );
+    assert_eq!(
+        l,
+        [
+            "0=0 1=1 v=1 v0=0 none=<null>\n",
+            "ruri NAT cleared\n",
+            "$msg.branch.flag: no such branch to assign\n",
+            "legacy=1 legacy0=1\n",
+        ]
+    );
+}

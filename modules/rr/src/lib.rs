@@ -269,8 +269,11 @@ fn loose_route(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
 }
 
 /// The URI parameters as written (`;lr;ftag=x`).
+/// The parameters of our Route URI as `$rr_params` and `check_route_param` see them: as
+/// OpenSIPS keeps a parsed URI's parameters, without the `;` that opens them.
 fn params_of(u: &Uri<'_>) -> String {
-    u.params().as_str().to_owned()
+    let p = u.params().as_str();
+    p.strip_prefix(';').unwrap_or(p).to_owned()
 }
 
 /// `check_route_param(re)`: the parameters of our Route against a regex.

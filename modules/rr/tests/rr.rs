@@ -138,9 +138,11 @@ fn double_record_route_when_the_protocol_changes() {
 #[test]
 fn loose_route_consumes_our_route_and_follows_the_next() {
     let (l, ctx) = run(
-        r#"if (loose_route()) xlog("routed $du\n");
+        r#"xlog("before=$rr_params\n");
+        if (loose_route()) xlog("routed $du\n");
         if (is_direction("downstream")) xlog("down\n");
-        if (check_route_param("ftag=caller")) xlog("param\n");"#,
+        if (check_route_param("ftag=caller")) xlog("param\n");
+        xlog("rr=$rr_params\n");"#,
         &request(
             "Route: <sip:127.0.0.1:5060;lr;ftag=caller>, <sip:p2.example.com;lr>\r\n",
             "sip:bob@192.0.2.99",
@@ -150,7 +152,13 @@ fn loose_route_consumes_our_route_and_follows_the_next() {
     );
     assert_eq!(
         l,
-        vec!["routed sip:p2.example.com;lr\n", "down\n", "param\n"]
+        vec![
+            "before=<null>\n",
+            "routed sip:p2.example.com;lr\n",
+            "down\n",
+            "param\n",
+            "rr=lr;ftag=caller\n"
+        ]
     );
     let _ = ctx;
 }

@@ -93,6 +93,8 @@ pub enum CorePv {
     /// branch (OpenSIPS pvar.c), 0 the R-URI's, -1 the last.
     BranchAttr(Box<str>, Option<i64>),
     BranchLastIdx,
+    /// rr's `$rr_params`: the parameters of our Route header that `loose_route()` took.
+    RrParams,
     /// `$rb(content-type)`: the body part of that type (the whole body when it is not
     /// multipart and has that type).
     BodyPart(String),
@@ -442,6 +444,7 @@ impl CorePv {
             }),
             ("C", Some(c)) => CorePv::Color(c.to_owned()),
             ("msg.branch.last_idx", None) => CorePv::BranchLastIdx,
+            ("rr_params", None) => CorePv::RrParams,
             // The `*` index is refused for attributes (OpenSIPS pvar.c).
             ("msg.branch.attr", Some(name)) if !name.contains('$') => {
                 CorePv::BranchAttr(name.into(), static_index(spec)?)

@@ -279,6 +279,7 @@ impl CorePv {
                 }
             }
             CorePv::BranchLastIdx => Value::Int(ctx.branches.len() as i64),
+            CorePv::RrParams => ctx.rr_params.clone().map_or(Value::Null, Value::from),
             CorePv::Branch(field, i) => {
                 use super::BranchField as F;
                 let count = ctx.branches.len() as i64 + 1;

@@ -168,6 +168,10 @@ impl Lower<'_> {
             ("log_level", None) => Write::LogLevel,
             ("xlog_level", None) => Write::XlogLevel,
             ("msg.flag", Some(name)) => Write::Flag(self.flag_named(name, p.span)?),
+            ("msg.branch.flag" | "branch.flag", Some(name)) => {
+                let at = self.branch_flag_index(&p.spec, p.span)?;
+                Write::BranchFlag(self.flag_named(name, p.span)?, at)
+            }
             ("msg.branch.attr" | "tm.branch.attr", Some(name)) if !name.contains('$') => {
                 let at = match &p.spec.index {
                     None => None,
@@ -321,6 +325,29 @@ impl Lower<'_> {
         self.flag_named(name, span)
     }
 
+    /// The branch `$msg.branch.flag(NAME)[i]` names: a fixed number, or none (the last
+    /// branch). The legacy `$branch.flag(NAME)` counts the appended branches only, as
+    /// `$branch(...)` does (its 0 is the first one appended).
+    fn branch_flag_index(&mut self, spec: &PvSpec, span: Span) -> L<Option<i64>> {
+        let at = match &spec.index {
+            None => None,
+            Some(cfg::pv::PvIndex::At(i)) => Some(*i),
+            Some(cfg::pv::PvIndex::Var(_)) => {
+                return self.fail(unsupported("a computed branch index".into(), span));
+            }
+            Some(_) => {
+                return self.fail(Diagnostic::error(
+                    format!("`${}` takes a branch number as its index", spec.name),
+                    span,
+                ));
+            }
+        };
+        Ok(match (spec.name.as_str(), at) {
+            ("branch.flag", Some(i)) if i >= 0 => Some(i + 1),
+            _ => at,
+        })
+    }
+
     /// The bit of a named flag, numbered on first use.
     fn flag_named(&mut self, name: &str, span: Span) -> L<u32> {
         // `$msg.flag("NAT")` and `$msg.flag(NAT)` name the flag `setflag("NAT")` sets.
@@ -374,6 +401,10 @@ impl Lower<'_> {
                 self.sources.path(span.file).display().to_string(),
             )),
             ("msg.flag", Some(name)) => Read::Flag(self.flag_named(name, span)?),
+            ("msg.branch.flag" | "branch.flag", Some(name)) => {
+                let at = self.branch_flag_index(spec, span)?;
+                Read::BranchFlag(self.flag_named(name, span)?, at)
+            }
             ("route" | "route.name", None) => Read::RouteName,
             ("route.type", None) => Read::RouteType,
             ("xlog_level", None) => Read::XlogLevel,

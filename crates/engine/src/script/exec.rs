@@ -439,6 +439,13 @@ impl Run<'_> {
                 .cloned()
                 .unwrap_or_default(),
             Read::Flag(bit) => Value::Int(i64::from(self.ctx.flags & (1 << bit) != 0)),
+            Read::BranchFlag(bit, at) => match self.ctx.msg_branch_at(*at) {
+                Some(0) => Value::Int(i64::from(self.ctx.branch_flags & (1 << bit) != 0)),
+                Some(i) => self.ctx.branches.get(i - 1).map_or(Value::Null, |b| {
+                    Value::Int(i64::from(b.flags & (1 << bit) != 0))
+                }),
+                None => Value::Null,
+            },
             Read::DynHeader { name, index } => {
                 let name = match name {
                     super::ir::Dyn::Static(n) => n.clone(),
@@ -676,6 +683,25 @@ impl Run<'_> {
                     self.ctx.flags |= 1 << bit;
                 } else {
                     self.ctx.flags &= !(1 << bit);
+                }
+                true
+            }
+            Write::BranchFlag(bit, at) => {
+                let on = truthy(&v);
+                let flags = match self.ctx.msg_branch_at(at) {
+                    Some(0) => Some(&mut self.ctx.branch_flags),
+                    Some(i) => self.ctx.branches.get_mut(i - 1).map(|b| &mut b.flags),
+                    None => None,
+                };
+                let Some(flags) = flags else {
+                    self.log
+                        .log(-1, "$msg.branch.flag: no such branch to assign\n");
+                    return false;
+                };
+                if on {
+                    *flags |= 1 << bit;
+                } else {
+                    *flags &= !(1 << bit);
                 }
                 true
             }

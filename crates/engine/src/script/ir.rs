@@ -21,6 +21,9 @@ pub(crate) enum Read {
     Avp(usize, crate::pv::Index),
     /// `$msg.flag(NAME)`: 1 when set, 0 when not.
     Flag(u32),
+    /// `$msg.branch.flag(NAME)[i]` (no index: the last branch; 0 the R-URI's): 1 when set,
+    /// 0 when not, NULL when there is no such branch.
+    BranchFlag(u32, Option<i64>),
     /// `$hdr($var(h))`, `$(hdr(Via)[$var(i)])`: a header chosen at run time.
     DynHeader {
         name: Dyn<String>,
@@ -109,6 +112,8 @@ pub(crate) enum Write {
     Avp(usize, AvpSlot),
     Bavp(usize, AvpSlot),
     Flag(u32),
+    /// `$msg.branch.flag(NAME)[i] = bool` (no index: the last branch; 0 the R-URI's).
+    BranchFlag(u32, Option<i64>),
     Sdp(Box<SdpTarget>),
     /// `$msg.branch.attr(NAME)[i]` (no index: the last branch).
     BranchAttr(Box<str>, Option<i64>),
