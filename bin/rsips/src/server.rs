@@ -738,6 +738,10 @@ fn handle(
     {
         streams.add_alias(conn, SocketAddr::new(receipt.source.ip(), port));
     }
+    // The ACK for a stateless reply of ours ends here (sl).
+    if sl::absorbs_ack(&msg, script) {
+        return Vec::new();
+    }
     let mut ctx = MsgCtx::new(msg).with_receipt(receipt);
     ctx.script = Some(Arc::clone(script));
     match script.run(state, &mut ctx, &mut crate::logging::ScriptLog) {
@@ -800,11 +804,11 @@ fn parse_error(
     data: &[u8],
     e: &sip::ParseError,
     receipt: Receipt,
-    script: &Script,
+    script: &Arc<Script>,
     state: &mut Worker,
 ) -> Vec<engine::Outbound> {
     if !script.has_error_route() {
-        return error_reply(data, e, receipt);
+        return error_reply(data, e, receipt, script);
     }
     let Ok(msg) = SipMessage::parse_for_error_reply(data) else {
         return Vec::new();
@@ -817,6 +821,7 @@ fn parse_error(
         _ => 400,
     };
     let mut ctx = MsgCtx::new(msg).with_receipt(receipt);
+    ctx.script = Some(Arc::clone(script));
     ctx.err = Some(engine::ErrInfo::parse(&e.to_string(), code, e.reason()));
     if let Err(e) = script.run_error(state, &mut ctx, &mut crate::logging::ScriptLog) {
         crate::logging::core(-1, &format!("error_route: {e}"));
@@ -825,7 +830,12 @@ fn parse_error(
 }
 
 /// A stateless error reply to a malformed request (never to a response, never to an ACK).
-fn error_reply(data: &[u8], e: &sip::ParseError, receipt: Receipt) -> Vec<engine::Outbound> {
+fn error_reply(
+    data: &[u8],
+    e: &sip::ParseError,
+    receipt: Receipt,
+    script: &Arc<Script>,
+) -> Vec<engine::Outbound> {
     let Reaction::Reply(code) = e.reaction() else {
         return Vec::new();
     };
@@ -839,8 +849,9 @@ fn error_reply(data: &[u8], e: &sip::ParseError, receipt: Receipt) -> Vec<engine
     {
         return Vec::new();
     }
-    let ctx = MsgCtx::new(msg).with_receipt(receipt.clone());
-    match sl::build_reply(&ctx, code, e.reason()) {
+    let mut ctx = MsgCtx::new(msg).with_receipt(receipt.clone());
+    ctx.script = Some(Arc::clone(script));
+    match sl::build_stateless_reply(&ctx, code, e.reason()) {
         Some((data, dest)) => vec![Outbound {
             data,
             dest,

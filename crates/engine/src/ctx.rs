@@ -270,6 +270,10 @@ pub struct MsgCtx {
     /// `serialize_branches`: the destinations still to try, in the order `next_branches` takes
     /// them (OpenSIPS keeps them in an AVP, so they follow the transaction).
     pub serial: Vec<SerialBranch>,
+    /// The last internal error a function met (OpenSIPS' `ser_error` codes: -476 unresolvable
+    /// destination, -477 send failed, -12 too many branches …; 0: none), which
+    /// `sl_reply_error()` turns into a reply.
+    pub last_error: i32,
 }
 
 /// One destination `serialize_branches` put aside.
@@ -328,6 +332,7 @@ impl MsgCtx {
             script: None,
             sdp_ops: None,
             serial: Vec::new(),
+            last_error: 0,
         }
     }
 

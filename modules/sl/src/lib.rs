@@ -83,8 +83,14 @@ pub fn register_stats() {
     }
 }
 
-/// A To tag that is the same for retransmissions of one request (so they get the same reply).
+/// A To tag that is the same for retransmissions of one request (so they get the same reply):
+/// what tm's local replies carry.
 pub fn to_tag(req: &SipMessage) -> String {
+    sip::hex_lower(request_digest(req).get(..8).unwrap_or_default())
+}
+
+/// MD5 of what identifies the request: its top Via branch, Call-ID and From tag.
+fn request_digest(req: &SipMessage) -> [u8; 16] {
     let mut h = Md5::new();
     for part in [
         req.top_via().ok().and_then(|v| v.branch()).unwrap_or(""),
@@ -94,7 +100,52 @@ pub fn to_tag(req: &SipMessage) -> String {
         h.update(part.as_bytes());
         h.update(b"|");
     }
-    sip::hex_lower(h.finalize().get(..8).unwrap_or_default())
+    h.finalize().into()
+}
+
+/// The first part of every stateless To tag of this server, `<4 hex>`: from its first listening
+/// socket (as OpenSIPS' sl tag), so that two proxies on one path tell their replies apart.
+fn sl_prefix(script: Option<&engine::Script>) -> String {
+    use std::hash::Hasher;
+    let mut h = std::hash::DefaultHasher::new();
+    h.write(b"rsips-stateless");
+    h.write(
+        script
+            .and_then(|s| s.sockets().first())
+            .map_or("", String::as_str)
+            .as_bytes(),
+    );
+    let n = h.finish() as u16;
+    sip::hex_lower(&n.to_be_bytes())
+}
+
+/// The To tag of a stateless reply: `<prefix>.<32 hex>` ([`sl_prefix`], then an MD5 of the
+/// request's identity), which lets [`absorbs_ack`] know the ACKs for it.
+pub fn sl_to_tag(req: &SipMessage, script: Option<&engine::Script>) -> String {
+    let mut tag = sl_prefix(script);
+    tag.push('.');
+    tag.push_str(&sip::hex_lower(&request_digest(req)));
+    tag
+}
+
+/// An ACK for a reply sl sent (its To tag carries our stateless prefix) ends here, before the
+/// script, and is counted (`received_ACKs`), as OpenSIPS' sl does: a negative stateless reply
+/// is not retransmitted, so its ACK has nowhere to go.
+pub fn absorbs_ack(msg: &SipMessage, script: &engine::Script) -> bool {
+    if msg.method() != Some(sip::Method::Ack) || !script.loads("sl") {
+        return false;
+    }
+    let Some(tag) = msg.to_tag().ok().flatten() else {
+        return false;
+    };
+    let prefix = sl_prefix(Some(script));
+    let ours = tag
+        .strip_prefix(prefix.as_str())
+        .is_some_and(|rest| rest.starts_with('.'));
+    if ours {
+        engine::stat!("sl", "received_ACKs").inc();
+    }
+    ours
 }
 
 /// Where a reply to `req` goes (RFC 3261 §18.2.2, RFC 3581): the source address when the top
@@ -131,17 +182,83 @@ pub fn reply_top_via(req: &SipMessage, source: SocketAddr, force_rport: bool) ->
     engine::forward::received_top_via(req, source, force_rport)
 }
 
-/// Builds the reply bytes for `ctx`'s request.
+/// Builds the reply bytes for `ctx`'s request (a transaction's local reply: tm's To tag).
 pub fn build_reply(ctx: &MsgCtx, code: u16, reason: &str) -> Option<(Vec<u8>, SocketAddr)> {
     build_reply_with_body(ctx, code, reason, None)
 }
 
-/// Builds the reply bytes for `ctx`'s request with an optional `(content type, body)`.
+/// Builds the reply bytes for `ctx`'s request with an optional `(content type, body)` (a
+/// transaction's local reply: tm's To tag).
 pub fn build_reply_with_body(
     ctx: &MsgCtx,
     code: u16,
     reason: &str,
     body: Option<(&str, &[u8])>,
+) -> Option<(Vec<u8>, SocketAddr)> {
+    build(ctx, code, reason, body, false)
+}
+
+/// A stateless reply (`sl_send_reply`, the core's replies to bad requests): its To tag is one
+/// [`absorbs_ack`] recognises.
+pub fn build_stateless_reply(
+    ctx: &MsgCtx,
+    code: u16,
+    reason: &str,
+) -> Option<(Vec<u8>, SocketAddr)> {
+    build(ctx, code, reason, None, true)
+}
+
+/// The `Server` header replies carry: none with `server_signature=no`, else `server_header`
+/// (a whole header line, as OpenSIPS takes it) or rsips' own.
+fn server_header(script: Option<&engine::Script>) -> Option<(String, String)> {
+    let Some(script) = script else {
+        return Some(("Server".into(), SERVER.into()));
+    };
+    if script.global_int("server_signature") == Some(0) {
+        return None;
+    }
+    match script.global_str("server_header") {
+        Some(line) => {
+            let (name, value) = line.split_once(':')?;
+            Some((name.trim().to_owned(), value.trim().to_owned()))
+        }
+        None => Some(("Server".into(), SERVER.into())),
+    }
+}
+
+const SERVER: &str = concat!("rsips (", env!("CARGO_PKG_VERSION"), ")");
+
+/// The Contact of a 3xx reply: the destination set (a rewritten R-URI, then every appended
+/// branch) with its q values, as OpenSIPS builds redirects.
+fn redirect_contacts(ctx: &MsgCtx) -> Option<String> {
+    let mut out = String::new();
+    let mut add = |uri: &str, q: i32| {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push('<');
+        out.push_str(uri);
+        out.push('>');
+        if q >= 0 {
+            out.push_str(";q=");
+            out.push_str(&engine::pv::q_text(q));
+        }
+    };
+    if let Some(uri) = &ctx.new_ruri {
+        add(uri, ctx.ruri_q);
+    }
+    for b in &ctx.branches {
+        add(&b.uri, b.q);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn build(
+    ctx: &MsgCtx,
+    code: u16,
+    reason: &str,
+    body: Option<(&str, &[u8])>,
+    stateless: bool,
 ) -> Option<(Vec<u8>, SocketAddr)> {
     let req = &ctx.msg;
     let source = ctx.receipt.as_ref()?.source;
@@ -166,14 +283,20 @@ pub fn build_reply_with_body(
                 b = b.header(h.name.as_str().unwrap_or(h.name_str), h.value);
             }
             HeaderName::To => {
-                // A 100 carries the To as it came (RFC 3261 §8.2.6.2): no need to parse it.
-                if code == 100 || req.to_tag().ok().flatten().is_some() {
+                // A tag from 180 up when the request has none (OpenSIPS); below that the To
+                // goes back as it came (RFC 3261 §8.2.6.2), without being parsed.
+                if code < 180 || req.to_tag().ok().flatten().is_some() {
                     b = b.header("To", h.value);
                 } else {
-                    let mut to = String::with_capacity(h.value.len() + 5 + 16);
+                    let tag = if stateless {
+                        sl_to_tag(req, ctx.script.as_deref())
+                    } else {
+                        to_tag(req)
+                    };
+                    let mut to = String::with_capacity(h.value.len() + 5 + tag.len());
                     to.push_str(h.value);
                     to.push_str(";tag=");
-                    to.push_str(&to_tag(req));
+                    to.push_str(&tag);
                     b = b.header("To", &to);
                 }
             }
@@ -185,7 +308,14 @@ pub fn build_reply_with_body(
             b = b.header(n.trim(), v.trim());
         }
     }
-    b = b.header("Server", concat!("rsips (", env!("CARGO_PKG_VERSION"), ")"));
+    if (300..400).contains(&code)
+        && let Some(contacts) = redirect_contacts(ctx)
+    {
+        b = b.header("Contact", &contacts);
+    }
+    if let Some((name, value)) = server_header(ctx.script.as_deref()) {
+        b = b.header(&name, &value);
+    }
     let data = match (body, &ctx.reply_body) {
         (Some((ct, body)), _) => b.header("Content-Type", ct).body(body),
         (None, Some(body)) => b.body(body.as_bytes()),
@@ -194,10 +324,34 @@ pub fn build_reply_with_body(
     Some((data, reply_destination_for(ctx, source)))
 }
 
-/// `sl_reply_error()`: the reply for the last internal error. rsips records none yet (it comes
-/// with transactions, #5), so this is the generic 500.
+/// `sl_reply_error()`: the reply for the last internal error a function met (OpenSIPS'
+/// `err2reason_phrase`), e.g. `477 Send failed (477/SL)` after `t_relay` could not send,
+/// `500 Server error occurred (1/SL)` when nothing more precise is known.
 fn reply_error(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
-    send_reply(f, &[Value::Int(500), Value::str("Server Internal Error")])
+    let (code, reason) = error_reply(f.msg.last_error);
+    send_reply(f, &[Value::Int(i64::from(code)), Value::from(reason)])
+}
+
+/// The SIP code and reason phrase for an internal error code (OpenSIPS `ser_error`).
+pub fn error_reply(error: i32) -> (u16, String) {
+    let error = if error == 0 { -1 } else { error };
+    let (text, code) = match error {
+        -473 => ("Filtered destination", 473),
+        -475 => ("Bad URI", 475),
+        -476 => ("Unresolvable destination", 476),
+        -477 => ("Send failed", 477),
+        -400 => ("Bad Request", 400),
+        -9 => ("Transaction tuple incomplete", 400),
+        -13 => ("Bad To", 400),
+        -11 => ("Error in external logic", 500),
+        -12 => ("Forking capacity exceeded", 500),
+        -15 => ("Invalid character in q parameter", 400),
+        -16 => ("Empty q parameter", 400),
+        -17 => ("q parameter too big", 400),
+        -18 => ("Decimal part missing in q", 400),
+        _ => ("Server error occurred", 500),
+    };
+    (code, format!("{text} ({}/SL)", -i64::from(error)))
 }
 
 fn send_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
@@ -218,7 +372,7 @@ fn send_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         .get(1)
         .map(|r| r.to_text().into_owned())
         .unwrap_or_default();
-    let Some((data, dest)) = build_reply(f.msg, code, &reason) else {
+    let Some((data, dest)) = build_stateless_reply(f.msg, code, &reason) else {
         return -1;
     };
     match code / 100 {

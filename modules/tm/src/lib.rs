@@ -349,8 +349,21 @@ fn bool_code(b: bool) -> i64 {
     if b { 1 } else { -1 }
 }
 
-/// `t_relay([flags][, outbound_proxy])`.
+/// `t_relay([flags][, outbound_proxy])`. A failure is kept as the message's last error for
+/// `sl_reply_error()` (OpenSIPS `ser_error`: unresolvable destination, send failed).
 fn t_relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let code = relay(f, args);
+    if code < 0 {
+        f.msg.last_error = match code {
+            -4 => -476,
+            -6 => -477,
+            _ => -1,
+        };
+    }
+    code
+}
+
+fn relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some(tm) = tm(f) else { return -1 };
     let now = Instant::now();
     let flags = args

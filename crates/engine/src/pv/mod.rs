@@ -3,6 +3,7 @@
 //! a string lookup. Reads are in `read.rs`.
 
 pub(crate) mod read;
+pub use read::q_text;
 pub mod sdp;
 pub(crate) mod sdp_body;
 pub mod time;

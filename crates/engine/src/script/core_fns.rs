@@ -128,6 +128,7 @@ impl Run<'_> {
                     }
                     Err(why) => {
                         self.log.log(-1, &format!("forward() failed: {why}"));
+                        self.ctx.last_error = -476;
                         -1
                     }
                 }
