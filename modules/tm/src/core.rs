@@ -38,6 +38,8 @@ pub struct Params {
     pub auto_100trying: bool,
     pub restart_fr_on_each_reply: bool,
     pub disable_6xx_block: bool,
+    /// The core's `disable_503_translation`: a 503 goes upstream as it came.
+    pub disable_503_translation: bool,
     /// Most branches one transaction may have (OpenSIPS: 256; rsips: configurable).
     pub max_branches: usize,
 }
@@ -53,6 +55,7 @@ impl Default for Params {
             auto_100trying: true,
             restart_fr_on_each_reply: true,
             disable_6xx_block: false,
+            disable_503_translation: false,
             max_branches: 4096,
         }
     }

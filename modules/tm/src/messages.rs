@@ -116,13 +116,14 @@ pub(crate) fn strip(ctx: &MsgCtx) -> MsgCtx {
 }
 
 /// A reply relayed upstream: our top Via removed, sent where the request came from (RFC 3261
-/// §18.2.2 via the receipt, on its connection for streams). A 503 becomes 500 (§16.7 step 6).
-pub(crate) fn relay_upstream(req: &MsgCtx, reply: &SipMessage) -> Option<Outbound> {
+/// §18.2.2 via the receipt, on its connection for streams). A 503 becomes 500 (§16.7 step 6)
+/// unless `keep_503` (the core's `disable_503_translation`).
+pub(crate) fn relay_upstream(req: &MsgCtx, reply: &SipMessage, keep_503: bool) -> Option<Outbound> {
     let receipt = req.receipt.as_ref()?;
     let mut edits = Edits::new();
     edits.remove_top_via(reply);
     let mut data = reply.serialize(&edits);
-    if reply.status() == Some(503) && data.starts_with(b"SIP/2.0 503") {
+    if !keep_503 && reply.status() == Some(503) && data.starts_with(b"SIP/2.0 503") {
         data.splice(8..11, *b"500");
     }
     let dest = sl::reply_destination_for(req, receipt.source);

@@ -334,6 +334,26 @@ fn without_failure_route_the_best_reply_goes_upstream_and_503_becomes_500() {
 }
 
 #[test]
+fn with_disable_503_translation_a_503_goes_upstream_as_it_came() {
+    let (tm, host) = setup(Params {
+        disable_503_translation: true,
+        ..params()
+    });
+    let t0 = Instant::now();
+    let ctx = request("OPTIONS", "z9hG4bK503keep", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let sent = host.take_full().pop().unwrap();
+    let (r, rctx) = reply_to(&sent, 503, "Service Unavailable", Some("x"));
+    tm.on_reply(&r, rctx, &mut script(), t0);
+    assert_eq!(
+        host.take(),
+        vec![("SIP/2.0 503 Service Unavailable".to_owned(), 5090)]
+    );
+}
+
+#[test]
 fn a_2xx_cancels_the_other_branches() {
     let (tm, host) = setup(params());
     let t0 = Instant::now();

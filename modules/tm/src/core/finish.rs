@@ -134,7 +134,9 @@ impl Tm {
             b.local,
         );
         let out = match (&reply, local) {
-            (Some(reply), false) => relay_upstream(&tx.request, reply),
+            (Some(reply), false) => {
+                relay_upstream(&tx.request, reply, self.params.disable_503_translation)
+            }
             _ => {
                 let req = tx.request.clone();
                 drop(tx);

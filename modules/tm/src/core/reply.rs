@@ -68,7 +68,11 @@ impl Tm {
                 } else if invite && (200..300).contains(&code) {
                     // 2xx retransmissions of an INVITE go through (the UAC must ACK them);
                     // a non-INVITE transaction absorbs its retransmitted final reply.
-                    sends.extend(relay_upstream(&tx.request, reply));
+                    sends.extend(relay_upstream(
+                        &tx.request,
+                        reply,
+                        self.params.disable_503_translation,
+                    ));
                 }
                 drop(tx);
                 for s in sends {
@@ -201,7 +205,8 @@ impl Tm {
             let mut tx = cell.lock();
             if !dropped
                 && !tx.final_sent
-                && let Some(out) = relay_upstream(&tx.request, reply)
+                && let Some(out) =
+                    relay_upstream(&tx.request, reply, self.params.disable_503_translation)
             {
                 tx.last_reply = Some(out.clone());
                 tx.last_code = code;
@@ -224,7 +229,7 @@ impl Tm {
                 });
                 return true;
             }
-            let out = relay_upstream(&tx.request, reply);
+            let out = relay_upstream(&tx.request, reply, self.params.disable_503_translation);
             if let Some(out) = &out {
                 self.note_reply_sent(&mut tx, id, code, false, out, now);
             }
