@@ -53,10 +53,12 @@ pub fn register_stats() {
 
 /// tm's parameters from the script's `modparam("tm", …)` lines.
 pub fn params(script: &engine::Script) -> Params {
-    let mut p = Params::default();
-    p.disable_503_translation = script
-        .global_int("disable_503_translation")
-        .is_some_and(|n| n != 0);
+    let mut p = Params {
+        disable_503_translation: script
+            .global_int("disable_503_translation")
+            .is_some_and(|n| n != 0),
+        ..Params::default()
+    };
     for (name, value) in script.modparams("tm") {
         let ParamValue::Int(n) = value else { continue };
         let n = (*n).max(0) as u64;
