@@ -135,9 +135,23 @@ pub fn absorbs_ack(msg: &SipMessage, script: &engine::Script) -> bool {
     if msg.method() != Some(sip::Method::Ack) || !script.loads("sl") {
         return false;
     }
+    // Our tags are `<4 hex>.…`; most ACKs (for 2xx, end to end) carry a UA's tag that is not:
+    // they are let go before the To is parsed.
+    let maybe_ours = msg.header(sip::HeaderName::To).is_some_and(|to| {
+        let b = to.as_bytes();
+        b.windows(9)
+            .any(|w| w[..4].eq_ignore_ascii_case(b"tag=") && w[8] == b'.')
+    });
+    if !maybe_ours {
+        return false;
+    }
     let Some(tag) = msg.to_tag().ok().flatten() else {
         return false;
     };
+    // Most ACKs (for 2xx, end to end) carry a UA's tag: tell them apart before hashing.
+    if tag.len() != 4 + 1 + 32 || tag.as_bytes().get(4) != Some(&b'.') {
+        return false;
+    }
     let prefix = sl_prefix(Some(script));
     let ours = tag
         .strip_prefix(prefix.as_str())
