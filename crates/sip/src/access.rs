@@ -52,6 +52,10 @@ fn bad(name: &'static str) -> ParseError {
     })
 }
 
+/// Which tag [`SipMessage::remember_tag`] keeps.
+pub(crate) const FROM_TAG: usize = 0;
+pub(crate) const TO_TAG: usize = 1;
+
 impl SipMessage {
     pub fn is_request(&self) -> bool {
         matches!(self.start, StartLine::Request { .. })
@@ -225,12 +229,51 @@ impl SipMessage {
 
     /// The From tag (`None` when the From header has none).
     pub fn from_tag(&self) -> Result<Option<&str>> {
-        Ok(self.from_header()?.tag())
+        self.tag_of(FROM_TAG)
     }
 
     /// The To tag (`None` for an out-of-dialog request).
     pub fn to_tag(&self) -> Result<Option<&str>> {
-        Ok(self.to_header()?.tag())
+        self.tag_of(TO_TAG)
+    }
+
+    /// A From or To tag: remembered after the first read (see [`SipMessage::remember_tag`]).
+    fn tag_of(&self, which: usize) -> Result<Option<&str>> {
+        if let Some(known) = self.tags.get(which).and_then(std::sync::OnceLock::get) {
+            return Ok(known.map(|s| self.str_at(s)));
+        }
+        let header = if which == FROM_TAG {
+            self.from_header()?
+        } else {
+            self.to_header()?
+        };
+        let tag = header.tag();
+        self.remember_tag(which, tag);
+        Ok(tag)
+    }
+
+    /// Keeps the tag a From (`FROM_TAG`) or To (`TO_TAG`) header was read with, when it is a
+    /// slice of the message text.
+    pub(crate) fn remember_tag(&self, which: usize, tag: Option<&str>) {
+        let span = match tag {
+            None => None,
+            Some(t) => {
+                let Some(start) = (t.as_ptr() as usize).checked_sub(self.text.as_ptr() as usize)
+                else {
+                    return;
+                };
+                if start + t.len() > self.text.len() {
+                    return;
+                }
+                Some(crate::message::Span {
+                    start: start as u32,
+                    end: (start + t.len()) as u32,
+                })
+            }
+        };
+        if let Some(slot) = self.tags.get(which) {
+            let _ = slot.set(span);
+        }
     }
 
     /// Call-ID (RFC 3261 §20.8): `word [ "@" word ]`, no white space.
@@ -514,6 +557,33 @@ mod tests {
             let got: Vec<_> = m.vias().collect();
             let want: Vec<_> = m.values(HeaderName::Via).map(Via::parse).collect();
             prop_assert_eq!(got, want);
+        }
+
+        /// The From and To tags a message remembers (from `check` or a first read) are the
+        /// tags a fresh parse of the headers gives.
+        #[test]
+        fn the_remembered_tags_are_the_parsed_ones(
+            from in name_addr_like(),
+            to in name_addr_like(),
+            checked in any::<bool>(),
+        ) {
+            let (from, to): (String, String) = (from, to);
+            let wire = format!(
+                "OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: {from}\r\n\
+                 To: {to}\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n"
+            );
+            let Ok(m) = SipMessage::parse(Bytes::from(wire)) else {
+                return Ok(());
+            };
+            let fresh_from = NameAddr::parse(m.header(HeaderName::From).unwrap_or("")).map(|n| n.tag());
+            let fresh_to = NameAddr::parse(m.header(HeaderName::To).unwrap_or("")).map(|n| n.tag());
+            if checked {
+                let _ = m.check();
+            }
+            for _ in 0..2 {
+                prop_assert_eq!(m.from_tag().ok(), fresh_from.clone().ok());
+                prop_assert_eq!(m.to_tag().ok(), fresh_to.clone().ok());
+            }
         }
 
         /// The top Via a message remembers (from `check` or a first `top_via`) is the Via a

@@ -71,8 +71,10 @@ impl SipMessage {
             via?;
         }
         if self.is_request() {
-            self.from_header()?;
-            self.to_header()?;
+            let from = self.from_header()?;
+            self.remember_tag(crate::access::FROM_TAG, from.tag());
+            let to = self.to_header()?;
+            self.remember_tag(crate::access::TO_TAG, to.tag());
         } else {
             // A response is relayed on its Vias, CSeq and Call-ID; like OpenSIPS, a proxy does
             // not judge the syntax of its From, To or Contact (a UA's business end to end),

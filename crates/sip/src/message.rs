@@ -110,6 +110,9 @@ pub struct SipMessage {
     /// on its way through (transaction key, reply address, relaying), and reads it once. `None`
     /// inside when it does not parse (each ask then reports the error).
     pub(crate) top_via: std::sync::OnceLock<Option<crate::headers::ViaSpans>>,
+    /// The From tag (`[0]`) and To tag (`[1]`) once read, as spans of the text (`None` inside:
+    /// no tag); asked for by transaction matching, dialog checks and replies alike.
+    pub(crate) tags: [std::sync::OnceLock<Option<Span>>; 2],
 }
 
 /// Finds the next line starting at `pos`: (content end, next line start). Accepts CRLF and bare LF.
@@ -202,6 +205,7 @@ impl SipMessage {
             headers_end: idx.end as u32,
             body: Span::new(idx.body_start, idx.body_start),
             top_via: std::sync::OnceLock::new(),
+            tags: Default::default(),
         };
         let body_end = msg
             .frame_body(idx.body_start, total, cfg)
@@ -253,6 +257,7 @@ impl SipMessage {
         };
         self.raw = self.raw.slice(skip..end);
         self.top_via = std::sync::OnceLock::new();
+        self.tags = Default::default();
         let text = self.text.get(skip..).unwrap_or("");
         self.text = self.text.slice_ref(text);
         match &mut self.start {
