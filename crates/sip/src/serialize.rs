@@ -336,7 +336,10 @@ impl ResponseBuilder {
     }
 
     pub fn header(mut self, name: &str, value: &str) -> ResponseBuilder {
-        push_line(&mut self.buf, &line(name, value));
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.extend_from_slice(b": ");
+        self.buf.extend_from_slice(value.as_bytes());
+        self.buf.extend_from_slice(b"\r\n");
         self
     }
 

@@ -224,19 +224,19 @@ pub fn build_stateless_reply(
 
 /// The `Server` header replies carry: none with `server_signature=no`, else `server_header`
 /// (a whole header line, as OpenSIPS takes it) or rsips' own.
-fn server_header(script: Option<&engine::Script>) -> Option<(String, String)> {
+fn server_header(script: Option<&engine::Script>) -> Option<(&str, &str)> {
     let Some(script) = script else {
-        return Some(("Server".into(), SERVER.into()));
+        return Some(("Server", SERVER));
     };
     if script.global_int("server_signature") == Some(0) {
         return None;
     }
-    match script.global_str("server_header") {
+    match script.global_text("server_header") {
         Some(line) => {
             let (name, value) = line.split_once(':')?;
-            Some((name.trim().to_owned(), value.trim().to_owned()))
+            Some((name.trim(), value.trim()))
         }
-        None => Some(("Server".into(), SERVER.into())),
+        None => Some(("Server", SERVER)),
     }
 }
 
@@ -283,15 +283,19 @@ fn build(
         match h.name {
             HeaderName::Via if first_via => {
                 first_via = false;
-                // Only the first value of a combined line is the top Via.
-                let mut values = sip::split_values(h.value);
-                let _ = values.next();
-                let rest: Vec<&str> = values.collect();
-                let mut v = top.clone().unwrap_or_else(|| h.value.to_owned());
-                if !rest.is_empty() {
-                    v = format!("{v}, {}", rest.join(", "));
+                match &top {
+                    // Nothing to record: the line goes back as it came.
+                    None => b = b.header("Via", h.value),
+                    Some(top) => {
+                        // Only the first value of a combined line is the top Via.
+                        let mut v = top.clone();
+                        for rest in sip::split_values(h.value).skip(1) {
+                            v.push_str(", ");
+                            v.push_str(rest);
+                        }
+                        b = b.header("Via", &v);
+                    }
                 }
-                b = b.header("Via", &v);
             }
             HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
                 b = b.header(h.name.as_str().unwrap_or(h.name_str), h.value);
@@ -328,7 +332,7 @@ fn build(
         b = b.header("Contact", &contacts);
     }
     if let Some((name, value)) = server_header(ctx.script.as_deref()) {
-        b = b.header(&name, &value);
+        b = b.header(name, value);
     }
     let data = match (body, &ctx.reply_body) {
         (Some((ct, body)), _) => b.header("Content-Type", ct).body(body),

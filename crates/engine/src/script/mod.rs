@@ -633,6 +633,14 @@ impl Script {
         }
     }
 
+    /// A global parameter set as text (a string, a name or an address), borrowed.
+    pub fn global_text(&self, name: &str) -> Option<&str> {
+        match self.globals.get(name)? {
+            GlobalValue::Str(s) | GlobalValue::Ident(s) | GlobalValue::Ip(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// A global parameter as text, if the script sets it.
     pub fn global_str(&self, name: &str) -> Option<String> {
         match self.globals.get(name)? {
