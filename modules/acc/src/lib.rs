@@ -145,13 +145,42 @@ pub fn line(what: &str, req: &MsgCtx, code: &str, reason: &str, to_tag: &str) ->
     )
 }
 
+/// An integer `modparam("acc", name, …)` of the script the request runs in.
+fn param(req: &MsgCtx, name: &str) -> Option<i64> {
+    req.script
+        .as_ref()?
+        .modparams("acc")
+        .find_map(|(n, v)| match v {
+            cfg::ast::ParamValue::Int(i) if n == name => Some(*i),
+            cfg::ast::ParamValue::Str(s) if n == name => s.trim().parse().ok(),
+            _ => None,
+        })
+}
+
+/// CANCEL transactions are reported only with `report_cancels` (OpenSIPS default: off).
+fn reported_method(req: &MsgCtx) -> bool {
+    req.msg.method() != Some(sip::Method::Cancel) || param(req, "report_cancels").unwrap_or(0) != 0
+}
+
 /// tm's report of a final reply sent upstream for an accounted transaction: successful ones
 /// always, negative ones with the `failed` flag.
 pub fn report(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
     let Some(acc) = req.acc.filter(|a| a.log) else {
         return;
     };
-    if code >= 300 && !acc.failed {
+    if code >= 300 && !acc.failed || !reported_method(req) {
+        return;
+    }
+    log::info!(target: "acc", "{}", line("transaction answered", req, &code.to_string(), reason, to_tag));
+}
+
+/// tm's report of a 183 relayed upstream: accounted like an answer with `early_media`.
+pub fn report_early(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
+    if code != 183
+        || req.acc.filter(|a| a.log).is_none()
+        || param(req, "early_media").unwrap_or(0) == 0
+        || !reported_method(req)
+    {
         return;
     }
     log::info!(target: "acc", "{}", line("transaction answered", req, &code.to_string(), reason, to_tag));
@@ -159,7 +188,7 @@ pub fn report(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
 
 /// tm's report of a failed INVITE branch of an accounted transaction with `missed`.
 pub fn report_missed(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
-    if req.acc.filter(|a| a.log && a.missed).is_none() {
+    if req.acc.filter(|a| a.log && a.missed).is_none() || !reported_method(req) {
         return;
     };
     log::info!(target: "acc", "{}", line("call missed", req, &code.to_string(), reason, to_tag));

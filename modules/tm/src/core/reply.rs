@@ -208,6 +208,14 @@ impl Tm {
                 && let Some(out) =
                     relay_upstream(&tx.request, reply, self.params.disable_503_translation)
             {
+                if code == 183 && acc::wanted(&tx.request).is_some() {
+                    acc::report_early(
+                        &tx.request,
+                        code,
+                        reply.reason_phrase().unwrap_or(""),
+                        reply.to_tag().ok().flatten().unwrap_or(""),
+                    );
+                }
                 tx.last_reply = Some(out.clone());
                 tx.last_code = code;
                 self.host.send(out, None);

@@ -1,0 +1,115 @@
+//! acc's module parameters in log mode: `report_cancels` (CANCEL transactions are reported only
+//! when it is on) and `early_media` (a 183 is accounted only when it is on).
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use engine::{Accounting, Available, MsgCtx, Script};
+use sip::SipMessage;
+
+/// Every line logged to the `acc` target, in order.
+static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// The tests share the logger: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if record.target() == "acc" {
+            LINES.lock().unwrap().push(record.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture;
+
+fn captured() -> Vec<String> {
+    std::mem::take(&mut *LINES.lock().unwrap())
+}
+
+fn script(modparams: &str) -> Arc<Script> {
+    let src = format!("loadmodule \"acc.so\"\n{modparams}\nroute {{ exit; }}\n");
+    let mut sources = cfg::SourceMap::new();
+    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src);
+    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+    let available = Available {
+        modules: vec![&acc::MODULE],
+        builtin: Vec::new(),
+        argv: Vec::new(),
+    };
+    Arc::new(Script::compile(&parsed.config, &sources, &available).unwrap())
+}
+
+/// An accounted (`log`) request of `method` handled by `script`.
+fn request(method: &str, script: &Arc<Script>) -> MsgCtx {
+    let text = format!(
+        "{method} sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKacc\r\n\
+         From: <sip:alice@example.com>;tag=f1\r\nTo: <sip:bob@example.com>\r\nCall-ID: acc-1\r\n\
+         CSeq: 1 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    let mut ctx = MsgCtx::new(SipMessage::parse(Bytes::from(text)).unwrap());
+    ctx.acc = Some(Accounting {
+        log: true,
+        ..Accounting::default()
+    });
+    ctx.script = Some(Arc::clone(script));
+    ctx
+}
+
+fn setup() -> std::sync::MutexGuard<'static, ()> {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = log::set_logger(&CAPTURE);
+    log::set_max_level(log::LevelFilter::Trace);
+    captured();
+    guard
+}
+
+#[test]
+fn cancel_transactions_are_reported_only_with_report_cancels() {
+    let _serial = setup();
+    let quiet = script("modparam(\"acc\", \"report_cancels\", 0)");
+    acc::report(&request("CANCEL", &quiet), 200, "OK", "t1");
+    acc::report(&request("INVITE", &quiet), 200, "OK", "t1");
+    let lines = captured();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains(";method=INVITE;"), "{lines:?}");
+
+    let loud = script("modparam(\"acc\", \"report_cancels\", 1)");
+    acc::report(&request("CANCEL", &loud), 200, "canceling", "t1");
+    let lines = captured();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("ACC: transaction answered: timestamp=")
+            && lines[0].contains(
+                ";method=CANCEL;from_tag=f1;to_tag=t1;call_id=acc-1;code=200;reason=canceling"
+            ),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_183_is_accounted_only_with_early_media() {
+    let _serial = setup();
+    let off = script("");
+    acc::report_early(&request("INVITE", &off), 183, "Session Progress", "t2");
+    assert_eq!(captured(), Vec::<String>::new());
+
+    let on = script("modparam(\"acc\", \"early_media\", 1)");
+    acc::report_early(&request("INVITE", &on), 180, "Ringing", "t2");
+    assert_eq!(captured(), Vec::<String>::new(), "only a 183");
+    acc::report_early(&request("INVITE", &on), 183, "Session Progress", "t2");
+    let lines = captured();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(";method=INVITE;")
+            && lines[0].contains(";code=183;reason=Session Progress"),
+        "{lines:?}"
+    );
+}
