@@ -5,8 +5,7 @@
 //! clock. Sends go through a [`Host`]; script routes run through a [`Runner`]. No lock is held
 //! while either is called.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -17,6 +16,7 @@ use sip::{Method, SipMessage};
 mod finish;
 mod local;
 mod reply;
+mod wheel;
 
 pub use crate::messages::parse_tid;
 use crate::messages::{
@@ -360,7 +360,7 @@ pub struct Tm {
     host: Arc<dyn Host>,
     txs: Mutex<HashMap<u64, Arc<TxCell>>>,
     by_key: Mutex<HashMap<String, u64>>,
-    timers: Mutex<BinaryHeap<Reverse<(Instant, u64)>>>,
+    timers: Mutex<wheel::TimerWheel>,
     /// Transactions to look at on the next tick whatever the time (a branch failed to send).
     urgent: Mutex<Vec<u64>>,
     next_id: AtomicU64,
@@ -388,7 +388,7 @@ impl Tm {
             host,
             txs: Mutex::new(HashMap::new()),
             by_key: Mutex::new(HashMap::new()),
-            timers: Mutex::new(BinaryHeap::new()),
+            timers: Mutex::new(wheel::TimerWheel::new(Instant::now())),
             urgent: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             reply_route,
@@ -426,7 +426,7 @@ impl Tm {
     }
 
     fn schedule(&self, at: Instant, id: u64) {
-        lock(&self.timers).push(Reverse((at, id)));
+        lock(&self.timers).push(at, id);
     }
 
     /// What a request is to the existing transactions.

@@ -168,15 +168,12 @@ impl Tm {
                 self.run_timers(&cell, now, runner);
             }
         }
-        loop {
-            let id = {
-                let mut heap = lock(&self.timers);
-                match heap.peek() {
-                    Some(Reverse((at, _))) if *at <= now => heap.pop().map(|Reverse((_, id))| id),
-                    _ => None,
-                }
-            };
-            let Some(id) = id else { break };
+        let mut due = Vec::new();
+        lock(&self.timers).due(now, &mut due);
+        // A transaction may have several timers due at once: its timers run once.
+        due.sort_unstable();
+        due.dedup();
+        for id in due {
             let Some(cell) = lock(&self.txs).get(&id).cloned() else {
                 continue;
             };
