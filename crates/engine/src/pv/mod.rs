@@ -327,6 +327,8 @@ pub enum AddrPart {
     Host,
     Name,
     Tag,
+    /// A header parameter of the address (`reason`, `privacy` of a Diversion).
+    Param(&'static str),
 }
 
 fn index_of(spec: &PvSpec) -> Option<Index> {
@@ -403,6 +405,9 @@ impl CorePv {
             ("pn", None) => CorePv::AddrHeader("P-Preferred-Identity", A::Name),
             ("rt", None) => CorePv::AddrHeader("Refer-To", A::Uri),
             ("di", None) => CorePv::AddrHeader("Diversion", A::Uri),
+            ("dir", None) => CorePv::AddrHeader("Diversion", A::Param("reason")),
+            ("dip", None) => CorePv::AddrHeader("Diversion", A::Param("privacy")),
+            ("re", None) => CorePv::AddrHeader("Remote-Party-ID", A::Uri),
             ("path", None) => CorePv::Path,
             ("au", None) => CorePv::Auth(AuthPart::User),
             ("ad", None) => CorePv::Auth(AuthPart::Domain),

@@ -45,6 +45,7 @@ fn addr_part(msg: &SipMessage, a: Option<NameAddr<'_>>, part: AddrPart) -> Value
             std::borrow::Cow::Owned(o) => Value::from(o),
         }),
         AddrPart::Tag => opt_text(msg, a.tag()),
+        AddrPart::Param(name) => opt_text(msg, a.param(name).flatten()),
     }
 }
 
@@ -808,7 +809,8 @@ From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 7 INVITE\r\n\
 P-Asserted-Identity: \"Alice\" <sip:+15551234@carrier.example>, <tel:+15551234>\r\n\
 P-Preferred-Identity: \"Al\" <sip:al@pref.example>\r\n\
 Refer-To: <sip:carol@chicago.com>\r\n\
-Diversion: <sip:dave@example.org>;reason=busy\r\n\
+Diversion: <sip:dave@example.org>;reason=busy;privacy=full\r\n\
+Remote-Party-ID: \"Eve\" <sip:eve@rpid.example>;party=calling;screen=yes\r\n\
 Path: <sip:p1.example.com;lr>\r\nPath: <sip:p2.example.com;lr>\r\n\
 Proxy-Authorization: Digest username=\"alice@atlanta.com\", realm=\"atlanta.com\", nonce=\"abc\", uri=\"sip:bob@biloxi.com\", response=\"0123\", qop=auth, nc=00000001, cnonce=\"xyz\", algorithm=SHA-256\r\n\
 Content-Length: 0\r\n\r\n";
@@ -820,6 +822,9 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(read(&c, "$pn"), Value::str("Al"));
         assert_eq!(read(&c, "$rt"), Value::str("sip:carol@chicago.com"));
         assert_eq!(read(&c, "$di"), Value::str("sip:dave@example.org"));
+        assert_eq!(read(&c, "$dir"), Value::str("busy"));
+        assert_eq!(read(&c, "$dip"), Value::str("full"));
+        assert_eq!(read(&c, "$re"), Value::str("sip:eve@rpid.example"));
         assert_eq!(
             read(&c, "$path"),
             Value::str("<sip:p1.example.com;lr>,<sip:p2.example.com;lr>")
