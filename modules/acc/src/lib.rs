@@ -1,4 +1,5 @@
-//! The OpenSIPS `acc` module, log mode: `do_accounting("log", "cdr|missed|failed")`,
+//! The OpenSIPS `acc` module, log mode: `do_accounting("log", "missed|failed")` (`cdr` needs
+//! the dialog module, which rsips does not have: refused with OpenSIPS' error),
 //! `drop_accounting()`, `acc_log_request(comment)`. tm reports the transactions it completes
 //! ([`report`]); lines go to the log as OpenSIPS writes them:
 //! `ACC: transaction answered: timestamp=…;method=…;from_tag=…;to_tag=…;call_id=…;code=…;reason=…`.
@@ -63,10 +64,22 @@ fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         .first()
         .map(|v| v.to_text().to_ascii_lowercase())
         .unwrap_or_default();
+    // An absent optional parameter is NULL, not the text `<null>`.
     let flags = args
         .get(1)
+        .filter(|v| !matches!(v, Value::Null))
         .map(|v| v.to_text().to_ascii_lowercase())
         .unwrap_or_default();
+    // OpenSIPS: a CANCEL is accounted only with `report_cancels` (a warning, and success).
+    if f.msg.msg.method() == Some(sip::Method::Cancel)
+        && script_param(f.script, "report_cancels").unwrap_or(0) == 0
+    {
+        f.log.log(
+            1,
+            "do_accounting() called on CANCEL but 'report_cancels' modparam not set - no accounting will be done for this transaction!\n",
+        );
+        return 1;
+    }
     let mut acc = f.msg.acc.unwrap_or_default();
     for t in types.split('|').map(str::trim) {
         match t {
@@ -89,7 +102,12 @@ fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     }
     for flag in flags.split('|').map(str::trim).filter(|s| !s.is_empty()) {
         match flag {
-            "cdr" => acc.cdr = true,
+            // CDRs come from the dialog module, which rsips does not have: as OpenSIPS does
+            // without it, the flag is refused with an error and the rest applies.
+            "cdr" => f.log.log(
+                -1,
+                "do_accounting: dialog module not loaded - cdrs cannot be generated\n",
+            ),
             "missed" => acc.missed = true,
             "failed" => acc.failed = true,
             _ => {
@@ -147,14 +165,15 @@ pub fn line(what: &str, req: &MsgCtx, code: &str, reason: &str, to_tag: &str) ->
 
 /// An integer `modparam("acc", name, …)` of the script the request runs in.
 fn param(req: &MsgCtx, name: &str) -> Option<i64> {
-    req.script
-        .as_ref()?
-        .modparams("acc")
-        .find_map(|(n, v)| match v {
-            cfg::ast::ParamValue::Int(i) if n == name => Some(*i),
-            cfg::ast::ParamValue::Str(s) if n == name => s.trim().parse().ok(),
-            _ => None,
-        })
+    script_param(req.script.as_ref()?, name)
+}
+
+fn script_param(script: &engine::Script, name: &str) -> Option<i64> {
+    script.modparams("acc").find_map(|(n, v)| match v {
+        cfg::ast::ParamValue::Int(i) if n == name => Some(*i),
+        cfg::ast::ParamValue::Str(s) if n == name => s.trim().parse().ok(),
+        _ => None,
+    })
 }
 
 /// CANCEL transactions are reported only with `report_cancels` (OpenSIPS default: off).

@@ -113,3 +113,51 @@ fn a_183_is_accounted_only_with_early_media() {
         "{lines:?}"
     );
 }
+
+/// Runs `route { body }` over an unaccounted request of `method`; returns what it left in the
+/// context and the lines it logged.
+fn run(modparams: &str, body: &str, method: &str) -> (Option<Accounting>, Vec<String>) {
+    let src = format!("loadmodule \"acc.so\"\n{modparams}\nroute {{ {body} }}\n");
+    let mut sources = cfg::SourceMap::new();
+    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src);
+    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+    let available = Available {
+        modules: vec![&acc::MODULE],
+        builtin: Vec::new(),
+        argv: Vec::new(),
+    };
+    let script = Arc::new(Script::compile(&parsed.config, &sources, &available).unwrap());
+    let mut ctx = request(method, &script);
+    ctx.acc = None;
+    let (mut worker, mut log) = (engine::Worker::default(), engine::MemoryLog::default());
+    script.run(&mut worker, &mut ctx, &mut log).unwrap();
+    (ctx.acc, log.lines.into_iter().map(|(_, l)| l).collect())
+}
+
+#[test]
+fn cdr_needs_the_dialog_module_and_cancel_needs_report_cancels() {
+    let _serial = setup();
+    // No dialog module in rsips: `cdr` is refused with OpenSIPS' error, the rest applies.
+    let (acc, log) = run("", r#"do_accounting("log", "cdr|failed");"#, "INVITE");
+    let acc = acc.unwrap();
+    assert!(acc.log && acc.failed && !acc.cdr, "{acc:?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("dialog module not loaded - cdrs cannot be generated")),
+        "{log:?}"
+    );
+    // A CANCEL is not accounted unless report_cancels is on.
+    let (acc, log) = run("", r#"do_accounting("log");"#, "CANCEL");
+    assert_eq!(acc, None);
+    assert!(
+        log.iter()
+            .any(|l| l.contains("'report_cancels' modparam not set")),
+        "{log:?}"
+    );
+    let (acc, log) = run(
+        "modparam(\"acc\", \"report_cancels\", 1)",
+        r#"do_accounting("log");"#,
+        "CANCEL",
+    );
+    assert!(acc.is_some_and(|a| a.log), "{log:?}");
+}
