@@ -148,14 +148,24 @@ fn the_to_tag_comes_from_180_up_and_the_ack_for_a_stateless_reply_is_absorbed() 
         ("127.0.0.1", server.port),
     )
     .unwrap();
+    // Our tag on an ACK with another top Via (another server's reply, seen passing through):
+    // not ours.
+    c.send_to(
+        request("ACK", "passing", &tag).as_bytes(),
+        ("127.0.0.1", server.port),
+    )
+    .unwrap();
     let log_path = server.dir.join("rsips.log");
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut log = String::new();
-    while Instant::now() < deadline && !log.contains("script saw ACK other") {
+    while Instant::now() < deadline
+        && !(log.contains("script saw ACK other") && log.contains("script saw ACK passing"))
+    {
         std::thread::sleep(Duration::from_millis(50));
         log = std::fs::read_to_string(&log_path).unwrap_or_default();
     }
     assert!(log.contains("script saw ACK other"), "{log}");
+    assert!(log.contains("script saw ACK passing"), "{log}");
     assert!(!log.contains("script saw ACK busy"), "{log}");
 }
 

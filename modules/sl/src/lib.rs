@@ -119,20 +119,42 @@ fn sl_prefix(script: Option<&engine::Script>) -> String {
     sip::hex_lower(&n.to_be_bytes())
 }
 
-/// The To tag of a stateless reply: `<prefix>.<32 hex>` ([`sl_prefix`], then an MD5 of the
-/// request's identity), which lets [`absorbs_ack`] know the ACKs for it.
+/// The second part of a stateless To tag: an MD5 of the request's top Via host, port and
+/// branch (as OpenSIPS'), the same for the request, its retransmissions and the ACK for its
+/// negative reply (RFC 3261 §17.1.1.3: that ACK repeats the request's top Via).
+fn sl_suffix(req: &SipMessage) -> String {
+    let mut h = Md5::new();
+    if let Ok(via) = req.top_via() {
+        h.update(via.host().as_str().as_bytes());
+        h.update(b"|");
+        let mut port = String::new();
+        if let Some(p) = via.port() {
+            sip::push_decimal(&mut port, u64::from(p));
+        }
+        h.update(port.as_bytes());
+        h.update(b"|");
+        h.update(via.branch().unwrap_or("").as_bytes());
+    }
+    sip::hex_lower(&h.finalize())
+}
+
+/// The To tag of a stateless reply: `<prefix>.<32 hex>` ([`sl_prefix`], then [`sl_suffix`]),
+/// which lets [`absorbs_ack`] know the ACKs for it.
 pub fn sl_to_tag(req: &SipMessage, script: Option<&engine::Script>) -> String {
     let mut tag = sl_prefix(script);
     tag.push('.');
-    tag.push_str(&sip::hex_lower(&request_digest(req)));
+    tag.push_str(&sl_suffix(req));
     tag
 }
 
-/// An ACK for a reply sl sent (its To tag carries our stateless prefix) ends here, before the
-/// script, and is counted (`received_ACKs`), as OpenSIPS' sl does: a negative stateless reply
-/// is not retransmitted, so its ACK has nowhere to go.
+/// An ACK for a reply sl sent ends here, before the script, and is counted (`received_ACKs`),
+/// as OpenSIPS' sl does: a negative stateless reply is not retransmitted, so its ACK has
+/// nowhere to go. It is ours when its whole To tag is the one we would give its request: our
+/// prefix and the digest of the top Via the ACK repeats — an ACK for another server's
+/// stateless reply that passes through here carries another Via digest and goes on.
 pub fn absorbs_ack(msg: &SipMessage, script: &engine::Script) -> bool {
-    if msg.method() != Some(sip::Method::Ack) || !script.loads("sl") {
+    if msg.method() != Some(sip::Method::Ack) || !(script.loads("sl") || script.loads("signaling"))
+    {
         return false;
     }
     // Our tags are `<4 hex>.…`; most ACKs (for 2xx, end to end) carry a UA's tag that is not:
@@ -148,14 +170,10 @@ pub fn absorbs_ack(msg: &SipMessage, script: &engine::Script) -> bool {
     let Some(tag) = msg.to_tag().ok().flatten() else {
         return false;
     };
-    // Most ACKs (for 2xx, end to end) carry a UA's tag: tell them apart before hashing.
     if tag.len() != 4 + 1 + 32 || tag.as_bytes().get(4) != Some(&b'.') {
         return false;
     }
-    let prefix = sl_prefix(Some(script));
-    let ours = tag
-        .strip_prefix(prefix.as_str())
-        .is_some_and(|rest| rest.starts_with('.'));
+    let ours = tag == sl_to_tag(msg, Some(script));
     if ours {
         engine::stat!("sl", "received_ACKs").inc();
     }

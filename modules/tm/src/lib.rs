@@ -354,17 +354,17 @@ fn bool_code(b: bool) -> i64 {
     if b { 1 } else { -1 }
 }
 
-/// `t_relay([flags][, outbound_proxy])`. A failure is kept as the message's last error for
-/// `sl_reply_error()` (OpenSIPS `ser_error`: unresolvable destination, send failed).
+/// `t_relay([flags][, outbound_proxy])`. Its outcome is the message's last error for
+/// `sl_reply_error()` (OpenSIPS `ser_error`: unresolvable destination, send failed; none when
+/// it relayed).
 fn t_relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let code = relay(f, args);
-    if code < 0 {
-        f.msg.last_error = match code {
-            -4 => -476,
-            -6 => -477,
-            _ => -1,
-        };
-    }
+    f.msg.last_error = match code {
+        c if c >= 0 => 0,
+        -4 => -476,
+        -6 => -477,
+        _ => -1,
+    };
     code
 }
 

@@ -124,6 +124,7 @@ impl Run<'_> {
                 match crate::forward::forward(self.ctx, dest.as_deref(), &self.script.net) {
                     Ok(out) => {
                         self.ctx.outbox.push(out);
+                        self.ctx.last_error = 0;
                         1
                     }
                     Err(why) => {
