@@ -180,7 +180,14 @@ fn frame(buf: &[u8]) -> Frame {
     match buf.first() {
         None => return Frame::Partial,
         Some(b':') => {}
-        Some(_) => return line_end(0).map_or(Frame::Partial, Frame::Junk),
+        // Not a request: up to the end of its line, or to a `:` that may start one.
+        Some(_) => {
+            let end = buf
+                .iter()
+                .position(|b| *b == b':' || *b == b'\n')
+                .map_or(buf.len(), |i| if buf[i] == b'\n' { i + 1 } else { i });
+            return Frame::Junk(end);
+        }
     }
     // The reply name runs to the next `:` on the same line.
     let Some(colon) = buf
@@ -207,6 +214,12 @@ fn frame(buf: &[u8]) -> Frame {
     }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for (i, b) in buf.iter().enumerate().skip(value) {
+        // A broken request must not hold back the ones after it: a raw line end inside a
+        // string (never valid JSON), or a line that starts a new `:name:` request, ends it
+        // where it is, to be answered with a parse error.
+        if *b == b'\n' && (in_string || buf.get(i + 1) == Some(&b':')) {
+            return Frame::Request(i + 1);
+        }
         if in_string {
             match b {
                 _ if escaped => escaped = false,
@@ -393,6 +406,29 @@ mod frame_tests {
     }
 
     #[test]
+    fn a_broken_request_ends_where_the_next_one_starts() {
+        let unterminated = b":a:{\"x\":\"no end\n:b:{}";
+        assert_eq!(
+            frame(unterminated),
+            Frame::Request(16),
+            "a line end inside a string"
+        );
+        let unbalanced = b":a:{\"x\":1\n:b:{}";
+        assert_eq!(
+            frame(unbalanced),
+            Frame::Request(10),
+            "a new request on the next line"
+        );
+        assert_eq!(frame(&unbalanced[10..]), Frame::Request(5));
+        let pretty = b":a:{\n  \"x\": 1\n}";
+        assert_eq!(
+            frame(pretty),
+            Frame::Request(pretty.len()),
+            "pretty-printed JSON is one"
+        );
+    }
+
+    #[test]
     fn unfinished_requests_wait_and_junk_is_skipped() {
         assert_eq!(frame(b""), Frame::Partial);
         assert_eq!(frame(b":r1"), Frame::Partial);
@@ -405,7 +441,12 @@ mod frame_tests {
         );
         assert_eq!(frame(b"\n\n  :a:{}"), Frame::Junk(4));
         assert_eq!(frame(b"hello\n:a:{}"), Frame::Junk(6));
-        assert_eq!(frame(b"hello"), Frame::Partial);
+        assert_eq!(frame(b"hello"), Frame::Junk(5));
+        assert_eq!(
+            frame(b"\0:a:{}"),
+            Frame::Junk(1),
+            "a stray byte before a request"
+        );
         assert_eq!(frame(b":name without colon\n:a:{}"), Frame::Junk(20));
     }
 }
@@ -514,6 +555,32 @@ mod sequence_tests {
             answer.as_deref().is_some_and(|a| a.contains("\"id\":2")),
             "{answer:?}"
         );
+    }
+
+    /// A request whose JSON is cut short, followed at once by a good one (no pause for the
+    /// stall timer): both are answered, the first with a parse error.
+    #[test]
+    fn a_broken_request_does_not_hold_back_the_next() {
+        let served = served("broken");
+        create(&served.dir.join("reply-b1"), 0o600).unwrap();
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&served.path)
+            .unwrap();
+        w.write_all(b":reply-b1:{\"jsonrpc\":\"2.0\",\"method\":\"x\n")
+            .unwrap();
+        drop(w);
+        let answer = ask(&served, 2, &request(2));
+        assert!(
+            answer.as_deref().is_some_and(|a| a.contains("\"id\":2")),
+            "{answer:?}"
+        );
+        let mut first = String::new();
+        std::fs::File::open(served.dir.join("reply-b1"))
+            .unwrap()
+            .read_to_string(&mut first)
+            .unwrap();
+        assert!(first.contains("-32700"), "{first}");
     }
 
     /// Removed from under the server, the FIFO comes back and is served.
