@@ -39,6 +39,10 @@ loadmodule "sipmsgops.so"
 loadmodule "acc.so"
 modparam("tm", "fr_timeout", 15)
 modparam("tm", "fr_inv_timeout", 3)
+modparam("acc", "extra_fields", "log: src_ip; dst_ip->callee_ip")
+onreply_route {{
+    if ($rs >= 200) $acc_extra(dst_ip) = $si;
+}}
 route {{
     if (!mf_process_maxfwd_header(10)) {{ sl_send_reply(483, "Too Many Hops"); exit; }}
     if (has_totag()) {{
@@ -57,6 +61,7 @@ route {{
     if (is_method("INVITE")) {{
         record_route();
         do_accounting("log", "missed|failed");
+        $acc_extra(src_ip) = $si;
     }}
     if ($rU == "failover" || $rU == "busy") $du = "sip:127.0.0.1:{busy}";
     else $du = "sip:127.0.0.1:{uas}";
@@ -274,6 +279,8 @@ fn basic_calls_with_record_route_and_loose_routed_bye() {
         ";to_tag=",
         ";call_id=",
         ";code=200;reason=OK",
+        // extra_fields: one value set in the request route, one in the onreply route.
+        ";src_ip=127.0.0.1;callee_ip=127.0.0.1",
     ] {
         assert!(line.contains(part), "{line}");
     }

@@ -274,7 +274,14 @@ pub struct MsgCtx {
     /// destination, -477 send failed, -12 too many branches …; 0: none), which
     /// `sl_reply_error()` turns into a reply.
     pub last_error: i32,
+    /// acc's `$acc_extra(tag)` values. Shared by every copy of the context (the transaction's
+    /// request, its onreply and failure routes), so that a value set in any of them is there
+    /// when the transaction is accounted, as OpenSIPS keeps them in the transaction.
+    pub acc_extra: Option<AccExtra>,
 }
+
+/// `$acc_extra(tag)` values, by tag, in the order they were first set.
+pub type AccExtra = std::sync::Arc<std::sync::Mutex<Vec<(String, crate::Value)>>>;
 
 /// One destination `serialize_branches` put aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -333,6 +340,7 @@ impl MsgCtx {
             sdp_ops: None,
             serial: Vec::new(),
             last_error: 0,
+            acc_extra: None,
         }
     }
 

@@ -148,19 +148,73 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// One accounting line for the request in `req`.
+/// One accounting line for the request in `req`, with the `extra_fields` of the log backend
+/// after the core fields.
 pub fn line(what: &str, req: &MsgCtx, code: &str, reason: &str, to_tag: &str) -> String {
     let msg = &req.msg;
     let method = msg
         .cseq()
         .map(|c| c.method_str.to_owned())
         .unwrap_or_default();
-    format!(
+    let mut line = format!(
         "ACC: {what}: timestamp={};method={method};from_tag={};to_tag={to_tag};call_id={};code={code};reason={reason}",
         unix_now(),
         msg.from_tag().ok().flatten().unwrap_or(""),
         msg.call_id().unwrap_or(""),
-    )
+    );
+    if let Some(script) = req.script.as_ref() {
+        let fields = log_extra_fields(script);
+        if !fields.is_empty() {
+            let values = req
+                .acc_extra
+                .as_ref()
+                .map(|x| {
+                    x.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone()
+                })
+                .unwrap_or_default();
+            for (tag, name) in fields {
+                line.push(';');
+                line.push_str(&name);
+                line.push('=');
+                if let Some((_, v)) = values.iter().find(|(t, _)| *t == tag) {
+                    line.push_str(&v.to_text());
+                }
+            }
+        }
+    }
+    line
+}
+
+/// The `(tag, log name)` pairs of the `log` backend in `extra_fields`
+/// (`"log: a->My_a_Field; b"`: a tag without `->` is logged under its own name).
+pub fn log_extra_fields(script: &engine::Script) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, value) in script.modparams("acc") {
+        let cfg::ast::ParamValue::Str(spec) = value else {
+            continue;
+        };
+        if name != "extra_fields" {
+            continue;
+        }
+        let Some((backend, list)) = spec.split_once(':') else {
+            continue;
+        };
+        if !backend.trim().eq_ignore_ascii_case("log") {
+            continue;
+        }
+        for item in list.split(';').map(str::trim).filter(|i| !i.is_empty()) {
+            let (tag, name) = match item.split_once("->") {
+                Some((t, n)) => (t.trim(), n.trim()),
+                None => (item, item),
+            };
+            if !tag.is_empty() && !name.is_empty() {
+                out.push((tag.to_owned(), name.to_owned()));
+            }
+        }
+    }
+    out
 }
 
 /// An integer `modparam("acc", name, …)` of the script the request runs in.

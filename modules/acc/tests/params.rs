@@ -161,3 +161,33 @@ fn cdr_needs_the_dialog_module_and_cancel_needs_report_cancels() {
     );
     assert!(acc.is_some_and(|a| a.log), "{log:?}");
 }
+
+#[test]
+fn extra_fields_follow_the_core_fields_of_the_log_line() {
+    let _serial = setup();
+    let (_, log) = run(
+        "modparam(\"acc\", \"extra_fields\", \"log: src->src_ip; dst\")\n\
+         modparam(\"acc\", \"extra_fields\", \"db: src->col_src\")",
+        r#"$acc_extra(src) = "192.0.2.1";
+           $acc_extra(other) = "x";
+           xlog("read=$acc_extra(src) none=$acc_extra(dst)\n");
+           acc_log_request("200 Done");
+           $acc_extra(src) = NULL;
+           acc_log_request("404 Gone");"#,
+        "MESSAGE",
+    );
+    assert_eq!(
+        log.first().map(String::as_str),
+        Some("read=192.0.2.1 none=<null>\n")
+    );
+    let lines: Vec<&String> = log.iter().filter(|l| l.starts_with("ACC: ")).collect();
+    assert_eq!(lines.len(), 2, "{log:?}");
+    assert!(
+        lines[0].contains(";code=200;reason=Done;src_ip=192.0.2.1;dst=\n"),
+        "only the log backend's fields, in their order: {log:?}"
+    );
+    assert!(
+        lines[1].contains(";code=404;reason=Gone;src_ip=;dst=\n"),
+        "{log:?}"
+    );
+}

@@ -370,6 +370,11 @@ fn t_relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 
 fn relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some(tm) = tm(f) else { return -1 };
+    // acc's `$acc_extra` values follow the transaction: from here on every copy of the
+    // context (the stored request, its onreply and failure routes) shares one set.
+    if f.script.loads("acc") {
+        f.msg.acc_extra.get_or_insert_with(Default::default);
+    }
     let now = Instant::now();
     let flags = args
         .first()

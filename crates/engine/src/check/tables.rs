@@ -353,6 +353,7 @@ pub(crate) const MODULE_PVS: &[(&str, &str)] = &[
     ("DLG_", "dialog"),
     ("dlg_val", "dialog"),
     ("rr_params", "rr"),
+    ("acc_extra", "acc"),
     ("rl_count", "ratelimit"),
     ("json", "json"),
     ("cluster.", "clusterer"),

@@ -168,6 +168,7 @@ impl Lower<'_> {
             ("log_level", None) => Write::LogLevel,
             ("xlog_level", None) => Write::XlogLevel,
             ("msg.flag", Some(name)) => Write::Flag(self.flag_named(name, p.span)?),
+            ("acc_extra", Some(tag)) if !tag.contains('$') => Write::AccExtra(tag.trim().into()),
             ("msg.branch.flag" | "branch.flag", Some(name)) => {
                 let at = self.branch_flag_index(&p.spec, p.span)?;
                 Write::BranchFlag(self.flag_named(name, p.span)?, at)
@@ -401,6 +402,7 @@ impl Lower<'_> {
                 self.sources.path(span.file).display().to_string(),
             )),
             ("msg.flag", Some(name)) => Read::Flag(self.flag_named(name, span)?),
+            ("acc_extra", Some(tag)) if !tag.contains('$') => Read::AccExtra(tag.trim().into()),
             ("msg.branch.flag" | "branch.flag", Some(name)) => {
                 let at = self.branch_flag_index(spec, span)?;
                 Read::BranchFlag(self.flag_named(name, span)?, at)

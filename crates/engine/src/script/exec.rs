@@ -439,6 +439,13 @@ impl Run<'_> {
                 .cloned()
                 .unwrap_or_default(),
             Read::Flag(bit) => Value::Int(i64::from(self.ctx.flags & (1 << bit) != 0)),
+            Read::AccExtra(tag) => self.ctx.acc_extra.as_ref().map_or(Value::Null, |x| {
+                let values = x.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                values
+                    .iter()
+                    .find(|(t, _)| t.as_str() == &**tag)
+                    .map_or(Value::Null, |(_, v)| v.clone())
+            }),
             Read::BranchFlag(bit, at) => match self.ctx.msg_branch_at(*at) {
                 Some(0) => Value::Int(i64::from(self.ctx.branch_flags & (1 << bit) != 0)),
                 Some(i) => self.ctx.branches.get(i - 1).map_or(Value::Null, |b| {
@@ -683,6 +690,26 @@ impl Run<'_> {
                     self.ctx.flags |= 1 << bit;
                 } else {
                     self.ctx.flags &= !(1 << bit);
+                }
+                true
+            }
+            Write::AccExtra(ref tag) => {
+                let shared = self.ctx.acc_extra.get_or_insert_with(Default::default);
+                let mut values = shared
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let at = values.iter().position(|(t, _)| t.as_str() == &**tag);
+                match (at, v) {
+                    (Some(i), Value::Null) => {
+                        values.remove(i);
+                    }
+                    (None, Value::Null) => {}
+                    (Some(i), v) => {
+                        if let Some(slot) = values.get_mut(i) {
+                            slot.1 = v;
+                        }
+                    }
+                    (None, v) => values.push((tag.to_string(), v)),
                 }
                 true
             }

@@ -21,6 +21,8 @@ pub(crate) enum Read {
     Avp(usize, crate::pv::Index),
     /// `$msg.flag(NAME)`: 1 when set, 0 when not.
     Flag(u32),
+    /// acc's `$acc_extra(tag)`: NULL until set.
+    AccExtra(Box<str>),
     /// `$msg.branch.flag(NAME)[i]` (no index: the last branch; 0 the R-URI's): 1 when set,
     /// 0 when not, NULL when there is no such branch.
     BranchFlag(u32, Option<i64>),
@@ -112,6 +114,8 @@ pub(crate) enum Write {
     Avp(usize, AvpSlot),
     Bavp(usize, AvpSlot),
     Flag(u32),
+    /// acc's `$acc_extra(tag) = v` (NULL removes it).
+    AccExtra(Box<str>),
     /// `$msg.branch.flag(NAME)[i] = bool` (no index: the last branch; 0 the R-URI's).
     BranchFlag(u32, Option<i64>),
     Sdp(Box<SdpTarget>),

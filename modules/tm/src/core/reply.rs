@@ -152,6 +152,9 @@ impl Tm {
             .collect();
         if !routes.is_empty() {
             let tx = cell.lock();
+            if tx.request.acc_extra.is_some() {
+                ctx.acc_extra = tx.request.acc_extra.clone();
+            }
             ctx.avps = tx.request.avps.clone();
             ctx.flags = tx.request.flags;
             ctx.bavps = tx
