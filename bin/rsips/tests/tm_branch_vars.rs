@@ -27,13 +27,15 @@ impl Server {
     }
 }
 
-fn start(sip: u16, uas: u16) -> Server {
+/// The proxy of these tests with `onreply_avp_mode` = `mode` (the stock configs set 1).
+fn start_mode(sip: u16, uas: u16, mode: u8) -> Server {
     let cfg = format!(
         r#"socket=udp:127.0.0.1:{sip}
 udp_workers=1
 loadmodule "proto_udp.so"
 loadmodule "sl.so"
 loadmodule "tm.so"
+modparam("tm", "onreply_avp_mode", {mode})
 route {{
     $avp(n) = 0;
     setflag("CALLER");
@@ -167,6 +169,18 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
 
 #[test]
 fn branch_avps_transaction_avps_and_branch_vars_follow_the_transaction() {
+    // onreply_avp_mode=1: every onreply route's increment is kept with the transaction.
+    branch_vars(1, "3");
+}
+
+#[test]
+fn with_onreply_avp_mode_0_onreply_routes_neither_see_nor_keep_avps() {
+    // OpenSIPS' default: the onreply routes start with no AVPs and theirs are dropped, so the
+    // failure route sees the request route's value.
+    branch_vars(0, "0");
+}
+
+fn branch_vars(mode: u8, failure_n: &str) {
     let [sip] = common::free_ports::<1>();
     let uac = UdpSocket::bind("127.0.0.1:0").unwrap();
     let uas = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -175,7 +189,7 @@ fn branch_avps_transaction_avps_and_branch_vars_follow_the_transaction() {
     uas.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let uas_port = uas.local_addr().unwrap().port();
-    let server = start(sip, uas_port);
+    let server = start_mode(sip, uas_port, mode);
     let uac_port = uac.local_addr().unwrap().port();
     let invite = format!(
         "INVITE sip:callee@127.0.0.1:{sip} SIP/2.0\r\n\
@@ -243,8 +257,7 @@ fn branch_avps_transaction_avps_and_branch_vars_follow_the_transaction() {
     assert_eq!(field(failure, "xtest"), xtest, "{failure}");
     assert_eq!(field(failure, "idx"), "1", "{failure}");
     assert_eq!(field(failure, "bavp"), "leg1-404", "{failure}");
-    // Every onreply route's increment is kept with the transaction.
-    assert_eq!(field(failure, "n"), "3", "{failure}");
+    assert_eq!(field(failure, "n"), failure_n, "{failure}");
     assert_eq!(
         field(failure, "req"),
         format!("sip:callee@127.0.0.1:{sip}"),

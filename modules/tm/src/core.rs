@@ -40,6 +40,9 @@ pub struct Params {
     pub disable_6xx_block: bool,
     /// The core's `disable_503_translation`: a 503 goes upstream as it came.
     pub disable_503_translation: bool,
+    /// `onreply_avp_mode`: 1, onreply routes see the transaction's AVPs and what they change
+    /// stays with it; 0 (OpenSIPS' default), they start with none and theirs are dropped.
+    pub onreply_avps: bool,
     /// Most branches one transaction may have (OpenSIPS: 256; rsips: configurable).
     pub max_branches: usize,
 }
@@ -56,6 +59,7 @@ impl Default for Params {
             restart_fr_on_each_reply: true,
             disable_6xx_block: false,
             disable_503_translation: false,
+            onreply_avps: false,
             max_branches: 4096,
         }
     }

@@ -71,6 +71,7 @@ pub fn params(script: &engine::Script) -> Params {
             "auto_100trying" => p.auto_100trying = n != 0,
             "restart_fr_on_each_reply" => p.restart_fr_on_each_reply = n != 0,
             "disable_6xx_block" => p.disable_6xx_block = n != 0,
+            "onreply_avp_mode" => p.onreply_avps = n != 0,
             "max_branches" => p.max_branches = (n as usize).max(1),
             _ => {}
         }

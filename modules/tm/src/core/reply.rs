@@ -143,8 +143,9 @@ impl Tm {
             branch: n,
             local: false,
         });
-        // The routes see the transaction's AVPs and flags and the branch's `$bavp`s, and what
-        // they change stays with the transaction (OpenSIPS keeps them in the cell).
+        // The routes see the transaction's flags and the branch's `$bavp`s, and with
+        // `onreply_avp_mode=1` its AVPs; what they change of those stays with the transaction
+        // (OpenSIPS keeps them in the cell).
         let routes: Vec<usize> = [self.reply_route, on_reply]
             .into_iter()
             .flatten()
@@ -155,7 +156,9 @@ impl Tm {
             if tx.request.acc_extra.is_some() {
                 ctx.acc_extra = tx.request.acc_extra.clone();
             }
-            ctx.avps = tx.request.avps.clone();
+            if self.params.onreply_avps {
+                ctx.avps = tx.request.avps.clone();
+            }
             ctx.flags = tx.request.flags;
             ctx.bavps = tx
                 .branches
@@ -171,7 +174,9 @@ impl Tm {
         }
         if !routes.is_empty() {
             let mut tx = cell.lock();
-            tx.request.avps = std::mem::take(&mut ctx.avps);
+            if self.params.onreply_avps {
+                tx.request.avps = std::mem::take(&mut ctx.avps);
+            }
             tx.request.flags = ctx.flags;
             if let Some(b) = tx.branches.get_mut(n) {
                 b.bavps = std::mem::take(&mut ctx.bavps);
