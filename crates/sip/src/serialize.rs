@@ -199,6 +199,14 @@ impl SipMessage {
     /// Copies header lines, applying ops; runs of untouched lines go in one copy.
     fn copy_headers(&self, edits: &Edits, out: &mut Vec<u8>) {
         let raw = self.as_bytes();
+        if edits.ops.is_empty() && edits.body.is_none() {
+            // Nothing to change among the lines: one copy.
+            out.extend_from_slice(
+                raw.get(self.headers_start as usize..self.headers_end as usize)
+                    .unwrap_or(&[]),
+            );
+            return;
+        }
         let mut ops: Vec<&(usize, Op)> = edits.ops.iter().collect();
         ops.sort_by_key(|(i, op)| (*i, op.order()));
         let replacing_body = edits.body.is_some();
@@ -223,7 +231,9 @@ impl SipMessage {
                     Op::InsertBefore(l) => push_line(out, l),
                     Op::Remove => keep = false,
                     Op::Replace(v) if keep => {
-                        push_line(out, &line(self.str_at(h.name_span), v));
+                        out.extend_from_slice(self.str_at(h.name_span).as_bytes());
+                        out.extend_from_slice(b": ");
+                        push_line(out, v);
                         keep = false;
                     }
                     Op::Replace(_) => {}

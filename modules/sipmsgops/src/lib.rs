@@ -420,17 +420,25 @@ fn is_present_hf(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 /// `is_method("INVITE|BYE")`: the request method, or for replies the CSeq method.
 fn is_method(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let msg = &f.msg.msg;
+    let cseq;
     let method = match msg.method_str() {
-        Some(m) => m.to_owned(),
+        Some(m) => m,
         None => match msg.cseq() {
-            Ok(c) => c.method_str.to_owned(),
+            Ok(c) => {
+                cseq = c;
+                cseq.method_str
+            }
             Err(_) => return -1,
         },
     };
+    let wanted = match args.first() {
+        Some(v) if !v.is_null() => v.to_text(),
+        _ => return -1,
+    };
     code(
-        text(args.first())
+        wanted
             .split('|')
-            .any(|m| m.trim().eq_ignore_ascii_case(&method)),
+            .any(|m| m.trim().eq_ignore_ascii_case(method)),
     )
 }
 

@@ -852,7 +852,10 @@ impl Run<'_> {
                 Ok(1)
             }
             Call::Module { run, args, outs } => {
-                let mut values = Vec::with_capacity(args.len());
+                // The worker's argument buffer (taken, as a function may run routes that call
+                // other functions).
+                let mut values = std::mem::take(&mut self.worker.args);
+                values.clear();
                 for a in args {
                     values.push(self.value(a)?);
                 }
@@ -866,6 +869,8 @@ impl Run<'_> {
                 };
                 let code = run(&mut fctx, &values);
                 let outputs = fctx.outputs;
+                values.clear();
+                self.worker.args = values;
                 for (param, v) in outputs {
                     if let Some((_, target)) = outs.iter().find(|(i, _)| *i == param) {
                         self.write(target, AssignOp::Set, v);

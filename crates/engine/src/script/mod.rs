@@ -108,6 +108,9 @@ pub fn set_xlog_level(level: i32) {
 #[derive(Debug, Clone, Default)]
 pub struct Worker {
     vars: Vec<Value>,
+    /// The argument list of module function calls, kept between calls (one allocation per
+    /// worker instead of one per call).
+    args: Vec<Value>,
     /// `$log_level` / `$xlog_level` set by the script: this worker's own level until set to NULL.
     log_level: Option<i32>,
     xlog_level: Option<i32>,
