@@ -294,6 +294,12 @@ fn rsips_log(s: &Setup) -> String {
     std::fs::read_to_string(s.dir.join("rsips.log")).unwrap_or_default()
 }
 
+/// The `acc` lines of the rsips log that start with `ACC: {what}:`.
+fn acc_lines<'a>(log: &'a str, what: &str) -> Vec<&'a str> {
+    let prefix = format!("ACC: {what}:");
+    log.lines().filter(|l| l.contains(&prefix)).collect()
+}
+
 #[test]
 fn busy_is_acked_hop_by_hop_and_relayed() {
     let s = setup("busy", &answer());
@@ -303,6 +309,15 @@ fn busy_is_acked_hop_by_hop_and_relayed() {
         5,
         &["-sf", scenario("uac_busy.xml").to_str().unwrap()],
     );
+    // `do_accounting("log", "missed|failed")`: each busy call is one missed call and one
+    // failed transaction, with the busy reply's code.
+    let log = rsips_log(&s);
+    let missed = acc_lines(&log, "call missed");
+    assert_eq!(missed.len(), 5, "{log}");
+    assert!(missed.iter().all(|l| l.contains(";code=486;")), "{log}");
+    let answered = acc_lines(&log, "transaction answered");
+    assert_eq!(answered.len(), 5, "{log}");
+    assert!(answered.iter().all(|l| l.contains(";code=486;")), "{log}");
 }
 
 #[test]
@@ -316,6 +331,14 @@ fn serial_failover_from_failure_route() {
         5,
         "failure_route sees the 486 and the request's R-URI:\n{log}"
     );
+    // The first attempt's failure is the missed call (once: the flag is spent, as in
+    // OpenSIPS); the second attempt is answered.
+    let missed = acc_lines(&log, "call missed");
+    assert_eq!(missed.len(), 5, "{log}");
+    assert!(missed.iter().all(|l| l.contains(";code=486;")), "{log}");
+    let answered = acc_lines(&log, "transaction answered");
+    assert_eq!(answered.len(), 5, "{log}");
+    assert!(answered.iter().all(|l| l.contains(";code=200;")), "{log}");
 }
 
 #[test]
@@ -330,6 +353,11 @@ fn cancel_during_ringing() {
     );
     let logs = uas_logs(&s, "uas_ring");
     assert_eq!(logs.matches("CANCEL Reason cause=487").count(), 3, "{logs}");
+    // A call the caller gave up on is a missed call.
+    let log = rsips_log(&s);
+    let missed = acc_lines(&log, "call missed");
+    assert_eq!(missed.len(), 3, "{log}");
+    assert!(missed.iter().all(|l| l.contains(";code=487;")), "{log}");
 }
 
 #[test]
@@ -382,6 +410,9 @@ fn parallel_fork_one_answers_and_the_others_are_cancelled() {
         6,
         "both ringing branches of each call get CANCEL with Reason 200: {logs}"
     );
+    // Answered calls: the cancelled branches are no missed calls.
+    let log = rsips_log(&s);
+    assert_eq!(acc_lines(&log, "call missed"), Vec::<&str>::new(), "{log}");
 }
 
 /// One INVITE forked to 1,000 branches (a UDP responder of our own answers each with 480,

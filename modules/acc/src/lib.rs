@@ -259,7 +259,8 @@ pub fn report_early(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
     log::info!(target: "acc", "{}", line("transaction answered", req, &code.to_string(), reason, to_tag));
 }
 
-/// tm's report of a failed INVITE branch of an accounted transaction with `missed`.
+/// tm's report of an INVITE transaction whose attempt failed as a whole (every branch
+/// negative), when it is accounted with `missed`; tm reports it once per arming.
 pub fn report_missed(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
     if req.acc.filter(|a| a.log && a.missed).is_none() || !reported_method(req) {
         return;

@@ -48,11 +48,30 @@ impl Tm {
                 branch: bi,
                 local: best.local,
             };
+            let best_to_tag = best
+                .reply
+                .as_ref()
+                .and_then(|r| r.to_tag().ok().flatten())
+                .unwrap_or("")
+                .to_owned();
             let bavps = tx
                 .branches
                 .get(current)
                 .map(|b| b.bavps.clone())
                 .unwrap_or_default();
+            // acc: a missed call is reported once, when an attempt has failed as a whole
+            // (OpenSIPS' on-failure report), with the best reply; the flag is then spent, and
+            // a `do_accounting(…, "missed")` in failure_route arms it for the next attempt.
+            if tx.invite
+                && info.code >= 300
+                && let Some(acc) = tx.request.acc.filter(|a| a.log && a.missed)
+            {
+                acc::report_missed(&tx.request, info.code, &info.reason, &best_to_tag);
+                tx.request.acc = Some(engine::Accounting {
+                    missed: false,
+                    ..acc
+                });
+            }
             let route = if tx.blocked {
                 None
             } else {
@@ -74,9 +93,11 @@ impl Tm {
                 self.host.send(out, None);
             }
             let mut tx = cell.lock();
-            // What the failure route set stays with the transaction and the current branch.
+            // What the failure route set stays with the transaction and the current branch
+            // (its `do_accounting` too).
             tx.request.avps = std::mem::take(&mut ctx.avps);
             tx.request.flags = ctx.flags;
+            tx.request.acc = ctx.acc;
             if let Some(b) = tx.branches.get_mut(current) {
                 b.bavps = std::mem::take(&mut ctx.bavps);
             }

@@ -121,14 +121,6 @@ impl Tm {
             if let Some(next) = b.retrans.map(|r| r.next).or(b.fr_at) {
                 self.schedule(next, id);
             }
-            if invite && code >= 300 {
-                acc::report_missed(
-                    &tx.request,
-                    code,
-                    reply.reason_phrase().unwrap_or(""),
-                    reply.to_tag().ok().flatten().unwrap_or(""),
-                );
-            }
         }
         for s in sends.drain(..) {
             self.host.send(s, None);
