@@ -190,3 +190,30 @@ fn branch_flags_by_name_are_per_branch() {
         ]
     );
 }
+
+/// What a new branch takes from the R-URI branch (OpenSIPS core_cmds.c): `append_msg_branch`
+/// its URI and q only, unless `inherite`; `append_branch_old` the `$du` and flags, and without
+/// a URI the R-URI branch itself, whose `$du`, flags and q are then reset.
+#[test]
+fn appended_branches_inherit_as_opensips_says() {
+    let l = logs(
+        r#"route {
+            $du = "sip:proxy.example.com";
+            $ru_q = 700;
+            setbflag("NAT");
+            append_msg_branch("sip:plain@example.com");
+            append_msg_branch("sip:heir@example.com", , "inherite");
+            append_branch_old("sip:old@example.com", "0.2");
+            xlog("1=$(msg.branch.duri[1])/$(msg.branch.flag(NAT)[1])/$(msg.branch.q[1]) 2=$(msg.branch.duri[2])/$(msg.branch.flag(NAT)[2])/$(msg.branch.q[2]) 3=$(msg.branch.duri[3])/$(msg.branch.flag(NAT)[3])/$(msg.branch.q[3])\n");
+            append_branch_old();
+            xlog("4=$(msg.branch.uri[4])/$(msg.branch.duri[4])/$(msg.branch.flag(NAT)[4])/$(msg.branch.q[4]) du=$du nat=$(msg.branch.flag(NAT)[0]) q=$ru_q\n");
+        }"#,
+    );
+    assert_eq!(
+        l,
+        [
+            "1=<null>/0/ 2=sip:proxy.example.com/1/0.7 3=sip:proxy.example.com/1/0.2\n",
+            "4=sip:bob@biloxi.com/sip:proxy.example.com/1/0.7 du=<null> nat=0 q=-1\n",
+        ]
+    );
+}

@@ -694,7 +694,15 @@ impl Lower<'_> {
                     Some(Some(_)) => Some(self.arg(a(1), c.span)?),
                     _ => None,
                 };
-                CoreFn::AppendBranch(uri, q)
+                let flags = if c.name.node == "append_msg_branch" {
+                    Some(match a(2) {
+                        Some(Some(_)) => Some(self.arg(a(2), c.span)?),
+                        _ => None,
+                    })
+                } else {
+                    None
+                };
+                CoreFn::AppendBranch(uri, q, flags)
             }
             "remove_msg_branch" => CoreFn::RemoveMsgBranch(self.arg(a(0), c.span)?),
             "move_msg_branch" => CoreFn::MoveMsgBranch(

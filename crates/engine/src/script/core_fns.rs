@@ -210,40 +210,67 @@ impl Run<'_> {
                     _ => -1,
                 }
             }
-            CoreFn::AppendBranch(uri, q) => {
-                let (uri, dst_uri) = match uri {
-                    Some(e) => (self.text_arg(e)?, None),
-                    None => (
-                        self.ctx.ruri().unwrap_or("").to_owned(),
-                        self.ctx.dst_uri.clone(),
-                    ),
-                };
+            CoreFn::AppendBranch(uri, q, flags) => {
                 let q = match q {
                     Some(e) => {
                         let v = self.value(e)?;
-                        v.as_int().map_or_else(
+                        Some(v.as_int().map_or_else(
                             || {
                                 v.to_text()
                                     .parse::<f64>()
                                     .map_or(-1, |f| (f * 1000.0).round() as i32)
                             },
                             |n| n as i32,
-                        )
+                        ))
                     }
-                    None => -1,
+                    None => None,
+                };
+                // OpenSIPS core_cmds.c: `append_msg_branch` gives the branch its URI and q
+                // only, unless the `inherite` flag asks for the R-URI branch's `$du`, flags
+                // and q; `append_branch_old` always takes the `$du` and flags, and without a
+                // URI moves the R-URI branch itself into the set (its `$du`, flags and q reset).
+                let inherit = match flags {
+                    None => true,
+                    Some(None) => false,
+                    Some(Some(e)) => self
+                        .text_arg(e)?
+                        .split([',', '|', ' ', ';'])
+                        .any(|f| f.trim().eq_ignore_ascii_case("inherite")),
+                };
+                let moved = uri.is_none();
+                let uri = match uri {
+                    Some(e) => self.text_arg(e)?,
+                    None => self.ctx.ruri().unwrap_or("").to_owned(),
                 };
                 if sip::Uri::parse(&uri).is_err() {
                     self.log
                         .log(-1, &format!("append branch: bad URI `{uri}`\n"));
                     return Ok(-1);
                 }
+                let (dst_uri, flags_bits) = if inherit {
+                    (self.ctx.dst_uri.clone(), self.ctx.branch_flags)
+                } else {
+                    (None, 0)
+                };
+                // An unspecified q is the R-URI's when inheriting (append_branch_old with a
+                // URI keeps it unspecified).
+                let q = match q {
+                    Some(q) => q,
+                    None if inherit && (moved || flags.is_some()) => self.ctx.ruri_q,
+                    None => -1,
+                };
                 self.ctx.branches.push(crate::ctx::MsgBranch {
                     uri,
                     dst_uri,
                     q,
-                    flags: 0,
+                    flags: flags_bits,
                     attrs: Default::default(),
                 });
+                if moved {
+                    self.ctx.dst_uri = None;
+                    self.ctx.branch_flags = 0;
+                    self.ctx.ruri_q = -1;
+                }
                 1
             }
             CoreFn::RemoveMsgBranch(i) => match self.value(i)?.as_int() {

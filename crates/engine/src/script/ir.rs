@@ -220,9 +220,10 @@ pub(crate) enum CoreFn {
     RaiseEvent(Expr, Option<usize>, Option<usize>),
     /// `force_tcp_alias([port])`.
     ForceTcpAlias(Option<Expr>),
-    /// `append_msg_branch(uri[, q])` / `append_branch_old([uri][, q])` (no uri: the current
-    /// R-URI and `$du`).
-    AppendBranch(Option<Expr>, Option<Expr>),
+    /// `append_msg_branch(uri[, q][, flags])` / `append_branch_old([uri][, q])` (no uri: the
+    /// R-URI branch moves into the set). The last field is `append_msg_branch`'s flags; `None`
+    /// for `append_branch_old`, which always inherits the R-URI branch's `$du` and flags.
+    AppendBranch(Option<Expr>, Option<Expr>, Option<Option<Expr>>),
     /// `remove_msg_branch(i)`, `move_msg_branch([src][, dst][, "keep"])`,
     /// `swap_msg_branches([a][, b])`: appended branches from 0, absent or negative is the
     /// R-URI's (OpenSIPS dset.c).
