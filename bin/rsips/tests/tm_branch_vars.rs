@@ -603,3 +603,66 @@ failure_route[next] {{
         server.log()
     );
 }
+
+/// Each branch leaves by its own socket: the R-URI branch by the one the request came in on,
+/// an appended branch by the one `$msg.branch.socket` names, and one with none set by the
+/// receiving socket again (appended branches do not take the R-URI branch's socket).
+#[test]
+fn each_branch_leaves_by_its_own_socket() {
+    let [sip, other] = common::free_ports::<2>();
+    let (_, uac, uac_port, uas, uas_port) = sockets(200);
+    let cfg = format!(
+        r#"socket=udp:127.0.0.1:{sip}
+socket=udp:127.0.0.1:{other}
+udp_workers=1
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+route {{
+    append_msg_branch("sip:second@127.0.0.1:{uas_port}");
+    $(msg.branch.socket[1]) = "udp:127.0.0.1:{other}";
+    append_msg_branch("sip:third@127.0.0.1:{uas_port}");
+    if ($(msg.branch.socket[0]) == NULL && $(msg.branch.socket[2]) == NULL)
+        xlog("L_NOTICE", "SOCKETS 1=$(msg.branch.socket[1]) END\n");
+    $du = "sip:127.0.0.1:{uas_port}";
+    t_relay();
+}}
+"#
+    );
+    let server = start_with(sip, &cfg);
+    let invite = format!(
+        "INVITE sip:callee@127.0.0.1:{sip} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{uac_port};branch=z9hG4bKsock1\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:caller@127.0.0.1>;tag=c1\r\n\
+         To: <sip:callee@127.0.0.1>\r\n\
+         Call-ID: branch-socket-1\r\n\
+         CSeq: 1 INVITE\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    uac.send_to(invite.as_bytes(), ("127.0.0.1", sip)).unwrap();
+    let mut from_port = std::collections::HashMap::new();
+    for _ in 0..3 {
+        let (m, from) = recv(&uas, "INVITE ");
+        let user = m
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .trim_start_matches("sip:")
+            .split('@')
+            .next()
+            .unwrap()
+            .to_owned();
+        from_port.insert(user, from.port());
+    }
+    assert_eq!(from_port.get("callee"), Some(&sip), "{from_port:?}");
+    assert_eq!(from_port.get("second"), Some(&other), "{from_port:?}");
+    assert_eq!(from_port.get("third"), Some(&sip), "{from_port:?}");
+    assert!(
+        server
+            .log()
+            .contains(&format!("SOCKETS 1=udp:127.0.0.1:{other} END")),
+        "{}",
+        server.log()
+    );
+}

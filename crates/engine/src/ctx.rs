@@ -146,6 +146,9 @@ pub struct MsgBranch {
     pub flags: u64,
     /// `$msg.branch.attr(NAME)` of the branch.
     pub attrs: crate::dset::BranchAttrs,
+    /// The socket the branch is sent from (`$msg.branch.socket`, as `force_send_socket`
+    /// is for the R-URI branch); `None`: chosen by the destination.
+    pub socket: Option<String>,
 }
 
 /// What `do_accounting()` asked for (acc module).

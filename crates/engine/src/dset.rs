@@ -182,6 +182,7 @@ impl MsgCtx {
                 q: self.ruri_q,
                 flags: self.branch_flags,
                 attrs: self.branch_attrs.clone(),
+                socket: self.send_socket.clone(),
             }),
             DsetIdx::Appended(i) => self.branches.get(i).cloned(),
         }
@@ -197,6 +198,7 @@ impl MsgCtx {
                 self.ruri_q = b.q;
                 self.branch_flags = b.flags;
                 self.branch_attrs = b.attrs;
+                self.send_socket = b.socket;
                 true
             }
             DsetIdx::Appended(i) => match self.branches.get_mut(i) {
@@ -240,7 +242,7 @@ impl MsgCtx {
             dst_uri: b.dst_uri,
             q: b.q,
             flags: b.flags,
-            socket: None,
+            socket: b.socket,
             ends_class: true,
         }));
         if !keep_order {
@@ -285,6 +287,7 @@ impl MsgCtx {
                 q: b.q,
                 flags: b.flags,
                 attrs: Default::default(),
+                socket: b.socket,
             });
         }
         if self.serial.is_empty() { 2 } else { 1 }

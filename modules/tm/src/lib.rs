@@ -462,6 +462,8 @@ fn send_branches(
         c.ruri_q = b.q;
         c.branch_flags = b.flags;
         c.branch_attrs = b.attrs;
+        // The branch's own socket, else none forced (OpenSIPS gives each branch its own).
+        c.send_socket = b.socket;
         c.branches.clear();
         contexts.push(c);
     }

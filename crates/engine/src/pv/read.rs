@@ -309,7 +309,8 @@ impl CorePv {
                     F::Duri => b.dst_uri.clone().map_or(Value::Null, Value::from),
                     F::Q => Value::from(q_text(b.q)),
                     F::Flags => Value::Int(b.flags as i64),
-                    F::Path | F::Socket => Value::Null,
+                    F::Socket => b.socket.clone().map_or(Value::Null, Value::from),
+                    F::Path => Value::Null,
                 }
             }
             CorePv::HeaderNameAt(i) => {

@@ -1,4 +1,4 @@
-//! Assignments to `$msg.branch.uri|duri|q|flags[i]`.
+//! Assignments to `$msg.branch.uri|duri|q|flags|socket[i]`.
 
 use super::exec::Run;
 use crate::value::Value;
@@ -89,6 +89,35 @@ impl Run<'_> {
                         .branches
                         .get_mut(i - 1)
                         .map(|b| b.flags = bits)
+                        .is_some()
+                }
+            }
+            // A configured socket (as `$socket_out`), or NULL: chosen by the destination.
+            (F::Socket, Value::Null | Value::Str(_), i) => {
+                let socket = match &v {
+                    Value::Str(s) => {
+                        let name = s.to_ascii_lowercase();
+                        if !self.script.sockets().contains(&name) {
+                            self.log.log(
+                                -1,
+                                &format!(
+                                    "$msg.branch.socket: `{name}` is not a configured socket\n"
+                                ),
+                            );
+                            return false;
+                        }
+                        Some(name)
+                    }
+                    _ => None,
+                };
+                if i == 0 {
+                    self.ctx.send_socket = socket;
+                    true
+                } else {
+                    self.ctx
+                        .branches
+                        .get_mut(i - 1)
+                        .map(|b| b.socket = socket)
                         .is_some()
                 }
             }

@@ -194,7 +194,8 @@ impl Lower<'_> {
                 }
             }
             (
-                name @ ("msg.branch.uri" | "msg.branch.duri" | "msg.branch.q" | "msg.branch.flags"),
+                name @ ("msg.branch.uri" | "msg.branch.duri" | "msg.branch.q" | "msg.branch.flags"
+                | "msg.branch.socket"),
                 None,
             ) => {
                 use crate::pv::BranchField;
@@ -202,6 +203,7 @@ impl Lower<'_> {
                     "msg.branch.uri" => BranchField::Uri,
                     "msg.branch.duri" => BranchField::Duri,
                     "msg.branch.q" => BranchField::Q,
+                    "msg.branch.socket" => BranchField::Socket,
                     _ => BranchField::Flags,
                 };
                 let at = match &p.spec.index {

@@ -247,10 +247,14 @@ impl Run<'_> {
                         .log(-1, &format!("append branch: bad URI `{uri}`\n"));
                     return Ok(-1);
                 }
-                let (dst_uri, flags_bits) = if inherit {
-                    (self.ctx.dst_uri.clone(), self.ctx.branch_flags)
+                let (dst_uri, flags_bits, socket) = if inherit {
+                    (
+                        self.ctx.dst_uri.clone(),
+                        self.ctx.branch_flags,
+                        self.ctx.send_socket.clone(),
+                    )
                 } else {
-                    (None, 0)
+                    (None, 0, None)
                 };
                 // An unspecified q is the R-URI's when inheriting (append_branch_old with a
                 // URI keeps it unspecified).
@@ -265,11 +269,13 @@ impl Run<'_> {
                     q,
                     flags: flags_bits,
                     attrs: Default::default(),
+                    socket,
                 });
                 if moved {
                     self.ctx.dst_uri = None;
                     self.ctx.branch_flags = 0;
                     self.ctx.ruri_q = -1;
+                    self.ctx.send_socket = None;
                 }
                 1
             }

@@ -616,6 +616,7 @@ impl Run<'_> {
                         q: -1,
                         flags: 0,
                         attrs: Default::default(),
+                        socket: None,
                     });
                     true
                 }
