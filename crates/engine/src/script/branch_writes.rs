@@ -4,6 +4,23 @@ use super::exec::Run;
 use crate::value::Value;
 
 impl Run<'_> {
+    /// The socket a `$socket_out` / `$msg.branch.socket` assignment names: `Some(None)` for
+    /// NULL (no socket forced), `Some(name)` for a configured `proto:host:port`, `None` (and
+    /// an error logged under `pv`) for anything else.
+    pub(super) fn socket_named(&mut self, pv: &str, v: &Value) -> Option<Option<String>> {
+        if v.is_null() {
+            return Some(None);
+        }
+        let name = v.to_text().to_ascii_lowercase();
+        if self.script.sockets().contains(&name) {
+            Some(Some(name))
+        } else {
+            self.log
+                .log(-1, &format!("{pv}: `{name}` is not a configured socket\n"));
+            None
+        }
+    }
+
     /// `$msg.branch.uri|duri|q|flags[at] = v` (OpenSIPS pvar.c `_int_pv_set_branch_fields`):
     /// on requests only, no `[*]`; the URI must be a non-empty string, `duri` a string or NULL
     /// (removed), `q` an integer (q × 1000) or NULL (unset), `flags` a space-separated list of
@@ -94,21 +111,8 @@ impl Run<'_> {
             }
             // A configured socket (as `$socket_out`), or NULL: chosen by the destination.
             (F::Socket, Value::Null | Value::Str(_), i) => {
-                let socket = match &v {
-                    Value::Str(s) => {
-                        let name = s.to_ascii_lowercase();
-                        if !self.script.sockets().contains(&name) {
-                            self.log.log(
-                                -1,
-                                &format!(
-                                    "$msg.branch.socket: `{name}` is not a configured socket\n"
-                                ),
-                            );
-                            return false;
-                        }
-                        Some(name)
-                    }
-                    _ => None,
+                let Some(socket) = self.socket_named("$msg.branch.socket", &v) else {
+                    return false;
                 };
                 if i == 0 {
                     self.ctx.send_socket = socket;

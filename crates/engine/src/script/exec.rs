@@ -637,24 +637,12 @@ impl Run<'_> {
                 }
                 ok
             }
-            Write::SocketOut => match text() {
-                None => {
-                    self.ctx.send_socket = None;
+            Write::SocketOut => match self.socket_named("$socket_out", &v) {
+                Some(socket) => {
+                    self.ctx.send_socket = socket;
                     true
                 }
-                Some(name) => {
-                    let name = name.to_ascii_lowercase();
-                    if self.script.sockets().contains(&name) {
-                        self.ctx.send_socket = Some(name);
-                        true
-                    } else {
-                        self.log.log(
-                            -1,
-                            &format!("$socket_out: `{name}` is not a configured socket\n"),
-                        );
-                        false
-                    }
-                }
+                None => false,
             },
             // NULL clears the q; otherwise an integer in 0..=1000 (q × 1000).
             Write::RuriQ => match &v {
