@@ -35,7 +35,12 @@ fn captured() -> Vec<String> {
 }
 
 fn script(modparams: &str) -> Arc<Script> {
-    let src = format!("loadmodule \"acc.so\"\n{modparams}\nroute {{ exit; }}\n");
+    compile(modparams, "exit;")
+}
+
+/// A script loading acc with `modparams` and `route { body }`.
+fn compile(modparams: &str, body: &str) -> Arc<Script> {
+    let src = format!("loadmodule \"acc.so\"\n{modparams}\nroute {{ {body} }}\n");
     let mut sources = cfg::SourceMap::new();
     let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src);
     assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
@@ -117,16 +122,7 @@ fn a_183_is_accounted_only_with_early_media() {
 /// Runs `route { body }` over an unaccounted request of `method`; returns what it left in the
 /// context and the lines it logged.
 fn run(modparams: &str, body: &str, method: &str) -> (Option<Accounting>, Vec<String>) {
-    let src = format!("loadmodule \"acc.so\"\n{modparams}\nroute {{ {body} }}\n");
-    let mut sources = cfg::SourceMap::new();
-    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src);
-    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-    let available = Available {
-        modules: vec![&acc::MODULE],
-        builtin: Vec::new(),
-        argv: Vec::new(),
-    };
-    let script = Arc::new(Script::compile(&parsed.config, &sources, &available).unwrap());
+    let script = compile(modparams, body);
     let mut ctx = request(method, &script);
     ctx.acc = None;
     let (mut worker, mut log) = (engine::Worker::default(), engine::MemoryLog::default());

@@ -429,6 +429,12 @@ impl Tm {
         self.len() == 0
     }
 
+    /// A reply relayed upstream for `req` ([`relay_upstream`] with the core's
+    /// `disable_503_translation`).
+    fn relay_up(&self, req: &MsgCtx, reply: &sip::SipMessage) -> Option<Outbound> {
+        relay_upstream(req, reply, self.params.disable_503_translation)
+    }
+
     fn schedule(&self, at: Instant, id: u64) {
         lock(&self.timers).push(at, id);
     }

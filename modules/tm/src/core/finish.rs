@@ -155,9 +155,7 @@ impl Tm {
             b.local,
         );
         let out = match (&reply, local) {
-            (Some(reply), false) => {
-                relay_upstream(&tx.request, reply, self.params.disable_503_translation)
-            }
+            (Some(reply), false) => self.relay_up(&tx.request, reply),
             _ => {
                 let req = tx.request.clone();
                 drop(tx);

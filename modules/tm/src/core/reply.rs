@@ -68,11 +68,7 @@ impl Tm {
                 } else if invite && (200..300).contains(&code) {
                     // 2xx retransmissions of an INVITE go through (the UAC must ACK them);
                     // a non-INVITE transaction absorbs its retransmitted final reply.
-                    sends.extend(relay_upstream(
-                        &tx.request,
-                        reply,
-                        self.params.disable_503_translation,
-                    ));
+                    sends.extend(self.relay_up(&tx.request, reply));
                 }
                 drop(tx);
                 for s in sends {
@@ -205,8 +201,7 @@ impl Tm {
             let mut tx = cell.lock();
             if !dropped
                 && !tx.final_sent
-                && let Some(out) =
-                    relay_upstream(&tx.request, reply, self.params.disable_503_translation)
+                && let Some(out) = self.relay_up(&tx.request, reply)
             {
                 if code == 183 && acc::wanted(&tx.request).is_some() {
                     acc::report_early(
@@ -237,7 +232,7 @@ impl Tm {
                 });
                 return true;
             }
-            let out = relay_upstream(&tx.request, reply, self.params.disable_503_translation);
+            let out = self.relay_up(&tx.request, reply);
             if let Some(out) = &out {
                 self.note_reply_sent(&mut tx, id, code, false, out, now);
             }
