@@ -5,7 +5,7 @@
 use bytestring::ByteString;
 use cfg::ast::{AssignOp, BinOp, CmpOp};
 
-use super::avp::{avp_get, avp_set};
+use super::avp::avp_get;
 use super::ir::{Assign, Call, Expr, Piece, PvRead, Read, Stmt, Write};
 use super::{Limits, Log, Script, ScriptError, Worker};
 use crate::ctx::MsgCtx;
@@ -51,7 +51,7 @@ fn wrap(v: i64) -> i64 {
     i64::from(v as i32)
 }
 
-fn truthy(v: &Value) -> bool {
+pub(super) fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Int(i) => *i != 0,
@@ -584,210 +584,11 @@ impl Run<'_> {
         })
     }
 
-    pub(super) fn write(&mut self, target: &Write, op: AssignOp, v: Value) -> bool {
-        let text = || match &v {
-            Value::Null => None,
-            other => Some(other.to_text().into_owned()),
-        };
-        match *target {
-            Write::Var(slot) => {
-                if self.worker.vars.len() <= slot {
-                    self.worker.vars.resize(slot + 1, Value::Null);
-                }
-                if let Some(s) = self.worker.vars.get_mut(slot) {
-                    *s = v;
-                }
-                true
-            }
-            Write::Ruri => text().is_some_and(|t| self.ctx.set_ruri(&t)),
-            Write::RuriUser => text().is_some_and(|t| self.ctx.set_ruri_user(&t)),
-            Write::RuriHost => text().is_some_and(|t| self.ctx.set_ruri_host(&t)),
-            Write::RuriPort => text().is_some_and(|t| self.ctx.set_ruri_port(&t)),
-            Write::DstUri => {
-                self.ctx.dst_uri = text();
-                true
-            }
-            // A configured socket (`proto:host:port`, as `force_send_socket`); NULL clears.
-            Write::AppendBranch => match text() {
-                Some(uri) if sip::Uri::parse(&uri).is_ok() => {
-                    self.ctx.branches.push(crate::ctx::MsgBranch {
-                        uri,
-                        dst_uri: None,
-                        q: -1,
-                        flags: 0,
-                        attrs: Default::default(),
-                        socket: None,
-                    });
-                    true
-                }
-                _ => false,
-            },
-            Write::FrTimeout | Write::FrInvTimeout => {
-                let secs = match &v {
-                    Value::Null => None,
-                    v => v.as_int().and_then(|n| u32::try_from(n).ok()),
-                };
-                let ok = secs.is_some() || matches!(v, Value::Null);
-                if ok {
-                    if matches!(target, Write::FrTimeout) {
-                        self.ctx.fr_timeout = secs;
-                    } else {
-                        self.ctx.fr_inv_timeout = secs;
-                    }
-                }
-                ok
-            }
-            Write::SocketOut => match self.socket_named("$socket_out", &v) {
-                Some(socket) => {
-                    self.ctx.send_socket = socket;
-                    true
-                }
-                None => false,
-            },
-            // NULL clears the q; otherwise an integer in 0..=1000 (q × 1000).
-            Write::RuriQ => match &v {
-                Value::Null => {
-                    self.ctx.ruri_q = -1;
-                    true
-                }
-                other => match other.as_int() {
-                    Some(q @ 0..=1000) => {
-                        self.ctx.ruri_q = q as i32;
-                        true
-                    }
-                    _ => false,
-                },
-            },
-            // OpenSIPS: an integer sets this process' level, NULL goes back to the configured one.
-            Write::LogLevel | Write::XlogLevel => {
-                let level = match &v {
-                    Value::Null => None,
-                    other => match other.as_int() {
-                        Some(l) => Some(l.clamp(-3, 4) as i32),
-                        None => return false,
-                    },
-                };
-                if matches!(target, Write::LogLevel) {
-                    self.worker.log_level = level;
-                } else {
-                    self.worker.xlog_level = level;
-                }
-                true
-            }
-            Write::Flag(bit) => {
-                if truthy(&v) {
-                    self.ctx.flags |= 1 << bit;
-                } else {
-                    self.ctx.flags &= !(1 << bit);
-                }
-                true
-            }
-            Write::AccExtra(ref tag) => {
-                let shared = self.ctx.acc_extra.get_or_insert_with(Default::default);
-                let mut values = shared
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let at = values.iter().position(|(t, _)| t.as_str() == &**tag);
-                match (at, v) {
-                    (Some(i), Value::Null) => {
-                        values.remove(i);
-                    }
-                    (None, Value::Null) => {}
-                    (Some(i), v) => {
-                        if let Some(slot) = values.get_mut(i) {
-                            slot.1 = v;
-                        }
-                    }
-                    (None, v) => values.push((tag.to_string(), v)),
-                }
-                true
-            }
-            Write::BranchFlag(bit, at) => {
-                let on = truthy(&v);
-                let flags = match self.ctx.msg_branch_at(at) {
-                    Some(0) => Some(&mut self.ctx.branch_flags),
-                    Some(i) => self.ctx.branches.get_mut(i - 1).map(|b| &mut b.flags),
-                    None => None,
-                };
-                let Some(flags) = flags else {
-                    self.log
-                        .log(-1, "$msg.branch.flag: no such branch to assign\n");
-                    return false;
-                };
-                if on {
-                    *flags |= 1 << bit;
-                } else {
-                    *flags &= !(1 << bit);
-                }
-                true
-            }
-            Write::Avp(id, slot) => {
-                if self.ctx.avps.len() <= id {
-                    self.ctx.avps.resize(id + 1, Vec::new());
-                }
-                let Some(stack) = self.ctx.avps.get_mut(id) else {
-                    return false;
-                };
-                avp_set(stack, slot, op, v);
-                true
-            }
-            // OpenSIPS: branch AVPs exist only while tm handles a branch (branch, onreply and
-            // failure routes); elsewhere the assignment fails.
-            Write::Bavp(id, slot) => {
-                if !matches!(self.kind, "branch" | "onreply" | "failure") || self.ctx.tx.is_none() {
-                    return false;
-                }
-                if self.ctx.bavps.len() <= id {
-                    self.ctx.bavps.resize(id + 1, Vec::new());
-                }
-                let Some(stack) = self.ctx.bavps.get_mut(id) else {
-                    return false;
-                };
-                avp_set(stack, slot, op, v);
-                true
-            }
-            Write::Sdp(ref t) => self.write_sdp(t, v),
-            Write::BranchAttr(ref name, at) => self.ctx.set_branch_attr(at, name, v),
-            Write::BranchField(field, at) => self.write_branch_field(field, at, v),
-            // OpenSIPS tm: only where a branch is being handled.
-            Write::TmBranchAttr(ref name, at) => {
-                matches!(self.kind, "branch" | "onreply" | "failure")
-                    && self.ctx.set_tm_branch_attr(at, name, v)
-            }
-        }
-    }
-
-    /// An assignment to `$sdp` or one of its lines; refused ones are logged, as OpenSIPS does.
-    fn write_sdp(&mut self, target: &super::ir::SdpTarget, v: Value) -> bool {
-        use super::ir::SdpTarget;
-        use crate::pv::sdp_body;
-        let value = match &v {
-            Value::Null => None,
-            Value::Str(s) => Some(&**s),
-            Value::Int(_) => {
-                self.log
-                    .log(-1, "refusing to set an SDP value from an integer\n");
-                return false;
-            }
-        };
-        let done = match target {
-            SdpTarget::Body => sdp_body::set_sdp(self.ctx, value),
-            SdpTarget::Lines(sel, op) => match self.sdp_indexes(sel) {
-                Ok(Some(sel)) => sdp_body::set_line(self.ctx, &sel, *op, value),
-                _ => Err("the SDP index is not a non-negative integer".into()),
-            },
-        };
-        match done {
-            Ok(()) => true,
-            Err(e) => {
-                self.log.log(-1, &format!("SDP assignment refused: {e}\n"));
-                false
-            }
-        }
-    }
-
     /// A selector with its `[$pv]` indexes read; `None` when one is not an integer.
-    fn sdp_indexes(&mut self, sel: &super::ir::SdpSel) -> R<Option<crate::pv::sdp::Selector<i64>>> {
+    pub(super) fn sdp_indexes(
+        &mut self,
+        sel: &super::ir::SdpSel,
+    ) -> R<Option<crate::pv::sdp::Selector<i64>>> {
         use super::ir::SdpIdx;
         let mut failed: Option<Halt> = None;
         let resolved = sel.clone().try_map(|i| match i {

@@ -16,6 +16,7 @@ mod core_fns;
 mod exec;
 mod ir;
 mod seval;
+mod writes;
 
 use std::collections::HashMap;
 
