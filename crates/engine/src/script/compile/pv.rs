@@ -1,0 +1,401 @@
+//! Lowering pseudo-variables: which slot, bit, field or core reader each `$name(arg)[index]`
+//! becomes when read and when assigned.
+
+use super::*;
+
+impl Lower<'_> {
+    pub(super) fn write(&mut self, p: &ast::PvRef) -> L<Write> {
+        Ok(match (p.spec.name.as_str(), p.spec.arg.as_deref()) {
+            ("var", Some(name)) => Write::Var(self.var(name)),
+            ("ru" | "ruri", None) => Write::Ruri,
+            ("rU" | "ruri.user", None) => Write::RuriUser,
+            ("rd" | "ruri.domain", None) => Write::RuriHost,
+            ("rp", None) => Write::RuriPort,
+            ("du" | "duri", None) => Write::DstUri,
+            ("ru_q", None) => Write::RuriQ,
+            ("socket_out", None) => Write::SocketOut,
+            ("T_fr_timeout", None) => Write::FrTimeout,
+            ("msg.branch" | "branch", None) => Write::AppendBranch,
+            ("T_fr_inv_timeout", None) => Write::FrInvTimeout,
+            ("log_level", None) => Write::LogLevel,
+            ("xlog_level", None) => Write::XlogLevel,
+            ("msg.flag", Some(name)) => Write::Flag(self.flag_named(name, p.span)?),
+            ("acc_extra", Some(tag)) if !tag.contains('$') => Write::AccExtra(tag.trim().into()),
+            ("msg.branch.flag" | "branch.flag", Some(name)) => {
+                let at = self.branch_flag_index(&p.spec, p.span)?;
+                Write::BranchFlag(self.flag_named(name, p.span)?, at)
+            }
+            ("msg.branch.attr" | "tm.branch.attr", Some(name)) if !name.contains('$') => {
+                let at = match &p.spec.index {
+                    None => None,
+                    Some(cfg::pv::PvIndex::At(i)) => Some(*i),
+                    Some(cfg::pv::PvIndex::Var(_)) => {
+                        return self.fail(unsupported("a computed branch index".into(), p.span));
+                    }
+                    Some(_) => {
+                        return self.fail(Diagnostic::error(
+                            format!("`${}` takes a branch number as its index", p.spec.name),
+                            p.span,
+                        ));
+                    }
+                };
+                if p.spec.name == "tm.branch.attr" {
+                    Write::TmBranchAttr(name.into(), at)
+                } else {
+                    Write::BranchAttr(name.into(), at)
+                }
+            }
+            (
+                name @ ("msg.branch.uri" | "msg.branch.duri" | "msg.branch.q" | "msg.branch.flags"
+                | "msg.branch.socket"),
+                None,
+            ) => {
+                use crate::pv::BranchField;
+                let field = match name {
+                    "msg.branch.uri" => BranchField::Uri,
+                    "msg.branch.duri" => BranchField::Duri,
+                    "msg.branch.q" => BranchField::Q,
+                    "msg.branch.socket" => BranchField::Socket,
+                    _ => BranchField::Flags,
+                };
+                let at = match &p.spec.index {
+                    None => None,
+                    Some(cfg::pv::PvIndex::At(i)) => Some(*i),
+                    Some(cfg::pv::PvIndex::Var(_)) => {
+                        return self.fail(unsupported("a computed branch index".into(), p.span));
+                    }
+                    Some(_) => {
+                        return self.fail(Diagnostic::error(
+                            format!("`${name}` takes a branch number as its index"),
+                            p.span,
+                        ));
+                    }
+                };
+                Write::BranchField(field, at)
+            }
+            ("avp", Some(name)) if !name.contains('$') => {
+                let slot = self.avp_slot(p)?;
+                Write::Avp(self.avp(name), slot)
+            }
+            ("bavp", Some(name)) if !name.contains('$') => {
+                let slot = self.avp_slot(p)?;
+                Write::Bavp(self.bavp(name), slot)
+            }
+            ("sdp", None) if p.spec.index.is_none() => {
+                Write::Sdp(Box::new(crate::script::ir::SdpTarget::Body))
+            }
+            ("sdp.line" | "sdp.session" | "sdp.stream", Some(arg)) => {
+                use crate::pv::sdp::LineOp;
+                // OpenSIPS 4.0 sdp_ops: `[insert]` / `[insertAfter]` add a line before / after
+                // the selected one instead of replacing it; no other index exists.
+                let op = match &p.spec.index {
+                    None => LineOp::Set,
+                    Some(cfg::pv::PvIndex::Insert) => LineOp::Insert,
+                    Some(cfg::pv::PvIndex::InsertAfter) => LineOp::InsertAfter,
+                    Some(_) => {
+                        return self.fail(
+                            Diagnostic::error(
+                                format!(
+                                    "`${}` takes only `[insert]` or `[insertAfter]` as an index",
+                                    p.spec.name
+                                ),
+                                p.span,
+                            )
+                            .with_help(
+                                "select the line inside the parentheses: `[12]`, `a=rtpmap[1]`",
+                            ),
+                        );
+                    }
+                };
+                let sel = self.sdp_selector(&p.spec.name, arg, p.span)?;
+                Write::Sdp(Box::new(crate::script::ir::SdpTarget::Lines(sel, op)))
+            }
+            ("sdp.stream.idx", _) => {
+                return self.fail(Diagnostic::error("`$sdp.stream.idx` is read-only", p.span));
+            }
+            _ => return self.fail(unsupported(format!("assigning to `{}`", p.text), p.span)),
+        })
+    }
+
+    /// The selector of `$sdp.line/.session/.stream/.stream.idx(...)`, its `[$pv]` indexes
+    /// compiled.
+    fn sdp_selector(&mut self, name: &str, arg: &str, span: Span) -> L<crate::script::ir::SdpSel> {
+        use crate::pv::sdp::{RawIdx, SdpScope, parse_selector};
+        let scope = match name {
+            "sdp.line" => SdpScope::Body,
+            "sdp.session" => SdpScope::Session,
+            _ => SdpScope::Stream,
+        };
+        let sel = match parse_selector(scope, arg) {
+            Ok(sel) => sel,
+            Err(e) => {
+                return self.fail(Diagnostic::error(
+                    format!("bad `${name}` selector: {e}"),
+                    span,
+                ));
+            }
+        };
+        sel.try_map(|i| match i {
+            RawIdx::At(n) => Ok(crate::script::ir::SdpIdx::At(n)),
+            RawIdx::Pv(spec) => Ok(crate::script::ir::SdpIdx::Pv(Box::new(
+                self.read(&spec, span)?,
+            ))),
+        })
+    }
+
+    pub(super) fn avp(&mut self, name: &str) -> usize {
+        let n = self.names.avps.len();
+        *self.names.avps.entry(name.to_owned()).or_insert(n)
+    }
+
+    fn bavp(&mut self, name: &str) -> usize {
+        let n = self.names.bavps.len();
+        *self.names.bavps.entry(name.to_owned()).or_insert(n)
+    }
+
+    /// The AVP slot an assignment names (`$avp(x)`, `$(avp(x)[1])`, `[append]`, `[*]`).
+    fn avp_slot(&mut self, p: &ast::PvRef) -> L<crate::script::ir::AvpSlot> {
+        Ok(match &p.spec.index {
+            None => crate::script::ir::AvpSlot::Newest,
+            Some(cfg::pv::PvIndex::At(i)) => crate::script::ir::AvpSlot::At(*i),
+            Some(cfg::pv::PvIndex::Append) => crate::script::ir::AvpSlot::Append,
+            Some(cfg::pv::PvIndex::All) => crate::script::ir::AvpSlot::All,
+            Some(cfg::pv::PvIndex::Var(_)) => {
+                return self.fail(unsupported("a computed AVP index".into(), p.span));
+            }
+            // The checker refuses these on anything but SDP lines.
+            Some(cfg::pv::PvIndex::Insert | cfg::pv::PvIndex::InsertAfter) => {
+                return self.fail(Diagnostic::error("an SDP-only index on an AVP", p.span));
+            }
+        })
+    }
+
+    fn var(&mut self, name: &str) -> usize {
+        let n = self.names.vars.len();
+        *self.names.vars.entry(name.to_owned()).or_insert(n)
+    }
+
+    pub(super) fn flag(&mut self, arg: Option<&Option<Arg>>, span: Span) -> L<u32> {
+        let Some(Some(Arg::Str(name, _))) = arg else {
+            return self.fail(Diagnostic::error("a flag name is a quoted string", span));
+        };
+        self.flag_named(name, span)
+    }
+
+    /// The branch `$msg.branch.flag(NAME)[i]` names: a fixed number, or none (the last
+    /// branch). The legacy `$branch.flag(NAME)` counts the appended branches only, as
+    /// `$branch(...)` does (its 0 is the first one appended).
+    fn branch_flag_index(&mut self, spec: &PvSpec, span: Span) -> L<Option<i64>> {
+        let at = match &spec.index {
+            None => None,
+            Some(cfg::pv::PvIndex::At(i)) => Some(*i),
+            Some(cfg::pv::PvIndex::Var(_)) => {
+                return self.fail(unsupported("a computed branch index".into(), span));
+            }
+            Some(_) => {
+                return self.fail(Diagnostic::error(
+                    format!("`${}` takes a branch number as its index", spec.name),
+                    span,
+                ));
+            }
+        };
+        Ok(match (spec.name.as_str(), at) {
+            ("branch.flag", Some(i)) if i >= 0 => Some(i + 1),
+            _ => at,
+        })
+    }
+
+    /// The bit of a named flag, numbered on first use.
+    fn flag_named(&mut self, name: &str, span: Span) -> L<u32> {
+        // `$msg.flag("NAT")` and `$msg.flag(NAT)` name the flag `setflag("NAT")` sets.
+        let name = &name
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'')
+            .to_owned();
+        let n = self.names.flags.len() as u32;
+        if n >= 64 && !self.names.flags.contains_key(name) {
+            return self.fail(Diagnostic::error("more than 64 distinct flags", span));
+        }
+        Ok(*self.names.flags.entry(name.clone()).or_insert(n))
+    }
+
+    pub fn read(&mut self, spec: &PvSpec, span: Span) -> L<PvRead> {
+        if let Some(context) = &spec.context {
+            let which = match context.trim().to_ascii_lowercase().as_str() {
+                "request" => crate::script::ir::Context::Request,
+                "reply" => crate::script::ir::Context::Reply,
+                other => {
+                    return self.fail(
+                        Diagnostic::error(format!("unknown PV context `<{other}>`"), span)
+                            .with_help("the contexts are `<request>` and `<reply>`"),
+                    );
+                }
+            };
+            let mut inner = spec.clone();
+            inner.context = None;
+            inner.transforms.clear();
+            let mut read = self.read(&inner, span)?;
+            // Only message reads depend on the message; `$var`, `$avp` … read the same anywhere.
+            if let Read::Core(pv) = read.read {
+                read.read = Read::InContext(which, pv);
+            }
+            for t in &spec.transforms {
+                let t = self.transform(t, span)?;
+                read.transforms.push(t);
+            }
+            return Ok(read);
+        }
+        let read = match (spec.name.as_str(), spec.arg.as_deref()) {
+            ("var", Some(name)) if spec.index.is_none() => Read::Var(self.var(name)),
+            ("cfg_line", None) => {
+                let line = self
+                    .sources
+                    .get(span.file)
+                    .map_or(0, |f| f.line_col(span.start).0);
+                Read::Const(Value::Int(line as i64))
+            }
+            ("cfg_file", None) => Read::Const(Value::from(
+                self.sources.path(span.file).display().to_string(),
+            )),
+            ("msg.flag", Some(name)) => Read::Flag(self.flag_named(name, span)?),
+            ("acc_extra", Some(tag)) if !tag.contains('$') => Read::AccExtra(tag.trim().into()),
+            ("msg.branch.flag" | "branch.flag", Some(name)) => {
+                let at = self.branch_flag_index(spec, span)?;
+                Read::BranchFlag(self.flag_named(name, span)?, at)
+            }
+            ("route" | "route.name", None) => Read::RouteName,
+            ("route.type", None) => Read::RouteType,
+            ("xlog_level", None) => Read::XlogLevel,
+            ("log_level", None) => Read::LogLevel,
+            // `-o name=value`: fixed for the life of the process; unknown or empty is NULL.
+            ("argv", Some(name)) => Read::Const(
+                self.available
+                    .argv
+                    .iter()
+                    .find(|(n, v)| n == name && !v.is_empty())
+                    .map_or(Value::Null, |(_, v)| Value::from(v.clone())),
+            ),
+            ("return", Some(i)) => match i.trim().parse::<usize>() {
+                Ok(i) => Read::Returned(i),
+                Err(_) => return self.fail(unsupported(format!("`$return({i})`"), span)),
+            },
+            ("hdr", Some(name))
+                if name.starts_with('$')
+                    || matches!(spec.index, Some(cfg::pv::PvIndex::Var(_))) =>
+            {
+                use crate::script::ir::Dyn;
+                let name = if name.starts_with('$') {
+                    let inner = cfg::pv::parse(name)
+                        .map_err(|e| self.diags.push(Diagnostic::error(e, span)))?;
+                    Dyn::Var(Box::new(self.read(&inner, span)?))
+                } else {
+                    Dyn::Static(name.to_owned())
+                };
+                let index = match &spec.index {
+                    Some(cfg::pv::PvIndex::Var(v)) => Dyn::Var(Box::new(self.read(v, span)?)),
+                    Some(cfg::pv::PvIndex::At(i)) => Dyn::Static(crate::pv::Index::At(*i)),
+                    Some(cfg::pv::PvIndex::All) => Dyn::Static(crate::pv::Index::All),
+                    _ => Dyn::Static(crate::pv::Index::First),
+                };
+                Read::DynHeader { name, index }
+            }
+            ("avp", Some(name))
+                if !name.contains('$') && matches!(spec.index, Some(cfg::pv::PvIndex::Var(_))) =>
+            {
+                let Some(cfg::pv::PvIndex::Var(v)) = &spec.index else {
+                    return Err(());
+                };
+                let at = self.read(v, span)?;
+                Read::AvpAt(self.avp(name), Box::new(at))
+            }
+            ("avp", Some(name)) if !name.contains('$') => {
+                let index = match &spec.index {
+                    None => crate::pv::Index::First,
+                    Some(cfg::pv::PvIndex::At(i)) => crate::pv::Index::At(*i),
+                    Some(cfg::pv::PvIndex::All) => crate::pv::Index::All,
+                    Some(_) => return self.fail(unsupported("a computed AVP index".into(), span)),
+                };
+                Read::Avp(self.avp(name), index)
+            }
+            ("bavp", Some(name)) if !name.contains('$') => {
+                let index = match &spec.index {
+                    None => crate::pv::Index::First,
+                    Some(cfg::pv::PvIndex::At(i)) => crate::pv::Index::At(*i),
+                    Some(cfg::pv::PvIndex::All) => crate::pv::Index::All,
+                    Some(_) => return self.fail(unsupported("a computed AVP index".into(), span)),
+                };
+                Read::Bavp(self.bavp(name), index)
+            }
+            ("msg.branch.attr" | "tm.branch.attr", Some(_))
+                if !matches!(spec.index, None | Some(cfg::pv::PvIndex::At(_))) =>
+            {
+                return self.fail(match spec.index {
+                    Some(cfg::pv::PvIndex::Var(_)) => {
+                        unsupported("a computed branch index".into(), span)
+                    }
+                    _ => Diagnostic::error(
+                        format!("`${}` takes a branch number as its index", spec.name),
+                        span,
+                    ),
+                });
+            }
+            ("tm.branch.flag", Some(name)) => {
+                let index = match &spec.index {
+                    None => None,
+                    Some(cfg::pv::PvIndex::At(i)) => Some(*i),
+                    Some(_) => {
+                        return self.fail(unsupported("a computed branch index".into(), span));
+                    }
+                };
+                let bit = self.flag_named(name, span)?;
+                Read::Core(CorePv::TmBranch(crate::pv::TmBranchField::Flag(bit), index))
+            }
+            ("sdp.line" | "sdp.session" | "sdp.stream" | "sdp.stream.idx", Some(arg)) => {
+                if let Some(i) = &spec.index {
+                    let text = match i {
+                        cfg::pv::PvIndex::Insert | cfg::pv::PvIndex::InsertAfter => format!(
+                            "`[insert]` / `[insertAfter]` only apply when assigning to `${}`",
+                            spec.name
+                        ),
+                        _ => format!("`${}` takes no index", spec.name),
+                    };
+                    return self.fail(Diagnostic::error(text, span));
+                }
+                let sel = Box::new(self.sdp_selector(&spec.name, arg, span)?);
+                if spec.name == "sdp.stream.idx" {
+                    Read::SdpLineIdx(sel)
+                } else {
+                    Read::SdpLine(sel)
+                }
+            }
+            ("sdp.line" | "sdp.session" | "sdp.stream" | "sdp.stream.idx", None) => {
+                return self.fail(
+                    Diagnostic::error(format!("`${}` needs a selector", spec.name), span)
+                        .with_help("e.g. `$sdp.line(a=rtpmap[1])`, `$sdp.stream(audio/a=ptime)`"),
+                );
+            }
+            ("param", Some(i)) => match i.parse::<usize>() {
+                Ok(i) if i >= 1 => Read::Param(i - 1),
+                Err(_) if !i.contains('$') && !i.trim().is_empty() => {
+                    Read::ParamNamed(i.trim().to_owned())
+                }
+                _ => return self.fail(unsupported(format!("`$param({i})`"), span)),
+            },
+            _ => match CorePv::resolve(spec) {
+                Some(CorePv::Retcode) => Read::Retcode,
+                Some(pv) => Read::Core(pv),
+                None => {
+                    return self.fail(unsupported(
+                        format!("the pseudo-variable `${}`", spec.name),
+                        span,
+                    ));
+                }
+            },
+        };
+        let mut transforms = Vec::new();
+        for t in &spec.transforms {
+            transforms.push(self.transform(t, span)?);
+        }
+        Ok(PvRead { read, transforms })
+    }
+}
