@@ -630,17 +630,11 @@ route {{
 "#
     );
     let server = start_with(sip, &cfg);
-    let invite = format!(
-        "INVITE sip:callee@127.0.0.1:{sip} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 127.0.0.1:{uac_port};branch=z9hG4bKsock1\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:caller@127.0.0.1>;tag=c1\r\n\
-         To: <sip:callee@127.0.0.1>\r\n\
-         Call-ID: branch-socket-1\r\n\
-         CSeq: 1 INVITE\r\n\
-         Content-Length: 0\r\n\r\n"
-    );
-    uac.send_to(invite.as_bytes(), ("127.0.0.1", sip)).unwrap();
+    uac.send_to(
+        invite_to("callee", sip, uac_port).as_bytes(),
+        ("127.0.0.1", sip),
+    )
+    .unwrap();
     let mut from_port = std::collections::HashMap::new();
     for _ in 0..3 {
         let (m, from) = recv(&uas, "INVITE ");
