@@ -162,6 +162,9 @@ pub struct Accounting {
     pub missed: bool,
     /// `cdr`: call detail records (needs dialog; recorded, not produced yet).
     pub cdr: bool,
+    /// acc's `detect_direction` found the request going upstream (callee to caller): its
+    /// lines swap From and To.
+    pub upstream: bool,
 }
 
 /// What `record_route()` asked for (rr module parameters applied).
@@ -300,6 +303,24 @@ pub struct SerialBranch {
 }
 
 impl MsgCtx {
+    /// Whether this in-dialog request flows upstream (callee to caller), as rr's
+    /// `is_direction` tells it: only when the `ftag` our Route carried (`$rr_params`) and the
+    /// From tag are both there and differ; anything else counts as downstream, as in OpenSIPS.
+    pub fn is_upstream(&self) -> bool {
+        let Some(ftag) = self
+            .rr_params
+            .as_deref()
+            .and_then(|p| p.split(';').find_map(|p| p.trim().strip_prefix("ftag=")))
+            .filter(|t| !t.is_empty())
+        else {
+            return false;
+        };
+        match self.msg.from_tag() {
+            Ok(Some(tag)) if !tag.is_empty() => tag != ftag,
+            _ => false,
+        }
+    }
+
     pub fn new(msg: SipMessage) -> MsgCtx {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         MsgCtx {

@@ -117,6 +117,10 @@ fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             }
         }
     }
+    // detect_direction: a request going upstream (callee to caller) is logged with From and
+    // To swapped, so that both directions of a dialog read alike.
+    acc.upstream =
+        script_param(f.script, "detect_direction").unwrap_or(0) != 0 && f.msg.is_upstream();
     f.msg.acc = Some(acc);
     1
 }
@@ -156,10 +160,15 @@ pub fn line(what: &str, req: &MsgCtx, code: &str, reason: &str, to_tag: &str) ->
         .cseq()
         .map(|c| c.method_str.to_owned())
         .unwrap_or_default();
+    let from_tag = msg.from_tag().ok().flatten().unwrap_or("");
+    let (from_tag, to_tag) = if req.acc.is_some_and(|a| a.upstream) {
+        (to_tag, from_tag)
+    } else {
+        (from_tag, to_tag)
+    };
     let mut line = format!(
-        "ACC: {what}: timestamp={};method={method};from_tag={};to_tag={to_tag};call_id={};code={code};reason={reason}",
+        "ACC: {what}: timestamp={};method={method};from_tag={from_tag};to_tag={to_tag};call_id={};code={code};reason={reason}",
         unix_now(),
-        msg.from_tag().ok().flatten().unwrap_or(""),
         msg.call_id().unwrap_or(""),
     );
     if let Some(script) = req.script.as_ref() {

@@ -187,3 +187,40 @@ fn extra_fields_follow_the_core_fields_of_the_log_line() {
         "{log:?}"
     );
 }
+
+// detect_direction: an in-dialog request going upstream (our Route's ftag is not its From tag)
+// is logged with From and To swapped; off (the default), or downstream, it is logged as it came.
+#[test]
+fn detect_direction_swaps_the_tags_of_upstream_requests() {
+    let _serial = setup();
+    let line = |modparams: &str, rr_params: &str| {
+        let script = compile(modparams, r#"do_accounting("log");"#);
+        let mut ctx = request("BYE", &script);
+        ctx.acc = None;
+        ctx.rr_params = Some(rr_params.to_owned());
+        let (mut worker, mut log) = (engine::Worker::default(), engine::MemoryLog::default());
+        script.run(&mut worker, &mut ctx, &mut log).unwrap();
+        acc::report(&ctx, 200, "OK", "t9");
+        let lines = captured();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        lines[0].clone()
+    };
+    let on = "modparam(\"acc\", \"detect_direction\", 1)";
+    let off = "modparam(\"acc\", \"detect_direction\", 0)";
+    assert!(
+        line(on, "lr;ftag=callee").contains(";from_tag=t9;to_tag=f1;"),
+        "upstream, swapped"
+    );
+    assert!(
+        line(on, "lr;ftag=f1").contains(";from_tag=f1;to_tag=t9;"),
+        "downstream"
+    );
+    assert!(
+        line(off, "lr;ftag=callee").contains(";from_tag=f1;to_tag=t9;"),
+        "detection off"
+    );
+    assert!(
+        line("", "lr;ftag=callee").contains(";from_tag=f1;to_tag=t9;"),
+        "off by default"
+    );
+}

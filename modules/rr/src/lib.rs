@@ -289,19 +289,17 @@ fn check_route_param(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     if ok { 1 } else { -1 }
 }
 
-/// `is_direction("downstream"|"upstream")`: downstream when the From tag is the `ftag` our
-/// Record-Route recorded (the caller's request).
+/// `is_direction("downstream"|"upstream")`: upstream only when our Route's `ftag` and the From
+/// tag are both present and differ; without either the request counts as downstream (OpenSIPS).
 fn is_direction(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let dir = args
         .first()
         .map(|v| v.to_text().into_owned())
         .unwrap_or_default();
-    let Some(params) = f.msg.rr_params.as_deref() else {
-        return -1;
-    };
-    let ftag = params.split(';').find_map(|p| p.strip_prefix("ftag="));
-    let from = f.msg.msg.from_tag().ok().flatten();
-    let downstream = ftag.is_some() && ftag == from;
-    let want_down = dir.eq_ignore_ascii_case("downstream");
-    if downstream == want_down { 1 } else { -1 }
+    let want_up = dir.eq_ignore_ascii_case("upstream");
+    if f.msg.is_upstream() == want_up {
+        1
+    } else {
+        -1
+    }
 }

@@ -239,3 +239,26 @@ fn record_route_preset_records_the_given_addresses() {
         ]
     );
 }
+
+// is_direction as OpenSIPS decides it: upstream only when our Route's ftag and the From tag are
+// both there and differ; a Route without ftag, or no loose_route at all, is downstream.
+#[test]
+fn is_direction_is_upstream_only_when_the_ftag_differs_from_the_from_tag() {
+    let script = r#"loose_route();
+        if (is_direction("upstream")) xlog("up\n");
+        if (is_direction("downstream")) xlog("down\n");"#;
+    let direction = |route: &str| run(script, &request(route, "sip:bob@192.0.2.99", true), "udp").0;
+    assert_eq!(
+        direction("Route: <sip:127.0.0.1:5060;lr;ftag=callee>, <sip:p2.example.com;lr>\r\n"),
+        vec!["up\n"]
+    );
+    assert_eq!(
+        direction("Route: <sip:127.0.0.1:5060;lr;ftag=caller>, <sip:p2.example.com;lr>\r\n"),
+        vec!["down\n"]
+    );
+    assert_eq!(
+        direction("Route: <sip:127.0.0.1:5060;lr>, <sip:p2.example.com;lr>\r\n"),
+        vec!["down\n"]
+    );
+    assert_eq!(direction(""), vec!["down\n"]);
+}

@@ -45,6 +45,27 @@ pub struct Params {
     pub onreply_avps: bool,
     /// Most branches one transaction may have (OpenSIPS: 256; rsips: configurable).
     pub max_branches: usize,
+    /// How a request without an RFC 3261 branch finds its transaction.
+    pub legacy: LegacyMatching,
+}
+
+/// What identifies an RFC 2543 transaction besides Call-ID, From, To and CSeq (tm's
+/// `ruri_matching` and `via1_matching`, both on by default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LegacyMatching {
+    /// The Request-URI must match too.
+    pub ruri: bool,
+    /// The top Via must match too.
+    pub via1: bool,
+}
+
+impl Default for LegacyMatching {
+    fn default() -> Self {
+        LegacyMatching {
+            ruri: true,
+            via1: true,
+        }
+    }
 }
 
 impl Default for Params {
@@ -61,6 +82,7 @@ impl Default for Params {
             disable_503_translation: false,
             onreply_avps: false,
             max_branches: 4096,
+            legacy: LegacyMatching::default(),
         }
     }
 }
@@ -447,7 +469,7 @@ impl Tm {
         let keys = lock(&self.by_key);
         let txs = || lock(&self.txs);
         let find = |m: &str| {
-            request_key(msg, m)
+            request_key(msg, m, self.params.legacy)
                 .and_then(|k| keys.get(&k).copied())
                 .and_then(|id| txs().get(&id).cloned())
         };
@@ -478,7 +500,7 @@ impl Tm {
     /// at once (`auto_100trying`).
     pub fn create(&self, ctx: &MsgCtx, now: Instant) -> Option<Arc<TxCell>> {
         let method = ctx.msg.cseq().ok()?.method_str.to_owned();
-        let key = request_key(&ctx.msg, &method)?;
+        let key = request_key(&ctx.msg, &method, self.params.legacy)?;
         let invite = ctx.msg.method() == Some(Method::Invite);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let fr = ctx.fr_timeout.map_or(self.params.fr_timeout, |s| {

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use cfg::ast::{ParamValue, RouteKind};
 use engine::{FnCtx, FnSpec, ModuleSpec, Param, ParamType, Routes, Value};
 
-pub use crate::core::{Found, Host, LocalReply, Params, Runner, SendDone, Tm, TxCell};
+pub use crate::core::{
+    Found, Host, LegacyMatching, LocalReply, Params, Runner, SendDone, Tm, TxCell,
+};
 pub use crate::messages::{DialogTarget, dialog_target};
 
 static TM: OnceLock<Arc<Tm>> = OnceLock::new();
@@ -73,6 +75,8 @@ pub fn params(script: &engine::Script) -> Params {
             "disable_6xx_block" => p.disable_6xx_block = n != 0,
             "onreply_avp_mode" => p.onreply_avps = n != 0,
             "max_branches" => p.max_branches = (n as usize).max(1),
+            "ruri_matching" => p.legacy.ruri = n != 0,
+            "via1_matching" => p.legacy.via1 = n != 0,
             _ => {}
         }
     }

@@ -16,7 +16,11 @@ pub fn parse_tid(text: &str) -> Option<u64> {
 /// The server-transaction key of a request: its top Via branch and sent-by, and the method
 /// (an ACK and a CANCEL belong to the INVITE they refer to, so they carry their own method
 /// here and are matched against INVITE separately).
-pub(crate) fn request_key(msg: &SipMessage, method: &str) -> Option<String> {
+pub(crate) fn request_key(
+    msg: &SipMessage,
+    method: &str,
+    legacy: crate::core::LegacyMatching,
+) -> Option<String> {
     let via = msg.top_via().ok()?;
     // Built by hand: this runs for every request (lookup and creation) and `format!` costs
     // more than the rest of the key.
@@ -39,6 +43,7 @@ pub(crate) fn request_key(msg: &SipMessage, method: &str) -> Option<String> {
         // RFC 2543 peers (RFC 3261 §17.2.3, OpenSIPS `ruri_matching`/`via1_matching`): the
         // Request-URI, From tag, Call-ID, CSeq number and top Via identify the transaction,
         // plus the To tag except for INVITE, whose ACK and CANCEL carry another To tag or none.
+        // `ruri_matching=0` leaves out the Request-URI, `via1_matching=0` the top Via.
         branch => {
             let cseq = msg.cseq().ok()?;
             let to_tag = if matches!(method, "INVITE" | "CANCEL") {
@@ -46,13 +51,21 @@ pub(crate) fn request_key(msg: &SipMessage, method: &str) -> Option<String> {
             } else {
                 msg.to_tag().ok().flatten().unwrap_or("")
             };
+            let ruri = if legacy.ruri {
+                msg.request_uri_str()?
+            } else {
+                ""
+            };
+            let (sent_by, branch) = if legacy.via1 {
+                (sent_by.as_str(), branch.unwrap_or(""))
+            } else {
+                ("", "")
+            };
             Some(format!(
-                "2543|{}|{}|{}|{}|{sent_by}|{}|{to_tag}|{method}",
-                msg.request_uri_str()?,
+                "2543|{ruri}|{}|{}|{}|{sent_by}|{branch}|{to_tag}|{method}",
                 msg.from_tag().ok().flatten().unwrap_or(""),
                 msg.call_id().ok()?,
                 cseq.seq,
-                branch.unwrap_or(""),
             ))
         }
     }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use engine::forward::{Socket, Sockets};
 use engine::{MsgCtx, Outbound, Outcome, Receipt};
 use sip::SipMessage;
-use tm::{Found, Host, Params, Runner, SendDone, Tm};
+use tm::{Found, Host, LegacyMatching, Params, Runner, SendDone, Tm};
 
 /// Records every message tm sends; sends to `fail_to` fail.
 #[derive(Default)]
@@ -836,4 +836,73 @@ fn requests_without_a_magic_cookie_match_the_rfc_2543_way() {
         tm.lookup_request(&request("ACK", "old3", "UDP").msg),
         Found::None
     ));
+}
+
+/// An RFC 2543 request (no magic cookie) with its own Request-URI and top Via.
+fn legacy_request(method: &str, ruri: &str, via: &str) -> MsgCtx {
+    let text = format!(
+        "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP {via}\r\n\
+         From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: legacy-1\r\n\
+         CSeq: 7 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    MsgCtx::new(SipMessage::parse(Bytes::from(text)).unwrap())
+}
+
+// tm's `ruri_matching` and `via1_matching` (both 1 by default): whether the Request-URI and the
+// top Via take part in matching a request without an RFC 3261 branch.
+#[test]
+fn ruri_and_via1_matching_decide_what_identifies_an_rfc_2543_transaction() {
+    let is_retransmission = |legacy: LegacyMatching, ruri: &str, via: &str| {
+        let (tm, _host) = setup(Params { legacy, ..params() });
+        let t0 = Instant::now();
+        tm.create(
+            &legacy_request("OPTIONS", "sip:bob@example.com", "10.0.0.1:5060;branch=1"),
+            t0,
+        )
+        .unwrap();
+        matches!(
+            tm.lookup_request(&legacy_request("OPTIONS", ruri, via).msg),
+            Found::Retransmission(_)
+        )
+    };
+    let (same_ruri, other_ruri) = ("sip:bob@example.com", "sip:bob@10.0.0.9");
+    let (same_via, other_via) = ("10.0.0.1:5060;branch=1", "10.0.0.2:5062;branch=2");
+    let both = LegacyMatching::default();
+    assert!(both.ruri && both.via1);
+    assert!(is_retransmission(both, same_ruri, same_via));
+    assert!(!is_retransmission(both, other_ruri, same_via));
+    assert!(!is_retransmission(both, same_ruri, other_via));
+
+    let no_ruri = LegacyMatching {
+        ruri: false,
+        ..both
+    };
+    assert!(is_retransmission(no_ruri, other_ruri, same_via));
+    assert!(!is_retransmission(no_ruri, same_ruri, other_via));
+
+    let no_via = LegacyMatching {
+        via1: false,
+        ..both
+    };
+    assert!(is_retransmission(no_via, same_ruri, other_via));
+    assert!(!is_retransmission(no_via, other_ruri, same_via));
+
+    let neither = LegacyMatching {
+        ruri: false,
+        via1: false,
+    };
+    assert!(is_retransmission(neither, other_ruri, other_via));
+    // Call-ID, From, To and CSeq still count: another CSeq is another transaction.
+    let (tm, _host) = setup(Params {
+        legacy: neither,
+        ..params()
+    });
+    let t0 = Instant::now();
+    tm.create(&legacy_request("OPTIONS", same_ruri, same_via), t0)
+        .unwrap();
+    let text = "OPTIONS sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=1\r\n\
+                From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: legacy-1\r\n\
+                CSeq: 8 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    let next = MsgCtx::new(SipMessage::parse(Bytes::from(text)).unwrap());
+    assert!(matches!(tm.lookup_request(&next.msg), Found::None));
 }
