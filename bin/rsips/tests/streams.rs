@@ -1118,11 +1118,17 @@ fn t_new_request_sends_a_request_of_its_own() {
     let (rx, rx_port) = udp_receiver("127.0.0.1");
     let route = format!(
         r#"route {{
-    t_new_request("MESSAGE", "sip:bob@127.0.0.1:{rx_port}", "sip:rsips@example.com", "sip:bob@example.com", "text/plain hello there");
+    # A body must start with its content type and a space: this one is refused.
+    if (t_new_request("MESSAGE", "sip:bob@127.0.0.1:{rx_port}", "sip:rsips@example.com", "sip:bob@example.com", "no-content-type")) {{
+        sl_send_reply(500, "Bad body accepted");
+        exit;
+    }}
+    t_new_request("MESSAGE", "sip:bob@127.0.0.1:{rx_port}", "RSIPS sip:rsips@example.com", "sip:bob@example.com", "text/plain hello there", "ctx-42");
     sl_send_reply(200, "OK");
 }}
 local_route {{
     append_hf("X-Local-Route: $rm\r\n");
+    append_hf("X-Ctx: $avp(uac_ctx)\r\n");
 }}"#
     );
     let server = start(
@@ -1133,11 +1139,22 @@ local_route {{
         ),
     );
     let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // rport: the reply comes back to this socket.
     c.send_to(
-        options("UDP", "newreq").as_bytes(),
+        options("UDP", "newreq")
+            .replacen(";branch", ";rport;branch", 1)
+            .as_bytes(),
         ("127.0.0.1", server.port),
     )
     .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = c.recv(&mut buf).unwrap();
+    assert!(
+        buf[..n].starts_with(b"SIP/2.0 200 OK\r\n"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
     let got = recv_text(&rx);
     assert!(
         got.starts_with(&format!("MESSAGE sip:bob@127.0.0.1:{rx_port} SIP/2.0\r\n")),
@@ -1148,7 +1165,14 @@ local_route {{
     assert!(
         header(&got, "From")
             .unwrap()
-            .starts_with("<sip:rsips@example.com>;tag=")
+            .starts_with("RSIPS <sip:rsips@example.com>;tag="),
+        "the display name is what comes before the last space: {got}"
+    );
+    assert_eq!(header(&got, "To"), Some("<sip:bob@example.com>"));
+    assert_eq!(
+        header(&got, "X-Ctx"),
+        Some("ctx-42"),
+        "$avp(uac_ctx): {got}"
     );
     assert_eq!(header(&got, "CSeq"), Some("1 MESSAGE"));
     assert_eq!(

@@ -809,21 +809,26 @@ fn t_new_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let (Some(method), Some(ruri), Some(from), Some(to)) = (arg(0), arg(1), arg(2), arg(3)) else {
         return -1;
     };
-    let addr = |a: &str| {
-        if a.contains('<') {
-            a.to_owned()
-        } else {
-            format!("<{a}>")
-        }
+    let mut headers = format!("From: {}\r\nTo: {}\r\n", name_addr(&from), name_addr(&to));
+    // The body starts with its content type and a space ("text/plain Hello"), as in OpenSIPS.
+    let body = match arg(4) {
+        Some(b) => match b.split_once(' ') {
+            Some((ct, rest)) => {
+                headers.push_str("Content-Type: ");
+                headers.push_str(ct);
+                headers.push_str("\r\n");
+                Some(rest.to_owned())
+            }
+            None => {
+                f.log.log(
+                    -1,
+                    &format!("t_new_request: no content type at the start of the body <{b}>\n"),
+                );
+                return -1;
+            }
+        },
+        None => None,
     };
-    let mut headers = format!("From: {}\r\nTo: {}\r\n", addr(&from), addr(&to));
-    let body = arg(4).map(|b| match b.split_once(char::is_whitespace) {
-        Some((ct, rest)) if ct.contains('/') => {
-            headers.push_str(&format!("Content-Type: {ct}\r\n"));
-            rest.to_owned()
-        }
-        _ => b,
-    });
     let msg = match build_request(&method, &ruri, &headers, body.as_deref()) {
         Ok(m) => m,
         Err(e) => {
@@ -832,6 +837,13 @@ fn t_new_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         }
     };
     let mut ctx = engine::MsgCtx::new(msg);
+    // The context string rides with the new transaction as `$avp(uac_ctx)`.
+    if let (Some(value), Some(id)) = (arg(5), f.script.avp_id("uac_ctx")) {
+        ctx.avps.resize(id + 1, Vec::new());
+        if let Some(stack) = ctx.avps.get_mut(id) {
+            stack.push(Value::from(value));
+        }
+    }
     if !run_local_route(f.script, f.worker, &mut ctx, f.log) {
         return -1;
     }
@@ -841,6 +853,22 @@ fn t_new_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             f.log.log(-1, &format!("t_new_request: {e}\n"));
             -1
         }
+    }
+}
+
+/// A From/To value of `t_new_request`, "[display ]URI" (the display name is what comes before
+/// the last space), as a header value.
+fn name_addr(text: &str) -> String {
+    let text = text.trim();
+    let (display, uri) = match text.rsplit_once(' ') {
+        Some((d, u)) => (d.trim(), u),
+        None => ("", text),
+    };
+    let uri = uri.trim_start_matches('<').trim_end_matches('>');
+    if display.is_empty() {
+        format!("<{uri}>")
+    } else {
+        format!("{display} <{uri}>")
     }
 }
 

@@ -690,6 +690,11 @@ impl Script {
     pub fn flag_bit(&self, name: &str) -> Option<u32> {
         self.names.flags.get(name).copied()
     }
+
+    /// The slot of `$avp(name)` in [`MsgCtx::avps`], if the script uses that AVP.
+    pub fn avp_id(&self, name: &str) -> Option<usize> {
+        self.names.avps.get(name).copied()
+    }
 }
 
 /// The addresses a socket host stands for when it is not an IP literal: `*` is every address
