@@ -234,3 +234,72 @@ fn sl_reply_error_answers_for_the_last_error() {
         "{r}"
     );
 }
+
+// OpenSIPS copies the request's Record-Route into replies from 180 to 299 (those that can set
+// up a dialog), not into provisional 1xx below 180 nor into negative replies.
+#[test]
+fn record_route_is_copied_into_replies_from_180_to_299() {
+    let server = start(
+        "",
+        r#"  if ($ci == "c100") { sl_send_reply(100, "Trying"); exit; }
+  if ($ci == "c180") { sl_send_reply(180, "Ringing"); exit; }
+  if ($ci == "c200") { sl_send_reply(200, "OK"); exit; }
+  sl_send_reply(486, "Busy Here");"#,
+    );
+    let c = client();
+    let with_rr = |call_id: &str| {
+        request("INVITE", call_id, "").replacen(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nRecord-Route: <sip:p1.example.com;lr>\r\nRecord-Route: <sip:p2.example.com;lr>\r\n",
+            1,
+        )
+    };
+    let rr_lines = |r: &str| {
+        r.lines()
+            .filter(|l| l.starts_with("Record-Route:"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let both = vec![
+        "Record-Route: <sip:p1.example.com;lr>".to_owned(),
+        "Record-Route: <sip:p2.example.com;lr>".to_owned(),
+    ];
+    let r = exchange(&server, &c, &with_rr("c180")).unwrap();
+    assert_eq!(rr_lines(&r), both, "{r}");
+    let r = exchange(&server, &c, &with_rr("c200")).unwrap();
+    assert_eq!(rr_lines(&r), both, "{r}");
+    let r = exchange(&server, &c, &with_rr("c100")).unwrap();
+    assert!(rr_lines(&r).is_empty(), "{r}");
+    let r = exchange(&server, &c, &with_rr("c486")).unwrap();
+    assert!(r.starts_with("SIP/2.0 486 "), "{r}");
+    assert!(rr_lines(&r).is_empty(), "{r}");
+}
+
+// An ACK is never answered, and sl_send_reply on it is a success (OpenSIPS returns 1).
+#[test]
+fn sl_send_reply_on_an_ack_sends_nothing_and_succeeds() {
+    let server = start(
+        "",
+        r#"  if (is_method("ACK")) {
+    if (sl_send_reply(404, "No")) xlog("ack-reply-true\n"); else xlog("ack-reply-false\n");
+    exit;
+  }"#,
+    );
+    let c = client();
+    c.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    assert_eq!(
+        exchange(&server, &c, &request("ACK", "ack1", "foreign")),
+        None,
+        "no reply to an ACK"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = std::fs::read_to_string(server.dir.join("rsips.log")).unwrap_or_default();
+        if log.contains("ack-reply-") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(log.contains("ack-reply-true"), "{log}");
+}

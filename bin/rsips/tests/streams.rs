@@ -1519,8 +1519,9 @@ fn reply_bodies_and_uri_headers() {
         exit;
     }}
     append_to_reply("Content-Type: text/plain\r\n");
-    append_body_to_reply("hello ");
-    append_body_to_reply("there");
+    # The last call wins (OpenSIPS replaces the reply body).
+    append_body_to_reply("dropped");
+    append_body_to_reply("hello there");
     sl_send_reply(200, "OK");
 }}"#
     );

@@ -138,9 +138,9 @@ fn replies_are_built_and_routed_back_per_via() {
     assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
     assert!(
         reply.contains(&format!(
-            "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKopt1;rport={port}\r\n"
+            "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKopt1;rport={port};received=127.0.0.1\r\n"
         )),
-        "{reply}"
+        "rport asked: received too, even when it equals sent-by (RFC 3581 §4): {reply}"
     );
     assert!(
         reply.contains("Call-ID: opt1\r\n") && reply.contains("CSeq: 7 OPTIONS\r\n"),
@@ -306,7 +306,9 @@ fn stateless_forwarding_and_replies_back_by_via() {
         "{fwd}"
     );
     let uac_port = uac.local_addr().unwrap().port();
-    let uac_via = format!("Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKfwd1;rport={uac_port}");
+    let uac_via = format!(
+        "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKfwd1;rport={uac_port};received=127.0.0.1"
+    );
     assert!(
         fwd.contains(&format!("\r\n{uac_via}\r\n")),
         "the uac's Via follows, rport filled in (RFC 3581): {fwd}"
@@ -483,7 +485,7 @@ fn ipv6_on_the_loopback() {
     assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
     assert!(
         reply.contains(&format!(
-            "Via: SIP/2.0/UDP [::1]:{port};branch=z9hG4bKv6;rport={port}\r\n"
+            "Via: SIP/2.0/UDP [::1]:{port};branch=z9hG4bKv6;rport={port};received=::1\r\n"
         )),
         "{reply}"
     );

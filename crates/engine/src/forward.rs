@@ -124,43 +124,62 @@ fn stateless_branch(msg: &SipMessage, top_branch: Option<&str>, ruri: &str) -> S
     branch
 }
 
-/// The top Via as the server records it on receipt (RFC 3261 §18.2.1, RFC 3581 §4): `received`
-/// when the source differs from sent-by, `rport` filled in when the client asked for it (or
-/// `force_rport()` was called).
+/// The top Via as the server records it on receipt (RFC 3261 §18.2.1, RFC 3581 §4): see
+/// [`recorded_via`].
 pub fn received_top_via(msg: &SipMessage, source: SocketAddr, force_rport: bool) -> Option<String> {
     let via = msg.top_via().ok()?;
     Some(recorded_via(&via, source, force_rport).unwrap_or_else(|| via.as_str().to_owned()))
 }
 
-/// What [`received_top_via`] makes of `via`, or `None` when it stays as it is (sent-by is the
-/// source address and no `rport` is to be filled in): the common case, which needs no edit.
+/// What [`received_top_via`] makes of `via`, or `None` when it stays as it is: the common
+/// case, which needs no edit. As OpenSIPS (and RFC 3581 §4): `received` is set to the source
+/// address when sent-by names another address, when the Via asks for `rport` or `force_rport`
+/// is on (even when it equals sent-by), and replaces one already there; `rport` gets the
+/// source port whenever it is present (any value is replaced) or forced.
 fn recorded_via(via: &sip::Via<'_>, source: SocketAddr, force_rport: bool) -> Option<String> {
-    let add_received = via.host().ip() != Some(source.ip()) && via.received().is_none();
     let rport = via.rport();
-    let fill_rport = matches!(rport, Some(None)) || (rport.is_none() && force_rport);
-    if !add_received && !fill_rport {
+    let set_rport = rport.is_some() || force_rport;
+    let received = via.received_ip();
+    let add_received =
+        set_rport || via.received().is_some() || via.host().ip() != Some(source.ip());
+    if !add_received {
         return None;
     }
-    let mut value = via.as_str().to_owned();
-    if add_received {
-        value.push_str(&format!(";received={}", source.ip()));
+    let unchanged = received == Some(source.ip())
+        && match rport {
+            Some(value) => value == Some(source.port()),
+            None => !force_rport,
+        };
+    if unchanged {
+        return None;
     }
-    match rport {
-        Some(None) => {
-            let parts: Vec<String> = value
-                .split(';')
-                .map(|p| {
-                    if p.trim().eq_ignore_ascii_case("rport") {
-                        format!("rport={}", source.port())
-                    } else {
-                        p.to_owned()
-                    }
-                })
-                .collect();
-            value = parts.join(";");
+    let (ip, port) = (source.ip().to_string(), source.port().to_string());
+    let mut value = String::with_capacity(via.as_str().len() + 32);
+    let (mut has_received, mut has_rport) = (false, false);
+    for (i, part) in via.as_str().split(';').enumerate() {
+        if i > 0 {
+            value.push(';');
         }
-        None if force_rport => value.push_str(&format!(";rport={}", source.port())),
-        _ => {}
+        let name = part.split('=').next().unwrap_or("").trim();
+        if i > 0 && name.eq_ignore_ascii_case("received") {
+            value.push_str("received=");
+            value.push_str(&ip);
+            has_received = true;
+        } else if i > 0 && name.eq_ignore_ascii_case("rport") {
+            value.push_str("rport=");
+            value.push_str(&port);
+            has_rport = true;
+        } else {
+            value.push_str(part);
+        }
+    }
+    if !has_received {
+        value.push_str(";received=");
+        value.push_str(&ip);
+    }
+    if set_rport && !has_rport {
+        value.push_str(";rport=");
+        value.push_str(&port);
     }
     Some(value)
 }
@@ -372,8 +391,8 @@ pub fn forward_with_branch(
         via.push_str(";rport");
     }
     edits.add_first("Via", &via);
-    if let Some(rr) = &ctx.record_route {
-        record_route(ctx, rr, proto, &hostport, sockets, &mut edits);
+    if let Some(rr) = ctx.record_route.as_ref().filter(|rr| rr.done) {
+        record_route(ctx, rr, (proto, local), &hostport, sockets, &mut edits);
     }
     if ctx.new_ruri.is_some() {
         edits.set_request_uri(ruri);
@@ -387,7 +406,7 @@ pub fn forward_with_branch(
     })
 }
 
-/// The Record-Route value for a socket: `<sip:HOST:PORT[;transport=X][;r2=on];lr[;ftag=T]P>`.
+/// The Record-Route value for a socket: `<sip:HOST[:PORT][;transport=X][;r2=on];lr[;ftag=T]P>`.
 fn rr_value(hostport: &str, proto: &str, r2: bool, ftag: Option<&str>, params: &str) -> String {
     let mut v = format!("<sip:{hostport}");
     if proto != "udp" {
@@ -407,12 +426,22 @@ fn rr_value(hostport: &str, proto: &str, r2: bool, ftag: Option<&str>, params: &
     v
 }
 
+/// `host:port` as a Record-Route names a socket: OpenSIPS leaves out the port when it is the
+/// default 5060 and comes from the socket itself (not from an `as` name or
+/// `set_advertised_port`).
+fn rr_hostport(hostport: &str, port_is_own: bool) -> &str {
+    match hostport.strip_suffix(":5060") {
+        Some(host) if port_is_own => host,
+        _ => hostport,
+    }
+}
+
 /// Adds our Record-Route (RFC 3261 §16.6 step 4): the sending socket's, and with double RR the
-/// receiving socket's below it when the two differ in protocol or address.
+/// receiving socket's below it when the two sockets differ (protocol or address).
 fn record_route(
     ctx: &MsgCtx,
     rr: &crate::ctx::RecordRoute,
-    proto: &str,
+    (proto, local): (&str, SocketAddr),
     out_hostport: &str,
     sockets: &Sockets,
     edits: &mut Edits,
@@ -423,52 +452,64 @@ fn record_route(
         None
     };
     if let Some((first, second)) = &rr.preset {
-        // `record_route_preset`: the given addresses (`sip:` optional), our `lr`/`ftag`/params.
-        let value = |a: &str, r2: bool| {
+        // `record_route_preset`: each address as given (`sip:` optional), then `;ftag=T;lr`;
+        // the parameters go in the first only.
+        let value = |a: &str, params: &str| {
             let mut v = format!("<sip:{}", a.trim_start_matches("sip:"));
-            if r2 {
-                v.push_str(";r2=on");
-            }
-            v.push_str(";lr");
             if let Some(t) = ftag {
                 v.push_str(";ftag=");
                 v.push_str(t);
             }
-            v.push_str(&rr.params);
+            v.push_str(";lr");
+            v.push_str(params);
             v.push('>');
             v
         };
-        edits.add_record_route(&ctx.msg, &value(first, second.is_some()));
+        edits.add_record_route(&ctx.msg, &value(first, &rr.params));
         if let Some(second) = second {
-            edits.add_record_route(&ctx.msg, &value(second, true));
+            edits.add_record_route(&ctx.msg, &value(second, ""));
         }
         return;
     }
-    let inbound = ctx.receipt.as_ref().map(|r| {
-        let adv = sockets
+    let advertised_of = |proto: &str, addr: SocketAddr| {
+        sockets
             .listen
             .iter()
-            .find(|s| s.proto == r.proto && s.addr == Some(r.local))
-            .and_then(|s| s.advertised.clone());
-        let hostport = match adv {
-            Some((h, p)) => format!("{h}:{}", p.unwrap_or(r.local.port())),
+            .find(|s| s.proto == proto && s.addr == Some(addr))
+            .and_then(|s| s.advertised.clone())
+    };
+    let out_own_port = advertised_of(proto, local).is_none() && ctx.adv_port.is_none();
+    let inbound = ctx.receipt.as_ref().map(|r| {
+        let (hostport, own_port) = match advertised_of(r.proto, r.local) {
+            Some((h, p)) => (format!("{h}:{}", p.unwrap_or(r.local.port())), false),
             None => match r.local {
-                SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-                SocketAddr::V4(a) => a.to_string(),
+                SocketAddr::V6(a) => (format!("[{}]:{}", a.ip(), a.port()), true),
+                SocketAddr::V4(a) => (a.to_string(), true),
             },
         };
-        (r.proto, hostport)
+        (r.proto, r.local, hostport, own_port)
     });
+    // Two Record-Routes when the request leaves by another socket than it came in on (the
+    // sockets themselves are compared, not the names they advertise).
     let double = rr.double
         && inbound
             .as_ref()
-            .is_some_and(|(p, h)| *p != proto || h != out_hostport);
+            .is_some_and(|(p, addr, _, _)| *p != proto || *addr != local);
     edits.add_record_route(
         &ctx.msg,
-        &rr_value(out_hostport, proto, double, ftag, &rr.params),
+        &rr_value(
+            rr_hostport(out_hostport, out_own_port),
+            proto,
+            double,
+            ftag,
+            &rr.params,
+        ),
     );
-    if double && let Some((p, h)) = &inbound {
-        edits.add_record_route(&ctx.msg, &rr_value(h, p, true, ftag, &rr.params));
+    if double && let Some((p, _, h, own)) = &inbound {
+        edits.add_record_route(
+            &ctx.msg,
+            &rr_value(rr_hostport(h, *own), p, true, ftag, &rr.params),
+        );
     }
 }
 
@@ -557,6 +598,68 @@ mod tests {
              CSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
         );
         SipMessage::parse(bytes::Bytes::from(text)).expect("test message parses")
+    }
+
+    /// The top Via of a request with the given Via value, as recorded from `source`.
+    fn recorded(via: &str, source: &str, force_rport: bool) -> String {
+        let text = format!(
+            "OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP {via}\r\n\
+             From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: v\r\n\
+             CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        let msg = SipMessage::parse(bytes::Bytes::from(text)).expect("test message parses");
+        received_top_via(&msg, source.parse().expect("address"), force_rport)
+            .expect("a top Via")
+            .trim_start_matches("SIP/2.0/UDP ")
+            .to_owned()
+    }
+
+    // RFC 3581 §4 and OpenSIPS: with rport (asked or forced) `received` is always added, even
+    // when it equals sent-by; rport takes the source port, replacing any value; an old
+    // `received` is replaced; without rport and with sent-by = source nothing changes.
+    #[test]
+    fn received_and_rport_follow_rfc_3581() {
+        let src = "192.0.2.1:5071";
+        assert_eq!(
+            recorded("192.0.2.1:5071;branch=z9hG4bK1", src, false),
+            "192.0.2.1:5071;branch=z9hG4bK1"
+        );
+        assert_eq!(
+            recorded("192.0.2.1:5060;branch=z9hG4bK1", src, false),
+            "192.0.2.1:5060;branch=z9hG4bK1",
+            "same address, other port, no rport: as it came"
+        );
+        assert_eq!(
+            recorded("192.0.2.1:5071;rport;branch=z9hG4bK1", src, false),
+            "192.0.2.1:5071;rport=5071;branch=z9hG4bK1;received=192.0.2.1"
+        );
+        assert_eq!(
+            recorded("192.0.2.1:5071;rport=9;branch=z9hG4bK1", src, false),
+            "192.0.2.1:5071;rport=5071;branch=z9hG4bK1;received=192.0.2.1",
+            "a stale rport value is replaced"
+        );
+        assert_eq!(
+            recorded("10.0.0.1:5060;branch=z9hG4bK1", src, false),
+            "10.0.0.1:5060;branch=z9hG4bK1;received=192.0.2.1"
+        );
+        assert_eq!(
+            recorded("10.0.0.1;received=10.9.9.9;branch=z9hG4bK1", src, false),
+            "10.0.0.1;received=192.0.2.1;branch=z9hG4bK1"
+        );
+        assert_eq!(
+            recorded("192.0.2.1:5060;branch=z9hG4bK1", src, true),
+            "192.0.2.1:5060;branch=z9hG4bK1;received=192.0.2.1;rport=5071",
+            "force_rport"
+        );
+        assert_eq!(
+            recorded(
+                "192.0.2.1;rport=5071;received=192.0.2.1;branch=z9hG4bK1",
+                src,
+                false
+            ),
+            "192.0.2.1;rport=5071;received=192.0.2.1;branch=z9hG4bK1",
+            "already right: unchanged"
+        );
     }
 
     #[test]

@@ -76,27 +76,50 @@ fn normalize_params(p: &str) -> String {
     }
 }
 
-/// `record_route([params])`.
-fn record_route(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let params = args
-        .first()
-        .filter(|v| !matches!(v, Value::Null))
-        .map(|v| normalize_params(&v.to_text()))
-        .unwrap_or_default();
+/// A second `record_route()`/`record_route_preset()` for the same request fails and the first
+/// stays, as in OpenSIPS.
+fn already_recorded(f: &mut FnCtx<'_>) -> bool {
+    let done = f.msg.record_route.as_ref().is_some_and(|rr| rr.done);
+    if done {
+        f.log.log(-1, "Double attempt to record-route\n");
+    }
+    done
+}
+
+/// The pending Record-Route of the request, with the module parameters applied.
+fn pending<'a>(f: &'a mut FnCtx<'_>) -> &'a mut RecordRoute {
     let (ftag, double) = (
         param_on(f, "append_fromtag", true),
         param_on(f, "enable_double_rr", true),
     );
     let rr = f.msg.record_route.get_or_insert_with(RecordRoute::default);
-    rr.params.push_str(&params);
     rr.ftag = ftag;
     rr.double = double;
+    rr
+}
+
+/// `record_route([params])`.
+fn record_route(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    if already_recorded(f) {
+        return -1;
+    }
+    let params = args
+        .first()
+        .filter(|v| !matches!(v, Value::Null))
+        .map(|v| normalize_params(&v.to_text()))
+        .unwrap_or_default();
+    let rr = pending(f);
+    rr.params.push_str(&params);
+    rr.done = true;
     1
 }
 
 /// `record_route_preset(addr[, addr2])`: Record-Route with the given address(es) instead of
-/// the sockets' (two, both `r2=on`, when `addr2` is given).
+/// the sockets' (the second needs `enable_double_rr`).
 fn record_route_preset(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    if already_recorded(f) {
+        return -1;
+    }
     let Some(first) = args.first().map(|v| v.to_text().into_owned()) else {
         return -1;
     };
@@ -104,26 +127,26 @@ fn record_route_preset(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         .get(1)
         .filter(|v| !matches!(v, Value::Null))
         .map(|v| v.to_text().into_owned());
-    let ftag = param_on(f, "append_fromtag", true);
-    let rr = f.msg.record_route.get_or_insert_with(RecordRoute::default);
-    rr.ftag = ftag;
+    if second.is_some() && !param_on(f, "enable_double_rr", true) {
+        f.log.log(
+            -1,
+            "Attempt to double record-route while 'enable_double_rr' param is disabled\n",
+        );
+        return -1;
+    }
+    let rr = pending(f);
     rr.preset = Some((first, second));
+    rr.done = true;
     1
 }
 
-/// `add_rr_param(";p=v")`: added to the Record-Route this request gets.
+/// `add_rr_param(";p=v")`: added to the Record-Route this request gets, now or when
+/// `record_route()` runs later; on its own it adds no Record-Route.
 fn add_rr_param(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some(p) = args.first().map(|v| normalize_params(&v.to_text())) else {
         return -1;
     };
-    let ftag = param_on(f, "append_fromtag", true);
-    let double = param_on(f, "enable_double_rr", true);
-    let rr = f.msg.record_route.get_or_insert_with(|| RecordRoute {
-        params: String::new(),
-        ftag,
-        double,
-        preset: None,
-    });
+    let rr = pending(f);
     rr.params.push_str(&p);
     1
 }

@@ -18,10 +18,15 @@ fn request(extra: &str, ruri: &str, to_tag: bool) -> String {
 
 /// Runs `body` as the main route over `raw` received on `proto` at 127.0.0.1:5060.
 fn run(body: &str, raw: &str, proto: &'static str) -> (Vec<String>, MsgCtx) {
+    run_with("", body, raw, proto)
+}
+
+/// [`run`] with `modparams` after the loadmodule lines.
+fn run_with(modparams: &str, body: &str, raw: &str, proto: &'static str) -> (Vec<String>, MsgCtx) {
     let src = format!(
         "socket=udp:127.0.0.1:5060\nsocket=tcp:127.0.0.1:5060\ndisable_stateless_fwd=no\n\
          loadmodule \"proto_udp.so\"\nloadmodule \"proto_tcp.so\"\n\
-         loadmodule \"rr.so\"\nloadmodule \"maxfwd.so\"\nroute {{\n{body}\n}}"
+         loadmodule \"rr.so\"\nloadmodule \"maxfwd.so\"\n{modparams}\nroute {{\n{body}\n}}"
     );
     let mut sources = cfg::SourceMap::new();
     let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src);
@@ -112,7 +117,7 @@ fn record_route_uses_the_sending_socket_and_the_from_tag() {
     assert_eq!(
         values(&relayed(&ctx), sip::HeaderName::RecordRoute),
         vec![
-            "<sip:127.0.0.1:5060;lr;ftag=caller;foo=bar;x=1>",
+            "<sip:127.0.0.1;lr;ftag=caller;foo=bar;x=1>",
             "<sip:upstream.example.com;lr>"
         ],
         "ours on top of the existing set"
@@ -129,8 +134,8 @@ fn double_record_route_when_the_protocol_changes() {
     assert_eq!(
         values(&relayed(&ctx), sip::HeaderName::RecordRoute),
         vec![
-            "<sip:127.0.0.1:5060;r2=on;lr;ftag=caller>",
-            "<sip:127.0.0.1:5060;transport=tcp;r2=on;lr;ftag=caller>"
+            "<sip:127.0.0.1;r2=on;lr;ftag=caller>",
+            "<sip:127.0.0.1;transport=tcp;r2=on;lr;ftag=caller>"
         ]
     );
 }
@@ -234,10 +239,94 @@ fn record_route_preset_records_the_given_addresses() {
     assert_eq!(
         values(&relayed(&ctx), sip::HeaderName::RecordRoute),
         vec![
-            "<sip:203.0.113.5:5060;transport=tcp;r2=on;lr;ftag=caller>",
-            "<sip:10.0.0.5:5060;r2=on;lr;ftag=caller>"
+            "<sip:203.0.113.5:5060;transport=tcp;ftag=caller;lr>",
+            "<sip:10.0.0.5:5060;ftag=caller;lr>"
+        ],
+        "each address as given, then ftag and lr; no r2"
+    );
+}
+
+// add_rr_param only keeps its parameter for a record_route() that may come; alone it adds no
+// Record-Route (the residential NAT config calls it for every relayed request).
+#[test]
+fn add_rr_param_alone_adds_no_record_route() {
+    let (_, ctx) = run(
+        r#"add_rr_param(";nat=yes"); forward("udp:127.0.0.1:5090");"#,
+        &request("", "sip:bob@example.com", false),
+        "udp",
+    );
+    assert!(values(&relayed(&ctx), sip::HeaderName::RecordRoute).is_empty());
+    let (_, ctx) = run(
+        r#"add_rr_param(";nat=yes"); record_route(); forward("udp:127.0.0.1:5090");"#,
+        &request("", "sip:bob@example.com", false),
+        "udp",
+    );
+    assert_eq!(
+        values(&relayed(&ctx), sip::HeaderName::RecordRoute),
+        vec!["<sip:127.0.0.1;lr;ftag=caller;nat=yes>"]
+    );
+}
+
+// A second record_route()/record_route_preset() fails and the first Record-Route stays.
+#[test]
+fn a_second_record_route_fails_and_keeps_the_first() {
+    let (l, ctx) = run(
+        r#"if (record_route(";a=1")) xlog("first\n");
+        if (!record_route(";b=2")) xlog("second refused\n");
+        if (!record_route_preset("192.0.2.1")) xlog("preset refused\n");
+        forward("udp:127.0.0.1:5090");"#,
+        &request("", "sip:bob@example.com", false),
+        "udp",
+    );
+    assert_eq!(
+        l,
+        vec![
+            "first\n",
+            "Double attempt to record-route\n",
+            "second refused\n",
+            "Double attempt to record-route\n",
+            "preset refused\n"
         ]
     );
+    assert_eq!(
+        values(&relayed(&ctx), sip::HeaderName::RecordRoute),
+        vec!["<sip:127.0.0.1;lr;ftag=caller;a=1>"]
+    );
+}
+
+// With one socket in and out, an advertised address gives one Record-Route: the sockets are
+// compared, not the names they advertise.
+#[test]
+fn set_advertised_address_does_not_double_the_record_route() {
+    let (_, ctx) = run(
+        r#"set_advertised_address("203.0.113.9"); record_route(); forward("udp:127.0.0.1:5090");"#,
+        &request("", "sip:bob@example.com", false),
+        "udp",
+    );
+    assert_eq!(
+        values(&relayed(&ctx), sip::HeaderName::RecordRoute),
+        vec!["<sip:203.0.113.9;lr;ftag=caller>"]
+    );
+}
+
+// A preset pair needs enable_double_rr.
+#[test]
+fn a_preset_pair_needs_double_rr() {
+    let (l, ctx) = run_with(
+        r#"modparam("rr", "enable_double_rr", 0)"#,
+        r#"if (!record_route_preset("192.0.2.1", "10.0.0.1")) xlog("refused\n");
+        forward("udp:127.0.0.1:5090");"#,
+        &request("", "sip:bob@example.com", false),
+        "udp",
+    );
+    assert_eq!(
+        l,
+        vec![
+            "Attempt to double record-route while 'enable_double_rr' param is disabled\n",
+            "refused\n"
+        ]
+    );
+    assert!(values(&relayed(&ctx), sip::HeaderName::RecordRoute).is_empty());
 }
 
 // is_direction as OpenSIPS decides it: upstream only when our Route's ftag and the From tag are

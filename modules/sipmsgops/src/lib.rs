@@ -490,11 +490,8 @@ fn change_reply_status(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 
 /// `append_body_to_reply(body)`: the body of the reply the script sends next.
 fn append_body_to_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let body = text(args.first());
-    f.msg
-        .reply_body
-        .get_or_insert_with(String::new)
-        .push_str(&body);
+    // The last call wins, as in OpenSIPS (the reply has one body).
+    f.msg.reply_body = Some(text(args.first()));
     1
 }
 

@@ -318,6 +318,10 @@ fn build(
             HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
                 b = b.header(h.name.as_str().unwrap_or(h.name_str), h.value);
             }
+            // The route set goes back in replies that can set up a dialog (OpenSIPS: 180-299).
+            HeaderName::RecordRoute if (180..300).contains(&code) => {
+                b = b.header("Record-Route", h.value);
+            }
             HeaderName::To => {
                 // A tag from 180 up when the request has none (OpenSIPS); below that the To
                 // goes back as it came (RFC 3261 §8.2.6.2), without being parsed.
@@ -365,7 +369,12 @@ fn build(
 /// `500 Server error occurred (1/SL)` when nothing more precise is known.
 fn reply_error(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
     let (code, reason) = error_reply(f.msg.last_error);
-    send_reply(f, &[Value::Int(i64::from(code)), Value::from(reason)])
+    let sent = send_reply(f, &[Value::Int(i64::from(code)), Value::from(reason)]);
+    // Only error replies count here, as in OpenSIPS (not every sl reply from 300 up).
+    if sent > 0 {
+        engine::stat!("sl", "sent_err_replies").inc();
+    }
+    sent
 }
 
 /// The SIP code and reason phrase for an internal error code (OpenSIPS `ser_error`).
@@ -384,7 +393,7 @@ pub fn error_reply(error: i32) -> (u16, String) {
         -15 => ("Invalid character in q parameter", 400),
         -16 => ("Empty q parameter", 400),
         -17 => ("q parameter too big", 400),
-        -18 => ("Decimal part missing in q", 400),
+        -18 => ("No destination available", 500),
         _ => ("Server error occurred", 500),
     };
     (code, format!("{text} ({}/SL)", -i64::from(error)))
@@ -398,11 +407,12 @@ fn send_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     else {
         return -1;
     };
-    if !(100..=699).contains(&code)
-        || !f.msg.msg.is_request()
-        || f.msg.msg.method() == Some(sip::Method::Ack)
-    {
+    if !(100..=699).contains(&code) || !f.msg.msg.is_request() {
         return -1;
+    }
+    // An ACK is never answered; as in OpenSIPS that is a success.
+    if f.msg.msg.method() == Some(sip::Method::Ack) {
+        return 1;
     }
     let reason = args
         .get(1)
@@ -420,9 +430,6 @@ fn send_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         _ => engine::stat!("sl", "6xx_replies").inc(),
     }
     engine::stat!("sl", "sent_replies").inc();
-    if code >= 300 {
-        engine::stat!("sl", "sent_err_replies").inc();
-    }
     // Replies leave by the socket the request came in on (RFC 3261 §18.2.2), on its
     // connection for stream transports.
     let (proto, conn) = f

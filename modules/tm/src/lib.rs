@@ -360,13 +360,16 @@ fn bool_code(b: bool) -> i64 {
 }
 
 /// `t_relay([flags][, outbound_proxy])`. Its outcome is the message's last error for
-/// `sl_reply_error()` (OpenSIPS `ser_error`: unresolvable destination, send failed; none when
-/// it relayed).
+/// `sl_reply_error()` (OpenSIPS `ser_error`: bad request, no destination, unresolvable or
+/// filtered destination, send failed; none when it relayed).
 fn t_relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let code = relay(f, args);
     f.msg.last_error = match code {
         c if c >= 0 => 0,
+        -2 => -400,
+        -3 => -18,
         -4 => -476,
+        -5 => -473,
         -6 => -477,
         _ => -1,
     };
