@@ -168,6 +168,9 @@ pub(crate) struct Tx {
     pub(crate) cancelled: bool,
     blocked: bool,
     completing: bool,
+    /// The first branch of the current attempt: a failure route that relays again starts a
+    /// new one, and only its branches compete for the best reply (OpenSIPS `first_branch`).
+    first_branch: usize,
     /// `t_relay` is still adding branches: the transaction cannot complete yet.
     relaying: usize,
     /// `t_add_cancel_reason`: the Reason header value of the CANCELs this transaction sends.
@@ -218,6 +221,7 @@ impl Tx {
             cancelled: false,
             blocked: false,
             completing: false,
+            first_branch: 0,
             relaying: 0,
             cancel_reason: None,
             delete_at: None,

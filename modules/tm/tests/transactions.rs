@@ -906,3 +906,110 @@ fn ruri_and_via1_matching_decide_what_identifies_an_rfc_2543_transaction() {
     let next = MsgCtx::new(SipMessage::parse(Bytes::from(text)).unwrap());
     assert!(matches!(tm.lookup_request(&next.msg), Found::None));
 }
+
+// failure_route starts from the request as received: the last branch's new R-URI, `$du`, q,
+// forced socket and branch flags are not inherited (OpenSIPS fakes the request so since 3.1).
+#[test]
+fn failure_route_does_not_inherit_the_last_branchs_destination() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let mut ctx = request("INVITE", "z9hG4bKreset", "UDP");
+    ctx.on_failure = Some(7);
+    ctx.new_ruri = Some("sip:contact@192.0.2.50".to_owned());
+    ctx.dst_uri = Some("sip:127.0.0.1:5070".to_owned());
+    ctx.ruri_q = 500;
+    ctx.branch_flags = 0b101;
+    ctx.send_socket = Some("udp:127.0.0.1:5060".to_owned());
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.add_branch(&cell, &ctx, None, &net(), t0).unwrap();
+    let first = host.take_full().pop().unwrap();
+    assert!(
+        first.starts_with("INVITE sip:contact@192.0.2.50 "),
+        "{first}"
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let mut s = Script {
+        runs: Vec::new(),
+        on_run: Some(Box::new(move |_, ctx| {
+            record.lock().unwrap().push((
+                ctx.ruri().map(str::to_owned),
+                ctx.dst_uri.clone(),
+                ctx.ruri_q,
+                ctx.branch_flags,
+                ctx.send_socket.clone(),
+            ));
+        })),
+    };
+    let (r, rctx) = reply_to(&first, 486, "Busy Here", Some("b1"));
+    tm.on_reply(&r, rctx, &mut s, t0 + Duration::from_secs(1));
+    assert_eq!(s.runs, vec![(7, Some(486))]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(Some("sip:bob@example.com".to_owned()), None, -1, 0, None)]
+    );
+}
+
+// Each failure_route relay starts a new attempt: only its branches compete for the reply that
+// goes upstream (OpenSIPS picks from `first_branch` on), so a 401 from the first attempt does not
+// beat the 486 of the second.
+#[test]
+fn the_best_reply_is_picked_from_the_current_attempt_only() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let mut ctx = request("INVITE", "z9hG4bKattempt", "UDP");
+    ctx.on_failure = Some(7);
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let first = host.take_full().pop().unwrap();
+    let (tm2, cell2) = (Arc::clone(&tm), Arc::clone(&cell));
+    let mut s = Script {
+        runs: Vec::new(),
+        on_run: Some(Box::new(move |_, ctx| {
+            tm2.add_branch(&cell2, ctx, Some("udp:127.0.0.1:5071"), &net(), t0)
+                .unwrap();
+        })),
+    };
+    let (r, rctx) = reply_to(&first, 401, "Unauthorized", Some("a1"));
+    tm.on_reply(&r, rctx, &mut s, t0);
+    let second = host
+        .take_full()
+        .into_iter()
+        .find(|m| m.starts_with("INVITE "))
+        .unwrap();
+    let (r, rctx) = reply_to(&second, 486, "Busy Here", Some("a2"));
+    tm.on_reply(&r, rctx, &mut s, t0);
+    assert_eq!(finals(&host.take()), vec!["SIP/2.0 486 Busy Here"]);
+}
+
+// A 6xx still runs failure_route (OpenSIPS), but no new branch may be added after it.
+#[test]
+fn after_a_6xx_failure_route_runs_but_cannot_relay_again() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let mut ctx = request("INVITE", "z9hG4bK6xx", "UDP");
+    ctx.on_failure = Some(7);
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let first = host.take_full().pop().unwrap();
+    let relayed = Arc::new(Mutex::new(None));
+    let (tm2, cell2, record) = (Arc::clone(&tm), Arc::clone(&cell), Arc::clone(&relayed));
+    let mut s = Script {
+        runs: Vec::new(),
+        on_run: Some(Box::new(move |_, ctx| {
+            *record.lock().unwrap() =
+                Some(tm2.add_branch(&cell2, ctx, Some("udp:127.0.0.1:5071"), &net(), t0));
+        })),
+    };
+    let (r, rctx) = reply_to(&first, 603, "Decline", Some("d1"));
+    tm.on_reply(&r, rctx, &mut s, t0);
+    assert_eq!(
+        s.runs,
+        vec![(7, Some(603))],
+        "failure_route ran for the 603"
+    );
+    assert_eq!(*relayed.lock().unwrap(), Some(Err(-3)), "no new branch");
+    assert_eq!(finals(&host.take()), vec!["SIP/2.0 603 Decline"]);
+}

@@ -34,10 +34,12 @@ impl Tm {
             }
             tx.completing = true;
             let cancelled = tx.cancelled;
+            let first = tx.first_branch.min(tx.branches.len() - 1);
             let Some((bi, best)) = tx
                 .branches
                 .iter()
                 .enumerate()
+                .skip(first)
                 .min_by_key(|(_, b)| rank(b.status.unwrap_or(500), cancelled))
             else {
                 return;
@@ -72,14 +74,20 @@ impl Tm {
                     ..acc
                 });
             }
-            let route = if tx.blocked {
-                None
-            } else {
-                tx.on_failure.take()
-            };
+            // After a 6xx too: the failure route runs, but cannot add branches (OpenSIPS).
+            let route = tx.on_failure.take();
             tx.picked = Some(bi);
             let mut ctx = tx.request.clone();
             ctx.bavps = bavps;
+            // The failure route starts from the request as received, not from the last
+            // branch: no new R-URI, `$du`, path, q, forced socket or branch flags (OpenSIPS
+            // fakes it so since 3.1).
+            ctx.new_ruri = None;
+            ctx.dst_uri = None;
+            ctx.ruri_q = -1;
+            ctx.send_socket = None;
+            ctx.branch_flags = 0;
+            ctx.branch_attrs = Default::default();
             (route, ctx, (bi, info))
         };
         if let Some(route) = route {
@@ -106,8 +114,10 @@ impl Tm {
                 return;
             }
             if added {
-                // New branches: wait for them (they complete the transaction again).
+                // New branches: a new attempt; wait for them (they complete the transaction
+                // again, and only they compete for the best reply).
                 tx.completing = false;
+                tx.first_branch = branches_before;
                 let pending = tx.branches.iter().any(|b| !b.is_final());
                 drop(tx);
                 if !pending {
