@@ -76,6 +76,14 @@ impl Edits {
         self
     }
 
+    /// Adds a header above the message's own headers, below those added this way before it
+    /// (`insert_hf`: successive calls keep their order). A Via added later with
+    /// [`Edits::add_first`] still goes on top.
+    pub fn add_top(&mut self, name: &str, value: &str) -> &mut Self {
+        self.first.push(line(name, value));
+        self
+    }
+
     /// Adds a header after all others.
     pub fn append(&mut self, name: &str, value: &str) -> &mut Self {
         self.last.push(line(name, value));
@@ -98,10 +106,27 @@ impl Edits {
         self
     }
 
-    /// Replaces a header line's value, keeping its name as written.
+    /// Replaces a header line's value, keeping its name as written; a later replacement of the
+    /// same line wins.
     pub fn replace_value(&mut self, index: usize, value: impl Into<String>) -> &mut Self {
-        self.ops.push((index, Op::Replace(value.into())));
+        let value = value.into();
+        match self
+            .ops
+            .iter_mut()
+            .find(|(i, op)| *i == index && matches!(op, Op::Replace(_)))
+        {
+            Some((_, op)) => *op = Op::Replace(value),
+            None => self.ops.push((index, Op::Replace(value))),
+        }
         self
+    }
+
+    /// The value a header line was given with [`Edits::replace_value`], if any.
+    pub fn replaced_value(&self, index: usize) -> Option<&str> {
+        self.ops.iter().find_map(|(i, op)| match op {
+            Op::Replace(v) if *i == index => Some(v.as_str()),
+            _ => None,
+        })
     }
 
     /// Replaces the body; Content-Length is rewritten and Content-Type too when given.

@@ -35,6 +35,16 @@ fn max_limit(f: &FnCtx<'_>) -> u32 {
         .unwrap_or(256)
 }
 
+/// The Max-Forwards value as the script has left it: what `mf_process_maxfwd_header` wrote
+/// (OpenSIPS rewrites it in the message, so later checks and a second call see it), else the
+/// received one.
+fn current(ctx: &engine::MsgCtx, index: usize) -> Result<Option<u32>, ()> {
+    match ctx.edits.replaced_value(index) {
+        Some(v) => v.trim().parse().map(Some).map_err(|_| ()),
+        None => ctx.msg.max_forwards().map_err(|_| ()),
+    }
+}
+
 /// Absent: add `Max-Forwards: max`, 2. Zero: -1 (the script answers 483). Otherwise decrement
 /// (capped at `max_limit`), 1. Unparsable: -2.
 fn process(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
@@ -48,7 +58,7 @@ fn process(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         return 2;
     };
     let index = h.index;
-    match msg.max_forwards() {
+    match current(f.msg, index) {
         Ok(Some(0)) => -1,
         Ok(Some(n)) => {
             let next = (n - 1).min(limit);
@@ -64,7 +74,16 @@ fn is_lt(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some(max) = args.first().and_then(Value::as_int) else {
         return -3;
     };
-    match f.msg.msg.max_forwards() {
+    let current = match f
+        .msg
+        .msg
+        .headers()
+        .find(|h| h.name == HeaderName::MaxForwards)
+    {
+        Some(h) => current(f.msg, h.index),
+        None => Ok(None),
+    };
+    match current {
         Ok(Some(n)) if i64::from(n) < max => 1,
         Ok(Some(_)) => -1,
         Ok(None) => -2,

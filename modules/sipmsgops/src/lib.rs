@@ -362,16 +362,15 @@ fn add_headers(f: &mut FnCtx<'_>, args: &[Value], place: Place) -> i64 {
     let Some(lines) = header_lines(&text(args.first())) else {
         return -1;
     };
-    let anchor = match args.get(1).filter(|v| !v.is_null()) {
-        Some(a) => match first_index(&f.msg.msg, &a.to_text()) {
-            Some(i) => Some(i),
-            None => return -1,
-        },
-        None => None,
-    };
+    // An anchor header the message does not have: the default place, as in OpenSIPS.
+    let anchor = args
+        .get(1)
+        .filter(|v| !v.is_null())
+        .and_then(|a| first_index(&f.msg.msg, &a.to_text()));
     let edits = &mut f.msg.edits;
+    // Lines keep their order, within a call and across calls.
     match (place, anchor) {
-        (Place::After, Some(i)) => lines.iter().rev().for_each(|(n, v)| {
+        (Place::After, Some(i)) => lines.iter().for_each(|(n, v)| {
             edits.insert_after(i, n, v);
         }),
         (Place::After, None) => lines.iter().for_each(|(n, v)| {
@@ -380,8 +379,8 @@ fn add_headers(f: &mut FnCtx<'_>, args: &[Value], place: Place) -> i64 {
         (Place::Before, Some(i)) => lines.iter().for_each(|(n, v)| {
             edits.insert_before(i, n, v);
         }),
-        (Place::Before, None) => lines.iter().rev().for_each(|(n, v)| {
-            edits.add_first(n, v);
+        (Place::Before, None) => lines.iter().for_each(|(n, v)| {
+            edits.add_top(n, v);
         }),
     }
     1

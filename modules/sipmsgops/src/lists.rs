@@ -37,22 +37,14 @@ pub fn list_hdr_has_option(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     }))
 }
 
-/// Whether header line `index` still goes out as received: the edit list keeps the first
-/// replacement of a line, so a second change to the same line could not take effect.
-fn untouched(f: &FnCtx<'_>, index: usize) -> bool {
-    const PROBE: &str = "rsips-list-hdr-probe-5f1d";
-    let mut probe = f.msg.edits.clone();
-    probe.replace_value(index, PROBE);
-    let out = f.msg.msg.serialize(&probe);
-    out.windows(PROBE.len()).any(|w| w == PROBE.as_bytes())
-}
-
-fn refuse_second_change(f: &mut FnCtx<'_>, fname: &str, name: &str) -> i64 {
-    f.log.log(
-        -1,
-        &format!("{fname}: header {name} was already changed for this message; rsips applies one change per header line\n"),
-    );
-    -1
+/// A header line's value as the script has left it: an earlier `list_hdr_*` change of the same
+/// line is built upon, so changes add up as OpenSIPS' do.
+fn current_value(f: &FnCtx<'_>, index: usize, received: &str) -> String {
+    f.msg
+        .edits
+        .replaced_value(index)
+        .unwrap_or(received)
+        .to_owned()
 }
 
 /// `list_hdr_add_option(hdr, opt)`: appended to the first instance (`,opt` after the last
@@ -68,9 +60,7 @@ pub fn list_hdr_add_option(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     else {
         return -1;
     };
-    if !untouched(f, index) {
-        return refuse_second_change(f, "list_hdr_add_option", &name);
-    }
+    let value = current_value(f, index, &value);
     let new = match tokens(&value).last() {
         Some(last) => format!(
             "{},{opt}{}",
@@ -96,6 +86,7 @@ pub fn list_hdr_remove_option(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         .collect();
     let mut removed = false;
     for (index, value) in found {
+        let value = current_value(f, index, &value);
         let toks = tokens(&value);
         let Some(k) = toks.iter().rposition(|r| {
             value
@@ -104,9 +95,6 @@ pub fn list_hdr_remove_option(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         }) else {
             continue;
         };
-        if !untouched(f, index) {
-            return refuse_second_change(f, "list_hdr_remove_option", &name);
-        }
         let cut = match (
             toks.get(k),
             toks.get(k + 1),

@@ -244,3 +244,34 @@ From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: r\r\nCSeq: 1 INVITE\r\n
         "{out}"
     );
 }
+
+// Header order as OpenSIPS writes it: lines of one call and successive calls keep their order
+// (after an anchor, before an anchor, at the top); a missing anchor header falls back to the
+// default place (end for append_hf, top for insert_hf) and still succeeds.
+#[test]
+fn added_headers_keep_their_order_and_a_missing_anchor_falls_back() {
+    let (l, ctx) = run(
+        r#"append_hf("A-1: 1\r\nA-2: 2\r\n", "Max-Forwards");
+        append_hf("A-3: 3\r\n", "Max-Forwards");
+        insert_hf("T-1: 1\r\n");
+        insert_hf("T-2: 2\r\nT-3: 3\r\n");
+        if (append_hf("E-1: 1\r\n", "X-Missing")) xlog("appended\n");
+        if (insert_hf("T-0: 0\r\n", "X-Missing")) xlog("inserted\n");"#,
+        INVITE,
+    );
+    assert_eq!(l, ["appended\n", "inserted\n"]);
+    let out = forwarded(&ctx);
+    let names: Vec<&str> = out.headers().map(|h| h.name_str).collect();
+    assert_eq!(
+        names.get(..5),
+        Some(&["T-1", "T-2", "T-3", "T-0", "Via"][..]),
+        "{names:?}"
+    );
+    let mf = names.iter().position(|n| *n == "Max-Forwards").unwrap();
+    assert_eq!(
+        names.get(mf..mf + 4),
+        Some(&["Max-Forwards", "A-1", "A-2", "A-3"][..]),
+        "{names:?}"
+    );
+    assert_eq!(names.last(), Some(&"E-1"), "{names:?}");
+}
