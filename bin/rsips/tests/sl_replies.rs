@@ -220,7 +220,11 @@ fn sl_reply_error_answers_for_the_last_error() {
         "",
         r#"  if ($ci == "nothing") { sl_reply_error(); exit; }
   $du = "sip:no-such-host.invalid";
-  if (!t_relay()) sl_reply_error();"#,
+  if ($ci == "auto") {
+    if (t_relay()) xlog("t_relay true after its own reply\n");
+    exit;
+  }
+  if (!t_relay("no-auto-477")) sl_reply_error();"#,
     );
     let c = client();
     let r = exchange(&server, &c, &request("MESSAGE", "nothing", "")).unwrap();
@@ -233,6 +237,22 @@ fn sl_reply_error_answers_for_the_last_error() {
         r.starts_with("SIP/2.0 476 Unresolvable destination (476/SL)\r\n"),
         "{r}"
     );
+    // Without no-auto-477, t_relay answers a transaction it could not relay itself, with the
+    // reason, and succeeds (OpenSIPS' kill_transaction).
+    let r = exchange(&server, &c, &request("MESSAGE", "auto", "")).unwrap();
+    assert!(
+        r.starts_with("SIP/2.0 476 Unresolvable destination (476/TM)\r\n"),
+        "{r}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = std::fs::read_to_string(server.dir.join("rsips.log")).unwrap_or_default();
+        if log.contains("t_relay true") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(log.contains("t_relay true after its own reply"), "{log}");
 }
 
 // OpenSIPS copies the request's Record-Route into replies from 180 to 299 (those that can set

@@ -660,3 +660,66 @@ route {{
         server.log()
     );
 }
+
+// After the caller's CANCEL, a failure route that relays again (no t_was_cancelled() guard)
+// sends no new branch: t_relay returns -3 and the caller gets the 487 (OpenSIPS).
+#[test]
+fn a_cancelled_transaction_takes_no_new_branch_in_failure_route() {
+    let (sip, uac, uac_port, uas, uas_port) = sockets(300);
+    let _server = start_with(
+        sip,
+        &format!(
+            r#"socket=udp:127.0.0.1:{sip}
+loadmodule "proto_udp.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "sipmsgops.so"
+route {{
+    if (is_method("CANCEL")) {{ if (t_check_trans()) t_relay(); exit; }}
+    t_check_trans();
+    t_on_failure("again");
+    $du = "sip:127.0.0.1:{uas_port}";
+    t_relay();
+}}
+failure_route[again] {{
+    $du = "sip:127.0.0.1:{uas_port}";
+    $var(rc) = t_relay();
+    xlog("L_NOTICE", "RELAY-AGAIN rc=$var(rc)\n");
+}}
+"#
+        ),
+    );
+    let invite = invite_to("cancelled", sip, uac_port);
+    uac.send_to(invite.as_bytes(), ("127.0.0.1", sip)).unwrap();
+    let (got, from) = recv(&uas, "INVITE ");
+    uas.send_to(reply(&got, 180, "Ringing", "r").as_bytes(), from)
+        .unwrap();
+    recv(&uac, "SIP/2.0 180");
+    let cancel = invite
+        .replace("INVITE sip:", "CANCEL sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    uac.send_to(cancel.as_bytes(), ("127.0.0.1", sip)).unwrap();
+    let (c, from) = recv(&uas, "CANCEL ");
+    uas.send_to(reply(&c, 200, "OK", "r").as_bytes(), from)
+        .unwrap();
+    uas.send_to(reply(&got, 487, "Request Terminated", "r").as_bytes(), from)
+        .unwrap();
+    let fin = loop {
+        let (m, _) = final_reply(&uac, "cancelled", Instant::now());
+        if m.contains("CSeq: 1 INVITE\r\n") {
+            break m;
+        }
+    };
+    assert!(fin.starts_with("SIP/2.0 487 "), "{fin}");
+    // No second INVITE reached the callee (only the ACK for the 487 may).
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let mut buf = [0u8; 65535];
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = uas.recv_from(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]);
+            assert!(!m.starts_with("INVITE "), "a new branch went out: {m}");
+        }
+    }
+    let log = _server.log();
+    assert!(log.contains("RELAY-AGAIN rc=-3"), "{log}");
+}

@@ -21,6 +21,35 @@ pub struct FnCtx<'a> {
 }
 
 impl FnCtx<'_> {
+    /// The interpreter's view of this call, to read variables the way the script would.
+    fn run(&mut self) -> crate::script::exec::Run<'_> {
+        crate::script::exec::Run {
+            script: self.script,
+            worker: &mut *self.worker,
+            ctx: &mut *self.msg,
+            log: &mut *self.log,
+            limits: self.script.limits(),
+            ops: 0,
+            depth: 0,
+            params: Vec::new(),
+            param_names: Vec::new(),
+            route: 0,
+            kind: self.kind,
+            returned: Vec::new(),
+        }
+    }
+
+    /// A pseudo-variable read now, with its transformations, as the script would read it
+    /// (for arguments a function expands itself, like textops' subst replacements).
+    pub fn read_pv(&mut self, spec: &cfg::pv::PvSpec) -> Value {
+        self.run().eval_pv(spec, 0)
+    }
+
+    /// `text` expanded as a format string now (as `{s.eval}` does).
+    pub fn eval_format(&mut self, text: &str) -> Value {
+        self.run().eval_format(text)
+    }
+
     /// Stores `v` into the variable given as parameter `param` (0-based, a [`Param::Var`] or
     /// [`Param::Avp`]) once the function returns, as `=` would: a `$var` keeps the last value
     /// set, an AVP gets each value pushed in turn (OpenSIPS `pv_set_value`). Nothing happens

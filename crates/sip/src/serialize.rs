@@ -1,6 +1,9 @@
 //! Building messages: new requests and responses, and forwarding an original message with an
 //! edit list applied. Untouched header lines are copied from the original bytes in as few runs
-//! as possible, so unknown headers leave exactly as they arrived.
+//! as possible, so unknown headers leave exactly as they arrived. Byte-range patches of the
+//! original (OpenSIPS "lumps", what textops records) are applied while those bytes are copied.
+
+use std::ops::Range;
 
 use bytes::Bytes;
 
@@ -25,6 +28,22 @@ impl Op {
     }
 }
 
+/// Bytes `start..end` of the original message replaced by `with` (an empty range inserts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Patch {
+    start: usize,
+    end: usize,
+    with: Bytes,
+}
+
+impl Patch {
+    /// Whether this patch changes bytes of `start..end`. An insertion clashes only with a range
+    /// that strictly contains its point; ranges that merely touch do not clash.
+    fn overlaps(&self, start: usize, end: usize) -> bool {
+        self.start < end && start < self.end
+    }
+}
+
 /// Changes to apply to a message when it is serialized (what a proxy does to a request it
 /// forwards: new Request-URI, a new top Via, Record-Route, header edits, a new body).
 /// Header positions are indexes into [`SipMessage::header_entries`].
@@ -38,6 +57,8 @@ pub struct Edits {
     last: Vec<String>,
     body: Option<(Bytes, Option<String>)>,
     force_content_length: bool,
+    /// Rewrites of byte ranges of the original message, sorted by range, never overlapping.
+    patches: Vec<Patch>,
 }
 
 fn line(name: &str, value: &str) -> String {
@@ -135,6 +156,55 @@ impl Edits {
         self
     }
 
+    /// Rewrites `range` of the original message bytes ([`SipMessage::as_bytes`]) to `with` when
+    /// the message is serialized; an empty range inserts `with` there. The range is taken from
+    /// the message as received, whatever other patches do, as OpenSIPS lumps are.
+    ///
+    /// Returns false and records nothing when the range overlaps an earlier patch (several
+    /// insertions at one point are kept, in the order they were made). A patch from the body's
+    /// first byte on makes the patched body the new one, with Content-Length rewritten (and
+    /// Content-Type kept). When serializing, a patch is dropped when it lies in a header line
+    /// that is removed or replaced, in a first line that is rebuilt, or in a body given with
+    /// [`Edits::set_body`]; and when it crosses from one stretch of original bytes into another
+    /// that is not copied right after it (into such a line, into a line with lines inserted
+    /// before it, or from the header lines into the blank line or the body).
+    pub fn patch(&mut self, range: Range<usize>, with: impl Into<Bytes>) -> bool {
+        if !self.can_patch(range.clone()) {
+            return false;
+        }
+        let at = self.patch_slot(&range);
+        self.patches.insert(
+            at,
+            Patch {
+                start: range.start,
+                end: range.end,
+                with: with.into(),
+            },
+        );
+        true
+    }
+
+    /// Whether [`Edits::patch`] would accept `range`.
+    pub fn can_patch(&self, range: Range<usize>) -> bool {
+        if range.start > range.end {
+            return false;
+        }
+        // Patches are sorted and disjoint: only the neighbours of the slot can clash.
+        let at = self.patch_slot(&range);
+        let clash = |i: usize| {
+            self.patches
+                .get(i)
+                .is_some_and(|p| p.overlaps(range.start, range.end))
+        };
+        !clash(at) && !at.checked_sub(1).is_some_and(clash)
+    }
+
+    /// Where a patch of `range` goes: after every patch that sorts before or equal to it.
+    fn patch_slot(&self, range: &Range<usize>) -> usize {
+        self.patches
+            .partition_point(|p| (p.start, p.end) <= (range.start, range.end))
+    }
+
     /// Ensures a Content-Length header is present (required when a datagram without one is
     /// forwarded over a stream, RFC 3261 §18.3).
     pub fn force_content_length(&mut self) -> &mut Self {
@@ -180,11 +250,76 @@ fn push_line(out: &mut Vec<u8>, l: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Walks the sorted patches along the original bytes while they are copied out, in order.
+struct Patcher<'a> {
+    raw: &'a [u8],
+    patches: &'a [Patch],
+    next: usize,
+}
+
+impl<'a> Patcher<'a> {
+    fn new(raw: &'a [u8], patches: &'a [Patch]) -> Patcher<'a> {
+        Patcher {
+            raw,
+            patches,
+            next: 0,
+        }
+    }
+
+    /// Copies `range` of the original with the patches inside it, insertions at either end
+    /// included. A patch that starts inside and ends beyond is dropped: the bytes after `range`
+    /// are not copied as they stand (other lines may go between).
+    fn copy(&mut self, out: &mut Vec<u8>, range: Range<usize>) {
+        let mut pos = range.start;
+        while let Some(p) = self.patches.get(self.next) {
+            if p.start > range.end || (p.start == range.end && p.end > p.start) {
+                break;
+            }
+            self.next += 1;
+            if p.start < pos || p.end > range.end {
+                continue;
+            }
+            out.extend_from_slice(self.raw.get(pos..p.start).unwrap_or(&[]));
+            out.extend_from_slice(&p.with);
+            pos = p.end;
+        }
+        out.extend_from_slice(self.raw.get(pos..range.end).unwrap_or(&[]));
+    }
+
+    /// Passes over `range` of the original, which is not copied (a removed or rewritten line):
+    /// the patches that start inside it are dropped. An insertion at its start went out with
+    /// the stretch before; one at its end goes with the stretch after.
+    fn skip(&mut self, range: Range<usize>) {
+        while self
+            .patches
+            .get(self.next)
+            .is_some_and(|p| p.start < range.end)
+        {
+            self.next += 1;
+        }
+    }
+}
+
 impl SipMessage {
     /// The message with `edits` applied. With no edits the result equals [`SipMessage::as_bytes`].
     pub fn serialize(&self, edits: &Edits) -> Vec<u8> {
         let raw = self.as_bytes();
+        let body_start = self.body.start as usize;
+        // Patches from the body's first byte on rewrite the body; the others the lines above.
+        let split = edits.patches.partition_point(|p| p.start < body_start);
+        let (head_patches, body_patches) = edits.patches.split_at(split);
+        let patched_body = (edits.body.is_none() && !body_patches.is_empty()).then(|| {
+            let mut b = Vec::with_capacity(self.body.len() + 64);
+            Patcher::new(raw, body_patches).copy(&mut b, self.body.range());
+            b
+        });
+        let new_body = match (&edits.body, &patched_body) {
+            (Some((b, _)), _) => Some(&b[..]),
+            (None, Some(b)) => Some(&b[..]),
+            (None, None) => None,
+        };
         let mut out = Vec::with_capacity(raw.len() + 256);
+        let mut patcher = Patcher::new(raw, head_patches);
         let hs = self.headers_start as usize;
         match (&edits.request_uri, self.method_str(), &edits.status) {
             (Some(uri), Some(method), _) => {
@@ -192,63 +327,67 @@ impl SipMessage {
                 out.push(b' ');
                 out.extend_from_slice(uri.as_bytes());
                 out.extend_from_slice(b" SIP/2.0\r\n");
+                patcher.skip(0..hs);
             }
             (_, None, Some((code, reason))) => {
                 out.extend_from_slice(format!("SIP/2.0 {code} {reason}\r\n").as_bytes());
+                patcher.skip(0..hs);
             }
-            _ => out.extend_from_slice(raw.get(..hs).unwrap_or(&[])),
+            _ => patcher.copy(&mut out, 0..hs.min(raw.len())),
         }
         for l in &edits.first {
             push_line(&mut out, l);
         }
-        self.copy_headers(edits, &mut out);
+        self.copy_headers(edits, new_body.is_some(), &mut patcher, &mut out);
         for l in &edits.last {
             push_line(&mut out, l);
         }
-        let body = edits.body.as_ref().map_or(self.body(), |(b, _)| &b[..]);
+        let body = new_body.unwrap_or(self.body());
         if let Some((_, Some(ct))) = &edits.body {
             push_line(&mut out, &line("Content-Type", ct));
         }
         let has_cl = self.header(HeaderName::ContentLength).is_some();
-        if edits.body.is_some() || (edits.force_content_length && !has_cl) {
+        if new_body.is_some() || (edits.force_content_length && !has_cl) {
             push_line(&mut out, &line("Content-Length", &body.len().to_string()));
         }
-        let blank = raw
-            .get(self.headers_end as usize..self.body.start as usize)
-            .unwrap_or(b"\r\n");
-        out.extend_from_slice(blank);
+        let blank = self.headers_end as usize..body_start;
+        if raw.get(blank.clone()).is_some() {
+            patcher.copy(&mut out, blank);
+        } else {
+            out.extend_from_slice(b"\r\n");
+        }
         out.extend_from_slice(body);
         out
     }
 
-    /// Copies header lines, applying ops; runs of untouched lines go in one copy.
-    fn copy_headers(&self, edits: &Edits, out: &mut Vec<u8>) {
-        let raw = self.as_bytes();
-        if edits.ops.is_empty() && edits.body.is_none() {
+    /// Copies header lines, applying ops and patches; runs of untouched lines go in one copy.
+    /// `new_body`: the body changes, so Content-Length is written apart.
+    fn copy_headers(
+        &self,
+        edits: &Edits,
+        new_body: bool,
+        patcher: &mut Patcher<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        let (hs, he) = (self.headers_start as usize, self.headers_end as usize);
+        if edits.ops.is_empty() && !new_body {
             // Nothing to change among the lines: one copy.
-            out.extend_from_slice(
-                raw.get(self.headers_start as usize..self.headers_end as usize)
-                    .unwrap_or(&[]),
-            );
+            patcher.copy(out, hs..he);
             return;
         }
         let mut ops: Vec<&(usize, Op)> = edits.ops.iter().collect();
         ops.sort_by_key(|(i, op)| (*i, op.order()));
-        let replacing_body = edits.body.is_some();
         let replacing_ct = matches!(&edits.body, Some((_, Some(_))));
         let mut ops = ops.into_iter().peekable();
-        let mut run_start = self.headers_start as usize;
+        let mut run_start = hs;
         for (i, h) in self.headers.iter().enumerate() {
-            let dropped = (replacing_body && h.name == HeaderName::ContentLength)
+            let dropped = (new_body && h.name == HeaderName::ContentLength)
                 || (replacing_ct && h.name == HeaderName::ContentType);
             let touched = dropped || ops.peek().is_some_and(|(j, _)| *j == i);
             if !touched {
                 continue;
             }
-            out.extend_from_slice(
-                raw.get(run_start..h.line_span.start as usize)
-                    .unwrap_or(&[]),
-            );
+            patcher.copy(out, run_start..h.line_span.start as usize);
             let mut keep = !dropped;
             let mut after = Vec::new();
             while let Some((_, op)) = ops.next_if(|(j, _)| *j == i) {
@@ -266,14 +405,16 @@ impl SipMessage {
                 }
             }
             if keep {
-                out.extend_from_slice(raw.get(h.line_span.range()).unwrap_or(&[]));
+                patcher.copy(out, h.line_span.range());
+            } else {
+                patcher.skip(h.line_span.range());
             }
             for l in after {
                 push_line(out, l);
             }
             run_start = h.line_span.end as usize;
         }
-        out.extend_from_slice(raw.get(run_start..self.headers_end as usize).unwrap_or(&[]));
+        patcher.copy(out, run_start..he);
     }
 }
 
@@ -536,6 +677,136 @@ v=0\n";
         );
         assert_eq!(p.to_tag().unwrap(), Some("t"));
         assert_eq!(p.header(HeaderName::RetryAfter), Some("60"));
+    }
+
+    /// The range of the first occurrence of `needle` in [`REQ`].
+    fn at(needle: &str) -> Range<usize> {
+        let start = REQ
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+            .unwrap();
+        start..start + needle.len()
+    }
+
+    #[test]
+    fn patches_rewrite_lines_and_the_body_with_its_length() {
+        let m = msg();
+        let mut e = Edits::new();
+        assert!(e.patch(at("Bob <"), Bytes::from_static(b"Robert <")));
+        let body_end = REQ.len();
+        assert!(e.patch(body_end..body_end, Bytes::from_static(b"s=x\n")));
+        assert!(e.patch(body_end - 4..body_end - 4, Bytes::from_static(b"x=1\n")));
+        assert!(
+            !e.is_empty(),
+            "tm relays the edited reply only when edits exist"
+        );
+        let out = text(m.serialize(&e));
+        assert!(out.starts_with("INVITE sip:bob@biloxi.com SIP/2.0\r\n"));
+        assert!(
+            out.contains("\r\nTo: Robert <sip:bob@biloxi.com>\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("X-Unknown:   kept  exactly ;; ,,\r\n"));
+        assert!(out.ends_with("\r\n\r\nx=1\nv=0\ns=x\n"), "{out}");
+        let p = SipMessage::parse(Bytes::from(out)).unwrap();
+        assert_eq!(p.content_length().unwrap(), Some(12));
+        assert_eq!(p.header_count(HeaderName::ContentLength), 1);
+        // Header patches alone leave Content-Length as it was.
+        let mut e = Edits::new();
+        e.patch(at("70"), Bytes::from_static(b"7"));
+        let out = text(m.serialize(&e));
+        assert!(out.contains("\r\nMax-Forwards: 7\r\n"));
+        assert!(out.ends_with("Content-Length: 4\r\n\r\nv=0\n"));
+    }
+
+    #[test]
+    fn patches_in_removed_or_replaced_lines_are_dropped() {
+        let m = msg();
+        let mut e = Edits::new();
+        e.remove(3).replace_value(2, "69");
+        e.insert_before(5, "X-Before", "b")
+            .insert_after(5, "X-After", "a");
+        assert!(e.patch(at("kept"), Bytes::from_static(b"gone")));
+        assert!(e.patch(at("70"), Bytes::from_static(b"1")));
+        // From the end of the removed line into the next one.
+        assert!(e.patch(at(";; ,,\r\nTo: Bob"), Bytes::from_static(b"To: Eve")));
+        // Inside a kept line that has lines inserted around it.
+        assert!(e.patch(at("Alice"), Bytes::from_static(b"Carol")));
+        // At the start of the removed line (the end of the one before).
+        let x = at("X-Unknown").start;
+        assert!(e.patch(x..x, Bytes::from_static(b"X-Kept: 1\r\n")));
+        let out = text(m.serialize(&e));
+        assert!(!out.contains("gone") && !out.contains("Eve"), "{out}");
+        assert!(
+            out.contains("\r\nMax-Forwards: 69\r\nX-Kept: 1\r\nTo: Bob <"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\r\nX-Before: b\r\nFrom: Carol <sip:alice@atlanta.com>;tag=1928301774\r\nX-After: a\r\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("Content-Length: 4\r\n\r\nv=0\n"));
+    }
+
+    #[test]
+    fn overlapping_patches_are_refused() {
+        let mut e = Edits::new();
+        assert!(e.patch(10..20, Bytes::from_static(b"a")));
+        assert!(!e.patch(15..25, Bytes::from_static(b"b")));
+        assert!(!e.patch(5..11, Bytes::from_static(b"b")));
+        assert!(!e.patch(10..20, Bytes::from_static(b"b")));
+        assert!(!e.patch(12..12, Bytes::from_static(b"b")), "inside a range");
+        let (start, end) = (30, 29);
+        assert!(!e.patch(start..end, Bytes::from_static(b"b")), "reversed");
+        assert!(
+            e.patch(20..22, Bytes::from_static(b"c")),
+            "touching is fine"
+        );
+        assert!(e.patch(10..10, Bytes::from_static(b"d")));
+        assert!(e.patch(10..10, Bytes::from_static(b"e")));
+        assert!(e.can_patch(0..10) && !e.can_patch(0..11));
+        let m = SipMessage::parse(Bytes::from_static(
+            b"OPTIONS sip:a@b SIP/2.0\r\nX: 0123456789ABCDEFGHIJKLMN\r\n\r\n",
+        ))
+        .unwrap();
+        let mut e = Edits::new();
+        let base = 25 + 3;
+        e.patch(base + 2..base + 4, Bytes::from_static(b"__"));
+        e.patch(base + 2..base + 2, Bytes::from_static(b"<"));
+        e.patch(base + 2..base + 2, Bytes::from_static(b"["));
+        e.patch(base + 4..base + 4, Bytes::from_static(b">"));
+        e.patch(base + 4..base + 6, Bytes::from_static(b""));
+        let out = text(m.serialize(&e));
+        assert!(out.contains("\r\nX: 01<[__>6789ABC"), "{out}");
+    }
+
+    #[test]
+    fn a_new_body_wins_over_body_patches() {
+        let m = msg();
+        let mut e = Edits::new();
+        let end = REQ.len();
+        e.patch(end - 1..end, Bytes::from_static(b"!!"));
+        e.set_body(Bytes::from_static(b"new"), None);
+        let out = text(m.serialize(&e));
+        assert!(out.ends_with("Content-Length: 3\r\n\r\nnew"), "{out}");
+    }
+
+    #[test]
+    fn patches_keep_other_bytes_as_they_are() {
+        let raw: &[u8] = b"MESSAGE sip:a@b SIP/2.0\r\nSubject: caf\xe9\r\nContent-Length: 6\r\n\r\ncaf\xe9\x00\x01";
+        let m = SipMessage::parse(Bytes::from_static(raw)).unwrap();
+        let mut e = Edits::new();
+        e.patch(25..32, Bytes::from_static(b"Topic"));
+        let out = m.serialize(&e);
+        assert_eq!(
+            out,
+            b"MESSAGE sip:a@b SIP/2.0\r\nTopic: caf\xe9\r\nContent-Length: 6\r\n\r\ncaf\xe9\x00\x01"
+        );
+        let mut e = Edits::new();
+        let end = raw.len();
+        e.patch(end - 2..end - 1, Bytes::from_static(b"\xff\xfe"));
+        let out = m.serialize(&e);
+        assert!(out.ends_with(b"Content-Length: 7\r\n\r\ncaf\xe9\xff\xfe\x01"));
     }
 
     #[test]

@@ -3,15 +3,27 @@
 //! `search_append_body`, `replace_body`, `replace_body_all`, `replace_body_atonce`,
 //! `subst_body`) and its Request-URI (`subst_uri`, `subst_user`).
 //!
-//! Expressions are POSIX-extended as in OpenSIPS, compiled with multi-line anchors (`^`/`$`
-//! match at line ends, `.` never crosses one). A rewrite of the message is applied to its text
-//! as the script has edited it so far; Content-Length follows the body.
+//! As in OpenSIPS every function reads the message as it was received, and a rewrite is only
+//! recorded — as byte-range patches in [`sip::Edits`], applied when the message is sent. So a
+//! `search` after a `replace` still sees the old text, two replaces do not feed each other,
+//! and pseudo-variables and local replies see the headers as received. `search` looks at the
+//! whole message; the other message functions start after the first line, which is never
+//! rewritten; the `*_body` functions look at the body and are false when there is none.
+//! Regular expressions are POSIX extended ones (see `posix.rs`), case-insensitive with line
+//! anchors as OpenSIPS compiles them; `subst*` is case-sensitive unless given the `i` flag.
 #![forbid(unsafe_code)]
 
+mod cache;
+mod error;
+mod posix;
+mod subst;
+
 use bytes::Bytes;
-use engine::{FnCtx, FnSpec, ModuleSpec, MsgCtx, Param, Routes, Value};
-use regex::{Regex, RegexBuilder};
-use sip::{Edits, SipMessage};
+use engine::{FnCtx, FnSpec, ModuleSpec, Param, Routes, Value};
+
+use crate::error::{ExprError, RewriteError};
+use crate::posix::{Pattern, Scan};
+use crate::subst::{Env, Replacement, Subst};
 
 const TEXT_ROUTES: Routes = Routes::REQUEST
     .or(Routes::ONREPLY)
@@ -42,7 +54,7 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         f("replace_all", RE_TXT, replace_all),
         f("replace_body", RE_TXT, replace_body),
         f("replace_body_all", RE_TXT, replace_body_all),
-        f("replace_body_atonce", RE_TXT, replace_body_all),
+        f("replace_body_atonce", RE_TXT, replace_body_atonce),
         f("subst", RE, subst),
         f("subst_body", RE, subst_body),
         f("subst_uri", RE, subst_uri),
@@ -51,327 +63,240 @@ pub static MODULE: ModuleSpec = ModuleSpec {
     params: &[],
 };
 
+/// The part of the received message a function looks at (OpenSIPS textops.c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Region {
+    /// The whole message (`search`).
+    Whole,
+    /// From after the first line to the end (`get_header()`).
+    Headers,
+    /// The body (`get_body()`); a function finds nothing in an empty one.
+    Body,
+}
+
+/// The bytes of `region` and where they start in the message; `None` for an empty body.
+fn region(raw: &[u8], body_len: usize, region: Region) -> Option<(usize, &[u8])> {
+    let start = match region {
+        Region::Whole => 0,
+        Region::Headers => raw
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(raw.len(), |i| i + 1),
+        // The message ends with its body.
+        Region::Body => raw.len().checked_sub(body_len)?,
+    };
+    let bytes = raw.get(start..)?;
+    (region != Region::Body || !bytes.is_empty()).then_some((start, bytes))
+}
+
 fn arg(args: &[Value], i: usize) -> String {
     args.get(i)
         .map(|v| v.to_text().into_owned())
         .unwrap_or_default()
 }
 
-fn regex(f: &mut FnCtx<'_>, re: &str, icase: bool) -> Option<Regex> {
-    match RegexBuilder::new(re)
-        .multi_line(true)
-        .case_insensitive(icase)
-        .build()
-    {
-        Ok(r) => Some(r),
-        Err(e) => {
-            f.log.log(
-                -1,
-                &format!("textops: bad regular expression `{re}`: {e}\n"),
-            );
-            None
-        }
-    }
-}
-
 fn code(b: bool) -> i64 {
     if b { 1 } else { -1 }
 }
 
-/// The message as the script has edited it so far (without the R-URI rewrite, which is kept
-/// apart as in OpenSIPS).
-fn text_of(ctx: &MsgCtx) -> String {
-    String::from_utf8_lossy(&ctx.msg.serialize(&ctx.edits)).into_owned()
+fn log_expr(f: &mut FnCtx<'_>, e: &ExprError) {
+    f.log.log(-1, &format!("textops: {e}\n"));
 }
 
-/// Replaces the message with `text` (Content-Length fixed to its body); false when the result
-/// is not a SIP message any more (the message is left as it was).
-fn set_text(ctx: &mut MsgCtx, text: &str) -> bool {
-    let (head, body) = match text.find("\r\n\r\n") {
-        Some(i) => (&text[..i + 2], &text[i + 4..]),
-        None => return false,
+fn log_refused(f: &mut FnCtx<'_>, e: &RewriteError) {
+    f.log.log(-1, &format!("textops: nothing changed: {e}\n"));
+}
+
+/// The regular expression of parameter 0.
+fn pattern(f: &mut FnCtx<'_>, args: &[Value]) -> Option<std::rc::Rc<Pattern>> {
+    cache::pattern(&arg(args, 0))
+        .inspect_err(|e| log_expr(f, e))
+        .ok()
+}
+
+/// Records `reps` (offsets into the part of the message that starts at `base`) as patches:
+/// all of them, or none when one overlaps an earlier change.
+fn record(f: &mut FnCtx<'_>, base: usize, reps: Vec<Replacement>) -> i64 {
+    let at = |r: &std::ops::Range<usize>| base + r.start..base + r.end;
+    // The ranges of one call never overlap each other: checking them first keeps it whole.
+    if !reps.iter().all(|(r, _)| f.msg.edits.can_patch(at(r))) {
+        log_refused(f, &RewriteError::Overlap);
+        return -1;
+    }
+    for (r, with) in reps {
+        f.msg.edits.patch(at(&r), Bytes::from(with));
+    }
+    1
+}
+
+/// Runs `find` over `region` of the received message and records what it returns; false when
+/// it finds nothing.
+fn rewrite(
+    f: &mut FnCtx<'_>,
+    within: Region,
+    find: impl FnOnce(&[u8]) -> Result<Vec<Replacement>, RewriteError>,
+) -> i64 {
+    let raw = f.msg.msg.raw().clone();
+    let Some((base, hay)) = region(&raw, f.msg.msg.body().len(), within) else {
+        return -1;
     };
-    let mut fixed = String::with_capacity(text.len() + 8);
-    for line in head.split_inclusive("\r\n") {
-        let name = line.split(':').next().unwrap_or("").trim();
-        if name.eq_ignore_ascii_case("content-length") || name == "l" {
-            fixed.push_str(&format!("{name}: {}\r\n", body.len()));
-        } else {
-            fixed.push_str(line);
+    match find(hay) {
+        Ok(reps) if reps.is_empty() => -1,
+        Ok(reps) => record(f, base, reps),
+        Err(e) => {
+            log_refused(f, &e);
+            -1
         }
-    }
-    fixed.push_str("\r\n");
-    fixed.push_str(body);
-    match SipMessage::parse(Bytes::from(fixed)) {
-        Ok(m) if m.check().is_ok() => {
-            ctx.msg = m;
-            ctx.edits = Edits::new();
-            true
-        }
-        _ => false,
     }
 }
 
-fn body_of(ctx: &MsgCtx) -> String {
-    let text = text_of(ctx);
-    match text.find("\r\n\r\n") {
-        Some(i) => text[i + 4..].to_owned(),
-        None => String::new(),
-    }
-}
-
-fn set_body(ctx: &mut MsgCtx, body: String) -> bool {
-    ctx.edits.set_body(Bytes::from(body), None);
-    true
+fn search_in(f: &mut FnCtx<'_>, args: &[Value], within: Region) -> i64 {
+    let Some(p) = pattern(f, args) else {
+        return -1;
+    };
+    let raw = f.msg.msg.raw();
+    code(region(raw, f.msg.msg.body().len(), within).is_some_and(|(_, hay)| p.is_match(hay)))
 }
 
 fn search(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let Some(re) = regex(f, &arg(args, 0), false) else {
-        return -1;
-    };
-    code(re.is_match(&text_of(f.msg)))
+    search_in(f, args, Region::Whole)
 }
 
 fn search_body(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let Some(re) = regex(f, &arg(args, 0), false) else {
+    search_in(f, args, Region::Body)
+}
+
+/// Inserts parameter 1 after the first match.
+fn append_in(f: &mut FnCtx<'_>, args: &[Value], within: Region) -> i64 {
+    let Some(p) = pattern(f, args) else {
         return -1;
     };
-    code(re.is_match(&body_of(f.msg)))
-}
-
-/// Inserts `txt` after the first match.
-fn append_after(re: &Regex, text: &str, txt: &str) -> Option<String> {
-    let m = re.find(text)?;
-    Some(format!("{}{txt}{}", &text[..m.end()], &text[m.end()..]))
-}
-
-fn search_append(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let Some(re) = regex(f, &arg(args, 0), false) else {
-        return -1;
-    };
-    match append_after(&re, &text_of(f.msg), &arg(args, 1)) {
-        Some(t) => code(set_text(f.msg, &t)),
-        None => -1,
-    }
-}
-
-fn search_append_body(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let Some(re) = regex(f, &arg(args, 0), false) else {
-        return -1;
-    };
-    match append_after(&re, &body_of(f.msg), &arg(args, 1)) {
-        Some(b) => code(set_body(f.msg, b)),
-        None => -1,
-    }
-}
-
-/// `txt` taken literally (OpenSIPS `replace` does not expand back-references).
-fn replaced(re: &Regex, text: &str, txt: &str, all: bool) -> Option<String> {
-    if !re.is_match(text) {
-        return None;
-    }
-    let lit = regex::NoExpand(txt);
-    Some(if all {
-        re.replace_all(text, lit).into_owned()
-    } else {
-        re.replace(text, lit).into_owned()
+    let txt = arg(args, 1).into_bytes();
+    rewrite(f, within, |hay| {
+        Ok(p.find(hay)
+            .map(|m| (m.end..m.end, txt))
+            .into_iter()
+            .collect())
     })
 }
 
-fn replace_msg(f: &mut FnCtx<'_>, args: &[Value], all: bool) -> i64 {
-    let Some(re) = regex(f, &arg(args, 0), false) else {
+fn search_append(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    append_in(f, args, Region::Headers)
+}
+
+fn search_append_body(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    append_in(f, args, Region::Body)
+}
+
+/// Replaces the matches `scan` takes by parameter 1, taken literally (OpenSIPS `replace*`
+/// expands nothing in it). Only the loops refuse an empty match: a single `replace` of one
+/// inserts, as in OpenSIPS.
+fn replace_in(f: &mut FnCtx<'_>, args: &[Value], within: Region, scan: Scan) -> i64 {
+    let Some(p) = pattern(f, args) else {
         return -1;
     };
-    match replaced(&re, &text_of(f.msg), &arg(args, 1), all) {
-        Some(t) => code(set_text(f.msg, &t)),
-        None => -1,
-    }
+    let txt = arg(args, 1).into_bytes();
+    rewrite(f, within, |hay| match scan {
+        Scan::First => Ok(p.find(hay).map(|m| (m, txt)).into_iter().collect()),
+        Scan::All { .. } => {
+            let hits = p.matches(hay, scan, false)?;
+            Ok(hits.into_iter().map(|h| (h.span, txt.clone())).collect())
+        }
+    })
 }
 
 fn replace(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    replace_msg(f, args, false)
+    replace_in(f, args, Region::Headers, Scan::First)
 }
 
 fn replace_all(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    replace_msg(f, args, true)
-}
-
-fn replace_body_with(f: &mut FnCtx<'_>, args: &[Value], all: bool) -> i64 {
-    let Some(re) = regex(f, &arg(args, 0), false) else {
-        return -1;
-    };
-    match replaced(&re, &body_of(f.msg), &arg(args, 1), all) {
-        Some(b) => code(set_body(f.msg, b)),
-        None => -1,
-    }
+    replace_in(f, args, Region::Headers, Scan::All { renew_bol: true })
 }
 
 fn replace_body(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    replace_body_with(f, args, false)
+    replace_in(f, args, Region::Body, Scan::First)
 }
 
 fn replace_body_all(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    replace_body_with(f, args, true)
+    replace_in(f, args, Region::Body, Scan::All { renew_bol: true })
 }
 
-/// A sed-like `/re/replacement/flags` (any delimiter; flags `i` and `g`), with `\1`…`\9`
-/// back-references and `\\` / `\<delimiter>` escapes in the replacement.
-#[derive(Debug)]
-pub struct Subst {
-    re: Regex,
-    replacement: String,
-    global: bool,
+/// As `replace_body_all`, but `^` never matches where a match stopped, even at a line start
+/// (OpenSIPS keeps `REG_NOTBOL` set after the first match).
+fn replace_body_atonce(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    replace_in(f, args, Region::Body, Scan::All { renew_bol: false })
 }
 
-impl Subst {
-    pub fn parse(expr: &str) -> Result<Subst, String> {
-        let mut chars = expr.chars();
-        let delim = chars.next().ok_or("empty subst expression")?;
-        // The three parts, split at unescaped delimiters; an escaped delimiter stands for
-        // itself, other escapes are kept for the regex / the replacement.
-        let mut parts: Vec<String> = vec![String::new()];
-        let mut current = String::new();
-        let mut escaped = false;
-        for c in chars {
-            if escaped {
-                if c != delim {
-                    current.push('\\');
-                }
-                current.push(c);
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == delim {
-                parts.push(std::mem::take(&mut current));
-            } else {
-                current.push(c);
-            }
-        }
-        parts.push(current);
-        // The first element is the (empty) text before the opening delimiter.
-        parts.remove(0);
-        if parts.len() != 3 || escaped {
-            return Err(format!("`{expr}` is not /re/replacement/flags"));
-        }
-        let flags = parts.pop().unwrap_or_default();
-        let repl = parts.pop().unwrap_or_default();
-        let re = parts.pop().unwrap_or_default();
-        let mut icase = false;
-        let mut global = false;
-        for fl in flags.chars() {
-            match fl {
-                'i' => icase = true,
-                'g' => global = true,
-                _ => return Err(format!("unknown subst flag `{fl}`")),
-            }
-        }
-        let re = RegexBuilder::new(&re)
-            .multi_line(true)
-            .case_insensitive(icase)
-            .build()
-            .map_err(|e| format!("bad regular expression `{re}`: {e}"))?;
-        // `\N` → `${N}`, `\\` → `\`, `$` taken literally.
-        let mut replacement = String::new();
-        let mut it = repl.chars().peekable();
-        while let Some(c) = it.next() {
-            match c {
-                '\\' => match it.next() {
-                    Some(d) if d.is_ascii_digit() => replacement.push_str(&format!("${{{d}}}")),
-                    Some(o) => replacement.push(o),
-                    None => replacement.push('\\'),
-                },
-                '$' => replacement.push_str("$$"),
-                o => replacement.push(o),
-            }
-        }
-        Ok(Subst {
-            re,
-            replacement,
-            global,
-        })
+/// The subst expression of parameter 0 and what its replacement reads now.
+fn subst_expr(f: &mut FnCtx<'_>, args: &[Value]) -> Option<(std::rc::Rc<Subst>, Env)> {
+    let s = cache::subst(&arg(args, 0))
+        .inspect_err(|e| log_expr(f, e))
+        .ok()?;
+    let mut env = Env::default();
+    if s.uses_uri() {
+        env.uri = f.msg.ruri().unwrap_or("").as_bytes().to_vec();
     }
-
-    /// The text with the substitution applied; `None` when nothing matched.
-    pub fn apply(&self, text: &str) -> Option<String> {
-        if !self.re.is_match(text) {
-            return None;
-        }
-        let r = self.replacement.as_str();
-        Some(if self.global {
-            self.re.replace_all(text, r).into_owned()
-        } else {
-            self.re.replace(text, r).into_owned()
-        })
+    // Pseudo-variables are read per call, as the script would read them (transformations
+    // and contexts included).
+    for spec in s.pvs() {
+        let value = f.read_pv(spec);
+        env.pvs.push(value.to_text().as_bytes().to_vec());
     }
+    Some((s, env))
 }
 
-fn subst_expr(f: &mut FnCtx<'_>, args: &[Value]) -> Option<Subst> {
-    match Subst::parse(&arg(args, 0)) {
-        Ok(s) => Some(s),
+fn subst_in(f: &mut FnCtx<'_>, args: &[Value], within: Region) -> i64 {
+    let Some((s, env)) = subst_expr(f, args) else {
+        return -1;
+    };
+    rewrite(f, within, |hay| s.run(hay, &env))
+}
+
+fn subst(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    subst_in(f, args, Region::Headers)
+}
+
+fn subst_body(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    subst_in(f, args, Region::Body)
+}
+
+/// `input` with the substitution made, as text; `None` (logged when it is an error) when
+/// nothing matched or the result is not text.
+fn subst_text(f: &mut FnCtx<'_>, s: &Subst, env: &Env, input: &str) -> Option<String> {
+    match s.apply(input.as_bytes(), env) {
+        Ok(out) => out.and_then(|o| String::from_utf8(o).ok()),
         Err(e) => {
-            f.log.log(-1, &format!("textops: {e}\n"));
+            log_refused(f, &e);
             None
         }
     }
 }
 
-fn subst(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let Some(s) = subst_expr(f, args) else {
-        return -1;
-    };
-    match s.apply(&text_of(f.msg)) {
-        Some(t) => code(set_text(f.msg, &t)),
-        None => -1,
-    }
-}
-
-fn subst_body(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let Some(s) = subst_expr(f, args) else {
-        return -1;
-    };
-    match s.apply(&body_of(f.msg)) {
-        Some(b) => code(set_body(f.msg, b)),
-        None => -1,
-    }
-}
-
+/// Substitutes in the current Request-URI.
 fn subst_uri(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let Some(s) = subst_expr(f, args) else {
+    let Some((s, env)) = subst_expr(f, args) else {
         return -1;
     };
-    let ruri = f.msg.ruri().unwrap_or("").to_owned();
-    match s.apply(&ruri) {
-        Some(u) => code(f.msg.set_ruri(&u)),
+    let Some(uri) = f.msg.ruri().map(str::to_owned) else {
+        return -1;
+    };
+    match subst_text(f, &s, &env, &uri) {
+        Some(new) => code(f.msg.set_ruri(&new)),
         None => -1,
     }
 }
 
+/// Substitutes in the user part of the current Request-URI (empty when it has none).
 fn subst_user(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let Some(s) = subst_expr(f, args) else {
+    let Some((s, env)) = subst_expr(f, args) else {
         return -1;
     };
-    let user = f.msg.ruri_user().unwrap_or_default();
-    match s.apply(&user) {
-        Some(u) => {
-            let ruri = f.msg.ruri().unwrap_or("").to_owned();
-            let Ok(parsed) = sip::Uri::parse(&ruri) else {
-                return -1;
-            };
-            let scheme_end = ruri.find(':').map_or(0, |i| i + 1);
-            let rest = match parsed.user() {
-                Some(old) => ruri[scheme_end..]
-                    .strip_prefix(old)
-                    .unwrap_or(&ruri[scheme_end..])
-                    .to_owned(),
-                None => format!("@{}", &ruri[scheme_end..]),
-            };
-            let rest = if u.is_empty() {
-                rest.trim_start_matches('@').to_owned()
-            } else {
-                rest
-            };
-            code(f.msg.set_ruri(&format!("{}{u}{rest}", &ruri[..scheme_end])))
-        }
+    let user = match f.msg.ruri().map(sip::Uri::parse) {
+        Some(Ok(uri)) => uri.user().unwrap_or("").to_owned(),
+        _ => return -1,
+    };
+    match subst_text(f, &s, &env, &user) {
+        Some(new) => code(f.msg.set_ruri_user(&new)),
         None => -1,
     }
 }

@@ -392,20 +392,22 @@ fn relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         .get(1)
         .filter(|v| !matches!(v, Value::Null))
         .map(|v| v.to_text().into_owned());
-    let cell = match cell_of(f) {
-        Some(c) => c,
+    // Retransmissions, hop-by-hop ACKs and CANCELs are handled here and t_relay succeeds
+    // (OpenSIPS returns 1 for them: the script goes on).
+    let (cell, created) = match cell_of(f) {
+        Some(c) => (c, false),
         None => match tm.lookup_request(&f.msg.msg) {
             Found::Retransmission(c) => {
                 tm.resend_last_reply(&c);
-                return 0;
+                return 1;
             }
             Found::AckForNegative(c) => {
                 tm.absorb_ack(&c, now);
-                return 0;
+                return 1;
             }
             Found::CancelFor(c) => {
                 tm.cancel_invite_with(&c, f.msg, flags.contains("pass-reason-hdr"), now);
-                return 0;
+                return 1;
             }
             Found::None => {
                 let method = f.msg.msg.method();
@@ -422,28 +424,48 @@ fn relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                 match tm.create(f.msg, now) {
                     Some(c) => {
                         f.msg.tx = Some(c.clone() as Arc<dyn engine::ctx::Transaction>);
-                        c
+                        (c, true)
                     }
                     None => return -2,
                 }
             }
         },
     };
+    // The caller cancelled already (a failure route, or t_newtran then a slow lookup): no new
+    // branch; with none sent at all the INVITE is answered 487 (OpenSIPS).
+    if cell.was_cancelled() {
+        if cell.branch_count() == 0 {
+            tm.reply_in(&cell, f.msg, 487, "Request Terminated", None, now);
+        }
+        return -3;
+    }
     if flags.contains("allow-no-cancel") && asks_no_cancel(&f.msg.msg) {
         tm.allow_no_cancel(&cell);
     }
     let (result, first_err) = send_branches(f, tm, &cell, proxy.as_deref(), now);
-    match (result, first_err) {
-        (Some(ok), _) => ok,
-        (None, Some(code)) => {
-            if code == -6 && !flags.contains("no-auto-477") && f.kind == "request" {
-                tm.reply_in(&cell, f.msg, 477, "Send failed (477/TM)", None, now);
-            }
-            code
-        }
+    let code = match (result, first_err) {
+        (Some(ok), _) => return ok,
+        (None, Some(code)) => code,
         // Every branch was dropped in branch_route.
-        (None, None) => -3,
+        (None, None) => -1,
+    };
+    // A transaction this call created, that could not be relayed at all, is answered with
+    // the reason (OpenSIPS' kill_transaction) unless `no-auto-477`; t_relay then succeeds.
+    // One created earlier (t_newtran) is left to the script.
+    if created && !flags.contains("no-auto-477") && f.kind == "request" {
+        let (status, reason) = match code {
+            -2 => (400, "Bad Request (400/TM)"),
+            -3 => (500, "No destination available (18/TM)"),
+            -4 => (476, "Unresolvable destination (476/TM)"),
+            -5 => (473, "Filtered destination (473/TM)"),
+            -6 => (477, "Send failed (477/TM)"),
+            _ => (500, "Server error occurred (1/TM)"),
+        };
+        if tm.reply_in(&cell, f.msg, status, reason, None, now) > 0 {
+            return 1;
+        }
     }
+    code
 }
 
 /// Sends the message's destination set as new branches of `cell`: one for the R-URI and one per

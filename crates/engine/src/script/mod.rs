@@ -13,7 +13,7 @@ mod avp;
 mod branch_writes;
 mod compile;
 mod core_fns;
-mod exec;
+pub(crate) mod exec;
 mod ir;
 mod seval;
 mod writes;
@@ -689,6 +689,11 @@ impl Script {
     /// The bit of a named flag, if the script uses it.
     pub fn flag_bit(&self, name: &str) -> Option<u32> {
         self.names.flags.get(name).copied()
+    }
+
+    /// The run limits of the script (for an interpreter a module function starts).
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// The slot of `$avp(name)` in [`MsgCtx::avps`], if the script uses that AVP.

@@ -7,7 +7,7 @@ impl Run<'_> {
     /// `{s.eval}`: the value taken as a format string and expanded now — message PVs, `$var`,
     /// `$avp`, with their transformations — as `xlog` prints them (NULL as `<null>`); a PV this
     /// cannot read prints as NULL; a string that is not a valid format is NULL.
-    pub(super) fn eval_format(&self, text: &str) -> Value {
+    pub(crate) fn eval_format(&self, text: &str) -> Value {
         self.eval_format_at(text, 0)
     }
 
@@ -29,7 +29,7 @@ impl Run<'_> {
 
     /// A PV named in an `s.eval` format (or in one of its transformations' arguments), read and
     /// transformed now. Nested `s.eval`s stop at a small depth (NULL beyond it).
-    fn eval_pv(&self, spec: &cfg::pv::PvSpec, depth: usize) -> Value {
+    pub(crate) fn eval_pv(&self, spec: &cfg::pv::PvSpec, depth: usize) -> Value {
         const MAX_DEPTH: usize = 8;
         if depth > MAX_DEPTH {
             return Value::Null;
