@@ -376,7 +376,7 @@ fn no_answer_gives_408_and_cancel_with_reason() {
 
 #[test]
 fn udp_packet_loss_is_recovered_by_retransmission() {
-    // The UAS loses 30% of the INVITEs and BYEs it receives: only the proxy's retransmissions
+    // The UAS loses 20% of the INVITEs and BYEs it receives: only the proxy's retransmissions
     // (T1, 2·T1 …) get them through.
     let lossy = scenario("uas_lossy.xml");
     let s = setup("lossy", &["-sf", lossy.to_str().unwrap()]);

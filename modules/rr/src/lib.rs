@@ -165,6 +165,26 @@ fn is_ours(f: &FnCtx<'_>, uri: &Uri<'_>) -> bool {
     f.script.is_myself(host.as_str(), uri.port())
 }
 
+/// The configured socket a Route URI of ours names (`proto:host:port`), if any.
+fn socket_of(f: &FnCtx<'_>, u: &Uri<'_>) -> Option<String> {
+    let host = u.host()?.as_str().to_ascii_lowercase();
+    let proto = u
+        .param("transport")
+        .flatten()
+        .map_or_else(|| "udp".to_owned(), str::to_ascii_lowercase);
+    let default_port = if proto == "tls" || proto == "wss" {
+        5061
+    } else {
+        5060
+    };
+    let name = format!("{proto}:{host}:{}", u.port().unwrap_or(default_port));
+    f.script
+        .sockets()
+        .iter()
+        .any(|s| *s == name)
+        .then_some(name)
+}
+
 /// Rewrites the Route lines so that only `keep` (the values after the first `drop`) remain.
 fn drop_routes(f: &mut FnCtx<'_>, values: &[(usize, String)], drop: usize) {
     let mut lines: Vec<usize> = values.iter().map(|(i, _)| *i).collect();
@@ -204,26 +224,42 @@ fn loose_route(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
     // A strict router before us put our Record-Route URI in the R-URI (RFC 3261 §16.4): the
     // last Route value is the real destination.
     let ruri = f.msg.ruri().unwrap_or("").to_owned();
-    let ruri_ours = Uri::parse(&ruri).is_ok_and(|u| is_ours(f, &u) && u.user().is_none());
+    // Ours by host, port and transport, whatever the user part (OpenSIPS' is_myself).
+    let ruri_ours = Uri::parse(&ruri).is_ok_and(|u| is_ours(f, &u));
     if ruri_ours && f.msg.msg.to_tag().ok().flatten().is_some() {
         let Some(Some(last)) = parsed.last() else {
             return -1;
         };
+        // With double RR the other half of our pair may still be on top: it goes too.
+        let twin = parsed.len() > 1
+            && parsed.first().and_then(Option::as_deref).is_some_and(|v| {
+                Uri::parse(v).is_ok_and(|u| u.param("r2").is_some() && is_ours(f, &u))
+            });
+        // The next hop is the first remaining Route when it is a loose router.
+        let next = parsed
+            .get(usize::from(twin))
+            .filter(|_| parsed.len() > 1 + usize::from(twin))
+            .and_then(Option::as_deref)
+            .filter(|v| Uri::parse(v).is_ok_and(|u| u.is_loose_router()))
+            .map(str::to_owned);
         if let Ok(u) = Uri::parse(last) {
             f.msg.rr_params = Some(params_of(&u));
         }
         let last = last.clone();
         f.msg.set_ruri(&last);
+        if next.is_some() {
+            f.msg.dst_uri = next;
+        }
         let n = values.len();
         let kept: Vec<(usize, String)> = values.clone();
-        // Remove only the last value.
+        // Remove the last value (and our twin on top).
         let mut lines: Vec<usize> = kept.iter().map(|(i, _)| *i).collect();
         lines.dedup();
         for line in lines {
             let remaining: Vec<&str> = kept
                 .iter()
                 .enumerate()
-                .filter(|(k, (i, _))| *i == line && *k + 1 != n)
+                .filter(|(k, (i, _))| *i == line && *k + 1 != n && !(twin && *k == 0))
                 .map(|(_, (_, v))| v.as_str())
                 .collect();
             let total = kept.iter().filter(|(i, _)| *i == line).count();
@@ -251,6 +287,14 @@ fn loose_route(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
         if u.param("r2").is_none() {
             break;
         }
+    }
+    // Double RR: the request leaves by the socket the second of our pair names (the other
+    // network of a multihomed proxy), as OpenSIPS forces it.
+    if ours == 2
+        && let Some(Ok(u)) = parsed.get(1).and_then(Option::as_deref).map(Uri::parse)
+        && let Some(name) = socket_of(f, &u)
+    {
+        f.msg.send_socket = Some(name);
     }
     let initial = f.msg.msg.to_tag().ok().flatten().is_none();
     if ours > 0 && ours == values.len() && initial {

@@ -204,7 +204,7 @@ fn a_lone_preloaded_route_to_us_is_removed_and_not_followed() {
 #[test]
 fn a_strict_router_before_us_is_undone() {
     let (l, ctx) = run(
-        r#"if (loose_route()) xlog("routed $ru\n"); forward("udp:127.0.0.1:5090");"#,
+        r#"if (loose_route()) xlog("routed $ru via $du\n"); forward("udp:127.0.0.1:5090");"#,
         &request(
             "Route: <sip:p1.example.com;lr>, <sip:bob@192.0.2.77>\r\n",
             "sip:127.0.0.1:5060;lr",
@@ -212,7 +212,11 @@ fn a_strict_router_before_us_is_undone() {
         ),
         "udp",
     );
-    assert_eq!(l, vec!["routed sip:bob@192.0.2.77\n"]);
+    assert_eq!(
+        l,
+        vec!["routed sip:bob@192.0.2.77 via sip:p1.example.com;lr\n"],
+        "the remote target from the last Route, the next loose router in $du"
+    );
     assert_eq!(
         values(&relayed(&ctx), sip::HeaderName::Route),
         vec!["<sip:p1.example.com;lr>"]
@@ -350,4 +354,56 @@ fn is_direction_is_upstream_only_when_the_ftag_differs_from_the_from_tag() {
         vec!["down\n"]
     );
     assert_eq!(direction(""), vec!["down\n"]);
+}
+
+// A strict router before us sent our own double-RR pair's top half as the R-URI's twin: both of
+// ours go, and an R-URI with a user part naming us counts as ours too (OpenSIPS is_myself).
+#[test]
+fn a_strict_router_before_us_takes_our_twin_and_a_user_part() {
+    let (l, ctx) = run(
+        r#"if (loose_route()) xlog("routed $ru via $du\n"); forward("udp:127.0.0.1:5090");"#,
+        &request(
+            "Route: <sip:127.0.0.1;transport=tcp;r2=on;lr>, <sip:p1.example.com;lr>, <sip:bob@192.0.2.77>\r\n",
+            "sip:127.0.0.1;r2=on;lr",
+            true,
+        ),
+        "udp",
+    );
+    assert_eq!(
+        l,
+        vec!["routed sip:bob@192.0.2.77 via sip:p1.example.com;lr\n"]
+    );
+    assert_eq!(
+        values(&relayed(&ctx), sip::HeaderName::Route),
+        vec!["<sip:p1.example.com;lr>"]
+    );
+    let (l, _) = run(
+        r#"if (loose_route()) xlog("routed $ru via $du\n");"#,
+        &request(
+            "Route: <sip:p1.example.com;lr>, <sip:bob@192.0.2.77>\r\n",
+            "sip:alice@127.0.0.1:5060;lr",
+            true,
+        ),
+        "udp",
+    );
+    assert_eq!(
+        l,
+        vec!["routed sip:bob@192.0.2.77 via sip:p1.example.com;lr\n"]
+    );
+}
+
+// Double RR: an in-dialog request leaves by the socket the second Route of our pair names (the
+// other side of a multihomed proxy), whatever socket it came in on.
+#[test]
+fn a_double_record_route_forces_the_socket_of_its_second_half() {
+    let (l, _) = run(
+        r#"if (loose_route()) xlog("out $socket_out\n");"#,
+        &request(
+            "Route: <sip:127.0.0.1;r2=on;lr>, <sip:127.0.0.1;transport=tcp;r2=on;lr>, <sip:p3.example.com;lr>\r\n",
+            "sip:bob@192.0.2.99",
+            true,
+        ),
+        "udp",
+    );
+    assert_eq!(l, vec!["out tcp:127.0.0.1:5060\n"]);
 }
