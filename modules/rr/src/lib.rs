@@ -339,16 +339,32 @@ fn params_of(u: &Uri<'_>) -> String {
     p.strip_prefix(';').unwrap_or(p).to_owned()
 }
 
-/// `check_route_param(re)`: the parameters of our Route against a regex.
+/// `check_route_param(re)`: the parameters of our Route, with the `;` that opens them, against
+/// a regex that ignores case (OpenSIPS compiles regex parameters with REG_ICASE); false when
+/// the Route had none.
 fn check_route_param(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let re = args
         .first()
         .map(|v| v.to_text().into_owned())
         .unwrap_or_default();
-    let Ok(re) = regex::Regex::new(&re) else {
-        return -1;
+    let re = match regex::RegexBuilder::new(&re)
+        .case_insensitive(true)
+        .multi_line(true)
+        .build()
+    {
+        Ok(re) => re,
+        Err(e) => {
+            f.log
+                .log(-1, &format!("check_route_param: bad regex `{re}`: {e}\n"));
+            return -1;
+        }
     };
-    let ok = f.msg.rr_params.as_deref().is_some_and(|p| re.is_match(p));
+    let ok = f
+        .msg
+        .rr_params
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .is_some_and(|p| re.is_match(&format!(";{p}")));
     if ok { 1 } else { -1 }
 }
 

@@ -407,3 +407,33 @@ fn a_double_record_route_forces_the_socket_of_its_second_half() {
     );
     assert_eq!(l, vec!["out tcp:127.0.0.1:5060\n"]);
 }
+
+// check_route_param matches the parameters with their opening `;`, ignoring case; a Route of
+// ours without parameters is false.
+#[test]
+fn check_route_param_sees_the_opening_semicolon_and_ignores_case() {
+    let script = r#"loose_route();
+        if (check_route_param(";NAT=yes")) xlog("icase\n");
+        if (check_route_param("^;lr")) xlog("leading\n");
+        if (check_route_param("^lr")) xlog("no-leading\n");"#;
+    let (l, _) = run(
+        script,
+        &request(
+            "Route: <sip:127.0.0.1:5060;lr;nat=yes>, <sip:p2.example.com;lr>\r\n",
+            "sip:bob@192.0.2.99",
+            true,
+        ),
+        "udp",
+    );
+    assert_eq!(l, vec!["icase\n", "leading\n"]);
+    let (l, _) = run(
+        r#"loose_route(); if (!check_route_param(".*")) xlog("none\n");"#,
+        &request(
+            "Route: <sip:127.0.0.1:5060>, <sip:p2.example.com;lr>\r\n",
+            "sip:bob@192.0.2.99",
+            true,
+        ),
+        "udp",
+    );
+    assert_eq!(l, vec!["none\n"]);
+}
