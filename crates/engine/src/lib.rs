@@ -24,7 +24,7 @@ pub use ctx::{
     TmBranchInfo, Transaction,
 };
 pub use dset::{BranchAttrs, DsetIdx};
-pub use module::{FnCtx, FnSpec, ModuleSpec, Param, ParamType, Routes, ScriptFn};
+pub use module::{FnCtx, FnSpec, ModuleSpec, Param, ParamCheck, ParamType, Routes, ScriptFn};
 pub use pv::CorePv;
 pub use script::{Limits, Log, MemoryLog, Outcome, Script, ScriptError, Worker};
 pub use value::Value;

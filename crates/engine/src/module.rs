@@ -78,6 +78,10 @@ pub enum Param {
     Str,
     /// A string taken literally (a regex, a header name list).
     StaticStr,
+    /// As [`Param::StaticStr`], and a literal is checked when the script loads (a regex that
+    /// does not compile is a load error at its position, as OpenSIPS' fixups refuse it). A
+    /// variable is read when the function runs, and the function checks it then.
+    Checked(&'static ParamCheck),
     /// An integer.
     Int,
     /// The name of a route of this kind, resolved when the script is compiled; the function
@@ -90,6 +94,22 @@ pub enum Param {
     /// As [`Param::Var`], but only an AVP (OpenSIPS functions that push several values).
     Avp,
 }
+
+/// A load-time check of a literal parameter: `Err` is the diagnostic text.
+#[derive(Debug)]
+pub struct ParamCheck {
+    /// What the parameter is ("regular expression"), for messages and equality.
+    pub what: &'static str,
+    pub check: fn(&str) -> Result<(), String>,
+}
+
+impl PartialEq for ParamCheck {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for ParamCheck {}
 
 /// The kinds of route a function may run in (OpenSIPS route masks), as bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 use cfg::ast::ParamValue;
-use engine::{FnCtx, FnSpec, ModuleSpec, Param, ParamType, RecordRoute, Routes, Value};
+use engine::{FnCtx, FnSpec, ModuleSpec, Param, ParamCheck, ParamType, RecordRoute, Routes, Value};
 use sip::{HeaderName, NameAddr, Uri};
 
 const RR_ROUTES: Routes = Routes::REQUEST.or(Routes::BRANCH).or(Routes::FAILURE);
@@ -39,7 +39,7 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         },
         FnSpec {
             name: "check_route_param",
-            params: &[(Param::StaticStr, false)],
+            params: &[(Param::Checked(&ROUTE_PARAM_RE), false)],
             routes: Routes::REQUEST,
             run: check_route_param,
         },
@@ -339,19 +339,29 @@ fn params_of(u: &Uri<'_>) -> String {
     p.strip_prefix(';').unwrap_or(p).to_owned()
 }
 
+/// `check_route_param`'s regex, as OpenSIPS compiles regex parameters (REG_ICASE); a literal
+/// that does not compile stops the script from loading.
+fn route_param_re(re: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(re)
+        .case_insensitive(true)
+        .multi_line(true)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+static ROUTE_PARAM_RE: ParamCheck = ParamCheck {
+    what: "regular expression",
+    check: |re| route_param_re(re).map(|_| ()),
+};
+
 /// `check_route_param(re)`: the parameters of our Route, with the `;` that opens them, against
-/// a regex that ignores case (OpenSIPS compiles regex parameters with REG_ICASE); false when
-/// the Route had none.
+/// the regex; false when the Route had none.
 fn check_route_param(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let re = args
         .first()
         .map(|v| v.to_text().into_owned())
         .unwrap_or_default();
-    let re = match regex::RegexBuilder::new(&re)
-        .case_insensitive(true)
-        .multi_line(true)
-        .build()
-    {
+    let re = match route_param_re(&re) {
         Ok(re) => re,
         Err(e) => {
             f.log

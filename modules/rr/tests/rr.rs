@@ -437,3 +437,25 @@ fn check_route_param_sees_the_opening_semicolon_and_ignores_case() {
     );
     assert_eq!(l, vec!["none\n"]);
 }
+
+// A check_route_param regex that does not compile stops the script from loading, at its place.
+#[test]
+fn a_bad_check_route_param_regex_fails_the_load() {
+    let src = "loadmodule \"rr.so\"\nroute {\n  if (check_route_param(\"nat=(yes\")) exit;\n}\n";
+    let mut sources = cfg::SourceMap::new();
+    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.to_owned());
+    let available = Available {
+        modules: vec![&rr::MODULE],
+        builtin: Vec::new(),
+        argv: Vec::new(),
+    };
+    let Err(d) = Script::compile(&parsed.config, &sources, &available) else {
+        panic!("the script loaded");
+    };
+    let text: String = d.iter().map(|d| d.render(&sources)).collect();
+    assert!(
+        text.contains("bad regular expression for `check_route_param`")
+            && text.contains("t.cfg:3:25"),
+        "{text}"
+    );
+}

@@ -1,7 +1,7 @@
 //! Why a textops function did nothing: logged, and the function returns false.
 
-/// An expression that cannot be used (OpenSIPS refuses it when the script loads; here it is
-/// met when the function runs, as the engine has no load-time check for module parameters).
+/// An expression that cannot be used: a literal one stops the script from loading (as
+/// OpenSIPS refuses it); one read from a variable is refused when the function runs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum ExprError {
     #[error("bad regular expression `{re}`: {why}")]

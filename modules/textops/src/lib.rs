@@ -19,7 +19,7 @@ mod posix;
 mod subst;
 
 use bytes::Bytes;
-use engine::{FnCtx, FnSpec, ModuleSpec, Param, Routes, Value};
+use engine::{FnCtx, FnSpec, ModuleSpec, Param, ParamCheck, Routes, Value};
 
 use crate::error::{ExprError, RewriteError};
 use crate::posix::{Pattern, Scan};
@@ -40,8 +40,22 @@ const fn f(name: &'static str, params: &'static [(Param, bool)], run: engine::Sc
     }
 }
 
-const RE: &[(Param, bool)] = &[(Param::StaticStr, false)];
-const RE_TXT: &[(Param, bool)] = &[(Param::StaticStr, false), (Param::Str, false)];
+/// A regular expression parameter: a literal that does not compile stops the script from
+/// loading (OpenSIPS' `fixup_regcomp`).
+static REGEX: ParamCheck = ParamCheck {
+    what: "regular expression",
+    check: |re| cache::pattern(re).map(|_| ()).map_err(|e| e.to_string()),
+};
+
+/// A subst expression parameter (`/re/replacement/flags`), checked the same way.
+static SUBST: ParamCheck = ParamCheck {
+    what: "subst expression",
+    check: |expr| cache::subst(expr).map(|_| ()).map_err(|e| e.to_string()),
+};
+
+const RE: &[(Param, bool)] = &[(Param::Checked(&REGEX), false)];
+const RE_TXT: &[(Param, bool)] = &[(Param::Checked(&REGEX), false), (Param::Str, false)];
+const SUBST_EXPR: &[(Param, bool)] = &[(Param::Checked(&SUBST), false)];
 
 pub static MODULE: ModuleSpec = ModuleSpec {
     name: "textops",
@@ -55,10 +69,10 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         f("replace_body", RE_TXT, replace_body),
         f("replace_body_all", RE_TXT, replace_body_all),
         f("replace_body_atonce", RE_TXT, replace_body_atonce),
-        f("subst", RE, subst),
-        f("subst_body", RE, subst_body),
-        f("subst_uri", RE, subst_uri),
-        f("subst_user", RE, subst_user),
+        f("subst", SUBST_EXPR, subst),
+        f("subst_body", SUBST_EXPR, subst_body),
+        f("subst_uri", SUBST_EXPR, subst_uri),
+        f("subst_user", SUBST_EXPR, subst_user),
     ],
     params: &[],
 };

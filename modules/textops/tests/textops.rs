@@ -352,15 +352,39 @@ fn overlapping_rewrites_are_refused() {
     assert!(out(&ctx).contains("\r\nUser-Agent: A 1.0\r\n"));
 }
 
+/// The diagnostics of a script that must not load.
+fn load_errors(body: &str) -> String {
+    let src = format!("loadmodule \"textops.so\"\nroute {{\n{body}\n}}");
+    let mut sources = cfg::SourceMap::new();
+    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src);
+    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+    let available = Available {
+        modules: vec![&textops::MODULE],
+        builtin: vec![],
+        argv: Vec::new(),
+    };
+    match Script::compile(&parsed.config, &sources, &available) {
+        Ok(_) => panic!("the script loaded: {body}"),
+        Err(d) => d.iter().map(|d| d.render(&sources)).collect(),
+    }
+}
+
+// A literal expression that does not compile stops the script from loading, at its position
+// (OpenSIPS' fixups); one built in a variable is refused when the function runs.
 #[test]
-fn bad_expressions_are_run_time_errors_not_crashes() {
-    let (l, _) = run(r#"if (!subst("/unterminated")) xlog("refused\n");"#);
+fn bad_expressions_fail_the_load_or_the_call() {
+    let e = load_errors(r#"  if (search("(unclosed")) exit;"#);
     assert!(
-        l.iter().any(|x| x.contains("bad subst expression")),
-        "{l:?}"
+        e.contains("bad regular expression for `search`") && e.contains("t.cfg:3:14"),
+        "{e}"
     );
-    assert!(l.contains(&"refused\n".to_owned()));
-    let (l, _) = run(r#"if (!search("(unclosed")) xlog("refused\n");"#);
+    let e = load_errors(r#"  subst("/unterminated");"#);
+    assert!(
+        e.contains("bad subst expression for `subst`") && e.contains("t.cfg:3:9"),
+        "{e}"
+    );
+    let (l, _) = run(r#"$var(re) = "(unclosed";
+        if (!search($var(re))) xlog("refused\n");"#);
     assert!(
         l.iter().any(|x| x.contains("bad regular expression")),
         "{l:?}"

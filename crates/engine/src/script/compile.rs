@@ -583,6 +583,15 @@ impl Lower<'_> {
                 (Some(Some(Arg::Str(s, _))), crate::module::Param::StaticStr) => {
                     Expr::Const(Value::str(s))
                 }
+                (Some(Some(Arg::Str(s, sp))), crate::module::Param::Checked(check)) => {
+                    if let Err(e) = (check.check)(s) {
+                        return self.fail(Diagnostic::error(
+                            format!("bad {} for `{}`: {e}", check.what, c.name.node),
+                            *sp,
+                        ));
+                    }
+                    Expr::Const(Value::str(s))
+                }
                 (a @ Some(Some(_)), _) => self.arg(a, c.span)?,
             };
             args.push(arg);
