@@ -123,6 +123,9 @@ impl Edits {
 
     /// Removes a whole header line.
     pub fn remove(&mut self, index: usize) -> &mut Self {
+        // A removal overrides an earlier replacement of the line.
+        self.ops
+            .retain(|(i, op)| !(*i == index && matches!(op, Op::Replace(_))));
         self.ops.push((index, Op::Remove));
         self
     }

@@ -159,10 +159,19 @@ fn route_values(msg: &sip::SipMessage) -> Vec<(usize, String)> {
         .collect()
 }
 
-/// Whether a Route/R-URI value names us.
+/// Whether a Route/R-URI value names us: its `maddr` or host, and its port — 5060 (5061 for
+/// `sips:` and TLS) when it has none, as OpenSIPS' `get_uri_port` reads it.
 fn is_ours(f: &FnCtx<'_>, uri: &Uri<'_>) -> bool {
     let Some(host) = uri.host() else { return false };
-    f.script.is_myself(host.as_str(), uri.port())
+    let maddr = uri.param("maddr").flatten();
+    let tls = matches!(uri.scheme(), sip::Scheme::Sips)
+        || uri
+            .param("transport")
+            .flatten()
+            .is_some_and(|t| t.eq_ignore_ascii_case("tls") || t.eq_ignore_ascii_case("wss"));
+    let port = uri.port().unwrap_or(if tls { 5061 } else { 5060 });
+    f.script
+        .is_myself(maddr.unwrap_or(host.as_str()), Some(port))
 }
 
 /// The configured socket a Route URI of ours names (`proto:host:port`), if any.
@@ -217,6 +226,10 @@ fn loose_route(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
                 .map(|na| na.uri().as_str().to_owned())
         })
         .collect();
+    // A top Route that does not parse is no Route set to follow (OpenSIPS).
+    if parsed.first().is_none_or(Option::is_none) {
+        return -1;
+    }
     // A strict router before us put our Record-Route URI in the R-URI (RFC 3261 §16.4): the
     // last Route value is the real destination.
     let ruri = f.msg.ruri().unwrap_or("").to_owned();
@@ -267,21 +280,16 @@ fn loose_route(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
         }
         return 1;
     }
-    // Our own Route values on top (one, or two with r2=on for double RR) are consumed.
+    // Our own Route on top is consumed; when it carries `r2` (double RR), so is the one after
+    // it, whatever it names (OpenSIPS), unless `enable_double_rr` is off.
     let mut ours = 0;
-    for p in parsed.iter().take(2) {
-        let Some(Ok(u)) = p.as_deref().map(Uri::parse) else {
-            break;
-        };
-        if !is_ours(f, &u) || (ours == 1 && u.param("r2").is_none()) {
-            break;
-        }
-        if ours == 0 {
-            f.msg.rr_params = Some(params_of(&u));
-        }
-        ours += 1;
-        if u.param("r2").is_none() {
-            break;
+    if let Some(Ok(u)) = parsed.first().and_then(Option::as_deref).map(Uri::parse)
+        && is_ours(f, &u)
+    {
+        f.msg.rr_params = Some(params_of(&u));
+        ours = 1;
+        if u.param("r2").is_some() && param_on(f, "enable_double_rr", true) && parsed.len() > 1 {
+            ours = 2;
         }
     }
     // Double RR: the request leaves by the socket the second of our pair names (the other

@@ -459,3 +459,69 @@ fn a_bad_check_route_param_regex_fails_the_load() {
         "{text}"
     );
 }
+
+// Which Routes are ours (OpenSIPS is_myself): a missing port is 5060, maddr stands for the host;
+// and after our r2 Route the next one is its pair, whatever address it names.
+#[test]
+fn our_routes_by_default_port_maddr_and_r2_pair() {
+    let next = |route: &str| {
+        run(
+            r#"if (loose_route()) xlog("$du\n");"#,
+            &request(route, "sip:bob@192.0.2.99", true),
+            "udp",
+        )
+        .0
+    };
+    assert_eq!(
+        next("Route: <sip:127.0.0.1;lr>, <sip:p2.example.com;lr>\r\n"),
+        vec!["sip:p2.example.com;lr\n"],
+        "no port: 5060, ours"
+    );
+    assert_eq!(
+        next("Route: <sip:127.0.0.1:5080;lr>, <sip:p2.example.com;lr>\r\n"),
+        vec!["sip:127.0.0.1:5080;lr\n"],
+        "another port of our address is not us"
+    );
+    assert_eq!(
+        next("Route: <sip:proxy.invalid;maddr=127.0.0.1;lr>, <sip:p2.example.com;lr>\r\n"),
+        vec!["sip:p2.example.com;lr\n"],
+        "maddr names us"
+    );
+    assert_eq!(
+        next(
+            "Route: <sip:127.0.0.1;r2=on;lr>, <sip:10.9.9.9;r2=on;lr>, <sip:p3.example.com;lr>\r\n"
+        ),
+        vec!["sip:p3.example.com;lr\n"],
+        "the second of an r2 pair goes with the first"
+    );
+}
+
+// A Route line holding our Route and a strict next hop loses both (the strict one becomes the
+// R-URI); a top Route that does not parse is not followed.
+#[test]
+fn a_strict_next_hop_on_our_line_goes_and_a_broken_route_is_not_followed() {
+    let (l, ctx) = run(
+        r#"if (loose_route()) xlog("routed $ru\n"); forward("udp:127.0.0.1:5090");"#,
+        &request(
+            "Route: <sip:127.0.0.1;lr>, <sip:192.0.2.60>\r\n",
+            "sip:bob@example.com",
+            true,
+        ),
+        "udp",
+    );
+    assert_eq!(l, vec!["routed sip:192.0.2.60\n"]);
+    assert_eq!(
+        values(&relayed(&ctx), sip::HeaderName::Route),
+        vec!["<sip:bob@example.com>"]
+    );
+    let (l, _) = run(
+        r#"if (!loose_route()) xlog("not routed\n");"#,
+        &request(
+            "Route: garbage-without-brackets;;\r\n",
+            "sip:bob@example.com",
+            true,
+        ),
+        "udp",
+    );
+    assert_eq!(l, vec!["not routed\n"]);
+}
