@@ -178,6 +178,8 @@ pub struct RecordRoute {
     pub double: bool,
     /// `record_route_preset(host[, host2])`: the addresses to record instead of the sockets'.
     pub preset: Option<(String, Option<String>)>,
+    /// `add_username`: the user part our Record-Route URIs carry (`<sip:user@host;…>`).
+    pub user: Option<String>,
     /// `record_route()` or `record_route_preset()` ran: only then is a Record-Route added.
     /// `add_rr_param` before it only keeps its parameters for it, as in OpenSIPS.
     pub done: bool,

@@ -407,8 +407,21 @@ pub fn forward_with_branch(
 }
 
 /// The Record-Route value for a socket: `<sip:HOST[:PORT][;transport=X][;r2=on];lr[;ftag=T]P>`.
-fn rr_value(hostport: &str, proto: &str, r2: bool, ftag: Option<&str>, params: &str) -> String {
-    let mut v = format!("<sip:{hostport}");
+fn rr_value(
+    user: Option<&str>,
+    hostport: &str,
+    proto: &str,
+    r2: bool,
+    ftag: Option<&str>,
+    params: &str,
+) -> String {
+    let mut v = String::with_capacity(64 + hostport.len() + params.len());
+    v.push_str("<sip:");
+    if let Some(user) = user {
+        v.push_str(user);
+        v.push('@');
+    }
+    v.push_str(hostport);
     if proto != "udp" {
         v.push_str(";transport=");
         v.push_str(proto);
@@ -455,7 +468,12 @@ fn record_route(
         // `record_route_preset`: each address as given (`sip:` optional), then `;ftag=T;lr`;
         // the parameters go in the first only.
         let value = |a: &str, params: &str| {
-            let mut v = format!("<sip:{}", a.trim_start_matches("sip:"));
+            let mut v = String::from("<sip:");
+            if let Some(user) = &rr.user {
+                v.push_str(user);
+                v.push('@');
+            }
+            v.push_str(a.trim_start_matches("sip:"));
             if let Some(t) = ftag {
                 v.push_str(";ftag=");
                 v.push_str(t);
@@ -498,6 +516,7 @@ fn record_route(
     edits.add_record_route(
         &ctx.msg,
         &rr_value(
+            rr.user.as_deref(),
             rr_hostport(out_hostport, out_own_port),
             proto,
             double,
@@ -508,7 +527,14 @@ fn record_route(
     if double && let Some((p, _, h, own)) = &inbound {
         edits.add_record_route(
             &ctx.msg,
-            &rr_value(rr_hostport(h, *own), p, true, ftag, &rr.params),
+            &rr_value(
+                rr.user.as_deref(),
+                rr_hostport(h, *own),
+                p,
+                true,
+                ftag,
+                &rr.params,
+            ),
         );
     }
 }

@@ -92,9 +92,27 @@ fn pending<'a>(f: &'a mut FnCtx<'_>) -> &'a mut RecordRoute {
         param_on(f, "append_fromtag", true),
         param_on(f, "enable_double_rr", true),
     );
+    // add_username: the user of the R-URI as received, else of the rewritten one (OpenSIPS).
+    let user = param_on(f, "add_username", false)
+        .then(|| {
+            let received = f
+                .msg
+                .msg
+                .request_uri()
+                .ok()
+                .and_then(|u| u.user().map(str::to_owned));
+            received.or_else(|| {
+                f.msg
+                    .ruri()
+                    .and_then(|r| Uri::parse(r).ok().and_then(|u| u.user().map(str::to_owned)))
+            })
+        })
+        .flatten()
+        .filter(|u| !u.is_empty());
     let rr = f.msg.record_route.get_or_insert_with(RecordRoute::default);
     rr.ftag = ftag;
     rr.double = double;
+    rr.user = user;
     rr
 }
 

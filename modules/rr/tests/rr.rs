@@ -525,3 +525,18 @@ fn a_strict_next_hop_on_our_line_goes_and_a_broken_route_is_not_followed() {
     );
     assert_eq!(l, vec!["not routed\n"]);
 }
+
+// add_username: our Record-Route carries the user of the R-URI.
+#[test]
+fn add_username_puts_the_ruri_user_in_the_record_route() {
+    let (_, ctx) = run_with(
+        r#"modparam("rr", "add_username", 1)"#,
+        r#"record_route(); forward("udp:127.0.0.1:5090");"#,
+        &request("", "sip:bob@example.com", false),
+        "udp",
+    );
+    assert_eq!(
+        values(&relayed(&ctx), sip::HeaderName::RecordRoute),
+        vec!["<sip:bob@127.0.0.1;lr;ftag=caller>"]
+    );
+}
