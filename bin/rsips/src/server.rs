@@ -254,7 +254,12 @@ impl Server {
         if udp.is_empty() && listens.is_empty() {
             return Err("no `socket=` to listen on".into());
         }
-        let (tx, rx) = crossbeam_channel::unbounded::<Inbound>();
+        // One queue per TCP worker: a connection's messages all go to the same worker, in
+        // order (as an OpenSIPS connection is held by one worker at a time).
+        let tcp_workers = script.global_int("tcp_workers").unwrap_or(8).max(1) as usize;
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..tcp_workers)
+            .map(|_| crossbeam_channel::unbounded::<Inbound>())
+            .unzip();
         let mut processes = vec!["main".to_owned()];
         let mut tls_ctx = None;
         let streams = if listens.is_empty() {
@@ -271,7 +276,7 @@ impl Server {
             if let Some(tls) = &tls {
                 watch_sighup(Arc::clone(tls), Arc::clone(&stop))?;
             }
-            let streams = Streams::start(crate::transports::settings(&script), listens, tls, tx)
+            let streams = Streams::start(crate::transports::settings(&script), listens, tls, txs)
                 .map_err(|e| format!("cannot listen: {e}"))?;
             for (proto, addr) in streams.bound() {
                 crate::logging::core(2, &format!("listening on {proto}:{addr}"));
@@ -345,14 +350,9 @@ impl Server {
             }
         }
         if streams.is_some() {
-            let n = script.global_int("tcp_workers").unwrap_or(8).max(1);
-            for _ in 0..n {
-                let (scripts, stop, outlet, rx) = (
-                    Arc::clone(&scripts),
-                    Arc::clone(&stop),
-                    Arc::clone(&outlet),
-                    rx.clone(),
-                );
+            for rx in rxs {
+                let (scripts, stop, outlet) =
+                    (Arc::clone(&scripts), Arc::clone(&stop), Arc::clone(&outlet));
                 let state = initial.clone();
                 processes.push("TCP worker".to_owned());
                 handles.push(std::thread::spawn(move || {

@@ -66,7 +66,9 @@ fn sipp_through_rsips(proto: &str) {
             .spawn()
             .unwrap(),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Both must listen before the uac starts (a fixed pause lost this race on a loaded machine).
+    wait_bound(proto, proxy);
+    wait_bound(proto, uas_port);
     let started = Instant::now();
     let out = sipp()
         .args(["-sn", "uac", "-i", "127.0.0.1", "-p", &uac_port.to_string()])
@@ -100,4 +102,34 @@ fn sipp_through_rsips(proto: &str) {
         started.elapsed()
     );
     assert_eq!(successful, Some(50), "{report}");
+}
+
+/// Waits (at most 10 s) until something listens on `port` over `proto`: a listening TCP socket
+/// in /proc/net/tcp (no probe connection the peers would see), or a UDP port that can no longer
+/// be bound.
+fn wait_bound(proto: &str, port: u16) {
+    let listening = || {
+        let wanted = format!(":{port:04X}");
+        std::fs::read_to_string("/proc/net/tcp")
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.get(1).is_some_and(|a| a.ends_with(&wanted)) && cols.get(3) == Some(&"0A")
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let bound = if proto == "tcp" {
+            listening()
+        } else {
+            std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
+        };
+        if bound {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on {proto} port {port}");
 }

@@ -1775,3 +1775,35 @@ fn set_via_handling_reply_to_via_answers_the_via_address() {
     assert!(buf[..n].starts_with(b"SIP/2.0 200"));
     assert!(source.recv_from(&mut buf).is_err(), "nothing at the source");
 }
+
+// The messages of one connection are handled in the order they came, whatever the number of
+// TCP workers (as an OpenSIPS connection is held by one worker at a time): 200 requests sent
+// back to back leave in order. Before, workers took them from one shared queue and a 200 OK
+// could overtake the 180 sent just before it.
+#[test]
+fn one_connections_messages_keep_their_order_across_workers() {
+    let (rx, rx_port) = udp_receiver("127.0.0.1");
+    let route = format!(r#"route {{ forward("udp:127.0.0.1:{rx_port}"); }}"#);
+    let server = start(
+        "order",
+        "127.0.0.1",
+        &format!(
+            "socket=udp:127.0.0.1:PORT\nsocket=tcp:127.0.0.1:PORT\ntcp_workers=4\ndisable_stateless_fwd=no\n{MODULES}{route}"
+        ),
+    );
+    let mut s = connect("127.0.0.1", server.port);
+    let mut burst = String::new();
+    for i in 0..200 {
+        burst.push_str(&options("TCP", "order").replace("CSeq: 7 ", &format!("CSeq: {i} ")));
+    }
+    s.write_all(burst.as_bytes()).unwrap();
+    let got: Vec<String> = (0..200)
+        .map(|_| {
+            header(&recv_text(&rx), "CSeq")
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let want: Vec<String> = (0..200).map(|i| format!("{i} OPTIONS")).collect();
+    assert_eq!(got, want);
+}

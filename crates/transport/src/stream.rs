@@ -149,7 +149,9 @@ struct Registry {
 struct Shared {
     settings: Settings,
     registry: Mutex<Registry>,
-    deliver: crossbeam_channel::Sender<Inbound>,
+    /// One queue per SIP worker; a connection always goes to the same one, so its messages
+    /// are handled in the order they came (a 180 before the 200 that follows it).
+    deliver: Vec<crossbeam_channel::Sender<Inbound>>,
     next_id: AtomicU64,
     epoch: Instant,
     stop: AtomicBool,
@@ -158,6 +160,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// The worker queue of connection `id`.
+    fn queue(&self, id: u64) -> Option<&crossbeam_channel::Sender<Inbound>> {
+        let n = self.deliver.len() as u64;
+        (n > 0)
+            .then(|| self.deliver.get((id % n) as usize))
+            .flatten()
+    }
+
     fn registry(&self) -> MutexGuard<'_, Registry> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // matters more than losing the server, so a poisoned lock is still used.
@@ -195,12 +205,12 @@ impl std::fmt::Debug for Streams {
 
 impl Streams {
     /// Binds every listener (port 0 gets an ephemeral port) and starts accepting. Complete
-    /// messages are sent to `deliver`.
+    /// messages are sent to `deliver`: all those of one connection to the same queue.
     pub fn start(
         settings: Settings,
         listeners: Vec<Listen>,
         tls: Option<Arc<TlsContext>>,
-        deliver: crossbeam_channel::Sender<Inbound>,
+        deliver: Vec<crossbeam_channel::Sender<Inbound>>,
     ) -> std::io::Result<Streams> {
         let threads = match settings.threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -915,15 +925,17 @@ async fn run_connection(
     shared.forget(id);
     if why != "server stopping" {
         // The workers raise E_CORE_TCP_DISCONNECT for it.
-        let _ = shared.deliver.send(Inbound {
-            data: Bytes::new(),
-            proto,
-            source: peer,
-            local,
-            conn: id,
-            proxy: conn.proxy,
-            closed: true,
-        });
+        if let Some(q) = shared.queue(id) {
+            let _ = q.send(Inbound {
+                data: Bytes::new(),
+                proto,
+                source: peer,
+                local,
+                conn: id,
+                proxy: conn.proxy,
+                closed: true,
+            });
+        }
     }
     let _ = tokio::time::timeout(Duration::from_millis(200), stream.shutdown()).await;
     fail_queue(
@@ -978,7 +990,10 @@ fn ws_frame(op: ws::Opcode, payload: &[u8], masked: bool) -> Bytes {
 }
 
 fn deliver(shared: &Shared, data: Bytes, conn: &Conn) {
-    let _ = shared.deliver.send(Inbound {
+    let Some(q) = shared.queue(conn.id) else {
+        return;
+    };
+    let _ = q.send(Inbound {
         data,
         proto: conn.proto,
         source: conn.peer,
