@@ -35,37 +35,49 @@ fn max_limit(f: &FnCtx<'_>) -> u32 {
         .unwrap_or(256)
 }
 
-/// The Max-Forwards value as the script has left it: what `mf_process_maxfwd_header` wrote
-/// (OpenSIPS rewrites it in the message, so later checks and a second call see it), else the
-/// received one.
-fn current(ctx: &engine::MsgCtx, index: usize) -> Result<Option<u32>, ()> {
-    match ctx.edits.replaced_value(index) {
-        Some(v) => v.trim().parse().map(Some).map_err(|_| ()),
-        None => ctx.msg.max_forwards().map_err(|_| ()),
+/// A Max-Forwards value read as OpenSIPS reads it (`str2s`): digits only, at most five; an
+/// empty value is 0 (the request has no hops left). Larger values are kept (OpenSIPS wraps
+/// them at 65536); they are lowered to `max_limit` anyway.
+fn parse_value(v: &str) -> Option<u32> {
+    let v = v.trim();
+    if v.len() > 5 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
+    Some(v.parse().unwrap_or(0))
 }
 
-/// Absent: add `Max-Forwards: max`, 2. Zero: -1 (the script answers 483). Otherwise decrement
-/// (capped at `max_limit`), 1. Unparsable: -2.
+/// The Max-Forwards value of header line `index` as the script has left it: what
+/// `mf_process_maxfwd_header` wrote (OpenSIPS rewrites it in the message, so later checks and
+/// a second call see it), else the received one. `None` when it is not a number.
+fn current(ctx: &engine::MsgCtx, index: usize, received: &str) -> Option<u32> {
+    parse_value(ctx.edits.replaced_value(index).unwrap_or(received))
+}
+
+/// Absent: add `Max-Forwards: max` above the received headers (as OpenSIPS; the Via the
+/// proxy adds when it relays still goes on top), 2. Zero: -1 (the script answers 483).
+/// Otherwise decrement (capped at `max_limit`), 1. Unparsable: -2.
 fn process(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some(max) = args.first().and_then(Value::as_int).filter(|m| *m > 0) else {
         return -2;
     };
     let limit = max_limit(f);
     let msg = &f.msg.msg;
-    let Some(h) = msg.headers().find(|h| h.name == HeaderName::MaxForwards) else {
-        f.msg.edits.append("Max-Forwards", &max.to_string());
+    let Some((index, received)) = msg
+        .headers()
+        .find(|h| h.name == HeaderName::MaxForwards)
+        .map(|h| (h.index, h.value.to_owned()))
+    else {
+        f.msg.edits.add_top("Max-Forwards", &max.to_string());
         return 2;
     };
-    let index = h.index;
-    match current(f.msg, index) {
-        Ok(Some(0)) => -1,
-        Ok(Some(n)) => {
+    match current(f.msg, index, &received) {
+        Some(0) => -1,
+        Some(n) => {
             let next = (n - 1).min(limit);
             f.msg.edits.replace_value(index, next.to_string());
             1
         }
-        _ => -2,
+        None => -2,
     }
 }
 
@@ -74,19 +86,17 @@ fn is_lt(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some(max) = args.first().and_then(Value::as_int) else {
         return -3;
     };
-    let current = match f
+    let Some(h) = f
         .msg
         .msg
         .headers()
         .find(|h| h.name == HeaderName::MaxForwards)
-    {
-        Some(h) => current(f.msg, h.index),
-        None => Ok(None),
+    else {
+        return -2;
     };
-    match current {
-        Ok(Some(n)) if i64::from(n) < max => 1,
-        Ok(Some(_)) => -1,
-        Ok(None) => -2,
-        Err(_) => -3,
+    match current(f.msg, h.index, h.value) {
+        Some(n) if i64::from(n) < max => 1,
+        Some(_) => -1,
+        None => -3,
     }
 }

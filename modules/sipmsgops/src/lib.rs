@@ -1,15 +1,17 @@
 //! The OpenSIPS `sipmsgops` module (digest §2.6), header functions: `append_hf`, `insert_hf`,
 //! `remove_hf`, `is_present_hf`, `is_method`, `has_totag`, `has_body`, `append_to_reply`;
-//! (in `more`) the pattern, Request-URI parameter and Privacy functions; (in `body`) the
-//! body-part functions; (in `codecs`) the SDP codec and stream functions; (in `validate`)
-//! `sipmsg_validate`; (in `lists`) the comma-list header functions, `append_time`,
-//! `get_glob_headers_values` and `sip_to_json`.
+//! (in `more`) the pattern, Request-URI parameter and Privacy functions; (in `glob`) the shell
+//! patterns; (in `body`) the body-part functions; (in `codecs`) the SDP codec and stream
+//! functions; (in `validate` and `header_bodies`) `sipmsg_validate`; (in `lists`) the
+//! comma-list header functions, `append_time`, `get_glob_headers_values` and `sip_to_json`.
 //! Edits are recorded in the message context and applied when the message is serialized, so
 //! (as in OpenSIPS) a header added by the script is not visible to later reads of the message.
 #![forbid(unsafe_code)]
 
 mod body;
 mod codecs;
+mod glob;
+mod header_bodies;
 mod lists;
 mod more;
 mod validate;
@@ -40,8 +42,17 @@ const REPLYING: Routes = Routes::REQUEST
     .or(Routes::FAILURE)
     .or(Routes::BRANCH)
     .or(Routes::ERROR);
+/// The Request-URI parameter functions and `ruri_tel2sip` (local routes included, as in
+/// OpenSIPS).
+const RURI: Routes = Routes::REQUEST
+    .or(Routes::FAILURE)
+    .or(Routes::BRANCH)
+    .or(Routes::LOCAL);
 
-/// The module as the engine sees it.
+/// The module as the engine sees it. String arguments are format strings, their variables read
+/// at each call, as OpenSIPS' `CMD_PARAM_STR` (whose fixups, such as the method list of
+/// `is_method` or the flags of `sipmsg_validate`, then run on the value); only the regular
+/// expressions (`CMD_PARAM_REGEX`) are taken literally.
 pub static MODULE: ModuleSpec = ModuleSpec {
     name: "sipmsgops",
     // OpenSIPS 4.0 sipmsgops has no modparams.
@@ -49,13 +60,13 @@ pub static MODULE: ModuleSpec = ModuleSpec {
     functions: &[
         FnSpec {
             name: "append_hf",
-            params: &[(Param::Str, false), (Param::StaticStr, true)],
+            params: &[(Param::Str, false), (Param::Str, true)],
             routes: HEADERS,
             run: append_hf,
         },
         FnSpec {
             name: "insert_hf",
-            params: &[(Param::Str, false), (Param::StaticStr, true)],
+            params: &[(Param::Str, false), (Param::Str, true)],
             routes: HEADERS,
             run: insert_hf,
         },
@@ -73,7 +84,7 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         },
         FnSpec {
             name: "is_method",
-            params: &[(Param::StaticStr, false)],
+            params: &[(Param::Str, false)],
             routes: HEADERS,
             run: is_method,
         },
@@ -97,26 +108,26 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         },
         FnSpec {
             name: "remove_hf_glob",
-            params: &[(Param::StaticStr, false)],
+            params: &[(Param::Str, false)],
             routes: HEADERS,
             run: more::remove_hf_glob,
         },
         FnSpec {
             name: "ruri_has_param",
             params: &[(Param::Str, false), (Param::Str, true)],
-            routes: Routes::REQUEST.or(Routes::FAILURE).or(Routes::BRANCH),
+            routes: RURI,
             run: more::ruri_has_param,
         },
         FnSpec {
             name: "ruri_add_param",
             params: &[(Param::Str, false)],
-            routes: Routes::REQUEST.or(Routes::FAILURE).or(Routes::BRANCH),
+            routes: RURI,
             run: more::ruri_add_param,
         },
         FnSpec {
             name: "ruri_del_param",
             params: &[(Param::Str, false)],
-            routes: Routes::REQUEST.or(Routes::FAILURE).or(Routes::BRANCH),
+            routes: RURI,
             run: more::ruri_del_param,
         },
         FnSpec {
@@ -128,7 +139,7 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         FnSpec {
             name: "ruri_tel2sip",
             params: &[],
-            routes: Routes::REQUEST.or(Routes::FAILURE).or(Routes::BRANCH),
+            routes: RURI,
             run: more::ruri_tel2sip,
         },
         FnSpec {
@@ -253,7 +264,7 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         },
         FnSpec {
             name: "sipmsg_validate",
-            params: &[(Param::StaticStr, true), (Param::Var, true)],
+            params: &[(Param::Str, true), (Param::Var, true)],
             routes: VALIDATE,
             run: validate::sipmsg_validate,
         },
@@ -330,22 +341,33 @@ fn first_index(msg: &SipMessage, name: &str) -> Option<usize> {
 }
 
 /// Splits header text (`"Name: value\r\n"`, possibly several lines) into (name, value) pairs.
-/// OpenSIPS requires the caller to include the trailing CRLF; a missing one is tolerated.
+/// OpenSIPS requires the caller to include the trailing CRLF; a missing one is tolerated. A
+/// folded line (RFC 3261 §7.3.1, starting with white space) continues the value before it.
+/// Empty text gives no pairs: OpenSIPS adds it and succeeds, which changes nothing. `None`
+/// for a line that is not a header: OpenSIPS would send it as it is and break the message.
 fn header_lines(txt: &str) -> Option<Vec<(String, String)>> {
-    let mut out = Vec::new();
+    let mut out: Vec<(String, String)> = Vec::new();
     for line in txt
-        .split("\r\n")
-        .map(|l| l.trim_end_matches('\n'))
-        .filter(|l| !l.is_empty())
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.trim().is_empty())
     {
+        if line.starts_with([' ', '\t']) {
+            let (_, value) = out.last_mut()?;
+            if !value.is_empty() {
+                value.push(' ');
+            }
+            value.push_str(line.trim());
+            continue;
+        }
         let (name, value) = line.split_once(':')?;
         let name = name.trim();
-        if name.is_empty() || name.contains(' ') {
+        if name.is_empty() || name.contains([' ', '\t']) {
             return None;
         }
         out.push((name.to_owned(), value.trim().to_owned()));
     }
-    (!out.is_empty()).then_some(out)
+    Some(out)
 }
 
 /// Where `append_hf` / `insert_hf` put their headers.
@@ -416,7 +438,29 @@ fn is_present_hf(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     code(first_index(&f.msg.msg, &text(args.first())).is_some())
 }
 
+/// The methods OpenSIPS knows by id (`parse_method`); a `|` list may name only these.
+const STANDARD_METHODS: [&str; 14] = [
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "INFO",
+    "INVITE",
+    "MESSAGE",
+    "NOTIFY",
+    "OPTIONS",
+    "PRACK",
+    "PUBLISH",
+    "REFER",
+    "REGISTER",
+    "SUBSCRIBE",
+    "UPDATE",
+];
+
 /// `is_method("INVITE|BYE")`: the request method, or for replies the CSeq method.
+///
+/// OpenSIPS turns a list into method ids, so an extension method in a list is an error: at
+/// load time for a literal, -1 for a value read from a variable. rsips cannot refuse the
+/// literal at load time and fails the call the same way (logged).
 fn is_method(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let msg = &f.msg.msg;
     let cseq;
@@ -434,6 +478,14 @@ fn is_method(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         Some(v) if !v.is_null() => v.to_text(),
         _ => return -1,
     };
+    let standard = |m: &str| STANDARD_METHODS.iter().any(|s| s.eq_ignore_ascii_case(m));
+    if wanted.contains('|') && !wanted.split('|').all(|m| standard(m.trim())) {
+        f.log.log(
+            -1,
+            &format!("is_method: `{wanted}`: a list may name only the standard methods\n"),
+        );
+        return -1;
+    }
     code(
         wanted
             .split('|')
@@ -451,7 +503,6 @@ fn has_body(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     body::has_body_part(f, args)
 }
 
-/// `append_to_reply(txt)`: headers for the reply the script sends later.
 /// `change_reply_status(code, reason)` in an onreply route: the relayed reply's status line.
 /// The class cannot change from or to 1xx/2xx (a provisional or a success stays one), as in
 /// OpenSIPS.
@@ -494,13 +545,14 @@ fn append_body_to_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     1
 }
 
-/// `append_urihf(prefix, suffix)`: a header made of `prefix`, the current Request-URI and
-/// `suffix` (which ends the line: `"\r\n"`).
+/// `append_urihf(prefix, suffix)`: a header made of `prefix`, the Request-URI as received
+/// (OpenSIPS copies the request line's, not a rewritten `$ru`) and `suffix` (which ends the
+/// line: `"\r\n"`).
 fn append_urihf(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let line = format!(
         "{}{}{}",
         text(args.first()),
-        f.msg.ruri().unwrap_or(""),
+        f.msg.msg.request_uri_str().unwrap_or(""),
         text(args.get(1))
     );
     let Some(lines) = header_lines(&line) else {
@@ -512,6 +564,7 @@ fn append_urihf(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     1
 }
 
+/// `append_to_reply(txt)`: headers for the reply the script sends later.
 fn append_to_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some(lines) = header_lines(&text(args.first())) else {
         return -1;

@@ -164,7 +164,7 @@ pub fn append_time(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
 /// value of every header whose name matches the shell glob (case-insensitive), in order.
 pub fn glob_headers_values<'m>(msg: &'m SipMessage, glob: &str) -> Vec<(&'m str, &'m str)> {
     msg.headers()
-        .filter(|h| crate::more::glob(glob.as_bytes(), h.name_str.as_bytes()))
+        .filter(|h| crate::glob::glob(glob.as_bytes(), h.name_str.as_bytes()))
         .map(|h| (h.name_str, h.value))
         .collect()
 }

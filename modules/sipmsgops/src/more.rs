@@ -5,6 +5,7 @@
 use engine::{FnCtx, Value};
 use sip::Uri;
 
+use crate::glob::glob;
 use crate::{code, text};
 
 /// Removes every header whose name `keep` rejects; true when one was removed.
@@ -35,32 +36,15 @@ pub fn remove_hf_re(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     remove_where(f, |n| re.is_match(n))
 }
 
-/// A shell glob (`*`, `?`, `[...]` taken literally) against a header name, case-insensitive.
-pub(crate) fn glob(pattern: &[u8], name: &[u8]) -> bool {
-    match (pattern.split_first(), name.split_first()) {
-        (None, None) => true,
-        (Some((b'*', rest)), _) => {
-            glob(rest, name) || name.split_first().is_some_and(|(_, n)| glob(pattern, n))
-        }
-        (Some((b'?', rest)), Some((_, n))) => glob(rest, n),
-        (Some((p, rest)), Some((c, n))) => p.eq_ignore_ascii_case(c) && glob(rest, n),
-        _ => false,
-    }
-}
-
-/// `remove_hf_glob(glob)`.
+/// `remove_hf_glob(glob)`: headers whose name matches the shell pattern (see [`glob`]).
 pub fn remove_hf_glob(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let g = text(args.first());
     remove_where(f, |n| glob(g.as_bytes(), n.as_bytes()))
 }
 
-/// URI parameters as (name, value) pairs.
-type UriParams = Vec<(String, Option<String>)>;
-
-/// The R-URI and its parameters (`;a=b;c`).
-fn ruri_params(f: &FnCtx<'_>) -> Option<(String, UriParams)> {
-    let ruri = f.msg.ruri()?.to_owned();
-    let u = Uri::parse(&ruri).ok()?;
+/// The R-URI's parameters (`;a=b;c`) as (name, value) pairs, as written.
+fn ruri_params(f: &FnCtx<'_>) -> Option<Vec<(String, Option<String>)>> {
+    let u = Uri::parse(f.msg.ruri()?).ok()?;
     let params = u
         .params()
         .as_str()
@@ -71,78 +55,84 @@ fn ruri_params(f: &FnCtx<'_>) -> Option<(String, UriParams)> {
             None => (p.to_owned(), None),
         })
         .collect();
-    Some((ruri, params))
+    Some(params)
 }
 
-/// `ruri_has_param(name[, value])`.
+/// `ruri_has_param(name[, value])`: the first parameter of that name decides; without a
+/// value it must have none (or an empty one). Names and values compare as written, case
+/// included, as OpenSIPS does.
 pub fn ruri_has_param(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let name = text(args.first());
     let want = args
         .get(1)
         .filter(|v| !matches!(v, Value::Null))
         .map(|v| v.to_text().into_owned());
-    let Some((_, params)) = ruri_params(f) else {
+    let Some(params) = ruri_params(f) else {
         return -1;
     };
-    code(params.iter().any(|(n, v)| {
-        n.eq_ignore_ascii_case(&name)
-            && match &want {
-                None => v.is_none(),
-                Some(w) => v.as_deref() == Some(w.as_str()),
-            }
-    }))
-}
-
-/// Rebuilds the R-URI with `params` in place of its parameter list.
-fn set_params(f: &mut FnCtx<'_>, ruri: &str, params: &[(String, Option<String>)]) -> i64 {
-    let Ok(u) = Uri::parse(ruri) else { return -1 };
-    let old = u.params().as_str();
-    let Some(at) = ruri.find(old).filter(|_| !old.is_empty()).or_else(|| {
-        // No parameters yet: they go before the headers (`?…`), else at the end.
-        Some(u.headers().map_or(ruri.len(), |h| ruri.len() - h.len() - 1))
-    }) else {
+    let Some((_, value)) = params.iter().find(|(n, _)| *n == name) else {
         return -1;
     };
-    let list: String = params
-        .iter()
-        .map(|(n, v)| match v {
-            Some(v) => format!(";{n}={v}"),
-            None => format!(";{n}"),
-        })
-        .collect();
-    let rebuilt = format!("{}{list}{}", &ruri[..at], &ruri[at + old.len()..]);
-    code(f.msg.set_ruri(&rebuilt))
+    let value = value.as_deref().unwrap_or("");
+    code(want.as_deref().unwrap_or("") == value)
 }
 
-/// `ruri_add_param("name[=value]")`.
+/// Where `part` (a slice of `whole`) starts in `whole`.
+fn offset_in(whole: &str, part: &str) -> Option<usize> {
+    let at = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (at + part.len() <= whole.len()).then_some(at)
+}
+
+/// `ruri_add_param("name[=value]")`: `;name=value` after the last parameter (before the
+/// `?headers`). Nothing to add succeeds, as in OpenSIPS; a leading `;` is not doubled.
 pub fn ruri_add_param(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let p = text(args.first());
     let p = p.trim_start_matches(';');
     if p.is_empty() {
-        return -1;
+        return 1;
     }
-    let Some((ruri, mut params)) = ruri_params(f) else {
+    let Some(ruri) = f.msg.ruri().map(str::to_owned) else {
         return -1;
     };
-    params.push(match p.split_once('=') {
-        Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
-        None => (p.to_owned(), None),
-    });
-    set_params(f, &ruri, &params)
+    let Ok(u) = Uri::parse(&ruri) else { return -1 };
+    let end = u
+        .headers()
+        .and_then(|h| offset_in(&ruri, h))
+        .map_or(ruri.len(), |h| h.saturating_sub(1));
+    let (head, tail) = (ruri.get(..end).unwrap_or(""), ruri.get(end..).unwrap_or(""));
+    code(f.msg.set_ruri(&format!("{head};{p}{tail}")))
 }
 
-/// `ruri_del_param(name)`.
+/// `ruri_del_param(name)`: the first parameter of that name (case included, as in OpenSIPS).
+/// An empty name succeeds without a change.
 pub fn ruri_del_param(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let name = text(args.first());
-    let Some((ruri, mut params)) = ruri_params(f) else {
+    if name.is_empty() {
+        return 1;
+    }
+    let Some(ruri) = f.msg.ruri().map(str::to_owned) else {
         return -1;
     };
-    let before = params.len();
-    params.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
-    if params.len() == before {
+    let Ok(u) = Uri::parse(&ruri) else { return -1 };
+    let params = u.params().as_str();
+    let Some(mut at) = offset_in(&ruri, params).filter(|_| params.starts_with(';')) else {
         return -1;
+    };
+    // `at` walks the `;` that opens each parameter.
+    for p in params.split(';').skip(1) {
+        let end = at + 1 + p.len();
+        let key = p.split_once('=').map_or(p, |(k, _)| k);
+        if key == name {
+            let rebuilt = format!(
+                "{}{}",
+                ruri.get(..at).unwrap_or(""),
+                ruri.get(end..).unwrap_or("")
+            );
+            return code(f.msg.set_ruri(&rebuilt));
+        }
+        at = end;
     }
-    set_params(f, &ruri, &params)
+    -1
 }
 
 /// `is_uri_user_e164(uri)`: the user part is `+` and 2 to 15 digits.
@@ -157,19 +147,21 @@ pub fn is_uri_user_e164(_: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     }))
 }
 
-/// `ruri_tel2sip()`: `tel:+N;params` becomes `sip:+N@<From host>;user=phone`.
+/// `ruri_tel2sip()`: `tel:+N;params` becomes `sip:+N;params@<From host>;user=phone`: the
+/// whole telephone-subscriber, parameters included, is the user part (RFC 3261 §19.1.6), as
+/// OpenSIPS writes it. The scheme is matched in any case.
 pub fn ruri_tel2sip(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
     let Some(ruri) = f.msg.ruri().map(str::to_owned) else {
         return -1;
     };
     let Some(number) = ruri
-        .strip_prefix("tel:")
-        .or_else(|| ruri.strip_prefix("TEL:"))
+        .get(..4)
+        .filter(|s| s.eq_ignore_ascii_case("tel:"))
+        .and_then(|_| ruri.get(4..))
     else {
         // Not a tel URI: nothing to do.
         return 1;
     };
-    let number = number.split(';').next().unwrap_or("");
     let host = f
         .msg
         .msg
@@ -194,18 +186,4 @@ pub fn is_privacy(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                 .split(';')
                 .any(|v| v.trim().eq_ignore_ascii_case(&want))
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob;
-
-    #[test]
-    fn globs_match_header_names_case_insensitively() {
-        assert!(glob(b"X-*", b"x-custom"));
-        assert!(glob(b"P-?-Id", b"p-a-id"));
-        assert!(glob(b"*", b""));
-        assert!(!glob(b"X-*", b"Y-custom"));
-        assert!(!glob(b"Via?", b"Via"));
-    }
 }

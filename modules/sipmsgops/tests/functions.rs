@@ -196,12 +196,12 @@ fn tel_uris_become_sip_and_params_come_and_go() {
     assert_eq!(
         l,
         vec![
-            "sip:+4930123456@atlanta.com;user=phone\n",
+            "sip:+4930123456;phone-context=x@atlanta.com;user=phone\n",
             "has\n",
-            "sip:+4930123456@atlanta.com;user=phone;npdi;rn=123\n",
+            "sip:+4930123456;phone-context=x@atlanta.com;user=phone;npdi;rn=123\n",
             "flag\n",
             "other-value\n",
-            "sip:+4930123456@atlanta.com;npdi;rn=123\n",
+            "sip:+4930123456;phone-context=x@atlanta.com;npdi;rn=123\n",
             "absent\n"
         ]
     );
