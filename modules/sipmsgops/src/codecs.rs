@@ -106,11 +106,13 @@ fn for_codecs(f: &mut FnCtx<'_>, pick: &Pick<'_>, op: Op) -> i64 {
 /// A regular expression parameter, case-insensitive as OpenSIPS compiles them.
 fn regex(f: &mut FnCtx<'_>, fname: &str, args: &[Value], i: usize) -> Option<Regex> {
     let re = text(args.get(i));
-    match regex::RegexBuilder::new(&re).case_insensitive(true).build() {
+    match crate::regex(&re) {
         Ok(r) => Some(r),
-        Err(_) => {
-            f.log
-                .log(-1, &format!("{fname}: bad regular expression `{re}`\n"));
+        Err(e) => {
+            f.log.log(
+                -1,
+                &format!("{fname}: bad regular expression `{re}`: {e}\n"),
+            );
             None
         }
     }

@@ -18,7 +18,7 @@ mod validate;
 
 pub use lists::{glob_headers_values, imf_date, sip_to_json};
 
-use engine::{FnCtx, FnSpec, ModuleSpec, Param, Routes, Value};
+use engine::{FnCtx, FnSpec, ModuleSpec, Param, ParamCheck, Routes, Value};
 use sip::{HeaderName, HeaderRef, SipMessage};
 
 /// Where the header functions may run (OpenSIPS 4.0 sipmsgops route masks).
@@ -49,10 +49,25 @@ const RURI: Routes = Routes::REQUEST
     .or(Routes::BRANCH)
     .or(Routes::LOCAL);
 
+/// A regular expression parameter, case-insensitive as OpenSIPS compiles them (REG_ICASE).
+pub(crate) fn regex(re: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(re)
+        .case_insensitive(true)
+        .build()
+        .map_err(|e| e.to_string().lines().last().unwrap_or("").trim().to_owned())
+}
+
+/// A literal regular expression that does not compile stops the script from loading, as
+/// OpenSIPS' `CMD_PARAM_REGEX` fixup does.
+static REGEX: ParamCheck = ParamCheck {
+    what: "regular expression",
+    check: |re| regex(re).map(|_| ()),
+};
+
 /// The module as the engine sees it. String arguments are format strings, their variables read
 /// at each call, as OpenSIPS' `CMD_PARAM_STR` (whose fixups, such as the method list of
 /// `is_method` or the flags of `sipmsg_validate`, then run on the value); only the regular
-/// expressions (`CMD_PARAM_REGEX`) are taken literally.
+/// expressions (`CMD_PARAM_REGEX`) are taken literally, and checked when the script loads.
 pub static MODULE: ModuleSpec = ModuleSpec {
     name: "sipmsgops",
     // OpenSIPS 4.0 sipmsgops has no modparams.
@@ -102,7 +117,7 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         },
         FnSpec {
             name: "remove_hf_re",
-            params: &[(Param::StaticStr, false)],
+            params: &[(Param::Checked(&REGEX), false)],
             routes: HEADERS,
             run: more::remove_hf_re,
         },
@@ -216,43 +231,49 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         },
         FnSpec {
             name: "codec_exists_re",
-            params: &[(Param::StaticStr, false)],
+            params: &[(Param::Checked(&REGEX), false)],
             routes: HEADERS,
             run: codecs::codec_exists_re,
         },
         FnSpec {
             name: "codec_delete_re",
-            params: &[(Param::StaticStr, false)],
+            params: &[(Param::Checked(&REGEX), false)],
             routes: HEADERS,
             run: codecs::codec_delete_re,
         },
         FnSpec {
             name: "codec_delete_except_re",
-            params: &[(Param::StaticStr, false)],
+            params: &[(Param::Checked(&REGEX), false)],
             routes: HEADERS,
             run: codecs::codec_delete_except_re,
         },
         FnSpec {
             name: "codec_move_up_re",
-            params: &[(Param::StaticStr, false)],
+            params: &[(Param::Checked(&REGEX), false)],
             routes: HEADERS,
             run: codecs::codec_move_up_re,
         },
         FnSpec {
             name: "codec_move_down_re",
-            params: &[(Param::StaticStr, false)],
+            params: &[(Param::Checked(&REGEX), false)],
             routes: HEADERS,
             run: codecs::codec_move_down_re,
         },
         FnSpec {
             name: "stream_exists",
-            params: &[(Param::StaticStr, false), (Param::StaticStr, true)],
+            params: &[
+                (Param::Checked(&REGEX), false),
+                (Param::Checked(&REGEX), true),
+            ],
             routes: HEADERS,
             run: codecs::stream_exists,
         },
         FnSpec {
             name: "stream_delete",
-            params: &[(Param::StaticStr, false), (Param::StaticStr, true)],
+            params: &[
+                (Param::Checked(&REGEX), false),
+                (Param::Checked(&REGEX), true),
+            ],
             routes: HEADERS,
             run: codecs::stream_delete,
         },

@@ -26,12 +26,15 @@ fn remove_where(f: &mut FnCtx<'_>, matches: impl Fn(&str) -> bool) -> i64 {
 /// `remove_hf_re(re)`: headers whose name matches (case-insensitive).
 pub fn remove_hf_re(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let re = text(args.first());
-    let Ok(re) = regex::RegexBuilder::new(&re).case_insensitive(true).build() else {
-        f.log.log(
-            -1,
-            &format!("remove_hf_re: bad regular expression `{re}`\n"),
-        );
-        return -1;
+    let re = match crate::regex(&re) {
+        Ok(re) => re,
+        Err(e) => {
+            f.log.log(
+                -1,
+                &format!("remove_hf_re: bad regular expression `{re}`: {e}\n"),
+            );
+            return -1;
+        }
     };
     remove_where(f, |n| re.is_match(n))
 }

@@ -349,3 +349,25 @@ fn compact_forms_are_their_long_names() {
     assert_eq!(l, ["present\n", "removed\n"]);
     assert!(!names(&forwarded(&ctx)).iter().any(|h| h == "b"));
 }
+
+// CMD_PARAM_REGEX: a literal that does not compile stops OpenSIPS from starting.
+#[test]
+fn a_bad_literal_regex_is_a_load_error() {
+    let src = |call: &str| format!("loadmodule \"sipmsgops.so\"\nroute {{\n    {call}\n}}");
+    for call in [
+        r#"remove_hf_re("X-(");"#,
+        r#"codec_delete_re("[pcmu");"#,
+        r#"stream_exists("audio", "(");"#,
+    ] {
+        let e = load_errors(&src(call));
+        assert!(e.contains("bad regular expression for `"), "{call}: {e}");
+        assert!(e.contains("t.cfg:3:"), "{call}: {e}");
+    }
+    assert_eq!(load_errors(&src(r#"remove_hf_re("^X-(A|B)");"#)), "");
+    // From a variable it is checked when the function runs.
+    let l = run(
+        r#"$var(re) = "X-("; if (!remove_hf_re($var(re))) xlog("refused\n");"#,
+        INVITE,
+    );
+    assert_eq!(l, ["refused\n"]);
+}
