@@ -145,6 +145,13 @@ impl Edits {
         self
     }
 
+    /// Whether header line `index` is already removed.
+    pub fn is_removed(&self, index: usize) -> bool {
+        self.ops
+            .iter()
+            .any(|(i, op)| *i == index && matches!(op, Op::Remove))
+    }
+
     /// The value a header line was given with [`Edits::replace_value`], if any.
     pub fn replaced_value(&self, index: usize) -> Option<&str> {
         self.ops.iter().find_map(|(i, op)| match op {

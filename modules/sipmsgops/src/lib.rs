@@ -446,9 +446,10 @@ fn remove_hf(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         .msg
         .msg
         .headers()
-        .filter(|h| named(h, &name))
+        .filter(|h| named(h, &name) && !f.msg.edits.is_removed(h.index))
         .map(|h| h.index)
         .collect();
+    // Only lines not removed before count: a second remove_hf of a header is false (OpenSIPS).
     for i in &found {
         f.msg.edits.remove(*i);
     }

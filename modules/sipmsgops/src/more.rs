@@ -14,7 +14,7 @@ fn remove_where(f: &mut FnCtx<'_>, matches: impl Fn(&str) -> bool) -> i64 {
         .msg
         .msg
         .headers()
-        .filter(|h| matches(h.name_str))
+        .filter(|h| matches(h.name_str) && !f.msg.edits.is_removed(h.index))
         .map(|h| h.index)
         .collect();
     for &i in &lines {

@@ -275,3 +275,16 @@ fn added_headers_keep_their_order_and_a_missing_anchor_falls_back() {
     );
     assert_eq!(names.last(), Some(&"E-1"), "{names:?}");
 }
+
+// A header removed once is not there to remove again: the second remove_hf is false
+// (OpenSIPS counts only the lines it deletes now).
+#[test]
+fn a_second_remove_of_the_same_header_is_false() {
+    let (l, _) = run(
+        r#"if (remove_hf("Route")) xlog("first\n");
+        if (!remove_hf("Route")) xlog("second false\n");
+        if (!remove_hf_re("^Rou")) xlog("re false\n");"#,
+        INVITE,
+    );
+    assert_eq!(l, ["first\n", "second false\n", "re false\n"]);
+}
