@@ -100,6 +100,19 @@ pub trait Transaction: Send + Sync + std::fmt::Debug {
     fn set_branch_attr(&self, _i: usize, _name: &str, _v: crate::value::Value) -> bool {
         false
     }
+    /// `$T_reply_code` in a request route: the status of the last reply sent upstream (0:
+    /// none yet).
+    fn last_status(&self) -> u16 {
+        0
+    }
+    /// `$T_fr_timeout` / `$T_fr_inv_timeout` of the transaction, in seconds.
+    fn fr_timeouts(&self) -> Option<(u32, u32)> {
+        None
+    }
+    /// `$T_fr_timeout = v` (`inv`: `$T_fr_inv_timeout`) once the transaction exists: the
+    /// branches it starts or that answer provisionally from now on use it; `None` (or 0) is
+    /// the module default again.
+    fn set_fr_timeout(&self, _inv: bool, _secs: Option<u32>) {}
 }
 
 /// One branch of a transaction, as `$tm.branch.*` shows it.
@@ -273,7 +286,8 @@ pub struct MsgCtx {
     pub record_route: Option<RecordRoute>,
     /// `$rr_params`: the parameters of our Route header that `loose_route()` consumed.
     pub rr_params: Option<String>,
-    /// `$T_fr_timeout` / `$T_fr_inv_timeout` set by the script (seconds).
+    /// `$T_fr_timeout` / `$T_fr_inv_timeout` set by the script before the transaction exists
+    /// (seconds; once it exists, they are the transaction's).
     pub fr_timeout: Option<u32>,
     pub fr_inv_timeout: Option<u32>,
     /// Set once an SDP variable has changed the body.

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use engine::{MsgCtx, Outbound, Outcome, ReplyInfo};
 use sip::{Method, SipMessage};
 
+mod cancel;
+mod cell;
 mod finish;
 mod local;
 mod reply;
@@ -23,6 +25,7 @@ use crate::messages::{
     ack_for, ack_for_2xx, branch_id, cancel_for, is_legacy, parse_branch_id, rank, relay_upstream,
     request_key, strip,
 };
+pub use cell::{Arm, LocalReplied};
 
 /// tm's parameters (OpenSIPS names; defaults as OpenSIPS 4.0).
 #[derive(Debug, Clone)]
@@ -122,10 +125,16 @@ struct Branch {
     local: bool,
     reply: Option<SipMessage>,
     provisional: bool,
+    /// The last provisional code received (0: none), for `$T_branch_last_reply_code`.
+    last_1xx: u16,
+    /// Some reply came on it, a 100 included (OpenSIPS `T_UAC_HAS_RECV_REPLY`).
+    received: bool,
     retrans: Option<Retrans>,
     fr_at: Option<Instant>,
     cancel: Cancel,
     cancel_msg: Option<(Outbound, Retrans)>,
+    /// The branch's own onreply route (`t_on_reply` in its branch_route), run before the
+    /// transaction's.
     on_reply: Option<usize>,
     /// What the branch was built from (`$tm.branch.*`): its R-URI, `$du`, q and branch flags
     /// after branch_route, and the socket it left from.
@@ -155,12 +164,16 @@ pub(crate) struct Tx {
     /// The request as the script left it when it last relayed or replied.
     pub(crate) request: MsgCtx,
     branches: Vec<Branch>,
+    /// The routes armed on the transaction (`t_on_failure`, `t_on_reply`, `t_on_branch`).
     on_failure: Option<usize>,
+    on_reply: Option<usize>,
+    on_branch: Option<usize>,
     /// The last reply we sent upstream, for retransmissions of the request.
     last_reply: Option<Outbound>,
     last_code: u16,
+    /// The last reply sent upstream was generated here (`t_reply`, 100 Trying), not relayed
+    /// (OpenSIPS `relaied_reply_branch == -2`).
     last_local: bool,
-    all_local: bool,
     final_sent: bool,
     /// Negative final reply to an INVITE over UDP, resent until the ACK.
     reply_retrans: Option<(Retrans, Instant)>,
@@ -190,6 +203,9 @@ pub(crate) struct Tx {
     /// The branch whose reply tm picked as the transaction's answer (`$(<reply>pv)` in a
     /// failure route).
     picked: Option<usize>,
+    /// The branch whose final reply, received or made up (timeout, send failure), came last:
+    /// the current branch of the failure route it completes (OpenSIPS `_tm_branch_index`).
+    last_final: Option<usize>,
     /// `t_wait_for_new_branches`: the transaction does not complete when its branches do, but
     /// waits for branches `t_inject_branches` adds — until `fr_inv_timeout`, until as many as
     /// it was told were added, or until `t_wait_no_more_branches`.
@@ -211,10 +227,11 @@ impl Tx {
             request,
             branches: Vec::new(),
             on_failure: None,
+            on_reply: None,
+            on_branch: None,
             last_reply: None,
             last_code: 0,
             last_local: false,
-            all_local: true,
             final_sent: false,
             reply_retrans: None,
             acked: false,
@@ -231,6 +248,7 @@ impl Tx {
             local: false,
             multi_200ok: false,
             picked: None,
+            last_final: None,
             waiting: None,
         }
     }
@@ -263,91 +281,6 @@ pub struct TxCell {
     pub(crate) id: u64,
     pub(crate) tm: Weak<Tm>,
     pub(crate) state: Mutex<Tx>,
-}
-
-impl TxCell {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Tx> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The code of the last reply sent upstream (0: none).
-    pub fn last_code(&self) -> u16 {
-        self.lock().last_code
-    }
-
-    /// Whether the last reply / every reply sent upstream was generated here.
-    pub fn local_replied(&self) -> (bool, bool) {
-        let tx = self.lock();
-        let any = tx.last_code != 0;
-        (any && tx.last_local, any && tx.all_local)
-    }
-
-    /// Whether the request's sender cancelled it.
-    pub fn was_cancelled(&self) -> bool {
-        self.lock().cancelled
-    }
-
-    /// How many branches the transaction has.
-    pub fn branch_count(&self) -> usize {
-        self.lock().branches.len()
-    }
-}
-
-impl engine::ctx::Transaction for TxCell {
-    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
-        self
-    }
-
-    fn reply(&self, ctx: &mut MsgCtx, code: u16, reason: &str) -> i64 {
-        match self.tm.upgrade() {
-            Some(tm) => tm.reply_in(self, ctx, code, reason, None, Instant::now()),
-            None => -1,
-        }
-    }
-
-    fn id(&self) -> String {
-        format!("{:x}:{}", self.id >> 16, self.id & 0xffff)
-    }
-
-    fn request(&self) -> Option<SipMessage> {
-        Some(self.lock().request.msg.clone())
-    }
-
-    fn picked_reply(&self) -> Option<SipMessage> {
-        let tx = self.lock();
-        let b = tx.branches.get(tx.picked?)?;
-        if b.local { None } else { b.reply.clone() }
-    }
-
-    fn set_branch_attr(&self, i: usize, name: &str, v: engine::Value) -> bool {
-        match self.lock().branches.get_mut(i) {
-            Some(b) => {
-                b.attrs.set(name, v);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn branches(&self) -> Vec<engine::ctx::TmBranchInfo> {
-        self.lock()
-            .branches
-            .iter()
-            .map(|b| engine::ctx::TmBranchInfo {
-                uri: b.uri.clone(),
-                dst_uri: b.dst_uri.clone(),
-                path: None,
-                q: b.q,
-                flags: b.flags,
-                socket: b.socket.clone(),
-                last_received: if b.local { 0 } else { b.status.unwrap_or(0) },
-                phony: false,
-                attrs: b.attrs.clone(),
-            })
-            .collect()
-    }
 }
 
 /// `proto:ip:port` of the local socket a branch leaves from: the forced one, else the one the
@@ -500,6 +433,17 @@ impl Tm {
         }
     }
 
+    /// The INVITE transaction a CANCEL refers to (OpenSIPS `t_lookupOriginalT`), whether or
+    /// not the CANCEL has a transaction of its own.
+    pub fn invite_for_cancel(&self, cancel: &SipMessage) -> Option<Arc<TxCell>> {
+        if cancel.method() != Some(Method::Cancel) {
+            return None;
+        }
+        let id = request_key(cancel, "INVITE", self.params.legacy)
+            .and_then(|k| lock(&self.by_key).get(&k).copied())?;
+        lock(&self.txs).get(&id).cloned()
+    }
+
     /// Creates the server transaction of `ctx`'s request; for an INVITE, 100 Trying goes out
     /// at once (`auto_100trying`).
     pub fn create(&self, ctx: &MsgCtx, now: Instant) -> Option<Arc<TxCell>> {
@@ -507,14 +451,18 @@ impl Tm {
         let key = request_key(&ctx.msg, &method, self.params.legacy)?;
         let invite = ctx.msg.method() == Some(Method::Invite);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let fr = ctx.fr_timeout.map_or(self.params.fr_timeout, |s| {
-            Duration::from_secs(u64::from(s))
-        });
-        let fr_inv = ctx.fr_inv_timeout.map_or(self.params.fr_inv_timeout, |s| {
-            Duration::from_secs(u64::from(s))
-        });
+        // 0 is no value: the module's (OpenSIPS `is_timeout_set`).
+        let secs = |set: Option<u32>, default: Duration| {
+            set.filter(|s| *s != 0)
+                .map_or(default, |s| Duration::from_secs(u64::from(s)))
+        };
+        let fr = secs(ctx.fr_timeout, self.params.fr_timeout);
+        let fr_inv = secs(ctx.fr_inv_timeout, self.params.fr_inv_timeout);
         let mut tx = Tx::new(key.clone(), invite, strip(ctx), fr, fr_inv);
+        // The routes armed before the transaction existed become its own.
         tx.on_failure = ctx.on_failure;
+        tx.on_reply = ctx.on_reply;
+        tx.on_branch = ctx.on_branch;
         let cell = Arc::new(TxCell {
             id,
             tm: self.me.clone(),
@@ -628,7 +576,6 @@ impl Tm {
         tx.last_reply = Some(out.clone());
         tx.last_code = code;
         tx.last_local = local;
-        tx.all_local &= local;
         if local {
             engine::stat!("tm", "local_replies").inc();
         } else {
@@ -694,10 +641,24 @@ impl Tm {
     pub fn add_branch_owned(
         &self,
         cell: &Arc<TxCell>,
+        ctx: MsgCtx,
+        dest: Option<&str>,
+        net: &engine::forward::Sockets,
+        now: Instant,
+    ) -> Result<usize, i64> {
+        self.add_branch_with(cell, ctx, dest, net, now, None)
+    }
+
+    /// [`Tm::add_branch_owned`] for a branch with an onreply route of its own (`t_on_reply`
+    /// in its branch_route), which its replies run before the transaction's.
+    pub fn add_branch_with(
+        &self,
+        cell: &Arc<TxCell>,
         mut ctx: MsgCtx,
         dest: Option<&str>,
         net: &engine::forward::Sockets,
         now: Instant,
+        on_reply: Option<usize>,
     ) -> Result<usize, i64> {
         let n = {
             let tx = cell.lock();
@@ -721,9 +682,6 @@ impl Tm {
             .unwrap_or_else(|| ctx.msg.request_uri_str().unwrap_or("").to_owned());
         {
             let mut tx = cell.lock();
-            if ctx.on_failure.is_some() {
-                tx.on_failure = ctx.on_failure;
-            }
             let fr_at = now + tx.fr;
             let retrans = (!reliable).then_some(Retrans {
                 next: now + self.params.t1,
@@ -736,11 +694,13 @@ impl Tm {
                 local: false,
                 reply: None,
                 provisional: false,
+                last_1xx: 0,
+                received: false,
                 retrans,
                 fr_at: Some(fr_at),
                 cancel: Cancel::None,
                 cancel_msg: None,
-                on_reply: ctx.on_reply,
+                on_reply,
                 uri,
                 dst_uri: ctx.dst_uri.clone(),
                 q: ctx.ruri_q,
@@ -893,6 +853,7 @@ impl Tm {
             b.local = true;
             b.retrans = None;
             b.fr_at = None;
+            tx.last_final = Some(n);
         }
         drop(tx);
         lock(&self.urgent).push(id);

@@ -9,6 +9,8 @@
 mod branch_attrs;
 pub mod core;
 mod messages;
+mod relay;
+mod routes;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -17,9 +19,14 @@ use cfg::ast::{ParamValue, RouteKind};
 use engine::{FnCtx, FnSpec, ModuleSpec, Param, ParamType, Routes, Value};
 
 pub use crate::core::{
-    Found, Host, LegacyMatching, LocalReply, Params, Runner, SendDone, Tm, TxCell,
+    Arm, Found, Host, LegacyMatching, LocalReplied, LocalReply, Params, Runner, SendDone, Tm,
+    TxCell,
 };
 pub use crate::messages::{DialogTarget, dialog_target};
+use crate::relay::{send_branches, t_check_trans, t_newtran, t_relay, t_reply, t_reply_with_body};
+use crate::routes::{
+    t_check_status, t_local_replied, t_on_branch, t_on_failure, t_on_reply, t_was_cancelled,
+};
 
 static TM: OnceLock<Arc<Tm>> = OnceLock::new();
 
@@ -191,7 +198,7 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         },
         FnSpec {
             name: "t_check_status",
-            params: &[(Param::StaticStr, false)],
+            params: &[(Param::Checked(&routes::STATUS_RE), false)],
             routes: ALL_TM,
             run: t_check_status,
         },
@@ -293,7 +300,7 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         },
         FnSpec {
             name: "t_local_replied",
-            params: &[(Param::StaticStr, false)],
+            params: &[(Param::Checked(&routes::LOCAL_REPLIED), false)],
             routes: ALL_TM,
             run: t_local_replied,
         },
@@ -339,7 +346,7 @@ pub static MODULE: ModuleSpec = ModuleSpec {
     ],
 };
 
-fn tm(f: &mut FnCtx<'_>) -> Option<&'static Arc<Tm>> {
+pub(crate) fn tm(f: &mut FnCtx<'_>) -> Option<&'static Arc<Tm>> {
     let tm = global();
     if tm.is_none() {
         f.log.log(
@@ -351,182 +358,12 @@ fn tm(f: &mut FnCtx<'_>) -> Option<&'static Arc<Tm>> {
 }
 
 /// The transaction of the message, when it is one of ours.
-fn cell_of(f: &FnCtx<'_>) -> Option<Arc<TxCell>> {
+pub(crate) fn cell_of(f: &FnCtx<'_>) -> Option<Arc<TxCell>> {
     f.msg.tx.clone()?.into_any().downcast::<TxCell>().ok()
 }
 
-fn bool_code(b: bool) -> i64 {
+pub(crate) fn bool_code(b: bool) -> i64 {
     if b { 1 } else { -1 }
-}
-
-/// `t_relay([flags][, outbound_proxy])`. Its outcome is the message's last error for
-/// `sl_reply_error()` (OpenSIPS `ser_error`: bad request, no destination, unresolvable or
-/// filtered destination, send failed; none when it relayed).
-fn t_relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let code = relay(f, args);
-    f.msg.last_error = match code {
-        c if c >= 0 => 0,
-        -2 => -400,
-        -3 => -18,
-        -4 => -476,
-        -5 => -473,
-        -6 => -477,
-        _ => -1,
-    };
-    code
-}
-
-fn relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let Some(tm) = tm(f) else { return -1 };
-    // acc's `$acc_extra` values follow the transaction: from here on every copy of the
-    // context (the stored request, its onreply and failure routes) shares one set.
-    if f.script.loads("acc") {
-        f.msg.acc_extra.get_or_insert_with(Default::default);
-    }
-    let now = Instant::now();
-    let flags = args
-        .first()
-        .map(|v| v.to_text().into_owned())
-        .unwrap_or_default();
-    let proxy = args
-        .get(1)
-        .filter(|v| !matches!(v, Value::Null))
-        .map(|v| v.to_text().into_owned());
-    // Retransmissions, hop-by-hop ACKs and CANCELs are handled here and t_relay succeeds
-    // (OpenSIPS returns 1 for them: the script goes on).
-    let (cell, created) = match cell_of(f) {
-        Some(c) => (c, false),
-        None => match tm.lookup_request(&f.msg.msg) {
-            Found::Retransmission(c) => {
-                tm.resend_last_reply(&c);
-                return 1;
-            }
-            Found::AckForNegative(c) => {
-                tm.absorb_ack(&c, now);
-                return 1;
-            }
-            Found::CancelFor(c) => {
-                tm.cancel_invite_with(&c, f.msg, flags.contains("pass-reason-hdr"), now);
-                return 1;
-            }
-            Found::None => {
-                let method = f.msg.msg.method();
-                if method == Some(sip::Method::Ack) {
-                    // An end-to-end ACK (for a 2xx) has no transaction: relayed statelessly.
-                    return match engine::forward::forward(f.msg, proxy.as_deref(), f.script.net()) {
-                        Ok(out) => {
-                            f.msg.outbox.push(out);
-                            1
-                        }
-                        Err(_) => -4,
-                    };
-                }
-                match tm.create(f.msg, now) {
-                    Some(c) => {
-                        f.msg.tx = Some(c.clone() as Arc<dyn engine::ctx::Transaction>);
-                        (c, true)
-                    }
-                    None => return -2,
-                }
-            }
-        },
-    };
-    // The caller cancelled already (a failure route, or t_newtran then a slow lookup): no new
-    // branch; with none sent at all the INVITE is answered 487 (OpenSIPS).
-    if cell.was_cancelled() {
-        if cell.branch_count() == 0 {
-            tm.reply_in(&cell, f.msg, 487, "Request Terminated", None, now);
-        }
-        return -3;
-    }
-    if flags.contains("allow-no-cancel") && asks_no_cancel(&f.msg.msg) {
-        tm.allow_no_cancel(&cell);
-    }
-    let (result, first_err) = send_branches(f, tm, &cell, proxy.as_deref(), now);
-    let code = match (result, first_err) {
-        (Some(ok), _) => return ok,
-        (None, Some(code)) => code,
-        // Every branch was dropped in branch_route.
-        (None, None) => -1,
-    };
-    // A transaction this call created, that could not be relayed at all, is answered with
-    // the reason (OpenSIPS' kill_transaction) unless `no-auto-477`; t_relay then succeeds.
-    // One created earlier (t_newtran) is left to the script.
-    if created && !flags.contains("no-auto-477") && f.kind == "request" {
-        let (status, reason) = match code {
-            -2 => (400, "Bad Request (400/TM)"),
-            -3 => (500, "No destination available (18/TM)"),
-            -4 => (476, "Unresolvable destination (476/TM)"),
-            -5 => (473, "Filtered destination (473/TM)"),
-            -6 => (477, "Send failed (477/TM)"),
-            _ => (500, "Server error occurred (1/TM)"),
-        };
-        if tm.reply_in(&cell, f.msg, status, reason, None, now) > 0 {
-            return 1;
-        }
-    }
-    code
-}
-
-/// Sends the message's destination set as new branches of `cell`: one for the R-URI and one per
-/// appended branch; `branch_route` (t_on_branch) runs over each first and may drop it. Gives
-/// (Some(1) when a branch went out, the first error code).
-fn send_branches(
-    f: &mut FnCtx<'_>,
-    tm: &Tm,
-    cell: &Arc<TxCell>,
-    proxy: Option<&str>,
-    now: Instant,
-) -> (Option<i64>, Option<i64>) {
-    // The branches take their attributes with them (OpenSIPS hands the lists to the
-    // transaction): the message is left with none.
-    let ruri_attrs = std::mem::take(&mut f.msg.branch_attrs);
-    let mut first = f.msg.clone();
-    first.branch_attrs = ruri_attrs;
-    let mut contexts = vec![first];
-    for b in std::mem::take(&mut f.msg.branches) {
-        let mut c = f.msg.clone();
-        c.new_ruri = Some(b.uri);
-        c.dst_uri = b.dst_uri;
-        c.ruri_q = b.q;
-        c.branch_flags = b.flags;
-        c.branch_attrs = b.attrs;
-        // The branch's own socket, else none forced (OpenSIPS gives each branch its own).
-        c.send_socket = b.socket;
-        c.branches.clear();
-        contexts.push(c);
-    }
-    let mut result = None;
-    let mut first_err = None;
-    tm.begin_relay(cell);
-    for mut c in contexts {
-        c.branches.clear();
-        // A new branch starts without `$bavp`s (a failure route's are the old branch's).
-        c.bavps.clear();
-        if let Some(route) = f.msg.on_branch {
-            c.tx = f.msg.tx.clone();
-            c.branch_index = Some(cell.branch_count());
-            match f.script.run_index(route, f.worker, &mut c, f.log) {
-                Ok(engine::Outcome::Drop) => continue,
-                Ok(engine::Outcome::Exit) => {}
-                Err(e) => {
-                    f.log.log(-1, &format!("branch_route: {e}\n"));
-                    continue;
-                }
-            }
-            f.msg.outbox.append(&mut c.outbox);
-        }
-        // `$du` wins over the outbound proxy parameter.
-        let dest = if c.dst_uri.is_some() { None } else { proxy };
-        match tm.add_branch_owned(cell, c, dest, f.script.net(), now) {
-            Ok(_) => result = Some(1),
-            Err(code) => {
-                first_err.get_or_insert(code);
-            }
-        }
-    }
-    tm.end_relay(cell);
-    (result, first_err)
 }
 
 /// `t_wait_for_new_branches([max])`: the transaction (it must exist) stays open for injected
@@ -629,146 +466,6 @@ fn t_inject_branches(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         (None, Some(code)) => code,
         (None, None) => -3,
     }
-}
-
-/// Whether a request carries `Request-Disposition: no-cancel` (RFC 3841 §9.1; compact `d`).
-fn asks_no_cancel(msg: &sip::SipMessage) -> bool {
-    msg.headers()
-        .filter(|h| {
-            h.name_str.eq_ignore_ascii_case("Request-Disposition")
-                || h.name_str.eq_ignore_ascii_case("d")
-        })
-        .flat_map(|h| h.value.split(','))
-        .any(|d| d.trim().eq_ignore_ascii_case("no-cancel"))
-}
-
-/// `t_newtran()`: the transaction without relaying; a retransmission gets the last reply
-/// again and ends the script.
-fn t_newtran(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
-    let Some(tm) = tm(f) else { return -1 };
-    if f.msg.tx.is_some() {
-        return 1;
-    }
-    match tm.lookup_request(&f.msg.msg) {
-        Found::Retransmission(c) => {
-            tm.resend_last_reply(&c);
-            0
-        }
-        _ => match tm.create(f.msg, Instant::now()) {
-            Some(c) => {
-                f.msg.tx = Some(c as Arc<dyn engine::ctx::Transaction>);
-                1
-            }
-            None => -1,
-        },
-    }
-}
-
-fn reply(f: &mut FnCtx<'_>, code: &Value, reason: &Value, body: Option<&Value>) -> i64 {
-    let Some(tm) = tm(f) else { return -1 };
-    let Some(code) = code.as_int().and_then(|c| u16::try_from(c).ok()) else {
-        return -1;
-    };
-    if !(100..=699).contains(&code) || f.msg.msg.method() == Some(sip::Method::Ack) {
-        return -1;
-    }
-    let now = Instant::now();
-    let cell = match cell_of(f) {
-        Some(c) => c,
-        None => match tm.create(f.msg, now) {
-            Some(c) => {
-                f.msg.tx = Some(c.clone() as Arc<dyn engine::ctx::Transaction>);
-                c
-            }
-            None => return -1,
-        },
-    };
-    let reason = reason.to_text().into_owned();
-    let body_text = body.map(|b| b.to_text().into_owned());
-    // `body` is "content type" + body? OpenSIPS takes the body; the Content-Type comes from
-    // the headers the script appended, else application/sdp when it looks like SDP.
-    let ct = f.msg.reply_headers.iter().find_map(|h| {
-        let (n, v) = h.split_once(':')?;
-        n.trim()
-            .eq_ignore_ascii_case("content-type")
-            .then(|| v.trim().to_owned())
-    });
-    if ct.is_some() {
-        f.msg
-            .reply_headers
-            .retain(|h| !h.to_ascii_lowercase().starts_with("content-type:"));
-    }
-    let ct = ct.unwrap_or_else(|| "application/sdp".to_owned());
-    let ctx: &engine::MsgCtx = f.msg;
-    let body = body_text.as_deref().map(|b| (ct.as_str(), b.as_bytes()));
-    tm.reply_in(&cell, ctx, code, &reason, body, now)
-}
-
-fn t_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let (c, r) = (
-        args.first().cloned().unwrap_or_default(),
-        args.get(1).cloned().unwrap_or_default(),
-    );
-    reply(f, &c, &r, None)
-}
-
-fn t_reply_with_body(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let (c, r, b) = (
-        args.first().cloned().unwrap_or_default(),
-        args.get(1).cloned().unwrap_or_default(),
-        args.get(2).cloned().unwrap_or_default(),
-    );
-    reply(f, &c, &r, Some(&b))
-}
-
-/// `t_check_trans()`: a retransmission is absorbed (its last reply resent, the script ends);
-/// a CANCEL is true when its INVITE transaction exists; an ACK is true when it acknowledges a
-/// negative reply of ours (`t_relay()` then absorbs it).
-fn t_check_trans(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
-    let Some(tm) = tm(f) else { return -1 };
-    match tm.lookup_request(&f.msg.msg) {
-        Found::Retransmission(c) => {
-            tm.resend_last_reply(&c);
-            0
-        }
-        Found::CancelFor(_) | Found::AckForNegative(_) => 1,
-        Found::None => -1,
-    }
-}
-
-/// `t_check_status(re)`: the reply code being handled (or the last one sent) against a regex.
-fn t_check_status(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let re = args
-        .first()
-        .map(|v| v.to_text().into_owned())
-        .unwrap_or_default();
-    let Ok(re) = regex::Regex::new(&format!("^(?:{re})")) else {
-        return -1;
-    };
-    let code = match &f.msg.t_reply {
-        Some(r) => Some(r.code),
-        None => cell_of(f).map(|c| c.last_code()),
-    };
-    bool_code(code.is_some_and(|c| c != 0 && re.is_match(&c.to_string())))
-}
-
-fn t_on_failure(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    f.msg.on_failure = args.first().and_then(Value::as_int).map(|i| i as usize);
-    1
-}
-
-fn t_on_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    f.msg.on_reply = args.first().and_then(Value::as_int).map(|i| i as usize);
-    1
-}
-
-fn t_on_branch(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    f.msg.on_branch = args.first().and_then(Value::as_int).map(|i| i as usize);
-    1
-}
-
-fn t_was_cancelled(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
-    bool_code(cell_of(f).is_some_and(|c| c.was_cancelled()))
 }
 
 /// `t_cancel_branch([flags])` in an onreply route.
@@ -959,17 +656,6 @@ fn t_flush_flags(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
     1
 }
 
-/// `t_local_replied("all"|"last")`.
-fn t_local_replied(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let which = args
-        .first()
-        .map(|v| v.to_text().into_owned())
-        .unwrap_or_default();
-    let Some(cell) = cell_of(f) else { return -1 };
-    let (last, all) = cell.local_replied();
-    bool_code(if which == "all" { all } else { last })
-}
-
 /// `t_reply_by_callid(code, reason[, callid][, cseq])`: a stateful reply to another
 /// transaction, found by Call-ID and CSeq number (the message's own when not given). -2: no
 /// Call-ID, -3: no CSeq, -4: no such transaction (OpenSIPS' codes).
@@ -1004,32 +690,4 @@ fn t_reply_by_callid(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         },
     };
     tm.reply_by_callid(&callid, &cseq, code, &reason, Instant::now())
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::asks_no_cancel;
-
-    fn msg(extra: &str) -> sip::SipMessage {
-        let text = format!(
-            "INVITE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\n\
-             From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c\r\n\
-             CSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
-        );
-        sip::SipMessage::parse(bytes::Bytes::from(text)).unwrap()
-    }
-
-    #[test]
-    fn request_disposition_no_cancel_is_found_in_any_form() {
-        assert!(asks_no_cancel(&msg(
-            "Request-Disposition: proxy, No-Cancel\r\n"
-        )));
-        assert!(asks_no_cancel(&msg("d: no-cancel\r\n")));
-        assert!(!asks_no_cancel(&msg(
-            "Request-Disposition: cancel, parallel\r\n"
-        )));
-        assert!(!asks_no_cancel(&msg("")));
-    }
 }

@@ -132,6 +132,101 @@ fn tm_branch(ctx: &MsgCtx, field: &super::TmBranchField, at: Option<i64>) -> Val
     }
 }
 
+/// tm's `$T_*` variables (OpenSIPS tm.c `pv_get_tm_*`). The route they are read in is told
+/// by what tm put in the context: a reply being handled (onreply and failure routes), a branch
+/// index without one (branch_route), neither (request route).
+fn tm_field(ctx: &MsgCtx, field: &super::TmField) -> Value {
+    use super::TmField as F;
+    match field {
+        // The reply handled (onreply), the winning one (failure), none in a branch route, the
+        // last one sent upstream in a request route; 0 without a transaction.
+        F::ReplyCode => Value::Int(i64::from(match (&ctx.t_reply, &ctx.tx) {
+            (Some(r), _) => r.code,
+            (None, Some(_)) if ctx.branch_index.is_some() => 0,
+            (None, Some(tx)) => tx.last_status(),
+            (None, None) => 0,
+        })),
+        // The current branch's R-URI once there is a transaction; the message's before.
+        F::Ruri => {
+            let branch_uri = ctx.tx.as_ref().and_then(|tx| {
+                tx.branches()
+                    .into_iter()
+                    .nth(current_branch(ctx))
+                    .map(|b| b.uri)
+            });
+            match branch_uri {
+                Some(uri) => Value::from(uri),
+                None => ctx
+                    .ruri()
+                    .map_or(Value::Null, |u| Value::from(u.to_owned())),
+            }
+        }
+        // Only branch, onreply and failure routes have a current branch.
+        F::BranchIdx => ctx
+            .branch_index
+            .map_or(Value::Null, |b| Value::Int(b as i64)),
+        F::Id => ctx.tx.as_ref().map_or(Value::Null, |t| Value::from(t.id())),
+        F::FrTimeout | F::FrInvTimeout => {
+            let inv = matches!(field, F::FrInvTimeout);
+            let secs = match ctx.tx.as_ref().and_then(|t| t.fr_timeouts()) {
+                Some((fr, fr_inv)) => {
+                    if inv {
+                        fr_inv
+                    } else {
+                        fr
+                    }
+                }
+                None => {
+                    let set = if inv {
+                        ctx.fr_inv_timeout
+                    } else {
+                        ctx.fr_timeout
+                    };
+                    set.filter(|s| *s != 0)
+                        .unwrap_or_else(|| tm_default_timeout(ctx, inv))
+                }
+            };
+            Value::Int(i64::from(secs))
+        }
+        F::BranchLastReplyCode(at) => {
+            let Some(tx) = &ctx.tx else {
+                return Value::Null;
+            };
+            let branches = tx.branches();
+            let i = match at {
+                Some(i) if *i < 0 => branches.len() as i64 + i,
+                Some(i) => *i,
+                None => current_branch(ctx) as i64,
+            };
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| branches.get(i))
+                .map_or(Value::Null, |b| Value::Int(i64::from(b.last_received)))
+        }
+    }
+}
+
+/// tm's `fr_timeout` / `fr_inv_timeout` modparam, what `$T_fr_timeout` reads before the
+/// transaction exists; tm's defaults (30 s, 120 s) when the script sets none.
+fn tm_default_timeout(ctx: &MsgCtx, inv: bool) -> u32 {
+    let (name, default) = if inv {
+        ("fr_inv_timeout", 120)
+    } else {
+        ("fr_timeout", 30)
+    };
+    ctx.script
+        .as_ref()
+        .and_then(|s| {
+            s.modparams("tm")
+                .filter_map(|(n, v)| match v {
+                    cfg::ast::ParamValue::Int(secs) if n == name => u32::try_from(*secs).ok(),
+                    _ => None,
+                })
+                .last()
+        })
+        .map_or(default, |s| s.max(1))
+}
+
 /// `$ds`: the R-URI (only once the script has changed it) and every appended branch, as the
 /// Contact header of a 3xx would list them; NULL when there is nothing to list.
 fn dest_set(ctx: &MsgCtx) -> Option<String> {
@@ -330,47 +425,7 @@ impl CorePv {
                 }
                 None => Value::Null,
             },
-            CorePv::Tm(field) => {
-                use super::TmField as F;
-                match field {
-                    F::ReplyCode => ctx
-                        .t_reply
-                        .as_ref()
-                        .map_or(Value::Null, |r| Value::Int(i64::from(r.code))),
-                    F::Ruri => match ctx.tx {
-                        Some(_) => ctx
-                            .ruri()
-                            .map_or(Value::Null, |u| Value::from(u.to_owned())),
-                        None => Value::Null,
-                    },
-                    F::BranchIdx => ctx
-                        .branch_index
-                        .or(ctx.t_reply.as_ref().map(|r| r.branch))
-                        .map_or(Value::Int(0), |b| Value::Int(b as i64)),
-                    F::Id => ctx.tx.as_ref().map_or(Value::Null, |t| Value::from(t.id())),
-                    F::FrTimeout => ctx
-                        .fr_timeout
-                        .map_or(Value::Null, |s| Value::Int(i64::from(s))),
-                    F::FrInvTimeout => ctx
-                        .fr_inv_timeout
-                        .map_or(Value::Null, |s| Value::Int(i64::from(s))),
-                    F::BranchLastReplyCode(at) => {
-                        let Some(tx) = &ctx.tx else {
-                            return Value::Null;
-                        };
-                        let branches = tx.branches();
-                        let i = match at {
-                            Some(i) if *i < 0 => branches.len() as i64 + i,
-                            Some(i) => *i,
-                            None => current_branch(ctx) as i64,
-                        };
-                        usize::try_from(i)
-                            .ok()
-                            .and_then(|i| branches.get(i))
-                            .map_or(Value::Null, |b| Value::Int(i64::from(b.last_received)))
-                    }
-                }
-            }
+            CorePv::Tm(field) => tm_field(ctx, field),
             CorePv::TmBranch(field, at) => tm_branch(ctx, field, *at),
             CorePv::BranchAttr(name, at) => ctx.branch_attr(*at, name),
             CorePv::ProxyProtocol(field) => {

@@ -53,12 +53,14 @@ impl Run<'_> {
                     v => v.as_int().and_then(|n| u32::try_from(n).ok()),
                 };
                 let ok = secs.is_some() || matches!(v, Value::Null);
-                if ok {
-                    if matches!(target, Write::FrTimeout) {
-                        self.ctx.fr_timeout = secs;
-                    } else {
-                        self.ctx.fr_inv_timeout = secs;
-                    }
+                let inv = matches!(target, Write::FrInvTimeout);
+                match (&self.ctx.tx, ok) {
+                    (_, false) => {}
+                    // Once the transaction exists the value is its own (OpenSIPS writes
+                    // `t->fr_timeout`), in every route that has it.
+                    (Some(tx), true) => tx.set_fr_timeout(inv, secs),
+                    (None, true) if inv => self.ctx.fr_inv_timeout = secs,
+                    (None, true) => self.ctx.fr_timeout = secs,
                 }
                 ok
             }

@@ -9,19 +9,17 @@ use super::*;
 
 impl Tm {
     /// When every branch has a final reply and none went upstream: failure_route (if armed),
-    /// then the best reply upstream. `trigger` is the branch whose reply completed the
-    /// transaction; it is the failure route's current branch (`$T_branch_idx`, `$bavp`,
-    /// `$tm.branch.*` without an index), as OpenSIPS keeps the replying branch's index; 0 when
-    /// a timer completed it.
+    /// then the best reply upstream. The branch whose final reply (received, or made up on a
+    /// timeout or send failure) completed the transaction is the failure route's current
+    /// branch (`$T_branch_idx`, `$bavp`, `$tm.branch.*` without an index), as OpenSIPS keeps
+    /// that branch's index while it handles the reply.
     pub(super) fn complete_if_done(
         &self,
         cell: &Arc<TxCell>,
-        trigger: Option<usize>,
         runner: &mut dyn Runner,
         now: Instant,
     ) {
-        let current = trigger.unwrap_or(0);
-        let (route, mut ctx, best) = {
+        let (route, mut ctx, best, current) = {
             let mut tx = cell.lock();
             if tx.final_sent
                 || tx.completing
@@ -33,6 +31,7 @@ impl Tm {
                 return;
             }
             tx.completing = true;
+            let current = tx.last_final.unwrap_or(0);
             let cancelled = tx.cancelled;
             let first = tx.first_branch.min(tx.branches.len() - 1);
             let Some((bi, best)) = tx
@@ -88,7 +87,7 @@ impl Tm {
             ctx.send_socket = None;
             ctx.branch_flags = 0;
             ctx.branch_attrs = Default::default();
-            (route, ctx, (bi, info))
+            (route, ctx, (bi, info), current)
         };
         if let Some(route) = route {
             ctx.tx = Some(cell.clone() as Arc<dyn engine::ctx::Transaction>);
@@ -121,7 +120,7 @@ impl Tm {
                 let pending = tx.branches.iter().any(|b| !b.is_final());
                 drop(tx);
                 if !pending {
-                    self.complete_if_done(cell, trigger, runner, now);
+                    self.complete_if_done(cell, runner, now);
                 }
                 return;
             }
@@ -176,7 +175,11 @@ impl Tm {
                 } else {
                     reason.as_str()
                 };
-                self.reply_in(cell, &req, code, reason, None, now);
+                // A made-up branch reply is relayed as the branch's, not a reply of tm's own
+                // (`t_local_replied("last")` outside failure_route; OpenSIPS `relay_reply`).
+                if self.reply_in(cell, &req, code, reason, None, now) > 0 {
+                    cell.lock().last_local = false;
+                }
                 return;
             }
         };
@@ -245,7 +248,8 @@ impl Tm {
             }
             let invite = tx.invite;
             let t2 = self.params.t2;
-            for b in &mut tx.branches {
+            let mut timed_out = None;
+            for (i, b) in tx.branches.iter_mut().enumerate() {
                 if let Some(r) = b.retrans
                     && !b.is_final()
                 {
@@ -300,10 +304,14 @@ impl Tm {
                         b.local = true;
                         b.retrans = None;
                         b.fr_at = None;
+                        timed_out = Some(i);
                     } else if !b.is_final() {
                         soonest(fr);
                     }
                 }
+            }
+            if timed_out.is_some() {
+                tx.last_final = timed_out;
             }
             if let Some((r, give_up)) = tx.reply_retrans {
                 if now >= give_up {
@@ -335,7 +343,7 @@ impl Tm {
             self.host.send(s, None);
         }
         self.end_wait_if_due(cell, now);
-        self.complete_if_done(cell, None, runner, now);
+        self.complete_if_done(cell, runner, now);
         let delete_at = cell.lock().delete_at;
         if let Some(d) = delete_at {
             soonest(d);

@@ -1,5 +1,5 @@
 //! Replies from downstream: matching a reply to its branch, the onreply routes, hop-by-hop
-//! ACKs, relaying upstream, and CANCELs (of the other branches, or from the caller).
+//! ACKs and relaying upstream.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,6 +8,16 @@ use engine::{MsgCtx, Outbound, Outcome, ReplyInfo};
 use sip::{Method, SipMessage};
 
 use super::*;
+
+/// What a reply did to its branch.
+enum Noted {
+    /// Nothing more to do: a reply to our CANCEL, or one after the branch's final reply.
+    Done,
+    /// A new reply on the branch. `restart_fr`: a provisional one that restarts the INVITE
+    /// branch's final-response timer with `fr_inv_timeout` once the onreply routes ran (they
+    /// may change it, `$T_fr_inv_timeout`, as in OpenSIPS).
+    New { restart_fr: bool },
+}
 
 impl Tm {
     /// A reply that came in. `false`: not one of our branches (the caller relays it
@@ -32,146 +42,14 @@ impl Tm {
         let Some(code) = reply.status() else {
             return false;
         };
-        let is_cancel_reply = reply.cseq().is_ok_and(|c| c.method == Method::Cancel);
         engine::stat!("tm", "received_replies").inc();
-        let mut sends = Vec::new();
-        let on_reply;
-        {
-            let mut tx = cell.lock();
-            let invite = tx.invite;
-            let local = tx.local;
-            let fr_inv = tx.fr_inv;
-            let Some(b) = tx.branches.get_mut(n) else {
-                return true;
-            };
-            if is_cancel_reply {
-                b.cancel_msg = None;
-                return true;
-            }
-            if b.is_final() {
-                // A retransmitted final reply: re-ACK a negative one, relay a 2xx again (ACK
-                // it when we sent the INVITE, even after a local 408, as OpenSIPS does).
-                if invite && code >= 300 {
-                    if let Some(ack) = ack_for(&b.sent, reply) {
-                        sends.push(ack);
-                    }
-                } else if invite && local && (200..300).contains(&code) {
-                    sends.extend(ack_for_2xx(&b.sent, reply));
-                } else if invite && code < 200 {
-                    // A late 1xx on a branch given up before it answered: CANCEL it now
-                    // (OpenSIPS `T_UAC_TO_CANCEL_FLAG`).
-                    if let Cancel::Wanted(reason) = b.cancel.clone()
-                        && let Some(c) = self.cancel_msg(b, &reason, now)
-                    {
-                        sends.push(c);
-                    }
-                } else if invite && (200..300).contains(&code) {
-                    // 2xx retransmissions of an INVITE go through (the UAC must ACK them);
-                    // a non-INVITE transaction absorbs its retransmitted final reply.
-                    sends.extend(self.relay_up(&tx.request, reply));
-                }
-                drop(tx);
-                for s in sends {
-                    self.host.send(s, None);
-                }
-                return true;
-            }
-            b.retrans = None;
-            if code < 200 {
-                let first = !b.provisional;
-                b.provisional = true;
-                if invite && (first || self.params.restart_fr_on_each_reply) {
-                    b.fr_at = Some(now + fr_inv);
-                } else if !invite {
-                    // Non-INVITE: keep retransmitting at T2 (RFC 3261 Timer E).
-                    if b.sent.proto == "udp" {
-                        b.retrans = Some(Retrans {
-                            next: now + self.params.t2,
-                            interval: self.params.t2,
-                        });
-                    }
-                }
-                if let Cancel::Wanted(reason) = b.cancel.clone()
-                    && let Some(c) = self.cancel_msg(b, &reason, now)
-                {
-                    sends.push(c);
-                }
-            } else {
-                b.status = Some(code);
-                b.reason = reply.reason_phrase().unwrap_or("").to_owned();
-                b.local = false;
-                b.reply = Some(reply.clone());
-                b.fr_at = None;
-                if invite
-                    && code >= 300
-                    && let Some(ack) = ack_for(&b.sent, reply)
-                {
-                    sends.push(ack);
-                } else if invite && local && code < 300 {
-                    // tm ACKs the 2xx of an INVITE it generated (OpenSIPS t_reply.c,
-                    // `reply_received`: `is_local(t) && !no_autoack(t)`).
-                    sends.extend(ack_for_2xx(&b.sent, reply));
-                }
-            }
-            on_reply = b.on_reply;
-            if let Some(next) = b.retrans.map(|r| r.next).or(b.fr_at) {
-                self.schedule(next, id);
-            }
-        }
-        for s in sends.drain(..) {
-            self.host.send(s, None);
-        }
-        // onreply routes: the global one, then the branch's.
-        let mut ctx = reply_ctx;
-        ctx.tx = Some(cell.clone() as Arc<dyn engine::ctx::Transaction>);
-        ctx.branch_index = Some(n);
-        ctx.t_reply = Some(ReplyInfo {
-            code,
-            reason: reply.reason_phrase().unwrap_or("").to_owned(),
-            branch: n,
-            local: false,
-        });
-        // The routes see the transaction's flags and the branch's `$bavp`s, and with
-        // `onreply_avp_mode=1` its AVPs; what they change of those stays with the transaction
-        // (OpenSIPS keeps them in the cell).
-        let routes: Vec<usize> = [self.reply_route, on_reply]
-            .into_iter()
-            .flatten()
-            .filter(|_| code != 100)
-            .collect();
-        if !routes.is_empty() {
-            let tx = cell.lock();
-            if tx.request.acc_extra.is_some() {
-                ctx.acc_extra = tx.request.acc_extra.clone();
-            }
-            if self.params.onreply_avps {
-                ctx.avps = tx.request.avps.clone();
-            }
-            ctx.flags = tx.request.flags;
-            ctx.bavps = tx
-                .branches
-                .get(n)
-                .map(|b| b.bavps.clone())
-                .unwrap_or_default();
-        }
-        let mut dropped = false;
-        for &route in &routes {
-            if runner.run(route, &mut ctx) == Outcome::Drop {
-                dropped = true;
-            }
-        }
-        if !routes.is_empty() {
-            let mut tx = cell.lock();
-            if self.params.onreply_avps {
-                tx.request.avps = std::mem::take(&mut ctx.avps);
-            }
-            tx.request.flags = ctx.flags;
-            if let Some(b) = tx.branches.get_mut(n) {
-                b.bavps = std::mem::take(&mut ctx.bavps);
-            }
-        }
-        for out in std::mem::take(&mut ctx.outbox) {
-            self.host.send(out, None);
+        let restart_fr = match self.note_branch_reply(&cell, n, reply, code, now) {
+            Noted::Done => return true,
+            Noted::New { restart_fr } => restart_fr,
+        };
+        let (ctx, dropped) = self.run_reply_routes(&cell, n, reply, code, reply_ctx, runner);
+        if restart_fr && !dropped {
+            self.restart_fr_inv(&cell, n, now);
         }
         if code == 100 {
             return true;
@@ -195,179 +73,286 @@ impl Tm {
             }
         };
         if code < 200 {
-            // Provisional replies go upstream (unless dropped or a final reply went already).
-            // Checked and sent under the transaction's lock: a final reply handled by another
-            // worker at the same time then goes out after it, never before it.
-            let mut tx = cell.lock();
-            if !dropped
-                && !tx.final_sent
-                && let Some(out) = self.relay_up(&tx.request, reply)
-            {
-                if code == 183 && acc::wanted(&tx.request).is_some() {
-                    acc::report_early(
-                        &tx.request,
-                        code,
-                        reply.reason_phrase().unwrap_or(""),
-                        reply.to_tag().ok().flatten().unwrap_or(""),
-                    );
-                }
-                tx.last_reply = Some(out.clone());
-                tx.last_code = code;
-                self.host.send(out, None);
+            if !dropped {
+                self.relay_provisional(&cell, reply, code);
             }
-            return true;
-        }
-        if (200..300).contains(&code) {
-            let mut tx = cell.lock();
-            if let Some(Local(done)) = tx.local_done.take() {
-                tx.final_sent = true;
-                let at = now + self.params.wt_timer;
-                tx.delete_at = Some(at);
-                drop(tx);
-                self.schedule(at, id);
-                done(LocalReply {
-                    code,
-                    reason: reply.reason_phrase().unwrap_or("").to_owned(),
-                    reply: Some(reply.clone()),
-                });
-                return true;
-            }
-            let out = self.relay_up(&tx.request, reply);
-            if let Some(out) = &out {
-                self.note_reply_sent(&mut tx, id, code, false, out, now);
-            }
-            // Cancel the other branches (RFC 3261 §16.7 step 10), unless the caller asked
-            // for them to go on (RFC 3841 §9.1).
-            let cancels = if tx.multi_200ok {
-                Vec::new()
-            } else {
-                self.cancel_pending(
+        } else if code < 300 {
+            self.relay_2xx(&cell, n, reply, code, now);
+        } else {
+            if code >= 600 && !self.params.disable_6xx_block {
+                let mut tx = cell.lock();
+                tx.blocked = true;
+                let cancels = self.cancel_pending(
                     &mut tx,
                     Some(n),
-                    "SIP;cause=200;text=\"Call completed elsewhere\"",
+                    "SIP;cause=600;text=\"Busy Everywhere\"",
                     now,
-                )
-            };
-            drop(tx);
-            for s in out.into_iter().chain(cancels) {
-                self.host.send(s, None);
+                );
+                drop(tx);
+                for s in cancels {
+                    self.host.send(s, None);
+                }
             }
-            return true;
+            self.complete_if_done(&cell, runner, now);
         }
-        if code >= 600 && !self.params.disable_6xx_block {
-            let mut tx = cell.lock();
-            tx.blocked = true;
-            let cancels = self.cancel_pending(
-                &mut tx,
-                Some(n),
-                "SIP;cause=600;text=\"Busy Everywhere\"",
-                now,
-            );
-            drop(tx);
-            for s in cancels {
-                self.host.send(s, None);
-            }
-        }
-        self.complete_if_done(&cell, Some(n), runner, now);
         true
     }
 
-    /// Cancels every branch still pending (except `except`): sent now when it has answered
-    /// provisionally, else as soon as it does.
-    pub(super) fn cancel_pending(
+    /// Records a reply on branch `n` (OpenSIPS `reply_received` before the routes): timers
+    /// stopped, a final reply stored and ACKed (a negative one hop by hop, a 2xx to an INVITE
+    /// of ours end to end), the CANCEL that waited for a provisional reply sent.
+    fn note_branch_reply(
         &self,
-        tx: &mut Tx,
-        except: Option<usize>,
-        reason: &str,
+        cell: &TxCell,
+        n: usize,
+        reply: &SipMessage,
+        code: u16,
         now: Instant,
-    ) -> Vec<Outbound> {
-        let mut out = Vec::new();
-        for (i, b) in tx.branches.iter_mut().enumerate() {
-            if Some(i) == except || b.is_final() || b.cancel != Cancel::None {
-                continue;
+    ) -> Noted {
+        let mut sends = Vec::new();
+        let noted = {
+            let mut tx = cell.lock();
+            let (invite, local) = (tx.invite, tx.local);
+            let Some(b) = tx.branches.get_mut(n) else {
+                return Noted::Done;
+            };
+            if reply.cseq().is_ok_and(|c| c.method == Method::Cancel) {
+                b.cancel_msg = None;
+                return Noted::Done;
             }
-            if b.provisional {
-                out.extend(self.cancel_msg(b, reason, now));
+            // Any reply counts, even one after the branch ended (`t_local_replied`).
+            b.received = true;
+            if b.is_final() {
+                // A retransmitted final reply: re-ACK a negative one, relay a 2xx again (ACK
+                // it when we sent the INVITE, even after a local 408, as OpenSIPS does).
+                if invite && code >= 300 {
+                    sends.extend(ack_for(&b.sent, reply));
+                } else if invite && local && (200..300).contains(&code) {
+                    sends.extend(ack_for_2xx(&b.sent, reply));
+                } else if invite && code < 200 {
+                    // A late 1xx on a branch given up before it answered: CANCEL it now
+                    // (OpenSIPS `T_UAC_TO_CANCEL_FLAG`).
+                    if let Cancel::Wanted(reason) = b.cancel.clone() {
+                        sends.extend(self.cancel_msg(b, &reason, now));
+                    }
+                } else if invite && (200..300).contains(&code) {
+                    // 2xx retransmissions of an INVITE go through (the UAC must ACK them);
+                    // a non-INVITE transaction absorbs its retransmitted final reply.
+                    sends.extend(self.relay_up(&tx.request, reply));
+                }
+                Noted::Done
             } else {
-                b.cancel = Cancel::Wanted(reason.to_owned());
+                b.retrans = None;
+                let restart_fr = if code < 200 {
+                    self.note_provisional(b, cell.id, code, invite, now, &mut sends)
+                } else {
+                    b.status = Some(code);
+                    b.reason = reply.reason_phrase().unwrap_or("").to_owned();
+                    b.local = false;
+                    b.reply = Some(reply.clone());
+                    b.fr_at = None;
+                    if invite && code >= 300 {
+                        sends.extend(ack_for(&b.sent, reply));
+                    } else if invite && local && code < 300 {
+                        // tm ACKs the 2xx of an INVITE it generated (OpenSIPS t_reply.c,
+                        // `reply_received`: `is_local(t) && !no_autoack(t)`).
+                        sends.extend(ack_for_2xx(&b.sent, reply));
+                    }
+                    tx.last_final = Some(n);
+                    false
+                };
+                Noted::New { restart_fr }
             }
+        };
+        for s in sends {
+            self.host.send(s, None);
         }
-        out
+        noted
     }
 
-    pub(super) fn cancel_msg(
+    /// A provisional reply on a pending branch; whether it restarts an INVITE branch's
+    /// final-response timer: always with `restart_fr_on_each_reply`, else the first one and a
+    /// higher 18x after a 100 (OpenSIPS `process_reply_and_timer`).
+    fn note_provisional(
         &self,
         b: &mut Branch,
-        reason: &str,
+        id: u64,
+        code: u16,
+        invite: bool,
         now: Instant,
-    ) -> Option<Outbound> {
-        let out = cancel_for(&b.sent, reason)?;
-        b.cancel = Cancel::Sent;
-        if out.proto == "udp" {
-            b.cancel_msg = Some((
-                out.clone(),
-                Retrans {
-                    next: now + self.params.t1,
-                    interval: self.params.t1,
-                },
-            ));
+        sends: &mut Vec<Outbound>,
+    ) -> bool {
+        let before = b.last_1xx;
+        b.provisional = true;
+        b.last_1xx = code;
+        if !invite && b.sent.proto == "udp" {
+            // Non-INVITE: keep retransmitting at T2 (RFC 3261 Timer E).
+            let r = Retrans {
+                next: now + self.params.t2,
+                interval: self.params.t2,
+            };
+            b.retrans = Some(r);
+            self.schedule(r.next, id);
         }
-        Some(out)
+        if let Cancel::Wanted(reason) = b.cancel.clone() {
+            sends.extend(self.cancel_msg(b, &reason, now));
+        }
+        invite
+            && (self.params.restart_fr_on_each_reply
+                || (before < code && (code >= 180 || before == 0)))
     }
 
-    /// A CANCEL for an INVITE transaction (`t_relay` on the CANCEL): 200 to the CANCEL, then
-    /// CANCEL on every pending branch with `Reason: SIP;cause=487;text="ORIGINATOR_CANCEL"`.
-    pub fn cancel_invite(&self, invite: &TxCell, cancel: &MsgCtx, now: Instant) {
-        self.cancel_invite_with(invite, cancel, false, now);
+    /// The INVITE branch answered provisionally: it now has `fr_inv_timeout` (as the
+    /// transaction has it after the onreply routes) to answer finally.
+    fn restart_fr_inv(&self, cell: &TxCell, n: usize, now: Instant) {
+        let mut tx = cell.lock();
+        let at = now + tx.fr_inv;
+        if let Some(b) = tx.branches.get_mut(n)
+            && !b.is_final()
+        {
+            b.fr_at = Some(at);
+            drop(tx);
+            self.schedule(at, cell.id);
+        }
     }
 
-    /// `cancel_invite`, with `pass_reason` (t_relay's `pass-reason-hdr` flag): the CANCELs carry
-    /// the Reason header(s) of the received CANCEL when it has any.
-    pub fn cancel_invite_with(
+    /// The onreply routes for a reply of branch `n`, for every reply (a 100 too): the unnamed
+    /// one, the branch's own, then the transaction's (OpenSIPS runs the core's route, then
+    /// `uac->on_reply`, then `t->on_reply`); a route dropping a provisional reply ends them.
+    /// They see the transaction's flags, the branch's flags and `$bavp`s, and with
+    /// `onreply_avp_mode=1` its AVPs; what they change of those stays with the transaction.
+    /// Gives the context they ran over, and whether the reply was dropped.
+    fn run_reply_routes(
         &self,
-        invite: &TxCell,
-        cancel: &MsgCtx,
-        pass_reason: bool,
-        now: Instant,
-    ) {
-        if let Some((data, dest)) = sl::build_reply(cancel, 200, "canceling") {
-            let r = cancel.receipt.as_ref();
-            self.host.send(
-                Outbound {
-                    data,
-                    dest,
-                    from: r.map(|r| r.local),
-                    proto: r.map_or("udp", |r| r.proto),
-                    conn: r.and_then(|r| r.conn),
-                },
-                None,
+        cell: &Arc<TxCell>,
+        n: usize,
+        reply: &SipMessage,
+        code: u16,
+        reply_ctx: MsgCtx,
+        runner: &mut dyn Runner,
+    ) -> (MsgCtx, bool) {
+        let mut ctx = reply_ctx;
+        ctx.tx = Some(cell.clone() as Arc<dyn engine::ctx::Transaction>);
+        ctx.branch_index = Some(n);
+        ctx.t_reply = Some(ReplyInfo {
+            code,
+            reason: reply.reason_phrase().unwrap_or("").to_owned(),
+            branch: n,
+            local: false,
+        });
+        let routes: Vec<usize> = {
+            let tx = cell.lock();
+            let branch = tx.branches.get(n);
+            [
+                self.reply_route,
+                branch.and_then(|b| b.on_reply),
+                tx.on_reply,
+            ]
+            .into_iter()
+            .flatten()
+            .collect()
+        };
+        if routes.is_empty() {
+            return (ctx, false);
+        }
+        {
+            let tx = cell.lock();
+            if tx.request.acc_extra.is_some() {
+                ctx.acc_extra = tx.request.acc_extra.clone();
+            }
+            if self.params.onreply_avps {
+                ctx.avps = tx.request.avps.clone();
+            }
+            ctx.flags = tx.request.flags;
+            if let Some(b) = tx.branches.get(n) {
+                ctx.bavps = b.bavps.clone();
+                ctx.branch_flags = b.flags;
+            }
+        }
+        let mut dropped = false;
+        for route in routes {
+            if runner.run(route, &mut ctx) == Outcome::Drop {
+                dropped = true;
+                if code < 200 {
+                    break;
+                }
+            }
+        }
+        let mut tx = cell.lock();
+        if self.params.onreply_avps {
+            tx.request.avps = std::mem::take(&mut ctx.avps);
+        }
+        tx.request.flags = ctx.flags;
+        if let Some(b) = tx.branches.get_mut(n) {
+            b.bavps = std::mem::take(&mut ctx.bavps);
+            b.flags = ctx.branch_flags;
+        }
+        drop(tx);
+        for out in std::mem::take(&mut ctx.outbox) {
+            self.host.send(out, None);
+        }
+        (ctx, dropped)
+    }
+
+    /// A provisional reply goes upstream unless a final reply went already. Checked and sent
+    /// under the transaction's lock: a final reply handled by another worker at the same time
+    /// then goes out after it, never before it.
+    fn relay_provisional(&self, cell: &TxCell, reply: &SipMessage, code: u16) {
+        let mut tx = cell.lock();
+        if tx.final_sent {
+            return;
+        }
+        let Some(out) = self.relay_up(&tx.request, reply) else {
+            return;
+        };
+        if code == 183 && acc::wanted(&tx.request).is_some() {
+            acc::report_early(
+                &tx.request,
+                code,
+                reply.reason_phrase().unwrap_or(""),
+                reply.to_tag().ok().flatten().unwrap_or(""),
             );
         }
-        let received: Vec<&str> = if pass_reason {
-            cancel
-                .msg
-                .headers()
-                .filter(|h| h.name_str.eq_ignore_ascii_case("Reason"))
-                .map(|h| h.value)
-                .collect()
-        } else {
+        tx.last_reply = Some(out.clone());
+        tx.last_code = code;
+        tx.last_local = false;
+        self.host.send(out, None);
+    }
+
+    /// A 2xx goes upstream at once (or to the local request's owner) and cancels the other
+    /// branches (RFC 3261 §16.7 step 10), unless the caller asked for them to go on (RFC 3841
+    /// §9.1).
+    fn relay_2xx(&self, cell: &TxCell, n: usize, reply: &SipMessage, code: u16, now: Instant) {
+        let mut tx = cell.lock();
+        if let Some(Local(done)) = tx.local_done.take() {
+            tx.final_sent = true;
+            let at = now + self.params.wt_timer;
+            tx.delete_at = Some(at);
+            drop(tx);
+            self.schedule(at, cell.id);
+            done(LocalReply {
+                code,
+                reason: reply.reason_phrase().unwrap_or("").to_owned(),
+                reply: Some(reply.clone()),
+            });
+            return;
+        }
+        let out = self.relay_up(&tx.request, reply);
+        if let Some(out) = &out {
+            self.note_reply_sent(&mut tx, cell.id, code, false, out, now);
+        }
+        let cancels = if tx.multi_200ok {
             Vec::new()
-        };
-        let reason = if received.is_empty() {
-            "SIP;cause=487;text=\"ORIGINATOR_CANCEL\"".to_owned()
         } else {
-            received.join(", ")
+            self.cancel_pending(
+                &mut tx,
+                Some(n),
+                "SIP;cause=200;text=\"Call completed elsewhere\"",
+                now,
+            )
         };
-        let mut tx = invite.lock();
-        tx.cancelled = true;
-        let reason = if received.is_empty() {
-            tx.cancel_reason.clone().unwrap_or(reason)
-        } else {
-            reason
-        };
-        let sends = self.cancel_pending(&mut tx, None, &reason, now);
         drop(tx);
-        for s in sends {
+        for s in out.into_iter().chain(cancels) {
             self.host.send(s, None);
         }
     }
