@@ -78,6 +78,8 @@ route {{
         }}
     }}
     t_on_failure("missed");
+    # Headers for the CANCELs and ACKs tm builds: the transaction must exist first.
+    t_newtran();
     t_add_hdrs("X-Relayed: rsips\r\n");
     if (!t_relay()) sl_reply_error();
 }}

@@ -120,6 +120,8 @@ enum Cancel {
 #[derive(Debug)]
 struct Branch {
     sent: Outbound,
+    /// `t_add_hdrs`: header lines the ACKs and CANCELs tm builds for this branch carry.
+    extra_hdrs: Arc<[(String, String)]>,
     status: Option<u16>,
     reason: String,
     local: bool,
@@ -184,6 +186,8 @@ pub(crate) struct Tx {
     /// The first branch of the current attempt: a failure route that relays again starts a
     /// new one, and only its branches compete for the best reply (OpenSIPS `first_branch`).
     first_branch: usize,
+    /// `t_add_hdrs`: header lines for the ACKs and CANCELs tm builds (OpenSIPS `extra_hdrs`).
+    extra_hdrs: Arc<[(String, String)]>,
     /// `t_relay` is still adding branches: the transaction cannot complete yet.
     relaying: usize,
     /// `t_add_cancel_reason`: the Reason header value of the CANCELs this transaction sends.
@@ -239,6 +243,7 @@ impl Tx {
             blocked: false,
             completing: false,
             first_branch: 0,
+            extra_hdrs: Arc::from(Vec::new()),
             relaying: 0,
             cancel_reason: None,
             delete_at: None,
@@ -687,8 +692,10 @@ impl Tm {
                 next: now + self.params.t1,
                 interval: self.params.t1,
             });
+            let extra_hdrs = Arc::clone(&tx.extra_hdrs);
             tx.branches.push(Branch {
                 sent: out.clone(),
+                extra_hdrs,
                 status: None,
                 reason: String::new(),
                 local: false,

@@ -483,23 +483,28 @@ fn t_cancel_branch(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     1
 }
 
-/// `t_add_hdrs("Name: value\r\n…")`: headers every branch relayed from now on carries.
+/// `t_add_hdrs("Name: value\r\n…")`: header lines the CANCELs and hop-by-hop ACKs tm builds
+/// for the transaction carry (OpenSIPS `extra_hdrs`: not the relayed requests); a later call
+/// replaces them. Needs the transaction (`t_newtran` first).
 fn t_add_hdrs(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let (Some(tm), Some(cell)) = (tm(f), cell_of(f)) else {
+        return -1;
+    };
     let text = args
         .first()
         .map(|v| v.to_text().into_owned())
         .unwrap_or_default();
-    let mut added = false;
+    let mut hdrs = Vec::new();
     for line in text.split("\r\n").filter(|l| !l.trim().is_empty()) {
         let Some((name, value)) = line.split_once(':') else {
             f.log
                 .log(-1, &format!("t_add_hdrs: `{line}` is not a header\n"));
             return -1;
         };
-        f.msg.edits.append(name.trim(), value.trim());
-        added = true;
+        hdrs.push((name.trim().to_owned(), value.trim().to_owned()));
     }
-    bool_code(added)
+    tm.set_extra_hdrs(&cell, hdrs);
+    1
 }
 
 /// Runs the script's `local_route` (if any) over a request rsips generated, before it is sent;

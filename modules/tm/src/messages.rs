@@ -191,23 +191,36 @@ pub(crate) fn build_like(
 }
 
 /// The hop-by-hop ACK for a negative final reply on an INVITE branch (RFC 3261 §17.1.1.3).
-pub(crate) fn ack_for(sent: &Outbound, reply: &SipMessage) -> Option<Outbound> {
+pub(crate) fn ack_for(
+    sent: &Outbound,
+    reply: &SipMessage,
+    extra: &[(String, String)],
+) -> Option<Outbound> {
     let to = reply
         .headers()
         .find(|h| h.name == sip::HeaderName::To)?
         .value
         .to_owned();
-    build_like(sent, "ACK", Some(&to), &[])
+    let extra: Vec<(&str, &str)> = extra
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    build_like(sent, "ACK", Some(&to), &extra)
 }
 
 /// A CANCEL for a branch (RFC 3261 §9.1) with a Reason header (none when `reason` is empty:
 /// OpenSIPS' MI `tm:uac_cancel` sends its CANCELs without one).
-pub(crate) fn cancel_for(sent: &Outbound, reason: &str) -> Option<Outbound> {
-    if reason.is_empty() {
-        build_like(sent, "CANCEL", None, &[])
-    } else {
-        build_like(sent, "CANCEL", None, &[("Reason", reason)])
+pub(crate) fn cancel_for(
+    sent: &Outbound,
+    reason: &str,
+    extra: &[(String, String)],
+) -> Option<Outbound> {
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(extra.len() + 1);
+    if !reason.is_empty() {
+        headers.push(("Reason", reason));
     }
+    headers.extend(extra.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    build_like(sent, "CANCEL", None, &headers)
 }
 
 /// Where the dialog a 2xx establishes sends its next request (RFC 3261 §12.1.2, §12.2.1.1):

@@ -329,3 +329,29 @@ fn t_reply_with_body_adds_no_content_type_of_its_own() {
     assert!(!reply.contains("Content-Type"), "{reply}");
     assert!(reply.ends_with("\r\n\r\nhello"), "{reply}");
 }
+
+// t_add_hdrs (OpenSIPS tm.c): needs the transaction; its headers go into the hop-by-hop ACK and
+// the CANCELs tm builds, never into the relayed request; a later call replaces them.
+#[test]
+fn t_add_hdrs_goes_into_tms_acks_and_cancels_only() {
+    let mut h = Harness::new(
+        r#"
+route {
+    if (!t_add_hdrs("X-Early: 1\r\n")) xlog("no transaction yet\n");
+    t_newtran();
+    t_add_hdrs("X-Old: 1\r\n");
+    t_add_hdrs("X-Extra: yes\r\n");
+    $du = "sip:127.0.0.1:5070";
+    t_relay();
+}
+"#,
+    );
+    h.receive(&request_text("INVITE", "addhdrs"));
+    assert_eq!(h.logs(), vec!["no transaction yet"]);
+    let invite = h.sent_starting("INVITE ").pop().unwrap();
+    assert!(!invite.contains("X-Extra"), "{invite}");
+    h.answer(&invite, 486, "Busy Here", Some("b1"));
+    let ack = h.sent_starting("ACK ").pop().unwrap();
+    assert!(ack.contains("\r\nX-Extra: yes\r\n"), "{ack}");
+    assert!(!ack.contains("X-Old"), "replaced by the later call: {ack}");
+}

@@ -31,13 +31,24 @@ impl Tm {
         out
     }
 
+    /// `t_add_hdrs`: the header lines the ACKs and CANCELs of `cell` carry from now on
+    /// (replacing earlier ones).
+    pub fn set_extra_hdrs(&self, cell: &TxCell, hdrs: Vec<(String, String)>) {
+        let hdrs: Arc<[(String, String)]> = Arc::from(hdrs);
+        let mut tx = cell.lock();
+        for b in &mut tx.branches {
+            b.extra_hdrs = Arc::clone(&hdrs);
+        }
+        tx.extra_hdrs = hdrs;
+    }
+
     pub(super) fn cancel_msg(
         &self,
         b: &mut Branch,
         reason: &str,
         now: Instant,
     ) -> Option<Outbound> {
-        let out = cancel_for(&b.sent, reason)?;
+        let out = cancel_for(&b.sent, reason, &b.extra_hdrs)?;
         b.cancel = Cancel::Sent;
         if out.proto == "udp" {
             b.cancel_msg = Some((

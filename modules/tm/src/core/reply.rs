@@ -126,7 +126,7 @@ impl Tm {
                 // A retransmitted final reply: re-ACK a negative one, relay a 2xx again (ACK
                 // it when we sent the INVITE, even after a local 408, as OpenSIPS does).
                 if invite && code >= 300 {
-                    sends.extend(ack_for(&b.sent, reply));
+                    sends.extend(ack_for(&b.sent, reply, &b.extra_hdrs));
                 } else if invite && local && (200..300).contains(&code) {
                     sends.extend(ack_for_2xx(&b.sent, reply));
                 } else if invite && code < 200 {
@@ -152,7 +152,7 @@ impl Tm {
                     b.reply = Some(reply.clone());
                     b.fr_at = None;
                     if invite && code >= 300 {
-                        sends.extend(ack_for(&b.sent, reply));
+                        sends.extend(ack_for(&b.sent, reply, &b.extra_hdrs));
                     } else if invite && local && code < 300 {
                         // tm ACKs the 2xx of an INVITE it generated (OpenSIPS t_reply.c,
                         // `reply_received`: `is_local(t) && !no_autoack(t)`).
