@@ -716,8 +716,24 @@ fn handle(
                 return Vec::new();
             }
         }
+        // Any other reply runs the main onreply_route first (OpenSIPS runs it for every
+        // reply); `drop` there stops it, and what the route changed goes on with it.
+        let mut edits = sip::Edits::new();
+        if let Some(route) = script.reply_route() {
+            let mut ctx = MsgCtx::new(msg.clone()).with_receipt(receipt.clone());
+            ctx.script = Some(Arc::clone(script));
+            match script.run_index(route, state, &mut ctx, &mut crate::logging::ScriptLog) {
+                Ok(engine::Outcome::Drop) => {
+                    engine::stat!("core", "drop_replies").inc();
+                    return Vec::new();
+                }
+                Ok(engine::Outcome::Exit) => {}
+                Err(e) => crate::logging::core(-1, &format!("onreply_route: {e}")),
+            }
+            edits = ctx.edits;
+        }
         let ours = |host: &str, port: u16| is_local(script, local, host, port);
-        let relayed: Vec<Outbound> = engine::forward::relay_response(&msg, &ours)
+        let relayed: Vec<Outbound> = engine::forward::relay_response_with(&msg, &edits, &ours)
             .into_iter()
             .collect();
         if relayed.is_empty() {

@@ -558,3 +558,41 @@ fn logs_go_to_syslog_with_facility_and_severity() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+// A reply to a statelessly forwarded request runs the main onreply_route before it is relayed
+// (OpenSIPS runs it for every reply): `drop` there stops it, header edits go with it.
+#[test]
+fn stateless_replies_run_the_main_onreply_route() {
+    let uas = client();
+    let uas_port = uas.local_addr().unwrap().port();
+    let server = start(&format!(
+        "disable_stateless_fwd=no\nroute {{\n  if (is_method(\"OPTIONS\")) {{ sl_send_reply(200, \"OK\"); exit; }}\n  $du = \"sip:127.0.0.1:{uas_port}\";\n  forward();\n}}\n\
+         onreply_route {{\n  if ($rs == 180) drop;\n  append_hf(\"X-Reply-Route: $rs\\r\\n\");\n}}"
+    ));
+    let uac = client();
+    uac.send_to(
+        request("INVITE", "onreply1").as_bytes(),
+        ("127.0.0.1", server.port),
+    )
+    .unwrap();
+    let mut buf = [0u8; 65_535];
+    let (n, _) = uas.recv_from(&mut buf).expect("the forwarded INVITE");
+    let fwd = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let vias: Vec<&str> = fwd.lines().filter(|l| l.starts_with("Via:")).collect();
+    let reply = |code: &str| {
+        format!(
+            "SIP/2.0 {code}\r\n{}\r\n{}\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>;tag=b2\r\nCall-ID: onreply1\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n",
+            vias[0], vias[1]
+        )
+    };
+    for code in ["180 Ringing", "200 OK"] {
+        uas.send_to(reply(code).as_bytes(), ("127.0.0.1", server.port))
+            .unwrap();
+    }
+    let back = recv(&uac).expect("the 200");
+    assert!(
+        back.starts_with("SIP/2.0 200 OK\r\n"),
+        "the 180 was dropped: {back}"
+    );
+    assert!(back.contains("\r\nX-Reply-Route: 200\r\n"), "{back}");
+}

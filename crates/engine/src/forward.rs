@@ -584,6 +584,15 @@ pub fn socket_address(name: &str) -> Option<(&str, SocketAddr)> {
 /// A response whose top Via is ours, relayed to the next Via (RFC 3261 §18.2.2 with `received`
 /// and `rport`). `None` when the top Via is not ours or there is no next hop.
 pub fn relay_response(msg: &SipMessage, ours: &dyn Fn(&str, u16) -> bool) -> Option<Outbound> {
+    relay_response_with(msg, &Edits::new(), ours)
+}
+
+/// [`relay_response`] with the edits a script made to the response (`onreply_route`).
+pub fn relay_response_with(
+    msg: &SipMessage,
+    edits: &Edits,
+    ours: &dyn Fn(&str, u16) -> bool,
+) -> Option<Outbound> {
     let mut vias = msg.vias();
     let top = vias.next()?.ok()?;
     if !ours(top.host().as_str(), top.port().unwrap_or(5060)) {
@@ -601,7 +610,7 @@ pub fn relay_response(msg: &SipMessage, ours: &dyn Fn(&str, u16) -> bool) -> Opt
     };
     let dest = resolve(&host, port).ok()?;
     Some(Outbound {
-        data: msg.serialize(Edits::new().remove_top_via(msg)),
+        data: msg.serialize(edits.clone().remove_top_via(msg)),
         dest,
         from: None,
         proto,
