@@ -432,43 +432,54 @@ impl MsgCtx {
         let Some(current) = self.ruri().map(str::to_owned) else {
             return false;
         };
-        let Ok(u) = sip::Uri::parse(&current) else {
+        let parts = UriRewrite {
+            user,
+            pass,
+            host,
+            port,
+            // OpenSIPS' rewrite_ruri drops `maddr` along with the host it overrides.
+            strip_maddr: host.is_some(),
+        };
+        match rewrite_uri(&current, &parts) {
+            Some(out) => self.set_ruri(&out),
+            None => false,
+        }
+    }
+
+    /// `$ru = uri` (OpenSIPS `set_ruri`): any text is taken as it is, so a value that does not
+    /// parse makes the R-URI PVs read NULL; an empty one goes back to the received R-URI. A
+    /// new R-URI has no q (`$ru_q` reads -1).
+    pub fn assign_ruri(&mut self, uri: &str) {
+        if uri.is_empty() {
+            self.new_ruri = None;
+        } else {
+            self.new_ruri = Some(uri.to_owned());
+            self.ruri_q = -1;
+        }
+    }
+
+    /// `$dd = host` / `$dp = port` (OpenSIPS `set_dst_host_port`): `$du` rebuilt with that
+    /// part replaced (an empty port removes it); false without a `$du` that parses, or for an
+    /// empty host.
+    pub fn set_dst_host_port(&mut self, host: Option<&str>, port: Option<&str>) -> bool {
+        if host.is_some_and(str::is_empty) {
+            return false;
+        }
+        let Some(current) = self.dst_uri.as_deref().filter(|d| !d.is_empty()) else {
             return false;
         };
-        if !u.scheme().is_sip() {
-            return false;
-        }
-        let mut out = format!("{}:", u.scheme().as_str());
-        let user = user.map_or(u.user(), |x| (!x.is_empty()).then_some(x));
-        if let Some(user) = user {
-            out.push_str(user);
-            let pw = match pass {
-                Some("") => None,
-                Some(p) => Some(p),
-                None => u.password(),
-            };
-            if let Some(pw) = pw {
-                out.push(':');
-                out.push_str(pw);
-            }
-            out.push('@');
-        }
-        out.push_str(host.unwrap_or(u.host().map_or("", |h| h.as_str())));
-        let port = match port {
-            Some("") => None,
-            Some(p) => Some(p.to_owned()),
-            None => u.port().map(|p| p.to_string()),
+        let parts = UriRewrite {
+            user: None,
+            pass: None,
+            host,
+            port,
+            strip_maddr: false,
         };
-        if let Some(p) = port {
-            out.push(':');
-            out.push_str(&p);
-        }
-        out.push_str(u.params().as_str());
-        if let Some(h) = u.headers() {
-            out.push('?');
-            out.push_str(h);
-        }
-        self.set_ruri(&out)
+        let Some(out) = rewrite_uri(current, &parts) else {
+            return false;
+        };
+        self.dst_uri = Some(out);
+        true
     }
 
     pub fn set_ruri_user(&mut self, user: &str) -> bool {
@@ -491,4 +502,66 @@ impl MsgCtx {
             None => self.msg.request_uri_str(),
         }
     }
+}
+
+/// The parts a URI rewrite replaces (`None`: kept; an empty user, password or port: removed).
+struct UriRewrite<'a> {
+    user: Option<&'a str>,
+    pass: Option<&'a str>,
+    host: Option<&'a str>,
+    port: Option<&'a str>,
+    /// Drop the `maddr` parameter.
+    strip_maddr: bool,
+}
+
+/// A `sip:`/`sips:` URI rebuilt with some parts replaced; `None` when `current` is not one.
+fn rewrite_uri(current: &str, parts: &UriRewrite<'_>) -> Option<String> {
+    let u = sip::Uri::parse(current).ok()?;
+    if !u.scheme().is_sip() {
+        return None;
+    }
+    let mut out = format!("{}:", u.scheme().as_str());
+    let user = parts
+        .user
+        .map_or(u.user(), |x| (!x.is_empty()).then_some(x));
+    if let Some(user) = user {
+        out.push_str(user);
+        let pw = match parts.pass {
+            Some("") => None,
+            Some(p) => Some(p),
+            None => u.password(),
+        };
+        if let Some(pw) = pw {
+            out.push(':');
+            out.push_str(pw);
+        }
+        out.push('@');
+    }
+    out.push_str(parts.host.unwrap_or(u.host().map_or("", |h| h.as_str())));
+    let port = match parts.port {
+        Some("") => None,
+        Some(p) => Some(p.to_owned()),
+        None => u.port().map(|p| p.to_string()),
+    };
+    if let Some(p) = port {
+        out.push(':');
+        out.push_str(&p);
+    }
+    let params = u.params().as_str();
+    if parts.strip_maddr {
+        for param in params.split(';').filter(|p| !p.is_empty()) {
+            let name = param.split_once('=').map_or(param, |(n, _)| n);
+            if !name.eq_ignore_ascii_case("maddr") {
+                out.push(';');
+                out.push_str(param);
+            }
+        }
+    } else {
+        out.push_str(params);
+    }
+    if let Some(h) = u.headers() {
+        out.push('?');
+        out.push_str(h);
+    }
+    Some(out)
 }

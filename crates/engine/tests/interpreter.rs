@@ -475,15 +475,16 @@ fn socket_out_reads_and_sets_the_sending_socket() {
         loadmodule "proto_udp.so"
         loadmodule "proto_tcp.so"
         route {
-            if ($socket_out == NULL) xlog("none yet\n");
+            if ($socket_out(forced) == NULL) xlog("none forced yet: $socket_out $socket_out(PROTO)\n");
             $socket_out = "UDP:[::1]:5062";
             xlog("$socket_out $socket_out(ip) $socket_out(port) $socket_out(proto) $socket_out(af)\n");
             force_send_socket("tcp:127.0.0.1:5061");
             xlog("$socket_out(proto) $socket_out(port) $socket_out(af)\n");
             $socket_out = "udp:10.0.0.1:5060";
             xlog("refused $rc, kept $socket_out\n");
+            xlog("forced $socket_out(forced)\n");
             $socket_out = NULL;
-            if ($socket_out == NULL) xlog("cleared\n");
+            if ($socket_out(Forced) == NULL) xlog("cleared, back to $socket_out\n");
         }"#,
         &Available {
             builtin: vec!["proto_udp", "proto_tcp"],
@@ -497,12 +498,13 @@ fn socket_out_reads_and_sets_the_sending_socket() {
     assert_eq!(
         lines,
         [
-            "none yet\n",
+            "none forced yet: udp:127.0.0.1:5060 udp\n",
             "udp:[::1]:5062 ::1 5062 udp INET6\n",
             "tcp 5061 INET\n",
             "$socket_out: `udp:10.0.0.1:5060` is not a configured socket\n",
             "refused -1, kept tcp:127.0.0.1:5061\n",
-            "cleared\n",
+            "forced tcp:127.0.0.1:5061\n",
+            "cleared, back to udp:127.0.0.1:5060\n",
         ]
     );
     assert_eq!(c.send_socket, None);
@@ -577,17 +579,23 @@ fn log_level_writes_are_per_worker_until_reset_with_null() {
     );
 }
 
+// OpenSIPS pv_set_ru_q: an integer, above 1000 taken as 1000; NULL and strings are refused. A
+// new R-URI has no q.
 #[test]
-fn ruri_q_is_an_integer_that_null_clears() {
+fn ruri_q_is_an_integer_capped_at_1000() {
     let l = logs(
         r#"route {
         xlog("unset $ru_q\n");
         $ru_q = 500;
         xlog("set $ru_q\n");
         $ru_q = 1001;
-        xlog("out of range $rc $ru_q\n");
+        xlog("capped $rc $ru_q\n");
         $ru_q = NULL;
-        xlog("cleared $ru_q\n");
+        xlog("null refused $rc $ru_q\n");
+        $ru_q = "300";
+        xlog("string refused $rc $ru_q\n");
+        $ru = "sip:carol@chicago.com";
+        xlog("new R-URI $ru_q\n");
     }"#,
     );
     assert_eq!(
@@ -595,8 +603,10 @@ fn ruri_q_is_an_integer_that_null_clears() {
         [
             "unset -1\n",
             "set 500\n",
-            "out of range -1 500\n",
-            "cleared -1\n"
+            "capped 1 1000\n",
+            "null refused -1 1000\n",
+            "string refused -1 1000\n",
+            "new R-URI -1\n",
         ]
     );
 }

@@ -471,7 +471,7 @@ fn null_removes_the_body_and_its_content_type() {
     let ctx = check(
         message("Content-Type: application/sdp\r\n", OFFER),
         "$sdp = NULL; assert($sdp == NULL, \"null\"); assert($sdp.line([0]) == NULL, \"no lines\");\n\
-         assert($rb == \"\", \"empty body\");",
+         assert($rb == NULL, \"empty body: NULL\");",
     );
     assert_eq!(sent(&ctx), format!("{HEAD}Content-Length: 0\r\n\r\n"));
     // Set again after NULL: the Content-Type comes back.

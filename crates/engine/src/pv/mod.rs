@@ -1,12 +1,18 @@
 //! Core pseudo-variables, resolved once when the script is compiled (STYLE rule 6): a PV name
 //! becomes a [`CorePv`] and its index a [`Index`], so reading one per packet is a `match`, not
-//! a string lookup. Reads are in `read.rs`.
+//! a string lookup. Reads are in `read.rs` and, by family, in the files beside it.
 
+mod auth;
+mod body;
+pub(crate) mod contact;
 pub(crate) mod read;
 pub use read::q_text;
 pub mod sdp;
 pub(crate) mod sdp_body;
+mod socket;
 pub mod time;
+mod tm_vars;
+mod uri;
 
 use cfg::pv::{PvIndex, PvSpec};
 use sip::HeaderName;
@@ -70,16 +76,18 @@ pub enum CorePv {
     From(AddrPart),
     /// `$tu $tU $td $tn $tt`
     To(AddrPart),
-    /// `$ct`: the first Contact value.
-    Contact,
+    /// `$ct` (no field) and `$ct.fields(f)`: a contact of the Contact headers, every header
+    /// line in order (OpenSIPS pvar.c `pv_get_contact_body`).
+    Contact(Option<ContactField>, ContactIndex),
     /// `$hdr(name)` with an index.
     Header(HeaderSel, Index),
     /// `$hdrcnt(name)`
     HeaderCount(HeaderSel),
-    /// `$ml $mb $rb`
+    /// `$ml $mb`
     MsgLen,
     MsgBuf,
-    Body,
+    /// `$rb` (`None`: the whole body, NULL when empty) and `$(rb[i])` (the i-th body part).
+    Body(Option<i64>),
     /// `$si $sp`
     SrcIp,
     SrcPort,
@@ -96,9 +104,9 @@ pub enum CorePv {
     BranchLastIdx,
     /// rr's `$rr_params`: the parameters of our Route header that `loose_route()` took.
     RrParams,
-    /// `$rb(content-type)`: the body part of that type (the whole body when it is not
-    /// multipart and has that type).
-    BodyPart(String),
+    /// `$(rb(content-type)[i])`: the i-th body part of that type (the whole body when it has
+    /// that type itself).
+    BodyPart(String, i64),
     /// tm's `$T_reply_code`, `$T_branch_idx`, `$T_id`, `$T_fr_timeout`, `$T_fr_inv_timeout`.
     Tm(TmField),
     /// `$proxy_protocol(src_ip|src_port|dst_ip|dst_port|af)`: the PROXY header the connection
@@ -106,16 +114,23 @@ pub enum CorePv {
     ProxyProtocol(ProxyField),
     /// `$err.class $err.level $err.info $err.rcode $err.rreason` (NULL outside `error_route`).
     Err(ErrField),
-    /// `$socket_out` and its fields: the socket forced for sending; NULL when none is.
+    /// `$socket_out` and its fields: the socket forced for sending, else the one the message
+    /// came in on; `$socket_out(forced)` is NULL when none is forced.
     SocketOut(Option<SocketField>),
     /// A URI-bearing header: `$ai` (P-Asserted-Identity), `$pu $pU $pd $pn`
     /// (P-Preferred-Identity), `$rt` (Refer-To), `$di` (Diversion).
     AddrHeader(&'static str, AddrPart),
     /// `$path`: the Path header values.
     Path,
-    /// `$au $ad $aU $ar $an $adu $auth.*`: the credentials of Authorization (REGISTER) or
-    /// Proxy-Authorization (other requests).
+    /// `$au $ad $aU $ar $an $adu $auth.*`: the credentials of the first Proxy-Authorization
+    /// header, else of the first Authorization one (NULL for ACK and CANCEL).
     Auth(AuthPart),
+    /// `$challenge.*`: the first Digest challenge of a 401 (WWW-Authenticate) or 407
+    /// (Proxy-Authenticate) reply.
+    Challenge(ChallengeField),
+    /// `$Au`: the user to account: `user@domain` of the From URI (no credentials are ever
+    /// authorized by a module here, which is where OpenSIPS takes it from first).
+    AccUsername,
     /// `$msg.is_request`, `$msg.type`
     IsRequest,
     MsgType,
@@ -139,10 +154,11 @@ pub enum CorePv {
     TmBranch(TmBranchField, Option<i64>),
     /// `$ds`: the destination set as a Contact header (`Contact: <uri>;q=0.5, <uri2>`).
     DestSet,
-    /// `$ct.fields(uri|name|q|expires|methods|received|params)` of the first Contact.
-    ContactField(ContactField),
-    /// `$(hdr_name[N])`: the name of the N-th header line as written.
-    HeaderNameAt(i64),
+    /// `$(hdr_name[N])`: the name of the N-th header line as written (`[*]`: all of them).
+    HeaderNameAt(Index),
+    /// `$(msg.branch.<field>[*])` / `$(branch(<field>)[*])` (`true`: the legacy one, the
+    /// appended branches only): the field of every branch, joined with `, `.
+    BranchList(BranchField, bool),
     /// `$C(xy)`: terminal colour escape (x foreground, y background).
     Color(String),
     /// `$sdp`: the SDP body (the `application/sdp` part of a multipart one), as edited so far.
@@ -163,12 +179,50 @@ pub enum ErrField {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContactField {
     Uri,
+    /// The display name as written (quotes kept).
     Name,
     Q,
     Expires,
     Methods,
     Received,
+    /// Every parameter, from the first name on (no leading `;`).
     Params,
+}
+
+impl ContactField {
+    /// OpenSIPS matches the field names in any case.
+    fn named(f: &str) -> Option<ContactField> {
+        Some(match f.to_ascii_lowercase().as_str() {
+            "uri" => ContactField::Uri,
+            "name" => ContactField::Name,
+            "q" => ContactField::Q,
+            "expires" => ContactField::Expires,
+            "methods" => ContactField::Methods,
+            "received" => ContactField::Received,
+            "params" => ContactField::Params,
+            _ => return None,
+        })
+    }
+}
+
+/// Which contact `$ct` reads: an index written in the script, or one held in a `$var` (the
+/// interpreter reads it when the PV is read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactIndex {
+    Fixed(Index),
+    Var(usize),
+}
+
+/// A field of `$challenge.*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeField {
+    Algorithm,
+    Realm,
+    Nonce,
+    Opaque,
+    Qop,
+    Ik,
+    Ck,
 }
 
 /// A credentials attribute.
@@ -176,7 +230,7 @@ pub enum ContactField {
 pub enum AuthPart {
     /// `$au`: the username's user part (before `@`).
     User,
-    /// `$ad`: the username's domain part, else the realm.
+    /// `$ad`: the username's domain part (NULL without `@`).
     Domain,
     /// `$aU`: the whole username.
     Username,
@@ -202,11 +256,15 @@ pub enum SocketField {
     AdvertisedPort,
     Tag,
     Anycast,
+    /// `$socket_out(forced)`: the whole socket, NULL when none is forced.
+    Forced,
 }
 
 impl SocketField {
+    /// A field of `$socket_in` / `$socket_out`, in any case (OpenSIPS); `$socket_out`'s own
+    /// `forced` is resolved apart.
     fn named(f: &str) -> Option<SocketField> {
-        Some(match f {
+        Some(match f.to_ascii_lowercase().as_str() {
             "ip" => SocketField::Ip,
             "port" => SocketField::Port,
             "proto" => SocketField::Proto,
@@ -229,6 +287,10 @@ pub enum BranchField {
     Flags,
     Path,
     Socket,
+    /// The host / port of the branch's destination URI: what `$dd` / `$dp` assign (branch 0's,
+    /// `$du`); no `$msg.branch` name reads them.
+    DuriHost,
+    DuriPort,
 }
 
 impl BranchField {
@@ -308,7 +370,7 @@ pub enum ProxyField {
 
 impl ProxyField {
     fn named(f: &str) -> Option<ProxyField> {
-        Some(match f {
+        Some(match f.to_ascii_lowercase().as_str() {
             "src_ip" => ProxyField::SrcIp,
             "src_port" => ProxyField::SrcPort,
             "dst_ip" => ProxyField::DstIp,
@@ -383,7 +445,11 @@ impl CorePv {
             ("td" | "to.domain", None) => CorePv::To(A::Host),
             ("tn", None) => CorePv::To(A::Name),
             ("tt", None) => CorePv::To(A::Tag),
-            ("ct", None) => CorePv::Contact,
+            ("ct", None) => CorePv::Contact(None, ContactIndex::Fixed(index_of(spec)?)),
+            ("ct.fields", Some(f)) => CorePv::Contact(
+                Some(ContactField::named(f)?),
+                ContactIndex::Fixed(index_of(spec)?),
+            ),
             ("hdr", Some(name)) if !name.contains('$') => {
                 CorePv::Header(HeaderSel::new(name), index_of(spec)?)
             }
@@ -392,9 +458,19 @@ impl CorePv {
             }
             ("ml", None) => CorePv::MsgLen,
             ("mb", None) => CorePv::MsgBuf,
-            ("rb", None) => CorePv::Body,
+            // No index and `[*]` are the whole body; a typed one without index its first part.
+            ("rb", None) => CorePv::Body(match index_of(spec)? {
+                Index::At(i) => Some(i),
+                Index::First | Index::All => None,
+            }),
             ("sdp", None) => CorePv::Sdp,
-            ("rb", Some(ct)) => CorePv::BodyPart(ct.to_ascii_lowercase()),
+            ("rb", Some(ct)) => CorePv::BodyPart(
+                ct.to_ascii_lowercase(),
+                match index_of(spec)? {
+                    Index::At(i) => i,
+                    Index::First | Index::All => 0,
+                },
+            ),
             ("si" | "src_ip", None) => CorePv::SrcIp,
             ("sp", None) => CorePv::SrcPort,
             ("rc" | "retcode", None) => CorePv::Retcode,
@@ -421,6 +497,14 @@ impl CorePv {
             ("auth.alg", None) => CorePv::Auth(AuthPart::Algorithm),
             ("auth.qop", None) => CorePv::Auth(AuthPart::Qop),
             ("auth.nc", None) => CorePv::Auth(AuthPart::Nc),
+            ("challenge.algorithm", None) => CorePv::Challenge(ChallengeField::Algorithm),
+            ("challenge.realm", None) => CorePv::Challenge(ChallengeField::Realm),
+            ("challenge.nonce", None) => CorePv::Challenge(ChallengeField::Nonce),
+            ("challenge.opaque", None) => CorePv::Challenge(ChallengeField::Opaque),
+            ("challenge.qop", None) => CorePv::Challenge(ChallengeField::Qop),
+            ("challenge.ik", None) => CorePv::Challenge(ChallengeField::Ik),
+            ("challenge.ck", None) => CorePv::Challenge(ChallengeField::Ck),
+            ("Au", None) => CorePv::AccUsername,
             ("msg.is_request", None) => CorePv::IsRequest,
             ("msg.type", None) => CorePv::MsgType,
             ("Ts", None) => CorePv::TimeSecs,
@@ -433,20 +517,9 @@ impl CorePv {
             ("mf", None) => CorePv::MsgFlags,
             ("ds", None) => CorePv::DestSet,
             ("bf", None) => CorePv::BranchFlags,
-            ("ct.fields", Some(f)) => CorePv::ContactField(match f {
-                "uri" => ContactField::Uri,
-                "name" => ContactField::Name,
-                "q" => ContactField::Q,
-                "expires" => ContactField::Expires,
-                "methods" => ContactField::Methods,
-                "received" => ContactField::Received,
-                "params" => ContactField::Params,
-                _ => return None,
-            }),
-            ("hdr_name", None) => CorePv::HeaderNameAt(match spec.index {
-                None => 0,
-                Some(PvIndex::At(i)) => i,
-                _ => return None,
+            ("hdr_name", None) => CorePv::HeaderNameAt(match index_of(spec)? {
+                Index::First => Index::At(0),
+                other => other,
             }),
             ("C", Some(c)) => CorePv::Color(c.to_owned()),
             ("msg.branch.last_idx", None) => CorePv::BranchLastIdx,
@@ -459,9 +532,13 @@ impl CorePv {
                 CorePv::TmBranch(TmBranchField::Attr(name.into()), static_index(spec)?)
             }
             // Legacy `$branch` / `$branch(field)`: the appended branches only (index 0 is the
-            // first one appended, -1 the last).
+            // first one appended, -1 the last), the field in any case (OpenSIPS). `[*]` of the
+            // flags is not read here, as their names are the interpreter's.
             ("branch", field) => {
-                let field = BranchField::named(field.unwrap_or("uri"))?;
+                let field = BranchField::named(&field.unwrap_or("uri").to_ascii_lowercase())?;
+                if spec.index == Some(PvIndex::All) && field != BranchField::Flags {
+                    return Some(CorePv::BranchList(field, true));
+                }
                 let i = branch_index(spec)?;
                 CorePv::Branch(field, if i < 0 { i } else { i + 1 })
             }
@@ -470,6 +547,9 @@ impl CorePv {
                     name.trim_start_matches("msg.branch")
                         .trim_start_matches('.'),
                 )?;
+                if spec.index == Some(PvIndex::All) && field != BranchField::Flags {
+                    return Some(CorePv::BranchList(field, false));
+                }
                 // No index is the last branch (OpenSIPS pv_get_msg_branch_fields), i.e. `[-1]`.
                 let at = match spec.index {
                     None => -1,
@@ -513,6 +593,9 @@ impl CorePv {
             ("err.rreason", None) => CorePv::Err(ErrField::Rreason),
             ("proxy_protocol", Some(f)) => CorePv::ProxyProtocol(ProxyField::named(f)?),
             ("socket_out", None) => CorePv::SocketOut(None),
+            ("socket_out", Some(f)) if f.eq_ignore_ascii_case("forced") => {
+                CorePv::SocketOut(Some(SocketField::Forced))
+            }
             ("socket_out", Some(f)) => CorePv::SocketOut(Some(SocketField::named(f)?)),
             _ => return None,
         })

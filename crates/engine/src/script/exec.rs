@@ -220,6 +220,14 @@ impl Run<'_> {
                 .header_lines_str(&sel.text)
                 .map(|l| Value::Str(self.ctx.msg.share(l)))
                 .collect(),
+            // Contact by contact, up to the first one without the value (OpenSIPS walks the
+            // index until it reads NULL).
+            Read::Core(crate::pv::CorePv::Contact(field, _)) => (0..)
+                .map(|i| {
+                    crate::pv::contact::contact(&self.ctx.msg, *field, crate::pv::Index::At(i))
+                })
+                .take_while(|v| !v.is_null())
+                .collect(),
             _ => self
                 .read(p)
                 .ok()
@@ -389,7 +397,7 @@ impl Run<'_> {
             Some(msg) => {
                 let mut ctx = MsgCtx::new(msg);
                 ctx.tx = self.ctx.tx.clone();
-                pv.read(&ctx)
+                self.with_contact_index(pv).read(&ctx)
             }
             None if self.ctx.msg.is_request() == (which == Context::Request) => self.core_read(pv),
             None => Value::Null,
@@ -400,7 +408,7 @@ impl Run<'_> {
     /// the flags set, newest-declared first, space-separated (as OpenSIPS prints them).
     pub(super) fn core_read(&self, pv: &crate::pv::CorePv) -> Value {
         use crate::pv::{BranchField, CorePv};
-        let v = pv.read(self.ctx);
+        let v = self.with_contact_index(pv).read(self.ctx);
         match (pv, v) {
             (
                 CorePv::MsgFlags
@@ -422,6 +430,27 @@ impl Run<'_> {
                 Value::from(names.join(" "))
             }
             (_, v) => v,
+        }
+    }
+
+    /// `$(ct[$var(i)])` with the index read from its variable (a non-integer one reads past
+    /// the contacts, i.e. NULL); any other PV as it is.
+    fn with_contact_index<'p>(
+        &self,
+        pv: &'p crate::pv::CorePv,
+    ) -> std::borrow::Cow<'p, crate::pv::CorePv> {
+        use crate::pv::{ContactIndex, CorePv, Index};
+        match pv {
+            CorePv::Contact(field, ContactIndex::Var(slot)) => {
+                let at = self
+                    .worker
+                    .vars
+                    .get(*slot)
+                    .and_then(Value::as_int)
+                    .unwrap_or(i64::MAX);
+                std::borrow::Cow::Owned(CorePv::Contact(*field, ContactIndex::Fixed(Index::At(at))))
+            }
+            other => std::borrow::Cow::Borrowed(other),
         }
     }
 

@@ -24,13 +24,30 @@ impl Run<'_> {
                 }
                 true
             }
-            Write::Ruri => text().is_some_and(|t| self.ctx.set_ruri(&t)),
-            Write::RuriUser => text().is_some_and(|t| self.ctx.set_ruri_user(&t)),
+            // OpenSIPS pvar.c setters: `$ru` takes any text but not NULL; NULL removes the user
+            // part or the port; the host cannot be NULL.
+            Write::Ruri => match text() {
+                Some(t) => {
+                    self.ctx.assign_ruri(&t);
+                    true
+                }
+                None => false,
+            },
+            Write::RuriUser => self.ctx.set_ruri_user(&text().unwrap_or_default()),
             Write::RuriHost => text().is_some_and(|t| self.ctx.set_ruri_host(&t)),
-            Write::RuriPort => text().is_some_and(|t| self.ctx.set_ruri_port(&t)),
+            Write::RuriPort => self.ctx.set_ruri_port(&text().unwrap_or_default()),
+            // An empty destination is none (OpenSIPS `set_dst_uri`).
             Write::DstUri => {
-                self.ctx.dst_uri = text();
+                self.ctx.dst_uri = text().filter(|t| !t.is_empty());
                 true
+            }
+            // `$dd` / `$dp`: NULL removes the port; a host is required.
+            Write::BranchField(crate::pv::BranchField::DuriHost, _) => {
+                text().is_some_and(|t| self.ctx.set_dst_host_port(Some(&t), None))
+            }
+            Write::BranchField(crate::pv::BranchField::DuriPort, _) => {
+                let port = text().unwrap_or_default();
+                self.ctx.set_dst_host_port(None, Some(&port))
             }
             // A configured socket (`proto:host:port`, as `force_send_socket`); NULL clears.
             Write::AppendBranch => match text() {
@@ -71,28 +88,22 @@ impl Run<'_> {
                 }
                 None => false,
             },
-            // NULL clears the q; otherwise an integer in 0..=1000 (q × 1000).
-            Write::RuriQ => match &v {
-                Value::Null => {
-                    self.ctx.ruri_q = -1;
+            // An integer (q × 1000), above 1000 taken as 1000; NULL and strings are refused
+            // (OpenSIPS `pv_set_ru_q`).
+            Write::RuriQ => match v {
+                Value::Int(q) => {
+                    self.ctx.ruri_q = q.clamp(i64::from(i32::MIN), 1000) as i32;
                     true
                 }
-                other => match other.as_int() {
-                    Some(q @ 0..=1000) => {
-                        self.ctx.ruri_q = q as i32;
-                        true
-                    }
-                    _ => false,
-                },
+                Value::Null | Value::Str(_) => false,
             },
-            // OpenSIPS: an integer sets this process' level, NULL goes back to the configured one.
+            // OpenSIPS: an integer sets this process' level as it is, NULL goes back to the
+            // configured one, a string is refused.
             Write::LogLevel | Write::XlogLevel => {
-                let level = match &v {
+                let level = match v {
                     Value::Null => None,
-                    other => match other.as_int() {
-                        Some(l) => Some(l.clamp(-3, 4) as i32),
-                        None => return false,
-                    },
+                    Value::Int(l) => Some(l as i32),
+                    Value::Str(_) => return false,
                 };
                 if matches!(target, Write::LogLevel) {
                     self.worker.log_level = level;

@@ -12,6 +12,9 @@ impl Lower<'_> {
             ("rd" | "ruri.domain", None) => Write::RuriHost,
             ("rp", None) => Write::RuriPort,
             ("du" | "duri", None) => Write::DstUri,
+            // The host / port of `$du`, i.e. of the R-URI branch's destination.
+            ("dd", None) => Write::BranchField(crate::pv::BranchField::DuriHost, Some(0)),
+            ("dp", None) => Write::BranchField(crate::pv::BranchField::DuriPort, Some(0)),
             ("ru_q", None) => Write::RuriQ,
             ("socket_out", None) => Write::SocketOut,
             ("T_fr_timeout", None) => Write::FrTimeout,
@@ -72,6 +75,37 @@ impl Lower<'_> {
                     }
                 };
                 Write::BranchField(field, at)
+            }
+            // Legacy `$branch(field)[i]`: the appended branches only, 0 the first one (no
+            // index: the first). `path` is not kept here, so assigning it is not supported.
+            ("branch", Some(field)) => {
+                use crate::pv::BranchField as F;
+                let field = match field.to_ascii_lowercase().as_str() {
+                    "uri" => F::Uri,
+                    "duri" => F::Duri,
+                    "q" => F::Q,
+                    "flags" => F::Flags,
+                    "socket" => F::Socket,
+                    _ => {
+                        return self
+                            .fail(unsupported(format!("assigning to `{}`", p.text), p.span));
+                    }
+                };
+                let at = match &p.spec.index {
+                    None => 1,
+                    Some(cfg::pv::PvIndex::At(i)) if *i < 0 => *i,
+                    Some(cfg::pv::PvIndex::At(i)) => i + 1,
+                    Some(cfg::pv::PvIndex::Var(_)) => {
+                        return self.fail(unsupported("a computed branch index".into(), p.span));
+                    }
+                    Some(_) => {
+                        return self.fail(Diagnostic::error(
+                            "`$branch(...)` takes a branch number as its index",
+                            p.span,
+                        ));
+                    }
+                };
+                Write::BranchField(field, Some(at))
             }
             ("avp", Some(name)) if !name.contains('$') => {
                 let slot = self.avp_slot(p)?;
@@ -298,6 +332,36 @@ impl Lower<'_> {
                     _ => Dyn::Static(crate::pv::Index::First),
                 };
                 Read::DynHeader { name, index }
+            }
+            // `$(ct[$var(i)])`: the interpreter reads the index when it reads the PV.
+            ("ct", None) | ("ct.fields", Some(_))
+                if matches!(spec.index, Some(cfg::pv::PvIndex::Var(_))) =>
+            {
+                let mut fixed = spec.clone();
+                fixed.index = None;
+                fixed.transforms.clear();
+                let Some(CorePv::Contact(field, _)) = CorePv::resolve(&fixed) else {
+                    return self.fail(unsupported(
+                        format!("the pseudo-variable `${}`", spec.name),
+                        span,
+                    ));
+                };
+                let Some(cfg::pv::PvIndex::Var(v)) = &spec.index else {
+                    return Err(());
+                };
+                let slot = match self.read(v, span)? {
+                    PvRead {
+                        read: Read::Var(slot),
+                        transforms,
+                    } if transforms.is_empty() => slot,
+                    _ => {
+                        return self.fail(unsupported(
+                            "a Contact index other than a `$var`".into(),
+                            span,
+                        ));
+                    }
+                };
+                Read::Core(CorePv::Contact(field, crate::pv::ContactIndex::Var(slot)))
             }
             ("avp", Some(name))
                 if !name.contains('$') && matches!(spec.index, Some(cfg::pv::PvIndex::Var(_))) =>
