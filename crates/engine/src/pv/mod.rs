@@ -287,10 +287,6 @@ pub enum BranchField {
     Flags,
     Path,
     Socket,
-    /// The host / port of the branch's destination URI: what `$dd` / `$dp` assign (branch 0's,
-    /// `$du`); no `$msg.branch` name reads them.
-    DuriHost,
-    DuriPort,
 }
 
 impl BranchField {

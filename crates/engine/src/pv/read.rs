@@ -4,7 +4,7 @@
 use sip::{NameAddr, SipMessage};
 
 use super::uri::{addr_part, msg_uri_part, owned_uri_part};
-use super::{CorePv, HeaderSel, Index, UriPart};
+use super::{CorePv, HeaderSel, Index};
 use crate::ctx::MsgCtx;
 use crate::value::Value;
 
@@ -262,8 +262,6 @@ fn branch_field(ctx: &MsgCtx, field: super::BranchField, i: i64) -> Value {
         F::Flags => Value::Int(flags as i64),
         F::Path => Value::Null,
         F::Socket => socket.map_or(Value::Null, Value::from),
-        F::DuriHost => duri.map_or(Value::Null, |d| owned_uri_part(d, UriPart::Host)),
-        F::DuriPort => duri.map_or(Value::Null, |d| owned_uri_part(d, UriPart::Port)),
     }
 }
 

@@ -107,6 +107,9 @@ pub(crate) enum Write {
     RuriHost,
     RuriPort,
     DstUri,
+    /// `$dd` / `$dp`: the host / port of `$du` (NULL removes the port).
+    DstHost,
+    DstPort,
     RuriQ,
     SocketOut,
     LogLevel,

@@ -42,10 +42,8 @@ impl Run<'_> {
                 true
             }
             // `$dd` / `$dp`: NULL removes the port; a host is required.
-            Write::BranchField(crate::pv::BranchField::DuriHost, _) => {
-                text().is_some_and(|t| self.ctx.set_dst_host_port(Some(&t), None))
-            }
-            Write::BranchField(crate::pv::BranchField::DuriPort, _) => {
+            Write::DstHost => text().is_some_and(|t| self.ctx.set_dst_host_port(Some(&t), None)),
+            Write::DstPort => {
                 let port = text().unwrap_or_default();
                 self.ctx.set_dst_host_port(None, Some(&port))
             }

@@ -13,8 +13,8 @@ impl Lower<'_> {
             ("rp", None) => Write::RuriPort,
             ("du" | "duri", None) => Write::DstUri,
             // The host / port of `$du`, i.e. of the R-URI branch's destination.
-            ("dd", None) => Write::BranchField(crate::pv::BranchField::DuriHost, Some(0)),
-            ("dp", None) => Write::BranchField(crate::pv::BranchField::DuriPort, Some(0)),
+            ("dd", None) => Write::DstHost,
+            ("dp", None) => Write::DstPort,
             ("ru_q", None) => Write::RuriQ,
             ("socket_out", None) => Write::SocketOut,
             ("T_fr_timeout", None) => Write::FrTimeout,
