@@ -596,3 +596,28 @@ fn stateless_replies_run_the_main_onreply_route() {
     );
     assert!(back.contains("\r\nX-Reply-Route: 200\r\n"), "{back}");
 }
+
+// A textops edit of the top Via survives forwarding: received/rport go in beside it (before,
+// rewriting the line for them dropped the script's change).
+#[test]
+fn a_script_edit_of_the_top_via_survives_received_and_rport() {
+    let uas = client();
+    let uas_port = uas.local_addr().unwrap().port();
+    let server = start(&format!(
+        "disable_stateless_fwd=no\nloadmodule \"textops.so\"\nroute {{\n  if (is_method(\"OPTIONS\")) {{ sl_send_reply(200, \"OK\"); exit; }}\n  subst('/;branch=z9hG4bKtv1/;x-edited=1;branch=z9hG4bKtv1/');\n  $du = \"sip:127.0.0.1:{uas_port}\";\n  forward();\n}}"
+    ));
+    let uac = client();
+    uac.send_to(
+        request("INVITE", "tv1").as_bytes(),
+        ("127.0.0.1", server.port),
+    )
+    .unwrap();
+    let mut buf = [0u8; 65_535];
+    let (n, _) = uas.recv_from(&mut buf).expect("the forwarded INVITE");
+    let fwd = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let uac_port = uac.local_addr().unwrap().port();
+    let want = format!(
+        "\r\nVia: SIP/2.0/UDP 127.0.0.1:9;x-edited=1;branch=z9hG4bKtv1;rport={uac_port};received=127.0.0.1\r\n"
+    );
+    assert!(fwd.contains(&want), "{fwd}");
+}

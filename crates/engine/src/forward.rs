@@ -184,6 +184,67 @@ fn recorded_via(via: &sip::Via<'_>, source: SocketAddr, force_rport: bool) -> Op
     Some(value)
 }
 
+/// When the script patched the top Via (textops), what [`recorded_via`] adds goes in as patches
+/// of its own, so both changes leave with the request (rewriting the line would drop the
+/// script's). False, and nothing done, when the script did not touch the top Via.
+fn record_via_by_patches(
+    msg: &SipMessage,
+    via: &sip::Via<'_>,
+    receipt: &crate::ctx::Receipt,
+    force_rport: bool,
+    edits: &mut Edits,
+) -> bool {
+    let raw = msg.as_bytes();
+    let value = via.as_str();
+    // The value is a slice of the message; find where (`None` if it is not).
+    let base = (value.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+    if raw.get(base..base + value.len()) != Some(value.as_bytes()) {
+        return false;
+    }
+    let end = base + value.len();
+    if !edits.patched_within(base..end) {
+        return false;
+    }
+    let source = receipt.source;
+    let set_rport = via.rport().is_some() || force_rport;
+    let add_received =
+        set_rport || via.received().is_some() || via.host().ip() != Some(source.ip());
+    let (ip, port) = (source.ip().to_string(), source.port().to_string());
+    let (mut has_received, mut has_rport) = (false, false);
+    let mut at = base;
+    for (i, part) in value.split(';').enumerate() {
+        let range = at..at + part.len();
+        at = range.end + 1;
+        if i == 0 {
+            continue;
+        }
+        let name = part.split('=').next().unwrap_or("").trim();
+        if name.eq_ignore_ascii_case("received") && add_received {
+            has_received = true;
+            edits.patch(range, format!("received={ip}"));
+        } else if name.eq_ignore_ascii_case("rport") {
+            has_rport = true;
+            edits.patch(range, format!("rport={port}"));
+        }
+    }
+    let mut tail = String::new();
+    if add_received && !has_received {
+        tail.push_str(";received=");
+        tail.push_str(&ip);
+    }
+    if set_rport && !has_rport {
+        tail.push_str(";rport=");
+        tail.push_str(&port);
+    }
+    if let Some(id) = receipt.conn {
+        tail.push_str(&format!(";i={id:x}"));
+    }
+    if !tail.is_empty() {
+        edits.patch(end..end, tail);
+    }
+    true
+}
+
 /// Edits that replace the top Via value with `value` (keeping the other values of its line).
 pub fn replace_top_via(msg: &SipMessage, edits: &mut Edits, value: &str) {
     let Some(h) = msg.headers().find(|h| h.name == sip::HeaderName::Via) else {
@@ -360,7 +421,9 @@ pub fn forward_with_branch(
     let ruri = ctx.ruri().unwrap_or("");
     let mut edits: Edits = ctx.edits.clone();
     let top = ctx.msg.top_via().ok();
-    if let (Some(receipt), Some(via)) = (ctx.receipt.as_ref(), top.as_ref()) {
+    if let (Some(receipt), Some(via)) = (ctx.receipt.as_ref(), top.as_ref())
+        && !record_via_by_patches(&ctx.msg, via, receipt, ctx.force_rport, &mut edits)
+    {
         let recorded = recorded_via(via, receipt.source, ctx.force_rport);
         // A request that came over a connection names it (`i=`, as OpenSIPS does), so the
         // stateless reply finds the connection again whatever port the Via names.

@@ -194,6 +194,14 @@ impl Edits {
         true
     }
 
+    /// Whether a patch touches `range` of the original bytes (an insertion at either end
+    /// included).
+    pub fn patched_within(&self, range: Range<usize>) -> bool {
+        self.patches
+            .iter()
+            .any(|p| p.start <= range.end && p.end >= range.start)
+    }
+
     /// Whether [`Edits::patch`] would accept `range`.
     pub fn can_patch(&self, range: Range<usize>) -> bool {
         if range.start > range.end {
