@@ -188,6 +188,9 @@ pub(crate) struct Tx {
     first_branch: usize,
     /// `t_add_hdrs`: header lines for the ACKs and CANCELs tm builds (OpenSIPS `extra_hdrs`).
     extra_hdrs: Arc<[(String, String)]>,
+    /// The request route's edits, as its first `t_relay` left them: a failure route starts
+    /// from them, not from the last branch's (whose branch_route may have added its own).
+    request_edits: Option<sip::Edits>,
     /// `t_relay` is still adding branches: the transaction cannot complete yet.
     relaying: usize,
     /// `t_add_cancel_reason`: the Reason header value of the CANCELs this transaction sends.
@@ -244,6 +247,7 @@ impl Tx {
             completing: false,
             first_branch: 0,
             extra_hdrs: Arc::from(Vec::new()),
+            request_edits: None,
             relaying: 0,
             cancel_reason: None,
             delete_at: None,
@@ -787,6 +791,14 @@ impl Tm {
     /// that finish every branch so far do not complete the transaction.
     pub fn begin_relay(&self, cell: &TxCell) {
         cell.lock().relaying += 1;
+    }
+
+    /// Keeps the request route's edits for the failure routes (the first call wins).
+    pub fn keep_request_edits(&self, cell: &TxCell, edits: &sip::Edits) {
+        let mut tx = cell.lock();
+        if tx.request_edits.is_none() {
+            tx.request_edits = Some(edits.clone());
+        }
     }
 
     /// `t_relay` added its branches; if they all ended meanwhile, the next tick completes the

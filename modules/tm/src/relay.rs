@@ -158,6 +158,9 @@ pub(crate) fn send_branches(
     }
     let mut result = None;
     let mut first_err = None;
+    if f.kind == "request" {
+        tm.keep_request_edits(cell, &f.msg.edits);
+    }
     tm.begin_relay(cell);
     for mut c in contexts {
         c.branches.clear();

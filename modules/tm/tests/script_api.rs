@@ -355,3 +355,35 @@ route {
     assert!(ack.contains("\r\nX-Extra: yes\r\n"), "{ack}");
     assert!(!ack.contains("X-Old"), "replaced by the later call: {ack}");
 }
+
+// A failure route starts from the request as the request route left it: the header a
+// branch_route added to the failed branch is not carried into the next attempt.
+#[test]
+fn failure_route_branches_do_not_inherit_the_last_branch_routes_edits() {
+    let mut h = Harness::new(
+        r#"
+route {
+    t_on_branch("b");
+    t_on_failure("fo");
+    append_hf("X-Req: 1\r\n");
+    $du = "sip:127.0.0.1:5070";
+    t_relay();
+}
+branch_route[b] {
+    append_hf("X-Branch: $T_branch_idx\r\n");
+}
+failure_route[fo] {
+    $du = "sip:127.0.0.1:5071";
+    t_relay();
+}
+"#,
+    );
+    h.receive(&request_text("INVITE", "bredits"));
+    let first = h.sent_starting("INVITE ").pop().unwrap();
+    assert!(first.contains("\r\nX-Branch: 0\r\n"), "{first}");
+    h.answer(&first, 486, "Busy Here", Some("b1"));
+    let second = h.sent_starting("INVITE ").pop().unwrap();
+    assert_eq!(second.matches("X-Req: 1").count(), 1, "{second}");
+    assert!(second.contains("\r\nX-Branch: 1\r\n"), "{second}");
+    assert!(!second.contains("X-Branch: 0"), "{second}");
+}

@@ -78,15 +78,19 @@ impl Tm {
             tx.picked = Some(bi);
             let mut ctx = tx.request.clone();
             ctx.bavps = bavps;
-            // The failure route starts from the request as received, not from the last
-            // branch: no new R-URI, `$du`, path, q, forced socket or branch flags (OpenSIPS
-            // fakes it so since 3.1).
+            // The failure route starts from the request as the request route left it, not
+            // from the last branch: no new R-URI, `$du`, q, forced socket or branch flags
+            // (OpenSIPS fakes it so since 3.1).
             ctx.new_ruri = None;
             ctx.dst_uri = None;
             ctx.ruri_q = -1;
             ctx.send_socket = None;
             ctx.branch_flags = 0;
             ctx.branch_attrs = Default::default();
+            // Nor the last branch's branch_route edits: the request route's only.
+            if let Some(edits) = &tx.request_edits {
+                ctx.edits = edits.clone();
+            }
             (route, ctx, (bi, info), current)
         };
         if let Some(route) = route {

@@ -88,7 +88,8 @@ impl Runner for Routes<'_> {
 /// Compiles `body` (after a socket and the module lines); `Err` has the diagnostics' text.
 pub fn compile(body: &str) -> Result<Script, String> {
     let text = format!(
-        "socket=udp:127.0.0.1:5060\nloadmodule \"proto_udp.so\"\nloadmodule \"tm.so\"\n{body}"
+        "socket=udp:127.0.0.1:5060\nloadmodule \"proto_udp.so\"\nloadmodule \"tm.so\"\n\
+         loadmodule \"sipmsgops.so\"\n{body}"
     );
     let mut sources = cfg::SourceMap::new();
     let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), text);
@@ -96,7 +97,7 @@ pub fn compile(body: &str) -> Result<Script, String> {
         return Err(format!("{:?}", parsed.diagnostics));
     }
     let available = Available {
-        modules: vec![&tm::MODULE],
+        modules: vec![&tm::MODULE, &sipmsgops::MODULE],
         builtin: vec!["proto_udp"],
         argv: Vec::new(),
     };
