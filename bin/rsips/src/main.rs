@@ -4,6 +4,7 @@
 mod cli;
 mod daemon;
 mod logging;
+mod malformed;
 mod mi;
 mod server;
 mod transports;

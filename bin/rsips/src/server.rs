@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use engine::{MsgCtx, Outbound, Receipt, Script, Worker};
-use sip::{Reaction, SipMessage};
+use sip::SipMessage;
 use transport::Proto;
 use transport::stream::{Inbound, Listen, Streams};
 
@@ -694,12 +694,12 @@ fn handle(
         Ok(m) => m,
         Err(e) => {
             count_error(data);
-            return parse_error(data, &e, receipt, script, state);
+            return crate::malformed::parse_error(data, &e, receipt, script, state);
         }
     };
     if let Err(e) = msg.check() {
         count_error(data);
-        return parse_error(data, &e, receipt, script, state);
+        return crate::malformed::parse_error(data, &e, receipt, script, state);
     }
     if msg.is_request() {
         engine::stat!("core", "rcv_requests").inc();
@@ -719,18 +719,21 @@ fn handle(
         // Any other reply runs the main onreply_route first (OpenSIPS runs it for every
         // reply); `drop` there stops it, and what the route changed goes on with it.
         let mut edits = sip::Edits::new();
+        let mut queued = Vec::new();
         if let Some(route) = script.reply_route() {
             let mut ctx = MsgCtx::new(msg.clone()).with_receipt(receipt.clone());
             ctx.script = Some(Arc::clone(script));
             match script.run_index(route, state, &mut ctx, &mut crate::logging::ScriptLog) {
                 Ok(engine::Outcome::Drop) => {
                     engine::stat!("core", "drop_replies").inc();
-                    return Vec::new();
+                    return ctx.outbox;
                 }
                 Ok(engine::Outcome::Exit) => {}
                 Err(e) => crate::logging::core(-1, &format!("onreply_route: {e}")),
             }
             edits = ctx.edits;
+            // What the route sent itself (`send()`, `forward()`) goes out too.
+            queued = ctx.outbox;
         }
         let ours = |host: &str, port: u16| is_local(script, local, host, port);
         let relayed: Vec<Outbound> = engine::forward::relay_response_with(&msg, &edits, &ours)
@@ -741,7 +744,8 @@ fn handle(
         } else {
             engine::stat!("core", "fwd_replies").inc();
         }
-        return relayed;
+        queued.extend(relayed);
+        return queued;
     }
     let via_port = msg.top_via().ok().map(|v| {
         let port = v
@@ -812,71 +816,6 @@ fn is_local(script: &Script, local: SocketAddr, host: &str, port: u16) -> bool {
                     .eq_ignore_ascii_case(host)
         })
     }) || script.is_myself(host, Some(port))
-}
-
-/// A malformed request goes to `error_route` when the script has one (`$err.*` set, nothing
-/// sent unless the route sends it); otherwise it gets the error reply.
-fn parse_error(
-    data: &[u8],
-    e: &sip::ParseError,
-    receipt: Receipt,
-    script: &Arc<Script>,
-    state: &mut Worker,
-) -> Vec<engine::Outbound> {
-    if !script.has_error_route() {
-        return error_reply(data, e, receipt, script);
-    }
-    let Ok(msg) = SipMessage::parse_for_error_reply(data) else {
-        return Vec::new();
-    };
-    if !msg.is_request() {
-        return Vec::new();
-    }
-    let code = match e.reaction() {
-        Reaction::Reply(code) => code,
-        _ => 400,
-    };
-    let mut ctx = MsgCtx::new(msg).with_receipt(receipt);
-    ctx.script = Some(Arc::clone(script));
-    ctx.err = Some(engine::ErrInfo::parse(&e.to_string(), code, e.reason()));
-    if let Err(e) = script.run_error(state, &mut ctx, &mut crate::logging::ScriptLog) {
-        crate::logging::core(-1, &format!("error_route: {e}"));
-    }
-    std::mem::take(&mut ctx.outbox)
-}
-
-/// A stateless error reply to a malformed request (never to a response, never to an ACK).
-fn error_reply(
-    data: &[u8],
-    e: &sip::ParseError,
-    receipt: Receipt,
-    script: &Arc<Script>,
-) -> Vec<engine::Outbound> {
-    let Reaction::Reply(code) = e.reaction() else {
-        return Vec::new();
-    };
-    let Ok(msg) = SipMessage::parse_for_error_reply(data) else {
-        return Vec::new();
-    };
-    // No Via: nothing says where a reply would go, or that this was SIP at all.
-    if !msg.is_request()
-        || msg.method() == Some(sip::Method::Ack)
-        || msg.header_count(sip::HeaderName::Via) == 0
-    {
-        return Vec::new();
-    }
-    let mut ctx = MsgCtx::new(msg).with_receipt(receipt.clone());
-    ctx.script = Some(Arc::clone(script));
-    match sl::build_stateless_reply(&ctx, code, e.reason()) {
-        Some((data, dest)) => vec![Outbound {
-            data,
-            dest,
-            from: None,
-            proto: receipt.proto,
-            conn: receipt.conn,
-        }],
-        None => Vec::new(),
-    }
 }
 
 #[cfg(test)]

@@ -565,9 +565,11 @@ fn logs_go_to_syslog_with_facility_and_severity() {
 fn stateless_replies_run_the_main_onreply_route() {
     let uas = client();
     let uas_port = uas.local_addr().unwrap().port();
+    let tap = client();
+    let tap_port = tap.local_addr().unwrap().port();
     let server = start(&format!(
         "disable_stateless_fwd=no\nroute {{\n  if (is_method(\"OPTIONS\")) {{ sl_send_reply(200, \"OK\"); exit; }}\n  $du = \"sip:127.0.0.1:{uas_port}\";\n  forward();\n}}\n\
-         onreply_route {{\n  if ($rs == 180) drop;\n  append_hf(\"X-Reply-Route: $rs\\r\\n\");\n}}"
+         onreply_route {{\n  if ($rs == 180) {{ send(\"udp:127.0.0.1:{tap_port}\"); drop; }}\n  append_hf(\"X-Reply-Route: $rs\\r\\n\");\n}}"
     ));
     let uac = client();
     uac.send_to(
@@ -595,6 +597,9 @@ fn stateless_replies_run_the_main_onreply_route() {
         "the 180 was dropped: {back}"
     );
     assert!(back.contains("\r\nX-Reply-Route: 200\r\n"), "{back}");
+    // What the route sent itself went out, even for the reply it dropped.
+    let copy = recv(&tap).expect("the route's send() of the 180");
+    assert!(copy.starts_with("SIP/2.0 180 Ringing\r\n"), "{copy}");
 }
 
 // A textops edit of the top Via survives forwarding: received/rport go in beside it (before,
