@@ -13,6 +13,7 @@ pub mod forward;
 pub mod hooks;
 pub mod module;
 pub mod pv;
+pub mod regex_cache;
 pub mod script;
 pub mod stats;
 pub mod transform;

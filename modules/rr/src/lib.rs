@@ -367,12 +367,8 @@ fn params_of(u: &Uri<'_>) -> String {
 
 /// `check_route_param`'s regex, as OpenSIPS compiles regex parameters (REG_ICASE); a literal
 /// that does not compile stops the script from loading.
-fn route_param_re(re: &str) -> Result<regex::Regex, String> {
-    regex::RegexBuilder::new(re)
-        .case_insensitive(true)
-        .multi_line(true)
-        .build()
-        .map_err(|e| e.to_string())
+fn route_param_re(re: &str) -> Result<std::rc::Rc<regex::Regex>, String> {
+    engine::regex_cache::icase(re, true).map_err(|e| e.to_string())
 }
 
 static ROUTE_PARAM_RE: ParamCheck = ParamCheck {

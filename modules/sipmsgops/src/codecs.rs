@@ -104,7 +104,7 @@ fn for_codecs(f: &mut FnCtx<'_>, pick: &Pick<'_>, op: Op) -> i64 {
 }
 
 /// A regular expression parameter, case-insensitive as OpenSIPS compiles them.
-fn regex(f: &mut FnCtx<'_>, fname: &str, args: &[Value], i: usize) -> Option<Regex> {
+fn regex(f: &mut FnCtx<'_>, fname: &str, args: &[Value], i: usize) -> Option<std::rc::Rc<Regex>> {
     let re = text(args.get(i));
     match crate::regex(&re) {
         Ok(r) => Some(r),

@@ -50,10 +50,8 @@ const RURI: Routes = Routes::REQUEST
     .or(Routes::LOCAL);
 
 /// A regular expression parameter, case-insensitive as OpenSIPS compiles them (REG_ICASE).
-pub(crate) fn regex(re: &str) -> Result<regex::Regex, String> {
-    regex::RegexBuilder::new(re)
-        .case_insensitive(true)
-        .build()
+pub(crate) fn regex(re: &str) -> Result<std::rc::Rc<regex::Regex>, String> {
+    engine::regex_cache::icase(re, false)
         .map_err(|e| e.to_string().lines().last().unwrap_or("").trim().to_owned())
 }
 

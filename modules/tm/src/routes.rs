@@ -26,11 +26,8 @@ pub(crate) static LOCAL_REPLIED: ParamCheck = ParamCheck {
 /// The regex of `t_check_status`: searched anywhere in the status code, case-insensitively
 /// (OpenSIPS compiles it `REG_EXTENDED|REG_ICASE` and runs `regexec`, which is not
 /// anchored: "87" matches 487).
-fn status_regex(text: &str) -> Result<regex::Regex, String> {
-    regex::RegexBuilder::new(text)
-        .case_insensitive(true)
-        .build()
-        .map_err(|e| e.to_string())
+fn status_regex(text: &str) -> Result<std::rc::Rc<regex::Regex>, String> {
+    engine::regex_cache::icase(text, false).map_err(|e| e.to_string())
 }
 
 /// `t_check_status(re)`: in an onreply route the reply handled, in a failure route the winning

@@ -331,9 +331,7 @@ impl Run<'_> {
                 let hit = match (regex, &l, &r) {
                     (_, Value::Int(a), Value::Int(b)) => a == b,
                     (Some(re), _, _) => re.is_match(&l.to_text()),
-                    (None, _, _) => regex::RegexBuilder::new(&r.to_text())
-                        .case_insensitive(true)
-                        .build()
+                    (None, _, _) => crate::regex_cache::icase(&r.to_text(), false)
                         .is_ok_and(|re| re.is_match(&l.to_text())),
                 };
                 hit != nm
