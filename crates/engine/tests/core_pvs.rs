@@ -476,3 +476,19 @@ fn log_level_and_host_rewrite_details() {
         ["level 10\n", "string -1 10\n", "sip:bob@example.net;lr\n"]
     );
 }
+
+// A branch index at the very end of the integer range is out of range, not an overflow.
+#[test]
+fn a_huge_branch_index_loads_without_overflow() {
+    let src = "route {\n  $(branch(uri)[9223372036854775807]) = \"sip:x@example.com\";\n}\n";
+    let mut sources = cfg::SourceMap::new();
+    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.to_owned());
+    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+    let available = engine::Available {
+        modules: Vec::new(),
+        builtin: Vec::new(),
+        argv: Vec::new(),
+    };
+    // Whether it loads or is refused, it must not panic.
+    let _ = engine::Script::compile(&parsed.config, &sources, &available);
+}

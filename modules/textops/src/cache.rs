@@ -1,7 +1,7 @@
 //! Expressions compiled once per worker thread and kept. The script hands textops its
-//! expressions as text on every call (the engine has no load-time hook for module parameters),
-//! and compiling one costs far more than running it. Failures are kept too, so a bad literal
-//! is not compiled again for every message.
+//! expressions as text on every call (a literal is only checked when the script loads), and
+//! compiling one costs far more than running it. Failures are kept too, so a bad expression
+//! read from a variable is not compiled again for every message.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

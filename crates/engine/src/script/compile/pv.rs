@@ -94,7 +94,9 @@ impl Lower<'_> {
                 let at = match &p.spec.index {
                     None => 1,
                     Some(cfg::pv::PvIndex::At(i)) if *i < 0 => *i,
-                    Some(cfg::pv::PvIndex::At(i)) => i + 1,
+                    // The legacy index counts the appended branches only: +1 (saturating, a
+                    // huge index is merely out of range).
+                    Some(cfg::pv::PvIndex::At(i)) => i.saturating_add(1),
                     Some(cfg::pv::PvIndex::Var(_)) => {
                         return self.fail(unsupported("a computed branch index".into(), p.span));
                     }
@@ -234,7 +236,7 @@ impl Lower<'_> {
             }
         };
         Ok(match (spec.name.as_str(), at) {
-            ("branch.flag", Some(i)) if i >= 0 => Some(i + 1),
+            ("branch.flag", Some(i)) if i >= 0 => Some(i.saturating_add(1)),
             _ => at,
         })
     }
