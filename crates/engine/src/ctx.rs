@@ -95,6 +95,14 @@ pub trait Transaction: Send + Sync + std::fmt::Debug {
     fn branches(&self) -> Vec<TmBranchInfo> {
         Vec::new()
     }
+    /// Branch `i` alone (a read of one branch need not copy them all).
+    fn branch(&self, i: usize) -> Option<TmBranchInfo> {
+        self.branches().into_iter().nth(i)
+    }
+    /// How many branches the transaction has.
+    fn branch_total(&self) -> usize {
+        self.branches().len()
+    }
     /// `$tm.branch.attr(NAME)[i] = v`: sets (NULL removes) an attribute of branch `i`; false
     /// when there is no such branch.
     fn set_branch_attr(&self, _i: usize, _name: &str, _v: crate::value::Value) -> bool {

@@ -19,19 +19,17 @@ pub(super) fn tm_branch(ctx: &MsgCtx, field: &super::TmBranchField, at: Option<i
     let Some(tx) = &ctx.tx else {
         return Value::Null;
     };
-    let branches = tx.branches();
+    let total = tx.branch_total();
     let i = match at {
-        Some(i) if i < 0 => branches.len() as i64 + i,
+        Some(i) if i < 0 => total as i64 + i,
         Some(i) => i,
         None => current_branch(ctx) as i64,
     };
-    let Some(b) = usize::try_from(i).ok().and_then(|i| branches.get(i)) else {
+    let Some(b) = usize::try_from(i).ok().and_then(|i| tx.branch(i)) else {
         // The branch a branch_route builds joins the transaction after the route; OpenSIPS
         // attaches its attributes before, so they are the message branch's.
         return match field {
-            F::Attr(name)
-                if ctx.branch_index == Some(branches.len()) && i == branches.len() as i64 =>
-            {
+            F::Attr(name) if ctx.branch_index == Some(total) && i == total as i64 => {
                 ctx.branch_attrs.get(name).cloned().unwrap_or(Value::Null)
             }
             _ => Value::Null,
@@ -68,12 +66,10 @@ pub(super) fn tm_field(ctx: &MsgCtx, field: &super::TmField) -> Value {
         })),
         // The current branch's R-URI once there is a transaction; the message's before.
         F::Ruri => {
-            let branch_uri = ctx.tx.as_ref().and_then(|tx| {
-                tx.branches()
-                    .into_iter()
-                    .nth(current_branch(ctx))
-                    .map(|b| b.uri)
-            });
+            let branch_uri = ctx
+                .tx
+                .as_ref()
+                .and_then(|tx| tx.branch(current_branch(ctx)).map(|b| b.uri));
             match branch_uri {
                 Some(uri) => Value::from(uri),
                 None => ctx
@@ -112,15 +108,14 @@ pub(super) fn tm_field(ctx: &MsgCtx, field: &super::TmField) -> Value {
             let Some(tx) = &ctx.tx else {
                 return Value::Null;
             };
-            let branches = tx.branches();
             let i = match at {
-                Some(i) if *i < 0 => branches.len() as i64 + i,
+                Some(i) if *i < 0 => tx.branch_total() as i64 + i,
                 Some(i) => *i,
                 None => current_branch(ctx) as i64,
             };
             usize::try_from(i)
                 .ok()
-                .and_then(|i| branches.get(i))
+                .and_then(|i| tx.branch(i))
                 .map_or(Value::Null, |b| Value::Int(i64::from(b.last_received)))
         }
     }

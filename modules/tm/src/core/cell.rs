@@ -151,23 +151,15 @@ impl engine::ctx::Transaction for TxCell {
     }
 
     fn branches(&self) -> Vec<engine::ctx::TmBranchInfo> {
-        self.lock()
-            .branches
-            .iter()
-            .map(|b| engine::ctx::TmBranchInfo {
-                uri: b.uri.clone(),
-                dst_uri: b.dst_uri.clone(),
-                path: None,
-                q: b.q,
-                flags: b.flags,
-                socket: b.socket.clone(),
-                // The last code, provisional or final, received or made up (OpenSIPS
-                // `last_received`).
-                last_received: b.status.unwrap_or(b.last_1xx),
-                phony: false,
-                attrs: b.attrs.clone(),
-            })
-            .collect()
+        self.lock().branches.iter().map(branch_info).collect()
+    }
+
+    fn branch(&self, i: usize) -> Option<engine::ctx::TmBranchInfo> {
+        self.lock().branches.get(i).map(branch_info)
+    }
+
+    fn branch_total(&self) -> usize {
+        self.lock().branches.len()
     }
 
     fn last_status(&self) -> u16 {
@@ -196,5 +188,22 @@ impl engine::ctx::Transaction for TxCell {
         } else {
             tx.fr = value;
         }
+    }
+}
+
+/// What the script sees of a branch (`$tm.branch.*`).
+fn branch_info(b: &super::Branch) -> engine::ctx::TmBranchInfo {
+    engine::ctx::TmBranchInfo {
+        uri: b.uri.clone(),
+        dst_uri: b.dst_uri.clone(),
+        path: None,
+        q: b.q,
+        flags: b.flags,
+        socket: b.socket.clone(),
+        // The last code, provisional or final, received or made up (OpenSIPS
+        // `last_received`).
+        last_received: b.status.unwrap_or(b.last_1xx),
+        phony: false,
+        attrs: b.attrs.clone(),
     }
 }
