@@ -254,12 +254,9 @@ impl Server {
         if udp.is_empty() && listens.is_empty() {
             return Err("no `socket=` to listen on".into());
         }
-        // One queue per TCP worker: a connection's messages all go to the same worker, in
-        // order (as an OpenSIPS connection is held by one worker at a time).
-        let tcp_workers = script.global_int("tcp_workers").unwrap_or(8).max(1) as usize;
-        let (txs, rxs): (Vec<_>, Vec<_>) = (0..tcp_workers)
-            .map(|_| crossbeam_channel::unbounded::<Inbound>())
-            .unzip();
+        // Connection messages reach the TCP workers in order per connection, on whichever
+        // worker is free (transport::inbox).
+        let inboxes = transport::inbox::Inboxes::new();
         let mut processes = vec!["main".to_owned()];
         let mut tls_ctx = None;
         let streams = if listens.is_empty() {
@@ -276,8 +273,13 @@ impl Server {
             if let Some(tls) = &tls {
                 watch_sighup(Arc::clone(tls), Arc::clone(&stop))?;
             }
-            let streams = Streams::start(crate::transports::settings(&script), listens, tls, txs)
-                .map_err(|e| format!("cannot listen: {e}"))?;
+            let streams = Streams::start(
+                crate::transports::settings(&script),
+                listens,
+                tls,
+                inboxes.clone(),
+            )
+            .map_err(|e| format!("cannot listen: {e}"))?;
             for (proto, addr) in streams.bound() {
                 crate::logging::core(2, &format!("listening on {proto}:{addr}"));
             }
@@ -350,9 +352,14 @@ impl Server {
             }
         }
         if streams.is_some() {
-            for rx in rxs {
-                let (scripts, stop, outlet) =
-                    (Arc::clone(&scripts), Arc::clone(&stop), Arc::clone(&outlet));
+            let n = script.global_int("tcp_workers").unwrap_or(8).max(1);
+            for _ in 0..n {
+                let (scripts, stop, outlet, rx) = (
+                    Arc::clone(&scripts),
+                    Arc::clone(&stop),
+                    Arc::clone(&outlet),
+                    inboxes.clone(),
+                );
                 let state = initial.clone();
                 processes.push("TCP worker".to_owned());
                 handles.push(std::thread::spawn(move || {
@@ -544,7 +551,7 @@ fn udp_worker(
 }
 
 fn stream_worker(
-    rx: &crossbeam_channel::Receiver<Inbound>,
+    rx: &transport::inbox::Inboxes,
     outlet: &Outlet,
     mut state: Worker,
     scripts: &Scripts,
@@ -554,75 +561,93 @@ fn stream_worker(
     let aliases = current.script.global_int("tcp_accept_aliases").unwrap_or(0) != 0;
     loop {
         // On stop, what is already queued is still handled (a drain), then the worker ends.
-        let msg = if stop.load(Ordering::SeqCst) {
-            match rx.try_recv() {
-                Ok(m) => m,
-                Err(_) => return,
+        let turn = if stop.load(Ordering::SeqCst) {
+            match rx.try_next() {
+                Some(t) => t,
+                None => return,
             }
         } else {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(m) => m,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            match rx.next(Duration::from_millis(100)) {
+                Some(t) => t,
+                None => continue,
             }
         };
-        current.refresh(scripts, &mut state);
-        if msg.closed {
-            // OpenSIPS' E_CORE_TCP_DISCONNECT: the peer is the source, our socket the
-            // destination.
-            use engine::Value;
-            let params = vec![
-                (
-                    Some("src_ip".to_owned()),
-                    Value::from(msg.source.ip().to_string()),
-                ),
-                (
-                    Some("src_port".to_owned()),
-                    Value::Int(i64::from(msg.source.port())),
-                ),
-                (
-                    Some("dst_ip".to_owned()),
-                    Value::from(msg.local.ip().to_string()),
-                ),
-                (
-                    Some("dst_port".to_owned()),
-                    Value::Int(i64::from(msg.local.port())),
-                ),
-                (
-                    Some("proto".to_owned()),
-                    Value::from(msg.proto.as_str().to_owned()),
-                ),
-            ];
-            let mut log = crate::logging::ScriptLog;
-            match current.script.raise_core_event(
-                "E_CORE_TCP_DISCONNECT",
-                &mut state,
-                &mut log,
-                params,
-            ) {
-                Some(Ok(outs)) => {
-                    for out in outs {
-                        outlet.send(out, None);
-                    }
+        handle_stream_message(
+            &turn.msg,
+            outlet,
+            &mut state,
+            scripts,
+            &mut current,
+            aliases,
+        );
+        // The connection's next message may go to any worker now.
+        rx.done(turn);
+    }
+}
+
+/// One message (or the close) of a connection, handled by a TCP worker.
+fn handle_stream_message(
+    msg: &Inbound,
+    outlet: &Outlet,
+    state: &mut Worker,
+    scripts: &Scripts,
+    current: &mut Current,
+    aliases: bool,
+) {
+    current.refresh(scripts, state);
+    if msg.closed {
+        // OpenSIPS' E_CORE_TCP_DISCONNECT: the peer is the source, our socket the
+        // destination.
+        use engine::Value;
+        let params = vec![
+            (
+                Some("src_ip".to_owned()),
+                Value::from(msg.source.ip().to_string()),
+            ),
+            (
+                Some("src_port".to_owned()),
+                Value::Int(i64::from(msg.source.port())),
+            ),
+            (
+                Some("dst_ip".to_owned()),
+                Value::from(msg.local.ip().to_string()),
+            ),
+            (
+                Some("dst_port".to_owned()),
+                Value::Int(i64::from(msg.local.port())),
+            ),
+            (
+                Some("proto".to_owned()),
+                Value::from(msg.proto.as_str().to_owned()),
+            ),
+        ];
+        let mut log = crate::logging::ScriptLog;
+        match current
+            .script
+            .raise_core_event("E_CORE_TCP_DISCONNECT", state, &mut log, params)
+        {
+            Some(Ok(outs)) => {
+                for out in outs {
+                    outlet.send(out, None);
                 }
-                Some(Err(e)) => {
-                    crate::logging::core(-1, &format!("event_route[E_CORE_TCP_DISCONNECT]: {e}"));
-                }
-                None => {}
             }
-            continue;
+            Some(Err(e)) => {
+                crate::logging::core(-1, &format!("event_route[E_CORE_TCP_DISCONNECT]: {e}"));
+            }
+            None => {}
         }
-        let receipt = Receipt {
-            source: msg.source,
-            proto: msg.proto.as_str(),
-            local: msg.local,
-            conn: Some(msg.conn),
-            proxy: msg.proxy,
-        };
-        let streams = outlet.streams.as_deref().map(|s| (s, aliases));
-        for out in timed_handle(&msg.data, receipt, &current.script, &mut state, streams) {
-            outlet.send(out, None);
-        }
+        return;
+    }
+    let receipt = Receipt {
+        source: msg.source,
+        proto: msg.proto.as_str(),
+        local: msg.local,
+        conn: Some(msg.conn),
+        proxy: msg.proxy,
+    };
+    let streams = outlet.streams.as_deref().map(|s| (s, aliases));
+    for out in timed_handle(&msg.data, receipt, &current.script, state, streams) {
+        outlet.send(out, None);
     }
 }
 

@@ -4,6 +4,7 @@
 //! The codecs (`proxy_protocol`, `ws`) are sans-IO: they take bytes and return what they found, so
 //! they are tested and fuzzed without sockets.
 
+pub mod inbox;
 pub mod proto;
 pub mod proxy_protocol;
 pub mod stream;

@@ -120,6 +120,8 @@ pub struct ConnInfo {
 /// Who a connection is.
 struct Conn {
     id: u64,
+    /// Its messages not yet handled by a worker.
+    mailbox: Arc<crate::inbox::Mailbox>,
     proto: Proto,
     peer: SocketAddr,
     local: SocketAddr,
@@ -149,9 +151,8 @@ struct Registry {
 struct Shared {
     settings: Settings,
     registry: Mutex<Registry>,
-    /// One queue per SIP worker; a connection always goes to the same one, so its messages
-    /// are handled in the order they came (a 180 before the 200 that follows it).
-    deliver: Vec<crossbeam_channel::Sender<Inbound>>,
+    /// Where complete messages go: each connection's in order, on any free worker.
+    deliver: crate::inbox::Inboxes,
     next_id: AtomicU64,
     epoch: Instant,
     stop: AtomicBool,
@@ -160,14 +161,6 @@ struct Shared {
 }
 
 impl Shared {
-    /// The worker queue of connection `id`.
-    fn queue(&self, id: u64) -> Option<&crossbeam_channel::Sender<Inbound>> {
-        let n = self.deliver.len() as u64;
-        (n > 0)
-            .then(|| self.deliver.get((id % n) as usize))
-            .flatten()
-    }
-
     fn registry(&self) -> MutexGuard<'_, Registry> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // matters more than losing the server, so a poisoned lock is still used.
@@ -205,12 +198,12 @@ impl std::fmt::Debug for Streams {
 
 impl Streams {
     /// Binds every listener (port 0 gets an ephemeral port) and starts accepting. Complete
-    /// messages are sent to `deliver`: all those of one connection to the same queue.
+    /// messages go to `deliver`, each connection's in order ([`crate::inbox`]).
     pub fn start(
         settings: Settings,
         listeners: Vec<Listen>,
         tls: Option<Arc<TlsContext>>,
-        deliver: Vec<crossbeam_channel::Sender<Inbound>>,
+        deliver: crate::inbox::Inboxes,
     ) -> std::io::Result<Streams> {
         let threads = match settings.threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -352,6 +345,7 @@ impl Streams {
                     };
                     let conn = Conn {
                         id,
+                        mailbox: Arc::default(),
                         proto,
                         peer: dest,
                         local,
@@ -712,6 +706,7 @@ async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, mut p
     }
     let conn = Conn {
         id,
+        mailbox: Arc::default(),
         proto: listen.proto,
         peer,
         local: listen.addr,
@@ -925,8 +920,9 @@ async fn run_connection(
     shared.forget(id);
     if why != "server stopping" {
         // The workers raise E_CORE_TCP_DISCONNECT for it.
-        if let Some(q) = shared.queue(id) {
-            let _ = q.send(Inbound {
+        shared.deliver.push(
+            &conn.mailbox,
+            Inbound {
                 data: Bytes::new(),
                 proto,
                 source: peer,
@@ -934,8 +930,8 @@ async fn run_connection(
                 conn: id,
                 proxy: conn.proxy,
                 closed: true,
-            });
-        }
+            },
+        );
     }
     let _ = tokio::time::timeout(Duration::from_millis(200), stream.shutdown()).await;
     fail_queue(
@@ -990,18 +986,18 @@ fn ws_frame(op: ws::Opcode, payload: &[u8], masked: bool) -> Bytes {
 }
 
 fn deliver(shared: &Shared, data: Bytes, conn: &Conn) {
-    let Some(q) = shared.queue(conn.id) else {
-        return;
-    };
-    let _ = q.send(Inbound {
-        data,
-        proto: conn.proto,
-        source: conn.peer,
-        local: conn.local,
-        conn: conn.id,
-        proxy: conn.proxy,
-        closed: false,
-    });
+    shared.deliver.push(
+        &conn.mailbox,
+        Inbound {
+            data,
+            proto: conn.proto,
+            source: conn.peer,
+            local: conn.local,
+            conn: conn.id,
+            proxy: conn.proxy,
+            closed: false,
+        },
+    );
 }
 
 /// A TCP stream with bytes already read from it (after a PROXY header) put back in front.
