@@ -323,3 +323,47 @@ fn sl_send_reply_on_an_ack_sends_nothing_and_succeeds() {
     };
     assert!(log.contains("ack-reply-true"), "{log}");
 }
+
+// A reply code or Max-Forwards literal out of range stops the start with its position, as
+// OpenSIPS' fixups do (`rsips -c` reports it); a quoted number counts as a literal.
+#[test]
+fn out_of_range_literals_fail_the_config_check() {
+    let dir = std::env::temp_dir().join(format!("rsips-sl-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("bad.cfg");
+    std::fs::write(
+        &cfg,
+        "socket=udp:127.0.0.1:5060\nloadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\n\
+         loadmodule \"tm.so\"\nloadmodule \"maxfwd.so\"\nroute {\n\
+         \x20 if (!mf_process_maxfwd_header(0)) exit;\n\
+         \x20 sl_send_reply(700, \"Too big\");\n\
+         \x20 t_reply(\"99\", \"Too small\");\n\
+         \x20 $var(c) = 700;\n\
+         \x20 sl_send_reply($var(c), \"Checked when it runs\");\n}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .args(["-c", "-f"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "bad Max-Forwards value for `mf_process_maxfwd_header`: 0 is not between 1 and 256"
+        ) && err.contains("bad.cfg:7:33"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad reply code for `sl_send_reply`: 700 is not between 100 and 699")
+            && err.contains("bad.cfg:8:17"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad reply code for `t_reply`: 99 is not between 100 and 699"),
+        "{err}"
+    );
+    assert_eq!(err.matches("bad reply code").count(), 2, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

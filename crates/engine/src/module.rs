@@ -82,6 +82,10 @@ pub enum Param {
     /// does not compile is a load error at its position, as OpenSIPS' fixups refuse it). A
     /// variable is read when the function runs, and the function checks it then.
     Checked(&'static ParamCheck),
+    /// An integer whose literal (a number, or a string without variables) is checked when the
+    /// script loads, as OpenSIPS' fixups refuse a reply code out of range; a variable is read
+    /// when the function runs.
+    CheckedInt(&'static ParamCheck),
     /// An integer.
     Int,
     /// The name of a route of this kind, resolved when the script is compiled; the function
@@ -110,6 +114,21 @@ impl PartialEq for ParamCheck {
 }
 
 impl Eq for ParamCheck {}
+
+/// An integer literal between `lo` and `hi`, for [`Param::CheckedInt`] checks.
+pub fn int_between(text: &str, lo: i64, hi: i64) -> Result<(), String> {
+    match text.trim().parse::<i64>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(()),
+        Ok(n) => Err(format!("{n} is not between {lo} and {hi}")),
+        Err(_) => Err(format!("`{text}` is not a number")),
+    }
+}
+
+/// A SIP reply code literal (`sl_send_reply`, `send_reply`, `t_reply`): 1xx to 6xx only.
+pub static REPLY_CODE: ParamCheck = ParamCheck {
+    what: "reply code",
+    check: |text| int_between(text, 100, 699),
+};
 
 /// The kinds of route a function may run in (OpenSIPS route masks), as bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,18 +5,25 @@
 use engine::{FnCtx, FnSpec, ModuleSpec, Param, ParamType, Routes, Value};
 use sip::HeaderName;
 
+/// The Max-Forwards value of `mf_process_maxfwd_header` / `is_maxfwd_lt`: 1 to 256 (OpenSIPS
+/// refuses anything else when the script loads).
+static MAXFWD: engine::ParamCheck = engine::ParamCheck {
+    what: "Max-Forwards value",
+    check: |text| engine::module::int_between(text, 1, 256),
+};
+
 pub static MODULE: ModuleSpec = ModuleSpec {
     name: "maxfwd",
     functions: &[
         FnSpec {
             name: "mf_process_maxfwd_header",
-            params: &[(Param::Int, false)],
+            params: &[(Param::CheckedInt(&MAXFWD), false)],
             routes: Routes::REQUEST,
             run: process,
         },
         FnSpec {
             name: "is_maxfwd_lt",
-            params: &[(Param::Int, false)],
+            params: &[(Param::CheckedInt(&MAXFWD), false)],
             routes: Routes::REQUEST.or(Routes::FAILURE).or(Routes::BRANCH),
             run: is_lt,
         },

@@ -21,7 +21,10 @@ pub static SL: ModuleSpec = ModuleSpec {
     functions: &[
         FnSpec {
             name: "sl_send_reply",
-            params: &[(Param::Int, false), (Param::Str, false)],
+            params: &[
+                (Param::CheckedInt(&engine::module::REPLY_CODE), false),
+                (Param::Str, false),
+            ],
             routes: REPLYING,
             run: send_reply,
         },
@@ -41,7 +44,10 @@ pub static SIGNALING: ModuleSpec = ModuleSpec {
     name: "signaling",
     functions: &[FnSpec {
         name: "send_reply",
-        params: &[(Param::Int, false), (Param::Str, false)],
+        params: &[
+            (Param::CheckedInt(&engine::module::REPLY_CODE), false),
+            (Param::Str, false),
+        ],
         routes: REPLYING,
         run: signaling_reply,
     }],

@@ -176,14 +176,17 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         },
         FnSpec {
             name: "t_reply",
-            params: &[(Param::Int, false), (Param::Str, false)],
+            params: &[
+                (Param::CheckedInt(&engine::module::REPLY_CODE), false),
+                (Param::Str, false),
+            ],
             routes: REQ_FAIL,
             run: t_reply,
         },
         FnSpec {
             name: "t_reply_with_body",
             params: &[
-                (Param::Int, false),
+                (Param::CheckedInt(&engine::module::REPLY_CODE), false),
                 (Param::Str, false),
                 (Param::Str, false),
             ],

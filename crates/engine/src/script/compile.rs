@@ -583,6 +583,26 @@ impl Lower<'_> {
                 (Some(Some(Arg::Str(s, _))), crate::module::Param::StaticStr) => {
                     Expr::Const(Value::str(s))
                 }
+                (Some(Some(Arg::Int(n, sp))), crate::module::Param::CheckedInt(check)) => {
+                    if let Err(e) = (check.check)(&n.to_string()) {
+                        return self.fail(Diagnostic::error(
+                            format!("bad {} for `{}`: {e}", check.what, c.name.node),
+                            *sp,
+                        ));
+                    }
+                    Expr::Const(Value::Int(*n))
+                }
+                (Some(Some(Arg::Str(s, sp))), crate::module::Param::CheckedInt(check))
+                    if !s.contains('$') =>
+                {
+                    if let Err(e) = (check.check)(s) {
+                        return self.fail(Diagnostic::error(
+                            format!("bad {} for `{}`: {e}", check.what, c.name.node),
+                            *sp,
+                        ));
+                    }
+                    Expr::Const(Value::str(s))
+                }
                 (Some(Some(Arg::Str(s, sp))), crate::module::Param::Checked(check)) => {
                     if let Err(e) = (check.check)(s) {
                         return self.fail(Diagnostic::error(
