@@ -4,8 +4,10 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod common;
+
 use bytes::Bytes;
-use engine::{Available, MemoryLog, MsgCtx, Receipt, Script, Worker};
+use engine::{MsgCtx, Script};
 use sip::SipMessage;
 
 const SDP: &str = "v=0\r\n\
@@ -46,47 +48,9 @@ fn multipart() -> Vec<u8> {
     invite("multipart/mixed;boundary=b1", &body)
 }
 
-fn available() -> Available {
-    Available {
-        modules: vec![&sipmsgops::MODULE],
-        builtin: vec![],
-        argv: Vec::new(),
-    }
-}
-
-fn source(body: &str) -> String {
-    format!("loadmodule \"sipmsgops.so\"\nroute {{\n{body}\n}}")
-}
-
 /// Runs `body` as the main route over `raw` received on `proto`; returns the xlog lines.
 fn run_on(body: &str, raw: Vec<u8>, proto: &'static str) -> (Vec<String>, MsgCtx) {
-    let mut sources = cfg::SourceMap::new();
-    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), source(body));
-    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-    let script = Script::compile(&parsed.config, &sources, &available()).unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter().map(|d| d.render(&sources)).collect::<String>()
-        )
-    });
-    let mut ctx = MsgCtx::new(SipMessage::parse(Bytes::from(raw)).unwrap()).with_receipt(Receipt {
-        source: "192.0.2.10:5070".parse().unwrap(),
-        proto,
-        local: "127.0.0.1:5060".parse().unwrap(),
-        conn: None,
-        proxy: None,
-    });
-    let mut log = MemoryLog::default();
-    script
-        .run(&mut Worker::default(), &mut ctx, &mut log)
-        .unwrap();
-    let lines = log
-        .lines
-        .into_iter()
-        .filter(|(level, _)| *level == 2)
-        .map(|(_, l)| l)
-        .collect();
-    (lines, ctx)
+    common::run(body, raw, Some(common::receipt(proto)))
 }
 
 fn run(body: &str, raw: Vec<u8>) -> Vec<String> {
@@ -96,9 +60,13 @@ fn run(body: &str, raw: Vec<u8>) -> Vec<String> {
 /// The rendered load errors of a script, or "" when it compiles.
 fn load_errors(body: &str) -> String {
     let mut sources = cfg::SourceMap::new();
-    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), source(body));
+    let parsed = cfg::parse(
+        &mut sources,
+        std::path::Path::new("t.cfg"),
+        common::source(body),
+    );
     assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-    match Script::compile(&parsed.config, &sources, &available()) {
+    match Script::compile(&parsed.config, &sources, &common::available()) {
         Ok(_) => String::new(),
         Err(d) => d.iter().map(|d| d.render(&sources)).collect(),
     }

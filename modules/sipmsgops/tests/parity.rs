@@ -4,8 +4,10 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod common;
+
 use bytes::Bytes;
-use engine::{Available, MemoryLog, MsgCtx, Receipt, Script, Worker};
+use engine::{MsgCtx, Script};
 use sip::SipMessage;
 
 const INVITE: &str = "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
@@ -22,20 +24,12 @@ X-B1: b\r\n\
 X-C1: c\r\n\
 Content-Length: 0\r\n\r\n";
 
-fn available() -> Available {
-    Available {
-        modules: vec![&sipmsgops::MODULE],
-        builtin: vec![],
-        argv: Vec::new(),
-    }
-}
-
 /// Compiles `src`; the rendered load errors, or "" when it compiles.
 fn load_errors(src: &str) -> String {
     let mut sources = cfg::SourceMap::new();
     let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.into());
     assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-    match Script::compile(&parsed.config, &sources, &available()) {
+    match Script::compile(&parsed.config, &sources, &common::available()) {
         Ok(_) => String::new(),
         Err(d) => d.iter().map(|d| d.render(&sources)).collect(),
     }
@@ -44,35 +38,7 @@ fn load_errors(src: &str) -> String {
 /// Runs `body` as the main route over `raw` received on `proto`: the xlog lines (level 2
 /// only) and the context.
 fn run_on(body: &str, raw: &str, proto: &'static str) -> (Vec<String>, MsgCtx) {
-    let src = format!("loadmodule \"sipmsgops.so\"\nroute {{\n{body}\n}}");
-    let mut sources = cfg::SourceMap::new();
-    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src);
-    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-    let script = Script::compile(&parsed.config, &sources, &available()).unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter().map(|d| d.render(&sources)).collect::<String>()
-        )
-    });
-    let msg = SipMessage::parse(Bytes::from(raw.to_owned())).unwrap();
-    let mut ctx = MsgCtx::new(msg).with_receipt(Receipt {
-        source: "192.0.2.10:5070".parse().unwrap(),
-        proto,
-        local: "127.0.0.1:5060".parse().unwrap(),
-        conn: None,
-        proxy: None,
-    });
-    let mut log = MemoryLog::default();
-    script
-        .run(&mut Worker::default(), &mut ctx, &mut log)
-        .unwrap();
-    let lines = log
-        .lines
-        .into_iter()
-        .filter(|(level, _)| *level == 2)
-        .map(|(_, l)| l)
-        .collect();
-    (lines, ctx)
+    common::run(body, raw.as_bytes().to_vec(), Some(common::receipt(proto)))
 }
 
 fn run(body: &str, raw: &str) -> Vec<String> {

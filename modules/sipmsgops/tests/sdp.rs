@@ -3,8 +3,10 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod common;
+
 use bytes::Bytes;
-use engine::{Available, MemoryLog, MsgCtx, Script, Worker};
+use engine::MsgCtx;
 use sip::SipMessage;
 
 const SDP: &str = "v=0\r\n\
@@ -52,33 +54,7 @@ fn multipart(sdp: &str) -> Vec<u8> {
 }
 
 fn run(body: &str, raw: Vec<u8>) -> (Vec<String>, MsgCtx) {
-    let src = format!("loadmodule \"sipmsgops.so\"\nroute {{\n{body}\n}}");
-    let mut sources = cfg::SourceMap::new();
-    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src);
-    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-    let available = Available {
-        modules: vec![&sipmsgops::MODULE],
-        builtin: vec![],
-        argv: Vec::new(),
-    };
-    let script = Script::compile(&parsed.config, &sources, &available).unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter().map(|d| d.render(&sources)).collect::<String>()
-        )
-    });
-    let mut ctx = MsgCtx::new(SipMessage::parse(Bytes::from(raw)).unwrap());
-    let mut log = MemoryLog::default();
-    script
-        .run(&mut Worker::default(), &mut ctx, &mut log)
-        .unwrap();
-    let lines = log
-        .lines
-        .into_iter()
-        .filter(|(level, _)| *level == 2)
-        .map(|(_, l)| l)
-        .collect();
-    (lines, ctx)
+    common::run(body, raw, None)
 }
 
 fn forwarded(ctx: &MsgCtx) -> SipMessage {

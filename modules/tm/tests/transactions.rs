@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,7 +13,7 @@ use bytes::Bytes;
 use engine::forward::{Socket, Sockets};
 use engine::{MsgCtx, Outbound, Outcome, Receipt};
 use sip::SipMessage;
-use tm::{Found, Host, LegacyMatching, Params, Runner, SendDone, Tm};
+use tm::{Found, Host, LegacyMatching, Params, Runner, SendDone, Tm, TxCell};
 
 /// Records every message tm sends; sends to `fail_to` fail.
 #[derive(Default)]
@@ -126,26 +128,7 @@ fn net() -> Sockets {
 
 /// A reply to branch `n` of the request tm relayed in `sent` (its top Via is ours).
 fn reply_to(sent: &str, code: u16, reason: &str, to_tag: Option<&str>) -> (SipMessage, MsgCtx) {
-    let mut text = format!("SIP/2.0 {code} {reason}\r\n");
-    for line in sent.lines().skip(1).take_while(|l| !l.is_empty()) {
-        let name = line.split(':').next().unwrap_or("");
-        match name {
-            "Via" | "From" | "Call-ID" | "CSeq" => {
-                text.push_str(line);
-                text.push_str("\r\n");
-            }
-            "To" => {
-                text.push_str(line);
-                if let Some(t) = to_tag {
-                    text.push_str(&format!(";tag={t}"));
-                }
-                text.push_str("\r\n");
-            }
-            _ => {}
-        }
-    }
-    text.push_str("Content-Length: 0\r\n\r\n");
-    let msg = SipMessage::parse(Bytes::from(text)).unwrap();
+    let msg = common::reply_to(sent, code, reason, to_tag);
     let ctx = MsgCtx::new(msg.clone()).with_receipt(Receipt {
         source: "127.0.0.1:5070".parse().unwrap(),
         proto: "udp",
@@ -276,25 +259,46 @@ fn no_answer_cancels_with_reason_and_replies_408() {
     );
 }
 
-#[test]
-fn a_negative_reply_is_acked_downstream_and_failure_route_can_fail_over() {
-    let (tm, host) = setup(params());
-    let t0 = Instant::now();
-    let mut ctx = request("INVITE", "z9hG4bKfo", "UDP");
+/// An INVITE whose failure_route is 7, relayed to 127.0.0.1:5070: its cell and what was sent.
+fn invite_failing_over(
+    tm: &Arc<Tm>,
+    host: &Recorder,
+    id: &str,
+    t0: Instant,
+) -> (Arc<TxCell>, String) {
+    let mut ctx = request("INVITE", id, "UDP");
     ctx.on_failure = Some(7);
     let cell = tm.create(&ctx, t0).unwrap();
     tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
         .unwrap();
-    let first = host.take_full().pop().unwrap();
-    // failure_route[7] relays to a second destination.
-    let (tm2, cell2) = (Arc::clone(&tm), Arc::clone(&cell));
-    let mut s = Script {
+    (cell, host.take_full().pop().unwrap())
+}
+
+/// A script whose failure route relays again to 127.0.0.1:5071; what that `add_branch` gave
+/// is kept in the returned slot.
+fn relaying_again(tm: &Arc<Tm>, cell: &Arc<TxCell>, t0: Instant) -> (Script, Relayed) {
+    let relayed: Relayed = Arc::new(Mutex::new(None));
+    let (tm, cell, record) = (Arc::clone(tm), Arc::clone(cell), Arc::clone(&relayed));
+    let script = Script {
         runs: Vec::new(),
         on_run: Some(Box::new(move |_, ctx| {
-            tm2.add_branch(&cell2, ctx, Some("udp:127.0.0.1:5071"), &net(), t0)
-                .unwrap();
+            *record.lock().unwrap() =
+                Some(tm.add_branch(&cell, ctx, Some("udp:127.0.0.1:5071"), &net(), t0));
         })),
     };
+    (script, relayed)
+}
+
+/// What a failure route's relay gave (`None` until it ran).
+type Relayed = Arc<Mutex<Option<Result<usize, i64>>>>;
+
+#[test]
+fn a_negative_reply_is_acked_downstream_and_failure_route_can_fail_over() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let (cell, first) = invite_failing_over(&tm, &host, "z9hG4bKfo", t0);
+    // failure_route[7] relays to a second destination.
+    let (mut s, _) = relaying_again(&tm, &cell, t0);
     let (r, rctx) = reply_to(&first, 486, "Busy Here", Some("b1"));
     tm.on_reply(&r, rctx, &mut s, t0 + Duration::from_secs(1));
     assert_eq!(s.runs, vec![(7, Some(486))], "failure_route sees the 486");
@@ -957,20 +961,8 @@ fn failure_route_does_not_inherit_the_last_branchs_destination() {
 fn the_best_reply_is_picked_from_the_current_attempt_only() {
     let (tm, host) = setup(params());
     let t0 = Instant::now();
-    let mut ctx = request("INVITE", "z9hG4bKattempt", "UDP");
-    ctx.on_failure = Some(7);
-    let cell = tm.create(&ctx, t0).unwrap();
-    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
-        .unwrap();
-    let first = host.take_full().pop().unwrap();
-    let (tm2, cell2) = (Arc::clone(&tm), Arc::clone(&cell));
-    let mut s = Script {
-        runs: Vec::new(),
-        on_run: Some(Box::new(move |_, ctx| {
-            tm2.add_branch(&cell2, ctx, Some("udp:127.0.0.1:5071"), &net(), t0)
-                .unwrap();
-        })),
-    };
+    let (cell, first) = invite_failing_over(&tm, &host, "z9hG4bKattempt", t0);
+    let (mut s, _) = relaying_again(&tm, &cell, t0);
     let (r, rctx) = reply_to(&first, 401, "Unauthorized", Some("a1"));
     tm.on_reply(&r, rctx, &mut s, t0);
     let second = host
@@ -988,21 +980,8 @@ fn the_best_reply_is_picked_from_the_current_attempt_only() {
 fn after_a_6xx_failure_route_runs_but_cannot_relay_again() {
     let (tm, host) = setup(params());
     let t0 = Instant::now();
-    let mut ctx = request("INVITE", "z9hG4bK6xx", "UDP");
-    ctx.on_failure = Some(7);
-    let cell = tm.create(&ctx, t0).unwrap();
-    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
-        .unwrap();
-    let first = host.take_full().pop().unwrap();
-    let relayed = Arc::new(Mutex::new(None));
-    let (tm2, cell2, record) = (Arc::clone(&tm), Arc::clone(&cell), Arc::clone(&relayed));
-    let mut s = Script {
-        runs: Vec::new(),
-        on_run: Some(Box::new(move |_, ctx| {
-            *record.lock().unwrap() =
-                Some(tm2.add_branch(&cell2, ctx, Some("udp:127.0.0.1:5071"), &net(), t0));
-        })),
-    };
+    let (cell, first) = invite_failing_over(&tm, &host, "z9hG4bK6xx", t0);
+    let (mut s, relayed) = relaying_again(&tm, &cell, t0);
     let (r, rctx) = reply_to(&first, 603, "Decline", Some("d1"));
     tm.on_reply(&r, rctx, &mut s, t0);
     assert_eq!(

@@ -29,19 +29,7 @@ impl Lower<'_> {
                 Write::BranchFlag(self.flag_named(name, p.span)?, at)
             }
             ("msg.branch.attr" | "tm.branch.attr", Some(name)) if !name.contains('$') => {
-                let at = match &p.spec.index {
-                    None => None,
-                    Some(cfg::pv::PvIndex::At(i)) => Some(*i),
-                    Some(cfg::pv::PvIndex::Var(_)) => {
-                        return self.fail(unsupported("a computed branch index".into(), p.span));
-                    }
-                    Some(_) => {
-                        return self.fail(Diagnostic::error(
-                            format!("`${}` takes a branch number as its index", p.spec.name),
-                            p.span,
-                        ));
-                    }
-                };
+                let at = self.branch_number(&p.spec, p.span)?;
                 if p.spec.name == "tm.branch.attr" {
                     Write::TmBranchAttr(name.into(), at)
                 } else {
@@ -61,20 +49,7 @@ impl Lower<'_> {
                     "msg.branch.socket" => BranchField::Socket,
                     _ => BranchField::Flags,
                 };
-                let at = match &p.spec.index {
-                    None => None,
-                    Some(cfg::pv::PvIndex::At(i)) => Some(*i),
-                    Some(cfg::pv::PvIndex::Var(_)) => {
-                        return self.fail(unsupported("a computed branch index".into(), p.span));
-                    }
-                    Some(_) => {
-                        return self.fail(Diagnostic::error(
-                            format!("`${name}` takes a branch number as its index"),
-                            p.span,
-                        ));
-                    }
-                };
-                Write::BranchField(field, at)
+                Write::BranchField(field, self.branch_number(&p.spec, p.span)?)
             }
             // Legacy `$branch(field)[i]`: the appended branches only, 0 the first one (no
             // index: the first). `path` is not kept here, so assigning it is not supported.
@@ -239,6 +214,22 @@ impl Lower<'_> {
             ("branch.flag", Some(i)) if i >= 0 => Some(i.saturating_add(1)),
             _ => at,
         })
+    }
+
+    /// The branch a `$msg.branch.*` / `$tm.branch.attr` write names: a literal index, or none
+    /// (the last / current branch); a computed one is not supported.
+    fn branch_number(&mut self, spec: &cfg::pv::PvSpec, span: Span) -> L<Option<i64>> {
+        match &spec.index {
+            None => Ok(None),
+            Some(cfg::pv::PvIndex::At(i)) => Ok(Some(*i)),
+            Some(cfg::pv::PvIndex::Var(_)) => {
+                self.fail(unsupported("a computed branch index".into(), span))
+            }
+            Some(_) => self.fail(Diagnostic::error(
+                format!("`${}` takes a branch number as its index", spec.name),
+                span,
+            )),
+        }
     }
 
     /// The bit of a named flag, numbered on first use.
