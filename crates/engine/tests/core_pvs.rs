@@ -5,8 +5,10 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod common;
+
 use bytes::Bytes;
-use engine::{Available, MemoryLog, MsgCtx, Receipt, Script, Worker};
+use engine::MsgCtx;
 use sip::SipMessage;
 
 /// An INVITE with a quoted display name, three contacts on two Contact lines and credentials
@@ -22,19 +24,6 @@ Contact: \"Al\" <sip:alice@pc33.atlanta.com>;expires=60;q=0.5, <sip:alice@192.0.
 Contact: <sip:third@192.0.2.5>;q=0.1\r\n\
 Authorization: Digest username=\"bob\", realm=\"biloxi.com\", nonce=\"n1\", uri=\"sip:bob@biloxi.com\", response=\"r\"\r\n\
 Content-Length: 0\r\n\r\n";
-
-fn compile(src: &str) -> Script {
-    let mut sources = cfg::SourceMap::new();
-    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.to_owned());
-    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-    match Script::compile(&parsed.config, &sources, &Available::default()) {
-        Ok(s) => s,
-        Err(d) => panic!(
-            "{}",
-            d.iter().map(|d| d.render(&sources)).collect::<String>()
-        ),
-    }
-}
 
 /// A message from its text, with a Content-Length that fits its body.
 fn message(raw: &str) -> SipMessage {
@@ -53,17 +42,7 @@ fn message(raw: &str) -> SipMessage {
 
 /// Runs the main route once over `raw`; returns the xlog lines and the context.
 fn run_on(src: &str, raw: &str) -> (Vec<String>, MsgCtx) {
-    let script = compile(src);
-    let mut c = MsgCtx::new(message(raw)).with_receipt(Receipt {
-        source: "192.0.2.10:5070".parse().unwrap(),
-        proto: "udp",
-        local: "127.0.0.1:5060".parse().unwrap(),
-        conn: None,
-        proxy: None,
-    });
-    let (mut w, mut log) = (Worker::default(), MemoryLog::default());
-    script.run(&mut w, &mut c, &mut log).unwrap();
-    (log.lines.into_iter().map(|(_, l)| l).collect(), c)
+    common::run(&common::compile(src), message(raw))
 }
 
 fn logs(src: &str) -> Vec<String> {

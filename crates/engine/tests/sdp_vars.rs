@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod common;
+use common::{compile, compile_with};
+
 use bytes::Bytes;
 use engine::{Available, MemoryLog, MsgCtx, Receipt, Script, Worker};
 use sip::SipMessage;
@@ -26,38 +29,12 @@ fn message(extra_headers: &str, body: &str) -> SipMessage {
     SipMessage::parse(Bytes::from(raw)).unwrap()
 }
 
-fn compile(src: &str) -> Script {
-    compile_with(src, &Available::default())
-}
-
-fn compile_with(src: &str, available: &Available) -> Script {
-    let mut sources = cfg::SourceMap::new();
-    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.to_owned());
-    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-    match Script::compile(&parsed.config, &sources, available) {
-        Ok(s) => s,
-        Err(d) => panic!(
-            "{}",
-            d.iter().map(|d| d.render(&sources)).collect::<String>()
-        ),
-    }
-}
-
 /// Runs `route { body }` (asserts enabled) over `msg`; returns the log and the context.
 fn run_on(msg: SipMessage, body: &str) -> (Vec<String>, MsgCtx) {
     let script = compile(&format!(
         "enable_asserts = true\nroute {{\n{body}\nxlog(\"done\\n\");\n}}\n"
     ));
-    let mut ctx = MsgCtx::new(msg).with_receipt(Receipt {
-        source: "192.0.2.10:5070".parse().unwrap(),
-        proto: "udp",
-        local: "127.0.0.1:5060".parse().unwrap(),
-        conn: None,
-        proxy: None,
-    });
-    let (mut w, mut log) = (Worker::default(), MemoryLog::default());
-    script.run(&mut w, &mut ctx, &mut log).unwrap();
-    (log.lines.into_iter().map(|(_, l)| l).collect(), ctx)
+    common::run(&script, msg)
 }
 
 /// Runs and requires every assertion to hold (the script reaches its end).
