@@ -224,10 +224,7 @@ fn no_answer_cancels_with_reason_and_replies_408() {
     let (tm, host) = setup(params());
     let t0 = Instant::now();
     let ctx = request("INVITE", "z9hG4bKna", "UDP");
-    let cell = tm.create(&ctx, t0).unwrap();
-    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
-        .unwrap();
-    let sent = host.take_full().pop().unwrap();
+    let (_, sent) = relayed(&tm, &host, &ctx, t0);
     let mut s = script();
     let (r, rctx) = reply_to(&sent, 180, "Ringing", Some("b1"));
     tm.on_reply(&r, rctx, &mut s, t0 + Duration::from_secs(1));
@@ -268,8 +265,13 @@ fn invite_failing_over(
 ) -> (Arc<TxCell>, String) {
     let mut ctx = request("INVITE", id, "UDP");
     ctx.on_failure = Some(7);
-    let cell = tm.create(&ctx, t0).unwrap();
-    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+    relayed(tm, host, &ctx, t0)
+}
+
+/// `ctx`'s transaction, created and relayed to 127.0.0.1:5070: its cell and what was sent.
+fn relayed(tm: &Arc<Tm>, host: &Recorder, ctx: &MsgCtx, t0: Instant) -> (Arc<TxCell>, String) {
+    let cell = tm.create(ctx, t0).unwrap();
+    tm.add_branch(&cell, ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
         .unwrap();
     (cell, host.take_full().pop().unwrap())
 }
@@ -325,10 +327,7 @@ fn without_failure_route_the_best_reply_goes_upstream_and_503_becomes_500() {
     let (tm, host) = setup(params());
     let t0 = Instant::now();
     let ctx = request("OPTIONS", "z9hG4bK503", "UDP");
-    let cell = tm.create(&ctx, t0).unwrap();
-    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
-        .unwrap();
-    let sent = host.take_full().pop().unwrap();
+    let (_, sent) = relayed(&tm, &host, &ctx, t0);
     let (r, rctx) = reply_to(&sent, 503, "Service Unavailable", Some("x"));
     tm.on_reply(&r, rctx, &mut script(), t0);
     assert_eq!(
@@ -345,10 +344,7 @@ fn with_disable_503_translation_a_503_goes_upstream_as_it_came() {
     });
     let t0 = Instant::now();
     let ctx = request("OPTIONS", "z9hG4bK503keep", "UDP");
-    let cell = tm.create(&ctx, t0).unwrap();
-    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
-        .unwrap();
-    let sent = host.take_full().pop().unwrap();
+    let (_, sent) = relayed(&tm, &host, &ctx, t0);
     let (r, rctx) = reply_to(&sent, 503, "Service Unavailable", Some("x"));
     tm.on_reply(&r, rctx, &mut script(), t0);
     assert_eq!(
@@ -409,10 +405,7 @@ fn cancel_from_the_caller_is_answered_and_fanned_out_then_487_goes_up() {
     let (tm, host) = setup(params());
     let t0 = Instant::now();
     let ctx = request("INVITE", "z9hG4bKc", "UDP");
-    let cell = tm.create(&ctx, t0).unwrap();
-    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
-        .unwrap();
-    let sent = host.take_full().pop().unwrap();
+    let (_, sent) = relayed(&tm, &host, &ctx, t0);
     let mut s = script();
     let (r, rctx) = reply_to(&sent, 180, "Ringing", Some("r"));
     tm.on_reply(&r, rctx, &mut s, t0);
@@ -607,10 +600,7 @@ fn what_the_onreply_route_changes_is_relayed() {
     let tm = Tm::new(params(), host.clone(), Some(3));
     let t0 = Instant::now();
     let ctx = request("INVITE", "z9hG4bKor", "UDP");
-    let cell = tm.create(&ctx, t0).unwrap();
-    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
-        .unwrap();
-    let sent = host.take_full().pop().unwrap();
+    let (_, sent) = relayed(&tm, &host, &ctx, t0);
     let mut s = Script {
         runs: Vec::new(),
         on_run: Some(Box::new(|_, ctx| {
@@ -640,10 +630,7 @@ fn pass_reason_hdr_carries_the_callers_reason_on_the_cancels() {
     let (tm, host) = setup(params());
     let t0 = Instant::now();
     let ctx = request("INVITE", "z9hG4bKpr", "UDP");
-    let cell = tm.create(&ctx, t0).unwrap();
-    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
-        .unwrap();
-    let sent = host.take_full().pop().unwrap();
+    let (_, sent) = relayed(&tm, &host, &ctx, t0);
     let (r, rctx) = reply_to(&sent, 180, "Ringing", Some("r"));
     tm.on_reply(&r, rctx, &mut script(), t0);
     host.take();
@@ -676,10 +663,7 @@ fn a_cancel_reason_set_on_the_transaction_goes_on_its_cancels() {
     let (tm, host) = setup(params());
     let t0 = Instant::now();
     let ctx = request("INVITE", "z9hG4bKcr", "UDP");
-    let cell = tm.create(&ctx, t0).unwrap();
-    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
-        .unwrap();
-    let sent = host.take_full().pop().unwrap();
+    let (cell, sent) = relayed(&tm, &host, &ctx, t0);
     let (r, rctx) = reply_to(&sent, 180, "Ringing", Some("r"));
     tm.on_reply(&r, rctx, &mut script(), t0);
     host.take();
