@@ -10,5 +10,6 @@ pub mod proxy_protocol;
 pub mod stream;
 pub mod tls;
 pub mod ws;
+mod ws_conn;
 
 pub use proto::Proto;

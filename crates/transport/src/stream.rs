@@ -464,7 +464,7 @@ fn fail_queue(mut rx: mpsc::UnboundedReceiver<Job>, outcome: &WriteOutcome) {
 }
 
 /// A connected stream of any flavour (plain, TLS server or client side).
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 async fn connect(
@@ -541,54 +541,11 @@ async fn connect(
         tcp
     };
     let stream = if proto.is_websocket() {
-        ws_client_handshake(stream, dest, handshake).await?
+        crate::ws_conn::client_handshake(stream, dest, handshake).await?
     } else {
         stream
     };
     Ok((stream, local))
-}
-
-async fn ws_client_handshake(
-    mut stream: Box<dyn Io>,
-    dest: SocketAddr,
-    limit: Duration,
-) -> Result<Box<dyn Io>, String> {
-    let key = ws_key();
-    let request = ws::client_request(&dest.to_string(), "/", &key);
-    let work = async {
-        stream
-            .write_all(&request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut buf = BytesMut::with_capacity(1024);
-        loop {
-            if let Some(_used) = ws::parse_accept_response(&buf, &key).map_err(|e| e.to_string())? {
-                return Ok::<(), String>(());
-            }
-            if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-                return Err("closed during the WebSocket handshake".into());
-            }
-        }
-    };
-    match tokio::time::timeout(limit, work).await {
-        Ok(Ok(())) => Ok(stream),
-        Ok(Err(e)) => Err(format!("WebSocket handshake with {dest}: {e}")),
-        Err(_) => Err(format!("WebSocket handshake with {dest}: timed out")),
-    }
-}
-
-/// 16 fresh unpredictable bytes for a WebSocket key or mask (RFC 6455 §4.1, §5.3), from the
-/// randomly keyed SipHash of the standard library.
-fn ws_key() -> [u8; 16] {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut key = [0u8; 16];
-    for chunk in key.chunks_mut(8) {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        chunk.copy_from_slice(&h.finish().to_le_bytes());
-    }
-    key
 }
 
 async fn accept_loop(shared: Arc<Shared>, listen: Listen, listener: TcpListener) {
@@ -672,7 +629,8 @@ async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, mut p
         })
     };
     let stream = if listen.proto.is_websocket() {
-        match tokio::time::timeout(setup, Box::pin(ws_server_handshake(stream))).await {
+        match tokio::time::timeout(setup, Box::pin(crate::ws_conn::server_handshake(stream))).await
+        {
             Ok(Ok(s)) => s,
             Ok(Err(why)) => {
                 log::error!("WebSocket upgrade from {peer}: {why}");
@@ -740,46 +698,6 @@ async fn read_proxy_header(
     }
 }
 
-async fn ws_server_handshake(mut stream: Box<dyn Io>) -> Result<Box<dyn Io>, String> {
-    let mut buf = BytesMut::with_capacity(1024);
-    loop {
-        match ws::parse_upgrade_request(&buf) {
-            Ok(Some((req, used))) => {
-                if used != buf.len() {
-                    return Err("data after the upgrade request".into());
-                }
-                if !req.offers_sip() {
-                    let _ = stream
-                        .write_all(&ws::reject_response(400, "Bad Request"))
-                        .await;
-                    return Err("the client did not offer the `sip` subprotocol".into());
-                }
-                stream
-                    .write_all(&ws::accept_response(&req))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                return Ok(stream);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                // 426 with our version for a version mismatch (RFC 6455 §4.4), else 400.
-                let status = e.http_status().unwrap_or(400);
-                let reason = match status {
-                    426 => "Upgrade Required",
-                    405 => "Method Not Allowed",
-                    431 => "Request Header Fields Too Large",
-                    _ => "Bad Request",
-                };
-                let _ = stream.write_all(&ws::reject_response(status, reason)).await;
-                return Err(e.to_string());
-            }
-        }
-        if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-            return Err("closed during the upgrade".into());
-        }
-    }
-}
-
 /// Runs one connection until it closes, is idle past `tcp_connection_lifetime`, stalls
 /// mid-message past `tcp_max_msg_time`, breaks the framing rules or the server stops. One task
 /// does both directions: it reads, and writes what workers queue (and the pongs and WebSocket
@@ -814,11 +732,11 @@ async fn run_connection(
                         deliver(&shared, data, &conn);
                     }
                     Ok(Some(ws::Message::Ping(p))) => {
-                        control.push(ws_frame(ws::Opcode::Pong, &p, outgoing));
+                        control.push(crate::ws_conn::frame(ws::Opcode::Pong, &p, outgoing));
                     }
                     Ok(Some(ws::Message::Pong(_))) => {}
                     Ok(Some(ws::Message::Close(_))) => {
-                        control.push(ws_frame(
+                        control.push(crate::ws_conn::frame(
                             ws::Opcode::Close,
                             &1000u16.to_be_bytes(),
                             outgoing,
@@ -829,7 +747,11 @@ async fn run_connection(
                     Ok(None) => break,
                     Err(e) => {
                         let code = e.close_code().unwrap_or(1002);
-                        control.push(ws_frame(ws::Opcode::Close, &code.to_be_bytes(), outgoing));
+                        control.push(crate::ws_conn::frame(
+                            ws::Opcode::Close,
+                            &code.to_be_bytes(),
+                            outgoing,
+                        ));
                         let _ = write(&mut stream, &control, send_timeout).await;
                         break 'conn format!("WebSocket error: {e}");
                     }
@@ -884,7 +806,7 @@ async fn run_connection(
             job = jobs.recv() => match job {
                 Some(Job::Write(data, done)) => {
                     let data = if websocket {
-                        ws_frame(ws::Opcode::Text, &data, outgoing)
+                        crate::ws_conn::frame(ws::Opcode::Text, &data, outgoing)
                     } else {
                         data
                     };
@@ -972,17 +894,6 @@ async fn read_some<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> std:
         buf.reserve(buf.len().max(2048));
     }
     rd.read_buf(buf).await
-}
-
-/// One WebSocket frame; a client (`masked`) masks what it sends (RFC 6455 §5.3).
-fn ws_frame(op: ws::Opcode, payload: &[u8], masked: bool) -> Bytes {
-    let mut out = BytesMut::with_capacity(payload.len() + 14);
-    let mask = masked.then(|| {
-        let k = ws_key();
-        [k[0], k[1], k[2], k[3]]
-    });
-    ws::encode(op, payload, mask, &mut out);
-    out.freeze()
 }
 
 fn deliver(shared: &Shared, data: Bytes, conn: &Conn) {
