@@ -367,3 +367,42 @@ fn out_of_range_literals_fail_the_config_check() {
     assert_eq!(err.matches("bad reply code").count(), 2, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Local replies list their headers in OpenSIPS' order whatever the request's: every Via,
+/// Record-Route (180-299), To, From, Call-ID, CSeq, then the script's headers and Server.
+#[test]
+fn local_replies_put_their_headers_in_opensips_order() {
+    let server = start(
+        "",
+        r#"  append_to_reply("X-Script: 1\r\n");
+  sl_send_reply(180, "Ringing");"#,
+    );
+    let req = "INVITE sip:bob@127.0.0.1 SIP/2.0\r\nCSeq: 7 INVITE\r\nCall-ID: order\r\n\
+               From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\n\
+               Record-Route: <sip:rr.example.com;lr>\r\nMax-Forwards: 70\r\n\
+               Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKorder;rport\r\n\
+               Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKup\r\nContent-Length: 0\r\n\r\n";
+    let r = exchange(&server, &client(), req).unwrap();
+    let names: Vec<&str> = r
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Via",
+            "Via",
+            "Record-Route",
+            "To",
+            "From",
+            "Call-ID",
+            "CSeq",
+            "X-Script",
+            "Server",
+            "Content-Length"
+        ],
+        "{r}"
+    );
+}

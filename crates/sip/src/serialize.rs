@@ -506,24 +506,28 @@ impl ResponseBuilder {
         to_tag: Option<&str>,
     ) -> ResponseBuilder {
         let mut b = ResponseBuilder::new(code, reason);
-        for h in req.headers() {
-            match h.name {
-                HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
-                    b = b.header(h.name.as_str().unwrap_or(h.name_str), h.value);
+        // OpenSIPS' order: every Via, Record-Route, To, From, Call-ID, CSeq.
+        let copy = |b: ResponseBuilder, name: HeaderName| {
+            req.headers().filter(|h| h.name == name).fold(b, |b, h| {
+                b.header(h.name.as_str().unwrap_or(h.name_str), h.value)
+            })
+        };
+        b = copy(b, HeaderName::Via);
+        if (180..300).contains(&code) {
+            b = copy(b, HeaderName::RecordRoute);
+        }
+        if let Some(h) = req.headers().find(|h| h.name == HeaderName::To) {
+            let has_tag = req.to_header().is_ok_and(|t| t.tag().is_some());
+            b = match to_tag {
+                Some(tag) if !has_tag && code > 100 => {
+                    b.header("To", &format!("{};tag={tag}", h.value))
                 }
-                HeaderName::RecordRoute if (180..300).contains(&code) => {
-                    b = b.header("Record-Route", h.value);
-                }
-                HeaderName::To => {
-                    let has_tag = req.to_header().is_ok_and(|t| t.tag().is_some());
-                    match to_tag {
-                        Some(tag) if !has_tag && code > 100 => {
-                            b = b.header("To", &format!("{};tag={tag}", h.value));
-                        }
-                        _ => b = b.header("To", h.value),
-                    }
-                }
-                _ => {}
+                _ => b.header("To", h.value),
+            };
+        }
+        for name in [HeaderName::From, HeaderName::CallId, HeaderName::CSeq] {
+            if let Some(h) = req.headers().find(|h| h.name == name) {
+                b = b.header(h.name.as_str().unwrap_or(h.name_str), h.value);
             }
         }
         b

@@ -302,51 +302,53 @@ fn build(
     let source = ctx.receipt.as_ref()?.source;
     let mut b = ResponseBuilder::new(code, reason);
     let top = reply_top_via(req, source, ctx.force_rport);
-    let mut first_via = true;
-    for h in req.headers() {
-        match h.name {
-            HeaderName::Via if first_via => {
-                first_via = false;
-                match &top {
-                    // Nothing to record: the line goes back as it came.
-                    None => b = b.header("Via", h.value),
-                    Some(top) => {
-                        // Only the first value of a combined line is the top Via.
-                        let mut v = top.clone();
-                        for rest in sip::split_values(h.value).skip(1) {
-                            v.push_str(", ");
-                            v.push_str(rest);
-                        }
-                        b = b.header("Via", &v);
-                    }
+    // OpenSIPS' order: every Via, Record-Route, To, From, Call-ID, CSeq.
+    for (i, h) in req
+        .headers()
+        .filter(|h| h.name == HeaderName::Via)
+        .enumerate()
+    {
+        match &top {
+            // Only the first value of the first line is the top Via.
+            Some(top) if i == 0 => {
+                let mut v = top.clone();
+                for rest in sip::split_values(h.value).skip(1) {
+                    v.push_str(", ");
+                    v.push_str(rest);
                 }
+                b = b.header("Via", &v);
             }
-            HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
-                b = b.header(h.name.as_str().unwrap_or(h.name_str), h.value);
-            }
-            // The route set goes back in replies that can set up a dialog (OpenSIPS: 180-299).
-            HeaderName::RecordRoute if (180..300).contains(&code) => {
-                b = b.header("Record-Route", h.value);
-            }
-            HeaderName::To => {
-                // A tag from 180 up when the request has none (OpenSIPS); below that the To
-                // goes back as it came (RFC 3261 §8.2.6.2), without being parsed.
-                if code < 180 || req.to_tag().ok().flatten().is_some() {
-                    b = b.header("To", h.value);
-                } else {
-                    let tag = if stateless {
-                        sl_to_tag(req, ctx.script.as_deref())
-                    } else {
-                        to_tag(req)
-                    };
-                    let mut to = String::with_capacity(h.value.len() + 5 + tag.len());
-                    to.push_str(h.value);
-                    to.push_str(";tag=");
-                    to.push_str(&tag);
-                    b = b.header("To", &to);
-                }
-            }
-            _ => {}
+            // Nothing to record: the line goes back as it came.
+            _ => b = b.header("Via", h.value),
+        }
+    }
+    // The route set goes back in replies that can set up a dialog (OpenSIPS: 180-299).
+    if (180..300).contains(&code) {
+        for h in req.headers().filter(|h| h.name == HeaderName::RecordRoute) {
+            b = b.header("Record-Route", h.value);
+        }
+    }
+    if let Some(h) = req.headers().find(|h| h.name == HeaderName::To) {
+        // A tag from 180 up when the request has none (OpenSIPS); below that the To goes back
+        // as it came (RFC 3261 §8.2.6.2), without being parsed.
+        if code < 180 || req.to_tag().ok().flatten().is_some() {
+            b = b.header("To", h.value);
+        } else {
+            let tag = if stateless {
+                sl_to_tag(req, ctx.script.as_deref())
+            } else {
+                to_tag(req)
+            };
+            let mut to = String::with_capacity(h.value.len() + 5 + tag.len());
+            to.push_str(h.value);
+            to.push_str(";tag=");
+            to.push_str(&tag);
+            b = b.header("To", &to);
+        }
+    }
+    for name in [HeaderName::From, HeaderName::CallId, HeaderName::CSeq] {
+        if let Some(h) = req.headers().find(|h| h.name == name) {
+            b = b.header(h.name.as_str().unwrap_or(h.name_str), h.value);
         }
     }
     for line in &ctx.reply_headers {
