@@ -22,8 +22,8 @@ mod wheel;
 
 pub use crate::messages::parse_tid;
 use crate::messages::{
-    ack_for, ack_for_2xx, branch_id, cancel_for, is_legacy, parse_branch_id, rank, relay_upstream,
-    request_key, strip,
+    ack_for, ack_for_2xx, ack_key, branch_id, cancel_for, is_legacy, parse_branch_id, rank,
+    relay_upstream, request_key, strip,
 };
 pub use cell::{Arm, LocalReplied};
 
@@ -177,8 +177,12 @@ pub(crate) struct Tx {
     /// (OpenSIPS `relaied_reply_branch == -2`).
     last_local: bool,
     final_sent: bool,
-    /// Negative final reply to an INVITE over UDP, resent until the ACK.
+    /// Negative final reply to an INVITE over UDP, or a 2xx of our own over any transport,
+    /// resent until the ACK.
     reply_retrans: Option<(Retrans, Instant)>,
+    /// The dialog key ([`ack_key`]) of the 2xx this INVITE transaction answered itself: its
+    /// end-to-end ACK is absorbed here.
+    ack_key: Option<String>,
     acked: bool,
     pub(crate) cancelled: bool,
     blocked: bool,
@@ -241,6 +245,7 @@ impl Tx {
             last_local: false,
             final_sent: false,
             reply_retrans: None,
+            ack_key: None,
             acked: false,
             cancelled: false,
             blocked: false,
@@ -323,6 +328,10 @@ pub enum Found {
     AckForNegative(Arc<TxCell>),
     /// A CANCEL for an INVITE transaction.
     CancelFor(Arc<TxCell>),
+    /// The end-to-end ACK for a 2xx the transaction sent itself (`t_reply`): dialog-matched,
+    /// as its branch is new (OpenSIPS: absorbed by `t_relay`/`t_newtran`, -2 from
+    /// `t_check_trans`).
+    AckForLocal2xx(Arc<TxCell>),
     None,
 }
 
@@ -332,6 +341,8 @@ pub struct Tm {
     host: Arc<dyn Host>,
     txs: Mutex<HashMap<u64, Arc<TxCell>>>,
     by_key: Mutex<HashMap<String, u64>>,
+    /// INVITE transactions that answered 2xx themselves, by [`ack_key`].
+    local_2xx: Mutex<HashMap<String, u64>>,
     timers: Mutex<wheel::TimerWheel>,
     /// Transactions to look at on the next tick whatever the time (a branch failed to send).
     urgent: Mutex<Vec<u64>>,
@@ -360,6 +371,7 @@ impl Tm {
             host,
             txs: Mutex::new(HashMap::new()),
             by_key: Mutex::new(HashMap::new()),
+            local_2xx: Mutex::new(HashMap::new()),
             timers: Mutex::new(wheel::TimerWheel::new(Instant::now())),
             urgent: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
@@ -422,9 +434,15 @@ impl Tm {
         match method {
             Method::Ack => match find("INVITE") {
                 // An RFC 2543 ACK for a 2xx may still match the INVITE's key; it is end to end.
-                Some(tx) if is_legacy(msg) && tx.last_code() < 300 => Found::None,
+                Some(tx) if is_legacy(msg) && tx.last_code() < 300 => {
+                    drop(keys);
+                    self.ack_for_local_2xx(msg)
+                }
                 Some(tx) => Found::AckForNegative(tx),
-                None => Found::None,
+                None => {
+                    drop(keys);
+                    self.ack_for_local_2xx(msg)
+                }
             },
             Method::Cancel => {
                 if let Some(tx) = find("CANCEL") {
@@ -439,6 +457,21 @@ impl Tm {
                 Some(tx) => Found::Retransmission(tx),
                 None => Found::None,
             },
+        }
+    }
+
+    /// An ACK for a 2xx one of our transactions sent itself, found by dialog: Call-ID, CSeq
+    /// number, From tag and our To tag.
+    fn ack_for_local_2xx(&self, ack: &SipMessage) -> Found {
+        let table = lock(&self.local_2xx);
+        if table.is_empty() {
+            return Found::None;
+        }
+        let id = ack_key(ack).and_then(|k| table.get(&k).copied());
+        drop(table);
+        match id.and_then(|id| lock(&self.txs).get(&id).cloned()) {
+            Some(cell) => Found::AckForLocal2xx(cell),
+            None => Found::None,
         }
     }
 
@@ -616,7 +649,19 @@ impl Tm {
                     b.retrans = None;
                 }
             }
-            if tx.invite && code >= 300 && out.proto == "udp" {
+            // Our own 2xx to an INVITE is resent whatever the transport (a proxy upstream may
+            // relay it over UDP and never resends a 2xx), until its end-to-end ACK.
+            let own_2xx = local && tx.invite && !tx.local && code < 300;
+            if own_2xx
+                && let Ok(sent) = SipMessage::parse(bytes::Bytes::from(out.data.clone()))
+                && let Some(key) = ack_key(&sent)
+            {
+                lock(&self.local_2xx).insert(key.clone(), id);
+                tx.ack_key = Some(key);
+            }
+            // Not a 401/407 (RFC 3261 §26.3.2.4: no work for an unauthenticated peer).
+            let negative = code >= 300 && code != 401 && code != 407 && out.proto == "udp";
+            if tx.invite && (negative || tx.ack_key.is_some()) {
                 let r = Retrans {
                     next: now + self.params.t1,
                     interval: self.params.t1,

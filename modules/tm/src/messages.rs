@@ -71,6 +71,18 @@ pub(crate) fn request_key(
     }
 }
 
+/// The dialog an INVITE's 2xx and its ACK share (OpenSIPS' e2e ACK matching): Call-ID, CSeq
+/// number, From tag and To tag; `None` without a To tag.
+pub(crate) fn ack_key(msg: &SipMessage) -> Option<String> {
+    let to_tag = msg.to_tag().ok().flatten()?;
+    Some(format!(
+        "{}|{}|{}|{to_tag}",
+        msg.call_id().ok()?,
+        msg.cseq().ok()?.seq,
+        msg.from_tag().ok().flatten().unwrap_or(""),
+    ))
+}
+
 /// Whether a request's transaction is identified the RFC 2543 way (no magic-cookie branch).
 pub(crate) fn is_legacy(msg: &SipMessage) -> bool {
     msg.top_via()

@@ -50,7 +50,7 @@ fn relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                 tm.resend_last_reply(&c);
                 return 1;
             }
-            Found::AckForNegative(c) => {
+            Found::AckForNegative(c) | Found::AckForLocal2xx(c) => {
                 tm.absorb_ack(&c, now);
                 return 1;
             }
@@ -223,7 +223,7 @@ pub(crate) fn t_newtran(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
             tm.resend_last_reply(&c);
             0
         }
-        Found::AckForNegative(c) => {
+        Found::AckForNegative(c) | Found::AckForLocal2xx(c) => {
             tm.absorb_ack(&c, now);
             0
         }
@@ -316,6 +316,8 @@ pub(crate) fn t_check_trans(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
             0
         }
         Found::CancelFor(_) | Found::AckForNegative(_) => 1,
+        // OpenSIPS: "e2e ACK found", false to the script.
+        Found::AckForLocal2xx(_) => -2,
         Found::None => -1,
     }
 }

@@ -243,8 +243,12 @@ impl Tm {
             let mut tx = cell.lock();
             if tx.delete_at.is_some_and(|d| d <= now) {
                 let key = tx.key.clone();
+                let ack_key = tx.ack_key.take();
                 drop(tx);
                 lock(&self.by_key).remove(&key);
+                if let Some(k) = ack_key {
+                    lock(&self.local_2xx).remove(&k);
+                }
                 if lock(&self.txs).remove(&cell.id).is_some() {
                     engine::gauge!("tm", "inuse_transactions").dec();
                 }
