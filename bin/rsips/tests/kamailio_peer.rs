@@ -225,39 +225,40 @@ fn peers(name: &str, rsips_first: bool) -> Peers {
         kamailio_cfg(&dir, k_udp, k_tls, &kamailio_next),
     )
     .unwrap();
-    let mut procs = Vec::new();
-    procs.push(Kill(
-        sipp()
-            .args(["-sf", &scenario("uas_answer.xml")])
-            .args(["-i", "127.0.0.1", "-p", &uas.to_string()])
-            .args(["-nostdin", "-trace_msg"])
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("uas.err")).unwrap())
-            .spawn()
-            .unwrap(),
-    ));
-    procs.push(Kill(
-        Command::new(env!("CARGO_BIN_EXE_rsips"))
-            .arg("-F")
-            .arg("-f")
-            .arg(dir.join("rsips.cfg"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("rsips.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    ));
-    procs.push(Kill(
-        Command::new("kamailio")
-            .arg("-f")
-            .arg(dir.join("kamailio.cfg"))
-            .args(["-DD", "-E", "-m", "64", "-M", "8"])
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("kamailio.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    ));
+    let procs = vec![
+        Kill(
+            sipp()
+                .args(["-sf", &scenario("uas_answer.xml")])
+                .args(["-i", "127.0.0.1", "-p", &uas.to_string()])
+                .args(["-nostdin", "-trace_msg"])
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("uas.err")).unwrap())
+                .spawn()
+                .unwrap(),
+        ),
+        Kill(
+            Command::new(env!("CARGO_BIN_EXE_rsips"))
+                .arg("-F")
+                .arg("-f")
+                .arg(dir.join("rsips.cfg"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("rsips.log")).unwrap())
+                .spawn()
+                .unwrap(),
+        ),
+        Kill(
+            Command::new("kamailio")
+                .arg("-f")
+                .arg(dir.join("kamailio.cfg"))
+                .args(["-DD", "-E", "-m", "64", "-M", "8"])
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("kamailio.log")).unwrap())
+                .spawn()
+                .unwrap(),
+        ),
+    ];
     let peers = Peers {
         dir,
         entry: if rsips_first { r_udp } else { k_udp },
