@@ -602,7 +602,7 @@ fn handle_stream_message(
         let params = vec![
             (
                 Some("src_ip".to_owned()),
-                Value::from(msg.source.ip().to_string()),
+                Value::from(engine::pv::ip_text(msg.source.ip())),
             ),
             (
                 Some("src_port".to_owned()),
@@ -610,7 +610,7 @@ fn handle_stream_message(
             ),
             (
                 Some("dst_ip".to_owned()),
-                Value::from(msg.local.ip().to_string()),
+                Value::from(engine::pv::ip_text(msg.local.ip())),
             ),
             (
                 Some("dst_port".to_owned()),
@@ -732,8 +732,8 @@ fn handle(
         engine::stat!("core", "rcv_replies").inc();
     }
     if !msg.is_request() {
-        // A reply to one of our transactions is tm's; any other reply whose top Via is ours
-        // goes on statelessly to the next Via.
+        // A reply to one of our transactions is tm's; any other goes on statelessly to the
+        // next Via when stateless forwarding is on.
         if let Some(tm) = tm::global().filter(|_| script.loads("tm")) {
             let ctx = MsgCtx::new(msg.clone()).with_receipt(receipt.clone());
             let mut runner = ScriptRunner { script, state };
@@ -760,7 +760,13 @@ fn handle(
             // What the route sent itself (`send()`, `forward()`) goes out too.
             queued = ctx.outbox;
         }
-        let ours = |host: &str, port: u16| is_local(script, local, host, port);
+        // OpenSIPS relays a reply no transaction took only with stateless forwarding on; with
+        // `check_via` (off by default) its top Via must name this server.
+        if !script.stateless_fwd() {
+            return queued;
+        }
+        let check_via = script.global_int("check_via").is_some_and(|v| v != 0);
+        let ours = |host: &str, port: u16| !check_via || is_local(script, local, host, port);
         let relayed: Vec<Outbound> = engine::forward::relay_response_with(&msg, &edits, &ours)
             .into_iter()
             .collect();
@@ -950,7 +956,7 @@ mod tests {
         );
         let text = String::from_utf8(out[0].data.clone()).unwrap();
         assert!(
-            text.contains("Via: SIP/2.0/UDP 10.1.1.1:5070;branch=z9hG4bKa;received=127.0.0.1\r\n"),
+            text.contains("Via: SIP/2.0/UDP 10.1.1.1:5070;received=127.0.0.1;branch=z9hG4bKa\r\n"),
             "{text}"
         );
         let out = handle(
@@ -963,7 +969,7 @@ mod tests {
         assert_eq!(out[0].dest, source, "rport: the source port (RFC 3581)");
         let text = String::from_utf8(out[0].data.clone()).unwrap();
         assert!(
-            text.contains(";rport=40000;branch=z9hG4bKb;received=127.0.0.1\r\n"),
+            text.contains("10.1.1.1:5070;received=127.0.0.1;rport=40000;branch=z9hG4bKb\r\n"),
             "{text}"
         );
     }

@@ -138,7 +138,7 @@ fn replies_are_built_and_routed_back_per_via() {
     assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
     assert!(
         reply.contains(&format!(
-            "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKopt1;rport={port};received=127.0.0.1\r\n"
+            "Via: SIP/2.0/UDP 127.0.0.1:9;received=127.0.0.1;branch=z9hG4bKopt1;rport={port}\r\n"
         )),
         "rport asked: received too, even when it equals sent-by (RFC 3581 §4): {reply}"
     );
@@ -307,7 +307,7 @@ fn stateless_forwarding_and_replies_back_by_via() {
     );
     let uac_port = uac.local_addr().unwrap().port();
     let uac_via = format!(
-        "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKfwd1;rport={uac_port};received=127.0.0.1"
+        "Via: SIP/2.0/UDP 127.0.0.1:9;received=127.0.0.1;branch=z9hG4bKfwd1;rport={uac_port}"
     );
     assert!(
         fwd.contains(&format!("\r\n{uac_via}\r\n")),
@@ -449,22 +449,49 @@ fn a_failing_startup_route_stops_the_start() {
     );
 }
 
+/// `disable_stateless_fwd` as OpenSIPS reads it: unset, a script that calls `forward()` has
+/// stateless forwarding (the request goes out); an explicit `yes` with a `forward()` in the
+/// script is a start-up error at the call.
 #[test]
-fn forward_is_refused_unless_stateless_forwarding_is_enabled() {
+fn forward_works_unless_stateless_forwarding_is_disabled_explicitly() {
     let uas = client();
     let uas_port = uas.local_addr().unwrap().port();
-    let server = start(&format!(
+    let route = format!(
         "route {{\n  if (is_method(\"OPTIONS\")) {{ sl_send_reply(200, \"OK\"); exit; }}\n  $du = \"sip:127.0.0.1:{uas_port}\";\n  if (!forward()) sl_send_reply(500, \"No Stateless Forwarding\");\n}}"
-    ));
-    let uac = client();
-    let reply = exchange(&server, &uac, &request("INVITE", "nofwd")).unwrap();
-    assert!(
-        reply.starts_with("SIP/2.0 500 No Stateless Forwarding"),
-        "{reply}"
     );
-    let mut buf = [0u8; 100];
-    uas.set_read_timeout(Some(QUIET)).unwrap();
-    assert!(uas.recv_from(&mut buf).is_err(), "nothing reaches the uas");
+    let server = start(&route);
+    let uac = client();
+    uac.send_to(
+        request("INVITE", "fwd-default").as_bytes(),
+        ("127.0.0.1", server.port),
+    )
+    .unwrap();
+    let mut buf = [0u8; 65_535];
+    let (n, _) = uas
+        .recv_from(&mut buf)
+        .expect("forward() relays by default");
+    assert!(buf[..n].starts_with(b"INVITE "));
+    drop(server);
+    let dir = std::env::temp_dir().join(format!("rsips-nofwd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("nofwd.cfg");
+    std::fs::write(
+        &cfg,
+        format!("socket=udp:127.0.0.1:5060\ndisable_stateless_fwd=yes\nloadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\nloadmodule \"sipmsgops.so\"\n{route}\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .args(["-c", "-f"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("stateless forwarding is disabled") && err.contains("nofwd.cfg:9:8"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -485,7 +512,7 @@ fn ipv6_on_the_loopback() {
     assert!(reply.starts_with("SIP/2.0 200 OK\r\n"), "{reply}");
     assert!(
         reply.contains(&format!(
-            "Via: SIP/2.0/UDP [::1]:{port};branch=z9hG4bKv6;rport={port};received=::1\r\n"
+            "Via: SIP/2.0/UDP [::1]:{port};received=::1;branch=z9hG4bKv6;rport={port}\r\n"
         )),
         "{reply}"
     );
@@ -622,7 +649,55 @@ fn a_script_edit_of_the_top_via_survives_received_and_rport() {
     let fwd = String::from_utf8_lossy(&buf[..n]).into_owned();
     let uac_port = uac.local_addr().unwrap().port();
     let want = format!(
-        "\r\nVia: SIP/2.0/UDP 127.0.0.1:9;x-edited=1;branch=z9hG4bKtv1;rport={uac_port};received=127.0.0.1\r\n"
+        "\r\nVia: SIP/2.0/UDP 127.0.0.1:9;received=127.0.0.1;x-edited=1;branch=z9hG4bKtv1;rport={uac_port}\r\n"
     );
     assert!(fwd.contains(&want), "{fwd}");
+}
+
+/// A reply no transaction takes (OpenSIPS forward.c `forward_reply`): dropped unless stateless
+/// forwarding is on (the script calls `forward()`); then relayed to the next Via whatever the
+/// top one names, unless `check_via=1` asks that it names this server.
+#[test]
+fn replies_without_a_transaction_go_on_only_with_stateless_forwarding() {
+    let next = client();
+    next.set_read_timeout(Some(QUIET)).unwrap();
+    let next_port = next.local_addr().unwrap().port();
+    let reply = |top: &str| {
+        format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {top};branch=z9hG4bKtop\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{next_port};branch=z9hG4bKnext\r\n\
+             From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>;tag=2\r\n\
+             Call-ID: stray\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let relayed = |server: &Rsips, top: &str| {
+        client()
+            .send_to(reply(top).as_bytes(), ("127.0.0.1", server.port))
+            .unwrap();
+        let mut buf = [0u8; 65_535];
+        next.recv_from(&mut buf)
+            .ok()
+            .map(|(n, _)| String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let forwarding = "route {\n  if (is_method(\"OPTIONS\")) { sl_send_reply(200, \"OK\"); exit; }\n  forward(\"udp:127.0.0.1:9\");\n}";
+    let server = start(ROUTE);
+    let ours = format!("127.0.0.1:{}", server.port);
+    assert_eq!(relayed(&server, &ours), None, "no forward() in the script");
+    drop(server);
+    let server = start(forwarding);
+    let got = relayed(&server, "192.0.2.9:5060").expect("relayed: check_via is off");
+    assert!(
+        got.starts_with("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:")
+            && !got.contains("z9hG4bKtop"),
+        "{got}"
+    );
+    drop(server);
+    let server = start(&format!("check_via=1\n{forwarding}"));
+    assert_eq!(
+        relayed(&server, "192.0.2.9:5060"),
+        None,
+        "check_via: not ours"
+    );
+    let ours = format!("127.0.0.1:{}", server.port);
+    assert!(relayed(&server, &ours).is_some(), "check_via: ours goes on");
 }

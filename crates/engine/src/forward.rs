@@ -128,7 +128,7 @@ fn stateless_branch(msg: &SipMessage, top_branch: Option<&str>, ruri: &str) -> S
 /// [`recorded_via`].
 pub fn received_top_via(msg: &SipMessage, source: SocketAddr, force_rport: bool) -> Option<String> {
     let via = msg.top_via().ok()?;
-    Some(recorded_via(&via, source, force_rport).unwrap_or_else(|| via.as_str().to_owned()))
+    Some(recorded_via(&via, source, force_rport, true).unwrap_or_else(|| via.as_str().to_owned()))
 }
 
 /// What [`received_top_via`] makes of `via`, or `None` when it stays as it is: the common
@@ -136,7 +136,12 @@ pub fn received_top_via(msg: &SipMessage, source: SocketAddr, force_rport: bool)
 /// address when sent-by names another address, when the Via asks for `rport` or `force_rport`
 /// is on (even when it equals sent-by), and replaces one already there; `rport` gets the
 /// source port whenever it is present (any value is replaced) or forced.
-fn recorded_via(via: &sip::Via<'_>, source: SocketAddr, force_rport: bool) -> Option<String> {
+fn recorded_via(
+    via: &sip::Via<'_>,
+    source: SocketAddr,
+    force_rport: bool,
+    in_reply: bool,
+) -> Option<String> {
     let rport = via.rport();
     let set_rport = rport.is_some() || force_rport;
     let received = via.received_ip();
@@ -153,35 +158,84 @@ fn recorded_via(via: &sip::Via<'_>, source: SocketAddr, force_rport: bool) -> Op
     if unchanged {
         return None;
     }
+    let value = via.as_str();
+    let mut out = String::with_capacity(value.len() + 32);
+    let mut at = 0;
+    for (range, text) in via_param_edits(value, source, add_received, set_rport, in_reply) {
+        out.push_str(&value[at..range.start]);
+        out.push_str(&text);
+        at = range.end;
+    }
+    out.push_str(&value[at..]);
+    Some(out)
+}
+
+/// Where `received` and `rport` go in a Via value, as byte ranges of `value` and their new
+/// text, in order: one already there is rewritten in place; a new one goes right after
+/// sent-by — or, for a new `rport` when `received` was there, just before it — with `rport`
+/// ahead of `received` when both are new (where OpenSIPS' lumps put them in a relayed
+/// request; a local reply, which OpenSIPS writes out by hand, has `received` first).
+fn via_param_edits(
+    value: &str,
+    source: SocketAddr,
+    add_received: bool,
+    set_rport: bool,
+    in_reply: bool,
+) -> Vec<(std::ops::Range<usize>, String)> {
     let (ip, port) = (source.ip().to_string(), source.port().to_string());
-    let mut value = String::with_capacity(via.as_str().len() + 32);
-    let (mut has_received, mut has_rport) = (false, false);
-    for (i, part) in via.as_str().split(';').enumerate() {
-        if i > 0 {
-            value.push(';');
+    let (mut received, mut rport) = (None, None);
+    let mut sent_by_end = value.len();
+    let mut at = 0;
+    for (i, part) in value.split(';').enumerate() {
+        let range = at..at + part.len();
+        at = range.end + 1;
+        if i == 0 {
+            sent_by_end = range.end;
+            continue;
         }
         let name = part.split('=').next().unwrap_or("").trim();
-        if i > 0 && name.eq_ignore_ascii_case("received") {
-            value.push_str("received=");
-            value.push_str(&ip);
-            has_received = true;
-        } else if i > 0 && name.eq_ignore_ascii_case("rport") {
-            value.push_str("rport=");
-            value.push_str(&port);
-            has_rport = true;
-        } else {
-            value.push_str(part);
+        if name.eq_ignore_ascii_case("received") && received.is_none() {
+            received = Some(range);
+        } else if name.eq_ignore_ascii_case("rport") && rport.is_none() {
+            rport = Some(range);
         }
     }
-    if !has_received {
-        value.push_str(";received=");
-        value.push_str(&ip);
+    let mut edits = Vec::new();
+    let new_rport = (set_rport && rport.is_none()).then(|| format!(";rport={port}"));
+    match (&received, add_received) {
+        (Some(r), true) => {
+            // The new rport (if any) goes where the old received was, ahead of the new one.
+            let mut text = String::new();
+            if let Some(np) = &new_rport {
+                text.push_str(&np[1..]);
+                text.push(';');
+            }
+            text.push_str("received=");
+            text.push_str(&ip);
+            edits.push((r.clone(), text));
+        }
+        _ => {
+            let received = if add_received {
+                format!(";received={ip}")
+            } else {
+                String::new()
+            };
+            let rport = new_rport.clone().unwrap_or_default();
+            let text = if in_reply {
+                received + &rport
+            } else {
+                rport + &received
+            };
+            if !text.is_empty() {
+                edits.push((sent_by_end..sent_by_end, text));
+            }
+        }
     }
-    if set_rport && !has_rport {
-        value.push_str(";rport=");
-        value.push_str(&port);
+    if let Some(r) = rport {
+        edits.push((r, format!("rport={port}")));
     }
-    Some(value)
+    edits.sort_by_key(|(r, _)| r.start);
+    edits
 }
 
 /// When the script patched the top Via (textops), what [`recorded_via`] adds goes in as patches
@@ -209,38 +263,8 @@ fn record_via_by_patches(
     let set_rport = via.rport().is_some() || force_rport;
     let add_received =
         set_rport || via.received().is_some() || via.host().ip() != Some(source.ip());
-    let (ip, port) = (source.ip().to_string(), source.port().to_string());
-    let (mut has_received, mut has_rport) = (false, false);
-    let mut at = base;
-    for (i, part) in value.split(';').enumerate() {
-        let range = at..at + part.len();
-        at = range.end + 1;
-        if i == 0 {
-            continue;
-        }
-        let name = part.split('=').next().unwrap_or("").trim();
-        if name.eq_ignore_ascii_case("received") && add_received {
-            has_received = true;
-            edits.patch(range, format!("received={ip}"));
-        } else if name.eq_ignore_ascii_case("rport") {
-            has_rport = true;
-            edits.patch(range, format!("rport={port}"));
-        }
-    }
-    let mut tail = String::new();
-    if add_received && !has_received {
-        tail.push_str(";received=");
-        tail.push_str(&ip);
-    }
-    if set_rport && !has_rport {
-        tail.push_str(";rport=");
-        tail.push_str(&port);
-    }
-    if let Some(id) = receipt.conn {
-        tail.push_str(&format!(";i={id:x}"));
-    }
-    if !tail.is_empty() {
-        edits.patch(end..end, tail);
+    for (range, text) in via_param_edits(value, source, add_received, set_rport, false) {
+        edits.patch(base + range.start..base + range.end, text);
     }
     true
 }
@@ -287,16 +311,32 @@ fn sending_socket(
                     ctx.send_socket.as_deref().unwrap_or("")
                 )
             })?
-    } else if let Some(name) = &ctx.send_socket {
-        match socket_address(name) {
-            Some((p, a)) if p.eq_ignore_ascii_case(proto) => a,
-            Some((p, _)) => {
-                return Err(format!(
-                    "cannot send over {proto} from the {p} socket `{name}`"
-                ));
-            }
-            None => return Err(format!("cannot send from `{name}`: not a socket address")),
+    } else if let Some((name, (p, a))) = ctx
+        .send_socket
+        .as_ref()
+        .and_then(|n| Some((n, socket_address(n)?)))
+        // A forced socket of the other address family is ignored (OpenSIPS).
+        .filter(|(_, (_, a))| family(a))
+    {
+        if p.eq_ignore_ascii_case(proto) {
+            a
+        } else {
+            // Another transport: the socket of that transport on the same address and port.
+            sockets
+                .listen
+                .iter()
+                .find(|s| s.proto == proto && s.addr == Some(a))
+                .and_then(|s| s.addr)
+                .ok_or_else(|| {
+                    format!("cannot send over {proto} from the {p} socket `{name}`: no {proto} socket on {a}")
+                })?
         }
+    } else if let Some(name) = ctx
+        .send_socket
+        .as_ref()
+        .filter(|n| socket_address(n).is_none())
+    {
+        return Err(format!("cannot send from `{name}`: not a socket address"));
     } else {
         // A request we received leaves by its socket when it can; a locally generated one
         // (no receipt) by the first socket of the transport and family.
@@ -423,17 +463,9 @@ pub fn forward_with_branch(
     let top = ctx.msg.top_via().ok();
     if let (Some(receipt), Some(via)) = (ctx.receipt.as_ref(), top.as_ref())
         && !record_via_by_patches(&ctx.msg, via, receipt, ctx.force_rport, &mut edits)
+        && let Some(v) = recorded_via(via, receipt.source, ctx.force_rport, false)
     {
-        let recorded = recorded_via(via, receipt.source, ctx.force_rport);
-        // A request that came over a connection names it (`i=`, as OpenSIPS does), so the
-        // stateless reply finds the connection again whatever port the Via names.
-        if recorded.is_some() || receipt.conn.is_some() {
-            let mut v = recorded.unwrap_or_else(|| via.as_str().to_owned());
-            if let Some(id) = receipt.conn {
-                v.push_str(&format!(";i={id:x}"));
-            }
-            replace_top_via(&ctx.msg, &mut edits, &v);
-        }
+        replace_top_via(&ctx.msg, &mut edits, &v);
     }
     let stateless;
     let branch = match branch {
@@ -450,6 +482,12 @@ pub fn forward_with_branch(
     via.push_str(&hostport);
     via.push_str(";branch=");
     via.push_str(branch);
+    // A request that came over a connection names it in our Via (`i=`, as OpenSIPS does), so
+    // a stateless reply finds the connection again whatever port the sender's Via names.
+    if let Some(id) = ctx.receipt.as_ref().and_then(|r| r.conn) {
+        via.push_str(";i=");
+        via.push_str(&format!("{id:x}"));
+    }
     if ctx.local_rport {
         via.push_str(";rport");
     }
@@ -459,6 +497,10 @@ pub fn forward_with_branch(
     }
     if ctx.new_ruri.is_some() {
         edits.set_request_uri(ruri);
+    }
+    // A datagram without Content-Length leaving over a stream gets one (RFC 3261 §18.3).
+    if proto != "udp" {
+        edits.force_content_length();
     }
     Ok(Outbound {
         data: ctx.msg.serialize(&edits),
@@ -621,7 +663,11 @@ pub fn send(
         let (name, value) = line
             .split_once(':')
             .ok_or_else(|| format!("bad header line `{line}`"))?;
-        edits.append(name.trim(), value.trim());
+        // Right after the first line, in the order given (OpenSIPS `send`).
+        edits.add_top(name.trim(), value.trim());
+    }
+    if proto != "udp" {
+        edits.force_content_length();
     }
     Ok(Outbound {
         data: ctx.msg.serialize(&edits),
@@ -662,9 +708,11 @@ pub fn relay_response_with(
         return None;
     }
     let next = vias.next()?.ok()?;
-    let host = match next.received() {
-        Some(r) => r.to_owned(),
-        None => next.host().as_str().to_owned(),
+    // RFC 3261 §18.2.2 / OpenSIPS: maddr, else received, else sent-by.
+    let host = match (next.param("maddr").flatten(), next.received()) {
+        (Some(m), _) => m.to_owned(),
+        (None, Some(r)) => r.to_owned(),
+        (None, None) => next.host().as_str().to_owned(),
     };
     let proto = proto_name(next.transport()).unwrap_or("udp");
     let port = match next.rport() {
@@ -672,14 +720,22 @@ pub fn relay_response_with(
         _ => next.port().unwrap_or(default_port(proto)),
     };
     let dest = resolve(&host, port).ok()?;
+    let mut edits = edits.clone();
+    edits.remove_top_via(msg);
+    // A stream needs the length to find the message's end (RFC 3261 §18.3).
+    if proto != "udp" {
+        edits.force_content_length();
+    }
     Some(Outbound {
-        data: msg.serialize(edits.clone().remove_top_via(msg)),
+        data: msg.serialize(&edits),
         dest,
         from: None,
         proto,
-        conn: next
+        // The connection the request came over, named in our Via (`i=`).
+        conn: top
             .param("i")
             .flatten()
+            .filter(|_| proto != "udp")
             .and_then(|id| u64::from_str_radix(id, 16).ok()),
     })
 }
@@ -706,10 +762,24 @@ mod tests {
              CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
         );
         let msg = SipMessage::parse(bytes::Bytes::from(text)).expect("test message parses");
-        received_top_via(&msg, source.parse().expect("address"), force_rport)
-            .expect("a top Via")
+        let via = msg.top_via().expect("a top Via");
+        recorded_via(&via, source.parse().expect("address"), force_rport, false)
+            .unwrap_or_else(|| via.as_str().to_owned())
             .trim_start_matches("SIP/2.0/UDP ")
             .to_owned()
+    }
+
+    // A local reply (OpenSIPS writes it by hand) has a new `received` ahead of a new `rport`.
+    #[test]
+    fn a_local_replys_via_has_received_first() {
+        let text = "OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n\
+                    From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: v\r\n\
+                    CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let msg = SipMessage::parse(bytes::Bytes::from(text)).expect("test message parses");
+        assert_eq!(
+            received_top_via(&msg, "192.0.2.1:5071".parse().expect("address"), true).as_deref(),
+            Some("SIP/2.0/UDP 10.0.0.1;received=192.0.2.1;rport=5071;branch=z9hG4bK1")
+        );
     }
 
     // RFC 3581 §4 and OpenSIPS: with rport (asked or forced) `received` is always added, even
@@ -729,16 +799,16 @@ mod tests {
         );
         assert_eq!(
             recorded("192.0.2.1:5071;rport;branch=z9hG4bK1", src, false),
-            "192.0.2.1:5071;rport=5071;branch=z9hG4bK1;received=192.0.2.1"
+            "192.0.2.1:5071;received=192.0.2.1;rport=5071;branch=z9hG4bK1"
         );
         assert_eq!(
             recorded("192.0.2.1:5071;rport=9;branch=z9hG4bK1", src, false),
-            "192.0.2.1:5071;rport=5071;branch=z9hG4bK1;received=192.0.2.1",
+            "192.0.2.1:5071;received=192.0.2.1;rport=5071;branch=z9hG4bK1",
             "a stale rport value is replaced"
         );
         assert_eq!(
             recorded("10.0.0.1:5060;branch=z9hG4bK1", src, false),
-            "10.0.0.1:5060;branch=z9hG4bK1;received=192.0.2.1"
+            "10.0.0.1:5060;received=192.0.2.1;branch=z9hG4bK1"
         );
         assert_eq!(
             recorded("10.0.0.1;received=10.9.9.9;branch=z9hG4bK1", src, false),
@@ -746,8 +816,8 @@ mod tests {
         );
         assert_eq!(
             recorded("192.0.2.1:5060;branch=z9hG4bK1", src, true),
-            "192.0.2.1:5060;branch=z9hG4bK1;received=192.0.2.1;rport=5071",
-            "force_rport"
+            "192.0.2.1:5060;rport=5071;received=192.0.2.1;branch=z9hG4bK1",
+            "force_rport: both new, right after sent-by, rport first (OpenSIPS)"
         );
         assert_eq!(
             recorded(
@@ -757,6 +827,11 @@ mod tests {
             ),
             "192.0.2.1;rport=5071;received=192.0.2.1;branch=z9hG4bK1",
             "already right: unchanged"
+        );
+        assert_eq!(
+            recorded("10.0.0.1;received=10.9.9.9;branch=z9hG4bK1", src, true),
+            "10.0.0.1;rport=5071;received=192.0.2.1;branch=z9hG4bK1",
+            "a new rport goes where the old received was, ahead of it"
         );
     }
 

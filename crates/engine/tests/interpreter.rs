@@ -499,7 +499,8 @@ fn socket_out_reads_and_sets_the_sending_socket() {
         lines,
         [
             "none forced yet: udp:127.0.0.1:5060 udp\n",
-            "udp:[::1]:5062 ::1 5062 udp INET6\n",
+            // The ip field as OpenSIPS writes a socket address: bracketed, uncompressed.
+            "udp:[::1]:5062 [0:0:0:0:0:0:0:1] 5062 udp INET6\n",
             "tcp 5061 INET\n",
             "$socket_out: `udp:10.0.0.1:5060` is not a configured socket\n",
             "refused -1, kept tcp:127.0.0.1:5061\n",

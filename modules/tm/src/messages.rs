@@ -147,6 +147,10 @@ pub(crate) fn relay_upstream(req: &MsgCtx, reply: &SipMessage, keep_503: bool) -
     let receipt = req.receipt.as_ref()?;
     let mut edits = Edits::new();
     edits.remove_top_via(reply);
+    // A UDP reply without Content-Length relayed over a stream gets one (RFC 3261 §18.3).
+    if receipt.proto != "udp" {
+        edits.force_content_length();
+    }
     let mut data = reply.serialize(&edits);
     if !keep_503 && reply.status() == Some(503) && data.starts_with(b"SIP/2.0 503") {
         data.splice(8..11, *b"500");

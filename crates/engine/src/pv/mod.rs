@@ -17,6 +17,33 @@ mod uri;
 use cfg::pv::{PvIndex, PvSpec};
 use sip::HeaderName;
 
+/// An address as OpenSIPS writes it in its variables (`ip_addr2a`): IPv4 dotted, IPv6 as eight
+/// upper-case hex groups without leading zeros and without `::` compression
+/// (`2001:DB8:0:0:0:0:0:1`), so a script's comparisons and logs read as they do there.
+pub fn ip_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let mut out = String::with_capacity(39);
+            for (i, group) in v6.segments().iter().enumerate() {
+                if i > 0 {
+                    out.push(':');
+                }
+                out.push_str(&format!("{group:X}"));
+            }
+            out
+        }
+    }
+}
+
+/// [`ip_text`] as it stands in a URI or a socket name: IPv6 in brackets.
+pub fn ip_uri_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(_) => format!("[{}]", ip_text(ip)),
+        v4 => ip_text(v4),
+    }
+}
+
 /// Which value of a multi-value PV to read (`$(hdr(Via)[1])`, `[-1]`, `[*]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Index {

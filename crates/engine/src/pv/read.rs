@@ -130,7 +130,7 @@ impl CorePv {
             CorePv::SrcIp => ctx
                 .receipt
                 .as_ref()
-                .map_or(Value::Null, |r| Value::from(r.source.ip().to_string())),
+                .map_or(Value::Null, |r| Value::from(super::ip_text(r.source.ip()))),
             CorePv::SrcPort => ctx
                 .receipt
                 .as_ref()
@@ -194,9 +194,9 @@ impl CorePv {
                 match ctx.receipt.as_ref().and_then(|r| r.proxy) {
                     None => Value::Null,
                     Some((src, dst)) => match field {
-                        F::SrcIp => Value::from(src.ip().to_string()),
+                        F::SrcIp => Value::from(super::ip_text(src.ip())),
                         F::SrcPort => Value::Int(i64::from(src.port())),
-                        F::DstIp => Value::from(dst.ip().to_string()),
+                        F::DstIp => Value::from(super::ip_text(dst.ip())),
                         F::DstPort => Value::Int(i64::from(dst.port())),
                         F::Af => Value::str(if src.is_ipv4() { "INET" } else { "INET6" }),
                     },

@@ -82,14 +82,13 @@ fn socket_value(
 ) -> Value {
     use super::SocketField as F;
     match field {
-        None | Some(F::Forced) => {
-            let ip = match addr.ip() {
-                std::net::IpAddr::V6(a) => format!("[{a}]"),
-                a => a.to_string(),
-            };
-            Value::from(format!("{proto}:{ip}:{}", addr.port()))
-        }
-        Some(F::Ip) => Value::from(addr.ip().to_string()),
+        None | Some(F::Forced) => Value::from(format!(
+            "{proto}:{}:{}",
+            super::ip_uri_text(addr.ip()),
+            addr.port()
+        )),
+        // The socket's address as written in URIs (OpenSIPS `address_str`: IPv6 in brackets).
+        Some(F::Ip) => Value::from(super::ip_uri_text(addr.ip())),
         Some(F::Port) => Value::Int(i64::from(addr.port())),
         Some(F::Proto) => Value::from(proto.to_owned()),
         Some(F::Af) => Value::str(if addr.is_ipv4() { "INET" } else { "INET6" }),

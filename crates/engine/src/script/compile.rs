@@ -34,6 +34,9 @@ pub(crate) struct Lower<'a> {
     pub diags: Vec<Diagnostic>,
     pub available: &'a crate::Available,
     pub sources: &'a cfg::SourceMap,
+    /// Where the script first calls `forward()` (it turns stateless forwarding on, or is an
+    /// error under an explicit `disable_stateless_fwd=yes`).
+    pub forward_used: Option<Span>,
 }
 
 type L<T> = Result<T, ()>;
@@ -281,10 +284,13 @@ impl Lower<'_> {
             "resetdsturi" => CoreFn::ResetDstUri,
             "isdsturiset" => CoreFn::IsDstUriSet,
             "force_rport" => CoreFn::ForceRport,
-            "forward" => match a(0) {
-                Some(Some(_)) => CoreFn::Forward(Some(self.arg(a(0), c.span)?)),
-                _ => CoreFn::Forward(None),
-            },
+            "forward" => {
+                self.forward_used.get_or_insert(c.span);
+                match a(0) {
+                    Some(Some(_)) => CoreFn::Forward(Some(self.arg(a(0), c.span)?)),
+                    _ => CoreFn::Forward(None),
+                }
+            }
             "send" => CoreFn::Send(
                 self.arg(a(0), c.span)?,
                 match a(1) {

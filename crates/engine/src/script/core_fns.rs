@@ -117,10 +117,6 @@ impl Run<'_> {
                     Some(e) => Some(self.text_arg(e)?),
                     None => None,
                 };
-                if !self.script.stateless_fwd {
-                    self.log.log(-1, "forward() is disabled: set `disable_stateless_fwd=no` to relay statelessly");
-                    return Ok(-1);
-                }
                 match crate::forward::forward(self.ctx, dest.as_deref(), &self.script.net) {
                     Ok(out) => {
                         self.ctx.outbox.push(out);

@@ -136,7 +136,7 @@ pub struct Script {
     xlog_level: i32,
     limits: Limits,
     /// Hosts (and ports) that are "us": socket addresses and aliases.
-    myself: Vec<(String, Option<u16>)>,
+    myself: Vec<Myself>,
     names: compile::Names,
     /// `enable_asserts`: `assert()` is a no-op unless set.
     pub(crate) asserts: bool,
@@ -151,7 +151,8 @@ pub struct Script {
     modparams: Vec<(String, String, cfg::ast::ParamValue)>,
     /// The modules `loadmodule` names.
     loaded: Vec<String>,
-    /// `disable_stateless_fwd` (OpenSIPS 4.0 default: yes — `forward()` refuses).
+    /// Stateless forwarding is on: `disable_stateless_fwd=no`, or unset and the script calls
+    /// `forward()` (OpenSIPS' `sl_fwd_disabled`, -1 until either says otherwise).
     pub(crate) stateless_fwd: bool,
     /// `exec_msg_threshold` in µs (0: off), read once here rather than per message.
     exec_msg_threshold: i64,
@@ -206,6 +207,28 @@ fn socket_names(config: &Config) -> Vec<String> {
         }
     }
     out
+}
+
+/// A name of this server (`is_myself`): host without brackets, port (`None`: any), and
+/// whether its subdomains count too (`accept_subdomain`).
+#[derive(Debug, Clone)]
+struct Myself {
+    host: String,
+    port: Option<u16>,
+    subdomain: bool,
+}
+
+impl Myself {
+    fn new(host: &str, port: Option<u16>, subdomain: bool) -> Myself {
+        Myself {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+            subdomain,
+        }
+    }
 }
 
 impl Script {
@@ -280,22 +303,42 @@ impl Script {
             diags: Vec::new(),
             available,
             sources,
+            forward_used: None,
         };
         let mut routes: Vec<Vec<ir::Stmt>> =
             blocks.iter().map(|b| lower.block(&b.body.stmts)).collect();
         for r in special_blocks {
             routes.push(lower.block(&r.body.stmts));
         }
-        let errors = lower.diags;
+        // `disable_stateless_fwd` (OpenSIPS): unset, stateless forwarding (forward() and the
+        // relaying of replies no transaction takes) is on when the script calls forward(); an
+        // explicit `no` turns it on, an explicit `yes` forbids forward().
+        let forward_used = lower.forward_used;
+        let mut errors = lower.diags;
+        let disabled = config.items.iter().rev().find_map(|i| match i {
+            Item::Global { name, value } if name.node == "disable_stateless_fwd" => {
+                match value.node {
+                    GlobalValue::Int(n) => Some(n != 0),
+                    _ => None,
+                }
+            }
+            _ => None,
+        });
+        if let (Some(true), Some(span)) = (disabled, forward_used) {
+            errors.push(Diagnostic::error(
+                "forward() is used, but stateless forwarding is disabled (`disable_stateless_fwd=yes`)",
+                span,
+            ));
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
+        let stateless_fwd = disabled.map_or(forward_used.is_some(), |d| !d);
         let main = names.routes.get("").copied();
         crate::pv::time::startup_secs();
         let (mut log_level, mut xlog_level, mut limits, mut myself, mut asserts) =
             (2, 2, Limits::default(), Vec::new(), false);
         let mut udp_workers = 8;
-        let mut stateless_fwd = false;
         let loaded: Vec<String> = config
             .items
             .iter()
@@ -333,7 +376,6 @@ impl Script {
                         limits.max_while_loops = (*n).max(0) as usize
                     }
                     ("enable_asserts", GlobalValue::Int(n)) => asserts = *n != 0,
-                    ("disable_stateless_fwd", GlobalValue::Int(n)) => stateless_fwd = *n == 0,
                     (
                         "udp_workers",
                         GlobalValue::Int(n) | GlobalValue::Workers { count: n, .. },
@@ -359,18 +401,27 @@ impl Script {
                     }
                     if let cfg::socket::SocketDef::Listen(spec) = &s.node {
                         let expanded = listen_sockets(spec);
+                        let sub = spec.accept_subdomain;
                         for s in expanded.iter().filter(|s| s.addr.is_some()) {
-                            myself.push((s.host.clone(), Some(s.port)));
+                            myself.push(Myself::new(&s.host, Some(s.port), sub));
                         }
+                        // A socket without a port listens on its protocol's default one.
+                        let port = spec
+                            .ports
+                            .first()
+                            .map_or(crate::forward::default_port(&spec.proto), |p| p.0);
                         net.listen.extend(expanded);
-                        let port = spec.ports.first().map(|p| p.0);
-                        myself.push((spec.host.clone(), port));
+                        myself.push(Myself::new(&spec.host, Some(port), sub));
                         if let Some((adv, p)) = &spec.advertised {
-                            myself.push((adv.clone(), p.or(port)));
+                            myself.push(Myself::new(adv, Some(p.unwrap_or(port)), sub));
                         }
                     }
                 }
-                Item::Alias(a) => myself.extend(a.node.iter().map(|a| (a.host.clone(), a.port))),
+                Item::Alias(a) => myself.extend(
+                    a.node
+                        .iter()
+                        .map(|a| Myself::new(&a.host, a.port, a.accept_subdomain)),
+                ),
                 _ => {}
             }
         }
@@ -384,6 +435,31 @@ impl Script {
             }
         }
         route_names.extend(extra_names);
+        // `advertised_address` / `advertised_port`: what every socket announces in Via and
+        // Record-Route (over its own `as`, as in OpenSIPS), and names this server.
+        let global_text = |name: &str| match globals.get(name) {
+            Some(GlobalValue::Str(s)) => Some(s.clone()),
+            Some(GlobalValue::Int(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let adv_address = global_text("advertised_address").filter(|a| !a.is_empty());
+        let adv_port = global_text("advertised_port").and_then(|p| p.trim().parse::<u16>().ok());
+        if adv_address.is_some() || adv_port.is_some() {
+            for s in &mut net.listen {
+                let own = s.advertised.take();
+                let host = adv_address
+                    .clone()
+                    .or_else(|| own.as_ref().map(|(h, _)| h.clone()))
+                    .unwrap_or_else(|| match s.addr {
+                        Some(std::net::SocketAddr::V6(a)) => format!("[{}]", a.ip()),
+                        Some(a) => a.ip().to_string(),
+                        None => s.host.clone(),
+                    });
+                let port = adv_port.or(own.and_then(|(_, p)| p));
+                myself.push(Myself::new(&host, Some(port.unwrap_or(s.port)), false));
+                s.advertised = Some((host, port));
+            }
+        }
         let exec_msg_threshold = match globals.get("exec_msg_threshold") {
             Some(GlobalValue::Int(n)) => (*n).max(0),
             _ => 0,
@@ -424,14 +500,20 @@ impl Script {
         self.limits = limits;
     }
 
-    /// Whether `host` (and `port`, when given) names this server.
+    /// Whether `host` (and `port`, when given) names this server: a socket, its `as` address,
+    /// an `alias`, the global `advertised_address` — or a subdomain of one marked
+    /// `accept_subdomain`.
     pub fn is_myself(&self, host: &str, port: Option<u16>) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        self.myself.iter().any(|(h, p)| {
-            h.trim_start_matches('[')
-                .trim_end_matches(']')
-                .eq_ignore_ascii_case(host)
-                && (port.is_none() || p.is_none() || *p == port)
+        self.myself.iter().any(|m| {
+            let h = m.host.as_str();
+            let named = h.eq_ignore_ascii_case(host)
+                || (m.subdomain
+                    && host.len() > h.len() + 1
+                    && host.is_char_boundary(host.len() - h.len() - 1)
+                    && host[host.len() - h.len()..].eq_ignore_ascii_case(h)
+                    && host.as_bytes()[host.len() - h.len() - 1] == b'.');
+            named && (port.is_none() || m.port.is_none() || m.port == port)
         })
     }
 
@@ -668,6 +750,12 @@ impl Script {
             .iter()
             .filter(move |(m, _, _)| m.split('|').any(|m| m.trim().eq_ignore_ascii_case(module)))
             .map(|(_, p, v)| (p.as_str(), v))
+    }
+
+    /// Whether stateless forwarding is on (see `stateless_fwd`): `forward()` works and a reply
+    /// no transaction takes is relayed by its Vias; otherwise such a reply is dropped.
+    pub fn stateless_fwd(&self) -> bool {
+        self.stateless_fwd
     }
 
     /// The sockets and bonds, as forwarding needs them.
