@@ -146,6 +146,8 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         eprintln!("error: startup_route failed: {e}");
         return ExitCode::from(1);
     }
+    // SIP destinations are located per RFC 3263 with the script's `dns_*` globals.
+    engine::forward::set_dns(&script);
     let script = std::sync::Arc::new(script);
     let scripts = std::sync::Arc::new(server::Scripts::new(std::sync::Arc::clone(&script)));
     let started = std::time::SystemTime::now();
@@ -200,6 +202,7 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
                     "the socket= lines changed: sockets are not reloaded with the routes",
                 ));
             }
+            engine::forward::set_dns(&new);
             swap_to.swap(std::sync::Arc::new(new));
             logging::core(2, "routes reloaded");
             Ok(serde_json::Value::from("OK"))

@@ -27,18 +27,100 @@ fn advertised(ctx: &MsgCtx, hostport: String) -> String {
     }
 }
 
-/// Resolves `host[:port]` (IP literals without DNS; names through the system resolver).
+/// Resolves `host[:port]` (IP literals without DNS; names through the system resolver, which
+/// also reads /etc/hosts).
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     // The common case, an IPv4 literal, without the general parser behind `to_socket_addrs`.
     if let Some(ip) = sip::parse_ipv4(h.as_bytes()) {
         return Ok(SocketAddr::from((ip, port)));
     }
-    (h, port)
+    let all: Vec<SocketAddr> = (h, port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
-        .next()
+        .collect();
+    // IPv4 first unless `dns_try_ipv6` asks for IPv6 too (OpenSIPS looks up A only by default).
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| {
+            all.first()
+                .filter(|_| h.contains(':') || dns().config().try_ipv6)
+        })
+        .copied()
         .ok_or_else(|| format!("cannot resolve `{host}`"))
+}
+
+static DNS: std::sync::RwLock<Option<std::sync::Arc<resolve::Resolver>>> =
+    std::sync::RwLock::new(None);
+
+/// The resolver SIP destinations go through (RFC 3263: NAPTR, SRV, A), made from the system's
+/// resolv.conf on first use unless [`set_dns`] gave one.
+fn dns() -> std::sync::Arc<resolve::Resolver> {
+    if let Some(r) = DNS.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        return std::sync::Arc::clone(r);
+    }
+    let made = std::sync::Arc::new(
+        resolve::Resolver::from_system()
+            .unwrap_or_else(|_| resolve::Resolver::with_servers(Vec::new())),
+    );
+    let mut slot = DNS.write().unwrap_or_else(|e| e.into_inner());
+    std::sync::Arc::clone(slot.get_or_insert(made))
+}
+
+/// Sets the resolver from the script's globals (`dns_try_naptr`, `dns_try_ipv6`,
+/// `dns_use_search_list`, `dns_retr_time`, `dns_retr_no`), as the server does at start and on
+/// every script reload.
+pub fn set_dns(script: &crate::Script) {
+    let base = resolve::Resolver::from_system()
+        .unwrap_or_else(|_| resolve::Resolver::with_servers(Vec::new()));
+    let flag = |name: &str, default: bool| script.global_int(name).map_or(default, |v| v != 0);
+    let mut r = base
+        .try_naptr(flag("dns_try_naptr", true))
+        .try_ipv6(flag("dns_try_ipv6", false))
+        .use_search_list(flag("dns_use_search_list", true));
+    if let Some(secs) = script.global_int("dns_retr_time").filter(|s| *s > 0) {
+        r = r.timeout(std::time::Duration::from_secs(secs as u64));
+    }
+    if let Some(n) = script.global_int("dns_retr_no").filter(|n| *n > 0) {
+        r = r.attempts(n.min(255) as u8);
+    }
+    *DNS.write().unwrap_or_else(|e| e.into_inner()) = Some(std::sync::Arc::new(r));
+}
+
+/// Where a SIP URI's host leads (RFC 3263 §4, OpenSIPS `sip_resolvehost`): an IP literal
+/// directly; a name with a port by its addresses; a name without one by NAPTR (no transport
+/// given) and SRV, then its addresses on the transport's default port. Names DNS does not
+/// know (/etc/hosts ones) go through the system resolver. The transport may change with what
+/// NAPTR picks.
+fn locate(
+    host: &str,
+    port: Option<u16>,
+    proto: Option<&'static str>,
+    secure: bool,
+) -> Result<(&'static str, SocketAddr), String> {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    let literal = sip::parse_ipv4(h.as_bytes()).is_some() || h.parse::<std::net::IpAddr>().is_ok();
+    let chosen = proto.unwrap_or(if secure { "tls" } else { "udp" });
+    if literal {
+        return Ok((chosen, resolve(host, port.unwrap_or(default_port(chosen)))?));
+    }
+    let want = proto.and_then(|p| match p {
+        "udp" => Some(resolve::Proto::Udp),
+        "tcp" => Some(resolve::Proto::Tcp),
+        "tls" => Some(resolve::Proto::Tls),
+        "ws" => Some(resolve::Proto::Ws),
+        "wss" => Some(resolve::Proto::Wss),
+        _ => None,
+    });
+    match dns().resolve(h, port, want, secure) {
+        Ok(targets) => targets
+            .into_iter()
+            .find_map(|t| Some((proto_name(&t.proto.to_string())?, t.addr)))
+            .ok_or_else(|| format!("`{host}` names no transport rsips serves")),
+        Err(e) => resolve(host, port.unwrap_or(default_port(chosen)))
+            .map(|a| (chosen, a))
+            .map_err(|sys| format!("{e}; {sys}")),
+    }
 }
 
 /// The transport names rsips knows, as `&'static str` (what `Receipt::proto` holds).
@@ -90,19 +172,21 @@ pub fn next_hop(
         };
         let host = uri.maddr().or_else(|| uri.host().map(|h| h.as_str()));
         let host = host.ok_or_else(|| format!("no host in `{rest}`"))?;
-        return Ok((
-            proto,
-            resolve(host, uri.port().unwrap_or(default_port(proto)))?,
-        ));
+        let secure = rest.trim_start().starts_with("sips:");
+        let given = match uri.transport() {
+            Some(_) => Some(proto),
+            None if secure => Some("tls"),
+            None => prefix,
+        };
+        return locate(host, uri.port(), given, secure);
     }
-    let proto = prefix.unwrap_or("udp");
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) if p.parse::<u16>().is_ok() && (!h.contains(':') || h.ends_with(']')) => {
-            (h, p.parse().unwrap_or(5060))
+            (h, p.parse().ok())
         }
-        _ => (rest, default_port(proto)),
+        _ => (rest, None),
     };
-    Ok((proto, resolve(host, port)?))
+    locate(host, port, prefix, false)
 }
 
 /// A branch that is the same for every retransmission of one request (RFC 3261 §16.11), and

@@ -1,0 +1,140 @@
+//! RFC 3263 server location for `forward()` through a DNS server of the test's own (the
+//! resolve crate's test server, on 127.0.0.1, named to rsips by `RSIPS_RESOLV_CONF`): NAPTR
+//! choosing TCP, SRV giving the port, a name with a port going straight to its A record, and an
+//! /etc/hosts name DNS does not know.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+#[path = "../../../crates/resolve/tests/common/mod.rs"]
+mod dns;
+
+use std::io::Read;
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Kill, free_port};
+use dns::{Data, Mode, TestDns, Zone};
+
+const LOCAL: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+fn invite(user: &str) -> String {
+    format!(
+        "INVITE sip:{user}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{user}\r\n\
+         From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:{user}@example.com>\r\nCall-ID: {user}\r\n\
+         CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn forward_locates_names_by_naptr_srv_and_a() {
+    let udp_uas = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp_uas
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let udp_port = udp_uas.local_addr().unwrap().port();
+    let tcp_uas = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp_port = tcp_uas.local_addr().unwrap().port();
+    let zone = Zone::new()
+        // No transport, no port: NAPTR picks TCP, its SRV the port.
+        .add(
+            "naptr.test",
+            Data::Naptr(10, 10, "s", "SIP+D2T", "_sip._tcp.naptr.test"),
+        )
+        .add(
+            "_sip._tcp.naptr.test",
+            Data::Srv(10, 10, tcp_port, "host.test"),
+        )
+        // No NAPTR: the UDP SRV.
+        .add(
+            "_sip._udp.srv.test",
+            Data::Srv(10, 10, udp_port, "host.test"),
+        )
+        .add("host.test", Data::A(LOCAL))
+        .add("srv.test", Data::A(Ipv4Addr::new(192, 0, 2, 1)));
+    let server = TestDns::start(zone, Mode::Normal);
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("rsips-dns-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("resolv.conf"),
+        format!("nameserver {}\noptions timeout:1 attempts:1\n", server.addr),
+    )
+    .unwrap();
+    let route = format!(
+        "route {{\n\
+         if (is_method(\"OPTIONS\")) {{ sl_send_reply(200, \"OK\"); exit; }}\n\
+         if ($rU == \"naptr\") forward(\"sip:naptr.test\");\n\
+         if ($rU == \"srv\") forward(\"sip:srv.test\");\n\
+         if ($rU == \"port\") forward(\"sip:host.test:{udp_port}\");\n\
+         if ($rU == \"hosts\") forward(\"sip:localhost:{udp_port}\");\n}}"
+    );
+    std::fs::write(
+        dir.join("t.cfg"),
+        format!(
+            "socket=udp:127.0.0.1:{port}\nsocket=tcp:127.0.0.1:{port}\n\
+             loadmodule \"proto_udp.so\"\nloadmodule \"proto_tcp.so\"\nloadmodule \"sl.so\"\n\
+             loadmodule \"sipmsgops.so\"\n{route}\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("rsips.log")).unwrap();
+    let _rsips = Kill(
+        Command::new(env!("CARGO_BIN_EXE_rsips"))
+            .args(["-F", "-f"])
+            .arg(dir.join("t.cfg"))
+            .env("RSIPS_RESOLV_CONF", dir.join("resolv.conf"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let rsips_log = || std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !rsips_log().contains(&format!("listening on tcp:127.0.0.1:{port}")) {
+        assert!(
+            Instant::now() < deadline,
+            "rsips did not start:\n{}",
+            rsips_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let uac = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |user: &str| {
+        uac.send_to(invite(user).as_bytes(), ("127.0.0.1", port))
+            .unwrap();
+    };
+    let mut buf = [0u8; 65_535];
+    for user in ["srv", "port", "hosts"] {
+        send(user);
+        let (n, _) = udp_uas
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("{user}: nothing on the UDP UAS ({e}):\n{}", rsips_log()));
+        let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(
+            got.contains(&format!("Call-ID: {user}\r\n")),
+            "{user}: {got}"
+        );
+    }
+    send("naptr");
+    tcp_uas.set_nonblocking(false).unwrap();
+    let (mut conn, _) = tcp_uas.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = conn
+            .read(&mut chunk)
+            .unwrap_or_else(|e| panic!("naptr: {e}\n{}", rsips_log()));
+        assert!(n > 0, "closed");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let got = String::from_utf8_lossy(&got).into_owned();
+    assert!(
+        got.starts_with("INVITE ") && got.contains("Via: SIP/2.0/TCP 127.0.0.1:"),
+        "NAPTR chose TCP: {got}"
+    );
+    assert!(server.queries() > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
