@@ -800,6 +800,9 @@ fn handle(
         Ok(engine::Outcome::Exit) => {}
         Err(e) => crate::logging::core(-1, &format!("script: {e}")),
     }
+    if let Some(tx) = &ctx.tx {
+        tx.script_done();
+    }
     let forwarded = ctx
         .outbox
         .iter()

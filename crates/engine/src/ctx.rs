@@ -82,6 +82,9 @@ pub trait Transaction: Send + Sync + std::fmt::Debug {
     fn reply(&self, ctx: &mut MsgCtx, code: u16, reason: &str) -> i64;
     /// `$T_id`: `<hash>:<label>`-like identity.
     fn id(&self) -> String;
+    /// The request route that created or used the transaction has ended: one left with no
+    /// branch and no final reply is released after `wt_timer` (OpenSIPS `t_unref`).
+    fn script_done(&self) {}
     /// `$(<request>pv)`: the transaction's request as it was received.
     fn request(&self) -> Option<SipMessage> {
         None

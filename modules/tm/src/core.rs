@@ -131,6 +131,9 @@ struct Branch {
     last_1xx: u16,
     /// Some reply came on it, a 100 included (OpenSIPS `T_UAC_HAS_RECV_REPLY`).
     received: bool,
+    /// It could not be sent: its made-up 477 competes only when nothing else can answer
+    /// (OpenSIPS skips such empty branches when picking).
+    send_failed: bool,
     retrans: Option<Retrans>,
     fr_at: Option<Instant>,
     cancel: Cancel,
@@ -214,6 +217,9 @@ pub(crate) struct Tx {
     /// The branch whose reply tm picked as the transaction's answer (`$(<reply>pv)` in a
     /// failure route).
     picked: Option<usize>,
+    /// A 6xx decided the transaction (`disable_6xx_block` off): it completes with that branch
+    /// at once, without waiting for the others, which are cancelled.
+    decided: Option<usize>,
     /// The branch whose final reply, received or made up (timeout, send failure), came last:
     /// the current branch of the failure route it completes (OpenSIPS `_tm_branch_index`).
     last_final: Option<usize>,
@@ -262,6 +268,7 @@ impl Tx {
             local: false,
             multi_200ok: false,
             picked: None,
+            decided: None,
             last_final: None,
             waiting: None,
         }
@@ -360,6 +367,20 @@ impl std::fmt::Debug for Tm {
     }
 }
 
+/// Where transaction ids (and so our Via branches) start: random per start, as OpenSIPS seeds
+/// its labels, so a reply or a downstream transaction from before a restart cannot match a
+/// new transaction. Kept below 2^48 so ids stay short and never wrap.
+fn first_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() >> 16).max(1)
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -374,7 +395,7 @@ impl Tm {
             local_2xx: Mutex::new(HashMap::new()),
             timers: Mutex::new(wheel::TimerWheel::new(Instant::now())),
             urgent: Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(first_id()),
             reply_route,
             me: me.clone(),
         })
@@ -546,6 +567,8 @@ impl Tm {
             state: Mutex::new(tx),
         });
         lock(&self.txs).insert(id, Arc::clone(&cell));
+        // UAC transactions are the ones rsips starts itself, not relayed branches (OpenSIPS).
+        engine::stat!("tm", "UAC_transactions").inc();
         engine::gauge!("tm", "inuse_transactions").inc();
         self.schedule(now + self.params.fr_timeout + self.params.wt_timer, id);
         self.add_branch(&cell, &ctx, dest, net, now)
@@ -559,6 +582,25 @@ impl Tm {
         if let Some(out) = last {
             self.host.send(out, None);
         }
+    }
+
+    /// The request route ended without a branch or a final reply for `cell` (`t_newtran`
+    /// then `exit`, a stateless reply after it): the transaction goes after `wt_timer`,
+    /// absorbing retransmissions until then.
+    pub fn release_if_idle(&self, cell: &TxCell, now: Instant) {
+        let mut tx = cell.lock();
+        if !tx.branches.is_empty()
+            || tx.final_sent
+            || tx.waiting.is_some()
+            || tx.delete_at.is_some()
+            || tx.local
+        {
+            return;
+        }
+        let at = now + self.params.wt_timer;
+        tx.delete_at = Some(at);
+        drop(tx);
+        self.schedule(at, cell.id);
     }
 
     /// An ACK for our negative final reply: stops its retransmission.
@@ -601,8 +643,18 @@ impl Tm {
             conn,
         };
         self.note_reply_sent(&mut tx, cell.id, code, true, &out, now);
+        // A final reply of tm's own to an INVITE ends its pending branches (OpenSIPS
+        // `_reply_light`: cancel_uacs), unless more 2xx are welcome.
+        let cancels = if code >= 200 && tx.invite && !(tx.multi_200ok && code < 300) {
+            self.cancel_pending(&mut tx, None, reply::completed_elsewhere(code), now)
+        } else {
+            Vec::new()
+        };
         drop(tx);
         self.host.send(out, None);
+        for c in cancels {
+            self.host.send(c, None);
+        }
         1
     }
 
@@ -742,6 +794,10 @@ impl Tm {
                 interval: self.params.t1,
             });
             let extra_hdrs = Arc::clone(&tx.extra_hdrs);
+            // A transaction released as idle lives on once it relays after all.
+            if !tx.final_sent {
+                tx.delete_at = None;
+            }
             tx.branches.push(Branch {
                 sent: out.clone(),
                 extra_hdrs,
@@ -752,6 +808,7 @@ impl Tm {
                 provisional: false,
                 last_1xx: 0,
                 received: false,
+                send_failed: false,
                 retrans,
                 fr_at: Some(fr_at),
                 cancel: Cancel::None,
@@ -773,7 +830,6 @@ impl Tm {
             tx.completing = false;
             self.schedule(retrans.map_or(fr_at, |r| r.next.min(fr_at)), cell.id);
         }
-        engine::stat!("tm", "UAC_transactions").inc();
         let weak = self.me.clone();
         let id = cell.id;
         self.host.send(
@@ -796,7 +852,8 @@ impl Tm {
     /// pending branch but `current`, empty: `current` only. CANCEL goes now to branches that
     /// rang, later to the others.
     pub fn cancel_branches(&self, cell: &TxCell, current: usize, flags: &str, now: Instant) {
-        let reason = "SIP;cause=487;text=\"ORIGINATOR_CANCEL\"";
+        // No Reason: OpenSIPS' t_cancel_branch adds none.
+        let reason = "";
         let mut tx = cell.lock();
         let sends = if flags.contains('a') {
             self.cancel_pending(&mut tx, None, reason, now)
@@ -915,11 +972,22 @@ impl Tm {
             b.status = Some(477);
             b.reason = format!("Send failed ({why})");
             b.local = true;
+            b.send_failed = true;
             b.retrans = None;
             b.fr_at = None;
             tx.last_final = Some(n);
         }
         drop(tx);
         lock(&self.urgent).push(id);
+    }
+}
+
+#[cfg(test)]
+mod first_id_tests {
+    #[test]
+    fn each_start_counts_from_somewhere_else_below_2_48() {
+        let (a, b) = (super::first_id(), super::first_id());
+        assert_ne!(a, b);
+        assert!(a > 0 && a < 1 << 48 && b > 0 && b < 1 << 48);
     }
 }

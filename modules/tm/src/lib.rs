@@ -54,6 +54,18 @@ pub fn register_stats() {
         "5xx_transactions",
         "6xx_transactions",
         "timeout_finalresponse",
+        "timeout_finalresponse_inv",
+        "retransmission_req_T1_1",
+        "retransmission_req_T1_2",
+        "retransmission_req_T1_3",
+        "retransmission_req_T2",
+        "retransmission_rpl_T2",
+        "cluster_reply_sent",
+        "cluster_request_sent",
+        "cluster_cancel_sent",
+        "cluster_reply_recv",
+        "cluster_request_recv",
+        "cluster_cancel_recv",
     ] {
         engine::stats::counter("tm", name);
     }

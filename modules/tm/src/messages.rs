@@ -106,25 +106,28 @@ pub(crate) fn parse_branch_id(branch: &str) -> Option<(u64, usize)> {
     Some((u64::from_str_radix(id, 16).ok()?, n.parse().ok()?))
 }
 
-/// Reply selection rank (lower wins) for final replies when every branch is done.
+/// Reply selection rank (lower wins) for final replies when every branch is done, as OpenSIPS
+/// ranks them: 487 after the caller's CANCEL first, then 2xx, 6xx, 3xx, the 4xx a caller can
+/// act on (401, 407, 415, 420, 484), other 4xx, 5xx, 408 and 503 last — by code within each
+/// group, so a fork's 404 wins over its 486.
 pub(crate) fn rank(code: u16, cancelled: bool) -> u32 {
-    if cancelled && code == 487 {
-        return 0;
-    }
-    match code {
-        600..=699 => 1,
-        200..=299 => 2,
-        300..=399 => 3,
-        401 => 4,
-        407 => 5,
-        415 => 6,
-        420 => 7,
-        484 => 8,
-        408 => 11,
-        400..=499 => 9,
-        503 => 12,
-        500..=599 => 10,
-        _ => 13,
+    let code = u32::from(code);
+    match code / 100 {
+        1 | 2 => code,
+        6 => code - 300,
+        3 => code + 100,
+        5 if code == 503 => 801,
+        4 => match code {
+            401 => 500,
+            407 => 501,
+            415 => 502,
+            420 => 503,
+            484 => 504,
+            408 => 800,
+            487 if cancelled => 0,
+            _ => code + 200,
+        },
+        _ => code + 200,
     }
 }
 

@@ -81,8 +81,23 @@ fn counters_follow_a_transaction_from_creation_to_deletion() {
     tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net, t0)
         .unwrap();
     assert_eq!(stat("UAS_transactions"), before.0 + 1);
-    assert_eq!(stat("UAC_transactions"), before.1 + 1);
+    // A relayed branch is no UAC transaction: those are the ones rsips starts (OpenSIPS).
+    assert_eq!(stat("UAC_transactions"), before.1);
     assert_eq!(stat("inuse_transactions"), before.2 + 1);
+    // The request's resends over UDP, by back-off step: T1, 2·T1, 4·T1, then T2.
+    let steps = [
+        "retransmission_req_T1_1",
+        "retransmission_req_T1_2",
+        "retransmission_req_T1_3",
+        "retransmission_req_T2",
+    ];
+    let resent: Vec<i64> = steps.iter().map(|s| stat(s)).collect();
+    for ms in [500, 1500, 3500, 7500] {
+        tm.tick(t0 + Duration::from_millis(ms), &mut NoScript);
+    }
+    for (step, before) in steps.iter().zip(resent) {
+        assert_eq!(stat(step), before + 1, "{step}");
+    }
     let (timeouts, local, fourxx) = (
         stat("timeout_finalresponse"),
         stat("local_replies"),

@@ -106,28 +106,24 @@ impl Tm {
                 None,
             );
         }
-        let received: Vec<&str> = if pass_reason {
-            cancel
-                .msg
-                .headers()
-                .filter(|h| h.name_str.eq_ignore_ascii_case("Reason"))
-                .map(|h| h.value)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let reason = if received.is_empty() {
-            "SIP;cause=487;text=\"ORIGINATOR_CANCEL\"".to_owned()
-        } else {
-            received.join(", ")
-        };
+        // OpenSIPS `get_cancel_reason`: `t_add_cancel_reason` first, then (with
+        // `pass-reason-hdr`) the CANCEL's first Reason header, else 487 ORIGINATOR_CANCEL.
+        let received = pass_reason
+            .then(|| {
+                cancel
+                    .msg
+                    .headers()
+                    .find(|h| h.name_str.eq_ignore_ascii_case("Reason"))
+                    .map(|h| h.value.to_owned())
+            })
+            .flatten();
         let mut tx = invite.lock();
         tx.cancelled = true;
-        let reason = if received.is_empty() {
-            tx.cancel_reason.clone().unwrap_or(reason)
-        } else {
-            reason
-        };
+        let reason = tx
+            .cancel_reason
+            .clone()
+            .or(received)
+            .unwrap_or_else(|| "SIP;cause=487;text=\"ORIGINATOR_CANCEL\"".to_owned());
         let sends = self.cancel_pending(&mut tx, None, &reason, now);
         drop(tx);
         for s in sends {

@@ -126,6 +126,12 @@ impl engine::ctx::Transaction for TxCell {
         }
     }
 
+    fn script_done(&self) {
+        if let Some(tm) = self.tm.upgrade() {
+            tm.release_if_idle(self, Instant::now());
+        }
+    }
+
     fn id(&self) -> String {
         format!("{:x}:{}", self.id >> 16, self.id & 0xffff)
     }

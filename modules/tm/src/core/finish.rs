@@ -21,12 +21,13 @@ impl Tm {
     ) {
         let (route, mut ctx, best, current) = {
             let mut tx = cell.lock();
+            let decided = tx.decided.filter(|&d| d < tx.branches.len());
             if tx.final_sent
                 || tx.completing
                 || tx.relaying > 0
-                || tx.waiting.is_some()
                 || tx.branches.is_empty()
-                || !tx.branches.iter().all(Branch::is_final)
+                || (decided.is_none()
+                    && (tx.waiting.is_some() || !tx.branches.iter().all(Branch::is_final)))
             {
                 return;
             }
@@ -34,12 +35,22 @@ impl Tm {
             let current = tx.last_final.unwrap_or(0);
             let cancelled = tx.cancelled;
             let first = tx.first_branch.min(tx.branches.len() - 1);
-            let Some((bi, best)) = tx
-                .branches
-                .iter()
-                .enumerate()
-                .skip(first)
-                .min_by_key(|(_, b)| rank(b.status.unwrap_or(500), cancelled))
+            // Branches that could not be sent answer only when nothing else can: then the
+            // previous attempt's best (a failure route's relays all failed), else their 477.
+            let pick = |range: std::ops::Range<usize>, sent_only: bool| {
+                tx.branches[range.clone()]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (i + range.start, b))
+                    .filter(|(_, b)| !(sent_only && b.send_failed))
+                    .min_by_key(|(_, b)| rank(b.status.unwrap_or(500), cancelled))
+            };
+            let n = tx.branches.len();
+            let Some((bi, best)) = decided
+                .map(|d| (d, &tx.branches[d]))
+                .or_else(|| pick(first..n, true))
+                .or_else(|| pick(0..first, true))
+                .or_else(|| pick(first..n, false))
             else {
                 return;
             };
@@ -263,6 +274,18 @@ impl Tm {
                 {
                     if r.next <= now {
                         sends.push(b.sent.clone());
+                        // Which step of the back-off this resend is (OpenSIPS' RT lists).
+                        let t1 = self.params.t1;
+                        match r.interval {
+                            i if i == t1 => engine::stat!("tm", "retransmission_req_T1_1").inc(),
+                            i if i == t1 * 2 => {
+                                engine::stat!("tm", "retransmission_req_T1_2").inc()
+                            }
+                            i if i == t1 * 4 => {
+                                engine::stat!("tm", "retransmission_req_T1_3").inc()
+                            }
+                            _ => engine::stat!("tm", "retransmission_req_T2").inc(),
+                        }
                         let interval = if invite || !b.provisional {
                             (r.interval * 2).min(t2)
                         } else {
@@ -306,7 +329,12 @@ impl Tm {
                                 soonest(now + self.params.t1);
                             }
                         }
-                        engine::stat!("tm", "timeout_finalresponse").inc();
+                        // A branch that rang was on fr_inv_timeout (OpenSIPS' FR_INV list).
+                        if invite && b.provisional {
+                            engine::stat!("tm", "timeout_finalresponse_inv").inc();
+                        } else {
+                            engine::stat!("tm", "timeout_finalresponse").inc();
+                        }
                         b.status = Some(408);
                         b.reason = "Request Timeout".into();
                         b.local = true;
@@ -328,6 +356,7 @@ impl Tm {
                     tx.delete_at = Some(at);
                 } else if r.next <= now {
                     if let Some(out) = tx.last_reply.clone() {
+                        engine::stat!("tm", "retransmission_rpl_T2").inc();
                         sends.push(out);
                     }
                     let interval = (r.interval * 2).min(t2);

@@ -80,14 +80,12 @@ impl Tm {
             self.relay_2xx(&cell, n, reply, code, now);
         } else {
             if code >= 600 && !self.params.disable_6xx_block {
+                // The 6xx is the answer now (OpenSIPS): the other branches are cancelled
+                // without a Reason, and the transaction completes without waiting for them.
                 let mut tx = cell.lock();
                 tx.blocked = true;
-                let cancels = self.cancel_pending(
-                    &mut tx,
-                    Some(n),
-                    "SIP;cause=600;text=\"Busy Everywhere\"",
-                    now,
-                );
+                tx.decided.get_or_insert(n);
+                let cancels = self.cancel_pending(&mut tx, Some(n), "", now);
                 drop(tx);
                 for s in cancels {
                     self.host.send(s, None);
@@ -113,10 +111,23 @@ impl Tm {
         let noted = {
             let mut tx = cell.lock();
             let (invite, local) = (tx.invite, tx.local);
+            // The branch id alone is not enough (OpenSIPS `t_reply_matching`): the reply's
+            // CSeq method is the transaction's, or CANCEL for one we sent on an INVITE.
+            let method_ok = match (reply.cseq(), tx.request.msg.cseq()) {
+                (Ok(got), Ok(ours)) => {
+                    got.method_str == ours.method_str || (invite && got.method == Method::Cancel)
+                }
+                _ => false,
+            };
+            if !method_ok {
+                return Noted::Done;
+            }
             let Some(b) = tx.branches.get_mut(n) else {
                 return Noted::Done;
             };
-            if reply.cseq().is_ok_and(|c| c.method == Method::Cancel) {
+            // The reply to a CANCEL we sent on an INVITE branch; a CANCEL transaction of its
+            // own (relayed with no INVITE here) gets its replies like any other.
+            if invite && reply.cseq().is_ok_and(|c| c.method == Method::Cancel) {
                 b.cancel_msg = None;
                 return Noted::Done;
             }
@@ -316,6 +327,7 @@ impl Tm {
         tx.last_reply = Some(out.clone());
         tx.last_code = code;
         tx.last_local = false;
+        engine::stat!("tm", "relayed_replies").inc();
         self.host.send(out, None);
     }
 
@@ -344,16 +356,22 @@ impl Tm {
         let cancels = if tx.multi_200ok {
             Vec::new()
         } else {
-            self.cancel_pending(
-                &mut tx,
-                Some(n),
-                "SIP;cause=200;text=\"Call completed elsewhere\"",
-                now,
-            )
+            let reason = completed_elsewhere(code);
+            self.cancel_pending(&mut tx, Some(n), reason, now)
         };
         drop(tx);
         for s in out.into_iter().chain(cancels) {
             self.host.send(s, None);
         }
+    }
+}
+
+/// The Reason of the CANCELs a final reply upstream sends to the other branches: RFC 3326's
+/// "completed elsewhere" for a 200 exactly (OpenSIPS `build_cancel`), none otherwise.
+pub(super) fn completed_elsewhere(code: u16) -> &'static str {
+    if code == 200 {
+        "SIP;cause=200;text=\"Call completed elsewhere\""
+    } else {
+        ""
     }
 }

@@ -15,15 +15,16 @@ use engine::{Available, MemoryLog, MsgCtx, Outbound, Outcome, Receipt, Script, W
 use sip::SipMessage;
 use tm::{Host, Params, Runner, SendDone, Tm};
 
-/// Records what tm sends.
+/// Records what tm sends; a send to the port in `.1` (0: none) fails.
 #[derive(Default)]
-pub struct Recorder(Mutex<Vec<Outbound>>);
+pub struct Recorder(Mutex<Vec<Outbound>>, std::sync::atomic::AtomicU16);
 
 impl Host for Recorder {
     fn send(&self, out: Outbound, done: Option<SendDone>) {
+        let fails = out.dest.port() == self.1.load(std::sync::atomic::Ordering::SeqCst);
         self.0.lock().unwrap().push(out);
         if let Some(done) = done {
-            done(Ok(()));
+            done(if fails { Err("refused".into()) } else { Ok(()) });
         }
     }
 }
@@ -114,11 +115,14 @@ impl Harness {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Far enough ahead for every timer (final-response timeouts, wait, deletion).
         let later = Instant::now() + Duration::from_secs(3600);
-        shared.tm.tick(later, &mut NoRoutes);
-        shared
-            .tm
-            .tick(later + Duration::from_secs(3600), &mut NoRoutes);
+        // Three rounds: a final reply, its resends until given up, then the deletion.
+        for hours in 0..3 {
+            shared
+                .tm
+                .tick(later + Duration::from_secs(3600 * hours), &mut NoRoutes);
+        }
         shared.host.0.lock().unwrap().clear();
+        shared.host.1.store(0, std::sync::atomic::Ordering::SeqCst);
         let script = compile(body).unwrap_or_else(|e| panic!("{e}"));
         Harness {
             _turn: turn,
@@ -144,12 +148,21 @@ impl Harness {
         ctx
     }
 
-    /// Runs the main route over `ctx`; what it queued goes out as the server would send it.
+    /// Sends to `port` fail from now on (a refused connection).
+    pub fn fail_sends_to(&self, port: u16) {
+        self.host.1.store(port, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Runs the main route over `ctx`; what it queued goes out as the server would send it,
+    /// and its transaction hears that the route is over, as the server tells it.
     pub fn route(&mut self, ctx: &mut MsgCtx) -> Outcome {
         let out = self
             .script
             .run(&mut self.worker, ctx, &mut self.log)
             .unwrap();
+        if let Some(tx) = &ctx.tx {
+            tx.script_done();
+        }
         self.host
             .0
             .lock()
@@ -207,6 +220,23 @@ impl Harness {
             log: &mut self.log,
         };
         assert!(self.tm.on_reply(&reply, ctx, &mut routes, now));
+    }
+
+    /// Hands any reply to tm; whether tm took it.
+    pub fn deliver(&mut self, reply: SipMessage, now: Instant) -> bool {
+        let ctx = MsgCtx::new(reply.clone()).with_receipt(Receipt {
+            source: UAS.parse().unwrap(),
+            proto: "udp",
+            local: LOCAL.parse().unwrap(),
+            conn: None,
+            proxy: None,
+        });
+        let mut routes = Routes {
+            script: &self.script,
+            worker: &mut self.worker,
+            log: &mut self.log,
+        };
+        self.tm.on_reply(&reply, ctx, &mut routes, now)
     }
 
     /// Runs tm's timers due at `now`.
