@@ -86,6 +86,7 @@ pub fn init(config: &Config) -> Result<(), String> {
         syslog,
     });
     let _ = log::set_logger(&FACADE);
+    engine::hooks::set_line_writer(Box::new(write_gen));
     log::set_max_level(log::LevelFilter::Debug);
     Ok(())
 }
@@ -147,6 +148,30 @@ pub fn write(level: i32, module: &str, text: &str) {
     }
     if let Some(s) = &sink.syslog {
         let pri = s.facility * 8 + severity(level);
+        let msg = format!("<{pri}>{}[{}]: {line}", s.name, std::process::id());
+        let _ = s.socket.send_to(msg.as_bytes(), &s.path);
+    }
+}
+
+/// A line as OpenSIPS' `LM_GEN2` writes it (acc): `LEVEL:text` with no module tag, if
+/// `log_level` lets `level` through, to syslog under `facility` (a `LOG_*` name; the global
+/// one when absent or unknown).
+pub fn write_gen(level: i32, facility_name: Option<&str>, text: &str) {
+    if !enabled(level) {
+        return;
+    }
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let line = format!("{}:{text}", level_name(level));
+    let Some(sink) = SINK.get() else {
+        eprintln!("{line}");
+        return;
+    };
+    if sink.stderr {
+        eprintln!("{line}");
+    }
+    if let Some(s) = &sink.syslog {
+        let fac = facility_name.and_then(facility).unwrap_or(s.facility);
+        let pri = fac * 8 + severity(level);
         let msg = format!("<{pri}>{}[{}]: {line}", s.name, std::process::id());
         let _ = s.socket.send_to(msg.as_bytes(), &s.path);
     }

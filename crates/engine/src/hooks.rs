@@ -18,3 +18,22 @@ pub fn set_tcp_closer(f: TcpCloser) {
 pub fn close_tcp(desc: &str) -> Option<Result<bool, String>> {
     TCP_CLOSER.get().map(|f| f(desc))
 }
+
+/// Writes a line as OpenSIPS' `LM_GEN2` does (accounting): `LEVEL:text`, no module tag, if
+/// `level` passes the global `log_level`, to the syslog `facility` (a `LOG_*` name) given.
+pub type LineWriter = Box<dyn Fn(i32, Option<&str>, &str) + Send + Sync>;
+
+static LINE_WRITER: OnceLock<LineWriter> = OnceLock::new();
+
+/// Installs the writer (once; later calls are ignored).
+pub fn set_line_writer(f: LineWriter) {
+    let _ = LINE_WRITER.set(f);
+}
+
+/// A line at `level` for `facility` through the installed writer (stderr without one).
+pub fn gen_line(level: i32, facility: Option<&str>, text: &str) {
+    match LINE_WRITER.get() {
+        Some(f) => f(level, facility, text),
+        None => eprintln!("{text}"),
+    }
+}

@@ -125,25 +125,181 @@ fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     1
 }
 
-fn drop_accounting(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
-    f.msg.acc = None;
+/// `drop_accounting([types[, flags]])` (OpenSIPS `w_drop_acc`): without arguments all
+/// accounting of the request stops; with them only those types (and, given flags, only those
+/// flags of them: a type left without flags stops too). False when nothing was accounted.
+fn drop_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(mut acc) = f.msg.acc else {
+        f.log
+            .log(-1, "drop_accounting: do_accounting() was not called\n");
+        return -1;
+    };
+    let text = |i: usize| {
+        args.get(i)
+            .filter(|v| !matches!(v, Value::Null))
+            .map(|v| v.to_text().to_ascii_lowercase())
+    };
+    let (types, flags) = (text(0), text(1));
+    let Some(types) = types else {
+        f.msg.acc = None;
+        return 1;
+    };
+    if !types.split('|').any(|t| t.trim() == "log") {
+        // Only the log backend exists here: dropping another one leaves it as it is.
+        return 1;
+    }
+    match flags {
+        None => acc.log = false,
+        Some(flags) => {
+            for flag in flags.split('|').map(str::trim) {
+                match flag {
+                    "missed" => acc.missed = false,
+                    "failed" => acc.failed = false,
+                    "cdr" => acc.cdr = false,
+                    "" => {}
+                    other => {
+                        f.log
+                            .log(-1, &format!("drop_accounting: unknown flag `{other}`\n"));
+                        return -1;
+                    }
+                }
+            }
+            if !(acc.missed || acc.failed || acc.cdr) {
+                acc.log = false;
+            }
+        }
+    }
+    f.msg.acc = (acc.log).then_some(acc);
     1
 }
 
-/// `acc_log_request("code reason")`: logs the request now.
+/// `acc_log_request("code reason")`: logs the request now. Three leading digits are the
+/// code, the rest (after spaces) the reason, or the code's standard phrase when nothing is left
+/// (OpenSIPS `acc_comm_to_acc_param`).
 fn acc_log_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let comment = args
         .first()
         .map(|v| v.to_text().into_owned())
         .unwrap_or_default();
-    let (code, reason) = match comment.split_once(' ') {
-        Some((c, r)) if c.parse::<u16>().is_ok() => (c.to_owned(), r.to_owned()),
-        _ => (String::new(), comment.clone()),
-    };
+    let (code, reason) = split_comment(&comment);
     let to_tag = f.msg.msg.to_tag().ok().flatten().unwrap_or("").to_owned();
     let line = line("request accounted", f.msg, &code, &reason, &to_tag);
-    f.log.log(2, &format!("{line}\n"));
+    emit(f.msg, &line);
     1
+}
+
+/// `"404 Gone"` → (`404`, `Gone`); `"404"` → (`404`, `Not Found`); `"Done"` → (``, `Done`).
+fn split_comment(comment: &str) -> (String, String) {
+    let digits = comment.as_bytes().iter().take(3).all(u8::is_ascii_digit) && comment.len() >= 3;
+    if !digits {
+        return (String::new(), comment.to_owned());
+    }
+    let (code, rest) = comment.split_at(3);
+    let rest = rest.trim_start_matches(' ');
+    let reason = if rest.is_empty() {
+        code.parse().map_or("", error_text).to_owned()
+    } else {
+        rest.to_owned()
+    };
+    (code.to_owned(), reason)
+}
+
+/// The reason phrase OpenSIPS' accounting gives a code of a reply it made itself
+/// (`error_text`: RFC 3261's phrases in OpenSIPS' spelling, else the class name).
+pub fn error_text(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        305 => "Use Proxy",
+        380 => "Alternative Service",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Conditional Request Failed",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        417 => "Unknown Resource-Priority",
+        420 => "Bad Extension",
+        421 => "Extension Required",
+        422 => "Session Interval Too Small",
+        423 => "Interval Too Brief",
+        428 => "Use Identity Header",
+        429 => "Provide Referrer Identity",
+        436 => "Bad Identity-Info",
+        437 => "Unsupported Certificate",
+        438 => "Invalid Identity Header",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        485 => "Ambiguous",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        489 => "Bad Event",
+        491 => "Request Pending",
+        493 => "Undecipherable",
+        494 => "Security Agreement Required",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        555 => "Push Notification Service Not Supported",
+        580 => "Precondition Failure",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does not Exist Anywhere",
+        606 => "Not Acceptable",
+        _ => match code / 100 {
+            6.. => "Global Failure",
+            5 => "Server Failure",
+            4 => "Request Failure",
+            3 => "Redirection",
+            2 => "Successful",
+            1 => "Provisional",
+            _ => "Unspecified",
+        },
+    }
+}
+
+/// Writes an accounting line as OpenSIPS does: `LEVEL:ACC: …` with no module tag, at acc's
+/// `log_level` (default NOTICE) and to its `log_facility` (default LOG_DAEMON).
+fn emit(req: &MsgCtx, line: &str) {
+    let level = param(req, "log_level").map_or(2, |l| l as i32);
+    let facility = req
+        .script
+        .as_ref()
+        .and_then(|s| {
+            s.modparams("acc").find_map(|(n, v)| match v {
+                cfg::ast::ParamValue::Str(f) if n == "log_facility" => Some(f.clone()),
+                _ => None,
+            })
+        })
+        .unwrap_or_else(|| "LOG_DAEMON".to_owned());
+    engine::hooks::gen_line(level, Some(&facility), line);
 }
 
 fn unix_now() -> u64 {
@@ -166,9 +322,16 @@ pub fn line(what: &str, req: &MsgCtx, code: &str, reason: &str, to_tag: &str) ->
     } else {
         (from_tag, to_tag)
     };
+    let now = unix_now();
+    // With accounting state (do_accounting ran, or `$acc_extra` was set) OpenSIPS writes the
+    // context's creation time (0 without `cdr`) and the set-up time since it.
+    let times = if req.acc.is_some() || req.acc_extra.is_some() {
+        format!(";created=0;setuptime={now}")
+    } else {
+        String::new()
+    };
     let mut line = format!(
-        "ACC: {what}: timestamp={};method={method};from_tag={from_tag};to_tag={to_tag};call_id={};code={code};reason={reason}",
-        unix_now(),
+        "ACC: {what}: timestamp={now}{times};method={method};from_tag={from_tag};to_tag={to_tag};call_id={};code={code};reason={reason}",
         msg.call_id().unwrap_or(""),
     );
     if let Some(script) = req.script.as_ref() {
@@ -253,19 +416,38 @@ pub fn report(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
     if code >= 300 && !acc.failed || !reported_method(req) {
         return;
     }
-    log::info!(target: "acc", "{}", line("transaction answered", req, &code.to_string(), reason, to_tag));
+    emit(
+        req,
+        &line(
+            "transaction answered",
+            req,
+            &code.to_string(),
+            reason,
+            to_tag,
+        ),
+    );
 }
 
-/// tm's report of a 183 relayed upstream: accounted like an answer with `early_media`.
-pub fn report_early(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
-    if code != 183
+/// tm's report of a provisional reply relayed upstream: accounted like an answer with
+/// `early_media` when it carries a body (OpenSIPS: any 1xx with Content-Length > 0).
+pub fn report_early(req: &MsgCtx, code: u16, reason: &str, to_tag: &str, has_body: bool) {
+    if !has_body
         || req.acc.filter(|a| a.log).is_none()
         || param(req, "early_media").unwrap_or(0) == 0
         || !reported_method(req)
     {
         return;
     }
-    log::info!(target: "acc", "{}", line("transaction answered", req, &code.to_string(), reason, to_tag));
+    emit(
+        req,
+        &line(
+            "transaction answered",
+            req,
+            &code.to_string(),
+            reason,
+            to_tag,
+        ),
+    );
 }
 
 /// tm's report of an INVITE transaction whose attempt failed as a whole (every branch
@@ -274,7 +456,10 @@ pub fn report_missed(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
     if req.acc.filter(|a| a.log && a.missed).is_none() || !reported_method(req) {
         return;
     };
-    log::info!(target: "acc", "{}", line("call missed", req, &code.to_string(), reason, to_tag));
+    emit(
+        req,
+        &line("call missed", req, &code.to_string(), reason, to_tag),
+    );
 }
 
 /// Whether a transaction with this request is accounted at all (tm skips the work otherwise).

@@ -9,28 +9,18 @@ use bytes::Bytes;
 use engine::{Accounting, Available, MsgCtx, Script};
 use sip::SipMessage;
 
-/// Every line logged to the `acc` target, in order.
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-/// The tests share the logger: one at a time.
+/// Every accounting line written, in order, with its level and syslog facility.
+static LINES: Mutex<Vec<(i32, String, String)>> = Mutex::new(Vec::new());
+/// The tests share the writer: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if record.target() == "acc" {
-            LINES.lock().unwrap().push(record.args().to_string());
-        }
-    }
-    fn flush(&self) {}
+/// The lines written since the last call.
+fn captured() -> Vec<String> {
+    written().into_iter().map(|(_, _, l)| l).collect()
 }
 
-static CAPTURE: Capture = Capture;
-
-fn captured() -> Vec<String> {
+/// [`captured`] with each line's level and facility.
+fn written() -> Vec<(i32, String, String)> {
     std::mem::take(&mut *LINES.lock().unwrap())
 }
 
@@ -70,8 +60,12 @@ fn request(method: &str, script: &Arc<Script>) -> MsgCtx {
 
 fn setup() -> std::sync::MutexGuard<'static, ()> {
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let _ = log::set_logger(&CAPTURE);
-    log::set_max_level(log::LevelFilter::Trace);
+    engine::hooks::set_line_writer(Box::new(|level, facility, text| {
+        LINES
+            .lock()
+            .unwrap()
+            .push((level, facility.unwrap_or("").to_owned(), text.to_owned()))
+    }));
     captured();
     guard
 }
@@ -100,21 +94,27 @@ fn cancel_transactions_are_reported_only_with_report_cancels() {
 }
 
 #[test]
-fn a_183_is_accounted_only_with_early_media() {
+fn early_media_accounts_provisional_replies_with_a_body() {
     let _serial = setup();
     let off = script("");
-    acc::report_early(&request("INVITE", &off), 183, "Session Progress", "t2");
+    acc::report_early(
+        &request("INVITE", &off),
+        183,
+        "Session Progress",
+        "t2",
+        true,
+    );
     assert_eq!(captured(), Vec::<String>::new());
 
     let on = script("modparam(\"acc\", \"early_media\", 1)");
-    acc::report_early(&request("INVITE", &on), 180, "Ringing", "t2");
-    assert_eq!(captured(), Vec::<String>::new(), "only a 183");
-    acc::report_early(&request("INVITE", &on), 183, "Session Progress", "t2");
+    // OpenSIPS: any provisional reply with a body, whatever its code; none without one.
+    acc::report_early(&request("INVITE", &on), 183, "Progress NoBody", "t2", false);
+    assert_eq!(captured(), Vec::<String>::new(), "no body, no early media");
+    acc::report_early(&request("INVITE", &on), 180, "Ringing", "t2", true);
     let lines = captured();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
-        lines[0].contains(";method=INVITE;")
-            && lines[0].contains(";code=183;reason=Session Progress"),
+        lines[0].contains(";method=INVITE;") && lines[0].contains(";code=180;reason=Ringing"),
         "{lines:?}"
     );
 }
@@ -176,15 +176,15 @@ fn extra_fields_follow_the_core_fields_of_the_log_line() {
         log.first().map(String::as_str),
         Some("read=192.0.2.1 none=<null>\n")
     );
-    let lines: Vec<&String> = log.iter().filter(|l| l.starts_with("ACC: ")).collect();
-    assert_eq!(lines.len(), 2, "{log:?}");
+    let lines = captured();
+    assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
-        lines[0].contains(";code=200;reason=Done;src_ip=192.0.2.1;dst=\n"),
-        "only the log backend's fields, in their order: {log:?}"
+        lines[0].ends_with(";code=200;reason=Done;src_ip=192.0.2.1;dst="),
+        "only the log backend's fields, in their order: {lines:?}"
     );
     assert!(
-        lines[1].contains(";code=404;reason=Gone;src_ip=;dst=\n"),
-        "{log:?}"
+        lines[1].ends_with(";code=404;reason=Gone;src_ip=;dst="),
+        "{lines:?}"
     );
 }
 
@@ -223,4 +223,86 @@ fn detect_direction_swaps_the_tags_of_upstream_requests() {
         line("", "lr;ftag=callee").contains(";from_tag=f1;to_tag=t9;"),
         "off by default"
     );
+}
+
+// acc's own level and facility (OpenSIPS: NOTICE and LOG_DAEMON by default, whatever the
+// global syslog_facility); with accounting state the line has created= and setuptime=.
+#[test]
+fn lines_go_out_at_accs_level_and_facility() {
+    let _serial = setup();
+    acc::report(&request("INVITE", &script("")), 200, "OK", "t1");
+    let (level, facility, line) = written().pop().unwrap();
+    assert_eq!((level, facility.as_str()), (2, "LOG_DAEMON"));
+    let ts = line
+        .strip_prefix("ACC: transaction answered: timestamp=")
+        .and_then(|r| r.split(';').next())
+        .unwrap()
+        .to_owned();
+    assert!(
+        line.contains(&format!(
+            "timestamp={ts};created=0;setuptime={ts};method=INVITE;"
+        )),
+        "{line}"
+    );
+    let custom = script(
+        "modparam(\"acc\", \"log_level\", 1)\nmodparam(\"acc\", \"log_facility\", \"LOG_LOCAL5\")",
+    );
+    acc::report(&request("INVITE", &custom), 200, "OK", "t1");
+    let (level, facility, _) = written().pop().unwrap();
+    assert_eq!((level, facility.as_str()), (1, "LOG_LOCAL5"));
+}
+
+// acc_log_request: three leading digits are the code; a bare code gets its standard phrase; no
+// accounting state, no created/setuptime.
+#[test]
+fn acc_log_request_reads_the_code_as_opensips_does() {
+    let _serial = setup();
+    let (_, _) = run(
+        "",
+        r#"acc_log_request("404"); acc_log_request("200OK"); acc_log_request("Just text");"#,
+        "MESSAGE",
+    );
+    let lines = captured();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].ends_with(";code=404;reason=Not Found"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].ends_with(";code=200;reason=OK"), "{}", lines[1]);
+    assert!(
+        lines[2].ends_with(";code=;reason=Just text"),
+        "{}",
+        lines[2]
+    );
+    assert!(!lines[0].contains("created="), "{}", lines[0]);
+}
+
+// drop_accounting: false without accounting; with a type and flags only those go, and a
+// type left without flags goes too.
+#[test]
+fn drop_accounting_drops_what_it_is_told() {
+    let _serial = setup();
+    let (acc, log) = run("", r#"if (!drop_accounting()) xlog("none\n");"#, "INVITE");
+    assert_eq!(acc, None);
+    assert!(log.iter().any(|l| l == "none\n"), "{log:?}");
+    let (acc, _) = run(
+        "",
+        r#"do_accounting("log", "missed|failed"); drop_accounting("log", "missed");"#,
+        "INVITE",
+    );
+    let acc = acc.unwrap();
+    assert!(acc.log && acc.failed && !acc.missed, "{acc:?}");
+    let (acc, _) = run(
+        "",
+        r#"do_accounting("log", "missed"); drop_accounting("log", "missed");"#,
+        "INVITE",
+    );
+    assert_eq!(acc, None);
+    let (acc, _) = run(
+        "",
+        r#"do_accounting("log", "failed"); drop_accounting();"#,
+        "INVITE",
+    );
+    assert_eq!(acc, None);
 }

@@ -684,14 +684,36 @@ impl Tm {
                 _ => engine::stat!("tm", "6xx_transactions").inc(),
             }
         }
-        if code >= 200
-            && !tx.final_sent
-            && acc::wanted(&tx.request).is_some()
-            && let Ok(sent) = SipMessage::parse(bytes::Bytes::from(out.data.clone()))
-        {
-            let reason = sent.reason_phrase().unwrap_or("");
-            let to_tag = sent.to_tag().ok().flatten().unwrap_or("");
-            acc::report(&tx.request, code, reason, to_tag);
+        if code >= 200 && !tx.final_sent && acc::wanted(&tx.request).is_some() {
+            if local {
+                // A reply made here is accounted as OpenSIPS' faked reply: the code's standard
+                // phrase and the request's own To tag (none for an initial request).
+                let to_tag = tx
+                    .request
+                    .msg
+                    .to_tag()
+                    .ok()
+                    .flatten()
+                    .unwrap_or("")
+                    .to_owned();
+                let reason = acc::error_text(code);
+                // A negative one to an INVITE is a missed call too, once per arming.
+                if tx.invite
+                    && code >= 300
+                    && let Some(armed) = tx.request.acc.filter(|a| a.missed)
+                {
+                    acc::report_missed(&tx.request, code, reason, &to_tag);
+                    tx.request.acc = Some(engine::Accounting {
+                        missed: false,
+                        ..armed
+                    });
+                }
+                acc::report(&tx.request, code, reason, &to_tag);
+            } else if let Ok(sent) = SipMessage::parse(bytes::Bytes::from(out.data.clone())) {
+                let reason = sent.reason_phrase().unwrap_or("");
+                let to_tag = sent.to_tag().ok().flatten().unwrap_or("");
+                acc::report(&tx.request, code, reason, to_tag);
+            }
         }
         if code >= 200 {
             tx.final_sent = true;

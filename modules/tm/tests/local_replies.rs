@@ -118,3 +118,35 @@ fn a_407_is_not_resent_but_a_486_is() {
         "{again:?}"
     );
 }
+
+/// A final reply tm makes itself is accounted as OpenSIPS' faked reply: the code's standard
+/// phrase, the request's own (empty) To tag, and a negative one to an INVITE is a missed call.
+#[test]
+fn our_own_replies_are_accounted_with_the_standard_phrase_and_no_to_tag() {
+    static LINES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    engine::hooks::set_line_writer(Box::new(|_, _, text| {
+        LINES.lock().unwrap().push(text.to_owned())
+    }));
+    let mut h = Harness::new(
+        r#"
+route {
+    do_accounting("log", "missed|failed");
+    t_reply(486, "Go Away");
+}
+"#,
+    );
+    h.receive(&request_text("INVITE", "acc-own"));
+    let lines = std::mem::take(&mut *LINES.lock().unwrap());
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("ACC: call missed: "), "{lines:?}");
+    for line in &lines {
+        assert!(
+            line.contains(";to_tag=;call_id=acc-own;code=486;reason=Busy Here"),
+            "{line}"
+        );
+    }
+    assert!(
+        lines[1].starts_with("ACC: transaction answered: "),
+        "{lines:?}"
+    );
+}

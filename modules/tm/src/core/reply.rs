@@ -316,12 +316,13 @@ impl Tm {
         let Some(out) = self.relay_up(&tx.request, reply) else {
             return;
         };
-        if code == 183 && acc::wanted(&tx.request).is_some() {
+        if acc::wanted(&tx.request).is_some() {
             acc::report_early(
                 &tx.request,
                 code,
                 reply.reason_phrase().unwrap_or(""),
                 reply.to_tag().ok().flatten().unwrap_or(""),
+                !reply.body().is_empty(),
             );
         }
         tx.last_reply = Some(out.clone());

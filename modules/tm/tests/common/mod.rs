@@ -90,7 +90,7 @@ impl Runner for Routes<'_> {
 pub fn compile(body: &str) -> Result<Script, String> {
     let text = format!(
         "socket=udp:127.0.0.1:5060\nloadmodule \"proto_udp.so\"\nloadmodule \"tm.so\"\n\
-         loadmodule \"sipmsgops.so\"\n{body}"
+         loadmodule \"sipmsgops.so\"\nloadmodule \"acc.so\"\n{body}"
     );
     let mut sources = cfg::SourceMap::new();
     let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), text);
@@ -98,7 +98,7 @@ pub fn compile(body: &str) -> Result<Script, String> {
         return Err(format!("{:?}", parsed.diagnostics));
     }
     let available = Available {
-        modules: vec![&tm::MODULE, &sipmsgops::MODULE],
+        modules: vec![&tm::MODULE, &sipmsgops::MODULE, &acc::MODULE],
         builtin: vec!["proto_udp"],
         argv: Vec::new(),
     };
