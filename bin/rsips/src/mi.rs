@@ -348,6 +348,10 @@ pub fn commands(state: Arc<State>) -> Mi {
                     out.insert(format!("{}:{}", st.group, st.name), Value::from(st.get()));
                 }
             }
+            // OpenSIPS answers an empty selection with an error, not an empty object.
+            if out.is_empty() {
+                return Err(MiError::new(404, "Statistics Not Found"));
+            }
             Ok(Value::Object(out))
         },
     ));

@@ -718,12 +718,21 @@ fn handle(
     let msg = match SipMessage::parse(Bytes::copy_from_slice(data)) {
         Ok(m) => m,
         Err(e) => {
-            count_error(data);
+            // OpenSIPS: a message whose headers do not parse counts in bad_msg_hdr only.
+            engine::stat!("core", "bad_msg_hdr").inc();
+            count_bad_uri(&e);
             return crate::malformed::parse_error(data, &e, receipt, script, state);
         }
     };
     if let Err(e) = msg.check() {
-        count_error(data);
+        // A header that does not parse is a bad header; a missing one (no Via …) makes a
+        // message received in error, as OpenSIPS counts them.
+        if e.to_string().starts_with("Missing") {
+            count_error(data);
+        } else {
+            engine::stat!("core", "bad_msg_hdr").inc();
+        }
+        count_bad_uri(&e);
         return crate::malformed::parse_error(data, &e, receipt, script, state);
     }
     if msg.is_request() {
@@ -789,15 +798,17 @@ fn handle(
     {
         streams.add_alias(conn, SocketAddr::new(receipt.source.ip(), port));
     }
-    // The ACK for a stateless reply of ours ends here (sl).
+    // The ACK for a stateless reply of ours ends here (sl), counted as dropped (OpenSIPS'
+    // pre-script callback drop).
     if sl::absorbs_ack(&msg, script) {
+        engine::stat!("core", "drop_requests").inc();
         return Vec::new();
     }
     let mut ctx = MsgCtx::new(msg).with_receipt(receipt);
     ctx.script = Some(Arc::clone(script));
     match script.run(state, &mut ctx, &mut crate::logging::ScriptLog) {
-        Ok(engine::Outcome::Drop) => engine::stat!("core", "drop_requests").inc(),
-        Ok(engine::Outcome::Exit) => {}
+        // A script's `drop` is counted nowhere in OpenSIPS.
+        Ok(engine::Outcome::Drop | engine::Outcome::Exit) => {}
         Err(e) => crate::logging::core(-1, &format!("script: {e}")),
     }
     if let Some(tx) = &ctx.tx {
@@ -822,12 +833,22 @@ fn handle(
     std::mem::take(&mut ctx.outbox)
 }
 
-/// `core:err_requests` / `core:err_replies` for a message that does not parse.
+/// A message that parsed but cannot be used: `core:rcv_*` and `core:err_*` (OpenSIPS counts
+/// a request without a usable Via in both).
 fn count_error(data: &[u8]) {
     if data.starts_with(b"SIP/") {
+        engine::stat!("core", "rcv_replies").inc();
         engine::stat!("core", "err_replies").inc();
     } else {
+        engine::stat!("core", "rcv_requests").inc();
         engine::stat!("core", "err_requests").inc();
+    }
+}
+
+/// `core:bad_URIs_rcvd` for a fault in a URI.
+fn count_bad_uri(e: &sip::ParseError) {
+    if e.to_string().contains("URI") {
+        engine::stat!("core", "bad_URIs_rcvd").inc();
     }
 }
 

@@ -224,6 +224,79 @@ fn opensips_cli_over_http_and_fifo() {
     assert!(stats.contains("\"core:rcv_requests\": 0"), "{stats}");
 }
 
+/// The statistics monitoring reads as OpenSIPS names them: the `shmem:`, `pkmem:` and
+/// `load:` groups, `core:timestamp` in seconds, names without case, a 404 for none; and the
+/// core counters OpenSIPS keeps for a bad header and for the ACK sl absorbs.
+#[test]
+fn statistics_groups_names_and_core_counters_as_opensips() {
+    let server = start_with("", r#"route { sl_send_reply(404, "Not Here"); }"#);
+    let stats = cli(
+        &server,
+        "http",
+        &["get_statistics", "shmem:", "load:", "pkmem:"],
+    );
+    for name in [
+        "\"shmem:used_size\"",
+        "\"shmem:free_size\"",
+        "\"load:load1m\"",
+        "\"load:processes_number\"",
+        "\"pkmem:0-real_used_size\"",
+    ] {
+        assert!(stats.contains(name), "{name}: {stats}");
+    }
+    let (_, none) = post(
+        &server,
+        r#"{"jsonrpc":"2.0","method":"get_statistics","params":[["nosuchstat"]],"id":1}"#,
+    );
+    assert!(
+        none.contains(r#""code":404,"message":"Statistics Not Found""#),
+        "{none}"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let ts = cli(&server, "http", &["get_statistics", "TIMESTAMP"]);
+    assert!(
+        ts.contains("\"core:timestamp\"") && !ts.contains("\"core:timestamp\": 0"),
+        "seconds since start, found without case: {ts}"
+    );
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let port = c.local_addr().unwrap().port();
+    let req = |method: &str, to_tag: &str| {
+        format!(
+            "{method} sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKst\r\n\
+             From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>{to_tag}\r\nCall-ID: st\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    c.send_to(req("INVITE", "").as_bytes(), ("127.0.0.1", server.sip))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = c.recv_from(&mut buf).unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let to = reply.lines().find(|l| l.starts_with("To:")).unwrap();
+    let tag = to.split(";tag=").nth(1).unwrap();
+    c.send_to(
+        req("ACK", &format!(";tag={tag}")).as_bytes(),
+        ("127.0.0.1", server.sip),
+    )
+    .unwrap();
+    let bad = "OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: garbage;;;\r\nCall-ID: x\r\n\r\n";
+    c.send_to(bad.as_bytes(), ("127.0.0.1", server.sip))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = cli(&server, "http", &["get_statistics", "core:", "sl:"]);
+        let done = stats.contains("\"core:drop_requests\": 1")
+            && stats.contains("\"core:bad_msg_hdr\": 1")
+            && stats.contains("\"sl:received_ACKs\": 1");
+        if done {
+            assert!(stats.contains("\"core:err_requests\": 0"), "{stats}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{stats}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn opensips_mi_over_http_fifo_and_datagram() {
     let server = start("");

@@ -126,21 +126,27 @@ pub fn groups() -> Vec<&'static str> {
 }
 
 /// The statistics an MI `get_statistics` argument selects: `all`, `group:` (a whole group),
-/// or `name` / `group:name` for one.
+/// or `name` / `group:name` for one; names compare without case, as OpenSIPS compares them.
 pub fn select(spec: &str) -> Vec<&'static Stat> {
     let all = all();
-    if spec == "all" {
+    if spec.eq_ignore_ascii_case("all") {
         return all;
     }
     if let Some(group) = spec.strip_suffix(':') {
-        return all.into_iter().filter(|s| s.group == group).collect();
+        return all
+            .into_iter()
+            .filter(|s| s.group.eq_ignore_ascii_case(group))
+            .collect();
     }
     match spec.split_once(':') {
         Some((g, n)) => all
             .into_iter()
-            .filter(|s| s.group == g && s.name == n)
+            .filter(|s| s.group.eq_ignore_ascii_case(g) && s.name.eq_ignore_ascii_case(n))
             .collect(),
-        None => all.into_iter().filter(|s| s.name == spec).collect(),
+        None => all
+            .into_iter()
+            .filter(|s| s.name.eq_ignore_ascii_case(spec))
+            .collect(),
     }
 }
 
@@ -156,14 +162,24 @@ pub fn register_core() {
         "err_requests",
         "err_replies",
         "bad_URIs_rcvd",
-        "unsupported_methods",
         "bad_msg_hdr",
         "slow_messages",
-        "timestamp",
     ] {
         counter("core", name);
     }
+    // Seconds since start (OpenSIPS `get_ticks`).
+    let started = std::time::Instant::now();
+    computed(
+        "core",
+        "timestamp",
+        Box::new(move || started.elapsed().as_secs() as i64),
+    );
+    system::register();
 }
+
+/// The `shmem:`, `pkmem:` and `load:` groups monitoring tools read from OpenSIPS, with what
+/// they mean for one rsips process.
+pub mod system;
 
 /// A counter by literal group and name, looked up once per call site:
 /// `engine::stat!("tm", "UAS_transactions").inc()`.
