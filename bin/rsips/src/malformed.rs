@@ -66,6 +66,7 @@ fn error_reply(
             from: None,
             proto: receipt.proto,
             conn: receipt.conn,
+            origin: None,
         }],
         None => Vec::new(),
     }

@@ -86,11 +86,12 @@ impl Outlet {
                 });
             }
         });
-        streams.send(
+        streams.send_for(
             proto,
             out.conn,
             dest,
             out.from,
+            out.origin,
             Bytes::from(out.data),
             Some(done),
         );
@@ -518,6 +519,13 @@ fn udp_worker(
         return;
     };
     let mut current = Current::new(scripts);
+    // `allow_proxy_protocol` on a UDP socket: a datagram may start with a PROXY header
+    // (OpenSIPS `check_udp_proxy_protocol`), which names the client and is taken off.
+    let proxy_allowed = current
+        .script
+        .listen_sockets()
+        .iter()
+        .any(|s| s.proto == "udp" && s.addr == Some(local) && s.allow_proxy_protocol);
     let mut buf = vec![0u8; 65_535];
     while !stop.load(Ordering::SeqCst) {
         let (n, source) = match socket.recv_from(&mut buf) {
@@ -535,13 +543,33 @@ fn udp_worker(
                 continue;
             }
         };
-        let Some(data) = buf.get(..n) else { continue };
+        let Some(mut data) = buf.get(..n) else {
+            continue;
+        };
+        let mut proxy = None;
+        if proxy_allowed
+            && (data.starts_with(b"PROXY ") || data.starts_with(b"\r\n\r\n\0\r\nQUIT\n"))
+        {
+            match transport::proxy_protocol::parse(data) {
+                Ok(Some((header, used))) => {
+                    proxy = header.source.zip(header.destination);
+                    data = &data[used..];
+                }
+                Ok(None) | Err(_) => {
+                    crate::logging::core(
+                        -1,
+                        &format!("udp from {source}: bad PROXY protocol header, dropped"),
+                    );
+                    continue;
+                }
+            }
+        }
         let receipt = Receipt {
             source,
             proto: "udp",
             local,
             conn: None,
-            proxy: None,
+            proxy,
         };
         current.refresh(scripts, &mut state);
         for out in timed_handle(data, receipt, &current.script, &mut state, None) {

@@ -482,10 +482,20 @@ fn tcp_over_ipv6() {
 
 #[test]
 fn proxy_protocol_v1_and_v2_headers_name_the_client() {
+    // As OpenSIPS: `$si`/`$sp` stay the proxy's, `$proxy_protocol(...)` names the client, the
+    // header is optional, and a UDP datagram may carry one too.
+    let route = r#"route {
+    append_to_reply("X-Source: $si:$sp\r\nX-Client: $proxy_protocol(src_ip):$proxy_protocol(src_port)\r\n");
+    sl_send_reply(200, "OK");
+}"#;
     let server = start(
         "tcp-proxy",
         "127.0.0.1",
-        &format!("socket=tcp:127.0.0.1:PORT allow_proxy_protocol\n{MODULES}{ECHO}"),
+        &format!(
+            "socket=tcp:127.0.0.1:PORT allow_proxy_protocol
+socket=udp:127.0.0.1:PORT allow_proxy_protocol
+{MODULES}{route}"
+        ),
     );
     // v1 text header.
     let mut s = connect("127.0.0.1", server.port);
@@ -494,7 +504,13 @@ fn proxy_protocol_v1_and_v2_headers_name_the_client() {
     s.write_all(options("TCP", "pp1").as_bytes()).unwrap();
     let mut pending = Vec::new();
     let r = read_message(&mut s, &mut pending).unwrap_or_else(|| panic!("{}", server.log()));
-    assert_eq!(header(&r, "X-Source"), Some("198.51.100.7:40123"), "{r}");
+    let tcp_peer = s.local_addr().unwrap();
+    assert_eq!(header(&r, "X-Client"), Some("198.51.100.7:40123"), "{r}");
+    assert_eq!(
+        header(&r, "X-Source"),
+        Some(tcp_peer.to_string().as_str()),
+        "{r}"
+    );
     // v2 binary header (IPv6 client) in the same write as the request.
     let src: SocketAddr = "[2001:db8::5]:41000".parse().unwrap();
     let dst: SocketAddr = "[2001:db8::1]:5060".parse().unwrap();
@@ -512,14 +528,35 @@ fn proxy_protocol_v1_and_v2_headers_name_the_client() {
     let mut pending = Vec::new();
     let r = read_message(&mut s, &mut pending).unwrap_or_else(|| panic!("{}", server.log()));
     assert_eq!(
-        header(&r, "X-Source"),
+        header(&r, "X-Client"),
         Some("2001:DB8:0:0:0:0:0:5:41000"),
         "{r}"
     );
-    // A connection without the header is refused on such a socket.
+    // A connection without the header is plain SIP.
     let mut s = connect("127.0.0.1", server.port);
     s.write_all(options("TCP", "pp-none").as_bytes()).unwrap();
-    assert!(closed_within(&mut s, Duration::from_secs(3)));
+    let mut pending = Vec::new();
+    let r = read_message(&mut s, &mut pending).unwrap_or_else(|| panic!("{}", server.log()));
+    assert!(
+        r.starts_with("SIP/2.0 200 OK") && header(&r, "X-Client") == Some("<null>:<null>"),
+        "{r}"
+    );
+    // A datagram with a v1 header: taken off, the client named.
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let cport = c.local_addr().unwrap().port();
+    let dgram = format!(
+        "PROXY TCP4 198.51.100.9 127.0.0.1 40999 5060\r\n{}",
+        options("UDP", "pp-udp").replace("127.0.0.1:9;", &format!("127.0.0.1:{cport};"))
+    );
+    c.send_to(dgram.as_bytes(), ("127.0.0.1", server.port))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = c
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert_eq!(header(&r, "X-Client"), Some("198.51.100.9:40999"), "{r}");
 }
 
 /// A test CA and a server certificate for 127.0.0.1/::1/localhost, made with `openssl`.
@@ -1351,7 +1388,7 @@ fn t_replicate_of_an_invite_acks_the_replicas_2xx() {
 }
 
 #[test]
-fn send_proxy_protocol_starts_outgoing_connections_with_a_v2_header() {
+fn send_proxy_protocol_starts_outgoing_connections_with_a_v1_header_naming_the_client() {
     let uas = TcpListener::bind("127.0.0.1:0").unwrap();
     let uas_port = uas.local_addr().unwrap().port();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -1360,7 +1397,6 @@ fn send_proxy_protocol_starts_outgoing_connections_with_a_v2_header() {
             conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut got = Vec::new();
             let mut chunk = [0u8; 4096];
-            // (The v2 signature itself holds a CRLFCRLF: wait for the request's end.)
             while !got.windows(21).any(|w| w == b"Content-Length: 0\r\n\r\n") {
                 match conn.read(&mut chunk) {
                     Ok(0) | Err(_) => break,
@@ -1388,9 +1424,10 @@ fn send_proxy_protocol_starts_outgoing_connections_with_a_v2_header() {
     let (header, used) = transport::proxy_protocol::parse(&got)
         .unwrap()
         .unwrap_or_else(|| panic!("no PROXY header: {:?}", String::from_utf8_lossy(&got)));
-    assert_eq!(header.version, 2);
-    assert_eq!(header.destination.unwrap().port(), uas_port);
-    assert_eq!(header.source.unwrap().ip().to_string(), "127.0.0.1");
+    // v1 (what OpenSIPS reads), naming the request's client and the socket it reached.
+    assert_eq!(header.version, 1);
+    assert_eq!(header.source, Some(c.local_addr().unwrap()));
+    assert_eq!(header.destination.unwrap().port(), server.port);
     assert!(got[used..].starts_with(b"OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\n"));
 }
 
@@ -1450,6 +1487,7 @@ fn a_proxy_protocol_header_comes_before_the_tls_handshake() {
         ),
     );
     let mut tcp = connect("127.0.0.1", server.port);
+    let peer = tcp.local_addr().unwrap();
     tcp.write_all(b"PROXY TCP4 198.51.100.9 127.0.0.1 40999 5061\r\n")
         .unwrap();
     let conn = rustls::ClientConnection::new(
@@ -1461,7 +1499,12 @@ fn a_proxy_protocol_header_comes_before_the_tls_handshake() {
     tls.write_all(options("TLS", "pp-tls").as_bytes()).unwrap();
     let mut pending = Vec::new();
     let r = read_message(&mut tls, &mut pending).unwrap_or_else(|| panic!("{}", server.log()));
-    assert_eq!(header(&r, "X-Source"), Some("198.51.100.9:40999"), "{r}");
+    // The header was read before the handshake; `$si` stays the TCP peer (OpenSIPS).
+    assert_eq!(
+        header(&r, "X-Source"),
+        Some(peer.to_string().as_str()),
+        "{r}"
+    );
     assert_eq!(header(&r, "X-Proto"), Some("tls"));
 }
 
@@ -1843,4 +1886,25 @@ fn one_connections_messages_keep_their_order_across_workers() {
         .collect();
     let want: Vec<String> = (0..200).map(|i| format!("{i} OPTIONS")).collect();
     assert_eq!(got, want);
+}
+
+/// OpenSIPS bounds a stream message as a whole (64 KiB), not its header section apart: a
+/// 20 KB header section is served.
+#[test]
+fn a_large_header_section_within_the_message_limit_is_served() {
+    let server = start(
+        "big-head",
+        "127.0.0.1",
+        &format!("socket=tcp:127.0.0.1:PORT\n{MODULES}{ECHO}"),
+    );
+    let big = format!("X-Big: {}\r\n", "a".repeat(20_000));
+    let req = options("TCP", "big-head").replace(
+        "Max-Forwards: 70\r\n",
+        &format!("Max-Forwards: 70\r\n{big}"),
+    );
+    let mut s = connect("127.0.0.1", server.port);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    let r = read_message(&mut s, &mut pending).unwrap_or_else(|| panic!("{}", server.log()));
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
 }

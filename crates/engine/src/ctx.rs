@@ -33,6 +33,10 @@ pub struct Outbound {
     pub proto: &'static str,
     /// An open connection to use first (a reply to a request received over a stream).
     pub conn: Option<u64>,
+    /// The client and server a PROXY protocol header names when the message opens a
+    /// connection from a `send_proxy_protocol` socket: the relayed request's own endpoints (or
+    /// the ones its PROXY header gave); `None`: the new connection's.
+    pub origin: Option<(SocketAddr, SocketAddr)>,
 }
 
 /// Why `error_route` runs (`$err.*`), with OpenSIPS' numbering.

@@ -592,6 +592,12 @@ pub fn forward_with_branch(
         from: forced.or(Some(local)),
         proto,
         conn: None,
+        // A new connection's PROXY header names the client (OpenSIPS: the request's real
+        // endpoints when it came with a PROXY header, else its source and our socket).
+        origin: ctx
+            .receipt
+            .as_ref()
+            .map(|r| r.proxy.unwrap_or((r.source, r.local))),
     })
 }
 
@@ -759,6 +765,7 @@ pub fn send(
         from: Some(local),
         proto,
         conn: None,
+        origin: None,
     })
 }
 
@@ -821,6 +828,7 @@ pub fn relay_response_with(
             .flatten()
             .filter(|_| proto != "udp")
             .and_then(|id| u64::from_str_radix(id, 16).ok()),
+        origin: None,
     })
 }
 

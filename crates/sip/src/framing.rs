@@ -15,8 +15,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        // OpenSIPS bounds only the whole message (its 64 KiB read buffer), so a header
+        // section may take all of it.
         Limits {
-            max_header_bytes: 16 * 1024,
+            max_header_bytes: 64 * 1024,
             max_message_bytes: 64 * 1024,
         }
     }

@@ -273,6 +273,22 @@ impl Streams {
         data: Bytes,
         done: Option<Done>,
     ) {
+        self.send_for(proto, conn, dest, from, None, data, done);
+    }
+
+    /// [`Streams::send`] for a message relayed on behalf of `origin` (its client and server):
+    /// what the PROXY header of a new connection from a `send_proxy_protocol` socket names.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_for(
+        &self,
+        proto: Proto,
+        conn: Option<u64>,
+        dest: SocketAddr,
+        from: Option<SocketAddr>,
+        origin: Option<(SocketAddr, SocketAddr)>,
+        data: Bytes,
+        done: Option<Done>,
+    ) {
         let shared = &self.shared;
         let job = Job::Write(data, done);
         let job = {
@@ -288,10 +304,17 @@ impl Streams {
                 None => job,
             }
         };
-        self.connect_and_send(proto, dest, from, job);
+        self.connect_and_send(proto, dest, from, origin, job);
     }
 
-    fn connect_and_send(&self, proto: Proto, dest: SocketAddr, from: Option<SocketAddr>, job: Job) {
+    fn connect_and_send(
+        &self,
+        proto: Proto,
+        dest: SocketAddr,
+        from: Option<SocketAddr>,
+        origin: Option<(SocketAddr, SocketAddr)>,
+        job: Job,
+    ) {
         let shared = Arc::clone(&self.shared);
         let (tx, rx) = mpsc::unbounded_channel();
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -331,7 +354,7 @@ impl Streams {
         let _ = tx.send(job);
         let Some(rt) = &self.runtime else { return };
         rt.spawn(async move {
-            match connect(&shared, proto, dest, local_hint).await {
+            match connect(&shared, proto, dest, local_hint, origin).await {
                 Ok((stream, local)) => {
                     let last = {
                         let mut reg = shared.registry();
@@ -472,6 +495,7 @@ async fn connect(
     proto: Proto,
     dest: SocketAddr,
     from: Option<SocketAddr>,
+    origin: Option<(SocketAddr, SocketAddr)>,
 ) -> Result<(Box<dyn Io>, SocketAddr), String> {
     let timeout = shared.settings.connect_timeout;
     let socket = match dest {
@@ -513,14 +537,9 @@ async fn connect(
             .any(|l| l.addr == f && l.send_proxy_protocol)
     });
     if sends_proxy {
-        let header = proxy_protocol::encode_v2(
-            proxy_protocol::Command::Proxy,
-            proxy_protocol::Transport::Stream,
-            local,
-            dest,
-            &[],
-        )
-        .map_err(|e| format!("PROXY header to {dest}: {e}"))?;
+        // v1, the version OpenSIPS reads, naming the client the message is relayed for.
+        let (src, dst) = origin.unwrap_or((local, dest));
+        let header = proxy_protocol::encode_v1(src, dst);
         tcp.write_all(&header)
             .await
             .map_err(|e| format!("PROXY header to {dest}: {e}"))?;
@@ -576,17 +595,15 @@ async fn accept_loop(shared: Arc<Shared>, listen: Listen, listener: TcpListener)
 
 /// A new incoming connection: PROXY header, TLS handshake and WebSocket upgrade (in that order),
 /// then the SIP message loop.
-async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, mut peer: SocketAddr) {
+async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, peer: SocketAddr) {
     let setup = Duration::from_secs(5).max(shared.settings.max_msg_time);
     let mut early = BytesMut::new();
     let mut proxy = None;
     if listen.proxy_protocol {
+        // Optional, as in OpenSIPS: data that does not start with a PROXY signature is SIP.
+        // `$si`/`$sp` stay the proxy's; `$proxy_protocol(...)` names the client.
         match tokio::time::timeout(setup, read_proxy_header(&mut tcp, &mut early)).await {
-            Ok(Ok(Some((source, dest)))) => {
-                peer = source;
-                proxy = Some((source, dest));
-            }
-            Ok(Ok(None)) => {}
+            Ok(Ok(found)) => proxy = found,
             Ok(Err(why)) => {
                 log::error!(
                     "{}:{} from {peer}: bad PROXY protocol header: {why}",
@@ -595,10 +612,8 @@ async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, mut p
                 );
                 return;
             }
-            Err(_) => {
-                log::error!("{peer}: no PROXY protocol header in time");
-                return;
-            }
+            // What came so far (a lone CRLF keepalive, say) is handled as SIP.
+            Err(_) => {}
         }
     }
     let stream: Box<dyn Io> = if listen.proto.is_secure() {
@@ -687,6 +702,8 @@ async fn read_proxy_header(
                 return Ok(header.source.zip(header.destination));
             }
             Ok(None) => {}
+            // Not a PROXY header at all: the connection carries SIP from its first byte.
+            Err(proxy_protocol::ProxyError::BadSignature) => return Ok(None),
             Err(e) => return Err(e.to_string()),
         }
         if buf.len() > 4096 {

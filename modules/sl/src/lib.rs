@@ -451,6 +451,7 @@ fn send_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         from: None,
         proto,
         conn,
+        origin: None,
     });
     1
 }

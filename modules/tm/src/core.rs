@@ -641,6 +641,7 @@ impl Tm {
             from: receipt.as_ref().map(|r| r.local),
             proto,
             conn,
+            origin: None,
         };
         self.note_reply_sent(&mut tx, cell.id, code, true, &out, now);
         // A final reply of tm's own to an INVITE ends its pending branches (OpenSIPS

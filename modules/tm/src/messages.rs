@@ -165,6 +165,7 @@ pub(crate) fn relay_upstream(req: &MsgCtx, reply: &SipMessage, keep_503: bool) -
         from: Some(receipt.local),
         proto: receipt.proto,
         conn: receipt.conn,
+        origin: None,
     })
 }
 

@@ -102,6 +102,7 @@ impl Tm {
                     from: r.map(|r| r.local),
                     proto: r.map_or("udp", |r| r.proto),
                     conn: r.and_then(|r| r.conn),
+                    origin: None,
                 },
                 None,
             );
