@@ -586,7 +586,8 @@ fn stream_worker(
     stop: &AtomicBool,
 ) {
     let mut current = Current::new(scripts);
-    let aliases = current.script.global_int("tcp_accept_aliases").unwrap_or(0) != 0;
+    // tcp_accept_aliases: 0 never, 1 when the Via asks (`;alias`, RFC 5923), 2 always.
+    let aliases = current.script.global_int("tcp_accept_aliases").unwrap_or(0);
     loop {
         // On stop, what is already queued is still handled (a drain), then the worker ends.
         let turn = if stop.load(Ordering::SeqCst) {
@@ -620,7 +621,7 @@ fn handle_stream_message(
     state: &mut Worker,
     scripts: &Scripts,
     current: &mut Current,
-    aliases: bool,
+    aliases: i64,
 ) {
     current.refresh(scripts, state);
     if msg.closed {
@@ -688,7 +689,7 @@ fn timed_handle(
     receipt: Receipt,
     script: &Arc<Script>,
     state: &mut Worker,
-    streams: Option<(&Streams, bool)>,
+    streams: Option<(&Streams, i64)>,
 ) -> Vec<Outbound> {
     let threshold = script.exec_msg_threshold();
     if threshold <= 0 {
@@ -736,7 +737,7 @@ fn handle(
     receipt: Receipt,
     script: &Arc<Script>,
     state: &mut Worker,
-    streams: Option<(&Streams, bool)>,
+    streams: Option<(&Streams, i64)>,
 ) -> Vec<Outbound> {
     // RFC 5626 keepalives and stray line ends.
     if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
@@ -821,8 +822,9 @@ fn handle(
             .unwrap_or(engine::forward::default_port(receipt.proto));
         (port, v.alias())
     });
-    if let (Some((streams, true)), Some(conn), Some((port, true))) =
+    if let (Some((streams, mode)), Some(conn), Some((port, asked))) =
         (streams, receipt.conn, via_port)
+        && (mode == 2 || (mode == 1 && asked))
     {
         streams.add_alias(conn, SocketAddr::new(receipt.source.ip(), port));
     }

@@ -1042,6 +1042,56 @@ fn force_tcp_alias_reuses_the_connection() {
 }
 
 #[test]
+fn tcp_accept_aliases_2_aliases_without_the_via_asking() {
+    alias_case("tcp_accept_aliases=2\n", "", "");
+}
+
+/// A second connection from the same address cannot take over an alias the first holds
+/// (OpenSIPS: "possible port hijack attempt").
+#[test]
+fn an_alias_stays_with_the_connection_that_took_it_first() {
+    let unreachable = free_port("127.0.0.1");
+    let route = format!(
+        r#"route {{
+    if ($socket_in(proto) == "tcp") {{ sl_send_reply(200, "OK"); exit; }}
+    forward("tcp:127.0.0.1:{unreachable}");
+}}"#
+    );
+    let server = start(
+        "alias-hijack",
+        "127.0.0.1",
+        &format!(
+            "socket=udp:127.0.0.1:PORT\nsocket=tcp:127.0.0.1:PORT\ntcp_accept_aliases=1\n{MODULES}{route}"
+        ),
+    );
+    let register = |id: &str| {
+        options("TCP", id).replace("127.0.0.1:9;", &format!("127.0.0.1:{unreachable};alias;"))
+    };
+    let (mut first, mut second) = (
+        connect("127.0.0.1", server.port),
+        connect("127.0.0.1", server.port),
+    );
+    let (mut p1, mut p2) = (Vec::new(), Vec::new());
+    first.write_all(register("alias-a").as_bytes()).unwrap();
+    assert!(read_message(&mut first, &mut p1).is_some());
+    second.write_all(register("alias-b").as_bytes()).unwrap();
+    assert!(read_message(&mut second, &mut p2).is_some());
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.send_to(
+        options("UDP", "alias-which").as_bytes(),
+        ("127.0.0.1", server.port),
+    )
+    .unwrap();
+    let got = read_message(&mut first, &mut p1).unwrap_or_else(|| panic!("{}", server.log()));
+    assert_eq!(header(&got, "Call-ID"), Some("alias-which"));
+    assert!(
+        server.log().contains("possible port hijack attempt"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
 fn proxy_protocol_pv_and_advertised_address_and_send() {
     let (rx, rx_port) = udp_receiver("127.0.0.1");
     let route = format!(

@@ -389,9 +389,22 @@ impl Streams {
     /// (`tcp_accept_aliases`) and `force_tcp_alias()`.
     pub fn add_alias(&self, conn: u64, alias: SocketAddr) {
         let mut reg = self.shared.registry();
-        if let Some(proto) = reg.by_id.get(&conn).map(|e| e.proto) {
-            reg.by_peer.insert((proto, alias), conn);
+        let Some(proto) = reg.by_id.get(&conn).map(|e| e.proto) else {
+            return;
+        };
+        // An alias another live connection holds stays with it (OpenSIPS: "possible port
+        // hijack attempt"): a second connection from the same address cannot take it over.
+        if let Some(&owner) = reg.by_peer.get(&(proto, alias))
+            && owner != conn
+            && reg.by_id.contains_key(&owner)
+        {
+            drop(reg);
+            log::warn!(
+                "{proto:?} alias {alias} is held by another connection: possible port hijack attempt"
+            );
+            return;
         }
+        reg.by_peer.insert((proto, alias), conn);
     }
 
     /// Whether a connection is open to `dest` over `proto`.
