@@ -47,6 +47,7 @@ pub static PROTO_TLS: ModuleSpec = ModuleSpec {
         ("trace_destination", Str),
         ("trace_on", Int),
         ("trace_filter_route", Str),
+        ("cert_check_on_conn_reusage", Int),
     ],
 };
 
@@ -75,10 +76,12 @@ pub static PROTO_WSS: ModuleSpec = ModuleSpec {
         ("wss_max_msg_chunks", Int),
         ("wss_resource", Str),
         ("wss_handshake_timeout", Int),
+        ("wss_tls_handshake_timeout", Int),
         ("require_origin", Int),
         ("trace_destination", Str),
         ("trace_on", Int),
         ("trace_filter_route", Str),
+        ("cert_check_on_conn_reusage", Int),
     ],
 };
 
@@ -97,6 +100,8 @@ pub static TLS_MGM: ModuleSpec = ModuleSpec {
         ("verify_cert", ParamType::Any),
         ("require_cert", ParamType::Any),
         ("tls_method", Str),
+        ("ciphers_list", Str),
+        // The `tls_mgm` table column's name, accepted as an alias.
         ("cipher_list", Str),
         ("dh_params", Str),
         ("ec_curve", Str),
@@ -235,8 +240,41 @@ pub fn tls_domains(script: &Script) -> Result<Option<Vec<TlsDomain>>, String> {
     Ok((!domains.is_empty()).then_some(domains))
 }
 
-/// Builds the TLS context (reading every certificate) when the script configures TLS.
+/// `tls_mgm` parameters accepted but not applied: rustls reads CAs from a file only, rsips loads
+/// no CRLs, rustls picks its own key exchange groups (no DH parameters or curve choice) and
+/// takes no OpenSSL cipher strings.
+const NOT_APPLIED: &[&str] = &[
+    "ca_dir",
+    "crl_dir",
+    "crl_check_all",
+    "dh_params",
+    "ec_curve",
+    "ciphers_list",
+    "cipher_list",
+];
+
+/// The parameters of [`NOT_APPLIED`] the script sets, each once, in table order.
+fn not_applied(script: &Script) -> Vec<&'static str> {
+    let set: Vec<&str> = script.modparams("tls_mgm").map(|(p, _)| p).collect();
+    NOT_APPLIED
+        .iter()
+        .copied()
+        .filter(|p| set.contains(p))
+        .collect()
+}
+
+/// Builds the TLS context (reading every certificate) when the script configures TLS; warns
+/// once about the parameters rustls cannot honour, so that an operator relying on, say,
+/// `crl_check_all` is told.
 pub fn tls_context(script: &Script) -> Result<Option<TlsContext>, String> {
+    let ignored = not_applied(script);
+    if !ignored.is_empty() {
+        log::warn!(
+            "tls_mgm: {} set but not applied (rustls has no CA directories, CRLs, DH parameters, \
+             curve or cipher lists)",
+            ignored.join(", ")
+        );
+    }
     match tls_domains(script)? {
         Some(domains) => TlsContext::new(domains).map(Some),
         None => Ok(None),

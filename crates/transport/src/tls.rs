@@ -2,22 +2,45 @@
 //! by `ip:port` (`match_ip_address`) and by SNI / destination name (`match_sip_domain`), with
 //! `certificate`, `private_key`, `ca_list`, `verify_cert`, `require_cert` and `tls_method`.
 //!
+//! Domain selection follows `tls_mgm/tls_domain.c`: the domains bound to the exact `ip:port`
+//! are the candidates, else those bound to `*`; among them the first whose `match_sip_domain`
+//! pattern (a shell glob, case-insensitive, literal names before patterns before `*`) matches
+//! the SNI (`none` when the client sent none) or the destination host (`*` when unknown). An
+//! unset filter is `*`. A server handshake whose SNI matches no domain is aborted with a fatal
+//! alert; a connection no client domain matches fails (when any client domain is declared).
+//!
+//! A client domain's `verify_cert` checks the server's certificate chain only, never its name,
+//! as OpenSSL's `SSL_VERIFY_PEER` does in OpenSIPS; without `ca_list` the system CA bundle is
+//! the trust store.
+//!
 //! Certificates are read from files and can be re-read at run time (`reload`): the new set is
 //! built completely and swapped in only if every domain loads, so a bad file never leaves the
 //! server without TLS. OpenSIPS can only reload certificates kept in a database.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
+
+/// The SNI value a server domain's `match_sip_domain` names to match a client that sent none.
+const NO_SNI: &str = "none";
+
+/// Where the system CA bundle lives on the common distributions (Debian/Ubuntu/Alpine,
+/// Fedora/RHEL, openSUSE, macOS/BSD); the trust store of a verifying domain without `ca_list`.
+const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
 
 /// One `tls_mgm` domain as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,18 +48,20 @@ pub struct TlsDomain {
     pub name: String,
     /// A server domain (accepts) or a client domain (connects).
     pub server: bool,
-    /// `match_ip_address`: `ip:port`, `ip` or `*`.
+    /// `match_ip_address`: `ip:port` entries or `*`; empty matches any address.
     pub match_addresses: Vec<String>,
-    /// `match_sip_domain`: SNI (server) or destination host (client) names, or `*`.
+    /// `match_sip_domain`: SNI (server) or destination host (client) glob patterns, `none` for
+    /// a client that sent no SNI; empty matches any name.
     pub match_domains: Vec<String>,
     pub certificate: Option<PathBuf>,
     pub private_key: Option<PathBuf>,
     pub ca_list: Option<PathBuf>,
-    /// `verify_cert` (default on): check the peer's certificate against `ca_list`.
+    /// `verify_cert` (default on): check the peer's certificate chain against `ca_list`.
     pub verify_cert: bool,
     /// `require_cert` (default on for servers): a client must present a certificate.
     pub require_cert: bool,
-    /// `tls_method`: `SSLv23`, `TLSv1`, `TLSv1_2`, `TLSv1_3` or a range `A-B` / `A-`.
+    /// `tls_method`: `SSLv23` (alias `TLSany`), `TLSv1`, `TLSv1_2`, `TLSv1_3` or a range `A-B`
+    /// / `A-`.
     pub method: String,
 }
 
@@ -57,27 +82,172 @@ impl TlsDomain {
         }
     }
 
-    fn matches_address(&self, addr: SocketAddr) -> bool {
-        self.match_addresses.iter().any(|m| {
-            let m = m.trim();
-            m == "*"
-                || m.parse::<SocketAddr>() == Ok(addr)
-                || m.trim_start_matches('[').trim_end_matches(']').parse() == Ok(addr.ip())
-        })
+    /// Whether a `match_ip_address` entry names `addr` itself (not through `*`).
+    fn names_address(&self, addr: SocketAddr) -> bool {
+        self.match_addresses.iter().any(|m| address_is(m, addr))
     }
 
-    fn matches_domain(&self, name: Option<&str>) -> bool {
-        self.match_domains.is_empty()
+    /// Whether the domain is bound to any address: `*` (OpenSIPS reads only the first
+    /// character) or no `match_ip_address` at all.
+    fn any_address(&self) -> bool {
+        self.match_addresses.is_empty()
             || self
-                .match_domains
+                .match_addresses
                 .iter()
-                .any(|m| m == "*" || name.is_some_and(|n| n.eq_ignore_ascii_case(m.trim())))
+                .any(|m| m.trim().starts_with('*'))
+    }
+
+    /// The `match_sip_domain` patterns, `*` when none is set.
+    fn domain_patterns(&self) -> Vec<&str> {
+        if self.match_domains.is_empty() {
+            vec!["*"]
+        } else {
+            self.match_domains.iter().map(|m| m.trim()).collect()
+        }
+    }
+}
+
+/// A `match_ip_address` entry against a socket address: `ip:port` (IPv6 as `[ip]:port` or, as
+/// OpenSIPS prints it, `ip:port` without brackets); a bare `ip` is taken for any port.
+fn address_is(entry: &str, addr: SocketAddr) -> bool {
+    let entry = entry.trim();
+    if let Ok(a) = entry.parse::<SocketAddr>() {
+        return a == addr;
+    }
+    if let Some((ip, port)) = entry.rsplit_once(':')
+        && let (Ok(ip), Ok(port)) = (
+            ip.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>(),
+            port.parse::<u16>(),
+        )
+    {
+        return ip == addr.ip() && port == addr.port();
+    }
+    entry
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        == Ok(addr.ip())
+}
+
+/// `tls_find_domain_by_filters`: the candidates bound to `addr` itself, else those bound to `*`;
+/// then the first whose pattern matches `name`, literal names before patterns with `*` before
+/// `*` itself (`compare_dom_filters`). A pattern already taken by an earlier domain of the same
+/// address is not repeated, as OpenSIPS keeps one domain per pattern and address.
+fn pick<'a, T>(domains: &'a [(TlsDomain, T)], addr: SocketAddr, name: &str) -> Option<&'a T> {
+    let exact: Vec<&(TlsDomain, T)> = domains
+        .iter()
+        .filter(|(d, _)| d.names_address(addr))
+        .collect();
+    let candidates = if exact.is_empty() {
+        domains.iter().filter(|(d, _)| d.any_address()).collect()
+    } else {
+        exact
+    };
+    let mut filters: Vec<(&str, &'a T)> = Vec::new();
+    for (d, value) in candidates {
+        for pattern in d.domain_patterns() {
+            if !filters.iter().any(|(p, _)| *p == pattern) {
+                filters.push((pattern, value));
+            }
+        }
+    }
+    filters.sort_by_key(|(p, _)| match *p {
+        "*" => 2,
+        p if p.contains('*') => 1,
+        _ => 0,
+    });
+    filters
+        .into_iter()
+        .find(|(p, _)| glob_match(p, name))
+        .map(|(_, v)| v)
+}
+
+/// `fnmatch(pattern, text, FNM_CASEFOLD)`: `*`, `?`, `[...]` (`!` or `^` negates, `a-z`
+/// ranges) and `\` escapes, ASCII case-insensitive; `*` also spans dots.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    // Where the last `*` resumes in the pattern, and the text position it has swallowed to.
+    let mut star: Option<(usize, usize)> = None;
+    while let Some(&c) = t.get(ti) {
+        if p.get(pi) == Some(&b'*') {
+            pi += 1;
+            star = Some((pi, ti));
+            continue;
+        }
+        if let Some(next) = glob_one(p, pi, c) {
+            pi = next;
+            ti += 1;
+            continue;
+        }
+        match star {
+            Some((sp, st)) => {
+                pi = sp;
+                ti = st + 1;
+                star = Some((sp, st + 1));
+            }
+            None => return false,
+        }
+    }
+    p.get(pi..).unwrap_or_default().iter().all(|&c| c == b'*')
+}
+
+/// Matches the text byte `c` against the pattern element at `pi`: the index after the element
+/// when it matches.
+fn glob_one(p: &[u8], pi: usize, c: u8) -> Option<usize> {
+    let c = c.to_ascii_lowercase();
+    let same = |x: u8, next: usize| (x.to_ascii_lowercase() == c).then_some(next);
+    match *p.get(pi)? {
+        b'?' => Some(pi + 1),
+        b'\\' => match p.get(pi + 1) {
+            Some(&x) => same(x, pi + 2),
+            None => same(b'\\', pi + 1),
+        },
+        b'[' => match glob_class(p, pi + 1, c) {
+            Some((hit, next)) => hit.then_some(next),
+            // An unterminated class is a literal `[`.
+            None => same(b'[', pi + 1),
+        },
+        x => same(x, pi + 1),
+    }
+}
+
+/// A bracket expression starting after its `[`: whether `c` (lower case) is in it and the index
+/// after its `]`; `None` when it is not closed.
+fn glob_class(p: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
+    let mut i = start;
+    let negate = matches!(p.get(i), Some(b'!' | b'^'));
+    if negate {
+        i += 1;
+    }
+    let first = i;
+    let mut hit = false;
+    loop {
+        let x = *p.get(i)?;
+        if x == b']' && i > first {
+            return Some((hit != negate, i + 1));
+        }
+        let lo = x.to_ascii_lowercase();
+        match (p.get(i + 1), p.get(i + 2)) {
+            (Some(b'-'), Some(&hi)) if hi != b']' => {
+                hit |= (lo..=hi.to_ascii_lowercase()).contains(&c);
+                i += 3;
+            }
+            _ => {
+                hit |= lo == c;
+                i += 1;
+            }
+        }
     }
 }
 
 struct Built {
     servers: Vec<(TlsDomain, Arc<ServerConfig>)>,
     clients: Vec<(TlsDomain, Arc<ClientConfig>)>,
+    /// Ends a handshake whose SNI matches no server domain with a fatal alert.
+    reject: Arc<ServerConfig>,
 }
 
 /// Every TLS domain, ready to accept and connect.
@@ -131,14 +301,12 @@ impl TlsContext {
 
     /// Whether some server domain serves the listener `local`.
     pub fn serves(&self, local: SocketAddr) -> bool {
-        self.current()
-            .servers
-            .iter()
-            .any(|(d, _)| d.matches_address(local))
+        serves(&self.current(), local)
     }
 
     /// Accepts a TLS connection on `local`: the server domain is chosen by the listener
-    /// address, then by the SNI the client sent.
+    /// address, then by the SNI the client sent (`tls_sni_cb`). An SNI no domain matches ends
+    /// the handshake with a fatal alert.
     pub async fn accept<IO>(
         &self,
         local: SocketAddr,
@@ -147,51 +315,92 @@ impl TlsContext {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        let built = self.current();
+        // OpenSIPS refuses the connection before any TLS when no domain serves the address.
+        if !serves(&built, local) {
+            return Err(format!("no TLS server domain for {local}"));
+        }
         let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io)
             .await
             .map_err(|e| e.to_string())?;
         let sni = start.client_hello().server_name().map(str::to_owned);
-        let built = self.current();
-        let candidates: Vec<&(TlsDomain, Arc<ServerConfig>)> = built
-            .servers
-            .iter()
-            .filter(|(d, _)| d.matches_address(local))
-            .collect();
-        let chosen = candidates
-            .iter()
-            .find(|(d, _)| !d.match_domains.is_empty() && d.matches_domain(sni.as_deref()))
-            .or_else(|| candidates.iter().find(|(d, _)| d.match_domains.is_empty()))
-            .or_else(|| candidates.first())
-            .ok_or_else(|| format!("no TLS server domain for {local}"))?;
-        start
-            .into_stream(Arc::clone(&chosen.1))
-            .await
-            .map_err(|e| e.to_string())
+        let name = sni.as_deref().unwrap_or(NO_SNI);
+        match pick(&built.servers, local, name) {
+            Some(config) => start
+                .into_stream(Arc::clone(config))
+                .await
+                .map_err(|e| e.to_string()),
+            None => {
+                // Drives the handshake to the certificate choice, which sends the alert.
+                let _ = start.into_stream(Arc::clone(&built.reject)).await;
+                Err(format!(
+                    "no TLS server domain for {local} matches SNI `{name}`; handshake aborted"
+                ))
+            }
+        }
     }
 
-    /// The client side for a connection to `dest` (named `host` when known, for SNI and
-    /// `match_sip_domain`).
+    /// The client side for a connection to `dest`, named `host` when known (then sent as SNI
+    /// and matched against `match_sip_domain`; unknown, it matches only `*`, as OpenSIPS
+    /// without `client_sip_domain_avp`). With client domains declared and none matching, the
+    /// connection fails (`proto_tls_conn_init`); with none declared, the server is not
+    /// verified (OpenSIPS' built-in default client domain).
+    pub fn client_for(
+        &self,
+        dest: SocketAddr,
+        host: Option<&str>,
+    ) -> Result<(TlsConnector, ServerName<'static>), String> {
+        let built = self.current();
+        let config = if built.clients.is_empty() {
+            default_client()
+        } else {
+            pick(&built.clients, dest, host.unwrap_or("*"))
+                .map(Arc::clone)
+                .ok_or_else(|| match host {
+                    Some(h) => format!("no TLS client domain matches {dest} ({h})"),
+                    None => format!("no TLS client domain matches {dest}"),
+                })?
+        };
+        let name = host
+            .and_then(|h| ServerName::try_from(h.to_owned()).ok())
+            .unwrap_or_else(|| ServerName::IpAddress(dest.ip().into()));
+        Ok((TlsConnector::from(config), name))
+    }
+
+    /// [`TlsContext::client_for`] for callers that cannot fail before connecting: when no
+    /// client domain matches, the connector refuses the server's certificate with the reason,
+    /// so the handshake fails.
     pub fn connector(
         &self,
         dest: SocketAddr,
         host: Option<&str>,
     ) -> (TlsConnector, ServerName<'static>) {
-        let built = self.current();
-        let chosen = built
-            .clients
-            .iter()
-            .find(|(d, _)| {
-                d.matches_address(dest) && !d.match_domains.is_empty() && d.matches_domain(host)
-            })
-            .or_else(|| built.clients.iter().find(|(d, _)| d.matches_address(dest)))
-            .or_else(|| built.clients.iter().find(|(d, _)| d.matches_domain(host)))
-            .map(|(_, c)| Arc::clone(c))
-            .unwrap_or_else(default_client);
-        let name = host
-            .and_then(|h| ServerName::try_from(h.to_owned()).ok())
-            .unwrap_or_else(|| ServerName::IpAddress(dest.ip().into()));
-        (TlsConnector::from(chosen), name)
+        self.client_for(dest, host).unwrap_or_else(|reason| {
+            log::warn!("TLS connection to {dest}: {reason}");
+            let config = ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .map(|b| {
+                    b.dangerous()
+                        .with_custom_certificate_verifier(Arc::new(ServerChain {
+                            check: ChainCheck::Refuse(reason),
+                            provider: provider(),
+                        }))
+                        .with_no_client_auth()
+                })
+                .unwrap_or_else(|_| unreachable_config());
+            (
+                TlsConnector::from(Arc::new(config)),
+                ServerName::IpAddress(dest.ip().into()),
+            )
+        })
     }
+}
+
+fn serves(built: &Built, local: SocketAddr) -> bool {
+    built
+        .servers
+        .iter()
+        .any(|(d, _)| d.names_address(local) || d.any_address())
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -201,9 +410,13 @@ fn provider() -> Arc<CryptoProvider> {
 /// The TLS versions a `tls_method` allows. rustls speaks TLS 1.2 and 1.3 only, so methods that
 /// name older versions keep their upper bound and get 1.2 as the floor.
 fn versions(method: &str) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
+    let any = |m: &str| {
+        let m = m.trim();
+        m.is_empty() || m.eq_ignore_ascii_case("SSLv23") || m.eq_ignore_ascii_case("TLSany")
+    };
     let rank = |m: &str| -> Result<u8, String> {
         match m.trim().to_ascii_uppercase().as_str() {
-            "" | "SSLV23" => Ok(0),
+            "" | "SSLV23" | "TLSANY" => Ok(0),
             "TLSV1" | "TLSV1_0" | "TLSV1_1" | "TLSV1_2" => Ok(2),
             "TLSV1_3" => Ok(3),
             other => Err(format!("unknown tls_method `{other}`")),
@@ -211,7 +424,7 @@ fn versions(method: &str) -> Result<Vec<&'static rustls::SupportedProtocolVersio
     };
     let (lo, hi) = match method.split_once('-') {
         Some((a, b)) => (rank(a)?, if b.trim().is_empty() { 3 } else { rank(b)? }),
-        None if method.trim().eq_ignore_ascii_case("SSLv23") || method.trim().is_empty() => (0, 3),
+        None if any(method) => (0, 3),
         None => {
             let r = rank(method)?;
             (r, r)
@@ -232,7 +445,7 @@ fn versions(method: &str) -> Result<Vec<&'static rustls::SupportedProtocolVersio
     Ok(out)
 }
 
-fn read_certs(path: &PathBuf, domain: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+fn read_certs(path: &Path, domain: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
         .map_err(|e| {
             format!(
@@ -256,7 +469,7 @@ fn read_certs(path: &PathBuf, domain: &str) -> Result<Vec<CertificateDer<'static
     Ok(certs)
 }
 
-fn read_key(path: &PathBuf, domain: &str) -> Result<PrivateKeyDer<'static>, String> {
+fn read_key(path: &Path, domain: &str) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| {
         format!(
             "tls domain `{domain}`: cannot read a private key from `{}`: {e}",
@@ -281,10 +494,22 @@ fn roots(domain: &TlsDomain) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
+/// The first readable, non-empty CA bundle of `candidates` and its path; certificates webpki
+/// cannot use are skipped, as a system bundle may hold a few.
+fn system_roots(candidates: &[&str]) -> Option<(RootCertStore, PathBuf)> {
+    candidates.iter().find_map(|path| {
+        let certs = CertificateDer::pem_file_iter(path).ok()?;
+        let mut store = RootCertStore::empty();
+        store.add_parsable_certificates(certs.filter_map(Result::ok));
+        (!store.is_empty()).then(|| (store, PathBuf::from(path)))
+    })
+}
+
 fn build(domains: &[TlsDomain]) -> Result<Built, String> {
     let mut built = Built {
         servers: Vec::new(),
         clients: Vec::new(),
+        reject: Arc::new(reject_config()?),
     };
     for d in domains {
         if d.server {
@@ -339,24 +564,46 @@ fn server_config(d: &TlsDomain) -> Result<ServerConfig, String> {
         .map_err(|e| format!("tls domain `{}`: certificate and key: {e}", d.name))
 }
 
+/// A server side that has no certificate to offer: rustls answers the ClientHello with a fatal
+/// alert, as OpenSIPS' SNI callback does for a name no domain matches.
+fn reject_config() -> Result<ServerConfig, String> {
+    Ok(ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(NoCertificate)))
+}
+
 fn client_config(d: &TlsDomain) -> Result<ClientConfig, String> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&versions(&d.method)?)
         .map_err(|e| format!("tls domain `{}`: {e}", d.name))?;
-    let builder = if d.verify_cert {
-        let store = roots(d)?;
-        if store.is_empty() {
-            return Err(format!(
-                "tls client domain `{}`: verify_cert needs a `ca_list`",
-                d.name
-            ));
+    let check = if d.verify_cert {
+        let mut store = roots(d)?;
+        if d.ca_list.is_none() {
+            let Some((system, path)) = system_roots(SYSTEM_CA_BUNDLES) else {
+                return Err(format!(
+                    "tls client domain `{}`: verify_cert needs a `ca_list` (no system CA bundle found)",
+                    d.name
+                ));
+            };
+            log::info!(
+                "no CA list for tls client domain `{}`, using `{}`",
+                d.name,
+                path.display()
+            );
+            store = system;
         }
-        builder.with_root_certificates(store)
+        ChainCheck::Roots(Arc::new(store))
     } else {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider())))
+        ChainCheck::Nothing
     };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ServerChain {
+            check,
+            provider: provider(),
+        }));
     match (&d.certificate, &d.private_key) {
         (Some(cert), Some(key)) => builder
             .with_client_auth_cert(read_certs(cert, &d.name)?, read_key(key, &d.name)?)
@@ -372,16 +619,7 @@ fn default_client() -> Arc<ClientConfig> {
     d.verify_cert = false;
     match client_config(&d) {
         Ok(c) => Arc::new(c),
-        Err(_) => Arc::new(
-            ClientConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .map(|b| {
-                    b.dangerous()
-                        .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider())))
-                        .with_no_client_auth()
-                })
-                .unwrap_or_else(|_| unreachable_config()),
-        ),
+        Err(_) => Arc::new(unreachable_config()),
     }
 }
 
@@ -392,20 +630,48 @@ fn unreachable_config() -> ClientConfig {
         .with_no_client_auth()
 }
 
-/// `verify_cert` 0 on a client domain: the server's certificate chain is not checked, but the
-/// handshake signatures still are.
+/// What a client domain checks of the server's certificate.
 #[derive(Debug)]
-struct AnyServerCert(Arc<CryptoProvider>);
+enum ChainCheck {
+    /// `verify_cert` 0.
+    Nothing,
+    /// `verify_cert` 1: the chain up to one of these roots, validity dates and key usage, but
+    /// not the name (OpenSIPS configures no host check).
+    Roots(Arc<RootCertStore>),
+    /// No client domain matches the destination: every certificate is refused, with this reason.
+    Refuse(String),
+}
 
-impl ServerCertVerifier for AnyServerCert {
+/// A client domain's server-certificate verifier; the handshake signatures are always checked.
+#[derive(Debug)]
+struct ServerChain {
+    check: ChainCheck,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for ServerChain {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        match &self.check {
+            ChainCheck::Nothing => {}
+            ChainCheck::Roots(roots) => {
+                let cert = ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_cert_signed_by_trust_anchor(
+                    &cert,
+                    roots,
+                    intermediates,
+                    now,
+                    self.provider.signature_verification_algorithms.all,
+                )?;
+            }
+            ChainCheck::Refuse(reason) => return Err(rustls::Error::General(reason.clone())),
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -419,7 +685,7 @@ impl ServerCertVerifier for AnyServerCert {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -433,12 +699,27 @@ impl ServerCertVerifier for AnyServerCert {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The certificate resolver of [`reject_config`].
+#[derive(Debug)]
+struct NoCertificate;
+
+impl rustls::server::ResolvesServerCert for NoCertificate {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        None
     }
 }
 
@@ -446,11 +727,28 @@ impl ServerCertVerifier for AnyServerCert {
 mod tests {
     use super::*;
 
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap_or_else(|_| unreachable!())
+    }
+
+    fn domain(name: &str, addresses: &[&str], names: &[&str]) -> (TlsDomain, String) {
+        let mut d = TlsDomain::new(name, true);
+        d.match_addresses = addresses.iter().map(|s| (*s).to_owned()).collect();
+        d.match_domains = names.iter().map(|s| (*s).to_owned()).collect();
+        (d, name.to_owned())
+    }
+
+    fn picked(domains: &[(TlsDomain, String)], at: &str, name: &str) -> Option<String> {
+        pick(domains, addr(at), name).cloned()
+    }
+
     #[test]
     fn tls_methods_map_to_the_versions_rustls_speaks() {
         let v = |m: &str| versions(m).map(|v| v.iter().map(|v| v.version).collect::<Vec<_>>());
         use rustls::ProtocolVersion::{TLSv1_2, TLSv1_3};
         assert_eq!(v("SSLv23"), Ok(vec![TLSv1_2, TLSv1_3]));
+        assert_eq!(v("TLSany"), Ok(vec![TLSv1_2, TLSv1_3]), "OpenSIPS' alias");
+        assert_eq!(v("tlsany-TLSv1_2"), Ok(vec![TLSv1_2]));
         assert_eq!(v("TLSv1_2"), Ok(vec![TLSv1_2]));
         assert_eq!(v("TLSv1_3"), Ok(vec![TLSv1_3]));
         assert_eq!(v("TLSv1"), Ok(vec![TLSv1_2]), "older floors become 1.2");
@@ -473,15 +771,127 @@ mod tests {
 
     #[test]
     fn domains_match_by_address_and_name() {
-        let mut d = TlsDomain::new("a", true);
-        d.match_addresses = vec!["127.0.0.1:5061".into()];
-        d.match_domains = vec!["sip.example.com".into()];
-        let addr: SocketAddr = "127.0.0.1:5061".parse().unwrap_or_else(|_| unreachable!());
-        assert!(d.matches_address(addr));
-        assert!(!d.matches_address(SocketAddr::new(addr.ip(), 5062)));
-        assert!(d.matches_domain(Some("SIP.example.com")));
-        assert!(!d.matches_domain(Some("other.example.com")));
+        let (mut d, _) = domain("a", &["127.0.0.1:5061"], &["sip.example.com"]);
+        let a = addr("127.0.0.1:5061");
+        assert!(d.names_address(a) && !d.any_address());
+        assert!(!d.names_address(addr("127.0.0.1:5062")));
+        d.match_addresses = vec!["::1:5061".into(), "[::1]:5062".into()];
+        assert!(d.names_address(addr("[::1]:5061")) && d.names_address(addr("[::1]:5062")));
         d.match_addresses = vec!["*".into()];
-        assert!(d.matches_address(SocketAddr::new(addr.ip(), 5062)));
+        assert!(d.any_address() && !d.names_address(a));
+    }
+
+    // tls_mgm defaults both filters to `*` (tls_domain.c parse_match_addresses/_domains).
+    #[test]
+    fn a_domain_without_filters_matches_anything() {
+        let domains = [domain("plain", &[], &[])];
+        assert_eq!(
+            picked(&domains, "127.0.0.1:5061", "none"),
+            Some("plain".into())
+        );
+        assert_eq!(
+            picked(&domains, "[::1]:1", "sip.example.test"),
+            Some("plain".into())
+        );
+    }
+
+    #[test]
+    fn shell_globs_match_without_case() {
+        assert!(glob_match("*.example.test", "sip.EXAMPLE.test"));
+        assert!(glob_match("*.example.test", "a.b.example.test"));
+        assert!(!glob_match("*.example.test", "example.test"));
+        assert!(glob_match("sip?.example.test", "sip1.example.test"));
+        assert!(glob_match("sip[0-9].ex*", "SIP7.example"));
+        assert!(!glob_match("sip[!0-9].ex*", "sip7.example"));
+        assert!(glob_match("a\\*b", "a*b") && !glob_match("a\\*b", "axb"));
+        assert!(glob_match("[unclosed", "[unclosed"));
+        assert!(glob_match("*", "") && glob_match("*", "none") && !glob_match("", "x"));
+        assert!(glob_match("**a*", "bba") && !glob_match("*a*b", "bba"));
+    }
+
+    #[test]
+    fn names_before_patterns_before_any_and_exact_addresses_first() {
+        let domains = [
+            domain("any", &["*"], &["*"]),
+            domain("wild", &["*"], &["*.example.test"]),
+            domain("exact", &["*"], &["sip.example.test"]),
+            domain("port", &["127.0.0.1:5071"], &["other.org"]),
+        ];
+        let at = "127.0.0.1:5061";
+        assert_eq!(
+            picked(&domains, at, "SIP.example.test"),
+            Some("exact".into())
+        );
+        assert_eq!(
+            picked(&domains, at, "pbx.example.test"),
+            Some("wild".into())
+        );
+        assert_eq!(picked(&domains, at, "none"), Some("any".into()));
+        // The address's own domains only, even when none of them matches the name.
+        assert_eq!(
+            picked(&domains, "127.0.0.1:5071", "other.org"),
+            Some("port".into())
+        );
+        assert_eq!(picked(&domains, "127.0.0.1:5071", "sip.example.test"), None);
+    }
+
+    #[test]
+    fn an_unmatched_name_matches_no_domain() {
+        let domains = [
+            domain("b", &[], &["other.org"]),
+            domain("a", &[], &["*.example.test"]),
+            domain("nosni", &[], &["none"]),
+        ];
+        let at = "127.0.0.1:5061";
+        assert_eq!(picked(&domains, at, "nomatch.net"), None);
+        assert_eq!(picked(&domains, at, "sip.example.test"), Some("a".into()));
+        assert_eq!(picked(&domains, at, NO_SNI), Some("nosni".into()));
+    }
+
+    #[test]
+    fn client_domains_are_picked_or_the_connection_fails() {
+        let mut far = TlsDomain::new("far", false);
+        far.verify_cert = false;
+        far.match_addresses = vec!["127.0.0.2:5061".into()];
+        let Ok(ctx) = TlsContext::new(vec![far.clone()]) else {
+            unreachable!()
+        };
+        assert!(ctx.client_for(addr("127.0.0.2:5061"), None).is_ok());
+        let e = ctx.client_for(addr("127.0.0.1:5061"), None).err();
+        assert_eq!(
+            e.as_deref(),
+            Some("no TLS client domain matches 127.0.0.1:5061")
+        );
+        // A named domain is matched only when the host is known; unknown, the name is `*`.
+        far.match_addresses.clear();
+        far.match_domains = vec!["*.example.test".into()];
+        let Ok(ctx) = TlsContext::new(vec![far]) else {
+            unreachable!()
+        };
+        let to = addr("127.0.0.1:5061");
+        assert!(ctx.client_for(to, None).is_err());
+        let Ok((_, name)) = ctx.client_for(to, Some("sip.example.test")) else {
+            unreachable!()
+        };
+        assert_eq!(name.to_str(), "sip.example.test");
+        // With no client domain declared, the default client connects anywhere.
+        let Ok(ctx) = TlsContext::new(Vec::new()) else {
+            unreachable!()
+        };
+        assert!(ctx.client_for(to, None).is_ok());
+    }
+
+    #[test]
+    fn a_verifying_client_domain_without_ca_list_trusts_the_system_bundle() {
+        assert!(system_roots(&["/nonexistent/ca.pem"]).is_none());
+        let found = system_roots(SYSTEM_CA_BUNDLES);
+        let built = TlsContext::new(vec![TlsDomain::new("trunk", false)]);
+        match found {
+            Some(_) => assert!(built.is_ok(), "{:?}", built.err()),
+            None => {
+                let e = built.err().unwrap_or_default();
+                assert!(e.contains("`trunk`") && e.contains("ca_list"), "{e}");
+            }
+        }
     }
 }

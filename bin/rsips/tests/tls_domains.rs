@@ -1,0 +1,568 @@
+//! `tls_mgm` domains as OpenSIPS matches and applies them, end to end on 127.0.0.1 with a test
+//! CA made by `openssl`: filters that default to `*`, SNI matched with shell globs (most specific
+//! first, `none` for no SNI, fatal alert when nothing matches), client domains that check the
+//! server's chain but not its name and send no SNI, a connection refused when no client domain
+//! matches, and the OpenSIPS parameter names (`ciphers_list`, `TLSany`, …) accepted by `-c`.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use common::{Kill, free_ports};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+fn test_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!("rsips-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA in `dir` (`ca.pem`/`ca.key`) issuing EC certificates.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=rsips tls_domains CA",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        );
+        Pki {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Issues `name.pem`/`name.key` with common name `cn` and exactly the SAN entries `san`.
+    fn issue(&self, name: &str, cn: &str, san: &str) {
+        let ext = format!("{name}.cnf");
+        std::fs::write(
+            self.dir.join(&ext),
+            format!("basicConstraints=CA:FALSE\nsubjectAltName={san}\n"),
+        )
+        .unwrap();
+        let (key, csr, pem) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        let subj = format!("/CN={cn}");
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-nodes",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-subj",
+                &subj,
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+            ],
+        );
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                "7",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &pem,
+            ],
+        );
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+
+    fn certs(&self, name: &str) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_file_iter(self.dir.join(format!("{name}.pem")))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect()
+    }
+
+    /// A client trusting this CA (names checked, as rustls does).
+    fn client(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in self.certs("ca") {
+            roots.add(c).unwrap();
+        }
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    /// A TLS server side presenting `name.pem`.
+    fn server(&self, name: &str) -> Arc<rustls::ServerConfig> {
+        let key = PrivateKeyDer::from_pem_file(self.dir.join(format!("{name}.key"))).unwrap();
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(self.certs(name), key)
+                .unwrap(),
+        )
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+const MODULES: &str = "loadmodule \"proto_udp.so\"\nloadmodule \"proto_tls.so\"\n\
+                       loadmodule \"tls_mgm.so\"\nloadmodule \"sl.so\"\n";
+
+/// The rsips under test and its files.
+struct Rsips {
+    _child: Kill,
+    dir: PathBuf,
+}
+
+impl Rsips {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default()
+    }
+}
+
+/// Starts rsips with `cfg` in `dir` and waits (bounded) until its TLS socket on `tls_port`
+/// accepts connections.
+fn start(dir: &Path, cfg: &str, tls_port: u16) -> Rsips {
+    let file = dir.join("rsips.cfg");
+    std::fs::write(&file, cfg).unwrap();
+    let log = std::fs::File::create(dir.join("rsips.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .args(["-F", "-f"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let server = Rsips {
+        _child: Kill(child),
+        dir: dir.to_owned(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if server.log().contains("listening on tls:")
+            && TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
+        {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("rsips did not start:\n{}", server.log());
+}
+
+fn options(transport: &str, via_port: u16, call_id: &str) -> String {
+    format!(
+        "OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/{transport} 127.0.0.1:{via_port};branch=z9hG4bK{call_id}\r\n\
+         From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 7 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// Reads one body-less SIP message; `None` on close, error or the stream's read timeout.
+fn read_message(s: &mut impl Read) -> Option<String> {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => got.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(String::from_utf8_lossy(&got).into_owned())
+}
+
+/// A TLS handshake with rsips naming `sni` (no SNI when `None`): the common name of the
+/// certificate rsips chose, after an OPTIONS got its 200; or the handshake error.
+fn handshake(pki: &Pki, port: u16, sni: Option<&str>) -> Result<String, String> {
+    let name = match sni {
+        Some(n) => ServerName::try_from(n.to_owned()).unwrap(),
+        None => ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into()),
+    };
+    let conn = rustls::ClientConnection::new(pki.client(), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(options("TLS", 9, "sni").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let reply = read_message(&mut tls).ok_or("no reply")?;
+    assert!(reply.starts_with("SIP/2.0 200 "), "{reply}");
+    let der = tls.conn.peer_certificates().unwrap()[0].to_vec();
+    let cn = ["cert-a", "cert-b", "cert-exact", "cert-nosni", "cert-plain"]
+        .into_iter()
+        .find(|cn| der.windows(cn.len()).any(|w| w == cn.as_bytes()))
+        .unwrap_or("?");
+    Ok(cn.to_owned())
+}
+
+// tls_mgm defaults match_ip_address and match_sip_domain to `*` (tls_domain.c).
+#[test]
+fn a_server_domain_without_filters_serves_any_listener_and_name() {
+    let dir = test_dir("tlsdom-plain");
+    let pki = Pki::new(&dir);
+    pki.issue("plain", "cert-plain", "IP:127.0.0.1,DNS:sip.example.test");
+    let [tls] = free_ports::<1>();
+    let cfg = format!(
+        "socket=tls:127.0.0.1:{tls}\n{MODULES}\
+         modparam(\"tls_mgm\", \"server_domain\", \"plain\")\n\
+         modparam(\"tls_mgm\", \"require_cert\", \"[plain]0\")\n\
+         modparam(\"tls_mgm\", \"verify_cert\", \"[plain]0\")\n\
+         modparam(\"tls_mgm\", \"certificate\", \"[plain]{}\")\n\
+         modparam(\"tls_mgm\", \"private_key\", \"[plain]{}\")\n\
+         route {{ sl_send_reply(200, \"OK\"); }}\n",
+        pki.path("plain.pem"),
+        pki.path("plain.key"),
+    );
+    let server = start(&dir, &cfg, tls);
+    for sni in [None, Some("sip.example.test")] {
+        let got = handshake(&pki, tls, sni);
+        assert_eq!(
+            got.as_deref(),
+            Ok("cert-plain"),
+            "{sni:?}\n{}",
+            server.log()
+        );
+    }
+}
+
+// tls_find_domain_by_filters: fnmatch(FNM_CASEFOLD), names before globs before `*`, `none` for
+// no SNI; tls_sni_cb returns a fatal alert when nothing matches.
+#[test]
+fn sni_picks_the_most_specific_glob_and_an_unmatched_name_is_refused() {
+    let dir = test_dir("tlsdom-sni");
+    let pki = Pki::new(&dir);
+    pki.issue("b", "cert-b", "DNS:other.org");
+    pki.issue("a", "cert-a", "DNS:*.example.test");
+    pki.issue("exact", "cert-exact", "DNS:sip.example.test");
+    pki.issue("nosni", "cert-nosni", "IP:127.0.0.1");
+    let [tls] = free_ports::<1>();
+    let mut cfg = format!("socket=tls:127.0.0.1:{tls}\n{MODULES}");
+    // Declared least specific first: the order must not matter.
+    for (dom, name) in [
+        ("b", "other.org"),
+        ("a", "*.example.test"),
+        ("exact", "sip.example.test"),
+        ("nosni", "none"),
+    ] {
+        cfg += &format!(
+            "modparam(\"tls_mgm\", \"server_domain\", \"{dom}\")\n\
+             modparam(\"tls_mgm\", \"match_ip_address\", \"[{dom}]*\")\n\
+             modparam(\"tls_mgm\", \"match_sip_domain\", \"[{dom}]{name}\")\n\
+             modparam(\"tls_mgm\", \"require_cert\", \"[{dom}]0\")\n\
+             modparam(\"tls_mgm\", \"verify_cert\", \"[{dom}]0\")\n\
+             modparam(\"tls_mgm\", \"certificate\", \"[{dom}]{}\")\n\
+             modparam(\"tls_mgm\", \"private_key\", \"[{dom}]{}\")\n",
+            pki.path(&format!("{dom}.pem")),
+            pki.path(&format!("{dom}.key")),
+        );
+    }
+    cfg += "route { sl_send_reply(200, \"OK\"); }\n";
+    let server = start(&dir, &cfg, tls);
+    for (sni, cn) in [
+        (Some("pbx.example.test"), "cert-a"),
+        (Some("SIP.Example.Test"), "cert-exact"),
+        (Some("other.org"), "cert-b"),
+        (None, "cert-nosni"),
+    ] {
+        let got = handshake(&pki, tls, sni);
+        assert_eq!(got.as_deref(), Ok(cn), "{sni:?}\n{}", server.log());
+    }
+    let refused = handshake(&pki, tls, Some("nomatch.net"));
+    let e = refused.err().unwrap_or_default();
+    assert!(e.contains("alert"), "a fatal alert, got `{e}`");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.log().contains("matches SNI `nomatch.net`") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        server.log().contains("matches SNI `nomatch.net`"),
+        "{}",
+        server.log()
+    );
+}
+
+/// What a test TLS peer saw of the one connection rsips made to it.
+#[derive(Debug)]
+enum Peer {
+    /// The request, and the SNI rsips sent.
+    Request {
+        sni: Option<String>,
+    },
+    HandshakeFailed(String),
+    NoConnection,
+}
+
+/// A TLS UAS on 127.0.0.1 presenting `cert` that answers one request with 200 (within 8 s).
+fn tls_uas(config: Arc<rustls::ServerConfig>) -> (u16, mpsc::Receiver<Peer>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(8);
+        let tcp = loop {
+            match listener.accept() {
+                Ok((tcp, _)) => break tcp,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(_) => {
+                    let _ = tx.send(Peer::NoConnection);
+                    return;
+                }
+            }
+        };
+        tcp.set_nonblocking(false).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(config).unwrap(), tcp);
+        while tls.conn.is_handshaking() {
+            if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+                let _ = tx.send(Peer::HandshakeFailed(e.to_string()));
+                return;
+            }
+        }
+        let sni = tls.conn.server_name().map(str::to_owned);
+        let Some(request) = read_message(&mut tls) else {
+            let _ = tx.send(Peer::HandshakeFailed("no request".into()));
+            return;
+        };
+        let mut reply = "SIP/2.0 200 OK\r\n".to_owned();
+        for line in request.lines().skip(1) {
+            let name = line.split(':').next().unwrap_or("").trim();
+            if ["Via", "From", "Call-ID", "CSeq"]
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+            {
+                reply += &format!("{line}\r\n");
+            } else if name.eq_ignore_ascii_case("To") {
+                reply += &format!("{line};tag=uas\r\n");
+            }
+        }
+        reply += "Content-Length: 0\r\n\r\n";
+        let _ = tls.write_all(reply.as_bytes());
+        let _ = tx.send(Peer::Request { sni });
+        // Keep the connection until rsips has relayed the reply.
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    (port, rx)
+}
+
+/// rsips forwarding every request over TLS to `127.0.0.1:<R-URI port>` with `client` as its
+/// `tls_mgm` client domain settings; returns the server, its UDP port and a UAC socket.
+fn forwarder(name: &str, pki: &Pki, client: &str) -> (Rsips, u16, UdpSocket) {
+    let dir = test_dir(name);
+    pki.issue("proxy", "cert-proxy", "IP:127.0.0.1");
+    let [udp, tls] = free_ports::<2>();
+    let cfg = format!(
+        "socket=udp:127.0.0.1:{udp}\nsocket=tls:127.0.0.1:{tls}\ndisable_stateless_fwd=no\n\
+         {MODULES}\
+         modparam(\"tls_mgm\", \"server_domain\", \"srv\")\n\
+         modparam(\"tls_mgm\", \"require_cert\", \"[srv]0\")\n\
+         modparam(\"tls_mgm\", \"verify_cert\", \"[srv]0\")\n\
+         modparam(\"tls_mgm\", \"certificate\", \"[srv]{}\")\n\
+         modparam(\"tls_mgm\", \"private_key\", \"[srv]{}\")\n\
+         modparam(\"tls_mgm\", \"client_domain\", \"trunk\")\n{client}\
+         route {{ $du = \"sip:127.0.0.1:\" + $rp + \";transport=tls\"; forward(); }}\n",
+        pki.path("proxy.pem"),
+        pki.path("proxy.key"),
+    );
+    let server = start(&dir, &cfg, tls);
+    let uac = UdpSocket::bind("127.0.0.1:0").unwrap();
+    uac.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+    (server, udp, uac)
+}
+
+/// Sends an OPTIONS for `127.0.0.1:<to>` through rsips; the reply it relays, if any.
+fn through(uac: &UdpSocket, rsips_udp: u16, to: u16, call_id: &str) -> Option<String> {
+    let me = uac.local_addr().unwrap().port();
+    let request = options("UDP", me, call_id)
+        .replace("sip:bob@127.0.0.1", &format!("sip:bob@127.0.0.1:{to}"));
+    uac.send_to(request.as_bytes(), ("127.0.0.1", rsips_udp))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = uac.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+// OpenSIPS' client verify_cert is SSL_VERIFY_PEER: the chain is checked, the name is not, and
+// no SNI is sent (tls_openssl configures no host check and no server name).
+#[test]
+fn a_verifying_client_domain_checks_the_chain_but_not_the_name() {
+    let dir = test_dir("tlsdom-client");
+    let pki = Pki::new(&dir);
+    // A DNS-named peer reached by IP: the name cannot match 127.0.0.1.
+    pki.issue("peer", "cert-peer", "DNS:sip.example.test");
+    let rogue = Pki::new(&test_dir("tlsdom-rogue"));
+    rogue.issue("peer", "cert-peer", "DNS:sip.example.test");
+    // No match_ip_address / match_sip_domain: the client domain matches every destination.
+    let client = format!(
+        "modparam(\"tls_mgm\", \"ca_list\", \"[trunk]{}\")\n",
+        pki.path("ca.pem")
+    );
+    let (server, udp, uac) = forwarder("tlsdom-client-rsips", &pki, &client);
+
+    let (peer, seen) = tls_uas(pki.server("peer"));
+    let reply = through(&uac, udp, peer, "chain-ok");
+    let got = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        matches!(&got, Peer::Request { sni: None }),
+        "{got:?}\n{}",
+        server.log()
+    );
+    let reply = reply.unwrap_or_else(|| panic!("no reply\n{}", server.log()));
+    assert!(reply.starts_with("SIP/2.0 200 OK"), "{reply}");
+
+    // A certificate from another CA (of the same name: its signature fails) is still refused.
+    let (peer, seen) = tls_uas(rogue.server("peer"));
+    let reply = through(&uac, udp, peer, "chain-bad");
+    let got = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        matches!(&got, Peer::HandshakeFailed(e) if e.contains("alert")),
+        "{got:?}"
+    );
+    assert!(reply.is_none(), "{reply:?}");
+}
+
+// proto_tls_conn_init: no client domain for the destination, no connection.
+#[test]
+fn no_matching_client_domain_fails_the_connection() {
+    let dir = test_dir("tlsdom-nomatch");
+    let pki = Pki::new(&dir);
+    pki.issue("peer", "cert-peer", "IP:127.0.0.1");
+    let client = "modparam(\"tls_mgm\", \"match_ip_address\", \"[trunk]127.0.0.1:1\")\n\
+                  modparam(\"tls_mgm\", \"verify_cert\", \"[trunk]0\")\n";
+    let (server, udp, uac) = forwarder("tlsdom-nomatch-rsips", &pki, client);
+    let (peer, seen) = tls_uas(pki.server("peer"));
+    let reply = through(&uac, udp, peer, "nomatch");
+    let got = seen.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        matches!(&got, Peer::HandshakeFailed(e) if e.contains("alert")),
+        "{got:?}\n{}",
+        server.log()
+    );
+    assert!(reply.is_none(), "{reply:?}");
+    assert!(
+        server.log().contains("no TLS client domain matches"),
+        "{}",
+        server.log()
+    );
+}
+
+// tls_mgm's `ciphers_list`, `tls_method` TLSany, proto_tls/proto_wss `cert_check_on_conn_reusage`
+// and `wss_tls_handshake_timeout` are OpenSIPS parameters; the ones rustls cannot apply are
+// named in one warning at start.
+#[test]
+fn opensips_tls_parameters_pass_the_check_and_unapplied_ones_are_named() {
+    let dir = test_dir("tlsdom-params");
+    let pki = Pki::new(&dir);
+    pki.issue("plain", "cert-plain", "IP:127.0.0.1");
+    let [tls] = free_ports::<1>();
+    let cfg = format!(
+        "socket=tls:127.0.0.1:{tls}\n{MODULES}loadmodule \"proto_wss.so\"\n\
+         modparam(\"proto_tls\", \"cert_check_on_conn_reusage\", 1)\n\
+         modparam(\"proto_wss\", \"cert_check_on_conn_reusage\", 1)\n\
+         modparam(\"proto_wss\", \"wss_tls_handshake_timeout\", 200)\n\
+         modparam(\"tls_mgm\", \"server_domain\", \"d\")\n\
+         modparam(\"tls_mgm\", \"tls_method\", \"[d]TLSany\")\n\
+         modparam(\"tls_mgm\", \"ciphers_list\", \"[d]HIGH\")\n\
+         modparam(\"tls_mgm\", \"crl_check_all\", \"[d]1\")\n\
+         modparam(\"tls_mgm\", \"require_cert\", \"[d]0\")\n\
+         modparam(\"tls_mgm\", \"verify_cert\", \"[d]0\")\n\
+         modparam(\"tls_mgm\", \"certificate\", \"[d]{}\")\n\
+         modparam(\"tls_mgm\", \"private_key\", \"[d]{}\")\n\
+         route {{ sl_send_reply(200, \"OK\"); }}\n",
+        pki.path("plain.pem"),
+        pki.path("plain.key"),
+    );
+    std::fs::write(dir.join("check.cfg"), &cfg).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-c")
+        .arg("-f")
+        .arg(dir.join("check.cfg"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let server = start(&dir, &cfg, tls);
+    assert_eq!(
+        handshake(&pki, tls, None).as_deref(),
+        Ok("cert-plain"),
+        "{}",
+        server.log()
+    );
+    let log = server.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("not applied"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(warning.contains("crl_check_all, ciphers_list"), "{warning}");
+}
