@@ -14,6 +14,7 @@ struct Sink {
     level: AtomicI32,
     stderr: bool,
     syslog: Option<Syslog>,
+    prefix: String,
 }
 
 struct Syslog {
@@ -33,6 +34,8 @@ pub struct Config {
     pub syslog: bool,
     pub facility: String,
     pub name: String,
+    /// `log_prefix`: text every line starts with, after the time and pid on stderr.
+    pub prefix: String,
 }
 
 /// The syslog facility number of a `LOG_*` name.
@@ -84,6 +87,7 @@ pub fn init(config: &Config) -> Result<(), String> {
         level: AtomicI32::new(config.level),
         stderr: config.stderr,
         syslog,
+        prefix: config.prefix.clone(),
     });
     let _ = log::set_logger(&FACADE);
     engine::hooks::set_line_writer(Box::new(write_gen));
@@ -138,17 +142,36 @@ pub fn enabled(level: i32) -> bool {
 /// Writes one line from `module` (`core`, `script`, `tls_mgm` …) at `level`, unfiltered.
 pub fn write(level: i32, module: &str, text: &str) {
     let text = text.strip_suffix('\n').unwrap_or(text);
-    let line = format!("{}:{module}: {text}", level_name(level));
+    emit(
+        level,
+        None,
+        &format!("{}:{module}: {text}", level_name(level)),
+    );
+}
+
+/// Sends a line (`LEVEL:…`) where the configuration says, as OpenSIPS does: on stderr after
+/// `Mmm dd hh:mm:ss [pid] ` and `log_prefix`; to syslog after `log_prefix` (syslog stamps the
+/// time itself), under `facility` or the global one.
+fn emit(level: i32, facility: Option<u8>, line: &str) {
     let Some(sink) = SINK.get() else {
         eprintln!("{line}");
         return;
     };
     if sink.stderr {
-        eprintln!("{line}");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let time = engine::pv::time::strftime(now, "%b %e %T");
+        eprintln!("{time} [{}] {}{line}", std::process::id(), sink.prefix);
     }
     if let Some(s) = &sink.syslog {
-        let pri = s.facility * 8 + severity(level);
-        let msg = format!("<{pri}>{}[{}]: {line}", s.name, std::process::id());
+        let pri = facility.unwrap_or(s.facility) * 8 + severity(level);
+        let msg = format!(
+            "<{pri}>{}[{}]: {}{line}",
+            s.name,
+            std::process::id(),
+            sink.prefix
+        );
         let _ = s.socket.send_to(msg.as_bytes(), &s.path);
     }
 }
@@ -161,20 +184,11 @@ pub fn write_gen(level: i32, facility_name: Option<&str>, text: &str) {
         return;
     }
     let text = text.strip_suffix('\n').unwrap_or(text);
-    let line = format!("{}:{text}", level_name(level));
-    let Some(sink) = SINK.get() else {
-        eprintln!("{line}");
-        return;
-    };
-    if sink.stderr {
-        eprintln!("{line}");
-    }
-    if let Some(s) = &sink.syslog {
-        let fac = facility_name.and_then(facility).unwrap_or(s.facility);
-        let pri = fac * 8 + severity(level);
-        let msg = format!("<{pri}>{}[{}]: {line}", s.name, std::process::id());
-        let _ = s.socket.send_to(msg.as_bytes(), &s.path);
-    }
+    emit(
+        level,
+        facility_name.and_then(facility),
+        &format!("{}:{text}", level_name(level)),
+    );
 }
 
 /// A core line at `level`, if `log_level` lets it through.

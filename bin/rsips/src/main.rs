@@ -86,6 +86,12 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     };
     if args.check {
+        // The TLS domains are built too: a bad tls_method or an unreadable certificate fails
+        // the check, not only the start.
+        if let Err(e) = transports::tls_context(&script) {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
         eprintln!("config file ok, exiting...");
         return ExitCode::SUCCESS;
     }
@@ -121,6 +127,7 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         name: script
             .global_str("syslog_name")
             .unwrap_or_else(|| "rsips".into()),
+        prefix: script.global_str("log_prefix").unwrap_or_default(),
     };
     if let Err(e) = logging::init(&log) {
         eprintln!("error: {e}");

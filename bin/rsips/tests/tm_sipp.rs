@@ -287,8 +287,11 @@ fn basic_calls_with_record_route_and_loose_routed_bye() {
         assert!(line.contains(part), "{line}");
     }
     assert!(
-        // As OpenSIPS' LM_GEN2 writes it: the level, then the text, no module tag.
-        line.starts_with("NOTICE:ACC: transaction answered: timestamp="),
+        // As OpenSIPS' LM_GEN2 writes it on stderr: time, pid, the level, then the text with no
+        // module tag.
+        line.split_once("] ").is_some_and(
+            |(_, rest)| rest.starts_with("NOTICE:ACC: transaction answered: timestamp=")
+        ),
         "{line}"
     );
 }

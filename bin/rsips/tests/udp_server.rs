@@ -701,3 +701,47 @@ fn replies_without_a_transaction_go_on_only_with_stateless_forwarding() {
     let ours = format!("127.0.0.1:{}", server.port);
     assert!(relayed(&server, &ours).is_some(), "check_via: ours goes on");
 }
+
+/// stderr lines as OpenSIPS writes them: `Mmm dd hh:mm:ss [pid] `, then `log_prefix`, then
+/// `LEVEL:module: text`.
+#[test]
+fn stderr_lines_carry_time_pid_and_log_prefix() {
+    let server = start(
+        "log_prefix=\"[edge-1] \"\nroute { xlog(\"L_ERR\", \"seen $ci\\n\"); sl_send_reply(200, \"OK\"); }",
+    );
+    let c = client();
+    assert!(exchange(&server, &c, &options("stamped")).is_some());
+    let log_path = server._dir.join("rsips.log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(l) = log
+            .lines()
+            .find(|l| l.ends_with("ERROR:script: seen stamped"))
+        {
+            break l.to_owned();
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let pid = server.child.id();
+    let (time, rest) = line.split_at(15);
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let b = time.as_bytes();
+    assert!(
+        months.contains(&&time[..3])
+            && b[3] == b' '
+            && (b[4] == b' ' || b[4].is_ascii_digit())
+            && b[5].is_ascii_digit()
+            && &time[9..10] == ":"
+            && &time[12..13] == ":",
+        "{line}"
+    );
+    assert_eq!(
+        rest,
+        format!(" [{pid}] [edge-1] ERROR:script: seen stamped"),
+        "{line}"
+    );
+}

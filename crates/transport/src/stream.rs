@@ -511,6 +511,13 @@ async fn connect(
     origin: Option<(SocketAddr, SocketAddr)>,
 ) -> Result<(Box<dyn Io>, SocketAddr), String> {
     let timeout = shared.settings.connect_timeout;
+    // The TLS client domain first: with none matching, nothing is sent at all (OpenSIPS
+    // refuses the connection before connecting).
+    let client = match (proto.is_secure(), shared.tls.as_ref()) {
+        (true, Some(tls)) => Some(tls.client_for(dest, None)?),
+        (true, None) => return Err("no TLS client domain configured (load tls_mgm)".into()),
+        (false, _) => None,
+    };
     let socket = match dest {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -558,12 +565,7 @@ async fn connect(
             .map_err(|e| format!("PROXY header to {dest}: {e}"))?;
     }
     let handshake = timeout.max(Duration::from_secs(5));
-    let stream: Box<dyn Io> = if proto.is_secure() {
-        let tls = shared
-            .tls
-            .as_ref()
-            .ok_or("no TLS client domain configured (load tls_mgm)")?;
-        let (connector, name) = tls.connector(dest, None);
+    let stream: Box<dyn Io> = if let Some((connector, name)) = client {
         match tokio::time::timeout(handshake, connector.connect(name, tcp)).await {
             Ok(Ok(s)) => Box::new(s),
             Ok(Err(e)) => return Err(format!("TLS handshake with {dest}: {e}")),
