@@ -155,6 +155,33 @@ pub fn settings(script: &Script) -> Settings {
     {
         s.send_timeout = ms(*n);
     }
+    // TCP keepalive: on unless `tcp_keepalive=0`; a keepidle/interval/count turns it on.
+    let given = |name: &str| script.global_int(name).filter(|n| *n > 0);
+    let tuned = transport::stream::Keepalive {
+        idle: given("tcp_keepidle").map(|n| Duration::from_secs(n as u64)),
+        interval: given("tcp_keepinterval").map(|n| Duration::from_secs(n as u64)),
+        count: given("tcp_keepcount").map(|n| n.min(i64::from(u32::MAX)) as u32),
+    };
+    let on = script.global_int("tcp_keepalive").is_none_or(|n| n != 0)
+        || tuned != transport::stream::Keepalive::default();
+    s.keepalive = on.then_some(tuned);
+    if let Some(n) = given("tcp_socket_backlog") {
+        s.backlog = n.min(i64::from(u32::MAX)) as u32;
+    }
+    // A module parameter that is 0 turns the behaviour off.
+    let off = |module: &str, name: &str| {
+        script.modparams(module).any(|(p, v)| {
+            p == name
+                && match v {
+                    ParamValue::Int(n) => *n == 0,
+                    ParamValue::Str(t) => t.trim() == "0",
+                }
+        })
+    };
+    s.crlf_pong = !off("proto_tcp", "tcp_crlf_pingpong");
+    s.tls_crlf_pong = !off("proto_tls", "tls_crlf_pingpong");
+    s.ws_require_origin =
+        !(off("proto_ws", "require_origin") || off("proto_wss", "require_origin"));
     s
 }
 

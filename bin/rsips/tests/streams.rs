@@ -835,6 +835,13 @@ fn mi_datagram(port: u16, request: &str) -> String {
 }
 
 fn ws_request(url: &str) -> tungstenite::handshake::client::Request {
+    let mut req = ws_request_without_origin(url);
+    req.headers_mut()
+        .insert("Origin", "http://127.0.0.1".parse().unwrap());
+    req
+}
+
+fn ws_request_without_origin(url: &str) -> tungstenite::handshake::client::Request {
     use tungstenite::client::IntoClientRequest;
     let mut req = url.into_client_request().unwrap();
     req.headers_mut()
@@ -904,6 +911,55 @@ fn ws_and_wss_with_a_websocket_client_library() {
         .unwrap();
     let tcp = connect("127.0.0.1", server.port);
     assert!(tungstenite::client(plain, tcp).is_err());
+    // Nor one without Origin (proto_ws `require_origin`, on by default)...
+    let url = format!("ws://127.0.0.1:{}/", server.port);
+    let tcp = connect("127.0.0.1", server.port);
+    assert!(tungstenite::client(ws_request_without_origin(&url), tcp).is_err());
+    drop(server);
+    // ... unless `require_origin` is 0.
+    let server = start(
+        "ws-no-origin",
+        "127.0.0.1",
+        &format!(
+            "socket=ws:127.0.0.1:PORT\nloadmodule \"proto_ws.so\"\nmodparam(\"proto_ws\", \"require_origin\", 0)\n{MODULES}{ECHO}"
+        ),
+    );
+    let url = format!("ws://127.0.0.1:{}/", server.port);
+    let tcp = connect("127.0.0.1", server.port);
+    let (mut ws, _) = tungstenite::client(ws_request_without_origin(&url), tcp)
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    assert!(ws_exchange(&mut ws, "ws-no-origin").starts_with("SIP/2.0 200 OK"));
+}
+
+/// OpenSIPS' TCP socket options: keepalive on by default (with `tcp_keepidle` applied), and
+/// `tcp_crlf_pingpong=0` answering no CRLF ping.
+#[test]
+fn tcp_keepalive_is_on_and_crlf_pongs_can_be_turned_off() {
+    let server = start(
+        "keepalive",
+        "127.0.0.1",
+        &format!(
+            "socket=tcp:127.0.0.1:PORT\ntcp_keepidle=33\nmodparam(\"proto_tcp\", \"tcp_crlf_pingpong\", 0)\n{MODULES}{ECHO}"
+        ),
+    );
+    let mut s = connect("127.0.0.1", server.port);
+    s.write_all(options("TCP", "ka").as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    assert!(read_message(&mut s, &mut pending).is_some());
+    // The server's end of the connection has a keepalive timer (ss -o shows it).
+    let out = Command::new("ss")
+        .args(["-tno", "state", "established"])
+        .arg(format!("( sport = :{} )", server.port))
+        .output()
+        .expect("ss (iproute2)");
+    let ss = String::from_utf8_lossy(&out.stdout);
+    assert!(ss.contains("timer:(keepalive,3"), "{ss}");
+    // No pong for a ping.
+    s.write_all(b"\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(s.read(&mut byte).is_err(), "no CRLF pong");
 }
 
 fn udp_receiver(host: &str) -> (UdpSocket, u16) {

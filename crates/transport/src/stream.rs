@@ -74,6 +74,47 @@ pub struct Settings {
     pub send_timeout: Duration,
     /// Header and message size limits.
     pub limits: sip::framing::Limits,
+    /// `tcp_keepalive` (on by default, as OpenSIPS on Linux): the kernel probes idle
+    /// connections; `None` leaves SO_KEEPALIVE off.
+    pub keepalive: Option<Keepalive>,
+    /// `tcp_socket_backlog`: the listen queue.
+    pub backlog: u32,
+    /// `tcp_crlf_pingpong` (on): a CRLF CRLF ping on TCP gets a CRLF pong.
+    pub crlf_pong: bool,
+    /// `tls_crlf_pingpong` (on): the same on TLS.
+    pub tls_crlf_pong: bool,
+    /// proto_ws / proto_wss `require_origin` (on): an upgrade without Origin is refused.
+    pub ws_require_origin: bool,
+}
+
+/// `tcp_keepidle`, `tcp_keepinterval`, `tcp_keepcount`: `None` keeps the kernel's value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keepalive {
+    pub idle: Option<Duration>,
+    pub interval: Option<Duration>,
+    pub count: Option<u32>,
+}
+
+/// Turns on TCP keepalive on a connection as `settings` ask.
+fn keepalive(tcp: &TcpStream, settings: &Settings) {
+    let Some(k) = settings.keepalive else { return };
+    let mut ka = socket2::TcpKeepalive::new();
+    if let Some(t) = k.idle {
+        ka = ka.with_time(t);
+    }
+    if let Some(i) = k.interval {
+        ka = ka.with_interval(i);
+    }
+    if let Some(c) = k.count {
+        ka = ka.with_retries(c);
+    }
+    let sock = socket2::SockRef::from(tcp);
+    if let Err(e) = sock
+        .set_keepalive(true)
+        .and_then(|()| sock.set_tcp_keepalive(&ka))
+    {
+        log::warn!("cannot set TCP keepalive: {e}");
+    }
 }
 
 impl Default for Settings {
@@ -86,6 +127,13 @@ impl Default for Settings {
             max_msg_time: Duration::from_secs(4),
             send_timeout: Duration::from_secs(10),
             limits: sip::framing::Limits::default(),
+            keepalive: Some(Keepalive::default()),
+            // OpenSIPS' default is 10; rsips keeps room for bursts of new connections unless
+            // `tcp_socket_backlog` says otherwise.
+            backlog: 1024,
+            crlf_pong: true,
+            tls_crlf_pong: true,
+            ws_require_origin: true,
         }
     }
 }
@@ -216,6 +264,7 @@ impl Streams {
             .build()?;
         let mut bound = Vec::new();
         let mut sockets = Vec::new();
+        let settings_backlog = settings.backlog.max(1);
         for l in &listeners {
             let listener = runtime.block_on(async {
                 let socket = match l.addr {
@@ -230,7 +279,7 @@ impl Streams {
                     socket.set_tos_v4(tos)?;
                 }
                 socket.bind(l.addr)?;
-                socket.listen(1024)
+                socket.listen(settings_backlog)
             })?;
             let addr = listener.local_addr()?;
             bound.push((l.proto, addr));
@@ -548,6 +597,7 @@ async fn connect(
         Err(_) => return Err(format!("connect to {dest}: timed out after {timeout:?}")),
     };
     let _ = tcp.set_nodelay(true);
+    keepalive(&tcp, &shared.settings);
     let local = tcp.local_addr().map_err(|e| e.to_string())?;
     let mut tcp: Box<dyn Io> = Box::new(tcp);
     let sends_proxy = from.is_some_and(|f| {
@@ -604,6 +654,7 @@ async fn accept_loop(shared: Arc<Shared>, listen: Listen, listener: TcpListener)
             continue;
         }
         let _ = tcp.set_nodelay(true);
+        keepalive(&tcp, &shared.settings);
         tokio::spawn(accepted(Arc::clone(&shared), listen.clone(), tcp, peer));
     }
 }
@@ -659,7 +710,14 @@ async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, peer:
         })
     };
     let stream = if listen.proto.is_websocket() {
-        match tokio::time::timeout(setup, Box::pin(crate::ws_conn::server_handshake(stream))).await
+        match tokio::time::timeout(
+            setup,
+            Box::pin(crate::ws_conn::server_handshake(
+                stream,
+                shared.settings.ws_require_origin,
+            )),
+        )
+        .await
         {
             Ok(Ok(s)) => s,
             Ok(Err(why)) => {
@@ -792,7 +850,14 @@ async fn run_connection(
                 match sip::framing::check(&buf, &limits) {
                     Ok(Some(sip::framing::Frame::Ping { len })) => {
                         buf.advance(len);
-                        control.push(Bytes::from_static(b"\r\n"));
+                        let pong = if conn.proto.is_secure() {
+                            shared.settings.tls_crlf_pong
+                        } else {
+                            shared.settings.crlf_pong
+                        };
+                        if pong {
+                            control.push(Bytes::from_static(b"\r\n"));
+                        }
                     }
                     Ok(Some(sip::framing::Frame::Pong { len })) => buf.advance(len),
                     Ok(Some(sip::framing::Frame::Message { len })) => {

@@ -54,13 +54,23 @@ pub(crate) fn key() -> [u8; 16] {
     key
 }
 
-pub(crate) async fn server_handshake(mut stream: Box<dyn Io>) -> Result<Box<dyn Io>, String> {
+pub(crate) async fn server_handshake(
+    mut stream: Box<dyn Io>,
+    require_origin: bool,
+) -> Result<Box<dyn Io>, String> {
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         match ws::parse_upgrade_request(&buf) {
             Ok(Some((req, used))) => {
                 if used != buf.len() {
                     return Err("data after the upgrade request".into());
+                }
+                // `require_origin` (OpenSIPS' default): browsers send Origin, others must too.
+                if require_origin && req.origin.is_none() {
+                    let _ = stream
+                        .write_all(&ws::reject_response(400, "Bad Request"))
+                        .await;
+                    return Err("no Origin header (require_origin is on)".into());
                 }
                 if !req.offers_sip() {
                     let _ = stream
