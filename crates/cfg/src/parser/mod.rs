@@ -491,9 +491,163 @@ impl<'a> Parser<'a> {
             self.peeked = None;
             return self.socket_or_alias(items, name, Spanned::new(raw, span));
         }
-        let value = self.global_value(&name.node)?;
+        let value = match name.node.as_str() {
+            "auto_scaling_profile" => self.auto_scaling_profile()?,
+            "dst_blacklist" => self.dst_blacklist()?,
+            _ => self.global_value(&name.node)?,
+        };
         items.push(Item::Global { name, value });
         Ok(())
+    }
+
+    /// A word of a global's own grammar (case as OpenSIPS' lexer takes it: lower or upper).
+    fn keyword(&mut self, word: &str, what: &str) -> PResult<()> {
+        let t = self.peek().clone();
+        match &t.tok {
+            Tok::Ident(w) if w.eq_ignore_ascii_case(word) => {
+                self.bump();
+                Ok(())
+            }
+            // The lexer reads `on` as the boolean 1.
+            Tok::Int(1) if word == "on" => {
+                self.bump();
+                Ok(())
+            }
+            _ => self.unexpected(&format!("`{word}` in {what}")),
+        }
+    }
+
+    fn number(&mut self, what: &str) -> PResult<i64> {
+        let t = self.bump();
+        match t.tok {
+            Tok::Int(n) => Ok(n),
+            _ => self.error(Diagnostic::error(
+                format!("expected a number in {what}"),
+                t.span,
+            )),
+        }
+    }
+
+    /// `NAME scale up to N on P% for C cycles [within W] [scale down to M on Q% for D cycles]`
+    /// (OpenSIPS' auto-scaling profile). The value is the profile's name: rsips' workers do not
+    /// scale, but `use_auto_scaling_profile` may name it.
+    fn auto_scaling_profile(&mut self) -> PResult<Spanned<GlobalValue>> {
+        const WHAT: &str = "an auto-scaling profile";
+        let t = self.bump();
+        let Tok::Ident(profile) = t.tok else {
+            return self.error(Diagnostic::error(
+                "expected the profile's name after `auto_scaling_profile =`",
+                t.span,
+            ));
+        };
+        let part = |p: &mut Self, direction: &str| -> PResult<()> {
+            p.keyword("scale", WHAT)?;
+            p.keyword(direction, WHAT)?;
+            p.keyword("to", WHAT)?;
+            p.number(WHAT)?;
+            p.keyword("on", WHAT)?;
+            let pct = p.number(WHAT)?;
+            if !p.eat(Punct::Percent) {
+                return p.unexpected("`%` after the load");
+            }
+            if !(0..=100).contains(&pct) {
+                return p.error(Diagnostic::error(
+                    "a load is a percentage, 0 to 100",
+                    t.span,
+                ));
+            }
+            p.keyword("for", WHAT)?;
+            p.number(WHAT)?;
+            p.keyword("cycles", WHAT)
+        };
+        part(self, "up")?;
+        if self.at_ident("within") || self.at_ident("WITHIN") {
+            self.bump();
+            self.number(WHAT)?;
+        }
+        if self.at_ident("scale") || self.at_ident("SCALE") {
+            part(self, "down")?;
+        }
+        Ok(Spanned::new(
+            GlobalValue::Ident(profile),
+            self.since(t.span),
+        ))
+    }
+
+    /// `NAME[/flags][: { rule, … }]` with rules `[!](proto, ipnet, port, "regex")` and their
+    /// shorter forms (OpenSIPS' script blacklists). The value is the list's name.
+    fn dst_blacklist(&mut self) -> PResult<Spanned<GlobalValue>> {
+        const WHAT: &str = "a dst_blacklist";
+        let t = self.bump();
+        let Tok::Ident(list) = t.tok else {
+            return self.error(Diagnostic::error(
+                "expected the blacklist's name after `dst_blacklist =`",
+                t.span,
+            ));
+        };
+        if self.eat(Punct::Slash) {
+            loop {
+                let f = self.bump();
+                match &f.tok {
+                    Tok::Ident(w)
+                        if ["readonly", "expire", "default"]
+                            .iter()
+                            .any(|k| w.eq_ignore_ascii_case(k)) => {}
+                    _ => {
+                        return self.error(Diagnostic::error(
+                            "expected a blacklist flag (readonly, expire, default)",
+                            f.span,
+                        ));
+                    }
+                }
+                if !self.eat(Punct::Comma) {
+                    break;
+                }
+            }
+        }
+        if self.eat(Punct::Colon) {
+            if !self.eat(Punct::LBrace) {
+                return self.unexpected("`{` to start the blacklist's rules");
+            }
+            while !self.eat(Punct::RBrace) {
+                self.eat(Punct::Not);
+                if self.eat(Punct::LParen) {
+                    // (proto, ipnet, port, "regex") or a prefix of it.
+                    loop {
+                        let v = self.bump();
+                        match v.tok {
+                            Tok::Ident(_) | Tok::Ip(_) | Tok::Int(_) | Tok::Str(_) => {}
+                            _ => {
+                                return self.error(Diagnostic::error(
+                                    format!(
+                                        "expected a protocol, network, port or regex in {WHAT}"
+                                    ),
+                                    v.span,
+                                ));
+                            }
+                        }
+                        if self.eat(Punct::RParen) {
+                            break;
+                        }
+                        if !self.eat(Punct::Comma) {
+                            return self.unexpected("`,` or `)` in a blacklist rule");
+                        }
+                    }
+                } else {
+                    let v = self.bump();
+                    if !matches!(v.tok, Tok::Ip(_)) {
+                        return self.error(Diagnostic::error(
+                            format!("expected a rule in {WHAT}"),
+                            v.span,
+                        ));
+                    }
+                }
+                if !self.eat(Punct::Comma) && !self.at(Punct::RBrace) {
+                    return self.unexpected("`,` or `}` between blacklist rules");
+                }
+            }
+        }
+        Ok(Spanned::new(GlobalValue::Ident(list), self.since(t.span)))
     }
 
     fn global_value(&mut self, name: &str) -> PResult<Spanned<GlobalValue>> {

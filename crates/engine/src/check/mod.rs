@@ -86,6 +86,32 @@ impl<'a> Checker<'a> {
                 _ => {}
             }
         }
+        // `use_auto_scaling_profile NAME` names a profile the script defines (OpenSIPS fails
+        // at start otherwise).
+        let profiles: Vec<&str> = config
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Global { name, value } if name.node == "auto_scaling_profile" => {
+                    match &value.node {
+                        GlobalValue::Ident(p) => Some(p.as_str()),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            })
+            .collect();
+        for item in &config.items {
+            if let Item::Global { value, .. } = item
+                && let GlobalValue::Workers { profile, .. } = &value.node
+                && !profiles.contains(&profile.as_str())
+            {
+                self.diags.push(Diagnostic::error(
+                    format!("no auto_scaling_profile named `{profile}`"),
+                    value.span,
+                ));
+            }
+        }
         for item in &config.items {
             match item {
                 Item::ModParam {

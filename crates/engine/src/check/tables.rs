@@ -104,6 +104,9 @@ pub(crate) const GLOBALS: &[(&str, GlobalKind)] = &[
     ("advertised_port", Int),
     ("db_max_async_connections", Int),
     ("auto_scaling_cycle", Int),
+    // Their own grammar (cfg's parser); the value is the profile's or list's name.
+    ("auto_scaling_profile", Word),
+    ("dst_blacklist", Word),
     ("udp_workers", Workers),
     ("tcp_workers", Workers),
     ("timer_workers", Workers),
