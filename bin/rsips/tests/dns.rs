@@ -138,3 +138,128 @@ fn forward_locates_names_by_naptr_srv_and_a() {
     assert!(server.queries() > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Answers every request arriving on `sock` with `code` (copying the headers a reply needs)
+/// until `count` requests were seen; returns the request lines it got.
+fn answering(sock: UdpSocket, code: u16, count: usize) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        sock.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 65_535];
+        while seen.len() < count {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                break;
+            };
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            seen.push(req.lines().next().unwrap_or("").to_owned());
+            if req.starts_with("ACK ") {
+                continue;
+            }
+            let mut reply = format!("SIP/2.0 {code} Code {code}\r\n");
+            for l in req.lines().take_while(|l| !l.is_empty()) {
+                let name = l.split(':').next().unwrap_or("");
+                if ["Via", "From", "Call-ID", "CSeq"].contains(&name) {
+                    reply.push_str(l);
+                    reply.push_str("\r\n");
+                } else if name == "To" {
+                    reply.push_str(l);
+                    reply.push_str(";tag=uas\r\n");
+                }
+            }
+            reply.push_str("Content-Length: 0\r\n\r\n");
+            let _ = sock.send_to(reply.as_bytes(), from);
+        }
+        seen
+    })
+}
+
+/// DNS failover in tm (RFC 3263 §4.3, OpenSIPS `do_dns_failover`): a 503 from the first SRV
+/// target sends the request on to the next; `t_relay("no-dns-failover")` does not.
+#[test]
+fn t_relay_fails_over_to_the_next_srv_target_on_503() {
+    let first = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let second = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (p1, p2) = (
+        first.local_addr().unwrap().port(),
+        second.local_addr().unwrap().port(),
+    );
+    let zone = Zone::new()
+        .add("_sip._udp.gw.test", Data::Srv(10, 0, p1, "a.gw.test"))
+        .add("_sip._udp.gw.test", Data::Srv(20, 0, p2, "b.gw.test"))
+        .add("a.gw.test", Data::A(LOCAL))
+        .add("b.gw.test", Data::A(LOCAL));
+    let server = TestDns::start(zone, Mode::Normal);
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("rsips-dnsfo-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("resolv.conf"),
+        format!("nameserver {}\noptions timeout:1 attempts:1\n", server.addr),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("t.cfg"),
+        format!(
+            "socket=udp:127.0.0.1:{port}\nloadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\n\
+             loadmodule \"tm.so\"\nloadmodule \"sipmsgops.so\"\n\
+             route {{\n  if (is_method(\"ACK\")) exit;\n  $du = \"sip:gw.test\";\n\
+               if ($rU == \"nofo\") t_relay(\"no-dns-failover\"); else t_relay();\n}}\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("rsips.log")).unwrap();
+    let _rsips = Kill(
+        Command::new(env!("CARGO_BIN_EXE_rsips"))
+            .args(["-F", "-f"])
+            .arg(dir.join("t.cfg"))
+            .env("RSIPS_RESOLV_CONF", dir.join("resolv.conf"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let rsips_log = || std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !rsips_log().contains(&format!("listening on udp:127.0.0.1:{port}")) {
+        assert!(
+            Instant::now() < deadline,
+            "rsips did not start:\n{}",
+            rsips_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // First call: 503 from a.gw.test (its INVITE and the ACK), then 200 from b.gw.test.
+    let busy = answering(first, 503, 4);
+    let ok = answering(second, 200, 1);
+    let uac = UdpSocket::bind("127.0.0.1:0").unwrap();
+    uac.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let cport = uac.local_addr().unwrap().port();
+    let call = |user: &str| invite(user).replace("127.0.0.1:9;", &format!("127.0.0.1:{cport};"));
+    uac.send_to(call("fo").as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    let mut buf = [0u8; 65_535];
+    let final_reply = |uac: &UdpSocket, buf: &mut [u8]| loop {
+        let (n, _) = uac
+            .recv_from(buf)
+            .unwrap_or_else(|e| panic!("no final reply: {e}\n{}", rsips_log()));
+        let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !r.starts_with("SIP/2.0 100") {
+            break r;
+        }
+    };
+    let r = final_reply(&uac, &mut buf);
+    assert!(r.starts_with("SIP/2.0 200 "), "{r}");
+    assert_eq!(ok.join().unwrap(), ["INVITE sip:fo@127.0.0.1 SIP/2.0"]);
+    // Second call, without failover: the 503 goes upstream (as 500, OpenSIPS' translation).
+    uac.send_to(call("nofo").as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    let r = final_reply(&uac, &mut buf);
+    assert!(r.starts_with("SIP/2.0 500 "), "{r}");
+    let seen = busy.join().unwrap();
+    assert_eq!(
+        seen.iter().filter(|l| l.starts_with("INVITE ")).count(),
+        2,
+        "{seen:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

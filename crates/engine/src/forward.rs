@@ -97,12 +97,15 @@ fn locate(
     port: Option<u16>,
     proto: Option<&'static str>,
     secure: bool,
-) -> Result<(&'static str, SocketAddr), String> {
+) -> Result<Vec<Target>, String> {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     let literal = sip::parse_ipv4(h.as_bytes()).is_some() || h.parse::<std::net::IpAddr>().is_ok();
     let chosen = proto.unwrap_or(if secure { "tls" } else { "udp" });
     if literal {
-        return Ok((chosen, resolve(host, port.unwrap_or(default_port(chosen)))?));
+        return Ok(vec![(
+            chosen,
+            resolve(host, port.unwrap_or(default_port(chosen)))?,
+        )]);
     }
     let want = proto.and_then(|p| match p {
         "udp" => Some(resolve::Proto::Udp),
@@ -113,15 +116,24 @@ fn locate(
         _ => None,
     });
     match dns().resolve(h, port, want, secure) {
-        Ok(targets) => targets
-            .into_iter()
-            .find_map(|t| Some((proto_name(&t.proto.to_string())?, t.addr)))
-            .ok_or_else(|| format!("`{host}` names no transport rsips serves")),
+        Ok(targets) => {
+            let usable: Vec<Target> = targets
+                .into_iter()
+                .filter_map(|t| Some((proto_name(&t.proto.to_string())?, t.addr)))
+                .collect();
+            if usable.is_empty() {
+                return Err(format!("`{host}` names no transport rsips serves"));
+            }
+            Ok(usable)
+        }
         Err(e) => resolve(host, port.unwrap_or(default_port(chosen)))
-            .map(|a| (chosen, a))
+            .map(|a| vec![(chosen, a)])
             .map_err(|sys| format!("{e}; {sys}")),
     }
 }
+
+/// A place to send a request: the transport and the address.
+pub type Target = (&'static str, SocketAddr);
 
 /// The transport names rsips knows, as `&'static str` (what `Receipt::proto` holds).
 pub fn proto_name(name: &str) -> Option<&'static str> {
@@ -144,10 +156,16 @@ pub fn default_port(proto: &str) -> u16 {
 /// `[proto:]host[:port]` or SIP URI, else `$du`, else the current R-URI (its `maddr` first).
 /// The transport is the URI's `transport` parameter, `tls` for `sips:`, the explicit prefix,
 /// else UDP.
-pub fn next_hop(
-    ctx: &MsgCtx,
-    explicit: Option<&str>,
-) -> Result<(&'static str, SocketAddr), String> {
+pub fn next_hop(ctx: &MsgCtx, explicit: Option<&str>) -> Result<Target, String> {
+    next_hops(ctx, explicit)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| "no destination".into())
+}
+
+/// Every place [`next_hop`]'s destination leads, in the order to try them (the addresses of
+/// the SRV targets, for DNS failover); never empty when `Ok`.
+pub fn next_hops(ctx: &MsgCtx, explicit: Option<&str>) -> Result<Vec<Target>, String> {
     let target: &str = match explicit {
         Some(d) => d,
         None => ctx
@@ -538,7 +556,20 @@ pub fn forward_with_branch(
     if !ctx.msg.is_request() {
         return Err("only requests are forwarded".into());
     }
-    let (proto, dest) = next_hop(ctx, explicit)?;
+    let target = next_hop(ctx, explicit)?;
+    forward_to(ctx, target, sockets, branch)
+}
+
+/// [`forward_with_branch`] to a target already located (tm's DNS failover tries the next).
+pub fn forward_to(
+    ctx: &MsgCtx,
+    (proto, dest): Target,
+    sockets: &Sockets,
+    branch: Option<&str>,
+) -> Result<Outbound, String> {
+    if !ctx.msg.is_request() {
+        return Err("only requests are forwarded".into());
+    }
     let (local, hostport) = sending_socket(ctx, proto, dest, sockets)?;
     let hostport = advertised(ctx, hostport);
     let forced = ctx.send_socket.as_ref().map(|_| local);

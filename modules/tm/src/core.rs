@@ -50,6 +50,9 @@ pub struct Params {
     pub max_branches: usize,
     /// How a request without an RFC 3261 branch finds its transaction.
     pub legacy: LegacyMatching,
+    /// The core's `disable_dns_failover`: a branch whose destination's next DNS target could
+    /// answer is not retried there.
+    pub disable_dns_failover: bool,
 }
 
 /// What identifies an RFC 2543 transaction besides Call-ID, From, To and CSeq (tm's
@@ -86,6 +89,7 @@ impl Default for Params {
             onreply_avps: false,
             max_branches: 4096,
             legacy: LegacyMatching::default(),
+            disable_dns_failover: false,
         }
     }
 }
@@ -134,6 +138,9 @@ struct Branch {
     /// It could not be sent: its made-up 477 competes only when nothing else can answer
     /// (OpenSIPS skips such empty branches when picking).
     send_failed: bool,
+    /// The destination's further DNS targets (RFC 3263), with what a new branch to the next
+    /// needs; only when there are any.
+    failover: Option<Box<Failover>>,
     retrans: Option<Retrans>,
     fr_at: Option<Instant>,
     cancel: Cancel,
@@ -153,6 +160,14 @@ struct Branch {
     bavps: Vec<Vec<engine::Value>>,
     /// `$tm.branch.attr(NAME)`: the message branch's attributes after branch_route.
     attrs: engine::BranchAttrs,
+}
+
+/// What DNS failover needs to send a branch again to the next target of its destination.
+#[derive(Debug)]
+struct Failover {
+    ctx: MsgCtx,
+    targets: Vec<engine::forward::Target>,
+    on_reply: Option<usize>,
 }
 
 impl Branch {
@@ -220,6 +235,8 @@ pub(crate) struct Tx {
     /// A 6xx decided the transaction (`disable_6xx_block` off): it completes with that branch
     /// at once, without waiting for the others, which are cancelled.
     decided: Option<usize>,
+    /// `t_relay("no-dns-failover")`.
+    pub(crate) no_dns_failover: bool,
     /// The branch whose final reply, received or made up (timeout, send failure), came last:
     /// the current branch of the failure route it completes (OpenSIPS `_tm_branch_index`).
     last_final: Option<usize>,
@@ -269,6 +286,7 @@ impl Tx {
             multi_200ok: false,
             picked: None,
             decided: None,
+            no_dns_failover: false,
             last_final: None,
             waiting: None,
         }
@@ -783,8 +801,24 @@ impl Tm {
     pub fn add_branch_with(
         &self,
         cell: &Arc<TxCell>,
+        ctx: MsgCtx,
+        dest: Option<&str>,
+        net: &engine::forward::Sockets,
+        now: Instant,
+        on_reply: Option<usize>,
+    ) -> Result<usize, i64> {
+        self.add_branch_to(cell, ctx, dest, None, net, now, on_reply)
+    }
+
+    /// [`Tm::add_branch_with`], to `target` when given (DNS failover's next address) instead
+    /// of locating `dest`.
+    #[allow(clippy::too_many_arguments)]
+    fn add_branch_to(
+        &self,
+        cell: &Arc<TxCell>,
         mut ctx: MsgCtx,
         dest: Option<&str>,
+        target: Option<engine::forward::Target>,
         net: &engine::forward::Sockets,
         now: Instant,
         on_reply: Option<usize>,
@@ -800,8 +834,25 @@ impl Tm {
             tx.branches.len()
         };
         let via_branch = branch_id(cell.id, n);
-        let out = engine::forward::forward_with_branch(&ctx, dest, net, Some(&via_branch))
-            .map_err(|_| -4)?;
+        let mut targets = match target {
+            Some(t) => vec![t],
+            None => engine::forward::next_hops(&ctx, dest).map_err(|_| -4)?,
+        };
+        let first = targets.remove(0);
+        let out =
+            engine::forward::forward_to(&ctx, first, net, Some(&via_branch)).map_err(|_| -4)?;
+        // The other DNS targets stay with the branch for failover (RFC 3263 §4.3, OpenSIPS
+        // `do_dns_failover`), unless failover is off.
+        let failover = (!targets.is_empty()
+            && !self.params.disable_dns_failover
+            && !cell.lock().no_dns_failover)
+            .then(|| {
+                Box::new(Failover {
+                    ctx: ctx.clone(),
+                    targets,
+                    on_reply,
+                })
+            });
         let reliable = out.proto != "udp";
         let attrs = std::mem::take(&mut ctx.branch_attrs);
         let socket = sent_from(&ctx, &out);
@@ -832,6 +883,7 @@ impl Tm {
                 last_1xx: 0,
                 received: false,
                 send_failed: false,
+                failover,
                 retrans,
                 fr_at: Some(fr_at),
                 cancel: Cancel::None,
@@ -863,12 +915,59 @@ impl Tm {
                 }
             })),
         );
-        let failed = cell
-            .lock()
-            .branches
-            .get(n)
-            .is_some_and(|b| b.status == Some(477));
-        if failed { Err(-6) } else { Ok(n) }
+        let (failed, failed_over) = {
+            let tx = cell.lock();
+            let failed = tx.branches.get(n).is_some_and(|b| b.status == Some(477));
+            // A send that failed at once may have gone on to the next DNS target already.
+            (failed, tx.branches.len() > n + 1 && failed)
+        };
+        if failed && !failed_over {
+            Err(-6)
+        } else {
+            Ok(n)
+        }
+    }
+
+    /// DNS failover (OpenSIPS `do_dns_failover`): branch `n` failed the RFC 3263 way (a 503,
+    /// a timeout with no reply at all, a send failure) and its destination has another target:
+    /// the same request goes there on a new branch. True when one was added.
+    pub(super) fn dns_failover(&self, cell: &Arc<TxCell>, n: usize, now: Instant) -> bool {
+        loop {
+            let taken = {
+                let mut tx = cell.lock();
+                if tx.final_sent || tx.blocked {
+                    return false;
+                }
+                tx.branches.get_mut(n).and_then(|b| b.failover.take())
+            };
+            let Some(mut f) = taken else { return false };
+            let next = f.targets.remove(0);
+            let Some(script) = f.ctx.script.clone() else {
+                return false;
+            };
+            let rest = std::mem::take(&mut f.targets);
+            let ctx = f.ctx.clone();
+            match self.add_branch_to(cell, ctx, None, Some(next), script.net(), now, f.on_reply) {
+                Ok(added) => {
+                    // What is left goes on with the new branch.
+                    if !rest.is_empty()
+                        && let Some(b) = cell.lock().branches.get_mut(added)
+                    {
+                        f.targets = rest;
+                        b.failover = Some(f);
+                    }
+                    return true;
+                }
+                // This target cannot be sent to either: try the next one.
+                Err(_) if !rest.is_empty() => {
+                    f.targets = rest;
+                    if let Some(b) = cell.lock().branches.get_mut(n) {
+                        b.failover = Some(f);
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
     }
 
     /// `t_cancel_branch(flags)` from an onreply route: `a` every pending branch, `o` every
@@ -1001,6 +1100,8 @@ impl Tm {
             tx.last_final = Some(n);
         }
         drop(tx);
+        // The next DNS target of the destination, when there is one.
+        self.dns_failover(&cell, n, Instant::now());
         lock(&self.urgent).push(id);
     }
 }

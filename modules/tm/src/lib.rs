@@ -78,6 +78,9 @@ pub fn params(script: &engine::Script) -> Params {
         disable_503_translation: script
             .global_int("disable_503_translation")
             .is_some_and(|n| n != 0),
+        disable_dns_failover: script
+            .global_int("disable_dns_failover")
+            .is_some_and(|n| n != 0),
         ..Params::default()
     };
     for (name, value) in script.modparams("tm") {

@@ -98,6 +98,9 @@ fn relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         }
         return -3;
     }
+    if flags.contains("no-dns-failover") {
+        cell.lock().no_dns_failover = true;
+    }
     if flags.contains("allow-no-cancel") && asks_no_cancel(&f.msg.msg) {
         tm.allow_no_cancel(&cell);
     }

@@ -248,6 +248,7 @@ impl Tm {
 
     fn run_timers(&self, cell: &Arc<TxCell>, now: Instant, runner: &mut dyn Runner) {
         let mut sends = Vec::new();
+        let mut failover = Vec::new();
         let mut next: Option<Instant> = None;
         let mut soonest = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         {
@@ -341,6 +342,10 @@ impl Tm {
                         b.retrans = None;
                         b.fr_at = None;
                         timed_out = Some(i);
+                        // Nothing ever came back: the next DNS target may answer.
+                        if !b.received && b.failover.is_some() {
+                            failover.push(i);
+                        }
                     } else if !b.is_final() {
                         soonest(fr);
                     }
@@ -378,6 +383,9 @@ impl Tm {
         }
         for s in sends {
             self.host.send(s, None);
+        }
+        for n in failover {
+            self.dns_failover(cell, n, now);
         }
         self.end_wait_if_due(cell, now);
         self.complete_if_done(cell, runner, now);

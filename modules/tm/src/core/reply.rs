@@ -79,6 +79,11 @@ impl Tm {
         } else if code < 300 {
             self.relay_2xx(&cell, n, reply, code, now);
         } else {
+            // A 503 is an RFC 3263 failure: the destination's next DNS target gets the request
+            // (the transaction then waits for it).
+            if code == 503 {
+                self.dns_failover(&cell, n, now);
+            }
             if code >= 600 && !self.params.disable_6xx_block {
                 // The 6xx is the answer now (OpenSIPS): the other branches are cancelled
                 // without a Reason, and the transaction completes without waiting for them.
