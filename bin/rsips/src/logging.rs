@@ -15,6 +15,8 @@ struct Sink {
     stderr: bool,
     syslog: Option<Syslog>,
     prefix: String,
+    stderr_format: Format,
+    syslog_format: Format,
 }
 
 struct Syslog {
@@ -36,6 +38,33 @@ pub struct Config {
     pub name: String,
     /// `log_prefix`: text every line starts with, after the time and pid on stderr.
     pub prefix: String,
+    /// `stderror_log_format` / `syslog_log_format`: `plain_text`, `json` or `json_cee`.
+    pub stderr_format: Format,
+    pub syslog_format: Format,
+}
+
+/// How a line is written (OpenSIPS' log formats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Plain,
+    /// `{"time": …, "pid": …, "level": …, "module": …, "function": …, "message": …}`.
+    Json,
+    /// The CEE schema (`pri`, `proc`, `subsys`, `msg`, `pname`, `hostname`); `@cee: ` before it
+    /// on syslog.
+    JsonCee,
+}
+
+impl Format {
+    /// The format a `*_log_format` value names; `None` for an unknown one.
+    pub fn parse(name: &str) -> Option<Format> {
+        match name.trim() {
+            "plain_text" => Some(Format::Plain),
+            "json" => Some(Format::Json),
+            "json_cee" => Some(Format::JsonCee),
+            _ => None,
+        }
+    }
 }
 
 /// The syslog facility number of a `LOG_*` name.
@@ -88,6 +117,8 @@ pub fn init(config: &Config) -> Result<(), String> {
         stderr: config.stderr,
         syslog,
         prefix: config.prefix.clone(),
+        stderr_format: config.stderr_format,
+        syslog_format: config.syslog_format,
     });
     let _ = log::set_logger(&FACADE);
     engine::hooks::set_line_writer(Box::new(write_gen));
@@ -141,39 +172,112 @@ pub fn enabled(level: i32) -> bool {
 
 /// Writes one line from `module` (`core`, `script`, `tls_mgm` …) at `level`, unfiltered.
 pub fn write(level: i32, module: &str, text: &str) {
-    let text = text.strip_suffix('\n').unwrap_or(text);
-    emit(
-        level,
-        None,
-        &format!("{}:{module}: {text}", level_name(level)),
-    );
+    emit(level, None, Some(module), text);
 }
 
-/// Sends a line (`LEVEL:…`) where the configuration says, as OpenSIPS does: on stderr after
-/// `Mmm dd hh:mm:ss [pid] ` and `log_prefix`; to syslog after `log_prefix` (syslog stamps the
-/// time itself), under `facility` or the global one.
-fn emit(level: i32, facility: Option<u8>, line: &str) {
+/// Sends a line where the configuration says, as OpenSIPS does. Plain text is
+/// `LEVEL:module: text` (`LEVEL:text` without a module): on stderr after
+/// `Mmm dd hh:mm:ss [pid] ` and `log_prefix`, to syslog after `log_prefix` (syslog stamps the
+/// time itself), under `facility` or the global one. JSON formats carry the same fields.
+fn emit(level: i32, facility: Option<u8>, module: Option<&str>, text: &str) {
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let plain = || match module {
+        Some(m) => format!("{}:{m}: {text}", level_name(level)),
+        None => format!("{}:{text}", level_name(level)),
+    };
     let Some(sink) = SINK.get() else {
-        eprintln!("{line}");
+        eprintln!("{}", plain());
         return;
     };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let time = || engine::pv::time::strftime(now, "%b %e %T");
+    let pid = std::process::id();
     if sink.stderr {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let time = engine::pv::time::strftime(now, "%b %e %T");
-        eprintln!("{time} [{}] {}{line}", std::process::id(), sink.prefix);
+        match sink.stderr_format {
+            Format::Plain => eprintln!("{} [{pid}] {}{}", time(), sink.prefix, plain()),
+            f => eprintln!(
+                "{}",
+                json(f, &time(), level, module, &sink.prefix, text, "")
+            ),
+        }
     }
     if let Some(s) = &sink.syslog {
         let pri = facility.unwrap_or(s.facility) * 8 + severity(level);
-        let msg = format!(
-            "<{pri}>{}[{}]: {}{line}",
-            s.name,
-            std::process::id(),
-            sink.prefix
-        );
+        let body = match sink.syslog_format {
+            Format::Plain => format!("{}{}", sink.prefix, plain()),
+            Format::Json => json(Format::Json, &time(), level, module, &sink.prefix, text, ""),
+            Format::JsonCee => format!(
+                "@cee: {}",
+                json(
+                    Format::JsonCee,
+                    &time(),
+                    level,
+                    module,
+                    &sink.prefix,
+                    text,
+                    &s.name
+                )
+            ),
+        };
+        let msg = format!("<{pri}>{}[{pid}]: {body}", s.name);
         let _ = s.socket.send_to(msg.as_bytes(), &s.path);
     }
+}
+
+/// One log line as a JSON object (OpenSIPS' `json` and `json_cee` schemas). rsips knows a
+/// line's module, not its function: `function` is empty.
+fn json(
+    format: Format,
+    time: &str,
+    level: i32,
+    module: Option<&str>,
+    prefix: &str,
+    text: &str,
+    name: &str,
+) -> String {
+    let esc = |s: &str| serde_json::Value::from(s).to_string();
+    let prefix = prefix.trim_end().trim_end_matches(':');
+    let pid = std::process::id();
+    let mut out = String::with_capacity(text.len() + 128);
+    if format == Format::JsonCee {
+        out.push_str(&format!(
+            "{{\"time\": {}, \"proc\": {{\"id\": \"{pid}\"}}, \"pri\": {}",
+            esc(time),
+            esc(level_name(level))
+        ));
+        if let Some(m) = module {
+            out.push_str(&format!(", \"subsys\": {}", esc(m)));
+        }
+        if !prefix.is_empty() {
+            out.push_str(&format!(
+                ", \"native\": {{\"log_prefix\": {}}}",
+                esc(prefix)
+            ));
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        out.push_str(&format!(
+            ", \"msg\": {}, \"pname\": {}, \"hostname\": {}}}",
+            esc(text),
+            esc(if name.is_empty() { "rsips" } else { name }),
+            esc(host.trim())
+        ));
+    } else {
+        out.push_str(&format!(
+            "{{\"time\": {}, \"pid\": {pid}, \"level\": {}",
+            esc(time),
+            esc(level_name(level))
+        ));
+        if let Some(m) = module {
+            out.push_str(&format!(", \"module\": {}, \"function\": \"\"", esc(m)));
+        }
+        if !prefix.is_empty() {
+            out.push_str(&format!(", \"prefix\": {}", esc(prefix)));
+        }
+        out.push_str(&format!(", \"message\": {}}}", esc(text)));
+    }
+    out
 }
 
 /// A line as OpenSIPS' `LM_GEN2` writes it (acc): `LEVEL:text` with no module tag, if
@@ -183,12 +287,7 @@ pub fn write_gen(level: i32, facility_name: Option<&str>, text: &str) {
     if !enabled(level) {
         return;
     }
-    let text = text.strip_suffix('\n').unwrap_or(text);
-    emit(
-        level,
-        facility_name.and_then(facility),
-        &format!("{}:{text}", level_name(level)),
-    );
+    emit(level, facility_name.and_then(facility), None, text);
 }
 
 /// A core line at `level`, if `log_level` lets it through.

@@ -128,6 +128,8 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
             .global_str("syslog_name")
             .unwrap_or_else(|| "rsips".into()),
         prefix: script.global_str("log_prefix").unwrap_or_default(),
+        stderr_format: log_format(&script, "stderror_log_format"),
+        syslog_format: log_format(&script, "syslog_log_format"),
     };
     if let Err(e) = logging::init(&log) {
         eprintln!("error: {e}");
@@ -236,6 +238,15 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     mi::stop(&script);
     logging::core(2, "stopped");
     ExitCode::SUCCESS
+}
+
+/// A `*_log_format` global (plain text when unset or unknown; the checker refuses unknown
+/// names).
+fn log_format(script: &engine::Script, name: &str) -> logging::Format {
+    script
+        .global_str(name)
+        .and_then(|f| logging::Format::parse(&f))
+        .unwrap_or_default()
 }
 
 fn println_out(s: &str) {

@@ -745,3 +745,51 @@ fn stderr_lines_carry_time_pid_and_log_prefix() {
         "{line}"
     );
 }
+
+/// `stderror_log_format="json"`: one JSON object a line, with OpenSIPS' keys; an unknown
+/// format is refused at load.
+#[test]
+fn stderr_lines_in_json() {
+    let server = start(
+        "stderror_log_format=\"json\"\nlog_prefix=\"edge:\"\nroute { xlog(\"L_ERR\", \"seen \\\"$ci\\\"\\n\"); sl_send_reply(200, \"OK\"); }",
+    );
+    let c = client();
+    assert!(exchange(&server, &c, &options("json")).is_some());
+    let log_path = server._dir.join("rsips.log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(l) = log.lines().find(|l| l.contains(r#"seen \"json\""#)) {
+            break l.to_owned();
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["level"], "ERROR", "{line}");
+    assert_eq!(v["module"], "script", "{line}");
+    assert_eq!(v["prefix"], "edge", "{line}");
+    assert_eq!(v["message"], "seen \"json\"", "{line}");
+    assert_eq!(v["pid"], u64::from(server.child.id()), "{line}");
+    let dir = std::env::temp_dir().join(format!("rsips-badfmt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("bad.cfg"),
+        "socket=udp:127.0.0.1:5060\nstderror_log_format=\"xml\"\nloadmodule \"proto_udp.so\"\nroute { exit; }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .args(["-c", "-f"])
+        .arg(dir.join("bad.cfg"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("unknown log format `xml`")
+            && err.contains("bad.cfg:2:"),
+        "{err}"
+    );
+}

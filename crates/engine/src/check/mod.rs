@@ -187,6 +187,17 @@ impl<'a> Checker<'a> {
             (GlobalKind::Workers, GlobalValue::Int(i) | GlobalValue::Workers { count: i, .. }) => {
                 *i >= 0
             }
+            (GlobalKind::Str, GlobalValue::Str(f))
+                if name.node == "stderror_log_format" || name.node == "syslog_log_format" =>
+            {
+                if !["plain_text", "json", "json_cee"].contains(&f.as_str()) {
+                    self.diags.push(
+                        Diagnostic::error(format!("unknown log format `{f}`"), value.span)
+                            .with_help("use plain_text, json or json_cee"),
+                    );
+                }
+                true
+            }
             (GlobalKind::Str | GlobalKind::StrOrWord, GlobalValue::Str(_)) => true,
             (GlobalKind::Word, GlobalValue::Ident(w)) if name.node == "syslog_facility" => {
                 if !tables::SYSLOG_FACILITIES.contains(&w.as_str()) {
