@@ -320,8 +320,43 @@ pub struct MsgCtx {
     pub acc_extra: Option<AccExtra>,
 }
 
-/// `$acc_extra(tag)` values, by tag, in the order they were first set.
-pub type AccExtra = std::sync::Arc<std::sync::Mutex<Vec<(String, crate::Value)>>>;
+/// acc's values (`$acc_extra`, `$acc_leg`), shared as [`MsgCtx::acc_extra`] is.
+pub type AccExtra = std::sync::Arc<std::sync::Mutex<AccValues>>;
+
+/// `$acc_extra(tag)` values by tag in the order they were first set, and the legs
+/// (`acc_new_leg()`), each with its `$acc_leg(tag)` values; the last leg is the current one.
+#[derive(Debug, Clone, Default)]
+pub struct AccValues {
+    pub extra: Vec<(String, crate::Value)>,
+    pub legs: Vec<Vec<(String, crate::Value)>>,
+}
+
+impl AccValues {
+    /// Sets (NULL removes) `tag` in `values`.
+    pub fn set(values: &mut Vec<(String, crate::Value)>, tag: &str, v: crate::Value) {
+        let at = values.iter().position(|(t, _)| t == tag);
+        match (at, v) {
+            (Some(i), crate::Value::Null) => {
+                values.remove(i);
+            }
+            (None, crate::Value::Null) => {}
+            (Some(i), v) => {
+                if let Some(slot) = values.get_mut(i) {
+                    slot.1 = v;
+                }
+            }
+            (None, v) => values.push((tag.to_owned(), v)),
+        }
+    }
+
+    /// The value of `tag` in `values` (NULL when unset).
+    pub fn get(values: &[(String, crate::Value)], tag: &str) -> crate::Value {
+        values
+            .iter()
+            .find(|(t, _)| t == tag)
+            .map_or(crate::Value::Null, |(_, v)| v.clone())
+    }
+}
 
 /// One destination `serialize_branches` put aside.
 #[derive(Debug, Clone, PartialEq, Eq)]

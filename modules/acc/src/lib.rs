@@ -29,6 +29,12 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             run: drop_accounting,
         },
         FnSpec {
+            name: "acc_new_leg",
+            params: &[],
+            routes: ACC_ROUTES,
+            run: acc_new_leg,
+        },
+        FnSpec {
             name: "acc_log_request",
             params: &[(Param::Str, false)],
             routes: ACC_ROUTES,
@@ -170,6 +176,25 @@ fn drop_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         }
     }
     f.msg.acc = (acc.log).then_some(acc);
+    1
+}
+
+/// `acc_new_leg()`: a new leg, the current one from now on (`$acc_leg`, `$acc_current_leg`).
+/// The first leg exists from the start (OpenSIPS creates the context with one); false without
+/// `leg_fields`.
+fn acc_new_leg(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
+    if leg_fields(f.script).is_empty() {
+        f.log.log(-1, "acc_new_leg: no leg_fields defined\n");
+        return -1;
+    }
+    let shared = f.msg.acc_extra.get_or_insert_with(Default::default);
+    let mut values = shared
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if values.legs.is_empty() {
+        values.legs.push(Vec::new());
+    }
+    values.legs.push(Vec::new());
     1
 }
 
@@ -335,8 +360,8 @@ pub fn line(what: &str, req: &MsgCtx, code: &str, reason: &str, to_tag: &str) ->
         msg.call_id().unwrap_or(""),
     );
     if let Some(script) = req.script.as_ref() {
-        let fields = log_extra_fields(script);
-        if !fields.is_empty() {
+        let (fields, legs) = (log_extra_fields(script), leg_fields(script));
+        if !fields.is_empty() || !legs.is_empty() {
             let values = req
                 .acc_extra
                 .as_ref()
@@ -346,12 +371,27 @@ pub fn line(what: &str, req: &MsgCtx, code: &str, reason: &str, to_tag: &str) ->
                         .clone()
                 })
                 .unwrap_or_default();
-            for (tag, name) in fields {
-                line.push(';');
-                line.push_str(&name);
-                line.push('=');
-                if let Some((_, v)) = values.iter().find(|(t, _)| *t == tag) {
-                    line.push_str(&v.to_text());
+            let mut push = |values: &[(String, Value)], fields: &[(String, String)]| {
+                for (tag, name) in fields {
+                    line.push(';');
+                    line.push_str(name);
+                    line.push('=');
+                    if let Some((_, v)) = values.iter().find(|(t, _)| t == tag) {
+                        line.push_str(&v.to_text());
+                    }
+                }
+            };
+            push(&values.extra, &fields);
+            // Every leg's fields after the extra ones; there is always a first leg.
+            if !legs.is_empty() {
+                let first = Vec::new();
+                let all: Vec<&Vec<(String, Value)>> = if values.legs.is_empty() {
+                    vec![&first]
+                } else {
+                    values.legs.iter().collect()
+                };
+                for leg in all {
+                    push(leg, &legs);
                 }
             }
         }
@@ -362,12 +402,21 @@ pub fn line(what: &str, req: &MsgCtx, code: &str, reason: &str, to_tag: &str) ->
 /// The `(tag, log name)` pairs of the `log` backend in `extra_fields`
 /// (`"log: a->My_a_Field; b"`: a tag without `->` is logged under its own name).
 pub fn log_extra_fields(script: &engine::Script) -> Vec<(String, String)> {
+    log_fields(script, "extra_fields")
+}
+
+/// The same for `leg_fields` (`$acc_leg` values, per leg).
+pub fn leg_fields(script: &engine::Script) -> Vec<(String, String)> {
+    log_fields(script, "leg_fields")
+}
+
+fn log_fields(script: &engine::Script, param: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, value) in script.modparams("acc") {
         let cfg::ast::ParamValue::Str(spec) = value else {
             continue;
         };
-        if name != "extra_fields" {
+        if name != param {
             continue;
         }
         let Some((backend, list)) = spec.split_once(':') else {

@@ -306,3 +306,31 @@ fn drop_accounting_drops_what_it_is_told() {
     );
     assert_eq!(acc, None);
 }
+
+// Multi-leg accounting: `leg_fields`, `acc_new_leg()`, `$acc_leg`, `$acc_current_leg`; every
+// leg's fields follow the extra ones, and the first leg is there from the start.
+#[test]
+fn legs_are_logged_after_the_extra_fields() {
+    let _serial = setup();
+    let (_, log) = run(
+        "modparam(\"acc\", \"extra_fields\", \"log: src\")\n\
+         modparam(\"acc\", \"leg_fields\", \"log: dst->dst_ouser; why\")",
+        r#"$acc_extra(src) = "a";
+           xlog("leg=$acc_current_leg\n");
+           $acc_leg(dst) = "alice";
+           acc_new_leg();
+           $acc_leg(dst) = "bob";
+           $acc_leg(why) = "busy";
+           xlog("leg=$acc_current_leg dst=$acc_leg(dst)\n");
+           acc_log_request("200 OK");"#,
+        "INVITE",
+    );
+    assert_eq!(log, ["leg=0\n", "leg=1 dst=bob\n"]);
+    let lines = captured();
+    assert!(
+        lines[0].ends_with(";code=200;reason=OK;src=a;dst_ouser=alice;why=;dst_ouser=bob;why=busy"),
+        "{lines:?}"
+    );
+    let (_, log) = run("", r#"if (!acc_new_leg()) xlog("no legs\n");"#, "INVITE");
+    assert!(log.iter().any(|l| l == "no legs\n"), "{log:?}");
+}

@@ -357,6 +357,8 @@ pub(crate) const MODULE_PVS: &[(&str, &str)] = &[
     ("dlg_val", "dialog"),
     ("rr_params", "rr"),
     ("acc_extra", "acc"),
+    ("acc_leg", "acc"),
+    ("acc_current_leg", "acc"),
     ("rl_count", "ratelimit"),
     ("json", "json"),
     ("cluster.", "clusterer"),

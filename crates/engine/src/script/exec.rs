@@ -468,11 +468,20 @@ impl Run<'_> {
             Read::Flag(bit) => Value::Int(i64::from(self.ctx.flags & (1 << bit) != 0)),
             Read::AccExtra(tag) => self.ctx.acc_extra.as_ref().map_or(Value::Null, |x| {
                 let values = x.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                values
-                    .iter()
-                    .find(|(t, _)| t.as_str() == &**tag)
-                    .map_or(Value::Null, |(_, v)| v.clone())
+                crate::ctx::AccValues::get(&values.extra, tag)
             }),
+            Read::AccLeg(tag) => self.ctx.acc_extra.as_ref().map_or(Value::Null, |x| {
+                let values = x.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                values
+                    .legs
+                    .last()
+                    .map_or(Value::Null, |leg| crate::ctx::AccValues::get(leg, tag))
+            }),
+            // The first leg is 0 (OpenSIPS starts a context with one leg).
+            Read::AccCurrentLeg => Value::Int(self.ctx.acc_extra.as_ref().map_or(0, |x| {
+                let values = x.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                values.legs.len().saturating_sub(1) as i64
+            })),
             Read::BranchFlag(bit, at) => match self.ctx.msg_branch_at(*at) {
                 Some(0) => Value::Int(i64::from(self.ctx.branch_flags & (1 << bit) != 0)),
                 Some(i) => self.ctx.branches.get(i - 1).map_or(Value::Null, |b| {

@@ -23,6 +23,8 @@ pub(crate) enum Read {
     Flag(u32),
     /// acc's `$acc_extra(tag)`: NULL until set.
     AccExtra(Box<str>),
+    AccLeg(Box<str>),
+    AccCurrentLeg,
     /// `$msg.branch.flag(NAME)[i]` (no index: the last branch; 0 the R-URI's): 1 when set,
     /// 0 when not, NULL when there is no such branch.
     BranchFlag(u32, Option<i64>),
@@ -119,6 +121,7 @@ pub(crate) enum Write {
     Flag(u32),
     /// acc's `$acc_extra(tag) = v` (NULL removes it).
     AccExtra(Box<str>),
+    AccLeg(Box<str>),
     /// `$msg.branch.flag(NAME)[i] = bool` (no index: the last branch; 0 the R-URI's).
     BranchFlag(u32, Option<i64>),
     Sdp(Box<SdpTarget>),

@@ -123,18 +123,19 @@ impl Run<'_> {
                 let mut values = shared
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let at = values.iter().position(|(t, _)| t.as_str() == &**tag);
-                match (at, v) {
-                    (Some(i), Value::Null) => {
-                        values.remove(i);
-                    }
-                    (None, Value::Null) => {}
-                    (Some(i), v) => {
-                        if let Some(slot) = values.get_mut(i) {
-                            slot.1 = v;
-                        }
-                    }
-                    (None, v) => values.push((tag.to_string(), v)),
+                crate::ctx::AccValues::set(&mut values.extra, tag, v);
+                true
+            }
+            Write::AccLeg(ref tag) => {
+                let shared = self.ctx.acc_extra.get_or_insert_with(Default::default);
+                let mut values = shared
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if values.legs.is_empty() {
+                    values.legs.push(Vec::new());
+                }
+                if let Some(leg) = values.legs.last_mut() {
+                    crate::ctx::AccValues::set(leg, tag, v);
                 }
                 true
             }
