@@ -67,6 +67,7 @@ fn error_reply(
             proto: receipt.proto,
             conn: receipt.conn,
             origin: None,
+            no_new_conn: false,
         }],
         None => Vec::new(),
     }

@@ -92,6 +92,7 @@ impl Outlet {
             dest,
             out.from,
             out.origin,
+            !out.no_new_conn,
             Bytes::from(out.data),
             Some(done),
         );

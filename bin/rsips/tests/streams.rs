@@ -2014,3 +2014,45 @@ fn a_large_header_section_within_the_message_limit_is_served() {
     let r = read_message(&mut s, &mut pending).unwrap_or_else(|| panic!("{}", server.log()));
     assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
 }
+
+/// `tcp_no_new_conn_bflag`: a branch with the flag may only go out on an open connection; with
+/// none to the destination nothing is opened and the send fails.
+#[test]
+fn tcp_no_new_conn_bflag_opens_no_connection() {
+    let uas = TcpListener::bind("127.0.0.1:0").unwrap();
+    let uas_port = uas.local_addr().unwrap().port();
+    uas.set_nonblocking(true).unwrap();
+    let route = format!(
+        "route {{\n  if ($rU == \"nonew\") setbflag(\"NONEW\");\n  forward(\"tcp:127.0.0.1:{uas_port}\");\n}}"
+    );
+    let server = start(
+        "no-new-conn",
+        "127.0.0.1",
+        &format!(
+            "socket=udp:127.0.0.1:PORT\nsocket=tcp:127.0.0.1:PORT\ntcp_no_new_conn_bflag=NONEW\n{MODULES}{route}"
+        ),
+    );
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |user: &str| {
+        let req = options("UDP", user).replace("sip:bob@", &format!("sip:{user}@"));
+        c.send_to(req.as_bytes(), ("127.0.0.1", server.port))
+            .unwrap();
+    };
+    send("nonew");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.log().contains("no new one allowed") {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(uas.accept().is_err(), "no connection was opened");
+    // Without the flag the connection is opened.
+    send("plain");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if uas.accept().is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

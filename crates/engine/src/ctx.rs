@@ -37,6 +37,29 @@ pub struct Outbound {
     /// connection from a `send_proxy_protocol` socket: the relayed request's own endpoints (or
     /// the ones its PROXY header gave); `None`: the new connection's.
     pub origin: Option<(SocketAddr, SocketAddr)>,
+    /// Only an open connection may carry it (`tcp_no_new_conn_bflag` on the branch,
+    /// `tcp_no_new_conn_rplflag` on the request of a reply): no new one is opened.
+    pub no_new_conn: bool,
+}
+
+/// Whether the branch of `ctx` asks that no new connection be opened for it
+/// (`tcp_no_new_conn_bflag`).
+pub fn no_new_conn_branch(ctx: &MsgCtx) -> bool {
+    flag_global_set(ctx, "tcp_no_new_conn_bflag", ctx.branch_flags)
+}
+
+/// Whether replies to the request of `ctx` may only use an open connection
+/// (`tcp_no_new_conn_rplflag`, a message flag).
+pub fn no_new_conn_reply(ctx: &MsgCtx) -> bool {
+    flag_global_set(ctx, "tcp_no_new_conn_rplflag", ctx.flags)
+}
+
+fn flag_global_set(ctx: &MsgCtx, global: &str, flags: u64) -> bool {
+    ctx.script.as_ref().is_some_and(|s| {
+        s.global_text(global)
+            .and_then(|name| s.flag_bit(name.trim_matches('"')))
+            .is_some_and(|bit| flags & (1 << bit) != 0)
+    })
 }
 
 /// Why `error_route` runs (`$err.*`), with OpenSIPS' numbering.

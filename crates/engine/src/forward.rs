@@ -629,6 +629,7 @@ pub fn forward_to(
             .receipt
             .as_ref()
             .map(|r| r.proxy.unwrap_or((r.source, r.local))),
+        no_new_conn: crate::ctx::no_new_conn_branch(ctx),
     })
 }
 
@@ -797,6 +798,7 @@ pub fn send(
         proto,
         conn: None,
         origin: None,
+        no_new_conn: false,
     })
 }
 
@@ -860,6 +862,7 @@ pub fn relay_response_with(
             .filter(|_| proto != "udp")
             .and_then(|id| u64::from_str_radix(id, 16).ok()),
         origin: None,
+        no_new_conn: false,
     })
 }
 

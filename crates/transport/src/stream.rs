@@ -322,11 +322,13 @@ impl Streams {
         data: Bytes,
         done: Option<Done>,
     ) {
-        self.send_for(proto, conn, dest, from, None, data, done);
+        self.send_for(proto, conn, dest, from, None, true, data, done);
     }
 
     /// [`Streams::send`] for a message relayed on behalf of `origin` (its client and server):
     /// what the PROXY header of a new connection from a `send_proxy_protocol` socket names.
+    /// Without `may_connect` (OpenSIPS' `tcp_no_new_conn_*` flags) only an open connection
+    /// carries it: with none, the send fails.
     #[allow(clippy::too_many_arguments)]
     pub fn send_for(
         &self,
@@ -335,6 +337,7 @@ impl Streams {
         dest: SocketAddr,
         from: Option<SocketAddr>,
         origin: Option<(SocketAddr, SocketAddr)>,
+        may_connect: bool,
         data: Bytes,
         done: Option<Done>,
     ) {
@@ -353,6 +356,15 @@ impl Streams {
                 None => job,
             }
         };
+        if !may_connect {
+            let Job::Write(_, done) = job;
+            if let Some(done) = done {
+                done(WriteOutcome::ConnectFailed(format!(
+                    "no open connection to {dest} and no new one allowed"
+                )));
+            }
+            return;
+        }
         self.connect_and_send(proto, dest, from, origin, job);
     }
 

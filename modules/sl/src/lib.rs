@@ -452,6 +452,7 @@ fn send_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         proto,
         conn,
         origin: None,
+        no_new_conn: engine::ctx::no_new_conn_reply(f.msg),
     });
     1
 }

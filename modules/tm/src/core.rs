@@ -660,6 +660,7 @@ impl Tm {
             proto,
             conn,
             origin: None,
+            no_new_conn: engine::ctx::no_new_conn_reply(ctx),
         };
         self.note_reply_sent(&mut tx, cell.id, code, true, &out, now);
         // A final reply of tm's own to an INVITE ends its pending branches (OpenSIPS

@@ -166,6 +166,7 @@ pub(crate) fn relay_upstream(req: &MsgCtx, reply: &SipMessage, keep_503: bool) -
         proto: receipt.proto,
         conn: receipt.conn,
         origin: None,
+        no_new_conn: engine::ctx::no_new_conn_reply(req),
     })
 }
 

@@ -103,6 +103,7 @@ impl Tm {
                     proto: r.map_or("udp", |r| r.proto),
                     conn: r.and_then(|r| r.conn),
                     origin: None,
+                    no_new_conn: false,
                 },
                 None,
             );
