@@ -141,6 +141,8 @@ struct Branch {
     /// The destination's further DNS targets (RFC 3263), with what a new branch to the next
     /// needs; only when there are any.
     failover: Option<Box<Failover>>,
+    /// When an unanswered CANCEL stops being resent (OpenSIPS gives it its own `fr_timeout`).
+    cancel_until: Option<Instant>,
     retrans: Option<Retrans>,
     fr_at: Option<Instant>,
     cancel: Cancel,
@@ -885,6 +887,7 @@ impl Tm {
                 received: false,
                 send_failed: false,
                 failover,
+                cancel_until: None,
                 retrans,
                 fr_at: Some(fr_at),
                 cancel: Cancel::None,

@@ -74,6 +74,7 @@ pub fn register_stats() {
 
 /// tm's parameters from the script's `modparam("tm", …)` lines.
 pub fn params(script: &engine::Script) -> Params {
+    messages::set_user_agent(script);
     let mut p = Params {
         disable_503_translation: script
             .global_int("disable_503_translation")

@@ -179,6 +179,32 @@ pub(crate) fn copied_lines(sent: &Outbound) -> Option<(SipMessage, String, u32)>
     Some((sent, ruri, seq))
 }
 
+static USER_AGENT: std::sync::RwLock<Option<(String, String)>> = std::sync::RwLock::new(None);
+
+/// Sets the User-Agent the ACKs and CANCELs tm builds carry: `user_agent_header` (a whole
+/// header line) or rsips' own; none with `server_signature=no` (OpenSIPS).
+pub(crate) fn set_user_agent(script: &engine::Script) {
+    let ua = if script.global_int("server_signature") == Some(0) {
+        None
+    } else {
+        Some(match script.global_text("user_agent_header") {
+            Some(line) => match line.split_once(':') {
+                Some((n, v)) => (n.trim().to_owned(), v.trim().to_owned()),
+                None => ("User-Agent".to_owned(), line.trim().to_owned()),
+            },
+            None => (
+                "User-Agent".to_owned(),
+                concat!("rsips (", env!("CARGO_PKG_VERSION"), ")").to_owned(),
+            ),
+        })
+    };
+    *USER_AGENT.write().unwrap_or_else(|e| e.into_inner()) = ua;
+}
+
+fn user_agent() -> Option<(String, String)> {
+    USER_AGENT.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 pub(crate) fn build_like(
     sent_out: &Outbound,
     method: &str,
@@ -189,21 +215,28 @@ pub(crate) fn build_like(
     let mut rb = sip::RequestBuilder::new(method, &ruri);
     let top = sent.top_via().ok()?.as_str().to_owned();
     rb = rb.header("Via", &top);
-    for h in sent.headers() {
-        match h.name {
-            sip::HeaderName::Route | sip::HeaderName::From | sip::HeaderName::CallId => {
-                rb = rb.header(h.name.as_str().unwrap_or(h.name_str), h.value);
-            }
-            sip::HeaderName::To => {
-                rb = rb.header("To", to.unwrap_or(h.value));
-            }
-            _ => {}
-        }
+    // OpenSIPS' order (`build_local`): Via, From, Call-ID, To, CSeq, Max-Forwards, the Route
+    // set, the extra headers, User-Agent.
+    let first = |name: sip::HeaderName| sent.headers().find(|h| h.name == name);
+    if let Some(h) = first(sip::HeaderName::From) {
+        rb = rb.header("From", h.value);
+    }
+    if let Some(h) = first(sip::HeaderName::CallId) {
+        rb = rb.header("Call-ID", h.value);
+    }
+    if let Some(h) = first(sip::HeaderName::To) {
+        rb = rb.header("To", to.unwrap_or(h.value));
     }
     rb = rb.header("CSeq", &format!("{seq} {method}"));
     rb = rb.header("Max-Forwards", "70");
+    for h in sent.headers().filter(|h| h.name == sip::HeaderName::Route) {
+        rb = rb.header("Route", h.value);
+    }
     for (n, v) in extra {
         rb = rb.header(n, v);
+    }
+    if let Some((n, v)) = user_agent() {
+        rb = rb.header(&n, &v);
     }
     Some(Outbound {
         data: rb.build(),

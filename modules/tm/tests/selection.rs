@@ -191,3 +191,64 @@ fn a_cancel_passes_on_its_first_reason_header_only() {
         out[0]
     );
 }
+
+/// The CANCEL tm builds lists its headers as OpenSIPS' `build_local` does and carries the
+/// User-Agent (`server_signature`, on by default).
+#[test]
+fn a_cancel_has_opensips_header_order_and_a_user_agent() {
+    let mut h = Harness::new(FORK);
+    let _ = tm::params(&h.script);
+    let t0 = Instant::now();
+    h.receive(&request_to("INVITE", "ua-order", "fork"));
+    let sent = relayed(&h, "ua-order");
+    h.answer_at(&sent[1], 180, "Ringing", Some("r1"), t0);
+    h.sent();
+    h.answer_at(&sent[0], 603, "Decline", Some("d0"), t0);
+    let cancel = h.sent_starting("CANCEL ").pop().unwrap();
+    let names: Vec<&str> = cancel
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Via",
+            "From",
+            "Call-ID",
+            "To",
+            "CSeq",
+            "Max-Forwards",
+            "User-Agent",
+            "Content-Length"
+        ],
+        "{cancel}"
+    );
+    assert!(cancel.contains("\r\nUser-Agent: rsips ("), "{cancel}");
+}
+
+/// An unanswered CANCEL is resent for fr_timeout (30 s), not until the INVITE branch's own
+/// timer (OpenSIPS gives the CANCEL a final-response timer of its own).
+#[test]
+fn an_unanswered_cancel_is_resent_for_fr_timeout_only() {
+    let mut h = Harness::new(FORK);
+    let t0 = Instant::now();
+    h.receive(&request_text("INVITE", "cancel-bound"));
+    let sent = relayed(&h, "cancel-bound");
+    h.answer_at(&sent[0], 180, "Ringing", Some("r0"), t0);
+    h.receive(&request_text("CANCEL", "cancel-bound"));
+    assert_eq!(h.sent_starting("CANCEL ").len(), 1);
+    let mut within = 0;
+    for ms in (500..=30_000).step_by(250) {
+        h.tick(t0 + Duration::from_millis(ms));
+        within += h.sent_starting("CANCEL ").len();
+    }
+    let mut after = 0;
+    for ms in (30_250..=100_000).step_by(250) {
+        h.tick(t0 + Duration::from_millis(ms));
+        after += h.sent_starting("CANCEL ").len();
+    }
+    assert!(within >= 5, "{within}");
+    assert_eq!(after, 0);
+}

@@ -58,6 +58,7 @@ impl Tm {
                     interval: self.params.t1,
                 },
             ));
+            b.cancel_until = Some(now + self.params.fr_timeout);
         }
         Some(out)
     }

@@ -301,6 +301,11 @@ impl Tm {
                         soonest(r.next);
                     }
                 }
+                // An unanswered CANCEL is resent for fr_timeout, no longer.
+                if b.cancel_until.is_some_and(|u| u <= now) {
+                    b.cancel_msg = None;
+                    b.cancel_until = None;
+                }
                 if let Some((msg, r)) = b.cancel_msg.clone() {
                     if r.next <= now {
                         sends.push(msg.clone());
