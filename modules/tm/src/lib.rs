@@ -75,6 +75,32 @@ pub fn register_stats() {
 /// tm's parameters from the script's `modparam("tm", …)` lines.
 pub fn params(script: &engine::Script) -> Params {
     messages::set_user_agent(script);
+    // Parameters a config may set that rsips accepts but does not act on: said once, at start,
+    // rather than ignored in silence.
+    let unapplied: Vec<&str> = script
+        .modparams("tm")
+        .map(|(name, _)| name)
+        .filter(|name| {
+            [
+                "minor_branch_flag",
+                "local_request_route",
+                "local_reply_route",
+                "tm_replication_cluster",
+                "cluster_param",
+                "cluster_auto_cancel",
+                "pass_provisional_replies",
+                "tw_append",
+                "enable_stats",
+            ]
+            .contains(name)
+        })
+        .collect();
+    if !unapplied.is_empty() {
+        log::warn!(
+            "tm parameters set but not applied by rsips: {}",
+            unapplied.join(", ")
+        );
+    }
     let mut p = Params {
         disable_503_translation: script
             .global_int("disable_503_translation")
