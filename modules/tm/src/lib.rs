@@ -79,8 +79,7 @@ pub fn params(script: &engine::Script) -> Params {
     // rather than ignored in silence.
     let unapplied: Vec<&str> = script
         .modparams("tm")
-        .map(|(name, _)| name)
-        .filter(|name| {
+        .filter(|(name, value)| {
             [
                 "minor_branch_flag",
                 "local_request_route",
@@ -90,10 +89,12 @@ pub fn params(script: &engine::Script) -> Params {
                 "cluster_auto_cancel",
                 "pass_provisional_replies",
                 "tw_append",
-                "enable_stats",
             ]
             .contains(name)
+                // Statistics are always kept: only turning them off goes unapplied.
+                || (*name == "enable_stats" && matches!(value, ParamValue::Int(0)))
         })
+        .map(|(name, _)| name)
         .collect();
     if !unapplied.is_empty() {
         log::warn!(
