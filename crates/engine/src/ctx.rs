@@ -56,8 +56,7 @@ pub fn no_new_conn_reply(ctx: &MsgCtx) -> bool {
 
 fn flag_global_set(ctx: &MsgCtx, global: &str, flags: u64) -> bool {
     ctx.script.as_ref().is_some_and(|s| {
-        s.global_text(global)
-            .and_then(|name| s.flag_bit(name.trim_matches('"')))
+        s.no_new_conn_flag(global)
             .is_some_and(|bit| flags & (1 << bit) != 0)
     })
 }

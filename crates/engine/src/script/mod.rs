@@ -154,6 +154,8 @@ pub struct Script {
     /// Stateless forwarding is on: `disable_stateless_fwd=no`, or unset and the script calls
     /// `forward()` (OpenSIPS' `sl_fwd_disabled`, -1 until either says otherwise).
     pub(crate) stateless_fwd: bool,
+    /// The flag bits of `tcp_no_new_conn_bflag` and `tcp_no_new_conn_rplflag`.
+    no_new_conn: (Option<u32>, Option<u32>),
     /// `exec_msg_threshold` in µs (0: off), read once here rather than per message.
     exec_msg_threshold: i64,
 }
@@ -460,6 +462,16 @@ impl Script {
                 s.advertised = Some((host, port));
             }
         }
+        let flag_of = |global: &str| match globals.get(global) {
+            Some(GlobalValue::Str(n) | GlobalValue::Ident(n)) => {
+                names.flags.get(n.trim_matches('"')).copied()
+            }
+            _ => None,
+        };
+        let no_new_conn = (
+            flag_of("tcp_no_new_conn_bflag"),
+            flag_of("tcp_no_new_conn_rplflag"),
+        );
         let exec_msg_threshold = match globals.get("exec_msg_threshold") {
             Some(GlobalValue::Int(n)) => (*n).max(0),
             _ => 0,
@@ -486,6 +498,7 @@ impl Script {
             loaded,
             stateless_fwd,
             exec_msg_threshold,
+            no_new_conn,
         })
     }
 
@@ -777,6 +790,16 @@ impl Script {
     /// The bit of a named flag, if the script uses it.
     pub fn flag_bit(&self, name: &str) -> Option<u32> {
         self.names.flags.get(name).copied()
+    }
+
+    /// The flag bit `tcp_no_new_conn_bflag` / `tcp_no_new_conn_rplflag` (`global`) names,
+    /// looked up once at load (this is asked for every message sent).
+    pub fn no_new_conn_flag(&self, global: &str) -> Option<u32> {
+        match global {
+            "tcp_no_new_conn_bflag" => self.no_new_conn.0,
+            "tcp_no_new_conn_rplflag" => self.no_new_conn.1,
+            _ => None,
+        }
     }
 
     /// The run limits of the script (for an interpreter a module function starts).
