@@ -578,7 +578,15 @@ impl Tm {
         let invite = ctx.msg.method() == Some(Method::Invite);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (fr, fr_inv) = (self.params.fr_timeout, self.params.fr_inv_timeout);
-        let mut tx = Tx::new(format!("local|{id}"), invite, ctx.clone(), fr, fr_inv);
+        // Keys end with the method, as every transaction's does (reply matching reads it).
+        let method = ctx.msg.cseq().map_or("", |c| c.method_str).to_owned();
+        let mut tx = Tx::new(
+            format!("local|{id}|{method}"),
+            invite,
+            ctx.clone(),
+            fr,
+            fr_inv,
+        );
         tx.local_done = Some(Local(done));
         tx.local = true;
         let cell = Arc::new(TxCell {

@@ -118,11 +118,11 @@ impl Tm {
             let (invite, local) = (tx.invite, tx.local);
             // The branch id alone is not enough (OpenSIPS `t_reply_matching`): the reply's
             // CSeq method is the transaction's, or CANCEL for one we sent on an INVITE.
-            let method_ok = match (reply.cseq(), tx.request.msg.cseq()) {
-                (Ok(got), Ok(ours)) => {
-                    got.method_str == ours.method_str || (invite && got.method == Method::Cancel)
-                }
-                _ => false,
+            // The transaction's key ends with its method (`…|INVITE`).
+            let ours = tx.key.rsplit('|').next().unwrap_or("");
+            let method_ok = match reply.cseq() {
+                Ok(got) => got.method_str == ours || (invite && got.method == Method::Cancel),
+                Err(_) => false,
             };
             if !method_ok {
                 return Noted::Done;
