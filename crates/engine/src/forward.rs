@@ -99,13 +99,16 @@ fn locate(
     secure: bool,
 ) -> Result<Vec<Target>, String> {
     let h = host.trim_start_matches('[').trim_end_matches(']');
-    let literal = sip::parse_ipv4(h.as_bytes()).is_some() || h.parse::<std::net::IpAddr>().is_ok();
     let chosen = proto.unwrap_or(if secure { "tls" } else { "udp" });
-    if literal {
-        return Ok(vec![(
-            chosen,
-            resolve(host, port.unwrap_or(default_port(chosen)))?,
-        )]);
+    // IP literals (the common case: `$du` to a gateway's address) need no DNS, parsed once.
+    let literal = match sip::parse_ipv4(h.as_bytes()) {
+        Some(v4) => Some(std::net::IpAddr::V4(v4)),
+        None if h.contains(':') => h.parse::<std::net::IpAddr>().ok(),
+        None => None,
+    };
+    if let Some(ip) = literal {
+        let port = port.unwrap_or(default_port(chosen));
+        return Ok(vec![(chosen, SocketAddr::new(ip, port))]);
     }
     let want = proto.and_then(|p| match p {
         "udp" => Some(resolve::Proto::Udp),
