@@ -442,6 +442,12 @@ fn sending_socket(
         .filter(|n| socket_address(n).is_none())
     {
         return Err(format!("cannot send from `{name}`: not a socket address"));
+    } else if let Some(out) = (proto == "udp" && ctx.script.as_ref().is_some_and(|s| s.mhomed()))
+        .then(|| outbound_socket(dest, sockets))
+        .flatten()
+    {
+        // `mhomed`: the UDP socket on the address the kernel's route to `dest` leaves from.
+        out
     } else {
         // A request we received leaves by its socket when it can; a locally generated one
         // (no receipt) by the first socket of the transport and family.
@@ -476,6 +482,48 @@ fn sending_socket(
         },
     };
     Ok((chosen, hostport))
+}
+
+/// `mhomed` (OpenSIPS `get_out_socket`): the UDP listener on the local address the kernel
+/// would send to `dest` from (a connected datagram socket tells, nothing is sent), remembered
+/// per destination address; `None` when no listener has that address.
+fn outbound_socket(dest: SocketAddr, sockets: &Sockets) -> Option<SocketAddr> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static ROUTES: OnceLock<Mutex<HashMap<std::net::IpAddr, std::net::IpAddr>>> = OnceLock::new();
+    let routes = ROUTES.get_or_init(Default::default);
+    let known = routes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&dest.ip())
+        .copied();
+    let local = match known {
+        Some(ip) => ip,
+        None => {
+            let any: SocketAddr = if dest.is_ipv4() {
+                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let probe = std::net::UdpSocket::bind(any).ok()?;
+            probe.connect(dest).ok()?;
+            let ip = probe.local_addr().ok()?.ip();
+            let mut table = routes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Bounded: a destination set this large is not a route table worth keeping.
+            if table.len() > 4096 {
+                table.clear();
+            }
+            table.insert(dest.ip(), ip);
+            ip
+        }
+    };
+    sockets
+        .listen
+        .iter()
+        .filter(|s| s.proto == "udp")
+        .find_map(|s| s.addr.filter(|a| a.ip() == local))
 }
 
 /// `a.b.c.d:port`, as `SocketAddrV4`'s `Display` writes it, without the formatting machinery

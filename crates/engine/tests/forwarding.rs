@@ -137,3 +137,35 @@ CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
         engine::forward::relay_response_with(&reply, &sip::Edits::new(), &|_, _| true).unwrap();
     assert_eq!(out.dest, "127.0.0.2:7001".parse().unwrap());
 }
+
+/// `mhomed`: a UDP request leaves by the socket on the address the kernel routes the
+/// destination from, not by the socket it came in on.
+#[test]
+fn mhomed_picks_the_socket_the_route_leaves_from() {
+    let run_on = |mhomed: &str| {
+        let script = std::sync::Arc::new(compile_with(
+            &format!(
+                "socket=udp:127.0.0.2:5060\nsocket=udp:127.0.0.1:5070\n{mhomed}\
+                 loadmodule \"proto_udp.so\"\nroute {{ forward(\"sip:127.0.0.1:7000\"); }}"
+            ),
+            &available(),
+        ));
+        let mut ctx = engine::MsgCtx::new(invite()).with_receipt(engine::Receipt {
+            source: "192.0.2.10:5070".parse().unwrap(),
+            proto: "udp",
+            local: "127.0.0.2:5060".parse().unwrap(),
+            conn: None,
+            proxy: None,
+        });
+        // As the server hands it over: the context knows its script.
+        ctx.script = Some(std::sync::Arc::clone(&script));
+        let (mut w, mut log) = (engine::Worker::default(), engine::MemoryLog::default());
+        script.run(&mut w, &mut ctx, &mut log).unwrap();
+        ctx.outbox[0].from
+    };
+    assert_eq!(run_on(""), Some("127.0.0.2:5060".parse().unwrap()));
+    assert_eq!(
+        run_on("mhomed=1\n"),
+        Some("127.0.0.1:5070".parse().unwrap())
+    );
+}

@@ -356,6 +356,9 @@ impl Checker<'_> {
         self.arity(c, 1, 2);
         if c.args.len() == 2 {
             match c.args.first() {
+                // A level written as a variable in quotes (`"$var(level)"`) is read at run
+                // time, as OpenSIPS does.
+                Some(Some(Arg::Str(level, _))) if level.starts_with('$') => {}
                 Some(Some(Arg::Str(level, span))) => {
                     let ok = level
                         .as_bytes()
@@ -624,13 +627,28 @@ fn transform_error(e: &crate::transform::TransformError, name: &str, span: Span)
 /// (which may itself be `,`), the others are comma-separated.
 pub(crate) fn split_transform_args(name: &str, raw: Option<&str>) -> Vec<String> {
     let Some(raw) = raw else { return Vec::new() };
+    // OpenSIPS skips the blanks before a number or a variable (`{s.substr, 1, $var(l)}`).
+    let arg = |a: &str| {
+        let t = a.trim_start();
+        if t.starts_with('$') || t.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+')
+        {
+            t.trim_end().to_owned()
+        } else {
+            a.to_owned()
+        }
+    };
     match name {
         "re.subst" => vec![raw.to_owned()],
+        // The separator is the one character right after the comma, whatever it is (OpenSIPS
+        // reads no further): `{s.select,1, }` splits on a space.
         "s.select" => match raw.split_once(',') {
-            Some((i, sep)) => vec![i.to_owned(), sep.to_owned()],
-            None => vec![raw.to_owned()],
+            Some((i, sep)) => {
+                let sep = sep.chars().next().map(String::from).unwrap_or_default();
+                vec![arg(i), sep]
+            }
+            None => vec![arg(raw)],
         },
-        _ => raw.split(',').map(str::to_owned).collect(),
+        _ => raw.split(',').map(arg).collect(),
     }
 }
 

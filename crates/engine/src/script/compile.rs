@@ -248,6 +248,7 @@ impl Lower<'_> {
         let name = c.name.node.as_str();
         let core = match name {
             "route" => return self.route_call(c),
+            "async" | "launch" => return self.async_call(c),
             "xlog" | "xdbg" => return self.xlog(c),
             "log" => {
                 let (level, text) = match (a(0), a(1)) {
@@ -629,6 +630,42 @@ impl Lower<'_> {
         })
     }
 
+    /// `async(f(...), resume_route)` / `launch(f(...)[, report_route])`. rsips' workers run
+    /// the function to its end (as OpenSIPS does with a function that has no asynchronous
+    /// form), then the resume or report route; after `async` the calling route ends.
+    fn async_call(&mut self, c: &ast::Call) -> L<Call> {
+        let launch = c.name.node == "launch";
+        let Some(Some(Arg::Call(inner))) = c.args.first() else {
+            return self.fail(Diagnostic::error(
+                format!("`{}` takes a function call first", c.name.node),
+                c.span,
+            ));
+        };
+        let route = match c.args.get(1) {
+            Some(Some(Arg::Ident(n, sp) | Arg::Str(n, sp))) => match self.names.routes.get(n) {
+                Some(&index) => Some(index),
+                None => {
+                    return self.fail(Diagnostic::error(
+                        format!("called route `{n}` is not defined"),
+                        *sp,
+                    ));
+                }
+            },
+            None | Some(None) if launch => None,
+            _ => {
+                return self.fail(Diagnostic::error(
+                    "`async` needs the route to resume in",
+                    c.span,
+                ));
+            }
+        };
+        Ok(Call::Async {
+            call: Box::new(self.call(inner)?),
+            route,
+            launch,
+        })
+    }
+
     fn route_call(&mut self, c: &ast::Call) -> L<Call> {
         let target = match c.args.first() {
             Some(Some(Arg::Ident(n, _) | Arg::Str(n, _))) => n.clone(),
@@ -657,6 +694,13 @@ impl Lower<'_> {
         use super::ir::Level;
         let (level, fmt) = match (c.args.first(), c.args.get(1)) {
             (Some(Some(Arg::Str(f, sp))), None) => (Level::Fixed(2), self.format(f, *sp)?),
+            (Some(Some(Arg::Str(l, lsp))), Some(Some(Arg::Str(f, sp)))) if l.starts_with('$') => {
+                let spec = match cfg::pv::parse(l) {
+                    Ok(spec) => spec,
+                    Err(e) => return self.fail(Diagnostic::error(e, *lsp)),
+                };
+                (Level::Pv(self.read(&spec, *lsp)?), self.format(f, *sp)?)
+            }
             (Some(Some(Arg::Str(l, _))), Some(Some(Arg::Str(f, sp)))) => {
                 (Level::Fixed(xlog_level(l)), self.format(f, *sp)?)
             }

@@ -656,6 +656,20 @@ impl Run<'_> {
                 }
                 self.route(*index, values)
             }
+            Call::Async {
+                call,
+                route,
+                launch,
+            } => {
+                // The function runs to its end here; the resume (or report) route sees its
+                // result in `$rc`.
+                let code = self.call(call)?;
+                self.ctx.retcode = code;
+                if let Some(r) = route {
+                    self.route(*r, Vec::new())?;
+                }
+                if *launch { Ok(1) } else { Err(Halt::Exit) }
+            }
             Call::Xlog { level, format } => {
                 let level = match level {
                     super::ir::Level::Fixed(l) => *l,

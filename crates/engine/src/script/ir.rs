@@ -290,6 +290,12 @@ pub(crate) enum Call {
         index: usize,
         params: Vec<Expr>,
     },
+    /// `async(call, route)` (ends the calling route) / `launch(call[, route])` (goes on).
+    Async {
+        call: Box<Call>,
+        route: Option<usize>,
+        launch: bool,
+    },
     Xlog {
         level: Level,
         format: Vec<Piece>,

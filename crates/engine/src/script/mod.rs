@@ -156,6 +156,8 @@ pub struct Script {
     pub(crate) stateless_fwd: bool,
     /// The flag bits of `tcp_no_new_conn_bflag` and `tcp_no_new_conn_rplflag`.
     no_new_conn: (Option<u32>, Option<u32>),
+    /// `mhomed`: UDP sends leave by the socket of the kernel's route to the destination.
+    mhomed: bool,
     /// `exec_msg_threshold` in µs (0: off), read once here rather than per message.
     exec_msg_threshold: i64,
 }
@@ -468,6 +470,7 @@ impl Script {
             }
             _ => None,
         };
+        let mhomed = matches!(globals.get("mhomed"), Some(GlobalValue::Int(n)) if *n != 0);
         let no_new_conn = (
             flag_of("tcp_no_new_conn_bflag"),
             flag_of("tcp_no_new_conn_rplflag"),
@@ -499,6 +502,7 @@ impl Script {
             stateless_fwd,
             exec_msg_threshold,
             no_new_conn,
+            mhomed,
         })
     }
 
@@ -790,6 +794,11 @@ impl Script {
     /// The bit of a named flag, if the script uses it.
     pub fn flag_bit(&self, name: &str) -> Option<u32> {
         self.names.flags.get(name).copied()
+    }
+
+    /// `mhomed` (read once at load).
+    pub fn mhomed(&self) -> bool {
+        self.mhomed
     }
 
     /// The flag bit `tcp_no_new_conn_bflag` / `tcp_no_new_conn_rplflag` (`global`) names,
