@@ -799,7 +799,7 @@ fn stderr_lines_in_json() {
 #[test]
 fn unapplied_tm_parameters_are_named_at_start() {
     let server = start(
-        "loadmodule \"tm.so\"\nmodparam(\"tm\", \"minor_branch_flag\", \"MINOR\")\nmodparam(\"tm\", \"fr_timeout\", 5)\nroute { sl_send_reply(200, \"OK\"); }",
+        "loadmodule \"tm.so\"\nmodparam(\"tm\", \"local_reply_route\", \"lr\")\nmodparam(\"tm\", \"fr_timeout\", 5)\nroute { sl_send_reply(200, \"OK\"); }",
     );
     assert!(exchange(&server, &client(), &options("unapplied")).is_some());
     let log = std::fs::read_to_string(server._dir.join("rsips.log")).unwrap_or_default();
@@ -808,7 +808,7 @@ fn unapplied_tm_parameters_are_named_at_start() {
         .find(|l| l.contains("not applied"))
         .unwrap_or_else(|| panic!("{log}"));
     assert!(
-        line.contains("WARNING:tm: tm parameters set but not applied by rsips: minor_branch_flag"),
+        line.contains("WARNING:tm: tm parameters set but not applied by rsips: local_reply_route"),
         "{line}"
     );
     assert!(!line.contains("fr_timeout"), "{line}");

@@ -53,6 +53,9 @@ pub struct Params {
     /// The core's `disable_dns_failover`: a branch whose destination's next DNS target could
     /// answer is not retried there.
     pub disable_dns_failover: bool,
+    /// `minor_branch_flag`: the flag bit of branches the transaction does not wait for (still
+    /// pending when the others are done, they are cancelled).
+    pub minor_flag: Option<u32>,
 }
 
 /// What identifies an RFC 2543 transaction besides Call-ID, From, To and CSeq (tm's
@@ -90,6 +93,7 @@ impl Default for Params {
             max_branches: 4096,
             legacy: LegacyMatching::default(),
             disable_dns_failover: false,
+            minor_flag: None,
         }
     }
 }

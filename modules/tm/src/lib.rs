@@ -81,7 +81,6 @@ pub fn params(script: &engine::Script) -> Params {
         .modparams("tm")
         .filter(|(name, value)| {
             [
-                "minor_branch_flag",
                 "local_request_route",
                 "local_reply_route",
                 "tm_replication_cluster",
@@ -112,6 +111,11 @@ pub fn params(script: &engine::Script) -> Params {
         ..Params::default()
     };
     for (name, value) in script.modparams("tm") {
+        // A named flag (`modparam("tm", "minor_branch_flag", "MINOR")`).
+        if let (ParamValue::Str(flag), "minor_branch_flag") = (value, name) {
+            p.minor_flag = script.flag_bit(flag.trim());
+            continue;
+        }
         let ParamValue::Int(n) = value else { continue };
         let n = (*n).max(0) as u64;
         match name {
@@ -125,6 +129,7 @@ pub fn params(script: &engine::Script) -> Params {
             "disable_6xx_block" => p.disable_6xx_block = n != 0,
             "onreply_avp_mode" => p.onreply_avps = n != 0,
             "max_branches" => p.max_branches = (n as usize).max(1),
+            "minor_branch_flag" => p.minor_flag = u32::try_from(n).ok().filter(|b| *b < 64),
             "ruri_matching" => p.legacy.ruri = n != 0,
             "via1_matching" => p.legacy.via1 = n != 0,
             _ => {}

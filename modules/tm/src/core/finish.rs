@@ -19,19 +19,29 @@ impl Tm {
         runner: &mut dyn Runner,
         now: Instant,
     ) {
+        let mut minor_cancels = Vec::new();
         let (route, mut ctx, best, current) = {
             let mut tx = cell.lock();
             let decided = tx.decided.filter(|&d| d < tx.branches.len());
+            // Branches with `minor_branch_flag` are not waited for (OpenSIPS `t_pick_branch`).
+            let minor_flag = self.params.minor_flag;
+            let minor = |b: &Branch| minor_flag.is_some_and(|f| b.flags & (1 << f) != 0);
+            let done = tx.branches.iter().all(|b| b.is_final() || minor(b))
+                && tx.branches.iter().any(Branch::is_final);
             if tx.final_sent
                 || tx.completing
                 || tx.relaying > 0
                 || tx.branches.is_empty()
-                || (decided.is_none()
-                    && (tx.waiting.is_some() || !tx.branches.iter().all(Branch::is_final)))
+                || (decided.is_none() && (tx.waiting.is_some() || !done))
             {
                 return;
             }
             tx.completing = true;
+            // Minor branches still pending are cancelled (no Reason), as OpenSIPS does; the
+            // CANCELs leave once the lock is released.
+            if tx.branches.iter().any(|b| !b.is_final() && minor(b)) {
+                minor_cancels = self.cancel_pending(&mut tx, None, "", now);
+            }
             let current = tx.last_final.unwrap_or(0);
             let cancelled = tx.cancelled;
             let first = tx.first_branch.min(tx.branches.len() - 1);
@@ -42,7 +52,7 @@ impl Tm {
                     .iter()
                     .enumerate()
                     .map(|(i, b)| (i + range.start, b))
-                    .filter(|(_, b)| !(sent_only && b.send_failed))
+                    .filter(|(_, b)| b.is_final() && !(sent_only && b.send_failed))
                     .min_by_key(|(_, b)| rank(b.status.unwrap_or(500), cancelled))
             };
             let n = tx.branches.len();
@@ -104,6 +114,9 @@ impl Tm {
             }
             (route, ctx, (bi, info), current)
         };
+        for c in minor_cancels {
+            self.host.send(c, None);
+        }
         if let Some(route) = route {
             ctx.tx = Some(cell.clone() as Arc<dyn engine::ctx::Transaction>);
             ctx.t_reply = Some(best.1.clone());

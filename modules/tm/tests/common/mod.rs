@@ -29,6 +29,16 @@ impl Host for Recorder {
     }
 }
 
+impl Recorder {
+    /// What was sent since the last call, as text.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+            .iter()
+            .map(|o| String::from_utf8_lossy(&o.data).into_owned())
+            .collect()
+    }
+}
+
 struct Shared {
     tm: Arc<Tm>,
     host: Arc<Recorder>,
