@@ -27,6 +27,60 @@ fn invite(user: &str) -> String {
     )
 }
 
+/// rsips on 127.0.0.1:`port` with `cfg`, its resolver pointed at `dns` (`RSIPS_RESOLV_CONF`);
+/// returns once it listens on `listening`. The directory and the process go when dropped.
+struct Rsips {
+    dir: std::path::PathBuf,
+    _child: Kill,
+}
+
+impl Rsips {
+    fn start(name: &str, dns: &TestDns, port: u16, cfg: &str, listening: &str) -> Rsips {
+        let dir = std::env::temp_dir().join(format!("rsips-{name}-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("resolv.conf"),
+            format!("nameserver {}\noptions timeout:1 attempts:1\n", dns.addr),
+        )
+        .unwrap();
+        std::fs::write(dir.join("t.cfg"), cfg).unwrap();
+        let log = std::fs::File::create(dir.join("rsips.log")).unwrap();
+        let child = Kill(
+            Command::new(env!("CARGO_BIN_EXE_rsips"))
+                .args(["-F", "-f"])
+                .arg(dir.join("t.cfg"))
+                .env("RSIPS_RESOLV_CONF", dir.join("resolv.conf"))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        let rsips = Rsips { dir, _child: child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !rsips.log().contains(listening) {
+            assert!(
+                Instant::now() < deadline,
+                "rsips did not start:\n{}",
+                rsips.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        rsips
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Rsips {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 #[test]
 fn forward_locates_names_by_naptr_srv_and_a() {
     let udp_uas = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -55,13 +109,6 @@ fn forward_locates_names_by_naptr_srv_and_a() {
         .add("srv.test", Data::A(Ipv4Addr::new(192, 0, 2, 1)));
     let server = TestDns::start(zone, Mode::Normal);
     let port = free_port();
-    let dir = std::env::temp_dir().join(format!("rsips-dns-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("resolv.conf"),
-        format!("nameserver {}\noptions timeout:1 attempts:1\n", server.addr),
-    )
-    .unwrap();
     let route = format!(
         "route {{\n\
          if (is_method(\"OPTIONS\")) {{ sl_send_reply(200, \"OK\"); exit; }}\n\
@@ -70,36 +117,18 @@ fn forward_locates_names_by_naptr_srv_and_a() {
          if ($rU == \"port\") forward(\"sip:host.test:{udp_port}\");\n\
          if ($rU == \"hosts\") forward(\"sip:localhost:{udp_port}\");\n}}"
     );
-    std::fs::write(
-        dir.join("t.cfg"),
-        format!(
+    let rsips = Rsips::start(
+        "dns",
+        &server,
+        port,
+        &format!(
             "socket=udp:127.0.0.1:{port}\nsocket=tcp:127.0.0.1:{port}\n\
              loadmodule \"proto_udp.so\"\nloadmodule \"proto_tcp.so\"\nloadmodule \"sl.so\"\n\
              loadmodule \"sipmsgops.so\"\n{route}\n"
         ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("rsips.log")).unwrap();
-    let _rsips = Kill(
-        Command::new(env!("CARGO_BIN_EXE_rsips"))
-            .args(["-F", "-f"])
-            .arg(dir.join("t.cfg"))
-            .env("RSIPS_RESOLV_CONF", dir.join("resolv.conf"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+        &format!("listening on tcp:127.0.0.1:{port}"),
     );
-    let rsips_log = || std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !rsips_log().contains(&format!("listening on tcp:127.0.0.1:{port}")) {
-        assert!(
-            Instant::now() < deadline,
-            "rsips did not start:\n{}",
-            rsips_log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let rsips_log = || rsips.log();
     let uac = UdpSocket::bind("127.0.0.1:0").unwrap();
     let send = |user: &str| {
         uac.send_to(invite(user).as_bytes(), ("127.0.0.1", port))
@@ -136,7 +165,6 @@ fn forward_locates_names_by_naptr_srv_and_a() {
         "NAPTR chose TCP: {got}"
     );
     assert!(server.queries() > 0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Answers every request arriving on `sock` with `code` (copying the headers a reply needs)
@@ -190,44 +218,19 @@ fn t_relay_fails_over_to_the_next_srv_target_on_503() {
         .add("b.gw.test", Data::A(LOCAL));
     let server = TestDns::start(zone, Mode::Normal);
     let port = free_port();
-    let dir = std::env::temp_dir().join(format!("rsips-dnsfo-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("resolv.conf"),
-        format!("nameserver {}\noptions timeout:1 attempts:1\n", server.addr),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("t.cfg"),
-        format!(
+    let rsips = Rsips::start(
+        "dnsfo",
+        &server,
+        port,
+        &format!(
             "socket=udp:127.0.0.1:{port}\nloadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\n\
              loadmodule \"tm.so\"\nloadmodule \"sipmsgops.so\"\n\
              route {{\n  if (is_method(\"ACK\")) exit;\n  $du = \"sip:gw.test\";\n\
                if ($rU == \"nofo\") t_relay(\"no-dns-failover\"); else t_relay();\n}}\n"
         ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("rsips.log")).unwrap();
-    let _rsips = Kill(
-        Command::new(env!("CARGO_BIN_EXE_rsips"))
-            .args(["-F", "-f"])
-            .arg(dir.join("t.cfg"))
-            .env("RSIPS_RESOLV_CONF", dir.join("resolv.conf"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+        &format!("listening on udp:127.0.0.1:{port}"),
     );
-    let rsips_log = || std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !rsips_log().contains(&format!("listening on udp:127.0.0.1:{port}")) {
-        assert!(
-            Instant::now() < deadline,
-            "rsips did not start:\n{}",
-            rsips_log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let rsips_log = || rsips.log();
     // First call: 503 from a.gw.test (its INVITE and the ACK), then 200 from b.gw.test.
     let busy = answering(first, 503, 4);
     let ok = answering(second, 200, 1);
@@ -261,5 +264,4 @@ fn t_relay_fails_over_to_the_next_srv_target_on_503() {
         2,
         "{seen:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Kill, free_port, free_ports, sipp};
+use common::{Kill, free_port, free_ports, openssl, sipp};
 
 /// SIPp runs take turns: in parallel on two cores they time out under load.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -24,19 +24,6 @@ fn scenario(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed (.ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A test CA, and one certificate for 127.0.0.1 both proxies use as server and as client.

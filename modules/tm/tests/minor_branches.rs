@@ -10,39 +10,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use common::{LOCAL, Recorder, UAC, reply_to, request_text};
-use engine::forward::{Socket, Sockets};
-use engine::{MsgCtx, Outcome, Receipt};
+use common::{LOCAL, NoRoutes, Recorder, UAC, net, reply_to, request_text};
+use engine::{MsgCtx, Receipt};
 use sip::SipMessage;
-use tm::{Params, Runner, Tm};
-
-struct NoScript;
-
-impl Runner for NoScript {
-    fn run(&mut self, _: usize, _: &mut MsgCtx) -> Outcome {
-        Outcome::Exit
-    }
-}
-
-fn net() -> Sockets {
-    Sockets {
-        listen: vec![Socket {
-            proto: "udp",
-            host: "127.0.0.1".into(),
-            port: 5060,
-            addr: Some(LOCAL.parse().unwrap()),
-            advertised: None,
-            allow_proxy_protocol: false,
-            send_proxy_protocol: false,
-            use_workers: None,
-            reuse_port: false,
-            tos: None,
-            tag: None,
-            anycast: false,
-        }],
-        bonds: Vec::new(),
-    }
-}
+use tm::{Params, Tm};
 
 fn status_lines(sent: &[String]) -> Vec<&str> {
     sent.iter()
@@ -84,7 +55,7 @@ fn a_minor_branch_is_not_waited_for_and_is_cancelled() {
     let busy = reply_to(invites[0], 486, "Busy Here", Some("b0"));
     let deliver = |r: &SipMessage| {
         let rctx = MsgCtx::new(r.clone());
-        assert!(tm.on_reply(r, rctx, &mut NoScript, t0));
+        assert!(tm.on_reply(r, rctx, &mut NoRoutes, t0));
     };
     deliver(&ring);
     deliver(&busy);

@@ -47,3 +47,18 @@ pub fn sipp() -> Command {
     );
     Command::new("sipp")
 }
+
+/// Runs `openssl args` in `dir` (the TLS tests make their own CA); fails the test with
+/// openssl's own words when it fails.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -59,7 +59,7 @@ fn shared() -> &'static Shared {
 }
 
 /// Runs nothing: what a previous test left ends without its routes.
-struct NoRoutes;
+pub struct NoRoutes;
 
 impl Runner for NoRoutes {
     fn run(&mut self, _: usize, _: &mut MsgCtx) -> Outcome {
@@ -315,4 +315,25 @@ pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
         + key.len()
         + 1;
     line[start..].split(' ').next().unwrap_or("")
+}
+
+/// One UDP socket at [`LOCAL`], as the tests' script declares it.
+pub fn net() -> engine::forward::Sockets {
+    engine::forward::Sockets {
+        listen: vec![engine::forward::Socket {
+            proto: "udp",
+            host: "127.0.0.1".into(),
+            port: 5060,
+            addr: Some(LOCAL.parse().unwrap()),
+            advertised: None,
+            allow_proxy_protocol: false,
+            send_proxy_protocol: false,
+            use_workers: None,
+            reuse_port: false,
+            tos: None,
+            tag: None,
+            anycast: false,
+        }],
+        bonds: Vec::new(),
+    }
 }
