@@ -692,11 +692,14 @@ impl<'a> Parser<'a> {
         raw: Spanned<String>,
     ) -> PResult<()> {
         if name.node == "listen" {
-            return self.error(
+            // The value is read already: report and go on with the next statement (no
+            // recovery that would lex the next `listen=` line's address as tokens).
+            self.diags.push(
                 Diagnostic::error("`listen` is not a parameter in OpenSIPS 4.0", name.span)
                     .with_label("removed in 4.0")
                     .with_help(format!("use `socket={}`", raw.node)),
             );
+            return Ok(());
         }
         let span = name.span.to(raw.span);
         let result = if name.node == "alias" {
