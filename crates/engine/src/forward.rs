@@ -129,10 +129,58 @@ fn locate(
             }
             Ok(usable)
         }
+        // DNS says the name does not exist: only /etc/hosts may still know it (asking the
+        // system resolver would query DNS again, uncached, for every request to that name).
+        Err(e @ resolve::Error::NotFound { .. }) => match hosts_file_lookup(h) {
+            Some(ip) => Ok(vec![(
+                chosen,
+                SocketAddr::new(ip, port.unwrap_or(default_port(chosen))),
+            )]),
+            None => Err(e.to_string()),
+        },
+        // No usable DNS (no nameserver, a timeout …): the system resolver decides.
         Err(e) => resolve(host, port.unwrap_or(default_port(chosen)))
             .map(|a| vec![(chosen, a)])
             .map_err(|sys| format!("{e}; {sys}")),
     }
+}
+
+/// `name`'s address in /etc/hosts (IPv4 first), read at most once a few seconds.
+fn hosts_file_lookup(name: &str) -> Option<std::net::IpAddr> {
+    use std::sync::{Mutex, OnceLock};
+    type Table = (std::time::Instant, Vec<(std::net::IpAddr, Vec<String>)>);
+    static HOSTS: OnceLock<Mutex<Option<Table>>> = OnceLock::new();
+    let cell = HOSTS.get_or_init(|| Mutex::new(None));
+    let mut cached = cell
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stale = cached
+        .as_ref()
+        .is_none_or(|(at, _)| at.elapsed() > std::time::Duration::from_secs(5));
+    if stale {
+        let text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        let entries = text
+            .lines()
+            .filter_map(|l| {
+                let l = l.split('#').next().unwrap_or("");
+                let mut words = l.split_whitespace();
+                let ip = words.next()?.parse().ok()?;
+                Some((ip, words.map(str::to_ascii_lowercase).collect()))
+            })
+            .collect();
+        *cached = Some((std::time::Instant::now(), entries));
+    }
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let entries = &cached.as_ref()?.1;
+    let known = |v4: bool| {
+        entries
+            .iter()
+            .find(|(ip, names): &&(std::net::IpAddr, Vec<String>)| {
+                ip.is_ipv4() == v4 && names.iter().any(|n| *n == name)
+            })
+            .map(|(ip, _)| *ip)
+    };
+    known(true).or_else(|| known(false))
 }
 
 /// A place to send a request: the transport and the address.
