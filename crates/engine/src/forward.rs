@@ -176,7 +176,7 @@ fn hosts_file_lookup(name: &str) -> Option<std::net::IpAddr> {
         entries
             .iter()
             .find(|(ip, names): &&(std::net::IpAddr, Vec<String>)| {
-                ip.is_ipv4() == v4 && names.iter().any(|n| *n == name)
+                ip.is_ipv4() == v4 && names.contains(&name)
             })
             .map(|(ip, _)| *ip)
     };
