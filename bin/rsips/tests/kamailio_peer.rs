@@ -9,6 +9,7 @@
 mod common;
 
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -138,11 +139,27 @@ fn kamailio_cfg(dir: &Path, udp: u16, tls: u16, next: &str) -> String {
     )
 }
 
+/// A child leading its own process group (Kamailio and the workers it forks): the whole group
+/// is killed when the test ends.
+struct KillGroup(std::process::Child);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        // `--`: a negative process id names the group, not an option.
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--"])
+            .arg(format!("-{}", self.0.id()))
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 struct Peers {
     dir: PathBuf,
     /// Where the calls enter (rsips' or Kamailio's UDP port).
     entry: u16,
     _procs: Vec<Kill>,
+    _kamailio: KillGroup,
     _serial: std::sync::MutexGuard<'static, ()>,
 }
 
@@ -234,22 +251,25 @@ fn peers(name: &str, rsips_first: bool) -> Peers {
                 .spawn()
                 .unwrap(),
         ),
-        Kill(
-            Command::new("kamailio")
-                .arg("-f")
-                .arg(dir.join("kamailio.cfg"))
-                .args(["-DD", "-E", "-m", "64", "-M", "8"])
-                .current_dir(&dir)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(dir.join("kamailio.log")).unwrap())
-                .spawn()
-                .unwrap(),
-        ),
     ];
+    // Kamailio forks its workers: it runs in a process group of its own, stopped as a whole.
+    let kamailio = KillGroup(
+        Command::new("kamailio")
+            .arg("-f")
+            .arg(dir.join("kamailio.cfg"))
+            .args(["-DD", "-E", "-m", "64", "-M", "8"])
+            .current_dir(&dir)
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("kamailio.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let peers = Peers {
         dir,
         entry: if rsips_first { r_udp } else { k_udp },
         _procs: procs,
+        _kamailio: kamailio,
         _serial: serial,
     };
     // rsips says when it listens (a probe connection would log a failed handshake).
