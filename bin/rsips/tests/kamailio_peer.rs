@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Kill, free_port, free_ports, openssl, sipp};
+use common::{Kill, free_port, free_ports, sipp};
 
 /// SIPp runs take turns: in parallel on two cores they time out under load.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -29,41 +29,7 @@ fn scenario(name: &str) -> String {
 
 /// A test CA, and one certificate for 127.0.0.1 both proxies use as server and as client.
 fn pki(dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-    let mut ca = vec!["req", "-x509", "-nodes", "-days", "2"];
-    ca.extend(["-subj", "/CN=rsips kamailio test CA"]);
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-    openssl(dir, &ca);
-    let mut req = vec!["req", "-nodes", "-subj", "/CN=127.0.0.1"];
-    req.extend(ec);
-    req.extend(["-keyout", "peer.key", "-out", "peer.csr"]);
-    openssl(dir, &req);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "peer.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "peer.pem",
-        ],
-    );
+    common::TestCa::new(dir, "rsips kamailio test CA").issue("peer", "127.0.0.1", "IP:127.0.0.1");
 }
 
 /// The residential-shaped proxy both servers run: maxfwd, loose_route for in-dialog requests,

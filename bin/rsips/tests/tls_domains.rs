@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{Kill, free_ports, openssl};
+use common::{Kill, free_ports};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
@@ -29,96 +29,10 @@ fn test_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A test CA in `dir` (`ca.pem`/`ca.key`) issuing EC certificates.
-struct Pki {
-    dir: PathBuf,
-}
+/// The tests' CA, with what rustls needs of it.
+type Pki = common::TestCa;
 
 impl Pki {
-    fn new(dir: &Path) -> Pki {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=rsips tls_domains CA",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
-        );
-        Pki {
-            dir: dir.to_owned(),
-        }
-    }
-
-    /// Issues `name.pem`/`name.key` with common name `cn` and exactly the SAN entries `san`.
-    fn issue(&self, name: &str, cn: &str, san: &str) {
-        let ext = format!("{name}.cnf");
-        std::fs::write(
-            self.dir.join(&ext),
-            format!("basicConstraints=CA:FALSE\nsubjectAltName={san}\n"),
-        )
-        .unwrap();
-        let (key, csr, pem) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        let subj = format!("/CN={cn}");
-        openssl(
-            &self.dir,
-            &[
-                "req",
-                "-nodes",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-subj",
-                &subj,
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-            ],
-        );
-        openssl(
-            &self.dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-set_serial",
-                "7",
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-                "-out",
-                &pem,
-            ],
-        );
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.dir.join(file).display().to_string()
-    }
-
     fn certs(&self, name: &str) -> Vec<CertificateDer<'static>> {
         CertificateDer::pem_file_iter(self.dir.join(format!("{name}.pem")))
             .unwrap()
@@ -252,7 +166,7 @@ fn handshake(pki: &Pki, port: u16, sni: Option<&str>) -> Result<String, String> 
 #[test]
 fn a_server_domain_without_filters_serves_any_listener_and_name() {
     let dir = test_dir("tlsdom-plain");
-    let pki = Pki::new(&dir);
+    let pki = Pki::new(&dir, "rsips tls_domains CA");
     pki.issue("plain", "cert-plain", "IP:127.0.0.1,DNS:sip.example.test");
     let [tls] = free_ports::<1>();
     let cfg = format!(
@@ -283,7 +197,7 @@ fn a_server_domain_without_filters_serves_any_listener_and_name() {
 #[test]
 fn sni_picks_the_most_specific_glob_and_an_unmatched_name_is_refused() {
     let dir = test_dir("tlsdom-sni");
-    let pki = Pki::new(&dir);
+    let pki = Pki::new(&dir, "rsips tls_domains CA");
     pki.issue("b", "cert-b", "DNS:other.org");
     pki.issue("a", "cert-a", "DNS:*.example.test");
     pki.issue("exact", "cert-exact", "DNS:sip.example.test");
@@ -442,10 +356,10 @@ fn through(uac: &UdpSocket, rsips_udp: u16, to: u16, call_id: &str) -> Option<St
 #[test]
 fn a_verifying_client_domain_checks_the_chain_but_not_the_name() {
     let dir = test_dir("tlsdom-client");
-    let pki = Pki::new(&dir);
+    let pki = Pki::new(&dir, "rsips tls_domains CA");
     // A DNS-named peer reached by IP: the name cannot match 127.0.0.1.
     pki.issue("peer", "cert-peer", "DNS:sip.example.test");
-    let rogue = Pki::new(&test_dir("tlsdom-rogue"));
+    let rogue = Pki::new(&test_dir("tlsdom-rogue"), "rsips tls_domains CA");
     rogue.issue("peer", "cert-peer", "DNS:sip.example.test");
     // No match_ip_address / match_sip_domain: the client domain matches every destination.
     let client = format!(
@@ -480,7 +394,7 @@ fn a_verifying_client_domain_checks_the_chain_but_not_the_name() {
 #[test]
 fn no_matching_client_domain_fails_the_connection() {
     let dir = test_dir("tlsdom-nomatch");
-    let pki = Pki::new(&dir);
+    let pki = Pki::new(&dir, "rsips tls_domains CA");
     pki.issue("peer", "cert-peer", "IP:127.0.0.1");
     let client = "modparam(\"tls_mgm\", \"match_ip_address\", \"[trunk]127.0.0.1:1\")\n\
                   modparam(\"tls_mgm\", \"verify_cert\", \"[trunk]0\")\n";
@@ -504,7 +418,7 @@ fn no_matching_client_domain_fails_the_connection() {
 #[test]
 fn opensips_tls_parameters_pass_the_check_and_unapplied_ones_are_named() {
     let dir = test_dir("tlsdom-params");
-    let pki = Pki::new(&dir);
+    let pki = Pki::new(&dir, "rsips tls_domains CA");
     pki.issue("plain", "cert-plain", "IP:127.0.0.1");
     let [tls] = free_ports::<1>();
     let cfg = format!(

@@ -62,3 +62,95 @@ pub fn openssl(dir: &std::path::Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A test CA in `dir` (`ca.pem`/`ca.key`) issuing EC certificates with `openssl`.
+pub struct TestCa {
+    pub dir: std::path::PathBuf,
+}
+
+impl TestCa {
+    /// A CA named `cn` in `dir`.
+    pub fn new(dir: &std::path::Path, cn: &str) -> TestCa {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        );
+        TestCa {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Issues `name.pem`/`name.key` with common name `cn` and exactly the SAN entries `san`.
+    pub fn issue(&self, name: &str, cn: &str, san: &str) {
+        let ext = format!("{name}.cnf");
+        std::fs::write(
+            self.dir.join(&ext),
+            format!("basicConstraints=CA:FALSE\nsubjectAltName={san}\n"),
+        )
+        .unwrap();
+        let (key, csr, pem) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        let subj = format!("/CN={cn}");
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-nodes",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-subj",
+                &subj,
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+            ],
+        );
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                "7",
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &pem,
+            ],
+        );
+    }
+
+    pub fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+}
