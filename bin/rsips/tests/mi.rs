@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod common;
+
+use common::free_ports;
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::path::PathBuf;
@@ -34,19 +37,6 @@ impl Rsips {
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}/mi", self.http)
     }
-}
-
-/// Ports free for both TCP and UDP (the MI and SIP sockets use either).
-fn free_ports<const N: usize>() -> [u16; N] {
-    let mut held: Vec<(std::net::TcpListener, UdpSocket)> = Vec::new();
-    while held.len() < N {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if let Ok(udp) = UdpSocket::bind(("127.0.0.1", port)) {
-            held.push((tcp, udp));
-        }
-    }
-    std::array::from_fn(|i| held[i].0.local_addr().unwrap().port())
 }
 
 fn start(extra: &str) -> Rsips {

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -34,15 +36,7 @@ impl Rsips {
 }
 
 fn free_port(host: &str) -> u16 {
-    // A port free for both TCP and UDP.
-    for _ in 0..50 {
-        let t = TcpListener::bind((host, 0)).unwrap();
-        let port = t.local_addr().unwrap().port();
-        if UdpSocket::bind((host, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
+    common::free_port_on(host)
 }
 
 fn test_dir(name: &str) -> PathBuf {

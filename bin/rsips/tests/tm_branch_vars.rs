@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::Kill;
 
 struct Server {
-    _child: Kill,
+    child: Kill,
     dir: PathBuf,
 }
 
@@ -77,16 +77,26 @@ fn start_with(sip: u16, cfg: &str) -> Server {
         .stderr(std::fs::File::create(dir.join("rsips.log")).unwrap())
         .spawn()
         .unwrap();
-    let server = Server {
-        _child: Kill(child),
+    let mut server = Server {
+        child: Kill(child),
         dir,
     };
+    // Every UDP socket of the config is bound (a port another test took shows here, with the
+    // log, rather than as a missing datagram later).
+    let wanted: Vec<String> = cfg
+        .lines()
+        .filter_map(|l| l.strip_prefix("socket=udp:"))
+        .map(|a| format!("listening on udp:{}", a.trim()))
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && !server.log().contains("listening on udp:") {
+    while Instant::now() < deadline && !wanted.iter().all(|w| server.log().contains(w)) {
+        if let Ok(Some(status)) = server.child.0.try_wait() {
+            panic!("rsips exited ({status}) at start:\n{}", server.log());
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(
-        server.log().contains("listening on udp:"),
+        wanted.iter().all(|w| server.log().contains(w)),
         "{}",
         server.log()
     );
@@ -354,17 +364,22 @@ fn final_reply(uac: &UdpSocket, user: &str, since: Instant) -> (String, Duration
 }
 
 fn recv_within(sock: &UdpSocket, start: &str, limit: Duration) -> (String, SocketAddr) {
+    try_recv(sock, start, limit)
+        .unwrap_or_else(|| panic!("nothing starting with {start:?} arrived within {limit:?}"))
+}
+
+fn try_recv(sock: &UdpSocket, start: &str, limit: Duration) -> Option<(String, SocketAddr)> {
     let deadline = Instant::now() + limit;
     let mut buf = [0u8; 65535];
     while Instant::now() < deadline {
         if let Ok((n, from)) = sock.recv_from(&mut buf) {
             let m = String::from_utf8_lossy(&buf[..n]).into_owned();
             if m.starts_with(start) {
-                return (m, from);
+                return Some((m, from));
             }
         }
     }
-    panic!("nothing starting with {start:?} arrived within {limit:?}");
+    None
 }
 
 #[test]
@@ -637,7 +652,12 @@ route {{
     .unwrap();
     let mut from_port = std::collections::HashMap::new();
     for _ in 0..3 {
-        let (m, from) = recv(&uas, "INVITE ");
+        let Some((m, from)) = try_recv(&uas, "INVITE ", Duration::from_secs(5)) else {
+            panic!(
+                "{from_port:?} and no more INVITEs; server log:\n{}",
+                server.log()
+            );
+        };
         let user = m
             .split_whitespace()
             .nth(1)

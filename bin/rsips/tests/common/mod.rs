@@ -15,22 +15,47 @@ impl Drop for Kill {
     }
 }
 
-/// `N` distinct ports on 127.0.0.1 free for both UDP and TCP (held together while chosen, so
-/// none repeats; a test server often listens on both).
+/// `N` distinct ports on 127.0.0.1 free for both UDP and TCP (a test server often listens on
+/// both).
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let mut held: Vec<(UdpSocket, std::net::TcpListener)> = Vec::new();
-    while held.len() < N {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if let Ok(tcp) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            held.push((udp, tcp));
-        }
-    }
-    std::array::from_fn(|i| held[i].0.local_addr().unwrap().port())
+    std::array::from_fn(|_| free_port_on("127.0.0.1"))
 }
 
 pub fn free_port() -> u16 {
-    free_ports::<1>()[0]
+    free_port_on("127.0.0.1")
+}
+
+/// A port free on `host` for both UDP and TCP, for a server the test starts next. It comes from
+/// below the kernel's ephemeral range, so no socket bound to port 0 (a test's client socket, a
+/// connection a server opens) can take it between this choice and the server's bind; a
+/// process-wide counter keeps the tests of one binary, which run in parallel, apart. (Ports
+/// picked by binding port 0 and letting go collided now and then: CI once lost a test to it.)
+pub fn free_port_on(host: &str) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    const LOW: u32 = 10_000;
+    let span = ephemeral_low.saturating_sub(LOW).max(1_000);
+    // Each test binary starts at its own place in the range (binaries run one after another,
+    // but a developer's run may overlap CI's).
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        let udp = UdpSocket::bind((host, port));
+        let tcp = std::net::TcpListener::bind((host, port));
+        if udp.is_ok() && tcp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for UDP and TCP on {host} below {ephemeral_low}");
 }
 
 /// `sipp`, or a clear failure naming the package when it is missing.
