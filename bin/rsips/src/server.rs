@@ -180,6 +180,10 @@ struct ScriptRunner<'a> {
 }
 
 impl tm::Runner for ScriptRunner<'_> {
+    fn reply_route(&self) -> Option<usize> {
+        self.script.reply_route()
+    }
+
     fn run(&mut self, route: usize, ctx: &mut MsgCtx) -> engine::Outcome {
         // The routes a transaction armed belong to the script it started in.
         let script = ctx
@@ -323,7 +327,6 @@ impl Server {
         let tm = tm::install(tm::Tm::new(
             tm::params(&script),
             Arc::new(TmHost(Arc::clone(&outlet))),
-            script.reply_route(),
         ));
         let mut handles = Vec::new();
         {
@@ -774,7 +777,8 @@ fn handle(
         // A reply to one of our transactions is tm's; any other goes on statelessly to the
         // next Via when stateless forwarding is on.
         if let Some(tm) = tm::global().filter(|_| script.loads("tm")) {
-            let ctx = MsgCtx::new(msg.clone()).with_receipt(receipt.clone());
+            let mut ctx = MsgCtx::new(msg.clone()).with_receipt(receipt.clone());
+            ctx.script = Some(Arc::clone(script));
             let mut runner = ScriptRunner { script, state };
             if tm.on_reply(&msg, ctx, &mut runner, std::time::Instant::now()) {
                 return Vec::new();

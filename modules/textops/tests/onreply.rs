@@ -40,6 +40,10 @@ struct Routes {
 }
 
 impl tm::Runner for Routes {
+    fn reply_route(&self) -> Option<usize> {
+        self.script.reply_route()
+    }
+
     fn run(&mut self, route: usize, ctx: &mut MsgCtx) -> Outcome {
         self.script
             .run_index(route, &mut self.worker, ctx, &mut self.log)
@@ -99,7 +103,7 @@ fn an_onreply_rewrite_is_relayed() {
     let reply_route = script.reply_route();
     assert!(reply_route.is_some());
     let host = Arc::new(Recorder::default());
-    let tm = tm::Tm::new(tm::Params::default(), host.clone(), reply_route);
+    let tm = tm::Tm::new(tm::Params::default(), host.clone());
     let t0 = Instant::now();
     let invite = "INVITE sip:bob@example.com SIP/2.0\r\n\
         Via: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bKtx1\r\n\

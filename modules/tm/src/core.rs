@@ -112,6 +112,12 @@ pub trait Host: Send + Sync {
 /// Runs a script route (failure, onreply, branch) over a message.
 pub trait Runner {
     fn run(&mut self, route: usize, ctx: &mut MsgCtx) -> Outcome;
+
+    /// The unnamed onreply_route of the script in use now (it may have been reloaded since
+    /// tm started), run for every reply.
+    fn reply_route(&self) -> Option<usize> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -140,6 +146,9 @@ struct Branch {
     provisional: bool,
     /// The last provisional code received (0: none), for `$T_branch_last_reply_code`.
     last_1xx: u16,
+    /// Its final reply is in the onreply routes: the script still sees the code before it
+    /// as the branch's last (OpenSIPS updates `last_received` after those routes).
+    final_in_routes: bool,
     /// Some reply came on it, a 100 included (OpenSIPS `T_UAC_HAS_RECV_REPLY`).
     received: bool,
     /// It could not be sent: its made-up 477 competes only when nothing else can answer
@@ -373,8 +382,6 @@ pub struct Tm {
     /// Transactions to look at on the next tick whatever the time (a branch failed to send).
     urgent: Mutex<Vec<u64>>,
     next_id: AtomicU64,
-    /// The unnamed onreply_route, run for every reply.
-    pub reply_route: Option<usize>,
     me: Weak<Tm>,
 }
 
@@ -405,7 +412,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Tm {
-    pub fn new(params: Params, host: Arc<dyn Host>, reply_route: Option<usize>) -> Arc<Tm> {
+    pub fn new(params: Params, host: Arc<dyn Host>) -> Arc<Tm> {
         Arc::new_cyclic(|me| Tm {
             params,
             host,
@@ -415,7 +422,6 @@ impl Tm {
             timers: Mutex::new(wheel::TimerWheel::new(Instant::now())),
             urgent: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(first_id()),
-            reply_route,
             me: me.clone(),
         })
     }
@@ -752,6 +758,7 @@ impl Tm {
                 reply: None,
                 provisional: false,
                 last_1xx: 0,
+                final_in_routes: false,
                 received: false,
                 send_failed: false,
                 failover,

@@ -150,7 +150,7 @@ fn params() -> Params {
 
 fn setup() -> (Arc<Tm>, Arc<Recorder>) {
     let host = Arc::new(Recorder::default());
-    (Tm::new(params(), host.clone(), None), host)
+    (Tm::new(params(), host.clone()), host)
 }
 
 /// Ticks every 100 ms from `from` to `to` (ms after `t0`); returns when something was sent.

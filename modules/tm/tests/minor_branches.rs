@@ -30,7 +30,7 @@ fn a_minor_branch_is_not_waited_for_and_is_cancelled() {
         minor_flag: Some(MINOR),
         ..Params::default()
     };
-    let tm = Tm::new(params, host.clone(), None);
+    let tm = Tm::new(params, host.clone());
     let t0 = Instant::now();
     let ctx = MsgCtx::new(SipMessage::parse(Bytes::from(request_text("INVITE", "minor"))).unwrap())
         .with_receipt(Receipt {

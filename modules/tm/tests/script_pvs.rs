@@ -107,7 +107,9 @@ onreply_route[r] {
 
 // `$T_ruri`: the message's R-URI without a transaction, the current branch's with one (an
 // onreply route's too, whose message is a reply). `$T_reply_code` in a request route is the
-// last reply sent (0 before any); `$T_branch_idx` is NULL there.
+// last reply sent (0 before any); `$T_branch_idx` is NULL there. `$T_branch_last_reply_code`
+// in an onreply route is the code the branch had before this reply (OpenSIPS updates the
+// branch's `last_received` after the onreply routes); a failure route sees the final one.
 #[test]
 fn request_route_and_onreply_values_of_the_t_variables() {
     let mut h = Harness::new(
@@ -121,12 +123,16 @@ route {
     }
     $ru = "sip:carol@example.com";
     t_on_reply("r");
+    t_on_failure("f");
     $du = "sip:127.0.0.1:5070";
     t_relay();
     xlog("relayed code=$T_reply_code\n");
 }
 onreply_route[r] {
     xlog("reply ruri=$T_ruri idx=$T_branch_idx last=$T_branch_last_reply_code\n");
+}
+failure_route[f] {
+    xlog("failure last=$T_branch_last_reply_code\n");
 }
 "#,
     );
@@ -146,7 +152,17 @@ onreply_route[r] {
         vec![
             "before ruri=sip:bob@example.com code=0 idx=<null>",
             "relayed code=100",
-            "reply ruri=sip:carol@example.com idx=0 last=180"
+            "reply ruri=sip:carol@example.com idx=0 last=0"
+        ]
+    );
+    h.answer(&invite, 183, "Session Progress", Some("p1"));
+    h.answer(&invite, 486, "Busy Here", Some("p1"));
+    assert_eq!(
+        h.logs(),
+        [
+            "reply ruri=sip:carol@example.com idx=0 last=180",
+            "reply ruri=sip:carol@example.com idx=0 last=183",
+            "failure last=486"
         ]
     );
 }

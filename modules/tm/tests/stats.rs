@@ -42,7 +42,7 @@ fn stat(name: &str) -> i64 {
 fn counters_follow_a_transaction_from_creation_to_deletion() {
     tm::register_stats();
     let host = Arc::new(Sink::default());
-    let tm = Tm::new(Params::default(), host.clone(), None);
+    let tm = Tm::new(Params::default(), host.clone());
     let t0 = Instant::now();
     let text = "OPTIONS sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bKst\r\n\
                 From: <sip:a@example.com>;tag=a\r\nTo: <sip:bob@example.com>\r\nCall-ID: st\r\n\

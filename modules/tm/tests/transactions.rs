@@ -67,9 +67,15 @@ type OnRun = Box<dyn FnMut(usize, &mut MsgCtx)>;
 struct Script {
     runs: Vec<(usize, Option<u16>)>,
     on_run: Option<OnRun>,
+    /// The index of the unnamed onreply_route, if the "script" has one.
+    reply_route: Option<usize>,
 }
 
 impl Runner for Script {
+    fn reply_route(&self) -> Option<usize> {
+        self.reply_route
+    }
+
     fn run(&mut self, route: usize, ctx: &mut MsgCtx) -> Outcome {
         self.runs
             .push((route, ctx.t_reply.as_ref().map(|r| r.code)));
@@ -84,6 +90,7 @@ fn script() -> Script {
     Script {
         runs: Vec::new(),
         on_run: None,
+        reply_route: None,
     }
 }
 
@@ -141,7 +148,7 @@ fn reply_to(sent: &str, code: u16, reason: &str, to_tag: Option<&str>) -> (SipMe
 
 fn setup(params: Params) -> (Arc<Tm>, Arc<Recorder>) {
     let host = Arc::new(Recorder::default());
-    (Tm::new(params, host.clone(), None), host)
+    (Tm::new(params, host.clone()), host)
 }
 
 fn params() -> Params {
@@ -287,6 +294,7 @@ fn relaying_again(tm: &Arc<Tm>, cell: &Arc<TxCell>, t0: Instant) -> (Script, Rel
             *record.lock().unwrap() =
                 Some(tm.add_branch(&cell, ctx, Some("udp:127.0.0.1:5071"), &net(), t0));
         })),
+        reply_route: None,
     };
     (script, relayed)
 }
@@ -597,7 +605,7 @@ fn t_cancel_branch_cancels_the_others_or_all() {
 #[test]
 fn what_the_onreply_route_changes_is_relayed() {
     let host = Arc::new(Recorder::default());
-    let tm = Tm::new(params(), host.clone(), Some(3));
+    let tm = Tm::new(params(), host.clone());
     let t0 = Instant::now();
     let ctx = request("INVITE", "z9hG4bKor", "UDP");
     let (_, sent) = relayed(&tm, &host, &ctx, t0);
@@ -606,6 +614,7 @@ fn what_the_onreply_route_changes_is_relayed() {
         on_run: Some(Box::new(|_, ctx| {
             ctx.edits.append("X-Onreply", "seen");
         })),
+        reply_route: Some(3),
     };
     for (code, reason) in [(180, "Ringing"), (200, "OK")] {
         let (r, rctx) = reply_to(&sent, code, reason, Some("t"));
@@ -928,6 +937,7 @@ fn failure_route_does_not_inherit_the_last_branchs_destination() {
                 ctx.send_socket.clone(),
             ));
         })),
+        reply_route: None,
     };
     let (r, rctx) = reply_to(&first, 486, "Busy Here", Some("b1"));
     tm.on_reply(&r, rctx, &mut s, t0 + Duration::from_secs(1));

@@ -207,8 +207,12 @@ fn branch_info(b: &super::Branch) -> engine::ctx::TmBranchInfo {
         flags: b.flags,
         socket: b.socket.clone(),
         // The last code, provisional or final, received or made up (OpenSIPS
-        // `last_received`).
-        last_received: b.status.unwrap_or(b.last_1xx),
+        // `last_received`); a provisional one once the onreply routes kept it, a final one
+        // once they ran.
+        last_received: match b.status {
+            Some(code) if !b.final_in_routes => code,
+            _ => b.last_1xx,
+        },
         phony: false,
         attrs: b.attrs.clone(),
     }

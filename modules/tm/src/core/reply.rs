@@ -13,10 +13,11 @@ use super::*;
 enum Noted {
     /// Nothing more to do: a reply to our CANCEL, or one after the branch's final reply.
     Done,
-    /// A new reply on the branch. `restart_fr`: a provisional one that restarts the INVITE
-    /// branch's final-response timer with `fr_inv_timeout` once the onreply routes ran (they
-    /// may change it, `$T_fr_inv_timeout`, as in OpenSIPS).
-    New { restart_fr: bool },
+    /// The branch's final reply, recorded (and a negative one ACKed).
+    Final,
+    /// A provisional reply on a pending branch: only its retransmissions stopped; the rest
+    /// waits for the onreply routes, which may drop it (`accept_provisional`).
+    Provisional,
 }
 
 impl Tm {
@@ -43,12 +44,29 @@ impl Tm {
             return false;
         };
         engine::stat!("tm", "received_replies").inc();
-        let restart_fr = match self.note_branch_reply(&cell, n, reply, code, now) {
-            Noted::Done => return true,
-            Noted::New { restart_fr } => restart_fr,
-        };
-        let (ctx, dropped) = self.run_reply_routes(&cell, n, reply, code, reply_ctx, runner);
-        if restart_fr && !dropped {
+        // The unnamed onreply_route runs first, for every reply, before tm looks at it
+        // (OpenSIPS `receive_msg`, then `forward_reply`): a provisional reply it drops is not
+        // seen by the transaction at all (no branch state, no timer, no pending CANCEL sent).
+        let (ctx, dropped) = self.run_reply_routes(&cell, n, reply, code, reply_ctx, runner, true);
+        if dropped && code < 200 {
+            engine::stat!("core", "drop_replies").inc();
+            return true;
+        }
+        if let Noted::Done = self.note_branch_reply(&cell, n, reply, code, now) {
+            return true;
+        }
+        let (ctx, dropped) = self.run_reply_routes(&cell, n, reply, code, ctx, runner, false);
+        if code >= 200
+            && let Some(b) = cell.lock().branches.get_mut(n)
+        {
+            b.final_in_routes = false;
+        }
+        // A provisional reply the routes kept is the branch's now (OpenSIPS
+        // `process_reply_and_timer`, after the routes): it restarts the INVITE branch's
+        // final-response timer with `fr_inv_timeout` as the routes left it
+        // (`$T_fr_inv_timeout`); one they dropped left no trace but its stopped
+        // retransmissions.
+        if code < 200 && !dropped && self.accept_provisional(&cell, n, code, now) {
             self.restart_fr_inv(&cell, n, now);
         }
         if code == 100 {
@@ -136,8 +154,11 @@ impl Tm {
                 b.cancel_msg = None;
                 return Noted::Done;
             }
-            // Any reply counts, even one after the branch ended (`t_local_replied`).
-            b.received = true;
+            // Any reply counts, even one after the branch ended (`t_local_replied`); a
+            // provisional one on a pending branch once the onreply routes kept it.
+            if code >= 200 || b.is_final() {
+                b.received = true;
+            }
             if b.is_final() {
                 // A retransmitted final reply: re-ACK a negative one, relay a 2xx again (ACK
                 // it when we sent the INVITE, even after a local 408, as OpenSIPS does).
@@ -159,8 +180,9 @@ impl Tm {
                 Noted::Done
             } else {
                 b.retrans = None;
-                let restart_fr = if code < 200 {
-                    self.note_provisional(b, cell.id, code, invite, now, &mut sends)
+                if code < 200 {
+                    // The rest waits for the onreply routes (`accept_provisional`).
+                    Noted::Provisional
                 } else {
                     b.status = Some(code);
                     b.reason = reply.reason_phrase().unwrap_or("").to_owned();
@@ -174,16 +196,42 @@ impl Tm {
                         // `reply_received`: `is_local(t) && !no_autoack(t)`).
                         sends.extend(ack_for_2xx(&b.sent, reply));
                     }
+                    b.final_in_routes = true;
                     tx.last_final = Some(n);
-                    false
-                };
-                Noted::New { restart_fr }
+                    Noted::Final
+                }
             }
         };
         for s in sends {
             self.host.send(s, None);
         }
         noted
+    }
+
+    /// A provisional reply on branch `n` the onreply routes kept; whether it restarts the
+    /// INVITE branch's final-response timer.
+    fn accept_provisional(&self, cell: &TxCell, n: usize, code: u16, now: Instant) -> bool {
+        let mut sends = Vec::new();
+        let restart_fr = {
+            let mut tx = cell.lock();
+            let invite = tx.invite;
+            match tx.branches.get_mut(n) {
+                // A route may have ended the branch meanwhile (`t_cancel_branch`, a reply).
+                Some(b) if !b.is_final() => {
+                    b.received = true;
+                    self.note_provisional(b, cell.id, code, invite, now, &mut sends)
+                }
+                Some(b) => {
+                    b.received = true;
+                    false
+                }
+                None => false,
+            }
+        };
+        for s in sends {
+            self.host.send(s, None);
+        }
+        restart_fr
     }
 
     /// A provisional reply on a pending branch; whether it restarts an INVITE branch's
@@ -238,6 +286,7 @@ impl Tm {
     /// They see the transaction's flags, the branch's flags and `$bavp`s, and with
     /// `onreply_avp_mode=1` its AVPs; what they change of those stays with the transaction.
     /// Gives the context they ran over, and whether the reply was dropped.
+    #[allow(clippy::too_many_arguments)]
     fn run_reply_routes(
         &self,
         cell: &Arc<TxCell>,
@@ -246,6 +295,7 @@ impl Tm {
         code: u16,
         reply_ctx: MsgCtx,
         runner: &mut dyn Runner,
+        main: bool,
     ) -> (MsgCtx, bool) {
         let mut ctx = reply_ctx;
         ctx.tx = Some(cell.clone() as Arc<dyn engine::ctx::Transaction>);
@@ -256,17 +306,20 @@ impl Tm {
             branch: n,
             local: false,
         });
-        let routes: Vec<usize> = {
+        let routes: Vec<usize> = if main {
+            runner.reply_route().into_iter().collect()
+        } else {
             let tx = cell.lock();
+            // The routes the transaction armed belong to the script it started in (a reload
+            // since may have renumbered the routes); the unnamed one is the running script's.
+            if tx.request.script.is_some() {
+                ctx.script = tx.request.script.clone();
+            }
             let branch = tx.branches.get(n);
-            [
-                self.reply_route,
-                branch.and_then(|b| b.on_reply),
-                tx.on_reply,
-            ]
-            .into_iter()
-            .flatten()
-            .collect()
+            [branch.and_then(|b| b.on_reply), tx.on_reply]
+                .into_iter()
+                .flatten()
+                .collect()
         };
         if routes.is_empty() {
             return (ctx, false);

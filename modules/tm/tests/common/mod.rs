@@ -49,7 +49,7 @@ fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
         let host = Arc::new(Recorder::default());
-        let tm = tm::install(Tm::new(Params::default(), host.clone(), None));
+        let tm = tm::install(Tm::new(Params::default(), host.clone()));
         Shared {
             tm,
             host,
@@ -89,8 +89,17 @@ struct Routes<'a> {
 }
 
 impl Runner for Routes<'_> {
+    fn reply_route(&self) -> Option<usize> {
+        self.script.reply_route()
+    }
+
+    /// As the server runs them: with the script the context names (a transaction's routes
+    /// belong to the script it started in), else the running one.
     fn run(&mut self, route: usize, ctx: &mut MsgCtx) -> Outcome {
-        self.script
+        let script = ctx.script.clone();
+        script
+            .as_deref()
+            .unwrap_or(self.script)
             .run_index(route, self.worker, ctx, self.log)
             .unwrap()
     }
@@ -142,6 +151,12 @@ impl Harness {
             worker: Worker::default(),
             log: MemoryLog::default(),
         }
+    }
+
+    /// `core:reload_routes`: `body` compiled becomes the running script (transactions keep
+    /// the one they started in).
+    pub fn reload(&mut self, body: &str) {
+        self.script = Arc::new(compile(body).unwrap_or_else(|e| panic!("{e}")));
     }
 
     /// A request from the caller, as the transport hands it over.
