@@ -31,6 +31,8 @@ fn available() -> engine::Available {
             &maxfwd::MODULE,
             &acc::MODULE,
             &textops::MODULE,
+            &registrar::USRLOC,
+            &registrar::REGISTRAR,
             &engine::cachedb::CACHEDB_LOCAL,
             &mi::HTTPD,
             &mi::MI_HTTP,
@@ -187,6 +189,10 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("tls_mgm") {
         mi::tls_commands(&mut commands, &state);
+    }
+    if script.loads("usrloc") {
+        let scripts = std::sync::Arc::clone(&scripts);
+        registrar::mi::commands(&mut commands, std::sync::Arc::new(move || scripts.load()));
     }
     mi::httpd_commands(&mut commands, &script);
     mi::evi_commands(&mut commands, std::sync::Arc::clone(&scripts));

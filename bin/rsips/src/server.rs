@@ -323,6 +323,7 @@ impl Server {
         if script.loads("tm") {
             tm::register_stats();
         }
+        registrar::start(&script);
         // The transaction table, its transport and its timer thread.
         let tm = tm::install(tm::Tm::new(
             tm::params(&script),

@@ -215,6 +215,9 @@ pub enum ParamType {
     Str,
     /// Accepts either (OpenSIPS registers both types for a few parameters).
     Any,
+    /// A string the module checks when the script loads (an unusable value is an error at
+    /// its `modparam` line).
+    CheckedStr(&'static ParamCheck),
 }
 
 /// A module as the engine sees it.

@@ -33,7 +33,8 @@ impl MiError {
         self
     }
 
-    fn invalid_params(data: &str) -> MiError {
+    /// JSON-RPC -32602, with what is wrong.
+    pub fn invalid_params(data: &str) -> MiError {
         MiError::new(-32602, "Invalid params").with_data(data)
     }
 }

@@ -72,6 +72,18 @@ fn signaling_reply(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     send_reply(f, args)
 }
 
+/// signaling's reply for a module that answers a request itself (registrar's `save`): through
+/// the transaction when there is one, else statelessly, with `headers` (`Name: value` lines)
+/// added to that reply only.
+pub fn reply_with(f: &mut FnCtx<'_>, code: u16, reason: &str, headers: Vec<String>) -> i64 {
+    let kept = f.msg.reply_headers.len();
+    f.msg.reply_headers.extend(headers);
+    let args = [Value::Int(i64::from(code)), Value::from(reason)];
+    let r = signaling_reply(f, &args);
+    f.msg.reply_headers.truncate(kept);
+    r
+}
+
 /// Registers sl's statistics (so they are listed before first use).
 pub fn register_stats() {
     for name in [

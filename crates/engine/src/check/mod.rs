@@ -313,6 +313,21 @@ impl<'a> Checker<'a> {
                     }
                     self.diags.push(d);
                 }
+                Some((_, crate::module::ParamType::CheckedStr(c))) => {
+                    let found = match &value.node {
+                        ParamValue::Str(text) => (c.check)(text).err(),
+                        ParamValue::Int(_) => Some(format!("it takes a string ({})", c.what)),
+                    };
+                    if let Some(why) = found {
+                        self.diags.push(
+                            Diagnostic::error(
+                                format!("bad `{}` for module `{}`: {why}", param.node, m.name),
+                                value.span,
+                            )
+                            .with_label("not usable here"),
+                        );
+                    }
+                }
                 Some((_, ty)) => {
                     let ok = matches!(
                         (ty, &value.node),

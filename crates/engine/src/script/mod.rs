@@ -796,6 +796,15 @@ impl Script {
         self.names.flags.get(name).copied()
     }
 
+    /// The name of flag bit `bit`, if the script named one (MI `Cflags`).
+    pub fn flag_name(&self, bit: u32) -> Option<&str> {
+        self.names
+            .flags
+            .iter()
+            .find(|(_, b)| **b == bit)
+            .map(|(n, _)| n.as_str())
+    }
+
     /// `mhomed` (read once at load).
     pub fn mhomed(&self) -> bool {
         self.mhomed

@@ -1,0 +1,221 @@
+//! `lookup`, `is_registered`, `is_contact_registered` and `remove`: reading the location table
+//! from the script.
+
+use engine::ctx::MsgBranch;
+use engine::{FnCtx, Value};
+
+use crate::Settings;
+use crate::save::aor_of;
+use crate::usrloc::{self, Contact};
+
+/// `lookup()` found and set the target.
+const FOUND: i64 = 1;
+/// No live contact for the AOR.
+const NOT_FOUND: i64 = -1;
+/// Live contacts, none taking the request's method (`method-filtering`).
+const METHOD_UNSUPPORTED: i64 = -2;
+/// The request or the AOR could not be read.
+const ERROR: i64 = -3;
+
+/// The lookup() flags that change what rsips does.
+#[derive(Debug, Default, Clone, Copy)]
+struct LookupFlags {
+    method_filtering: bool,
+    no_branches: bool,
+}
+
+fn lookup_flags(text: &str) -> LookupFlags {
+    let mut f = LookupFlags::default();
+    for flag in text.split(',').map(str::trim) {
+        match flag.split_once('=').map_or(flag, |(n, _)| n.trim()) {
+            "method-filtering" | "m" => f.method_filtering = true,
+            "no-branches" | "b" => f.no_branches = true,
+            _ => {}
+        }
+    }
+    f
+}
+
+fn text_arg(args: &[Value], i: usize) -> Option<String> {
+    args.get(i)
+        .filter(|v| !matches!(v, Value::Null))
+        .map(|v| v.to_text().into_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// `lookup(domain[, flags[, aor]])`: the R-URI becomes the first live contact of the AOR (the
+/// R-URI's, or `aor`), each other one a branch; their destination is the address the REGISTER
+/// came from when `received_avp` recorded it; their flags and send socket as registered.
+pub fn lookup(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let table = text_arg(args, 0).unwrap_or_default();
+    let flags = lookup_flags(&text_arg(args, 1).unwrap_or_default());
+    if f.msg.msg.call_id().is_err() {
+        return ERROR;
+    }
+    let s = Settings::of(f.script);
+    let uri = match text_arg(args, 2) {
+        Some(u) => u,
+        None => match f.msg.ruri() {
+            Some(u) => u.to_owned(),
+            None => return ERROR,
+        },
+    };
+    let Ok(aor) = aor_of(&uri, &s) else {
+        return ERROR;
+    };
+    let now = usrloc::now();
+    let contacts = {
+        let mut tables = usrloc::tables();
+        tables.maybe_sweep(now);
+        tables
+            .get(&table)
+            .map(|t| t.contacts(&aor, now))
+            .unwrap_or_default()
+    };
+    if contacts.is_empty() {
+        return NOT_FOUND;
+    }
+    let method = f.msg.msg.method_str().unwrap_or("");
+    let bit = usrloc::method_bit(method);
+    let chosen: Vec<Contact> = contacts
+        .into_iter()
+        .filter(|c| !flags.method_filtering || c.methods & bit != 0)
+        .collect();
+    let Some((first, rest)) = chosen.split_first() else {
+        return METHOD_UNSUPPORTED;
+    };
+    f.msg.new_ruri = Some(first.uri.clone());
+    if let Some(r) = &first.received {
+        f.msg.dst_uri = Some(r.clone());
+    }
+    f.msg.ruri_q = first.q;
+    f.msg.branch_flags |= first.cflags;
+    if let Some(sock) = &first.socket {
+        f.msg.send_socket = Some(sock.clone());
+    }
+    if !flags.no_branches {
+        for c in rest {
+            f.msg.branches.push(MsgBranch {
+                uri: c.uri.clone(),
+                dst_uri: c.received.clone(),
+                q: c.q,
+                flags: c.cflags,
+                attrs: Default::default(),
+                socket: c.socket.clone(),
+            });
+        }
+    }
+    FOUND
+}
+
+/// The AOR a check is about: `aor` when given, else the From URI (the To URI of a REGISTER).
+fn checked_aor(f: &FnCtx<'_>, aor: Option<String>, s: &Settings) -> Option<String> {
+    let uri = match aor {
+        Some(a) => a,
+        None => {
+            let msg = &f.msg.msg;
+            let h = if msg.method() == Some(sip::Method::Register) {
+                msg.to_header()
+            } else {
+                msg.from_header()
+            };
+            h.ok()?.uri().as_str().to_owned()
+        }
+    };
+    aor_of(&uri, s).ok()
+}
+
+/// `is_registered(domain[, aor])`: 1 when the AOR has a live contact, else -1.
+pub fn is_registered(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let table = text_arg(args, 0).unwrap_or_default();
+    let s = Settings::of(f.script);
+    let Some(aor) = checked_aor(f, text_arg(args, 1), &s) else {
+        return -1;
+    };
+    let now = usrloc::now();
+    let live = usrloc::tables()
+        .get(&table)
+        .is_some_and(|t| !t.contacts(&aor, now).is_empty());
+    if live { 1 } else { -1 }
+}
+
+/// `is_contact_registered(domain[, aor[, contact[, callid]]])`: 1 when the AOR has a binding
+/// with that contact URI and/or Call-ID (exact match; without either, the request's first
+/// Contact that does not unregister), else -1.
+pub fn is_contact_registered(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let table = text_arg(args, 0).unwrap_or_default();
+    let s = Settings::of(f.script);
+    let Some(aor) = checked_aor(f, text_arg(args, 1), &s) else {
+        return -1;
+    };
+    let mut contact = text_arg(args, 2);
+    let callid = text_arg(args, 3);
+    if contact.is_none() && callid.is_none() {
+        let expires_hf = f.msg.msg.expires().ok().flatten();
+        contact = match f.msg.msg.contacts() {
+            Ok(sip::headers::Contacts::List(list)) => list
+                .into_iter()
+                .find(|c| {
+                    let e = c
+                        .param("expires")
+                        .flatten()
+                        .and_then(|v| v.trim().parse::<u32>().ok())
+                        .or(expires_hf);
+                    e != Some(0)
+                })
+                .map(|c| c.uri().as_str().to_owned()),
+            _ => None,
+        };
+        if contact.is_none() {
+            return -1;
+        }
+    }
+    let tables = usrloc::tables();
+    let found = tables
+        .get(&table)
+        .and_then(|t| t.all_contacts(&aor))
+        .is_some_and(|list| {
+            list.iter().any(|c| {
+                contact.as_ref().is_none_or(|u| *u == c.uri)
+                    && callid.as_ref().is_none_or(|id| *id == c.callid)
+            })
+        });
+    if found { 1 } else { -1 }
+}
+
+/// `remove(domain, aor[, contact[, next_hop[, sip_instance[, bflag]]]])`: the AOR's bindings
+/// (those with that exact contact URI, or all) leave the table; 1, or -1 for an AOR that does
+/// not read.
+pub fn remove(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let table = text_arg(args, 0).unwrap_or_default();
+    let s = Settings::of(f.script);
+    let Some(aor) = text_arg(args, 1).and_then(|a| aor_of(&a, &s).ok()) else {
+        return -1;
+    };
+    let contact = text_arg(args, 2);
+    let instance = text_arg(args, 4);
+    let mut tables = usrloc::tables();
+    let Some(t) = tables.get_mut(&table) else {
+        return 1;
+    };
+    if contact.is_none() && instance.is_none() {
+        t.remove_aor(&aor);
+        return 1;
+    }
+    let doomed: Vec<Contact> = t
+        .all_contacts(&aor)
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| {
+            contact.as_ref().is_none_or(|u| *u == c.uri)
+                && instance
+                    .as_ref()
+                    .is_none_or(|i| c.instance.as_ref() == Some(i))
+        })
+        .cloned()
+        .collect();
+    for c in doomed {
+        t.remove_contact(&aor, &c.uri, Some(&c.callid));
+    }
+    1
+}
