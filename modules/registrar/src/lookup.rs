@@ -36,7 +36,8 @@ fn lookup_flags(text: &str) -> LookupFlags {
     f
 }
 
-fn text_arg(args: &[Value], i: usize) -> Option<String> {
+/// Argument `i` as text; `None` when it was not given (or is empty).
+pub(crate) fn text_arg(args: &[Value], i: usize) -> Option<String> {
     args.get(i)
         .filter(|v| !matches!(v, Value::Null))
         .map(|v| v.to_text().into_owned())

@@ -361,11 +361,8 @@ fn read_register(
 /// `save(domain[, flags[, aor]])`: 1 once the 200 went out, -2 when the REGISTER was refused
 /// (and answered), -1 when the reply could not be sent.
 pub fn save(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let table = args
-        .first()
-        .map(|v| v.to_text().into_owned())
-        .unwrap_or_default();
-    let flags = match args.get(1).map(|v| v.to_text().into_owned()) {
+    let table = crate::lookup::text_arg(args, 0).unwrap_or_default();
+    let flags = match crate::lookup::text_arg(args, 1) {
         Some(text) => match SaveFlags::parse(&text) {
             Ok(flags) => flags,
             Err(e) => {
@@ -375,10 +372,7 @@ pub fn save(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         },
         None => SaveFlags::default(),
     };
-    let aor_uri = args
-        .get(2)
-        .map(|v| v.to_text().into_owned())
-        .filter(|a| !a.is_empty());
+    let aor_uri = crate::lookup::text_arg(args, 2);
     let s = Settings::of(f.script);
     let now = usrloc::now();
     let outcome = read_register(f, &s, &flags, aor_uri.as_deref(), now)
@@ -564,5 +558,58 @@ mod tests {
         assert!(f.no_reply && f.max_contacts == Some(2) && f.min_expires == Some(30));
         assert!(SaveFlags::parse("bogus").is_err());
         assert!(SaveFlags::parse("max-contacts=x").is_err());
+    }
+}
+
+#[cfg(test)]
+mod aor_tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            use_domain: true,
+            match_callid: false,
+            desc_time_order: false,
+            nat_bflag: None,
+            default_expires: 3600,
+            min_expires: 60,
+            max_expires: 0,
+            default_q: -1,
+            case_sensitive: true,
+            realm_prefix: String::new(),
+            max_contacts: 0,
+            max_username_len: 64,
+            max_domain_len: 64,
+            max_aor_len: 256,
+            max_contact_len: 255,
+            allow_dup_cseq: true,
+            retry_after: 0,
+            received_avp: None,
+            received_param: "received".into(),
+        }
+    }
+
+    #[test]
+    fn aors_are_user_at_lowercased_domain() {
+        let s = settings();
+        assert_eq!(
+            aor_of("sip:alice@127.0.0.1", &s),
+            Ok("alice@127.0.0.1".into())
+        );
+        assert_eq!(
+            aor_of("sip:Al%69ce@EXAMPLE.com:5070;transport=tcp", &s),
+            Ok("Alice@example.com".into())
+        );
+        assert_eq!(aor_of("sip:example.com", &s), Ok("example.com".into()));
+        assert_eq!(aor_of("sip:a%0a@h", &s), Err(Refusal::Unescape));
+        let long = format!("sip:{}@h", "u".repeat(65));
+        assert_eq!(aor_of(&long, &s), Err(Refusal::AorLength));
+        let s = Settings {
+            use_domain: false,
+            case_sensitive: false,
+            ..settings()
+        };
+        assert_eq!(aor_of("sip:Bob@Example.com", &s), Ok("bob".into()));
+        assert_eq!(aor_of("sip:example.com", &s), Err(Refusal::AorParse));
     }
 }

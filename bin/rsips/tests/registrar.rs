@@ -1,0 +1,506 @@
+//! The stock OpenSIPS 4.0 `opensips.cfg` (the residential script: usrloc, registrar, tm, rr,
+//! acc) run by rsips end to end, changed only where the test must (its socket's port, the FIFO
+//! path, logging to stderr): registrations with OpenSIPS' 200 OK, calls to what registered
+//! (forked to every contact, q first), 404 for the rest, unregistering, the refusals, and the
+//! location table through the real `opensips-cli`.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Kill;
+
+struct Server {
+    child: Kill,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Server {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default()
+    }
+}
+
+/// rsips on the stock opensips.cfg.
+fn start() -> Server {
+    let port = common::free_port();
+    let dir = std::env::temp_dir().join(format!("rsips-registrar-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stock = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/reference/opensips-configs/4.0/opensips.cfg"),
+    )
+    .unwrap();
+    let fifo = dir.join("opensips_fifo");
+    let cfg = stock
+        .replace(
+            "socket=udp:127.0.0.1:5060",
+            &format!("socket=udp:127.0.0.1:{port}"),
+        )
+        .replace("/run/opensips/opensips_fifo", fifo.to_str().unwrap())
+        .replace("stderror_enabled=no", "stderror_enabled=yes")
+        .replace("syslog_enabled=yes", "syslog_enabled=no");
+    assert_ne!(cfg, stock);
+    std::fs::write(dir.join("opensips.cfg"), cfg).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-F")
+        .arg("-f")
+        .arg(dir.join("opensips.cfg"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("rsips.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut server = Server {
+        child: Kill(child),
+        dir,
+        port,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline
+        && !(server.log().contains("listening on udp:") && fifo.exists())
+    {
+        if let Ok(Some(status)) = server.child.0.try_wait() {
+            panic!("rsips exited ({status}):\n{}", server.log());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(fifo.exists(), "{}", server.log());
+    server
+}
+
+/// A UDP endpoint of the test (a phone).
+struct Phone {
+    sock: UdpSocket,
+    port: u16,
+}
+
+fn phone() -> Phone {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let port = sock.local_addr().unwrap().port();
+    Phone { sock, port }
+}
+
+impl Phone {
+    fn send(&self, server: &Server, text: &str) {
+        self.sock
+            .send_to(text.as_bytes(), ("127.0.0.1", server.port))
+            .unwrap();
+    }
+
+    /// The next message whose first line starts with `start`, within 5 s.
+    fn recv(&self, start: &str, server: &Server) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut buf = [0u8; 65535];
+        while Instant::now() < deadline {
+            if let Ok((n, _)) = self.sock.recv_from(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if m.starts_with(start) {
+                    return m;
+                }
+            }
+        }
+        panic!(
+            "nothing starting with {start:?} within 5 s; server log:\n{}",
+            server.log()
+        );
+    }
+}
+
+/// A REGISTER for `user` from `phone` (its Contact names the phone), with extra header lines.
+fn register(
+    server: &Server,
+    phone: &Phone,
+    user: &str,
+    call: &str,
+    cseq: u32,
+    contact: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "REGISTER sip:127.0.0.1:{sp} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{pp};branch=z9hG4bK-{call}-{cseq}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{user}@127.0.0.1>;tag=r{cseq}\r\n\
+         To: <sip:{user}@127.0.0.1>\r\n\
+         Call-ID: {call}\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: {contact}\r\n\
+         {extra}Content-Length: 0\r\n\r\n",
+        sp = server.port,
+        pp = phone.port
+    )
+}
+
+fn invite(server: &Server, caller: &Phone, callee: &str, call: &str) -> String {
+    format!(
+        "INVITE sip:{callee}@127.0.0.1:{sp} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{cp};branch=z9hG4bK-{call}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:carol@127.0.0.1>;tag=c1\r\n\
+         To: <sip:{callee}@127.0.0.1>\r\n\
+         Call-ID: {call}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:carol@127.0.0.1:{cp}>\r\n\
+         Content-Length: 0\r\n\r\n",
+        sp = server.port,
+        cp = caller.port
+    )
+}
+
+fn header<'a>(m: &'a str, name: &str) -> Option<&'a str> {
+    m.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// A reply to `req` (as the phone got it), with a To tag.
+fn answer(req: &str, code: u16, reason: &str) -> String {
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for l in req.lines().skip(1) {
+        let name = l
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match name.as_str() {
+            "via" | "from" | "call-id" | "cseq" | "record-route" => {
+                out.push_str(l);
+                out.push_str("\r\n");
+            }
+            "to" => {
+                out.push_str(l);
+                out.push_str(";tag=callee\r\n");
+            }
+            _ => {}
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+#[test]
+fn registered_contacts_get_the_calls_and_unregistering_ends_that() {
+    let server = start();
+    let (desk, mobile, caller) = (phone(), phone(), phone());
+    let desk_uri = format!("sip:alice@127.0.0.1:{}", desk.port);
+    let mobile_uri = format!("sip:alice@127.0.0.1:{}", mobile.port);
+
+    desk.send(
+        &server,
+        &register(
+            &server,
+            &desk,
+            "alice",
+            "reg-desk",
+            1,
+            &format!("<{desk_uri}>"),
+            "Expires: 300\r\n",
+        ),
+    );
+    let ok = desk.recv("SIP/2.0 ", &server);
+    assert!(ok.starts_with("SIP/2.0 200 OK\r\n"), "{ok}");
+    assert_eq!(
+        header(&ok, "Contact"),
+        Some(format!("<{desk_uri}>;expires=300").as_str()),
+        "{ok}"
+    );
+    assert!(header(&ok, "To").unwrap().contains(";tag="), "{ok}");
+
+    // A second device with a q: the 200 lists every binding, the higher q first.
+    mobile.send(
+        &server,
+        &register(
+            &server,
+            &mobile,
+            "alice",
+            "reg-mobile",
+            7,
+            &format!("<{mobile_uri}>;q=0.5;expires=120"),
+            "",
+        ),
+    );
+    let ok = mobile.recv("SIP/2.0 ", &server);
+    assert!(ok.starts_with("SIP/2.0 200 OK\r\n"), "{ok}");
+    let contact = header(&ok, "Contact").unwrap();
+    assert!(
+        contact.starts_with(&format!("<{mobile_uri}>;q=0.5;expires=12"))
+            && contact.contains(&format!(", <{desk_uri}>;expires=")),
+        "{contact}"
+    );
+
+    // A call to alice rings both (the R-URI is each contact), record-routed; the desk
+    // answers, the mobile is cancelled.
+    caller.send(&server, &invite(&server, &caller, "alice", "call-1"));
+    let at_desk = desk.recv("INVITE ", &server);
+    let at_mobile = mobile.recv("INVITE ", &server);
+    assert!(
+        at_desk.starts_with(&format!("INVITE {desk_uri} SIP/2.0")),
+        "{at_desk}"
+    );
+    assert!(
+        at_mobile.starts_with(&format!("INVITE {mobile_uri} SIP/2.0")),
+        "{at_mobile}"
+    );
+    assert!(header(&at_desk, "Record-Route").is_some(), "{at_desk}");
+    // The mobile rings (a branch is cancelled once it answered provisionally).
+    mobile
+        .sock
+        .send_to(
+            answer(&at_mobile, 180, "Ringing").as_bytes(),
+            ("127.0.0.1", server.port),
+        )
+        .unwrap();
+    caller.recv("SIP/2.0 180", &server);
+    desk.sock
+        .send_to(
+            answer(&at_desk, 200, "OK").as_bytes(),
+            ("127.0.0.1", server.port),
+        )
+        .unwrap();
+    let ok = caller.recv("SIP/2.0 200", &server);
+    assert_eq!(header(&ok, "Call-ID"), Some("call-1"));
+    let cancel = mobile.recv("CANCEL ", &server);
+    assert!(
+        cancel.starts_with(&format!("CANCEL {mobile_uri} SIP/2.0")),
+        "{cancel}"
+    );
+
+    // Nobody registered as bob.
+    caller.send(&server, &invite(&server, &caller, "bob", "call-2"));
+    let nf = caller.recv("SIP/2.0 4", &server);
+    assert!(nf.starts_with("SIP/2.0 404 Not Found\r\n"), "{nf}");
+
+    // The desk unregisters (Expires: 0): the 200 lists what is left.
+    desk.send(
+        &server,
+        &register(
+            &server,
+            &desk,
+            "alice",
+            "reg-desk",
+            2,
+            &format!("<{desk_uri}>"),
+            "Expires: 0\r\n",
+        ),
+    );
+    let ok = desk.recv("SIP/2.0 ", &server);
+    let contact = header(&ok, "Contact").unwrap();
+    assert!(
+        contact.starts_with(&format!("<{mobile_uri}>;q=0.5;expires=")) && !contact.contains(','),
+        "{ok}"
+    );
+
+    // `Contact: *` with Expires 0 removes the rest: no Contact in the 200, and calls to
+    // alice now get the 404.
+    mobile.send(
+        &server,
+        &register(
+            &server,
+            &mobile,
+            "alice",
+            "reg-mobile",
+            8,
+            "*",
+            "Expires: 0\r\n",
+        ),
+    );
+    let ok = mobile.recv("SIP/2.0 ", &server);
+    assert!(ok.starts_with("SIP/2.0 200 OK\r\n"), "{ok}");
+    assert_eq!(header(&ok, "Contact"), None, "{ok}");
+    caller.send(&server, &invite(&server, &caller, "alice", "call-3"));
+    let nf = caller.recv("SIP/2.0 4", &server);
+    assert!(nf.starts_with("SIP/2.0 404 Not Found\r\n"), "{nf}");
+}
+
+#[test]
+fn refused_registrations_say_why() {
+    let server = start();
+    let p = phone();
+    let uri = format!("sip:dave@127.0.0.1:{}", p.port);
+    for (cseq, contact, extra, want) in [
+        (
+            1,
+            "*",
+            "Expires: 300\r\n",
+            "* used in contact and expires is not zero",
+        ),
+        (2, "<sip:x@h>;q=1.5", "", "Invalid q param in contact"),
+        (3, "<sip:x@h>", "Expires: soon\r\n", "Expires parse error"),
+    ] {
+        p.send(
+            &server,
+            &register(&server, &p, "dave", "bad", cseq, contact, extra),
+        );
+        let r = p.recv("SIP/2.0 ", &server);
+        assert!(r.starts_with("SIP/2.0 400 Bad Request\r\n"), "{r}");
+        assert_eq!(header(&r, "P-Registrar-Error"), Some(want), "{r}");
+    }
+    // An older CSeq of the same call cannot rewrite a binding.
+    p.send(
+        &server,
+        &register(&server, &p, "dave", "seq", 10, &format!("<{uri}>"), ""),
+    );
+    assert!(p.recv("SIP/2.0 ", &server).starts_with("SIP/2.0 200 OK"));
+    p.send(
+        &server,
+        &register(&server, &p, "dave", "seq", 5, &format!("<{uri}>"), ""),
+    );
+    let r = p.recv("SIP/2.0 ", &server);
+    assert!(r.starts_with("SIP/2.0 400 Bad Request\r\n"), "{r}");
+    assert_eq!(header(&r, "P-Registrar-Error"), Some("Invalid CSeq number"));
+    assert!(
+        header(&r, "Contact").is_some_and(|c| c.starts_with(&format!("<{uri}>;expires="))),
+        "the refusal lists the bindings as they stand: {r}"
+    );
+    // A REGISTER without Contact asks for the bindings.
+    p.send(
+        &server,
+        &register(&server, &p, "dave", "query", 1, "<x>", "").replace("Contact: <x>\r\n", ""),
+    );
+    let r = p.recv("SIP/2.0 ", &server);
+    assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+    assert!(header(&r, "Contact").is_some_and(|c| c.starts_with(&format!("<{uri}>"))));
+    // The server still serves.
+    assert!(server.log().contains("listening on udp:"));
+}
+
+/// `opensips-cli -x mi …` over the stock config's FIFO.
+fn cli(server: &Server, args: &[&str]) -> (bool, String) {
+    let mut c = Command::new("opensips-cli");
+    c.arg("-o")
+        .arg("communication_type=fifo")
+        .arg("-o")
+        .arg(format!(
+            "fifo_file={}",
+            server.dir.join("opensips_fifo").display()
+        ))
+        // The stock config leaves mi_fifo's reply_dir at /tmp/, opensips-cli's default too.
+        .arg("-x")
+        .arg("mi")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c
+        .spawn()
+        .expect("opensips-cli is installed (.ci/run installs it)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn the_location_table_through_opensips_cli() {
+    let server = start();
+    let p = phone();
+    let uri = format!("sip:erin@127.0.0.1:{}", p.port);
+    p.send(
+        &server,
+        &register(
+            &server,
+            &p,
+            "erin",
+            "mi-reg",
+            3,
+            &format!("<{uri}>;q=0.25"),
+            "Expires: 600\r\nUser-Agent: TestPhone/1.0\r\nAllow: INVITE, ACK, BYE\r\n",
+        ),
+    );
+    assert!(p.recv("SIP/2.0 ", &server).starts_with("SIP/2.0 200 OK"));
+
+    let (ok, out) = cli(&server, &["ul_show_contact", "location", "erin@127.0.0.1"]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["AOR"], "erin@127.0.0.1", "{out}");
+    let c = &v["Contacts"][0];
+    assert_eq!(c["Contact"], uri.as_str(), "{out}");
+    assert_eq!(c["Q"], "0.25");
+    assert_eq!(c["Callid"], "mi-reg");
+    assert_eq!(c["Cseq"], 3);
+    assert_eq!(c["User-agent"], "TestPhone/1.0");
+    assert_eq!(c["Methods"], 1 + 4 + 8, "INVITE, ACK and BYE: {out}");
+    assert_eq!(
+        c["Socket"],
+        format!("udp:127.0.0.1:{}", server.port).as_str()
+    );
+    let left = c["Expires"].as_u64().unwrap();
+    assert!((595..=600).contains(&left), "{out}");
+
+    let (ok, out) = cli(&server, &["usrloc:dump"]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["Domains"][0]["name"], "location", "{out}");
+    assert_eq!(v["Domains"][0]["AORs"][0]["AOR"], "erin@127.0.0.1", "{out}");
+
+    let (ok, out) = cli(&server, &["get_statistics", "usrloc:", "registrar:"]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["usrloc:registered_users"], 1, "{out}");
+    assert_eq!(v["usrloc:location-contacts"], 1, "{out}");
+    assert_eq!(v["registrar:accepted_regs"], 1, "{out}");
+    assert_eq!(v["registrar:default_expire"], 3600, "{out}");
+
+    // Errors come back as OpenSIPS words them.
+    let (ok, out) = cli(
+        &server,
+        &["ul_show_contact", "location", "nobody@127.0.0.1"],
+    );
+    assert!(!ok && out.contains("AOR not found"), "{out}");
+    let (ok, out) = cli(&server, &["ul_show_contact", "location", "erin"]);
+    assert!(!ok && out.contains("Domain missing in AOR"), "{out}");
+    let (ok, out) = cli(&server, &["ul_show_contact", "nowhere", "erin@127.0.0.1"]);
+    assert!(!ok && out.contains("Table not found"), "{out}");
+
+    // ul_rm takes the AOR away: calls to erin are answered 404 from then on.
+    let (ok, out) = cli(&server, &["ul_rm", "location", "erin@127.0.0.1"]);
+    assert!(ok, "{out}");
+    let caller = phone();
+    caller.send(&server, &invite(&server, &caller, "erin", "after-rm"));
+    assert!(
+        caller
+            .recv("SIP/2.0 4", &server)
+            .starts_with("SIP/2.0 404 Not Found")
+    );
+
+    // ul_add puts one back, and the next call goes to it.
+    let (ok, out) = cli(
+        &server,
+        &[
+            "ul_add",
+            "location",
+            "erin@127.0.0.1",
+            &uri,
+            "0",
+            "1",
+            "0",
+            "0",
+            "4294967295",
+        ],
+    );
+    assert!(ok, "{out}");
+    caller.send(&server, &invite(&server, &caller, "erin", "after-add"));
+    let inv = p.recv("INVITE ", &server);
+    assert!(inv.starts_with(&format!("INVITE {uri} SIP/2.0")), "{inv}");
+    let (ok, out) = cli(&server, &["ul_show_contact", "location", "erin@127.0.0.1"]);
+    assert!(ok && out.contains("\"permanent\""), "{out}");
+}
