@@ -29,25 +29,35 @@ impl Server {
 
 /// rsips on the stock opensips.cfg.
 fn start() -> Server {
-    let port = common::free_port();
-    let dir = std::env::temp_dir().join(format!("rsips-registrar-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let stock = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../../shared/reference/opensips-configs/4.0/opensips.cfg"),
     )
     .unwrap();
+    start_on(|port, fifo| {
+        stock
+            .replace(
+                "socket=udp:127.0.0.1:5060",
+                &format!("socket=udp:127.0.0.1:{port}"),
+            )
+            .replace("/run/opensips/opensips_fifo", fifo)
+            .replace("stderror_enabled=no", "stderror_enabled=yes")
+            .replace("syslog_enabled=yes", "syslog_enabled=no")
+    })
+}
+
+/// rsips on the config `cfg` makes for a free port and a FIFO path.
+fn start_on(cfg: impl Fn(u16, &str) -> String) -> Server {
+    let port = common::free_port();
+    let dir = std::env::temp_dir().join(format!("rsips-registrar-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     let fifo = dir.join("opensips_fifo");
-    let cfg = stock
-        .replace(
-            "socket=udp:127.0.0.1:5060",
-            &format!("socket=udp:127.0.0.1:{port}"),
-        )
-        .replace("/run/opensips/opensips_fifo", fifo.to_str().unwrap())
-        .replace("stderror_enabled=no", "stderror_enabled=yes")
-        .replace("syslog_enabled=yes", "syslog_enabled=no");
-    assert_ne!(cfg, stock);
-    std::fs::write(dir.join("opensips.cfg"), cfg).unwrap();
+    let text = cfg(port, fifo.to_str().unwrap());
+    assert!(
+        text.contains(&format!(":{port}")) && text.contains(fifo.to_str().unwrap()),
+        "the test's port and FIFO are in the config"
+    );
+    std::fs::write(dir.join("opensips.cfg"), text).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
         .arg("-F")
         .arg("-f")
@@ -503,4 +513,44 @@ fn the_location_table_through_opensips_cli() {
     assert!(inv.starts_with(&format!("INVITE {uri} SIP/2.0")), "{inv}");
     let (ok, out) = cli(&server, &["ul_show_contact", "location", "erin@127.0.0.1"]);
     assert!(ok && out.contains("\"permanent\""), "{out}");
+}
+
+// The embedded default config (etc/rsips.cfg) registers and routes too.
+#[test]
+fn the_embedded_default_config_is_a_registrar() {
+    let embedded = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etc/rsips.cfg"),
+    )
+    .unwrap();
+    let http = common::free_port();
+    let server = start_on(|port, fifo| {
+        embedded
+            .replace("127.0.0.1:5060", &format!("127.0.0.1:{port}"))
+            .replace("/tmp/rsips_fifo", fifo)
+            .replace(
+                "loadmodule \"httpd.so\"",
+                &format!("loadmodule \"httpd.so\"\nmodparam(\"httpd\", \"port\", {http})"),
+            )
+    });
+    let (p, caller) = (phone(), phone());
+    let uri = format!("sip:frank@127.0.0.1:{}", p.port);
+    p.send(
+        &server,
+        &register(&server, &p, "frank", "emb", 1, &format!("<{uri}>"), ""),
+    );
+    let ok = p.recv("SIP/2.0 ", &server);
+    assert_eq!(
+        header(&ok, "Contact"),
+        Some(format!("<{uri}>;expires=3600").as_str()),
+        "{ok}"
+    );
+    caller.send(&server, &invite(&server, &caller, "frank", "emb-call"));
+    let inv = p.recv("INVITE ", &server);
+    assert!(inv.starts_with(&format!("INVITE {uri} SIP/2.0")), "{inv}");
+    caller.send(&server, &invite(&server, &caller, "grace", "emb-404"));
+    assert!(
+        caller
+            .recv("SIP/2.0 4", &server)
+            .starts_with("SIP/2.0 404 Not Found")
+    );
 }
