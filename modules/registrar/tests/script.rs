@@ -1,0 +1,364 @@
+//! registrar and usrloc driven from a compiled script, as OpenSIPS behaves: the 200's Contact
+//! list, expiry limits, refusals, `lookup` (method filtering, branches in q order, flags,
+//! destination and socket as registered), the checks and `remove`. Each test uses a table of
+//! its own (the location tables are the process's).
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use bytes::Bytes;
+use engine::{Available, MemoryLog, MsgCtx, Receipt, Script, Worker};
+use sip::SipMessage;
+
+fn compile(text: &str) -> Script {
+    let text = format!(
+        "socket=udp:127.0.0.1:5060\nloadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\n\
+         loadmodule \"signaling.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n{text}"
+    );
+    let mut sources = cfg::SourceMap::new();
+    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), text);
+    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+    let available = Available {
+        modules: vec![
+            &sl::SL,
+            &sl::SIGNALING,
+            &registrar::USRLOC,
+            &registrar::REGISTRAR,
+        ],
+        builtin: vec!["proto_udp"],
+        argv: Vec::new(),
+    };
+    Script::compile(&parsed.config, &sources, &available).unwrap_or_else(|d| {
+        panic!(
+            "{}",
+            d.iter().map(|d| d.render(&sources)).collect::<String>()
+        )
+    })
+}
+
+/// Runs the script's main route over `raw` from 192.0.2.10:5070: what it logged (level 2 and
+/// above) and the context after it.
+fn run(script: &Script, raw: &str) -> (Vec<String>, MsgCtx) {
+    let mut ctx = MsgCtx::new(SipMessage::parse(Bytes::from(raw.to_owned())).unwrap())
+        .with_receipt(Receipt {
+            source: "192.0.2.10:5070".parse().unwrap(),
+            proto: "udp",
+            local: "127.0.0.1:5060".parse().unwrap(),
+            conn: None,
+            proxy: None,
+        });
+    let mut log = MemoryLog::default();
+    script
+        .run(&mut Worker::default(), &mut ctx, &mut log)
+        .unwrap();
+    let lines = log
+        .lines
+        .into_iter()
+        .map(|(_, l)| l.trim_end().to_owned())
+        .collect();
+    (lines, ctx)
+}
+
+/// The replies the route sent.
+fn replies(ctx: &MsgCtx) -> Vec<String> {
+    ctx.outbox
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.data).into_owned())
+        .collect()
+}
+
+fn header<'a>(m: &'a str, name: &str) -> Option<&'a str> {
+    m.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn register(user: &str, call: &str, cseq: u32, contact: &str, extra: &str) -> String {
+    format!(
+        "REGISTER sip:example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK-{call}-{cseq}\r\n\
+         From: <sip:{user}@example.com>;tag=f\r\nTo: <sip:{user}@Example.COM>\r\n\
+         Call-ID: {call}\r\nCSeq: {cseq} REGISTER\r\nContact: {contact}\r\n\
+         {extra}Content-Length: 0\r\n\r\n"
+    )
+}
+
+fn request(method: &str, user: &str) -> String {
+    format!(
+        "{method} sip:{user}@example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK-{method}-{user}\r\n\
+         From: <sip:caller@example.com>;tag=c\r\nTo: <sip:{user}@example.com>\r\n\
+         Call-ID: req-{user}\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// The one reply of a save, checked to be one.
+fn saved(script: &Script, raw: &str) -> String {
+    let (_, ctx) = run(script, raw);
+    let r = replies(&ctx);
+    assert_eq!(r.len(), 1, "{r:?}");
+    r[0].clone()
+}
+
+#[test]
+fn expiry_is_raised_to_min_capped_at_max_and_a_contact_parameter_wins() {
+    let s = compile(
+        r#"modparam("registrar", "min_expires", 120)
+modparam("registrar", "max_expires", 600)
+route { save("t_expiry"); }"#,
+    );
+    let r = saved(
+        &s,
+        &register("a", "e1", 1, "<sip:a@192.0.2.1>", "Expires: 10\r\n"),
+    );
+    assert_eq!(
+        header(&r, "Contact"),
+        Some("<sip:a@192.0.2.1>;expires=120"),
+        "{r}"
+    );
+    let r = saved(
+        &s,
+        &register("b", "e2", 1, "<sip:b@192.0.2.1>", "Expires: 3600\r\n"),
+    );
+    assert_eq!(header(&r, "Contact"), Some("<sip:b@192.0.2.1>;expires=600"));
+    let r = saved(
+        &s,
+        &register(
+            "c",
+            "e3",
+            1,
+            "<sip:c@192.0.2.1>;expires=300",
+            "Expires: 3600\r\n",
+        ),
+    );
+    assert_eq!(header(&r, "Contact"), Some("<sip:c@192.0.2.1>;expires=300"));
+    // Neither: default_expires (3600) capped at max_expires.
+    let r = saved(&s, &register("d", "e4", 1, "<sip:d@192.0.2.1>", ""));
+    assert_eq!(header(&r, "Contact"), Some("<sip:d@192.0.2.1>;expires=600"));
+}
+
+#[test]
+fn too_many_contacts_is_503_with_retry_after_unless_forced() {
+    let s = compile(
+        r#"modparam("registrar", "max_contacts", 1)
+modparam("registrar", "retry_after", 30)
+route {
+    if ($hdr(X-Force) != NULL) save("t_max", "force-registration");
+    else save("t_max");
+}"#,
+    );
+    let r = saved(&s, &register("m", "m1", 1, "<sip:m@192.0.2.1>", ""));
+    assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+    let r = saved(&s, &register("m", "m2", 1, "<sip:m@192.0.2.2>", ""));
+    assert!(r.starts_with("SIP/2.0 503 Service Unavailable\r\n"), "{r}");
+    assert_eq!(
+        header(&r, "P-Registrar-Error"),
+        Some("Too many registered contacts")
+    );
+    assert_eq!(header(&r, "Retry-After"), Some("30"));
+    assert_eq!(
+        header(&r, "Contact"),
+        Some("<sip:m@192.0.2.1>;expires=3600"),
+        "the bindings as they stand: {r}"
+    );
+    // A refresh of the one there is not a new binding.
+    let r = saved(&s, &register("m", "m1", 2, "<sip:m@192.0.2.1>", ""));
+    assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+    let r = saved(
+        &s,
+        &register("m", "m2", 2, "<sip:m@192.0.2.2>", "X-Force: 1\r\n"),
+    );
+    assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+    assert_eq!(
+        header(&r, "Contact"),
+        Some("<sip:m@192.0.2.2>;expires=3600")
+    );
+}
+
+#[test]
+fn no_reply_saves_silently_and_the_aor_is_user_at_lowercased_domain() {
+    let s = compile(
+        r#"route {
+    if ($rm == "REGISTER") {
+        save("t_quiet", "no-reply");
+        xlog("saved $retcode\n");
+        exit;
+    }
+    if (is_registered("t_quiet", "sip:q@example.com")) xlog("q registered\n");
+    if (!is_registered("t_quiet", "sip:Q@example.com")) xlog("Q is another user\n");
+}"#,
+    );
+    let (log, ctx) = run(&s, &register("q", "n1", 1, "<sip:q@192.0.2.1>", ""));
+    assert_eq!(log, ["saved 1"]);
+    assert!(replies(&ctx).is_empty());
+    let (log, _) = run(&s, &request("OPTIONS", "x"));
+    assert_eq!(log, ["q registered", "Q is another user"]);
+}
+
+#[test]
+fn lookup_filters_by_method_and_forks_in_q_order() {
+    let s = compile(
+        r#"route {
+    if ($rm == "REGISTER") { save("t_lookup"); exit; }
+    $var(flags) = "";
+    if ($hdr(X-Filter) != NULL) $var(flags) = "method-filtering";
+    if ($hdr(X-One) != NULL) $var(flags) = "no-branches";
+    lookup("t_lookup", $var(flags));
+    xlog("rc=$retcode ru=$ru branches=$(msg.branch.uri[1])/$(msg.branch.uri[2])\n");
+}"#,
+    );
+    for (call, contact, allow) in [
+        (
+            "l1",
+            "<sip:phone@192.0.2.1>;q=0.5",
+            "Allow: INVITE, ACK, CANCEL, BYE\r\n",
+        ),
+        ("l2", "<sip:chat@192.0.2.2>;q=0.8", "Allow: MESSAGE\r\n"),
+        ("l3", "<sip:any@192.0.2.3>", ""),
+    ] {
+        saved(&s, &register("u", call, 1, contact, allow));
+    }
+    let (log, _) = run(&s, &request("INVITE", "u"));
+    assert_eq!(
+        log,
+        ["rc=1 ru=sip:chat@192.0.2.2 branches=sip:phone@192.0.2.1/sip:any@192.0.2.3"]
+    );
+    let filtered = |method: &str| {
+        run(
+            &s,
+            &request(method, "u").replace("Content-Length", "X-Filter: 1\r\nContent-Length"),
+        )
+        .0
+    };
+    assert_eq!(
+        filtered("INVITE"),
+        ["rc=1 ru=sip:phone@192.0.2.1 branches=sip:any@192.0.2.3/<null>"]
+    );
+    assert_eq!(
+        filtered("MESSAGE"),
+        ["rc=1 ru=sip:chat@192.0.2.2 branches=sip:any@192.0.2.3/<null>"]
+    );
+    let (log, _) = run(
+        &s,
+        &request("INVITE", "u").replace("Content-Length", "X-One: 1\r\nContent-Length"),
+    );
+    assert_eq!(log, ["rc=1 ru=sip:chat@192.0.2.2 branches=<null>/<null>"]);
+    let (log, _) = run(&s, &request("INVITE", "nobody"));
+    assert_eq!(
+        log,
+        ["rc=-1 ru=sip:nobody@example.com branches=<null>/<null>"]
+    );
+}
+
+#[test]
+fn a_contact_taking_no_listed_method_is_minus_two() {
+    let s = compile(
+        r#"route {
+    if ($rm == "REGISTER") { save("t_methods"); exit; }
+    lookup("t_methods", "method-filtering");
+    xlog("rc=$retcode\n");
+}"#,
+    );
+    saved(
+        &s,
+        &register("v", "v1", 1, "<sip:v@192.0.2.1>", "Allow: INVITE\r\n"),
+    );
+    assert_eq!(run(&s, &request("SUBSCRIBE", "v")).0, ["rc=-2"]);
+    assert_eq!(run(&s, &request("INVITE", "v")).0, ["rc=1"]);
+}
+
+#[test]
+fn lookup_gives_back_the_flags_destination_and_socket_of_the_registration() {
+    let s = compile(
+        r#"modparam("usrloc", "nat_bflag", "NAT")
+modparam("registrar", "received_avp", "$avp(rcv)")
+route {
+    if ($rm == "REGISTER") {
+        setbflag("NAT");
+        $avp(rcv) = "sip:198.51.100.7:40000";
+        save("t_nat");
+        exit;
+    }
+    if (isbflagset("NAT")) xlog("NAT before\n");
+    lookup("t_nat");
+    $var(nat) = "no";
+    if (isbflagset("NAT")) $var(nat) = "yes";
+    xlog("ru=$ru du=$du nat=$var(nat)\n");
+}"#,
+    );
+    let r = saved(&s, &register("w", "w1", 1, "<sip:w@10.0.0.5:5062>", ""));
+    assert_eq!(
+        header(&r, "Contact"),
+        Some("<sip:w@10.0.0.5:5062>;expires=3600;received=\"sip:198.51.100.7:40000\""),
+        "{r}"
+    );
+    let (log, ctx) = run(&s, &request("INVITE", "w"));
+    assert_eq!(
+        log,
+        ["ru=sip:w@10.0.0.5:5062 du=sip:198.51.100.7:40000 nat=yes"]
+    );
+    assert_eq!(ctx.send_socket.as_deref(), Some("udp:127.0.0.1:5060"));
+}
+
+#[test]
+fn matching_by_call_id_keeps_one_binding_per_call() {
+    let s = compile(
+        r#"modparam("usrloc", "matching_mode", 1)
+route { save("t_callid"); }"#,
+    );
+    saved(&s, &register("k", "k1", 1, "<sip:k@192.0.2.1>", ""));
+    let r = saved(&s, &register("k", "k2", 1, "<sip:k@192.0.2.1>", ""));
+    assert_eq!(
+        header(&r, "Contact"),
+        Some("<sip:k@192.0.2.1>;expires=3600, <sip:k@192.0.2.1>;expires=3600"),
+        "{r}"
+    );
+}
+
+#[test]
+fn contact_checks_and_remove() {
+    let s = compile(
+        r#"route {
+    if ($rm == "REGISTER") { save("t_rm"); exit; }
+    if (is_contact_registered("t_rm", "sip:r@example.com", "sip:r@192.0.2.1")) xlog("one\n");
+    if (is_contact_registered("t_rm", "sip:r@example.com", , "r2")) xlog("call r2\n");
+    if ($hdr(X-Remove) != NULL) {
+        remove("t_rm", "sip:r@example.com", "sip:r@192.0.2.1");
+        xlog("removed $retcode\n");
+    }
+    if (is_registered("t_rm", "sip:r@example.com")) xlog("still\n");
+}"#,
+    );
+    saved(&s, &register("r", "r1", 1, "<sip:r@192.0.2.1>", ""));
+    saved(&s, &register("r", "r2", 1, "<sip:r@192.0.2.2>", ""));
+    assert_eq!(
+        run(&s, &request("OPTIONS", "x")).0,
+        ["one", "call r2", "still"]
+    );
+    let (log, _) = run(
+        &s,
+        &request("OPTIONS", "x").replace("Content-Length", "X-Remove: 1\r\nContent-Length"),
+    );
+    assert_eq!(log, ["one", "call r2", "removed 1", "still"]);
+    assert_eq!(run(&s, &request("OPTIONS", "x")).0, ["call r2", "still"]);
+}
+
+#[test]
+fn a_database_backed_usrloc_is_refused_where_it_is_set() {
+    let text = "socket=udp:127.0.0.1:5060\nloadmodule \"proto_udp.so\"\n\
+         loadmodule \"usrloc.so\"\n\
+         modparam(\"usrloc\", \"working_mode_preset\", \"sql-only\")\nroute { }";
+    let mut sources = cfg::SourceMap::new();
+    let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), text.into());
+    let available = Available {
+        modules: vec![&registrar::USRLOC],
+        builtin: vec!["proto_udp"],
+        argv: Vec::new(),
+    };
+    let errs = Script::compile(&parsed.config, &sources, &available).unwrap_err();
+    let text: String = errs.iter().map(|d| d.render(&sources)).collect();
+    assert!(
+        text.contains("\"sql-only\" needs a database or a cluster") && text.contains("t.cfg:4:"),
+        "{text}"
+    );
+}
