@@ -292,6 +292,8 @@ impl Server {
             let streams = Arc::new(streams);
             let closer = Arc::clone(&streams);
             engine::hooks::set_tcp_closer(Box::new(move |desc| closer.close_described(desc)));
+            let keeper = Arc::clone(&streams);
+            engine::hooks::set_tcp_keeper(Box::new(move |conn, d| keeper.keep_open(conn, d)));
             Some(streams)
         };
         let outlet = Arc::new(Outlet {

@@ -554,3 +554,84 @@ fn the_embedded_default_config_is_a_registrar() {
             .starts_with("SIP/2.0 404 Not Found")
     );
 }
+
+// registrar's tcp_persistent_flag: a REGISTER over TCP with the flag set keeps its connection
+// open as long as the registration lasts, past tcp_connection_lifetime (2 s here); without
+// the flag the idle connection closes. A call to the user then comes down that connection.
+#[test]
+fn a_persistent_tcp_registration_keeps_its_connection_open() {
+    use std::io::{Read, Write};
+    let server = start_on(|port, fifo| {
+        format!(
+            r#"socket=udp:127.0.0.1:{port}
+socket=tcp:127.0.0.1:{port}
+tcp_connection_lifetime=2
+stderror_enabled=yes
+loadmodule "proto_udp.so"
+loadmodule "proto_tcp.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "mi_fifo.so"
+modparam("mi_fifo", "fifo_name", "{fifo}")
+modparam("registrar", "tcp_persistent_flag", "TCP_PERSISTENT")
+route {{
+    if ($rm == "REGISTER") {{
+        if ($hdr(X-Persist) != NULL) setflag("TCP_PERSISTENT");
+        save("location");
+        exit;
+    }}
+    if (!lookup("location")) {{ sl_send_reply(404, "Not Found"); exit; }}
+    t_relay();
+}}
+"#
+        )
+    });
+    let connect = |user: &str, persist: bool| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let me = s.local_addr().unwrap().port();
+        let extra = if persist { "X-Persist: 1\r\n" } else { "" };
+        let reg = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/TCP 127.0.0.1:{me};branch=z9hG4bK-tcp-{user}\r\n\
+             From: <sip:{user}@127.0.0.1>;tag=t\r\nTo: <sip:{user}@127.0.0.1>\r\n\
+             Call-ID: tcp-{user}\r\nCSeq: 1 REGISTER\r\n\
+             Contact: <sip:{user}@127.0.0.1:{me};transport=tcp>\r\nExpires: 60\r\n\
+             {extra}Content-Length: 0\r\n\r\n"
+        );
+        s.write_all(reg.as_bytes()).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap();
+        let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+        s
+    };
+    let mut kept = connect("tina", true);
+    let mut dropped = connect("uma", false);
+    // Past the 2 s lifetime (the server checks idle connections when their deadline comes).
+    std::thread::sleep(Duration::from_millis(3500));
+    let mut buf = [0u8; 4096];
+    match dropped.read(&mut buf) {
+        Ok(0) => {}
+        other => panic!("the connection without the flag is still open: {other:?}"),
+    }
+    let caller = phone();
+    caller.send(&server, &invite(&server, &caller, "tina", "tcp-call"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = String::new();
+    while Instant::now() < deadline && !got.contains("\r\n\r\n") {
+        match kept.read(&mut buf) {
+            Ok(0) => panic!("the persistent connection closed; log:\n{}", server.log()),
+            Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(_) => {}
+        }
+    }
+    assert!(
+        got.starts_with("INVITE sip:tina@127.0.0.1:"),
+        "{got}\n{}",
+        server.log()
+    );
+}

@@ -19,6 +19,22 @@ pub fn close_tcp(desc: &str) -> Option<Result<bool, String>> {
     TCP_CLOSER.get().map(|f| f(desc))
 }
 
+/// Keeps a stream connection (by id) open for a while even when idle.
+pub type TcpKeeper = Box<dyn Fn(u64, std::time::Duration) -> bool + Send + Sync>;
+
+static TCP_KEEPER: OnceLock<TcpKeeper> = OnceLock::new();
+
+/// Installs the keeper (once; later calls are ignored).
+pub fn set_tcp_keeper(f: TcpKeeper) {
+    let _ = TCP_KEEPER.set(f);
+}
+
+/// Keeps connection `conn` open for `d` from now (registrar's `tcp_persistent_flag`); `false`
+/// when no stream transport runs or the connection is gone.
+pub fn keep_tcp(conn: u64, d: std::time::Duration) -> bool {
+    TCP_KEEPER.get().is_some_and(|f| f(conn, d))
+}
+
 /// Writes a line as OpenSIPS' `LM_GEN2` does (accounting): `LEVEL:text`, no module tag, if
 /// `level` passes the global `log_level`, to the syslog `facility` (a `LOG_*` name) given.
 pub type LineWriter = Box<dyn Fn(i32, Option<&str>, &str) + Send + Sync>;

@@ -166,6 +166,23 @@ pub struct ConnInfo {
 }
 
 /// Who a connection is.
+/// When a connection was last used, and until when it is kept open whatever its use
+/// (milliseconds since the streams' epoch; 0: not set).
+#[derive(Debug, Default)]
+struct Times {
+    last: AtomicU64,
+    keep: AtomicU64,
+}
+
+impl Times {
+    fn new(now_ms: u64) -> Arc<Times> {
+        Arc::new(Times {
+            last: AtomicU64::new(now_ms),
+            keep: AtomicU64::new(0),
+        })
+    }
+}
+
 struct Conn {
     id: u64,
     /// Its messages not yet handled by a worker.
@@ -187,7 +204,7 @@ struct Entry {
     peer: SocketAddr,
     local: SocketAddr,
     outgoing: bool,
-    last: Arc<AtomicU64>,
+    last: Arc<Times>,
 }
 
 #[derive(Default)]
@@ -406,7 +423,7 @@ impl Streams {
                     peer: dest,
                     local: local_hint.unwrap_or(dest),
                     outgoing: true,
-                    last: Arc::new(AtomicU64::new(shared.now_ms())),
+                    last: Times::new(shared.now_ms()),
                 },
             );
             reg.by_peer.insert((proto, dest), id);
@@ -424,7 +441,7 @@ impl Streams {
                                 e.local = local;
                                 Arc::clone(&e.last)
                             }
-                            None => Arc::new(AtomicU64::new(0)),
+                            None => Times::new(0),
                         }
                     };
                     let conn = Conn {
@@ -485,7 +502,7 @@ impl Streams {
                 proto: e.proto,
                 peer: e.peer,
                 local: e.local,
-                idle_secs: now.saturating_sub(e.last.load(Ordering::Relaxed)) / 1000,
+                idle_secs: now.saturating_sub(e.last.last.load(Ordering::Relaxed)) / 1000,
                 outgoing: e.outgoing,
             })
             .collect();
@@ -494,6 +511,19 @@ impl Streams {
     }
 
     /// Closes connection `conn` (`tcp_close_conn`); its pending writes fail.
+    /// Keeps connection `conn` open for `d` from now even when idle (registrar's
+    /// `tcp_persistent_flag`: as long as the registration lasts); a later call replaces the
+    /// earlier. `false` when there is no such connection.
+    pub fn keep_open(&self, conn: u64, d: Duration) -> bool {
+        let reg = self.shared.registry();
+        let Some(e) = reg.by_id.get(&conn) else {
+            return false;
+        };
+        let until = self.shared.now_ms() + u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2);
+        e.last.keep.store(until.max(1), Ordering::Relaxed);
+        true
+    }
+
     /// Closes what OpenSIPS' `tcp_close_conn` / MI `tcp:close` name: a connection id, or every
     /// connection with the peer `[proto:]ip:port`. `Ok(false)` when none matched, `Err` for a
     /// description that is neither.
@@ -746,7 +776,7 @@ async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, peer:
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let last = Arc::new(AtomicU64::new(shared.now_ms()));
+    let last = Times::new(shared.now_ms());
     {
         let mut reg = shared.registry();
         reg.by_id.insert(
@@ -804,13 +834,25 @@ async fn read_proxy_header(
 /// mid-message past `tcp_max_msg_time`, breaks the framing rules or the server stops. One task
 /// does both directions: it reads, and writes what workers queue (and the pongs and WebSocket
 /// control frames it answers itself) in between — no second task or channel per connection.
+/// When an idle connection closes: `tcp_connection_lifetime` after its last use, or later
+/// when it is kept open ([`Streams::keep_open`]).
+fn idle_deadline(shared: &Shared, times: &Times) -> Instant {
+    let used = times.last.load(Ordering::Relaxed);
+    let idle = shared.epoch + Duration::from_millis(used) + shared.settings.lifetime;
+    match times.keep.load(Ordering::Relaxed) {
+        0 => idle,
+        keep => idle.max(shared.epoch + Duration::from_millis(keep)),
+    }
+}
+
 async fn run_connection(
     shared: Arc<Shared>,
     conn: Conn,
     mut stream: Box<dyn Io>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
-    last: Arc<AtomicU64>,
+    times: Arc<Times>,
 ) {
+    let last = &times.last;
     let (id, proto, peer, local, outgoing) =
         (conn.id, conn.proto, conn.peer, conn.local, conn.outgoing);
     let websocket = proto.is_websocket();
@@ -896,9 +938,7 @@ async fn run_connection(
         } else {
             started.or_else(|| Some(Instant::now()))
         };
-        let idle_at = shared.epoch
-            + Duration::from_millis(last.load(Ordering::Relaxed))
-            + shared.settings.lifetime;
+        let idle_at = idle_deadline(&shared, &times);
         let deadline = match started {
             Some(t) => (t + shared.settings.max_msg_time).min(idle_at),
             None => idle_at,
@@ -942,7 +982,8 @@ async fn run_connection(
                     break format!("message not complete within tcp_max_msg_time ({:?})",
                         shared.settings.max_msg_time);
                 }
-                if Instant::now() >= idle_at {
+                // The deadline may have moved meanwhile (a registration kept it open).
+                if Instant::now() >= idle_deadline(&shared, &times) {
                     break "idle past tcp_connection_lifetime".to_owned();
                 }
             }

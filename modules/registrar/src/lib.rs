@@ -167,6 +167,8 @@ pub struct Settings {
     pub desc_time_order: bool,
     /// The bit of usrloc `nat_bflag`, if the script uses that flag.
     pub nat_bflag: Option<u32>,
+    /// The bit of registrar `tcp_persistent_flag` (a message flag), if the script uses it.
+    pub tcp_persistent_flag: Option<u32>,
     pub default_expires: u32,
     pub min_expires: u32,
     /// 0: no maximum.
@@ -228,8 +230,8 @@ impl Settings {
                 i32::try_from(q.min(1000)).unwrap_or(1000)
             }
         });
-        let flag = |name: &str| {
-            str_param(script, "usrloc", name)
+        let flag = |module: &str, name: &str| {
+            str_param(script, module, name)
                 .and_then(|f| script.flag_bit(f.trim().trim_matches('"')))
         };
         let received_avp = str_param(script, "registrar", "received_avp").and_then(|a| {
@@ -244,7 +246,8 @@ impl Settings {
             use_domain: ul("use_domain").is_none_or(|n| n != 0),
             match_callid: ul("matching_mode") == Some(1),
             desc_time_order: ul("desc_time_order").is_some_and(|n| n != 0),
-            nat_bflag: flag("nat_bflag"),
+            nat_bflag: flag("usrloc", "nat_bflag"),
+            tcp_persistent_flag: flag("registrar", "tcp_persistent_flag"),
             default_expires,
             min_expires: count(reg("min_expires"), 60),
             max_expires,

@@ -2,6 +2,8 @@
 //! table (RFC 3261 §10.3), answered by the registrar itself as OpenSIPS answers: 200 with every
 //! current binding in one Contact header, or the error code with a `P-Registrar-Error` header.
 
+use std::time::Duration;
+
 use engine::{FnCtx, Value};
 use sip::headers::Contacts;
 
@@ -450,6 +452,18 @@ fn store(
         .unwrap_or("n/a")
         .to_owned();
     let current = |t: &usrloc::Table| contact_header(&t.contacts(&reg.aor, now), now, s);
+    // tcp_persistent_flag on a REGISTER over a connection: the connection stays open as long as
+    // its stream contacts stay registered, and 10 s more (OpenSIPS).
+    let persist = f.msg.receipt.as_ref().and_then(|r| r.conn).filter(|_| {
+        s.tcp_persistent_flag
+            .is_some_and(|bit| f.msg.flags & (1u64 << bit) != 0)
+    });
+    let stream_expiry = bindings
+        .iter()
+        .filter(|b| over_stream(&b.uri))
+        .map(|b| b.expires)
+        .max();
+    let keep = persist.zip(stream_expiry);
     for b in bindings {
         let existing = t
             .contacts(&reg.aor, now)
@@ -507,7 +521,22 @@ fn store(
         };
         t.upsert(&reg.aor, contact, match_callid, s.desc_time_order);
     }
+    if let Some((conn, until)) = keep {
+        engine::hooks::keep_tcp(conn, Duration::from_secs(until.saturating_sub(now) + 10));
+    }
     Ok(current(t))
+}
+
+/// Whether a contact URI is reached over a stream transport (TCP, TLS, WS, WSS, or `sips:`).
+fn over_stream(uri: &str) -> bool {
+    sip::Uri::parse(uri).is_ok_and(|u| {
+        u.scheme().as_str().eq_ignore_ascii_case("sips")
+            || u.transport().is_some_and(|t| {
+                ["tcp", "tls", "ws", "wss"]
+                    .iter()
+                    .any(|p| t.eq_ignore_ascii_case(p))
+            })
+    })
 }
 
 /// Whether two Contact URIs name the same binding (RFC 3261 §19.1.4 URI comparison).
@@ -571,6 +600,7 @@ mod aor_tests {
             match_callid: false,
             desc_time_order: false,
             nat_bflag: None,
+            tcp_persistent_flag: None,
             default_expires: 3600,
             min_expires: 60,
             max_expires: 0,
