@@ -460,6 +460,7 @@ fn the_location_table_through_opensips_cli() {
     assert!(ok, "{out}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["Domains"][0]["name"], "location", "{out}");
+    assert_eq!(v["Domains"][0]["hash_size"], 512, "{out}");
     assert_eq!(v["Domains"][0]["AORs"][0]["AOR"], "erin@127.0.0.1", "{out}");
 
     let (ok, out) = cli(&server, &["get_statistics", "usrloc:", "registrar:"]);

@@ -191,7 +191,7 @@ pub struct Settings {
     pub received_param: String,
 }
 
-fn int_param(script: &Script, module: &str, name: &str) -> Option<i64> {
+pub(crate) fn int_param(script: &Script, module: &str, name: &str) -> Option<i64> {
     script.modparams(module).find_map(|(p, v)| match v {
         ParamValue::Int(n) if p == name => Some(*n),
         ParamValue::Str(s) if p == name => s.trim().parse().ok(),

@@ -91,6 +91,9 @@ pub fn commands(mi: &mut Mi, current: Current) {
         move |p| {
             let brief = p.int("brief")?.is_some_and(|b| b != 0);
             let script = cur();
+            // usrloc `hash_size` is a power of two (default 2^9).
+            let bits = crate::int_param(&script, "usrloc", "hash_size").unwrap_or(9);
+            let hash_size = 1u64 << bits.clamp(1, 16);
             let now = usrloc::now();
             let tables = usrloc::tables();
             let domains: Vec<Value> = tables
@@ -108,7 +111,7 @@ pub fn commands(mi: &mut Mi, current: Current) {
                             }
                         })
                         .collect();
-                    json!({"name": name, "hash_size": 512, "AORs": aors})
+                    json!({"name": name, "hash_size": hash_size, "AORs": aors})
                 })
                 .collect();
             Ok(json!({ "Domains": domains }))

@@ -395,7 +395,8 @@ pub fn save(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             (why.code(), headers)
         }
     };
-    if flags.no_reply {
+    // A reply's bindings (save() in an onreply route) are stored without answering anything.
+    if flags.no_reply || !f.msg.msg.is_request() {
         return if code == 200 { 1 } else { -2 };
     }
     let sent = sl::reply_with(f, code, reason(code), headers);

@@ -362,3 +362,24 @@ fn a_database_backed_usrloc_is_refused_where_it_is_set() {
         "{text}"
     );
 }
+
+// save() on a reply (an onreply route storing what an upstream registrar answered) stores its
+// bindings and answers nothing.
+#[test]
+fn save_on_a_reply_stores_its_bindings_silently() {
+    let s = compile(
+        r#"route {
+    save("t_reply");
+    xlog("rc=$retcode\n");
+    if (is_registered("t_reply", "sip:z@example.com")) xlog("z registered\n");
+}"#,
+    );
+    let reply = "SIP/2.0 200 OK\r\n\
+        Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK-up\r\n\
+        From: <sip:z@example.com>;tag=f\r\nTo: <sip:z@example.com>;tag=t\r\n\
+        Call-ID: up-1\r\nCSeq: 1 REGISTER\r\n\
+        Contact: <sip:z@192.0.2.9>;expires=120\r\nContent-Length: 0\r\n\r\n";
+    let (log, ctx) = run(&s, reply);
+    assert_eq!(log, ["rc=1", "z registered"]);
+    assert!(replies(&ctx).is_empty());
+}
