@@ -157,23 +157,26 @@ pub fn aor_of(uri: &str, s: &Settings) -> Result<String, Refusal> {
 /// printable character is refused (OpenSIPS `un_escape`).
 fn unescape_user(user: &str) -> Result<String, Refusal> {
     let b = user.as_bytes();
-    let mut out = String::with_capacity(b.len());
+    let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = user.get(i + 1..i + 3).ok_or(Refusal::Unescape)?;
-            let v = u8::from_str_radix(hex, 16).map_err(|_| Refusal::Unescape)?;
+            let hex = b.get(i + 1..i + 3).ok_or(Refusal::Unescape)?;
+            let v = std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or(Refusal::Unescape)?;
             if !(32..=126).contains(&v) {
                 return Err(Refusal::Unescape);
             }
-            out.push(char::from(v));
+            out.push(v);
             i += 3;
         } else {
-            out.push(char::from(b[i]));
+            out.push(b[i]);
             i += 1;
         }
     }
-    Ok(out)
+    String::from_utf8(out).map_err(|_| Refusal::Unescape)
 }
 
 /// A q value as OpenSIPS reads it (`str2q`): 0 to 1 with up to three decimals (more are
@@ -633,6 +636,15 @@ mod aor_tests {
         );
         assert_eq!(aor_of("sip:example.com", &s), Ok("example.com".into()));
         assert_eq!(aor_of("sip:a%0a@h", &s), Err(Refusal::Unescape));
+        // A cut escape does not even parse as a URI here (OpenSIPS finds it when unescaping).
+        assert_eq!(aor_of("sip:a%4@h", &s), Err(Refusal::AorParse));
+        assert_eq!(
+            aor_of("sip:j%C3%B6rg@h", &s),
+            Err(Refusal::Unescape),
+            "not printable ASCII"
+        );
+        // Unescaped non-ASCII is not a SIP URI (RFC 3261 §25.1).
+        assert_eq!(aor_of("sip:jörg@h", &s), Err(Refusal::AorParse));
         let long = format!("sip:{}@h", "u".repeat(65));
         assert_eq!(aor_of(&long, &s), Err(Refusal::AorLength));
         let s = Settings {
