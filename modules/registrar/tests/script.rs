@@ -383,3 +383,116 @@ fn save_on_a_reply_stores_its_bindings_silently() {
     assert_eq!(log, ["rc=1", "z registered"]);
     assert!(replies(&ctx).is_empty());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+    // Whatever a REGISTER's To, Contact, Expires, CSeq and Allow say, save() answers it (one
+    // reply, 200 or a refusal with its reason) and lookup() afterwards returns one of its codes;
+    // nothing panics.
+    #[test]
+    fn any_register_is_answered_and_any_lookup_returns(
+        user in proptest::prop_oneof![
+            "[a-z0-9]{1,8}",
+            "[a-zA-Z0-9%._!~*'()&=+$,-]{0,12}",
+        ],
+        host in proptest::prop_oneof![
+            proptest::strategy::Just("example.com".to_owned()),
+            proptest::strategy::Just("EXAMPLE.org".to_owned()),
+            proptest::strategy::Just("192.0.2.1:5070".to_owned()),
+            proptest::strategy::Just("[2001:db8::1]".to_owned()),
+            "[a-z0-9.-]{1,12}",
+        ],
+        contacts in proptest::collection::vec(
+            (
+                "[a-z0-9%]{0,6}",
+                proptest::prop_oneof![
+                    proptest::strategy::Just("192.0.2.7".to_owned()),
+                    proptest::strategy::Just("[2001:db8::7]:5062".to_owned()),
+                    "[a-z0-9.]{1,10}(:[0-9]{1,5})?",
+                ],
+                "(;transport=(tcp|udp|tls))?",
+                proptest::collection::vec(
+                    proptest::prop_oneof![
+                        "expires=[0-9]{1,10}",
+                        "expires=[a-z]{0,3}",
+                        "q=(0|1|0\\.[0-9]{1,4}|1\\.[0-9]|[a-z2-9.]{1,3})",
+                        "methods=\"(INVITE|MESSAGE|FOO)(,(INVITE|BYE|x))?\"",
+                        "\\+sip\\.instance=\"<urn:uuid:[0-9a-f-]{1,8}>\"",
+                        "reg-id=[0-9]{1,3}",
+                    ],
+                    0..3,
+                ),
+            ),
+            0..4,
+        ),
+        star in proptest::bool::weighted(0.1),
+        expires in proptest::option::of("[0-9]{1,10}|[0-9a-z]{0,4}"),
+        cseq in "[0-9]{1,10}",
+        allow in proptest::option::of("(INVITE|ACK|BYE|MESSAGE|OPTIONS|FOO)(, (INVITE|NOTIFY|x)){0,3}"),
+    ) {
+        let contact = if star {
+            "*".to_owned()
+        } else {
+            contacts
+                .iter()
+                .map(|(u, h, t, ps)| {
+                    let at = if u.is_empty() { String::new() } else { format!("{u}@") };
+                    let params: String = ps.iter().map(|p| format!(";{p}")).collect();
+                    format!("<sip:{at}{h}{t}>{params}")
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let s = compile(
+            r#"route {
+    if ($rm == "REGISTER") { save("t_prop"); exit; }
+    lookup("t_prop", "method-filtering");
+    xlog("rc=$retcode\n");
+}"#,
+        );
+        let contact_hf = if contact.is_empty() {
+            String::new()
+        } else {
+            format!("Contact: {contact}\r\n")
+        };
+        let mut extra = String::new();
+        if let Some(e) = &expires {
+            extra.push_str(&format!("Expires: {e}\r\n"));
+        }
+        if let Some(a) = &allow {
+            extra.push_str(&format!("Allow: {a}\r\n"));
+        }
+        let raw = format!(
+            "REGISTER sip:example.com SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK-p\r\n\
+             From: <sip:x@example.com>;tag=f\r\nTo: <sip:{user}@{host}>\r\n\
+             Call-ID: prop\r\nCSeq: {cseq} REGISTER\r\n{contact_hf}\
+             {extra}Content-Length: 0\r\n\r\n"
+        );
+        let Ok(msg) = SipMessage::parse(Bytes::from(raw.clone())) else {
+            return Ok(());
+        };
+        if msg.check().is_err() {
+            return Ok(());
+        }
+        let (_, ctx) = run(&s, &raw);
+        let r = replies(&ctx);
+        proptest::prop_assert_eq!(r.len(), 1);
+        let ok = r[0].starts_with("SIP/2.0 200 OK\r\n");
+        proptest::prop_assert!(ok || header(&r[0], "P-Registrar-Error").is_some(), "{}", r[0]);
+        let lookup = format!(
+            "INVITE sip:{user}@{host} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK-q\r\n\
+             From: <sip:x@example.com>;tag=f\r\nTo: <sip:{user}@{host}>\r\n\
+             Call-ID: prop-l\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        if SipMessage::parse(Bytes::from(lookup.clone())).is_ok_and(|m| m.check().is_ok()) {
+            let (log, _) = run(&s, &lookup);
+            proptest::prop_assert!(
+                ["rc=1", "rc=-1", "rc=-2", "rc=-3"].contains(&log[0].as_str()),
+                "{log:?}"
+            );
+        }
+    }
+}
