@@ -90,6 +90,9 @@ impl Table {
         } else if contact.id == 0 {
             contact.id = next_id();
         }
+        // Most users have one or two contacts: grow by one, not to the default four (a
+        // contact is ~200 bytes; this halves the memory per registered user).
+        list.reserve_exact(1);
         let at = if desc {
             0
         } else {
