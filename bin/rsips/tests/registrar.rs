@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::Kill;
 
 struct Server {
-    child: Kill,
+    _child: Kill,
     dir: PathBuf,
     port: u16,
 }
@@ -58,30 +58,15 @@ fn start_on(cfg: impl Fn(u16, &str) -> String) -> Server {
         "the test's port and FIFO are in the config"
     );
     std::fs::write(dir.join("opensips.cfg"), text).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
-        .arg("-F")
-        .arg("-f")
-        .arg(dir.join("opensips.cfg"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("rsips.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut server = Server {
-        child: Kill(child),
+    let fifo_ready = fifo.clone();
+    let child = common::spawn_rsips(&dir, "opensips.cfg", move |log| {
+        log.contains("listening on udp:") && fifo_ready.exists()
+    });
+    Server {
+        _child: child,
         dir,
         port,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline
-        && !(server.log().contains("listening on udp:") && fifo.exists())
-    {
-        if let Ok(Some(status)) = server.child.0.try_wait() {
-            panic!("rsips exited ({status}):\n{}", server.log());
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(fifo.exists(), "{}", server.log());
-    server
 }
 
 /// A UDP endpoint of the test (a phone).

@@ -11,13 +11,12 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Kill;
 
 struct Server {
-    child: Kill,
+    _child: Kill,
     dir: PathBuf,
 }
 
@@ -69,18 +68,6 @@ fn start_with(sip: u16, cfg: &str) -> Server {
     let dir = std::env::temp_dir().join(format!("rsips-tmbranch-{}-{sip}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("t.cfg"), cfg).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
-        .arg("-F")
-        .arg("-f")
-        .arg(dir.join("t.cfg"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("rsips.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut server = Server {
-        child: Kill(child),
-        dir,
-    };
     // Every UDP socket of the config is bound (a port another test took shows here, with the
     // log, rather than as a missing datagram later).
     let wanted: Vec<String> = cfg
@@ -88,19 +75,8 @@ fn start_with(sip: u16, cfg: &str) -> Server {
         .filter_map(|l| l.strip_prefix("socket=udp:"))
         .map(|a| format!("listening on udp:{}", a.trim()))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && !wanted.iter().all(|w| server.log().contains(w)) {
-        if let Ok(Some(status)) = server.child.0.try_wait() {
-            panic!("rsips exited ({status}) at start:\n{}", server.log());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        wanted.iter().all(|w| server.log().contains(w)),
-        "{}",
-        server.log()
-    );
-    server
+    let child = common::spawn_rsips(&dir, "t.cfg", |log| wanted.iter().all(|w| log.contains(w)));
+    Server { _child: child, dir }
 }
 
 /// The next datagram whose first line starts with `start` (others are skipped), within 5 s.

@@ -15,6 +15,36 @@ impl Drop for Kill {
     }
 }
 
+/// rsips run in the foreground on `dir/cfg` with its stderr in `dir/rsips.log`, returned once
+/// `ready` holds for that log (10 s at most); panics with the log when rsips exits first or
+/// never gets ready.
+pub fn spawn_rsips(dir: &std::path::Path, cfg: &str, ready: impl Fn(&str) -> bool) -> Kill {
+    let log = dir.join("rsips.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .arg("-F")
+        .arg("-f")
+        .arg(dir.join(cfg))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = Kill(child);
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !ready(&read()) {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("rsips exited ({status}) at start:\n{}", read());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rsips not ready within 10 s:\n{}",
+            read()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child
+}
+
 /// `N` distinct ports on 127.0.0.1 free for both UDP and TCP (a test server often listens on
 /// both).
 pub fn free_ports<const N: usize>() -> [u16; N] {
