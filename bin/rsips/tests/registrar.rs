@@ -621,3 +621,41 @@ route {{
         server.log()
     );
 }
+
+// With a transaction (t_newtran before save), the registrar's reply goes through tm and keeps
+// its Contact list; a retransmitted REGISTER then gets the same reply from the transaction.
+#[test]
+fn save_answers_through_the_transaction_when_there_is_one() {
+    let server = start_on(|port, fifo| {
+        format!(
+            r#"socket=udp:127.0.0.1:{port}
+stderror_enabled=yes
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "signaling.so"
+loadmodule "tm.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "mi_fifo.so"
+modparam("mi_fifo", "fifo_name", "{fifo}")
+route {{
+    if (!t_newtran()) exit;
+    save("location");
+}}
+"#
+        )
+    });
+    let p = phone();
+    let uri = format!("sip:hugo@127.0.0.1:{}", p.port);
+    let reg = register(&server, &p, "hugo", "tx-reg", 1, &format!("<{uri}>"), "");
+    p.send(&server, &reg);
+    let first = p.recv("SIP/2.0 200", &server);
+    assert_eq!(
+        header(&first, "Contact"),
+        Some(format!("<{uri}>;expires=3600").as_str()),
+        "{first}"
+    );
+    p.send(&server, &reg);
+    let again = p.recv("SIP/2.0 200", &server);
+    assert_eq!(again, first, "the transaction's reply, resent");
+}
