@@ -659,3 +659,67 @@ route {{
     let again = p.recv("SIP/2.0 200", &server);
     assert_eq!(again, first, "the transaction's reply, resent");
 }
+
+// Real SIPp phones on the stock config: a uas registers (from the port it then answers on) as
+// "ivan"; a uac calls ivan through the proxy and completes the call (INVITE, 180, 200, ACK
+// and BYE along the Record-Route).
+#[test]
+fn sipp_calls_a_registered_sipp_through_the_stock_config() {
+    let server = start();
+    let uas_port = common::free_port();
+    {
+        let sock = UdpSocket::bind(("127.0.0.1", uas_port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let me = Phone {
+            sock,
+            port: uas_port,
+        };
+        me.send(
+            &server,
+            &register(
+                &server,
+                &me,
+                "ivan",
+                "sipp-reg",
+                1,
+                &format!("<sip:ivan@127.0.0.1:{uas_port}>"),
+                "",
+            ),
+        );
+        let ok = me.recv("SIP/2.0 ", &server);
+        assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}");
+    }
+    let scenarios = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp");
+    let uas = Kill(
+        common::sipp()
+            .arg("-sf")
+            .arg(scenarios.join("uas_answer.xml"))
+            .args(["-i", "127.0.0.1", "-p", &uas_port.to_string()])
+            .args(["-m", "1", "-nostdin", "-timeout", "30s"])
+            .current_dir(&server.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let uac_port = common::free_port();
+    let out = common::sipp()
+        .arg("-sf")
+        .arg(scenarios.join("uac_call.xml"))
+        .args(["-i", "127.0.0.1", "-p", &uac_port.to_string(), "-s", "ivan"])
+        .arg(format!("127.0.0.1:{}", server.port))
+        .args(["-m", "1", "-timeout", "20s", "-timeout_error", "-nostdin"])
+        .current_dir(&server.dir)
+        .output()
+        .unwrap();
+    drop(uas);
+    assert!(
+        out.status.success(),
+        "sipp uac failed ({:?}):\n{}\nrsips:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        server.log()
+    );
+}

@@ -59,7 +59,8 @@ pub fn free_port() -> u16 {
 /// below the kernel's ephemeral range, so no socket bound to port 0 (a test's client socket, a
 /// connection a server opens) can take it between this choice and the server's bind; a
 /// process-wide counter keeps the tests of one binary, which run in parallel, apart. (Ports
-/// picked by binding port 0 and letting go collided now and then: CI once lost a test to it.)
+/// picked by binding port 0 and letting go can collide: the likeliest cause of a CI run lost
+/// to a server that never got its port.)
 pub fn free_port_on(host: &str) -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
