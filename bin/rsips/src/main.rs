@@ -33,6 +33,7 @@ fn available() -> engine::Available {
             &textops::MODULE,
             &registrar::USRLOC,
             &registrar::REGISTRAR,
+            &nathelper::MODULE,
             &engine::cachedb::CACHEDB_LOCAL,
             &mi::HTTPD,
             &mi::MI_HTTP,

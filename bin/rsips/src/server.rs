@@ -326,6 +326,7 @@ impl Server {
             tm::register_stats();
         }
         registrar::start(&script);
+        nathelper::start(&script);
         // The transaction table, its transport and its timer thread.
         let tm = tm::install(tm::Tm::new(
             tm::params(&script),

@@ -723,3 +723,61 @@ fn sipp_calls_a_registered_sipp_through_the_stock_config() {
         server.log()
     );
 }
+
+// A phone behind a NAT registers a private Contact; nathelper's fix_nated_register() makes
+// the registrar keep where the REGISTER really came from, and calls reach the phone there
+// (the R-URI still its registered Contact).
+#[test]
+fn a_natted_phone_is_called_at_the_address_it_registered_from() {
+    let server = start_on(|port, fifo| {
+        format!(
+            r#"socket=udp:127.0.0.1:{port}
+stderror_enabled=yes
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "nathelper.so"
+loadmodule "mi_fifo.so"
+modparam("mi_fifo", "fifo_name", "{fifo}")
+modparam("nathelper", "received_avp", "$avp(rcv)")
+modparam("registrar", "received_avp", "$avp(rcv)")
+route {{
+    if ($rm == "REGISTER") {{
+        if (nat_uac_test("private-contact")) fix_nated_register();
+        save("location");
+        exit;
+    }}
+    if (!lookup("location")) {{ sl_send_reply(404, "Not Found"); exit; }}
+    t_relay();
+}}
+"#
+        )
+    });
+    let (p, caller) = (phone(), phone());
+    p.send(
+        &server,
+        &register(
+            &server,
+            &p,
+            "nora",
+            "nat-reg",
+            1,
+            "<sip:nora@192.168.1.10:5060>",
+            "",
+        ),
+    );
+    let ok = p.recv("SIP/2.0 ", &server);
+    assert!(
+        header(&ok, "Contact")
+            .is_some_and(|c| c.ends_with(&format!(";received=\"sip:127.0.0.1:{}\"", p.port))),
+        "{ok}"
+    );
+    caller.send(&server, &invite(&server, &caller, "nora", "nat-call"));
+    let inv = p.recv("INVITE ", &server);
+    assert!(
+        inv.starts_with("INVITE sip:nora@192.168.1.10:5060 SIP/2.0"),
+        "{inv}"
+    );
+}

@@ -282,7 +282,12 @@ fn read_register(
     aor_uri: Option<&str>,
     now: u64,
 ) -> Result<Register, Refusal> {
-    let msg = &f.msg.msg;
+    // The REGISTER as the script left it: a Contact fixed by nathelper's fix_nated_contact()
+    // is stored fixed (OpenSIPS reads the rewritten Contact too).
+    let edited = (!f.msg.edits.is_empty())
+        .then(|| sip::SipMessage::parse(bytes::Bytes::from(f.msg.msg.serialize(&f.msg.edits))).ok())
+        .flatten();
+    let msg = edited.as_ref().unwrap_or(&f.msg.msg);
     let to = msg.to_header().map_err(|_| Refusal::ToMissing)?;
     let callid = msg
         .call_id()

@@ -252,6 +252,20 @@ impl Script {
             sockets: socket_names(config),
             ..Default::default()
         };
+        // An AVP a module parameter names (registrar's and nathelper's `received_avp`) is the
+        // script's even when no route mentions it: modules store into it and read it back.
+        for item in &config.items {
+            if let Item::ModParam { value, .. } = item
+                && let cfg::ast::ParamValue::Str(v) = &value.node
+                && let Some(name) = v
+                    .trim()
+                    .strip_prefix("$avp(")
+                    .and_then(|r| r.strip_suffix(')'))
+            {
+                let n = names.avps.len();
+                names.avps.entry(name.trim().to_owned()).or_insert(n);
+            }
+        }
         // Every route gets its index before any body is lowered, so `t_on_failure("x")` can
         // name a failure_route defined further down.
         let first_special = blocks.len();
