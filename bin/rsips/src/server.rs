@@ -326,7 +326,6 @@ impl Server {
             tm::register_stats();
         }
         registrar::start(&script);
-        nathelper::start(&script);
         // The transaction table, its transport and its timer thread.
         let tm = tm::install(tm::Tm::new(
             tm::params(&script),
@@ -375,6 +374,24 @@ impl Server {
                     stream_worker(&rx, &outlet, state, &scripts, &stop)
                 }));
             }
+        }
+        // nathelper's keepalive pings to registered contacts, every natping_interval.
+        if let Some(pinging) = nathelper::Pinging::of(&script) {
+            let (stop, outlet) = (Arc::clone(&stop), Arc::clone(&outlet));
+            processes.push("nathelper pinger".to_owned());
+            handles.push(std::thread::spawn(move || {
+                let mut next = std::time::Instant::now() + pinging.interval;
+                while !stop.load(Ordering::SeqCst) {
+                    if std::time::Instant::now() < next {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
+                    next += pinging.interval;
+                    for ping in pinging.due() {
+                        outlet.send(ping, None);
+                    }
+                }
+            }));
         }
         // One thread per timer_route, each with its own `$var`s, like OpenSIPS' timer processes.
         let timers: Vec<(String, u64)> = script.timers().map(|(n, s)| (n.to_owned(), s)).collect();

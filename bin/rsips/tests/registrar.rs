@@ -781,3 +781,88 @@ route {{
         "{inv}"
     );
 }
+
+// nathelper's keepalives: every natping_interval (1 s here) a NATed contact (registered with
+// the NAT flag, ping_nated_only) gets four zero bytes at the address it registered from, or
+// an OPTIONS when it also has sipping_bflag; a contact without the NAT flag gets nothing.
+#[test]
+fn natted_contacts_get_keepalive_pings() {
+    let server = start_on(|port, fifo| {
+        format!(
+            r#"socket=udp:127.0.0.1:{port}
+stderror_enabled=yes
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "nathelper.so"
+loadmodule "mi_fifo.so"
+modparam("mi_fifo", "fifo_name", "{fifo}")
+modparam("usrloc", "nat_bflag", "NAT")
+modparam("nathelper", "natping_interval", 1)
+modparam("nathelper", "ping_nated_only", 1)
+modparam("nathelper", "received_avp", "$avp(rcv)")
+modparam("nathelper", "sipping_bflag", "SIPPING")
+modparam("nathelper", "sipping_from", "sip:pinger@127.0.0.1")
+modparam("registrar", "received_avp", "$avp(rcv)")
+route {{
+    if (nat_uac_test("private-contact")) {{
+        fix_nated_register();
+        setbflag("NAT");
+        if ($hdr(X-Sipping) != NULL) setbflag("SIPPING");
+    }}
+    save("location");
+}}
+"#
+        )
+    });
+    let (natted, sipping, public) = (phone(), phone(), phone());
+    for (p, user, contact, extra) in [
+        (&natted, "olga", "<sip:olga@10.1.1.1:5060>".to_owned(), ""),
+        (
+            &sipping,
+            "pia",
+            "<sip:pia@10.1.1.2:5060>".to_owned(),
+            "X-Sipping: 1\r\n",
+        ),
+        (
+            &public,
+            "quin",
+            format!("<sip:quin@127.0.0.1:{}>", public.port),
+            "",
+        ),
+    ] {
+        p.send(
+            &server,
+            &register(&server, p, user, user, 1, &contact, extra),
+        );
+        assert!(p.recv("SIP/2.0 ", &server).starts_with("SIP/2.0 200 OK"));
+    }
+    // Four zero bytes for the NATed one.
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut buf = [0u8; 2048];
+    let mut got = None;
+    while Instant::now() < deadline && got.is_none() {
+        if let Ok((n, _)) = natted.sock.recv_from(&mut buf) {
+            got = Some(buf[..n].to_vec());
+        }
+    }
+    assert_eq!(got, Some(vec![0, 0, 0, 0]), "{}", server.log());
+    // An OPTIONS for the one with sipping_bflag.
+    let ping = sipping.recv("OPTIONS ", &server);
+    assert!(
+        ping.starts_with("OPTIONS sip:pia@10.1.1.2:5060 SIP/2.0"),
+        "{ping}"
+    );
+    assert_eq!(
+        header(&ping, "From").map(|f| f.starts_with("<sip:pinger@127.0.0.1>;tag=")),
+        Some(true)
+    );
+    // Nothing for the contact registered without the NAT flag.
+    let deadline = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = public.sock.recv_from(&mut buf) {
+            panic!("a ping to the public contact: {:?}", &buf[..n]);
+        }
+    }
+}
