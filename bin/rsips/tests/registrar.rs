@@ -69,6 +69,27 @@ fn start_on(cfg: impl Fn(u16, &str) -> String) -> Server {
     }
 }
 
+/// A config on the test's port and FIFO that loads every module these tests use (UDP and TCP,
+/// sl, signaling, tm, usrloc, registrar, nathelper, mi_fifo), then `rest`: more globals and
+/// modparams, and the routes.
+fn with_modules(port: u16, fifo: &str, rest: &str) -> String {
+    format!(
+        r#"socket=udp:127.0.0.1:{port}
+stderror_enabled=yes
+loadmodule "proto_udp.so"
+loadmodule "proto_tcp.so"
+loadmodule "sl.so"
+loadmodule "signaling.so"
+loadmodule "tm.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "nathelper.so"
+loadmodule "mi_fifo.so"
+modparam("mi_fifo", "fifo_name", "{fifo}")
+{rest}"#
+    )
+}
+
 /// A UDP endpoint of the test (a phone).
 struct Phone {
     sock: UdpSocket,
@@ -548,30 +569,22 @@ fn the_embedded_default_config_is_a_registrar() {
 fn a_persistent_tcp_registration_keeps_its_connection_open() {
     use std::io::{Read, Write};
     let server = start_on(|port, fifo| {
-        format!(
-            r#"socket=udp:127.0.0.1:{port}
-socket=tcp:127.0.0.1:{port}
-tcp_connection_lifetime=2
-stderror_enabled=yes
-loadmodule "proto_udp.so"
-loadmodule "proto_tcp.so"
-loadmodule "sl.so"
-loadmodule "tm.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "mi_fifo.so"
-modparam("mi_fifo", "fifo_name", "{fifo}")
+        with_modules(
+            port,
+            fifo,
+            &(format!("socket=tcp:127.0.0.1:{port}\n")
+                + r#"tcp_connection_lifetime=2
 modparam("registrar", "tcp_persistent_flag", "TCP_PERSISTENT")
-route {{
-    if ($rm == "REGISTER") {{
+route {
+    if ($rm == "REGISTER") {
         if ($hdr(X-Persist) != NULL) setflag("TCP_PERSISTENT");
         save("location");
         exit;
-    }}
-    if (!lookup("location")) {{ sl_send_reply(404, "Not Found"); exit; }}
+    }
+    if (!lookup("location")) { sl_send_reply(404, "Not Found"); exit; }
     t_relay();
-}}
-"#
+}
+"#),
         )
     });
     let connect = |user: &str, persist: bool| {
@@ -627,22 +640,14 @@ route {{
 #[test]
 fn save_answers_through_the_transaction_when_there_is_one() {
     let server = start_on(|port, fifo| {
-        format!(
-            r#"socket=udp:127.0.0.1:{port}
-stderror_enabled=yes
-loadmodule "proto_udp.so"
-loadmodule "sl.so"
-loadmodule "signaling.so"
-loadmodule "tm.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "mi_fifo.so"
-modparam("mi_fifo", "fifo_name", "{fifo}")
-route {{
+        with_modules(
+            port,
+            fifo,
+            r#"route {
     if (!t_newtran()) exit;
     save("location");
-}}
-"#
+}
+"#,
         )
     });
     let p = phone();
@@ -730,29 +735,21 @@ fn sipp_calls_a_registered_sipp_through_the_stock_config() {
 #[test]
 fn a_natted_phone_is_called_at_the_address_it_registered_from() {
     let server = start_on(|port, fifo| {
-        format!(
-            r#"socket=udp:127.0.0.1:{port}
-stderror_enabled=yes
-loadmodule "proto_udp.so"
-loadmodule "sl.so"
-loadmodule "tm.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "nathelper.so"
-loadmodule "mi_fifo.so"
-modparam("mi_fifo", "fifo_name", "{fifo}")
-modparam("nathelper", "received_avp", "$avp(rcv)")
+        with_modules(
+            port,
+            fifo,
+            r#"modparam("nathelper", "received_avp", "$avp(rcv)")
 modparam("registrar", "received_avp", "$avp(rcv)")
-route {{
-    if ($rm == "REGISTER") {{
+route {
+    if ($rm == "REGISTER") {
         if (nat_uac_test("private-contact")) fix_nated_register();
         save("location");
         exit;
-    }}
-    if (!lookup("location")) {{ sl_send_reply(404, "Not Found"); exit; }}
+    }
+    if (!lookup("location")) { sl_send_reply(404, "Not Found"); exit; }
     t_relay();
-}}
-"#
+}
+"#,
         )
     });
     let (p, caller) = (phone(), phone());
@@ -788,32 +785,25 @@ route {{
 #[test]
 fn natted_contacts_get_keepalive_pings() {
     let server = start_on(|port, fifo| {
-        format!(
-            r#"socket=udp:127.0.0.1:{port}
-stderror_enabled=yes
-loadmodule "proto_udp.so"
-loadmodule "sl.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "nathelper.so"
-loadmodule "mi_fifo.so"
-modparam("mi_fifo", "fifo_name", "{fifo}")
-modparam("usrloc", "nat_bflag", "NAT")
+        with_modules(
+            port,
+            fifo,
+            r#"modparam("usrloc", "nat_bflag", "NAT")
 modparam("nathelper", "natping_interval", 1)
 modparam("nathelper", "ping_nated_only", 1)
 modparam("nathelper", "received_avp", "$avp(rcv)")
 modparam("nathelper", "sipping_bflag", "SIPPING")
 modparam("nathelper", "sipping_from", "sip:pinger@127.0.0.1")
 modparam("registrar", "received_avp", "$avp(rcv)")
-route {{
-    if (nat_uac_test("private-contact")) {{
+route {
+    if (nat_uac_test("private-contact")) {
         fix_nated_register();
         setbflag("NAT");
         if ($hdr(X-Sipping) != NULL) setbflag("SIPPING");
-    }}
+    }
     save("location");
-}}
-"#
+}
+"#,
         )
     });
     let (natted, sipping, public) = (phone(), phone(), phone());
