@@ -120,3 +120,90 @@ fn replies_go_to_the_via_port_without_rport_and_to_the_source_with_it() {
         "{text}"
     );
 }
+
+/// Every torture message (RFC 4475, RFC 5118 as sent on the wire) through the stock OpenSIPS
+/// 4.0 `opensips.cfg` (with example.com as an alias) — usrloc, registrar, tm, rr, acc,
+/// sipmsgops — on the UDP path: nothing
+/// panics, a message that does not parse is answered 400 before the script runs, and every
+/// REGISTER that does is answered by the registrar (200, or a refusal that says why).
+#[test]
+fn the_stock_config_takes_every_torture_message() {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    let cfg = base.join("reference/opensips-configs/4.0/opensips.cfg");
+    let mut sources = cfg::SourceMap::new();
+    // The RFC 4475 REGISTERs are for example.com: as an alias of this server they reach
+    // save() instead of being relayed.
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "socket=udp:127.0.0.1:5060",
+        "socket=udp:127.0.0.1:5060\nalias=example.com",
+        1,
+    );
+    let parsed = cfg::parse(&mut sources, &cfg, text);
+    let script = Arc::new(Script::compile(&parsed.config, &sources, &crate::available()).unwrap());
+    let source: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let local: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+    let mut registers = 0;
+    let mut files = 0;
+    for dir in [
+        "testdata/rfc4475",
+        "testdata/rfc4475/unlisted",
+        "testdata/rfc5118/wire",
+    ] {
+        let Ok(entries) = std::fs::read_dir(base.join(dir)) else {
+            continue;
+        };
+        for e in entries {
+            let path = e.unwrap().path();
+            if path.extension().is_none_or(|x| x != "dat" && x != "sip") {
+                continue;
+            }
+            let data = std::fs::read(&path).unwrap();
+            files += 1;
+            let out = handle(
+                &data,
+                udp(source, local),
+                &script,
+                &mut Worker::default(),
+                None,
+            );
+            let parsed = SipMessage::parse(Bytes::copy_from_slice(&data))
+                .ok()
+                .filter(|m| m.check().is_ok());
+            let Some(msg) = parsed else {
+                if data.starts_with(b"SIP/") {
+                    continue;
+                }
+                let first = out
+                    .first()
+                    .map(|o| String::from_utf8_lossy(&o.data).into_owned());
+                assert!(
+                    first
+                        .as_deref()
+                        .is_none_or(|r| r.starts_with("SIP/2.0 4") || r.starts_with("SIP/2.0 5")),
+                    "{}: {first:?}",
+                    path.display()
+                );
+                continue;
+            };
+            // (The RFC 5118 REGISTERs with a port or an ambiguous address are relayed.)
+            if msg.method() == Some(sip::Method::Register)
+                && msg.request_uri_str() == Some("sip:example.com")
+            {
+                registers += 1;
+                let reply = out
+                    .iter()
+                    .map(|o| String::from_utf8_lossy(&o.data).into_owned())
+                    .find(|r| r.starts_with("SIP/2.0 "))
+                    .unwrap_or_else(|| panic!("{}: no reply to the REGISTER", path.display()));
+                assert!(
+                    reply.starts_with("SIP/2.0 200 OK\r\n")
+                        || reply.contains("\r\nP-Registrar-Error: "),
+                    "{}: {reply}",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(files >= 60, "{files} torture files");
+    assert!(registers >= 5, "{registers} REGISTERs among them");
+}
