@@ -175,3 +175,89 @@ fn chromium_talks_sip_over_ws_and_wss() {
         );
     }
 }
+
+/// A WebRTC-style phone in chromium: it registers over WebSocket with the unreachable Contact
+/// host browsers use (`*.invalid`), then sends a MESSAGE to itself. rsips (usrloc, registrar,
+/// nathelper's `fix_nated_register`, tm) finds the registration and relays the MESSAGE down
+/// the browser's own WebSocket connection.
+#[test]
+fn a_browser_registers_over_websocket_and_is_reached_on_its_connection() {
+    let [ws] = free_ports::<1>();
+    let dir = std::env::temp_dir().join(format!("rsips-browser-reg-{}-{ws}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = format!(
+        r#"socket=ws:127.0.0.1:{ws}
+tcp_workers=1
+loadmodule "proto_ws.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "nathelper.so"
+modparam("nathelper", "received_avp", "$avp(rcv)")
+modparam("registrar", "received_avp", "$avp(rcv)")
+route {{
+    if ($rm == "REGISTER") {{
+        fix_nated_register();
+        save("location");
+        exit;
+    }}
+    if (!lookup("location")) {{
+        sl_send_reply(404, "Not Found");
+        exit;
+    }}
+    t_relay();
+}}
+"#
+    );
+    std::fs::write(dir.join("t.cfg"), cfg).unwrap();
+    let rsips = Kill(
+        Command::new(env!("CARGO_BIN_EXE_rsips"))
+            .arg("-F")
+            .arg("-f")
+            .arg(dir.join("t.cfg"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("rsips.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", ws)).is_err() {
+        assert!(Instant::now() < deadline, "rsips did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let hold = slow_http(Duration::from_secs(3));
+    let page = format!(
+        r#"<html><body>waiting<iframe src="http://127.0.0.1:{hold}/hold"></iframe><script>
+const ws = new WebSocket("ws://127.0.0.1:{ws}", "sip");
+const crlf = "\r\n";
+ws.onopen = () => ws.send(["REGISTER sip:127.0.0.1 SIP/2.0",
+  "Via: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bKbreg",
+  "From: <sip:webby@127.0.0.1>;tag=w1", "To: <sip:webby@127.0.0.1>",
+  "Call-ID: browser-reg", "CSeq: 1 REGISTER", "Max-Forwards: 70",
+  "Contact: <sip:kq3v@df7jal23ls0d.invalid;transport=ws>", "Expires: 600",
+  "Content-Length: 0", "", ""].join(crlf));
+ws.onmessage = (e) => {{
+  const first = e.data.split(crlf)[0];
+  if (first.startsWith("SIP/2.0 200") && e.data.includes("REGISTER")) {{
+    document.body.textContent = "REGISTERED";
+    ws.send(["MESSAGE sip:webby@127.0.0.1 SIP/2.0",
+      "Via: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bKbmsg",
+      "From: <sip:webby@127.0.0.1>;tag=w2", "To: <sip:webby@127.0.0.1>",
+      "Call-ID: browser-msg", "CSeq: 1 MESSAGE", "Max-Forwards: 70",
+      "Content-Type: text/plain", "Content-Length: 2", "", "hi"].join(crlf));
+  }} else if (first.startsWith("MESSAGE ")) {{
+    document.body.textContent = "GOT " + first + " BODY " + e.data.split(crlf + crlf)[1];
+  }}
+}};
+ws.onerror = () => {{ document.body.textContent = "ERROR"; }};
+</script></body></html>"#
+    );
+    let dom = browse(&dir, &page);
+    assert!(
+        dom.contains("GOT MESSAGE sip:kq3v@df7jal23ls0d.invalid;transport=ws SIP/2.0 BODY hi"),
+        "{dom}\n{}",
+        std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default()
+    );
+    drop(rsips);
+}
