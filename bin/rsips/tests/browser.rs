@@ -80,18 +80,32 @@ fn browse(dir: &std::path::Path, page: &str) -> String {
     panic!("chromium did not finish");
 }
 
-/// An HTTP server that answers one request after `delay`: a page resource that holds the
+/// An HTTP server that answers each request after `delay`: a page resource that holds the
 /// page's load (and so chromium's virtual clock) while the WebSocket exchange runs in real time.
+/// Every connection is served on its own thread (chromium may open a speculative connection
+/// that sends nothing before the one with the request); it stops accepting after 30 s.
 fn slow_http(delay: Duration) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
-        if let Ok((mut c, _)) = l.accept() {
-            use std::io::{Read, Write};
-            let mut buf = [0u8; 2048];
-            let _ = c.read(&mut buf);
-            std::thread::sleep(delay);
-            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            match l.accept() {
+                Ok((mut c, _)) => {
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                        let mut buf = [0u8; 2048];
+                        if matches!(c.read(&mut buf), Ok(n) if n > 0) {
+                            std::thread::sleep(delay);
+                            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+                        }
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
         }
     });
     port
@@ -228,7 +242,7 @@ route {{
     }
     let hold = slow_http(Duration::from_secs(3));
     let page = format!(
-        r#"<html><body>waiting<iframe src="http://127.0.0.1:{hold}/hold"></iframe><script>
+        r#"<html><body>waiting<script>
 const ws = new WebSocket("ws://127.0.0.1:{ws}", "sip");
 const crlf = "\r\n";
 ws.onopen = () => ws.send(["REGISTER sip:127.0.0.1 SIP/2.0",
@@ -251,7 +265,10 @@ ws.onmessage = (e) => {{
   }}
 }};
 ws.onerror = () => {{ document.body.textContent = "ERROR"; }};
-</script></body></html>"#
+</script>
+<!-- A parser-blocking script the server holds: the page (and chromium's virtual clock) waits
+     for it while the WebSocket exchange runs in real time. -->
+<script src="http://127.0.0.1:{hold}/hold.js"></script></body></html>"#
     );
     let dom = browse(&dir, &page);
     assert!(

@@ -856,3 +856,51 @@ route {
         }
     }
 }
+
+// A phone registered through an edge proxy (RFC 3327 Path, save() with path-lazy): a call to
+// it goes to the edge, with the Path as the first Route header and the phone's Contact as
+// the R-URI; the 200 of the registration names the Path back.
+#[test]
+fn a_call_to_a_phone_registered_through_an_edge_goes_via_the_edge() {
+    let server = start_on(|port, fifo| {
+        with_modules(
+            port,
+            fifo,
+            r#"route {
+    if ($rm == "REGISTER") { save("location", "path-lazy"); exit; }
+    if (!lookup("location")) { sl_send_reply(404, "Not Found"); exit; }
+    record_route();
+    t_relay();
+}
+loadmodule "rr.so"
+"#,
+        )
+    });
+    let (edge, caller) = (phone(), phone());
+    let path = format!("<sip:127.0.0.1:{};lr>", edge.port);
+    edge.send(
+        &server,
+        &register(
+            &server,
+            &edge,
+            "rita",
+            "path-reg",
+            1,
+            "<sip:rita@192.168.7.7:5060>",
+            &format!("Path: {path}\r\nSupported: path\r\n"),
+        ),
+    );
+    let ok = edge.recv("SIP/2.0 ", &server);
+    assert_eq!(header(&ok, "Path"), Some(path.as_str()), "{ok}");
+    caller.send(&server, &invite(&server, &caller, "rita", "path-call"));
+    let inv = edge.recv("INVITE ", &server);
+    assert!(
+        inv.starts_with("INVITE sip:rita@192.168.7.7:5060 SIP/2.0"),
+        "{inv}"
+    );
+    let routes: Vec<&str> = inv
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("route:"))
+        .collect();
+    assert_eq!(routes, [format!("Route: {path}")], "{inv}");
+}

@@ -191,6 +191,9 @@ pub struct MsgBranch {
     pub uri: String,
     /// `$du` of the branch.
     pub dst_uri: Option<String>,
+    /// The branch's path vector (RFC 3327, from `lookup`): Route headers ahead of any other
+    /// when the branch is sent.
+    pub path: Option<String>,
     /// q × 1000, or -1.
     pub q: i32,
     pub flags: u64,
@@ -259,6 +262,9 @@ pub struct MsgCtx {
     pub new_ruri: Option<String>,
     /// The destination URI (`$du`), set by `setdsturi`, `loose_route`, `lookup` …
     pub dst_uri: Option<String>,
+    /// `$path`: the R-URI branch's path vector (RFC 3327, set by `lookup` for a contact
+    /// registered through proxies): sent as the first Route headers.
+    pub path: Option<String>,
     /// `$ru_q`: the q value of the R-URI branch, 0..=1000, or -1 when unspecified.
     pub ruri_q: i32,
     /// Message flags, one bit per named flag (names are numbered when the script is compiled).
@@ -420,6 +426,7 @@ impl MsgCtx {
             receipt: None,
             new_ruri: None,
             dst_uri: None,
+            path: None,
             ruri_q: -1,
             flags: 0,
             branch_flags: 0,

@@ -179,6 +179,7 @@ impl MsgCtx {
             DsetIdx::Ruri => Some(MsgBranch {
                 uri: self.ruri()?.to_owned(),
                 dst_uri: self.dst_uri.clone(),
+                path: self.path.clone(),
                 q: self.ruri_q,
                 flags: self.branch_flags,
                 attrs: self.branch_attrs.clone(),
@@ -195,6 +196,7 @@ impl MsgCtx {
                     return false;
                 }
                 self.dst_uri = b.dst_uri;
+                self.path = b.path;
                 self.ruri_q = b.q;
                 self.branch_flags = b.flags;
                 self.branch_attrs = b.attrs;
@@ -284,6 +286,7 @@ impl MsgCtx {
             self.branches.push(crate::ctx::MsgBranch {
                 uri: b.uri,
                 dst_uri: b.dst_uri,
+                path: None,
                 q: b.q,
                 flags: b.flags,
                 attrs: Default::default(),

@@ -509,6 +509,10 @@ pub fn forward_to(
         via.push_str(";rport");
     }
     edits.add_first("Via", &via);
+    // The branch's path vector (RFC 3327, from lookup) leads the route set.
+    if let Some(path) = ctx.path.as_deref().filter(|p| !p.trim().is_empty()) {
+        edits.add_top("Route", path);
+    }
     if let Some(rr) = ctx.record_route.as_ref().filter(|rr| rr.done) {
         record_route(ctx, rr, (proto, local), &hostport, sockets, &mut edits);
     }

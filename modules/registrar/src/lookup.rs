@@ -86,9 +86,10 @@ pub fn lookup(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         return METHOD_UNSUPPORTED;
     };
     f.msg.new_ruri = Some(first.uri.clone());
-    if let Some(r) = &first.received {
-        f.msg.dst_uri = Some(r.clone());
+    if let Some(d) = next_hop(first) {
+        f.msg.dst_uri = Some(d);
     }
+    f.msg.path = first.path.clone();
     f.msg.ruri_q = first.q;
     f.msg.branch_flags |= first.cflags;
     if let Some(sock) = &first.socket {
@@ -98,7 +99,8 @@ pub fn lookup(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         for c in rest {
             f.msg.branches.push(MsgBranch {
                 uri: c.uri.clone(),
-                dst_uri: c.received.clone(),
+                dst_uri: next_hop(c),
+                path: c.path.clone(),
                 q: c.q,
                 flags: c.cflags,
                 attrs: Default::default(),
@@ -107,6 +109,22 @@ pub fn lookup(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         }
     }
     FOUND
+}
+
+/// Where a contact is sent (`$du`): the first URI of its Path, else its received address
+/// (OpenSIPS `push_branch`); `None` leaves the R-URI to decide.
+fn next_hop(c: &Contact) -> Option<String> {
+    if let Some(path) = &c.path {
+        // Read leniently: a Path URI may carry `received="sip:…"` (path-received), which a
+        // strict URI parser refuses.
+        let first = sip::split_values(path).next()?.trim();
+        let uri = match first.find('<') {
+            Some(open) => first.get(open + 1..open + 1 + first[open + 1..].find('>')?)?,
+            None => first,
+        };
+        return Some(uri.to_owned());
+    }
+    c.received.clone()
 }
 
 /// The AOR a check is about: `aor` when given, else the From URI (the To URI of a REGISTER).

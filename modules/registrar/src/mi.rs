@@ -37,6 +37,9 @@ fn contact_json(c: &Contact, now: u64, script: &Script) -> Value {
     if let Some(r) = &c.received {
         o.insert("Received".into(), json!(r));
     }
+    if let Some(p) = &c.path {
+        o.insert("Path".into(), json!(p));
+    }
     o.insert("State".into(), json!("CS_NEW"));
     o.insert("Flags".into(), json!(c.flags));
     let names: Vec<&str> = (0..64)
@@ -216,6 +219,7 @@ pub fn commands(mi: &mut Mi, current: Current) {
                 flags: flags as u32,
                 user_agent: "OpenSIPS MI Server".into(),
                 received: None,
+                path: None,
                 socket: None,
                 methods: methods as u32,
                 instance: None,

@@ -30,6 +30,7 @@ pub enum Refusal {
     TooMany,
     ContactLength,
     CallIdLength,
+    PathUnsupported,
 }
 
 impl Refusal {
@@ -37,6 +38,7 @@ impl Refusal {
         match self {
             Refusal::AorLength => 500,
             Refusal::TooMany => 503,
+            Refusal::PathUnsupported => 420,
             _ => 400,
         }
     }
@@ -59,6 +61,7 @@ impl Refusal {
             Refusal::TooMany => "Too many registered contacts",
             Refusal::ContactLength => "Contact/received too long",
             Refusal::CallIdLength => "Callid too long",
+            Refusal::PathUnsupported => "No support for found Path indicated",
         }
     }
 }
@@ -86,6 +89,21 @@ pub struct SaveFlags {
     pub only_request_contacts: bool,
     pub min_expires: Option<u32>,
     pub max_expires: Option<u32>,
+    /// The path flags: keep the REGISTER's Path (RFC 3327).
+    pub path: Option<PathMode>,
+    /// `path-received`: the contact's received address is the first Path URI's `received`.
+    pub path_received: bool,
+}
+
+/// How save() treats a REGISTER's Path headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathMode {
+    /// `path-off`: kept, never echoed in the 200.
+    Off,
+    /// `path-lazy`: kept, echoed when the UA said `Supported: path`.
+    Lazy,
+    /// `path-strict`: a Path without `Supported: path` is refused (420).
+    Strict,
 }
 
 impl SaveFlags {
@@ -110,8 +128,13 @@ impl SaveFlags {
                 "only-request-contacts" => f.only_request_contacts = true,
                 "min-expires" => f.min_expires = Some(number(name, value)?),
                 "max-expires" => f.max_expires = Some(number(name, value)?),
-                // Path and socket headers need Path support (not kept: rsips stores no Path).
-                "path-off" | "path-lazy" | "path-strict" | "path-received" | "socket-header" => {}
+                "path-off" => f.path = Some(PathMode::Off),
+                "path-lazy" => f.path = Some(PathMode::Lazy),
+                "path-strict" => f.path = Some(PathMode::Strict),
+                "path-received" => f.path_received = true,
+                // The socket from a header set by a front proxy: not taken (the receiving
+                // socket is kept).
+                "socket-header" => {}
                 _ => return Err(format!("unknown save() flag `{name}`")),
             }
         }
@@ -236,6 +259,11 @@ struct Register {
     aor: String,
     callid: String,
     cseq: u32,
+    /// The Path vector kept with the bindings, and whether the 200 echoes it.
+    path: Option<String>,
+    echo_path: bool,
+    /// The received address the first Path URI names (`path-received`).
+    path_received: Option<String>,
     /// `None`: `Contact: *`.
     contacts: Option<Vec<Binding>>,
 }
@@ -311,6 +339,40 @@ fn read_register(
     if callid.len() > 255 {
         return Err(Refusal::CallIdLength);
     }
+    // RFC 3327: with the path flags the Path headers are kept (one vector, comma-joined); the
+    // 200 names them back when the UA supports `path`, and path-strict refuses a UA that
+    // does not.
+    let (mut path, mut echo_path, mut path_received) = (None, false, None);
+    if let Some(mode) = flags.path {
+        let vector: Vec<&str> = msg.values(sip::HeaderName::Path).collect();
+        if !vector.is_empty() {
+            let supported = msg
+                .tokens(sip::HeaderName::Supported)
+                .filter_map(Result::ok)
+                .any(|t| t.eq_ignore_ascii_case("path"));
+            if mode == PathMode::Strict && !supported {
+                return Err(Refusal::PathUnsupported);
+            }
+            echo_path = supported && mode != PathMode::Off;
+            if flags.path_received {
+                // Read leniently: the value is quoted, which a strict URI parser refuses.
+                path_received = vector
+                    .first()
+                    .and_then(|v| sip::split_values(v).next())
+                    .and_then(|first| {
+                        let inner = first.split_once('<')?.1.split_once('>')?.0;
+                        let at = inner.to_ascii_lowercase().find(";received=")?;
+                        let rest = &inner[at + ";received=".len()..];
+                        let value = match rest.strip_prefix('"') {
+                            Some(quoted) => quoted.split('"').next()?,
+                            None => rest.split(';').next()?,
+                        };
+                        Some(value.to_owned())
+                    });
+            }
+            path = Some(vector.join(","));
+        }
+    }
     let list = match list {
         Contacts::Star => {
             if expires_hf != Some(0) {
@@ -323,6 +385,9 @@ fn read_register(
                 aor,
                 callid,
                 cseq,
+                path,
+                echo_path,
+                path_received,
                 contacts: None,
             });
         }
@@ -364,6 +429,9 @@ fn read_register(
         aor,
         callid,
         cseq,
+        path,
+        echo_path,
+        path_received,
         contacts: Some(out),
     })
 }
@@ -389,13 +457,16 @@ pub fn save(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         .map_err(|why| (why, None))
         .and_then(|reg| store(f, &table, &s, &flags, reg, now));
     let (code, headers) = match outcome {
-        Ok(contact) => {
+        Ok(headers) => {
             engine::stat!("registrar", "accepted_regs").inc();
-            (200, contact.into_iter().collect::<Vec<_>>())
+            (200, headers)
         }
         Err((why, contact)) => {
             engine::stat!("registrar", "rejected_regs").inc();
             let mut headers: Vec<String> = contact.into_iter().collect();
+            if why == Refusal::PathUnsupported {
+                headers.push("Unsupported: path".to_owned());
+            }
             headers.push(format!("P-Registrar-Error: {}", why.text()));
             if why.code() >= 500 && s.retry_after != 0 {
                 headers.push(format!("Retry-After: {}", s.retry_after));
@@ -425,14 +496,19 @@ fn store(
     flags: &SaveFlags,
     reg: Register,
     now: u64,
-) -> Result<Option<String>, (Refusal, Option<String>)> {
+) -> Result<Vec<String>, (Refusal, Option<String>)> {
     let mut tables = usrloc::tables();
     tables.maybe_sweep(now);
     let t = tables.table(table);
+    let echo = reg
+        .path
+        .clone()
+        .filter(|_| reg.echo_path)
+        .map(|p| format!("Path: {p}"));
     let Some(bindings) = reg.contacts else {
         // `Contact: *` with Expires 0: every binding of the AOR goes.
         t.remove_aor(&reg.aor);
-        return Ok(None);
+        return Ok(echo.into_iter().collect());
     };
     let match_callid = flags.match_callid.unwrap_or(s.match_callid);
     let max = flags.max_contacts.unwrap_or(s.max_contacts);
@@ -443,12 +519,13 @@ fn store(
             engine::pv::ip_uri_text(r.local.ip()) + ":" + &r.local.port().to_string()
         )
     });
-    let received = s
-        .received_avp
-        .and_then(|slot| f.msg.avps.get(slot))
-        .and_then(|vals| vals.last())
-        .map(|v| v.to_text().into_owned())
-        .filter(|v| !v.is_empty());
+    let received = reg.path_received.clone().or_else(|| {
+        s.received_avp
+            .and_then(|slot| f.msg.avps.get(slot))
+            .and_then(|vals| vals.last())
+            .map(|v| v.to_text().into_owned())
+            .filter(|v| !v.is_empty())
+    });
     if received.as_ref().is_some_and(|r| r.len() > 255) {
         return Err((Refusal::ContactLength, None));
     }
@@ -521,6 +598,7 @@ fn store(
             flags: u32::from(flags.memory_only),
             user_agent: user_agent.clone(),
             received: received.clone(),
+            path: reg.path.clone(),
             socket: socket.clone(),
             methods: b.methods,
             instance: b.instance,
@@ -533,7 +611,7 @@ fn store(
     if let Some((conn, until)) = keep {
         engine::hooks::keep_tcp(conn, Duration::from_secs(until.saturating_sub(now) + 10));
     }
-    Ok(current(t))
+    Ok(current(t).into_iter().chain(echo).collect())
 }
 
 /// Whether a contact URI is reached over a stream transport (TCP, TLS, WS, WSS, or `sips:`).

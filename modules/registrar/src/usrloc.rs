@@ -30,6 +30,9 @@ pub struct Contact {
     pub user_agent: String,
     /// Where the REGISTER really came from, when `received_avp` said so.
     pub received: Option<String>,
+    /// The REGISTER's Path vector (RFC 3327), kept with save()'s path flags: `lookup` routes
+    /// through it.
+    pub path: Option<String>,
     /// `proto:ip:port` of the socket the REGISTER came in on.
     pub socket: Option<String>,
     /// The methods the contact takes (Allow of the REGISTER), as [`ALL_METHODS`] bits.
@@ -307,6 +310,7 @@ mod tests {
             flags: 0,
             user_agent: String::new(),
             received: None,
+            path: None,
             socket: None,
             methods: ALL_METHODS,
             instance: None,

@@ -496,3 +496,70 @@ proptest::proptest! {
         }
     }
 }
+
+// RFC 3327 with save()'s path flags: the REGISTER's Path is kept, echoed in the 200 when the
+// UA supports it (path-lazy), refused without that support (path-strict: 420), kept silently
+// (path-off), or ignored (no flag); lookup() then sends through the first Path URI with the
+// vector as the branch's path, and path-received takes the contact's received address from it.
+#[test]
+fn path_is_kept_echoed_and_routed_through() {
+    let s = compile(
+        r#"route {
+    if ($rm == "REGISTER") {
+        if ($hdr(X-Mode) == "lazy") save("t_path", "path-lazy");
+        else if ($hdr(X-Mode) == "strict") save("t_path", "path-strict");
+        else if ($hdr(X-Mode) == "off") save("t_path", "path-off,path-received");
+        else save("t_path");
+        exit;
+    }
+    lookup("t_path");
+    xlog("du=$du path=$(msg.branch.path[0])\n");
+}"#,
+    );
+    let path = "Path: <sip:edge.example.net;lr;received=\"sip:198.51.100.4:7070\">, <sip:core.example.net;lr>\r\n";
+    let reg = |user: &str, extra: &str| {
+        register(
+            user,
+            user,
+            1,
+            &format!("<sip:{user}@10.0.0.9>"),
+            &format!("{path}{extra}"),
+        )
+    };
+    let r = saved(&s, &reg("pa", "X-Mode: lazy\r\nSupported: path\r\n"));
+    assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+    assert_eq!(
+        header(&r, "Path"),
+        Some(
+            "<sip:edge.example.net;lr;received=\"sip:198.51.100.4:7070\">,<sip:core.example.net;lr>"
+        )
+    );
+    assert_eq!(
+        run(&s, &request("INVITE", "pa")).0,
+        [
+            "du=sip:edge.example.net;lr;received=\"sip:198.51.100.4:7070\" path=<sip:edge.example.net;lr;received=\"sip:198.51.100.4:7070\">,<sip:core.example.net;lr>"
+        ]
+    );
+    let r = saved(&s, &reg("pb", "X-Mode: strict\r\n"));
+    assert!(r.starts_with("SIP/2.0 420 Bad Extension\r\n"), "{r}");
+    assert_eq!(header(&r, "Unsupported"), Some("path"));
+    assert_eq!(
+        header(&r, "P-Registrar-Error"),
+        Some("No support for found Path indicated")
+    );
+    let r = saved(&s, &reg("pc", "X-Mode: off\r\nSupported: path\r\n"));
+    assert!(
+        r.starts_with("SIP/2.0 200 OK\r\n") && header(&r, "Path").is_none(),
+        "{r}"
+    );
+    assert!(
+        header(&r, "Contact").is_some_and(|c| c.ends_with(";received=\"sip:198.51.100.4:7070\"")),
+        "path-received: {r}"
+    );
+    let r = saved(&s, &reg("pd", "Supported: path\r\n"));
+    assert!(header(&r, "Path").is_none(), "{r}");
+    assert_eq!(
+        run(&s, &request("INVITE", "pd")).0,
+        ["du=<null> path=<null>"]
+    );
+}

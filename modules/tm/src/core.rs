@@ -170,6 +170,7 @@ struct Branch {
     /// after branch_route, and the socket it left from.
     uri: String,
     dst_uri: Option<String>,
+    path: Option<String>,
     q: i32,
     flags: u64,
     socket: Option<String>,
@@ -770,6 +771,7 @@ impl Tm {
                 on_reply,
                 uri,
                 dst_uri: ctx.dst_uri.clone(),
+                path: ctx.path.clone(),
                 q: ctx.ruri_q,
                 flags: ctx.branch_flags,
                 socket,

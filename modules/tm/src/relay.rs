@@ -151,6 +151,7 @@ pub(crate) fn send_branches(
         let mut c = f.msg.clone();
         c.new_ruri = Some(b.uri);
         c.dst_uri = b.dst_uri;
+        c.path = b.path;
         c.ruri_q = b.q;
         c.branch_flags = b.flags;
         c.branch_attrs = b.attrs;

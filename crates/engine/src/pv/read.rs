@@ -235,10 +235,11 @@ fn branch_field(ctx: &MsgCtx, field: super::BranchField, i: i64) -> Value {
     let Some(i) = usize::try_from(i).ok().filter(|&i| (i as i64) < count) else {
         return Value::Null;
     };
-    let (uri, duri, q, flags, socket) = match i.checked_sub(1) {
+    let (uri, duri, path, q, flags, socket) = match i.checked_sub(1) {
         None => (
             ctx.ruri(),
             ctx.dst_uri.as_deref(),
+            ctx.path.as_deref(),
             ctx.ruri_q,
             ctx.branch_flags,
             ctx.send_socket.as_deref(),
@@ -247,6 +248,7 @@ fn branch_field(ctx: &MsgCtx, field: super::BranchField, i: i64) -> Value {
             Some(b) => (
                 Some(b.uri.as_str()),
                 b.dst_uri.as_deref(),
+                b.path.as_deref(),
                 b.q,
                 b.flags,
                 b.socket.as_deref(),
@@ -260,7 +262,9 @@ fn branch_field(ctx: &MsgCtx, field: super::BranchField, i: i64) -> Value {
         F::Duri => duri.map_or(Value::Null, Value::from),
         F::Q => Value::from(q_text(q)),
         F::Flags => Value::Int(flags as i64),
-        F::Path => Value::Null,
+        F::Path => path
+            .filter(|p| !p.is_empty())
+            .map_or(Value::Null, Value::from),
         F::Socket => socket.map_or(Value::Null, Value::from),
     }
 }

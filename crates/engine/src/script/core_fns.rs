@@ -252,6 +252,13 @@ impl Run<'_> {
                 } else {
                     (None, 0, None)
                 };
+                // The path goes with the R-URI branch when it moves (OpenSIPS keeps it with the
+                // destination it leads to).
+                let path = if moved || inherit {
+                    self.ctx.path.clone()
+                } else {
+                    None
+                };
                 // An unspecified q is the R-URI's when inheriting (append_branch_old with a
                 // URI keeps it unspecified).
                 let q = match q {
@@ -262,6 +269,7 @@ impl Run<'_> {
                 self.ctx.branches.push(crate::ctx::MsgBranch {
                     uri,
                     dst_uri,
+                    path,
                     q,
                     flags: flags_bits,
                     attrs: Default::default(),
@@ -269,6 +277,7 @@ impl Run<'_> {
                 });
                 if moved {
                     self.ctx.dst_uri = None;
+                    self.ctx.path = None;
                     self.ctx.branch_flags = 0;
                     self.ctx.ruri_q = -1;
                     self.ctx.send_socket = None;

@@ -53,6 +53,7 @@ impl Run<'_> {
                     self.ctx.branches.push(crate::ctx::MsgBranch {
                         uri,
                         dst_uri: None,
+                        path: None,
                         q: -1,
                         flags: 0,
                         attrs: Default::default(),

@@ -202,7 +202,7 @@ fn branch_info(b: &super::Branch) -> engine::ctx::TmBranchInfo {
     engine::ctx::TmBranchInfo {
         uri: b.uri.clone(),
         dst_uri: b.dst_uri.clone(),
-        path: None,
+        path: b.path.clone(),
         q: b.q,
         flags: b.flags,
         socket: b.socket.clone(),
