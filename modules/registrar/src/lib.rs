@@ -109,6 +109,28 @@ pub static REGISTRAR: ModuleSpec = ModuleSpec {
             run: lookup::is_contact_registered,
         },
         FnSpec {
+            name: "is_ip_registered",
+            params: &[
+                (Param::Str, false),
+                (Param::Str, true),
+                (Param::Str, false),
+                (Param::Str, true),
+            ],
+            routes: CHECKING,
+            run: lookup::is_ip_registered,
+        },
+        FnSpec {
+            name: "remove_ip_port",
+            params: &[
+                (Param::Str, false),
+                (Param::Int, false),
+                (Param::Str, false),
+                (Param::Str, true),
+            ],
+            routes: Routes::ALL,
+            run: lookup::remove_ip_port,
+        },
+        FnSpec {
             name: "remove",
             params: &[
                 (Param::Str, false),

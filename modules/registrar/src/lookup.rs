@@ -238,3 +238,94 @@ pub fn remove(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     }
     1
 }
+
+/// The address a contact is reached at, as `(host, port)`: its received address when the
+/// registrar kept one, else its Contact's (OpenSIPS compares against the same).
+fn reached_at(c: &Contact) -> Option<(String, u16)> {
+    let uri = c.received.as_deref().unwrap_or(&c.uri);
+    let u = sip::Uri::parse(uri).ok()?;
+    let host = u
+        .host()?
+        .as_str()
+        .trim_matches(['[', ']'])
+        .to_ascii_lowercase();
+    Some((host, u.port().unwrap_or(5060)))
+}
+
+/// Whether `ip` (and `port`, when given) names where `c` is reached (IP text compared as
+/// addresses when both parse).
+fn reached_by(c: &Contact, ip: &str, port: Option<u16>) -> bool {
+    let Some((host, p)) = reached_at(c) else {
+        return false;
+    };
+    let ip = ip.trim().trim_matches(['[', ']']);
+    let same_ip = match (
+        host.parse::<std::net::IpAddr>(),
+        ip.parse::<std::net::IpAddr>(),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => host.eq_ignore_ascii_case(ip),
+    };
+    same_ip && port.is_none_or(|want| want == p)
+}
+
+/// `is_ip_registered(domain[, aor], ip[, port])`: 1 when a live contact of the AOR (default:
+/// the From URI's, the To URI's for a REGISTER) is reached at `ip` (and `port`), else -1.
+pub fn is_ip_registered(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let table = text_arg(args, 0).unwrap_or_default();
+    let s = Settings::of(f.script);
+    let Some(aor) = checked_aor(f, text_arg(args, 1), &s) else {
+        return -1;
+    };
+    let Some(ip) = text_arg(args, 2) else {
+        return -1;
+    };
+    let port = text_arg(args, 3).and_then(|p| p.trim().parse::<u16>().ok());
+    let now = usrloc::now();
+    let found = usrloc::tables().get(&table).is_some_and(|t| {
+        t.contacts(&aor, now)
+            .iter()
+            .any(|c| reached_by(c, &ip, port))
+    });
+    if found { 1 } else { -1 }
+}
+
+/// `remove_ip_port(ip, port, domain[, aor])`: removes the contacts reached at `ip:port` (of
+/// the AOR, or of every AOR); 1 when some went, else -1.
+pub fn remove_ip_port(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let (Some(ip), Some(port)) = (
+        text_arg(args, 0),
+        args.get(1)
+            .and_then(Value::as_int)
+            .and_then(|p| u16::try_from(p).ok()),
+    ) else {
+        return -1;
+    };
+    let table = text_arg(args, 2).unwrap_or_default();
+    let s = Settings::of(f.script);
+    let only = match text_arg(args, 3) {
+        Some(a) => match aor_of(&a, &s) {
+            Ok(aor) => Some(aor),
+            Err(_) => return -1,
+        },
+        None => None,
+    };
+    let mut tables = usrloc::tables();
+    let Some(t) = tables.get_mut(&table) else {
+        return -1;
+    };
+    let doomed: Vec<(String, Contact)> = t
+        .all_aors()
+        .into_iter()
+        .filter(|(aor, _)| only.as_deref().is_none_or(|o| o == *aor))
+        .flat_map(|(aor, list)| {
+            list.iter()
+                .filter(|c| reached_by(c, &ip, Some(port)))
+                .map(move |c| (aor.to_owned(), c.clone()))
+        })
+        .collect();
+    for (aor, c) in &doomed {
+        t.remove_contact(aor, &c.uri, Some(&c.callid));
+    }
+    if doomed.is_empty() { -1 } else { 1 }
+}

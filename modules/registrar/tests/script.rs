@@ -563,3 +563,59 @@ fn path_is_kept_echoed_and_routed_through() {
         ["du=<null> path=<null>"]
     );
 }
+
+// is_ip_registered() and remove_ip_port(): contacts by the address they are reached at (the
+// received one when kept, else the Contact's).
+#[test]
+fn contacts_by_the_address_they_are_reached_at() {
+    let s = compile(
+        r#"modparam("registrar", "received_avp", "$avp(rcv)")
+route {
+    if ($rm == "REGISTER") {
+        if ($hdr(X-Rcv) != NULL) $avp(rcv) = $hdr(X-Rcv);
+        save("t_ip");
+        exit;
+    }
+    if (is_ip_registered("t_ip", "sip:ip@example.com", "198.51.100.7")) xlog("rcv ip\n");
+    if (is_ip_registered("t_ip", "sip:ip@example.com", "198.51.100.7", "4000")) xlog("rcv ip:port\n");
+    if (is_ip_registered("t_ip", "sip:ip@example.com", "198.51.100.7", "4001")) xlog("wrong port\n");
+    if (is_ip_registered("t_ip", "sip:ip@example.com", "192.0.2.44")) xlog("contact ip\n");
+    if ($hdr(X-Remove) != NULL) {
+        remove_ip_port("198.51.100.7", 4000, "t_ip");
+        xlog("removed $retcode\n");
+        remove_ip_port("198.51.100.7", 4000, "t_ip");
+        xlog("again $retcode\n");
+    }
+}"#,
+    );
+    saved(
+        &s,
+        &register(
+            "ip",
+            "ip1",
+            1,
+            "<sip:ip@10.0.0.3>",
+            "X-Rcv: sip:198.51.100.7:4000\r\n",
+        ),
+    );
+    saved(&s, &register("ip", "ip2", 1, "<sip:ip@192.0.2.44>", ""));
+    assert_eq!(
+        run(&s, &request("OPTIONS", "x")).0,
+        ["rcv ip", "rcv ip:port", "contact ip"]
+    );
+    let (log, _) = run(
+        &s,
+        &request("OPTIONS", "x").replace("Content-Length", "X-Remove: 1\r\nContent-Length"),
+    );
+    assert_eq!(
+        log,
+        [
+            "rcv ip",
+            "rcv ip:port",
+            "contact ip",
+            "removed 1",
+            "again -1"
+        ]
+    );
+    assert_eq!(run(&s, &request("OPTIONS", "x")).0, ["contact ip"]);
+}
