@@ -1,6 +1,7 @@
 //! A real browser as the SIP-over-WebSocket client (RFC 7118): headless Chromium (installed by
 //! .ci/run) opens `ws://` and `wss://` with the `sip` subprotocol, sends OPTIONS and shows the
-//! reply's status line, which the test reads from the dumped page.
+//! reply's status line, which the test reads from the dumped page; and a WebRTC-style phone
+//! that registers and is reached on its connection.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -8,17 +9,8 @@ mod common;
 
 use common::free_ports;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn openssl(dir: &std::path::Path, args: &[&str]) {
     let ok = Command::new("openssl")
@@ -162,21 +154,9 @@ fn chromium_talks_sip_over_ws_and_wss() {
         dir.display()
     );
     std::fs::write(dir.join("t.cfg"), cfg).unwrap();
-    let _rsips = Kill(
-        Command::new(env!("CARGO_BIN_EXE_rsips"))
-            .arg("-F")
-            .arg("-f")
-            .arg(dir.join("t.cfg"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("rsips.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", wss)).is_err() {
-        assert!(Instant::now() < deadline, "rsips did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _rsips = common::spawn_rsips(&dir, "t.cfg", |log| {
+        log.contains(&format!("listening on wss:127.0.0.1:{wss}"))
+    });
     for (url, id) in [
         (format!("ws://127.0.0.1:{ws}"), "browser-ws"),
         (format!("wss://127.0.0.1:{wss}"), "browser-wss"),
@@ -225,21 +205,9 @@ route {{
 "#
     );
     std::fs::write(dir.join("t.cfg"), cfg).unwrap();
-    let rsips = Kill(
-        Command::new(env!("CARGO_BIN_EXE_rsips"))
-            .arg("-F")
-            .arg("-f")
-            .arg(dir.join("t.cfg"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("rsips.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", ws)).is_err() {
-        assert!(Instant::now() < deadline, "rsips did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let rsips = common::spawn_rsips(&dir, "t.cfg", |log| {
+        log.contains(&format!("listening on ws:127.0.0.1:{ws}"))
+    });
     let hold = slow_http(Duration::from_secs(3));
     let page = format!(
         r#"<html><body>waiting<script>
