@@ -7,22 +7,10 @@
 
 mod common;
 
-use common::free_ports;
+use common::{free_ports, openssl};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let ok = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl is installed (.ci/run installs it)")
-        .success();
-    assert!(ok, "openssl {args:?}");
-}
 
 /// The page's text after the browser ran its script (bounded by the virtual-time budget and a
 /// wall-clock limit).

@@ -232,19 +232,7 @@ impl Harness {
         now: Instant,
     ) {
         let reply = reply_to(request, code, reason, to_tag);
-        let ctx = MsgCtx::new(reply.clone()).with_receipt(Receipt {
-            source: UAS.parse().unwrap(),
-            proto: "udp",
-            local: LOCAL.parse().unwrap(),
-            conn: None,
-            proxy: None,
-        });
-        let mut routes = Routes {
-            script: &self.script,
-            worker: &mut self.worker,
-            log: &mut self.log,
-        };
-        assert!(self.tm.on_reply(&reply, ctx, &mut routes, now));
+        assert!(self.deliver(reply, now));
     }
 
     /// Hands any reply to tm; whether tm took it.
