@@ -298,14 +298,6 @@ impl Tm {
         main: bool,
     ) -> (MsgCtx, bool) {
         let mut ctx = reply_ctx;
-        ctx.tx = Some(cell.clone() as Arc<dyn engine::ctx::Transaction>);
-        ctx.branch_index = Some(n);
-        ctx.t_reply = Some(ReplyInfo {
-            code,
-            reason: reply.reason_phrase().unwrap_or("").to_owned(),
-            branch: n,
-            local: false,
-        });
         let routes: Vec<usize> = if main {
             runner.reply_route().into_iter().collect()
         } else {
@@ -324,6 +316,14 @@ impl Tm {
         if routes.is_empty() {
             return (ctx, false);
         }
+        ctx.tx = Some(cell.clone() as Arc<dyn engine::ctx::Transaction>);
+        ctx.branch_index = Some(n);
+        ctx.t_reply = Some(ReplyInfo {
+            code,
+            reason: reply.reason_phrase().unwrap_or("").to_owned(),
+            branch: n,
+            local: false,
+        });
         {
             let tx = cell.lock();
             if tx.request.acc_extra.is_some() {
