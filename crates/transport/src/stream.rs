@@ -22,6 +22,13 @@ use crate::proxy_protocol;
 use crate::tls::TlsContext;
 use crate::ws;
 
+mod prefixed;
+mod settings;
+
+use prefixed::Prefixed;
+use settings::keepalive;
+pub use settings::{Keepalive, Settings};
+
 /// A complete SIP message read from a connection.
 #[derive(Debug, Clone)]
 pub struct Inbound {
@@ -56,87 +63,6 @@ impl WriteOutcome {
 
 /// Called once with the outcome of a write.
 pub type Done = Box<dyn FnOnce(WriteOutcome) + Send>;
-
-/// The connection-level parameters (OpenSIPS names and defaults in comments).
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// `tcp_threads` (0: one per CPU).
-    pub threads: usize,
-    /// `tcp_connect_timeout` (100 ms).
-    pub connect_timeout: Duration,
-    /// `tcp_connection_lifetime` (120 s): an idle connection is closed after this.
-    pub lifetime: Duration,
-    /// `tcp_max_connections` (2048).
-    pub max_connections: usize,
-    /// `tcp_max_msg_time` (4 s): a message that has started must be complete within this.
-    pub max_msg_time: Duration,
-    /// How long a write may take before the connection is given up.
-    pub send_timeout: Duration,
-    /// Header and message size limits.
-    pub limits: sip::framing::Limits,
-    /// `tcp_keepalive` (on by default, as OpenSIPS on Linux): the kernel probes idle
-    /// connections; `None` leaves SO_KEEPALIVE off.
-    pub keepalive: Option<Keepalive>,
-    /// `tcp_socket_backlog`: the listen queue.
-    pub backlog: u32,
-    /// `tcp_crlf_pingpong` (on): a CRLF CRLF ping on TCP gets a CRLF pong.
-    pub crlf_pong: bool,
-    /// `tls_crlf_pingpong` (on): the same on TLS.
-    pub tls_crlf_pong: bool,
-    /// proto_ws / proto_wss `require_origin` (on): an upgrade without Origin is refused.
-    pub ws_require_origin: bool,
-}
-
-/// `tcp_keepidle`, `tcp_keepinterval`, `tcp_keepcount`: `None` keeps the kernel's value.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Keepalive {
-    pub idle: Option<Duration>,
-    pub interval: Option<Duration>,
-    pub count: Option<u32>,
-}
-
-/// Turns on TCP keepalive on a connection as `settings` ask.
-fn keepalive(tcp: &TcpStream, settings: &Settings) {
-    let Some(k) = settings.keepalive else { return };
-    let mut ka = socket2::TcpKeepalive::new();
-    if let Some(t) = k.idle {
-        ka = ka.with_time(t);
-    }
-    if let Some(i) = k.interval {
-        ka = ka.with_interval(i);
-    }
-    if let Some(c) = k.count {
-        ka = ka.with_retries(c);
-    }
-    let sock = socket2::SockRef::from(tcp);
-    if let Err(e) = sock
-        .set_keepalive(true)
-        .and_then(|()| sock.set_tcp_keepalive(&ka))
-    {
-        log::warn!("cannot set TCP keepalive: {e}");
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            threads: 0,
-            connect_timeout: Duration::from_millis(100),
-            lifetime: Duration::from_secs(120),
-            max_connections: 2048,
-            max_msg_time: Duration::from_secs(4),
-            send_timeout: Duration::from_secs(10),
-            limits: sip::framing::Limits::default(),
-            keepalive: Some(Keepalive::default()),
-            // OpenSIPS' default is 10; rsips keeps room for bursts of new connections unless
-            // `tcp_socket_backlog` says otherwise.
-            backlog: 1024,
-            crlf_pong: true,
-            tls_crlf_pong: true,
-            ws_require_origin: true,
-        }
-    }
-}
 
 /// A listening socket of a stream protocol.
 #[derive(Debug, Clone)]
@@ -1059,50 +985,4 @@ fn deliver(shared: &Shared, data: Bytes, conn: &Conn) {
             closed: false,
         },
     );
-}
-
-/// A TCP stream with bytes already read from it (after a PROXY header) put back in front.
-struct Prefixed {
-    prefix: Bytes,
-    inner: TcpStream,
-}
-
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            let chunk = self.prefix.split_to(n);
-            buf.put_slice(&chunk);
-            return std::task::Poll::Ready(Ok(()));
-        }
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        data: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
