@@ -1963,6 +1963,11 @@ fn set_via_handling_reply_to_via_answers_the_via_address() {
 #[test]
 fn one_connections_messages_keep_their_order_across_workers() {
     let (rx, rx_port) = udp_receiver("127.0.0.1");
+    // Room for the whole burst: the default buffer holds fewer than 200 datagrams (the kernel
+    // counts ~1 KiB of overhead each), and on a busy machine this thread may read late.
+    socket2::SockRef::from(&rx)
+        .set_recv_buffer_size(4 << 20)
+        .unwrap();
     let route = format!(r#"route {{ forward("udp:127.0.0.1:{rx_port}"); }}"#);
     let server = start(
         "order",
