@@ -66,13 +66,22 @@ pub fn prometheus(script: &Script) -> Option<(String, mi::http::Metrics)> {
     if !script.loads("prometheus") {
         return None;
     }
-    let root = param_str(script, "prometheus", "root").unwrap_or_else(|| "metrics".into());
-    let prefix = param_str(script, "prometheus", "prefix").unwrap_or_else(|| "opensips".into());
-    let delimiter = param_str(script, "prometheus", "delimiter").unwrap_or_else(|| "_".into());
-    let group_prefix = param_str(script, "prometheus", "group_prefix").unwrap_or_default();
-    let group_label =
-        param_str(script, "prometheus", "group_label").unwrap_or_else(|| "group".into());
-    let mode = param_int(script, "prometheus", "group_mode").unwrap_or(0);
+    let root = script
+        .modparam_str("prometheus", "root")
+        .unwrap_or_else(|| "metrics".into());
+    let prefix = script
+        .modparam_str("prometheus", "prefix")
+        .unwrap_or_else(|| "opensips".into());
+    let delimiter = script
+        .modparam_str("prometheus", "delimiter")
+        .unwrap_or_else(|| "_".into());
+    let group_prefix = script
+        .modparam_str("prometheus", "group_prefix")
+        .unwrap_or_default();
+    let group_label = script
+        .modparam_str("prometheus", "group_label")
+        .unwrap_or_else(|| "group".into());
+    let mode = script.modparam_int("prometheus", "group_mode").unwrap_or(0);
     let specs: Vec<String> = script
         .modparams("prometheus")
         .filter(|(p, _)| *p == "statistics")
@@ -156,28 +165,6 @@ pub static MI_DATAGRAM: ModuleSpec = ModuleSpec {
         ("pretty_printing", Int),
     ],
 };
-
-fn param_str(script: &Script, module: &str, name: &str) -> Option<String> {
-    script
-        .modparams(module)
-        .filter(|(p, _)| *p == name)
-        .last()
-        .map(|(_, v)| match v {
-            ParamValue::Str(s) => s.clone(),
-            ParamValue::Int(n) => n.to_string(),
-        })
-}
-
-fn param_int(script: &Script, module: &str, name: &str) -> Option<i64> {
-    script
-        .modparams(module)
-        .filter(|(p, _)| *p == name)
-        .last()
-        .and_then(|(_, v)| match v {
-            ParamValue::Int(n) => Some(*n),
-            ParamValue::Str(s) => s.trim().parse().ok(),
-        })
-}
 
 /// What the commands look at.
 pub struct State {
@@ -616,11 +603,15 @@ pub fn httpd_commands(mi: &mut Mi, script: &Script) {
     }
     let mut roots = Vec::new();
     if script.loads("mi_http") {
-        let root = param_str(script, "mi_http", "root").unwrap_or_else(|| "mi".into());
+        let root = script
+            .modparam_str("mi_http", "root")
+            .unwrap_or_else(|| "mi".into());
         roots.push((root, "mi_http"));
     }
     if script.loads("prometheus") {
-        let root = param_str(script, "prometheus", "root").unwrap_or_else(|| "metrics".into());
+        let root = script
+            .modparam_str("prometheus", "root")
+            .unwrap_or_else(|| "metrics".into());
         roots.push((root, "prometheus"));
     }
     let list: Vec<Value> = roots
@@ -882,31 +873,37 @@ pub fn start(script: &Script, mi: &Arc<Mi>, stop: &Arc<AtomicBool>) -> Result<Ve
         if !script.loads("httpd") {
             return Err("mi_http and prometheus need `loadmodule \"httpd.so\"`".into());
         }
-        let ip = param_str(script, "httpd", "ip").unwrap_or_else(|| "127.0.0.1".into());
+        let ip = script
+            .modparam_str("httpd", "ip")
+            .unwrap_or_else(|| "127.0.0.1".into());
         let ip = if ip == "*" { "0.0.0.0".to_owned() } else { ip };
-        let port = param_int(script, "httpd", "port").unwrap_or(8888);
+        let port = script.modparam_int("httpd", "port").unwrap_or(8888);
         let port = u16::try_from(port).map_err(|_| format!("httpd: bad port {port}"))?;
         let addr: std::net::SocketAddr = format!("{ip}:{port}")
             .parse()
             .or_else(|_| format!("[{ip}]:{port}").parse())
             .map_err(|_| format!("httpd: bad ip `{ip}`"))?;
         let auth = match (
-            param_str(script, "httpd", "auth_username"),
-            param_str(script, "httpd", "auth_password"),
+            script.modparam_str("httpd", "auth_username"),
+            script.modparam_str("httpd", "auth_password"),
         ) {
             (Some(u), Some(p)) if !u.is_empty() => Some((u, p)),
             _ => None,
         };
-        let mi_root = script
-            .loads("mi_http")
-            .then(|| param_str(script, "mi_http", "root").unwrap_or_else(|| "mi".into()));
+        let mi_root = script.loads("mi_http").then(|| {
+            script
+                .modparam_str("mi_http", "root")
+                .unwrap_or_else(|| "mi".into())
+        });
         let metrics_root = metrics.as_ref().map(|(r, _)| r.clone());
         let config = mi::http::HttpConfig {
             addr,
             root: mi_root.clone(),
             metrics,
             auth,
-            realm: param_str(script, "httpd", "auth_realm").unwrap_or_else(|| "OpenSIPS MI".into()),
+            realm: script
+                .modparam_str("httpd", "auth_realm")
+                .unwrap_or_else(|| "OpenSIPS MI".into()),
         };
         let bound = mi::http::serve(config, Arc::clone(mi), Arc::clone(stop))
             .map_err(|e| format!("httpd: cannot listen on {addr}: {e}"))?;
@@ -915,18 +912,21 @@ pub fn start(script: &Script, mi: &Arc<Mi>, stop: &Arc<AtomicBool>) -> Result<Ve
         }
     }
     if script.loads("mi_fifo") {
-        let path = param_str(script, "mi_fifo", "fifo_name")
+        let path = script
+            .modparam_str("mi_fifo", "fifo_name")
             .unwrap_or_else(|| "/tmp/opensips_fifo".into());
-        let mode = param_int(script, "mi_fifo", "fifo_mode").unwrap_or(0o660) as u32;
-        let reply_dir = param_str(script, "mi_fifo", "reply_dir").unwrap_or_else(|| "/tmp/".into());
+        let mode = script.modparam_int("mi_fifo", "fifo_mode").unwrap_or(0o660) as u32;
+        let reply_dir = script
+            .modparam_str("mi_fifo", "reply_dir")
+            .unwrap_or_else(|| "/tmp/".into());
         // OpenSIPS refuses to start when the owner it is told to give the FIFO does not exist.
-        let user = match param_str(script, "mi_fifo", "fifo_user") {
+        let user = match script.modparam_str("mi_fifo", "fifo_user") {
             Some(u) => {
                 Some(mi::fifo::lookup_user(&u).ok_or_else(|| format!("mi_fifo: bad user `{u}`"))?)
             }
             None => None,
         };
-        let group = match param_str(script, "mi_fifo", "fifo_group") {
+        let group = match script.modparam_str("mi_fifo", "fifo_group") {
             Some(g) => Some(
                 mi::fifo::lookup_group(&g).ok_or_else(|| format!("mi_fifo: bad group `{g}`"))?,
             ),
@@ -944,7 +944,7 @@ pub fn start(script: &Script, mi: &Arc<Mi>, stop: &Arc<AtomicBool>) -> Result<Ve
         up.push(format!("fifo {path}"));
     }
     if script.loads("mi_datagram") {
-        let Some(name) = param_str(script, "mi_datagram", "socket_name") else {
+        let Some(name) = script.modparam_str("mi_datagram", "socket_name") else {
             return Err("mi_datagram needs `socket_name`".into());
         };
         let endpoint = mi::datagram::bind(&name)
@@ -958,7 +958,8 @@ pub fn start(script: &Script, mi: &Arc<Mi>, stop: &Arc<AtomicBool>) -> Result<Ve
 /// Stops what `start` started that would otherwise block (the FIFO reader).
 pub fn stop(script: &Script) {
     if script.loads("mi_fifo") {
-        let path = param_str(script, "mi_fifo", "fifo_name")
+        let path = script
+            .modparam_str("mi_fifo", "fifo_name")
             .unwrap_or_else(|| "/tmp/opensips_fifo".into());
         let path = std::path::Path::new(&path);
         mi::fifo::wake(path);

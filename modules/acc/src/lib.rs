@@ -78,7 +78,7 @@ fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         .unwrap_or_default();
     // OpenSIPS: a CANCEL is accounted only with `report_cancels` (a warning, and success).
     if f.msg.msg.method() == Some(sip::Method::Cancel)
-        && script_param(f.script, "report_cancels").unwrap_or(0) == 0
+        && f.script.modparam_int("acc", "report_cancels").unwrap_or(0) == 0
     {
         f.log.log(
             1,
@@ -125,8 +125,12 @@ fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     }
     // detect_direction: a request going upstream (callee to caller) is logged with From and
     // To swapped, so that both directions of a dialog read alike.
-    acc.upstream =
-        script_param(f.script, "detect_direction").unwrap_or(0) != 0 && f.msg.is_upstream();
+    acc.upstream = f
+        .script
+        .modparam_int("acc", "detect_direction")
+        .unwrap_or(0)
+        != 0
+        && f.msg.is_upstream();
     f.msg.acc = Some(acc);
     1
 }
@@ -440,15 +444,7 @@ fn log_fields(script: &engine::Script, param: &str) -> Vec<(String, String)> {
 
 /// An integer `modparam("acc", name, …)` of the script the request runs in.
 fn param(req: &MsgCtx, name: &str) -> Option<i64> {
-    script_param(req.script.as_ref()?, name)
-}
-
-fn script_param(script: &engine::Script, name: &str) -> Option<i64> {
-    script.modparams("acc").find_map(|(n, v)| match v {
-        cfg::ast::ParamValue::Int(i) if n == name => Some(*i),
-        cfg::ast::ParamValue::Str(s) if n == name => s.trim().parse().ok(),
-        _ => None,
-    })
+    req.script.as_ref()?.modparam_int("acc", name)
 }
 
 /// CANCEL transactions are reported only with `report_cancels` (OpenSIPS default: off).

@@ -327,10 +327,7 @@ fn received_uri(ctx: &MsgCtx) -> Option<String> {
 
 /// nathelper's `received_avp` slot, if set (it must be registrar's too).
 fn received_slot(script: &Script) -> Option<usize> {
-    let name = script.modparams("nathelper").find_map(|(p, v)| match v {
-        cfg::ast::ParamValue::Str(s) if p == "received_avp" => Some(s.clone()),
-        _ => None,
-    })?;
+    let name = script.modparam_str("nathelper", "received_avp")?;
     let name = name.trim().strip_prefix("$avp(")?.strip_suffix(')')?;
     script.avp_id(name.trim())
 }

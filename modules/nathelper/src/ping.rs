@@ -20,48 +20,43 @@ pub struct Pinging {
     pub method: String,
 }
 
-fn str_param(script: &Script, name: &str) -> Option<String> {
-    script.modparams("nathelper").find_map(|(p, v)| match v {
-        cfg::ast::ParamValue::Str(s) if p == name => Some(s.trim().to_owned()),
-        _ => None,
-    })
-}
-
-fn int_param(script: &Script, name: &str) -> Option<i64> {
-    script.modparams("nathelper").find_map(|(p, v)| match v {
-        cfg::ast::ParamValue::Int(n) if p == name => Some(*n),
-        _ => None,
-    })
-}
-
 impl Pinging {
     /// The pinging the script asks for (nathelper loaded, `natping_interval` > 0).
     pub fn of(script: &Script) -> Option<Pinging> {
         if !script.loads("nathelper") {
             return None;
         }
-        let secs = int_param(script, "natping_interval").filter(|n| *n > 0)?;
+        let secs = script
+            .modparam_int("nathelper", "natping_interval")
+            .filter(|n| *n > 0)?;
         let flag = |module: &str, name: &str| {
-            script.modparams(module).find_map(|(p, v)| match v {
-                cfg::ast::ParamValue::Str(f) if p == name => {
-                    script.flag_bit(f.trim().trim_matches('"'))
-                }
-                _ => None,
-            })
+            script
+                .modparam_str(module, name)
+                .and_then(|f| script.flag_bit(f.trim().trim_matches('"')))
         };
-        let nated_only = if int_param(script, "ping_nated_only").is_some_and(|n| n != 0) {
+        let nated_only = if script
+            .modparam_int("nathelper", "ping_nated_only")
+            .is_some_and(|n| n != 0)
+        {
             // Without a NAT flag no contact is marked: none is pinged.
             Some(flag("usrloc", "nat_bflag").unwrap_or(u32::MAX))
         } else {
             None
         };
-        let sipping = flag("nathelper", "sipping_bflag")
-            .zip(str_param(script, "sipping_from").filter(|f| !f.is_empty()));
+        let sipping = flag("nathelper", "sipping_bflag").zip(
+            script
+                .modparam_str("nathelper", "sipping_from")
+                .map(|f| f.trim().to_owned())
+                .filter(|f| !f.is_empty()),
+        );
         Some(Pinging {
             interval: std::time::Duration::from_secs(secs.unsigned_abs()),
             nated_only,
             sipping,
-            method: str_param(script, "sipping_method").unwrap_or_else(|| "OPTIONS".into()),
+            method: script
+                .modparam_str("nathelper", "sipping_method")
+                .map(|m| m.trim().to_owned())
+                .unwrap_or_else(|| "OPTIONS".into()),
         })
     }
 

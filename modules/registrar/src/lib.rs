@@ -10,7 +10,6 @@ pub mod mi;
 pub mod save;
 pub mod usrloc;
 
-use cfg::ast::ParamValue;
 use engine::{FnSpec, ModuleSpec, Param, ParamType, Routes, Script};
 
 use ParamType::{Int, Str};
@@ -213,27 +212,11 @@ pub struct Settings {
     pub received_param: String,
 }
 
-pub(crate) fn int_param(script: &Script, module: &str, name: &str) -> Option<i64> {
-    script.modparams(module).find_map(|(p, v)| match v {
-        ParamValue::Int(n) if p == name => Some(*n),
-        ParamValue::Str(s) if p == name => s.trim().parse().ok(),
-        _ => None,
-    })
-}
-
-fn str_param(script: &Script, module: &str, name: &str) -> Option<String> {
-    script.modparams(module).find_map(|(p, v)| match v {
-        ParamValue::Str(s) if p == name => Some(s.clone()),
-        ParamValue::Int(n) if p == name => Some(n.to_string()),
-        _ => None,
-    })
-}
-
 impl Settings {
     /// The settings as the script's modparams give them.
     pub fn of(script: &Script) -> Settings {
-        let reg = |name: &str| int_param(script, "registrar", name);
-        let ul = |name: &str| int_param(script, "usrloc", name);
+        let reg = |name: &str| script.modparam_int("registrar", name);
+        let ul = |name: &str| script.modparam_int("usrloc", name);
         let count = |v: Option<i64>, default: u32| {
             v.map_or(default, |n| u32::try_from(n.max(0)).unwrap_or(u32::MAX))
         };
@@ -253,17 +236,20 @@ impl Settings {
             }
         });
         let flag = |module: &str, name: &str| {
-            str_param(script, module, name)
+            script
+                .modparam_str(module, name)
                 .and_then(|f| script.flag_bit(f.trim().trim_matches('"')))
         };
-        let received_avp = str_param(script, "registrar", "received_avp").and_then(|a| {
-            let name = a
-                .trim()
-                .strip_prefix("$avp(")?
-                .strip_suffix(')')?
-                .to_owned();
-            script.avp_id(&name)
-        });
+        let received_avp = script
+            .modparam_str("registrar", "received_avp")
+            .and_then(|a| {
+                let name = a
+                    .trim()
+                    .strip_prefix("$avp(")?
+                    .strip_suffix(')')?
+                    .to_owned();
+                script.avp_id(&name)
+            });
         Settings {
             use_domain: ul("use_domain").is_none_or(|n| n != 0),
             match_callid: ul("matching_mode") == Some(1),
@@ -275,7 +261,9 @@ impl Settings {
             max_expires,
             default_q,
             case_sensitive: reg("case_sensitive").is_none_or(|n| n != 0),
-            realm_prefix: str_param(script, "registrar", "realm_prefix").unwrap_or_default(),
+            realm_prefix: script
+                .modparam_str("registrar", "realm_prefix")
+                .unwrap_or_default(),
             max_contacts: count(reg("max_contacts"), 0),
             max_username_len: len(reg("max_username_len"), 64),
             max_domain_len: len(reg("max_domain_len"), 64),
@@ -284,7 +272,8 @@ impl Settings {
             allow_dup_cseq: reg("allow_dup_cseq").is_none_or(|n| n != 0),
             retry_after: count(reg("retry_after"), 0),
             received_avp,
-            received_param: str_param(script, "registrar", "received_param")
+            received_param: script
+                .modparam_str("registrar", "received_param")
                 .unwrap_or_else(|| "received".to_owned()),
         }
     }
@@ -316,7 +305,7 @@ static NONE_ONLY: engine::ParamCheck = engine::ParamCheck {
 /// What the modules take from the script when the server starts: usrloc's timer interval and
 /// the statistics.
 pub fn start(script: &Script) {
-    if let Some(n) = int_param(script, "usrloc", "timer_interval") {
+    if let Some(n) = script.modparam_int("usrloc", "timer_interval") {
         usrloc::tables().timer_interval = u64::try_from(n.max(1)).unwrap_or(60);
     }
     register_stats(script);

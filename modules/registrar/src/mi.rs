@@ -95,7 +95,7 @@ pub fn commands(mi: &mut Mi, current: Current) {
             let brief = p.int("brief")?.is_some_and(|b| b != 0);
             let script = cur();
             // usrloc `hash_size` is a power of two (default 2^9).
-            let bits = crate::int_param(&script, "usrloc", "hash_size").unwrap_or(9);
+            let bits = script.modparam_int("usrloc", "hash_size").unwrap_or(9);
             let hash_size = 1u64 << bits.clamp(1, 16);
             let now = usrloc::now();
             let tables = usrloc::tables();

@@ -783,6 +783,29 @@ impl Script {
             .map(|(_, p, v)| (p.as_str(), v))
     }
 
+    /// `modparam(module, name, …)` as a number (a numeric string counts); when the script sets
+    /// it more than once the last one wins, as in OpenSIPS.
+    pub fn modparam_int(&self, module: &str, name: &str) -> Option<i64> {
+        self.modparams(module)
+            .filter(|(p, _)| *p == name)
+            .last()
+            .and_then(|(_, v)| match v {
+                cfg::ast::ParamValue::Int(n) => Some(*n),
+                cfg::ast::ParamValue::Str(s) => s.trim().parse().ok(),
+            })
+    }
+
+    /// `modparam(module, name, …)` as text (a number as its digits); the last one set wins.
+    pub fn modparam_str(&self, module: &str, name: &str) -> Option<String> {
+        self.modparams(module)
+            .filter(|(p, _)| *p == name)
+            .last()
+            .map(|(_, v)| match v {
+                cfg::ast::ParamValue::Str(s) => s.clone(),
+                cfg::ast::ParamValue::Int(n) => n.to_string(),
+            })
+    }
+
     /// Whether stateless forwarding is on (see `stateless_fwd`): `forward()` works and a reply
     /// no transaction takes is relayed by its Vias; otherwise such a reply is dropped.
     pub fn stateless_fwd(&self) -> bool {
