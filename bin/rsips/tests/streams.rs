@@ -556,38 +556,14 @@ socket=udp:127.0.0.1:PORT allow_proxy_protocol
 /// A test CA and a server certificate for 127.0.0.1/::1/localhost, made with `openssl`.
 struct Pki {
     dir: PathBuf,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed (.ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ca: common::TestCa,
 }
 
 impl Pki {
     fn new(dir: &Path) -> Pki {
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-        let mut ca = vec![
-            "req",
-            "-x509",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=rsips test CA",
-        ];
-        ca.extend(ec);
-        ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-        openssl(dir, &ca);
         let pki = Pki {
             dir: dir.to_owned(),
+            ca: common::TestCa::new(dir, "rsips test CA"),
         };
         pki.issue("server", "rsips server one");
         pki
@@ -600,57 +576,17 @@ impl Pki {
 
     /// Issues `name.pem`/`name.key` for 127.0.0.1, ::1 and the extra SAN entries `san`.
     fn issue_for(&self, name: &str, cn: &str, san: &str) {
-        std::fs::write(
-            self.dir.join("ext.cnf"),
-            format!("basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,IP:::1,{san}\n"),
-        )
-        .unwrap();
-        let subj = format!("/CN={cn}");
-        let (key, csr, pem) = (
-            format!("{name}.key.new"),
-            format!("{name}.csr"),
-            format!("{name}.pem.new"),
-        );
-        openssl(
-            &self.dir,
-            &[
-                "req",
-                "-nodes",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-subj",
-                &subj,
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-            ],
-        );
-        openssl(
-            &self.dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "ext.cnf",
-                "-out",
-                &pem,
-            ],
-        );
+        let next = format!("{name}-next");
+        self.ca
+            .issue(&next, cn, &format!("IP:127.0.0.1,IP:::1,{san}"));
         // Replace both files at once, as an operator's deploy would.
-        std::fs::rename(self.dir.join(&key), self.dir.join(format!("{name}.key"))).unwrap();
-        std::fs::rename(self.dir.join(&pem), self.dir.join(format!("{name}.pem"))).unwrap();
+        for ext in ["key", "pem"] {
+            std::fs::rename(
+                self.dir.join(format!("{next}.{ext}")),
+                self.dir.join(format!("{name}.{ext}")),
+            )
+            .unwrap();
+        }
     }
 
     fn path(&self, file: &str) -> String {
