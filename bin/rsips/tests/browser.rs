@@ -9,7 +9,7 @@ mod common;
 
 use common::{free_ports, openssl};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// The page's text after the browser ran its script (bounded by the virtual-time budget and a
@@ -17,17 +17,7 @@ use std::time::{Duration, Instant};
 fn browse(dir: &std::path::Path, page: &str) -> String {
     let file = dir.join("page.html");
     std::fs::write(&file, page).unwrap();
-    let found = Command::new("chromium")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "chromium is not installed: `apt-get install chromium` (.ci/run does this)"
-    );
-    let mut child = Command::new("chromium")
+    let mut child = common::installed("chromium", "--version", "apt-get install chromium")
         .args([
             "--headless",
             "--no-sandbox",

@@ -145,15 +145,10 @@ impl Peers {
 }
 
 fn kamailio_installed() {
-    let found = Command::new("kamailio")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "kamailio is not installed: `apt-get install kamailio kamailio-tls-modules` (.ci/run does this)"
+    common::installed(
+        "kamailio",
+        "-v",
+        "apt-get install kamailio kamailio-tls-modules",
     );
 }
 

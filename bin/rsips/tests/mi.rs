@@ -87,17 +87,7 @@ fn start_with(extra: &str, route: &str) -> Rsips {
 }
 
 fn tool(name: &str) -> Command {
-    let found = Command::new(name)
-        .arg("--help")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "{name} is not installed: `pip install opensipscli opensips` (.ci/run does this)"
-    );
-    Command::new(name)
+    common::installed(name, "--help", "pip install opensipscli opensips")
 }
 
 /// Runs a client, killing it if it has not finished within 20 s (a test must not hang).

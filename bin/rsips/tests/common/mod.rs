@@ -89,19 +89,25 @@ pub fn free_port_on(host: &str) -> u16 {
     panic!("no port free for UDP and TCP on {host} below {ephemeral_low}");
 }
 
-/// `sipp`, or a clear failure naming the package when it is missing.
-pub fn sipp() -> Command {
-    let found = Command::new("sipp")
-        .arg("-v")
+/// `name` as a command, or a clear failure saying how to install it when `name probe` cannot
+/// run (the real clients and peers the tests drive; .ci/run installs them all).
+pub fn installed(name: &str, probe: &str, install: &str) -> Command {
+    let found = Command::new(name)
+        .arg(probe)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok();
     assert!(
         found,
-        "sipp is not installed: `apt-get install sip-tester` (.ci/run does this)"
+        "{name} is not installed: `{install}` (.ci/run does this)"
     );
-    Command::new("sipp")
+    Command::new(name)
+}
+
+/// `sipp`, or a clear failure naming the package when it is missing.
+pub fn sipp() -> Command {
+    installed("sipp", "-v", "apt-get install sip-tester")
 }
 
 /// Runs `openssl args` in `dir` (the TLS tests make their own CA); fails the test with
