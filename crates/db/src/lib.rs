@@ -1,0 +1,234 @@
+//! The DB API the OpenSIPS modules use: a `db_url` names a database, modules read and write
+//! rows of named tables by column name, and check a table's version in the `version` table
+//! before they trust its layout. One file per driver; today `text://` (the OpenSIPS `db_text`
+//! module: one text file per table). A URL for a driver rsips does not have is refused with its
+//! name, so a module that needs a database fails at start rather than at the first query.
+#![forbid(unsafe_code)]
+
+pub mod text;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One value of a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    /// int, bigint and datetime (seconds since the epoch) columns.
+    Int(i64),
+    Double(f64),
+    /// str, string and blob columns.
+    Str(String),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The value as an integer: an int, a whole double, or text that is a number.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(n) => Some(*n),
+            Value::Double(d) if d.fract() == 0.0 => Some(*d as i64),
+            Value::Str(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The value as text (`None` for NULL).
+    pub fn as_text(&self) -> Option<String> {
+        match self {
+            Value::Null => None,
+            Value::Int(n) => Some(n.to_string()),
+            Value::Double(d) => Some(d.to_string()),
+            Value::Str(s) => Some(s.clone()),
+        }
+    }
+
+    /// Equality as a `WHERE column = value` sees it: numbers compare by value whatever their
+    /// type; NULL matches NULL (the API's "is NULL" filter).
+    pub fn same(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Int(a), Value::Double(b)) | (Value::Double(b), Value::Int(a)) => {
+                (*a as f64) == *b
+            }
+            (a, b) => a == b,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Int(n) => write!(f, "{n}"),
+            Value::Double(d) => write!(f, "{d}"),
+            Value::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// `column = value` conditions, all of which a row must meet.
+pub type Filter<'a> = [(&'a str, Value)];
+
+/// What goes wrong with a database, worded for the operator's log.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(
+        "db_url \"{0}\" is not a database URL (expected scheme://…, e.g. text:///var/lib/rsips/db)"
+    )]
+    BadUrl(String),
+    #[error(
+        "db_url \"{url}\": rsips has no {scheme} driver (module {module}); the databases it can use are text:// (db_text)"
+    )]
+    NoDriver {
+        url: String,
+        scheme: String,
+        module: &'static str,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{col}: {what}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        what: String,
+    },
+    #[error("no table \"{table}\" in {db}")]
+    NoTable { db: String, table: String },
+    #[error("table \"{table}\" has no column \"{column}\"")]
+    NoColumn { table: String, column: String },
+    #[error("table \"{table}\": {what}")]
+    Value { table: String, what: String },
+    #[error(
+        "table \"{table}\" has version {found} in the version table, rsips expects {expected}{}",
+        if *.found == 0 { " (no row for it there)" } else { "" }
+    )]
+    Version {
+        table: String,
+        found: i64,
+        expected: i64,
+    },
+}
+
+/// A connection to one database. Calls block; each driver bounds how long.
+pub trait Connection: Send + Sync + fmt::Debug {
+    /// The `columns` of the rows that meet `filter`, in table order.
+    fn query(
+        &self,
+        table: &str,
+        columns: &[&str],
+        filter: &Filter<'_>,
+    ) -> Result<Vec<Vec<Value>>, DbError>;
+
+    /// Adds a row; columns not named are NULL (or the next auto-increment value).
+    fn insert(&self, table: &str, values: &[(&str, Value)]) -> Result<(), DbError>;
+
+    /// Sets `set` on the rows that meet `filter`; how many it changed.
+    fn update(
+        &self,
+        table: &str,
+        filter: &Filter<'_>,
+        set: &[(&str, Value)],
+    ) -> Result<usize, DbError>;
+
+    /// Removes the rows that meet `filter`; how many.
+    fn delete(&self, table: &str, filter: &Filter<'_>) -> Result<usize, DbError>;
+
+    /// The URL it was opened with, for messages.
+    fn url(&self) -> &str;
+}
+
+/// The version the `version` table records for `table` (0 when it has no row, as OpenSIPS
+/// reports it).
+pub fn table_version(db: &dyn Connection, table: &str) -> Result<i64, DbError> {
+    let rows = db.query(
+        "version",
+        &["table_version"],
+        &[("table_name", Value::Str(table.to_owned()))],
+    )?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(Value::as_int)
+        .unwrap_or(0))
+}
+
+/// Fails unless `table` has version `expected`, as OpenSIPS' modules check before loading.
+pub fn check_version(db: &dyn Connection, table: &str, expected: i64) -> Result<(), DbError> {
+    match table_version(db, table)? {
+        found if found == expected => Ok(()),
+        found => Err(DbError::Version {
+            table: table.to_owned(),
+            found,
+            expected,
+        }),
+    }
+}
+
+/// The drivers' settings (the `db_text` module's parameters).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where a relative `text://dir` is found: the directory of the config file.
+    pub cfg_dir: PathBuf,
+    pub text: text::Settings,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            cfg_dir: PathBuf::from("."),
+            text: text::Settings::default(),
+        }
+    }
+}
+
+/// The module that provides a URL scheme in OpenSIPS (`text` → `db_text`).
+pub fn driver_module(url: &str) -> Result<&'static str, DbError> {
+    let (scheme, _) = url
+        .split_once("://")
+        .ok_or_else(|| DbError::BadUrl(url.to_owned()))?;
+    Ok(match scheme.to_ascii_lowercase().as_str() {
+        "text" => "db_text",
+        "mysql" => "db_mysql",
+        "postgres" | "postgresql" => "db_postgres",
+        "sqlite" => "db_sqlite",
+        "unixodbc" => "db_unixodbc",
+        "oracle" => "db_oracle",
+        "virtual" => "db_virtual",
+        "flatstore" => "db_flatstore",
+        "berkeley" => "db_berkeley",
+        _ => "db_<scheme>",
+    })
+}
+
+/// Opens the database a `db_url` names. Opening the same text:// directory twice gives the
+/// same in-memory database, as OpenSIPS' db_text cache shares it between modules.
+pub fn connect(url: &str, options: &Options) -> Result<Arc<dyn Connection>, DbError> {
+    let module = driver_module(url)?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| DbError::BadUrl(url.to_owned()))?;
+    if scheme.eq_ignore_ascii_case("text") {
+        if rest.is_empty() {
+            return Err(DbError::BadUrl(url.to_owned()));
+        }
+        let dir = if Path::new(rest).is_absolute() {
+            PathBuf::from(rest)
+        } else {
+            options.cfg_dir.join(rest)
+        };
+        return Ok(text::open(url, &dir, &options.text));
+    }
+    Err(DbError::NoDriver {
+        url: url.to_owned(),
+        scheme: format!("{scheme}://"),
+        module,
+    })
+}
