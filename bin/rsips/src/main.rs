@@ -3,6 +3,7 @@
 
 mod cli;
 mod daemon;
+mod databases;
 mod logging;
 mod malformed;
 mod mi;
@@ -34,6 +35,8 @@ fn available() -> engine::Available {
             &registrar::USRLOC,
             &registrar::REGISTRAR,
             &nathelper::MODULE,
+            &dispatcher::MODULE,
+            &databases::DB_TEXT,
             &engine::cachedb::CACHEDB_LOCAL,
             &mi::HTTPD,
             &mi::MI_HTTP,
@@ -158,6 +161,11 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         eprintln!("error: startup_route failed: {e}");
         return ExitCode::from(1);
     }
+    // Modules that load their data from a database do it now; one that cannot stops the start.
+    if let Err(e) = databases::start(&script, args.file.as_deref()) {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
     // SIP destinations are located per RFC 3263 with the script's `dns_*` globals.
     engine::forward::set_dns(&script);
     let script = std::sync::Arc::new(script);
@@ -194,6 +202,13 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     if script.loads("usrloc") {
         let scripts = std::sync::Arc::clone(&scripts);
         registrar::mi::commands(&mut commands, std::sync::Arc::new(move || scripts.load()));
+    }
+    if script.loads("dispatcher") {
+        let scripts = std::sync::Arc::clone(&scripts);
+        dispatcher::mi::commands(&mut commands, std::sync::Arc::new(move || scripts.load()));
+    }
+    if script.loads("db_text") {
+        databases::commands(&mut commands);
     }
     mi::httpd_commands(&mut commands, &script);
     mi::evi_commands(&mut commands, std::sync::Arc::clone(&scripts));
@@ -242,6 +257,7 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         daemon::ready(log.stderr);
     }
     server.join();
+    databases::flush();
     mi::stop(&script);
     logging::core(2, "stopped");
     ExitCode::SUCCESS

@@ -393,6 +393,22 @@ impl Server {
                 }
             }));
         }
+        // dispatcher's probes, every ds_ping_interval (the running script's settings).
+        if let Some(period) = dispatcher::probe::interval(&script) {
+            let (scripts, stop) = (Arc::clone(&scripts), Arc::clone(&stop));
+            processes.push("dispatcher probing".to_owned());
+            handles.push(std::thread::spawn(move || {
+                let mut next = std::time::Instant::now() + period;
+                while !stop.load(Ordering::SeqCst) {
+                    if std::time::Instant::now() < next {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
+                    next += period;
+                    dispatcher::probe::round(&scripts.load());
+                }
+            }));
+        }
         // One thread per timer_route, each with its own `$var`s, like OpenSIPS' timer processes.
         let timers: Vec<(String, u64)> = script.timers().map(|(n, s)| (n.to_owned(), s)).collect();
         for (n, (name, secs)) in timers.into_iter().enumerate() {

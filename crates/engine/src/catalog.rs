@@ -3,6 +3,17 @@
 //! in rsips" from "unknown function", and to suggest the `loadmodule` a function needs.
 //! Generated from the digest; edit by hand as modules land.
 
+/// The AVPs a module keeps state in by default, when the script loads it.
+pub const MODULE_AVPS: &[(&str, &[&str])] = &[(
+    "dispatcher",
+    &[
+        "ds_dst_failover",
+        "ds_grp_failover",
+        "ds_cnt_failover",
+        "ds_sock_failover",
+    ],
+)];
+
 /// (module, exported functions)
 pub const MODULES: &[(&str, &[&str])] = &[
     (

@@ -252,18 +252,32 @@ impl Script {
             sockets: socket_names(config),
             ..Default::default()
         };
-        // An AVP a module parameter names (registrar's and nathelper's `received_avp`) is the
-        // script's even when no route mentions it: modules store into it and read it back.
+        // An AVP a module parameter names (registrar's `received_avp`, an AVP inside a
+        // dispatcher `partition` definition), and those a loaded module uses by default
+        // (dispatcher's failover AVPs), are the script's even when no route mentions them:
+        // modules store into them and read them back.
+        let mut intern = |name: &str| {
+            let n = names.avps.len();
+            names.avps.entry(name.trim().to_owned()).or_insert(n);
+        };
         for item in &config.items {
             if let Item::ModParam { value, .. } = item
                 && let cfg::ast::ParamValue::Str(v) = &value.node
-                && let Some(name) = v
-                    .trim()
-                    .strip_prefix("$avp(")
-                    .and_then(|r| r.strip_suffix(')'))
             {
-                let n = names.avps.len();
-                names.avps.entry(name.trim().to_owned()).or_insert(n);
+                for (at, _) in v.match_indices("$avp(") {
+                    if let Some(end) = v[at + 5..].find(')') {
+                        intern(&v[at + 5..at + 5 + end]);
+                    }
+                }
+            }
+        }
+        for (module, avps) in crate::catalog::MODULE_AVPS {
+            if config
+                .items
+                .iter()
+                .any(|i| matches!(i, Item::LoadModule(m) if module_file(&m.node) == *module))
+            {
+                avps.iter().for_each(|a| intern(a));
             }
         }
         // Every route gets its index before any body is lowered, so `t_on_failure("x")` can
@@ -361,10 +375,7 @@ impl Script {
             .items
             .iter()
             .filter_map(|i| match i {
-                Item::LoadModule(path) => {
-                    let file = path.node.rsplit('/').next().unwrap_or(&path.node);
-                    Some(file.strip_suffix(".so").unwrap_or(file).to_owned())
-                }
+                Item::LoadModule(path) => Some(module_file(&path.node).to_owned()),
                 _ => None,
             })
             .collect();
@@ -806,6 +817,18 @@ impl Script {
             })
     }
 
+    /// Every value `modparam(module, name, …)` is set to, in order (parameters a module takes
+    /// more than once, like dispatcher's `partition`).
+    pub fn modparam_strs(&self, module: &str, name: &str) -> Vec<String> {
+        self.modparams(module)
+            .filter(|(p, _)| *p == name)
+            .map(|(_, v)| match v {
+                cfg::ast::ParamValue::Str(s) => s.clone(),
+                cfg::ast::ParamValue::Int(n) => n.to_string(),
+            })
+            .collect()
+    }
+
     /// Whether stateless forwarding is on (see `stateless_fwd`): `forward()` works and a reply
     /// no transaction takes is relayed by its Vias; otherwise such a reply is dropped.
     pub fn stateless_fwd(&self) -> bool {
@@ -866,6 +889,12 @@ impl Script {
     pub fn avp_id(&self, name: &str) -> Option<usize> {
         self.names.avps.get(name).copied()
     }
+}
+
+/// The module a `loadmodule` path names: `/usr/lib/opensips/modules/tm.so` → `tm`.
+fn module_file(path: &str) -> &str {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    file.strip_suffix(".so").unwrap_or(file)
 }
 
 /// The addresses a socket host stands for when it is not an IP literal: `*` is every address

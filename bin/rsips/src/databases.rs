@@ -1,0 +1,90 @@
+//! The database modules as the script loads them: `db_text` (its parameters, its MI commands,
+//! and its tables written back at shutdown), and the start of the modules that load their
+//! data from a database (dispatcher).
+
+use std::path::Path;
+
+use ::mi::{Command, Mi, MiError};
+use engine::{ModuleSpec, ParamType, Script};
+use serde_json::json;
+
+pub static DB_TEXT: ModuleSpec = ModuleSpec {
+    name: "db_text",
+    functions: &[],
+    params: &[("db_mode", ParamType::Int), ("buffer_size", ParamType::Int)],
+};
+
+/// The drivers' settings: `db_text`'s parameters, and the directory a relative `text://`
+/// URL is under (the config file's, as OpenSIPS' CFG_DIR).
+pub fn options(script: &Script, cfg_file: Option<&str>) -> db::Options {
+    let cfg_dir = cfg_file
+        .and_then(|f| Path::new(f).parent())
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| Path::new(".").to_owned(), Path::to_owned);
+    db::Options {
+        cfg_dir,
+        text: db::text::Settings {
+            reread: script.modparam_int("db_text", "db_mode") == Some(1),
+            buffer_size: script
+                .modparam_int("db_text", "buffer_size")
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(4096),
+        },
+    }
+}
+
+/// Loads what the database-backed modules need before the server serves: a database that
+/// cannot be read stops the start, as in OpenSIPS.
+pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
+    dispatcher::start(script, &options(script, cfg_file))
+}
+
+/// Writes db_text's changed tables back to their files (at shutdown).
+pub fn flush() {
+    match db::text::dump_all() {
+        Ok(0) => {}
+        Ok(n) => crate::logging::core(2, &format!("db_text: {n} changed table(s) written")),
+        Err(e) => crate::logging::core(-1, &format!("db_text: cannot write back: {e}")),
+    }
+}
+
+/// `db_text:dump` (`dbt_dump`) and `db_text:reload` (`dbt_reload`).
+pub fn commands(mi: &mut Mi) {
+    mi.add(Command::new("db_text:dump", &["dbt_dump"], &[&[]], |_| {
+        db::text::dump_all()
+            .map_err(|e| MiError::new(500, "Internal error").with_data(e.to_string()))?;
+        Ok(json!("OK"))
+    }));
+    mi.add(Command::new(
+        "db_text:reload",
+        &["dbt_reload"],
+        &[&[], &["db_name"], &["db_name", "table_name"]],
+        |p| {
+            let name = p.str("db_name")?;
+            let table = p.str("table_name")?;
+            let all = db::text::databases();
+            let dbs: Vec<_> = match &name {
+                None => all,
+                Some(n) => {
+                    let dir = n.trim().strip_prefix("text://").unwrap_or(n.trim());
+                    let found: Vec<_> = all
+                        .into_iter()
+                        .filter(|d| d.dir().to_string_lossy().eq_ignore_ascii_case(dir))
+                        .collect();
+                    if found.is_empty() {
+                        return Err(MiError::new(400, "Bad parameter value"));
+                    }
+                    found
+                }
+            };
+            for d in dbs {
+                d.reload(table.as_deref()).map_err(|e| match e {
+                    db::DbError::NoTable { .. } => MiError::new(400, "Bad parameter value"),
+                    e => MiError::new(500, "Internal error").with_data(e.to_string()),
+                })?;
+            }
+            Ok(json!("OK"))
+        },
+    ));
+}
