@@ -1,6 +1,6 @@
 //! The database modules as the script loads them: `db_text` (its parameters, its MI commands,
 //! and its tables written back at shutdown), and the start of the modules that load their
-//! data from a database (dispatcher).
+//! data from a database (dispatcher, auth_db).
 
 use std::path::Path;
 
@@ -37,7 +37,9 @@ pub fn options(script: &Script, cfg_file: Option<&str>) -> db::Options {
 /// Loads what the database-backed modules need before the server serves: a database that
 /// cannot be read stops the start, as in OpenSIPS.
 pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
-    dispatcher::start(script, &options(script, cfg_file))
+    let options = options(script, cfg_file);
+    auth::start(script, &options)?;
+    dispatcher::start(script, &options)
 }
 
 /// Writes db_text's changed tables back to their files (at shutdown).

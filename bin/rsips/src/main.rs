@@ -36,6 +36,8 @@ fn available() -> engine::Available {
             &registrar::REGISTRAR,
             &nathelper::MODULE,
             &dispatcher::MODULE,
+            &auth::AUTH,
+            &auth::AUTH_DB,
             &databases::DB_TEXT,
             &engine::cachedb::CACHEDB_LOCAL,
             &mi::HTTPD,

@@ -170,7 +170,9 @@ fn wait_for_state(server: &Server, uri: &str, state: &str) {
 }
 
 fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
 }
 
 /// SIPp calls (tests/sipp/uac_call.xml: the BYE follows the Record-Route): `calls` calls at
