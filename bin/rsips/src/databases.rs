@@ -1,5 +1,5 @@
 //! The database modules as the script loads them: `db_text` (its parameters, its MI commands,
-//! and its tables written back at shutdown), and the start of the modules that load their
+//! and its tables written back at shutdown), `db_postgres`, and the start of the modules that load their
 //! data from a database (dispatcher, auth_db).
 
 use std::path::Path;
@@ -12,6 +12,17 @@ pub static DB_TEXT: ModuleSpec = ModuleSpec {
     name: "db_text",
     functions: &[],
     params: &[("db_mode", ParamType::Int), ("buffer_size", ParamType::Int)],
+};
+
+pub static DB_POSTGRES: ModuleSpec = ModuleSpec {
+    name: "db_postgres",
+    functions: &[],
+    params: &[
+        ("exec_query_threshold", ParamType::Int),
+        ("max_db_queries", ParamType::Int),
+        ("timeout", ParamType::Int),
+        ("use_tls", ParamType::Int),
+    ],
 };
 
 /// The drivers' settings: `db_text`'s parameters, and the directory a relative `text://`

@@ -39,6 +39,7 @@ fn available() -> engine::Available {
             &auth::AUTH,
             &auth::AUTH_DB,
             &databases::DB_TEXT,
+            &databases::DB_POSTGRES,
             &engine::cachedb::CACHEDB_LOCAL,
             &mi::HTTPD,
             &mi::MI_HTTP,

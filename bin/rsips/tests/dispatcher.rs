@@ -417,3 +417,60 @@ fn a_table_that_cannot_be_read_stops_the_start_with_the_reason() {
         "{code:?}\n{out}"
     );
 }
+
+#[path = "../../../crates/db/tests/pg_server/mod.rs"]
+mod pg_server;
+
+/// The stock script on PostgreSQL, as an operator would run it with `db_postgres`: the sets
+/// come from a real server, a state set through the MI lands in its table at once, and an
+/// outage makes a reload fail with the reason while the loaded sets keep serving.
+#[test]
+fn the_stock_script_on_postgresql_with_an_outage() {
+    let pg = pg_server::PgServer::start("dispatcher", pg_server::free_port());
+    pg.psql(
+        "CREATE TABLE version (table_name VARCHAR(32) PRIMARY KEY, table_version INTEGER NOT NULL);\n\
+         INSERT INTO version VALUES ('dispatcher', 9);\n\
+         CREATE TABLE dispatcher (id SERIAL PRIMARY KEY, setid INTEGER NOT NULL DEFAULT 0, \
+           destination VARCHAR(192) NOT NULL DEFAULT '', socket VARCHAR(128) DEFAULT NULL, \
+           state INTEGER NOT NULL DEFAULT 0, probe_mode INTEGER NOT NULL DEFAULT 0, \
+           weight VARCHAR(64) NOT NULL DEFAULT '1', priority INTEGER NOT NULL DEFAULT 0, \
+           attrs VARCHAR(128) DEFAULT NULL, description VARCHAR(64) DEFAULT NULL);\n\
+         INSERT INTO dispatcher (setid, destination, weight, description) VALUES \
+           (1, 'sip:127.0.0.1:5901', '1', 'gw one'), (1, 'sip:127.0.0.1:5902', '2', 'gw two');\n\
+         GRANT ALL ON ALL TABLES IN SCHEMA public TO opensips;",
+        "opensips",
+    );
+    let dir = test_dir("postgres");
+    let url = pg.url();
+    let server = start(&dir, |t| {
+        t.replace("loadmodule \"db_text.so\"", "loadmodule \"db_postgres.so\"")
+            .replace(&format!("text://{}", dir.join("db").display()), &url)
+    });
+    assert_eq!(state_of(&server, "sip:127.0.0.1:5902"), "Active");
+    let (ok, out) = cli(
+        &server,
+        &["dispatcher:set_state", "i", "1", "sip:127.0.0.1:5902"],
+    );
+    assert!(ok, "{out}");
+    assert_eq!(
+        pg.query("SELECT state FROM dispatcher WHERE destination = 'sip:127.0.0.1:5902'"),
+        "1\n"
+    );
+    pg.down();
+    let (ok, out) = cli(&server, &["dispatcher:reload"]);
+    assert!(!ok && out.contains("ERROR Reloading data"), "{out}");
+    assert_eq!(
+        state_of(&server, "sip:127.0.0.1:5901"),
+        "Active",
+        "the loaded sets stay"
+    );
+    pg.up();
+    pg.psql(
+        "INSERT INTO dispatcher (setid, destination) VALUES (1, 'sip:127.0.0.1:5903')",
+        "opensips",
+    );
+    let (ok, out) = cli(&server, &["dispatcher:reload"]);
+    assert!(ok, "{out}\n{}", server.log());
+    assert_eq!(state_of(&server, "sip:127.0.0.1:5903"), "Active");
+    assert_eq!(state_of(&server, "sip:127.0.0.1:5902"), "Inactive");
+}

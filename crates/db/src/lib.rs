@@ -5,6 +5,8 @@
 //! name, so a module that needs a database fails at start rather than at the first query.
 #![forbid(unsafe_code)]
 
+pub mod postgres;
+pub mod sql;
 pub mod text;
 
 use std::fmt;
@@ -81,7 +83,7 @@ pub enum DbError {
     )]
     BadUrl(String),
     #[error(
-        "db_url \"{url}\": rsips has no {scheme} driver (module {module}); the databases it can use are text:// (db_text)"
+        "db_url \"{url}\": rsips has no {scheme} driver (module {module}); the databases it can use are text:// (db_text) and postgres:// (db_postgres)"
     )]
     NoDriver {
         url: String,
@@ -100,6 +102,8 @@ pub enum DbError {
         col: usize,
         what: String,
     },
+    #[error("{url}: {what}")]
+    Server { url: String, what: String },
     #[error("no table \"{table}\" in {db}")]
     NoTable { db: String, table: String },
     #[error("table \"{table}\" has no column \"{column}\"")]
@@ -189,6 +193,20 @@ impl Default for Options {
     }
 }
 
+/// A URL with its password hidden, for messages.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((auth, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
 /// The module that provides a URL scheme in OpenSIPS (`text` → `db_text`).
 pub fn driver_module(url: &str) -> Result<&'static str, DbError> {
     let (scheme, _) = url
@@ -226,8 +244,11 @@ pub fn connect(url: &str, options: &Options) -> Result<Arc<dyn Connection>, DbEr
         };
         return Ok(text::open(url, &dir, &options.text));
     }
+    if module == "db_postgres" {
+        return Ok(Arc::new(postgres::Postgres::open(url)?));
+    }
     Err(DbError::NoDriver {
-        url: url.to_owned(),
+        url: redact(url),
         scheme: format!("{scheme}://"),
         module,
     })

@@ -115,9 +115,10 @@ pub fn start(script: &Script, db_options: &db::Options) -> Result<(), String> {
         .modparam_str("auth_db", "db_url")
         .unwrap_or_else(|| "mysql://opensipsro:opensipsro@localhost/opensips".into());
     let module = db::driver_module(&url).map_err(|e| format!("auth_db: {e}"))?;
-    if module == "db_text" && !script.loads("db_text") {
+    if !script.loads(module) {
         return Err(format!(
-            "auth_db: db_url {url} needs loadmodule \"db_text.so\""
+            "auth_db: db_url {url} needs loadmodule \"{module}.so\"",
+            url = db::redact(&url)
         ));
     }
     let conn = db::connect(&url, db_options).map_err(|e| format!("auth_db: {e}"))?;

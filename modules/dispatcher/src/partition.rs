@@ -474,9 +474,10 @@ fn open(
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let url = get("db_url").ok_or_else(|| format!("dispatcher partition \"{name}\": no db_url"))?;
     let module = db::driver_module(&url).map_err(|e| e.to_string())?;
-    if module == "db_text" && !script.loads("db_text") {
+    if !script.loads(module) {
         return Err(format!(
-            "dispatcher partition \"{name}\": db_url {url} needs loadmodule \"db_text.so\""
+            "dispatcher partition \"{name}\": db_url {url} needs loadmodule \"{module}.so\"",
+            url = db::redact(&url)
         ));
     }
     let conn = db::connect(&url, db_options).map_err(|e| format!("dispatcher: {e}"))?;

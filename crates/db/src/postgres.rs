@@ -1,0 +1,161 @@
+//! The `postgres://` driver (OpenSIPS' `db_postgres`): one connection per database URL, kept
+//! and re-opened after a failure, statements over the simple query protocol with quoted
+//! literals (see [`crate::sql`]). Connecting and each statement are bounded by a timeout, so a
+//! server that is gone costs a worker seconds, not forever.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use postgres::{Client, NoTls, SimpleQueryMessage};
+
+use crate::sql::{Dialect, ServerUrl};
+use crate::{Connection, DbError, Filter, Value};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Postgres {
+    url: String,
+    config: postgres::Config,
+    client: Mutex<Option<Client>>,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("url", &crate::redact(&self.url))
+            .finish_non_exhaustive()
+    }
+}
+
+fn failed(url: &str, e: impl std::fmt::Display) -> DbError {
+    DbError::Server {
+        url: crate::redact(url),
+        what: e.to_string(),
+    }
+}
+
+/// The server's own words when it sent an error, else the client's with its cause.
+fn why(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
+impl Postgres {
+    /// Opens the connection now, so that a wrong URL or a server that is down is reported at
+    /// start.
+    pub fn open(url: &str) -> Result<Postgres, DbError> {
+        let u = ServerUrl::parse(url)?;
+        let mut config = postgres::Config::new();
+        config
+            .host(&u.host)
+            .port(u.port.unwrap_or(5432))
+            .dbname(&u.database)
+            .connect_timeout(TIMEOUT)
+            .options(&format!("-c statement_timeout={}", TIMEOUT.as_millis()))
+            .application_name("rsips");
+        if let Some(user) = &u.user {
+            config.user(user);
+        }
+        if let Some(password) = &u.password {
+            config.password(password);
+        }
+        let pg = Postgres {
+            url: url.to_owned(),
+            config,
+            client: Mutex::new(None),
+        };
+        drop(pg.connected()?);
+        Ok(pg)
+    }
+
+    /// The connection, opened again if the last one failed.
+    fn connected(&self) -> Result<MutexGuard<'_, Option<Client>>, DbError> {
+        let mut guard = self
+            .client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.as_ref().is_none_or(Client::is_closed) {
+            *guard = Some(
+                self.config
+                    .connect(NoTls)
+                    .map_err(|e| failed(&self.url, why(&e)))?,
+            );
+        }
+        Ok(guard)
+    }
+
+    /// Runs one statement: the rows it returned (as text) and the rows it changed.
+    fn run(&self, sql: &str) -> Result<(Vec<Vec<Value>>, usize), DbError> {
+        let mut guard = self.connected()?;
+        let Some(client) = guard.as_mut() else {
+            return Err(failed(&self.url, "not connected"));
+        };
+        let messages = match client.simple_query(sql) {
+            Ok(m) => m,
+            Err(e) => {
+                // A broken connection is dropped; the next call connects again.
+                if e.is_closed() || client.is_closed() {
+                    *guard = None;
+                }
+                return Err(failed(&self.url, why(&e)));
+            }
+        };
+        let mut rows = Vec::new();
+        let mut changed = 0;
+        for m in messages {
+            match m {
+                SimpleQueryMessage::Row(r) => rows.push(
+                    (0..r.len())
+                        .map(|i| r.get(i).map_or(Value::Null, |s| Value::Str(s.to_owned())))
+                        .collect(),
+                ),
+                SimpleQueryMessage::CommandComplete(n) => {
+                    changed = usize::try_from(n).unwrap_or(usize::MAX);
+                }
+                _ => {}
+            }
+        }
+        Ok((rows, changed))
+    }
+}
+
+impl Connection for Postgres {
+    fn query(
+        &self,
+        table: &str,
+        columns: &[&str],
+        filter: &Filter<'_>,
+    ) -> Result<Vec<Vec<Value>>, DbError> {
+        let sql = Dialect::Postgres.select(table, columns, filter)?;
+        Ok(self.run(&sql)?.0)
+    }
+
+    fn insert(&self, table: &str, values: &[(&str, Value)]) -> Result<(), DbError> {
+        let sql = Dialect::Postgres.insert(table, values)?;
+        self.run(&sql).map(|_| ())
+    }
+
+    fn update(
+        &self,
+        table: &str,
+        filter: &Filter<'_>,
+        set: &[(&str, Value)],
+    ) -> Result<usize, DbError> {
+        let sql = Dialect::Postgres.update(table, filter, set)?;
+        Ok(self.run(&sql)?.1)
+    }
+
+    fn delete(&self, table: &str, filter: &Filter<'_>) -> Result<usize, DbError> {
+        let sql = Dialect::Postgres.delete(table, filter)?;
+        Ok(self.run(&sql)?.1)
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+}

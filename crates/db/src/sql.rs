@@ -1,0 +1,240 @@
+//! The SQL the server drivers send: statements built from table, column and filter names with
+//! every identifier quoted and every value written as an escaped literal (the text protocol:
+//! values come back as text, which the modules read with [`Value::as_int`] and
+//! [`Value::as_text`]). One dialect per server: identifier quotes and string escapes differ.
+
+use crate::{DbError, Filter, Value};
+
+/// How a server quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `"name"`, `'text'` with `''` (standard_conforming_strings).
+    Postgres,
+    /// `` `name` ``, `'text'` with backslash escapes.
+    Mysql,
+}
+
+impl Dialect {
+    pub fn ident(self, name: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("\"{}\"", name.replace('"', "\"\"")),
+            Dialect::Mysql => format!("`{}`", name.replace('`', "``")),
+        }
+    }
+
+    /// A value as a literal; text with a NUL byte is refused (neither server stores it in a
+    /// text column).
+    pub fn literal(self, table: &str, v: &Value) -> Result<String, DbError> {
+        Ok(match v {
+            Value::Null => "NULL".into(),
+            Value::Int(n) => n.to_string(),
+            Value::Double(d) if d.is_finite() => format!("{d:?}"),
+            Value::Double(_) => {
+                return Err(DbError::Value {
+                    table: table.to_owned(),
+                    what: "a number that is not finite".into(),
+                });
+            }
+            Value::Str(s) if s.contains('\0') => {
+                return Err(DbError::Value {
+                    table: table.to_owned(),
+                    what: "text with a NUL byte".into(),
+                });
+            }
+            Value::Str(s) => match self {
+                Dialect::Postgres => format!("'{}'", s.replace('\'', "''")),
+                Dialect::Mysql => {
+                    let mut out = String::with_capacity(s.len() + 2);
+                    out.push('\'');
+                    for c in s.chars() {
+                        match c {
+                            '\'' => out.push_str("\\'"),
+                            '"' => out.push_str("\\\""),
+                            '\\' => out.push_str("\\\\"),
+                            '\n' => out.push_str("\\n"),
+                            '\r' => out.push_str("\\r"),
+                            '\u{1a}' => out.push_str("\\Z"),
+                            c => out.push(c),
+                        }
+                    }
+                    out.push('\'');
+                    out
+                }
+            },
+        })
+    }
+
+    fn where_clause(self, table: &str, filter: &Filter<'_>) -> Result<String, DbError> {
+        if filter.is_empty() {
+            return Ok(String::new());
+        }
+        let parts = filter
+            .iter()
+            .map(|(col, v)| {
+                Ok(match v {
+                    Value::Null => format!("{} IS NULL", self.ident(col)),
+                    v => format!("{}={}", self.ident(col), self.literal(table, v)?),
+                })
+            })
+            .collect::<Result<Vec<_>, DbError>>()?;
+        Ok(format!(" WHERE {}", parts.join(" AND ")))
+    }
+
+    pub fn select(
+        self,
+        table: &str,
+        columns: &[&str],
+        filter: &Filter<'_>,
+    ) -> Result<String, DbError> {
+        let cols: Vec<String> = columns.iter().map(|c| self.ident(c)).collect();
+        Ok(format!(
+            "SELECT {} FROM {}{}",
+            cols.join(","),
+            self.ident(table),
+            self.where_clause(table, filter)?
+        ))
+    }
+
+    pub fn insert(self, table: &str, values: &[(&str, Value)]) -> Result<String, DbError> {
+        let cols: Vec<String> = values.iter().map(|(c, _)| self.ident(c)).collect();
+        let vals = values
+            .iter()
+            .map(|(_, v)| self.literal(table, v))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            self.ident(table),
+            cols.join(","),
+            vals.join(",")
+        ))
+    }
+
+    pub fn update(
+        self,
+        table: &str,
+        filter: &Filter<'_>,
+        set: &[(&str, Value)],
+    ) -> Result<String, DbError> {
+        let sets = set
+            .iter()
+            .map(|(c, v)| Ok(format!("{}={}", self.ident(c), self.literal(table, v)?)))
+            .collect::<Result<Vec<_>, DbError>>()?;
+        Ok(format!(
+            "UPDATE {} SET {}{}",
+            self.ident(table),
+            sets.join(","),
+            self.where_clause(table, filter)?
+        ))
+    }
+
+    pub fn delete(self, table: &str, filter: &Filter<'_>) -> Result<String, DbError> {
+        Ok(format!(
+            "DELETE FROM {}{}",
+            self.ident(table),
+            self.where_clause(table, filter)?
+        ))
+    }
+}
+
+/// The parts of a server URL: `scheme://[user[:password]@]host[:port]/database`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerUrl {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+    pub database: String,
+}
+
+impl ServerUrl {
+    pub fn parse(url: &str) -> Result<ServerUrl, DbError> {
+        let bad = || DbError::BadUrl(url.to_owned());
+        let (_, rest) = url.split_once("://").ok_or_else(bad)?;
+        let (auth, rest) = match rest.rsplit_once('@') {
+            Some((a, r)) => (Some(a), r),
+            None => (None, rest),
+        };
+        let (hostport, database) = rest.split_once('/').ok_or_else(bad)?;
+        if database.is_empty() || hostport.is_empty() {
+            return Err(bad());
+        }
+        let port_of = |p: &str| p.parse::<u16>().map(Some).map_err(|_| bad());
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or_else(bad)?;
+            match after.strip_prefix(':') {
+                Some(p) => (h, port_of(p)?),
+                None if after.is_empty() => (h, None),
+                None => return Err(bad()),
+            }
+        } else {
+            match hostport.split_once(':') {
+                Some((h, p)) => (h, port_of(p)?),
+                None => (hostport, None),
+            }
+        };
+        let (user, password) = match auth {
+            None => (None, None),
+            Some(a) => match a.split_once(':') {
+                Some((u, p)) => (Some(u.to_owned()), Some(p.to_owned())),
+                None => (Some(a.to_owned()), None),
+            },
+        };
+        Ok(ServerUrl {
+            user,
+            password,
+            host: host.to_owned(),
+            port,
+            database: database.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn statements_quote_every_name_and_value() {
+        let pg = Dialect::Postgres;
+        assert_eq!(
+            pg.select(
+                "sub\"x",
+                &["a"],
+                &[("b", Value::Str("o'neil".into())), ("c", Value::Null)]
+            )
+            .unwrap(),
+            "SELECT \"a\" FROM \"sub\"\"x\" WHERE \"b\"='o''neil' AND \"c\" IS NULL"
+        );
+        let my = Dialect::Mysql;
+        assert_eq!(
+            my.update(
+                "t",
+                &[("id", Value::Int(3))],
+                &[("s", Value::Str("a\\'b".into()))]
+            )
+            .unwrap(),
+            "UPDATE `t` SET `s`='a\\\\\\'b' WHERE `id`=3"
+        );
+        assert!(pg.literal("t", &Value::Str("a\0b".into())).is_err());
+    }
+
+    #[test]
+    fn server_urls_as_opensips_writes_them() {
+        let u = ServerUrl::parse("mysql://opensips:opensipsrw@localhost/opensips").unwrap();
+        assert_eq!(u.user.as_deref(), Some("opensips"));
+        assert_eq!(u.password.as_deref(), Some("opensipsrw"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.database.as_str()),
+            ("localhost", None, "opensips")
+        );
+        let u = ServerUrl::parse("postgres://u:p@ss@127.0.0.1:5433/db").unwrap();
+        assert_eq!((u.password.as_deref(), u.port), (Some("p@ss"), Some(5433)));
+        let u = ServerUrl::parse("postgres://[::1]:5432/db").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", Some(5432)));
+        assert_eq!(ServerUrl::parse("postgres://[::1]/db").unwrap().port, None);
+        assert!(ServerUrl::parse("postgres://host").is_err());
+        assert!(ServerUrl::parse("postgres://host:x/db").is_err());
+    }
+}
