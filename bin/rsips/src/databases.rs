@@ -1,6 +1,6 @@
 //! The database modules as the script loads them: `db_text` (its parameters, its MI commands,
-//! and its tables written back at shutdown), `db_postgres`, and the start of the modules that load their
-//! data from a database (dispatcher, auth_db).
+//! and its tables written back at shutdown), `db_postgres`, `db_mysql`, and the start of the modules that load their
+//! data from a database (dispatcher, auth_db, sqlops).
 
 use std::path::Path;
 
@@ -21,6 +21,19 @@ pub static DB_POSTGRES: ModuleSpec = ModuleSpec {
         ("exec_query_threshold", ParamType::Int),
         ("max_db_queries", ParamType::Int),
         ("timeout", ParamType::Int),
+        ("use_tls", ParamType::Int),
+    ],
+};
+
+pub static DB_MYSQL: ModuleSpec = ModuleSpec {
+    name: "db_mysql",
+    functions: &[],
+    params: &[
+        ("exec_query_threshold", ParamType::Int),
+        ("timeout_interval", ParamType::Int),
+        ("max_db_queries", ParamType::Int),
+        ("max_db_retries", ParamType::Int),
+        ("ps_max_col_count", ParamType::Int),
         ("use_tls", ParamType::Int),
     ],
 };
@@ -50,6 +63,7 @@ pub fn options(script: &Script, cfg_file: Option<&str>) -> db::Options {
 pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     let options = options(script, cfg_file);
     auth::start(script, &options)?;
+    sqlops::start(script, &options)?;
     dispatcher::start(script, &options)
 }
 

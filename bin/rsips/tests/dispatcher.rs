@@ -420,13 +420,15 @@ fn a_table_that_cannot_be_read_stops_the_start_with_the_reason() {
 
 #[path = "../../../crates/db/tests/pg_server/mod.rs"]
 mod pg_server;
+#[path = "../../../crates/db/tests/ports/mod.rs"]
+mod ports;
 
 /// The stock script on PostgreSQL, as an operator would run it with `db_postgres`: the sets
 /// come from a real server, a state set through the MI lands in its table at once, and an
 /// outage makes a reload fail with the reason while the loaded sets keep serving.
 #[test]
 fn the_stock_script_on_postgresql_with_an_outage() {
-    let pg = pg_server::PgServer::start("dispatcher", pg_server::free_port());
+    let pg = pg_server::PgServer::start("dispatcher", ports::free_port());
     pg.psql(
         "CREATE TABLE version (table_name VARCHAR(32) PRIMARY KEY, table_version INTEGER NOT NULL);\n\
          INSERT INTO version VALUES ('dispatcher', 9);\n\

@@ -1,10 +1,11 @@
 //! The DB API the OpenSIPS modules use: a `db_url` names a database, modules read and write
 //! rows of named tables by column name, and check a table's version in the `version` table
-//! before they trust its layout. One file per driver; today `text://` (the OpenSIPS `db_text`
-//! module: one text file per table). A URL for a driver rsips does not have is refused with its
+//! before they trust its layout. One file per driver: `text://` (the OpenSIPS `db_text`
+//! module: one text file per table), `postgres://` and `mysql://`. A URL for a driver rsips does not have is refused with its
 //! name, so a module that needs a database fails at start rather than at the first query.
 #![forbid(unsafe_code)]
 
+pub mod mysql;
 pub mod postgres;
 pub mod sql;
 pub mod text;
@@ -83,7 +84,7 @@ pub enum DbError {
     )]
     BadUrl(String),
     #[error(
-        "db_url \"{url}\": rsips has no {scheme} driver (module {module}); the databases it can use are text:// (db_text) and postgres:// (db_postgres)"
+        "db_url \"{url}\": rsips has no {scheme} driver (module {module}); the databases it can use are text:// (db_text), postgres:// (db_postgres) and mysql:// (db_mysql)"
     )]
     NoDriver {
         url: String,
@@ -104,6 +105,8 @@ pub enum DbError {
     },
     #[error("{url}: {what}")]
     Server { url: String, what: String },
+    #[error("{url}: this database cannot run {what}")]
+    Unsupported { url: String, what: &'static str },
     #[error("no table \"{table}\" in {db}")]
     NoTable { db: String, table: String },
     #[error("table \"{table}\" has no column \"{column}\"")]
@@ -147,6 +150,16 @@ pub trait Connection: Send + Sync + fmt::Debug {
 
     /// The URL it was opened with, for messages.
     fn url(&self) -> &str;
+
+    /// Runs an SQL statement as written (sqlops' `sql_query`): the rows of its result set,
+    /// `None` for a statement without one. Only the SQL servers take it.
+    fn raw(&self, sql: &str) -> Result<Option<Vec<Vec<Value>>>, DbError> {
+        let _ = sql;
+        Err(DbError::Unsupported {
+            url: redact(self.url()),
+            what: "raw SQL queries (they need an SQL server: postgres:// or mysql://)",
+        })
+    }
 }
 
 /// The version the `version` table records for `table` (0 when it has no row, as OpenSIPS
@@ -246,6 +259,9 @@ pub fn connect(url: &str, options: &Options) -> Result<Arc<dyn Connection>, DbEr
     }
     if module == "db_postgres" {
         return Ok(Arc::new(postgres::Postgres::open(url)?));
+    }
+    if module == "db_mysql" {
+        return Ok(Arc::new(mysql::Mysql::open(url)?));
     }
     Err(DbError::NoDriver {
         url: redact(url),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use postgres::{Client, NoTls, SimpleQueryMessage};
 
+use crate::sql::Outcome;
 use crate::sql::{Dialect, ServerUrl};
 use crate::{Connection, DbError, Filter, Value};
 
@@ -89,8 +90,29 @@ impl Postgres {
         Ok(guard)
     }
 
-    /// Runs one statement: the rows it returned (as text) and the rows it changed.
-    fn run(&self, sql: &str) -> Result<(Vec<Vec<Value>>, usize), DbError> {
+    /// Runs one statement: the rows it returned (as text) and the rows it changed. A
+    /// connection found broken (the server restarted since) is opened again and the
+    /// statement sent once more.
+    fn run(&self, sql: &str) -> Result<Outcome, DbError> {
+        let had = self
+            .client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        match self.run_once(sql) {
+            Err(DbError::Server { .. }) if had && self.is_dropped() => self.run_once(sql),
+            other => other,
+        }
+    }
+
+    fn is_dropped(&self) -> bool {
+        self.client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_none()
+    }
+
+    fn run_once(&self, sql: &str) -> Result<Outcome, DbError> {
         let mut guard = self.connected()?;
         let Some(client) = guard.as_mut() else {
             return Err(failed(&self.url, "not connected"));
@@ -107,8 +129,10 @@ impl Postgres {
         };
         let mut rows = Vec::new();
         let mut changed = 0;
+        let mut has_rows = false;
         for m in messages {
             match m {
+                SimpleQueryMessage::RowDescription(_) => has_rows = true,
                 SimpleQueryMessage::Row(r) => rows.push(
                     (0..r.len())
                         .map(|i| r.get(i).map_or(Value::Null, |s| Value::Str(s.to_owned())))
@@ -120,7 +144,11 @@ impl Postgres {
                 _ => {}
             }
         }
-        Ok((rows, changed))
+        Ok(Outcome {
+            rows,
+            changed,
+            has_rows,
+        })
     }
 }
 
@@ -132,7 +160,7 @@ impl Connection for Postgres {
         filter: &Filter<'_>,
     ) -> Result<Vec<Vec<Value>>, DbError> {
         let sql = Dialect::Postgres.select(table, columns, filter)?;
-        Ok(self.run(&sql)?.0)
+        Ok(self.run(&sql)?.rows)
     }
 
     fn insert(&self, table: &str, values: &[(&str, Value)]) -> Result<(), DbError> {
@@ -147,15 +175,20 @@ impl Connection for Postgres {
         set: &[(&str, Value)],
     ) -> Result<usize, DbError> {
         let sql = Dialect::Postgres.update(table, filter, set)?;
-        Ok(self.run(&sql)?.1)
+        Ok(self.run(&sql)?.changed)
     }
 
     fn delete(&self, table: &str, filter: &Filter<'_>) -> Result<usize, DbError> {
         let sql = Dialect::Postgres.delete(table, filter)?;
-        Ok(self.run(&sql)?.1)
+        Ok(self.run(&sql)?.changed)
     }
 
     fn url(&self) -> &str {
         &self.url
+    }
+
+    fn raw(&self, sql: &str) -> Result<Option<Vec<Vec<Value>>>, DbError> {
+        let out = self.run(sql)?;
+        Ok(out.has_rows.then_some(out.rows))
     }
 }

@@ -5,6 +5,16 @@
 
 use crate::{DbError, Filter, Value};
 
+/// What a statement gave.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub rows: Vec<Vec<Value>>,
+    /// Rows inserted, changed or removed.
+    pub changed: usize,
+    /// The statement had a result set (even an empty one).
+    pub has_rows: bool,
+}
+
 /// How a server quotes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {

@@ -5,13 +5,14 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 mod pg_server;
+mod ports;
 
 use db::{DbError, Options, Value};
 use pg_server::PgServer;
 
 #[test]
 fn rows_in_and_out_through_a_real_server_and_back_after_an_outage() {
-    let pg = PgServer::start("driver", pg_server::free_port());
+    let pg = PgServer::start("driver", ports::free_port());
     pg.psql(
         "CREATE TABLE version (table_name VARCHAR(32) PRIMARY KEY, table_version INTEGER);\n\
          INSERT INTO version VALUES ('subscriber', 8);\n\

@@ -16,8 +16,11 @@ pub struct FnCtx<'a> {
     pub kind: &'static str,
     /// The worker's persistent state, for running another route (tm's branch_route).
     pub worker: &'a mut crate::Worker,
+    /// How many variables each [`Param::VarList`] parameter names.
+    pub(crate) output_counts: Vec<(usize, usize)>,
     /// Values for the function's output variables, stored once it returns.
-    pub(crate) outputs: Vec<(usize, Value)>,
+    /// (parameter, position in a [`Param::VarList`] — 0 otherwise, value).
+    pub(crate) outputs: Vec<(usize, usize, Value)>,
 }
 
 impl FnCtx<'_> {
@@ -55,7 +58,21 @@ impl FnCtx<'_> {
     /// set, an AVP gets each value pushed in turn (OpenSIPS `pv_set_value`). Nothing happens
     /// when the optional variable was left out.
     pub fn set_output(&mut self, param: usize, v: Value) {
-        self.outputs.push((param, v));
+        self.outputs.push((param, 0, v));
+    }
+
+    /// Stores `v` into the `index`-th variable (0-based) of the list given as parameter
+    /// `param` (a [`Param::VarList`]), as `=` would; nothing happens past the list's end.
+    pub fn set_output_at(&mut self, param: usize, index: usize, v: Value) {
+        self.outputs.push((param, index, v));
+    }
+
+    /// How many variables the list given as parameter `param` names (0 when left out).
+    pub fn output_count(&self, param: usize) -> usize {
+        self.output_counts
+            .iter()
+            .find(|(p, _)| *p == param)
+            .map_or(0, |(_, n)| *n)
     }
 }
 
@@ -97,6 +114,10 @@ pub enum Param {
     Var,
     /// As [`Param::Var`], but only an AVP (OpenSIPS functions that push several values).
     Avp,
+    /// A literal list of writable variables separated by `;` (sqlops' result columns,
+    /// `"$avp(uri);$var(prio)"`), resolved when the script loads; the function stores into
+    /// them with [`FnCtx::set_output_at`]. The argument value is `Value::Null`.
+    VarList,
 }
 
 /// A load-time check of a literal parameter: `Err` is the diagnostic text.

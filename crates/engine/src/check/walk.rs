@@ -282,6 +282,10 @@ impl Checker<'_> {
     fn module_args(&mut self, c: &Call, f: &crate::module::FnSpec) {
         use crate::module::Param;
         for (i, a) in c.args.iter().enumerate() {
+            if let (Some(a), Some((Param::VarList, _))) = (a, f.params.get(i)) {
+                self.var_list(f.name, i, a);
+                continue;
+            }
             let (Some(a), Some((kind @ (Param::Var | Param::Avp), _))) = (a, f.params.get(i))
             else {
                 match a {
@@ -546,6 +550,38 @@ impl Checker<'_> {
             .collect();
         if let Err(e) = op.check_args(&literals) {
             self.diags.push(transform_error(&e, &name, span));
+        }
+    }
+
+    /// A `;`-separated list of variables a function stores into: a literal naming only
+    /// writable variables.
+    fn var_list(&mut self, func: &str, i: usize, a: &Arg) {
+        let Arg::Str(s, span) = a else {
+            self.diags.push(Diagnostic::error(
+                format!(
+                    "`{func}` stores into the variables parameter {} names: it takes a literal \
+                     list such as \"$avp(a);$var(b)\"",
+                    i + 1
+                ),
+                a.span(),
+            ));
+            return;
+        };
+        for text in s.split(';').map(str::trim).filter(|t| !t.is_empty()) {
+            match cfg::pv::parse(text) {
+                Ok(spec) => self.assign_target(
+                    &PvRef {
+                        text: text.to_owned(),
+                        spec,
+                        span: *span,
+                    },
+                    false,
+                ),
+                Err(e) => self.diags.push(Diagnostic::error(
+                    format!("`{func}`: `{text}` is not a variable: {e}"),
+                    *span,
+                )),
+            }
         }
     }
 

@@ -555,7 +555,27 @@ impl Lower<'_> {
                     let Arg::Pv(p) = a else {
                         return self.fail(Diagnostic::error("expected a variable", a.span()));
                     };
-                    outs.push((i, self.write(p)?));
+                    outs.push((i, 0, self.write(p)?));
+                    Expr::Const(Value::Null)
+                }
+                (Some(Some(Arg::Str(s, sp))), crate::module::Param::VarList) => {
+                    // The checker has refused anything but writable variables.
+                    for (k, text) in s
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .enumerate()
+                    {
+                        let Ok(spec) = cfg::pv::parse(text) else {
+                            return self.fail(Diagnostic::error("expected a variable", *sp));
+                        };
+                        let p = ast::PvRef {
+                            text: text.to_owned(),
+                            spec,
+                            span: *sp,
+                        };
+                        outs.push((i, k, self.write(&p)?));
+                    }
                     Expr::Const(Value::Null)
                 }
                 (

@@ -699,20 +699,30 @@ impl Run<'_> {
                 for a in args {
                     values.push(self.value(a)?);
                 }
+                let mut output_counts: Vec<(usize, usize)> = Vec::new();
+                for (param, _, _) in outs {
+                    match output_counts.iter_mut().find(|(p, _)| p == param) {
+                        Some((_, n)) => *n += 1,
+                        None => output_counts.push((*param, 1)),
+                    }
+                }
                 let mut fctx = crate::module::FnCtx {
                     msg: &mut *self.ctx,
                     log: &mut *self.log,
                     script: self.script,
                     kind: self.kind,
                     worker: &mut *self.worker,
+                    output_counts,
                     outputs: Vec::new(),
                 };
                 let code = run(&mut fctx, &values);
                 let outputs = fctx.outputs;
                 values.clear();
                 self.worker.args = values;
-                for (param, v) in outputs {
-                    if let Some((_, target)) = outs.iter().find(|(i, _)| *i == param) {
+                for (param, at, v) in outputs {
+                    if let Some((_, _, target)) =
+                        outs.iter().find(|(i, k, _)| *i == param && *k == at)
+                    {
                         self.write(target, AssignOp::Set, v);
                     }
                 }

@@ -308,7 +308,8 @@ pub(crate) enum Call {
         run: crate::module::ScriptFn,
         args: Vec<Expr>,
         /// The variables given for output parameters, by parameter index.
-        outs: Vec<(usize, Write)>,
+        /// (parameter, position in its variable list, target).
+        outs: Vec<(usize, usize, Write)>,
     },
 }
 

@@ -1,0 +1,218 @@
+//! The `mysql://` driver (OpenSIPS' `db_mysql`, for MySQL and MariaDB): one connection per
+//! database URL, kept and re-opened after a failure, statements over the text protocol with
+//! quoted literals (see [`crate::sql`]). Connecting, reading and writing are bounded by
+//! timeouts.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, Opts, OptsBuilder};
+
+use crate::sql::Outcome;
+use crate::sql::{Dialect, ServerUrl};
+use crate::{Connection, DbError, Filter, Value};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Mysql {
+    url: String,
+    opts: Opts,
+    conn: Mutex<Option<Conn>>,
+}
+
+impl std::fmt::Debug for Mysql {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mysql")
+            .field("url", &crate::redact(&self.url))
+            .finish_non_exhaustive()
+    }
+}
+
+fn failed(url: &str, e: impl std::fmt::Display) -> DbError {
+    DbError::Server {
+        url: crate::redact(url),
+        what: e.to_string(),
+    }
+}
+
+impl Mysql {
+    /// Opens the connection now, so that a wrong URL or a server that is down is reported at
+    /// start. `localhost` means the local server over TCP (127.0.0.1), as rsips never looks
+    /// for a UNIX socket.
+    pub fn open(url: &str) -> Result<Mysql, DbError> {
+        let u = ServerUrl::parse(url)?;
+        let host = if u.host == "localhost" {
+            "127.0.0.1".to_owned()
+        } else {
+            u.host.clone()
+        };
+        let opts = OptsBuilder::new()
+            .ip_or_hostname(Some(host))
+            .tcp_port(u.port.unwrap_or(3306))
+            .user(u.user.clone())
+            .pass(u.password.clone())
+            .db_name(Some(u.database.clone()))
+            .prefer_socket(false)
+            .tcp_connect_timeout(Some(TIMEOUT))
+            .read_timeout(Some(TIMEOUT))
+            .write_timeout(Some(TIMEOUT));
+        let my = Mysql {
+            url: url.to_owned(),
+            opts: Opts::from(opts),
+            conn: Mutex::new(None),
+        };
+        drop(my.connected()?);
+        Ok(my)
+    }
+
+    fn connected(&self) -> Result<MutexGuard<'_, Option<Conn>>, DbError> {
+        let mut guard = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.is_none() {
+            *guard = Some(Conn::new(self.opts.clone()).map_err(|e| failed(&self.url, e))?);
+        }
+        Ok(guard)
+    }
+
+    /// Runs one statement: the rows it returned (as text) and the rows it changed. A
+    /// connection found broken (the server restarted since) is opened again and the
+    /// statement sent once more, as OpenSIPS' db_mysql does when the server has gone away.
+    fn run(&self, sql: &str) -> Result<Outcome, DbError> {
+        let had = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        match self.run_once(sql) {
+            Err(DbError::Server { .. }) if had && self.is_dropped() => self.run_once(sql),
+            other => other,
+        }
+    }
+
+    fn is_dropped(&self) -> bool {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_none()
+    }
+
+    fn run_once(&self, sql: &str) -> Result<Outcome, DbError> {
+        let mut guard = self.connected()?;
+        let Some(conn) = guard.as_mut() else {
+            return Err(failed(&self.url, "not connected"));
+        };
+        let outcome = (|| -> Result<Outcome, mysql::Error> {
+            let mut result = conn.query_iter(sql)?;
+            let changed = usize::try_from(result.affected_rows()).unwrap_or(usize::MAX);
+            let integer: Vec<bool> = result
+                .columns()
+                .as_ref()
+                .iter()
+                .map(|c| is_integer(c.column_type()))
+                .collect();
+            let has_rows = !integer.is_empty();
+            let mut rows = Vec::new();
+            if let Some(set) = result.iter() {
+                for row in set {
+                    rows.push(
+                        row?.unwrap()
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, v)| value(v, integer.get(i).copied().unwrap_or(false)))
+                            .collect(),
+                    );
+                }
+            }
+            Ok(Outcome {
+                rows,
+                changed,
+                has_rows,
+            })
+        })();
+        outcome.map_err(|e| {
+            // Anything but an error the server sent leaves the connection in doubt: drop it,
+            // the next call connects again.
+            if !matches!(e, mysql::Error::MySqlError(_)) {
+                *guard = None;
+            }
+            failed(&self.url, e)
+        })
+    }
+}
+
+fn is_integer(t: mysql::consts::ColumnType) -> bool {
+    use mysql::consts::ColumnType::*;
+    matches!(
+        t,
+        MYSQL_TYPE_TINY
+            | MYSQL_TYPE_SHORT
+            | MYSQL_TYPE_LONG
+            | MYSQL_TYPE_LONGLONG
+            | MYSQL_TYPE_INT24
+            | MYSQL_TYPE_YEAR
+    )
+}
+
+/// A value of the text protocol: integers (by their column's type) as numbers, the rest as
+/// text.
+fn value(v: mysql::Value, integer: bool) -> Value {
+    match v {
+        mysql::Value::NULL => Value::Null,
+        mysql::Value::Bytes(b) => {
+            let text = String::from_utf8_lossy(&b).into_owned();
+            match text.parse::<i64>() {
+                Ok(n) if integer => Value::Int(n),
+                _ => Value::Str(text),
+            }
+        }
+        mysql::Value::Int(n) => Value::Int(n),
+        mysql::Value::UInt(n) => Value::Int(i64::try_from(n).unwrap_or(i64::MAX)),
+        mysql::Value::Float(f) => Value::Double(f64::from(f)),
+        mysql::Value::Double(d) => Value::Double(d),
+        other => Value::Str(other.as_sql(true).trim_matches('\'').to_owned()),
+    }
+}
+
+impl Connection for Mysql {
+    fn query(
+        &self,
+        table: &str,
+        columns: &[&str],
+        filter: &Filter<'_>,
+    ) -> Result<Vec<Vec<Value>>, DbError> {
+        let sql = Dialect::Mysql.select(table, columns, filter)?;
+        Ok(self.run(&sql)?.rows)
+    }
+
+    fn insert(&self, table: &str, values: &[(&str, Value)]) -> Result<(), DbError> {
+        let sql = Dialect::Mysql.insert(table, values)?;
+        self.run(&sql).map(|_| ())
+    }
+
+    fn update(
+        &self,
+        table: &str,
+        filter: &Filter<'_>,
+        set: &[(&str, Value)],
+    ) -> Result<usize, DbError> {
+        let sql = Dialect::Mysql.update(table, filter, set)?;
+        Ok(self.run(&sql)?.changed)
+    }
+
+    fn delete(&self, table: &str, filter: &Filter<'_>) -> Result<usize, DbError> {
+        let sql = Dialect::Mysql.delete(table, filter)?;
+        Ok(self.run(&sql)?.changed)
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn raw(&self, sql: &str) -> Result<Option<Vec<Vec<Value>>>, DbError> {
+        let out = self.run(sql)?;
+        Ok(out.has_rows.then_some(out.rows))
+    }
+}
