@@ -476,3 +476,63 @@ fn the_stock_script_on_postgresql_with_an_outage() {
     assert_eq!(state_of(&server, "sip:127.0.0.1:5903"), "Active");
     assert_eq!(state_of(&server, "sip:127.0.0.1:5902"), "Inactive");
 }
+
+#[path = "../../../crates/db/tests/my_server/mod.rs"]
+mod my_server;
+
+/// The stock script exactly as shipped but for its socket, FIFO, logging and the database's
+/// address: `db_mysql` and `sqlops` loaded, the sets in a real MariaDB, a SIPp call through.
+#[test]
+fn the_stock_script_unchanged_on_mariadb() {
+    let my = my_server::MyServer::start("dispatcher", ports::free_port());
+    let [uas_port] = common::free_ports();
+    my.sql(&format!(
+        "USE opensips;\n\
+         CREATE TABLE version (table_name CHAR(32) NOT NULL, table_version INT UNSIGNED DEFAULT 0 NOT NULL, \
+           CONSTRAINT t_name_idx UNIQUE (table_name));\n\
+         INSERT INTO version VALUES ('dispatcher', 9);\n\
+         CREATE TABLE dispatcher (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, \
+           setid INT DEFAULT 0 NOT NULL, destination CHAR(192) DEFAULT '' NOT NULL, \
+           socket CHAR(128) DEFAULT NULL, state INT DEFAULT 0 NOT NULL, probe_mode INT DEFAULT 0 NOT NULL, \
+           weight CHAR(64) DEFAULT 1 NOT NULL, priority INT DEFAULT 0 NOT NULL, \
+           attrs CHAR(128) DEFAULT NULL, description CHAR(64) DEFAULT NULL);\n\
+         INSERT INTO dispatcher (setid, destination, description) VALUES \
+           (1, 'sip:127.0.0.1:{uas_port}', 'sipp uas');"
+    ));
+    let dir = test_dir("mariadb");
+    let stock =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "../../../shared/reference/opensips-configs/rendered/loadbalancer_dispatcher.cfg",
+        ))
+        .unwrap();
+    let port = common::free_port();
+    let text = stock
+        .replace(
+            "socket=udp:127.0.0.1:5060",
+            &format!("socket=udp:127.0.0.1:{port}"),
+        )
+        .replace(
+            "/tmp/opensips_fifo",
+            dir.join("opensips_fifo").to_str().unwrap(),
+        )
+        .replace("stderror_enabled=no", "stderror_enabled=yes")
+        .replace("syslog_enabled=yes", "syslog_enabled=no")
+        .replace("@localhost/", &format!("@127.0.0.1:{}/", my.port));
+    assert!(
+        text.contains("loadmodule \"db_mysql.so\"") && text.contains("loadmodule \"sqlops.so\"")
+    );
+    std::fs::write(dir.join("opensips.cfg"), text).unwrap();
+    let fifo = dir.join("opensips_fifo");
+    let server = Server {
+        child: common::spawn_rsips(&dir, "opensips.cfg", move |log| {
+            log.contains("listening on udp:") && fifo.exists()
+        }),
+        dir: dir.clone(),
+        port,
+    };
+    let uri = format!("sip:127.0.0.1:{uas_port}");
+    assert_eq!(state_of(&server, &uri), "Active");
+    let _uas = sipp_uas(&dir, uas_port);
+    std::thread::sleep(Duration::from_millis(300));
+    sipp_calls(&server, 2, 5);
+}
