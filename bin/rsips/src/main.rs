@@ -39,6 +39,7 @@ fn available() -> engine::Available {
             &auth::AUTH,
             &auth::AUTH_DB,
             &sqlops::MODULE,
+            &permissions::MODULE,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
@@ -214,6 +215,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("db_text") {
         databases::commands(&mut commands);
+    }
+    if script.loads("permissions") {
+        permissions::mi::commands(&mut commands);
     }
     mi::httpd_commands(&mut commands, &script);
     mi::evi_commands(&mut commands, std::sync::Arc::clone(&scripts));
