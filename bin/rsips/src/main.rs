@@ -40,6 +40,7 @@ fn available() -> engine::Available {
             &auth::AUTH_DB,
             &sqlops::MODULE,
             &permissions::MODULE,
+            &domain::MODULE,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
@@ -218,6 +219,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("permissions") {
         permissions::mi::commands(&mut commands);
+    }
+    if script.loads("domain") {
+        domain::commands(&mut commands);
     }
     mi::httpd_commands(&mut commands, &script);
     mi::evi_commands(&mut commands, std::sync::Arc::clone(&scripts));

@@ -53,3 +53,19 @@ pub fn gen_line(level: i32, facility: Option<&str>, text: &str) {
         None => eprintln!("{text}"),
     }
 }
+
+/// Whether a host is one of ours by a module's table (the `domain` module's domains count for
+/// `is_myself`, as OpenSIPS' registered alias functions do).
+pub type AliasCheck = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
+static ALIAS_CHECK: OnceLock<AliasCheck> = OnceLock::new();
+
+/// Installs the check (once; later calls are ignored).
+pub fn set_alias_check(f: AliasCheck) {
+    let _ = ALIAS_CHECK.set(f);
+}
+
+/// `false` when no module installed a check.
+pub fn is_alias(host: &str) -> bool {
+    ALIAS_CHECK.get().is_some_and(|f| f(host))
+}

@@ -544,7 +544,7 @@ impl Script {
 
     /// Whether `host` (and `port`, when given) names this server: a socket, its `as` address,
     /// an `alias`, the global `advertised_address` — or a subdomain of one marked
-    /// `accept_subdomain`.
+    /// `accept_subdomain` — or a domain a module lists (the `domain` table).
     pub fn is_myself(&self, host: &str, port: Option<u16>) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         self.myself.iter().any(|m| {
@@ -556,7 +556,7 @@ impl Script {
                     && host[host.len() - h.len()..].eq_ignore_ascii_case(h)
                     && host.as_bytes()[host.len() - h.len() - 1] == b'.');
             named && (port.is_none() || m.port.is_none() || m.port == port)
-        })
+        }) || crate::hooks::is_alias(host)
     }
 
     /// Runs the main request route over a message.
