@@ -1,6 +1,6 @@
 //! The database modules as the script loads them: `db_text` (its parameters, its MI commands,
 //! and its tables written back at shutdown), `db_postgres`, `db_mysql`, and the start of the modules that load their
-//! data from a database (dispatcher, auth_db, sqlops, permissions, domain).
+//! data from a database (dispatcher, auth_db, sqlops, permissions, domain, group, alias_db).
 
 use std::path::Path;
 
@@ -66,6 +66,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     sqlops::start(script, &options)?;
     permissions::start(script, &options)?;
     domain::start(script, &options)?;
+    userdb::start(script, &options)?;
     dispatcher::start(script, &options)
 }
 

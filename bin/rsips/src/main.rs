@@ -41,6 +41,8 @@ fn available() -> engine::Available {
             &sqlops::MODULE,
             &permissions::MODULE,
             &domain::MODULE,
+            &userdb::GROUP,
+            &userdb::ALIAS_DB,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
