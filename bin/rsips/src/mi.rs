@@ -472,9 +472,18 @@ const CORE_EVENTS: &[&str] = &[
     "E_CORE_TCP_DISCONNECT",
 ];
 
-/// The events known: the core's, then those only an `event_route` names.
+/// The events the modules publish, when the script loads them.
+const MODULE_EVENTS: &[(&str, &str)] = &[("dispatcher", "E_DISPATCHER_STATUS")];
+
+/// The events known: the core's, the loaded modules', then those only an `event_route` names.
 fn events(script: &Script) -> Vec<String> {
     let mut v: Vec<String> = CORE_EVENTS.iter().map(|e| (*e).to_owned()).collect();
+    v.extend(
+        MODULE_EVENTS
+            .iter()
+            .filter(|(m, _)| script.loads(m))
+            .map(|(_, e)| (*e).to_owned()),
+    );
     for name in script.event_route_names() {
         if !v.contains(&name) {
             v.push(name);

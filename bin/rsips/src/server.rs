@@ -393,6 +393,25 @@ impl Server {
                 }
             }));
         }
+        // Events the modules publish (E_DISPATCHER_STATUS …) run their event_route in the
+        // thread that raised them, with what the route sends going out at once.
+        {
+            let (scripts, outlet) = (Arc::clone(&scripts), Arc::clone(&outlet));
+            engine::hooks::set_event_raiser(Box::new(move |name, params| {
+                let script = scripts.load();
+                let mut worker = engine::Worker::default();
+                let mut log = crate::logging::ScriptLog;
+                match script.raise_core_event(name, &mut worker, &mut log, params) {
+                    Some(Ok(outs)) => {
+                        for out in outs {
+                            outlet.send(out, None);
+                        }
+                    }
+                    Some(Err(e)) => crate::logging::core(-1, &format!("event_route[{name}]: {e}")),
+                    None => {}
+                }
+            }));
+        }
         // dispatcher's probes, every ds_ping_interval (the running script's settings).
         if let Some(period) = dispatcher::probe::interval(&script) {
             let (scripts, stop) = (Arc::clone(&scripts), Arc::clone(&stop));

@@ -318,7 +318,10 @@ fn calls_fail_over_from_a_dead_gateway_and_probing_takes_it_out_and_back() {
 fn the_table_reloads_and_states_are_written_back_at_shutdown() {
     let dir = test_dir("reload");
     write_tables(&dir, ":1:sip\\:127.0.0.1\\:5901::0:0:1:0::\n");
-    let mut server = start(&dir, |t| t);
+    let mut server = start(&dir, |t| {
+        t + "\nevent_route[E_DISPATCHER_STATUS] {\n\
+             xlog(\"L_NOTICE\", \"ds event $param(group) $param(address) $param(status) [$param(reason)]\\n\");\n}\n"
+    });
     // An edited table: db_text re-reads its file, dispatcher its sets.
     std::fs::write(
         dir.join("db/dispatcher"),
@@ -343,6 +346,16 @@ fn the_table_reloads_and_states_are_written_back_at_shutdown() {
     );
     assert!(ok, "{out}");
     assert_eq!(state_of(&server, "sip:127.0.0.1:5902"), "Inactive");
+    // The change raised E_DISPATCHER_STATUS; its event_route ran.
+    assert!(
+        server
+            .log()
+            .contains("ds event 1 sip:127.0.0.1:5902 inactive [MI command]"),
+        "{}",
+        server.log()
+    );
+    let (ok, out) = cli(&server, &["evi:list"]);
+    assert!(ok && out.contains("E_DISPATCHER_STATUS"), "{out}");
     let (ok, out) = cli(
         &server,
         &["dispatcher:set_state", "i", "1", "sip:127.0.0.1:5999"],

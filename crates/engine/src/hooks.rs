@@ -69,3 +69,21 @@ pub fn set_alias_check(f: AliasCheck) {
 pub fn is_alias(host: &str) -> bool {
     ALIAS_CHECK.get().is_some_and(|f| f(host))
 }
+
+/// Raises an event a module publishes (`E_DISPATCHER_STATUS` …): its `event_route` runs, if
+/// the script has one, with the event's parameters.
+pub type EventRaiser = Box<dyn Fn(&str, Vec<(Option<String>, crate::Value)>) + Send + Sync>;
+
+static EVENT_RAISER: OnceLock<EventRaiser> = OnceLock::new();
+
+/// Installs the raiser (once; later calls are ignored).
+pub fn set_event_raiser(f: EventRaiser) {
+    let _ = EVENT_RAISER.set(f);
+}
+
+/// Raises `name` with `params`; nothing happens before the server installed a raiser.
+pub fn raise_event(name: &str, params: Vec<(Option<String>, crate::Value)>) {
+    if let Some(f) = EVENT_RAISER.get() {
+        f(name, params);
+    }
+}

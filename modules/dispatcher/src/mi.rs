@@ -118,7 +118,7 @@ pub fn commands(mi: &mut Mi, current: Current) {
                 .parse()
                 .map_err(|_| MiError::new(500, "bad group value"))?;
             let address = need("address")?;
-            if !part.set_state(&Settings::of(&now()), id, address.trim(), to) {
+            if !part.set_state(&Settings::of(&now()), id, address.trim(), to, "MI command") {
                 return Err(MiError::new(404, "destination not found"));
             }
             Ok(json!("OK"))

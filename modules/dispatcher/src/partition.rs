@@ -199,7 +199,15 @@ impl Partition {
 
     /// Changes a destination's state as `to` says; false when set `set` has no `uri`. The
     /// new state is written to the table with `persistent_state`.
-    pub fn set_state(&self, settings: &Settings, set: i64, uri: &str, to: NewState) -> bool {
+    /// `E_DISPATCHER_STATUS` is raised for a change, with `reason`.
+    pub fn set_state(
+        &self,
+        settings: &Settings,
+        set: i64,
+        uri: &str,
+        to: NewState,
+        reason: &str,
+    ) -> bool {
         let changed = {
             let mut sets = self.sets();
             let Some(d) = sets.dest_mut(set, uri) else {
@@ -216,6 +224,7 @@ impl Partition {
                 "dispatcher: destination {uri} of set {set} is now {}",
                 ["active", "inactive", "probing"][state as usize]
             );
+            raise_status(&self.name, set, &uri, !(inactive || probing), reason);
             if settings.persistent_state {
                 let c = &self.columns;
                 if let Err(e) = self.db.update(
@@ -232,6 +241,27 @@ impl Partition {
         }
         true
     }
+}
+
+/// `E_DISPATCHER_STATUS`: `partition` (only for another than the default one), `group`,
+/// `address`, `status` ("active", or "inactive" for inactive and probing alike) and `reason`.
+fn raise_status(partition: &str, set: i64, address: &str, active: bool, reason: &str) {
+    use engine::Value;
+    let mut params = Vec::new();
+    if partition != "default" {
+        params.push((
+            Some("partition".to_owned()),
+            Value::from(partition.to_owned()),
+        ));
+    }
+    params.push((Some("group".to_owned()), Value::Int(set)));
+    params.push((Some("address".to_owned()), Value::from(address.to_owned())));
+    params.push((
+        Some("status".to_owned()),
+        Value::from(if active { "active" } else { "inactive" }),
+    ));
+    params.push((Some("reason".to_owned()), Value::from(reason.to_owned())));
+    engine::hooks::raise_event("E_DISPATCHER_STATUS", params);
 }
 
 /// What a state change asks for.

@@ -56,17 +56,20 @@ pub fn due(settings: &Settings) -> Vec<Probe> {
 /// What a probe's final reply (`code`; 408 for a timeout) does to its destination.
 pub fn outcome(settings: &Settings, probe: &Probe, code: u16) {
     let alive = code == 200 || settings.reply_codes.contains(&code);
-    let to = if alive {
-        NewState::Active
+    let (to, reason) = if alive {
+        (NewState::Active, "200 OK probing reply")
     } else if probe.always {
-        NewState::Probing { counted: true }
+        (
+            NewState::Probing { counted: true },
+            "negative probing reply",
+        )
     } else {
         return;
     };
     // A destination a reload removed meanwhile has no state to change.
     probe
         .partition
-        .set_state(settings, probe.set, &probe.uri, to);
+        .set_state(settings, probe.set, &probe.uri, to, reason);
 }
 
 /// Sends one probe through tm; its outcome is applied when the transaction ends.
@@ -96,6 +99,7 @@ pub fn send(script: &Script, settings: &Settings, probe: Probe) {
             probe.set,
             &probe.uri,
             NewState::Probing { counted: true },
+            "failed to send probe",
         );
     };
     let Some(tm) = tm::global() else {

@@ -344,7 +344,7 @@ pub fn ds_mark_dst(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         return -1;
     };
     let settings = Settings::of(f.script);
-    if p.set_state(&settings, group, &uri, to) {
+    if p.set_state(&settings, group, &uri, to, "script function ds_mark()") {
         1
     } else {
         -1

@@ -444,13 +444,15 @@ fn reload_swaps_the_sets_keeps_states_and_survives_a_broken_table() {
             &settings,
             1,
             "sip:10.1.0.2",
-            dispatcher::partition::NewState::Inactive
+            dispatcher::partition::NewState::Inactive,
+            "test"
         ));
         assert!(!part.set_state(
             &settings,
             2,
             "sip:10.1.0.2",
-            dispatcher::partition::NewState::Inactive
+            dispatcher::partition::NewState::Inactive,
+            "test"
         ));
         part
     };
