@@ -1,6 +1,6 @@
 //! The database modules as the script loads them: `db_text` (its parameters, its MI commands,
 //! and its tables written back at shutdown), `db_postgres`, `db_mysql`, and the start of the modules that load their
-//! data from a database (dispatcher, auth_db, sqlops, permissions, domain, group, alias_db).
+//! data from a database (dispatcher, auth_db, sqlops, permissions, domain, group, alias_db, usrloc).
 
 use std::path::Path;
 
@@ -67,11 +67,14 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     permissions::start(script, &options)?;
     domain::start(script, &options)?;
     userdb::start(script, &options)?;
+    registrar::persist::start(script, &options)?;
     dispatcher::start(script, &options)
 }
 
-/// Writes db_text's changed tables back to their files (at shutdown).
+/// Writes what waits to be written at shutdown: usrloc's changed contacts, db_text's tables.
 pub fn flush() {
+    // usrloc's last changes first, then db_text's files (usrloc may write into db_text).
+    registrar::persist::flush();
     match db::text::dump_all() {
         Ok(0) => {}
         Ok(n) => crate::logging::core(2, &format!("db_text: {n} changed table(s) written")),

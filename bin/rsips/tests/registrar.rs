@@ -904,3 +904,124 @@ loadmodule "rr.so"
         .collect();
     assert_eq!(routes, [format!("Route: {path}")], "{inv}");
 }
+
+#[path = "../../../crates/db/tests/my_server/mod.rs"]
+mod my_server;
+#[path = "../../../crates/db/tests/ports/mod.rs"]
+mod ports;
+
+// usrloc in SQL write-through on a real MariaDB: a registration lands in the location table at
+// once, survives a restart of rsips (the next one loads it and calls reach the phone), and an
+// unregistration removes the row.
+#[test]
+fn registrations_survive_a_restart_in_sql_write_through() {
+    let my = my_server::MyServer::start("usrloc", ports::free_port());
+    my.sql(
+        "USE opensips;\n\
+         CREATE TABLE version (table_name CHAR(32) NOT NULL, table_version INT UNSIGNED DEFAULT 0 NOT NULL, \
+           CONSTRAINT t_name_idx UNIQUE (table_name));\n\
+         INSERT INTO version VALUES ('location', 1013);\n\
+         CREATE TABLE location (contact_id BIGINT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, \
+           username CHAR(64) DEFAULT '' NOT NULL, domain CHAR(64) DEFAULT NULL, contact TEXT NOT NULL, \
+           received CHAR(255) DEFAULT NULL, path CHAR(255) DEFAULT NULL, expires INT(10) UNSIGNED NOT NULL, \
+           q FLOAT(10,2) DEFAULT 1.0 NOT NULL, callid CHAR(255) DEFAULT 'Default-Call-ID' NOT NULL, \
+           cseq INT(11) DEFAULT 13 NOT NULL, last_modified DATETIME DEFAULT '1900-01-01 00:00:01' NOT NULL, \
+           flags INT(11) DEFAULT 0 NOT NULL, cflags CHAR(255) DEFAULT NULL, user_agent CHAR(255) DEFAULT '' NOT NULL, \
+           socket CHAR(64) DEFAULT NULL, methods INT(11) DEFAULT NULL, sip_instance CHAR(255) DEFAULT NULL, \
+           kv_store TEXT(512) DEFAULT NULL, attr CHAR(255) DEFAULT NULL) ENGINE=InnoDB;",
+    );
+    let url = my.url();
+    let cfg = move |port: u16, fifo: &str| {
+        with_modules(
+            port,
+            fifo,
+            &format!(
+                r#"loadmodule "db_mysql.so"
+loadmodule "sipmsgops.so"
+modparam("usrloc", "working_mode_preset", "single-instance-sql-write-through")
+modparam("usrloc", "db_url", "{url}")
+route {{
+    if (is_method("REGISTER")) {{
+        if (!save("location")) sl_reply_error();
+        exit;
+    }}
+    if (!lookup("location")) {{ sl_send_reply(404, "Not Found"); exit; }}
+    t_relay();
+}}
+"#
+            ),
+        )
+    };
+    let rows = |my: &my_server::MyServer| {
+        my.sql("SELECT username, domain, contact, q FROM opensips.location")
+    };
+    let wait_rows = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = rows(&my);
+            if now == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "location table: {now:?}, want {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let alice = phone();
+    let contact = format!("<sip:alice@127.0.0.1:{}>;q=0.5", alice.port);
+    {
+        let server = start_on(&cfg);
+        alice.send(
+            &server,
+            &register(
+                &server,
+                &alice,
+                "alice",
+                "reg-sql",
+                1,
+                &contact,
+                "Expires: 300\r\n",
+            ),
+        );
+        let ok = alice.recv("SIP/2.0 ", &server);
+        assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}");
+        wait_rows(&format!(
+            "alice\t127.0.0.1\tsip:alice@127.0.0.1:{}\t0.50\n",
+            alice.port
+        ));
+    }
+    // A new rsips on the same table: alice is still registered, calls reach her.
+    let server = start_on(&cfg);
+    assert!(
+        server
+            .log()
+            .contains("1 contacts loaded from table location"),
+        "{}",
+        server.log()
+    );
+    let caller = phone();
+    caller.send(
+        &server,
+        &invite(&server, &caller, "alice", "call-after-restart"),
+    );
+    let got = alice.recv("INVITE ", &server);
+    assert!(got.contains("Call-ID: call-after-restart"), "{got}");
+    // Unregistering removes the row.
+    alice.send(
+        &server,
+        &register(
+            &server,
+            &alice,
+            "alice",
+            "reg-sql",
+            2,
+            &contact,
+            "Expires: 0\r\n",
+        ),
+    );
+    let ok = alice.recv("SIP/2.0 200", &server);
+    assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}");
+    wait_rows("");
+}

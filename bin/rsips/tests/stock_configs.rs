@@ -84,9 +84,8 @@ fn assert_only_missing_modules(path: &Path, text: &str, extra: &[&str]) {
     }
     // A database-backed usrloc mode is refused where it is set (rsips' usrloc is in memory
     // only); such a config also loads a database module.
-    let (modes, got): (Vec<&str>, Vec<&str>) = got
-        .into_iter()
-        .partition(|e| e.contains("needs a database or a cluster"));
+    let (modes, got): (Vec<&str>, Vec<&str>) =
+        got.into_iter().partition(|e| e.contains("needs a cluster"));
     if !modes.is_empty() {
         assert!(
             loaded_modules(text).iter().any(|m| m.starts_with("db_")),
@@ -134,18 +133,27 @@ fn etc_opensips_cfg_and_the_default_residential_config_check_clean() {
 }
 
 #[test]
-fn a_database_backed_usrloc_mode_is_refused_at_its_line() {
+fn usrloc_modes_are_checked_at_their_line() {
     let path = reference().join("rendered/residential_allyes.cfg");
-    let (ok, stderr) = rsips_check(&path, &[]);
+    let (_, stderr) = rsips_check(&path, &[]);
+    // Its SQL write-back preset is one rsips runs.
+    assert!(!stderr.contains("working_mode_preset"), "{stderr}");
+    // A cluster preset is not: refused where it is set.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("single-instance-sql-write-back", "full-sharing-cluster");
+    let copy = std::env::temp_dir().join(format!("rsips-allyes-{}.cfg", std::process::id()));
+    std::fs::write(&copy, text).unwrap();
+    let (ok, stderr) = rsips_check(&copy, &[]);
     assert!(!ok);
     assert!(
         stderr.contains(
-            "error: bad `working_mode_preset` for module `usrloc`: \"single-instance-sql-write-back\" needs a database"
+            "error: bad `working_mode_preset` for module `usrloc`: \"full-sharing-cluster\" needs a cluster"
         ),
         "{stderr}"
     );
     assert!(
-        stderr.contains("residential_allyes.cfg:85:43"),
+        stderr.contains(&format!("{}:85:43", copy.display())),
         "points at the value: {stderr}"
     );
 }

@@ -23,6 +23,9 @@ pub enum Value {
     Double(f64),
     /// str, string and blob columns.
     Str(String),
+    /// A moment (seconds since the epoch) for a datetime column: written as the server's
+    /// datetime, as a number in db_text.
+    DateTime(i64),
 }
 
 impl Value {
@@ -33,7 +36,7 @@ impl Value {
     /// The value as an integer: an int, a whole double, or text that is a number.
     pub fn as_int(&self) -> Option<i64> {
         match self {
-            Value::Int(n) => Some(*n),
+            Value::Int(n) | Value::DateTime(n) => Some(*n),
             Value::Double(d) if d.fract() == 0.0 => Some(*d as i64),
             Value::Str(s) => s.trim().parse().ok(),
             _ => None,
@@ -44,7 +47,7 @@ impl Value {
     pub fn as_text(&self) -> Option<String> {
         match self {
             Value::Null => None,
-            Value::Int(n) => Some(n.to_string()),
+            Value::Int(n) | Value::DateTime(n) => Some(n.to_string()),
             Value::Double(d) => Some(d.to_string()),
             Value::Str(s) => Some(s.clone()),
         }
@@ -66,7 +69,7 @@ impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Value::Null => f.write_str("NULL"),
-            Value::Int(n) => write!(f, "{n}"),
+            Value::Int(n) | Value::DateTime(n) => write!(f, "{n}"),
             Value::Double(d) => write!(f, "{d}"),
             Value::Str(s) => f.write_str(s),
         }

@@ -38,6 +38,10 @@ impl Dialect {
         Ok(match v {
             Value::Null => "NULL".into(),
             Value::Int(n) => n.to_string(),
+            Value::DateTime(n) => match self {
+                Dialect::Postgres => format!("to_timestamp({n})::timestamp"),
+                Dialect::Mysql => format!("FROM_UNIXTIME({n})"),
+            },
             Value::Double(d) if d.is_finite() => format!("{d:?}"),
             Value::Double(_) => {
                 return Err(DbError::Value {

@@ -643,7 +643,7 @@ pub fn print(t: &Table) -> String {
             }
             match v {
                 Value::Null => {}
-                Value::Int(n) => out.push_str(&n.to_string()),
+                Value::Int(n) | Value::DateTime(n) => out.push_str(&n.to_string()),
                 Value::Double(d) => out.push_str(&format!("{d}")),
                 Value::Str(s) => {
                     for ch in s.chars() {

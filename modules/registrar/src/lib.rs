@@ -1,12 +1,14 @@
 //! The OpenSIPS `usrloc` and `registrar` modules: REGISTER processing (`save`, RFC 3261 §10.3)
 //! into an in-memory location table, `lookup` of a request's target (R-URI and the other
 //! contacts as branches), `is_registered`, `remove`, their statistics and the usrloc MI
-//! commands. usrloc runs as OpenSIPS' `single-instance-no-db` preset: the table lives in memory
-//! and a restart starts it empty.
+//! commands. usrloc runs as a single instance: in memory (`single-instance-no-db`), or with
+//! the tables loaded from SQL at start and written back (`single-instance-sql-write-through`,
+//! `single-instance-sql-write-back`; see [`persist`]).
 #![forbid(unsafe_code)]
 
 pub mod lookup;
 pub mod mi;
+pub mod persist;
 pub mod save;
 pub mod usrloc;
 
@@ -33,8 +35,8 @@ pub static USRLOC: ModuleSpec = ModuleSpec {
         ("timer_interval", Int),
         ("working_mode_preset", ParamType::CheckedStr(&PRESET)),
         ("cluster_mode", ParamType::CheckedStr(&NONE_ONLY)),
-        ("restart_persistency", ParamType::CheckedStr(&NONE_ONLY)),
-        ("sql_write_mode", ParamType::CheckedStr(&NONE_ONLY)),
+        ("restart_persistency", ParamType::CheckedStr(&RESTART)),
+        ("sql_write_mode", ParamType::CheckedStr(&WRITE_MODE)),
         ("pinging_mode", Str),
         ("use_domain", Int),
         ("desc_time_order", Int),
@@ -279,25 +281,51 @@ impl Settings {
     }
 }
 
-/// usrloc's `working_mode_preset`: rsips keeps the table in memory only.
+/// usrloc's `working_mode_preset`: in memory, or a single instance persisted in SQL; the
+/// cluster presets are refused.
 static PRESET: engine::ParamCheck = engine::ParamCheck {
     what: "usrloc working mode",
     check: |v| match v.trim() {
-        "single-instance-no-db" => Ok(()),
+        "single-instance-no-db"
+        | "single-instance-sql-write-through"
+        | "single-instance-sql-write-back" => Ok(()),
         other => Err(format!(
-            "\"{other}\" needs a database or a cluster; rsips runs usrloc in memory only \
-             (\"single-instance-no-db\")"
+            "\"{other}\" needs a cluster or a database-only mode; rsips runs usrloc as a single \
+             instance (\"single-instance-no-db\", \"single-instance-sql-write-through\", \
+             \"single-instance-sql-write-back\")"
         )),
     },
 };
 
-/// usrloc's `cluster_mode`, `restart_persistency` and `sql_write_mode`: only `none`.
+/// usrloc's `cluster_mode`: only `none`.
 static NONE_ONLY: engine::ParamCheck = engine::ParamCheck {
     what: "usrloc mode",
     check: |v| match v.trim() {
         "none" => Ok(()),
         other => Err(format!(
-            "\"{other}\" needs a database or a cluster; rsips runs usrloc in memory only (\"none\")"
+            "\"{other}\" needs a cluster; rsips runs usrloc as a single instance (\"none\")"
+        )),
+    },
+};
+
+/// usrloc's `restart_persistency`.
+static RESTART: engine::ParamCheck = engine::ParamCheck {
+    what: "usrloc restart persistency",
+    check: |v| match v.trim() {
+        "none" | "load-from-sql" => Ok(()),
+        other => Err(format!(
+            "\"{other}\": rsips loads the contacts from SQL (\"load-from-sql\") or not (\"none\")"
+        )),
+    },
+};
+
+/// usrloc's `sql_write_mode`.
+static WRITE_MODE: engine::ParamCheck = engine::ParamCheck {
+    what: "usrloc SQL write mode",
+    check: |v| match v.trim() {
+        "none" | "write-through" | "write-back" => Ok(()),
+        other => Err(format!(
+            "\"{other}\": rsips writes contacts \"write-through\", \"write-back\" or not (\"none\")"
         )),
     },
 };

@@ -68,10 +68,7 @@ pub fn lookup(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let contacts = {
         let mut tables = usrloc::tables();
         tables.maybe_sweep(now);
-        tables
-            .get(&table)
-            .map(|t| t.contacts(&aor, now))
-            .unwrap_or_default()
+        tables.table(&table).contacts(&aor, now)
     };
     if contacts.is_empty() {
         return NOT_FOUND;

@@ -244,6 +244,8 @@ pub fn commands(mi: &mut Mi, current: Current) {
             if usrloc::tables().get(&table).is_none() {
                 return Err(table_missing());
             }
+            // With SQL persistence, what waits to be written goes now.
+            crate::persist::flush();
             Err(MiError::new(200, "Contacts already synced"))
         },
     ));

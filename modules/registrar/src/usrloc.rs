@@ -62,6 +62,8 @@ impl Contact {
 /// One location table (`location` unless the script names another).
 #[derive(Debug, Default)]
 pub struct Table {
+    /// Its name (what a change is written back to).
+    name: String,
     aors: HashMap<String, Vec<Contact>>,
 }
 
@@ -79,6 +81,7 @@ impl Table {
     /// usrloc keeps it: q descending, the older first among equals, a refresh keeping its
     /// place unless its q changed; with `desc_time_order` the newest write first.
     pub fn upsert(&mut self, aor: &str, mut contact: Contact, by_callid: bool, desc: bool) {
+        crate::persist::changed(&self.name, aor);
         let list = self.aors.entry(aor.to_owned()).or_default();
         if let Some(at) = list
             .iter()
@@ -118,24 +121,45 @@ impl Table {
         if list.is_empty() {
             self.aors.remove(aor);
         }
+        if removed {
+            crate::persist::changed(&self.name, aor);
+        }
         removed
     }
 
     /// Removes `aor` with all its contacts; whether it was there.
     pub fn remove_aor(&mut self, aor: &str) -> bool {
-        self.aors.remove(aor).is_some()
+        let was = self.aors.remove(aor).is_some();
+        if was {
+            crate::persist::changed(&self.name, aor);
+        }
+        was
     }
 
     /// Drops what expired by `now`; how many contacts went.
     pub fn sweep(&mut self, now: u64) -> usize {
         let mut gone = 0;
-        self.aors.retain(|_, list| {
+        let name = &self.name;
+        self.aors.retain(|aor, list| {
             let before = list.len();
             list.retain(|c| c.alive(now));
+            if list.len() != before {
+                crate::persist::changed(name, aor);
+            }
             gone += before - list.len();
             !list.is_empty()
         });
         gone
+    }
+
+    /// A contact read back from the database (kept in its place, not written again).
+    pub(crate) fn restore(&mut self, aor: &str, contact: Contact) {
+        let list = self.aors.entry(aor.to_owned()).or_default();
+        let at = list
+            .iter()
+            .position(|c| c.q < contact.q)
+            .unwrap_or(list.len());
+        list.insert(at, contact);
     }
 
     /// (address-of-records, contacts) in memory: the expired ones count until swept, as in
@@ -176,8 +200,30 @@ impl Tables {
     pub fn table(&mut self, name: &str) -> &mut Table {
         if !self.tables.contains_key(name) {
             crate::register_table_stats(name);
+            let mut t = Table {
+                name: name.to_owned(),
+                ..Table::default()
+            };
+            // With SQL persistence a table is read from the database when first used; one
+            // that cannot be read starts empty (and says why).
+            if crate::persist::loads_tables()
+                && let Err(e) = crate::persist::load_into(name, &mut t)
+            {
+                log::error!("{e}");
+            }
+            self.tables.insert(name.to_owned(), t);
         }
         self.tables.entry(name.to_owned()).or_default()
+    }
+
+    /// Reads table `name` from the database (at start); how many live contacts it held.
+    pub fn load(&mut self, name: &str) -> Result<usize, String> {
+        if !self.tables.contains_key(name) {
+            crate::register_table_stats(name);
+        }
+        let t = self.tables.entry(name.to_owned()).or_default();
+        t.name = name.to_owned();
+        crate::persist::load_into(name, t)
     }
 
     /// Table `name` if the script uses it (it was registered or written).

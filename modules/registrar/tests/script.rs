@@ -344,7 +344,7 @@ fn contact_checks_and_remove() {
 }
 
 #[test]
-fn a_database_backed_usrloc_is_refused_where_it_is_set() {
+fn a_usrloc_mode_rsips_lacks_is_refused_where_it_is_set() {
     let text = "socket=udp:127.0.0.1:5060\nloadmodule \"proto_udp.so\"\n\
          loadmodule \"usrloc.so\"\n\
          modparam(\"usrloc\", \"working_mode_preset\", \"sql-only\")\nroute { }";
@@ -358,7 +358,8 @@ fn a_database_backed_usrloc_is_refused_where_it_is_set() {
     let errs = Script::compile(&parsed.config, &sources, &available).unwrap_err();
     let text: String = errs.iter().map(|d| d.render(&sources)).collect();
     assert!(
-        text.contains("\"sql-only\" needs a database or a cluster") && text.contains("t.cfg:4:"),
+        text.contains("\"sql-only\" needs a cluster or a database-only mode")
+            && text.contains("t.cfg:4:"),
         "{text}"
     );
 }

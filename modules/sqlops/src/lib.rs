@@ -177,7 +177,7 @@ fn fail(f: &mut FnCtx<'_>, what: impl std::fmt::Display) -> i64 {
 fn script_value(v: &DbValue) -> Value {
     match v {
         DbValue::Null => Value::Null,
-        DbValue::Int(n) => Value::Int(*n),
+        DbValue::Int(n) | DbValue::DateTime(n) => Value::Int(*n),
         DbValue::Double(d) => Value::from(d.to_string()),
         DbValue::Str(s) => Value::from(s.clone()),
     }
