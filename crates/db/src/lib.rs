@@ -54,12 +54,14 @@ impl Value {
     }
 
     /// Equality as a `WHERE column = value` sees it: numbers compare by value whatever their
-    /// type; NULL matches NULL (the API's "is NULL" filter).
+    /// type, text without regard to case; NULL matches NULL (the API's "is NULL" filter).
     pub fn same(&self, other: &Value) -> bool {
         match (self, other) {
-            (Value::Int(a), Value::Double(b)) | (Value::Double(b), Value::Int(a)) => {
-                (*a as f64) == *b
-            }
+            (Value::Int(a) | Value::DateTime(a), Value::Double(b))
+            | (Value::Double(b), Value::Int(a) | Value::DateTime(a)) => (*a as f64) == *b,
+            (Value::Int(a) | Value::DateTime(a), Value::Int(b) | Value::DateTime(b)) => a == b,
+            // Text compares without regard to case, as db_text's OpenSIPS driver does.
+            (Value::Str(a), Value::Str(b)) => a.eq_ignore_ascii_case(b),
             (a, b) => a == b,
         }
     }
@@ -129,7 +131,8 @@ pub enum DbError {
 
 /// A connection to one database. Calls block; each driver bounds how long.
 pub trait Connection: Send + Sync + fmt::Debug {
-    /// The `columns` of the rows that meet `filter`, in table order.
+    /// The `columns` of the rows that meet `filter`, in table order (no columns, or `*`:
+    /// every column).
     fn query(
         &self,
         table: &str,

@@ -56,7 +56,11 @@ impl Mysql {
             .prefer_socket(false)
             .tcp_connect_timeout(Some(TIMEOUT))
             .read_timeout(Some(TIMEOUT))
-            .write_timeout(Some(TIMEOUT));
+            .write_timeout(Some(TIMEOUT))
+            // The literals rsips writes escape with backslashes: make sure they mean that.
+            .init(vec![
+                "SET SESSION sql_mode=(SELECT REPLACE(@@SESSION.sql_mode,'NO_BACKSLASH_ESCAPES',''))",
+            ]);
         let my = Mysql {
             url: url.to_owned(),
             opts: Opts::from(opts),

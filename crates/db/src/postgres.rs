@@ -81,11 +81,16 @@ impl Postgres {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if guard.as_ref().is_none_or(Client::is_closed) {
-            *guard = Some(
-                self.config
-                    .connect(NoTls)
-                    .map_err(|e| failed(&self.url, why(&e)))?,
-            );
+            let mut client = self
+                .config
+                .connect(NoTls)
+                .map_err(|e| failed(&self.url, why(&e)))?;
+            // The literals rsips writes double their quotes and leave backslashes alone:
+            // standard conforming strings, whatever the database's own setting says.
+            client
+                .batch_execute("SET standard_conforming_strings = on")
+                .map_err(|e| failed(&self.url, why(&e)))?;
+            *guard = Some(client);
         }
         Ok(guard)
     }

@@ -62,7 +62,8 @@ impl Dialect {
                     out.push('\'');
                     for c in s.chars() {
                         match c {
-                            '\'' => out.push_str("\\'"),
+                            // Doubled: a quote in both backslash and NO_BACKSLASH_ESCAPES modes.
+                            '\'' => out.push_str("''"),
                             '"' => out.push_str("\\\""),
                             '\\' => out.push_str("\\\\"),
                             '\n' => out.push_str("\\n"),
@@ -101,9 +102,14 @@ impl Dialect {
         filter: &Filter<'_>,
     ) -> Result<String, DbError> {
         let cols: Vec<String> = columns.iter().map(|c| self.ident(c)).collect();
+        let cols = if all_columns(columns) {
+            "*".to_owned()
+        } else {
+            cols.join(",")
+        };
         Ok(format!(
             "SELECT {} FROM {}{}",
-            cols.join(","),
+            cols,
             self.ident(table),
             self.where_clause(table, filter)?
         ))
@@ -150,6 +156,11 @@ impl Dialect {
     }
 }
 
+/// No columns, or `*`: every column of the table, in its order.
+pub fn all_columns(columns: &[&str]) -> bool {
+    columns.is_empty() || columns == ["*"]
+}
+
 /// The parts of a server URL: `scheme://[user[:password]@]host[:port]/database`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerUrl {
@@ -162,7 +173,7 @@ pub struct ServerUrl {
 
 impl ServerUrl {
     pub fn parse(url: &str) -> Result<ServerUrl, DbError> {
-        let bad = || DbError::BadUrl(url.to_owned());
+        let bad = || DbError::BadUrl(crate::redact(url));
         let (_, rest) = url.split_once("://").ok_or_else(bad)?;
         let (auth, rest) = match rest.rsplit_once('@') {
             Some((a, r)) => (Some(a), r),
@@ -229,7 +240,7 @@ mod tests {
                 &[("s", Value::Str("a\\'b".into()))]
             )
             .unwrap(),
-            "UPDATE `t` SET `s`='a\\\\\\'b' WHERE `id`=3"
+            "UPDATE `t` SET `s`='a\\\\''b' WHERE `id`=3"
         );
         assert!(pg.literal("t", &Value::Str("a\0b".into())).is_err());
     }

@@ -125,9 +125,10 @@ impl Table {
                 _ => return Err(bad()),
             },
             (Type::Double, _) => return Err(bad()),
-            // The file cannot tell an empty string from NULL: store what reading it back gives.
+            // An empty string stays one (a NULL only in a column that takes NULL, as the file
+            // writes both the same way and reads them back by the column).
             (_, v) => match v.as_text().unwrap_or_default() {
-                s if s.is_empty() => Value::Null,
+                s if s.is_empty() && col.nullable => Value::Null,
                 s => Value::Str(s),
             },
         })
@@ -141,7 +142,10 @@ impl Table {
                 continue;
             }
             if col.auto {
-                self.auto_max += 1;
+                self.auto_max = self
+                    .auto_max
+                    .checked_add(1)
+                    .ok_or_else(|| format!("column {} has no auto value left", col.name))?;
                 row[c] = Value::Int(self.auto_max);
                 continue;
             }
@@ -171,6 +175,9 @@ fn open_databases() -> MutexGuard<'static, Vec<Arc<TextDb>>> {
 
 /// The database in `dir`, opened once per process (its tables are read when first used).
 pub fn open(url: &str, dir: &Path, settings: &Settings) -> Arc<TextDb> {
+    // One database per directory, however the URL spells it (`db`, `./db`, a symlink).
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    let dir = canonical.as_path();
     let mut open = open_databases();
     if let Some(db) = open.iter().find(|d| d.dir == dir) {
         return Arc::clone(db);
@@ -311,10 +318,14 @@ impl Connection for TextDb {
         filter: &Filter<'_>,
     ) -> Result<Vec<Vec<Value>>, DbError> {
         self.with(table, |t| {
-            let cols = columns
-                .iter()
-                .map(|c| t.column(table, c))
-                .collect::<Result<Vec<_>, _>>()?;
+            let cols = if crate::sql::all_columns(columns) {
+                (0..t.columns.len()).collect()
+            } else {
+                columns
+                    .iter()
+                    .map(|c| t.column(table, c))
+                    .collect::<Result<Vec<_>, _>>()?
+            };
             Ok(t.matching(table, filter)?
                 .into_iter()
                 .map(|r| cols.iter().map(|&c| t.rows[r][c].clone()).collect())
@@ -582,15 +593,22 @@ fn parse_row(line: &[u8], columns: &[Column], buffer_size: usize) -> At<Vec<Valu
                 format!("more fields than the table's {} columns", columns.len()),
             ));
         }
-        row.push(field_value(&field, col.ty).map_err(|w| (start + 1, w))?);
+        row.push(field_value(&field, col.ty, col.nullable).map_err(|w| (start + 1, w))?);
         i += 1;
     }
     Ok(row)
 }
 
-fn field_value(field: &[u8], ty: Type) -> Result<Value, String> {
+fn field_value(field: &[u8], ty: Type, nullable: bool) -> Result<Value, String> {
     if field.is_empty() {
-        return Ok(Value::Null);
+        // In a text column that takes no NULL, an empty field is the empty string (what a
+        // write of "" leaves); elsewhere it is NULL.
+        let text = matches!(ty, Type::Str | Type::String | Type::Blob);
+        return Ok(if text && !nullable {
+            Value::Str(String::new())
+        } else {
+            Value::Null
+        });
     }
     let text = String::from_utf8_lossy(field);
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());

@@ -247,3 +247,39 @@ proptest! {
         prop_assert_eq!(&back.rows[0][2], &Value::Double(x));
     }
 }
+
+#[test]
+fn text_matches_without_case_and_empty_strings_stay_strings() {
+    let d = dir("case");
+    write(
+        &d,
+        "t",
+        "id(int,auto) name(str) ua(str) note(str,null)\n:Alice:x:\n",
+    );
+    let db = open(&d);
+    let rows = db
+        .query(
+            "t",
+            &["id", "note"],
+            &[("name", Value::Str("alice".into()))],
+        )
+        .expect("query");
+    assert_eq!(rows, vec![vec![Value::Int(1), Value::Null]]);
+    // A REGISTER without User-Agent: an empty string in a column that takes no NULL.
+    db.insert(
+        "t",
+        &[
+            ("name", Value::Str("bob".into())),
+            ("ua", Value::Str(String::new())),
+        ],
+    )
+    .expect("an empty string is a value");
+    db::text::dump_all().expect("dump");
+    let again = db::text::parse(
+        &d.join("t"),
+        &std::fs::read(d.join("t")).expect("file"),
+        4096,
+    )
+    .expect("the written file reads back");
+    assert_eq!(again.rows[1][2], Value::Str(String::new()));
+}

@@ -122,8 +122,10 @@ pub enum Refused {
 pub struct Nonces {
     secret: Vec<u8>,
     next: AtomicU64,
-    /// Serials used, with the expiry of their nonce (dropped after it).
-    used: Mutex<HashMap<u64, u64>>,
+    /// Serials used, with the expiry of their nonce (dropped after it), and when they were
+    /// last pruned (at most once a second: a flood of used nonces must not make every check
+    /// walk the whole map).
+    used: Mutex<(HashMap<u64, u64>, u64)>,
 }
 
 const TEXT_LEN: usize = 16 + 16 + 2 + 2 + 32;
@@ -132,7 +134,13 @@ impl Nonces {
     pub fn new(secret: &[u8]) -> Nonces {
         Nonces {
             secret: secret.to_vec(),
-            next: AtomicU64::new(1),
+            // Serials go on from where the last start left them (a captured nonce of an
+            // earlier run must not be new again): they begin at the start time.
+            next: AtomicU64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64),
+            ),
             used: Mutex::default(),
         }
     }
@@ -195,11 +203,15 @@ impl Nonces {
             return Err(Refused::Expired);
         }
         if single_use {
-            let mut used = self
+            let mut guard = self
                 .used
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            used.retain(|_, exp| *exp >= now);
+            let (used, pruned) = &mut *guard;
+            if *pruned != now {
+                used.retain(|_, exp| *exp >= now);
+                *pruned = now;
+            }
             if used.insert(issued.serial, issued.expires).is_some() {
                 return Err(Refused::Used);
             }

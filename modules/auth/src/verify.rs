@@ -245,7 +245,7 @@ fn find(msg: &MsgCtx, kind: Kind, realm: &str) -> Found {
         let Ok(h) = parsed else {
             continue;
         };
-        if !h.is_digest() || h.realm().as_deref() != Some(realm) {
+        if !h.is_digest() || !h.realm().is_some_and(|r| r.eq_ignore_ascii_case(realm)) {
             continue;
         }
         let Some(&line) = lines.get(n) else {
@@ -264,7 +264,9 @@ fn find(msg: &MsgCtx, kind: Kind, realm: &str) -> Found {
                 .position(|x| x.is_some_and(|x| x.as_str().eq_ignore_ascii_case(&a)))
             {
                 Some(i) => (i as u8, ALGORITHMS[i].unwrap_or(Algorithm::Md5)),
-                None => return Found::Malformed,
+                // An algorithm we do not offer: these credentials are not for us (OpenSIPS
+                // skips the header).
+                None => continue,
             },
         };
         let qop = match get("qop") {
@@ -339,6 +341,18 @@ fn pre_auth(f: &mut FnCtx<'_>, realm: &str, kind: Kind) -> Result<Credentials, i
             STALE.with(|s| s.set(id));
             Err(STALE_NONCE)
         }
+    }
+}
+
+/// Whether a stored secret can authenticate anyone: a password that is not empty, or an HA1
+/// of the algorithm's length in hex. An empty or malformed one (a NULL column, the schema's
+/// `''` default for an algorithm the user has no hash for) must never match a response any
+/// client can compute from it.
+fn usable(secret: &str, alg: Algorithm, plain: bool) -> bool {
+    if plain {
+        !secret.is_empty()
+    } else {
+        secret.len() == alg.hex_len() && secret.bytes().all(|b| b.is_ascii_hexdigit())
     }
 }
 
@@ -476,11 +490,26 @@ fn db_authorize(f: &mut FnCtx<'_>, args: &[Value], kind: Kind) -> i64 {
         return USER_UNKNOWN;
     };
     let secret = row.first().and_then(DbValue::as_text).unwrap_or_default();
+    if !usable(&secret, c.algorithm, calculate) {
+        // OpenSIPS refuses to compute with such a secret: 500, and the script ends.
+        f.log.log(
+            -1,
+            &format!(
+                "auth_db: no usable {} credentials for {}@{domain} in column {secret_col}\n",
+                c.algorithm.as_str(),
+                c.user
+            ),
+        );
+        let _ = sl::reply_with(f, 500, "Server Internal Error", Vec::new());
+        return REPLIED;
+    }
     if !response_matches(f, &c, &secret, calculate) {
         return INVALID_PASSWORD;
     }
     for ((avp, _), v) in extra.iter().zip(row.iter().skip(1)) {
-        if let (Some(slot), Some(text)) = (f.script.avp_id(avp), v.as_text()) {
+        if let (Some(slot), Some(text)) =
+            (f.script.avp_id(avp), v.as_text().filter(|t| !t.is_empty()))
+        {
             if f.msg.avps.len() <= slot {
                 f.msg.avps.resize(slot + 1, Vec::new());
             }
@@ -524,6 +553,12 @@ fn pv_authorize(f: &mut FnCtx<'_>, args: &[Value], kind: Kind) -> i64 {
         .script
         .modparam_int("auth", "calculate_ha1")
         .is_some_and(|n| n != 0);
+    if !usable(&secret, c.algorithm, plain) {
+        f.log
+            .log(-1, "auth: password_spec gives no usable password or HA1\n");
+        let _ = sl::reply_with(f, 500, "Server Internal Error", Vec::new());
+        return REPLIED;
+    }
     if response_matches(f, &c, &secret, plain) {
         AUTHORIZED
     } else {

@@ -347,3 +347,42 @@ fn proxy_authentication_and_what_passes_without() {
     let ack = register(None, "ACK");
     assert_eq!(run(&s, &ack).0, "auth 1|bob|no zed");
 }
+
+/// A user with no SHA-256 hash (the schema's empty default) cannot be impersonated by
+/// answering a SHA-256 challenge with an empty HA1: 500, never authorized.
+#[test]
+fn an_empty_stored_hash_authorizes_nobody() {
+    use sha2::{Digest as _, Sha256};
+    let sha = |s: &str| -> String {
+        Sha256::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let s = compile(
+        "",
+        "route {\n\
+         $var(r) = www_authorize(\"example.com\", \"subscriber\");\n\
+         xlog(\"auth $var(r)\");\n\
+         if ($var(r) < 0) www_challenge(\"example.com\", \"auth\", \"SHA-256,MD5\");\n}",
+    );
+    let (_, replies, _) = run(&s, &register(None, "REGISTER"));
+    let hdr = header(&replies[0], "WWW-Authenticate")[0].to_owned();
+    assert!(hdr.ends_with("algorithm=SHA-256"), "{hdr}");
+    let nonce = hdr
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let ha2 = sha("REGISTER:sip:example.com");
+    let forged = sha(&format!(":{nonce}:00000001:c0ffee:auth:{ha2}"));
+    let creds = format!(
+        "Digest username=\"alice\", realm=\"example.com\", nonce=\"{nonce}\", uri=\"sip:example.com\", \
+         algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"c0ffee\", response=\"{forged}\""
+    );
+    let (log, replies, _) = run(&s, &register(Some(&creds), "REGISTER"));
+    assert!(!log.contains("auth 1"), "{log}");
+    assert!(replies[0].starts_with("SIP/2.0 500"), "{}", replies[0]);
+}

@@ -469,7 +469,7 @@ pub fn start(script: &Script, db_options: &db::Options) -> Result<(), String> {
             "dispatcher partition \"{}\": {} destinations loaded from {}",
             p.name,
             p.sets().sets.iter().map(|s| s.dests.len()).sum::<usize>(),
-            p.db_url
+            db::redact(&p.db_url)
         );
         loaded.push(Arc::new(p));
     }

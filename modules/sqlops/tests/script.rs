@@ -79,12 +79,15 @@ fn selects_fill_avps_with_every_row_and_variables_with_the_first() {
          sql_select_one('[\"gw\",\"prio\"]', \"lcr\", '{\"did\": \"200\"}', , \"$var(gw);$var(prio)\");\n\
          xlog(\"$var(gw) $var(prio)\");\n\
          $var(r) = sql_select('[\"gw\"]', \"lcr\", '{\"did\": \"999\"}', , \"$avp(none)\");\n\
-         xlog(\"none $var(r)\");\n}",
+         xlog(\"none $var(r)\");\n\
+         sql_select_one(, \"lcr\", '{\"did\": \"200\"}', , \"$var(id);$var(did);$var(gw);$var(p)\");\n\
+         xlog(\"all columns $var(id) $var(did) $var(gw)\");\n}",
     )
     .unwrap();
     assert_eq!(
         run(&s),
-        "1 sip:gw1.example.com 10|sip:gw2.example.com 20|sip:gw3.example.com <null>|none -2"
+        "1 sip:gw1.example.com 10|sip:gw2.example.com 20|sip:gw3.example.com <null>|none -2|\
+         all columns 3 200 sip:gw3.example.com"
     );
 }
 
