@@ -43,6 +43,7 @@ fn available() -> engine::Available {
             &domain::MODULE,
             &userdb::GROUP,
             &userdb::ALIAS_DB,
+            &drouting::MODULE,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
@@ -224,6 +225,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("domain") {
         domain::commands(&mut commands);
+    }
+    if script.loads("drouting") {
+        drouting::mi::commands(&mut commands);
     }
     mi::httpd_commands(&mut commands, &script);
     mi::evi_commands(&mut commands, std::sync::Arc::clone(&scripts));

@@ -4,15 +4,27 @@
 //! Generated from the digest; edit by hand as modules land.
 
 /// The AVPs a module keeps state in by default, when the script loads it.
-pub const MODULE_AVPS: &[(&str, &[&str])] = &[(
-    "dispatcher",
-    &[
-        "ds_dst_failover",
-        "ds_grp_failover",
-        "ds_cnt_failover",
-        "ds_sock_failover",
-    ],
-)];
+pub const MODULE_AVPS: &[(&str, &[&str])] = &[
+    (
+        "dispatcher",
+        &[
+            "ds_dst_failover",
+            "ds_grp_failover",
+            "ds_cnt_failover",
+            "ds_sock_failover",
+        ],
+    ),
+    (
+        "drouting",
+        &[
+            "___dr_ruri__",
+            "___dr_sock__",
+            "___dr_gw_id__",
+            "___dr_gw_att__",
+            "___dr_cr_att__",
+        ],
+    ),
+];
 
 /// (module, exported functions)
 pub const MODULES: &[(&str, &[&str])] = &[

@@ -140,7 +140,10 @@ fn sort_weights(alg: Option<String>) -> Result<bool, String> {
 /// The address a gateway's `host[:port]` stands for.
 fn resolve(address: &str) -> (Vec<SocketAddr>, u16) {
     let uri = format!("sip:{address}");
-    let port = sip::Uri::parse(&uri).ok().and_then(|u| u.port()).unwrap_or(0);
+    let port = sip::Uri::parse(&uri)
+        .ok()
+        .and_then(|u| u.port())
+        .unwrap_or(0);
     let mut addrs = Vec::new();
     if let Ok(u) = sip::Uri::parse(&uri)
         && let Some(h) = u.host()
@@ -206,7 +209,9 @@ impl Data {
                 address,
                 addrs,
                 port,
-                strip: int(&r, 3).and_then(|s| usize::try_from(s).ok()).unwrap_or(0),
+                strip: int(&r, 3)
+                    .and_then(|s| usize::try_from(s).ok())
+                    .unwrap_or(0),
                 pri_prefix: text(&r, 4).unwrap_or_default(),
                 attrs: text(&r, 5),
                 probe_mode: int(&r, 6).unwrap_or(0),
@@ -352,8 +357,11 @@ impl Data {
                     let Some(c) = self.carriers.iter().find(|c| c.id == *id && !c.disabled) else {
                         continue;
                     };
-                    let list: Vec<Target> =
-                        c.gws.iter().map(|(g, w)| Target::Gw(g.clone(), *w)).collect();
+                    let list: Vec<Target> = c
+                        .gws
+                        .iter()
+                        .map(|(g, w)| Target::Gw(g.clone(), *w))
+                        .collect();
                     let mut taken = 0;
                     for t in order(&list, c.sort_weights, &mut seed) {
                         let Target::Gw(gid, _) = t else { continue };
@@ -379,7 +387,11 @@ fn rule_of(r: &[DbValue], id: i64) -> Result<Rule, String> {
     let groups = text(r, 1)
         .ok_or("no groupid")?
         .split(',')
-        .map(|g| g.trim().parse::<i64>().map_err(|_| format!("bad group \"{g}\"")))
+        .map(|g| {
+            g.trim()
+                .parse::<i64>()
+                .map_err(|_| format!("bad group \"{g}\""))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let prefix = text(r, 2).unwrap_or_default();
     let time = match text(r, 3) {

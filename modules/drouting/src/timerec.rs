@@ -59,7 +59,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 fn datetime(s: &str) -> Option<i64> {
     let s = s.trim().trim_end_matches('Z');
     let (date, time) = s.split_once('T')?;
-    if date.len() != 8 || time.len() != 6 || !date.bytes().chain(time.bytes()).all(|b| b.is_ascii_digit()) {
+    if date.len() != 8
+        || time.len() != 6
+        || !date.bytes().chain(time.bytes()).all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let n = |t: &str| t.parse::<i64>().ok();
@@ -108,7 +111,9 @@ impl TimeRec {
         if fields.first().is_some_and(|f| datetime(f).is_none()) {
             let tz = fields.remove(0);
             if !tz.is_empty() && !tz.eq_ignore_ascii_case("UTC") {
-                return Err(format!("time zone \"{tz}\": rsips evaluates time recurrences in UTC"));
+                return Err(format!(
+                    "time zone \"{tz}\": rsips evaluates time recurrences in UTC"
+                ));
             }
         }
         let field = |i: usize| fields.get(i).copied().unwrap_or("");
@@ -132,9 +137,18 @@ impl TimeRec {
         };
         let interval = match field(5) {
             "" => 1,
-            i => i.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| format!("bad interval \"{i}\""))?,
+            i => i
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("bad interval \"{i}\""))?,
         };
-        let list = |s: &str| -> Vec<&str> { s.split(',').map(str::trim).filter(|x| !x.is_empty()).collect() };
+        fn list(s: &str) -> Vec<&str> {
+            s.split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .collect()
+        }
         let byday = list(field(6))
             .into_iter()
             .map(|d| {
@@ -147,14 +161,24 @@ impl TimeRec {
             .collect::<Result<Vec<_>, _>>()?;
         let bymonthday = list(field(7))
             .into_iter()
-            .map(|d| d.parse::<i64>().ok().filter(|n| *n != 0 && n.abs() <= 31).ok_or_else(|| format!("bad bymonthday \"{d}\"")))
+            .map(|d| {
+                d.parse::<i64>()
+                    .ok()
+                    .filter(|n| *n != 0 && n.abs() <= 31)
+                    .ok_or_else(|| format!("bad bymonthday \"{d}\""))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if !field(8).is_empty() || !field(9).is_empty() {
             return Err("byyearday and byweekno are not supported".into());
         }
         let bymonth = list(field(10))
             .into_iter()
-            .map(|m| m.parse::<u32>().ok().filter(|n| (1..=12).contains(n)).ok_or_else(|| format!("bad bymonth \"{m}\"")))
+            .map(|m| {
+                m.parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=12).contains(n))
+                    .ok_or_else(|| format!("bad bymonth \"{m}\""))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if len <= 0 {
             return Err("the occurrence has no length".into());
@@ -206,7 +230,8 @@ impl TimeRec {
             }
             Freq::Monthly => {
                 let months = (y - sy) * 12 + i64::from(m) - i64::from(sm);
-                months % self.interval == 0 && (!self.bymonthday.is_empty() || !self.byday.is_empty() || d == sd)
+                months % self.interval == 0
+                    && (!self.bymonthday.is_empty() || !self.byday.is_empty() || d == sd)
             }
             Freq::Yearly => {
                 (y - sy) % self.interval == 0
@@ -214,14 +239,21 @@ impl TimeRec {
                     && (!self.bymonthday.is_empty() || !self.byday.is_empty() || d == sd)
             }
         };
-        let days_in_month = days_from_civil(if m == 12 { y + 1 } else { y }, if m == 12 { 1 } else { m + 1 }, 1)
-            - days_from_civil(y, m, 1);
+        let days_in_month = days_from_civil(
+            if m == 12 { y + 1 } else { y },
+            if m == 12 { 1 } else { m + 1 },
+            1,
+        ) - days_from_civil(y, m, 1);
         aligned
             && (self.byday.is_empty() || self.byday.contains(&weekday))
             && (self.bymonth.is_empty() || self.bymonth.contains(&m))
             && (self.bymonthday.is_empty()
                 || self.bymonthday.iter().any(|&md| {
-                    if md > 0 { md == i64::from(d) } else { days_in_month + 1 + md == i64::from(d) }
+                    if md > 0 {
+                        md == i64::from(d)
+                    } else {
+                        days_in_month + 1 + md == i64::from(d)
+                    }
                 }))
     }
 }
@@ -279,7 +311,7 @@ mod tests {
             "20260101T000000||P1D|hourly",
             "20260101T000000||P1D|weekly|||XX",
             "(20260101T000000||P1D)&(x)",
-            "20260101T000000||P1D||||||||5",
+            "20260101T000000||P1D|||||||5",
         ] {
             assert!(TimeRec::parse(bad).is_err(), "{bad}");
         }

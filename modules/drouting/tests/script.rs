@@ -1,0 +1,259 @@
+//! drouting from a compiled script over db_text tables: longest prefix, priority, time,
+//! groups from dr_groups, carriers, strip and prefix, failover, gateway recognition and the
+//! MI. The routing data is the process's: every test shares one set of tables.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use engine::{Available, MemoryLog, MsgCtx, Receipt, Script, Worker};
+use serde_json::json;
+use sip::SipMessage;
+
+fn db_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("rsips-dr-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let w = |name: &str, text: &str| std::fs::write(d.join(name), text).unwrap();
+        w(
+            "version",
+            "table_name(str) table_version(int)\ndr_gateways:6\ndr_rules:4\ndr_carriers:3\ndr_groups:2\n",
+        );
+        w(
+            "dr_gateways",
+            "id(int,auto) gwid(string) type(int) address(string) strip(int) pri_prefix(string,null) \
+             attrs(string,null) probe_mode(int) state(int) socket(string,null) description(string,null)\n\
+             :gw1:0:10.0.0.1\\:5060:2:00:gw one:0:0::\n\
+             :gw2:0:10.0.0.2:0::gw two:0:0::\n\
+             :gw3:1:10.0.0.3\\:5070:0:::0:0::\n\
+             :gw4:0:10.0.0.4:0:::0:1::\n",
+        );
+        w(
+            "dr_carriers",
+            "id(int,auto) carrierid(string) gwlist(string) flags(int) sort_alg(string) state(int) \
+             attrs(string,null) description(string,null)\n\
+             :cr1:gw3,gw2:0:N:0:carrier one:\n\
+             :cr2:gw3,gw2:1:N:0::\n",
+        );
+        w(
+            "dr_rules",
+            "ruleid(int,auto) groupid(string) prefix(string) timerec(string,null) priority(int) \
+             routeid(string,null) gwlist(string,null) sort_alg(string) sort_profile(int,null) \
+             attrs(string,null) description(string,null)\n\
+             :1:4021::0::gw1,gw2:N::rule 4021:\n\
+             :1:40::0::gw2:N::rule 40:\n\
+             :1:4022::5::gw4,#cr1:N::high:\n\
+             :1:4022::1::gw1:N::low:\n\
+             :1:4023:20000101T000000|20000101T010000:9::gw3:N::expired:\n\
+             :1:4023::1::#cr2:N::only first:\n\
+             :2:::0::gw3:N::group 2 default:\n",
+        );
+        w(
+            "dr_groups",
+            "id(int,auto) username(string) domain(string,null) groupid(int) description(string,null)\n\
+             :bob:example.com:2:\n",
+        );
+        d
+    })
+}
+
+/// The tests share one routing table and one of them switches gateways off: they run one at
+/// a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn setup(routes: &str) -> Script {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    let text = format!(
+        "socket=udp:127.0.0.1:5060\nloadmodule \"proto_udp.so\"\nloadmodule \"db_text.so\"\n\
+         loadmodule \"drouting.so\"\nmodparam(\"drouting\", \"db_url\", \"text://{}\")\n{routes}",
+        db_dir().display()
+    );
+    let mut sources = cfg::SourceMap::new();
+    let parsed = cfg::parse(&mut sources, Path::new("t.cfg"), text);
+    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+    static DB_TEXT: engine::ModuleSpec = engine::ModuleSpec {
+        name: "db_text",
+        functions: &[],
+        params: &[],
+    };
+    let available = Available {
+        modules: vec![&DB_TEXT, &drouting::MODULE],
+        builtin: vec!["proto_udp"],
+        argv: Vec::new(),
+    };
+    let s = Script::compile(&parsed.config, &sources, &available).unwrap_or_else(|d| {
+        panic!(
+            "{}",
+            d.iter().map(|d| d.render(&sources)).collect::<String>()
+        )
+    });
+    STARTED.get_or_init(|| drouting::start(&s, &db::Options::default()).unwrap());
+    s
+}
+
+fn run(script: &Script, number: &str, from: &str, source: &str) -> String {
+    let raw = format!(
+        "INVITE sip:{number}@trunk.example.com;user=phone SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+         From: <sip:{from}>;tag=1\r\nTo: <sip:{number}@trunk.example.com>\r\nCall-ID: c\r\n\
+         CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    let mut ctx = MsgCtx::new(SipMessage::parse(Bytes::from(raw)).unwrap()).with_receipt(Receipt {
+        source: source.parse().unwrap(),
+        proto: "udp",
+        local: "127.0.0.1:5060".parse().unwrap(),
+        conn: None,
+        proxy: None,
+    });
+    let mut log = MemoryLog::default();
+    script
+        .run(&mut Worker::default(), &mut ctx, &mut log)
+        .unwrap();
+    log.lines
+        .iter()
+        .map(|(_, l)| l.trim_end())
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+const WALK: &str = "route {\n\
+    if (!do_routing(1, , , $var(rule), $var(gw))) { xlog(\"none\"); exit; }\n\
+    xlog(\"$ru [$var(rule)] [$var(gw)]\");\n\
+    while (use_next_gw(, $var(gw))) xlog(\"$ru [$var(gw)]\");\n}";
+
+#[test]
+fn the_longest_prefix_then_failover_with_strip_and_prefix() {
+    let _serial = serial();
+    let s = setup(WALK);
+    // 40215551234: rule 4021 (gw1: strip 2, prefix 00; then gw2).
+    assert_eq!(
+        run(&s, "40215551234", "alice@example.com", "192.0.2.9:5060"),
+        "sip:00215551234@10.0.0.1:5060;user=phone [rule 4021] [gw one]|\
+         sip:40215551234@10.0.0.2;user=phone [gw two]"
+    );
+    // 4099: only the shorter prefix 40.
+    assert_eq!(
+        run(&s, "4099", "alice@example.com", "192.0.2.9:5060"),
+        "sip:4099@10.0.0.2;user=phone [rule 40] [gw two]"
+    );
+    assert_eq!(
+        run(&s, "5000", "alice@example.com", "192.0.2.9:5060"),
+        "none"
+    );
+}
+
+#[test]
+fn priority_carriers_and_disabled_gateways() {
+    let _serial = serial();
+    let s = setup(WALK);
+    // 4022: the priority 5 rule; gw4 is disabled (state 1); carrier cr1 gives gw3, gw2.
+    assert_eq!(
+        run(&s, "40221", "alice@example.com", "192.0.2.9:5060"),
+        "sip:40221@10.0.0.3:5070;user=phone [high] []|sip:40221@10.0.0.2;user=phone [gw two]"
+    );
+    // 4023: the priority 9 rule's time is over; cr2 takes only its first gateway.
+    assert_eq!(
+        run(&s, "40231", "alice@example.com", "192.0.2.9:5060"),
+        "sip:40231@10.0.0.3:5070;user=phone [only first] []"
+    );
+}
+
+#[test]
+fn groups_from_the_table_fallback_and_gateway_recognition() {
+    let _serial = serial();
+    let by_user = setup("route { if (do_routing()) xlog(\"$ru\"); else xlog(\"none\"); }");
+    assert_eq!(
+        run(&by_user, "777", "bob@example.com", "192.0.2.9:5060"),
+        "sip:777@10.0.0.3:5070;user=phone"
+    );
+    assert_eq!(
+        run(&by_user, "777", "carol@example.com", "192.0.2.9:5060"),
+        "none"
+    );
+    let fallback = setup(
+        "route { do_routing(1, \"F\"); xlog(\"$ru\"); while (use_next_gw()) xlog(\"$ru\"); }",
+    );
+    assert_eq!(
+        run(&fallback, "4099", "a@example.com", "192.0.2.9:5060"),
+        "sip:4099@10.0.0.2;user=phone"
+    );
+    assert_eq!(
+        run(&fallback, "40215", "a@example.com", "192.0.2.9:5060"),
+        "sip:00215@10.0.0.1:5060;user=phone|sip:40215@10.0.0.2;user=phone|sip:40215@10.0.0.2;user=phone",
+        "with F the rules of shorter prefixes follow"
+    );
+    let check = setup(
+        "route {\n\
+         if (is_from_gw()) xlog(\"gw\"); else xlog(\"not gw\");\n\
+         if (is_from_gw(1)) xlog(\"type 1\");\n\
+         if (is_from_gw(-1, \"n\", $var(a))) xlog(\"any port [$var(a)]\");\n\
+         if (do_routing(1, \"C\")) xlog(\"routable $ru\"); }",
+    );
+    assert_eq!(
+        run(&check, "4021", "a@example.com", "10.0.0.1:5060"),
+        "gw|any port [gw one]|routable sip:4021@trunk.example.com;user=phone"
+    );
+    assert_eq!(
+        run(&check, "4021", "a@example.com", "10.0.0.3:5070"),
+        "gw|type 1|any port []|routable sip:4021@trunk.example.com;user=phone"
+    );
+    assert_eq!(
+        run(&check, "9", "a@example.com", "10.0.0.1:9999"),
+        "not gw|any port [gw one]"
+    );
+}
+
+#[test]
+fn mi_lists_and_switches_gateways() {
+    let _serial = serial();
+    let s = setup(WALK);
+    let mut mi = ::mi::Mi::new();
+    drouting::mi::commands(&mut mi);
+    let call = |method: &str, params: serde_json::Value| -> serde_json::Value {
+        let req = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        serde_json::from_str(&mi.handle(req.to_string().as_bytes()).unwrap()).unwrap()
+    };
+    let list = call("dr_gw_status", json!([]));
+    assert_eq!(
+        list["result"]["Gateways"][3],
+        json!({"ID": "gw4", "IP": "10.0.0.4", "State": "Disabled MI"})
+    );
+    assert_eq!(
+        call("drouting:gw_status", json!(["gw2", "0"]))["result"],
+        "OK"
+    );
+    assert_eq!(
+        call("dr_gw_status", json!(["gw2"]))["result"]["State"],
+        "Disabled MI"
+    );
+    assert_eq!(
+        run(&s, "4099", "alice@example.com", "192.0.2.9:5060"),
+        "none",
+        "rule 40's only gateway is off"
+    );
+    assert_eq!(
+        call("dr_gw_status", json!({"gw_id": "gw2", "status": 1}))["result"],
+        "OK"
+    );
+    assert_eq!(
+        call("dr_gw_status", json!(["nope"]))["error"]["message"],
+        "GW ID not found"
+    );
+    assert_eq!(
+        call("dr_carrier_status", json!(["cr1"]))["result"],
+        json!({"ATTRS": "carrier one", "Enabled": "yes"})
+    );
+    assert_eq!(call("dr_reload", json!([]))["result"], "OK");
+    assert_eq!(
+        run(&s, "4099", "alice@example.com", "192.0.2.9:5060"),
+        "sip:4099@10.0.0.2;user=phone [rule 40] [gw two]"
+    );
+}
