@@ -93,35 +93,7 @@ fn start(dir: &Path, edit: impl Fn(String) -> String) -> Server {
 
 /// `opensips-cli -x mi …` over the script's FIFO: (succeeded, what it printed).
 fn cli(server: &Server, args: &[&str]) -> (bool, String) {
-    let mut child = common::installed("opensips-cli", "-h", "pip install opensipscli")
-        .arg("-o")
-        .arg("communication_type=fifo")
-        .arg("-o")
-        .arg(format!(
-            "fifo_file={}",
-            server.dir.join("opensips_fifo").display()
-        ))
-        .arg("-x")
-        .arg("mi")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    common::opensips_cli(&server.dir.join("opensips_fifo"), args)
 }
 
 /// `dispatcher:list` as JSON.

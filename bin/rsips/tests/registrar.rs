@@ -10,7 +10,7 @@ mod common;
 
 use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::Kill;
@@ -392,37 +392,8 @@ fn refused_registrations_say_why() {
 
 /// `opensips-cli -x mi …` over the stock config's FIFO.
 fn cli(server: &Server, args: &[&str]) -> (bool, String) {
-    let mut c = Command::new("opensips-cli");
-    c.arg("-o")
-        .arg("communication_type=fifo")
-        .arg("-o")
-        .arg(format!(
-            "fifo_file={}",
-            server.dir.join("opensips_fifo").display()
-        ))
-        // The stock config leaves mi_fifo's reply_dir at /tmp/, opensips-cli's default too.
-        .arg("-x")
-        .arg("mi")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c
-        .spawn()
-        .expect("opensips-cli is installed (.ci/run installs it)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    // The stock config leaves mi_fifo's reply_dir at /tmp/, opensips-cli's default too.
+    common::opensips_cli(&server.dir.join("opensips_fifo"), args)
 }
 
 #[test]

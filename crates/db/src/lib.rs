@@ -245,6 +245,25 @@ pub fn driver_module(url: &str) -> Result<&'static str, DbError> {
     })
 }
 
+/// Opens `url` for `module` (the messages name it), once the script loads the driver module
+/// the URL needs (`loaded`), as OpenSIPS binds a module to its database driver: a missing
+/// driver or a database that cannot be opened is the reason the start stops.
+pub fn open_for(
+    module: &str,
+    url: &str,
+    loaded: impl Fn(&str) -> bool,
+    options: &Options,
+) -> Result<Arc<dyn Connection>, String> {
+    let driver = driver_module(url).map_err(|e| format!("{module}: {e}"))?;
+    if !loaded(driver) {
+        return Err(format!(
+            "{module}: db_url {} needs loadmodule \"{driver}.so\"",
+            redact(url)
+        ));
+    }
+    connect(url, options).map_err(|e| format!("{module}: {e}"))
+}
+
 /// Opens the database a `db_url` names. Opening the same text:// directory twice gives the
 /// same in-memory database, as OpenSIPS' db_text cache shares it between modules.
 pub fn connect(url: &str, options: &Options) -> Result<Arc<dyn Connection>, DbError> {

@@ -9,9 +9,8 @@ use std::time::Duration;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
 
-use crate::sql::Outcome;
-use crate::sql::{Dialect, ServerUrl};
-use crate::{Connection, DbError, Filter, Value};
+use crate::sql::{Backend, Dialect, Outcome, ServerUrl};
+use crate::{DbError, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -81,29 +80,9 @@ impl Mysql {
         Ok(guard)
     }
 
-    /// Runs one statement: the rows it returned (as text) and the rows it changed. A
-    /// connection found broken (the server restarted since) is opened again and the
-    /// statement sent once more, as OpenSIPS' db_mysql does when the server has gone away.
-    fn run(&self, sql: &str) -> Result<Outcome, DbError> {
-        let had = self
-            .conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some();
-        match self.run_once(sql) {
-            Err(DbError::Server { .. }) if had && self.is_dropped() => self.run_once(sql),
-            other => other,
-        }
-    }
-
-    fn is_dropped(&self) -> bool {
-        self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_none()
-    }
-
-    fn run_once(&self, sql: &str) -> Result<Outcome, DbError> {
+    /// Runs one statement once: the rows it returned and the rows it changed. A broken
+    /// connection is dropped (the next call opens a new one).
+    fn execute(&self, sql: &str) -> Result<Outcome, DbError> {
         let mut guard = self.connected()?;
         let Some(conn) = guard.as_mut() else {
             return Err(failed(&self.url, "not connected"));
@@ -180,43 +159,21 @@ fn value(v: mysql::Value, integer: bool) -> Value {
     }
 }
 
-impl Connection for Mysql {
-    fn query(
-        &self,
-        table: &str,
-        columns: &[&str],
-        filter: &Filter<'_>,
-    ) -> Result<Vec<Vec<Value>>, DbError> {
-        let sql = Dialect::Mysql.select(table, columns, filter)?;
-        Ok(self.run(&sql)?.rows)
-    }
-
-    fn insert(&self, table: &str, values: &[(&str, Value)]) -> Result<(), DbError> {
-        let sql = Dialect::Mysql.insert(table, values)?;
-        self.run(&sql).map(|_| ())
-    }
-
-    fn update(
-        &self,
-        table: &str,
-        filter: &Filter<'_>,
-        set: &[(&str, Value)],
-    ) -> Result<usize, DbError> {
-        let sql = Dialect::Mysql.update(table, filter, set)?;
-        Ok(self.run(&sql)?.changed)
-    }
-
-    fn delete(&self, table: &str, filter: &Filter<'_>) -> Result<usize, DbError> {
-        let sql = Dialect::Mysql.delete(table, filter)?;
-        Ok(self.run(&sql)?.changed)
-    }
+impl Backend for Mysql {
+    const DIALECT: Dialect = Dialect::Mysql;
 
     fn url(&self) -> &str {
         &self.url
     }
 
-    fn raw(&self, sql: &str) -> Result<Option<Vec<Vec<Value>>>, DbError> {
-        let out = self.run(sql)?;
-        Ok(out.has_rows.then_some(out.rows))
+    fn has_connection(&self) -> bool {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+    }
+
+    fn run_once(&self, sql: &str) -> Result<Outcome, DbError> {
+        self.execute(sql)
     }
 }

@@ -3,7 +3,7 @@
 //! values come back as text, which the modules read with [`Value::as_int`] and
 //! [`Value::as_text`]). One dialect per server: identifier quotes and string escapes differ.
 
-use crate::{DbError, Filter, Value};
+use crate::{Connection, DbError, Filter, Value};
 
 /// What a statement gave.
 #[derive(Debug, Clone, Default)]
@@ -159,6 +159,65 @@ impl Dialect {
 /// No columns, or `*`: every column of the table, in its order.
 pub fn all_columns(columns: &[&str]) -> bool {
     columns.is_empty() || columns == ["*"]
+}
+
+/// An SQL server driver: what it runs a statement with, once (no retry), and whether it holds
+/// a connection. [`Connection`] comes with it: statements in its dialect, and one more try
+/// when a connection it had broke (the server restarted since: OpenSIPS' drivers reconnect
+/// and retry too).
+pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
+    const DIALECT: Dialect;
+
+    fn url(&self) -> &str;
+
+    fn has_connection(&self) -> bool;
+
+    fn run_once(&self, sql: &str) -> Result<Outcome, DbError>;
+
+    fn run(&self, sql: &str) -> Result<Outcome, DbError> {
+        let had = self.has_connection();
+        match self.run_once(sql) {
+            Err(DbError::Server { .. }) if had && !self.has_connection() => self.run_once(sql),
+            other => other,
+        }
+    }
+}
+
+impl<B: Backend> Connection for B {
+    fn query(
+        &self,
+        table: &str,
+        columns: &[&str],
+        filter: &Filter<'_>,
+    ) -> Result<Vec<Vec<Value>>, DbError> {
+        Ok(self.run(&B::DIALECT.select(table, columns, filter)?)?.rows)
+    }
+
+    fn insert(&self, table: &str, values: &[(&str, Value)]) -> Result<(), DbError> {
+        self.run(&B::DIALECT.insert(table, values)?).map(|_| ())
+    }
+
+    fn update(
+        &self,
+        table: &str,
+        filter: &Filter<'_>,
+        set: &[(&str, Value)],
+    ) -> Result<usize, DbError> {
+        Ok(self.run(&B::DIALECT.update(table, filter, set)?)?.changed)
+    }
+
+    fn delete(&self, table: &str, filter: &Filter<'_>) -> Result<usize, DbError> {
+        Ok(self.run(&B::DIALECT.delete(table, filter)?)?.changed)
+    }
+
+    fn url(&self) -> &str {
+        Backend::url(self)
+    }
+
+    fn raw(&self, sql: &str) -> Result<Option<Vec<Vec<Value>>>, DbError> {
+        let out = self.run(sql)?;
+        Ok(out.has_rows.then_some(out.rows))
+    }
 }
 
 /// The parts of a server URL: `scheme://[user[:password]@]host[:port]/database`.

@@ -114,14 +114,7 @@ pub fn start(script: &Script, db_options: &db::Options) -> Result<(), String> {
     let url = script
         .modparam_str("auth_db", "db_url")
         .unwrap_or_else(|| "mysql://opensipsro:opensipsro@localhost/opensips".into());
-    let module = db::driver_module(&url).map_err(|e| format!("auth_db: {e}"))?;
-    if !script.loads(module) {
-        return Err(format!(
-            "auth_db: db_url {url} needs loadmodule \"{module}.so\"",
-            url = db::redact(&url)
-        ));
-    }
-    let conn = db::connect(&url, db_options).map_err(|e| format!("auth_db: {e}"))?;
+    let conn = db::open_for("auth_db", &url, |m| script.loads(m), db_options)?;
     verify::set_db(conn);
     Ok(())
 }

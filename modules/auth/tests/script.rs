@@ -4,13 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use bytes::Bytes;
-use engine::{Available, MemoryLog, MsgCtx, Receipt, Script, Worker};
+use engine::{MsgCtx, Script};
 use md5::{Digest as _, Md5};
-use sip::SipMessage;
 
 fn md5(s: &str) -> String {
     Md5::digest(s.as_bytes())
@@ -53,31 +51,16 @@ fn compile(params: &str, routes: &str) -> Script {
          loadmodule \"auth_db.so\"\nmodparam(\"auth_db\", \"db_url\", \"text://{}\")\n{params}\n{routes}",
         db_dir().display()
     );
-    let mut sources = cfg::SourceMap::new();
-    let parsed = cfg::parse(&mut sources, Path::new("t.cfg"), text);
-    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-    static DB_TEXT: engine::ModuleSpec = engine::ModuleSpec {
-        name: "db_text",
-        functions: &[],
-        params: &[],
-    };
-    let available = Available {
-        modules: vec![
+    let script = testkit::compile(
+        &text,
+        vec![
             &sl::SL,
             &sl::SIGNALING,
-            &DB_TEXT,
+            &testkit::DB_TEXT,
             &auth::AUTH,
             &auth::AUTH_DB,
         ],
-        builtin: vec!["proto_udp"],
-        argv: Vec::new(),
-    };
-    let script = Script::compile(&parsed.config, &sources, &available).unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter().map(|d| d.render(&sources)).collect::<String>()
-        )
-    });
+    );
     auth::start(&script, &db::Options::default()).unwrap();
     script
 }
@@ -101,24 +84,8 @@ fn register(auth: Option<&str>, method: &str) -> String {
 
 /// The log and the replies of one run.
 fn run(script: &Script, raw: &str) -> (String, Vec<String>, MsgCtx) {
-    let mut ctx = MsgCtx::new(SipMessage::parse(Bytes::from(raw.to_owned())).unwrap())
-        .with_receipt(Receipt {
-            source: "192.0.2.10:5070".parse().unwrap(),
-            proto: "udp",
-            local: "127.0.0.1:5060".parse().unwrap(),
-            conn: None,
-            proxy: None,
-        });
-    let mut log = MemoryLog::default();
-    script
-        .run(&mut Worker::default(), &mut ctx, &mut log)
-        .unwrap();
-    let lines = log
-        .lines
-        .iter()
-        .map(|(_, l)| l.trim_end())
-        .collect::<Vec<_>>()
-        .join("|");
+    let mut ctx = testkit::request(raw, "192.0.2.10:5070");
+    let lines = testkit::run(script, &mut ctx, &[]);
     let replies = ctx
         .outbox
         .iter()

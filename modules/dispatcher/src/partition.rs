@@ -503,14 +503,12 @@ fn open(
     let settings = Settings::of(script);
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let url = get("db_url").ok_or_else(|| format!("dispatcher partition \"{name}\": no db_url"))?;
-    let module = db::driver_module(&url).map_err(|e| e.to_string())?;
-    if !script.loads(module) {
-        return Err(format!(
-            "dispatcher partition \"{name}\": db_url {url} needs loadmodule \"{module}.so\"",
-            url = db::redact(&url)
-        ));
-    }
-    let conn = db::connect(&url, db_options).map_err(|e| format!("dispatcher: {e}"))?;
+    let conn = db::open_for(
+        &format!("dispatcher partition \"{name}\""),
+        &url,
+        |m| script.loads(m),
+        db_options,
+    )?;
     let avp = |k: &str, default: &str| avp_name(&get(k).unwrap_or_else(|| default.to_owned()));
     let p = Partition {
         name: name.clone(),

@@ -8,10 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
-use engine::{Available, MemoryLog, MsgCtx, Receipt, Script, Worker};
+use engine::{MsgCtx, Script};
 use serde_json::json;
-use sip::SipMessage;
 
 const HEADER: &str = "id(int,auto) setid(int) destination(string) socket(string,null) state(int) \
 probe_mode(int) weight(string) priority(int) attrs(string,null) description(string,null)\n";
@@ -61,25 +59,10 @@ fn compile(extra: &str) -> Script {
         "socket=udp:127.0.0.1:5060\nloadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\n\
          loadmodule \"tm.so\"\nloadmodule \"db_text.so\"\nloadmodule \"dispatcher.so\"\n{extra}"
     );
-    let mut sources = cfg::SourceMap::new();
-    let parsed = cfg::parse(&mut sources, Path::new("t.cfg"), text);
-    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-    static DB_TEXT: engine::ModuleSpec = engine::ModuleSpec {
-        name: "db_text",
-        functions: &[],
-        params: &[],
-    };
-    let available = Available {
-        modules: vec![&sl::SL, &tm::MODULE, &DB_TEXT, &dispatcher::MODULE],
-        builtin: vec!["proto_udp"],
-        argv: Vec::new(),
-    };
-    Script::compile(&parsed.config, &sources, &available).unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter().map(|d| d.render(&sources)).collect::<String>()
-        )
-    })
+    testkit::compile(
+        &text,
+        vec![&sl::SL, &tm::MODULE, &testkit::DB_TEXT, &dispatcher::MODULE],
+    )
 }
 
 /// The shared table, loaded once; the script compiled against it.
@@ -115,28 +98,9 @@ fn invite(call: &str, from_user: &str) -> String {
 }
 
 /// Runs the main route over `raw` from `source`: the log lines and the context after it.
-fn run_from(script: &Script, ctx: &mut MsgCtx) -> Vec<String> {
-    let mut log = MemoryLog::default();
-    script.run(&mut Worker::default(), ctx, &mut log).unwrap();
-    log.lines
-        .into_iter()
-        .map(|(_, l)| l.trim_end().to_owned())
-        .collect()
-}
-
-fn ctx_of(raw: &str, source: &str) -> MsgCtx {
-    MsgCtx::new(SipMessage::parse(Bytes::from(raw.to_owned())).unwrap()).with_receipt(Receipt {
-        source: source.parse().unwrap(),
-        proto: "udp",
-        local: "127.0.0.1:5060".parse().unwrap(),
-        conn: None,
-        proxy: None,
-    })
-}
-
 fn run(script: &Script, raw: &str) -> (Vec<String>, MsgCtx) {
-    let mut ctx = ctx_of(raw, "192.0.2.10:5070");
-    let lines = run_from(script, &mut ctx);
+    let mut ctx = testkit::request(raw, "192.0.2.10:5070");
+    let lines = testkit::run_lines(script, &mut ctx);
     (lines, ctx)
 }
 

@@ -148,14 +148,7 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
             .unwrap_or_else(|| d.to_owned())
     };
     let url = param("db_url", "mysql://opensips:opensipsrw@localhost/opensips");
-    let module = db::driver_module(&url).map_err(|e| format!("domain: {e}"))?;
-    if !script.loads(module) {
-        return Err(format!(
-            "domain: db_url {} needs loadmodule \"{module}.so\"",
-            db::redact(&url)
-        ));
-    }
-    let db = db::connect(&url, options).map_err(|e| format!("domain: {e}"))?;
+    let db = db::open_for("domain", &url, |m| script.loads(m), options)?;
     let cache = script
         .modparam_int("domain", "db_mode")
         .is_some_and(|n| n != 0);

@@ -5,10 +5,8 @@
 
 use std::path::Path;
 
-use bytes::Bytes;
-use engine::{Available, MemoryLog, MsgCtx, Script, Worker};
+use engine::Script;
 use serde_json::json;
-use sip::SipMessage;
 
 fn compile(dir: &Path, routes: &str) -> Script {
     let text = format!(
@@ -17,25 +15,7 @@ fn compile(dir: &Path, routes: &str) -> Script {
          modparam(\"domain\", \"db_mode\", 1)\n{routes}",
         dir.display()
     );
-    let mut sources = cfg::SourceMap::new();
-    let parsed = cfg::parse(&mut sources, Path::new("t.cfg"), text);
-    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-    static DB_TEXT: engine::ModuleSpec = engine::ModuleSpec {
-        name: "db_text",
-        functions: &[],
-        params: &[],
-    };
-    let available = Available {
-        modules: vec![&DB_TEXT, &domain::MODULE],
-        builtin: vec!["proto_udp"],
-        argv: Vec::new(),
-    };
-    Script::compile(&parsed.config, &sources, &available).unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter().map(|d| d.render(&sources)).collect::<String>()
-        )
-    })
+    testkit::compile(&text, vec![&testkit::DB_TEXT, &domain::MODULE])
 }
 
 fn run(script: &Script, from_host: &str, ruri_host: &str) -> String {
@@ -44,16 +24,7 @@ fn run(script: &Script, from_host: &str, ruri_host: &str) -> String {
          From: <sip:alice@{from_host}>;tag=1\r\nTo: <sip:bob@{ruri_host}>\r\nCall-ID: c\r\n\
          CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
     );
-    let mut ctx = MsgCtx::new(SipMessage::parse(Bytes::from(raw)).unwrap());
-    let mut log = MemoryLog::default();
-    script
-        .run(&mut Worker::default(), &mut ctx, &mut log)
-        .unwrap();
-    log.lines
-        .iter()
-        .map(|(_, l)| l.trim_end())
-        .collect::<Vec<_>>()
-        .join("|")
+    testkit::run(script, &mut testkit::request(&raw, "192.0.2.1:5060"), &[])
 }
 
 #[test]

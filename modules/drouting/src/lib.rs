@@ -205,14 +205,7 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
             .unwrap_or_else(|| d.to_owned())
     };
     let url = param("db_url", "mysql://opensips:opensipsrw@localhost/opensips");
-    let module = db::driver_module(&url).map_err(|e| format!("drouting: {e}"))?;
-    if !script.loads(module) {
-        return Err(format!(
-            "drouting: db_url {} needs loadmodule \"{module}.so\"",
-            db::redact(&url)
-        ));
-    }
-    let db = db::connect(&url, options).map_err(|e| format!("drouting: {e}"))?;
+    let db = db::open_for("drouting", &url, |m| script.loads(m), options)?;
     let tables = Tables {
         gateways: param("drd_table", "dr_gateways"),
         rules: param("drr_table", "dr_rules"),

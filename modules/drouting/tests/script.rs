@@ -4,13 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use bytes::Bytes;
-use engine::{Available, MemoryLog, MsgCtx, Receipt, Script, Worker};
+use engine::Script;
 use serde_json::json;
-use sip::SipMessage;
 
 fn db_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -76,25 +74,7 @@ fn setup(routes: &str) -> Script {
          loadmodule \"drouting.so\"\nmodparam(\"drouting\", \"db_url\", \"text://{}\")\n{routes}",
         db_dir().display()
     );
-    let mut sources = cfg::SourceMap::new();
-    let parsed = cfg::parse(&mut sources, Path::new("t.cfg"), text);
-    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-    static DB_TEXT: engine::ModuleSpec = engine::ModuleSpec {
-        name: "db_text",
-        functions: &[],
-        params: &[],
-    };
-    let available = Available {
-        modules: vec![&DB_TEXT, &drouting::MODULE],
-        builtin: vec!["proto_udp"],
-        argv: Vec::new(),
-    };
-    let s = Script::compile(&parsed.config, &sources, &available).unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter().map(|d| d.render(&sources)).collect::<String>()
-        )
-    });
+    let s = testkit::compile(&text, vec![&testkit::DB_TEXT, &drouting::MODULE]);
     STARTED.get_or_init(|| drouting::start(&s, &db::Options::default()).unwrap());
     s
 }
@@ -106,22 +86,7 @@ fn run(script: &Script, number: &str, from: &str, source: &str) -> String {
          From: <sip:{from}>;tag=1\r\nTo: <sip:{number}@trunk.example.com>\r\nCall-ID: c\r\n\
          CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
     );
-    let mut ctx = MsgCtx::new(SipMessage::parse(Bytes::from(raw)).unwrap()).with_receipt(Receipt {
-        source: source.parse().unwrap(),
-        proto: "udp",
-        local: "127.0.0.1:5060".parse().unwrap(),
-        conn: None,
-        proxy: None,
-    });
-    let mut log = MemoryLog::default();
-    script
-        .run(&mut Worker::default(), &mut ctx, &mut log)
-        .unwrap();
-    log.lines
-        .iter()
-        .map(|(_, l)| l.trim_end())
-        .collect::<Vec<_>>()
-        .join("|")
+    testkit::run(script, &mut testkit::request(&raw, source), &[])
 }
 
 const WALK: &str = "route {\n\

@@ -325,14 +325,12 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     }
     let mut loaded = Vec::new();
     for (name, url, table) in defs {
-        let module = db::driver_module(&url).map_err(|e| format!("permissions: {e}"))?;
-        if !script.loads(module) {
-            return Err(format!(
-                "permissions partition \"{name}\": db_url {} needs loadmodule \"{module}.so\"",
-                db::redact(&url)
-            ));
-        }
-        let db = db::connect(&url, options).map_err(|e| format!("permissions: {e}"))?;
+        let db = db::open_for(
+            &format!("permissions partition \"{name}\""),
+            &url,
+            |m| script.loads(m),
+            options,
+        )?;
         let p = Partition {
             name,
             db,

@@ -3,13 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use bytes::Bytes;
-use engine::{Available, MemoryLog, MsgCtx, Receipt, Script, Worker};
+use engine::Script;
 use serde_json::json;
-use sip::SipMessage;
 
 const HEADER: &str = "id(int,auto) grp(int) ip(string) mask(int) port(int) proto(string,null) \
 pattern(string,null) context_info(string,null)\n";
@@ -52,49 +50,19 @@ fn compile(routes: &str) -> Script {
          loadmodule \"permissions.so\"\nmodparam(\"permissions\", \"db_url\", \"text://{}\")\n{routes}",
         db_dir().display()
     );
-    let mut sources = cfg::SourceMap::new();
-    let parsed = cfg::parse(&mut sources, Path::new("t.cfg"), text);
-    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-    static DB_TEXT: engine::ModuleSpec = engine::ModuleSpec {
-        name: "db_text",
-        functions: &[],
-        params: &[],
-    };
-    let available = Available {
-        modules: vec![&DB_TEXT, &permissions::MODULE],
-        builtin: vec!["proto_udp"],
-        argv: Vec::new(),
-    };
-    Script::compile(&parsed.config, &sources, &available).unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter().map(|d| d.render(&sources)).collect::<String>()
-        )
-    })
+    testkit::compile(&text, vec![&testkit::DB_TEXT, &permissions::MODULE])
 }
 
 fn run(script: &Script, source: &str, proto: &'static str) -> String {
     let raw = "INVITE sip:x@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
                From: <sip:a@example.com>;tag=1\r\nTo: <sip:x@example.com>\r\nCall-ID: c\r\n\
                CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
-    let mut ctx = MsgCtx::new(SipMessage::parse(Bytes::from(raw)).unwrap()).with_receipt(Receipt {
-        source: source.parse().unwrap(),
-        proto,
-        local: "127.0.0.1:5060".parse().unwrap(),
-        conn: None,
-        proxy: None,
-    });
-    let mut log = MemoryLog::default();
-    script
-        .run(&mut Worker::default(), &mut ctx, &mut log)
-        .unwrap();
+    let mut ctx = testkit::request(raw, source);
+    if let Some(r) = ctx.receipt.as_mut() {
+        r.proto = proto;
+    }
     // The module's own error lines are not the script's output.
-    log.lines
-        .iter()
-        .map(|(_, l)| l.trim_end())
-        .filter(|l| !l.starts_with("permissions:"))
-        .collect::<Vec<_>>()
-        .join("|")
+    testkit::run(script, &mut ctx, &["permissions:"])
 }
 
 #[test]

@@ -104,14 +104,7 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     let url = script
         .modparam_str("usrloc", "db_url")
         .unwrap_or_else(|| "mysql://opensips:opensipsrw@localhost/opensips".into());
-    let module = db::driver_module(&url).map_err(|e| format!("usrloc: {e}"))?;
-    if !script.loads(module) {
-        return Err(format!(
-            "usrloc: db_url {} needs loadmodule \"{module}.so\"",
-            db::redact(&url)
-        ));
-    }
-    let db = db::connect(&url, options).map_err(|e| format!("usrloc: {e}"))?;
+    let db = db::open_for("usrloc", &url, |m| script.loads(m), options)?;
     db::check_version(db.as_ref(), "location", TABLE_VERSION)
         .map_err(|e| format!("usrloc: {e}"))?;
     let interval = script

@@ -130,14 +130,7 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
             Some((id, url)) if id.parse::<i64>().is_ok() => (id.parse().unwrap_or(0), url.trim()),
             _ => (0, text),
         };
-        let module = db::driver_module(url).map_err(|e| format!("sqlops: {e}"))?;
-        if !script.loads(module) {
-            return Err(format!(
-                "sqlops: db_url {} needs loadmodule \"{module}.so\"",
-                db::redact(url)
-            ));
-        }
-        let conn = db::connect(url, options).map_err(|e| format!("sqlops: {e}"))?;
+        let conn = db::open_for("sqlops", url, |m| script.loads(m), options)?;
         opened.retain(|(i, _)| *i != id);
         opened.push((id, conn));
     }

@@ -6,9 +6,7 @@
 
 use std::path::Path;
 
-use bytes::Bytes;
-use engine::{Available, MemoryLog, MsgCtx, Script, Worker};
-use sip::SipMessage;
+use engine::Script;
 
 fn db_dir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("rsips-sqlops-{}-{name}", std::process::id()));
@@ -31,21 +29,7 @@ fn compile(dir: &Path, routes: &str) -> Result<Script, String> {
         dir.display(),
         dir.display()
     );
-    let mut sources = cfg::SourceMap::new();
-    let parsed = cfg::parse(&mut sources, Path::new("t.cfg"), text);
-    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-    static DB_TEXT: engine::ModuleSpec = engine::ModuleSpec {
-        name: "db_text",
-        functions: &[],
-        params: &[],
-    };
-    let available = Available {
-        modules: vec![&DB_TEXT, &sqlops::MODULE],
-        builtin: vec!["proto_udp"],
-        argv: Vec::new(),
-    };
-    let script = Script::compile(&parsed.config, &sources, &available)
-        .map_err(|d| d.iter().map(|d| d.render(&sources)).collect::<String>())?;
+    let script = testkit::try_compile(&text, vec![&testkit::DB_TEXT, &sqlops::MODULE])?;
     sqlops::start(&script, &db::Options::default()).unwrap();
     Ok(script)
 }
@@ -54,16 +38,7 @@ fn run(script: &Script) -> String {
     let raw = "OPTIONS sip:x@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
                From: <sip:a@example.com>;tag=1\r\nTo: <sip:x@example.com>\r\nCall-ID: c\r\n\
                CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
-    let mut ctx = MsgCtx::new(SipMessage::parse(Bytes::from(raw)).unwrap());
-    let mut log = MemoryLog::default();
-    script
-        .run(&mut Worker::default(), &mut ctx, &mut log)
-        .unwrap();
-    log.lines
-        .iter()
-        .map(|(_, l)| l.trim_end())
-        .collect::<Vec<_>>()
-        .join("|")
+    testkit::run(script, &mut testkit::request(raw, "192.0.2.1:5060"), &[])
 }
 
 #[test]

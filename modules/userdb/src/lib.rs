@@ -91,14 +91,7 @@ fn open(
     let url = script
         .modparam_str(module, "db_url")
         .unwrap_or_else(|| "mysql://opensips:opensipsrw@localhost/opensips".into());
-    let driver = db::driver_module(&url).map_err(|e| format!("{module}: {e}"))?;
-    if !script.loads(driver) {
-        return Err(format!(
-            "{module}: db_url {} needs loadmodule \"{driver}.so\"",
-            db::redact(&url)
-        ));
-    }
-    db::connect(&url, options).map_err(|e| format!("{module}: {e}"))
+    db::open_for(module, &url, |m| script.loads(m), options)
 }
 
 /// Opens the modules' databases when the script loads them; one that cannot be opened stops

@@ -4,9 +4,7 @@
 
 use std::path::Path;
 
-use bytes::Bytes;
-use engine::{Available, MemoryLog, MsgCtx, Script, Worker};
-use sip::SipMessage;
+use engine::Script;
 
 fn compile(dir: &Path, params: &str, routes: &str) -> Script {
     let text = format!(
@@ -15,25 +13,10 @@ fn compile(dir: &Path, params: &str, routes: &str) -> Script {
          modparam(\"group|alias_db\", \"db_url\", \"text://{}\")\n{params}\n{routes}",
         dir.display()
     );
-    let mut sources = cfg::SourceMap::new();
-    let parsed = cfg::parse(&mut sources, Path::new("t.cfg"), text);
-    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-    static DB_TEXT: engine::ModuleSpec = engine::ModuleSpec {
-        name: "db_text",
-        functions: &[],
-        params: &[],
-    };
-    let available = Available {
-        modules: vec![&DB_TEXT, &userdb::GROUP, &userdb::ALIAS_DB],
-        builtin: vec!["proto_udp"],
-        argv: Vec::new(),
-    };
-    let s = Script::compile(&parsed.config, &sources, &available).unwrap_or_else(|d| {
-        panic!(
-            "{}",
-            d.iter().map(|d| d.render(&sources)).collect::<String>()
-        )
-    });
+    let s = testkit::compile(
+        &text,
+        vec![&testkit::DB_TEXT, &userdb::GROUP, &userdb::ALIAS_DB],
+    );
     userdb::start(&s, &db::Options::default()).unwrap();
     s
 }
@@ -44,16 +27,7 @@ fn run(script: &Script, ruri: &str) -> String {
          From: <sip:alice@example.com>;tag=1\r\nTo: <{ruri}>\r\nCall-ID: c\r\n\
          CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
     );
-    let mut ctx = MsgCtx::new(SipMessage::parse(Bytes::from(raw)).unwrap());
-    let mut log = MemoryLog::default();
-    script
-        .run(&mut Worker::default(), &mut ctx, &mut log)
-        .unwrap();
-    log.lines
-        .iter()
-        .map(|(_, l)| l.trim_end())
-        .collect::<Vec<_>>()
-        .join("|")
+    testkit::run(script, &mut testkit::request(&raw, "192.0.2.1:5060"), &[])
 }
 
 #[test]

@@ -216,3 +216,33 @@ impl TestCa {
         self.dir.join(file).display().to_string()
     }
 }
+
+/// `opensips-cli -x mi ARGS` over the FIFO `fifo` (20 s at most): (succeeded, what it printed).
+pub fn opensips_cli(fifo: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let mut child = installed("opensips-cli", "-h", "pip install opensipscli")
+        .arg("-o")
+        .arg("communication_type=fifo")
+        .arg("-o")
+        .arg(format!("fifo_file={}", fifo.display()))
+        .arg("-x")
+        .arg("mi")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
