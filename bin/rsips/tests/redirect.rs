@@ -109,6 +109,19 @@ fn the_stock_redirect_server_answers_from_mariadb() {
     let reply = final_reply(&sock, port, &invite("5551000", me, "r3"));
     assert!(reply.starts_with("SIP/2.0 404"), "{reply}");
     my.up();
-    let reply = final_reply(&sock, port, &invite("5551000", me, "r4"));
-    assert!(reply.starts_with("SIP/2.0 302"), "{reply}");
+    // Calls are served from the database again within the driver's pause after the last
+    // failed attempt.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for attempt in 0.. {
+        let reply = final_reply(
+            &sock,
+            port,
+            &invite("5551000", me, &format!("r4-{attempt}")),
+        );
+        if reply.starts_with("SIP/2.0 302") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{reply}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

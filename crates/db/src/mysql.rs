@@ -9,7 +9,7 @@ use std::time::Duration;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
 
-use crate::sql::{Backend, Dialect, Outcome, ServerUrl};
+use crate::sql::{Backend, Breaker, Dialect, Outcome, ServerUrl};
 use crate::{DbError, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -18,6 +18,7 @@ pub struct Mysql {
     url: String,
     opts: Opts,
     conn: Mutex<Option<Conn>>,
+    breaker: Breaker,
 }
 
 impl std::fmt::Debug for Mysql {
@@ -64,19 +65,30 @@ impl Mysql {
             url: url.to_owned(),
             opts: Opts::from(opts),
             conn: Mutex::new(None),
+            breaker: Breaker::default(),
         };
         drop(my.connected()?);
         Ok(my)
     }
 
     fn connected(&self) -> Result<MutexGuard<'_, Option<Conn>>, DbError> {
-        let mut guard = self
-            .conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if guard.is_none() {
-            *guard = Some(Conn::new(self.opts.clone()).map_err(|e| failed(&self.url, e))?);
+        let lock = || {
+            self.conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let guard = lock();
+        if guard.is_some() {
+            return Ok(guard);
         }
+        drop(guard);
+        // Connect without holding the connection's lock (see Breaker).
+        self.breaker.enter().map_err(|w| failed(&self.url, w))?;
+        let made = Conn::new(self.opts.clone());
+        self.breaker.leave(made.is_ok());
+        let conn = made.map_err(|e| failed(&self.url, e))?;
+        let mut guard = lock();
+        *guard = Some(conn);
         Ok(guard)
     }
 

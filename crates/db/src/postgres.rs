@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use postgres::{Client, NoTls, SimpleQueryMessage};
 
-use crate::sql::{Backend, Dialect, Outcome, ServerUrl};
+use crate::sql::{Backend, Breaker, Dialect, Outcome, ServerUrl};
 use crate::{DbError, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -17,6 +17,7 @@ pub struct Postgres {
     url: String,
     config: postgres::Config,
     client: Mutex<Option<Client>>,
+    breaker: Breaker,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -68,6 +69,7 @@ impl Postgres {
             url: url.to_owned(),
             config,
             client: Mutex::new(None),
+            breaker: Breaker::default(),
         };
         drop(pg.connected()?);
         Ok(pg)
@@ -75,23 +77,37 @@ impl Postgres {
 
     /// The connection, opened again if the last one failed.
     fn connected(&self) -> Result<MutexGuard<'_, Option<Client>>, DbError> {
-        let mut guard = self
-            .client
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if guard.as_ref().is_none_or(Client::is_closed) {
-            let mut client = self
-                .config
-                .connect(NoTls)
-                .map_err(|e| failed(&self.url, why(&e)))?;
-            // The literals rsips writes double their quotes and leave backslashes alone:
-            // standard conforming strings, whatever the database's own setting says.
-            client
-                .batch_execute("SET standard_conforming_strings = on")
-                .map_err(|e| failed(&self.url, why(&e)))?;
-            *guard = Some(client);
+        let lock = || {
+            self.client
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let guard = lock();
+        if guard.as_ref().is_some_and(|c| !c.is_closed()) {
+            return Ok(guard);
         }
+        drop(guard);
+        // Connect without holding the connection's lock (see Breaker).
+        self.breaker.enter().map_err(|w| failed(&self.url, w))?;
+        let made = self.connect();
+        self.breaker.leave(made.is_ok());
+        let client = made?;
+        let mut guard = lock();
+        *guard = Some(client);
         Ok(guard)
+    }
+
+    fn connect(&self) -> Result<Client, DbError> {
+        let mut client = self
+            .config
+            .connect(NoTls)
+            .map_err(|e| failed(&self.url, why(&e)))?;
+        // The literals rsips writes double their quotes and leave backslashes alone:
+        // standard conforming strings, whatever the database's own setting says.
+        client
+            .batch_execute("SET standard_conforming_strings = on")
+            .map_err(|e| failed(&self.url, why(&e)))?;
+        Ok(client)
     }
 
     /// Runs one statement once: the rows it returned and the rows it changed. A broken

@@ -161,6 +161,45 @@ pub fn all_columns(columns: &[&str]) -> bool {
     columns.is_empty() || columns == ["*"]
 }
 
+/// Connecting to a server that is down costs the caller up to the connect timeout. So that
+/// the workers do not queue behind a dead server, only one caller connects at a time, and
+/// after a failed attempt the drivers answer "unavailable" at once for [`Breaker::PAUSE`].
+#[derive(Debug, Default)]
+pub(crate) struct Breaker {
+    /// (no attempt before, an attempt under way)
+    state: std::sync::Mutex<(Option<std::time::Instant>, bool)>,
+}
+
+impl Breaker {
+    pub const PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// Whether this caller may connect now; why not otherwise.
+    pub fn enter(&self) -> Result<(), &'static str> {
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if s.0.is_some_and(|t| std::time::Instant::now() < t) {
+            return Err("unavailable (the last connection attempt failed; retrying shortly)");
+        }
+        if s.1 {
+            return Err("unavailable (a connection is being opened)");
+        }
+        s.1 = true;
+        Ok(())
+    }
+
+    /// The attempt `enter` allowed is over.
+    pub fn leave(&self, connected: bool) {
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.1 = false;
+        s.0 = (!connected).then(|| std::time::Instant::now() + Self::PAUSE);
+    }
+}
+
 /// An SQL server driver: what it runs a statement with, once (no retry), and whether it holds
 /// a connection. [`Connection`] comes with it: statements in its dialect, and one more try
 /// when a connection it had broke (the server restarted since: OpenSIPS' drivers reconnect
