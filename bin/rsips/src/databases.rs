@@ -1,6 +1,6 @@
 //! The database modules as the script loads them: `db_text` (its parameters, its MI commands,
 //! and its tables written back at shutdown), `db_postgres`, `db_mysql`, and the start of the modules that load their
-//! data from a database (dispatcher, auth_db, sqlops, permissions, domain, group, alias_db, drouting, usrloc).
+//! data from a database (dispatcher, auth_db, sqlops, permissions, domain, group, alias_db, drouting, dialplan, usrloc).
 
 use std::path::Path;
 
@@ -68,6 +68,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     domain::start(script, &options)?;
     userdb::start(script, &options)?;
     drouting::start(script, &options)?;
+    dialplan::start(script, &options)?;
     registrar::persist::start(script, &options)?;
     dispatcher::start(script, &options)
 }

@@ -44,6 +44,7 @@ fn available() -> engine::Available {
             &userdb::GROUP,
             &userdb::ALIAS_DB,
             &drouting::MODULE,
+            &dialplan::MODULE,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
@@ -228,6 +229,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("drouting") {
         drouting::mi::commands(&mut commands);
+    }
+    if script.loads("dialplan") {
+        dialplan::commands(&mut commands);
     }
     mi::httpd_commands(&mut commands, &script);
     mi::evi_commands(&mut commands, std::sync::Arc::clone(&scripts));

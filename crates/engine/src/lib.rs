@@ -18,6 +18,7 @@ pub mod pv;
 pub mod regex_cache;
 pub mod script;
 pub mod stats;
+pub mod timerec;
 pub mod transform;
 mod value;
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use db::{Connection, Value as DbValue};
 
-use crate::timerec::TimeRec;
+use engine::timerec::TimeRec;
 
 /// Table versions (OpenSIPS 4.0's).
 pub const VERSIONS: [(&str, i64); 4] = [

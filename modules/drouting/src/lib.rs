@@ -9,7 +9,6 @@
 
 pub mod data;
 pub mod mi;
-pub mod timerec;
 
 use std::sync::{Arc, Mutex, OnceLock};
 

@@ -1,4 +1,5 @@
-//! Time recurrences of routing rules (RFC 2445's recurring intervals as OpenSIPS writes them:
+//! Time recurrences of drouting and dialplan rules (RFC 2445's recurring intervals as OpenSIPS
+//! writes them:
 //! `[tz|]dtstart|dtend|duration|freq|until|interval|byday|bymonthday|byyearday|byweekno|bymonth`),
 //! evaluated in UTC. Supported: a start with an end or a duration, `freq` daily / weekly /
 //! monthly / yearly with `interval`, `until`, `byday` (`MO,TU`…), `bymonthday` and `bymonth`.
