@@ -45,6 +45,7 @@ fn available() -> engine::Available {
             &userdb::ALIAS_DB,
             &drouting::MODULE,
             &dialplan::MODULE,
+            &cfgutils::MODULE,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,

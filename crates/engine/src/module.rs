@@ -18,6 +18,8 @@ pub struct FnCtx<'a> {
     pub worker: &'a mut crate::Worker,
     /// How many variables each [`Param::VarList`] parameter names.
     pub(crate) output_counts: Vec<(usize, usize)>,
+    /// The AVP (its slot) each [`Param::Avp`] parameter names.
+    pub(crate) avp_params: Vec<(usize, usize)>,
     /// Values for the function's output variables, stored once it returns.
     /// (parameter, position in a [`Param::VarList`] — 0 otherwise, value).
     pub(crate) outputs: Vec<(usize, usize, Value)>,
@@ -65,6 +67,27 @@ impl FnCtx<'_> {
     /// `param` (a [`Param::VarList`]), as `=` would; nothing happens past the list's end.
     pub fn set_output_at(&mut self, param: usize, index: usize, v: Value) {
         self.outputs.push((param, index, v));
+    }
+
+    /// The values of the AVP given as parameter `param` (a [`Param::Avp`]), newest first
+    /// (functions that work on a whole AVP: `shuffle_avps`, `set_count`).
+    pub fn read_output_avp(&self, param: usize) -> Vec<Value> {
+        self.avp_params
+            .iter()
+            .find(|(p, _)| *p == param)
+            .and_then(|(_, id)| self.msg.avps.get(*id))
+            .map_or(Vec::new(), |s| s.iter().rev().cloned().collect())
+    }
+
+    /// Replaces every value of the AVP given as parameter `param` (`values` newest first).
+    pub fn replace_output_avp(&mut self, param: usize, values: Vec<Value>) {
+        let Some(&(_, id)) = self.avp_params.iter().find(|(p, _)| *p == param) else {
+            return;
+        };
+        if self.msg.avps.len() <= id {
+            self.msg.avps.resize(id + 1, Vec::new());
+        }
+        self.msg.avps[id] = values.into_iter().rev().collect();
     }
 
     /// How many variables the list given as parameter `param` names (0 when left out).

@@ -706,6 +706,13 @@ impl Run<'_> {
                         None => output_counts.push((*param, 1)),
                     }
                 }
+                let avp_params = outs
+                    .iter()
+                    .filter_map(|(p, _, w)| match w {
+                        Write::Avp(id, _) => Some((*p, *id)),
+                        _ => None,
+                    })
+                    .collect();
                 let mut fctx = crate::module::FnCtx {
                     msg: &mut *self.ctx,
                     log: &mut *self.log,
@@ -713,6 +720,7 @@ impl Run<'_> {
                     kind: self.kind,
                     worker: &mut *self.worker,
                     output_counts,
+                    avp_params,
                     outputs: Vec::new(),
                 };
                 let code = run(&mut fctx, &values);
