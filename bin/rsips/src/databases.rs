@@ -69,6 +69,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     userdb::start(script, &options)?;
     drouting::start(script, &options)?;
     dialplan::start(script, &options)?;
+    rtpengine::start(script)?;
     registrar::persist::start(script, &options)?;
     dispatcher::start(script, &options)
 }

@@ -46,6 +46,7 @@ fn available() -> engine::Available {
             &drouting::MODULE,
             &dialplan::MODULE,
             &cfgutils::MODULE,
+            &rtpengine::MODULE,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,

@@ -1,0 +1,222 @@
+//! Media through a real rtpengine daemon (Debian's `rtpengine-daemon`, userspace forwarding):
+//! the INVITE's SDP goes out rewritten to the daemon's address and ports by
+//! `rtpengine_offer`, the 200's by `rtpengine_answer`, the BYE ends the session with
+//! `rtpengine_delete`; with the daemon gone calls get the script's error reply and the
+//! server keeps serving.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn rtpengine(dir: &Path, ng: u16) -> common::Kill {
+    let bin = common::installed("rtpengine", "--version", "apt-get install rtpengine-daemon");
+    drop(bin);
+    let child = Command::new("rtpengine")
+        .args([
+            "--config-file=none",
+            "--table=-1",
+            "--interface=127.0.0.1",
+            "--foreground",
+            "--log-stderr",
+        ])
+        .arg(format!("--listen-ng=127.0.0.1:{ng}"))
+        .args(["--port-min=31000", "--port-max=31999"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("rtpengine.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let kill = common::Kill(child);
+    // Ready once it answers a ping.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 256];
+    loop {
+        sock.send_to(b"t1 d7:command4:pinge", ("127.0.0.1", ng))
+            .unwrap();
+        if sock.recv(&mut buf).is_ok() {
+            return kill;
+        }
+        assert!(Instant::now() < deadline, "rtpengine did not start");
+    }
+}
+
+fn sdp(ip: &str, port: u16) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+}
+
+/// The c= address and m=audio port of a message's SDP.
+fn media(msg: &str) -> (String, u16) {
+    let body = msg.split("\r\n\r\n").nth(1).unwrap_or("");
+    let c = body
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let port = body
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|r| r.split(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    (c, port)
+}
+
+fn recv(sock: &UdpSocket, start: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 65535];
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.starts_with(start) {
+                return m;
+            }
+        }
+    }
+    panic!("nothing starting with {start:?}");
+}
+
+fn reply_to(req: &str, code: &str, body: &str) -> String {
+    let mut out = format!("SIP/2.0 {code}\r\n");
+    for l in req.lines() {
+        let name = l.split(':').next().unwrap_or("").to_ascii_lowercase();
+        if ["via", "from", "call-id", "cseq", "record-route"].contains(&name.as_str()) {
+            out.push_str(l);
+            out.push_str("\r\n");
+        } else if name == "to" {
+            out.push_str(l);
+            out.push_str(";tag=callee\r\n");
+        }
+    }
+    out.push_str("Contact: <sip:callee@127.0.0.1>\r\n");
+    if body.is_empty() {
+        out.push_str("Content-Length: 0\r\n\r\n");
+    } else {
+        out.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+    out
+}
+
+#[test]
+fn calls_get_their_media_through_rtpengine() {
+    let [port, ng] = common::free_ports();
+    let dir = std::env::temp_dir().join(format!("rsips-rtpe-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let callee = UdpSocket::bind("127.0.0.1:0").unwrap();
+    callee
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    caller
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let (cp, ep) = (
+        caller.local_addr().unwrap().port(),
+        callee.local_addr().unwrap().port(),
+    );
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        format!(
+            r#"socket=udp:127.0.0.1:{port}
+stderror_enabled=yes
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "sipmsgops.so"
+loadmodule "rtpengine.so"
+modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:{ng}")
+modparam("rtpengine", "rtpengine_tout", 1)
+modparam("rtpengine", "rtpengine_retr", 1)
+route {{
+    if (is_method("INVITE")) {{
+        if (!rtpengine_offer("replace-origin replace-session-connection")) {{
+            sl_send_reply(503, "No media relay");
+            exit;
+        }}
+        t_on_reply("MEDIA");
+    }}
+    if (is_method("BYE")) rtpengine_delete();
+    $du = "sip:127.0.0.1:{ep}";
+    t_relay();
+}}
+onreply_route[MEDIA] {{
+    if ($rs == 200) rtpengine_answer("replace-origin replace-session-connection");
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let engine = rtpengine(&dir, ng);
+    let _server = common::spawn_rsips(&dir, "rsips.cfg", |log| log.contains("listening on udp:"));
+    let offer = sdp("192.0.2.50", 4000);
+    let invite = format!(
+        "INVITE sip:callee@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cp};branch=z9hG4bK-m1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=caller\r\nTo: <sip:callee@127.0.0.1>\r\n\
+         Call-ID: media-1\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:{cp}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+        offer.len()
+    );
+    caller
+        .send_to(invite.as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    let got = recv(&callee, "INVITE ");
+    let (ip, out_port) = media(&got);
+    assert_eq!(ip, "127.0.0.1", "{got}");
+    assert!((31000..=31999).contains(&out_port), "{got}");
+    let answer = sdp("192.0.2.60", 5000);
+    callee
+        .send_to(
+            reply_to(&got, "200 OK", &answer).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let ok = recv(&caller, "SIP/2.0 200");
+    let (ip, back_port) = media(&ok);
+    assert_eq!(ip, "127.0.0.1", "{ok}");
+    assert!(
+        (31000..=31999).contains(&back_port) && back_port != out_port,
+        "{ok}"
+    );
+    let bye = format!(
+        "BYE sip:callee@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cp};branch=z9hG4bK-m2\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=caller\r\nTo: <sip:callee@127.0.0.1>;tag=callee\r\n\
+         Call-ID: media-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller.send_to(bye.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let got = recv(&callee, "BYE ");
+    callee
+        .send_to(reply_to(&got, "200 OK", "").as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    recv(&caller, "SIP/2.0 200");
+    let log = std::fs::read_to_string(dir.join("rtpengine.log")).unwrap_or_default();
+    assert!(
+        log.contains("Received command 'offer'")
+            && log.contains("Received command 'answer'")
+            && log.contains("Received command 'delete'"),
+        "{log}"
+    );
+    // The daemon goes away: the script's own answer, and the server keeps serving.
+    drop(engine);
+    let again = invite
+        .replace("media-1", "media-2")
+        .replace("z9hG4bK-m1", "z9hG4bK-m3");
+    caller
+        .send_to(again.as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    let refused = recv(&caller, "SIP/2.0 5");
+    assert!(
+        refused.starts_with("SIP/2.0 503 No media relay"),
+        "{refused}"
+    );
+}
