@@ -47,6 +47,7 @@ fn available() -> engine::Available {
             &dialplan::MODULE,
             &cfgutils::MODULE,
             &rtpengine::MODULE,
+            &rest_client::MODULE,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
