@@ -1,6 +1,6 @@
 //! The database modules as the script loads them: `db_text` (its parameters, its MI commands,
 //! and its tables written back at shutdown), `db_postgres`, `db_mysql`, and the start of the modules that load their
-//! data from a database (dispatcher, auth_db, sqlops, permissions, domain, group, alias_db, drouting, dialplan, usrloc).
+//! data from a database (dispatcher, auth_db, sqlops, permissions, domain, group, alias_db, drouting, dialplan, usrloc, dialog).
 
 use std::path::Path;
 
@@ -71,6 +71,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     dialplan::start(script, &options)?;
     rtpengine::start(script)?;
     registrar::persist::start(script, &options)?;
+    dialog::start(script, &options)?;
     dispatcher::start(script, &options)
 }
 
@@ -78,6 +79,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
 pub fn flush() {
     // usrloc's last changes first, then db_text's files (usrloc may write into db_text).
     registrar::persist::flush();
+    dialog::persist::flush(true);
     match db::text::dump_all() {
         Ok(0) => {}
         Ok(n) => crate::logging::core(2, &format!("db_text: {n} changed table(s) written")),

@@ -48,6 +48,7 @@ fn available() -> engine::Available {
             &cfgutils::MODULE,
             &rtpengine::MODULE,
             &rest_client::MODULE,
+            &dialog::MODULE,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
@@ -235,6 +236,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("dialplan") {
         dialplan::commands(&mut commands);
+    }
+    if script.loads("dialog") {
+        dialog::mi::commands(&mut commands);
     }
     mi::httpd_commands(&mut commands, &script);
     mi::evi_commands(&mut commands, std::sync::Arc::clone(&scripts));

@@ -173,6 +173,34 @@ impl tm::Host for TmHost {
     }
 }
 
+/// Sends the requests the dialog module builds (BYEs ending a call): the running script's
+/// `local_route` sees each first, then tm sends it.
+struct DialogSender(Arc<Scripts>);
+
+impl dialog::end::Sender for DialogSender {
+    fn send(&self, mut ctx: MsgCtx) -> Result<(), String> {
+        let script = self.0.load();
+        let mut worker = Worker::default();
+        if !tm::run_local_route(
+            &script,
+            &mut worker,
+            &mut ctx,
+            &mut crate::logging::ScriptLog,
+        ) {
+            return Err("dropped by local_route".into());
+        }
+        let tm = tm::global().ok_or("tm is not running")?;
+        tm.new_request(
+            ctx,
+            None,
+            script.net(),
+            std::time::Instant::now(),
+            Box::new(|_| {}),
+        )
+        .map(|_| ())
+    }
+}
+
 /// Runs the routes tm arms (failure, onreply) with a worker's state.
 struct ScriptRunner<'a> {
     script: &'a Arc<Script>,
@@ -409,6 +437,24 @@ impl Server {
                     }
                     Some(Err(e)) => crate::logging::core(-1, &format!("event_route[{name}]: {e}")),
                     None => {}
+                }
+            }));
+        }
+        // dialog: timeouts and deleted dialogs once a second, and the database writes.
+        if script.loads("dialog") {
+            dialog::end::set_sender(Box::new(DialogSender(Arc::clone(&scripts))));
+            let stop = Arc::clone(&stop);
+            processes.push("dialog timer".to_owned());
+            handles.push(std::thread::spawn(move || {
+                let mut next = std::time::Instant::now() + Duration::from_secs(1);
+                while !stop.load(Ordering::SeqCst) {
+                    if std::time::Instant::now() < next {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
+                    next += Duration::from_secs(1);
+                    dialog::end::tick(std::time::Instant::now());
+                    dialog::persist::flush(false);
                 }
             }));
         }
@@ -905,6 +951,7 @@ fn handle(
     if let Some(tx) = &ctx.tx {
         tx.script_done();
     }
+    engine::hooks::dialog_request_done(&ctx);
     let forwarded = ctx
         .outbox
         .iter()

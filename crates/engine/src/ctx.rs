@@ -20,6 +20,21 @@ pub struct Receipt {
     pub proxy: Option<(SocketAddr, SocketAddr)>,
 }
 
+/// The dialog a message belongs to, as the dialog module marked it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialogMark {
+    /// The dialog's id (`(h_entry << 32) | h_id`, as OpenSIPS' MI shows it).
+    pub id: u64,
+    /// The message goes from the callee towards the caller (`$DLG_dir` "UPSTREAM").
+    pub upstream: bool,
+    /// This message created the dialog (`create_dialog`).
+    pub created: bool,
+    /// What `validate_dialog` answers for this sequential request (1 valid, -1 CSeq, -2
+    /// remote target, -3 route set, -4 other), checked against the dialog as it was before
+    /// the request; 0 when nothing was checked.
+    pub check: i8,
+}
+
 /// A message a module function wants sent; the worker sends it after the function returns, so
 /// modules never touch sockets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,6 +324,8 @@ pub struct MsgCtx {
     pub err: Option<ErrInfo>,
     /// The transaction of this message (tm), once created or matched.
     pub tx: Option<std::sync::Arc<dyn Transaction>>,
+    /// The dialog this message belongs to (dialog module: created or matched).
+    pub dialog: Option<DialogMark>,
     /// Routes armed by `t_on_failure` / `t_on_reply` / `t_on_branch` (route indexes).
     pub on_failure: Option<usize>,
     pub on_reply: Option<usize>,
@@ -447,6 +464,7 @@ impl MsgCtx {
             tcp_alias: None,
             outbox: Vec::new(),
             tx: None,
+            dialog: None,
             on_failure: None,
             on_reply: None,
             on_branch: None,

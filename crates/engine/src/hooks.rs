@@ -87,3 +87,50 @@ pub fn raise_event(name: &str, params: Vec<(Option<String>, crate::Value)>) {
         f(name, params);
     }
 }
+
+/// What the dialog module answers for the core and tm: the `$DLG_*` variables of a message,
+/// replies sent upstream for a transaction of a dialog, sequential requests routed by
+/// `loose_route`.
+pub trait DialogHooks: Send + Sync {
+    /// `$DLG_*` (`name` without the `$`) for the message's dialog.
+    fn pv(&self, ctx: &crate::MsgCtx, name: &str) -> crate::Value;
+    /// A reply (its bytes) of `code` went upstream for a request of dialog `dialog`.
+    fn reply_sent(&self, dialog: u64, code: u16, reply: &[u8]);
+    /// `loose_route()` took a sequential request with our Route (its parameters in
+    /// `ctx.rr_params`): the dialog it belongs to is matched and its state moves.
+    fn routed(&self, ctx: &mut crate::MsgCtx);
+    /// The request route is done with a request: a dialog it created but left with no
+    /// transaction (a stateless reply) goes away.
+    fn request_done(&self, ctx: &crate::MsgCtx);
+}
+
+static DIALOG: OnceLock<Box<dyn DialogHooks>> = OnceLock::new();
+
+/// Installs the dialog module's hooks (once).
+pub fn set_dialog_hooks(h: Box<dyn DialogHooks>) {
+    let _ = DIALOG.set(h);
+}
+
+pub fn dialog_pv(ctx: &crate::MsgCtx, name: &str) -> crate::Value {
+    DIALOG.get().map_or(crate::Value::Null, |d| d.pv(ctx, name))
+}
+
+pub fn dialog_reply_sent(dialog: u64, code: u16, reply: &[u8]) {
+    if let Some(d) = DIALOG.get() {
+        d.reply_sent(dialog, code, reply);
+    }
+}
+
+pub fn dialog_routed(ctx: &mut crate::MsgCtx) {
+    if let Some(d) = DIALOG.get() {
+        d.routed(ctx);
+    }
+}
+
+pub fn dialog_request_done(ctx: &crate::MsgCtx) {
+    if ctx.dialog.is_some()
+        && let Some(d) = DIALOG.get()
+    {
+        d.request_done(ctx);
+    }
+}

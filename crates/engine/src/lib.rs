@@ -24,7 +24,7 @@ mod value;
 
 pub use check::{Available, check};
 pub use ctx::{
-    Accounting, ErrInfo, MsgBranch, MsgCtx, Outbound, Receipt, RecordRoute, ReplyInfo,
+    Accounting, DialogMark, ErrInfo, MsgBranch, MsgCtx, Outbound, Receipt, RecordRoute, ReplyInfo,
     TmBranchInfo, Transaction,
 };
 pub use dset::{BranchAttrs, DsetIdx};

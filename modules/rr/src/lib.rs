@@ -296,6 +296,7 @@ fn loose_route(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
                 f.msg.edits.replace_value(line, remaining.join(", "));
             }
         }
+        engine::hooks::dialog_routed(f.msg);
         return 1;
     }
     // Our own Route on top is consumed; when it carries `r2` (double RR), so is the one after
@@ -325,6 +326,10 @@ fn loose_route(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
         return -1;
     }
     drop_routes(f, &values, ours);
+    // A sequential request of ours: the dialog module matches it (by its `did`).
+    if ours > 0 {
+        engine::hooks::dialog_routed(f.msg);
+    }
     match parsed.get(ours) {
         Some(Some(next)) => {
             let loose = Uri::parse(next).is_ok_and(|u| u.is_loose_router());

@@ -82,6 +82,8 @@ pub enum UriPart {
 /// A readable core PV (the message-level ones of OpenSIPS' pvar.c).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CorePv {
+    /// `$DLG_status`, `$DLG_dir` …: read from the dialog module (NULL without it).
+    Dialog(&'static str),
     /// `$ru $rU $rd $rp $rP`: the current Request-URI.
     Ruri(UriPart),
     /// `$ou $oU $od $op $oP`: the Request-URI as received.
@@ -580,6 +582,20 @@ impl CorePv {
                 };
                 CorePv::Branch(field, at)
             }
+            (name, None) if name.starts_with("DLG_") => CorePv::Dialog(
+                [
+                    "DLG_status",
+                    "DLG_dir",
+                    "DLG_did",
+                    "DLG_count",
+                    "DLG_lifetime",
+                    "DLG_timeout",
+                    "DLG_flags",
+                    "DLG_end_reason",
+                ]
+                .iter()
+                .find(|n| **n == name)?,
+            ),
             ("T_reply_code", None) => CorePv::Tm(TmField::ReplyCode),
             ("T_ruri", None) => CorePv::Tm(TmField::Ruri),
             ("T_branch_idx", None) => CorePv::Tm(TmField::BranchIdx),

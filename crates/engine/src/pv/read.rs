@@ -187,6 +187,7 @@ impl CorePv {
             CorePv::Color(c) => Value::from(color(c)),
             CorePv::SocketIn(field) => super::socket::socket_in(ctx, *field),
             CorePv::Tm(field) => super::tm_vars::tm_field(ctx, field),
+            CorePv::Dialog(name) => crate::hooks::dialog_pv(ctx, name),
             CorePv::TmBranch(field, at) => super::tm_vars::tm_branch(ctx, field, *at),
             CorePv::BranchAttr(name, at) => ctx.branch_attr(*at, name),
             CorePv::ProxyProtocol(field) => {

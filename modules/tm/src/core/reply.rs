@@ -333,6 +333,7 @@ impl Tm {
                 ctx.avps = tx.request.avps.clone();
             }
             ctx.flags = tx.request.flags;
+            ctx.dialog = tx.request.dialog;
             if let Some(b) = tx.branches.get(n) {
                 ctx.bavps = b.bavps.clone();
                 ctx.branch_flags = b.flags;
@@ -386,6 +387,9 @@ impl Tm {
         tx.last_reply = Some(out.clone());
         tx.last_code = code;
         tx.last_local = false;
+        if let Some(dialog) = tx.request.dialog {
+            engine::hooks::dialog_reply_sent(dialog.id, code, &out.data);
+        }
         engine::stat!("tm", "relayed_replies").inc();
         self.host.send(out, None);
     }

@@ -69,6 +69,9 @@ impl Tm {
         tx.last_reply = Some(out.clone());
         tx.last_code = code;
         tx.last_local = local;
+        if let Some(dialog) = tx.request.dialog {
+            engine::hooks::dialog_reply_sent(dialog.id, code, &out.data);
+        }
         if local {
             engine::stat!("tm", "local_replies").inc();
         } else {

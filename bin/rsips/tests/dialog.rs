@@ -1,0 +1,627 @@
+//! The dialog module end to end, with a caller and a callee of our own on UDP: a call's
+//! states as `dialog:list` shows them through the real `opensips-cli`, profiles limiting calls
+//! per caller, `validate_dialog` on good and bad sequential requests, a BYE ending it, the
+//! timeout ending a call with a BYE to each side (seen by `local_route`), and dialogs kept in
+//! a database across a restart.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+struct Peer {
+    sock: UdpSocket,
+    port: u16,
+}
+
+impl Peer {
+    fn new() -> Peer {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let port = sock.local_addr().unwrap().port();
+        Peer { sock, port }
+    }
+
+    fn send(&self, to: u16, text: &str) {
+        self.sock
+            .send_to(text.as_bytes(), ("127.0.0.1", to))
+            .unwrap();
+    }
+
+    /// The next message, skipping `100 Trying`.
+    fn recv(&self, what: &str) -> String {
+        let mut buf = vec![0u8; 65535];
+        loop {
+            let (n, _) = self
+                .sock
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("no {what}: {e}"));
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !m.starts_with("SIP/2.0 100 ") {
+                return m;
+            }
+        }
+    }
+
+    /// Whether anything but a 100 arrives within `wait`.
+    fn quiet(&self, wait: Duration) -> Option<String> {
+        self.sock.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = vec![0u8; 65535];
+        let got = loop {
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, _)) => {
+                    let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    if !m.starts_with("SIP/2.0 100 ") {
+                        break Some(m);
+                    }
+                }
+                Err(_) => break None,
+            }
+        };
+        self.sock
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        got
+    }
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+    msg.split("\r\n")
+        .filter_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .collect()
+}
+
+/// A reply to `req` (its Via, From, To, Call-ID and CSeq), with a To tag and extra headers.
+fn reply_to(req: &str, status: &str, to_tag: &str, extra: &str) -> String {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for v in header(req, "Via") {
+        out.push_str(&format!("Via: {v}\r\n"));
+    }
+    for r in header(req, "Record-Route") {
+        out.push_str(&format!("Record-Route: {r}\r\n"));
+    }
+    let to = header(req, "To")[0];
+    let to = if to.contains(";tag=") || to_tag.is_empty() {
+        to.to_owned()
+    } else {
+        format!("{to};tag={to_tag}")
+    };
+    out.push_str(&format!(
+        "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: 0\r\n\r\n",
+        header(req, "From")[0],
+        header(req, "Call-ID")[0],
+        header(req, "CSeq")[0]
+    ));
+    out
+}
+
+const CONFIG: &str = r#"
+log_level=3
+stderror_enabled=yes
+syslog_enabled=no
+socket=udp:127.0.0.1:PORT
+loadmodule "proto_udp.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "signaling.so"
+loadmodule "rr.so"
+loadmodule "maxfwd.so"
+loadmodule "sipmsgops.so"
+loadmodule "mi_fifo.so"
+modparam("mi_fifo", "fifo_name", "FIFO")
+loadmodule "dialog.so"
+modparam("dialog", "default_timeout", TIMEOUT)
+modparam("dialog", "profiles_with_value", "caller")
+modparam("dialog", "profiles_no_value", "calls")
+DBPARAMS
+route {
+    if (has_totag()) {
+        if (is_method("ACK") && t_check_trans()) { t_relay(); exit; }
+        if (!loose_route()) { send_reply(404, "Not here"); exit; }
+        validate_dialog();
+        $var(valid) = $rc;
+        xlog("SEQ $rm status=$DLG_status dir=$DLG_dir valid=$var(valid)\n");
+        if ($DLG_status != NULL && $var(valid) < 0) {
+            send_reply(400, "Not valid $var(valid)");
+            exit;
+        }
+        if (is_method("BYE")) xlog("BYE ended: $DLG_end_reason\n");
+        t_relay();
+        exit;
+    }
+    if (is_method("INVITE")) {
+        if (!create_dialog("bye-on-timeout")) { send_reply(500, "No dialog"); exit; }
+        get_profile_size("caller", "$fU", $var(n));
+        if ($var(n) >= 1) { send_reply(486, "Busy Here"); exit; }
+        set_dlg_profile("caller", "$fU");
+        set_dlg_profile("calls");
+        xlog("NEW status=$DLG_status dir=$DLG_dir flags=$DLG_flags\n");
+        record_route();
+    }
+    t_relay();
+}
+local_route {
+    if (is_method("BYE")) xlog("LOCAL BYE dir=$DLG_dir status=$DLG_status to $ru\n");
+}
+"#;
+
+struct Server {
+    dir: PathBuf,
+    port: u16,
+    _proc: common::Kill,
+}
+
+impl Server {
+    fn start(dir: &Path, port: u16, timeout: u32, db: &str) -> Server {
+        let text = CONFIG
+            .replace("PORT", &port.to_string())
+            .replace("FIFO", dir.join("fifo").to_str().unwrap())
+            .replace("TIMEOUT", &timeout.to_string())
+            .replace("DBPARAMS", db);
+        std::fs::write(dir.join("rsips.cfg"), text).unwrap();
+        let proc = common::spawn_rsips(dir, "rsips.cfg", |log| log.contains("listening on udp:"));
+        Server {
+            dir: dir.to_owned(),
+            port,
+            _proc: proc,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default()
+    }
+
+    fn mi(&self, args: &[&str]) -> serde_json::Value {
+        let (ok, out) = common::opensips_cli(&self.dir.join("fifo"), args);
+        assert!(ok, "opensips-cli {args:?}: {out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    /// Stops with SIGTERM (what is kept in memory is written out) and waits.
+    fn stop(mut self) {
+        let pid = self._proc.0.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if self._proc.0.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("rsips did not stop on SIGTERM:\n{}", self.log());
+    }
+}
+
+fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rsips-dlg-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("db")).unwrap();
+    dir
+}
+
+/// A call from `caller` (user `user`) to `callee` through the proxy, up to the ACK: the
+/// Route the caller uses for sequential requests and the callee's To tag.
+fn call(px: u16, caller: &Peer, callee: &Peer, user: &str, callid: &str) -> (String, String) {
+    let invite = format!(
+        "INVITE sip:bob@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-{callid}-1;rport\r\n\
+         From: <sip:{user}@example.com>;tag=a-{callid}\r\nTo: <sip:bob@example.com>\r\nCall-ID: {callid}\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:{user}@127.0.0.1:{}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        callee.port, caller.port, caller.port
+    );
+    caller.send(px, &invite);
+    let at_callee = callee.recv("INVITE at the callee");
+    assert!(at_callee.starts_with("INVITE "), "{at_callee}");
+    let rr = header(&at_callee, "Record-Route");
+    assert_eq!(rr.len(), 1, "{at_callee}");
+    assert!(
+        rr[0].contains(";did="),
+        "the Record-Route carries the dialog id: {at_callee}"
+    );
+    let contact = format!("Contact: <sip:bob@127.0.0.1:{}>\r\n", callee.port);
+    let tag = format!("b-{callid}");
+    callee.send(px, &reply_to(&at_callee, "180 Ringing", &tag, &contact));
+    let ringing = caller.recv("180");
+    assert!(ringing.starts_with("SIP/2.0 180"), "{ringing}");
+    callee.send(px, &reply_to(&at_callee, "200 OK", &tag, &contact));
+    let ok = caller.recv("200");
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let route = header(&ok, "Record-Route")[0].to_owned();
+    (route, tag)
+}
+
+/// A sequential request from the caller with its Route.
+fn in_dialog(
+    px: u16,
+    caller: &Peer,
+    callee: &Peer,
+    method: &str,
+    cseq: u32,
+    (route, tag): (&str, &str),
+    (user, callid): (&str, &str),
+) {
+    caller.send(
+        px,
+        &format!(
+            "{method} sip:bob@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-{callid}-{method}{cseq};rport\r\n\
+             Route: {route}\r\nFrom: <sip:{user}@example.com>;tag=a-{callid}\r\nTo: <sip:bob@example.com>;tag={tag}\r\n\
+             Call-ID: {callid}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            callee.port, caller.port
+        ),
+    );
+}
+
+fn dialogs(s: &Server) -> Vec<serde_json::Value> {
+    s.mi(&["dlg_list"])["Dialogs"].as_array().cloned().unwrap()
+}
+
+/// Waits (3 s at most) until no dialog is listed: an ended one stays, deleted (state 5),
+/// until the module's next once-a-second sweep.
+fn wait_no_dialogs(s: &Server) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let list = dialogs(s);
+        if list.is_empty() {
+            return;
+        }
+        assert!(list.iter().all(|d| d["state"] == 5), "{list:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still listed: {list:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_call_through_its_states_profiles_validation_and_bye() {
+    let dir = test_dir("states");
+    let port = common::free_port();
+    let s = Server::start(&dir, port, 3600, "");
+    let (caller, callee) = (Peer::new(), Peer::new());
+    let (route, tag) = call(port, &caller, &callee, "alice", "c1");
+    let list = dialogs(&s);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["state"], 3, "confirmed, not yet ACKed: {list:?}");
+    assert_eq!(list[0]["callid"], "c1");
+    assert_eq!(list[0]["caller_tag"], "a-c1");
+    assert_eq!(
+        list[0]["CALLEES"][0]["callee_contact"],
+        format!("sip:bob@127.0.0.1:{}", callee.port)
+    );
+    let size = s.mi(&["profile_get_size", "caller", "alice"]);
+    assert_eq!(size["Profile"]["count"], 1, "{size}");
+    assert_eq!(s.mi(&["profile_get_size", "calls"])["Profile"]["count"], 1);
+
+    // The ACK confirms it.
+    in_dialog(
+        port,
+        &caller,
+        &callee,
+        "ACK",
+        1,
+        (&route, &tag),
+        ("alice", "c1"),
+    );
+    let ack = callee.recv("ACK");
+    assert!(ack.starts_with("ACK "), "{ack}");
+    assert_eq!(dialogs(&s)[0]["state"], 4);
+
+    // A second call from the same caller is over its profile's limit.
+    let other = Peer::new();
+    other.send(
+        port,
+        &format!(
+            "INVITE sip:bob@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-c2\r\n\
+             From: <sip:alice@example.com>;tag=x\r\nTo: <sip:bob@example.com>\r\nCall-ID: c2\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:{}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            callee.port, other.port, other.port
+        ),
+    );
+    let busy = other.recv("486");
+    assert!(busy.starts_with("SIP/2.0 486 Busy Here"), "{busy}");
+    // The refused call's dialog went away with its stateless reply.
+    assert_eq!(dialogs(&s).len(), 1);
+
+    // An old CSeq is refused by validate_dialog (-1); a good INFO passes.
+    in_dialog(
+        port,
+        &caller,
+        &callee,
+        "INFO",
+        1,
+        (&route, &tag),
+        ("alice", "c1"),
+    );
+    let bad = caller.recv("400");
+    assert!(bad.starts_with("SIP/2.0 400 Not valid -1"), "{bad}");
+    in_dialog(
+        port,
+        &caller,
+        &callee,
+        "INFO",
+        2,
+        (&route, &tag),
+        ("alice", "c1"),
+    );
+    let info = callee.recv("INFO");
+    assert!(info.starts_with("INFO "), "{info}");
+    callee.send(port, &reply_to(&info, "200 OK", "", ""));
+    assert!(caller.recv("200 for INFO").starts_with("SIP/2.0 200"));
+    // A request for another target than the callee's Contact: -2.
+    caller.send(
+        port,
+        &format!(
+            "INFO sip:mallory@127.0.0.1:9 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-c1-m\r\n\
+             Route: {route}\r\nFrom: <sip:alice@example.com>;tag=a-c1\r\nTo: <sip:bob@example.com>;tag={tag}\r\n\
+             Call-ID: c1\r\nCSeq: 3 INFO\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            caller.port
+        ),
+    );
+    let bad = caller.recv("400");
+    assert!(bad.starts_with("SIP/2.0 400 Not valid -2"), "{bad}");
+
+    // The callee hangs up: the BYE goes upstream to the caller's Contact.
+    callee.send(
+        port,
+        &format!(
+            "BYE sip:alice@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-c1-bye\r\n\
+             Route: {route}\r\nFrom: <sip:bob@example.com>;tag={tag}\r\nTo: <sip:alice@example.com>;tag=a-c1\r\n\
+             Call-ID: c1\r\nCSeq: 1 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            caller.port, callee.port
+        ),
+    );
+    let bye = caller.recv("BYE");
+    assert!(bye.starts_with("BYE "), "{bye}");
+    caller.send(port, &reply_to(&bye, "200 OK", "", ""));
+    assert!(callee.recv("200 for BYE").starts_with("SIP/2.0 200"));
+    let log = s.log();
+    assert!(log.contains("NEW status=1 dir=DOWNSTREAM flags=1"), "{log}");
+    assert!(
+        log.contains("SEQ INFO status=4 dir=DOWNSTREAM valid=1"),
+        "{log}"
+    );
+    assert!(
+        log.contains("SEQ BYE status=5 dir=UPSTREAM valid=1"),
+        "{log}"
+    );
+    assert!(log.contains("BYE ended: Upstream BYE"), "{log}");
+    wait_no_dialogs(&s);
+    assert_eq!(
+        s.mi(&["profile_get_size", "caller", "alice"])["Profile"]["count"],
+        0
+    );
+    // Now alice may call again.
+    let (_, _) = call(port, &caller, &callee, "alice", "c3");
+    let stats = s.mi(&["get_statistics", "dialog:"]);
+    assert_eq!(stats["dialog:active_dialogs"], 1, "{stats}");
+    assert_eq!(stats["dialog:processed_dialogs"], 3, "{stats}");
+}
+
+#[test]
+fn a_failed_call_leaves_no_dialog_and_frees_its_profile() {
+    let dir = test_dir("failed");
+    let port = common::free_port();
+    let s = Server::start(&dir, port, 3600, "");
+    let (caller, callee) = (Peer::new(), Peer::new());
+    caller.send(
+        port,
+        &format!(
+            "INVITE sip:bob@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-f1\r\n\
+             From: <sip:carol@example.com>;tag=f\r\nTo: <sip:bob@example.com>\r\nCall-ID: f1\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:carol@127.0.0.1:{}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            callee.port, caller.port, caller.port
+        ),
+    );
+    let inv = callee.recv("INVITE");
+    callee.send(port, &reply_to(&inv, "180 Ringing", "t", ""));
+    assert!(caller.recv("180").starts_with("SIP/2.0 180"));
+    let list = dialogs(&s);
+    assert_eq!(list[0]["state"], 2, "early: {list:?}");
+    assert_eq!(
+        s.mi(&["get_statistics", "dialog:early_dialogs"])["dialog:early_dialogs"],
+        1
+    );
+    callee.send(port, &reply_to(&inv, "486 Busy Here", "t", ""));
+    assert!(caller.recv("486").starts_with("SIP/2.0 486"));
+    wait_no_dialogs(&s);
+    assert_eq!(
+        s.mi(&["profile_get_size", "caller", "carol"])["Profile"]["count"],
+        0
+    );
+    let stats = s.mi(&["get_statistics", "dialog:"]);
+    assert_eq!(stats["dialog:failed_dialogs"], 1, "{stats}");
+    assert_eq!(stats["dialog:early_dialogs"], 0, "{stats}");
+    // Bad MI calls get JSON-RPC errors.
+    let (ok, out) = common::opensips_cli(&dir.join("fifo"), &["profile_get_size", "nosuch"]);
+    assert!(!ok && out.contains("Profile not found"), "{out}");
+    let (ok, out) = common::opensips_cli(&dir.join("fifo"), &["dlg_end_dlg", "12345"]);
+    assert!(!ok && out.contains("Requested Dialog not found"), "{out}");
+}
+
+/// The BYE for one side: to its Contact, with the dialog's tags and the next CSeq.
+fn check_bye(bye: &str, to: &Peer, from_tag: &str, to_tag: &str, cseq: u32) {
+    assert!(
+        bye.starts_with("BYE sip:")
+            && bye
+                .lines()
+                .next()
+                .unwrap()
+                .contains(&format!("127.0.0.1:{}", to.port)),
+        "{bye}"
+    );
+    assert!(
+        header(bye, "From")[0].ends_with(&format!("tag={from_tag}")),
+        "{bye}"
+    );
+    assert!(
+        header(bye, "To")[0].ends_with(&format!("tag={to_tag}")),
+        "{bye}"
+    );
+    assert_eq!(
+        header(bye, "CSeq"),
+        vec![format!("{cseq} BYE").as_str()],
+        "{bye}"
+    );
+}
+
+#[test]
+fn the_timeout_ends_the_call_with_a_bye_to_each_side() {
+    let dir = test_dir("timeout");
+    let port = common::free_port();
+    let s = Server::start(&dir, port, 2, "");
+    let (caller, callee) = (Peer::new(), Peer::new());
+    let (route, tag) = call(port, &caller, &callee, "dave", "t1");
+    in_dialog(
+        port,
+        &caller,
+        &callee,
+        "ACK",
+        1,
+        (&route, &tag),
+        ("dave", "t1"),
+    );
+    assert!(callee.recv("ACK").starts_with("ACK "));
+    let left = dialogs(&s)[0]["timeout"].as_i64().unwrap();
+    assert!(left > 0, "an absolute timeout");
+    let to_callee = callee.recv("BYE at the callee");
+    check_bye(&to_callee, &callee, "a-t1", &tag, 2);
+    let to_caller = caller.recv("BYE at the caller");
+    check_bye(&to_caller, &caller, &tag, "a-t1", 1);
+    callee.send(port, &reply_to(&to_callee, "200 OK", "", ""));
+    caller.send(port, &reply_to(&to_caller, "200 OK", "", ""));
+    // No retransmission once answered.
+    assert_eq!(caller.quiet(Duration::from_millis(800)), None);
+    let log = s.log();
+    assert!(
+        log.contains(&format!(
+            "LOCAL BYE dir=UPSTREAM status=5 to sip:dave@127.0.0.1:{}",
+            caller.port
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "LOCAL BYE dir=DOWNSTREAM status=5 to sip:bob@127.0.0.1:{}",
+            callee.port
+        )),
+        "{log}"
+    );
+    wait_no_dialogs(&s);
+    let stats = s.mi(&["get_statistics", "dialog:"]);
+    assert_eq!(stats["dialog:expired_dialogs"], 1, "{stats}");
+    assert_eq!(stats["dialog:active_dialogs"], 0, "{stats}");
+}
+
+#[test]
+fn dialogs_survive_a_restart_in_the_database() {
+    let dir = test_dir("restart");
+    std::fs::write(
+        dir.join("db/version"),
+        "table_name(str) table_version(int)\ndialog:12\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("db/dialog"),
+        "dlg_id(long) callid(str) from_uri(str) from_tag(str) to_uri(str) to_tag(str) \
+         mangled_from_uri(str,null) mangled_to_uri(str,null) caller_cseq(str) callee_cseq(str) \
+         caller_ping_cseq(int,null) callee_ping_cseq(int,null) caller_route_set(str,null) \
+         callee_route_set(str,null) caller_contact(str) callee_contact(str) caller_sock(str,null) \
+         callee_sock(str,null) state(int) start_time(int) timeout(int) vars(str,null) \
+         profiles(str,null) script_flags(str,null) module_flags(int,null) flags(int) \
+         rt_on_answer(str,null) rt_on_timeout(str,null) rt_on_hangup(str,null)\n",
+    )
+    .unwrap();
+    let db = format!(
+        "loadmodule \"db_text.so\"\nmodparam(\"dialog\", \"db_mode\", 2)\n\
+         modparam(\"dialog\", \"db_update_period\", 1)\n\
+         modparam(\"dialog\", \"db_url\", \"text://{}\")",
+        dir.join("db").display()
+    );
+    let port = common::free_port();
+    let s = Server::start(&dir, port, 3600, &db);
+    let (caller, callee) = (Peer::new(), Peer::new());
+    let (route, tag) = call(port, &caller, &callee, "erin", "r1");
+    in_dialog(
+        port,
+        &caller,
+        &callee,
+        "ACK",
+        1,
+        (&route, &tag),
+        ("erin", "r1"),
+    );
+    assert!(callee.recv("ACK").starts_with("ACK "));
+    let before = dialogs(&s);
+    s.stop();
+    let table = std::fs::read_to_string(dir.join("db/dialog")).unwrap();
+    assert!(
+        table.contains(":r1:"),
+        "the dialog was written at shutdown:\n{table}"
+    );
+
+    let s = Server::start(&dir, port, 3600, &db);
+    let after = dialogs(&s);
+    assert_eq!(after.len(), 1, "{after:?}");
+    for key in [
+        "ID",
+        "state",
+        "callid",
+        "caller_tag",
+        "caller_contact",
+        "timestart",
+    ] {
+        assert_eq!(
+            after[0][key], before[0][key],
+            "{key}: {after:?} vs {before:?}"
+        );
+    }
+    assert_eq!(
+        after[0]["CALLEES"][0]["callee_contact"],
+        before[0]["CALLEES"][0]["callee_contact"]
+    );
+    assert_eq!(
+        s.mi(&["profile_get_size", "caller", "erin"])["Profile"]["count"],
+        1
+    );
+    // The restarted proxy still knows the call: the caller's BYE matches and ends it.
+    in_dialog(
+        port,
+        &caller,
+        &callee,
+        "BYE",
+        2,
+        (&route, &tag),
+        ("erin", "r1"),
+    );
+    let bye = callee.recv("BYE");
+    callee.send(port, &reply_to(&bye, "200 OK", "", ""));
+    assert!(caller.recv("200 for BYE").starts_with("SIP/2.0 200"));
+    let log = s.log();
+    assert!(
+        log.contains("SEQ BYE status=5 dir=DOWNSTREAM valid=1"),
+        "{log}"
+    );
+    wait_no_dialogs(&s);
+    // The delayed write removes it from the table.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(dir.join("db/dialog"))
+        .unwrap()
+        .contains(":r1:")
+        && std::time::Instant::now() < deadline
+    {
+        let _ = s.mi(&["dbt_dump"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let table = std::fs::read_to_string(dir.join("db/dialog")).unwrap();
+    assert!(!table.contains(":r1:"), "{table}");
+    let _ = s.port;
+}

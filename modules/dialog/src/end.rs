@@ -1,0 +1,150 @@
+//! Ending calls from the proxy: a dialog past its timeout (with `bye-on-timeout`) and MI
+//! `dlg_end_dlg` send a BYE to each side, built from what the dialog knows of that side (its
+//! Contact, Route set, tags and next CSeq). The server hands them to tm after the script's
+//! `local_route`, which sees `$DLG_dir` (the one towards the caller is "UPSTREAM").
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use engine::{DialogMark, MsgCtx};
+
+use crate::table::{CONFIRMED, CONFIRMED_NA, DELETED, Dialog, dialogs};
+
+/// Sends a request rsips builds (runs `local_route`, then tm).
+pub trait Sender: Send + Sync {
+    fn send(&self, ctx: MsgCtx) -> Result<(), String>;
+}
+
+static SENDER: OnceLock<Box<dyn Sender>> = OnceLock::new();
+
+/// Installs the server's sender (once).
+pub fn set_sender(s: Box<dyn Sender>) {
+    let _ = SENDER.set(s);
+}
+
+/// The BYE for one side of a confirmed dialog: towards the caller (`upstream`) or the callee.
+pub fn bye(d: &Dialog, upstream: bool, extra_hdrs: &str) -> Result<MsgCtx, String> {
+    let (to_leg, from_leg) = if upstream {
+        (&d.caller, &d.callee)
+    } else {
+        (&d.callee, &d.caller)
+    };
+    let (from_uri, to_uri) = if upstream {
+        (&d.to_uri, &d.from_uri)
+    } else {
+        (&d.from_uri, &d.to_uri)
+    };
+    if to_leg.contact.is_empty() {
+        return Err("no contact known for that side".into());
+    }
+    let mut headers = format!(
+        "From: <{from_uri}>;tag={}\r\nTo: <{to_uri}>;tag={}\r\nCall-ID: {}\r\nCSeq: {} BYE\r\n",
+        from_leg.tag,
+        to_leg.tag,
+        d.callid,
+        from_leg.cseq.saturating_add(1)
+    );
+    for r in &to_leg.route_set {
+        headers.push_str(&format!("Route: {r}\r\n"));
+    }
+    for line in extra_hdrs.split("\r\n").filter(|l| !l.trim().is_empty()) {
+        headers.push_str(line.trim_end());
+        headers.push_str("\r\n");
+    }
+    let msg = tm::build_request("BYE", &to_leg.contact, &headers, None)?;
+    let mut ctx = MsgCtx::new(msg);
+    // The first Route is the next hop (a loose router; a strict one has the target as R-URI).
+    if let Some(first) = to_leg.route_set.first()
+        && let Ok(na) = sip::NameAddr::parse(first)
+    {
+        ctx.dst_uri = Some(na.uri().as_str().to_owned());
+    }
+    ctx.send_socket = to_leg.socket.clone();
+    ctx.dialog = Some(DialogMark {
+        id: d.id,
+        upstream,
+        created: false,
+        check: 0,
+    });
+    Ok(ctx)
+}
+
+/// Sends both BYEs of a dialog (a copy taken before it ended).
+fn send_byes(d: &Dialog, extra_hdrs: &str) {
+    let Some(sender) = SENDER.get() else {
+        log::error!(
+            "dialog: cannot end dialog {} ({}): no sender",
+            d.id,
+            d.callid
+        );
+        return;
+    };
+    for upstream in [false, true] {
+        match bye(d, upstream, extra_hdrs).and_then(|ctx| sender.send(ctx)) {
+            Ok(()) => {}
+            Err(e) => log::error!(
+                "dialog: BYE towards the {} of {} not sent: {e}",
+                if upstream { "caller" } else { "callee" },
+                d.callid
+            ),
+        }
+    }
+}
+
+/// Ends dialog `id` from outside the call (`reason` as `$DLG_end_reason`), with a BYE to each
+/// side; false when it is not a confirmed dialog.
+pub fn terminate(id: u64, reason: &str, extra_hdrs: &str) -> bool {
+    let s = crate::settings();
+    let copy = {
+        let mut t = dialogs();
+        let Some(d) = t.by_id.get(&id) else {
+            return false;
+        };
+        if !(CONFIRMED_NA..=CONFIRMED).contains(&d.state) {
+            return false;
+        }
+        let copy = d.clone();
+        t.end(id, reason, s.delete_delay, Instant::now());
+        copy
+    };
+    let extra = format!("{}{extra_hdrs}", s.extra_hdrs);
+    send_byes(&copy, &extra);
+    true
+}
+
+/// The once-a-second work: dialogs past their timeout end (with BYEs when flagged), ended
+/// ones leave the table after `delete_delay`.
+pub fn tick(now: Instant) {
+    let s = crate::settings();
+    let mut expired = Vec::new();
+    {
+        let mut t = dialogs();
+        // Those ended before this tick go first: one ending now stays for its BYEs'
+        // local_route to see.
+        let gone: Vec<u64> = t
+            .by_id
+            .values()
+            .filter(|d| d.state == DELETED && d.gone_at.is_some_and(|at| at <= now))
+            .map(|d| d.id)
+            .collect();
+        for id in gone {
+            t.remove(id);
+        }
+        let due: Vec<u64> = t
+            .by_id
+            .values()
+            .filter(|d| d.state != DELETED && d.expires.is_some_and(|at| at <= now))
+            .map(|d| d.id)
+            .collect();
+        for id in due {
+            if let Some(d) = t.by_id.get(&id) {
+                expired.push(d.clone());
+            }
+            t.end(id, "Lifetime Timeout", s.delete_delay, now);
+            engine::stat!("dialog", "expired_dialogs").inc();
+        }
+    }
+    for d in expired.iter().filter(|d| d.flags.bye_on_timeout) {
+        send_byes(d, &s.extra_hdrs);
+    }
+}

@@ -1,0 +1,771 @@
+//! The OpenSIPS `dialog` module: the proxy keeps a record of each call the script calls
+//! `create_dialog()` for, follows its state from the replies tm sends upstream and the
+//! sequential requests `loose_route()` takes (matched by the `did` parameter of our
+//! Record-Route, or by Call-ID and tags), checks sequential requests against it
+//! (`validate_dialog`), counts calls in profiles (`set_dlg_profile`, `get_profile_size`), ends
+//! a call that outlives its timeout with a BYE to each side (`bye-on-timeout`, the script's
+//! `local_route` sees them), and keeps the calls in a database across restarts (`db_mode`).
+#![forbid(unsafe_code)]
+
+pub mod end;
+pub mod mi;
+pub mod persist;
+pub mod table;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use engine::{
+    DialogMark, FnCtx, FnSpec, ModuleSpec, MsgCtx, Param, ParamCheck, ParamType, Routes, Script,
+    Value,
+};
+use sip::Method;
+
+use table::{CONFIRMED, CONFIRMED_NA, DELETED, Dialog, EARLY, Flags, Leg, UNCONFIRMED, dialogs};
+
+/// The module's parameters, read once when the server starts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub rr_param: String,
+    pub default_timeout: u32,
+    pub match_mode: i64,
+    pub delete_delay: Duration,
+    pub hash_size: u32,
+    /// name → has values.
+    pub profiles: Vec<(String, bool)>,
+    pub extra_hdrs: String,
+    pub db_mode: i64,
+    pub db_url: Option<String>,
+    pub db_update_period: Duration,
+    pub table: String,
+}
+
+impl Settings {
+    pub fn of(script: &Script) -> Settings {
+        let int = |n: &str, d: i64| script.modparam_int("dialog", n).unwrap_or(d);
+        let mut profiles = Vec::new();
+        for (param, valued) in [("profiles_with_value", true), ("profiles_no_value", false)] {
+            for list in script.modparam_strs("dialog", param) {
+                for name in list.split(';').map(str::trim).filter(|n| !n.is_empty()) {
+                    // "name/b" and "name/s" are replicated profiles elsewhere; here, local.
+                    let name = name.split('/').next().unwrap_or(name).trim();
+                    profiles.push((name.to_owned(), valued));
+                }
+            }
+        }
+        Settings {
+            rr_param: script
+                .modparam_str("dialog", "rr_param")
+                .unwrap_or_else(|| "did".to_owned()),
+            default_timeout: u32::try_from(int("default_timeout", 43200)).unwrap_or(43200),
+            match_mode: int("dlg_match_mode", 1),
+            delete_delay: Duration::from_secs(u64::try_from(int("delete_delay", 0)).unwrap_or(0)),
+            hash_size: u32::try_from(int("hash_size", 4096)).unwrap_or(4096).max(1),
+            profiles,
+            extra_hdrs: script
+                .modparam_str("dialog", "dlg_extra_hdrs")
+                .unwrap_or_default(),
+            db_mode: int("db_mode", 0),
+            db_url: script.modparam_str("dialog", "db_url"),
+            db_update_period: Duration::from_secs(
+                u64::try_from(int("db_update_period", 60))
+                    .unwrap_or(60)
+                    .max(1),
+            ),
+            table: script
+                .modparam_str("dialog", "table_name")
+                .unwrap_or_else(|| "dialog".to_owned()),
+        }
+    }
+
+    fn profile(&self, name: &str) -> Option<bool> {
+        self.profiles
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// The settings the server started with (defaults before `start`).
+pub fn settings() -> &'static Settings {
+    SETTINGS.get_or_init(|| Settings {
+        rr_param: "did".into(),
+        default_timeout: 43200,
+        match_mode: 1,
+        delete_delay: Duration::ZERO,
+        hash_size: 4096,
+        profiles: Vec::new(),
+        extra_hdrs: String::new(),
+        db_mode: 0,
+        db_url: None,
+        db_update_period: Duration::from_secs(60),
+        table: "dialog".into(),
+    })
+}
+
+/// Reads the settings, installs the hooks tm and rr call, and loads the dialogs a database
+/// kept (db_mode 1–3).
+pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
+    if !script.loads("dialog") {
+        return Ok(());
+    }
+    let s = Settings::of(script);
+    if !(0..=3).contains(&s.db_mode) {
+        return Err(format!(
+            "dialog: db_mode {} is not one of 0 (none), 1 (realtime), 2 (delayed), 3 (shutdown)",
+            s.db_mode
+        ));
+    }
+    let _ = SETTINGS.set(s);
+    register_stats();
+    engine::hooks::set_dialog_hooks(Box::new(Hooks));
+    persist::start(script, options)
+}
+
+pub fn register_stats() {
+    for name in ["active_dialogs", "early_dialogs"] {
+        let _ = engine::stats::gauge("dialog", name);
+    }
+    for name in ["processed_dialogs", "expired_dialogs", "failed_dialogs"] {
+        let _ = engine::stats::counter("dialog", name);
+    }
+}
+
+static FLAGS: ParamCheck = ParamCheck {
+    what: "create_dialog flags",
+    check: |t| Flags::parse(t).map(|_| ()),
+};
+
+const REQ: Routes = Routes::REQUEST;
+const SEQ: Routes = Routes::REQUEST
+    .or(Routes::FAILURE)
+    .or(Routes::ONREPLY)
+    .or(Routes::BRANCH)
+    .or(Routes::LOCAL);
+
+pub static MODULE: ModuleSpec = ModuleSpec {
+    name: "dialog",
+    functions: &[
+        FnSpec {
+            name: "create_dialog",
+            params: &[(Param::Checked(&FLAGS), true)],
+            routes: REQ.or(Routes::FAILURE).or(Routes::BRANCH),
+            run: create_dialog,
+        },
+        FnSpec {
+            name: "match_dialog",
+            params: &[(Param::StaticStr, true)],
+            routes: REQ,
+            run: match_dialog,
+        },
+        FnSpec {
+            name: "validate_dialog",
+            params: &[],
+            routes: REQ,
+            run: validate_dialog,
+        },
+        FnSpec {
+            name: "set_dlg_profile",
+            params: &[(Param::StaticStr, false), (Param::Str, true)],
+            routes: SEQ,
+            run: set_dlg_profile,
+        },
+        FnSpec {
+            name: "unset_dlg_profile",
+            params: &[(Param::StaticStr, false), (Param::Str, true)],
+            routes: SEQ,
+            run: unset_dlg_profile,
+        },
+        FnSpec {
+            name: "is_in_profile",
+            params: &[(Param::StaticStr, false), (Param::Str, true)],
+            routes: SEQ,
+            run: is_in_profile,
+        },
+        FnSpec {
+            name: "get_profile_size",
+            params: &[
+                (Param::StaticStr, false),
+                (Param::Str, true),
+                (Param::Var, false),
+            ],
+            routes: Routes::ALL,
+            run: get_profile_size,
+        },
+        FnSpec {
+            name: "store_dlg_value",
+            params: &[(Param::Str, false), (Param::Str, false)],
+            routes: SEQ,
+            run: store_dlg_value,
+        },
+        FnSpec {
+            name: "fetch_dlg_value",
+            params: &[(Param::Str, false), (Param::Var, false)],
+            routes: SEQ,
+            run: fetch_dlg_value,
+        },
+    ],
+    params: &[
+        ("enable_stats", ParamType::Int),
+        ("hash_size", ParamType::Int),
+        ("log_profile_hash_size", ParamType::Int),
+        ("rr_param", ParamType::Str),
+        ("default_timeout", ParamType::Int),
+        ("dlg_extra_hdrs", ParamType::Str),
+        ("dlg_match_mode", ParamType::Int),
+        ("delete_delay", ParamType::Int),
+        ("options_ping_interval", ParamType::Int),
+        ("reinvite_ping_interval", ParamType::Int),
+        ("db_url", ParamType::Str),
+        ("db_mode", ParamType::Int),
+        ("db_update_period", ParamType::Int),
+        ("table_name", ParamType::Str),
+        ("profiles_with_value", ParamType::Str),
+        ("profiles_no_value", ParamType::Str),
+        ("race_condition_timeout", ParamType::Int),
+        ("profile_timeout", ParamType::Int),
+    ],
+};
+
+/// The request's SIP identifiers: (Call-ID, From tag, To tag).
+fn sip_ids(msg: &sip::SipMessage) -> Option<(String, String, String)> {
+    Some((
+        msg.call_id().ok()?.to_owned(),
+        msg.from_tag().ok()??.to_owned(),
+        msg.to_tag().ok().flatten().unwrap_or("").to_owned(),
+    ))
+}
+
+/// The socket a message came in on, as a configured socket name.
+fn socket_of(ctx: &MsgCtx) -> Option<String> {
+    ctx.receipt
+        .as_ref()
+        .map(|r| format!("{}:{}", r.proto, r.local))
+}
+
+/// The URI of the first Contact.
+fn contact_of(msg: &sip::SipMessage) -> Option<String> {
+    match msg.contacts().ok()? {
+        sip::Contacts::List(l) => l.first().map(|c| c.uri().as_str().to_owned()),
+        sip::Contacts::Star => None,
+    }
+}
+
+/// `create_dialog([flags])`: a dialog for this initial INVITE (1; an existing one is kept).
+fn create_dialog(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    if f.msg.dialog.is_some() {
+        return 1;
+    }
+    let flags = match args.first().filter(|v| !matches!(v, Value::Null)) {
+        Some(v) => match Flags::parse(&v.to_text()) {
+            Ok(fl) => fl,
+            Err(e) => {
+                f.log.log(-1, &format!("create_dialog: {e}\n"));
+                return -1;
+            }
+        },
+        None => Flags::default(),
+    };
+    let msg = &f.msg.msg;
+    if msg.method() != Some(Method::Invite) {
+        f.log
+            .log(-1, "create_dialog: only an INVITE starts a dialog\n");
+        return -1;
+    }
+    let Some((callid, from_tag, to_tag)) = sip_ids(msg) else {
+        f.log.log(-1, "create_dialog: no Call-ID or From tag\n");
+        return -1;
+    };
+    if !to_tag.is_empty() {
+        f.log.log(-1, "create_dialog: the INVITE has a To tag\n");
+        return -1;
+    }
+    let (Ok(from), Ok(to), Ok(cseq)) = (msg.from_header(), msg.to_header(), msg.cseq()) else {
+        return -1;
+    };
+    let s = settings();
+    let mut table = dialogs();
+    let id = table.new_id(&callid, s.hash_size);
+    let dialog = Dialog {
+        id,
+        state: UNCONFIRMED,
+        callid,
+        from_uri: from.uri().as_str().to_owned(),
+        to_uri: to.uri().as_str().to_owned(),
+        caller: Leg {
+            tag: from_tag,
+            contact: contact_of(msg).unwrap_or_default(),
+            cseq: cseq.seq,
+            route_set: msg
+                .record_routes()
+                .filter_map(Result::ok)
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+            socket: socket_of(f.msg),
+        },
+        callee: Leg {
+            socket: f.msg.send_socket.clone(),
+            ..Leg::default()
+        },
+        initial_cseq: cseq.seq,
+        flags,
+        lifetime: s.default_timeout,
+        start_unix: 0,
+        expires: None,
+        gone_at: None,
+        end_reason: None,
+        profiles: Vec::new(),
+        vals: Vec::new(),
+    };
+    let did = dialog.did();
+    table.insert(dialog);
+    drop(table);
+    engine::stat!("dialog", "processed_dialogs").inc();
+    // Our Record-Route carries the dialog's id, whenever record_route() runs.
+    f.msg
+        .record_route
+        .get_or_insert_with(Default::default)
+        .params
+        .push_str(&format!(";{}={did}", s.rr_param));
+    f.msg.dialog = Some(DialogMark {
+        id,
+        upstream: false,
+        created: true,
+        check: 0,
+    });
+    1
+}
+
+/// `match_dialog([DID_ONLY|DID_FALLBACK|DID_NONE])`: finds the dialog of a sequential request
+/// the script routes itself.
+fn match_dialog(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    if f.msg.dialog.is_some() {
+        return 1;
+    }
+    let mode = match args.first().map(|v| v.to_text().to_ascii_uppercase()) {
+        None => settings().match_mode,
+        Some(m) if m == "DID_ONLY" => 0,
+        Some(m) if m == "DID_FALLBACK" => 1,
+        Some(m) if m == "DID_NONE" => 2,
+        Some(m) => {
+            f.log
+                .log(-1, &format!("match_dialog: unknown mode `{m}`\n"));
+            return -1;
+        }
+    };
+    matched(f.msg, mode);
+    if f.msg.dialog.is_some() { 1 } else { -1 }
+}
+
+/// `validate_dialog()`: 1 when the sequential request agrees with its dialog; -1 a CSeq out
+/// of order, -2 another remote target, -3 another route set, -4 no dialog.
+fn validate_dialog(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
+    match f.msg.dialog {
+        Some(m) if m.check != 0 => i64::from(m.check),
+        Some(m) if m.created => 1,
+        _ => -4,
+    }
+}
+
+/// The profile a function names, checked against the module's lists.
+fn profile_arg(f: &mut FnCtx<'_>, fname: &str, args: &[Value]) -> Option<(String, Option<String>)> {
+    let name = args.first()?.to_text().trim().to_owned();
+    let value = args
+        .get(1)
+        .filter(|v| !matches!(v, Value::Null))
+        .map(|v| v.to_text().into_owned());
+    match settings().profile(&name) {
+        None => {
+            f.log
+                .log(-1, &format!("{fname}: profile <{name}> not defined\n"));
+            None
+        }
+        Some(false) if value.is_some() => {
+            f.log.log(
+                -1,
+                &format!("{fname}: profile <{name}> has no values (profiles_no_value)\n"),
+            );
+            None
+        }
+        Some(_) => Some((name, value)),
+    }
+}
+
+fn set_dlg_profile(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some((name, value)) = profile_arg(f, "set_dlg_profile", args) else {
+        return -1;
+    };
+    let Some(mark) = f.msg.dialog else {
+        f.log
+            .log(-1, "set_dlg_profile: no dialog for this message\n");
+        return -1;
+    };
+    if settings().profile(&name) == Some(true) && value.is_none() {
+        f.log.log(
+            -1,
+            &format!("set_dlg_profile: profile <{name}> needs a value\n"),
+        );
+        return -1;
+    }
+    let mut t = dialogs();
+    let ok = t.join_profile(mark.id, &name, value.as_deref().unwrap_or(""));
+    if ok {
+        t.mark_dirty(mark.id);
+    }
+    bool_code(ok)
+}
+
+fn unset_dlg_profile(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some((name, value)) = profile_arg(f, "unset_dlg_profile", args) else {
+        return -1;
+    };
+    let Some(mark) = f.msg.dialog else { return -1 };
+    let mut t = dialogs();
+    let ok = t.leave_profile(mark.id, &name, value.as_deref());
+    if ok {
+        t.mark_dirty(mark.id);
+    }
+    bool_code(ok)
+}
+
+fn is_in_profile(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some((name, value)) = profile_arg(f, "is_in_profile", args) else {
+        return -1;
+    };
+    let Some(mark) = f.msg.dialog else { return -1 };
+    let t = dialogs();
+    bool_code(t.by_id.get(&mark.id).is_some_and(|d| {
+        d.profiles
+            .iter()
+            .any(|(p, v)| *p == name && value.as_deref().is_none_or(|want| want == v))
+    }))
+}
+
+fn get_profile_size(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some((name, value)) = profile_arg(f, "get_profile_size", args) else {
+        return -1;
+    };
+    let n = dialogs().profile_size(&name, value.as_deref());
+    f.set_output(2, Value::Int(n as i64));
+    1
+}
+
+fn store_dlg_value(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let (Some(name), Some(value), Some(mark)) = (args.first(), args.get(1), f.msg.dialog) else {
+        return -1;
+    };
+    let (name, value) = (name.to_text().into_owned(), value.to_text().into_owned());
+    let mut t = dialogs();
+    let Some(d) = t.by_id.get_mut(&mark.id) else {
+        return -1;
+    };
+    match d.vals.iter_mut().find(|(n, _)| *n == name) {
+        Some(slot) => slot.1 = value,
+        None => d.vals.push((name, value)),
+    }
+    t.mark_dirty(mark.id);
+    1
+}
+
+fn fetch_dlg_value(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let (Some(name), Some(mark)) = (args.first(), f.msg.dialog) else {
+        return -1;
+    };
+    let name = name.to_text();
+    let found = dialogs().by_id.get(&mark.id).and_then(|d| {
+        d.vals
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    });
+    match found {
+        Some(v) => {
+            f.set_output(1, Value::from(v));
+            1
+        }
+        None => -1,
+    }
+}
+
+fn bool_code(b: bool) -> i64 {
+    if b { 1 } else { -1 }
+}
+
+/// Finds the dialog of a sequential request (`mode` as `dlg_match_mode`), checks the request
+/// against it, then moves its state: its CSeq, a target refresh, ACK confirms, BYE ends.
+fn matched(ctx: &mut MsgCtx, mode: i64) {
+    let s = settings();
+    let Some((callid, from_tag, to_tag)) = sip_ids(&ctx.msg) else {
+        return;
+    };
+    let did = ctx.rr_params.as_deref().and_then(|p| {
+        p.split(';').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k.trim() == s.rr_param).then(|| v.trim().to_owned())
+        })
+    });
+    let mut t = dialogs();
+    let by_did = || -> Option<(u64, bool)> {
+        let (e, i) = did.as_deref()?.split_once('.')?;
+        let id = (u64::from(u32::from_str_radix(e, 16).ok()?) << 32)
+            | u64::from(u32::from_str_radix(i, 16).ok()?);
+        let d = t.by_id.get(&id)?;
+        // The id alone is not trusted: the Call-ID and a tag must agree.
+        if d.callid != callid {
+            return None;
+        }
+        if d.caller.tag == from_tag {
+            Some((id, false))
+        } else if d.caller.tag == to_tag {
+            Some((id, true))
+        } else {
+            None
+        }
+    };
+    let found = match mode {
+        0 => by_did(),
+        2 => t.by_sip(&callid, &from_tag, &to_tag),
+        _ if did.is_some() => by_did().or_else(|| t.by_sip(&callid, &from_tag, &to_tag)),
+        _ => t.by_sip(&callid, &from_tag, &to_tag),
+    };
+    let Some((id, upstream)) = found else { return };
+    let Some(d) = t.by_id.get_mut(&id) else {
+        return;
+    };
+    let method = ctx.msg.method();
+    let cseq = ctx.msg.cseq().map(|c| c.seq).unwrap_or(0);
+    let check = check(d, &ctx.msg, upstream, cseq, method, &s.rr_param);
+    let now = Instant::now();
+    let sender = if upstream {
+        &mut d.callee
+    } else {
+        &mut d.caller
+    };
+    if method != Some(Method::Ack) && method != Some(Method::Cancel) && cseq > sender.cseq {
+        sender.cseq = cseq;
+    }
+    // A target refresh (re-INVITE, UPDATE) brings the sender's new Contact.
+    if matches!(method, Some(Method::Invite | Method::Update))
+        && let Some(c) = contact_of(&ctx.msg)
+    {
+        sender.contact = c;
+    }
+    let mut dirty = true;
+    let mut ended = None;
+    match method {
+        Some(Method::Ack) if d.state == CONFIRMED_NA => d.state = CONFIRMED,
+        Some(Method::Bye) if d.state != DELETED => {
+            ended = Some(if upstream {
+                "Upstream BYE"
+            } else {
+                "Downstream BYE"
+            });
+        }
+        _ => dirty = method != Some(Method::Ack),
+    }
+    if let Some(why) = ended {
+        t.end(id, why, s.delete_delay, now);
+    }
+    if dirty {
+        t.mark_dirty(id);
+    }
+    ctx.dialog = Some(DialogMark {
+        id,
+        upstream,
+        created: false,
+        check,
+    });
+}
+
+/// `validate_dialog`'s answer for a sequential request, from the dialog as it was before it.
+fn check(
+    d: &Dialog,
+    msg: &sip::SipMessage,
+    upstream: bool,
+    cseq: u32,
+    method: Option<Method>,
+    rr_param: &str,
+) -> i8 {
+    if d.state < EARLY {
+        return -4;
+    }
+    let (sender, target) = if upstream {
+        (&d.callee, &d.caller)
+    } else {
+        (&d.caller, &d.callee)
+    };
+    // An ACK (and a CANCEL) repeats its INVITE's CSeq; anything else goes up.
+    let cseq_ok = match method {
+        Some(Method::Ack | Method::Cancel) => cseq <= sender.cseq,
+        _ => cseq > sender.cseq,
+    };
+    if !cseq_ok {
+        return -1;
+    }
+    let ruri = msg.request_uri_str().unwrap_or("");
+    let same = match (sip::Uri::parse(ruri), sip::Uri::parse(&target.contact)) {
+        (Ok(a), Ok(b)) => a.equivalent(&b),
+        _ => ruri == target.contact,
+    };
+    if !target.contact.is_empty() && !same {
+        return -2;
+    }
+    // What is left of the Route set after loose_route took ours.
+    let ours = format!(";{rr_param}={}", d.did());
+    let left: Vec<String> = msg
+        .routes()
+        .filter_map(Result::ok)
+        .map(|r| r.as_str().to_owned())
+        .filter(|r| !r.contains(&ours))
+        .collect();
+    let same_routes = left.len() == target.route_set.len()
+        && left.iter().zip(&target.route_set).all(|(a, b)| {
+            match (sip::NameAddr::parse(a), sip::NameAddr::parse(b)) {
+                (Ok(x), Ok(y)) => x.uri().equivalent(y.uri()),
+                _ => a == b,
+            }
+        });
+    if !same_routes {
+        return -3;
+    }
+    1
+}
+
+/// What tm and rr tell the module.
+struct Hooks;
+
+impl engine::hooks::DialogHooks for Hooks {
+    fn pv(&self, ctx: &MsgCtx, name: &str) -> Value {
+        let Some(mark) = ctx.dialog else {
+            return if name == "DLG_count" {
+                Value::Int(active_count() as i64)
+            } else {
+                Value::Null
+            };
+        };
+        let t = dialogs();
+        if name == "DLG_count" {
+            drop(t);
+            return Value::Int(active_count() as i64);
+        }
+        let Some(d) = t.by_id.get(&mark.id) else {
+            return Value::Null;
+        };
+        let now = Instant::now();
+        match name {
+            "DLG_status" => Value::Int(i64::from(d.state)),
+            "DLG_dir" => Value::from(if mark.upstream {
+                "UPSTREAM"
+            } else {
+                "DOWNSTREAM"
+            }),
+            "DLG_did" => Value::from(format!("{}:{}", d.h_entry(), d.h_id())),
+            "DLG_lifetime" => Value::Int(if d.start_unix > 0 {
+                table::unix_now() - d.start_unix
+            } else {
+                0
+            }),
+            "DLG_timeout" => Value::Int(d.timeout_left(now) as i64),
+            "DLG_flags" => Value::Int(i64::from(d.flags.bits())),
+            "DLG_end_reason" => d.end_reason.clone().map_or(Value::Null, Value::from),
+            _ => Value::Null,
+        }
+    }
+
+    fn reply_sent(&self, dialog: u64, code: u16, reply: &[u8]) {
+        if code <= 100 {
+            return;
+        }
+        let Ok(msg) = sip::SipMessage::parse(bytes::Bytes::copy_from_slice(reply)) else {
+            return;
+        };
+        let Ok(cseq) = msg.cseq() else { return };
+        let s = settings();
+        let mut t = dialogs();
+        let Some(d) = t.by_id.get_mut(&dialog) else {
+            return;
+        };
+        // Only the replies to the INVITE that created it move it.
+        if cseq.method != Method::Invite || cseq.seq != d.initial_cseq || d.state >= CONFIRMED_NA {
+            return;
+        }
+        let now = Instant::now();
+        let learn = |d: &mut Dialog| {
+            if let Ok(Some(tag)) = msg.to_tag() {
+                d.callee.tag = tag.to_owned();
+            }
+            if let Some(c) = contact_of(&msg) {
+                d.callee.contact = c;
+            }
+            // Towards the callee: the Record-Routes above ours, nearest first.
+            let rr: Vec<String> = msg
+                .record_routes()
+                .filter_map(Result::ok)
+                .map(|r| r.as_str().to_owned())
+                .collect();
+            let ours = format!(";{}={}", s.rr_param, d.did());
+            if let Some(first) = rr.iter().position(|r| r.contains(&ours)) {
+                d.callee.route_set = rr[..first].iter().rev().cloned().collect();
+            }
+        };
+        match code {
+            101..=199 => {
+                if msg.to_tag().ok().flatten().is_some() {
+                    learn(d);
+                    if d.state == UNCONFIRMED {
+                        d.state = EARLY;
+                        engine::gauge!("dialog", "early_dialogs").inc();
+                    }
+                }
+            }
+            200..=299 => {
+                learn(d);
+                if d.state == EARLY {
+                    engine::gauge!("dialog", "early_dialogs").dec();
+                }
+                d.state = CONFIRMED_NA;
+                d.start_unix = table::unix_now();
+                d.expires = Some(now + Duration::from_secs(u64::from(d.lifetime)));
+                engine::gauge!("dialog", "active_dialogs").inc();
+                t.mark_dirty(dialog);
+            }
+            _ => {
+                engine::stat!("dialog", "failed_dialogs").inc();
+                t.end(dialog, "Failed", Duration::ZERO, now);
+            }
+        }
+    }
+
+    fn routed(&self, ctx: &mut MsgCtx) {
+        if ctx.dialog.is_none() && ctx.msg.to_tag().ok().flatten().is_some() {
+            matched(ctx, settings().match_mode);
+        }
+    }
+
+    fn request_done(&self, ctx: &MsgCtx) {
+        if let Some(mark) = ctx.dialog
+            && mark.created
+            && ctx.tx.is_none()
+        {
+            // Nothing will ever answer for it through tm: a stateless reply, or a drop.
+            let mut t = dialogs();
+            if t.by_id
+                .get(&mark.id)
+                .is_some_and(|d| d.state == UNCONFIRMED)
+            {
+                t.remove(mark.id);
+            }
+        }
+    }
+}
+
+/// Dialogs not yet ended (`$DLG_count`).
+fn active_count() -> usize {
+    dialogs()
+        .by_id
+        .values()
+        .filter(|d| d.state != DELETED)
+        .count()
+}

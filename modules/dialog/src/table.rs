@@ -1,0 +1,345 @@
+//! The dialogs in memory: one record per call the script created a dialog for, found by its
+//! id (the `did` Route parameter) or by its SIP identifiers, and the profile counters.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// OpenSIPS' dialog states (`$DLG_status`, MI `state`).
+pub const UNCONFIRMED: u8 = 1;
+pub const EARLY: u8 = 2;
+pub const CONFIRMED_NA: u8 = 3;
+pub const CONFIRMED: u8 = 4;
+pub const DELETED: u8 = 5;
+
+/// One side of the call, as the proxy sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leg {
+    pub tag: String,
+    /// The remote target (Contact URI) requests towards this side go to.
+    pub contact: String,
+    /// The last CSeq number this side sent.
+    pub cseq: u32,
+    /// The Route set for requests from us towards this side, first hop first.
+    pub route_set: Vec<String>,
+    /// The socket we talk to this side on (`udp:127.0.0.1:5060`).
+    pub socket: Option<String>,
+}
+
+/// What `create_dialog` flags ask for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub bye_on_timeout: bool,
+    pub ping_caller: bool,
+    pub ping_callee: bool,
+    pub reinvite_ping_caller: bool,
+    pub reinvite_ping_callee: bool,
+    pub end_on_race: bool,
+    pub auto_prack: bool,
+}
+
+impl Flags {
+    /// The bits OpenSIPS shows for them (`$DLG_flags`, the `flags` column).
+    pub fn bits(self) -> u32 {
+        [
+            (self.bye_on_timeout, 1 << 0),
+            (self.ping_caller, 1 << 1),
+            (self.ping_callee, 1 << 2),
+            (self.reinvite_ping_caller, 1 << 3),
+            (self.reinvite_ping_callee, 1 << 4),
+            (self.end_on_race, 1 << 5),
+            (self.auto_prack, 1 << 6),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, b)| b)
+        .sum()
+    }
+
+    pub fn from_bits(bits: u32) -> Flags {
+        Flags {
+            bye_on_timeout: bits & 1 != 0,
+            ping_caller: bits & 2 != 0,
+            ping_callee: bits & 4 != 0,
+            reinvite_ping_caller: bits & 8 != 0,
+            reinvite_ping_callee: bits & 16 != 0,
+            end_on_race: bits & 32 != 0,
+            auto_prack: bits & 64 != 0,
+        }
+    }
+
+    /// `create_dialog`'s flags: names separated by `,`, `|` or blanks.
+    pub fn parse(text: &str) -> Result<Flags, String> {
+        let mut f = Flags::default();
+        for name in text
+            .split(|c: char| c == ',' || c == '|' || c.is_whitespace())
+            .filter(|n| !n.is_empty())
+        {
+            match name.to_ascii_lowercase().as_str() {
+                "bye-on-timeout" => f.bye_on_timeout = true,
+                "options-ping-caller" => f.ping_caller = true,
+                "options-ping-callee" => f.ping_callee = true,
+                "reinvite-ping-caller" => f.reinvite_ping_caller = true,
+                "reinvite-ping-callee" => f.reinvite_ping_callee = true,
+                "end-on-race-condition" => f.end_on_race = true,
+                "auto-prack" => f.auto_prack = true,
+                other => {
+                    return Err(format!(
+                        "unknown create_dialog flag `{other}` (bye-on-timeout, \
+                         options-ping-caller, options-ping-callee, reinvite-ping-caller, \
+                         reinvite-ping-callee, end-on-race-condition, auto-prack)"
+                    ));
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// One dialog.
+#[derive(Debug, Clone)]
+pub struct Dialog {
+    pub id: u64,
+    pub state: u8,
+    pub callid: String,
+    pub from_uri: String,
+    pub to_uri: String,
+    pub caller: Leg,
+    pub callee: Leg,
+    /// The CSeq of the INVITE that created it.
+    pub initial_cseq: u32,
+    pub flags: Flags,
+    /// The lifetime (seconds) once confirmed: `default_timeout`, or `$DLG_timeout`.
+    pub lifetime: u32,
+    /// Unix time it was confirmed (0 before).
+    pub start_unix: i64,
+    /// When a confirmed dialog times out.
+    pub expires: Option<Instant>,
+    /// When a deleted one leaves the table.
+    pub gone_at: Option<Instant>,
+    pub end_reason: Option<String>,
+    /// (profile, value — empty for profiles without one).
+    pub profiles: Vec<(String, String)>,
+    /// `store_dlg_value`.
+    pub vals: Vec<(String, String)>,
+}
+
+impl Dialog {
+    pub fn h_entry(&self) -> u32 {
+        (self.id >> 32) as u32
+    }
+
+    pub fn h_id(&self) -> u32 {
+        self.id as u32
+    }
+
+    /// The `did` Route parameter's value.
+    pub fn did(&self) -> String {
+        format!("{:x}.{:x}", self.h_entry(), self.h_id())
+    }
+
+    /// Seconds left before it times out (the whole lifetime before it is confirmed).
+    pub fn timeout_left(&self, now: Instant) -> u64 {
+        match self.expires {
+            Some(at) => at.saturating_duration_since(now).as_secs(),
+            None => u64::from(self.lifetime),
+        }
+    }
+}
+
+/// Every dialog, and how many are in each profile (and value).
+#[derive(Debug, Default)]
+pub struct Dialogs {
+    pub by_id: HashMap<u64, Dialog>,
+    pub by_callid: HashMap<String, Vec<u64>>,
+    /// profile → value → dialogs (value "" for profiles without values).
+    pub profiles: HashMap<String, HashMap<String, usize>>,
+    next_id: u32,
+    /// Dialogs changed since the database was last written (db_mode 1 and 2).
+    pub dirty: std::collections::HashSet<u64>,
+    /// Dialogs to remove from the database.
+    pub removed: Vec<u64>,
+    /// A database keeps the dialogs (the two lists above are kept).
+    pub track: bool,
+}
+
+pub fn dialogs() -> MutexGuard<'static, Dialogs> {
+    static D: OnceLock<Mutex<Dialogs>> = OnceLock::new();
+    D.get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A stable hash of a Call-ID for the `h_entry` part of an id.
+fn entry_of(callid: &str, hash_size: u32) -> u32 {
+    let h = callid.bytes().fold(2_166_136_261u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16_777_619)
+    });
+    h % hash_size.max(1)
+}
+
+impl Dialogs {
+    /// A new id for a dialog of `callid`.
+    pub fn new_id(&mut self, callid: &str, hash_size: u32) -> u64 {
+        loop {
+            self.next_id = self.next_id.wrapping_add(1);
+            let id = (u64::from(entry_of(callid, hash_size)) << 32) | u64::from(self.next_id);
+            if !self.by_id.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    pub fn insert(&mut self, d: Dialog) {
+        self.by_callid
+            .entry(d.callid.clone())
+            .or_default()
+            .push(d.id);
+        for (p, v) in &d.profiles {
+            *self
+                .profiles
+                .entry(p.clone())
+                .or_default()
+                .entry(v.clone())
+                .or_default() += 1;
+        }
+        self.by_id.insert(d.id, d);
+    }
+
+    /// Takes a dialog out of every profile it is in.
+    pub fn leave_profiles(&mut self, id: u64) {
+        let Some(d) = self.by_id.get_mut(&id) else {
+            return;
+        };
+        for (p, v) in std::mem::take(&mut d.profiles) {
+            if let Some(values) = self.profiles.get_mut(&p)
+                && let Some(n) = values.get_mut(&v)
+            {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    values.remove(&v);
+                }
+            }
+        }
+    }
+
+    /// Puts a dialog in a profile (once per value).
+    pub fn join_profile(&mut self, id: u64, profile: &str, value: &str) -> bool {
+        let Some(d) = self.by_id.get_mut(&id) else {
+            return false;
+        };
+        if d.state == DELETED {
+            return false;
+        }
+        if d.profiles.iter().any(|(p, v)| p == profile && v == value) {
+            return true;
+        }
+        d.profiles.push((profile.to_owned(), value.to_owned()));
+        *self
+            .profiles
+            .entry(profile.to_owned())
+            .or_default()
+            .entry(value.to_owned())
+            .or_default() += 1;
+        true
+    }
+
+    /// Takes a dialog out of a profile (every value when `value` is `None`); whether it was in.
+    pub fn leave_profile(&mut self, id: u64, profile: &str, value: Option<&str>) -> bool {
+        let Some(d) = self.by_id.get_mut(&id) else {
+            return false;
+        };
+        let mut left = Vec::new();
+        d.profiles.retain(|(p, v)| {
+            let hit = p == profile && value.is_none_or(|want| want == v);
+            if hit {
+                left.push(v.clone());
+            }
+            !hit
+        });
+        for v in &left {
+            if let Some(values) = self.profiles.get_mut(profile)
+                && let Some(n) = values.get_mut(v)
+            {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    values.remove(v);
+                }
+            }
+        }
+        !left.is_empty()
+    }
+
+    /// How many dialogs a profile holds (with `value`, or in all).
+    pub fn profile_size(&self, profile: &str, value: Option<&str>) -> usize {
+        let Some(values) = self.profiles.get(profile) else {
+            return 0;
+        };
+        match value {
+            Some(v) => values.get(v).copied().unwrap_or(0),
+            None => values.values().sum(),
+        }
+    }
+
+    /// Ends a dialog: deleted, out of its profiles, gone from the table after `delay`.
+    pub fn end(&mut self, id: u64, reason: &str, delay: Duration, now: Instant) {
+        self.leave_profiles(id);
+        if let Some(d) = self.by_id.get_mut(&id)
+            && d.state != DELETED
+        {
+            // An unconfirmed dialog was never counted as early or active.
+            if d.state >= CONFIRMED_NA {
+                engine::gauge!("dialog", "active_dialogs").dec();
+            } else if d.state == EARLY {
+                engine::gauge!("dialog", "early_dialogs").dec();
+            }
+            let stored = d.state >= CONFIRMED_NA;
+            d.state = DELETED;
+            d.end_reason = Some(reason.to_owned());
+            d.expires = None;
+            d.gone_at = Some(now + delay);
+            if stored && self.track {
+                self.removed.push(id);
+            }
+        }
+    }
+
+    /// Removes a dialog at once.
+    pub fn remove(&mut self, id: u64) -> Option<Dialog> {
+        self.leave_profiles(id);
+        let d = self.by_id.remove(&id)?;
+        if let Some(ids) = self.by_callid.get_mut(&d.callid) {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.by_callid.remove(&d.callid);
+            }
+        }
+        Some(d)
+    }
+
+    /// The dialog of a sequential request by its SIP identifiers: (id, upstream).
+    pub fn by_sip(&self, callid: &str, from_tag: &str, to_tag: &str) -> Option<(u64, bool)> {
+        self.by_callid.get(callid)?.iter().find_map(|id| {
+            let d = self.by_id.get(id)?;
+            if d.caller.tag == from_tag && (d.callee.tag == to_tag || d.callee.tag.is_empty()) {
+                Some((*id, false))
+            } else if d.caller.tag == to_tag && d.callee.tag == from_tag {
+                Some((*id, true))
+            } else {
+                None
+            }
+        })
+    }
+
+    pub fn mark_dirty(&mut self, id: u64) {
+        if self.track {
+            self.dirty.insert(id);
+        }
+    }
+}
