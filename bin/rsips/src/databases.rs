@@ -1,6 +1,6 @@
 //! The database modules as the script loads them: `db_text` (its parameters, its MI commands,
 //! and its tables written back at shutdown), `db_postgres`, `db_mysql`, and the start of the modules that load their
-//! data from a database (dispatcher, auth_db, sqlops, permissions, domain, group, alias_db, drouting, dialplan, usrloc, dialog).
+//! data from a database (dispatcher, auth_db, sqlops, permissions, domain, group, alias_db, drouting, dialplan, usrloc, dialog, load_balancer).
 
 use std::path::Path;
 
@@ -72,6 +72,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     rtpengine::start(script)?;
     registrar::persist::start(script, &options)?;
     dialog::start(script, &options)?;
+    load_balancer::start(script, &options)?;
     dispatcher::start(script, &options)
 }
 

@@ -49,6 +49,7 @@ fn available() -> engine::Available {
             &rtpengine::MODULE,
             &rest_client::MODULE,
             &dialog::MODULE,
+            &load_balancer::MODULE,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
@@ -239,6 +240,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("dialog") {
         dialog::mi::commands(&mut commands);
+    }
+    if script.loads("load_balancer") {
+        load_balancer::mi::commands(&mut commands);
     }
     mi::httpd_commands(&mut commands, &script);
     mi::evi_commands(&mut commands, std::sync::Arc::clone(&scripts));

@@ -458,6 +458,22 @@ impl Server {
                 }
             }));
         }
+        // load_balancer's probes, every probing_interval.
+        if let Some(period) = load_balancer::probe::interval(&script) {
+            let (scripts, stop) = (Arc::clone(&scripts), Arc::clone(&stop));
+            processes.push("load_balancer probing".to_owned());
+            handles.push(std::thread::spawn(move || {
+                let mut next = std::time::Instant::now() + period;
+                while !stop.load(Ordering::SeqCst) {
+                    if std::time::Instant::now() < next {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
+                    next += period;
+                    load_balancer::probe::round(&scripts.load());
+                }
+            }));
+        }
         // dispatcher's probes, every ds_ping_interval (the running script's settings).
         if let Some(period) = dispatcher::probe::interval(&script) {
             let (scripts, stop) = (Arc::clone(&scripts), Arc::clone(&stop));

@@ -8,98 +8,10 @@
 
 mod common;
 
-use std::net::UdpSocket;
+use common::{Peer, header, reply_to};
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-struct Peer {
-    sock: UdpSocket,
-    port: u16,
-}
-
-impl Peer {
-    fn new() -> Peer {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let port = sock.local_addr().unwrap().port();
-        Peer { sock, port }
-    }
-
-    fn send(&self, to: u16, text: &str) {
-        self.sock
-            .send_to(text.as_bytes(), ("127.0.0.1", to))
-            .unwrap();
-    }
-
-    /// The next message, skipping `100 Trying`.
-    fn recv(&self, what: &str) -> String {
-        let mut buf = vec![0u8; 65535];
-        loop {
-            let (n, _) = self
-                .sock
-                .recv_from(&mut buf)
-                .unwrap_or_else(|e| panic!("no {what}: {e}"));
-            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if !m.starts_with("SIP/2.0 100 ") {
-                return m;
-            }
-        }
-    }
-
-    /// Whether anything but a 100 arrives within `wait`.
-    fn quiet(&self, wait: Duration) -> Option<String> {
-        self.sock.set_read_timeout(Some(wait)).unwrap();
-        let mut buf = vec![0u8; 65535];
-        let got = loop {
-            match self.sock.recv_from(&mut buf) {
-                Ok((n, _)) => {
-                    let m = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    if !m.starts_with("SIP/2.0 100 ") {
-                        break Some(m);
-                    }
-                }
-                Err(_) => break None,
-            }
-        };
-        self.sock
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        got
-    }
-}
-
-fn header<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
-    msg.split("\r\n")
-        .filter_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-        .collect()
-}
-
-/// A reply to `req` (its Via, From, To, Call-ID and CSeq), with a To tag and extra headers.
-fn reply_to(req: &str, status: &str, to_tag: &str, extra: &str) -> String {
-    let mut out = format!("SIP/2.0 {status}\r\n");
-    for v in header(req, "Via") {
-        out.push_str(&format!("Via: {v}\r\n"));
-    }
-    for r in header(req, "Record-Route") {
-        out.push_str(&format!("Record-Route: {r}\r\n"));
-    }
-    let to = header(req, "To")[0];
-    let to = if to.contains(";tag=") || to_tag.is_empty() {
-        to.to_owned()
-    } else {
-        format!("{to};tag={to_tag}")
-    };
-    out.push_str(&format!(
-        "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: 0\r\n\r\n",
-        header(req, "From")[0],
-        header(req, "Call-ID")[0],
-        header(req, "CSeq")[0]
-    ));
-    out
-}
 
 const CONFIG: &str = r#"
 log_level=3

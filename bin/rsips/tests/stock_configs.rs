@@ -126,7 +126,13 @@ fn implemented_modules_are_listed() {
 
 #[test]
 fn etc_opensips_cfg_and_the_default_residential_config_check_clean() {
-    for cfg in ["4.0/opensips.cfg", "rendered/residential_default.cfg"] {
+    for cfg in [
+        "4.0/opensips.cfg",
+        "rendered/residential_default.cfg",
+        "rendered/trunking_default.cfg",
+        "rendered/loadbalancer_default.cfg",
+        "rendered/loadbalancer_dispatcher.cfg",
+    ] {
         let (ok, stderr) = rsips_check(&reference().join(cfg), &[]);
         assert!(ok, "{cfg}:\n{stderr}");
     }

@@ -255,9 +255,6 @@ fn contact_of(msg: &sip::SipMessage) -> Option<String> {
 
 /// `create_dialog([flags])`: a dialog for this initial INVITE (1; an existing one is kept).
 fn create_dialog(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    if f.msg.dialog.is_some() {
-        return 1;
-    }
     let flags = match args.first().filter(|v| !matches!(v, Value::Null)) {
         Some(v) => match Flags::parse(&v.to_text()) {
             Ok(fl) => fl,
@@ -268,22 +265,31 @@ fn create_dialog(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         },
         None => Flags::default(),
     };
-    let msg = &f.msg.msg;
-    if msg.method() != Some(Method::Invite) {
-        f.log
-            .log(-1, "create_dialog: only an INVITE starts a dialog\n");
-        return -1;
+    match create(f.msg, flags) {
+        Ok(_) => 1,
+        Err(e) => {
+            f.log.log(-1, &format!("create_dialog: {e}\n"));
+            -1
+        }
     }
-    let Some((callid, from_tag, to_tag)) = sip_ids(msg) else {
-        f.log.log(-1, "create_dialog: no Call-ID or From tag\n");
-        return -1;
-    };
+}
+
+/// A dialog for the initial INVITE in `ctx` (the one it already has is kept): its id. Other
+/// modules (load_balancer) create the dialogs they count calls with through this.
+pub fn create(ctx: &mut MsgCtx, flags: Flags) -> Result<u64, String> {
+    if let Some(mark) = ctx.dialog {
+        return Ok(mark.id);
+    }
+    let msg = &ctx.msg;
+    if msg.method() != Some(Method::Invite) {
+        return Err("only an INVITE starts a dialog".into());
+    }
+    let (callid, from_tag, to_tag) = sip_ids(msg).ok_or("no Call-ID or From tag")?;
     if !to_tag.is_empty() {
-        f.log.log(-1, "create_dialog: the INVITE has a To tag\n");
-        return -1;
+        return Err("the INVITE has a To tag".into());
     }
     let (Ok(from), Ok(to), Ok(cseq)) = (msg.from_header(), msg.to_header(), msg.cseq()) else {
-        return -1;
+        return Err("bad From, To or CSeq".into());
     };
     let s = settings();
     let mut table = dialogs();
@@ -303,10 +309,10 @@ fn create_dialog(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                 .filter_map(Result::ok)
                 .map(|r| r.as_str().to_owned())
                 .collect(),
-            socket: socket_of(f.msg),
+            socket: socket_of(ctx),
         },
         callee: Leg {
-            socket: f.msg.send_socket.clone(),
+            socket: ctx.send_socket.clone(),
             ..Leg::default()
         },
         initial_cseq: cseq.seq,
@@ -324,18 +330,47 @@ fn create_dialog(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     drop(table);
     engine::stat!("dialog", "processed_dialogs").inc();
     // Our Record-Route carries the dialog's id, whenever record_route() runs.
-    f.msg
-        .record_route
+    ctx.record_route
         .get_or_insert_with(Default::default)
         .params
         .push_str(&format!(";{}={did}", s.rr_param));
-    f.msg.dialog = Some(DialogMark {
+    ctx.dialog = Some(DialogMark {
         id,
         upstream: false,
         created: true,
         check: 0,
     });
-    1
+    Ok(id)
+}
+
+/// Puts dialog `id` in `profile` with `value` (any name: modules count with their own).
+pub fn join_profile(id: u64, profile: &str, value: &str) -> bool {
+    let mut t = dialogs();
+    let ok = t.join_profile(id, profile, value);
+    if ok {
+        t.mark_dirty(id);
+    }
+    ok
+}
+
+/// Takes dialog `id` out of `profile` (one value, or all).
+pub fn leave_profile(id: u64, profile: &str, value: Option<&str>) -> bool {
+    let mut t = dialogs();
+    let ok = t.leave_profile(id, profile, value);
+    if ok {
+        t.mark_dirty(id);
+    }
+    ok
+}
+
+/// How many dialogs `profile` holds with `value` (or in all).
+pub fn profile_size(profile: &str, value: Option<&str>) -> usize {
+    dialogs().profile_size(profile, value)
+}
+
+/// Whether dialog `id` is still going (not ended).
+pub fn is_live(id: u64) -> bool {
+    dialogs().by_id.get(&id).is_some_and(|d| d.state != DELETED)
 }
 
 /// `match_dialog([DID_ONLY|DID_FALLBACK|DID_NONE])`: finds the dialog of a sequential request

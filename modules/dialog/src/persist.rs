@@ -149,7 +149,8 @@ fn load(db: &dyn Connection, table: &str) -> Result<usize, String> {
 
 fn row(d: &Dialog) -> Vec<(&'static str, DbValue)> {
     let s = |v: &str| DbValue::Str(v.to_owned());
-    let sock = |v: &Option<String>| v.as_deref().map_or(DbValue::Null, s);
+    // The socket columns are NOT NULL in OpenSIPS' SQL schema: empty when unknown.
+    let sock = |v: &Option<String>| s(v.as_deref().unwrap_or(""));
     let json = |p: &Vec<(String, String)>| {
         DbValue::Str(serde_json::to_string(p).unwrap_or_else(|_| "[]".into()))
     };
@@ -177,6 +178,9 @@ fn row(d: &Dialog) -> Vec<(&'static str, DbValue)> {
         ("vars", json(&d.vals)),
         ("profiles", json(&d.profiles)),
         ("flags", DbValue::Int(i64::from(d.flags.bits()))),
+        ("caller_ping_cseq", DbValue::Int(0)),
+        ("callee_ping_cseq", DbValue::Int(0)),
+        ("module_flags", DbValue::Int(0)),
     ]
 }
 

@@ -1,0 +1,297 @@
+//! The stock OpenSIPS load-balancer script (`loadbalancer_default.cfg`: load_balancer with
+//! `lb_start(1,"channel")`, dialog with `db_mode` 2, both on MySQL) run unchanged on a real
+//! MariaDB — only its socket, FIFO, logging and the database's address differ. Gateways of the
+//! test's own answer or fail: calls go to the gateway with the most free channels, fail over
+//! with `lb_next()`, are refused when every channel is taken, free their channel when they
+//! end; the calls in progress are written to the `dialog` table at shutdown and their load
+//! comes back after a restart.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+#[path = "../../../crates/db/tests/my_server/mod.rs"]
+mod my_server;
+#[path = "../../../crates/db/tests/ports/mod.rs"]
+mod ports;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Peer, header, reply_to};
+
+const SCHEMA: &str = "USE opensips;\n\
+CREATE TABLE version (table_name CHAR(32) NOT NULL, table_version INT UNSIGNED DEFAULT 0 NOT NULL, \
+  CONSTRAINT t_name_idx UNIQUE (table_name));\n\
+INSERT INTO version VALUES ('load_balancer', 3), ('dialog', 12);\n\
+CREATE TABLE load_balancer (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, \
+  group_id INT(11) UNSIGNED DEFAULT 0 NOT NULL, dst_uri CHAR(128) NOT NULL, resources CHAR(255) NOT NULL, \
+  probe_mode INT(11) UNSIGNED DEFAULT 0 NOT NULL, attrs CHAR(255) DEFAULT NULL, description CHAR(128) DEFAULT NULL);\n\
+CREATE TABLE dialog (dlg_id BIGINT(10) UNSIGNED PRIMARY KEY NOT NULL, callid CHAR(255) NOT NULL, \
+  from_uri CHAR(255) NOT NULL, from_tag CHAR(64) NOT NULL, to_uri CHAR(255) NOT NULL, to_tag CHAR(64) NOT NULL, \
+  mangled_from_uri CHAR(255) DEFAULT NULL, mangled_to_uri CHAR(255) DEFAULT NULL, \
+  caller_cseq CHAR(11) NOT NULL, callee_cseq CHAR(11) NOT NULL, \
+  caller_ping_cseq INT(11) UNSIGNED NOT NULL, callee_ping_cseq INT(11) UNSIGNED NOT NULL, \
+  caller_route_set TEXT(512), callee_route_set TEXT(512), caller_contact CHAR(255), callee_contact CHAR(255), \
+  caller_sock CHAR(64) NOT NULL, callee_sock CHAR(64) NOT NULL, state INT(11) UNSIGNED NOT NULL, \
+  start_time INT(11) UNSIGNED NOT NULL, timeout INT(11) UNSIGNED NOT NULL, vars BLOB(4096) DEFAULT NULL, \
+  profiles TEXT(512) DEFAULT NULL, script_flags CHAR(255) DEFAULT NULL, \
+  module_flags INT(11) UNSIGNED DEFAULT 0 NOT NULL, flags INT(11) UNSIGNED DEFAULT 0 NOT NULL, \
+  rt_on_answer CHAR(64) DEFAULT NULL, rt_on_timeout CHAR(64) DEFAULT NULL, rt_on_hangup CHAR(64) DEFAULT NULL);";
+
+struct Lb {
+    dir: PathBuf,
+    proc: common::Kill,
+}
+
+impl Lb {
+    fn start(dir: &Path, port: u16, db_port: u16) -> Lb {
+        let stock =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(
+                "../../../shared/reference/opensips-configs/rendered/loadbalancer_default.cfg",
+            ))
+            .unwrap();
+        let text = stock
+            .replace(
+                "socket=udp:127.0.0.1:5060",
+                &format!("socket=udp:127.0.0.1:{port}"),
+            )
+            .replace("/tmp/opensips_fifo", dir.join("fifo").to_str().unwrap())
+            .replace("stderror_enabled=no", "stderror_enabled=yes")
+            .replace("syslog_enabled=yes", "syslog_enabled=no")
+            .replace("@localhost/", &format!("@127.0.0.1:{db_port}/"));
+        assert!(
+            text.contains("lb_start(1,\"channel\")") && text.contains("\"db_mode\", 2"),
+            "the stock script as expected"
+        );
+        std::fs::write(dir.join("opensips.cfg"), text).unwrap();
+        let proc =
+            common::spawn_rsips(dir, "opensips.cfg", |log| log.contains("listening on udp:"));
+        Lb {
+            dir: dir.to_owned(),
+            proc,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default()
+    }
+
+    fn mi(&self, args: &[&str]) -> serde_json::Value {
+        let (ok, out) = common::opensips_cli(&self.dir.join("fifo"), args);
+        assert!(ok, "opensips-cli {args:?}: {out}\n{}", self.log());
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    /// The channels in use on each destination, by id.
+    fn loads(&self) -> Vec<(i64, i64, String)> {
+        self.mi(&["lb_list"])["Destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["id"].as_i64().unwrap(),
+                    d["Resources"][0]["load"].as_i64().unwrap(),
+                    d["enabled"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn stop(mut self) {
+        let pid = self.proc.0.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if self.proc.0.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("rsips did not stop on SIGTERM:\n{}", self.log());
+    }
+}
+
+fn invite(caller: &Peer, callid: &str) -> String {
+    format!(
+        "INVITE sip:5551000@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-{callid};rport\r\n\
+         From: <sip:alice@example.com>;tag=a-{callid}\r\nTo: <sip:5551000@example.com>\r\nCall-ID: {callid}\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:{}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        caller.port, caller.port
+    )
+}
+
+/// The INVITE of `callid` at gateway `gw` (it must get it), answered `status`; a 200 is
+/// followed by the caller's ACK. The 2xx's Record-Route for sequential requests.
+fn answer(lb: u16, caller: &Peer, gw: &Peer, callid: &str, status: &str) -> Option<String> {
+    let inv = gw.recv(&format!("INVITE {callid} at gateway {}", gw.port));
+    assert!(inv.starts_with("INVITE "), "{inv}");
+    assert_eq!(header(&inv, "Call-ID"), vec![callid]);
+    let contact = format!("Contact: <sip:gw@127.0.0.1:{}>\r\n", gw.port);
+    gw.send(
+        lb,
+        &reply_to(&inv, status, &format!("g-{callid}"), &contact),
+    );
+    if !status.starts_with("200") {
+        // tm ACKs a negative reply hop by hop.
+        let ack = gw.recv("hop-by-hop ACK");
+        assert!(ack.starts_with("ACK "), "{ack}");
+        return None;
+    }
+    let ok = caller.recv("200");
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let route = header(&ok, "Record-Route")[0].to_owned();
+    caller.send(
+        lb,
+        &format!(
+            "ACK sip:gw@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-{callid}-ack\r\n\
+             Route: {route}\r\nFrom: <sip:alice@example.com>;tag=a-{callid}\r\nTo: <sip:5551000@example.com>;tag=g-{callid}\r\n\
+             Call-ID: {callid}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            gw.port, caller.port
+        ),
+    );
+    let ack = gw.recv("ACK");
+    assert!(ack.starts_with("ACK "), "{ack}");
+    Some(route)
+}
+
+/// The caller's ACK for a negative final reply (or tm retransmits it).
+fn ack_negative(lb: u16, caller: &Peer, reply: &str) {
+    let callid = header(reply, "Call-ID")[0];
+    caller.send(
+        lb,
+        &format!(
+            "ACK sip:5551000@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-{callid};rport\r\n\
+             From: <sip:alice@example.com>;tag=a-{callid}\r\nTo: {}\r\nCall-ID: {callid}\r\n\
+             CSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            caller.port,
+            header(reply, "To")[0]
+        ),
+    );
+}
+
+fn bye(lb: u16, caller: &Peer, gw: &Peer, callid: &str, route: &str) {
+    caller.send(
+        lb,
+        &format!(
+            "BYE sip:gw@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-{callid}-bye\r\n\
+             Route: {route}\r\nFrom: <sip:alice@example.com>;tag=a-{callid}\r\nTo: <sip:5551000@example.com>;tag=g-{callid}\r\n\
+             Call-ID: {callid}\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            gw.port, caller.port
+        ),
+    );
+    let b = gw.recv("BYE");
+    assert!(b.starts_with("BYE "), "{b}");
+    gw.send(lb, &reply_to(&b, "200 OK", "", ""));
+    assert!(caller.recv("200 for BYE").starts_with("SIP/2.0 200"));
+}
+
+#[test]
+fn the_stock_load_balancer_script_unchanged_on_mariadb() {
+    let my = my_server::MyServer::start("lb", ports::free_port());
+    my.sql(SCHEMA);
+    let (gw1, gw2, caller) = (Peer::new(), Peer::new(), Peer::new());
+    my.sql(&format!(
+        "USE opensips;\n\
+         INSERT INTO load_balancer (id, group_id, dst_uri, resources) VALUES \
+         (1, 1, 'sip:127.0.0.1:{}', 'channel=1'), (2, 1, 'sip:127.0.0.1:{}', 'channel=2'), \
+         (3, 2, 'sip:127.0.0.1:9', 'channel=50');",
+        gw1.port, gw2.port
+    ));
+    let port = common::free_port();
+    let dir = std::env::temp_dir().join(format!("rsips-lb-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let lb = Lb::start(&dir, port, my.port);
+    assert_eq!(
+        lb.loads(),
+        vec![
+            (1, 0, "yes".into()),
+            (2, 0, "yes".into()),
+            (3, 0, "yes".into())
+        ]
+    );
+
+    // Call 1: gateway 2 has the most free channels (2 against 1).
+    caller.send(port, &invite(&caller, "c1"));
+    let route1 = answer(port, &caller, &gw2, "c1", "200 OK").unwrap();
+    assert_eq!(
+        lb.loads()[..2],
+        [(1, 0, "yes".into()), (2, 1, "yes".into())]
+    );
+
+    // Call 2: a tie (one free each) goes to the first; its 503 fails over to gateway 2.
+    caller.send(port, &invite(&caller, "c2"));
+    answer(port, &caller, &gw1, "c2", "503 Service Unavailable");
+    let route2 = answer(port, &caller, &gw2, "c2", "200 OK").unwrap();
+    assert_eq!(
+        lb.loads()[..2],
+        [(1, 0, "yes".into()), (2, 2, "yes".into())]
+    );
+    // The failure route sees the request as the request route left it (OpenSIPS 3.1+).
+    assert!(
+        lb.log().contains("Failed trunk example.com/"),
+        "{}",
+        lb.log()
+    );
+
+    // Call 3: gateway 1 fails and gateway 2 is full: "All GW are down".
+    caller.send(port, &invite(&caller, "c3"));
+    answer(port, &caller, &gw1, "c3", "500 Server Error");
+    let refused = caller.recv("500");
+    assert!(
+        refused.starts_with("SIP/2.0 500 All GW are down"),
+        "{refused}"
+    );
+    ack_negative(port, &caller, &refused);
+    assert_eq!(gw2.quiet(Duration::from_millis(300)), None);
+
+    // Call 1 ends: its channel is free again.
+    bye(port, &caller, &gw2, "c1", &route1);
+    assert_eq!(
+        lb.loads()[..2],
+        [(1, 0, "yes".into()), (2, 1, "yes".into())]
+    );
+
+    // Disabled from the MI, gateway 2 gets nothing; with gateway 1 full too, no destination.
+    assert_eq!(lb.mi(&["lb_status", "2", "0"]), serde_json::json!("OK"));
+    assert_eq!(lb.mi(&["lb_status", "2"])["enable"], "no");
+    caller.send(port, &invite(&caller, "c4"));
+    let route4 = answer(port, &caller, &gw1, "c4", "200 OK").unwrap();
+    caller.send(port, &invite(&caller, "c5"));
+    let refused = caller.recv("500");
+    assert!(
+        refused.starts_with("SIP/2.0 500 No Destination available"),
+        "{refused}"
+    );
+    ack_negative(port, &caller, &refused);
+    assert_eq!(lb.mi(&["lb_status", "2", "1"]), serde_json::json!("OK"));
+    let (ok, out) = common::opensips_cli(&dir.join("fifo"), &["lb_status", "99"]);
+    assert!(!ok && out.contains("Destination ID not found"), "{out}");
+    let calls = lb.mi(&["dlg_list"])["Dialogs"].as_array().unwrap().len();
+    assert_eq!(calls, 2, "calls 2 and 4 are up");
+
+    // A restart: the two calls were written to MariaDB at shutdown and come back with their
+    // load.
+    lb.stop();
+    let rows = my.sql("USE opensips; SELECT callid, state FROM dialog ORDER BY callid;");
+    assert!(rows.contains("c2\t4") && rows.contains("c4\t4"), "{rows}");
+    let lb = Lb::start(&dir, port, my.port);
+    assert_eq!(
+        lb.loads()[..2],
+        [(1, 1, "yes".into()), (2, 1, "yes".into())]
+    );
+    // Both calls end through the restarted proxy; the table empties.
+    bye(port, &caller, &gw2, "c2", &route2);
+    bye(port, &caller, &gw1, "c4", &route4);
+    assert_eq!(
+        lb.loads()[..2],
+        [(1, 0, "yes".into()), (2, 0, "yes".into())]
+    );
+    lb.stop();
+    let rows = my.sql("USE opensips; SELECT COUNT(*) FROM dialog;");
+    assert!(rows.trim().ends_with('0'), "{rows}");
+}
