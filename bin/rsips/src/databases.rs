@@ -62,6 +62,7 @@ pub fn options(script: &Script, cfg_file: Option<&str>) -> db::Options {
 /// cannot be read stops the start, as in OpenSIPS.
 pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     let options = options(script, cfg_file);
+    acc::db::start(script, &options)?;
     auth::start(script, &options)?;
     sqlops::start(script, &options)?;
     permissions::start(script, &options)?;
@@ -81,6 +82,7 @@ pub fn flush() {
     // usrloc's last changes first, then db_text's files (usrloc may write into db_text).
     registrar::persist::flush();
     dialog::persist::flush(true);
+    acc::db::flush(std::time::Duration::from_secs(3));
     match db::text::dump_all() {
         Ok(0) => {}
         Ok(n) => crate::logging::core(2, &format!("db_text: {n} changed table(s) written")),

@@ -233,6 +233,34 @@ pub struct Accounting {
     /// acc's `detect_direction` found the request going upstream (callee to caller): its
     /// lines swap From and To.
     pub upstream: bool,
+    /// `db`: rows in the database (with their own `failed` / `missed` flags).
+    pub db: bool,
+    pub db_failed: bool,
+    pub db_missed: bool,
+    /// The table `do_accounting`'s third parameter names (an index the acc module keeps;
+    /// 0: `db_table_acc`).
+    pub db_table: u16,
+}
+
+impl Accounting {
+    /// Any backend accounts the request.
+    pub fn any(&self) -> bool {
+        self.log || self.db
+    }
+
+    /// A backend waits to report a missed call.
+    pub fn missed_armed(&self) -> bool {
+        (self.log && self.missed) || (self.db && self.db_missed)
+    }
+
+    /// The same once the missed call is reported (a failure route may arm it again).
+    pub fn missed_spent(self) -> Accounting {
+        Accounting {
+            missed: false,
+            db_missed: false,
+            ..self
+        }
+    }
 }
 
 /// What `record_route()` asked for (rr module parameters applied).

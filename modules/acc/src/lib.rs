@@ -5,6 +5,8 @@
 //! `ACC: transaction answered: timestamp=…;method=…;from_tag=…;to_tag=…;call_id=…;code=…;reason=…`.
 #![forbid(unsafe_code)]
 
+pub mod db;
+
 use engine::{Accounting, FnCtx, FnSpec, ModuleSpec, MsgCtx, Param, ParamType, Routes, Value};
 
 const ACC_ROUTES: Routes = Routes::REQUEST
@@ -39,6 +41,12 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             params: &[(Param::Str, false)],
             routes: ACC_ROUTES,
             run: acc_log_request,
+        },
+        FnSpec {
+            name: "acc_db_request",
+            params: &[(Param::Str, false), (Param::Str, false)],
+            routes: ACC_ROUTES,
+            run: acc_db_request,
         },
     ],
     params: &[
@@ -87,14 +95,25 @@ fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         return 1;
     }
     let mut acc = f.msg.acc.unwrap_or_default();
+    let (mut log_t, mut db_t) = (false, false);
     for t in types.split('|').map(str::trim) {
         match t {
-            "log" => acc.log = true,
-            "db" | "aaa" | "evi" => {
+            "log" => log_t = true,
+            "db" => {
+                if !db::available() {
+                    f.log.log(
+                        -1,
+                        "do_accounting: `db` accounting needs modparam(\"acc\", \"db_url\", …)\n",
+                    );
+                    return -1;
+                }
+                db_t = true;
+            }
+            "aaa" | "evi" => {
                 f.log.log(
                     -1,
                     &format!(
-                        "do_accounting: `{t}` accounting is not available in rsips (only `log`)\n"
+                        "do_accounting: `{t}` accounting is not available in rsips (only `log` and `db`)\n"
                     ),
                 );
                 return -1;
@@ -106,22 +125,43 @@ fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             }
         }
     }
+    acc.log |= log_t;
+    acc.db |= db_t;
     for flag in flags.split('|').map(str::trim).filter(|s| !s.is_empty()) {
         match flag {
-            // CDRs come from the dialog module, which rsips does not have: as OpenSIPS does
-            // without it, the flag is refused with an error and the rest applies.
-            "cdr" => f.log.log(
+            // Call detail records need the dialog module (OpenSIPS' error without it); with
+            // it, rsips does not produce them yet (one row per call, with its duration).
+            "cdr" if !f.script.loads("dialog") => f.log.log(
                 -1,
                 "do_accounting: dialog module not loaded - cdrs cannot be generated\n",
             ),
-            "missed" => acc.missed = true,
-            "failed" => acc.failed = true,
+            "cdr" => f.log.log(
+                -1,
+                "do_accounting: cdr accounting is not available in rsips yet; the call is accounted per transaction\n",
+            ),
+            "missed" => {
+                acc.missed |= log_t;
+                acc.db_missed |= db_t;
+            }
+            "failed" => {
+                acc.failed |= log_t;
+                acc.db_failed |= db_t;
+            }
             _ => {
                 f.log
                     .log(-1, &format!("do_accounting: unknown flag `{flag}`\n"));
                 return -1;
             }
         }
+    }
+    if db_t
+        && let Some(table) = args
+            .get(2)
+            .filter(|v| !matches!(v, Value::Null))
+            .map(|v| v.to_text().trim().to_owned())
+            .filter(|t| !t.is_empty())
+    {
+        acc.db_table = db::table_index(&table);
     }
     // detect_direction: a request going upstream (callee to caller) is logged with From and
     // To swapped, so that both directions of a dialog read alike.
@@ -154,17 +194,24 @@ fn drop_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         f.msg.acc = None;
         return 1;
     };
-    if !types.split('|').any(|t| t.trim() == "log") {
-        // Only the log backend exists here: dropping another one leaves it as it is.
-        return 1;
-    }
+    let has = |name: &str| types.split('|').any(|t| t.trim() == name);
+    let (log_t, db_t) = (has("log"), has("db"));
     match flags {
-        None => acc.log = false,
+        None => {
+            acc.log &= !log_t;
+            acc.db &= !db_t;
+        }
         Some(flags) => {
             for flag in flags.split('|').map(str::trim) {
                 match flag {
-                    "missed" => acc.missed = false,
-                    "failed" => acc.failed = false,
+                    "missed" => {
+                        acc.missed &= !log_t;
+                        acc.db_missed &= !db_t;
+                    }
+                    "failed" => {
+                        acc.failed &= !log_t;
+                        acc.db_failed &= !db_t;
+                    }
                     "cdr" => acc.cdr = false,
                     "" => {}
                     other => {
@@ -174,12 +221,15 @@ fn drop_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                     }
                 }
             }
-            if !(acc.missed || acc.failed || acc.cdr) {
+            if log_t && !(acc.missed || acc.failed || acc.cdr) {
                 acc.log = false;
+            }
+            if db_t && !(acc.db_missed || acc.db_failed) {
+                acc.db = false;
             }
         }
     }
-    f.msg.acc = (acc.log).then_some(acc);
+    f.msg.acc = acc.any().then_some(acc);
     1
 }
 
@@ -214,6 +264,39 @@ fn acc_log_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let to_tag = f.msg.msg.to_tag().ok().flatten().unwrap_or("").to_owned();
     let line = line("request accounted", f.msg, &code, &reason, &to_tag);
     emit(f.msg, &line);
+    1
+}
+
+/// `acc_db_request("code reason", table)`: a row for the request now, in `table`.
+fn acc_db_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    if !db::available() {
+        f.log.log(
+            -1,
+            "acc_db_request: needs modparam(\"acc\", \"db_url\", …)\n",
+        );
+        return -1;
+    }
+    let text = |i: usize| {
+        args.get(i)
+            .map(|v| v.to_text().into_owned())
+            .unwrap_or_default()
+    };
+    let (comment, table) = (text(0), text(1));
+    if table.trim().is_empty() {
+        f.log.log(-1, "acc_db_request: no table\n");
+        return -1;
+    }
+    let (code, reason) = split_comment(&comment);
+    let to_tag = f.msg.msg.to_tag().ok().flatten().unwrap_or("").to_owned();
+    let extra = db_extra_fields(f.script);
+    db::queue(db::row(
+        f.msg,
+        table.trim().to_owned(),
+        &code,
+        &reason,
+        &to_tag,
+        &extra,
+    ));
     1
 }
 
@@ -406,15 +489,20 @@ pub fn line(what: &str, req: &MsgCtx, code: &str, reason: &str, to_tag: &str) ->
 /// The `(tag, log name)` pairs of the `log` backend in `extra_fields`
 /// (`"log: a->My_a_Field; b"`: a tag without `->` is logged under its own name).
 pub fn log_extra_fields(script: &engine::Script) -> Vec<(String, String)> {
-    log_fields(script, "extra_fields")
+    log_fields(script, "extra_fields", "log")
+}
+
+/// The `(tag, column)` pairs of the `db` backend in `extra_fields`.
+pub fn db_extra_fields(script: &engine::Script) -> Vec<(String, String)> {
+    log_fields(script, "extra_fields", "db")
 }
 
 /// The same for `leg_fields` (`$acc_leg` values, per leg).
 pub fn leg_fields(script: &engine::Script) -> Vec<(String, String)> {
-    log_fields(script, "leg_fields")
+    log_fields(script, "leg_fields", "log")
 }
 
-fn log_fields(script: &engine::Script, param: &str) -> Vec<(String, String)> {
+fn log_fields(script: &engine::Script, param: &str, wanted: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, value) in script.modparams("acc") {
         let cfg::ast::ParamValue::Str(spec) = value else {
@@ -426,7 +514,7 @@ fn log_fields(script: &engine::Script, param: &str) -> Vec<(String, String)> {
         let Some((backend, list)) = spec.split_once(':') else {
             continue;
         };
-        if !backend.trim().eq_ignore_ascii_case("log") {
+        if !backend.trim().eq_ignore_ascii_case(wanted) {
             continue;
         }
         for item in list.split(';').map(str::trim).filter(|i| !i.is_empty()) {
@@ -455,59 +543,93 @@ fn reported_method(req: &MsgCtx) -> bool {
 /// tm's report of a final reply sent upstream for an accounted transaction: successful ones
 /// always, negative ones with the `failed` flag.
 pub fn report(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
-    let Some(acc) = req.acc.filter(|a| a.log) else {
+    let Some(acc) = req.acc.filter(Accounting::any) else {
         return;
     };
-    if code >= 300 && !acc.failed || !reported_method(req) {
+    if !reported_method(req) {
         return;
     }
-    emit(
-        req,
-        &line(
-            "transaction answered",
+    if acc.log && (code < 300 || acc.failed) {
+        emit(
             req,
-            &code.to_string(),
-            reason,
-            to_tag,
-        ),
-    );
+            &line(
+                "transaction answered",
+                req,
+                &code.to_string(),
+                reason,
+                to_tag,
+            ),
+        );
+    }
+    if acc.db && (code < 300 || acc.db_failed) {
+        write_row(req, db::acc_table(req), code, reason, to_tag);
+    }
+}
+
+/// Queues the db row of an event.
+fn write_row(req: &MsgCtx, table: String, code: u16, reason: &str, to_tag: &str) {
+    let extra = req
+        .script
+        .as_ref()
+        .map(|s| db_extra_fields(s))
+        .unwrap_or_default();
+    db::queue(db::row(
+        req,
+        table,
+        &code.to_string(),
+        reason,
+        to_tag,
+        &extra,
+    ));
 }
 
 /// tm's report of a provisional reply relayed upstream: accounted like an answer with
 /// `early_media` when it carries a body (OpenSIPS: any 1xx with Content-Length > 0).
 pub fn report_early(req: &MsgCtx, code: u16, reason: &str, to_tag: &str, has_body: bool) {
-    if !has_body
-        || req.acc.filter(|a| a.log).is_none()
-        || param(req, "early_media").unwrap_or(0) == 0
-        || !reported_method(req)
-    {
+    let Some(acc) = req.acc.filter(Accounting::any) else {
+        return;
+    };
+    if !has_body || param(req, "early_media").unwrap_or(0) == 0 || !reported_method(req) {
         return;
     }
-    emit(
-        req,
-        &line(
-            "transaction answered",
+    if acc.log {
+        emit(
             req,
-            &code.to_string(),
-            reason,
-            to_tag,
-        ),
-    );
+            &line(
+                "transaction answered",
+                req,
+                &code.to_string(),
+                reason,
+                to_tag,
+            ),
+        );
+    }
+    if acc.db {
+        write_row(req, db::acc_table(req), code, reason, to_tag);
+    }
 }
 
 /// tm's report of an INVITE transaction whose attempt failed as a whole (every branch
 /// negative), when it is accounted with `missed`; tm reports it once per arming.
 pub fn report_missed(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
-    if req.acc.filter(|a| a.log && a.missed).is_none() || !reported_method(req) {
+    let Some(acc) = req.acc.filter(Accounting::missed_armed) else {
         return;
     };
-    emit(
-        req,
-        &line("call missed", req, &code.to_string(), reason, to_tag),
-    );
+    if !reported_method(req) {
+        return;
+    }
+    if acc.log && acc.missed {
+        emit(
+            req,
+            &line("call missed", req, &code.to_string(), reason, to_tag),
+        );
+    }
+    if acc.db && acc.db_missed {
+        write_row(req, db::names().missed.clone(), code, reason, to_tag);
+    }
 }
 
 /// Whether a transaction with this request is accounted at all (tm skips the work otherwise).
 pub fn wanted(req: &MsgCtx) -> Option<Accounting> {
-    req.acc.filter(|a| a.log)
+    req.acc.filter(Accounting::any)
 }

@@ -86,13 +86,10 @@ impl Tm {
             // a `do_accounting(…, "missed")` in failure_route arms it for the next attempt.
             if tx.invite
                 && info.code >= 300
-                && let Some(acc) = tx.request.acc.filter(|a| a.log && a.missed)
+                && let Some(acc) = tx.request.acc.filter(engine::Accounting::missed_armed)
             {
                 acc::report_missed(&tx.request, info.code, &info.reason, &best_to_tag);
-                tx.request.acc = Some(engine::Accounting {
-                    missed: false,
-                    ..acc
-                });
+                tx.request.acc = Some(acc.missed_spent());
             }
             // After a 6xx too: the failure route runs, but cannot add branches (OpenSIPS).
             let route = tx.on_failure.take();

@@ -102,13 +102,10 @@ impl Tm {
                 // A negative one to an INVITE is a missed call too, once per arming.
                 if tx.invite
                     && code >= 300
-                    && let Some(armed) = tx.request.acc.filter(|a| a.missed)
+                    && let Some(armed) = tx.request.acc.filter(engine::Accounting::missed_armed)
                 {
                     acc::report_missed(&tx.request, code, reason, &to_tag);
-                    tx.request.acc = Some(engine::Accounting {
-                        missed: false,
-                        ..armed
-                    });
+                    tx.request.acc = Some(armed.missed_spent());
                 }
                 acc::report(&tx.request, code, reason, &to_tag);
             } else if let Ok(sent) = SipMessage::parse(bytes::Bytes::from(out.data.clone())) {

@@ -1,0 +1,221 @@
+//! acc's `db` backend on a real MariaDB: answered and failed calls become rows of `acc` with
+//! the `db` extra fields, failed ones rows of `missed_calls` too, `acc_db_request` writes to
+//! the table it names — and while the database is down the proxy keeps routing calls and
+//! their rows arrive once it is back.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+#[path = "../../../crates/db/tests/my_server/mod.rs"]
+mod my_server;
+#[path = "../../../crates/db/tests/ports/mod.rs"]
+mod ports;
+
+use std::time::{Duration, Instant};
+
+use common::{Peer, header, reply_to};
+
+const SCHEMA: &str = "USE opensips;\n\
+CREATE TABLE version (table_name CHAR(32) NOT NULL, table_version INT UNSIGNED DEFAULT 0 NOT NULL, \
+  CONSTRAINT t_name_idx UNIQUE (table_name));\n\
+INSERT INTO version VALUES ('acc', 7), ('missed_calls', 5);\n\
+CREATE TABLE acc (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, method CHAR(16) DEFAULT '' NOT NULL, \
+  from_tag CHAR(64) DEFAULT '' NOT NULL, to_tag CHAR(64) DEFAULT '' NOT NULL, callid CHAR(64) DEFAULT '' NOT NULL, \
+  sip_code CHAR(3) DEFAULT '' NOT NULL, sip_reason CHAR(32) DEFAULT '' NOT NULL, time DATETIME NOT NULL, \
+  duration INT(11) UNSIGNED DEFAULT 0 NOT NULL, ms_duration INT(11) UNSIGNED DEFAULT 0 NOT NULL, \
+  setuptime INT(11) UNSIGNED DEFAULT 0 NOT NULL, created DATETIME DEFAULT NULL, user_agent CHAR(64) DEFAULT NULL);\n\
+CREATE TABLE missed_calls (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, method CHAR(16) DEFAULT '' NOT NULL, \
+  from_tag CHAR(64) DEFAULT '' NOT NULL, to_tag CHAR(64) DEFAULT '' NOT NULL, callid CHAR(64) DEFAULT '' NOT NULL, \
+  sip_code CHAR(3) DEFAULT '' NOT NULL, sip_reason CHAR(32) DEFAULT '' NOT NULL, time DATETIME NOT NULL, \
+  user_agent CHAR(64) DEFAULT NULL);\n\
+CREATE TABLE audit (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, method CHAR(16) DEFAULT '' NOT NULL, \
+  from_tag CHAR(64) DEFAULT '' NOT NULL, to_tag CHAR(64) DEFAULT '' NOT NULL, callid CHAR(64) DEFAULT '' NOT NULL, \
+  sip_code CHAR(3) DEFAULT '' NOT NULL, sip_reason CHAR(32) DEFAULT '' NOT NULL, time DATETIME NOT NULL, \
+  user_agent CHAR(64) DEFAULT NULL);\n\
+CREATE TABLE broken (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, method CHAR(16), callid CHAR(64));";
+
+const CONFIG: &str = r#"
+log_level=3
+stderror_enabled=yes
+syslog_enabled=no
+socket=udp:127.0.0.1:PORT
+loadmodule "proto_udp.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "signaling.so"
+loadmodule "rr.so"
+loadmodule "sipmsgops.so"
+loadmodule "db_mysql.so"
+loadmodule "acc.so"
+modparam("acc", "db_url", "DBURL")
+modparam("acc", "extra_fields", "db: ua->user_agent")
+route {
+    if (has_totag()) {
+        if (is_method("ACK") && t_check_trans()) { t_relay(); exit; }
+        if (!loose_route()) { send_reply(404, "Not here"); exit; }
+        if (is_method("BYE")) do_accounting("db", "failed");
+        t_relay();
+        exit;
+    }
+    if (is_method("MESSAGE")) {
+        acc_db_request("202 Audited", "audit");
+        send_reply(202, "Accepted");
+        exit;
+    }
+    if (is_method("OPTIONS")) {
+        acc_db_request("200", "broken");
+        send_reply(200, "OK");
+        exit;
+    }
+    record_route();
+    $acc_extra(ua) = $ua;
+    do_accounting("db", "missed|failed");
+    t_relay();
+}
+"#;
+
+fn invite(caller: &Peer, callee: &Peer, callid: &str) -> String {
+    format!(
+        "INVITE sip:bob@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-{callid};rport\r\n\
+         From: <sip:alice@example.com>;tag=a-{callid}\r\nTo: <sip:bob@example.com>\r\nCall-ID: {callid}\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:{}>\r\nUser-Agent: phone-{callid}\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        callee.port, caller.port, caller.port
+    )
+}
+
+/// Waits (20 s at most) until `sql` answers `want`.
+fn wait_for(my: &my_server::MyServer, sql: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = my.sql(sql);
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}:\n{got}\nwanted:\n{want}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn calls_are_accounted_in_mariadb_and_survive_an_outage() {
+    let my = my_server::MyServer::start("accdb", ports::free_port());
+    my.sql(SCHEMA);
+    let port = common::free_port();
+    let dir = std::env::temp_dir().join(format!("rsips-accdb-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        CONFIG
+            .replace("PORT", &port.to_string())
+            .replace("DBURL", &my.url()),
+    )
+    .unwrap();
+    let _server = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("listening on udp:"));
+    let (caller, callee) = (Peer::new(), Peer::new());
+
+    // An answered call, then its BYE.
+    caller.send(port, &invite(&caller, &callee, "c1"));
+    let inv = callee.recv("INVITE");
+    let contact = format!("Contact: <sip:bob@127.0.0.1:{}>\r\n", callee.port);
+    callee.send(port, &reply_to(&inv, "200 OK", "b-c1", &contact));
+    let ok = caller.recv("200");
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let route = header(&ok, "Record-Route")[0].to_owned();
+    caller.send(
+        port,
+        &format!(
+            "BYE sip:bob@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-c1-bye\r\n\
+             Route: {route}\r\nFrom: <sip:alice@example.com>;tag=a-c1\r\nTo: <sip:bob@example.com>;tag=b-c1\r\n\
+             Call-ID: c1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            callee.port, caller.port
+        ),
+    );
+    let bye = callee.recv("BYE");
+    callee.send(port, &reply_to(&bye, "200 OK", "", ""));
+    assert!(caller.recv("200 for BYE").starts_with("SIP/2.0 200"));
+
+    // A busy callee: a failed call, and a missed one.
+    caller.send(port, &invite(&caller, &callee, "c2"));
+    let inv = callee.recv("INVITE");
+    callee.send(port, &reply_to(&inv, "486 Busy Here", "b-c2", ""));
+    assert!(callee.recv("ACK").starts_with("ACK "));
+    let busy = caller.recv("486");
+    assert!(busy.starts_with("SIP/2.0 486"), "{busy}");
+
+    // acc_db_request into the table it names.
+    caller.send(
+        port,
+        &format!(
+            "MESSAGE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-m1\r\n\
+             From: <sip:alice@example.com>;tag=m\r\nTo: <sip:bob@example.com>\r\nCall-ID: m1\r\n\
+             CSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            caller.port
+        ),
+    );
+    assert!(caller.recv("202").starts_with("SIP/2.0 202"));
+    // A table the row does not fit: the database refuses it, it is dropped with an error and
+    // the rows after it still go in.
+    caller.send(
+        port,
+        &format!(
+            "OPTIONS sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-o1\r\n\
+             From: <sip:alice@example.com>;tag=o\r\nTo: <sip:bob@example.com>\r\nCall-ID: o1\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            caller.port
+        ),
+    );
+    assert!(caller.recv("200 for OPTIONS").starts_with("SIP/2.0 200"));
+
+    let acc = "SELECT method, from_tag, to_tag, callid, sip_code, sip_reason, IFNULL(user_agent, '-'), \
+               time > NOW() - INTERVAL 1 MINUTE FROM opensips.acc ORDER BY id";
+    wait_for(
+        &my,
+        acc,
+        "INVITE\ta-c1\tb-c1\tc1\t200\tOK\tphone-c1\t1\n\
+         BYE\ta-c1\tb-c1\tc1\t200\tOK\t-\t1\n\
+         INVITE\ta-c2\tb-c2\tc2\t486\tBusy Here\tphone-c2\t1\n",
+    );
+    wait_for(
+        &my,
+        "SELECT method, callid, sip_code, sip_reason FROM opensips.missed_calls",
+        "INVITE\tc2\t486\tBusy Here\n",
+    );
+    wait_for(
+        &my,
+        "SELECT method, callid, sip_code, sip_reason FROM opensips.audit",
+        "MESSAGE\tm1\t202\tAudited\n",
+    );
+
+    // The database goes away: calls still go through, and their rows wait.
+    my.down();
+    for n in 3..5 {
+        let callid = format!("c{n}");
+        caller.send(port, &invite(&caller, &callee, &callid));
+        let inv = callee.recv("INVITE during the outage");
+        callee.send(
+            port,
+            &reply_to(&inv, "200 OK", &format!("b-{callid}"), &contact),
+        );
+        let ok = caller.recv("200 during the outage");
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    my.up();
+    wait_for(
+        &my,
+        "SELECT callid, sip_code FROM opensips.acc WHERE id > 3 ORDER BY id",
+        "c3\t200\nc4\t200\n",
+    );
+    let log = std::fs::read_to_string(dir.join("rsips.log")).unwrap();
+    assert!(
+        log.contains("acc: cannot write to the database, rows kept and retried"),
+        "{log}"
+    );
+    assert!(
+        log.contains("acc: the database refused a row for table broken, dropped"),
+        "{log}"
+    );
+    assert_eq!(my.sql("SELECT COUNT(*) FROM opensips.broken"), "0\n");
+}
