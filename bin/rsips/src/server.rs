@@ -178,7 +178,7 @@ impl tm::Host for TmHost {
 struct DialogSender(Arc<Scripts>);
 
 impl dialog::end::Sender for DialogSender {
-    fn send(&self, mut ctx: MsgCtx) -> Result<(), String> {
+    fn send(&self, mut ctx: MsgCtx, done: dialog::end::Done) -> Result<(), String> {
         let script = self.0.load();
         let mut worker = Worker::default();
         if !tm::run_local_route(
@@ -195,7 +195,7 @@ impl dialog::end::Sender for DialogSender {
             None,
             script.net(),
             std::time::Instant::now(),
-            Box::new(|_| {}),
+            Box::new(move |reply| done(reply.code)),
         )
         .map(|_| ())
     }

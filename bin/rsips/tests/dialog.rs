@@ -38,7 +38,7 @@ route {
         if (!loose_route()) { send_reply(404, "Not here"); exit; }
         validate_dialog();
         $var(valid) = $rc;
-        xlog("SEQ $rm status=$DLG_status dir=$DLG_dir valid=$var(valid)\n");
+        xlog("SEQ $rm status=$DLG_status dir=$DLG_dir valid=$var(valid) who=$dlg_val(who)\n");
         if ($DLG_status != NULL && $var(valid) < 0) {
             send_reply(400, "Not valid $var(valid)");
             exit;
@@ -48,7 +48,11 @@ route {
         exit;
     }
     if (is_method("INVITE")) {
-        if (!create_dialog("bye-on-timeout")) { send_reply(500, "No dialog"); exit; }
+        $var(flags) = "bye-on-timeout";
+        if ($hdr(X-Flags) != NULL) $var(flags) = $hdr(X-Flags);
+        if (!create_dialog($var(flags))) { send_reply(500, "No dialog"); exit; }
+        if ($hdr(X-Timeout) != NULL) $DLG_timeout = $(hdr(X-Timeout){s.int});
+        $dlg_val(who) = $fU;
         get_profile_size("caller", "$fU", $var(n));
         if ($var(n) >= 1) { send_reply(486, "Busy Here"); exit; }
         set_dlg_profile("caller", "$fU");
@@ -123,10 +127,22 @@ fn test_dir(name: &str) -> PathBuf {
 /// A call from `caller` (user `user`) to `callee` through the proxy, up to the ACK: the
 /// Route the caller uses for sequential requests and the callee's To tag.
 fn call(px: u16, caller: &Peer, callee: &Peer, user: &str, callid: &str) -> (String, String) {
+    call_with(px, caller, callee, user, callid, "")
+}
+
+/// As [`call`], with extra INVITE headers (`X-Flags`, `X-Timeout` for the test script).
+fn call_with(
+    px: u16,
+    caller: &Peer,
+    callee: &Peer,
+    user: &str,
+    callid: &str,
+    extra: &str,
+) -> (String, String) {
     let invite = format!(
         "INVITE sip:bob@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-{callid}-1;rport\r\n\
          From: <sip:{user}@example.com>;tag=a-{callid}\r\nTo: <sip:bob@example.com>\r\nCall-ID: {callid}\r\n\
-         CSeq: 1 INVITE\r\nContact: <sip:{user}@127.0.0.1:{}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+         CSeq: 1 INVITE\r\nContact: <sip:{user}@127.0.0.1:{}>\r\n{extra}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
         callee.port, caller.port, caller.port
     );
     caller.send(px, &invite);
@@ -389,9 +405,10 @@ fn check_bye(bye: &str, to: &Peer, from_tag: &str, to_tag: &str, cseq: u32) {
 fn the_timeout_ends_the_call_with_a_bye_to_each_side() {
     let dir = test_dir("timeout");
     let port = common::free_port();
-    let s = Server::start(&dir, port, 2, "");
+    // The module's default would be an hour; the script sets this call's to 2 s.
+    let s = Server::start(&dir, port, 3600, "");
     let (caller, callee) = (Peer::new(), Peer::new());
-    let (route, tag) = call(port, &caller, &callee, "dave", "t1");
+    let (route, tag) = call_with(port, &caller, &callee, "dave", "t1", "X-Timeout: 2\r\n");
     in_dialog(
         port,
         &caller,
@@ -536,4 +553,93 @@ fn dialogs_survive_a_restart_in_the_database() {
     let table = std::fs::read_to_string(dir.join("db/dialog")).unwrap();
     assert!(!table.contains(":r1:"), "{table}");
     let _ = s.port;
+}
+
+#[test]
+fn a_callee_that_stops_answering_pings_ends_the_call() {
+    let dir = test_dir("pings");
+    let port = common::free_port();
+    let s = Server::start(
+        &dir,
+        port,
+        3600,
+        "modparam(\"dialog\", \"options_ping_interval\", 1)",
+    );
+    let (caller, callee) = (Peer::new(), Peer::new());
+    let (route, tag) = call_with(
+        port,
+        &caller,
+        &callee,
+        "fay",
+        "p1",
+        "X-Flags: options-ping-callee\r\n",
+    );
+    in_dialog(
+        port,
+        &caller,
+        &callee,
+        "ACK",
+        1,
+        (&route, &tag),
+        ("fay", "p1"),
+    );
+    assert!(callee.recv("ACK").starts_with("ACK "));
+    // A ping answered keeps the call.
+    let ping = callee.recv("first OPTIONS ping");
+    assert!(
+        ping.starts_with(&format!("OPTIONS sip:bob@127.0.0.1:{} ", callee.port)),
+        "{ping}"
+    );
+    assert!(header(&ping, "From")[0].ends_with("tag=a-p1"), "{ping}");
+    assert!(
+        header(&ping, "To")[0].ends_with(&format!("tag={tag}")),
+        "{ping}"
+    );
+    callee.send(port, &reply_to(&ping, "200 OK", "", ""));
+    assert_eq!(dialogs(&s)[0]["state"], 4);
+    // The next one gets 481: the call ends, with a BYE to each side.
+    let ping = callee.recv("second OPTIONS ping");
+    assert!(ping.starts_with("OPTIONS "), "{ping}");
+    callee.send(
+        port,
+        &reply_to(&ping, "481 Call/Transaction Does Not Exist", "", ""),
+    );
+    let bye = callee.recv("BYE at the callee");
+    assert!(bye.starts_with("BYE "), "{bye}");
+    callee.send(port, &reply_to(&bye, "200 OK", "", ""));
+    // The caller was never pinged: the first thing it gets is its BYE.
+    let bye = caller.recv("BYE at the caller");
+    assert!(bye.starts_with("BYE "), "{bye}");
+    caller.send(port, &reply_to(&bye, "200 OK", "", ""));
+    wait_no_dialogs(&s);
+    assert!(
+        s.log().contains("answered its ping with 481"),
+        "{}",
+        s.log()
+    );
+}
+
+#[test]
+fn flags_rsips_does_not_do_are_refused_at_load() {
+    let dir = test_dir("flags");
+    let cfg = dir.join("bad.cfg");
+    std::fs::write(
+        &cfg,
+        "loadmodule \"proto_udp.so\"\nloadmodule \"tm.so\"\nloadmodule \"rr.so\"\n\
+         loadmodule \"dialog.so\"\nsocket=udp:127.0.0.1:5060\n\
+         route {\n    create_dialog(\"bye-on-timeout,reinvite-ping-caller\");\n}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .args(["-c", "-f"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("reinvite-ping-caller` is not available in rsips yet"),
+        "{err}"
+    );
+    assert!(err.contains("bad.cfg:7:"), "points at the call: {err}");
 }

@@ -102,6 +102,12 @@ pub trait DialogHooks: Send + Sync {
     /// The request route is done with a request: a dialog it created but left with no
     /// transaction (a stateless reply) goes away.
     fn request_done(&self, ctx: &crate::MsgCtx);
+    /// `$dlg_val(name)` of the message's dialog.
+    fn val(&self, ctx: &crate::MsgCtx, name: &str) -> crate::Value;
+    /// `$dlg_val(name) = v` (NULL removes it); false without a dialog.
+    fn set_val(&self, ctx: &crate::MsgCtx, name: &str, v: &crate::Value) -> bool;
+    /// `$DLG_timeout = secs`: the dialog's lifetime (from now once it is confirmed).
+    fn set_timeout(&self, ctx: &crate::MsgCtx, secs: u32) -> bool;
 }
 
 static DIALOG: OnceLock<Box<dyn DialogHooks>> = OnceLock::new();
@@ -132,5 +138,26 @@ pub fn dialog_request_done(ctx: &crate::MsgCtx) {
         && let Some(d) = DIALOG.get()
     {
         d.request_done(ctx);
+    }
+}
+
+pub fn dialog_val(ctx: &crate::MsgCtx, name: &str) -> crate::Value {
+    match (ctx.dialog, DIALOG.get()) {
+        (Some(_), Some(d)) => d.val(ctx, name),
+        _ => crate::Value::Null,
+    }
+}
+
+pub fn dialog_set_val(ctx: &crate::MsgCtx, name: &str, v: &crate::Value) -> bool {
+    match (ctx.dialog, DIALOG.get()) {
+        (Some(_), Some(d)) => d.set_val(ctx, name, v),
+        _ => false,
+    }
+}
+
+pub fn dialog_set_timeout(ctx: &crate::MsgCtx, secs: u32) -> bool {
+    match (ctx.dialog, DIALOG.get()) {
+        (Some(_), Some(d)) => d.set_timeout(ctx, secs),
+        _ => false,
     }
 }

@@ -10,9 +10,12 @@ use engine::{DialogMark, MsgCtx};
 
 use crate::table::{CONFIRMED, CONFIRMED_NA, DELETED, Dialog, dialogs};
 
+/// What becomes of a request sent: its final reply's code (408 when none came).
+pub type Done = Box<dyn FnOnce(u16) + Send>;
+
 /// Sends a request rsips builds (runs `local_route`, then tm).
 pub trait Sender: Send + Sync {
-    fn send(&self, ctx: MsgCtx) -> Result<(), String>;
+    fn send(&self, ctx: MsgCtx, done: Done) -> Result<(), String>;
 }
 
 static SENDER: OnceLock<Box<dyn Sender>> = OnceLock::new();
@@ -24,6 +27,24 @@ pub fn set_sender(s: Box<dyn Sender>) {
 
 /// The BYE for one side of a confirmed dialog: towards the caller (`upstream`) or the callee.
 pub fn bye(d: &Dialog, upstream: bool, extra_hdrs: &str) -> Result<MsgCtx, String> {
+    let from_leg = if upstream { &d.callee } else { &d.caller };
+    request(
+        d,
+        upstream,
+        "BYE",
+        from_leg.cseq.saturating_add(1),
+        extra_hdrs,
+    )
+}
+
+/// An in-dialog request rsips sends to one side, as if from the other.
+pub fn request(
+    d: &Dialog,
+    upstream: bool,
+    method: &str,
+    cseq: u32,
+    extra_hdrs: &str,
+) -> Result<MsgCtx, String> {
     let (to_leg, from_leg) = if upstream {
         (&d.caller, &d.callee)
     } else {
@@ -38,11 +59,8 @@ pub fn bye(d: &Dialog, upstream: bool, extra_hdrs: &str) -> Result<MsgCtx, Strin
         return Err("no contact known for that side".into());
     }
     let mut headers = format!(
-        "From: <{from_uri}>;tag={}\r\nTo: <{to_uri}>;tag={}\r\nCall-ID: {}\r\nCSeq: {} BYE\r\n",
-        from_leg.tag,
-        to_leg.tag,
-        d.callid,
-        from_leg.cseq.saturating_add(1)
+        "From: <{from_uri}>;tag={}\r\nTo: <{to_uri}>;tag={}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n",
+        from_leg.tag, to_leg.tag, d.callid,
     );
     for r in &to_leg.route_set {
         headers.push_str(&format!("Route: {r}\r\n"));
@@ -51,7 +69,7 @@ pub fn bye(d: &Dialog, upstream: bool, extra_hdrs: &str) -> Result<MsgCtx, Strin
         headers.push_str(line.trim_end());
         headers.push_str("\r\n");
     }
-    let msg = tm::build_request("BYE", &to_leg.contact, &headers, None)?;
+    let msg = tm::build_request(method, &to_leg.contact, &headers, None)?;
     let mut ctx = MsgCtx::new(msg);
     // The first Route is the next hop (a loose router; a strict one has the target as R-URI).
     if let Some(first) = to_leg.route_set.first()
@@ -80,7 +98,7 @@ fn send_byes(d: &Dialog, extra_hdrs: &str) {
         return;
     };
     for upstream in [false, true] {
-        match bye(d, upstream, extra_hdrs).and_then(|ctx| sender.send(ctx)) {
+        match bye(d, upstream, extra_hdrs).and_then(|ctx| sender.send(ctx, Box::new(|_| {}))) {
             Ok(()) => {}
             Err(e) => log::error!(
                 "dialog: BYE towards the {} of {} not sent: {e}",
@@ -146,5 +164,52 @@ pub fn tick(now: Instant) {
     }
     for d in expired.iter().filter(|d| d.flags.bye_on_timeout) {
         send_byes(d, &s.extra_hdrs);
+    }
+    ping(now);
+}
+
+/// OPTIONS pings to the sides a dialog's flags name, every `options_ping_interval`: a side
+/// that answers 481 or not at all (408) ends the call, with a BYE to each side.
+fn ping(now: Instant) {
+    let s = crate::settings();
+    let due: Vec<Dialog> = {
+        let mut t = dialogs();
+        let mut due = Vec::new();
+        for d in t.by_id.values_mut() {
+            if (CONFIRMED_NA..=CONFIRMED).contains(&d.state)
+                && d.next_ping.is_some_and(|at| at <= now)
+            {
+                d.next_ping = Some(now + s.ping_interval);
+                d.pings = d.pings.saturating_add(1);
+                due.push(d.clone());
+            }
+        }
+        due
+    };
+    let Some(sender) = SENDER.get() else { return };
+    for d in due {
+        for (upstream, on) in [(true, d.flags.ping_caller), (false, d.flags.ping_callee)] {
+            if !on {
+                continue;
+            }
+            let from_leg = if upstream { &d.callee } else { &d.caller };
+            let cseq = from_leg.cseq.saturating_add(d.pings);
+            let id = d.id;
+            let done: Done = Box::new(move |code| {
+                if code == 408 || code == 481 {
+                    log::warn!(
+                        "dialog: the {} of dialog {id} answered its ping with {code}: ending the call",
+                        if upstream { "caller" } else { "callee" }
+                    );
+                    // Not from inside tm's callback: the BYEs go through tm again.
+                    std::thread::spawn(move || terminate(id, "Ping Timeout", ""));
+                }
+            });
+            if let Err(e) = request(&d, upstream, "OPTIONS", cseq, &s.extra_hdrs)
+                .and_then(|ctx| sender.send(ctx, done))
+            {
+                log::error!("dialog: ping of {} not sent: {e}", d.callid);
+            }
+        }
     }
 }

@@ -34,6 +34,7 @@ pub struct Settings {
     /// name → has values.
     pub profiles: Vec<(String, bool)>,
     pub extra_hdrs: String,
+    pub ping_interval: Duration,
     pub db_mode: i64,
     pub db_url: Option<String>,
     pub db_update_period: Duration,
@@ -65,6 +66,11 @@ impl Settings {
             extra_hdrs: script
                 .modparam_str("dialog", "dlg_extra_hdrs")
                 .unwrap_or_default(),
+            ping_interval: Duration::from_secs(
+                u64::try_from(int("options_ping_interval", 30))
+                    .unwrap_or(30)
+                    .max(1),
+            ),
             db_mode: int("db_mode", 0),
             db_url: script.modparam_str("dialog", "db_url"),
             db_update_period: Duration::from_secs(
@@ -98,6 +104,7 @@ pub fn settings() -> &'static Settings {
         hash_size: 4096,
         profiles: Vec::new(),
         extra_hdrs: String::new(),
+        ping_interval: Duration::from_secs(30),
         db_mode: 0,
         db_url: None,
         db_update_period: Duration::from_secs(60),
@@ -324,6 +331,8 @@ pub fn create(ctx: &mut MsgCtx, flags: Flags) -> Result<u64, String> {
         end_reason: None,
         profiles: Vec::new(),
         vals: Vec::new(),
+        next_ping: None,
+        pings: 0,
     };
     let did = dialog.did();
     table.insert(dialog);
@@ -763,6 +772,9 @@ impl engine::hooks::DialogHooks for Hooks {
                 d.state = CONFIRMED_NA;
                 d.start_unix = table::unix_now();
                 d.expires = Some(now + Duration::from_secs(u64::from(d.lifetime)));
+                if d.flags.ping_caller || d.flags.ping_callee {
+                    d.next_ping = Some(now + s.ping_interval);
+                }
                 engine::gauge!("dialog", "active_dialogs").inc();
                 t.mark_dirty(dialog);
             }
@@ -777,6 +789,51 @@ impl engine::hooks::DialogHooks for Hooks {
         if ctx.dialog.is_none() && ctx.msg.to_tag().ok().flatten().is_some() {
             matched(ctx, settings().match_mode);
         }
+    }
+
+    fn val(&self, ctx: &MsgCtx, name: &str) -> Value {
+        let Some(mark) = ctx.dialog else {
+            return Value::Null;
+        };
+        dialogs()
+            .by_id
+            .get(&mark.id)
+            .and_then(|d| d.vals.iter().find(|(n, _)| n == name))
+            .map_or(Value::Null, |(_, v)| Value::from(v.clone()))
+    }
+
+    fn set_val(&self, ctx: &MsgCtx, name: &str, v: &Value) -> bool {
+        let Some(mark) = ctx.dialog else { return false };
+        let mut t = dialogs();
+        let Some(d) = t.by_id.get_mut(&mark.id) else {
+            return false;
+        };
+        d.vals.retain(|(n, _)| n != name);
+        if !matches!(v, Value::Null) {
+            d.vals.push((name.to_owned(), v.to_text().into_owned()));
+        }
+        t.mark_dirty(mark.id);
+        true
+    }
+
+    fn set_timeout(&self, ctx: &MsgCtx, secs: u32) -> bool {
+        let Some(mark) = ctx.dialog else { return false };
+        let mut t = dialogs();
+        let Some(d) = t.by_id.get_mut(&mark.id) else {
+            return false;
+        };
+        if d.state == DELETED {
+            return false;
+        }
+        d.lifetime = secs;
+        if d.expires.is_some() {
+            d.expires = Some(Instant::now() + Duration::from_secs(u64::from(secs)));
+            // The lifetime stored counts from the start: what is left plus what has gone.
+            let gone = table::unix_now() - d.start_unix;
+            d.lifetime = u32::try_from(gone.max(0)).unwrap_or(0).saturating_add(secs);
+        }
+        t.mark_dirty(mark.id);
+        true
     }
 
     fn request_done(&self, ctx: &MsgCtx) {

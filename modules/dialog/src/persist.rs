@@ -139,6 +139,8 @@ fn load(db: &dyn Connection, table: &str) -> Result<usize, String> {
             end_reason: None,
             profiles: pairs(&get(18)),
             vals: pairs(&get(17)),
+            next_ping: None,
+            pings: 0,
         };
         t.insert(d);
         engine::gauge!("dialog", "active_dialogs").inc();

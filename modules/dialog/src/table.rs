@@ -79,10 +79,15 @@ impl Flags {
                 "bye-on-timeout" => f.bye_on_timeout = true,
                 "options-ping-caller" => f.ping_caller = true,
                 "options-ping-callee" => f.ping_callee = true,
-                "reinvite-ping-caller" => f.reinvite_ping_caller = true,
-                "reinvite-ping-callee" => f.reinvite_ping_callee = true,
-                "end-on-race-condition" => f.end_on_race = true,
-                "auto-prack" => f.auto_prack = true,
+                // Accepted by OpenSIPS, not done here: refused rather than ignored.
+                n @ ("reinvite-ping-caller"
+                | "reinvite-ping-callee"
+                | "end-on-race-condition"
+                | "auto-prack") => {
+                    return Err(format!(
+                        "create_dialog flag `{n}` is not available in rsips yet"
+                    ));
+                }
                 other => {
                     return Err(format!(
                         "unknown create_dialog flag `{other}` (bye-on-timeout, \
@@ -122,6 +127,10 @@ pub struct Dialog {
     pub profiles: Vec<(String, String)>,
     /// `store_dlg_value`.
     pub vals: Vec<(String, String)>,
+    /// When the next OPTIONS ping is due (`options-ping-*` flags).
+    pub next_ping: Option<Instant>,
+    /// How many pings were sent (their CSeq goes up from the leg's).
+    pub pings: u32,
 }
 
 impl Dialog {

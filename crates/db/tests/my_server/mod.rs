@@ -39,6 +39,8 @@ impl MyServer {
         let dir = std::env::temp_dir().join(format!("rsips-my-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).unwrap();
+        // Its own temporary directory: servers bootstrapped at once in /tmp collide there.
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
         if is_root() {
             let _ = Command::new("chown")
                 .args(["-R", "mysql"])
@@ -48,7 +50,8 @@ impl MyServer {
         let mut init = Command::new("mariadb-install-db");
         init.arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()));
         if is_root() {
             init.arg("--user=mysql");
         }
@@ -84,6 +87,7 @@ impl MyServer {
             .arg(format!("--socket={}", self.socket().display()))
             .arg(format!("--pid-file={}", self.dir.join("pid").display()))
             .arg(format!("--port={}", self.port))
+            .arg(format!("--tmpdir={}", self.dir.join("tmp").display()))
             .args(["--bind-address=127.0.0.1", "--skip-name-resolve"])
             .arg(format!("--log-error={}", self.dir.join("log").display()))
             .stdout(Stdio::null())

@@ -271,7 +271,7 @@ fn non_message_pvs_do_not_resolve_here() {
     for pv in [
         "$var(x)",
         "$avp(a)",
-        "$DLG_status",
+        "$dlg_val(a)",
         "$(avp(a)[$var(i)])",
         "$hdr($var(h))",
     ] {
@@ -280,4 +280,10 @@ fn non_message_pvs_do_not_resolve_here() {
             "{pv}"
         );
     }
+    // The dialog's state variables resolve here, and are read through the dialog module.
+    assert_eq!(
+        CorePv::resolve(&cfg::pv::parse("$DLG_status").unwrap()),
+        Some(CorePv::Dialog("DLG_status"))
+    );
+    assert!(CorePv::resolve(&cfg::pv::parse("$DLG_nosuch").unwrap()).is_none());
 }

@@ -23,6 +23,8 @@ pub(crate) enum Read {
     Flag(u32),
     /// acc's `$acc_extra(tag)`: NULL until set.
     AccExtra(Box<str>),
+    /// dialog's `$dlg_val(name)`: NULL until stored (or without a dialog).
+    DlgVal(Box<str>),
     AccLeg(Box<str>),
     AccCurrentLeg,
     /// `$msg.branch.flag(NAME)[i]` (no index: the last branch; 0 the R-URI's): 1 when set,
@@ -121,6 +123,9 @@ pub(crate) enum Write {
     Flag(u32),
     /// acc's `$acc_extra(tag) = v` (NULL removes it).
     AccExtra(Box<str>),
+    /// dialog's `$dlg_val(name) = v` and `$DLG_timeout = secs`.
+    DlgVal(Box<str>),
+    DlgTimeout,
     AccLeg(Box<str>),
     /// `$msg.branch.flag(NAME)[i] = bool` (no index: the last branch; 0 the R-URI's).
     BranchFlag(u32, Option<i64>),

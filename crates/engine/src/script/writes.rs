@@ -119,6 +119,14 @@ impl Run<'_> {
                 }
                 true
             }
+            Write::DlgVal(ref name) => crate::hooks::dialog_set_val(self.ctx, name, &v),
+            Write::DlgTimeout => match &v {
+                Value::Null => false,
+                v => v
+                    .as_int()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .is_some_and(|secs| crate::hooks::dialog_set_timeout(self.ctx, secs)),
+            },
             Write::AccExtra(ref tag) => {
                 let shared = self.ctx.acc_extra.get_or_insert_with(Default::default);
                 let mut values = shared

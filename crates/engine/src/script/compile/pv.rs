@@ -24,6 +24,8 @@ impl Lower<'_> {
             ("xlog_level", None) => Write::XlogLevel,
             ("msg.flag", Some(name)) => Write::Flag(self.flag_named(name, p.span)?),
             ("acc_extra", Some(tag)) if !tag.contains('$') => Write::AccExtra(tag.trim().into()),
+            ("dlg_val", Some(name)) if !name.contains('$') => Write::DlgVal(name.trim().into()),
+            ("DLG_timeout", None) => Write::DlgTimeout,
             ("acc_leg", Some(tag)) if !tag.contains('$') => Write::AccLeg(tag.trim().into()),
             ("msg.branch.flag" | "branch.flag", Some(name)) => {
                 let at = self.branch_flag_index(&p.spec, p.span)?;
@@ -287,6 +289,7 @@ impl Lower<'_> {
             )),
             ("msg.flag", Some(name)) => Read::Flag(self.flag_named(name, span)?),
             ("acc_extra", Some(tag)) if !tag.contains('$') => Read::AccExtra(tag.trim().into()),
+            ("dlg_val", Some(name)) if !name.contains('$') => Read::DlgVal(name.trim().into()),
             ("acc_leg", Some(tag)) if !tag.contains('$') => Read::AccLeg(tag.trim().into()),
             ("acc_current_leg", None) => Read::AccCurrentLeg,
             ("msg.branch.flag" | "branch.flag", Some(name)) => {
