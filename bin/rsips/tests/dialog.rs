@@ -643,3 +643,69 @@ fn flags_rsips_does_not_do_are_refused_at_load() {
     );
     assert!(err.contains("bad.cfg:7:"), "points at the call: {err}");
 }
+
+#[test]
+fn the_mi_lists_one_call_and_ends_it_with_a_bye_to_each_side() {
+    let dir = test_dir("mi-end");
+    let port = common::free_port();
+    let s = Server::start(&dir, port, 3600, "");
+    let (caller, callee) = (Peer::new(), Peer::new());
+    let (route, tag) = call(port, &caller, &callee, "gus", "e1");
+    in_dialog(
+        port,
+        &caller,
+        &callee,
+        "ACK",
+        1,
+        (&route, &tag),
+        ("gus", "e1"),
+    );
+    assert!(callee.recv("ACK").starts_with("ACK "));
+    let (other_route, other_tag) = call(port, &caller, &callee, "hal", "e2");
+    // dlg_list by Call-ID (and From tag) shows that call only.
+    let one = s.mi(&["dlg_list", "e1"]);
+    let list = one["Dialogs"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{one}");
+    assert_eq!(list[0]["callid"], "e1");
+    // Two positional parameters are ambiguous (Call-ID and From tag, or a page), as in
+    // OpenSIPS: named ones say which.
+    let (ok, out) = common::opensips_cli(&dir.join("fifo"), &["dlg_list", "e2", "a-e2"]);
+    assert!(!ok && out.contains("Ambiguous call"), "{out}");
+    assert_eq!(
+        s.mi(&["dlg_list", "callid=e2", "from_tag=a-e2"])["Dialogs"][0]["callid"],
+        "e2"
+    );
+    let (ok, out) =
+        common::opensips_cli(&dir.join("fifo"), &["dlg_list", "callid=e2", "from_tag=x"]);
+    assert!(!ok && out.contains("Nothing found"), "{out}");
+    // Paged: the first of two, with the total.
+    let page = s.mi(&["dlg_list", "index=0", "counter=1"]);
+    assert_eq!(page["count"], 2, "{page}");
+    assert_eq!(page["Dialogs"].as_array().unwrap().len(), 1, "{page}");
+    // Ended from the MI, with an extra header on both BYEs.
+    let id = list[0]["ID"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.mi(&["dlg_end_dlg", &id, "X-Reason: operator\r\n"]),
+        serde_json::json!("OK")
+    );
+    let bye = callee.recv("BYE at the callee");
+    assert!(bye.starts_with("BYE "), "{bye}");
+    assert_eq!(header(&bye, "Call-ID"), vec!["e1"]);
+    assert_eq!(header(&bye, "X-Reason"), vec!["operator"], "{bye}");
+    callee.send(port, &reply_to(&bye, "200 OK", "", ""));
+    let bye = caller.recv("BYE at the caller");
+    assert_eq!(header(&bye, "Call-ID"), vec!["e1"]);
+    caller.send(port, &reply_to(&bye, "200 OK", "", ""));
+    // The other call is untouched.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let left = dialogs(&s);
+        if left.len() == 1 {
+            assert_eq!(left[0]["callid"], "e2");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = (other_route, other_tag);
+}

@@ -65,7 +65,11 @@ pub fn request(
     for r in &to_leg.route_set {
         headers.push_str(&format!("Route: {r}\r\n"));
     }
-    for line in extra_hdrs.split("\r\n").filter(|l| !l.trim().is_empty()) {
+    for line in extra_hdrs
+        .split('\n')
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+    {
         headers.push_str(line.trim_end());
         headers.push_str("\r\n");
     }

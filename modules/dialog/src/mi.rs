@@ -131,7 +131,12 @@ pub fn commands(mi: &mut Mi) {
                 .str("dialog_id")?
                 .and_then(|s| s.trim().parse::<u64>().ok())
                 .ok_or_else(|| MiError::new(400, "Bad parameter value"))?;
-            let extra = p.str("extra_hdrs")?.unwrap_or_default();
+            // Headers as one string; a shell passes the line ends as the text `\r\n`.
+            let extra = p
+                .str("extra_hdrs")?
+                .unwrap_or_default()
+                .replace("\\r\\n", "\r\n")
+                .replace("\\n", "\r\n");
             if crate::end::terminate(id, "MI Termination", &extra) {
                 Ok(json!("OK"))
             } else {
