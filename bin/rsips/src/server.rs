@@ -173,6 +173,27 @@ impl tm::Host for TmHost {
     }
 }
 
+/// A thread running `work` every `period` (the first time one period from now) until `stop`
+/// is raised; it notices `stop` within 50 ms.
+fn every(
+    period: Duration,
+    stop: &Arc<AtomicBool>,
+    mut work: impl FnMut() + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    let stop = Arc::clone(stop);
+    std::thread::spawn(move || {
+        let mut next = std::time::Instant::now() + period;
+        while !stop.load(Ordering::SeqCst) {
+            if std::time::Instant::now() < next {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            next += period;
+            work();
+        }
+    })
+}
+
 /// Sends the requests the dialog module builds (BYEs ending a call): the running script's
 /// `local_route` sees each first, then tm sends it.
 struct DialogSender(Arc<Scripts>);
@@ -405,19 +426,12 @@ impl Server {
         }
         // nathelper's keepalive pings to registered contacts, every natping_interval.
         if let Some(pinging) = nathelper::Pinging::of(&script) {
-            let (stop, outlet) = (Arc::clone(&stop), Arc::clone(&outlet));
+            let outlet = Arc::clone(&outlet);
+            let period = pinging.interval;
             processes.push("nathelper pinger".to_owned());
-            handles.push(std::thread::spawn(move || {
-                let mut next = std::time::Instant::now() + pinging.interval;
-                while !stop.load(Ordering::SeqCst) {
-                    if std::time::Instant::now() < next {
-                        std::thread::sleep(Duration::from_millis(50));
-                        continue;
-                    }
-                    next += pinging.interval;
-                    for ping in pinging.due() {
-                        outlet.send(ping, None);
-                    }
+            handles.push(every(period, &stop, move || {
+                for ping in pinging.due() {
+                    outlet.send(ping, None);
                 }
             }));
         }
@@ -443,51 +457,26 @@ impl Server {
         // dialog: timeouts and deleted dialogs once a second, and the database writes.
         if script.loads("dialog") {
             dialog::end::set_sender(Box::new(DialogSender(Arc::clone(&scripts))));
-            let stop = Arc::clone(&stop);
             processes.push("dialog timer".to_owned());
-            handles.push(std::thread::spawn(move || {
-                let mut next = std::time::Instant::now() + Duration::from_secs(1);
-                while !stop.load(Ordering::SeqCst) {
-                    if std::time::Instant::now() < next {
-                        std::thread::sleep(Duration::from_millis(50));
-                        continue;
-                    }
-                    next += Duration::from_secs(1);
-                    dialog::end::tick(std::time::Instant::now());
-                    dialog::persist::flush(false);
-                }
+            handles.push(every(Duration::from_secs(1), &stop, || {
+                dialog::end::tick(std::time::Instant::now());
+                dialog::persist::flush(false);
             }));
         }
         // load_balancer's probes, every probing_interval.
         if let Some(period) = load_balancer::probe::interval(&script) {
-            let (scripts, stop) = (Arc::clone(&scripts), Arc::clone(&stop));
+            let scripts = Arc::clone(&scripts);
             processes.push("load_balancer probing".to_owned());
-            handles.push(std::thread::spawn(move || {
-                let mut next = std::time::Instant::now() + period;
-                while !stop.load(Ordering::SeqCst) {
-                    if std::time::Instant::now() < next {
-                        std::thread::sleep(Duration::from_millis(50));
-                        continue;
-                    }
-                    next += period;
-                    load_balancer::probe::round(&scripts.load());
-                }
+            handles.push(every(period, &stop, move || {
+                load_balancer::probe::round(&scripts.load());
             }));
         }
         // dispatcher's probes, every ds_ping_interval (the running script's settings).
         if let Some(period) = dispatcher::probe::interval(&script) {
-            let (scripts, stop) = (Arc::clone(&scripts), Arc::clone(&stop));
+            let scripts = Arc::clone(&scripts);
             processes.push("dispatcher probing".to_owned());
-            handles.push(std::thread::spawn(move || {
-                let mut next = std::time::Instant::now() + period;
-                while !stop.load(Ordering::SeqCst) {
-                    if std::time::Instant::now() < next {
-                        std::thread::sleep(Duration::from_millis(50));
-                        continue;
-                    }
-                    next += period;
-                    dispatcher::probe::round(&scripts.load());
-                }
+            handles.push(every(period, &stop, move || {
+                dispatcher::probe::round(&scripts.load());
             }));
         }
         // One thread per timer_route, each with its own `$var`s, like OpenSIPS' timer processes.

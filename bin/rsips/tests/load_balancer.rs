@@ -99,19 +99,9 @@ impl Lb {
     }
 
     fn stop(mut self) {
-        let pid = self.proc.0.id().to_string();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if self.proc.0.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("rsips did not stop on SIGTERM:\n{}", self.log());
+        let dir = self.dir.clone();
+        self.proc
+            .terminate(|| std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default());
     }
 }
 

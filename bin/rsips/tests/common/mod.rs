@@ -9,6 +9,23 @@ use std::time::Duration;
 /// A child process killed when the test ends (or fails).
 pub struct Kill(pub Child);
 
+impl Kill {
+    /// Stops the process with SIGTERM (a graceful stop: what rsips keeps in memory is written
+    /// out) and waits for it, 10 s at most; panics with `log()` when it does not exit.
+    pub fn terminate(&mut self, log: impl Fn() -> String) {
+        let pid = self.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if self.0.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("rsips did not stop on SIGTERM:\n{}", log());
+    }
+}
+
 impl Drop for Kill {
     fn drop(&mut self) {
         let _ = self.0.kill();
