@@ -10,7 +10,7 @@
 # it forks is followed and their instructions summed (its timers and other helper processes
 # included, as rsips' helper threads are).
 #
-# Usage: bench/server/callgrind.sh stateless|stateful
+# Usage: bench/server/callgrind.sh stateless|stateful|dialog
 #        (env: CALLS=2000 RATE=100 RSIPS=path SERVER=rsips|kamailio KAMAILIO_ALLOCATOR=tlsf)
 source "$(dirname "$0")/lib.sh"
 
@@ -30,11 +30,11 @@ case "$MODE" in
     UAC=(-sn uac)
     UAS=(-sn uas)
     ;;
-  stateful)
+  stateful | dialog)
     UAC=(-sf "$HERE/sipp-uac-call.xml")
     UAS=(-sf "$HERE/sipp-uas-answer.xml")
     ;;
-  *) echo "usage: $0 stateless|stateful" >&2; exit 2 ;;
+  *) echo "usage: $0 stateless|stateful|dialog" >&2; exit 2 ;;
 esac
 sed -e "s/@PORT@/$PORT/g" -e "s/@UAS_PORT@/$UAS_PORT/g" -e "s/@WORKERS@/1/g" \
   -e "s/@FR@/5/g" -e "s/@FR_MS@/30000/g" -e "s/@MI_PORT@/$MI_PORT/g" \

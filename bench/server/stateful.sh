@@ -19,7 +19,9 @@
 #
 # Usage: bench/server/stateful.sh   (env: WORKERS_LIST="1 2" RATES="..." CALLS_PER_STEP=5000
 #        FIXED_RATE=1000 FIXED_CALLS=20000 NICE=-19 KAMAILIO_ALLOCATORS="tlsf qm" RSIPS=path
-#        RSIPS_B=path (a second rsips build, row "rsips-B"), SERVERS="rsips kamailio floor direct")
+#        RSIPS_B=path (a second rsips build, row "rsips-B"), SERVERS="rsips kamailio floor direct",
+#        VARIANT=stateful | dialog: the dialog variant tracks every call in the dialog module as
+#        well, rsips-dialog.cfg / kamailio-dialog.cfg)
 source "$(dirname "$0")/lib.sh"
 
 WORKERS_LIST=${WORKERS_LIST:-"1 2"}
@@ -28,6 +30,7 @@ CALLS_PER_STEP=${CALLS_PER_STEP:-5000}
 FIXED_RATE=${FIXED_RATE:-1000}
 FIXED_CALLS=${FIXED_CALLS:-20000}
 KAMAILIO_ALLOCATORS=${KAMAILIO_ALLOCATORS:-"tlsf qm"}
+VARIANT=${VARIANT:-stateful}
 # Kamailio's shared memory (MiB): transactions stay 5 s in the wait state after their final
 # reply, so a few thousand calls/s keep tens of thousands of them; 256 MiB ran out at 2,500/s.
 KAMAILIO_SHM=${KAMAILIO_SHM:-1024}
@@ -40,7 +43,7 @@ need sipp:sip-tester kamailio:kamailio ss:iproute2 bc:bc
 RSIPS_BIN=$(rsips_bin)
 HZ=$(getconf CLK_TCK)
 
-echo "# stateful proxy: $(machine); rsips $(rsips_commit); kamailio $(kamailio_version); SIPp $(sipp -v 2>/dev/null | grep -o 'v[0-9.]*' | head -1)"
+echo "# stateful proxy ($VARIANT): $(machine); rsips $(rsips_commit); kamailio $(kamailio_version); SIPp $(sipp -v 2>/dev/null | grep -o 'v[0-9.]*' | head -1)"
 echo "# workers=$WORKERS_LIST, server on CPU $SERVER_CPU, SIPp on CPU $SIPP_CPU, nice $NICE, load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 start_uas() {
@@ -183,7 +186,7 @@ measure_rsips() {
   start_uas
   PORT=$(free_port)
   sed -e "s/@PORT@/$PORT/" -e "s/@UAS_PORT@/$UAS_PORT/" -e "s/@WORKERS@/$workers/" \
-    -e "s/@FR@/30/" -e "s/@MI_PORT@/$(free_port)/" "$HERE/rsips-stateful.cfg" >"$WORK/rsips.cfg"
+    -e "s/@FR@/30/" -e "s/@MI_PORT@/$(free_port)/" "$HERE/rsips-$VARIANT.cfg" >"$WORK/rsips.cfg"
   start_rsips "$WORK/rsips.cfg" "$SERVER_CPU" "$WORK/$name-w$workers.log"
   wait_listen udp "$PORT"
   measure "$name" "$workers" "$PORT" "$SERVER_PID"
@@ -211,7 +214,7 @@ for workers in $WORKERS_LIST; do
     PORT=$(free_port)
     sed -e "s/@PORT@/$PORT/" -e "s/@UAS_PORT@/$UAS_PORT/" -e "s/@WORKERS@/$workers/" \
       -e "s/@FR_MS@/30000/" -e "s|@CTL@|unix:$WORK/kamailio-ctl-$PORT|" \
-      "$HERE/kamailio-stateful.cfg" >"$WORK/kamailio.cfg"
+      "$HERE/kamailio-$VARIANT.cfg" >"$WORK/kamailio.cfg"
     start_kamailio "$WORK/kamailio.cfg" "$SERVER_CPU" "$WORK/kamailio-$alloc-w$workers.log" "$alloc" "$KAMAILIO_SHM"
     wait_listen udp "$PORT"
     measure "kamailio -x $alloc" "$workers" "$PORT" "$SERVER_PID"

@@ -460,6 +460,11 @@ impl Server {
             processes.push("dialog timer".to_owned());
             handles.push(every(Duration::from_secs(1), &stop, || {
                 dialog::end::tick(std::time::Instant::now());
+            }));
+            // Database writes in a thread of their own: a slow database does not hold up
+            // timeouts and pings.
+            processes.push("dialog db writer".to_owned());
+            handles.push(every(Duration::from_secs(1), &stop, || {
                 dialog::persist::flush(false);
             }));
         }

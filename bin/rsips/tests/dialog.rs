@@ -47,6 +47,13 @@ route {
         t_relay();
         exit;
     }
+    if (is_method("INVITE") && $hdr(X-Reject) != NULL) {
+        t_newtran();
+        create_dialog();
+        set_dlg_profile("calls");
+        t_reply(486, "Rejected");
+        exit;
+    }
     if (is_method("INVITE")) {
         $var(flags) = "bye-on-timeout";
         if ($hdr(X-Flags) != NULL) $var(flags) = $hdr(X-Flags);
@@ -349,7 +356,9 @@ fn a_failed_call_leaves_no_dialog_and_frees_its_profile() {
         1
     );
     callee.send(port, &reply_to(&inv, "486 Busy Here", "t", ""));
-    assert!(caller.recv("486").starts_with("SIP/2.0 486"));
+    let busy = caller.recv("486");
+    assert!(busy.starts_with("SIP/2.0 486"), "{busy}");
+    ack_negative(port, &caller, &busy, "z9hG4bK-f1");
     wait_no_dialogs(&s);
     assert_eq!(
         s.mi(&["profile_get_size", "caller", "carol"])["Profile"]["count"],
@@ -358,11 +367,45 @@ fn a_failed_call_leaves_no_dialog_and_frees_its_profile() {
     let stats = s.mi(&["get_statistics", "dialog:"]);
     assert_eq!(stats["dialog:failed_dialogs"], 1, "{stats}");
     assert_eq!(stats["dialog:early_dialogs"], 0, "{stats}");
+    // A dialog created after t_newtran and refused by t_reply goes too, and leaves its
+    // profile.
+    caller.send(
+        port,
+        &format!(
+            "INVITE sip:bob@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-f2\r\n\
+             From: <sip:carol@example.com>;tag=f2\r\nTo: <sip:bob@example.com>\r\nCall-ID: f2\r\n\
+             CSeq: 1 INVITE\r\nX-Reject: yes\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            callee.port, caller.port
+        ),
+    );
+    let refused = caller.recv("486 Rejected");
+    assert!(refused.starts_with("SIP/2.0 486 Rejected"), "{refused}");
+    ack_negative(port, &caller, &refused, "z9hG4bK-f2");
+    wait_no_dialogs(&s);
+    assert_eq!(s.mi(&["profile_get_size", "calls"])["Profile"]["count"], 0);
+    let stats = s.mi(&["get_statistics", "dialog:"]);
+    assert_eq!(stats["dialog:failed_dialogs"], 2, "{stats}");
     // Bad MI calls get JSON-RPC errors.
     let (ok, out) = common::opensips_cli(&dir.join("fifo"), &["profile_get_size", "nosuch"]);
     assert!(!ok && out.contains("Profile not found"), "{out}");
     let (ok, out) = common::opensips_cli(&dir.join("fifo"), &["dlg_end_dlg", "12345"]);
     assert!(!ok && out.contains("Requested Dialog not found"), "{out}");
+}
+
+/// The caller's ACK for a negative final reply (the INVITE's branch), or tm retransmits it.
+fn ack_negative(px: u16, caller: &Peer, reply: &str, branch: &str) {
+    caller.send(
+        px,
+        &format!(
+            "ACK sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch={branch}\r\n\
+             From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n",
+            caller.port,
+            header(reply, "From")[0],
+            header(reply, "To")[0],
+            header(reply, "Call-ID")[0]
+        ),
+    );
 }
 
 /// The BYE for one side: to its Contact, with the dialog's tags and the next CSeq.

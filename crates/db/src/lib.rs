@@ -110,6 +110,14 @@ pub enum DbError {
     },
     #[error("{url}: {what}")]
     Server { url: String, what: String },
+    /// The server refused the statement itself (SQLSTATE class 22 data, 23 integrity or 42
+    /// syntax/schema: a value too long, a missing column): trying it again cannot help.
+    #[error("{url}: {what} (SQLSTATE {sqlstate})")]
+    Refused {
+        url: String,
+        sqlstate: String,
+        what: String,
+    },
     #[error("{url}: this database cannot run {what}")]
     Unsupported { url: String, what: &'static str },
     #[error("no table \"{table}\" in {db}")]
@@ -127,6 +135,38 @@ pub enum DbError {
         found: i64,
         expected: i64,
     },
+}
+
+impl DbError {
+    /// The statement or its values are at fault, not the database's reachability: the same
+    /// statement will fail again (an SQL server's refusal, a db_text table or column that
+    /// does not exist, a value that does not fit).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            DbError::Refused { .. }
+                | DbError::NoTable { .. }
+                | DbError::NoColumn { .. }
+                | DbError::Value { .. }
+                | DbError::Unsupported { .. }
+        )
+    }
+
+    /// The error for an SQLSTATE the server sent with `what`.
+    pub fn from_sqlstate(url: &str, sqlstate: &str, what: String) -> DbError {
+        if ["22", "23", "42"].iter().any(|c| sqlstate.starts_with(c)) {
+            DbError::Refused {
+                url: redact(url),
+                sqlstate: sqlstate.to_owned(),
+                what,
+            }
+        } else {
+            DbError::Server {
+                url: redact(url),
+                what,
+            }
+        }
+    }
 }
 
 /// A connection to one database. Calls block; each driver bounds how long.

@@ -130,9 +130,10 @@ impl Mysql {
         outcome.map_err(|e| {
             // Anything but an error the server sent leaves the connection in doubt: drop it,
             // the next call connects again.
-            if !matches!(e, mysql::Error::MySqlError(_)) {
-                *guard = None;
+            if let mysql::Error::MySqlError(me) = &e {
+                return DbError::from_sqlstate(&self.url, &me.state, e.to_string());
             }
+            *guard = None;
             failed(&self.url, e)
         })
     }

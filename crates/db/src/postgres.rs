@@ -124,6 +124,9 @@ impl Postgres {
                 if e.is_closed() || client.is_closed() {
                     *guard = None;
                 }
+                if let Some(db) = e.as_db_error() {
+                    return Err(DbError::from_sqlstate(&self.url, db.code().code(), why(&e)));
+                }
                 return Err(failed(&self.url, why(&e)));
             }
         };

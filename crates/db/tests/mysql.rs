@@ -64,12 +64,18 @@ fn rows_in_and_out_through_a_real_server_and_back_after_an_outage() {
     );
     let err = conn.query("subscriber", &["nope"], &[]).unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
+    // A missing column is the statement's fault: refused, not worth a retry.
+    assert!(
+        matches!(err, DbError::Refused { .. }) && err.is_permanent(),
+        "{err}"
+    );
     assert!(!err.to_string().contains("opensipsrw"), "{err}");
     // The server goes away: errors, not a hang; it comes back: the driver reconnects.
     my.down();
     let started = std::time::Instant::now();
     let err = conn.query("subscriber", &["id"], &[]).unwrap_err();
     assert!(matches!(err, DbError::Server { .. }), "{err}");
+    assert!(!err.is_permanent(), "a server away is worth a retry: {err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(12));
     // Right after a failed attempt the driver does not try again: an answer at once.
     let started = std::time::Instant::now();

@@ -126,6 +126,9 @@ pub trait Transaction: Send + Sync + std::fmt::Debug {
     /// The request route that created or used the transaction has ended: one left with no
     /// branch and no final reply is released after `wt_timer` (OpenSIPS `t_unref`).
     fn script_done(&self) {}
+    /// A dialog was created for (or matched to) the transaction's request after the
+    /// transaction was (`create_dialog` after `t_newtran`, `lb_start` in a failure route).
+    fn set_dialog(&self, _mark: DialogMark) {}
     /// `$(<request>pv)`: the transaction's request as it was received.
     fn request(&self) -> Option<SipMessage> {
         None

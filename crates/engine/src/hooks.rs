@@ -94,8 +94,12 @@ pub fn raise_event(name: &str, params: Vec<(Option<String>, crate::Value)>) {
 pub trait DialogHooks: Send + Sync {
     /// `$DLG_*` (`name` without the `$`) for the message's dialog.
     fn pv(&self, ctx: &crate::MsgCtx, name: &str) -> crate::Value;
-    /// A reply (its bytes) of `code` went upstream for a request of dialog `dialog`.
-    fn reply_sent(&self, dialog: u64, code: u16, reply: &[u8]);
+    /// A reply of `code` went upstream for a request of dialog `dialog` (the reply as
+    /// received or built; `None` for a negative one tm made itself).
+    fn reply_sent(&self, dialog: u64, code: u16, reply: Option<&sip::SipMessage>);
+    /// The transaction of a request of dialog `dialog` is gone: a dialog it created and that
+    /// never got a final reply goes away too.
+    fn tx_gone(&self, dialog: u64);
     /// `loose_route()` took a sequential request with our Route (its parameters in
     /// `ctx.rr_params`): the dialog it belongs to is matched and its state moves.
     fn routed(&self, ctx: &mut crate::MsgCtx);
@@ -121,9 +125,15 @@ pub fn dialog_pv(ctx: &crate::MsgCtx, name: &str) -> crate::Value {
     DIALOG.get().map_or(crate::Value::Null, |d| d.pv(ctx, name))
 }
 
-pub fn dialog_reply_sent(dialog: u64, code: u16, reply: &[u8]) {
+pub fn dialog_reply_sent(dialog: u64, code: u16, reply: Option<&sip::SipMessage>) {
     if let Some(d) = DIALOG.get() {
         d.reply_sent(dialog, code, reply);
+    }
+}
+
+pub fn dialog_tx_gone(dialog: u64) {
+    if let Some(d) = DIALOG.get() {
+        d.tx_gone(dialog);
     }
 }
 

@@ -92,6 +92,13 @@ pub fn table_index(table: &str) -> u16 {
     if let Some(i) = t.iter().position(|n| n == table) {
         return i as u16 + 1;
     }
+    if t.len() >= usize::from(u16::MAX) - 1 {
+        // Tables named at run time beyond 65,533: the default table.
+        log::error!(
+            "acc: too many accounting tables named by do_accounting; `{table}` uses the default"
+        );
+        return 0;
+    }
     t.push(table.to_owned());
     t.len() as u16
 }
@@ -247,16 +254,10 @@ fn write_loop() {
                 .map(|(c, v)| (c.as_str(), v.clone()))
                 .collect();
             if let Err(e) = w.db.insert(&row.table, &values) {
-                // A database that answers refuses this row itself (a missing column, a value
-                // too long): retrying it would hold every later row up. It is dropped, loudly.
-                let answers =
-                    w.db.query(
-                        "version",
-                        &["table_version"],
-                        &[("table_name", DbValue::Str(row.table.clone()))],
-                    )
-                    .is_ok();
-                if answers {
+                // A row the database refuses itself (a missing column, a value too long)
+                // would hold every later row up if retried: it is dropped, loudly. Anything
+                // else (the server away, a timeout, a lock) keeps it for the next attempt.
+                if e.is_permanent() {
                     log::error!(
                         "acc: the database refused a row for table {}, dropped: {e}; row: {:?}",
                         row.table,

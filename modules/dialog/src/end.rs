@@ -196,8 +196,11 @@ fn ping(now: Instant) {
             if !on {
                 continue;
             }
+            // The CSeq the side last saw from the other (1 when it saw none): not lower, so it
+            // is taken, and not higher, so the side's next real request is not refused as
+            // out of order.
             let from_leg = if upstream { &d.callee } else { &d.caller };
-            let cseq = from_leg.cseq.saturating_add(d.pings);
+            let cseq = from_leg.cseq.max(1);
             let id = d.id;
             let done: Done = Box::new(move |code| {
                 if code == 408 || code == 481 {

@@ -158,7 +158,8 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         FnSpec {
             name: "create_dialog",
             params: &[(Param::Checked(&FLAGS), true)],
-            routes: REQ.or(Routes::FAILURE).or(Routes::BRANCH),
+            // Not in a branch_route: each branch of a fork would create its own dialog.
+            routes: REQ.or(Routes::FAILURE),
             run: create_dialog,
         },
         FnSpec {
@@ -285,6 +286,12 @@ fn create_dialog(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 /// modules (load_balancer) create the dialogs they count calls with through this.
 pub fn create(ctx: &mut MsgCtx, flags: Flags) -> Result<u64, String> {
     if let Some(mark) = ctx.dialog {
+        // A second create_dialog (or one after lb_start) adds its flags, as OpenSIPS does.
+        if flags != Flags::default()
+            && let Some(d) = dialogs().by_id.get_mut(&mark.id)
+        {
+            d.flags = d.flags.merge(flags);
+        }
         return Ok(mark.id);
     }
     let msg = &ctx.msg;
@@ -333,6 +340,7 @@ pub fn create(ctx: &mut MsgCtx, flags: Flags) -> Result<u64, String> {
         vals: Vec::new(),
         next_ping: None,
         pings: 0,
+        stored: false,
     };
     let did = dialog.did();
     table.insert(dialog);
@@ -343,12 +351,18 @@ pub fn create(ctx: &mut MsgCtx, flags: Flags) -> Result<u64, String> {
         .get_or_insert_with(Default::default)
         .params
         .push_str(&format!(";{}={did}", s.rr_param));
-    ctx.dialog = Some(DialogMark {
+    let mark = DialogMark {
         id,
         upstream: false,
         created: true,
         check: 0,
-    });
+    };
+    ctx.dialog = Some(mark);
+    // A transaction that exists already (t_newtran, or a failure route) learns it too, so
+    // its replies move the dialog.
+    if let Some(tx) = &ctx.tx {
+        tx.set_dialog(mark);
+    }
     Ok(id)
 }
 
@@ -649,27 +663,29 @@ fn check(
         return -1;
     }
     let ruri = msg.request_uri_str().unwrap_or("");
-    let same = match (sip::Uri::parse(ruri), sip::Uri::parse(&target.contact)) {
-        (Ok(a), Ok(b)) => a.equivalent(&b),
-        _ => ruri == target.contact,
-    };
+    // The same text is the usual case; RFC 3261's comparison only for the others.
+    let same = ruri == target.contact
+        || match (sip::Uri::parse(ruri), sip::Uri::parse(&target.contact)) {
+            (Ok(a), Ok(b)) => a.equivalent(&b),
+            _ => false,
+        };
     if !target.contact.is_empty() && !same {
         return -2;
     }
     // What is left of the Route set after loose_route took ours.
     let ours = format!(";{rr_param}={}", d.did());
-    let left: Vec<String> = msg
-        .routes()
-        .filter_map(Result::ok)
-        .map(|r| r.as_str().to_owned())
+    let left: Vec<&str> = msg
+        .values(sip::HeaderName::Route)
+        .map(str::trim)
         .filter(|r| !r.contains(&ours))
         .collect();
     let same_routes = left.len() == target.route_set.len()
         && left.iter().zip(&target.route_set).all(|(a, b)| {
-            match (sip::NameAddr::parse(a), sip::NameAddr::parse(b)) {
-                (Ok(x), Ok(y)) => x.uri().equivalent(y.uri()),
-                _ => a == b,
-            }
+            *a == b.as_str()
+                || match (sip::NameAddr::parse(a), sip::NameAddr::parse(b)) {
+                    (Ok(x), Ok(y)) => x.uri().equivalent(y.uri()),
+                    _ => false,
+                }
         });
     if !same_routes {
         return -3;
@@ -718,54 +734,54 @@ impl engine::hooks::DialogHooks for Hooks {
         }
     }
 
-    fn reply_sent(&self, dialog: u64, code: u16, reply: &[u8]) {
+    fn reply_sent(&self, dialog: u64, code: u16, reply: Option<&sip::SipMessage>) {
         if code <= 100 {
             return;
         }
-        let Ok(msg) = sip::SipMessage::parse(bytes::Bytes::copy_from_slice(reply)) else {
-            return;
-        };
-        let Ok(cseq) = msg.cseq() else { return };
         let s = settings();
+        let now = Instant::now();
         let mut t = dialogs();
         let Some(d) = t.by_id.get_mut(&dialog) else {
             return;
         };
-        // Only the replies to the INVITE that created it move it.
-        if cseq.method != Method::Invite || cseq.seq != d.initial_cseq || d.state >= CONFIRMED_NA {
+        if d.state >= CONFIRMED_NA {
             return;
         }
-        let now = Instant::now();
-        let learn = |d: &mut Dialog| {
-            if let Ok(Some(tag)) = msg.to_tag() {
-                d.callee.tag = tag.to_owned();
+        // Only the replies to the INVITE that created it move it.
+        if let Some(msg) = reply {
+            match msg.cseq() {
+                Ok(c) if c.method == Method::Invite && c.seq == d.initial_cseq => {}
+                _ => return,
             }
-            if let Some(c) = contact_of(&msg) {
-                d.callee.contact = c;
-            }
-            // Towards the callee: the Record-Routes above ours, nearest first.
-            let rr: Vec<String> = msg
-                .record_routes()
-                .filter_map(Result::ok)
-                .map(|r| r.as_str().to_owned())
-                .collect();
-            let ours = format!(";{}={}", s.rr_param, d.did());
-            if let Some(first) = rr.iter().position(|r| r.contains(&ours)) {
-                d.callee.route_set = rr[..first].iter().rev().cloned().collect();
-            }
-        };
-        match code {
-            101..=199 => {
-                if msg.to_tag().ok().flatten().is_some() {
-                    learn(d);
+        }
+        match (code, reply) {
+            (101..=199, Some(msg)) => {
+                // An early dialog: its tag (the target and route set come with the 2xx).
+                if let Ok(Some(tag)) = msg.to_tag() {
+                    d.callee.tag = tag.to_owned();
                     if d.state == UNCONFIRMED {
                         d.state = EARLY;
                         engine::gauge!("dialog", "early_dialogs").inc();
                     }
                 }
             }
-            200..=299 => {
-                learn(d);
+            (200..=299, Some(msg)) => {
+                if let Ok(Some(tag)) = msg.to_tag() {
+                    d.callee.tag = tag.to_owned();
+                }
+                if let Some(c) = contact_of(msg) {
+                    d.callee.contact = c;
+                }
+                // Towards the callee: the Record-Routes above ours, nearest first.
+                let ours = format!(";{}={}", s.rr_param, d.did());
+                let rr: Vec<&str> = msg
+                    .values(sip::HeaderName::RecordRoute)
+                    .map(str::trim)
+                    .collect();
+                if let Some(first) = rr.iter().position(|r| r.contains(&ours)) {
+                    d.callee.route_set =
+                        rr[..first].iter().rev().map(|r| (*r).to_owned()).collect();
+                }
                 if d.state == EARLY {
                     engine::gauge!("dialog", "early_dialogs").dec();
                 }
@@ -778,10 +794,20 @@ impl engine::hooks::DialogHooks for Hooks {
                 engine::gauge!("dialog", "active_dialogs").inc();
                 t.mark_dirty(dialog);
             }
-            _ => {
+            (300.., _) => {
                 engine::stat!("dialog", "failed_dialogs").inc();
                 t.end(dialog, "Failed", Duration::ZERO, now);
             }
+            _ => {}
+        }
+    }
+
+    fn tx_gone(&self, dialog: u64) {
+        let mut t = dialogs();
+        // Its INVITE transaction ended without a final reply upstream reaching the dialog.
+        if t.by_id.get(&dialog).is_some_and(|d| d.state <= EARLY) {
+            engine::stat!("dialog", "failed_dialogs").inc();
+            t.end(dialog, "Failed", Duration::ZERO, Instant::now());
         }
     }
 

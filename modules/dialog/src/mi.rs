@@ -93,8 +93,8 @@ pub fn commands(mi: &mut Mi) {
         ],
         |p| {
             let now = Instant::now();
-            let t = dialogs();
-            let mut list: Vec<&Dialog> = t.by_id.values().collect();
+            // A copy: the table is not held while the answer is built.
+            let mut list: Vec<Dialog> = dialogs().by_id.values().cloned().collect();
             list.sort_by_key(|d| d.id);
             if let Some(callid) = p.str("callid")? {
                 let tag = p.str("from_tag")?;
@@ -165,8 +165,7 @@ pub fn commands(mi: &mut Mi) {
         |p| {
             let (name, value) = profile_of(p)?;
             let now = Instant::now();
-            let t = dialogs();
-            let mut list: Vec<&Dialog> = t
+            let mut list: Vec<Dialog> = dialogs()
                 .by_id
                 .values()
                 .filter(|d| {
@@ -174,6 +173,7 @@ pub fn commands(mi: &mut Mi) {
                         .iter()
                         .any(|(pn, v)| *pn == name && value.as_ref().is_none_or(|want| want == v))
                 })
+                .cloned()
                 .collect();
             list.sort_by_key(|d| d.id);
             let dialogs: Vec<Json> = list.iter().map(|d| dialog_json(d, now)).collect();

@@ -97,15 +97,19 @@ fn load(db: &dyn Connection, table: &str) -> Result<usize, String> {
     let (now, unix) = (Instant::now(), unix_now());
     let mut t = dialogs();
     let mut n = 0;
+    let mut stale = Vec::new();
+    let ping = crate::settings().ping_interval;
     for r in rows {
         let get = |i: usize| r.get(i).cloned().unwrap_or(DbValue::Null);
         let int = |i: usize| get(i).as_int().unwrap_or(0);
         let state = u8::try_from(int(14)).unwrap_or(0);
         let timeout = int(16);
+        let id = u64::try_from(int(0)).unwrap_or(0);
         if !(CONFIRMED_NA..=CONFIRMED).contains(&state) || timeout <= unix {
+            // Ended or timed out while the server was down: the row goes.
+            stale.push(int(0));
             continue;
         }
-        let id = u64::try_from(int(0)).unwrap_or(0);
         if id == 0 || t.by_id.contains_key(&id) {
             continue;
         }
@@ -132,19 +136,32 @@ fn load(db: &dyn Connection, table: &str) -> Result<usize, String> {
             },
             initial_cseq: u32::try_from(int(6)).unwrap_or(0),
             flags: Flags::from_bits(u32::try_from(int(19)).unwrap_or(0)),
-            lifetime: u32::try_from(timeout - int(15)).unwrap_or(0),
+            lifetime: u32::try_from(timeout.saturating_sub(int(15))).unwrap_or(0),
             start_unix: int(15),
-            expires: Some(now + Duration::from_secs(u64::try_from(timeout - unix).unwrap_or(0))),
+            expires: Some(
+                now + Duration::from_secs(u64::try_from(timeout.saturating_sub(unix)).unwrap_or(0)),
+            ),
             gone_at: None,
             end_reason: None,
             profiles: pairs(&get(18)),
             vals: pairs(&get(17)),
             next_ping: None,
             pings: 0,
+            stored: true,
         };
+        let mut d = d;
+        if d.flags.ping_caller || d.flags.ping_callee {
+            d.next_ping = Some(now + ping);
+        }
         t.insert(d);
         engine::gauge!("dialog", "active_dialogs").inc();
         n += 1;
+    }
+    drop(t);
+    for id in stale {
+        if let Err(e) = db.delete(table, &[("dlg_id", DbValue::Int(id))]) {
+            log::error!("dialog: cannot remove the ended dialog {id} from the database: {e}");
+        }
     }
     Ok(n)
 }
@@ -222,9 +239,23 @@ pub fn flush(force: bool) {
         let r =
             p.db.delete(&p.table, &key)
                 .and_then(|_| p.db.insert(&p.table, &row(d)));
-        if let Err(e) = r {
-            first_error.get_or_insert(e.to_string());
-            failed.0.push(d.id);
+        match r {
+            Ok(()) => {
+                if let Some(live) = dialogs().by_id.get_mut(&d.id) {
+                    live.stored = true;
+                }
+            }
+            Err(e) if e.is_permanent() => {
+                log::error!(
+                    "dialog: the database refused dialog {} ({}): {e}",
+                    d.id,
+                    d.callid
+                );
+            }
+            Err(e) => {
+                first_error.get_or_insert(e.to_string());
+                failed.0.push(d.id);
+            }
         }
     }
     for id in &removes {

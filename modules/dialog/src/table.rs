@@ -56,6 +56,11 @@ impl Flags {
         .sum()
     }
 
+    /// Both sets of flags.
+    pub fn merge(self, o: Flags) -> Flags {
+        Flags::from_bits(self.bits() | o.bits())
+    }
+
     pub fn from_bits(bits: u32) -> Flags {
         Flags {
             bye_on_timeout: bits & 1 != 0,
@@ -129,8 +134,10 @@ pub struct Dialog {
     pub vals: Vec<(String, String)>,
     /// When the next OPTIONS ping is due (`options-ping-*` flags).
     pub next_ping: Option<Instant>,
-    /// How many pings were sent (their CSeq goes up from the leg's).
+    /// How many pings were sent.
     pub pings: u32,
+    /// A row for it is in the database (written, or loaded at start).
+    pub stored: bool,
 }
 
 impl Dialog {
@@ -308,7 +315,7 @@ impl Dialogs {
             } else if d.state == EARLY {
                 engine::gauge!("dialog", "early_dialogs").dec();
             }
-            let stored = d.state >= CONFIRMED_NA;
+            let stored = d.stored;
             d.state = DELETED;
             d.end_reason = Some(reason.to_owned());
             d.expires = None;
@@ -322,6 +329,7 @@ impl Dialogs {
     /// Removes a dialog at once.
     pub fn remove(&mut self, id: u64) -> Option<Dialog> {
         self.leave_profiles(id);
+        self.dirty.remove(&id);
         let d = self.by_id.remove(&id)?;
         if let Some(ids) = self.by_callid.get_mut(&d.callid) {
             ids.retain(|i| *i != id);
@@ -334,16 +342,31 @@ impl Dialogs {
 
     /// The dialog of a sequential request by its SIP identifiers: (id, upstream).
     pub fn by_sip(&self, callid: &str, from_tag: &str, to_tag: &str) -> Option<(u64, bool)> {
-        self.by_callid.get(callid)?.iter().find_map(|id| {
-            let d = self.by_id.get(id)?;
-            if d.caller.tag == from_tag && (d.callee.tag == to_tag || d.callee.tag.is_empty()) {
-                Some((*id, false))
-            } else if d.caller.tag == to_tag && d.callee.tag == from_tag {
-                Some((*id, true))
-            } else {
-                None
-            }
-        })
+        let ids = self.by_callid.get(callid)?;
+        let find = |live: bool, exact: bool| {
+            ids.iter().find_map(|id| {
+                let d = self.by_id.get(id)?;
+                if live && d.state == DELETED {
+                    return None;
+                }
+                let callee = |tag: &str| d.callee.tag == tag || (!exact && d.callee.tag.is_empty());
+                if d.caller.tag == from_tag && callee(to_tag) {
+                    Some((*id, false))
+                } else if d.caller.tag == to_tag
+                    && !d.callee.tag.is_empty()
+                    && d.callee.tag == from_tag
+                {
+                    Some((*id, true))
+                } else {
+                    None
+                }
+            })
+        };
+        // A live dialog with both tags first, then a live one still without the callee's tag,
+        // then one just ended (a retransmitted BYE).
+        find(true, true)
+            .or_else(|| find(true, false))
+            .or_else(|| find(false, true))
     }
 
     pub fn mark_dirty(&mut self, id: u64) {

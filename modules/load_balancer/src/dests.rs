@@ -126,7 +126,6 @@ impl Store {
                 &[],
             )
             .map_err(|e| format!("load_balancer: cannot read the destinations: {e}"))?;
-        let old = self.read().clone();
         let mut dests = Vec::new();
         for r in rows {
             let get = |i: usize| r.get(i).cloned().unwrap_or(DbValue::Null);
@@ -143,10 +142,6 @@ impl Store {
                     continue;
                 }
             };
-            let enabled = old
-                .iter()
-                .find(|d| d.id == id && d.uri == uri)
-                .is_none_or(|d| d.enabled);
             dests.push(Dest {
                 id,
                 group: get(1).as_int().unwrap_or(0),
@@ -154,12 +149,20 @@ impl Store {
                 resources,
                 probe_mode: get(4).as_int().unwrap_or(0),
                 attrs: get(5).as_text().unwrap_or_default(),
-                enabled,
+                enabled: true,
             });
         }
         dests.sort_by_key(|d| d.id);
         let n = dests.len();
-        *self.dests.write().unwrap_or_else(|e| e.into_inner()) = dests;
+        // A destination keeps its state (taken under the write lock: a change made while the
+        // table was read is not lost).
+        let mut running = self.dests.write().unwrap_or_else(|e| e.into_inner());
+        for d in &mut dests {
+            if let Some(old) = running.iter().find(|o| o.id == d.id && o.uri == d.uri) {
+                d.enabled = old.enabled;
+            }
+        }
+        *running = dests;
         Ok(n)
     }
 
@@ -229,9 +232,13 @@ pub fn pick(
                 offers = false;
                 break;
             };
-            let left = cap - load(d, res);
+            let left = cap.saturating_sub(load(d, res));
             let value = if mode.relative {
-                if cap > 0 { left * 100 / cap } else { 0 }
+                if cap > 0 {
+                    left.saturating_mul(100) / cap
+                } else {
+                    0
+                }
             } else {
                 left
             };

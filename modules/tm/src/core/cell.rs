@@ -119,6 +119,10 @@ impl engine::ctx::Transaction for TxCell {
         self
     }
 
+    fn set_dialog(&self, mark: engine::DialogMark) {
+        self.lock().request.dialog = Some(mark);
+    }
+
     fn reply(&self, ctx: &mut MsgCtx, code: u16, reason: &str) -> i64 {
         match self.tm.upgrade() {
             Some(tm) => tm.reply_in(self, ctx, code, reason, None, Instant::now()),

@@ -209,7 +209,7 @@ impl Tm {
             }
         };
         if let Some(out) = out {
-            self.note_reply_sent(&mut tx, cell.id, code, false, &out, now);
+            self.note_reply_sent(&mut tx, cell.id, code, false, &out, None, now);
             drop(tx);
             self.host.send(out, None);
         }
@@ -266,7 +266,11 @@ impl Tm {
             if tx.delete_at.is_some_and(|d| d <= now) {
                 let key = tx.key.clone();
                 let ack_key = tx.ack_key.take();
+                let dialog = tx.request.dialog;
                 drop(tx);
+                if let Some(d) = dialog {
+                    engine::hooks::dialog_tx_gone(d.id);
+                }
                 lock(&self.by_key).remove(&key);
                 if let Some(k) = ack_key {
                     lock(&self.local_2xx).remove(&k);

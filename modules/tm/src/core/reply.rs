@@ -388,7 +388,7 @@ impl Tm {
         tx.last_code = code;
         tx.last_local = false;
         if let Some(dialog) = tx.request.dialog {
-            engine::hooks::dialog_reply_sent(dialog.id, code, &out.data);
+            engine::hooks::dialog_reply_sent(dialog.id, code, Some(reply));
         }
         engine::stat!("tm", "relayed_replies").inc();
         self.host.send(out, None);
@@ -414,7 +414,7 @@ impl Tm {
         }
         let out = self.relay_up(&tx.request, reply);
         if let Some(out) = &out {
-            self.note_reply_sent(&mut tx, cell.id, code, false, out, now);
+            self.note_reply_sent(&mut tx, cell.id, code, false, out, Some(reply), now);
         }
         let cancels = if tx.multi_200ok {
             Vec::new()

@@ -41,7 +41,7 @@ impl Tm {
             origin: None,
             no_new_conn: engine::ctx::no_new_conn_reply(ctx),
         };
-        self.note_reply_sent(&mut tx, cell.id, code, true, &out, now);
+        self.note_reply_sent(&mut tx, cell.id, code, true, &out, None, now);
         // A final reply of tm's own to an INVITE ends its pending branches (OpenSIPS
         // `_reply_light`: cancel_uacs), unless more 2xx are welcome.
         let cancels = if code >= 200 && tx.invite && !(tx.multi_200ok && code < 300) {
@@ -57,6 +57,8 @@ impl Tm {
         1
     }
 
+    /// `reply`: the reply as parsed, when the caller has it (a relayed one).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn note_reply_sent(
         &self,
         tx: &mut Tx,
@@ -64,13 +66,20 @@ impl Tm {
         code: u16,
         local: bool,
         out: &Outbound,
+        reply: Option<&SipMessage>,
         now: Instant,
     ) {
         tx.last_reply = Some(out.clone());
         tx.last_code = code;
         tx.last_local = local;
         if let Some(dialog) = tx.request.dialog {
-            engine::hooks::dialog_reply_sent(dialog.id, code, &out.data);
+            // The dialog reads tags, Contact and Record-Route of a 1xx/2xx; a negative reply
+            // only ends it.
+            let parsed = match reply {
+                None if code < 300 => SipMessage::parse(bytes::Bytes::from(out.data.clone())).ok(),
+                _ => None,
+            };
+            engine::hooks::dialog_reply_sent(dialog.id, code, reply.or(parsed.as_ref()));
         }
         if local {
             engine::stat!("tm", "local_replies").inc();
