@@ -219,3 +219,135 @@ fn calls_are_accounted_in_mariadb_and_survive_an_outage() {
     );
     assert_eq!(my.sql("SELECT COUNT(*) FROM opensips.broken"), "0\n");
 }
+
+const CDR_CONFIG: &str = r#"
+log_level=3
+stderror_enabled=yes
+syslog_enabled=no
+socket=udp:127.0.0.1:PORT
+loadmodule "proto_udp.so"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "signaling.so"
+loadmodule "rr.so"
+loadmodule "sipmsgops.so"
+loadmodule "db_mysql.so"
+loadmodule "dialog.so"
+loadmodule "acc.so"
+modparam("acc", "db_url", "DBURL")
+modparam("acc", "extra_fields", "db: ua->user_agent")
+modparam("acc", "extra_fields", "log: ua")
+route {
+    if (has_totag()) {
+        if (is_method("ACK") && t_check_trans()) { t_relay(); exit; }
+        if (!loose_route()) { send_reply(404, "Not here"); exit; }
+        t_relay();
+        exit;
+    }
+    record_route();
+    $acc_extra(ua) = $ua;
+    do_accounting("log|db", "cdr|missed");
+    t_relay();
+}
+"#;
+
+/// With `cdr`, an answered call is one record when it ends (log line and row, with its
+/// duration and set-up time), not a record per transaction; a failed one is still a missed
+/// call.
+#[test]
+fn answered_calls_are_one_record_each_when_they_end() {
+    let my = my_server::MyServer::start("acccdr", ports::free_port());
+    my.sql(SCHEMA);
+    let port = common::free_port();
+    let dir = std::env::temp_dir().join(format!("rsips-acccdr-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        CDR_CONFIG
+            .replace("PORT", &port.to_string())
+            .replace("DBURL", &my.url()),
+    )
+    .unwrap();
+    let _server = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("listening on udp:"));
+    let (caller, callee) = (Peer::new(), Peer::new());
+    caller.send(port, &invite(&caller, &callee, "d1"));
+    let inv = callee.recv("INVITE");
+    // A second of ringing is the call's set-up time.
+    callee.send(port, &reply_to(&inv, "180 Ringing", "b-d1", ""));
+    assert!(caller.recv("180").starts_with("SIP/2.0 180"));
+    std::thread::sleep(Duration::from_millis(1100));
+    let contact = format!("Contact: <sip:bob@127.0.0.1:{}>\r\n", callee.port);
+    callee.send(port, &reply_to(&inv, "200 OK", "b-d1", &contact));
+    let ok = caller.recv("200");
+    let route = header(&ok, "Record-Route")[0].to_owned();
+    // Nothing is written while the call lasts.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(my.sql("SELECT COUNT(*) FROM opensips.acc"), "0\n");
+    caller.send(
+        port,
+        &format!(
+            "BYE sip:bob@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-d1-bye\r\n\
+             Route: {route}\r\nFrom: <sip:alice@example.com>;tag=a-d1\r\nTo: <sip:bob@example.com>;tag=b-d1\r\n\
+             Call-ID: d1\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            callee.port, caller.port
+        ),
+    );
+    let bye = callee.recv("BYE");
+    callee.send(port, &reply_to(&bye, "200 OK", "", ""));
+    assert!(caller.recv("200 for BYE").starts_with("SIP/2.0 200"));
+    wait_for(
+        &my,
+        "SELECT method, from_tag, to_tag, callid, sip_code, user_agent, \
+         duration = CEIL(ms_duration / 1000), ms_duration BETWEEN 1400 AND 4000, \
+         setuptime BETWEEN 1 AND 2, TIMESTAMPDIFF(SECOND, created, time) = setuptime \
+         FROM opensips.acc",
+        "INVITE\ta-d1\tb-d1\td1\t200\tphone-d1\t1\t1\t1\t1\n",
+    );
+    let log = std::fs::read_to_string(dir.join("rsips.log")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("ACC: call ended: "))
+        .unwrap_or_else(|| panic!("no CDR line:\n{log}"));
+    let field = |name: &str| -> i64 {
+        line.split(';')
+            .find_map(|f| f.rsplit(' ').next()?.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+    };
+    let (ms, secs) = (field("ms_duration"), field("duration"));
+    assert!(
+        (1400..4000).contains(&ms) && secs == (ms + 999) / 1000,
+        "{line}"
+    );
+    assert!((1..=2).contains(&field("setuptime")), "{line}");
+    assert_eq!(
+        field("call_start_time") - field("created"),
+        field("setuptime"),
+        "{line}"
+    );
+    assert!(
+        line.contains(
+            ";method=INVITE;from_tag=a-d1;to_tag=b-d1;call_id=d1;code=200;reason=OK;ua=phone-d1"
+        ),
+        "{line}"
+    );
+    assert!(
+        !log.contains("ACC: transaction answered"),
+        "no per-transaction record:\n{log}"
+    );
+    // A failed call is a missed call, at once.
+    caller.send(port, &invite(&caller, &callee, "d2"));
+    let inv = callee.recv("INVITE d2");
+    callee.send(
+        port,
+        &reply_to(&inv, "480 Temporarily Unavailable", "b-d2", ""),
+    );
+    assert!(callee.recv("ACK").starts_with("ACK "));
+    assert!(caller.recv("480").starts_with("SIP/2.0 480"));
+    wait_for(
+        &my,
+        "SELECT callid, sip_code FROM opensips.missed_calls",
+        "d2\t480\n",
+    );
+}

@@ -240,6 +240,7 @@ pub struct Accounting {
     pub db: bool,
     pub db_failed: bool,
     pub db_missed: bool,
+    pub db_cdr: bool,
     /// The table `do_accounting`'s third parameter names (an index the acc module keeps;
     /// 0: `db_table_acc`).
     pub db_table: u16,

@@ -88,6 +88,22 @@ pub fn raise_event(name: &str, params: Vec<(Option<String>, crate::Value)>) {
     }
 }
 
+/// A call that ended, as the dialog module tells it (acc's CDRs). Times are milliseconds
+/// since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialogEnd {
+    /// When the dialog was created (the initial INVITE).
+    pub created_ms: i64,
+    /// When it was answered (its 2xx).
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// `$DLG_end_reason`.
+    pub reason: String,
+}
+
+/// Called once when a dialog ends.
+pub type OnDialogEnd = Box<dyn FnOnce(&DialogEnd) + Send>;
+
 /// What the dialog module answers for the core and tm: the `$DLG_*` variables of a message,
 /// replies sent upstream for a transaction of a dialog, sequential requests routed by
 /// `loose_route`.
@@ -112,6 +128,12 @@ pub trait DialogHooks: Send + Sync {
     fn set_val(&self, ctx: &crate::MsgCtx, name: &str, v: &crate::Value) -> bool;
     /// `$DLG_timeout = secs`: the dialog's lifetime (from now once it is confirmed).
     fn set_timeout(&self, ctx: &crate::MsgCtx, secs: u32) -> bool;
+    /// A dialog for the initial INVITE in `ctx` (the one it has, or a new one): its id.
+    fn create(&self, ctx: &mut crate::MsgCtx) -> Option<u64>;
+    /// When dialog `dialog` was created (ms since the epoch).
+    fn created_ms(&self, dialog: u64) -> Option<i64>;
+    /// Runs `f` when the confirmed dialog `dialog` ends; false when there is no such dialog.
+    fn on_end(&self, dialog: u64, f: OnDialogEnd) -> bool;
 }
 
 static DIALOG: OnceLock<Box<dyn DialogHooks>> = OnceLock::new();
@@ -170,4 +192,21 @@ pub fn dialog_set_timeout(ctx: &crate::MsgCtx, secs: u32) -> bool {
         (Some(_), Some(d)) => d.set_timeout(ctx, secs),
         _ => false,
     }
+}
+
+/// Whether the dialog module runs (its hooks are installed).
+pub fn dialog_running() -> bool {
+    DIALOG.get().is_some()
+}
+
+pub fn dialog_create(ctx: &mut crate::MsgCtx) -> Option<u64> {
+    DIALOG.get().and_then(|d| d.create(ctx))
+}
+
+pub fn dialog_created_ms(dialog: u64) -> Option<i64> {
+    DIALOG.get().and_then(|d| d.created_ms(dialog))
+}
+
+pub fn dialog_on_end(dialog: u64, f: OnDialogEnd) -> bool {
+    DIALOG.get().is_some_and(|d| d.on_end(dialog, f))
 }

@@ -206,6 +206,26 @@ pub fn row(
     Row { table, values }
 }
 
+/// A call record's columns: `time` is when the call was answered; `duration` (seconds,
+/// rounded up), `ms_duration`, `setuptime` (answer minus creation, seconds) and `created`.
+pub fn add_cdr_columns(row: &mut Row, end: &engine::hooks::DialogEnd) {
+    let n = names();
+    let (created, start) = (end.created_ms / 1000, end.start_ms / 1000);
+    let ms = (end.end_ms - end.start_ms).max(0);
+    if let Some(slot) = row.values.iter_mut().find(|(c, _)| *c == n.columns[6]) {
+        slot.1 = DbValue::DateTime(start);
+    }
+    row.values.extend([
+        ("duration".to_owned(), DbValue::Int((ms + 999) / 1000)),
+        ("ms_duration".to_owned(), DbValue::Int(ms)),
+        (
+            "setuptime".to_owned(),
+            DbValue::Int((start - created).max(0)),
+        ),
+        ("created".to_owned(), DbValue::DateTime(created)),
+    ]);
+}
+
 /// The table of an accounted request's rows: `do_accounting`'s, else `db_table_acc`.
 pub fn acc_table(req: &MsgCtx) -> String {
     req.acc

@@ -1,8 +1,9 @@
-//! The OpenSIPS `acc` module, log mode: `do_accounting("log", "missed|failed")` (`cdr` needs
-//! the dialog module, which rsips does not have: refused with OpenSIPS' error),
-//! `drop_accounting()`, `acc_log_request(comment)`. tm reports the transactions it completes
-//! ([`report`]); lines go to the log as OpenSIPS writes them:
-//! `ACC: transaction answered: timestamp=…;method=…;from_tag=…;to_tag=…;call_id=…;code=…;reason=…`.
+//! The OpenSIPS `acc` module: `do_accounting("log|db", "missed|failed|cdr"[, table])`,
+//! `drop_accounting()`, `acc_log_request(comment)`, `acc_db_request(comment, table)`. tm reports
+//! the transactions it completes ([`report`]); lines go to the log as OpenSIPS writes them:
+//! `ACC: transaction answered: timestamp=…;method=…;from_tag=…;to_tag=…;call_id=…;code=…;reason=…`,
+//! and rows to the database ([`db`]). With `cdr` an answered call is one record when its dialog
+//! ends (`ACC: call ended: created=…;call_start_time=…;duration=…;ms_duration=…;setuptime=…;…`).
 #![forbid(unsafe_code)]
 
 pub mod db;
@@ -129,16 +130,25 @@ fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     acc.db |= db_t;
     for flag in flags.split('|').map(str::trim).filter(|s| !s.is_empty()) {
         match flag {
-            // Call detail records need the dialog module (OpenSIPS' error without it); with
-            // it, rsips does not produce them yet (one row per call, with its duration).
-            "cdr" if !f.script.loads("dialog") => f.log.log(
+            // Call detail records need the dialog module (OpenSIPS' error without it): one
+            // record per call when it ends, with its duration.
+            "cdr" if !f.script.loads("dialog") || !engine::hooks::dialog_running() => f.log.log(
                 -1,
                 "do_accounting: dialog module not loaded - cdrs cannot be generated\n",
             ),
-            "cdr" => f.log.log(
-                -1,
-                "do_accounting: cdr accounting is not available in rsips yet; the call is accounted per transaction\n",
-            ),
+            "cdr" => {
+                acc.cdr |= log_t;
+                acc.db_cdr |= db_t;
+                // The call needs a dialog; an initial INVITE gets one here if it has none.
+                if f.msg.dialog.is_none()
+                    && f.msg.msg.method() == Some(sip::Method::Invite)
+                    && f.msg.msg.to_tag().ok().flatten().is_none()
+                    && engine::hooks::dialog_create(f.msg).is_none()
+                {
+                    f.log
+                        .log(-1, "do_accounting: cannot create the dialog for cdrs\n");
+                }
+            }
             "missed" => {
                 acc.missed |= log_t;
                 acc.db_missed |= db_t;
@@ -212,7 +222,10 @@ fn drop_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                         acc.failed &= !log_t;
                         acc.db_failed &= !db_t;
                     }
-                    "cdr" => acc.cdr = false,
+                    "cdr" => {
+                        acc.cdr &= !log_t;
+                        acc.db_cdr &= !db_t;
+                    }
                     "" => {}
                     other => {
                         f.log
@@ -224,7 +237,7 @@ fn drop_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             if log_t && !(acc.missed || acc.failed || acc.cdr) {
                 acc.log = false;
             }
-            if db_t && !(acc.db_missed || acc.db_failed) {
+            if db_t && !(acc.db_missed || acc.db_failed || acc.db_cdr) {
                 acc.db = false;
             }
         }
@@ -423,6 +436,47 @@ fn unix_now() -> u64 {
 /// One accounting line for the request in `req`, with the `extra_fields` of the log backend
 /// after the core fields.
 pub fn line(what: &str, req: &MsgCtx, code: &str, reason: &str, to_tag: &str) -> String {
+    let now = unix_now();
+    // With accounting state (do_accounting ran, or `$acc_extra` was set) OpenSIPS writes the
+    // context's creation time (its dialog's with `cdr`, else 0) and the set-up time since it.
+    let created = req
+        .acc
+        .filter(|a| a.cdr || a.db_cdr)
+        .and(req.dialog)
+        .and_then(|d| engine::hooks::dialog_created_ms(d.id))
+        .map_or(0, |ms| (ms / 1000) as u64);
+    let times = if req.acc.is_some() || req.acc_extra.is_some() {
+        format!(";created={created};setuptime={}", now - created.min(now))
+    } else {
+        String::new()
+    };
+    format!(
+        "ACC: {what}: timestamp={now}{times};{}",
+        fields(req, code, reason, to_tag)
+    )
+}
+
+/// A call's record when it ended (`cdr`), as OpenSIPS logs it.
+pub fn cdr_line(
+    req: &MsgCtx,
+    end: &engine::hooks::DialogEnd,
+    code: &str,
+    reason: &str,
+    to_tag: &str,
+) -> String {
+    let (created, start) = (end.created_ms / 1000, end.start_ms / 1000);
+    let ms = (end.end_ms - end.start_ms).max(0);
+    format!(
+        "ACC: call ended: created={created};call_start_time={start};duration={};ms_duration={ms};setuptime={};{}",
+        (ms + 999) / 1000,
+        (start - created).max(0),
+        fields(req, code, reason, to_tag)
+    )
+}
+
+/// The core fields (`method=…;…;reason=…`) and the `extra_fields` / `leg_fields` of the log
+/// backend.
+fn fields(req: &MsgCtx, code: &str, reason: &str, to_tag: &str) -> String {
     let msg = &req.msg;
     let method = msg
         .cseq()
@@ -434,16 +488,8 @@ pub fn line(what: &str, req: &MsgCtx, code: &str, reason: &str, to_tag: &str) ->
     } else {
         (from_tag, to_tag)
     };
-    let now = unix_now();
-    // With accounting state (do_accounting ran, or `$acc_extra` was set) OpenSIPS writes the
-    // context's creation time (0 without `cdr`) and the set-up time since it.
-    let times = if req.acc.is_some() || req.acc_extra.is_some() {
-        format!(";created=0;setuptime={now}")
-    } else {
-        String::new()
-    };
     let mut line = format!(
-        "ACC: {what}: timestamp={now}{times};method={method};from_tag={from_tag};to_tag={to_tag};call_id={};code={code};reason={reason}",
+        "method={method};from_tag={from_tag};to_tag={to_tag};call_id={};code={code};reason={reason}",
         msg.call_id().unwrap_or(""),
     );
     if let Some(script) = req.script.as_ref() {
@@ -549,7 +595,17 @@ pub fn report(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
     if !reported_method(req) {
         return;
     }
-    if acc.log && (code < 300 || acc.failed) {
+    // An answered call accounted with `cdr` gets one record when it ends instead.
+    let answered = req.msg.method() == Some(sip::Method::Invite) && (200..300).contains(&code);
+    let (mut log_cdr, mut db_cdr) = (
+        acc.log && acc.cdr && answered,
+        acc.db && acc.db_cdr && answered,
+    );
+    if (log_cdr || db_cdr) && !call_record_at_end(req, code, reason, to_tag, log_cdr, db_cdr) {
+        // No dialog to follow (it is gone already): the transaction is accounted.
+        (log_cdr, db_cdr) = (false, false);
+    }
+    if acc.log && !log_cdr && (code < 300 || acc.failed) {
         emit(
             req,
             &line(
@@ -561,9 +617,42 @@ pub fn report(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
             ),
         );
     }
-    if acc.db && (code < 300 || acc.db_failed) {
+    if acc.db && !db_cdr && (code < 300 || acc.db_failed) {
         write_row(req, db::acc_table(req), code, reason, to_tag);
     }
+}
+
+/// Asks the dialog of `req` to run the call's record (log line and/or db row) when it ends.
+fn call_record_at_end(
+    req: &MsgCtx,
+    code: u16,
+    reason: &str,
+    to_tag: &str,
+    log: bool,
+    db: bool,
+) -> bool {
+    let Some(mark) = req.dialog else { return false };
+    let req = req.clone();
+    let (reason, to_tag) = (reason.to_owned(), to_tag.to_owned());
+    engine::hooks::dialog_on_end(
+        mark.id,
+        Box::new(move |end| {
+            let code = code.to_string();
+            if log {
+                emit(&req, &cdr_line(&req, end, &code, &reason, &to_tag));
+            }
+            if db {
+                let extra = req
+                    .script
+                    .as_ref()
+                    .map(|s| db_extra_fields(s))
+                    .unwrap_or_default();
+                let mut row = db::row(&req, db::acc_table(&req), &code, &reason, &to_tag, &extra);
+                db::add_cdr_columns(&mut row, end);
+                db::queue(row);
+            }
+        }),
+    )
 }
 
 /// Queues the db row of an event.

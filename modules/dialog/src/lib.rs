@@ -333,6 +333,8 @@ pub fn create(ctx: &mut MsgCtx, flags: Flags) -> Result<u64, String> {
         flags,
         lifetime: s.default_timeout,
         start_unix: 0,
+        created_ms: table::unix_ms(),
+        start_ms: 0,
         expires: None,
         gone_at: None,
         end_reason: None,
@@ -787,6 +789,7 @@ impl engine::hooks::DialogHooks for Hooks {
                 }
                 d.state = CONFIRMED_NA;
                 d.start_unix = table::unix_now();
+                d.start_ms = table::unix_ms();
                 d.expires = Some(now + Duration::from_secs(u64::from(d.lifetime)));
                 if d.flags.ping_caller || d.flags.ping_callee {
                     d.next_ping = Some(now + s.ping_interval);
@@ -859,6 +862,23 @@ impl engine::hooks::DialogHooks for Hooks {
             d.lifetime = u32::try_from(gone.max(0)).unwrap_or(0).saturating_add(secs);
         }
         t.mark_dirty(mark.id);
+        true
+    }
+
+    fn create(&self, ctx: &mut MsgCtx) -> Option<u64> {
+        create(ctx, Flags::default()).ok()
+    }
+
+    fn created_ms(&self, dialog: u64) -> Option<i64> {
+        dialogs().by_id.get(&dialog).map(|d| d.created_ms)
+    }
+
+    fn on_end(&self, dialog: u64, f: engine::hooks::OnDialogEnd) -> bool {
+        let mut t = dialogs();
+        if t.by_id.get(&dialog).is_none_or(|d| d.state == DELETED) {
+            return false;
+        }
+        t.on_end.entry(dialog).or_default().push(f);
         true
     }
 

@@ -138,6 +138,8 @@ fn load(db: &dyn Connection, table: &str) -> Result<usize, String> {
             flags: Flags::from_bits(u32::try_from(int(19)).unwrap_or(0)),
             lifetime: u32::try_from(timeout.saturating_sub(int(15))).unwrap_or(0),
             start_unix: int(15),
+            created_ms: int(15).saturating_mul(1000),
+            start_ms: int(15).saturating_mul(1000),
             expires: Some(
                 now + Duration::from_secs(u64::try_from(timeout.saturating_sub(unix)).unwrap_or(0)),
             ),

@@ -123,6 +123,9 @@ pub struct Dialog {
     pub lifetime: u32,
     /// Unix time it was confirmed (0 before).
     pub start_unix: i64,
+    /// When it was created and confirmed, in ms since the epoch (0: not yet).
+    pub created_ms: i64,
+    pub start_ms: i64,
     /// When a confirmed dialog times out.
     pub expires: Option<Instant>,
     /// When a deleted one leaves the table.
@@ -164,7 +167,7 @@ impl Dialog {
 }
 
 /// Every dialog, and how many are in each profile (and value).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Dialogs {
     pub by_id: HashMap<u64, Dialog>,
     pub by_callid: HashMap<String, Vec<u64>>,
@@ -177,6 +180,16 @@ pub struct Dialogs {
     pub removed: Vec<u64>,
     /// A database keeps the dialogs (the two lists above are kept).
     pub track: bool,
+    /// What runs when a confirmed dialog ends (acc's CDRs), by dialog.
+    pub on_end: HashMap<u64, Vec<engine::hooks::OnDialogEnd>>,
+}
+
+impl std::fmt::Debug for Dialogs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialogs")
+            .field("dialogs", &self.by_id.len())
+            .finish_non_exhaustive()
+    }
 }
 
 pub fn dialogs() -> MutexGuard<'static, Dialogs> {
@@ -184,6 +197,12 @@ pub fn dialogs() -> MutexGuard<'static, Dialogs> {
     D.get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 pub fn unix_now() -> i64 {
@@ -316,6 +335,20 @@ impl Dialogs {
                 engine::gauge!("dialog", "early_dialogs").dec();
             }
             let stored = d.stored;
+            // The call's records (CDRs) are written now, with how long it lasted.
+            if let Some(hooks) = self.on_end.remove(&id)
+                && d.start_ms > 0
+            {
+                let info = engine::hooks::DialogEnd {
+                    created_ms: d.created_ms,
+                    start_ms: d.start_ms,
+                    end_ms: unix_ms(),
+                    reason: reason.to_owned(),
+                };
+                for h in hooks {
+                    h(&info);
+                }
+            }
             d.state = DELETED;
             d.end_reason = Some(reason.to_owned());
             d.expires = None;
@@ -330,6 +363,7 @@ impl Dialogs {
     pub fn remove(&mut self, id: u64) -> Option<Dialog> {
         self.leave_profiles(id);
         self.dirty.remove(&id);
+        self.on_end.remove(&id);
         let d = self.by_id.remove(&id)?;
         if let Some(ids) = self.by_callid.get_mut(&d.callid) {
             ids.retain(|i| *i != id);
