@@ -285,3 +285,112 @@ fn the_stock_load_balancer_script_unchanged_on_mariadb() {
     let rows = my.sql("USE opensips; SELECT COUNT(*) FROM dialog;");
     assert!(rows.trim().ends_with('0'), "{rows}");
 }
+
+/// Probing: a destination with `probe_mode` 2 gets OPTIONS every `probing_interval`; one that
+/// stops answering is disabled and takes no calls, one that answers again is enabled. The
+/// tables are db_text here.
+#[test]
+fn probes_disable_a_silent_destination_and_bring_it_back() {
+    let port = common::free_port();
+    let dir = std::env::temp_dir().join(format!("rsips-lbprobe-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("db")).unwrap();
+    let gw = Peer::new();
+    std::fs::write(
+        dir.join("db/version"),
+        "table_name(str) table_version(int)\nload_balancer:3\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("db/load_balancer"),
+        format!(
+            "id(int,auto) group_id(int) dst_uri(str) resources(str) probe_mode(int) attrs(str,null) description(str,null)\n\
+             1:1:sip\\:127.0.0.1\\:{}:pstn=10:2:NULL:NULL\n",
+            gw.port
+        ),
+    )
+    .unwrap();
+    let cfg = format!(
+        "log_level=3\nstderror_enabled=yes\nsyslog_enabled=no\nsocket=udp:127.0.0.1:{port}\n\
+         loadmodule \"proto_udp.so\"\nloadmodule \"tm.so\"\nloadmodule \"sl.so\"\nloadmodule \"rr.so\"\n\
+         loadmodule \"mi_fifo.so\"\nloadmodule \"db_text.so\"\nloadmodule \"dialog.so\"\n\
+         loadmodule \"load_balancer.so\"\n\
+         modparam(\"tm\", \"fr_timeout\", 1)\n\
+         modparam(\"mi_fifo\", \"fifo_name\", \"{}\")\n\
+         modparam(\"load_balancer\", \"db_url\", \"text://{}\")\n\
+         modparam(\"load_balancer\", \"probing_interval\", 1)\n\
+         modparam(\"load_balancer\", \"probing_from\", \"sip:pinger@example.com\")\n\
+         route {{\n    if (!lb_start(1, \"pstn\")) {{ sl_send_reply(500, \"No Destination\"); exit; }}\n    t_relay();\n}}\n",
+        dir.join("fifo").display(),
+        dir.join("db").display()
+    );
+    std::fs::write(dir.join("opensips.cfg"), cfg).unwrap();
+    let server = common::spawn_rsips(&dir, "opensips.cfg", |log| {
+        log.contains("listening on udp:")
+    });
+    let lb = Lb {
+        dir: dir.clone(),
+        proc: server,
+    };
+    // Probes come, and are answered.
+    for _ in 0..2 {
+        let probe = gw.recv("OPTIONS probe");
+        assert!(
+            probe.starts_with(&format!("OPTIONS sip:127.0.0.1:{} ", gw.port)),
+            "{probe}"
+        );
+        assert!(
+            header(&probe, "From")[0].contains("sip:pinger@example.com"),
+            "{probe}"
+        );
+        gw.send(port, &reply_to(&probe, "200 OK", "p", ""));
+    }
+    assert_eq!(lb.loads(), vec![(1, 0, "yes".into())]);
+    // Silent: after a probe times out the destination is disabled, and a call is refused.
+    let _unanswered = gw.recv("OPTIONS probe left unanswered");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while lb.loads()[0].2 != "no" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not disabled:\n{}",
+            lb.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let caller = Peer::new();
+    caller.send(port, &invite(&caller, "p1"));
+    let refused = caller.recv("500");
+    assert!(
+        refused.starts_with("SIP/2.0 500 No Destination"),
+        "{refused}"
+    );
+    // It answers again: enabled, and the next call goes to it. (Probes that queued up while
+    // it was silent have timed out: only fresh ones count.)
+    while gw.quiet(Duration::from_millis(50)).is_some() {}
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        if let Some(m) = gw.quiet(Duration::from_millis(200))
+            && m.starts_with("OPTIONS ")
+        {
+            gw.send(port, &reply_to(&m, "200 OK", "p", ""));
+        }
+    }
+    assert_eq!(lb.loads()[0].2, "yes", "{}", lb.log());
+    assert!(
+        lb.log().contains("answers probes again: enabled"),
+        "{}",
+        lb.log()
+    );
+    caller.send(port, &invite(&caller, "p2"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = gw.recv("INVITE p2");
+        if m.starts_with("INVITE ") {
+            assert_eq!(header(&m, "Call-ID"), vec!["p2"]);
+            break;
+        }
+        // Probes keep coming meanwhile.
+        gw.send(port, &reply_to(&m, "200 OK", "p", ""));
+        assert!(std::time::Instant::now() < deadline);
+    }
+}
