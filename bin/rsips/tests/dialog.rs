@@ -742,3 +742,70 @@ fn the_mi_lists_one_call_and_ends_it_with_a_bye_to_each_side() {
     }
     let _ = (other_route, other_tag);
 }
+
+/// Sequential requests with a `did` that is not one of ours — malformed, out of range, or a
+/// real dialog's id with another Call-ID — match no dialog: the call they aim at stays up,
+/// and the proxy keeps serving.
+#[test]
+fn forged_and_malformed_dialog_ids_match_nothing() {
+    let dir = test_dir("forged");
+    let port = common::free_port();
+    let s = Server::start(&dir, port, 3600, "");
+    let (caller, callee) = (Peer::new(), Peer::new());
+    let (route, tag) = call(port, &caller, &callee, "ivy", "g1");
+    in_dialog(
+        port,
+        &caller,
+        &callee,
+        "ACK",
+        1,
+        (&route, &tag),
+        ("ivy", "g1"),
+    );
+    assert!(callee.recv("ACK").starts_with("ACK "));
+    let did = route
+        .split(";did=")
+        .nth(1)
+        .and_then(|r| r.split(['>', ';']).next())
+        .unwrap()
+        .to_owned();
+    let attacker = Peer::new();
+    let forged = [
+        ("f1", "a-f1", "ffffffffffff.1".to_owned()),
+        ("f2", "a-f2", ".".to_owned()),
+        ("f3", "a-f3", "zz.yy".to_owned()),
+        ("f4", "a-f4", String::new()),
+        ("f5", "a-f5", format!("{did};did={did}")),
+        // The real id, but not its Call-ID or tags.
+        ("f6", "a-g1", did.clone()),
+    ];
+    for (callid, from_tag, value) in &forged {
+        attacker.send(
+            port,
+            &format!(
+                "BYE sip:bob@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-{callid}\r\n\
+                 Route: <sip:127.0.0.1:{port};lr;did={value}>\r\nFrom: <sip:ivy@example.com>;tag={from_tag}\r\n\
+                 To: <sip:bob@example.com>;tag={tag}\r\nCall-ID: {callid}\r\nCSeq: 9 BYE\r\n\
+                 Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+                callee.port, attacker.port
+            ),
+        );
+        // Relayed as a request of no dialog (the callee gets it, and answers 481).
+        let bye = callee.recv("relayed BYE");
+        assert_eq!(header(&bye, "Call-ID"), vec![*callid], "{bye}");
+        callee.send(
+            port,
+            &reply_to(&bye, "481 Call/Transaction Does Not Exist", "", ""),
+        );
+        assert!(attacker.recv("481").starts_with("SIP/2.0 481"));
+    }
+    let log = s.log();
+    assert_eq!(
+        log.matches("SEQ BYE status=<null> dir=<null>").count(),
+        forged.len(),
+        "{log}"
+    );
+    let list = dialogs(&s);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["state"], 4, "the real call is untouched: {list:?}");
+}
