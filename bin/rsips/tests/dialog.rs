@@ -64,7 +64,7 @@ route {
         if ($var(n) >= 1) { send_reply(486, "Busy Here"); exit; }
         set_dlg_profile("caller", "$fU");
         set_dlg_profile("calls");
-        xlog("NEW status=$DLG_status dir=$DLG_dir flags=$DLG_flags\n");
+        xlog("NEW status=$DLG_status dir=$DLG_dir flags=$DLG_flags count=$DLG_count\n");
         record_route();
     }
     t_relay();
@@ -695,6 +695,8 @@ fn the_mi_lists_one_call_and_ends_it_with_a_bye_to_each_side() {
     );
     assert!(callee.recv("ACK").starts_with("ACK "));
     let (other_route, other_tag) = call(port, &caller, &callee, "hal", "e2");
+    // `$DLG_count`: the calls going on, this one included.
+    assert!(s.log().contains("flags=1 count=2"), "{}", s.log());
     // dlg_list by Call-ID (and From tag) shows that call only.
     let one = s.mi(&["dlg_list", "e1"]);
     let list = one["Dialogs"].as_array().unwrap();

@@ -901,9 +901,5 @@ impl engine::hooks::DialogHooks for Hooks {
 
 /// Dialogs not yet ended (`$DLG_count`).
 fn active_count() -> usize {
-    dialogs()
-        .by_id
-        .values()
-        .filter(|d| d.state != DELETED)
-        .count()
+    dialogs().live
 }

@@ -180,6 +180,8 @@ pub struct Dialogs {
     pub removed: Vec<u64>,
     /// A database keeps the dialogs (the two lists above are kept).
     pub track: bool,
+    /// Dialogs not ended (`$DLG_count`), kept as they come and go.
+    pub live: usize,
     /// What runs when a confirmed dialog ends (acc's CDRs), by dialog.
     pub on_end: HashMap<u64, Vec<engine::hooks::OnDialogEnd>>,
 }
@@ -232,6 +234,9 @@ impl Dialogs {
     }
 
     pub fn insert(&mut self, d: Dialog) {
+        if d.state != DELETED {
+            self.live += 1;
+        }
         self.by_callid
             .entry(d.callid.clone())
             .or_default()
@@ -335,6 +340,7 @@ impl Dialogs {
                 engine::gauge!("dialog", "early_dialogs").dec();
             }
             let stored = d.stored;
+            self.live = self.live.saturating_sub(1);
             // The call's records (CDRs) are written now, with how long it lasted.
             if let Some(hooks) = self.on_end.remove(&id)
                 && d.start_ms > 0
@@ -365,6 +371,9 @@ impl Dialogs {
         self.dirty.remove(&id);
         self.on_end.remove(&id);
         let d = self.by_id.remove(&id)?;
+        if d.state != DELETED {
+            self.live = self.live.saturating_sub(1);
+        }
         if let Some(ids) = self.by_callid.get_mut(&d.callid) {
             ids.retain(|i| *i != id);
             if ids.is_empty() {
