@@ -3,13 +3,13 @@
 //! quoted literals (see [`crate::sql`]). Connecting, reading and writing are bounded by
 //! timeouts.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
 
-use crate::sql::{Backend, Breaker, Dialect, Outcome, ServerUrl};
+use crate::sql::{Backend, Breaker, Dialect, Outcome, POOL_SIZE, Pool, ServerUrl};
 use crate::{DbError, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -17,7 +17,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Mysql {
     url: String,
     opts: Opts,
-    conn: Mutex<Option<Conn>>,
+    conns: Pool<Conn>,
     breaker: Breaker,
 }
 
@@ -64,40 +64,43 @@ impl Mysql {
         let my = Mysql {
             url: url.to_owned(),
             opts: Opts::from(opts),
-            conn: Mutex::new(None),
+            conns: Pool::new(POOL_SIZE),
             breaker: Breaker::default(),
         };
+        // The first connection tells whether the URL works; the others are opened now too,
+        // or by the first statement that needs them.
         drop(my.connected()?);
+        for mut slot in my.conns.slots() {
+            if slot.is_none() {
+                *slot = Conn::new(my.opts.clone()).ok();
+            }
+        }
         Ok(my)
     }
 
+    /// A connection of the pool, opened again if the last one in its slot failed.
     fn connected(&self) -> Result<MutexGuard<'_, Option<Conn>>, DbError> {
-        let lock = || {
-            self.conn
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
-        let guard = lock();
+        let mut guard = self.conns.acquire(|_| true);
         if guard.is_some() {
             return Ok(guard);
         }
-        drop(guard);
-        // Connect without holding the connection's lock (see Breaker).
+        // One caller at a time opens a connection (see Breaker); the others answer at once.
         self.breaker.enter().map_err(|w| failed(&self.url, w))?;
         let made = Conn::new(self.opts.clone());
         self.breaker.leave(made.is_ok());
-        let conn = made.map_err(|e| failed(&self.url, e))?;
-        let mut guard = lock();
-        *guard = Some(conn);
+        *guard = Some(made.map_err(|e| failed(&self.url, e))?);
         Ok(guard)
     }
 
     /// Runs one statement once: the rows it returned and the rows it changed. A broken
     /// connection is dropped (the next call opens a new one).
-    fn execute(&self, sql: &str) -> Result<Outcome, DbError> {
-        let mut guard = self.connected()?;
+    fn execute(&self, sql: &str) -> (Result<Outcome, DbError>, bool) {
+        let mut guard = match self.connected() {
+            Ok(g) => g,
+            Err(e) => return (Err(e), false),
+        };
         let Some(conn) = guard.as_mut() else {
-            return Err(failed(&self.url, "not connected"));
+            return (Err(failed(&self.url, "not connected")), false);
         };
         let outcome = (|| -> Result<Outcome, mysql::Error> {
             let mut result = conn.query_iter(sql)?;
@@ -127,15 +130,28 @@ impl Mysql {
                 has_rows,
             })
         })();
-        outcome.map_err(|e| {
-            // Anything but an error the server sent leaves the connection in doubt: drop it,
-            // the next call connects again.
-            if let mysql::Error::MySqlError(me) = &e {
-                return DbError::from_sqlstate(&self.url, &me.state, e.to_string());
+        match outcome {
+            Ok(o) => (Ok(o), false),
+            // An error the server sent leaves the connection usable.
+            Err(e @ mysql::Error::MySqlError(_)) => {
+                let state = match &e {
+                    mysql::Error::MySqlError(me) => me.state.clone(),
+                    _ => String::new(),
+                };
+                (
+                    Err(DbError::from_sqlstate(&self.url, &state, e.to_string())),
+                    false,
+                )
             }
-            *guard = None;
-            failed(&self.url, e)
-        })
+            // Anything else leaves the connection in doubt: dropped, the next call connects
+            // again.
+            Err(e) => {
+                *guard = None;
+                drop(guard);
+                self.conns.drop_idle();
+                (Err(failed(&self.url, e)), true)
+            }
+        }
     }
 }
 
@@ -179,14 +195,7 @@ impl Backend for Mysql {
         &self.url
     }
 
-    fn has_connection(&self) -> bool {
-        self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some()
-    }
-
-    fn run_once(&self, sql: &str) -> Result<Outcome, DbError> {
+    fn run_once(&self, sql: &str) -> (Result<Outcome, DbError>, bool) {
         self.execute(sql)
     }
 }

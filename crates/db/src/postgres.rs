@@ -3,12 +3,12 @@
 //! literals (see [`crate::sql`]). Connecting and each statement are bounded by a timeout, so a
 //! server that is gone costs a worker seconds, not forever.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use postgres::{Client, NoTls, SimpleQueryMessage};
 
-use crate::sql::{Backend, Breaker, Dialect, Outcome, ServerUrl};
+use crate::sql::{Backend, Breaker, Dialect, Outcome, POOL_SIZE, Pool, ServerUrl};
 use crate::{DbError, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -16,7 +16,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Postgres {
     url: String,
     config: postgres::Config,
-    client: Mutex<Option<Client>>,
+    clients: Pool<Client>,
     breaker: Breaker,
 }
 
@@ -68,32 +68,31 @@ impl Postgres {
         let pg = Postgres {
             url: url.to_owned(),
             config,
-            client: Mutex::new(None),
+            clients: Pool::new(POOL_SIZE),
             breaker: Breaker::default(),
         };
+        // The first connection tells whether the URL works; the others are opened now too,
+        // or by the first statement that needs them.
         drop(pg.connected()?);
+        for mut slot in pg.clients.slots() {
+            if slot.is_none() {
+                *slot = pg.connect().ok();
+            }
+        }
         Ok(pg)
     }
 
-    /// The connection, opened again if the last one failed.
+    /// A connection of the pool, opened again if the last one in its slot failed.
     fn connected(&self) -> Result<MutexGuard<'_, Option<Client>>, DbError> {
-        let lock = || {
-            self.client
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
-        let guard = lock();
+        let mut guard = self.clients.acquire(|c| !c.is_closed());
         if guard.as_ref().is_some_and(|c| !c.is_closed()) {
             return Ok(guard);
         }
-        drop(guard);
-        // Connect without holding the connection's lock (see Breaker).
+        // One caller at a time opens a connection (see Breaker); the others answer at once.
         self.breaker.enter().map_err(|w| failed(&self.url, w))?;
         let made = self.connect();
         self.breaker.leave(made.is_ok());
-        let client = made?;
-        let mut guard = lock();
-        *guard = Some(client);
+        *guard = Some(made?);
         Ok(guard)
     }
 
@@ -112,22 +111,31 @@ impl Postgres {
 
     /// Runs one statement once: the rows it returned and the rows it changed. A broken
     /// connection is dropped (the next call opens a new one).
-    fn execute(&self, sql: &str) -> Result<Outcome, DbError> {
-        let mut guard = self.connected()?;
+    fn execute(&self, sql: &str) -> (Result<Outcome, DbError>, bool) {
+        let mut guard = match self.connected() {
+            Ok(g) => g,
+            Err(e) => return (Err(e), false),
+        };
         let Some(client) = guard.as_mut() else {
-            return Err(failed(&self.url, "not connected"));
+            return (Err(failed(&self.url, "not connected")), false);
         };
         let messages = match client.simple_query(sql) {
             Ok(m) => m,
             Err(e) => {
                 // A broken connection is dropped; the next call connects again.
-                if e.is_closed() || client.is_closed() {
+                let dropped = e.is_closed() || client.is_closed();
+                if dropped {
                     *guard = None;
+                    drop(guard);
+                    self.clients.drop_idle();
                 }
                 if let Some(db) = e.as_db_error() {
-                    return Err(DbError::from_sqlstate(&self.url, db.code().code(), why(&e)));
+                    return (
+                        Err(DbError::from_sqlstate(&self.url, db.code().code(), why(&e))),
+                        dropped,
+                    );
                 }
-                return Err(failed(&self.url, why(&e)));
+                return (Err(failed(&self.url, why(&e))), dropped);
             }
         };
         let mut rows = Vec::new();
@@ -147,11 +155,14 @@ impl Postgres {
                 _ => {}
             }
         }
-        Ok(Outcome {
-            rows,
-            changed,
-            has_rows,
-        })
+        (
+            Ok(Outcome {
+                rows,
+                changed,
+                has_rows,
+            }),
+            false,
+        )
     }
 }
 
@@ -162,14 +173,7 @@ impl Backend for Postgres {
         &self.url
     }
 
-    fn has_connection(&self) -> bool {
-        self.client
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some()
-    }
-
-    fn run_once(&self, sql: &str) -> Result<Outcome, DbError> {
+    fn run_once(&self, sql: &str) -> (Result<Outcome, DbError>, bool) {
         self.execute(sql)
     }
 }

@@ -161,6 +161,82 @@ pub fn all_columns(columns: &[&str]) -> bool {
     columns.is_empty() || columns == ["*"]
 }
 
+/// How many connections a driver keeps to its server: statements from several workers run
+/// side by side, as OpenSIPS' processes each have their own connection.
+pub(crate) const POOL_SIZE: usize = 4;
+
+/// The connections to one server. A statement takes an idle open connection, else an idle
+/// slot to open one in, else waits for the next slot in turn.
+pub(crate) struct Pool<C> {
+    slots: Vec<std::sync::Mutex<Option<C>>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl<C> std::fmt::Debug for Pool<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("slots", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The slot if it is free now.
+fn try_lock<C>(m: &std::sync::Mutex<Option<C>>) -> Option<std::sync::MutexGuard<'_, Option<C>>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
+impl<C> Pool<C> {
+    pub fn new(size: usize) -> Pool<C> {
+        Pool {
+            slots: (0..size.max(1))
+                .map(|_| std::sync::Mutex::new(None))
+                .collect(),
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// A slot for one statement (`usable`: an open connection that can still be used).
+    pub fn acquire(&self, usable: impl Fn(&C) -> bool) -> std::sync::MutexGuard<'_, Option<C>> {
+        for s in &self.slots {
+            if let Some(g) = try_lock(s)
+                && g.as_ref().is_some_and(&usable)
+            {
+                return g;
+            }
+        }
+        for s in &self.slots {
+            if let Some(g) = try_lock(s) {
+                return g;
+            }
+        }
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.slots.len();
+        self.slots[i]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drops every idle connection: one found broken means the server went away, and the
+    /// others are most likely broken too (they are opened again when needed).
+    pub fn drop_idle(&self) {
+        for s in &self.slots {
+            if let Some(mut g) = try_lock(s) {
+                *g = None;
+            }
+        }
+    }
+
+    /// Every slot in turn (to open them all at start).
+    pub fn slots(&self) -> impl Iterator<Item = std::sync::MutexGuard<'_, Option<C>>> {
+        self.slots
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
 /// Connecting to a server that is down costs the caller up to the connect timeout. So that
 /// the workers do not queue behind a dead server, only one caller connects at a time, and
 /// after a failed attempt the drivers answer "unavailable" at once for [`Breaker::PAUSE`].
@@ -209,15 +285,14 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
 
     fn url(&self) -> &str;
 
-    fn has_connection(&self) -> bool;
-
-    fn run_once(&self, sql: &str) -> Result<Outcome, DbError>;
+    /// Runs a statement once; `true` with an error when the connection it used was open and
+    /// is now dropped (the server went away since: worth one more try on a new one).
+    fn run_once(&self, sql: &str) -> (Result<Outcome, DbError>, bool);
 
     fn run(&self, sql: &str) -> Result<Outcome, DbError> {
-        let had = self.has_connection();
         match self.run_once(sql) {
-            Err(DbError::Server { .. }) if had && !self.has_connection() => self.run_once(sql),
-            other => other,
+            (Err(DbError::Server { .. }), true) => self.run_once(sql).0,
+            (other, _) => other,
         }
     }
 }

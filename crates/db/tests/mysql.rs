@@ -70,6 +70,24 @@ fn rows_in_and_out_through_a_real_server_and_back_after_an_outage() {
         "{err}"
     );
     assert!(!err.to_string().contains("opensipsrw"), "{err}");
+    // Statements from several threads run side by side, each on a connection of its own
+    // (the driver keeps a few), not one after the other on one.
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let running: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let rows = conn
+                        .raw("SELECT CONNECTION_ID(), SLEEP(0.3)")
+                        .unwrap()
+                        .unwrap();
+                    rows[0][0].as_text().unwrap()
+                })
+            })
+            .collect();
+        running.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert!(distinct.len() >= 2, "one connection for all: {ids:?}");
     // The server goes away: errors, not a hang; it comes back: the driver reconnects.
     my.down();
     let started = std::time::Instant::now();
