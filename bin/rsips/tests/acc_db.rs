@@ -97,22 +97,29 @@ fn wait_for(my: &my_server::MyServer, sql: &str, want: &str) {
     }
 }
 
-#[test]
-fn calls_are_accounted_in_mariadb_and_survive_an_outage() {
-    let my = my_server::MyServer::start("accdb", ports::free_port());
+/// A MariaDB with the accounting tables, and rsips on `config` using it: (database, SIP port,
+/// rsips' directory, rsips).
+fn start(name: &str, config: &str) -> (my_server::MyServer, u16, std::path::PathBuf, common::Kill) {
+    let my = my_server::MyServer::start(name, ports::free_port());
     my.sql(SCHEMA);
     let port = common::free_port();
-    let dir = std::env::temp_dir().join(format!("rsips-accdb-{}-{port}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("rsips-{name}-{}-{port}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("rsips.cfg"),
-        CONFIG
+        config
             .replace("PORT", &port.to_string())
             .replace("DBURL", &my.url()),
     )
     .unwrap();
-    let _server = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("listening on udp:"));
+    let server = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("listening on udp:"));
+    (my, port, dir, server)
+}
+
+#[test]
+fn calls_are_accounted_in_mariadb_and_survive_an_outage() {
+    let (my, port, dir, _server) = start("accdb", CONFIG);
     let (caller, callee) = (Peer::new(), Peer::new());
 
     // An answered call, then its BYE.
@@ -256,20 +263,7 @@ route {
 /// call.
 #[test]
 fn answered_calls_are_one_record_each_when_they_end() {
-    let my = my_server::MyServer::start("acccdr", ports::free_port());
-    my.sql(SCHEMA);
-    let port = common::free_port();
-    let dir = std::env::temp_dir().join(format!("rsips-acccdr-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("rsips.cfg"),
-        CDR_CONFIG
-            .replace("PORT", &port.to_string())
-            .replace("DBURL", &my.url()),
-    )
-    .unwrap();
-    let _server = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("listening on udp:"));
+    let (my, port, dir, _server) = start("acccdr", CDR_CONFIG);
     let (caller, callee) = (Peer::new(), Peer::new());
     caller.send(port, &invite(&caller, &callee, "d1"));
     let inv = callee.recv("INVITE");
