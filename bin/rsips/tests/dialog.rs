@@ -811,3 +811,61 @@ fn forged_and_malformed_dialog_ids_match_nothing() {
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["state"], 4, "the real call is untouched: {list:?}");
 }
+
+/// A socket the script forces for the call after `create_dialog` is the one the proxy's own
+/// BYE to the callee leaves from.
+#[test]
+fn the_bye_to_the_callee_leaves_from_the_socket_the_call_went_out_on() {
+    let dir = test_dir("socket");
+    let [port, out] = common::free_ports();
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        format!(
+            "log_level=3\nstderror_enabled=yes\nsyslog_enabled=no\n\
+             socket=udp:127.0.0.1:{port}\nsocket=udp:127.0.0.1:{out}\n\
+             loadmodule \"proto_udp.so\"\nloadmodule \"tm.so\"\nloadmodule \"sl.so\"\n\
+             loadmodule \"rr.so\"\nloadmodule \"sipmsgops.so\"\nloadmodule \"dialog.so\"\n\
+             modparam(\"dialog\", \"default_timeout\", 1)\n\
+             route {{\n\
+                 if (has_totag()) {{ if (loose_route() || t_check_trans()) t_relay(); exit; }}\n\
+                 create_dialog(\"bye-on-timeout\");\n\
+                 record_route();\n\
+                 force_send_socket(\"udp:127.0.0.1:{out}\");\n\
+                 t_relay();\n\
+             }}\n"
+        ),
+    )
+    .unwrap();
+    let _server = common::spawn_rsips(&dir, "rsips.cfg", |l| {
+        l.matches("listening on udp:").count() == 2
+    });
+    let (caller, callee) = (Peer::new(), Peer::new());
+    caller.send(
+        port,
+        &format!(
+            "INVITE sip:bob@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-s1\r\n\
+             From: <sip:jo@example.com>;tag=a-s1\r\nTo: <sip:bob@example.com>\r\nCall-ID: s1\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:jo@127.0.0.1:{}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            callee.port, caller.port, caller.port
+        ),
+    );
+    let inv = callee.recv("INVITE");
+    // Two sockets: the proxy records both (double Record-Route).
+    assert_eq!(header(&inv, "Record-Route").len(), 2, "{inv}");
+    let contact = format!("Contact: <sip:bob@127.0.0.1:{}>\r\n", callee.port);
+    callee.send(port, &reply_to(&inv, "200 OK", "b-s1", &contact));
+    assert!(caller.recv("200").starts_with("SIP/2.0 200"));
+    let mut buf = vec![0u8; 65535];
+    let mut from_port = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < deadline {
+        let (n, from) = callee.sock.recv_from(&mut buf).unwrap();
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if m.starts_with("BYE ") {
+            from_port = Some(from.port());
+            callee.send(port, &reply_to(&m, "200 OK", "", ""));
+            break;
+        }
+    }
+    assert_eq!(from_port, Some(out), "the BYE came from the forced socket");
+}

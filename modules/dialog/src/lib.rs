@@ -883,18 +883,24 @@ impl engine::hooks::DialogHooks for Hooks {
     }
 
     fn request_done(&self, ctx: &MsgCtx) {
-        if let Some(mark) = ctx.dialog
-            && mark.created
-            && ctx.tx.is_none()
-        {
+        let Some(mark) = ctx.dialog.filter(|m| m.created) else {
+            return;
+        };
+        let mut t = dialogs();
+        if ctx.tx.is_none() {
             // Nothing will ever answer for it through tm: a stateless reply, or a drop.
-            let mut t = dialogs();
             if t.by_id
                 .get(&mark.id)
                 .is_some_and(|d| d.state == UNCONFIRMED)
             {
                 t.remove(mark.id);
             }
+        } else if let Some(d) = t.by_id.get_mut(&mark.id)
+            && ctx.send_socket.is_some()
+        {
+            // A socket the script forced after create_dialog is the callee's side too: the
+            // proxy's own requests to the callee (BYE, pings) leave from it.
+            d.callee.socket.clone_from(&ctx.send_socket);
         }
     }
 }
