@@ -84,8 +84,18 @@ impl Mysql {
         if guard.is_some() {
             return Ok(guard);
         }
-        // One caller at a time opens a connection (see Breaker); the others answer at once.
-        self.breaker.enter().map_err(|w| failed(&self.url, w))?;
+        // One caller at a time opens a connection (see Breaker). While one is being opened,
+        // another open connection is waited for a moment; after a failed attempt the answer
+        // comes at once.
+        if let Err(why) = self.breaker.enter() {
+            drop(guard);
+            if why == Breaker::BUSY
+                && let Some(g) = self.conns.open_one(|_| true, Duration::from_secs(2))
+            {
+                return Ok(g);
+            }
+            return Err(failed(&self.url, why));
+        }
         let made = Conn::new(self.opts.clone());
         self.breaker.leave(made.is_ok());
         *guard = Some(made.map_err(|e| failed(&self.url, e))?);
@@ -132,17 +142,27 @@ impl Mysql {
         })();
         match outcome {
             Ok(o) => (Ok(o), false),
-            // An error the server sent leaves the connection usable.
-            Err(e @ mysql::Error::MySqlError(_)) => {
-                let state = match &e {
-                    mysql::Error::MySqlError(me) => me.state.clone(),
-                    _ => String::new(),
-                };
-                (
-                    Err(DbError::from_sqlstate(&self.url, &state, e.to_string())),
-                    false,
-                )
+            // An error the server sent leaves the connection usable, unless it is the server
+            // closing it (idle too long, shutting down, killed).
+            Err(mysql::Error::MySqlError(me)) if GONE.contains(&me.code) => {
+                *guard = None;
+                drop(guard);
+                self.conns.drop_idle();
+                (Err(failed(&self.url, me)), true)
             }
+            // Errors some servers send with SQLSTATE HY000 that are the row's fault.
+            Err(mysql::Error::MySqlError(me)) if REFUSED.contains(&me.code) => (
+                Err(DbError::Refused {
+                    url: crate::redact(&self.url),
+                    sqlstate: me.state.clone(),
+                    what: me.to_string(),
+                }),
+                false,
+            ),
+            Err(mysql::Error::MySqlError(me)) => (
+                Err(DbError::from_sqlstate(&self.url, &me.state, me.to_string())),
+                false,
+            ),
             // Anything else leaves the connection in doubt: dropped, the next call connects
             // again.
             Err(e) => {
@@ -154,6 +174,16 @@ impl Mysql {
         }
     }
 }
+
+/// MySQL/MariaDB error numbers for a connection the server closed: 1053 shutdown, 1927
+/// connection killed, 4031 closed for inactivity.
+const GONE: &[u16] = &[1053, 1927, 4031];
+
+/// Error numbers for a row the server will never take, whatever their SQLSTATE: 1048 column
+/// cannot be NULL, 1054 unknown column, 1062 duplicate entry, 1146 no such table, 1264 out of
+/// range, 1292 incorrect value, 1364 no default value, 1366 incorrect value, 1406 data too
+/// long, 1452 foreign key.
+const REFUSED: &[u16] = &[1048, 1054, 1062, 1146, 1264, 1292, 1364, 1366, 1406, 1452];
 
 fn is_integer(t: mysql::consts::ColumnType) -> bool {
     use mysql::consts::ColumnType::*;

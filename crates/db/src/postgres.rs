@@ -58,6 +58,10 @@ impl Postgres {
             .dbname(&u.database)
             .connect_timeout(TIMEOUT)
             .options(&format!("-c statement_timeout={}", TIMEOUT.as_millis()))
+            // A server that silently stops answering is noticed (statement_timeout needs the
+            // server to act).
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
             .application_name("rsips");
         if let Some(user) = &u.user {
             config.user(user);
@@ -88,8 +92,20 @@ impl Postgres {
         if guard.as_ref().is_some_and(|c| !c.is_closed()) {
             return Ok(guard);
         }
-        // One caller at a time opens a connection (see Breaker); the others answer at once.
-        self.breaker.enter().map_err(|w| failed(&self.url, w))?;
+        // One caller at a time opens a connection (see Breaker). While one is being opened,
+        // another open connection is waited for a moment; after a failed attempt the answer
+        // comes at once.
+        if let Err(why) = self.breaker.enter() {
+            drop(guard);
+            if why == Breaker::BUSY
+                && let Some(g) = self
+                    .clients
+                    .open_one(|c| !c.is_closed(), Duration::from_secs(2))
+            {
+                return Ok(g);
+            }
+            return Err(failed(&self.url, why));
+        }
         let made = self.connect();
         self.breaker.leave(made.is_ok());
         *guard = Some(made?);

@@ -213,10 +213,40 @@ impl<C> Pool<C> {
                 return g;
             }
         }
+        // All busy: the first to come free, polled for a while, then the next in turn.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            if let Some(g) = self.slots.iter().find_map(try_lock) {
+                return g;
+            }
+        }
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.slots.len();
         self.slots[i]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An idle open connection, waited for up to `limit` (another caller is opening one).
+    pub fn open_one(
+        &self,
+        usable: impl Fn(&C) -> bool,
+        limit: std::time::Duration,
+    ) -> Option<std::sync::MutexGuard<'_, Option<C>>> {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            for s in &self.slots {
+                if let Some(g) = try_lock(s)
+                    && g.as_ref().is_some_and(&usable)
+                {
+                    return Some(g);
+                }
+            }
+            if std::time::Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// Drops every idle connection: one found broken means the server went away, and the
@@ -248,8 +278,10 @@ pub(crate) struct Breaker {
 
 impl Breaker {
     pub const PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+    pub const BUSY: &'static str = "unavailable (a connection is being opened)";
 
-    /// Whether this caller may connect now; why not otherwise.
+    /// Whether this caller may connect now; why not otherwise (`BUSY`: another caller is
+    /// connecting now).
     pub fn enter(&self) -> Result<(), &'static str> {
         let mut s = self
             .state
@@ -259,7 +291,7 @@ impl Breaker {
             return Err("unavailable (the last connection attempt failed; retrying shortly)");
         }
         if s.1 {
-            return Err("unavailable (a connection is being opened)");
+            return Err(Self::BUSY);
         }
         s.1 = true;
         Ok(())
@@ -289,9 +321,12 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     /// is now dropped (the server went away since: worth one more try on a new one).
     fn run_once(&self, sql: &str) -> (Result<Outcome, DbError>, bool);
 
-    fn run(&self, sql: &str) -> Result<Outcome, DbError> {
+    /// Runs a statement; one that cannot do harm twice (`idempotent`: a SELECT, UPDATE or
+    /// DELETE) is tried once more on a new connection when the one it had broke. An INSERT is
+    /// not: the server may have run it before the connection went.
+    fn run(&self, sql: &str, idempotent: bool) -> Result<Outcome, DbError> {
         match self.run_once(sql) {
-            (Err(DbError::Server { .. }), true) => self.run_once(sql).0,
+            (Err(DbError::Server { .. }), true) if idempotent => self.run_once(sql).0,
             (other, _) => other,
         }
     }
@@ -304,11 +339,14 @@ impl<B: Backend> Connection for B {
         columns: &[&str],
         filter: &Filter<'_>,
     ) -> Result<Vec<Vec<Value>>, DbError> {
-        Ok(self.run(&B::DIALECT.select(table, columns, filter)?)?.rows)
+        Ok(self
+            .run(&B::DIALECT.select(table, columns, filter)?, true)?
+            .rows)
     }
 
     fn insert(&self, table: &str, values: &[(&str, Value)]) -> Result<(), DbError> {
-        self.run(&B::DIALECT.insert(table, values)?).map(|_| ())
+        self.run(&B::DIALECT.insert(table, values)?, false)
+            .map(|_| ())
     }
 
     fn update(
@@ -317,11 +355,13 @@ impl<B: Backend> Connection for B {
         filter: &Filter<'_>,
         set: &[(&str, Value)],
     ) -> Result<usize, DbError> {
-        Ok(self.run(&B::DIALECT.update(table, filter, set)?)?.changed)
+        Ok(self
+            .run(&B::DIALECT.update(table, filter, set)?, true)?
+            .changed)
     }
 
     fn delete(&self, table: &str, filter: &Filter<'_>) -> Result<usize, DbError> {
-        Ok(self.run(&B::DIALECT.delete(table, filter)?)?.changed)
+        Ok(self.run(&B::DIALECT.delete(table, filter)?, true)?.changed)
     }
 
     fn url(&self) -> &str {
@@ -329,7 +369,11 @@ impl<B: Backend> Connection for B {
     }
 
     fn raw(&self, sql: &str) -> Result<Option<Vec<Vec<Value>>>, DbError> {
-        let out = self.run(sql)?;
+        let select = sql
+            .trim_start()
+            .get(..6)
+            .is_some_and(|w| w.eq_ignore_ascii_case("select"));
+        let out = self.run(sql, select)?;
         Ok(out.has_rows.then_some(out.rows))
     }
 }

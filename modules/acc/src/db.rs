@@ -206,8 +206,9 @@ pub fn row(
     Row { table, values }
 }
 
-/// A call record's columns: `time` is when the call was answered; `duration` (seconds,
-/// rounded up), `ms_duration`, `setuptime` (answer minus creation, seconds) and `created`.
+/// A call record's columns: `time` is when the call was answered; `duration` (end minus
+/// answer, in whole seconds of each, as OpenSIPS), `ms_duration`, `setuptime` (answer minus
+/// creation, seconds) and `created`.
 pub fn add_cdr_columns(row: &mut Row, end: &engine::hooks::DialogEnd) {
     let n = names();
     let (created, start) = (end.created_ms / 1000, end.start_ms / 1000);
@@ -216,7 +217,10 @@ pub fn add_cdr_columns(row: &mut Row, end: &engine::hooks::DialogEnd) {
         slot.1 = DbValue::DateTime(start);
     }
     row.values.extend([
-        ("duration".to_owned(), DbValue::Int((ms + 999) / 1000)),
+        (
+            "duration".to_owned(),
+            DbValue::Int((end.end_ms / 1000 - start).max(0)),
+        ),
         ("ms_duration".to_owned(), DbValue::Int(ms)),
         (
             "setuptime".to_owned(),

@@ -468,7 +468,7 @@ pub fn cdr_line(
     let ms = (end.end_ms - end.start_ms).max(0);
     format!(
         "ACC: call ended: created={created};call_start_time={start};duration={};ms_duration={ms};setuptime={};{}",
-        (ms + 999) / 1000,
+        (end.end_ms / 1000 - start).max(0),
         (start - created).max(0),
         fields(req, code, reason, to_tag)
     )
@@ -595,8 +595,11 @@ pub fn report(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
     if !reported_method(req) {
         return;
     }
-    // An answered call accounted with `cdr` gets one record when it ends instead.
-    let answered = req.msg.method() == Some(sip::Method::Invite) && (200..300).contains(&code);
+    // An answered call accounted with `cdr` gets one record when it ends instead (the INVITE
+    // that created its dialog: a re-INVITE is a transaction of its own).
+    let answered = req.msg.method() == Some(sip::Method::Invite)
+        && (200..300).contains(&code)
+        && req.dialog.is_some_and(|d| d.created);
     let (mut log_cdr, mut db_cdr) = (
         acc.log && acc.cdr && answered,
         acc.db && acc.db_cdr && answered,

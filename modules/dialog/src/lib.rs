@@ -875,7 +875,11 @@ impl engine::hooks::DialogHooks for Hooks {
 
     fn on_end(&self, dialog: u64, f: engine::hooks::OnDialogEnd) -> bool {
         let mut t = dialogs();
-        if t.by_id.get(&dialog).is_none_or(|d| d.state == DELETED) {
+        // Only an answered call ends with a record; otherwise the caller accounts otherwise.
+        if t.by_id
+            .get(&dialog)
+            .is_none_or(|d| !(CONFIRMED_NA..=CONFIRMED).contains(&d.state))
+        {
             return false;
         }
         t.on_end.entry(dialog).or_default().push(f);

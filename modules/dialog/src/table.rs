@@ -184,6 +184,8 @@ pub struct Dialogs {
     pub live: usize,
     /// What runs when a confirmed dialog ends (acc's CDRs), by dialog.
     pub on_end: HashMap<u64, Vec<engine::hooks::OnDialogEnd>>,
+    /// Those of dialogs that ended, run once the table is unlocked.
+    due: Vec<(Vec<engine::hooks::OnDialogEnd>, engine::hooks::DialogEnd)>,
 }
 
 impl std::fmt::Debug for Dialogs {
@@ -194,11 +196,49 @@ impl std::fmt::Debug for Dialogs {
     }
 }
 
-pub fn dialogs() -> MutexGuard<'static, Dialogs> {
+/// The table, locked; what ended dialogs asked to run (acc's CDRs) runs once it is unlocked.
+#[derive(Debug)]
+pub struct DialogsGuard(Option<MutexGuard<'static, Dialogs>>);
+
+impl std::ops::Deref for DialogsGuard {
+    type Target = Dialogs;
+    fn deref(&self) -> &Dialogs {
+        self.0
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("held until dropped"))
+    }
+}
+
+impl std::ops::DerefMut for DialogsGuard {
+    fn deref_mut(&mut self) -> &mut Dialogs {
+        self.0
+            .as_deref_mut()
+            .unwrap_or_else(|| unreachable!("held until dropped"))
+    }
+}
+
+impl Drop for DialogsGuard {
+    fn drop(&mut self) {
+        let Some(mut guard) = self.0.take() else {
+            return;
+        };
+        let due = std::mem::take(&mut guard.due);
+        drop(guard);
+        for (hooks, info) in due {
+            for h in hooks {
+                h(&info);
+            }
+        }
+    }
+}
+
+pub fn dialogs() -> DialogsGuard {
     static D: OnceLock<Mutex<Dialogs>> = OnceLock::new();
-    D.get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    DialogsGuard(Some(
+        D.get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    ))
 }
 
 pub fn unix_ms() -> i64 {
@@ -351,9 +391,7 @@ impl Dialogs {
                     end_ms: unix_ms(),
                     reason: reason.to_owned(),
                 };
-                for h in hooks {
-                    h(&info);
-                }
+                self.due.push((hooks, info));
             }
             d.state = DELETED;
             d.end_reason = Some(reason.to_owned());
