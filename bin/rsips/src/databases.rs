@@ -74,6 +74,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     registrar::persist::start(script, &options)?;
     dialog::start(script, &options)?;
     load_balancer::start(script, &options)?;
+    sockets_mgm::start(script, &options)?;
     dispatcher::start(script, &options)
 }
 

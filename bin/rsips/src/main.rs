@@ -50,6 +50,7 @@ fn available() -> engine::Available {
             &rest_client::MODULE,
             &dialog::MODULE,
             &load_balancer::MODULE,
+            &sockets_mgm::MODULE,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
@@ -243,6 +244,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("load_balancer") {
         load_balancer::mi::commands(&mut commands);
+    }
+    if script.loads("sockets_mgm") {
+        sockets_mgm::commands(&mut commands);
     }
     mi::httpd_commands(&mut commands, &script);
     mi::evi_commands(&mut commands, std::sync::Arc::clone(&scripts));

@@ -683,7 +683,7 @@ pub fn tm_commands(mi: &mut Mi, scripts: Arc<crate::server::Scripts>) {
             tm.new_request(
                 ctx,
                 p.str("next_hop")?.as_deref(),
-                script.net(),
+                &script.net(),
                 std::time::Instant::now(),
                 Box::new(move |done| {
                     let _ = tx.send(done);

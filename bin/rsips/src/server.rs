@@ -28,10 +28,31 @@ pub struct Server {
 /// Where every outgoing message leaves: the UDP sockets and the stream transports.
 pub struct Outlet {
     udp: Vec<(SocketAddr, UdpSocket)>,
+    /// UDP sockets opened at run time (`sockets_mgm`).
+    dynamic_udp: std::sync::RwLock<Vec<(SocketAddr, Arc<UdpSocket>)>>,
     streams: Option<Arc<Streams>>,
 }
 
 impl Outlet {
+    /// The run-time UDP socket bound to `from`, or with none given the first of the
+    /// destination's address family.
+    fn dynamic_udp_for(
+        &self,
+        from: Option<SocketAddr>,
+        dest: SocketAddr,
+    ) -> Option<Arc<UdpSocket>> {
+        let list = self
+            .dynamic_udp
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        list.iter()
+            .find(|(a, _)| match from {
+                Some(from) => *a == from,
+                None => a.is_ipv4() == dest.is_ipv4(),
+            })
+            .map(|(_, s)| Arc::clone(s))
+    }
+
     /// Sends one message. `receiving` is the UDP socket of the worker, the default for replies.
     fn send(&self, out: Outbound, receiving: Option<&UdpSocket>) {
         self.send_then(out, receiving, None);
@@ -49,12 +70,18 @@ impl Outlet {
                         .map(|(_, s)| s)
                 }),
             };
-            let result = match socket {
-                None => Err(format!("no udp socket to send to {}", out.dest)),
-                Some(socket) => socket
+            let send = |socket: &UdpSocket| {
+                socket
                     .send_to(&out.data, out.dest)
                     .map(|_| ())
-                    .map_err(|e| format!("udp send to {}: {e}", out.dest)),
+                    .map_err(|e| format!("udp send to {}: {e}", out.dest))
+            };
+            let result = match socket {
+                Some(socket) => send(socket),
+                None => match self.dynamic_udp_for(out.from, out.dest) {
+                    Some(socket) => send(&socket),
+                    None => Err(format!("no udp socket to send to {}", out.dest)),
+                },
             };
             if let Err(e) = &result {
                 crate::logging::core(-1, e);
@@ -104,13 +131,22 @@ impl Outlet {
 pub struct Scripts {
     current: std::sync::RwLock<Arc<Script>>,
     generation: std::sync::atomic::AtomicU64,
+    /// The sockets `sockets_mgm` opens, shared by every script run (none without the module).
+    dynamic: Option<Arc<engine::forward::DynamicSockets>>,
 }
 
 impl Scripts {
     pub fn new(script: Arc<Script>) -> Scripts {
+        let dynamic = script
+            .loads("sockets_mgm")
+            .then(|| Arc::new(engine::forward::DynamicSockets::default()));
+        if let Some(d) = &dynamic {
+            script.attach_dynamic_sockets(Arc::clone(d));
+        }
         Scripts {
             current: std::sync::RwLock::new(script),
             generation: std::sync::atomic::AtomicU64::new(0),
+            dynamic,
         }
     }
 
@@ -129,6 +165,9 @@ impl Scripts {
 
     /// Installs a new script for every worker.
     pub fn swap(&self, script: Arc<Script>) {
+        if let Some(d) = &self.dynamic {
+            script.attach_dynamic_sockets(Arc::clone(d));
+        }
         *self
             .current
             .write()
@@ -214,7 +253,7 @@ impl dialog::end::Sender for DialogSender {
         tm.new_request(
             ctx,
             None,
-            script.net(),
+            &script.net(),
             std::time::Instant::now(),
             Box::new(move |reply| done(reply.code)),
         )
@@ -306,7 +345,8 @@ impl Server {
                 });
             }
         }
-        if udp.is_empty() && listens.is_empty() {
+        let dynamic = scripts.dynamic.clone();
+        if udp.is_empty() && listens.is_empty() && dynamic.is_none() {
             return Err("no `socket=` to listen on".into());
         }
         // Connection messages reach the TCP workers in order per connection, on whichever
@@ -314,7 +354,9 @@ impl Server {
         let inboxes = transport::inbox::Inboxes::new();
         let mut processes = vec!["main".to_owned()];
         let mut tls_ctx = None;
-        let streams = if listens.is_empty() {
+        // With sockets_mgm the stream transports run even without a configured listener: its
+        // table may name one.
+        let streams = if listens.is_empty() && dynamic.is_none() {
             None
         } else {
             let tls = crate::transports::tls_context(&script)?.map(Arc::new);
@@ -347,6 +389,7 @@ impl Server {
         };
         let outlet = Arc::new(Outlet {
             udp,
+            dynamic_udp: std::sync::RwLock::default(),
             streams: streams.clone(),
         });
         engine::stats::register_core();
@@ -513,6 +556,26 @@ impl Server {
         processes.push("timer".to_owned());
         if streams.is_some() {
             processes.push("TCP main".to_owned());
+        }
+        // sockets_mgm: the pool for its UDP sockets, then the table's sockets opened.
+        if let Some(dynamic) = dynamic {
+            let pool = dynamic::start_pool(
+                sockets_mgm::processes(&script),
+                &scripts,
+                initial,
+                &outlet,
+                &stop,
+                &mut handles,
+                &mut processes,
+            );
+            let opener = dynamic::Opener::new(
+                Arc::clone(&outlet),
+                streams.clone(),
+                pool,
+                Arc::clone(&stop),
+                &script,
+            );
+            sockets_mgm::serve(Box::new(opener), dynamic);
         }
         Ok(Server {
             workers: handles,
@@ -1021,5 +1084,6 @@ fn is_local(script: &Script, local: SocketAddr, host: &str, port: u16) -> bool {
     }) || script.is_myself(host, Some(port))
 }
 
+mod dynamic;
 #[cfg(test)]
 mod tests;

@@ -411,6 +411,58 @@ impl Sockets {
     }
 }
 
+/// Sockets opened and closed while the server runs (OpenSIPS `sockets_mgm`), shared by every
+/// script the server runs: forwarding, `is_myself`, `$socket_in` and `force_send_socket` see
+/// them beside the configured ones. Read-mostly: a reload replaces the whole list.
+#[derive(Debug, Default)]
+pub struct DynamicSockets {
+    /// Bumped by every change, so a script rebuilds its merged view only then.
+    generation: std::sync::atomic::AtomicU64,
+    list: std::sync::RwLock<std::sync::Arc<Vec<Socket>>>,
+}
+
+impl DynamicSockets {
+    /// Replaces the list (what the server now listens on).
+    pub fn set(&self, list: Vec<Socket>) {
+        *self
+            .list
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = std::sync::Arc::new(list);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    pub fn list(&self) -> std::sync::Arc<Vec<Socket>> {
+        std::sync::Arc::clone(
+            &self
+                .list
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Socket {
+    /// `proto:ip:port` as `force_send_socket` and `$socket_out` name it (lower case, an IPv6
+    /// address in brackets).
+    pub fn name(&self) -> String {
+        match self.addr {
+            Some(SocketAddr::V6(a)) => format!("{}:[{}]:{}", self.proto, a.ip(), a.port()),
+            Some(a) => format!("{}:{}:{}", self.proto, a.ip(), a.port()),
+            None => format!(
+                "{}:{}:{}",
+                self.proto,
+                self.host.to_ascii_lowercase(),
+                self.port
+            ),
+        }
+    }
+}
+
 /// A listening socket as forwarding needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Socket {

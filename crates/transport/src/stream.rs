@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::proto::Proto;
@@ -22,6 +22,7 @@ use crate::proxy_protocol;
 use crate::tls::TlsContext;
 use crate::ws;
 
+mod listeners;
 mod prefixed;
 mod settings;
 
@@ -148,7 +149,7 @@ struct Shared {
     epoch: Instant,
     stop: AtomicBool,
     tls: Option<Arc<TlsContext>>,
-    listeners: Vec<Listen>,
+    listeners: listeners::Listeners,
 }
 
 impl Shared {
@@ -205,29 +206,6 @@ impl Streams {
             .thread_name("rsips-tcp-io")
             .enable_all()
             .build()?;
-        let mut bound = Vec::new();
-        let mut sockets = Vec::new();
-        let settings_backlog = settings.backlog.max(1);
-        for l in &listeners {
-            let listener = runtime.block_on(async {
-                let socket = match l.addr {
-                    SocketAddr::V4(_) => TcpSocket::new_v4()?,
-                    SocketAddr::V6(_) => TcpSocket::new_v6()?,
-                };
-                socket.set_reuseaddr(true)?;
-                if l.reuse_port {
-                    socket.set_reuseport(true)?;
-                }
-                if let (Some(tos), SocketAddr::V4(_)) = (l.tos, l.addr) {
-                    socket.set_tos_v4(tos)?;
-                }
-                socket.bind(l.addr)?;
-                socket.listen(settings_backlog)
-            })?;
-            let addr = listener.local_addr()?;
-            bound.push((l.proto, addr));
-            sockets.push((Listen { addr, ..l.clone() }, listener));
-        }
         let shared = Arc::new(Shared {
             settings,
             registry: Mutex::new(Registry::default()),
@@ -236,10 +214,22 @@ impl Streams {
             epoch: Instant::now(),
             stop: AtomicBool::new(false),
             tls,
-            listeners: sockets.iter().map(|(l, _)| l.clone()).collect(),
+            listeners: listeners::Listeners::default(),
         });
-        for (listen, listener) in sockets {
-            runtime.spawn(accept_loop(Arc::clone(&shared), listen, listener));
+        // Every listener is bound before any accepts: one that cannot bind fails the start.
+        let backlog = shared.settings.backlog;
+        let mut bound_sockets = Vec::new();
+        for l in &listeners {
+            let listener = {
+                let _context = runtime.enter();
+                listeners::bind(l, backlog)?
+            };
+            bound_sockets.push((l.clone(), listener));
+        }
+        let mut bound = Vec::new();
+        for (l, listener) in bound_sockets {
+            let addr = listeners::serve(&shared, runtime.handle(), l.clone(), listener)?;
+            bound.push((l.proto, addr));
         }
         Ok(Streams {
             runtime: Some(runtime),
@@ -322,13 +312,7 @@ impl Streams {
         let shared = Arc::clone(&self.shared);
         let (tx, rx) = mpsc::unbounded_channel();
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let local_hint = from.or_else(|| {
-            shared
-                .listeners
-                .iter()
-                .find(|l| l.proto == proto && l.addr.is_ipv4() == dest.is_ipv4())
-                .map(|l| l.addr)
-        });
+        let local_hint = from.or_else(|| shared.listeners.first_for(proto, dest));
         {
             let mut reg = shared.registry();
             if reg.by_id.len() >= shared.settings.max_connections {
@@ -489,6 +473,37 @@ impl Streams {
         found
     }
 
+    /// Opens a listener while the server runs (OpenSIPS `sockets_mgm`); returns its bound
+    /// address.
+    pub fn open_listener(&self, listen: Listen) -> std::io::Result<SocketAddr> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the stream transports are stopped"))?;
+        listeners::open(&self.shared, runtime.handle(), listen)
+    }
+
+    /// Closes a listener opened by [`Streams::open_listener`] (or at start): nothing more is
+    /// accepted on it and the connections it accepted are closed. `false` when there was none.
+    pub fn close_listener(&self, proto: Proto, addr: SocketAddr) -> bool {
+        listeners::close(&self.shared, proto, addr)
+    }
+
+    /// Whether TLS is configured (a tls/wss listener can be opened).
+    pub fn has_tls(&self) -> bool {
+        self.shared.tls.is_some()
+    }
+
+    /// Every listener now, those opened at run time included.
+    pub fn listening(&self) -> Vec<(Proto, SocketAddr)> {
+        self.shared
+            .listeners
+            .all()
+            .into_iter()
+            .map(|l| (l.proto, l.addr))
+            .collect()
+    }
+
     /// Stops accepting, closes every connection and stops the I/O threads.
     pub fn shutdown(mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
@@ -543,7 +558,8 @@ async fn connect(
     if let Some(from) = from.filter(|f| f.is_ipv4() == dest.is_ipv4()) {
         // The listener's address with an ephemeral port (OpenSIPS connects from the socket's
         // IP), or its very port with `reuse_port`.
-        let listener = shared.listeners.iter().find(|l| l.addr == from);
+        let listener = shared.listeners.at(from);
+        let listener = listener.as_ref();
         let port = match listener {
             Some(l) if l.reuse_port => {
                 let _ = socket.set_reuseaddr(true);
@@ -568,12 +584,9 @@ async fn connect(
     keepalive(&tcp, &shared.settings);
     let local = tcp.local_addr().map_err(|e| e.to_string())?;
     let mut tcp: Box<dyn Io> = Box::new(tcp);
-    let sends_proxy = from.is_some_and(|f| {
-        shared
-            .listeners
-            .iter()
-            .any(|l| l.addr == f && l.send_proxy_protocol)
-    });
+    let sends_proxy = from
+        .and_then(|f| shared.listeners.at(f))
+        .is_some_and(|l| l.send_proxy_protocol);
     if sends_proxy {
         // v1, the version OpenSIPS reads, naming the client the message is relayed for.
         let (src, dst) = origin.unwrap_or((local, dest));
@@ -598,33 +611,6 @@ async fn connect(
         stream
     };
     Ok((stream, local))
-}
-
-async fn accept_loop(shared: Arc<Shared>, listen: Listen, listener: TcpListener) {
-    loop {
-        if shared.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                log::error!("accept on {}:{}: {e}", listen.proto, listen.addr);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        if shared.registry().by_id.len() >= shared.settings.max_connections {
-            log::error!(
-                "tcp_max_connections ({}) reached, refusing {peer}",
-                shared.settings.max_connections
-            );
-            drop(tcp);
-            continue;
-        }
-        let _ = tcp.set_nodelay(true);
-        keepalive(&tcp, &shared.settings);
-        tokio::spawn(accepted(Arc::clone(&shared), listen.clone(), tcp, peer));
-    }
 }
 
 /// A new incoming connection: PROXY header, TLS handshake and WebSocket upgrade (in that order),

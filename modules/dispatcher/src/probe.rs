@@ -115,7 +115,7 @@ pub fn send(script: &Script, settings: &Settings, probe: Probe) {
     if let Err(e) = tm.new_request(
         ctx,
         None,
-        script.net(),
+        &script.net(),
         std::time::Instant::now(),
         Box::new(move |done| outcome(&settings_after, &after, done.code)),
     ) {

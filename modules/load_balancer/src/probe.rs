@@ -88,7 +88,7 @@ pub fn round(script: &Script) {
         if let Err(e) = tm.new_request(
             engine::MsgCtx::new(msg),
             None,
-            script.net(),
+            &script.net(),
             std::time::Instant::now(),
             Box::new(move |done| outcome(&after, id, &u, always, done.code)),
         ) {

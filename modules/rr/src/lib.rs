@@ -205,7 +205,7 @@ fn socket_of(f: &FnCtx<'_>, u: &Uri<'_>) -> Option<String> {
         5060
     };
     let name = format!("{proto}:{host}:{}", u.port().unwrap_or(default_port));
-    f.script.sockets().contains(&name).then_some(name)
+    f.script.has_socket(&name).then_some(name)
 }
 
 /// Rewrites the Route lines so that only `keep` (the values after the first `drop`) remain.

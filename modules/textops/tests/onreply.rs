@@ -112,7 +112,7 @@ fn an_onreply_rewrite_is_relayed() {
     let ctx = MsgCtx::new(SipMessage::parse(Bytes::from_static(invite.as_bytes())).unwrap())
         .with_receipt(receipt("127.0.0.1:5090"));
     let cell = tm.create(&ctx, t0).unwrap();
-    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), script.net(), t0)
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &script.net(), t0)
         .unwrap();
     let sent = host.take().pop().unwrap();
     assert!(sent.starts_with("INVITE "), "{sent}");

@@ -625,7 +625,7 @@ fn t_new_request(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     if !run_local_route(f.script, f.worker, &mut ctx, f.log) {
         return -1;
     }
-    match tm.new_request(ctx, None, f.script.net(), Instant::now(), Box::new(|_| {})) {
+    match tm.new_request(ctx, None, &f.script.net(), Instant::now(), Box::new(|_| {})) {
         Ok(_) => 1,
         Err(e) => {
             f.log.log(-1, &format!("t_new_request: {e}\n"));
@@ -666,7 +666,7 @@ fn t_replicate(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     match tm.new_request(
         copy,
         Some(&uri),
-        f.script.net(),
+        &f.script.net(),
         Instant::now(),
         Box::new(|_| {}),
     ) {

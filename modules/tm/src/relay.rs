@@ -62,7 +62,8 @@ fn relay(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                 let method = f.msg.msg.method();
                 if method == Some(sip::Method::Ack) {
                     // An end-to-end ACK (for a 2xx) has no transaction: relayed statelessly.
-                    return match engine::forward::forward(f.msg, proxy.as_deref(), f.script.net()) {
+                    return match engine::forward::forward(f.msg, proxy.as_deref(), &f.script.net())
+                    {
                         Ok(out) => {
                             f.msg.outbox.push(out);
                             1
@@ -190,7 +191,7 @@ pub(crate) fn send_branches(
         // `$du` wins over the outbound proxy parameter.
         let dest = if c.dst_uri.is_some() { None } else { proxy };
         let on_reply = c.on_reply.take();
-        match tm.add_branch_with(cell, c, dest, f.script.net(), now, on_reply) {
+        match tm.add_branch_with(cell, c, dest, &f.script.net(), now, on_reply) {
             Ok(_) => result = Some(1),
             Err(code) => {
                 first_err.get_or_insert(code);

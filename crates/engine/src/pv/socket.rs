@@ -10,7 +10,8 @@ use crate::value::Value;
 /// The `socket=` line of a socket, when one configures it.
 fn configured(ctx: &MsgCtx, proto: &str, addr: SocketAddr) -> Option<crate::forward::Socket> {
     ctx.script.as_ref().and_then(|s| {
-        s.listen_sockets()
+        s.net()
+            .listen
             .iter()
             .find(|x| x.proto == proto && x.addr == Some(addr))
             .cloned()

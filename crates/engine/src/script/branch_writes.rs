@@ -12,7 +12,7 @@ impl Run<'_> {
             return Some(None);
         }
         let name = v.to_text().to_ascii_lowercase();
-        if self.script.sockets().contains(&name) {
+        if self.script.has_socket(&name) {
             Some(Some(name))
         } else {
             self.log

@@ -25,6 +25,8 @@ pub(crate) struct Names {
     pub bavps: HashMap<String, usize>,
     /// `proto:host:port` of the configured sockets, for `force_send_socket`.
     pub sockets: Vec<String>,
+    /// `sockets_mgm` is loaded: a socket named in the script may be one opened at run time.
+    pub dynamic_sockets: bool,
     /// failure/onreply/branch/local routes by kind and name ("" for an unnamed one).
     pub special: HashMap<(RouteKind, String), usize>,
 }
@@ -516,7 +518,10 @@ impl Lower<'_> {
                     ));
                 };
                 let want = sock.to_ascii_lowercase();
-                if !self.names.sockets.contains(&want) {
+                // With `sockets_mgm` the socket may be one of its table's, checked when sent.
+                let dynamic =
+                    self.names.dynamic_sockets && crate::forward::socket_address(&want).is_some();
+                if !dynamic && !self.names.sockets.contains(&want) {
                     let mut d =
                         Diagnostic::error(format!("`{sock}` is not a configured socket"), *sp);
                     if !self.names.sockets.is_empty() {

@@ -117,7 +117,7 @@ impl Run<'_> {
                     Some(e) => Some(self.text_arg(e)?),
                     None => None,
                 };
-                match crate::forward::forward(self.ctx, dest.as_deref(), &self.script.net) {
+                match crate::forward::forward(self.ctx, dest.as_deref(), &self.script.net()) {
                     Ok(out) => {
                         self.ctx.outbox.push(out);
                         self.ctx.last_error = 0;
@@ -136,7 +136,8 @@ impl Run<'_> {
                     Some(h) => Some(self.text_arg(h)?),
                     None => None,
                 };
-                match crate::forward::send(self.ctx, &dest, headers.as_deref(), &self.script.net) {
+                match crate::forward::send(self.ctx, &dest, headers.as_deref(), &self.script.net())
+                {
                     Ok(out) => {
                         self.ctx.outbox.push(out);
                         1

@@ -19,6 +19,7 @@ mod seval;
 mod writes;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cfg::ast::{Config, GlobalValue, Item};
 use cfg::{Diagnostic, SourceMap};
@@ -144,7 +145,11 @@ pub struct Script {
     pub(crate) route_names: Vec<String>,
     udp_workers: usize,
     /// The listening sockets with their addresses, for choosing where forwarded requests leave.
-    pub(crate) net: crate::forward::Sockets,
+    pub(crate) net: Arc<crate::forward::Sockets>,
+    /// The sockets the server opens at run time (`sockets_mgm`), once it attaches them.
+    dynamic: std::sync::OnceLock<Arc<crate::forward::DynamicSockets>>,
+    /// `net` with the dynamic sockets added, as of a generation of theirs.
+    merged: std::sync::RwLock<(u64, Arc<crate::forward::Sockets>)>,
     /// Every global parameter as written (`tcp_connect_timeout`, `tcp_workers`…), last one wins.
     globals: HashMap<String, GlobalValue>,
     /// Every `modparam` in order: (module pattern, parameter, value).
@@ -250,6 +255,10 @@ impl Script {
         let mut names = compile::Names {
             routes: table,
             sockets: socket_names(config),
+            dynamic_sockets: config
+                .items
+                .iter()
+                .any(|i| matches!(i, Item::LoadModule(m) if module_file(&m.node) == "sockets_mgm")),
             ..Default::default()
         };
         // An AVP a module parameter names (registrar's `received_avp`, an AVP inside a
@@ -520,7 +529,9 @@ impl Script {
             asserts,
             route_names,
             udp_workers,
-            net,
+            merged: std::sync::RwLock::new((0, Arc::new(net.clone()))),
+            net: Arc::new(net),
+            dynamic: std::sync::OnceLock::new(),
             globals,
             modparams,
             loaded,
@@ -556,7 +567,8 @@ impl Script {
                     && host[host.len() - h.len()..].eq_ignore_ascii_case(h)
                     && host.as_bytes()[host.len() - h.len() - 1] == b'.');
             named && (port.is_none() || m.port.is_none() || m.port == port)
-        }) || crate::hooks::is_alias(host)
+        }) || self.is_dynamic_socket(host, port)
+            || crate::hooks::is_alias(host)
     }
 
     /// Runs the main request route over a message.
@@ -836,8 +848,66 @@ impl Script {
     }
 
     /// The sockets and bonds, as forwarding needs them.
-    pub fn net(&self) -> &crate::forward::Sockets {
-        &self.net
+    /// The sockets requests may leave from: the configured ones and, once the server attaches
+    /// them, those opened at run time.
+    pub fn net(&self) -> Arc<crate::forward::Sockets> {
+        let Some(dynamic) = self.dynamic.get() else {
+            return Arc::clone(&self.net);
+        };
+        let generation = dynamic.generation();
+        {
+            let merged = self
+                .merged
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if merged.0 == generation {
+                return Arc::clone(&merged.1);
+            }
+        }
+        let mut all = (*self.net).clone();
+        all.listen.extend(dynamic.list().iter().cloned());
+        let all = Arc::new(all);
+        *self
+            .merged
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (generation, Arc::clone(&all));
+        all
+    }
+
+    /// Shares the server's run-time sockets with this script (the server does it for every
+    /// script it runs, a reloaded one too).
+    pub fn attach_dynamic_sockets(&self, dynamic: Arc<crate::forward::DynamicSockets>) {
+        let _ = self.dynamic.set(dynamic);
+    }
+
+    /// Whether `name` (`proto:host:port`, lower case) is a configured socket or one opened at
+    /// run time.
+    pub fn has_socket(&self, name: &str) -> bool {
+        self.names.sockets.iter().any(|s| s == name)
+            || self
+                .dynamic
+                .get()
+                .is_some_and(|d| d.list().iter().any(|s| s.name() == name))
+    }
+
+    /// Whether a run-time socket (or its advertised address) is `host` (and `port`).
+    fn is_dynamic_socket(&self, host: &str, port: Option<u16>) -> bool {
+        let Some(dynamic) = self.dynamic.get() else {
+            return false;
+        };
+        let ip = host.parse::<std::net::IpAddr>().ok();
+        dynamic.list().iter().any(|s| {
+            let own = s
+                .addr
+                .is_some_and(|a| Some(a.ip()) == ip && port.is_none_or(|p| p == a.port()));
+            let advertised = s.advertised.as_ref().is_some_and(|(h, p)| {
+                h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .eq_ignore_ascii_case(host)
+                    && port.is_none_or(|want| want == p.unwrap_or(s.port))
+            });
+            own || advertised
+        })
     }
 
     /// The listening sockets (one per port of a range) with their protocol, bound address

@@ -35,7 +35,7 @@ impl Tm {
             };
             let rest = std::mem::take(&mut f.targets);
             let ctx = f.ctx.clone();
-            match self.add_branch_to(cell, ctx, None, Some(next), script.net(), now, f.on_reply) {
+            match self.add_branch_to(cell, ctx, None, Some(next), &script.net(), now, f.on_reply) {
                 Ok(added) => {
                     // What is left goes on with the new branch.
                     if !rest.is_empty()
