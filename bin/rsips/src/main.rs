@@ -268,7 +268,7 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
                 .map_err(|report| ::mi::MiError::new(500, "Failed to reload").with_data(report))?;
             if new.sockets() != swap_to.load().sockets() {
                 return Err(::mi::MiError::new(500, "Failed to reload").with_data(
-                    "the socket= lines changed: sockets are not reloaded with the routes",
+                    "the socket= lines changed: sockets are not reloaded with the routes (sockets_mgm opens and closes sockets at run time)",
                 ));
             }
             engine::forward::set_dns(&new);

@@ -289,14 +289,29 @@ fn text_db(dir: &Path, version: i64, rows: &[String]) {
     std::fs::write(db.join("sockets"), text).unwrap();
 }
 
+/// A port `p` with `p + 1` free too (a port range row), both taken from the ports the other
+/// tests of this binary are given.
+fn two_free_ports() -> u16 {
+    let mut p = common::free_port();
+    for _ in 0..100 {
+        let q = common::free_port();
+        if q == p + 1 {
+            return p;
+        }
+        p = q;
+    }
+    panic!("no two consecutive free ports");
+}
+
 #[test]
 fn unusable_rows_are_skipped_and_a_wrong_table_version_stops_the_start() {
-    let [port, a, b, c, d] = common::free_ports::<5>();
+    let [port, a, b, c] = common::free_ports::<4>();
+    let range = two_free_ports();
     let dir = test_dir("sockmgm-text", port);
     let fifo = dir.join("fifo");
     let url = format!("text://{}", dir.join("db").display());
     let extra = "loadmodule \"db_text.so\"\nmodparam(\"db_text\", \"db_mode\", 1)\n\
-                 modparam(\"sockets_mgm\", \"max_sockets\", 2)";
+                 modparam(\"sockets_mgm\", \"max_sockets\", 3)";
     std::fs::write(
         dir.join("rsips.cfg"),
         config(port, "db_text.so", &url, extra, &fifo, a, 9),
@@ -320,14 +335,18 @@ fn unusable_rows_are_skipped_and_a_wrong_table_version_stops_the_start() {
         1,
         &[
             format!("1:{}::bad1::", esc("bin:127.0.0.1:5555".into())),
-            format!("2:{}::bad2::", esc("udp:lo:5060".into())),
+            format!("2:{}::bad2::", esc("udp:no-such-if0:5060".into())),
             format!("3:{}::bad3:fast:", esc(format!("udp:127.0.0.1:{b}"))),
             // The configured socket's address: it cannot be opened twice.
             format!("4:{}::bad4::", esc(format!("udp:127.0.0.1:{port}"))),
-            format!("5:{}::good1::", esc(format!("udp:127.0.0.1:{a}"))),
-            format!("6:{}::good2:reuse_port:", esc(format!("tcp:127.0.0.1:{c}"))),
-            // One more than max_sockets.
-            format!("7:{}::over::", esc(format!("udp:127.0.0.1:{d}"))),
+            "5:::null::".to_owned(),
+            format!("6:{}::good1::", esc(format!("udp:127.0.0.1:{a}"))),
+            format!("7:{}::good2:reuse_port:", esc(format!("tcp:127.0.0.1:{c}"))),
+            // A range: two sockets, the second one over max_sockets.
+            format!(
+                "8:{}::range::",
+                esc(format!("udp:127.0.0.1:{range}-{}", range + 1))
+            ),
         ],
     );
     let log = dir.join("rsips.log");
@@ -336,10 +355,14 @@ fn unusable_rows_are_skipped_and_a_wrong_table_version_stops_the_start() {
     let logged = read_log();
     for want in [
         "skipping `bin:127.0.0.1:5555`: protocol `bin` cannot be a dynamic SIP socket",
-        "skipping `udp:lo:5060`: `lo` is not an IP address",
+        "skipping `udp:no-such-if0:5060`: `no-such-if0` is neither an IP address nor an interface",
         "unknown flag `fast`",
+        "NULL or empty socket - skipping",
         &format!("cannot open `udp:127.0.0.1:{port}`"),
-        &format!("skipping `udp:127.0.0.1:{d}`: max_sockets (2) are open"),
+        &format!(
+            "skipping `udp:127.0.0.1:{}`: max_sockets (3) are open",
+            range + 1
+        ),
     ] {
         assert!(logged.contains(want), "not logged: {want}\n{logged}");
     }
@@ -351,12 +374,14 @@ fn unusable_rows_are_skipped_and_a_wrong_table_version_stops_the_start() {
         serde_json::json!([
             {"socket": format!("udp:127.0.0.1:{a}"), "tag": "good1"},
             {"socket": format!("tcp:127.0.0.1:{c}"), "tag": "good2", "flags": "reuse_port"},
+            {"socket": format!("udp:127.0.0.1:{range}"), "tag": "range"},
         ])
     );
     let peer = Peer::new();
     assert!(ask_udp(&peer, a).is_some());
+    assert!(ask_udp(&peer, range).unwrap().0.contains("tag=range"));
     assert!(
-        ask_udp(&peer, d).is_none(),
+        ask_udp(&peer, range + 1).is_none(),
         "the socket over max_sockets opened"
     );
     assert!(ask_tcp(c).unwrap().contains("tag=good2"));

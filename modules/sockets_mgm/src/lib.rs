@@ -146,8 +146,8 @@ impl Manager {
         let (mut specs, mut bad) = (Vec::new(), 0);
         for r in &rows {
             let text = |i: usize| r.get(i).and_then(db::Value::as_text);
-            let Some(socket) = text(0) else {
-                log::error!("NULL socket - skipping");
+            let Some(socket) = text(0).filter(|s| !s.trim().is_empty()) else {
+                log::error!("NULL or empty socket - skipping");
                 bad += 1;
                 continue;
             };
@@ -159,7 +159,7 @@ impl Manager {
                 flags.as_deref(),
                 tos.as_deref(),
             ) {
-                Ok(s) => specs.push(s),
+                Ok(s) => specs.extend(s),
                 Err(e) => {
                     log::error!("skipping `{socket}`: {e}");
                     bad += 1;
@@ -208,7 +208,7 @@ pub fn reload() -> Result<Changes, String> {
         }
         if running.len() >= m.max_sockets {
             log::error!(
-                "sockets_mgm: skipping `{}`: max_sockets ({}) are open",
+                "skipping `{}`: max_sockets ({}) are open",
                 s.text,
                 m.max_sockets
             );
