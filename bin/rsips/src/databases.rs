@@ -75,6 +75,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     dialog::start(script, &options)?;
     load_balancer::start(script, &options)?;
     sockets_mgm::start(script, &options)?;
+    ratelimit::start(script)?;
     dispatcher::start(script, &options)
 }
 

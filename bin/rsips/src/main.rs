@@ -51,6 +51,7 @@ fn available() -> engine::Available {
             &dialog::MODULE,
             &load_balancer::MODULE,
             &sockets_mgm::MODULE,
+            &ratelimit::MODULE,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
@@ -247,6 +248,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("sockets_mgm") {
         sockets_mgm::commands(&mut commands);
+    }
+    if script.loads("ratelimit") {
+        ratelimit::mi::commands(&mut commands);
     }
     mi::httpd_commands(&mut commands, &script);
     mi::evi_commands(&mut commands, std::sync::Arc::clone(&scripts));

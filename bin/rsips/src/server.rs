@@ -519,6 +519,11 @@ impl Server {
                 load_balancer::probe::round(&scripts.load());
             }));
         }
+        // ratelimit's timer: every timer_interval each pipe starts a new interval.
+        if let Some(period) = ratelimit::interval() {
+            processes.push("ratelimit timer".to_owned());
+            handles.push(every(period, &stop, ratelimit::tick));
+        }
         // dispatcher's probes, every ds_ping_interval (the running script's settings).
         if let Some(period) = dispatcher::probe::interval(&script) {
             let scripts = Arc::clone(&scripts);

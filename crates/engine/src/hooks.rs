@@ -70,6 +70,24 @@ pub fn is_alias(host: &str) -> bool {
     ALIAS_CHECK.get().is_some_and(|f| f(host))
 }
 
+/// ratelimit's `$rl_count(name)`: the pipe's counter, `None` when there is no such pipe.
+pub type PipeCounter = Box<dyn Fn(&str) -> Option<i64> + Send + Sync>;
+
+static PIPE_COUNTER: OnceLock<PipeCounter> = OnceLock::new();
+
+/// Installs the reader (once; later calls are ignored).
+pub fn set_pipe_counter(f: PipeCounter) {
+    let _ = PIPE_COUNTER.set(f);
+}
+
+/// `$rl_count(name)`: NULL without the module or such a pipe.
+pub fn pipe_count(name: &str) -> crate::Value {
+    PIPE_COUNTER
+        .get()
+        .and_then(|f| f(name))
+        .map_or(crate::Value::Null, crate::Value::Int)
+}
+
 /// Raises an event a module publishes (`E_DISPATCHER_STATUS` …): its `event_route` runs, if
 /// the script has one, with the event's parameters.
 pub type EventRaiser = Box<dyn Fn(&str, Vec<(Option<String>, crate::Value)>) + Send + Sync>;

@@ -467,6 +467,7 @@ impl Run<'_> {
                 .unwrap_or_default(),
             Read::Flag(bit) => Value::Int(i64::from(self.ctx.flags & (1 << bit) != 0)),
             Read::DlgVal(name) => crate::hooks::dialog_val(self.ctx, name),
+            Read::RlCount(name) => crate::hooks::pipe_count(name),
             Read::AccExtra(tag) => self.ctx.acc_extra.as_ref().map_or(Value::Null, |x| {
                 let values = x.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 crate::ctx::AccValues::get(&values.extra, tag)

@@ -25,6 +25,8 @@ pub(crate) enum Read {
     AccExtra(Box<str>),
     /// dialog's `$dlg_val(name)`: NULL until stored (or without a dialog).
     DlgVal(Box<str>),
+    /// ratelimit's `$rl_count(name)`: the pipe's counter, NULL without such a pipe.
+    RlCount(Box<str>),
     AccLeg(Box<str>),
     AccCurrentLeg,
     /// `$msg.branch.flag(NAME)[i]` (no index: the last branch; 0 the R-URI's): 1 when set,

@@ -290,6 +290,7 @@ impl Lower<'_> {
             ("msg.flag", Some(name)) => Read::Flag(self.flag_named(name, span)?),
             ("acc_extra", Some(tag)) if !tag.contains('$') => Read::AccExtra(tag.trim().into()),
             ("dlg_val", Some(name)) if !name.contains('$') => Read::DlgVal(name.trim().into()),
+            ("rl_count", Some(name)) if !name.contains('$') => Read::RlCount(name.trim().into()),
             ("acc_leg", Some(tag)) if !tag.contains('$') => Read::AccLeg(tag.trim().into()),
             ("acc_current_leg", None) => Read::AccCurrentLeg,
             ("msg.branch.flag" | "branch.flag", Some(name)) => {
