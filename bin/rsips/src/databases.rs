@@ -76,6 +76,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     load_balancer::start(script, &options)?;
     sockets_mgm::start(script, &options)?;
     ratelimit::start(script)?;
+    pike::start(script)?;
     dispatcher::start(script, &options)
 }
 

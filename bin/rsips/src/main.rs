@@ -52,6 +52,7 @@ fn available() -> engine::Available {
             &load_balancer::MODULE,
             &sockets_mgm::MODULE,
             &ratelimit::MODULE,
+            &pike::MODULE,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
@@ -251,6 +252,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("ratelimit") {
         ratelimit::mi::commands(&mut commands);
+    }
+    if script.loads("pike") {
+        pike::commands(&mut commands);
     }
     mi::httpd_commands(&mut commands, &script);
     mi::evi_commands(&mut commands, std::sync::Arc::clone(&scripts));

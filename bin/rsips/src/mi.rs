@@ -473,7 +473,10 @@ const CORE_EVENTS: &[&str] = &[
 ];
 
 /// The events the modules publish, when the script loads them.
-const MODULE_EVENTS: &[(&str, &str)] = &[("dispatcher", "E_DISPATCHER_STATUS")];
+const MODULE_EVENTS: &[(&str, &str)] = &[
+    ("dispatcher", "E_DISPATCHER_STATUS"),
+    ("pike", "E_PIKE_BLOCKED"),
+];
 
 /// The events known: the core's, the loaded modules', then those only an `event_route` names.
 fn events(script: &Script) -> Vec<String> {

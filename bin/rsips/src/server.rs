@@ -519,6 +519,12 @@ impl Server {
                 load_balancer::probe::round(&scripts.load());
             }));
         }
+        // pike: a sampling window ends every sampling_time_unit; idle nodes go every second.
+        if let Some(window) = pike::window() {
+            processes.push("pike timers".to_owned());
+            handles.push(every(window, &stop, pike::swap));
+            handles.push(every(Duration::from_secs(1), &stop, pike::clean));
+        }
         // ratelimit's timer: every timer_interval each pipe starts a new interval.
         if let Some(period) = ratelimit::interval() {
             processes.push("ratelimit timer".to_owned());
@@ -931,6 +937,9 @@ fn handle(
     let msg = match SipMessage::parse(Bytes::copy_from_slice(data)) {
         Ok(m) => m,
         Err(e) => {
+            if pike::automatic() {
+                pike::count_unparsed(receipt.source.ip());
+            }
             // OpenSIPS: a message whose headers do not parse counts in bad_msg_hdr only.
             engine::stat!("core", "bad_msg_hdr").inc();
             count_bad_uri(&e);
@@ -952,6 +961,19 @@ fn handle(
         engine::stat!("core", "rcv_requests").inc();
     } else {
         engine::stat!("core", "rcv_replies").inc();
+    }
+    // pike's automatic mode: a flooding source's messages end here.
+    if pike::automatic() {
+        let mut ctx = MsgCtx::new(msg.clone()).with_receipt(receipt.clone());
+        ctx.script = Some(Arc::clone(script));
+        if !pike::admit(script, state, &mut ctx, &mut crate::logging::ScriptLog) {
+            if msg.is_request() {
+                engine::stat!("core", "drop_requests").inc();
+            } else {
+                engine::stat!("core", "drop_replies").inc();
+            }
+            return Vec::new();
+        }
     }
     if !msg.is_request() {
         // A reply to one of our transactions is tm's; any other goes on statelessly to the

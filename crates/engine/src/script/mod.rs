@@ -731,6 +731,15 @@ impl Script {
         self.reply_route
     }
 
+    /// The index of a named request route (`route[x]`).
+    pub fn request_route(&self, name: &str) -> Option<usize> {
+        self.names
+            .routes
+            .get(name)
+            .copied()
+            .filter(|_| !name.is_empty())
+    }
+
     /// The index of a named route of a kind (`failure_route[x]` …).
     pub fn route_index(&self, kind: cfg::ast::RouteKind, name: &str) -> Option<usize> {
         self.names.special.get(&(kind, name.to_owned())).copied()
