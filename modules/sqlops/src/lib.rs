@@ -88,6 +88,37 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             run: sql_replace,
         },
         FnSpec {
+            name: "sql_avp_load",
+            params: &[
+                (Param::StaticStr, false),
+                (Param::StaticStr, false),
+                (Param::Int, true),
+                (Param::StaticStr, true),
+            ],
+            routes: ALL,
+            run: avp::sql_avp_load,
+        },
+        FnSpec {
+            name: "sql_avp_store",
+            params: &[
+                (Param::StaticStr, false),
+                (Param::StaticStr, false),
+                (Param::Int, true),
+            ],
+            routes: ALL,
+            run: avp::sql_avp_store,
+        },
+        FnSpec {
+            name: "sql_avp_delete",
+            params: &[
+                (Param::StaticStr, false),
+                (Param::StaticStr, false),
+                (Param::Int, true),
+            ],
+            routes: ALL,
+            run: avp::sql_avp_delete,
+        },
+        FnSpec {
             name: "sql_delete",
             params: &[(Param::Str, false), (Param::Str, true), (Param::Int, true)],
             routes: ALL,
@@ -110,6 +141,15 @@ pub static MODULE: ModuleSpec = ModuleSpec {
     ],
 };
 
+mod avp;
+
+static PREFS: OnceLock<avp::Prefs> = OnceLock::new();
+
+/// The user preferences table and its columns (`usr_table`, `*_column`, `use_domain`).
+fn prefs() -> &'static avp::Prefs {
+    PREFS.get_or_init(|| avp::Prefs::of(None))
+}
+
 /// The databases by id (`modparam("sqlops", "db_url", "[id ]url")`, id 0 when left out).
 type Databases = Mutex<Vec<(i64, Arc<dyn Connection>)>>;
 
@@ -123,6 +163,7 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     if !script.loads("sqlops") {
         return Ok(());
     }
+    let _ = PREFS.set(avp::Prefs::of(Some(script)));
     let mut opened = Vec::new();
     for text in script.modparam_strs("sqlops", "db_url") {
         let text = text.trim();

@@ -964,6 +964,13 @@ impl Script {
         self.limits
     }
 
+    /// The names of every AVP the script uses.
+    pub fn avp_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.names.avps.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
     /// The slot of `$avp(name)` in [`MsgCtx::avps`], if the script uses that AVP.
     pub fn avp_id(&self, name: &str) -> Option<usize> {
         self.names.avps.get(name).copied()
