@@ -39,6 +39,8 @@ route {
         validate_dialog();
         $var(valid) = $rc;
         xlog("SEQ $rm status=$DLG_status dir=$DLG_dir valid=$var(valid) who=$dlg_val(who)\n");
+        if (is_dlg_flag_set("F_ONE")) xlog("SEQFLAG $rm one\n");
+        if (test_and_set_dlg_flag("F_TWO", 0)) xlog("SEQFLAG $rm two flipped flags=$DLG_flags\n");
         if ($DLG_status != NULL && $var(valid) < 0) {
             send_reply(400, "Not valid $var(valid)");
             exit;
@@ -64,6 +66,9 @@ route {
         if ($var(n) >= 1) { send_reply(486, "Busy Here"); exit; }
         set_dlg_profile("caller", "$fU");
         set_dlg_profile("calls");
+        set_dlg_flag("F_ONE");
+        set_dlg_flag("F_TWO");
+        reset_dlg_flag("F_TWO");
         xlog("NEW status=$DLG_status dir=$DLG_dir flags=$DLG_flags count=$DLG_count\n");
         record_route();
     }
@@ -319,6 +324,11 @@ fn a_call_through_its_states_profiles_validation_and_bye() {
         "{log}"
     );
     assert!(log.contains("BYE ended: Upstream BYE"), "{log}");
+    // Dialog flags are the dialog's: set with the INVITE, seen by its sequential requests;
+    // test_and_set flips F_TWO (bit 1) once only.
+    assert!(log.contains("SEQFLAG INFO one"), "{log}");
+    assert!(log.contains("SEQFLAG BYE one"), "{log}");
+    assert_eq!(log.matches("two flipped flags=3").count(), 1, "{log}");
     wait_no_dialogs(&s);
     assert_eq!(
         s.mi(&["profile_get_size", "caller", "alice"])["Profile"]["count"],

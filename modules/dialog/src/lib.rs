@@ -214,6 +214,30 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             routes: SEQ,
             run: fetch_dlg_value,
         },
+        FnSpec {
+            name: "set_dlg_flag",
+            params: &[(Param::Checked(&FLAG_NAME), false)],
+            routes: SEQ,
+            run: set_dlg_flag,
+        },
+        FnSpec {
+            name: "reset_dlg_flag",
+            params: &[(Param::Checked(&FLAG_NAME), false)],
+            routes: SEQ,
+            run: reset_dlg_flag,
+        },
+        FnSpec {
+            name: "is_dlg_flag_set",
+            params: &[(Param::Checked(&FLAG_NAME), false)],
+            routes: SEQ,
+            run: is_dlg_flag_set,
+        },
+        FnSpec {
+            name: "test_and_set_dlg_flag",
+            params: &[(Param::Checked(&FLAG_NAME), false), (Param::Int, false)],
+            routes: SEQ,
+            run: test_and_set_dlg_flag,
+        },
     ],
     params: &[
         ("enable_stats", ParamType::Int),
@@ -331,6 +355,7 @@ pub fn create(ctx: &mut MsgCtx, flags: Flags) -> Result<u64, String> {
         },
         initial_cseq: cseq.seq,
         flags,
+        user_flags: 0,
         lifetime: s.default_timeout,
         start_unix: 0,
         created_ms: table::unix_ms(),
@@ -527,6 +552,76 @@ fn store_dlg_value(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     }
     t.mark_dirty(mark.id);
     1
+}
+
+/// A dialog flag name: a static name (up to 32 of them per server).
+static FLAG_NAME: engine::ParamCheck = engine::ParamCheck {
+    what: "dialog flag name",
+    check: |text| {
+        if text.trim().is_empty() || text.contains('$') {
+            Err("a dialog flag is a static name".into())
+        } else {
+            table::flag_bit(text.trim())
+                .map(|_| ())
+                .ok_or_else(|| "more than 32 dialog flag names".into())
+        }
+    },
+};
+
+/// Runs `change` on the user flags of the message's dialog with the bit of flag argument 0;
+/// -1 without a dialog (or a 33rd flag name).
+fn with_flag(f: &mut FnCtx<'_>, args: &[Value], change: impl FnOnce(&mut u32, u32) -> bool) -> i64 {
+    let (Some(name), Some(mark)) = (args.first(), f.msg.dialog) else {
+        return -1;
+    };
+    let Some(bit) = table::flag_bit(name.to_text().trim()) else {
+        return -1;
+    };
+    let mut t = dialogs();
+    let Some(d) = t.by_id.get_mut(&mark.id) else {
+        return -1;
+    };
+    let before = d.user_flags;
+    let result = change(&mut d.user_flags, 1 << bit);
+    if d.user_flags != before {
+        t.mark_dirty(mark.id);
+    }
+    bool_code(result)
+}
+
+/// `set_dlg_flag(name)`.
+fn set_dlg_flag(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    with_flag(f, args, |flags, bit| {
+        *flags |= bit;
+        true
+    })
+}
+
+/// `reset_dlg_flag(name)`.
+fn reset_dlg_flag(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    with_flag(f, args, |flags, bit| {
+        *flags &= !bit;
+        true
+    })
+}
+
+/// `is_dlg_flag_set(name)`.
+fn is_dlg_flag_set(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    with_flag(f, args, |flags, bit| *flags & bit != 0)
+}
+
+/// `test_and_set_dlg_flag(name, value)`: when the flag is `value` (0 or 1), it flips, under
+/// the table's lock; true then.
+fn test_and_set_dlg_flag(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let want = args.get(1).and_then(Value::as_int).unwrap_or(0) != 0;
+    with_flag(f, args, |flags, bit| {
+        if (*flags & bit != 0) == want {
+            *flags ^= bit;
+            true
+        } else {
+            false
+        }
+    })
 }
 
 fn fetch_dlg_value(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
@@ -730,7 +825,7 @@ impl engine::hooks::DialogHooks for Hooks {
                 0
             }),
             "DLG_timeout" => Value::Int(d.timeout_left(now) as i64),
-            "DLG_flags" => Value::Int(i64::from(d.flags.bits())),
+            "DLG_flags" => Value::Int(i64::from(d.user_flags)),
             "DLG_end_reason" => d.end_reason.clone().map_or(Value::Null, Value::from),
             _ => Value::Null,
         }

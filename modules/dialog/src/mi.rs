@@ -23,7 +23,7 @@ pub fn dialog_json(d: &Dialog, now: Instant) -> Json {
     let mut o = json!({
         "ID": d.id.to_string(),
         "state": d.state,
-        "user_flags": 0,
+        "user_flags": d.user_flags,
         "timestart": d.start_unix,
         "timeout": timeout,
         "callid": d.callid,

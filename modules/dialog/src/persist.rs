@@ -73,6 +73,7 @@ const COLUMNS: &[&str] = &[
     "vars",
     "profiles",
     "flags",
+    "script_flags",
 ];
 
 fn text(v: &DbValue) -> String {
@@ -136,6 +137,7 @@ fn load(db: &dyn Connection, table: &str) -> Result<usize, String> {
             },
             initial_cseq: u32::try_from(int(6)).unwrap_or(0),
             flags: Flags::from_bits(u32::try_from(int(19)).unwrap_or(0)),
+            user_flags: crate::table::flag_bits(&text(&get(20))),
             lifetime: u32::try_from(timeout.saturating_sub(int(15))).unwrap_or(0),
             start_unix: int(15),
             created_ms: int(15).saturating_mul(1000),
@@ -199,6 +201,13 @@ fn row(d: &Dialog) -> Vec<(&'static str, DbValue)> {
         ("vars", json(&d.vals)),
         ("profiles", json(&d.profiles)),
         ("flags", DbValue::Int(i64::from(d.flags.bits()))),
+        (
+            "script_flags",
+            match d.user_flags {
+                0 => DbValue::Null,
+                bits => DbValue::Str(crate::table::flag_names(bits)),
+            },
+        ),
         ("caller_ping_cseq", DbValue::Int(0)),
         ("callee_ping_cseq", DbValue::Int(0)),
         ("module_flags", DbValue::Int(0)),

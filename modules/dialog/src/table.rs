@@ -119,6 +119,8 @@ pub struct Dialog {
     /// The CSeq of the INVITE that created it.
     pub initial_cseq: u32,
     pub flags: Flags,
+    /// The script's dialog flags (`set_dlg_flag`), by the bits of [`flag_bit`].
+    pub user_flags: u32,
     /// The lifetime (seconds) once confirmed: `default_timeout`, or `$DLG_timeout`.
     pub lifetime: u32,
     /// Unix time it was confirmed (0 before).
@@ -141,6 +143,48 @@ pub struct Dialog {
     pub pings: u32,
     /// A row for it is in the database (written, or loaded at start).
     pub stored: bool,
+}
+
+/// The dialog flag names, each at the index of its bit (given out on first use, 32 at most as
+/// in OpenSIPS).
+static FLAG_NAMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The bit of a dialog flag name.
+pub fn flag_bit(name: &str) -> Option<u32> {
+    let mut names = FLAG_NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(i) = names.iter().position(|n| n == name) {
+        return u32::try_from(i).ok();
+    }
+    if names.len() >= 32 {
+        return None;
+    }
+    names.push(name.to_owned());
+    u32::try_from(names.len() - 1).ok()
+}
+
+/// The names of the flags set in `bits`, separated by blanks (the `script_flags` column).
+pub fn flag_names(bits: u32) -> String {
+    let names = FLAG_NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    names
+        .iter()
+        .enumerate()
+        .filter(|(b, _)| bits & (1 << b) != 0)
+        .map(|(_, n)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The bits of blank-separated flag names (a `script_flags` column read back).
+pub fn flag_bits(names: &str) -> u32 {
+    names
+        .split([' ', ',', '|'])
+        .filter(|n| !n.is_empty())
+        .filter_map(flag_bit)
+        .fold(0, |acc, b| acc | (1 << b))
 }
 
 impl Dialog {
