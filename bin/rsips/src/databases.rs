@@ -77,6 +77,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     sockets_mgm::start(script, &options)?;
     ratelimit::start(script)?;
     pike::start(script)?;
+    uac::start(script)?;
     dispatcher::start(script, &options)
 }
 

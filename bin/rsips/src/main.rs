@@ -53,6 +53,8 @@ fn available() -> engine::Available {
             &sockets_mgm::MODULE,
             &ratelimit::MODULE,
             &pike::MODULE,
+            &uac::UAC,
+            &uac::UAC_AUTH,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,

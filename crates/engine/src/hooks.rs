@@ -70,6 +70,24 @@ pub fn is_alias(host: &str) -> bool {
     ALIAS_CHECK.get().is_some_and(|f| f(host))
 }
 
+/// A module's look at a sequential request `loose_route` took by our Route (uac restores
+/// the From/To it replaced in the initial request).
+pub type RoutedHook = Box<dyn Fn(&mut crate::MsgCtx) + Send + Sync>;
+
+static ROUTED: OnceLock<RoutedHook> = OnceLock::new();
+
+/// Installs the hook (once; later calls are ignored).
+pub fn set_routed_hook(f: RoutedHook) {
+    let _ = ROUTED.set(f);
+}
+
+/// Runs the installed hook, if any (rr calls it after the dialog module's).
+pub fn routed(ctx: &mut crate::MsgCtx) {
+    if let Some(f) = ROUTED.get() {
+        f(ctx);
+    }
+}
+
 /// ratelimit's `$rl_count(name)`: the pipe's counter, `None` when there is no such pipe.
 pub type PipeCounter = Box<dyn Fn(&str) -> Option<i64> + Send + Sync>;
 

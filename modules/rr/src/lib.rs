@@ -297,6 +297,7 @@ fn loose_route(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
             }
         }
         engine::hooks::dialog_routed(f.msg);
+        engine::hooks::routed(f.msg);
         return 1;
     }
     // Our own Route on top is consumed; when it carries `r2` (double RR), so is the one after
@@ -329,6 +330,7 @@ fn loose_route(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
     // A sequential request of ours: the dialog module matches it (by its `did`).
     if ours > 0 {
         engine::hooks::dialog_routed(f.msg);
+        engine::hooks::routed(f.msg);
     }
     match parsed.get(ours) {
         Some(Some(next)) => {

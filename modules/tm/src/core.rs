@@ -857,6 +857,20 @@ impl Tm {
     }
 
     /// Keeps the request route's edits for the failure routes (the first call wins).
+    /// What a relay's request asks to be undone in the replies (uac), added to the
+    /// transaction's (a failure route's `uac_auth` adds its CSeq).
+    pub fn keep_reply_fixups(&self, cell: &TxCell, fixups: &[engine::ReplyFixup]) {
+        if fixups.is_empty() {
+            return;
+        }
+        let mut tx = cell.lock();
+        for f in fixups {
+            if !tx.request.reply_fixups.contains(f) {
+                tx.request.reply_fixups.push(f.clone());
+            }
+        }
+    }
+
     pub fn keep_request_edits(&self, cell: &TxCell, edits: &sip::Edits) {
         let mut tx = cell.lock();
         if tx.request_edits.is_none() {

@@ -150,6 +150,7 @@ pub(crate) fn relay_upstream(req: &MsgCtx, reply: &SipMessage, keep_503: bool) -
     let receipt = req.receipt.as_ref()?;
     let mut edits = Edits::new();
     edits.remove_top_via(reply);
+    apply_fixups(reply, &req.reply_fixups, &mut edits);
     // A UDP reply without Content-Length relayed over a stream gets one (RFC 3261 §18.3).
     if receipt.proto != "udp" {
         edits.force_content_length();
@@ -168,6 +169,40 @@ pub(crate) fn relay_upstream(req: &MsgCtx, reply: &SipMessage, keep_503: bool) -
         origin: None,
         no_new_conn: engine::ctx::no_new_conn_reply(req),
     })
+}
+
+/// What the request's modules asked to be undone in its replies (uac): the From/To display
+/// name and URI as the request brought them (the reply's tag stays), the CSeq number.
+fn apply_fixups(reply: &SipMessage, fixups: &[engine::ReplyFixup], edits: &mut Edits) {
+    use sip::HeaderName;
+    for fix in fixups {
+        let name = match fix {
+            engine::ReplyFixup::Header { to: true, .. } => HeaderName::To,
+            engine::ReplyFixup::Header { .. } => HeaderName::From,
+            engine::ReplyFixup::CSeq(_) => HeaderName::CSeq,
+        };
+        let Some(h) = reply.headers().find(|h| h.name == name) else {
+            continue;
+        };
+        let value = match fix {
+            engine::ReplyFixup::Header { original, .. } => {
+                format!("{original}{}", header_params(h.value))
+            }
+            engine::ReplyFixup::CSeq(n) => match h.value.split_once(char::is_whitespace) {
+                Some((_, method)) => format!("{n} {}", method.trim()),
+                None => continue,
+            },
+        };
+        edits.replace_value(h.index, value);
+    }
+}
+
+/// The header parameters of a From/To value (`;tag=…`): what follows the URI.
+pub(crate) fn header_params(value: &str) -> &str {
+    match value.rfind('>') {
+        Some(end) => &value[end + 1..],
+        None => value.find(';').map_or("", |i| &value[i..]),
+    }
 }
 
 /// The lines of a branch's request that ACK and CANCEL copy: R-URI, top Via, Route set, From,

@@ -166,6 +166,7 @@ pub(crate) fn send_branches(
     if f.kind == "request" {
         tm.keep_request_edits(cell, &f.msg.edits);
     }
+    tm.keep_reply_fixups(cell, &f.msg.reply_fixups);
     tm.begin_relay(cell);
     for mut c in contexts {
         c.branches.clear();

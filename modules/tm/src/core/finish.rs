@@ -64,11 +64,26 @@ impl Tm {
             else {
                 return;
             };
+            let code = best.status.unwrap_or(500);
+            let challenge = match code {
+                401 => Some(sip::HeaderName::WwwAuthenticate),
+                407 => Some(sip::HeaderName::ProxyAuthenticate),
+                _ => None,
+            };
+            let challenges = match (challenge, best.reply.as_ref()) {
+                (Some(name), Some(reply)) => reply
+                    .headers()
+                    .filter(|h| h.name == name)
+                    .map(|h| h.value.to_owned())
+                    .collect(),
+                _ => Vec::new(),
+            };
             let info = ReplyInfo {
-                code: best.status.unwrap_or(500),
+                code,
                 reason: best.reason.clone(),
                 branch: bi,
                 local: best.local,
+                challenges,
             };
             let best_to_tag = best
                 .reply

@@ -323,6 +323,7 @@ impl Tm {
             reason: reply.reason_phrase().unwrap_or("").to_owned(),
             branch: n,
             local: false,
+            challenges: Vec::new(),
         });
         {
             let tx = cell.lock();
