@@ -78,6 +78,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     ratelimit::start(script)?;
     pike::start(script)?;
     uac::start(script)?;
+    uac_registrant::start(script, &options)?;
     dispatcher::start(script, &options)
 }
 

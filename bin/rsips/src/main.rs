@@ -55,6 +55,7 @@ fn available() -> engine::Available {
             &pike::MODULE,
             &uac::UAC,
             &uac::UAC_AUTH,
+            &uac_registrant::MODULE,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
@@ -257,6 +258,10 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("pike") {
         pike::commands(&mut commands);
+    }
+    if script.loads("uac_registrant") {
+        let scripts = std::sync::Arc::clone(&scripts);
+        uac_registrant::mi::commands(&mut commands, std::sync::Arc::new(move || scripts.load()));
     }
     mi::httpd_commands(&mut commands, &script);
     mi::evi_commands(&mut commands, std::sync::Arc::clone(&scripts));

@@ -476,6 +476,15 @@ const CORE_EVENTS: &[&str] = &[
 const MODULE_EVENTS: &[(&str, &str)] = &[
     ("dispatcher", "E_DISPATCHER_STATUS"),
     ("pike", "E_PIKE_BLOCKED"),
+    ("uac_registrant", "E_REGISTRANT_REGISTERING"),
+    ("uac_registrant", "E_REGISTRANT_AUTHENTICATING"),
+    ("uac_registrant", "E_REGISTRANT_REGISTERED"),
+    ("uac_registrant", "E_REGISTRANT_REGISTER_TIMEOUT"),
+    ("uac_registrant", "E_REGISTRANT_INTERNAL_ERROR"),
+    ("uac_registrant", "E_REGISTRANT_WRONG_CREDENTIALS"),
+    ("uac_registrant", "E_REGISTRANT_REGISTRAR_ERROR"),
+    ("uac_registrant", "E_REGISTRANT_UNREGISTERING"),
+    ("uac_registrant", "E_REGISTRANT_AUTHENTICATING_UNREGISTER"),
 ];
 
 /// The events known: the core's, the loaded modules', then those only an `event_route` names.

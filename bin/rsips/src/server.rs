@@ -261,6 +261,33 @@ impl dialog::end::Sender for DialogSender {
     }
 }
 
+/// Sends the REGISTERs uac_registrant builds: `local_route` sees each first, then tm.
+struct RegistrantSender(Arc<Scripts>);
+
+impl uac_registrant::Sender for RegistrantSender {
+    fn send(&self, mut ctx: MsgCtx, done: uac_registrant::Done) -> Result<(), String> {
+        let script = self.0.load();
+        let mut worker = Worker::default();
+        if !tm::run_local_route(
+            &script,
+            &mut worker,
+            &mut ctx,
+            &mut crate::logging::ScriptLog,
+        ) {
+            return Err("dropped by local_route".into());
+        }
+        let tm = tm::global().ok_or("tm is not running")?;
+        tm.new_request(
+            ctx,
+            None,
+            &script.net(),
+            std::time::Instant::now(),
+            Box::new(move |reply| done(reply.code, reply.reply)),
+        )
+        .map(|_| ())
+    }
+}
+
 /// Runs the routes tm arms (failure, onreply) with a worker's state.
 struct ScriptRunner<'a> {
     script: &'a Arc<Script>,
@@ -510,6 +537,12 @@ impl Server {
             handles.push(every(Duration::from_secs(1), &stop, || {
                 dialog::persist::flush(false);
             }));
+        }
+        // uac_registrant: the registrations start now, each checked every second.
+        if script.loads("uac_registrant") {
+            uac_registrant::serve(Box::new(RegistrantSender(Arc::clone(&scripts))));
+            processes.push("uac_registrant timer".to_owned());
+            handles.push(every(Duration::from_secs(1), &stop, uac_registrant::tick));
         }
         // load_balancer's probes, every probing_interval.
         if let Some(period) = load_balancer::probe::interval(&script) {
