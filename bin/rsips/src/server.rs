@@ -238,54 +238,40 @@ fn every(
 struct DialogSender(Arc<Scripts>);
 
 impl dialog::end::Sender for DialogSender {
-    fn send(&self, mut ctx: MsgCtx, done: dialog::end::Done) -> Result<(), String> {
-        let script = self.0.load();
-        let mut worker = Worker::default();
-        if !tm::run_local_route(
-            &script,
-            &mut worker,
-            &mut ctx,
-            &mut crate::logging::ScriptLog,
-        ) {
-            return Err("dropped by local_route".into());
-        }
-        let tm = tm::global().ok_or("tm is not running")?;
-        tm.new_request(
-            ctx,
-            None,
-            &script.net(),
-            std::time::Instant::now(),
-            Box::new(move |reply| done(reply.code)),
-        )
-        .map(|_| ())
+    fn send(&self, ctx: MsgCtx, done: dialog::end::Done) -> Result<(), String> {
+        send_local(&self.0, ctx, Box::new(move |reply| done(reply.code)))
     }
 }
 
-/// Sends the REGISTERs uac_registrant builds: `local_route` sees each first, then tm.
+/// Sends the REGISTERs uac_registrant builds.
 struct RegistrantSender(Arc<Scripts>);
 
 impl uac_registrant::Sender for RegistrantSender {
-    fn send(&self, mut ctx: MsgCtx, done: uac_registrant::Done) -> Result<(), String> {
-        let script = self.0.load();
-        let mut worker = Worker::default();
-        if !tm::run_local_route(
-            &script,
-            &mut worker,
-            &mut ctx,
-            &mut crate::logging::ScriptLog,
-        ) {
-            return Err("dropped by local_route".into());
-        }
-        let tm = tm::global().ok_or("tm is not running")?;
-        tm.new_request(
+    fn send(&self, ctx: MsgCtx, done: uac_registrant::Done) -> Result<(), String> {
+        send_local(
+            &self.0,
             ctx,
-            None,
-            &script.net(),
-            std::time::Instant::now(),
             Box::new(move |reply| done(reply.code, reply.reply)),
         )
-        .map(|_| ())
     }
+}
+
+/// A request rsips builds itself: the running script's `local_route` sees it first (and may
+/// drop it), then tm sends it; `done` gets its final reply.
+fn send_local(scripts: &Scripts, mut ctx: MsgCtx, done: tm::core::LocalDone) -> Result<(), String> {
+    let script = scripts.load();
+    let mut worker = Worker::default();
+    if !tm::run_local_route(
+        &script,
+        &mut worker,
+        &mut ctx,
+        &mut crate::logging::ScriptLog,
+    ) {
+        return Err("dropped by local_route".into());
+    }
+    let tm = tm::global().ok_or("tm is not running")?;
+    tm.new_request(ctx, None, &script.net(), std::time::Instant::now(), done)
+        .map(|_| ())
 }
 
 /// Runs the routes tm arms (failure, onreply) with a worker's state.

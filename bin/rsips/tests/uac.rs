@@ -119,7 +119,6 @@ fn invite(s: &Setup, user: &str, callid: &str, cseq: u32) -> String {
 /// added), with the From and To given.
 #[allow(clippy::too_many_arguments)]
 fn in_dialog(
-    _s: &Setup,
     peer: &Peer,
     method: &str,
     target: u16,
@@ -171,7 +170,6 @@ fn a_replaced_from_is_restored_in_replies_and_in_the_dialog() {
     // The callee asks something of the caller: the To it sends (the anonymous URI) reaches
     // the caller as the caller's own.
     let info = in_dialog(
-        &s,
         &s.callee,
         "INFO",
         s.caller.port,
@@ -199,7 +197,6 @@ fn a_replaced_from_is_restored_in_replies_and_in_the_dialog() {
     // The caller hangs up: the callee still sees the anonymous URI, the caller its own in
     // the reply.
     let bye = in_dialog(
-        &s,
         &s.caller,
         "BYE",
         s.callee.port,
@@ -282,11 +279,11 @@ fn uac_auth_answers_the_challenge_and_keeps_the_cseq_straight() {
     // The caller's ACK and BYE reach the callee one up; the BYE's reply comes back down.
     let from = "\"Alice\" <sip:alice@a.example>;tag=A";
     let to = "<sip:auth@b.example>;tag=B";
-    let ack = in_dialog(&s, &s.caller, "ACK", s.callee.port, &rr, from, to, "a1", 10);
+    let ack = in_dialog(&s.caller, "ACK", s.callee.port, &rr, from, to, "a1", 10);
     s.caller.send(s.port, &ack);
     let got = s.callee.recv("ACK");
     assert_eq!(header(&got, "CSeq"), ["11 ACK"], "{got}");
-    let bye = in_dialog(&s, &s.caller, "BYE", s.callee.port, &rr, from, to, "a1", 11);
+    let bye = in_dialog(&s.caller, "BYE", s.callee.port, &rr, from, to, "a1", 11);
     s.caller.send(s.port, &bye);
     let got = s.callee.recv("BYE");
     assert_eq!(header(&got, "CSeq"), ["12 BYE"], "{got}");

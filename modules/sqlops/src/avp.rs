@@ -57,17 +57,21 @@ struct Key {
 }
 
 impl Key {
-    fn filter<'a>(&self, p: &'a Prefs) -> Vec<(&'a str, DbValue)> {
+    /// The rows of this key (and of attribute `avp`, when given).
+    fn filter<'a>(&self, p: &'a Prefs, avp: Option<&str>) -> Vec<(&'a str, DbValue)> {
         let mut out = Vec::new();
         if let Some(u) = &self.uuid {
             out.push((p.uuid.as_str(), DbValue::Str(u.clone())));
-            return out;
+        } else {
+            if let Some(u) = &self.username {
+                out.push((p.username.as_str(), DbValue::Str(u.clone())));
+            }
+            if let Some(d) = &self.domain {
+                out.push((p.domain.as_str(), DbValue::Str(d.clone())));
+            }
         }
-        if let Some(u) = &self.username {
-            out.push((p.username.as_str(), DbValue::Str(u.clone())));
-        }
-        if let Some(d) = &self.domain {
-            out.push((p.domain.as_str(), DbValue::Str(d.clone())));
+        if let Some(a) = avp {
+            out.push((p.attribute.as_str(), DbValue::Str(a.to_owned())));
         }
         out
     }
@@ -201,10 +205,7 @@ pub fn sql_avp_load(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         Err(code) => return code,
     };
     let prefix = text_arg(args, 3).unwrap_or_default();
-    let mut filter = key.filter(prefs);
-    if let Some(a) = &avp {
-        filter.push((prefs.attribute.as_str(), DbValue::Str(a.clone())));
-    }
+    let filter = key.filter(prefs, avp.as_deref());
     let cols = [
         prefs.value.as_str(),
         prefs.attribute.as_str(),
@@ -312,10 +313,7 @@ pub fn sql_avp_delete(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let mut filter = key.filter(prefs);
-    if let Some(a) = &avp {
-        filter.push((prefs.attribute.as_str(), DbValue::Str(a.clone())));
-    }
+    let filter = key.filter(prefs, avp.as_deref());
     // OpenSIPS answers 1 even when the database refuses the delete; the failure is logged.
     if let Err(e) = db.delete(&table, &filter) {
         fail(f, e);

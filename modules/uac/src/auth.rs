@@ -219,62 +219,50 @@ fn challenge(values: &[String], allowed: &[Algorithm]) -> Option<Challenge> {
     None
 }
 
-/// `uac_auth([algorithms])`: in a failure route after a 401/407, adds the answer to its
-/// challenge to the request (and raises its CSeq); 1, or -1 when there is nothing to answer
-/// or no credential for the realm.
-pub fn uac_auth(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let Some(reply) = f.msg.t_reply.clone() else {
-        f.log.log(-1, "uac_auth: no reply to answer\n");
-        return -1;
-    };
-    let header = match reply.code {
+/// What answers a digest challenge: the request's method, URI and body, and the user and
+/// password (or `0x` + HA1) for a realm.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub uri: &'a str,
+    pub body: &'a [u8],
+}
+
+/// The `Authorization` (401) or `Proxy-Authorization` (407) header answering the first
+/// usable digest challenge of `challenges` (its algorithm among `allowed`, any when empty)
+/// with the credential `credential` gives for its realm. `Err` says why there is none.
+pub fn authorization(
+    code: u16,
+    challenges: &[String],
+    allowed: &[Algorithm],
+    req: &Request<'_>,
+    credential: impl FnOnce(&str) -> Option<(String, String)>,
+) -> Result<(&'static str, String), String> {
+    let header = match code {
         401 => "Authorization",
         407 => "Proxy-Authorization",
-        _ => return -1,
+        _ => return Err(format!("a {code} has no challenge")),
     };
-    if reply.local {
-        return -1;
-    }
-    let allowed = args
-        .first()
-        .filter(|v| !v.is_null())
-        .map(|v| algorithms(&v.to_text()).unwrap_or_default())
-        .unwrap_or_default();
-    let Some(ch) = challenge(&reply.challenges, &allowed) else {
-        f.log
-            .log(-1, "uac_auth: no usable challenge in the reply\n");
-        return -1;
-    };
-    let Some(cred) = credential(f, &ch.realm) else {
-        f.log.log(
-            -1,
-            &format!("uac_auth: no credential for realm \"{}\"\n", ch.realm),
-        );
-        return -1;
-    };
-    let (Some(method), Some(uri)) = (
-        f.msg.msg.method_str().map(str::to_owned),
-        f.msg.ruri().map(str::to_owned),
-    ) else {
-        return -1;
-    };
-    let hex = ch.alg.hex_len();
-    let base_ha1 = match cred.password.strip_prefix("0x") {
-        Some(h) if h.len() == hex && h.bytes().all(|b| b.is_ascii_hexdigit()) => h.to_owned(),
-        _ => digest::ha1(ch.alg, &cred.user, &ch.realm, &cred.password),
-    };
+    let ch = challenge(challenges, allowed).ok_or("no usable challenge in the reply")?;
+    let (user, password) =
+        credential(&ch.realm).ok_or_else(|| format!("no credential for realm \"{}\"", ch.realm))?;
     if ch.alg.is_sess() && ch.qop.is_none() {
-        f.log.log(-1, "uac_auth: a -sess challenge without qop\n");
-        return -1;
+        return Err("a -sess challenge without qop".into());
     }
+    let base_ha1 = match password.strip_prefix("0x") {
+        Some(h) if h.len() == ch.alg.hex_len() && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            h.to_owned()
+        }
+        _ => digest::ha1(ch.alg, &user, &ch.realm, &password),
+    };
     let cn = cnonce(&ch.nonce);
     let ha1 = digest::effective_ha1(ch.alg, &base_ha1, &ch.nonce, &cn);
-    let ha2 = digest::ha2(ch.alg, ch.qop, &method, &uri, f.msg.msg.body());
+    let ha2 = digest::ha2(ch.alg, ch.qop, req.method, req.uri, req.body);
     let qop = ch.qop.map(|q| (q, "00000001", cn.as_str()));
     let response = digest::response(ch.alg, &ha1, &ch.nonce, qop, &ha2);
     let mut value = format!(
-        "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\"",
-        cred.user, ch.realm, ch.nonce
+        "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\"",
+        ch.realm, ch.nonce, req.uri
     );
     if let Some(o) = &ch.opaque {
         value.push_str(&format!(", opaque=\"{o}\""));
@@ -289,6 +277,43 @@ pub fn uac_auth(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         ", response=\"{response}\", algorithm={}",
         ch.alg.as_str()
     ));
+    Ok((header, value))
+}
+
+/// `uac_auth([algorithms])`: in a failure route after a 401/407, adds the answer to its
+/// challenge to the request (and raises its CSeq); 1, or -1 when there is nothing to answer
+/// or no credential for the realm.
+pub fn uac_auth(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(reply) = f.msg.t_reply.clone().filter(|r| !r.local) else {
+        f.log.log(-1, "uac_auth: no reply to answer\n");
+        return -1;
+    };
+    let allowed = args
+        .first()
+        .filter(|v| !v.is_null())
+        .map(|v| algorithms(&v.to_text()).unwrap_or_default())
+        .unwrap_or_default();
+    let (Some(method), Some(uri)) = (
+        f.msg.msg.method_str().map(str::to_owned),
+        f.msg.ruri().map(str::to_owned),
+    ) else {
+        return -1;
+    };
+    let req = Request {
+        method: &method,
+        uri: &uri,
+        body: f.msg.msg.body(),
+    };
+    let found = authorization(reply.code, &reply.challenges, &allowed, &req, |realm| {
+        credential(f, realm).map(|c| (c.user, c.password))
+    });
+    let (header, value) = match found {
+        Ok(h) => h,
+        Err(e) => {
+            f.log.log(-1, &format!("uac_auth: {e}\n"));
+            return -1;
+        }
+    };
     f.msg.edits.append(header, &value);
     raise_cseq(f.msg, 1);
     // The dialog's later requests towards the callee go one above too.

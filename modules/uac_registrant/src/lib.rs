@@ -442,87 +442,27 @@ fn challenge_values(m: &sip::SipMessage, code: u16) -> Vec<String> {
         .collect()
 }
 
-/// The Authorization (401) or Proxy-Authorization (407) answering the first usable digest
-/// challenge with the record's credentials (the digest URI is the registrar's).
+/// The Authorization (401) or Proxy-Authorization (407) answering the reply's challenge with
+/// the record's credentials (the digest URI is the registrar's), as `uac_auth` answers.
 fn answer(
     cfg: &Config,
     challenges: &[String],
     code: u16,
     method: &str,
 ) -> Option<(String, String)> {
-    use sip::digest::{self, Algorithm, Qop};
-    let (user, password) = (cfg.username.as_deref()?, cfg.password.as_deref()?);
-    for v in challenges {
-        let Ok(h) = sip::headers::AuthHeader::parse(v) else {
-            break;
-        };
-        if !h.is_digest() {
-            continue;
+    let (user, password) = (cfg.username.clone()?, cfg.password.clone()?);
+    let req = uac::auth::Request {
+        method,
+        uri: &cfg.registrar,
+        body: b"",
+    };
+    match uac::auth::authorization(code, challenges, &[], &req, |_| Some((user, password))) {
+        Ok((name, value)) => Some((name.to_owned(), value)),
+        Err(e) => {
+            log::error!("cannot answer the challenge for {}: {e}", cfg.aor);
+            None
         }
-        let alg = match h.algorithm() {
-            Some(a) => match Algorithm::parse(&a) {
-                Some(a) => a,
-                None => continue,
-            },
-            None => Algorithm::Md5,
-        };
-        let (realm, nonce) = (h.realm()?.into_owned(), h.nonce()?.into_owned());
-        let offered: Vec<Qop> = h
-            .qop()
-            .map(|q| q.split(',').filter_map(|q| Qop::parse(q.trim())).collect())
-            .unwrap_or_default();
-        let qop = if offered.contains(&Qop::Auth) {
-            Some(Qop::Auth)
-        } else {
-            offered.first().copied()
-        };
-        if alg.is_sess() && qop.is_none() {
-            return None;
-        }
-        let cnonce = format!(
-            "{:x}",
-            nonce.bytes().fold(0x811c_9dc5u32, |h, b| {
-                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-            })
-        );
-        let base = match password.strip_prefix("0x") {
-            Some(hex) if hex.len() == alg.hex_len() => hex.to_owned(),
-            _ => digest::ha1(alg, user, &realm, password),
-        };
-        let ha1 = digest::effective_ha1(alg, &base, &nonce, &cnonce);
-        let ha2 = digest::ha2(alg, qop, method, &cfg.registrar, b"");
-        let response = digest::response(
-            alg,
-            &ha1,
-            &nonce,
-            qop.map(|q| (q, "00000001", cnonce.as_str())),
-            &ha2,
-        );
-        let mut value = format!(
-            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{}\"",
-            cfg.registrar
-        );
-        if let Some(o) = h.opaque().filter(|o| !o.is_empty()) {
-            value.push_str(&format!(", opaque=\"{o}\""));
-        }
-        if let Some(q) = qop {
-            value.push_str(&format!(
-                ", qop={}, nc=00000001, cnonce=\"{cnonce}\"",
-                q.as_str()
-            ));
-        }
-        value.push_str(&format!(
-            ", response=\"{response}\", algorithm={}",
-            alg.as_str()
-        ));
-        let name = if code == 401 {
-            "Authorization"
-        } else {
-            "Proxy-Authorization"
-        };
-        return Some((name.to_owned(), value));
     }
-    None
 }
 
 /// The events the module raises, for `evi:list`.
