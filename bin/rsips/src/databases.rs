@@ -79,6 +79,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     pike::start(script)?;
     uac::start(script)?;
     uac_registrant::start(script, &options)?;
+    statistics::start(script)?;
     dispatcher::start(script, &options)
 }
 

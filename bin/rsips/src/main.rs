@@ -56,6 +56,7 @@ fn available() -> engine::Available {
             &uac::UAC,
             &uac::UAC_AUTH,
             &uac_registrant::MODULE,
+            &statistics::MODULE,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,

@@ -468,6 +468,9 @@ impl Run<'_> {
             Read::Flag(bit) => Value::Int(i64::from(self.ctx.flags & (1 << bit) != 0)),
             Read::DlgVal(name) => crate::hooks::dialog_val(self.ctx, name),
             Read::RlCount(name) => crate::hooks::pipe_count(name),
+            Read::Stat(name) => {
+                crate::stats::find(name).map_or(Value::Null, |s| Value::Int(s.get()))
+            }
             Read::AccExtra(tag) => self.ctx.acc_extra.as_ref().map_or(Value::Null, |x| {
                 let values = x.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 crate::ctx::AccValues::get(&values.extra, tag)

@@ -27,6 +27,8 @@ pub(crate) enum Read {
     DlgVal(Box<str>),
     /// ratelimit's `$rl_count(name)`: the pipe's counter, NULL without such a pipe.
     RlCount(Box<str>),
+    /// statistics' `$stat(name)`: the statistic's value, NULL without such a statistic.
+    Stat(Box<str>),
     AccLeg(Box<str>),
     AccCurrentLeg,
     /// `$msg.branch.flag(NAME)[i]` (no index: the last branch; 0 the R-URI's): 1 when set,
@@ -127,6 +129,8 @@ pub(crate) enum Write {
     AccExtra(Box<str>),
     /// dialog's `$dlg_val(name) = v` and `$DLG_timeout = secs`.
     DlgVal(Box<str>),
+    /// statistics' `$stat(name) = …`: resets it.
+    Stat(Box<str>),
     DlgTimeout,
     AccLeg(Box<str>),
     /// `$msg.branch.flag(NAME)[i] = bool` (no index: the last branch; 0 the R-URI's).

@@ -120,6 +120,11 @@ impl Run<'_> {
                 true
             }
             Write::DlgVal(ref name) => crate::hooks::dialog_set_val(self.ctx, name, &v),
+            // OpenSIPS resets a statistic whatever value is assigned.
+            Write::Stat(ref name) => crate::stats::find(name).is_some_and(|s| {
+                s.reset();
+                true
+            }),
             Write::DlgTimeout => match &v {
                 Value::Null => false,
                 v => v

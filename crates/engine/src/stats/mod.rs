@@ -92,6 +92,34 @@ fn register(group: &'static str, name: &'static str, no_reset: bool) -> &'static
     stat
 }
 
+/// A statistic named while the server runs (the statistics module's `variable` and
+/// `update_stat`): made on first use, kept until the server stops, as OpenSIPS keeps it.
+pub fn named(group: &str, name: &str, no_reset: bool) -> &'static Stat {
+    if let Some(s) = lock()
+        .iter()
+        .find(|s| s.group == group && s.name == name)
+        .copied()
+    {
+        return s;
+    }
+    let leak = |t: &str| -> &'static str { Box::leak(t.to_owned().into_boxed_str()) };
+    register(leak(group), leak(name), no_reset)
+}
+
+/// `$stat(name)`: `group:name`, or a name looked for among the server's and the modules'
+/// statistics first, then in the script's `dynamic` group.
+pub fn find(spec: &str) -> Option<&'static Stat> {
+    let all = lock();
+    match spec.split_once(':') {
+        Some((g, n)) => all.iter().find(|s| s.group == g && s.name == n).copied(),
+        None => all
+            .iter()
+            .find(|s| s.group != "dynamic" && s.name == spec)
+            .or_else(|| all.iter().find(|s| s.name == spec))
+            .copied(),
+    }
+}
+
 /// A statistic computed when read (a gauge; registering the name again keeps the first).
 pub fn computed(group: &'static str, name: &'static str, f: Compute) -> &'static Stat {
     let mut all = lock();

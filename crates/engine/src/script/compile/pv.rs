@@ -25,6 +25,7 @@ impl Lower<'_> {
             ("msg.flag", Some(name)) => Write::Flag(self.flag_named(name, p.span)?),
             ("acc_extra", Some(tag)) if !tag.contains('$') => Write::AccExtra(tag.trim().into()),
             ("dlg_val", Some(name)) if !name.contains('$') => Write::DlgVal(name.trim().into()),
+            ("stat", Some(name)) if !name.contains('$') => Write::Stat(name.trim().into()),
             ("DLG_timeout", None) => Write::DlgTimeout,
             ("acc_leg", Some(tag)) if !tag.contains('$') => Write::AccLeg(tag.trim().into()),
             ("msg.branch.flag" | "branch.flag", Some(name)) => {
@@ -291,6 +292,7 @@ impl Lower<'_> {
             ("acc_extra", Some(tag)) if !tag.contains('$') => Read::AccExtra(tag.trim().into()),
             ("dlg_val", Some(name)) if !name.contains('$') => Read::DlgVal(name.trim().into()),
             ("rl_count", Some(name)) if !name.contains('$') => Read::RlCount(name.trim().into()),
+            ("stat", Some(name)) if !name.contains('$') => Read::Stat(name.trim().into()),
             ("acc_leg", Some(tag)) if !tag.contains('$') => Read::AccLeg(tag.trim().into()),
             ("acc_current_leg", None) => Read::AccCurrentLeg,
             ("msg.branch.flag" | "branch.flag", Some(name)) => {

@@ -1,0 +1,132 @@
+//! The statistics module: `variable` and `stat_groups` declare statistics, `update_stat`
+//! counts (and creates one on first use), `reset_stat` and `$stat(name) = 0` reset (not a
+//! `no_reset` one), `$stat` reads them and the core's, `stat_iter_*` walk a group; MI
+//! `get_statistics` (the real `opensips-cli`) shows them.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use common::{Peer, header};
+
+const CONFIG: &str = r#"
+log_level=3
+stderror_enabled=yes
+socket=udp:127.0.0.1:PORT
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "sipmsgops.so"
+loadmodule "statistics.so"
+modparam("statistics", "stat_groups", "method, packet")
+modparam("statistics", "variable", "calls_total")
+modparam("statistics", "variable", "active_calls/no_reset")
+loadmodule "mi_fifo.so"
+modparam("mi_fifo", "fifo_name", "FIFO")
+route {
+    update_stat("calls_total", 1);
+    update_stat("active_calls", 2);
+    update_stat("method:$rm", 1);
+    update_stat("seen_$rU", 1);
+    if ($rU == "reset") {
+        reset_stat("calls_total");
+        $stat(active_calls) = 0;
+        $stat(method:OPTIONS) = 0;
+    }
+    if (!update_stat("nogroup:x", 1))
+        append_to_reply("X-Bad-Group: refused\r\n");
+    $var(list) = "";
+    stat_iter_init("method", "it");
+    while (stat_iter_next($var(name), $var(val), "it"))
+        $var(list) = $var(list) + $var(name) + "=" + $var(val) + ";";
+    append_to_reply("X-Stats: total=$stat(calls_total) active=$stat(active_calls) options=$stat(method:OPTIONS) rcv=$stat(rcv_requests)\r\nX-Methods: $var(list)\r\n");
+    sl_send_reply(200, "OK");
+}
+"#;
+
+fn ask(peer: &Peer, port: u16, method: &str, user: &str, n: u32) -> String {
+    peer.send(
+        port,
+        &format!(
+            "{method} sip:{user}@127.0.0.1:{port} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-st-{n}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:t@127.0.0.1>;tag=f\r\n\
+             To: <sip:{user}@127.0.0.1>\r\n\
+             Call-ID: st-{n}-{port}\r\n\
+             CSeq: 1 {method}\r\n\
+             Content-Length: 0\r\n\r\n",
+            peer.port
+        ),
+    );
+    peer.recv("reply")
+}
+
+#[test]
+fn script_statistics_count_reset_and_show() {
+    let port = common::free_port();
+    let dir = std::env::temp_dir().join(format!("rsips-stats-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo");
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        CONFIG
+            .replace("PORT", &port.to_string())
+            .replace("FIFO", &fifo.display().to_string()),
+    )
+    .unwrap();
+    let _rsips = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("MI listening"));
+    let peer = Peer::new();
+
+    let r = ask(&peer, port, "OPTIONS", "a", 1);
+    assert_eq!(
+        header(&r, "X-Stats"),
+        ["total=1 active=2 options=1 rcv=1"],
+        "{r}"
+    );
+    assert_eq!(header(&r, "X-Bad-Group"), ["refused"]);
+    let r = ask(&peer, port, "INFO", "a", 2);
+    assert_eq!(header(&r, "X-Stats"), ["total=2 active=4 options=1 rcv=2"]);
+    assert_eq!(header(&r, "X-Methods"), ["OPTIONS=1;INFO=1;"], "{r}");
+
+    // Reset: calls_total and the method statistic go to 0, active_calls (no_reset) stays.
+    let r = ask(&peer, port, "OPTIONS", "reset", 3);
+    assert_eq!(
+        header(&r, "X-Stats"),
+        ["total=0 active=6 options=0 rcv=3"],
+        "{r}"
+    );
+
+    let (ok, out) = common::opensips_cli(&fifo, &["get_statistics", "dynamic:", "method:"]);
+    assert!(ok, "{out}");
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stats["dynamic:calls_total"], 0, "{out}");
+    assert_eq!(stats["dynamic:active_calls"], 6, "{out}");
+    assert_eq!(stats["dynamic:seen_a"], 2, "{out}");
+    assert_eq!(stats["dynamic:seen_reset"], 1, "{out}");
+    assert_eq!(stats["method:INFO"], 1, "{out}");
+}
+
+#[test]
+fn an_undeclared_group_stops_the_start() {
+    let port = common::free_port();
+    let dir = std::env::temp_dir().join(format!("rsips-stats-bad-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = format!(
+        "socket=udp:127.0.0.1:{port}\nloadmodule \"proto_udp.so\"\nloadmodule \"statistics.so\"\n\
+         modparam(\"statistics\", \"variable\", \"nosuch:calls\")\nroute {{ exit; }}\n"
+    );
+    std::fs::write(dir.join("rsips.cfg"), cfg).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .args(["-F", "-f"])
+        .arg(dir.join("rsips.cfg"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("group `nosuch` is not in stat_groups"),
+        "{err}"
+    );
+}
