@@ -80,6 +80,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     uac::start(script)?;
     uac_registrant::start(script, &options)?;
     statistics::start(script)?;
+    exec::start(script)?;
     dispatcher::start(script, &options)
 }
 

@@ -57,6 +57,7 @@ fn available() -> engine::Available {
             &uac::UAC_AUTH,
             &uac_registrant::MODULE,
             &statistics::MODULE,
+            &exec::MODULE,
             &databases::DB_TEXT,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
