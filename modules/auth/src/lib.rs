@@ -12,6 +12,8 @@ pub mod verify;
 
 use engine::{FnSpec, ModuleSpec, Param, ParamType, Routes, Script};
 
+mod rpid;
+
 use ParamType::{Int, Str};
 
 pub static AUTH: ModuleSpec = ModuleSpec {
@@ -46,6 +48,18 @@ pub static AUTH: ModuleSpec = ModuleSpec {
             params: &[(Param::Str, false)],
             routes: Routes::REQUEST,
             run: verify::pv_proxy_authorize,
+        },
+        FnSpec {
+            name: "append_rpid_hf",
+            params: &[(Param::Str, true), (Param::Str, true)],
+            routes: Routes::REQUEST.or(Routes::BRANCH).or(Routes::FAILURE),
+            run: rpid::append_rpid_hf,
+        },
+        FnSpec {
+            name: "is_rpid_user_e164",
+            params: &[],
+            routes: Routes::REQUEST.or(Routes::BRANCH).or(Routes::FAILURE),
+            run: rpid::is_rpid_user_e164,
         },
     ],
     params: &[

@@ -87,6 +87,12 @@ pub static REGISTRAR: ModuleSpec = ModuleSpec {
             run: save::save,
         },
         FnSpec {
+            name: "add_sock_hdr",
+            params: &[(Param::Str, false)],
+            routes: Routes::REQUEST,
+            run: add_sock_hdr,
+        },
+        FnSpec {
             name: "lookup",
             params: &[(Param::Str, false), (Param::Str, true), (Param::Str, true)],
             routes: LOOKING,
@@ -397,4 +403,26 @@ pub(crate) fn table_stat(table: &str, what: &str) -> &'static engine::stats::Sta
         return s;
     }
     engine::stats::counter("usrloc", Box::leak(full.into_boxed_str()))
+}
+
+/// `add_sock_hdr(name)`: a header `name` naming the socket the REGISTER came in on
+/// (`proto:ip:port`), for a registrar the request is relayed to (OpenSIPS replicated
+/// registrars).
+fn add_sock_hdr(f: &mut engine::FnCtx<'_>, args: &[engine::Value]) -> i64 {
+    let name = args
+        .first()
+        .map(|v| v.to_text().trim().to_owned())
+        .unwrap_or_default();
+    let Some(r) = f.msg.receipt.as_ref() else {
+        return -1;
+    };
+    if name.is_empty() || !f.msg.msg.is_request() {
+        return -1;
+    }
+    let socket = match r.local {
+        std::net::SocketAddr::V6(a) => format!("{}:[{}]:{}", r.proto, a.ip(), a.port()),
+        a => format!("{}:{a}", r.proto),
+    };
+    f.msg.edits.append(&name, &socket);
+    1
 }

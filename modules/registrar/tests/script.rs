@@ -620,3 +620,27 @@ route {
     );
     assert_eq!(run(&s, &request("OPTIONS", "x")).0, ["contact ip"]);
 }
+
+#[test]
+fn add_sock_hdr_names_the_receiving_socket() {
+    let script =
+        compile("route { add_sock_hdr(\"X-Sock\"); $var(ok) = $rc; xlog(\"rc=$var(ok)\\n\"); }");
+    let (lines, ctx) = run(
+        &script,
+        &register("sock", "s1", 1, "<sip:sock@192.0.2.10>", ""),
+    );
+    assert_eq!(lines, ["rc=1"]);
+    let sent = String::from_utf8_lossy(&ctx.msg.serialize(&ctx.edits)).into_owned();
+    assert_eq!(
+        header(&sent, "X-Sock"),
+        Some("udp:127.0.0.1:5060"),
+        "{sent}"
+    );
+    // An empty header name is refused.
+    let script = compile("route { if (!add_sock_hdr(\"\")) xlog(\"refused\\n\"); }");
+    let (lines, _) = run(
+        &script,
+        &register("sock", "s2", 1, "<sip:sock@192.0.2.10>", ""),
+    );
+    assert_eq!(lines, ["refused"]);
+}
