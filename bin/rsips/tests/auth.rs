@@ -37,13 +37,19 @@ route {{
             www_challenge("example.com", "auth");
             exit;
         }}
-        if ($au != $tU) {{
+        # Another user's credentials only where the uri table maps them.
+        if ($au != $tU && !db_is_to_authorized("uri")) {{
             sl_send_reply(403, "Forbidden auth ID");
             exit;
         }}
         consume_credentials();
         if (!save("location"))
             sl_reply_error();
+        exit;
+    }}
+    if (is_method("OPTIONS") && db_get_auth_id("uri", "sip:$rU@example.com", $var(id), $var(realm))) {{
+        append_to_reply("X-Auth-Id: $var(id)@$var(realm)\r\n");
+        sl_send_reply(200, "OK");
         exit;
     }}
     sl_send_reply(404, "Not here");
@@ -78,6 +84,12 @@ fn start() -> Server {
     std::fs::write(
         db.join("version"),
         "table_name(str) table_version(int)\nsubscriber:8\n",
+    )
+    .unwrap();
+    // bob may register the shared "pbx" user (the uri table maps SIP users to auth users).
+    std::fs::write(
+        db.join("uri"),
+        "id(int,auto) username(string) domain(string) uri_user(string)\n:bob:example.com:pbx\n",
     )
     .unwrap();
     std::fs::write(dir.join("rsips.cfg"), config(port, &db)).unwrap();
@@ -126,6 +138,24 @@ fn sipsak_registers_after_the_challenge_and_wrong_credentials_are_refused() {
     // bob's own credentials do not register alice.
     let (ok, out) = sipsak_register(&server, "alice", "bob", "bobpass");
     assert!(!ok && out.contains("403 Forbidden auth ID"), "{out}");
+    // They register "pbx", which the uri table gives him (db_is_to_authorized).
+    let (ok, out) = sipsak_register(&server, "pbx", "bob", "bobpass");
+    assert!(ok, "{out}");
+    // alice's do not.
+    let (ok, out) = sipsak_register(&server, "pbx", "alice", "secret");
+    assert!(!ok && out.contains("403 Forbidden auth ID"), "{out}");
+    // db_get_auth_id: the authentication user the uri table gives a SIP user.
+    let options = |user: &str| {
+        let out = common::installed("sipsak", "-V", "apt-get install sipsak")
+            .args(["-vv", "-s"])
+            .arg(format!("sip:{user}@127.0.0.1:{}", server.port))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = options("pbx");
+    assert!(out.contains("X-Auth-Id: bob@example.com"), "{out}");
+    assert!(options("nobody").contains("404 Not here"));
 }
 
 #[test]

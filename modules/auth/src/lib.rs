@@ -13,6 +13,7 @@ pub mod verify;
 use engine::{FnSpec, ModuleSpec, Param, ParamType, Routes, Script};
 
 mod rpid;
+mod uri_table;
 
 use ParamType::{Int, Str};
 
@@ -79,6 +80,29 @@ pub static AUTH: ModuleSpec = ModuleSpec {
 pub static AUTH_DB: ModuleSpec = ModuleSpec {
     name: "auth_db",
     functions: &[
+        FnSpec {
+            name: "db_is_to_authorized",
+            params: &[(Param::Str, false)],
+            routes: Routes::REQUEST,
+            run: uri_table::db_is_to_authorized,
+        },
+        FnSpec {
+            name: "db_is_from_authorized",
+            params: &[(Param::Str, false)],
+            routes: Routes::REQUEST,
+            run: uri_table::db_is_from_authorized,
+        },
+        FnSpec {
+            name: "db_get_auth_id",
+            params: &[
+                (Param::Str, false),
+                (Param::Str, false),
+                (Param::Var, false),
+                (Param::Var, false),
+            ],
+            routes: Routes::REQUEST.or(Routes::FAILURE).or(Routes::LOCAL),
+            run: uri_table::db_get_auth_id,
+        },
         FnSpec {
             name: "www_authorize",
             params: &[(Param::Str, false), (Param::Str, false)],

@@ -125,6 +125,34 @@ thread_local! {
     /// The message and header line whose credentials a verification checked, for
     /// `consume_credentials`.
     static CHECKED_LINE: std::cell::Cell<(u64, usize)> = const { std::cell::Cell::new((0, 0)) };
+    /// The message whose credentials `www_authorize`/`proxy_authorize` accepted, with the
+    /// authentication user and domain (for `db_is_to_authorized`).
+    static VERIFIED: std::cell::RefCell<Option<(u64, String, String)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The authentication user and domain the message's accepted credentials name.
+pub(crate) fn verified(f: &FnCtx<'_>) -> Option<(String, String)> {
+    VERIFIED.with(|v| {
+        v.borrow()
+            .as_ref()
+            .filter(|(id, _, _)| *id == f.msg.id)
+            .map(|(_, u, d)| (u.clone(), d.clone()))
+    })
+}
+
+/// The `uri`-like table's rows matching `filter` (its `username`, `domain`, `uri_user`
+/// columns by their parameters), the columns asked for.
+pub(crate) fn uri_rows(
+    table: &str,
+    filter: &[(&str, String)],
+    columns: &[&str],
+) -> Result<Vec<Vec<DbValue>>, String> {
+    let db = DB.get().ok_or("auth_db has no database")?;
+    let filter: Vec<(&str, DbValue)> = filter
+        .iter()
+        .map(|(c, v)| (*c, DbValue::Str(v.clone())))
+        .collect();
+    db.query(table, columns, &filter).map_err(|e| e.to_string())
 }
 
 fn challenge(f: &mut FnCtx<'_>, args: &[Value], kind: Kind) -> i64 {
@@ -398,7 +426,7 @@ fn secret_column(script: &Script, alg: Algorithm, calculate: bool) -> String {
     }
 }
 
-fn column(script: &Script, name: &str, default: &str) -> String {
+pub(crate) fn column(script: &Script, name: &str, default: &str) -> String {
     script
         .modparam_str("auth_db", name)
         .unwrap_or_else(|| default.to_owned())
@@ -516,6 +544,8 @@ fn db_authorize(f: &mut FnCtx<'_>, args: &[Value], kind: Kind) -> i64 {
             f.msg.avps[slot].push(Value::from(text));
         }
     }
+    let id = f.msg.id;
+    VERIFIED.with(|v| *v.borrow_mut() = Some((id, c.user.clone(), domain.clone())));
     AUTHORIZED
 }
 
