@@ -38,6 +38,10 @@ route {
     }
     if ($rU == "bg")
         exec("echo started > DIR/bg.txt");
+    if ($rU == "held") {
+        if (!exec("sleep 30 & echo now", , $var(out)))
+            append_to_reply("X-Held: yes\r\n");
+    }
     if ($rU == "slow") {
         if (!exec("sleep 30; echo late", , $var(out)))
             append_to_reply("X-Killed: yes\r\n");
@@ -109,6 +113,11 @@ fn commands_run_with_input_output_and_environment() {
     let started = Instant::now();
     let r = ask(&peer, port, "slow");
     assert_eq!(header(&r, "X-Killed"), ["yes"], "{r}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // A background job holding the output open is killed at the same limit.
+    let started = Instant::now();
+    let r = ask(&peer, port, "held");
+    assert_eq!(header(&r, "X-Held"), ["yes"], "{r}");
     assert!(started.elapsed() < Duration::from_secs(10));
     // The worker serves again.
     assert_eq!(header(&ask(&peer, port, "in"), "X-Out"), ["ABC IN"]);

@@ -203,6 +203,7 @@ pub fn exec(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     }
     let out = child.stdout.take().map(drain);
     let err = child.stderr.take().map(drain);
+    let deadline = Instant::now() + s.limit;
     if !wait_or_kill(&mut child, s.limit) {
         f.log.log(
             -1,
@@ -212,6 +213,22 @@ pub fn exec(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             ),
         );
         return -1;
+    }
+    // What the shell left running in the background may still hold the output open: it
+    // gets until the same deadline, then its group is killed.
+    while [&out, &err]
+        .iter()
+        .any(|h| h.as_ref().is_some_and(|h| !h.is_finished()))
+    {
+        if Instant::now() >= deadline {
+            kill_group(child.id());
+            f.log.log(
+                -1,
+                &format!("exec: `{command}` left its output open past the limit\n"),
+            );
+            return -1;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
     for (param, handle) in [(2, out), (3, err)] {
         if let Some(bytes) = handle.and_then(|h| h.join().ok()).filter(|b| !b.is_empty()) {
@@ -232,12 +249,7 @@ fn wait_or_kill(child: &mut std::process::Child, limit: Duration) -> bool {
             Ok(Some(_)) => return true,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             Ok(None) => {
-                let group = format!("-{}", child.id());
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &group])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
+                kill_group(child.id());
                 let _ = child.kill();
                 let _ = child.wait();
                 log::error!(
@@ -249,4 +261,13 @@ fn wait_or_kill(child: &mut std::process::Child, limit: Duration) -> bool {
             Err(_) => return true,
         }
     }
+}
+
+/// Kills the process group a command runs in (the shell and what it started).
+fn kill_group(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }

@@ -224,10 +224,10 @@ pub fn sql_avp_load(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         ) else {
             continue;
         };
-        // Type bit 0: an integer value (only unsigned decimal digits convert).
+        // Type bit 0: an integer value (one that does not convert is skipped).
         let v = if kind & 1 != 0 {
-            match value.parse::<u32>() {
-                Ok(n) => Value::Int(i64::from(n)),
+            match value.trim().parse::<i64>() {
+                Ok(n) => Value::Int(n),
                 Err(_) => continue,
             }
         } else {

@@ -184,21 +184,29 @@ struct Challenge {
 }
 
 fn challenge(values: &[String], allowed: &[Algorithm]) -> Option<Challenge> {
+    // A challenge that cannot be answered (unparsable, an unknown algorithm, no realm or
+    // nonce) is passed over for the next one.
     for v in values {
         let Ok(h) = sip::headers::AuthHeader::parse(v) else {
-            break;
+            continue;
         };
         if !h.is_digest() {
             continue;
         }
         let alg = match h.algorithm() {
-            Some(a) => Algorithm::parse(&a)?,
+            Some(a) => match Algorithm::parse(&a) {
+                Some(alg) => alg,
+                None => continue,
+            },
             None => Algorithm::Md5,
         };
         if !allowed.is_empty() && !allowed.contains(&alg) {
             continue;
         }
-        let (realm, nonce) = (h.realm()?.into_owned(), h.nonce()?.into_owned());
+        let (Some(realm), Some(nonce)) = (h.realm(), h.nonce()) else {
+            continue;
+        };
+        let (realm, nonce) = (realm.into_owned(), nonce.into_owned());
         let offered: Vec<Qop> = h
             .qop()
             .map(|q| q.split(',').filter_map(|q| Qop::parse(q.trim())).collect())
@@ -333,6 +341,8 @@ mod tests {
     fn the_first_allowed_digest_challenge_is_answered() {
         let values = vec![
             "Basic realm=\"x\"".to_owned(),
+            "Digest realm=\"z\", nonce=\"n0\", algorithm=FOO".to_owned(),
+            "Digest nonce=\"no-realm\"".to_owned(),
             "Digest realm=\"a\", nonce=\"n1\", algorithm=SHA-256, qop=\"auth-int,auth\"".to_owned(),
             "Digest realm=\"b\", nonce=\"n2\"".to_owned(),
         ];

@@ -87,7 +87,22 @@ pub fn decode(value: &str, key: &str, password: &str) -> Option<String> {
     while out.last() == Some(&0) {
         out.pop();
     }
-    (!out.is_empty()).then(|| String::from_utf8(out).ok())?
+    // The value comes back in a UA's Route header: what it decodes to goes into a header
+    // only if it is a URI (in its `<>` when the key was bare), with no control characters.
+    if out.is_empty() || out.iter().any(|b| *b < 0x20 || *b == 0x7f) {
+        return None;
+    }
+    let text = String::from_utf8(out).ok()?;
+    let bare = text
+        .strip_prefix('<')
+        .and_then(|t| t.strip_suffix('>'))
+        .unwrap_or(&text);
+    let bracketed = text.starts_with('<');
+    let key_bare = !key.starts_with('<');
+    if bracketed != key_bare || bare.contains(['<', '>']) || sip::Uri::parse(bare).is_err() {
+        return None;
+    }
+    Some(text)
 }
 
 /// A From/To value in parts: the display name (as written, with its quotes), the URI (bare),
@@ -188,6 +203,11 @@ mod tests {
             assert_eq!(decode(&v, &format!("<{new}>"), pw).as_deref(), Some(old));
         }
         assert_eq!(decode("not base64!", "sip:a@b", ""), None);
+        // A value made to decode into header text is refused.
+        let evil = encode("sip:a@b.c", "sip:x@y.z\r\nX-Evil: 1", "");
+        assert_eq!(decode(&evil, "sip:a@b.c", ""), None);
+        let not_uri = encode("sip:a@b.c", "no uri here", "");
+        assert_eq!(decode(&not_uri, "sip:a@b.c", ""), None);
         assert_eq!(
             decode("TxoZSls4IldNej4-", "sip:a-too-long-key@b.c", ""),
             None

@@ -140,6 +140,11 @@ pub fn start(script: &Script) -> Result<(), String> {
     if mode != Mode::None && (s.from_param.is_empty() || s.to_param.is_empty()) {
         return Err("uac: rr_from_store_param and rr_to_store_param cannot be empty".into());
     }
+    // Restoring in auto mode tells the directions apart by rr's `ftag` (OpenSIPS refuses
+    // to start without it too).
+    if mode == Mode::Auto && script.modparam_int("rr", "append_fromtag") == Some(0) {
+        return Err("uac: restore_mode auto needs rr's append_fromtag".into());
+    }
     auth::start(script)?;
     if settings().set(s).is_ok() {
         engine::hooks::set_routed_hook(Box::new(routed));

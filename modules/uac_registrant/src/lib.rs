@@ -292,20 +292,34 @@ fn request(r: &Record, send: &record::Send) -> Result<MsgCtx, String> {
     Ok(ctx)
 }
 
-/// Raises the event of the state a record entered.
+/// An event waiting for the records' lock to be released.
+type Pending = (&'static str, Vec<(Option<String>, Value)>);
+
+thread_local! {
+    static PENDING: std::cell::RefCell<Vec<Pending>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Notes the event of the state a record entered; [`raise_pending`] raises it once the lock
+/// is released (an event_route may take its time, or look at the records).
 fn announce(r: &Record) {
     if let Some(event) = r.state.event() {
-        engine::hooks::raise_event(
-            event,
-            vec![
-                (Some("aor".into()), Value::from(r.cfg.aor.clone())),
-                (Some("contact".into()), Value::from(r.cfg.binding.clone())),
-                (
-                    Some("registrar".into()),
-                    Value::from(r.cfg.registrar.clone()),
-                ),
-            ],
-        );
+        let params = vec![
+            (Some("aor".into()), Value::from(r.cfg.aor.clone())),
+            (Some("contact".into()), Value::from(r.cfg.binding.clone())),
+            (
+                Some("registrar".into()),
+                Value::from(r.cfg.registrar.clone()),
+            ),
+        ];
+        PENDING.with(|p| p.borrow_mut().push((event, params)));
+    }
+}
+
+/// Raises the events noted while the records were locked.
+pub(crate) fn raise_pending() {
+    let events = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    for (event, params) in events {
+        engine::hooks::raise_event(event, params);
     }
 }
 
@@ -329,6 +343,7 @@ fn dispatch(r: &'static Registrant, key: (String, String, String), ctx: MsgCtx) 
             announce(rec);
         }
     }
+    raise_pending();
 }
 
 fn same(r: &Record, key: &(String, String, String)) -> bool {
@@ -365,6 +380,7 @@ pub fn tick() {
             }
         }
     }
+    raise_pending();
     for (key, ctx) in out {
         dispatch(r, key, ctx);
     }
@@ -426,6 +442,7 @@ fn on_reply(
             None => None,
         }
     };
+    raise_pending();
     if let Some(ctx) = next {
         dispatch(r, key.clone(), ctx);
     }

@@ -167,6 +167,7 @@ fn change(p: &Params, enable: bool) -> Result<Json, MiError> {
             ctx
         }
     };
+    crate::raise_pending();
     r.store_state((&k.0, &k.1, &k.2), enable);
     if let Some(ctx) = send {
         crate::send_now(r, k, ctx);

@@ -130,17 +130,23 @@ impl Record {
         (&self.cfg.aor, &self.cfg.binding, &self.cfg.registrar)
     }
 
+    /// OpenSIPS' refresh time (the timer acts `timer_interval` before it). OpenSIPS checks a
+    /// record once per `timer_interval`; rsips checks every second, so a granted expiry that
+    /// short could otherwise re-register every second: the refresh never comes before half
+    /// the granted time.
     fn refresh_at(&self, now: i64, t: &Timing) -> i64 {
-        now + i64::from(self.expires) * t.percentage / 100 - t.timer_interval
+        let opensips = now + i64::from(self.expires) * t.percentage / 100 - t.timer_interval;
+        opensips.max(now + (i64::from(self.expires) / 2).max(1) + t.timer_interval)
     }
 
+    /// OpenSIPS' retry time, never sooner than half the wait (and a second) from now.
     fn retry_at(&self, now: i64, t: &Timing) -> i64 {
         let wait = if t.retry_interval > 0 {
             t.retry_interval
         } else {
             i64::from(self.expires) * t.percentage / 100
         };
-        now + wait - t.timer_interval
+        now + (wait - t.timer_interval).max(wait / 2).max(1)
     }
 
     /// The timer's look at it: what to send now, if anything. `fresh` gives new Call-ID and
@@ -267,6 +273,7 @@ impl Record {
             }
             300..=399 => {
                 self.state = State::InternalError;
+                self.timeout = self.retry_at(now, t);
                 None
             }
             _ => {
@@ -332,6 +339,24 @@ mod tests {
         assert_eq!(r.due(1021, &T, fresh), None);
         let s = r.due(1022, &T, fresh).unwrap_or_else(|| unreachable!());
         assert_eq!((s.expires, r.cseq, r.call_id.as_str()), (60, 3, "c1"));
+    }
+
+    #[test]
+    fn a_short_granted_expiry_does_not_refresh_every_second() {
+        let mut r = record();
+        r.due(1000, &T, fresh);
+        // 10 s granted with a 10 s timer_interval: OpenSIPS' formula is due at once; rsips
+        // waits half the granted time.
+        r.reply(200, 1000, &T, Some(10), None, |_| None);
+        assert_eq!(r.due(1001, &T, fresh), None);
+        assert_eq!(r.due(1004, &T, fresh), None);
+        assert!(r.due(1005, &T, fresh).is_some());
+        // A redirect waits like any failure.
+        r.reply(302, 1005, &T, None, None, |_| None);
+        assert_eq!(
+            (r.state, r.due(1006, &T, fresh)),
+            (State::InternalError, None)
+        );
     }
 
     #[test]

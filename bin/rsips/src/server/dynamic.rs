@@ -108,6 +108,11 @@ impl Opener {
     }
 
     fn open_udp(&self, spec: &sockets_mgm::Spec) -> Result<SocketAddr, String> {
+        // A configured socket's address (bound with SO_REUSEPORT, a second bind would
+        // succeed and split its traffic).
+        if self.outlet.udp.iter().any(|(a, _)| *a == spec.addr) {
+            return Err(format!("udp:{} is a configured socket", spec.addr));
+        }
         let tos = (spec.tos != 0).then_some(spec.tos);
         let socket = retry_in_use(|| bind_udp(spec.addr, tos)).map_err(|e| e.to_string())?;
         let socket = Arc::new(socket);

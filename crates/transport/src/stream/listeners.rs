@@ -115,6 +115,18 @@ pub(super) fn open(
     runtime: &tokio::runtime::Handle,
     listen: Listen,
 ) -> std::io::Result<SocketAddr> {
+    // One listener per address: another (SO_REUSEPORT lets it bind) would take the first
+    // one's place in the table.
+    if shared
+        .listeners
+        .at(listen.addr)
+        .is_some_and(|l| l.proto == listen.proto)
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("{}:{} is already listening", listen.proto, listen.addr),
+        ));
+    }
     // Registering with the reactor needs the runtime's context, not a blocking call (an MI
     // command may run on another runtime's thread).
     let listener = {
