@@ -187,6 +187,9 @@ pub fn reload() -> Result<Changes, String> {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     // A row that changed is a new socket: the old one closes first (it may hold the address).
     let (keep, gone): (Vec<Spec>, Vec<Spec>) = running.drain(..).partition(|s| wanted.contains(s));
+    // What the script sees follows each step: the sockets that go are not chosen to send
+    // from before they close, a new one is ours as soon as it receives.
+    dynamic.set(keep.iter().map(Spec::socket).collect());
     for s in &gone {
         opener.close(s);
         log::info!("closed {}", s.text);
@@ -219,6 +222,7 @@ pub fn reload() -> Result<Changes, String> {
             Ok(addr) => {
                 log::info!("listening on {}:{addr}", s.proto);
                 running.push(s);
+                dynamic.set(running.iter().map(Spec::socket).collect());
                 changes.opened += 1;
             }
             Err(e) => {
