@@ -9,14 +9,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn md5_hex(text: &str) -> String {
-    use md5::{Digest as _, Md5};
-    Md5::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn config(port: u16, db: &Path) -> String {
     format!(
         r#"socket=udp:127.0.0.1:{port}
@@ -76,8 +68,8 @@ fn start() -> Server {
             "id(int,auto) username(string) domain(string) password(string) ha1(string) \
              ha1_sha256(string,null) ha1_sha512t256(string,null)\n\
              :alice:example.com:secret:{}::\n:bob:example.com:bobpass:{}::\n",
-            md5_hex("alice:example.com:secret"),
-            md5_hex("bob:example.com:bobpass")
+            common::md5_hex("alice:example.com:secret"),
+            common::md5_hex("bob:example.com:bobpass")
         ),
     )
     .unwrap();

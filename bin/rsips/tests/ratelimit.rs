@@ -213,21 +213,10 @@ fn each_interval_starts_afresh_and_unused_pipes_are_forgotten() {
 
 #[test]
 fn a_bad_default_algorithm_stops_the_start() {
-    let port = common::free_port();
-    let dir = std::env::temp_dir().join(format!("rsips-rl-bad-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = format!(
-        "socket=udp:127.0.0.1:{port}\nloadmodule \"proto_udp.so\"\nloadmodule \"ratelimit.so\"\n\
-         modparam(\"ratelimit\", \"default_algorithm\", \"FASTEST\")\nroute {{ exit; }}\n"
+    let err = common::refused_start(
+        "rl-bad",
+        "socket=udp:127.0.0.1:PORT\nloadmodule \"proto_udp.so\"\nloadmodule \"ratelimit.so\"\n\
+         modparam(\"ratelimit\", \"default_algorithm\", \"FASTEST\")\nroute { exit; }\n",
     );
-    std::fs::write(dir.join("rsips.cfg"), cfg).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rsips"))
-        .args(["-F", "-f"])
-        .arg(dir.join("rsips.cfg"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
     assert!(err.contains("unknown algorithm FASTEST"), "{err}");
 }

@@ -32,23 +32,6 @@ event_route[E_REGISTRANT_REGISTERED] {
 }
 "#;
 
-fn md5_hex(text: &str) -> String {
-    use md5::{Digest as _, Md5};
-    Md5::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn param(value: &str, name: &str) -> String {
-    value
-        .split(',')
-        .filter_map(|p| p.trim().trim_start_matches("Digest ").split_once('='))
-        .find(|(k, _)| k.trim() == name)
-        .map(|(_, v)| v.trim().trim_matches('"').to_owned())
-        .unwrap_or_default()
-}
-
 #[test]
 fn registers_authenticates_refreshes_and_unregisters() {
     let registrar = Peer::new();
@@ -125,14 +108,14 @@ fn registers_authenticates_refreshes_and_unregisters() {
     assert_eq!(header(&r2, "Call-ID"), [call_id.as_str()]);
     assert_eq!(header(&r2, "CSeq"), ["2 REGISTER"]);
     let auth = header(&r2, "Authorization")[0].to_owned();
-    assert_eq!(param(&auth, "uri"), reg_uri);
-    let ha1 = md5_hex("trunk:carrier.example:pw");
-    let ha2 = md5_hex(&format!("REGISTER:{reg_uri}"));
-    let want = md5_hex(&format!(
+    assert_eq!(common::digest_param(&auth, "uri"), reg_uri);
+    let ha1 = common::md5_hex("trunk:carrier.example:pw");
+    let ha2 = common::md5_hex(&format!("REGISTER:{reg_uri}"));
+    let want = common::md5_hex(&format!(
         "{ha1}:n1:00000001:{}:auth:{ha2}",
-        param(&auth, "cnonce")
+        common::digest_param(&auth, "cnonce")
     ));
-    assert_eq!(param(&auth, "response"), want, "{auth}");
+    assert_eq!(common::digest_param(&auth, "response"), want, "{auth}");
     // Too brief: asked again for the Min-Expires.
     registrar.send(
         port,

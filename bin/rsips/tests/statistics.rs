@@ -109,22 +109,11 @@ fn script_statistics_count_reset_and_show() {
 
 #[test]
 fn an_undeclared_group_stops_the_start() {
-    let port = common::free_port();
-    let dir = std::env::temp_dir().join(format!("rsips-stats-bad-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = format!(
-        "socket=udp:127.0.0.1:{port}\nloadmodule \"proto_udp.so\"\nloadmodule \"statistics.so\"\n\
-         modparam(\"statistics\", \"variable\", \"nosuch:calls\")\nroute {{ exit; }}\n"
+    let err = common::refused_start(
+        "stats-bad",
+        "socket=udp:127.0.0.1:PORT\nloadmodule \"proto_udp.so\"\nloadmodule \"statistics.so\"\n\
+         modparam(\"statistics\", \"variable\", \"nosuch:calls\")\nroute { exit; }\n",
     );
-    std::fs::write(dir.join("rsips.cfg"), cfg).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rsips"))
-        .args(["-F", "-f"])
-        .arg(dir.join("rsips.cfg"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
     assert!(
         err.contains("group `nosuch` is not in stat_groups"),
         "{err}"

@@ -52,24 +52,6 @@ failure_route[auth] {
 }
 "#;
 
-fn md5_hex(text: &str) -> String {
-    use md5::{Digest as _, Md5};
-    Md5::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// A digest parameter of an Authorization value (quoted or not).
-fn param(value: &str, name: &str) -> String {
-    value
-        .split(',')
-        .filter_map(|p| p.trim().trim_start_matches("Digest ").split_once('='))
-        .find(|(k, _)| k.trim() == name)
-        .map(|(_, v)| v.trim().trim_matches('"').to_owned())
-        .unwrap_or_default()
-}
-
 struct Setup {
     port: u16,
     caller: Peer,
@@ -255,16 +237,16 @@ fn uac_auth_answers_the_challenge_and_keeps_the_cseq_straight() {
     assert!(inv2.starts_with("INVITE "), "{inv2}");
     assert_eq!(header(&inv2, "CSeq"), ["11 INVITE"], "{inv2}");
     let auth = header(&inv2, "Proxy-Authorization")[0].to_owned();
-    let uri = param(&auth, "uri");
+    let uri = common::digest_param(&auth, "uri");
     assert_eq!(uri, format!("sip:auth@127.0.0.1:{}", s.port));
-    assert_eq!(param(&auth, "username"), "alice");
-    assert_eq!(param(&auth, "opaque"), "op");
-    assert_eq!(param(&auth, "nc"), "00000001");
-    let cnonce = param(&auth, "cnonce");
-    let ha1 = md5_hex("alice:carrier.example:s3cret");
-    let ha2 = md5_hex(&format!("INVITE:{uri}"));
-    let want = md5_hex(&format!("{ha1}:xyz:00000001:{cnonce}:auth:{ha2}"));
-    assert_eq!(param(&auth, "response"), want, "{auth}");
+    assert_eq!(common::digest_param(&auth, "username"), "alice");
+    assert_eq!(common::digest_param(&auth, "opaque"), "op");
+    assert_eq!(common::digest_param(&auth, "nc"), "00000001");
+    let cnonce = common::digest_param(&auth, "cnonce");
+    let ha1 = common::md5_hex("alice:carrier.example:s3cret");
+    let ha2 = common::md5_hex(&format!("INVITE:{uri}"));
+    let want = common::md5_hex(&format!("{ha1}:xyz:00000001:{cnonce}:auth:{ha2}"));
+    assert_eq!(common::digest_param(&auth, "response"), want, "{auth}");
 
     // Answered: the caller sees its own CSeq.
     let rr = header(&inv2, "Record-Route")[0].to_owned();

@@ -355,3 +355,44 @@ pub fn reply_to(req: &str, status: &str, to_tag: &str, extra: &str) -> String {
     ));
     out
 }
+
+/// rsips started on `cfg` (a config text, `PORT` replaced by a free port) that must refuse to
+/// start: its stderr.
+pub fn refused_start(name: &str, cfg: &str) -> String {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("rsips-{name}-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        cfg.replace("PORT", &port.to_string()),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .args(["-F", "-f"])
+        .arg(dir.join("rsips.cfg"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "rsips started:\n{err}");
+    err
+}
+
+/// MD5 in lower-case hex (digest checks).
+pub fn md5_hex(text: &str) -> String {
+    use md5::{Digest as _, Md5};
+    Md5::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A parameter of a digest Authorization value, quoted or not.
+pub fn digest_param(value: &str, name: &str) -> String {
+    value
+        .split(',')
+        .filter_map(|p| p.trim().trim_start_matches("Digest ").split_once('='))
+        .find(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim().trim_matches('"').to_owned())
+        .unwrap_or_default()
+}
