@@ -274,6 +274,31 @@ fn send_local(scripts: &Scripts, mut ctx: MsgCtx, done: tm::core::LocalDone) -> 
         .map(|_| ())
 }
 
+/// A `dlg_on_*` route over dialog `id`, on a placeholder message (OpenSIPS' "phony" one)
+/// that carries the dialog, so `$DLG_*` and `$dlg_val` read it.
+fn run_dialog_route(scripts: &Scripts, outlet: &Outlet, route: usize, id: u64) {
+    const PHONY: &[u8] = b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKdlgroute\r\nFrom: <sip:rsips@127.0.0.1>;tag=dlg\r\nTo: <sip:rsips@127.0.0.1>\r\nCall-ID: dialog-route\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    let Ok(msg) = SipMessage::parse(Bytes::from_static(PHONY)) else {
+        return;
+    };
+    let script = scripts.load();
+    let mut ctx = MsgCtx::new(msg);
+    ctx.script = Some(Arc::clone(&script));
+    ctx.dialog = Some(engine::DialogMark {
+        id,
+        upstream: false,
+        created: false,
+        check: 0,
+    });
+    let mut worker = Worker::default();
+    if let Err(e) = script.run_index(route, &mut worker, &mut ctx, &mut crate::logging::ScriptLog) {
+        crate::logging::core(-1, &format!("dialog route: {e}"));
+    }
+    for out in std::mem::take(&mut ctx.outbox) {
+        outlet.send(out, None);
+    }
+}
+
 /// Runs the routes tm arms (failure, onreply) with a worker's state.
 struct ScriptRunner<'a> {
     script: &'a Arc<Script>,
@@ -513,6 +538,12 @@ impl Server {
         // dialog: timeouts and deleted dialogs once a second, and the database writes.
         if script.loads("dialog") {
             dialog::end::set_sender(Box::new(DialogSender(Arc::clone(&scripts))));
+            // dlg_on_answer / dlg_on_timeout / dlg_on_hangup: the route runs over the dialog
+            // with no SIP message of its own; what it sends goes out at once.
+            let (scripts, outlet) = (Arc::clone(&scripts), Arc::clone(&outlet));
+            dialog::table::set_route_runner(Box::new(move |route, id| {
+                run_dialog_route(&scripts, &outlet, route, id);
+            }));
             processes.push("dialog timer".to_owned());
             handles.push(every(Duration::from_secs(1), &stop, || {
                 dialog::end::tick(std::time::Instant::now());

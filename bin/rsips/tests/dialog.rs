@@ -60,7 +60,12 @@ route {
         $var(flags) = "bye-on-timeout";
         if ($hdr(X-Flags) != NULL) $var(flags) = $hdr(X-Flags);
         if (!create_dialog($var(flags))) { send_reply(500, "No dialog"); exit; }
-        if ($hdr(X-Timeout) != NULL) $DLG_timeout = $(hdr(X-Timeout){s.int});
+        if ($hdr(X-Timeout) != NULL) {
+            $DLG_timeout = $(hdr(X-Timeout){s.int});
+            dlg_on_timeout("dlg_timeout");
+        }
+        dlg_on_answer("dlg_answered");
+        dlg_on_hangup("dlg_ended");
         $dlg_val(who) = $fU;
         get_profile_size("caller", "$fU", $var(n));
         if ($var(n) >= 1) { send_reply(486, "Busy Here"); exit; }
@@ -73,6 +78,21 @@ route {
         record_route();
     }
     t_relay();
+}
+route[dlg_answered] {
+    xlog("ANSWERED status=$DLG_status who=$dlg_val(who)\n");
+}
+route[dlg_ended] {
+    xlog("HANGUP reason=$DLG_end_reason who=$dlg_val(who)\n");
+}
+route[dlg_timeout] {
+    if ($dlg_val(extended) == NULL) {
+        $dlg_val(extended) = "yes";
+        $DLG_timeout = 1;
+        xlog("EXPIRY extended\n");
+    } else {
+        xlog("EXPIRY again\n");
+    }
 }
 local_route {
     if (is_method("BYE")) xlog("LOCAL BYE dir=$DLG_dir status=$DLG_status to $ru\n");
@@ -324,6 +344,12 @@ fn a_call_through_its_states_profiles_validation_and_bye() {
         "{log}"
     );
     assert!(log.contains("BYE ended: Upstream BYE"), "{log}");
+    // The dialog's routes: when it was answered, when it ended.
+    assert!(log.contains("ANSWERED status=3 who=alice"), "{log}");
+    assert!(
+        log.contains("HANGUP reason=Upstream BYE who=alice"),
+        "{log}"
+    );
     // Dialog flags are the dialog's: set with the INVITE, seen by its sequential requests;
     // test_and_set flips F_TWO (bit 1) once only.
     assert!(log.contains("SEQFLAG INFO one"), "{log}");
@@ -485,6 +511,13 @@ fn the_timeout_ends_the_call_with_a_bye_to_each_side() {
             "LOCAL BYE dir=DOWNSTREAM status=5 to sip:bob@127.0.0.1:{}",
             callee.port
         )),
+        "{log}"
+    );
+    // dlg_on_timeout's route gave the call one more second, once.
+    assert_eq!(log.matches("EXPIRY extended").count(), 1, "{log}");
+    assert_eq!(log.matches("EXPIRY again").count(), 1, "{log}");
+    assert!(
+        log.contains("HANGUP reason=Lifetime Timeout who=dave"),
         "{log}"
     );
     wait_no_dialogs(&s);

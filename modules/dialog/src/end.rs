@@ -138,6 +138,24 @@ pub fn terminate(id: u64, reason: &str, extra_hdrs: &str) -> bool {
 /// ones leave the table after `delete_delay`.
 pub fn tick(now: Instant) {
     let s = crate::settings();
+    // A dialog whose lifetime is up runs its `dlg_on_timeout` route first: it may give it
+    // more time (`$DLG_timeout`), which the check below then sees.
+    let timeout_routes: Vec<(usize, u64)> = {
+        let t = dialogs();
+        t.by_id
+            .values()
+            .filter(|d| d.state != DELETED && d.expires.is_some_and(|at| at <= now))
+            .filter_map(|d| d.routes.timeout.map(|r| (r, d.id)))
+            .collect()
+    };
+    for (route, id) in timeout_routes {
+        crate::table::run_route(route, id);
+    }
+    let now = if Instant::now() > now {
+        Instant::now()
+    } else {
+        now
+    };
     let mut expired = Vec::new();
     {
         let mut t = dialogs();

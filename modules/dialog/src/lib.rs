@@ -215,6 +215,24 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             run: fetch_dlg_value,
         },
         FnSpec {
+            name: "dlg_on_answer",
+            params: &[(Param::Route(cfg::ast::RouteKind::Request), true)],
+            routes: SEQ,
+            run: dlg_on_answer,
+        },
+        FnSpec {
+            name: "dlg_on_timeout",
+            params: &[(Param::Route(cfg::ast::RouteKind::Request), true)],
+            routes: SEQ,
+            run: dlg_on_timeout,
+        },
+        FnSpec {
+            name: "dlg_on_hangup",
+            params: &[(Param::Route(cfg::ast::RouteKind::Request), true)],
+            routes: SEQ,
+            run: dlg_on_hangup,
+        },
+        FnSpec {
             name: "set_dlg_flag",
             params: &[(Param::Checked(&FLAG_NAME), false)],
             routes: SEQ,
@@ -356,6 +374,7 @@ pub fn create(ctx: &mut MsgCtx, flags: Flags) -> Result<u64, String> {
         initial_cseq: cseq.seq,
         flags,
         user_flags: 0,
+        routes: table::Routes::default(),
         lifetime: s.default_timeout,
         start_unix: 0,
         created_ms: table::unix_ms(),
@@ -552,6 +571,43 @@ fn store_dlg_value(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     }
     t.mark_dirty(mark.id);
     1
+}
+
+/// Arms (or with no route, disarms) one of the dialog's event routes; -1 without a dialog.
+fn on_event(
+    f: &mut FnCtx<'_>,
+    args: &[Value],
+    pick: fn(&mut table::Routes) -> &mut Option<usize>,
+) -> i64 {
+    let Some(mark) = f.msg.dialog else {
+        return -1;
+    };
+    let route = args
+        .first()
+        .and_then(Value::as_int)
+        .and_then(|n| usize::try_from(n).ok());
+    let mut t = dialogs();
+    let Some(d) = t.by_id.get_mut(&mark.id) else {
+        return -1;
+    };
+    *pick(&mut d.routes) = route;
+    1
+}
+
+/// `dlg_on_answer([route])`: the route runs when the dialog is answered.
+fn dlg_on_answer(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    on_event(f, args, |r| &mut r.answer)
+}
+
+/// `dlg_on_timeout([route])`: the route runs when the dialog's lifetime is up, before it
+/// ends; setting `$DLG_timeout` there gives it more time.
+fn dlg_on_timeout(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    on_event(f, args, |r| &mut r.timeout)
+}
+
+/// `dlg_on_hangup([route])`: the route runs when the dialog has ended.
+fn dlg_on_hangup(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    on_event(f, args, |r| &mut r.hangup)
 }
 
 /// A dialog flag name: a static name (up to 32 of them per server).
@@ -890,6 +946,9 @@ impl engine::hooks::DialogHooks for Hooks {
                     d.next_ping = Some(now + s.ping_interval);
                 }
                 engine::gauge!("dialog", "active_dialogs").inc();
+                if let Some(route) = d.routes.answer {
+                    t.routes_due.push((route, dialog));
+                }
                 t.mark_dirty(dialog);
             }
             (300.., _) => {

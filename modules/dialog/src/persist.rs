@@ -138,6 +138,7 @@ fn load(db: &dyn Connection, table: &str) -> Result<usize, String> {
             initial_cseq: u32::try_from(int(6)).unwrap_or(0),
             flags: Flags::from_bits(u32::try_from(int(19)).unwrap_or(0)),
             user_flags: crate::table::flag_bits(&text(&get(20))),
+            routes: crate::table::Routes::default(),
             lifetime: u32::try_from(timeout.saturating_sub(int(15))).unwrap_or(0),
             start_unix: int(15),
             created_ms: int(15).saturating_mul(1000),

@@ -121,6 +121,8 @@ pub struct Dialog {
     pub flags: Flags,
     /// The script's dialog flags (`set_dlg_flag`), by the bits of [`flag_bit`].
     pub user_flags: u32,
+    /// The routes to run when it is answered, times out, ends.
+    pub routes: Routes,
     /// The lifetime (seconds) once confirmed: `default_timeout`, or `$DLG_timeout`.
     pub lifetime: u32,
     /// Unix time it was confirmed (0 before).
@@ -230,6 +232,9 @@ pub struct Dialogs {
     pub on_end: HashMap<u64, Vec<engine::hooks::OnDialogEnd>>,
     /// Those of dialogs that ended, run once the table is unlocked.
     due: Vec<(Vec<engine::hooks::OnDialogEnd>, engine::hooks::DialogEnd)>,
+    /// The script routes `dlg_on_answer`/`dlg_on_hangup` armed that are due: (route,
+    /// dialog), run once the table is unlocked.
+    pub routes_due: Vec<(usize, u64)>,
 }
 
 impl std::fmt::Debug for Dialogs {
@@ -267,13 +272,42 @@ impl Drop for DialogsGuard {
             return;
         };
         let due = std::mem::take(&mut guard.due);
+        let routes = std::mem::take(&mut guard.routes_due);
         drop(guard);
         for (hooks, info) in due {
             for h in hooks {
                 h(&info);
             }
         }
+        for (route, id) in routes {
+            run_route(route, id);
+        }
     }
+}
+
+/// Runs a script route over a dialog (with no SIP message of its own): the server's.
+pub type RouteRunner = Box<dyn Fn(usize, u64) + Send + Sync>;
+
+static ROUTE_RUNNER: OnceLock<RouteRunner> = OnceLock::new();
+
+/// Installs the runner of `dlg_on_*` routes (once).
+pub fn set_route_runner(f: RouteRunner) {
+    let _ = ROUTE_RUNNER.set(f);
+}
+
+/// Runs route `route` for dialog `id` (the table unlocked).
+pub fn run_route(route: usize, id: u64) {
+    if let Some(f) = ROUTE_RUNNER.get() {
+        f(route, id);
+    }
+}
+
+/// The routes `dlg_on_answer`, `dlg_on_timeout` and `dlg_on_hangup` armed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Routes {
+    pub answer: Option<usize>,
+    pub timeout: Option<usize>,
+    pub hangup: Option<usize>,
 }
 
 pub fn dialogs() -> DialogsGuard {
@@ -436,6 +470,9 @@ impl Dialogs {
                     reason: reason.to_owned(),
                 };
                 self.due.push((hooks, info));
+            }
+            if let Some(route) = d.routes.hangup {
+                self.routes_due.push((route, id));
             }
             d.state = DELETED;
             d.end_reason = Some(reason.to_owned());

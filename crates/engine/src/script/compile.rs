@@ -50,6 +50,20 @@ fn unsupported(what: String, span: Span) -> Diagnostic {
 }
 
 impl Lower<'_> {
+    /// The index of a route a function names: a request route by its name (`route[x]`,
+    /// dialog's `dlg_on_*`), any other kind among the special routes.
+    fn route_named(&self, kind: RouteKind, name: &str) -> Option<usize> {
+        match kind {
+            RouteKind::Request => self
+                .names
+                .routes
+                .get(name)
+                .copied()
+                .filter(|_| !name.is_empty()),
+            kind => self.names.special.get(&(kind, name.to_owned())).copied(),
+        }
+    }
+
     fn fail<T>(&mut self, d: Diagnostic) -> L<T> {
         self.diags.push(d);
         Err(())
@@ -586,8 +600,8 @@ impl Lower<'_> {
                 (
                     Some(Some(Arg::Str(s, sp) | Arg::Ident(s, sp))),
                     crate::module::Param::Route(kind),
-                ) => match self.names.special.get(&(*kind, s.clone())) {
-                    Some(&i) => Expr::Const(Value::Int(i as i64)),
+                ) => match self.route_named(*kind, s) {
+                    Some(i) => Expr::Const(Value::Int(i as i64)),
                     None => {
                         return self.fail(Diagnostic::error(
                             format!("{} `{s}` is not defined", kind.keyword()),
@@ -596,8 +610,8 @@ impl Lower<'_> {
                     }
                 },
                 (Some(Some(Arg::Int(n, sp))), crate::module::Param::Route(kind)) => {
-                    match self.names.special.get(&(*kind, n.to_string())) {
-                        Some(&i) => Expr::Const(Value::Int(i as i64)),
+                    match self.route_named(*kind, &n.to_string()) {
+                        Some(i) => Expr::Const(Value::Int(i as i64)),
                         None => {
                             return self.fail(Diagnostic::error(
                                 format!("{} `{n}` is not defined", kind.keyword()),
