@@ -399,3 +399,115 @@ fn unusable_rows_are_skipped_and_a_wrong_table_version_stops_the_start() {
     assert!(ask_udp(&peer, port).is_some());
     server.terminate(read_log);
 }
+
+/// TLS and WS rows serve like the configured sockets: the TLS one with the `tls_mgm` domain's
+/// certificate (checked against the test CA), the WS one after the RFC 7118 upgrade.
+#[test]
+fn tls_and_ws_rows_serve_too() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    use std::sync::Arc;
+
+    let [port, tls, ws] = common::free_ports::<3>();
+    let dir = test_dir("sockmgm-tls", port);
+    let ca = common::TestCa::new(&dir, "rsips sockets_mgm ca");
+    ca.issue("server", "127.0.0.1", "IP:127.0.0.1");
+    let fifo = dir.join("fifo");
+    let url = format!("text://{}", dir.join("db").display());
+    let extra = format!(
+        "loadmodule \"db_text.so\"\nloadmodule \"proto_tls.so\"\nloadmodule \"proto_ws.so\"\n\
+         loadmodule \"tls_mgm.so\"\nloadmodule \"tls_wolfssl.so\"\n\
+         modparam(\"tls_mgm\", \"server_domain\", \"default\")\n\
+         modparam(\"tls_mgm\", \"match_ip_address\", \"[default]*\")\n\
+         modparam(\"tls_mgm\", \"verify_cert\", \"[default]0\")\n\
+         modparam(\"tls_mgm\", \"require_cert\", \"[default]0\")\n\
+         modparam(\"tls_mgm\", \"certificate\", \"[default]{}\")\n\
+         modparam(\"tls_mgm\", \"private_key\", \"[default]{}\")",
+        ca.path("server.pem"),
+        ca.path("server.key")
+    );
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        config(port, "db_text.so", &url, &extra, &fifo, 1, 9),
+    )
+    .unwrap();
+    let esc = |s: String| s.replace(':', "\\:");
+    text_db(
+        &dir,
+        1,
+        &[
+            format!("1:{}::tlsdyn::", esc(format!("tls:127.0.0.1:{tls}"))),
+            format!("2:{}::wsdyn::", esc(format!("ws:127.0.0.1:{ws}"))),
+        ],
+    );
+    let log = dir.join("rsips.log");
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut server = common::spawn_rsips(&dir, "rsips.cfg", |l| {
+        l.contains(&format!("listening on ws:127.0.0.1:{ws}"))
+    });
+
+    // TLS: the certificate verifies against the CA, the row's tag is the socket's.
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let conn = rustls::ClientConnection::new(
+        client,
+        rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into()),
+    )
+    .unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    stream
+        .write_all(options(tls, "tls", 5999, "TLS").as_bytes())
+        .unwrap();
+    let mut got = String::new();
+    let mut buf = [0u8; 4096];
+    while !got.contains("\r\n\r\n") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(got.starts_with("SIP/2.0 200"), "{got}");
+    assert_eq!(
+        header(&got, "X-In"),
+        [format!("tls:127.0.0.1:{tls} tag=tlsdyn").as_str()]
+    );
+
+    // WS: the upgrade with the `sip` subprotocol, then SIP in text frames.
+    use tungstenite::client::IntoClientRequest as _;
+    let mut req = format!("ws://127.0.0.1:{ws}/")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "sip".parse().unwrap());
+    req.headers_mut()
+        .insert("Origin", "http://127.0.0.1".parse().unwrap());
+    let (mut socket, _) = tungstenite::connect(req).unwrap();
+    socket
+        .send(tungstenite::Message::text(options(ws, "ws", 5998, "WS")))
+        .unwrap();
+    let reply = loop {
+        match socket.read().unwrap() {
+            tungstenite::Message::Text(t) => break t.to_string(),
+            tungstenite::Message::Binary(b) => break String::from_utf8_lossy(&b).into_owned(),
+            _ => {}
+        }
+    };
+    assert_eq!(
+        header(&reply, "X-In"),
+        [format!("ws:127.0.0.1:{ws} tag=wsdyn").as_str()],
+        "{reply}"
+    );
+    server.terminate(read_log);
+}
