@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 
 pub mod end;
+mod events;
+mod flags;
 pub mod mi;
 pub mod persist;
 pub mod table;
@@ -218,43 +220,46 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             name: "dlg_on_answer",
             params: &[(Param::Route(cfg::ast::RouteKind::Request), true)],
             routes: SEQ,
-            run: dlg_on_answer,
+            run: events::dlg_on_answer,
         },
         FnSpec {
             name: "dlg_on_timeout",
             params: &[(Param::Route(cfg::ast::RouteKind::Request), true)],
             routes: SEQ,
-            run: dlg_on_timeout,
+            run: events::dlg_on_timeout,
         },
         FnSpec {
             name: "dlg_on_hangup",
             params: &[(Param::Route(cfg::ast::RouteKind::Request), true)],
             routes: SEQ,
-            run: dlg_on_hangup,
+            run: events::dlg_on_hangup,
         },
         FnSpec {
             name: "set_dlg_flag",
-            params: &[(Param::Checked(&FLAG_NAME), false)],
+            params: &[(Param::Checked(&flags::FLAG_NAME), false)],
             routes: SEQ,
-            run: set_dlg_flag,
+            run: flags::set_dlg_flag,
         },
         FnSpec {
             name: "reset_dlg_flag",
-            params: &[(Param::Checked(&FLAG_NAME), false)],
+            params: &[(Param::Checked(&flags::FLAG_NAME), false)],
             routes: SEQ,
-            run: reset_dlg_flag,
+            run: flags::reset_dlg_flag,
         },
         FnSpec {
             name: "is_dlg_flag_set",
-            params: &[(Param::Checked(&FLAG_NAME), false)],
+            params: &[(Param::Checked(&flags::FLAG_NAME), false)],
             routes: SEQ,
-            run: is_dlg_flag_set,
+            run: flags::is_dlg_flag_set,
         },
         FnSpec {
             name: "test_and_set_dlg_flag",
-            params: &[(Param::Checked(&FLAG_NAME), false), (Param::Int, false)],
+            params: &[
+                (Param::Checked(&flags::FLAG_NAME), false),
+                (Param::Int, false),
+            ],
             routes: SEQ,
-            run: test_and_set_dlg_flag,
+            run: flags::test_and_set_dlg_flag,
         },
     ],
     params: &[
@@ -571,113 +576,6 @@ fn store_dlg_value(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     }
     t.mark_dirty(mark.id);
     1
-}
-
-/// Arms (or with no route, disarms) one of the dialog's event routes; -1 without a dialog.
-fn on_event(
-    f: &mut FnCtx<'_>,
-    args: &[Value],
-    pick: fn(&mut table::Routes) -> &mut Option<usize>,
-) -> i64 {
-    let Some(mark) = f.msg.dialog else {
-        return -1;
-    };
-    let route = args
-        .first()
-        .and_then(Value::as_int)
-        .and_then(|n| usize::try_from(n).ok());
-    let mut t = dialogs();
-    let Some(d) = t.by_id.get_mut(&mark.id) else {
-        return -1;
-    };
-    *pick(&mut d.routes) = route;
-    1
-}
-
-/// `dlg_on_answer([route])`: the route runs when the dialog is answered.
-fn dlg_on_answer(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    on_event(f, args, |r| &mut r.answer)
-}
-
-/// `dlg_on_timeout([route])`: the route runs when the dialog's lifetime is up, before it
-/// ends; setting `$DLG_timeout` there gives it more time.
-fn dlg_on_timeout(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    on_event(f, args, |r| &mut r.timeout)
-}
-
-/// `dlg_on_hangup([route])`: the route runs when the dialog has ended.
-fn dlg_on_hangup(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    on_event(f, args, |r| &mut r.hangup)
-}
-
-/// A dialog flag name: a static name (up to 32 of them per server).
-static FLAG_NAME: engine::ParamCheck = engine::ParamCheck {
-    what: "dialog flag name",
-    check: |text| {
-        if text.trim().is_empty() || text.contains('$') {
-            Err("a dialog flag is a static name".into())
-        } else {
-            table::flag_bit(text.trim())
-                .map(|_| ())
-                .ok_or_else(|| "more than 32 dialog flag names".into())
-        }
-    },
-};
-
-/// Runs `change` on the user flags of the message's dialog with the bit of flag argument 0;
-/// -1 without a dialog (or a 33rd flag name).
-fn with_flag(f: &mut FnCtx<'_>, args: &[Value], change: impl FnOnce(&mut u32, u32) -> bool) -> i64 {
-    let (Some(name), Some(mark)) = (args.first(), f.msg.dialog) else {
-        return -1;
-    };
-    let Some(bit) = table::flag_bit(name.to_text().trim()) else {
-        return -1;
-    };
-    let mut t = dialogs();
-    let Some(d) = t.by_id.get_mut(&mark.id) else {
-        return -1;
-    };
-    let before = d.user_flags;
-    let result = change(&mut d.user_flags, 1 << bit);
-    if d.user_flags != before {
-        t.mark_dirty(mark.id);
-    }
-    bool_code(result)
-}
-
-/// `set_dlg_flag(name)`.
-fn set_dlg_flag(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    with_flag(f, args, |flags, bit| {
-        *flags |= bit;
-        true
-    })
-}
-
-/// `reset_dlg_flag(name)`.
-fn reset_dlg_flag(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    with_flag(f, args, |flags, bit| {
-        *flags &= !bit;
-        true
-    })
-}
-
-/// `is_dlg_flag_set(name)`.
-fn is_dlg_flag_set(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    with_flag(f, args, |flags, bit| *flags & bit != 0)
-}
-
-/// `test_and_set_dlg_flag(name, value)`: when the flag is `value` (0 or 1), it flips, under
-/// the table's lock; true then.
-fn test_and_set_dlg_flag(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let want = args.get(1).and_then(Value::as_int).unwrap_or(0) != 0;
-    with_flag(f, args, |flags, bit| {
-        if (*flags & bit != 0) == want {
-            *flags ^= bit;
-            true
-        } else {
-            false
-        }
-    })
 }
 
 fn fetch_dlg_value(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {

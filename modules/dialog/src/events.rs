@@ -1,0 +1,44 @@
+//! `dlg_on_answer`, `dlg_on_timeout`, `dlg_on_hangup`: the script routes a dialog runs when
+//! it is answered, when its lifetime is up, when it has ended (the table runs them once
+//! unlocked, [`crate::table::run_route`]).
+
+use engine::{FnCtx, Value};
+
+use crate::table::{self, dialogs};
+
+/// Arms (or with no route, disarms) one of the dialog's event routes; -1 without a dialog.
+fn on_event(
+    f: &mut FnCtx<'_>,
+    args: &[Value],
+    pick: fn(&mut table::Routes) -> &mut Option<usize>,
+) -> i64 {
+    let Some(mark) = f.msg.dialog else {
+        return -1;
+    };
+    let route = args
+        .first()
+        .and_then(Value::as_int)
+        .and_then(|n| usize::try_from(n).ok());
+    let mut t = dialogs();
+    let Some(d) = t.by_id.get_mut(&mark.id) else {
+        return -1;
+    };
+    *pick(&mut d.routes) = route;
+    1
+}
+
+/// `dlg_on_answer([route])`: the route runs when the dialog is answered.
+pub(crate) fn dlg_on_answer(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    on_event(f, args, |r| &mut r.answer)
+}
+
+/// `dlg_on_timeout([route])`: the route runs when the dialog's lifetime is up, before it
+/// ends; setting `$DLG_timeout` there gives it more time.
+pub(crate) fn dlg_on_timeout(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    on_event(f, args, |r| &mut r.timeout)
+}
+
+/// `dlg_on_hangup([route])`: the route runs when the dialog has ended.
+pub(crate) fn dlg_on_hangup(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    on_event(f, args, |r| &mut r.hangup)
+}
