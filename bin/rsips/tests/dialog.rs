@@ -188,6 +188,13 @@ fn call_with(
     (route, tag)
 }
 
+/// The caller's ACK for the call, seen arriving at the callee.
+fn ack(px: u16, caller: &Peer, callee: &Peer, dialog: (&str, &str), who: (&str, &str)) {
+    in_dialog(px, caller, callee, "ACK", 1, dialog, who);
+    let ack = callee.recv("ACK");
+    assert!(ack.starts_with("ACK "), "{ack}");
+}
+
 /// A sequential request from the caller with its Route.
 fn in_dialog(
     px: u16,
@@ -252,17 +259,7 @@ fn a_call_through_its_states_profiles_validation_and_bye() {
     assert_eq!(s.mi(&["profile_get_size", "calls"])["Profile"]["count"], 1);
 
     // The ACK confirms it.
-    in_dialog(
-        port,
-        &caller,
-        &callee,
-        "ACK",
-        1,
-        (&route, &tag),
-        ("alice", "c1"),
-    );
-    let ack = callee.recv("ACK");
-    assert!(ack.starts_with("ACK "), "{ack}");
+    ack(port, &caller, &callee, (&route, &tag), ("alice", "c1"));
     assert_eq!(dialogs(&s)[0]["state"], 4);
 
     // A second call from the same caller is over its profile's limit.
@@ -478,16 +475,7 @@ fn the_timeout_ends_the_call_with_a_bye_to_each_side() {
     let s = Server::start(&dir, port, 3600, "");
     let (caller, callee) = (Peer::new(), Peer::new());
     let (route, tag) = call_with(port, &caller, &callee, "dave", "t1", "X-Timeout: 2\r\n");
-    in_dialog(
-        port,
-        &caller,
-        &callee,
-        "ACK",
-        1,
-        (&route, &tag),
-        ("dave", "t1"),
-    );
-    assert!(callee.recv("ACK").starts_with("ACK "));
+    ack(port, &caller, &callee, (&route, &tag), ("dave", "t1"));
     let left = dialogs(&s)[0]["timeout"].as_i64().unwrap();
     assert!(left > 0, "an absolute timeout");
     let to_callee = callee.recv("BYE at the callee");
@@ -555,16 +543,7 @@ fn dialogs_survive_a_restart_in_the_database() {
     let s = Server::start(&dir, port, 3600, &db);
     let (caller, callee) = (Peer::new(), Peer::new());
     let (route, tag) = call(port, &caller, &callee, "erin", "r1");
-    in_dialog(
-        port,
-        &caller,
-        &callee,
-        "ACK",
-        1,
-        (&route, &tag),
-        ("erin", "r1"),
-    );
-    assert!(callee.recv("ACK").starts_with("ACK "));
+    ack(port, &caller, &callee, (&route, &tag), ("erin", "r1"));
     let before = dialogs(&s);
     s.stop();
     let table = std::fs::read_to_string(dir.join("db/dialog")).unwrap();
@@ -650,16 +629,7 @@ fn a_callee_that_stops_answering_pings_ends_the_call() {
         "p1",
         "X-Flags: options-ping-callee\r\n",
     );
-    in_dialog(
-        port,
-        &caller,
-        &callee,
-        "ACK",
-        1,
-        (&route, &tag),
-        ("fay", "p1"),
-    );
-    assert!(callee.recv("ACK").starts_with("ACK "));
+    ack(port, &caller, &callee, (&route, &tag), ("fay", "p1"));
     // A ping answered keeps the call.
     let ping = callee.recv("first OPTIONS ping");
     assert!(
@@ -727,16 +697,7 @@ fn the_mi_lists_one_call_and_ends_it_with_a_bye_to_each_side() {
     let s = Server::start(&dir, port, 3600, "");
     let (caller, callee) = (Peer::new(), Peer::new());
     let (route, tag) = call(port, &caller, &callee, "gus", "e1");
-    in_dialog(
-        port,
-        &caller,
-        &callee,
-        "ACK",
-        1,
-        (&route, &tag),
-        ("gus", "e1"),
-    );
-    assert!(callee.recv("ACK").starts_with("ACK "));
+    ack(port, &caller, &callee, (&route, &tag), ("gus", "e1"));
     let (other_route, other_tag) = call(port, &caller, &callee, "hal", "e2");
     // `$DLG_count`: the calls going on, this one included.
     assert!(s.log().contains("flags=1 count=2"), "{}", s.log());
@@ -798,16 +759,7 @@ fn forged_and_malformed_dialog_ids_match_nothing() {
     let s = Server::start(&dir, port, 3600, "");
     let (caller, callee) = (Peer::new(), Peer::new());
     let (route, tag) = call(port, &caller, &callee, "ivy", "g1");
-    in_dialog(
-        port,
-        &caller,
-        &callee,
-        "ACK",
-        1,
-        (&route, &tag),
-        ("ivy", "g1"),
-    );
-    assert!(callee.recv("ACK").starts_with("ACK "));
+    ack(port, &caller, &callee, (&route, &tag), ("ivy", "g1"));
     let did = route
         .split(";did=")
         .nth(1)
