@@ -71,6 +71,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     drouting::start(script, &options)?;
     dialplan::start(script, &options)?;
     rtpengine::start(script)?;
+    rtpproxy::start(script, &options)?;
     registrar::persist::start(script, &options)?;
     dialog::start(script, &options)?;
     load_balancer::start(script, &options)?;

@@ -47,6 +47,7 @@ fn available() -> engine::Available {
             &dialplan::MODULE,
             &cfgutils::MODULE,
             &rtpengine::MODULE,
+            &rtpproxy::MODULE,
             &rest_client::MODULE,
             &dialog::MODULE,
             &load_balancer::MODULE,
@@ -260,6 +261,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("pike") {
         pike::commands(&mut commands);
+    }
+    if script.loads("rtpproxy") {
+        rtpproxy::commands(&mut commands);
     }
     if script.loads("uac_registrant") {
         let scripts = std::sync::Arc::clone(&scripts);

@@ -135,6 +135,10 @@ pub enum Param {
     /// (OpenSIPS `CMD_PARAM_VAR`); anything else is a load error. The function's argument
     /// value is `Value::Null`.
     Var,
+    /// As [`Param::Var`], and the function also reads it: its argument value is the
+    /// variable's value when the function is called (rtpproxy's `body_var`, an SDP taken from
+    /// the variable and written back to it).
+    VarInOut,
     /// As [`Param::Var`], but only an AVP (OpenSIPS functions that push several values).
     Avp,
     /// A literal list of writable variables separated by `;` (sqlops' result columns,

@@ -18,6 +18,43 @@ mod validate;
 
 pub use lists::{glob_headers_values, imf_date, sip_to_json};
 
+/// What the current body (the script's edits applied) holds for a media module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SdpBody {
+    /// The message has no body.
+    Empty,
+    /// It has one, with no `application/sdp` part.
+    NotSdp,
+    /// The first SDP part (the whole body, or one part of a multipart body).
+    Sdp(String),
+}
+
+/// The SDP of the message as it will be sent, for media modules (rtpproxy).
+pub fn current_sdp(ctx: &engine::MsgCtx) -> SdpBody {
+    let cur = body::current(ctx);
+    if cur.body.is_empty() {
+        return SdpBody::Empty;
+    }
+    match body::sdp_range(&cur).and_then(|r| cur.body.get(r)) {
+        Some(b) => SdpBody::Sdp(String::from_utf8_lossy(b).into_owned()),
+        None => SdpBody::NotSdp,
+    }
+}
+
+/// Replaces the first SDP part of the current body with `sdp` (the other parts kept as they
+/// are). False when the body has no SDP part.
+pub fn replace_sdp(f: &mut FnCtx<'_>, sdp: &str) -> bool {
+    let cur = body::current(f.msg);
+    let Some(range) = body::sdp_range(&cur) else {
+        return false;
+    };
+    let mut out = cur.body.get(..range.start).unwrap_or(&[]).to_vec();
+    out.extend_from_slice(sdp.as_bytes());
+    out.extend_from_slice(cur.body.get(range.end..).unwrap_or(&[]));
+    body::store(f, out, cur.ct.as_deref());
+    true
+}
+
 use engine::{FnCtx, FnSpec, ModuleSpec, Param, ParamCheck, Routes, Value};
 use sip::{HeaderName, HeaderRef, SipMessage};
 

@@ -286,7 +286,8 @@ impl Checker<'_> {
                 self.var_list(f.name, i, a);
                 continue;
             }
-            let (Some(a), Some((kind @ (Param::Var | Param::Avp), _))) = (a, f.params.get(i))
+            let (Some(a), Some((kind @ (Param::Var | Param::VarInOut | Param::Avp), _))) =
+                (a, f.params.get(i))
             else {
                 match a {
                     Some(Arg::Pv(p)) => self.pv(p),

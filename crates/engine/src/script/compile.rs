@@ -577,6 +577,13 @@ impl Lower<'_> {
                     outs.push((i, 0, self.write(p)?));
                     Expr::Const(Value::Null)
                 }
+                (a @ Some(Some(Arg::Pv(p))), crate::module::Param::VarInOut) => {
+                    outs.push((i, 0, self.write(p)?));
+                    self.arg(a, c.span)?
+                }
+                (Some(Some(a)), crate::module::Param::VarInOut) => {
+                    return self.fail(Diagnostic::error("expected a variable", a.span()));
+                }
                 (Some(Some(Arg::Str(s, sp))), crate::module::Param::VarList) => {
                     // The checker has refused anything but writable variables.
                     for (k, text) in s

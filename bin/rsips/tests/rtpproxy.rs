@@ -1,0 +1,515 @@
+//! Media through a real RTPProxy-protocol daemon: Debian's rtpengine, which speaks RTPProxy's
+//! UDP control protocol on `--listen-udp` (Debian has no rtpproxy package). The stock
+//! residential script's calls: `rtpproxy_offer("ro")` on the INVITE, `rtpproxy_answer("ro")`
+//! on the 200, `rtpproxy_unforce()` on the BYE; RTP really flows through the relay; a set
+//! whose first node is dead moves the call to the live one and MI shows it out; with no node
+//! left the script's own error reply, and the server keeps serving.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn rtpengine(dir: &Path, control: u16) -> common::Kill {
+    drop(common::installed(
+        "rtpengine",
+        "--version",
+        "apt-get install rtpengine-daemon",
+    ));
+    let child = Command::new("rtpengine")
+        .args([
+            "--config-file=none",
+            "--table=-1",
+            "--interface=127.0.0.1",
+            "--foreground",
+            "--log-stderr",
+            "--log-level=7",
+        ])
+        .arg(format!("--listen-udp=127.0.0.1:{control}"))
+        .args(["--port-min=33000", "--port-max=33999"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("rtpengine.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let kill = common::Kill(child);
+    // Ready once it answers the version command.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 256];
+    loop {
+        sock.send_to(b"probe V", ("127.0.0.1", control)).unwrap();
+        if let Ok(n) = sock.recv(&mut buf) {
+            assert_eq!(&buf[..n], b"probe 20040107\n");
+            return kill;
+        }
+        assert!(Instant::now() < deadline, "rtpengine did not start");
+    }
+}
+
+fn sdp(port: u16) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.50\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+}
+
+/// The o= address, c= address and m=audio port of a message's SDP.
+fn media(msg: &str) -> (String, String, u16) {
+    let body = msg.split("\r\n\r\n").nth(1).unwrap_or("");
+    let line = |p: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(p))
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    };
+    let origin = line("o=").rsplit(' ').next().unwrap_or("").to_owned();
+    let port = line("m=audio ")
+        .split(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    (origin, line("c=IN IP4 "), port)
+}
+
+fn recv(sock: &UdpSocket, start: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut buf = [0u8; 65535];
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.starts_with(start) {
+                return m;
+            }
+        }
+    }
+    panic!("nothing starting with {start:?}");
+}
+
+fn reply_to(req: &str, code: &str, body: &str) -> String {
+    let mut out = format!("SIP/2.0 {code}\r\n");
+    for l in req.lines() {
+        let name = l.split(':').next().unwrap_or("").to_ascii_lowercase();
+        if ["via", "from", "call-id", "cseq", "record-route"].contains(&name.as_str()) {
+            out.push_str(l);
+            out.push_str("\r\n");
+        } else if name == "to" {
+            out.push_str(l);
+            out.push_str(";tag=callee\r\n");
+        }
+    }
+    out.push_str("Contact: <sip:callee@127.0.0.1>\r\n");
+    if body.is_empty() {
+        out.push_str("Content-Length: 0\r\n\r\n");
+    } else {
+        out.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+    out
+}
+
+fn invite(port: u16, cp: u16, call_id: &str, branch: &str, body: &str) -> String {
+    format!(
+        "INVITE sip:callee@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cp};branch={branch}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=caller\r\nTo: <sip:callee@127.0.0.1>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:{cp}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// One RTP packet (version 2, PCMU) with a payload to recognise.
+fn rtp(seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Sends RTP from `from` to `to` until `at` receives the payload (the relay may need a packet
+/// from each side before it forwards).
+fn media_flows(from: &UdpSocket, to: u16, at: &UdpSocket, other: &UdpSocket, other_to: u16) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 2048];
+    let mut seq = 1u16;
+    while Instant::now() < deadline {
+        from.send_to(&rtp(seq, b"hello-callee"), ("127.0.0.1", to))
+            .unwrap();
+        other
+            .send_to(&rtp(seq, b"hello-caller"), ("127.0.0.1", other_to))
+            .unwrap();
+        seq += 1;
+        if let Ok(n) = at.recv(&mut buf)
+            && buf[..n].ends_with(b"hello-callee")
+        {
+            return;
+        }
+    }
+    panic!("no RTP came through the relay");
+}
+
+#[test]
+fn calls_get_their_media_through_an_rtpproxy() {
+    let [port, control, dead] = common::free_ports();
+    let dir = std::env::temp_dir().join(format!("rsips-rtpp-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sockets: Vec<UdpSocket> = (0..4)
+        .map(|_| {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            s
+        })
+        .collect();
+    let [caller, callee, caller_rtp, callee_rtp] = sockets.as_slice() else {
+        unreachable!()
+    };
+    let p = |s: &UdpSocket| s.local_addr().unwrap().port();
+    let (cp, ep) = (p(caller), p(callee));
+    // Set 1 has a dead node of weight 1 and the live one of weight 1: a Call-ID whose byte sum
+    // is even lands on the dead one first.
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        format!(
+            r#"socket=udp:127.0.0.1:{port}
+stderror_enabled=yes
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "sipmsgops.so"
+loadmodule "mi_fifo.so"
+modparam("mi_fifo", "fifo_name", "{fifo}")
+loadmodule "rtpproxy.so"
+modparam("rtpproxy", "rtpproxy_sock", "udp:localhost:{control}")
+modparam("rtpproxy", "rtpproxy_sock", "1 == udp:127.0.0.1:{dead} udp:127.0.0.1:{control}")
+modparam("rtpproxy", "rtpproxy_timeout", "0.3")
+modparam("rtpproxy", "rtpproxy_retr", 2)
+route {{
+    if (is_method("INVITE")) {{
+        $var(set) = 0;
+        if ($hdr(X-Set) == "1") $var(set) = 1;
+        if (!rtpproxy_offer("ro", , $var(set), $var(node), $var(media))) {{
+            sl_send_reply(503, "No media relay");
+            exit;
+        }}
+        xlog("L_NOTICE", "offer via $var(node) to $var(media)\n");
+        t_on_reply("MEDIA");
+    }}
+    if (is_method("BYE")) rtpproxy_unforce();
+    $du = "sip:127.0.0.1:{ep}";
+    t_relay();
+}}
+onreply_route[MEDIA] {{
+    if ($rs == 200) rtpproxy_answer("ro");
+}}
+"#,
+            fifo = dir.join("fifo").display()
+        ),
+    )
+    .unwrap();
+    let mut engine = rtpengine(&dir, control);
+    let mut server =
+        common::spawn_rsips(&dir, "rsips.cfg", |log| log.contains("listening on udp:"));
+    let log = || std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default();
+
+    // The offer: the callee sees the relay's address (c= and, with o, o=) and port, and the
+    // mark.
+    let offer = sdp(p(caller_rtp));
+    caller
+        .send_to(
+            invite(port, cp, "media-1", "z9hG4bK-r1", &offer).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let got = recv(callee, "INVITE ");
+    let (origin, c, to_callee) = media(&got);
+    assert_eq!(
+        (origin.as_str(), c.as_str()),
+        ("127.0.0.1", "127.0.0.1"),
+        "{got}"
+    );
+    assert!((33000..=33999).contains(&to_callee), "{got}");
+    assert!(got.contains("\r\na=nortpproxy:yes\r\n"), "{got}");
+    // The answer: the caller sees another relay port.
+    let answer = sdp(p(callee_rtp));
+    callee
+        .send_to(
+            reply_to(&got, "200 OK", &answer).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let ok = recv(caller, "SIP/2.0 200");
+    let (origin, c, to_caller) = media(&ok);
+    assert_eq!(
+        (origin.as_str(), c.as_str()),
+        ("127.0.0.1", "127.0.0.1"),
+        "{ok}"
+    );
+    assert!(
+        (33000..=33999).contains(&to_caller) && to_caller != to_callee,
+        "{ok}"
+    );
+    // RTP from the caller to the port the 200 gave reaches the callee's media socket.
+    media_flows(caller_rtp, to_caller, callee_rtp, callee_rtp, to_callee);
+    assert!(
+        log().contains(&format!(
+            "offer via udp:localhost:{control} to 127.0.0.1:{to_callee}"
+        )),
+        "{}",
+        log()
+    );
+    // An SDP that already went through a relay is refused (no `f` flag).
+    let marked = format!("{offer}a=nortpproxy:yes\r\n");
+    caller
+        .send_to(
+            invite(port, cp, "media-2", "z9hG4bK-r2", &marked).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let refused = recv(caller, "SIP/2.0 5");
+    assert!(
+        refused.starts_with("SIP/2.0 503 No media relay"),
+        "{refused}"
+    );
+
+    // The BYE ends the session at the relay.
+    let bye = format!(
+        "BYE sip:callee@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cp};branch=z9hG4bK-r3\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=caller\r\nTo: <sip:callee@127.0.0.1>;tag=callee\r\n\
+         Call-ID: media-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller.send_to(bye.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let got = recv(callee, "BYE ");
+    callee
+        .send_to(reply_to(&got, "200 OK", "").as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    recv(caller, "SIP/2.0 200");
+    let elog = || std::fs::read_to_string(dir.join("rtpengine.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !elog().contains(" D media-1 caller callee") {
+        assert!(
+            Instant::now() < deadline,
+            "no delete at the relay:\n{}",
+            elog()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Set 1: "media-3" has an even byte sum, so the dead node is picked first; it does not
+    // answer the handshake, is taken out and the live node takes the call.
+    assert_eq!("media-3".bytes().map(u32::from).sum::<u32>() % 2, 0);
+    let in_set = invite(port, cp, "media-3", "z9hG4bK-r4", &sdp(p(caller_rtp)))
+        .replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nX-Set: 1\r\n");
+    caller
+        .send_to(in_set.as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    let got = recv(callee, "INVITE ");
+    assert!((33000..=33999).contains(&media(&got).2), "{got}");
+    assert!(
+        log().contains(&format!("offer via udp:127.0.0.1:{control} to 127.0.0.1:")),
+        "{}",
+        log()
+    );
+    let (ok, out) = common::opensips_cli(&dir.join("fifo"), &["rtpproxy:show"]);
+    assert!(ok, "{out}");
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let set1 = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Set"] == 1)
+        .unwrap();
+    assert_eq!(set1["Nodes"][0]["url"], format!("udp:127.0.0.1:{dead}"));
+    assert_eq!(set1["Nodes"][0]["disabled"], 1, "{out}");
+    assert_eq!(set1["Nodes"][1]["disabled"], 0, "{out}");
+    let (ok, out) = common::opensips_cli(
+        &dir.join("fifo"),
+        &["rtpproxy:enable", "udp:127.0.0.1:1", "1"],
+    );
+    assert!(!ok && out.contains("RTP proxy not found"), "{out}");
+
+    // No relay left: the script's reply, and the server keeps serving.
+    engine.terminate(elog);
+    caller
+        .send_to(
+            invite(port, cp, "media-5", "z9hG4bK-r5", &sdp(p(caller_rtp))).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let refused = recv(caller, "SIP/2.0 5");
+    assert!(
+        refused.starts_with("SIP/2.0 503 No media relay"),
+        "{refused}"
+    );
+    let options = format!(
+        "OPTIONS sip:callee@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cp};branch=z9hG4bK-r6\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=caller\r\nTo: <sip:callee@127.0.0.1>\r\n\
+         Call-ID: media-6\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller
+        .send_to(options.as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    recv(callee, "OPTIONS ");
+    server.terminate(log);
+}
+
+/// A scripted RTPProxy that has every capability: answers the handshake, records each
+/// command it gets, and answers `U`/`L` with a fixed address and a port per stream.
+fn scripted_rtpproxy(
+    sock: UdpSocket,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    std::thread::JoinHandle<()>,
+) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let handle = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut port = 40000;
+        while Instant::now() < deadline {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let (cookie, cmd) = text.split_once(' ').unwrap();
+            if cmd == "quit" {
+                return;
+            }
+            log.lock().unwrap().push(cmd.to_owned());
+            let answer = match cmd.chars().next().unwrap() {
+                'V' if cmd == "V" => "20040107".to_owned(),
+                'V' => "1".to_owned(),
+                'U' | 'L' => {
+                    port += 2;
+                    format!("{port} 198.51.100.7")
+                }
+                'Q' => "60 10 20 30 4".to_owned(),
+                _ => "0".to_owned(),
+            };
+            sock.send_to(format!("{cookie} {answer}\n").as_bytes(), from)
+                .unwrap();
+        }
+    });
+    (seen, handle)
+}
+
+#[test]
+fn commands_follow_the_rtpproxy_protocol() {
+    let [port] = common::free_ports();
+    let dir = std::env::temp_dir().join(format!("rsips-rtpp2-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let proxy = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let control = proxy.local_addr().unwrap().port();
+    let (seen, peer) = scripted_rtpproxy(proxy);
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    caller
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let cp = caller.local_addr().unwrap().port();
+    // The offer goes into a variable (body_var), not the message; the prompt, statistics and
+    // recording functions run on the same call.
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        format!(
+            r#"socket=udp:127.0.0.1:{port}
+stderror_enabled=yes
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "sipmsgops.so"
+loadmodule "rtpproxy.so"
+modparam("rtpproxy", "rtpproxy_sock", "udp:127.0.0.1:{control}|203.0.113.1")
+modparam("rtpproxy", "nortpproxy_str", "a=relayed-by:rsips")
+route {{
+    $var(sdp) = $rb;
+    if (!rtpproxy_offer("rcz20", , , , $var(ret), $var(sdp))) {{
+        sl_send_reply(500, "offer failed");
+        exit;
+    }}
+    rtpproxy_stats($var(up), $var(down), $var(sent), $var(fail));
+    rtpproxy_start_recording();
+    rtpproxy_stream2uac("welcome", 2);
+    rtpproxy_stop_stream2uac();
+    rtpproxy_unforce();
+    xlog("L_NOTICE", "ret=$var(ret) stats=$var(up)/$var(down)/$var(sent)/$var(fail) body-unchanged=$(rb{{s.len}})\n");
+    append_to_reply("X-Sdp: $(var(sdp){{s.encode.hexa}})\r\n");
+    sl_send_reply(200, "OK");
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let mut server =
+        common::spawn_rsips(&dir, "rsips.cfg", |log| log.contains("listening on udp:"));
+    let log = || std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default();
+    let body = "v=0\r\no=- 1 1 IN IP4 192.0.2.50\r\ns=-\r\nc=IN IP4 192.0.2.50\r\nt=0 0\r\n\
+        m=audio 4000 RTP/AVP 0 8\r\nm=video 0 RTP/AVP 31\r\nm=video 4002 RTP/AVP 96\r\n";
+    caller
+        .send_to(
+            invite(port, cp, "proto-1", "z9hG4bK-p1", body).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let ok = recv(&caller, "SIP/2.0 200");
+    let hex = common::header(&ok, "X-Sdp")[0];
+    let sdp = String::from_utf8(
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect(),
+    )
+    .unwrap();
+    // The advertised address of the node wins over the one it answers; the session c= is
+    // rewritten once; the port-0 stream is left; the mark is the configured one.
+    assert_eq!(
+        sdp,
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.50\r\ns=-\r\nc=IN IP4 203.0.113.1\r\nt=0 0\r\n\
+         m=audio 40002 RTP/AVP 0 8\r\nm=video 0 RTP/AVP 31\r\nm=video 40004 RTP/AVP 96\r\n\
+         a=relayed-by:rsips\r\n"
+    );
+    assert!(
+        log().contains(&format!(
+            "ret=203.0.113.1:40004 stats=10/20/30/4 body-unchanged={}",
+            body.len()
+        )),
+        "{}",
+        log()
+    );
+    caller.send_to(b"x quit", ("127.0.0.1", control)).unwrap();
+    peer.join().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let commands: Vec<&str> = seen
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !c.starts_with('V'))
+        .collect();
+    assert_eq!(
+        commands,
+        vec![
+            // r: the SDP's address; c: the payload list; z: repacketize; stream numbers
+            // count the port-0 stream.
+            "UZ20c0,8 proto-1 192.0.2.50 4000 caller;1",
+            "UZ20c96 proto-1 192.0.2.50 4002 caller;3",
+            "Q proto-1 caller;1",
+            "R proto-1 caller",
+            "P2 proto-1 welcome session caller;1",
+            "S proto-1 caller;1",
+            "D proto-1 caller",
+        ]
+    );
+    assert_eq!(seen.first().map(String::as_str), Some("V"));
+    assert!(seen.contains(&"VF 20050322".to_owned()), "{seen:?}");
+    server.terminate(log);
+}
