@@ -72,6 +72,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     dialplan::start(script, &options)?;
     rtpengine::start(script)?;
     rtpproxy::start(script, &options)?;
+    presence::start(script, &options)?;
     registrar::persist::start(script, &options)?;
     dialog::start(script, &options)?;
     load_balancer::start(script, &options)?;
@@ -90,6 +91,7 @@ pub fn flush() {
     // usrloc's last changes first, then db_text's files (usrloc may write into db_text).
     registrar::persist::flush();
     dialog::persist::flush(true);
+    presence::flush();
     acc::db::flush(std::time::Duration::from_secs(3));
     match db::text::dump_all() {
         Ok(0) => {}

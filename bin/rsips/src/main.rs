@@ -48,6 +48,9 @@ fn available() -> engine::Available {
             &cfgutils::MODULE,
             &rtpengine::MODULE,
             &rtpproxy::MODULE,
+            &presence::PRESENCE,
+            &presence::PRESENCE_XML,
+            &presence::XCAP,
             &rest_client::MODULE,
             &dialog::MODULE,
             &load_balancer::MODULE,
@@ -264,6 +267,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("rtpproxy") {
         rtpproxy::commands(&mut commands);
+    }
+    if script.loads("presence") {
+        presence::commands(&mut commands);
     }
     if script.loads("uac_registrant") {
         let scripts = std::sync::Arc::clone(&scripts);

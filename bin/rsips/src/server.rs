@@ -243,6 +243,15 @@ impl dialog::end::Sender for DialogSender {
     }
 }
 
+/// Sends the NOTIFYs presence builds.
+struct PresenceSender(Arc<Scripts>);
+
+impl presence::Sender for PresenceSender {
+    fn send(&self, ctx: MsgCtx, done: presence::Done) -> Result<(), String> {
+        send_local(&self.0, ctx, Box::new(move |reply| done(reply.code)))
+    }
+}
+
 /// Sends the REGISTERs uac_registrant builds.
 struct RegistrantSender(Arc<Scripts>);
 
@@ -554,6 +563,12 @@ impl Server {
             handles.push(every(Duration::from_secs(1), &stop, || {
                 dialog::persist::flush(false);
             }));
+        }
+        // presence: NOTIFYs can go out; expiries and the database update on its timer.
+        if script.loads("presence") {
+            presence::serve(Box::new(PresenceSender(Arc::clone(&scripts))));
+            processes.push("presence timer".to_owned());
+            handles.push(every(Duration::from_secs(1), &stop, presence::tick));
         }
         // uac_registrant: the registrations start now, each checked every second.
         if script.loads("uac_registrant") {
