@@ -3,8 +3,9 @@
 //! `force_active` 1 and xcap on MySQL) on a real MariaDB: a watcher subscribes and is told
 //! each change of the presentity's aggregated PIDF document; entity tags refresh, modify and
 //! fail (412); a publication that expires turns closed; watcher-info; unsubscribing; the
-//! refusals (489 with Allow-Events, 415, 400, 481); the tables written and read back after a
-//! restart; MI through the real opensips-cli.
+//! refusals (489 with Allow-Events, 415, 400, 481); MariaDB down (the server goes on from
+//! memory and writes what it missed once the database is back); the tables written and read
+//! back after a restart; MI through the real opensips-cli.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -454,6 +455,45 @@ fn the_stock_presence_server_on_mariadb() {
         my.sql("USE opensips; SELECT presentity_uri, watcher_username, status FROM watchers;");
     assert!(rows.contains("sip:alice@example.com\tbob\t1"), "{rows}");
 
+    // MariaDB goes down: publishing and notifying go on from memory, the errors are logged,
+    // and what could not be written is written once the database is back.
+    my.down();
+    let tablet = pidf("sip:alice@example.com", "tablet", "open");
+    alice.send(
+        port,
+        &publish(&alice, 11, Some("presence"), "Expires: 600\r\n", &tablet),
+    );
+    let ok = alice.recv("200");
+    assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}");
+    let etag_tablet = header(&ok, "SIP-ETag")[0].to_owned();
+    let n = notify(&bob, port);
+    assert_eq!(header(&n, "CSeq"), vec!["6 NOTIFY"]);
+    assert!(body(&n).contains("<tuple id=\"tablet\">"), "{n}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        server
+            .log()
+            .contains("cannot store the publication of alice@example.com"),
+        "{}",
+        server.log()
+    );
+    my.up();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = my.sql(
+            "USE opensips; SELECT etag FROM presentity; SELECT callid, local_cseq FROM active_watchers;",
+        );
+        if rows.contains(&etag_tablet) && rows.contains("watch-1\t6") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{rows}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // A restart: alice's publication and both subscriptions come back. Bob's refresh is
     // known (no 481), and a new watcher hears alice's document.
     server.stop();
@@ -473,9 +513,10 @@ fn the_stock_presence_server_on_mariadb() {
     let ok = bob.recv("200");
     assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}\n{}", server.log());
     let n = notify(&bob, port);
-    assert_eq!(header(&n, "CSeq"), vec!["6 NOTIFY"]);
+    assert_eq!(header(&n, "CSeq"), vec!["7 NOTIFY"]);
     assert!(
-        body(&n).contains("<tuple id=\"phone\"><status><basic>closed</basic>"),
+        body(&n).contains("<tuple id=\"phone\"><status><basic>closed</basic>")
+            && body(&n).contains("<tuple id=\"tablet\">"),
         "{n}"
     );
     // Alice's watcher list hears of each of bob's subscribes, this one too.

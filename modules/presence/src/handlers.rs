@@ -266,6 +266,7 @@ pub fn handle_publish(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                 sender: sender.clone(),
                 extra_hdrs: String::new(),
                 etag_count: 0,
+                db_etag: None,
             };
             reply(
                 f,
@@ -276,10 +277,13 @@ pub fn handle_publish(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                     format!("SIP-ETag: {}", p.etag),
                 ],
             );
-            cfg.tables.insert_publication(&key, &p);
             raise_publish(&key, i64::from(expires), "", &p);
             if let Some(st) = state().as_mut() {
-                st.presentities.entry(key.clone()).or_default().push(p);
+                let list = st.presentities.entry(key.clone()).or_default();
+                list.push(p);
+                if let Some(p) = list.last_mut() {
+                    cfg.tables.store_publication(&key, p);
+                }
             }
             notify_watchers(cfg, &pres_uri, &ev, None, Some(&sender));
         }
@@ -316,7 +320,12 @@ pub fn handle_publish(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                 if let Some(b) = &gone_body {
                     notify_watchers(cfg, &pres_uri, &ev, Some((&old, b)), Some(&sender));
                 }
-                cfg.tables.delete_publication(&key, &old);
+                if let Some(db_etag) = &p.db_etag
+                    && !cfg.tables.delete_publication(&key, db_etag)
+                    && let Some(st) = state().as_mut()
+                {
+                    st.gone_publications.push((key.clone(), db_etag.clone()));
+                }
                 notify_watchers(cfg, &pres_uri, &ev, None, Some(&sender));
                 p.expires = now;
                 raise_publish(&key, 0, &old, &p);
@@ -338,8 +347,8 @@ pub fn handle_publish(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                     .and_then(|l| l.iter_mut().find(|x| x.etag == old))
             {
                 *slot = p.clone();
+                cfg.tables.store_publication(&key, slot);
             }
-            cfg.tables.update_publication(&key, &old, &p, modified);
             reply(
                 f,
                 200,
@@ -728,7 +737,12 @@ pub(crate) fn clean_publications(cfg: &Config) {
         out
     };
     for (key, p) in expired {
-        cfg.tables.delete_publication(&key, &p.etag);
+        if let Some(db_etag) = &p.db_etag
+            && !cfg.tables.delete_publication(&key, db_etag)
+            && let Some(st) = state().as_mut()
+        {
+            st.gone_publications.push((key.clone(), db_etag.clone()));
+        }
         let Some(ev) = cfg.event(&key.2) else {
             continue;
         };

@@ -305,6 +305,7 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
         presentities,
         subs,
         gone: Vec::new(),
+        gone_publications: Vec::new(),
     });
     let _ = CONFIG.set(cfg);
     Ok(())
@@ -338,6 +339,7 @@ pub fn tick() {
 fn sync(cfg: &Config) {
     let mut guard = state();
     if let Some(st) = guard.as_mut() {
+        st.persist(&cfg.tables);
         let State { subs, gone, .. } = st;
         cfg.tables.sync_subs(subs, gone);
     }

@@ -46,6 +46,9 @@ pub struct Publication {
     pub extra_hdrs: String,
     /// How many times the entity tag changed (`etag_count`).
     pub etag_count: u32,
+    /// The entity tag of its row in the database (`None`: no row yet). Differs from `etag`
+    /// while a change waits to be written.
+    pub db_etag: Option<String>,
 }
 
 /// (user, domain, event).
@@ -110,6 +113,24 @@ pub struct State {
     pub subs: Vec<Sub>,
     /// Subscriptions gone since the last database update: (presentity, event, to tag).
     pub gone: Vec<(String, String, String)>,
+    /// Publications gone whose rows could not be deleted yet: (presentity, entity tag).
+    pub gone_publications: Vec<(PresKey, String)>,
+}
+
+impl State {
+    /// Writes the publications whose rows lag behind and deletes the rows of those gone
+    /// (what a database outage left undone).
+    pub fn persist(&mut self, tables: &Tables) {
+        for (key, list) in &mut self.presentities {
+            for p in list.iter_mut() {
+                if p.db_etag.as_deref() != Some(p.etag.as_str()) {
+                    tables.store_publication(key, p);
+                }
+            }
+        }
+        self.gone_publications
+            .retain(|(key, etag)| !tables.delete_publication(key, etag));
+    }
 }
 
 /// The database tables.
@@ -189,6 +210,7 @@ impl Tables {
                 extra_hdrs: text(r.get(7)),
                 sender: text(r.get(8)),
                 etag_count: 0,
+                db_etag: Some(text(r.get(3))),
             });
         }
         for list in out.values_mut() {
@@ -246,11 +268,11 @@ impl Tables {
         Ok(out)
     }
 
-    pub fn insert_publication(&self, key: &PresKey, p: &Publication) {
+    /// Writes a publication: its row (the one with `db_etag`) updated, or a new row. On
+    /// success `db_etag` is its entity tag; on failure it stays as it was and the next
+    /// [`State::persist`] round tries again.
+    pub fn store_publication(&self, key: &PresKey, p: &mut Publication) -> bool {
         let mut row = vec![
-            ("username", Db::Str(key.0.clone())),
-            ("domain", Db::Str(key.1.clone())),
-            ("event", Db::Str(key.2.clone())),
             ("etag", Db::Str(p.etag.clone())),
             ("expires", Db::Int(p.expires)),
             ("received_time", Db::Int(p.received)),
@@ -260,57 +282,50 @@ impl Tables {
         if !p.extra_hdrs.is_empty() {
             row.push(("extra_hdrs", Db::Str(p.extra_hdrs.clone())));
         }
-        if let Err(e) = self.db.insert(&self.presentity, &row) {
-            log::error!(
-                "presence: cannot store the publication of {}@{}: {e}",
-                key.0,
-                key.1
-            );
+        let done = match &p.db_etag {
+            Some(old) => self
+                .db
+                .update(&self.presentity, &publication_filter(key, old), &row)
+                .map(|_| ()),
+            None => {
+                row.extend([
+                    ("username", Db::Str(key.0.clone())),
+                    ("domain", Db::Str(key.1.clone())),
+                    ("event", Db::Str(key.2.clone())),
+                ]);
+                self.db.insert(&self.presentity, &row)
+            }
+        };
+        match done {
+            Ok(()) => {
+                p.db_etag = Some(p.etag.clone());
+                true
+            }
+            Err(e) => {
+                log::error!(
+                    "presence: cannot store the publication of {}@{} (tried again later): {e}",
+                    key.0,
+                    key.1
+                );
+                false
+            }
         }
     }
 
-    /// The row of publication `old_etag` now holds `p` (its body only when `with_body`).
-    pub fn update_publication(
-        &self,
-        key: &PresKey,
-        old_etag: &str,
-        p: &Publication,
-        with_body: bool,
-    ) {
-        let mut set = vec![
-            ("etag", Db::Str(p.etag.clone())),
-            ("expires", Db::Int(p.expires)),
-            ("received_time", Db::Int(p.received)),
-            ("sender", Db::Str(p.sender.clone())),
-        ];
-        if with_body {
-            set.push(("body", Db::Str(p.body.clone())));
-        }
-        if !p.extra_hdrs.is_empty() {
-            set.push(("extra_hdrs", Db::Str(p.extra_hdrs.clone())));
-        }
-        if let Err(e) = self
-            .db
-            .update(&self.presentity, &publication_filter(key, old_etag), &set)
-        {
-            log::error!(
-                "presence: cannot update the publication of {}@{}: {e}",
-                key.0,
-                key.1
-            );
-        }
-    }
-
-    pub fn delete_publication(&self, key: &PresKey, etag: &str) {
-        if let Err(e) = self
+    pub fn delete_publication(&self, key: &PresKey, etag: &str) -> bool {
+        match self
             .db
             .delete(&self.presentity, &publication_filter(key, etag))
         {
-            log::error!(
-                "presence: cannot delete the publication of {}@{}: {e}",
-                key.0,
-                key.1
-            );
+            Ok(_) => true,
+            Err(e) => {
+                log::error!(
+                    "presence: cannot delete the publication of {}@{} (tried again later): {e}",
+                    key.0,
+                    key.1
+                );
+                false
+            }
         }
     }
 
