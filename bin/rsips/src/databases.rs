@@ -73,6 +73,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     rtpengine::start(script)?;
     rtpproxy::start(script, &options)?;
     presence::start(script, &options)?;
+    topology_hiding::start(script)?;
     registrar::persist::start(script, &options)?;
     dialog::start(script, &options)?;
     load_balancer::start(script, &options)?;

@@ -51,6 +51,7 @@ fn available() -> engine::Available {
             &presence::PRESENCE,
             &presence::PRESENCE_XML,
             &presence::XCAP,
+            &topology_hiding::MODULE,
             &rest_client::MODULE,
             &dialog::MODULE,
             &load_balancer::MODULE,

@@ -400,6 +400,9 @@ pub struct MsgCtx {
     pub acc_extra: Option<AccExtra>,
     /// What tm changes back in the replies it relays upstream for this request (uac).
     pub reply_fixups: Vec<ReplyFixup>,
+    /// `topology_hiding()`: the request leaves with our Via only, and
+    /// [`crate::forward::SEND_ADDRESS`] in its edits becomes the sending socket's address.
+    pub hide_topology: bool,
 }
 
 /// A change tm makes to every reply it relays upstream for a request, undoing what a module
@@ -411,6 +414,25 @@ pub enum ReplyFixup {
     Header { to: bool, original: String },
     /// The CSeq number the request brought (`uac_auth` raised it for the next hop).
     CSeq(u32),
+    /// topology_hiding: the reply goes back with the request's own Vias and Record-Routes,
+    /// and a Contact of ours in place of the far end's.
+    Hide(Box<HideFixup>),
+}
+
+/// What topology hiding puts back in (and takes out of) the replies to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HideFixup {
+    /// The request's Via values as they go back (the first with `received`/`rport`).
+    pub vias: Vec<String>,
+    /// The request's Record-Route values, comma-joined, for the replies to an initial
+    /// request (`None`: no Record-Route goes back).
+    pub record_route: Option<String>,
+    /// The reply's Contact (not a 3xx's) is replaced with what the module's
+    /// [`crate::hooks::hidden_contact`] builds from the reply, the socket it came in on and
+    /// `state`.
+    pub contact: bool,
+    /// What the builder needs from the request: free text owned by the module.
+    pub state: String,
 }
 
 /// acc's values (`$acc_extra`, `$acc_leg`), shared as [`MsgCtx::acc_extra`] is.
@@ -530,6 +552,7 @@ impl MsgCtx {
             last_error: 0,
             acc_extra: None,
             reply_fixups: Vec::new(),
+            hide_topology: false,
         }
     }
 

@@ -530,7 +530,12 @@ pub fn forward_to(
     let ruri = ctx.ruri().unwrap_or("");
     let mut edits: Edits = ctx.edits.clone();
     let top = ctx.msg.top_via().ok();
-    if let (Some(receipt), Some(via)) = (ctx.receipt.as_ref(), top.as_ref())
+    if ctx.hide_topology {
+        // topology_hiding: only our Via goes on.
+        for h in ctx.msg.headers().filter(|h| h.name == sip::HeaderName::Via) {
+            edits.remove(h.index);
+        }
+    } else if let (Some(receipt), Some(via)) = (ctx.receipt.as_ref(), top.as_ref())
         && !record_via_by_patches(&ctx.msg, via, receipt, ctx.force_rport, &mut edits)
         && let Some(v) = recorded_via(via, receipt.source, ctx.force_rport, false)
     {
@@ -575,8 +580,12 @@ pub fn forward_to(
     if proto != "udp" {
         edits.force_content_length();
     }
+    let mut data = ctx.msg.serialize(&edits);
+    if ctx.hide_topology {
+        data = substitute_send_address(data, proto, &hostport);
+    }
     Ok(Outbound {
-        data: ctx.msg.serialize(&edits),
+        data,
         dest,
         from: forced.or(Some(local)),
         proto,
@@ -589,6 +598,34 @@ pub fn forward_to(
             .map(|r| r.proxy.unwrap_or((r.source, r.local))),
         no_new_conn: crate::ctx::no_new_conn_branch(ctx),
     })
+}
+
+/// A marker a module puts in its edits where the address of the socket the request leaves
+/// from goes (OpenSIPS' `SUBST_SND_ALL`: `host:port[;transport=X]`), with
+/// [`MsgCtx::hide_topology`] set.
+pub const SEND_ADDRESS: &str = "\u{1}rsips-send-address\u{1}";
+
+/// The message with each [`SEND_ADDRESS`] replaced by `hostport` and, off UDP, the
+/// transport parameter.
+fn substitute_send_address(data: Vec<u8>, proto: &str, hostport: &str) -> Vec<u8> {
+    let marker = SEND_ADDRESS.as_bytes();
+    if !data.windows(marker.len()).any(|w| w == marker) {
+        return data;
+    }
+    let mut with = hostport.to_owned();
+    if proto != "udp" {
+        with.push_str(";transport=");
+        with.push_str(proto);
+    }
+    let mut out = Vec::with_capacity(data.len() + with.len());
+    let mut rest = data.as_slice();
+    while let Some(i) = rest.windows(marker.len()).position(|w| w == marker) {
+        out.extend_from_slice(rest.get(..i).unwrap_or(&[]));
+        out.extend_from_slice(with.as_bytes());
+        rest = rest.get(i + marker.len()..).unwrap_or(&[]);
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 /// The Record-Route value for a socket: `<sip:HOST[:PORT][;transport=X][;r2=on];lr[;ftag=T]P>`.

@@ -246,3 +246,28 @@ pub fn dialog_created_ms(dialog: u64) -> Option<i64> {
 pub fn dialog_on_end(dialog: u64, f: OnDialogEnd) -> bool {
     DIALOG.get().is_some_and(|d| d.on_end(dialog, f))
 }
+
+/// topology_hiding's Contact for a reply it hides: from the reply, the socket (`proto`,
+/// address) it came in on and the state the module left in [`crate::HideFixup::state`].
+pub type ContactBuilder = Box<
+    dyn Fn(&sip::SipMessage, Option<(&'static str, std::net::SocketAddr)>, &str) -> Option<String>
+        + Send
+        + Sync,
+>;
+
+static HIDDEN_CONTACT: OnceLock<ContactBuilder> = OnceLock::new();
+
+/// Installs the builder (once; later calls are ignored).
+pub fn set_hidden_contact(f: ContactBuilder) {
+    let _ = HIDDEN_CONTACT.set(f);
+}
+
+/// The Contact topology_hiding gives a reply; `None` when the module is not there or has
+/// none to give.
+pub fn hidden_contact(
+    reply: &sip::SipMessage,
+    came_on: Option<(&'static str, std::net::SocketAddr)>,
+    state: &str,
+) -> Option<String> {
+    HIDDEN_CONTACT.get().and_then(|f| f(reply, came_on, state))
+}

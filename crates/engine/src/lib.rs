@@ -24,8 +24,8 @@ mod value;
 
 pub use check::{Available, check};
 pub use ctx::{
-    Accounting, DialogMark, ErrInfo, MsgBranch, MsgCtx, Outbound, Receipt, RecordRoute, ReplyFixup,
-    ReplyInfo, TmBranchInfo, Transaction,
+    Accounting, DialogMark, ErrInfo, HideFixup, MsgBranch, MsgCtx, Outbound, Receipt, RecordRoute,
+    ReplyFixup, ReplyInfo, TmBranchInfo, Transaction,
 };
 pub use dset::{BranchAttrs, DsetIdx};
 pub use module::{FnCtx, FnSpec, ModuleSpec, Param, ParamCheck, ParamType, Routes, ScriptFn};

@@ -457,9 +457,14 @@ impl Tm {
     }
 
     /// A reply relayed upstream for `req` ([`relay_upstream`] with the core's
-    /// `disable_503_translation`).
-    fn relay_up(&self, req: &MsgCtx, reply: &sip::SipMessage) -> Option<Outbound> {
-        relay_upstream(req, reply, self.params.disable_503_translation)
+    /// `disable_503_translation`); `came_on` is the socket of the branch it answers.
+    fn relay_up(
+        &self,
+        req: &MsgCtx,
+        reply: &sip::SipMessage,
+        came_on: Option<(&'static str, std::net::SocketAddr)>,
+    ) -> Option<Outbound> {
+        relay_upstream(req, reply, self.params.disable_503_translation, came_on)
     }
 
     fn schedule(&self, at: Instant, id: u64) {

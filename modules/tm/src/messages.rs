@@ -146,11 +146,16 @@ pub(crate) fn strip(ctx: &MsgCtx) -> MsgCtx {
 /// A reply relayed upstream: our top Via removed, sent where the request came from (RFC 3261
 /// §18.2.2 via the receipt, on its connection for streams). A 503 becomes 500 (§16.7 step 6)
 /// unless `keep_503` (the core's `disable_503_translation`).
-pub(crate) fn relay_upstream(req: &MsgCtx, reply: &SipMessage, keep_503: bool) -> Option<Outbound> {
+pub(crate) fn relay_upstream(
+    req: &MsgCtx,
+    reply: &SipMessage,
+    keep_503: bool,
+    came_on: Option<(&'static str, std::net::SocketAddr)>,
+) -> Option<Outbound> {
     let receipt = req.receipt.as_ref()?;
     let mut edits = Edits::new();
     edits.remove_top_via(reply);
-    apply_fixups(reply, &req.reply_fixups, &mut edits);
+    apply_fixups(reply, &req.reply_fixups, &mut edits, came_on);
     // A UDP reply without Content-Length relayed over a stream gets one (RFC 3261 §18.3).
     if receipt.proto != "udp" {
         edits.force_content_length();
@@ -171,15 +176,25 @@ pub(crate) fn relay_upstream(req: &MsgCtx, reply: &SipMessage, keep_503: bool) -
     })
 }
 
-/// What the request's modules asked to be undone in its replies (uac): the From/To display
-/// name and URI as the request brought them (the reply's tag stays), the CSeq number.
-fn apply_fixups(reply: &SipMessage, fixups: &[engine::ReplyFixup], edits: &mut Edits) {
+/// What the request's modules asked to be undone in its replies: (uac) the From/To display
+/// name and URI as the request brought them (the reply's tag stays), the CSeq number;
+/// (topology_hiding) the request's Vias and Record-Routes, and a Contact of ours.
+fn apply_fixups(
+    reply: &SipMessage,
+    fixups: &[engine::ReplyFixup],
+    edits: &mut Edits,
+    came_on: Option<(&'static str, std::net::SocketAddr)>,
+) {
     use sip::HeaderName;
     for fix in fixups {
         let name = match fix {
             engine::ReplyFixup::Header { to: true, .. } => HeaderName::To,
             engine::ReplyFixup::Header { .. } => HeaderName::From,
             engine::ReplyFixup::CSeq(_) => HeaderName::CSeq,
+            engine::ReplyFixup::Hide(h) => {
+                hide(reply, h, edits, came_on);
+                continue;
+            }
         };
         let Some(h) = reply.headers().find(|h| h.name == name) else {
             continue;
@@ -192,7 +207,38 @@ fn apply_fixups(reply: &SipMessage, fixups: &[engine::ReplyFixup], edits: &mut E
                 Some((_, method)) => format!("{n} {}", method.trim()),
                 None => continue,
             },
+            engine::ReplyFixup::Hide(_) => continue,
         };
+        edits.replace_value(h.index, value);
+    }
+}
+
+/// topology_hiding's changes to a reply: every Via and Record-Route of the far side out, the
+/// request's own back in, and (but in a 3xx) the Contact the module builds.
+fn hide(
+    reply: &SipMessage,
+    fix: &engine::HideFixup,
+    edits: &mut Edits,
+    came_on: Option<(&'static str, std::net::SocketAddr)>,
+) {
+    use sip::HeaderName;
+    for h in reply
+        .headers()
+        .filter(|h| h.name == HeaderName::Via || h.name == HeaderName::RecordRoute)
+    {
+        edits.remove(h.index);
+    }
+    for v in &fix.vias {
+        edits.add_top("Via", v);
+    }
+    if let Some(rr) = fix.record_route.as_deref().filter(|r| !r.is_empty()) {
+        edits.add_top("Record-Route", rr);
+    }
+    if fix.contact
+        && !(300..400).contains(&reply.status().unwrap_or(0))
+        && let Some(h) = reply.headers().find(|h| h.name == HeaderName::Contact)
+        && let Some(value) = engine::hooks::hidden_contact(reply, came_on, &fix.state)
+    {
         edits.replace_value(h.index, value);
     }
 }

@@ -204,7 +204,10 @@ impl Tm {
             b.local,
         );
         let out = match (&reply, local) {
-            (Some(reply), false) => self.relay_up(&tx.request, reply),
+            (Some(reply), false) => {
+                let came_on = b.sent.from.map(|a| (b.sent.proto, a));
+                self.relay_up(&tx.request, reply, came_on)
+            }
             _ => {
                 let req = tx.request.clone();
                 drop(tx);

@@ -92,7 +92,7 @@ impl Tm {
         };
         if code < 200 {
             if !dropped {
-                self.relay_provisional(&cell, reply, code);
+                self.relay_provisional(&cell, n, reply, code);
             }
         } else if code < 300 {
             self.relay_2xx(&cell, n, reply, code, now);
@@ -175,7 +175,8 @@ impl Tm {
                 } else if invite && (200..300).contains(&code) {
                     // 2xx retransmissions of an INVITE go through (the UAC must ACK them);
                     // a non-INVITE transaction absorbs its retransmitted final reply.
-                    sends.extend(self.relay_up(&tx.request, reply));
+                    let came_on = b.sent.from.map(|a| (b.sent.proto, a));
+                    sends.extend(self.relay_up(&tx.request, reply, came_on));
                 }
                 Noted::Done
             } else {
@@ -368,12 +369,13 @@ impl Tm {
     /// A provisional reply goes upstream unless a final reply went already. Checked and sent
     /// under the transaction's lock: a final reply handled by another worker at the same time
     /// then goes out after it, never before it.
-    fn relay_provisional(&self, cell: &TxCell, reply: &SipMessage, code: u16) {
+    fn relay_provisional(&self, cell: &TxCell, n: usize, reply: &SipMessage, code: u16) {
         let mut tx = cell.lock();
         if tx.final_sent {
             return;
         }
-        let Some(out) = self.relay_up(&tx.request, reply) else {
+        let came_on = branch_socket(&tx, n);
+        let Some(out) = self.relay_up(&tx.request, reply, came_on) else {
             return;
         };
         if acc::wanted(&tx.request).is_some() {
@@ -413,7 +415,8 @@ impl Tm {
             });
             return;
         }
-        let out = self.relay_up(&tx.request, reply);
+        let came_on = branch_socket(&tx, n);
+        let out = self.relay_up(&tx.request, reply, came_on);
         if let Some(out) = &out {
             self.note_reply_sent(&mut tx, cell.id, code, false, out, Some(reply), now);
         }
@@ -438,4 +441,10 @@ pub(super) fn completed_elsewhere(code: u16) -> &'static str {
     } else {
         ""
     }
+}
+
+/// The socket branch `n` left from (its replies came in on it).
+pub(super) fn branch_socket(tx: &Tx, n: usize) -> Option<(&'static str, std::net::SocketAddr)> {
+    let b = tx.branches.get(n)?;
+    Some((b.sent.proto, b.sent.from?))
 }

@@ -1,0 +1,659 @@
+//! The OpenSIPS `topology_hiding` module, as its "no dialog" mode works: neither side learns
+//! the other's Vias, Record-Routes or Contact.
+//!
+//! `topology_hiding([flags[, usernames]])` on an initial request: it leaves with our Via only,
+//! no Record-Route, and a Contact of ours whose `thinfo` parameter carries (XOR-ed with
+//! `th_contact_encode_passwd`, then base64 or base32) what a request coming back needs: the
+//! route set, the remote Contact, flags and our socket. Its replies go back with the
+//! request's own Vias and Record-Routes and a Contact of ours encoding the other side.
+//! `topology_hiding_match()` on a sequential request sent to such a Contact decodes it and
+//! routes the request there (R-URI, Route, `$du`, socket), hiding its own Contact and its
+//! replies' in turn.
+//!
+//! OpenSIPS keeps that state in the dialog when the dialog module runs (Contact parameter
+//! `did`, flags `C` to hide the Call-ID, `D`, `a` and `A`); rsips always carries it in the
+//! Contact, so those flags are refused when the script loads and `force_dialog` 1 stops the
+//! start. A dialog the script created is still matched by the sequential requests
+//! `topology_hiding_match()` routes.
+#![forbid(unsafe_code)]
+
+mod codec;
+
+use std::sync::OnceLock;
+
+use engine::{
+    FnCtx, FnSpec, HideFixup, ModuleSpec, Param, ParamType, ReplyFixup, Routes, Script, Value,
+};
+use sip::HeaderName;
+
+pub static MODULE: ModuleSpec = ModuleSpec {
+    name: "topology_hiding",
+    functions: &[
+        FnSpec {
+            name: "topology_hiding",
+            params: &[(Param::Checked(&FLAGS), true), (Param::Str, true)],
+            routes: Routes::REQUEST,
+            run: topology_hiding,
+        },
+        FnSpec {
+            name: "topology_hiding_match",
+            params: &[(Param::Str, true)],
+            routes: Routes::REQUEST,
+            run: topology_hiding_match,
+        },
+    ],
+    params: &[
+        ("force_dialog", ParamType::Int),
+        ("th_passed_contact_uri_params", ParamType::Str),
+        ("th_passed_contact_params", ParamType::Str),
+        ("th_callid_passwd", ParamType::Str),
+        ("th_callid_prefix", ParamType::Str),
+        ("th_contact_encode_passwd", ParamType::Str),
+        ("th_contact_encode_param", ParamType::Str),
+        ("th_contact_encode_scheme", ParamType::Str),
+        ("th_contact_caller_username_var", ParamType::Str),
+        ("th_contact_callee_username_var", ParamType::Str),
+        ("th_callid_loop_protection", ParamType::Int),
+    ],
+};
+
+/// The flags a literal may hold: those of the dialog-based mode are refused when the script
+/// loads.
+static FLAGS: engine::module::ParamCheck = engine::module::ParamCheck {
+    what: "topology_hiding flags",
+    check: |text| match dialog_only(parse_flags(text)) {
+        Some(flag) => Err(format!(
+            "flag {flag} needs the dialog-based topology hiding, which rsips does not have yet"
+        )),
+        None => Ok(()),
+    },
+};
+
+/// The first flag that only the dialog-based mode has.
+fn dialog_only(flags: u32) -> Option<char> {
+    [
+        (HIDE_CALLID, 'C'),
+        (DID_IN_USER, 'D'),
+        (KEEP_ADV_A, 'a'),
+        (KEEP_ADV_B, 'A'),
+    ]
+    .into_iter()
+    .find(|(bit, _)| flags & bit != 0)
+    .map(|(_, c)| c)
+}
+
+/// Flag `U`: the Contact keeps its user part.
+const KEEP_USER: u32 = 1 << 2;
+const HIDE_CALLID: u32 = 1 << 3;
+const DID_IN_USER: u32 = 1 << 4;
+const KEEP_ADV_A: u32 = 1 << 5;
+const KEEP_ADV_B: u32 = 1 << 6;
+
+struct Config {
+    passwd: Vec<u8>,
+    param: String,
+    base32: bool,
+    /// Contact URI parameters copied into ours.
+    uri_params: Vec<String>,
+    /// Contact header parameters copied after ours.
+    hdr_params: Vec<String>,
+}
+
+static CONFIG: OnceLock<Config> = OnceLock::new();
+
+fn list(text: Option<String>) -> Vec<String> {
+    text.unwrap_or_default()
+        .split(';')
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Reads the parameters when the script loads the module.
+pub fn start(script: &Script) -> Result<(), String> {
+    if !script.loads("topology_hiding") {
+        return Ok(());
+    }
+    let text = |n: &str| script.modparam_str("topology_hiding", n);
+    if script
+        .modparam_int("topology_hiding", "force_dialog")
+        .unwrap_or(0)
+        != 0
+    {
+        return Err(
+            "topology_hiding: force_dialog (the dialog-based mode) is not supported by rsips \
+             yet: it hides topology in the Contact (OpenSIPS' no-dialog mode)"
+                .into(),
+        );
+    }
+    let base32 = match text("th_contact_encode_scheme").as_deref() {
+        None | Some("base64") => false,
+        Some("base32") => true,
+        Some(other) => {
+            return Err(format!(
+                "topology_hiding: th_contact_encode_scheme must be base64 or base32, not \"{other}\""
+            ));
+        }
+    };
+    let passwd = text("th_contact_encode_passwd").unwrap_or_else(|| "ToPoCtPaSS".into());
+    if passwd.is_empty() {
+        return Err("topology_hiding: th_contact_encode_passwd is empty".into());
+    }
+    let _ = CONFIG.set(Config {
+        passwd: passwd.into_bytes(),
+        param: text("th_contact_encode_param").unwrap_or_else(|| "thinfo".into()),
+        base32,
+        uri_params: list(text("th_passed_contact_uri_params")),
+        hdr_params: list(text("th_passed_contact_params")),
+    });
+    engine::hooks::set_hidden_contact(Box::new(reply_contact));
+    Ok(())
+}
+
+fn parse_flags(text: &str) -> u32 {
+    text.chars().fold(0, |f, c| {
+        f | match c {
+            'U' => KEEP_USER,
+            'C' => HIDE_CALLID,
+            'D' => DID_IN_USER,
+            'a' => KEEP_ADV_A,
+            'A' => KEEP_ADV_B,
+            _ => 0,
+        }
+    })
+}
+
+/// `"name"`, `"/caller"`, `"//callee"`, `"/caller/callee"`: (caller, callee) Contact users.
+fn usernames(text: &str) -> (Option<String>, Option<String>) {
+    let t = text.trim();
+    let some = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
+    match t.strip_prefix('/') {
+        None => (some(t), some(t)),
+        Some(rest) => match rest.split_once('/') {
+            Some((caller, callee)) => (some(caller), some(callee)),
+            None => (some(rest), None),
+        },
+    }
+}
+
+/// Our address as a socket shows it (advertised, else its own), with `;transport=` off UDP.
+fn socket_address(script: &Script, proto: &'static str, local: std::net::SocketAddr) -> String {
+    let net = script.net();
+    let adv = net
+        .listen
+        .iter()
+        .find(|s| s.proto == proto && s.addr == Some(local))
+        .and_then(|s| s.advertised.clone());
+    let mut out = match adv {
+        Some((h, p)) => format!("{h}:{}", p.unwrap_or(local.port())),
+        None => match local {
+            std::net::SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+            a => a.to_string(),
+        },
+    };
+    if proto != "udp" {
+        out.push_str(";transport=");
+        out.push_str(proto);
+    }
+    out
+}
+
+/// `proto:ip:port` of a socket, as force_send_socket names it.
+fn socket_name(proto: &str, a: std::net::SocketAddr) -> String {
+    match a {
+        std::net::SocketAddr::V6(v6) => format!("{proto}:[{}]:{}", v6.ip(), v6.port()),
+        _ => format!("{proto}:{}:{}", a.ip(), a.port()),
+    }
+}
+
+/// Parameters as (name, value).
+type Params = Vec<(String, Option<String>)>;
+
+/// The first Contact of a message: (its URI, its user, its URI parameters, its header
+/// parameters).
+fn contact_of(msg: &sip::SipMessage) -> Option<(String, String, Params, Params)> {
+    let sip::headers::Contacts::List(list) = msg.contacts().ok()? else {
+        return None;
+    };
+    let c = list.first()?;
+    let uri = c.uri();
+    let uri_params = uri
+        .params()
+        .iter()
+        .filter_map(Result::ok)
+        .map(|p| (p.name.to_owned(), p.value.map(str::to_owned)))
+        .collect();
+    let hdr_params = c
+        .params()
+        .iter()
+        .filter_map(Result::ok)
+        .map(|p| (p.name.to_owned(), p.value.map(str::to_owned)))
+        .collect();
+    Some((
+        uri.as_str().to_owned(),
+        uri.user().unwrap_or("").to_owned(),
+        uri_params,
+        hdr_params,
+    ))
+}
+
+/// `<sip:[user@]addr;thinfo=…[;kept uri params]>[;kept header params]`.
+fn our_contact(
+    cfg: &Config,
+    user: Option<&str>,
+    addr: &str,
+    encoded: &str,
+    uri_params: &[(String, Option<String>)],
+    hdr_params: &[(String, Option<String>)],
+) -> String {
+    let mut c = String::from("<sip:");
+    if let Some(u) = user.filter(|u| !u.is_empty()) {
+        c.push_str(u);
+        c.push('@');
+    }
+    c.push_str(addr);
+    c.push(';');
+    c.push_str(&cfg.param);
+    c.push('=');
+    c.push_str(encoded);
+    for (n, v) in uri_params {
+        if cfg.uri_params.iter().any(|k| k.eq_ignore_ascii_case(n)) {
+            c.push(';');
+            c.push_str(n);
+            if let Some(v) = v {
+                c.push('=');
+                c.push_str(v);
+            }
+        }
+    }
+    c.push('>');
+    for (n, v) in hdr_params {
+        if cfg.hdr_params.iter().any(|k| k.eq_ignore_ascii_case(n)) {
+            c.push(';');
+            c.push_str(n);
+            if let Some(v) = v {
+                c.push('=');
+                c.push_str(v);
+            }
+        }
+    }
+    c
+}
+
+/// The Record-Route values of a message, comma-joined, in order or reversed.
+fn record_routes(msg: &sip::SipMessage, reversed: bool) -> String {
+    let mut v: Vec<&str> = msg.values(HeaderName::RecordRoute).map(str::trim).collect();
+    if reversed {
+        v.reverse();
+    }
+    v.join(",")
+}
+
+/// What the replies to a request need to build their Contact: flags, our address towards
+/// the request's sender, the user to show, and (sequential requests) the route set to encode.
+struct ReplyState {
+    flags: u32,
+    addr: String,
+    user: Option<String>,
+    routes: Option<String>,
+}
+
+impl ReplyState {
+    fn to_text(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n{}",
+            self.flags,
+            self.addr,
+            self.user.as_deref().unwrap_or(""),
+            self.routes
+                .as_deref()
+                .map_or(String::new(), |r| format!("={r}"))
+        )
+    }
+
+    fn parse(text: &str) -> Option<ReplyState> {
+        let mut l = text.splitn(4, '\n');
+        Some(ReplyState {
+            flags: l.next()?.parse().ok()?,
+            addr: l.next()?.to_owned(),
+            user: Some(l.next()?.to_owned()).filter(|u| !u.is_empty()),
+            routes: l
+                .next()
+                .and_then(|r| r.strip_prefix('='))
+                .map(str::to_owned),
+        })
+    }
+}
+
+/// The Contact of a reply going back (tm calls it through the hook): the far side's Contact,
+/// route set and the socket the reply came in on, encoded.
+fn reply_contact(
+    reply: &sip::SipMessage,
+    came_on: Option<(&'static str, std::net::SocketAddr)>,
+    state: &str,
+) -> Option<String> {
+    let cfg = CONFIG.get()?;
+    let st = ReplyState::parse(state)?;
+    let (uri, user, uri_params, hdr_params) = contact_of(reply)?;
+    let routes = st
+        .routes
+        .clone()
+        .unwrap_or_else(|| record_routes(reply, true));
+    let socket = came_on.map(|(p, a)| socket_name(p, a)).unwrap_or_default();
+    let encoded = codec::encode(
+        [&routes, &uri, &(st.flags & KEEP_USER).to_string(), &socket],
+        &cfg.passwd,
+        cfg.base32,
+    );
+    let user = st
+        .user
+        .clone()
+        .or_else(|| (st.flags & KEEP_USER != 0).then_some(user));
+    Some(our_contact(
+        cfg,
+        user.as_deref(),
+        &st.addr,
+        &encoded,
+        &uri_params,
+        &hdr_params,
+    ))
+}
+
+/// The request's Vias as its replies must carry them back (the first as recorded on
+/// receipt).
+fn vias_back(f: &FnCtx<'_>) -> Vec<String> {
+    let m = &f.msg.msg;
+    let mut out: Vec<String> = m.values(HeaderName::Via).map(str::to_owned).collect();
+    if let (Some(r), Some(first)) = (f.msg.receipt.as_ref(), out.first_mut())
+        && let Some(v) = engine::forward::received_top_via(m, r.source, f.msg.force_rport)
+    {
+        *first = v;
+    }
+    out
+}
+
+/// Replaces the request's Contact with ours for the next hop: its own Record-Routes, Contact
+/// and receiving socket encoded.
+fn hide_request_contact(f: &mut FnCtx<'_>, cfg: &Config, flags: u32, user: Option<&str>) {
+    let Some((uri, own_user, uri_params, hdr_params)) = contact_of(&f.msg.msg) else {
+        return;
+    };
+    let Some(h) = f
+        .msg
+        .msg
+        .headers()
+        .find(|h| h.name == HeaderName::Contact)
+        .map(|h| h.index)
+    else {
+        return;
+    };
+    let socket = f
+        .msg
+        .receipt
+        .as_ref()
+        .map(|r| socket_name(r.proto, r.local))
+        .unwrap_or_default();
+    let routes = record_routes(&f.msg.msg, false);
+    let encoded = codec::encode(
+        [&routes, &uri, &flags.to_string(), &socket],
+        &cfg.passwd,
+        cfg.base32,
+    );
+    let user = user
+        .map(str::to_owned)
+        .or_else(|| (flags & KEEP_USER != 0).then_some(own_user));
+    let value = our_contact(
+        cfg,
+        user.as_deref(),
+        engine::forward::SEND_ADDRESS,
+        &encoded,
+        &uri_params,
+        &hdr_params,
+    );
+    f.msg.edits.replace_value(h, value);
+}
+
+/// Takes the received Record-Route headers out of the request (and `record_route()`'s).
+fn drop_record_routes(f: &mut FnCtx<'_>) {
+    let lines: Vec<usize> = f
+        .msg
+        .msg
+        .headers()
+        .filter(|h| h.name == HeaderName::RecordRoute)
+        .map(|h| h.index)
+        .collect();
+    for i in lines {
+        f.msg.edits.remove(i);
+    }
+    f.msg.record_route = None;
+}
+
+/// `topology_hiding([flags[, usernames]])`.
+pub fn topology_hiding(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(cfg) = CONFIG.get() else { return -1 };
+    if f.msg.msg.to_tag().ok().flatten().is_some() {
+        return -1;
+    }
+    let flags = parse_flags(
+        &args
+            .first()
+            .map(|v| v.to_text().into_owned())
+            .unwrap_or_default(),
+    );
+    if let Some(flag) = dialog_only(flags) {
+        f.log.log(
+            -1,
+            &format!(
+                "topology_hiding: flag {flag} needs the dialog-based mode, which rsips does not have\n"
+            ),
+        );
+        return -1;
+    }
+    let (caller_user, callee_user) = args
+        .get(1)
+        .filter(|v| !v.is_null())
+        .map_or((None, None), |v| usernames(&v.to_text()));
+    let Some(receipt) = f.msg.receipt.clone() else {
+        return -1;
+    };
+    let record_route = record_routes(&f.msg.msg, false);
+    let vias = vias_back(f);
+    drop_record_routes(f);
+    hide_request_contact(f, cfg, flags, caller_user.as_deref());
+    f.msg.hide_topology = true;
+    let state = ReplyState {
+        flags: flags & KEEP_USER,
+        addr: socket_address(f.script, receipt.proto, receipt.local),
+        user: callee_user,
+        routes: None,
+    };
+    f.msg
+        .reply_fixups
+        .push(ReplyFixup::Hide(Box::new(HideFixup {
+            vias,
+            record_route: Some(record_route).filter(|r| !r.is_empty()),
+            contact: true,
+            state: state.to_text(),
+        })));
+    1
+}
+
+/// `topology_hiding_match([mode])`: a request sent to one of our hiding Contacts is routed
+/// where it says. 1 when it was; -1 otherwise.
+pub fn topology_hiding_match(f: &mut FnCtx<'_>, _args: &[Value]) -> i64 {
+    let Some(cfg) = CONFIG.get() else { return -1 };
+    let m = &f.msg.msg;
+    if m.header(HeaderName::Route).is_some() {
+        return -1;
+    }
+    let Ok(ruri) = m.request_uri() else { return -1 };
+    let host = ruri
+        .host()
+        .map(|h| h.as_str().to_owned())
+        .unwrap_or_default();
+    if !f.script.is_myself(&host, Some(ruri.port().unwrap_or(5060))) {
+        return -1;
+    }
+    let Some(Some(encoded)) = ruri
+        .params()
+        .iter()
+        .filter_map(Result::ok)
+        .find(|p| p.name == cfg.param)
+        .map(|p| p.value.map(str::to_owned))
+    else {
+        return -1;
+    };
+    let Some([routes, contact, flags, socket]) = codec::decode(&encoded, &cfg.passwd, cfg.base32)
+    else {
+        f.log.log(
+            3,
+            &format!(
+                "topology_hiding: cannot decode the {} parameter\n",
+                cfg.param
+            ),
+        );
+        return -1;
+    };
+    let flags: u32 = flags.trim().parse().unwrap_or(0);
+    let Some(receipt) = f.msg.receipt.clone() else {
+        return -1;
+    };
+    let vias = vias_back(f);
+    drop_record_routes(f);
+    let route_list: Vec<String> = sip::split_values(&routes)
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty())
+        .collect();
+    let first_uri = route_list.first().and_then(|r| {
+        sip::NameAddr::parse(r)
+            .ok()
+            .map(|a| (a.uri().as_str().to_owned(), a.uri().is_loose_router()))
+    });
+    f.msg.dst_uri = None;
+    let kept_routes = match first_uri {
+        None => {
+            if !contact.is_empty() {
+                f.msg.new_ruri = Some(contact.clone());
+            }
+            String::new()
+        }
+        Some((uri, true)) => {
+            if !contact.is_empty() {
+                f.msg.new_ruri = Some(contact.clone());
+            }
+            f.msg.edits.add_top("Route", &route_list.join(","));
+            f.msg.dst_uri = Some(uri);
+            route_list.join(",")
+        }
+        Some((uri, false)) => {
+            // A strict router next: it gets the request-URI, the contact goes last.
+            f.msg.new_ruri = Some(uri);
+            let mut rest: Vec<String> = route_list.iter().skip(1).cloned().collect();
+            if !contact.is_empty() {
+                rest.push(format!("<{contact}>"));
+            }
+            if !rest.is_empty() {
+                f.msg.edits.add_top("Route", &rest.join(","));
+            }
+            route_list
+                .iter()
+                .skip(1)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    };
+    if !socket.is_empty() {
+        if f.script.has_socket(&socket) {
+            f.msg.send_socket = Some(socket);
+        } else {
+            f.log.log(
+                2,
+                &format!("topology_hiding: {socket} is not one of our sockets\n"),
+            );
+        }
+    }
+    hide_request_contact(f, cfg, flags, None);
+    f.msg.hide_topology = true;
+    let state = ReplyState {
+        flags: flags & KEEP_USER,
+        addr: socket_address(f.script, receipt.proto, receipt.local),
+        user: None,
+        routes: Some(kept_routes),
+    };
+    f.msg
+        .reply_fixups
+        .push(ReplyFixup::Hide(Box::new(HideFixup {
+            vias,
+            record_route: None,
+            contact: true,
+            state: state.to_text(),
+        })));
+    // The dialog (and uac's restore) see the request as loose_route would show it to them.
+    engine::hooks::dialog_routed(f.msg);
+    engine::hooks::routed(f.msg);
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_usernames() {
+        assert_eq!(parse_flags("U"), KEEP_USER);
+        assert_eq!(parse_flags("UCx"), KEEP_USER | HIDE_CALLID);
+        assert_eq!(
+            usernames("alice"),
+            (Some("alice".into()), Some("alice".into()))
+        );
+        assert_eq!(usernames("/a/b"), (Some("a".into()), Some("b".into())));
+        assert_eq!(usernames("//b"), (None, Some("b".into())));
+        assert_eq!(usernames("/a"), (Some("a".into()), None));
+        assert_eq!(usernames(""), (None, None));
+    }
+
+    #[test]
+    fn reply_state_round_trips() {
+        let s = ReplyState {
+            flags: 4,
+            addr: "127.0.0.1:5060;transport=tcp".into(),
+            user: Some("bob".into()),
+            routes: Some("<sip:p1;lr>,<sip:p2;lr>".into()),
+        };
+        let back = ReplyState::parse(&s.to_text()).unwrap();
+        assert_eq!(
+            (
+                back.flags,
+                back.addr.as_str(),
+                back.user.as_deref(),
+                back.routes.as_deref()
+            ),
+            (
+                4,
+                "127.0.0.1:5060;transport=tcp",
+                Some("bob"),
+                Some("<sip:p1;lr>,<sip:p2;lr>")
+            )
+        );
+        let none = ReplyState {
+            flags: 0,
+            addr: "a".into(),
+            user: None,
+            routes: None,
+        };
+        let back = ReplyState::parse(&none.to_text()).unwrap();
+        assert!(back.user.is_none() && back.routes.is_none());
+        let empty = ReplyState {
+            routes: Some(String::new()),
+            ..none
+        };
+        assert_eq!(
+            ReplyState::parse(&empty.to_text())
+                .unwrap()
+                .routes
+                .as_deref(),
+            Some("")
+        );
+    }
+}
