@@ -513,3 +513,108 @@ route {{
     assert!(seen.contains(&"VF 20050322".to_owned()), "{seen:?}");
     server.terminate(log);
 }
+
+#[test]
+fn nodes_come_from_the_table_and_reload() {
+    let [port] = common::free_ports();
+    let dir = std::env::temp_dir().join(format!("rsips-rtpp3-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = dir.join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    let (first, second) = (
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+    );
+    let (p1, p2) = (
+        first.local_addr().unwrap().port(),
+        second.local_addr().unwrap().port(),
+    );
+    let (seen1, peer1) = scripted_rtpproxy(first);
+    let (seen2, peer2) = scripted_rtpproxy(second);
+    let table = |p: u16| {
+        format!("id(int,auto) rtpproxy_sock(string) set_id(int)\n1:udp\\:127.0.0.1\\:{p}:0\n")
+    };
+    std::fs::write(db.join("rtpproxy_sockets"), table(p1)).unwrap();
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        format!(
+            r#"socket=udp:127.0.0.1:{port}
+stderror_enabled=yes
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "db_text.so"
+loadmodule "mi_fifo.so"
+modparam("mi_fifo", "fifo_name", "{fifo}")
+loadmodule "rtpproxy.so"
+modparam("rtpproxy", "db_url", "text://{db}")
+modparam("rtpproxy", "rtpproxy_sock", "udp:127.0.0.1:9")
+route {{
+    if (rtpproxy_offer("r", , , $var(node))) sl_send_reply(200, "via $var(node)");
+    else sl_send_reply(500, "no relay");
+}}
+"#,
+            fifo = dir.join("fifo").display(),
+            db = db.display()
+        ),
+    )
+    .unwrap();
+    let mut server =
+        common::spawn_rsips(&dir, "rsips.cfg", |log| log.contains("listening on udp:"));
+    let log = || std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default();
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    caller
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let cp = caller.local_addr().unwrap().port();
+    let call = |n: u32| {
+        caller
+            .send_to(
+                invite(
+                    port,
+                    cp,
+                    &format!("db-{n}"),
+                    &format!("z9hG4bK-d{n}"),
+                    &sdp(4000),
+                )
+                .as_bytes(),
+                ("127.0.0.1", port),
+            )
+            .unwrap();
+        recv(&caller, "SIP/2.0 ")
+    };
+    // With db_url the table's nodes are used, not rtpproxy_sock's.
+    let ok = call(1);
+    assert!(
+        ok.starts_with(&format!("SIP/2.0 200 via udp:127.0.0.1:{p1}")),
+        "{ok}\n{}",
+        log()
+    );
+    // The table changes (db_text keeps tables in memory: it reads the file again first);
+    // MI reload takes the new node.
+    std::fs::write(db.join("rtpproxy_sockets"), table(p2)).unwrap();
+    let (ok_mi, out) = common::opensips_cli(&dir.join("fifo"), &["dbt_reload"]);
+    assert!(ok_mi, "{out}");
+    let (ok_mi, out) = common::opensips_cli(&dir.join("fifo"), &["rtpproxy:reload"]);
+    assert!(ok_mi && out.contains("OK"), "{out}");
+    let ok = call(2);
+    assert!(
+        ok.starts_with(&format!("SIP/2.0 200 via udp:127.0.0.1:{p2}")),
+        "{ok}\n{}",
+        log()
+    );
+    for (p, handle) in [(p1, peer1), (p2, peer2)] {
+        caller.send_to(b"x quit", ("127.0.0.1", p)).unwrap();
+        handle.join().unwrap();
+    }
+    let offers = |seen: &std::sync::Arc<std::sync::Mutex<Vec<String>>>| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.starts_with('U'))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(offers(&seen1), vec!["Uc0 db-1 127.0.0.1 4000 caller;1"]);
+    assert_eq!(offers(&seen2), vec!["Uc0 db-2 127.0.0.1 4000 caller;1"]);
+    server.terminate(log);
+}
