@@ -511,20 +511,27 @@ pub fn handle_subscribe(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             {
                 Some(found) => found,
                 None => {
-                    let status = if forced {
-                        Status::Active
+                    let decided = if forced {
+                        Ok((Status::Active, String::new()))
                     } else {
-                        Status::Pending
+                        authorize(cfg, &pres_uri, (&from_user, &from_domain), Status::Pending)
+                    };
+                    let (status, reason) = match decided {
+                        Ok(d) => d,
+                        Err(e) => {
+                            log::error!("{e}");
+                            reply(f, 500, "Server Internal Error", Vec::new());
+                            return -1;
+                        }
                     };
                     cfg.tables.insert_watcher(
                         &pres_uri,
-                        &from_user,
-                        &from_domain,
+                        (&from_user, &from_domain),
                         ev.name,
-                        status,
+                        (status, &reason),
                         now,
                     );
-                    (status, String::new())
+                    (status, reason)
                 }
             }
         };
@@ -781,26 +788,91 @@ pub(crate) fn expire_subscriptions(cfg: &Config) {
     notify::send(notices, cfg.end_sub_on_timeout);
 }
 
-/// MI `refresh_watchers` type 0: the watchers' status read again from the `watchers` table.
-pub(crate) fn reauthorize(cfg: &Config, pres_uri: &str, ev: &EventDef) {
-    let mut guard = state();
-    let Some(st) = guard.as_mut() else { return };
-    for s in st
-        .subs
-        .iter_mut()
-        .filter(|s| s.pres_uri == pres_uri && s.event.eq_ignore_ascii_case(ev.name))
-    {
-        if let Some((status, reason)) =
-            cfg.tables
-                .watcher_status(pres_uri, &s.watcher_user, &s.watcher_domain, ev.name)
-        {
-            s.status = status;
-            s.reason = reason;
-            if s.db == DbFlag::None {
-                s.db = DbFlag::Update;
+/// The status the presentity's pres-rules give a watcher (`previous`: its status so far).
+/// Without a rules document (or the `xcap` table) it is pending.
+fn authorize(
+    cfg: &Config,
+    pres_uri: &str,
+    (user, domain): (&str, &str),
+    previous: Status,
+) -> Result<(Status, String), String> {
+    let Some(xcap) = &cfg.xcap else {
+        return Ok((Status::Pending, String::new()));
+    };
+    let (pu, pd) = user_domain(pres_uri);
+    let Some(doc) = xcap.rules(&pu, &pd)? else {
+        return Ok((Status::Pending, String::new()));
+    };
+    Ok(decide(&doc, &uri_of(user, domain), domain, previous))
+}
+
+fn decide(doc: &str, watcher: &str, domain: &str, previous: Status) -> (Status, String) {
+    use crate::rules::SubHandling;
+    match crate::rules::evaluate(doc, watcher, domain, now()) {
+        Some(SubHandling::Block) => (Status::Terminated, "rejected".into()),
+        Some(SubHandling::Confirm) => (Status::Pending, String::new()),
+        Some(SubHandling::PoliteBlock) => (Status::Active, "polite-block".into()),
+        Some(SubHandling::Allow) => (Status::Active, String::new()),
+        None if previous == Status::Pending => (Status::Pending, String::new()),
+        None => (Status::Terminated, "deactivated".into()),
+    }
+}
+
+/// MI `refresh_watchers` type 0: every watcher of `pres_uri` is authorized again by the
+/// pres-rules document; those whose state changed are told (and the ones now terminated are
+/// gone after that NOTIFY).
+pub(crate) fn reauthorize(cfg: &Config, pres_uri: &str, ev: &EventDef) -> Result<(), String> {
+    let Some(xcap) = &cfg.xcap else {
+        return Err("no pres-rules to apply (force_active is set)".into());
+    };
+    let (pu, pd) = user_domain(pres_uri);
+    let doc = xcap
+        .rules(&pu, &pd)?
+        .ok_or_else(|| format!("no pres-rules document for {pres_uri}"))?;
+    let notices = {
+        let mut guard = state();
+        let Some(st) = guard.as_mut() else {
+            return Ok(());
+        };
+        let mut changed = Vec::new();
+        for (i, s) in st.subs.iter_mut().enumerate() {
+            if s.pres_uri != pres_uri || !s.event.eq_ignore_ascii_case(ev.name) {
+                continue;
+            }
+            let (status, reason) = decide(
+                &doc,
+                &uri_of(&s.watcher_user, &s.watcher_domain),
+                &s.watcher_domain,
+                s.status,
+            );
+            if status != s.status || reason != s.reason {
+                cfg.tables.set_watcher(
+                    pres_uri,
+                    (&s.watcher_user, &s.watcher_domain),
+                    ev.name,
+                    (status, &reason),
+                );
+                s.status = status;
+                s.reason = reason;
+                changed.push(i);
             }
         }
-    }
+        let notices = notices_for(cfg, st, &changed, None, None);
+        // Terminated subscriptions end with that NOTIFY.
+        let gone: Vec<Sub> = st
+            .subs
+            .iter()
+            .filter(|s| s.status == Status::Terminated)
+            .cloned()
+            .collect();
+        st.subs.retain(|s| s.status != Status::Terminated);
+        for s in gone {
+            st.gone.push((s.pres_uri, s.event, s.to_tag));
+        }
+        notices
+    };
+    notify::send(notices, cfg.end_sub_on_timeout);
+    Ok(())
 }
 
 /// MI `expose`: `E_PRESENCE_EXPOSED` for each live publication of `event` (users matching

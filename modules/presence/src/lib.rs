@@ -12,14 +12,15 @@
 //!   `clean_period` and `db_update_period` timers, MI `presence:*`, `E_PRESENCE_PUBLISH`.
 //!
 //! presence_xml registers the `presence` and `presence.winfo` events (not `dialog;sla`) and
-//! aggregates PIDF documents; xcap only checks its table. Authorization by XCAP pres-rules is
-//! not implemented: with `force_active` 0 a new watcher is pending until the `watchers` table
-//! says otherwise.
+//! aggregates PIDF documents. With `force_active` 0 a new watcher is authorized by the
+//! presentity's pres-rules document in the `xcap` table (`integrated_xcap_server` 1; an XCAP
+//! server over HTTP is not supported), see [`rules`].
 #![forbid(unsafe_code)]
 
 mod handlers;
 mod notify;
 pub mod pidf;
+pub mod rules;
 mod state;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -130,8 +131,39 @@ const XML_EVENTS: [EventDef; 2] = [
 /// Every event lasts this long when the request says nothing (OpenSIPS' default for them).
 const DEFAULT_EXPIRES: u32 = 3600;
 
+/// Where presence_xml reads pres-rules documents (`integrated_xcap_server`).
+struct Xcap {
+    db: std::sync::Arc<dyn db::Connection>,
+    table: String,
+}
+
+impl Xcap {
+    /// The pres-rules document of a presentity (`doc_type` 2), if it has one.
+    fn rules(&self, user: &str, domain: &str) -> Result<Option<String>, String> {
+        let rows = self
+            .db
+            .query(
+                &self.table,
+                &["doc"],
+                &[
+                    ("username", db::Value::Str(user.to_owned())),
+                    ("domain", db::Value::Str(domain.to_owned())),
+                    ("doc_type", db::Value::Int(2)),
+                ],
+            )
+            .map_err(|e| format!("xcap: cannot read {}: {e}", self.table))?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(db::Value::as_text)
+            .filter(|d| !d.trim().is_empty()))
+    }
+}
+
 struct Config {
     tables: Tables,
+    /// Set when new watchers are authorized by pres-rules (`force_active` 0).
+    xcap: Option<Xcap>,
     expires_offset: i64,
     max_expires_subscribe: u32,
     max_expires_publish: u32,
@@ -239,6 +271,8 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
         db::check_version(tables.db.as_ref(), table, version)
             .map_err(|e| format!("presence: {e}"))?;
     }
+    let force_active = int("presence_xml", "force_active", 0) != 0;
+    let mut xcap = None;
     if script.loads("xcap") {
         let xurl = script
             .modparam_str("xcap", "db_url")
@@ -247,8 +281,10 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
         let xdb = db::open_for("xcap", &xurl, |m| script.loads(m), options)?;
         let table = text("xcap", "xcap_table", "xcap");
         db::check_version(xdb.as_ref(), &table, 4).map_err(|e| format!("xcap: {e}"))?;
+        if !force_active && int("xcap", "integrated_xcap_server", 0) != 0 {
+            xcap = Some(Xcap { db: xdb, table });
+        }
     }
-    let force_active = int("presence_xml", "force_active", 0) != 0;
     if script.loads("presence_xml") {
         if !script.loads("xcap") {
             return Err("presence_xml needs the xcap module".into());
@@ -259,9 +295,8 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
         if !force_active && int("xcap", "integrated_xcap_server", 0) == 0 {
             return Err(
                 "presence_xml: with force_active 0 it reads pres-rules from an XCAP server \
-                 (xcap_client), which rsips does not have; set force_active 1 or \
-                 integrated_xcap_server 1 (new watchers then stay pending until the watchers \
-                 table allows them)"
+                 (xcap_client), which rsips does not have; set force_active 1, or \
+                 integrated_xcap_server 1 to read them from the xcap table"
                     .into(),
             );
         }
@@ -282,6 +317,7 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
         clean_period: int("presence", "clean_period", 100),
         db_update_period: int("presence", "db_update_period", 100),
         force_active,
+        xcap,
         generate_offline_body: int("presence_xml", "generate_offline_body", 1) != 0,
         events: if script.loads("presence_xml") {
             XML_EVENTS.to_vec()
@@ -386,9 +422,13 @@ pub fn commands(mi: &mut Mi) {
                 .ok_or_else(|| mi_err(400, "Wrong event parameter"))?;
             let kind = p.int("refresh_type")?.unwrap_or(0);
             if kind == 0 {
-                handlers::reauthorize(cfg, uri.trim(), &ev);
+                handlers::reauthorize(cfg, uri.trim(), &ev).map_err(|e| {
+                    log::error!("presence: refresh_watchers: {e}");
+                    mi_err(500, "Failed to refresh watchers").with_data(e)
+                })?;
+            } else {
+                handlers::notify_watchers(cfg, uri.trim(), &ev, None, None);
             }
-            handlers::notify_watchers(cfg, uri.trim(), &ev, None, None);
             Ok(json!("OK"))
         },
     ));

@@ -429,18 +429,44 @@ impl Tables {
     pub fn insert_watcher(
         &self,
         pres_uri: &str,
-        user: &str,
-        domain: &str,
+        (user, domain): (&str, &str),
         event: &str,
-        status: Status,
+        (status, reason): (Status, &str),
         now: i64,
     ) {
         let mut row = watcher_filter(pres_uri, user, domain, event).to_vec();
         row.push(("status", Db::Int(status as i64)));
-        row.push(("reason", Db::Str(String::new())));
+        row.push(("reason", Db::Str(reason.to_owned())));
         row.push(("inserted_time", Db::Int(now)));
         if let Err(e) = self.db.insert(&self.watchers, &row) {
             log::error!("presence: cannot store the watcher of {pres_uri}: {e}");
+        }
+    }
+
+    /// A watcher's row after its authorization changed: updated, or deleted when it ends as
+    /// `deactivated`.
+    pub fn set_watcher(
+        &self,
+        pres_uri: &str,
+        (user, domain): (&str, &str),
+        event: &str,
+        (status, reason): (Status, &str),
+    ) {
+        let filter = watcher_filter(pres_uri, user, domain, event);
+        let done = if status == Status::Terminated && reason == "deactivated" {
+            self.db.delete(&self.watchers, &filter)
+        } else {
+            self.db.update(
+                &self.watchers,
+                &filter,
+                &[
+                    ("status", Db::Int(status as i64)),
+                    ("reason", Db::Str(reason.to_owned())),
+                ],
+            )
+        };
+        if let Err(e) = done {
+            log::error!("presence: cannot update the watcher of {pres_uri}: {e}");
         }
     }
 }
