@@ -70,44 +70,6 @@ fn media(msg: &str) -> (String, u16) {
     (c, port)
 }
 
-fn recv(sock: &UdpSocket, start: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut buf = [0u8; 65535];
-    while Instant::now() < deadline {
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if m.starts_with(start) {
-                return m;
-            }
-        }
-    }
-    panic!("nothing starting with {start:?}");
-}
-
-fn reply_to(req: &str, code: &str, body: &str) -> String {
-    let mut out = format!("SIP/2.0 {code}\r\n");
-    for l in req.lines() {
-        let name = l.split(':').next().unwrap_or("").to_ascii_lowercase();
-        if ["via", "from", "call-id", "cseq", "record-route"].contains(&name.as_str()) {
-            out.push_str(l);
-            out.push_str("\r\n");
-        } else if name == "to" {
-            out.push_str(l);
-            out.push_str(";tag=callee\r\n");
-        }
-    }
-    out.push_str("Contact: <sip:callee@127.0.0.1>\r\n");
-    if body.is_empty() {
-        out.push_str("Content-Length: 0\r\n\r\n");
-    } else {
-        out.push_str(&format!(
-            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ));
-    }
-    out
-}
-
 #[test]
 fn calls_get_their_media_through_rtpengine() {
     let [port, ng] = common::free_ports();
@@ -170,18 +132,18 @@ onreply_route[MEDIA] {{
     caller
         .send_to(invite.as_bytes(), ("127.0.0.1", port))
         .unwrap();
-    let got = recv(&callee, "INVITE ");
+    let got = common::recv_starting(&callee, "INVITE ");
     let (ip, out_port) = media(&got);
     assert_eq!(ip, "127.0.0.1", "{got}");
     assert!((31000..=31999).contains(&out_port), "{got}");
     let answer = sdp("192.0.2.60", 5000);
     callee
         .send_to(
-            reply_to(&got, "200 OK", &answer).as_bytes(),
+            common::sdp_reply(&got, "200 OK", &answer).as_bytes(),
             ("127.0.0.1", port),
         )
         .unwrap();
-    let ok = recv(&caller, "SIP/2.0 200");
+    let ok = common::recv_starting(&caller, "SIP/2.0 200");
     let (ip, back_port) = media(&ok);
     assert_eq!(ip, "127.0.0.1", "{ok}");
     assert!(
@@ -194,11 +156,14 @@ onreply_route[MEDIA] {{
          Call-ID: media-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
     );
     caller.send_to(bye.as_bytes(), ("127.0.0.1", port)).unwrap();
-    let got = recv(&callee, "BYE ");
+    let got = common::recv_starting(&callee, "BYE ");
     callee
-        .send_to(reply_to(&got, "200 OK", "").as_bytes(), ("127.0.0.1", port))
+        .send_to(
+            common::sdp_reply(&got, "200 OK", "").as_bytes(),
+            ("127.0.0.1", port),
+        )
         .unwrap();
-    recv(&caller, "SIP/2.0 200");
+    common::recv_starting(&caller, "SIP/2.0 200");
     let log = std::fs::read_to_string(dir.join("rtpengine.log")).unwrap_or_default();
     assert!(
         log.contains("Received command 'offer'")
@@ -214,7 +179,7 @@ onreply_route[MEDIA] {{
     caller
         .send_to(again.as_bytes(), ("127.0.0.1", port))
         .unwrap();
-    let refused = recv(&caller, "SIP/2.0 5");
+    let refused = common::recv_starting(&caller, "SIP/2.0 5");
     assert!(
         refused.starts_with("SIP/2.0 503 No media relay"),
         "{refused}"

@@ -78,44 +78,6 @@ fn media(msg: &str) -> (String, String, u16) {
     (origin, line("c=IN IP4 "), port)
 }
 
-fn recv(sock: &UdpSocket, start: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(8);
-    let mut buf = [0u8; 65535];
-    while Instant::now() < deadline {
-        if let Ok((n, _)) = sock.recv_from(&mut buf) {
-            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if m.starts_with(start) {
-                return m;
-            }
-        }
-    }
-    panic!("nothing starting with {start:?}");
-}
-
-fn reply_to(req: &str, code: &str, body: &str) -> String {
-    let mut out = format!("SIP/2.0 {code}\r\n");
-    for l in req.lines() {
-        let name = l.split(':').next().unwrap_or("").to_ascii_lowercase();
-        if ["via", "from", "call-id", "cseq", "record-route"].contains(&name.as_str()) {
-            out.push_str(l);
-            out.push_str("\r\n");
-        } else if name == "to" {
-            out.push_str(l);
-            out.push_str(";tag=callee\r\n");
-        }
-    }
-    out.push_str("Contact: <sip:callee@127.0.0.1>\r\n");
-    if body.is_empty() {
-        out.push_str("Content-Length: 0\r\n\r\n");
-    } else {
-        out.push_str(&format!(
-            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ));
-    }
-    out
-}
-
 fn invite(port: u16, cp: u16, call_id: &str, branch: &str, body: &str) -> String {
     format!(
         "INVITE sip:callee@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cp};branch={branch}\r\n\
@@ -231,7 +193,7 @@ onreply_route[MEDIA] {{
             ("127.0.0.1", port),
         )
         .unwrap();
-    let got = recv(callee, "INVITE ");
+    let got = common::recv_starting(callee, "INVITE ");
     let (origin, c, to_callee) = media(&got);
     assert_eq!(
         (origin.as_str(), c.as_str()),
@@ -244,11 +206,11 @@ onreply_route[MEDIA] {{
     let answer = sdp(p(callee_rtp));
     callee
         .send_to(
-            reply_to(&got, "200 OK", &answer).as_bytes(),
+            common::sdp_reply(&got, "200 OK", &answer).as_bytes(),
             ("127.0.0.1", port),
         )
         .unwrap();
-    let ok = recv(caller, "SIP/2.0 200");
+    let ok = common::recv_starting(caller, "SIP/2.0 200");
     let (origin, c, to_caller) = media(&ok);
     assert_eq!(
         (origin.as_str(), c.as_str()),
@@ -276,7 +238,7 @@ onreply_route[MEDIA] {{
             ("127.0.0.1", port),
         )
         .unwrap();
-    let refused = recv(caller, "SIP/2.0 5");
+    let refused = common::recv_starting(caller, "SIP/2.0 5");
     assert!(
         refused.starts_with("SIP/2.0 503 No media relay"),
         "{refused}"
@@ -289,11 +251,14 @@ onreply_route[MEDIA] {{
          Call-ID: media-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
     );
     caller.send_to(bye.as_bytes(), ("127.0.0.1", port)).unwrap();
-    let got = recv(callee, "BYE ");
+    let got = common::recv_starting(callee, "BYE ");
     callee
-        .send_to(reply_to(&got, "200 OK", "").as_bytes(), ("127.0.0.1", port))
+        .send_to(
+            common::sdp_reply(&got, "200 OK", "").as_bytes(),
+            ("127.0.0.1", port),
+        )
         .unwrap();
-    recv(caller, "SIP/2.0 200");
+    common::recv_starting(caller, "SIP/2.0 200");
     let elog = || std::fs::read_to_string(dir.join("rtpengine.log")).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(5);
     while !elog().contains(" D media-1 caller callee") {
@@ -313,7 +278,7 @@ onreply_route[MEDIA] {{
     caller
         .send_to(in_set.as_bytes(), ("127.0.0.1", port))
         .unwrap();
-    let got = recv(callee, "INVITE ");
+    let got = common::recv_starting(callee, "INVITE ");
     assert!((33000..=33999).contains(&media(&got).2), "{got}");
     assert!(
         log().contains(&format!("offer via udp:127.0.0.1:{control} to 127.0.0.1:")),
@@ -346,7 +311,7 @@ onreply_route[MEDIA] {{
             ("127.0.0.1", port),
         )
         .unwrap();
-    let refused = recv(caller, "SIP/2.0 5");
+    let refused = common::recv_starting(caller, "SIP/2.0 5");
     assert!(
         refused.starts_with("SIP/2.0 503 No media relay"),
         "{refused}"
@@ -359,7 +324,7 @@ onreply_route[MEDIA] {{
     caller
         .send_to(options.as_bytes(), ("127.0.0.1", port))
         .unwrap();
-    recv(callee, "OPTIONS ");
+    common::recv_starting(callee, "OPTIONS ");
     server.terminate(log);
 }
 
@@ -462,7 +427,7 @@ route {{
             ("127.0.0.1", port),
         )
         .unwrap();
-    let ok = recv(&caller, "SIP/2.0 200");
+    let ok = common::recv_starting(&caller, "SIP/2.0 200");
     let hex = common::header(&ok, "X-Sdp")[0];
     let sdp = String::from_utf8(
         (0..hex.len())
@@ -580,7 +545,7 @@ route {{
                 ("127.0.0.1", port),
             )
             .unwrap();
-        recv(&caller, "SIP/2.0 ")
+        common::recv_starting(&caller, "SIP/2.0 ")
     };
     // With db_url the table's nodes are used, not rtpproxy_sock's.
     let ok = call(1);

@@ -446,13 +446,21 @@ impl DynamicSockets {
     }
 }
 
+/// `proto:ip:port` of a bound address as `force_send_socket` and `$socket_out` name it (an
+/// IPv6 address in brackets).
+pub fn socket_name(proto: &str, addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V6(a) => format!("{proto}:[{}]:{}", a.ip(), a.port()),
+        a => format!("{proto}:{}:{}", a.ip(), a.port()),
+    }
+}
+
 impl Socket {
     /// `proto:ip:port` as `force_send_socket` and `$socket_out` name it (lower case, an IPv6
     /// address in brackets).
     pub fn name(&self) -> String {
         match self.addr {
-            Some(SocketAddr::V6(a)) => format!("{}:[{}]:{}", self.proto, a.ip(), a.port()),
-            Some(a) => format!("{}:{}:{}", self.proto, a.ip(), a.port()),
+            Some(a) => socket_name(self.proto, a),
             None => format!(
                 "{}:{}:{}",
                 self.proto,

@@ -179,25 +179,40 @@ pub(crate) fn notify_watchers(
     offline: Option<(&str, &str)>,
     sender: Option<&str>,
 ) {
+    let now = now();
+    notify_where(
+        cfg,
+        |s| {
+            s.pres_uri == pres_uri
+                && s.event.eq_ignore_ascii_case(ev.name)
+                && s.status == Status::Active
+                && s.reason.is_empty()
+                && s.expires > now
+                && sender.is_none_or(|snd| snd.is_empty() || s.contact != snd)
+        },
+        offline,
+        None,
+    );
+}
+
+/// NOTIFYs the subscriptions `which` picks (their CSeq and version counted).
+fn notify_where(
+    cfg: &Config,
+    which: impl Fn(&Sub) -> bool,
+    offline: Option<(&str, &str)>,
+    partial_winfo: Option<&Sub>,
+) {
     let notices = {
         let mut guard = state();
         let Some(st) = guard.as_mut() else { return };
-        let now = now();
         let picked: Vec<usize> = st
             .subs
             .iter()
             .enumerate()
-            .filter(|(_, s)| {
-                s.pres_uri == pres_uri
-                    && s.event.eq_ignore_ascii_case(ev.name)
-                    && s.status == Status::Active
-                    && s.reason.is_empty()
-                    && s.expires > now
-                    && sender.is_none_or(|snd| snd.is_empty() || s.contact != snd)
-            })
+            .filter(|(_, s)| which(s))
             .map(|(i, _)| i)
             .collect();
-        notices_for(cfg, st, &picked, offline, None)
+        notices_for(cfg, st, &picked, offline, partial_winfo)
     };
     notify::send(notices, cfg.end_sub_on_timeout);
 }
@@ -468,23 +483,7 @@ pub fn handle_subscribe(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         .msg
         .receipt
         .as_ref()
-        .map(|r| {
-            engine::forward::Socket {
-                proto: r.proto,
-                host: String::new(),
-                port: r.local.port(),
-                addr: Some(r.local),
-                advertised: None,
-                allow_proxy_protocol: false,
-                send_proxy_protocol: false,
-                use_workers: None,
-                reuse_port: false,
-                tos: None,
-                tag: None,
-                anycast: false,
-            }
-            .name()
-        })
+        .map(|r| engine::forward::socket_name(r.proto, r.local))
         .unwrap_or_default();
     let now = now();
     let offset = cfg.expires_offset;
@@ -670,25 +669,18 @@ pub fn handle_subscribe(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 /// A partial watcher-info NOTIFY about `changed` to the `presence.winfo` watchers of its
 /// presentity.
 fn notify_winfo(cfg: &Config, changed: &Sub) {
-    let notices = {
-        let mut guard = state();
-        let Some(st) = guard.as_mut() else { return };
-        let now = now();
-        let picked: Vec<usize> = st
-            .subs
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| {
-                s.event == "presence.winfo"
-                    && s.pres_uri == changed.pres_uri
-                    && s.status == Status::Active
-                    && s.expires > now
-            })
-            .map(|(i, _)| i)
-            .collect();
-        notices_for(cfg, st, &picked, None, Some(changed))
-    };
-    notify::send(notices, cfg.end_sub_on_timeout);
+    let now = now();
+    notify_where(
+        cfg,
+        |s| {
+            s.event == "presence.winfo"
+                && s.pres_uri == changed.pres_uri
+                && s.status == Status::Active
+                && s.expires > now
+        },
+        None,
+        Some(changed),
+    );
 }
 
 /// The next NOTIFY of each subscription `picked` (indexes into the list), counted in it.

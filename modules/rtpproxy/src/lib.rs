@@ -704,12 +704,14 @@ pub fn rtpproxy_start_recording(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     1
 }
 
-/// `P<count> <callid> <prompt> session <t1>;1 <t2>;1`: a prompt played to one side.
-fn stream(f: &mut FnCtx<'_>, args: &[Value], to_caller: bool) -> i64 {
-    let what = if to_caller {
-        "rtpproxy_stream2uac"
-    } else {
-        "rtpproxy_stream2uas"
+/// `P<count> <callid> <prompt> session <t1>;1 <t2>;1` (`play`: a prompt played to one side)
+/// or `S <callid> <t1>;1 <t2>;1` (it stops). `t1` is the tag of the side that hears it.
+fn prompt(f: &mut FnCtx<'_>, args: &[Value], to_caller: bool, play: bool) -> i64 {
+    let what = match (play, to_caller) {
+        (true, true) => "rtpproxy_stream2uac",
+        (true, false) => "rtpproxy_stream2uas",
+        (false, true) => "rtpproxy_stop_stream2uac",
+        (false, false) => "rtpproxy_stop_stream2uas",
     };
     let Some(cfg) = config() else {
         return fail(f, what, "the module is not configured");
@@ -723,53 +725,22 @@ fn stream(f: &mut FnCtx<'_>, args: &[Value], to_caller: bool) -> i64 {
         (false, true) => return fail(f, what, "the message has no To tag"),
         (false, false) => (to_tag, from_tag),
     };
-    let prompt = text_arg(args, 0).unwrap_or_default();
-    let count = args.get(1).and_then(Value::as_int).unwrap_or(1);
+    // The set and $sock follow the prompt and count when playing.
+    let set_arg = if play { 2 } else { 0 };
     let sets = cfg.sets();
-    let Some(node) = node_for(f, cfg, &sets, args, 2, &call_id) else {
+    let Some(node) = node_for(f, cfg, &sets, args, set_arg, &call_id) else {
         return fail(f, what, "no RTPProxy of the set is available");
     };
     if !node.has(nodes::CODECS) {
         return fail(f, what, &format!("{} cannot play prompts", node.url));
     }
-    let mut cmd = format!("P{count} {call_id} {prompt} session {t1};1");
-    if !t2.is_empty() {
-        cmd.push_str(&format!(" {t2};1"));
-    }
-    match node.command(&cmd, &cfg.timing) {
-        Answer::Text(t) if !t.starts_with('E') => 1,
-        Answer::Text(t) => fail(f, what, &format!("{} answered {t}", node.url)),
-        Answer::Silent => -1,
-    }
-}
-
-/// `S <callid> <t1>;1 <t2>;1`: the prompt stops.
-fn stop_stream(f: &mut FnCtx<'_>, args: &[Value], to_caller: bool) -> i64 {
-    let what = if to_caller {
-        "rtpproxy_stop_stream2uac"
+    let mut cmd = if play {
+        let name = text_arg(args, 0).unwrap_or_default();
+        let count = args.get(1).and_then(Value::as_int).unwrap_or(1);
+        format!("P{count} {call_id} {name} session {t1};1")
     } else {
-        "rtpproxy_stop_stream2uas"
+        format!("S {call_id} {t1};1")
     };
-    let Some(cfg) = config() else {
-        return fail(f, what, "the module is not configured");
-    };
-    let (call_id, from_tag, to_tag) = match ids(f) {
-        Ok(t) => t,
-        Err(e) => return fail(f, what, e),
-    };
-    let (t1, t2) = match (to_caller, to_tag.is_empty()) {
-        (true, _) => (from_tag, to_tag),
-        (false, true) => return fail(f, what, "the message has no To tag"),
-        (false, false) => (to_tag, from_tag),
-    };
-    let sets = cfg.sets();
-    let Some(node) = node_for(f, cfg, &sets, args, 0, &call_id) else {
-        return fail(f, what, "no RTPProxy of the set is available");
-    };
-    if !node.has(nodes::CODECS) {
-        return fail(f, what, &format!("{} cannot play prompts", node.url));
-    }
-    let mut cmd = format!("S {call_id} {t1};1");
     if !t2.is_empty() {
         cmd.push_str(&format!(" {t2};1"));
     }
@@ -781,19 +752,19 @@ fn stop_stream(f: &mut FnCtx<'_>, args: &[Value], to_caller: bool) -> i64 {
 }
 
 pub fn rtpproxy_stream2uac(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    stream(f, args, true)
+    prompt(f, args, true, true)
 }
 
 pub fn rtpproxy_stream2uas(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    stream(f, args, false)
+    prompt(f, args, false, true)
 }
 
 pub fn rtpproxy_stop_stream2uac(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    stop_stream(f, args, true)
+    prompt(f, args, true, false)
 }
 
 pub fn rtpproxy_stop_stream2uas(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    stop_stream(f, args, false)
+    prompt(f, args, false, false)
 }
 
 /// MI `rtpproxy:show`, `rtpproxy:enable` and `rtpproxy:reload`.

@@ -198,14 +198,6 @@ fn socket_address(script: &Script, proto: &'static str, local: std::net::SocketA
     out
 }
 
-/// `proto:ip:port` of a socket, as force_send_socket names it.
-fn socket_name(proto: &str, a: std::net::SocketAddr) -> String {
-    match a {
-        std::net::SocketAddr::V6(v6) => format!("{proto}:[{}]:{}", v6.ip(), v6.port()),
-        _ => format!("{proto}:{}:{}", a.ip(), a.port()),
-    }
-}
-
 /// Parameters as (name, value).
 type Params = Vec<(String, Option<String>)>;
 
@@ -339,7 +331,9 @@ fn reply_contact(
         .routes
         .clone()
         .unwrap_or_else(|| record_routes(reply, true));
-    let socket = came_on.map(|(p, a)| socket_name(p, a)).unwrap_or_default();
+    let socket = came_on
+        .map(|(p, a)| engine::forward::socket_name(p, a))
+        .unwrap_or_default();
     let encoded = codec::encode(
         [&routes, &uri, &(st.flags & KEEP_USER).to_string(), &socket],
         &cfg.passwd,
@@ -391,7 +385,7 @@ fn hide_request_contact(f: &mut FnCtx<'_>, cfg: &Config, flags: u32, user: Optio
         .msg
         .receipt
         .as_ref()
-        .map(|r| socket_name(r.proto, r.local))
+        .map(|r| engine::forward::socket_name(r.proto, r.local))
         .unwrap_or_default();
     let routes = record_routes(&f.msg.msg, false);
     let encoded = codec::encode(

@@ -396,3 +396,43 @@ pub fn digest_param(value: &str, name: &str) -> String {
         .map(|(_, v)| v.trim().trim_matches('"').to_owned())
         .unwrap_or_default()
 }
+
+/// The next datagram on `sock` that starts with `start` (others are skipped), 5 s at most.
+pub fn recv_starting(sock: &UdpSocket, start: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 65535];
+    while std::time::Instant::now() < deadline {
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.starts_with(start) {
+                return m;
+            }
+        }
+    }
+    panic!("nothing starting with {start:?}");
+}
+
+/// A callee's reply to `req` (To tag `callee`, a Contact), with an SDP `body` when not empty.
+pub fn sdp_reply(req: &str, code: &str, body: &str) -> String {
+    let mut out = format!("SIP/2.0 {code}\r\n");
+    for l in req.lines() {
+        let name = l.split(':').next().unwrap_or("").to_ascii_lowercase();
+        if ["via", "from", "call-id", "cseq", "record-route"].contains(&name.as_str()) {
+            out.push_str(l);
+            out.push_str("\r\n");
+        } else if name == "to" {
+            out.push_str(l);
+            out.push_str(";tag=callee\r\n");
+        }
+    }
+    out.push_str("Contact: <sip:callee@127.0.0.1>\r\n");
+    if body.is_empty() {
+        out.push_str("Content-Length: 0\r\n\r\n");
+    } else {
+        out.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+    out
+}
