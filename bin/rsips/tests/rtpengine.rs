@@ -10,41 +10,15 @@ mod common;
 
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn rtpengine(dir: &Path, ng: u16) -> common::Kill {
-    let bin = common::installed("rtpengine", "--version", "apt-get install rtpengine-daemon");
-    drop(bin);
-    let child = Command::new("rtpengine")
-        .args([
-            "--config-file=none",
-            "--table=-1",
-            "--interface=127.0.0.1",
-            "--foreground",
-            "--log-stderr",
-        ])
-        .arg(format!("--listen-ng=127.0.0.1:{ng}"))
-        .args(["--port-min=31000", "--port-max=31999"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("rtpengine.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let kill = common::Kill(child);
-    // Ready once it answers a ping.
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 256];
-    loop {
-        sock.send_to(b"t1 d7:command4:pinge", ("127.0.0.1", ng))
-            .unwrap();
-        if sock.recv(&mut buf).is_ok() {
-            return kill;
-        }
-        assert!(Instant::now() < deadline, "rtpengine did not start");
-    }
+    common::rtpengine(
+        dir,
+        &format!("--listen-ng=127.0.0.1:{ng}"),
+        (31000, 31999),
+        (b"t1 d7:command4:pinge", ng),
+    )
 }
 
 fn sdp(ip: &str, port: u16) -> String {

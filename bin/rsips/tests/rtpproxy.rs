@@ -11,45 +11,15 @@ mod common;
 
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn rtpengine(dir: &Path, control: u16) -> common::Kill {
-    drop(common::installed(
-        "rtpengine",
-        "--version",
-        "apt-get install rtpengine-daemon",
-    ));
-    let child = Command::new("rtpengine")
-        .args([
-            "--config-file=none",
-            "--table=-1",
-            "--interface=127.0.0.1",
-            "--foreground",
-            "--log-stderr",
-            "--log-level=7",
-        ])
-        .arg(format!("--listen-udp=127.0.0.1:{control}"))
-        .args(["--port-min=33000", "--port-max=33999"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("rtpengine.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let kill = common::Kill(child);
-    // Ready once it answers the version command.
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf = [0u8; 256];
-    loop {
-        sock.send_to(b"probe V", ("127.0.0.1", control)).unwrap();
-        if let Ok(n) = sock.recv(&mut buf) {
-            assert_eq!(&buf[..n], b"probe 20040107\n");
-            return kill;
-        }
-        assert!(Instant::now() < deadline, "rtpengine did not start");
-    }
+    common::rtpengine(
+        dir,
+        &format!("--listen-udp=127.0.0.1:{control}"),
+        (33000, 33999),
+        (b"probe V", control),
+    )
 }
 
 fn sdp(port: u16) -> String {

@@ -436,3 +436,51 @@ pub fn sdp_reply(req: &str, code: &str, body: &str) -> String {
     }
     out
 }
+
+/// Debian's rtpengine on 127.0.0.1 with one control socket (`listen`, e.g.
+/// `--listen-ng=127.0.0.1:PORT`) and media ports `ports`, logging to `dir/rtpengine.log`;
+/// returned once the control port answers `probe` (a datagram) with anything.
+pub fn rtpengine(
+    dir: &std::path::Path,
+    listen: &str,
+    ports: (u16, u16),
+    probe: (&[u8], u16),
+) -> Kill {
+    drop(installed(
+        "rtpengine",
+        "--version",
+        "apt-get install rtpengine-daemon",
+    ));
+    let child = Command::new("rtpengine")
+        .args([
+            "--config-file=none",
+            "--table=-1",
+            "--interface=127.0.0.1",
+            "--foreground",
+            "--log-stderr",
+            "--log-level=7",
+        ])
+        .arg(listen)
+        .arg(format!("--port-min={}", ports.0))
+        .arg(format!("--port-max={}", ports.1))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("rtpengine.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let kill = Kill(child);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 256];
+    loop {
+        sock.send_to(probe.0, ("127.0.0.1", probe.1)).unwrap();
+        if sock.recv(&mut buf).is_ok() {
+            return kill;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rtpengine did not start"
+        );
+    }
+}
