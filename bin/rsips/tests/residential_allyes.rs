@@ -1,0 +1,363 @@
+//! The stock OpenSIPS residential script with every option on (`residential_allyes.cfg`:
+//! auth_db, alias_db, domain, presence, dialog, nathelper, rtpproxy, dialplan, drouting, acc,
+//! usrloc in SQL write-back mode, TLS) run on a real MariaDB, unchanged but for its sockets,
+//! FIFO, HTTP port, logging, database address, certificate files and the RTPProxy's address
+//! (rtpengine on its RTPProxy-protocol port). Local users authenticate; a watcher subscribes
+//! and hears a publication through the presence route; a call from a user behind NAT to a
+//! registered user behind NAT gets its media through the RTPProxy both ways.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+#[path = "../../../crates/db/tests/my_server/mod.rs"]
+mod my_server;
+#[path = "../../../crates/db/tests/ports/mod.rs"]
+mod ports;
+
+use std::path::Path;
+
+use common::{Peer, digest_param, header, md5_hex, reply_to};
+
+const SCHEMA: &str = "USE opensips;\n\
+CREATE TABLE version (table_name CHAR(32) NOT NULL, table_version INT UNSIGNED DEFAULT 0 NOT NULL, \
+  CONSTRAINT t_name_idx UNIQUE (table_name));\n\
+INSERT INTO version VALUES ('location', 1013), ('acc', 7), ('missed_calls', 5), ('dialog', 12), \
+  ('subscriber', 8), ('dbaliases', 2), ('domain', 4), ('dialplan', 5), ('dr_gateways', 6), \
+  ('dr_rules', 4), ('dr_carriers', 3), ('dr_groups', 2), ('presentity', 5), ('active_watchers', 12), \
+  ('watchers', 4), ('xcap', 4);\n\
+CREATE TABLE location (contact_id BIGINT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, \
+  username CHAR(64) DEFAULT '' NOT NULL, domain CHAR(64) DEFAULT NULL, contact TEXT NOT NULL, \
+  received CHAR(255) DEFAULT NULL, path CHAR(255) DEFAULT NULL, expires INT(10) UNSIGNED NOT NULL, \
+  q FLOAT(10,2) DEFAULT 1.0 NOT NULL, callid CHAR(255) DEFAULT 'Default-Call-ID' NOT NULL, \
+  cseq INT(11) DEFAULT 13 NOT NULL, last_modified DATETIME DEFAULT '1900-01-01 00:00:01' NOT NULL, \
+  flags INT(11) DEFAULT 0 NOT NULL, cflags CHAR(255) DEFAULT NULL, user_agent CHAR(255) DEFAULT '' NOT NULL, \
+  socket CHAR(64) DEFAULT NULL, methods INT(11) DEFAULT NULL, sip_instance CHAR(255) DEFAULT NULL, \
+  kv_store TEXT(512) DEFAULT NULL, attr CHAR(255) DEFAULT NULL);\n\
+CREATE TABLE acc (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, method CHAR(16) DEFAULT '' NOT NULL, \
+  from_tag CHAR(64) DEFAULT '' NOT NULL, to_tag CHAR(64) DEFAULT '' NOT NULL, callid CHAR(64) DEFAULT '' NOT NULL, \
+  sip_code CHAR(3) DEFAULT '' NOT NULL, sip_reason CHAR(32) DEFAULT '' NOT NULL, time DATETIME NOT NULL, \
+  duration INT(11) UNSIGNED DEFAULT 0 NOT NULL, ms_duration INT(11) UNSIGNED DEFAULT 0 NOT NULL, \
+  setuptime INT(11) UNSIGNED DEFAULT 0 NOT NULL, created DATETIME DEFAULT NULL);\n\
+CREATE TABLE missed_calls (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, method CHAR(16) DEFAULT '' NOT NULL, \
+  from_tag CHAR(64) DEFAULT '' NOT NULL, to_tag CHAR(64) DEFAULT '' NOT NULL, callid CHAR(64) DEFAULT '' NOT NULL, \
+  sip_code CHAR(3) DEFAULT '' NOT NULL, sip_reason CHAR(32) DEFAULT '' NOT NULL, time DATETIME NOT NULL);\n\
+CREATE TABLE dialog (dlg_id BIGINT(10) UNSIGNED PRIMARY KEY NOT NULL, callid CHAR(255) NOT NULL, \
+  from_uri CHAR(255) NOT NULL, from_tag CHAR(64) NOT NULL, to_uri CHAR(255) NOT NULL, to_tag CHAR(64) NOT NULL, \
+  mangled_from_uri CHAR(255) DEFAULT NULL, mangled_to_uri CHAR(255) DEFAULT NULL, \
+  caller_cseq CHAR(11) NOT NULL, callee_cseq CHAR(11) NOT NULL, \
+  caller_ping_cseq INT(11) UNSIGNED NOT NULL, callee_ping_cseq INT(11) UNSIGNED NOT NULL, \
+  caller_route_set TEXT(512), callee_route_set TEXT(512), caller_contact CHAR(255), callee_contact CHAR(255), \
+  caller_sock CHAR(64) NOT NULL, callee_sock CHAR(64) NOT NULL, state INT(11) UNSIGNED NOT NULL, \
+  start_time INT(11) UNSIGNED NOT NULL, timeout INT(11) UNSIGNED NOT NULL, vars BLOB(4096) DEFAULT NULL, \
+  profiles TEXT(512) DEFAULT NULL, script_flags CHAR(255) DEFAULT NULL, \
+  module_flags INT(11) UNSIGNED DEFAULT 0 NOT NULL, flags INT(11) UNSIGNED DEFAULT 0 NOT NULL, \
+  rt_on_answer CHAR(64) DEFAULT NULL, rt_on_timeout CHAR(64) DEFAULT NULL, rt_on_hangup CHAR(64) DEFAULT NULL);\n\
+CREATE TABLE subscriber (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, \
+  username CHAR(64) DEFAULT '' NOT NULL, domain CHAR(64) DEFAULT '' NOT NULL, password CHAR(25) DEFAULT '' NOT NULL, \
+  ha1 CHAR(64) DEFAULT '' NOT NULL, ha1_sha256 CHAR(64) DEFAULT '' NOT NULL, ha1_sha512t256 CHAR(64) DEFAULT '' NOT NULL);\n\
+CREATE TABLE dbaliases (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, \
+  alias_username CHAR(64) DEFAULT '' NOT NULL, alias_domain CHAR(64) DEFAULT '' NOT NULL, \
+  username CHAR(64) DEFAULT '' NOT NULL, domain CHAR(64) DEFAULT '' NOT NULL);\n\
+CREATE TABLE domain (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, domain CHAR(64) DEFAULT '' NOT NULL, \
+  attrs CHAR(255) DEFAULT NULL, accept_subdomain INT DEFAULT 0 NOT NULL, \
+  last_modified DATETIME DEFAULT '1900-01-01 00:00:01' NOT NULL);\n\
+CREATE TABLE dialplan (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, dpid INT(11) NOT NULL, \
+  pr INT(11) DEFAULT 0 NOT NULL, match_op INT(11) NOT NULL, match_exp CHAR(64) NOT NULL, \
+  match_flags INT(11) DEFAULT 0 NOT NULL, subst_exp CHAR(64) DEFAULT NULL, repl_exp CHAR(32) DEFAULT NULL, \
+  timerec CHAR(255) DEFAULT NULL, disabled INT(11) DEFAULT 0 NOT NULL, attrs CHAR(255) DEFAULT NULL);\n\
+CREATE TABLE dr_gateways (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, gwid CHAR(64) NOT NULL, \
+  type INT(11) UNSIGNED DEFAULT 0 NOT NULL, address CHAR(128) NOT NULL, strip INT(11) UNSIGNED DEFAULT 0 NOT NULL, \
+  pri_prefix CHAR(16) DEFAULT NULL, attrs CHAR(255) DEFAULT NULL, probe_mode INT(11) UNSIGNED DEFAULT 0 NOT NULL, \
+  state INT(11) UNSIGNED DEFAULT 0 NOT NULL, socket CHAR(128) DEFAULT NULL, description CHAR(128) DEFAULT NULL);\n\
+CREATE TABLE dr_rules (ruleid INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, groupid CHAR(255) NOT NULL, \
+  prefix CHAR(64) NOT NULL, timerec CHAR(255) DEFAULT NULL, priority INT(11) DEFAULT 0 NOT NULL, \
+  routeid CHAR(255) DEFAULT NULL, gwlist CHAR(255), sort_alg CHAR(1) DEFAULT 'N' NOT NULL, \
+  sort_profile INT(10) UNSIGNED DEFAULT NULL, attrs CHAR(255) DEFAULT NULL, description CHAR(128) DEFAULT NULL);\n\
+CREATE TABLE dr_carriers (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, carrierid CHAR(64) NOT NULL, \
+  gwlist CHAR(255) NOT NULL, flags INT(11) UNSIGNED DEFAULT 0 NOT NULL, sort_alg CHAR(1) DEFAULT 'N' NOT NULL, \
+  state INT(11) UNSIGNED DEFAULT 0 NOT NULL, attrs CHAR(255) DEFAULT NULL, description CHAR(128) DEFAULT NULL);\n\
+CREATE TABLE dr_groups (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, username CHAR(64) NOT NULL, \
+  domain CHAR(128) DEFAULT NULL, groupid INT(11) UNSIGNED DEFAULT 0 NOT NULL, description CHAR(128) DEFAULT NULL);\n\
+CREATE TABLE presentity (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, \
+  username CHAR(64) NOT NULL, domain CHAR(64) NOT NULL, event CHAR(64) NOT NULL, etag CHAR(64) NOT NULL, \
+  expires INT(11) NOT NULL, received_time INT(11) NOT NULL, body BLOB, extra_hdrs BLOB, sender CHAR(255));\n\
+CREATE TABLE active_watchers (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, \
+  presentity_uri CHAR(255) NOT NULL, watcher_username CHAR(64) NOT NULL, watcher_domain CHAR(64) NOT NULL, \
+  to_user CHAR(64) NOT NULL, to_domain CHAR(64) NOT NULL, event CHAR(64) DEFAULT 'presence' NOT NULL, \
+  event_id CHAR(64), to_tag CHAR(64) NOT NULL, from_tag CHAR(64) NOT NULL, callid CHAR(64) NOT NULL, \
+  local_cseq INT(11) NOT NULL, remote_cseq INT(11) NOT NULL, contact CHAR(255) NOT NULL, \
+  record_route TEXT, expires INT(11) NOT NULL, status INT(11) DEFAULT 2 NOT NULL, reason CHAR(64), \
+  version INT(11) DEFAULT 0 NOT NULL, socket_info CHAR(64) NOT NULL, local_contact CHAR(255) NOT NULL, \
+  sharing_tag CHAR(32) DEFAULT NULL);\n\
+CREATE TABLE watchers (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, \
+  presentity_uri CHAR(255) NOT NULL, watcher_username CHAR(64) NOT NULL, watcher_domain CHAR(64) NOT NULL, \
+  event CHAR(64) DEFAULT 'presence' NOT NULL, status INT(11) NOT NULL, reason CHAR(64), \
+  inserted_time INT(11) NOT NULL);\n\
+CREATE TABLE xcap (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, username CHAR(64) NOT NULL, \
+  domain CHAR(64) NOT NULL, doc LONGBLOB NOT NULL, doc_type INT(11) NOT NULL, etag CHAR(64) NOT NULL, \
+  source INT(11) NOT NULL, doc_uri CHAR(255) NOT NULL, port INT(11) NOT NULL);\n\
+INSERT INTO domain (domain) VALUES ('example.com');\n\
+INSERT INTO subscriber (username, domain, password) VALUES \
+  ('alice', 'example.com', 'alicepw'), ('bob', 'example.com', 'bobpw'), ('carol', 'example.com', 'carolpw');";
+
+/// `request` again with credentials for the challenge it got (`header`: Authorization or
+/// Proxy-Authorization), CSeq raised and a new branch.
+fn with_credentials(request: &str, challenge: &str, user: &str, password: &str) -> String {
+    let (name, value) = if let Some(v) = header(challenge, "Proxy-Authenticate").first() {
+        ("Proxy-Authorization", v.to_string())
+    } else {
+        (
+            "Authorization",
+            header(challenge, "WWW-Authenticate")[0].to_owned(),
+        )
+    };
+    let (realm, nonce) = (digest_param(&value, "realm"), digest_param(&value, "nonce"));
+    let first = request.lines().next().unwrap();
+    let mut parts = first.split(' ');
+    let (method, uri) = (parts.next().unwrap(), parts.next().unwrap());
+    let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
+    let ha2 = md5_hex(&format!("{method}:{uri}"));
+    let response = md5_hex(&format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"));
+    let creds = format!(
+        "{name}: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+         qop=auth, nc=00000001, cnonce=\"c0ffee\", response=\"{response}\"\r\n"
+    );
+    let cseq = header(request, "CSeq")[0];
+    let (n, m) = cseq.split_once(' ').unwrap();
+    let next = format!("{} {m}", n.parse::<u32>().unwrap() + 1);
+    request
+        .replacen("\r\n\r\n", &format!("\r\n{creds}\r\n"), 1)
+        .replace(&format!("CSeq: {cseq}"), &format!("CSeq: {next}"))
+        .replace(";branch=z9hG4bK-", ";branch=z9hG4bK-auth-")
+}
+
+/// Sends `request`, answers the challenge and returns the final reply.
+fn authenticated(p: &Peer, port: u16, request: &str, user: &str, password: &str) -> String {
+    p.send(port, request);
+    let challenge = p.recv("challenge");
+    assert!(
+        challenge.starts_with("SIP/2.0 407") || challenge.starts_with("SIP/2.0 401"),
+        "{challenge}"
+    );
+    p.send(port, &with_credentials(request, &challenge, user, password));
+    p.recv("final reply")
+}
+
+fn request(
+    method: &str,
+    ruri: &str,
+    from: &str,
+    p: &Peer,
+    call: &str,
+    extra: &str,
+    body: &str,
+) -> String {
+    let (to_user, _) = ruri.trim_start_matches("sip:").split_once('@').unwrap();
+    format!(
+        "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-{call}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{from}@example.com>;tag={from}-{call}\r\nTo: <sip:{to_user}@example.com>\r\n\
+         Call-ID: {call}\r\nCSeq: 1 {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len(),
+        lp = p.port
+    )
+}
+
+/// The ACK for a negative reply to an INVITE (same branch, To tag of the reply).
+fn ack_for(invite: &str, reply: &str) -> String {
+    let first = invite.lines().next().unwrap().replacen("INVITE", "ACK", 1);
+    let cseq = header(invite, "CSeq")[0].replace("INVITE", "ACK");
+    format!(
+        "{first}\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq}\r\n\
+         Content-Length: 0\r\n\r\n",
+        header(invite, "Via")[0],
+        header(invite, "From")[0],
+        header(reply, "To")[0],
+        header(invite, "Call-ID")[0]
+    )
+}
+
+fn sdp(ip: &str, port: u16) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n"
+    )
+}
+
+/// The c= address and m=audio port of a message's SDP.
+fn media(msg: &str) -> (String, u16) {
+    let body = msg.split("\r\n\r\n").nth(1).unwrap_or("");
+    let c = body
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let port = body
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|r| r.split(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    (c, port)
+}
+
+#[test]
+fn the_stock_allyes_residential_script_on_mariadb() {
+    let my = my_server::MyServer::start("resall", ports::free_port());
+    my.sql(SCHEMA);
+    let [port, tls, http, control] = common::free_ports();
+    let dir = std::env::temp_dir().join(format!("rsips-resall-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = common::TestCa::new(&dir, "Residential CA");
+    ca.issue("server", "127.0.0.1", "IP:127.0.0.1");
+    let _engine = common::rtpengine(
+        &dir,
+        &format!("--listen-udp=127.0.0.1:{control}"),
+        (34000, 34999),
+        (b"probe V", control),
+    );
+    let stock = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/reference/opensips-configs/rendered/residential_allyes.cfg"),
+    )
+    .unwrap();
+    let text = stock
+        .replace("127.0.0.1:5060", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:5061", &format!("127.0.0.1:{tls}"))
+        .replace("\"port\", 8888", &format!("\"port\", {http}"))
+        .replace("/tmp/opensips_fifo", dir.join("fifo").to_str().unwrap())
+        .replace("stderror_enabled=no", "stderror_enabled=yes")
+        .replace("syslog_enabled=yes", "syslog_enabled=no")
+        .replace("@localhost/", &format!("@127.0.0.1:{}/", my.port))
+        .replace("udp:localhost:12221", &format!("udp:127.0.0.1:{control}"))
+        .replace(
+            "/etc/opensips/tls/user/user-cert.pem",
+            &ca.path("server.pem"),
+        )
+        .replace(
+            "/etc/opensips/tls/user/user-privkey.pem",
+            &ca.path("server.key"),
+        )
+        .replace("/etc/opensips/tls/user/user-calist.pem", &ca.path("ca.pem"));
+    std::fs::write(dir.join("opensips.cfg"), text).unwrap();
+    let mut server = common::spawn_rsips(&dir, "opensips.cfg", |log| {
+        log.contains("listening on tls:")
+    });
+    let log = || std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default();
+    let (alice, bob, carol) = (Peer::new(), Peer::new(), Peer::new());
+
+    // Presence: bob (authenticated) watches alice; alice (authenticated) publishes.
+    let contact = |p: &Peer, u: &str| format!("Contact: <sip:{u}@127.0.0.1:{}>\r\n", p.port);
+    let sub = request(
+        "SUBSCRIBE",
+        "sip:alice@example.com",
+        "bob",
+        &bob,
+        "pres-sub",
+        &format!(
+            "{}Event: presence\r\nExpires: 300\r\n",
+            contact(&bob, "bob")
+        ),
+        "",
+    );
+    let ok = authenticated(&bob, port, &sub, "bob", "bobpw");
+    assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}\n{}", log());
+    let n = bob.recv("NOTIFY");
+    assert!(n.starts_with("NOTIFY "), "{n}");
+    bob.send(port, &reply_to(&n, "200 OK", "", ""));
+    let pidf = "<?xml version=\"1.0\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" \
+        entity=\"sip:alice@example.com\"><tuple id=\"t1\"><status><basic>open</basic></status></tuple></presence>\n";
+    let publish = request(
+        "PUBLISH",
+        "sip:alice@example.com",
+        "alice",
+        &alice,
+        "pres-pub",
+        "Event: presence\r\nExpires: 300\r\nContent-Type: application/pidf+xml\r\n",
+        pidf,
+    );
+    let ok = authenticated(&alice, port, &publish, "alice", "alicepw");
+    assert!(
+        ok.starts_with("SIP/2.0 200 OK") && !header(&ok, "SIP-ETag").is_empty(),
+        "{ok}"
+    );
+    let n = bob.recv("NOTIFY");
+    bob.send(port, &reply_to(&n, "200 OK", "", ""));
+    assert!(n.contains("<basic>open</basic>"), "{n}");
+
+    // carol registers from behind a NAT (a private Contact): the registration keeps where it
+    // came from.
+    let register = request(
+        "REGISTER",
+        "sip:carol@example.com",
+        "carol",
+        &carol,
+        "reg-carol",
+        "Contact: <sip:carol@10.0.0.5:5060>\r\nExpires: 300\r\n",
+        "",
+    )
+    .replacen(
+        "REGISTER sip:carol@example.com",
+        "REGISTER sip:example.com",
+        1,
+    );
+    let ok = authenticated(&carol, port, &register, "carol", "carolpw");
+    assert!(ok.starts_with("SIP/2.0 200 OK"), "{ok}\n{}", log());
+
+    // alice, also behind a NAT, calls carol: the INVITE reaches carol's NAT address with the
+    // relay's address in its SDP; carol's answer reaches alice through the relay too.
+    let invite = request(
+        "INVITE",
+        "sip:carol@example.com",
+        "alice",
+        &alice,
+        "call-1",
+        "Contact: <sip:alice@192.168.1.5:5060>\r\nContent-Type: application/sdp\r\n",
+        &sdp("192.168.1.5", 4000),
+    );
+    alice.send(port, &invite);
+    let challenge = alice.recv("407");
+    assert!(challenge.starts_with("SIP/2.0 407"), "{challenge}");
+    alice.send(port, &ack_for(&invite, &challenge));
+    alice.send(
+        port,
+        &with_credentials(&invite, &challenge, "alice", "alicepw"),
+    );
+    let at_carol = carol.recv("INVITE");
+    assert!(
+        at_carol.starts_with("INVITE sip:carol@10.0.0.5:5060 "),
+        "{at_carol}"
+    );
+    let (ip, to_carol) = media(&at_carol);
+    assert_eq!(ip, "127.0.0.1", "{at_carol}");
+    assert!((34000..=34999).contains(&to_carol), "{at_carol}");
+    assert!(at_carol.contains("a=nortpproxy:yes"), "{at_carol}");
+    let answer = sdp("10.0.0.5", 5000);
+    carol.send(
+        port,
+        &reply_to(
+            &at_carol,
+            "200 OK",
+            "carol-1",
+            &format!(
+                "Contact: <sip:carol@10.0.0.5:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n",
+                answer.len()
+            ),
+        )
+        .replace("Content-Length: 0\r\n\r\n", &format!("\r\n{answer}")),
+    );
+    let ok = loop {
+        let m = alice.recv("200");
+        if m.starts_with("SIP/2.0 200") {
+            break m;
+        }
+    };
+    let (ip, to_alice) = media(&ok);
+    assert_eq!(ip, "127.0.0.1", "{ok}");
+    assert!(
+        (34000..=34999).contains(&to_alice) && to_alice != to_carol,
+        "{ok}"
+    );
+    // The Record-Route marks the call as NATed for its sequential requests.
+    assert!(header(&ok, "Record-Route")[0].contains("nat=yes"), "{ok}");
+    server.terminate(log);
+}
