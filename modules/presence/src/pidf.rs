@@ -325,4 +325,15 @@ mod tests {
         assert_eq!(w.attribute("id"), Some("cid&1"));
         assert_eq!(w.text(), Some("sip:bob@example.com"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_body_aggregates_and_ends_without_panicking(a in ".{0,300}", b in ".{0,300}") {
+            if let Some(out) = aggregate("sip:a@b", &[&a, &b]) {
+                proptest::prop_assert!(Document::parse(&out).is_ok(), "{}", out);
+            }
+            let _ = offline(&a);
+            let _ = is_xml(&b);
+        }
+    }
 }

@@ -227,4 +227,12 @@ mod tests {
         assert_eq!(rfc3339("2026-13-01T00:00:00Z"), None);
         assert_eq!(rfc3339("yesterday"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_document_or_date_evaluates_without_panicking(doc in ".{0,300}", date in ".{0,40}") {
+            let _ = evaluate(&doc, "sip:a@b", "b", 0);
+            let _ = rfc3339(&date);
+        }
+    }
 }

@@ -471,4 +471,25 @@ mod tests {
         assert!(!is_marked("v=0\r\n", "a=nortpproxy:yes"));
         assert!(!is_marked("v=0\r\n", ""));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_sdp_flags_and_reply_are_handled_without_panicking(
+            text in ".{0,300}", flags in ".{0,20}", reply in ".{0,40}", port in 1u16..,
+        ) {
+            let sdp = Sdp::parse(&text);
+            let f = Flags::parse(&flags);
+            let _ = parse_reply(&reply);
+            if let Ok(streams) = streams(&sdp) {
+                let relayed: Vec<Relayed> = streams
+                    .iter()
+                    .map(|s| Relayed { media: s.media, port, ip: "192.0.2.1".into(), ipv6: false })
+                    .collect();
+                let out = rewrite(&sdp, &relayed, &f);
+                let again = Sdp::parse(&out);
+                proptest::prop_assert_eq!(again.media.len(), sdp.media.len());
+                proptest::prop_assert!(is_marked(&add_mark(&out, "a=m"), "a=m"));
+            }
+        }
+    }
 }

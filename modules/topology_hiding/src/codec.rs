@@ -183,4 +183,21 @@ mod tests {
         assert_eq!(to_base32(b"foobar"), "MZXW6YTBOI------");
         assert_eq!(from_base32("mzxw6ytboi------").unwrap(), b"foobar");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_fields_round_trip(
+            a in ".{0,80}", b in ".{0,80}", c in "[0-9]{0,4}", d in ".{0,40}",
+            pw in proptest::collection::vec(proptest::num::u8::ANY, 1..16),
+            base32: bool,
+        ) {
+            let enc = encode([&a, &b, &c, &d], &pw, base32);
+            proptest::prop_assert_eq!(decode(&enc, &pw, base32), Some([a, b, c, d]));
+        }
+
+        #[test]
+        fn any_text_decodes_without_panicking(text in ".{0,200}", base32: bool) {
+            let _ = decode(&text, b"ToPoCtPaSS", base32);
+        }
+    }
 }
