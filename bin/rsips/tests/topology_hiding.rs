@@ -2,7 +2,8 @@
 //! callee behind a downstream one. Each side sees rsips' Via only, no Record-Route of the
 //! other side and a Contact of rsips'; replies carry the caller's own Vias and Record-Route
 //! back; the ACK and the callee's BYE sent to those Contacts reach the other side through its
-//! own proxy, with its route set; nothing of one side's addresses reaches the other.
+//! own proxy, with its route set; nothing of one side's addresses reaches the other, and
+//! (flag `C`) the callee's side knows the call by another Call-ID.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -33,7 +34,7 @@ route {
         exit;
     }
     record_route();
-    topology_hiding("U");
+    topology_hiding("UC");
     $du = "sip:127.0.0.1:CALLEE";
     t_relay();
 }
@@ -94,6 +95,12 @@ fn neither_side_sees_the_other() {
         "{got}"
     );
     assert_eq!(leaks(&got, &caller_side), Vec::<u16>::new(), "{got}");
+    // `C`: the callee sees another Call-ID.
+    let hidden = header(&got, "Call-ID")[0].to_owned();
+    assert!(
+        hidden.starts_with("DLGCH_") && !hidden.contains("th-1"),
+        "{got}"
+    );
 
     // The callee answers through its downstream proxy (its Record-Route on top).
     let ok = reply_to(
@@ -133,6 +140,7 @@ fn neither_side_sees_the_other() {
         "{ok}"
     );
     assert_eq!(leaks(&ok, &callee_side), Vec::<u16>::new(), "{ok}");
+    assert_eq!(header(&ok, "Call-ID"), vec!["th-1"], "{ok}");
 
     // The ACK, as the upstream proxy relays it to rsips' Contact: it reaches the callee's
     // proxy with the callee's Contact as R-URI and the callee's route set.
@@ -159,14 +167,15 @@ fn neither_side_sees_the_other() {
     );
     assert_eq!(header(&got, "Via").len(), 1, "{got}");
     assert_eq!(leaks(&got, &caller_side), Vec::<u16>::new(), "{got}");
+    assert_eq!(header(&got, "Call-ID"), vec![hidden.as_str()], "{got}");
 
-    // The callee hangs up: its BYE goes to rsips' Contact and reaches the caller's proxy
+    // The callee hangs up (with the Call-ID it knows): its BYE goes to rsips' Contact and reaches the caller's proxy
     // with the caller's Contact and route set.
     let invite_contact = contact.trim_start_matches('<').split('>').next().unwrap();
     let bye = format!(
         "BYE {invite_contact} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{ep};branch=z9hG4bK-b2\r\n\
          Max-Forwards: 70\r\nFrom: <sip:bob@example.com>;tag=b1\r\nTo: <sip:alice@example.com>;tag=a1\r\n\
-         Call-ID: th-1\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+         Call-ID: {hidden}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
         ep = callee.port
     );
     callee.send(port, &bye);
@@ -184,6 +193,7 @@ fn neither_side_sees_the_other() {
     );
     assert_eq!(header(&got, "Via").len(), 1, "{got}");
     assert_eq!(leaks(&got, &callee_side), Vec::<u16>::new(), "{got}");
+    assert_eq!(header(&got, "Call-ID"), vec!["th-1"], "{got}");
     // Its 200 goes back to the callee with the callee's own Via only.
     upstream.send(port, &reply_to(&got, "200 OK", "", ""));
     let ok = callee.recv("200");
@@ -193,6 +203,7 @@ fn neither_side_sees_the_other() {
         "{ok}"
     );
     assert_eq!(leaks(&ok, &caller_side), Vec::<u16>::new(), "{ok}");
+    assert_eq!(header(&ok, "Call-ID"), vec![hidden.as_str()], "{ok}");
 
     // A sequential request to a Contact that is not ours to decode: the script's 404.
     let stray = bye
@@ -208,10 +219,10 @@ fn dialog_only_flags_are_refused_at_start() {
     let err = common::refused_start(
         "th-flags",
         "socket=udp:127.0.0.1:PORT\nloadmodule \"proto_udp.so\"\nloadmodule \"tm.so\"\n\
-         loadmodule \"topology_hiding.so\"\nroute { topology_hiding(\"UC\"); t_relay(); }\n",
+         loadmodule \"topology_hiding.so\"\nroute { topology_hiding(\"UD\"); t_relay(); }\n",
     );
     assert!(
-        err.contains("flag C needs the dialog-based topology hiding"),
+        err.contains("flag D needs the dialog-based topology hiding"),
         "{err}"
     );
     let err = common::refused_start(

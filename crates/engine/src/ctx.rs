@@ -433,6 +433,9 @@ pub struct HideFixup {
     pub contact: bool,
     /// What the builder needs from the request: free text owned by the module.
     pub state: String,
+    /// The Call-ID the replies carry back (topology_hiding's `C`: the request left with
+    /// another one).
+    pub call_id: Option<String>,
 }
 
 /// acc's values (`$acc_extra`, `$acc_leg`), shared as [`MsgCtx::acc_extra`] is.

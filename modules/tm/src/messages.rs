@@ -234,6 +234,11 @@ fn hide(
     if let Some(rr) = fix.record_route.as_deref().filter(|r| !r.is_empty()) {
         edits.add_top("Record-Route", rr);
     }
+    if let Some(call_id) = &fix.call_id
+        && let Some(h) = reply.headers().find(|h| h.name == HeaderName::CallId)
+    {
+        edits.replace_value(h.index, call_id.as_str());
+    }
     if fix.contact
         && !(300..400).contains(&reply.status().unwrap_or(0))
         && let Some(h) = reply.headers().find(|h| h.name == HeaderName::Contact)

@@ -58,6 +58,22 @@ pub fn decode(text: &str, passwd: &[u8], base32: bool) -> Option<[String; 4]> {
     Some(out)
 }
 
+/// topology_hiding's `C`: the Call-ID the other side sees, `prefix` + the XOR-ed Call-ID in
+/// the base64 variant.
+pub fn hide_call_id(call_id: &str, passwd: &[u8], prefix: &str) -> String {
+    let mut buf = call_id.as_bytes().to_vec();
+    xor(&mut buf, passwd);
+    format!("{prefix}{}", to_word64(&buf))
+}
+
+/// The Call-ID behind one [`hide_call_id`] made; `None` for one it did not make.
+pub fn reveal_call_id(text: &str, passwd: &[u8], prefix: &str) -> Option<String> {
+    let rest = text.strip_prefix(prefix).filter(|r| !r.is_empty())?;
+    let mut buf = from_word64(rest)?;
+    xor(&mut buf, passwd);
+    String::from_utf8(buf).ok().filter(|c| !c.is_empty())
+}
+
 fn to_word64(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
@@ -171,6 +187,21 @@ mod tests {
         }
         assert_eq!(decode("", b"x", false), None);
         assert_eq!(decode("!!!!", b"x", true), None);
+    }
+
+    #[test]
+    fn call_ids_hide_and_come_back() {
+        let hidden = hide_call_id("abc-123@host", b"OpenSIPS", "DLGCH_");
+        assert!(
+            hidden.starts_with("DLGCH_") && !hidden.contains("abc"),
+            "{hidden}"
+        );
+        assert_eq!(
+            reveal_call_id(&hidden, b"OpenSIPS", "DLGCH_").as_deref(),
+            Some("abc-123@host")
+        );
+        assert_eq!(reveal_call_id("abc-123@host", b"OpenSIPS", "DLGCH_"), None);
+        assert_eq!(reveal_call_id("DLGCH_", b"OpenSIPS", "DLGCH_"), None);
     }
 
     #[test]

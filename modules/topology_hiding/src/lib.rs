@@ -10,10 +10,14 @@
 //! routes the request there (R-URI, Route, `$du`, socket), hiding its own Contact and its
 //! replies' in turn.
 //!
+//! Flag `C` hides the Call-ID from the callee's side (`th_callid_prefix` + the Call-ID XOR-ed
+//! with `th_callid_passwd` in OpenSIPS' base64 variant): requests towards the callee carry
+//! the hidden one, those from the callee get the caller's back (before the dialog module and
+//! the rest of the script see them), and each side's replies carry its own.
+//!
 //! OpenSIPS keeps that state in the dialog when the dialog module runs (Contact parameter
-//! `did`, flags `C` to hide the Call-ID, `D`, `a` and `A`); rsips always carries it in the
-//! Contact, so those flags are refused when the script loads and `force_dialog` 1 stops the
-//! start. A dialog the script created is still matched by the sequential requests
+//! `did`, flags `D`, `a` and `A`); rsips always carries it in the Contact, so those flags are
+//! refused when the script loads and `force_dialog` 1 stops the start. A dialog the script created is still matched by the sequential requests
 //! `topology_hiding_match()` routes.
 #![forbid(unsafe_code)]
 
@@ -71,15 +75,10 @@ static FLAGS: engine::module::ParamCheck = engine::module::ParamCheck {
 
 /// The first flag that only the dialog-based mode has.
 fn dialog_only(flags: u32) -> Option<char> {
-    [
-        (HIDE_CALLID, 'C'),
-        (DID_IN_USER, 'D'),
-        (KEEP_ADV_A, 'a'),
-        (KEEP_ADV_B, 'A'),
-    ]
-    .into_iter()
-    .find(|(bit, _)| flags & bit != 0)
-    .map(|(_, c)| c)
+    [(DID_IN_USER, 'D'), (KEEP_ADV_A, 'a'), (KEEP_ADV_B, 'A')]
+        .into_iter()
+        .find(|(bit, _)| flags & bit != 0)
+        .map(|(_, c)| c)
 }
 
 /// Flag `U`: the Contact keeps its user part.
@@ -90,6 +89,9 @@ const KEEP_ADV_A: u32 = 1 << 5;
 const KEEP_ADV_B: u32 = 1 << 6;
 
 struct Config {
+    /// `th_callid_passwd` and `th_callid_prefix` (flag `C`).
+    callid_passwd: Vec<u8>,
+    callid_prefix: String,
     passwd: Vec<u8>,
     param: String,
     base32: bool,
@@ -139,7 +141,20 @@ pub fn start(script: &Script) -> Result<(), String> {
     if passwd.is_empty() {
         return Err("topology_hiding: th_contact_encode_passwd is empty".into());
     }
+    if script
+        .modparam_int("topology_hiding", "th_callid_loop_protection")
+        .unwrap_or(0)
+        != 0
+    {
+        return Err(
+            "topology_hiding: th_callid_loop_protection is not supported by rsips yet".into(),
+        );
+    }
     let _ = CONFIG.set(Config {
+        callid_passwd: text("th_callid_passwd")
+            .unwrap_or_else(|| "OpenSIPS".into())
+            .into_bytes(),
+        callid_prefix: text("th_callid_prefix").unwrap_or_else(|| "DLGCH_".into()),
         passwd: passwd.into_bytes(),
         param: text("th_contact_encode_param").unwrap_or_else(|| "thinfo".into()),
         base32,
@@ -335,7 +350,7 @@ fn reply_contact(
         .map(|(p, a)| engine::forward::socket_name(p, a))
         .unwrap_or_default();
     let encoded = codec::encode(
-        [&routes, &uri, &(st.flags & KEEP_USER).to_string(), &socket],
+        [&routes, &uri, &st.flags.to_string(), &socket],
         &cfg.passwd,
         cfg.base32,
     );
@@ -455,8 +470,13 @@ pub fn topology_hiding(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     drop_record_routes(f);
     hide_request_contact(f, cfg, flags, caller_user.as_deref());
     f.msg.hide_topology = true;
+    let call_id = if flags & HIDE_CALLID != 0 {
+        hide_call_id(f, cfg)
+    } else {
+        None
+    };
     let state = ReplyState {
-        flags: flags & KEEP_USER,
+        flags: flags & (KEEP_USER | HIDE_CALLID),
         addr: socket_address(f.script, receipt.proto, receipt.local),
         user: callee_user,
         routes: None,
@@ -468,8 +488,45 @@ pub fn topology_hiding(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             record_route: Some(record_route).filter(|r| !r.is_empty()),
             contact: true,
             state: state.to_text(),
+            call_id,
         })));
     1
+}
+
+/// Flag `C` on a request going towards the callee: it leaves with the hidden Call-ID; the
+/// Call-ID its replies must carry back is returned. REGISTER, PUBLISH and SUBSCRIBE keep
+/// theirs, as in OpenSIPS.
+fn hide_call_id(f: &mut FnCtx<'_>, cfg: &Config) -> Option<String> {
+    let m = &f.msg.msg;
+    let method = m.cseq().ok()?.method_str.to_ascii_uppercase();
+    if ["REGISTER", "PUBLISH", "SUBSCRIBE"].contains(&method.as_str()) {
+        return None;
+    }
+    let original = m.call_id().ok()?.to_owned();
+    let line = m.headers().find(|h| h.name == HeaderName::CallId)?.index;
+    let hidden = codec::hide_call_id(&original, &cfg.callid_passwd, &cfg.callid_prefix);
+    f.msg.edits.replace_value(line, hidden);
+    Some(original)
+}
+
+/// Flag `C` on a request coming from the callee: the message takes back the caller's Call-ID
+/// (the script, the dialog and the caller see that one); the hidden one its replies carry
+/// back is returned. `None` when its Call-ID is not one we hid.
+fn reveal_call_id(f: &mut FnCtx<'_>, cfg: &Config) -> Option<String> {
+    let m = &f.msg.msg;
+    let hidden = m.call_id().ok()?.to_owned();
+    let original = codec::reveal_call_id(&hidden, &cfg.callid_passwd, &cfg.callid_prefix)?;
+    let raw = m.as_bytes();
+    let value = m.headers().find(|h| h.name == HeaderName::CallId)?.value;
+    // The value is a slice of the message: its place in the bytes.
+    let at = (value.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
+    let end = at.checked_add(value.len()).filter(|e| *e <= raw.len())?;
+    let mut text = raw.get(..at)?.to_vec();
+    text.extend_from_slice(original.as_bytes());
+    text.extend_from_slice(raw.get(end..)?);
+    let msg = sip::SipMessage::parse(bytes::Bytes::from(text)).ok()?;
+    f.msg.msg = msg;
+    Some(hidden)
 }
 
 /// `topology_hiding_match([mode])`: a request sent to one of our hiding Contacts is routed
@@ -569,8 +626,15 @@ pub fn topology_hiding_match(f: &mut FnCtx<'_>, _args: &[Value]) -> i64 {
     }
     hide_request_contact(f, cfg, flags, None);
     f.msg.hide_topology = true;
+    // `C`: from the callee the Call-ID comes back to the caller's; from the caller it is
+    // hidden again.
+    let call_id = if flags & HIDE_CALLID != 0 {
+        reveal_call_id(f, cfg).or_else(|| hide_call_id(f, cfg))
+    } else {
+        None
+    };
     let state = ReplyState {
-        flags: flags & KEEP_USER,
+        flags: flags & (KEEP_USER | HIDE_CALLID),
         addr: socket_address(f.script, receipt.proto, receipt.local),
         user: None,
         routes: Some(kept_routes),
@@ -582,6 +646,7 @@ pub fn topology_hiding_match(f: &mut FnCtx<'_>, _args: &[Value]) -> i64 {
             record_route: None,
             contact: true,
             state: state.to_text(),
+            call_id,
         })));
     // The dialog (and uac's restore) see the request as loose_route would show it to them.
     engine::hooks::dialog_routed(f.msg);
