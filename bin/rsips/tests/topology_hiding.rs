@@ -20,6 +20,9 @@ loadmodule "tm.so"
 loadmodule "rr.so"
 loadmodule "sipmsgops.so"
 loadmodule "topology_hiding.so"
+loadmodule "dialog.so"
+loadmodule "mi_fifo.so"
+modparam("mi_fifo", "fifo_name", "FIFO")
 route {
     if (has_totag()) {
         if (topology_hiding_match()) {
@@ -34,6 +37,7 @@ route {
         exit;
     }
     record_route();
+    create_dialog();
     topology_hiding("UC");
     $du = "sip:127.0.0.1:CALLEE";
     t_relay();
@@ -61,7 +65,8 @@ fn neither_side_sees_the_other() {
         dir.join("rsips.cfg"),
         CONFIG
             .replace("PORT", &port.to_string())
-            .replace("CALLEE", &callee.port.to_string()),
+            .replace("CALLEE", &callee.port.to_string())
+            .replace("FIFO", dir.join("fifo").to_str().unwrap()),
     )
     .unwrap();
     let mut server = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("listening on udp:"));
@@ -168,6 +173,15 @@ fn neither_side_sees_the_other() {
     assert_eq!(header(&got, "Via").len(), 1, "{got}");
     assert_eq!(leaks(&got, &caller_side), Vec::<u16>::new(), "{got}");
     assert_eq!(header(&got, "Call-ID"), vec![hidden.as_str()], "{got}");
+    // The dialog the script created saw the 200 and the ACK.
+    let dialogs = || {
+        let (ok, out) = common::opensips_cli(&dir.join("fifo"), &["dlg_list"]);
+        assert!(ok, "{out}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let listed = dialogs();
+    assert_eq!(listed["Dialogs"][0]["callid"], "th-1", "{listed}");
+    assert_eq!(listed["Dialogs"][0]["state"], 4, "{listed}");
 
     // The callee hangs up (with the Call-ID it knows): its BYE goes to rsips' Contact and reaches the caller's proxy
     // with the caller's Contact and route set.
@@ -204,6 +218,15 @@ fn neither_side_sees_the_other() {
     );
     assert_eq!(leaks(&ok, &caller_side), Vec::<u16>::new(), "{ok}");
     assert_eq!(header(&ok, "Call-ID"), vec![hidden.as_str()], "{ok}");
+    // The BYE, matched to the dialog under the caller's Call-ID, ended it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while dialogs()["Dialogs"]
+        .as_array()
+        .is_some_and(|d| !d.is_empty())
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", dialogs());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 
     // A sequential request to a Contact that is not ours to decode: the script's 404.
     let stray = bye
