@@ -23,6 +23,7 @@ loadmodule "topology_hiding.so"
 loadmodule "dialog.so"
 loadmodule "mi_fifo.so"
 modparam("mi_fifo", "fifo_name", "FIFO")
+#LOOP
 route {
     if (has_totag()) {
         if (topology_hiding_match()) {
@@ -55,6 +56,17 @@ fn leaks(msg: &str, ports: &[u16]) -> Vec<u16> {
 
 #[test]
 fn neither_side_sees_the_other() {
+    call_through(false);
+}
+
+/// With `th_callid_loop_protection` the call goes the same, and a request from the caller's
+/// side that comes back to the callee's Contact (a loop) keeps a hidden Call-ID.
+#[test]
+fn with_loop_protection_a_looped_request_stays_hidden() {
+    call_through(true);
+}
+
+fn call_through(loop_protection: bool) {
     let (caller, upstream, callee, downstream) =
         (Peer::new(), Peer::new(), Peer::new(), Peer::new());
     let port = common::free_port();
@@ -66,7 +78,15 @@ fn neither_side_sees_the_other() {
         CONFIG
             .replace("PORT", &port.to_string())
             .replace("CALLEE", &callee.port.to_string())
-            .replace("FIFO", dir.join("fifo").to_str().unwrap()),
+            .replace("FIFO", dir.join("fifo").to_str().unwrap())
+            .replace(
+                "#LOOP",
+                if loop_protection {
+                    "modparam(\"topology_hiding\", \"th_callid_loop_protection\", 1)"
+                } else {
+                    ""
+                },
+            ),
     )
     .unwrap();
     let mut server = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("listening on udp:"));
@@ -227,6 +247,26 @@ fn neither_side_sees_the_other() {
         assert!(std::time::Instant::now() < deadline, "{}", dialogs());
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+
+    // The caller's side comes round to the callee's Contact (its own tag, the hidden
+    // Call-ID): with loop protection it stays hidden (hidden once more), else it is revealed.
+    let looped = bye
+        .replace("z9hG4bK-b2", "z9hG4bK-l1")
+        .replace("tag=b1\r\nTo:", "tag=a1\r\nTo:")
+        .replace(
+            "To: <sip:alice@example.com>;tag=a1",
+            "To: <sip:alice@example.com>;tag=b1",
+        );
+    callee.send(port, &looped);
+    let got = upstream.recv("looped BYE");
+    let cid = header(&got, "Call-ID")[0].to_owned();
+    if loop_protection {
+        assert!(cid.starts_with("DLGCH_") && cid != hidden, "{got}");
+    } else {
+        assert_eq!(cid, "th-1", "{got}");
+    }
+    upstream.send(port, &reply_to(&got, "200 OK", "", ""));
+    callee.recv("200 to the looped BYE");
 
     // A sequential request to a Contact that is not ours to decode: the script's 404.
     let stray = bye

@@ -15,6 +15,9 @@
 //! the hidden one, those from the callee get the caller's back (before the dialog module and
 //! the rest of the script see them), and each side's replies carry its own.
 //!
+//! With `th_callid_loop_protection` the hidden Call-ID also carries the caller's tag, and a
+//! call that loops back through us is hidden once more instead of being revealed.
+//!
 //! OpenSIPS keeps that state in the dialog when the dialog module runs (Contact parameter
 //! `did`, flags `D`, `a` and `A`); rsips always carries it in the Contact, so those flags are
 //! refused when the script loads and `force_dialog` 1 stops the start. A dialog the script created is still matched by the sequential requests
@@ -92,6 +95,9 @@ struct Config {
     /// `th_callid_passwd` and `th_callid_prefix` (flag `C`).
     callid_passwd: Vec<u8>,
     callid_prefix: String,
+    /// `th_callid_loop_protection`: the hidden Call-ID carries the caller's tag, so that a
+    /// call looping back through us is hidden again rather than revealed.
+    loop_protection: bool,
     passwd: Vec<u8>,
     param: String,
     base32: bool,
@@ -141,16 +147,11 @@ pub fn start(script: &Script) -> Result<(), String> {
     if passwd.is_empty() {
         return Err("topology_hiding: th_contact_encode_passwd is empty".into());
     }
-    if script
-        .modparam_int("topology_hiding", "th_callid_loop_protection")
-        .unwrap_or(0)
-        != 0
-    {
-        return Err(
-            "topology_hiding: th_callid_loop_protection is not supported by rsips yet".into(),
-        );
-    }
     let _ = CONFIG.set(Config {
+        loop_protection: script
+            .modparam_int("topology_hiding", "th_callid_loop_protection")
+            .unwrap_or(0)
+            != 0,
         callid_passwd: text("th_callid_passwd")
             .unwrap_or_else(|| "OpenSIPS".into())
             .into_bytes(),
@@ -504,7 +505,14 @@ fn hide_call_id(f: &mut FnCtx<'_>, cfg: &Config) -> Option<String> {
     }
     let original = m.call_id().ok()?.to_owned();
     let line = m.headers().find(|h| h.name == HeaderName::CallId)?.index;
-    let hidden = codec::hide_call_id(&original, &cfg.callid_passwd, &cfg.callid_prefix);
+    let plain = if cfg.loop_protection {
+        // OpenSIPS hides nothing when there is no tag to add.
+        let tag = m.from_tag().ok().flatten().filter(|t| !t.is_empty())?;
+        format!("{original}|{tag}")
+    } else {
+        original.clone()
+    };
+    let hidden = codec::hide_call_id(&plain, &cfg.callid_passwd, &cfg.callid_prefix);
     f.msg.edits.replace_value(line, hidden);
     Some(original)
 }
@@ -515,7 +523,15 @@ fn hide_call_id(f: &mut FnCtx<'_>, cfg: &Config) -> Option<String> {
 fn reveal_call_id(f: &mut FnCtx<'_>, cfg: &Config) -> Option<String> {
     let m = &f.msg.msg;
     let hidden = m.call_id().ok()?.to_owned();
-    let original = codec::reveal_call_id(&hidden, &cfg.callid_passwd, &cfg.callid_prefix)?;
+    let mut original = codec::reveal_call_id(&hidden, &cfg.callid_passwd, &cfg.callid_prefix)?;
+    if cfg.loop_protection {
+        let (cid, tag) = original.rsplit_once('|')?;
+        // The caller's own tag: the call came round to us again; it stays hidden.
+        if m.from_tag().ok().flatten() == Some(tag) {
+            return None;
+        }
+        original = cid.to_owned();
+    }
     let raw = m.as_bytes();
     let value = m.headers().find(|h| h.name == HeaderName::CallId)?.value;
     // The value is a slice of the message: its place in the bytes.
