@@ -435,6 +435,12 @@ fn the_stock_presence_server_on_mariadb() {
         .unwrap();
     assert_eq!(watch["pres_uri"], "sip:alice@example.com");
     assert_eq!(watch["local_cseq"], 5);
+    // OpenSIPS' shape: the expiry as a local date and time.
+    let expires = watch["expires"].as_str().unwrap();
+    assert!(
+        expires.len() == 19 && expires.as_bytes()[4] == b'-' && expires.as_bytes()[13] == b':',
+        "{watch}"
+    );
     let pres = server.mi(&["pres_phtable_list"]);
     assert_eq!(pres[0]["pres_uri"], "sip:alice@example.com");
     assert_eq!(pres[0]["etag"], etag3.as_str());

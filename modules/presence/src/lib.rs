@@ -488,7 +488,7 @@ pub fn commands(mi: &mut Mi) {
                     json!({
                         "pres_uri": s.pres_uri,
                         "event": s.event,
-                        "expires": s.expires,
+                        "expires": engine::pv::time::strftime(s.expires, "%Y-%m-%d %H:%M:%S"),
                         "db_flag": s.db as i64,
                         "version": s.version,
                         "to_user": s.to_user,
