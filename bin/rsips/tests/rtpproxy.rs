@@ -553,3 +553,177 @@ route {{
     assert_eq!(offers(&seen2), vec!["Uc0 db-2 127.0.0.1 4000 caller;1"]);
     server.terminate(log);
 }
+
+#[test]
+fn engage_follows_the_dialog() {
+    let [port, control] = common::free_ports();
+    let dir = std::env::temp_dir().join(format!("rsips-rtpp4-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sockets: Vec<UdpSocket> = (0..2)
+        .map(|_| {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            s
+        })
+        .collect();
+    let [caller, callee] = sockets.as_slice() else {
+        unreachable!()
+    };
+    let p = |s: &UdpSocket| s.local_addr().unwrap().port();
+    let (cp, ep) = (p(caller), p(callee));
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        format!(
+            r#"socket=udp:127.0.0.1:{port}
+stderror_enabled=yes
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "rr.so"
+loadmodule "sipmsgops.so"
+loadmodule "dialog.so"
+loadmodule "rtpproxy.so"
+modparam("rtpproxy", "rtpproxy_sock", "udp:127.0.0.1:{control}")
+route {{
+    if (has_totag()) {{
+        if (loose_route()) {{
+            t_relay();
+            exit;
+        }}
+        if (is_method("ACK") && t_check_trans()) t_relay();
+        exit;
+    }}
+    if (is_method("INVITE")) {{
+        record_route();
+        if (!rtpproxy_engage("r")) {{
+            sl_send_reply(503, "No media relay");
+            exit;
+        }}
+    }}
+    $du = "sip:127.0.0.1:{ep}";
+    t_relay();
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let _engine = rtpengine(&dir, control);
+    let mut server =
+        common::spawn_rsips(&dir, "rsips.cfg", |log| log.contains("listening on udp:"));
+    let log = || std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default();
+    let elog = || std::fs::read_to_string(dir.join("rtpengine.log")).unwrap_or_default();
+    let relayed = |port: u16| (33000..=33999).contains(&port);
+    // An in-dialog request from the caller, through our Record-Route.
+    let in_dialog = |method: &str, call: &str, rr: &str, cseq: u32, body: &str| {
+        let ct = if body.is_empty() {
+            String::new()
+        } else {
+            "Content-Type: application/sdp\r\n".to_owned()
+        };
+        format!(
+            "{method} sip:callee@127.0.0.1:{ep} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cp};branch=z9hG4bK-{call}-{cseq}{method}\r\n\
+             Route: {rr}\r\nMax-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=caller\r\n\
+             To: <sip:callee@127.0.0.1>;tag=callee\r\nCall-ID: {call}\r\nCSeq: {cseq} {method}\r\n\
+             {ct}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !elog().contains(what) {
+            assert!(Instant::now() < deadline, "no {what:?}:\n{}", elog());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // The INVITE offers, the 200 answers, the BYE ends the dialog and the session.
+    caller
+        .send_to(
+            invite(port, cp, "eng-1", "z9hG4bK-e1", &sdp(4000)).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let got = common::recv_starting(callee, "INVITE ");
+    assert!(relayed(media(&got).2), "{got}\n{}", log());
+    callee
+        .send_to(
+            common::sdp_reply(&got, "200 OK", &sdp(5000)).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let ok = common::recv_starting(caller, "SIP/2.0 200");
+    assert!(
+        relayed(media(&ok).2) && media(&ok).2 != media(&got).2,
+        "{ok}"
+    );
+    let rr = common::header(&ok, "Record-Route")[0].to_owned();
+    caller
+        .send_to(
+            in_dialog("ACK", "eng-1", &rr, 1, "").as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    common::recv_starting(callee, "ACK ");
+    caller
+        .send_to(
+            in_dialog("BYE", "eng-1", &rr, 2, "").as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let bye = common::recv_starting(callee, "BYE ");
+    callee
+        .send_to(
+            common::sdp_reply(&bye, "200 OK", "").as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    common::recv_starting(caller, "SIP/2.0 200");
+    wait_for(" D eng-1 caller callee");
+
+    // Late negotiation: no SDP in the INVITE; the 200 offers and the ACK answers.
+    caller
+        .send_to(
+            invite(port, cp, "eng-2", "z9hG4bK-e2", "").as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let got = common::recv_starting(callee, "INVITE ");
+    assert!(got.ends_with("\r\n\r\n"), "no SDP to relay: {got}");
+    callee
+        .send_to(
+            common::sdp_reply(&got, "200 OK", &sdp(5002)).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let ok = common::recv_starting(caller, "SIP/2.0 200");
+    assert!(relayed(media(&ok).2), "the 2xx's offer relayed: {ok}");
+    let rr = common::header(&ok, "Record-Route")[0].to_owned();
+    caller
+        .send_to(
+            in_dialog("ACK", "eng-2", &rr, 1, &sdp(4002)).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let ack = common::recv_starting(callee, "ACK ");
+    assert!(relayed(media(&ack).2), "the ACK's answer relayed: {ack}");
+
+    // A call that fails ends its session too.
+    caller
+        .send_to(
+            invite(port, cp, "eng-3", "z9hG4bK-e3", &sdp(4004)).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let got = common::recv_starting(callee, "INVITE ");
+    callee
+        .send_to(
+            common::sdp_reply(&got, "486 Busy Here", "").as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    common::recv_starting(caller, "SIP/2.0 486");
+    wait_for(" D eng-3 caller");
+    server.terminate(log);
+}

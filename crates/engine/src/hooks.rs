@@ -271,3 +271,46 @@ pub fn hidden_contact(
 ) -> Option<String> {
     HIDDEN_CONTACT.get().and_then(|f| f(reply, came_on, state))
 }
+
+/// A media module's part in the dialogs it engaged (rtpproxy's `rtpproxy_engage`): told of
+/// each sequential request the dialog module matched, each reply tm relays for a request of
+/// a dialog, and each dialog that ends (answered or not).
+pub trait MediaHooks: Send + Sync {
+    /// A sequential request of dialog `dialog` (`ctx.dialog` is set).
+    fn request(&self, ctx: &mut crate::MsgCtx, dialog: u64);
+    /// A reply (in `ctx`, which the module may edit) that tm is about to relay, for a request
+    /// of dialog `dialog` with that method, with or without a body.
+    fn reply(&self, ctx: &mut crate::MsgCtx, dialog: u64, method: &str, request_body: bool);
+    /// Dialog `dialog` ended or was given up.
+    fn gone(&self, dialog: u64);
+}
+
+static MEDIA: OnceLock<Box<dyn MediaHooks>> = OnceLock::new();
+
+/// Installs the media module's hooks (once).
+pub fn set_media_hooks(h: Box<dyn MediaHooks>) {
+    let _ = MEDIA.set(h);
+}
+
+pub fn media_request(ctx: &mut crate::MsgCtx, dialog: u64) {
+    if let Some(m) = MEDIA.get() {
+        m.request(ctx, dialog);
+    }
+}
+
+/// Whether a media module listens (tm looks at the request only then).
+pub fn media_running() -> bool {
+    MEDIA.get().is_some()
+}
+
+pub fn media_reply(ctx: &mut crate::MsgCtx, dialog: u64, method: &str, request_body: bool) {
+    if let Some(m) = MEDIA.get() {
+        m.reply(ctx, dialog, method, request_body);
+    }
+}
+
+pub fn media_gone(dialog: u64) {
+    if let Some(m) = MEDIA.get() {
+        m.gone(dialog);
+    }
+}

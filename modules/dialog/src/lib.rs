@@ -869,6 +869,9 @@ impl engine::hooks::DialogHooks for Hooks {
     fn routed(&self, ctx: &mut MsgCtx) {
         if ctx.dialog.is_none() && ctx.msg.to_tag().ok().flatten().is_some() {
             matched(ctx, settings().match_mode);
+            if let Some(mark) = ctx.dialog {
+                engine::hooks::media_request(ctx, mark.id);
+            }
         }
     }
 

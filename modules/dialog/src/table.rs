@@ -232,6 +232,8 @@ pub struct Dialogs {
     pub on_end: HashMap<u64, Vec<engine::hooks::OnDialogEnd>>,
     /// Those of dialogs that ended, run once the table is unlocked.
     due: Vec<(Vec<engine::hooks::OnDialogEnd>, engine::hooks::DialogEnd)>,
+    /// Dialogs that ended or went away, for the media module (told once unlocked).
+    gone: Vec<u64>,
     /// The script routes `dlg_on_answer`/`dlg_on_hangup` armed that are due: (route,
     /// dialog), run once the table is unlocked.
     pub routes_due: Vec<(usize, u64)>,
@@ -273,7 +275,11 @@ impl Drop for DialogsGuard {
         };
         let due = std::mem::take(&mut guard.due);
         let routes = std::mem::take(&mut guard.routes_due);
+        let gone = std::mem::take(&mut guard.gone);
         drop(guard);
+        for id in gone {
+            engine::hooks::media_gone(id);
+        }
         for (hooks, info) in due {
             for h in hooks {
                 h(&info);
@@ -459,6 +465,7 @@ impl Dialogs {
             }
             let stored = d.stored;
             self.live = self.live.saturating_sub(1);
+            self.gone.push(id);
             // The call's records (CDRs) are written now, with how long it lasted.
             if let Some(hooks) = self.on_end.remove(&id)
                 && d.start_ms > 0
@@ -492,6 +499,7 @@ impl Dialogs {
         let d = self.by_id.remove(&id)?;
         if d.state != DELETED {
             self.live = self.live.saturating_sub(1);
+            self.gone.push(id);
         }
         if let Some(ids) = self.by_callid.get_mut(&d.callid) {
             ids.retain(|i| *i != id);

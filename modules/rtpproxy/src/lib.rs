@@ -2,8 +2,9 @@
 //! its control protocol, such as rtpengine's `--listen-udp`).
 //!
 //! `rtpproxy_offer` / `rtpproxy_answer` send one `U` / `L` command per media stream and
-//! rewrite the SDP to the address and ports the proxy answers with; `rtpproxy_unforce` ends
-//! the session (`D`); `rtpproxy_stats` (`Q`), `rtpproxy_start_recording` (`R`/`C`) and the
+//! rewrite the SDP to the address and ports the proxy answers with; `rtpproxy_engage` does
+//! both along a dialog by itself (through the dialog module's and tm's media hooks);
+//! `rtpproxy_unforce` ends the session (`D`); `rtpproxy_stats` (`Q`), `rtpproxy_start_recording` (`R`/`C`) and the
 //! prompt functions (`P`/`S`). Sets of nodes with weights from `rtpproxy_sock` or the
 //! `rtpproxy_sockets` table, the version handshake, a node that stops answering taken out for
 //! `rtpproxy_disable_tout` seconds, MI `rtpproxy:show`/`enable`/`reload` and the
@@ -13,10 +14,11 @@
 pub mod nodes;
 pub mod offer;
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use engine::{FnCtx, FnSpec, ModuleSpec, Param, ParamType, Routes, Script, Value};
+use engine::{FnCtx, FnSpec, ModuleSpec, MsgCtx, Param, ParamType, Routes, Script, Value};
 use mi::{Command, Mi, MiError};
 use nodes::{Answer, Node, Set, Timing};
 use offer::{Flags, Relayed, Reply};
@@ -58,6 +60,18 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             params: OFFER_PARAMS,
             routes: ALL,
             run: rtpproxy_answer,
+        },
+        FnSpec {
+            name: "rtpproxy_engage",
+            params: &[
+                (Param::Str, true),
+                (Param::Str, true),
+                (Param::Int, true),
+                (Param::Var, true),
+                (Param::Var, true),
+            ],
+            routes: ALL,
+            run: rtpproxy_engage,
         },
         FnSpec {
             name: "rtpproxy_unforce",
@@ -267,6 +281,7 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     if sets.iter().all(|s| s.nodes.is_empty()) {
         return Err("rtpproxy: no rtpproxy set specified (rtpproxy_sock or db_url)".into());
     }
+    engine::hooks::set_media_hooks(Box::new(Engagement));
     let _ = CONFIG.set(Config {
         sets: RwLock::new(Arc::new(sets)),
         timing,
@@ -299,7 +314,10 @@ fn fail(f: &mut FnCtx<'_>, what: &str, why: &str) -> i64 {
 
 /// (Call-ID, From tag, To tag) of the message.
 fn ids(f: &FnCtx<'_>) -> Result<(String, String, String), &'static str> {
-    let m = &f.msg.msg;
+    ids_of(&f.msg.msg)
+}
+
+fn ids_of(m: &sip::SipMessage) -> Result<(String, String, String), &'static str> {
     let call_id = m.call_id().map_err(|_| "no Call-ID")?.to_owned();
     let from_tag = m
         .from_tag()
@@ -323,38 +341,95 @@ pub fn rtpproxy_answer(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 }
 
 fn offer_answer(f: &mut FnCtx<'_>, args: &[Value], offer: bool) -> i64 {
+    let a = MediaArgs {
+        flags: text_arg(args, 0).unwrap_or_default(),
+        ip: text_arg(args, 1).filter(|s| !s.is_empty()),
+        set: args.get(2).and_then(Value::as_int),
+        body: args
+            .get(5)
+            .filter(|v| !v.is_null())
+            .map(|v| v.to_text().into_owned()),
+        bind_local: text_arg(args, 6).filter(|s| !s.is_empty()),
+    };
+    let mut out = MediaOut::default();
+    let code = media(f.msg, f.log, &a, offer, &mut out);
+    if let Some(url) = out.node {
+        f.set_output(3, Value::from(url));
+    }
+    if let Some(l) = out.ret {
+        f.set_output(4, Value::from(l));
+    }
+    if let Some(b) = out.body {
+        f.set_output(5, Value::from(b));
+    }
+    code
+}
+
+/// What offer and answer are asked (their script arguments, or what engage kept).
+#[derive(Debug, Clone, Default)]
+struct MediaArgs {
+    flags: String,
+    ip: Option<String>,
+    set: Option<i64>,
+    /// The SDP to use instead of the message's (`body_var`); the result goes to
+    /// [`MediaOut::body`].
+    body: Option<String>,
+    bind_local: Option<String>,
+}
+
+/// What offer and answer give back beside the rewritten message.
+#[derive(Debug, Default)]
+struct MediaOut {
+    node: Option<String>,
+    ret: Option<String>,
+    body: Option<String>,
+}
+
+fn log_fail(log: &mut dyn engine::Log, what: &str, why: &str) -> i64 {
+    log.log(-1, &format!("rtpproxy: {what}: {why}\n"));
+    -1
+}
+
+/// Offer (`U`) or answer (`L`) for the SDP of `msg` (or `a.body`).
+fn media(
+    msg: &mut MsgCtx,
+    log: &mut dyn engine::Log,
+    a: &MediaArgs,
+    offer: bool,
+    out: &mut MediaOut,
+) -> i64 {
     let what = if offer {
         "rtpproxy_offer"
     } else {
         "rtpproxy_answer"
     };
     let Some(cfg) = config() else {
-        return fail(f, what, "the module is not configured");
+        return log_fail(log, what, "the module is not configured");
     };
-    let flags = Flags::parse(&text_arg(args, 0).unwrap_or_default());
-    let from_var = args.get(5).is_some_and(|v| !v.is_null());
-    let body = if from_var {
-        text_arg(args, 5).unwrap_or_default()
+    let flags = Flags::parse(&a.flags);
+    let from_var = a.body.is_some();
+    let body = if let Some(b) = &a.body {
+        b.clone()
     } else {
-        match sipmsgops::current_sdp(f.msg) {
+        match sipmsgops::current_sdp(msg) {
             sipmsgops::SdpBody::Sdp(s) => s,
             // A body with no SDP in it: nothing to relay (OpenSIPS returns success).
             sipmsgops::SdpBody::NotSdp => return 1,
-            sipmsgops::SdpBody::Empty => return fail(f, what, "the message has no body"),
+            sipmsgops::SdpBody::Empty => return log_fail(log, what, "the message has no body"),
         }
     };
     if offer::is_marked(&body, &cfg.mark) && !flags.force {
-        f.log.log(
+        log.log(
             3,
             &format!("rtpproxy: {what}: the SDP already went through an RTPProxy\n"),
         );
         return -1;
     }
-    let (call_id, from_tag, to_tag) = match ids(f) {
+    let (call_id, from_tag, to_tag) = match ids_of(&msg.msg) {
         Ok(t) => t,
-        Err(e) => return fail(f, what, e),
+        Err(e) => return log_fail(log, what, e),
     };
-    let request = f.msg.msg.is_request();
+    let request = msg.msg.is_request();
     let mut swap = offer != request;
     if flags.lookup && offer {
         swap = !swap;
@@ -362,7 +437,7 @@ fn offer_answer(f: &mut FnCtx<'_>, args: &[Value], offer: bool) -> i64 {
     let (tag1, tag2) = if swap {
         let to = if to_tag.is_empty() {
             if !flags.lookup {
-                return fail(f, what, "the message has no To tag");
+                return log_fail(log, what, "the message has no To tag");
             }
             "dummy".to_owned()
         } else {
@@ -376,16 +451,17 @@ fn offer_answer(f: &mut FnCtx<'_>, args: &[Value], offer: bool) -> i64 {
     let sdp = sip::sdp::Sdp::parse(&body);
     let streams = match offer::streams(&sdp) {
         Ok(s) => s,
-        Err(e) => return fail(f, what, &e),
+        Err(e) => return log_fail(log, what, &e),
     };
     let sets = cfg.sets();
-    let Some(set) = set_of(cfg, &sets, args, 2) else {
-        return fail(f, what, "no such rtpproxy set");
+    let set_id = a.set.unwrap_or(cfg.default_set);
+    let Some(set) = sets.iter().find(|s| s.id == set_id) else {
+        return log_fail(log, what, "no such rtpproxy set");
     };
-    let source = f.msg.receipt.as_ref().map(|r| r.source.ip());
-    let local = f.msg.receipt.as_ref().map(|r| r.local.ip());
-    let forced_ip = text_arg(args, 1).filter(|s| !s.is_empty());
-    let bind_local = text_arg(args, 6).filter(|s| !s.is_empty());
+    let source = msg.receipt.as_ref().map(|r| r.source.ip());
+    let local = msg.receipt.as_ref().map(|r| r.local.ip());
+    let forced_ip = a.ip.clone();
+    let bind_local = a.bind_local.clone();
     let mut relayed = Vec::with_capacity(streams.len());
     let mut node_url = None;
     let mut last = None;
@@ -399,7 +475,7 @@ fn offer_answer(f: &mut FnCtx<'_>, args: &[Value], offer: bool) -> i64 {
         let mut tries = set.nodes.len().max(1);
         let answer = loop {
             let Some(node) = set.select(&call_id, &cfg.timing) else {
-                return fail(f, what, "no RTPProxy of the set is available");
+                return log_fail(log, what, "no RTPProxy of the set is available");
             };
             let cmd = command(
                 letter,
@@ -433,22 +509,22 @@ fn offer_answer(f: &mut FnCtx<'_>, args: &[Value], offer: bool) -> i64 {
         let (port, reply_ip, reply_v6) = match reply {
             Reply::Media { port, ip, ipv6 } => (port, ip, ipv6),
             Reply::Error(0) => {
-                f.set_output(3, Value::from(node.url.clone()));
-                return fail(f, what, &format!("{} does not answer", node.url));
+                out.node = Some(node.url.clone());
+                return log_fail(log, what, &format!("{} does not answer", node.url));
             }
             Reply::Error(code) => {
                 if (7..=10).contains(&code) {
                     node.disable(&cfg.timing);
                 }
-                f.set_output(3, Value::from(node.url.clone()));
-                return fail(f, what, &format!("{} answered error E{code}", node.url));
+                out.node = Some(node.url.clone());
+                return log_fail(log, what, &format!("{} answered error E{code}", node.url));
             }
             Reply::Bad(t) => {
-                f.set_output(3, Value::from(node.url.clone()));
+                out.node = Some(node.url.clone());
                 if flags.lookup && t.trim_start().starts_with('0') {
                     return -1;
                 }
-                return fail(f, what, &format!("{} answered \"{t}\"", node.url));
+                return log_fail(log, what, &format!("{} answered \"{t}\"", node.url));
             }
         };
         let ip = if offer::is_null(&s.address) {
@@ -462,7 +538,7 @@ fn offer_answer(f: &mut FnCtx<'_>, args: &[Value], offer: bool) -> i64 {
         } else if let Some(l) = local {
             l.to_string()
         } else {
-            return fail(f, what, "no address to put in the SDP");
+            return log_fail(log, what, "no address to put in the SDP");
         };
         let ipv6 = ip.contains(':');
         last = Some(if ipv6 {
@@ -477,12 +553,8 @@ fn offer_answer(f: &mut FnCtx<'_>, args: &[Value], offer: bool) -> i64 {
             ipv6,
         });
     }
-    if let Some(url) = node_url {
-        f.set_output(3, Value::from(url));
-    }
-    if let Some(l) = last {
-        f.set_output(4, Value::from(l));
-    }
+    out.node = node_url;
+    out.ret = last;
     if flags.keep_sdp {
         return 1;
     }
@@ -491,9 +563,9 @@ fn offer_answer(f: &mut FnCtx<'_>, args: &[Value], offer: bool) -> i64 {
         new_sdp = offer::add_mark(&new_sdp, &cfg.mark);
     }
     if from_var {
-        f.set_output(5, Value::from(new_sdp));
-    } else if !sipmsgops::replace_sdp(f, &new_sdp) {
-        return fail(f, what, "the SDP could not be replaced");
+        out.body = Some(new_sdp);
+    } else if !sipmsgops::replace_sdp(msg, &new_sdp) {
+        return log_fail(log, what, "the SDP could not be replaced");
     }
     1
 }
@@ -839,4 +911,171 @@ pub fn commands(mi: &mut Mi) {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(sets);
         Ok(json!("OK"))
     }));
+}
+
+/// A dialog `rtpproxy_engage` looks after.
+#[derive(Debug)]
+struct Engaged {
+    args: MediaArgs,
+    call_id: String,
+    from_tag: String,
+    /// The callee's tag, once a reply brought it.
+    to_tag: String,
+    /// A 2xx made the offer (the INVITE had no SDP): the ACK's SDP is the answer.
+    answer_in_ack: bool,
+}
+
+fn engaged() -> std::sync::MutexGuard<'static, HashMap<u64, Engaged>> {
+    static E: OnceLock<std::sync::Mutex<HashMap<u64, Engaged>>> = OnceLock::new();
+    E.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `rtpproxy_engage([flags[, ip[, set[, $sock[, $ret]]]]])` on an initial INVITE: the call's
+/// media go through the RTPProxy for as long as its dialog lasts. The INVITE's SDP is offered
+/// now (without one, the 2xx's is, and the ACK's is the answer); each reply with SDP is
+/// answered, as are re-INVITEs and UPDATEs; the session ends with the dialog (or the call's
+/// failure).
+pub fn rtpproxy_engage(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let what = "rtpproxy_engage";
+    if f.msg.msg.method() != Some(sip::Method::Invite)
+        || f.msg.msg.to_tag().ok().flatten().is_some()
+    {
+        return fail(f, what, "only an initial INVITE can be engaged");
+    }
+    let (call_id, from_tag, _) = match ids(f) {
+        Ok(t) => t,
+        Err(e) => return fail(f, what, e),
+    };
+    let Some(dialog) = f
+        .msg
+        .dialog
+        .map(|d| d.id)
+        .or_else(|| engine::hooks::dialog_create(f.msg))
+    else {
+        return fail(f, what, "it needs the dialog module");
+    };
+    let a = MediaArgs {
+        flags: text_arg(args, 0).unwrap_or_default(),
+        ip: text_arg(args, 1).filter(|s| !s.is_empty()),
+        set: args.get(2).and_then(Value::as_int),
+        body: None,
+        bind_local: None,
+    };
+    let late = !matches!(sipmsgops::current_sdp(f.msg), sipmsgops::SdpBody::Sdp(_));
+    if !late {
+        let mut out = MediaOut::default();
+        let code = media(f.msg, f.log, &a, true, &mut out);
+        if let Some(url) = out.node {
+            f.set_output(3, Value::from(url));
+        }
+        if let Some(l) = out.ret {
+            f.set_output(4, Value::from(l));
+        }
+        if code < 0 {
+            return code;
+        }
+    }
+    engaged().insert(
+        dialog,
+        Engaged {
+            args: a,
+            call_id,
+            from_tag,
+            to_tag: String::new(),
+            answer_in_ack: false,
+        },
+    );
+    1
+}
+
+/// The module's log lines, where no script log is at hand.
+struct ModuleLog;
+
+impl engine::Log for ModuleLog {
+    fn log(&mut self, level: i32, text: &str) {
+        if level < 0 {
+            log::error!("{}", text.trim_end());
+        } else {
+            log::info!("{}", text.trim_end());
+        }
+    }
+}
+
+/// What `rtpproxy_engage` does along the dialog (the dialog module and tm call it).
+struct Engagement;
+
+impl engine::hooks::MediaHooks for Engagement {
+    fn request(&self, ctx: &mut MsgCtx, dialog: u64) {
+        let (args, ack_answers) = {
+            let e = engaged();
+            let Some(x) = e.get(&dialog) else { return };
+            (x.args.clone(), x.answer_in_ack)
+        };
+        if !matches!(sipmsgops::current_sdp(ctx), sipmsgops::SdpBody::Sdp(_)) {
+            return;
+        }
+        let offer = match ctx.msg.method_str().unwrap_or("") {
+            "INVITE" | "UPDATE" => true,
+            "ACK" if ack_answers => false,
+            _ => return,
+        };
+        let mut out = MediaOut::default();
+        media(ctx, &mut ModuleLog, &args, offer, &mut out);
+        if !offer && let Some(x) = engaged().get_mut(&dialog) {
+            x.answer_in_ack = false;
+        }
+    }
+
+    fn reply(&self, ctx: &mut MsgCtx, dialog: u64, method: &str, request_body: bool) {
+        if !matches!(method, "INVITE" | "UPDATE") || ctx.msg.status().unwrap_or(0) >= 300 {
+            return;
+        }
+        let args = {
+            let mut e = engaged();
+            let Some(x) = e.get_mut(&dialog) else { return };
+            if x.to_tag.is_empty()
+                && let Some(t) = ctx.msg.to_tag().ok().flatten()
+            {
+                x.to_tag = t.to_owned();
+            }
+            x.args.clone()
+        };
+        if !matches!(sipmsgops::current_sdp(ctx), sipmsgops::SdpBody::Sdp(_)) {
+            return;
+        }
+        // The request's SDP was the offer: this is the answer. Without one, the reply offers
+        // and the ACK will answer.
+        let mut out = MediaOut::default();
+        media(ctx, &mut ModuleLog, &args, !request_body, &mut out);
+        if !request_body
+            && method == "INVITE"
+            && let Some(x) = engaged().get_mut(&dialog)
+        {
+            x.answer_in_ack = true;
+        }
+    }
+
+    fn gone(&self, dialog: u64) {
+        let Some(x) = engaged().remove(&dialog) else {
+            return;
+        };
+        let Some(cfg) = config() else { return };
+        let sets = cfg.sets();
+        let set_id = x.args.set.unwrap_or(cfg.default_set);
+        let Some(node) = sets
+            .iter()
+            .find(|s| s.id == set_id)
+            .and_then(|s| s.select(&x.call_id, &cfg.timing))
+        else {
+            return;
+        };
+        let mut cmd = format!("D {} {}", x.call_id, x.from_tag);
+        if !x.to_tag.is_empty() {
+            cmd.push(' ');
+            cmd.push_str(&x.to_tag);
+        }
+        node.command(&cmd, &cfg.timing);
+    }
 }

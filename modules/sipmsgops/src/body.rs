@@ -43,24 +43,28 @@ pub(crate) fn current(ctx: &MsgCtx) -> Current {
 /// Stores a new body. The Content-Type header is rewritten only when `ct` differs from the
 /// received one; `None` removes it.
 pub(crate) fn store(f: &mut FnCtx<'_>, body: Vec<u8>, ct: Option<&str>) {
-    let original = f.msg.msg.header(HeaderName::ContentType).map(str::to_owned);
-    let ct_line = f
-        .msg
+    store_in(f.msg, body, ct);
+}
+
+/// [`store`] on a message context.
+pub(crate) fn store_in(msg: &mut MsgCtx, body: Vec<u8>, ct: Option<&str>) {
+    let original = msg.msg.header(HeaderName::ContentType).map(str::to_owned);
+    let ct_line = msg
         .msg
         .headers()
         .find(|h| h.name == HeaderName::ContentType)
         .map(|h| h.index);
     match ct {
         Some(ct) if original.as_deref() == Some(ct) => {
-            f.msg.edits.set_body(Bytes::from(body), None);
+            msg.edits.set_body(Bytes::from(body), None);
         }
         Some(ct) => {
-            f.msg.edits.set_body(Bytes::from(body), Some(ct));
+            msg.edits.set_body(Bytes::from(body), Some(ct));
         }
         None => {
-            f.msg.edits.set_body(Bytes::from(body), None);
+            msg.edits.set_body(Bytes::from(body), None);
             if let Some(i) = ct_line {
-                f.msg.edits.remove(i);
+                msg.edits.remove(i);
             }
         }
     }

@@ -43,15 +43,15 @@ pub fn current_sdp(ctx: &engine::MsgCtx) -> SdpBody {
 
 /// Replaces the first SDP part of the current body with `sdp` (the other parts kept as they
 /// are). False when the body has no SDP part.
-pub fn replace_sdp(f: &mut FnCtx<'_>, sdp: &str) -> bool {
-    let cur = body::current(f.msg);
+pub fn replace_sdp(msg: &mut engine::MsgCtx, sdp: &str) -> bool {
+    let cur = body::current(msg);
     let Some(range) = body::sdp_range(&cur) else {
         return false;
     };
     let mut out = cur.body.get(..range.start).unwrap_or(&[]).to_vec();
     out.extend_from_slice(sdp.as_bytes());
     out.extend_from_slice(cur.body.get(range.end..).unwrap_or(&[]));
-    body::store(f, out, cur.ct.as_deref());
+    body::store_in(msg, out, cur.ct.as_deref());
     true
 }
 

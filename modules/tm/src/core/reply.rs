@@ -55,7 +55,23 @@ impl Tm {
         if let Noted::Done = self.note_branch_reply(&cell, n, reply, code, now) {
             return true;
         }
-        let (ctx, dropped) = self.run_reply_routes(&cell, n, reply, code, ctx, runner, false);
+        let (mut ctx, dropped) = self.run_reply_routes(&cell, n, reply, code, ctx, runner, false);
+        // A media module engaged in the request's dialog sees the reply before it goes on.
+        if engine::hooks::media_running() {
+            let of_dialog = {
+                let tx = cell.lock();
+                tx.request.dialog.map(|d| {
+                    (
+                        d.id,
+                        tx.request.msg.method_str().unwrap_or("").to_owned(),
+                        !tx.request.msg.body().is_empty(),
+                    )
+                })
+            };
+            if let Some((id, method, body)) = of_dialog {
+                engine::hooks::media_reply(&mut ctx, id, &method, body);
+            }
+        }
         if code >= 200
             && let Some(b) = cell.lock().branches.get_mut(n)
         {
