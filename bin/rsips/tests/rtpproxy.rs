@@ -666,9 +666,33 @@ route {{
         )
         .unwrap();
     common::recv_starting(callee, "ACK ");
+    // A re-INVITE offers again; its 200 answers.
     caller
         .send_to(
-            in_dialog("BYE", "eng-1", &rr, 2, "").as_bytes(),
+            in_dialog("INVITE", "eng-1", &rr, 2, &sdp(4010)).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let re = common::recv_starting(callee, "INVITE ");
+    assert!(relayed(media(&re).2), "{re}");
+    callee
+        .send_to(
+            common::sdp_reply(&re, "200 OK", &sdp(5010)).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    let ok = common::recv_starting(caller, "SIP/2.0 200");
+    assert!(relayed(media(&ok).2), "{ok}");
+    caller
+        .send_to(
+            in_dialog("ACK", "eng-1", &rr, 2, "").as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    common::recv_starting(callee, "ACK ");
+    caller
+        .send_to(
+            in_dialog("BYE", "eng-1", &rr, 3, "").as_bytes(),
             ("127.0.0.1", port),
         )
         .unwrap();
