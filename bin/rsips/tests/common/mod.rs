@@ -458,7 +458,7 @@ pub fn rtpengine(
             "--interface=127.0.0.1",
             "--foreground",
             "--log-stderr",
-            "--log-level=7",
+            "--log-level=6",
         ])
         .arg(listen)
         .arg(format!("--port-min={}", ports.0))
