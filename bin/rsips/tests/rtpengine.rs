@@ -119,7 +119,8 @@ onreply_route[MEDIA] {{
         .unwrap();
     let ok = common::recv_starting(&caller, "SIP/2.0 200");
     let (ip, back_port) = media(&ok);
-    assert_eq!(ip, "127.0.0.1", "{ok}");
+    let rsips_log = std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default();
+    assert_eq!(ip, "127.0.0.1", "{ok}\n{rsips_log}");
     assert!(
         (31000..=31999).contains(&back_port) && back_port != out_port,
         "{ok}"

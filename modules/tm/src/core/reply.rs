@@ -103,7 +103,13 @@ impl Tm {
                     }
                     &edited
                 }
-                Err(_) => reply,
+                Err(e) => {
+                    log::error!(
+                        "tm: the {code} reply as the onreply route changed it does not parse \
+                         ({e}); it goes on as it came"
+                    );
+                    reply
+                }
             }
         };
         if code < 200 {
