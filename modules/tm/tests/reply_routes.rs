@@ -183,3 +183,71 @@ onreply_route[tx] {
     h.answer(&invite, 180, "Ringing", Some("r1"));
     assert_eq!(h.logs(), vec!["new main 180", "old tx 180"]);
 }
+
+/// Runs the script's routes like the harness, but lets tm's timers run at `at` just before
+/// the first route: what the server's timer thread may do while a worker is in an onreply
+/// route.
+struct TimerMeanwhile<'a> {
+    script: &'a engine::Script,
+    tm: &'a tm::Tm,
+    at: Instant,
+    fired: bool,
+    worker: engine::Worker,
+    log: engine::MemoryLog,
+}
+
+impl tm::Runner for TimerMeanwhile<'_> {
+    fn reply_route(&self) -> Option<usize> {
+        self.script.reply_route()
+    }
+
+    fn run(&mut self, route: usize, ctx: &mut engine::MsgCtx) -> engine::Outcome {
+        if !self.fired {
+            self.fired = true;
+            self.tm.tick(self.at, &mut common::NoRoutes);
+        }
+        self.script
+            .run_index(route, &mut self.worker, ctx, &mut self.log)
+            .unwrap_or(engine::Outcome::Exit)
+    }
+}
+
+// A 200 in its onreply route: a timer run at that moment (a retransmission was due) does not
+// complete the transaction with the 200 as it came; the caller gets it with the route's
+// change, once.
+#[test]
+fn a_timer_does_not_relay_a_final_reply_still_in_its_onreply_route() {
+    let mut h = Harness::new(&proxy(
+        r#"
+onreply_route[tx] {
+    if ($rs == 200) append_hf("X-Seen: tx\r\n");
+}
+"#,
+    ));
+    h.receive(&request_text("INVITE", "timer-race"));
+    let invite = h.sent_starting("INVITE ").pop().unwrap();
+    let t0 = Instant::now();
+    let reply = common::reply_to(&invite, 200, "OK", Some("callee"));
+    let ctx = engine::MsgCtx::new(reply.clone()).with_receipt(engine::Receipt {
+        source: common::UAS.parse().unwrap(),
+        proto: "udp",
+        local: common::LOCAL.parse().unwrap(),
+        conn: None,
+        proxy: None,
+    });
+    let script = std::sync::Arc::clone(&h.script);
+    let tm = std::sync::Arc::clone(&h.tm);
+    let mut runner = TimerMeanwhile {
+        script: &script,
+        tm: &tm,
+        at: t0 + Duration::from_millis(600),
+        fired: false,
+        worker: engine::Worker::default(),
+        log: engine::MemoryLog::default(),
+    };
+    assert!(tm.on_reply(&reply, ctx, &mut runner, t0));
+    assert!(runner.fired, "the route ran");
+    let oks = h.sent_starting("SIP/2.0 200");
+    assert_eq!(oks.len(), 1, "{oks:#?}");
+    assert!(oks[0].contains("\r\nX-Seen: tx\r\n"), "{}", oks[0]);
+}

@@ -28,10 +28,14 @@ impl Tm {
             let minor = |b: &Branch| minor_flag.is_some_and(|f| b.flags & (1 << f) != 0);
             let done = tx.branches.iter().all(|b| b.is_final() || minor(b))
                 && tx.branches.iter().any(Branch::is_final);
+            // A final reply still in its onreply routes is not the branch's answer yet: the
+            // worker running them completes the transaction after them (a timer that fires
+            // meanwhile would otherwise relay the reply as it came, before the routes' changes).
             if tx.final_sent
                 || tx.completing
                 || tx.relaying > 0
                 || tx.branches.is_empty()
+                || tx.branches.iter().any(|b| b.final_in_routes)
                 || (decided.is_none() && (tx.waiting.is_some() || !done))
             {
                 return;
