@@ -182,23 +182,6 @@ fn sdp(ip: &str, port: u16) -> String {
     )
 }
 
-/// The c= address and m=audio port of a message's SDP.
-fn media(msg: &str) -> (String, u16) {
-    let body = msg.split("\r\n\r\n").nth(1).unwrap_or("");
-    let c = body
-        .lines()
-        .find_map(|l| l.strip_prefix("c=IN IP4 "))
-        .unwrap_or("")
-        .trim()
-        .to_owned();
-    let port = body
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .and_then(|r| r.split(' ').next()?.parse().ok())
-        .unwrap_or(0);
-    (c, port)
-}
-
 #[test]
 fn the_stock_allyes_residential_script_on_mariadb() {
     let my = my_server::MyServer::start("resall", ports::free_port());
@@ -327,7 +310,7 @@ fn the_stock_allyes_residential_script_on_mariadb() {
         at_carol.starts_with("INVITE sip:carol@10.0.0.5:5060 "),
         "{at_carol}"
     );
-    let (ip, to_carol) = media(&at_carol);
+    let (ip, to_carol) = common::sdp_media(&at_carol);
     assert_eq!(ip, "127.0.0.1", "{at_carol}");
     assert!((34000..=34999).contains(&to_carol), "{at_carol}");
     assert!(at_carol.contains("a=nortpproxy:yes"), "{at_carol}");
@@ -351,7 +334,7 @@ fn the_stock_allyes_residential_script_on_mariadb() {
             break m;
         }
     };
-    let (ip, to_alice) = media(&ok);
+    let (ip, to_alice) = common::sdp_media(&ok);
     assert_eq!(ip, "127.0.0.1", "{ok}");
     assert!(
         (34000..=34999).contains(&to_alice) && to_alice != to_carol,

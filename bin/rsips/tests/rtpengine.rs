@@ -8,9 +8,7 @@
 
 mod common;
 
-use std::net::UdpSocket;
 use std::path::Path;
-use std::time::Duration;
 
 fn rtpengine(dir: &Path, ng: u16) -> common::Kill {
     common::rtpengine(
@@ -27,36 +25,12 @@ fn sdp(ip: &str, port: u16) -> String {
     )
 }
 
-/// The c= address and m=audio port of a message's SDP.
-fn media(msg: &str) -> (String, u16) {
-    let body = msg.split("\r\n\r\n").nth(1).unwrap_or("");
-    let c = body
-        .lines()
-        .find_map(|l| l.strip_prefix("c=IN IP4 "))
-        .unwrap_or("")
-        .trim()
-        .to_owned();
-    let port = body
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .and_then(|r| r.split(' ').next()?.parse().ok())
-        .unwrap_or(0);
-    (c, port)
-}
-
 #[test]
 fn calls_get_their_media_through_rtpengine() {
     let [port, ng] = common::free_ports();
     let dir = std::env::temp_dir().join(format!("rsips-rtpe-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let callee = UdpSocket::bind("127.0.0.1:0").unwrap();
-    callee
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
-    caller
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    let [callee, caller] = common::udp_sockets::<2>();
     let (cp, ep) = (
         caller.local_addr().unwrap().port(),
         callee.local_addr().unwrap().port(),
@@ -107,7 +81,7 @@ onreply_route[MEDIA] {{
         .send_to(invite.as_bytes(), ("127.0.0.1", port))
         .unwrap();
     let got = common::recv_starting(&callee, "INVITE ");
-    let (ip, out_port) = media(&got);
+    let (ip, out_port) = common::sdp_media(&got);
     assert_eq!(ip, "127.0.0.1", "{got}");
     assert!((31000..=31999).contains(&out_port), "{got}");
     let answer = sdp("192.0.2.60", 5000);
@@ -118,7 +92,7 @@ onreply_route[MEDIA] {{
         )
         .unwrap();
     let ok = common::recv_starting(&caller, "SIP/2.0 200");
-    let (ip, back_port) = media(&ok);
+    let (ip, back_port) = common::sdp_media(&ok);
     let rsips_log = std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default();
     assert_eq!(ip, "127.0.0.1", "{ok}\n{rsips_log}");
     assert!(

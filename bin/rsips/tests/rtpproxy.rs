@@ -29,23 +29,14 @@ fn sdp(port: u16) -> String {
     )
 }
 
-/// The o= address, c= address and m=audio port of a message's SDP.
-fn media(msg: &str) -> (String, String, u16) {
+/// The o= address of a message's SDP.
+fn sdp_origin(msg: &str) -> String {
     let body = msg.split("\r\n\r\n").nth(1).unwrap_or("");
-    let line = |p: &str| {
-        body.lines()
-            .find_map(|l| l.strip_prefix(p))
-            .unwrap_or("")
-            .trim()
-            .to_owned()
-    };
-    let origin = line("o=").rsplit(' ').next().unwrap_or("").to_owned();
-    let port = line("m=audio ")
-        .split(' ')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    (origin, line("c=IN IP4 "), port)
+    body.lines()
+        .find_map(|l| l.strip_prefix("o="))
+        .and_then(|o| o.trim().rsplit(' ').next())
+        .unwrap_or("")
+        .to_owned()
 }
 
 fn invite(port: u16, cp: u16, call_id: &str, branch: &str, body: &str) -> String {
@@ -95,17 +86,8 @@ fn calls_get_their_media_through_an_rtpproxy() {
     let [port, control, dead] = common::free_ports();
     let dir = std::env::temp_dir().join(format!("rsips-rtpp-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let sockets: Vec<UdpSocket> = (0..4)
-        .map(|_| {
-            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(200)))
-                .unwrap();
-            s
-        })
-        .collect();
-    let [caller, callee, caller_rtp, callee_rtp] = sockets.as_slice() else {
-        unreachable!()
-    };
+    let sockets = common::udp_sockets::<4>();
+    let [caller, callee, caller_rtp, callee_rtp] = &sockets;
     let p = |s: &UdpSocket| s.local_addr().unwrap().port();
     let (cp, ep) = (p(caller), p(callee));
     // Set 1 has a dead node of weight 1 and the live one of weight 1: a Call-ID whose byte sum
@@ -164,7 +146,7 @@ onreply_route[MEDIA] {{
         )
         .unwrap();
     let got = common::recv_starting(callee, "INVITE ");
-    let (origin, c, to_callee) = media(&got);
+    let ((c, to_callee), origin) = (common::sdp_media(&got), sdp_origin(&got));
     assert_eq!(
         (origin.as_str(), c.as_str()),
         ("127.0.0.1", "127.0.0.1"),
@@ -181,7 +163,7 @@ onreply_route[MEDIA] {{
         )
         .unwrap();
     let ok = common::recv_starting(caller, "SIP/2.0 200");
-    let (origin, c, to_caller) = media(&ok);
+    let ((c, to_caller), origin) = (common::sdp_media(&ok), sdp_origin(&ok));
     assert_eq!(
         (origin.as_str(), c.as_str()),
         ("127.0.0.1", "127.0.0.1"),
@@ -249,7 +231,10 @@ onreply_route[MEDIA] {{
         .send_to(in_set.as_bytes(), ("127.0.0.1", port))
         .unwrap();
     let got = common::recv_starting(callee, "INVITE ");
-    assert!((33000..=33999).contains(&media(&got).2), "{got}");
+    assert!(
+        (33000..=33999).contains(&common::sdp_media(&got).1),
+        "{got}"
+    );
     assert!(
         log().contains(&format!("offer via udp:127.0.0.1:{control} to 127.0.0.1:")),
         "{}",
@@ -560,17 +545,8 @@ fn engage_follows_the_dialog() {
     let dir = std::env::temp_dir().join(format!("rsips-rtpp4-{}-{port}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let sockets: Vec<UdpSocket> = (0..2)
-        .map(|_| {
-            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(200)))
-                .unwrap();
-            s
-        })
-        .collect();
-    let [caller, callee] = sockets.as_slice() else {
-        unreachable!()
-    };
+    let sockets = common::udp_sockets::<2>();
+    let [caller, callee] = &sockets;
     let p = |s: &UdpSocket| s.local_addr().unwrap().port();
     let (cp, ep) = (p(caller), p(callee));
     std::fs::write(
@@ -646,7 +622,7 @@ route {{
         )
         .unwrap();
     let got = common::recv_starting(callee, "INVITE ");
-    assert!(relayed(media(&got).2), "{got}\n{}", log());
+    assert!(relayed(common::sdp_media(&got).1), "{got}\n{}", log());
     callee
         .send_to(
             common::sdp_reply(&got, "200 OK", &sdp(5000)).as_bytes(),
@@ -655,7 +631,7 @@ route {{
         .unwrap();
     let ok = common::recv_starting(caller, "SIP/2.0 200");
     assert!(
-        relayed(media(&ok).2) && media(&ok).2 != media(&got).2,
+        relayed(common::sdp_media(&ok).1) && common::sdp_media(&ok).1 != common::sdp_media(&got).1,
         "{ok}"
     );
     let rr = common::header(&ok, "Record-Route")[0].to_owned();
@@ -674,7 +650,7 @@ route {{
         )
         .unwrap();
     let re = common::recv_starting(callee, "INVITE ");
-    assert!(relayed(media(&re).2), "{re}");
+    assert!(relayed(common::sdp_media(&re).1), "{re}");
     callee
         .send_to(
             common::sdp_reply(&re, "200 OK", &sdp(5010)).as_bytes(),
@@ -682,7 +658,7 @@ route {{
         )
         .unwrap();
     let ok = common::recv_starting(caller, "SIP/2.0 200");
-    assert!(relayed(media(&ok).2), "{ok}");
+    assert!(relayed(common::sdp_media(&ok).1), "{ok}");
     caller
         .send_to(
             in_dialog("ACK", "eng-1", &rr, 2, "").as_bytes(),
@@ -722,7 +698,10 @@ route {{
         )
         .unwrap();
     let ok = common::recv_starting(caller, "SIP/2.0 200");
-    assert!(relayed(media(&ok).2), "the 2xx's offer relayed: {ok}");
+    assert!(
+        relayed(common::sdp_media(&ok).1),
+        "the 2xx's offer relayed: {ok}"
+    );
     let rr = common::header(&ok, "Record-Route")[0].to_owned();
     caller
         .send_to(
@@ -731,7 +710,10 @@ route {{
         )
         .unwrap();
     let ack = common::recv_starting(callee, "ACK ");
-    assert!(relayed(media(&ack).2), "the ACK's answer relayed: {ack}");
+    assert!(
+        relayed(common::sdp_media(&ack).1),
+        "the ACK's answer relayed: {ack}"
+    );
 
     // A call that fails ends its session too.
     caller

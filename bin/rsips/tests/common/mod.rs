@@ -484,3 +484,30 @@ pub fn rtpengine(
         );
     }
 }
+
+/// `N` UDP sockets on 127.0.0.1 that wait 200 ms for a datagram.
+pub fn udp_sockets<const N: usize>() -> [UdpSocket; N] {
+    std::array::from_fn(|_| {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        s
+    })
+}
+
+/// The `c=IN IP4` address and `m=audio` port of a message's SDP ("" and 0 when absent).
+pub fn sdp_media(msg: &str) -> (String, u16) {
+    let body = msg.split("\r\n\r\n").nth(1).unwrap_or("");
+    let c = body
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let port = body
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|r| r.split(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    (c, port)
+}
