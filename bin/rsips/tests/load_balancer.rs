@@ -19,24 +19,15 @@ use std::time::Duration;
 
 use common::{Peer, header, reply_to};
 
-const SCHEMA: &str = "USE opensips;\n\
-CREATE TABLE version (table_name CHAR(32) NOT NULL, table_version INT UNSIGNED DEFAULT 0 NOT NULL, \
-  CONSTRAINT t_name_idx UNIQUE (table_name));\n\
-INSERT INTO version VALUES ('load_balancer', 3), ('dialog', 12);\n\
+/// load_balancer's table (v3) and dialog's.
+fn schema() -> String {
+    use common::schema::*;
+    let load_balancer = "INSERT INTO version VALUES ('load_balancer', 3), ('dialog', 12);\n\
 CREATE TABLE load_balancer (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, \
   group_id INT(11) UNSIGNED DEFAULT 0 NOT NULL, dst_uri CHAR(128) NOT NULL, resources CHAR(255) NOT NULL, \
-  probe_mode INT(11) UNSIGNED DEFAULT 0 NOT NULL, attrs CHAR(255) DEFAULT NULL, description CHAR(128) DEFAULT NULL);\n\
-CREATE TABLE dialog (dlg_id BIGINT(10) UNSIGNED PRIMARY KEY NOT NULL, callid CHAR(255) NOT NULL, \
-  from_uri CHAR(255) NOT NULL, from_tag CHAR(64) NOT NULL, to_uri CHAR(255) NOT NULL, to_tag CHAR(64) NOT NULL, \
-  mangled_from_uri CHAR(255) DEFAULT NULL, mangled_to_uri CHAR(255) DEFAULT NULL, \
-  caller_cseq CHAR(11) NOT NULL, callee_cseq CHAR(11) NOT NULL, \
-  caller_ping_cseq INT(11) UNSIGNED NOT NULL, callee_ping_cseq INT(11) UNSIGNED NOT NULL, \
-  caller_route_set TEXT(512), callee_route_set TEXT(512), caller_contact CHAR(255), callee_contact CHAR(255), \
-  caller_sock CHAR(64) NOT NULL, callee_sock CHAR(64) NOT NULL, state INT(11) UNSIGNED NOT NULL, \
-  start_time INT(11) UNSIGNED NOT NULL, timeout INT(11) UNSIGNED NOT NULL, vars BLOB(4096) DEFAULT NULL, \
-  profiles TEXT(512) DEFAULT NULL, script_flags CHAR(255) DEFAULT NULL, \
-  module_flags INT(11) UNSIGNED DEFAULT 0 NOT NULL, flags INT(11) UNSIGNED DEFAULT 0 NOT NULL, \
-  rt_on_answer CHAR(64) DEFAULT NULL, rt_on_timeout CHAR(64) DEFAULT NULL, rt_on_hangup CHAR(64) DEFAULT NULL);";
+  probe_mode INT(11) UNSIGNED DEFAULT 0 NOT NULL, attrs CHAR(255) DEFAULT NULL, description CHAR(128) DEFAULT NULL);\n";
+    mysql(&[VERSION, load_balancer, DIALOG])
+}
 
 struct Lb {
     dir: PathBuf,
@@ -182,7 +173,7 @@ fn bye(lb: u16, caller: &Peer, gw: &Peer, callid: &str, route: &str) {
 #[test]
 fn the_stock_load_balancer_script_unchanged_on_mariadb() {
     let my = my_server::MyServer::start("lb", ports::free_port());
-    my.sql(SCHEMA);
+    my.sql(&schema());
     let (gw1, gw2, caller) = (Peer::new(), Peer::new(), Peer::new());
     my.sql(&format!(
         "USE opensips;\n\

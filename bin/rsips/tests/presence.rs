@@ -20,32 +20,14 @@ use std::time::Duration;
 
 use common::{Peer, header, reply_to};
 
-const SCHEMA: &str = "USE opensips;\n\
-CREATE TABLE version (table_name CHAR(32) NOT NULL, table_version INT UNSIGNED DEFAULT 0 NOT NULL, \
-  CONSTRAINT t_name_idx UNIQUE (table_name));\n\
-INSERT INTO version VALUES ('presentity', 5), ('active_watchers', 12), ('watchers', 4), ('xcap', 4);\n\
-CREATE TABLE presentity (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, \
-  username CHAR(64) NOT NULL, domain CHAR(64) NOT NULL, event CHAR(64) NOT NULL, etag CHAR(64) NOT NULL, \
-  expires INT(11) NOT NULL, received_time INT(11) NOT NULL, body BLOB, extra_hdrs BLOB, sender CHAR(255), \
-  CONSTRAINT presentity_idx UNIQUE (username, domain, event, etag));\n\
-CREATE TABLE active_watchers (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, \
-  presentity_uri CHAR(255) NOT NULL, watcher_username CHAR(64) NOT NULL, watcher_domain CHAR(64) NOT NULL, \
-  to_user CHAR(64) NOT NULL, to_domain CHAR(64) NOT NULL, event CHAR(64) DEFAULT 'presence' NOT NULL, \
-  event_id CHAR(64), to_tag CHAR(64) NOT NULL, from_tag CHAR(64) NOT NULL, callid CHAR(64) NOT NULL, \
-  local_cseq INT(11) NOT NULL, remote_cseq INT(11) NOT NULL, contact CHAR(255) NOT NULL, \
-  record_route TEXT, expires INT(11) NOT NULL, status INT(11) DEFAULT 2 NOT NULL, reason CHAR(64), \
-  version INT(11) DEFAULT 0 NOT NULL, socket_info CHAR(64) NOT NULL, local_contact CHAR(255) NOT NULL, \
-  sharing_tag CHAR(32) DEFAULT NULL, \
-  CONSTRAINT active_watchers_idx UNIQUE (presentity_uri, callid, to_tag, from_tag));\n\
-CREATE TABLE watchers (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, \
-  presentity_uri CHAR(255) NOT NULL, watcher_username CHAR(64) NOT NULL, watcher_domain CHAR(64) NOT NULL, \
-  event CHAR(64) DEFAULT 'presence' NOT NULL, status INT(11) NOT NULL, reason CHAR(64), \
-  inserted_time INT(11) NOT NULL, \
-  CONSTRAINT watcher_idx UNIQUE (presentity_uri, watcher_username, watcher_domain, event));\n\
-CREATE TABLE xcap (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, username CHAR(64) NOT NULL, \
-  domain CHAR(64) NOT NULL, doc LONGBLOB NOT NULL, doc_type INT(11) NOT NULL, etag CHAR(64) NOT NULL, \
-  source INT(11) NOT NULL, doc_uri CHAR(255) NOT NULL, port INT(11) NOT NULL, \
-  CONSTRAINT udd_xcap UNIQUE (username, domain, doc_type, doc_uri));";
+fn schema() -> String {
+    use common::schema::*;
+    mysql(&[
+        VERSION,
+        "INSERT INTO version VALUES ('presentity', 5), ('active_watchers', 12), ('watchers', 4), ('xcap', 4);\n",
+        PRESENCE,
+    ])
+}
 
 /// The stock residential script's presence parts, with its own socket, FIFO and database.
 const CONFIG: &str = r#"
@@ -217,7 +199,7 @@ fn body(msg: &str) -> &str {
 #[test]
 fn the_stock_presence_server_on_mariadb() {
     let my = my_server::MyServer::start("presence", ports::free_port());
-    my.sql(SCHEMA);
+    my.sql(&schema());
     let port = common::free_port();
     let dir = std::env::temp_dir().join(format!("rsips-presence-{}-{port}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -17,32 +17,21 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-const SCHEMA: &str = "USE opensips;\n\
-CREATE TABLE version (table_name CHAR(32) NOT NULL, table_version INT UNSIGNED DEFAULT 0 NOT NULL, \
-  CONSTRAINT t_name_idx UNIQUE (table_name));\n\
-INSERT INTO version VALUES ('address', 5), ('dr_gateways', 6), ('dr_rules', 4), ('dr_carriers', 3), ('dr_groups', 2);\n\
+/// The trunking script's tables: permissions' `address` (v5) and drouting's.
+fn schema() -> String {
+    use common::schema::*;
+    let address = "INSERT INTO version VALUES ('address', 5), ('dr_gateways', 6), ('dr_rules', 4), ('dr_carriers', 3), ('dr_groups', 2);\n\
 CREATE TABLE address (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, grp SMALLINT(5) UNSIGNED DEFAULT 0 NOT NULL, \
   ip CHAR(50) NOT NULL, mask TINYINT DEFAULT 32 NOT NULL, port SMALLINT(5) UNSIGNED DEFAULT 0 NOT NULL, \
-  proto CHAR(4) DEFAULT 'any' NOT NULL, pattern CHAR(64) DEFAULT NULL, context_info CHAR(32) DEFAULT NULL);\n\
-CREATE TABLE dr_gateways (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, gwid CHAR(64) NOT NULL, \
-  type INT(11) UNSIGNED DEFAULT 0 NOT NULL, address CHAR(128) NOT NULL, strip INT(11) UNSIGNED DEFAULT 0 NOT NULL, \
-  pri_prefix CHAR(16) DEFAULT NULL, attrs CHAR(255) DEFAULT NULL, probe_mode INT(11) UNSIGNED DEFAULT 0 NOT NULL, \
-  state INT(11) UNSIGNED DEFAULT 0 NOT NULL, socket CHAR(128) DEFAULT NULL, description CHAR(128) DEFAULT NULL);\n\
-CREATE TABLE dr_rules (ruleid INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, groupid CHAR(255) NOT NULL, \
-  prefix CHAR(64) NOT NULL, timerec CHAR(255) DEFAULT NULL, priority INT(11) DEFAULT 0 NOT NULL, \
-  routeid CHAR(255) DEFAULT NULL, gwlist CHAR(255), sort_alg CHAR(1) DEFAULT 'N' NOT NULL, \
-  sort_profile INT(10) UNSIGNED DEFAULT NULL, attrs CHAR(255) DEFAULT NULL, description CHAR(128) DEFAULT NULL);\n\
-CREATE TABLE dr_carriers (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, carrierid CHAR(64) NOT NULL, \
-  gwlist CHAR(255) NOT NULL, flags INT(11) UNSIGNED DEFAULT 0 NOT NULL, sort_alg CHAR(1) DEFAULT 'N' NOT NULL, \
-  state INT(11) UNSIGNED DEFAULT 0 NOT NULL, attrs CHAR(255) DEFAULT NULL, description CHAR(128) DEFAULT NULL);\n\
-CREATE TABLE dr_groups (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, username CHAR(64) NOT NULL, \
-  domain CHAR(128) DEFAULT NULL, groupid INT(11) UNSIGNED DEFAULT 0 NOT NULL, description CHAR(128) DEFAULT NULL);";
+  proto CHAR(4) DEFAULT 'any' NOT NULL, pattern CHAR(64) DEFAULT NULL, context_info CHAR(32) DEFAULT NULL);\n";
+    mysql(&[VERSION, address, DROUTING])
+}
 
 #[test]
 fn the_stock_trunking_script_unchanged_on_mariadb() {
     let my = my_server::MyServer::start("trunking", ports::free_port());
     let [dead_port, uas_port, uac_port] = common::free_ports();
-    my.sql(SCHEMA);
+    my.sql(&schema());
     my.sql(&format!(
         "USE opensips;\n\
          INSERT INTO address (grp, ip, mask, port, context_info) VALUES (1, '127.0.0.1', 32, {uac_port}, 'trunk A');\n\
@@ -134,31 +123,16 @@ fn the_stock_trunking_script_unchanged_on_mariadb() {
 }
 
 /// The tables `trunking_allyes.cfg` adds: dialplan, acc, missed_calls, dialog.
-const ALLYES_SCHEMA: &str = "USE opensips;\n\
-INSERT INTO version VALUES ('dialplan', 5), ('acc', 7), ('missed_calls', 5), ('dialog', 12);\n\
-CREATE TABLE dialplan (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, dpid INT(11) NOT NULL, \
-  pr INT(11) DEFAULT 0 NOT NULL, match_op INT(11) NOT NULL, match_exp CHAR(64) NOT NULL, \
-  match_flags INT(11) DEFAULT 0 NOT NULL, subst_exp CHAR(64) DEFAULT NULL, repl_exp CHAR(32) DEFAULT NULL, \
-  timerec CHAR(255) DEFAULT NULL, disabled INT(11) DEFAULT 0 NOT NULL, attrs CHAR(255) DEFAULT NULL);\n\
-CREATE TABLE acc (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, method CHAR(16) DEFAULT '' NOT NULL, \
-  from_tag CHAR(64) DEFAULT '' NOT NULL, to_tag CHAR(64) DEFAULT '' NOT NULL, callid CHAR(64) DEFAULT '' NOT NULL, \
-  sip_code CHAR(3) DEFAULT '' NOT NULL, sip_reason CHAR(32) DEFAULT '' NOT NULL, time DATETIME NOT NULL, \
-  duration INT(11) UNSIGNED DEFAULT 0 NOT NULL, ms_duration INT(11) UNSIGNED DEFAULT 0 NOT NULL, \
-  setuptime INT(11) UNSIGNED DEFAULT 0 NOT NULL, created DATETIME DEFAULT NULL);\n\
-CREATE TABLE missed_calls (id INT(10) UNSIGNED AUTO_INCREMENT PRIMARY KEY NOT NULL, method CHAR(16) DEFAULT '' NOT NULL, \
-  from_tag CHAR(64) DEFAULT '' NOT NULL, to_tag CHAR(64) DEFAULT '' NOT NULL, callid CHAR(64) DEFAULT '' NOT NULL, \
-  sip_code CHAR(3) DEFAULT '' NOT NULL, sip_reason CHAR(32) DEFAULT '' NOT NULL, time DATETIME NOT NULL);\n\
-CREATE TABLE dialog (dlg_id BIGINT(10) UNSIGNED PRIMARY KEY NOT NULL, callid CHAR(255) NOT NULL, \
-  from_uri CHAR(255) NOT NULL, from_tag CHAR(64) NOT NULL, to_uri CHAR(255) NOT NULL, to_tag CHAR(64) NOT NULL, \
-  mangled_from_uri CHAR(255) DEFAULT NULL, mangled_to_uri CHAR(255) DEFAULT NULL, \
-  caller_cseq CHAR(11) NOT NULL, callee_cseq CHAR(11) NOT NULL, \
-  caller_ping_cseq INT(11) UNSIGNED NOT NULL, callee_ping_cseq INT(11) UNSIGNED NOT NULL, \
-  caller_route_set TEXT(512), callee_route_set TEXT(512), caller_contact CHAR(255), callee_contact CHAR(255), \
-  caller_sock CHAR(64) NOT NULL, callee_sock CHAR(64) NOT NULL, state INT(11) UNSIGNED NOT NULL, \
-  start_time INT(11) UNSIGNED NOT NULL, timeout INT(11) UNSIGNED NOT NULL, vars BLOB(4096) DEFAULT NULL, \
-  profiles TEXT(512) DEFAULT NULL, script_flags CHAR(255) DEFAULT NULL, \
-  module_flags INT(11) UNSIGNED DEFAULT 0 NOT NULL, flags INT(11) UNSIGNED DEFAULT 0 NOT NULL, \
-  rt_on_answer CHAR(64) DEFAULT NULL, rt_on_timeout CHAR(64) DEFAULT NULL, rt_on_hangup CHAR(64) DEFAULT NULL);";
+/// What the all-options script adds: dialplan, acc and dialog.
+fn allyes_schema() -> String {
+    use common::schema::*;
+    mysql(&[
+        "INSERT INTO version VALUES ('dialplan', 5), ('acc', 7), ('missed_calls', 5), ('dialog', 12);\n",
+        DIALPLAN,
+        ACC,
+        DIALOG,
+    ])
+}
 
 /// The "everything on" trunking script (`trunking_allyes.cfg`: dialog with a per-trunk call
 /// limit in a profile, dialplan, db accounting, drouting, permissions, TLS, the HTTP MI) run
@@ -170,8 +144,8 @@ CREATE TABLE dialog (dlg_id BIGINT(10) UNSIGNED PRIMARY KEY NOT NULL, callid CHA
 fn the_stock_allyes_trunking_script_on_mariadb() {
     use common::{Peer, header, reply_to};
     let my = my_server::MyServer::start("trunkall", ports::free_port());
-    my.sql(SCHEMA);
-    my.sql(ALLYES_SCHEMA);
+    my.sql(&schema());
+    my.sql(&allyes_schema());
     let (trunk, gw) = (Peer::new(), Peer::new());
     my.sql(&format!(
         "USE opensips;\n\
