@@ -84,6 +84,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     uac_registrant::start(script, &options)?;
     statistics::start(script)?;
     exec::start(script)?;
+    engine::evi::configure(script)?;
     dispatcher::start(script, &options)
 }
 

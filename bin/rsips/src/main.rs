@@ -67,6 +67,10 @@ fn available() -> engine::Available {
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
             &engine::cachedb::CACHEDB_LOCAL,
+            &engine::evi::EVENT_ROUTE,
+            &engine::evi::EVENT_DATAGRAM,
+            &engine::evi::EVENT_STREAM,
+            &engine::evi::EVENT_FLATSTORE,
             &mi::HTTPD,
             &mi::MI_HTTP,
             &mi::PROMETHEUS,
@@ -183,16 +187,17 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         eprintln!("error: cannot write pid file `{pid_file}`: {e}");
         return ExitCode::from(1);
     }
-    // startup_route runs once before any listener; the `$var`s it sets are every worker's start
-    // (OpenSIPS runs it before forking). A run-time error there stops the start.
-    let mut initial = engine::Worker::default();
-    if let Err(e) = script.run_startup(&mut initial, &mut logging::ScriptLog) {
-        eprintln!("error: startup_route failed: {e}");
-        return ExitCode::from(1);
-    }
     // Modules that load their data from a database do it now; one that cannot stops the start.
     if let Err(e) = databases::start(&script, args.file.as_deref()) {
         eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
+    // startup_route runs once before any listener, after the modules started (so it can use
+    // their databases and caches); the `$var`s it sets are every worker's start (OpenSIPS runs
+    // it before forking). A run-time error there stops the start.
+    let mut initial = engine::Worker::default();
+    if let Err(e) = script.run_startup(&mut initial, &mut logging::ScriptLog) {
+        eprintln!("error: startup_route failed: {e}");
         return ExitCode::from(1);
     }
     // SIP destinations are located per RFC 3263 with the script's `dns_*` globals.

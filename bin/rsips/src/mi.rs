@@ -487,7 +487,8 @@ const MODULE_EVENTS: &[(&str, &str)] = &[
     ("uac_registrant", "E_REGISTRANT_AUTHENTICATING_UNREGISTER"),
 ];
 
-/// The events known: the core's, the loaded modules', then those only an `event_route` names.
+/// The events known: the core's, the loaded modules', those only an `event_route` names, then
+/// those published at run time (`subscribe_event`, `raise_event` of a new name).
 fn events(script: &Script) -> Vec<String> {
     let mut v: Vec<String> = CORE_EVENTS.iter().map(|e| (*e).to_owned()).collect();
     v.extend(
@@ -496,7 +497,11 @@ fn events(script: &Script) -> Vec<String> {
             .filter(|(m, _)| script.loads(m))
             .map(|(_, e)| (*e).to_owned()),
     );
-    for name in script.event_route_names() {
+    for name in script
+        .event_route_names()
+        .into_iter()
+        .chain(engine::evi::published())
+    {
         if !v.contains(&name) {
             v.push(name);
         }
@@ -504,9 +509,29 @@ fn events(script: &Script) -> Vec<String> {
     v
 }
 
-/// `evi:list` (`events_list`), `evi:subscribers` (`subscribers_list`) and `evi:raise`
-/// (`raise_event`): the Event Interface as far as rsips has it — the subscribers are the
-/// script's `event_route`s (socket `route:E_NAME`).
+/// An event's subscribers as OpenSIPS lists them, newest first: the external ones, then its
+/// `event_route` (socket `route:E_NAME`, subscribed at start).
+fn subscribers_of(script: &Script, event: &str) -> Vec<Value> {
+    let mut subs: Vec<Value> = engine::evi::subscribers(event)
+        .into_iter()
+        .map(|s| match s.expire {
+            None => json!({"socket": s.socket, "expire": "never"}),
+            Some(e) => json!({
+                "socket": s.socket,
+                "expire": e,
+                "ttl": s.ttl.map_or_else(|| json!("expired"), |t| json!(t)),
+            }),
+        })
+        .collect();
+    if script.event_route_names().iter().any(|r| r == event) {
+        subs.push(json!({"socket": format!("route:{event}"), "expire": "never"}));
+    }
+    subs
+}
+
+/// `evi:list` (`events_list`), `evi:subscribe` (`event_subscribe`), `evi:subscribers`
+/// (`subscribers_list`) and `evi:raise` (`raise_event`); with event_flatstore,
+/// `event_flatstore:rotate` (`evi_flat_rotate`).
 pub fn evi_commands(mi: &mut Mi, scripts: Arc<crate::server::Scripts>) {
     let s = Arc::clone(&scripts);
     mi.add(Command::new(
@@ -524,33 +549,96 @@ pub fn evi_commands(mi: &mut Mi, scripts: Arc<crate::server::Scripts>) {
     ));
     let s = Arc::clone(&scripts);
     mi.add(Command::new(
+        "evi:subscribe",
+        &["event_subscribe"],
+        &[&["event", "socket"], &["event", "socket", "expire"]],
+        move |p| {
+            let (Some(event), Some(socket)) = (p.str("event")?, p.str("socket")?) else {
+                return Err(MiError::invalid_params("Too few or too many parameters"));
+            };
+            if event.is_empty() || socket.is_empty() {
+                return Err(MiError::new(-32602, "Invalid params"));
+            }
+            let expire = p.int("expire")?.unwrap_or(3600);
+            if expire < 0 {
+                return Err(
+                    MiError::new(-32602, "Invalid params").with_data("Negative expire value")
+                );
+            }
+            if !events(&s.load()).contains(&event) {
+                crate::logging::core(-1, &format!("evi:subscribe: invalid event name <{event}>"));
+                return Err(MiError::new(400, "Bad parameter value"));
+            }
+            // Through MI an expire of 0 is an unsubscribe: the subscriber is gone a second on.
+            match engine::evi::subscribe(&event, &socket, Some(expire.unsigned_abs())) {
+                Ok(()) => ok(),
+                Err(e) => {
+                    crate::logging::core(-1, &format!("evi:subscribe: {e}"));
+                    Err(MiError::new(400, "Bad parameter value"))
+                }
+            }
+        },
+    ));
+    let s = Arc::clone(&scripts);
+    mi.add(Command::new(
         "evi:subscribers",
         &["subscribers_list"],
         &[&[], &["event"], &["event", "socket"]],
         move |p| {
             let script = s.load();
-            let routes = script.event_route_names();
-            let subscriber = |name: &str| {
-                json!({"name": name, "subscribers": [{"socket": format!("route:{name}"), "expire": "never"}]})
-            };
+            let known = events(&script);
+            let id = |name: &str| known.iter().position(|e| e == name).unwrap_or(0);
             match p.str("event")? {
-                None => Ok(json!({
-                    "Events": routes.iter().map(|r| subscriber(r)).collect::<Vec<_>>()
-                })),
+                None => {
+                    let list: Vec<Value> = known
+                        .iter()
+                        .filter_map(|name| {
+                            let subs = subscribers_of(&script, name);
+                            (!subs.is_empty())
+                                .then(|| json!({"name": name, "id": id(name), "Subscribers": subs}))
+                        })
+                        .collect();
+                    Ok(json!({ "Events": list }))
+                }
                 Some(ev) => {
-                    if !events(&script).contains(&ev) {
-                        return Err(MiError::new(404, "Unknown event"));
+                    if !known.contains(&ev) {
+                        return Err(MiError::new(404, "Event not published"));
                     }
-                    let wanted = p.str("socket")?;
-                    let socket = format!("route:{ev}");
-                    if !routes.contains(&ev) || wanted.as_ref().is_some_and(|w| *w != socket) {
-                        return Err(MiError::new(404, "Unknown subscriber"));
+                    let subs = subscribers_of(&script, &ev);
+                    match p.str("socket")? {
+                        None if subs.is_empty() => Ok(json!({"Event": {}})),
+                        None => {
+                            Ok(json!({"Event": {"name": ev, "id": id(&ev), "Subscribers": subs}}))
+                        }
+                        Some(wanted) => {
+                            let found = subs
+                                .into_iter()
+                                .find(|s| s["socket"].as_str() == Some(wanted.as_str()))
+                                .ok_or_else(|| MiError::new(404, "Subscriber does not exist"))?;
+                            Ok(json!({"Event": {"name": ev, "id": id(&ev), "Subscriber": found}}))
+                        }
                     }
-                    Ok(json!({"Events": [subscriber(&ev)]}))
                 }
             }
         },
     ));
+    if scripts.load().loads("event_flatstore") {
+        mi.add(Command::new(
+            "event_flatstore:rotate",
+            &["evi_flat_rotate"],
+            &[&["path_to_file"]],
+            |p| {
+                let Some(path) = p.str("path_to_file")? else {
+                    return Err(MiError::invalid_params("Too few or too many parameters"));
+                };
+                if engine::evi::rotate(&path) {
+                    ok()
+                } else {
+                    Err(MiError::new(400, "File not found"))
+                }
+            },
+        ));
+    }
     mi.add(Command::new(
         "evi:raise",
         &["raise_event"],
@@ -563,7 +651,7 @@ pub fn evi_commands(mi: &mut Mi, scripts: Arc<crate::server::Scripts>) {
             if !events(&script).contains(&event) {
                 return Err(MiError::new(404, "Event not registered"));
             }
-            if !script.event_route_names().contains(&event) {
+            if !script.event_route_names().contains(&event) && !engine::evi::has_subscribers(&event) {
                 return Err(MiError::new(480, "Temporarily Unavailable"));
             }
             // An array gives unnamed parameters; a JSON object (as a string) named ones.

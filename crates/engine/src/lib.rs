@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod check;
 pub mod ctx;
 pub mod dset;
+pub mod evi;
 mod fnmatch;
 pub mod forward;
 pub use fnmatch::fnmatch;

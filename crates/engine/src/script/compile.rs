@@ -499,6 +499,11 @@ impl Lower<'_> {
                 }
                 CoreFn::RaiseEvent(self.arg(a(0), c.span)?, avps[0], avps[1])
             }
+            "subscribe_event" => CoreFn::SubscribeEvent(
+                self.arg(a(0), c.span)?,
+                self.arg(a(1), c.span)?,
+                self.opt_arg(a(2), c.span)?,
+            ),
             "force_tcp_alias" => CoreFn::ForceTcpAlias(match a(0) {
                 Some(Some(_)) => Some(self.arg(a(0), c.span)?),
                 _ => None,

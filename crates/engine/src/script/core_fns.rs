@@ -178,7 +178,11 @@ impl Run<'_> {
                         params.push((name, v));
                     }
                 }
-                match self.script.route_index(cfg::ast::RouteKind::Event, &name) {
+                crate::evi::publish(&name);
+                // The external subscribers first (newest first), the event_route (subscribed
+                // at start) last; nobody listening is not an error, any failure is.
+                let failed = crate::evi::deliver(&name, &params);
+                let routed = match self.script.route_index(cfg::ast::RouteKind::Event, &name) {
                     Some(index) => {
                         let mut copy = self.ctx.clone();
                         copy.outbox.clear();
@@ -187,10 +191,34 @@ impl Run<'_> {
                                 .run_event(index, self.worker, &mut copy, self.log, params);
                         // What the event route queued (a reply, a forward) is sent.
                         self.ctx.outbox.append(&mut copy.outbox);
-                        bool_code(outcome.is_ok())
+                        outcome.is_ok()
                     }
-                    // Nobody listens: not an error in OpenSIPS either.
-                    None => 1,
+                    None => true,
+                };
+                bool_code(routed && failed == 0)
+            }
+            CoreFn::SubscribeEvent(event, socket, expire) => {
+                let (event, socket) = (self.text_arg(event)?, self.text_arg(socket)?);
+                let expire = match expire {
+                    Some(e) => self.value(e)?.as_int(),
+                    None => None,
+                };
+                if event.is_empty() {
+                    return Ok(-1);
+                }
+                // No expire, or 0, never expires; a negative one is a bad parameter.
+                let expire = match expire {
+                    Some(n) if n < 0 => return Ok(-1),
+                    Some(0) | None => None,
+                    Some(n) => Some(n.unsigned_abs()),
+                };
+                crate::evi::publish(&event);
+                match crate::evi::subscribe(&event, &socket, expire) {
+                    Ok(()) => 1,
+                    Err(e) => {
+                        self.log.log(-1, &format!("subscribe_event: {e}"));
+                        -1
+                    }
                 }
             }
             CoreFn::ForceTcpAlias(port) => {

@@ -235,6 +235,8 @@ pub(crate) enum CoreFn {
     /// message) when the script has one.
     /// With the AVPs holding the attribute names and values (`raise_event(ev, $avp(n), $avp(v))`).
     RaiseEvent(Expr, Option<usize>, Option<usize>),
+    /// `subscribe_event(event, socket[, expire])`: an external subscriber (`crate::evi`).
+    SubscribeEvent(Expr, Expr, Option<Expr>),
     /// `force_tcp_alias([port])`.
     ForceTcpAlias(Option<Expr>),
     /// `append_msg_branch(uri[, q][, flags])` / `append_branch_old([uri][, q])` (no uri: the

@@ -607,9 +607,10 @@ impl Script {
         self.run_route_with(main, worker, ctx, log, Vec::new())
     }
 
-    /// A core event (`E_CORE_TCP_DISCONNECT` …) raised outside any message: runs its
-    /// `event_route`, if the script has one, with the event's parameters; gives what the route
-    /// queued for sending. `None` when nobody listens.
+    /// A core event (`E_CORE_TCP_DISCONNECT` …) raised outside any message: goes to its
+    /// external subscribers (`crate::evi`) and runs its `event_route`, if the script has one,
+    /// with the event's parameters; gives what the route queued for sending. `None` when
+    /// nobody listens.
     pub fn raise_core_event(
         &self,
         name: &str,
@@ -617,7 +618,13 @@ impl Script {
         log: &mut dyn Log,
         params: Vec<(Option<String>, Value)>,
     ) -> Option<Result<Vec<crate::Outbound>, ScriptError>> {
-        let index = self.route_index(cfg::ast::RouteKind::Event, name)?;
+        let external = crate::evi::has_subscribers(name);
+        if external && crate::evi::deliver(name, &params) > 0 {
+            log.log(-1, &format!("{name}: not every subscriber could be told"));
+        }
+        let Some(index) = self.route_index(cfg::ast::RouteKind::Event, name) else {
+            return external.then(|| Ok(Vec::new()));
+        };
         let mut ctx = placeholder();
         Some(
             self.run_route_with(index, worker, &mut ctx, log, params)
