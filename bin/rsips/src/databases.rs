@@ -65,6 +65,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     acc::db::start(script, &options)?;
     auth::start(script, &options)?;
     sqlops::start(script, &options)?;
+    avpops::start(script, &options)?;
     permissions::start(script, &options)?;
     domain::start(script, &options)?;
     userdb::start(script, &options)?;

@@ -39,6 +39,7 @@ fn available() -> engine::Available {
             &auth::AUTH,
             &auth::AUTH_DB,
             &sqlops::MODULE,
+            &avpops::MODULE,
             &permissions::MODULE,
             &domain::MODULE,
             &userdb::GROUP,
