@@ -475,6 +475,11 @@ const CORE_EVENTS: &[&str] = &[
 /// The events the modules publish, when the script loads them.
 const MODULE_EVENTS: &[(&str, &str)] = &[
     ("dispatcher", "E_DISPATCHER_STATUS"),
+    ("usrloc", "E_UL_AOR_INSERT"),
+    ("usrloc", "E_UL_AOR_DELETE"),
+    ("usrloc", "E_UL_CONTACT_INSERT"),
+    ("usrloc", "E_UL_CONTACT_UPDATE"),
+    ("usrloc", "E_UL_CONTACT_DELETE"),
     ("pike", "E_PIKE_BLOCKED"),
     ("uac_registrant", "E_REGISTRANT_REGISTERING"),
     ("uac_registrant", "E_REGISTRANT_AUTHENTICATING"),

@@ -525,23 +525,48 @@ impl Server {
                 }
             }));
         }
-        // Events the modules publish (E_DISPATCHER_STATUS …) run their event_route in the
-        // thread that raised them, with what the route sends going out at once.
+        // Events the modules publish (E_DISPATCHER_STATUS, E_UL_CONTACT_INSERT …) go to their
+        // subscribers and run their event_route in a thread of their own, as OpenSIPS runs
+        // them asynchronously: the module raising one may hold its own locks. What the route
+        // sends goes out at once.
         {
-            let (scripts, outlet) = (Arc::clone(&scripts), Arc::clone(&outlet));
-            engine::hooks::set_event_raiser(Box::new(move |name, params| {
-                let script = scripts.load();
-                let mut worker = engine::Worker::default();
-                let mut log = crate::logging::ScriptLog;
-                match script.raise_core_event(name, &mut worker, &mut log, params) {
-                    Some(Ok(outs)) => {
-                        for out in outs {
-                            outlet.send(out, None);
+            type Raised = (String, Vec<(Option<String>, engine::Value)>);
+            let (tx, rx) = std::sync::mpsc::channel::<Raised>();
+            let (routes, outlet) = (Arc::clone(&scripts), Arc::clone(&outlet));
+            processes.push("event dispatcher".to_owned());
+            std::thread::Builder::new()
+                .name("events".into())
+                .spawn(move || {
+                    let mut worker = engine::Worker::default();
+                    while let Ok((name, params)) = rx.recv() {
+                        let script = routes.load();
+                        let mut log = crate::logging::ScriptLog;
+                        match script.raise_core_event(&name, &mut worker, &mut log, params) {
+                            Some(Ok(outs)) => {
+                                for out in outs {
+                                    outlet.send(out, None);
+                                }
+                            }
+                            Some(Err(e)) => {
+                                crate::logging::core(-1, &format!("event_route[{name}]: {e}"));
+                            }
+                            None => {}
                         }
                     }
-                    Some(Err(e)) => crate::logging::core(-1, &format!("event_route[{name}]: {e}")),
-                    None => {}
-                }
+                })
+                .map_err(|e| format!("cannot start the event dispatcher: {e}"))?;
+            let tx = std::sync::Mutex::new(tx);
+            engine::hooks::set_event_raiser(Box::new(move |name, params| {
+                let tx = tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let _ = tx.send((name.to_owned(), params));
+            }));
+            let scripts = Arc::clone(&scripts);
+            engine::hooks::set_event_wanted(Box::new(move |name| {
+                engine::evi::has_subscribers(name)
+                    || scripts
+                        .load()
+                        .route_index(cfg::ast::RouteKind::Event, name)
+                        .is_some()
             }));
         }
         // dialog: timeouts and deleted dialogs once a second, and the database writes.

@@ -472,3 +472,82 @@ fn flatstore_options_rsips_lacks_stop_the_start() {
         "{err}"
     );
 }
+
+const REGISTRAR: &str = r#"
+log_level=3
+stderror_enabled=yes
+socket=udp:127.0.0.1:PORT
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "event_datagram.so"
+startup_route {
+    subscribe_event("E_UL_AOR_INSERT", "udp:127.0.0.1:EVPORT");
+    subscribe_event("E_UL_CONTACT_INSERT", "udp:127.0.0.1:EVPORT");
+    subscribe_event("E_UL_CONTACT_UPDATE", "udp:127.0.0.1:EVPORT");
+    subscribe_event("E_UL_CONTACT_DELETE", "udp:127.0.0.1:EVPORT");
+    subscribe_event("E_UL_AOR_DELETE", "udp:127.0.0.1:EVPORT");
+}
+route {
+    save("location");
+}
+"#;
+
+#[test]
+fn usrloc_changes_raise_their_events() {
+    let (events, ev_port) = udp_listener();
+    let port = common::free_port();
+    let dir = std::env::temp_dir().join(format!("rsips-evi-ul-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        REGISTRAR
+            .replace("EVPORT", &ev_port.to_string())
+            .replace("PORT", &port.to_string()),
+    )
+    .unwrap();
+    let _rsips = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("listening on udp"));
+    let ua = common::Peer::new();
+    let register = |cseq: u32, expires: u32| {
+        ua.send(
+            port,
+            &format!(
+                "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bK-ul-{cseq}\r\n\
+                 Max-Forwards: 70\r\n\
+                 From: <sip:alice@127.0.0.1>;tag=a\r\n\
+                 To: <sip:alice@127.0.0.1>\r\n\
+                 Call-ID: ul-events\r\n\
+                 CSeq: {cseq} REGISTER\r\n\
+                 User-Agent: evtest\r\n\
+                 Contact: <sip:alice@127.0.0.1:{p}>;expires={expires}\r\n\
+                 Content-Length: 0\r\n\r\n",
+                p = ua.port
+            ),
+        );
+        assert!(ua.recv("the 200 to REGISTER").starts_with("SIP/2.0 200 OK"));
+    };
+    register(1, 60);
+    assert_eq!(
+        datagram(&events),
+        r#"{"jsonrpc":"2.0","method":"E_UL_AOR_INSERT","params":{"domain":"location","aor":"alice@127.0.0.1"}}"#
+    );
+    let insert = datagram(&events);
+    assert!(
+        insert.starts_with(&format!(
+            r#"{{"jsonrpc":"2.0","method":"E_UL_CONTACT_INSERT","params":{{"domain":"location","aor":"alice@127.0.0.1","uri":"sip:alice@127.0.0.1:{}","received":"","path":"","qval":-1,"user_agent":"evtest","socket":"udp:127.0.0.1:{port}","bflags":0,"expires":"#,
+            ua.port
+        )) && insert.ends_with(r#","callid":"ul-events","cseq":1,"attr":"","latency":0,"shtag":""}}"#),
+        "{insert}"
+    );
+    register(2, 60);
+    assert!(datagram(&events).contains(r#""method":"E_UL_CONTACT_UPDATE""#));
+    register(3, 0);
+    assert!(datagram(&events).contains(r#""method":"E_UL_CONTACT_DELETE""#));
+    assert_eq!(
+        datagram(&events),
+        r#"{"jsonrpc":"2.0","method":"E_UL_AOR_DELETE","params":{"domain":"location","aor":"alice@127.0.0.1"}}"#
+    );
+}

@@ -117,6 +117,22 @@ pub fn set_event_raiser(f: EventRaiser) {
     let _ = EVENT_RAISER.set(f);
 }
 
+/// Whether anybody listens to an event (an `event_route` or a subscriber): a module that
+/// raises often (usrloc's `E_UL_*`) builds the parameters only then.
+pub type EventWanted = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
+static EVENT_WANTED: OnceLock<EventWanted> = OnceLock::new();
+
+/// Installs the check (once; later calls are ignored).
+pub fn set_event_wanted(f: EventWanted) {
+    let _ = EVENT_WANTED.set(f);
+}
+
+/// Whether `name` has a listener; `false` before the server installed the check.
+pub fn event_wanted(name: &str) -> bool {
+    EVENT_WANTED.get().is_some_and(|f| f(name))
+}
+
 /// Raises `name` with `params`; nothing happens before the server installed a raiser.
 pub fn raise_event(name: &str, params: Vec<(Option<String>, crate::Value)>) {
     if let Some(f) = EVENT_RAISER.get() {

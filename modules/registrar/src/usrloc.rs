@@ -82,19 +82,26 @@ impl Table {
     /// place unless its q changed; with `desc_time_order` the newest write first.
     pub fn upsert(&mut self, aor: &str, mut contact: Contact, by_callid: bool, desc: bool) {
         crate::persist::changed(&self.name, aor);
+        if !self.aors.contains_key(aor) {
+            aor_event("E_UL_AOR_INSERT", &self.name, aor);
+        }
         let list = self.aors.entry(aor.to_owned()).or_default();
         if let Some(at) = list
             .iter()
             .position(|c| c.uri == contact.uri && (!by_callid || c.callid == contact.callid))
         {
             contact.id = list[at].id;
+            contact_event("E_UL_CONTACT_UPDATE", &self.name, aor, &contact);
             if list[at].q == contact.q && !desc {
                 list[at] = contact;
                 return;
             }
             list.remove(at);
-        } else if contact.id == 0 {
-            contact.id = next_id();
+        } else {
+            if contact.id == 0 {
+                contact.id = next_id();
+            }
+            contact_event("E_UL_CONTACT_INSERT", &self.name, aor, &contact);
         }
         // Most users have one or two contacts: grow by one, not to the default four (a
         // contact is ~200 bytes; this halves the memory per registered user).
@@ -116,10 +123,18 @@ impl Table {
             return false;
         };
         let before = list.len();
-        list.retain(|c| !(c.uri == uri && callid.is_none_or(|id| c.callid == id)));
+        let name = &self.name;
+        list.retain(|c| {
+            let gone = c.uri == uri && callid.is_none_or(|id| c.callid == id);
+            if gone {
+                contact_event("E_UL_CONTACT_DELETE", name, aor, c);
+            }
+            !gone
+        });
         let removed = list.len() != before;
         if list.is_empty() {
             self.aors.remove(aor);
+            aor_event("E_UL_AOR_DELETE", &self.name, aor);
         }
         if removed {
             crate::persist::changed(&self.name, aor);
@@ -129,11 +144,15 @@ impl Table {
 
     /// Removes `aor` with all its contacts; whether it was there.
     pub fn remove_aor(&mut self, aor: &str) -> bool {
-        let was = self.aors.remove(aor).is_some();
-        if was {
-            crate::persist::changed(&self.name, aor);
+        let Some(list) = self.aors.remove(aor) else {
+            return false;
+        };
+        for c in &list {
+            contact_event("E_UL_CONTACT_DELETE", &self.name, aor, c);
         }
-        was
+        aor_event("E_UL_AOR_DELETE", &self.name, aor);
+        crate::persist::changed(&self.name, aor);
+        true
     }
 
     /// Drops what expired by `now`; how many contacts went.
@@ -142,11 +161,20 @@ impl Table {
         let name = &self.name;
         self.aors.retain(|aor, list| {
             let before = list.len();
-            list.retain(|c| c.alive(now));
+            list.retain(|c| {
+                let alive = c.alive(now);
+                if !alive {
+                    contact_event("E_UL_CONTACT_DELETE", name, aor, c);
+                }
+                alive
+            });
             if list.len() != before {
                 crate::persist::changed(name, aor);
             }
             gone += before - list.len();
+            if list.is_empty() {
+                aor_event("E_UL_AOR_DELETE", name, aor);
+            }
             !list.is_empty()
         });
         gone
@@ -184,6 +212,64 @@ impl Table {
         out.sort_by(|a, b| a.0.cmp(b.0));
         out
     }
+}
+
+/// `E_UL_AOR_INSERT` / `E_UL_AOR_DELETE` (domain = the table), when anybody listens.
+fn aor_event(event: &str, table: &str, aor: &str) {
+    if engine::hooks::event_wanted(event) {
+        engine::hooks::raise_event(
+            event,
+            vec![
+                (Some("domain".into()), engine::Value::from(table)),
+                (Some("aor".into()), engine::Value::from(aor)),
+            ],
+        );
+    }
+}
+
+/// `E_UL_CONTACT_INSERT` / `UPDATE` / `DELETE` with OpenSIPS' parameters, when anybody
+/// listens. `expires` is absolute (0: never), `qval` q × 1000 or -1; `attr`, `shtag` and
+/// `latency` are not kept here and are empty (0).
+fn contact_event(event: &str, table: &str, aor: &str, c: &Contact) {
+    if !engine::hooks::event_wanted(event) {
+        return;
+    }
+    use engine::Value;
+    let text = |s: &str| Value::from(s);
+    let opt = |s: &Option<String>| Value::from(s.as_deref().unwrap_or_default());
+    let params = [
+        ("domain", text(table)),
+        ("aor", text(aor)),
+        ("uri", text(&c.uri)),
+        ("received", opt(&c.received)),
+        ("path", opt(&c.path)),
+        ("qval", Value::Int(i64::from(c.q))),
+        ("user_agent", text(&c.user_agent)),
+        ("socket", opt(&c.socket)),
+        (
+            "bflags",
+            Value::Int(i64::try_from(c.cflags).unwrap_or(i64::MAX)),
+        ),
+        (
+            "expires",
+            Value::Int(
+                c.expires
+                    .map_or(0, |e| i64::try_from(e).unwrap_or(i64::MAX)),
+            ),
+        ),
+        ("callid", text(&c.callid)),
+        ("cseq", Value::Int(i64::from(c.cseq))),
+        ("attr", text("")),
+        ("latency", Value::Int(0)),
+        ("shtag", text("")),
+    ];
+    engine::hooks::raise_event(
+        event,
+        params
+            .into_iter()
+            .map(|(n, v)| (Some(n.to_owned()), v))
+            .collect(),
+    );
 }
 
 /// The tables by name, and when they were last swept.
