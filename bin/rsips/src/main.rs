@@ -68,6 +68,7 @@ fn available() -> engine::Available {
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
             &engine::cachedb::CACHEDB_LOCAL,
+            &engine::script::JSON,
             &engine::evi::EVENT_ROUTE,
             &engine::evi::EVENT_DATAGRAM,
             &engine::evi::EVENT_STREAM,

@@ -423,6 +423,7 @@ pub(crate) const CORE_FUNCTIONS: &[(&str, usize, usize)] = &[
     ("cache_raw_query", 2, 3),
     ("raise_event", 1, 3),
     ("subscribe_event", 2, 3),
+    ("json_link", 2, 2),
     ("construct_uri", 6, 6),
     ("get_timestamp", 2, 2),
     ("script_trace", 0, 3),

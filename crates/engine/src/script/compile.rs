@@ -18,6 +18,8 @@ use crate::value::Value;
 #[derive(Debug, Default)]
 pub(crate) struct Names {
     pub vars: HashMap<String, usize>,
+    /// `$json(name)` variables.
+    pub json: HashMap<String, usize>,
     pub flags: HashMap<String, u32>,
     pub routes: HashMap<String, usize>,
     pub avps: HashMap<String, usize>,
@@ -43,6 +45,7 @@ pub(crate) struct Lower<'a> {
 
 type L<T> = Result<T, ()>;
 
+mod json;
 mod pv;
 
 fn unsupported(what: String, span: Span) -> Diagnostic {
@@ -498,6 +501,27 @@ impl Lower<'_> {
                     }
                 }
                 CoreFn::RaiseEvent(self.arg(a(0), c.span)?, avps[0], avps[1])
+            }
+            "json_link" => {
+                let mut paths = Vec::new();
+                for i in 0..2 {
+                    let Some(Some(Arg::Pv(p))) = a(i) else {
+                        return self.fail(Diagnostic::error(
+                            "`json_link` takes two `$json(...)` variables",
+                            c.span,
+                        ));
+                    };
+                    let Some(format) = json::format_of(&p.spec.name) else {
+                        return self.fail(Diagnostic::error(
+                            "`json_link` takes two `$json(...)` variables",
+                            p.span,
+                        ));
+                    };
+                    paths.push(Box::new(self.json_path(&p.spec, format, p.span)?));
+                }
+                let src = paths.pop().ok_or(())?;
+                let dest = paths.pop().ok_or(())?;
+                CoreFn::JsonLink(dest, src)
             }
             "subscribe_event" => CoreFn::SubscribeEvent(
                 self.arg(a(0), c.span)?,

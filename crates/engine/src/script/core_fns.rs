@@ -197,6 +197,27 @@ impl Run<'_> {
                 };
                 bool_code(routed && failed == 0)
             }
+            // OpenSIPS links by reference; here the destination gets a copy of the source.
+            CoreFn::JsonLink(dest, src) => {
+                let (Some(src_steps), Some(dest_steps)) =
+                    (self.json_steps(src)?, self.json_steps(dest)?)
+                else {
+                    return Ok(-1);
+                };
+                let root = self.worker.json.get(src.slot).and_then(Option::as_ref);
+                let Some(value) = crate::script::json::find(root, &src_steps).cloned() else {
+                    return Ok(-1);
+                };
+                if self.worker.json.len() <= dest.slot {
+                    self.worker.json.resize(dest.slot + 1, None);
+                }
+                match self.worker.json.get_mut(dest.slot) {
+                    Some(root) => {
+                        bool_code(crate::script::json::set(root, &dest_steps, Some(value)).is_ok())
+                    }
+                    None => -1,
+                }
+            }
             CoreFn::SubscribeEvent(event, socket, expire) => {
                 let (event, socket) = (self.text_arg(event)?, self.text_arg(socket)?);
                 let expire = match expire {

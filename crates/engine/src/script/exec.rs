@@ -195,8 +195,13 @@ impl Run<'_> {
 
     /// `for (var in $(src[*]))`: every value in turn, until `break`.
     fn for_each(&mut self, var: &Write, values: &PvRead, body: &Stmt) -> R<i64> {
-        for v in self.all_values(values) {
-            self.write(var, AssignOp::Set, v);
+        // A `$json` loop variable takes each item as JSON text (OpenSIPS assigns with `:=`).
+        let op = match var {
+            Write::Json(_) => AssignOp::Replace,
+            _ => AssignOp::Set,
+        };
+        for v in self.all_values(values)? {
+            self.write(var, op, v);
             match self.stmt(body) {
                 Ok(_) => {}
                 Err(Halt::Break) => break,
@@ -206,9 +211,17 @@ impl Run<'_> {
         Ok(1)
     }
 
-    /// The values an `[*]` read iterates: AVP values newest first, header lines in order.
-    fn all_values(&mut self, p: &PvRead) -> Vec<Value> {
-        match &p.read {
+    /// The values an `[*]` read iterates: AVP values newest first, header lines in order, a
+    /// `$json` object's values (or keys) or array's elements.
+    fn all_values(&mut self, p: &PvRead) -> R<Vec<Value>> {
+        Ok(match &p.read {
+            Read::Json(path) if path.all => match self.json_steps(path)? {
+                Some(steps) => {
+                    let root = self.worker.json.get(path.slot).and_then(Option::as_ref);
+                    super::json::iterate(super::json::find(root, &steps), path.iter, path.format)
+                }
+                None => Vec::new(),
+            },
             Read::Avp(id, _) => self
                 .ctx
                 .avps
@@ -234,7 +247,31 @@ impl Run<'_> {
                 .into_iter()
                 .filter(|v| !v.is_null())
                 .collect(),
+        })
+    }
+
+    /// A `$json` path with its variable steps read; `None` when an index variable does not
+    /// hold an integer (the read is NULL, the assignment fails).
+    pub(super) fn json_steps(
+        &mut self,
+        path: &super::json::JsonPath,
+    ) -> R<Option<Vec<super::json::At>>> {
+        use super::ir::Dyn;
+        use super::json::{At, Step};
+        let mut out = Vec::with_capacity(path.steps.len());
+        for step in &path.steps {
+            out.push(match step {
+                Step::Key(Dyn::Static(k)) => At::Key(k.clone()),
+                Step::Key(Dyn::Var(p)) => At::Key(self.read(p)?.to_text().into_owned()),
+                Step::Index(Dyn::Static(i)) => At::Index(*i),
+                Step::Index(Dyn::Var(p)) => match self.read(p)? {
+                    Value::Int(i) => At::Index(i),
+                    _ => return Ok(None),
+                },
+                Step::Append => At::Append,
+            });
         }
+        Ok(Some(out))
     }
 
     fn switch(
@@ -541,6 +578,19 @@ impl Run<'_> {
                 .unwrap_or_default(),
                 None => Value::Null,
             },
+            Read::Json(path) => {
+                if path.all {
+                    self.log.log(-1, "json: `[*]` is only read by a `for` loop");
+                    return Ok(Value::Null);
+                }
+                match self.json_steps(path)? {
+                    Some(steps) => {
+                        let root = self.worker.json.get(path.slot).and_then(Option::as_ref);
+                        super::json::to_value(super::json::find(root, &steps), path.format)
+                    }
+                    None => Value::Null,
+                }
+            }
             Read::SdpLineIdx(sel) => match self.sdp_indexes(sel)? {
                 Some(sel) => crate::pv::sdp_body::with_lines(self.ctx, |lines| {
                     lines.find(&sel, false).map(|i| Value::Int(i as i64))

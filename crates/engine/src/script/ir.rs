@@ -60,6 +60,8 @@ pub(crate) enum Read {
     SdpLine(Box<SdpSel>),
     /// `$sdp.stream.idx(...)`: the index (in the whole SDP) of the line a selector finds.
     SdpLineIdx(Box<SdpSel>),
+    /// `$json(name/path)` and its compact / pretty forms.
+    Json(Box<super::json::JsonPath>),
 }
 
 /// An SDP index: written in the script, or read from a variable when the PV is used.
@@ -142,6 +144,8 @@ pub(crate) enum Write {
     BranchField(crate::pv::BranchField, Option<i64>),
     /// `$tm.branch.attr(NAME)[i]` (no index: the branch being handled).
     TmBranchAttr(Box<str>, Option<i64>),
+    /// `$json(name/path) = v` (`:=` parses JSON text).
+    Json(Box<super::json::JsonPath>),
 }
 
 /// Which value(s) of an AVP an assignment sets (OpenSIPS pv_set_avp forms).
@@ -235,6 +239,8 @@ pub(crate) enum CoreFn {
     /// message) when the script has one.
     /// With the AVPs holding the attribute names and values (`raise_event(ev, $avp(n), $avp(v))`).
     RaiseEvent(Expr, Option<usize>, Option<usize>),
+    /// `json_link($json(dest), $json(src))`.
+    JsonLink(Box<super::json::JsonPath>, Box<super::json::JsonPath>),
     /// `subscribe_event(event, socket[, expire])`: an external subscriber (`crate::evi`).
     SubscribeEvent(Expr, Expr, Option<Expr>),
     /// `force_tcp_alias([port])`.

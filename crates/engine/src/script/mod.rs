@@ -15,10 +15,12 @@ mod compile;
 mod core_fns;
 pub(crate) mod exec;
 mod ir;
+mod json;
 mod seval;
 mod sockets;
 mod writes;
 
+pub use json::MODULE as JSON;
 pub use sockets::interface_addresses;
 use sockets::{listen_sockets, socket_names};
 
@@ -114,6 +116,8 @@ pub fn set_xlog_level(level: i32) {
 #[derive(Debug, Clone, Default)]
 pub struct Worker {
     vars: Vec<Value>,
+    /// The `$json(name)` variables, by slot (`None`: not set).
+    json: Vec<Option<serde_json::Value>>,
     /// The argument list of module function calls, kept between calls (one allocation per
     /// worker instead of one per call).
     args: Vec<Value>,

@@ -205,6 +205,37 @@ impl Run<'_> {
                 matches!(self.kind, "branch" | "onreply" | "failure")
                     && self.ctx.set_tm_branch_attr(at, name, v)
             }
+            Write::Json(ref path) => self.write_json(path, op, &v),
+        }
+    }
+
+    /// `$json(path) = v` / `:= text`. A NULL (or text that does not parse with `:=`) deletes
+    /// the node; a refused assignment is logged and fails, as in OpenSIPS.
+    fn write_json(&mut self, path: &super::json::JsonPath, op: AssignOp, v: &Value) -> bool {
+        let Ok(Some(steps)) = self.json_steps(path) else {
+            self.log
+                .log(-1, "json: an index in the path is not an integer\n");
+            return false;
+        };
+        let parse = op == AssignOp::Replace;
+        let new = super::json::from_value(v, parse);
+        let unparsable = parse && new.is_none() && !v.is_null();
+        if self.worker.json.len() <= path.slot {
+            self.worker.json.resize(path.slot + 1, None);
+        }
+        let Some(root) = self.worker.json.get_mut(path.slot) else {
+            return false;
+        };
+        match super::json::set(root, &steps, new) {
+            Ok(()) if unparsable => {
+                self.log.log(-1, "json: cannot parse the value as JSON\n");
+                false
+            }
+            Ok(()) => true,
+            Err(e) => {
+                self.log.log(-1, &format!("json: setting PV failed: {e}\n"));
+                false
+            }
         }
     }
 

@@ -6,6 +6,18 @@ use super::*;
 impl Lower<'_> {
     pub(super) fn write(&mut self, p: &ast::PvRef) -> L<Write> {
         Ok(match (p.spec.name.as_str(), p.spec.arg.as_deref()) {
+            (name, Some(_)) if super::json::format_of(name).is_some() => {
+                let format =
+                    super::json::format_of(name).unwrap_or(crate::script::json::Format::Spaced);
+                let path = self.json_path(&p.spec, format, p.span)?;
+                if path.all {
+                    return self.fail(Diagnostic::error(
+                        "`[*]` is read by a `for` loop, not assigned",
+                        p.span,
+                    ));
+                }
+                Write::Json(Box::new(path))
+            }
             ("var", Some(name)) => Write::Var(self.var(name)),
             ("ru" | "ruri", None) => Write::Ruri,
             ("rU" | "ruri.user", None) => Write::RuriUser,
@@ -277,6 +289,11 @@ impl Lower<'_> {
             return Ok(read);
         }
         let read = match (spec.name.as_str(), spec.arg.as_deref()) {
+            (name, Some(_)) if super::json::format_of(name).is_some() => {
+                let format =
+                    super::json::format_of(name).unwrap_or(crate::script::json::Format::Spaced);
+                Read::Json(Box::new(self.json_path(spec, format, span)?))
+            }
             ("var", Some(name)) if spec.index.is_none() => Read::Var(self.var(name)),
             ("cfg_line", None) => {
                 let line = self
