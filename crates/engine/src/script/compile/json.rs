@@ -85,7 +85,8 @@ impl Lower<'_> {
                         "keys" => Iter::Keys,
                         "values" => Iter::Values,
                         _ => {
-                            return self.fail(bad("Bad iterator type (`.keys` or `.values`, last)"));
+                            return self
+                                .fail(bad("Bad iterator type (`.keys` or `.values`, last)"));
                         }
                     };
                     rest = "";
