@@ -11,10 +11,18 @@
 use db::{Connection, Value as DbValue};
 use engine::{FnCtx, Value};
 
-use super::{db_arg, fail, text_arg};
+use super::text_arg;
 
-/// The table and its columns (`usr_table`, `*_column`).
-pub(crate) struct Prefs {
+/// Finds the database a call names (its arguments given); `None` has been logged.
+pub type DbLookup<'d> =
+    &'d dyn Fn(&mut FnCtx<'_>, &[Value]) -> Option<std::sync::Arc<dyn Connection>>;
+
+/// The table and its columns (`usr_table`, `*_column`), and the module that names them (avpops
+/// reads the same from its own parameters, `avp_table` for the table).
+#[derive(Debug)]
+pub struct Prefs {
+    /// The module the parameters come from, for log lines.
+    pub module: &'static str,
     pub table: String,
     pub uuid: String,
     pub username: String,
@@ -28,13 +36,25 @@ pub(crate) struct Prefs {
 impl Prefs {
     /// From the script's `sqlops` parameters (the defaults without a script).
     pub fn of(script: Option<&engine::Script>) -> Prefs {
+        Prefs::read(script, "sqlops", "usr_table", 1)
+    }
+
+    /// From `module`'s parameters: the table is `table_param`, `use_domain` defaults to
+    /// `use_domain` (sqlops 4.0 has 1, avpops 0).
+    pub fn read(
+        script: Option<&engine::Script>,
+        module: &'static str,
+        table_param: &str,
+        use_domain: i64,
+    ) -> Prefs {
         let param = |n: &str, d: &str| {
             script
-                .and_then(|s| s.modparam_str("sqlops", n))
+                .and_then(|s| s.modparam_str(module, n))
                 .unwrap_or_else(|| d.to_owned())
         };
         Prefs {
-            table: param("usr_table", "usr_preferences"),
+            module,
+            table: param(table_param, "usr_preferences"),
             uuid: param("uuid_column", "uuid"),
             username: param("username_column", "username"),
             domain: param("domain_column", "domain"),
@@ -42,10 +62,15 @@ impl Prefs {
             value: param("value_column", "value"),
             kind: param("type_column", "type"),
             use_domain: script
-                .and_then(|s| s.modparam_int("sqlops", "use_domain"))
-                .unwrap_or(1)
+                .and_then(|s| s.modparam_int(module, "use_domain"))
+                .unwrap_or(use_domain)
                 != 0,
         }
+    }
+
+    fn fail(&self, f: &mut FnCtx<'_>, what: impl std::fmt::Display) -> i64 {
+        f.log.log(-1, &format!("{}: {what}\n", self.module));
+        -1
     }
 }
 
@@ -155,8 +180,13 @@ fn name(text: &str, prefs: &Prefs) -> Result<(Option<String>, String), String> {
     Ok((None, table))
 }
 
+/// Checks a name parameter as the script wrote it (`$avp(x)[/table]`, an AVP type).
+pub fn check_name(text: &str) -> Result<(), String> {
+    name(text, &Prefs::of(None)).map(|_| ())
+}
+
 /// Pushes `v` onto `$avp(name)` (newest), if the script uses that AVP.
-fn push(f: &mut FnCtx<'_>, name: &str, v: Value) -> bool {
+pub fn push(f: &mut FnCtx<'_>, name: &str, v: Value) -> bool {
     let Some(id) = f.script.avp_id(name) else {
         return false;
     };
@@ -177,12 +207,17 @@ struct Call {
 }
 
 /// The call's arguments evaluated; `Err` is the return code (the reason logged).
-fn prepare(f: &mut FnCtx<'_>, args: &[Value], prefs: &Prefs, db_param: usize) -> Result<Call, i64> {
+fn prepare(
+    f: &mut FnCtx<'_>,
+    args: &[Value],
+    prefs: &Prefs,
+    db: DbLookup<'_>,
+) -> Result<Call, i64> {
     let source = text_arg(args, 0).unwrap_or_default();
-    let key = key(f, &source, prefs).map_err(|e| fail(f, e))?;
+    let key = key(f, &source, prefs).map_err(|e| prefs.fail(f, e))?;
     let (avp, table) =
-        name(&text_arg(args, 1).unwrap_or_default(), prefs).map_err(|e| fail(f, e))?;
-    let db = db_arg(f, args, db_param).ok_or(-1)?;
+        name(&text_arg(args, 1).unwrap_or_default(), prefs).map_err(|e| prefs.fail(f, e))?;
+    let db = db(f, args).ok_or(-1)?;
     Ok(Call {
         key,
         avp,
@@ -194,13 +229,19 @@ fn prepare(f: &mut FnCtx<'_>, args: &[Value], prefs: &Prefs, db_param: usize) ->
 /// `sql_avp_load(source, name[, db_id[, prefix]])`: 1 when at least one AVP was loaded (the
 /// last row on top), -1 otherwise.
 pub fn sql_avp_load(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let prefs = super::prefs();
+    load(f, args, super::prefs(), &|f, args| {
+        super::db_arg(f, args, 2)
+    })
+}
+
+/// The `load` of [`sql_avp_load`] on `prefs`' table in the database `db` finds.
+pub fn load(f: &mut FnCtx<'_>, args: &[Value], prefs: &Prefs, db: DbLookup<'_>) -> i64 {
     let Call {
         key,
         avp,
         table,
         db,
-    } = match prepare(f, args, prefs, 2) {
+    } = match prepare(f, args, prefs, db) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -213,7 +254,7 @@ pub fn sql_avp_load(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     ];
     let rows = match db.query(&table, &cols, &filter) {
         Ok(r) => r,
-        Err(e) => return fail(f, e),
+        Err(e) => return prefs.fail(f, e),
     };
     let mut loaded = 0;
     for row in rows {
@@ -224,10 +265,11 @@ pub fn sql_avp_load(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         ) else {
             continue;
         };
-        // Type bit 0: an integer value (one that does not convert is skipped).
+        // Type bit 0: an integer value, read as OpenSIPS' str2int reads it (unsigned
+        // decimal digits only, 32 bits); one that does not convert is skipped.
         let v = if kind & 1 != 0 {
-            match value.trim().parse::<i64>() {
-                Ok(n) => Value::Int(n),
+            match value.parse::<u32>() {
+                Ok(n) => Value::Int(i64::from(n)),
                 Err(_) => continue,
             }
         } else {
@@ -245,13 +287,19 @@ pub fn sql_avp_load(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 /// or with an AVP type instead of a name for every AVP the script has; 1 when at least one
 /// row was written.
 pub fn sql_avp_store(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let prefs = super::prefs();
+    store(f, args, super::prefs(), &|f, args| {
+        super::db_arg(f, args, 2)
+    })
+}
+
+/// The `store` of [`sql_avp_store`] on `prefs`' table in the database `db` finds.
+pub fn store(f: &mut FnCtx<'_>, args: &[Value], prefs: &Prefs, db: DbLookup<'_>) -> i64 {
     let Call {
         key,
         avp,
         table,
         db,
-    } = match prepare(f, args, prefs, 2) {
+    } = match prepare(f, args, prefs, db) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -292,7 +340,7 @@ pub fn sql_avp_store(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             match db.insert(&table, &row) {
                 Ok(()) => stored += 1,
                 Err(e) => {
-                    fail(f, e);
+                    prefs.fail(f, e);
                 }
             }
         }
@@ -303,20 +351,26 @@ pub fn sql_avp_store(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 /// `sql_avp_delete(source, name[, db_id])`: removes the rows of the attribute (every
 /// attribute for an AVP type); 1, -1 only when the source or name cannot be used.
 pub fn sql_avp_delete(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let prefs = super::prefs();
+    delete(f, args, super::prefs(), &|f, args| {
+        super::db_arg(f, args, 2)
+    })
+}
+
+/// The `delete` of [`sql_avp_delete`] on `prefs`' table in the database `db` finds.
+pub fn delete(f: &mut FnCtx<'_>, args: &[Value], prefs: &Prefs, db: DbLookup<'_>) -> i64 {
     let Call {
         key,
         avp,
         table,
         db,
-    } = match prepare(f, args, prefs, 2) {
+    } = match prepare(f, args, prefs, db) {
         Ok(c) => c,
         Err(code) => return code,
     };
     let filter = key.filter(prefs, avp.as_deref());
     // OpenSIPS answers 1 even when the database refuses the delete; the failure is logged.
     if let Err(e) = db.delete(&table, &filter) {
-        fail(f, e);
+        prefs.fail(f, e);
     }
     1
 }

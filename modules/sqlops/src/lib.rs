@@ -141,7 +141,7 @@ pub static MODULE: ModuleSpec = ModuleSpec {
     ],
 };
 
-mod avp;
+pub mod avp;
 
 static PREFS: OnceLock<avp::Prefs> = OnceLock::new();
 
@@ -166,11 +166,7 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     let _ = PREFS.set(avp::Prefs::of(Some(script)));
     let mut opened = Vec::new();
     for text in script.modparam_strs("sqlops", "db_url") {
-        let text = text.trim();
-        let (id, url) = match text.split_once(char::is_whitespace) {
-            Some((id, url)) if id.parse::<i64>().is_ok() => (id.parse().unwrap_or(0), url.trim()),
-            _ => (0, text),
-        };
+        let (id, url) = db_url_id(&text);
         let conn = db::open_for("sqlops", url, |m| script.loads(m), options)?;
         opened.retain(|(i, _)| *i != id);
         opened.push((id, conn));
@@ -181,14 +177,24 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     Ok(())
 }
 
-fn text_arg(args: &[Value], i: usize) -> Option<String> {
+/// `"[id ]url"`: the id (0 when left out) and the URL.
+pub fn db_url_id(text: &str) -> (i64, &str) {
+    let text = text.trim();
+    match text.split_once(char::is_whitespace) {
+        Some((id, url)) if id.parse::<i64>().is_ok() => (id.parse().unwrap_or(0), url.trim()),
+        _ => (0, text),
+    }
+}
+
+/// Argument `i` as text (`None` when left out).
+pub fn text_arg(args: &[Value], i: usize) -> Option<String> {
     args.get(i)
         .filter(|v| !v.is_null())
         .map(|v| v.to_text().into_owned())
 }
 
 /// The database argument `i` names (id 0 when left out); logged when there is none.
-fn db_arg(f: &mut FnCtx<'_>, args: &[Value], i: usize) -> Option<Arc<dyn Connection>> {
+pub fn db_arg(f: &mut FnCtx<'_>, args: &[Value], i: usize) -> Option<Arc<dyn Connection>> {
     let id = args.get(i).and_then(Value::as_int).unwrap_or(0);
     let found = databases()
         .lock()
@@ -208,7 +214,7 @@ fn fail(f: &mut FnCtx<'_>, what: impl std::fmt::Display) -> i64 {
 }
 
 /// A database value as the script sees it.
-fn script_value(v: &DbValue) -> Value {
+pub fn script_value(v: &DbValue) -> Value {
     match v {
         DbValue::Null => Value::Null,
         DbValue::Int(n) | DbValue::DateTime(n) => Value::Int(*n),

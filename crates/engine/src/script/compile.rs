@@ -588,6 +588,20 @@ impl Lower<'_> {
 
     /// A function of an implemented module: resolved to its function pointer, arguments
     /// lowered by their declared kinds.
+    /// The `$avp(name)`s a literal module argument names (avpops' `"$avp(a)/$avp(b)"`): the
+    /// module reads and writes them by name, so they are the script's AVPs even when no
+    /// route uses them as variables.
+    fn intern_avps(&mut self, text: &str) {
+        for (at, _) in text.match_indices("$avp(") {
+            if let Some(end) = text[at + 5..].find(')') {
+                let name = text[at + 5..at + 5 + end].trim();
+                if !name.is_empty() && !name.contains('$') {
+                    self.avp(name);
+                }
+            }
+        }
+    }
+
     fn module_call(&mut self, c: &ast::Call) -> L<Call> {
         let name = c.name.node.as_str();
         let Some(spec) = self.available.function(name) else {
@@ -663,6 +677,7 @@ impl Lower<'_> {
                     ));
                 }
                 (Some(Some(Arg::Str(s, _))), crate::module::Param::StaticStr) => {
+                    self.intern_avps(s);
                     Expr::Const(Value::str(s))
                 }
                 (Some(Some(Arg::Int(n, sp))), crate::module::Param::CheckedInt(check)) => {
@@ -692,6 +707,7 @@ impl Lower<'_> {
                             *sp,
                         ));
                     }
+                    self.intern_avps(s);
                     Expr::Const(Value::str(s))
                 }
                 (a @ Some(Some(_)), _) => self.arg(a, c.span)?,
