@@ -40,6 +40,8 @@ fn available() -> engine::Available {
             &auth::AUTH_DB,
             &sqlops::MODULE,
             &avpops::MODULE,
+            &tracer::TRACER,
+            &tracer::PROTO_HEP,
             &permissions::MODULE,
             &domain::MODULE,
             &userdb::GROUP,
@@ -278,6 +280,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("presence") {
         presence::commands(&mut commands);
+    }
+    if script.loads("tracer") {
+        tracer::commands(&mut commands);
     }
     if script.loads("uac_registrant") {
         let scripts = std::sync::Arc::clone(&scripts);

@@ -71,6 +71,11 @@ impl Outlet {
                 }),
             };
             let send = |socket: &UdpSocket| {
+                if tracer::tapping()
+                    && let Ok(local) = socket.local_addr()
+                {
+                    tracer::outgoing(&out.data, local, out.dest, out.proto);
+                }
                 socket
                     .send_to(&out.data, out.dest)
                     .map(|_| ())
@@ -100,6 +105,20 @@ impl Outlet {
             return;
         };
         let dest = out.dest;
+        if tracer::tapping() {
+            // The connection's own address is not known here: the socket asked for, else the
+            // first listener of the protocol.
+            let local = out.from.or_else(|| {
+                streams
+                    .bound()
+                    .iter()
+                    .find(|(p, a)| *p == proto && a.is_ipv4() == dest.is_ipv4())
+                    .map(|(_, a)| *a)
+            });
+            if let Some(local) = local {
+                tracer::outgoing(&out.data, local, dest, out.proto);
+            }
+        }
         // Failures are logged; tm also hears of them (failover, 477).
         let done: transport::stream::Done = Box::new(move |outcome| {
             if !outcome.is_sent() {

@@ -75,6 +75,8 @@ pub(super) fn handle(
     if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
         return Vec::new();
     }
+    // tracer: a new message for this worker, captured when a trace session follows it.
+    tracer::incoming(data, receipt.source, receipt.local, receipt.proto);
     let local = receipt.local;
     let msg = match SipMessage::parse(Bytes::copy_from_slice(data)) {
         Ok(m) => m,
