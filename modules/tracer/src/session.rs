@@ -28,6 +28,8 @@ struct Session {
 static SESSIONS: LazyLock<Mutex<HashMap<String, Vec<Session>>>> = LazyLock::new(Mutex::default);
 /// How many sessions there are: the taps look no further while it is 0.
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+/// Whether `trace()` ever ran.
+static USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn sessions() -> MutexGuard<'static, HashMap<String, Vec<Session>>> {
     SESSIONS.lock().unwrap_or_else(PoisonError::into_inner)
@@ -116,6 +118,10 @@ fn matching(call_id: &str, cseq: CSeq<'_>) -> Vec<Arc<Target>> {
 /// Tap: a message a worker received. Starts the worker's new turn and captures the message
 /// for the sessions that follow it.
 pub fn incoming(data: &[u8], source: SocketAddr, local: SocketAddr, proto: &str) {
+    // Until the first trace() nothing is traced: one atomic load per message.
+    if !USED.load(Ordering::Relaxed) {
+        return;
+    }
     TURN.with(|t| {
         t.borrow_mut().received.clear();
     });
@@ -181,6 +187,7 @@ pub fn outgoing(data: &[u8], local: SocketAddr, dest: SocketAddr, proto: &str) {
 /// `trace()` on the message of `ctx`: captures it (unless a session already did) and starts
 /// following what belongs to it.
 pub fn start(ctx: &mut engine::MsgCtx, target: Arc<Target>, scope: Scope) {
+    USED.store(true, Ordering::Relaxed);
     let raw = ctx.msg.raw().clone();
     let done = TURN.with(|t| t.borrow().received.contains(&target.name));
     if !done && let Some(r) = &ctx.receipt {
