@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -72,18 +72,7 @@ impl Server {
 
     /// One JSON-RPC request over HTTP; the response body.
     fn mi(&self, body: &str) -> String {
-        let mut c = TcpStream::connect(("127.0.0.1", self.http)).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(
-            c,
-            "POST /mi HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-             Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        c.read_to_string(&mut out).unwrap();
-        out.split_once("\r\n\r\n").unwrap().1.to_owned()
+        common::mi_http(self.http, body)
     }
 
     /// An OPTIONS from `from_user` on `sock`; waits for the 200.
@@ -186,28 +175,6 @@ fn split_json(text: &str) -> Vec<String> {
     out
 }
 
-/// The next connection to `l`, within 5 s.
-fn accept(l: &TcpListener) -> TcpStream {
-    l.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match l.accept() {
-            Ok((c, _)) => {
-                c.set_nonblocking(false).unwrap();
-                return c;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                assert!(
-                    Instant::now() < deadline,
-                    "no connection from the event_stream sender"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("accept: {e}"),
-        }
-    }
-}
-
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !ok() {
@@ -308,7 +275,7 @@ fn subscribers_on_every_transport_receive_the_events() {
         String::from_utf8_lossy(&buf[..n]),
         format!(r#"{{"jsonrpc":"2.0","method":"E_SCRIPT",{params}"#)
     );
-    let mut conn = accept(&tcp);
+    let mut conn = common::accept_within(&tcp);
     assert_eq!(
         json_texts(&mut conn, 1),
         [format!(
@@ -337,7 +304,7 @@ fn subscribers_on_every_transport_receive_the_events() {
     // The peer closes the connection: the next event opens a new one.
     drop(conn);
     s.options(&client, "dave", 4);
-    let mut conn = accept(&tcp);
+    let mut conn = common::accept_within(&tcp);
     assert_eq!(
         json_texts(&mut conn, 1),
         [r#"{"jsonrpc":"2.0","method":"on_script","params":{"count":3,"who":"dave"}}"#]

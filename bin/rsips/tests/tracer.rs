@@ -8,9 +8,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Peer, header, reply_to};
 
@@ -130,39 +130,6 @@ fn first_line(p: &Hep) -> &str {
     p.payload.lines().next().unwrap_or_default()
 }
 
-fn mi(http: u16, body: &str) -> String {
-    let mut c = TcpStream::connect(("127.0.0.1", http)).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        c,
-        "POST /mi HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).unwrap();
-    out.split_once("\r\n\r\n").unwrap().1.to_owned()
-}
-
-fn accept(l: &TcpListener) -> TcpStream {
-    l.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match l.accept() {
-            Ok((c, _)) => {
-                c.set_nonblocking(false).unwrap();
-                return c;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                assert!(Instant::now() < deadline, "no HEP connection");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("accept: {e}"),
-        }
-    }
-}
-
 fn invite(caller: &Peer, call_id: &str) -> String {
     format!(
         "INVITE sip:bob@example.com SIP/2.0\r\n\
@@ -274,7 +241,7 @@ fn a_call_is_traced_to_hep_collectors() {
     );
 
     // Dialog scope over TCP: the same, then the BYE transaction as well.
-    let mut conn = accept(&hep_tcp);
+    let mut conn = common::accept_within(&hep_tcp);
     let got = tcp_packets(&mut conn, 13);
     let lines: Vec<&str> = got.iter().map(first_line).collect();
     assert_eq!(lines.len(), 13, "{lines:#?}");
@@ -291,13 +258,13 @@ fn a_call_is_traced_to_hep_collectors() {
     assert!(got.iter().all(|p| p.correlation == "tr-1" && p.proto == 17));
 
     // MI: the switch and the destinations; off, a new call is not traced; on again, it is.
-    let state = mi(http, r#"{"jsonrpc":"2.0","method":"trace","id":1}"#);
+    let state = common::mi_http(http, r#"{"jsonrpc":"2.0","method":"trace","id":1}"#);
     assert!(
         state.contains(r#""global":"on""#)
             && state.contains(r#"{"name":"tt","type":"hep","uri":"hep:ht","state":"on"}"#),
         "{state}"
     );
-    let off = mi(
+    let off = common::mi_http(
         http,
         r#"{"jsonrpc":"2.0","method":"tracer:trace","params":{"mode":"off"},"id":2}"#,
     );
@@ -308,7 +275,7 @@ fn a_call_is_traced_to_hep_collectors() {
     assert!(caller.recv("486").starts_with("SIP/2.0 486"));
     assert!(callee.recv("the ACK of the 486").starts_with("ACK "));
     assert!(udp_packets(&hep_udp, Duration::from_millis(500)).is_empty());
-    mi(
+    common::mi_http(
         http,
         r#"{"jsonrpc":"2.0","method":"trace","params":{"mode":"on"},"id":3}"#,
     );

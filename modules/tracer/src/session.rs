@@ -125,32 +125,40 @@ pub fn incoming(data: &[u8], source: SocketAddr, local: SocketAddr, proto: &str)
     TURN.with(|t| {
         t.borrow_mut().received.clear();
     });
+    let targets = tap(data, source, local, proto, false);
+    if !targets.is_empty() {
+        TURN.with(|turn| {
+            turn.borrow_mut()
+                .received
+                .extend(targets.iter().map(|t| t.name.clone()));
+        });
+    }
+}
+
+/// Captures a message for the sessions that follow it (`sent`: it left us); the targets that
+/// got it.
+fn tap(data: &[u8], src: SocketAddr, dst: SocketAddr, proto: &str, sent: bool) -> Vec<Arc<Target>> {
     if ACTIVE.load(Ordering::Relaxed) == 0 {
-        return;
+        return Vec::new();
     }
     let Some((call_id, cseq)) = keys(data) else {
-        return;
+        return Vec::new();
     };
     let targets = matching(call_id, cseq);
-    if targets.is_empty() {
-        return;
+    if !targets.is_empty() {
+        let capture = Capture {
+            src,
+            dst,
+            proto,
+            payload: data,
+            correlation: Some(call_id),
+            time: SystemTime::now(),
+        };
+        for t in &targets {
+            crate::send(t, &capture, sent);
+        }
     }
-    let capture = Capture {
-        src: source,
-        dst: local,
-        proto,
-        payload: data,
-        correlation: Some(call_id),
-        time: SystemTime::now(),
-    };
-    for t in &targets {
-        crate::send(t, &capture, false);
-    }
-    TURN.with(|turn| {
-        turn.borrow_mut()
-            .received
-            .extend(targets.iter().map(|t| t.name.clone()));
-    });
+    targets
 }
 
 /// Whether a send needs the tap (something is traced): the sender works out its local
@@ -161,27 +169,7 @@ pub fn tapping() -> bool {
 
 /// Tap: a message the server sends from `local` to `dest`.
 pub fn outgoing(data: &[u8], local: SocketAddr, dest: SocketAddr, proto: &str) {
-    if ACTIVE.load(Ordering::Relaxed) == 0 {
-        return;
-    }
-    let Some((call_id, cseq)) = keys(data) else {
-        return;
-    };
-    let targets = matching(call_id, cseq);
-    if targets.is_empty() {
-        return;
-    }
-    let capture = Capture {
-        src: local,
-        dst: dest,
-        proto,
-        payload: data,
-        correlation: Some(call_id),
-        time: SystemTime::now(),
-    };
-    for t in &targets {
-        crate::send(t, &capture, true);
-    }
+    tap(data, local, dest, proto, true);
 }
 
 /// `trace()` on the message of `ctx`: captures it (unless a session already did) and starts
