@@ -86,7 +86,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     statistics::start(script)?;
     exec::start(script)?;
     engine::evi::configure(script)?;
-    tracer::start(script)?;
+    tracer::start(script, &options)?;
     dispatcher::start(script, &options)
 }
 

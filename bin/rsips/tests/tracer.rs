@@ -1,8 +1,11 @@
 //! tracer + proto_hep: a call through a stateful proxy traced to two HEP collectors of the
 //! test — one over UDP (`transport=udp`, the transaction scope), one over TCP (the default,
-//! the dialog scope `trace()` picks for an initial INVITE with the dialog module). Each HEPv3
-//! packet is decoded: the exact SIP message, the addresses and ports it went between, the
-//! Call-ID as correlation id, the capture agent id; MI `trace` turns tracing off and on.
+//! the dialog scope `trace()` picks for an initial INVITE with the dialog module) together
+//! with a db_text `sip_trace` table under the same trace id. Each HEPv3 packet is decoded:
+//! the exact SIP message, the addresses and ports it went between, the Call-ID as correlation
+//! id, the capture agent id; the table rows carry method, status, addresses, From tag,
+//! direction and the trace attributes; MI `trace` lists the destinations and turns tracing
+//! off and on.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -34,6 +37,8 @@ modparam("proto_hep", "hep_id", "[ht] 127.0.0.1:HEPTCP")
 modparam("proto_hep", "hep_capture_id", 42)
 modparam("tracer", "trace_id", "[tu]uri=hep:hu")
 modparam("tracer", "trace_id", "[tt]uri=hep:ht")
+modparam("tracer", "trace_id", "[tt]uri=text://DBDIR")
+loadmodule "db_text.so"
 route {
     if (has_totag()) {
         if (loose_route()) {
@@ -48,7 +53,7 @@ route {
         exit;
     }
     trace("tu", "t");
-    trace("tt");
+    trace("tt", , , "acct-7");
     record_route();
     $du = "sip:127.0.0.1:CALLEE";
     t_relay();
@@ -150,9 +155,25 @@ fn a_call_is_traced_to_hep_collectors() {
     let dir = std::env::temp_dir().join(format!("rsips-tracer-{}-{port}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // The table the database destination writes to (db_text, written out at shutdown).
+    let db = dir.join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    std::fs::write(
+        db.join("version"),
+        "table_name(string) table_version(int)\nsip_trace:5\n",
+    )
+    .unwrap();
+    std::fs::write(
+        db.join("sip_trace"),
+        "id(int,auto) time_stamp(int) callid(string) trace_attrs(string,null) msg(string) \
+         method(string) status(string,null) from_proto(string) from_ip(string) from_port(int) \
+         to_proto(string) to_ip(string) to_port(int) fromtag(string) direction(string)\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.join("rsips.cfg"),
         CONFIG
+            .replace("DBDIR", db.to_str().unwrap())
             .replace("HEPUDP", &hep_udp.local_addr().unwrap().port().to_string())
             .replace("HEPTCP", &hep_tcp.local_addr().unwrap().port().to_string())
             .replace("HTTP", &http.to_string())
@@ -160,7 +181,7 @@ fn a_call_is_traced_to_hep_collectors() {
             .replace("PORT", &port.to_string()),
     )
     .unwrap();
-    let _server = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("MI listening"));
+    let mut server = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("MI listening"));
 
     // The call: INVITE, 180, 200, ACK, then the callee's BYE and its 200.
     caller.send(port, &invite(&caller, "tr-1"));
@@ -261,7 +282,11 @@ fn a_call_is_traced_to_hep_collectors() {
     let state = common::mi_http(http, r#"{"jsonrpc":"2.0","method":"trace","id":1}"#);
     assert!(
         state.contains(r#""global":"on""#)
-            && state.contains(r#"{"name":"tt","type":"hep","uri":"hep:ht","state":"on"}"#),
+            && state.contains(&format!(
+                r#"{{"name":"tt","type":"HEP","uri":"127.0.0.1:{}","state":"on"}}"#,
+                hep_tcp.local_addr().unwrap().port()
+            ))
+            && state.contains(r#""type":"Database","uri":"text://"#),
         "{state}"
     );
     let off = common::mi_http(
@@ -312,14 +337,49 @@ fn a_call_is_traced_to_hep_collectors() {
         "{got:#?}"
     );
     assert!(got.iter().all(|p| p.correlation == "tr-3"));
+
+    // The database destination of "tt": a sip_trace row per message it traced (tr-1's 13
+    // and tr-3's 7), written out when rsips stops.
+    server.terminate(|| std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default());
+    let table = std::fs::read_to_string(db.join("sip_trace")).unwrap();
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 20, "{table}");
+    assert_eq!(
+        rows.iter().filter(|r| r.contains(":tr-1:acct-7:")).count(),
+        13,
+        "{table}"
+    );
+    let ends = |suffix: &str| rows.iter().any(|r| r.ends_with(suffix));
+    assert!(
+        ends(&format!(
+            ":INVITE::udp:127.0.0.1:{cp}:udp:127.0.0.1:{port}:a1:in"
+        )),
+        "{table}"
+    );
+    assert!(
+        ends(&format!(
+            ":INVITE:180:udp:127.0.0.1:{port}:udp:127.0.0.1:{cp}:a1:out"
+        )),
+        "{table}"
+    );
+    assert!(
+        ends(&format!(
+            ":BYE::udp:127.0.0.1:{ep}:udp:127.0.0.1:{port}:b1:in"
+        )),
+        "{table}"
+    );
 }
 
 #[test]
 fn trace_destinations_rsips_lacks_stop_the_start() {
     for (param, want) in [
         (
+            r#"modparam("tracer", "trace_id", "[s]uri=sip:127.0.0.1:5090")"#,
+            "SIP, file and syslog destinations are not available in rsips yet",
+        ),
+        (
             r#"modparam("tracer", "trace_id", "[db]uri=mysql://u:p@127.0.0.1/opensips")"#,
-            "tracing to a database is not available in rsips yet",
+            "needs loadmodule \"db_mysql.so\"",
         ),
         (
             r#"modparam("proto_hep", "hep_id", "[h]127.0.0.1:9060;version=2")"#,

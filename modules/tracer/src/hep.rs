@@ -37,6 +37,8 @@ pub struct Capture<'a> {
     pub payload: &'a [u8],
     /// The Call-ID, for Homer to correlate the messages of a call.
     pub correlation: Option<&'a str>,
+    /// `trace()`'s `trace_attrs` (a database destination stores them).
+    pub attrs: Option<&'a str>,
     pub time: SystemTime,
 }
 
@@ -142,6 +144,7 @@ mod tests {
             proto: "udp",
             payload: b"OPTIONS sip:x SIP/2.0\r\n\r\n",
             correlation: Some("abc"),
+            attrs: None,
             time: UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456),
         };
         let p = encode(&c, 7, None);
@@ -187,6 +190,7 @@ mod tests {
                 proto: "tcp",
                 payload: &payload,
                 correlation: None,
+                attrs: None,
                 time: SystemTime::now(),
             };
             let chunks = decode(&encode(&c, id, None)).unwrap();

@@ -13,10 +13,13 @@
 //! - Per-session tracing (MI `trace_start`) and the per-destination switch of MI `trace` are
 //!   not kept: MI `trace` turns all tracing on and off.
 //!
-//! Not here: the database destinations (`uri=mysql://…`, table `sip_trace`), SIP
-//! duplication (`uri=sip:…`), the `xlog` and `rest` types, `trace_start`/`trace_stop`, HEP
-//! versions 1 and 2, and receiving HEP (`hep_udp`/`hep_tcp` sockets): each is refused with a
-//! message when the script names it.
+//! - `trace_id` may also name a database (`[tid]uri=mysql://…[;table=sip_trace]`, any
+//!   driver rsips has, db_text included): one `sip_trace` row (version 5) per message,
+//!   written by a thread of its own so that a slow database does not hold up the workers.
+//!
+//! Not here: SIP duplication (`uri=sip:…`), file and syslog destinations, the `xlog` and
+//! `rest` types, `trace_start`/`trace_stop`, HEP versions 1 and 2, and receiving HEP
+//! (`hep_udp`/`hep_tcp` sockets): each is refused with a message when the script names it.
 #![forbid(unsafe_code)]
 
 pub mod hep;
@@ -121,11 +124,23 @@ pub struct HepDest {
     pub tcp: bool,
 }
 
-/// A tracing destination (`trace_id`): where its captures go.
+/// Where one `trace_id` line sends its captures.
+#[derive(Debug)]
+pub enum Dest {
+    Hep(Arc<HepDest>),
+    /// A `sip_trace` table (version 5): one row per message, written by a thread of its own.
+    Db {
+        url: String,
+        table: String,
+        conn: Arc<dyn db::Connection>,
+    },
+}
+
+/// A tracing destination (`trace_id`; the same name given more than once sends to each).
 #[derive(Debug)]
 pub struct Target {
     pub name: String,
-    pub hep: Arc<HepDest>,
+    pub dests: Vec<Dest>,
 }
 
 #[derive(Debug, Default)]
@@ -228,8 +243,9 @@ fn parse_hep_id(text: &str) -> Result<HepDest, String> {
     })
 }
 
-/// Reads both modules' parameters; what rsips cannot honour stops the start.
-pub fn start(script: &Script) -> Result<(), String> {
+/// Reads both modules' parameters and opens the trace tables; what rsips cannot honour
+/// stops the start.
+pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     if !script.loads("tracer") && !script.loads("proto_hep") {
         return Ok(());
     }
@@ -238,39 +254,59 @@ pub fn start(script: &Script) -> Result<(), String> {
         let d = parse_hep_id(&text).map_err(|e| format!("proto_hep: {e}"))?;
         heps.insert(d.name.clone(), Arc::new(d));
     }
-    let mut targets = HashMap::new();
+    let mut targets: HashMap<String, Vec<Dest>> = HashMap::new();
     for text in script.modparam_strs("tracer", "trace_id") {
         let (name, rest) = bracketed(&text).map_err(|e| format!("tracer: trace_id {e}"))?;
-        let uri = rest
-            .strip_prefix("uri=")
-            .unwrap_or(rest)
-            .trim_end_matches(';');
-        let hep = match uri.split_once(':') {
-            Some(("hep", id)) => heps.get(id.trim()).cloned().ok_or_else(|| {
+        let mut uri = None;
+        let mut table = "sip_trace".to_owned();
+        for part in rest.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.split_once('=') {
+                Some(("uri", v)) => uri = Some(v.trim()),
+                Some(("table", v)) => table = v.trim().to_owned(),
+                _ if uri.is_none() => uri = Some(part),
+                _ => {
+                    return Err(format!(
+                        "tracer: trace_id \"{text}\": unknown parameter `{part}` (uri, table)"
+                    ));
+                }
+            }
+        }
+        let uri = uri.ok_or_else(|| format!("tracer: trace_id \"{text}\": no uri"))?;
+        let dest = match uri.split_once(':') {
+            Some(("hep", id)) => Dest::Hep(heps.get(id.trim()).cloned().ok_or_else(|| {
                 format!(
                     "tracer: trace_id \"{text}\": no hep_id named `{}`",
                     id.trim()
                 )
-            })?,
-            Some(("sip", _)) => {
+            })?),
+            Some(("sip" | "file" | "syslog", _)) => {
                 return Err(format!(
-                    "tracer: trace_id \"{text}\": duplicating to a SIP URI is not available in rsips yet"
+                    "tracer: trace_id \"{text}\": SIP, file and syslog destinations are not available in rsips yet"
                 ));
             }
             _ => {
-                return Err(format!(
-                    "tracer: trace_id \"{text}\": tracing to a database is not available in rsips yet (use uri=hep:<hep_id>)"
-                ));
+                let conn = db::open_for("tracer", uri, |m| script.loads(m), options)?;
+                db::check_version(&*conn, &table, 5)
+                    .map_err(|e| format!("tracer: trace_id \"{text}\": {e}"))?;
+                Dest::Db {
+                    url: db::redact(uri),
+                    table,
+                    conn,
+                }
             }
         };
-        targets.insert(
-            name.to_owned(),
-            Arc::new(Target {
-                name: name.to_owned(),
-                hep,
-            }),
-        );
+        targets.entry(name.to_owned()).or_default().push(dest);
     }
+    let targets: HashMap<String, Arc<Target>> = targets
+        .into_iter()
+        .map(|(name, dests)| {
+            let t = Arc::new(Target {
+                name: name.clone(),
+                dests,
+            });
+            (name, t)
+        })
+        .collect();
     let capture_id = script
         .modparam_int("proto_hep", "hep_capture_id")
         .unwrap_or(1);
@@ -307,10 +343,11 @@ pub fn commands(mi: &mut mi::Mi) {
         &[&[], &["mode"], &["id"], &["id", "mode"]],
         |p| {
             let on = |b: bool| if b { "on" } else { "off" };
-            if let Some(id) = p.str("id")?
+            let wanted = p.str("id")?;
+            if let Some(id) = &wanted
                 && !config().targets.contains_key(id.trim())
             {
-                return Err(mi::MiError::new(500, "Bad trace id"));
+                return Err(mi::MiError::new(400, "Bad trace id value"));
             }
             match p.str("mode")? {
                 None => {
@@ -320,15 +357,25 @@ pub fn commands(mi: &mut mi::Mi) {
                     let dests: Vec<serde_json::Value> = names
                         .into_iter()
                         .filter_map(|n| cfg.targets.get(n))
-                        .map(|t| {
-                            json!({
-                                "name": t.name,
-                                "type": "hep",
-                                "uri": format!("hep:{}", t.hep.name),
-                                "state": on(TRACE_ON.load(Ordering::Relaxed)),
+                        .filter(|t| wanted.as_deref().is_none_or(|w| w.trim() == t.name))
+                        .flat_map(|t| {
+                            t.dests.iter().map(|d| {
+                                let (kind, uri) = match d {
+                                    Dest::Hep(h) => ("HEP", h.addr.to_string()),
+                                    Dest::Db { url, .. } => ("Database", url.clone()),
+                                };
+                                json!({
+                                    "name": t.name,
+                                    "type": kind,
+                                    "uri": uri,
+                                    "state": on(TRACE_ON.load(Ordering::Relaxed)),
+                                })
                             })
                         })
                         .collect();
+                    if wanted.is_some() {
+                        return Ok(json!({ "trace destinations": dests }));
+                    }
                     Ok(json!({
                         "global": on(TRACE_ON.load(Ordering::Relaxed)),
                         "trace destinations": dests,
@@ -344,7 +391,7 @@ pub fn commands(mi: &mut mi::Mi) {
                         session::clear();
                         Ok(json!("OK"))
                     }
-                    _ => Err(mi::MiError::new(400, "Bad parameter value")),
+                    _ => Err(mi::MiError::new(500, "Bad parameter value")),
                 },
             }
         },
@@ -389,12 +436,17 @@ fn trace(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         Scope::Dialog if !initial_invite => Scope::Transaction,
         s => s,
     };
-    session::start(f.msg, target, scope);
+    let attrs = match args.get(3) {
+        Some(Value::Str(a)) if !a.is_empty() => Some(a.to_string()),
+        _ => None,
+    };
+    session::start(f.msg, target, scope, attrs);
     1
 }
 
-/// Sends one capture to a target's server. `sent`: the message left us (our side is the
-/// source), else it arrived (our side is the destination); `trace_local_ip` replaces ours.
+/// Sends one capture to each of a target's destinations. `sent`: the message left us (our
+/// side is the source), else it arrived (our side is the destination); `trace_local_ip`
+/// replaces ours.
 fn send(target: &Target, c: &hep::Capture<'_>, sent: bool) {
     let cfg = config();
     let mut c = c.clone();
@@ -402,16 +454,74 @@ fn send(target: &Target, c: &hep::Capture<'_>, sent: bool) {
         let ours = if sent { &mut c.src } else { &mut c.dst };
         *ours = SocketAddr::new(ip, port.unwrap_or(ours.port()));
     }
-    if c.payload.len() > 65_000 {
-        log::error!(
-            "tracer: a {}-byte message is too big for HEP",
-            c.payload.len()
-        );
-        return;
-    }
-    let packet = hep::encode(&c, cfg.capture_id, None);
+    let capture_id = cfg.capture_id;
     drop(cfg);
-    session::deliver(&target.hep, packet);
+    for d in &target.dests {
+        match d {
+            Dest::Hep(h) => {
+                if c.payload.len() > 65_000 {
+                    log::error!(
+                        "tracer: a {}-byte message is too big for HEP",
+                        c.payload.len()
+                    );
+                    continue;
+                }
+                session::deliver(h, hep::encode(&c, capture_id, None));
+            }
+            Dest::Db { table, conn, .. } => {
+                session::store(Arc::clone(conn), table.clone(), row(&c, sent));
+            }
+        }
+    }
+}
+
+/// The `sip_trace` row of a capture.
+fn row(c: &hep::Capture<'_>, sent: bool) -> Vec<(&'static str, db::Value)> {
+    use db::Value::{DateTime, Int, Str};
+    let text = String::from_utf8_lossy(c.payload).into_owned();
+    let first = text.lines().next().unwrap_or_default();
+    let cseq_method = session::header_of(c.payload, "CSeq", None)
+        .and_then(|v| v.split_whitespace().nth(1))
+        .unwrap_or_default()
+        .to_owned();
+    let (method, status) = match first.strip_prefix("SIP/2.0 ") {
+        Some(rest) => (
+            cseq_method,
+            rest.split_whitespace().next().unwrap_or("").to_owned(),
+        ),
+        None => (
+            first.split(' ').next().unwrap_or("").to_owned(),
+            String::new(),
+        ),
+    };
+    let fromtag = session::header_of(c.payload, "From", Some("f"))
+        .and_then(|f| f.split(';').find_map(|p| p.trim().strip_prefix("tag=")))
+        .unwrap_or_default()
+        .to_owned();
+    let now = c
+        .time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let ip = |a: SocketAddr| engine::pv::ip_text(a.ip());
+    vec![
+        ("time_stamp", DateTime(now)),
+        ("callid", Str(c.correlation.unwrap_or_default().to_owned())),
+        (
+            "trace_attrs",
+            c.attrs.map_or(db::Value::Null, |a| Str(a.to_owned())),
+        ),
+        ("msg", Str(text)),
+        ("method", Str(method)),
+        ("status", Str(status)),
+        ("from_proto", Str(c.proto.to_ascii_lowercase())),
+        ("from_ip", Str(ip(c.src))),
+        ("from_port", Int(i64::from(c.src.port()))),
+        ("to_proto", Str(c.proto.to_ascii_lowercase())),
+        ("to_ip", Str(ip(c.dst))),
+        ("to_port", Int(i64::from(c.dst.port()))),
+        ("fromtag", Str(fromtag)),
+        ("direction", Str(if sent { "out" } else { "in" }.to_owned())),
+    ]
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ struct Session {
     target: Arc<Target>,
     /// The CSeq (number, method) a transaction session follows; `None` for a dialog.
     cseq: Option<(u32, String)>,
+    /// `trace()`'s `trace_attrs`.
+    attrs: Option<Arc<str>>,
     until: Instant,
 }
 
@@ -52,6 +54,10 @@ pub fn clear() {
 }
 
 /// The value of header `long` (or its compact form) in a raw message.
+pub(crate) fn header_of<'a>(data: &'a [u8], long: &str, short: Option<&str>) -> Option<&'a str> {
+    header(data, long, short)
+}
+
 fn header<'a>(data: &'a [u8], long: &str, short: Option<&str>) -> Option<&'a str> {
     let text = std::str::from_utf8(data.get(..data.len().min(8192))?).ok()?;
     for line in text.split("\r\n").skip(1) {
@@ -94,7 +100,7 @@ fn same_transaction(t: &(u32, String), m: CSeq<'_>) -> bool {
 }
 
 /// The live targets following a message with these keys (expired sessions dropped).
-fn matching(call_id: &str, cseq: CSeq<'_>) -> Vec<Arc<Target>> {
+fn matching(call_id: &str, cseq: CSeq<'_>) -> Vec<(Arc<Target>, Option<Arc<str>>)> {
     let now = Instant::now();
     let mut all = sessions();
     let Some(list) = all.get_mut(call_id) else {
@@ -106,7 +112,7 @@ fn matching(call_id: &str, cseq: CSeq<'_>) -> Vec<Arc<Target>> {
     let found = list
         .iter()
         .filter(|s| s.cseq.as_ref().is_none_or(|t| same_transaction(t, cseq)))
-        .map(|s| Arc::clone(&s.target))
+        .map(|s| (Arc::clone(&s.target), s.attrs.clone()))
         .collect();
     if list.is_empty() {
         all.remove(call_id);
@@ -127,17 +133,13 @@ pub fn incoming(data: &[u8], source: SocketAddr, local: SocketAddr, proto: &str)
     });
     let targets = tap(data, source, local, proto, false);
     if !targets.is_empty() {
-        TURN.with(|turn| {
-            turn.borrow_mut()
-                .received
-                .extend(targets.iter().map(|t| t.name.clone()));
-        });
+        TURN.with(|turn| turn.borrow_mut().received.extend(targets));
     }
 }
 
-/// Captures a message for the sessions that follow it (`sent`: it left us); the targets that
-/// got it.
-fn tap(data: &[u8], src: SocketAddr, dst: SocketAddr, proto: &str, sent: bool) -> Vec<Arc<Target>> {
+/// Captures a message for the sessions that follow it (`sent`: it left us); the names of
+/// the targets that got it.
+fn tap(data: &[u8], src: SocketAddr, dst: SocketAddr, proto: &str, sent: bool) -> Vec<String> {
     if ACTIVE.load(Ordering::Relaxed) == 0 {
         return Vec::new();
     }
@@ -145,20 +147,19 @@ fn tap(data: &[u8], src: SocketAddr, dst: SocketAddr, proto: &str, sent: bool) -
         return Vec::new();
     };
     let targets = matching(call_id, cseq);
-    if !targets.is_empty() {
+    for (t, attrs) in &targets {
         let capture = Capture {
             src,
             dst,
             proto,
             payload: data,
             correlation: Some(call_id),
+            attrs: attrs.as_deref(),
             time: SystemTime::now(),
         };
-        for t in &targets {
-            crate::send(t, &capture, sent);
-        }
+        crate::send(t, &capture, sent);
     }
-    targets
+    targets.into_iter().map(|(t, _)| t.name.clone()).collect()
 }
 
 /// Whether a send needs the tap (something is traced): the sender works out its local
@@ -174,7 +175,8 @@ pub fn outgoing(data: &[u8], local: SocketAddr, dest: SocketAddr, proto: &str) {
 
 /// `trace()` on the message of `ctx`: captures it (unless a session already did) and starts
 /// following what belongs to it.
-pub fn start(ctx: &mut engine::MsgCtx, target: Arc<Target>, scope: Scope) {
+pub fn start(ctx: &mut engine::MsgCtx, target: Arc<Target>, scope: Scope, attrs: Option<String>) {
+    let attrs: Option<Arc<str>> = attrs.map(Arc::from);
     USED.store(true, Ordering::Relaxed);
     let raw = ctx.msg.raw().clone();
     let done = TURN.with(|t| t.borrow().received.contains(&target.name));
@@ -188,6 +190,7 @@ pub fn start(ctx: &mut engine::MsgCtx, target: Arc<Target>, scope: Scope) {
                 proto: r.proto,
                 payload: &raw,
                 correlation: call_id,
+                attrs: attrs.as_deref(),
                 time: SystemTime::now(),
             },
             false,
@@ -235,6 +238,7 @@ pub fn start(ctx: &mut engine::MsgCtx, target: Arc<Target>, scope: Scope) {
     list.push(Session {
         target,
         cseq,
+        attrs,
         until,
     });
     ACTIVE.fetch_add(1, Ordering::Relaxed);
@@ -263,6 +267,38 @@ fn end(call_id: &str, target: &str) {
             all.remove(call_id);
         }
     }
+}
+
+/// A `sip_trace` row for the database writer.
+type Row = (
+    Arc<dyn db::Connection>,
+    String,
+    Vec<(&'static str, db::Value)>,
+);
+
+/// Queues a row for the database writer thread (started on first use).
+pub fn store(conn: Arc<dyn db::Connection>, table: String, row: Vec<(&'static str, db::Value)>) {
+    static TX: OnceLock<Mutex<Sender<Row>>> = OnceLock::new();
+    let tx = TX.get_or_init(|| {
+        let (tx, rx) = channel::<Row>();
+        let spawned = std::thread::Builder::new()
+            .name("tracer_db".into())
+            .spawn(move || {
+                while let Ok((conn, table, row)) = rx.recv() {
+                    if let Err(e) = conn.insert(&table, &row) {
+                        log::error!("tracer: cannot write to {table}: {e}");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("tracer: cannot start the database writer: {e}");
+        }
+        Mutex::new(tx)
+    });
+    let _ = tx
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .send((conn, table, row));
 }
 
 /// A HEP packet for the TCP sender, with its server.
