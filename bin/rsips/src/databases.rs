@@ -87,6 +87,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     exec::start(script)?;
     engine::evi::configure(script)?;
     tracer::start(script, &options)?;
+    userblacklist::start(script, &options)?;
     dispatcher::start(script, &options)
 }
 

@@ -42,6 +42,7 @@ fn available() -> engine::Available {
             &avpops::MODULE,
             &tracer::TRACER,
             &tracer::PROTO_HEP,
+            &userblacklist::MODULE,
             &permissions::MODULE,
             &domain::MODULE,
             &userdb::GROUP,
@@ -283,6 +284,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("tracer") {
         tracer::commands(&mut commands);
+    }
+    if script.loads("userblacklist") {
+        userblacklist::commands(&mut commands);
     }
     if script.loads("uac_registrant") {
         let scripts = std::sync::Arc::clone(&scripts);
