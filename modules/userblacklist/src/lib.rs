@@ -46,12 +46,15 @@ pub static MODULE: ModuleSpec = ModuleSpec {
     ],
 };
 
+/// A list's (prefix, whitelist) rows.
+type Rows = Arc<Vec<(String, bool)>>;
+
 struct State {
     db: Arc<dyn db::Connection>,
     table: String,
     use_domain: bool,
     /// The global tables read so far, by name: (prefix, whitelist) rows.
-    globals: Mutex<HashMap<String, Arc<Vec<(String, bool)>>>>,
+    globals: Mutex<HashMap<String, Rows>>,
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
