@@ -43,6 +43,7 @@ fn available() -> engine::Available {
             &tracer::TRACER,
             &tracer::PROTO_HEP,
             &userblacklist::MODULE,
+            &mathops::MODULE,
             &permissions::MODULE,
             &domain::MODULE,
             &userdb::GROUP,
