@@ -86,6 +86,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     statistics::start(script)?;
     exec::start(script)?;
     engine::evi::configure(script)?;
+    engine::cachedb::configure(script)?;
     tracer::start(script, &options)?;
     userblacklist::start(script, &options)?;
     dispatcher::start(script, &options)

@@ -72,6 +72,7 @@ fn available() -> engine::Available {
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
             &engine::cachedb::CACHEDB_LOCAL,
+            &engine::redis::CACHEDB_REDIS,
             &engine::script::JSON,
             &engine::evi::EVENT_ROUTE,
             &engine::evi::EVENT_DATAGRAM,

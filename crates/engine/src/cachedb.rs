@@ -109,6 +109,125 @@ pub fn add(id: &str, attr: &str, delta: i64, expire: i64) -> Option<i64> {
     Some(next)
 }
 
+/// The Redis servers of `cachedb_redis`, by collection (`redis`, `redis:<group>`).
+static REDIS: std::sync::RwLock<Vec<std::sync::Arc<crate::redis::Client>>> =
+    std::sync::RwLock::new(Vec::new());
+
+/// Reads `cachedb_redis`' URLs (connections open on first use); a bad one stops the start.
+pub fn configure(script: &crate::Script) -> Result<(), String> {
+    if !script.loads("cachedb_redis") {
+        return Ok(());
+    }
+    let ms = |p: &str, d: i64| {
+        Duration::from_millis(
+            script
+                .modparam_int("cachedb_redis", p)
+                .filter(|v| *v > 0)
+                .unwrap_or(d)
+                .unsigned_abs(),
+        )
+    };
+    let (connect, query) = (ms("connect_timeout", 5000), ms("query_timeout", 5000));
+    let mut clients = Vec::new();
+    for url in script.modparam_strs("cachedb_redis", "cachedb_url") {
+        let c = crate::redis::Client::parse(url.trim(), connect, query)
+            .map_err(|e| format!("cachedb_redis: {e}"))?;
+        clients.push(std::sync::Arc::new(c));
+    }
+    if clients.is_empty() {
+        return Err("cachedb_redis: no cachedb_url".into());
+    }
+    *REDIS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = clients;
+    Ok(())
+}
+
+/// Where a collection's values live.
+#[derive(Debug)]
+pub enum Backend {
+    Local,
+    Redis(std::sync::Arc<crate::redis::Client>),
+}
+
+/// The engine of collection `id` (`local[:x]` with cachedb_local loaded, `redis[:group]`
+/// configured by cachedb_redis); `None` when there is none.
+pub fn backend(id: &str, local_loaded: bool) -> Option<Backend> {
+    if is_local(id) {
+        return local_loaded.then_some(Backend::Local);
+    }
+    REDIS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .find(|c| c.id == id)
+        .map(|c| Backend::Redis(std::sync::Arc::clone(c)))
+}
+
+impl Backend {
+    fn redis(c: &crate::redis::Client, cmd: &[&str]) -> Result<crate::redis::Reply, String> {
+        match c.query(cmd) {
+            Ok(crate::redis::Reply::Error(e)) => Err(format!("{}: {e}", c.id)),
+            Ok(r) => Ok(r),
+            Err(e) => Err(format!("{}: {e}", c.id)),
+        }
+    }
+
+    /// `cache_store`: 1 stored, -1 an error (the reason given).
+    pub fn store(&self, id: &str, attr: &str, value: &str, expire: i64) -> Result<i64, String> {
+        match self {
+            Backend::Local => Ok(put(id, attr, value, expire)),
+            Backend::Redis(c) => {
+                let secs = expire.to_string();
+                let mut cmd = vec!["SET", attr, value];
+                if expire > 0 {
+                    cmd.extend(["EX", secs.as_str()]);
+                }
+                Backend::redis(c, &cmd).map(|_| 1)
+            }
+        }
+    }
+
+    /// `cache_remove`: 1 (also when there was nothing to remove).
+    pub fn remove(&self, id: &str, attr: &str) -> Result<i64, String> {
+        match self {
+            Backend::Local => Ok(remove(id, attr)),
+            Backend::Redis(c) => Backend::redis(c, &["DEL", attr]).map(|_| 1),
+        }
+    }
+
+    /// `cache_fetch`: the value, `None` when absent.
+    pub fn fetch(&self, id: &str, attr: &str) -> Result<Option<String>, String> {
+        match self {
+            Backend::Local => Ok(get(id, attr)),
+            Backend::Redis(c) => match Backend::redis(c, &["GET", attr])? {
+                crate::redis::Reply::Bulk(v) => Ok(v),
+                crate::redis::Reply::Int(n) => Ok(Some(n.to_string())),
+                other => Err(format!("{}: unexpected reply {other:?}", c.id)),
+            },
+        }
+    }
+
+    /// `cache_add` / `cache_sub`: the counter after moving it by `delta`; a positive
+    /// `expire` sets its expiry.
+    pub fn add(&self, id: &str, attr: &str, delta: i64, expire: i64) -> Result<i64, String> {
+        match self {
+            Backend::Local => add(id, attr, delta, expire).ok_or_else(|| "not a counter".into()),
+            Backend::Redis(c) => {
+                let d = delta.to_string();
+                let v = match Backend::redis(c, &["INCRBY", attr, &d])? {
+                    crate::redis::Reply::Int(v) => v,
+                    other => return Err(format!("{}: unexpected reply {other:?}", c.id)),
+                };
+                if expire > 0 {
+                    Backend::redis(c, &["EXPIRE", attr, &expire.to_string()])?;
+                }
+                Ok(v)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ pub use fnmatch::fnmatch;
 pub mod hooks;
 pub mod module;
 pub mod pv;
+pub mod redis;
 pub mod regex_cache;
 pub mod script;
 pub mod stats;

@@ -13,15 +13,29 @@ impl Run<'_> {
 
     /// Whether a `cache_*` id reaches a cache rsips has: `local[:group]` with cachedb_local
     /// loaded. Anything else is logged and the function fails.
-    fn local_cache(&mut self, id: &str) -> bool {
-        if crate::cachedb::is_local(id) && self.script.loads("cachedb_local") {
-            return true;
+    /// The cache engine of collection `id`; `None` (logged) when there is none.
+    fn cache(&mut self, id: &str) -> Option<crate::cachedb::Backend> {
+        let b = crate::cachedb::backend(id, self.script.loads("cachedb_local"));
+        if b.is_none() {
+            self.log.log(
+                -1,
+                &format!(
+                    "cache: no cachedb engine for `{id}` (rsips has cachedb_local `local` and cachedb_redis `redis[:group]`)\n"
+                ),
+            );
         }
-        self.log.log(
-            -1,
-            &format!("cache: no cachedb engine for `{id}` (rsips has cachedb_local: `local`)\n"),
-        );
-        false
+        b
+    }
+
+    /// A cache call's outcome: the code, or -1 with the error logged.
+    fn cached<T>(&mut self, r: Result<T, String>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.log.log(-1, &format!("cache: {e}\n"));
+                None
+            }
+        }
     }
 
     /// A dset function's branch index (left out or not a number: the R-URI's).
@@ -379,25 +393,31 @@ impl Run<'_> {
                     Some(e) => self.value(e)?.as_int().unwrap_or(0),
                     None => 0,
                 };
-                if !self.local_cache(&id) || attr.is_empty() {
+                let Some(b) = self.cache(&id).filter(|_| !attr.is_empty()) else {
                     return Ok(-1);
-                }
-                crate::cachedb::put(&id, &attr, &val, expire)
+                };
+                let r = b.store(&id, &attr, &val, expire);
+                self.cached(r).unwrap_or(-1)
             }
             CoreFn::CacheRemove(id, attr) => {
                 let (id, attr) = (self.text_arg(id)?, self.text_arg(attr)?);
-                if !self.local_cache(&id) || attr.is_empty() {
+                let Some(b) = self.cache(&id).filter(|_| !attr.is_empty()) else {
                     return Ok(-1);
-                }
-                crate::cachedb::remove(&id, &attr)
+                };
+                let r = b.remove(&id, &attr);
+                self.cached(r).unwrap_or(-1)
             }
             // 1 found (stored in the variable), -2 not there, -1 an error (as cachedb_local).
             CoreFn::CacheFetch(id, attr, out, counter) => {
                 let (id, attr) = (self.text_arg(id)?, self.text_arg(attr)?);
-                if !self.local_cache(&id) || attr.is_empty() {
+                let Some(b) = self.cache(&id).filter(|_| !attr.is_empty()) else {
                     return Ok(-1);
-                }
-                match crate::cachedb::get(&id, &attr) {
+                };
+                let r = b.fetch(&id, &attr);
+                let Some(found) = self.cached(r) else {
+                    return Ok(-1);
+                };
+                match found {
                     None => -2,
                     Some(v) if *counter => match v.trim().parse::<i64>() {
                         Ok(n) => bool_code(self.write(out, AssignOp::Set, Value::Int(n))),
@@ -411,15 +431,16 @@ impl Run<'_> {
                 let (id, attr) = (self.text_arg(id)?, self.text_arg(attr)?);
                 let n = self.value(n)?.as_int().unwrap_or(0);
                 let expire = self.value(expire)?.as_int().unwrap_or(0);
-                if !self.local_cache(&id) || attr.is_empty() {
+                let Some(b) = self.cache(&id).filter(|_| !attr.is_empty()) else {
                     return Ok(-1);
-                }
+                };
                 let delta = if *sub {
                     n.checked_neg().unwrap_or(0)
                 } else {
                     n
                 };
-                match crate::cachedb::add(&id, &attr, delta, expire) {
+                let r = b.add(&id, &attr, delta, expire);
+                match self.cached(r) {
                     None => -1,
                     Some(v) => match out {
                         Some(w) => bool_code(self.write(w, AssignOp::Set, Value::Int(v))),
