@@ -39,6 +39,11 @@ route {
         cache_counter_fetch("redis", "calls", $var(n));
         $var(n) = $var(n) + 1;
         append_to_reply("X-Calls: $var(n)\r\n");
+        cache_raw_query("redis", "RPUSH list_$fU a b c", "$avp(len)");
+        cache_raw_query("redis", "LRANGE list_$fU 0 -1", "$avp(items)");
+        append_to_reply("X-Raw: $avp(len) $(avp(items)[0]) $(avp(items)[1]) $(avp(items)[2])\r\n");
+        if (!cache_raw_query("redis", "NOSUCHCOMMAND x"))
+            append_to_reply("X-Raw-Bad: refused\r\n");
         cache_remove("redis", "k_$fU");
         $var(rc) = cache_fetch("redis", "k_$fU", $var(gone));
         append_to_reply("X-Removed: $var(rc)\r\n");
@@ -125,6 +130,10 @@ fn the_cache_functions_on_a_real_redis() {
     assert_eq!(header(&r, "X-Fetch"), ["1 v-alice"], "{r}");
     assert_eq!(header(&r, "X-Calls"), ["4"], "{r}");
     assert_eq!(header(&r, "X-Removed"), ["-2"], "{r}");
+    // A raw query's reply into an AVP, an array element by element in order; an error reply
+    // fails the call.
+    assert_eq!(header(&r, "X-Raw"), ["3 a b c"], "{r}");
+    assert_eq!(header(&r, "X-Raw-Bad"), ["refused"], "{r}");
     // What Redis holds: the counter, the group's value in database 3, nothing else there.
     assert_eq!(cli(redis_port, &["GET", "calls"]), "3");
     assert_eq!(cli(redis_port, &["-n", "3", "GET", "k_alice"]), "in-db-3");

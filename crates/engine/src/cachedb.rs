@@ -208,6 +208,23 @@ impl Backend {
         }
     }
 
+    /// `cache_raw_query`: the reply's values, in order (a nil reply has none). The query is
+    /// split at blanks into the command and its arguments, as OpenSIPS passes it to Redis.
+    pub fn raw(&self, query: &str) -> Result<Vec<crate::Value>, String> {
+        match self {
+            Backend::Local => Err("cachedb_local has no raw queries".into()),
+            Backend::Redis(c) => {
+                let args: Vec<&str> = query.split_whitespace().collect();
+                if args.is_empty() {
+                    return Err("an empty raw query".into());
+                }
+                let mut out = Vec::new();
+                flatten(Backend::redis(c, &args)?, &mut out);
+                Ok(out)
+            }
+        }
+    }
+
     /// `cache_add` / `cache_sub`: the counter after moving it by `delta`; a positive
     /// `expire` sets its expiry.
     pub fn add(&self, id: &str, attr: &str, delta: i64, expire: i64) -> Result<i64, String> {
@@ -223,6 +240,23 @@ impl Backend {
                     Backend::redis(c, &["EXPIRE", attr, &expire.to_string()])?;
                 }
                 Ok(v)
+            }
+        }
+    }
+}
+
+/// A Redis reply as script values: arrays flattened in order, nil left out.
+fn flatten(r: crate::redis::Reply, out: &mut Vec<crate::Value>) {
+    use crate::redis::Reply;
+    match r {
+        Reply::Status(s) | Reply::Bulk(Some(s)) | Reply::Error(s) => {
+            out.push(crate::Value::from(s))
+        }
+        Reply::Int(n) => out.push(crate::Value::Int(n)),
+        Reply::Bulk(None) => {}
+        Reply::Array(items) => {
+            for i in items {
+                flatten(i, out);
             }
         }
     }

@@ -384,6 +384,32 @@ impl Lower<'_> {
                     name == "cache_counter_fetch",
                 )
             }
+            "cache_raw_query" => {
+                let avp = match a(2) {
+                    None | Some(None) => None,
+                    Some(Some(Arg::Pv(p))) if p.spec.name == "avp" => {
+                        Some(self.avp(p.spec.arg.as_deref().unwrap_or_default()))
+                    }
+                    Some(Some(Arg::Str(text, sp))) => match cfg::pv::parse(text.trim()) {
+                        Ok(spec) if spec.name == "avp" && spec.arg.is_some() => {
+                            Some(self.avp(spec.arg.as_deref().unwrap_or_default()))
+                        }
+                        _ => {
+                            return self.fail(Diagnostic::error(
+                                "`cache_raw_query` puts the result in an AVP: \"$avp(name)\"",
+                                *sp,
+                            ));
+                        }
+                    },
+                    Some(Some(_)) => {
+                        return self.fail(Diagnostic::error(
+                            "`cache_raw_query` puts the result in an AVP: \"$avp(name)\"",
+                            c.span,
+                        ));
+                    }
+                };
+                CoreFn::CacheRawQuery(self.arg(a(0), c.span)?, self.arg(a(1), c.span)?, avp)
+            }
             "cache_add" | "cache_sub" => {
                 let out = match a(4) {
                     Some(Some(Arg::Pv(p))) => Some(self.write(p)?),

@@ -426,6 +426,27 @@ impl Run<'_> {
                     Some(v) => bool_code(self.write(out, AssignOp::Set, Value::from(v))),
                 }
             }
+            CoreFn::CacheRawQuery(id, query, avp) => {
+                let (id, query) = (self.text_arg(id)?, self.text_arg(query)?);
+                let Some(b) = self.cache(&id) else {
+                    return Ok(-1);
+                };
+                let r = b.raw(&query);
+                let Some(values) = self.cached(r) else {
+                    return Ok(-1);
+                };
+                if let Some(id) = avp {
+                    // The AVP holds the reply's values, the first one newest.
+                    if self.ctx.avps.len() <= *id {
+                        self.ctx.avps.resize(*id + 1, Vec::new());
+                    }
+                    if let Some(stack) = self.ctx.avps.get_mut(*id) {
+                        stack.clear();
+                        stack.extend(values.into_iter().rev());
+                    }
+                }
+                1
+            }
             CoreFn::CacheAdd(args, out, sub) => {
                 let [id, attr, n, expire] = &**args;
                 let (id, attr) = (self.text_arg(id)?, self.text_arg(attr)?);

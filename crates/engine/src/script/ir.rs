@@ -280,6 +280,8 @@ pub(crate) enum CoreFn {
     CacheRemove(Expr, Expr),
     /// `cache_fetch(id, attr, var)` / `cache_counter_fetch(id, attr, var)` (`true`: counter).
     CacheFetch(Expr, Expr, Write, bool),
+    /// `cache_raw_query(id, query[, "$avp(result)"])`: the reply's values into the AVP.
+    CacheRawQuery(Expr, Expr, Option<usize>),
     /// `cache_add` / `cache_sub(id, attr, n, expire[, var])` (`true`: sub).
     CacheAdd(Box<[Expr; 4]>, Option<Write>, bool),
     /// `set_advertised_address(addr)` / `set_advertised_port(port)`.
