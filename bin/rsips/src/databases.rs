@@ -89,6 +89,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     engine::cachedb::configure(script)?;
     tracer::start(script, &options)?;
     userblacklist::start(script, &options)?;
+    uac_redirect::start(script)?;
     dispatcher::start(script, &options)
 }
 

@@ -44,6 +44,7 @@ fn available() -> engine::Available {
             &tracer::PROTO_HEP,
             &userblacklist::MODULE,
             &mathops::MODULE,
+            &uac_redirect::MODULE,
             &permissions::MODULE,
             &domain::MODULE,
             &userdb::GROUP,
