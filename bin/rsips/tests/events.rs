@@ -425,6 +425,28 @@ fn bad_subscriptions_get_mi_errors_and_script_failures() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     s.options(&client, "after", 1);
+    // A stream subscriber nobody listens for: its events are dropped (logged, the peer left
+    // alone a while), and the messages raising them are answered as before.
+    let closed = common::free_port();
+    let r = s.mi(&format!(
+        r#"{{"jsonrpc":"2.0","method":"evi:subscribe","params":["E_SCRIPT","tcp:127.0.0.1:{closed}"],"id":5}}"#
+    ));
+    assert_eq!(r, r#"{"jsonrpc":"2.0","result":"OK","id":5}"#);
+    for n in 2..6 {
+        s.options(&client, "unheard", n);
+    }
+    wait_for("the refused connection logged", || {
+        s.log()
+            .contains(&format!("cannot connect to 127.0.0.1:{closed}"))
+    });
+    assert_eq!(
+        s.log()
+            .matches(&format!("cannot connect to 127.0.0.1:{closed}"))
+            .count(),
+        1,
+        "{}",
+        s.log()
+    );
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -593,7 +593,7 @@ fn queue_stream(
     params: &Params,
     s: &StreamSettings,
 ) -> Result<(), String> {
-    static SENDER: OnceLock<Mutex<Sender<StreamJob>>> = OnceLock::new();
+    static SENDER: OnceLock<Mutex<SyncSender<StreamJob>>> = OnceLock::new();
     static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let id = s
         .reliable
@@ -606,7 +606,8 @@ fn queue_stream(
         timeout: s.timeout,
     };
     let sender = SENDER.get_or_init(|| {
-        let (tx, rx) = channel();
+        // Bounded: a peer that is down costs dropped events, not memory.
+        let (tx, rx) = sync_channel(QUEUE);
         let spawned = std::thread::Builder::new()
             .name("event_stream".into())
             .spawn(move || stream_sender(&rx));
@@ -615,17 +616,34 @@ fn queue_stream(
         }
         Mutex::new(tx)
     });
-    lock(sender)
-        .send(job)
-        .map_err(|_| "event_stream: the sender has stopped".to_owned())
+    match lock(sender).try_send(job) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Full(_)) => Err(format!(
+            "event_stream: {QUEUE} events already wait for their peers, this one is dropped"
+        )),
+        Err(TrySendError::Disconnected(_)) => Err("event_stream: the sender has stopped".into()),
+    }
 }
+
+/// How many events may wait for the stream sender.
+const QUEUE: usize = 10_000;
+
+/// How long a peer that refused a connection is left alone (its events dropped meanwhile).
+const COOLDOWN: Duration = Duration::from_secs(5);
 
 /// The stream sender: one connection per peer, opened on first use and again after it broke.
 /// Replies are read and dropped; in reliable mode the reply to each notification is awaited
 /// (up to `timeout`) and an error reply or none is logged.
 fn stream_sender(rx: &Receiver<StreamJob>) {
     let mut conns: HashMap<SocketAddr, TcpStream> = HashMap::new();
+    let mut refused: HashMap<SocketAddr, Instant> = HashMap::new();
     while let Ok(job) = rx.recv() {
+        if refused
+            .get(&job.addr)
+            .is_some_and(|t| t.elapsed() < COOLDOWN)
+        {
+            continue;
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -642,7 +660,12 @@ fn stream_sender(rx: &Receiver<StreamJob>) {
                         conns.entry(job.addr).or_insert(c)
                     }
                     Err(e) => {
-                        log::error!("event_stream: cannot connect to {}: {e}", job.addr);
+                        log::error!(
+                            "event_stream: cannot connect to {}: {e} (its events are dropped for {} s)",
+                            job.addr,
+                            COOLDOWN.as_secs()
+                        );
+                        refused.insert(job.addr, Instant::now());
                         break;
                     }
                 },

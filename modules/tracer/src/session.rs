@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -278,9 +278,9 @@ type Row = (
 
 /// Queues a row for the database writer thread (started on first use).
 pub fn store(conn: Arc<dyn db::Connection>, table: String, row: Vec<(&'static str, db::Value)>) {
-    static TX: OnceLock<Mutex<Sender<Row>>> = OnceLock::new();
+    static TX: OnceLock<Mutex<SyncSender<Row>>> = OnceLock::new();
     let tx = TX.get_or_init(|| {
-        let (tx, rx) = channel::<Row>();
+        let (tx, rx) = sync_channel::<Row>(QUEUE);
         let spawned = std::thread::Builder::new()
             .name("tracer_db".into())
             .spawn(move || {
@@ -295,11 +295,21 @@ pub fn store(conn: Arc<dyn db::Connection>, table: String, row: Vec<(&'static st
         }
         Mutex::new(tx)
     });
-    let _ = tx
+    let sent = tx
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .send((conn, table, row));
+        .try_send((conn, table, row));
+    if let Err(TrySendError::Full(_)) = sent {
+        log::error!("tracer: {QUEUE} rows already wait for the database, this one is dropped");
+    }
 }
+
+/// How many captures may wait for the database writer or the HEP TCP sender: a database or
+/// collector that cannot keep up costs dropped captures, not memory.
+const QUEUE: usize = 10_000;
+
+/// How long a collector that refused a connection is left alone (its captures dropped).
+const COOLDOWN: Duration = Duration::from_secs(5);
 
 /// A HEP packet for the TCP sender, with its server.
 type Packet = (SocketAddr, Vec<u8>);
@@ -308,9 +318,9 @@ type Packet = (SocketAddr, Vec<u8>);
 /// connection per server.
 pub fn deliver(dest: &HepDest, packet: Vec<u8>) {
     if dest.tcp {
-        static TX: OnceLock<Mutex<Sender<Packet>>> = OnceLock::new();
+        static TX: OnceLock<Mutex<SyncSender<Packet>>> = OnceLock::new();
         let tx = TX.get_or_init(|| {
-            let (tx, rx) = channel();
+            let (tx, rx) = sync_channel(QUEUE);
             if let Err(e) = std::thread::Builder::new()
                 .name("hep_tcp".into())
                 .spawn(move || tcp_sender(&rx))
@@ -319,10 +329,16 @@ pub fn deliver(dest: &HepDest, packet: Vec<u8>) {
             }
             Mutex::new(tx)
         });
-        let _ = tx
+        let sent = tx
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .send((dest.addr, packet));
+            .try_send((dest.addr, packet));
+        if let Err(TrySendError::Full(_)) = sent {
+            log::error!(
+                "proto_hep: {QUEUE} packets already wait for {}, this one is dropped",
+                dest.addr
+            );
+        }
         return;
     }
     static V4: OnceLock<Option<UdpSocket>> = OnceLock::new();
@@ -350,7 +366,11 @@ pub fn deliver(dest: &HepDest, packet: Vec<u8>) {
 fn tcp_sender(rx: &Receiver<Packet>) {
     use std::io::Write;
     let mut conns: HashMap<SocketAddr, TcpStream> = HashMap::new();
+    let mut refused: HashMap<SocketAddr, Instant> = HashMap::new();
     while let Ok((addr, packet)) = rx.recv() {
+        if refused.get(&addr).is_some_and(|t| t.elapsed() < COOLDOWN) {
+            continue;
+        }
         for attempt in 0..2 {
             if let std::collections::hash_map::Entry::Vacant(slot) = conns.entry(addr) {
                 match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
@@ -360,7 +380,11 @@ fn tcp_sender(rx: &Receiver<Packet>) {
                         slot.insert(c);
                     }
                     Err(e) => {
-                        log::error!("proto_hep: cannot connect to {addr}: {e}");
+                        log::error!(
+                            "proto_hep: cannot connect to {addr}: {e} (its packets are dropped for {} s)",
+                            COOLDOWN.as_secs()
+                        );
+                        refused.insert(addr, Instant::now());
                         break;
                     }
                 }
