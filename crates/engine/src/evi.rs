@@ -481,8 +481,9 @@ pub fn payload(
     out
 }
 
-/// A JSON string literal.
-fn json_str(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string literal (the short escapes where JSON has them, `\u00XX` for
+/// the other control characters).
+pub fn json_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -491,6 +492,8 @@ fn json_str(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
             c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
             c => out.push(c),
         }

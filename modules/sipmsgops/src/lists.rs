@@ -3,6 +3,7 @@
 //! output variables (`get_glob_headers_values`, `sip_to_json`), also offered as library
 //! functions.
 
+use engine::evi::json_str;
 use std::ops::Range;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -190,24 +191,6 @@ pub fn sip_to_json_into(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
     let json = sip_to_json(&f.msg.msg);
     f.set_output(0, Value::from(json));
     1
-}
-
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// What `sip_to_json($var(out))` produces, as OpenSIPS builds it with cJSON (minified):
