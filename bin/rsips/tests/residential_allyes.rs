@@ -14,8 +14,6 @@ mod my_server;
 #[path = "../../../crates/db/tests/ports/mod.rs"]
 mod ports;
 
-use std::path::Path;
-
 use common::{Peer, digest_param, header, md5_hex, reply_to};
 
 /// The tables the script's modules read, with their versions, a local domain and three users.
@@ -131,29 +129,24 @@ fn the_stock_allyes_residential_script_on_mariadb() {
         (34000, 34999),
         (b"probe V", control),
     );
-    let stock = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/reference/opensips-configs/rendered/residential_allyes.cfg"),
+    let text = common::stock_on_test_ports(
+        "residential_allyes.cfg",
+        port,
+        tls,
+        http,
+        &dir.join("fifo"),
+        my.port,
     )
-    .unwrap();
-    let text = stock
-        .replace("127.0.0.1:5060", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:5061", &format!("127.0.0.1:{tls}"))
-        .replace("\"port\", 8888", &format!("\"port\", {http}"))
-        .replace("/tmp/opensips_fifo", dir.join("fifo").to_str().unwrap())
-        .replace("stderror_enabled=no", "stderror_enabled=yes")
-        .replace("syslog_enabled=yes", "syslog_enabled=no")
-        .replace("@localhost/", &format!("@127.0.0.1:{}/", my.port))
-        .replace("udp:localhost:12221", &format!("udp:127.0.0.1:{control}"))
-        .replace(
-            "/etc/opensips/tls/user/user-cert.pem",
-            &ca.path("server.pem"),
-        )
-        .replace(
-            "/etc/opensips/tls/user/user-privkey.pem",
-            &ca.path("server.key"),
-        )
-        .replace("/etc/opensips/tls/user/user-calist.pem", &ca.path("ca.pem"));
+    .replace("udp:localhost:12221", &format!("udp:127.0.0.1:{control}"))
+    .replace(
+        "/etc/opensips/tls/user/user-cert.pem",
+        &ca.path("server.pem"),
+    )
+    .replace(
+        "/etc/opensips/tls/user/user-privkey.pem",
+        &ca.path("server.key"),
+    )
+    .replace("/etc/opensips/tls/user/user-calist.pem", &ca.path("ca.pem"));
     std::fs::write(dir.join("opensips.cfg"), text).unwrap();
     let mut server = common::spawn_rsips(&dir, "opensips.cfg", |log| {
         log.contains("listening on tls:")

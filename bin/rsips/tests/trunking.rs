@@ -162,28 +162,23 @@ fn the_stock_allyes_trunking_script_on_mariadb() {
     std::fs::create_dir_all(&dir).unwrap();
     let ca = common::TestCa::new(&dir, "Trunk CA");
     ca.issue("server", "127.0.0.1", "IP:127.0.0.1");
-    let stock = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/reference/opensips-configs/rendered/trunking_allyes.cfg"),
+    let text = common::stock_on_test_ports(
+        "trunking_allyes.cfg",
+        port,
+        tls,
+        http,
+        &dir.join("fifo"),
+        my.port,
     )
-    .unwrap();
-    let text = stock
-        .replace("127.0.0.1:5060", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:5061", &format!("127.0.0.1:{tls}"))
-        .replace("\"port\", 8888", &format!("\"port\", {http}"))
-        .replace("/tmp/opensips_fifo", dir.join("fifo").to_str().unwrap())
-        .replace("stderror_enabled=no", "stderror_enabled=yes")
-        .replace("syslog_enabled=yes", "syslog_enabled=no")
-        .replace("@localhost/", &format!("@127.0.0.1:{}/", my.port))
-        .replace(
-            "/etc/opensips/tls/user/user-cert.pem",
-            &ca.path("server.pem"),
-        )
-        .replace(
-            "/etc/opensips/tls/user/user-privkey.pem",
-            &ca.path("server.key"),
-        )
-        .replace("/etc/opensips/tls/user/user-calist.pem", &ca.path("ca.pem"));
+    .replace(
+        "/etc/opensips/tls/user/user-cert.pem",
+        &ca.path("server.pem"),
+    )
+    .replace(
+        "/etc/opensips/tls/user/user-privkey.pem",
+        &ca.path("server.key"),
+    )
+    .replace("/etc/opensips/tls/user/user-calist.pem", &ca.path("ca.pem"));
     std::fs::write(dir.join("opensips.cfg"), text).unwrap();
     let _server = common::spawn_rsips(&dir, "opensips.cfg", |log| {
         log.contains("listening on tls:")

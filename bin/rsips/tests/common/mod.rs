@@ -552,3 +552,29 @@ pub fn accept_within(l: &std::net::TcpListener) -> std::net::TcpStream {
         }
     }
 }
+
+/// A rendered stock OpenSIPS config (`../shared/reference/opensips-configs/rendered/NAME`)
+/// moved onto the test's ports: SIP on `port` (TLS on `tls`), the HTTP MI on `http`, the FIFO
+/// at `fifo`, logging to stderr only, the MySQL URLs to 127.0.0.1:`mysql`.
+pub fn stock_on_test_ports(
+    name: &str,
+    port: u16,
+    tls: u16,
+    http: u16,
+    fifo: &std::path::Path,
+    mysql: u16,
+) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/reference/opensips-configs/rendered")
+            .join(name),
+    )
+    .unwrap()
+    .replace("127.0.0.1:5060", &format!("127.0.0.1:{port}"))
+    .replace("127.0.0.1:5061", &format!("127.0.0.1:{tls}"))
+    .replace("\"port\", 8888", &format!("\"port\", {http}"))
+    .replace("/tmp/opensips_fifo", fifo.to_str().unwrap())
+    .replace("stderror_enabled=no", "stderror_enabled=yes")
+    .replace("syslog_enabled=yes", "syslog_enabled=no")
+    .replace("@localhost/", &format!("@127.0.0.1:{mysql}/"))
+}
