@@ -18,7 +18,7 @@ pub trait Sender: Send + Sync {
     fn send(&self, ctx: MsgCtx, done: Done) -> Result<(), String>;
 }
 
-static SENDER: OnceLock<Box<dyn Sender>> = OnceLock::new();
+pub(crate) static SENDER: OnceLock<Box<dyn Sender>> = OnceLock::new();
 
 /// Installs the server's sender (once).
 pub fn set_sender(s: Box<dyn Sender>) {
@@ -27,14 +27,14 @@ pub fn set_sender(s: Box<dyn Sender>) {
 
 /// The BYE for one side of a confirmed dialog: towards the caller (`upstream`) or the callee.
 pub fn bye(d: &Dialog, upstream: bool, extra_hdrs: &str) -> Result<MsgCtx, String> {
-    let from_leg = if upstream { &d.callee } else { &d.caller };
-    request(
-        d,
-        upstream,
-        "BYE",
-        from_leg.cseq.saturating_add(1),
-        extra_hdrs,
-    )
+    let (from_leg, to_leg) = if upstream {
+        (&d.callee, &d.caller)
+    } else {
+        (&d.caller, &d.callee)
+    };
+    // After the last request this side got: its peer's, or one of ours.
+    let cseq = from_leg.cseq.max(to_leg.gen_cseq).saturating_add(1);
+    request(d, upstream, "BYE", cseq, extra_hdrs)
 }
 
 /// An in-dialog request rsips sends to one side, as if from the other.
@@ -45,11 +45,23 @@ pub fn request(
     cseq: u32,
     extra_hdrs: &str,
 ) -> Result<MsgCtx, String> {
-    let (to_leg, from_leg) = if upstream {
-        (&d.caller, &d.callee)
-    } else {
-        (&d.callee, &d.caller)
-    };
+    let to_leg = if upstream { &d.caller } else { &d.callee };
+    request_to(d, upstream, method, cseq, extra_hdrs, to_leg, None)
+}
+
+/// As [`request`], to `to_leg` (its tag, Contact, route set and socket: the dialog's side, or
+/// an early dialog a provisional reply showed), with an optional `(content type, body)` (the
+/// Content-Type header is the caller's to add).
+pub fn request_to(
+    d: &Dialog,
+    upstream: bool,
+    method: &str,
+    cseq: u32,
+    extra_hdrs: &str,
+    to_leg: &crate::table::Leg,
+    body: Option<(&str, &str)>,
+) -> Result<MsgCtx, String> {
+    let from_leg = if upstream { &d.callee } else { &d.caller };
     let (from_uri, to_uri) = if upstream {
         (&d.to_uri, &d.from_uri)
     } else {
@@ -73,7 +85,7 @@ pub fn request(
         headers.push_str(line.trim_end());
         headers.push_str("\r\n");
     }
-    let msg = tm::build_request(method, &to_leg.contact, &headers, None)?;
+    let msg = tm::build_request(method, &to_leg.contact, &headers, body.map(|(_, b)| b))?;
     let mut ctx = MsgCtx::new(msg);
     // The first Route is the next hop (a loose router; a strict one has the target as R-URI).
     if let Some(first) = to_leg.route_set.first()
@@ -194,7 +206,8 @@ pub fn tick(now: Instant) {
 /// that answers 481 or not at all (408) ends the call, with a BYE to each side.
 fn ping(now: Instant) {
     let s = crate::settings();
-    let due: Vec<Dialog> = {
+    // (dialog, CSeq towards the caller, towards the callee)
+    let due: Vec<(Dialog, u32, u32)> = {
         let mut t = dialogs();
         let mut due = Vec::new();
         for d in t.by_id.values_mut() {
@@ -203,22 +216,29 @@ fn ping(now: Instant) {
             {
                 d.next_ping = Some(now + s.ping_interval);
                 d.pings = d.pings.saturating_add(1);
-                due.push(d.clone());
+                let (seen_by_caller, seen_by_callee) = (d.callee.cseq, d.caller.cseq);
+                let caller = if d.flags.ping_caller {
+                    ping_cseq(&mut d.caller, seen_by_caller)
+                } else {
+                    0
+                };
+                let callee = if d.flags.ping_callee {
+                    ping_cseq(&mut d.callee, seen_by_callee)
+                } else {
+                    0
+                };
+                due.push((d.clone(), caller, callee));
             }
         }
         due
     };
     let Some(sender) = SENDER.get() else { return };
-    for d in due {
+    for (d, to_caller, to_callee) in due {
         for (upstream, on) in [(true, d.flags.ping_caller), (false, d.flags.ping_callee)] {
             if !on {
                 continue;
             }
-            // The CSeq the side last saw from the other (1 when it saw none): not lower, so it
-            // is taken, and not higher, so the side's next real request is not refused as
-            // out of order.
-            let from_leg = if upstream { &d.callee } else { &d.caller };
-            let cseq = from_leg.cseq.max(1);
+            let cseq = if upstream { to_caller } else { to_callee };
             let id = d.id;
             let done: Done = Box::new(move |code| {
                 if code == 408 || code == 481 {
@@ -236,5 +256,18 @@ fn ping(now: Instant) {
                 log::error!("dialog: ping of {} not sent: {e}", d.callid);
             }
         }
+    }
+}
+
+/// The CSeq of a ping towards `to` (`seen`: the last number the other side sent it). While
+/// rsips has sent nothing of its own that way, the number the side last saw (1 when none): not
+/// lower, so it is taken, and not higher, so the other side's next request is not refused as
+/// out of order. Once it has, the next of its own (the other side's requests are renumbered
+/// after them anyway).
+fn ping_cseq(to: &mut crate::table::Leg, seen: u32) -> u32 {
+    if to.gen_cseq == 0 {
+        seen.max(1)
+    } else {
+        to.next_gen_cseq(seen)
     }
 }

@@ -13,6 +13,7 @@ mod flags;
 pub mod mi;
 pub mod persist;
 pub mod table;
+mod within;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -41,6 +42,10 @@ pub struct Settings {
     pub db_url: Option<String>,
     pub db_update_period: Duration,
     pub table: String,
+    /// `auto-prack`: a failed PRACK of ours answers the INVITE 502; its transaction's
+    /// final-reply timeout (seconds).
+    pub auto_prack_hangup_on_failure: bool,
+    pub auto_prack_fr_timeout: u32,
 }
 
 impl Settings {
@@ -83,6 +88,10 @@ impl Settings {
             table: script
                 .modparam_str("dialog", "table_name")
                 .unwrap_or_else(|| "dialog".to_owned()),
+            auto_prack_hangup_on_failure: int("auto_prack_hangup_on_failure", 0) != 0,
+            auto_prack_fr_timeout: u32::try_from(int("auto_prack_fr_timeout", 3))
+                .unwrap_or(3)
+                .max(1),
         }
     }
 
@@ -111,6 +120,8 @@ pub fn settings() -> &'static Settings {
         db_url: None,
         db_update_period: Duration::from_secs(60),
         table: "dialog".into(),
+        auto_prack_hangup_on_failure: false,
+        auto_prack_fr_timeout: 3,
     })
 }
 
@@ -141,6 +152,20 @@ pub fn register_stats() {
         let _ = engine::stats::counter("dialog", name);
     }
 }
+
+/// `dlg_send_sequential`'s leg, when written in the script.
+static LEG: ParamCheck = ParamCheck {
+    what: "dialog leg",
+    check: |text| {
+        if text.eq_ignore_ascii_case("caller") || text.eq_ignore_ascii_case("callee") {
+            Ok(())
+        } else {
+            Err(format!(
+                "unsupported dialog leg `{text}` (caller or callee)"
+            ))
+        }
+    },
+};
 
 static FLAGS: ParamCheck = ParamCheck {
     what: "create_dialog flags",
@@ -261,6 +286,18 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             routes: SEQ,
             run: flags::test_and_set_dlg_flag,
         },
+        FnSpec {
+            name: "dlg_send_sequential",
+            params: &[
+                (Param::Str, false),
+                (Param::Checked(&LEG), false),
+                (Param::Str, true),
+                (Param::Str, true),
+                (Param::Str, true),
+            ],
+            routes: Routes::ALL,
+            run: within::dlg_send_sequential,
+        },
     ],
     params: &[
         ("enable_stats", ParamType::Int),
@@ -280,6 +317,8 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         ("profiles_with_value", ParamType::Str),
         ("profiles_no_value", ParamType::Str),
         ("race_condition_timeout", ParamType::Int),
+        ("auto_prack_hangup_on_failure", ParamType::Int),
+        ("auto_prack_fr_timeout", ParamType::Int),
         ("profile_timeout", ParamType::Int),
     ],
 };
@@ -371,6 +410,7 @@ pub fn create(ctx: &mut MsgCtx, flags: Flags) -> Result<u64, String> {
                 .map(|r| r.as_str().to_owned())
                 .collect(),
             socket: socket_of(ctx),
+            ..Leg::default()
         },
         callee: Leg {
             socket: ctx.send_socket.clone(),
@@ -647,14 +687,15 @@ fn matched(ctx: &mut MsgCtx, mode: i64) {
     let cseq = ctx.msg.cseq().map(|c| c.seq).unwrap_or(0);
     let check = check(d, &ctx.msg, upstream, cseq, method, &s.rr_param);
     let now = Instant::now();
-    let sender = if upstream {
-        &mut d.callee
+    let (sender, target) = if upstream {
+        (&mut d.callee, &mut d.caller)
     } else {
-        &mut d.caller
+        (&mut d.caller, &mut d.callee)
     };
     if method != Some(Method::Ack) && method != Some(Method::Cancel) && cseq > sender.cseq {
         sender.cseq = cseq;
     }
+    within::renumber(ctx, target, method, cseq);
     // A target refresh (re-INVITE, UPDATE) brings the sender's new Contact.
     if matches!(method, Some(Method::Invite | Method::Update))
         && let Some(c) = contact_of(&ctx.msg)
@@ -815,6 +856,9 @@ impl engine::hooks::DialogHooks for Hooks {
                         engine::gauge!("dialog", "early_dialogs").inc();
                     }
                 }
+                if d.flags.auto_prack {
+                    within::auto_prack(d, msg);
+                }
             }
             (200..=299, Some(msg)) => {
                 if let Ok(Some(tag)) = msg.to_tag() {
@@ -825,13 +869,8 @@ impl engine::hooks::DialogHooks for Hooks {
                 }
                 // Towards the callee: the Record-Routes above ours, nearest first.
                 let ours = format!(";{}={}", s.rr_param, d.did());
-                let rr: Vec<&str> = msg
-                    .values(sip::HeaderName::RecordRoute)
-                    .map(str::trim)
-                    .collect();
-                if let Some(first) = rr.iter().position(|r| r.contains(&ours)) {
-                    d.callee.route_set =
-                        rr[..first].iter().rev().map(|r| (*r).to_owned()).collect();
+                if let Some(set) = within::route_set_of_reply(msg, &ours) {
+                    d.callee.route_set = set;
                 }
                 if d.state == EARLY {
                     engine::gauge!("dialog", "early_dialogs").dec();

@@ -74,6 +74,8 @@ const COLUMNS: &[&str] = &[
     "profiles",
     "flags",
     "script_flags",
+    "caller_ping_cseq",
+    "callee_ping_cseq",
 ];
 
 fn text(v: &DbValue) -> String {
@@ -127,6 +129,8 @@ fn load(db: &dyn Connection, table: &str) -> Result<usize, String> {
                 cseq: u32::try_from(int(6)).unwrap_or(0),
                 route_set: routes(&get(8)),
                 socket: socket(12),
+                gen_cseq: u32::try_from(int(21)).unwrap_or(0),
+                ..Leg::default()
             },
             callee: Leg {
                 tag: text(&get(5)),
@@ -134,6 +138,8 @@ fn load(db: &dyn Connection, table: &str) -> Result<usize, String> {
                 cseq: u32::try_from(int(7)).unwrap_or(0),
                 route_set: routes(&get(9)),
                 socket: socket(13),
+                gen_cseq: u32::try_from(int(22)).unwrap_or(0),
+                ..Leg::default()
             },
             initial_cseq: u32::try_from(int(6)).unwrap_or(0),
             flags: Flags::from_bits(u32::try_from(int(19)).unwrap_or(0)),
@@ -209,8 +215,15 @@ fn row(d: &Dialog) -> Vec<(&'static str, DbValue)> {
                 bits => DbValue::Str(crate::table::flag_names(bits)),
             },
         ),
-        ("caller_ping_cseq", DbValue::Int(0)),
-        ("callee_ping_cseq", DbValue::Int(0)),
+        // OpenSIPS keeps each side's `last_gen_cseq` in these.
+        (
+            "caller_ping_cseq",
+            DbValue::Int(i64::from(d.caller.gen_cseq)),
+        ),
+        (
+            "callee_ping_cseq",
+            DbValue::Int(i64::from(d.callee.gen_cseq)),
+        ),
         ("module_flags", DbValue::Int(0)),
     ]
 }

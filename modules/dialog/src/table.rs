@@ -24,6 +24,25 @@ pub struct Leg {
     pub route_set: Vec<String>,
     /// The socket we talk to this side on (`udp:127.0.0.1:5060`).
     pub socket: Option<String>,
+    /// The last CSeq number on a request rsips sent towards this side, once it sent one of
+    /// its own (a PRACK, `dlg_send_sequential`): the other side's requests that follow are
+    /// renumbered after it, as OpenSIPS' `last_gen_cseq` (0: none sent, nothing renumbered).
+    pub gen_cseq: u32,
+    /// The INVITEs towards this side that were renumbered, (as sent, as relayed), the latest
+    /// last: their ACKs follow them.
+    pub renumbered: Vec<(u32, u32)>,
+    /// The reliable provisional replies of this side rsips acknowledged itself (`auto-prack`),
+    /// (To tag, RSeq): a retransmission is not acknowledged twice.
+    pub pracked: Vec<(String, u32)>,
+}
+
+impl Leg {
+    /// The CSeq number for a request rsips sends towards this side itself: one above both what
+    /// it used last and `seen`, the last number the other side sent this way.
+    pub fn next_gen_cseq(&mut self, seen: u32) -> u32 {
+        self.gen_cseq = self.gen_cseq.max(seen).saturating_add(1);
+        self.gen_cseq
+    }
 }
 
 /// What `create_dialog` flags ask for.
@@ -38,17 +57,27 @@ pub struct Flags {
     pub auto_prack: bool,
 }
 
+/// OpenSIPS' `DLG_FLAG_*` bits of the `create_dialog` flags (modules/dialog/dlg_hash.h), as
+/// its `flags` column keeps them, so that either server reads the other's rows.
+const BYE_ON_TIMEOUT: u32 = 1 << 3;
+const PING_CALLER: u32 = 1 << 5;
+const PING_CALLEE: u32 = 1 << 6;
+const REINVITE_PING_CALLER: u32 = 1 << 11;
+const REINVITE_PING_CALLEE: u32 = 1 << 12;
+const END_ON_RACE: u32 = 1 << 15;
+const AUTO_PRACK: u32 = 1 << 20;
+
 impl Flags {
-    /// The bits OpenSIPS shows for them (`$DLG_flags`, the `flags` column).
+    /// The bits OpenSIPS keeps for them (the `flags` column).
     pub fn bits(self) -> u32 {
         [
-            (self.bye_on_timeout, 1 << 0),
-            (self.ping_caller, 1 << 1),
-            (self.ping_callee, 1 << 2),
-            (self.reinvite_ping_caller, 1 << 3),
-            (self.reinvite_ping_callee, 1 << 4),
-            (self.end_on_race, 1 << 5),
-            (self.auto_prack, 1 << 6),
+            (self.bye_on_timeout, BYE_ON_TIMEOUT),
+            (self.ping_caller, PING_CALLER),
+            (self.ping_callee, PING_CALLEE),
+            (self.reinvite_ping_caller, REINVITE_PING_CALLER),
+            (self.reinvite_ping_callee, REINVITE_PING_CALLEE),
+            (self.end_on_race, END_ON_RACE),
+            (self.auto_prack, AUTO_PRACK),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -63,13 +92,13 @@ impl Flags {
 
     pub fn from_bits(bits: u32) -> Flags {
         Flags {
-            bye_on_timeout: bits & 1 != 0,
-            ping_caller: bits & 2 != 0,
-            ping_callee: bits & 4 != 0,
-            reinvite_ping_caller: bits & 8 != 0,
-            reinvite_ping_callee: bits & 16 != 0,
-            end_on_race: bits & 32 != 0,
-            auto_prack: bits & 64 != 0,
+            bye_on_timeout: bits & BYE_ON_TIMEOUT != 0,
+            ping_caller: bits & PING_CALLER != 0,
+            ping_callee: bits & PING_CALLEE != 0,
+            reinvite_ping_caller: bits & REINVITE_PING_CALLER != 0,
+            reinvite_ping_callee: bits & REINVITE_PING_CALLEE != 0,
+            end_on_race: bits & END_ON_RACE != 0,
+            auto_prack: bits & AUTO_PRACK != 0,
         }
     }
 
@@ -82,13 +111,11 @@ impl Flags {
         {
             match name.to_ascii_lowercase().as_str() {
                 "bye-on-timeout" => f.bye_on_timeout = true,
+                "auto-prack" => f.auto_prack = true,
                 "options-ping-caller" => f.ping_caller = true,
                 "options-ping-callee" => f.ping_callee = true,
                 // Accepted by OpenSIPS, not done here: refused rather than ignored.
-                n @ ("reinvite-ping-caller"
-                | "reinvite-ping-callee"
-                | "end-on-race-condition"
-                | "auto-prack") => {
+                n @ ("reinvite-ping-caller" | "reinvite-ping-callee" | "end-on-race-condition") => {
                     return Err(format!(
                         "create_dialog flag `{n}` is not available in rsips yet"
                     ));

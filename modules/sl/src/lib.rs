@@ -245,7 +245,18 @@ pub fn build_reply_with_body(
     reason: &str,
     body: Option<(&str, &[u8])>,
 ) -> Option<(Vec<u8>, SocketAddr)> {
-    build(ctx, code, reason, body, false)
+    build(ctx, code, reason, body, false, None)
+}
+
+/// As [`build_reply_with_body`], with the To tag given (a reply in the name of an early
+/// dialog a downstream provisional reply set up: dialog's 502 after a failed PRACK).
+pub fn build_reply_tagged(
+    ctx: &MsgCtx,
+    code: u16,
+    reason: &str,
+    to_tag: &str,
+) -> Option<(Vec<u8>, SocketAddr)> {
+    build(ctx, code, reason, None, false, Some(to_tag))
 }
 
 /// A stateless reply (`sl_send_reply`, the core's replies to bad requests): its To tag is one
@@ -255,7 +266,7 @@ pub fn build_stateless_reply(
     code: u16,
     reason: &str,
 ) -> Option<(Vec<u8>, SocketAddr)> {
-    build(ctx, code, reason, None, true)
+    build(ctx, code, reason, None, true, None)
 }
 
 /// The `Server` header replies carry: none with `server_signature=no`, else `server_header`
@@ -309,6 +320,7 @@ fn build(
     reason: &str,
     body: Option<(&str, &[u8])>,
     stateless: bool,
+    given_tag: Option<&str>,
 ) -> Option<(Vec<u8>, SocketAddr)> {
     let req = &ctx.msg;
     let source = ctx.receipt.as_ref()?.source;
@@ -346,10 +358,10 @@ fn build(
         if code < 180 || req.to_tag().ok().flatten().is_some() {
             b = b.header("To", h.value);
         } else {
-            let tag = if stateless {
-                sl_to_tag(req, ctx.script.as_deref())
-            } else {
-                to_tag(req)
+            let tag = match given_tag {
+                Some(t) if !t.is_empty() => t.to_owned(),
+                _ if stateless => sl_to_tag(req, ctx.script.as_deref()),
+                _ => to_tag(req),
             };
             let mut to = String::with_capacity(h.value.len() + 5 + tag.len());
             to.push_str(h.value);

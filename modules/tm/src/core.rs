@@ -588,7 +588,10 @@ impl Tm {
     ) -> Result<Arc<TxCell>, String> {
         let invite = ctx.msg.method() == Some(Method::Invite);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (fr, fr_inv) = (self.params.fr_timeout, self.params.fr_inv_timeout);
+        // `$T_fr_timeout`/`$T_fr_inv_timeout` the builder set (dialog's auto PRACK) win.
+        let secs = |s: Option<u32>| s.map(|s| Duration::from_secs(u64::from(s)));
+        let fr = secs(ctx.fr_timeout).unwrap_or(self.params.fr_timeout);
+        let fr_inv = secs(ctx.fr_inv_timeout).unwrap_or(self.params.fr_inv_timeout);
         // Keys end with the method, as every transaction's does (reply matching reads it).
         let method = ctx.msg.cseq().map_or("", |c| c.method_str).to_owned();
         let mut tx = Tx::new(
@@ -609,7 +612,7 @@ impl Tm {
         // UAC transactions are the ones rsips starts itself, not relayed branches (OpenSIPS).
         engine::stat!("tm", "UAC_transactions").inc();
         engine::gauge!("tm", "inuse_transactions").inc();
-        self.schedule(now + self.params.fr_timeout + self.params.wt_timer, id);
+        self.schedule(now + fr + self.params.wt_timer, id);
         self.add_branch(&cell, &ctx, dest, net, now)
             .map_err(|code| format!("cannot send the request (t_relay code {code})"))?;
         Ok(cell)

@@ -63,6 +63,23 @@ impl Tm {
         true
     }
 
+    /// As [`Tm::reply_by_callid`] (no body), with the reply's To tag given: dialog's 502 for
+    /// an INVITE whose automatic PRACK failed, in the name of the callee's early dialog.
+    pub fn reply_tagged_by_callid(
+        &self,
+        callid: &str,
+        cseq: &str,
+        code: u16,
+        reason: &str,
+        to_tag: &str,
+    ) -> i64 {
+        let Some(cell) = self.find_by_callid(callid, cseq) else {
+            return -4;
+        };
+        let req = cell.lock().request.clone();
+        self.reply_in_tagged(&cell, &req, code, reason, to_tag, Instant::now())
+    }
+
     /// `t_reply_by_callid`: a stateful reply to the request of the transaction with this
     /// Call-ID and CSeq number. -4: no such transaction; else as `t_reply`.
     pub fn reply_by_callid(

@@ -21,11 +21,38 @@ impl Tm {
         body: Option<(&str, &[u8])>,
         now: Instant,
     ) -> i64 {
+        let built = |ctx: &MsgCtx| sl::build_reply_with_body(ctx, code, reason, body);
+        self.reply_built(cell, ctx, code, now, built)
+    }
+
+    /// As [`Tm::reply_in`] (no body), with the To tag given: the reply speaks for an early
+    /// dialog a downstream provisional reply set up.
+    pub fn reply_in_tagged(
+        &self,
+        cell: &TxCell,
+        ctx: &MsgCtx,
+        code: u16,
+        reason: &str,
+        to_tag: &str,
+        now: Instant,
+    ) -> i64 {
+        let built = |ctx: &MsgCtx| sl::build_reply_tagged(ctx, code, reason, to_tag);
+        self.reply_built(cell, ctx, code, now, built)
+    }
+
+    fn reply_built(
+        &self,
+        cell: &TxCell,
+        ctx: &MsgCtx,
+        code: u16,
+        now: Instant,
+        build: impl FnOnce(&MsgCtx) -> Option<(Vec<u8>, std::net::SocketAddr)>,
+    ) -> i64 {
         let mut tx = cell.lock();
         if tx.final_sent {
             return -1;
         }
-        let Some((data, dest)) = sl::build_reply_with_body(ctx, code, reason, body) else {
+        let Some((data, dest)) = build(ctx) else {
             return -1;
         };
         let receipt = tx.request.receipt.clone();
