@@ -10,6 +10,7 @@
 pub mod end;
 mod events;
 mod flags;
+mod lookup;
 pub mod mi;
 pub mod persist;
 pub mod table;
@@ -297,6 +298,83 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             ],
             routes: Routes::ALL,
             run: within::dlg_send_sequential,
+        },
+        FnSpec {
+            name: "dlg_inc_cseq",
+            params: &[(Param::Str, true), (Param::Int, true)],
+            routes: SEQ,
+            run: within::dlg_inc_cseq,
+        },
+        FnSpec {
+            name: "load_dialog_ctx",
+            params: &[(Param::Str, false), (Param::Str, true), (Param::Int, true)],
+            routes: Routes::ALL,
+            run: lookup::load_dialog_ctx,
+        },
+        FnSpec {
+            name: "unload_dialog_ctx",
+            params: &[],
+            routes: Routes::ALL,
+            run: lookup::unload_dialog_ctx,
+        },
+        FnSpec {
+            name: "get_dialog_info",
+            params: &[
+                (Param::Str, false),
+                (Param::Avp, false),
+                (Param::Str, false),
+                (Param::Str, false),
+                (Param::Var, false),
+            ],
+            routes: Routes::ALL,
+            run: lookup::get_dialog_info,
+        },
+        FnSpec {
+            name: "get_dialog_vals",
+            params: &[
+                (Param::Avp, false),
+                (Param::Avp, false),
+                (Param::Str, false),
+            ],
+            routes: Routes::ALL,
+            run: lookup::get_dialog_vals,
+        },
+        FnSpec {
+            name: "get_dialogs_by_val",
+            params: &[
+                (Param::Str, false),
+                (Param::Str, false),
+                (Param::Avp, false),
+                (Param::Var, false),
+            ],
+            routes: Routes::ALL,
+            run: lookup::get_dialogs_by_val,
+        },
+        FnSpec {
+            name: "get_dialogs_by_profile",
+            params: &[
+                (Param::Str, false),
+                (Param::Str, true),
+                (Param::Avp, false),
+                (Param::Var, false),
+            ],
+            routes: Routes::ALL,
+            run: lookup::get_dialogs_by_profile,
+        },
+        FnSpec {
+            name: "fix_route_dialog",
+            params: &[],
+            routes: REQ,
+            run: lookup::fix_route_dialog,
+        },
+        FnSpec {
+            name: "set_dlg_sharing_tag",
+            params: &[(Param::Str, false)],
+            routes: REQ
+                .or(Routes::BRANCH)
+                .or(Routes::ONREPLY)
+                .or(Routes::FAILURE),
+            run: set_dlg_sharing_tag,
         },
     ],
     params: &[
@@ -638,6 +716,12 @@ fn fetch_dlg_value(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     }
 }
 
+/// `set_dlg_sharing_tag(tag)`: without `dialog_replication_cluster` (rsips replicates no
+/// dialogs) there is nothing to mark, and OpenSIPS answers 1 then too.
+fn set_dlg_sharing_tag(_: &mut FnCtx<'_>, _: &[Value]) -> i64 {
+    1
+}
+
 fn bool_code(b: bool) -> i64 {
     if b { 1 } else { -1 }
 }
@@ -658,8 +742,8 @@ fn matched(ctx: &mut MsgCtx, mode: i64) {
     let mut t = dialogs();
     let by_did = || -> Option<(u64, bool)> {
         let (e, i) = did.as_deref()?.split_once('.')?;
-        let id = (u64::from(u32::from_str_radix(e, 16).ok()?) << 32)
-            | u64::from(u32::from_str_radix(i, 16).ok()?);
+        let id =
+            (u64::from(table::reverse_hex_int(e)?) << 32) | u64::from(table::reverse_hex_int(i)?);
         let d = t.by_id.get(&id)?;
         // The id alone is not trusted: the Call-ID and a tag must agree.
         if d.callid != callid {
@@ -813,7 +897,7 @@ impl engine::hooks::DialogHooks for Hooks {
             } else {
                 "DOWNSTREAM"
             }),
-            "DLG_did" => Value::from(format!("{}:{}", d.h_entry(), d.h_id())),
+            "DLG_did" => Value::from(d.did()),
             "DLG_lifetime" => Value::Int(if d.start_unix > 0 {
                 table::unix_now() - d.start_unix
             } else {
@@ -822,6 +906,9 @@ impl engine::hooks::DialogHooks for Hooks {
             "DLG_timeout" => Value::Int(d.timeout_left(now) as i64),
             "DLG_flags" => Value::Int(i64::from(d.user_flags)),
             "DLG_end_reason" => d.end_reason.clone().map_or(Value::Null, Value::from),
+            "DLG_del_delay" => Value::Int(settings().delete_delay.as_secs() as i64),
+            "DLG_json" => Value::from(mi::dialog_json(d, now).to_string()),
+            "DLG_ctx_json" => Value::from(mi::dialog_ctx_json(d, now).to_string()),
             _ => Value::Null,
         }
     }

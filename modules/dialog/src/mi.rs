@@ -1,7 +1,8 @@
-//! The dialog module's MI commands: `dialog:list` (`dlg_list`), `dialog:end_dlg`
-//! (`dlg_end_dlg`), `dialog:profile_get_size` (`profile_get_size`),
-//! `dialog:profile_list_dlgs` (`profile_list_dlgs`) and `dialog:list_all_profiles`
-//! (`list_all_profiles`), with OpenSIPS' keys.
+//! The dialog module's MI commands, with OpenSIPS' keys: `dialog:list` (`dlg_list`),
+//! `dialog:list_ctx` (`dlg_list_ctx`), `dialog:end_dlg` (`dlg_end_dlg`),
+//! `dialog:profile_get_size`, `dialog:profile_list_dlgs`, `dialog:profile_get_values`,
+//! `dialog:profile_end_dlgs`, `dialog:list_all_profiles`, `dialog:push_var`
+//! (`dlg_push_var`), `dialog:set_profile` and `dialog:unset_profile`.
 
 use std::time::Instant;
 
@@ -50,21 +51,88 @@ pub fn dialog_json(d: &Dialog, now: Instant) -> Json {
     if timeout > 0 {
         o["dateout"] = json!(date(timeout));
     }
+    o
+}
+
+/// One dialog as `dialog:list_ctx` shows it (and `$DLG_ctx_json`): [`dialog_json`] with a
+/// `context` of its values (non-printable bytes escaped) and profiles.
+pub fn dialog_ctx_json(d: &Dialog, now: Instant) -> Json {
+    let mut o = dialog_json(d, now);
+    let mut context = json!({});
+    if !d.vals.is_empty() {
+        context["values"] = d
+            .vals
+            .iter()
+            .map(|(n, v)| json!({ n.clone(): printable(v) }))
+            .collect();
+    }
     if !d.profiles.is_empty() {
-        o["profiles"] = d
+        context["profiles"] = d
             .profiles
             .iter()
             .map(|(p, v)| json!({ p.clone(): v }))
             .collect();
     }
-    if !d.vals.is_empty() {
-        o["values"] = d
-            .vals
-            .iter()
-            .map(|(n, v)| json!({ n.clone(): v }))
-            .collect();
-    }
+    o["context"] = context;
     o
+}
+
+/// A dialog value as OpenSIPS prints it: control and non-ASCII bytes escaped (`\n`, `\x00`).
+fn printable(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        match b {
+            0x20..=0x7e => out.push(char::from(b)),
+            0x08 => out.push_str("\\b"),
+            0x09 => out.push_str("\\t"),
+            0x0a => out.push_str("\\n"),
+            0x0c => out.push_str("\\f"),
+            0x0d => out.push_str("\\r"),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
+/// The dialogs `dialog:list` and `dialog:list_ctx` show (all, one Call-ID with an optional
+/// From tag, or a page).
+fn list(p: &::mi::Params, ctx: bool) -> Result<Json, MiError> {
+    let now = Instant::now();
+    // A copy: the table is not held while the answer is built.
+    let mut list: Vec<Dialog> = dialogs().by_id.values().cloned().collect();
+    list.sort_by_key(|d| d.id);
+    if let Some(callid) = p.str("callid")? {
+        let tag = p.str("from_tag")?;
+        list.retain(|d| d.callid == callid && tag.as_ref().is_none_or(|t| *t == d.caller.tag));
+        if list.is_empty() {
+            return Err(MiError::new(404, "Nothing found"));
+        }
+    }
+    let index = p.int("index")?;
+    let counter = p.int("counter")?;
+    let total = list.len();
+    if let (Some(i), Some(n)) = (index, counter) {
+        if i < 0 || n <= 0 {
+            return Err(MiError::new(400, "Bad parameter value"));
+        }
+        list = list.into_iter().skip(i as usize).take(n as usize).collect();
+    }
+    let show = if ctx { dialog_ctx_json } else { dialog_json };
+    let dialogs: Vec<Json> = list.iter().map(|d| show(d, now)).collect();
+    Ok(if index.is_some() {
+        json!({ "count": total, "Dialogs": dialogs })
+    } else {
+        json!({ "Dialogs": dialogs })
+    })
+}
+
+/// The dialog an MI `dlg_id`/`DID` names (numeric id or Call-ID).
+fn named(p: &::mi::Params, param: &str) -> Result<u64, MiError> {
+    let text = p
+        .str(param)?
+        .ok_or_else(|| MiError::new(400, "Bad parameter value"))?;
+    crate::lookup::by_dialog_id(&dialogs(), &text)
+        .ok_or_else(|| MiError::new(404, "Dialog Not Found"))
 }
 
 fn profile_of(p: &::mi::Params) -> Result<(String, Option<String>), MiError> {
@@ -82,45 +150,20 @@ fn profile_of(p: &::mi::Params) -> Result<(String, Option<String>), MiError> {
 }
 
 pub fn commands(mi: &mut Mi) {
+    let recipes: &[&[&str]] = &[
+        &[],
+        &["callid"],
+        &["callid", "from_tag"],
+        &["index", "counter"],
+    ];
+    mi.add(Command::new("dialog:list", &["dlg_list"], recipes, |p| {
+        list(p, false)
+    }));
     mi.add(Command::new(
-        "dialog:list",
-        &["dlg_list"],
-        &[
-            &[],
-            &["callid"],
-            &["callid", "from_tag"],
-            &["index", "counter"],
-        ],
-        |p| {
-            let now = Instant::now();
-            // A copy: the table is not held while the answer is built.
-            let mut list: Vec<Dialog> = dialogs().by_id.values().cloned().collect();
-            list.sort_by_key(|d| d.id);
-            if let Some(callid) = p.str("callid")? {
-                let tag = p.str("from_tag")?;
-                list.retain(|d| {
-                    d.callid == callid && tag.as_ref().is_none_or(|t| *t == d.caller.tag)
-                });
-                if list.is_empty() {
-                    return Err(MiError::new(404, "Nothing found"));
-                }
-            }
-            let index = p.int("index")?;
-            let counter = p.int("counter")?;
-            let total = list.len();
-            if let (Some(i), Some(n)) = (index, counter) {
-                if i < 0 || n <= 0 {
-                    return Err(MiError::new(400, "Bad parameter value"));
-                }
-                list = list.into_iter().skip(i as usize).take(n as usize).collect();
-            }
-            let dialogs: Vec<Json> = list.iter().map(|d| dialog_json(d, now)).collect();
-            Ok(if index.is_some() {
-                json!({ "count": total, "Dialogs": dialogs })
-            } else {
-                json!({ "Dialogs": dialogs })
-            })
-        },
+        "dialog:list_ctx",
+        &["dlg_list_ctx"],
+        recipes,
+        |p| list(p, true),
     ));
     mi.add(Command::new(
         "dialog:end_dlg",
@@ -191,6 +234,140 @@ pub fn commands(mi: &mut Mi) {
                 .map(|(n, v)| json!({ "name": n, "has value": if *v { "yes" } else { "no" } }))
                 .collect();
             Ok(json!({ "Profiles": profiles }))
+        },
+    ));
+    mi.add(Command::new(
+        "dialog:profile_get_values",
+        &["profile_get_values"],
+        &[&["profile"]],
+        |p| {
+            let name = p
+                .str("profile")?
+                .ok_or_else(|| MiError::new(400, "Bad parameter value"))?;
+            let valued = crate::settings()
+                .profile(&name)
+                .ok_or_else(|| MiError::new(404, "Profile not found"))?;
+            let t = dialogs();
+            if !valued {
+                return Ok(json!([{ "value": null, "count": t.profile_size(&name, None) }]));
+            }
+            let mut values: Vec<(String, usize)> = t
+                .profiles
+                .get(&name)
+                .map(|m| m.iter().map(|(v, n)| (v.clone(), *n)).collect())
+                .unwrap_or_default();
+            values.sort();
+            Ok(values
+                .into_iter()
+                .map(|(v, n)| json!({ "value": v, "count": n }))
+                .collect())
+        },
+    ));
+    mi.add(Command::new(
+        "dialog:profile_end_dlgs",
+        &["profile_end_dlgs"],
+        &[&["profile"], &["profile", "value"]],
+        |p| {
+            let name = p
+                .str("profile")?
+                .ok_or_else(|| MiError::new(400, "Bad parameter value"))?;
+            crate::settings()
+                .profile(&name)
+                .ok_or_else(|| MiError::new(404, "Profile not found"))?;
+            let value = p.str("value")?;
+            let ids: Vec<u64> = dialogs()
+                .by_id
+                .values()
+                .filter(|d| {
+                    d.profiles
+                        .iter()
+                        .any(|(pn, v)| *pn == name && value.as_ref().is_none_or(|want| want == v))
+                })
+                .map(|d| d.id)
+                .collect();
+            for id in ids {
+                crate::end::terminate(id, "MI Termination", "");
+            }
+            Ok(json!("OK"))
+        },
+    ));
+    mi.add(Command::new(
+        "dialog:push_var",
+        &["dlg_push_var"],
+        &[&["dlg_val_name", "dlg_val_value", "DID"]],
+        |p| {
+            let name = p
+                .str("dlg_val_name")?
+                .ok_or_else(|| MiError::new(400, "Bad parameter value"))?;
+            let value = p
+                .str("dlg_val_value")?
+                .ok_or_else(|| MiError::new(400, "Bad parameter value"))?;
+            let dids = p
+                .array("DID")?
+                .ok_or_else(|| MiError::new(400, "Bad parameter value"))?;
+            let mut t = dialogs();
+            // Dialogs not found are passed over, as in OpenSIPS.
+            for did in dids {
+                let Some(id) = crate::lookup::by_dialog_id(&t, &did) else {
+                    continue;
+                };
+                if let Some(d) = t.by_id.get_mut(&id) {
+                    d.vals.retain(|(n, _)| *n != name);
+                    d.vals.push((name.clone(), value.clone()));
+                    t.mark_dirty(id);
+                }
+            }
+            Ok(json!("OK"))
+        },
+    ));
+    mi.add(Command::new(
+        "dialog:set_profile",
+        &["dlg_set_profile"],
+        &[
+            &["dlg_id", "profile"],
+            &["dlg_id", "profile", "value"],
+            &["dlg_id", "profile", "value", "clear_values"],
+        ],
+        |p| {
+            let name = p
+                .str("profile")?
+                .ok_or_else(|| MiError::new(400, "Bad param"))?;
+            let valued = crate::settings()
+                .profile(&name)
+                .ok_or_else(|| MiError::new(400, "Bad param"))?;
+            let id = named(p, "dlg_id")?;
+            let value = p.str("value")?.filter(|_| valued);
+            let clear = p.int("clear_values")?.unwrap_or(0) != 0;
+            let mut t = dialogs();
+            if clear && value.is_some() {
+                t.leave_profile(id, &name, None);
+            }
+            if !t.join_profile(id, &name, value.as_deref().unwrap_or("")) {
+                return Err(MiError::new(403, "Dialog Error"));
+            }
+            t.mark_dirty(id);
+            Ok(json!("OK"))
+        },
+    ));
+    mi.add(Command::new(
+        "dialog:unset_profile",
+        &["dlg_unset_profile"],
+        &[&["dlg_id", "profile"], &["dlg_id", "profile", "value"]],
+        |p| {
+            let name = p
+                .str("profile")?
+                .ok_or_else(|| MiError::new(400, "Bad param"))?;
+            let valued = crate::settings()
+                .profile(&name)
+                .ok_or_else(|| MiError::new(400, "Bad param"))?;
+            let id = named(p, "dlg_id")?;
+            let value = p.str("value")?.filter(|_| valued);
+            let mut t = dialogs();
+            if !t.leave_profile(id, &name, value.as_deref()) {
+                return Err(MiError::new(403, "Dialog Error"));
+            }
+            t.mark_dirty(id);
+            Ok(json!("OK"))
         },
     ));
 }

@@ -45,6 +45,32 @@ impl Leg {
     }
 }
 
+/// `n` in hex digits, least significant first (OpenSIPS `int2reverse_hex`).
+pub fn reverse_hex(mut n: u32) -> String {
+    if n == 0 {
+        return "0".into();
+    }
+    let mut out = String::new();
+    while n > 0 {
+        let digit = n & 0xf;
+        out.push(char::from_digit(digit, 16).unwrap_or('0'));
+        n >>= 4;
+    }
+    out
+}
+
+/// The number [`reverse_hex`] wrote (either case; at most 8 digits).
+pub fn reverse_hex_int(text: &str) -> Option<u32> {
+    if text.is_empty() || text.len() > 8 {
+        return None;
+    }
+    let mut n: u32 = 0;
+    for c in text.chars().rev() {
+        n = (n << 4) | c.to_digit(16)?;
+    }
+    Some(n)
+}
+
 /// What `create_dialog` flags ask for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Flags {
@@ -225,9 +251,15 @@ impl Dialog {
         self.id as u32
     }
 
-    /// The `did` Route parameter's value.
+    /// The `did` Route parameter's value (and `$DLG_did`): entry and id in OpenSIPS'
+    /// reversed hex (least significant digit first), so that a call set up by either server
+    /// is matched by the other from a shared dialog table.
     pub fn did(&self) -> String {
-        format!("{:x}.{:x}", self.h_entry(), self.h_id())
+        format!(
+            "{}.{}",
+            reverse_hex(self.h_entry()),
+            reverse_hex(self.h_id())
+        )
     }
 
     /// Seconds left before it times out (the whole lifetime before it is confirmed).
@@ -570,5 +602,32 @@ impl Dialogs {
         if self.track {
             self.dirty.insert(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_hex_is_least_significant_digit_first_and_reads_back() {
+        assert_eq!(reverse_hex(0), "0");
+        assert_eq!(reverse_hex(0x1a3), "3a1");
+        assert_eq!(reverse_hex(u32::MAX), "ffffffff");
+        for n in [0, 1, 15, 16, 0x1a3, 0xdead_beef, u32::MAX] {
+            assert_eq!(reverse_hex_int(&reverse_hex(n)), Some(n));
+        }
+        assert_eq!(reverse_hex_int("3A1"), Some(0x1a3));
+        assert_eq!(reverse_hex_int(""), None);
+        assert_eq!(reverse_hex_int("123456789"), None);
+        assert_eq!(reverse_hex_int("xyz"), None);
+    }
+
+    #[test]
+    fn flag_bits_are_opensips_dlg_flag_values() {
+        let f = Flags::parse("bye-on-timeout,auto-prack").unwrap_or_default();
+        assert_eq!(f.bits(), (1 << 3) | (1 << 20));
+        assert_eq!(Flags::from_bits(f.bits()), f);
+        assert!(Flags::parse("reinvite-ping-caller").is_err());
     }
 }

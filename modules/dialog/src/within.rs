@@ -337,6 +337,47 @@ pub(crate) fn dlg_send_sequential(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     }
 }
 
+/// `dlg_inc_cseq([tag][, inc])`: the next requests towards the callee whose tag this is (the
+/// message's To tag by default) are numbered `inc` higher (lower when negative), as after
+/// requests of ours. -2: no dialog; -1: not the callee's tag.
+pub(crate) fn dlg_inc_cseq(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(mark) = f.msg.dialog else {
+        return -2;
+    };
+    let tag = match args.first().filter(|v| !matches!(v, Value::Null)) {
+        Some(v) => v.to_text().into_owned(),
+        None => match f.msg.msg.to_tag() {
+            Ok(t) => t.unwrap_or("").to_owned(),
+            Err(_) => {
+                f.log.log(-1, "dlg_inc_cseq: no valid To header\n");
+                return -1;
+            }
+        },
+    };
+    let inc = args.get(1).and_then(Value::as_int).unwrap_or(1);
+    let mut t = dialogs();
+    let Some(d) = t.by_id.get_mut(&mark.id) else {
+        return -2;
+    };
+    // Only a callee's tag names a leg here, as in OpenSIPS.
+    if d.callee.tag.is_empty() || d.callee.tag != tag {
+        f.log
+            .log(-1, &format!("dlg_inc_cseq: no leg with tag <{tag}>\n"));
+        return -1;
+    }
+    let base = if d.callee.gen_cseq == 0 {
+        d.caller.cseq
+    } else {
+        d.callee.gen_cseq
+    };
+    let raised = i64::from(base)
+        .saturating_add(inc)
+        .clamp(1, i64::from(u32::MAX));
+    d.callee.gen_cseq = u32::try_from(raised).unwrap_or(u32::MAX);
+    t.mark_dirty(mark.id);
+    1
+}
+
 /// Header lines as the script wrote them, each ended by CRLF.
 fn with_crlf(hdrs: &str) -> String {
     let mut out = String::new();

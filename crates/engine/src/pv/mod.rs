@@ -592,6 +592,9 @@ impl CorePv {
                     "DLG_timeout",
                     "DLG_flags",
                     "DLG_end_reason",
+                    "DLG_del_delay",
+                    "DLG_json",
+                    "DLG_ctx_json",
                 ]
                 .iter()
                 .find(|n| **n == name)?,
