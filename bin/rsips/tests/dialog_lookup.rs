@@ -82,6 +82,9 @@ route {
     }
     t_relay();
 }
+event_route[E_DLG_STATE_CHANGED] {
+    xlog("DLGSTATE $param(callid) $param(old_state)->$param(new_state) id=$param(id) db=$param(db_id) tags=$param(from_tag)/$param(to_tag)\n");
+}
 "#;
 
 struct Server {
@@ -100,6 +103,10 @@ impl Server {
             dir: dir.to_owned(),
             _proc: proc,
         }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default()
     }
 
     fn mi(&self, args: &[&str]) -> serde_json::Value {
@@ -309,4 +316,28 @@ fn other_dialogs_are_found_loaded_and_managed() {
     let bye = alice.recv("BYE at the caller");
     assert!(bye.starts_with("BYE "), "{bye}");
     assert_eq!(carol.quiet(Duration::from_millis(300)), None, "k2 goes on");
+
+    // E_DLG_STATE_CHANGED followed k1 from its 200 to its end (raised from the event thread).
+    let want = [
+        "DLGSTATE k1 1->3 ".to_owned(),
+        "DLGSTATE k1 3->4 ".to_owned(),
+        "DLGSTATE k1 4->5 ".to_owned(),
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let log = loop {
+        let log = s.log();
+        if want.iter().all(|w| log.contains(w.as_str())) || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("DLGSTATE k1 ")).collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    for (line, w) in lines.iter().zip(&want) {
+        assert!(line.contains(w.as_str()), "{line} / {w}");
+        assert!(
+            line.contains(&format!("id={did} db={id} tags=a-k1/b-k1")),
+            "{line}"
+        );
+    }
 }

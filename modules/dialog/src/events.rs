@@ -1,6 +1,6 @@
 //! `dlg_on_answer`, `dlg_on_timeout`, `dlg_on_hangup`: the script routes a dialog runs when
 //! it is answered, when its lifetime is up, when it has ended (the table runs them once
-//! unlocked, [`crate::table::run_route`]).
+//! unlocked, [`crate::table::run_route`]); the `E_DLG_STATE_CHANGED` event.
 
 use engine::{FnCtx, Value};
 
@@ -41,4 +41,29 @@ pub(crate) fn dlg_on_timeout(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 /// `dlg_on_hangup([route])`: the route runs when the dialog has ended.
 pub(crate) fn dlg_on_hangup(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     on_event(f, args, |r| &mut r.hangup)
+}
+
+/// The event raised on each change of a dialog's state.
+pub const STATE_CHANGED: &str = "E_DLG_STATE_CHANGED";
+
+/// `E_DLG_STATE_CHANGED` for `d`, which was in state `old`, with OpenSIPS' parameters (`id`
+/// is the `did`, `db_id` the numeric id of the `dlg_id` column); nothing when nobody listens.
+/// The event goes to the server's event thread, so the table may be locked.
+pub fn state_changed(d: &table::Dialog, old: u8) {
+    if old == d.state || !engine::hooks::event_wanted(STATE_CHANGED) {
+        return;
+    }
+    let text = |n: &str, v: String| (Some(n.to_owned()), Value::from(v));
+    engine::hooks::raise_event(
+        STATE_CHANGED,
+        vec![
+            text("id", d.did()),
+            text("db_id", d.id.to_string()),
+            text("callid", d.callid.clone()),
+            text("from_tag", d.caller.tag.clone()),
+            text("to_tag", d.callee.tag.clone()),
+            (Some("old_state".into()), Value::Int(i64::from(old))),
+            (Some("new_state".into()), Value::Int(i64::from(d.state))),
+        ],
+    );
 }

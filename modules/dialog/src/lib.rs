@@ -789,7 +789,10 @@ fn matched(ctx: &mut MsgCtx, mode: i64) {
     let mut dirty = true;
     let mut ended = None;
     match method {
-        Some(Method::Ack) if d.state == CONFIRMED_NA => d.state = CONFIRMED,
+        Some(Method::Ack) if d.state == CONFIRMED_NA => {
+            d.state = CONFIRMED;
+            events::state_changed(d, CONFIRMED_NA);
+        }
         Some(Method::Bye) if d.state != DELETED => {
             ended = Some(if upstream {
                 "Upstream BYE"
@@ -940,6 +943,7 @@ impl engine::hooks::DialogHooks for Hooks {
                     d.callee.tag = tag.to_owned();
                     if d.state == UNCONFIRMED {
                         d.state = EARLY;
+                        events::state_changed(d, UNCONFIRMED);
                         engine::gauge!("dialog", "early_dialogs").inc();
                     }
                 }
@@ -962,7 +966,9 @@ impl engine::hooks::DialogHooks for Hooks {
                 if d.state == EARLY {
                     engine::gauge!("dialog", "early_dialogs").dec();
                 }
+                let old = d.state;
                 d.state = CONFIRMED_NA;
+                events::state_changed(d, old);
                 d.start_unix = table::unix_now();
                 d.start_ms = table::unix_ms();
                 d.expires = Some(now + Duration::from_secs(u64::from(d.lifetime)));

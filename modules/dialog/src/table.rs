@@ -540,7 +540,9 @@ impl Dialogs {
             if let Some(route) = d.routes.hangup {
                 self.routes_due.push((route, id));
             }
+            let old = d.state;
             d.state = DELETED;
+            crate::events::state_changed(d, old);
             d.end_reason = Some(reason.to_owned());
             d.expires = None;
             d.gone_at = Some(now + delay);
