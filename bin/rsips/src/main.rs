@@ -60,6 +60,7 @@ fn available() -> engine::Available {
             &topology_hiding::MODULE,
             &rest_client::MODULE,
             &dialog::MODULE,
+            &dialog::sst::MODULE,
             &load_balancer::MODULE,
             &sockets_mgm::MODULE,
             &ratelimit::MODULE,

@@ -190,6 +190,7 @@ pub fn tick(now: Instant) {
             .collect();
         for id in due {
             if let Some(d) = t.by_id.get(&id) {
+                crate::sst::expired(d);
                 expired.push(d.clone());
             }
             t.end(id, "Lifetime Timeout", s.delete_delay, now);

@@ -13,6 +13,7 @@ mod flags;
 mod lookup;
 pub mod mi;
 pub mod persist;
+pub mod sst;
 pub mod table;
 mod within;
 
@@ -129,6 +130,7 @@ pub fn settings() -> &'static Settings {
 /// Reads the settings, installs the hooks tm and rr call, and loads the dialogs a database
 /// kept (db_mode 1–3).
 pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
+    sst::start(script)?;
     if !script.loads("dialog") {
         return Ok(());
     }
@@ -437,8 +439,23 @@ fn create_dialog(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         },
         None => Flags::default(),
     };
+    let fresh = f.msg.dialog.is_none();
     match create(f.msg, flags) {
-        Ok(_) => 1,
+        Ok(id) => {
+            // A new dialog of a flagged INVITE gets its session timer (sst).
+            let reject = if fresh {
+                dialogs()
+                    .by_id
+                    .get_mut(&id)
+                    .and_then(|d| sst::created(f.msg, d))
+            } else {
+                None
+            };
+            if let Some(min_se) = reject {
+                sst::send_422(f, min_se);
+            }
+            1
+        }
         Err(e) => {
             f.log.log(-1, &format!("create_dialog: {e}\n"));
             -1
@@ -510,6 +527,7 @@ pub fn create(ctx: &mut MsgCtx, flags: Flags) -> Result<u64, String> {
         next_ping: None,
         pings: 0,
         stored: false,
+        sst: None,
     };
     let did = dialog.did();
     table.insert(dialog);
@@ -786,6 +804,7 @@ fn matched(ctx: &mut MsgCtx, mode: i64) {
     {
         sender.contact = c;
     }
+    sst::request_within(d, &ctx.msg, now);
     let mut dirty = true;
     let mut ended = None;
     match method {
@@ -926,6 +945,11 @@ impl engine::hooks::DialogHooks for Hooks {
         let Some(d) = t.by_id.get_mut(&dialog) else {
             return;
         };
+        if let Some(msg) = reply
+            && d.sst.is_some()
+        {
+            sst::reply(d, code, msg, now);
+        }
         if d.state >= CONFIRMED_NA {
             return;
         }

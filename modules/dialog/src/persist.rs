@@ -159,6 +159,7 @@ fn load(db: &dyn Connection, table: &str) -> Result<usize, String> {
             next_ping: None,
             pings: 0,
             stored: true,
+            sst: None,
         };
         let mut d = d;
         if d.flags.ping_caller || d.flags.ping_callee {

@@ -198,6 +198,8 @@ pub struct Dialog {
     pub pings: u32,
     /// A row for it is in the database (written, or loaded at start).
     pub stored: bool,
+    /// Its session timer (the sst module).
+    pub sst: Option<crate::sst::Info>,
 }
 
 /// The dialog flag names, each at the index of its bit (given out on first use, 32 at most as
