@@ -90,6 +90,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     tracer::start(script, &options)?;
     userblacklist::start(script, &options)?;
     uac_redirect::start(script)?;
+    stir_shaken::start(script)?;
     dispatcher::start(script, &options)
 }
 

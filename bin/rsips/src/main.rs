@@ -45,6 +45,7 @@ fn available() -> engine::Available {
             &userblacklist::MODULE,
             &mathops::MODULE,
             &uac_redirect::MODULE,
+            &stir_shaken::MODULE,
             &permissions::MODULE,
             &domain::MODULE,
             &userdb::GROUP,
@@ -291,6 +292,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("userblacklist") {
         userblacklist::commands(&mut commands);
+    }
+    if script.loads("stir_shaken") {
+        stir_shaken::commands(&mut commands);
     }
     if script.loads("uac_registrant") {
         let scripts = std::sync::Arc::clone(&scripts);

@@ -14,6 +14,7 @@ use ParamType::{Int, Str};
 
 mod evi;
 pub use evi::evi_commands;
+mod profiling;
 
 pub static HTTPD: ModuleSpec = ModuleSpec {
     name: "httpd",
@@ -227,6 +228,7 @@ pub fn commands(state: Arc<State>) -> Mi {
             .collect();
         Ok(json!({ "Processes": procs }))
     }));
+    profiling::commands(&mut mi, &state);
     let s = Arc::clone(&state);
     mi.add(Command::new("core:uptime", &["uptime"], &[&[]], move |_| {
         let now = SystemTime::now();

@@ -511,8 +511,10 @@ impl Server {
                 let (scripts, stop, outlet) =
                     (Arc::clone(&scripts), Arc::clone(&stop), Arc::clone(&outlet));
                 let (local, state) = (*local, initial.clone());
-                processes.push(format!("UDP receiver udp:{local}"));
+                let (id, desc) = (processes.len(), format!("UDP receiver udp:{local}"));
+                processes.push(desc.clone());
                 handles.push(std::thread::spawn(move || {
+                    engine::profiling::bind(id, engine::profiling::ProcType::Udp, &desc);
                     udp_worker(i, local, &outlet, state, &scripts, &stop)
                 }));
             }
@@ -527,8 +529,10 @@ impl Server {
                     inboxes.clone(),
                 );
                 let state = initial.clone();
+                let id = processes.len();
                 processes.push("TCP worker".to_owned());
                 handles.push(std::thread::spawn(move || {
+                    engine::profiling::bind(id, engine::profiling::ProcType::Tcp, "TCP worker");
                     stream_worker(&rx, &outlet, state, &scripts, &stop)
                 }));
             }
@@ -649,10 +653,13 @@ impl Server {
         }
         // One thread per timer_route, each with its own `$var`s, like OpenSIPS' timer processes.
         let timers: Vec<(String, u64)> = script.timers().map(|(n, s)| (n.to_owned(), s)).collect();
+        // They are the `timer` entry of `core:ps`, pushed below.
+        let timer_id = processes.len();
         for (n, (name, secs)) in timers.into_iter().enumerate() {
             let (scripts, stop, mut state) =
                 (Arc::clone(&scripts), Arc::clone(&stop), initial.clone());
             handles.push(std::thread::spawn(move || {
+                engine::profiling::bind(timer_id, engine::profiling::ProcType::Timer, "timer");
                 let mut current = Current::new(&scripts);
                 let period = Duration::from_secs(secs);
                 let mut next = std::time::Instant::now() + period;
@@ -663,11 +670,17 @@ impl Server {
                     }
                     next += period;
                     current.refresh(&scripts, &mut state);
-                    if let Err(e) =
-                        current
-                            .script
-                            .run_timer(n, &mut state, &mut crate::logging::ScriptLog)
-                    {
+                    let profiled = engine::profiling::active() & engine::profiling::PROC != 0;
+                    if profiled {
+                        engine::profiling::timer_job_begin(&name);
+                    }
+                    let r = current
+                        .script
+                        .run_timer(n, &mut state, &mut crate::logging::ScriptLog);
+                    if profiled {
+                        engine::profiling::timer_job_end(&name, if r.is_err() { -1 } else { 0 });
+                    }
+                    if let Err(e) = r {
                         crate::logging::core(-1, &format!("timer_route[{name}]: {e}"));
                     }
                 }
@@ -871,8 +884,16 @@ fn udp_worker(
             proxy,
         };
         current.refresh(scripts, &mut state);
+        // E_PROFILING_PROC: one relaxed load per message while profiling is off.
+        let profiled = engine::profiling::active() & engine::profiling::PROC != 0;
+        if profiled {
+            engine::profiling::msg_begin("udp", false);
+        }
         for out in timed_handle(data, receipt, &current.script, &mut state, None) {
             outlet.send(out, Some(&socket));
+        }
+        if profiled {
+            engine::profiling::msg_end(false, 0);
         }
     }
 }
@@ -974,8 +995,15 @@ fn handle_stream_message(
         proxy: msg.proxy,
     };
     let streams = outlet.streams.as_deref().map(|s| (s, aliases));
+    let profiled = engine::profiling::active() & engine::profiling::PROC != 0;
+    if profiled {
+        engine::profiling::msg_begin(msg.proto.as_str(), true);
+    }
     for out in timed_handle(&msg.data, receipt, &current.script, state, streams) {
         outlet.send(out, None);
+    }
+    if profiled {
+        engine::profiling::msg_end(true, 0);
     }
 }
 

@@ -835,7 +835,9 @@ fn the_event_interface_lists_and_raises_the_scripts_events() {
     assert!(
         list.contains(r#"{"name":"E_CORE_THRESHOLD","id":0}"#)
             && list.contains(r#"{"name":"E_CORE_TCP_DISCONNECT","id":4}"#)
-            && list.contains(r#"{"name":"E_MY_EVENT","id":5}"#),
+            && list.contains(r#"{"name":"E_PROFILING_SCRIPT","id":5}"#)
+            && list.contains(r#"{"name":"E_PROFILING_PROC","id":6}"#)
+            && list.contains(r#"{"name":"E_MY_EVENT","id":7}"#),
         "{list}"
     );
     let (_, subs) = post(

@@ -310,6 +310,7 @@ fn resolve(hostport: &str) -> Result<SocketAddr, String> {
 /// subscribed is refreshed (its expiry replaced only by a new one, as OpenSIPS does).
 pub fn subscribe(event: &str, socket: &str, expire: Option<u64>) -> Result<(), SubscribeError> {
     let target = parse_socket(socket)?;
+    crate::profiling::subscribed(event);
     let now = now();
     let mut subs = lock(&SUBSCRIBERS);
     let list = subs.entry(event.to_owned()).or_default();

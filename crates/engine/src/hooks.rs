@@ -106,6 +106,23 @@ pub fn pipe_count(name: &str) -> crate::Value {
         .map_or(crate::Value::Null, crate::Value::Int)
 }
 
+/// stir_shaken's `$identity(name)`: a field of the request's Identity header.
+pub type IdentityReader = Box<dyn Fn(&crate::MsgCtx, &str) -> crate::Value + Send + Sync>;
+
+static IDENTITY_READER: OnceLock<IdentityReader> = OnceLock::new();
+
+/// Installs the reader (once; later calls are ignored).
+pub fn set_identity_reader(f: IdentityReader) {
+    let _ = IDENTITY_READER.set(f);
+}
+
+/// `$identity(name)`: NULL without the module.
+pub fn identity(ctx: &crate::MsgCtx, name: &str) -> crate::Value {
+    IDENTITY_READER
+        .get()
+        .map_or(crate::Value::Null, |f| f(ctx, name))
+}
+
 /// Raises an event a module publishes (`E_DISPATCHER_STATUS` …): its `event_route` runs, if
 /// the script has one, with the event's parameters.
 pub type EventRaiser = Box<dyn Fn(&str, Vec<(Option<String>, crate::Value)>) + Send + Sync>;

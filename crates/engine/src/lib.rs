@@ -15,6 +15,7 @@ pub mod forward;
 pub use fnmatch::fnmatch;
 pub mod hooks;
 pub mod module;
+pub mod profiling;
 pub mod pv;
 pub mod redis;
 pub mod regex_cache;

@@ -41,6 +41,7 @@ impl FnCtx<'_> {
             route: 0,
             kind: self.kind,
             returned: Vec::new(),
+            prof: None,
         }
     }
 
@@ -141,6 +142,11 @@ pub enum Param {
     VarInOut,
     /// As [`Param::Var`], but only an AVP (OpenSIPS functions that push several values).
     Avp,
+    /// An output written as a string literal: one of these words, or a writable variable
+    /// in quotes (`"$var(out)"`, OpenSIPS `CMD_PARAM_NO_EXPAND` outputs such as
+    /// stir_shaken's `out`). The argument value is the literal text; the function stores into
+    /// the variable with [`FnCtx::set_output`].
+    OutVarOr(&'static [&'static str]),
     /// A literal list of writable variables separated by `;` (sqlops' result columns,
     /// `"$avp(uri);$var(prio)"`), resolved when the script loads; the function stores into
     /// them with [`FnCtx::set_output_at`]. The argument value is `Value::Null`.

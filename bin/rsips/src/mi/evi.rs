@@ -17,6 +17,8 @@ const CORE_EVENTS: &[&str] = &[
     "E_CORE_PKG_THRESHOLD",
     "E_CORE_PROC_AUTO_SCALE",
     "E_CORE_TCP_DISCONNECT",
+    engine::profiling::E_SCRIPT,
+    engine::profiling::E_PROC,
 ];
 
 /// The events the modules publish, when the script loads them.

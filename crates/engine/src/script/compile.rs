@@ -41,6 +41,8 @@ pub(crate) struct Lower<'a> {
     /// Where the script first calls `forward()` (it turns stateless forwarding on, or is an
     /// error under an explicit `disable_stateless_fwd=yes`).
     pub forward_used: Option<Span>,
+    /// The places of the `route()` calls (profiling reports them), by the index calls keep.
+    pub sites: Vec<super::ir::Site>,
 }
 
 type L<T> = Result<T, ()>;
@@ -64,6 +66,17 @@ impl Lower<'_> {
                 .copied()
                 .filter(|_| !name.is_empty()),
             kind => self.names.special.get(&(kind, name.to_owned())).copied(),
+        }
+    }
+
+    /// The file and line `span` starts at.
+    pub fn site_of(&self, span: Span) -> super::ir::Site {
+        super::ir::Site {
+            file: std::sync::Arc::from(self.sources.path(span.file).display().to_string()),
+            line: self
+                .sources
+                .get(span.file)
+                .map_or(0, |f| f.line_col(span.start).0 as u32),
         }
     }
 
@@ -673,6 +686,27 @@ impl Lower<'_> {
                     }
                     Expr::Const(Value::Null)
                 }
+                (Some(Some(Arg::Pv(p))), crate::module::Param::OutVarOr(_)) => {
+                    outs.push((i, 0, self.write(p)?));
+                    Expr::Const(Value::str(&p.text))
+                }
+                (Some(Some(Arg::Str(s, sp))), crate::module::Param::OutVarOr(words)) => {
+                    if !words.contains(&s.as_str()) {
+                        let Ok(spec) = cfg::pv::parse(s) else {
+                            return self.fail(Diagnostic::error(
+                                format!("expected {} or a variable", words.join(", ")),
+                                *sp,
+                            ));
+                        };
+                        let p = ast::PvRef {
+                            text: s.clone(),
+                            spec,
+                            span: *sp,
+                        };
+                        outs.push((i, 0, self.write(&p)?));
+                    }
+                    Expr::Const(Value::str(s))
+                }
                 (
                     Some(Some(Arg::Str(s, sp) | Arg::Ident(s, sp))),
                     crate::module::Param::Route(kind),
@@ -804,7 +838,13 @@ impl Lower<'_> {
                 _ => Expr::Const(Value::Null),
             });
         }
-        Ok(Call::Route { index, params })
+        let site = self.sites.len() as u32;
+        self.sites.push(self.site_of(c.span));
+        Ok(Call::Route {
+            index,
+            params,
+            site,
+        })
     }
 
     fn xlog(&mut self, c: &ast::Call) -> L<Call> {

@@ -44,6 +44,8 @@ pub(crate) struct Run<'a> {
     pub kind: &'static str,
     /// Values of the last `return(code, values…)`.
     pub returned: Vec<Value>,
+    /// The `E_PROFILING_SCRIPT` session of this run, when somebody subscribed.
+    pub prof: Option<crate::profiling::ScriptSession>,
 }
 
 /// C `int` arithmetic, as OpenSIPS does it.
@@ -505,6 +507,7 @@ impl Run<'_> {
             Read::Flag(bit) => Value::Int(i64::from(self.ctx.flags & (1 << bit) != 0)),
             Read::DlgVal(name) => crate::hooks::dialog_val(self.ctx, name),
             Read::RlCount(name) => crate::hooks::pipe_count(name),
+            Read::Identity(name) => crate::hooks::identity(self.ctx, name),
             Read::Stat(name) => {
                 crate::stats::find(name).map_or(Value::Null, |s| Value::Int(s.get()))
             }
@@ -704,12 +707,19 @@ impl Run<'_> {
     fn call(&mut self, c: &Call) -> R<i64> {
         match c {
             Call::Core(f) => self.core(f),
-            Call::Route { index, params } => {
+            Call::Route {
+                index,
+                params,
+                site,
+            } => {
                 let mut values = Vec::with_capacity(params.len());
                 for p in params {
                     values.push(self.value(p)?);
                 }
-                self.route(*index, values)
+                match self.prof {
+                    None => self.route(*index, values),
+                    Some(prof) => self.profiled_route(prof, *index, *site, values),
+                }
             }
             Call::Async {
                 call,
@@ -792,6 +802,32 @@ impl Run<'_> {
                 Ok(code)
             }
         }
+    }
+
+    /// [`Run::route`] between its `enter` and `exit` profiling records: depth one more than
+    /// the caller's, `file:line` of the `route()` call, the route's return code as status
+    /// (0 when it ended the script, -1 when it failed).
+    #[cold]
+    fn profiled_route(
+        &mut self,
+        prof: crate::profiling::ScriptSession,
+        index: usize,
+        site: u32,
+        values: Vec<Value>,
+    ) -> R<i64> {
+        let script = self.script;
+        let name = script.route_names.get(index).map_or("", String::as_str);
+        let at = script.sites.get(site as usize).map(|s| (&*s.file, s.line));
+        let depth = self.depth + 1;
+        prof.record("enter", name, depth, at, None);
+        let r = self.route(index, values);
+        let status = match &r {
+            Ok(code) => *code,
+            Err(Halt::Fail(_)) => -1,
+            Err(_) => 0,
+        };
+        prof.record("exit", name, depth, at, Some(status));
+        r
     }
 
     /// Runs a sub-route: its `return(N)` is the value; `exit`/`drop` end the caller too.

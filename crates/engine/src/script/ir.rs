@@ -27,6 +27,8 @@ pub(crate) enum Read {
     DlgVal(Box<str>),
     /// ratelimit's `$rl_count(name)`: the pipe's counter, NULL without such a pipe.
     RlCount(Box<str>),
+    /// stir_shaken's `$identity(name)`: NULL without a usable Identity header.
+    Identity(&'static str),
     /// statistics' `$stat(name)`: the statistic's value, NULL without such a statistic.
     Stat(Box<str>),
     AccLeg(Box<str>),
@@ -310,6 +312,8 @@ pub(crate) enum Call {
     Route {
         index: usize,
         params: Vec<Expr>,
+        /// Where the call is written (an index into the script's sites), for profiling.
+        site: u32,
     },
     /// `async(call, route)` (ends the calling route) / `launch(call[, route])` (goes on).
     Async {
@@ -371,4 +375,11 @@ pub(crate) enum Stmt {
         cond: Expr,
         message: String,
     },
+}
+
+/// A place in the configuration: the file as named on load (`$cfg_file`) and a 1-based line.
+#[derive(Debug, Clone)]
+pub(crate) struct Site {
+    pub file: std::sync::Arc<str>,
+    pub line: u32,
 }

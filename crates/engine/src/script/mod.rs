@@ -173,6 +173,10 @@ pub struct Script {
     mhomed: bool,
     /// `exec_msg_threshold` in µs (0: off), read once here rather than per message.
     exec_msg_threshold: i64,
+    /// Where each `route()` call is written (profiling).
+    pub(crate) sites: Vec<ir::Site>,
+    /// Where each route's first statement is written, by route index (profiling).
+    route_sites: Vec<Option<ir::Site>>,
 }
 
 /// The message routes without one (startup, timers) run over: it has no source, so `$si` and
@@ -312,12 +316,21 @@ impl Script {
             available,
             sources,
             forward_used: None,
+            sites: Vec::new(),
         };
         let mut routes: Vec<Vec<ir::Stmt>> =
             blocks.iter().map(|b| lower.block(&b.body.stmts)).collect();
-        for r in special_blocks {
+        for r in &special_blocks {
             routes.push(lower.block(&r.body.stmts));
         }
+        // Profiling names a top-level route by its first statement (none for an empty one).
+        let route_sites: Vec<Option<ir::Site>> = blocks
+            .iter()
+            .map(|b| &b.body)
+            .chain(special_blocks.iter().map(|r| &r.body))
+            .map(|body| body.stmts.first().map(|st| lower.site_of(st.span)))
+            .collect();
+        let sites = std::mem::take(&mut lower.sites);
         // `disable_stateless_fwd` (OpenSIPS): unset, stateless forwarding (forward() and the
         // relaying of replies no transaction takes) is on when the script calls forward(); an
         // explicit `no` turns it on, an explicit `yes` forbids forward().
@@ -506,6 +519,8 @@ impl Script {
             exec_msg_threshold,
             no_new_conn,
             mhomed,
+            sites,
+            route_sites,
         })
     }
 
@@ -545,10 +560,19 @@ impl Script {
         ctx: &mut MsgCtx,
         log: &mut dyn Log,
     ) -> Result<Outcome, ScriptError> {
-        match self.main {
-            Some(main) => self.run_route(main, worker, ctx, log),
-            None => Ok(Outcome::Exit),
+        let Some(main) = self.main else {
+            return Ok(Outcome::Exit);
+        };
+        let active = crate::profiling::active();
+        if active & crate::profiling::PROC == 0 {
+            return self.run_top(main, worker, ctx, log, Vec::new(), active).0;
         }
+        // OpenSIPS' receive_msg() reports the request script as a step of the worker.
+        use crate::profiling::{LEVEL_SIP, proc_enter, proc_exit};
+        proc_enter(LEVEL_SIP, "request_script", "run", line!(), false);
+        let (r, status) = self.run_top(main, worker, ctx, log, Vec::new(), active);
+        proc_exit(LEVEL_SIP, "request_script", "run", line!(), status);
+        r
     }
 
     /// Runs `startup_route` once (the server does, before it listens), over a placeholder
@@ -659,6 +683,51 @@ impl Script {
         log: &mut dyn Log,
         params: Vec<(Option<String>, Value)>,
     ) -> Result<Outcome, ScriptError> {
+        let active = crate::profiling::active();
+        self.run_top(main, worker, ctx, log, params, active).0
+    }
+
+    /// The name profiling gives a top-level route: OpenSIPS' `<root>` for the main request
+    /// and reply routes and the error, local and startup routes, else the route's name.
+    fn profiled_name(&self, index: usize, kind: &str) -> &str {
+        let name = self.route_names.get(index).map_or("", String::as_str);
+        match kind {
+            "error" | "local" | "startup" => "<root>",
+            "request" | "onreply" if name.is_empty() => "<root>",
+            _ => name,
+        }
+    }
+
+    /// Runs top-level route `main`; gives the outcome and OpenSIPS' status of the run (its
+    /// action flags: 0 ended or returned, 1 `exit`, 5 `drop`; -1 for a failed run). `active`
+    /// is what [`crate::profiling::active`] said: `E_PROFILING_SCRIPT` records the run when
+    /// it has the script bit and the event a subscriber.
+    fn run_top(
+        &self,
+        main: usize,
+        worker: &mut Worker,
+        ctx: &mut MsgCtx,
+        log: &mut dyn Log,
+        params: Vec<(Option<String>, Value)>,
+        active: u8,
+    ) -> (Result<Outcome, ScriptError>, i64) {
+        let kind = self.route_types.get(main).copied().unwrap_or("request");
+        let prof = if active & crate::profiling::SCRIPT == 0 {
+            None
+        } else {
+            crate::profiling::ScriptSession::open(ctx.id, kind)
+        };
+        let at = prof.and_then(|_| {
+            self.route_sites
+                .get(main)
+                .and_then(Option::as_ref)
+                .map(|s| (&*s.file, s.line))
+        });
+        if let Some(p) = prof {
+            let name = self.profiled_name(main, kind);
+            p.record("start", name, 1, None, None);
+            p.record("enter", name, 1, at, None);
+        }
         let (param_names, params): (Vec<_>, Vec<_>) = params.into_iter().unzip();
         let mut run = exec::Run {
             script: self,
@@ -671,19 +740,25 @@ impl Script {
             params: Vec::new(),
             param_names: Vec::new(),
             route: main,
-            kind: self.route_types.get(main).copied().unwrap_or("request"),
+            kind,
             returned: Vec::new(),
+            prof,
         };
-        match run.route_named(main, params, param_names) {
-            Ok(_) | Err(exec::Halt::Exit) | Err(exec::Halt::Return(_)) | Err(exec::Halt::Break) => {
-                Ok(Outcome::Exit)
-            }
-            Err(exec::Halt::Drop) => Ok(Outcome::Drop),
+        let (r, status) = match run.route_named(main, params, param_names) {
+            Ok(_) | Err(exec::Halt::Return(_)) | Err(exec::Halt::Break) => (Ok(Outcome::Exit), 0),
+            Err(exec::Halt::Exit) => (Ok(Outcome::Exit), 1),
+            Err(exec::Halt::Drop) => (Ok(Outcome::Drop), 5),
             Err(exec::Halt::Fail(e)) => {
                 run.log.log(-1, &format!("{e}"));
-                Err(e)
+                (Err(e), -1)
             }
+        };
+        if let Some(p) = prof {
+            let name = self.profiled_name(main, kind);
+            p.record("exit", name, 1, at, Some(status));
+            p.record("end", name, 1, None, Some(status));
         }
+        (r, status)
     }
 
     /// Runs route `index` (a failure, onreply, branch or local route a module armed) over `ctx`.

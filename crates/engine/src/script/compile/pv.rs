@@ -309,6 +309,20 @@ impl Lower<'_> {
             ("acc_extra", Some(tag)) if !tag.contains('$') => Read::AccExtra(tag.trim().into()),
             ("dlg_val", Some(name)) if !name.contains('$') => Read::DlgVal(name.trim().into()),
             ("rl_count", Some(name)) if !name.contains('$') => Read::RlCount(name.trim().into()),
+            ("identity", Some(name)) => {
+                const FIELDS: [&str; 8] = [
+                    "header", "x5u", "payload", "attest", "dest", "iat", "orig", "origid",
+                ];
+                match FIELDS.iter().find(|f| **f == name.trim()) {
+                    Some(f) => Read::Identity(f),
+                    None => {
+                        return self.fail(Diagnostic::error(
+                            format!("bad subname `{name}` for `$identity`"),
+                            span,
+                        ));
+                    }
+                }
+            }
             ("stat", Some(name)) if !name.contains('$') => Read::Stat(name.trim().into()),
             ("acc_leg", Some(tag)) if !tag.contains('$') => Read::AccLeg(tag.trim().into()),
             ("acc_current_leg", None) => Read::AccCurrentLeg,
