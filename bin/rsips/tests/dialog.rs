@@ -666,14 +666,14 @@ fn a_callee_that_stops_answering_pings_ends_the_call() {
 }
 
 #[test]
-fn flags_rsips_does_not_do_are_refused_at_load() {
+fn unknown_flags_are_refused_at_load() {
     let dir = test_dir("flags");
     let cfg = dir.join("bad.cfg");
     std::fs::write(
         &cfg,
         "loadmodule \"proto_udp.so\"\nloadmodule \"tm.so\"\nloadmodule \"rr.so\"\n\
          loadmodule \"dialog.so\"\nsocket=udp:127.0.0.1:5060\n\
-         route {\n    create_dialog(\"bye-on-timeout,reinvite-ping-caller\");\n}\n",
+         route {\n    create_dialog(\"bye-on-timeout,reinvite-ping-sideways\");\n}\n",
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_rsips"))
@@ -684,7 +684,7 @@ fn flags_rsips_does_not_do_are_refused_at_load() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("reinvite-ping-caller` is not available in rsips yet"),
+        err.contains("unknown create_dialog flag `reinvite-ping-sideways`"),
         "{err}"
     );
     assert!(err.contains("bad.cfg:7:"), "points at the call: {err}");

@@ -280,7 +280,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
             "sql_query",
         ],
     ),
-    ("sst", &[]),
+    ("sst", &["sstCheckMin"]),
     ("statistics", &[]),
     (
         "stir_shaken",

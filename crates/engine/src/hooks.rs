@@ -179,9 +179,12 @@ pub type OnDialogEnd = Box<dyn FnOnce(&DialogEnd) + Send>;
 pub trait DialogHooks: Send + Sync {
     /// `$DLG_*` (`name` without the `$`) for the message's dialog.
     fn pv(&self, ctx: &crate::MsgCtx, name: &str) -> crate::Value;
-    /// A reply of `code` went upstream for a request of dialog `dialog` (the reply as
-    /// received or built; `None` for a negative one tm made itself).
-    fn reply_sent(&self, dialog: u64, code: u16, reply: Option<&sip::SipMessage>);
+    /// A reply of `code` went upstream for a request of the dialog `mark` names (`upstream`:
+    /// the request went towards the caller), the reply as sent or built (`None` for a
+    /// negative one tm made itself).
+    fn reply_sent(&self, mark: crate::DialogMark, code: u16, reply: Option<&sip::SipMessage>);
+    /// The INVITE of dialog `dialog` was cancelled (a CANCEL matched its transaction).
+    fn cancelled(&self, _dialog: u64) {}
     /// The transaction of a request of dialog `dialog` is gone: a dialog it created and that
     /// never got a final reply goes away too.
     fn tx_gone(&self, dialog: u64);
@@ -216,9 +219,15 @@ pub fn dialog_pv(ctx: &crate::MsgCtx, name: &str) -> crate::Value {
     DIALOG.get().map_or(crate::Value::Null, |d| d.pv(ctx, name))
 }
 
-pub fn dialog_reply_sent(dialog: u64, code: u16, reply: Option<&sip::SipMessage>) {
+pub fn dialog_reply_sent(mark: crate::DialogMark, code: u16, reply: Option<&sip::SipMessage>) {
     if let Some(d) = DIALOG.get() {
-        d.reply_sent(dialog, code, reply);
+        d.reply_sent(mark, code, reply);
+    }
+}
+
+pub fn dialog_cancelled(dialog: u64) {
+    if let Some(d) = DIALOG.get() {
+        d.cancelled(dialog);
     }
 }
 
@@ -346,4 +355,19 @@ pub fn media_gone(dialog: u64) {
     if let Some(m) = MEDIA.get() {
         m.gone(dialog);
     }
+}
+
+/// clusterer's `$cluster.sh_tag(name/cluster_id)`: the sharing tag's state.
+pub type ShtagReader = Box<dyn Fn(&str) -> crate::Value + Send + Sync>;
+
+static SHTAG_READER: OnceLock<ShtagReader> = OnceLock::new();
+
+/// Installs the reader (once; later calls are ignored).
+pub fn set_shtag_reader(f: ShtagReader) {
+    let _ = SHTAG_READER.set(f);
+}
+
+/// `$cluster.sh_tag(name/cluster_id)`: NULL without the module.
+pub fn shtag(name: &str) -> crate::Value {
+    SHTAG_READER.get().map_or(crate::Value::Null, |f| f(name))
 }

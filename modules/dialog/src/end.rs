@@ -189,11 +189,15 @@ pub fn tick(now: Instant) {
             .map(|d| d.id)
             .collect();
         for id in due {
+            let mut reason = "Lifetime Timeout";
             if let Some(d) = t.by_id.get(&id) {
                 crate::sst::expired(d);
+                if d.race {
+                    reason = "SIP Race Condition";
+                }
                 expired.push(d.clone());
             }
-            t.end(id, "Lifetime Timeout", s.delete_delay, now);
+            t.end(id, reason, s.delete_delay, now);
             engine::stat!("dialog", "expired_dialogs").inc();
         }
     }
@@ -201,6 +205,36 @@ pub fn tick(now: Instant) {
         send_byes(d, &s.extra_hdrs);
     }
     ping(now);
+    reinvite_pings(now);
+}
+
+/// The re-INVITE pings due: a side answering 408 or 481 ends the call with a BYE each way.
+fn reinvite_pings(now: Instant) {
+    let due = crate::reinvite::due(now);
+    if due.is_empty() {
+        return;
+    }
+    let Some(sender) = SENDER.get() else { return };
+    let s = crate::settings();
+    for (d, towards_caller, cseq) in due {
+        let id = d.id;
+        let done: Done = Box::new(move |code| {
+            if code == 408 || code == 481 {
+                let reason = if towards_caller {
+                    "Caller ReINVITE Ping Timeout"
+                } else {
+                    "Callee ReINVITE Ping Timeout"
+                };
+                log::warn!("dialog: {reason} ({code}) for dialog {id}: ending the call");
+                std::thread::spawn(move || terminate(id, reason, ""));
+            }
+        });
+        if let Err(e) = crate::reinvite::build(&d, towards_caller, cseq, &s.extra_hdrs)
+            .and_then(|ctx| sender.send(ctx, done))
+        {
+            log::error!("dialog: re-INVITE ping of {} not sent: {e}", d.callid);
+        }
+    }
 }
 
 /// OPTIONS pings to the sides a dialog's flags name, every `options_ping_interval`: a side
@@ -235,7 +269,12 @@ fn ping(now: Instant) {
     };
     let Some(sender) = SENDER.get() else { return };
     for (d, to_caller, to_callee) in due {
-        for (upstream, on) in [(true, d.flags.ping_caller), (false, d.flags.ping_callee)] {
+        // A side pinged with re-INVITEs is not pinged with OPTIONS too (OpenSIPS).
+        let f = d.flags;
+        for (upstream, on) in [
+            (true, f.ping_caller && !f.reinvite_ping_caller),
+            (false, f.ping_callee && !f.reinvite_ping_callee),
+        ] {
             if !on {
                 continue;
             }

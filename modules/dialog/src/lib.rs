@@ -10,9 +10,11 @@
 pub mod end;
 mod events;
 mod flags;
+mod hooks;
 mod lookup;
 pub mod mi;
 pub mod persist;
+mod reinvite;
 pub mod sst;
 pub mod table;
 mod within;
@@ -48,6 +50,9 @@ pub struct Settings {
     /// final-reply timeout (seconds).
     pub auto_prack_hangup_on_failure: bool,
     pub auto_prack_fr_timeout: u32,
+    pub reinvite_ping_interval: Duration,
+    /// How long a call whose CANCEL and 2xx crossed lives on (`end-on-race-condition`).
+    pub race_condition_timeout: u32,
 }
 
 impl Settings {
@@ -94,6 +99,12 @@ impl Settings {
             auto_prack_fr_timeout: u32::try_from(int("auto_prack_fr_timeout", 3))
                 .unwrap_or(3)
                 .max(1),
+            reinvite_ping_interval: Duration::from_secs(
+                u64::try_from(int("reinvite_ping_interval", 300))
+                    .unwrap_or(300)
+                    .max(1),
+            ),
+            race_condition_timeout: u32::try_from(int("race_condition_timeout", 5)).unwrap_or(5),
         }
     }
 
@@ -124,6 +135,8 @@ pub fn settings() -> &'static Settings {
         table: "dialog".into(),
         auto_prack_hangup_on_failure: false,
         auto_prack_fr_timeout: 3,
+        reinvite_ping_interval: Duration::from_secs(300),
+        race_condition_timeout: 5,
     })
 }
 
@@ -143,7 +156,7 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     }
     let _ = SETTINGS.set(s);
     register_stats();
-    engine::hooks::set_dialog_hooks(Box::new(Hooks));
+    engine::hooks::set_dialog_hooks(Box::new(hooks::Hooks));
     persist::start(script, options)
 }
 
@@ -528,6 +541,9 @@ pub fn create(ctx: &mut MsgCtx, flags: Flags) -> Result<u64, String> {
         pings: 0,
         stored: false,
         sst: None,
+        next_reinvite: None,
+        cancelled: false,
+        race: false,
     };
     let did = dialog.did();
     table.insert(dialog);
@@ -891,236 +907,7 @@ fn check(
     1
 }
 
-/// What tm and rr tell the module.
-struct Hooks;
-
-impl engine::hooks::DialogHooks for Hooks {
-    fn pv(&self, ctx: &MsgCtx, name: &str) -> Value {
-        let Some(mark) = ctx.dialog else {
-            return if name == "DLG_count" {
-                Value::Int(active_count() as i64)
-            } else {
-                Value::Null
-            };
-        };
-        let t = dialogs();
-        if name == "DLG_count" {
-            drop(t);
-            return Value::Int(active_count() as i64);
-        }
-        let Some(d) = t.by_id.get(&mark.id) else {
-            return Value::Null;
-        };
-        let now = Instant::now();
-        match name {
-            "DLG_status" => Value::Int(i64::from(d.state)),
-            "DLG_dir" => Value::from(if mark.upstream {
-                "UPSTREAM"
-            } else {
-                "DOWNSTREAM"
-            }),
-            "DLG_did" => Value::from(d.did()),
-            "DLG_lifetime" => Value::Int(if d.start_unix > 0 {
-                table::unix_now() - d.start_unix
-            } else {
-                0
-            }),
-            "DLG_timeout" => Value::Int(d.timeout_left(now) as i64),
-            "DLG_flags" => Value::Int(i64::from(d.user_flags)),
-            "DLG_end_reason" => d.end_reason.clone().map_or(Value::Null, Value::from),
-            "DLG_del_delay" => Value::Int(settings().delete_delay.as_secs() as i64),
-            "DLG_json" => Value::from(mi::dialog_json(d, now).to_string()),
-            "DLG_ctx_json" => Value::from(mi::dialog_ctx_json(d, now).to_string()),
-            _ => Value::Null,
-        }
-    }
-
-    fn reply_sent(&self, dialog: u64, code: u16, reply: Option<&sip::SipMessage>) {
-        if code <= 100 {
-            return;
-        }
-        let s = settings();
-        let now = Instant::now();
-        let mut t = dialogs();
-        let Some(d) = t.by_id.get_mut(&dialog) else {
-            return;
-        };
-        if let Some(msg) = reply
-            && d.sst.is_some()
-        {
-            sst::reply(d, code, msg, now);
-        }
-        if d.state >= CONFIRMED_NA {
-            return;
-        }
-        // Only the replies to the INVITE that created it move it.
-        if let Some(msg) = reply {
-            match msg.cseq() {
-                Ok(c) if c.method == Method::Invite && c.seq == d.initial_cseq => {}
-                _ => return,
-            }
-        }
-        match (code, reply) {
-            (101..=199, Some(msg)) => {
-                // An early dialog: its tag (the target and route set come with the 2xx).
-                if let Ok(Some(tag)) = msg.to_tag() {
-                    d.callee.tag = tag.to_owned();
-                    if d.state == UNCONFIRMED {
-                        d.state = EARLY;
-                        events::state_changed(d, UNCONFIRMED);
-                        engine::gauge!("dialog", "early_dialogs").inc();
-                    }
-                }
-                if d.flags.auto_prack {
-                    within::auto_prack(d, msg);
-                }
-            }
-            (200..=299, Some(msg)) => {
-                if let Ok(Some(tag)) = msg.to_tag() {
-                    d.callee.tag = tag.to_owned();
-                }
-                if let Some(c) = contact_of(msg) {
-                    d.callee.contact = c;
-                }
-                // Towards the callee: the Record-Routes above ours, nearest first.
-                let ours = format!(";{}={}", s.rr_param, d.did());
-                if let Some(set) = within::route_set_of_reply(msg, &ours) {
-                    d.callee.route_set = set;
-                }
-                if d.state == EARLY {
-                    engine::gauge!("dialog", "early_dialogs").dec();
-                }
-                let old = d.state;
-                d.state = CONFIRMED_NA;
-                events::state_changed(d, old);
-                d.start_unix = table::unix_now();
-                d.start_ms = table::unix_ms();
-                d.expires = Some(now + Duration::from_secs(u64::from(d.lifetime)));
-                if d.flags.ping_caller || d.flags.ping_callee {
-                    d.next_ping = Some(now + s.ping_interval);
-                }
-                engine::gauge!("dialog", "active_dialogs").inc();
-                if let Some(route) = d.routes.answer {
-                    t.routes_due.push((route, dialog));
-                }
-                t.mark_dirty(dialog);
-            }
-            (300.., _) => {
-                engine::stat!("dialog", "failed_dialogs").inc();
-                t.end(dialog, "Failed", Duration::ZERO, now);
-            }
-            _ => {}
-        }
-    }
-
-    fn tx_gone(&self, dialog: u64) {
-        let mut t = dialogs();
-        // Its INVITE transaction ended without a final reply upstream reaching the dialog.
-        if t.by_id.get(&dialog).is_some_and(|d| d.state <= EARLY) {
-            engine::stat!("dialog", "failed_dialogs").inc();
-            t.end(dialog, "Failed", Duration::ZERO, Instant::now());
-        }
-    }
-
-    fn routed(&self, ctx: &mut MsgCtx) {
-        if ctx.dialog.is_none() && ctx.msg.to_tag().ok().flatten().is_some() {
-            matched(ctx, settings().match_mode);
-            if let Some(mark) = ctx.dialog {
-                engine::hooks::media_request(ctx, mark.id);
-            }
-        }
-    }
-
-    fn val(&self, ctx: &MsgCtx, name: &str) -> Value {
-        let Some(mark) = ctx.dialog else {
-            return Value::Null;
-        };
-        dialogs()
-            .by_id
-            .get(&mark.id)
-            .and_then(|d| d.vals.iter().find(|(n, _)| n == name))
-            .map_or(Value::Null, |(_, v)| Value::from(v.clone()))
-    }
-
-    fn set_val(&self, ctx: &MsgCtx, name: &str, v: &Value) -> bool {
-        let Some(mark) = ctx.dialog else { return false };
-        let mut t = dialogs();
-        let Some(d) = t.by_id.get_mut(&mark.id) else {
-            return false;
-        };
-        d.vals.retain(|(n, _)| n != name);
-        if !matches!(v, Value::Null) {
-            d.vals.push((name.to_owned(), v.to_text().into_owned()));
-        }
-        t.mark_dirty(mark.id);
-        true
-    }
-
-    fn set_timeout(&self, ctx: &MsgCtx, secs: u32) -> bool {
-        let Some(mark) = ctx.dialog else { return false };
-        let mut t = dialogs();
-        let Some(d) = t.by_id.get_mut(&mark.id) else {
-            return false;
-        };
-        if d.state == DELETED {
-            return false;
-        }
-        d.lifetime = secs;
-        if d.expires.is_some() {
-            d.expires = Some(Instant::now() + Duration::from_secs(u64::from(secs)));
-            // The lifetime stored counts from the start: what is left plus what has gone.
-            let gone = table::unix_now() - d.start_unix;
-            d.lifetime = u32::try_from(gone.max(0)).unwrap_or(0).saturating_add(secs);
-        }
-        t.mark_dirty(mark.id);
-        true
-    }
-
-    fn create(&self, ctx: &mut MsgCtx) -> Option<u64> {
-        create(ctx, Flags::default()).ok()
-    }
-
-    fn created_ms(&self, dialog: u64) -> Option<i64> {
-        dialogs().by_id.get(&dialog).map(|d| d.created_ms)
-    }
-
-    fn on_end(&self, dialog: u64, f: engine::hooks::OnDialogEnd) -> bool {
-        let mut t = dialogs();
-        // Only an answered call ends with a record; otherwise the caller accounts otherwise.
-        if t.by_id
-            .get(&dialog)
-            .is_none_or(|d| !(CONFIRMED_NA..=CONFIRMED).contains(&d.state))
-        {
-            return false;
-        }
-        t.on_end.entry(dialog).or_default().push(f);
-        true
-    }
-
-    fn request_done(&self, ctx: &MsgCtx) {
-        let Some(mark) = ctx.dialog.filter(|m| m.created) else {
-            return;
-        };
-        let mut t = dialogs();
-        if ctx.tx.is_none() {
-            // Nothing will ever answer for it through tm: a stateless reply, or a drop.
-            if t.by_id
-                .get(&mark.id)
-                .is_some_and(|d| d.state == UNCONFIRMED)
-            {
-                t.remove(mark.id);
-            }
-        } else if let Some(d) = t.by_id.get_mut(&mark.id)
-            && ctx.send_socket.is_some()
-        {
-            // A socket the script forced after create_dialog is the callee's side too: the
-            // proxy's own requests to the callee (BYE, pings) leave from it.
-            d.callee.socket.clone_from(&ctx.send_socket);
-        }
-    }
-}
-
 /// Dialogs not yet ended (`$DLG_count`).
-fn active_count() -> usize {
+pub(crate) fn active_count() -> usize {
     dialogs().live
 }

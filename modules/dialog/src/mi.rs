@@ -35,16 +35,22 @@ pub fn dialog_json(d: &Dialog, now: Instant) -> Json {
         "caller_cseq": d.caller.cseq.to_string(),
         "caller_route_set": d.caller.route_set.join(","),
         "caller_bind_addr": d.caller.socket.clone().unwrap_or_default(),
-        "caller_sdp": "",
+        "caller_sdp": d.caller.in_sdp,
         "CALLEES": [{
             "callee_tag": d.callee.tag,
             "callee_contact": d.callee.contact,
             "callee_cseq": d.callee.cseq.to_string(),
             "callee_route_set": d.callee.route_set.join(","),
             "callee_bind_addr": d.callee.socket.clone().unwrap_or_default(),
-            "callee_sdp": "",
+            "callee_sdp": d.callee.in_sdp,
         }],
     });
+    if !d.caller.out_sdp.is_empty() {
+        o["caller_sent_sdp"] = json!(d.caller.out_sdp);
+    }
+    if !d.callee.out_sdp.is_empty() {
+        o["CALLEES"][0]["callee_sent_sdp"] = json!(d.callee.out_sdp);
+    }
     if d.start_unix > 0 {
         o["datestart"] = json!(date(d.start_unix));
     }

@@ -160,6 +160,9 @@ fn load(db: &dyn Connection, table: &str) -> Result<usize, String> {
             pings: 0,
             stored: true,
             sst: None,
+            next_reinvite: None,
+            cancelled: false,
+            race: false,
         };
         let mut d = d;
         if d.flags.ping_caller || d.flags.ping_callee {

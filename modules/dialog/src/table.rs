@@ -34,6 +34,18 @@ pub struct Leg {
     /// The reliable provisional replies of this side rsips acknowledged itself (`auto-prack`),
     /// (To tag, RSeq): a retransmission is not acknowledged twice.
     pub pracked: Vec<(String, u32)>,
+    /// The last SDP this side sent (offer or answer), and the last one rsips relayed to it
+    /// (after what the script and media modules changed). Kept for dialogs with re-INVITE
+    /// pings, which offer it again.
+    pub in_sdp: String,
+    pub out_sdp: String,
+}
+
+impl Flags {
+    /// Whether the dialog keeps the SDP of each side (for re-INVITE pings).
+    pub fn keeps_sdp(self) -> bool {
+        self.reinvite_ping_caller || self.reinvite_ping_callee
+    }
 }
 
 impl Leg {
@@ -140,12 +152,9 @@ impl Flags {
                 "auto-prack" => f.auto_prack = true,
                 "options-ping-caller" => f.ping_caller = true,
                 "options-ping-callee" => f.ping_callee = true,
-                // Accepted by OpenSIPS, not done here: refused rather than ignored.
-                n @ ("reinvite-ping-caller" | "reinvite-ping-callee" | "end-on-race-condition") => {
-                    return Err(format!(
-                        "create_dialog flag `{n}` is not available in rsips yet"
-                    ));
-                }
+                "reinvite-ping-caller" => f.reinvite_ping_caller = true,
+                "reinvite-ping-callee" => f.reinvite_ping_callee = true,
+                "end-on-race-condition" => f.end_on_race = true,
                 other => {
                     return Err(format!(
                         "unknown create_dialog flag `{other}` (bye-on-timeout, \
@@ -200,6 +209,12 @@ pub struct Dialog {
     pub stored: bool,
     /// Its session timer (the sst module).
     pub sst: Option<crate::sst::Info>,
+    /// When the next re-INVITE ping is due (`reinvite-ping-*` flags).
+    pub next_reinvite: Option<Instant>,
+    /// Its INVITE was cancelled; `race`: a CANCEL and a 2xx crossed (RFC 5407) and, with
+    /// `end-on-race-condition`, it ends after `race_condition_timeout`.
+    pub cancelled: bool,
+    pub race: bool,
 }
 
 /// The dialog flag names, each at the index of its bit (given out on first use, 32 at most as
@@ -632,6 +647,7 @@ mod tests {
         let f = Flags::parse("bye-on-timeout,auto-prack").unwrap_or_default();
         assert_eq!(f.bits(), (1 << 3) | (1 << 20));
         assert_eq!(Flags::from_bits(f.bits()), f);
-        assert!(Flags::parse("reinvite-ping-caller").is_err());
+        assert!(Flags::parse("reinvite-ping-caller").is_ok_and(|f| f.reinvite_ping_caller));
+        assert!(Flags::parse("no-such-flag").is_err());
     }
 }

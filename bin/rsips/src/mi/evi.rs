@@ -24,6 +24,7 @@ const CORE_EVENTS: &[&str] = &[
 /// The events the modules publish, when the script loads them.
 const MODULE_EVENTS: &[(&str, &str)] = &[
     ("dispatcher", "E_DISPATCHER_STATUS"),
+    ("dialog", "E_DLG_STATE_CHANGED"),
     ("usrloc", "E_UL_AOR_INSERT"),
     ("usrloc", "E_UL_AOR_DELETE"),
     ("usrloc", "E_UL_CONTACT_INSERT"),

@@ -122,6 +122,9 @@ impl Tm {
             .flatten();
         let mut tx = invite.lock();
         tx.cancelled = true;
+        if let Some(d) = tx.request.dialog {
+            engine::hooks::dialog_cancelled(d.id);
+        }
         let reason = tx
             .cancel_reason
             .clone()

@@ -413,7 +413,7 @@ impl Tm {
         tx.last_code = code;
         tx.last_local = false;
         if let Some(dialog) = tx.request.dialog {
-            engine::hooks::dialog_reply_sent(dialog.id, code, Some(reply));
+            engine::hooks::dialog_reply_sent(dialog, code, Some(reply));
         }
         engine::stat!("tm", "relayed_replies").inc();
         self.host.send(out, None);

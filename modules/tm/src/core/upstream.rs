@@ -106,7 +106,7 @@ impl Tm {
                 None if code < 300 => SipMessage::parse(bytes::Bytes::from(out.data.clone())).ok(),
                 _ => None,
             };
-            engine::hooks::dialog_reply_sent(dialog.id, code, reply.or(parsed.as_ref()));
+            engine::hooks::dialog_reply_sent(dialog, code, reply.or(parsed.as_ref()));
         }
         if local {
             engine::stat!("tm", "local_replies").inc();
