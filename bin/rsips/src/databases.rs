@@ -77,6 +77,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     topology_hiding::start(script)?;
     registrar::persist::start(script, &options)?;
     dialog::start(script, &options)?;
+    fraud_detection::start(script, &options)?;
     load_balancer::start(script, &options)?;
     sockets_mgm::start(script, &options)?;
     ratelimit::start(script)?;

@@ -62,6 +62,7 @@ fn available() -> engine::Available {
             &rest_client::MODULE,
             &dialog::MODULE,
             &dialog::sst::MODULE,
+            &fraud_detection::MODULE,
             &load_balancer::MODULE,
             &sockets_mgm::MODULE,
             &ratelimit::MODULE,
@@ -268,6 +269,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("dialog") {
         dialog::mi::commands(&mut commands);
+    }
+    if script.loads("fraud_detection") {
+        fraud_detection::commands(&mut commands);
     }
     if script.loads("load_balancer") {
         load_balancer::mi::commands(&mut commands);

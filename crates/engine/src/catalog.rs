@@ -130,7 +130,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
     ("event_rabbitmq", &[]),
     ("event_route", &[]),
     ("exec", &[]),
-    ("fraud_detection", &[]),
+    ("fraud_detection", &["check_fraud"]),
     ("freeswitch", &[]),
     ("group", &[]),
     ("httpd", &[]),

@@ -569,6 +569,17 @@ pub fn create(ctx: &mut MsgCtx, flags: Flags) -> Result<u64, String> {
     Ok(id)
 }
 
+/// Runs `f` once dialog `id` goes, answered or not (fraud_detection's call duration and
+/// concurrent calls); false when there is no such live dialog.
+pub fn on_gone(id: u64, f: table::OnGone) -> bool {
+    let mut t = dialogs();
+    if t.by_id.get(&id).is_none_or(|d| d.state == DELETED) {
+        return false;
+    }
+    t.on_gone.entry(id).or_default().push(f);
+    true
+}
+
 /// Puts dialog `id` in `profile` with `value` (any name: modules count with their own).
 pub fn join_profile(id: u64, profile: &str, value: &str) -> bool {
     let mut t = dialogs();

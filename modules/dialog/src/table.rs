@@ -168,6 +168,18 @@ impl Flags {
     }
 }
 
+/// How a dialog went, for what [`crate::on_gone`] armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gone {
+    /// It was answered (confirmed) before it ended.
+    pub answered: bool,
+    /// Seconds from its answer to its end (0 when never answered).
+    pub duration: u64,
+}
+
+/// Run once when a dialog goes, however it went.
+pub type OnGone = Box<dyn FnOnce(&Gone) + Send>;
+
 /// One dialog.
 #[derive(Debug, Clone)]
 pub struct Dialog {
@@ -308,6 +320,9 @@ pub struct Dialogs {
     pub on_end: HashMap<u64, Vec<engine::hooks::OnDialogEnd>>,
     /// Those of dialogs that ended, run once the table is unlocked.
     due: Vec<(Vec<engine::hooks::OnDialogEnd>, engine::hooks::DialogEnd)>,
+    /// What other modules run when a dialog goes, answered or not ([`crate::on_gone`]).
+    pub on_gone: HashMap<u64, Vec<OnGone>>,
+    gone_due: Vec<(Vec<OnGone>, Gone)>,
     /// Dialogs that ended or went away, for the media module (told once unlocked).
     gone: Vec<u64>,
     /// The script routes `dlg_on_answer`/`dlg_on_hangup` armed that are due: (route,
@@ -350,6 +365,7 @@ impl Drop for DialogsGuard {
             return;
         };
         let due = std::mem::take(&mut guard.due);
+        let gone_due = std::mem::take(&mut guard.gone_due);
         let routes = std::mem::take(&mut guard.routes_due);
         let gone = std::mem::take(&mut guard.gone);
         drop(guard);
@@ -357,6 +373,11 @@ impl Drop for DialogsGuard {
             engine::hooks::media_gone(id);
         }
         for (hooks, info) in due {
+            for h in hooks {
+                h(&info);
+            }
+        }
+        for (hooks, info) in gone_due {
             for h in hooks {
                 h(&info);
             }
@@ -557,6 +578,18 @@ impl Dialogs {
             if let Some(route) = d.routes.hangup {
                 self.routes_due.push((route, id));
             }
+            if let Some(hooks) = self.on_gone.remove(&id) {
+                let answered = d.start_unix > 0;
+                let info = Gone {
+                    answered,
+                    duration: if answered {
+                        u64::try_from(unix_now() - d.start_unix).unwrap_or(0)
+                    } else {
+                        0
+                    },
+                };
+                self.gone_due.push((hooks, info));
+            }
             let old = d.state;
             d.state = DELETED;
             crate::events::state_changed(d, old);
@@ -574,6 +607,15 @@ impl Dialogs {
         self.leave_profiles(id);
         self.dirty.remove(&id);
         self.on_end.remove(&id);
+        if let Some(hooks) = self.on_gone.remove(&id) {
+            self.gone_due.push((
+                hooks,
+                Gone {
+                    answered: false,
+                    duration: 0,
+                },
+            ));
+        }
         let d = self.by_id.remove(&id)?;
         if d.state != DELETED {
             self.live = self.live.saturating_sub(1);

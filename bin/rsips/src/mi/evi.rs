@@ -25,6 +25,8 @@ const CORE_EVENTS: &[&str] = &[
 const MODULE_EVENTS: &[(&str, &str)] = &[
     ("dispatcher", "E_DISPATCHER_STATUS"),
     ("dialog", "E_DLG_STATE_CHANGED"),
+    ("fraud_detection", "E_FRD_WARNING"),
+    ("fraud_detection", "E_FRD_CRITICAL"),
     ("usrloc", "E_UL_AOR_INSERT"),
     ("usrloc", "E_UL_AOR_DELETE"),
     ("usrloc", "E_UL_CONTACT_INSERT"),
