@@ -258,7 +258,17 @@ struct DialogSender(Arc<Scripts>);
 
 impl dialog::end::Sender for DialogSender {
     fn send(&self, ctx: MsgCtx, done: dialog::end::Done) -> Result<(), String> {
-        send_local(&self.0, ctx, Box::new(move |reply| done(reply.code)))
+        send_local(
+            &self.0,
+            ctx,
+            Box::new(move |reply| {
+                done(&dialog::end::Final {
+                    code: reply.code,
+                    local: reply.reply.is_none(),
+                    reason: reply.reason,
+                });
+            }),
+        )
     }
 }
 

@@ -308,6 +308,48 @@ fn other_dialogs_are_found_loaded_and_managed() {
     let ok = alice.recv("second INFO's 200");
     assert_eq!(header(&ok, "CSeq"), ["3 INFO"], "{ok}");
 
+    // MI dialog:send_sequential: an INFO to k2's callee, its reply given back.
+    let fifo = dir.join("fifo");
+    let mi = std::thread::spawn(move || {
+        common::opensips_cli(
+            &fifo,
+            &[
+                "dialog:send_sequential",
+                "callid=k2",
+                "method=INFO",
+                "mode=callee",
+                "body=custom:text/plain:hello carol",
+                "headers=X-Why: test",
+            ],
+        )
+    });
+    let info = carol.recv("INFO from MI");
+    assert!(info.starts_with("INFO sip:carol@127.0.0.1:"), "{info}");
+    assert_eq!(header(&info, "CSeq"), ["2 INFO"], "{info}");
+    assert_eq!(header(&info, "Content-Type"), ["text/plain"], "{info}");
+    assert_eq!(header(&info, "X-Why"), ["test"], "{info}");
+    assert!(info.ends_with("\r\n\r\nhello carol"), "{info}");
+    carol.send(port, &reply_to(&info, "202 Fine Then", "", ""));
+    let (ok, out) = mi.join().unwrap();
+    assert!(ok, "{out}");
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({"Code": 202, "Reason": "Fine Then"})
+    );
+    assert!(
+        s.mi_error(&["dialog:send_sequential", "callid=k2", "mode=challenge"])
+            .contains("Not Acceptable")
+    );
+    assert!(
+        s.mi_error(&["dialog:send_sequential", "callid=nope"])
+            .contains("Dialog Not Found")
+    );
+    assert!(
+        s.mi_error(&["dialog:send_sequential", "callid=k2", "mode=sideways"])
+            .contains("Invalid mode")
+    );
+
     // profile_end_dlgs ends alice's call in `calls` with a BYE to each side.
     assert_eq!(s.mi(&["dialog:profile_end_dlgs", "calls", "alice"]), "OK");
     let bye = bob.recv("BYE at the callee");

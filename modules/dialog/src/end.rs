@@ -10,8 +10,17 @@ use engine::{DialogMark, MsgCtx};
 
 use crate::table::{CONFIRMED, CONFIRMED_NA, DELETED, Dialog, dialogs};
 
-/// What becomes of a request sent: its final reply's code (408 when none came).
-pub type Done = Box<dyn FnOnce(u16) + Send>;
+/// The final reply of a request rsips sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Final {
+    pub code: u16,
+    pub reason: String,
+    /// tm made it up (408 when none came, 477 when it could not be sent).
+    pub local: bool,
+}
+
+/// What becomes of a request sent: its final reply.
+pub type Done = Box<dyn FnOnce(&Final) + Send>;
 
 /// Sends a request rsips builds (runs `local_route`, then tm).
 pub trait Sender: Send + Sync {
@@ -114,7 +123,9 @@ fn send_byes(d: &Dialog, extra_hdrs: &str) {
         return;
     };
     for upstream in [false, true] {
-        match bye(d, upstream, extra_hdrs).and_then(|ctx| sender.send(ctx, Box::new(|_| {}))) {
+        match bye(d, upstream, extra_hdrs)
+            .and_then(|ctx| sender.send(ctx, Box::new(|_: &Final| {})))
+        {
             Ok(()) => {}
             Err(e) => log::error!(
                 "dialog: BYE towards the {} of {} not sent: {e}",
@@ -218,7 +229,8 @@ fn reinvite_pings(now: Instant) {
     let s = crate::settings();
     for (d, towards_caller, cseq) in due {
         let id = d.id;
-        let done: Done = Box::new(move |code| {
+        let done: Done = Box::new(move |f: &Final| {
+            let code = f.code;
             if code == 408 || code == 481 {
                 let reason = if towards_caller {
                     "Caller ReINVITE Ping Timeout"
@@ -280,7 +292,8 @@ fn ping(now: Instant) {
             }
             let cseq = if upstream { to_caller } else { to_callee };
             let id = d.id;
-            let done: Done = Box::new(move |code| {
+            let done: Done = Box::new(move |f: &Final| {
+                let code = f.code;
                 if code == 408 || code == 481 {
                     log::warn!(
                         "dialog: the {} of dialog {id} answered its ping with {code}: ending the call",

@@ -2,7 +2,8 @@
 //! `dialog:list_ctx` (`dlg_list_ctx`), `dialog:end_dlg` (`dlg_end_dlg`),
 //! `dialog:profile_get_size`, `dialog:profile_list_dlgs`, `dialog:profile_get_values`,
 //! `dialog:profile_end_dlgs`, `dialog:list_all_profiles`, `dialog:push_var`
-//! (`dlg_push_var`), `dialog:set_profile` and `dialog:unset_profile`.
+//! (`dlg_push_var`), `dialog:set_profile`, `dialog:unset_profile` and
+//! `dialog:send_sequential`.
 
 use std::time::Instant;
 
@@ -376,4 +377,44 @@ pub fn commands(mi: &mut Mi) {
             Ok(json!("OK"))
         },
     ));
+    let mut c = Command::new(
+        "dialog:send_sequential",
+        &["dlg_send_sequential"],
+        &[
+            &["callid"],
+            &["callid", "mode"],
+            &["callid", "method"],
+            &["callid", "body"],
+            &["callid", "mode", "method"],
+            &["callid", "mode", "body"],
+            &["callid", "method", "body"],
+            &["callid", "method", "body", "mode"],
+            &["callid", "method", "body", "mode", "headers"],
+        ],
+        |p| {
+            let callid = p
+                .str("callid")?
+                .ok_or_else(|| MiError::new(-32602, "Invalid params"))?;
+            let (method, mode, body, headers) = (
+                p.str("method")?,
+                p.str("mode")?,
+                p.str("body")?,
+                // A shell passes line ends as the text `\r\n`.
+                p.str("headers")?
+                    .map(|h| h.replace("\\r\\n", "\r\n").replace("\\n", "\r\n")),
+            );
+            match crate::within::mi_send_sequential(
+                &callid,
+                method.as_deref(),
+                mode.as_deref(),
+                body.as_deref(),
+                headers.as_deref(),
+            ) {
+                Ok((code, reason)) => Ok(json!({ "Code": code, "Reason": reason })),
+                Err((code, text)) => Err(MiError::new(code, &text)),
+            }
+        },
+    );
+    c.named_only = true;
+    mi.add(c);
 }

@@ -2,7 +2,8 @@
 //! `reinvite_ping_interval` the proxy offers a side the session it has again — the last SDP
 //! it relayed to that side, else the other side's — and a side that answers 408 or 481 ends
 //! the call, as OpenSIPS does. For that the dialog keeps, for each side, the last SDP it sent
-//! and the last one relayed to it.
+//! (every dialog: MI `caller_sdp`, `dialog:send_sequential`) and, with pings, the last one
+//! relayed to it.
 
 use std::time::Instant;
 
@@ -44,36 +45,42 @@ fn sides(d: &mut Dialog, towards_caller: bool) -> (&mut Leg, &mut Leg) {
     }
 }
 
-/// A request of dialog `mark` relayed (the request route is done): the SDP its sender offered,
-/// and the one relayed to the other side.
+/// A request of dialog `mark` relayed (the request route is done): the SDP its sender offered
+/// (kept for every dialog), and for dialogs with re-INVITE pings the one relayed to the other
+/// side.
 pub(crate) fn request_relayed(ctx: &MsgCtx, mark: DialogMark) {
+    let Some(offered) = sdp_of(&ctx.msg) else {
+        return;
+    };
+    let keeps = dialogs()
+        .by_id
+        .get(&mark.id)
+        .is_some_and(|d| d.flags.keeps_sdp());
+    // Serialized outside the table's lock, and only when a ping will offer it.
+    let relayed = keeps.then(|| relayed_sdp(ctx).unwrap_or_else(|| offered.clone()));
     let mut t = dialogs();
     let Some(d) = t.by_id.get_mut(&mark.id) else {
         return;
     };
-    if !d.flags.keeps_sdp() {
-        return;
-    }
-    let Some(offered) = sdp_of(&ctx.msg) else {
-        return;
-    };
-    let relayed = relayed_sdp(ctx).unwrap_or_else(|| offered.clone());
     let (sender, target) = sides(d, mark.upstream);
     sender.in_sdp = offered;
-    target.out_sdp = relayed;
+    if let Some(sdp) = relayed {
+        target.out_sdp = sdp;
+    }
 }
 
 /// A reply with SDP to a request of dialog `d` went back (`mark.upstream`: the request went
-/// to the caller), as relayed.
+/// to the caller), as relayed: the replying side's SDP (as relayed: what the script changed
+/// shows), and for dialogs with re-INVITE pings the one relayed to the other side.
 pub(crate) fn reply_relayed(d: &mut Dialog, mark: DialogMark, reply: &SipMessage) {
-    if !d.flags.keeps_sdp() {
-        return;
-    }
     let Some(sdp) = sdp_of(reply) else { return };
+    let keeps = d.flags.keeps_sdp();
     // The reply comes from the request's target and goes to its sender.
     let (sender, target) = sides(d, mark.upstream);
-    target.in_sdp.clone_from(&sdp);
-    sender.out_sdp = sdp;
+    if keeps {
+        sender.out_sdp.clone_from(&sdp);
+    }
+    target.in_sdp = sdp;
 }
 
 /// The re-INVITE pings due now: (dialog copy, towards the caller, CSeq) for each flagged

@@ -182,7 +182,8 @@ pub(crate) fn auto_prack(d: &mut Dialog, reply: &SipMessage) {
     ctx.fr_timeout = Some(s.auto_prack_fr_timeout);
     let (callid, cseq) = (d.callid.clone(), d.initial_cseq);
     let hangup = s.auto_prack_hangup_on_failure;
-    let done: Done = Box::new(move |code| {
+    let done: Done = Box::new(move |f: &crate::end::Final| {
+        let code = f.code;
         if code < 300 {
             return;
         }
@@ -321,7 +322,8 @@ pub(crate) fn dlg_send_sequential(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             let m = method.clone();
             queue(Job::Send(
                 Box::new(ctx),
-                Box::new(move |code| {
+                Box::new(move |f: &crate::end::Final| {
+                    let code = f.code;
                     if code >= 300 {
                         log::info!("dialog: {m} sent by dlg_send_sequential got {code}");
                     }
@@ -376,6 +378,119 @@ pub(crate) fn dlg_inc_cseq(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     d.callee.gen_cseq = u32::try_from(raised).unwrap_or(u32::MAX);
     t.mark_dirty(mark.id);
     1
+}
+
+/// MI `dialog:send_sequential`: a request inside the call with this Call-ID towards `mode`'s
+/// side (`caller`, the default, or `callee`), with `body` `none` (default), `inbound` (what the
+/// other side offered last), `outbound` (what was relayed to that side last) or
+/// `custom:TYPE:BODY`; waits for its final reply: (code, reason). The `challenge` modes are
+/// refused (406).
+pub fn mi_send_sequential(
+    callid: &str,
+    method: Option<&str>,
+    mode: Option<&str>,
+    body: Option<&str>,
+    headers: Option<&str>,
+) -> Result<(u16, String), (i64, String)> {
+    let bad = |code: i64, text: &str| Err((code, text.to_owned()));
+    let towards_caller = match mode.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("caller") => true,
+        Some("callee") => false,
+        Some(m) if m.starts_with("challenge") => {
+            return bad(406, "Not Acceptable");
+        }
+        Some(_) => return bad(400, "Invalid mode"),
+    };
+    let method = method.unwrap_or("INVITE");
+    enum Body {
+        None,
+        Inbound,
+        Outbound,
+        Custom(String, String),
+    }
+    let body = match body.map(|b| (b.to_ascii_lowercase(), b)) {
+        None => Body::None,
+        Some((l, _)) if l == "none" => Body::None,
+        Some((l, _)) if l == "inbound" => Body::Inbound,
+        Some((l, _)) if l == "outbound" => Body::Outbound,
+        Some((l, b)) if l.starts_with("custom") && b.len() >= 10 => {
+            match b[7..].split_once(':') {
+                Some((ct, text)) => Body::Custom(ct.to_owned(), text.to_owned()),
+                // OpenSIPS: no content type, no body.
+                None => Body::None,
+            }
+        }
+        Some(_) => return bad(400, "Invalid body mode"),
+    };
+    let s = crate::settings();
+    let built = {
+        let mut t = dialogs();
+        let Some(id) = crate::lookup::by_callid(&t, callid, true) else {
+            return bad(404, "Dialog Not Found");
+        };
+        let Some(d) = t.by_id.get_mut(&id) else {
+            return bad(404, "Dialog Not Found");
+        };
+        let (from, to) = if towards_caller {
+            (&d.callee, &d.caller)
+        } else {
+            (&d.caller, &d.callee)
+        };
+        let sdp = |s: &str| ("application/sdp".to_owned(), s.to_owned());
+        let content = match body {
+            Body::None => None,
+            Body::Inbound => Some(sdp(&from.in_sdp)),
+            Body::Outbound if to.out_sdp.is_empty() => Some(sdp(&from.in_sdp)),
+            Body::Outbound => Some(sdp(&to.out_sdp)),
+            Body::Custom(ct, b) => Some((ct, b)),
+        };
+        let seen = from.cseq;
+        let cseq = if towards_caller {
+            d.caller.next_gen_cseq(seen)
+        } else {
+            d.callee.next_gen_cseq(seen)
+        };
+        let mut hdrs = format!("{}{}", s.extra_hdrs, with_crlf(headers.unwrap_or("")));
+        if let Some((ct, _)) = &content {
+            hdrs.push_str(&format!("Content-Type: {ct}\r\n"));
+        }
+        let copy = d.clone();
+        t.mark_dirty(id);
+        let target = if towards_caller {
+            &copy.caller
+        } else {
+            &copy.callee
+        };
+        crate::end::request_to(
+            &copy,
+            towards_caller,
+            method,
+            cseq,
+            &hdrs,
+            target,
+            content.as_ref().map(|(ct, b)| (ct.as_str(), b.as_str())),
+        )
+    };
+    let ctx = built.map_err(|e| (500, format!("Internal Error ({e})")))?;
+    let Some(sender) = SENDER.get() else {
+        return bad(500, "Internal Error");
+    };
+    let (tx, rx) = mpsc::channel();
+    sender
+        .send(
+            ctx,
+            Box::new(move |f: &crate::end::Final| {
+                let _ = tx.send(f.clone());
+            }),
+        )
+        .map_err(|e| (500, format!("Internal Error ({e})")))?;
+    // tm ends the transaction itself (fr_timeout / fr_inv_timeout); this only bounds a wait
+    // it somehow never ends.
+    match rx.recv_timeout(std::time::Duration::from_secs(300)) {
+        Ok(f) if f.local => Err((i64::from(f.code), f.reason)),
+        Ok(f) => Ok((f.code, f.reason)),
+        Err(_) => bad(500, "Internal Error"),
+    }
 }
 
 /// Header lines as the script wrote them, each ended by CRLF.
