@@ -78,6 +78,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     registrar::persist::start(script, &options)?;
     dialog::start(script, &options)?;
     fraud_detection::start(script, &options)?;
+    path::start(script)?;
     load_balancer::start(script, &options)?;
     sockets_mgm::start(script, &options)?;
     ratelimit::start(script)?;

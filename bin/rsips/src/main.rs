@@ -63,6 +63,7 @@ fn available() -> engine::Available {
             &dialog::MODULE,
             &dialog::sst::MODULE,
             &fraud_detection::MODULE,
+            &path::MODULE,
             &load_balancer::MODULE,
             &sockets_mgm::MODULE,
             &ratelimit::MODULE,

@@ -159,6 +159,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
         ],
     ),
     ("opentelemetry", &[]),
+    ("path", &["add_path", "add_path_received"]),
     ("permissions", &["check_address", "check_source_address"]),
     ("pike", &[]),
     ("presence", &["handle_publish", "handle_subscribe"]),

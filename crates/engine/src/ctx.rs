@@ -288,6 +288,18 @@ pub struct RecordRoute {
     pub done: bool,
 }
 
+/// What the path module's `add_path`/`add_path_received` asked for: Path headers built when
+/// the request leaves, from the sockets it uses (RFC 3327).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddPath {
+    /// The user part of our Path URI.
+    pub user: Option<String>,
+    /// `;received=` with the source address, escaped (`add_path_received`).
+    pub received: Option<String>,
+    /// `enable_double_path`: a second Path for the receiving socket when the two differ.
+    pub double: bool,
+}
+
 /// The body as the SDP variables last stored it (OpenSIPS keeps the same beside the message,
 /// `sdp_ops`): while the edit list is still `edits`, `body` is the body the message leaves
 /// with, so reading it needs no re-serialization. Its presence also makes `$rb` show the
@@ -403,6 +415,8 @@ pub struct MsgCtx {
     /// `topology_hiding()`: the request leaves with our Via only, and
     /// [`crate::forward::SEND_ADDRESS`] in its edits becomes the sending socket's address.
     pub hide_topology: bool,
+    /// The path module's Path header(s), added when the request leaves.
+    pub add_path: Option<Box<AddPath>>,
 }
 
 /// A change tm makes to every reply it relays upstream for a request, undoing what a module
@@ -556,6 +570,7 @@ impl MsgCtx {
             acc_extra: None,
             reply_fixups: Vec::new(),
             hide_topology: false,
+            add_path: None,
         }
     }
 

@@ -581,6 +581,9 @@ pub fn forward_to(
     if let Some(rr) = ctx.record_route.as_ref().filter(|rr| rr.done) {
         record_route(ctx, rr, (proto, local), &hostport, sockets, &mut edits);
     }
+    if let Some(p) = ctx.add_path.as_deref() {
+        add_path(ctx, p, (proto, local), &hostport, sockets, &mut edits);
+    }
     if ctx.new_ruri.is_some() {
         edits.set_request_uri(ruri);
     }
@@ -679,6 +682,98 @@ fn rr_hostport(hostport: &str, port_is_own: bool) -> &str {
     }
 }
 
+/// Whether the sending socket's port is its own (not an advertised one), and the receiving
+/// socket: (protocol, address, host:port as advertised, port is its own).
+#[allow(clippy::type_complexity)]
+fn sides(
+    ctx: &MsgCtx,
+    (proto, local): (&str, SocketAddr),
+    sockets: &Sockets,
+) -> (bool, Option<(&'static str, SocketAddr, String, bool)>) {
+    let advertised_of = |proto: &str, addr: SocketAddr| {
+        sockets
+            .listen
+            .iter()
+            .find(|s| s.proto == proto && s.addr == Some(addr))
+            .and_then(|s| s.advertised.clone())
+    };
+    let out_own_port = advertised_of(proto, local).is_none() && ctx.adv_port.is_none();
+    let inbound = ctx.receipt.as_ref().map(|r| {
+        let (hostport, own_port) = match advertised_of(r.proto, r.local) {
+            Some((h, p)) => (format!("{h}:{}", p.unwrap_or(r.local.port())), false),
+            None => match r.local {
+                SocketAddr::V6(a) => (format!("[{}]:{}", a.ip(), a.port()), true),
+                SocketAddr::V4(a) => (a.to_string(), true),
+            },
+        };
+        (r.proto, r.local, hostport, own_port)
+    });
+    (out_own_port, inbound)
+}
+
+/// The path module's Path headers (RFC 3327): the sending socket's, and with
+/// `enable_double_path` the receiving socket's after it when the two differ, both `;r2=on`;
+/// `;received=` goes in the last. They go above the Path headers the request has.
+fn add_path(
+    ctx: &MsgCtx,
+    p: &crate::ctx::AddPath,
+    (proto, local): (&str, SocketAddr),
+    out_hostport: &str,
+    sockets: &Sockets,
+    edits: &mut Edits,
+) {
+    let (out_own_port, inbound) = sides(ctx, (proto, local), sockets);
+    let double = p.double
+        && inbound
+            .as_ref()
+            .is_some_and(|(ip, addr, _, _)| *ip != proto || *addr != local);
+    let value = |hostport: &str, proto: &str, r2: bool, received: bool| {
+        let mut v = String::from("<sip:");
+        if let Some(u) = &p.user {
+            v.push_str(u);
+            v.push('@');
+        }
+        v.push_str(hostport);
+        if proto != "udp" {
+            v.push_str(";transport=");
+            v.push_str(proto);
+        }
+        if r2 {
+            v.push_str(";r2=on");
+        }
+        if received && let Some(r) = &p.received {
+            v.push_str(";received=");
+            v.push_str(r);
+        }
+        v.push_str(";lr>");
+        v
+    };
+    let mut values = vec![value(
+        rr_hostport(out_hostport, out_own_port),
+        proto,
+        double,
+        !double,
+    )];
+    if double && let Some((ip, _, h, own)) = &inbound {
+        values.push(value(rr_hostport(h, *own), ip, true, true));
+    }
+    let first = ctx
+        .msg
+        .headers()
+        .find(|h| h.name_str.eq_ignore_ascii_case("Path"))
+        .map(|h| h.index);
+    for v in &values {
+        match first {
+            Some(i) => {
+                edits.insert_before(i, "Path", v);
+            }
+            None => {
+                edits.append("Path", v);
+            }
+        }
+    }
+}
+
 /// Adds our Record-Route (RFC 3261 §16.6 step 4): the sending socket's, and with double RR the
 /// receiving socket's below it when the two sockets differ (protocol or address).
 fn record_route(
@@ -719,24 +814,7 @@ fn record_route(
         }
         return;
     }
-    let advertised_of = |proto: &str, addr: SocketAddr| {
-        sockets
-            .listen
-            .iter()
-            .find(|s| s.proto == proto && s.addr == Some(addr))
-            .and_then(|s| s.advertised.clone())
-    };
-    let out_own_port = advertised_of(proto, local).is_none() && ctx.adv_port.is_none();
-    let inbound = ctx.receipt.as_ref().map(|r| {
-        let (hostport, own_port) = match advertised_of(r.proto, r.local) {
-            Some((h, p)) => (format!("{h}:{}", p.unwrap_or(r.local.port())), false),
-            None => match r.local {
-                SocketAddr::V6(a) => (format!("[{}]:{}", a.ip(), a.port()), true),
-                SocketAddr::V4(a) => (a.to_string(), true),
-            },
-        };
-        (r.proto, r.local, hostport, own_port)
-    });
+    let (out_own_port, inbound) = sides(ctx, (proto, local), sockets);
     // Two Record-Routes when the request leaves by another socket than it came in on (the
     // sockets themselves are compared, not the names they advertise).
     let double = rr.double

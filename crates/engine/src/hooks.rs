@@ -74,16 +74,22 @@ pub fn is_alias(host: &str) -> bool {
 /// the From/To it replaced in the initial request).
 pub type RoutedHook = Box<dyn Fn(&mut crate::MsgCtx) + Send + Sync>;
 
-static ROUTED: OnceLock<RoutedHook> = OnceLock::new();
+static ROUTED: std::sync::RwLock<Vec<RoutedHook>> = std::sync::RwLock::new(Vec::new());
 
-/// Installs the hook (once; later calls are ignored).
+/// Adds a hook (uac, path); they run in the order they were added.
 pub fn set_routed_hook(f: RoutedHook) {
-    let _ = ROUTED.set(f);
+    ROUTED
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(f);
 }
 
-/// Runs the installed hook, if any (rr calls it after the dialog module's).
+/// Runs the installed hooks (rr calls them after the dialog module's).
 pub fn routed(ctx: &mut crate::MsgCtx) {
-    if let Some(f) = ROUTED.get() {
+    let hooks = ROUTED
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for f in hooks.iter() {
         f(ctx);
     }
 }

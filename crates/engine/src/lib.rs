@@ -27,8 +27,8 @@ mod value;
 
 pub use check::{Available, check};
 pub use ctx::{
-    Accounting, DialogMark, ErrInfo, HideFixup, MsgBranch, MsgCtx, Outbound, Receipt, RecordRoute,
-    ReplyFixup, ReplyInfo, TmBranchInfo, Transaction,
+    Accounting, AddPath, DialogMark, ErrInfo, HideFixup, MsgBranch, MsgCtx, Outbound, Receipt,
+    RecordRoute, ReplyFixup, ReplyInfo, TmBranchInfo, Transaction,
 };
 pub use dset::{BranchAttrs, DsetIdx};
 pub use module::{FnCtx, FnSpec, ModuleSpec, Param, ParamCheck, ParamType, Routes, ScriptFn};

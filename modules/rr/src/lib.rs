@@ -322,8 +322,10 @@ fn loose_route(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
     }
     let initial = f.msg.msg.to_tag().ok().flatten().is_none();
     if ours > 0 && ours == values.len() && initial {
-        // A preloaded Route to us on an initial request: removed, not followed.
+        // A preloaded Route to us on an initial request: removed, not followed; the modules
+        // still see it (OpenSIPS runs its rr callbacks: path's `received`).
         drop_routes(f, &values, ours);
+        engine::hooks::routed(f.msg);
         return -1;
     }
     drop_routes(f, &values, ours);
