@@ -79,6 +79,9 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     dialog::start(script, &options)?;
     fraud_detection::start(script, &options)?;
     path::start(script)?;
+    options::start(script);
+    gflags::start(script);
+    diversion::start(script);
     load_balancer::start(script, &options)?;
     sockets_mgm::start(script, &options)?;
     ratelimit::start(script)?;

@@ -64,6 +64,10 @@ fn available() -> engine::Available {
             &dialog::sst::MODULE,
             &fraud_detection::MODULE,
             &path::MODULE,
+            &options::MODULE,
+            &gflags::MODULE,
+            &diversion::MODULE,
+            &uuid_module::MODULE,
             &load_balancer::MODULE,
             &sockets_mgm::MODULE,
             &ratelimit::MODULE,
@@ -270,6 +274,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("dialog") {
         dialog::mi::commands(&mut commands);
+    }
+    if script.loads("gflags") {
+        gflags::commands(&mut commands);
     }
     if script.loads("fraud_detection") {
         fraud_detection::commands(&mut commands);

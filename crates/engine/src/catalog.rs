@@ -117,6 +117,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
             "ds_select_dst",
         ],
     ),
+    ("diversion", &["add_diversion"]),
     (
         "domain",
         &["is_domain_local", "is_from_local", "is_uri_host_local"],
@@ -132,6 +133,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
     ("exec", &[]),
     ("fraud_detection", &["check_fraud"]),
     ("freeswitch", &[]),
+    ("gflags", &["is_gflag", "reset_gflag", "set_gflag"]),
     ("group", &[]),
     ("httpd", &[]),
     ("imc", &[]),
@@ -159,6 +161,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
         ],
     ),
     ("opentelemetry", &[]),
+    ("options", &["options_reply"]),
     ("path", &["add_path", "add_path_received"]),
     ("permissions", &["check_address", "check_source_address"]),
     ("pike", &[]),
@@ -352,6 +355,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
     ("uri", &[]),
     ("userblacklist", &[]),
     ("usrloc", &[]),
+    ("uuid", &["uuid"]),
     ("xcap", &[]),
     ("xml", &[]),
 ];

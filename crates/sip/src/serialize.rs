@@ -116,6 +116,26 @@ impl Edits {
         self
     }
 
+    /// As [`Edits::insert_before`], above the lines inserted there before (diversion's newest
+    /// Diversion on top).
+    pub fn insert_before_first(&mut self, index: usize, name: &str, value: &str) -> &mut Self {
+        self.ops
+            .insert(0, (index, Op::InsertBefore(line(name, value))));
+        self
+    }
+
+    /// How many lines [`Edits::append`] has added.
+    pub fn appended(&self) -> usize {
+        self.last.len()
+    }
+
+    /// Adds a header after the message's own, as the `at`-th of those appended (0: first).
+    pub fn append_at(&mut self, at: usize, name: &str, value: &str) -> &mut Self {
+        let at = at.min(self.last.len());
+        self.last.insert(at, line(name, value));
+        self
+    }
+
     pub fn insert_after(&mut self, index: usize, name: &str, value: &str) -> &mut Self {
         self.ops.push((index, Op::InsertAfter(line(name, value))));
         self

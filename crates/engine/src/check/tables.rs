@@ -366,6 +366,7 @@ pub(crate) const MODULE_PVS: &[(&str, &str)] = &[
     ("lb_", "load_balancer"),
     ("ds_", "dispatcher"),
     ("stat", "statistics"),
+    ("uuid", "uuid"),
 ];
 
 /// Core functions: (name, min args, max args). Flags are static strings (index 0 of the flag ones).

@@ -13,6 +13,7 @@ mod socket;
 pub mod time;
 mod tm_vars;
 mod uri;
+pub mod uuid;
 
 use cfg::pv::{PvIndex, PvSpec};
 use sip::HeaderName;
@@ -176,6 +177,8 @@ pub enum CorePv {
     /// `$time(fmt)` (strftime, local time) and `$Tf` (ctime form, local time).
     Time(String),
     TimeCtime,
+    /// `$uuid` / `$uuid(version)` (uuid module): a new UUID at each read.
+    Uuid(i64),
     /// `$mf` / `$bf`: message and branch flags as an integer.
     MsgFlags,
     BranchFlags,
@@ -539,6 +542,12 @@ impl CorePv {
             ("pp", None) => CorePv::Pid,
             ("time", Some(fmt)) => CorePv::Time(fmt.to_owned()),
             ("Tf", None) => CorePv::TimeCtime,
+            ("uuid", None) => CorePv::Uuid(0),
+            ("uuid", Some(v)) => CorePv::Uuid(match v.trim().parse::<i64>().ok()? {
+                v @ (0 | 1 | 4 | 7) => v,
+                // 3 and 5 need a namespace and a name: only the function takes them.
+                _ => return None,
+            }),
             ("mf", None) => CorePv::MsgFlags,
             ("ds", None) => CorePv::DestSet,
             ("bf", None) => CorePv::BranchFlags,

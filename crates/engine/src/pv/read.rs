@@ -174,6 +174,9 @@ impl CorePv {
             CorePv::Pid => Value::Int(i64::from(std::process::id())),
             CorePv::Time(fmt) => Value::from(super::time::strftime(unix_now(), fmt)),
             CorePv::TimeCtime => Value::from(super::time::ctime(unix_now())),
+            CorePv::Uuid(v) => {
+                super::uuid::generate(*v, None, None).map_or(Value::Null, Value::from)
+            }
             CorePv::MsgFlags => Value::Int(ctx.flags as i64),
             CorePv::BranchFlags => Value::Int(ctx.branch_flags as i64),
             CorePv::BranchLastIdx => Value::Int(ctx.branches.len() as i64),

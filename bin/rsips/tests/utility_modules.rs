@@ -1,0 +1,217 @@
+//! Four small OpenSIPS modules end to end: `options` answering OPTIONS for the server with
+//! its capabilities, `gflags` shared by the workers and driven through the real opensips-cli,
+//! `diversion` adding Diversion headers (the newest on top), and `uuid` (`$uuid`, `uuid()`).
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use common::{Peer, header};
+
+const CONFIG: &str = r#"
+log_level=3
+stderror_enabled=yes
+syslog_enabled=no
+udp_workers=2
+socket=udp:127.0.0.1:PORT
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "signaling.so"
+loadmodule "sipmsgops.so"
+loadmodule "mi_fifo.so"
+modparam("mi_fifo", "fifo_name", "FIFO")
+loadmodule "options.so"
+modparam("options", "accept_language", "de")
+modparam("options", "support", "100rel")
+loadmodule "gflags.so"
+modparam("gflags", "initial", 5)
+loadmodule "diversion.so"
+modparam("diversion", "suffix", ";privacy=full")
+loadmodule "uuid.so"
+route {
+    if (is_method("OPTIONS")) {
+        if (!options_reply()) sl_send_reply(403, "Has a user");
+        # options_reply() ends the script when it answered.
+        xlog("AFTER OPTIONS $ci\n");
+        exit;
+    }
+    if ($hdr(X-Flag) != NULL) {
+        if (is_gflag(3)) append_to_reply("X-Three: set\r\n");
+        if (is_gflag(0)) append_to_reply("X-Zero: set\r\n");
+        if ($hdr(X-Flag) == "set") set_gflag(7);
+        if ($hdr(X-Flag) == "reset") reset_gflag(0);
+        uuid($var(u4));
+        uuid($var(u5), 5, "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "www.example.com");
+        if (uuid($var(bad), 2)) append_to_reply("X-Bad: yes\r\n");
+        append_to_reply("X-Uuid: $uuid\r\nX-Uuid7: $uuid(7)\r\nX-U4: $var(u4)\r\nX-U5: $var(u5)\r\n");
+        sl_send_reply(200, "Flags");
+        exit;
+    }
+    add_diversion("user-busy");
+    add_diversion("no-answer", "sip:voicemail@example.com", 2);
+    $du = "sip:127.0.0.1:TARGET";
+    forward();
+}
+"#;
+
+fn request(px: u16, peer: &Peer, method: &str, ruri: &str, n: u32, extra: &str) {
+    peer.send(
+        px,
+        &format!(
+            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-util{n}\r\n\
+             From: <sip:a@example.com>;tag=u{n}\r\nTo: <sip:b@example.com>\r\nCall-ID: util-{n}\r\n\
+             CSeq: 1 {method}\r\n{extra}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            peer.port
+        ),
+    );
+}
+
+#[test]
+fn options_gflags_diversion_and_uuid() {
+    let dir = std::env::temp_dir().join(format!("rsips-util-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = common::free_port();
+    let (ua, target) = (Peer::new(), Peer::new());
+    let fifo = dir.join("fifo");
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        CONFIG
+            .replace("PORT", &port.to_string())
+            .replace("FIFO", fifo.to_str().unwrap())
+            .replace("TARGET", &target.port.to_string()),
+    )
+    .unwrap();
+    let _px = common::spawn_rsips(&dir, "rsips.cfg", |log| log.contains("listening on udp:"));
+    let mi = |args: &[&str]| {
+        let (ok, out) = common::opensips_cli(&fifo, args);
+        assert!(ok, "{args:?}: {out}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+
+    // options: the server's capabilities; an OPTIONS for a user is not answered by it.
+    request(
+        port,
+        &ua,
+        "OPTIONS",
+        &format!("sip:127.0.0.1:{port}"),
+        1,
+        "",
+    );
+    let r = ua.recv("200 to OPTIONS");
+    assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+    assert_eq!(header(&r, "Accept"), ["*/*"], "{r}");
+    assert_eq!(header(&r, "Accept-Language"), ["de"], "{r}");
+    assert_eq!(header(&r, "Supported"), ["100rel"], "{r}");
+    assert!(header(&r, "Accept-Encoding").is_empty(), "{r}");
+    request(port, &ua, "OPTIONS", "sip:bob@example.com", 2, "");
+    assert!(ua.recv("403").starts_with("SIP/2.0 403 Has a user"));
+
+    // gflags: initial 5 (flags 0 and 2); MI and the script change them for every worker.
+    assert_eq!(
+        mi(&["gflags:get"]),
+        serde_json::json!({"hex": "0x5", "dec": "5"})
+    );
+    assert_eq!(mi(&["gflags:set", "0x8"]), "OK");
+    let mut seen = Vec::new();
+    for n in 0..4 {
+        request(
+            port,
+            &ua,
+            "MESSAGE",
+            "sip:x@example.com",
+            10 + n,
+            "X-Flag: look\r\n",
+        );
+        let r = ua.recv("flags");
+        assert_eq!(
+            header(&r, "X-Three"),
+            ["set"],
+            "every worker sees MI's flag: {r}"
+        );
+        assert_eq!(header(&r, "X-Zero"), ["set"], "{r}");
+        seen.push(header(&r, "X-Uuid")[0].to_owned());
+        // uuid: v4 for $uuid and uuid(), v7 for $uuid(7), the RFC 9562 v5 example.
+        assert_eq!(header(&r, "X-Uuid")[0].len(), 36, "{r}");
+        assert_eq!(header(&r, "X-Uuid")[0].as_bytes()[14], b'4', "{r}");
+        assert_eq!(header(&r, "X-Uuid7")[0].as_bytes()[14], b'7', "{r}");
+        assert_eq!(header(&r, "X-U4")[0].as_bytes()[14], b'4', "{r}");
+        assert_eq!(
+            header(&r, "X-U5"),
+            ["2ed6657d-e927-568b-95e1-2665a8aea6a2"],
+            "{r}"
+        );
+        assert!(header(&r, "X-Bad").is_empty(), "version 2 is refused: {r}");
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "a new UUID each time");
+    request(
+        port,
+        &ua,
+        "MESSAGE",
+        "sip:x@example.com",
+        20,
+        "X-Flag: set\r\n",
+    );
+    ua.recv("set");
+    request(
+        port,
+        &ua,
+        "MESSAGE",
+        "sip:x@example.com",
+        21,
+        "X-Flag: reset\r\n",
+    );
+    ua.recv("reset");
+    assert_eq!(
+        mi(&["gflags:get"]),
+        serde_json::json!({"hex": "0x8C", "dec": "140"})
+    );
+    assert_eq!(mi(&["gflags:check", "0x84"]), true);
+    assert_eq!(mi(&["gflags:check", "0x85"]), false);
+    assert_eq!(mi(&["gflags:reset", "4"]), "OK");
+    assert_eq!(mi(&["gflags:check", "0x88"]), true);
+    let (ok, out) = common::opensips_cli(&fifo, &["gflags:set", "0"]);
+    assert!(!ok && out.contains("Bad parameter value"), "{out}");
+    let (ok, out) = common::opensips_cli(&fifo, &["gflags:set", "lots"]);
+    assert!(!ok && out.contains("Bad parameter value"), "{out}");
+
+    // diversion: the newest on top, above the request's own; the R-URI as received.
+    request(port, &ua, "INVITE", "sip:bob@example.com", 30, "");
+    let r = target.recv("INVITE with Diversion");
+    assert_eq!(
+        header(&r, "Diversion"),
+        [
+            "<sip:voicemail@example.com>;reason=no-answer;counter=2;privacy=full",
+            "<sip:bob@example.com>;reason=user-busy;privacy=full",
+        ],
+        "{r}"
+    );
+    request(
+        port,
+        &ua,
+        "INVITE",
+        "sip:carol@example.com",
+        31,
+        "Diversion: <sip:first@example.com>;reason=unconditional\r\n",
+    );
+    let r = target.recv("INVITE with Diversion 2");
+    assert_eq!(
+        header(&r, "Diversion"),
+        [
+            "<sip:voicemail@example.com>;reason=no-answer;counter=2;privacy=full",
+            "<sip:carol@example.com>;reason=user-busy;privacy=full",
+            "<sip:first@example.com>;reason=unconditional",
+        ],
+        "{r}"
+    );
+    // Only the OPTIONS options_reply() did not answer went on in the script.
+    let log = std::fs::read_to_string(dir.join("rsips.log")).unwrap();
+    let after: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("AFTER OPTIONS"))
+        .collect();
+    assert_eq!(after.len(), 1, "{log}");
+    assert!(after[0].ends_with("AFTER OPTIONS util-2"), "{log}");
+}
