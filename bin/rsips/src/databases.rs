@@ -82,6 +82,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     options::start(script);
     gflags::start(script);
     diversion::start(script);
+    regex_module::start(script)?;
     load_balancer::start(script, &options)?;
     sockets_mgm::start(script, &options)?;
     ratelimit::start(script)?;

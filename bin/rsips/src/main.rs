@@ -68,6 +68,7 @@ fn available() -> engine::Available {
             &gflags::MODULE,
             &diversion::MODULE,
             &uuid_module::MODULE,
+            &regex_module::MODULE,
             &load_balancer::MODULE,
             &sockets_mgm::MODULE,
             &ratelimit::MODULE,
@@ -274,6 +275,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("dialog") {
         dialog::mi::commands(&mut commands);
+    }
+    if script.loads("regex") {
+        regex_module::commands(&mut commands);
     }
     if script.loads("gflags") {
         gflags::commands(&mut commands);

@@ -215,3 +215,106 @@ fn options_gflags_diversion_and_uuid() {
     assert_eq!(after.len(), 1, "{log}");
     assert!(after[0].ends_with("AFTER OPTIONS util-2"), "{log}");
 }
+
+const REGEX_CONFIG: &str = r#"
+log_level=3
+stderror_enabled=yes
+syslog_enabled=no
+socket=udp:127.0.0.1:PORT
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "sipmsgops.so"
+loadmodule "mi_fifo.so"
+modparam("mi_fifo", "fifo_name", "FIFO")
+loadmodule "regex.so"
+modparam("regex", "file", "GROUPS")
+modparam("regex", "pcre_caseless", 1)
+route {
+    if (pcre_match("$rU", "^user[1234]$$", $var(m)))
+        append_to_reply("X-User: $var(m)\r\n");
+    if (pcre_match("$hdr(User-Agent)", "^(twinkle|linphone)/[0-9]+", $var(ua)))
+        append_to_reply("X-Agent: $var(ua)\r\n");
+    if (pcre_match_group("$hdr(User-Agent)", 0)) append_to_reply("X-Group0: yes\r\n");
+    if (pcre_match_group("$si", 1)) append_to_reply("X-Group1: yes\r\n");
+    pcre_match_group("$rU", 9);
+    if ($rc == -2) append_to_reply("X-Group9: none\r\n");
+    sl_send_reply(200, "Matched");
+}
+"#;
+
+#[test]
+fn regex_matches_strings_and_file_groups() {
+    let dir = std::env::temp_dir().join(format!("rsips-regex-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let groups = dir.join("groups");
+    std::fs::write(
+        &groups,
+        "### agents\n[0]\n# soft\n^Twinkle/1\n^X-Lite\n[1]\n^127\\.0\\.0\\.1$\n",
+    )
+    .unwrap();
+    let port = common::free_port();
+    let fifo = dir.join("fifo");
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        REGEX_CONFIG
+            .replace("PORT", &port.to_string())
+            .replace("FIFO", fifo.to_str().unwrap())
+            .replace("GROUPS", groups.to_str().unwrap()),
+    )
+    .unwrap();
+    let _px = common::spawn_rsips(&dir, "rsips.cfg", |log| log.contains("listening on udp:"));
+    let ua = Peer::new();
+    request(
+        port,
+        &ua,
+        "MESSAGE",
+        "sip:user3@example.com",
+        1,
+        "User-Agent: TWINKLE/1.10\r\n",
+    );
+    let r = ua.recv("200");
+    assert_eq!(header(&r, "X-User"), ["user3"], "{r}");
+    assert_eq!(header(&r, "X-Agent"), ["TWINKLE/1"], "caseless: {r}");
+    assert_eq!(header(&r, "X-Group0"), ["yes"], "{r}");
+    assert_eq!(header(&r, "X-Group1"), ["yes"], "{r}");
+    assert_eq!(header(&r, "X-Group9"), ["none"], "{r}");
+    request(
+        port,
+        &ua,
+        "MESSAGE",
+        "sip:user5@example.com",
+        2,
+        "User-Agent: Bria\r\n",
+    );
+    let r = ua.recv("200 2");
+    assert!(header(&r, "X-User").is_empty(), "{r}");
+    assert!(header(&r, "X-Group0").is_empty(), "{r}");
+
+    let mi = |args: &[&str]| {
+        let (ok, out) = common::opensips_cli(&fifo, args);
+        assert!(ok, "{args:?}: {out}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    assert_eq!(
+        mi(&["regex:match", "string=1234", "pcre_regex=^1234$"]),
+        "Match"
+    );
+    assert_eq!(
+        mi(&["regex:match", "string=1234", "pcre_regex=^1235$"]),
+        "Not Match"
+    );
+    assert_eq!(mi(&["regex_match_group", "X-Lite 5", "0"]), "Match");
+    // A new file: group 0 now matches Bria, after a reload.
+    std::fs::write(&groups, "[0]\n^Bria\n").unwrap();
+    assert_eq!(mi(&["regex_match_group", "Bria", "0"]), "Not Match");
+    assert_eq!(mi(&["regex:reload"]), "OK");
+    assert_eq!(mi(&["regex_match_group", "Bria", "0"]), "Match");
+    let (ok, out) = common::opensips_cli(&fifo, &["regex_match_group", "Bria", "1"]);
+    assert!(!ok && out.contains("Error matching group"), "{out}");
+    // A file that does not compile is refused on reload, and the groups stay.
+    std::fs::write(&groups, "[0]\n(unclosed\n").unwrap();
+    let (ok, out) = common::opensips_cli(&fifo, &["regex:reload"]);
+    assert!(!ok && out.contains("Failed to reload"), "{out}");
+    assert_eq!(mi(&["regex_match_group", "Bria", "0"]), "Match");
+}

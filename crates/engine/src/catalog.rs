@@ -186,6 +186,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
         "ratelimit",
         &["rl_check", "rl_dec_count", "rl_reset_count", "rl_values"],
     ),
+    ("regex", &["pcre_match", "pcre_match_group"]),
     (
         "registrar",
         &[
