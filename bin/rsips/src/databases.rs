@@ -1,5 +1,5 @@
 //! The database modules as the script loads them: `db_text` (its parameters, its MI commands,
-//! and its tables written back at shutdown), `db_postgres`, `db_mysql`, and the start of the modules that load their
+//! and its tables written back at shutdown), `db_sqlite`, `db_postgres`, `db_mysql`, and the start of the modules that load their
 //! data from a database (dispatcher, auth_db, sqlops, permissions, domain, group, alias_db, drouting, dialplan, usrloc, dialog, load_balancer).
 
 use std::path::Path;
@@ -12,6 +12,17 @@ pub static DB_TEXT: ModuleSpec = ModuleSpec {
     name: "db_text",
     functions: &[],
     params: &[("db_mode", ParamType::Int), ("buffer_size", ParamType::Int)],
+};
+
+pub static DB_SQLITE: ModuleSpec = ModuleSpec {
+    name: "db_sqlite",
+    functions: &[],
+    params: &[
+        ("alloc_limit", ParamType::Int),
+        ("busy_timeout", ParamType::Int),
+        ("load_extension", ParamType::Str),
+        ("exec_pragma", ParamType::Str),
+    ],
 };
 
 pub static DB_POSTGRES: ModuleSpec = ModuleSpec {
@@ -38,8 +49,8 @@ pub static DB_MYSQL: ModuleSpec = ModuleSpec {
     ],
 };
 
-/// The drivers' settings: `db_text`'s parameters, and the directory a relative `text://`
-/// URL is under (the config file's, as OpenSIPS' CFG_DIR).
+/// The drivers' settings: `db_text`'s and `db_sqlite`'s parameters, and the directory a
+/// relative `text://` URL is under (the config file's, as OpenSIPS' CFG_DIR).
 pub fn options(script: &Script, cfg_file: Option<&str>) -> db::Options {
     let cfg_dir = cfg_file
         .and_then(|f| Path::new(f).parent())
@@ -54,6 +65,13 @@ pub fn options(script: &Script, cfg_file: Option<&str>) -> db::Options {
                 .and_then(|n| usize::try_from(n).ok())
                 .filter(|n| *n > 0)
                 .unwrap_or(4096),
+        },
+        sqlite: db::sqlite::Settings {
+            busy_timeout_ms: script
+                .modparam_int("db_sqlite", "busy_timeout")
+                .unwrap_or(500),
+            pragmas: script.modparam_strs("db_sqlite", "exec_pragma"),
+            extensions: script.modparam_strs("db_sqlite", "load_extension"),
         },
     }
 }

@@ -79,6 +79,7 @@ fn available() -> engine::Available {
             &statistics::MODULE,
             &exec::MODULE,
             &databases::DB_TEXT,
+            &databases::DB_SQLITE,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
             &engine::cachedb::CACHEDB_LOCAL,

@@ -1,13 +1,15 @@
 //! The DB API the OpenSIPS modules use: a `db_url` names a database, modules read and write
 //! rows of named tables by column name, and check a table's version in the `version` table
 //! before they trust its layout. One file per driver: `text://` (the OpenSIPS `db_text`
-//! module: one text file per table), `postgres://` and `mysql://`. A URL for a driver rsips does not have is refused with its
+//! module: one text file per table), `sqlite://` (`db_sqlite`: one SQLite file, compiled in),
+//! `postgres://` and `mysql://`. A URL for a driver rsips does not have is refused with its
 //! name, so a module that needs a database fails at start rather than at the first query.
 #![forbid(unsafe_code)]
 
 pub mod mysql;
 pub mod postgres;
 pub mod sql;
+pub mod sqlite;
 pub mod text;
 
 use std::fmt;
@@ -89,7 +91,7 @@ pub enum DbError {
     )]
     BadUrl(String),
     #[error(
-        "db_url \"{url}\": rsips has no {scheme} driver (module {module}); the databases it can use are text:// (db_text), postgres:// (db_postgres) and mysql:// (db_mysql)"
+        "db_url \"{url}\": rsips has no {scheme} driver (module {module}); the databases it can use are text:// (db_text), sqlite:// (db_sqlite), postgres:// (db_postgres) and mysql:// (db_mysql)"
     )]
     NoDriver {
         url: String,
@@ -116,6 +118,15 @@ pub enum DbError {
     Refused {
         url: String,
         sqlstate: String,
+        what: String,
+    },
+    /// SQLite refused the statement itself (a constraint, a value of the wrong type, a
+    /// missing column, SQL it cannot read; `code` is SQLite's primary result code): trying it
+    /// again cannot help.
+    #[error("{url}: {what} ({code})")]
+    Rejected {
+        url: String,
+        code: &'static str,
         what: String,
     },
     #[error("{url}: this database cannot run {what}")]
@@ -145,6 +156,7 @@ impl DbError {
         matches!(
             self,
             DbError::Refused { .. }
+                | DbError::Rejected { .. }
                 | DbError::NoTable { .. }
                 | DbError::NoColumn { .. }
                 | DbError::Value { .. }
@@ -198,12 +210,12 @@ pub trait Connection: Send + Sync + fmt::Debug {
     fn url(&self) -> &str;
 
     /// Runs an SQL statement as written (sqlops' `sql_query`): the rows of its result set,
-    /// `None` for a statement without one. Only the SQL servers take it.
+    /// `None` for a statement without one. Only the SQL databases take it.
     fn raw(&self, sql: &str) -> Result<Option<Vec<Vec<Value>>>, DbError> {
         let _ = sql;
         Err(DbError::Unsupported {
             url: redact(self.url()),
-            what: "raw SQL queries (they need an SQL server: postgres:// or mysql://)",
+            what: "raw SQL queries (they need an SQL database: sqlite://, postgres:// or mysql://)",
         })
     }
 }
@@ -235,12 +247,13 @@ pub fn check_version(db: &dyn Connection, table: &str, expected: i64) -> Result<
     }
 }
 
-/// The drivers' settings (the `db_text` module's parameters).
+/// The drivers' settings (the `db_text` and `db_sqlite` modules' parameters).
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Where a relative `text://dir` is found: the directory of the config file.
     pub cfg_dir: PathBuf,
     pub text: text::Settings,
+    pub sqlite: sqlite::Settings,
 }
 
 impl Default for Options {
@@ -248,6 +261,7 @@ impl Default for Options {
         Options {
             cfg_dir: PathBuf::from("."),
             text: text::Settings::default(),
+            sqlite: sqlite::Settings::default(),
         }
     }
 }
@@ -321,6 +335,9 @@ pub fn connect(url: &str, options: &Options) -> Result<Arc<dyn Connection>, DbEr
             options.cfg_dir.join(rest)
         };
         return Ok(text::open(url, &dir, &options.text));
+    }
+    if module == "db_sqlite" {
+        return Ok(Arc::new(sqlite::Sqlite::open(url, &options.sqlite)?));
     }
     if module == "db_postgres" {
         return Ok(Arc::new(postgres::Postgres::open(url)?));

@@ -22,18 +22,20 @@ pub enum Dialect {
     Postgres,
     /// `` `name` ``, `'text'` with backslash escapes.
     Mysql,
+    /// `"name"`, `'text'` with `''` (SQLite has no backslash escapes).
+    Sqlite,
 }
 
 impl Dialect {
     pub fn ident(self, name: &str) -> String {
         match self {
-            Dialect::Postgres => format!("\"{}\"", name.replace('"', "\"\"")),
+            Dialect::Postgres | Dialect::Sqlite => format!("\"{}\"", name.replace('"', "\"\"")),
             Dialect::Mysql => format!("`{}`", name.replace('`', "``")),
         }
     }
 
-    /// A value as a literal; text with a NUL byte is refused (neither server stores it in a
-    /// text column).
+    /// A value as a literal; text with a NUL byte is refused (no server stores it in a text
+    /// column, and SQLite would cut the statement there).
     pub fn literal(self, table: &str, v: &Value) -> Result<String, DbError> {
         Ok(match v {
             Value::Null => "NULL".into(),
@@ -41,6 +43,8 @@ impl Dialect {
             Value::DateTime(n) => match self {
                 Dialect::Postgres => format!("to_timestamp({n})::timestamp"),
                 Dialect::Mysql => format!("FROM_UNIXTIME({n})"),
+                // Text in local time, as OpenSIPS' db_sqlite writes a datetime.
+                Dialect::Sqlite => format!("datetime({n},'unixepoch','localtime')"),
             },
             Value::Double(d) if d.is_finite() => format!("{d:?}"),
             Value::Double(_) => {
@@ -56,7 +60,7 @@ impl Dialect {
                 });
             }
             Value::Str(s) => match self {
-                Dialect::Postgres => format!("'{}'", s.replace('\'', "''")),
+                Dialect::Postgres | Dialect::Sqlite => format!("'{}'", s.replace('\'', "''")),
                 Dialect::Mysql => {
                     let mut out = String::with_capacity(s.len() + 2);
                     out.push('\'');
