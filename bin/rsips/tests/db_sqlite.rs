@@ -603,6 +603,15 @@ route {{
         if (!save("location")) sl_reply_error();
         exit;
     }}
+    if ($hdr(X-Replace) != NULL) {{
+        # REPLACE on SQLite too: the row with the same unique key goes first.
+        sql_replace("version", "{{\"table_name\": \"scratch\", \"table_version\": 7}}");
+        sql_replace("version", "{{\"table_name\": \"scratch\", \"table_version\": 8}}");
+        sql_query("SELECT count(*), max(table_version) FROM version WHERE table_name = 'scratch'", "$avp(n);$avp(v)");
+        append_to_reply("X-Replaced: $avp(n) $avp(v)\r\n");
+        sl_send_reply(200, "Replaced");
+        exit;
+    }}
     if (sql_query("SELECT count(*), max(sip_reason) FROM acc WHERE method = 'REGISTER'", "$avp(n);$avp(why)")) {{
         append_to_reply("X-Accounted: $avp(n) $avp(why)\r\n");
         sl_send_reply(200, "OK");
@@ -677,4 +686,7 @@ route {{
     p.request(&server, "OPTIONS", "q", "sqlops-1", "");
     let r = p.recv("SIP/2.0 ", &server);
     assert!(r.contains("X-Accounted: 1 Registered"), "{r}");
+    p.request(&server, "OPTIONS", "q", "sqlops-2", "X-Replace: 1\r\n");
+    let r = p.recv("SIP/2.0 ", &server);
+    assert!(r.contains("X-Replaced: 1 8"), "{r}");
 }

@@ -434,12 +434,14 @@ fn insert(f: &mut FnCtx<'_>, args: &[Value], replace: bool) -> i64 {
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
     if replace {
-        // REPLACE INTO is MySQL's (the row with the same unique key goes first); OpenSIPS'
-        // other drivers do not have it either.
-        if !matches!(db::driver_module(db.url()), Ok("db_mysql")) {
-            return fail(f, "sql_replace needs a mysql:// database");
-        }
-        let sql = match db::sql::Dialect::Mysql.insert(&table, &values) {
+        // REPLACE INTO (the row with the same unique key goes first) is MySQL's and
+        // SQLite's; OpenSIPS' PostgreSQL and text drivers do not have it either.
+        let dialect = match db::driver_module(db.url()) {
+            Ok("db_mysql") => db::sql::Dialect::Mysql,
+            Ok("db_sqlite") => db::sql::Dialect::Sqlite,
+            _ => return fail(f, "sql_replace needs a mysql:// or sqlite:// database"),
+        };
+        let sql = match dialect.insert(&table, &values) {
             Ok(sql) => sql.replacen("INSERT", "REPLACE", 1),
             Err(e) => return fail(f, e),
         };
