@@ -115,6 +115,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     userblacklist::start(script, &options)?;
     uac_redirect::start(script)?;
     stir_shaken::start(script)?;
+    clusterer::start(script, &options)?;
     dispatcher::start(script, &options)
 }
 

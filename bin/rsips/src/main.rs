@@ -78,6 +78,8 @@ fn available() -> engine::Available {
             &uac_registrant::MODULE,
             &statistics::MODULE,
             &exec::MODULE,
+            &clusterer::MODULE,
+            &clusterer::PROTO_BIN,
             &databases::DB_TEXT,
             &databases::DB_SQLITE,
             &databases::DB_POSTGRES,
@@ -313,6 +315,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     if script.loads("stir_shaken") {
         stir_shaken::commands(&mut commands);
     }
+    if script.loads("clusterer") {
+        clusterer::mi::commands(&mut commands);
+    }
     if script.loads("uac_registrant") {
         let scripts = std::sync::Arc::clone(&scripts);
         uac_registrant::mi::commands(&mut commands, std::sync::Arc::new(move || scripts.load()));
@@ -347,6 +352,7 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         },
     ));
     let commands = mi::finish(commands);
+    clusterer::set_mi(std::sync::Arc::clone(&commands));
     match mi::start(&script, &commands, &stop) {
         Ok(up) => {
             for u in up {

@@ -377,3 +377,18 @@ pub fn set_shtag_reader(f: ShtagReader) {
 pub fn shtag(name: &str) -> crate::Value {
     SHTAG_READER.get().map_or(crate::Value::Null, |f| f(name))
 }
+
+/// clusterer's `$cluster.sh_tag(name/cluster_id) = v`: `false` when refused.
+pub type ShtagWriter = Box<dyn Fn(&str, &crate::Value) -> bool + Send + Sync>;
+
+static SHTAG_WRITER: OnceLock<ShtagWriter> = OnceLock::new();
+
+/// Installs the writer (once; later calls are ignored).
+pub fn set_shtag_writer(f: ShtagWriter) {
+    let _ = SHTAG_WRITER.set(f);
+}
+
+/// `$cluster.sh_tag(name/cluster_id) = v`: `false` without the module.
+pub fn shtag_set(name: &str, v: &crate::Value) -> bool {
+    SHTAG_WRITER.get().is_some_and(|f| f(name, v))
+}

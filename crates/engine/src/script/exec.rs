@@ -507,6 +507,7 @@ impl Run<'_> {
             Read::Flag(bit) => Value::Int(i64::from(self.ctx.flags & (1 << bit) != 0)),
             Read::DlgVal(name) => crate::hooks::dialog_val(self.ctx, name),
             Read::RlCount(name) => crate::hooks::pipe_count(name),
+            Read::ShTag(name) => crate::hooks::shtag(name),
             Read::Identity(name) => crate::hooks::identity(self.ctx, name),
             Read::Stat(name) => {
                 crate::stats::find(name).map_or(Value::Null, |s| Value::Int(s.get()))

@@ -27,6 +27,8 @@ pub(crate) enum Read {
     DlgVal(Box<str>),
     /// ratelimit's `$rl_count(name)`: the pipe's counter, NULL without such a pipe.
     RlCount(Box<str>),
+    /// clusterer's `$cluster.sh_tag(name/cluster_id)`: `active` / `backup`.
+    ShTag(Box<str>),
     /// stir_shaken's `$identity(name)`: NULL without a usable Identity header.
     Identity(&'static str),
     /// statistics' `$stat(name)`: the statistic's value, NULL without such a statistic.
@@ -135,6 +137,8 @@ pub(crate) enum Write {
     DlgVal(Box<str>),
     /// statistics' `$stat(name) = …`: resets it.
     Stat(Box<str>),
+    /// clusterer's `$cluster.sh_tag(name/cluster_id) = "active"`.
+    ShTag(Box<str>),
     DlgTimeout,
     AccLeg(Box<str>),
     /// `$msg.branch.flag(NAME)[i] = bool` (no index: the last branch; 0 the R-URI's).

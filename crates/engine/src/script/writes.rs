@@ -120,6 +120,7 @@ impl Run<'_> {
                 true
             }
             Write::DlgVal(ref name) => crate::hooks::dialog_set_val(self.ctx, name, &v),
+            Write::ShTag(ref name) => crate::hooks::shtag_set(name, &v),
             // OpenSIPS resets a statistic whatever value is assigned.
             Write::Stat(ref name) => crate::stats::find(name).is_some_and(|s| {
                 s.reset();

@@ -38,6 +38,9 @@ impl Lower<'_> {
             ("acc_extra", Some(tag)) if !tag.contains('$') => Write::AccExtra(tag.trim().into()),
             ("dlg_val", Some(name)) if !name.contains('$') => Write::DlgVal(name.trim().into()),
             ("stat", Some(name)) if !name.contains('$') => Write::Stat(name.trim().into()),
+            ("cluster.sh_tag", Some(name)) if name.contains('/') && !name.contains('$') => {
+                Write::ShTag(name.trim().into())
+            }
             ("DLG_timeout", None) => Write::DlgTimeout,
             ("acc_leg", Some(tag)) if !tag.contains('$') => Write::AccLeg(tag.trim().into()),
             ("msg.branch.flag" | "branch.flag", Some(name)) => {
@@ -309,6 +312,18 @@ impl Lower<'_> {
             ("acc_extra", Some(tag)) if !tag.contains('$') => Read::AccExtra(tag.trim().into()),
             ("dlg_val", Some(name)) if !name.contains('$') => Read::DlgVal(name.trim().into()),
             ("rl_count", Some(name)) if !name.contains('$') => Read::RlCount(name.trim().into()),
+            ("cluster.sh_tag", Some(name)) => {
+                let ok = name.split_once('/').is_some_and(|(tag, id)| {
+                    !tag.trim().is_empty() && id.trim().parse::<u32>().is_ok_and(|i| i > 0)
+                });
+                if !ok {
+                    return self.fail(Diagnostic::error(
+                        format!("bad sharing tag `{name}` for `$cluster.sh_tag`: <name/cluster_id> expected"),
+                        span,
+                    ));
+                }
+                Read::ShTag(name.trim().into())
+            }
             ("identity", Some(name)) => {
                 const FIELDS: [&str; 8] = [
                     "header", "x5u", "payload", "attest", "dest", "iat", "orig", "origid",
