@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{Peer, header, reply_to};
+use common::{Peer, Rsips, header, reply_to};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -87,46 +87,15 @@ event_route[E_DLG_STATE_CHANGED] {
 }
 "#;
 
-struct Server {
-    dir: PathBuf,
-    _proc: common::Kill,
-}
-
-impl Server {
-    fn start(dir: &Path, port: u16) -> Server {
-        let text = CONFIG
-            .replace("PORT", &port.to_string())
-            .replace("FIFO", dir.join("fifo").to_str().unwrap());
-        std::fs::write(dir.join("rsips.cfg"), text).unwrap();
-        let proc = common::spawn_rsips(dir, "rsips.cfg", |log| log.contains("listening on udp:"));
-        Server {
-            dir: dir.to_owned(),
-            _proc: proc,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default()
-    }
-
-    fn mi(&self, args: &[&str]) -> serde_json::Value {
-        let (ok, out) = common::opensips_cli(&self.dir.join("fifo"), args);
-        assert!(ok, "opensips-cli {args:?}: {out}");
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-    }
-
-    fn mi_error(&self, args: &[&str]) -> String {
-        let (ok, out) = common::opensips_cli(&self.dir.join("fifo"), args);
-        assert!(!ok, "opensips-cli {args:?} should fail: {out}");
-        out
-    }
+fn start(dir: &Path, port: u16) -> Rsips {
+    let text = CONFIG
+        .replace("PORT", &port.to_string())
+        .replace("FIFO", &Rsips::fifo(dir));
+    Rsips::start(dir, &text)
 }
 
 fn test_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rsips-dlglook-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::test_dir("dlglook", name)
 }
 
 /// A call from `user` to `to` answered by `callee`, up to the ACK: the caller's Route.
@@ -196,7 +165,7 @@ fn lookup(px: u16, peer: &Peer, user: &str, callid: &str) -> String {
 fn other_dialogs_are_found_loaded_and_managed() {
     let dir = test_dir("all");
     let port = common::free_port();
-    let s = Server::start(&dir, port);
+    let s = start(&dir, port);
     let (alice, bob, carol, ops) = (Peer::new(), Peer::new(), Peer::new(), Peer::new());
     let route1 = call(port, &alice, &bob, "alice", "bob", "k1");
     let _route2 = call(port, &alice, &carol, "alice", "carol", "k2");

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Peer, header, reply_to};
+use common::{Peer, Rsips, header, reply_to};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -61,43 +61,12 @@ local_route {
 }
 "#;
 
-struct Server {
-    dir: PathBuf,
-    _proc: common::Kill,
-}
-
-impl Server {
-    fn start(dir: &Path, port: u16) -> Server {
-        std::fs::write(
-            dir.join("rsips.cfg"),
-            CONFIG.replace("PORT", &port.to_string()),
-        )
-        .unwrap();
-        let proc = common::spawn_rsips(dir, "rsips.cfg", |log| log.contains("listening on udp:"));
-        Server {
-            dir: dir.to_owned(),
-            _proc: proc,
-        }
-    }
-
-    /// Waits (3 s at most) for `line` in the log.
-    fn wait_log(&self, line: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            let log = std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default();
-            if log.contains(line) || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+fn start(dir: &Path, port: u16) -> Rsips {
+    Rsips::start(dir, &CONFIG.replace("PORT", &port.to_string()))
 }
 
 fn test_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rsips-dlgping-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::test_dir("dlgping", name)
 }
 
 fn sdp(ip: &str) -> String {
@@ -169,7 +138,7 @@ fn recv_method(peer: &Peer, method: &str) -> String {
 fn reinvite_pings_offer_each_side_its_sdp_and_a_481_ends_the_call() {
     let dir = test_dir("reinvite");
     let port = common::free_port();
-    let s = Server::start(&dir, port);
+    let s = start(&dir, port);
     let (caller, callee) = (Peer::new(), Peer::new());
     invite(
         port,
@@ -231,7 +200,7 @@ fn reinvite_pings_offer_each_side_its_sdp_and_a_481_ends_the_call() {
 fn a_call_answered_after_its_cancel_ends_after_the_race_timeout() {
     let dir = test_dir("race");
     let port = common::free_port();
-    let s = Server::start(&dir, port);
+    let s = start(&dir, port);
     let (caller, callee) = (Peer::new(), Peer::new());
     invite(
         port,

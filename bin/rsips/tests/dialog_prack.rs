@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{Peer, header, reply_to};
+use common::{Peer, Rsips, header, reply_to};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -65,35 +65,12 @@ local_route {
 }
 "#;
 
-struct Server {
-    dir: PathBuf,
-    _proc: common::Kill,
-}
-
-impl Server {
-    fn start(dir: &Path, port: u16) -> Server {
-        std::fs::write(
-            dir.join("rsips.cfg"),
-            CONFIG.replace("PORT", &port.to_string()),
-        )
-        .unwrap();
-        let proc = common::spawn_rsips(dir, "rsips.cfg", |log| log.contains("listening on udp:"));
-        Server {
-            dir: dir.to_owned(),
-            _proc: proc,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default()
-    }
+fn start(dir: &Path, port: u16) -> Rsips {
+    Rsips::start(dir, &CONFIG.replace("PORT", &port.to_string()))
 }
 
 fn test_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rsips-prack-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::test_dir("prack", name)
 }
 
 fn invite(px: u16, caller: &Peer, callee: &Peer, callid: &str, extra: &str) {
@@ -172,7 +149,7 @@ fn recv_skipping(peer: &Peer, what: &str, skip: &str) -> String {
 fn auto_prack_acknowledges_reliable_provisionals_and_renumbers_the_callers_requests() {
     let dir = test_dir("auto");
     let port = common::free_port();
-    let s = Server::start(&dir, port);
+    let s = start(&dir, port);
     let (caller, callee) = (Peer::new(), Peer::new());
     invite(port, &caller, &callee, "p1", "");
     let inv = callee.recv("INVITE");
@@ -285,7 +262,7 @@ fn auto_prack_acknowledges_reliable_provisionals_and_renumbers_the_callers_reque
 fn a_failed_auto_prack_answers_the_invite_502_with_the_callees_tag() {
     let dir = test_dir("fail");
     let port = common::free_port();
-    let _s = Server::start(&dir, port);
+    let _s = start(&dir, port);
     let (caller, callee) = (Peer::new(), Peer::new());
 
     // Refused PRACK.
@@ -342,7 +319,7 @@ fn a_failed_auto_prack_answers_the_invite_502_with_the_callees_tag() {
 fn dlg_send_sequential_sends_a_manual_prack_and_requests_towards_the_caller() {
     let dir = test_dir("manual");
     let port = common::free_port();
-    let s = Server::start(&dir, port);
+    let s = start(&dir, port);
     let (caller, callee) = (Peer::new(), Peer::new());
     invite(port, &caller, &callee, "m1", "X-Manual: yes\r\n");
     let inv = callee.recv("INVITE");

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Peer, header, reply_to};
+use common::{Peer, Rsips, header, reply_to};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -80,51 +80,21 @@ fn write_rules(db: &Path, rules: &str) {
     std::fs::write(db.join("fraud_detection"), format!("{HEADER}{rules}")).unwrap();
 }
 
-struct Server {
-    dir: PathBuf,
-    _proc: common::Kill,
+fn start(dir: &Path, port: u16) -> Rsips {
+    let text = CONFIG
+        .replace("PORT", &port.to_string())
+        .replace("FIFO", &Rsips::fifo(dir))
+        .replace("DB", dir.join("db").to_str().unwrap());
+    Rsips::start(dir, &text)
 }
 
-impl Server {
-    fn start(dir: &Path, port: u16) -> Server {
-        let text = CONFIG
-            .replace("PORT", &port.to_string())
-            .replace("FIFO", dir.join("fifo").to_str().unwrap())
-            .replace("DB", dir.join("db").to_str().unwrap());
-        std::fs::write(dir.join("rsips.cfg"), text).unwrap();
-        let proc = common::spawn_rsips(dir, "rsips.cfg", |log| log.contains("listening on udp:"));
-        Server {
-            dir: dir.to_owned(),
-            _proc: proc,
-        }
-    }
-
-    fn mi(&self, args: &[&str]) -> (bool, String) {
-        common::opensips_cli(&self.dir.join("fifo"), args)
-    }
-
-    fn stats(&self, user: &str, prefix: &str) -> serde_json::Value {
-        let (ok, out) = self.mi(&["show_fraud_stats", user, prefix]);
-        assert!(ok, "{out}");
-        serde_json::from_str(&out).unwrap()
-    }
-
-    /// Waits (3 s at most) for `line` in the log.
-    fn wait_log(&self, line: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            let log = std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default();
-            if log.contains(line) || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+/// MI `show_fraud_stats`.
+fn stats(s: &Rsips, user: &str, prefix: &str) -> serde_json::Value {
+    s.mi(&["show_fraud_stats", user, prefix])
 }
 
 fn test_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rsips-frd-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::test_dir("frd", name);
     std::fs::create_dir_all(dir.join("db")).unwrap();
     dir
 }
@@ -202,7 +172,7 @@ fn calls_are_counted_against_the_rules_and_alerts_raised() {
         ),
     );
     let port = common::free_port();
-    let s = Server::start(&dir, port);
+    let s = start(&dir, port);
     let (caller, callee) = (Peer::new(), Peer::new());
 
     let i1 = call(port, &caller, &callee, "4021555", 1, 1);
@@ -225,7 +195,7 @@ fn calls_are_counted_against_the_rules_and_alerts_raised() {
         "{log}"
     );
     assert_eq!(
-        s.stats("alice", "4021"),
+        stats(&s, "alice", "4021"),
         serde_json::json!({"cpm": 3, "total_calls": 3, "concurrent_calls": 3, "seq_calls": 3})
     );
 
@@ -265,7 +235,7 @@ fn calls_are_counted_against_the_rules_and_alerts_raised() {
         !log.contains("call-duration 0/"),
         "the failed call is not checked: {log}"
     );
-    assert_eq!(s.stats("alice", "4021")["concurrent_calls"], 1);
+    assert_eq!(stats(&s, "alice", "4021")["concurrent_calls"], 1);
 
     // Rule 2 gone after a reload: the number falls to rule 1's prefix.
     write_rules(
@@ -276,14 +246,14 @@ fn calls_are_counted_against_the_rules_and_alerts_raised() {
         ),
     );
     // db_text keeps its tables in memory: it reads the file again first.
-    let (ok, out) = s.mi(&["dbt_reload"]);
+    let (ok, out) = s.cli(&["dbt_reload"]);
     assert!(ok, "{out}");
-    let (ok, out) = s.mi(&["fraud_reload"]);
+    let (ok, out) = s.cli(&["fraud_reload"]);
     assert!(ok, "{out}");
     let i4 = call(port, &caller, &callee, "4021555", 1, 4);
     assert_eq!(rc(&i4), "1", "{i4}");
-    assert_eq!(s.stats("alice", "40")["total_calls"], 1);
-    let (ok, out) = s.mi(&["show_fraud_stats", "mallory", "40"]);
+    assert_eq!(stats(&s, "alice", "40")["total_calls"], 1);
+    let (ok, out) = s.cli(&["show_fraud_stats", "mallory", "40"]);
     assert!(
         !ok && out.contains("No data for this user+number yet!"),
         "{out}"

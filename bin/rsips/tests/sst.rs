@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Peer, header, reply_to};
+use common::{Peer, Rsips, header, reply_to};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -52,36 +52,15 @@ route {
 }
 "#;
 
-struct Server {
-    dir: PathBuf,
-    _proc: common::Kill,
-}
-
-impl Server {
-    fn start(dir: &Path, port: u16) -> Server {
-        let text = CONFIG
-            .replace("PORT", &port.to_string())
-            .replace("FIFO", dir.join("fifo").to_str().unwrap());
-        std::fs::write(dir.join("rsips.cfg"), text).unwrap();
-        let proc = common::spawn_rsips(dir, "rsips.cfg", |log| log.contains("listening on udp:"));
-        Server {
-            dir: dir.to_owned(),
-            _proc: proc,
-        }
-    }
-
-    fn mi(&self, args: &[&str]) -> serde_json::Value {
-        let (ok, out) = common::opensips_cli(&self.dir.join("fifo"), args);
-        assert!(ok, "opensips-cli {args:?}: {out}");
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-    }
+fn start(dir: &Path, port: u16) -> Rsips {
+    let text = CONFIG
+        .replace("PORT", &port.to_string())
+        .replace("FIFO", &Rsips::fifo(dir));
+    Rsips::start(dir, &text)
 }
 
 fn test_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rsips-sst-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::test_dir("sst", name)
 }
 
 fn invite(px: u16, caller: &Peer, callee: &Peer, callid: &str, cseq: u32, extra: &str) {
@@ -120,7 +99,7 @@ fn in_dialog(
 fn session_timers_are_checked_requested_refreshed_and_enforced() {
     let dir = test_dir("all");
     let port = common::free_port();
-    let s = Server::start(&dir, port);
+    let s = start(&dir, port);
     let (caller, callee) = (Peer::new(), Peer::new());
 
     // Too small, and the caller supports timers: 422 with our Min-SE, nothing forwarded.

@@ -65,6 +65,72 @@ pub fn spawn_rsips(dir: &std::path::Path, cfg: &str, ready: impl Fn(&str) -> boo
     child
 }
 
+/// A fresh directory for one test: `$TMPDIR/rsips-<kind>-<pid>-<name>`.
+pub fn test_dir(kind: &str, name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rsips-{kind}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// rsips running on a config text written to `dir/rsips.cfg`, ready once it listens on UDP;
+/// its log is `dir/rsips.log`, its MI FIFO (when the config names it so) `dir/fifo`.
+pub struct Rsips {
+    pub dir: std::path::PathBuf,
+    _proc: Kill,
+}
+
+impl Rsips {
+    pub fn start(dir: &std::path::Path, config: &str) -> Rsips {
+        std::fs::write(dir.join("rsips.cfg"), config).unwrap();
+        let proc = spawn_rsips(dir, "rsips.cfg", |log| log.contains("listening on udp:"));
+        Rsips {
+            dir: dir.to_owned(),
+            _proc: proc,
+        }
+    }
+
+    /// The FIFO path a config should name for [`Rsips::mi`].
+    pub fn fifo(dir: &std::path::Path) -> String {
+        dir.join("fifo").to_str().unwrap().to_owned()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default()
+    }
+
+    /// The log once it has `line` (3 s at most; the log as it is then otherwise).
+    pub fn wait_log(&self, line: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let log = self.log();
+            if log.contains(line) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The real opensips-cli over the FIFO: (success, its output).
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        opensips_cli(&self.dir.join("fifo"), args)
+    }
+
+    /// An MI command that must succeed: its JSON result.
+    pub fn mi(&self, args: &[&str]) -> serde_json::Value {
+        let (ok, out) = self.cli(args);
+        assert!(ok, "opensips-cli {args:?}: {out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    /// An MI command that must fail: its output.
+    pub fn mi_error(&self, args: &[&str]) -> String {
+        let (ok, out) = self.cli(args);
+        assert!(!ok, "opensips-cli {args:?} should fail: {out}");
+        out
+    }
+}
+
 /// `N` distinct ports on 127.0.0.1 free for both UDP and TCP (a test server often listens on
 /// both).
 pub fn free_ports<const N: usize>() -> [u16; N] {
