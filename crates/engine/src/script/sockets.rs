@@ -20,10 +20,11 @@ pub(super) fn socket_names(config: &Config) -> Vec<String> {
         if let Item::Socket(s) = item
             && let cfg::socket::SocketDef::Listen(spec) = &s.node
         {
-            let default = if matches!(spec.proto.as_str(), "tls" | "wss") {
-                5061
-            } else {
-                5060
+            // proto_bin's `bin_port` default (the clusterer's sockets), else SIP's.
+            let default = match spec.proto.as_str() {
+                "tls" | "wss" => 5061,
+                "bin" => 5555,
+                _ => 5060,
             };
             let ports: Vec<u16> = if spec.ports.is_empty() {
                 vec![default]
@@ -217,5 +218,23 @@ mod socket_tests {
             )
         );
         assert!(socks.iter().all(|s| s.addr.is_some()));
+    }
+
+    #[test]
+    fn a_bin_socket_without_a_port_listens_on_proto_bins_default() {
+        let mut sources = cfg::SourceMap::without_includes();
+        let parsed = cfg::parse(
+            &mut sources,
+            std::path::Path::new("t.cfg"),
+            "socket=bin:127.0.0.1\nsocket=bin:127.0.0.1:6000\nsocket=udp:127.0.0.1\n".into(),
+        );
+        assert_eq!(
+            socket_names(&parsed.config),
+            [
+                "bin:127.0.0.1:5555",
+                "bin:127.0.0.1:6000",
+                "udp:127.0.0.1:5060"
+            ]
+        );
     }
 }
