@@ -75,10 +75,12 @@ fn invite(px: u16, caller: &Peer, callee: &Peer, callid: &str, cseq: u32, extra:
     );
 }
 
+#[allow(clippy::too_many_arguments)]
 fn in_dialog(
     px: u16,
     caller: &Peer,
     callee: &Peer,
+    callid: &str,
     method: &str,
     cseq: u32,
     route: &str,
@@ -87,9 +89,9 @@ fn in_dialog(
     caller.send(
         px,
         &format!(
-            "{method} sip:bob@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-s1-{method}{cseq};rport\r\n\
-             Route: {route}\r\nFrom: <sip:alice@example.com>;tag=a-s1\r\nTo: <sip:bob@example.com>;tag=b-s1\r\n\
-             Call-ID: s1\r\nCSeq: {cseq} {method}\r\n{extra}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            "{method} sip:bob@127.0.0.1:{} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-{callid}-{method}{cseq};rport\r\n\
+             Route: {route}\r\nFrom: <sip:alice@example.com>;tag=a-{callid}\r\nTo: <sip:bob@example.com>;tag=b-{callid}\r\n\
+             Call-ID: {callid}\r\nCSeq: {cseq} {method}\r\n{extra}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
             callee.port, caller.port
         ),
     );
@@ -152,6 +154,39 @@ fn session_timers_are_checked_requested_refreshed_and_enforced() {
         ),
     );
 
+    // The caller asks for timers, the callee answers without: the caller becomes the
+    // refresher on the 2xx's way back.
+    invite(
+        port,
+        &caller,
+        &callee,
+        "s2",
+        1,
+        "Supported: timer\r\nSession-Expires: 3\r\n",
+    );
+    let inv = callee.recv("INVITE s2");
+    assert_eq!(header(&inv, "Session-Expires"), ["3"], "{inv}");
+    callee.send(
+        port,
+        &reply_to(
+            &inv,
+            "200 OK",
+            "b-s2",
+            &format!("Contact: <sip:bob@127.0.0.1:{}>\r\n", callee.port),
+        ),
+    );
+    let ok = caller.recv("200 of s2");
+    assert_eq!(header(&ok, "Session-Expires"), ["3;refresher=uac"], "{ok}");
+    assert_eq!(header(&ok, "Require"), ["timer"], "{ok}");
+    let route2 = header(&ok, "Record-Route")[0].to_owned();
+    in_dialog(port, &caller, &callee, "s2", "ACK", 1, &route2, "");
+    assert!(callee.recv("ACK of s2").starts_with("ACK "));
+    in_dialog(port, &caller, &callee, "s2", "BYE", 2, &route2, "");
+    let bye = callee.recv("BYE of s2");
+    assert!(bye.starts_with("BYE "), "{bye}");
+    callee.send(port, &reply_to(&bye, "200 OK", "", ""));
+    assert!(caller.recv("200 of the BYE").starts_with("SIP/2.0 200"));
+
     // No timer asked: the proxy asks for one of min_se.
     invite(port, &caller, &callee, "s1", 1, "");
     let inv = callee.recv("INVITE s1");
@@ -172,7 +207,7 @@ fn session_timers_are_checked_requested_refreshed_and_enforced() {
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     let answered = Instant::now();
     let route = header(&ok, "Record-Route")[0].to_owned();
-    in_dialog(port, &caller, &callee, "ACK", 1, &route, "");
+    in_dialog(port, &caller, &callee, "s1", "ACK", 1, &route, "");
     assert!(callee.recv("ACK").starts_with("ACK "));
 
     // A refresh 2 s in: the session runs 3 s from it, past the first expiry (3 s after the
@@ -182,6 +217,7 @@ fn session_timers_are_checked_requested_refreshed_and_enforced() {
         port,
         &caller,
         &callee,
+        "s1",
         "INVITE",
         2,
         &route,
@@ -195,17 +231,19 @@ fn session_timers_are_checked_requested_refreshed_and_enforced() {
             .recv("200 of the re-INVITE")
             .starts_with("SIP/2.0 200")
     );
-    in_dialog(port, &caller, &callee, "ACK", 2, &route, "");
+    in_dialog(port, &caller, &callee, "s1", "ACK", 2, &route, "");
     assert!(callee.recv("ACK 2").starts_with("ACK "));
     let refreshed = Instant::now();
+    // Read now: opensips-cli takes a while to start on a loaded machine, and the session
+    // ends 3 s after the refresh.
+    let list = s.mi(&["dlg_list"]);
+    assert_eq!(list["Dialogs"][0]["state"], 4, "{list}");
     let quiet_until = answered + Duration::from_millis(4300);
     assert_eq!(
         callee.quiet(quiet_until.saturating_duration_since(Instant::now())),
         None,
         "the refreshed session must outlive its first interval"
     );
-    let list = s.mi(&["dlg_list"]);
-    assert_eq!(list["Dialogs"][0]["state"], 4, "{list}");
 
     // No more refreshes: the session ends with a BYE to each side.
     let bye = callee.recv("BYE at the callee");

@@ -191,6 +191,9 @@ pub trait DialogHooks: Send + Sync {
     fn reply_sent(&self, mark: crate::DialogMark, code: u16, reply: Option<&sip::SipMessage>);
     /// The INVITE of dialog `dialog` was cancelled (a CANCEL matched its transaction).
     fn cancelled(&self, _dialog: u64) {}
+    /// A reply of a transaction of the dialog `mark` names, about to be relayed upstream: the
+    /// module may change it (`ctx.edits`; sst's Session-Expires).
+    fn reply_out(&self, _ctx: &mut crate::MsgCtx, _mark: crate::DialogMark) {}
     /// The transaction of a request of dialog `dialog` is gone: a dialog it created and that
     /// never got a final reply goes away too.
     fn tx_gone(&self, dialog: u64);
@@ -281,6 +284,12 @@ pub fn dialog_set_timeout(ctx: &crate::MsgCtx, secs: u32) -> bool {
 /// Whether the dialog module runs (its hooks are installed).
 pub fn dialog_running() -> bool {
     DIALOG.get().is_some()
+}
+
+pub fn dialog_reply_out(ctx: &mut crate::MsgCtx, mark: crate::DialogMark) {
+    if let Some(d) = DIALOG.get() {
+        d.reply_out(ctx, mark);
+    }
 }
 
 pub fn dialog_create(ctx: &mut crate::MsgCtx) -> Option<u64> {

@@ -233,6 +233,15 @@ impl engine::hooks::DialogHooks for Hooks {
         true
     }
 
+    fn reply_out(&self, ctx: &mut MsgCtx, mark: DialogMark) {
+        let t = dialogs();
+        if let Some(d) = t.by_id.get(&mark.id)
+            && d.sst.is_some()
+        {
+            sst::reply_out(ctx, d);
+        }
+    }
+
     fn cancelled(&self, dialog: u64) {
         let s = settings();
         let mut t = dialogs();

@@ -5,9 +5,9 @@
 //! it again, so a call whose ends stopped refreshing is ended. `sstCheckMin([send_reply])`
 //! answers `422 Session Timer Too Small` to an INVITE asking less than `min_se`.
 //!
-//! Not done: the `Session-Expires;refresher=uac` and `Require: timer` OpenSIPS adds to a 2xx
-//! when only the caller supports timers (the interval is tracked all the same), and keeping
-//! the session data of a dialog across a restart.
+//! A 2xx without `Session-Expires` to a caller that supports timers gets
+//! `Session-Expires: N;refresher=uac` and `timer` in `Require` on its way: the caller
+//! refreshes. Not done: keeping the session data of a dialog across a restart.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -263,6 +263,43 @@ pub(crate) fn reply(d: &mut Dialog, code: u16, msg: &SipMessage, now: Instant) {
     }
     d.sst = Some(info);
     set_lifetime(d, info.interval, now);
+}
+
+/// A 2xx to an INVITE or UPDATE about to be relayed to a caller that supports timers when the
+/// callee asked for none: the caller is made the refresher (`Session-Expires: N;refresher=uac`,
+/// `timer` required), as OpenSIPS does.
+pub(crate) fn reply_out(ctx: &mut MsgCtx, d: &Dialog) {
+    let (Some(s), Some(info)) = (SETTINGS.get(), d.sst) else {
+        return;
+    };
+    let msg = &ctx.msg;
+    let code = msg.status().unwrap_or(0);
+    let refresh = msg
+        .cseq()
+        .is_ok_and(|c| matches!(c.method, Method::Invite | Method::Update));
+    if !(200..300).contains(&code) || !refresh || info.supported != Side::Caller {
+        return;
+    }
+    let m = parse(msg);
+    if m.se != 0 {
+        return;
+    }
+    let interval = refreshed(s, &m);
+    ctx.edits
+        .append("Session-Expires", &format!("{interval};refresher=uac"));
+    let require = msg
+        .headers()
+        .find(|h| h.name == HeaderName::Require)
+        .map(|h| (h.index, h.value.to_owned()));
+    match require {
+        Some((_, v)) if v.split(',').any(|t| t.trim().eq_ignore_ascii_case("timer")) => {}
+        Some((index, v)) => {
+            ctx.edits.replace_value(index, format!("{v}, timer"));
+        }
+        None => {
+            ctx.edits.append("Require", "timer");
+        }
+    }
 }
 
 /// A dialog with a session timer timed out (`expired_sst`).

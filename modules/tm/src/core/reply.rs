@@ -56,20 +56,25 @@ impl Tm {
             return true;
         }
         let (mut ctx, dropped) = self.run_reply_routes(&cell, n, reply, code, ctx, runner, false);
-        // A media module engaged in the request's dialog sees the reply before it goes on.
-        if engine::hooks::media_running() {
+        // The dialog module (sst) and a media module engaged in the request's dialog see the
+        // reply before it goes on.
+        let media = engine::hooks::media_running();
+        if media || engine::hooks::dialog_running() {
             let of_dialog = {
                 let tx = cell.lock();
                 tx.request.dialog.map(|d| {
                     (
-                        d.id,
+                        d,
                         tx.request.msg.method_str().unwrap_or("").to_owned(),
                         !tx.request.msg.body().is_empty(),
                     )
                 })
             };
-            if let Some((id, method, body)) = of_dialog {
-                engine::hooks::media_reply(&mut ctx, id, &method, body);
+            if let Some((mark, method, body)) = of_dialog {
+                engine::hooks::dialog_reply_out(&mut ctx, mark);
+                if media {
+                    engine::hooks::media_reply(&mut ctx, mark.id, &method, body);
+                }
             }
         }
         if code >= 200
