@@ -113,6 +113,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     engine::cachedb::configure(script)?;
     tracer::start(script, &options)?;
     userblacklist::start(script, &options)?;
+    sql_cacher::start(script, &options)?;
     uac_redirect::start(script)?;
     stir_shaken::start(script)?;
     clusterer::start(script, &options)?;

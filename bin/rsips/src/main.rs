@@ -43,6 +43,7 @@ fn available() -> engine::Available {
             &tracer::TRACER,
             &tracer::PROTO_HEP,
             &userblacklist::MODULE,
+            &sql_cacher::MODULE,
             &mathops::MODULE,
             &uac_redirect::MODULE,
             &stir_shaken::MODULE,
@@ -311,6 +312,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("userblacklist") {
         userblacklist::commands(&mut commands);
+    }
+    if script.loads("sql_cacher") {
+        sql_cacher::commands(&mut commands);
     }
     if script.loads("stir_shaken") {
         stir_shaken::commands(&mut commands);

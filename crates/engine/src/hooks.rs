@@ -401,3 +401,20 @@ pub fn set_shtag_writer(f: ShtagWriter) {
 pub fn shtag_set(name: &str, v: &crate::Value) -> bool {
     SHTAG_WRITER.get().is_some_and(|f| f(name, v))
 }
+
+/// sql_cacher's `$sql_cached_value(id:col:key)`, given the expanded name.
+pub type SqlCacheReader = Box<dyn Fn(&str) -> crate::Value + Send + Sync>;
+
+static SQL_CACHE_READER: OnceLock<SqlCacheReader> = OnceLock::new();
+
+/// Installs the reader (once; later calls are ignored).
+pub fn set_sql_cache_reader(f: SqlCacheReader) {
+    let _ = SQL_CACHE_READER.set(f);
+}
+
+/// `$sql_cached_value(...)`: NULL without the module.
+pub fn sql_cached_value(name: &str) -> crate::Value {
+    SQL_CACHE_READER
+        .get()
+        .map_or(crate::Value::Null, |f| f(name))
+}

@@ -367,6 +367,7 @@ pub(crate) const MODULE_PVS: &[(&str, &str)] = &[
     ("ds_", "dispatcher"),
     ("stat", "statistics"),
     ("uuid", "uuid"),
+    ("sql_cached_value", "sql_cacher"),
 ];
 
 /// Core functions: (name, min args, max args). Flags are static strings (index 0 of the flag ones).

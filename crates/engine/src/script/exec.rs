@@ -508,6 +508,10 @@ impl Run<'_> {
             Read::DlgVal(name) => crate::hooks::dialog_val(self.ctx, name),
             Read::RlCount(name) => crate::hooks::pipe_count(name),
             Read::ShTag(name) => crate::hooks::shtag(name),
+            Read::SqlCached(name) => {
+                let name = self.format(name)?;
+                crate::hooks::sql_cached_value(&name.to_text())
+            }
             Read::Identity(name) => crate::hooks::identity(self.ctx, name),
             Read::Stat(name) => {
                 crate::stats::find(name).map_or(Value::Null, |s| Value::Int(s.get()))

@@ -29,6 +29,9 @@ pub(crate) enum Read {
     RlCount(Box<str>),
     /// clusterer's `$cluster.sh_tag(name/cluster_id)`: `active` / `backup`.
     ShTag(Box<str>),
+    /// sql_cacher's `$sql_cached_value(id:col:key)`: the name is a format string (the key
+    /// may hold variables), expanded at each read.
+    SqlCached(Box<[Piece]>),
     /// stir_shaken's `$identity(name)`: NULL without a usable Identity header.
     Identity(&'static str),
     /// statistics' `$stat(name)`: the statistic's value, NULL without such a statistic.

@@ -312,6 +312,7 @@ impl Lower<'_> {
             ("acc_extra", Some(tag)) if !tag.contains('$') => Read::AccExtra(tag.trim().into()),
             ("dlg_val", Some(name)) if !name.contains('$') => Read::DlgVal(name.trim().into()),
             ("rl_count", Some(name)) if !name.contains('$') => Read::RlCount(name.trim().into()),
+            ("sql_cached_value", Some(name)) => Read::SqlCached(self.format(name, span)?.into()),
             ("cluster.sh_tag", Some(name)) => {
                 let ok = name.split_once('/').is_some_and(|(tag, id)| {
                     !tag.trim().is_empty() && id.trim().parse::<u32>().is_ok_and(|i| i > 0)
