@@ -94,6 +94,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     presence::start(script, &options)?;
     topology_hiding::start(script)?;
     registrar::persist::start(script, &options)?;
+    mid_registrar::start(script)?;
     dialog::start(script, &options)?;
     fraud_detection::start(script, &options)?;
     path::start(script)?;
@@ -117,6 +118,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     uac_redirect::start(script)?;
     stir_shaken::start(script)?;
     clusterer::start(script, &options)?;
+    opentelemetry::start(script)?;
     dispatcher::start(script, &options)
 }
 

@@ -181,6 +181,8 @@ pub fn write(level: i32, module: &str, text: &str) {
 /// time itself), under `facility` or the global one. JSON formats carry the same fields.
 fn emit(level: i32, facility: Option<u8>, module: Option<&str>, text: &str) {
     let text = text.strip_suffix('\n').unwrap_or(text);
+    // The opentelemetry module's log events: one relaxed load when no consumer is on.
+    engine::profiling::log_line(level, text);
     let plain = || match module {
         Some(m) => format!("{}:{m}: {text}", level_name(level)),
         None => format!("{}:{text}", level_name(level)),

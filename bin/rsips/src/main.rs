@@ -34,6 +34,7 @@ fn available() -> engine::Available {
             &textops::MODULE,
             &registrar::USRLOC,
             &registrar::REGISTRAR,
+            &mid_registrar::MODULE,
             &nathelper::MODULE,
             &dispatcher::MODULE,
             &auth::AUTH,
@@ -81,6 +82,7 @@ fn available() -> engine::Available {
             &exec::MODULE,
             &clusterer::MODULE,
             &clusterer::PROTO_BIN,
+            &opentelemetry::MODULE,
             &databases::DB_TEXT,
             &databases::DB_SQLITE,
             &databases::DB_POSTGRES,
@@ -321,6 +323,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("clusterer") {
         clusterer::mi::commands(&mut commands);
+    }
+    if script.loads("opentelemetry") {
+        opentelemetry::commands(&mut commands);
     }
     if script.loads("uac_registrant") {
         let scripts = std::sync::Arc::clone(&scripts);

@@ -149,7 +149,10 @@ pub const MODULES: &[(&str, &[&str])] = &[
     ("mi_datagram", &[]),
     ("mi_fifo", &[]),
     ("mi_http", &[]),
-    ("mid_registrar", &[]),
+    (
+        "mid_registrar",
+        &["mid_registrar_lookup", "mid_registrar_save"],
+    ),
     ("mqueue", &[]),
     (
         "nathelper",
@@ -276,6 +279,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
     ("siptrace", &[]),
     ("sl", &["sl_reply_error", "sl_send_reply"]),
     ("sockets_mgm", &["id"]),
+    ("sql_cacher", &["sql_cache_dump"]),
     (
         "sqlops",
         &[

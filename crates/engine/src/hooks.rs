@@ -418,3 +418,34 @@ pub fn sql_cached_value(name: &str) -> crate::Value {
         .get()
         .map_or(crate::Value::Null, |f| f(name))
 }
+
+/// A module's look at each reply tm relays upstream, after the onreply routes (mid_registrar
+/// stores what the main registrar granted): the reply's context and the script its request
+/// ran in.
+pub type ReplyHook = Box<dyn Fn(&mut crate::MsgCtx, &crate::Script) + Send + Sync>;
+
+static REPLY_HOOKS: std::sync::RwLock<Vec<ReplyHook>> = std::sync::RwLock::new(Vec::new());
+static REPLY_HOOKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Adds a reply hook (they run in the order added).
+pub fn add_reply_hook(f: ReplyHook) {
+    REPLY_HOOKS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(f);
+    REPLY_HOOKED.store(true, std::sync::atomic::Ordering::Release);
+}
+
+/// Whether any module hooks replies (one load per reply otherwise).
+pub fn reply_hooked() -> bool {
+    REPLY_HOOKED.load(std::sync::atomic::Ordering::Acquire)
+}
+
+pub fn run_reply_hooks(ctx: &mut crate::MsgCtx, script: &crate::Script) {
+    let hooks = REPLY_HOOKS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for f in hooks.iter() {
+        f(ctx, script);
+    }
+}

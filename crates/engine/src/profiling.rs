@@ -16,19 +16,22 @@
 //!   (OpenSIPS' processes): `session` is the thread's OS id (OpenSIPS: the process' pid),
 //!   `type` the OpenSIPS process type (1 UDP, 2 TCP, 3 timer, 4 module), `name` of
 //!   `start`/`end` the `core:ps` description, `file` the Rust function that reports.
+//! - A [`ScriptConsumer`] (the `opentelemetry` module, OpenSIPS' second profiling handler)
+//!   gets the same script runs while it is on ([`consume`]), with the message at `start`.
 //!
-//! Off (no subscriber and every level 0, the default) the data path pays one relaxed load of
-//! [`active`] per message and per top-level route; nested `route()` calls test a field.
+//! Off (no subscriber, no consumer on, every level 0: the default) the data path pays one
+//! relaxed load of [`active`] per message and per top-level route; nested `route()` calls
+//! test a field.
 //! Records go to the external subscribers synchronously from the thread that makes them, so
 //! they arrive in order per session; `event_route[E_PROFILING_*]` is not run for them (a
 //! route reporting on itself would never end).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::Value;
+use crate::{MsgCtx, Value};
 
 /// The route-level event.
 pub const E_SCRIPT: &str = "E_PROFILING_SCRIPT";
@@ -36,9 +39,13 @@ pub const E_SCRIPT: &str = "E_PROFILING_SCRIPT";
 pub const E_PROC: &str = "E_PROFILING_PROC";
 
 /// [`active`] bit: `E_PROFILING_SCRIPT` has (or recently had) a subscriber.
-pub const SCRIPT: u8 = 1;
+const SCRIPT_EVI: u8 = 1;
 /// [`active`] bit: some process has a profiling level above 0.
 pub const PROC: u8 = 2;
+/// [`active`] bit: the [`ScriptConsumer`] (the `opentelemetry` module) is on.
+pub const CONSUMER: u8 = 4;
+/// [`active`] bits: somebody wants script records (a subscriber or the consumer).
+pub const SCRIPT: u8 = SCRIPT_EVI | CONSUMER;
 
 /// Level 0: off.
 pub const LEVEL_OFF: u8 = 0;
@@ -111,7 +118,64 @@ pub fn level(id: usize) -> u8 {
 /// Told by the Event Interface when `event` got a subscriber.
 pub fn subscribed(event: &str) {
     if event == E_SCRIPT {
-        ACTIVE.fetch_or(SCRIPT, Ordering::Relaxed);
+        ACTIVE.fetch_or(SCRIPT_EVI, Ordering::Relaxed);
+    }
+}
+
+/// A consumer of the script records besides the Event Interface (OpenSIPS'
+/// `profiling_handlers_t`; the `opentelemetry` module). Called on the thread running the
+/// route, balanced (`start`, then `enter`/`exit` pairs, then `end`), so a thread-local stack
+/// is all it needs to nest. Each call must be quick: it runs on a SIP worker.
+pub trait ScriptConsumer: Send + Sync {
+    /// A top-level route run over `msg` starts; `route_type` is its OpenSIPS route-type bit.
+    fn start(&self, msg: &MsgCtx, route_type: i64);
+    /// A route is entered (`<root>` for the unnamed top-level ones), called from `at`.
+    fn enter(&self, name: &str, route_type: i64, at: Option<(&str, u32)>);
+    /// The route entered last returns `status`.
+    fn exit(&self, status: i64);
+    /// The run of [`ScriptConsumer::start`] ends with `status`.
+    fn end(&self, status: i64);
+    /// A log line written while a run is on (see [`log_line`]).
+    fn log(&self, level: i32, text: &str);
+    /// Whether it wants the `E_PROFILING_PROC` records too (of the threads whose level asks).
+    fn wants_proc(&self) -> bool {
+        false
+    }
+    /// A process record (`verb`, `name`, `file:line`, `status` as the event carries them).
+    fn proc_record(
+        &self,
+        verb: &'static str,
+        name: &str,
+        at: Option<(&str, u32)>,
+        status: Option<i64>,
+    ) {
+        let _ = (verb, name, at, status);
+    }
+}
+
+static CONSUMER_HOOK: OnceLock<Box<dyn ScriptConsumer>> = OnceLock::new();
+
+/// Installs the consumer (once per process; false if one was installed already).
+pub fn set_consumer(consumer: Box<dyn ScriptConsumer>) -> bool {
+    CONSUMER_HOOK.set(consumer).is_ok()
+}
+
+/// Turns the consumer on or off (the [`CONSUMER`] bit). Runs already started keep going to it.
+pub fn consume(on: bool) {
+    if on && CONSUMER_HOOK.get().is_some() {
+        ACTIVE.fetch_or(CONSUMER, Ordering::Relaxed);
+    } else {
+        ACTIVE.fetch_and(!CONSUMER, Ordering::Relaxed);
+    }
+}
+
+/// A log line, for the consumer to attach to the route being run on this thread (OpenSIPS'
+/// log consumer): one relaxed load when the consumer is off.
+pub fn log_line(level: i32, text: &str) {
+    if active() & CONSUMER != 0
+        && let Some(c) = CONSUMER_HOOK.get()
+    {
+        c.log(level, text);
     }
 }
 
@@ -120,7 +184,7 @@ pub fn subscribed(event: &str) {
 fn script_wanted() -> bool {
     let wanted = crate::evi::has_subscribers(E_SCRIPT);
     if !wanted {
-        ACTIVE.fetch_and(!SCRIPT, Ordering::Relaxed);
+        ACTIVE.fetch_and(!SCRIPT_EVI, Ordering::Relaxed);
     }
     wanted
 }
@@ -173,21 +237,39 @@ fn emit(event: &str, r: &Record<'_>) {
     }
 }
 
-/// The script producer of one top-level route run (only built when the event is wanted).
+/// The script producer of one top-level route run (only built when the records are wanted).
 #[derive(Debug, Clone, Copy)]
 pub struct ScriptSession {
     pub session: i64,
     /// OpenSIPS' route-type bit of the top-level route.
     pub kind: i64,
+    /// `E_PROFILING_SCRIPT` has a subscriber.
+    evi: bool,
+    /// The [`ScriptConsumer`] was on when the run started (it gets the whole run).
+    consumer: bool,
 }
 
 impl ScriptSession {
-    /// A session for a route run over message `msg_id`, when anybody subscribed (checked
-    /// only once [`active`] had the [`SCRIPT`] bit).
-    pub fn open(msg_id: u64, route_kind: &str) -> Option<ScriptSession> {
-        script_wanted().then(|| ScriptSession {
-            session: msg_id as i64,
-            kind: route_type_bit(route_kind),
+    /// A session for a route run over `msg`, when anybody subscribed or the consumer is on
+    /// (checked only once [`active`] had a [`SCRIPT`] bit); tells the consumer it starts.
+    pub fn open(msg: &MsgCtx, route_kind: &str) -> Option<ScriptSession> {
+        let active = active();
+        let consumer = active & CONSUMER != 0;
+        let evi = active & SCRIPT_EVI != 0 && script_wanted();
+        if !evi && !consumer {
+            return None;
+        }
+        let kind = route_type_bit(route_kind);
+        let consumer = consumer
+            && CONSUMER_HOOK.get().is_some_and(|c| {
+                c.start(msg, kind);
+                true
+            });
+        Some(ScriptSession {
+            session: msg.id as i64,
+            kind,
+            evi,
+            consumer,
         })
     }
 
@@ -200,6 +282,19 @@ impl ScriptSession {
         at: Option<(&str, u32)>,
         status: Option<i64>,
     ) {
+        if self.consumer
+            && let Some(c) = CONSUMER_HOOK.get()
+        {
+            match verb {
+                "enter" => c.enter(name, self.kind, at),
+                "exit" => c.exit(status.unwrap_or(0)),
+                "end" => c.end(status.unwrap_or(0)),
+                _ => {}
+            }
+        }
+        if !self.evi {
+            return;
+        }
         emit(
             E_SCRIPT,
             &Record {
@@ -245,6 +340,8 @@ struct Bound {
     pending: Vec<Pending>,
     /// The session goes to subscribers (checked at `start`).
     wanted: bool,
+    /// The session goes to the [`ScriptConsumer`] (checked at `start`).
+    consumer: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -285,6 +382,7 @@ pub fn bind(id: usize, kind: ProcType, desc: &str) {
         frozen: None,
         pending: Vec::new(),
         wanted: false,
+        consumer: false,
     };
     ME.with(|me| *me.borrow_mut() = Some(bound));
 }
@@ -305,6 +403,11 @@ impl Bound {
         at: Option<(&str, u32)>,
         status: Option<i64>,
     ) {
+        if self.consumer
+            && let Some(c) = CONSUMER_HOOK.get()
+        {
+            c.proc_record(verb, name, at, status);
+        }
         if !self.wanted {
             return;
         }
@@ -358,6 +461,8 @@ pub fn proc_start(level: u8, held: bool) {
             return;
         }
         b.wanted = crate::evi::has_subscribers(E_PROC);
+        b.consumer =
+            active() & CONSUMER != 0 && CONSUMER_HOOK.get().is_some_and(|c| c.wants_proc());
         b.depth = 0;
         b.pending.clear();
         if held {
@@ -496,6 +601,77 @@ mod tests {
             ..r
         };
         assert_eq!(start.params().len(), 7);
+    }
+
+    thread_local! {
+        static SEEN: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Records what this thread's runs report (other tests run scripts on their threads).
+    struct Recorder;
+
+    impl ScriptConsumer for Recorder {
+        fn start(&self, msg: &MsgCtx, route_type: i64) {
+            let m = msg.msg.method_str().unwrap_or("").to_owned();
+            SEEN.with(|s| s.borrow_mut().push(format!("start {m} {route_type}")));
+        }
+        fn enter(&self, name: &str, _: i64, at: Option<(&str, u32)>) {
+            let line = at.map_or(0, |a| a.1);
+            SEEN.with(|s| s.borrow_mut().push(format!("enter {name}:{line}")));
+        }
+        fn exit(&self, status: i64) {
+            SEEN.with(|s| s.borrow_mut().push(format!("exit {status}")));
+        }
+        fn end(&self, status: i64) {
+            SEEN.with(|s| s.borrow_mut().push(format!("end {status}")));
+        }
+        fn log(&self, _: i32, text: &str) {
+            SEEN.with(|s| s.borrow_mut().push(format!("log {text}")));
+        }
+    }
+
+    #[test]
+    fn the_consumer_gets_balanced_runs_while_on() {
+        let src = "route {\n route(a);\n}\nroute[a] {\n return(-2);\n}\n";
+        let mut sources = cfg::SourceMap::new();
+        let parsed = cfg::parse(&mut sources, std::path::Path::new("t.cfg"), src.into());
+        let available = crate::Available {
+            modules: vec![],
+            builtin: vec![],
+            argv: Vec::new(),
+        };
+        let Ok(script) = crate::Script::compile(&parsed.config, &sources, &available) else {
+            panic!("does not compile");
+        };
+        let raw = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                   From: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\n\
+                   CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let run = || {
+            let msg = sip::SipMessage::parse(bytes::Bytes::from_static(raw.as_bytes()));
+            let mut ctx = MsgCtx::new(msg.unwrap_or_else(|e| panic!("{e}")));
+            let mut log = crate::MemoryLog::default();
+            let _ = script.run(&mut crate::Worker::default(), &mut ctx, &mut log);
+            SEEN.with(|s| std::mem::take(&mut *s.borrow_mut()))
+        };
+        set_consumer(Box::new(Recorder));
+        consume(true);
+        log_line(3, "hello");
+        let on = run();
+        consume(false);
+        let off = run();
+        assert_eq!(
+            on,
+            [
+                "log hello",
+                "start OPTIONS 1",
+                "enter <root>:2",
+                "enter a:2",
+                "exit -2",
+                "exit 0",
+                "end 0"
+            ]
+        );
+        assert!(off.is_empty(), "{off:?}");
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub fn lookup(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 
 /// Where a contact is sent (`$du`): the first URI of its Path, else its received address
 /// (OpenSIPS `push_branch`); `None` leaves the R-URI to decide.
-fn next_hop(c: &Contact) -> Option<String> {
+pub fn next_hop(c: &Contact) -> Option<String> {
     if let Some(path) = &c.path {
         // Read leniently: a Path URI may carry `received="sip:…"` (path-received), which a
         // strict URI parser refuses.

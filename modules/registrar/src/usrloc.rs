@@ -380,7 +380,7 @@ pub fn now() -> u64 {
 }
 
 /// A new contact id: unique in this process, and unlike the ids of an earlier start.
-fn next_id() -> u64 {
+pub fn next_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let _ = NEXT.compare_exchange(

@@ -715,7 +715,7 @@ impl Script {
         let prof = if active & crate::profiling::SCRIPT == 0 {
             None
         } else {
-            crate::profiling::ScriptSession::open(ctx.id, kind)
+            crate::profiling::ScriptSession::open(ctx, kind)
         };
         let at = prof.and_then(|_| {
             self.route_sites

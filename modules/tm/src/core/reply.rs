@@ -77,6 +77,18 @@ impl Tm {
                 }
             }
         }
+        // Modules that follow replies (mid_registrar) see it too.
+        if engine::hooks::reply_hooked() {
+            let script = cell.lock().request.script.clone();
+            if let Some(script) = script {
+                // Without an onreply route the context has not met its transaction yet.
+                if ctx.tx.is_none() {
+                    ctx.tx = Some(cell.clone() as Arc<dyn engine::ctx::Transaction>);
+                    ctx.branch_index = Some(n);
+                }
+                engine::hooks::run_reply_hooks(&mut ctx, &script);
+            }
+        }
         if code >= 200
             && let Some(b) = cell.lock().branches.get_mut(n)
         {
