@@ -202,6 +202,10 @@ impl Subscriber {
 }
 
 /// The subscribers of each event, newest first.
+/// Whether anyone subscribed since start (never cleared: a subscriber that expired is
+/// found by the slower check).
+static EVER_SUBSCRIBED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 static SUBSCRIBERS: LazyLock<Mutex<BTreeMap<String, Vec<Subscriber>>>> =
     LazyLock::new(Mutex::default);
 
@@ -311,6 +315,7 @@ fn resolve(hostport: &str) -> Result<SocketAddr, String> {
 pub fn subscribe(event: &str, socket: &str, expire: Option<u64>) -> Result<(), SubscribeError> {
     let target = parse_socket(socket)?;
     crate::profiling::subscribed(event);
+    EVER_SUBSCRIBED.store(true, std::sync::atomic::Ordering::Relaxed);
     let now = now();
     let mut subs = lock(&SUBSCRIBERS);
     let list = subs.entry(event.to_owned()).or_default();
@@ -381,6 +386,11 @@ pub fn subscribed_events() -> Vec<String> {
 
 /// Whether `event` has a live subscriber.
 pub fn has_subscribers(event: &str) -> bool {
+    // Modules ask on their data path (dialog state changes): no lock while nobody ever
+    // subscribed.
+    if !EVER_SUBSCRIBED.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
     let now = now();
     lock(&SUBSCRIBERS)
         .get(event)

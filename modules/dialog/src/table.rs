@@ -58,17 +58,23 @@ impl Leg {
 }
 
 /// `n` in hex digits, least significant first (OpenSIPS `int2reverse_hex`).
-pub fn reverse_hex(mut n: u32) -> String {
+pub fn reverse_hex(n: u32) -> String {
+    let mut out = String::with_capacity(8);
+    push_reverse_hex(&mut out, n);
+    out
+}
+
+/// Appends [`reverse_hex`]`(n)` to `out` (no allocation of its own: the `did` is built on
+/// every dialog-creating request).
+fn push_reverse_hex(out: &mut String, mut n: u32) {
     if n == 0 {
-        return "0".into();
+        out.push('0');
+        return;
     }
-    let mut out = String::new();
     while n > 0 {
-        let digit = n & 0xf;
-        out.push(char::from_digit(digit, 16).unwrap_or('0'));
+        out.push(char::from_digit(n & 0xf, 16).unwrap_or('0'));
         n >>= 4;
     }
-    out
 }
 
 /// The number [`reverse_hex`] wrote (either case; at most 8 digits).
@@ -284,11 +290,11 @@ impl Dialog {
     /// reversed hex (least significant digit first), so that a call set up by either server
     /// is matched by the other from a shared dialog table.
     pub fn did(&self) -> String {
-        format!(
-            "{}.{}",
-            reverse_hex(self.h_entry()),
-            reverse_hex(self.h_id())
-        )
+        let mut did = String::with_capacity(17);
+        push_reverse_hex(&mut did, self.h_entry());
+        did.push('.');
+        push_reverse_hex(&mut did, self.h_id());
+        did
     }
 
     /// Seconds left before it times out (the whole lifetime before it is confirmed).
