@@ -129,6 +129,7 @@ pub fn flush() {
     dialog::persist::flush(true);
     presence::flush();
     acc::db::flush(std::time::Duration::from_secs(3));
+    opentelemetry::flush();
     match db::text::dump_all() {
         Ok(0) => {}
         Ok(n) => crate::logging::core(2, &format!("db_text: {n} changed table(s) written")),

@@ -197,7 +197,7 @@ fn serve(conn: std::net::TcpStream, tx: &Sender<Post>) {
 }
 
 struct Server {
-    _rsips: common::Kill,
+    rsips: common::Kill,
     port: u16,
     http: u16,
 }
@@ -223,11 +223,7 @@ impl Server {
         )
         .unwrap();
         let rsips = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("MI listening"));
-        Server {
-            _rsips: rsips,
-            port,
-            http,
-        }
+        Server { rsips, port, http }
     }
 
     fn mi(&self, method: &str, params: Value) -> Value {
@@ -611,6 +607,30 @@ fn use_batch_sends_a_request_s_spans_together() {
         .collect();
     assert_eq!(names, ["one", "<route>", "OPTIONS request"]);
     assert!(got.iter().all(|(svc, _)| svc == "opensips"));
+}
+
+/// A graceful stop sends what the batch processor still holds, instead of dropping up to its
+/// 5 s delay of spans.
+#[test]
+fn a_graceful_stop_sends_the_queued_spans() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let col = l.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    collector(l, tx);
+    let mut s = Server::start_with("otel-stop", BATCH_CFG, col, 0);
+    s.options("otel-stop");
+    let stopped = std::time::Instant::now();
+    s.rsips.terminate(String::new);
+    let (posts, got) = spans_within(&rx, Duration::from_secs(2), |v| {
+        of_call(v, "otel-stop").len() >= 3
+    });
+    assert_eq!(posts, 1, "{got:#?}");
+    assert_eq!(of_call(&got, "otel-stop").len(), 3, "{got:#?}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "sent at the stop, not after the batch delay: {:?}",
+        stopped.elapsed()
+    );
 }
 
 #[test]

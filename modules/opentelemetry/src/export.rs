@@ -27,17 +27,25 @@ pub struct Counters {
     pub failed: AtomicU64,
 }
 
+/// What the queue carries: spans, and a request to send what came before it now.
+#[derive(Debug)]
+enum Item {
+    Span(Span),
+    /// Answered once everything queued before it was sent (or failed).
+    Flush(SyncSender<()>),
+}
+
 /// The workers' side of the queue.
 #[derive(Debug)]
 pub struct Exporter {
-    tx: SyncSender<Span>,
+    tx: SyncSender<Item>,
     pub counters: &'static Counters,
 }
 
 impl Exporter {
     /// Queues a span; drops (and counts) it when the queue is full or the thread is gone.
     pub fn push(&self, span: Span) {
-        match self.tx.try_send(span) {
+        match self.tx.try_send(Item::Span(span)) {
             Ok(()) => {
                 self.counters.queued.fetch_add(1, Ordering::Relaxed);
             }
@@ -49,6 +57,16 @@ impl Exporter {
                 }
             }
         }
+    }
+}
+
+impl Exporter {
+    /// Sends what is queued and waits for it, up to `wait` (at shutdown: `use_batch` would
+    /// otherwise lose up to [`DELAY`] of spans). `false`: not done in time, or the queue was
+    /// full.
+    pub fn flush(&self, wait: Duration) -> bool {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        self.tx.try_send(Item::Flush(ack)).is_ok() && done.recv_timeout(wait).is_ok()
     }
 }
 
@@ -70,7 +88,7 @@ pub fn spawn(target: Target, counters: &'static Counters) -> std::io::Result<Exp
     Ok(Exporter { tx, counters })
 }
 
-fn run(target: &Target, rx: &Receiver<Span>, counters: &Counters) {
+fn run(target: &Target, rx: &Receiver<Item>, counters: &Counters) {
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(CONNECT_TIMEOUT)
         .timeout(TIMEOUT)
@@ -78,10 +96,14 @@ fn run(target: &Target, rx: &Receiver<Span>, counters: &Counters) {
     let mut batch: Vec<Span> = Vec::with_capacity(BATCH);
     loop {
         let Ok(first) = rx.recv() else { return };
-        batch.push(first);
+        let mut ack = None;
+        match first {
+            Item::Span(s) => batch.push(s),
+            Item::Flush(a) => ack = Some(a),
+        }
         let deadline = Instant::now() + if target.batch { DELAY } else { Duration::ZERO };
         let mut open = true;
-        while batch.len() < BATCH {
+        while ack.is_none() && batch.len() < BATCH {
             let wait = deadline.saturating_duration_since(Instant::now());
             let next = if wait.is_zero() {
                 rx.try_recv().map_err(|e| match e {
@@ -92,7 +114,8 @@ fn run(target: &Target, rx: &Receiver<Span>, counters: &Counters) {
                 rx.recv_timeout(wait)
             };
             match next {
-                Ok(s) => batch.push(s),
+                Ok(Item::Span(s)) => batch.push(s),
+                Ok(Item::Flush(a)) => ack = Some(a),
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => {
                     open = false;
@@ -100,8 +123,13 @@ fn run(target: &Target, rx: &Receiver<Span>, counters: &Counters) {
                 }
             }
         }
-        send(&agent, target, &batch, counters);
+        if !batch.is_empty() {
+            send(&agent, target, &batch, counters);
+        }
         batch.clear();
+        if let Some(a) = ack {
+            let _ = a.try_send(());
+        }
         if !open {
             return;
         }

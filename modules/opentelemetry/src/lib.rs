@@ -219,6 +219,15 @@ fn level_name(level: i32) -> &'static str {
     }
 }
 
+/// At shutdown: sends the spans still queued, waiting up to 3 s for the collector.
+pub fn flush() {
+    if let Some(o) = otel().get()
+        && !o.exporter.flush(std::time::Duration::from_secs(3))
+    {
+        log::warn!("opentelemetry: spans still queued at shutdown were not all sent");
+    }
+}
+
 /// Checks the parameters and starts the exporter thread, when the script loads the module.
 pub fn start(script: &Script) -> Result<(), String> {
     if !script.loads("opentelemetry") {
