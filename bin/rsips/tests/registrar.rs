@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::Kill;
 
 struct Server {
-    _child: Kill,
+    child: Kill,
     dir: PathBuf,
     port: u16,
 }
@@ -24,6 +24,12 @@ struct Server {
 impl Server {
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default()
+    }
+
+    /// A clean stop (SIGTERM), waited for.
+    fn stop(&mut self) {
+        let log = self.log();
+        self.child.terminate(|| log.clone());
     }
 }
 
@@ -48,7 +54,11 @@ fn start() -> Server {
 
 /// rsips on the config `cfg` makes for a free port and a FIFO path.
 fn start_on(cfg: impl Fn(u16, &str) -> String) -> Server {
-    let port = common::free_port();
+    start_at(common::free_port(), cfg)
+}
+
+/// As [`start_on`], on a given port (a restart on the same one).
+fn start_at(port: u16, cfg: impl Fn(u16, &str) -> String) -> Server {
     let dir = std::env::temp_dir().join(format!("rsips-registrar-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let fifo = dir.join("opensips_fifo");
@@ -62,11 +72,7 @@ fn start_on(cfg: impl Fn(u16, &str) -> String) -> Server {
     let child = common::spawn_rsips(&dir, "opensips.cfg", move |log| {
         log.contains("listening on udp:") && fifo_ready.exists()
     });
-    Server {
-        _child: child,
-        dir,
-        port,
-    }
+    Server { child, dir, port }
 }
 
 /// A config on the test's port and FIFO that loads every module these tests use (UDP and TCP,
@@ -493,23 +499,32 @@ fn the_location_table_through_opensips_cli() {
     assert!(ok && out.contains("\"permanent\""), "{out}");
 }
 
-// The embedded default config (etc/rsips.cfg) registers and routes too.
+// The embedded default config (etc/rsips.cfg) registers and routes too, and keeps its
+// registrations in a SQLite file it creates on first start: after a clean stop and a new
+// start the user is still reachable.
 #[test]
 fn the_embedded_default_config_is_a_registrar() {
     let embedded = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etc/rsips.cfg"),
     )
     .unwrap();
+    assert!(embedded.contains("sqlite:///var/tmp/rsips.sqlite"));
+    let db = std::env::temp_dir().join(format!("rsips-embedded-{}.sqlite", std::process::id()));
+    let _ = std::fs::remove_file(&db);
     let http = common::free_port();
-    let server = start_on(|port, fifo| {
+    let port = common::free_port();
+    let cfg = |_, fifo: &str| {
         embedded
             .replace("127.0.0.1:5060", &format!("127.0.0.1:{port}"))
             .replace("/tmp/rsips_fifo", fifo)
+            .replace("/var/tmp/rsips.sqlite", db.to_str().unwrap())
             .replace(
                 "loadmodule \"httpd.so\"",
                 &format!("loadmodule \"httpd.so\"\nmodparam(\"httpd\", \"port\", {http})"),
             )
-    });
+    };
+    let mut server = start_at(port, cfg);
+    assert!(db.exists(), "the database file is made on first start");
     let (p, caller) = (phone(), phone());
     let uri = format!("sip:frank@127.0.0.1:{}", p.port);
     p.send(
@@ -531,6 +546,17 @@ fn the_embedded_default_config_is_a_registrar() {
             .recv("SIP/2.0 4", &server)
             .starts_with("SIP/2.0 404 Not Found")
     );
+
+    // A clean stop writes the registration back; the next start (on the existing file)
+    // loads it.
+    server.stop();
+    let server = start_at(port, cfg);
+    let log = server.log();
+    assert!(log.contains("1 contacts loaded"), "{log}");
+    caller.send(&server, &invite(&server, &caller, "frank", "emb-call-2"));
+    let inv = p.recv("INVITE ", &server);
+    assert!(inv.contains("Call-ID: emb-call-2"), "{inv}");
+    let _ = std::fs::remove_file(&db);
 }
 
 // registrar's tcp_persistent_flag: a REGISTER over TCP with the flag set keeps its connection

@@ -8,6 +8,7 @@
 
 pub mod mysql;
 pub mod postgres;
+pub mod schema;
 pub mod sql;
 pub mod sqlite;
 pub mod text;

@@ -105,6 +105,13 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
         .modparam_str("usrloc", "db_url")
         .unwrap_or_else(|| "mysql://opensips:opensipsrw@localhost/opensips".into());
     let db = db::open_for("usrloc", &url, |m| script.loads(m), options)?;
+    // An embedded SQLite file gets its table on first start (the default configuration).
+    if db::schema::ensure(db.as_ref(), &url, "location").map_err(|e| format!("usrloc: {e}"))? {
+        log::info!(
+            "usrloc: created table location (version {TABLE_VERSION}) in {}",
+            db::redact(&url)
+        );
+    }
     db::check_version(db.as_ref(), "location", TABLE_VERSION)
         .map_err(|e| format!("usrloc: {e}"))?;
     let interval = script
