@@ -302,3 +302,50 @@ fn t_reply_by_callid_answers_the_invite_a_cancel_names() {
         "{got:?}"
     );
 }
+
+/// `t_on_reply` and `t_on_failure` in `local_route` (as OpenSIPS allows): the request rsips
+/// sends gets those routes for its own replies; an MI request the route does not arm gets
+/// none.
+#[test]
+fn local_route_arms_reply_and_failure_routes_of_the_local_request() {
+    let server = start_with(
+        r#"route { sl_send_reply(404, "Not Here"); }
+        local_route {
+            if ($hdr(X-Arm) == "yes") {
+                t_on_reply("local_rpl");
+                t_on_failure("local_fail");
+            }
+        }
+        onreply_route[local_rpl] { xlog("L_NOTICE", "local reply $rs to $ci\n"); }
+        failure_route[local_fail] { xlog("L_NOTICE", "local failure $T_reply_code to $ci\n"); }"#,
+    );
+    let uas = UdpSocket::bind("127.0.0.1:0").unwrap();
+    uas.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let uas_port = uas.local_addr().unwrap().port();
+    for (arm, callid) in [("yes", "armed-1"), ("no", "plain-1")] {
+        let http = server.http;
+        let dlg = std::thread::spawn(move || {
+            let req = format!(
+                r#"{{"jsonrpc":"2.0","method":"tm:uac_dlg","params":{{"method":"INVITE","ruri":"sip:bob@127.0.0.1:{uas_port}","headers":"From: <sip:mi@rsips.example>\r\nTo: <sip:bob@example.com>\r\nCall-ID: {callid}\r\nX-Arm: {arm}\r\n"}},"id":1}}"#
+            );
+            mi(http, &req)
+        });
+        let (invite, rsips) = recv(&uas, "INVITE");
+        assert_eq!(header(&invite, "Call-ID"), callid);
+        answer(&uas, rsips, &invite, "180 Ringing", Some("r1"));
+        answer(&uas, rsips, &invite, "486 Busy Here", Some("r1"));
+        let (ack, _) = recv(&uas, "ACK");
+        assert_eq!(header(&ack, "Call-ID"), callid);
+        let result = dlg.join().unwrap();
+        assert!(result.contains(r#""Status":"486 Busy Here""#), "{result}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.log().contains("local failure 486 to armed-1") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = server.log();
+    assert!(log.contains("local reply 180 to armed-1"), "{log}");
+    assert!(log.contains("local reply 486 to armed-1"), "{log}");
+    assert!(log.contains("local failure 486 to armed-1"), "{log}");
+    assert!(!log.contains("plain-1"), "not armed, no route: {log}");
+}

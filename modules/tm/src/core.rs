@@ -603,6 +603,9 @@ impl Tm {
         );
         tx.local_done = Some(Local(done));
         tx.local = true;
+        // What the local_route armed (`t_on_failure`, `t_on_reply`) runs for its replies.
+        tx.on_failure = ctx.on_failure;
+        tx.on_reply = ctx.on_reply;
         let cell = Arc::new(TxCell {
             id,
             tm: self.me.clone(),

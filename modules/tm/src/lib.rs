@@ -206,6 +206,9 @@ const ALL_TM: Routes = Routes::REQUEST
     .or(Routes::FAILURE)
     .or(Routes::ONREPLY)
     .or(Routes::BRANCH);
+/// `t_on_failure`/`t_on_reply`: in a `local_route` too, for the request rsips sends (as
+/// OpenSIPS allows: a local UPDATE or PRACK gets its own reply and failure routes).
+const ARMS: Routes = ALL_TM.or(Routes::LOCAL);
 
 pub static MODULE: ModuleSpec = ModuleSpec {
     name: "tm",
@@ -256,13 +259,13 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         FnSpec {
             name: "t_on_failure",
             params: &[(Param::Route(RouteKind::Failure), false)],
-            routes: ALL_TM,
+            routes: ARMS,
             run: t_on_failure,
         },
         FnSpec {
             name: "t_on_reply",
             params: &[(Param::Route(RouteKind::Reply), false)],
-            routes: ALL_TM,
+            routes: ARMS,
             run: t_on_reply,
         },
         FnSpec {

@@ -154,7 +154,7 @@ pub(super) fn handle(
         if !script.stateless_fwd() {
             return queued;
         }
-        let check_via = script.global_int("check_via").is_some_and(|v| v != 0);
+        let check_via = script.check_via();
         let ours = |host: &str, port: u16| !check_via || is_local(script, local, host, port);
         let relayed: Vec<Outbound> = engine::forward::relay_response_with(&msg, &edits, &ours)
             .into_iter()

@@ -167,6 +167,9 @@ pub struct Script {
     /// Stateless forwarding is on: `disable_stateless_fwd=no`, or unset and the script calls
     /// `forward()` (OpenSIPS' `sl_fwd_disabled`, -1 until either says otherwise).
     pub(crate) stateless_fwd: bool,
+    /// `check_via`: a reply relayed statelessly must name this server in its top Via (read
+    /// once here: each such reply asks).
+    check_via: bool,
     /// The flag bits of `tcp_no_new_conn_bflag` and `tcp_no_new_conn_rplflag`.
     no_new_conn: (Option<u32>, Option<u32>),
     /// `mhomed`: UDP sends leave by the socket of the kernel's route to the destination.
@@ -493,6 +496,11 @@ impl Script {
             Some(GlobalValue::Int(n)) => (*n).max(0),
             _ => 0,
         };
+        let check_via = match globals.get("check_via") {
+            Some(GlobalValue::Int(n)) => *n != 0,
+            Some(GlobalValue::Str(v)) => v.trim().parse::<i64>().is_ok_and(|n| n != 0),
+            _ => false,
+        };
         Ok(Script {
             routes,
             route_types,
@@ -516,6 +524,7 @@ impl Script {
             modparams,
             loaded,
             stateless_fwd,
+            check_via,
             exec_msg_threshold,
             no_new_conn,
             mhomed,
@@ -903,6 +912,11 @@ impl Script {
     /// no transaction takes is relayed by its Vias; otherwise such a reply is dropped.
     pub fn stateless_fwd(&self) -> bool {
         self.stateless_fwd
+    }
+
+    /// `check_via` is on.
+    pub fn check_via(&self) -> bool {
+        self.check_via
     }
 
     /// The sockets and bonds, as forwarding needs them.
