@@ -336,6 +336,7 @@ pub(crate) const CORE_PVS: &[(&str, bool, bool)] = &[
     ("time", true, false),
     ("Tf", false, false),
     ("Ts", false, false),
+    ("RANDOM", false, false),
     ("Tsm", false, false),
     ("TS", false, false),
     ("ua", false, false),

@@ -167,6 +167,8 @@ pub enum CorePv {
     /// `$Ts` (seconds) and `$Tsm` (the microseconds part) of the current time; `$pp` the pid.
     TimeSecs,
     TimeMicros,
+    /// `$RANDOM`: a new pseudo-random number in 0..=2^31-1 at each read (OpenSIPS' `rand()`).
+    Random,
     /// `$ru_q`: the R-URI branch's q (-1 unspecified); NULL for replies.
     RuriQ,
     /// `$TS`: when rsips started (Unix seconds).
@@ -536,6 +538,7 @@ impl CorePv {
             ("msg.is_request", None) => CorePv::IsRequest,
             ("msg.type", None) => CorePv::MsgType,
             ("Ts", None) => CorePv::TimeSecs,
+            ("RANDOM", None) => CorePv::Random,
             ("Tsm", None) => CorePv::TimeMicros,
             ("TS", None) => CorePv::Startup,
             ("mi", None) => CorePv::MsgId,

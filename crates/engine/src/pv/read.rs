@@ -166,6 +166,7 @@ impl CorePv {
                     i64::from(now.subsec_micros())
                 })
             }
+            CorePv::Random => Value::Int(random31()),
             CorePv::RuriQ if msg.is_request() => Value::Int(i64::from(ctx.ruri_q)),
             CorePv::RuriQ => Value::Null,
             CorePv::DestSet => dest_set(ctx).map_or(Value::Null, Value::from),
@@ -323,3 +324,25 @@ fn color(spec: &str) -> String {
 #[cfg(test)]
 #[path = "read_tests.rs"]
 mod tests;
+
+/// A pseudo-random number in 0..=2^31-1 (`$RANDOM`): xorshift64* per thread, seeded from the
+/// standard library's per-process random hasher keys; not for anything secret.
+fn random31() -> i64 {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(std::process::id().into());
+            h.finish() | 1
+        });
+    }
+    STATE.with(|st| {
+        let mut x = st.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        st.set(x);
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as i64
+    })
+}

@@ -255,6 +255,21 @@ Content-Length: 0\r\n\r\n";
         panic!()
     };
     assert!(ts > 1_700_000_000, "seconds since the epoch");
+    // $RANDOM: non-negative 31-bit numbers, a new one each read.
+    let draws: Vec<i64> = (0..16)
+        .map(|_| match read(&c, "$RANDOM") {
+            Value::Int(n) => n,
+            v => panic!("{v:?}"),
+        })
+        .collect();
+    assert!(
+        draws.iter().all(|n| (0..=i64::from(i32::MAX)).contains(n)),
+        "{draws:?}"
+    );
+    let mut distinct = draws.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert!(distinct.len() > 12, "{draws:?}");
     // Proxy-Authorization when there is one, whatever the method.
     let reg = b"REGISTER sip:b SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 REGISTER\r\nAuthorization: Digest username=\"bob\", realm=\"b\", nonce=\"n\", uri=\"sip:b\", response=\"r\"\r\nProxy-Authorization: Digest username=\"other\", realm=\"x\", nonce=\"n\", uri=\"sip:b\", response=\"r\"\r\nContent-Length: 0\r\n\r\n";
     let c = MsgCtx::new(SipMessage::parse(Bytes::from_static(reg)).unwrap());
