@@ -100,6 +100,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     path::start(script)?;
     options::start(script);
     gflags::start(script);
+    mi_script::start(script);
     diversion::start(script);
     regex_module::start(script)?;
     load_balancer::start(script, &options)?;

@@ -68,6 +68,7 @@ fn available() -> engine::Available {
             &path::MODULE,
             &options::MODULE,
             &gflags::MODULE,
+            &mi_script::MODULE,
             &diversion::MODULE,
             &uuid_module::MODULE,
             &regex_module::MODULE,
@@ -362,6 +363,7 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     ));
     let commands = mi::finish(commands);
     clusterer::set_mi(std::sync::Arc::clone(&commands));
+    mi_script::set_mi(std::sync::Arc::clone(&commands));
     match mi::start(&script, &commands, &stop) {
         Ok(up) => {
             for u in up {

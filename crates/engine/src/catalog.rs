@@ -149,6 +149,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
     ("mi_datagram", &[]),
     ("mi_fifo", &[]),
     ("mi_http", &[]),
+    ("mi_script", &["mi"]),
     (
         "mid_registrar",
         &["mid_registrar_lookup", "mid_registrar_save"],

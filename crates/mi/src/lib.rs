@@ -284,6 +284,14 @@ impl Mi {
             .ok_or_else(|| MiError::new(-32601, "Method not found"))
     }
 
+    /// Runs `method` with `params` (an array, an object, or none) as a request would, without
+    /// the JSON-RPC envelope (the script's `mi()` of mi_script).
+    pub fn call(&self, method: &str, params: Option<&Value>) -> Result<Value, MiError> {
+        let c = self.find(method)?;
+        let p = c.bind(params)?;
+        (c.handler)(&p)
+    }
+
     /// One request → its response line (`None`: a notification, nothing to send back).
     pub fn handle(&self, request: &[u8]) -> Option<String> {
         let null = Value::Null;
