@@ -134,3 +134,143 @@ onreply_route[MEDIA] {{
         "{refused}"
     );
 }
+
+/// The media-control commands on a live call through the real daemon: each is sent as the
+/// ng command OpenSIPS sends (whole-call ones without tags unless `directional`), the
+/// function returns 1 when the daemon says ok and -1 (-2 for `play_dtmf`) when it refuses,
+/// and the daemon's address lands in the `$sock` variable.
+#[test]
+fn media_control_commands_reach_the_daemon() {
+    let [port, ng] = common::free_ports();
+    let dir = std::env::temp_dir().join(format!("rsips-rtpe-ctl-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let [callee, caller] = common::udp_sockets::<2>();
+    let (cp, ep) = (
+        caller.local_addr().unwrap().port(),
+        callee.local_addr().unwrap().port(),
+    );
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        format!(
+            r#"socket=udp:127.0.0.1:{port}
+stderror_enabled=yes
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "sipmsgops.so"
+loadmodule "rtpengine.so"
+modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:{ng}")
+modparam("rtpengine", "rtpengine_tout", 1)
+modparam("rtpengine", "rtpengine_retr", 1)
+route {{
+    if (is_method("INFO")) {{
+        $var(op) = $hdr(X-Op);
+        if ($var(op) == "block_media") $var(rc) = rtpengine_block_media(, $var(sock));
+        else if ($var(op) == "unblock_media") $var(rc) = rtpengine_unblock_media("directional");
+        else if ($var(op) == "block_dtmf") $var(rc) = rtpengine_block_dtmf();
+        else if ($var(op) == "unblock_dtmf") $var(rc) = rtpengine_unblock_dtmf();
+        else if ($var(op) == "start_recording") $var(rc) = rtpengine_start_recording();
+        else if ($var(op) == "stop_recording") $var(rc) = rtpengine_stop_recording();
+        else if ($var(op) == "play_media") $var(rc) = rtpengine_play_media("file=/nonexistent/rsips.wav", $var(ms));
+        else if ($var(op) == "stop_media") $var(rc) = rtpengine_stop_media();
+        else if ($var(op) == "play_dtmf") $var(rc) = rtpengine_play_dtmf("5");
+        else if ($var(op) == "unknown_call") $var(rc) = rtpengine_block_media("call-id=no-such-call");
+        append_to_reply("X-Sock: $var(sock)\r\n");
+        sl_send_reply(200, "rc $var(rc)");
+        exit;
+    }}
+    if (is_method("INVITE")) {{
+        rtpengine_offer();
+        t_on_reply("MEDIA");
+    }}
+    $du = "sip:127.0.0.1:{ep}";
+    t_relay();
+}}
+onreply_route[MEDIA] {{
+    if ($rs == 200) rtpengine_answer();
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let _engine = rtpengine(&dir, ng);
+    let _server = common::spawn_rsips(&dir, "rsips.cfg", |log| log.contains("listening on udp:"));
+    let offer = sdp("127.0.0.1", cp + 1);
+    let invite = format!(
+        "INVITE sip:callee@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cp};branch=z9hG4bK-c1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=caller\r\nTo: <sip:callee@127.0.0.1>\r\n\
+         Call-ID: media-ctl\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:{cp}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+        offer.len()
+    );
+    caller
+        .send_to(invite.as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    let got = common::recv_starting(&callee, "INVITE ");
+    let answer = sdp("127.0.0.1", ep + 1);
+    callee
+        .send_to(
+            common::sdp_reply(&got, "200 OK", &answer).as_bytes(),
+            ("127.0.0.1", port),
+        )
+        .unwrap();
+    common::recv_starting(&caller, "SIP/2.0 200");
+    let mut n = 0;
+    let mut op = |name: &str| {
+        n += 1;
+        let info = format!(
+            "INFO sip:callee@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cp};branch=z9hG4bK-i{n}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=caller\r\nTo: <sip:callee@127.0.0.1>;tag=callee\r\n\
+             Call-ID: media-ctl\r\nCSeq: {} INFO\r\nX-Op: {name}\r\nContent-Length: 0\r\n\r\n",
+            n + 1
+        );
+        caller
+            .send_to(info.as_bytes(), ("127.0.0.1", port))
+            .unwrap();
+        common::recv_starting(&caller, "SIP/2.0 200")
+    };
+    let r = op("block_media");
+    assert!(r.starts_with("SIP/2.0 200 rc 1\r\n"), "{r}");
+    assert_eq!(
+        common::header(&r, "X-Sock"),
+        [format!("udp:127.0.0.1:{ng}")],
+        "{r}"
+    );
+    for (name, want) in [
+        ("unblock_media", "1"),
+        ("block_dtmf", "1"),
+        ("unblock_dtmf", "1"),
+        ("start_recording", "1"),
+        ("stop_recording", "1"),
+        // No such file, nothing playing, an unknown call, no telephone-event codec in the
+        // call's SDP: the daemon refuses and the script hears it.
+        ("play_media", "-1"),
+        ("stop_media", "-1"),
+        ("unknown_call", "-1"),
+        ("play_dtmf", "-2"),
+    ] {
+        let r = op(name);
+        assert!(
+            r.starts_with(&format!("SIP/2.0 200 rc {want}\r\n")),
+            "{name}: {r}\n{}",
+            std::fs::read_to_string(dir.join("rtpengine.log")).unwrap_or_default()
+        );
+    }
+    let log = std::fs::read_to_string(dir.join("rtpengine.log")).unwrap_or_default();
+    for cmd in [
+        "block media",
+        "unblock media",
+        "block DTMF",
+        "unblock DTMF",
+        "start recording",
+        "stop recording",
+        "play media",
+        "stop media",
+        "play DTMF",
+    ] {
+        assert!(
+            log.contains(&format!("Received command '{cmd}'")),
+            "{cmd}: {log}"
+        );
+    }
+}

@@ -2,7 +2,11 @@
 //! its "ng" control protocol (bencoded dictionaries over UDP, each behind a cookie).
 //! `rtpengine_offer` / `rtpengine_answer` send the message's SDP and put back the one the
 //! daemon rewrote; `rtpengine_delete` ends the session; `rtpengine_manage` picks among them
-//! by method and reply. Sets of daemons (`rtpengine_sock`, `rtpengine_use_set`), retries
+//! by method and reply. The call's media is controlled with `rtpengine_start/stop/
+//! pause_recording`, `rtpengine_play_media`/`stop_media` (the file's duration and the last
+//! frame position into variables), `rtpengine_block/unblock_media`, `_block/unblock_dtmf`,
+//! `rtpengine_start/stop_forwarding` and `rtpengine_play_dtmf`; the whole-call ones name no
+//! tag unless the flags say `directional`, as OpenSIPS sends them. Sets of daemons (`rtpengine_sock`, `rtpengine_use_set`), retries
 //! (`rtpengine_retr`, `rtpengine_tout`) and a daemon that stops answering taken out for
 //! `rtpengine_disable_tout` seconds.
 #![forbid(unsafe_code)]
@@ -24,6 +28,9 @@ const OFFER_PARAMS: &[(Param, bool)] = &[
     (Param::Var, true),
     (Param::Str, true),
 ];
+
+/// `([flags[, $sock]])`: the commands that only need the call's ids.
+const FLAGS_SOCK: &[(Param, bool)] = &[(Param::Str, true), (Param::Var, true)];
 
 pub static MODULE: ModuleSpec = ModuleSpec {
     name: "rtpengine",
@@ -51,6 +58,78 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             params: &[(Param::Str, true), (Param::Var, true)],
             routes: Routes::ALL,
             run: rtpengine_delete,
+        },
+        FnSpec {
+            name: "rtpengine_start_recording",
+            params: FLAGS_SOCK,
+            routes: Routes::ALL,
+            run: rtpengine_start_recording,
+        },
+        FnSpec {
+            name: "rtpengine_stop_recording",
+            params: FLAGS_SOCK,
+            routes: Routes::ALL,
+            run: rtpengine_stop_recording,
+        },
+        FnSpec {
+            name: "rtpengine_pause_recording",
+            params: FLAGS_SOCK,
+            routes: Routes::ALL,
+            run: rtpengine_pause_recording,
+        },
+        FnSpec {
+            name: "rtpengine_play_media",
+            params: &[(Param::Str, false), (Param::Var, true), (Param::Var, true)],
+            routes: Routes::ALL,
+            run: rtpengine_play_media,
+        },
+        FnSpec {
+            name: "rtpengine_stop_media",
+            params: &[(Param::Str, true), (Param::Var, true), (Param::Var, true)],
+            routes: Routes::ALL,
+            run: rtpengine_stop_media,
+        },
+        FnSpec {
+            name: "rtpengine_block_media",
+            params: FLAGS_SOCK,
+            routes: Routes::ALL,
+            run: rtpengine_block_media,
+        },
+        FnSpec {
+            name: "rtpengine_unblock_media",
+            params: FLAGS_SOCK,
+            routes: Routes::ALL,
+            run: rtpengine_unblock_media,
+        },
+        FnSpec {
+            name: "rtpengine_block_dtmf",
+            params: FLAGS_SOCK,
+            routes: Routes::ALL,
+            run: rtpengine_block_dtmf,
+        },
+        FnSpec {
+            name: "rtpengine_unblock_dtmf",
+            params: FLAGS_SOCK,
+            routes: Routes::ALL,
+            run: rtpengine_unblock_dtmf,
+        },
+        FnSpec {
+            name: "rtpengine_start_forwarding",
+            params: FLAGS_SOCK,
+            routes: Routes::ALL,
+            run: rtpengine_start_forwarding,
+        },
+        FnSpec {
+            name: "rtpengine_stop_forwarding",
+            params: FLAGS_SOCK,
+            routes: Routes::ALL,
+            run: rtpengine_stop_forwarding,
+        },
+        FnSpec {
+            name: "rtpengine_play_dtmf",
+            params: &[(Param::Str, false), (Param::Str, true), (Param::Var, true)],
+            routes: Routes::ALL,
+            run: rtpengine_play_dtmf,
         },
         FnSpec {
             name: "rtpengine_use_set",
@@ -490,4 +569,214 @@ pub fn rtpengine_manage(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     } else {
         sdp_command(f, args, action)
     }
+}
+
+/// Which ids a command names besides the Call-ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// The message's From tag (and To tag when it has one), as offer and delete send them.
+    Tags,
+    /// The whole call: no tag unless the flags ask for `directional` (then the From tag) or
+    /// name the tags (OpenSIPS' media player, blocking and forwarding commands).
+    Call,
+}
+
+/// Sends `name` with the flags argument `args[0]` (and `extra` entries); stores the daemon in
+/// the variable `args[sock]`. The daemon's answer when it said ok.
+fn simple_command(
+    f: &mut FnCtx<'_>,
+    args: &[Value],
+    name: &str,
+    scope: Scope,
+    sock: usize,
+    extra: &[(&str, String)],
+) -> Option<Bencode> {
+    let flags = text_arg(args, 0).unwrap_or_default();
+    let directional = flags
+        .split_whitespace()
+        .any(|t| t.eq_ignore_ascii_case("directional"));
+    let named = |k: &str| {
+        flags
+            .split_whitespace()
+            .any(|t| t.to_ascii_lowercase().starts_with(&format!("{k}=")))
+    };
+    let (from_named, to_named) = (named("from-tag"), named("to-tag"));
+    let mut req = match command(f, name, &flags, None) {
+        Ok(r) => r,
+        Err(e) => {
+            f.log.log(-1, &format!("rtpengine: {name}: {e}\n"));
+            return None;
+        }
+    };
+    if let Bencode::Dict(dict) = &mut req {
+        if scope == Scope::Call {
+            if !directional && !from_named {
+                dict.remove(b"from-tag".as_slice());
+            }
+            if !to_named {
+                dict.remove(b"to-tag".as_slice());
+            }
+        }
+        // `directional` tells us which tags to send; the daemon does not take it as a flag.
+        if let Some(Bencode::List(l)) = dict.get_mut(b"flags".as_slice()) {
+            l.retain(|t| !matches!(t, Bencode::Bytes(b) if b.eq_ignore_ascii_case(b"directional")));
+            if l.is_empty() {
+                dict.remove(b"flags".as_slice());
+            }
+        }
+        for (k, v) in extra {
+            dict.insert(k.as_bytes().to_vec(), Bencode::str(v));
+        }
+    }
+    match call(chosen_set(f), &req) {
+        Ok((answer, daemon)) => {
+            f.set_output(sock, Value::from(daemon));
+            if answer.get_str("result").as_deref() == Some("ok") {
+                Some(answer)
+            } else {
+                let why = answer
+                    .get_str("error-reason")
+                    .unwrap_or_else(|| "no reason given".into());
+                f.log
+                    .log(-1, &format!("rtpengine: {name} refused: {why}\n"));
+                None
+            }
+        }
+        Err(e) => {
+            f.log.log(-1, &format!("rtpengine: {name}: {e}\n"));
+            None
+        }
+    }
+}
+
+fn code(answer: Option<Bencode>) -> i64 {
+    if answer.is_some() { 1 } else { -1 }
+}
+
+/// `rtpengine_start_recording([flags[, $sock]])`.
+pub fn rtpengine_start_recording(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    code(simple_command(
+        f,
+        args,
+        "start recording",
+        Scope::Tags,
+        1,
+        &[],
+    ))
+}
+
+/// `rtpengine_stop_recording([flags[, $sock]])`.
+pub fn rtpengine_stop_recording(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    code(simple_command(
+        f,
+        args,
+        "stop recording",
+        Scope::Tags,
+        1,
+        &[],
+    ))
+}
+
+/// `rtpengine_pause_recording([flags[, $sock]])`.
+pub fn rtpengine_pause_recording(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    code(simple_command(
+        f,
+        args,
+        "pause recording",
+        Scope::Tags,
+        1,
+        &[],
+    ))
+}
+
+/// The daemon's integer `key` (-1 when it has none), for an output variable.
+fn int_of(answer: &Bencode, key: &str) -> Value {
+    Value::Int(
+        answer
+            .get_str(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1),
+    )
+}
+
+/// `rtpengine_play_media(flags[, $duration[, $sock]])`: `file=`, `blob=` or `db-id=` in the
+/// flags; the file's length (ms) into `$duration`.
+pub fn rtpengine_play_media(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(answer) = simple_command(f, args, "play media", Scope::Call, 2, &[]) else {
+        return -1;
+    };
+    f.set_output(1, int_of(&answer, "duration"));
+    1
+}
+
+/// `rtpengine_stop_media([flags[, $sock[, $last_frame_pos]]])`.
+pub fn rtpengine_stop_media(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(answer) = simple_command(f, args, "stop media", Scope::Call, 1, &[]) else {
+        return -1;
+    };
+    f.set_output(2, int_of(&answer, "last-frame-pos"));
+    1
+}
+
+/// `rtpengine_block_media([flags[, $sock]])`.
+pub fn rtpengine_block_media(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    code(simple_command(f, args, "block media", Scope::Call, 1, &[]))
+}
+
+/// `rtpengine_unblock_media([flags[, $sock]])`.
+pub fn rtpengine_unblock_media(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    code(simple_command(
+        f,
+        args,
+        "unblock media",
+        Scope::Call,
+        1,
+        &[],
+    ))
+}
+
+/// `rtpengine_block_dtmf([flags[, $sock]])`.
+pub fn rtpengine_block_dtmf(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    code(simple_command(f, args, "block DTMF", Scope::Call, 1, &[]))
+}
+
+/// `rtpengine_unblock_dtmf([flags[, $sock]])`.
+pub fn rtpengine_unblock_dtmf(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    code(simple_command(f, args, "unblock DTMF", Scope::Call, 1, &[]))
+}
+
+/// `rtpengine_start_forwarding([flags[, $sock]])`.
+pub fn rtpengine_start_forwarding(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    code(simple_command(
+        f,
+        args,
+        "start forwarding",
+        Scope::Call,
+        1,
+        &[],
+    ))
+}
+
+/// `rtpengine_stop_forwarding([flags[, $sock]])`.
+pub fn rtpengine_stop_forwarding(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    code(simple_command(
+        f,
+        args,
+        "stop forwarding",
+        Scope::Call,
+        1,
+        &[],
+    ))
+}
+
+/// `rtpengine_play_dtmf(code[, flags[, $sock]])`: a DTMF event (`0`-`9`, `*`, `#`, `A`-`D`)
+/// into the call's media; -2 when the daemon cannot (as OpenSIPS).
+pub fn rtpengine_play_dtmf(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(digit) = text_arg(args, 0).filter(|c| !c.is_empty()) else {
+        return -1;
+    };
+    // The flags are the second argument here.
+    let shifted: Vec<Value> = args.iter().skip(1).cloned().collect();
+    let answer = simple_command(f, &shifted, "play DTMF", Scope::Tags, 2, &[("code", digit)]);
+    if answer.is_some() { 1 } else { -2 }
 }
