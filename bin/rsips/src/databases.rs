@@ -1,6 +1,6 @@
 //! The database modules as the script loads them: `db_text` (its parameters, its MI commands,
 //! and its tables written back at shutdown), `db_sqlite`, `db_postgres`, `db_mysql`, and the start of the modules that load their
-//! data from a database (dispatcher, auth_db, sqlops, permissions, domain, group, alias_db, drouting, dialplan, usrloc, dialog, load_balancer).
+//! data from a database (dispatcher, auth_db, sqlops, permissions, domain, group, alias_db, drouting, dialplan, usrloc, dialog, load_balancer, mqueue).
 
 use std::path::Path;
 
@@ -116,6 +116,9 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     tracer::start(script, &options)?;
     userblacklist::start(script, &options)?;
     sql_cacher::start(script, &options)?;
+    benchmark::start(script)?;
+    mqueue::start(script, &options)?;
+    enum_module::start(script)?;
     uac_redirect::start(script)?;
     stir_shaken::start(script)?;
     clusterer::start(script, &options)?;
@@ -131,6 +134,7 @@ pub fn flush() {
     presence::flush();
     acc::db::flush(std::time::Duration::from_secs(3));
     opentelemetry::flush();
+    mqueue::stop();
     match db::text::dump_all() {
         Ok(0) => {}
         Ok(n) => crate::logging::core(2, &format!("db_text: {n} changed table(s) written")),

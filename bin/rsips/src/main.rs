@@ -45,6 +45,9 @@ fn available() -> engine::Available {
             &tracer::PROTO_HEP,
             &userblacklist::MODULE,
             &sql_cacher::MODULE,
+            &benchmark::MODULE,
+            &mqueue::MODULE,
+            &enum_module::MODULE,
             &mathops::MODULE,
             &uac_redirect::MODULE,
             &stir_shaken::MODULE,
@@ -318,6 +321,12 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("sql_cacher") {
         sql_cacher::commands(&mut commands);
+    }
+    if script.loads("benchmark") {
+        benchmark::commands(&mut commands);
+    }
+    if script.loads("mqueue") {
+        mqueue::commands(&mut commands);
     }
     if script.loads("stir_shaken") {
         stir_shaken::commands(&mut commands);

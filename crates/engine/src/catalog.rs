@@ -68,7 +68,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
     ("avpops", &[]),
     ("b2b_entities", &[]),
     ("b2b_logic", &[]),
-    ("benchmark", &[]),
+    ("benchmark", &["bm_log_timer", "bm_start_timer"]),
     ("cachedb_local", &[]),
     ("cachedb_redis", &[]),
     ("call_center", &[]),
@@ -127,7 +127,15 @@ pub const MODULES: &[(&str, &[&str])] = &[
         &["do_routing", "goes_to_gw", "is_from_gw", "use_next_gw"],
     ),
     ("emergency", &[]),
-    ("enum", &[]),
+    (
+        "enum",
+        &[
+            "enum_query",
+            "i_enum_query",
+            "is_from_user_enum",
+            "isn_query",
+        ],
+    ),
     ("event_rabbitmq", &[]),
     ("event_route", &[]),
     ("exec", &[]),
@@ -154,7 +162,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
         "mid_registrar",
         &["mid_registrar_lookup", "mid_registrar_save"],
     ),
-    ("mqueue", &[]),
+    ("mqueue", &["mq_add", "mq_fetch", "mq_pv_free", "mq_size"]),
     (
         "nathelper",
         &[

@@ -449,3 +449,38 @@ pub fn run_reply_hooks(ctx: &mut crate::MsgCtx, script: &crate::Script) {
         f(ctx, script);
     }
 }
+
+/// Read-only pseudo-variables of modules that keep their state to themselves: mqueue's
+/// `$mqk(q)`, `$mqv(q)`, `$mq_size(q)` and benchmark's `$BM_time_diff`. The script compiler
+/// resolves the name to one of these; the module installs the reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModulePv {
+    MqKey,
+    MqValue,
+    MqSize,
+    BmTimeDiff,
+}
+
+/// Reads a [`ModulePv`] given its argument (the queue name; empty for `$BM_time_diff`).
+pub type ModulePvReader = Box<dyn Fn(ModulePv, &str) -> crate::Value + Send + Sync>;
+
+static MQUEUE_PVS: OnceLock<ModulePvReader> = OnceLock::new();
+static BENCHMARK_PVS: OnceLock<ModulePvReader> = OnceLock::new();
+
+/// Installs the reader of a module's variables (once per module; later calls are ignored).
+pub fn set_module_pv_reader(pv: ModulePv, f: ModulePvReader) {
+    let slot = match pv {
+        ModulePv::MqKey | ModulePv::MqValue | ModulePv::MqSize => &MQUEUE_PVS,
+        ModulePv::BmTimeDiff => &BENCHMARK_PVS,
+    };
+    let _ = slot.set(f);
+}
+
+/// The variable's value: NULL without the module.
+pub fn module_pv(pv: ModulePv, arg: &str) -> crate::Value {
+    let slot = match pv {
+        ModulePv::MqKey | ModulePv::MqValue | ModulePv::MqSize => &MQUEUE_PVS,
+        ModulePv::BmTimeDiff => &BENCHMARK_PVS,
+    };
+    slot.get().map_or(crate::Value::Null, |f| f(pv, arg))
+}

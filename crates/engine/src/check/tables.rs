@@ -369,6 +369,10 @@ pub(crate) const MODULE_PVS: &[(&str, &str)] = &[
     ("stat", "statistics"),
     ("uuid", "uuid"),
     ("sql_cached_value", "sql_cacher"),
+    ("mqk", "mqueue"),
+    ("mqv", "mqueue"),
+    ("mq_size", "mqueue"),
+    ("BM_time_diff", "benchmark"),
 ];
 
 /// Core functions: (name, min args, max args). Flags are static strings (index 0 of the flag ones).

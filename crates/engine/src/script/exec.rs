@@ -513,6 +513,7 @@ impl Run<'_> {
                 crate::hooks::sql_cached_value(&name.to_text())
             }
             Read::Identity(name) => crate::hooks::identity(self.ctx, name),
+            Read::ModulePv(pv, arg) => crate::hooks::module_pv(*pv, arg),
             Read::Stat(name) => {
                 crate::stats::find(name).map_or(Value::Null, |s| Value::Int(s.get()))
             }

@@ -34,6 +34,9 @@ pub(crate) enum Read {
     SqlCached(Box<[Piece]>),
     /// stir_shaken's `$identity(name)`: NULL without a usable Identity header.
     Identity(&'static str),
+    /// mqueue's `$mqk(q)`, `$mqv(q)`, `$mq_size(q)`, benchmark's `$BM_time_diff`: read
+    /// through the module's reader.
+    ModulePv(crate::hooks::ModulePv, Box<str>),
     /// statistics' `$stat(name)`: the statistic's value, NULL without such a statistic.
     Stat(Box<str>),
     AccLeg(Box<str>),

@@ -1,7 +1,7 @@
 //! The DNS message format, sans-IO: building a query and reading a response (RFC 1035 §4),
 //! with the record data RFC 3263 needs — A, AAAA (RFC 3596), CNAME, SRV (RFC 2782), NAPTR
-//! (RFC 3403) and SOA for negative caching (RFC 2308). Everything else is kept as
-//! [`RData::Other`].
+//! (RFC 3403) and SOA for negative caching (RFC 2308), plus TXT and EBL for Infrastructure
+//! ENUM (the `enum` module). Everything else is kept as [`RData::Other`].
 //!
 //! [`parse_response`] treats its input as hostile: every read is bounds-checked, compression
 //! pointers must point backwards, and a bad message is an error, never a panic.
@@ -126,6 +126,23 @@ pub struct Srv {
     pub target: String,
 }
 
+/// TXT's type code (RFC 1035 §3.3.14), asked for as `RecordType::Other(TXT)`.
+pub const TXT: u16 = 16;
+
+/// The type code OpenSIPS gives EBL, the experimental Infrastructure-ENUM "ENUM branch
+/// location" record (draft-lendl-enum-branch-location-record), asked for as
+/// `RecordType::Other(EBL)`.
+pub const EBL: u16 = 65300;
+
+/// EBL record data: where the branch label goes (digits from the start of the number), the
+/// label, and the apex domain the lookup continues under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ebl {
+    pub position: u8,
+    pub separator: String,
+    pub apex: String,
+}
+
 /// NAPTR record data (RFC 3403 §4.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Naptr {
@@ -146,6 +163,9 @@ pub enum RData {
     Cname(String),
     Srv(Srv),
     Naptr(Naptr),
+    /// TXT: its character-strings.
+    Txt(Vec<String>),
+    Ebl(Ebl),
     /// Only MINIMUM is kept: it bounds how long a negative answer may be cached (RFC 2308 §5).
     Soa {
         minimum: u32,

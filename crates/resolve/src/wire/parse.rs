@@ -5,8 +5,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::name::read_name;
 use super::{
-    CLASS_IN, HEADER_LEN, Header, Naptr, Question, RData, Rcode, Record, RecordType, Response, Srv,
-    WireError,
+    CLASS_IN, EBL, Ebl, HEADER_LEN, Header, Naptr, Question, RData, Rcode, Record, RecordType,
+    Response, Srv, TXT, WireError,
 };
 
 /// Preallocation cap: the counts in the header are attacker-controlled.
@@ -176,6 +176,18 @@ fn read_rdata(msg: &[u8], start: usize, end: usize, rtype: RecordType) -> Result
                 minimum: r.u32("SOA")?,
             }
         }
+        RecordType::Other(TXT) => {
+            let mut strings = Vec::new();
+            while r.pos < end {
+                strings.push(r.char_string("TXT")?);
+            }
+            RData::Txt(strings)
+        }
+        RecordType::Other(EBL) => RData::Ebl(Ebl {
+            position: r.u8("EBL")?,
+            separator: r.char_string("EBL")?,
+            apex: r.name()?,
+        }),
         RecordType::Other(_) => return Ok(RData::Other),
     };
     if r.pos > end {
@@ -228,6 +240,34 @@ mod tests {
             target: "s1.example.com".to_owned(),
         };
         assert_eq!(rec.data, RData::Srv(expected));
+    }
+
+    /// One answer of type `code` for the question's name, with `rdata`.
+    fn answer_of(code: u16, rdata: &[u8]) -> Vec<u8> {
+        let mut rr = b"\xC0\x0C".to_vec();
+        rr.extend_from_slice(&code.to_be_bytes());
+        rr.extend_from_slice(b"\x00\x01\x00\x00\x01\x2C");
+        rr.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        rr.extend_from_slice(rdata);
+        response_with(&rr, 1)
+    }
+
+    #[test]
+    fn txt_and_ebl_answers() {
+        let resp = parse_response(&answer_of(TXT, b"\x013\x02ab")).unwrap();
+        assert_eq!(
+            resp.answers[0].data,
+            RData::Txt(vec!["3".into(), "ab".into()])
+        );
+        let resp = parse_response(&answer_of(EBL, b"\x02\x01i\x04e164\x04arpa\x00")).unwrap();
+        let expected = Ebl {
+            position: 2,
+            separator: "i".into(),
+            apex: "e164.arpa".into(),
+        };
+        assert_eq!(resp.answers[0].data, RData::Ebl(expected));
+        // A character-string running past the record is an error.
+        assert!(parse_response(&answer_of(TXT, b"\x05ab")).is_err());
     }
 
     #[test]

@@ -24,6 +24,13 @@ pub enum Data {
     Cname(&'static str),
     Srv(u16, u16, u16, &'static str),
     Naptr(u16, u16, &'static str, &'static str, &'static str),
+    /// A NAPTR with a regexp and no replacement (ENUM): order, preference, flags, services,
+    /// regexp.
+    NaptrRegexp(u16, u16, &'static str, &'static str, &'static str),
+    /// TXT with one character-string.
+    Txt(&'static str),
+    /// EBL (OpenSIPS' type 65300): position, separator, apex.
+    Ebl(u8, &'static str, &'static str),
 }
 
 impl Data {
@@ -33,7 +40,9 @@ impl Data {
             Data::Cname(_) => 5,
             Data::Aaaa(_) => 28,
             Data::Srv(..) => 33,
-            Data::Naptr(..) => 35,
+            Data::Naptr(..) | Data::NaptrRegexp(..) => 35,
+            Data::Txt(_) => 16,
+            Data::Ebl(..) => 65300,
         }
     }
 }
@@ -353,6 +362,25 @@ fn rdata(data: &Data) -> Vec<u8> {
                 out.extend_from_slice(s.as_bytes());
             }
             put_name(&mut out, replacement);
+        }
+        Data::NaptrRegexp(order, pref, flags, services, regexp) => {
+            out.extend_from_slice(&order.to_be_bytes());
+            out.extend_from_slice(&pref.to_be_bytes());
+            for s in [flags, services, regexp] {
+                out.push(s.len() as u8);
+                out.extend_from_slice(s.as_bytes());
+            }
+            put_name(&mut out, "");
+        }
+        Data::Txt(text) => {
+            out.push(text.len() as u8);
+            out.extend_from_slice(text.as_bytes());
+        }
+        Data::Ebl(position, separator, apex) => {
+            out.push(*position);
+            out.push(separator.len() as u8);
+            out.extend_from_slice(separator.as_bytes());
+            put_name(&mut out, apex);
         }
     }
     out

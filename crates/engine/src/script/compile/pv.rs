@@ -340,6 +340,10 @@ impl Lower<'_> {
                 }
             }
             ("stat", Some(name)) if !name.contains('$') => Read::Stat(name.trim().into()),
+            ("mqk", Some(q)) => Read::ModulePv(crate::hooks::ModulePv::MqKey, q.trim().into()),
+            ("mqv", Some(q)) => Read::ModulePv(crate::hooks::ModulePv::MqValue, q.trim().into()),
+            ("mq_size", Some(q)) => Read::ModulePv(crate::hooks::ModulePv::MqSize, q.trim().into()),
+            ("BM_time_diff", None) => Read::ModulePv(crate::hooks::ModulePv::BmTimeDiff, "".into()),
             ("acc_leg", Some(tag)) if !tag.contains('$') => Read::AccLeg(tag.trim().into()),
             ("acc_current_leg", None) => Read::AccCurrentLeg,
             ("msg.branch.flag" | "branch.flag", Some(name)) => {
