@@ -187,7 +187,9 @@ route[sign] {
         if ($var(rc) == 1)
             append_hf("$var(idh)");
     } else if ($hdr(X-Out) == "explicit") {
-        stir_shaken_auth("gateway", "origid-gw", $var(cert), $var(key), "X5U", "+15551112222", "15553334444");
+        # The level from a variable: checked when the function runs, not at load.
+        $var(att) = "gateway";
+        stir_shaken_auth("$var(att)", "origid-gw", $var(cert), $var(key), "X5U", "+15551112222", "15553334444");
         $var(rc) = $rc;
     } else {
         stir_shaken_auth("full", "origid-1", $var(cert), $var(key), "X5U");

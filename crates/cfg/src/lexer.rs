@@ -184,6 +184,15 @@ impl<'a> Lexer<'a> {
             match (self.byte(self.pos), self.byte(self.pos + 1)) {
                 (Some(b' ' | b'\t' | b'\r' | b'\n' | 0x08), _) => self.pos += 1,
                 (Some(b'\\'), Some(b'\n')) => self.pos += 2,
+                // A no-break space (U+00A0, what editors and web pages slip into scripts):
+                // blank, as OpenSIPS' lexer lets it pass, with a warning.
+                (Some(0xc2), Some(0xa0)) => {
+                    self.errors.push(Diagnostic::warning(
+                        "a no-break space (U+00A0) taken as a blank",
+                        Span::new(self.file, self.pos, self.pos + 2),
+                    ));
+                    self.pos += 2;
+                }
                 (Some(b'#'), _) => {
                     while self.byte(self.pos).is_some_and(|c| c != b'\n') {
                         self.pos += 1;
@@ -541,6 +550,40 @@ mod tests {
             }
             v.push(t);
         }
+    }
+
+    #[test]
+    fn a_no_break_space_is_a_blank_with_a_warning() {
+        let src = "exit;\u{a0}exit; \"a\u{a0}b\" \u{2003}";
+        let mut l = Lexer::new(src, FileId(0));
+        let mut got = Vec::new();
+        loop {
+            let t = l.next_token().tok;
+            if t == Tok::Eof {
+                break;
+            }
+            got.push(t);
+        }
+        assert_eq!(
+            got,
+            vec![
+                Tok::Ident("exit".into()),
+                Tok::P(Punct::Semi),
+                Tok::Ident("exit".into()),
+                Tok::P(Punct::Semi),
+                // Inside a string it stays what it is.
+                Tok::Str("a\u{a0}b".into()),
+            ]
+        );
+        let (warnings, errors): (Vec<_>, Vec<_>) = l.errors.iter().partition(|d| !d.is_error());
+        assert_eq!(warnings.len(), 1, "{:?}", l.errors);
+        // Other non-ASCII blanks stay errors.
+        assert_eq!(errors.len(), 1, "{:?}", l.errors);
+        assert!(
+            errors[0].message.contains("unexpected character"),
+            "{:?}",
+            errors
+        );
     }
 
     #[test]

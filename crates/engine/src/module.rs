@@ -127,6 +127,11 @@ pub enum Param {
     /// script loads, as OpenSIPS' fixups refuse a reply code out of range; a variable is read
     /// when the function runs.
     CheckedInt(&'static ParamCheck),
+    /// A string (a literal is a format string, its variables read when the function runs)
+    /// whose literal without variables is checked when the script loads, as an OpenSIPS
+    /// string parameter the module checks once it knows the value (stir_shaken's
+    /// attestation level: `"A"` is checked at load, `"$var(attest)"` when called).
+    CheckedStr(&'static ParamCheck),
     /// An integer.
     Int,
     /// The name of a route of this kind, resolved when the script is compiled; the function

@@ -42,7 +42,7 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         FnSpec {
             name: "stir_shaken_auth",
             params: &[
-                (Param::Checked(&ATTEST), false),
+                (Param::CheckedStr(&ATTEST), false),
                 (Param::Str, false),
                 (Param::Str, false),
                 (Param::Str, false),

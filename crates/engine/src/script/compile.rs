@@ -760,6 +760,17 @@ impl Lower<'_> {
                     }
                     Expr::Const(Value::str(s))
                 }
+                (Some(Some(Arg::Str(s, sp))), crate::module::Param::CheckedStr(check))
+                    if !s.contains('$') =>
+                {
+                    if let Err(e) = (check.check)(s) {
+                        return self.fail(Diagnostic::error(
+                            format!("bad {} for `{}`: {e}", check.what, c.name.node),
+                            *sp,
+                        ));
+                    }
+                    Expr::Const(Value::str(s))
+                }
                 (Some(Some(Arg::Str(s, sp))), crate::module::Param::Checked(check)) => {
                     if let Err(e) = (check.check)(s) {
                         return self.fail(Diagnostic::error(
