@@ -105,6 +105,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     regex_module::start(script)?;
     load_balancer::start(script, &options)?;
     sockets_mgm::start(script, &options)?;
+    tcp_mgm::start(script, &options)?;
     ratelimit::start(script)?;
     pike::start(script)?;
     uac::start(script)?;

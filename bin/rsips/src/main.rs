@@ -77,6 +77,7 @@ fn available() -> engine::Available {
             &regex_module::MODULE,
             &load_balancer::MODULE,
             &sockets_mgm::MODULE,
+            &tcp_mgm::MODULE,
             &ratelimit::MODULE,
             &pike::MODULE,
             &uac::UAC,
@@ -300,6 +301,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("sockets_mgm") {
         sockets_mgm::commands(&mut commands);
+    }
+    if script.loads("tcp_mgm") {
+        tcp_mgm::commands(&mut commands);
     }
     if script.loads("ratelimit") {
         ratelimit::mi::commands(&mut commands);

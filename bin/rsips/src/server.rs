@@ -1004,6 +1004,8 @@ fn handle_stream_message(
         conn: Some(msg.conn),
         proxy: msg.proxy,
     };
+    // A tcp_mgm profile's alias_mode takes the place of tcp_accept_aliases.
+    let aliases = msg.alias_mode.map_or(aliases, i64::from);
     let streams = outlet.streams.as_deref().map(|s| (s, aliases));
     let profiled = engine::profiling::active() & engine::profiling::PROC != 0;
     if profiled {

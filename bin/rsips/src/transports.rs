@@ -182,6 +182,10 @@ pub fn settings(script: &Script) -> Settings {
     s.tls_crlf_pong = !off("proto_tls", "tls_crlf_pingpong");
     s.ws_require_origin =
         !(off("proto_ws", "require_origin") || off("proto_wss", "require_origin"));
+    // tcp_mgm's table (loaded before the transports start) overrides the above per connection.
+    if script.loads("tcp_mgm") {
+        s.profiles = tcp_mgm::profiles();
+    }
     s
 }
 

@@ -116,6 +116,7 @@ mod tests {
             conn,
             proxy: None,
             closed: false,
+            alias_mode: None,
         }
     }
 

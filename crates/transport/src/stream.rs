@@ -24,9 +24,12 @@ use crate::ws;
 
 mod listeners;
 mod prefixed;
+mod profile;
 mod settings;
 
 use prefixed::Prefixed;
+use profile::ConnSettings;
+pub use profile::{Profile, Profiles};
 use settings::keepalive;
 pub use settings::{Keepalive, Settings};
 
@@ -46,6 +49,9 @@ pub struct Inbound {
     /// Not a message: the connection has closed (`data` is empty), for OpenSIPS'
     /// `E_CORE_TCP_DISCONNECT`.
     pub closed: bool,
+    /// The alias mode of the connection's profile (`tcp_mgm`: 0 never, 1 when the Via asks,
+    /// 2 always) in place of `tcp_accept_aliases`; `None` without a profile.
+    pub alias_mode: Option<u8>,
 }
 
 /// What became of a write job.
@@ -119,6 +125,10 @@ struct Conn {
     local: SocketAddr,
     outgoing: bool,
     proxy: Option<(SocketAddr, SocketAddr)>,
+    /// `tcp_connection_lifetime` and `tcp_max_msg_time`, or its profile's.
+    lifetime: Duration,
+    max_msg_time: Duration,
+    alias_mode: Option<u8>,
 }
 
 enum Job {
@@ -313,6 +323,29 @@ impl Streams {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let local_hint = from.or_else(|| shared.listeners.first_for(proto, dest));
+        let unspecified = SocketAddr::new(
+            match dest {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+            },
+            0,
+        );
+        let cs = ConnSettings::of(
+            &shared.settings,
+            proto,
+            dest,
+            local_hint.unwrap_or(unspecified),
+        );
+        if cs.no_new_conn {
+            let Job::Write(_, done) = job;
+            if let Some(done) = done {
+                done(WriteOutcome::ConnectFailed(format!(
+                    "no new connection to {dest} allowed (tcp_mgm profile {})",
+                    cs.profile.unwrap_or_default()
+                )));
+            }
+            return;
+        }
         {
             let mut reg = shared.registry();
             if reg.by_id.len() >= shared.settings.max_connections {
@@ -342,7 +375,7 @@ impl Streams {
         let _ = tx.send(job);
         let Some(rt) = &self.runtime else { return };
         rt.spawn(async move {
-            match connect(&shared, proto, dest, local_hint, origin).await {
+            match connect(&shared, &cs, proto, dest, local_hint, origin).await {
                 Ok((stream, local)) => {
                     let last = {
                         let mut reg = shared.registry();
@@ -362,6 +395,9 @@ impl Streams {
                         local,
                         outgoing: true,
                         proxy: None,
+                        lifetime: cs.lifetime,
+                        max_msg_time: cs.max_msg_time,
+                        alias_mode: cs.alias_mode,
                     };
                     run_connection(shared, conn, stream, rx, last).await;
                 }
@@ -537,12 +573,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 async fn connect(
     shared: &Shared,
+    cs: &ConnSettings,
     proto: Proto,
     dest: SocketAddr,
     from: Option<SocketAddr>,
     origin: Option<(SocketAddr, SocketAddr)>,
 ) -> Result<(Box<dyn Io>, SocketAddr), String> {
-    let timeout = shared.settings.connect_timeout;
+    let timeout = cs.connect_timeout;
     // The TLS client domain first: with none matching, nothing is sent at all (OpenSIPS
     // refuses the connection before connecting).
     let client = match (proto.is_secure(), shared.tls.as_ref()) {
@@ -581,7 +618,7 @@ async fn connect(
         Err(_) => return Err(format!("connect to {dest}: timed out after {timeout:?}")),
     };
     let _ = tcp.set_nodelay(true);
-    keepalive(&tcp, &shared.settings);
+    keepalive(&tcp, cs.keepalive);
     let local = tcp.local_addr().map_err(|e| e.to_string())?;
     let mut tcp: Box<dyn Io> = Box::new(tcp);
     let sends_proxy = from
@@ -615,8 +652,14 @@ async fn connect(
 
 /// A new incoming connection: PROXY header, TLS handshake and WebSocket upgrade (in that order),
 /// then the SIP message loop.
-async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, peer: SocketAddr) {
-    let setup = Duration::from_secs(5).max(shared.settings.max_msg_time);
+async fn accepted(
+    shared: Arc<Shared>,
+    listen: Listen,
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    cs: ConnSettings,
+) {
+    let setup = Duration::from_secs(5).max(cs.max_msg_time);
     let mut early = BytesMut::new();
     let mut proxy = None;
     if listen.proxy_protocol {
@@ -712,6 +755,9 @@ async fn accepted(shared: Arc<Shared>, listen: Listen, mut tcp: TcpStream, peer:
         local: listen.addr,
         outgoing: false,
         proxy,
+        lifetime: cs.lifetime,
+        max_msg_time: cs.max_msg_time,
+        alias_mode: cs.alias_mode,
     };
     run_connection(shared, conn, stream, rx, last).await;
 }
@@ -748,9 +794,9 @@ async fn read_proxy_header(
 /// control frames it answers itself) in between — no second task or channel per connection.
 /// When an idle connection closes: `tcp_connection_lifetime` after its last use, or later
 /// when it is kept open ([`Streams::keep_open`]).
-fn idle_deadline(shared: &Shared, times: &Times) -> Instant {
+fn idle_deadline(shared: &Shared, times: &Times, lifetime: Duration) -> Instant {
     let used = times.last.load(Ordering::Relaxed);
-    let idle = shared.epoch + Duration::from_millis(used) + shared.settings.lifetime;
+    let idle = shared.epoch + Duration::from_millis(used) + lifetime;
     match times.keep.load(Ordering::Relaxed) {
         0 => idle,
         keep => idle.max(shared.epoch + Duration::from_millis(keep)),
@@ -850,9 +896,9 @@ async fn run_connection(
         } else {
             started.or_else(|| Some(Instant::now()))
         };
-        let idle_at = idle_deadline(&shared, &times);
+        let idle_at = idle_deadline(&shared, &times, conn.lifetime);
         let deadline = match started {
-            Some(t) => (t + shared.settings.max_msg_time).min(idle_at),
+            Some(t) => (t + conn.max_msg_time).min(idle_at),
             None => idle_at,
         };
         if shared.stop.load(Ordering::SeqCst) {
@@ -890,12 +936,12 @@ async fn run_connection(
                 None => break "closed by request".to_owned(),
             },
             () = tokio::time::sleep_until(deadline.into()) => {
-                if started.is_some_and(|t| t.elapsed() >= shared.settings.max_msg_time) {
+                if started.is_some_and(|t| t.elapsed() >= conn.max_msg_time) {
                     break format!("message not complete within tcp_max_msg_time ({:?})",
-                        shared.settings.max_msg_time);
+                        conn.max_msg_time);
                 }
                 // The deadline may have moved meanwhile (a registration kept it open).
-                if Instant::now() >= idle_deadline(&shared, &times) {
+                if Instant::now() >= idle_deadline(&shared, &times, conn.lifetime) {
                     break "idle past tcp_connection_lifetime".to_owned();
                 }
             }
@@ -914,6 +960,7 @@ async fn run_connection(
                 conn: id,
                 proxy: conn.proxy,
                 closed: true,
+                alias_mode: conn.alias_mode,
             },
         );
     }
@@ -969,6 +1016,7 @@ fn deliver(shared: &Shared, data: Bytes, conn: &Conn) {
             conn: conn.id,
             proxy: conn.proxy,
             closed: false,
+            alias_mode: conn.alias_mode,
         },
     );
 }

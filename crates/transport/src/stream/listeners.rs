@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 
-use super::{Listen, Shared, accepted, keepalive};
+use super::{ConnSettings, Listen, Shared, accepted, keepalive};
 use crate::proto::Proto;
 
 /// The listeners now, and how to stop the accept task of each.
@@ -187,7 +187,9 @@ async fn accept_loop(
             continue;
         }
         let _ = tcp.set_nodelay(true);
-        keepalive(&tcp, &shared.settings);
-        tokio::spawn(accepted(Arc::clone(&shared), listen.clone(), tcp, peer));
+        // The connection's profile, asked once: it keeps it for its whole life.
+        let cs = ConnSettings::of(&shared.settings, listen.proto, peer, listen.addr);
+        keepalive(&tcp, cs.keepalive);
+        tokio::spawn(accepted(Arc::clone(&shared), listen.clone(), tcp, peer, cs));
     }
 }

@@ -33,6 +33,9 @@ pub struct Settings {
     pub tls_crlf_pong: bool,
     /// proto_ws / proto_wss `require_origin` (on): an upgrade without Origin is refused.
     pub ws_require_origin: bool,
+    /// Per-connection profiles (`tcp_mgm`) that take the place of the values above for the
+    /// connections they match.
+    pub profiles: Option<std::sync::Arc<dyn super::Profiles>>,
 }
 
 /// `tcp_keepidle`, `tcp_keepinterval`, `tcp_keepcount`: `None` keeps the kernel's value.
@@ -43,9 +46,9 @@ pub struct Keepalive {
     pub count: Option<u32>,
 }
 
-/// Turns on TCP keepalive on a connection as `settings` ask.
-pub(super) fn keepalive(tcp: &TcpStream, settings: &Settings) {
-    let Some(k) = settings.keepalive else { return };
+/// Turns on TCP keepalive on a connection as its settings ask.
+pub(super) fn keepalive(tcp: &TcpStream, keepalive: Option<Keepalive>) {
+    let Some(k) = keepalive else { return };
     let mut ka = socket2::TcpKeepalive::new();
     if let Some(t) = k.idle {
         ka = ka.with_time(t);
@@ -82,6 +85,7 @@ impl Default for Settings {
             crlf_pong: true,
             tls_crlf_pong: true,
             ws_require_origin: true,
+            profiles: None,
         }
     }
 }
