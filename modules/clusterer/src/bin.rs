@@ -87,6 +87,34 @@ impl Builder {
         self
     }
 
+    /// The bytes so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Never: a packet has a header.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Bytes as they are (a body already laid out).
+    pub fn raw(mut self, bytes: &[u8]) -> Builder {
+        self.buf.extend_from_slice(bytes);
+        self
+    }
+
+    /// The capability the packet was started with.
+    pub fn capability(&self) -> &str {
+        let n = self
+            .buf
+            .get(HEADER_SIZE..HEADER_SIZE + 2)
+            .map_or(0, |l| usize::from(u16::from_le_bytes([l[0], l[1]])));
+        self.buf
+            .get(HEADER_SIZE + 2..HEADER_SIZE + 2 + n)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+
     pub fn ints(self, vs: &[i32]) -> Builder {
         vs.iter().fold(self, |b, v| b.int(*v))
     }
@@ -169,6 +197,16 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader over `bytes` (a part of a body).
+    pub fn over(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { rest: bytes }
+    }
+
+    /// What is left to read.
+    pub fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], Truncated> {
         if self.rest.len() < n {
             return Err(Truncated);

@@ -10,11 +10,21 @@
 //!   link with it is up or another reachable node reports one (LS and topology updates, as
 //!   OpenSIPS exchanges them); a message for it goes through the first hop of a shortest
 //!   path, and one meant for another node is passed on.
-//! - Data replication between nodes (dialog, usrloc, ratelimit … capabilities) is not done:
-//!   no capability is registered, `clusterer:list_cap` lists none.
+//! - Data replication: modules register capabilities through [`api`] (ratelimit's
+//!   `ratelimit-pipe-repl`); nodes tell each other their capabilities ([`cap`], the
+//!   capability updates), a module's packets go to every node or one, and a capability
+//!   registered with a startup sync gets its data from a donor node in SYNC packets
+//!   (`seed_fallback_interval`, `sync_timeout`). `clusterer:list_cap` and `set_cap_status`
+//!   show and switch them.
+//! - Cluster bridges (OpenSIPS 4.0, db_mode 1, table `clusterer_bridge`): a module's packet
+//!   goes from the node holding the bridge's sharing tag to one node of another cluster
+//!   ([`bridge`], [`api::send_all_bridges`]); ratelimit is the only module using them.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod bin;
+pub mod bridge;
+pub mod cap;
 pub mod config;
 pub mod mi;
 pub mod msg;
@@ -147,6 +157,8 @@ pub(crate) struct Clusterer {
     net: OnceLock<net::Net>,
     table: Option<setup::Table>,
     mi: OnceLock<Arc<::mi::Mi>>,
+    caps: api::Registry,
+    sync_packet_size: usize,
 }
 
 static RUNNING: OnceLock<Clusterer> = OnceLock::new();
@@ -189,6 +201,21 @@ impl Clusterer {
                     }
                 }
                 Effect::Mi(name, params) => self.run_mi(&name, &params),
+                Effect::Deliver {
+                    cluster,
+                    src,
+                    sync,
+                    packet,
+                } => queue.extend(self.deliver(cluster, src, sync, &packet)),
+                Effect::CapEvent {
+                    cluster,
+                    cap,
+                    event,
+                    node,
+                } => self.cap_event(cluster, &cap, event, node),
+                Effect::SyncReply { cluster, cap, node } => {
+                    queue.extend(self.sync_reply(cluster, &cap, node))
+                }
             }
         }
     }
@@ -267,9 +294,28 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     }
     let rerouting = int(script, "enable_rerouting", 1) != 0;
     let mut st = State::new(me, db_mode, timing, rerouting);
+    let seed_fb = match int(script, "seed_fallback_interval", 5) {
+        v if v < 0 => {
+            log::warn!("clusterer: invalid `seed_fallback_interval` {v}, using 5");
+            5
+        }
+        v => v,
+    };
+    st.sync_timing = state::SyncTiming {
+        seed_fallback: Duration::from_secs(seed_fb.unsigned_abs()),
+        timeout: Duration::from_secs(int(script, "sync_timeout", 15).max(0).unsigned_abs()),
+    };
+    let sync_packet_size = usize::try_from(int(
+        script,
+        "sync_packet_size",
+        cap::DEFAULT_SYNC_PACKET_SIZE as i64,
+    ))
+    .unwrap_or(cap::DEFAULT_SYNC_PACKET_SIZE)
+    .clamp(256, bin::MAX_PACKET - 64);
     let table = if db_mode {
         let t = setup::open_table(script, options)?;
         setup::load_table(&t, &mut st)?;
+        setup::load_bridges(script, &t, &mut st)?;
         Some(t)
     } else {
         setup::from_script(script, &mut st)?;
@@ -287,11 +333,28 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
         .modparam_int("proto_bin", "bin_send_timeout")
         .unwrap_or(100)
         .max(1);
+    let caps = api::Registry::default();
+    let mut startup_syncs = Vec::new();
+    for reg in api::take_startup() {
+        st.register_cap(reg.cluster, &reg.name, reg.startup_sync)
+            .map_err(|e| format!("clusterer: capability {}: {e}", reg.name))?;
+        log::debug!("clusterer: registered capability: {}", reg.name);
+        if reg.startup_sync {
+            startup_syncs.push((reg.cluster, reg.name.clone()));
+        }
+        caps.add(reg);
+    }
+    for (cluster, cap) in startup_syncs {
+        // No node is up yet: the request waits for a donor.
+        let _ = st.request_sync(cluster, &cap, Instant::now());
+    }
     let c = Clusterer {
         state: Mutex::new(st),
         net: OnceLock::new(),
         table,
         mi: OnceLock::new(),
+        caps,
+        sync_packet_size,
     };
     if RUNNING.set(c).is_err() {
         return Err("clusterer: started twice".into());

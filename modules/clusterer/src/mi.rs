@@ -141,7 +141,20 @@ fn list_cap(_: &Params) -> Result<Value, MiError> {
     let clusters: Vec<Value> = st
         .clusters
         .iter()
-        .map(|cl| json!({"cluster_id": cl.id, "Capabilities": []}))
+        .map(|cl| {
+            let caps: Vec<Value> = cl
+                .caps
+                .iter()
+                .map(|cap| {
+                    json!({
+                        "name": cap.name,
+                        "state": crate::api::cap_state(cap),
+                        "enabled": if cap.enabled { "yes" } else { "no" },
+                    })
+                })
+                .collect();
+            json!({"cluster_id": cl.id, "Capabilities": caps})
+        })
         .collect();
     Ok(json!({ "Clusters": clusters }))
 }
@@ -149,14 +162,21 @@ fn list_cap(_: &Params) -> Result<Value, MiError> {
 fn set_cap_status(p: &Params) -> Result<Value, MiError> {
     let c = running()?;
     let cid = cluster_id(p)?;
+    let cap = p
+        .str("capability")?
+        .ok_or_else(|| MiError::invalid_params("missing capability"))?;
     let status = p.int("status")?.unwrap_or(-1);
     if status != 0 && status != 1 {
         return Err(MiError::new(400, "Bad value for 'status'"));
     }
-    if c.lock().cluster(cid).is_none() {
-        return Err(MiError::new(404, "Cluster id not found"));
+    let mut fx = Vec::new();
+    let r = c.lock().set_cap_status(cid, &cap, status == 1, &mut fx);
+    c.carry_out(fx);
+    match r {
+        Ok(()) => ok(),
+        Err(-1) => Err(MiError::new(404, "Cluster id not found")),
+        Err(_) => Err(MiError::new(404, "Capability not found")),
     }
-    Err(MiError::new(404, "Capability not found"))
 }
 
 fn list_shtags(_: &Params) -> Result<Value, MiError> {

@@ -24,6 +24,9 @@ pub mod kind {
     pub const GENERIC_MSG: i32 = 7;
     pub const MI_CMD: i32 = 8;
     pub const CAP_UPDATE: i32 = 9;
+    pub const SYNC_REQ: i32 = 10;
+    pub const SYNC: i32 = 11;
+    pub const SYNC_END: i32 = 12;
     pub const SHTAG_ACTIVE: i32 = 13;
 }
 
@@ -62,7 +65,9 @@ pub enum Internal {
         seq: i32,
         nodes: Vec<TopEntry>,
     },
-    /// Anything else (topology and capability updates, which this node does not use).
+    /// What the source (and the nodes it knows of) says of their capabilities.
+    CapUpdate(crate::cap::CapUpdate),
+    /// Anything else.
     Other(i32),
 }
 
@@ -103,7 +108,37 @@ pub enum Extra {
     RemoveNode {
         node: i32,
     },
+    /// The source wants our data of capability `cap`.
+    SyncReq {
+        cap: String,
+    },
+    /// Data of `cap`: `body` holds the chunks. `version` is the packet's BIN version
+    /// (only [`crate::cap::BIN_SYNC_VERSION`] is taken).
+    Sync {
+        version: i16,
+        cap: String,
+        data_version: i32,
+        body: Vec<u8>,
+    },
+    /// The source sent all `chunks` chunks of `cap`.
+    SyncEnd {
+        version: i16,
+        cap: String,
+        chunks: i32,
+    },
     Other(i32),
+}
+
+/// A packet of a module's capability (its own packet type and version), with the trailer
+/// taken off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModPacket {
+    pub cap: String,
+    pub packet_type: i32,
+    pub version: i16,
+    /// The source cluster of a packet that came over a cluster bridge.
+    pub src_cluster: Option<i32>,
+    pub body: Vec<u8>,
 }
 
 /// A received clusterer message.
@@ -119,6 +154,12 @@ pub enum Incoming {
         src: i32,
         dst: i32,
         msg: Extra,
+    },
+    Module {
+        cluster: i32,
+        src: i32,
+        dst: i32,
+        msg: ModPacket,
     },
 }
 
@@ -304,6 +345,7 @@ fn parse_internal(t: i32, r: &mut Reader<'_>) -> Result<Internal, Truncated> {
         },
         kind::UNKNOWN_ID => Internal::UnknownId,
         kind::FULL_TOP_UPDATE => parse_full_top(r)?,
+        kind::CAP_UPDATE => Internal::CapUpdate(crate::cap::parse_cap_update(r)?),
         kind::NODE_DESCRIPTION => Internal::NodeDescription {
             url: r.str()?,
             sip_addr: r.str()?,
@@ -314,7 +356,7 @@ fn parse_internal(t: i32, r: &mut Reader<'_>) -> Result<Internal, Truncated> {
     })
 }
 
-fn parse_extra(t: i32, r: &mut Reader<'_>) -> Result<Extra, Truncated> {
+fn parse_extra(t: i32, version: i16, r: &mut Reader<'_>) -> Result<Extra, Truncated> {
     Ok(match t {
         kind::GENERIC_MSG => Extra::Generic {
             request: r.int()? != 0,
@@ -334,12 +376,24 @@ fn parse_extra(t: i32, r: &mut Reader<'_>) -> Result<Extra, Truncated> {
         }
         kind::SHTAG_ACTIVE => Extra::ShtagActive { tag: r.str()? },
         kind::REMOVE_NODE => Extra::RemoveNode { node: r.int()? },
+        kind::SYNC_REQ => Extra::SyncReq { cap: r.str()? },
+        kind::SYNC => Extra::Sync {
+            version,
+            cap: r.str()?,
+            data_version: r.int()?,
+            body: r.rest().to_vec(),
+        },
+        kind::SYNC_END => Extra::SyncEnd {
+            version,
+            cap: r.str()?,
+            chunks: r.int()?,
+        },
         other => Extra::Other(other),
     })
 }
 
-/// A whole BIN packet as a clusterer message; `Ok(None)` for other capabilities (modules'
-/// replication, which rsips does not run).
+/// A whole BIN packet as a clusterer message or a module's packet (`Ok(None)` is kept for
+/// callers that tell those apart; every capability parses).
 pub fn parse(buf: &[u8]) -> Result<Option<Incoming>, Truncated> {
     let p = Packet::parse(buf)?;
     match p.capability {
@@ -356,7 +410,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<Incoming>, Truncated> {
                 [c, s, d] => (*c, *s, *d),
                 _ => return Err(Truncated),
             };
-            let msg = parse_extra(p.packet_type, &mut r)?;
+            let msg = parse_extra(p.packet_type, p.version, &mut r)?;
             Ok(Some(Incoming::Extra {
                 cluster,
                 src,
@@ -364,7 +418,36 @@ pub fn parse(buf: &[u8]) -> Result<Option<Incoming>, Truncated> {
                 msg,
             }))
         }
-        _ => Ok(None),
+        cap => {
+            let (r, t) = p.split_trailer(3)?;
+            let (cluster, src, dst) = match t.as_slice() {
+                [c, s, d] => (*c, *s, *d),
+                _ => return Err(Truncated),
+            };
+            let (body, src_cluster) = if dst == crate::cap::AGG_DST_ID {
+                let rest = r.rest();
+                let cut = rest.len().checked_sub(4).ok_or(Truncated)?;
+                let (body, tail) = rest.split_at(cut);
+                (
+                    body,
+                    Some(i32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]])),
+                )
+            } else {
+                (r.rest(), None)
+            };
+            Ok(Some(Incoming::Module {
+                cluster,
+                src,
+                dst,
+                msg: ModPacket {
+                    cap: cap.to_owned(),
+                    packet_type: p.packet_type,
+                    version: p.version,
+                    src_cluster,
+                    body: body.to_vec(),
+                },
+            }))
+        }
     }
 }
 
@@ -517,8 +600,26 @@ mod tests {
             ints,
             vec![kind::FULL_TOP_UPDATE, 1, 2, 7, 100, 2, 2, 0, 4, 9]
         );
-        let other = Builder::new("dialog-dlg-repl", 1, 1).int(1).finish();
-        assert_eq!(parse(&other), Ok(None));
+        let other = Builder::new("dialog-dlg-repl", 1, 1)
+            .ints(&[5, 1, 2, 3])
+            .finish();
+        assert_eq!(
+            parse(&other),
+            Ok(Some(Incoming::Module {
+                cluster: 1,
+                src: 2,
+                dst: 3,
+                msg: ModPacket {
+                    cap: "dialog-dlg-repl".into(),
+                    packet_type: 1,
+                    version: 1,
+                    src_cluster: None,
+                    body: 5i32.to_le_bytes().to_vec(),
+                }
+            }))
+        );
+        let short = Builder::new("dialog-dlg-repl", 1, 1).int(1).finish();
+        assert!(parse(&short).is_err());
         let bad = Builder::new(CAP_INTERNAL, kind::PONG, 1)
             .ints(&[1, 2, 1_000_000])
             .finish();

@@ -66,6 +66,11 @@ pub struct Node {
     pub neighbours: Vec<i32>,
     pub ls_seq: i32,
     pub ls_timestamp: i32,
+    /// Its capabilities, from capability updates.
+    pub caps: Vec<crate::state::RemoteCap>,
+    /// The last capability update taken from it.
+    pub cap_seq: i32,
+    pub cap_ts: i32,
     last_ping: Option<Instant>,
     last_ping_ok: bool,
     last_pong: Option<Instant>,
@@ -92,6 +97,9 @@ impl Node {
             neighbours: Vec::new(),
             ls_seq: 0,
             ls_timestamp: 0,
+            caps: Vec::new(),
+            cap_seq: -1,
+            cap_ts: 0,
             last_ping: None,
             last_ping_ok: false,
             last_pong: None,

@@ -156,3 +156,49 @@ pub(crate) fn load_table(t: &Table, st: &mut State) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// OpenSIPS 4.0's `clusterer_bridge` table (`db_bridges_table`): the bridges leaving our
+/// clusters. No such table (no version row) leaves bridging off.
+pub(crate) fn load_bridges(script: &Script, t: &Table, st: &mut State) -> Result<(), String> {
+    let name = script
+        .modparam_str("clusterer", "db_bridges_table")
+        .or_else(|| script.modparam_str("clusterer", "db_bridge_table"))
+        .unwrap_or_else(|| "clusterer_bridge".into());
+    match db::table_version(&*t.db, &name) {
+        Ok(0) | Err(_) => {
+            log::info!(
+                "clusterer: the '{name}' table is not present, disabling inter-cluster replication"
+            );
+            return Ok(());
+        }
+        Ok(1) => {}
+        Ok(v) => {
+            return Err(format!(
+                "clusterer: table `{name}` has version {v}, expected 1"
+            ));
+        }
+    }
+    let cols = ["id", "cluster_a", "cluster_b", "send_shtag", "dst_node_csv"];
+    let rows =
+        t.db.query(&name, &cols, &[])
+            .map_err(|e| format!("clusterer: {name}: {e}"))?;
+    let ours: Vec<i32> = st.clusters.iter().map(|c| c.id).collect();
+    for r in &rows {
+        let int = |i: usize| r.get(i).and_then(db::Value::as_int).map(|v| v as i32);
+        let text = |i: usize| r.get(i).and_then(db::Value::as_text).unwrap_or_default();
+        let (Some(a), Some(b)) = (int(1), int(2)) else {
+            return Err(format!(
+                "clusterer: {name}: a row without cluster_a or cluster_b"
+            ));
+        };
+        if let Some(br) = crate::bridge::from_row(&ours, a, b, &text(3), &text(4)) {
+            log::info!(
+                "clusterer: bridge from cluster {a} to cluster {b} (tag {}, {} destinations)",
+                br.send_shtag,
+                br.dsts.len()
+            );
+            st.bridges.push(br);
+        }
+    }
+    Ok(())
+}

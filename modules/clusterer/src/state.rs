@@ -11,6 +11,8 @@ use crate::config::NodeDesc;
 use crate::msg::{self, Extra, Incoming, Internal};
 use crate::node::{Link, Node, Step, Timing};
 
+pub use caps::{CapEvent, LocalCap, RemoteCap, SyncTiming};
+
 pub const E_NODE_STATE: &str = "E_CLUSTERER_NODE_STATE_CHANGED";
 pub const E_SHTAG: &str = "E_CLUSTERER_SHARING_TAG_CHANGED";
 pub const E_REQ: &str = "E_CLUSTERER_REQ_RECEIVED";
@@ -22,6 +24,9 @@ pub struct Cluster {
     pub id: i32,
     pub me: NodeDesc,
     pub nodes: Vec<Node>,
+    /// The capabilities modules registered here, newest first.
+    pub caps: Vec<LocalCap>,
+    cap_seq: i32,
 }
 
 /// A sharing tag.
@@ -46,6 +51,8 @@ pub enum After {
     Sent,
     /// Our sharing tag `name` is active: node `.1` knows now.
     Told(String, i32),
+    /// A sync request for this capability.
+    SyncReq(String),
 }
 
 /// A packet for a node.
@@ -65,6 +72,27 @@ pub enum Effect {
     Event(&'static str, Vec<(Option<String>, Value)>),
     /// An MI command another node asked us to run.
     Mi(String, Vec<String>),
+    /// A packet for the module of capability `packet.cap` (`sync`: a SYNC packet, whose
+    /// chunks the caller counts back with [`State::sync_chunks_done`]).
+    Deliver {
+        cluster: i32,
+        src: i32,
+        sync: bool,
+        packet: msg::ModPacket,
+    },
+    /// A cluster event for the module of `cap`.
+    CapEvent {
+        cluster: i32,
+        cap: String,
+        event: CapEvent,
+        node: i32,
+    },
+    /// Node `node` wants our data of `cap`: the module writes it, the caller sends it.
+    SyncReply {
+        cluster: i32,
+        cap: String,
+        node: i32,
+    },
 }
 
 /// How a send to the cluster went (OpenSIPS `clusterer_send_ret`).
@@ -98,6 +126,9 @@ pub struct State {
     pub clusters: Vec<Cluster>,
     /// Newest first, as OpenSIPS lists them.
     pub tags: Vec<Tag>,
+    pub sync_timing: SyncTiming,
+    /// The cluster bridges leaving our clusters (db_mode 1).
+    pub bridges: Vec<crate::bridge::Bridge>,
     ls_seq: i32,
     ls_timestamp: i32,
     top_seq: i32,
@@ -122,6 +153,8 @@ impl State {
             rerouting,
             clusters: Vec::new(),
             tags: Vec::new(),
+            sync_timing: SyncTiming::default(),
+            bridges: Vec::new(),
             ls_seq: 0,
             ls_timestamp: 0,
             top_seq: 0,
@@ -150,6 +183,9 @@ impl State {
                 id: desc.cluster_id,
                 me: desc,
                 nodes: Vec::new(),
+                caps: Vec::new(),
+                // The first update goes out with 0, as OpenSIPS counts them.
+                cap_seq: -1,
             });
         } else if let Some(c) = self.cluster_mut(desc.cluster_id) {
             c.me = desc;
@@ -193,8 +229,9 @@ impl State {
         let r = f(n);
         let up = n.link == Link::Up;
         if was_up && !up {
-            // It may come back restarted, its update counter from zero.
+            // It may come back restarted, its update counters from zero.
             n.ls_seq = 0;
+            n.cap_seq = -1;
         }
         if was_up != up {
             self.link_changed(cluster, node, up, fx);
@@ -258,6 +295,7 @@ impl State {
                 self.change(cluster, node, &mut fx, |n| n.pinged(step, true, now));
             }
         }
+        self.sync_check(now, &mut fx);
         fx
     }
 
@@ -305,6 +343,15 @@ impl State {
                 }
             }
             After::Told(..) => {}
+            After::SyncReq(_) if ok => {
+                if let Some(node) = self.node_mut(c, n) {
+                    node.last_sent = Some(now);
+                }
+            }
+            After::SyncReq(cap) => {
+                self.sync_req_failed(c, cap, now);
+                self.change(c, n, &mut fx, Node::restart);
+            }
         }
         fx
     }
@@ -318,9 +365,9 @@ impl State {
     ) -> (Vec<Effect>, Option<Vec<u8>>) {
         let mut fx = Vec::new();
         let (cluster, src) = match &m {
-            Incoming::Internal { cluster, src, .. } | Incoming::Extra { cluster, src, .. } => {
-                (*cluster, *src)
-            }
+            Incoming::Internal { cluster, src, .. }
+            | Incoming::Extra { cluster, src, .. }
+            | Incoming::Module { cluster, src, .. } => (*cluster, *src),
         };
         if src == self.me {
             log::error!(
@@ -335,7 +382,16 @@ impl State {
         if !c.me.enabled {
             return (fx, None);
         }
+        if let Incoming::Module {
+            dst, msg: packet, ..
+        } = m
+        {
+            self.receive_module(cluster, src, dst, packet, from, now, &mut fx);
+            return (fx, None);
+        }
         let known = c.nodes.iter().find(|n| n.desc.node_id == src);
+        // A message passed on by another node of the cluster comes from that node's address.
+        let from_cluster = c.nodes.iter().any(|n| n.addr.ip() == from.ip());
         match known {
             None => {
                 let reply = match m {
@@ -349,7 +405,7 @@ impl State {
                 };
                 (fx, reply)
             }
-            Some(n) if n.addr.ip() != from.ip() => {
+            Some(n) if n.addr.ip() != from.ip() && !from_cluster => {
                 log::warn!(
                     "clusterer: received message from unknown source, addr: {}",
                     from.ip()
@@ -365,6 +421,7 @@ impl State {
                     Incoming::Extra { dst, msg: em, .. } => {
                         self.extra(cluster, src, dst, em, now, &mut fx)
                     }
+                    Incoming::Module { .. } => {}
                 }
                 (fx, None)
             }
@@ -434,6 +491,7 @@ impl State {
             Internal::Pong { nodes } => {
                 if self.change(cluster, src, fx, |n| n.pong(now, &t)) == Some(true) {
                     self.send_full_top(cluster, src, &nodes, fx);
+                    self.send_cap_update(cluster, src, true, fx);
                 }
             }
             Internal::FullTop { nodes, .. } => {
@@ -448,6 +506,7 @@ impl State {
                 st.ls_update(cluster, src, (seq, timestamp), neighbour, state, fx);
             }),
             Internal::UnknownId => self.describe_us(cluster, src, fx),
+            Internal::CapUpdate(u) => self.cap_update(cluster, src, u, fx),
             Internal::NodeDescription { .. } | Internal::Other(_) => {}
         }
     }
@@ -580,6 +639,24 @@ impl State {
                 self.tag_taken(&tag, cluster, src, fx);
             }
             Extra::RemoveNode { node } => self.remove_node(cluster, node, fx),
+            Extra::SyncReq { cap } => self.sync_requested(cluster, src, &cap, fx),
+            Extra::Sync { version, .. } | Extra::SyncEnd { version, .. }
+                if version != crate::cap::BIN_SYNC_VERSION =>
+            {
+                log::info!(
+                    "clusterer: discarding sync packet version {version}, need version {}",
+                    crate::cap::BIN_SYNC_VERSION
+                );
+            }
+            Extra::Sync {
+                cap,
+                data_version,
+                body,
+                ..
+            } => self.sync_packet(cluster, src, (cap, data_version, body), now, fx),
+            Extra::SyncEnd { cap, chunks, .. } => {
+                self.sync_end_packet(cluster, src, &cap, chunks, fx)
+            }
             Extra::Other(t) => {
                 log::debug!("clusterer: ignoring message type {t} from node [{src}]")
             }
@@ -600,6 +677,26 @@ impl State {
             }
             Extra::MiCmd { name, params } => msg::mi_cmd(cluster, src, dst, &name, &params),
             Extra::ShtagActive { tag } => msg::shtag_active(cluster, src, dst, &tag),
+            Extra::SyncReq { cap } => crate::cap::sync_req(cluster, src, dst, &cap),
+            Extra::SyncEnd {
+                version,
+                cap,
+                chunks,
+            } => crate::bin::Builder::new(msg::CAP_EXTRA, msg::kind::SYNC_END, version)
+                .str(&cap)
+                .ints(&[chunks, cluster, src, dst])
+                .finish(),
+            Extra::Sync {
+                version,
+                cap,
+                data_version,
+                body,
+            } => crate::bin::Builder::new(msg::CAP_EXTRA, msg::kind::SYNC, version)
+                .str(&cap)
+                .int(data_version)
+                .raw(&body)
+                .ints(&[cluster, src, dst])
+                .finish(),
             _ => return,
         };
         match self.route(cluster, dst) {
@@ -678,15 +775,23 @@ impl State {
                     n.desc = desc;
                 }
             }
+            if let Some(old) = self.cluster(c.id) {
+                c.caps = old.caps.clone();
+                c.cap_seq = old.cap_seq;
+            }
         }
         self.clusters = clusters;
     }
 }
 
+mod caps;
+mod module;
 mod outbound;
 mod reach;
 mod tags;
 mod topology;
 
+#[cfg(test)]
+mod sync_tests;
 #[cfg(test)]
 mod tests;

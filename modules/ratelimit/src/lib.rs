@@ -2,9 +2,10 @@
 //! them (`rl_check`), each deciding by its algorithm whether one more may pass; `rl_dec_count`,
 //! `rl_reset_count`, `rl_values`, `$rl_count(name)`, the timer that starts every interval
 //! afresh (and forgets pipes unused for `expire_time`), and MI `ratelimit:list`,
-//! `dump_pipe`, `reset_pipe`, `set_pid`, `get_pid` (aliases `rl_*`). Pipes are local to this
-//! server: the `/r` (cachedb) and `/b` (cluster) name suffixes are accepted and reported as
-//! unreplicated, as OpenSIPS does without `cachedb_url` or `pipe_replication_cluster`.
+//! `dump_pipe`, `reset_pipe`, `set_pid`, `get_pid` (aliases `rl_*`). With
+//! `pipe_replication_cluster`, pipes named with the `/b` suffix are replicated over the
+//! clusterer ([`repl`]) and count what every node of the cluster counted; the `/r` (cachedb)
+//! suffix is reported as unreplicated, as OpenSIPS does without `cachedb_url`.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -13,10 +14,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use engine::{FnCtx, FnSpec, ModuleSpec, Param, ParamType, Routes, Script, Value};
 
+mod cluster;
 pub mod mi;
 pub mod pipe;
+pub mod repl;
 
-use pipe::{Algo, Pid, Pipe, Settings};
+use pipe::{Algo, Pid, Pipe, REPLICATE_BIN, REPLICATE_CACHE, Settings};
 
 const ROUTES: Routes = Routes::REQUEST
     .or(Routes::FAILURE)
@@ -91,6 +94,8 @@ pub(crate) struct RateLimit {
     expire_secs: i64,
     epoch: Instant,
     state: Mutex<State>,
+    /// `pipe_replication_cluster` and its timers, when set.
+    pub repl: Option<repl::Repl>,
 }
 
 #[derive(Default)]
@@ -100,6 +105,8 @@ pub(crate) struct State {
     /// The CPU counters of the last tick (busy, total), for FEEDBACK's load.
     cpu: Option<(u64, u64)>,
 }
+
+pub use cluster::{broadcast, broadcast_bridges};
 
 fn module() -> &'static OnceLock<RateLimit> {
     static MODULE_STATE: OnceLock<RateLimit> = OnceLock::new();
@@ -115,6 +122,20 @@ impl RateLimit {
 
     pub(crate) fn now_ms(&self) -> i64 {
         i64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// What the other nodes counted in `p` lately (nothing without replication).
+    pub(crate) fn remote(&self, p: &mut Pipe, now: i64) -> i64 {
+        match &self.repl {
+            Some(r) => p.remote_total(now, r.expire, r.bridge_expire, false),
+            None => 0,
+        }
+    }
+
+    /// A pipe's count as `$rl_count` shows it: ours (SBT: the window now) and the others'.
+    pub(crate) fn count(&self, p: &mut Pipe, now_ms: i64, now: i64) -> i64 {
+        let own = p.current(&self.settings, now_ms);
+        own.saturating_add(self.remote(p, now))
     }
 }
 
@@ -159,7 +180,9 @@ pub fn start(script: &Script) -> Result<(), String> {
             "ratelimit: window_size ({window} s) must be a positive multiple of slot_period ({slot} ms)"
         ));
     }
+    let repl = cluster::repl_settings(script)?;
     let rl = RateLimit {
+        repl,
         settings: Settings {
             interval,
             per_interval: int("limit_per_interval", 0) != 0,
@@ -177,8 +200,11 @@ pub fn start(script: &Script) -> Result<(), String> {
             let now = rl.now_ms();
             let mut st = rl.lock();
             let p = st.pipes.get_mut(name)?;
-            Some(p.current(&rl.settings, now))
+            Some(rl.count(p, now, unix_now()))
         }));
+        if let Some(r) = repl {
+            cluster::start_replication(r)?;
+        }
     }
     Ok(())
 }
@@ -188,15 +214,23 @@ pub fn interval() -> Option<Duration> {
     get().map(|rl| Duration::from_secs(rl.settings.interval.unsigned_abs()))
 }
 
-/// The `/r` / `/b` replication suffix taken off a pipe name (`gw/b` is pipe `gw`).
-fn pipe_name(name: &str) -> (&str, bool) {
+/// The `/r` / `/b` replication suffix taken off a pipe name (`gw/b` is pipe `gw`, to be
+/// replicated over the cluster), as OpenSIPS' `parse_pipe_name`.
+fn pipe_name(name: &str) -> (&str, u32) {
     match name.rsplit_once('/') {
         Some((base, flags))
             if !flags.is_empty() && flags.bytes().all(|b| b == b'r' || b == b'b') =>
         {
-            (base.trim(), true)
+            let f = flags.bytes().fold(0, |f, b| {
+                f | if b == b'b' {
+                    REPLICATE_BIN
+                } else {
+                    REPLICATE_CACHE
+                }
+            });
+            (base.trim(), f)
         }
-        _ => (name, false),
+        _ => (name, 0),
     }
 }
 
@@ -211,7 +245,7 @@ pub fn rl_check(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         .first()
         .map(|v| v.to_text().into_owned())
         .unwrap_or_default();
-    let (name, replicated) = pipe_name(&raw);
+    let (name, mut flags) = pipe_name(&raw);
     let mut limit = args.get(1).and_then(Value::as_int).unwrap_or(0);
     let algo = args
         .get(2)
@@ -257,22 +291,33 @@ pub fn rl_check(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                 );
             }
             p.limit = limit;
+            p.flags |= flags;
             p
         }
         None => {
-            if replicated {
-                f.log.log(
-                    1,
-                    "pipe replication (cachedb_url / pipe_replication_cluster) not configured! ignoring...\n",
-                );
+            if flags & REPLICATE_CACHE != 0 {
+                f.log
+                    .log(1, "cachedb replication not configured! ignoring...\n");
+                flags &= !REPLICATE_CACHE;
             }
-            st.pipes
+            if flags & REPLICATE_BIN != 0 && rl.repl.is_none() {
+                f.log
+                    .log(1, "clusterer replication not configured! ignoring...\n");
+                flags &= !REPLICATE_BIN;
+            }
+            let p = st
+                .pipes
                 .entry(name.to_owned())
-                .or_insert_with(|| Pipe::new(chosen, limit, &rl.settings, now))
+                .or_insert_with(|| Pipe::new(chosen, limit, &rl.settings, now));
+            p.flags = flags;
+            p
         }
     };
     pipe.last_used = now;
-    if pipe.check(&rl.settings, now_ms, drop_rate) {
+    pipe.last_local_used = now;
+    pipe.repl_zero_cnt = repl::MAX_ZERO_SENDS;
+    let remote = rl.remote(pipe, now);
+    if pipe.check(&rl.settings, now_ms, drop_rate, remote) {
         1
     } else {
         -1
@@ -381,15 +426,25 @@ pub fn tick() {
         st.cpu = Some((busy, total));
     }
     let expire = rl.expire_secs;
+    let repl_expire = rl.repl.map_or(0, |r| r.pipe_expire);
     st.pipes.retain(|name, p| {
-        let keep = p.last_used + expire >= now;
+        // A replicated pipe waits for the other nodes' counts to expire too.
+        let grace = if p.flags & REPLICATE_BIN != 0 {
+            repl_expire
+        } else {
+            0
+        };
+        let keep = p.last_local_used + expire >= now || p.last_used + grace >= now;
         if !keep {
             log::debug!("Deleting ratelimit pipe key \"{name}\"");
         }
         keep
     });
     for p in st.pipes.values_mut() {
+        let remote = rl.remote(p, now);
+        p.my_last_counter = p.counter;
         p.tick(&rl.settings, network);
+        p.last_counter = p.last_counter.saturating_add(remote);
     }
 }
 
@@ -425,10 +480,12 @@ mod tests {
     #[test]
     fn replication_suffixes_come_off_the_name() {
         use super::pipe_name;
-        assert_eq!(pipe_name("gw/b"), ("gw", true));
-        assert_eq!(pipe_name("gw /rb"), ("gw", true));
-        assert_eq!(pipe_name("gw/"), ("gw/", false));
-        assert_eq!(pipe_name("a/x"), ("a/x", false));
-        assert_eq!(pipe_name("plain"), ("plain", false));
+        use crate::pipe::{REPLICATE_BIN as B, REPLICATE_CACHE as R};
+        assert_eq!(pipe_name("gw/b"), ("gw", B));
+        assert_eq!(pipe_name("gw /rb"), ("gw", B | R));
+        assert_eq!(pipe_name("gw/r"), ("gw", R));
+        assert_eq!(pipe_name("gw/"), ("gw/", 0));
+        assert_eq!(pipe_name("a/x"), ("a/x", 0));
+        assert_eq!(pipe_name("plain"), ("plain", 0));
     }
 }

@@ -82,7 +82,13 @@ fn dump_pipe(params: &Params) -> Result<Json, MiError> {
     out.insert("Pipe".into(), json!(name));
     out.insert("Algorithm".into(), json!(p.algo.name()));
     out.insert("Counter".into(), json!(p.counter));
-    out.insert("Replication Nodes".into(), json!([]));
+    let nodes: Vec<Json> = p
+        .remote
+        .iter()
+        .map(|r| json!({"MachineID": r.id, "NodeCounter": r.counter}))
+        .collect();
+    total += p.remote.iter().map(|r| r.counter).sum::<i64>();
+    out.insert("Replication Nodes".into(), json!(nodes));
     out.insert("Total".into(), json!(total));
     Ok(Json::Object(out))
 }

@@ -28,6 +28,29 @@ impl Algo {
         })
     }
 
+    /// OpenSIPS' number for the algorithm (`rl_algo_t`), as replication carries it.
+    pub fn code(self) -> i32 {
+        match self {
+            Algo::Taildrop => 1,
+            Algo::Red => 2,
+            Algo::Feedback => 3,
+            Algo::Network => 4,
+            Algo::Sbt => 5,
+        }
+    }
+
+    /// The algorithm of a replication code (`None`: NOP or unknown).
+    pub fn from_code(code: i32) -> Option<Algo> {
+        Some(match code {
+            1 => Algo::Taildrop,
+            2 => Algo::Red,
+            3 => Algo::Feedback,
+            4 => Algo::Network,
+            5 => Algo::Sbt,
+            _ => return None,
+        })
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Algo::Taildrop => "TAILDROP",
@@ -128,6 +151,22 @@ impl Window {
     }
 }
 
+/// Replicate the pipe over the cluster (`/b`).
+pub const REPLICATE_BIN: u32 = 1 << 0;
+/// Replicate the pipe through cachedb (`/r`).
+pub const REPLICATE_CACHE: u32 = 1 << 1;
+
+/// What another node (or, over a bridge, another cluster) counted in a pipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// The node id, or the cluster id for a count from a bridge.
+    pub id: i32,
+    pub bridged: bool,
+    pub counter: i64,
+    /// When it was last heard (s).
+    pub update: i64,
+}
+
 /// One pipe.
 #[derive(Debug, Clone)]
 pub struct Pipe {
@@ -139,9 +178,20 @@ pub struct Pipe {
     pub last_counter: i64,
     /// RED: let every `load`-th request through; NETWORK: -1 over the limit, 1 under.
     load: i64,
-    /// When `rl_check` last used it (s), for `expire_time`.
+    /// When `rl_check` or a replicated count last used it (s).
     pub last_used: i64,
+    /// When `rl_check` last used it (s), for `expire_time`.
+    pub last_local_used: i64,
     pub window: Option<Window>,
+    /// [`REPLICATE_BIN`], [`REPLICATE_CACHE`].
+    pub flags: u32,
+    /// This node's count of the last interval (what replication sends for most algorithms).
+    pub my_last_counter: i64,
+    /// The other nodes' counts.
+    pub remote: Vec<Remote>,
+    /// A zero count is replicated only this many more times.
+    pub repl_zero_cnt: i32,
+    pub br_repl_zero_cnt: i32,
 }
 
 impl Pipe {
@@ -153,13 +203,67 @@ impl Pipe {
             last_counter: 0,
             load: 0,
             last_used: now,
+            last_local_used: now,
             window: (algo == Algo::Sbt).then(|| Window::new(s.slots())),
+            flags: 0,
+            my_last_counter: 0,
+            remote: Vec::new(),
+            repl_zero_cnt: 0,
+            br_repl_zero_cnt: 0,
+        }
+    }
+
+    /// The other nodes' counts heard in the last `expire` s (`bridged_expire` for those of
+    /// other clusters; `local_only` leaves those out); older ones are zeroed.
+    pub fn remote_total(
+        &mut self,
+        now: i64,
+        expire: i64,
+        bridged_expire: i64,
+        local_only: bool,
+    ) -> i64 {
+        let mut sum = 0i64;
+        for r in self
+            .remote
+            .iter_mut()
+            .filter(|r| !(local_only && r.bridged))
+        {
+            let ttl = if r.bridged { bridged_expire } else { expire };
+            if r.update + ttl < now {
+                r.counter = 0;
+            } else {
+                sum = sum.saturating_add(r.counter);
+            }
+        }
+        sum
+    }
+
+    /// Another node's count (`bridged`: another cluster's).
+    pub fn set_remote(&mut self, id: i32, bridged: bool, counter: i64, now: i64) {
+        match self
+            .remote
+            .iter_mut()
+            .find(|r| r.id == id && r.bridged == bridged)
+        {
+            Some(r) => {
+                r.counter = counter;
+                r.update = now;
+            }
+            None => self.remote.insert(
+                0,
+                Remote {
+                    id,
+                    bridged,
+                    counter,
+                    update: now,
+                },
+            ),
         }
     }
 
     /// Counts one request and decides: `true` lets it through. `drop_rate` is FEEDBACK's
-    /// percentage.
-    pub fn check(&mut self, s: &Settings, now_ms: i64, drop_rate: i64) -> bool {
+    /// percentage, `remote` what the other nodes counted (added to ours, as OpenSIPS does).
+    pub fn check(&mut self, s: &Settings, now_ms: i64, drop_rate: i64, remote: i64) -> bool {
         let count = match &mut self.window {
             Some(w) => {
                 self.counter = w.update(s, now_ms, 1);
@@ -169,7 +273,8 @@ impl Pipe {
                 self.counter += 1;
                 self.counter
             }
-        };
+        }
+        .saturating_add(remote);
         match self.algo {
             Algo::Taildrop => count <= s.allowed(self.limit) || self.limit < 0,
             Algo::Sbt => count <= self.limit || self.limit < 0,
@@ -294,29 +399,29 @@ mod tests {
     #[test]
     fn taildrop_allows_the_limit_per_second_of_an_interval() {
         let mut p = Pipe::new(Algo::Taildrop, 2, &S, 0);
-        let passed = (0..25).filter(|_| p.check(&S, 0, 0)).count();
+        let passed = (0..25).filter(|_| p.check(&S, 0, 0, 0)).count();
         assert_eq!(passed, 20);
         p.tick(&S, 0);
         assert_eq!((p.last_counter, p.counter), (25, 0));
-        assert!(p.check(&S, 0, 0));
+        assert!(p.check(&S, 0, 0, 0));
         let per = Settings {
             per_interval: true,
             ..S
         };
         let mut p = Pipe::new(Algo::Taildrop, 2, &per, 0);
-        assert_eq!((0..5).filter(|_| p.check(&per, 0, 0)).count(), 2);
+        assert_eq!((0..5).filter(|_| p.check(&per, 0, 0, 0)).count(), 2);
         let mut zero = Pipe::new(Algo::Taildrop, 0, &S, 0);
-        assert!(!zero.check(&S, 0, 0));
+        assert!(!zero.check(&S, 0, 0, 0));
     }
 
     #[test]
     fn red_lets_every_nth_through_after_an_interval_over_the_limit() {
         let mut p = Pipe::new(Algo::Red, 1, &S, 0);
         // The first interval: everything passes, 30 against 10 allowed.
-        assert!((0..30).all(|_| p.check(&S, 0, 0)));
+        assert!((0..30).all(|_| p.check(&S, 0, 0, 0)));
         p.tick(&S, 0);
         // load 3: one in three passes.
-        assert_eq!((0..30).filter(|_| p.check(&S, 0, 0)).count(), 10);
+        assert_eq!((0..30).filter(|_| p.check(&S, 0, 0, 0)).count(), 10);
     }
 
     #[test]
@@ -327,10 +432,10 @@ mod tests {
             ..S
         };
         let mut p = Pipe::new(Algo::Sbt, 3, &s, 0);
-        assert!(p.check(&s, 0, 0));
-        assert!(p.check(&s, 150, 0));
-        assert!(p.check(&s, 350, 0));
-        assert!(!p.check(&s, 400, 0), "4 in the window");
+        assert!(p.check(&s, 0, 0, 0));
+        assert!(p.check(&s, 150, 0, 0));
+        assert!(p.check(&s, 350, 0, 0));
+        assert!(!p.check(&s, 400, 0, 0), "4 in the window");
         // 1,050 ms: the first slot has left the window.
         assert_eq!(p.current(&s, 1_050), 3, "{:?}", p.window);
         // A whole window later everything has left.
@@ -344,19 +449,19 @@ mod tests {
     #[test]
     fn network_follows_the_waiting_bytes_of_the_last_tick() {
         let mut p = Pipe::new(Algo::Network, 1_000, &S, 0);
-        assert!(p.check(&S, 0, 0));
+        assert!(p.check(&S, 0, 0, 0));
         p.tick(&S, 5_000);
-        assert!(!p.check(&S, 0, 0));
+        assert!(!p.check(&S, 0, 0, 0));
         p.tick(&S, 10);
-        assert!(p.check(&S, 0, 0));
+        assert!(p.check(&S, 0, 0, 0));
     }
 
     #[test]
     fn feedback_drops_its_rate_in_percent() {
         let mut p = Pipe::new(Algo::Feedback, 50, &S, 0);
-        assert!((0..100).all(|_| p.check(&S, 0, 0)));
-        assert_eq!((0..100).filter(|_| p.check(&S, 0, 30)).count(), 70);
-        assert!((0..100).all(|_| !p.check(&S, 0, 100)));
+        assert!((0..100).all(|_| p.check(&S, 0, 0, 0)));
+        assert_eq!((0..100).filter(|_| p.check(&S, 0, 30, 0)).count(), 70);
+        assert!((0..100).all(|_| !p.check(&S, 0, 100, 0)));
         let mut pid = Pid {
             limit: 50,
             ..Pid::default()

@@ -90,6 +90,7 @@ impl State {
                     param("new_state", Value::Int(i64::from(up))),
                 ],
             ));
+            self.caps_on_reach(cluster, node, up, fx);
             if up {
                 self.flush_tags(cluster, node, fx);
             } else if let Some(n) = self.node_mut(cluster, node) {
