@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn config(port: u16, db: &Path) -> String {
     format!(
@@ -160,13 +159,8 @@ fn auth_db_on_a_database_rsips_cannot_open_stops_the_start() {
         "postgres://opensips:opensipsrw@localhost/opensips",
     );
     std::fs::write(dir.join("rsips.cfg"), cfg).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rsips"))
-        .args(["-F", "-f"])
-        .arg(dir.join("rsips.cfg"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = common::run_to_exit(&dir, "rsips.cfg");
+    assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains("auth_db") && text.contains("db_postgres"),
         "{text}"

@@ -356,19 +356,7 @@ fn the_table_reloads_and_states_are_written_back_at_shutdown() {
 fn run_to_failure(dir: &Path, edit: impl Fn(String) -> String) -> (Option<i32>, String) {
     let port = common::free_port();
     std::fs::write(dir.join("opensips.cfg"), stock_config(dir, port, edit)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rsips"))
-        .args(["-F", "-f"])
-        .arg(dir.join("opensips.cfg"))
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    common::run_to_exit(dir, "opensips.cfg")
 }
 
 #[test]

@@ -320,13 +320,8 @@ fn unusable_rows_are_skipped_and_a_wrong_table_version_stops_the_start() {
 
     // A table of another version: rsips does not start, and says why.
     text_db(&dir, 2, &[]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rsips"))
-        .args(["-F", "-f"])
-        .arg(dir.join("rsips.cfg"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let (code, err) = common::run_to_exit(&dir, "rsips.cfg");
+    assert!(code.is_some_and(|c| c != 0), "{err}");
     assert!(err.contains("sockets") && err.contains("version"), "{err}");
 
     let esc = |s: String| s.replace(':', "\\:");

@@ -436,14 +436,38 @@ pub fn refused_start(name: &str, cfg: &str) -> String {
         cfg.replace("PORT", &port.to_string()),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rsips"))
-        .args(["-F", "-f"])
-        .arg(dir.join("rsips.cfg"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "rsips started:\n{err}");
+    let (code, err) = run_to_exit(&dir, "rsips.cfg");
+    assert!(code.is_some_and(|c| c != 0), "rsips started:\n{err}");
     err
+}
+
+/// rsips in the foreground on `dir/cfg`, expected to stop by itself (a start it refuses):
+/// its exit code and what it printed (stdout, then stderr). Bounded: a server still running
+/// after 15 s is killed and the code is `None`.
+pub fn run_to_exit(dir: &std::path::Path, cfg: &str) -> (Option<i32>, String) {
+    let (out, err) = (dir.join("rsips.stdout"), dir.join("rsips.log"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .args(["-F", "-f"])
+        .arg(dir.join(cfg))
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status.code().unwrap_or(-1));
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = std::fs::read_to_string(&out).unwrap_or_default()
+        + &std::fs::read_to_string(&err).unwrap_or_default();
+    (code, text)
 }
 
 /// MD5 in lower-case hex (digest checks).
