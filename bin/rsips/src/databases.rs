@@ -95,6 +95,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     topology_hiding::start(script)?;
     registrar::persist::start(script, &options)?;
     mid_registrar::start(script)?;
+    b2b::start(script)?;
     dialog::start(script, &options)?;
     fraud_detection::start(script, &options)?;
     path::start(script)?;

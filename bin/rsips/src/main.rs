@@ -35,6 +35,8 @@ fn available() -> engine::Available {
             &registrar::USRLOC,
             &registrar::REGISTRAR,
             &mid_registrar::MODULE,
+            &b2b::B2B_ENTITIES,
+            &b2b::B2B_LOGIC,
             &nathelper::MODULE,
             &dispatcher::MODULE,
             &auth::AUTH,
@@ -286,6 +288,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     }
     if script.loads("dialog") {
         dialog::mi::commands(&mut commands);
+    }
+    if script.loads("b2b_entities") {
+        b2b::mi::commands(&mut commands);
     }
     if script.loads("regex") {
         regex_module::commands(&mut commands);

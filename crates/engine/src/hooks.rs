@@ -484,3 +484,71 @@ pub fn module_pv(pv: ModulePv, arg: &str) -> crate::Value {
     };
     slot.get().map_or(crate::Value::Null, |f| f(pv, arg))
 }
+
+/// A module's look at each request before the script runs (OpenSIPS' pre-script callbacks:
+/// b2b_entities takes the in-dialog requests of its dialogs there): `true` when the module
+/// took the request, and the script does not run for it. It runs with the worker's state and
+/// log, for the routes the module runs itself.
+pub type RequestHook = Box<
+    dyn Fn(&mut crate::MsgCtx, &crate::Script, &mut crate::Worker, &mut dyn crate::Log) -> bool
+        + Send
+        + Sync,
+>;
+
+static REQUEST_HOOKS: std::sync::RwLock<Vec<RequestHook>> = std::sync::RwLock::new(Vec::new());
+static REQUEST_HOOKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Adds a request hook (they run in the order added, until one takes the request).
+pub fn add_request_hook(f: RequestHook) {
+    REQUEST_HOOKS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(f);
+    REQUEST_HOOKED.store(true, std::sync::atomic::Ordering::Release);
+}
+
+/// Whether any module hooks requests (one load per request otherwise).
+pub fn request_hooked() -> bool {
+    REQUEST_HOOKED.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Runs the request hooks; `true` when one took the request.
+pub fn run_request_hooks(
+    ctx: &mut crate::MsgCtx,
+    script: &crate::Script,
+    worker: &mut crate::Worker,
+    log: &mut dyn crate::Log,
+) -> bool {
+    let hooks = REQUEST_HOOKS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    hooks.iter().any(|f| f(ctx, script, worker, log))
+}
+
+/// b2b_logic's `$b2b_logic.key`, `$b2b_logic.scenario`, `$b2b_logic.entity(field)[idx]` and
+/// `$b2b_logic.ctx(name)`: read for the message with this id (`MsgCtx::id`), given the
+/// variable's name without `$`, the name in parentheses and the index.
+pub type B2bPvReader =
+    Box<dyn Fn(u64, &str, Option<&str>, Option<usize>) -> crate::Value + Send + Sync>;
+
+/// `$b2b_logic.ctx(name) = v` (NULL deletes it): `false` when refused.
+pub type B2bPvWriter = Box<dyn Fn(u64, &str, Option<&str>, &crate::Value) -> bool + Send + Sync>;
+
+static B2B_PVS: OnceLock<(B2bPvReader, B2bPvWriter)> = OnceLock::new();
+
+/// Installs the reader and writer (once; later calls are ignored).
+pub fn set_b2b_pvs(read: B2bPvReader, write: B2bPvWriter) {
+    let _ = B2B_PVS.set((read, write));
+}
+
+/// A `$b2b_logic.*` variable: NULL without the module.
+pub fn b2b_pv(msg_id: u64, name: &str, arg: Option<&str>, index: Option<usize>) -> crate::Value {
+    B2B_PVS
+        .get()
+        .map_or(crate::Value::Null, |(r, _)| r(msg_id, name, arg, index))
+}
+
+/// Assigns a `$b2b_logic.*` variable: `false` without the module.
+pub fn b2b_pv_set(msg_id: u64, name: &str, arg: Option<&str>, v: &crate::Value) -> bool {
+    B2B_PVS.get().is_some_and(|(_, w)| w(msg_id, name, arg, v))
+}

@@ -187,6 +187,12 @@ pub(super) fn handle(
     }
     let mut ctx = MsgCtx::new(msg).with_receipt(receipt);
     ctx.script = Some(Arc::clone(script));
+    // Requests a module matches before the script (b2b_entities' in-dialog requests).
+    if engine::hooks::request_hooked()
+        && engine::hooks::run_request_hooks(&mut ctx, script, state, &mut crate::logging::ScriptLog)
+    {
+        return std::mem::take(&mut ctx.outbox);
+    }
     match script.run(state, &mut ctx, &mut crate::logging::ScriptLog) {
         // A script's `drop` is counted nowhere in OpenSIPS.
         Ok(engine::Outcome::Drop | engine::Outcome::Exit) => {}

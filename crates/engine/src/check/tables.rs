@@ -369,6 +369,7 @@ pub(crate) const MODULE_PVS: &[(&str, &str)] = &[
     ("stat", "statistics"),
     ("uuid", "uuid"),
     ("sql_cached_value", "sql_cacher"),
+    ("b2b_logic.", "b2b_logic"),
     ("mqk", "mqueue"),
     ("mqv", "mqueue"),
     ("mq_size", "mqueue"),
