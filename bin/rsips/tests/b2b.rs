@@ -478,11 +478,13 @@ route {
     }
     b2b_server_new("caller");
     b2b_client_new("callee", "sip:bob@127.0.0.1:CALLEE");
+    $b2b_logic.ctx(plan) = "gold";
     b2b_init_request("passthrough");
     exit;
 }
 route[b2b_request] {
     xlog("L_NOTICE", "b2b request $rm\n");
+    xlog("L_NOTICE", "b2b vars key=$b2b_logic.key scenario=$b2b_logic.scenario plan=$b2b_logic.ctx(plan) leg=$b2b_logic.entity(callid)\n");
     if (is_method("OPTIONS")) {
         b2b_send_reply(299, "Answered By Script");
         exit;
@@ -535,6 +537,19 @@ fn script_scenario_passes_requests_through_its_route() {
     );
     assert!(log.contains("b2b request OPTIONS"), "{log}");
     assert!(log.contains("b2b request BYE"), "{log}");
+    // $b2b_logic.*: the session's key and scenario, the context value set before
+    // b2b_init_request, and the entity the request came on (the caller's leg).
+    let vars = log
+        .lines()
+        .find(|l| l.contains("b2b vars "))
+        .unwrap_or_else(|| panic!("{log}"));
+    let caller_callid = header(&ok, "Call-ID")[0].to_owned();
+    assert!(
+        vars.contains(" scenario=passthrough plan=gold ")
+            && vars.ends_with(&format!("leg={caller_callid}")),
+        "{vars}"
+    );
+    assert!(!vars.contains("key= "), "a key: {vars}");
 }
 
 #[test]

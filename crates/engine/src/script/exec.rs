@@ -514,6 +514,9 @@ impl Run<'_> {
             }
             Read::Identity(name) => crate::hooks::identity(self.ctx, name),
             Read::ModulePv(pv, arg) => crate::hooks::module_pv(*pv, arg),
+            Read::B2b(name, arg, index) => {
+                crate::hooks::b2b_pv(self.ctx.id, name, arg.as_deref(), *index)
+            }
             Read::Stat(name) => {
                 crate::stats::find(name).map_or(Value::Null, |s| Value::Int(s.get()))
             }

@@ -37,6 +37,9 @@ pub(crate) enum Read {
     /// mqueue's `$mqk(q)`, `$mqv(q)`, `$mq_size(q)`, benchmark's `$BM_time_diff`: read
     /// through the module's reader.
     ModulePv(crate::hooks::ModulePv, Box<str>),
+    /// b2b_logic's `$b2b_logic.key`, `.scenario`, `.entity(field)[i]`, `.ctx(name)`: read
+    /// through the module for the message's session (full name, argument, index).
+    B2b(Box<str>, Option<Box<str>>, Option<usize>),
     /// statistics' `$stat(name)`: the statistic's value, NULL without such a statistic.
     Stat(Box<str>),
     AccLeg(Box<str>),
@@ -142,6 +145,8 @@ pub(crate) enum Write {
     /// dialog's `$dlg_val(name) = v` and `$DLG_timeout = secs`.
     DlgVal(Box<str>),
     /// statistics' `$stat(name) = …`: resets it.
+    /// `$b2b_logic.ctx(name)`: the session's context value (NULL deletes it).
+    B2bCtx(Box<str>),
     Stat(Box<str>),
     /// clusterer's `$cluster.sh_tag(name/cluster_id) = "active"`.
     ShTag(Box<str>),

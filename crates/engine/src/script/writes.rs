@@ -121,6 +121,9 @@ impl Run<'_> {
             }
             Write::DlgVal(ref name) => crate::hooks::dialog_set_val(self.ctx, name, &v),
             Write::ShTag(ref name) => crate::hooks::shtag_set(name, &v),
+            Write::B2bCtx(ref name) => {
+                crate::hooks::b2b_pv_set(self.ctx.id, "b2b_logic.ctx", Some(name), &v)
+            }
             // OpenSIPS resets a statistic whatever value is assigned.
             Write::Stat(ref name) => crate::stats::find(name).is_some_and(|s| {
                 s.reset();

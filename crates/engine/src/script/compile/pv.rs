@@ -38,6 +38,9 @@ impl Lower<'_> {
             ("acc_extra", Some(tag)) if !tag.contains('$') => Write::AccExtra(tag.trim().into()),
             ("dlg_val", Some(name)) if !name.contains('$') => Write::DlgVal(name.trim().into()),
             ("stat", Some(name)) if !name.contains('$') => Write::Stat(name.trim().into()),
+            ("b2b_logic.ctx", Some(name)) if !name.contains('$') => {
+                Write::B2bCtx(name.trim().into())
+            }
             ("cluster.sh_tag", Some(name)) if name.contains('/') && !name.contains('$') => {
                 Write::ShTag(name.trim().into())
             }
@@ -340,6 +343,29 @@ impl Lower<'_> {
                 }
             }
             ("stat", Some(name)) if !name.contains('$') => Read::Stat(name.trim().into()),
+            ("b2b_logic.key" | "b2b_logic.scenario", None)
+            | ("b2b_logic.entity" | "b2b_logic.ctx", Some(_))
+                if !spec.arg.as_deref().is_some_and(|a| a.contains('$')) =>
+            {
+                let index = match &spec.index {
+                    None => None,
+                    Some(cfg::pv::PvIndex::At(i)) if *i >= 0 => usize::try_from(*i).ok(),
+                    Some(_) => {
+                        return self.fail(Diagnostic::error(
+                            format!(
+                                "`${}` takes an entity number (0 or 1) as its index",
+                                spec.name
+                            ),
+                            span,
+                        ));
+                    }
+                };
+                Read::B2b(
+                    spec.name.as_str().into(),
+                    spec.arg.as_deref().map(|a| a.trim().into()),
+                    index,
+                )
+            }
             ("mqk", Some(q)) => Read::ModulePv(crate::hooks::ModulePv::MqKey, q.trim().into()),
             ("mqv", Some(q)) => Read::ModulePv(crate::hooks::ModulePv::MqValue, q.trim().into()),
             ("mq_size", Some(q)) => Read::ModulePv(crate::hooks::ModulePv::MqSize, q.trim().into()),
