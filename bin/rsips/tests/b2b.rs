@@ -197,6 +197,12 @@ fn establish(c: &Call) -> (String, String) {
     );
     assert_eq!(header(&ack, "Call-ID"), vec![callid]);
     assert_eq!(header(&ack, "CSeq"), vec!["1 ACK"]);
+    // With our Contact, as OpenSIPS' b2b_entities ACKs (UAs check it).
+    assert_eq!(
+        header(&ack, "Contact"),
+        vec![format!("<sip:127.0.0.1:{}>", c.port)],
+        "{ack}"
+    );
     let ok = c.caller.recv("200 at the caller");
     assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
     assert_eq!(tag_of(header(&ok, "To")[0]), our_tag, "one dialog: {ok}");

@@ -246,6 +246,8 @@ fn uac_dlg_invite_answered_200_is_acked_by_rsips() {
         "the ACK goes to the Contact: {ack}"
     );
     assert_eq!(header(&ack, "CSeq"), "1 ACK");
+    // The INVITE had no Contact: neither has the ACK.
+    assert_eq!(header(&ack, "Contact"), "");
     let result = dlg.join().unwrap();
     assert!(
         result.contains(&format!(

@@ -422,7 +422,9 @@ pub fn dialog_target(reply: &SipMessage) -> Option<DialogTarget> {
 /// The ACK tm sends itself for a 2xx to an INVITE it generated (OpenSIPS `build_dlg_ack`,
 /// modules/tm/t_msgbuilder.c): Request-URI and Route set from the 2xx's dialog target, the
 /// INVITE's top Via (OpenSIPS reuses the INVITE branch), From, Call-ID and CSeq number, the
-/// To of the 2xx. It goes where the INVITE went, as in OpenSIPS.
+/// To of the 2xx. It goes where the INVITE went, as in OpenSIPS. The INVITE's Contact goes
+/// along (OpenSIPS' tm leaves it out, but its b2b_entities, whose INVITEs tm sends here,
+/// ACKs with its Contact, and UAs check for it).
 pub(crate) fn ack_for_2xx(sent_out: &Outbound, reply: &SipMessage) -> Option<Outbound> {
     let (sent, ruri, seq) = copied_lines(sent_out)?;
     let target = dialog_target(reply);
@@ -434,7 +436,10 @@ pub(crate) fn ack_for_2xx(sent_out: &Outbound, reply: &SipMessage) -> Option<Out
     let mut rb = sip::RequestBuilder::new("ACK", &ruri);
     rb = rb.header("Via", sent.top_via().ok()?.as_str());
     for h in sent.headers() {
-        if matches!(h.name, sip::HeaderName::From | sip::HeaderName::CallId) {
+        if matches!(
+            h.name,
+            sip::HeaderName::From | sip::HeaderName::CallId | sip::HeaderName::Contact
+        ) {
             rb = rb.header(h.name.as_str().unwrap_or(h.name_str), h.value);
         }
     }
