@@ -212,7 +212,7 @@ route[verify] {
     $var(check) = $rc;
     stir_shaken_check_cert($var(cert));
     $var(cc) = $rc;
-    append_to_reply("X-Rc: $var(rc)\r\nX-Code: $var(code)\r\nX-Reason: $var(reason)\r\nX-Check: $var(check)\r\nX-Check-Cert: $var(cc)\r\nX-Attest: $identity(attest)\r\nX-Orig: $identity(orig)\r\nX-Dest: $identity(dest)\r\nX-Origid: $identity(origid)\r\nX-X5u: $identity(x5u)\r\nX-Iat: $identity(iat)\r\nX-Hdr: $identity(header)\r\nX-Payload: $identity(payload)\r\n");
+    append_to_reply("X-Rc: $var(rc)\r\nX-Code: $var(code)\r\nX-Reason: $var(reason)\r\nX-Check: $var(check)\r\nX-Check-Cert: $var(cc)\r\nX-Attest: $identity(attest)\r\nX-Orig: $identity(orig)\r\nX-Dest: $identity(dest)\r\nX-Origid: $identity(origid)\r\nX-X5u: $identity(x5u)\r\nX-Iat: $identity(iat)\r\nX-Hdr: $identity(header)\r\nX-Bare: $identity\r\nX-Payload: $identity(payload)\r\n");
     sl_send_reply(200, "Verified");
 }
 "#;
@@ -558,6 +558,11 @@ fn signs_verifies_and_refuses_what_it_must() {
     assert_eq!(header(&r, "X-X5u"), [X5U]);
     assert_eq!(header(&r, "X-Iat"), [iat.to_string().as_str()]);
     assert_eq!(header(&r, "X-Hdr"), [dec(parts[0]).as_str()]);
+    assert_eq!(
+        header(&r, "X-Bare"),
+        [dec(parts[0]).as_str()],
+        "$identity is the header"
+    );
     assert_eq!(header(&r, "X-Payload"), [p.as_str()]);
 
     // A tampered signature, claim or number.

@@ -328,6 +328,8 @@ impl Lower<'_> {
                 }
                 Read::ShTag(name.trim().into())
             }
+            // A bare `$identity` is the decoded header, as its field number 0 is in OpenSIPS.
+            ("identity", None) => Read::Identity("header"),
             ("identity", Some(name)) => {
                 const FIELDS: [&str; 8] = [
                     "header", "x5u", "payload", "attest", "dest", "iat", "orig", "origid",
