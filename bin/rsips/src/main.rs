@@ -381,6 +381,19 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     ));
     let commands = mi::finish(commands);
     clusterer::set_mi(std::sync::Arc::clone(&commands));
+    // tls_mgm's $tls_* variables read the connection's negotiated version and cipher.
+    engine::hooks::set_tls_reader(Box::new(|conn, name| {
+        let Some(t) = transport::tls::session(conn) else {
+            return engine::Value::Null;
+        };
+        match name {
+            "tls_version" => engine::Value::from(t.version),
+            "tls_cipher_info" => engine::Value::from(t.cipher),
+            "tls_cipher_bits" => engine::Value::Int(i64::from(t.bits)),
+            "tls_description" => engine::Value::from(t.description.as_str()),
+            _ => engine::Value::Null,
+        }
+    }));
     mi_script::set_mi(std::sync::Arc::clone(&commands));
     match mi::start(&script, &commands, &stop) {
         Ok(up) => {

@@ -472,3 +472,69 @@ fn opensips_tls_parameters_pass_the_check_and_unapplied_ones_are_named() {
         .unwrap_or_else(|| panic!("{log}"));
     assert!(warning.contains("crl_check_all, ciphers_list"), "{warning}");
 }
+
+/// tls_mgm's `$tls_version`, `$tls_cipher_info`, `$tls_cipher_bits` and `$tls_description`:
+/// what the connection negotiated, in OpenSSL's names, as the client saw it; NULL over UDP.
+#[test]
+fn tls_variables_name_the_negotiated_version_and_cipher() {
+    let dir = test_dir("tlsdom-pvs");
+    let pki = Pki::new(&dir, "rsips tls_domains CA");
+    pki.issue("plain", "cert-plain", "IP:127.0.0.1");
+    let [tls, udp] = free_ports::<2>();
+    let cfg = format!(
+        "socket=tls:127.0.0.1:{tls}\nsocket=udp:127.0.0.1:{udp}\n{MODULES}loadmodule \"sipmsgops.so\"\n\
+         modparam(\"tls_mgm\", \"server_domain\", \"plain\")\n\
+         modparam(\"tls_mgm\", \"verify_cert\", \"[plain]0\")\n\
+         modparam(\"tls_mgm\", \"require_cert\", \"[plain]0\")\n\
+         modparam(\"tls_mgm\", \"certificate\", \"[plain]{}\")\n\
+         modparam(\"tls_mgm\", \"private_key\", \"[plain]{}\")\n\
+         route {{\n\
+             append_to_reply(\"X-Tls: $tls_version|$tls_cipher_info|$tls_cipher_bits\\r\\n\");\n\
+             if ($tls_description =~ \"Kx=\") append_to_reply(\"X-Desc: yes\\r\\n\");\n\
+             sl_send_reply(200, \"OK\");\n\
+         }}\n",
+        pki.path("plain.pem"),
+        pki.path("plain.key"),
+    );
+    let server = start(&dir, &cfg, tls);
+    let name = ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());
+    let conn = rustls::ClientConnection::new(pki.client(), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    s.write_all(options("TLS", 9, "tlspvs").as_bytes()).unwrap();
+    let reply = read_message(&mut s).unwrap_or_else(|| panic!("no reply\n{}", server.log()));
+    let version = match s.conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        v => panic!("{v:?}"),
+    };
+    // OpenSSL names TLS 1.3 suites as the RFC does (TLS_AES_256_GCM_SHA384 …).
+    let suite = format!("{:?}", s.conn.negotiated_cipher_suite().unwrap().suite());
+    let (cipher, bits) = match suite.as_str() {
+        "TLS13_AES_256_GCM_SHA384" => ("TLS_AES_256_GCM_SHA384", 256),
+        "TLS13_AES_128_GCM_SHA256" => ("TLS_AES_128_GCM_SHA256", 128),
+        "TLS13_CHACHA20_POLY1305_SHA256" => ("TLS_CHACHA20_POLY1305_SHA256", 256),
+        other => panic!("{other}"),
+    };
+    let got: Vec<&str> = reply
+        .lines()
+        .filter_map(|l| l.strip_prefix("X-Tls: "))
+        .collect();
+    assert_eq!(got, [format!("{version}|{cipher}|{bits}")], "{reply}");
+    assert!(reply.contains("X-Desc: yes\r\n"), "{reply}");
+    // The same script over UDP: no TLS connection, the variables are NULL.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let port = sock.local_addr().unwrap().port();
+    sock.send_to(
+        options("UDP", port, "udppvs").as_bytes(),
+        ("127.0.0.1", udp),
+    )
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]);
+    assert!(reply.contains("X-Tls: <null>|<null>|<null>\r\n"), "{reply}");
+    assert!(!reply.contains("X-Desc"), "{reply}");
+}

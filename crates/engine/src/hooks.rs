@@ -552,3 +552,22 @@ pub fn b2b_pv(msg_id: u64, name: &str, arg: Option<&str>, index: Option<usize>) 
 pub fn b2b_pv_set(msg_id: u64, name: &str, arg: Option<&str>, v: &crate::Value) -> bool {
     B2B_PVS.get().is_some_and(|(_, w)| w(msg_id, name, arg, v))
 }
+
+/// tls_mgm's `$tls_version`, `$tls_description`, `$tls_cipher_info`, `$tls_cipher_bits`:
+/// given the connection id and the variable's name, its value (NULL off TLS).
+pub type TlsReader = Box<dyn Fn(u64, &str) -> crate::Value + Send + Sync>;
+
+static TLS_READER: OnceLock<TlsReader> = OnceLock::new();
+
+/// Installs the reader (once; later calls are ignored).
+pub fn set_tls_reader(f: TlsReader) {
+    let _ = TLS_READER.set(f);
+}
+
+/// A `$tls_*` variable of the connection the message came on: NULL without one.
+pub fn tls(ctx: &crate::MsgCtx, name: &str) -> crate::Value {
+    match (ctx.receipt.as_ref().and_then(|r| r.conn), TLS_READER.get()) {
+        (Some(conn), Some(f)) => f(conn, name),
+        _ => crate::Value::Null,
+    }
+}

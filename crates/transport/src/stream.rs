@@ -176,6 +176,7 @@ impl Shared {
     }
 
     fn forget(&self, id: u64) {
+        crate::tls::forget(id);
         let mut reg = self.registry();
         if reg.by_id.remove(&id).is_some() {
             reg.by_peer.retain(|_, v| *v != id);
@@ -376,7 +377,10 @@ impl Streams {
         let Some(rt) = &self.runtime else { return };
         rt.spawn(async move {
             match connect(&shared, &cs, proto, dest, local_hint, origin).await {
-                Ok((stream, local)) => {
+                Ok((stream, local, tls)) => {
+                    if let Some(t) = tls {
+                        crate::tls::remember(id, t);
+                    }
                     let last = {
                         let mut reg = shared.registry();
                         match reg.by_id.get_mut(&id) {
@@ -578,7 +582,7 @@ async fn connect(
     dest: SocketAddr,
     from: Option<SocketAddr>,
     origin: Option<(SocketAddr, SocketAddr)>,
-) -> Result<(Box<dyn Io>, SocketAddr), String> {
+) -> Result<(Box<dyn Io>, SocketAddr, Option<crate::tls::TlsSummary>), String> {
     let timeout = cs.connect_timeout;
     // The TLS client domain first: with none matching, nothing is sent at all (OpenSIPS
     // refuses the connection before connecting).
@@ -633,9 +637,13 @@ async fn connect(
             .map_err(|e| format!("PROXY header to {dest}: {e}"))?;
     }
     let handshake = timeout.max(Duration::from_secs(5));
+    let mut tls = None;
     let stream: Box<dyn Io> = if let Some((connector, name)) = client {
         match tokio::time::timeout(handshake, connector.connect(name, tcp)).await {
-            Ok(Ok(s)) => Box::new(s),
+            Ok(Ok(s)) => {
+                tls = crate::tls::TlsSummary::of(s.get_ref().1);
+                Box::new(s)
+            }
             Ok(Err(e)) => return Err(format!("TLS handshake with {dest}: {e}")),
             Err(_) => return Err(format!("TLS handshake with {dest}: timed out")),
         }
@@ -647,7 +655,7 @@ async fn connect(
     } else {
         stream
     };
-    Ok((stream, local))
+    Ok((stream, local, tls))
 }
 
 /// A new incoming connection: PROXY header, TLS handshake and WebSocket upgrade (in that order),
@@ -679,6 +687,7 @@ async fn accepted(
             Err(_) => {}
         }
     }
+    let mut tls_summary = None;
     let stream: Box<dyn Io> = if listen.proto.is_secure() {
         let Some(tls) = shared.tls.as_ref() else {
             log::error!("{}: no TLS server domain", listen.addr);
@@ -690,7 +699,10 @@ async fn accepted(
         };
         // Boxed: the handshake's state is freed once it is done instead of sizing the task.
         match tokio::time::timeout(setup, Box::pin(tls.accept(listen.addr, io))).await {
-            Ok(Ok(s)) => Box::new(s),
+            Ok(Ok(s)) => {
+                tls_summary = crate::tls::TlsSummary::of(s.get_ref().1);
+                Box::new(s)
+            }
             Ok(Err(e)) => {
                 log::error!("TLS handshake from {peer}: {e}");
                 return;
@@ -731,6 +743,9 @@ async fn accepted(
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    if let Some(t) = tls_summary {
+        crate::tls::remember(id, t);
+    }
     let last = Times::new(shared.now_ms());
     {
         let mut reg = shared.registry();

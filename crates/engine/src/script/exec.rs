@@ -513,6 +513,7 @@ impl Run<'_> {
                 crate::hooks::sql_cached_value(&name.to_text())
             }
             Read::Identity(name) => crate::hooks::identity(self.ctx, name),
+            Read::Tls(name) => crate::hooks::tls(self.ctx, name),
             Read::ModulePv(pv, arg) => crate::hooks::module_pv(*pv, arg),
             Read::B2b(name, arg, index) => {
                 crate::hooks::b2b_pv(self.ctx.id, name, arg.as_deref(), *index)

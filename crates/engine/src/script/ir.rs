@@ -34,6 +34,8 @@ pub(crate) enum Read {
     SqlCached(Box<[Piece]>),
     /// stir_shaken's `$identity(name)`: NULL without a usable Identity header.
     Identity(&'static str),
+    /// tls_mgm's `$tls_version`, `$tls_description`, `$tls_cipher_info`, `$tls_cipher_bits`.
+    Tls(&'static str),
     /// mqueue's `$mqk(q)`, `$mqv(q)`, `$mq_size(q)`, benchmark's `$BM_time_diff`: read
     /// through the module's reader.
     ModulePv(crate::hooks::ModulePv, Box<str>),

@@ -328,6 +328,10 @@ impl Lower<'_> {
                 }
                 Read::ShTag(name.trim().into())
             }
+            ("tls_version", None) => Read::Tls("tls_version"),
+            ("tls_description", None) => Read::Tls("tls_description"),
+            ("tls_cipher_info", None) => Read::Tls("tls_cipher_info"),
+            ("tls_cipher_bits", None) => Read::Tls("tls_cipher_bits"),
             // A bare `$identity` is the decoded header, as its field number 0 is in OpenSIPS.
             ("identity", None) => Read::Identity("header"),
             ("identity", Some(name)) => {
