@@ -381,19 +381,9 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     ));
     let commands = mi::finish(commands);
     clusterer::set_mi(std::sync::Arc::clone(&commands));
-    // tls_mgm's $tls_* variables read the connection's negotiated version and cipher.
-    engine::hooks::set_tls_reader(Box::new(|conn, name| {
-        let Some(t) = transport::tls::session(conn) else {
-            return engine::Value::Null;
-        };
-        match name {
-            "tls_version" => engine::Value::from(t.version),
-            "tls_cipher_info" => engine::Value::from(t.cipher),
-            "tls_cipher_bits" => engine::Value::Int(i64::from(t.bits)),
-            "tls_description" => engine::Value::from(t.description.as_str()),
-            _ => engine::Value::Null,
-        }
-    }));
+    // tls_mgm's $tls_* variables: the connection's negotiated version and cipher, and the
+    // peer's certificate.
+    engine::hooks::set_tls_reader(Box::new(tls_variable));
     mi_script::set_mi(std::sync::Arc::clone(&commands));
     match mi::start(&script, &commands, &stop) {
         Ok(up) => {
@@ -510,4 +500,71 @@ fn preprocess(cmd: &str, text: &str) -> Result<String, String> {
         return Err(format!("exited with {}", out.status));
     }
     String::from_utf8(out.stdout).map_err(|_| "output is not UTF-8".to_owned())
+}
+
+/// A `$tls_*` variable of TLS connection `conn` (NULL when it is not one, or the peer sent no
+/// certificate for a `$tls_peer_*` one), as OpenSIPS' tls_mgm shows it.
+fn tls_variable(conn: u64, name: &str) -> engine::Value {
+    use engine::Value;
+    use transport::x509::CertInfo;
+    let Some(t) = transport::tls::session(conn) else {
+        return Value::Null;
+    };
+    let flag = |b: bool| Value::Int(i64::from(b));
+    match name {
+        "tls_version" => return Value::from(t.version),
+        "tls_cipher_info" => return Value::from(t.cipher),
+        "tls_cipher_bits" => return Value::Int(i64::from(t.bits)),
+        "tls_description" => return Value::from(t.description.as_str()),
+        "tls_peer_verified" => return flag(t.peer_verified),
+        // rsips checks no revocation lists; an unverified chain is not checked at all.
+        "tls_peer_revoked" => return flag(false),
+        "tls_peer_selfsigned" => return flag(t.peer_selfsigned),
+        _ => {}
+    }
+    let Some(p) = &t.peer else {
+        return if name == "tls_peer_expired" {
+            flag(false)
+        } else {
+            Value::Null
+        };
+    };
+    let text = |s: Option<&str>| s.map_or(Value::Null, Value::from);
+    let first = |v: &[String]| text(v.first().map(String::as_str));
+    let (of_issuer, field) = match name.strip_prefix("tls_peer_issuer") {
+        Some(rest) => (true, rest),
+        None => (false, name.strip_prefix("tls_peer_subject").unwrap_or("-")),
+    };
+    let dn = if of_issuer { &p.issuer } else { &p.subject };
+    let short = match field {
+        "" => return Value::from(CertInfo::oneline(dn)),
+        "_cn" => Some("CN"),
+        "_locality" => Some("L"),
+        "_country" => Some("C"),
+        "_state" => Some("ST"),
+        "_organization" => Some("O"),
+        "_unit" => Some("OU"),
+        "_serial" => Some("serialNumber"),
+        _ => None,
+    };
+    if let Some(short) = short {
+        return text(CertInfo::field(dn, short));
+    }
+    match name {
+        "tls_peer_version" => Value::Int(p.version),
+        "tls_peer_serial" => Value::Int(p.serial),
+        "tls_peer_san_email" => first(&p.san_email),
+        "tls_peer_san_hostname" => first(&p.san_dns),
+        "tls_peer_san_uri" => first(&p.san_uri),
+        "tls_peer_san_ip" => first(&p.san_ip),
+        "tls_peer_notBefore" => Value::from(p.not_before.as_str()),
+        "tls_peer_notAfter" => Value::from(p.not_after.as_str()),
+        "tls_peer_expired" => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            flag(p.not_after_secs < now)
+        }
+        _ => Value::Null,
+    }
 }

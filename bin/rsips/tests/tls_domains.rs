@@ -491,6 +491,7 @@ fn tls_variables_name_the_negotiated_version_and_cipher() {
          route {{\n\
              append_to_reply(\"X-Tls: $tls_version|$tls_cipher_info|$tls_cipher_bits\\r\\n\");\n\
              if ($tls_description =~ \"Kx=\") append_to_reply(\"X-Desc: yes\\r\\n\");\n\
+             append_to_reply(\"X-NoPeer: $tls_peer_verified|$tls_peer_subject\\r\\n\");\n\
              sl_send_reply(200, \"OK\");\n\
          }}\n",
         pki.path("plain.pem"),
@@ -523,6 +524,8 @@ fn tls_variables_name_the_negotiated_version_and_cipher() {
         .collect();
     assert_eq!(got, [format!("{version}|{cipher}|{bits}")], "{reply}");
     assert!(reply.contains("X-Desc: yes\r\n"), "{reply}");
+    // No client certificate: not verified, no subject.
+    assert!(reply.contains("X-NoPeer: 0|<null>\r\n"), "{reply}");
     // The same script over UDP: no TLS connection, the variables are NULL.
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -537,4 +540,91 @@ fn tls_variables_name_the_negotiated_version_and_cipher() {
     let reply = String::from_utf8_lossy(&buf[..n]);
     assert!(reply.contains("X-Tls: <null>|<null>|<null>\r\n"), "{reply}");
     assert!(!reply.contains("X-Desc"), "{reply}");
+}
+
+/// The client certificate's fields through `$tls_peer_*`, as OpenSSL prints them (checked
+/// against the `openssl x509` command's own view of the certificate), when the server domain
+/// verifies client certificates.
+#[test]
+fn tls_peer_variables_read_the_client_certificate() {
+    let dir = test_dir("tlsdom-peer");
+    let pki = Pki::new(&dir, "rsips peer CA");
+    pki.issue("srv", "cert-srv", "IP:127.0.0.1");
+    pki.issue(
+        "cli",
+        "client-1/O=Example Org/C=RO",
+        "DNS:client.example.test,IP:127.0.0.2,email:ops@example.test,URI:sip:client@example.test",
+    );
+    let [tls] = free_ports::<1>();
+    let cfg = format!(
+        "socket=tls:127.0.0.1:{tls}\n{MODULES}loadmodule \"sipmsgops.so\"\n\
+         modparam(\"tls_mgm\", \"server_domain\", \"srv\")\n\
+         modparam(\"tls_mgm\", \"verify_cert\", \"[srv]1\")\n\
+         modparam(\"tls_mgm\", \"require_cert\", \"[srv]1\")\n\
+         modparam(\"tls_mgm\", \"ca_list\", \"[srv]{}\")\n\
+         modparam(\"tls_mgm\", \"certificate\", \"[srv]{}\")\n\
+         modparam(\"tls_mgm\", \"private_key\", \"[srv]{}\")\n\
+         route {{\n\
+             append_to_reply(\"X-Subject: $tls_peer_subject|$tls_peer_subject_cn|$tls_peer_subject_organization|$tls_peer_subject_country\\r\\n\");\n\
+             append_to_reply(\"X-Issuer: $tls_peer_issuer|$tls_peer_issuer_cn\\r\\n\");\n\
+             append_to_reply(\"X-Checks: $tls_peer_verified|$tls_peer_selfsigned|$tls_peer_expired|$tls_peer_revoked|$tls_peer_version\\r\\n\");\n\
+             append_to_reply(\"X-San: $tls_peer_san_hostname|$tls_peer_san_ip|$tls_peer_san_email|$tls_peer_san_uri\\r\\n\");\n\
+             append_to_reply(\"X-After: $tls_peer_notAfter\\r\\n\");\n\
+             sl_send_reply(200, \"OK\");\n\
+         }}\n",
+        pki.path("ca.pem"),
+        pki.path("srv.pem"),
+        pki.path("srv.key"),
+    );
+    let server = start(&dir, &cfg, tls);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in pki.certs("ca") {
+        roots.add(c).unwrap();
+    }
+    let key = PrivateKeyDer::from_pem_file(dir.join("cli.key")).unwrap();
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(pki.certs("cli"), key)
+            .unwrap(),
+    );
+    let name = ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());
+    let tcp = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut s = rustls::StreamOwned::new(rustls::ClientConnection::new(client, name).unwrap(), tcp);
+    s.write_all(options("TLS", 9, "peerpvs").as_bytes())
+        .unwrap();
+    let reply = read_message(&mut s).unwrap_or_else(|| panic!("no reply\n{}", server.log()));
+    let get = |h: &str| {
+        reply
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{h}: ")))
+            .unwrap_or_else(|| panic!("{h}: {reply}"))
+            .to_owned()
+    };
+    assert_eq!(
+        get("X-Subject"),
+        "/CN=client-1/O=Example Org/C=RO|client-1|Example Org|RO"
+    );
+    assert_eq!(get("X-Issuer"), "/CN=rsips peer CA|rsips peer CA");
+    // Verified by the domain's CA, not self-signed, valid, no CRL, a v3 certificate.
+    assert_eq!(get("X-Checks"), "1|0|0|0|2");
+    assert_eq!(
+        get("X-San"),
+        "client.example.test|127.0.0.2|ops@example.test|sip:client@example.test"
+    );
+    // The end date as `openssl x509 -enddate` prints it (ASN1_TIME_print, as OpenSIPS).
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-enddate", "-in"])
+        .arg(dir.join("cli.pem"))
+        .output()
+        .unwrap();
+    let end = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        format!("notAfter={}", get("X-After")),
+        end.trim(),
+        "{reply}"
+    );
 }

@@ -11,5 +11,6 @@ pub mod stream;
 pub mod tls;
 pub mod ws;
 mod ws_conn;
+pub mod x509;
 
 pub use proto::Proto;

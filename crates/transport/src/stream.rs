@@ -586,6 +586,10 @@ async fn connect(
     let timeout = cs.connect_timeout;
     // The TLS client domain first: with none matching, nothing is sent at all (OpenSIPS
     // refuses the connection before connecting).
+    let verifies = shared
+        .tls
+        .as_ref()
+        .is_some_and(|t| proto.is_secure() && t.client_verifies(dest, None));
     let client = match (proto.is_secure(), shared.tls.as_ref()) {
         (true, Some(tls)) => Some(tls.client_for(dest, None)?),
         (true, None) => return Err("no TLS client domain configured (load tls_mgm)".into()),
@@ -641,7 +645,7 @@ async fn connect(
     let stream: Box<dyn Io> = if let Some((connector, name)) = client {
         match tokio::time::timeout(handshake, connector.connect(name, tcp)).await {
             Ok(Ok(s)) => {
-                tls = crate::tls::TlsSummary::of(s.get_ref().1);
+                tls = crate::tls::TlsSummary::of(s.get_ref().1, verifies);
                 Box::new(s)
             }
             Ok(Err(e)) => return Err(format!("TLS handshake with {dest}: {e}")),
@@ -700,7 +704,7 @@ async fn accepted(
         // Boxed: the handshake's state is freed once it is done instead of sizing the task.
         match tokio::time::timeout(setup, Box::pin(tls.accept(listen.addr, io))).await {
             Ok(Ok(s)) => {
-                tls_summary = crate::tls::TlsSummary::of(s.get_ref().1);
+                tls_summary = crate::tls::TlsSummary::of(s.get_ref().1, true);
                 Box::new(s)
             }
             Ok(Err(e)) => {

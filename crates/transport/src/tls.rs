@@ -367,6 +367,18 @@ impl TlsContext {
         Ok((TlsConnector::from(config), name))
     }
 
+    /// Whether the client domain [`TlsContext::client_for`] picks verifies the server's
+    /// certificate (`verify_cert`), for `$tls_peer_verified`.
+    pub fn client_verifies(&self, dest: SocketAddr, host: Option<&str>) -> bool {
+        let built = self.current();
+        pick(&built.clients, dest, host.unwrap_or("*")).is_some_and(|config| {
+            built
+                .clients
+                .iter()
+                .any(|(d, c)| Arc::ptr_eq(c, config) && d.verify_cert)
+        })
+    }
+
     /// [`TlsContext::client_for`] for callers that cannot fail before connecting: when no
     /// client domain matches, the connector refuses the server's certificate with the reason,
     /// so the handshake fails.
@@ -736,11 +748,18 @@ pub struct TlsSummary {
     pub bits: u32,
     /// OpenSSL's `SSL_CIPHER_description` line.
     pub description: String,
+    /// The peer's certificate, when it sent one.
+    pub peer: Option<crate::x509::CertInfo>,
+    /// The peer's chain was verified (a server domain asks for client certificates only to
+    /// verify them; a client domain with `verify_cert`).
+    pub peer_verified: bool,
+    /// The peer sent one certificate whose issuer is its subject.
+    pub peer_selfsigned: bool,
 }
 
 impl TlsSummary {
     /// The summary of an established connection (`None` before the handshake ends).
-    pub fn of(conn: &rustls::CommonState) -> Option<TlsSummary> {
+    pub fn of(conn: &rustls::CommonState, verifies: bool) -> Option<TlsSummary> {
         use rustls::CipherSuite as C;
         let version = match conn.protocol_version()? {
             rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
@@ -824,11 +843,18 @@ impl TlsSummary {
             _ => ("unknown", "unknown", "unknown", "unknown", 0, "unknown"),
         };
         let description = describe(cipher, version, kx, au, &format!("{enc}({bits})"), mac);
+        let chain = conn.peer_certificates().unwrap_or(&[]);
+        let peer = chain.first().and_then(|c| crate::x509::CertInfo::parse(c));
+        let peer_selfsigned =
+            chain.len() == 1 && peer.as_ref().is_some_and(|p| p.subject == p.issuer);
         Some(TlsSummary {
             version,
             cipher,
             bits,
             description,
+            peer_verified: verifies && peer.is_some(),
+            peer,
+            peer_selfsigned,
         })
     }
 }

@@ -3,6 +3,42 @@
 
 use super::*;
 
+/// tls_mgm's variables rsips reads (the `$tls_my_*` ones, of our own certificate, are not
+/// among them yet).
+const TLS_PVS: &[&str] = &[
+    "tls_version",
+    "tls_description",
+    "tls_cipher_info",
+    "tls_cipher_bits",
+    "tls_peer_version",
+    "tls_peer_serial",
+    "tls_peer_subject",
+    "tls_peer_issuer",
+    "tls_peer_subject_cn",
+    "tls_peer_issuer_cn",
+    "tls_peer_subject_locality",
+    "tls_peer_issuer_locality",
+    "tls_peer_subject_country",
+    "tls_peer_issuer_country",
+    "tls_peer_subject_state",
+    "tls_peer_issuer_state",
+    "tls_peer_subject_organization",
+    "tls_peer_issuer_organization",
+    "tls_peer_subject_unit",
+    "tls_peer_issuer_unit",
+    "tls_peer_subject_serial",
+    "tls_peer_san_email",
+    "tls_peer_san_hostname",
+    "tls_peer_san_uri",
+    "tls_peer_san_ip",
+    "tls_peer_verified",
+    "tls_peer_revoked",
+    "tls_peer_expired",
+    "tls_peer_selfsigned",
+    "tls_peer_notBefore",
+    "tls_peer_notAfter",
+];
+
 impl Lower<'_> {
     pub(super) fn write(&mut self, p: &ast::PvRef) -> L<Write> {
         Ok(match (p.spec.name.as_str(), p.spec.arg.as_deref()) {
@@ -328,10 +364,9 @@ impl Lower<'_> {
                 }
                 Read::ShTag(name.trim().into())
             }
-            ("tls_version", None) => Read::Tls("tls_version"),
-            ("tls_description", None) => Read::Tls("tls_description"),
-            ("tls_cipher_info", None) => Read::Tls("tls_cipher_info"),
-            ("tls_cipher_bits", None) => Read::Tls("tls_cipher_bits"),
+            (name, None) if TLS_PVS.contains(&name) => {
+                Read::Tls(TLS_PVS.iter().find(|n| **n == name).copied().unwrap_or(""))
+            }
             // A bare `$identity` is the decoded header, as its field number 0 is in OpenSIPS.
             ("identity", None) => Read::Identity("header"),
             ("identity", Some(name)) => {
