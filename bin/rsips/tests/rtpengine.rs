@@ -25,30 +25,76 @@ fn sdp(ip: &str, port: u16) -> String {
     )
 }
 
+/// A test's rsips port, rtpengine's ng port, the caller and callee sockets and the test dir.
+struct Media {
+    dir: std::path::PathBuf,
+    port: u16,
+    ng: u16,
+    caller: std::net::UdpSocket,
+    callee: std::net::UdpSocket,
+}
+
+impl Media {
+    fn new(name: &str) -> Media {
+        let [port, ng] = common::free_ports();
+        let dir = std::env::temp_dir().join(format!("rsips-{name}-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let [callee, caller] = common::udp_sockets::<2>();
+        Media {
+            dir,
+            port,
+            ng,
+            caller,
+            callee,
+        }
+    }
+
+    fn caller_port(&self) -> u16 {
+        self.caller.local_addr().unwrap().port()
+    }
+
+    fn callee_port(&self) -> u16 {
+        self.callee.local_addr().unwrap().port()
+    }
+
+    /// The config: rtpengine on the test's daemon (1 s, 1 try), then `routes`.
+    fn write_config(&self, routes: &str) {
+        let (port, ng) = (self.port, self.ng);
+        std::fs::write(
+            self.dir.join("rsips.cfg"),
+            format!(
+                "socket=udp:127.0.0.1:{port}\nstderror_enabled=yes\n\
+                 loadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\nloadmodule \"tm.so\"\n\
+                 loadmodule \"sipmsgops.so\"\nloadmodule \"rtpengine.so\"\n\
+                 modparam(\"rtpengine\", \"rtpengine_sock\", \"udp:127.0.0.1:{ng}\")\n\
+                 modparam(\"rtpengine\", \"rtpengine_tout\", 1)\n\
+                 modparam(\"rtpengine\", \"rtpengine_retr\", 1)\n{routes}"
+            ),
+        )
+        .unwrap();
+    }
+
+    /// The caller's INVITE with `offer`.
+    fn invite(&self, call_id: &str, branch: &str, offer: &str) -> String {
+        let (port, cp) = (self.port, self.caller_port());
+        format!(
+            "INVITE sip:callee@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cp};branch={branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=caller\r\nTo: <sip:callee@127.0.0.1>\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:{cp}>\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+            offer.len()
+        )
+    }
+}
+
 #[test]
 fn calls_get_their_media_through_rtpengine() {
-    let [port, ng] = common::free_ports();
-    let dir = std::env::temp_dir().join(format!("rsips-rtpe-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let [callee, caller] = common::udp_sockets::<2>();
-    let (cp, ep) = (
-        caller.local_addr().unwrap().port(),
-        callee.local_addr().unwrap().port(),
-    );
-    std::fs::write(
-        dir.join("rsips.cfg"),
-        format!(
-            r#"socket=udp:127.0.0.1:{port}
-stderror_enabled=yes
-loadmodule "proto_udp.so"
-loadmodule "sl.so"
-loadmodule "tm.so"
-loadmodule "sipmsgops.so"
-loadmodule "rtpengine.so"
-modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:{ng}")
-modparam("rtpengine", "rtpengine_tout", 1)
-modparam("rtpengine", "rtpengine_retr", 1)
-route {{
+    let m = Media::new("rtpe");
+    let (port, ng, dir) = (m.port, m.ng, m.dir.clone());
+    let (caller, callee) = (&m.caller, &m.callee);
+    let (cp, ep) = (m.caller_port(), m.callee_port());
+    m.write_config(&format!(
+        r#"route {{
     if (is_method("INVITE")) {{
         if (!rtpengine_offer("replace-origin replace-session-connection")) {{
             sl_send_reply(503, "No media relay");
@@ -64,23 +110,15 @@ onreply_route[MEDIA] {{
     if ($rs == 200) rtpengine_answer("replace-origin replace-session-connection");
 }}
 "#
-        ),
-    )
-    .unwrap();
+    ));
     let engine = rtpengine(&dir, ng);
     let _server = common::spawn_rsips(&dir, "rsips.cfg", |log| log.contains("listening on udp:"));
     let offer = sdp("192.0.2.50", 4000);
-    let invite = format!(
-        "INVITE sip:callee@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cp};branch=z9hG4bK-m1\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=caller\r\nTo: <sip:callee@127.0.0.1>\r\n\
-         Call-ID: media-1\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:{cp}>\r\n\
-         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
-        offer.len()
-    );
+    let invite = m.invite("media-1", "z9hG4bK-m1", &offer);
     caller
         .send_to(invite.as_bytes(), ("127.0.0.1", port))
         .unwrap();
-    let got = common::recv_starting(&callee, "INVITE ");
+    let got = common::recv_starting(callee, "INVITE ");
     let (ip, out_port) = common::sdp_media(&got);
     assert_eq!(ip, "127.0.0.1", "{got}");
     assert!((31000..=31999).contains(&out_port), "{got}");
@@ -91,7 +129,7 @@ onreply_route[MEDIA] {{
             ("127.0.0.1", port),
         )
         .unwrap();
-    let ok = common::recv_starting(&caller, "SIP/2.0 200");
+    let ok = common::recv_starting(caller, "SIP/2.0 200");
     let (ip, back_port) = common::sdp_media(&ok);
     let rsips_log = std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default();
     assert_eq!(ip, "127.0.0.1", "{ok}\n{rsips_log}");
@@ -105,14 +143,14 @@ onreply_route[MEDIA] {{
          Call-ID: media-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
     );
     caller.send_to(bye.as_bytes(), ("127.0.0.1", port)).unwrap();
-    let got = common::recv_starting(&callee, "BYE ");
+    let got = common::recv_starting(callee, "BYE ");
     callee
         .send_to(
             common::sdp_reply(&got, "200 OK", "").as_bytes(),
             ("127.0.0.1", port),
         )
         .unwrap();
-    common::recv_starting(&caller, "SIP/2.0 200");
+    common::recv_starting(caller, "SIP/2.0 200");
     let log = std::fs::read_to_string(dir.join("rtpengine.log")).unwrap_or_default();
     assert!(
         log.contains("Received command 'offer'")
@@ -128,7 +166,7 @@ onreply_route[MEDIA] {{
     caller
         .send_to(again.as_bytes(), ("127.0.0.1", port))
         .unwrap();
-    let refused = common::recv_starting(&caller, "SIP/2.0 5");
+    let refused = common::recv_starting(caller, "SIP/2.0 5");
     assert!(
         refused.starts_with("SIP/2.0 503 No media relay"),
         "{refused}"
@@ -141,28 +179,12 @@ onreply_route[MEDIA] {{
 /// and the daemon's address lands in the `$sock` variable.
 #[test]
 fn media_control_commands_reach_the_daemon() {
-    let [port, ng] = common::free_ports();
-    let dir = std::env::temp_dir().join(format!("rsips-rtpe-ctl-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let [callee, caller] = common::udp_sockets::<2>();
-    let (cp, ep) = (
-        caller.local_addr().unwrap().port(),
-        callee.local_addr().unwrap().port(),
-    );
-    std::fs::write(
-        dir.join("rsips.cfg"),
-        format!(
-            r#"socket=udp:127.0.0.1:{port}
-stderror_enabled=yes
-loadmodule "proto_udp.so"
-loadmodule "sl.so"
-loadmodule "tm.so"
-loadmodule "sipmsgops.so"
-loadmodule "rtpengine.so"
-modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:{ng}")
-modparam("rtpengine", "rtpengine_tout", 1)
-modparam("rtpengine", "rtpengine_retr", 1)
-route {{
+    let m = Media::new("rtpe-ctl");
+    let (port, ng, dir) = (m.port, m.ng, m.dir.clone());
+    let (caller, callee) = (&m.caller, &m.callee);
+    let (cp, ep) = (m.caller_port(), m.callee_port());
+    m.write_config(&format!(
+        r#"route {{
     if (is_method("INFO")) {{
         $var(op) = $hdr(X-Op);
         if ($var(op) == "block_media") $var(rc) = rtpengine_block_media(, $var(sock));
@@ -190,23 +212,15 @@ onreply_route[MEDIA] {{
     if ($rs == 200) rtpengine_answer();
 }}
 "#
-        ),
-    )
-    .unwrap();
+    ));
     let _engine = rtpengine(&dir, ng);
     let _server = common::spawn_rsips(&dir, "rsips.cfg", |log| log.contains("listening on udp:"));
     let offer = sdp("127.0.0.1", cp + 1);
-    let invite = format!(
-        "INVITE sip:callee@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{cp};branch=z9hG4bK-c1\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:caller@127.0.0.1>;tag=caller\r\nTo: <sip:callee@127.0.0.1>\r\n\
-         Call-ID: media-ctl\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:{cp}>\r\n\
-         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
-        offer.len()
-    );
+    let invite = m.invite("media-ctl", "z9hG4bK-c1", &offer);
     caller
         .send_to(invite.as_bytes(), ("127.0.0.1", port))
         .unwrap();
-    let got = common::recv_starting(&callee, "INVITE ");
+    let got = common::recv_starting(callee, "INVITE ");
     let answer = sdp("127.0.0.1", ep + 1);
     callee
         .send_to(
@@ -214,7 +228,7 @@ onreply_route[MEDIA] {{
             ("127.0.0.1", port),
         )
         .unwrap();
-    common::recv_starting(&caller, "SIP/2.0 200");
+    common::recv_starting(caller, "SIP/2.0 200");
     let mut n = 0;
     let mut op = |name: &str| {
         n += 1;
@@ -227,7 +241,7 @@ onreply_route[MEDIA] {{
         caller
             .send_to(info.as_bytes(), ("127.0.0.1", port))
             .unwrap();
-        common::recv_starting(&caller, "SIP/2.0 200")
+        common::recv_starting(caller, "SIP/2.0 200")
     };
     let r = op("block_media");
     assert!(r.starts_with("SIP/2.0 200 rc 1\r\n"), "{r}");
