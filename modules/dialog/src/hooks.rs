@@ -93,6 +93,15 @@ impl engine::hooks::DialogHooks for Hooks {
                 // An early dialog: its tag (the target and route set come with the 2xx).
                 if let Ok(Some(tag)) = msg.to_tag() {
                     d.callee.tag = tag.to_owned();
+                    // Topology hiding routes the early dialog's requests (PRACK, UPDATE)
+                    // itself: it needs the callee's target and route set now.
+                    if d.mod_flags & table::TOPOH_ONGOING != 0 {
+                        if let Some(c) = contact_of(msg) {
+                            d.callee.contact = c;
+                        }
+                        d.callee.route_set =
+                            within::route_set_of_reply(msg, None).unwrap_or_default();
+                    }
                     if d.state == UNCONFIRMED {
                         d.state = EARLY;
                         events::state_changed(d, UNCONFIRMED);
@@ -112,7 +121,9 @@ impl engine::hooks::DialogHooks for Hooks {
                 }
                 // Towards the callee: the Record-Routes above ours, nearest first.
                 let ours = format!(";{}={}", s.rr_param, d.did());
-                if let Some(set) = within::route_set_of_reply(msg, &ours) {
+                // Topology hiding took our Record-Route out: all of them are the callee's.
+                let ours = (d.mod_flags & table::TOPOH_ONGOING == 0).then_some(ours.as_str());
+                if let Some(set) = within::route_set_of_reply(msg, ours) {
                     d.callee.route_set = set;
                 }
                 if d.state == EARLY {
@@ -160,7 +171,7 @@ impl engine::hooks::DialogHooks for Hooks {
 
     fn routed(&self, ctx: &mut MsgCtx) {
         if ctx.dialog.is_none() && ctx.msg.to_tag().ok().flatten().is_some() {
-            matched(ctx, settings().match_mode);
+            matched(ctx, settings().match_mode, None);
             if let Some(mark) = ctx.dialog {
                 engine::hooks::media_request(ctx, mark.id);
             }

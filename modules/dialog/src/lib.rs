@@ -15,9 +15,13 @@ mod lookup;
 pub mod mi;
 pub mod persist;
 mod reinvite;
+mod seq_match;
 pub mod sst;
 pub mod table;
 mod within;
+
+pub use lookup::fix_route;
+pub use seq_match::{WithinHook, match_mode, match_request, on_request_within};
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -544,6 +548,7 @@ pub fn create(ctx: &mut MsgCtx, flags: Flags) -> Result<u64, String> {
         next_reinvite: None,
         cancelled: false,
         race: false,
+        mod_flags: 0,
     };
     let did = dialog.did();
     table.insert(dialog);
@@ -613,22 +618,22 @@ pub fn is_live(id: u64) -> bool {
 /// `match_dialog([DID_ONLY|DID_FALLBACK|DID_NONE])`: finds the dialog of a sequential request
 /// the script routes itself.
 fn match_dialog(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    if f.msg.dialog.is_some() {
-        return 1;
-    }
-    let mode = match args.first().map(|v| v.to_text().to_ascii_uppercase()) {
-        None => settings().match_mode,
-        Some(m) if m == "DID_ONLY" => 0,
-        Some(m) if m == "DID_FALLBACK" => 1,
-        Some(m) if m == "DID_NONE" => 2,
-        Some(m) => {
-            f.log
-                .log(-1, &format!("match_dialog: unknown mode `{m}`\n"));
-            return -1;
-        }
+    let mode = match args
+        .first()
+        .filter(|v| !v.is_null())
+        .map(|v| v.to_text().to_ascii_uppercase())
+    {
+        None => None,
+        Some(m) => match match_mode(&m) {
+            Some(m) => Some(m),
+            None => {
+                f.log
+                    .log(-1, &format!("match_dialog: unknown mode `{m}`\n"));
+                return -1;
+            }
+        },
     };
-    matched(f.msg, mode);
-    if f.msg.dialog.is_some() { 1 } else { -1 }
+    bool_code(match_request(f, mode))
 }
 
 /// `validate_dialog()`: 1 when the sequential request agrees with its dialog; -1 a CSeq out
@@ -771,24 +776,24 @@ fn bool_code(b: bool) -> i64 {
     if b { 1 } else { -1 }
 }
 
-/// Finds the dialog of a sequential request (`mode` as `dlg_match_mode`), checks the request
-/// against it, then moves its state: its CSeq, a target refresh, ACK confirms, BYE ends.
-fn matched(ctx: &mut MsgCtx, mode: i64) {
+/// Finds the dialog of a sequential request (`mode` as `dlg_match_mode`; `uri_did`: the id
+/// its R-URI names, else our Route's), checks the request against it, then moves its state:
+/// its CSeq, a target refresh, ACK confirms, BYE ends. A dialog another module marked comes
+/// back as it was before the request.
+pub(crate) fn matched(ctx: &mut MsgCtx, mode: i64, uri_did: Option<String>) -> Option<Dialog> {
     let s = settings();
-    let Some((callid, from_tag, to_tag)) = sip_ids(&ctx.msg) else {
-        return;
-    };
-    let did = ctx.rr_params.as_deref().and_then(|p| {
-        p.split(';').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (k.trim() == s.rr_param).then(|| v.trim().to_owned())
+    let (callid, from_tag, to_tag) = sip_ids(&ctx.msg)?;
+    let did = uri_did.or_else(|| {
+        ctx.rr_params.as_deref().and_then(|p| {
+            p.split(';').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k.trim() == s.rr_param).then(|| v.trim().to_owned())
+            })
         })
     });
     let mut t = dialogs();
     let by_did = || -> Option<(u64, bool)> {
-        let (e, i) = did.as_deref()?.split_once('.')?;
-        let id =
-            (u64::from(table::reverse_hex_int(e)?) << 32) | u64::from(table::reverse_hex_int(i)?);
+        let id = table::parse_did(did.as_deref()?)?;
         let d = t.by_id.get(&id)?;
         // The id alone is not trusted: the Call-ID and a tag must agree.
         if d.callid != callid {
@@ -808,10 +813,9 @@ fn matched(ctx: &mut MsgCtx, mode: i64) {
         _ if did.is_some() => by_did().or_else(|| t.by_sip(&callid, &from_tag, &to_tag)),
         _ => t.by_sip(&callid, &from_tag, &to_tag),
     };
-    let Some((id, upstream)) = found else { return };
-    let Some(d) = t.by_id.get_mut(&id) else {
-        return;
-    };
+    let (id, upstream) = found?;
+    let d = t.by_id.get_mut(&id)?;
+    let kept = (d.mod_flags != 0).then(|| d.clone());
     let method = ctx.msg.method();
     let cseq = ctx.msg.cseq().map(|c| c.seq).unwrap_or(0);
     let check = check(d, &ctx.msg, upstream, cseq, method, &s.rr_param);
@@ -860,6 +864,7 @@ fn matched(ctx: &mut MsgCtx, mode: i64) {
         created: false,
         check,
     });
+    kept
 }
 
 /// `validate_dialog`'s answer for a sequential request, from the dialog as it was before it.
@@ -886,6 +891,10 @@ fn check(
     };
     if !cseq_ok {
         return -1;
+    }
+    // Topology hiding: the request came to our Contact, with no Route (OpenSIPS skips these).
+    if d.mod_flags & table::TOPOH_ONGOING != 0 {
+        return 1;
     }
     let ruri = msg.request_uri_str().unwrap_or("");
     // The same text is the usual case; RFC 3261's comparison only for the others.

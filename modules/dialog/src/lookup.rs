@@ -261,26 +261,32 @@ pub(crate) fn fix_route_dialog(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
             d.callee.clone()
         }
     };
-    if target.contact.is_empty() || !f.msg.set_ruri(&target.contact) {
-        return -1;
+    if fix_route(f.msg, &target) { 1 } else { -1 }
+}
+
+/// Sends a sequential request towards `target` as the dialog knows it: its Contact as R-URI,
+/// its route set as the Route headers (those the request had go), the first route as `$du`.
+/// False when the leg has no usable target.
+pub fn fix_route(ctx: &mut engine::MsgCtx, target: &crate::table::Leg) -> bool {
+    if target.contact.is_empty() || !ctx.set_ruri(&target.contact) {
+        return false;
     }
-    let routes: Vec<usize> = f
-        .msg
+    let routes: Vec<usize> = ctx
         .msg
         .headers()
         .filter(|h| h.name == HeaderName::Route)
         .map(|h| h.index)
         .collect();
     for index in routes {
-        f.msg.edits.remove(index);
+        ctx.edits.remove(index);
     }
     for r in &target.route_set {
-        f.msg.edits.add_top("Route", r);
+        ctx.edits.add_top("Route", r);
     }
-    f.msg.dst_uri = target
+    ctx.dst_uri = target
         .route_set
         .first()
         .and_then(|r| sip::NameAddr::parse(r).ok())
         .map(|na| na.uri().as_str().to_owned());
-    1
+    true
 }

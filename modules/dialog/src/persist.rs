@@ -76,6 +76,7 @@ const COLUMNS: &[&str] = &[
     "script_flags",
     "caller_ping_cseq",
     "callee_ping_cseq",
+    "module_flags",
 ];
 
 fn text(v: &DbValue) -> String {
@@ -163,6 +164,8 @@ fn load(db: &dyn Connection, table: &str) -> Result<usize, String> {
             next_reinvite: None,
             cancelled: false,
             race: false,
+            // Topology hiding goes on for the call (its state is the dialog's).
+            mod_flags: u32::try_from(int(23)).unwrap_or(0),
         };
         let mut d = d;
         if d.flags.ping_caller || d.flags.ping_callee {
@@ -228,7 +231,7 @@ fn row(d: &Dialog) -> Vec<(&'static str, DbValue)> {
             "callee_ping_cseq",
             DbValue::Int(i64::from(d.callee.gen_cseq)),
         ),
-        ("module_flags", DbValue::Int(0)),
+        ("module_flags", DbValue::Int(i64::from(d.mod_flags))),
     ]
 }
 

@@ -39,6 +39,10 @@ pub struct Leg {
     /// pings, which offer it again.
     pub in_sdp: String,
     pub out_sdp: String,
+    /// The Contact topology hiding advertised to this side (OpenSIPS' `adv_contact`): the one
+    /// of the INVITE towards the callee, of the 200 OK towards the caller. Flags `A` and `a`
+    /// keep showing it for the whole call.
+    pub adv_contact: String,
 }
 
 impl Flags {
@@ -233,6 +237,19 @@ pub struct Dialog {
     /// `end-on-race-condition`, it ends after `race_condition_timeout`.
     pub cancelled: bool,
     pub race: bool,
+    /// What other modules keep on the call (OpenSIPS' `mod_flags`): topology_hiding's bits,
+    /// [`TOPOH_ONGOING`] once it hides the call.
+    pub mod_flags: u32,
+}
+
+/// [`Dialog::mod_flags`]: topology hiding runs on the call, its state kept in the dialog
+/// (OpenSIPS' bit, next to the flags topology_hiding keeps there).
+pub const TOPOH_ONGOING: u32 = 1 << 1;
+
+/// A `did` value (`entry.id`, reversed hex) as a dialog id; `None` when malformed.
+pub fn parse_did(did: &str) -> Option<u64> {
+    let (e, i) = did.split_once('.')?;
+    Some((u64::from(reverse_hex_int(e)?) << 32) | u64::from(reverse_hex_int(i)?))
 }
 
 /// The dialog flag names, each at the index of its bit (given out on first use, 32 at most as

@@ -89,10 +89,14 @@ fn run(job: Job) {
 }
 
 /// The route set towards the far side that sent `msg` (a reply to a request we relayed with
-/// our Record-Route, `ours` inside it): the Record-Routes above ours, nearest first.
-pub(crate) fn route_set_of_reply(msg: &SipMessage, ours: &str) -> Option<Vec<String>> {
+/// our Record-Route, `ours` inside it): the Record-Routes above ours, nearest first; all of
+/// them with `ours` `None` (topology hiding sent the request without ours).
+pub(crate) fn route_set_of_reply(msg: &SipMessage, ours: Option<&str>) -> Option<Vec<String>> {
     let rr: Vec<&str> = msg.values(HeaderName::RecordRoute).map(str::trim).collect();
-    let first = rr.iter().position(|r| r.contains(ours))?;
+    let first = match ours {
+        Some(ours) => rr.iter().position(|r| r.contains(ours))?,
+        None => rr.len(),
+    };
     Some(rr[..first].iter().rev().map(|r| (*r).to_owned()).collect())
 }
 
@@ -129,7 +133,7 @@ fn early_callee(d: &Dialog, reply: &SipMessage, rr_param: &str) -> Result<Leg, S
     Ok(Leg {
         tag: tag.to_owned(),
         contact,
-        route_set: route_set_of_reply(reply, &ours).unwrap_or_default(),
+        route_set: route_set_of_reply(reply, Some(&ours)).unwrap_or_default(),
         socket: d.callee.socket.clone(),
         ..Leg::default()
     })
@@ -545,10 +549,10 @@ mod tests {
     fn the_early_route_set_is_what_lies_beyond_our_record_route() {
         let r = reply(RELIABLE);
         assert_eq!(
-            route_set_of_reply(&r, ";did=1.2").unwrap(),
+            route_set_of_reply(&r, Some(";did=1.2")).unwrap(),
             vec!["<sip:edge.example;lr>".to_owned()]
         );
-        assert_eq!(route_set_of_reply(&r, ";did=9.9"), None);
+        assert_eq!(route_set_of_reply(&r, Some(";did=9.9")), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The OpenSIPS `topology_hiding` module, as its "no dialog" mode works: neither side learns
-//! the other's Vias, Record-Routes or Contact.
+//! The OpenSIPS `topology_hiding` module: neither side learns the other's Vias, Record-Routes
+//! or Contact. Without a dialog the state travels in our Contact (below); with one it is kept
+//! in the dialog ([`dlg`]).
 //!
 //! `topology_hiding([flags[, usernames]])` on an initial request: it leaves with our Via only,
 //! no Record-Route, and a Contact of ours whose `thinfo` parameter carries (XOR-ed with
@@ -18,18 +19,20 @@
 //! With `th_callid_loop_protection` the hidden Call-ID also carries the caller's tag, and a
 //! call that loops back through us is hidden once more instead of being revealed.
 //!
-//! OpenSIPS keeps that state in the dialog when the dialog module runs (Contact parameter
-//! `did`, flags `D`, `a` and `A`); rsips always carries it in the Contact, so those flags are
-//! refused when the script loads and `force_dialog` 1 stops the start. A dialog the script created is still matched by the sequential requests
-//! `topology_hiding_match()` routes.
+//! When the request has a dialog (the script's `create_dialog()`, or `force_dialog`) the
+//! state is kept in the dialog instead ([`dlg`]), as OpenSIPS does; `topology_hiding_match()`
+//! first looks for the request's dialog (as `match_dialog()`), and decodes a `thinfo`
+//! Contact only when there is none.
 #![forbid(unsafe_code)]
 
 mod codec;
+mod dlg;
 
 use std::sync::OnceLock;
 
 use engine::{
-    FnCtx, FnSpec, HideFixup, ModuleSpec, Param, ParamType, ReplyFixup, Routes, Script, Value,
+    FnCtx, FnSpec, HideFixup, ModuleSpec, MsgCtx, Param, ParamType, ReplyFixup, Routes, Script,
+    Value,
 };
 use sip::HeaderName;
 
@@ -38,7 +41,7 @@ pub static MODULE: ModuleSpec = ModuleSpec {
     functions: &[
         FnSpec {
             name: "topology_hiding",
-            params: &[(Param::Checked(&FLAGS), true), (Param::Str, true)],
+            params: &[(Param::Str, true), (Param::Str, true)],
             routes: Routes::REQUEST,
             run: topology_hiding,
         },
@@ -64,30 +67,14 @@ pub static MODULE: ModuleSpec = ModuleSpec {
     ],
 };
 
-/// The flags a literal may hold: those of the dialog-based mode are refused when the script
-/// loads.
-static FLAGS: engine::module::ParamCheck = engine::module::ParamCheck {
-    what: "topology_hiding flags",
-    check: |text| match dialog_only(parse_flags(text)) {
-        Some(flag) => Err(format!(
-            "flag {flag} needs the dialog-based topology hiding, which rsips does not have yet"
-        )),
-        None => Ok(()),
-    },
-};
-
-/// The first flag that only the dialog-based mode has.
-fn dialog_only(flags: u32) -> Option<char> {
-    [(DID_IN_USER, 'D'), (KEEP_ADV_A, 'a'), (KEEP_ADV_B, 'A')]
-        .into_iter()
-        .find(|(bit, _)| flags & bit != 0)
-        .map(|(_, c)| c)
-}
-
-/// Flag `U`: the Contact keeps its user part.
+/// Flag `U`: the Contact keeps its user part. The bits are OpenSIPS' (the dialog keeps them
+/// next to `TOPOH_ONGOING`).
 const KEEP_USER: u32 = 1 << 2;
+/// `C`: the callee's side knows the call by another Call-ID.
 const HIDE_CALLID: u32 = 1 << 3;
+/// `D`: the dialog's id goes in our Contact's user part, not in a `did` parameter.
 const DID_IN_USER: u32 = 1 << 4;
+/// `a` / `A`: the caller / the callee keeps being shown the Contact first advertised to it.
 const KEEP_ADV_A: u32 = 1 << 5;
 const KEEP_ADV_B: u32 = 1 << 6;
 
@@ -105,6 +92,13 @@ struct Config {
     uri_params: Vec<String>,
     /// Contact header parameters copied after ours.
     hdr_params: Vec<String>,
+    /// The dialog module runs: a request with a dialog is hidden through it.
+    with_dialog: bool,
+    /// `force_dialog`: `topology_hiding()` creates the dialog an INVITE lacks.
+    force_dialog: bool,
+    /// The dialog values keeping the usernames shown to the caller and to the callee.
+    caller_var: String,
+    callee_var: String,
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -123,15 +117,14 @@ pub fn start(script: &Script) -> Result<(), String> {
         return Ok(());
     }
     let text = |n: &str| script.modparam_str("topology_hiding", n);
-    if script
+    let with_dialog = script.loads("dialog");
+    let force_dialog = script
         .modparam_int("topology_hiding", "force_dialog")
         .unwrap_or(0)
-        != 0
-    {
+        != 0;
+    if force_dialog && !with_dialog {
         return Err(
-            "topology_hiding: force_dialog (the dialog-based mode) is not supported by rsips \
-             yet: it hides topology in the Contact (OpenSIPS' no-dialog mode)"
-                .into(),
+            "topology_hiding: force_dialog needs the dialog module, which is not loaded".into(),
         );
     }
     let base32 = match text("th_contact_encode_scheme").as_deref() {
@@ -161,8 +154,17 @@ pub fn start(script: &Script) -> Result<(), String> {
         base32,
         uri_params: list(text("th_passed_contact_uri_params")),
         hdr_params: list(text("th_passed_contact_params")),
+        with_dialog,
+        force_dialog,
+        caller_var: text("th_contact_caller_username_var")
+            .unwrap_or_else(|| "_th_contact_caller_username_var_".into()),
+        callee_var: text("th_contact_callee_username_var")
+            .unwrap_or_else(|| "_th_contact_callee_username_var_".into()),
     });
     engine::hooks::set_hidden_contact(Box::new(reply_contact));
+    if with_dialog {
+        dialog::on_request_within(dlg::within);
+    }
     Ok(())
 }
 
@@ -251,8 +253,8 @@ fn our_contact(
     user: Option<&str>,
     addr: &str,
     encoded: &str,
-    uri_params: &[(String, Option<String>)],
-    hdr_params: &[(String, Option<String>)],
+    uri_params: &Params,
+    hdr_params: &Params,
 ) -> String {
     let mut c = String::from("<sip:");
     if let Some(u) = user.filter(|u| !u.is_empty()) {
@@ -264,6 +266,13 @@ fn our_contact(
     c.push_str(&cfg.param);
     c.push('=');
     c.push_str(encoded);
+    push_passed_params(cfg, &mut c, uri_params, hdr_params);
+    c
+}
+
+/// The Contact's URI parameters and header parameters the module passes on, around the `>`
+/// that closes our URI.
+fn push_passed_params(cfg: &Config, c: &mut String, uri_params: &Params, hdr_params: &Params) {
     for (n, v) in uri_params {
         if cfg.uri_params.iter().any(|k| k.eq_ignore_ascii_case(n)) {
             c.push(';');
@@ -285,7 +294,6 @@ fn our_contact(
             }
         }
     }
-    c
 }
 
 /// The Record-Route values of a message, comma-joined, in order or reversed.
@@ -341,6 +349,9 @@ fn reply_contact(
     state: &str,
 ) -> Option<String> {
     let cfg = CONFIG.get()?;
+    if let Some(st) = dlg::DlgState::parse(state) {
+        return dlg::reply_contact(cfg, reply, &st);
+    }
     let st = ReplyState::parse(state)?;
     let (uri, user, uri_params, hdr_params) = contact_of(reply)?;
     let routes = st
@@ -371,11 +382,11 @@ fn reply_contact(
 
 /// The request's Vias as its replies must carry them back (the first as recorded on
 /// receipt).
-fn vias_back(f: &FnCtx<'_>) -> Vec<String> {
-    let m = &f.msg.msg;
+fn vias_back(ctx: &MsgCtx) -> Vec<String> {
+    let m = &ctx.msg;
     let mut out: Vec<String> = m.values(HeaderName::Via).map(str::to_owned).collect();
-    if let (Some(r), Some(first)) = (f.msg.receipt.as_ref(), out.first_mut())
-        && let Some(v) = engine::forward::received_top_via(m, r.source, f.msg.force_rport)
+    if let (Some(r), Some(first)) = (ctx.receipt.as_ref(), out.first_mut())
+        && let Some(v) = engine::forward::received_top_via(m, r.source, ctx.force_rport)
     {
         *first = v;
     }
@@ -424,18 +435,17 @@ fn hide_request_contact(f: &mut FnCtx<'_>, cfg: &Config, flags: u32, user: Optio
 }
 
 /// Takes the received Record-Route headers out of the request (and `record_route()`'s).
-fn drop_record_routes(f: &mut FnCtx<'_>) {
-    let lines: Vec<usize> = f
-        .msg
+fn drop_record_routes(ctx: &mut MsgCtx) {
+    let lines: Vec<usize> = ctx
         .msg
         .headers()
         .filter(|h| h.name == HeaderName::RecordRoute)
         .map(|h| h.index)
         .collect();
     for i in lines {
-        f.msg.edits.remove(i);
+        ctx.edits.remove(i);
     }
-    f.msg.record_route = None;
+    ctx.record_route = None;
 }
 
 /// `topology_hiding([flags[, usernames]])`.
@@ -447,32 +457,45 @@ pub fn topology_hiding(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let flags = parse_flags(
         &args
             .first()
+            .filter(|v| !v.is_null())
             .map(|v| v.to_text().into_owned())
             .unwrap_or_default(),
     );
-    if let Some(flag) = dialog_only(flags) {
-        f.log.log(
-            -1,
-            &format!(
-                "topology_hiding: flag {flag} needs the dialog-based mode, which rsips does not have\n"
-            ),
-        );
-        return -1;
-    }
     let (caller_user, callee_user) = args
         .get(1)
         .filter(|v| !v.is_null())
         .map_or((None, None), |v| usernames(&v.to_text()));
+    if cfg.with_dialog {
+        if f.msg.dialog.is_none()
+            && cfg.force_dialog
+            && let Err(e) = dialog::create(f.msg, dialog::table::Flags::default())
+        {
+            f.log.log(
+                -1,
+                &format!("topology_hiding: failed to create the dialog: {e}\n"),
+            );
+            return -1;
+        }
+        if let Some(mark) = f.msg.dialog {
+            return dlg::hide_initial(f, cfg, mark.id, flags, (caller_user, callee_user));
+        }
+    }
+    if flags & DID_IN_USER != 0 {
+        f.log.log(
+            1,
+            "topology_hiding: cannot store the dialog id in the Contact user without a dialog\n",
+        );
+    }
     let Some(receipt) = f.msg.receipt.clone() else {
         return -1;
     };
     let record_route = record_routes(&f.msg.msg, false);
-    let vias = vias_back(f);
-    drop_record_routes(f);
+    let vias = vias_back(f.msg);
+    drop_record_routes(f.msg);
     hide_request_contact(f, cfg, flags, caller_user.as_deref());
     f.msg.hide_topology = true;
     let call_id = if flags & HIDE_CALLID != 0 {
-        hide_call_id(f, cfg)
+        hide_call_id(f.msg, cfg)
     } else {
         None
     };
@@ -497,8 +520,8 @@ pub fn topology_hiding(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 /// Flag `C` on a request going towards the callee: it leaves with the hidden Call-ID; the
 /// Call-ID its replies must carry back is returned. REGISTER, PUBLISH and SUBSCRIBE keep
 /// theirs, as in OpenSIPS.
-fn hide_call_id(f: &mut FnCtx<'_>, cfg: &Config) -> Option<String> {
-    let m = &f.msg.msg;
+fn hide_call_id(ctx: &mut MsgCtx, cfg: &Config) -> Option<String> {
+    let m = &ctx.msg;
     let method = m.cseq().ok()?.method_str.to_ascii_uppercase();
     if ["REGISTER", "PUBLISH", "SUBSCRIBE"].contains(&method.as_str()) {
         return None;
@@ -513,15 +536,15 @@ fn hide_call_id(f: &mut FnCtx<'_>, cfg: &Config) -> Option<String> {
         original.clone()
     };
     let hidden = codec::hide_call_id(&plain, &cfg.callid_passwd, &cfg.callid_prefix);
-    f.msg.edits.replace_value(line, hidden);
+    ctx.edits.replace_value(line, hidden);
     Some(original)
 }
 
 /// Flag `C` on a request coming from the callee: the message takes back the caller's Call-ID
 /// (the script, the dialog and the caller see that one); the hidden one its replies carry
 /// back is returned. `None` when its Call-ID is not one we hid.
-fn reveal_call_id(f: &mut FnCtx<'_>, cfg: &Config) -> Option<String> {
-    let m = &f.msg.msg;
+fn reveal_call_id(ctx: &mut MsgCtx, cfg: &Config) -> Option<String> {
+    let m = &ctx.msg;
     let hidden = m.call_id().ok()?.to_owned();
     let mut original = codec::reveal_call_id(&hidden, &cfg.callid_passwd, &cfg.callid_prefix)?;
     if cfg.loop_protection {
@@ -541,14 +564,42 @@ fn reveal_call_id(f: &mut FnCtx<'_>, cfg: &Config) -> Option<String> {
     text.extend_from_slice(original.as_bytes());
     text.extend_from_slice(raw.get(end..)?);
     let msg = sip::SipMessage::parse(bytes::Bytes::from(text)).ok()?;
-    f.msg.msg = msg;
+    ctx.msg = msg;
     Some(hidden)
 }
 
-/// `topology_hiding_match([mode])`: a request sent to one of our hiding Contacts is routed
-/// where it says. 1 when it was; -1 otherwise.
-pub fn topology_hiding_match(f: &mut FnCtx<'_>, _args: &[Value]) -> i64 {
+/// `topology_hiding_match([mode])`: a sequential request of a hidden call is routed where
+/// its dialog (matched as `match_dialog(mode)` does) or our Contact's `thinfo` says. 1 when
+/// it was (or when it has a dialog that hides nothing); -1 otherwise.
+pub fn topology_hiding_match(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some(cfg) = CONFIG.get() else { return -1 };
+    let mut revealed = None;
+    if cfg.with_dialog {
+        let mode = args
+            .first()
+            .filter(|v| !v.is_null())
+            .and_then(|v| dialog::match_mode(&v.to_text()));
+        // `C`: the dialog knows the call by the caller's Call-ID (OpenSIPS restores it as the
+        // message arrives).
+        if f.msg.dialog.is_none() {
+            revealed = reveal_call_id(f.msg, cfg);
+        }
+        if dialog::match_request(f, mode) {
+            if let Some(hidden) = revealed
+                && let Some(ReplyFixup::Hide(h)) = f.msg.reply_fixups.last_mut()
+                && h.call_id.is_none()
+            {
+                h.call_id = Some(hidden);
+            }
+            return 1;
+        }
+    }
+    match_no_dialog(f, cfg, revealed)
+}
+
+/// The no-dialog mode's matching: the R-URI's `thinfo` decoded. `revealed`: the hidden Call-ID
+/// the request came with, already given back the caller's.
+fn match_no_dialog(f: &mut FnCtx<'_>, cfg: &Config, revealed: Option<String>) -> i64 {
     let m = &f.msg.msg;
     if m.header(HeaderName::Route).is_some() {
         return -1;
@@ -585,8 +636,8 @@ pub fn topology_hiding_match(f: &mut FnCtx<'_>, _args: &[Value]) -> i64 {
     let Some(receipt) = f.msg.receipt.clone() else {
         return -1;
     };
-    let vias = vias_back(f);
-    drop_record_routes(f);
+    let vias = vias_back(f.msg);
+    drop_record_routes(f.msg);
     let route_list: Vec<String> = sip::split_values(&routes)
         .map(|r| r.trim().to_owned())
         .filter(|r| !r.is_empty())
@@ -645,7 +696,9 @@ pub fn topology_hiding_match(f: &mut FnCtx<'_>, _args: &[Value]) -> i64 {
     // `C`: from the callee the Call-ID comes back to the caller's; from the caller it is
     // hidden again.
     let call_id = if flags & HIDE_CALLID != 0 {
-        reveal_call_id(f, cfg).or_else(|| hide_call_id(f, cfg))
+        revealed
+            .or_else(|| reveal_call_id(f.msg, cfg))
+            .or_else(|| hide_call_id(f.msg, cfg))
     } else {
         None
     };
