@@ -241,6 +241,18 @@ fn ip(body: &[u8]) -> Option<String> {
     }
 }
 
+/// What the `x509` fuzz target and the corpus replay check: any input parses or is `None`
+/// without panicking, a parse is deterministic, and what it gives prints.
+pub fn fuzz_invariants(data: &[u8]) {
+    if let Some(c) = CertInfo::parse(data) {
+        assert_eq!(CertInfo::parse(data).as_ref(), Some(&c));
+        let line = CertInfo::oneline(&c.subject);
+        assert!(line.matches('/').count() >= c.subject.len());
+        assert!(c.not_after.ends_with(" GMT") && c.not_before.ends_with(" GMT"));
+        let _ = CertInfo::field(&c.issuer, "CN");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
