@@ -522,7 +522,15 @@ fn tls_variable(conn: u64, name: &str) -> engine::Value {
         "tls_peer_selfsigned" => return flag(t.peer_selfsigned),
         _ => {}
     }
-    let Some(p) = &t.peer else {
+    // `$tls_peer_*` read the peer's certificate, `$tls_my_*` ours: the same fields.
+    let (cert, field) = match name.strip_prefix("tls_my_") {
+        Some(rest) => (t.mine.as_deref(), rest),
+        None => (
+            t.peer.as_ref(),
+            name.strip_prefix("tls_peer_").unwrap_or(name),
+        ),
+    };
+    let Some(p) = cert else {
         return if name == "tls_peer_expired" {
             flag(false)
         } else {
@@ -531,35 +539,35 @@ fn tls_variable(conn: u64, name: &str) -> engine::Value {
     };
     let text = |s: Option<&str>| s.map_or(Value::Null, Value::from);
     let first = |v: &[String]| text(v.first().map(String::as_str));
-    let (of_issuer, field) = match name.strip_prefix("tls_peer_issuer") {
-        Some(rest) => (true, rest),
-        None => (false, name.strip_prefix("tls_peer_subject").unwrap_or("-")),
+    let (of_issuer, part) = match field.strip_prefix("issuer") {
+        Some(rest) => (true, Some(rest)),
+        None => (false, field.strip_prefix("subject")),
     };
-    let dn = if of_issuer { &p.issuer } else { &p.subject };
-    let short = match field {
-        "" => return Value::from(CertInfo::oneline(dn)),
-        "_cn" => Some("CN"),
-        "_locality" => Some("L"),
-        "_country" => Some("C"),
-        "_state" => Some("ST"),
-        "_organization" => Some("O"),
-        "_unit" => Some("OU"),
-        "_serial" => Some("serialNumber"),
-        _ => None,
-    };
-    if let Some(short) = short {
+    if let Some(part) = part {
+        let dn = if of_issuer { &p.issuer } else { &p.subject };
+        let short = match part {
+            "" => return Value::from(CertInfo::oneline(dn)),
+            "_cn" => "CN",
+            "_locality" => "L",
+            "_country" => "C",
+            "_state" => "ST",
+            "_organization" => "O",
+            "_unit" => "OU",
+            "_serial" => "serialNumber",
+            _ => return Value::Null,
+        };
         return text(CertInfo::field(dn, short));
     }
-    match name {
-        "tls_peer_version" => Value::Int(p.version),
-        "tls_peer_serial" => Value::Int(p.serial),
-        "tls_peer_san_email" => first(&p.san_email),
-        "tls_peer_san_hostname" => first(&p.san_dns),
-        "tls_peer_san_uri" => first(&p.san_uri),
-        "tls_peer_san_ip" => first(&p.san_ip),
-        "tls_peer_notBefore" => Value::from(p.not_before.as_str()),
-        "tls_peer_notAfter" => Value::from(p.not_after.as_str()),
-        "tls_peer_expired" => {
+    match field {
+        "version" => Value::Int(p.version),
+        "serial" => Value::Int(p.serial),
+        "san_email" => first(&p.san_email),
+        "san_hostname" => first(&p.san_dns),
+        "san_uri" => first(&p.san_uri),
+        "san_ip" => first(&p.san_ip),
+        "notBefore" => Value::from(p.not_before.as_str()),
+        "notAfter" => Value::from(p.not_after.as_str()),
+        "expired" => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);

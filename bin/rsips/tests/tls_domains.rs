@@ -570,6 +570,7 @@ fn tls_peer_variables_read_the_client_certificate() {
              append_to_reply(\"X-Checks: $tls_peer_verified|$tls_peer_selfsigned|$tls_peer_expired|$tls_peer_revoked|$tls_peer_version\\r\\n\");\n\
              append_to_reply(\"X-San: $tls_peer_san_hostname|$tls_peer_san_ip|$tls_peer_san_email|$tls_peer_san_uri\\r\\n\");\n\
              append_to_reply(\"X-After: $tls_peer_notAfter\\r\\n\");\n\
+             append_to_reply(\"X-Mine: $tls_my_subject|$tls_my_issuer_cn|$tls_my_san_ip|$tls_my_version\\r\\n\");\n\
              sl_send_reply(200, \"OK\");\n\
          }}\n",
         pki.path("ca.pem"),
@@ -615,6 +616,8 @@ fn tls_peer_variables_read_the_client_certificate() {
         get("X-San"),
         "client.example.test|127.0.0.2|ops@example.test|sip:client@example.test"
     );
+    // Our own certificate: the server domain's.
+    assert_eq!(get("X-Mine"), "/CN=cert-srv|rsips peer CA|127.0.0.1|2");
     // The end date as `openssl x509 -enddate` prints it (ASN1_TIME_print, as OpenSIPS).
     let out = std::process::Command::new("openssl")
         .args(["x509", "-noout", "-enddate", "-in"])

@@ -590,6 +590,11 @@ async fn connect(
         .tls
         .as_ref()
         .is_some_and(|t| proto.is_secure() && t.client_verifies(dest, None));
+    let own = shared
+        .tls
+        .as_ref()
+        .filter(|_| proto.is_secure())
+        .and_then(|t| t.client_own(dest, None));
     let client = match (proto.is_secure(), shared.tls.as_ref()) {
         (true, Some(tls)) => Some(tls.client_for(dest, None)?),
         (true, None) => return Err("no TLS client domain configured (load tls_mgm)".into()),
@@ -645,7 +650,8 @@ async fn connect(
     let stream: Box<dyn Io> = if let Some((connector, name)) = client {
         match tokio::time::timeout(handshake, connector.connect(name, tcp)).await {
             Ok(Ok(s)) => {
-                tls = crate::tls::TlsSummary::of(s.get_ref().1, verifies);
+                tls = crate::tls::TlsSummary::of(s.get_ref().1, verifies)
+                    .map(|t| crate::tls::TlsSummary { mine: own, ..t });
                 Box::new(s)
             }
             Ok(Err(e)) => return Err(format!("TLS handshake with {dest}: {e}")),
@@ -703,8 +709,9 @@ async fn accepted(
         };
         // Boxed: the handshake's state is freed once it is done instead of sizing the task.
         match tokio::time::timeout(setup, Box::pin(tls.accept(listen.addr, io))).await {
-            Ok(Ok(s)) => {
-                tls_summary = crate::tls::TlsSummary::of(s.get_ref().1, true);
+            Ok(Ok((s, own))) => {
+                tls_summary = crate::tls::TlsSummary::of(s.get_ref().1, true)
+                    .map(|t| crate::tls::TlsSummary { mine: own, ..t });
                 Box::new(s)
             }
             Ok(Err(e)) => {

@@ -246,8 +246,19 @@ fn glob_class(p: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
 struct Built {
     servers: Vec<(TlsDomain, Arc<ServerConfig>)>,
     clients: Vec<(TlsDomain, Arc<ClientConfig>)>,
+    /// Each domain's own certificate as `$tls_my_*` shows it (by the domain's configuration).
+    own: Vec<(usize, Arc<crate::x509::CertInfo>)>,
     /// Ends a handshake whose SNI matches no server domain with a fatal alert.
     reject: Arc<ServerConfig>,
+}
+
+impl Built {
+    fn own_of(&self, key: usize) -> Option<Arc<crate::x509::CertInfo>> {
+        self.own
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, c)| Arc::clone(c))
+    }
 }
 
 /// Every TLS domain, ready to accept and connect.
@@ -311,7 +322,13 @@ impl TlsContext {
         &self,
         local: SocketAddr,
         io: IO,
-    ) -> Result<tokio_rustls::server::TlsStream<IO>, String>
+    ) -> Result<
+        (
+            tokio_rustls::server::TlsStream<IO>,
+            Option<Arc<crate::x509::CertInfo>>,
+        ),
+        String,
+    >
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
@@ -326,10 +343,14 @@ impl TlsContext {
         let sni = start.client_hello().server_name().map(str::to_owned);
         let name = sni.as_deref().unwrap_or(NO_SNI);
         match pick(&built.servers, local, name) {
-            Some(config) => start
-                .into_stream(Arc::clone(config))
-                .await
-                .map_err(|e| e.to_string()),
+            Some(config) => {
+                let own = built.own_of(Arc::as_ptr(config) as usize);
+                start
+                    .into_stream(Arc::clone(config))
+                    .await
+                    .map(|s| (s, own))
+                    .map_err(|e| e.to_string())
+            }
             None => {
                 // Drives the handshake to the certificate choice, which sends the alert.
                 let _ = start.into_stream(Arc::clone(&built.reject)).await;
@@ -365,6 +386,17 @@ impl TlsContext {
             .and_then(|h| ServerName::try_from(h.to_owned()).ok())
             .unwrap_or_else(|| ServerName::IpAddress(dest.ip().into()));
         Ok((TlsConnector::from(config), name))
+    }
+
+    /// The certificate the client domain [`TlsContext::client_for`] picks presents, if any.
+    pub fn client_own(
+        &self,
+        dest: SocketAddr,
+        host: Option<&str>,
+    ) -> Option<Arc<crate::x509::CertInfo>> {
+        let built = self.current();
+        let config = pick(&built.clients, dest, host.unwrap_or("*"))?;
+        built.own_of(Arc::as_ptr(config) as usize)
     }
 
     /// Whether the client domain [`TlsContext::client_for`] picks verifies the server's
@@ -521,13 +553,29 @@ fn build(domains: &[TlsDomain]) -> Result<Built, String> {
     let mut built = Built {
         servers: Vec::new(),
         clients: Vec::new(),
+        own: Vec::new(),
         reject: Arc::new(reject_config()?),
     };
     for d in domains {
-        if d.server {
-            built.servers.push((d.clone(), Arc::new(server_config(d)?)));
+        // The configuration's address is the key: it is what a handshake picked.
+        let key = if d.server {
+            let c = Arc::new(server_config(d)?);
+            let key = Arc::as_ptr(&c) as usize;
+            built.servers.push((d.clone(), c));
+            key
         } else {
-            built.clients.push((d.clone(), Arc::new(client_config(d)?)));
+            let c = Arc::new(client_config(d)?);
+            let key = Arc::as_ptr(&c) as usize;
+            built.clients.push((d.clone(), c));
+            key
+        };
+        let own = d
+            .certificate
+            .as_ref()
+            .and_then(|path| read_certs(path, &d.name).ok())
+            .and_then(|chain| chain.first().and_then(|c| crate::x509::CertInfo::parse(c)));
+        if let Some(own) = own {
+            built.own.push((key, Arc::new(own)));
         }
     }
     Ok(built)
@@ -755,6 +803,8 @@ pub struct TlsSummary {
     pub peer_verified: bool,
     /// The peer sent one certificate whose issuer is its subject.
     pub peer_selfsigned: bool,
+    /// Our own certificate on this connection (`$tls_my_*`).
+    pub mine: Option<Arc<crate::x509::CertInfo>>,
 }
 
 impl TlsSummary {
@@ -855,6 +905,7 @@ impl TlsSummary {
             peer_verified: verifies && peer.is_some(),
             peer,
             peer_selfsigned,
+            mine: None,
         })
     }
 }

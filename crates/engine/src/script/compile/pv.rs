@@ -3,8 +3,7 @@
 
 use super::*;
 
-/// tls_mgm's variables rsips reads (the `$tls_my_*` ones, of our own certificate, are not
-/// among them yet).
+/// tls_mgm's variables: the connection's, the peer certificate's and our own's.
 const TLS_PVS: &[&str] = &[
     "tls_version",
     "tls_description",
@@ -37,6 +36,27 @@ const TLS_PVS: &[&str] = &[
     "tls_peer_selfsigned",
     "tls_peer_notBefore",
     "tls_peer_notAfter",
+    "tls_my_version",
+    "tls_my_serial",
+    "tls_my_subject",
+    "tls_my_issuer",
+    "tls_my_subject_cn",
+    "tls_my_issuer_cn",
+    "tls_my_subject_locality",
+    "tls_my_issuer_locality",
+    "tls_my_subject_country",
+    "tls_my_issuer_country",
+    "tls_my_subject_state",
+    "tls_my_issuer_state",
+    "tls_my_subject_organization",
+    "tls_my_issuer_organization",
+    "tls_my_subject_unit",
+    "tls_my_issuer_unit",
+    "tls_my_subject_serial",
+    "tls_my_san_email",
+    "tls_my_san_hostname",
+    "tls_my_san_uri",
+    "tls_my_san_ip",
 ];
 
 impl Lower<'_> {
