@@ -314,6 +314,7 @@ route {
         sl_send_reply(500, "No hiding");
         exit;
     }
+    xlog("L_NOTICE", "callee callid <$TH_callee_callid> for $ci\n");
     $du = "sip:127.0.0.1:CALLEE";
     t_relay();
 }
@@ -545,6 +546,12 @@ fn with_a_dialog_the_call_is_hidden_and_routed_from_it() {
     assert!(
         hidden.starts_with("DLGCH_") && !hidden.contains("th-d1"),
         "{invite}"
+    );
+    // $TH_callee_callid is that Call-ID, while $ci stays the caller's.
+    assert!(
+        log().contains(&format!("callee callid <{hidden}> for th-d1")),
+        "{}",
+        log()
     );
     // The caller: its own Vias and Record-Route back, our Contact, its Call-ID.
     assert_eq!(header(&ok, "Via").len(), 2, "{ok}");

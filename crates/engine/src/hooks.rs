@@ -571,3 +571,19 @@ pub fn tls(ctx: &crate::MsgCtx, name: &str) -> crate::Value {
         _ => crate::Value::Null,
     }
 }
+
+/// topology_hiding's `$TH_callee_callid`: the Call-ID the message's hidden dialog shows the
+/// callee (NULL without one, or without flag `C`).
+pub type ThCallidReader = Box<dyn Fn(&crate::MsgCtx) -> crate::Value + Send + Sync>;
+
+static TH_CALLID: OnceLock<ThCallidReader> = OnceLock::new();
+
+/// Installs the reader (once; later calls are ignored).
+pub fn set_th_callid_reader(f: ThCallidReader) {
+    let _ = TH_CALLID.set(f);
+}
+
+/// `$TH_callee_callid` of `ctx`: NULL without the module.
+pub fn th_callee_callid(ctx: &crate::MsgCtx) -> crate::Value {
+    TH_CALLID.get().map_or(crate::Value::Null, |f| f(ctx))
+}

@@ -164,8 +164,34 @@ pub fn start(script: &Script) -> Result<(), String> {
     engine::hooks::set_hidden_contact(Box::new(reply_contact));
     if with_dialog {
         dialog::on_request_within(dlg::within);
+        engine::hooks::set_th_callid_reader(Box::new(callee_callid));
     }
     Ok(())
+}
+
+/// `$TH_callee_callid`: the Call-ID the callee sees of the message's hidden dialog (flag
+/// `C`); NULL otherwise.
+fn callee_callid(ctx: &MsgCtx) -> Value {
+    let (Some(cfg), Some(mark)) = (CONFIG.get(), ctx.dialog) else {
+        return Value::Null;
+    };
+    let dialogs = dialog::table::dialogs();
+    let Some(d) = dialogs.by_id.get(&mark.id) else {
+        return Value::Null;
+    };
+    if d.mod_flags & dialog::table::TOPOH_ONGOING == 0 || d.mod_flags & HIDE_CALLID == 0 {
+        return Value::Null;
+    }
+    let plain = if cfg.loop_protection {
+        format!("{}|{}", d.callid, d.caller.tag)
+    } else {
+        d.callid.clone()
+    };
+    Value::from(codec::hide_call_id(
+        &plain,
+        &cfg.callid_passwd,
+        &cfg.callid_prefix,
+    ))
 }
 
 fn parse_flags(text: &str) -> u32 {

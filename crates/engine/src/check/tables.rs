@@ -365,6 +365,7 @@ pub(crate) const MODULE_PVS: &[(&str, &str)] = &[
     ("cluster.", "clusterer"),
     ("identity", "stir_shaken"),
     ("tls_", "tls_mgm"),
+    ("TH_callee_callid", "topology_hiding"),
     ("lb_", "load_balancer"),
     ("ds_", "dispatcher"),
     ("stat", "statistics"),

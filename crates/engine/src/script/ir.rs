@@ -36,6 +36,8 @@ pub(crate) enum Read {
     Identity(&'static str),
     /// tls_mgm's `$tls_version`, `$tls_description`, `$tls_cipher_info`, `$tls_cipher_bits`.
     Tls(&'static str),
+    /// topology_hiding's `$TH_callee_callid`.
+    ThCalleeCallid,
     /// mqueue's `$mqk(q)`, `$mqv(q)`, `$mq_size(q)`, benchmark's `$BM_time_diff`: read
     /// through the module's reader.
     ModulePv(crate::hooks::ModulePv, Box<str>),

@@ -384,6 +384,7 @@ impl Lower<'_> {
                 }
                 Read::ShTag(name.trim().into())
             }
+            ("TH_callee_callid", None) => Read::ThCalleeCallid,
             (name, None) if TLS_PVS.contains(&name) => {
                 Read::Tls(TLS_PVS.iter().find(|n| **n == name).copied().unwrap_or(""))
             }
