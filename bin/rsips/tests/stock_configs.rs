@@ -144,17 +144,18 @@ fn usrloc_modes_are_checked_at_their_line() {
     let (_, stderr) = rsips_check(&path, &[]);
     // Its SQL write-back preset is one rsips runs.
     assert!(!stderr.contains("working_mode_preset"), "{stderr}");
-    // A cluster preset is not: refused where it is set.
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("single-instance-sql-write-back", "full-sharing-cluster");
+    // A preset that needs a cachedb is not: refused where it is set.
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "single-instance-sql-write-back",
+        "full-sharing-cachedb-cluster",
+    );
     let copy = std::env::temp_dir().join(format!("rsips-allyes-{}.cfg", std::process::id()));
     std::fs::write(&copy, text).unwrap();
     let (ok, stderr) = rsips_check(&copy, &[]);
     assert!(!ok);
     assert!(
         stderr.contains(
-            "error: bad `working_mode_preset` for module `usrloc`: \"full-sharing-cluster\" needs a cluster"
+            "error: bad `working_mode_preset` for module `usrloc`: \"full-sharing-cachedb-cluster\" needs a cachedb"
         ),
         "{stderr}"
     );

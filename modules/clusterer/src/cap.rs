@@ -241,6 +241,12 @@ impl Chunk<'_> {
         self.buf.extend_from_slice(b);
         self
     }
+
+    /// Bytes already laid out as BIN fields (a module's own encoding of the chunk).
+    pub fn raw(&mut self, bytes: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(bytes);
+        self
+    }
 }
 
 /// The chunks of a sync packet's body (after the capability and data version): a reader

@@ -3,12 +3,15 @@
 //! contacts as branches), `is_registered`, `remove`, their statistics and the usrloc MI
 //! commands. usrloc runs as a single instance: in memory (`single-instance-no-db`), or with
 //! the tables loaded from SQL at start and written back (`single-instance-sql-write-through`,
-//! `single-instance-sql-write-back`; see [`persist`]).
+//! `single-instance-sql-write-back`; see [`persist`]), or replicated to the other nodes of a
+//! `location_cluster` (`full-sharing-cluster`; see [`cluster`] and [`repl`]).
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod lookup;
 pub mod mi;
 pub mod persist;
+pub mod repl;
 pub mod save;
 pub mod usrloc;
 
@@ -287,29 +290,39 @@ impl Settings {
     }
 }
 
-/// usrloc's `working_mode_preset`: in memory, or a single instance persisted in SQL; the
-/// cluster presets are refused.
+/// usrloc's `working_mode_preset`: in memory, a single instance persisted in SQL, or a
+/// full-sharing cluster (see [`cluster`]); the cachedb and SQL-only presets are refused, and
+/// "federation-cluster", which OpenSIPS 4.0 refuses too ("not implemented yet").
 static PRESET: engine::ParamCheck = engine::ParamCheck {
     what: "usrloc working mode",
-    check: |v| match v.trim() {
-        "single-instance-no-db"
-        | "single-instance-sql-write-through"
-        | "single-instance-sql-write-back" => Ok(()),
-        other => Err(format!(
-            "\"{other}\" needs a cluster or a database-only mode; rsips runs usrloc as a single \
-             instance (\"single-instance-no-db\", \"single-instance-sql-write-through\", \
-             \"single-instance-sql-write-back\")"
-        )),
+    check: |v| {
+        let why = match v.trim() {
+            "single-instance-no-db"
+            | "single-instance-sql-write-through"
+            | "single-instance-sql-write-back"
+            | "full-sharing-cluster" => return Ok(()),
+            "sql-only" => "needs a database-only mode",
+            "federation-cluster" => "is not implemented (OpenSIPS 4.0 refuses it too)",
+            p if p.contains("cachedb") => "needs a cachedb",
+            _ => "is no usrloc working mode",
+        };
+        Err(format!(
+            "\"{}\" {why}; rsips runs usrloc as a single instance (\"single-instance-no-db\", \
+             \"single-instance-sql-write-through\", \"single-instance-sql-write-back\") or in a \
+             \"full-sharing-cluster\"",
+            v.trim()
+        ))
     },
 };
 
-/// usrloc's `cluster_mode`: only `none`.
+/// usrloc's `cluster_mode`: `none` or `full-sharing`.
 static NONE_ONLY: engine::ParamCheck = engine::ParamCheck {
     what: "usrloc mode",
     check: |v| match v.trim() {
-        "none" => Ok(()),
+        "none" | "full-sharing" => Ok(()),
         other => Err(format!(
-            "\"{other}\" needs a cluster; rsips runs usrloc as a single instance (\"none\")"
+            "\"{other}\" needs a cachedb, a database-only mode or the federation mode; rsips runs \
+             usrloc as a single instance (\"none\") or \"full-sharing\""
         )),
     },
 };
@@ -318,9 +331,10 @@ static NONE_ONLY: engine::ParamCheck = engine::ParamCheck {
 static RESTART: engine::ParamCheck = engine::ParamCheck {
     what: "usrloc restart persistency",
     check: |v| match v.trim() {
-        "none" | "load-from-sql" => Ok(()),
+        "none" | "load-from-sql" | "sync-from-cluster" => Ok(()),
         other => Err(format!(
-            "\"{other}\": rsips loads the contacts from SQL (\"load-from-sql\") or not (\"none\")"
+            "\"{other}\": rsips loads the contacts from SQL (\"load-from-sql\"), from the cluster \
+             (\"sync-from-cluster\") or not (\"none\")"
         )),
     },
 };

@@ -253,6 +253,10 @@ pub fn commands(mi: &mut Mi, current: Current) {
         "usrloc:cluster_sync",
         &["ul_cluster_sync"],
         &[&[]],
-        |_| Err(MiError::new(400, "Clustering not enabled")),
+        |_| match crate::cluster::request_sync() {
+            None => Err(MiError::new(400, "Clustering not enabled")),
+            Some(Err(_)) => Err(MiError::new(400, "Failed to send sync request")),
+            Some(Ok(())) => Ok(json!("OK")),
+        },
     ));
 }

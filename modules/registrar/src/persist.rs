@@ -35,7 +35,7 @@ struct Persist {
     flag_names: Vec<(u32, String)>,
     /// Our listening sockets as contacts name them (`udp:127.0.0.1:5060`), and the
     /// (protocol, port) of those bound to every address.
-    sockets: (Vec<String>, Vec<(&'static str, u16)>),
+    sockets: Sockets,
     /// (table, AOR) changed since written.
     dirty: Mutex<HashSet<(String, String)>>,
     wake: Condvar,
@@ -95,8 +95,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Opens the database and loads the `location` table when the script asks for SQL
-/// persistence; a database that cannot be read stops the start.
+/// persistence; a database that cannot be read stops the start. The location cluster starts
+/// here too (usrloc's start in the server's order, before the clusterer's).
 pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
+    crate::cluster::start(script)?;
     let (load, mode) = modes(script);
     if !script.loads("usrloc") || (!load && mode == WriteMode::None) {
         return Ok(());
@@ -147,7 +149,11 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     Ok(())
 }
 
-fn local_sockets(script: &Script) -> (Vec<String>, Vec<(&'static str, u16)>) {
+/// Our listening sockets as contacts name them (`udp:127.0.0.1:5060`), and the (protocol,
+/// port) of those bound to every address.
+pub(crate) type Sockets = (Vec<String>, Vec<(&'static str, u16)>);
+
+pub(crate) fn local_sockets(script: &Script) -> Sockets {
     let mut named = Vec::new();
     let mut wildcard = Vec::new();
     for s in script.listen_sockets() {
@@ -167,9 +173,14 @@ fn local_sockets(script: &Script) -> (Vec<String>, Vec<(&'static str, u16)>) {
 /// Whether a stored socket is one of ours (a contact keeps it only then, as OpenSIPS drops
 /// a non-local socket when it loads the table).
 fn is_local(p: &Persist, socket: &str) -> bool {
+    is_local_socket(&p.sockets, socket)
+}
+
+/// Whether `socket` (`proto:ip:port`) is one of `ours`.
+pub(crate) fn is_local_socket(ours: &Sockets, socket: &str) -> bool {
     let socket = socket.to_ascii_lowercase();
-    p.sockets.0.contains(&socket)
-        || p.sockets.1.iter().any(|(proto, port)| {
+    ours.0.contains(&socket)
+        || ours.1.iter().any(|(proto, port)| {
             socket.starts_with(&format!("{proto}:")) && socket.ends_with(&format!(":{port}"))
         })
 }

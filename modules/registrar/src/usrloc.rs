@@ -65,6 +65,9 @@ pub struct Table {
     /// Its name (what a change is written back to).
     name: String,
     aors: HashMap<String, Vec<Contact>>,
+    /// What is being written came from another node of the location cluster: it is not
+    /// sent on (see [`crate::cluster`]).
+    pub(crate) replicated: bool,
 }
 
 impl Table {
@@ -82,9 +85,11 @@ impl Table {
     /// place unless its q changed; with `desc_time_order` the newest write first.
     pub fn upsert(&mut self, aor: &str, mut contact: Contact, by_callid: bool, desc: bool) {
         crate::persist::changed(&self.name, aor);
-        if !self.aors.contains_key(aor) {
+        let new_aor = !self.aors.contains_key(aor);
+        if new_aor {
             aor_event("E_UL_AOR_INSERT", &self.name, aor);
         }
+        let replicate = !self.replicated;
         let list = self.aors.entry(aor.to_owned()).or_default();
         if let Some(at) = list
             .iter()
@@ -92,6 +97,9 @@ impl Table {
         {
             contact.id = list[at].id;
             contact_event("E_UL_CONTACT_UPDATE", &self.name, aor, &contact);
+            if replicate {
+                crate::cluster::contact_written(&self.name, aor, &contact, false, true, by_callid);
+            }
             if list[at].q == contact.q && !desc {
                 list[at] = contact;
                 return;
@@ -102,6 +110,11 @@ impl Table {
                 contact.id = next_id();
             }
             contact_event("E_UL_CONTACT_INSERT", &self.name, aor, &contact);
+            if replicate {
+                crate::cluster::contact_written(
+                    &self.name, aor, &contact, new_aor, false, by_callid,
+                );
+            }
         }
         // Most users have one or two contacts: grow by one, not to the default four (a
         // contact is ~200 bytes; this halves the memory per registered user).
@@ -124,10 +137,14 @@ impl Table {
         };
         let before = list.len();
         let name = &self.name;
+        let replicate = !self.replicated;
         list.retain(|c| {
             let gone = c.uri == uri && callid.is_none_or(|id| c.callid == id);
             if gone {
                 contact_event("E_UL_CONTACT_DELETE", name, aor, c);
+                if replicate {
+                    crate::cluster::contact_deleted(name, aor, c, callid.is_some());
+                }
             }
             !gone
         });
@@ -135,6 +152,9 @@ impl Table {
         if list.is_empty() {
             self.aors.remove(aor);
             aor_event("E_UL_AOR_DELETE", &self.name, aor);
+            if replicate {
+                crate::cluster::aor_deleted(&self.name, aor);
+            }
         }
         if removed {
             crate::persist::changed(&self.name, aor);
@@ -151,6 +171,9 @@ impl Table {
             contact_event("E_UL_CONTACT_DELETE", &self.name, aor, c);
         }
         aor_event("E_UL_AOR_DELETE", &self.name, aor);
+        if !self.replicated {
+            crate::cluster::aor_deleted(&self.name, aor);
+        }
         crate::persist::changed(&self.name, aor);
         true
     }

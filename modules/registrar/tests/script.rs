@@ -358,8 +358,7 @@ fn a_usrloc_mode_rsips_lacks_is_refused_where_it_is_set() {
     let errs = Script::compile(&parsed.config, &sources, &available).unwrap_err();
     let text: String = errs.iter().map(|d| d.render(&sources)).collect();
     assert!(
-        text.contains("\"sql-only\" needs a cluster or a database-only mode")
-            && text.contains("t.cfg:4:"),
+        text.contains("\"sql-only\" needs a database-only mode") && text.contains("t.cfg:4:"),
         "{text}"
     );
 }
