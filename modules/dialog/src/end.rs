@@ -201,14 +201,22 @@ pub fn tick(now: Instant) {
             .collect();
         for id in due {
             let mut reason = "Lifetime Timeout";
+            // With replication, a node holding the dialog's sharing tag as backup ends it
+            // quietly: the active node sends the BYEs and tells the cluster (OpenSIPS).
+            let mut backup = false;
             if let Some(d) = t.by_id.get(&id) {
                 crate::sst::expired(d);
                 if d.race {
                     reason = "SIP Race Condition";
                 }
-                expired.push(d.clone());
+                backup = crate::cluster::is_backup(d);
+                if !backup {
+                    expired.push(d.clone());
+                }
             }
+            t.applying = backup;
             t.end(id, reason, s.delete_delay, now);
+            t.applying = false;
             engine::stat!("dialog", "expired_dialogs").inc();
         }
     }
@@ -227,7 +235,11 @@ fn reinvite_pings(now: Instant) {
     }
     let Some(sender) = SENDER.get() else { return };
     let s = crate::settings();
-    for (d, towards_caller, cseq) in due {
+    // A node holding the dialog's sharing tag as backup leaves the pings to the active one.
+    for (d, towards_caller, cseq) in due
+        .into_iter()
+        .filter(|(d, ..)| !crate::cluster::is_backup(d))
+    {
         let id = d.id;
         let done: Done = Box::new(move |f: &Final| {
             let code = f.code;
@@ -260,6 +272,7 @@ fn ping(now: Instant) {
         for d in t.by_id.values_mut() {
             if (CONFIRMED_NA..=CONFIRMED).contains(&d.state)
                 && d.next_ping.is_some_and(|at| at <= now)
+                && !crate::cluster::is_backup(d)
             {
                 d.next_ping = Some(now + s.ping_interval);
                 d.pings = d.pings.saturating_add(1);

@@ -5,8 +5,11 @@
 //! (`validate_dialog`), counts calls in profiles (`set_dlg_profile`, `get_profile_size`), ends
 //! a call that outlives its timeout with a BYE to each side (`bye-on-timeout`, the script's
 //! `local_route` sees them), and keeps the calls in a database across restarts (`db_mode`).
+//! With the clusterer, calls and `/b` profile counts are shared by the nodes of a cluster
+//! ([`cluster`], [`profile_repl`]; OpenSIPS' BIN packets, [`repl`]).
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod end;
 mod events;
 mod flags;
@@ -14,7 +17,9 @@ mod hooks;
 mod lookup;
 pub mod mi;
 pub mod persist;
+pub mod profile_repl;
 mod reinvite;
+pub mod repl;
 mod seq_match;
 pub mod sst;
 pub mod table;
@@ -161,7 +166,9 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     let _ = SETTINGS.set(s);
     register_stats();
     engine::hooks::set_dialog_hooks(Box::new(hooks::Hooks));
-    persist::start(script, options)
+    persist::start(script, options)?;
+    cluster::start(script)?;
+    profile_repl::start(script)
 }
 
 pub fn register_stats() {
@@ -417,6 +424,13 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         ("auto_prack_hangup_on_failure", ParamType::Int),
         ("auto_prack_fr_timeout", ParamType::Int),
         ("profile_timeout", ParamType::Int),
+        ("dialog_replication_cluster", ParamType::Int),
+        ("profile_replication_cluster", ParamType::Int),
+        ("replicate_profiles_timer", ParamType::Int),
+        ("replicate_profiles_check", ParamType::Int),
+        ("replicate_profiles_buffer", ParamType::Int),
+        ("replicate_profiles_expire", ParamType::Int),
+        ("cluster_auto_sync", ParamType::Int),
     ],
 };
 
@@ -766,9 +780,29 @@ fn fetch_dlg_value(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     }
 }
 
-/// `set_dlg_sharing_tag(tag)`: without `dialog_replication_cluster` (rsips replicates no
-/// dialogs) there is nothing to mark, and OpenSIPS answers 1 then too.
-fn set_dlg_sharing_tag(_: &mut FnCtx<'_>, _: &[Value]) -> i64 {
+/// `set_dlg_sharing_tag(tag)`: the dialog is handled by the node holding `tag` active (its
+/// timeout, its pings). Without `dialog_replication_cluster` there is nothing to mark, and
+/// the answer is 1, as in OpenSIPS.
+fn set_dlg_sharing_tag(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    if cluster::cluster().is_none() {
+        return 1;
+    }
+    let Some(mark) = f.msg.dialog else {
+        f.log
+            .log(-1, "set_dlg_sharing_tag: unable to fetch dialog\n");
+        return -1;
+    };
+    let tag = args
+        .first()
+        .map(|v| v.to_text().into_owned())
+        .unwrap_or_default();
+    if tag.is_empty() || !cluster::set_shtag(mark.id, &tag) {
+        f.log.log(
+            -1,
+            &format!("set_dlg_sharing_tag: unable to set sharing tag <{tag}>\n"),
+        );
+        return -1;
+    }
     1
 }
 

@@ -2,8 +2,9 @@
 //! `dialog:list_ctx` (`dlg_list_ctx`), `dialog:end_dlg` (`dlg_end_dlg`),
 //! `dialog:profile_get_size`, `dialog:profile_list_dlgs`, `dialog:profile_get_values`,
 //! `dialog:profile_end_dlgs`, `dialog:list_all_profiles`, `dialog:push_var`
-//! (`dlg_push_var`), `dialog:set_profile`, `dialog:unset_profile` and
-//! `dialog:send_sequential`.
+//! (`dlg_push_var`), `dialog:set_profile`, `dialog:unset_profile`,
+//! `dialog:send_sequential` and `dialog:cluster_sync` (`dlg_cluster_sync`; its
+//! `sharing_tag` is taken but every dialog is asked for).
 
 use std::time::Instant;
 
@@ -157,6 +158,21 @@ fn profile_of(p: &::mi::Params) -> Result<(String, Option<String>), MiError> {
 }
 
 pub fn commands(mi: &mut Mi) {
+    mi.add(Command::new(
+        "dialog:cluster_sync",
+        &["dlg_cluster_sync"],
+        &[&[], &["sharing_tag"]],
+        |_| {
+            let Some(cluster) = crate::cluster::cluster() else {
+                return Err(MiError::new(400, "Dialog replication disabled"));
+            };
+            clusterer::api::request_sync(crate::repl::CAP, cluster).map_err(|e| {
+                log::error!("dialog: sync request failed: {e}");
+                MiError::new(400, "Failed to send sync request")
+            })?;
+            Ok(json!("OK"))
+        },
+    ));
     let recipes: &[&[&str]] = &[
         &[],
         &["callid"],

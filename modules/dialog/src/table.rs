@@ -351,6 +351,16 @@ pub struct Dialogs {
     /// The script routes `dlg_on_answer`/`dlg_on_hangup` armed that are due: (route,
     /// dialog), run once the table is unlocked.
     pub routes_due: Vec<(usize, u64)>,
+    /// `dialog_replication_cluster` is set: changes are sent to the cluster.
+    pub repl_on: bool,
+    /// A change another node sent is being applied: it is not sent back.
+    pub applying: bool,
+    /// Dialogs changed since their last packet, sent once the table is unlocked.
+    pub repl_dirty: std::collections::HashSet<u64>,
+    /// Dialogs the cluster has heard of (their next packet is an update).
+    pub repl_sent: std::collections::HashSet<u64>,
+    /// Confirmed dialogs that ended, told to the cluster once the table is unlocked.
+    pub repl_deleted: Vec<crate::repl::WireDelete>,
 }
 
 impl std::fmt::Debug for Dialogs {
@@ -391,7 +401,9 @@ impl Drop for DialogsGuard {
         let gone_due = std::mem::take(&mut guard.gone_due);
         let routes = std::mem::take(&mut guard.routes_due);
         let gone = std::mem::take(&mut guard.gone);
+        let packets = crate::cluster::outgoing(&mut guard);
         drop(guard);
+        crate::cluster::send(&packets);
         for id in gone {
             engine::hooks::media_gone(id);
         }
@@ -457,12 +469,36 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// A stable hash of a Call-ID for the `h_entry` part of an id.
-fn entry_of(callid: &str, hash_size: u32) -> u32 {
-    let h = callid.bytes().fold(2_166_136_261u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(16_777_619)
-    });
-    h % hash_size.max(1)
+/// The `h_entry` part of a dialog's id: OpenSIPS' `core_hash` of its Call-ID over the table
+/// size (rounded down to a power of two, as OpenSIPS does with `hash_size`), so that a node
+/// receiving a replicated dialog, or sharing a database, agrees with its `did`.
+pub fn entry_of(callid: &str, hash_size: u32) -> u32 {
+    // C `char` is signed on the platforms OpenSIPS runs on: bytes above 0x7f count negative.
+    let byte = |b: u8| i32::from(b as i8) as u32;
+    let step = |h: u32, v: u32| h.wrapping_add(v ^ (v >> 3));
+    let bytes = callid.as_bytes();
+    let mut h = 0u32;
+    let mut chunks = bytes.chunks_exact(4);
+    for c in &mut chunks {
+        let v = (byte(c[0]) << 24)
+            .wrapping_add(byte(c[1]) << 16)
+            .wrapping_add(byte(c[2]) << 8)
+            .wrapping_add(byte(c[3]));
+        h = step(h, v);
+    }
+    let v = chunks
+        .remainder()
+        .iter()
+        .fold(0u32, |v, b| (v << 8).wrapping_add(byte(*b)));
+    h = step(h, v);
+    h = h
+        .wrapping_add(h >> 11)
+        .wrapping_add((h >> 13).wrapping_add(h >> 23));
+    let size = match hash_size.max(1) {
+        n if n.is_power_of_two() => n,
+        n => 1 << (31 - n.leading_zeros()),
+    };
+    h & (size - 1)
 }
 
 impl Dialogs {
@@ -474,6 +510,14 @@ impl Dialogs {
             if !self.by_id.contains_key(&id) {
                 return id;
             }
+        }
+    }
+
+    /// An id another node gave a dialog is not given out here (OpenSIPS' `next_id` follows
+    /// the replicated ids).
+    pub fn seen_h_id(&mut self, h_id: u32) {
+        if h_id >= self.next_id && h_id < u32::MAX / 2 {
+            self.next_id = h_id;
         }
     }
 
@@ -560,15 +604,18 @@ impl Dialogs {
         !left.is_empty()
     }
 
-    /// How many dialogs a profile holds (with `value`, or in all).
+    /// How many dialogs a profile holds (with `value`, or in all); a `/b` profile counts
+    /// the other nodes' dialogs too (`profile_replication_cluster`).
     pub fn profile_size(&self, profile: &str, value: Option<&str>) -> usize {
+        let remote = crate::profile_repl::remote_size(profile, value);
         let Some(values) = self.profiles.get(profile) else {
-            return 0;
+            return remote;
         };
-        match value {
-            Some(v) => values.get(v).copied().unwrap_or(0),
-            None => values.values().sum(),
-        }
+        remote
+            + match value {
+                Some(v) => values.get(v).copied().unwrap_or(0),
+                None => values.values().sum::<usize>(),
+            }
     }
 
     /// Ends a dialog: deleted, out of its profiles, gone from the table after `delay`.
@@ -622,6 +669,15 @@ impl Dialogs {
             if stored && self.track {
                 self.removed.push(id);
             }
+            if self.repl_on && !self.applying && old >= CONFIRMED_NA {
+                self.repl_deleted.push(crate::repl::WireDelete {
+                    callid: d.callid.clone(),
+                    from_tag: d.caller.tag.clone(),
+                    to_tag: d.callee.tag.clone(),
+                    h_id: Some(d.h_id()),
+                });
+            }
+            self.repl_dirty.remove(&id);
         }
     }
 
@@ -629,6 +685,8 @@ impl Dialogs {
     pub fn remove(&mut self, id: u64) -> Option<Dialog> {
         self.leave_profiles(id);
         self.dirty.remove(&id);
+        self.repl_dirty.remove(&id);
+        self.repl_sent.remove(&id);
         self.on_end.remove(&id);
         if let Some(hooks) = self.on_gone.remove(&id) {
             self.gone_due.push((
@@ -686,6 +744,9 @@ impl Dialogs {
         if self.track {
             self.dirty.insert(id);
         }
+        if self.repl_on && !self.applying {
+            self.repl_dirty.insert(id);
+        }
     }
 }
 
@@ -705,6 +766,23 @@ mod tests {
         assert_eq!(reverse_hex_int(""), None);
         assert_eq!(reverse_hex_int("123456789"), None);
         assert_eq!(reverse_hex_int("xyz"), None);
+    }
+
+    #[test]
+    fn entry_is_opensips_core_hash_of_the_callid() {
+        // Values printed by OpenSIPS' own core_hash (hash_func.h) for these Call-IDs.
+        for (callid, big, small) in [
+            ("c1", 3943, 7),
+            ("abc@host", 2438, 6),
+            ("a84b4c76e66710", 3530, 10),
+            ("x\u{e9}yz12345", 309, 5),
+            ("", 0, 0),
+        ] {
+            assert_eq!(entry_of(callid, 4096), big, "{callid}");
+            assert_eq!(entry_of(callid, 16), small, "{callid}");
+        }
+        // A size that is not a power of two is rounded down, as OpenSIPS does.
+        assert_eq!(entry_of("c1", 5000), 3943);
     }
 
     #[test]
