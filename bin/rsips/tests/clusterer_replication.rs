@@ -10,9 +10,9 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::cluster::{Node, ports, wait_for};
 use common::{Peer, header};
 use serde_json::{Value, json};
 
@@ -72,40 +72,10 @@ route {
 }
 "#;
 
-/// One rsips node of the test's cluster.
-struct Node {
-    rsips: Option<common::Kill>,
-    id: u32,
-    sip: u16,
-    http: u16,
-    dir: PathBuf,
-}
-
-/// Ports for `n` nodes: (sip, bin, http) each.
-fn ports(n: usize) -> Vec<(u16, u16, u16)> {
-    (0..n)
-        .map(|_| {
-            let [a, b, c] = common::free_ports::<3>();
-            (a, b, c)
-        })
-        .collect()
-}
-
 /// The db_mode 0 parameters of node `id` in a cluster of `all` (id, bin port) nodes.
 fn topology(id: u32, all: &[(u32, u16)]) -> String {
-    let mut p = String::from("modparam(\"clusterer\", \"db_mode\", 0)\n");
-    for (n, bin) in all {
-        if *n == id {
-            p += &format!(
-                "modparam(\"clusterer\", \"my_node_info\", \"cluster_id=1,url=bin:127.0.0.1:{bin}\")\n"
-            );
-        } else {
-            p += &format!(
-                "modparam(\"clusterer\", \"neighbor_node_info\", \"cluster_id=1,node_id={n},url=bin:127.0.0.1:{bin}\")\n"
-            );
-        }
-    }
-    p
+    String::from("modparam(\"clusterer\", \"db_mode\", 0)\n")
+        + &common::cluster::topology(id, all, false)
 }
 
 fn start(name: &str, id: u32, ports: (u16, u16, u16), params: &str) -> Node {
@@ -115,66 +85,19 @@ fn start(name: &str, id: u32, ports: (u16, u16, u16), params: &str) -> Node {
 fn start_in(
     name: &str,
     id: u32,
-    (sip, bin, http): (u16, u16, u16),
+    ports: (u16, u16, u16),
     params: &str,
     rl_cluster: u32,
     rl_params: &str,
 ) -> Node {
-    let dir = std::env::temp_dir().join(format!(
-        "rsips-clr-{name}-{id}-{}-{sip}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let cfg = NODE
         .replace("RLPARAMS", rl_params)
         .replace("RLCLUSTER", &rl_cluster.to_string())
-        .replace("PARAMS", params)
-        .replace("SIP", &sip.to_string())
-        .replace("BIN", &bin.to_string())
-        .replace("HTTP", &http.to_string())
-        .replace("ID", &id.to_string());
-    std::fs::write(dir.join("rsips.cfg"), &cfg).unwrap();
-    let rsips = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("MI listening"));
-    Node {
-        rsips: Some(rsips),
-        id,
-        sip,
-        http,
-        dir,
-    }
+        .replace("PARAMS", params);
+    Node::start("clr", name, id, ports, &cfg)
 }
 
 impl Node {
-    fn stop(&mut self) {
-        if let Some(mut k) = self.rsips.take() {
-            k.terminate(|| self.log());
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default()
-    }
-
-    fn mi(&self, method: &str, params: Value) -> Value {
-        let mut req = json!({"jsonrpc": "2.0", "method": method, "id": 1});
-        if !params.is_null() {
-            req["params"] = params;
-        }
-        serde_json::from_str(&common::mi_http(self.http, &req.to_string())).unwrap()
-    }
-
-    fn link(&self, other: u32) -> String {
-        let r = self.mi("clusterer:list", Value::Null);
-        r["result"]["Clusters"][0]["Nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["node_id"] == other)
-            .map(|n| n["link_state"].as_str().unwrap().to_owned())
-            .unwrap_or_default()
-    }
-
     /// An OPTIONS for `user`: (status code, X-Count).
     fn ask(&self, peer: &Peer, user: &str, n: u32) -> (String, String) {
         peer.send(
@@ -229,28 +152,6 @@ impl Node {
         let r = peer.recv("reply");
         let get = |h: &str| header(&r, h).first().copied().unwrap_or("").to_owned();
         (get("X-Count"), get("X-Local"), get("X-TCount"))
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut k) = self.rsips.take() {
-            let _ = k.0.kill();
-            let _ = k.0.wait();
-        }
-    }
-}
-
-/// Waits (bounded) until `f` holds; panics with `what` and `log()` otherwise.
-fn wait_for(what: &str, within: Duration, log: impl Fn() -> String, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} not within {within:?}:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

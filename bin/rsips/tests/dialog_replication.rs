@@ -10,9 +10,9 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::cluster::{Node, ports, wait_for};
 use common::{Peer, header, reply_to};
 use serde_json::{Value, json};
 
@@ -64,24 +64,6 @@ route {
 }
 "#;
 
-struct Node {
-    rsips: Option<common::Kill>,
-    sip: u16,
-    bin: u16,
-    http: u16,
-    dir: PathBuf,
-}
-
-/// Ports of `n` nodes: (sip, bin, http) each.
-fn ports(n: usize) -> Vec<(u16, u16, u16)> {
-    (0..n)
-        .map(|_| {
-            let [a, b, c] = common::free_ports::<3>();
-            (a, b, c)
-        })
-        .collect()
-}
-
 /// Node `id` of a cluster of (id, bin port) nodes; node 1 is the seed; `extra`: more
 /// clusterer parameters (sharing tags).
 fn start(name: &str, id: u32, all: &[(u32, u16)], p: (u16, u16, u16), extra: &str) -> Node {
@@ -100,58 +82,12 @@ fn start_with(
     p: (u16, u16, u16),
     (extra, dlg): (&str, &str),
 ) -> Node {
-    let (sip, bin, http) = p;
-    let mut params = String::new();
-    for (n, port) in all {
-        if *n == id {
-            let seed = if id == 1 { ",flags=seed" } else { "" };
-            params += &format!(
-                "modparam(\"clusterer\", \"my_node_info\", \"cluster_id=1,url=bin:127.0.0.1:{port}{seed}\")\n"
-            );
-        } else {
-            params += &format!(
-                "modparam(\"clusterer\", \"neighbor_node_info\", \"cluster_id=1,node_id={n},url=bin:127.0.0.1:{port}\")\n"
-            );
-        }
-    }
-    params += extra;
-    let dir = std::env::temp_dir().join(format!(
-        "rsips-dlgrepl-{name}-{id}-{}-{sip}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = NODE
-        .replace("DLGPARAMS", dlg)
-        .replace("PARAMS", &params)
-        .replace("SIP", &sip.to_string())
-        .replace("BIN", &bin.to_string())
-        .replace("HTTP", &http.to_string())
-        .replace("ID", &id.to_string());
-    std::fs::write(dir.join("rsips.cfg"), &cfg).unwrap();
-    let rsips = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("MI listening"));
-    Node {
-        rsips: Some(rsips),
-        sip,
-        bin,
-        http,
-        dir,
-    }
+    let params = common::cluster::topology(id, all, true) + extra;
+    let cfg = NODE.replace("DLGPARAMS", dlg).replace("PARAMS", &params);
+    Node::start("dlgrepl", name, id, p, &cfg)
 }
 
 impl Node {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default()
-    }
-
-    fn mi(&self, method: &str, params: Value) -> Value {
-        let mut req = json!({"jsonrpc": "2.0", "method": method, "id": 1});
-        if !params.is_null() {
-            req["params"] = params;
-        }
-        serde_json::from_str(&common::mi_http(self.http, &req.to_string())).unwrap()
-    }
-
     fn dialogs(&self) -> Vec<Value> {
         let r = self.mi("dlg_list", Value::Null);
         r["result"]["Dialogs"]
@@ -187,34 +123,6 @@ impl Node {
             }
         }
         out
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut k) = self.rsips.take() {
-            k.terminate(|| self.log());
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut k) = self.rsips.take() {
-            let _ = k.0.kill();
-            let _ = k.0.wait();
-        }
-    }
-}
-
-/// Waits (bounded) until `f` holds; panics with `what` and `log()` otherwise.
-fn wait_for(what: &str, within: Duration, log: impl Fn() -> String, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} not within {within:?}:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -10,10 +10,10 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::Peer;
+use common::cluster::{Node, ports, wait_for};
 use serde_json::{Value, json};
 
 const NODE: &str = r#"
@@ -54,87 +54,15 @@ route {
 }
 "#;
 
-struct Node {
-    rsips: Option<common::Kill>,
-    sip: u16,
-    bin: u16,
-    http: u16,
-    dir: PathBuf,
-}
-
-fn ports(n: usize) -> Vec<(u16, u16, u16)> {
-    (0..n)
-        .map(|_| {
-            let [a, b, c] = common::free_ports::<3>();
-            (a, b, c)
-        })
-        .collect()
-}
-
 /// Node `id` of cluster 1, whose nodes are `all` (id, bin port). Node 1 is the seed: with
 /// nobody to sync from it has the (empty) table in sync after `seed_fallback_interval`.
-fn start(name: &str, id: u32, (sip, bin, http): (u16, u16, u16), all: &[(u32, u16)]) -> Node {
-    let mut topo = String::from("modparam(\"clusterer\", \"db_mode\", 0)\n");
-    for (n, port) in all {
-        topo += &if *n == id {
-            format!(
-                "modparam(\"clusterer\", \"my_node_info\", \"cluster_id=1,url=bin:127.0.0.1:{port}{seed}\")\n",
-                seed = if id == 1 { ",flags=seed" } else { "" }
-            )
-        } else {
-            format!(
-                "modparam(\"clusterer\", \"neighbor_node_info\", \"cluster_id=1,node_id={n},url=bin:127.0.0.1:{port}\")\n"
-            )
-        };
-    }
-    let dir = std::env::temp_dir().join(format!(
-        "rsips-ulr-{name}-{id}-{}-{sip}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = NODE
-        .replace("TOPOLOGY", &topo)
-        .replace("SIP", &sip.to_string())
-        .replace("BIN", &bin.to_string())
-        .replace("HTTP", &http.to_string())
-        .replace("ID", &id.to_string());
-    std::fs::write(dir.join("rsips.cfg"), &cfg).unwrap();
-    let rsips = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("MI listening"));
-    Node {
-        rsips: Some(rsips),
-        sip,
-        bin,
-        http,
-        dir,
-    }
+fn start(name: &str, id: u32, ports: (u16, u16, u16), all: &[(u32, u16)]) -> Node {
+    let topo = String::from("modparam(\"clusterer\", \"db_mode\", 0)\n")
+        + &common::cluster::topology(id, all, true);
+    Node::start("ulr", name, id, ports, &NODE.replace("TOPOLOGY", &topo))
 }
 
 impl Node {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("rsips.log")).unwrap_or_default()
-    }
-
-    fn mi(&self, method: &str, params: Value) -> Value {
-        let mut req = json!({"jsonrpc": "2.0", "method": method, "id": 1});
-        if !params.is_null() {
-            req["params"] = params;
-        }
-        serde_json::from_str(&common::mi_http(self.http, &req.to_string())).unwrap()
-    }
-
-    fn link(&self, other: u32) -> String {
-        let r = self.mi("clusterer:list", Value::Null);
-        r["result"]["Clusters"][0]["Nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|n| n["node_id"] == other)
-            .and_then(|n| n["link_state"].as_str())
-            .unwrap_or_default()
-            .to_owned()
-    }
-
     /// The contacts of `aor` in this node's `ul_dump` (empty when the AoR is not there).
     fn contacts(&self, aor: &str) -> Vec<Value> {
         let d = self.mi("ul_dump", Value::Null);
@@ -186,27 +114,6 @@ impl Node {
             ),
         );
         caller.quiet(Duration::from_millis(500))
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut k) = self.rsips.take() {
-            let _ = k.0.kill();
-            let _ = k.0.wait();
-        }
-    }
-}
-
-fn wait_for(what: &str, within: Duration, log: impl Fn() -> String, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} not within {within:?}:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -2,6 +2,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)] // each test binary uses its own subset
 
+pub mod cluster;
 pub mod schema;
 
 use std::net::UdpSocket;
