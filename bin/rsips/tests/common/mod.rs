@@ -669,3 +669,12 @@ pub fn stock_on_test_ports(
     .replace("syslog_enabled=yes", "syslog_enabled=no")
     .replace("@localhost/", &format!("@127.0.0.1:{mysql}/"))
 }
+
+/// Which of the ports show up in the message (topology hiding: none of the other side's).
+pub fn leaks(msg: &str, ports: &[u16]) -> Vec<u16> {
+    ports
+        .iter()
+        .copied()
+        .filter(|p| msg.contains(&format!(":{p}")))
+        .collect()
+}
