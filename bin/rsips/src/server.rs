@@ -512,7 +512,10 @@ impl Server {
                         script: &current.script,
                         state: &mut state,
                     };
-                    tm.tick(std::time::Instant::now(), &mut runner);
+                    handle::guarded(
+                        || tm.tick(std::time::Instant::now(), &mut runner),
+                        || "tm's timers".to_owned(),
+                    );
                 }
             }));
         }
@@ -1025,5 +1028,7 @@ use handle::handle;
 use handle::timed_handle;
 
 mod dynamic;
+#[cfg(test)]
+mod mutations;
 #[cfg(test)]
 mod tests;

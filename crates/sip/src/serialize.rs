@@ -283,6 +283,23 @@ impl Edits {
     }
 }
 
+/// `uri` as a Request-URI: a SIP URI's `?` headers part is not allowed there (RFC 3261
+/// §19.1.1), so a target that brought one (a redirect's or a registration's Contact, a
+/// script's `$ru`) is sent without it.
+fn request_uri_of(uri: &str) -> &str {
+    if !uri.as_bytes().contains(&b'?') {
+        return uri;
+    }
+    match crate::uri::Uri::parse(uri) {
+        Ok(u) if u.scheme().is_sip() => match u.headers() {
+            // The headers part is the URI's last.
+            Some(h) => uri.get(..uri.len() - h.len() - 1).unwrap_or(uri),
+            None => uri,
+        },
+        _ => uri,
+    }
+}
+
 fn push_line(out: &mut Vec<u8>, l: &str) {
     out.extend_from_slice(l.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -363,7 +380,7 @@ impl SipMessage {
             (Some(uri), Some(method), _) => {
                 out.extend_from_slice(method.as_bytes());
                 out.push(b' ');
-                out.extend_from_slice(uri.as_bytes());
+                out.extend_from_slice(request_uri_of(uri).as_bytes());
                 out.extend_from_slice(b" SIP/2.0\r\n");
                 patcher.skip(0..hs);
             }
@@ -607,6 +624,32 @@ v=0\n";
     #[test]
     fn no_edits_is_identity() {
         assert_eq!(msg().serialize(&Edits::new()), REQ);
+    }
+
+    /// A new Request-URI loses a SIP URI's headers part; a `?` in its user part stays.
+    #[test]
+    fn a_request_uri_is_written_without_uri_headers() {
+        for (set, written) in [
+            (
+                "sip:a@10.0.0.1:5062?Route=%3Csip:c%3E",
+                "sip:a@10.0.0.1:5062",
+            ),
+            (
+                "sips:b@h;transport=tls?Subject=x&Replaces=y",
+                "sips:b@h;transport=tls",
+            ),
+            ("sip:who?me@h;lr", "sip:who?me@h;lr"),
+            ("sip:who?me@h?x=1", "sip:who?me@h"),
+            ("tel:+1555?x", "tel:+1555?x"),
+        ] {
+            let mut e = Edits::new();
+            e.set_request_uri(set);
+            let out = text(msg().serialize(&e));
+            assert!(
+                out.starts_with(&format!("INVITE {written} SIP/2.0\r\n")),
+                "{set}: {out}"
+            );
+        }
     }
 
     #[test]

@@ -274,6 +274,23 @@ impl<'a> Uri<'a> {
             .map(|raw| Host::from_parts(raw, self.host_kind))
     }
 
+    /// Where `host[:port]` is in [`Uri::as_str`] (what NAT fixing rewrites); `None` for
+    /// `tel:` and opaque URIs.
+    pub fn hostport_span(&self) -> Option<std::ops::Range<usize>> {
+        if self.host.is_none() {
+            return None;
+        }
+        let (start, mut end) = (self.host.start as usize, self.host.end as usize);
+        if self.port.is_some() {
+            let digits = self
+                .raw
+                .get(end + 1..)
+                .map_or(0, |t| t.bytes().take_while(u8::is_ascii_digit).count());
+            end += 1 + digits;
+        }
+        Some(start..end.min(self.raw.len()))
+    }
+
     /// The explicit port, if one was written.
     pub fn port(&self) -> Option<u16> {
         self.port
@@ -637,6 +654,27 @@ pub(crate) mod tests {
         assert_eq!(u.transport(), Some("tcp"));
         assert!(u.is_loose_router());
         assert_eq!(u.headers(), Some("subject=hi"));
+    }
+
+    #[test]
+    fn hostport_span_is_the_host_and_written_port() {
+        for (uri, hostport) in [
+            (
+                "sip:alice:secret@Example.com:5070;transport=tcp?x=y",
+                "Example.com:5070",
+            ),
+            (
+                "sip:a;maddr=lice@10.0.0.1:5062;transport=udp",
+                "10.0.0.1:5062",
+            ),
+            ("sips:[::1]:05061", "[::1]:05061"),
+            ("sip:who?me@h;lr", "h"),
+            ("sip:host", "host"),
+        ] {
+            let u = Uri::parse(uri).unwrap();
+            assert_eq!(u.hostport_span().map(|r| &uri[r]), Some(hostport), "{uri}");
+        }
+        assert_eq!(Uri::parse("tel:+1555").unwrap().hostport_span(), None);
     }
 
     #[test]

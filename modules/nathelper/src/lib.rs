@@ -224,27 +224,10 @@ fn offset_in(msg: &sip::SipMessage, part: &str) -> Option<usize> {
     (at + part.len() <= msg.as_bytes().len()).then_some(at)
 }
 
-/// The byte range of a URI's host and port within the URI text.
+/// The byte range of a URI's host and port within the URI text, as the SIP parser reads
+/// the URI (a user part may hold `;`, `?` and escaped `@`).
 fn hostport_range(uri: &str) -> Option<std::ops::Range<usize>> {
-    let colon = uri.find(':')?;
-    let rest_start = colon + 1;
-    let rest = &uri[rest_start..];
-    // The userinfo ends at the last `@` before any parameter or header.
-    let stop = rest.find([';', '?', '>']).unwrap_or(rest.len());
-    let host_start = rest_start + rest[..stop].rfind('@').map_or(0, |i| i + 1);
-    let tail = &uri[host_start..];
-    let host_end = if tail.starts_with('[') {
-        tail.find(']')? + 1
-    } else {
-        tail.find([':', ';', '?', '>']).unwrap_or(tail.len())
-    };
-    let mut end = host_start + host_end;
-    if uri[end..].starts_with(':') {
-        end += 1 + uri[end + 1..]
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(uri.len() - end - 1);
-    }
-    Some(host_start..end)
+    sip::Uri::parse(uri).ok()?.hostport_span()
 }
 
 /// The source of the message as a URI host:port (`[v6]:port` for IPv6).
@@ -501,11 +484,13 @@ mod tests {
             cut("sips:bob@[2001:db8::1]:5061").as_deref(),
             Some("[2001:db8::1]:5061")
         );
-        assert_eq!(
-            cut("sip:a@b@host.example;x=@").as_deref(),
-            Some("host.example")
-        );
+        assert_eq!(cut("sip:a@b@host.example;x=@"), None);
         assert_eq!(cut("sip:u:pw@h?x=y").as_deref(), Some("h"));
+        // A user part may hold `;`: the host is after the `@`.
+        assert_eq!(
+            cut("sip:a;maddr=lice@10.0.0.1:5062;transport=udp").as_deref(),
+            Some("10.0.0.1:5062")
+        );
     }
 
     #[test]

@@ -16,7 +16,55 @@ use super::ScriptRunner;
 /// it): a slower message is logged, counted in `core:slow_messages` and raises
 /// `E_CORE_THRESHOLD` (`source` "msg processing", `time` in µs, `extra` the message), as
 /// OpenSIPS' receive path does.
+///
+/// A panic while handling it (a bug: the data path must not panic) costs only this message:
+/// it is logged and dropped, and the worker goes on with the next one.
 pub(super) fn timed_handle(
+    data: &[u8],
+    receipt: Receipt,
+    script: &Arc<Script>,
+    state: &mut Worker,
+    streams: Option<(&Streams, i64)>,
+) -> Vec<Outbound> {
+    let from = (receipt.proto, receipt.source);
+    guarded(
+        || timed(data, receipt, script, state, streams),
+        || format!("a message from {}:{}", from.0, from.1),
+    )
+    .unwrap_or_default()
+}
+
+/// Runs `work`, catching a panic: `None` then, and the panic logged as an internal error
+/// about `what`.
+pub(super) fn guarded<T>(work: impl FnOnce() -> T, what: impl FnOnce() -> String) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(v) => Some(v),
+        Err(payload) => {
+            crate::logging::core(
+                -1,
+                &format!(
+                    "internal error while handling {}: {}; it is dropped and the server goes on",
+                    what(),
+                    panic_text(payload.as_ref())
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// The message a panic was raised with.
+pub(super) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_owned()
+    }
+}
+
+fn timed(
     data: &[u8],
     receipt: Receipt,
     script: &Arc<Script>,
@@ -131,18 +179,19 @@ pub(super) fn handle(
             }
         }
         // Any other reply runs the main onreply_route first (OpenSIPS runs it for every
-        // reply); `drop` there stops it, and what the route changed goes on with it.
+        // reply); `drop` there stops a provisional reply only (a final one is relayed all the
+        // same, as OpenSIPS' receive path does), and what the route changed goes on with it.
         let mut edits = sip::Edits::new();
         let mut queued = Vec::new();
         if let Some(route) = script.reply_route() {
             let mut ctx = MsgCtx::new(msg.clone()).with_receipt(receipt.clone());
             ctx.script = Some(Arc::clone(script));
             match script.run_index(route, state, &mut ctx, &mut crate::logging::ScriptLog) {
-                Ok(engine::Outcome::Drop) => {
+                Ok(engine::Outcome::Drop) if msg.status().is_some_and(|c| c < 200) => {
                     engine::stat!("core", "drop_replies").inc();
                     return ctx.outbox;
                 }
-                Ok(engine::Outcome::Exit) => {}
+                Ok(engine::Outcome::Drop | engine::Outcome::Exit) => {}
                 Err(e) => crate::logging::core(-1, &format!("onreply_route: {e}")),
             }
             edits = ctx.edits;

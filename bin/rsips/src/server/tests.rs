@@ -207,3 +207,16 @@ fn the_stock_config_takes_every_torture_message() {
     assert!(files >= 60, "{files} torture files");
     assert!(registers >= 5, "{registers} REGISTERs among them");
 }
+
+/// A panic while a worker handles a message (a bug) costs that message only: it is caught and
+/// logged with its text, and the worker's loop gets nothing to send and goes on.
+#[test]
+fn a_panic_while_handling_costs_only_that_message() {
+    let caught = handle::guarded(|| -> Vec<Outbound> { panic!("boom {}", 7) }, || "x".into());
+    assert!(caught.is_none());
+    assert_eq!(handle::guarded(|| 7, || "x".into()), Some(7));
+    let payload = std::panic::catch_unwind(|| panic!("static text")).unwrap_err();
+    assert_eq!(handle::panic_text(payload.as_ref()), "static text");
+    let payload = std::panic::catch_unwind(|| panic!("formatted {}", 42)).unwrap_err();
+    assert_eq!(handle::panic_text(payload.as_ref()), "formatted 42");
+}
