@@ -344,6 +344,33 @@ fn without_failure_route_the_best_reply_goes_upstream_and_503_becomes_500() {
     );
 }
 
+/// A reply that lost the upstream's Via (only ours left) has nowhere to go (RFC 3261 §16.7
+/// step 9): tm drops it and the transaction waits on; the same reply with the Via is relayed.
+#[test]
+fn a_reply_with_no_via_but_ours_is_dropped() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let ctx = request("OPTIONS", "z9hG4bKnovia", "UDP");
+    let (_, sent) = relayed(&tm, &host, &ctx, t0);
+    let (whole, rctx) = reply_to(&sent, 200, "OK", Some("x"));
+    let ours = sent.lines().find(|l| l.starts_with("Via:")).unwrap();
+    let bare = String::from_utf8_lossy(whole.as_bytes())
+        .lines()
+        .filter(|l| !l.starts_with("Via:") || *l == ours)
+        .map(|l| format!("{l}\r\n"))
+        .collect::<String>()
+        + "\r\n";
+    let bare = SipMessage::parse(Bytes::from(bare)).unwrap();
+    assert_eq!(bare.vias().count(), 1);
+    assert!(
+        tm.on_reply(&bare, rctx.clone(), &mut script(), t0),
+        "taken by tm"
+    );
+    assert!(host.take().is_empty(), "nothing relayed");
+    tm.on_reply(&whole, rctx, &mut script(), t0);
+    assert_eq!(host.take(), vec![("SIP/2.0 200 OK".to_owned(), 5090)]);
+}
+
 #[test]
 fn with_disable_503_translation_a_503_goes_upstream_as_it_came() {
     let (tm, host) = setup(Params {
