@@ -3,7 +3,8 @@
 //! swapped for hostile ones), through a script that reaches most of rsips' parsers — PVs and
 //! transformations over every part of a message, nathelper, SDP and codec operations, rr,
 //! registrar, auth, dialog, topology hiding, tm with replies to what it relayed, and tm's
-//! timers. Nothing may panic, and whatever rsips sends must parse as SIP again.
+//! timers — over UDP and TCP receipts. Nothing may panic, and whatever rsips sends must parse
+//! as SIP again.
 //!
 //! `RSIPS_MUTATIONS=N` (default 3,000) sets how many messages; `RSIPS_MUTATION_SEED` the start
 //! of the sequence, so a failure can be replayed. Longer runs are for finding bugs:
@@ -514,11 +515,13 @@ fn mutated_traffic_through_a_script_that_reaches_most_parsers() {
         } else {
             "127.0.0.1:5062".parse().unwrap()
         };
+        // A quarter come over TCP (a connection id, no rport needed to reply).
+        let tcp = rng.below(4) == 0;
         let receipt = Receipt {
             source,
-            proto: "udp",
+            proto: if tcp { "tcp" } else { "udp" },
             local,
-            conn: None,
+            conn: tcp.then(|| 1 + rng.below(4) as u64),
             proxy: None,
         };
         let out = handle(&input, receipt, &script, &mut state, None);
