@@ -255,20 +255,85 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         tls: server.tls.clone(),
         argv: args.argv.clone(),
     });
-    let mut commands = mi::commands(std::sync::Arc::clone(&state));
-    // A module's MI commands exist only when the script loads it, as in OpenSIPS.
+    let mut commands = module_commands(&script, &scripts, &state);
+    mi::httpd_commands(&mut commands, &script);
+    mi::evi_commands(&mut commands, std::sync::Arc::clone(&scripts));
+    // core:reload_routes: the file is read and compiled again; the new script replaces the
+    // running one only if it compiles and keeps the same sockets.
+    let (file, reload_args) = (
+        args.file
+            .clone()
+            .unwrap_or_else(|| EMBEDDED_NAME.to_owned()),
+        args.clone(),
+    );
+    let swap_to = std::sync::Arc::clone(&scripts);
+    commands.add(::mi::Command::new(
+        "core:reload_routes",
+        &["reload_routes"],
+        &[&[]],
+        move |_| {
+            let (new, _warnings) = build(&file, &reload_args)
+                .map_err(|report| ::mi::MiError::new(500, "Failed to reload").with_data(report))?;
+            if new.sockets() != swap_to.load().sockets() {
+                return Err(::mi::MiError::new(500, "Failed to reload").with_data(
+                    "the socket= lines changed: sockets are not reloaded with the routes (sockets_mgm opens and closes sockets at run time)",
+                ));
+            }
+            engine::forward::set_dns(&new);
+            swap_to.swap(std::sync::Arc::new(new));
+            logging::core(2, "routes reloaded");
+            Ok(serde_json::Value::from("OK"))
+        },
+    ));
+    let commands = mi::finish(commands);
+    clusterer::set_mi(std::sync::Arc::clone(&commands));
+    // tls_mgm's $tls_* variables: the connection's negotiated version and cipher, and the
+    // peer's certificate.
+    engine::hooks::set_tls_reader(Box::new(tls_variable));
+    mi_script::set_mi(std::sync::Arc::clone(&commands));
+    match mi::start(&script, &commands, &stop) {
+        Ok(up) => {
+            for u in up {
+                logging::core(2, &format!("MI listening on {u}"));
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            server.join();
+            return ExitCode::from(1);
+        }
+    }
+    if daemon::is_daemon() {
+        daemon::ready(log.stderr);
+    }
+    server.join();
+    databases::flush();
+    mi::stop(&script);
+    logging::core(2, "stopped");
+    ExitCode::SUCCESS
+}
+
+/// The core's MI commands and those of every module the script loads (a module's commands
+/// exist only when the script loads it, as in OpenSIPS).
+fn module_commands(
+    script: &engine::Script,
+    scripts: &std::sync::Arc<server::Scripts>,
+    state: &std::sync::Arc<mi::State>,
+) -> ::mi::Mi {
+    let mut commands = mi::commands(std::sync::Arc::clone(state));
     if script.loads("tm") {
-        mi::tm_commands(&mut commands, std::sync::Arc::clone(&scripts));
+        mi::tm_commands(&mut commands, std::sync::Arc::clone(scripts));
     }
     if script.loads("tls_mgm") {
-        mi::tls_commands(&mut commands, &state);
+        mi::tls_commands(&mut commands, state);
     }
     if script.loads("usrloc") {
-        let scripts = std::sync::Arc::clone(&scripts);
+        let scripts = std::sync::Arc::clone(scripts);
         registrar::mi::commands(&mut commands, std::sync::Arc::new(move || scripts.load()));
     }
     if script.loads("dispatcher") {
-        let scripts = std::sync::Arc::clone(&scripts);
+        let scripts = std::sync::Arc::clone(scripts);
         dispatcher::mi::commands(&mut commands, std::sync::Arc::new(move || scripts.load()));
     }
     if script.loads("db_text") {
@@ -347,65 +412,10 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
         opentelemetry::commands(&mut commands);
     }
     if script.loads("uac_registrant") {
-        let scripts = std::sync::Arc::clone(&scripts);
+        let scripts = std::sync::Arc::clone(scripts);
         uac_registrant::mi::commands(&mut commands, std::sync::Arc::new(move || scripts.load()));
     }
-    mi::httpd_commands(&mut commands, &script);
-    mi::evi_commands(&mut commands, std::sync::Arc::clone(&scripts));
-    // core:reload_routes: the file is read and compiled again; the new script replaces the
-    // running one only if it compiles and keeps the same sockets.
-    let (file, reload_args) = (
-        args.file
-            .clone()
-            .unwrap_or_else(|| EMBEDDED_NAME.to_owned()),
-        args.clone(),
-    );
-    let swap_to = std::sync::Arc::clone(&scripts);
-    commands.add(::mi::Command::new(
-        "core:reload_routes",
-        &["reload_routes"],
-        &[&[]],
-        move |_| {
-            let (new, _warnings) = build(&file, &reload_args)
-                .map_err(|report| ::mi::MiError::new(500, "Failed to reload").with_data(report))?;
-            if new.sockets() != swap_to.load().sockets() {
-                return Err(::mi::MiError::new(500, "Failed to reload").with_data(
-                    "the socket= lines changed: sockets are not reloaded with the routes (sockets_mgm opens and closes sockets at run time)",
-                ));
-            }
-            engine::forward::set_dns(&new);
-            swap_to.swap(std::sync::Arc::new(new));
-            logging::core(2, "routes reloaded");
-            Ok(serde_json::Value::from("OK"))
-        },
-    ));
-    let commands = mi::finish(commands);
-    clusterer::set_mi(std::sync::Arc::clone(&commands));
-    // tls_mgm's $tls_* variables: the connection's negotiated version and cipher, and the
-    // peer's certificate.
-    engine::hooks::set_tls_reader(Box::new(tls_variable));
-    mi_script::set_mi(std::sync::Arc::clone(&commands));
-    match mi::start(&script, &commands, &stop) {
-        Ok(up) => {
-            for u in up {
-                logging::core(2, &format!("MI listening on {u}"));
-            }
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            stop.store(true, std::sync::atomic::Ordering::SeqCst);
-            server.join();
-            return ExitCode::from(1);
-        }
-    }
-    if daemon::is_daemon() {
-        daemon::ready(log.stderr);
-    }
-    server.join();
-    databases::flush();
-    mi::stop(&script);
-    logging::core(2, "stopped");
-    ExitCode::SUCCESS
+    commands
 }
 
 /// A `*_log_format` global (plain text when unset or unknown; the checker refuses unknown
