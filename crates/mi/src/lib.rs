@@ -208,6 +208,21 @@ pub struct Mi {
 /// Largest request any transport passes on.
 pub const MAX_REQUEST: usize = 1 << 20;
 
+/// Runs a command's handler; a panic in it (a bug) becomes a JSON-RPC internal error for this
+/// call instead of ending the transport's thread.
+fn run(c: &Command, p: &Params) -> Result<Value, MiError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (c.handler)(p))).unwrap_or_else(
+        |payload| {
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(MiError::new(-32603, "Internal error").with_data(text))
+        },
+    )
+}
+
 fn response(id: &Value, body: Result<Value, MiError>) -> String {
     let id = serde_json::to_string(id).unwrap_or_else(|_| "null".into());
     match body {
@@ -289,7 +304,7 @@ impl Mi {
     pub fn call(&self, method: &str, params: Option<&Value>) -> Result<Value, MiError> {
         let c = self.find(method)?;
         let p = c.bind(params)?;
-        (c.handler)(&p)
+        run(c, &p)
     }
 
     /// One request → its response line (`None`: a notification, nothing to send back).
@@ -332,7 +347,7 @@ impl Mi {
         let result = self
             .find(method)
             .and_then(|c| c.bind(req.get("params")).map(|p| (c, p)))
-            .and_then(|(c, p)| (c.handler)(&p));
+            .and_then(|(c, p)| run(c, &p));
         // A notification gets no answer.
         let id = id?;
         Some(response(&id, result))

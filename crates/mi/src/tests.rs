@@ -139,3 +139,22 @@ fn names_are_the_full_4_0_names() {
         ]
     );
 }
+
+/// A handler that panics (a bug) costs that call only: an internal error comes back, and the
+/// next call is served.
+#[test]
+fn a_panicking_handler_gives_an_internal_error() {
+    let mut mi = mi();
+    mi.add(Command::new("t:boom", &[], &[&[]], |_| {
+        panic!("broken {}", 1)
+    }));
+    assert_eq!(
+        call(&mi, r#"{"jsonrpc":"2.0","method":"t:boom","id":1}"#).unwrap(),
+        r#"{"jsonrpc":"2.0","error":{"code":-32603,"message":"Internal error","data":"broken 1"},"id":1}"#
+    );
+    assert!(
+        call(&mi, r#"{"jsonrpc":"2.0","method":"core:ps","id":2}"#)
+            .unwrap()
+            .contains("\"result\"")
+    );
+}
