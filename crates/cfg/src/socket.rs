@@ -1,5 +1,7 @@
 //! `socket=` and `alias=` values (digest §1.3; OpenSIPS 4.0 socket grammar).
 
+use std::borrow::Cow;
+
 use crate::source::{Span, Spanned};
 
 /// One listening socket, or a bond of sockets.
@@ -70,7 +72,7 @@ fn verr(message: impl Into<String>, at: std::ops::Range<usize>) -> ValueError {
 }
 
 /// Splits `text` into white-space separated words with their offsets (quotes keep spaces).
-fn words(text: &str) -> Vec<(usize, &str)> {
+fn words(text: &str) -> Vec<(usize, Cow<'_, str>)> {
     let mut out = Vec::new();
     let b = text.as_bytes();
     let mut i = 0;
@@ -80,16 +82,36 @@ fn words(text: &str) -> Vec<(usize, &str)> {
         }
         let start = i;
         let mut quoted = false;
+        // Blanks around a `:` do not end a word (`tcp : 10.0.0.1 : 5060`): OpenSIPS' lexer
+        // skips blanks between the tokens of an address.
+        let mut spaced = false;
         while let Some(&c) = b.get(i) {
             if c == b'"' {
                 quoted = !quoted;
             } else if c.is_ascii_whitespace() && !quoted {
+                let next = i + b[i..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_whitespace())
+                    .count();
+                if i > start && (b[i - 1] == b':' || b.get(next) == Some(&b':')) {
+                    spaced = true;
+                    i = next;
+                    continue;
+                }
                 break;
             }
             i += 1;
         }
         if i > start {
-            out.push((start, &text[start..i]));
+            let word = &text[start..i];
+            out.push((
+                start,
+                if spaced {
+                    Cow::Owned(word.split_ascii_whitespace().collect())
+                } else {
+                    Cow::Borrowed(word)
+                },
+            ));
         }
     }
     out
@@ -164,7 +186,8 @@ pub fn parse_socket(text: &str) -> Result<SocketDef, ValueError> {
             members,
         });
     }
-    let w = words(text);
+    let owned = words(text);
+    let w: Vec<(usize, &str)> = owned.iter().map(|(o, c)| (*o, c.as_ref())).collect();
     let Some(&(_, first)) = w.first() else {
         return Err(verr("empty socket definition", all));
     };
@@ -285,6 +308,7 @@ fn socket_options(spec: &mut SocketSpec, w: &[(usize, &str)]) -> Result<(), Valu
 pub fn parse_aliases(text: &str) -> Result<Vec<AliasSpec>, ValueError> {
     let mut out: Vec<AliasSpec> = Vec::new();
     for (off, word) in words(text) {
+        let word = word.as_ref();
         if word.eq_ignore_ascii_case("accept_subdomain") {
             let last = out.last_mut().ok_or_else(|| {
                 verr(
@@ -293,6 +317,21 @@ pub fn parse_aliases(text: &str) -> Result<Vec<AliasSpec>, ValueError> {
                 )
             })?;
             last.accept_subdomain = true;
+            continue;
+        }
+        // A quoted alias is a host name as a whole, port and all (OpenSIPS' grammar takes a
+        // string there as the host), matching any port.
+        if let Some(host) = word
+            .strip_prefix('"')
+            .and_then(|w| w.strip_suffix('"'))
+            .filter(|h| !h.is_empty())
+        {
+            out.push(AliasSpec {
+                proto: None,
+                host: host.to_owned(),
+                port: None,
+                accept_subdomain: false,
+            });
             continue;
         }
         let (proto, rest) = match word.split_once(':') {
@@ -419,5 +458,35 @@ mod tests {
             (a[2].proto.as_deref(), a[2].host.as_str(), a[2].port),
             (None, "x.org", None)
         );
+        // A quoted alias is one host name, port and all, as OpenSIPS' grammar reads it.
+        let q = parse_aliases("\"203.0.113.7:5060\"").unwrap();
+        assert_eq!(
+            (q[0].proto.as_deref(), q[0].host.as_str(), q[0].port),
+            (None, "203.0.113.7:5060", None)
+        );
+        // Blanks around a colon are skipped.
+        let b = parse_aliases("udp : example.com : 5070").unwrap();
+        assert_eq!(
+            (b[0].proto.as_deref(), b[0].host.as_str(), b[0].port),
+            (Some("udp"), "example.com", Some(5070))
+        );
+    }
+
+    #[test]
+    fn blanks_around_colons_in_a_socket() {
+        for text in [
+            "tcp :0.0.0.0:5060",
+            "tcp: 0.0.0.0 :5060",
+            "tcp : 0.0.0.0 : 5060 as 1.2.3.4 : 5060",
+        ] {
+            let SocketDef::Listen(s) = parse_socket(text).unwrap() else {
+                panic!("{text}: not a listener");
+            };
+            assert_eq!(
+                (s.proto.as_str(), s.host.as_str(), s.ports.as_slice()),
+                ("tcp", "0.0.0.0", &[(5060, 5060)][..]),
+                "{text}"
+            );
+        }
     }
 }
