@@ -297,6 +297,20 @@ fn not_applied(script: &Script) -> Vec<&'static str> {
 /// Builds the TLS context (reading every certificate) when the script configures TLS; warns
 /// once about the parameters rustls cannot honour, so that an operator relying on, say,
 /// `crl_check_all` is told.
+/// What `-c` says of the TLS domains: `Err` for a parameter that is wrong (an unknown
+/// `tls_method` …), `Ok(Some(warning))` when building them fails on the files (a certificate
+/// that cannot be read, a key that does not match): `opensips -c` reads no certificate, and a
+/// check often runs where the certificates are not installed.
+pub fn check_tls(script: &Script) -> Result<Option<String>, String> {
+    let Some(domains) = tls_domains(script)? else {
+        return Ok(None);
+    };
+    for d in &domains {
+        d.check()?;
+    }
+    Ok(TlsContext::new(domains).err())
+}
+
 pub fn tls_context(script: &Script) -> Result<Option<TlsContext>, String> {
     let ignored = not_applied(script);
     if !ignored.is_empty() {

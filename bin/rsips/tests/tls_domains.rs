@@ -458,6 +458,20 @@ fn opensips_tls_parameters_pass_the_check_and_unapplied_ones_are_named() {
     let bad = check("bad.cfg");
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("TLSV9_9"), "{err}");
+    // A certificate that is not there is a warning for `-c` (as `opensips -c` reads none),
+    // and stops the start.
+    let missing = cfg.replace(&pki.path("plain.pem"), "/nonexistent/cert.pem");
+    std::fs::write(dir.join("missing.cfg"), &missing).unwrap();
+    let checked = check("missing.cfg");
+    let err = String::from_utf8_lossy(&checked.stderr);
+    assert!(
+        checked.status.success()
+            && err.contains("warning: ")
+            && err.contains("/nonexistent/cert.pem"),
+        "{err}"
+    );
+    let refused = common::refused_start("tlsdom-missing", &missing);
+    assert!(refused.contains("/nonexistent/cert.pem"), "{refused}");
     let server = start(&dir, &cfg, tls);
     assert_eq!(
         handshake(&pki, tls, None).as_deref(),

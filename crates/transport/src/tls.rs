@@ -86,6 +86,13 @@ impl TlsDomain {
         }
     }
 
+    /// Checks what no file decides (the `tls_method`), as a configuration check does.
+    pub fn check(&self) -> Result<(), String> {
+        versions(&self.method)
+            .map(|_| ())
+            .map_err(|e| format!("tls domain `{}`: {e}", self.name))
+    }
+
     /// Whether a `match_ip_address` entry names `addr` itself (not through `*`).
     fn names_address(&self, addr: SocketAddr) -> bool {
         self.match_addresses.iter().any(|m| address_is(m, addr))
