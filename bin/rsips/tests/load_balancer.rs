@@ -399,3 +399,47 @@ fn probes_disable_a_silent_destination_and_bring_it_back() {
         assert!(std::time::Instant::now() < deadline);
     }
 }
+
+/// `load_balance()`, the older name OpenSIPS 4.0 still exports for `lb_start_or_next()`, as
+/// configs written for it call it (group as a string): the call goes to the group's gateway.
+#[test]
+fn load_balance_is_lb_start_or_next() {
+    let port = common::free_port();
+    let dir = std::env::temp_dir().join(format!("rsips-lbold-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("db")).unwrap();
+    let (caller, gw) = (Peer::new(), Peer::new());
+    std::fs::write(
+        dir.join("db/version"),
+        "table_name(str) table_version(int)\nload_balancer:3\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("db/load_balancer"),
+        format!(
+            "id(int,auto) group_id(int) dst_uri(str) resources(str) probe_mode(int) attrs(str,null) description(str,null)\n\
+             1:1:sip\\:127.0.0.1\\:{}:channel=10:0:NULL:NULL\n",
+            gw.port
+        ),
+    )
+    .unwrap();
+    let cfg = format!(
+        "socket=udp:127.0.0.1:{port}\n\
+         loadmodule \"proto_udp.so\"\nloadmodule \"tm.so\"\nloadmodule \"sl.so\"\nloadmodule \"rr.so\"\n\
+         loadmodule \"db_text.so\"\nloadmodule \"dialog.so\"\nloadmodule \"load_balancer.so\"\n\
+         modparam(\"load_balancer\", \"db_url\", \"text://{}\")\n\
+         route {{\n    if (!load_balance(\"1\", \"channel\")) {{ sl_send_reply(500, \"No Destination\"); exit; }}\n    t_relay();\n}}\n",
+        dir.join("db").display()
+    );
+    std::fs::write(dir.join("opensips.cfg"), cfg).unwrap();
+    let server = common::spawn_rsips(&dir, "opensips.cfg", |log| {
+        log.contains("listening on udp:")
+    });
+    let lb = Lb {
+        dir: dir.clone(),
+        proc: server,
+    };
+    caller.send(port, &invite(&caller, "lbold-1"));
+    assert!(answer(port, &caller, &gw, "lbold-1", "486 Busy Here").is_none());
+    drop(lb);
+}

@@ -174,7 +174,14 @@ pub const MODULES: &[(&str, &[&str])] = &[
     ("lcr", &[]),
     (
         "load_balancer",
-        &["lb_count_call", "lb_is_destination", "lb_next", "lb_start"],
+        &[
+            "lb_count_call",
+            "lb_is_destination",
+            "lb_next",
+            "lb_start",
+            "lb_start_or_next",
+            "load_balance",
+        ],
     ),
     ("maxfwd", &["is_maxfwd_lt", "mf_process_maxfwd_header"]),
     ("media_exchange", &[]),

@@ -83,6 +83,18 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             routes: REQ_FAIL,
             run: lb_start_or_next,
         },
+        // The older name of lb_start_or_next, still exported by OpenSIPS 4.0.
+        FnSpec {
+            name: "load_balance",
+            params: &[
+                (Param::Int, false),
+                (Param::Str, false),
+                (Param::Checked(&FLAGS), true),
+                (Param::Var, true),
+            ],
+            routes: REQ_FAIL,
+            run: lb_start_or_next,
+        },
         FnSpec {
             name: "lb_reset",
             params: &[],
