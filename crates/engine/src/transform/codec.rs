@@ -144,6 +144,53 @@ pub(super) fn unescape_user(t: &Text<'_>) -> TrValue {
     TrValue::from_vec(out)
 }
 
+/// `{rest.escape}` (rest_client, as libcurl's `curl_easy_escape`): every byte but the
+/// RFC 3986 unreserved characters becomes `%XX` (upper-case hex).
+pub(super) fn url_escape(t: &Text<'_>) -> TrValue {
+    let b = t.bytes();
+    let keep = |c: u8| c.is_ascii_alphanumeric() || b"-._~".contains(&c);
+    if b.iter().all(|&c| keep(c)) {
+        return t.whole();
+    }
+    let mut out = String::with_capacity(b.len() * 3);
+    for &c in b {
+        if keep(c) {
+            out.push(char::from(c));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(c >> 4)].to_ascii_uppercase()));
+            out.push(char::from(HEX[usize::from(c & 0xf)].to_ascii_uppercase()));
+        }
+    }
+    TrValue::string(out)
+}
+
+/// `{rest.unescape}` (libcurl's `curl_easy_unescape`): every `%XX` decoded, anything else (a
+/// `%` without two hex digits, `+`) kept as it is.
+pub(super) fn url_unescape(t: &Text<'_>) -> TrValue {
+    let b = t.bytes();
+    if !b.contains(&b'%') {
+        return t.whole();
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let hi = b.get(i + 1).copied().and_then(hex_val);
+        let lo = b.get(i + 2).copied().and_then(hex_val);
+        match (c, hi, lo) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h << 4 | l);
+                i += 3;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    TrValue::from_vec(out)
+}
+
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// `{s.b64encode}`: standard alphabet with `=` padding.
@@ -302,6 +349,13 @@ mod tests {
         assert_eq!(ap("s.escape.user", "é"), Value::Null);
         assert_eq!(ap("s.escape.user", "a\tb"), Value::Null);
         assert_eq!(ap("s.escape.param", "a b;c=d:[x]"), s("a%20b%3bc%3dd:[x]"));
+        assert_eq!(
+            ap("rest.escape", "a b&c=d/é~"),
+            s("a%20b%26c%3Dd%2F%C3%A9~")
+        );
+        assert_eq!(ap("rest.escape", "plain-1.2_x~"), s("plain-1.2_x~"));
+        assert_eq!(ap("rest.unescape", "a%20b%2Fc+%zz%4"), s("a b/c+%zz%4"));
+        assert_eq!(ap("rest.unescape", "%C3%A9"), s("é"));
         assert_eq!(ap("s.unescape.user", "a%20b%3A"), s("a b:"));
         assert_eq!(ap("s.unescape.param", "a%3bb"), s("a;b"));
         assert_eq!(ap("s.unescape.user", "a%2"), Value::Null);

@@ -76,6 +76,8 @@ pub(super) fn run(op: TransformOp, pre: &Prepared, input: &TrValue, args: &[Valu
         SEscapeUser => codec::escape_user(&t),
         SEscapeParam => codec::escape_param(&t),
         SUnescapeUser | SUnescapeParam => codec::unescape_user(&t),
+        RestEscape => codec::url_escape(&t),
+        RestUnescape => codec::url_unescape(&t),
         SDec2Hex => codec::dec2hex(input, &t),
         SHex2Dec => codec::hex2dec(input, &t),
         SB64Encode => codec::b64encode(&t),

@@ -102,6 +102,8 @@ pub enum TransformOp {
     SUnescapeUser,
     SEscapeParam,
     SUnescapeParam,
+    RestEscape,
+    RestUnescape,
     SToLower,
     SToUpper,
     SIndex,

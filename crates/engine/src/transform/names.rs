@@ -31,6 +31,8 @@ table! {
     "s.unescape.user" => SUnescapeUser, 0, 0;
     "s.escape.param" => SEscapeParam, 0, 0;
     "s.unescape.param" => SUnescapeParam, 0, 0;
+    "rest.escape" => RestEscape, 0, 0;
+    "rest.unescape" => RestUnescape, 0, 0;
     "s.tolower" => SToLower, 0, 0;
     "s.toupper" => SToUpper, 0, 0;
     "s.index" => SIndex, 1, 2;
