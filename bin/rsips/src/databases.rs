@@ -101,6 +101,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     path::start(script)?;
     options::start(script);
     gflags::start(script);
+    cfgutils::start(script);
     mi_script::start(script);
     diversion::start(script);
     regex_module::start(script)?;

@@ -230,6 +230,7 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     // their databases and caches); the `$var`s it sets are every worker's start (OpenSIPS runs
     // it before forking). A run-time error there stops the start.
     let mut initial = engine::Worker::default();
+    cfgutils::set_vars(&script, &mut initial);
     if let Err(e) = script.run_startup(&mut initial, &mut logging::ScriptLog) {
         eprintln!("error: startup_route failed: {e}");
         return ExitCode::from(1);
@@ -366,6 +367,9 @@ fn module_commands(
     }
     if script.loads("gflags") {
         gflags::commands(&mut commands);
+    }
+    if script.loads("cfgutils") {
+        cfgutils::commands(&mut commands);
     }
     if script.loads("fraud_detection") {
         fraud_detection::commands(&mut commands);

@@ -318,3 +318,74 @@ fn regex_matches_strings_and_file_groups() {
     assert!(!ok && out.contains("Failed to reload"), "{out}");
     assert_eq!(mi(&["regex_match_group", "Bria", "0"]), "Match");
 }
+
+const SHV_CONFIG: &str = r#"
+udp_workers=2
+socket=udp:127.0.0.1:PORT
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "sipmsgops.so"
+loadmodule "mi_fifo.so"
+modparam("mi_fifo", "fifo_name", "FIFO")
+loadmodule "cfgutils.so"
+modparam("cfgutils", "shvset", "calls=i:5")
+modparam("cfgutils", "shvset", "greeting=s:hello there")
+modparam("cfgutils", "varset", "start=s:from varset")
+route {
+    $shv(calls) = $shv(calls) + 1;
+    append_to_reply("X-Calls: $shv(calls)\r\nX-Greeting: $shv(greeting)\r\nX-Start: $var(start)\r\nX-Unset: $shv(unset)\r\n");
+    sl_send_reply(200, "Shared");
+}
+"#;
+
+/// cfgutils' shared variables: `shvset` start values, one `$shv` for both workers (each
+/// request counts once, whichever worker takes it), `varset` as a `$var`'s start value, and
+/// the MI commands `shv_get` / `shv_set` through the real opensips-cli.
+#[test]
+fn shared_variables_are_shared_by_the_workers_and_set_over_mi() {
+    let dir = common::test_dir("shv", "shared");
+    let port = common::free_port();
+    let server = common::Rsips::start(
+        &dir,
+        &SHV_CONFIG
+            .replace("PORT", &port.to_string())
+            .replace("FIFO", &common::Rsips::fifo(&dir)),
+    );
+    let ua = Peer::new();
+    for n in 1..=4u32 {
+        request(port, &ua, "OPTIONS", "sip:x@127.0.0.1", 900 + n, "");
+        let r = ua.recv("200 Shared");
+        assert_eq!(header(&r, "X-Calls"), vec![(5 + n).to_string()], "{r}");
+        assert_eq!(header(&r, "X-Greeting"), vec!["hello there"]);
+        assert_eq!(header(&r, "X-Start"), vec!["from varset"]);
+        assert_eq!(header(&r, "X-Unset"), vec!["0"]);
+    }
+    let all = server.mi(&["shv_get"]);
+    let vars = all["VARs"].as_array().unwrap();
+    assert!(
+        vars.contains(&serde_json::json!({"name": "calls", "type": "integer", "value": 9})),
+        "{all}"
+    );
+    assert_eq!(
+        server.mi(&["shv_get", "greeting"]),
+        serde_json::json!({"VAR": {"name": "greeting", "type": "string", "value": "hello there"}})
+    );
+    assert_eq!(server.mi(&["shv_set", "calls", "i", "100"]), "OK");
+    request(port, &ua, "OPTIONS", "sip:x@127.0.0.1", 910, "");
+    assert_eq!(header(&ua.recv("200 Shared"), "X-Calls"), vec!["101"]);
+    assert!(
+        server
+            .mi_error(&["shv_set", "calls", "i", "many"])
+            .contains("bad integer value")
+    );
+    assert!(
+        server
+            .mi_error(&["shv_get", "nosuch"])
+            .contains("Not found")
+    );
+    assert!(
+        server
+            .mi_error(&["shv_set", "nosuch", "s", "x"])
+            .contains("Not found")
+    );
+}

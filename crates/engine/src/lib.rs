@@ -20,6 +20,7 @@ pub mod pv;
 pub mod redis;
 pub mod regex_cache;
 pub mod script;
+pub mod shv;
 pub mod stats;
 pub mod timerec;
 pub mod transform;

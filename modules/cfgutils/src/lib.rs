@@ -14,10 +14,10 @@ use engine::{FnCtx, FnSpec, ModuleSpec, Param, ParamType, Routes, Script, Value}
 
 const ALL: Routes = Routes::ALL;
 
-/// The `$shv` parameters need shared variables, which rsips does not have yet.
-static NO_SHV: engine::ParamCheck = engine::ParamCheck {
-    what: "cfgutils parameter",
-    check: |_| Err("shared variables ($shv) are not supported by rsips yet".into()),
+/// `shvset` / `varset`: `name=i:123` or `name=s:text`.
+static VAR_SET: engine::ParamCheck = engine::ParamCheck {
+    what: "variable setting",
+    check: |s| engine::shv::parse_set(s).map(|_| ()),
 };
 
 static TIME_REC: engine::ParamCheck = engine::ParamCheck {
@@ -89,11 +89,87 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         ("initial_probability", ParamType::Int),
         ("hash_file", ParamType::Str),
         ("shv_hash_size", ParamType::Int),
-        ("shvset", ParamType::CheckedStr(&NO_SHV)),
-        ("varset", ParamType::Str),
+        ("shvset", ParamType::CheckedStr(&VAR_SET)),
+        ("varset", ParamType::CheckedStr(&VAR_SET)),
         ("lock_pool_size", ParamType::Int),
     ],
 };
+
+/// Sets the shared variables `shvset` gives (their start values; the script's own use of a
+/// name makes it exist with 0 otherwise).
+pub fn start(script: &Script) {
+    for entry in script.modparam_strs("cfgutils", "shvset") {
+        if let Ok((name, value)) = engine::shv::parse_set(&entry) {
+            engine::shv::set(&name, value);
+        }
+    }
+}
+
+/// The `$var`s `varset` gives, set in `worker` (the state every worker starts from).
+pub fn set_vars(script: &Script, worker: &mut engine::Worker) {
+    for entry in script.modparam_strs("cfgutils", "varset") {
+        if let Ok((name, value)) = engine::shv::parse_set(&entry) {
+            script.set_var(worker, &name, value);
+        }
+    }
+}
+
+/// `shv_get [name]` and `shv_set name type value` (OpenSIPS' replies: `VARs` / `VAR`
+/// objects with name, type "integer" or "string", value; 404 "Not found" for an unknown
+/// name).
+pub fn commands(mi: &mut mi::Mi) {
+    fn item(name: &str, v: &Value) -> serde_json::Value {
+        match v {
+            Value::Int(n) => serde_json::json!({"name": name, "type": "integer", "value": n}),
+            other => serde_json::json!({
+                "name": name,
+                "type": "string",
+                "value": other.to_text().into_owned()
+            }),
+        }
+    }
+    mi.add(mi::Command::new(
+        "cfgutils:shv_get",
+        &["shv_get"],
+        &[&[], &["name"]],
+        |p| match p.str("name")? {
+            None => {
+                let all: Vec<serde_json::Value> =
+                    engine::shv::all().iter().map(|(n, v)| item(n, v)).collect();
+                Ok(serde_json::json!({ "VARs": all }))
+            }
+            Some(name) if engine::shv::exists(&name) => {
+                Ok(serde_json::json!({ "VAR": item(&name, &engine::shv::get(&name)) }))
+            }
+            Some(_) => Err(mi::MiError::new(404, "Not found")),
+        },
+    ));
+    mi.add(mi::Command::new(
+        "cfgutils:shv_set",
+        &["shv_set"],
+        &[&["name", "type", "value"]],
+        |p| {
+            let name = p.str("name")?.unwrap_or_default();
+            if !engine::shv::exists(&name) {
+                return Err(mi::MiError::new(404, "Not found"));
+            }
+            let kind = p.str("type")?.unwrap_or_default();
+            let value = p.str("value")?.unwrap_or_default();
+            let value = if kind.starts_with(['s', 'S']) {
+                Value::str(&value)
+            } else {
+                Value::Int(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| mi::MiError::new(500, "bad integer value"))?,
+                )
+            };
+            engine::shv::set(&name, value);
+            Ok(serde_json::json!("OK"))
+        },
+    ));
+}
 
 /// The probability of `rand_event` in percent (`initial_probability`, 10 by default).
 static PROB: AtomicI64 = AtomicI64::new(-1);

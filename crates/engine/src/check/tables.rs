@@ -369,6 +369,7 @@ pub(crate) const MODULE_PVS: &[(&str, &str)] = &[
     ("lb_", "load_balancer"),
     ("ds_", "dispatcher"),
     ("stat", "statistics"),
+    ("shv", "cfgutils"),
     ("uuid", "uuid"),
     ("sql_cached_value", "sql_cacher"),
     ("b2b_logic.", "b2b_logic"),

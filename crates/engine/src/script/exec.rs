@@ -519,6 +519,7 @@ impl Run<'_> {
             Read::B2b(name, arg, index) => {
                 crate::hooks::b2b_pv(self.ctx.id, name, arg.as_deref(), *index)
             }
+            Read::Shv(name) => crate::shv::get(name),
             Read::Stat(name) => {
                 crate::stats::find(name).map_or(Value::Null, |s| Value::Int(s.get()))
             }

@@ -46,6 +46,8 @@ pub(crate) enum Read {
     B2b(Box<str>, Option<Box<str>>, Option<usize>),
     /// statistics' `$stat(name)`: the statistic's value, NULL without such a statistic.
     Stat(Box<str>),
+    /// cfgutils' `$shv(name)`: a variable shared by every worker.
+    Shv(Box<str>),
     AccLeg(Box<str>),
     AccCurrentLeg,
     /// `$msg.branch.flag(NAME)[i]` (no index: the last branch; 0 the R-URI's): 1 when set,
@@ -148,10 +150,12 @@ pub(crate) enum Write {
     AccExtra(Box<str>),
     /// dialog's `$dlg_val(name) = v` and `$DLG_timeout = secs`.
     DlgVal(Box<str>),
-    /// statistics' `$stat(name) = …`: resets it.
     /// `$b2b_logic.ctx(name)`: the session's context value (NULL deletes it).
     B2bCtx(Box<str>),
+    /// statistics' `$stat(name) = …`: resets it.
     Stat(Box<str>),
+    /// cfgutils' `$shv(name) = …`.
+    Shv(Box<str>),
     /// clusterer's `$cluster.sh_tag(name/cluster_id) = "active"`.
     ShTag(Box<str>),
     DlgTimeout,

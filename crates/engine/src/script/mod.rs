@@ -826,6 +826,19 @@ impl Script {
             .unwrap_or_default()
     }
 
+    /// Sets `$var(name)` in a worker (cfgutils' `varset`, before the workers start); `false`
+    /// when the script never uses that variable.
+    pub fn set_var(&self, worker: &mut Worker, name: &str, value: Value) -> bool {
+        let Some(&slot) = self.names.vars.get(name) else {
+            return false;
+        };
+        if worker.vars.len() <= slot {
+            worker.vars.resize(slot + 1, Value::Null);
+        }
+        worker.vars[slot] = value;
+        true
+    }
+
     /// The configured listening sockets as `proto:host:port` (each port of a range).
     pub fn sockets(&self) -> &[String] {
         &self.names.sockets

@@ -124,6 +124,10 @@ impl Run<'_> {
             Write::B2bCtx(ref name) => {
                 crate::hooks::b2b_pv_set(self.ctx.id, "b2b_logic.ctx", Some(name), &v)
             }
+            Write::Shv(ref name) => {
+                crate::shv::set(name, v.clone());
+                true
+            }
             // OpenSIPS resets a statistic whatever value is assigned.
             Write::Stat(ref name) => crate::stats::find(name).is_some_and(|s| {
                 s.reset();

@@ -94,6 +94,10 @@ impl Lower<'_> {
             ("acc_extra", Some(tag)) if !tag.contains('$') => Write::AccExtra(tag.trim().into()),
             ("dlg_val", Some(name)) if !name.contains('$') => Write::DlgVal(name.trim().into()),
             ("stat", Some(name)) if !name.contains('$') => Write::Stat(name.trim().into()),
+            ("shv", Some(name)) if !name.contains('$') => {
+                crate::shv::declare(name.trim());
+                Write::Shv(name.trim().into())
+            }
             ("b2b_logic.ctx", Some(name)) if !name.contains('$') => {
                 Write::B2bCtx(name.trim().into())
             }
@@ -405,6 +409,10 @@ impl Lower<'_> {
                 }
             }
             ("stat", Some(name)) if !name.contains('$') => Read::Stat(name.trim().into()),
+            ("shv", Some(name)) if !name.contains('$') => {
+                crate::shv::declare(name.trim());
+                Read::Shv(name.trim().into())
+            }
             ("b2b_logic.key" | "b2b_logic.scenario", None)
             | ("b2b_logic.entity" | "b2b_logic.ctx", Some(_))
                 if !spec.arg.as_deref().is_some_and(|a| a.contains('$')) =>
