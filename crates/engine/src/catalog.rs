@@ -148,7 +148,14 @@ pub const MODULES: &[(&str, &[&str])] = &[
     ),
     (
         "drouting",
-        &["do_routing", "goes_to_gw", "is_from_gw", "use_next_gw"],
+        &[
+            "do_routing",
+            "goes_to_gw",
+            "is_from_gw",
+            "route_to_carrier",
+            "route_to_gw",
+            "use_next_gw",
+        ],
     ),
     ("emergency", &[]),
     (

@@ -43,6 +43,23 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             run: do_routing,
         },
         FnSpec {
+            name: "route_to_gw",
+            params: &[(Param::Str, false), (Param::Var, true), (Param::Str, true)],
+            routes: ROUTING,
+            run: route_to_gw,
+        },
+        FnSpec {
+            name: "route_to_carrier",
+            params: &[
+                (Param::Str, false),
+                (Param::Var, true),
+                (Param::Var, true),
+                (Param::Str, true),
+            ],
+            routes: ROUTING,
+            run: route_to_carrier,
+        },
+        FnSpec {
             name: "use_next_gw",
             params: &[
                 (Param::Var, true),
@@ -274,21 +291,28 @@ fn gw_ruri(ruri: &str, gw: &data::Gateway) -> Option<String> {
 
 /// Sends the request to `pick`: the R-URI rewritten, its socket forced; its attributes to
 /// the output variables `gw_out` / `cr_out` (parameter positions).
-fn apply(f: &mut FnCtx<'_>, ruri: &str, pick: &Pick, gw_out: usize, cr_out: usize) -> bool {
+fn apply(
+    f: &mut FnCtx<'_>,
+    ruri: &str,
+    pick: &Pick,
+    gw_out: Option<usize>,
+    cr_out: Option<usize>,
+) -> bool {
     if !f.msg.set_ruri(ruri) {
         return false;
     }
     if let Some(s) = &pick.gw.socket {
         f.msg.send_socket = Some(s.clone());
     }
-    f.set_output(
-        gw_out,
-        Value::from(pick.gw.attrs.clone().unwrap_or_default()),
-    );
-    f.set_output(
-        cr_out,
-        Value::from(pick.carrier_attrs.clone().unwrap_or_default()),
-    );
+    if let Some(at) = gw_out {
+        f.set_output(at, Value::from(pick.gw.attrs.clone().unwrap_or_default()));
+    }
+    if let Some(at) = cr_out {
+        f.set_output(
+            at,
+            Value::from(pick.carrier_attrs.clone().unwrap_or_default()),
+        );
+    }
     true
 }
 
@@ -352,10 +376,32 @@ pub fn do_routing(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             }
         }
     }
-    let Some(((first, rule_attrs), rest)) = picks.split_first() else {
+    let attrs = picks
+        .first()
+        .and_then(|(_, a)| a.clone())
+        .unwrap_or_default();
+    let picks: Vec<Pick> = picks.into_iter().map(|(p, _)| p).collect();
+    if picks.is_empty() {
+        return -1;
+    }
+    f.set_output(3, Value::from(attrs));
+    route_to(f, &ruri, &picks, Some(4), Some(5))
+}
+
+/// Sends the request to the first of `picks` and leaves the others, in order, for
+/// `use_next_gw`; the first one's gateway and carrier attributes go to the output variables
+/// at those parameter positions.
+fn route_to(
+    f: &mut FnCtx<'_>,
+    ruri: &str,
+    picks: &[Pick],
+    gw_out: Option<usize>,
+    cr_out: Option<usize>,
+) -> i64 {
+    let Some((first, rest)) = picks.split_first() else {
         return -1;
     };
-    let Some(first_ruri) = gw_ruri(&ruri, &first.gw) else {
+    let Some(first_ruri) = gw_ruri(ruri, &first.gw) else {
         return -1;
     };
     for name in AVPS {
@@ -364,8 +410,8 @@ pub fn do_routing(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         }
     }
     // The stack's top is the next to try: push the farthest first.
-    for (p, _) in rest.iter().rev() {
-        let Some(next) = gw_ruri(&ruri, &p.gw) else {
+    for p in rest.iter().rev() {
+        let Some(next) = gw_ruri(ruri, &p.gw) else {
             continue;
         };
         let values = [
@@ -381,12 +427,74 @@ pub fn do_routing(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             }
         }
     }
-    f.set_output(3, Value::from(rule_attrs.clone().unwrap_or_default()));
-    if apply(f, &first_ruri, first, 4, 5) {
+    if apply(f, &first_ruri, first, gw_out, cr_out) {
         1
     } else {
         -1
     }
+}
+
+/// The request's R-URI and a seed for weighted orders.
+fn ruri_and_seed(f: &FnCtx<'_>) -> Option<(String, u64)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let ruri = f.msg.ruri()?.to_owned();
+    Some((ruri, now ^ f.msg.id.rotate_left(17) ^ 0x9E37_79B9_7F4A_7C15))
+}
+
+/// The gateways (or carriers) of a comma-separated id list, as a rule without prefix would
+/// route to them: in the given order, disabled ones left out, carriers by their own sorting.
+fn listed(data: &Data, list: &str, carriers: bool, seed: u64) -> Vec<Pick> {
+    let targets = list
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(|id| {
+            if carriers {
+                data::Target::Carrier(id.to_owned(), 0)
+            } else {
+                data::Target::Gw(id.to_owned(), 0)
+            }
+        })
+        .collect();
+    let rule = data::Rule {
+        id: 0,
+        groups: Vec::new(),
+        prefix: String::new(),
+        time: None,
+        priority: 0,
+        targets,
+        sort_weights: false,
+        attrs: None,
+    };
+    data.expand(&rule, seed)
+}
+
+/// `route_to_gw(gw_list[, $gw_attrs][, partition])`: the request goes to the first usable
+/// gateway of the list, the others stay for `use_next_gw`; -1 when none is usable.
+pub fn route_to_gw(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let (Some(r), Some(list)) = (router(), text_arg(args, 0)) else {
+        return -1;
+    };
+    let Some((ruri, seed)) = ruri_and_seed(f) else {
+        return -1;
+    };
+    let picks = listed(&r.data(), &list, false, seed);
+    route_to(f, &ruri, &picks, Some(1), None)
+}
+
+/// `route_to_carrier(carrier_list[, $gw_attrs][, $carrier_attrs][, partition])`: as
+/// `route_to_gw`, through the carriers' gateways (each carrier's own order and flags).
+pub fn route_to_carrier(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let (Some(r), Some(list)) = (router(), text_arg(args, 0)) else {
+        return -1;
+    };
+    let Some((ruri, seed)) = ruri_and_seed(f) else {
+        return -1;
+    };
+    let picks = listed(&r.data(), &list, true, seed);
+    route_to(f, &ruri, &picks, Some(1), Some(2))
 }
 
 /// `use_next_gw([$rule_attrs][, $gw_attrs][, $carrier_attrs])`: the R-URI goes to the next
@@ -426,7 +534,7 @@ pub fn use_next_gw(f: &mut FnCtx<'_>, _args: &[Value]) -> i64 {
         gw,
         carrier_attrs: text(4),
     };
-    if apply(f, &ruri.to_text(), &pick, 1, 2) {
+    if apply(f, &ruri.to_text(), &pick, Some(1), Some(2)) {
         1
     } else {
         -1

@@ -222,3 +222,38 @@ fn mi_lists_and_switches_gateways() {
         "sip:4099@10.0.0.2;user=phone [rule 40] [gw two]"
     );
 }
+
+/// `route_to_gw()` and `route_to_carrier()`: the listed gateways (or the carriers' gateways)
+/// in order, a disabled one (gw4) and an unknown id left out, the rest for `use_next_gw`;
+/// the gateway's and carrier's attributes to the output variables.
+#[test]
+fn route_to_gw_and_route_to_carrier_walk_their_lists() {
+    let _serial = serial();
+    let gws = setup(
+        "route {\n\
+         if (!route_to_gw(\"gw4, nosuch, gw2,gw1\", $var(gw))) { xlog(\"none\"); exit; }\n\
+         xlog(\"$ru [$var(gw)]\");\n\
+         while (use_next_gw(, $var(gw))) xlog(\"$ru [$var(gw)]\");\n}",
+    );
+    assert_eq!(
+        run(&gws, "5551234", "alice@example.com", "192.0.2.9:5060"),
+        "sip:5551234@10.0.0.2;user=phone [gw two]|\
+         sip:0051234@10.0.0.1:5060;user=phone [gw one]"
+    );
+    let carriers = setup(
+        "route {\n\
+         if (!route_to_carrier(\"cr1\", $var(gw), $var(cr))) { xlog(\"none\"); exit; }\n\
+         xlog(\"$ru [$var(cr)]\");\n\
+         while (use_next_gw(, $var(gw))) xlog(\"$ru [$var(gw)]\");\n}",
+    );
+    assert_eq!(
+        run(&carriers, "5551234", "alice@example.com", "192.0.2.9:5060"),
+        "sip:5551234@10.0.0.3:5070;user=phone [carrier one]|\
+         sip:5551234@10.0.0.2;user=phone [gw two]"
+    );
+    let none = setup("route {\n if (!route_to_gw(\"gw4\")) xlog(\"none\");\n}");
+    assert_eq!(
+        run(&none, "5551234", "alice@example.com", "192.0.2.9:5060"),
+        "none"
+    );
+}
