@@ -89,7 +89,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     userdb::start(script, &options)?;
     drouting::start(script, &options)?;
     dialplan::start(script, &options)?;
-    rtpengine::start(script)?;
+    rtpengine::start(script, &options)?;
     rtpproxy::start(script, &options)?;
     presence::start(script, &options)?;
     topology_hiding::start(script)?;

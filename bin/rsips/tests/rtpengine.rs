@@ -288,3 +288,60 @@ onreply_route[MEDIA] {{
         );
     }
 }
+
+/// The daemons come from a database (`db_url`, OpenSIPS' `rtpengine` table: socket, set_id)
+/// instead of `rtpengine_sock`: set 1 is the table's row, and an offer through it reaches the
+/// daemon. A table of the wrong version stops the start.
+#[test]
+fn daemons_from_the_rtpengine_table() {
+    let m = Media::new("rtpe-db");
+    let (port, ng, dir) = (m.port, m.ng, m.dir.clone());
+    let db = dir.join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    std::fs::write(
+        db.join("rtpengine"),
+        format!("id(int,auto) socket(string) set_id(int)\n1:udp\\:127.0.0.1\\:{ng}:1\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        db.join("version"),
+        "table_name(str) table_version(int)\nrtpengine:1\n",
+    )
+    .unwrap();
+    let ep = m.callee_port();
+    let cfg = format!(
+        "socket=udp:127.0.0.1:{port}\nstderror_enabled=yes\n\
+         loadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\nloadmodule \"tm.so\"\n\
+         loadmodule \"sipmsgops.so\"\nloadmodule \"db_text.so\"\nloadmodule \"rtpengine.so\"\n\
+         modparam(\"rtpengine\", \"db_url\", \"text://{}\")\n\
+         modparam(\"rtpengine\", \"rtpengine_tout\", 1)\n\
+         route {{\n    rtpengine_use_set(1);\n    \
+         if (!rtpengine_offer(\"replace-origin\")) {{ sl_send_reply(503, \"No media relay\"); exit; }}\n    \
+         $du = \"sip:127.0.0.1:{ep}\";\n    t_relay();\n}}\n",
+        db.display()
+    );
+    std::fs::write(dir.join("rsips.cfg"), &cfg).unwrap();
+    let _engine = rtpengine(&dir, ng);
+    let server = common::spawn_rsips(&dir, "rsips.cfg", |log| log.contains("listening on udp:"));
+    let invite = m.invite("media-db", "z9hG4bK-db1", &sdp("192.0.2.50", 4000));
+    m.caller
+        .send_to(invite.as_bytes(), ("127.0.0.1", port))
+        .unwrap();
+    let got = common::recv_starting(&m.callee, "INVITE ");
+    let (ip, out_port) = common::sdp_media(&got);
+    assert!(
+        ip == "127.0.0.1" && (31000..=31999).contains(&out_port),
+        "{got}"
+    );
+    drop(server);
+    std::fs::write(
+        db.join("version"),
+        "table_name(str) table_version(int)\nrtpengine:7\n",
+    )
+    .unwrap();
+    let err = common::run_to_exit(&dir, "rsips.cfg").1;
+    assert!(
+        err.contains("rtpengine") && err.contains("version"),
+        "{err}"
+    );
+}

@@ -140,6 +140,10 @@ pub static MODULE: ModuleSpec = ModuleSpec {
     ],
     params: &[
         ("rtpengine_sock", ParamType::Str),
+        ("db_url", ParamType::Str),
+        ("db_table", ParamType::Str),
+        ("socket_col", ParamType::Str),
+        ("set_id_col", ParamType::Str),
         ("rtpengine_disable_tout", ParamType::Int),
         ("rtpengine_retr", ParamType::Int),
         ("rtpengine_tout", ParamType::Int),
@@ -196,12 +200,52 @@ fn daemon(text: &str) -> Daemon {
 
 /// Reads the daemons (`"[set ==] udp:host:port …"`, repeatable) when the script loads the
 /// module.
-pub fn start(script: &Script) -> Result<(), String> {
+/// The version of OpenSIPS' `rtpengine` table (id, socket, set_id).
+const TABLE_VERSION: i64 = 1;
+
+/// The `rtpengine_sock` values a database gives (`db_url`): one per row, `set_id==socket`
+/// (a socket cell may hold several daemons, blank-separated, as the parameter does).
+fn sockets_from_db(script: &Script, options: &db::Options) -> Result<Vec<String>, String> {
+    let Some(url) = script.modparam_str("rtpengine", "db_url") else {
+        return Ok(Vec::new());
+    };
+    let param = |n: &str, d: &str| {
+        script
+            .modparam_str("rtpengine", n)
+            .unwrap_or_else(|| d.to_owned())
+    };
+    let (table, socket_col, set_col) = (
+        param("db_table", "rtpengine"),
+        param("socket_col", "socket"),
+        param("set_id_col", "set_id"),
+    );
+    let conn = db::open_for("rtpengine", &url, |m| script.loads(m), options)?;
+    db::check_version(conn.as_ref(), &table, TABLE_VERSION)
+        .map_err(|e| format!("rtpengine: table `{table}`: {e}"))?;
+    let rows = conn
+        .query(&table, &[socket_col.as_str(), set_col.as_str()], &[])
+        .map_err(|e| format!("rtpengine: cannot read table `{table}`: {e}"))?;
+    rows.iter()
+        .map(|r| {
+            let socket = r
+                .first()
+                .and_then(db::Value::as_text)
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| format!("rtpengine: a row of `{table}` has no socket"))?;
+            let set = r.get(1).and_then(db::Value::as_int).unwrap_or(0);
+            Ok(format!("{set}=={socket}"))
+        })
+        .collect()
+}
+
+pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     if !script.loads("rtpengine") {
         return Ok(());
     }
     let mut sets: Vec<(i64, Vec<Daemon>)> = Vec::new();
-    for value in script.modparam_strs("rtpengine", "rtpengine_sock") {
+    let mut socks = script.modparam_strs("rtpengine", "rtpengine_sock");
+    socks.extend(sockets_from_db(script, options)?);
+    for value in socks {
         let (set, list) = match value.split_once("==") {
             Some((id, rest)) => (
                 id.trim()
@@ -218,7 +262,11 @@ pub fn start(script: &Script) -> Result<(), String> {
         }
     }
     if sets.is_empty() {
-        return Err("rtpengine: no rtpengine_sock: the module has no daemon to talk to".into());
+        return Err(
+            "rtpengine: no rtpengine_sock and no row in its db_url table: the module has no \
+             daemon to talk to"
+                .into(),
+        );
     }
     let int = |n: &str, d: i64| script.modparam_int("rtpengine", n).unwrap_or(d).max(0);
     let _ = CONFIG.set(Config {
