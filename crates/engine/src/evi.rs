@@ -630,7 +630,8 @@ fn queue_stream(
         }
         Mutex::new(tx)
     });
-    match lock(sender).try_send(job) {
+    let queued = lock(sender).try_send(job);
+    match queued {
         Ok(()) => Ok(()),
         Err(TrySendError::Full(_)) => Err(format!(
             "event_stream: {QUEUE} events already wait for their peers, this one is dropped"

@@ -77,10 +77,10 @@ static STARTUP: Mutex<Vec<Capability>> = Mutex::new(Vec::new());
 /// Registers a capability (see the module doc for when it takes effect).
 pub fn register_capability(c: Capability) {
     if let Some(running) = crate::get() {
-        if let Err(e) = running
+        let registered = running
             .lock()
-            .register_cap(c.cluster, &c.name, c.startup_sync)
-        {
+            .register_cap(c.cluster, &c.name, c.startup_sync);
+        if let Err(e) = registered {
             log::error!("clusterer: {e}");
             return;
         }

@@ -296,7 +296,9 @@ fn lb_start_or_next(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 
 fn lb_reset(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
     let Some(mark) = f.msg.dialog else { return -1 };
-    match started().remove(&mark.id) {
+    // The table's lock is let go before the dialog's profiles are touched.
+    let removed = started().remove(&mark.id);
+    match removed {
         Some(mut st) => {
             release(mark.id, &mut st);
             1

@@ -371,6 +371,36 @@ fn a_reply_with_no_via_but_ours_is_dropped() {
     assert_eq!(host.take(), vec![("SIP/2.0 200 OK".to_owned(), 5090)]);
 }
 
+/// A branch that failed to send is looked at on the next tick (`urgent`); when that tick
+/// finds the transaction already due for deletion (it ended on another branch and its wait
+/// is over), the deletion takes the table's lock again. It must not still be held: this
+/// tick used to deadlock.
+#[test]
+fn a_late_send_failure_on_a_finished_transaction_does_not_deadlock_the_timers() {
+    let (tm, host) = setup(params());
+    let t0 = Instant::now();
+    let ctx = request("OPTIONS", "z9hG4bKlate", "UDP");
+    let cell = tm.create(&ctx, t0).unwrap();
+    tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5070"), &net(), t0)
+        .unwrap();
+    let sent = host.take_full().pop().unwrap();
+    *host.fail_to.lock().unwrap() = Some("127.0.0.1:5071".parse().unwrap());
+    let _ = tm.add_branch(&cell, &ctx, Some("udp:127.0.0.1:5071"), &net(), t0);
+    let (ok, rctx) = reply_to(&sent, 200, "OK", Some("x"));
+    tm.on_reply(&ok, rctx, &mut script(), t0);
+    assert_eq!(tm.len(), 1);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let ticker = Arc::clone(&tm);
+    std::thread::spawn(move || {
+        ticker.tick(t0 + Duration::from_secs(60), &mut script());
+        let _ = done_tx.send(ticker.len());
+    });
+    let left = done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the tick ends (no deadlock)");
+    assert_eq!(left, 0, "the transaction is deleted");
+}
+
 #[test]
 fn with_disable_503_translation_a_503_goes_upstream_as_it_came() {
     let (tm, host) = setup(Params {

@@ -7,7 +7,7 @@
 //! as SIP again.
 //!
 //! `RSIPS_MUTATIONS=N` (default 3,000) sets how many messages; `RSIPS_MUTATION_SEED` the start
-//! of the sequence, so a failure can be replayed. Longer runs are for finding bugs:
+//! of the sequence, so a failure can be replayed; `RSIPS_MUTATION_CFG` another script. Longer runs are for finding bugs:
 //! `RSIPS_MUTATIONS=1000000 cargo test --release -p rsips mutated_traffic`.
 
 #![allow(clippy::unwrap_used)]
@@ -472,10 +472,15 @@ fn mutated_traffic_through_a_script_that_reaches_most_parsers() {
         .unwrap_or(0x5eed_1234_abcd_0001);
     let dir = std::env::temp_dir().join(format!("rsips-mutations-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // `RSIPS_MUTATION_CFG=FILE`: another script to run the traffic through (campaigns
+    // over other modules); its destinations must be 127.0.0.1 too.
+    let script_text = std::env::var("RSIPS_MUTATION_CFG")
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .unwrap_or_else(|_| SCRIPT.to_owned());
     let cfg = dir.join("mutations.cfg");
-    std::fs::write(&cfg, SCRIPT).unwrap();
+    std::fs::write(&cfg, &script_text).unwrap();
     let mut sources = cfg::SourceMap::new();
-    let parsed = cfg::parse(&mut sources, &cfg, SCRIPT.to_owned());
+    let parsed = cfg::parse(&mut sources, &cfg, script_text);
     let script = Script::compile(&parsed.config, &sources, &crate::available()).unwrap();
     crate::databases::start(&script, cfg.to_str()).unwrap();
     let script = Arc::new(script);
@@ -542,7 +547,8 @@ fn mutated_traffic_through_a_script_that_reaches_most_parsers() {
                 state: &mut state,
             };
             tm.tick(clock, &mut runner);
-            for o in std::mem::take(&mut *sink.0.lock().unwrap()) {
+            let sent = std::mem::take(&mut *sink.0.lock().unwrap());
+            for o in sent {
                 check_sent(&o, b"(a timer)");
             }
         }

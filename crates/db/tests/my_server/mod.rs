@@ -120,7 +120,8 @@ impl MyServer {
 
     /// Stops the server and waits for it to exit.
     pub fn down(&self) {
-        if let Some(mut child) = self.child.lock().unwrap().take() {
+        let child = self.child.lock().unwrap().take();
+        if let Some(mut child) = child {
             let _ = child.kill();
             let _ = child.wait();
         }

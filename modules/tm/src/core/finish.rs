@@ -243,7 +243,10 @@ impl Tm {
     pub fn tick(&self, now: Instant, runner: &mut dyn Runner) {
         let urgent = std::mem::take(&mut *lock(&self.urgent));
         for id in urgent {
-            if let Some(cell) = lock(&self.txs).get(&id).cloned() {
+            // The table's lock is let go before the timers run (they may delete the
+            // transaction, which takes it again).
+            let cell = lock(&self.txs).get(&id).cloned();
+            if let Some(cell) = cell {
                 self.run_timers(&cell, now, runner);
             }
         }
