@@ -19,6 +19,8 @@ use common::{Peer, header, reply_to};
 
 const CONFIG: &str = r#"
 socket=udp:127.0.0.1:PORT
+socket=hep_udp:127.0.0.1:HEPFROM
+socket=hep_tcp:127.0.0.1:HEPFROM
 udp_workers=1
 stderror_enabled=yes
 loadmodule "proto_udp.so"
@@ -151,7 +153,7 @@ fn a_call_is_traced_to_hep_collectors() {
     let (caller, callee) = (Peer::new(), Peer::new());
     let hep_udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let hep_tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-    let [port, http] = common::free_ports::<2>();
+    let [port, http, hep_from] = common::free_ports::<3>();
     let dir = std::env::temp_dir().join(format!("rsips-tracer-{}-{port}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -177,6 +179,7 @@ fn a_call_is_traced_to_hep_collectors() {
             .replace("HEPUDP", &hep_udp.local_addr().unwrap().port().to_string())
             .replace("HEPTCP", &hep_tcp.local_addr().unwrap().port().to_string())
             .replace("HTTP", &http.to_string())
+            .replace("HEPFROM", &hep_from.to_string())
             .replace("CALLEE", &callee.port.to_string())
             .replace("PORT", &port.to_string()),
     )
@@ -224,6 +227,12 @@ fn a_call_is_traced_to_hep_collectors() {
 
     // Transaction scope over UDP: the INVITE transaction (with the ACK of its 2xx), not the
     // BYE's, though the callee's BYE has CSeq number 1 too.
+    // HEP over UDP leaves from the script's hep_udp socket, as in OpenSIPS.
+    hep_udp
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let (_, from) = hep_udp.peek_from(&mut [0u8; 65_535]).unwrap();
+    assert_eq!(from.to_string(), format!("127.0.0.1:{hep_from}"));
     let got = udp_packets(&hep_udp, Duration::from_millis(700));
     let lines: Vec<(&str, u16, u16)> = got
         .iter()

@@ -17,9 +17,14 @@
 //!   driver rsips has, db_text included): one `sip_trace` row (version 5) per message,
 //!   written by a thread of its own so that a slow database does not hold up the workers.
 //!
+//! - A `socket=hep_udp:…` is where HEP over UDP leaves from, as in OpenSIPS (without one, an
+//!   ephemeral port); `hep_tcp` sockets are accepted, and HEP over TCP connects from an
+//!   ephemeral port.
+//!
 //! Not here: SIP duplication (`uri=sip:…`), file and syslog destinations, the `xlog` and
-//! `rest` types, `trace_start`/`trace_stop`, HEP versions 1 and 2, and receiving HEP
-//! (`hep_udp`/`hep_tcp` sockets): each is refused with a message when the script names it.
+//! `rest` types, `trace_start`/`trace_stop`, HEP versions 1 and 2 (each refused with a message
+//! when the script names it), and receiving HEP: what arrives on a `hep_udp`/`hep_tcp` socket
+//! is not read (that is a capture server's job).
 #![forbid(unsafe_code)]
 
 pub mod hep;
@@ -248,6 +253,22 @@ fn parse_hep_id(text: &str) -> Result<HepDest, String> {
 pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     if !script.loads("tracer") && !script.loads("proto_hep") {
         return Ok(());
+    }
+    // A `hep_udp` socket is where HEP over UDP leaves from (receiving HEP on it, a capture
+    // server's job, is not done: what arrives there is not read).
+    for name in script.sockets() {
+        let Some(hostport) = name.strip_prefix("hep_udp:") else {
+            continue;
+        };
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| format!("proto_hep: cannot resolve hep_udp:{hostport}"))?;
+        let bound = std::net::UdpSocket::bind(addr)
+            .and_then(session::send_from)
+            .map_err(|e| format!("proto_hep: cannot open hep_udp:{addr}: {e}"));
+        bound?;
+        log::info!("proto_hep: HEP over UDP leaves from {addr}");
     }
     let mut heps = HashMap::new();
     for text in script.modparam_strs("proto_hep", "hep_id") {

@@ -341,8 +341,6 @@ pub fn deliver(dest: &HepDest, packet: Vec<u8>) {
         }
         return;
     }
-    static V4: OnceLock<Option<UdpSocket>> = OnceLock::new();
-    static V6: OnceLock<Option<UdpSocket>> = OnceLock::new();
     let (cell, any) = if dest.addr.is_ipv4() {
         (&V4, "0.0.0.0:0")
     } else {
@@ -361,6 +359,24 @@ pub fn deliver(dest: &HepDest, packet: Vec<u8>) {
         }
         None => log::error!("proto_hep: no UDP socket to send HEP from"),
     }
+}
+
+/// The UDP sockets HEP leaves from, by address family: a `hep_udp` socket of the script's
+/// (as OpenSIPS sends from it), else one on an ephemeral port made on first use.
+static V4: OnceLock<Option<UdpSocket>> = OnceLock::new();
+static V6: OnceLock<Option<UdpSocket>> = OnceLock::new();
+
+/// Sends HEP over UDP from `socket` (bound on a `hep_udp` listener's address) for its
+/// address family; the first one of a family counts.
+pub(crate) fn send_from(socket: UdpSocket) -> std::io::Result<()> {
+    socket.set_nonblocking(true)?;
+    let cell = if socket.local_addr()?.is_ipv4() {
+        &V4
+    } else {
+        &V6
+    };
+    let _ = cell.set(Some(socket));
+    Ok(())
 }
 
 fn tcp_sender(rx: &Receiver<Packet>) {

@@ -361,7 +361,11 @@ impl<'a> Checker<'a> {
         let cfg::socket::SocketDef::Listen(spec) = &s.node else {
             return;
         };
-        let module = format!("proto_{}", spec.proto);
+        // HEP sockets (both transports) come with proto_hep.
+        let module = match spec.proto.as_str() {
+            "hep_udp" | "hep_tcp" => "proto_hep".to_owned(),
+            p => format!("proto_{p}"),
+        };
         if !self.loaded.contains_key(&module) {
             self.diags.push(
                 Diagnostic::error(
