@@ -416,10 +416,18 @@ impl Tm {
     /// Whether a reply to the request of `cell` names where it goes after us: a second Via,
     /// when the request was relayed from upstream (RFC 3261 §16.7 step 9: with no Via left
     /// once ours is removed, the reply was for this element). A reply to a request tm made
-    /// itself has only ours; topology hiding puts the upstream's Vias back from the request.
+    /// itself has only ours, as has one to a CANCEL tm sent; topology hiding puts the
+    /// upstream's Vias back from the request.
     fn has_upstream_via(&self, cell: &TxCell, reply: &SipMessage) -> bool {
         let tx = cell.lock();
-        tx.request.receipt.is_none()
+        // A reply to the CANCEL tm sent itself (same branch, another method) goes nowhere
+        // anyway and must reach the branch's state.
+        let of_request = reply
+            .cseq()
+            .ok()
+            .is_some_and(|c| Some(c.method_str) == tx.request.msg.method_str());
+        !of_request
+            || tx.request.receipt.is_none()
             || tx
                 .request
                 .reply_fixups
