@@ -102,6 +102,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     options::start(script);
     gflags::start(script);
     cfgutils::start(script);
+    nathelper::traversal::start(script);
     mi_script::start(script);
     diversion::start(script);
     regex_module::start(script)?;

@@ -561,6 +561,17 @@ impl Server {
                 }
             }));
         }
+        // nat_traversal's keepalives to the endpoints nat_keepalive() keeps, every
+        // keepalive_interval.
+        if let Some(keepalive) = nathelper::traversal::Keepalive::of(&script) {
+            let outlet = Arc::clone(&outlet);
+            processes.push("nat_traversal keepalive".to_owned());
+            handles.push(every(keepalive.interval, &stop, move || {
+                for ka in keepalive.due() {
+                    outlet.send(ka, None);
+                }
+            }));
+        }
         // Events the modules publish (E_DISPATCHER_STATUS, E_UL_CONTACT_INSERT …) go to their
         // subscribers and run their event_route in a thread of their own, as OpenSIPS runs
         // them asynchronously: the module raising one may hold its own locks. What the route

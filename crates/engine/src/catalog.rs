@@ -210,6 +210,10 @@ pub const MODULES: &[(&str, &[&str])] = &[
             "nat_uac_test",
         ],
     ),
+    (
+        "nat_traversal",
+        &["client_nat_test", "fix_contact", "nat_keepalive"],
+    ),
     ("opentelemetry", &[]),
     ("options", &["options_reply"]),
     ("path", &["add_path", "add_path_received"]),

@@ -459,6 +459,8 @@ pub enum ModulePv {
     MqValue,
     MqSize,
     BmTimeDiff,
+    /// nat_traversal's `$keepalive.socket(uri)`.
+    KeepaliveSocket,
 }
 
 /// Reads a [`ModulePv`] given its argument (the queue name; empty for `$BM_time_diff`).
@@ -466,12 +468,14 @@ pub type ModulePvReader = Box<dyn Fn(ModulePv, &str) -> crate::Value + Send + Sy
 
 static MQUEUE_PVS: OnceLock<ModulePvReader> = OnceLock::new();
 static BENCHMARK_PVS: OnceLock<ModulePvReader> = OnceLock::new();
+static NAT_TRAVERSAL_PVS: OnceLock<ModulePvReader> = OnceLock::new();
 
 /// Installs the reader of a module's variables (once per module; later calls are ignored).
 pub fn set_module_pv_reader(pv: ModulePv, f: ModulePvReader) {
     let slot = match pv {
         ModulePv::MqKey | ModulePv::MqValue | ModulePv::MqSize => &MQUEUE_PVS,
         ModulePv::BmTimeDiff => &BENCHMARK_PVS,
+        ModulePv::KeepaliveSocket => &NAT_TRAVERSAL_PVS,
     };
     let _ = slot.set(f);
 }
@@ -481,6 +485,7 @@ pub fn module_pv(pv: ModulePv, arg: &str) -> crate::Value {
     let slot = match pv {
         ModulePv::MqKey | ModulePv::MqValue | ModulePv::MqSize => &MQUEUE_PVS,
         ModulePv::BmTimeDiff => &BENCHMARK_PVS,
+        ModulePv::KeepaliveSocket => &NAT_TRAVERSAL_PVS,
     };
     slot.get().map_or(crate::Value::Null, |f| f(pv, arg))
 }

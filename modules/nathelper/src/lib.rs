@@ -14,6 +14,7 @@ use sip::HeaderName;
 use ParamType::{Int, Str};
 
 mod ping;
+pub mod traversal;
 pub use ping::Pinging;
 
 const ANYWHERE: Routes = Routes::REQUEST

@@ -247,6 +247,18 @@ pub(super) fn handle(
         Ok(engine::Outcome::Drop | engine::Outcome::Exit) => {}
         Err(e) => crate::logging::core(-1, &format!("script: {e}")),
     }
+    // nat_traversal keeps a REGISTER's or SUBSCRIBE's sender alive once its 2xx is sent.
+    if nathelper::traversal::active() {
+        for reply in ctx
+            .outbox
+            .iter()
+            .filter(|o| o.data.starts_with(b"SIP/2.0 "))
+        {
+            if let Ok(m) = SipMessage::parse(Bytes::copy_from_slice(&reply.data)) {
+                nathelper::traversal::reply_seen(&m);
+            }
+        }
+    }
     if let Some(tx) = &ctx.tx {
         tx.script_done();
     }

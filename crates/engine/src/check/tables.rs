@@ -370,6 +370,8 @@ pub(crate) const MODULE_PVS: &[(&str, &str)] = &[
     ("ds_", "dispatcher"),
     ("stat", "statistics"),
     ("shv", "cfgutils"),
+    ("source_uri", "nat_traversal"),
+    ("keepalive.socket", "nat_traversal"),
     ("uuid", "uuid"),
     ("sql_cached_value", "sql_cacher"),
     ("b2b_logic.", "b2b_logic"),

@@ -45,6 +45,20 @@ pub fn ip_uri_text(ip: std::net::IpAddr) -> String {
     }
 }
 
+/// nat_traversal's `$source_uri`: `sip:IP:PORT` of the message's source, with `;transport=`
+/// for other transports than UDP; NULL without one.
+pub fn source_uri(ctx: &crate::MsgCtx) -> crate::Value {
+    let Some(r) = ctx.receipt.as_ref() else {
+        return crate::Value::Null;
+    };
+    let mut uri = format!("sip:{}:{}", ip_uri_text(r.source.ip()), r.source.port());
+    if r.proto != "udp" {
+        uri.push_str(";transport=");
+        uri.push_str(r.proto);
+    }
+    crate::Value::from(uri)
+}
+
 /// Which value of a multi-value PV to read (`$(hdr(Via)[1])`, `[-1]`, `[*]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Index {

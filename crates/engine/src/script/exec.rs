@@ -515,6 +515,7 @@ impl Run<'_> {
             Read::Identity(name) => crate::hooks::identity(self.ctx, name),
             Read::Tls(name) => crate::hooks::tls(self.ctx, name),
             Read::ThCalleeCallid => crate::hooks::th_callee_callid(self.ctx),
+            Read::SourceUri => crate::pv::source_uri(self.ctx),
             Read::ModulePv(pv, arg) => crate::hooks::module_pv(*pv, arg),
             Read::B2b(name, arg, index) => {
                 crate::hooks::b2b_pv(self.ctx.id, name, arg.as_deref(), *index)

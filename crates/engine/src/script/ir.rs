@@ -38,6 +38,8 @@ pub(crate) enum Read {
     Tls(&'static str),
     /// topology_hiding's `$TH_callee_callid`.
     ThCalleeCallid,
+    /// nat_traversal's `$source_uri`.
+    SourceUri,
     /// mqueue's `$mqk(q)`, `$mqv(q)`, `$mq_size(q)`, benchmark's `$BM_time_diff`: read
     /// through the module's reader.
     ModulePv(crate::hooks::ModulePv, Box<str>),

@@ -440,6 +440,10 @@ impl Lower<'_> {
             ("mqv", Some(q)) => Read::ModulePv(crate::hooks::ModulePv::MqValue, q.trim().into()),
             ("mq_size", Some(q)) => Read::ModulePv(crate::hooks::ModulePv::MqSize, q.trim().into()),
             ("BM_time_diff", None) => Read::ModulePv(crate::hooks::ModulePv::BmTimeDiff, "".into()),
+            ("keepalive.socket", Some(uri)) => {
+                Read::ModulePv(crate::hooks::ModulePv::KeepaliveSocket, uri.trim().into())
+            }
+            ("source_uri", None) => Read::SourceUri,
             ("acc_leg", Some(tag)) if !tag.contains('$') => Read::AccLeg(tag.trim().into()),
             ("acc_current_leg", None) => Read::AccCurrentLeg,
             ("msg.branch.flag" | "branch.flag", Some(name)) => {
