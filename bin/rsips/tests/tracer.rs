@@ -42,6 +42,13 @@ modparam("tracer", "trace_id", "[tt]uri=hep:ht")
 modparam("tracer", "trace_id", "[tt]uri=text://DBDIR")
 loadmodule "db_text.so"
 route {
+    if (is_method("OPTIONS")) {
+        # Types: xlog alone traces no SIP; with sip it does (xlog lines are not captured).
+        if ($hdr(X-Types) == "xlog") trace("tu", "m", "xlog");
+        else trace("tu", "m", "sip|xlog");
+        sl_send_reply(200, "OK");
+        exit;
+    }
     if (has_totag()) {
         if (loose_route()) {
             t_relay();
@@ -346,6 +353,26 @@ fn a_call_is_traced_to_hep_collectors() {
         "{got:#?}"
     );
     assert!(got.iter().all(|p| p.correlation == "tr-3"));
+    let asker = Peer::new();
+    for (types, traced) in [("xlog", false), ("sip|xlog", true)] {
+        asker.send(
+            port,
+            &format!(
+                "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{ap};branch=z9hG4bK-o{traced}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=o1\r\nTo: <sip:bob@example.com>\r\n\
+                 Call-ID: opt-{traced}\r\nCSeq: 1 OPTIONS\r\nX-Types: {types}\r\nContent-Length: 0\r\n\r\n",
+                ap = asker.port
+            ),
+        );
+        let ok = asker.recv("200 to OPTIONS");
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+        let got = udp_packets(&hep_udp, Duration::from_millis(500));
+        assert_eq!(
+            got.iter().any(|p| first_line(p).starts_with("OPTIONS ")),
+            traced,
+            "{types}: {got:#?}"
+        );
+    }
 
     // The database destination of "tt": a sip_trace row per message it traced (tr-1's 13
     // and tr-3's 7), written out when rsips stops.

@@ -22,7 +22,8 @@
 //!   ephemeral port.
 //!
 //! Not here: SIP duplication (`uri=sip:…`), file and syslog destinations, the `xlog` and
-//! `rest` types, `trace_start`/`trace_stop`, HEP versions 1 and 2 (each refused with a message
+//! `rest` types (accepted; a warning says once that they are not captured),
+//! `trace_start`/`trace_stop`, HEP versions 1 and 2 (each refused with a message
 //! when the script names it), and receiving HEP: what arrives on a `hep_udp`/`hep_tcp` socket
 //! is not read (that is a capture server's job).
 #![forbid(unsafe_code)]
@@ -66,10 +67,9 @@ static KIND: ParamCheck = ParamCheck {
     check: |s| {
         for t in s.split('|').map(str::trim) {
             match t {
-                "sip" => {}
-                "xlog" | "rest" => {
-                    return Err(format!("tracing `{t}` is not available in rsips yet"));
-                }
+                // xlog and rest lines are not captured: `trace()` says so once at run time
+                // (OpenSIPS too lets a type it cannot trace pass with a warning).
+                "sip" | "xlog" | "rest" => {}
                 other => return Err(format!("unknown type `{other}` (sip, xlog, rest)")),
             }
         }
@@ -437,6 +437,20 @@ fn trace(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             .log(-1, &format!("tracer: no trace_id named `{tid}`\n"));
         return -1;
     };
+    // The types asked for: SIP is traced only when asked (or by default); xlog and rest
+    // lines are not captured by rsips.
+    if let Some(Value::Str(types)) = args.get(2).filter(|v| !v.is_null()) {
+        let types: Vec<&str> = types.split('|').map(str::trim).collect();
+        if types.iter().any(|t| *t == "xlog" || *t == "rest") {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                log::warn!("tracer: xlog and rest tracing is not done by rsips; SIP is traced")
+            });
+        }
+        if !types.contains(&"sip") {
+            return 1;
+        }
+    }
     let msg = &f.msg.msg;
     let initial_invite = msg.is_request()
         && msg.method_str() == Some("INVITE")
