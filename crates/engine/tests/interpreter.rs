@@ -1244,3 +1244,17 @@ fn cache_functions_over_cachedb_local() {
         "{lines:?}"
     );
 }
+
+/// `re.subst` with pseudo-variables in its replacement (OpenSIPS expands them when the
+/// transformation runs): the source IP and a `$var` go in beside a group.
+#[test]
+fn re_subst_replacements_may_hold_variables() {
+    let l = logs(
+        r#"route {
+        $var(port) = 5070;
+        $var(ru) = $(ru{re.subst,/^sip:([^@]+)@.*$/sip:\1@$si:$var(port)/});
+        xlog("$var(ru)\n");
+    }"#,
+    );
+    assert_eq!(l, ["sip:bob@192.0.2.10:5070\n"]);
+}

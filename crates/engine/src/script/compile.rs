@@ -218,7 +218,7 @@ impl Lower<'_> {
             }
         };
         let mut exprs = Vec::new();
-        for a in &args {
+        for a in args.iter().chain(compiled.extra_pvs()) {
             exprs.push(if a.starts_with('$') {
                 let spec =
                     cfg::pv::parse(a).map_err(|e| self.diags.push(Diagnostic::error(e, span)))?;

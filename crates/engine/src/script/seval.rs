@@ -82,8 +82,10 @@ impl Run<'_> {
                 v = self.eval_format_at(&v.to_text(), depth + 1);
                 continue;
             }
+            let extra: Vec<String> = tr.extra_pvs().to_vec();
             let vals: Vec<Value> =
                 args.iter()
+                    .chain(&extra)
                     .map(|a| match a.strip_prefix('$') {
                         Some(_) => cfg::pv::parse(a)
                             .map_or(Value::Null, |spec| self.eval_pv(&spec, depth + 1)),

@@ -130,7 +130,7 @@ pub(super) fn run(op: TransformOp, pre: &Prepared, input: &TrValue, args: &[Valu
             None => TrValue::Null,
         },
         ReSubst => match pre {
-            Prepared::Subst(s) => regex_subst::apply(s, &t),
+            Prepared::Subst(s) => regex_subst::apply(s, &t, args.get(1..).unwrap_or(&[])),
             _ => match arg_text(args, 0) {
                 Some(expr) => regex_subst::apply_dynamic(&expr, &t),
                 None => TrValue::Null,

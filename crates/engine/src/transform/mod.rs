@@ -285,6 +285,15 @@ impl Compiled {
         self.op
     }
 
+    /// Pseudo-variables the compiled literal needs evaluated and passed after the written
+    /// arguments (those of a `re.subst` replacement).
+    pub fn extra_pvs(&self) -> &[String] {
+        match &self.pre {
+            Prepared::Subst(s) => s.vars(),
+            _ => &[],
+        }
+    }
+
     /// One transformation step on a script value; NULL on failure or a non-UTF-8 result.
     pub fn apply(&self, input: &Value, args: &[Value]) -> Value {
         self.apply_chained(&TrValue::from(input), args).into_value()

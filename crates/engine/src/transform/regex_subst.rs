@@ -13,8 +13,11 @@
 //! * No match returns the input unchanged; a match of the empty string is an error (NULL), as
 //!   in OpenSIPS; the input must be a non-empty string.
 //!
-//! Not supported (rejected when parsing): pseudo-variables (`$var(x)`) and `\u` (the request
-//! URI) in the replacement — both need the interpreter.
+//! * Pseudo-variables in the replacement (`\1$si`) are read when the transformation runs (the
+//!   script compiler passes their values as extra arguments); in an expression that itself
+//!   comes from a variable they make it fail (NULL).
+//!
+//! Not supported (rejected when parsing): `\u` (the request URI) in the replacement.
 //!
 //! Deviation: the pattern is a Rust `regex`, not a POSIX ERE: alternation is leftmost-first
 //! rather than leftmost-longest and `[^x]` also matches a newline. Common patterns behave alike.
@@ -33,12 +36,16 @@ pub(crate) struct Subst {
     repl: Vec<Piece>,
     global: bool,
     needs_groups: bool,
+    /// The pseudo-variables of the replacement, as written, in order.
+    vars: Vec<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 enum Piece {
     Lit(String),
     Group(usize),
+    /// The value of the replacement's `n`-th pseudo-variable.
+    Var(usize),
 }
 
 /// Limits what a hostile runtime expression can make the regex compiler build.
@@ -59,7 +66,8 @@ impl Subst {
             .find(|&p| b[p] == sep && b[p - 1] != b'\\')
             .ok_or_else(|| format!("no separator after the regex in '{raw}'"))?;
         let re_text = expr.get(1..re_end).ok_or("bad regex")?;
-        let (repl, flags) = parse_replacement(expr.get(re_end + 1..).unwrap_or(""), sep)
+        let mut vars = Vec::new();
+        let (repl, flags) = parse_replacement(expr.get(re_end + 1..).unwrap_or(""), sep, &mut vars)
             .map_err(|why| format!("{why} in '{raw}'"))?;
         let (mut icase, mut dotall, mut global) = (false, false, false);
         for f in flags.chars() {
@@ -84,11 +92,17 @@ impl Subst {
             repl,
             global,
             needs_groups,
+            vars,
         })
     }
 
+    /// The replacement's pseudo-variables, as written (their values come as extra arguments).
+    pub(crate) fn vars(&self) -> &[String] {
+        &self.vars
+    }
+
     /// The substituted string; `Ok(None)` when nothing matched; `Err` on an empty match.
-    fn run(&self, s: &str) -> Result<Option<String>, ()> {
+    fn run(&self, s: &str, vars: &[crate::Value]) -> Result<Option<String>, ()> {
         let mut locs = self.re.capture_locations();
         let mut out = String::new();
         let mut last = 0;
@@ -108,6 +122,11 @@ impl Subst {
             for piece in &self.repl {
                 match piece {
                     Piece::Lit(l) => out.push_str(l),
+                    Piece::Var(k) => {
+                        if let Some(v) = vars.get(*k).filter(|v| !v.is_null()) {
+                            out.push_str(&v.to_text());
+                        }
+                    }
                     Piece::Group(0) => out.push_str(s.get(start..end).ok_or(())?),
                     Piece::Group(g) => {
                         if let Some((a, z)) = locs.get(*g) {
@@ -152,7 +171,11 @@ fn unescape_separator(re: &str, sep: u8) -> String {
 }
 
 /// The replacement up to the closing separator, and the flags after it.
-fn parse_replacement(s: &str, sep: u8) -> Result<(Vec<Piece>, &str), String> {
+fn parse_replacement<'a>(
+    s: &'a str,
+    sep: u8,
+    vars: &mut Vec<String>,
+) -> Result<(Vec<Piece>, &'a str), String> {
     let mut pieces = Vec::new();
     let mut lit = String::new();
     let mut chars = s.char_indices();
@@ -173,7 +196,20 @@ fn parse_replacement(s: &str, sep: u8) -> Result<(Vec<Piece>, &str), String> {
                 other => lit.push(other),
             }
         } else if c == '$' {
-            return Err("pseudo-variables in the replacement are not supported".into());
+            let rest = s.get(i..).unwrap_or("");
+            let Some(len) = cfg::pv::scan(rest).filter(|n| *n > 1) else {
+                lit.push('$');
+                continue;
+            };
+            if !lit.is_empty() {
+                pieces.push(Piece::Lit(std::mem::take(&mut lit)));
+            }
+            pieces.push(Piece::Var(vars.len()));
+            vars.push(rest.get(..len).unwrap_or("").to_owned());
+            // The PV's own characters are not the replacement's.
+            for _ in 1..rest.get(..len).map_or(0, |p| p.chars().count()) {
+                chars.next();
+            }
         } else if c.is_ascii() && c as u8 == sep {
             if !lit.is_empty() {
                 pieces.push(Piece::Lit(lit));
@@ -186,11 +222,11 @@ fn parse_replacement(s: &str, sep: u8) -> Result<(Vec<Piece>, &str), String> {
     Err("missing separator after the replacement".into())
 }
 
-pub(super) fn apply(subst: &Subst, t: &Text<'_>) -> TrValue {
+pub(super) fn apply(subst: &Subst, t: &Text<'_>, vars: &[crate::Value]) -> TrValue {
     let Some(s) = t.str().filter(|s| !s.is_empty()) else {
         return TrValue::Null;
     };
-    match subst.run(s) {
+    match subst.run(s, vars) {
         Ok(None) => t.whole(),
         Ok(Some(out)) => TrValue::string(out),
         Err(()) => TrValue::Null,
@@ -216,7 +252,10 @@ pub(super) fn apply_dynamic(expr: &str, t: &Text<'_>) -> TrValue {
         if let Some((_, s)) = c.iter().find(|(e, _)| e == expr) {
             return s.clone();
         }
-        let s = Subst::parse(expr).ok().map(Rc::new);
+        let s = Subst::parse(expr)
+            .ok()
+            .filter(|s| s.vars.is_empty())
+            .map(Rc::new);
         if c.len() >= CACHE_SIZE {
             c.remove(0);
         }
@@ -224,7 +263,7 @@ pub(super) fn apply_dynamic(expr: &str, t: &Text<'_>) -> TrValue {
         s
     });
     match subst {
-        Some(s) => apply(&s, t),
+        Some(s) => apply(&s, t, &[]),
         None => TrValue::Null,
     }
 }
@@ -271,6 +310,26 @@ mod tests {
         assert_eq!(ap("a|b", "|\\||-|"), s("a-b"));
     }
 
+    /// Pseudo-variables in the replacement become `Var` pieces filled from extra arguments;
+    /// an escaped `$` stays literal; in a dynamic expression they make it fail.
+    #[test]
+    fn variables_in_the_replacement() {
+        let s = Subst::parse("/(IP4.).*/\\1$si:$var(p)\\$x/g").unwrap();
+        assert_eq!(s.vars(), ["$si", "$var(p)"]);
+        let t = TrValue::from(&crate::Value::str("IP4 10.0.0.1"));
+        let out = apply(
+            &s,
+            &Text::of(&t).unwrap(),
+            &[crate::Value::str("192.0.2.7"), crate::Value::Int(5060)],
+        );
+        assert_eq!(out.into_value(), s_("IP4 192.0.2.7:5060$x"));
+        assert_eq!(ap("abc", "/b/$si/"), Value::Null);
+    }
+
+    fn s_(x: &str) -> Value {
+        Value::str(x)
+    }
+
     #[test]
     fn lines() {
         assert_eq!(ap("a\nb", "/^b/X/"), s("a\nX")); // REG_NEWLINE: ^ after a line break
@@ -300,23 +359,14 @@ mod tests {
     #[test]
     fn parse_errors() {
         for bad in [
-            "",
-            "/a",
-            "/a/",
-            "\\a\\b\\",
-            "/a/b",
-            "/a/b/x",
-            "/a(/b/",
-            "/a/$var(x)/",
-            "/a/\\u/",
-            "éaébé",
+            "", "/a", "/a/", "\\a\\b\\", "/a/b", "/a/b/x", "/a(/b/", "/a/\\u/", "éaébé",
         ] {
             assert!(Subst::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Subst::parse("/a//").is_ok());
         assert!(Subst::parse("/a/b/gis").is_ok());
         assert_eq!(
-            parse_replacement("x\\1y/g", b'/').unwrap(),
+            parse_replacement("x\\1y/g", b'/', &mut Vec::new()).unwrap(),
             (
                 vec![
                     Piece::Lit("x".into()),
