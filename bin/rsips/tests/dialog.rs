@@ -661,7 +661,14 @@ fn a_callee_that_stops_answering_pings_ends_the_call() {
         port,
         &reply_to(&second, "481 Call/Transaction Does Not Exist", "", ""),
     );
-    let bye = fresh("BYE at the callee", &[ping, second]);
+    // (A next ping may already be on its way on a loaded machine: the BYE follows it.)
+    let seen = [ping, second];
+    let bye = loop {
+        let m = fresh("BYE at the callee", &seen);
+        if !m.starts_with("OPTIONS ") {
+            break m;
+        }
+    };
     assert!(bye.starts_with("BYE "), "{bye}");
     callee.send(port, &reply_to(&bye, "200 OK", "", ""));
     // The caller was never pinged: the first thing it gets is its BYE.
