@@ -155,6 +155,19 @@ pub(crate) fn relay_upstream(
     let receipt = req.receipt.as_ref()?;
     let mut edits = Edits::new();
     edits.remove_top_via(reply);
+    // A reply that kept only our Via (a UA, or a test scenario, that copies the last Via
+    // alone) would go upstream with none: the request's own Vias go back in, so that it
+    // arrives well-formed (OpenSIPS relays it without any). Topology hiding puts them back
+    // itself.
+    let hiding = req
+        .reply_fixups
+        .iter()
+        .any(|f| matches!(f, engine::ReplyFixup::Hide(_)));
+    if !hiding && reply.vias().nth(1).is_none() {
+        for h in req.msg.headers().filter(|h| h.name == sip::HeaderName::Via) {
+            edits.add_top("Via", h.value);
+        }
+    }
     apply_fixups(reply, &req.reply_fixups, &mut edits, came_on);
     // A UDP reply without Content-Length relayed over a stream gets one (RFC 3261 §18.3).
     if receipt.proto != "udp" {

@@ -44,14 +44,6 @@ impl Tm {
             return false;
         };
         engine::stat!("tm", "received_replies").inc();
-        if !self.has_upstream_via(&cell, reply) {
-            engine::stat!("core", "drop_replies").inc();
-            log::warn!(
-                "tm: a {code} reply to a relayed request has no Via but ours; dropped \
-                 (RFC 3261 §16.7: nowhere to send it)"
-            );
-            return true;
-        }
         // The unnamed onreply_route runs first, for every reply, before tm looks at it
         // (OpenSIPS `receive_msg`, then `forward_reply`): a provisional reply it drops is not
         // seen by the transaction at all (no branch state, no timer, no pending CANCEL sent).
@@ -411,29 +403,6 @@ impl Tm {
             self.host.send(out, None);
         }
         (ctx, dropped)
-    }
-
-    /// Whether a reply to the request of `cell` names where it goes after us: a second Via,
-    /// when the request was relayed from upstream (RFC 3261 §16.7 step 9: with no Via left
-    /// once ours is removed, the reply was for this element). A reply to a request tm made
-    /// itself has only ours, as has one to a CANCEL tm sent; topology hiding puts the
-    /// upstream's Vias back from the request.
-    fn has_upstream_via(&self, cell: &TxCell, reply: &SipMessage) -> bool {
-        let tx = cell.lock();
-        // A reply to the CANCEL tm sent itself (same branch, another method) goes nowhere
-        // anyway and must reach the branch's state.
-        let of_request = reply
-            .cseq()
-            .ok()
-            .is_some_and(|c| Some(c.method_str) == tx.request.msg.method_str());
-        !of_request
-            || tx.request.receipt.is_none()
-            || tx
-                .request
-                .reply_fixups
-                .iter()
-                .any(|f| matches!(f, engine::ReplyFixup::Hide(_)))
-            || reply.vias().nth(1).is_some()
     }
 
     /// A provisional reply goes upstream unless a final reply went already. Checked and sent
