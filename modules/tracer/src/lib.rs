@@ -581,6 +581,8 @@ mod tests {
         assert_eq!(Scope::parse("t"), Ok(Scope::Transaction));
         assert!(Scope::parse("x").is_err());
         assert!((KIND.check)("sip").is_ok());
-        assert!((KIND.check)("sip|xlog").is_err());
+        assert!((KIND.check)("sip|xlog").is_ok());
+        assert!((KIND.check)("xlog|rest").is_ok());
+        assert!((KIND.check)("sip|foo").is_err());
     }
 }
