@@ -163,7 +163,7 @@ pub(crate) fn relay_upstream(
         .reply_fixups
         .iter()
         .any(|f| matches!(f, engine::ReplyFixup::Hide(_)));
-    if !hiding && reply.vias().nth(1).is_none() {
+    if !hiding && !has_second_via(reply) {
         for h in req.msg.headers().filter(|h| h.name == sip::HeaderName::Via) {
             edits.add_top("Via", h.value);
         }
@@ -187,6 +187,18 @@ pub(crate) fn relay_upstream(
         origin: None,
         no_new_conn: engine::ctx::no_new_conn_reply(req),
     })
+}
+
+/// Whether a reply has a Via besides its top one: a second Via line, or a comma in the one
+/// line (told without parsing the Vias; a comma inside a quoted Via parameter value would
+/// count too, which only skips the repair below).
+fn has_second_via(reply: &SipMessage) -> bool {
+    let mut lines = reply.headers().filter(|h| h.name == sip::HeaderName::Via);
+    match (lines.next(), lines.next()) {
+        (_, Some(_)) => true,
+        (Some(top), None) => top.value.contains(','),
+        (None, None) => false,
+    }
 }
 
 /// What the request's modules asked to be undone in its replies: (uac) the From/To display
