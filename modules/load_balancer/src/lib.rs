@@ -52,17 +52,20 @@ static FLAGS: ParamCheck = ParamCheck {
 
 const REQ_FAIL: Routes = Routes::REQUEST.or(Routes::FAILURE);
 
+/// `lb_start`, `lb_start_or_next` and `load_balance`: `(group, resources[, flags[, attrs_var]])`.
+const START_PARAMS: &[(Param, bool)] = &[
+    (Param::Int, false),
+    (Param::Str, false),
+    (Param::Checked(&FLAGS), true),
+    (Param::Var, true),
+];
+
 pub static MODULE: ModuleSpec = ModuleSpec {
     name: "load_balancer",
     functions: &[
         FnSpec {
             name: "lb_start",
-            params: &[
-                (Param::Int, false),
-                (Param::Str, false),
-                (Param::Checked(&FLAGS), true),
-                (Param::Var, true),
-            ],
+            params: START_PARAMS,
             routes: REQ_FAIL,
             run: lb_start,
         },
@@ -74,24 +77,14 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         },
         FnSpec {
             name: "lb_start_or_next",
-            params: &[
-                (Param::Int, false),
-                (Param::Str, false),
-                (Param::Checked(&FLAGS), true),
-                (Param::Var, true),
-            ],
+            params: START_PARAMS,
             routes: REQ_FAIL,
             run: lb_start_or_next,
         },
         // The older name of lb_start_or_next, still exported by OpenSIPS 4.0.
         FnSpec {
             name: "load_balance",
-            params: &[
-                (Param::Int, false),
-                (Param::Str, false),
-                (Param::Checked(&FLAGS), true),
-                (Param::Var, true),
-            ],
+            params: START_PARAMS,
             routes: REQ_FAIL,
             run: lb_start_or_next,
         },
