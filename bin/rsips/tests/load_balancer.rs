@@ -323,81 +323,89 @@ fn probes_disable_a_silent_destination_and_bring_it_back() {
         dir: dir.clone(),
         proc: server,
     };
-    // Probes come, and are answered.
-    for _ in 0..2 {
-        let probe = gw.recv("OPTIONS probe");
-        assert!(
-            probe.starts_with(&format!("OPTIONS sip:127.0.0.1:{} ", gw.port)),
-            "{probe}"
-        );
-        assert!(
-            header(&probe, "From")[0].contains("sip:pinger@example.com"),
-            "{probe}"
-        );
-        gw.send(port, &reply_to(&probe, "200 OK", "p", ""));
-    }
-    assert_eq!(lb.loads(), vec![(1, 0, "yes".into())]);
-    // Silent: after a probe times out the destination is disabled, and a call is refused.
-    let _unanswered = gw.recv("OPTIONS probe left unanswered");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while lb.loads()[0].2 != "no" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not disabled:\n{}",
-            lb.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let caller = Peer::new();
-    caller.send(port, &invite(&caller, "p1"));
-    let refused = caller.recv("500");
-    assert!(
-        refused.starts_with("SIP/2.0 500 No Destination"),
-        "{refused}"
-    );
-    // It answers again: enabled, and the next call goes to it. (Probes that queued up while
-    // it was silent have timed out: only fresh ones count.)
-    while gw.quiet(Duration::from_millis(50)).is_some() {}
-    let until = std::time::Instant::now() + Duration::from_secs(3);
-    while std::time::Instant::now() < until {
-        if let Some(m) = gw.quiet(Duration::from_millis(200))
-            && m.starts_with("OPTIONS ")
-        {
-            gw.send(port, &reply_to(&m, "200 OK", "p", ""));
-        }
-    }
-    // Enabled again, checked while its probes go on being answered (an MI round trip can
-    // outlast a probe's 1 s timeout on a busy machine).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while lb.loads()[0].2 != "yes" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not enabled again:\n{}",
-            lb.log()
-        );
-        while let Some(m) = gw.quiet(Duration::from_millis(100)) {
-            if m.starts_with("OPTIONS ") {
-                gw.send(port, &reply_to(&m, "200 OK", "p", ""));
+    // A thread plays the gateway: it answers every probe the moment it comes while `answer`
+    // is set, and passes everything else on. The MI calls here go through opensips-cli, whose
+    // round trip can outlast a probe's 1 s timeout on a busy machine: answering from this
+    // thread keeps the test's own slowness from disabling the destination.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (stop, answer) = (AtomicBool::new(false), AtomicBool::new(true));
+    let (probes_tx, probes) = std::sync::mpsc::channel();
+    let (calls_tx, calls) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                match gw.quiet(Duration::from_millis(100)) {
+                    Some(m) if m.starts_with("OPTIONS ") => {
+                        if answer.load(Ordering::Relaxed) {
+                            gw.send(port, &reply_to(&m, "200 OK", "p", ""));
+                        }
+                        let _ = probes_tx.send(m);
+                    }
+                    Some(m) => {
+                        let _ = calls_tx.send(m);
+                    }
+                    None => {}
+                }
             }
-        }
-    }
-    assert!(
-        lb.log().contains("answers probes again: enabled"),
-        "{}",
-        lb.log()
-    );
-    caller.send(port, &invite(&caller, "p2"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let m = gw.recv("INVITE p2");
-        if m.starts_with("INVITE ") {
+        });
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let wait_for = |enabled: &str| {
+                let deadline = std::time::Instant::now() + Duration::from_secs(15);
+                while lb.loads()[0].2 != enabled {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "enabled never became {enabled}:\n{}",
+                        lb.log()
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            };
+            // Probes come, and are answered.
+            for _ in 0..2 {
+                let probe = probes
+                    .recv_timeout(Duration::from_secs(5))
+                    .expect("an OPTIONS probe");
+                assert!(
+                    probe.starts_with(&format!("OPTIONS sip:127.0.0.1:{} ", gw.port)),
+                    "{probe}"
+                );
+                assert!(
+                    header(&probe, "From")[0].contains("sip:pinger@example.com"),
+                    "{probe}"
+                );
+            }
+            assert_eq!(lb.loads(), vec![(1, 0, "yes".into())]);
+            assert!(!lb.log().contains("disabled"), "{}", lb.log());
+            // Silent: after a probe times out the destination is disabled, and a call is refused.
+            answer.store(false, Ordering::Relaxed);
+            wait_for("no");
+            let caller = Peer::new();
+            caller.send(port, &invite(&caller, "p1"));
+            let refused = caller.recv("500");
+            assert!(
+                refused.starts_with("SIP/2.0 500 No Destination"),
+                "{refused}"
+            );
+            // It answers again: enabled, and the next call goes to it.
+            answer.store(true, Ordering::Relaxed);
+            wait_for("yes");
+            assert!(
+                lb.log().contains("answers probes again: enabled"),
+                "{}",
+                lb.log()
+            );
+            caller.send(port, &invite(&caller, "p2"));
+            let m = calls
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_else(|_| panic!("no INVITE p2 at the gateway:\n{}", lb.log()));
+            assert!(m.starts_with("INVITE "), "{m}");
             assert_eq!(header(&m, "Call-ID"), vec!["p2"]);
-            break;
+        }));
+        stop.store(true, Ordering::Relaxed);
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
         }
-        // Probes keep coming meanwhile.
-        gw.send(port, &reply_to(&m, "200 OK", "p", ""));
-        assert!(std::time::Instant::now() < deadline);
-    }
+    });
 }
 
 /// `load_balance()`, the older name OpenSIPS 4.0 still exports for `lb_start_or_next()`, as
