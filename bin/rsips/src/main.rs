@@ -97,6 +97,7 @@ fn available() -> engine::Available {
             &databases::DB_MYSQL,
             &engine::cachedb::CACHEDB_LOCAL,
             &engine::redis::CACHEDB_REDIS,
+            &engine::memcached::CACHEDB_MEMCACHED,
             &engine::script::JSON,
             &engine::evi::EVENT_ROUTE,
             &engine::evi::EVENT_DATAGRAM,

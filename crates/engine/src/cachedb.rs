@@ -113,8 +113,36 @@ pub fn add(id: &str, attr: &str, delta: i64, expire: i64) -> Option<i64> {
 static REDIS: std::sync::RwLock<Vec<std::sync::Arc<crate::redis::Client>>> =
     std::sync::RwLock::new(Vec::new());
 
-/// Reads `cachedb_redis`' URLs (connections open on first use); a bad one stops the start.
+/// The memcached groups of `cachedb_memcached`, by collection (`memcached[:<group>]`).
+static MEMCACHED: std::sync::RwLock<Vec<std::sync::Arc<crate::memcached::Client>>> =
+    std::sync::RwLock::new(Vec::new());
+
+/// Reads the URLs of `cachedb_redis` and `cachedb_memcached` (connections open on first
+/// use); a bad one stops the start.
 pub fn configure(script: &crate::Script) -> Result<(), String> {
+    configure_redis(script)?;
+    if !script.loads("cachedb_memcached") {
+        return Ok(());
+    }
+    let threshold = script
+        .modparam_int("cachedb_memcached", "exec_threshold")
+        .unwrap_or(0);
+    let mut clients = Vec::new();
+    for url in script.modparam_strs("cachedb_memcached", "cachedb_url") {
+        let c = crate::memcached::Client::parse(url.trim(), threshold)
+            .map_err(|e| format!("cachedb_memcached: {e}"))?;
+        clients.push(std::sync::Arc::new(c));
+    }
+    if clients.is_empty() {
+        return Err("cachedb_memcached: no cachedb_url".into());
+    }
+    *MEMCACHED
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = clients;
+    Ok(())
+}
+
+fn configure_redis(script: &crate::Script) -> Result<(), String> {
     if !script.loads("cachedb_redis") {
         return Ok(());
     }
@@ -148,20 +176,30 @@ pub fn configure(script: &crate::Script) -> Result<(), String> {
 pub enum Backend {
     Local,
     Redis(std::sync::Arc<crate::redis::Client>),
+    Memcached(std::sync::Arc<crate::memcached::Client>),
 }
 
 /// The engine of collection `id` (`local[:x]` with cachedb_local loaded, `redis[:group]`
-/// configured by cachedb_redis); `None` when there is none.
+/// configured by cachedb_redis, `memcached[:group]` by cachedb_memcached); `None` when there
+/// is none.
 pub fn backend(id: &str, local_loaded: bool) -> Option<Backend> {
     if is_local(id) {
         return local_loaded.then_some(Backend::Local);
     }
-    REDIS
+    let redis = REDIS
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter()
         .find(|c| c.id == id)
-        .map(|c| Backend::Redis(std::sync::Arc::clone(c)))
+        .map(|c| Backend::Redis(std::sync::Arc::clone(c)));
+    redis.or_else(|| {
+        MEMCACHED
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| Backend::Memcached(std::sync::Arc::clone(c)))
+    })
 }
 
 impl Backend {
@@ -185,6 +223,7 @@ impl Backend {
                 }
                 Backend::redis(c, &cmd).map(|_| 1)
             }
+            Backend::Memcached(c) => c.store(attr, value, expire),
         }
     }
 
@@ -193,6 +232,7 @@ impl Backend {
         match self {
             Backend::Local => Ok(remove(id, attr)),
             Backend::Redis(c) => Backend::redis(c, &["DEL", attr]).map(|_| 1),
+            Backend::Memcached(c) => c.remove(attr),
         }
     }
 
@@ -205,6 +245,7 @@ impl Backend {
                 crate::redis::Reply::Int(n) => Ok(Some(n.to_string())),
                 other => Err(format!("{}: unexpected reply {other:?}", c.id)),
             },
+            Backend::Memcached(c) => c.fetch(attr),
         }
     }
 
@@ -213,6 +254,7 @@ impl Backend {
     pub fn raw(&self, query: &str) -> Result<Vec<crate::Value>, String> {
         match self {
             Backend::Local => Err("cachedb_local has no raw queries".into()),
+            Backend::Memcached(_) => Err("cachedb_memcached has no raw queries".into()),
             Backend::Redis(c) => {
                 let args: Vec<&str> = query.split_whitespace().collect();
                 if args.is_empty() {
@@ -241,6 +283,7 @@ impl Backend {
                 }
                 Ok(v)
             }
+            Backend::Memcached(c) => c.add(attr, delta, expire),
         }
     }
 }

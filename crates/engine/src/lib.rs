@@ -14,6 +14,7 @@ mod fnmatch;
 pub mod forward;
 pub use fnmatch::fnmatch;
 pub mod hooks;
+pub mod memcached;
 pub mod module;
 pub mod profiling;
 pub mod pv;

@@ -20,7 +20,7 @@ impl Run<'_> {
             self.log.log(
                 -1,
                 &format!(
-                    "cache: no cachedb engine for `{id}` (rsips has cachedb_local `local` and cachedb_redis `redis[:group]`)\n"
+                    "cache: no cachedb engine for `{id}` (rsips has cachedb_local `local`, cachedb_redis `redis[:group]` and cachedb_memcached `memcached[:group]`)\n"
                 ),
             );
         }
