@@ -117,6 +117,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     exec::start(script)?;
     engine::evi::configure(script)?;
     engine::cachedb::configure(script)?;
+    engine::rabbitmq::configure(script)?;
     tracer::start(script, &options)?;
     userblacklist::start(script, &options)?;
     sql_cacher::start(script, &options)?;

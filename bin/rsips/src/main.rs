@@ -103,6 +103,7 @@ fn available() -> engine::Available {
             &engine::evi::EVENT_DATAGRAM,
             &engine::evi::EVENT_STREAM,
             &engine::evi::EVENT_FLATSTORE,
+            &engine::rabbitmq::EVENT_RABBITMQ,
             &mi::HTTPD,
             &mi::MI_HTTP,
             &mi::PROMETHEUS,

@@ -6,7 +6,9 @@
 //!   datagram;
 //! - `tcp:host:port[/method]` (`event_stream`): the same notifications written back to back on
 //!   one kept-open connection per peer, from a sender thread of its own;
-//! - `flatstore:/path/file` (`event_flatstore`): one line per event, `NAME,value,value…`.
+//! - `flatstore:/path/file` (`event_flatstore`): one line per event, `NAME,value,value…`;
+//! - `rabbitmq:[user[:password]@]host[:port]/[params?]routing_key` (`event_rabbitmq`): the
+//!   notification published to a RabbitMQ broker, from a sender thread per broker.
 //!
 //! As in OpenSIPS, subscriptions live for the whole server (a reloaded script keeps them), a
 //! subscription to the same socket refreshes the one there is, and expired subscribers are
@@ -183,6 +185,7 @@ enum Target {
         method: Option<String>,
     },
     Flat(PathBuf),
+    Rabbitmq(Box<crate::rabbitmq::Subscriber>),
 }
 
 #[derive(Debug, Clone)]
@@ -288,6 +291,11 @@ fn parse_socket(socket: &str) -> Result<Target, SubscribeError> {
             }
             Ok(Target::Flat(path.to_owned()))
         }
+        "rabbitmq" => match crate::rabbitmq::parse_subscriber(rest) {
+            Some(Ok(sub)) => Ok(Target::Rabbitmq(Box::new(sub))),
+            Some(Err(e)) => Err(bad(&e)),
+            None => Err(no_transport()),
+        },
         _ => Err(no_transport()),
     }
 }
@@ -429,6 +437,9 @@ pub fn deliver(event: &str, params: &Params) -> usize {
                 Some(fs) => write_flat(path, &flat_line(event, params, fs), fs.mode),
                 None => Err("event_flatstore is not loaded".into()),
             },
+            Target::Rabbitmq(sub) => {
+                crate::rabbitmq::deliver(sub, payload(event, params, None, None))
+            }
         };
         if let Err(e) = sent {
             log::error!("cannot deliver {event}: {e}");

@@ -3,6 +3,7 @@
 //! reads and the transformation library. The route interpreter is built on these (issue #3).
 #![forbid(unsafe_code)]
 
+pub mod amqp;
 #[doc(hidden)]
 pub mod cachedb;
 pub mod catalog;
@@ -18,6 +19,7 @@ pub mod memcached;
 pub mod module;
 pub mod profiling;
 pub mod pv;
+pub mod rabbitmq;
 pub mod redis;
 pub mod regex_cache;
 pub mod script;

@@ -44,8 +44,10 @@ const MODULE_EVENTS: &[(&str, &str)] = &[
     ("uac_registrant", "E_REGISTRANT_AUTHENTICATING_UNREGISTER"),
 ];
 
-/// The events known: the core's, the loaded modules', those only an `event_route` names, then
-/// those published at run time (`subscribe_event`, `raise_event` of a new name).
+/// The events known: the core's, the loaded modules', those only an `event_route` names, those
+/// the script raises or subscribes to by a literal name (published at load, as OpenSIPS'
+/// fixups do), then those published at run time (`subscribe_event`, `raise_event` of a name
+/// made at run time).
 fn events(script: &Script) -> Vec<String> {
     let mut v: Vec<String> = CORE_EVENTS.iter().map(|e| (*e).to_owned()).collect();
     v.extend(
@@ -57,6 +59,7 @@ fn events(script: &Script) -> Vec<String> {
     for name in script
         .event_route_names()
         .into_iter()
+        .chain(script.literal_event_names().iter().cloned())
         .chain(engine::evi::published())
     {
         if !v.contains(&name) {

@@ -31,6 +31,9 @@ pub(crate) struct Names {
     pub dynamic_sockets: bool,
     /// failure/onreply/branch/local routes by kind and name ("" for an unnamed one).
     pub special: HashMap<(RouteKind, String), usize>,
+    /// Event names `raise_event`/`subscribe_event` give as literals: published when the
+    /// script loads, as OpenSIPS' fixups publish them (MI can subscribe to them at once).
+    pub events: Vec<String>,
 }
 
 pub(crate) struct Lower<'a> {
@@ -253,6 +256,17 @@ impl Lower<'_> {
             Some(Some(Arg::Int(i, _))) => Ok(Expr::Const(Value::Int(*i))),
             Some(Some(Arg::Pv(p))) => Ok(Expr::Pv(Box::new(self.read(&p.spec, p.span)?))),
             _ => self.fail(Diagnostic::error("missing or unsupported argument", span)),
+        }
+    }
+
+    /// Notes an event name given as a literal without variables.
+    fn literal_event(&mut self, a: Option<&Option<Arg>>) {
+        if let Some(Some(Arg::Str(name, _))) = a
+            && !name.is_empty()
+            && !name.contains('$')
+            && !self.names.events.contains(name)
+        {
+            self.names.events.push(name.clone());
         }
     }
 
@@ -539,6 +553,7 @@ impl Lower<'_> {
                         _ => {}
                     }
                 }
+                self.literal_event(a(0));
                 CoreFn::RaiseEvent(self.arg(a(0), c.span)?, avps[0], avps[1])
             }
             "json_link" => {
@@ -563,7 +578,10 @@ impl Lower<'_> {
                 CoreFn::JsonLink(dest, src)
             }
             "subscribe_event" => CoreFn::SubscribeEvent(
-                self.arg(a(0), c.span)?,
+                {
+                    self.literal_event(a(0));
+                    self.arg(a(0), c.span)?
+                },
                 self.arg(a(1), c.span)?,
                 self.opt_arg(a(2), c.span)?,
             ),

@@ -816,6 +816,12 @@ impl Script {
         v
     }
 
+    /// The event names the script raises or subscribes to by a literal name: published from
+    /// the start, as OpenSIPS publishes them when it loads the script.
+    pub fn literal_event_names(&self) -> &[String] {
+        &self.names.events
+    }
+
     /// The value of `$var(name)` in a worker (for tests and MI).
     pub fn var(&self, worker: &Worker, name: &str) -> Value {
         self.names
