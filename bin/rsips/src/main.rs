@@ -104,6 +104,7 @@ fn available() -> engine::Available {
             &engine::evi::EVENT_STREAM,
             &engine::evi::EVENT_FLATSTORE,
             &engine::rabbitmq::EVENT_RABBITMQ,
+            &engine::ebr::EVENT_ROUTING,
             &mi::HTTPD,
             &mi::MI_HTTP,
             &mi::PROMETHEUS,

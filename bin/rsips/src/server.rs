@@ -616,6 +616,39 @@ impl Server {
                         .is_some()
             }));
         }
+        // event_routing: a notification route runs in a thread of its own (OpenSIPS runs it
+        // outside the subscriber's processing too), over the subscriber's request and
+        // transaction; what it sends goes out at once.
+        {
+            let (tx, rx) = std::sync::mpsc::channel::<engine::ebr::Notification>();
+            let (routes, outlet) = (Arc::clone(&scripts), Arc::clone(&outlet));
+            processes.push("event_routing notifications".to_owned());
+            std::thread::Builder::new()
+                .name("ebr".into())
+                .spawn(move || {
+                    let mut worker = engine::Worker::default();
+                    while let Ok(n) = rx.recv() {
+                        let script = n.script.clone().unwrap_or_else(|| routes.load());
+                        let mut ctx = n.context(&script);
+                        let mut log = crate::logging::ScriptLog;
+                        if let Err(e) = script.run_index(n.route, &mut worker, &mut ctx, &mut log) {
+                            crate::logging::core(
+                                -1,
+                                &format!("event_routing: notification of {}: {e}", n.event),
+                            );
+                        }
+                        for out in std::mem::take(&mut ctx.outbox) {
+                            outlet.send(out, None);
+                        }
+                    }
+                })
+                .map_err(|e| format!("cannot start the event_routing runner: {e}"))?;
+            let tx = std::sync::Mutex::new(tx);
+            engine::ebr::set_runner(Box::new(move |n| {
+                let tx = tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let _ = tx.send(n);
+            }));
+        }
         // dialog: timeouts and deleted dialogs once a second, and the database writes.
         if script.loads("dialog") {
             dialog::end::set_sender(Box::new(DialogSender(Arc::clone(&scripts))));

@@ -114,6 +114,9 @@ impl ErrInfo {
     }
 }
 
+/// A raised event's attributes, by name (unnamed ones `None`).
+pub type EventParams = Vec<(Option<String>, crate::value::Value)>;
+
 /// The transaction a message belongs to, as the engine and other modules see it (`send_reply`,
 /// `$T_*`). The tm module implements it.
 pub trait Transaction: Send + Sync + std::fmt::Debug {
@@ -131,6 +134,11 @@ pub trait Transaction: Send + Sync + std::fmt::Debug {
     fn set_dialog(&self, _mark: DialogMark) {}
     /// `$(<request>pv)`: the transaction's request as it was received.
     fn request(&self) -> Option<SipMessage> {
+        None
+    }
+    /// The transaction's request as the script last left it, with where it came from (an
+    /// event_routing notification route runs over it, to inject branches).
+    fn request_ctx(&self) -> Option<MsgCtx> {
         None
     }
     /// `$(<reply>pv)`: the reply of the branch tm picked (a failure route's winning reply);
@@ -371,6 +379,9 @@ pub struct MsgCtx {
     pub err: Option<ErrInfo>,
     /// The transaction of this message (tm), once created or matched.
     pub tx: Option<std::sync::Arc<dyn Transaction>>,
+    /// The event an event_routing notification route runs for (its parameters), which
+    /// `t_inject_branches("event")` takes a contact from.
+    pub event: Option<std::sync::Arc<EventParams>>,
     /// The dialog this message belongs to (dialog module: created or matched).
     pub dialog: Option<DialogMark>,
     /// Routes armed by `t_on_failure` / `t_on_reply` / `t_on_branch` (route indexes).
@@ -551,6 +562,7 @@ impl MsgCtx {
             tcp_alias: None,
             outbox: Vec::new(),
             tx: None,
+            event: None,
             dialog: None,
             on_failure: None,
             on_reply: None,

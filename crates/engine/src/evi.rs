@@ -394,6 +394,10 @@ pub fn subscribed_events() -> Vec<String> {
 
 /// Whether `event` has a live subscriber.
 pub fn has_subscribers(event: &str) -> bool {
+    // event_routing's subscriptions (their own check is as cheap while there are none).
+    if crate::ebr::wants(event) {
+        return true;
+    }
     // Modules ask on their data path (dialog state changes): no lock while nobody ever
     // subscribed.
     if !EVER_SUBSCRIBED.load(std::sync::atomic::Ordering::Relaxed) {
@@ -408,6 +412,7 @@ pub fn has_subscribers(event: &str) -> bool {
 /// Delivers a raised event to its live subscribers (newest first). Gives the number of
 /// subscribers it could not be handed to (a stream subscriber counts as delivered once queued).
 pub fn deliver(event: &str, params: &Params) -> usize {
+    crate::ebr::offer(event, params);
     let targets: Vec<Target> = {
         let now = now();
         let mut subs = lock(&SUBSCRIBERS);

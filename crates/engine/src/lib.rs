@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod check;
 pub mod ctx;
 pub mod dset;
+pub mod ebr;
 pub mod evi;
 mod fnmatch;
 pub mod forward;

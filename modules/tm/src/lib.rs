@@ -457,9 +457,9 @@ fn t_wait_no_more_branches(f: &mut FnCtx<'_>, _: &[Value]) -> i64 {
 }
 
 /// `t_inject_branches(source[, flags])`: new branches for the transaction in context, from the
-/// message's destination set (`msg`). `cancel`/`c` cancels the ongoing branches first, `l`
-/// makes this the last injection. The `event` source takes its branches from a usrloc contact
-/// event, which rsips does not raise (no usrloc module yet): refused with an error.
+/// message's destination set (`msg`) or from the usrloc contact event an event_routing
+/// notification route runs for (`event`: its `uri`, `received`, `path`, `socket`).
+/// `cancel`/`c` cancels the ongoing branches first, `l` makes this the last injection.
 fn t_inject_branches(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some(tm) = tm(f) else { return -1 };
     let source = args
@@ -484,11 +484,36 @@ fn t_inject_branches(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     match source.as_str() {
         "msg" => {}
         "event" => {
-            f.log.log(
-                -1,
-                "t_inject_branches: source `event` needs a usrloc contact event, which rsips does not raise\n",
-            );
-            return -1;
+            // The contact of the usrloc event an event_routing notification route runs for:
+            // its `uri`, and where to send (`received`), its `path` and `socket`.
+            let Some(event) = f.msg.event.clone() else {
+                f.log.log(
+                    -1,
+                    "t_inject_branches: source `event` outside an event_routing notification route\n",
+                );
+                return -1;
+            };
+            let attr = |name: &str| {
+                event
+                    .iter()
+                    .find(|(n, _)| n.as_deref() == Some(name))
+                    .map(|(_, v)| v.to_text().into_owned())
+                    .filter(|v| !v.is_empty())
+            };
+            let Some(uri) = attr("uri") else {
+                f.log
+                    .log(-1, "t_inject_branches: the event has no contact `uri`\n");
+                return -1;
+            };
+            if !f.msg.set_ruri(&uri) {
+                f.log
+                    .log(-1, &format!("t_inject_branches: bad contact uri `{uri}`\n"));
+                return -1;
+            }
+            f.msg.dst_uri = attr("received");
+            f.msg.path = attr("path");
+            f.msg.send_socket = attr("socket");
+            f.msg.branches.clear();
         }
         other => {
             f.log.log(

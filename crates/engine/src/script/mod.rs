@@ -184,7 +184,7 @@ pub struct Script {
 
 /// The message routes without one (startup, timers) run over: it has no source, so `$si` and
 /// `$socket_in` are NULL, and nothing it sends goes anywhere.
-fn placeholder() -> MsgCtx {
+pub(crate) fn placeholder() -> MsgCtx {
     const DUMMY: &[u8] = b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKdummy\r\nFrom: <sip:rsips@127.0.0.1>;tag=dummy\r\nTo: <sip:rsips@127.0.0.1>\r\nCall-ID: dummy\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
     match sip::SipMessage::parse(bytes::Bytes::from_static(DUMMY)) {
         Ok(m) => MsgCtx::new(m),
@@ -814,6 +814,11 @@ impl Script {
             .collect();
         v.sort();
         v
+    }
+
+    /// The slot of `$avp(name)`, when the script uses that AVP.
+    pub(crate) fn avp_slot(&self, name: &str) -> Option<usize> {
+        self.names.avps.get(name).copied()
     }
 
     /// The event names the script raises or subscribes to by a literal name: published from

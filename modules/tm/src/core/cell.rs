@@ -144,6 +144,10 @@ impl engine::ctx::Transaction for TxCell {
         Some(self.lock().request.msg.clone())
     }
 
+    fn request_ctx(&self) -> Option<engine::MsgCtx> {
+        Some(self.lock().request.clone())
+    }
+
     fn picked_reply(&self) -> Option<SipMessage> {
         let tx = self.lock();
         let b = tx.branches.get(tx.picked?)?;
