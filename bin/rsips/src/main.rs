@@ -63,6 +63,7 @@ fn available() -> engine::Available {
             &cfgutils::MODULE,
             &rtpengine::MODULE,
             &rtpproxy::MODULE,
+            &rtpproxy::relay::MODULE,
             &presence::PRESENCE,
             &presence::PRESENCE_XML,
             &presence::XCAP,

@@ -733,3 +733,109 @@ route {{
     wait_for(" D eng-3 caller");
     server.terminate(log);
 }
+
+/// rtp_relay's `rtp_relay_engage("rtpproxy")` engages the dialog as `rtpproxy_engage` does,
+/// with the flags provisioned in `$rtp_relay`: the RTPProxy gets the same offer either way
+/// (and a different one without the flags). The rtpengine engine, not available through
+/// rtp_relay yet, is refused when the script loads.
+#[test]
+fn rtp_relay_engage_is_rtpproxy_engage_with_the_provisioned_flags() {
+    let [port] = common::free_ports();
+    let dir = std::env::temp_dir().join(format!("rsips-rtprelay-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let proxy = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let control = proxy.local_addr().unwrap().port();
+    let (seen, peer) = scripted_rtpproxy(proxy);
+    let sockets = common::udp_sockets::<2>();
+    let [caller, callee] = &sockets;
+    let p = |s: &UdpSocket| s.local_addr().unwrap().port();
+    let (cp, ep) = (p(caller), p(callee));
+    let cfg = |engage: &str| {
+        format!(
+            r#"socket=udp:127.0.0.1:{port}
+stderror_enabled=yes
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "sipmsgops.so"
+loadmodule "dialog.so"
+loadmodule "rtpproxy.so"
+loadmodule "rtp_relay.so"
+modparam("rtpproxy", "rtpproxy_sock", "udp:127.0.0.1:{control}")
+route {{
+    if (is_method("INVITE")) {{
+        if ($ci == "direct") {{
+            rtpproxy_engage("ie");
+        }} else if ($ci == "relay") {{
+            $rtp_relay = "ie";
+            {engage}
+        }} else {{
+            {engage}
+        }}
+    }}
+    $du = "sip:127.0.0.1:{ep}";
+    t_relay();
+}}
+"#
+        )
+    };
+    // A literal engine rsips cannot drive through rtp_relay stops the start, with its reason.
+    std::fs::write(
+        dir.join("bad.cfg"),
+        cfg(r#"rtp_relay_engage("rtpengine");"#),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rsips"))
+        .args(["-c", "-f"])
+        .arg(dir.join("bad.cfg"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("rtpengine engine is not available through rtp_relay"),
+        "{text}"
+    );
+
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        cfg(r#"rtp_relay_engage("rtpproxy");"#),
+    )
+    .unwrap();
+    let mut server =
+        common::spawn_rsips(&dir, "rsips.cfg", |log| log.contains("listening on udp:"));
+    let log = || std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default();
+    for (n, call) in ["direct", "relay", "plain"].iter().enumerate() {
+        caller
+            .send_to(
+                invite(port, cp, call, &format!("z9hG4bK-rr{n}"), &sdp(4000)).as_bytes(),
+                ("127.0.0.1", port),
+            )
+            .unwrap();
+        let got = common::recv_starting(callee, "INVITE ");
+        assert_eq!(
+            common::sdp_media(&got).1,
+            40002 + 2 * n as u16,
+            "{got}\n{}",
+            log()
+        );
+    }
+    // Each offer without its Call-ID: the engaged ones alike, the one without flags not.
+    let offers: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.starts_with('U'))
+        .map(|c| {
+            let mut t: Vec<&str> = c.split(' ').collect();
+            t.remove(1);
+            t.join(" ")
+        })
+        .collect();
+    assert_eq!(offers.len(), 3, "{offers:?}");
+    assert_eq!(offers[0], offers[1], "{offers:?}");
+    assert_ne!(offers[0], offers[2], "{offers:?}");
+    let _ = peer;
+    server.terminate(log);
+}

@@ -91,6 +91,13 @@ impl FnCtx<'_> {
         self.msg.avps[id] = values.into_iter().rev().collect();
     }
 
+    /// The newest value of `$avp(name)`, when the script uses that AVP and it has one (a
+    /// module reading an AVP the script fills by convention: rtp_relay's flags).
+    pub fn avp(&self, name: &str) -> Option<Value> {
+        let slot = self.script.avp_slot(name)?;
+        self.msg.avps.get(slot)?.last().cloned()
+    }
+
     /// How many variables the list given as parameter `param` names (0 when left out).
     pub fn output_count(&self, param: usize) -> usize {
         self.output_counts

@@ -15,6 +15,7 @@ mod admin;
 mod engage;
 pub mod nodes;
 pub mod offer;
+pub mod relay;
 
 pub use admin::commands;
 pub use engage::rtpproxy_engage;

@@ -379,6 +379,7 @@ pub(crate) const MODULE_PVS: &[(&str, &str)] = &[
     ("mqv", "mqueue"),
     ("mq_size", "mqueue"),
     ("BM_time_diff", "benchmark"),
+    ("rtp_relay", "rtp_relay"),
 ];
 
 /// Core functions: (name, min args, max args). Flags are static strings (index 0 of the flag ones).

@@ -59,8 +59,32 @@ const TLS_PVS: &[&str] = &[
     "tls_my_san_ip",
 ];
 
+/// rtp_relay's `$rtp_relay(field)` / `$rtp_relay_peer(field)` (no field: `flags`) are kept in
+/// the transaction-long AVPs `rtp_relay:field` / `rtp_relay_peer:field`, where
+/// `rtp_relay_engage()` reads them. `None`: not one of these.
+fn rtp_relay_avp(spec: &PvSpec) -> Option<PvSpec> {
+    if !matches!(spec.name.as_str(), "rtp_relay" | "rtp_relay_peer") {
+        return None;
+    }
+    let field = spec.arg.as_deref().map_or("flags", str::trim);
+    let mut avp = spec.clone();
+    avp.name = "avp".into();
+    avp.arg = Some(format!("{}:{field}", spec.name));
+    // `$(rtp_relay[n])`: the branch's leg; rsips keeps one set per transaction.
+    avp.index = None;
+    Some(avp)
+}
+
 impl Lower<'_> {
     pub(super) fn write(&mut self, p: &ast::PvRef) -> L<Write> {
+        if let Some(spec) = rtp_relay_avp(&p.spec) {
+            let avp = ast::PvRef {
+                text: p.text.clone(),
+                spec,
+                span: p.span,
+            };
+            return self.write(&avp);
+        }
         Ok(match (p.spec.name.as_str(), p.spec.arg.as_deref()) {
             (name, Some(_)) if super::json::format_of(name).is_some() => {
                 let format =
@@ -353,6 +377,9 @@ impl Lower<'_> {
                 read.transforms.push(t);
             }
             return Ok(read);
+        }
+        if let Some(avp) = rtp_relay_avp(spec) {
+            return self.read(&avp, span);
         }
         let read = match (spec.name.as_str(), spec.arg.as_deref()) {
             (name, Some(_)) if super::json::format_of(name).is_some() => {
