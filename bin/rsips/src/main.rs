@@ -100,6 +100,7 @@ fn available() -> engine::Available {
             &engine::redis::CACHEDB_REDIS,
             &engine::memcached::CACHEDB_MEMCACHED,
             &engine::script::JSON,
+            &engine::script::XML,
             &engine::evi::EVENT_ROUTE,
             &engine::evi::EVENT_DATAGRAM,
             &engine::evi::EVENT_STREAM,

@@ -362,6 +362,7 @@ pub(crate) const MODULE_PVS: &[(&str, &str)] = &[
     ("acc_current_leg", "acc"),
     ("rl_count", "ratelimit"),
     ("json", "json"),
+    ("xml", "xml"),
     ("cluster.", "clusterer"),
     ("identity", "stir_shaken"),
     ("tls_", "tls_mgm"),

@@ -20,6 +20,8 @@ pub(crate) struct Names {
     pub vars: HashMap<String, usize>,
     /// `$json(name)` variables.
     pub json: HashMap<String, usize>,
+    /// `$xml(name)` objects.
+    pub xml: HashMap<String, usize>,
     pub flags: HashMap<String, u32>,
     pub routes: HashMap<String, usize>,
     pub avps: HashMap<String, usize>,
@@ -52,6 +54,7 @@ type L<T> = Result<T, ()>;
 
 mod json;
 mod pv;
+mod xml;
 
 fn unsupported(what: String, span: Span) -> Diagnostic {
     Diagnostic::error(what, span).with_label("not supported by the rsips interpreter yet")

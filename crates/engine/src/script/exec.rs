@@ -594,6 +594,13 @@ impl Run<'_> {
                 .unwrap_or_default(),
                 None => Value::Null,
             },
+            Read::Xml(path) => {
+                let Some((steps, at)) = super::xml::steps_of(path, |p| self.read(p).ok()) else {
+                    return Ok(Value::Null);
+                };
+                let doc = self.worker.xml.get(path.slot).and_then(Option::as_ref);
+                super::xml::read(doc, &steps, &at).map_or(Value::Null, Value::from)
+            }
             Read::Json(path) => {
                 if path.all {
                     self.log.log(-1, "json: `[*]` is only read by a `for` loop");

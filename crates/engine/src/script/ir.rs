@@ -83,6 +83,8 @@ pub(crate) enum Read {
     SdpLineIdx(Box<SdpSel>),
     /// `$json(name/path)` and its compact / pretty forms.
     Json(Box<super::json::JsonPath>),
+    /// `$xml(name/el…[.val|.attr/a])`.
+    Xml(Box<super::xml::XmlPath>),
 }
 
 /// An SDP index: written in the script, or read from a variable when the PV is used.
@@ -173,6 +175,8 @@ pub(crate) enum Write {
     TmBranchAttr(Box<str>, Option<i64>),
     /// `$json(name/path) = v` (`:=` parses JSON text).
     Json(Box<super::json::JsonPath>),
+    /// `$xml(name/path) = v` (`=` and `:=` alike).
+    Xml(Box<super::xml::XmlPath>),
 }
 
 /// Which value(s) of an AVP an assignment sets (OpenSIPS pv_set_avp forms).

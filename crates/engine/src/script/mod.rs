@@ -19,10 +19,12 @@ mod json;
 mod seval;
 mod sockets;
 mod writes;
+pub(crate) mod xml;
 
 pub use json::MODULE as JSON;
 pub use sockets::interface_addresses;
 use sockets::{listen_sockets, socket_names};
+pub use xml::MODULE as XML;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -118,6 +120,8 @@ pub struct Worker {
     vars: Vec<Value>,
     /// The `$json(name)` variables, by slot (`None`: not set).
     json: Vec<Option<serde_json::Value>>,
+    /// The `$xml(name)` objects, by slot (`None`: empty).
+    xml: Vec<Option<xml::Doc>>,
     /// The argument list of module function calls, kept between calls (one allocation per
     /// worker instead of one per call).
     args: Vec<Value>,

@@ -214,6 +214,37 @@ impl Run<'_> {
                     && self.ctx.set_tm_branch_attr(at, name, v)
             }
             Write::Json(ref path) => self.write_json(path, op, &v),
+            Write::Xml(ref path) => self.write_xml(path, &v),
+        }
+    }
+
+    /// `$xml(path) = v`: a string, or NULL; a failure is logged (as OpenSIPS' xml module).
+    fn write_xml(&mut self, path: &super::xml::XmlPath, v: &Value) -> bool {
+        let value = match v {
+            Value::Null => None,
+            Value::Str(s) => Some(s.to_string()),
+            Value::Int(_) => {
+                self.log.log(-1, "xml: a non-string value\n");
+                return false;
+            }
+        };
+        let Some((steps, at)) = super::xml::steps_of(path, |p| self.read(p).ok()) else {
+            self.log
+                .log(-1, "xml: an index in the path is not a number\n");
+            return false;
+        };
+        if self.worker.xml.len() <= path.slot {
+            self.worker.xml.resize(path.slot + 1, None);
+        }
+        let Some(slot) = self.worker.xml.get_mut(path.slot) else {
+            return false;
+        };
+        match super::xml::write(slot, &steps, &at, value.as_deref()) {
+            Ok(()) => true,
+            Err(e) => {
+                self.log.log(-1, &format!("xml: {e}\n"));
+                false
+            }
         }
     }
 

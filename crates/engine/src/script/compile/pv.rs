@@ -86,6 +86,7 @@ impl Lower<'_> {
             return self.write(&avp);
         }
         Ok(match (p.spec.name.as_str(), p.spec.arg.as_deref()) {
+            ("xml", Some(_)) => Write::Xml(Box::new(self.xml_path(&p.spec, p.span)?)),
             (name, Some(_)) if super::json::format_of(name).is_some() => {
                 let format =
                     super::json::format_of(name).unwrap_or(crate::script::json::Format::Spaced);
@@ -382,6 +383,7 @@ impl Lower<'_> {
             return self.read(&avp, span);
         }
         let read = match (spec.name.as_str(), spec.arg.as_deref()) {
+            ("xml", Some(_)) => Read::Xml(Box::new(self.xml_path(spec, span)?)),
             (name, Some(_)) if super::json::format_of(name).is_some() => {
                 let format =
                     super::json::format_of(name).unwrap_or(crate::script::json::Format::Spaced);
