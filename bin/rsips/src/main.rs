@@ -101,6 +101,7 @@ fn available() -> engine::Available {
             &engine::memcached::CACHEDB_MEMCACHED,
             &engine::script::JSON,
             &engine::script::XML,
+            &engine::script_helper::MODULE,
             &engine::evi::EVENT_ROUTE,
             &engine::evi::EVENT_DATAGRAM,
             &engine::evi::EVENT_STREAM,
@@ -479,7 +480,11 @@ fn build(file: &str, args: &Args) -> Result<(engine::Script, String), String> {
         None => text,
     };
     let mut sources = cfg::SourceMap::new();
-    let parsed = cfg::parse(&mut sources, Path::new(file), text);
+    let mut parsed = cfg::parse(&mut sources, Path::new(file), text);
+    if !parsed.diagnostics.iter().any(cfg::Diagnostic::is_error) {
+        let embedded = engine::script_helper::embed(&mut parsed.config, &mut sources);
+        parsed.diagnostics.extend(embedded);
+    }
     let mut diags = parsed.diagnostics;
     let mut script = None;
     if !diags.iter().any(cfg::Diagnostic::is_error) {

@@ -24,6 +24,7 @@ pub mod rabbitmq;
 pub mod redis;
 pub mod regex_cache;
 pub mod script;
+pub mod script_helper;
 pub mod shv;
 pub mod stats;
 pub mod timerec;
