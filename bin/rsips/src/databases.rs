@@ -120,6 +120,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     engine::rabbitmq::configure(script)?;
     tracer::start(script, &options)?;
     userblacklist::start(script, &options)?;
+    msilo::start(script, &options)?;
     sql_cacher::start(script, &options)?;
     benchmark::start(script)?;
     mqueue::start(script, &options)?;

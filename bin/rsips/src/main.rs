@@ -64,6 +64,7 @@ fn available() -> engine::Available {
             &rtpengine::MODULE,
             &rtpproxy::MODULE,
             &rtpproxy::relay::MODULE,
+            &msilo::MODULE,
             &presence::PRESENCE,
             &presence::PRESENCE_XML,
             &presence::XCAP,

@@ -689,6 +689,11 @@ impl Server {
                 load_balancer::probe::round(&scripts.load());
             }));
         }
+        // msilo: expired stored messages go every check_time × clean_period.
+        if let Some(period) = msilo::clean_interval() {
+            processes.push("msilo cleaner".to_owned());
+            handles.push(every(period, &stop, msilo::clean));
+        }
         // pike: a sampling window ends every sampling_time_unit; idle nodes go every second.
         if let Some(window) = pike::window() {
             processes.push("pike timers".to_owned());
