@@ -471,3 +471,40 @@ fn a_huge_branch_index_loads_without_overflow() {
     // Whether it loads or is refused, it must not panic.
     let _ = engine::Script::compile(&parsed.config, &sources, &available);
 }
+
+/// `$(msg.branch.<field>[$var])` / `$(branch(<field>)[$var])`: the branch a variable names
+/// (0 the R-URI's for `$msg.branch`, the first appended one for `$branch`), walked in a loop
+/// as configs do until NULL.
+#[test]
+fn branch_fields_indexed_by_a_variable() {
+    let l = logs(
+        r#"route {
+        $ru = "sip:main@example.com";
+        $branch = "sip:one@example.com";
+        $branch = "sip:two@example.com";
+        $(branch(q)[1]) = 500;
+        $var(i) = 0;
+        while ($(msg.branch.uri[$var(i)]) != NULL) {
+            xlog("$var(i)=$(msg.branch.uri[$var(i)])\n");
+            $var(i) = $var(i) + 1;
+        }
+        $var(i) = 1;
+        xlog("legacy $(branch(uri)[$var(i)]) q=$(branch(q)[$var(i)])\n");
+        $var(i) = -1;
+        xlog("last $(msg.branch.uri[$var(i)])\n");
+        $var(i) = "x";
+        xlog("not a number $(msg.branch.uri[$var(i)])\n");
+    }"#,
+    );
+    assert_eq!(
+        l,
+        [
+            "0=sip:main@example.com\n",
+            "1=sip:one@example.com\n",
+            "2=sip:two@example.com\n",
+            "legacy sip:two@example.com q=0.5\n",
+            "last sip:two@example.com\n",
+            "not a number <null>\n",
+        ]
+    );
+}

@@ -338,7 +338,7 @@ pub enum BranchField {
 }
 
 impl BranchField {
-    fn named(f: &str) -> Option<BranchField> {
+    pub(crate) fn named(f: &str) -> Option<BranchField> {
         Some(match f {
             "" | "uri" => BranchField::Uri,
             "duri" => BranchField::Duri,

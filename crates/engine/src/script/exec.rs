@@ -561,6 +561,13 @@ impl Run<'_> {
                 };
                 crate::pv::CorePv::Header(crate::pv::HeaderSel::new(&name), index).read(self.ctx)
             }
+            Read::BranchAt { field, at, legacy } => {
+                let Some(i) = self.read(at)?.as_int() else {
+                    return Ok(Value::Null);
+                };
+                let i = if *legacy && i >= 0 { i + 1 } else { i };
+                self.core_read(&crate::pv::CorePv::Branch(*field, i))
+            }
             Read::AvpAt(id, at) => {
                 let Some(i) = self.read(at)?.as_int() else {
                     return Ok(Value::Null);

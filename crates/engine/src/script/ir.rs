@@ -62,6 +62,13 @@ pub(crate) enum Read {
     },
     /// `$(avp(x)[$var(i)])`.
     AvpAt(usize, Box<PvRead>),
+    /// `$(msg.branch.<field>[$var])` (`legacy`: `$(branch(<field>)[$var])`, which counts the
+    /// appended branches only): the branch a variable names.
+    BranchAt {
+        field: crate::pv::BranchField,
+        at: Box<PvRead>,
+        legacy: bool,
+    },
     /// Known when the script is compiled (`$cfg_line`, `$cfg_file`).
     Const(Value),
     /// `$route` / `$route.name`: the running route's name; `$route.type`: its kind.

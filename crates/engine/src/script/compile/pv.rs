@@ -545,6 +545,29 @@ impl Lower<'_> {
                 };
                 Read::Core(CorePv::Contact(field, crate::pv::ContactIndex::Var(slot)))
             }
+            (name, field)
+                if matches!(spec.index, Some(cfg::pv::PvIndex::Var(_)))
+                    && ((name.starts_with("msg.branch.") && field.is_none())
+                        || (name == "branch" && !field.is_some_and(|f| f.contains('$')))) =>
+            {
+                let Some(cfg::pv::PvIndex::Var(v)) = &spec.index else {
+                    return Err(());
+                };
+                let legacy = name == "branch";
+                let field_name = if legacy {
+                    field.unwrap_or("uri").to_ascii_lowercase()
+                } else {
+                    name.trim_start_matches("msg.branch.").to_owned()
+                };
+                let Some(field) = crate::pv::BranchField::named(&field_name) else {
+                    return self.fail(Diagnostic::error(
+                        format!("unknown branch field in `${name}`"),
+                        span,
+                    ));
+                };
+                let at = Box::new(self.read(v, span)?);
+                Read::BranchAt { field, at, legacy }
+            }
             ("avp", Some(name))
                 if !name.contains('$') && matches!(spec.index, Some(cfg::pv::PvIndex::Var(_))) =>
             {
