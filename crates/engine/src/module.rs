@@ -42,6 +42,7 @@ impl FnCtx<'_> {
             kind: self.kind,
             returned: Vec::new(),
             prof: None,
+            trace: None,
         }
     }
 

@@ -116,10 +116,8 @@ fn the_all_index_is_refused_for_attributes() {
         e.contains("`$msg.branch.attr` takes a branch number"),
         "{e}"
     );
-    let e = compile(r#"route { xlog("$(msg.branch.attr(x)[$var(i)])"); }"#)
-        .err()
-        .unwrap();
-    assert!(e.contains("a computed branch index"), "{e}");
+    // An index from a variable is read (attributes_read_at_an_index_from_a_variable).
+    assert!(compile(r#"route { xlog("$(msg.branch.attr(x)[$var(i)])"); }"#).is_ok());
 }
 
 // `$msg.branch.uri|duri|q|flags[i] = v` (OpenSIPS pvar.c _int_pv_set_branch_fields): no index is
@@ -214,6 +212,33 @@ fn appended_branches_inherit_as_opensips_says() {
         [
             "1=<null>/0/ 2=sip:proxy.example.com/1/0.7 3=sip:proxy.example.com/1/0.2\n",
             "4=sip:bob@biloxi.com/sip:proxy.example.com/1/0.7 du=<null> nat=0 q=-1\n",
+        ]
+    );
+}
+
+/// `$(msg.branch.attr(NAME)[$var])`: the branch a variable names, walked in a loop.
+#[test]
+fn attributes_read_at_an_index_from_a_variable() {
+    let l = logs(
+        r#"route {
+            $msg.branch.attr(who) = "ruri";
+            $msg.branch = "sip:carol@example.com";
+            $msg.branch.attr(who) = "carol";
+            $var(i) = 0;
+            while ($(msg.branch.uri[$var(i)]) != NULL) {
+                xlog("$var(i): $(msg.branch.uri[$var(i)]) who=$(msg.branch.attr(who)[$var(i)])\n");
+                $var(i) = $var(i) + 1;
+            }
+            $var(i) = "x";
+            xlog("bad=$(msg.branch.attr(who)[$var(i)])\n");
+        }"#,
+    );
+    assert_eq!(
+        l,
+        [
+            "0: sip:bob@biloxi.com who=ruri\n",
+            "1: sip:carol@example.com who=carol\n",
+            "bad=<null>\n",
         ]
     );
 }

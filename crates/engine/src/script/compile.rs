@@ -48,6 +48,8 @@ pub(crate) struct Lower<'a> {
     pub forward_used: Option<Span>,
     /// The places of the `route()` calls (profiling reports them), by the index calls keep.
     pub sites: Vec<super::ir::Site>,
+    /// The script calls `script_trace()`: each statement keeps where it is written.
+    pub trace: bool,
 }
 
 type L<T> = Result<T, ()>;
@@ -96,6 +98,67 @@ impl Lower<'_> {
     }
 
     fn stmt(&mut self, s: &ast::Stmt) -> L<Stmt> {
+        let stmt = self.stmt_untraced(s)?;
+        if !self.trace || matches!(s.kind, StmtKind::Block(_) | StmtKind::Nop) {
+            return Ok(stmt);
+        }
+        let (class, action): (&'static str, String) = match &s.kind {
+            StmtKind::Call(c) => {
+                let name = c.name.node.as_str();
+                match name {
+                    "route" => (
+                        "route",
+                        match c.args.first() {
+                            Some(Some(Arg::Str(r, _) | Arg::Ident(r, _))) => r.clone(),
+                            Some(Some(Arg::Int(n, _))) => n.to_string(),
+                            _ => String::new(),
+                        },
+                    ),
+                    _ if self.available.function(name).is_some() => ("module", name.to_owned()),
+                    _ => ("core", name.to_owned()),
+                }
+            }
+            StmtKind::Assign(a) => {
+                use ast::AssignOp as Op;
+                let op = match a.op {
+                    Op::Set => "equal",
+                    Op::Replace => "colon-eq",
+                    Op::Add => "plus-eq",
+                    Op::Sub => "minus-eq",
+                    Op::Div => "div-eq",
+                    Op::Mul => "mult-eq",
+                    Op::Mod => "modulo-eq",
+                    Op::And => "b-and-eq",
+                    Op::Or => "b-or-eq",
+                    Op::Xor => "b-xor-eq",
+                };
+                ("assign", op.to_owned())
+            }
+            StmtKind::If { .. } => ("core", "if".into()),
+            StmtKind::While { .. } => ("core", "while".into()),
+            StmtKind::For { .. } => ("core", "for-each".into()),
+            StmtKind::Switch { .. } => ("core", "switch".into()),
+            StmtKind::Return(_) => ("core", "return".into()),
+            StmtKind::Exit => ("core", "exit".into()),
+            StmtKind::Drop => ("core", "drop".into()),
+            StmtKind::Break => ("core", "break".into()),
+            StmtKind::Assert { .. } => ("core", "assert".into()),
+            StmtKind::Block(_) | StmtKind::Nop => ("core", String::new()),
+        };
+        let (file, line) = match self.sources.get(s.span.file) {
+            Some(f) => (f.path.display().to_string(), f.line_col(s.span.start).0),
+            None => (String::new(), 0),
+        };
+        Ok(Stmt::Traced(Box::new(super::ir::Traced {
+            file: file.into(),
+            line,
+            class,
+            action: action.into(),
+            stmt,
+        })))
+    }
+
+    fn stmt_untraced(&mut self, s: &ast::Stmt) -> L<Stmt> {
         Ok(match &s.kind {
             StmtKind::Call(c) => Stmt::Call(self.call(c)?),
             StmtKind::Assign(a) => Stmt::Assign(self.assign(a)?),
@@ -315,6 +378,33 @@ impl Lower<'_> {
                     text: ByteString::from(text),
                 });
             }
+            "script_trace" => match (a(0), a(1)) {
+                (None | Some(None), None) => CoreFn::ScriptTrace(None),
+                (Some(Some(_)), Some(Some(Arg::Str(f, sp)))) => {
+                    let info = match a(2) {
+                        Some(Some(Arg::Str(i, _))) => Some(i.as_str().into()),
+                        None | Some(None) => None,
+                        Some(Some(_)) => {
+                            return self.fail(Diagnostic::error(
+                                "`script_trace`'s info is a string",
+                                c.span,
+                            ));
+                        }
+                    };
+                    CoreFn::ScriptTrace(Some(Box::new(super::ir::TraceSpec {
+                        level: self.arg(a(0), c.span)?,
+                        format: self.format(f, *sp)?,
+                        info,
+                    })))
+                }
+                _ => {
+                    return self.fail(Diagnostic::error(
+                        "`script_trace` takes nothing, or a log level, a format string and \
+                         optional info",
+                        c.span,
+                    ));
+                }
+            },
             "setflag" => CoreFn::SetFlag(self.flag(a(0), c.span)?),
             "resetflag" => CoreFn::ResetFlag(self.flag(a(0), c.span)?),
             "isflagset" => CoreFn::IsFlagSet(self.flag(a(0), c.span)?),

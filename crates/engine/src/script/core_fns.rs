@@ -171,6 +171,16 @@ impl Run<'_> {
                     .is_some_and(|m| m.contains(&socket));
                 bool_code(member)
             }
+            CoreFn::ScriptTrace(None) => {
+                self.trace = None;
+                1
+            }
+            CoreFn::ScriptTrace(Some(spec)) => {
+                let level = self.value(&spec.level)?.as_int().unwrap_or(-3);
+                let level = i32::try_from(level).unwrap_or(-3);
+                self.trace = Some((level, spec.format.clone(), spec.info.clone()));
+                1
+            }
             CoreFn::RaiseEvent(name, attrs, vals) => {
                 let name = self.text_arg(name)?;
                 // OpenSIPS walks both AVPs newest value first; without a values AVP the event

@@ -46,6 +46,8 @@ pub(crate) struct Run<'a> {
     pub returned: Vec<Value>,
     /// The `E_PROFILING_SCRIPT` session of this run, when somebody subscribed.
     pub prof: Option<crate::profiling::ScriptSession>,
+    /// `script_trace()` on: what each statement run prints, until the run ends.
+    pub trace: Option<(i32, Vec<super::ir::Piece>, Option<Box<str>>)>,
 }
 
 /// C `int` arithmetic, as OpenSIPS does it.
@@ -149,6 +151,24 @@ impl Run<'_> {
             Stmt::Break => return Err(Halt::Break),
             Stmt::Block(b) => return self.stmts(b),
             Stmt::Nop => 1,
+            Stmt::Traced(t) => {
+                if let Some((level, format, info)) = self.trace.clone()
+                    && level <= self.log_level()
+                {
+                    let val = self.format(&format)?;
+                    let info = info.map_or(String::new(), |i| format!("[{i}]"));
+                    let text = format!(
+                        "[Script Trace][{}:{}]{info}[{} {}] -> ({})\n",
+                        t.file,
+                        t.line,
+                        t.class,
+                        t.action,
+                        val.to_text()
+                    );
+                    self.log.log(level, &text);
+                }
+                return self.stmt(&t.stmt);
+            }
             Stmt::For { var, values, body } => return self.for_each(var, values, body),
             Stmt::Assert { cond, message } => {
                 if !self.script.asserts || self.cond(cond)? > 0 {
@@ -567,6 +587,12 @@ impl Run<'_> {
                 };
                 let i = if *legacy && i >= 0 { i + 1 } else { i };
                 self.core_read(&crate::pv::CorePv::Branch(*field, i))
+            }
+            Read::BranchAttrAt(name, at) => {
+                let Some(i) = self.read(at)?.as_int() else {
+                    return Ok(Value::Null);
+                };
+                self.core_read(&crate::pv::CorePv::BranchAttr(name.clone(), Some(i)))
             }
             Read::AvpAt(id, at) => {
                 let Some(i) = self.read(at)?.as_int() else {

@@ -69,6 +69,8 @@ pub(crate) enum Read {
         at: Box<PvRead>,
         legacy: bool,
     },
+    /// `$(msg.branch.attr(NAME)[$var])`.
+    BranchAttrAt(Box<str>, Box<PvRead>),
     /// Known when the script is compiled (`$cfg_line`, `$cfg_file`).
     Const(Value),
     /// `$route` / `$route.name`: the running route's name; `$route.type`: its kind.
@@ -246,6 +248,8 @@ pub(crate) struct Assign {
 /// Core functions rsips runs itself (OpenSIPS core_cmds.c).
 #[derive(Debug, Clone)]
 pub(crate) enum CoreFn {
+    /// `script_trace()` (off) or `script_trace(level, format[, info])`.
+    ScriptTrace(Option<Box<TraceSpec>>),
     SetFlag(u32),
     ResetFlag(u32),
     IsFlagSet(u32),
@@ -411,6 +415,27 @@ pub(crate) enum Stmt {
         cond: Expr,
         message: String,
     },
+    /// A statement with where it is written, for `script_trace()` (only in scripts that call
+    /// it: the others pay nothing).
+    Traced(Box<Traced>),
+}
+
+/// What `script_trace()` prints for a statement.
+#[derive(Debug, Clone)]
+pub(crate) struct Traced {
+    pub file: Box<str>,
+    pub line: usize,
+    pub class: &'static str,
+    pub action: Box<str>,
+    pub stmt: Stmt,
+}
+
+/// `script_trace(level, format[, info])` as it was called.
+#[derive(Debug, Clone)]
+pub(crate) struct TraceSpec {
+    pub level: Expr,
+    pub format: Vec<Piece>,
+    pub info: Option<Box<str>>,
 }
 
 /// A place in the configuration: the file as named on load (`$cfg_file`) and a 1-based line.

@@ -324,6 +324,8 @@ impl Script {
             sources,
             forward_used: None,
             sites: Vec::new(),
+            // Only a script that may turn tracing on pays for the statements' places.
+            trace: sources.files().any(|f| f.text.contains("script_trace")),
         };
         let mut routes: Vec<Vec<ir::Stmt>> =
             blocks.iter().map(|b| lower.block(&b.body.stmts)).collect();
@@ -756,6 +758,7 @@ impl Script {
             kind,
             returned: Vec::new(),
             prof,
+            trace: None,
         };
         let (r, status) = match run.route_named(main, params, param_names) {
             Ok(_) | Err(exec::Halt::Return(_)) | Err(exec::Halt::Break) => (Ok(Outcome::Exit), 0),

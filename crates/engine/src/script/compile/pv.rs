@@ -568,6 +568,15 @@ impl Lower<'_> {
                 let at = Box::new(self.read(v, span)?);
                 Read::BranchAt { field, at, legacy }
             }
+            ("msg.branch.attr", Some(name))
+                if !name.contains('$') && matches!(spec.index, Some(cfg::pv::PvIndex::Var(_))) =>
+            {
+                let Some(cfg::pv::PvIndex::Var(v)) = &spec.index else {
+                    return Err(());
+                };
+                let at = Box::new(self.read(v, span)?);
+                Read::BranchAttrAt(name.into(), at)
+            }
             ("avp", Some(name))
                 if !name.contains('$') && matches!(spec.index, Some(cfg::pv::PvIndex::Var(_))) =>
             {
