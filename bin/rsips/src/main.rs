@@ -111,6 +111,7 @@ fn available() -> engine::Available {
             &engine::ebr::EVENT_ROUTING,
             &mi::HTTPD,
             &mi::MI_HTTP,
+            &mi::MI_HTML,
             &mi::PROMETHEUS,
             &mi::MI_FIFO,
             &mi::MI_DATAGRAM,

@@ -46,6 +46,17 @@ pub static MI_HTTP: ModuleSpec = ModuleSpec {
     ],
 };
 
+pub static MI_HTML: ModuleSpec = ModuleSpec {
+    name: "mi_html",
+    functions: &[],
+    params: &[
+        ("root", Str),
+        ("http_method", Int),
+        ("trace_destination", Str),
+        ("trace_bwlist", Str),
+    ],
+};
+
 pub static PROMETHEUS: ModuleSpec = ModuleSpec {
     name: "prometheus",
     functions: &[],
@@ -468,6 +479,18 @@ fn tls_domain_json(d: &transport::tls::TlsDomain) -> Value {
     })
 }
 
+/// `mi_html`'s `root` ("mi") and whether its forms POST (`http_method` 1), when it is loaded.
+fn mi_html(script: &Script) -> Option<(String, bool)> {
+    script.loads("mi_html").then(|| {
+        (
+            script
+                .modparam_str("mi_html", "root")
+                .unwrap_or_else(|| "mi".into()),
+            script.modparam_int("mi_html", "http_method").unwrap_or(0) == 1,
+        )
+    })
+}
+
 /// `httpd:list_root_path`: the HTTP roots served and the module behind each, the most recently
 /// registered first (as httpd keeps them).
 pub fn httpd_commands(mi: &mut Mi, script: &Script) {
@@ -486,6 +509,9 @@ pub fn httpd_commands(mi: &mut Mi, script: &Script) {
             .modparam_str("prometheus", "root")
             .unwrap_or_else(|| "metrics".into());
         roots.push((root, "prometheus"));
+    }
+    if let Some((root, _)) = mi_html(script) {
+        roots.push((root, "mi_html"));
     }
     let list: Vec<Value> = roots
         .into_iter()
@@ -742,9 +768,10 @@ pub fn finish(mut mi: Mi) -> Arc<Mi> {
 pub fn start(script: &Script, mi: &Arc<Mi>, stop: &Arc<AtomicBool>) -> Result<Vec<String>, String> {
     let mut up = Vec::new();
     let metrics = prometheus(script);
-    if script.loads("mi_http") || metrics.is_some() {
+    let html = mi_html(script);
+    if script.loads("mi_http") || metrics.is_some() || html.is_some() {
         if !script.loads("httpd") {
-            return Err("mi_http and prometheus need `loadmodule \"httpd.so\"`".into());
+            return Err("mi_http, mi_html and prometheus need `loadmodule \"httpd.so\"`".into());
         }
         let ip = script
             .modparam_str("httpd", "ip")
@@ -769,10 +796,12 @@ pub fn start(script: &Script, mi: &Arc<Mi>, stop: &Arc<AtomicBool>) -> Result<Ve
                 .unwrap_or_else(|| "mi".into())
         });
         let metrics_root = metrics.as_ref().map(|(r, _)| r.clone());
+        let html_root = html.as_ref().map(|(r, _)| r.clone());
         let config = mi::http::HttpConfig {
             addr,
             root: mi_root.clone(),
             metrics,
+            html,
             auth,
             realm: script
                 .modparam_str("httpd", "auth_realm")
@@ -780,7 +809,7 @@ pub fn start(script: &Script, mi: &Arc<Mi>, stop: &Arc<AtomicBool>) -> Result<Ve
         };
         let bound = mi::http::serve(config, Arc::clone(mi), Arc::clone(stop))
             .map_err(|e| format!("httpd: cannot listen on {addr}: {e}"))?;
-        for root in mi_root.into_iter().chain(metrics_root) {
+        for root in mi_root.into_iter().chain(metrics_root).chain(html_root) {
             up.push(format!("http://{bound}/{root}"));
         }
     }

@@ -34,6 +34,9 @@ pub struct HttpConfig {
     pub root: Option<String>,
     /// `prometheus` `root` ("metrics") and the renderer, when prometheus is loaded.
     pub metrics: Option<(String, Metrics)>,
+    /// `mi_html` `root` ("mi") and whether its forms POST (`http_method` 1), when mi_html is
+    /// loaded.
+    pub html: Option<(String, bool)>,
     /// `auth_username` / `auth_password` (both set: Basic auth required).
     pub auth: Option<(String, String)>,
     pub realm: String,
@@ -151,7 +154,12 @@ fn connection(mut conn: TcpStream, mi: &Mi, config: &HttpConfig) -> std::io::Res
         )?;
         return conn.flush();
     }
-    if !config.root.as_deref().is_some_and(under) {
+    let html = config.html.as_ref().filter(|(root, _)| {
+        let (p, _) = path.split_once('?').unwrap_or((&path, ""));
+        let root = format!("/{}", root.trim_matches('/'));
+        p == root || p.starts_with(&format!("{root}/"))
+    });
+    if html.is_none() && !config.root.as_deref().is_some_and(under) {
         return reply(&mut conn, 404, "Not Found", "", "");
     }
     if let Some((user, pass)) = &config.auth {
@@ -160,6 +168,31 @@ fn connection(mut conn: TcpStream, mi: &Mi, config: &HttpConfig) -> std::io::Res
             let challenge = format!("WWW-Authenticate: Basic realm=\"{}\"\r\n", config.realm);
             return reply(&mut conn, 401, "Unauthorized", &challenge, "");
         }
+    }
+    if let Some((root, post)) = html {
+        let mut body = buf.split_off(head_len);
+        let length = length.unwrap_or(0).min(MAX_REQUEST);
+        while method == "POST" && body.len() < length {
+            let n = conn.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        body.truncate(length);
+        let (status, page) = crate::html::page(mi, root, *post, &method, &path, &body);
+        let reason = match status {
+            200 => "OK",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            _ => "Bad Request",
+        };
+        write!(
+            conn,
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+            page.len()
+        )?;
+        return conn.flush();
     }
     if method != "POST" {
         return reply(&mut conn, 405, "Method Not Allowed", "Allow: POST\r\n", "");

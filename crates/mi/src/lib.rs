@@ -5,6 +5,7 @@
 
 pub mod datagram;
 pub mod fifo;
+mod html;
 pub mod http;
 
 use std::sync::Arc;
