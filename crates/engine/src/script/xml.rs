@@ -447,21 +447,11 @@ pub(crate) fn parse(text: &str) -> Result<Doc, String> {
         after: Vec::new(),
     };
     if p.rest().starts_with("<?xml") && p.rest()[5..].starts_with([' ', '\t', '\r', '\n', '?']) {
+        p.at += 5;
         let decl = p.until("?>", "an XML declaration without `?>`")?;
-        let attr = |name: &str| {
-            let i = decl.find(name)?;
-            let v = decl[i + name.len()..]
-                .trim_start()
-                .strip_prefix('=')?
-                .trim_start();
-            let q = v.chars().next().filter(|q| *q == '"' || *q == '\'')?;
-            let v = &v[1..];
-            Some(v[..v.find(q)?].to_owned())
-        };
-        if let Some(v) = attr("version") {
-            doc.version = v;
-        }
-        doc.encoding = attr("encoding");
+        let (version, encoding) = declaration(decl)?;
+        doc.version = version;
+        doc.encoding = encoding;
     }
     loop {
         p.blanks();
@@ -495,6 +485,62 @@ pub(crate) fn parse(text: &str) -> Result<Doc, String> {
         return Err("no root element".into());
     }
     Ok(doc)
+}
+
+/// The pseudo-attributes of `<?xml …?>`: `version` (`1.x`) first, then `encoding` and
+/// `standalone` (`yes`/`no`), each at most once and in that order.
+fn declaration(decl: &str) -> Result<(String, Option<String>), String> {
+    let bad = || format!("a bad XML declaration `<?xml{decl}?>`");
+    let mut rest = decl;
+    let mut found: Vec<(&str, &str)> = Vec::new();
+    loop {
+        let trimmed = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+        if trimmed.is_empty() {
+            break;
+        }
+        if trimmed.len() == rest.len() {
+            return Err(bad());
+        }
+        let eq = trimmed.find('=').ok_or_else(bad)?;
+        let name = trimmed[..eq].trim_end();
+        let value = trimmed[eq + 1..].trim_start();
+        let q = value
+            .chars()
+            .next()
+            .filter(|q| *q == '"' || *q == '\'')
+            .ok_or_else(bad)?;
+        let end = value[1..].find(q).ok_or_else(bad)?;
+        found.push((name, &value[1..=end]));
+        rest = &value[end + 2..];
+    }
+    let order = ["version", "encoding", "standalone"];
+    let mut last = None;
+    for (name, _) in &found {
+        let at = order.iter().position(|o| o == name).ok_or_else(bad)?;
+        if last.is_some_and(|l| at <= l) {
+            return Err(bad());
+        }
+        last = Some(at);
+    }
+    let get = |n: &str| found.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
+    let version = get("version").ok_or_else(bad)?;
+    let minor = version.strip_prefix("1.").ok_or_else(bad)?;
+    if minor.is_empty() || !minor.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let encoding = get("encoding");
+    if let Some(e) = encoding {
+        let ok = e.starts_with(|c: char| c.is_ascii_alphabetic())
+            && e.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !ok {
+            return Err(bad());
+        }
+    }
+    if get("standalone").is_some_and(|v| v != "yes" && v != "no") {
+        return Err(bad());
+    }
+    Ok((version.to_owned(), encoding.map(str::to_owned)))
 }
 
 impl<'a> Parser<'a> {
@@ -850,6 +896,10 @@ mod tests {
             "<a/><b/>",
             "<a><!-- open</a>",
             "<a x='<'/>",
+            "<?xml version=\"1.0& encoding=\"UTF-8\"?><a/>",
+            "<?xml version=\"2.0\"?><a/>",
+            "<?xml encoding=\"UTF-8\" version=\"1.0\"?><a/>",
+            "<?xml version=\"1.0\" bogus=\"x\"?><a/>",
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
@@ -861,6 +911,60 @@ mod tests {
         let mut doc = Some(parse("<a/>").unwrap());
         assert!(write(&mut doc, &steps(&[("a", 0), ("b", 0)]), &At::Val, Some("x")).is_err());
         assert!(write(&mut doc, &steps(&[("a", 0)]), &At::Element, Some("not xml")).is_err());
+    }
+
+    /// Damaged documents never panic the parser, and whatever parses prints a document that
+    /// parses back to the same print.
+    #[test]
+    fn damaged_documents_parse_or_fail_cleanly_and_prints_round_trip() {
+        let samples = [
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- c --><a x='1 &amp; 2'>t&lt;1&#62;<![CDATA[<raw>]]><b/><?pi x?>\u{e9}</a>",
+            "<file xmlns=\"urn:x\"><id>a</id><id>b</id><info type=\"f\"><size>1</size></info></file>",
+            "<!DOCTYPE a [<!ENTITY e \"v\">]><a>\n\t<b c=\"&#x41;\"/>\n</a>",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut parsed = 0;
+        for round in 0..20_000 {
+            let mut bytes = samples[round % samples.len()].as_bytes().to_vec();
+            for _ in 0..=(next() % 4) {
+                let at = (next() as usize) % bytes.len().max(1);
+                match next() % 5 {
+                    0 => {
+                        let i = at.min(bytes.len() - 1);
+                        bytes[i] = (next() % 256) as u8;
+                    }
+                    1 => bytes.truncate(at),
+                    2 => {
+                        let piece = bytes[at..].to_vec();
+                        bytes.extend_from_slice(&piece);
+                    }
+                    3 => bytes.insert(at, b"<>&;/\"'[]!?-"[(next() % 12) as usize]),
+                    _ => {
+                        if at < bytes.len() {
+                            bytes.remove(at);
+                        }
+                    }
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            if let Ok(doc) = parse(&text) {
+                parsed += 1;
+                let printed = dump_doc(&doc);
+                let again = parse(&printed)
+                    .unwrap_or_else(|e| panic!("{printed:?} does not parse back: {e}"));
+                assert_eq!(dump_doc(&again), printed, "from {text:?}");
+            }
+        }
+        assert!(parsed > 100, "some damaged documents still parse: {parsed}");
     }
 
     #[test]
