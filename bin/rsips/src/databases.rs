@@ -49,6 +49,43 @@ pub static DB_MYSQL: ModuleSpec = ModuleSpec {
     ],
 };
 
+pub static DB_VIRTUAL: ModuleSpec = ModuleSpec {
+    name: "db_virtual",
+    functions: &[],
+    params: &[
+        ("db_urls", ParamType::Str),
+        ("db_probe_time", ParamType::Int),
+        ("db_max_consec_retries", ParamType::Int),
+    ],
+};
+
+/// `db_virtual`'s sets, from its `db_urls`; each real URL's driver must be loaded.
+fn virtual_sets(script: &Script, options: &db::Options) -> Result<(), String> {
+    if !script.loads("db_virtual") {
+        return Ok(());
+    }
+    let probe = script
+        .modparam_int("db_virtual", "db_probe_time")
+        .filter(|t| *t > 0)
+        .unwrap_or(10);
+    db::virtual_db::configure(
+        &script.modparam_strs("db_virtual", "db_urls"),
+        std::time::Duration::from_secs(probe.unsigned_abs()),
+        options,
+    )
+    .map_err(|e| format!("db_virtual: {e}"))?;
+    for url in db::virtual_db::member_urls() {
+        let driver = db::driver_module(&url).map_err(|e| format!("db_virtual: {e}"))?;
+        if !script.loads(driver) {
+            return Err(format!(
+                "db_virtual: {} needs loadmodule \"{driver}.so\"",
+                db::redact(&url)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The drivers' settings: `db_text`'s and `db_sqlite`'s parameters, and the directory a
 /// relative `text://` URL is under (the config file's, as OpenSIPS' CFG_DIR).
 pub fn options(script: &Script, cfg_file: Option<&str>) -> db::Options {
@@ -80,6 +117,7 @@ pub fn options(script: &Script, cfg_file: Option<&str>) -> db::Options {
 /// cannot be read stops the start, as in OpenSIPS.
 pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     let options = options(script, cfg_file);
+    virtual_sets(script, &options)?;
     acc::db::start(script, &options)?;
     auth::start(script, &options)?;
     sqlops::start(script, &options)?;
@@ -146,6 +184,27 @@ pub fn flush() {
         Ok(n) => crate::logging::core(2, &format!("db_text: {n} changed table(s) written")),
         Err(e) => crate::logging::core(-1, &format!("db_text: cannot write back: {e}")),
     }
+}
+
+/// `db_virtual:get` (`db_get`): each set, its mode, and whether each database is usable.
+pub fn virtual_commands(mi: &mut Mi) {
+    mi.add(Command::new("db_virtual:get", &["db_get"], &[&[]], |_| {
+        let sets: Vec<serde_json::Value> = db::virtual_db::state()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, mode, dbs))| {
+                let dbs: Vec<serde_json::Value> = dbs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, (url, up))| {
+                        json!({"index": j, "url": url, "flags": if up { "CAN_USE, MAY_USE" } else { "MAY_USE" }})
+                    })
+                    .collect();
+                json!({"index": i, "name": name, "mode": mode, "DBs": dbs})
+            })
+            .collect();
+        Ok(json!({ "SETS": sets }))
+    }));
 }
 
 /// `db_text:dump` (`dbt_dump`) and `db_text:reload` (`dbt_reload`).

@@ -97,6 +97,7 @@ fn available() -> engine::Available {
             &databases::DB_SQLITE,
             &databases::DB_POSTGRES,
             &databases::DB_MYSQL,
+            &databases::DB_VIRTUAL,
             &engine::cachedb::CACHEDB_LOCAL,
             &engine::redis::CACHEDB_REDIS,
             &engine::memcached::CACHEDB_MEMCACHED,
@@ -352,6 +353,9 @@ fn module_commands(
     }
     if script.loads("db_text") {
         databases::commands(&mut commands);
+    }
+    if script.loads("db_virtual") {
+        databases::virtual_commands(&mut commands);
     }
     if script.loads("permissions") {
         permissions::mi::commands(&mut commands);

@@ -12,6 +12,7 @@ pub mod schema;
 pub mod sql;
 pub mod sqlite;
 pub mod text;
+pub mod virtual_db;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -339,6 +340,9 @@ pub fn connect(url: &str, options: &Options) -> Result<Arc<dyn Connection>, DbEr
     }
     if module == "db_sqlite" {
         return Ok(Arc::new(sqlite::Sqlite::open(url, &options.sqlite)?));
+    }
+    if module == "db_virtual" {
+        return virtual_db::open(url, rest.trim_end_matches('/'));
     }
     if module == "db_postgres" {
         return Ok(Arc::new(postgres::Postgres::open(url)?));

@@ -249,6 +249,14 @@ fn seeds() -> Vec<Vec<u8>> {
             "hello",
         ),
         request(
+            "MESSAGE",
+            "sip:bob@example.com",
+            "Content-Type: application/vnd.gsma.rcs-ft-http+xml\r\n",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<file xmlns=\"urn:gsma\">\r\n\
+             <id>a</id><id>b &amp; c</id><a x='1'><![CDATA[<raw>]]></a>\r\n\
+             <!-- note --><info type=\"file\"><size>2048</size></info></file>",
+        ),
+        request(
             "REFER",
             "sip:bob@example.com",
             "Refer-To: <sip:carol@example.com?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2>\r\nReferred-By: <sip:alice@example.com>\r\n",

@@ -1,0 +1,77 @@
+//! db_virtual end to end: sqlops writes through a FAILOVER set whose first database (a MySQL
+//! server that is not there) is down — the row lands in the second (SQLite), the request is
+//! answered, and MI `db_virtual:get` from opensips-cli shows the first one marked down. A set
+//! whose database's driver is not loaded stops the start.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod common;
+
+use common::{Peer, header};
+
+#[test]
+fn a_failover_set_writes_to_the_database_that_works() {
+    let port = common::free_port();
+    let dir = std::env::temp_dir().join(format!("rsips-dbvirt-{}-{port}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("t.sqlite");
+    let local = db::connect(
+        &format!("sqlite://{}", file.display()),
+        &db::Options::default(),
+    )
+    .unwrap();
+    local
+        .raw("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v CHAR(64));")
+        .unwrap();
+    let fifo = dir.join("fifo");
+    let cfg = format!(
+        "log_level=3\nstderror_enabled=yes\nsocket=udp:127.0.0.1:{port}\n\
+         loadmodule \"proto_udp.so\"\nloadmodule \"sl.so\"\nloadmodule \"sipmsgops.so\"\n\
+         loadmodule \"mi_fifo.so\"\nloadmodule \"db_mysql.so\"\nloadmodule \"db_sqlite.so\"\n\
+         loadmodule \"db_virtual.so\"\nloadmodule \"sqlops.so\"\n\
+         modparam(\"mi_fifo\", \"fifo_name\", \"{}\")\n\
+         modparam(\"db_virtual\", \"db_urls\", \"define fo FAILOVER\")\n\
+         modparam(\"db_virtual\", \"db_urls\", \"mysql://u:secret@127.0.0.1:1/x\")\n\
+         modparam(\"db_virtual\", \"db_urls\", \"sqlite://{}\")\n\
+         modparam(\"sqlops\", \"db_url\", \"virtual://fo\")\n\
+         route {{\n    if (sql_insert(\"t\", '{{\"v\": \"$fU\"}}'))\n        \
+         append_to_reply(\"X-Stored: yes\\r\\n\");\n    sl_send_reply(200, \"OK\");\n}}\n",
+        fifo.display(),
+        file.display()
+    );
+    std::fs::write(dir.join("rsips.cfg"), &cfg).unwrap();
+    let _rsips = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("listening on udp:"));
+    let peer = Peer::new();
+    peer.send(
+        port,
+        &format!(
+            "OPTIONS sip:x@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-dbv\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a\r\nTo: <sip:x@127.0.0.1>\r\n\
+             Call-ID: dbv-{port}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            peer.port
+        ),
+    );
+    let r = peer.recv("reply");
+    assert_eq!(header(&r, "X-Stored"), ["yes"], "{r}");
+    let rows = local.raw("SELECT v FROM t").unwrap().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][0].as_text().as_deref(), Some("alice"));
+    let (ok, out) = common::opensips_cli(&fifo, &["db_virtual:get"]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let dbs = &v["SETS"][0]["DBs"];
+    assert_eq!(v["SETS"][0]["mode"], "FAILOVER", "{out}");
+    assert_eq!(dbs[0]["flags"], "MAY_USE", "{out}");
+    assert_eq!(dbs[1]["flags"], "CAN_USE, MAY_USE", "{out}");
+    assert!(!out.contains("secret"), "{out}");
+
+    // A real database whose driver is not loaded: the start stops, saying which.
+    let err = common::refused_start(
+        "db_virtual_driver",
+        &cfg.replace("loadmodule \"db_mysql.so\"\n", "")
+            .replace(&format!(":{port}"), ":PORT")
+            .replace(fifo.to_str().unwrap(), dir.join("fifo2").to_str().unwrap()),
+    );
+    assert!(err.contains("needs loadmodule \"db_mysql.so\""), "{err}");
+}
