@@ -382,8 +382,8 @@ fn no_answer_gives_408_and_cancel_with_reason() {
 
 #[test]
 fn udp_packet_loss_is_recovered_by_retransmission() {
-    // The UAS loses 20% of the INVITEs and BYEs it receives: only the proxy's retransmissions
-    // (T1, 2·T1 …) get them through.
+    // The UAS loses 10% of the INVITEs and BYEs it receives: only the proxy's retransmissions
+    // (T1, 2·T1 …) get them through (uas_lossy.xml says why 10%).
     let lossy = scenario("uas_lossy.xml");
     let s = setup("lossy", &["-sf", lossy.to_str().unwrap()]);
     uac(&s, "alice", 20, &call());
