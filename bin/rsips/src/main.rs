@@ -110,6 +110,7 @@ fn available() -> engine::Available {
             &engine::evi::EVENT_FLATSTORE,
             &engine::rabbitmq::EVENT_RABBITMQ,
             &engine::ebr::EVENT_ROUTING,
+            &engine::jsonrpc::MODULE,
             &mi::HTTPD,
             &mi::MI_HTTP,
             &mi::MI_HTML,

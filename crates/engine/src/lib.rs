@@ -16,6 +16,7 @@ mod fnmatch;
 pub mod forward;
 pub use fnmatch::fnmatch;
 pub mod hooks;
+pub mod jsonrpc;
 pub mod memcached;
 pub mod module;
 pub mod profiling;
