@@ -108,6 +108,7 @@ fn available() -> engine::Available {
             &engine::evi::EVENT_DATAGRAM,
             &engine::evi::EVENT_STREAM,
             &engine::evi::EVENT_FLATSTORE,
+            &engine::evi::EVENT_VIRTUAL,
             &engine::rabbitmq::EVENT_RABBITMQ,
             &engine::ebr::EVENT_ROUTING,
             &engine::jsonrpc::MODULE,

@@ -8,7 +8,10 @@
 //!   one kept-open connection per peer, from a sender thread of its own;
 //! - `flatstore:/path/file` (`event_flatstore`): one line per event, `NAME,value,value…`;
 //! - `rabbitmq:[user[:password]@]host[:port]/[params?]routing_key` (`event_rabbitmq`): the
-//!   notification published to a RabbitMQ broker, from a sender thread per broker.
+//!   notification published to a RabbitMQ broker, from a sender thread per broker;
+//! - `virtual:POLICY socket socket…` (`event_virtual`): several of the above as one
+//!   subscriber, told all at once (PARALLEL), the first that takes it (FAILOVER, a failed one
+//!   skipped for `failover_timeout`) or one per event in turn (ROUND-ROBIN).
 //!
 //! As in OpenSIPS, subscriptions live for the whole server (a reloaded script keeps them), a
 //! subscription to the same socket refreshes the one there is, and expired subscribers are
@@ -53,6 +56,13 @@ pub static EVENT_STREAM: ModuleSpec = ModuleSpec {
     ],
 };
 
+/// `event_virtual`: `virtual:POLICY socket socket…`, several subscribers as one.
+pub static EVENT_VIRTUAL: ModuleSpec = ModuleSpec {
+    name: "event_virtual",
+    functions: &[],
+    params: &[("failover_timeout", ParamType::Int)],
+};
+
 /// `event_flatstore`: the `flatstore:` transport.
 pub static EVENT_FLATSTORE: ModuleSpec = ModuleSpec {
     name: "event_flatstore",
@@ -77,6 +87,8 @@ pub type Params = [(Option<String>, Value)];
 #[derive(Debug, Clone, Default)]
 struct Settings {
     datagram: bool,
+    /// event_virtual's `failover_timeout`, when it is loaded.
+    virtual_failover: Option<Duration>,
     stream: Option<StreamSettings>,
     flat: Option<FlatSettings>,
 }
@@ -105,6 +117,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub fn configure(script: &Script) -> Result<(), String> {
     let mut s = Settings {
         datagram: script.loads("event_datagram"),
+        virtual_failover: script.loads("event_virtual").then(|| {
+            Duration::from_secs(
+                script
+                    .modparam_int("event_virtual", "failover_timeout")
+                    .filter(|t| *t >= 0)
+                    .unwrap_or(30)
+                    .unsigned_abs(),
+            )
+        }),
         ..Settings::default()
     };
     if script.loads("event_stream") {
@@ -186,7 +207,38 @@ enum Target {
     },
     Flat(PathBuf),
     Rabbitmq(Box<crate::rabbitmq::Subscriber>),
+    Virtual(Box<Virtual>),
 }
+
+/// How a virtual subscriber tells its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    /// Every member.
+    Parallel,
+    /// The first that takes it, in order; one that failed is skipped for `failover_timeout`.
+    Failover,
+    /// One member per event, in turn.
+    RoundRobin,
+}
+
+/// `virtual:POLICY socket socket…`.
+#[derive(Debug, Clone)]
+struct Virtual {
+    policy: Policy,
+    members: Vec<Target>,
+    /// The next member for ROUND-ROBIN; until when each member is skipped (FAILOVER).
+    state: std::sync::Arc<(std::sync::atomic::AtomicUsize, Mutex<Vec<Option<Instant>>>)>,
+}
+
+// Two virtual subscribers are the same when their policy and members are (their state is not
+// part of what was subscribed).
+impl PartialEq for Virtual {
+    fn eq(&self, other: &Self) -> bool {
+        self.policy == other.policy && self.members == other.members
+    }
+}
+
+impl Eq for Virtual {}
 
 #[derive(Debug, Clone)]
 struct Subscriber {
@@ -290,6 +342,34 @@ fn parse_socket(socket: &str) -> Result<Target, SubscribeError> {
                 return Err(bad("its directory does not exist"));
             }
             Ok(Target::Flat(path.to_owned()))
+        }
+        "virtual" if settings.virtual_failover.is_some() => {
+            let mut words = rest.split([' ', '\t']).filter(|w| !w.is_empty());
+            let policy = match words.next() {
+                Some("PARALLEL") => Policy::Parallel,
+                Some("FAILOVER") => Policy::Failover,
+                Some("ROUND-ROBIN") => Policy::RoundRobin,
+                _ => return Err(bad("the policy is PARALLEL, FAILOVER or ROUND-ROBIN")),
+            };
+            let mut members = Vec::new();
+            for w in words {
+                if w.starts_with("virtual:") {
+                    return Err(bad("a virtual subscriber inside another"));
+                }
+                members.push(parse_socket(w)?);
+            }
+            if members.is_empty() {
+                return Err(bad("no subscribers"));
+            }
+            let n = members.len();
+            Ok(Target::Virtual(Box::new(Virtual {
+                policy,
+                members,
+                state: std::sync::Arc::new((
+                    std::sync::atomic::AtomicUsize::new(0),
+                    Mutex::new(vec![None; n]),
+                )),
+            })))
         }
         "rabbitmq" => match crate::rabbitmq::parse_subscriber(rest) {
             Some(Ok(sub)) => Ok(Target::Rabbitmq(Box::new(sub))),
@@ -428,30 +508,94 @@ pub fn deliver(event: &str, params: &Params) -> usize {
     let settings = lock(&SETTINGS).clone();
     let mut failed = 0;
     for t in targets {
-        let sent = match &t {
-            Target::Udp(addr) => send_udp(*addr, payload(event, params, None, None).as_bytes()),
-            Target::Unix(path) => UnixDatagram::unbound()
-                .and_then(|s| s.send_to(payload(event, params, None, None).as_bytes(), path))
-                .map(|_| ())
-                .map_err(|e| format!("unix:{}: {e}", path.display())),
-            Target::Stream { addr, method } => match &settings.stream {
-                Some(st) => queue_stream(*addr, method.as_deref().unwrap_or(event), params, st),
-                None => Err("event_stream is not loaded".into()),
-            },
-            Target::Flat(path) => match &settings.flat {
-                Some(fs) => write_flat(path, &flat_line(event, params, fs), fs.mode),
-                None => Err("event_flatstore is not loaded".into()),
-            },
-            Target::Rabbitmq(sub) => {
-                crate::rabbitmq::deliver(sub, payload(event, params, None, None))
-            }
-        };
-        if let Err(e) = sent {
+        if let Err(e) = deliver_to(&t, event, params, &settings) {
             log::error!("cannot deliver {event}: {e}");
             failed += 1;
         }
     }
     failed
+}
+
+/// Hands an event to one subscriber.
+fn deliver_to(t: &Target, event: &str, params: &Params, settings: &Settings) -> Result<(), String> {
+    match t {
+        Target::Udp(addr) => send_udp(*addr, payload(event, params, None, None).as_bytes()),
+        Target::Unix(path) => UnixDatagram::unbound()
+            .and_then(|s| s.send_to(payload(event, params, None, None).as_bytes(), path))
+            .map(|_| ())
+            .map_err(|e| format!("unix:{}: {e}", path.display())),
+        Target::Stream { addr, method } => match &settings.stream {
+            Some(st) => queue_stream(*addr, method.as_deref().unwrap_or(event), params, st),
+            None => Err("event_stream is not loaded".into()),
+        },
+        Target::Flat(path) => match &settings.flat {
+            Some(fs) => write_flat(path, &flat_line(event, params, fs), fs.mode),
+            None => Err("event_flatstore is not loaded".into()),
+        },
+        Target::Rabbitmq(sub) => crate::rabbitmq::deliver(sub, payload(event, params, None, None)),
+        Target::Virtual(v) => deliver_virtual(v, event, params, settings),
+    }
+}
+
+fn deliver_virtual(
+    v: &Virtual,
+    event: &str,
+    params: &Params,
+    settings: &Settings,
+) -> Result<(), String> {
+    let (next, skipped) = &*v.state;
+    match v.policy {
+        Policy::Parallel => {
+            let errors: Vec<String> = v
+                .members
+                .iter()
+                .filter_map(|m| deliver_to(m, event, params, settings).err())
+                .collect();
+            if errors.len() == v.members.len() {
+                return Err(format!(
+                    "virtual: every subscriber failed: {}",
+                    errors.join("; ")
+                ));
+            }
+            for e in errors {
+                log::warn!("virtual subscriber of {event}: {e}");
+            }
+            Ok(())
+        }
+        Policy::RoundRobin => {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % v.members.len();
+            deliver_to(&v.members[i], event, params, settings)
+        }
+        Policy::Failover => {
+            let timeout = settings.virtual_failover.unwrap_or(Duration::from_secs(30));
+            let now = Instant::now();
+            let mut last = String::from("every subscriber is skipped after a failure");
+            for (i, m) in v.members.iter().enumerate() {
+                if lock(skipped)
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|t| t > now)
+                {
+                    continue;
+                }
+                match deliver_to(m, event, params, settings) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => {
+                        log::warn!(
+                            "virtual subscriber of {event} failed, skipped for {} s: {e}",
+                            timeout.as_secs()
+                        );
+                        if let Some(slot) = lock(skipped).get_mut(i) {
+                            *slot = Some(now + timeout);
+                        }
+                        last = e;
+                    }
+                }
+            }
+            Err(format!("virtual: {last}"))
+        }
+    }
 }
 
 /// The JSON-RPC 2.0 request of an event, compact, keys in OpenSIPS' order: `id` (only with
