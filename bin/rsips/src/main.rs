@@ -38,6 +38,7 @@ fn available() -> engine::Available {
             &b2b::B2B_ENTITIES,
             &b2b::B2B_LOGIC,
             &nathelper::MODULE,
+            &nathelper::mangler::MODULE,
             &nathelper::traversal::NAT_TRAVERSAL,
             &dispatcher::MODULE,
             &auth::AUTH,

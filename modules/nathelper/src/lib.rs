@@ -13,6 +13,7 @@ use sip::HeaderName;
 
 use ParamType::{Int, Str};
 
+pub mod mangler;
 mod ping;
 pub mod traversal;
 pub use ping::Pinging;
