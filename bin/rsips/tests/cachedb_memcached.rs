@@ -116,17 +116,7 @@ fn memccat(servers: &str, key: &str) -> String {
 }
 
 fn ask(peer: &Peer, port: u16, to: &str, n: u32) -> String {
-    peer.send(
-        port,
-        &format!(
-            "OPTIONS sip:{to}@127.0.0.1:{port} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-mc-{n}\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a{n}\r\nTo: <sip:{to}@127.0.0.1>\r\n\
-             Call-ID: mc-{n}-{port}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-            peer.port
-        ),
-    );
-    peer.recv("reply")
+    common::options(peer, port, to, &format!("mc-{n}"))
 }
 
 #[test]

@@ -43,16 +43,7 @@ fn a_failover_set_writes_to_the_database_that_works() {
     std::fs::write(dir.join("rsips.cfg"), &cfg).unwrap();
     let _rsips = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("listening on udp:"));
     let peer = Peer::new();
-    peer.send(
-        port,
-        &format!(
-            "OPTIONS sip:x@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-dbv\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a\r\nTo: <sip:x@127.0.0.1>\r\n\
-             Call-ID: dbv-{port}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-            peer.port
-        ),
-    );
-    let r = peer.recv("reply");
+    let r = common::options(&peer, port, "x", "dbv");
     assert_eq!(header(&r, "X-Stored"), ["yes"], "{r}");
     let rows = local.raw("SELECT v FROM t").unwrap().unwrap();
     assert_eq!(rows.len(), 1);

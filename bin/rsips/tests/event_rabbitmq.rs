@@ -235,17 +235,7 @@ impl Drop for Broker {
 }
 
 fn ask(peer: &Peer, port: u16, to: &str, n: u32) -> String {
-    peer.send(
-        port,
-        &format!(
-            "OPTIONS sip:{to}@127.0.0.1:{port} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-rmq-{n}\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a{n}\r\nTo: <sip:{to}@127.0.0.1>\r\n\
-             Call-ID: rmq-{n}-{port}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-            peer.port
-        ),
-    );
-    peer.recv("reply")
+    common::options(peer, port, to, &format!("rmq-{n}"))
 }
 
 #[test]

@@ -121,16 +121,7 @@ fn requests_errors_timeouts_and_notifications() {
     .unwrap();
     let _rsips = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("listening on udp:"));
     let peer = Peer::new();
-    peer.send(
-        port,
-        &format!(
-            "OPTIONS sip:x@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-rpc\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a\r\nTo: <sip:x@127.0.0.1>\r\n\
-             Call-ID: rpc-{port}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-            peer.port
-        ),
-    );
-    let r = peer.recv("reply");
+    let r = common::options(&peer, port, "x", "rpc");
     assert_eq!(header(&r, "X-Add"), ["1 3"], "{r}");
     assert_eq!(
         header(&r, "X-Who"),

@@ -391,6 +391,22 @@ impl Peer {
     }
 }
 
+/// Sends `OPTIONS sip:{to}@127.0.0.1:{port}` from `sip:alice@127.0.0.1` (branch and Call-ID
+/// made from `id`, which must be unique in the test) and gives the reply (a 100 skipped).
+pub fn options(peer: &Peer, port: u16, to: &str, id: &str) -> String {
+    peer.send(
+        port,
+        &format!(
+            "OPTIONS sip:{to}@127.0.0.1:{port} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-{id}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a-{id}\r\nTo: <sip:{to}@127.0.0.1>\r\n\
+             Call-ID: {id}-{port}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            peer.port
+        ),
+    );
+    peer.recv("the OPTIONS reply")
+}
+
 /// The values of header `name` in `msg`.
 pub fn header<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
     msg.split("\r\n")

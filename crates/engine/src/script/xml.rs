@@ -145,43 +145,52 @@ pub(crate) fn parse_path(text: &str) -> Result<Parsed<'_>, String> {
 
 // ---- reading and changing ----
 
-fn element_at<'a>(doc: &'a Doc, steps: &[(String, usize)]) -> Option<&'a Element> {
+/// Where the element at `steps` is: the position in its parent's children of each element
+/// below the root (the path starts at the root, whose name and index 0 it must give).
+fn positions(doc: &Doc, steps: &[(String, usize)]) -> Option<Vec<usize>> {
     let (first, rest) = steps.split_first()?;
     let root = doc.root.as_ref()?;
     if root.name != first.0 || first.1 != 0 {
         return None;
     }
     let mut node = root;
+    let mut out = Vec::with_capacity(rest.len());
     for (name, index) in rest {
-        node = node
+        let at = node
             .children
             .iter()
-            .filter_map(|c| match c {
-                Node::Element(e) if e.name == *name => Some(e),
-                _ => None,
-            })
-            .nth(*index)?;
+            .enumerate()
+            .filter(|(_, c)| matches!(c, Node::Element(e) if e.name == *name))
+            .nth(*index)?
+            .0;
+        let Node::Element(e) = &node.children[at] else {
+            return None;
+        };
+        out.push(at);
+        node = e;
+    }
+    Some(out)
+}
+
+fn element_at<'a>(doc: &'a Doc, steps: &[(String, usize)]) -> Option<&'a Element> {
+    let mut node = doc.root.as_ref()?;
+    for at in positions(doc, steps)? {
+        let Node::Element(e) = node.children.get(at)? else {
+            return None;
+        };
+        node = e;
     }
     Some(node)
 }
 
-/// The element at `steps` and, when it is not the root, its parent and its place there.
 fn element_at_mut<'a>(doc: &'a mut Doc, steps: &[(String, usize)]) -> Option<&'a mut Element> {
-    let (first, rest) = steps.split_first()?;
-    let root = doc.root.as_mut()?;
-    if root.name != first.0 || first.1 != 0 {
-        return None;
-    }
-    let mut node = root;
-    for (name, index) in rest {
-        node = node
-            .children
-            .iter_mut()
-            .filter_map(|c| match c {
-                Node::Element(e) if e.name == *name => Some(e),
-                _ => None,
-            })
-            .nth(*index)?;
+    let path = positions(doc, steps)?;
+    let mut node = doc.root.as_mut()?;
+    for at in path {
+        let Node::Element(e) = node.children.get_mut(at)? else {
+            return None;
+        };
+        node = e;
     }
     Some(node)
 }
@@ -247,17 +256,11 @@ pub(crate) fn write(
             doc.root = None;
             return Ok(());
         }
-        let (last, parent_path) = steps.split_last().ok_or("element not found")?;
-        let parent = element_at_mut(doc, parent_path).ok_or("element not found")?;
-        let mut seen = 0;
-        let at = parent.children.iter().position(|c| match c {
-            Node::Element(e) if e.name == last.0 => {
-                seen += 1;
-                seen == last.1 + 1
-            }
-            _ => false,
-        });
-        let at = at.ok_or("element not found")?;
+        let at = *positions(doc, steps)
+            .ok_or("element not found")?
+            .last()
+            .ok_or("element not found")?;
+        let parent = element_at_mut(doc, &steps[..steps.len() - 1]).ok_or("element not found")?;
         parent.children.remove(at);
         return Ok(());
     }
