@@ -124,9 +124,7 @@ fn the_cache_functions_on_real_memcached_servers() {
     let [port, mc1, mc2] = common::free_ports::<3>();
     let first = memcached(mc1);
     let _second = memcached(mc2);
-    let dir = std::env::temp_dir().join(format!("rsips-memcached-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::test_dir("memcached", &port.to_string());
     std::fs::write(
         dir.join("rsips.cfg"),
         CONFIG

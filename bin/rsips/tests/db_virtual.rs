@@ -12,9 +12,7 @@ use common::{Peer, header};
 #[test]
 fn a_failover_set_writes_to_the_database_that_works() {
     let port = common::free_port();
-    let dir = std::env::temp_dir().join(format!("rsips-dbvirt-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::test_dir("dbvirt", &port.to_string());
     let file = dir.join("t.sqlite");
     let local = db::connect(
         &format!("sqlite://{}", file.display()),
@@ -41,7 +39,10 @@ fn a_failover_set_writes_to_the_database_that_works() {
         file.display()
     );
     std::fs::write(dir.join("rsips.cfg"), &cfg).unwrap();
-    let _rsips = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("listening on udp:"));
+    // Ready once the MI FIFO is there too (opensips-cli talks to it).
+    let _rsips = common::spawn_rsips(&dir, "rsips.cfg", |l| {
+        l.contains("listening on udp:") && fifo.exists()
+    });
     let peer = Peer::new();
     let r = common::options(&peer, port, "x", "dbv");
     assert_eq!(header(&r, "X-Stored"), ["yes"], "{r}");

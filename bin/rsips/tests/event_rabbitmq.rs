@@ -241,9 +241,7 @@ fn ask(peer: &Peer, port: u16, to: &str, n: u32) -> String {
 #[test]
 fn publishing_and_events_on_a_real_rabbitmq() {
     let [port, amqp, http, dist, epmd] = common::free_ports::<5>();
-    let dir = std::env::temp_dir().join(format!("rsips-rabbitmq-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::test_dir("rabbitmq", &port.to_string());
     let mut broker = Broker::start(&dir.join("broker"), [amqp, http, dist, epmd]);
     for q in ["calls", "events", "routed", "mi_events"] {
         broker.declare_queue(q);
@@ -266,7 +264,10 @@ fn publishing_and_events_on_a_real_rabbitmq() {
             .replace("FIFO", fifo.to_str().unwrap()),
     )
     .unwrap();
-    let _rsips = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("listening on udp:"));
+    // Ready once the MI FIFO is there too (opensips-cli talks to it).
+    let _rsips = common::spawn_rsips(&dir, "rsips.cfg", |l| {
+        l.contains("listening on udp:") && fifo.exists()
+    });
     let log = || std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default();
     let peer = Peer::new();
 

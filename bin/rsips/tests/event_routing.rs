@@ -99,9 +99,7 @@ fn options(peer: &Peer, port: u16, to: &str, n: u32) {
 #[test]
 fn a_waiting_call_rings_the_phone_that_registers_and_wait_for_event_wakes() {
     let port = common::free_port();
-    let dir = std::env::temp_dir().join(format!("rsips-ebr-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::test_dir("ebr", &port.to_string());
     std::fs::write(
         dir.join("rsips.cfg"),
         CONFIG.replace("PORT", &port.to_string()),

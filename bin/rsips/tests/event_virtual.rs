@@ -38,9 +38,7 @@ fn got(s: &UdpSocket) -> Vec<String> {
 fn parallel_failover_and_round_robin() {
     let port = common::free_port();
     let rx: Vec<(UdpSocket, u16)> = (0..5).map(|_| receiver()).collect();
-    let dir = std::env::temp_dir().join(format!("rsips-evvirt-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::test_dir("evvirt", &port.to_string());
     let fifo = dir.join("fifo");
     let cfg = format!(
         r#"log_level=3
@@ -76,7 +74,10 @@ route {{
         p4 = rx[4].1,
     );
     std::fs::write(dir.join("rsips.cfg"), cfg).unwrap();
-    let _rsips = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("listening on udp:"));
+    // Ready once the MI FIFO is there too (opensips-cli talks to it).
+    let _rsips = common::spawn_rsips(&dir, "rsips.cfg", |l| {
+        l.contains("listening on udp:") && fifo.exists()
+    });
     let peer = Peer::new();
     for cseq in 1..=2 {
         peer.send(

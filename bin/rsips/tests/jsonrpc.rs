@@ -23,7 +23,7 @@ loadmodule "proto_udp.so"
 loadmodule "sl.so"
 loadmodule "sipmsgops.so"
 loadmodule "jsonrpc.so"
-modparam("jsonrpc", "read_timeout", 300)
+modparam("jsonrpc", "read_timeout", 1000)
 
 route {
     $var(r) = NULL;
@@ -86,7 +86,7 @@ fn server(listener: TcpListener, seen: mpsc::Sender<serde_json::Value>) {
                     serde_json::json!({"jsonrpc": "2.0", "error": {"code": -32000, "message": "no"}, "id": id})
                 }
                 Some("slow") => {
-                    std::thread::sleep(Duration::from_millis(800));
+                    std::thread::sleep(Duration::from_millis(2500));
                     continue;
                 }
                 _ => continue,
@@ -108,9 +108,7 @@ fn requests_errors_timeouts_and_notifications() {
     let rpc = listener.local_addr().unwrap().port();
     let (tx, rx) = mpsc::channel();
     server(listener, tx);
-    let dir = std::env::temp_dir().join(format!("rsips-jsonrpc-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::test_dir("jsonrpc", &port.to_string());
     std::fs::write(
         dir.join("rsips.cfg"),
         CONFIG

@@ -12,9 +12,7 @@ use common::{Peer, header};
 fn sdp_and_contacts_mangled_on_the_way() {
     let port = common::free_port();
     let (caller, next) = (Peer::new(), Peer::new());
-    let dir = std::env::temp_dir().join(format!("rsips-mangler-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::test_dir("mangler", &port.to_string());
     let cfg = format!(
         r#"log_level=3
 stderror_enabled=yes

@@ -41,11 +41,12 @@ fn http(port: u16, method: &str, path: &str, form: &str) -> (u16, String) {
 
 fn start(post: bool) -> (common::Kill, u16, std::path::PathBuf) {
     let [port, http] = common::free_ports::<2>();
-    let dir = std::env::temp_dir().join(format!("rsips-mihtml-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::test_dir("mihtml", &port.to_string());
     std::fs::write(dir.join("rsips.cfg"), config(port, http, post)).unwrap();
-    let k = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("listening on udp:"));
+    // Ready once httpd listens too (it starts after the SIP sockets).
+    let k = common::spawn_rsips(&dir, "rsips.cfg", |l| {
+        l.contains("listening on udp:") && l.contains("MI listening on http://")
+    });
     (k, http, dir)
 }
 

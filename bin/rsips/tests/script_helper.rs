@@ -53,9 +53,7 @@ fn in_dialog(caller: &Peer, port: u16, method: &str, cseq: u32, route: Option<&s
 fn a_bare_main_route_runs_a_whole_call() {
     let port = common::free_port();
     let (caller, callee) = (Peer::new(), Peer::new());
-    let dir = std::env::temp_dir().join(format!("rsips-sh-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::test_dir("sh", &port.to_string());
     std::fs::write(
         dir.join("rsips.cfg"),
         CONFIG

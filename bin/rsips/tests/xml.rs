@@ -81,9 +81,7 @@ fn ask(peer: &Peer, port: u16, to: &str, n: u32, body: &str) -> String {
 #[test]
 fn documents_from_bodies_and_built_by_the_script() {
     let port = common::free_port();
-    let dir = std::env::temp_dir().join(format!("rsips-xml-{}-{port}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::test_dir("xml", &port.to_string());
     std::fs::write(
         dir.join("rsips.cfg"),
         CONFIG.replace("PORT", &port.to_string()),
