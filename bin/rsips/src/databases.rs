@@ -186,7 +186,9 @@ pub fn flush() {
     }
 }
 
-/// `db_virtual:get` (`db_get`): each set, its mode, and whether each database is usable.
+/// `db_virtual:get` (`db_get`): each set, its mode, and whether each database is usable;
+/// `db_virtual:set` (`db_set`): whether a database may be used (`ignore_retries` is taken and
+/// has nothing to do: rsips retries a failed database after `db_probe_time`).
 pub fn virtual_commands(mi: &mut Mi) {
     mi.add(Command::new("db_virtual:get", &["db_get"], &[&[]], |_| {
         let sets: Vec<serde_json::Value> = db::virtual_db::state()
@@ -196,8 +198,14 @@ pub fn virtual_commands(mi: &mut Mi) {
                 let dbs: Vec<serde_json::Value> = dbs
                     .into_iter()
                     .enumerate()
-                    .map(|(j, (url, up))| {
-                        json!({"index": j, "url": url, "flags": if up { "CAN_USE, MAY_USE" } else { "MAY_USE" }})
+                    .map(|(j, (url, up, allowed))| {
+                        let flags = match (up, allowed) {
+                            (true, true) => "CAN_USE, MAY_USE",
+                            (false, true) => "MAY_USE",
+                            (true, false) => "CAN_USE",
+                            (false, false) => "",
+                        };
+                        json!({"index": j, "url": url, "flags": flags})
                     })
                     .collect();
                 json!({"index": i, "name": name, "mode": mode, "DBs": dbs})
@@ -205,6 +213,31 @@ pub fn virtual_commands(mi: &mut Mi) {
             .collect();
         Ok(json!({ "SETS": sets }))
     }));
+    mi.add(Command::new(
+        "db_virtual:set",
+        &["db_set"],
+        &[
+            &["set_index", "db_url_index", "may_use_db_flag"],
+            &[
+                "set_index",
+                "db_url_index",
+                "may_use_db_flag",
+                "ignore_retries",
+            ],
+        ],
+        |p| {
+            let index = |name: &str| -> Result<usize, MiError> {
+                p.int(name)?
+                    .and_then(|v| usize::try_from(v).ok())
+                    .ok_or_else(|| MiError::new(400, "Bad parameter value"))
+            };
+            let (set, db) = (index("set_index")?, index("db_url_index")?);
+            let allowed = p.int("may_use_db_flag")?.unwrap_or(1) != 0;
+            db::virtual_db::set_allowed(set, db, allowed)
+                .map_err(|e| MiError::new(400, "Bad parameter value").with_data(e))?;
+            Ok(json!("OK"))
+        },
+    ));
 }
 
 /// `db_text:dump` (`dbt_dump`) and `db_text:reload` (`dbt_reload`).

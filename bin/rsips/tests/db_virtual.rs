@@ -1,6 +1,7 @@
 //! db_virtual end to end: sqlops writes through a FAILOVER set whose first database (a MySQL
 //! server that is not there) is down — the row lands in the second (SQLite), the request is
-//! answered, and MI `db_virtual:get` from opensips-cli shows the first one marked down. A set
+//! answered, and MI `db_virtual:get` from opensips-cli shows the first one marked down;
+//! `db_virtual:set` takes a database out of use and back. A set
 //! whose database's driver is not loaded stops the start.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
@@ -57,6 +58,22 @@ fn a_failover_set_writes_to_the_database_that_works() {
     assert_eq!(dbs[0]["flags"], "MAY_USE", "{out}");
     assert_eq!(dbs[1]["flags"], "CAN_USE, MAY_USE", "{out}");
     assert!(!out.contains("secret"), "{out}");
+    // The operator takes the SQLite database out of use: nothing is left to write to; let
+    // back in, it takes writes again.
+    let (ok, out) = common::opensips_cli(&fifo, &["db_virtual:set", "0", "1", "0"]);
+    assert!(ok, "{out}");
+    let r = common::options(&peer, port, "x", "dbv2");
+    assert!(
+        r.starts_with("SIP/2.0 200") && header(&r, "X-Stored").is_empty(),
+        "{r}"
+    );
+    let (ok, out) = common::opensips_cli(&fifo, &["db_virtual:set", "0", "1", "1"]);
+    assert!(ok, "{out}");
+    let r = common::options(&peer, port, "x", "dbv3");
+    assert_eq!(header(&r, "X-Stored"), ["yes"], "{r}");
+    assert_eq!(local.raw("SELECT v FROM t").unwrap().unwrap().len(), 2);
+    let (ok, out) = common::opensips_cli(&fifo, &["db_virtual:set", "0", "7", "1"]);
+    assert!(!ok && out.contains("400"), "{out}");
 
     // A real database whose driver is not loaded: the start stops, saying which.
     let err = common::refused_start(

@@ -36,6 +36,8 @@ struct Member {
     conn: Mutex<Option<Arc<dyn Connection>>>,
     /// When it last failed; `None`: usable.
     down_since: Mutex<Option<Instant>>,
+    /// `db_virtual:set … 0`: the operator took it out of use.
+    barred: std::sync::atomic::AtomicBool,
 }
 
 /// One set: its databases and how it uses them.
@@ -97,6 +99,7 @@ pub fn configure(lines: &[String], probe: Duration, options: &Options) -> Result
             url: line.to_owned(),
             conn: Mutex::default(),
             down_since: Mutex::default(),
+            barred: std::sync::atomic::AtomicBool::new(false),
         });
     }
     if let Some(empty) = sets.iter().find(|s| s.members.is_empty()) {
@@ -132,8 +135,8 @@ pub(crate) fn open(url: &str, name: &str) -> Result<Arc<dyn Connection>, DbError
 }
 
 /// A set as `db_virtual:get` shows it: its name, mode, and each database (URL without its
-/// password, usable).
-pub type SetState = (String, &'static str, Vec<(String, bool)>);
+/// password, usable, allowed).
+pub type SetState = (String, &'static str, Vec<(String, bool, bool)>);
 
 /// `db_virtual:get`: each set with its mode and each database's state.
 pub fn state() -> Vec<SetState> {
@@ -146,11 +149,34 @@ pub fn state() -> Vec<SetState> {
                 s.mode.name(),
                 s.members
                     .iter()
-                    .map(|m| (crate::redact(&m.url), m.usable(Duration::MAX)))
+                    .map(|m| {
+                        (
+                            crate::redact(&m.url),
+                            m.usable(Duration::MAX),
+                            !m.barred.load(Ordering::Relaxed),
+                        )
+                    })
                     .collect(),
             )
         })
         .collect()
+}
+
+/// `db_virtual:set`: whether database `db` of set `set` (indexes from 0, in `db_urls` order)
+/// may be used; a database allowed again is also tried at once (its failure forgotten).
+/// `Err`: there is no such set or database.
+pub fn set_allowed(set: usize, db: usize, allowed: bool) -> Result<(), String> {
+    let sets = SETS.read().unwrap_or_else(PoisonError::into_inner);
+    let s = sets.get(set).ok_or_else(|| format!("no set {set}"))?;
+    let m = s
+        .members
+        .get(db)
+        .ok_or_else(|| format!("no database {db} in set {}", s.name))?;
+    m.barred.store(!allowed, Ordering::Relaxed);
+    if allowed {
+        *m.down_since.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+    Ok(())
 }
 
 impl Member {
@@ -218,7 +244,9 @@ impl Virtual {
             Mode::Round => self.set.next.fetch_add(1, Ordering::Relaxed) % n,
             _ => 0,
         };
-        let rotated = (0..n).map(|i| &self.set.members[(start + i) % n]);
+        let rotated = (0..n)
+            .map(|i| &self.set.members[(start + i) % n])
+            .filter(|m| !m.barred.load(Ordering::Relaxed));
         let (mut ready, down): (Vec<&Member>, Vec<&Member>) =
             rotated.partition(|m| m.usable(self.set.probe));
         ready.extend(down);
@@ -365,7 +393,7 @@ mod tests {
             "the first database is down: the next one"
         );
         let st = state();
-        assert!(!st[0].2[0].1, "marked down");
+        assert!(!st[0].2[0].1 && st[0].2[0].2, "marked down, still allowed");
         assert!(st[0].2[0].0.contains("u:***@"), "passwords hidden");
         assert_eq!(fo.query("t", &["v"], &[]).unwrap().len(), 1);
         // Round robin: each write to the next database.
@@ -383,7 +411,15 @@ mod tests {
         assert_eq!(values(&d), ["p"]);
         // A mistake in the query is not the database's fault: nobody is marked down.
         assert!(par.query("nosuch", &["v"], &[]).is_err());
-        assert!(state()[2].2.iter().all(|(_, up)| *up));
+        assert!(state()[2].2.iter().all(|(_, up, _)| *up));
+        // An operator takes the first PARALLEL database out of use: writes reach the other.
+        set_allowed(2, 0, false).unwrap();
+        par.insert("t", &[("v", Value::Str("q".into()))]).unwrap();
+        assert!(!values(&c).contains(&"q".to_owned()));
+        assert!(values(&d).contains(&"q".to_owned()));
+        assert!(!state()[2].2[0].2);
+        set_allowed(2, 0, true).unwrap();
+        assert!(set_allowed(9, 0, true).is_err() && set_allowed(2, 9, true).is_err());
         // Unknown sets and bad definitions are refused.
         assert!(crate::connect("virtual://nosuch", &opts).is_err());
         for bad in [
