@@ -58,16 +58,7 @@ route {
 }
 "#;
 
-struct Memcached(std::process::Child);
-
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn memcached(port: u16) -> Memcached {
+fn memcached(port: u16) -> common::Kill {
     let child = common::installed("memcached", "-h", "apt-get install memcached")
         .args([
             "-l",
@@ -88,7 +79,7 @@ fn memcached(port: u16) -> Memcached {
         assert!(Instant::now() < deadline, "memcached did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Memcached(child)
+    common::Kill(child)
 }
 
 /// One text-protocol command to one server, its one-line reply (`None`: not reachable).

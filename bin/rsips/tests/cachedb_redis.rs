@@ -52,16 +52,7 @@ route {
 }
 "#;
 
-struct Redis(std::process::Child);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn redis(port: u16) -> Redis {
+fn redis(port: u16) -> common::Kill {
     let child = common::installed("redis-server", "--version", "apt-get install redis-server")
         .args([
             "--port",
@@ -82,7 +73,7 @@ fn redis(port: u16) -> Redis {
         assert!(Instant::now() < deadline, "redis-server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Redis(child)
+    common::Kill(child)
 }
 
 fn cli(port: u16, args: &[&str]) -> String {
