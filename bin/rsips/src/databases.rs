@@ -130,6 +130,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     rtpengine::start(script, &options)?;
     rtpproxy::start(script, &options)?;
     presence::start(script, &options)?;
+    pua::start(script, &options)?;
     topology_hiding::start(script)?;
     registrar::persist::start(script, &options)?;
     mid_registrar::start(script)?;
@@ -176,6 +177,7 @@ pub fn flush() {
     registrar::persist::flush();
     dialog::persist::flush(true);
     presence::flush();
+    pua::flush();
     acc::db::flush(std::time::Duration::from_secs(3));
     opentelemetry::flush();
     mqueue::stop();

@@ -281,6 +281,19 @@ impl presence::Sender for PresenceSender {
     }
 }
 
+/// Sends the PUBLISHes pua builds.
+struct PuaSender(Arc<Scripts>);
+
+impl pua::Sender for PuaSender {
+    fn send(&self, ctx: MsgCtx, done: pua::Done) -> Result<(), String> {
+        send_local(
+            &self.0,
+            ctx,
+            Box::new(move |reply| done(reply.code, reply.reply)),
+        )
+    }
+}
+
 /// Sends the REGISTERs uac_registrant builds.
 struct RegistrantSender(Arc<Scripts>);
 
@@ -674,6 +687,12 @@ impl Server {
             presence::serve(Box::new(PresenceSender(Arc::clone(&scripts))));
             processes.push("presence timer".to_owned());
             handles.push(every(Duration::from_secs(1), &stop, presence::tick));
+        }
+        // pua: PUBLISHes can go out; refreshes and the table writes on its timer.
+        if script.loads("pua") {
+            pua::serve(Box::new(PuaSender(Arc::clone(&scripts))));
+            processes.push("pua timer".to_owned());
+            handles.push(every(Duration::from_secs(1), &stop, pua::tick));
         }
         // uac_registrant: the registrations start now, each checked every second.
         if script.loads("uac_registrant") {

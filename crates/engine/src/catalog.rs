@@ -221,6 +221,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
     ("pike", &[]),
     ("presence", &["handle_publish", "handle_subscribe"]),
     ("presence_dialoginfo", &[]),
+    ("presence_mwi", &[]),
     ("presence_xml", &[]),
     ("prometheus", &[]),
     ("proto_bin", &[]),
@@ -234,7 +235,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
     ("proto_ws", &[]),
     ("proto_wss", &[]),
     ("pua", &[]),
-    ("pua_dialoginfo", &[]),
+    ("pua_dialoginfo", &["dialoginfo_set"]),
     ("qrouting", &[]),
     (
         "ratelimit",

@@ -2,9 +2,85 @@
 //! it is answered, when its lifetime is up, when it has ended (the table runs them once
 //! unlocked, [`crate::table::run_route`]); the `E_DLG_STATE_CHANGED` event.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
 use engine::{FnCtx, Value};
 
 use crate::table::{self, dialogs};
+
+/// What a module watching a dialog ([`watch`]) sees of a change of its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub id: u64,
+    pub old: u8,
+    pub state: u8,
+    pub callid: String,
+    pub caller_tag: String,
+    pub callee_tag: String,
+    /// Its lifetime in seconds once confirmed.
+    pub lifetime: u32,
+}
+
+/// A module's watch on one dialog. It runs with the dialog table locked: it must not look
+/// the dialog up again (queue the work instead).
+pub type Watch = Box<dyn Fn(&Seen) + Send>;
+
+static WATCHES: Mutex<Option<HashMap<u64, Vec<Watch>>>> = Mutex::new(None);
+
+/// Runs `w` on every change of dialog `id`'s state from now on, until it is deleted (the
+/// last change it sees); false when there is no such live dialog.
+pub fn watch(id: u64, w: Watch) -> bool {
+    if !crate::is_live(id) {
+        return false;
+    }
+    WATCHES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_or_insert_with(HashMap::new)
+        .entry(id)
+        .or_default()
+        .push(w);
+    true
+}
+
+/// Forgets the watches of a dialog that leaves the table without being deleted first.
+pub(crate) fn unwatch(id: u64) {
+    if let Some(m) = WATCHES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_mut()
+    {
+        m.remove(&id);
+    }
+}
+
+fn run_watches(d: &table::Dialog, old: u8) {
+    let mut guard = WATCHES.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(m) = guard.as_mut() else { return };
+    if d.state == table::DELETED {
+        // The last change: the watches go with it.
+        let Some(list) = m.remove(&d.id) else { return };
+        drop(guard);
+        let seen = seen_of(d, old);
+        list.iter().for_each(|w| w(&seen));
+    } else if let Some(list) = m.get(&d.id) {
+        let seen = seen_of(d, old);
+        list.iter().for_each(|w| w(&seen));
+    }
+}
+
+fn seen_of(d: &table::Dialog, old: u8) -> Seen {
+    Seen {
+        id: d.id,
+        old,
+        state: d.state,
+        callid: d.callid.clone(),
+        caller_tag: d.caller.tag.clone(),
+        callee_tag: d.callee.tag.clone(),
+        lifetime: d.lifetime,
+    }
+}
 
 /// Arms (or with no route, disarms) one of the dialog's event routes; -1 without a dialog.
 fn on_event(
@@ -50,6 +126,9 @@ pub const STATE_CHANGED: &str = "E_DLG_STATE_CHANGED";
 /// is the `did`, `db_id` the numeric id of the `dlg_id` column); nothing when nobody listens.
 /// The event goes to the server's event thread, so the table may be locked.
 pub fn state_changed(d: &table::Dialog, old: u8) {
+    if old != d.state {
+        run_watches(d, old);
+    }
     if old == d.state || !engine::hooks::event_wanted(STATE_CHANGED) {
         return;
     }

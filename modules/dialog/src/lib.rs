@@ -11,7 +11,7 @@
 
 pub mod cluster;
 pub mod end;
-mod events;
+pub mod events;
 mod flags;
 mod hooks;
 mod lookup;

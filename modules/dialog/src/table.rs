@@ -683,6 +683,7 @@ impl Dialogs {
 
     /// Removes a dialog at once.
     pub fn remove(&mut self, id: u64) -> Option<Dialog> {
+        crate::events::unwatch(id);
         self.leave_profiles(id);
         self.dirty.remove(&id);
         self.repl_dirty.remove(&id);

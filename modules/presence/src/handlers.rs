@@ -5,9 +5,8 @@ use engine::{FnCtx, Value};
 use sip::HeaderName;
 
 use crate::notify::{self, Notice};
-use crate::pidf;
 use crate::state::{DbFlag, PresKey, Publication, State, Status, Sub};
-use crate::{Config, EventDef, config, now, state, v};
+use crate::{BodyKind, Config, EventDef, config, dialoginfo, now, pidf, state, v};
 
 /// `sip:user@domain`, or `sip:domain` without a user.
 pub(crate) fn uri_of(user: &str, domain: &str) -> String {
@@ -149,18 +148,48 @@ fn notice(
     let state_text = notify::subscription_state(s, now, cfg.expires_offset);
     let ev = cfg.event(&s.event);
     let body = if s.status == Status::Active && s.reason.is_empty() {
-        match ev {
-            Some(e) if e.winfo => Some((
-                e.content_type,
-                winfo_body(st, &s.pres_uri, s.version, partial_winfo),
-            )),
-            Some(e) => {
+        ev.and_then(|e| {
+            let key = || {
                 let (u, d) = user_domain(&s.pres_uri);
-                presence_body(cfg, st, &(u, d, s.event.clone()), offline)
-                    .map(|b| (e.content_type, b))
-            }
-            None => None,
-        }
+                (u, d, e.name.to_owned())
+            };
+            let text = match e.body {
+                BodyKind::Winfo => Some(winfo_body(st, &s.pres_uri, s.version, partial_winfo)),
+                BodyKind::Pidf => presence_body(cfg, st, &key(), offline),
+                BodyKind::DialogInfo => {
+                    // A publication that ends shows its last document once more (the
+                    // PUBLISH that ends it may carry one: a terminated dialog).
+                    let list = st.presentities.get(&key());
+                    let mut bodies: Vec<&str> = list
+                        .into_iter()
+                        .flatten()
+                        .map(|p| match offline {
+                            Some((etag, body)) if etag == p.etag => body,
+                            _ => p.body.as_str(),
+                        })
+                        .collect();
+                    if let Some((etag, body)) = offline
+                        && !list.into_iter().flatten().any(|p| p.etag == etag)
+                    {
+                        bodies.push(body);
+                    }
+                    Some(dialoginfo::aggregate(
+                        &s.pres_uri,
+                        s.version,
+                        &bodies,
+                        cfg.single_dialog,
+                    ))
+                }
+                // The newest publication (the list keeps them in the order they came).
+                BodyKind::Newest => st
+                    .presentities
+                    .get(&key())
+                    .and_then(|l| l.iter().max_by_key(|p| p.received))
+                    .map(|p| p.body.clone())
+                    .filter(|b| !b.is_empty()),
+            };
+            text.map(|b| (e.content_type, b))
+        })
     } else {
         None
     };
@@ -252,7 +281,7 @@ pub fn handle_publish(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         reply(f, 400, "Bad request", Vec::new());
         return -1;
     }
-    if !body.is_empty() && !pidf::is_xml(&body) {
+    if !body.is_empty() && ev.xml() && !pidf::is_xml(&body) {
         reply(f, 415, "Unsupported media type", Vec::new());
         return -1;
     }
@@ -283,15 +312,9 @@ pub fn handle_publish(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                 etag_count: 0,
                 db_etag: None,
             };
-            reply(
-                f,
-                200,
-                "OK",
-                vec![
-                    format!("Expires: {}", shown(expires)),
-                    format!("SIP-ETag: {}", p.etag),
-                ],
-            );
+            // The publication is kept before the reply leaves: the publisher's next PUBLISH
+            // (with this entity tag) may come at once, to another worker.
+            let etag = p.etag.clone();
             raise_publish(&key, i64::from(expires), "", &p);
             if let Some(st) = state().as_mut() {
                 let list = st.presentities.entry(key.clone()).or_default();
@@ -300,6 +323,15 @@ pub fn handle_publish(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                     cfg.tables.store_publication(&key, p);
                 }
             }
+            reply(
+                f,
+                200,
+                "OK",
+                vec![
+                    format!("Expires: {}", shown(expires)),
+                    format!("SIP-ETag: {etag}"),
+                ],
+            );
             notify_watchers(cfg, &pres_uri, &ev, None, Some(&sender));
         }
         Some(old) => {
@@ -328,7 +360,7 @@ pub fn handle_publish(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                     vec!["Expires: 0".to_owned(), format!("SIP-ETag: {old}")],
                 );
                 let gone_body = if body.is_empty() {
-                    ending(cfg, &p.body)
+                    ending(cfg, &ev, &p.body)
                 } else {
                     Some(body.clone())
                 };
@@ -382,9 +414,10 @@ pub fn handle_publish(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     1
 }
 
-/// What a publication reads as once it ends: closed, when presence_xml makes such bodies.
-fn ending(cfg: &Config, body: &str) -> Option<String> {
-    if cfg.generate_offline_body {
+/// What a publication of `ev` reads as once it ends: closed, when presence_xml makes such
+/// bodies (the other events' watchers get what is left).
+fn ending(cfg: &Config, ev: &EventDef, body: &str) -> Option<String> {
+    if cfg.generate_offline_body && ev.body == BodyKind::Pidf {
         pidf::offline(body)
     } else {
         None
@@ -630,7 +663,7 @@ pub fn handle_subscribe(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             s
         }
     };
-    let code = if sub.status == Status::Pending && !ev.winfo {
+    let code = if sub.status == Status::Pending && !ev.winfo() {
         202
     } else {
         200
@@ -648,7 +681,7 @@ pub fn handle_subscribe(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     );
     // The watchers of this presentity's watcher list hear of the change, then the subscriber
     // gets the state.
-    if !ev.winfo {
+    if !ev.winfo() {
         notify_winfo(cfg, &sub);
     }
     let notices = {
@@ -746,7 +779,7 @@ pub(crate) fn clean_publications(cfg: &Config) {
             continue;
         };
         let uri = uri_of(&key.0, &key.1);
-        match ending(cfg, &p.body) {
+        match ending(cfg, &ev, &p.body) {
             Some(b) => notify_watchers(cfg, &uri, &ev, Some((&p.etag, &b)), None),
             None => notify_watchers(cfg, &uri, &ev, None, None),
         }

@@ -17,6 +17,7 @@
 //! server over HTTP is not supported), see [`rules`].
 #![forbid(unsafe_code)]
 
+pub mod dialoginfo;
 mod handlers;
 mod notify;
 pub mod pidf;
@@ -91,6 +92,18 @@ pub static PRESENCE_XML: ModuleSpec = ModuleSpec {
     ],
 };
 
+pub static PRESENCE_DIALOGINFO: ModuleSpec = ModuleSpec {
+    name: "presence_dialoginfo",
+    functions: &[],
+    params: &[("force_single_dialog", ParamType::Int)],
+};
+
+pub static PRESENCE_MWI: ModuleSpec = ModuleSpec {
+    name: "presence_mwi",
+    functions: &[],
+    params: &[],
+};
+
 pub static XCAP: ModuleSpec = ModuleSpec {
     name: "xcap",
     functions: &[],
@@ -101,29 +114,70 @@ pub static XCAP: ModuleSpec = ModuleSpec {
     ],
 };
 
-/// An event package a module handles (presence_xml's).
+/// How an event's NOTIFY body is made from the presentity's publications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// presence_xml: the PIDF documents aggregated ([`pidf::aggregate`]).
+    Pidf,
+    /// `presence.winfo`: watcher information about the `presence` event.
+    Winfo,
+    /// presence_dialoginfo: the dialog-info documents merged ([`dialoginfo::aggregate`]),
+    /// an empty document when there are none.
+    DialogInfo,
+    /// presence_mwi: the newest publication's body as it is.
+    Newest,
+}
+
+/// An event package a module handles (presence_xml's, presence_dialoginfo's,
+/// presence_mwi's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventDef {
     pub name: &'static str,
     pub content_type: &'static str,
-    /// `presence.winfo`: watcher information about another event.
-    pub winfo: bool,
+    pub body: BodyKind,
     /// New watchers need authorization.
     pub req_auth: bool,
 }
+
+impl EventDef {
+    fn winfo(&self) -> bool {
+        self.body == BodyKind::Winfo
+    }
+
+    /// Whether a PUBLISH body must be XML (a 415 otherwise).
+    fn xml(&self) -> bool {
+        matches!(self.body, BodyKind::Pidf | BodyKind::DialogInfo)
+    }
+}
+
+/// presence_dialoginfo's event (RFC 4235): anyone may watch, as in OpenSIPS.
+const DIALOG_EVENT: EventDef = EventDef {
+    name: "dialog",
+    content_type: "application/dialog-info+xml",
+    body: BodyKind::DialogInfo,
+    req_auth: false,
+};
+
+/// presence_mwi's event (RFC 3842).
+const MWI_EVENT: EventDef = EventDef {
+    name: "message-summary",
+    content_type: "application/simple-message-summary",
+    body: BodyKind::Newest,
+    req_auth: false,
+};
 
 /// presence_xml's events, newest registration first (the order of `Allow-Events`).
 const XML_EVENTS: [EventDef; 2] = [
     EventDef {
         name: "presence.winfo",
         content_type: "application/watcherinfo+xml",
-        winfo: true,
+        body: BodyKind::Winfo,
         req_auth: false,
     },
     EventDef {
         name: "presence",
         content_type: "application/pidf+xml",
-        winfo: false,
+        body: BodyKind::Pidf,
         req_auth: true,
     },
 ];
@@ -175,6 +229,8 @@ struct Config {
     db_update_period: i64,
     force_active: bool,
     generate_offline_body: bool,
+    /// presence_dialoginfo's `force_single_dialog`.
+    single_dialog: bool,
     events: Vec<EventDef>,
     started: i64,
     etags: AtomicU64,
@@ -227,9 +283,34 @@ impl Config {
     }
 }
 
+/// The events the loaded modules register, newest registration first (presence_xml's,
+/// presence_mwi's, presence_dialoginfo's, in the order of their `loadmodule` lines).
+fn events(script: &Script) -> Vec<EventDef> {
+    let mut modules: Vec<(usize, &[EventDef])> = Vec::new();
+    for (module, events) in [
+        ("presence_xml", &XML_EVENTS[..]),
+        ("presence_mwi", &[MWI_EVENT][..]),
+        ("presence_dialoginfo", &[DIALOG_EVENT][..]),
+    ] {
+        if let Some(at) = script.load_position(module) {
+            modules.push((at, events));
+        }
+    }
+    modules.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    modules
+        .into_iter()
+        .flat_map(|(_, e)| e.iter().copied())
+        .collect()
+}
+
 /// Reads the parameters and the tables when the script loads presence.
 pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     if !script.loads("presence") {
+        for m in ["presence_xml", "presence_dialoginfo", "presence_mwi"] {
+            if script.loads(m) {
+                return Err(format!("{m} needs the presence module"));
+            }
+        }
         return Ok(());
     }
     let int = |m: &str, n: &str, d: i64| script.modparam_int(m, n).unwrap_or(d);
@@ -319,11 +400,8 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
         force_active,
         xcap,
         generate_offline_body: int("presence_xml", "generate_offline_body", 1) != 0,
-        events: if script.loads("presence_xml") {
-            XML_EVENTS.to_vec()
-        } else {
-            Vec::new()
-        },
+        single_dialog: int("presence_dialoginfo", "force_single_dialog", 0) != 0,
+        events: events(script),
         started: now,
         etags: AtomicU64::new(0),
         last_clean: AtomicU64::new(0),
@@ -397,6 +475,8 @@ fn event_code(name: &str) -> i64 {
     match name {
         "presence" => 1,
         "presence.winfo" => 2,
+        "dialog" => 5,
+        "message-summary" => 6,
         _ => 0,
     }
 }

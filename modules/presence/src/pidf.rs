@@ -13,13 +13,13 @@ pub fn is_xml(body: &str) -> bool {
     Document::parse(body).is_ok()
 }
 
-fn text_of<'a>(doc_text: &'a str, n: Node<'_, '_>) -> &'a str {
+pub(crate) fn text_of<'a>(doc_text: &'a str, n: Node<'_, '_>) -> &'a str {
     doc_text.get(n.range()).unwrap_or("")
 }
 
 /// The namespace declarations written on an element (`xmlns` and `xmlns:p`), as
 /// `(prefix, uri)`, so that copied elements keep the prefixes they use.
-fn declarations(doc_text: &str, el: Node<'_, '_>) -> Vec<(String, String)> {
+pub(crate) fn declarations(doc_text: &str, el: Node<'_, '_>) -> Vec<(String, String)> {
     // roxmltree resolves namespaces but does not say where they were declared; read the
     // start tag's own attributes from the text.
     let text = text_of(doc_text, el);
@@ -228,7 +228,7 @@ pub fn watcherinfo(resource: &str, version: u32, full: bool, watchers: &[Watcher
     out
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -893,6 +893,11 @@ impl Script {
         self.loaded.iter().any(|m| m == module)
     }
 
+    /// Where `module`'s `loadmodule` line comes among the script's (0 first), if it has one.
+    pub fn load_position(&self, module: &str) -> Option<usize> {
+        self.loaded.iter().position(|m| m == module)
+    }
+
     /// The `modparam`s addressed to `module` (by name or a `a|b` pattern naming it), in order.
     pub fn modparams<'s>(
         &'s self,
