@@ -22,6 +22,7 @@ pub const MODULE_AVPS: &[(&str, &[&str])] = &[
             "___dr_gw_id__",
             "___dr_gw_att__",
             "___dr_cr_att__",
+            "___dr_cur_gw__",
         ],
     ),
 ];
@@ -150,6 +151,9 @@ pub const MODULES: &[(&str, &[&str])] = &[
         "drouting",
         &[
             "do_routing",
+            "dr_disable",
+            "dr_is_gw",
+            "dr_match",
             "goes_to_gw",
             "is_from_gw",
             "route_to_carrier",

@@ -94,6 +94,37 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             routes: ROUTING,
             run: goes_to_gw,
         },
+        FnSpec {
+            name: "dr_is_gw",
+            params: &[
+                (Param::Str, false),
+                (Param::Int, true),
+                (Param::Str, true),
+                (Param::Var, true),
+                (Param::Var, true),
+                (Param::Str, true),
+            ],
+            routes: Routes::ALL,
+            run: dr_is_gw,
+        },
+        FnSpec {
+            name: "dr_disable",
+            params: &[(Param::Str, true)],
+            routes: ROUTING,
+            run: dr_disable,
+        },
+        FnSpec {
+            name: "dr_match",
+            params: &[
+                (Param::Int, false),
+                (Param::Str, true),
+                (Param::Str, false),
+                (Param::Var, true),
+                (Param::Str, true),
+            ],
+            routes: ROUTING,
+            run: dr_match,
+        },
     ],
     params: &[
         ("db_url", Str),
@@ -126,6 +157,9 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         ("extra_prefix_chars", Str),
     ],
 };
+
+/// The AVP with the id of the gateway the request goes to now (`dr_disable`'s).
+pub const CURRENT_GW_AVP: &str = "___dr_cur_gw__";
 
 /// The AVPs the failover list lives in (internal names, as OpenSIPS' defaults).
 pub const AVPS: [&str; 5] = [
@@ -300,6 +334,10 @@ fn apply(
 ) -> bool {
     if !f.msg.set_ruri(ruri) {
         return false;
+    }
+    if let Some(s) = stack(f, CURRENT_GW_AVP) {
+        s.clear();
+        s.push(Value::from(pick.gw.id.clone()));
     }
     if let Some(s) = &pick.gw.socket {
         f.msg.send_socket = Some(s.clone());
@@ -560,10 +598,19 @@ fn find_gw(
         .cloned()
 }
 
-fn gw_check(f: &mut FnCtx<'_>, args: &[Value], ip: std::net::IpAddr, port: u16) -> i64 {
+/// Whether `ip`:`port` is a gateway; `args` are `[type][, flags][, $gw_attrs]` from their
+/// first position on (`dr_is_gw` has the URI before them).
+fn gw_check(
+    f: &mut FnCtx<'_>,
+    all: &[Value],
+    first: usize,
+    ip: std::net::IpAddr,
+    port: u16,
+) -> i64 {
     let Some(r) = router() else {
         return -1;
     };
+    let args = all.get(first..).unwrap_or(&[]);
     let gw_type = args.first().and_then(Value::as_int).unwrap_or(-1);
     let flags = text_arg(args, 1).unwrap_or_default();
     let Some(g) = find_gw(&r.data(), ip, port, gw_type, flags.contains('n')) else {
@@ -587,7 +634,7 @@ fn gw_check(f: &mut FnCtx<'_>, args: &[Value], ip: std::net::IpAddr, port: u16) 
             .unwrap_or_default();
         let _ = f.msg.set_ruri_user(&format!("{}{user}", g.pri_prefix));
     }
-    f.set_output(2, Value::from(g.attrs.unwrap_or_default()));
+    f.set_output(first + 2, Value::from(g.attrs.unwrap_or_default()));
     1
 }
 
@@ -597,7 +644,7 @@ pub fn is_from_gw(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some(src) = f.msg.receipt.as_ref().map(|r| r.source) else {
         return -1;
     };
-    gw_check(f, args, src.ip(), src.port())
+    gw_check(f, args, 0, src.ip(), src.port())
 }
 
 /// `goes_to_gw(…)`: whether the request's destination (`$du`, else the R-URI) is a gateway.
@@ -608,11 +655,77 @@ pub fn goes_to_gw(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         .clone()
         .or_else(|| f.msg.ruri().map(str::to_owned))
         .unwrap_or_default();
-    let Some((ip, port)) = sip::Uri::parse(&dest)
+    uri_check(f, args, 0, &dest)
+}
+
+/// Whether the host and port of `uri` (an IP address) are a gateway's.
+fn uri_check(f: &mut FnCtx<'_>, args: &[Value], first: usize, uri: &str) -> i64 {
+    let Some((ip, port)) = sip::Uri::parse(uri)
         .ok()
         .and_then(|u| Some((u.host()?.ip()?, u.port().unwrap_or(0))))
     else {
         return -1;
     };
-    gw_check(f, args, ip, port)
+    gw_check(f, args, first, ip, port)
+}
+
+/// `dr_is_gw(uri[, type][, flags][, $gw_attrs][, $carrier_attrs][, partition])`: whether
+/// the URI's address is a gateway's.
+pub fn dr_is_gw(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let Some(uri) = text_arg(args, 0) else {
+        return -1;
+    };
+    uri_check(f, args, 1, &uri)
+}
+
+/// `dr_disable([partition])`: the gateway the request was last sent to by drouting is
+/// disabled (in failure_route, after it failed), as MI `dr_gw_status` would; -1 when the
+/// request did not go to one.
+pub fn dr_disable(f: &mut FnCtx<'_>, _args: &[Value]) -> i64 {
+    let Some(r) = router() else {
+        return -1;
+    };
+    let Some(id) = stack(f, CURRENT_GW_AVP)
+        .and_then(|s| s.last().cloned())
+        .map(|v| v.to_text().into_owned())
+        .filter(|id| !id.is_empty())
+    else {
+        return -1;
+    };
+    r.update(|d| match d.gateways.iter_mut().find(|g| g.id == id) {
+        Some(g) if !g.disabled => {
+            g.disabled = true;
+            log::info!("drouting: gateway {id} disabled by the script (dr_disable)");
+            true
+        }
+        _ => false,
+    });
+    1
+}
+
+/// `dr_match(group, [flags], number[, $rule_attrs][, partition])`: whether a rule of
+/// `group` routes `number` now (flags `L` strict length, `F` fallback to shorter
+/// prefixes); its attributes go to the variable.
+pub fn dr_match(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let (Some(r), Some(group)) = (router(), args.first().and_then(Value::as_int)) else {
+        return -1;
+    };
+    let flags = text_arg(args, 1).unwrap_or_default();
+    let number = text_arg(args, 2).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let data = r.data();
+    let rules = data.rules_for(
+        group,
+        &number,
+        now,
+        flags.contains('F'),
+        flags.contains('L'),
+    );
+    let Some(rule) = rules.first() else {
+        return -1;
+    };
+    f.set_output(3, Value::from(rule.attrs.clone().unwrap_or_default()));
+    1
 }

@@ -257,3 +257,50 @@ fn route_to_gw_and_route_to_carrier_walk_their_lists() {
         "none"
     );
 }
+
+/// `dr_is_gw(uri)` recognises a gateway's address in any URI; `dr_match` tells whether a
+/// group's rules route a number (its attributes out); `dr_disable` switches off the gateway
+/// the request went to last (`do_routing` or `use_next_gw`), so the next routing skips it.
+#[test]
+fn dr_is_gw_dr_match_and_dr_disable() {
+    let _serial = serial();
+    let s = setup(
+        "route {\n\
+         if (dr_is_gw(\"sip:x@10.0.0.3:5070\", 1, , $var(a))) xlog(\"gw3 [$var(a)]\");\n\
+         if (!dr_is_gw(\"sip:x@10.0.0.3:5071\")) xlog(\"not on 5071\");\n\
+         if (!dr_is_gw(\"sip:x@gw.example.com\")) xlog(\"not a name\");\n\
+         if (dr_match(1, , \"40215\", $var(r))) xlog(\"match [$var(r)]\");\n\
+         if (!dr_match(1, \"L\", \"40215\")) xlog(\"no exact\");\n\
+         if (!dr_match(3, , \"40215\")) xlog(\"no group 3\");\n\
+         if (!dr_disable()) xlog(\"nothing to disable\");\n}",
+    );
+    assert_eq!(
+        run(&s, "1", "alice@example.com", "192.0.2.9:5060"),
+        "gw3 []|not on 5071|not a name|match [rule 4021]|no exact|no group 3|nothing to disable"
+    );
+    // 4021 goes to gw1 then gw2; gw2 is disabled after use_next_gw moved to it.
+    let disable = setup(
+        "route {\n\
+         if (!do_routing(1)) { xlog(\"none\"); exit; }\n\
+         xlog(\"$ru\");\n\
+         if (use_next_gw()) { xlog(\"$ru\"); dr_disable(); }\n}",
+    );
+    assert_eq!(
+        run(&disable, "4021", "alice@example.com", "192.0.2.9:5060"),
+        "sip:0021@10.0.0.1:5060;user=phone|sip:4021@10.0.0.2;user=phone"
+    );
+    assert_eq!(
+        run(&disable, "4021", "alice@example.com", "192.0.2.9:5060"),
+        "sip:0021@10.0.0.1:5060;user=phone",
+        "gw2 is off now"
+    );
+    let mut mi = ::mi::Mi::new();
+    drouting::mi::commands(&mut mi);
+    let req = json!({"jsonrpc": "2.0", "id": 1, "method": "dr_gw_status", "params": ["gw2"]});
+    let out: serde_json::Value =
+        serde_json::from_str(&mi.handle(req.to_string().as_bytes()).unwrap()).unwrap();
+    assert_eq!(out["result"]["State"], "Disabled MI", "{out}");
+    // Back on for the other tests.
+    let req = json!({"jsonrpc": "2.0", "id": 2, "method": "dr_gw_status", "params": ["gw2", "1"]});
+    mi.handle(req.to_string().as_bytes()).unwrap();
+}

@@ -26,7 +26,8 @@ pub static MODULE: ModuleSpec = ModuleSpec {
     functions: &[FnSpec {
         name: "rtp_relay_engage",
         params: &[(Param::CheckedStr(&ENGINE), false), (Param::Int, true)],
-        routes: Routes::REQUEST,
+        // As OpenSIPS: a branch route engages the relay for that branch only.
+        routes: Routes::REQUEST.or(Routes::FAILURE).or(Routes::BRANCH),
         run: rtp_relay_engage,
     }],
     params: &[],
