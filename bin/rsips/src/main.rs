@@ -72,6 +72,7 @@ fn available() -> engine::Available {
             &presence::PRESENCE_MWI,
             &pua::PUA,
             &pua::dialoginfo::MODULE,
+            &pua::usrloc::MODULE,
             &presence::XCAP,
             &topology_hiding::MODULE,
             &rest_client::MODULE,

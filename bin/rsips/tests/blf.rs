@@ -465,3 +465,143 @@ fn pua_dialoginfo_needs_pua_and_dialog() {
         "{out}"
     );
 }
+
+const UL_CONFIG: &str = r#"
+socket=udp:127.0.0.1:PORT
+alias=example.com
+stderror_enabled=yes
+log_level=3
+loadmodule "proto_udp.so"
+loadmodule "signaling.so"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "sipmsgops.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "db_text.so"
+loadmodule "xcap.so"
+loadmodule "presence.so"
+loadmodule "presence_xml.so"
+loadmodule "pua.so"
+loadmodule "pua_usrloc.so"
+modparam("xcap|presence|pua", "db_url", "text://DB")
+modparam("presence_xml", "force_active", 1)
+modparam("pua_usrloc", "presence_server", "sip:127.0.0.1:PORT")
+
+route {
+    if (has_totag()) {
+        if (is_method("SUBSCRIBE"))
+            route(presence);
+        exit;
+    }
+    if (is_method("PUBLISH|SUBSCRIBE"))
+        route(presence);
+    if (is_method("REGISTER")) {
+        if ($fU != "bob")
+            pua_set_publish();
+        save("location");
+        exit;
+    }
+    send_reply(404, "Not here");
+}
+
+route[presence] {
+    if (!t_newtran()) {
+        sl_reply_error();
+        exit;
+    }
+    if (is_method("PUBLISH"))
+        handle_publish();
+    else
+        handle_subscribe();
+    exit;
+}
+"#;
+
+fn register(p: &Peer, port: u16, user: &str, cseq: u32, expires: u32) -> String {
+    p.send(
+        port,
+        &format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-reg-{user}-{cseq}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{user}@example.com>;tag=r-{user}\r\nTo: <sip:{user}@example.com>\r\n\
+             Call-ID: reg-{user}@test\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{user}@127.0.0.1:{lp}>\r\n\
+             Expires: {expires}\r\nContent-Length: 0\r\n\r\n",
+            lp = p.port
+        ),
+    );
+    p.recv("the REGISTER reply")
+}
+
+/// The `<basic>` of a NOTIFY's PIDF document; "none" without a body.
+fn basic(n: &str) -> String {
+    let text = body(n);
+    if text.is_empty() {
+        return "none".into();
+    }
+    assert_eq!(header(n, "Content-Type"), ["application/pidf+xml"], "{n}");
+    let doc = Document::parse(text).unwrap_or_else(|e| panic!("{e}: {n}"));
+    doc.descendants()
+        .find(|x| x.has_tag_name("basic"))
+        .and_then(|b| b.text())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// pua_usrloc: a REGISTER marked with `pua_set_publish()` publishes the user open while the
+/// contact lasts and closed once it is removed; an unmarked one publishes nothing.
+#[test]
+fn registrations_publish_presence() {
+    let dir = common::test_dir("blf", "usrloc");
+    let db = dir.join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    for (name, text) in TABLES {
+        let text = if name == "version" {
+            format!("{text}xcap:4\n")
+        } else {
+            text.to_owned()
+        };
+        std::fs::write(db.join(name), text).unwrap();
+    }
+    std::fs::write(
+        db.join("xcap"),
+        "id(int,auto) username(string) domain(string) doc(blob) doc_type(int) etag(string) \
+         source(int) doc_uri(string) port(int)\n",
+    )
+    .unwrap();
+    let port = common::free_port();
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        UL_CONFIG
+            .replace("PORT", &port.to_string())
+            .replace("DB", &db.display().to_string()),
+    )
+    .unwrap();
+    let mut rsips = start(&dir);
+    let log = || std::fs::read_to_string(dir.join("rsips.log")).unwrap_or_default();
+    let (w, alice, bob) = (Peer::new(), Peer::new(), Peer::new());
+
+    for (who, call) in [("alice", "sub-alice"), ("bob", "sub-bob")] {
+        let r = subscribe(&w, port, who, "presence", call);
+        assert!(r.starts_with("SIP/2.0 200"), "{r}\n{}", log());
+        assert_eq!(basic(&notify(&w, port, &log)), "none");
+    }
+    let r = register(&alice, port, "alice", 1, 600);
+    assert!(r.starts_with("SIP/2.0 200"), "{r}\n{}", log());
+    let n = notify(&w, port, &log);
+    assert!(n.contains("Call-ID: sub-alice"), "{n}");
+    assert_eq!(basic(&n), "open", "{n}");
+    // A refresh changes nothing the watcher sees (pua refreshes without a body).
+    let r = register(&alice, port, "alice", 2, 600);
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    assert_eq!(w.quiet(Duration::from_millis(500)), None);
+    // bob's REGISTER is not marked: no publication.
+    let r = register(&bob, port, "bob", 1, 600);
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    assert_eq!(w.quiet(Duration::from_millis(500)), None);
+    // alice unregisters: closed, then no publication at all.
+    let r = register(&alice, port, "alice", 3, 0);
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    let states: Vec<String> = (0..2).map(|_| basic(&notify(&w, port, &log))).collect();
+    assert_eq!(states, ["closed", "none"], "{}", log());
+    rsips.terminate(log);
+}

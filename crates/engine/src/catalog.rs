@@ -240,6 +240,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
     ("proto_wss", &[]),
     ("pua", &[]),
     ("pua_dialoginfo", &["dialoginfo_set"]),
+    ("pua_usrloc", &["pua_set_publish"]),
     ("qrouting", &[]),
     (
         "ratelimit",

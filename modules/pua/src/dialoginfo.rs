@@ -6,16 +6,15 @@
 //! `caller_confirmed`), `confirmed` when answered (for the dialog's lifetime) and
 //! `terminated` (an end of the publication) when it fails or ends.
 //!
-//! The dialog's changes reach a thread of this module through a queue: the dialog module
-//! reports them with its table locked, and a PUBLISH runs the script's `local_route`.
+//! The dialog's changes reach pua's thread through a queue: the dialog module reports them
+//! with its table locked, and a PUBLISH runs the script's `local_route`.
 //!
 //! Differences from OpenSIPS: one dialog element per call, whatever the forking (OpenSIPS
 //! publishes each ringing branch with an id of its own), so `dialoginfo_set_branch_callee`
 //! and `dialoginfo_mute_branch` are not offered; a re-INVITE does not republish (pua
 //! refreshes the publication anyway), so `nopublish_flag` is read and has no use.
 
-use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::OnceLock;
 
 use engine::{FnCtx, FnSpec, ModuleSpec, Param, ParamType, Routes, Script, Value};
 
@@ -99,8 +98,6 @@ struct Job {
     expires: i64,
 }
 
-static QUEUE: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-
 /// Reads the parameters; the presence server, for the publications pua restores.
 pub(crate) fn start(script: &Script) -> Result<Option<String>, String> {
     if !script.loads("pua_dialoginfo") {
@@ -150,31 +147,8 @@ pub(crate) fn start(script: &Script) -> Result<Option<String>, String> {
     Ok(presence_server)
 }
 
-/// Starts the thread that publishes the calls' states.
-pub(crate) fn serve() {
-    if CONFIG.get().is_none() || QUEUE.get().is_some() {
-        return;
-    }
-    let (tx, rx) = mpsc::channel::<Job>();
-    let started = std::thread::Builder::new()
-        .name("pua_dialoginfo".into())
-        .spawn(move || {
-            while let Ok(job) = rx.recv() {
-                publish(&job);
-            }
-        });
-    match started {
-        Ok(_) => {
-            let _ = QUEUE.set(Mutex::new(tx));
-        }
-        Err(e) => log::error!("pua_dialoginfo: cannot start its publisher: {e}"),
-    }
-}
-
 fn queue(job: Job) {
-    if let Some(q) = QUEUE.get() {
-        let _ = q.lock().unwrap_or_else(PoisonError::into_inner).send(job);
-    }
+    crate::work(Box::new(move || publish(&job)));
 }
 
 /// A variable's value read for `caller_spec_param` / `callee_spec_param`, when it is set.

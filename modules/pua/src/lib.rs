@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dialoginfo;
+pub mod usrloc;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -47,6 +48,13 @@ pub struct Event {
     pub bit: i64,
 }
 
+/// pua_usrloc's event.
+pub const PRESENCE: Event = Event {
+    name: "presence",
+    content_type: "application/pidf+xml",
+    bit: 1,
+};
+
 /// pua_dialoginfo's event.
 pub const DIALOG: Event = Event {
     name: "dialog",
@@ -54,9 +62,10 @@ pub const DIALOG: Event = Event {
     bit: 1 << 6,
 };
 
-const EVENTS: [Event; 1] = [DIALOG];
+const EVENTS: [Event; 2] = [PRESENCE, DIALOG];
 
-/// Who asks for a publication (OpenSIPS' source flags): `DIALOG_PUBLISH`.
+/// Who asks for a publication (OpenSIPS' source flags): `UL_PUBLISH`, `DIALOG_PUBLISH`.
+pub const UL_PUBLISH: i64 = 1;
 pub const DIALOG_PUBLISH: i64 = 1 << 10;
 
 /// One change of a publication, as a module hands it to pua.
@@ -81,6 +90,8 @@ pub enum Outcome {
     Queued,
     /// An end for a publication pua does not have: nothing to send.
     NoRecord,
+    /// A refresh (no body) for a publication pua does not have: it needs a body to start.
+    NoBody,
 }
 
 /// The final reply to a PUBLISH: its code and the reply (none for tm's own 408).
@@ -156,8 +167,10 @@ fn unix_now() -> i64 {
 /// Reads the parameters and the `pua` table when the script loads pua.
 pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     if !script.loads("pua") {
-        if script.loads("pua_dialoginfo") {
-            return Err("pua_dialoginfo needs the pua module".into());
+        for m in ["pua_dialoginfo", "pua_usrloc"] {
+            if script.loads(m) {
+                return Err(format!("{m} needs the pua module"));
+            }
         }
         return Ok(());
     }
@@ -200,15 +213,20 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
         dirty: AtomicBool::new(false),
         last_write: AtomicI64::new(unix_now()),
     };
-    let restored = restore(&pua, dialog_proxy)?;
+    let ul_proxy = usrloc::start(script)?;
+    let restored = restore(&pua, dialog_proxy, ul_proxy)?;
     *pua.records() = restored;
     let _ = PUA_STATE.set(pua);
     Ok(())
 }
 
-/// The publications the table holds (OpenSIPS writes them there), given `proxy` for the
-/// dialog ones (the table has no column for it).
-fn restore(pua: &Pua, dialog_proxy: Option<String>) -> Result<Vec<Record>, String> {
+/// The publications the table holds (OpenSIPS writes them there), given the presence
+/// servers of the dialog and usrloc ones (the table has no column for it).
+fn restore(
+    pua: &Pua,
+    dialog_proxy: Option<String>,
+    ul_proxy: Option<String>,
+) -> Result<Vec<Record>, String> {
     let cols = [
         "pres_uri",
         "pres_id",
@@ -250,7 +268,11 @@ fn restore(pua: &Pua, dialog_proxy: Option<String>) -> Result<Vec<Record>, Strin
             version: u32::try_from(int(7)).unwrap_or(0),
             waiting: false,
             pending: VecDeque::new(),
-            outbound_proxy: (event == DIALOG).then(|| dialog_proxy.clone()).flatten(),
+            outbound_proxy: if event == DIALOG {
+                dialog_proxy.clone()
+            } else {
+                ul_proxy.clone()
+            },
             body: None,
             serial: pua.serial(),
         });
@@ -265,12 +287,39 @@ fn restore(pua: &Pua, dialog_proxy: Option<String>) -> Result<Vec<Record>, Strin
     Ok(out)
 }
 
-/// Hands pua the server's sender: PUBLISHes can go out from now on; pua_dialoginfo's
-/// publisher starts.
+/// Work for pua's own thread: what the dialog and usrloc modules report with their tables
+/// locked, turned into PUBLISHes (which run the script's `local_route`) there.
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
+
+static WORK: OnceLock<Mutex<std::sync::mpsc::Sender<Job>>> = OnceLock::new();
+
+/// Hands pua the server's sender: PUBLISHes can go out from now on, and pua's thread starts.
 pub fn serve(sender: Box<dyn Sender>) {
-    if let Some(p) = PUA_STATE.get() {
-        let _ = p.sender.set(sender);
-        dialoginfo::serve();
+    let Some(p) = PUA_STATE.get() else { return };
+    let _ = p.sender.set(sender);
+    if WORK.get().is_some() {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let started = std::thread::Builder::new()
+        .name("pua".into())
+        .spawn(move || {
+            while let Ok(job) = rx.recv() {
+                job();
+            }
+        });
+    match started {
+        Ok(_) => {
+            let _ = WORK.set(Mutex::new(tx));
+        }
+        Err(e) => log::error!("pua: cannot start its thread: {e}"),
+    }
+}
+
+/// Runs `job` on pua's thread (nothing before the server serves).
+pub(crate) fn work(job: Job) {
+    if let Some(w) = WORK.get() {
+        let _ = w.lock().unwrap_or_else(PoisonError::into_inner).send(job);
     }
 }
 
@@ -306,12 +355,7 @@ pub fn send_publish(publ: Publ) -> Result<Outcome, String> {
             found
         }
         None if expires == 0 => return Ok(Outcome::NoRecord),
-        None if publ.body.is_none() => {
-            return Err(format!(
-                "a new '{}' publication of {} without a body",
-                publ.event.name, publ.pres_uri
-            ));
-        }
+        None if publ.body.is_none() => return Ok(Outcome::NoBody),
         None => {
             let serial = pua.serial();
             records.push(Record {
@@ -596,14 +640,6 @@ pub(crate) fn version_of(pres_uri: &str, id: &str) -> u32 {
             .iter()
             .find(|r| r.pres_uri == pres_uri && r.id == id && r.event == DIALOG)
             .map_or(0, |r| r.version + 1)
-    })
-}
-
-/// How many publications pua keeps, and how many of them wait for a reply.
-pub fn counts() -> (usize, usize) {
-    PUA_STATE.get().map_or((0, 0), |p| {
-        let r = p.records();
-        (r.len(), r.iter().filter(|x| x.waiting).count())
     })
 }
 

@@ -453,9 +453,11 @@ pub fn save(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let aor_uri = crate::lookup::text_arg(args, 2);
     let s = Settings::of(f.script);
     let now = usrloc::now();
+    usrloc::set_saving(Some(f.msg.id));
     let outcome = read_register(f, &s, &flags, aor_uri.as_deref(), now)
         .map_err(|why| (why, None))
         .and_then(|reg| store(f, &table, &s, &flags, reg, now));
+    usrloc::set_saving(None);
     let (code, headers) = match outcome {
         Ok(headers) => {
             engine::stat!("registrar", "accepted_regs").inc();

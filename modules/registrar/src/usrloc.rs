@@ -12,6 +12,48 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// any other method 16384.
 pub const ALL_METHODS: u32 = u32::MAX;
 
+/// What happened to a contact, for [`set_contact_watch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Insert,
+    Update,
+    /// Removed by a REGISTER (or the MI).
+    Delete,
+    /// Gone by the timer.
+    Expire,
+}
+
+/// A module told of every change of a contact (pua_usrloc). It runs with the location
+/// tables locked: it must not look them up again.
+pub type ContactWatch = Box<dyn Fn(Change, &str, &Contact) + Send + Sync>;
+
+static WATCH: OnceLock<ContactWatch> = OnceLock::new();
+
+/// Installs the contact watch (once).
+pub fn set_contact_watch(w: ContactWatch) {
+    let _ = WATCH.set(w);
+}
+
+thread_local! {
+    static SAVING: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// The id of the message whose `save()` this thread is running, while it runs (what a
+/// contact watch changes for).
+pub fn saving() -> Option<u64> {
+    SAVING.with(std::cell::Cell::get)
+}
+
+pub(crate) fn set_saving(id: Option<u64>) {
+    SAVING.with(|s| s.set(id));
+}
+
+fn watched(change: Change, aor: &str, c: &Contact) {
+    if let Some(w) = WATCH.get() {
+        w(change, aor, c);
+    }
+}
+
 /// One binding of an address-of-record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contact {
@@ -97,6 +139,7 @@ impl Table {
         {
             contact.id = list[at].id;
             contact_event("E_UL_CONTACT_UPDATE", &self.name, aor, &contact);
+            watched(Change::Update, aor, &contact);
             if replicate {
                 crate::cluster::contact_written(&self.name, aor, &contact, false, true, by_callid);
             }
@@ -110,6 +153,7 @@ impl Table {
                 contact.id = next_id();
             }
             contact_event("E_UL_CONTACT_INSERT", &self.name, aor, &contact);
+            watched(Change::Insert, aor, &contact);
             if replicate {
                 crate::cluster::contact_written(
                     &self.name, aor, &contact, new_aor, false, by_callid,
@@ -142,6 +186,7 @@ impl Table {
             let gone = c.uri == uri && callid.is_none_or(|id| c.callid == id);
             if gone {
                 contact_event("E_UL_CONTACT_DELETE", name, aor, c);
+                watched(Change::Delete, aor, c);
                 if replicate {
                     crate::cluster::contact_deleted(name, aor, c, callid.is_some());
                 }
@@ -169,6 +214,7 @@ impl Table {
         };
         for c in &list {
             contact_event("E_UL_CONTACT_DELETE", &self.name, aor, c);
+            watched(Change::Delete, aor, c);
         }
         aor_event("E_UL_AOR_DELETE", &self.name, aor);
         if !self.replicated {
@@ -188,6 +234,7 @@ impl Table {
                 let alive = c.alive(now);
                 if !alive {
                     contact_event("E_UL_CONTACT_DELETE", name, aor, c);
+                    watched(Change::Expire, aor, c);
                 }
                 alive
             });
