@@ -121,6 +121,7 @@ fn available() -> engine::Available {
             &mi::HTTPD,
             &mi::MI_HTTP,
             &mi::MI_HTML,
+            &mi::MI_XMLRPC,
             &mi::PROMETHEUS,
             &mi::MI_FIFO,
             &mi::MI_DATAGRAM,

@@ -57,6 +57,16 @@ pub static MI_HTML: ModuleSpec = ModuleSpec {
     ],
 };
 
+pub static MI_XMLRPC: ModuleSpec = ModuleSpec {
+    name: "mi_xmlrpc",
+    functions: &[],
+    params: &[
+        ("http_root", Str),
+        ("trace_destination", Str),
+        ("trace_bwlist", Str),
+    ],
+};
+
 pub static PROMETHEUS: ModuleSpec = ModuleSpec {
     name: "prometheus",
     functions: &[],
@@ -479,6 +489,15 @@ fn tls_domain_json(d: &transport::tls::TlsDomain) -> Value {
     })
 }
 
+/// `mi_xmlrpc`'s `http_root` ("RPC2"), when it is loaded.
+fn mi_xmlrpc(script: &Script) -> Option<String> {
+    script.loads("mi_xmlrpc").then(|| {
+        script
+            .modparam_str("mi_xmlrpc", "http_root")
+            .unwrap_or_else(|| "RPC2".into())
+    })
+}
+
 /// `mi_html`'s `root` ("mi") and whether its forms POST (`http_method` 1), when it is loaded.
 fn mi_html(script: &Script) -> Option<(String, bool)> {
     script.loads("mi_html").then(|| {
@@ -512,6 +531,9 @@ pub fn httpd_commands(mi: &mut Mi, script: &Script) {
     }
     if let Some((root, _)) = mi_html(script) {
         roots.push((root, "mi_html"));
+    }
+    if let Some(root) = mi_xmlrpc(script) {
+        roots.push((root, "mi_xmlrpc"));
     }
     let list: Vec<Value> = roots
         .into_iter()
@@ -769,9 +791,12 @@ pub fn start(script: &Script, mi: &Arc<Mi>, stop: &Arc<AtomicBool>) -> Result<Ve
     let mut up = Vec::new();
     let metrics = prometheus(script);
     let html = mi_html(script);
-    if script.loads("mi_http") || metrics.is_some() || html.is_some() {
+    let xmlrpc = mi_xmlrpc(script);
+    if script.loads("mi_http") || metrics.is_some() || html.is_some() || xmlrpc.is_some() {
         if !script.loads("httpd") {
-            return Err("mi_http, mi_html and prometheus need `loadmodule \"httpd.so\"`".into());
+            return Err(
+                "mi_http, mi_html, mi_xmlrpc and prometheus need `loadmodule \"httpd.so\"`".into(),
+            );
         }
         let ip = script
             .modparam_str("httpd", "ip")
@@ -797,11 +822,13 @@ pub fn start(script: &Script, mi: &Arc<Mi>, stop: &Arc<AtomicBool>) -> Result<Ve
         });
         let metrics_root = metrics.as_ref().map(|(r, _)| r.clone());
         let html_root = html.as_ref().map(|(r, _)| r.clone());
+        let xmlrpc_root = xmlrpc.clone();
         let config = mi::http::HttpConfig {
             addr,
             root: mi_root.clone(),
             metrics,
             html,
+            xmlrpc,
             auth,
             realm: script
                 .modparam_str("httpd", "auth_realm")
@@ -809,7 +836,12 @@ pub fn start(script: &Script, mi: &Arc<Mi>, stop: &Arc<AtomicBool>) -> Result<Ve
         };
         let bound = mi::http::serve(config, Arc::clone(mi), Arc::clone(stop))
             .map_err(|e| format!("httpd: cannot listen on {addr}: {e}"))?;
-        for root in mi_root.into_iter().chain(metrics_root).chain(html_root) {
+        for root in mi_root
+            .into_iter()
+            .chain(metrics_root)
+            .chain(html_root)
+            .chain(xmlrpc_root)
+        {
             up.push(format!("http://{bound}/{root}"));
         }
     }

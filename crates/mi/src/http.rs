@@ -37,6 +37,8 @@ pub struct HttpConfig {
     /// `mi_html` `root` ("mi") and whether its forms POST (`http_method` 1), when mi_html is
     /// loaded.
     pub html: Option<(String, bool)>,
+    /// `mi_xmlrpc` `http_root` ("RPC2"), when mi_xmlrpc is loaded.
+    pub xmlrpc: Option<String>,
     /// `auth_username` / `auth_password` (both set: Basic auth required).
     pub auth: Option<(String, String)>,
     pub realm: String,
@@ -159,7 +161,8 @@ fn connection(mut conn: TcpStream, mi: &Mi, config: &HttpConfig) -> std::io::Res
         let root = format!("/{}", root.trim_matches('/'));
         p == root || p.starts_with(&format!("{root}/"))
     });
-    if html.is_none() && !config.root.as_deref().is_some_and(under) {
+    let xmlrpc = config.xmlrpc.as_deref().is_some_and(under);
+    if html.is_none() && !xmlrpc && !config.root.as_deref().is_some_and(under) {
         return reply(&mut conn, 404, "Not Found", "", "");
     }
     if let Some((user, pass)) = &config.auth {
@@ -196,6 +199,28 @@ fn connection(mut conn: TcpStream, mi: &Mi, config: &HttpConfig) -> std::io::Res
     }
     if method != "POST" {
         return reply(&mut conn, 405, "Method Not Allowed", "Allow: POST\r\n", "");
+    }
+    if xmlrpc {
+        let length = length.unwrap_or(0);
+        if length > MAX_REQUEST {
+            return reply(&mut conn, 413, "Payload Too Large", "", "");
+        }
+        let mut body = buf.split_off(head_len);
+        while body.len() < length {
+            let n = conn.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(());
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        body.truncate(length);
+        let page = crate::xmlrpc::handle(mi, &body);
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+            page.len()
+        )?;
+        return conn.flush();
     }
     let length = length.unwrap_or(0);
     if length == 0 {

@@ -7,6 +7,7 @@ pub mod datagram;
 pub mod fifo;
 mod html;
 pub mod http;
+pub mod xmlrpc;
 
 use std::sync::Arc;
 
