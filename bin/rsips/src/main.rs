@@ -114,6 +114,7 @@ fn available() -> engine::Available {
             &engine::evi::EVENT_DATAGRAM,
             &engine::evi::EVENT_STREAM,
             &engine::evi::EVENT_FLATSTORE,
+            &engine::evi::xmlrpc::EVENT_XMLRPC,
             &engine::evi::EVENT_VIRTUAL,
             &engine::rabbitmq::EVENT_RABBITMQ,
             &engine::ebr::EVENT_ROUTING,

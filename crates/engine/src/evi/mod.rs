@@ -9,6 +9,8 @@
 //! - `flatstore:/path/file` (`event_flatstore`): one line per event, `NAME,value,value…`;
 //! - `rabbitmq:[user[:password]@]host[:port]/[params?]routing_key` (`event_rabbitmq`): the
 //!   notification published to a RabbitMQ broker, from a sender thread per broker;
+//! - `xmlrpc:host:port[/path]:method` (`event_xmlrpc`): an XML-RPC call of `method` per
+//!   event, from a sender thread of its own ([`xmlrpc`]);
 //! - `virtual:POLICY socket socket…` (`event_virtual`): several of the above as one
 //!   subscriber, told all at once (PARALLEL), the first that takes it (FAILOVER, a failed one
 //!   skipped for `failover_timeout`) or one per event in turn (ROUND-ROBIN).
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::{ModuleSpec, ParamType, Script, Value};
 
 mod virtual_sub;
+pub mod xmlrpc;
 
 /// OpenSIPS 3.4's `event_route` module. From 3.5 on the core runs `event_route`s itself, as
 /// rsips always does; the module is accepted so that 3.x scripts that load it still start.
@@ -93,6 +96,9 @@ struct Settings {
     virtual_failover: Option<Duration>,
     stream: Option<StreamSettings>,
     flat: Option<FlatSettings>,
+    /// event_xmlrpc is loaded; its `use_struct_param`.
+    xmlrpc: bool,
+    xmlrpc_struct: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +134,11 @@ pub fn configure(script: &Script) -> Result<(), String> {
                     .unsigned_abs(),
             )
         }),
+        xmlrpc: script.loads("event_xmlrpc"),
+        xmlrpc_struct: script
+            .modparam_int("event_xmlrpc", "use_struct_param")
+            .unwrap_or(0)
+            != 0,
         ..Settings::default()
     };
     if script.loads("event_stream") {
@@ -209,6 +220,7 @@ enum Target {
     },
     Flat(PathBuf),
     Rabbitmq(Box<crate::rabbitmq::Subscriber>),
+    Xmlrpc(Box<xmlrpc::Target>),
     Virtual(Box<virtual_sub::Virtual>),
 }
 
@@ -318,6 +330,9 @@ fn parse_socket(socket: &str) -> Result<Target, SubscribeError> {
         "virtual" if settings.virtual_failover.is_some() => {
             virtual_sub::parse(rest, &bad).map(|v| Target::Virtual(Box::new(v)))
         }
+        "xmlrpc" if settings.xmlrpc => xmlrpc::parse(rest)
+            .map(|t| Target::Xmlrpc(Box::new(t)))
+            .map_err(|e| bad(&e)),
         "rabbitmq" => match crate::rabbitmq::parse_subscriber(rest) {
             Some(Ok(sub)) => Ok(Target::Rabbitmq(Box::new(sub))),
             Some(Err(e)) => Err(bad(&e)),
@@ -480,6 +495,7 @@ fn deliver_to(t: &Target, event: &str, params: &Params, settings: &Settings) -> 
             None => Err("event_flatstore is not loaded".into()),
         },
         Target::Rabbitmq(sub) => crate::rabbitmq::deliver(sub, payload(event, params, None, None)),
+        Target::Xmlrpc(t) => xmlrpc::deliver(t, event, params),
         Target::Virtual(v) => virtual_sub::deliver(v, event, params, settings),
     }
 }
