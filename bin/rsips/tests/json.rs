@@ -66,6 +66,15 @@ route {
         append_to_reply("X-Refused: index\r\n");
     $json(bad) := "{not json";
     append_to_reply("X-Bad: $json(bad)\r\n");
+    $json(v1) := "{}";
+    $json(v1/test1) = "test_val1";
+    $json(v1/common_val) = "val_from1";
+    $json(v1/gone) = "x";
+    $json(v2) := "{\"common_val\": \"val_from2\", \"gone\": null, \"test2\": \"test_val2\"}";
+    json_merge($json(v1), $json(v2), $var(merged));
+    append_to_reply("X-Merged: $var(merged)\r\n");
+    if (!json_merge("{", $json(v2), $var(m2)))
+        append_to_reply("X-Merge-Bad: refused\r\n");
     $var(p) = $json_pretty(out/route);
     if ($var(p) == "{\n  \"uri\":\"sip:gw@127.0.0.1\",\n  \"weight\":10\n}")
         append_to_reply("X-Pretty: ok\r\n");
@@ -140,6 +149,12 @@ fn a_web_services_json_is_read_edited_and_sent_back() {
     assert_eq!(h("X-Flag"), "true <null> <null>");
     assert_eq!(h("X-Tags"), "a;b;c;");
     assert_eq!(h("X-Keys"), "uri;weight;");
+    assert_eq!(
+        h("X-Merged"),
+        r#"{"test1":"test_val1","common_val":"val_from2","test2":"test_val2"}"#,
+        "json_merge: RFC 7386, the target's key order kept"
+    );
+    assert_eq!(h("X-Merge-Bad"), "refused");
     assert_eq!(
         h("X-Out"),
         r#"{"caller":"alice","list":["first",2],"route":{"uri":"sip:gw@127.0.0.1","weight":10}}"#

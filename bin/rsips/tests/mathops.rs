@@ -1,5 +1,5 @@
 //! mathops from the script: `math_eval`, `math_rpn`, the integer roundings, `math_round` with
-//! decimals and `math_round_sf`, results read back from the reply's headers; a bad expression
+//! decimals, `math_round_sf` and `math_compare`, results read back from the reply's headers; a bad expression
 //! fails and the message goes on.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
@@ -36,6 +36,12 @@ route {
     math_round("3.141492", $var(d), 4);
     math_round_sf("31415.9", $var(s), 2);
     append_to_reply("X-Round: $var(d) $var(s)\r\n");
+    math_compare("2 * 3", "5", $var(c1));
+    math_compare("1", "2^2", $var(c2));
+    math_compare("4", "2 + 2", $var(c3));
+    append_to_reply("X-Compare: $var(c1) $var(c2) $var(c3)\r\n");
+    if (!math_compare("1 +", "2", $var(c4)))
+        append_to_reply("X-Compare-Bad: refused\r\n");
     sl_send_reply(200, "OK");
 }
 "#;
@@ -74,4 +80,6 @@ fn arithmetic_from_the_script() {
     // Integers, usable in arithmetic: trunc -3, floor -4, ceil 4, round half away 3.
     assert_eq!(h("X-Int"), "-3 -4 4 3 0", "{r}");
     assert_eq!(h("X-Round"), "3.1415 31000.000", "{r}");
+    assert_eq!(h("X-Compare"), "1 -1 0", "{r}");
+    assert_eq!(h("X-Compare-Bad"), "refused", "{r}");
 }

@@ -42,6 +42,11 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             &[(Param::Str, false), (Param::Var, false), (Param::Int, true)],
             math_round_sf
         ),
+        f!(
+            "math_compare",
+            &[(Param::Str, false), (Param::Str, false), (Param::Var, false)],
+            math_compare
+        ),
     ],
     params: &[("decimal_digits", ParamType::Int)],
 };
@@ -86,6 +91,35 @@ fn math_eval(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             f.log.log(
                 -1,
                 &format!("math_eval: cannot evaluate \"{}\"\n", arg(args)),
+            );
+            -1
+        }
+    }
+}
+
+/// `math_compare(exp1, exp2, $out)`: 1, -1 or 0 as the first expression's value is above,
+/// below or equal to the second's; -1 when one does not evaluate.
+fn math_compare(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let eval = |i: usize| {
+        let text = args.get(i).map(|v| v.to_text().trim().to_owned()).unwrap_or_default();
+        expr::infix(&text).filter(|v| !v.is_nan()).ok_or(text)
+    };
+    match (eval(0), eval(1)) {
+        (Ok(a), Ok(b)) => {
+            let r = if a > b {
+                1
+            } else if a < b {
+                -1
+            } else {
+                0
+            };
+            f.set_output(2, Value::Int(r));
+            1
+        }
+        (Err(text), _) | (_, Err(text)) => {
+            f.log.log(
+                -1,
+                &format!("math_compare: cannot evaluate \"{text}\"\n"),
             );
             -1
         }

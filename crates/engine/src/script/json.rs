@@ -20,9 +20,55 @@ use crate::value::Value;
 
 pub static MODULE: ModuleSpec = ModuleSpec {
     name: "json",
-    functions: &[],
+    functions: &[crate::module::FnSpec {
+        name: "json_merge",
+        params: &[
+            (crate::module::Param::Str, false),
+            (crate::module::Param::Str, false),
+            (crate::module::Param::Var, false),
+        ],
+        routes: crate::module::Routes::ALL,
+        run: json_merge,
+    }],
     params: &[("enable_long_quoting", ParamType::Int)],
 };
+
+/// RFC 7386: `patch` merged into `target` (an object member set to null goes; a patch that is
+/// not an object replaces the target).
+fn merge_patch(target: &mut Json, patch: &Json) {
+    let Json::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Json::Object(serde_json::Map::new());
+    }
+    if let Json::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.shift_remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Json::Null), v);
+            }
+        }
+    }
+}
+
+/// `json_merge(json, patch, $out)`: the patch merged into the document (RFC 7386, as
+/// OpenSIPS' cJSON merge patch), compact; -1 when either is not JSON.
+fn json_merge(f: &mut crate::module::FnCtx<'_>, args: &[Value]) -> i64 {
+    let parse = |i: usize| {
+        args.get(i)
+            .and_then(|v| serde_json::from_str::<Json>(&v.to_text()).ok())
+    };
+    let (Some(mut target), Some(patch)) = (parse(0), parse(1)) else {
+        f.log.log(-1, "json_merge: a parameter is not JSON\n");
+        return -1;
+    };
+    merge_patch(&mut target, &patch);
+    f.set_output(2, Value::from(target.to_string()));
+    1
+}
 
 /// How a read prints an object or an array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
