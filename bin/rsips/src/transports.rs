@@ -87,7 +87,12 @@ pub static PROTO_WSS: ModuleSpec = ModuleSpec {
 
 pub static TLS_MGM: ModuleSpec = ModuleSpec {
     name: "tls_mgm",
-    functions: &[],
+    functions: &[engine::FnSpec {
+        name: "is_peer_verified",
+        params: &[],
+        routes: engine::Routes::REQUEST,
+        run: is_peer_verified,
+    }],
     params: &[
         ("server_domain", Str),
         ("client_domain", Str),
@@ -324,4 +329,18 @@ pub fn tls_context(script: &Script) -> Result<Option<TlsContext>, String> {
         Some(domains) => TlsContext::new(domains).map(Some),
         None => Ok(None),
     }
+}
+
+/// `is_peer_verified()`: whether the request came over a TLS connection whose peer's
+/// certificate was verified (`verify_cert`).
+fn is_peer_verified(f: &mut engine::FnCtx<'_>, _args: &[engine::Value]) -> i64 {
+    let verified = f
+        .msg
+        .receipt
+        .as_ref()
+        .filter(|r| r.proto == "tls" || r.proto == "wss")
+        .and_then(|r| r.conn)
+        .and_then(transport::tls::session)
+        .is_some_and(|t| t.peer_verified);
+    if verified { 1 } else { -1 }
 }

@@ -506,6 +506,7 @@ fn tls_variables_name_the_negotiated_version_and_cipher() {
              append_to_reply(\"X-Tls: $tls_version|$tls_cipher_info|$tls_cipher_bits\\r\\n\");\n\
              if ($tls_description =~ \"Kx=\") append_to_reply(\"X-Desc: yes\\r\\n\");\n\
              append_to_reply(\"X-NoPeer: $tls_peer_verified|$tls_peer_subject\\r\\n\");\n\
+             if (!is_peer_verified()) append_to_reply(\"X-Verified: no\\r\\n\");\n\
              sl_send_reply(200, \"OK\");\n\
          }}\n",
         pki.path("plain.pem"),
@@ -540,6 +541,10 @@ fn tls_variables_name_the_negotiated_version_and_cipher() {
     assert!(reply.contains("X-Desc: yes\r\n"), "{reply}");
     // No client certificate: not verified, no subject.
     assert!(reply.contains("X-NoPeer: 0|<null>\r\n"), "{reply}");
+    assert!(
+        reply.contains("X-Verified: no\r\n"),
+        "is_peer_verified(): {reply}"
+    );
     // The same script over UDP: no TLS connection, the variables are NULL.
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -582,6 +587,7 @@ fn tls_peer_variables_read_the_client_certificate() {
              append_to_reply(\"X-Subject: $tls_peer_subject|$tls_peer_subject_cn|$tls_peer_subject_organization|$tls_peer_subject_country\\r\\n\");\n\
              append_to_reply(\"X-Issuer: $tls_peer_issuer|$tls_peer_issuer_cn\\r\\n\");\n\
              append_to_reply(\"X-Checks: $tls_peer_verified|$tls_peer_selfsigned|$tls_peer_expired|$tls_peer_revoked|$tls_peer_version\\r\\n\");\n\
+             if (is_peer_verified()) append_to_reply(\"X-Verified: yes\\r\\n\");\n\
              append_to_reply(\"X-San: $tls_peer_san_hostname|$tls_peer_san_ip|$tls_peer_san_email|$tls_peer_san_uri\\r\\n\");\n\
              append_to_reply(\"X-After: $tls_peer_notAfter\\r\\n\");\n\
              append_to_reply(\"X-Mine: $tls_my_subject|$tls_my_issuer_cn|$tls_my_san_ip|$tls_my_version\\r\\n\");\n\
@@ -626,6 +632,7 @@ fn tls_peer_variables_read_the_client_certificate() {
     assert_eq!(get("X-Issuer"), "/CN=rsips peer CA|rsips peer CA");
     // Verified by the domain's CA, not self-signed, valid, no CRL, a v3 certificate.
     assert_eq!(get("X-Checks"), "1|0|0|0|2");
+    assert_eq!(get("X-Verified"), "yes", "is_peer_verified()");
     assert_eq!(
         get("X-San"),
         "client.example.test|127.0.0.2|ops@example.test|sip:client@example.test"

@@ -12,7 +12,21 @@ use crate::module::{ModuleSpec, ParamType};
 /// parameters.
 pub static CACHEDB_LOCAL: ModuleSpec = ModuleSpec {
     name: "cachedb_local",
-    functions: &[],
+    functions: &[crate::module::FnSpec {
+        name: "cache_remove_chunk",
+        // `([collection,] glob)`: one argument is the glob.
+        params: &[
+            (crate::module::Param::Str, false),
+            (crate::module::Param::Str, true),
+        ],
+        routes: crate::module::Routes::REQUEST
+            .or(crate::module::Routes::ONREPLY)
+            .or(crate::module::Routes::FAILURE)
+            .or(crate::module::Routes::BRANCH)
+            .or(crate::module::Routes::LOCAL)
+            .or(crate::module::Routes::STARTUP),
+        run: remove_chunk_f,
+    }],
     params: &[
         ("cachedb_url", ParamType::Str),
         ("cache_collections", ParamType::Str),
@@ -68,6 +82,34 @@ pub fn put(id: &str, attr: &str, value: &str, expire: i64) -> i64 {
 /// `cache_remove`: 1, also when there was nothing to remove (as cachedb_local).
 pub fn remove(id: &str, attr: &str) -> i64 {
     store().remove(&key(id, attr));
+    1
+}
+
+/// Removes the keys of collection `id` that match the shell pattern `glob`; how many.
+pub fn remove_chunk(id: &str, glob: &str) -> usize {
+    let mut s = store();
+    let before = s.len();
+    s.retain(|(i, attr), _| i != id || !crate::fnmatch(glob, attr));
+    before - s.len()
+}
+
+/// `cache_remove_chunk([collection,] glob)`: the local keys matching `glob` go, from the
+/// `local` engine's values (`local:collection`'s with a collection).
+fn remove_chunk_f(_f: &mut crate::module::FnCtx<'_>, args: &[crate::Value]) -> i64 {
+    let text = |i: usize| {
+        args.get(i)
+            .filter(|v| !v.is_null())
+            .map(|v| v.to_text().into_owned())
+    };
+    let (collection, glob) = match (text(0), text(1)) {
+        (c, Some(g)) => (c, g),
+        (g, None) => (None, g.unwrap_or_default()),
+    };
+    let id = match collection {
+        Some(c) if !c.is_empty() && c != "default" => format!("local:{c}"),
+        _ => "local".to_owned(),
+    };
+    remove_chunk(&id, &glob);
     1
 }
 

@@ -1223,6 +1223,19 @@ fn cache_functions_over_cachedb_local() {
             cache_store("redis", "x", "y");
             $var(rc4) = $rc;
             xlog("v=$var(v) rc1=$var(rc1) rc2=$var(rc2) n=$var(n) c=$avp(c) rc3=$var(rc3) rc4=$var(rc4)\n");
+            cache_store("local", "chunk_a", "1");
+            cache_store("local", "chunk_b", "2");
+            cache_store("local", "other", "3");
+            cache_store("local:g", "chunk_c", "4");
+            cache_remove_chunk("chunk_*");
+            cache_fetch("local", "chunk_a", $var(x));
+            $var(rc5) = $rc;
+            cache_fetch("local", "other", $var(o));
+            cache_fetch("local:g", "chunk_c", $var(g));
+            cache_remove_chunk("g", "chunk_?");
+            cache_fetch("local:g", "chunk_c", $var(g2));
+            $var(rc6) = $rc;
+            xlog("chunk rc5=$var(rc5) o=$var(o) g=$var(g) rc6=$var(rc6)\n");
         }"#,
         &Available {
             modules: vec![&engine::cachedb::CACHEDB_LOCAL],
@@ -1232,9 +1245,14 @@ fn cache_functions_over_cachedb_local() {
     let (mut w, mut c, mut log) = (Worker::default(), ctx(), MemoryLog::default());
     script.run(&mut w, &mut c, &mut log).unwrap();
     let lines: Vec<String> = log.lines.into_iter().map(|(_, l)| l).collect();
+    assert!(
+        lines.contains(&"v=v1 rc1=1 rc2=-2 n=5 c=3 rc3=-2 rc4=-1\n".to_owned()),
+        "{lines:?}"
+    );
+    // cache_remove_chunk: the default collection's matching keys, then another's.
     assert_eq!(
         lines.last().map(String::as_str),
-        Some("v=v1 rc1=1 rc2=-2 n=5 c=3 rc3=-2 rc4=-1\n"),
+        Some("chunk rc5=-2 o=3 g=4 rc6=-2\n"),
         "{lines:?}"
     );
     assert!(

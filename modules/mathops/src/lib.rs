@@ -44,7 +44,11 @@ pub static MODULE: ModuleSpec = ModuleSpec {
         ),
         f!(
             "math_compare",
-            &[(Param::Str, false), (Param::Str, false), (Param::Var, false)],
+            &[
+                (Param::Str, false),
+                (Param::Str, false),
+                (Param::Var, false)
+            ],
             math_compare
         ),
     ],
@@ -101,7 +105,10 @@ fn math_eval(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 /// below or equal to the second's; -1 when one does not evaluate.
 fn math_compare(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let eval = |i: usize| {
-        let text = args.get(i).map(|v| v.to_text().trim().to_owned()).unwrap_or_default();
+        let text = args
+            .get(i)
+            .map(|v| v.to_text().trim().to_owned())
+            .unwrap_or_default();
         expr::infix(&text).filter(|v| !v.is_nan()).ok_or(text)
     };
     match (eval(0), eval(1)) {
@@ -117,10 +124,8 @@ fn math_compare(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             1
         }
         (Err(text), _) | (_, Err(text)) => {
-            f.log.log(
-                -1,
-                &format!("math_compare: cannot evaluate \"{text}\"\n"),
-            );
+            f.log
+                .log(-1, &format!("math_compare: cannot evaluate \"{text}\"\n"));
             -1
         }
     }
