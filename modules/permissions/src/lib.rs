@@ -1,4 +1,5 @@
-//! The OpenSIPS `permissions` module, address part: the `address` table (groups of IPs or
+//! The OpenSIPS `permissions` module. Rule files: `allow_routing`, `allow_register`,
+//! `allow_uri` ([`rules`]). Address part: the `address` table (groups of IPs or
 //! subnets with port, protocol, wildcard pattern and context info) loaded from any database,
 //! `check_address`, `check_source_address`, `get_source_group`, and the MI commands that
 //! reload and dump it (`address_reload` swaps the new table in whole; a table that does not
@@ -6,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod mi;
+pub mod rules;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -59,6 +61,24 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             params: &[(Param::Var, false), (Param::Str, true)],
             routes: ROUTES,
             run: get_source_group,
+        },
+        FnSpec {
+            name: "allow_routing",
+            params: &[(Param::Str, true)],
+            routes: Routes::REQUEST.or(Routes::FAILURE).or(Routes::LOCAL),
+            run: rules::allow_routing,
+        },
+        FnSpec {
+            name: "allow_register",
+            params: &[(Param::Str, false)],
+            routes: Routes::REQUEST.or(Routes::FAILURE).or(Routes::LOCAL),
+            run: rules::allow_register,
+        },
+        FnSpec {
+            name: "allow_uri",
+            params: &[(Param::Str, false), (Param::Str, false)],
+            routes: ROUTES,
+            run: rules::allow_uri,
         },
     ],
     params: &[
@@ -286,6 +306,7 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     if !script.loads("permissions") {
         return Ok(());
     }
+    rules::start(script)?;
     let param = |n: &str, d: &str| {
         script
             .modparam_str("permissions", n)

@@ -168,6 +168,9 @@ pub struct Script {
     modparams: Vec<(String, String, cfg::ast::ParamValue)>,
     /// The modules `loadmodule` names.
     loaded: Vec<String>,
+    /// The main configuration file (files the script names without a directory are next
+    /// to it, as OpenSIPS' `cfg_file`).
+    cfg_file: std::path::PathBuf,
     /// Stateless forwarding is on: `disable_stateless_fwd=no`, or unset and the script calls
     /// `forward()` (OpenSIPS' `sl_fwd_disabled`, -1 until either says otherwise).
     pub(crate) stateless_fwd: bool,
@@ -529,6 +532,11 @@ impl Script {
             globals,
             modparams,
             loaded,
+            cfg_file: sources
+                .files()
+                .next()
+                .map(|f| f.path.clone())
+                .unwrap_or_default(),
             stateless_fwd,
             check_via,
             exec_msg_threshold,
@@ -891,6 +899,18 @@ impl Script {
     /// Whether the script loads `module` (`loadmodule "module.so"`).
     pub fn loads(&self, module: &str) -> bool {
         self.loaded.iter().any(|m| m == module)
+    }
+
+    /// A file the script names: as written when it has a directory, else next to the main
+    /// configuration file (OpenSIPS' `get_pathname`).
+    pub fn cfg_relative(&self, name: &str) -> std::path::PathBuf {
+        if name.contains('/') {
+            return std::path::PathBuf::from(name);
+        }
+        match self.cfg_file.parent() {
+            Some(dir) => dir.join(name),
+            None => std::path::PathBuf::from(name),
+        }
     }
 
     /// Where `module`'s `loadmodule` line comes among the script's (0 first), if it has one.
