@@ -79,8 +79,8 @@ route {
         }
         if (is_method("SUBSCRIBE"))
             route(presence);
-        if (is_method("ACK"))
-            t_check_trans();
+        if (is_method("ACK") && t_check_trans())
+            t_relay();
         exit;
     }
     if (is_method("PUBLISH|SUBSCRIBE"))

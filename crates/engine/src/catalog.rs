@@ -31,7 +31,12 @@ pub const MODULE_AVPS: &[(&str, &[&str])] = &[
 pub const MODULES: &[(&str, &[&str])] = &[
     (
         "acc",
-        &["acc_db_request", "acc_log_request", "do_accounting"],
+        &[
+            "acc_db_request",
+            "acc_evi_request",
+            "acc_log_request",
+            "do_accounting",
+        ],
     ),
     ("alias_db", &["alias_db_lookup"]),
     (

@@ -252,6 +252,11 @@ pub struct Accounting {
     pub db_failed: bool,
     pub db_missed: bool,
     pub db_cdr: bool,
+    /// `evi`: the `E_ACC_*` events (with their own `failed` / `missed` / `cdr` flags).
+    pub evi: bool,
+    pub evi_failed: bool,
+    pub evi_missed: bool,
+    pub evi_cdr: bool,
     /// The table `do_accounting`'s third parameter names (an index the acc module keeps;
     /// 0: `db_table_acc`).
     pub db_table: u16,
@@ -260,12 +265,12 @@ pub struct Accounting {
 impl Accounting {
     /// Any backend accounts the request.
     pub fn any(&self) -> bool {
-        self.log || self.db
+        self.log || self.db || self.evi
     }
 
     /// A backend waits to report a missed call.
     pub fn missed_armed(&self) -> bool {
-        (self.log && self.missed) || (self.db && self.db_missed)
+        (self.log && self.missed) || (self.db && self.db_missed) || (self.evi && self.evi_missed)
     }
 
     /// The same once the missed call is reported (a failure route may arm it again).
@@ -273,6 +278,7 @@ impl Accounting {
         Accounting {
             missed: false,
             db_missed: false,
+            evi_missed: false,
             ..self
         }
     }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod db;
+pub mod evi;
 
 use engine::{Accounting, FnCtx, FnSpec, ModuleSpec, MsgCtx, Param, ParamType, Routes, Value};
 
@@ -48,6 +49,12 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             params: &[(Param::Str, false), (Param::Str, false)],
             routes: ACC_ROUTES,
             run: acc_db_request,
+        },
+        FnSpec {
+            name: "acc_evi_request",
+            params: &[(Param::Str, false)],
+            routes: ACC_ROUTES,
+            run: evi::acc_evi_request,
         },
     ],
     params: &[
@@ -96,10 +103,11 @@ fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         return 1;
     }
     let mut acc = f.msg.acc.unwrap_or_default();
-    let (mut log_t, mut db_t) = (false, false);
+    let (mut log_t, mut db_t, mut evi_t) = (false, false, false);
     for t in types.split('|').map(str::trim) {
         match t {
             "log" => log_t = true,
+            "evi" => evi_t = true,
             "db" => {
                 if !db::available() {
                     f.log.log(
@@ -110,12 +118,10 @@ fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                 }
                 db_t = true;
             }
-            "aaa" | "evi" => {
+            "aaa" => {
                 f.log.log(
                     -1,
-                    &format!(
-                        "do_accounting: `{t}` accounting is not available in rsips (only `log` and `db`)\n"
-                    ),
+                    "do_accounting: `aaa` accounting is not available in rsips (`log`, `db` and `evi` are)\n",
                 );
                 return -1;
             }
@@ -128,6 +134,7 @@ fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     }
     acc.log |= log_t;
     acc.db |= db_t;
+    acc.evi |= evi_t;
     for flag in flags.split('|').map(str::trim).filter(|s| !s.is_empty()) {
         match flag {
             // Call detail records need the dialog module (OpenSIPS' error without it): one
@@ -139,6 +146,7 @@ fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             "cdr" => {
                 acc.cdr |= log_t;
                 acc.db_cdr |= db_t;
+                acc.evi_cdr |= evi_t;
                 // The call needs a dialog; an initial INVITE gets one here if it has none.
                 if f.msg.dialog.is_none()
                     && f.msg.msg.method() == Some(sip::Method::Invite)
@@ -152,10 +160,12 @@ fn do_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             "missed" => {
                 acc.missed |= log_t;
                 acc.db_missed |= db_t;
+                acc.evi_missed |= evi_t;
             }
             "failed" => {
                 acc.failed |= log_t;
                 acc.db_failed |= db_t;
+                acc.evi_failed |= evi_t;
             }
             _ => {
                 f.log
@@ -205,11 +215,12 @@ fn drop_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
         return 1;
     };
     let has = |name: &str| types.split('|').any(|t| t.trim() == name);
-    let (log_t, db_t) = (has("log"), has("db"));
+    let (log_t, db_t, evi_t) = (has("log"), has("db"), has("evi"));
     match flags {
         None => {
             acc.log &= !log_t;
             acc.db &= !db_t;
+            acc.evi &= !evi_t;
         }
         Some(flags) => {
             for flag in flags.split('|').map(str::trim) {
@@ -217,14 +228,17 @@ fn drop_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
                     "missed" => {
                         acc.missed &= !log_t;
                         acc.db_missed &= !db_t;
+                        acc.evi_missed &= !evi_t;
                     }
                     "failed" => {
                         acc.failed &= !log_t;
                         acc.db_failed &= !db_t;
+                        acc.evi_failed &= !evi_t;
                     }
                     "cdr" => {
                         acc.cdr &= !log_t;
                         acc.db_cdr &= !db_t;
+                        acc.evi_cdr &= !evi_t;
                     }
                     "" => {}
                     other => {
@@ -239,6 +253,9 @@ fn drop_accounting(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
             }
             if db_t && !(acc.db_missed || acc.db_failed || acc.db_cdr) {
                 acc.db = false;
+            }
+            if evi_t && !(acc.evi_missed || acc.evi_failed || acc.evi_cdr) {
+                acc.evi = false;
             }
         }
     }
@@ -441,7 +458,7 @@ pub fn line(what: &str, req: &MsgCtx, code: &str, reason: &str, to_tag: &str) ->
     // context's creation time (its dialog's with `cdr`, else 0) and the set-up time since it.
     let created = req
         .acc
-        .filter(|a| a.cdr || a.db_cdr)
+        .filter(|a| a.cdr || a.db_cdr || a.evi_cdr)
         .and(req.dialog)
         .and_then(|d| engine::hooks::dialog_created_ms(d.id))
         .map_or(0, |ms| (ms / 1000) as u64);
@@ -600,13 +617,19 @@ pub fn report(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
     let answered = req.msg.method() == Some(sip::Method::Invite)
         && (200..300).contains(&code)
         && req.dialog.is_some_and(|d| d.created);
-    let (mut log_cdr, mut db_cdr) = (
+    let (mut log_cdr, mut db_cdr, mut evi_cdr) = (
         acc.log && acc.cdr && answered,
         acc.db && acc.db_cdr && answered,
+        acc.evi && acc.evi_cdr && answered,
     );
-    if (log_cdr || db_cdr) && !call_record_at_end(req, code, reason, to_tag, log_cdr, db_cdr) {
+    if (log_cdr || db_cdr || evi_cdr)
+        && !call_record_at_end(req, code, reason, to_tag, (log_cdr, db_cdr, evi_cdr))
+    {
         // No dialog to follow (it is gone already): the transaction is accounted.
-        (log_cdr, db_cdr) = (false, false);
+        (log_cdr, db_cdr, evi_cdr) = (false, false, false);
+    }
+    if acc.evi && !evi_cdr && (code < 300 || acc.evi_failed) {
+        evi::event(req, evi::EVENT, &code.to_string(), reason, to_tag);
     }
     if acc.log && !log_cdr && (code < 300 || acc.failed) {
         emit(
@@ -631,8 +654,7 @@ fn call_record_at_end(
     code: u16,
     reason: &str,
     to_tag: &str,
-    log: bool,
-    db: bool,
+    (log, db, evi): (bool, bool, bool),
 ) -> bool {
     let Some(mark) = req.dialog else { return false };
     let req = req.clone();
@@ -653,6 +675,9 @@ fn call_record_at_end(
                 let mut row = db::row(&req, db::acc_table(&req), &code, &reason, &to_tag, &extra);
                 db::add_cdr_columns(&mut row, end);
                 db::queue(row);
+            }
+            if evi {
+                evi::cdr(&req, end, &code, &reason, &to_tag);
             }
         }),
     )
@@ -699,6 +724,9 @@ pub fn report_early(req: &MsgCtx, code: u16, reason: &str, to_tag: &str, has_bod
     if acc.db {
         write_row(req, db::acc_table(req), code, reason, to_tag);
     }
+    if acc.evi {
+        evi::event(req, evi::EVENT, &code.to_string(), reason, to_tag);
+    }
 }
 
 /// tm's report of an INVITE transaction whose attempt failed as a whole (every branch
@@ -718,6 +746,9 @@ pub fn report_missed(req: &MsgCtx, code: u16, reason: &str, to_tag: &str) {
     }
     if acc.db && acc.db_missed {
         write_row(req, db::names().missed.clone(), code, reason, to_tag);
+    }
+    if acc.evi && acc.evi_missed {
+        evi::event(req, evi::MISSED, &code.to_string(), reason, to_tag);
     }
 }
 

@@ -23,6 +23,9 @@ const CORE_EVENTS: &[&str] = &[
 
 /// The events the modules publish, when the script loads them.
 const MODULE_EVENTS: &[(&str, &str)] = &[
+    ("acc", acc::evi::EVENT),
+    ("acc", acc::evi::CDR),
+    ("acc", acc::evi::MISSED),
     ("dispatcher", "E_DISPATCHER_STATUS"),
     ("dialog", "E_DLG_STATE_CHANGED"),
     ("fraud_detection", "E_FRD_WARNING"),
