@@ -316,7 +316,7 @@ fn serve(script: engine::Script, args: &Args) -> ExitCode {
     // peer's certificate.
     engine::hooks::set_tls_reader(Box::new(tls_variable));
     mi_script::set_mi(std::sync::Arc::clone(&commands));
-    match mi::start(&script, &commands, &stop) {
+    match mi::start(&script, &scripts, &commands, &stop) {
         Ok(up) => {
             for u in up {
                 logging::core(2, &format!("MI listening on {u}"));

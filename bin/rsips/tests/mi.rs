@@ -507,6 +507,51 @@ fn prometheus_exposes_the_selected_statistics_with_group_labels() {
     }
 }
 
+/// `script_route`: the route runs for every scrape; what it declares and pushes
+/// (`prometheus_declare_stat`, `prometheus_push_stat` with and without labels) and the JSON it
+/// returns are added to the page; the functions refuse to run in any other route.
+#[test]
+fn prometheus_script_route_adds_custom_statistics() {
+    let server = start_with(
+        "loadmodule \"prometheus.so\"\nmodparam(\"prometheus\", \"statistics\", \"core:rcv_requests\")\n\
+         modparam(\"prometheus\", \"script_route\", \"custom\")",
+        "route { if (!prometheus_push_stat(1)) xlog(\"L_ERR\", \"push refused outside\\n\"); sl_send_reply(200, \"OK\"); }\n\
+         route[custom] {\n\
+             $var(n) = $var(n) + 1;\n\
+             prometheus_declare_stat(\"opensips_cps\");\n\
+             prometheus_push_stat(3);\n\
+             prometheus_declare_stat(\"opensips_calls\", \"counter\", \"Calls per gateway\");\n\
+             prometheus_push_stat(10, \"{gateway=\\\"gw1\\\"}\");\n\
+             prometheus_push_stat(7, \"gateway\", \"gw2\");\n\
+             return(1, \"[{\\\"header\\\": \\\"# TYPE opensips_total gauge\\\", \\\"values\\\": [{\\\"name\\\": \\\"opensips_total\\\", \\\"value\\\": 42}]}]\");\n\
+         }",
+    );
+    let (code, body) = http(&server, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("opensips_rcv_requests{group=\"core\"} "),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "# TYPE opensips_cps gauge\nopensips_cps 3\n\
+             # HELP opensips_calls Calls per gateway\n# TYPE opensips_calls counter\n\
+             opensips_calls{gateway=\"gw1\"} 10\nopensips_calls{gateway=\"gw2\"} 7\n\
+             # TYPE opensips_total gauge\nopensips_total 42\n"
+        ),
+        "{body}"
+    );
+    // Outside that route the functions refuse.
+    let peer = common::Peer::new();
+    let r = common::options(&peer, server.sip, "x", "prom-outside");
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !server.log().contains("push refused outside") {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn tm_uac_dlg_sends_a_request_and_reports_its_final_reply() {
     let server = start("");

@@ -128,6 +128,15 @@ pub struct Worker {
     /// `$log_level` / `$xlog_level` set by the script: this worker's own level until set to NULL.
     log_level: Option<i32>,
     xlog_level: Option<i32>,
+    /// What the last top-level route run returned besides its code (`return(1, v…)`).
+    returned: Vec<Value>,
+}
+
+impl Worker {
+    /// The values the last route run on this worker returned with `return(code, v…)`.
+    pub fn returned(&self) -> &[Value] {
+        &self.returned
+    }
 }
 
 /// A compiled configuration.
@@ -777,6 +786,7 @@ impl Script {
                 (Err(e), -1)
             }
         };
+        run.worker.returned = std::mem::take(&mut run.returned);
         if let Some(p) = prof {
             let name = self.profiled_name(main, kind);
             p.record("exit", name, 1, at, Some(status));
