@@ -1,7 +1,8 @@
 //! The statistics module: `variable` and `stat_groups` declare statistics, `update_stat`
 //! counts (and creates one on first use), `reset_stat` and `$stat(name) = 0` reset (not a
 //! `no_reset` one), `$stat` reads them and the core's, `stat_iter_*` walk a group; MI
-//! `get_statistics` (the real `opensips-cli`) shows them.
+//! `get_statistics` (the real `opensips-cli`) shows them; statistic series (`update_stat_series`)
+//! over their windows.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -118,4 +119,85 @@ fn an_undeclared_group_stops_the_start() {
         err.contains("group `nosuch` is not in stat_groups"),
         "{err}"
     );
+}
+
+const SERIES_CONFIG: &str = r#"
+log_level=3
+stderror_enabled=yes
+socket=udp:127.0.0.1:PORT
+loadmodule "proto_udp.so"
+loadmodule "sl.so"
+loadmodule "sipmsgops.so"
+loadmodule "statistics.so"
+modparam("statistics", "stat_series_profile", "perc: algorithm=percentage window=3600 slots=6")
+modparam("statistics", "stat_series_profile", "avg: algorithm=average")
+modparam("statistics", "stat_series_profile", "acc: window=2 slots=2 group=windowed")
+loadmodule "mi_fifo.so"
+modparam("mi_fifo", "fifo_name", "FIFO")
+route {
+    # the R-URI user: <series>_<value>, a negative value written n<value>
+    $var(v) = $(rU{s.select,1,_});
+    if ($(var(v){s.substr,0,1}) == "n")
+        $var(v) = 0 - $(var(v){s.substr,1,0}{s.int});
+    $var(v) = $(var(v){s.int});
+    if ($(rU{s.select,0,_}) == "asr")
+        update_stat_series("perc", "asr", $var(v));
+    else if ($(rU{s.select,0,_}) == "pdd")
+        update_stat_series("avg", "pdd", $var(v));
+    else if ($(rU{s.select,0,_}) == "cps")
+        update_stat_series("acc", "cps", $var(v));
+    if (!update_stat_series("nosuch", "x", 1))
+        append_to_reply("X-Bad-Profile: refused\r\n");
+    append_to_reply("X-Series: asr=$stat(asr) pdd=$stat(pdd) cps=$stat(windowed:cps)\r\n");
+    sl_send_reply(200, "OK");
+}
+"#;
+
+/// Statistic series: a percentage (ASR-like), an average and a windowed sum, read through
+/// `$stat` and the MI; the windowed one forgets what its 2 s window left behind.
+#[test]
+fn statistic_series_over_their_windows() {
+    let port = common::free_port();
+    let dir = common::test_dir("stats-series", &port.to_string());
+    let fifo = dir.join("fifo");
+    std::fs::write(
+        dir.join("rsips.cfg"),
+        SERIES_CONFIG
+            .replace("PORT", &port.to_string())
+            .replace("FIFO", &fifo.display().to_string()),
+    )
+    .unwrap();
+    let _rsips = common::spawn_rsips(&dir, "rsips.cfg", |l| l.contains("MI listening"));
+    let peer = Peer::new();
+    let series = |user: &str, n: u32| {
+        let r = ask(&peer, port, "OPTIONS", user, n);
+        assert_eq!(header(&r, "X-Bad-Profile"), ["refused"], "{r}");
+        header(&r, "X-Series")[0].to_owned()
+    };
+    series("asr_1", 1);
+    series("asr_n1", 2);
+    series("asr_1", 3);
+    // A series is a statistic once it is first fed (as in OpenSIPS): NULL before.
+    assert_eq!(series("asr_1", 4), "asr=75 pdd=<null> cps=<null>");
+    series("pdd_100", 5);
+    assert_eq!(series("pdd_301", 6), "asr=75 pdd=200 cps=<null>");
+    series("cps_2", 7);
+    assert_eq!(series("cps_3", 8), "asr=75 pdd=200 cps=5");
+    let (ok, out) = common::opensips_cli(&fifo, &["get_statistics", "perc:", "windowed:"]);
+    assert!(ok, "{out}");
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stats["perc:asr"], 75, "{out}");
+    assert_eq!(stats["windowed:cps"], 5, "{out}");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(series("none_0", 9), "asr=75 pdd=200 cps=0");
+}
+
+#[test]
+fn a_bad_series_profile_stops_the_start() {
+    let err = common::refused_start(
+        "stats-bad-series",
+        "socket=udp:127.0.0.1:PORT\nloadmodule \"proto_udp.so\"\nloadmodule \"statistics.so\"\n\
+         modparam(\"statistics\", \"stat_series_profile\", \"p: algorithm=median\")\nroute { exit; }\n",
+    );
+    assert!(err.contains("unknown algorithm `median`"), "{err}");
 }

@@ -3,7 +3,10 @@
 //! group unless a name says `group:name` for a group `stat_groups` declares; `reset_stat`;
 //! `stat_iter_init`/`stat_iter_next` walk a group. `$stat(name)` (read, and reset by assigning)
 //! is the engine's. They are listed by MI `get_statistics` with every other statistic.
+//! Statistic series (`stat_series_profile`, `update_stat_series`) are in [`series`].
 #![forbid(unsafe_code)]
+
+pub mod series;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -28,6 +31,16 @@ pub static MODULE: ModuleSpec = ModuleSpec {
             params: &[(Param::Str, false), (Param::Int, false)],
             routes: ROUTES,
             run: update_stat,
+        },
+        FnSpec {
+            name: "update_stat_series",
+            params: &[
+                (Param::Str, false),
+                (Param::Str, false),
+                (Param::Int, false),
+            ],
+            routes: Routes::ALL,
+            run: update_stat_series,
         },
         FnSpec {
             name: "reset_stat",
@@ -95,12 +108,7 @@ pub fn start(script: &Script) -> Result<(), String> {
         }
     }
     let _ = groups().set(declared);
-    if !script
-        .modparam_strs("statistics", "stat_series_profile")
-        .is_empty()
-    {
-        return Err("statistics: stat_series_profile is not supported by rsips yet".into());
-    }
+    series::configure(&script.modparam_strs("statistics", "stat_series_profile"))?;
     for v in script.modparam_strs("statistics", "variable") {
         let (spec, flag) = match v.split_once('/') {
             Some((s, f)) => (s.trim(), Some(f.trim())),
@@ -124,6 +132,19 @@ fn text(args: &[Value], i: usize) -> String {
     args.get(i)
         .map(|v| v.to_text().trim().to_owned())
         .unwrap_or_default()
+}
+
+/// `update_stat_series(profile, name, value)`: feeds a value to a series.
+fn update_stat_series(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
+    let (profile, name) = (text(args, 0), text(args, 1));
+    let value = args.get(2).and_then(Value::as_int).unwrap_or(0);
+    match series::update(&profile, &name, value) {
+        Ok(()) => 1,
+        Err(e) => {
+            f.log.log(-1, &format!("update_stat_series: {e}\n"));
+            -1
+        }
+    }
 }
 
 /// `update_stat(name, value)`: adds `value` (negative too), making the statistic first if
