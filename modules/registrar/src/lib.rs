@@ -21,7 +21,40 @@ use ParamType::{Int, Str};
 
 pub static USRLOC: ModuleSpec = ModuleSpec {
     name: "usrloc",
-    functions: &[],
+    functions: &[
+        FnSpec {
+            name: "ul_add_key",
+            params: &[
+                (Param::Str, false),
+                (Param::Str, false),
+                (Param::Str, false),
+                (Param::Str, true),
+            ],
+            routes: Routes::ALL,
+            run: ul_add_key,
+        },
+        FnSpec {
+            name: "ul_get_key",
+            params: &[
+                (Param::Str, false),
+                (Param::Str, false),
+                (Param::Str, false),
+                (Param::Var, false),
+            ],
+            routes: Routes::ALL,
+            run: ul_get_key,
+        },
+        FnSpec {
+            name: "ul_del_key",
+            params: &[
+                (Param::Str, false),
+                (Param::Str, false),
+                (Param::Str, false),
+            ],
+            routes: Routes::ALL,
+            run: ul_del_key,
+        },
+    ],
     params: &[
         ("contact_id_column", Str),
         ("user_column", Str),
@@ -67,6 +100,67 @@ pub static USRLOC: ModuleSpec = ModuleSpec {
         ("regen_broken_contactid", Int),
     ],
 };
+
+fn kv_args(args: &[engine::Value]) -> (String, String, String) {
+    let t = |i: usize| {
+        args.get(i)
+            .filter(|v| !v.is_null())
+            .map(|v| v.to_text().into_owned())
+            .unwrap_or_default()
+    };
+    (t(0), t(1), t(2))
+}
+
+/// `ul_add_key(domain, aor, key[, value])`: the value in the record's key-value store (none,
+/// or an empty one, removes the key); false when `aor` is not registered in `domain`.
+fn ul_add_key(f: &mut engine::FnCtx<'_>, args: &[engine::Value]) -> i64 {
+    let (domain, aor, key) = kv_args(args);
+    let value = args
+        .get(3)
+        .filter(|v| !v.is_null())
+        .map(|v| v.to_text().into_owned())
+        .unwrap_or_default();
+    let mut t = usrloc::tables();
+    if t.get_mut(&domain)
+        .is_some_and(|tb| tb.set_key(&aor, &key, &value))
+    {
+        1
+    } else {
+        f.log.log(
+            1,
+            "ul_add_key: No record found - not inserting key into KV store - user not registered?\n",
+        );
+        -1
+    }
+}
+
+/// `ul_get_key(domain, aor, key, $out)`: false when the record or the key is missing.
+fn ul_get_key(f: &mut engine::FnCtx<'_>, args: &[engine::Value]) -> i64 {
+    let (domain, aor, key) = kv_args(args);
+    let value = usrloc::tables()
+        .get(&domain)
+        .and_then(|tb| tb.key(&aor, &key).map(str::to_owned));
+    match value {
+        Some(v) => {
+            f.set_output(3, engine::Value::from(v));
+            1
+        }
+        None => -1,
+    }
+}
+
+/// `ul_del_key(domain, aor, key)`: false when `aor` is not registered.
+fn ul_del_key(_f: &mut engine::FnCtx<'_>, args: &[engine::Value]) -> i64 {
+    let (domain, aor, key) = kv_args(args);
+    let mut t = usrloc::tables();
+    if t.get_mut(&domain)
+        .is_some_and(|tb| tb.set_key(&aor, &key, ""))
+    {
+        1
+    } else {
+        -1
+    }
+}
 
 const SAVING: Routes = Routes::REQUEST.or(Routes::ONREPLY);
 const LOOKING: Routes = Routes::REQUEST.or(Routes::ONREPLY).or(Routes::FAILURE);

@@ -107,6 +107,8 @@ pub struct Table {
     /// Its name (what a change is written back to).
     name: String,
     aors: HashMap<String, Vec<Contact>>,
+    /// Each address-of-record's key-value store (`ul_add_key`), gone with the record.
+    kv: HashMap<String, HashMap<String, String>>,
     /// What is being written came from another node of the location cluster: it is not
     /// sent on (see [`crate::cluster`]).
     pub(crate) replicated: bool,
@@ -196,6 +198,7 @@ impl Table {
         let removed = list.len() != before;
         if list.is_empty() {
             self.aors.remove(aor);
+            self.kv.remove(aor);
             aor_event("E_UL_AOR_DELETE", &self.name, aor);
             if replicate {
                 crate::cluster::aor_deleted(&self.name, aor);
@@ -212,6 +215,7 @@ impl Table {
         let Some(list) = self.aors.remove(aor) else {
             return false;
         };
+        self.kv.remove(aor);
         for c in &list {
             contact_event("E_UL_CONTACT_DELETE", &self.name, aor, c);
             watched(Change::Delete, aor, c);
@@ -247,7 +251,30 @@ impl Table {
             }
             !list.is_empty()
         });
+        let aors = &self.aors;
+        self.kv.retain(|aor, _| aors.contains_key(aor));
         gone
+    }
+
+    /// `ul_add_key`: sets (an empty value removes) a key of `aor`'s store; false when the
+    /// record does not exist.
+    pub fn set_key(&mut self, aor: &str, key: &str, value: &str) -> bool {
+        if !self.aors.contains_key(aor) {
+            return false;
+        }
+        let store = self.kv.entry(aor.to_owned()).or_default();
+        if value.is_empty() {
+            store.remove(key);
+        } else {
+            store.insert(key.to_owned(), value.to_owned());
+        }
+        true
+    }
+
+    /// `ul_get_key`: `None` when the record or the key does not exist.
+    pub fn key(&self, aor: &str, key: &str) -> Option<&str> {
+        self.aors.get(aor)?;
+        self.kv.get(aor)?.get(key).map(String::as_str)
     }
 
     /// A contact read back from the database (kept in its place, not written again).
