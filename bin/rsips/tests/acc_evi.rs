@@ -12,7 +12,7 @@ mod common;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{Peer, header, reply_to};
+use common::{Peer, reply_to};
 use serde_json::Value;
 
 const CONFIG: &str = r#"
@@ -72,34 +72,6 @@ fn event(sock: &UdpSocket) -> (String, Value) {
     )
 }
 
-fn invite(a: &Peer, call: &str) -> String {
-    format!(
-        "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-{call}-1\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a-{call}\r\nTo: <sip:bob@example.com>\r\n\
-         Call-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:{lp}>\r\nContent-Length: 0\r\n\r\n",
-        lp = a.port
-    )
-}
-
-fn within(a: &Peer, ok: &str, method: &str, cseq: u32, branch: &str) -> String {
-    let contact = header(ok, "Contact")[0]
-        .trim_start_matches('<')
-        .trim_end_matches('>');
-    let routes: String = header(ok, "Record-Route")
-        .iter()
-        .map(|r| format!("Route: {r}\r\n"))
-        .collect();
-    format!(
-        "{method} {contact} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-{branch}\r\n\
-         Max-Forwards: 70\r\n{routes}From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n\
-         Content-Length: 0\r\n\r\n",
-        header(ok, "From")[0],
-        header(ok, "To")[0],
-        header(ok, "Call-ID")[0],
-        lp = a.port
-    )
-}
-
 #[test]
 fn accounting_as_events() {
     let port = common::free_port();
@@ -132,22 +104,13 @@ fn accounting_as_events() {
     );
 
     // A refused call: missed (the whole INVITE failed) and failed (its final reply).
-    a.send(port, &invite(&a, "accevi-1"));
+    a.send(port, &common::invite_to_bob(&a, "accevi-1"));
     let inv = b.recv("the INVITE at bob");
     b.send(port, &reply_to(&inv, "486 Busy Here", "b1", ""));
     assert!(b.recv("tm's ACK").starts_with("ACK "));
     let busy = a.recv("486");
     assert!(busy.starts_with("SIP/2.0 486"), "{busy}");
-    a.send(
-        port,
-        &format!(
-            "ACK sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-accevi-1-1\r\n\
-             Max-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: accevi-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
-            header(&busy, "From")[0],
-            header(&busy, "To")[0],
-            lp = a.port
-        ),
-    );
+    a.send(port, &common::ack_for(&busy, "sip:bob@example.com"));
     let mut got = vec![event(&ev), event(&ev)];
     got.sort_by(|x, y| x.0.cmp(&y.0));
     let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
@@ -162,7 +125,7 @@ fn accounting_as_events() {
     }
 
     // An answered call: one CDR when it ends, with its duration.
-    a.send(port, &invite(&a, "accevi-2"));
+    a.send(port, &common::invite_to_bob(&a, "accevi-2"));
     let inv = b.recv("the INVITE at bob");
     b.send(
         port,
@@ -175,10 +138,10 @@ fn accounting_as_events() {
     );
     let ok = a.recv("200");
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    a.send(port, &within(&a, &ok, "ACK", 1, "accevi-2-ack"));
+    a.send(port, &common::within(&a, &ok, "ACK", 1, "accevi-2-ack"));
     assert!(b.recv("ACK").starts_with("ACK "));
     std::thread::sleep(Duration::from_millis(1100));
-    a.send(port, &within(&a, &ok, "BYE", 2, "accevi-2-bye"));
+    a.send(port, &common::within(&a, &ok, "BYE", 2, "accevi-2-bye"));
     let bye = b.recv("BYE");
     b.send(port, &reply_to(&bye, "200 OK", "", ""));
     let r = a.recv("BYE 200");

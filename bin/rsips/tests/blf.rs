@@ -16,39 +16,44 @@ use std::time::Duration;
 use common::{Peer, header, reply_to};
 use roxmltree::Document;
 
-const TABLES: [(&str, &str); 5] = [
-    (
-        "presentity",
-        "id(int,auto) username(string) domain(string) event(string) etag(string) expires(int) \
-         received_time(int) body(blob,null) extra_hdrs(blob,null) sender(string,null)\n",
-    ),
-    (
-        "active_watchers",
-        "id(int,auto) presentity_uri(string) watcher_username(string) watcher_domain(string) \
-         to_user(string) to_domain(string) event(string) event_id(string,null) to_tag(string) \
-         from_tag(string) callid(string) local_cseq(int) remote_cseq(int) contact(string) \
-         record_route(string,null) expires(int) status(int) reason(string,null) version(int) \
-         socket_info(string) local_contact(string) sharing_tag(string,null)\n",
-    ),
-    (
-        "watchers",
-        "id(int,auto) presentity_uri(string) watcher_username(string) watcher_domain(string) \
-         event(string) status(int) reason(string,null) inserted_time(int)\n",
-    ),
-    (
-        "pua",
-        "id(int,auto) pres_uri(string) pres_id(string) event(int) expires(int) \
-         desired_expires(int) flag(int) etag(string,null) tuple_id(string,null) \
-         watcher_uri(string,null) to_uri(string,null) call_id(string,null) to_tag(string,null) \
-         from_tag(string,null) cseq(int,null) record_route(string,null) contact(string,null) \
-         remote_contact(string,null) version(int,null) extra_headers(string,null) \
-         sharing_tag(string,null)\n",
-    ),
-    (
-        "version",
-        "table_name(str) table_version(int)\npresentity:5\nactive_watchers:12\nwatchers:4\npua:9\n",
-    ),
-];
+/// pua's table as a db_text file.
+const PUA_TABLE: &str = "id(int,auto) pres_uri(string) pres_id(string) event(int) expires(int) \
+     desired_expires(int) flag(int) etag(string,null) tuple_id(string,null) \
+     watcher_uri(string,null) to_uri(string,null) call_id(string,null) to_tag(string,null) \
+     from_tag(string,null) cseq(int,null) record_route(string,null) contact(string,null) \
+     remote_contact(string,null) version(int,null) extra_headers(string,null) \
+     sharing_tag(string,null)\n";
+
+/// presence's and pua's tables in `db`, the `version` file listing them and `extra`.
+fn tables(db: &Path, extra: &str) {
+    std::fs::create_dir_all(db).unwrap();
+    for (name, text) in common::schema::DBTEXT_PRESENCE {
+        std::fs::write(db.join(name), text).unwrap();
+    }
+    std::fs::write(db.join("pua"), PUA_TABLE).unwrap();
+    std::fs::write(
+        db.join("version"),
+        format!(
+            "table_name(str) table_version(int)\npresentity:5\nactive_watchers:12\nwatchers:4\npua:9\n{extra}"
+        ),
+    )
+    .unwrap();
+}
+
+/// The presence server's route, the same in both configs.
+const PRESENCE_ROUTE: &str = r#"
+route[presence] {
+    if (!t_newtran()) {
+        sl_reply_error();
+        exit;
+    }
+    if (is_method("PUBLISH"))
+        handle_publish();
+    else
+        handle_subscribe();
+    exit;
+}
+"#;
 
 const CONFIG: &str = r#"
 socket=udp:127.0.0.1:PORT
@@ -95,17 +100,6 @@ route {
     send_reply(404, "Not here");
 }
 
-route[presence] {
-    if (!t_newtran()) {
-        sl_reply_error();
-        exit;
-    }
-    if (is_method("PUBLISH"))
-        handle_publish();
-    else
-        handle_subscribe();
-    exit;
-}
 "#;
 
 fn body(msg: &str) -> &str {
@@ -176,40 +170,10 @@ fn dialogs(n: &str) -> Vec<(String, String, String, String, String)> {
         .collect()
 }
 
-/// Alice's INVITE to bob@example.com.
-fn invite(a: &Peer, call: &str) -> String {
-    format!(
-        "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-{call}-1\r\n\
-         Max-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@example.com>;tag=a-{call}\r\nTo: <sip:bob@example.com>\r\n\
-         Call-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:{lp}>\r\nContent-Length: 0\r\n\r\n",
-        lp = a.port
-    )
-}
-
-/// A request within the call from alice, routed by the Record-Route of `ok` (the 200).
-fn within(a: &Peer, ok: &str, method: &str, cseq: u32, branch: &str) -> String {
-    let contact = header(ok, "Contact")[0]
-        .trim_start_matches('<')
-        .trim_end_matches('>');
-    let routes: String = header(ok, "Record-Route")
-        .iter()
-        .map(|r| format!("Route: {r}\r\n"))
-        .collect();
-    format!(
-        "{method} {contact} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-{branch}\r\n\
-         Max-Forwards: 70\r\n{routes}From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n\
-         Content-Length: 0\r\n\r\n",
-        header(ok, "From")[0],
-        header(ok, "To")[0],
-        header(ok, "Call-ID")[0],
-        lp = a.port
-    )
-}
-
 /// A call from alice answered by bob, `ringing` run once alice has the 180: (the 200 alice
 /// got).
 fn answered_call(a: &Peer, b: &Peer, port: u16, call: &str, ringing: impl Fn()) -> String {
-    a.send(port, &invite(a, call));
+    a.send(port, &common::invite_to_bob(a, call));
     let inv = b.recv("the INVITE at bob");
     assert!(inv.starts_with("INVITE sip:bob@example.com"), "{inv}");
     b.send(
@@ -229,7 +193,10 @@ fn answered_call(a: &Peer, b: &Peer, port: u16, call: &str, ringing: impl Fn()) 
     );
     let ok = a.recv("200");
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    a.send(port, &within(a, &ok, "ACK", 1, &format!("{call}-ack")));
+    a.send(
+        port,
+        &common::within(a, &ok, "ACK", 1, &format!("{call}-ack")),
+    );
     assert!(b.recv("ACK").starts_with("ACK "));
     ok
 }
@@ -242,15 +209,12 @@ fn start(dir: &Path) -> common::Kill {
 fn busy_lamps_and_message_waiting() {
     let dir = common::test_dir("blf", "main");
     let db = dir.join("db");
-    std::fs::create_dir_all(&db).unwrap();
-    for (name, text) in TABLES {
-        std::fs::write(db.join(name), text).unwrap();
-    }
+    tables(&db, "");
     let port = common::free_port();
     let (w, a, b, vm) = (Peer::new(), Peer::new(), Peer::new(), Peer::new());
     std::fs::write(
         dir.join("rsips.cfg"),
-        CONFIG
+        (CONFIG.to_owned() + PRESENCE_ROUTE)
             .replace("PORT", &port.to_string())
             .replace("BOB", &b.port.to_string())
             .replace("DB", &db.display().to_string()),
@@ -285,7 +249,7 @@ fn busy_lamps_and_message_waiting() {
     assert_eq!(entity.as_deref(), Some("sip:bob@example.com"));
 
     // An answered call: ringing, then talking, then idle again.
-    a.send(port, &invite(&a, "call-1"));
+    a.send(port, &common::invite_to_bob(&a, "call-1"));
     let inv = b.recv("the INVITE at bob");
     b.send(port, &reply_to(&inv, "180 Ringing", "b-call-1", ""));
     assert!(a.recv("180").starts_with("SIP/2.0 180"));
@@ -320,9 +284,9 @@ fn busy_lamps_and_message_waiting() {
         ("call-1.0", "confirmed"),
         "{n}"
     );
-    a.send(port, &within(&a, &ok, "ACK", 1, "call-1-ack"));
+    a.send(port, &common::within(&a, &ok, "ACK", 1, "call-1-ack"));
     assert!(b.recv("ACK").starts_with("ACK "));
-    a.send(port, &within(&a, &ok, "BYE", 2, "call-1-bye"));
+    a.send(port, &common::within(&a, &ok, "BYE", 2, "call-1-bye"));
     let bye = b.recv("BYE");
     assert!(bye.starts_with("BYE "), "{bye}");
     b.send(port, &reply_to(&bye, "200 OK", "", ""));
@@ -345,7 +309,7 @@ fn busy_lamps_and_message_waiting() {
             .first()
             .map_or_else(|| "idle".to_owned(), |d| d.1.clone())
     };
-    a.send(port, &invite(&a, "call-2"));
+    a.send(port, &common::invite_to_bob(&a, "call-2"));
     let inv = b.recv("the INVITE at bob");
     b.send(port, &reply_to(&inv, "180 Ringing", "b-call-2", ""));
     assert!(a.recv("180").starts_with("SIP/2.0 180"));
@@ -354,16 +318,7 @@ fn busy_lamps_and_message_waiting() {
     assert!(b.recv("tm's ACK of the 486").starts_with("ACK "));
     let busy = a.recv("486");
     assert!(busy.starts_with("SIP/2.0 486"), "{busy}");
-    a.send(
-        port,
-        &format!(
-            "ACK sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-call-2-1\r\n\
-             Max-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: call-2\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
-            header(&busy, "From")[0],
-            header(&busy, "To")[0],
-            lp = a.port
-        ),
-    );
+    a.send(port, &common::ack_for(&busy, "sip:bob@example.com"));
     let states: Vec<String> = (0..2).map(|_| state_of(&notify(&w, port, &log))).collect();
     assert_eq!(states, ["terminated", "idle"], "{}", log());
     assert_eq!(w.quiet(Duration::from_millis(300)), None);
@@ -505,17 +460,6 @@ route {
     send_reply(404, "Not here");
 }
 
-route[presence] {
-    if (!t_newtran()) {
-        sl_reply_error();
-        exit;
-    }
-    if (is_method("PUBLISH"))
-        handle_publish();
-    else
-        handle_subscribe();
-    exit;
-}
 "#;
 
 fn register(p: &Peer, port: u16, user: &str, cseq: u32, expires: u32) -> String {
@@ -553,15 +497,7 @@ fn basic(n: &str) -> String {
 fn registrations_publish_presence() {
     let dir = common::test_dir("blf", "usrloc");
     let db = dir.join("db");
-    std::fs::create_dir_all(&db).unwrap();
-    for (name, text) in TABLES {
-        let text = if name == "version" {
-            format!("{text}xcap:4\n")
-        } else {
-            text.to_owned()
-        };
-        std::fs::write(db.join(name), text).unwrap();
-    }
+    tables(&db, "xcap:4\n");
     std::fs::write(
         db.join("xcap"),
         "id(int,auto) username(string) domain(string) doc(blob) doc_type(int) etag(string) \
@@ -571,7 +507,7 @@ fn registrations_publish_presence() {
     let port = common::free_port();
     std::fs::write(
         dir.join("rsips.cfg"),
-        UL_CONFIG
+        (UL_CONFIG.to_owned() + PRESENCE_ROUTE)
             .replace("PORT", &port.to_string())
             .replace("DB", &db.display().to_string()),
     )

@@ -52,6 +52,7 @@ const FILES: [(&str, &str); 4] = [
     ("uri.deny", "\"^sip:bob@\" : \"blocked\"\n"),
 ];
 
+/// The status line of the reply to a request from `from`@example.com.
 fn request(
     p: &Peer,
     port: u16,
@@ -61,16 +62,7 @@ fn request(
     extra: &str,
     n: u32,
 ) -> String {
-    p.send(
-        port,
-        &format!(
-            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-perm{n}\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:{from}@example.com>;tag=p{n}\r\nTo: <sip:{from}@example.com>\r\n\
-             Call-ID: perm-{n}\r\nCSeq: 1 {method}\r\n{extra}Content-Length: 0\r\n\r\n",
-            lp = p.port
-        ),
-    );
-    let r = p.recv("the reply");
+    let r = common::request_from(p, port, (method, from, ruri), extra, n);
     r.lines().next().unwrap_or("").to_owned()
 }
 

@@ -12,30 +12,9 @@ use std::time::Duration;
 
 use common::{Peer, header, reply_to};
 
-const TABLES: [(&str, &str); 4] = [
-    (
-        "presentity",
-        "id(int,auto) username(string) domain(string) event(string) etag(string) expires(int) \
-         received_time(int) body(blob,null) extra_hdrs(blob,null) sender(string,null)\n",
-    ),
-    (
-        "active_watchers",
-        "id(int,auto) presentity_uri(string) watcher_username(string) watcher_domain(string) \
-         to_user(string) to_domain(string) event(string) event_id(string,null) to_tag(string) \
-         from_tag(string) callid(string) local_cseq(int) remote_cseq(int) contact(string) \
-         record_route(string,null) expires(int) status(int) reason(string,null) version(int) \
-         socket_info(string) local_contact(string) sharing_tag(string,null)\n",
-    ),
-    (
-        "watchers",
-        "id(int,auto) presentity_uri(string) watcher_username(string) watcher_domain(string) \
-         event(string) status(int) reason(string,null) inserted_time(int)\n",
-    ),
-    (
-        "version",
-        "table_name(str) table_version(int)\npresentity:5\nactive_watchers:12\nwatchers:4\nxcap:4\n",
-    ),
-];
+/// The `version` file of the tables.
+const VERSION: &str =
+    "table_name(str) table_version(int)\npresentity:5\nactive_watchers:12\nwatchers:4\nxcap:4\n";
 
 /// The `xcap` table with alice's pres-rules document.
 fn xcap_table(rules: &str) -> String {
@@ -108,9 +87,10 @@ fn pres_rules_decide_who_watches() {
     let _ = std::fs::remove_dir_all(&dir);
     let db = dir.join("db");
     std::fs::create_dir_all(&db).unwrap();
-    for (name, text) in TABLES {
+    for (name, text) in common::schema::DBTEXT_PRESENCE {
         std::fs::write(db.join(name), text).unwrap();
     }
+    std::fs::write(db.join("version"), VERSION).unwrap();
     // eve is blocked, bob allowed, the rest of example.com must be confirmed.
     let rules = [
         rule("<cr:one id=\"sip:eve@example.com\"/>", "block"),

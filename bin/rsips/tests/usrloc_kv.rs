@@ -46,16 +46,7 @@ fn request(
     extra: &str,
     n: u32,
 ) -> String {
-    p.send(
-        port,
-        &format!(
-            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-kv{n}\r\n\
-             Max-Forwards: 70\r\nFrom: <sip:{from}@example.com>;tag=k{n}\r\nTo: <sip:{from}@example.com>\r\n\
-             Call-ID: kv-{from}\r\nCSeq: {n} {method}\r\n{extra}Content-Length: 0\r\n\r\n",
-            lp = p.port
-        ),
-    );
-    p.recv("the reply")
+    common::request_from(p, port, (method, from, ruri), extra, n)
 }
 
 #[test]

@@ -6,8 +6,8 @@
 
 use crate::Mi;
 
-/// HTML text with `<`, `>`, `&` and quotes escaped.
-fn escape(text: &str) -> String {
+/// HTML (and XML) text with `<`, `>`, `&` and quotes escaped.
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

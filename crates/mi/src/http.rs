@@ -104,6 +104,25 @@ fn reply(
     conn.flush()
 }
 
+/// The request body: what came with the head, then read up to `length` bytes; `None` when
+/// the peer closes first.
+fn read_body(
+    conn: &mut TcpStream,
+    mut body: Vec<u8>,
+    length: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut chunk = [0u8; 4096];
+    while body.len() < length {
+        let n = conn.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(length);
+    Ok(Some(body))
+}
+
 fn connection(mut conn: TcpStream, mi: &Mi, config: &HttpConfig) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut buf = Vec::with_capacity(4096);
@@ -205,15 +224,9 @@ fn connection(mut conn: TcpStream, mi: &Mi, config: &HttpConfig) -> std::io::Res
         if length > MAX_REQUEST {
             return reply(&mut conn, 413, "Payload Too Large", "", "");
         }
-        let mut body = buf.split_off(head_len);
-        while body.len() < length {
-            let n = conn.read(&mut chunk)?;
-            if n == 0 {
-                return Ok(());
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-        body.truncate(length);
+        let Some(body) = read_body(&mut conn, buf.split_off(head_len), length)? else {
+            return Ok(());
+        };
         let page = crate::xmlrpc::handle(mi, &body);
         write!(
             conn,
@@ -237,15 +250,9 @@ fn connection(mut conn: TcpStream, mi: &Mi, config: &HttpConfig) -> std::io::Res
         // OpenSIPS drops such a connection without an HTTP reply.
         return Ok(());
     }
-    let mut body = buf.split_off(head_len);
-    while body.len() < length {
-        let n = conn.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    body.truncate(length);
+    let Some(body) = read_body(&mut conn, buf.split_off(head_len), length)? else {
+        return Ok(());
+    };
     match mi.handle(&body) {
         Some(resp) => reply(&mut conn, 200, "OK", "", &resp),
         None => reply(&mut conn, 202, "Accepted", "", ""),

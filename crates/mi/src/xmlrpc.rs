@@ -9,6 +9,7 @@ use roxmltree::{Document, Node};
 use serde_json::{Map, Value};
 
 use crate::Mi;
+use crate::html::escape;
 
 /// The faults OpenSIPS answers for the JSON-RPC errors of the protocol itself, by code (the
 /// parse error's code is written without its minus sign there).
@@ -23,21 +24,6 @@ const FIXED_FAULTS: [(i64, &str, &str); 5] = [
     (-32602, "-32602", "server error. invalid method parameters"),
     (-32000, "-32000", "server error"),
 ];
-
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn fault(code: &str, message: &str) -> String {
     format!(

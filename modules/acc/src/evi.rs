@@ -21,23 +21,13 @@ fn now() -> i64 {
 
 /// The core parameters, `time` given, then the extra and leg values of the `evi` backend.
 fn params(req: &MsgCtx, code: &str, reason: &str, to_tag: &str, time: i64) -> Params {
-    let msg = &req.msg;
-    let method = msg
-        .cseq()
-        .map(|c| c.method_str.to_owned())
-        .unwrap_or_default();
-    let from_tag = msg.from_tag().ok().flatten().unwrap_or("");
-    let (from_tag, to_tag) = if req.acc.is_some_and(|a| a.upstream) {
-        (to_tag, from_tag)
-    } else {
-        (from_tag, to_tag)
-    };
+    let (method, from_tag, to_tag, callid) = super::core_fields(req, to_tag);
     let text = |n: &str, v: &str| (Some(n.to_owned()), Value::from(v.to_owned()));
     let mut out = vec![
         text("method", &method),
         text("from_tag", from_tag),
         text("to_tag", to_tag),
-        text("callid", msg.call_id().unwrap_or("")),
+        text("callid", callid),
         text("sip_code", code),
         text("sip_reason", reason),
         (Some("time".into()), Value::Int(time)),
@@ -58,15 +48,7 @@ fn params(req: &MsgCtx, code: &str, reason: &str, to_tag: &str, time: i64) -> Pa
         }
     }
     let legs = super::log_fields(script, "leg_fields", "evi");
-    let values = req
-        .acc_extra
-        .as_ref()
-        .map(|x| {
-            x.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone()
-        })
-        .unwrap_or_default();
+    let values = super::extra_values(req);
     let pick = |values: &[(String, Value)], tag: &str| {
         values
             .iter()

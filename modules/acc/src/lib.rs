@@ -493,7 +493,9 @@ pub fn cdr_line(
 
 /// The core fields (`method=…;…;reason=…`) and the `extra_fields` / `leg_fields` of the log
 /// backend.
-fn fields(req: &MsgCtx, code: &str, reason: &str, to_tag: &str) -> String {
+/// The core fields of an accounted request: its method (the CSeq's), From and To tags (swapped
+/// for a request going upstream, `detect_direction`) and Call-ID.
+fn core_fields<'a>(req: &'a MsgCtx, to_tag: &'a str) -> (String, &'a str, &'a str, &'a str) {
     let msg = &req.msg;
     let method = msg
         .cseq()
@@ -505,22 +507,30 @@ fn fields(req: &MsgCtx, code: &str, reason: &str, to_tag: &str) -> String {
     } else {
         (from_tag, to_tag)
     };
+    (method, from_tag, to_tag, msg.call_id().unwrap_or(""))
+}
+
+/// The `$acc_extra` / `$acc_leg` values the request's accounting context holds now.
+fn extra_values(req: &MsgCtx) -> engine::ctx::AccValues {
+    req.acc_extra
+        .as_ref()
+        .map(|x| {
+            x.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        })
+        .unwrap_or_default()
+}
+
+fn fields(req: &MsgCtx, code: &str, reason: &str, to_tag: &str) -> String {
+    let (method, from_tag, to_tag, callid) = core_fields(req, to_tag);
     let mut line = format!(
-        "method={method};from_tag={from_tag};to_tag={to_tag};call_id={};code={code};reason={reason}",
-        msg.call_id().unwrap_or(""),
+        "method={method};from_tag={from_tag};to_tag={to_tag};call_id={callid};code={code};reason={reason}",
     );
     if let Some(script) = req.script.as_ref() {
         let (fields, legs) = (log_extra_fields(script), leg_fields(script));
         if !fields.is_empty() || !legs.is_empty() {
-            let values = req
-                .acc_extra
-                .as_ref()
-                .map(|x| {
-                    x.lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .clone()
-                })
-                .unwrap_or_default();
+            let values = extra_values(req);
             let mut push = |values: &[(String, Value)], fields: &[(String, String)]| {
                 for (tag, name) in fields {
                     line.push(';');

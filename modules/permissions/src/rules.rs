@@ -248,30 +248,37 @@ fn text_arg(args: &[Value], i: usize) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-fn loaded(f: &mut FnCtx<'_>, name: &str, basename: Option<&str>) -> Option<Pair> {
-    match rules_of(f, basename) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            f.log.log(-1, &format!("{name}: {e}\n"));
-            None
-        }
+/// The rules a function checks against and the URI of the header it matches them with
+/// (From, or To for a REGISTER), or the code it returns at once: 1 when there are no rules
+/// (control off), -1 when they cannot be read or the header is bad.
+fn prepare(
+    f: &mut FnCtx<'_>,
+    name: &str,
+    args: &[Value],
+    header: fn(&sip::SipMessage) -> sip::Result<sip::NameAddr<'_>>,
+) -> Result<(Pair, String), i64> {
+    let basename = text_arg(args, 0);
+    let rules = rules_of(f, basename.as_deref()).map_err(|e| {
+        f.log.log(-1, &format!("{name}: {e}\n"));
+        -1
+    })?;
+    if rules.0.is_empty() && rules.1.is_empty() {
+        return Err(1);
     }
+    let uri = header(&f.msg.msg)
+        .map(|h| h.uri().as_str().to_owned())
+        .map_err(|_| -1)?;
+    Ok((rules, uri))
 }
 
 /// `allow_routing([basename])`: the From URI against the Request-URI (and, with
 /// `check_all_branches`, every other branch's).
 pub fn allow_routing(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let basename = text_arg(args, 0);
-    let Some(rules) = loaded(f, "allow_routing", basename.as_deref()) else {
-        return -1;
+    let (rules, from) = match prepare(f, "allow_routing", args, sip::SipMessage::from_header) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let (allow, deny) = (&rules.0, &rules.1);
-    if allow.is_empty() && deny.is_empty() {
-        return 1;
-    }
-    let Ok(from) = f.msg.msg.from_header().map(|h| h.uri().as_str().to_owned()) else {
-        return -1;
-    };
     let Some(ruri) = f.msg.ruri().and_then(plain) else {
         return -1;
     };
@@ -297,17 +304,11 @@ pub fn allow_routing(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 
 /// `allow_register(basename)`: the To URI against each Contact of a REGISTER.
 pub fn allow_register(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let basename = text_arg(args, 0);
-    let Some(rules) = loaded(f, "allow_register", basename.as_deref()) else {
-        return -1;
+    let (rules, to) = match prepare(f, "allow_register", args, sip::SipMessage::to_header) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let (allow, deny) = (&rules.0, &rules.1);
-    if allow.is_empty() && deny.is_empty() {
-        return 1;
-    }
-    let Ok(to) = f.msg.msg.to_header().map(|h| h.uri().as_str().to_owned()) else {
-        return -1;
-    };
     let contacts = match f.msg.msg.contacts() {
         Ok(sip::headers::Contacts::List(l)) => l
             .iter()
@@ -328,17 +329,11 @@ pub fn allow_register(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
 
 /// `allow_uri(basename, uri)`: the From URI against the given URI.
 pub fn allow_uri(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
-    let basename = text_arg(args, 0);
-    let Some(rules) = loaded(f, "allow_uri", basename.as_deref()) else {
-        return -1;
+    let (rules, from) = match prepare(f, "allow_uri", args, sip::SipMessage::from_header) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let (allow, deny) = (&rules.0, &rules.1);
-    if allow.is_empty() && deny.is_empty() {
-        return 1;
-    }
-    let Ok(from) = f.msg.msg.from_header().map(|h| h.uri().as_str().to_owned()) else {
-        return -1;
-    };
     let uri = text_arg(args, 1).unwrap_or_default();
     if allow.matches(&from, &uri) {
         1

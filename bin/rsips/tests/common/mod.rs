@@ -694,3 +694,72 @@ pub fn leaks(msg: &str, ports: &[u16]) -> Vec<u16> {
         .filter(|p| msg.contains(&format!(":{p}")))
         .collect()
 }
+
+/// Alice's INVITE to bob@example.com from peer `a` (Call-ID `call`, From tag `a-{call}`).
+pub fn invite_to_bob(a: &Peer, call: &str) -> String {
+    format!(
+        "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-{call}-1\r\n\
+         Max-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@example.com>;tag=a-{call}\r\nTo: <sip:bob@example.com>\r\n\
+         Call-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:{lp}>\r\nContent-Length: 0\r\n\r\n",
+        lp = a.port
+    )
+}
+
+/// A request within the call from the caller at `a`, to the callee's Contact in `ok` (the
+/// 2xx the caller got) through its Record-Routes.
+pub fn within(a: &Peer, ok: &str, method: &str, cseq: u32, branch: &str) -> String {
+    let contact = header(ok, "Contact")[0]
+        .trim_start_matches('<')
+        .trim_end_matches('>');
+    let routes: String = header(ok, "Record-Route")
+        .iter()
+        .map(|r| format!("Route: {r}\r\n"))
+        .collect();
+    format!(
+        "{method} {contact} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-{branch}\r\n\
+         Max-Forwards: 70\r\n{routes}From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n\
+         Content-Length: 0\r\n\r\n",
+        header(ok, "From")[0],
+        header(ok, "To")[0],
+        header(ok, "Call-ID")[0],
+        lp = a.port
+    )
+}
+
+/// A request from `from`@example.com at peer `p` (Call-ID `req-<from>`, CSeq `n`), with
+/// `extra` headers: its reply's status line.
+pub fn request_from(
+    p: &Peer,
+    port: u16,
+    (method, from, ruri): (&str, &str, &str),
+    extra: &str,
+    n: u32,
+) -> String {
+    p.send(
+        port,
+        &format!(
+            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-req-{from}-{n}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{from}@example.com>;tag=r{n}\r\nTo: <sip:{from}@example.com>\r\n\
+             Call-ID: req-{from}\r\nCSeq: {n} {method}\r\n{extra}Content-Length: 0\r\n\r\n",
+            lp = p.port
+        ),
+    );
+    p.recv("the reply")
+}
+
+/// The hop-by-hop ACK for the negative final `reply` to an INVITE of `ruri` (its Via, so the
+/// same branch, and the reply's tags).
+pub fn ack_for(reply: &str, ruri: &str) -> String {
+    format!(
+        "ACK {ruri} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\n\
+         Call-ID: {}\r\nCSeq: {} ACK\r\nContent-Length: 0\r\n\r\n",
+        header(reply, "Via")[0],
+        header(reply, "From")[0],
+        header(reply, "To")[0],
+        header(reply, "Call-ID")[0],
+        header(reply, "CSeq")[0]
+            .split_whitespace()
+            .next()
+            .unwrap_or("1"),
+    )
+}

@@ -102,3 +102,26 @@ pub fn mysql(parts: &[&str]) -> String {
     }
     s
 }
+
+/// presence's tables as db_text files (name, header line): `presentity` (v5),
+/// `active_watchers` (v12), `watchers` (v4); a test adds its `version` file.
+pub const DBTEXT_PRESENCE: [(&str, &str); 3] = [
+    (
+        "presentity",
+        "id(int,auto) username(string) domain(string) event(string) etag(string) expires(int) \
+         received_time(int) body(blob,null) extra_hdrs(blob,null) sender(string,null)\n",
+    ),
+    (
+        "active_watchers",
+        "id(int,auto) presentity_uri(string) watcher_username(string) watcher_domain(string) \
+         to_user(string) to_domain(string) event(string) event_id(string,null) to_tag(string) \
+         from_tag(string) callid(string) local_cseq(int) remote_cseq(int) contact(string) \
+         record_route(string,null) expires(int) status(int) reason(string,null) version(int) \
+         socket_info(string) local_contact(string) sharing_tag(string,null)\n",
+    ),
+    (
+        "watchers",
+        "id(int,auto) presentity_uri(string) watcher_username(string) watcher_domain(string) \
+         event(string) status(int) reason(string,null) inserted_time(int)\n",
+    ),
+];
