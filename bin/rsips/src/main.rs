@@ -70,6 +70,7 @@ fn available() -> engine::Available {
             &presence::PRESENCE_XML,
             &presence::PRESENCE_DIALOGINFO,
             &presence::PRESENCE_MWI,
+            &presence::PRESENCE_REGINFO,
             &pua::PUA,
             &pua::dialoginfo::MODULE,
             &pua::usrloc::MODULE,

@@ -16,6 +16,13 @@ use sip::SipMessage;
 use transport::Proto;
 use transport::stream::{Inbound, Listen, Streams};
 
+/// Waits until the server is set up (`ready`), or stops.
+fn wait_ready(ready: &AtomicBool, stop: &AtomicBool) {
+    while !ready.load(Ordering::Acquire) && !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Running listeners and their workers (they stop when the shared flag is raised).
 pub struct Server {
     workers: Vec<JoinHandle<()>>,
@@ -408,6 +415,9 @@ impl Server {
         stop: Arc<AtomicBool>,
     ) -> Result<Server, String> {
         let script = scripts.load();
+        // The workers read nothing until every module's sender and hook is set below (a
+        // request may be queued on a socket as soon as it is bound).
+        let ready = Arc::new(AtomicBool::new(false));
         let (mut udp, mut udp_workers) = (Vec::new(), Vec::new());
         for s in addresses(&script, "udp")? {
             let Some(addr) = s.addr else { continue };
@@ -534,13 +544,18 @@ impl Server {
         }
         for (i, (local, _)) in outlet.udp.iter().enumerate() {
             for _ in 0..udp_workers.get(i).copied().unwrap_or(1).max(1) {
-                let (scripts, stop, outlet) =
-                    (Arc::clone(&scripts), Arc::clone(&stop), Arc::clone(&outlet));
+                let (scripts, stop, outlet, ready) = (
+                    Arc::clone(&scripts),
+                    Arc::clone(&stop),
+                    Arc::clone(&outlet),
+                    Arc::clone(&ready),
+                );
                 let (local, state) = (*local, initial.clone());
                 let (id, desc) = (processes.len(), format!("UDP receiver udp:{local}"));
                 processes.push(desc.clone());
                 handles.push(std::thread::spawn(move || {
                     engine::profiling::bind(id, engine::profiling::ProcType::Udp, &desc);
+                    wait_ready(&ready, &stop);
                     udp_worker(i, local, &outlet, state, &scripts, &stop)
                 }));
             }
@@ -548,17 +563,19 @@ impl Server {
         if streams.is_some() {
             let n = script.global_int("tcp_workers").unwrap_or(8).max(1);
             for _ in 0..n {
-                let (scripts, stop, outlet, rx) = (
+                let (scripts, stop, outlet, rx, ready) = (
                     Arc::clone(&scripts),
                     Arc::clone(&stop),
                     Arc::clone(&outlet),
                     inboxes.clone(),
+                    Arc::clone(&ready),
                 );
                 let state = initial.clone();
                 let id = processes.len();
                 processes.push("TCP worker".to_owned());
                 handles.push(std::thread::spawn(move || {
                     engine::profiling::bind(id, engine::profiling::ProcType::Tcp, "TCP worker");
+                    wait_ready(&ready, &stop);
                     stream_worker(&rx, &outlet, state, &scripts, &stop)
                 }));
             }
@@ -791,6 +808,7 @@ impl Server {
             );
             sockets_mgm::serve(Box::new(opener), dynamic);
         }
+        ready.store(true, Ordering::Release);
         Ok(Server {
             workers: handles,
             streams,

@@ -71,6 +71,7 @@ loadmodule "db_text.so"
 loadmodule "presence.so"
 loadmodule "presence_dialoginfo.so"
 loadmodule "presence_mwi.so"
+loadmodule "presence_reginfo.so"
 loadmodule "pua.so"
 loadmodule "pua_dialoginfo.so"
 modparam("presence|pua", "db_url", "text://DB")
@@ -359,6 +360,65 @@ fn busy_lamps_and_message_waiting() {
         body(&n).is_empty() && header(&n, "Content-Type").is_empty(),
         "{n}"
     );
+
+    // Registration state (presence_reginfo): the published document with the watcher's own
+    // version, one more at each change.
+    let reg = |state: &str| {
+        format!(
+            "<?xml version=\"1.0\"?>\n<reginfo xmlns=\"urn:ietf:params:xml:ns:reginfo\" version=\"0\" \
+             state=\"full\"><registration aor=\"sip:erin@example.com\" id=\"a1\" state=\"{state}\"/></reginfo>"
+        )
+    };
+    let publish_reg = |body: &str, n: u32, etag: Option<&str>| {
+        let if_match = etag.map_or(String::new(), |e| format!("SIP-If-Match: {e}\r\n"));
+        vm.send(
+            port,
+            &format!(
+                "PUBLISH sip:erin@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-reg{n}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:registrar@example.com>;tag=reg{n}\r\nTo: <sip:erin@example.com>\r\n\
+                 Call-ID: reg-{n}\r\nCSeq: 1 PUBLISH\r\nEvent: reg\r\nExpires: 600\r\n{if_match}\
+                 Content-Type: application/reginfo+xml\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len(),
+                lp = vm.port
+            ),
+        );
+        let r = vm.recv("the PUBLISH reply");
+        assert!(r.starts_with("SIP/2.0 200"), "{r}\n{}", log());
+        header(&r, "SIP-ETag")[0].to_owned()
+    };
+    // Subscribed first (a NOTIFY without a body), so that each PUBLISH makes one NOTIFY.
+    let erin = Peer::new();
+    let r = subscribe(&erin, port, "erin", "reg", "sub-erin");
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    let n = notify(&erin, port, &log);
+    assert!(body(&n).is_empty(), "{n}");
+    let version_state = |n: &str| {
+        assert_eq!(
+            header(n, "Content-Type"),
+            ["application/reginfo+xml"],
+            "{n}"
+        );
+        let d = Document::parse(body(n)).unwrap_or_else(|e| panic!("{e}: {n}"));
+        let root = d.root_element();
+        let state = root
+            .first_element_child()
+            .and_then(|r| r.attribute("state"))
+            .unwrap_or("")
+            .to_owned();
+        (
+            root.attribute("version")
+                .unwrap_or("")
+                .parse::<u32>()
+                .unwrap(),
+            state,
+        )
+    };
+    let etag = publish_reg(&reg("active"), 1, None);
+    let (v1, st) = version_state(&notify(&erin, port, &log));
+    assert_eq!(st, "active");
+    publish_reg(&reg("terminated"), 2, Some(&etag));
+    let (v2, st) = version_state(&notify(&erin, port, &log));
+    assert_eq!((v2, st.as_str()), (v1 + 1, "terminated"));
 
     // A call in progress when rsips stops: pua's two publications (alice's and bob's) are
     // written to its table, and read back at the next start.

@@ -6,7 +6,7 @@ use sip::HeaderName;
 
 use crate::notify::{self, Notice};
 use crate::state::{DbFlag, PresKey, Publication, State, Status, Sub};
-use crate::{BodyKind, Config, EventDef, config, dialoginfo, now, pidf, state, v};
+use crate::{BodyKind, Config, EventDef, config, dialoginfo, now, pidf, reginfo, state, v};
 
 /// `sip:user@domain`, or `sip:domain` without a user.
 pub(crate) fn uri_of(user: &str, domain: &str) -> String {
@@ -62,10 +62,15 @@ fn event_of(f: &mut FnCtx<'_>, cfg: &Config) -> Option<(EventDef, Option<String>
     }
 }
 
-/// The Expires header, or the default, capped at `max`; `Err` after a 400.
-fn expires_of(f: &mut FnCtx<'_>, max: u32) -> Result<u32, ()> {
+/// The Expires header, or the event's default, capped at `max`; `Err` after a 400.
+fn expires_of(f: &mut FnCtx<'_>, cfg: &Config, ev: &EventDef, max: u32) -> Result<u32, ()> {
+    let default = if ev.body == BodyKind::Reginfo {
+        cfg.reginfo_expires
+    } else {
+        crate::DEFAULT_EXPIRES
+    };
     match f.msg.msg.expires() {
-        Ok(e) => Ok(e.unwrap_or(crate::DEFAULT_EXPIRES).min(max)),
+        Ok(e) => Ok(e.unwrap_or(default).min(max)),
         Err(_) => {
             reply(f, 400, "Bad request", Vec::new());
             Err(())
@@ -180,6 +185,21 @@ fn notice(
                         cfg.single_dialog,
                     ))
                 }
+                BodyKind::Reginfo => {
+                    let list = st.presentities.get(&key());
+                    if cfg.reginfo_aggregate {
+                        let bodies: Vec<&str> = list
+                            .into_iter()
+                            .flatten()
+                            .map(|p| p.body.as_str())
+                            .collect();
+                        reginfo::aggregate(&bodies, s.version)
+                    } else {
+                        list.and_then(|l| l.iter().max_by_key(|p| p.received))
+                            .filter(|p| !p.body.is_empty())
+                            .map(|p| reginfo::with_version(&p.body, s.version))
+                    }
+                }
                 // The newest publication (the list keeps them in the order they came).
                 BodyKind::Newest => st
                     .presentities
@@ -252,7 +272,7 @@ pub fn handle_publish(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some((ev, _)) = event_of(f, cfg) else {
         return -1;
     };
-    let Ok(expires) = expires_of(f, cfg.max_expires_publish) else {
+    let Ok(expires) = expires_of(f, cfg, &ev, cfg.max_expires_publish) else {
         return -1;
     };
     let Ok(ruri) = f.msg.msg.request_uri() else {
@@ -478,7 +498,7 @@ pub fn handle_subscribe(f: &mut FnCtx<'_>, args: &[Value]) -> i64 {
     let Some((ev, event_id)) = event_of(f, cfg) else {
         return -1;
     };
-    let Ok(expires) = expires_of(f, cfg.max_expires_subscribe) else {
+    let Ok(expires) = expires_of(f, cfg, &ev, cfg.max_expires_subscribe) else {
         return -1;
     };
     let m = &f.msg.msg;

@@ -21,6 +21,7 @@ pub mod dialoginfo;
 mod handlers;
 mod notify;
 pub mod pidf;
+pub mod reginfo;
 pub mod rules;
 mod state;
 
@@ -98,6 +99,15 @@ pub static PRESENCE_DIALOGINFO: ModuleSpec = ModuleSpec {
     params: &[("force_single_dialog", ParamType::Int)],
 };
 
+pub static PRESENCE_REGINFO: ModuleSpec = ModuleSpec {
+    name: "presence_reginfo",
+    functions: &[],
+    params: &[
+        ("default_expires", ParamType::Int),
+        ("aggregate_presentities", ParamType::Int),
+    ],
+};
+
 pub static PRESENCE_MWI: ModuleSpec = ModuleSpec {
     name: "presence_mwi",
     functions: &[],
@@ -126,6 +136,9 @@ pub enum BodyKind {
     DialogInfo,
     /// presence_mwi: the newest publication's body as it is.
     Newest,
+    /// presence_reginfo: the newest publication (or all merged, `aggregate_presentities`)
+    /// with the watcher's version ([`reginfo`]).
+    Reginfo,
 }
 
 /// An event package a module handles (presence_xml's, presence_dialoginfo's,
@@ -146,7 +159,10 @@ impl EventDef {
 
     /// Whether a PUBLISH body must be XML (a 415 otherwise).
     fn xml(&self) -> bool {
-        matches!(self.body, BodyKind::Pidf | BodyKind::DialogInfo)
+        matches!(
+            self.body,
+            BodyKind::Pidf | BodyKind::DialogInfo | BodyKind::Reginfo
+        )
     }
 }
 
@@ -155,6 +171,14 @@ const DIALOG_EVENT: EventDef = EventDef {
     name: "dialog",
     content_type: "application/dialog-info+xml",
     body: BodyKind::DialogInfo,
+    req_auth: false,
+};
+
+/// presence_reginfo's event (RFC 3680).
+const REG_EVENT: EventDef = EventDef {
+    name: "reg",
+    content_type: "application/reginfo+xml",
+    body: BodyKind::Reginfo,
     req_auth: false,
 };
 
@@ -231,6 +255,9 @@ struct Config {
     generate_offline_body: bool,
     /// presence_dialoginfo's `force_single_dialog`.
     single_dialog: bool,
+    /// presence_reginfo's `aggregate_presentities` and `default_expires`.
+    reginfo_aggregate: bool,
+    reginfo_expires: u32,
     events: Vec<EventDef>,
     started: i64,
     etags: AtomicU64,
@@ -291,6 +318,7 @@ fn events(script: &Script) -> Vec<EventDef> {
         ("presence_xml", &XML_EVENTS[..]),
         ("presence_mwi", &[MWI_EVENT][..]),
         ("presence_dialoginfo", &[DIALOG_EVENT][..]),
+        ("presence_reginfo", &[REG_EVENT][..]),
     ] {
         if let Some(at) = script.load_position(module) {
             modules.push((at, events));
@@ -306,7 +334,12 @@ fn events(script: &Script) -> Vec<EventDef> {
 /// Reads the parameters and the tables when the script loads presence.
 pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
     if !script.loads("presence") {
-        for m in ["presence_xml", "presence_dialoginfo", "presence_mwi"] {
+        for m in [
+            "presence_xml",
+            "presence_dialoginfo",
+            "presence_mwi",
+            "presence_reginfo",
+        ] {
             if script.loads(m) {
                 return Err(format!("{m} needs the presence module"));
             }
@@ -401,6 +434,11 @@ pub fn start(script: &Script, options: &db::Options) -> Result<(), String> {
         xcap,
         generate_offline_body: int("presence_xml", "generate_offline_body", 1) != 0,
         single_dialog: int("presence_dialoginfo", "force_single_dialog", 0) != 0,
+        reginfo_aggregate: int("presence_reginfo", "aggregate_presentities", 0) != 0,
+        reginfo_expires: u32::try_from(int("presence_reginfo", "default_expires", 3600))
+            .ok()
+            .filter(|e| *e > 0)
+            .unwrap_or(3600),
         events: events(script),
         started: now,
         etags: AtomicU64::new(0),
@@ -477,6 +515,7 @@ fn event_code(name: &str) -> i64 {
         "presence.winfo" => 2,
         "dialog" => 5,
         "message-summary" => 6,
+        "reg" => 12,
         _ => 0,
     }
 }
