@@ -166,6 +166,7 @@ pub fn start(script: &Script, cfg_file: Option<&str>) -> Result<(), String> {
     enum_module::start(script)?;
     uac_redirect::start(script)?;
     stir_shaken::start(script)?;
+    rest_client::tls::start(script)?;
     clusterer::start(script, &options)?;
     opentelemetry::start(script)?;
     dispatcher::start(script, &options)

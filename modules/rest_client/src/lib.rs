@@ -4,7 +4,10 @@
 //! (-1 connection refused, -2 connection timeout, -3 transfer timeout, -10 other errors).
 //! Both timeouts are bounded (`connection_timeout`, `curl_timeout`), so a dead web service
 //! costs a worker seconds, not forever.
+//! TLS: `ssl_verifypeer`, `ssl_verifyhost`, `ssl_capath` ([`tls`]).
 #![forbid(unsafe_code)]
+
+pub mod tls;
 
 use std::time::Duration;
 
@@ -107,10 +110,13 @@ fn agent(script: &Script) -> ureq::Agent {
                 .clamp(1, 3600) as u64,
         )
     };
-    ureq::AgentBuilder::new()
+    let mut builder = ureq::AgentBuilder::new()
         .timeout_connect(secs("connection_timeout", 20))
-        .timeout(secs("curl_timeout", 20))
-        .build()
+        .timeout(secs("curl_timeout", 20));
+    if let Some(config) = tls::config(script) {
+        builder = builder.tls_config(config);
+    }
+    builder.build()
 }
 
 /// What the transfer gave: (return code, status, content type, body).
@@ -144,6 +150,9 @@ fn transfer(
         Err(ureq::Error::Transport(t)) => {
             let text = t.to_string().to_ascii_lowercase();
             let code = match t.kind() {
+                // A TLS handshake that fails (the peer's certificate refused) is no refused
+                // connection: libcurl's SSL errors are OpenSIPS' "other" errors.
+                ureq::ErrorKind::ConnectionFailed if text.contains("tls") => INTERNAL,
                 ureq::ErrorKind::ConnectionFailed if text.contains("timed out") => CONNECT_TIMEOUT,
                 ureq::ErrorKind::ConnectionFailed => REFUSED,
                 ureq::ErrorKind::Io
