@@ -791,6 +791,7 @@ modparam("nathelper", "ping_nated_only", 1)
 modparam("nathelper", "received_avp", "$avp(rcv)")
 modparam("nathelper", "sipping_bflag", "SIPPING")
 modparam("nathelper", "sipping_from", "sip:pinger@127.0.0.1")
+modparam("nathelper", "max_pings_lost", 3)
 modparam("registrar", "received_avp", "$avp(rcv)")
 route {
     if (nat_uac_test("private-contact")) {
@@ -844,6 +845,14 @@ route {
     assert_eq!(
         header(&ping, "From").map(|f| f.starts_with("<sip:pinger@127.0.0.1>;tag=")),
         Some(true)
+    );
+    // What rsips does not do is said at start.
+    assert!(
+        server.log().contains(
+            "nathelper: max_pings_lost is not supported by rsips yet: contacts that stop answering pings are not removed"
+        ),
+        "{}",
+        server.log()
     );
     // Nothing for the contact registered without the NAT flag.
     let deadline = Instant::now() + Duration::from_millis(2500);

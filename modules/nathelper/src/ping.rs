@@ -20,11 +20,42 @@ pub struct Pinging {
     pub method: String,
 }
 
+/// nathelper parameters rsips reads but whose work it does not do: its pings are not
+/// followed by their replies, and only UDP contacts are pinged.
+const NOT_DONE: [(&str, &str); 6] = [
+    (
+        "remove_on_timeout_bflag",
+        "contacts that stop answering pings are not removed",
+    ),
+    (
+        "max_pings_lost",
+        "contacts that stop answering pings are not removed",
+    ),
+    ("sipping_latency_flag", "ping latencies are not measured"),
+    ("sipping_ignore_rpl_codes", "ping replies are not looked at"),
+    ("natping_tcp", "TCP, TLS and WS contacts are not pinged"),
+    (
+        "natping_socket",
+        "pings leave from the socket the contact registered on",
+    ),
+];
+
 impl Pinging {
-    /// The pinging the script asks for (nathelper loaded, `natping_interval` > 0).
+    /// The pinging the script asks for (nathelper loaded, `natping_interval` > 0). A
+    /// parameter set whose work rsips does not do is said in the log, once per start.
     pub fn of(script: &Script) -> Option<Pinging> {
         if !script.loads("nathelper") {
             return None;
+        }
+        for (param, what) in NOT_DONE {
+            let set = script.modparams("nathelper").any(|(n, v)| {
+                n == param
+                    && !matches!(v, cfg::ast::ParamValue::Int(0))
+                    && !matches!(v, cfg::ast::ParamValue::Str(s) if s.trim().is_empty())
+            });
+            if set {
+                log::warn!("nathelper: {param} is not supported by rsips yet: {what}");
+            }
         }
         let secs = script
             .modparam_int("nathelper", "natping_interval")
